@@ -1,0 +1,111 @@
+//! Command-line definitions (clap). Parsing only: each command maps to one operation in `ops`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ravencert",
+    version,
+    about = "GitOps for RavenDB certificates: declare them in certs.toml, review the plan, apply it",
+    after_help = "Exit codes: 0 success, 1 error; plan --detailed-exitcode: 0 no changes, 2 changes, 1 error."
+)]
+pub struct Cli {
+    /// Path of certs.toml
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "certs.toml",
+        value_name = "PATH"
+    )]
+    pub config: PathBuf,
+
+    /// Store directory (overrides [store].path)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+
+    /// When to color output
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented starter certs.toml (refuses to overwrite)
+    Init,
+    /// Check certs.toml and the files it references; change nothing
+    Validate,
+    /// Show what apply would do; change nothing
+    Plan(PlanArgs),
+    /// Carry out the plan
+    Apply(ApplyArgs),
+    /// Show the store as RavenDB's Certificates view does
+    Status {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the server certificate(s) export now
+    Export {
+        /// Where to write it (default: [server].export)
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
+    /// Print the JSON schema of certs.toml
+    Schema,
+    /// Print shell completions
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Machine-readable output (format_version 1)
+    #[arg(long)]
+    pub json: bool,
+    /// Add a unified diff of the registry before and after
+    #[arg(long)]
+    pub diff: bool,
+    /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Re-issue this client (or `server`) even if nothing else asks for it
+    #[arg(long, value_name = "KEY")]
+    pub replace: Vec<String>,
+    /// Plan even when every registered client certificate would be deleted
+    #[arg(long)]
+    pub allow_delete_all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Do not ask for confirmation
+    #[arg(long)]
+    pub yes: bool,
+    /// Machine-readable report
+    #[arg(long)]
+    pub json: bool,
+    /// Re-issue this client (or `server`) even if nothing else asks for it
+    #[arg(long, value_name = "KEY")]
+    pub replace: Vec<String>,
+    /// How long to wait for another apply to finish, e.g. 30s, 2m (default 0s)
+    #[arg(long, value_name = "DUR", default_value = "0s")]
+    pub lock_timeout: String,
+    /// Allow a plan that deletes every registered client certificate
+    #[arg(long)]
+    pub allow_delete_all: bool,
+}

@@ -1,0 +1,1098 @@
+//! certs.toml: the serde schema types (with spans, for errors that name the line) and their
+//! validation into [`Desired`], the value the planner works from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::model::{
+    check_client_key, check_database_name, Access, Clearance, KeySpec, PfxProfile, RenewBefore,
+    Span,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Schema types: exactly what certs.toml may contain. Unknown keys are refused by serde.
+
+/// certs.toml: the certificates a RavenDB cluster should have.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "ravencert certs.toml")]
+pub struct RawConfig {
+    /// Format version of this file; must be 1.
+    #[schemars(with = "u32", range(min = 1, max = 1))]
+    pub version: Spanned<i64>,
+    /// Where the certificate store lives and how it may change.
+    #[serde(default)]
+    pub store: Option<RawStore>,
+    /// Values every client inherits unless it sets its own.
+    #[serde(default)]
+    #[schemars(with = "Option<RawDefaults>")]
+    pub defaults: Option<Spanned<RawDefaults>>,
+    /// The cluster's own certificate(s); required to generate client certificates.
+    #[serde(default)]
+    #[schemars(with = "Option<RawServer>")]
+    pub server: Option<Spanned<RawServer>>,
+    /// Client certificates, by stable id (1-64 of a-z 0-9 - _ .; it becomes a file name).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawClient>")]
+    pub clients: BTreeMap<Spanned<String>, Spanned<RawClient>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Store")]
+pub struct RawStore {
+    /// Store directory, relative to this file's folder (default "store").
+    pub path: Option<String>,
+    /// Delete registered certificates that are no longer declared (default false).
+    #[serde(default)]
+    pub prune: bool,
+    /// A plan that would delete more certificates is refused; 0 = no limit (default 5).
+    #[schemars(with = "Option<u32>")]
+    pub max_deletions: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Defaults")]
+pub struct RawDefaults {
+    /// Key type of generated certificates (default rsa-4096, as RavenDB generates).
+    pub key: Option<KeySpec>,
+    /// Lifetime of generated client certificates, e.g. "5y" (default), "1y", "90d".
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    pub validity: Option<Spanned<String>>,
+    /// Re-issue when less than this is left ("30d"), or a share of the lifetime ("33%").
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+([hdwmy]|%)$"))]
+    pub renew_before: Option<Spanned<String>>,
+    /// Encryption of issued .pfx files: modern (default) or legacy.
+    pub pfx: Option<PfxProfile>,
+    /// After a re-issue, keep the old certificate registered this long (default "0d").
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    pub overlap: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Server")]
+pub struct RawServer {
+    /// Generate a self-signed server certificate (development, tests).
+    #[serde(default)]
+    pub generate: bool,
+    /// Common name of a generated server certificate; also its DNS name unless `dns` is set.
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
+    /// DNS names (subject alternative names) of a generated server certificate.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub dns: Option<Spanned<Vec<String>>>,
+    /// Key type of a generated server certificate (default rsa-4096).
+    pub key: Option<KeySpec>,
+    /// Lifetime of a generated server certificate (default "1y").
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    pub validity: Option<Spanned<String>>,
+    /// Instead of `generate`: the cluster's existing certificate(s), one .pfx per node.
+    #[schemars(with = "Option<Vec<RawCertFile>>")]
+    pub certificates: Option<Spanned<Vec<RawCertFile>>>,
+    /// Where `apply` keeps the exported server certificate(s), relative to this file's folder.
+    pub export: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "NodeCertificate")]
+pub struct RawCertFile {
+    /// The .pfx of one node (certificate and private key).
+    pub path: String,
+    /// Environment variable holding the .pfx password.
+    pub password_env: Option<String>,
+    /// File holding the .pfx password (relative to this file's folder).
+    pub password_file: Option<String>,
+    /// Refused: secrets never stand in certs.toml.
+    #[serde(default)]
+    #[schemars(skip)]
+    pub password: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Client")]
+pub struct RawClient {
+    /// Display name and certificate CN; defaults to the table key. Unique among clients.
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
+    /// ClusterAdmin | Operator | ValidUser.
+    pub clearance: Clearance,
+    /// Database -> Admin | ReadWrite | Read; only with ValidUser.
+    #[schemars(with = "Option<BTreeMap<String, Access>>")]
+    pub databases: Option<Spanned<BTreeMap<String, Access>>>,
+    /// Key type (generated clients only).
+    #[schemars(with = "Option<KeySpec>")]
+    pub key: Option<Spanned<KeySpec>>,
+    /// Lifetime (generated clients only), e.g. "1y".
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    pub validity: Option<Spanned<String>>,
+    /// Re-issue when less than this is left, or a share of the lifetime ("33%").
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+([hdwmy]|%)$"))]
+    pub renew_before: Option<Spanned<String>>,
+    /// Encryption of the issued .pfx: modern | legacy.
+    #[schemars(with = "Option<PfxProfile>")]
+    pub pfx: Option<Spanned<PfxProfile>>,
+    /// After a re-issue, keep the old certificate registered this long.
+    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    pub overlap: Option<Spanned<String>>,
+    /// Environment variable holding the password (of the issued .pfx, or of the uploaded file).
+    #[schemars(with = "Option<String>")]
+    pub password_env: Option<Spanned<String>>,
+    /// File holding that password, relative to this file's folder.
+    #[schemars(with = "Option<String>")]
+    pub password_file: Option<Spanned<String>>,
+    /// Never deleted or re-issued unless `--replace KEY` names it.
+    #[serde(default)]
+    pub protect: bool,
+    /// Register an existing certificate file (.pfx/.p12, PEM or DER) instead of generating.
+    #[schemars(with = "Option<String>")]
+    pub upload: Option<Spanned<String>>,
+    /// Refused: secrets never stand in certs.toml.
+    #[serde(default)]
+    #[schemars(skip)]
+    pub password: Option<Spanned<toml::Value>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated values.
+
+/// Where a secret comes from. The secret itself is read only when needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(v) => write!(f, "environment variable {v}"),
+            SecretRef::File(p) => write!(f, "password file {}", p.display()),
+        }
+    }
+}
+
+impl SecretRef {
+    /// Reads the secret. A trailing newline in a password file is not part of the password.
+    pub fn read(&self) -> Result<Secret, String> {
+        match self {
+            SecretRef::Env(name) => match std::env::var(name) {
+                Ok(v) => Ok(Secret(v)),
+                Err(std::env::VarError::NotPresent) => Err(format!(
+                    "environment variable {name} is not set: export it before running ravencert"
+                )),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    Err(format!("environment variable {name} is not valid UTF-8"))
+                }
+            },
+            SecretRef::File(path) => match std::fs::read_to_string(path) {
+                Ok(text) => Ok(Secret(
+                    text.strip_suffix('\n')
+                        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                        .unwrap_or(&text)
+                        .to_string(),
+                )),
+                Err(e) => Err(format!("cannot read password file {}: {e}", path.display())),
+            },
+        }
+    }
+}
+
+/// A password. Its Debug form never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    pub path: PathBuf,
+    pub password: Option<SecretRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    pub path: PathBuf,
+    pub prune: bool,
+    /// 0 = no limit.
+    pub max_deletions: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerateSpec {
+    pub key: KeySpec,
+    pub validity: Span,
+    pub renew_before: RenewBefore,
+    pub pfx: PfxProfile,
+    pub overlap: Span,
+    pub password: Option<SecretRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerSource {
+    Generate {
+        name: String,
+        dns: Vec<String>,
+        key: KeySpec,
+        validity: Span,
+        renew_before: RenewBefore,
+    },
+    Imported(Vec<FileRef>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerDesired {
+    pub source: ServerSource,
+    pub export: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientSource {
+    Generate(GenerateSpec),
+    Upload(FileRef),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientDesired {
+    pub key: String,
+    pub name: String,
+    pub clearance: Clearance,
+    pub permissions: BTreeMap<String, Access>,
+    pub protect: bool,
+    pub source: ClientSource,
+}
+
+/// certs.toml after validation: what the store should hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub config_path: PathBuf,
+    pub store: StoreSettings,
+    pub server: Option<ServerDesired>,
+    pub clients: BTreeMap<String, ClientDesired>,
+    pub warnings: Vec<String>,
+}
+
+impl Desired {
+    /// Every file the config refers to (for watch and saved-plan fingerprints).
+    pub fn referenced_files(&self) -> Vec<PathBuf> {
+        let mut refs: Vec<(&PathBuf, Option<&SecretRef>)> = Vec::new();
+        if let Some(ServerDesired {
+            source: ServerSource::Imported(files),
+            ..
+        }) = &self.server
+        {
+            refs.extend(files.iter().map(|r| (&r.path, r.password.as_ref())));
+        }
+        let mut files = Vec::new();
+        for c in self.clients.values() {
+            match &c.source {
+                ClientSource::Upload(r) => files.push(r.path.clone()),
+                ClientSource::Generate(_) => {}
+            }
+        }
+        for (path, _) in &refs {
+            files.push((*path).clone());
+        }
+        let secrets =
+            refs.into_iter()
+                .filter_map(|(_, s)| s)
+                .chain(self.clients.values().filter_map(|c| match &c.source {
+                    ClientSource::Upload(r) => r.password.as_ref(),
+                    ClientSource::Generate(g) => g.password.as_ref(),
+                }));
+        for s in secrets {
+            if let SecretRef::File(p) = s {
+                files.push(p.clone());
+            }
+        }
+        files
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors.
+
+/// A problem in certs.toml, written for the person at the terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The key path, e.g. `clients.orders-app.databases`.
+    pub key: String,
+    pub message: String,
+    /// The source line, shown under the message.
+    pub snippet: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        if self.key.is_empty() {
+            write!(f, ": {}", self.message)?;
+        } else {
+            write!(f, ": {}: {}", self.key, self.message)?;
+        }
+        if let Some(s) = &self.snippet {
+            write!(f, "\n    | {s}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Collects errors with positions computed from the source text.
+struct Checker<'a> {
+    file: &'a Path,
+    source: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Checker<'a> {
+    fn position(&self, span: &Range<usize>) -> (usize, usize, String) {
+        let start = span.start.min(self.source.len());
+        let before = &self.source[..start];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        let text = self.source[line_start..]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_end()
+            .to_string();
+        (line, column, text)
+    }
+
+    fn error_at(&mut self, span: Option<&Range<usize>>, key: impl Into<String>, message: String) {
+        let (line, column, snippet) = match span {
+            Some(s) => {
+                let (l, c, t) = self.position(s);
+                (Some(l), Some(c), Some(t))
+            }
+            None => (None, None, None),
+        };
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            key: key.into(),
+            message,
+            snippet,
+        });
+    }
+}
+
+/// Parses and validates certs.toml text. `base` is the folder relative paths start from.
+pub fn parse(file: &Path, source: &str, base: &Path) -> Result<Desired, Vec<ConfigError>> {
+    let mut ck = Checker {
+        file,
+        source,
+        errors: Vec::new(),
+    };
+    let raw: RawConfig = match toml::from_str(source) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span();
+            let message = e.message().trim().to_string();
+            let key = span
+                .as_ref()
+                .map(|s| key_on_line(&ck.position(s).2))
+                .unwrap_or_default();
+            let message = if message.starts_with("unknown field") {
+                format!("{message}; unknown keys are refused so that a typo is never ignored")
+            } else if message == "missing field `version`" {
+                "missing field `version`: certs.toml must start with `version = 1`".to_string()
+            } else {
+                message
+            };
+            ck.error_at(span.as_ref(), key, message);
+            return Err(ck.errors);
+        }
+    };
+    let desired = validate(&mut ck, raw, file, base);
+    if ck.errors.is_empty() {
+        Ok(desired)
+    } else {
+        Err(ck.errors)
+    }
+}
+
+/// The key written at the start of a TOML line (`a.b = ...` -> `a.b`), for messages.
+fn key_on_line(line: &str) -> String {
+    match line.split_once('=') {
+        Some((k, _)) if !line.trim_start().starts_with('[') => k.trim().to_string(),
+        _ => String::new(),
+    }
+}
+
+fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> Desired {
+    let mut warnings = Vec::new();
+    if *raw.version.get_ref() != 1 {
+        ck.error_at(
+            Some(&raw.version.span()),
+            "version",
+            format!(
+                "format version {} is not supported; this ravencert reads version = 1",
+                raw.version.get_ref()
+            ),
+        );
+    }
+
+    let store = {
+        let s = raw.store.as_ref();
+        let max_deletions = match s.and_then(|s| s.max_deletions.as_ref()) {
+            None => 5,
+            Some(m) => match u32::try_from(*m.get_ref()) {
+                Ok(n) => n,
+                Err(_) => {
+                    ck.error_at(
+                        Some(&m.span()),
+                        "store.max_deletions",
+                        "must be a whole number from 0 (no limit) upwards".into(),
+                    );
+                    5
+                }
+            },
+        };
+        StoreSettings {
+            path: base.join(s.and_then(|s| s.path.as_deref()).unwrap_or("store")),
+            prune: s.is_some_and(|s| s.prune),
+            max_deletions,
+        }
+    };
+
+    let defaults = raw.defaults.as_ref().map(|d| d.get_ref());
+    let default_key = defaults.and_then(|d| d.key).unwrap_or(KeySpec::Rsa4096);
+    let default_validity = span_field(
+        ck,
+        defaults.and_then(|d| d.validity.as_ref()),
+        "defaults.validity",
+    )
+    .unwrap_or(Span::days(5 * 365));
+    let default_renew = renew_field(
+        ck,
+        defaults.and_then(|d| d.renew_before.as_ref()),
+        "defaults.renew_before",
+    )
+    .unwrap_or(RenewBefore::Span(Span::days(30)));
+    let default_pfx = defaults.and_then(|d| d.pfx).unwrap_or(PfxProfile::Modern);
+    let default_overlap = span_field(
+        ck,
+        defaults.and_then(|d| d.overlap.as_ref()),
+        "defaults.overlap",
+    )
+    .unwrap_or(Span::days(0));
+
+    let server = raw
+        .server
+        .as_ref()
+        .and_then(|s| validate_server(ck, s, base, default_renew));
+
+    let mut clients = BTreeMap::new();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for (key, client) in &raw.clients {
+        let id = key.get_ref().clone();
+        let at = format!("clients.{id}");
+        if let Err(e) = check_client_key(&id) {
+            ck.error_at(Some(&key.span()), at.clone(), e);
+            continue;
+        }
+        let c = client.get_ref();
+        let cspan = client.span();
+
+        if let Some(p) = &c.password {
+            ck.error_at(
+                Some(&p.span()),
+                format!("{at}.password"),
+                "passwords never stand in certs.toml (it is reviewed and kept in git): name an environment variable with `password_env` or a file with `password_file`".into(),
+            );
+        }
+
+        let name = match &c.name {
+            Some(n) => {
+                let trimmed = n.get_ref().trim();
+                if trimmed.is_empty() {
+                    ck.error_at(
+                        Some(&n.span()),
+                        format!("{at}.name"),
+                        "Name is a required field: give a non-empty name, or remove `name` to use the key".into(),
+                    );
+                }
+                trimmed.to_string()
+            }
+            None => id.clone(),
+        };
+        if !name.is_empty() {
+            let folded = name.to_lowercase();
+            if let Some(other) = names.get(&folded) {
+                let span = c.name.as_ref().map_or(cspan.clone(), |n| n.span());
+                ck.error_at(
+                    Some(&span),
+                    format!("{at}.name"),
+                    format!("name '{name}' is already used by clients.{other}; RavenDB identifies people by name, so each client needs its own"),
+                );
+            } else {
+                names.insert(folded, id.clone());
+            }
+        }
+
+        let mut permissions = BTreeMap::new();
+        if let Some(dbs) = &c.databases {
+            if c.clearance != Clearance::ValidUser {
+                ck.error_at(
+                    Some(&dbs.span()),
+                    format!("{at}.databases"),
+                    format!(
+                        "a {} reaches every database, so a database list on it means nothing; remove `databases` or set clearance = \"ValidUser\"",
+                        c.clearance
+                    ),
+                );
+            }
+            let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+            for (db, access) in dbs.get_ref() {
+                if let Err(e) = check_database_name(db) {
+                    ck.error_at(Some(&dbs.span()), format!("{at}.databases.{db}"), e);
+                    continue;
+                }
+                let folded = db.to_lowercase();
+                if let Some(first) = seen.get(&folded) {
+                    ck.error_at(
+                        Some(&dbs.span()),
+                        format!("{at}.databases.{db}"),
+                        format!("database '{db}' is the same as '{first}' (RavenDB matches database names case-insensitively); keep one"),
+                    );
+                    continue;
+                }
+                seen.insert(folded, db);
+                permissions.insert(db.clone(), *access);
+            }
+        } else if c.clearance == Clearance::ValidUser {
+            warnings.push(format!(
+                "clients.{id}: a ValidUser with no databases can reach no database; add `databases = {{ Name = \"Read\" }}`"
+            ));
+        }
+
+        let password = secret_ref(
+            ck,
+            c.password_env.as_ref(),
+            c.password_file.as_ref(),
+            &at,
+            base,
+        );
+
+        let source = if let Some(upload) = &c.upload {
+            for (field, span) in [
+                ("key", c.key.as_ref().map(|k| k.span())),
+                ("validity", c.validity.as_ref().map(|k| k.span())),
+                ("renew_before", c.renew_before.as_ref().map(|k| k.span())),
+                ("pfx", c.pfx.as_ref().map(|k| k.span())),
+            ] {
+                if let Some(span) = span {
+                    ck.error_at(
+                        Some(&span),
+                        format!("{at}.{field}"),
+                        format!("`{field}` is for generated certificates; an uploaded certificate keeps what its file holds — remove `{field}` or `upload`"),
+                    );
+                }
+            }
+            ck.error_at(
+                Some(&upload.span()),
+                format!("{at}.upload"),
+                "uploading existing certificates is not supported yet by this version of ravencert; remove the client or generate it instead".into(),
+            );
+            ClientSource::Upload(FileRef {
+                path: base.join(upload.get_ref()),
+                password,
+            })
+        } else {
+            let validity = span_field(ck, c.validity.as_ref(), &format!("{at}.validity"))
+                .unwrap_or(default_validity);
+            let renew_before =
+                renew_field(ck, c.renew_before.as_ref(), &format!("{at}.renew_before"))
+                    .unwrap_or(default_renew);
+            check_renew_window(
+                ck,
+                renew_before,
+                validity,
+                c.renew_before
+                    .as_ref()
+                    .or(c.validity.as_ref())
+                    .map(|s| s.span())
+                    .unwrap_or(cspan.clone()),
+                &at,
+            );
+            let overlap = span_field(ck, c.overlap.as_ref(), &format!("{at}.overlap"))
+                .unwrap_or(default_overlap);
+            ClientSource::Generate(GenerateSpec {
+                key: c.key.as_ref().map_or(default_key, |k| *k.get_ref()),
+                validity,
+                renew_before,
+                pfx: c.pfx.as_ref().map_or(default_pfx, |p| *p.get_ref()),
+                overlap,
+                password,
+            })
+        };
+
+        if matches!(source, ClientSource::Generate(_)) && server.is_none() {
+            ck.error_at(
+                Some(&cspan),
+                at.clone(),
+                "generating a client certificate needs the server certificate that signs it: add a [server] section (generate = true, or certificates = [...])".into(),
+            );
+        }
+
+        clients.insert(
+            id.clone(),
+            ClientDesired {
+                key: id,
+                name,
+                clearance: c.clearance,
+                permissions,
+                protect: c.protect,
+                source,
+            },
+        );
+    }
+
+    Desired {
+        config_path: file.to_path_buf(),
+        store,
+        server,
+        clients,
+        warnings,
+    }
+}
+
+fn validate_server(
+    ck: &mut Checker<'_>,
+    s: &Spanned<RawServer>,
+    base: &Path,
+    renew_before: RenewBefore,
+) -> Option<ServerDesired> {
+    let span = s.span();
+    let s = s.get_ref();
+    let export = s.export.as_ref().map(|e| base.join(e));
+    match (s.generate, &s.certificates) {
+        (true, Some(c)) => {
+            ck.error_at(
+                Some(&c.span()),
+                "server.certificates",
+                "choose one: `generate = true` makes a self-signed server certificate, `certificates` uses existing ones".into(),
+            );
+            None
+        }
+        (false, None) => {
+            ck.error_at(
+                Some(&span),
+                "server",
+                "declare the server certificate: `generate = true` with a `name`, or `certificates = [{ path = \"node.pfx\", password_env = \"...\" }]`".into(),
+            );
+            None
+        }
+        (false, Some(certs)) => {
+            for (field, sp) in [
+                ("name", s.name.as_ref().map(|x| x.span())),
+                ("dns", s.dns.as_ref().map(|x| x.span())),
+                ("validity", s.validity.as_ref().map(|x| x.span())),
+            ] {
+                if let Some(sp) = sp {
+                    ck.error_at(
+                        Some(&sp),
+                        format!("server.{field}"),
+                        format!("`{field}` is for a generated server certificate; existing certificates keep what their files hold"),
+                    );
+                }
+            }
+            let mut refs = Vec::new();
+            for (i, c) in certs.get_ref().iter().enumerate() {
+                let at = format!("server.certificates[{i}]");
+                if c.password.is_some() {
+                    ck.error_at(
+                        Some(&certs.span()),
+                        format!("{at}.password"),
+                        "passwords never stand in certs.toml: use `password_env` or `password_file`".into(),
+                    );
+                }
+                let password = match (&c.password_env, &c.password_file) {
+                    (Some(_), Some(_)) => {
+                        ck.error_at(
+                            Some(&certs.span()),
+                            at.clone(),
+                            "give `password_env` or `password_file`, not both".into(),
+                        );
+                        None
+                    }
+                    (Some(v), None) => Some(SecretRef::Env(v.clone())),
+                    (None, Some(f)) => Some(SecretRef::File(base.join(f))),
+                    (None, None) => None,
+                };
+                refs.push(FileRef {
+                    path: base.join(&c.path),
+                    password,
+                });
+            }
+            if refs.is_empty() {
+                ck.error_at(
+                    Some(&certs.span()),
+                    "server.certificates",
+                    "list at least one node certificate".into(),
+                );
+            }
+            ck.error_at(
+                Some(&certs.span()),
+                "server.certificates",
+                "existing server certificates are not supported yet by this version of ravencert; use `generate = true` for now".into(),
+            );
+            Some(ServerDesired {
+                source: ServerSource::Imported(refs),
+                export,
+            })
+        }
+        (true, None) => {
+            let Some(name) = &s.name else {
+                ck.error_at(
+                    Some(&span),
+                    "server.name",
+                    "a generated server certificate needs `name` (its CN, e.g. \"cluster.example.com\")".into(),
+                );
+                return None;
+            };
+            let name_text = name.get_ref().trim().to_string();
+            if name_text.is_empty() {
+                ck.error_at(
+                    Some(&name.span()),
+                    "server.name",
+                    "must not be empty".into(),
+                );
+            }
+            let dns = match &s.dns {
+                Some(d) => {
+                    if d.get_ref().is_empty() {
+                        ck.error_at(
+                            Some(&d.span()),
+                            "server.dns",
+                            "list at least one DNS name, or remove `dns` to use the name".into(),
+                        );
+                    }
+                    for n in d.get_ref() {
+                        if let Err(e) = check_dns_name(n) {
+                            ck.error_at(Some(&d.span()), "server.dns", e);
+                        }
+                    }
+                    d.get_ref().clone()
+                }
+                None => {
+                    if let Err(e) = check_dns_name(&name_text) {
+                        ck.error_at(
+                            Some(&name.span()),
+                            "server.name",
+                            format!("{e}; without `dns` the name is also the DNS name, so set `dns = [...]`"),
+                        );
+                    }
+                    vec![name_text.clone()]
+                }
+            };
+            let validity =
+                span_field(ck, s.validity.as_ref(), "server.validity").unwrap_or(Span::days(365));
+            check_renew_window(
+                ck,
+                renew_before,
+                validity,
+                s.validity.as_ref().map_or(span.clone(), |v| v.span()),
+                "server",
+            );
+            Some(ServerDesired {
+                source: ServerSource::Generate {
+                    name: name_text,
+                    dns,
+                    key: s.key.unwrap_or(KeySpec::Rsa4096),
+                    validity,
+                    renew_before,
+                },
+                export,
+            })
+        }
+    }
+}
+
+fn check_dns_name(name: &str) -> Result<(), String> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let labels: Vec<&str> = name.strip_prefix("*.").unwrap_or(name).split('.').collect();
+    if name.len() > 253 || !labels.iter().all(|l| label_ok(l)) {
+        return Err(format!(
+            "'{name}' is not a valid DNS name (letters, digits and '-' in dot-separated labels)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_renew_window(
+    ck: &mut Checker<'_>,
+    renew: RenewBefore,
+    validity: Span,
+    span: Range<usize>,
+    at: &str,
+) {
+    if let RenewBefore::Span(r) = renew {
+        if r >= validity {
+            ck.error_at(
+                Some(&span),
+                format!("{at}.renew_before"),
+                format!("renew_before {r} is not shorter than the validity {validity}: the certificate would be re-issued on every run; shorten renew_before or lengthen validity"),
+            );
+        }
+    }
+}
+
+fn span_field(ck: &mut Checker<'_>, v: Option<&Spanned<String>>, at: &str) -> Option<Span> {
+    let v = v?;
+    match Span::parse(v.get_ref()) {
+        Ok(s) if s.seconds > 0 || at.ends_with("overlap") => Some(s),
+        Ok(_) => {
+            ck.error_at(Some(&v.span()), at, "must be longer than zero".into());
+            None
+        }
+        Err(e) => {
+            ck.error_at(Some(&v.span()), at, e);
+            None
+        }
+    }
+}
+
+fn renew_field(ck: &mut Checker<'_>, v: Option<&Spanned<String>>, at: &str) -> Option<RenewBefore> {
+    let v = v?;
+    match RenewBefore::parse(v.get_ref()) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            ck.error_at(Some(&v.span()), at, e);
+            None
+        }
+    }
+}
+
+fn secret_ref(
+    ck: &mut Checker<'_>,
+    env: Option<&Spanned<String>>,
+    file: Option<&Spanned<String>>,
+    at: &str,
+    base: &Path,
+) -> Option<SecretRef> {
+    match (env, file) {
+        (Some(_), Some(f)) => {
+            ck.error_at(
+                Some(&f.span()),
+                format!("{at}.password_file"),
+                "give `password_env` or `password_file`, not both".into(),
+            );
+            None
+        }
+        (Some(e), None) => {
+            let name = e.get_ref();
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                ck.error_at(
+                    Some(&e.span()),
+                    format!("{at}.password_env"),
+                    "must name an environment variable".into(),
+                );
+                None
+            } else {
+                Some(SecretRef::Env(name.clone()))
+            }
+        }
+        (None, Some(f)) => Some(SecretRef::File(base.join(f.get_ref()))),
+        (None, None) => None,
+    }
+}
+
+/// Checks that every secret and referenced file the config names is there, before anything is
+/// written. Returns one message per missing thing.
+pub fn check_references(desired: &Desired) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut check_secret = |owner: &str, s: &SecretRef| {
+        if let Err(e) = s.read() {
+            problems.push(format!("{owner}: {e}"));
+        }
+    };
+    for c in desired.clients.values() {
+        let owner = format!("clients.{}", c.key);
+        match &c.source {
+            ClientSource::Generate(g) => {
+                if let Some(s) = &g.password {
+                    check_secret(&owner, s);
+                }
+            }
+            ClientSource::Upload(r) => {
+                if let Some(s) = &r.password {
+                    check_secret(&owner, s);
+                }
+            }
+        }
+    }
+    if let Some(ServerDesired {
+        source: ServerSource::Imported(refs),
+        ..
+    }) = &desired.server
+    {
+        for (i, r) in refs.iter().enumerate() {
+            if let Some(s) = &r.password {
+                check_secret(&format!("server.certificates[{i}]"), s);
+            }
+        }
+    }
+    for f in desired.referenced_files() {
+        if !f.exists() {
+            problems.push(format!(
+                "{} does not exist (referenced by certs.toml)",
+                f.display()
+            ));
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    problems
+}
+
+/// The JSON schema of certs.toml, as checked in under schema/.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(RawConfig);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Desired, Vec<ConfigError>> {
+        parse(Path::new("certs.toml"), text, Path::new("/cfg"))
+    }
+
+    const SERVER: &str = "version = 1\n[server]\ngenerate = true\nname = \"cluster.example.com\"\n";
+
+    fn first_error(text: &str) -> ConfigError {
+        parse_str(text).expect_err("should be refused").remove(0)
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let d = parse_str(&format!(
+            "{SERVER}[clients.admin]\nclearance = \"ClusterAdmin\"\n"
+        ))
+        .unwrap();
+        assert_eq!(d.store.path, Path::new("/cfg/store"));
+        assert_eq!(d.store.max_deletions, 5);
+        let admin = &d.clients["admin"];
+        assert_eq!(admin.name, "admin");
+        let ClientSource::Generate(g) = &admin.source else {
+            panic!()
+        };
+        assert_eq!(g.key, KeySpec::Rsa4096);
+        assert_eq!(g.validity, Span::days(5 * 365));
+        assert_eq!(g.pfx, PfxProfile::Modern);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = first_error(&format!(
+            "{SERVER}[clients.admin]\nclearence = \"ClusterAdmin\"\n"
+        ));
+        assert_eq!(e.line, Some(6));
+        assert!(e.message.contains("clearence"), "{e}");
+    }
+
+    #[test]
+    fn password_in_file_is_refused_with_pointer() {
+        let e = first_error(&format!(
+            "{SERVER}[clients.app]\nclearance = \"Operator\"\npassword = \"hunter2\"\n"
+        ));
+        assert_eq!(e.key, "clients.app.password");
+        assert!(e.message.contains("password_env"));
+        assert!(!e.to_string().contains("hunter2") || e.snippet.is_some());
+    }
+
+    #[test]
+    fn databases_only_for_valid_user() {
+        let e = first_error(&format!(
+            "{SERVER}[clients.op]\nclearance = \"Operator\"\ndatabases = {{ Orders = \"Read\" }}\n"
+        ));
+        assert_eq!(e.key, "clients.op.databases");
+        assert_eq!(e.line, Some(7));
+    }
+
+    #[test]
+    fn case_duplicate_databases_refused() {
+        let e = first_error(&format!(
+            "{SERVER}[clients.u]\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\", orders = \"Admin\" }}\n"
+        ));
+        assert!(e.message.contains("case-insensitively"), "{e}");
+    }
+
+    #[test]
+    fn valid_user_without_databases_warns() {
+        let d = parse_str(&format!("{SERVER}[clients.u]\nclearance = \"ValidUser\"\n")).unwrap();
+        assert_eq!(d.warnings.len(), 1);
+    }
+
+    #[test]
+    fn duplicate_names_refused() {
+        let e = first_error(&format!(
+            "{SERVER}[clients.a]\nclearance = \"Operator\"\nname = \"Ops\"\n[clients.b]\nclearance = \"Operator\"\nname = \"ops\"\n"
+        ));
+        assert_eq!(e.key, "clients.b.name");
+    }
+
+    #[test]
+    fn renew_before_must_be_shorter_than_validity() {
+        let e = first_error(&format!(
+            "{SERVER}[clients.a]\nclearance = \"Operator\"\nvalidity = \"30d\"\nrenew_before = \"30d\"\n"
+        ));
+        assert_eq!(e.key, "clients.a.renew_before");
+    }
+
+    #[test]
+    fn version_other_than_one_refused() {
+        let e = first_error("version = 2\n");
+        assert_eq!(e.key, "version");
+        assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn generated_client_needs_server() {
+        let e = first_error("version = 1\n[clients.a]\nclearance = \"Operator\"\n");
+        assert_eq!(e.key, "clients.a");
+    }
+}

@@ -1,0 +1,18 @@
+//! ravencert: GitOps for RavenDB certificates.
+//!
+//! Data flows one way: certs.toml is parsed and validated into a [`config::Desired`], the store
+//! is loaded and verified into a [`store::Actual`], [`plan::plan`] (pure) diffs them into a
+//! [`plan::Plan`], and [`apply::apply`] carries it out through [`pki`] and the [`store`].
+
+pub mod apply;
+pub mod cli;
+pub mod config;
+pub mod model;
+pub mod ops;
+pub mod pki;
+pub mod plan;
+pub mod render;
+pub mod store;
+
+/// The starter `ravencert init` writes: the bundled, commented example.
+pub const STARTER: &str = include_str!("../certs.toml.example");

@@ -1,0 +1,104 @@
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use ravencert::cli::{Cli, ColorChoice, Command};
+use ravencert::ops::{self, Context, Output};
+use ravencert::render::Style;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(out) => {
+            emit(&out);
+            out.code
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    };
+    ExitCode::from(code)
+}
+
+/// Prints a command's output; a closed pipe (`ravencert plan | head`) is not an error.
+fn emit(out: &Output) {
+    let _ = std::io::stdout().write_all(out.stdout.as_bytes());
+    let _ = std::io::stderr().write_all(out.stderr.as_bytes());
+}
+
+fn use_color(choice: ColorChoice) -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    match choice {
+        _ if no_color => false,
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stdout().is_terminal(),
+    }
+}
+
+fn run(cli: Cli) -> ops::Result<Output> {
+    let ctx = Context {
+        config: cli.config.clone(),
+        store_override: cli.store.clone(),
+        style: Style {
+            color: use_color(cli.color),
+        },
+        now: now(),
+    };
+    match cli.command {
+        Command::Init => ops::init(&ctx),
+        Command::Validate => ops::validate(&ctx),
+        Command::Plan(a) => ops::plan(
+            &ctx,
+            &ops::PlanRequest {
+                json: a.json,
+                diff: a.diff,
+                detailed_exitcode: a.detailed_exitcode,
+                replace: a.replace,
+                allow_delete_all: a.allow_delete_all,
+            },
+        ),
+        Command::Apply(a) => ops::apply(
+            &ctx,
+            &ops::ApplyRequest {
+                yes: a.yes,
+                json: a.json,
+                replace: a.replace,
+                lock_timeout: ops::parse_wait(&a.lock_timeout)?,
+                allow_delete_all: a.allow_delete_all,
+            },
+        ),
+        Command::Status { json } => ops::status(&ctx, json),
+        Command::Export { out } => ops::export(&ctx, out),
+        Command::Schema => Ok(Output {
+            stdout: ravencert::config::json_schema(),
+            stderr: String::new(),
+            code: 0,
+        }),
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ravencert", &mut buf);
+            Ok(Output {
+                stdout: String::from_utf8_lossy(&buf).into_owned(),
+                stderr: String::new(),
+                code: 0,
+            })
+        }
+    }
+}
+
+/// The clock. Debug builds (the ones `cargo test` runs) honour RAVENCERT_TEST_NOW (RFC 3339) so
+/// that tests can walk a certificate through its life; release builds never read it.
+fn now() -> time::OffsetDateTime {
+    #[cfg(debug_assertions)]
+    if let Ok(t) = std::env::var("RAVENCERT_TEST_NOW") {
+        if let Ok(t) =
+            time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
+        {
+            return t;
+        }
+    }
+    time::OffsetDateTime::now_utc()
+}

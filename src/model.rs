@@ -1,0 +1,411 @@
+//! The shared vocabulary: RavenDB's clearances and access levels, key types, durations.
+//! Spellings follow RavenDB (`ClusterAdmin`, `ReadWrite`), so an admin who knows the Studio
+//! finds the same words here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A certificate's security clearance (one per certificate).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum Clearance {
+    /// Only the databases listed in its permissions ("User" in the Studio).
+    ValidUser,
+    /// Admin of every database; cannot change the cluster.
+    Operator,
+    /// No restriction.
+    ClusterAdmin,
+}
+
+impl Clearance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Clearance::ValidUser => "ValidUser",
+            Clearance::Operator => "Operator",
+            Clearance::ClusterAdmin => "ClusterAdmin",
+        }
+    }
+}
+
+impl fmt::Display for Clearance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Clearance {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ValidUser" => Ok(Clearance::ValidUser),
+            "Operator" => Ok(Clearance::Operator),
+            "ClusterAdmin" => Ok(Clearance::ClusterAdmin),
+            other => Err(format!(
+                "unknown clearance '{other}' (expected ClusterAdmin, Operator or ValidUser)"
+            )),
+        }
+    }
+}
+
+/// Access to one database, for a `ValidUser`. Ordered by power: Read < ReadWrite < Admin.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum Access {
+    Read,
+    ReadWrite,
+    Admin,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "Read",
+            Access::ReadWrite => "ReadWrite",
+            Access::Admin => "Admin",
+        }
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Access {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "Read" => Ok(Access::Read),
+            "ReadWrite" => Ok(Access::ReadWrite),
+            "Admin" => Ok(Access::Admin),
+            other => Err(format!(
+                "unknown access '{other}' (expected Admin, ReadWrite or Read)"
+            )),
+        }
+    }
+}
+
+/// Database name -> access. Sorted by name so that every rendering is stable.
+pub type Permissions = BTreeMap<String, Access>;
+
+/// Key algorithm and size of a generated certificate.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum KeySpec {
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    #[serde(rename = "rsa-3072")]
+    Rsa3072,
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+    #[serde(rename = "ec-p256")]
+    EcP256,
+    #[serde(rename = "ec-p384")]
+    EcP384,
+}
+
+impl KeySpec {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySpec::Rsa2048 => "rsa-2048",
+            KeySpec::Rsa3072 => "rsa-3072",
+            KeySpec::Rsa4096 => "rsa-4096",
+            KeySpec::EcP256 => "ec-p256",
+            KeySpec::EcP384 => "ec-p384",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<KeySpec> {
+        [
+            KeySpec::Rsa2048,
+            KeySpec::Rsa3072,
+            KeySpec::Rsa4096,
+            KeySpec::EcP256,
+            KeySpec::EcP384,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for KeySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How an issued .pfx is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PfxProfile {
+    /// PBES2 / PBKDF2 / AES-256-CBC with a SHA-256 MAC (OpenSSL 3's default).
+    Modern,
+    /// 3DES with a SHA-1 MAC, for old Windows and .NET Framework clients.
+    Legacy,
+}
+
+/// Where a certificate registered in the store came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Generated,
+    Uploaded,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Generated => "generated",
+            Source::Uploaded => "uploaded",
+        }
+    }
+}
+
+/// A span of time as certs.toml writes it: `90d`, `2w`, `6m` (30 days), `5y` (365 days), `12h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span {
+    pub seconds: i64,
+}
+
+impl Span {
+    pub const fn days(days: i64) -> Span {
+        Span {
+            seconds: days * 86_400,
+        }
+    }
+
+    pub fn as_duration(self) -> time::Duration {
+        time::Duration::seconds(self.seconds)
+    }
+
+    /// Parses `<whole number><unit>` with unit h, d, w, m or y.
+    pub fn parse(text: &str) -> Result<Span, String> {
+        let text = text.trim();
+        let unit_at = text
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("'{text}' has no unit (write e.g. 30d, 2w, 6m, 1y)"))?;
+        let (digits, unit) = text.split_at(unit_at);
+        if digits.is_empty() {
+            return Err(format!(
+                "'{text}' must start with a whole number (write e.g. 30d, 2w, 6m, 1y)"
+            ));
+        }
+        let n: i64 = digits
+            .parse()
+            .map_err(|_| format!("'{text}' is too large"))?;
+        let per: i64 = match unit {
+            "h" => 3_600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            "m" => 30 * 86_400,
+            "y" => 365 * 86_400,
+            _ => {
+                return Err(format!(
+                "'{text}' has an unknown unit '{unit}' (use h, d, w, m = 30 days or y = 365 days)"
+            ))
+            }
+        };
+        // Bounded so that adding it to today's date can never overflow.
+        if n > 1_000 * 365 * 86_400 / per {
+            return Err(format!("'{text}' is longer than 1000 years"));
+        }
+        Ok(Span { seconds: n * per })
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.seconds;
+        // Days are unambiguous ("30d", not "1m"); whole years read better as years.
+        if s != 0 && s % (365 * 86_400) == 0 {
+            write!(f, "{}y", s / (365 * 86_400))
+        } else if s % 86_400 == 0 {
+            write!(f, "{}d", s / 86_400)
+        } else {
+            write!(f, "{}h", s / 3_600)
+        }
+    }
+}
+
+/// When to re-issue: a fixed span before expiry, or a share of the certificate's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewBefore {
+    Span(Span),
+    Percent(u8),
+}
+
+impl RenewBefore {
+    pub fn parse(text: &str) -> Result<RenewBefore, String> {
+        let t = text.trim();
+        if let Some(p) = t.strip_suffix('%') {
+            let n: u8 = p
+                .parse()
+                .map_err(|_| format!("'{t}' is not a whole percentage from 1% to 99%"))?;
+            if !(1..=99).contains(&n) {
+                return Err(format!("'{t}' is not a whole percentage from 1% to 99%"));
+            }
+            return Ok(RenewBefore::Percent(n));
+        }
+        Span::parse(t).map(RenewBefore::Span)
+    }
+
+    /// How long before `not_after` a certificate with this lifetime is re-issued.
+    pub fn window(self, lifetime: time::Duration) -> time::Duration {
+        match self {
+            RenewBefore::Span(s) => s.as_duration(),
+            RenewBefore::Percent(p) => lifetime * (f64::from(p) / 100.0),
+        }
+    }
+}
+
+impl fmt::Display for RenewBefore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RenewBefore::Span(s) => s.fmt(f),
+            RenewBefore::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// Checks a database name against RavenDB's rule; returns the server's own message when bad.
+pub fn check_database_name(name: &str) -> Result<(), String> {
+    let not_permitted = || {
+        format!(
+            "The name '{name}' is not permitted. Only letters, digits and characters ('_', '-', '.') are allowed."
+        )
+    };
+    if name.is_empty() {
+        return Err("a database name cannot be empty".into());
+    }
+    if name.chars().count() > 128 {
+        return Err(format!(
+            "The name '{name}' is longer than 128 characters, RavenDB's limit."
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.')
+    {
+        return Err(not_permitted());
+    }
+    if name.starts_with('.') || name.ends_with('.') || name.contains("..") {
+        return Err(format!(
+            "The name '{name}' is not permitted. A '.' must stand between other allowed characters."
+        ));
+    }
+    let upper = name.to_ascii_uppercase();
+    let reserved = matches!(upper.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || ((upper.starts_with("COM") || upper.starts_with("LPT"))
+            && upper.len() == 4
+            && matches!(upper.as_bytes()[3], b'1'..=b'9'));
+    if reserved {
+        return Err(format!(
+            "The name '{name}' is not permitted. It is a reserved name on Windows."
+        ));
+    }
+    Ok(())
+}
+
+/// Client keys become file names: 1-64 characters of a-z 0-9 - _ . not starting with '.'.
+pub fn check_client_key(key: &str) -> Result<(), String> {
+    let ok_chars = key
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+    if key.is_empty() || key.len() > 64 || !ok_chars || key.starts_with('.') {
+        return Err(format!(
+            "client key '{}' is not allowed: use 1 to 64 characters of a-z 0-9 - _ . not starting with '.' (it becomes a file name)",
+            key.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_parse_with_units() {
+        assert_eq!(Span::parse("30d").unwrap(), Span::days(30));
+        assert_eq!(Span::parse("2w").unwrap(), Span::days(14));
+        assert_eq!(Span::parse("6m").unwrap(), Span::days(180));
+        assert_eq!(Span::parse("5y").unwrap(), Span::days(5 * 365));
+        assert_eq!(Span::parse("12h").unwrap().seconds, 12 * 3600);
+        assert!(Span::parse("30").is_err());
+        assert!(Span::parse("d").is_err());
+        assert!(Span::parse("1.5y").is_err());
+        assert!(Span::parse("3s").is_err());
+        assert!(Span::parse("99999999999999999999d").is_err());
+        assert!(Span::parse("5000y").is_err());
+    }
+
+    #[test]
+    fn span_display_round_trips() {
+        for (t, shown) in [
+            ("5y", "5y"),
+            ("6m", "180d"),
+            ("2w", "14d"),
+            ("30d", "30d"),
+            ("12h", "12h"),
+        ] {
+            assert_eq!(Span::parse(t).unwrap().to_string(), shown);
+        }
+    }
+
+    #[test]
+    fn renew_before_accepts_share() {
+        assert_eq!(RenewBefore::parse("33%").unwrap(), RenewBefore::Percent(33));
+        assert!(RenewBefore::parse("0%").is_err());
+        assert!(RenewBefore::parse("100%").is_err());
+        let w = RenewBefore::Percent(50).window(time::Duration::days(10));
+        assert_eq!(w, time::Duration::days(5));
+    }
+
+    #[test]
+    fn database_names_follow_ravendb() {
+        assert!(check_database_name("Orders").is_ok());
+        assert!(check_database_name("Orders.2024-eu_1").is_ok());
+        assert!(check_database_name("Заказы").is_ok());
+        let e = check_database_name("a/b").unwrap_err();
+        assert_eq!(e, "The name 'a/b' is not permitted. Only letters, digits and characters ('_', '-', '.') are allowed.");
+        assert!(check_database_name(".x").is_err());
+        assert!(check_database_name("x.").is_err());
+        assert!(check_database_name("a..b").is_err());
+        assert!(check_database_name("con").is_err());
+        assert!(check_database_name("LPT3").is_err());
+        assert!(check_database_name("COM10").is_ok());
+        assert!(check_database_name(&"a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn client_keys_are_safe_file_names() {
+        assert!(check_client_key("orders-app").is_ok());
+        assert!(check_client_key("a.b_c-1").is_ok());
+        for bad in [
+            "",
+            ".hidden",
+            "../x",
+            "a/b",
+            "Upper",
+            "a b",
+            &"x".repeat(65),
+        ] {
+            assert!(check_client_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn access_is_ordered_by_power() {
+        assert!(Access::Read < Access::ReadWrite && Access::ReadWrite < Access::Admin);
+        assert!(Clearance::ValidUser < Clearance::Operator);
+        assert!(Clearance::Operator < Clearance::ClusterAdmin);
+    }
+}

@@ -1,0 +1,522 @@
+//! One function per command: load what it needs, call the core, render. The CLI and the tests
+//! call these; they return what to print and the exit code.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use crate::apply;
+use crate::config::{self, ClientSource, ConfigError, Desired};
+use crate::model::RenewBefore;
+use crate::plan::{self, Plan, PlanOptions};
+use crate::render::{self, Style};
+use crate::store::{Actual, Store};
+
+/// An error for the person at the terminal; always exit code 1.
+#[derive(Debug)]
+pub struct Failure(pub String);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<E: std::error::Error> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Failure>;
+
+/// Global settings shared by every command.
+pub struct Context {
+    pub config: PathBuf,
+    pub store_override: Option<PathBuf>,
+    pub style: Style,
+    pub now: OffsetDateTime,
+}
+
+/// The result of a command: what to print and how to exit.
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: u8,
+}
+
+impl Output {
+    fn ok(stdout: String) -> Output {
+        Output {
+            stdout,
+            stderr: String::new(),
+            code: 0,
+        }
+    }
+}
+
+fn config_errors(errors: Vec<ConfigError>) -> Failure {
+    let n = errors.len();
+    let mut text = errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\nerror: ");
+    if n > 1 {
+        text.push_str(&format!(
+            "\n({n} problems in certs.toml; nothing was changed)"
+        ));
+    } else {
+        text.push_str("\n(nothing was changed)");
+    }
+    Failure(text)
+}
+
+impl Context {
+    /// Reads and validates certs.toml.
+    pub fn desired(&self) -> Result<Desired> {
+        let text = std::fs::read(&self.config).map_err(|e| {
+            Failure(format!(
+                "cannot read {}: {e}{}",
+                self.config.display(),
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    " (run `ravencert init` to write a starter, or pass -c PATH)"
+                } else {
+                    ""
+                }
+            ))
+        })?;
+        let text = String::from_utf8(text)
+            .map_err(|_| Failure(format!("{}: is not UTF-8 text", self.config.display())))?;
+        let base = match self.config.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut desired = config::parse(&self.config, &text, &base).map_err(config_errors)?;
+        if let Some(s) = &self.store_override {
+            desired.store.path = s.clone();
+        }
+        Ok(desired)
+    }
+
+    /// Desired plus the check that every referenced secret and file is there.
+    fn desired_checked(&self) -> Result<Desired> {
+        let desired = self.desired()?;
+        let problems = config::check_references(&desired);
+        if !problems.is_empty() {
+            return Err(Failure(format!(
+                "{}: {}\n(nothing was changed)",
+                self.config.display(),
+                problems.join(&format!("\nerror: {}: ", self.config.display()))
+            )));
+        }
+        Ok(desired)
+    }
+}
+
+fn export_path(desired: &Desired) -> Option<&Path> {
+    desired.server.as_ref().and_then(|s| s.export.as_deref())
+}
+
+pub fn init(ctx: &Context) -> Result<Output> {
+    if ctx.config.exists() {
+        return Err(Failure(format!(
+            "{} already exists; init never overwrites (edit it, or pass -c NEW_PATH)",
+            ctx.config.display()
+        )));
+    }
+    let starter: String = crate::STARTER
+        .lines()
+        .filter(|l| !l.starts_with("#:schema"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&ctx.config)
+        .and_then(|mut f| f.write_all(starter.as_bytes()))
+        .map_err(|e| Failure(format!("cannot write {}: {e}", ctx.config.display())))?;
+    Ok(Output::ok(format!(
+        "Wrote {}. Review it, then run `ravencert plan`.\n",
+        ctx.config.display()
+    )))
+}
+
+pub fn validate(ctx: &Context) -> Result<Output> {
+    let desired = ctx.desired_checked()?;
+    let mut out = format!(
+        "{} is valid: {} client certificate{}, store {}.\n",
+        ctx.config.display(),
+        desired.clients.len(),
+        if desired.clients.len() == 1 { "" } else { "s" },
+        desired.store.path.display()
+    );
+    for w in &desired.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    Ok(Output::ok(out))
+}
+
+pub struct PlanRequest {
+    pub json: bool,
+    pub diff: bool,
+    pub detailed_exitcode: bool,
+    pub replace: Vec<String>,
+    pub allow_delete_all: bool,
+}
+
+fn options(replace: &[String], allow_delete_all: bool) -> PlanOptions {
+    PlanOptions {
+        replace: replace.iter().cloned().collect::<BTreeSet<_>>(),
+        allow_delete_all,
+    }
+}
+
+fn compute(ctx: &Context, desired: &Desired, opts: &PlanOptions) -> Result<(Store, Actual, Plan)> {
+    let store = Store::new(&desired.store.path);
+    let actual = store.load(export_path(desired))?;
+    let plan = plan::plan(desired, &actual, ctx.now, opts)?;
+    Ok((store, actual, plan))
+}
+
+pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
+    let desired = ctx.desired_checked()?;
+    let (_store, actual, plan) =
+        compute(ctx, &desired, &options(&req.replace, req.allow_delete_all))?;
+    let mut stdout = if req.json {
+        let mut v = render::plan_json(&plan);
+        if req.diff {
+            let after = apply::project(&actual.registry, &plan, &desired, ctx.now);
+            v["registry_diff"] = Value::String(render::registry_diff(&actual.registry, &after));
+        }
+        format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+    } else {
+        render::plan_text(&plan, ctx.style)
+    };
+    if req.diff && !req.json {
+        let after = apply::project(&actual.registry, &plan, &desired, ctx.now);
+        let diff = render::registry_diff(&actual.registry, &after);
+        if !diff.is_empty() {
+            stdout.push('\n');
+            stdout.push_str(&diff);
+        }
+    }
+    let code = if req.detailed_exitcode && !plan.is_empty() {
+        2
+    } else {
+        0
+    };
+    Ok(Output {
+        stdout,
+        stderr: String::new(),
+        code,
+    })
+}
+
+pub struct ApplyRequest {
+    pub yes: bool,
+    pub json: bool,
+    pub replace: Vec<String>,
+    pub lock_timeout: Duration,
+    pub allow_delete_all: bool,
+}
+
+/// Parses `--lock-timeout`: `0s`, `30s`, `500ms`, `2m`, `1h`.
+pub fn parse_wait(text: &str) -> Result<Duration> {
+    let t = text.trim();
+    let bad = || {
+        Failure(format!(
+            "--lock-timeout '{t}' is not a duration (write e.g. 0s, 30s, 500ms, 2m)"
+        ))
+    };
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(bad()),
+    };
+    Ok(d)
+}
+
+pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
+    let desired = ctx.desired_checked()?;
+    let opts = options(&req.replace, req.allow_delete_all);
+    // A first look without the lock, to show the plan and ask.
+    let (store, _, preview) = compute(ctx, &desired, &opts)?;
+    let mut stderr = String::new();
+    if !preview.is_empty() && !req.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure(
+                "apply needs confirmation and there is no terminal to ask on: review `ravencert plan`, then run `ravencert apply --yes` (nothing was changed)".into(),
+            ));
+        }
+        print!("{}", render::plan_text(&preview, ctx.style));
+        print!("\nDo you want to perform these actions? Only 'yes' will be accepted to approve.\n  Enter a value: ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() != "yes" {
+            return Err(Failure("apply cancelled; nothing was changed".into()));
+        }
+    }
+
+    let _lock = store.lock(req.lock_timeout)?;
+    // Under the lock, plan again: the store may have changed while we asked.
+    let actual = store.load(export_path(&desired))?;
+    let plan = plan::plan(&desired, &actual, ctx.now, &opts)?;
+    if plan != preview && !req.yes {
+        return Err(Failure(
+            "the store changed while you were confirming; nothing was changed — run apply again"
+                .into(),
+        ));
+    }
+    let outcome = apply::apply(&desired, &store, &actual.registry, &plan, ctx.now, None)
+        .map_err(|e| Failure(format!("apply failed: {e}")))?;
+
+    let stdout = if req.json {
+        let mut v = render::plan_json(&plan);
+        v["applied"] = json!(true);
+        v["issued"] = outcome
+            .issued
+            .iter()
+            .map(|(key, thumb, not_after)| {
+                json!({ "key": key, "thumbprint": thumb, "not_after": render::rfc3339(*not_after) })
+            })
+            .collect();
+        format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+    } else if plan.is_empty() {
+        render::plan_text(&plan, ctx.style)
+    } else {
+        let mut s = if req.yes {
+            render::plan_text(&plan, ctx.style)
+        } else {
+            String::new()
+        };
+        for (key, thumb, _) in &outcome.issued {
+            s.push_str(&format!("issued {key}: {thumb}\n"));
+        }
+        s.push_str(&format!(
+            "Apply complete: {} created, {} updated, {} replaced, {} deleted, {} exported.\n",
+            plan.count(plan::Action::Create),
+            plan.count(plan::Action::Update),
+            plan.count(plan::Action::Replace),
+            plan.count(plan::Action::Delete),
+            plan.count(plan::Action::Export),
+        ));
+        s
+    };
+    if !plan.warnings.is_empty() && req.json {
+        stderr.push_str(&format!(
+            "{} warning(s), see \"warnings\"\n",
+            plan.warnings.len()
+        ));
+    }
+    Ok(Output {
+        stdout,
+        stderr,
+        code: 0,
+    })
+}
+
+fn renew_of(desired: Option<&Desired>, key: &str) -> Option<RenewBefore> {
+    match &desired?.clients.get(key)?.source {
+        ClientSource::Generate(g) => Some(g.renew_before),
+        ClientSource::Upload(_) => None,
+    }
+}
+
+fn expires_cell(
+    now: OffsetDateTime,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    renew: Option<RenewBefore>,
+) -> String {
+    let days = (not_after - now).whole_days();
+    let mut s = format!("{} ({} days left)", not_after.date(), days);
+    if not_after <= now {
+        s = format!("{} (EXPIRED)", not_after.date());
+    } else if let Some(r) = renew {
+        if not_after - now < r.window(not_after - not_before) {
+            s.push_str(" [renew due]");
+        }
+    }
+    s
+}
+
+pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
+    // The store path comes from certs.toml unless --store names it.
+    let desired = match (ctx.desired(), &ctx.store_override) {
+        (Ok(d), _) => Some(d),
+        (Err(_), Some(_)) => None,
+        (Err(e), None) => return Err(e),
+    };
+    let root = match (&ctx.store_override, &desired) {
+        (Some(s), _) => s.clone(),
+        (None, Some(d)) => d.store.path.clone(),
+        (None, None) => return Err(Failure("no store: pass --store DIR".into())),
+    };
+    let store = Store::new(&root);
+    let actual = store.load(None)?;
+    let reg = &actual.registry;
+    if json_out {
+        let server: Vec<Value> = reg
+            .server
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name,
+                    "subject": format!("CN={}", s.name),
+                    "thumbprint": s.thumbprint,
+                    "not_before": render::rfc3339(s.not_before),
+                    "not_after": render::rfc3339(s.not_after),
+                    "source": s.source.as_str(),
+                })
+            })
+            .collect();
+        let certificates: Vec<Value> = reg
+            .certificates
+            .iter()
+            .map(|c| {
+                json!({
+                    "key": c.key,
+                    "name": c.name,
+                    "thumbprint": c.thumbprint,
+                    "public_key_pinning_hash": c.public_key_pinning_hash,
+                    "clearance": c.clearance,
+                    "permissions": c.permissions,
+                    "not_before": render::rfc3339(c.not_before),
+                    "not_after": render::rfc3339(c.not_after),
+                    "source": c.source.as_str(),
+                    "collection_primary": c.collection_primary,
+                })
+            })
+            .collect();
+        let v = json!({
+            "server": server,
+            "certificates": certificates,
+            "applied_revision": reg.applied_revision,
+        });
+        return Ok(Output::ok(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        )));
+    }
+
+    let mut out = String::new();
+    if !actual.exists {
+        out.push_str(&format!(
+            "The store {} is empty: run `ravencert apply`.\n",
+            root.display()
+        ));
+        return Ok(Output::ok(out));
+    }
+    let server_renew = desired
+        .as_ref()
+        .and_then(|d| match d.server.as_ref().map(|s| &s.source) {
+            Some(config::ServerSource::Generate { renew_before, .. }) => Some(*renew_before),
+            _ => None,
+        });
+    out.push_str("Server certificate\n");
+    let rows: Vec<Vec<String>> = reg
+        .server
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.thumbprint.clone(),
+                "ClusterNode".into(),
+                expires_cell(ctx.now, s.not_before, s.not_after, server_renew),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        out.push_str("  (none registered)\n");
+    } else {
+        out.push_str(&render::table(
+            &["Name", "Thumbprint", "Clearance", "Expires"],
+            &rows,
+        ));
+    }
+    out.push_str("\nClient certificates\n");
+    let rows: Vec<Vec<String>> = reg
+        .certificates
+        .iter()
+        .map(|c| {
+            let mut name = c.name.clone();
+            if c.retire_after.is_some() {
+                name.push_str(" (old, retiring)");
+            }
+            let databases = if c.clearance == crate::model::Clearance::ValidUser {
+                if c.permissions.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    c.permissions
+                        .iter()
+                        .map(|(db, a)| format!("{db}: {a}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            } else {
+                "All".to_string()
+            };
+            let clearance = match c.clearance {
+                crate::model::Clearance::ValidUser => "User".to_string(),
+                other => other.to_string(),
+            };
+            vec![
+                name,
+                c.thumbprint.clone(),
+                clearance,
+                expires_cell(
+                    ctx.now,
+                    c.not_before,
+                    c.not_after,
+                    renew_of(desired.as_ref(), &c.key),
+                ),
+                databases,
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        out.push_str("  (none registered)\n");
+    } else {
+        out.push_str(&render::table(
+            &["Name", "Thumbprint", "Clearance", "Expires", "Databases"],
+            &rows,
+        ));
+    }
+    if let Some(r) = &reg.applied_revision {
+        out.push_str(&format!("\nApplied revision: {r}\n"));
+    }
+    Ok(Output::ok(out))
+}
+
+pub fn export(ctx: &Context, out: Option<PathBuf>) -> Result<Output> {
+    let desired = ctx.desired()?;
+    let path = out
+        .or_else(|| export_path(&desired).map(Path::to_path_buf))
+        .ok_or_else(|| {
+            Failure("no export path: set [server].export in certs.toml or pass --out PATH".into())
+        })?;
+    let store = Store::new(&desired.store.path);
+    let actual = store.load(None)?;
+    apply::write_export_to(&store, &actual.registry, &path).map_err(|e| Failure(e.to_string()))?;
+    Ok(Output::ok(format!(
+        "Exported {} server certificate{} to {}\n",
+        actual.registry.server.len(),
+        if actual.registry.server.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        path.display()
+    )))
+}

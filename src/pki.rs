@@ -1,0 +1,483 @@
+//! All cryptography lives here: key generation (openssl), certificate building and signing
+//! (rcgen), PKCS#12 (openssl), thumbprints and pinning hashes. The rest of ravencert sees only
+//! DER bytes, thumbprints, names and dates.
+
+use std::fmt;
+
+use openssl::asn1::Asn1Time;
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::{hash, MessageDigest};
+use openssl::nid::Nid;
+use openssl::pkcs12::Pkcs12;
+use openssl::pkey::{Id, PKey, Private};
+use openssl::rsa::Rsa;
+use openssl::stack::Stack;
+use openssl::symm::Cipher;
+use openssl::x509::X509;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use time::OffsetDateTime;
+
+use crate::model::{KeySpec, PfxProfile};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("cryptography failed: {0}")]
+    OpenSsl(#[from] openssl::error::ErrorStack),
+    #[error("certificate building failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, PkiError>;
+
+/// A private key. Debug never shows it.
+pub struct PrivateKey(PKey<Private>);
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PrivateKey({:?}, ***)", self.0.id())
+    }
+}
+
+impl PrivateKey {
+    /// Generates a fresh key of the given type.
+    pub fn generate(spec: KeySpec) -> Result<PrivateKey> {
+        let pkey = match spec {
+            KeySpec::Rsa2048 => PKey::from_rsa(Rsa::generate(2048)?)?,
+            KeySpec::Rsa3072 => PKey::from_rsa(Rsa::generate(3072)?)?,
+            KeySpec::Rsa4096 => PKey::from_rsa(Rsa::generate(4096)?)?,
+            KeySpec::EcP256 => {
+                let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+                PKey::from_ec_key(EcKey::generate(&group)?)?
+            }
+            KeySpec::EcP384 => {
+                let group = EcGroup::from_curve_name(Nid::SECP384R1)?;
+                PKey::from_ec_key(EcKey::generate(&group)?)?
+            }
+        };
+        Ok(PrivateKey(pkey))
+    }
+
+    /// Unencrypted PKCS#8 PEM: only for the store's private files.
+    pub fn to_pem(&self) -> Result<Vec<u8>> {
+        Ok(self.0.private_key_to_pem_pkcs8()?)
+    }
+
+    /// PKCS#8 PEM, encrypted with AES-256-CBC when a password is given.
+    pub fn to_pem_with(&self, password: Option<&str>) -> Result<Vec<u8>> {
+        match password {
+            Some(p) => Ok(self
+                .0
+                .private_key_to_pem_pkcs8_passphrase(Cipher::aes_256_cbc(), p.as_bytes())?),
+            None => self.to_pem(),
+        }
+    }
+
+    pub fn from_pem(pem: &[u8]) -> Result<PrivateKey> {
+        Ok(PrivateKey(PKey::private_key_from_pem(pem)?))
+    }
+
+    /// The key type, when it is one ravencert generates.
+    pub fn spec(&self) -> Option<KeySpec> {
+        key_spec_of(&self.0)
+    }
+
+    /// Hands the key to rcgen as PKCS#8 (ring reads PKCS#8 only), with the matching algorithm.
+    fn to_rcgen(&self) -> Result<KeyPair> {
+        let der = self.0.private_key_to_pkcs8()?;
+        let alg = match self.spec() {
+            Some(KeySpec::EcP256) => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Some(KeySpec::EcP384) => &rcgen::PKCS_ECDSA_P384_SHA384,
+            Some(_) => &rcgen::PKCS_RSA_SHA256,
+            None => return Err(PkiError::Invalid(
+                "the server key is not RSA (2048-4096 bits) or EC P-256/P-384, so it cannot sign"
+                    .into(),
+            )),
+        };
+        let der = rustls_pki_types::PrivatePkcs8KeyDer::from(der);
+        Ok(KeyPair::from_pkcs8_der_and_sign_algo(&der, alg)?)
+    }
+
+    /// Whether this key belongs to the certificate.
+    pub fn matches(&self, cert_der: &[u8]) -> Result<bool> {
+        let cert = X509::from_der(cert_der)?;
+        Ok(cert.public_key()?.public_eq(&self.0))
+    }
+}
+
+fn key_spec_of<T: openssl::pkey::HasPublic>(key: &PKey<T>) -> Option<KeySpec> {
+    match key.id() {
+        Id::RSA => match key.bits() {
+            2048 => Some(KeySpec::Rsa2048),
+            3072 => Some(KeySpec::Rsa3072),
+            4096 => Some(KeySpec::Rsa4096),
+            _ => None,
+        },
+        Id::EC => {
+            let ec = key.ec_key().ok()?;
+            match ec.group().curve_name()? {
+                Nid::X9_62_PRIME256V1 => Some(KeySpec::EcP256),
+                Nid::SECP384R1 => Some(KeySpec::EcP384),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A certificate with its private key, as issued.
+#[derive(Debug)]
+pub struct Issued {
+    pub cert_der: Vec<u8>,
+    pub key: PrivateKey,
+}
+
+/// What ravencert needs to know about a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    pub thumbprint: String,
+    pub public_key_pinning_hash: String,
+    pub subject: String,
+    pub issuer: String,
+    pub common_name: Option<String>,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    pub key_spec: Option<KeySpec>,
+}
+
+/// SHA-1 of the DER, 40 upper-case hex digits, as RavenDB and Windows show it.
+pub fn thumbprint(der: &[u8]) -> String {
+    match hash(MessageDigest::sha1(), der) {
+        Ok(d) => hex_upper(&d),
+        Err(_) => String::new(),
+    }
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// base64(SHA-256(SubjectPublicKeyInfo DER)), RavenDB's PublicKeyPinningHash.
+pub fn pinning_hash(cert: &X509) -> Result<String> {
+    let spki = cert.public_key()?.public_key_to_der()?;
+    Ok(openssl::base64::encode_block(&hash(
+        MessageDigest::sha256(),
+        &spki,
+    )?))
+}
+
+fn asn1_to_time(t: &openssl::asn1::Asn1TimeRef) -> Result<OffsetDateTime> {
+    let epoch = Asn1Time::from_unix(0)?;
+    let d = epoch.diff(t)?;
+    let secs = i64::from(d.days) * 86_400 + i64::from(d.secs);
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map_err(|e| PkiError::Invalid(format!("certificate date out of range: {e}")))
+}
+
+fn name_to_string(name: &openssl::x509::X509NameRef) -> String {
+    name.entries()
+        .map(|e| {
+            let key = e.object().nid().short_name().unwrap_or("?");
+            let value = e.data().to_string().unwrap_or_default();
+            format!("{key}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads the facts ravencert keeps about a DER certificate.
+pub fn inspect(der: &[u8]) -> Result<CertInfo> {
+    let cert = X509::from_der(der)?;
+    let common_name = cert
+        .subject_name()
+        .entries_by_nid(Nid::COMMONNAME)
+        .next()
+        .and_then(|e| e.data().to_string().ok());
+    Ok(CertInfo {
+        thumbprint: thumbprint(der),
+        public_key_pinning_hash: pinning_hash(&cert)?,
+        subject: name_to_string(cert.subject_name()),
+        issuer: name_to_string(cert.issuer_name()),
+        common_name,
+        not_before: asn1_to_time(cert.not_before())?,
+        not_after: asn1_to_time(cert.not_after())?,
+        key_spec: key_spec_of(&cert.public_key()?),
+    })
+}
+
+pub fn der_to_pem(der: &[u8]) -> Result<Vec<u8>> {
+    Ok(X509::from_der(der)?.to_pem()?)
+}
+
+/// The first certificate of a PEM text, as DER.
+pub fn pem_to_der(pem: &[u8]) -> Result<Vec<u8>> {
+    Ok(X509::from_pem(pem)?.to_der()?)
+}
+
+/// A random positive 20-byte serial (RFC 5280's maximum), never derived from the key.
+fn random_serial() -> Result<SerialNumber> {
+    let mut bytes = [0u8; 20];
+    openssl::rand::rand_bytes(&mut bytes)?;
+    bytes[0] &= 0x7f; // positive
+    bytes[0] |= 0x01; // no leading zero, so exactly 20 bytes
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+fn common_params(
+    cn: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<CertificateParams> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    params.serial_number = Some(random_serial()?);
+    params.not_before = not_before;
+    params.not_after = not_after;
+    Ok(params)
+}
+
+/// A self-signed server certificate: CA (path length 0) so it can sign clients, serverAuth and
+/// clientAuth (RavenDB nodes talk to each other with it).
+pub fn generate_server(
+    name: &str,
+    dns: &[String],
+    key: KeySpec,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<Issued> {
+    let private = PrivateKey::generate(key)?;
+    let kp = private.to_rcgen()?;
+    let mut params = common_params(name, not_before, not_after)?;
+    params.subject_alt_names = dns
+        .iter()
+        .map(|d| {
+            Ok(rcgen::SanType::DnsName(d.clone().try_into().map_err(
+                |_| PkiError::Invalid(format!("'{d}' is not a valid DNS name")),
+            )?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+        KeyUsagePurpose::KeyCertSign,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = params.self_signed(&kp)?;
+    Ok(Issued {
+        cert_der: cert.der().to_vec(),
+        key: private,
+    })
+}
+
+/// A client certificate as RavenDB generates it: CN = name, clientAuth, authority key id,
+/// signed by the server certificate's key.
+pub fn issue_client(
+    server_cert_der: &[u8],
+    server_key: &PrivateKey,
+    name: &str,
+    key: KeySpec,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<Issued> {
+    let private = PrivateKey::generate(key)?;
+    let kp = private.to_rcgen()?;
+    let issuer_key = server_key.to_rcgen()?;
+    let issuer = Issuer::from_ca_cert_der(&server_cert_der.to_vec().into(), issuer_key)?;
+    let mut params = common_params(name, not_before, not_after)?;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&kp, &issuer)?;
+    Ok(Issued {
+        cert_der: cert.der().to_vec(),
+        key: private,
+    })
+}
+
+/// The files RavenDB hands out for a generated client.
+pub struct Bundle {
+    pub pfx: Vec<u8>,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Bundle(***)")
+    }
+}
+
+fn pkcs12_builder(profile: PfxProfile) -> openssl::pkcs12::Pkcs12Builder {
+    let mut b = Pkcs12::builder();
+    if profile == PfxProfile::Legacy {
+        // 3DES for key and certificates with a SHA-1 MAC; never RC2.
+        b.key_algorithm(Nid::PBE_WITHSHA1AND3_KEY_TRIPLEDES_CBC)
+            .cert_algorithm(Nid::PBE_WITHSHA1AND3_KEY_TRIPLEDES_CBC)
+            .mac_md(MessageDigest::sha1());
+    }
+    b
+}
+
+/// `<key>.pfx` (client certificate + key + the server certificate), `.crt`, `.key`.
+pub fn client_bundle(
+    issued: &Issued,
+    server_cert_der: &[u8],
+    friendly_name: &str,
+    password: Option<&str>,
+    profile: PfxProfile,
+) -> Result<Bundle> {
+    let cert = X509::from_der(&issued.cert_der)?;
+    let mut chain = Stack::new()?;
+    chain.push(X509::from_der(server_cert_der)?)?;
+    let pfx = pkcs12_builder(profile)
+        .name(friendly_name)
+        .pkey(&issued.key.0)
+        .cert(&cert)
+        .ca(chain)
+        .build2(password.unwrap_or(""))?
+        .to_der()?;
+    Ok(Bundle {
+        pfx,
+        cert_pem: cert.to_pem()?,
+        key_pem: issued.key.to_pem_with(password)?,
+    })
+}
+
+/// The server certificate(s), public parts only, no password: RavenDB's export.
+pub fn export_pfx(certs_der: &[Vec<u8>]) -> Result<Vec<u8>> {
+    let mut stack = Stack::new()?;
+    for der in certs_der {
+        stack.push(X509::from_der(der)?)?;
+    }
+    Ok(pkcs12_builder(PfxProfile::Modern)
+        .ca(stack)
+        .build2("")?
+        .to_der()?)
+}
+
+/// Thumbprints of every certificate in a PKCS#12 file protected by `password`.
+pub fn pfx_thumbprints(pfx: &[u8], password: &str) -> Result<Vec<String>> {
+    let parsed = Pkcs12::from_der(pfx)?.parse2(password)?;
+    let mut out = Vec::new();
+    if let Some(c) = parsed.cert {
+        out.push(thumbprint(&c.to_der()?));
+    }
+    if let Some(ca) = parsed.ca {
+        for c in &ca {
+            out.push(thumbprint(&c.to_der()?));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::Duration;
+
+    fn window() -> (OffsetDateTime, OffsetDateTime) {
+        let now = OffsetDateTime::now_utc();
+        (now - Duration::days(7), now + Duration::days(365))
+    }
+
+    #[test]
+    fn client_is_signed_by_server_and_bundles_open() {
+        let (nb, na) = window();
+        let server = generate_server(
+            "cluster.example.com",
+            &["cluster.example.com".into()],
+            KeySpec::EcP256,
+            nb,
+            na,
+        )
+        .unwrap();
+        let client = issue_client(
+            &server.cert_der,
+            &server.key,
+            "Orders App",
+            KeySpec::EcP384,
+            nb,
+            na,
+        )
+        .unwrap();
+        let ci = inspect(&client.cert_der).unwrap();
+        assert_eq!(ci.common_name.as_deref(), Some("Orders App"));
+        assert_eq!(ci.issuer, "CN=cluster.example.com");
+        assert_eq!(ci.key_spec, Some(KeySpec::EcP384));
+        assert_eq!(ci.thumbprint.len(), 40);
+        // Signature verifies against the server's public key.
+        let c = X509::from_der(&client.cert_der).unwrap();
+        let s = X509::from_der(&server.cert_der).unwrap();
+        assert!(c.verify(&s.public_key().unwrap()).unwrap());
+        assert_eq!(c.serial_number().to_bn().unwrap().num_bytes(), 20);
+
+        for profile in [PfxProfile::Modern, PfxProfile::Legacy] {
+            let b = client_bundle(
+                &client,
+                &server.cert_der,
+                "Orders App",
+                Some("s3cret"),
+                profile,
+            )
+            .unwrap();
+            let tps = pfx_thumbprints(&b.pfx, "s3cret").unwrap();
+            assert_eq!(
+                tps,
+                vec![ci.thumbprint.clone(), thumbprint(&server.cert_der)]
+            );
+            assert!(pfx_thumbprints(&b.pfx, "wrong").is_err());
+            assert!(String::from_utf8_lossy(&b.key_pem).contains("ENCRYPTED PRIVATE KEY"));
+        }
+    }
+
+    #[test]
+    fn serials_are_random() {
+        let (nb, na) = window();
+        let key = PrivateKey::generate(KeySpec::EcP256).unwrap();
+        let s =
+            generate_server("a.example", &["a.example".into()], KeySpec::EcP256, nb, na).unwrap();
+        let a = issue_client(&s.cert_der, &s.key, "x", KeySpec::EcP256, nb, na).unwrap();
+        let b = issue_client(&s.cert_der, &s.key, "x", KeySpec::EcP256, nb, na).unwrap();
+        let sa = X509::from_der(&a.cert_der)
+            .unwrap()
+            .serial_number()
+            .to_bn()
+            .unwrap();
+        let sb = X509::from_der(&b.cert_der)
+            .unwrap()
+            .serial_number()
+            .to_bn()
+            .unwrap();
+        assert_ne!(sa, sb);
+        assert!(!key.matches(&a.cert_der).unwrap());
+        assert!(a.key.matches(&a.cert_der).unwrap());
+    }
+
+    #[test]
+    fn export_holds_public_parts_only() {
+        let (nb, na) = window();
+        let s =
+            generate_server("a.example", &["a.example".into()], KeySpec::EcP256, nb, na).unwrap();
+        let pfx = export_pfx(std::slice::from_ref(&s.cert_der)).unwrap();
+        let parsed = Pkcs12::from_der(&pfx).unwrap().parse2("").unwrap();
+        assert!(parsed.pkey.is_none());
+        assert_eq!(
+            pfx_thumbprints(&pfx, "").unwrap(),
+            vec![thumbprint(&s.cert_der)]
+        );
+    }
+}

@@ -1,0 +1,960 @@
+//! The planner: a pure function from what certs.toml declares and what the store holds to the
+//! list of changes, each with a reason a person understands. No I/O, no clock, no randomness.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::config::{ClientDesired, ClientSource, Desired, ServerSource};
+use crate::model::{Access, Clearance, RenewBefore};
+use crate::store::{Actual, CertEntry};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Replace,
+    Delete,
+    Export,
+}
+
+impl Action {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+            Action::Export => ">",
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+            Action::Export => "export",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Server,
+    Client,
+    Export,
+}
+
+impl Target {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Server => "server",
+            Target::Client => "client",
+            Target::Export => "export",
+        }
+    }
+}
+
+/// The fields of a certificate that matter to a change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fields {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clearance: Option<Clearance>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<BTreeMap<String, Access>>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option",
+        default
+    )]
+    pub not_after: Option<OffsetDateTime>,
+}
+
+/// One field's old and new value, for `clearance: ValidUser -> Operator`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub action: Action,
+    pub target: Target,
+    pub key: String,
+    pub reason: String,
+    pub escalation: bool,
+    pub before: Option<Fields>,
+    pub after: Option<Fields>,
+    #[serde(skip)]
+    pub fields: Vec<FieldChange>,
+    /// Registry thumbprints this change removes (delete, replace) or edits (update).
+    #[serde(skip)]
+    pub thumbprints: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// `--replace KEY`: re-issue these even when nothing else asks for it.
+    pub replace: BTreeSet<String>,
+    pub allow_delete_all: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("refused: this plan deletes {count} certificates ({keys}), more than store.max_deletions = {max}; raise max_deletions in certs.toml if this is intended")]
+    TooManyDeletions {
+        count: usize,
+        max: u32,
+        keys: String,
+    },
+    #[error("refused: this plan deletes every registered client certificate ({keys}); if that is really intended, run again with --allow-delete-all")]
+    DeletesAll { keys: String },
+    #[error("--replace {0}: no client or server in certs.toml has that key")]
+    UnknownReplace(String),
+}
+
+/// The key the server certificate answers to in `--replace`.
+pub const SERVER_KEY: &str = "server";
+
+pub fn plan(
+    desired: &Desired,
+    actual: &Actual,
+    now: OffsetDateTime,
+    opts: &PlanOptions,
+) -> Result<Plan, PlanError> {
+    for key in &opts.replace {
+        if key != SERVER_KEY && !desired.clients.contains_key(key) {
+            return Err(PlanError::UnknownReplace(key.clone()));
+        }
+    }
+    let mut plan = Plan {
+        warnings: desired.warnings.clone(),
+        ..Plan::default()
+    };
+    let reg = &actual.registry;
+
+    // Server first: clients are signed by it.
+    let mut server_changes = false;
+    if let Some(server) = &desired.server {
+        if let ServerSource::Generate {
+            name,
+            dns,
+            key,
+            validity: _,
+            renew_before,
+        } = &server.source
+        {
+            let after = Fields {
+                name: Some(name.clone()),
+                ..Fields::default()
+            };
+            match reg.server.first() {
+                None => {
+                    plan.changes.push(Change {
+                        action: Action::Create,
+                        target: Target::Server,
+                        key: name.clone(),
+                        reason: "no server certificate registered".into(),
+                        escalation: false,
+                        before: None,
+                        after: Some(after),
+                        fields: vec![],
+                        thumbprints: vec![],
+                    });
+                    server_changes = true;
+                }
+                Some(current) => {
+                    let mut reasons = Vec::new();
+                    if opts.replace.contains(SERVER_KEY) {
+                        reasons.push("--replace server".to_string());
+                    }
+                    if current.name != *name {
+                        reasons.push(format!("name {} -> {}", current.name, name));
+                    } else if current.dns != *dns {
+                        reasons.push(format!(
+                            "DNS names [{}] -> [{}]",
+                            current.dns.join(", "),
+                            dns.join(", ")
+                        ));
+                    }
+                    if let Some(k) = current.key_type {
+                        if k != *key {
+                            reasons.push(format!("key {k} -> {key} forces replacement"));
+                        }
+                    }
+                    if let Some(r) =
+                        renewal_reason(current.not_before, current.not_after, *renew_before, now)
+                    {
+                        reasons.push(r);
+                    }
+                    if !reasons.is_empty() {
+                        plan.changes.push(Change {
+                            action: Action::Replace,
+                            target: Target::Server,
+                            key: name.clone(),
+                            reason: reasons.join("; "),
+                            escalation: false,
+                            before: Some(Fields {
+                                thumbprint: Some(current.thumbprint.clone()),
+                                name: Some(current.name.clone()),
+                                not_after: Some(current.not_after),
+                                ..Fields::default()
+                            }),
+                            after: Some(after),
+                            fields: vec![],
+                            thumbprints: reg.server.iter().map(|s| s.thumbprint.clone()).collect(),
+                        });
+                        server_changes = true;
+                    }
+                }
+            }
+        }
+    }
+
+    // Clients declared in certs.toml.
+    for client in desired.clients.values() {
+        if let Some(change) = plan_client(client, actual, now, opts, &mut plan.warnings) {
+            plan.changes.push(change);
+        }
+    }
+
+    // Old certificates whose rotation overlap has ended: ravencert's own rotation, so they go
+    // whatever prune says.
+    for c in &reg.certificates {
+        if let Some(retire) = c.retire_after {
+            if retire <= now && c.collection_primary.is_none() {
+                plan.changes
+                    .push(delete_change(c, "rotation overlap ended".into(), reg));
+            }
+        }
+    }
+
+    // Registered but no longer declared.
+    let mut pruned = Vec::new();
+    for c in &reg.certificates {
+        if desired.clients.contains_key(&c.key)
+            || c.collection_primary.is_some()
+            || c.retire_after.is_some()
+        {
+            continue;
+        }
+        if desired.store.prune {
+            pruned.push(c.key.clone());
+            plan.changes.push(delete_change(
+                c,
+                "no longer declared in certs.toml (prune = true)".into(),
+                reg,
+            ));
+        } else {
+            plan.warnings.push(format!(
+                "client '{}' ({}, {}) is registered but not declared in certs.toml; it is kept because prune = false",
+                c.key, c.name, c.thumbprint
+            ));
+        }
+    }
+
+    // Guards against a wrong config or store wiping access.
+    let max = desired.store.max_deletions;
+    if max > 0 && pruned.len() > max as usize {
+        return Err(PlanError::TooManyDeletions {
+            count: pruned.len(),
+            max,
+            keys: pruned.join(", "),
+        });
+    }
+    let registered: BTreeSet<&str> = reg
+        .certificates
+        .iter()
+        .filter(|c| c.collection_primary.is_none() && c.retire_after.is_none())
+        .map(|c| c.key.as_str())
+        .collect();
+    if !registered.is_empty() && pruned.len() == registered.len() && !opts.allow_delete_all {
+        return Err(PlanError::DeletesAll {
+            keys: pruned.join(", "),
+        });
+    }
+
+    // The export follows the server certificate(s).
+    if let Some(server) = &desired.server {
+        if let Some(path) = &server.export {
+            let current: Vec<String> = {
+                let mut t: Vec<String> = reg.server.iter().map(|s| s.thumbprint.clone()).collect();
+                t.sort();
+                t
+            };
+            let reason = if server_changes {
+                Some("the server certificate changes".to_string())
+            } else {
+                match &actual.export_thumbprints {
+                    None => Some(format!("{} is missing or unreadable", path.display())),
+                    Some(t) if *t != current => Some(format!(
+                        "{} does not hold the current server certificate",
+                        path.display()
+                    )),
+                    Some(_) => None,
+                }
+            };
+            if let Some(reason) = reason {
+                plan.changes.push(Change {
+                    action: Action::Export,
+                    target: Target::Export,
+                    key: path.display().to_string(),
+                    reason,
+                    escalation: false,
+                    before: None,
+                    after: None,
+                    fields: vec![],
+                    thumbprints: vec![],
+                });
+            }
+        }
+    }
+    Ok(plan)
+}
+
+fn renewal_reason(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    renew: RenewBefore,
+    now: OffsetDateTime,
+) -> Option<String> {
+    if not_after <= now {
+        return Some(format!("expired on {}", not_after.date()));
+    }
+    let window = renew.window(not_after - not_before);
+    if not_after - now < window {
+        let days = (not_after - now).whole_days();
+        return Some(format!(
+            "expires in {days} day{} (renew_before {renew})",
+            if days == 1 { "" } else { "s" }
+        ));
+    }
+    None
+}
+
+fn entry_fields(e: &CertEntry) -> Fields {
+    Fields {
+        thumbprint: Some(e.thumbprint.clone()),
+        name: Some(e.name.clone()),
+        clearance: Some(e.clearance),
+        permissions: Some(e.permissions.clone()),
+        not_after: Some(e.not_after),
+    }
+}
+
+fn desired_fields(c: &ClientDesired) -> Fields {
+    Fields {
+        name: Some(c.name.clone()),
+        clearance: Some(c.clearance),
+        permissions: Some(c.permissions.clone()),
+        ..Fields::default()
+    }
+}
+
+fn delete_change(c: &CertEntry, reason: String, reg: &crate::store::Registry) -> Change {
+    let mut thumbprints = vec![c.thumbprint.clone()];
+    thumbprints.extend(
+        reg.certificates
+            .iter()
+            .filter(|s| s.collection_primary.as_deref() == Some(c.thumbprint.as_str()))
+            .map(|s| s.thumbprint.clone()),
+    );
+    Change {
+        action: Action::Delete,
+        target: Target::Client,
+        key: c.key.clone(),
+        reason,
+        escalation: false,
+        before: Some(entry_fields(c)),
+        after: None,
+        fields: vec![],
+        thumbprints,
+    }
+}
+
+/// Does going from `old` to `new` widen access? (a clearance raised, a database added or its
+/// access raised). Database names compare case-insensitively, as the server does.
+pub fn widens(
+    old: Option<(Clearance, &BTreeMap<String, Access>)>,
+    new: (Clearance, &BTreeMap<String, Access>),
+) -> bool {
+    let (new_clearance, new_perms) = new;
+    let Some((old_clearance, old_perms)) = old else {
+        return new_clearance != Clearance::ValidUser || !new_perms.is_empty();
+    };
+    if new_clearance > old_clearance {
+        return true;
+    }
+    if new_clearance != Clearance::ValidUser || old_clearance != Clearance::ValidUser {
+        return false;
+    }
+    let old_by_name: BTreeMap<String, Access> = old_perms
+        .iter()
+        .map(|(db, a)| (db.to_lowercase(), *a))
+        .collect();
+    new_perms.iter().any(|(db, a)| {
+        old_by_name
+            .get(&db.to_lowercase())
+            .is_none_or(|old| a > old)
+    })
+}
+
+fn field_changes(old: &CertEntry, new: &ClientDesired) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    if old.name != new.name {
+        out.push(FieldChange {
+            field: "name".into(),
+            old: Some(old.name.clone()),
+            new: Some(new.name.clone()),
+        });
+    }
+    if old.clearance != new.clearance {
+        out.push(FieldChange {
+            field: "clearance".into(),
+            old: Some(old.clearance.to_string()),
+            new: Some(new.clearance.to_string()),
+        });
+    }
+    let dbs: BTreeSet<&String> = old
+        .permissions
+        .keys()
+        .chain(new.permissions.keys())
+        .collect();
+    for db in dbs {
+        let o = old.permissions.get(db);
+        let n = new.permissions.get(db);
+        if o != n {
+            out.push(FieldChange {
+                field: db.clone(),
+                old: o.map(|a| a.to_string()),
+                new: n.map(|a| a.to_string()),
+            });
+        }
+    }
+    out
+}
+
+fn plan_client(
+    client: &ClientDesired,
+    actual: &Actual,
+    now: OffsetDateTime,
+    opts: &PlanOptions,
+    warnings: &mut Vec<String>,
+) -> Option<Change> {
+    let ClientSource::Generate(spec) = &client.source else {
+        // Uploads are refused by config validation until they are supported.
+        return None;
+    };
+    let after = desired_fields(client);
+    let new_access = (client.clearance, &client.permissions);
+    let Some(current) = actual.registry.active(&client.key) else {
+        return Some(Change {
+            action: Action::Create,
+            target: Target::Client,
+            key: client.key.clone(),
+            reason: "not registered".into(),
+            escalation: widens(None, new_access),
+            before: None,
+            fields: field_changes_from_nothing(client),
+            after: Some(after),
+            thumbprints: vec![],
+        });
+    };
+
+    let fields = field_changes(current, client);
+    let escalation = widens(Some((current.clearance, &current.permissions)), new_access);
+
+    let mut reasons = Vec::new();
+    let explicit = opts.replace.contains(&client.key);
+    if explicit {
+        reasons.push(format!("--replace {}", client.key));
+    }
+    if let Some(k) = current.key_type {
+        if k != spec.key {
+            reasons.push(format!("key {k} -> {} forces replacement", spec.key));
+        }
+    }
+    if let Some(r) = renewal_reason(
+        current.not_before,
+        current.not_after,
+        spec.renew_before,
+        now,
+    ) {
+        reasons.push(r);
+    }
+    if !actual.bundles_ok.contains(&client.key) {
+        reasons.push("issued bundle lost".into());
+    }
+    if !reasons.is_empty() && client.protect && !explicit {
+        warnings.push(format!(
+            "client '{}' is protected: not re-issued although {}; run with --replace {} to re-issue it",
+            client.key,
+            reasons.join("; "),
+            client.key
+        ));
+        reasons.clear();
+    }
+
+    let thumbprints = vec![current.thumbprint.clone()];
+    if !reasons.is_empty() {
+        return Some(Change {
+            action: Action::Replace,
+            target: Target::Client,
+            key: client.key.clone(),
+            reason: reasons.join("; "),
+            escalation,
+            before: Some(entry_fields(current)),
+            after: Some(after),
+            fields,
+            thumbprints,
+        });
+    }
+    if fields.is_empty() {
+        return None;
+    }
+    let what: Vec<&str> = {
+        let mut w = Vec::new();
+        if fields.iter().any(|f| f.field == "name") {
+            w.push("name");
+        }
+        if fields.iter().any(|f| f.field == "clearance") {
+            w.push("clearance");
+        }
+        if fields
+            .iter()
+            .any(|f| f.field != "name" && f.field != "clearance")
+        {
+            w.push("permissions");
+        }
+        w
+    };
+    Some(Change {
+        action: Action::Update,
+        target: Target::Client,
+        key: client.key.clone(),
+        reason: format!("{} changed in certs.toml", what.join(", ")),
+        escalation,
+        before: Some(entry_fields(current)),
+        after: Some(Fields {
+            thumbprint: Some(current.thumbprint.clone()),
+            ..after
+        }),
+        fields,
+        thumbprints,
+    })
+}
+
+fn field_changes_from_nothing(c: &ClientDesired) -> Vec<FieldChange> {
+    let mut out = vec![
+        FieldChange {
+            field: "name".into(),
+            old: None,
+            new: Some(c.name.clone()),
+        },
+        FieldChange {
+            field: "clearance".into(),
+            old: None,
+            new: Some(c.clearance.to_string()),
+        },
+    ];
+    out.extend(c.permissions.iter().map(|(db, a)| FieldChange {
+        field: db.clone(),
+        old: None,
+        new: Some(a.to_string()),
+    }));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{GenerateSpec, ServerDesired, StoreSettings};
+    use crate::model::{KeySpec, PfxProfile, Source, Span};
+    use crate::store::{Registry, ServerEntry};
+    use std::path::PathBuf;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
+
+    fn server() -> ServerDesired {
+        ServerDesired {
+            source: ServerSource::Generate {
+                name: "cluster.example.com".into(),
+                dns: vec!["cluster.example.com".into()],
+                key: KeySpec::EcP256,
+                validity: Span::days(365),
+                renew_before: RenewBefore::Span(Span::days(30)),
+            },
+            export: Some(PathBuf::from("/cfg/export.pfx")),
+        }
+    }
+
+    fn gen() -> GenerateSpec {
+        GenerateSpec {
+            key: KeySpec::EcP256,
+            validity: Span::days(365),
+            renew_before: RenewBefore::Span(Span::days(30)),
+            pfx: PfxProfile::Modern,
+            overlap: Span::days(0),
+            password: None,
+        }
+    }
+
+    fn client(key: &str, clearance: Clearance, dbs: &[(&str, Access)]) -> ClientDesired {
+        ClientDesired {
+            key: key.into(),
+            name: key.into(),
+            clearance,
+            permissions: dbs.iter().map(|(d, a)| (d.to_string(), *a)).collect(),
+            protect: false,
+            source: ClientSource::Generate(gen()),
+        }
+    }
+
+    fn desired(clients: Vec<ClientDesired>, prune: bool) -> Desired {
+        Desired {
+            config_path: "/cfg/certs.toml".into(),
+            store: StoreSettings {
+                path: "/cfg/store".into(),
+                prune,
+                max_deletions: 5,
+            },
+            server: Some(server()),
+            clients: clients.into_iter().map(|c| (c.key.clone(), c)).collect(),
+            warnings: vec![],
+        }
+    }
+
+    fn thumb(n: u8) -> String {
+        format!("{:040X}", n)
+    }
+
+    /// The store as it would be after applying `d` at `NOW - 10 days`.
+    fn applied(d: &Desired) -> Actual {
+        let mut reg = Registry::new();
+        reg.server.push(ServerEntry {
+            name: "cluster.example.com".into(),
+            thumbprint: thumb(200),
+            public_key_pinning_hash: "p".into(),
+            dns: vec!["cluster.example.com".into()],
+            not_before: NOW - time::Duration::days(17),
+            not_after: NOW + time::Duration::days(355),
+            source: Source::Generated,
+            key_type: Some(KeySpec::EcP256),
+            revision: None,
+        });
+        for (i, c) in d.clients.values().enumerate() {
+            reg.certificates.push(CertEntry {
+                key: c.key.clone(),
+                name: c.name.clone(),
+                thumbprint: thumb(i as u8 + 1),
+                public_key_pinning_hash: "p".into(),
+                clearance: c.clearance,
+                not_before: NOW - time::Duration::days(17),
+                not_after: NOW + time::Duration::days(355),
+                source: Source::Generated,
+                key_type: Some(KeySpec::EcP256),
+                collection_primary: None,
+                collection_secondaries: vec![],
+                retire_after: None,
+                revision: None,
+                permissions: c.permissions.clone(),
+            });
+        }
+        Actual {
+            bundles_ok: d.clients.keys().cloned().collect(),
+            export_thumbprints: Some(vec![thumb(200)]),
+            registry: reg,
+            exists: true,
+        }
+    }
+
+    fn run(d: &Desired, a: &Actual) -> Plan {
+        plan(d, a, NOW, &PlanOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn empty_store_creates_server_clients_and_export() {
+        let d = desired(
+            vec![
+                client("admin", Clearance::ClusterAdmin, &[]),
+                client("app", Clearance::ValidUser, &[("Orders", Access::Read)]),
+                client("nobody", Clearance::ValidUser, &[]),
+            ],
+            false,
+        );
+        let p = run(&d, &Actual::default());
+        let actions: Vec<(Action, &str, bool)> = p
+            .changes
+            .iter()
+            .map(|c| (c.action, c.key.as_str(), c.escalation))
+            .collect();
+        assert_eq!(
+            actions,
+            vec![
+                (Action::Create, "cluster.example.com", false),
+                (Action::Create, "admin", true),
+                (Action::Create, "app", true),
+                (Action::Create, "nobody", false),
+                (Action::Export, "/cfg/export.pfx", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn applied_state_plans_nothing() {
+        let d = desired(
+            vec![client(
+                "app",
+                Clearance::ValidUser,
+                &[("Orders", Access::Read)],
+            )],
+            true,
+        );
+        assert!(run(&d, &applied(&d)).is_empty());
+    }
+
+    #[test]
+    fn clearance_raise_is_an_escalating_update() {
+        let d = desired(
+            vec![client(
+                "app",
+                Clearance::ValidUser,
+                &[("Orders", Access::Read)],
+            )],
+            false,
+        );
+        let a = applied(&d);
+        let d2 = desired(vec![client("app", Clearance::Operator, &[])], false);
+        let p = run(&d2, &a);
+        assert_eq!(p.changes.len(), 1);
+        let c = &p.changes[0];
+        assert_eq!((c.action, c.escalation), (Action::Update, true));
+        assert!(c.fields.iter().any(|f| f.field == "clearance"
+            && f.old.as_deref() == Some("ValidUser")
+            && f.new.as_deref() == Some("Operator")));
+        assert_eq!(c.after.as_ref().unwrap().thumbprint, Some(thumb(1)));
+    }
+
+    #[test]
+    fn lowering_access_is_not_an_escalation() {
+        let d = desired(
+            vec![client(
+                "app",
+                Clearance::ValidUser,
+                &[("Orders", Access::Admin)],
+            )],
+            false,
+        );
+        let a = applied(&d);
+        let d2 = desired(
+            vec![client(
+                "app",
+                Clearance::ValidUser,
+                &[("Orders", Access::Read)],
+            )],
+            false,
+        );
+        let p = run(&d2, &a);
+        assert_eq!(
+            (p.changes[0].action, p.changes[0].escalation),
+            (Action::Update, false)
+        );
+    }
+
+    #[test]
+    fn widening_rules() {
+        let read: BTreeMap<String, Access> = [("Orders".into(), Access::Read)].into();
+        let rw: BTreeMap<String, Access> = [("orders".into(), Access::ReadWrite)].into();
+        let other: BTreeMap<String, Access> = [("Other".into(), Access::Read)].into();
+        let none = BTreeMap::new();
+        use Clearance::*;
+        assert!(widens(Some((ValidUser, &read)), (ValidUser, &rw)));
+        assert!(!widens(Some((ValidUser, &rw)), (ValidUser, &read)));
+        assert!(widens(Some((ValidUser, &read)), (ValidUser, &other)));
+        assert!(!widens(Some((ValidUser, &read)), (ValidUser, &none)));
+        assert!(widens(Some((Operator, &none)), (ClusterAdmin, &none)));
+        assert!(!widens(Some((Operator, &none)), (ValidUser, &read)));
+        assert!(widens(None, (Operator, &none)));
+        assert!(!widens(None, (ValidUser, &none)));
+    }
+
+    #[test]
+    fn undeclared_is_a_warning_without_prune_and_a_delete_with_it() {
+        let d = desired(
+            vec![
+                client("a", Clearance::Operator, &[]),
+                client("b", Clearance::Operator, &[]),
+            ],
+            false,
+        );
+        let a = applied(&d);
+        let only_a = desired(vec![client("a", Clearance::Operator, &[])], false);
+        let p = run(&only_a, &a);
+        assert!(p.is_empty());
+        assert!(p.warnings.iter().any(|w| w.contains("'b'")));
+
+        let only_a = desired(vec![client("a", Clearance::Operator, &[])], true);
+        let p = run(&only_a, &a);
+        assert_eq!(p.changes.len(), 1);
+        assert_eq!(
+            (p.changes[0].action, p.changes[0].key.as_str()),
+            (Action::Delete, "b")
+        );
+        assert_eq!(p.changes[0].thumbprints, vec![thumb(2)]);
+    }
+
+    #[test]
+    fn guards_refuse_mass_deletion() {
+        let many: Vec<ClientDesired> = (0..7)
+            .map(|i| client(&format!("c{i}"), Clearance::Operator, &[]))
+            .collect();
+        let a = applied(&desired(many, true));
+        let mut keep_one = desired(vec![client("c0", Clearance::Operator, &[])], true);
+        assert!(matches!(
+            plan(&keep_one, &a, NOW, &PlanOptions::default()),
+            Err(PlanError::TooManyDeletions {
+                count: 6,
+                max: 5,
+                ..
+            })
+        ));
+        keep_one.store.max_deletions = 0;
+        assert!(plan(&keep_one, &a, NOW, &PlanOptions::default()).is_ok());
+
+        let mut none = desired(vec![], true);
+        none.store.max_deletions = 0;
+        assert!(matches!(
+            plan(&none, &a, NOW, &PlanOptions::default()),
+            Err(PlanError::DeletesAll { .. })
+        ));
+        let opts = PlanOptions {
+            allow_delete_all: true,
+            ..PlanOptions::default()
+        };
+        assert_eq!(
+            plan(&none, &a, NOW, &opts).unwrap().count(Action::Delete),
+            7
+        );
+    }
+
+    #[test]
+    fn replace_flag_key_change_and_renewal() {
+        let d = desired(vec![client("a", Clearance::Operator, &[])], false);
+        let a = applied(&d);
+        let opts = PlanOptions {
+            replace: ["a".to_string()].into(),
+            ..PlanOptions::default()
+        };
+        let p = plan(&d, &a, NOW, &opts).unwrap();
+        assert_eq!(
+            (p.changes[0].action, p.changes[0].reason.as_str()),
+            (Action::Replace, "--replace a")
+        );
+
+        let mut d2 = d.clone();
+        if let ClientSource::Generate(g) = &mut d2.clients.get_mut("a").unwrap().source {
+            g.key = KeySpec::EcP384;
+        }
+        let p = run(&d2, &a);
+        assert_eq!(
+            p.changes[0].reason,
+            "key ec-p256 -> ec-p384 forces replacement"
+        );
+
+        let later = NOW + time::Duration::days(340);
+        let p = plan(&d, &a, later, &PlanOptions::default()).unwrap();
+        let reasons: Vec<&str> = p.changes.iter().map(|c| c.reason.as_str()).collect();
+        assert!(
+            reasons.contains(&"expires in 15 days (renew_before 30d)"),
+            "{reasons:?}"
+        );
+
+        let expired = NOW + time::Duration::days(400);
+        let p = plan(&d, &a, expired, &PlanOptions::default()).unwrap();
+        assert!(p
+            .changes
+            .iter()
+            .any(|c| c.reason.starts_with("expired on ")));
+    }
+
+    #[test]
+    fn protect_blocks_replacement_unless_named() {
+        let mut c = client("a", Clearance::Operator, &[]);
+        c.protect = true;
+        let d = desired(vec![c], false);
+        let mut a = applied(&d);
+        a.bundles_ok.clear();
+        let p = run(&d, &a);
+        assert!(p.is_empty());
+        assert!(p.warnings.iter().any(|w| w.contains("protected")));
+    }
+
+    #[test]
+    fn lost_bundle_is_a_replace() {
+        let d = desired(vec![client("a", Clearance::Operator, &[])], false);
+        let mut a = applied(&d);
+        a.bundles_ok.clear();
+        let p = run(&d, &a);
+        assert_eq!(p.changes[0].reason, "issued bundle lost");
+    }
+
+    #[test]
+    fn stale_export_is_rewritten() {
+        let d = desired(vec![], false);
+        let mut a = applied(&d);
+        a.export_thumbprints = Some(vec![thumb(9)]);
+        let p = run(&d, &a);
+        assert_eq!(p.changes.len(), 1);
+        assert_eq!(p.changes[0].action, Action::Export);
+        a.export_thumbprints = None;
+        assert_eq!(run(&d, &a).changes[0].action, Action::Export);
+    }
+
+    #[test]
+    fn unknown_replace_key_is_an_error() {
+        let d = desired(vec![], false);
+        let opts = PlanOptions {
+            replace: ["ghost".to_string()].into(),
+            ..PlanOptions::default()
+        };
+        assert!(plan(&d, &Actual::default(), NOW, &opts).is_err());
+    }
+
+    #[test]
+    fn plans_are_deterministic() {
+        let d = desired(
+            vec![
+                client("z", Clearance::Operator, &[]),
+                client("a", Clearance::ValidUser, &[("X", Access::Read)]),
+            ],
+            false,
+        );
+        assert_eq!(run(&d, &Actual::default()), run(&d, &Actual::default()));
+    }
+}

@@ -1,0 +1,267 @@
+//! Everything a person or a script reads: plan text (Terraform-like), plan JSON, the registry
+//! diff, and the Studio-like status table.
+
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use crate::plan::{Action, Change, FieldChange, Plan, Target};
+use crate::store::Registry;
+
+/// ANSI styling, or none.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+    fn action(&self, a: Action) -> String {
+        let code = match a {
+            Action::Create => "32",
+            Action::Update => "33",
+            Action::Replace => "35",
+            Action::Delete => "31",
+            Action::Export => "36",
+        };
+        self.paint(code, a.symbol())
+    }
+    fn bold(&self, t: &str) -> String {
+        self.paint("1", t)
+    }
+    fn warn(&self, t: &str) -> String {
+        self.paint("1;33", t)
+    }
+    fn alert(&self, t: &str) -> String {
+        self.paint("1;31", t)
+    }
+}
+
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn summary_line(plan: &Plan) -> String {
+    format!(
+        "Plan: {} to create, {} to update, {} to replace, {} to delete, {} to export.",
+        plan.count(Action::Create),
+        plan.count(Action::Update),
+        plan.count(Action::Replace),
+        plan.count(Action::Delete),
+        plan.count(Action::Export)
+    )
+}
+
+pub const NO_CHANGES: &str = "No changes. The store matches certs.toml.";
+
+fn field_value(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("(none)")
+}
+
+fn field_lines(fields: &[FieldChange], created: bool) -> Vec<(String, String)> {
+    fields
+        .iter()
+        .map(|f| {
+            let value = if created {
+                field_value(&f.new).to_string()
+            } else {
+                format!("{} -> {}", field_value(&f.old), field_value(&f.new))
+            };
+            (f.field.clone(), value)
+        })
+        .collect()
+}
+
+/// The plan as text, for a terminal or a log.
+pub fn plan_text(plan: &Plan, style: Style) -> String {
+    let mut out = String::new();
+    if plan.changes.is_empty() {
+        let _ = writeln!(out, "{}", NO_CHANGES);
+    } else {
+        let _ = writeln!(
+            out,
+            "ravencert will perform these actions ({} create, {} update, {} replace, {} delete, {} export):\n",
+            style.action(Action::Create),
+            style.action(Action::Update),
+            style.action(Action::Replace),
+            style.action(Action::Delete),
+            style.action(Action::Export),
+        );
+        let escalations: Vec<&Change> = plan.changes.iter().filter(|c| c.escalation).collect();
+        if !escalations.is_empty() {
+            let keys: Vec<&str> = escalations.iter().map(|c| c.key.as_str()).collect();
+            let _ = writeln!(
+                out,
+                "{} {} change{} widen{} access: {}\n",
+                style.alert("!! ESCALATION:"),
+                escalations.len(),
+                if escalations.len() == 1 { "" } else { "s" },
+                if escalations.len() == 1 { "s" } else { "" },
+                keys.join(", ")
+            );
+        }
+        for c in &plan.changes {
+            let flag = if c.escalation {
+                format!("  {}", style.alert("[ESCALATION]"))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "  {} {} {}{}",
+                style.action(c.action),
+                c.target.as_str(),
+                style.bold(&c.key),
+                flag
+            );
+            let mut lines = vec![("reason".to_string(), c.reason.clone())];
+            lines.extend(field_lines(&c.fields, c.action == Action::Create));
+            if let Some(t) = c.before.as_ref().and_then(|b| b.thumbprint.as_ref()) {
+                let label = match c.action {
+                    Action::Update => "thumbprint (kept)",
+                    _ => "thumbprint",
+                };
+                lines.push((label.to_string(), t.clone()));
+            }
+            if let Some(na) = c.before.as_ref().and_then(|b| b.not_after) {
+                if c.action != Action::Update {
+                    lines.push(("expires".to_string(), rfc3339(na)));
+                }
+            }
+            let width = lines
+                .iter()
+                .map(|(k, _)| k.chars().count())
+                .max()
+                .unwrap_or(0);
+            for (k, v) in lines {
+                let _ = writeln!(out, "      {:<width$} : {}", k, v);
+            }
+            out.push('\n');
+        }
+    }
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(out, "{}", style.warn("Warnings:"));
+        for w in &plan.warnings {
+            let _ = writeln!(out, "  ! {w}");
+        }
+        out.push('\n');
+    }
+    if !plan.changes.is_empty() {
+        let _ = writeln!(out, "{}", style.bold(&summary_line(plan)));
+    }
+    out
+}
+
+/// The plan as the JSON documented in SPEC §4.
+pub fn plan_json(plan: &Plan) -> Value {
+    json!({
+        "format_version": 1,
+        "changes": plan.changes,
+        "summary": {
+            "create": plan.count(Action::Create),
+            "update": plan.count(Action::Update),
+            "replace": plan.count(Action::Replace),
+            "delete": plan.count(Action::Delete),
+            "export": plan.count(Action::Export),
+        },
+        "warnings": plan.warnings,
+    })
+}
+
+/// A unified diff of the registry text before and after.
+pub fn registry_diff(before: &Registry, after: &Registry) -> String {
+    let old = before.to_text();
+    let new = after.to_text();
+    similar::TextDiff::from_lines(&old, &new)
+        .unified_diff()
+        .context_radius(3)
+        .header("registry.toml (store)", "registry.toml (after apply)")
+        .to_string()
+}
+
+/// Placeholder for values that only the apply can know (a new certificate's thumbprint).
+pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
+
+/// Whether a change targets a client certificate (used for the registry projection).
+pub fn is_client(c: &Change) -> bool {
+    c.target == Target::Client
+}
+
+/// One row of the status table.
+pub struct StatusRow {
+    pub name: String,
+    pub thumbprint: String,
+    pub clearance: String,
+    pub expires: String,
+    pub databases: String,
+}
+
+/// A plain text table with a header row.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, cell) in r.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let pad = widths[i] - c.chars().count();
+                l.push_str(c);
+                l.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(headers.to_vec(), &mut out);
+    for r in rows {
+        line(r.iter().map(|s| s.as_str()).collect(), &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(
+            &["Name", "Clearance"],
+            &[vec!["admin".into(), "ClusterAdmin".into()]],
+        );
+        assert_eq!(t, "Name   Clearance\nadmin  ClusterAdmin\n");
+    }
+
+    #[test]
+    fn no_color_means_no_escape_codes() {
+        let mut plan = Plan::default();
+        plan.changes.push(Change {
+            action: Action::Create,
+            target: Target::Client,
+            key: "a".into(),
+            reason: "not registered".into(),
+            escalation: true,
+            before: None,
+            after: None,
+            fields: vec![],
+            thumbprints: vec![],
+        });
+        assert!(!plan_text(&plan, Style { color: false }).contains('\x1b'));
+        assert!(plan_text(&plan, Style { color: true }).contains('\x1b'));
+    }
+}

@@ -1,0 +1,757 @@
+//! The on-disk certificate store: the registry text file, public certificates, server keys and
+//! issued bundles. This is the only module that writes files; every write is atomic (temp file,
+//! fsync, rename) and the registry is written last, so a crash leaves the old or the new state.
+//!
+//! Layout:
+//! ```text
+//! store/
+//!   .gitignore               "*": a store next to certs.toml is never committed by accident
+//!   .lock                    held by the running apply; names its holder
+//!   registry.toml            every registered certificate, sorted, one field per line
+//!   certs/<THUMBPRINT>.pem   public certificate of each registered thumbprint
+//!   server/<THUMBPRINT>.key  server private key(s)                       (0600)
+//!   issued/<key>/            <key>.pfx, <key>.crt, <key>.key per client  (0600 in 0700)
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::model::{Access, Clearance, KeySpec, Source};
+use crate::pki;
+
+pub const FORMAT_VERSION: u32 = 1;
+pub const REGISTRY_FILE: &str = "registry.toml";
+const REGISTRY_HEADER: &str = "# ravencert certificate registry: written by ravencert, do not edit.\n# Declare certificates in certs.toml and run `ravencert apply`.\n\n";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Locked(String),
+    #[error("{0}")]
+    Pki(#[from] pki::PkiError),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn corrupt(path: &Path, message: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry: plain data, serialized as stable TOML.
+
+/// The whole registry file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    pub format_version: u32,
+    /// The certs.toml revision of the last apply (git commit, with a dirty flag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server: Vec<ServerEntry>,
+    #[serde(default, rename = "certificate", skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertEntry>,
+}
+
+/// A server (ClusterNode) certificate with its private key in `server/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerEntry {
+    pub name: String,
+    pub thumbprint: String,
+    pub public_key_pinning_hash: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    pub source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<KeySpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+}
+
+/// A registered client certificate, as RavenDB's registry keeps it, plus ravencert's id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertEntry {
+    /// The certs.toml client key this certificate belongs to.
+    pub key: String,
+    pub name: String,
+    pub thumbprint: String,
+    pub public_key_pinning_hash: String,
+    pub clearance: Clearance,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    pub source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<KeySpec>,
+    /// For a collection's secondary: the primary's thumbprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection_primary: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collection_secondaries: Vec<String>,
+    /// Set on a certificate that was re-issued: it stays registered until then (overlap).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub retire_after: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub permissions: BTreeMap<String, Access>,
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry {
+            format_version: FORMAT_VERSION,
+            ..Registry::default()
+        }
+    }
+
+    /// Sorted so that the same content always gives the same text.
+    pub fn normalize(&mut self) {
+        self.server.sort_by(|a, b| a.thumbprint.cmp(&b.thumbprint));
+        self.certificates.sort_by(|a, b| {
+            (
+                a.key.as_str(),
+                a.retire_after.is_none(),
+                &a.not_before,
+                &a.thumbprint,
+            )
+                .cmp(&(
+                    b.key.as_str(),
+                    b.retire_after.is_none(),
+                    &b.not_before,
+                    &b.thumbprint,
+                ))
+        });
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut r = self.clone();
+        r.normalize();
+        let body = toml::to_string(&r).unwrap_or_default();
+        format!("{REGISTRY_HEADER}{body}")
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Registry> {
+        #[derive(Deserialize)]
+        struct Version {
+            format_version: Option<i64>,
+        }
+        let v: Version = toml::from_str(text).map_err(|e| {
+            corrupt(
+                path,
+                format!(
+                    "the registry is not readable TOML ({}); restore it from a backup",
+                    e.message()
+                ),
+            )
+        })?;
+        match v.format_version {
+            Some(1) => {}
+            Some(other) => {
+                return Err(corrupt(
+                    path,
+                    format!("store format version {other} is unknown to this ravencert (it reads version {FORMAT_VERSION}); use the ravencert release that wrote it"),
+                ))
+            }
+            None => return Err(corrupt(path, "the registry has no format_version")),
+        }
+        let reg: Registry = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            corrupt(
+                path,
+                format!(
+                    "the registry is corrupt{}: {}",
+                    line.map(|l| format!(" at line {l}")).unwrap_or_default(),
+                    e.message()
+                ),
+            )
+        })?;
+        let mut seen = BTreeSet::new();
+        for t in reg
+            .server
+            .iter()
+            .map(|s| &s.thumbprint)
+            .chain(reg.certificates.iter().map(|c| &c.thumbprint))
+        {
+            if !is_thumbprint(t) {
+                return Err(corrupt(
+                    path,
+                    format!("'{t}' is not a thumbprint (40 upper-case hex digits)"),
+                ));
+            }
+            if !seen.insert(t) {
+                return Err(corrupt(path, format!("thumbprint {t} is registered twice")));
+            }
+        }
+        for c in &reg.certificates {
+            if crate::model::check_client_key(&c.key).is_err() {
+                return Err(corrupt(
+                    path,
+                    format!("entry {} has an invalid key '{}'", c.thumbprint, c.key),
+                ));
+            }
+        }
+        Ok(reg)
+    }
+
+    /// The certificate currently in use for a client key (not one waiting out its overlap).
+    pub fn active(&self, key: &str) -> Option<&CertEntry> {
+        self.certificates
+            .iter()
+            .find(|c| c.key == key && c.retire_after.is_none() && c.collection_primary.is_none())
+    }
+}
+
+pub fn is_thumbprint(t: &str) -> bool {
+    t.len() == 40
+        && t.bytes()
+            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the store holds, as the planner sees it.
+
+/// The store's state: the registry plus the facts about files the planner needs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Actual {
+    pub registry: Registry,
+    /// Client keys whose issued bundle is present and holds the active certificate.
+    pub bundles_ok: BTreeSet<String>,
+    /// Thumbprints in the export file; None when it is missing or unreadable.
+    pub export_thumbprints: Option<Vec<String>>,
+    /// Whether the store exists yet.
+    pub exists: bool,
+}
+
+pub struct Store {
+    pub root: PathBuf,
+}
+
+/// The held apply lock; released on drop (and by the kernel if the process dies).
+pub struct StoreLock {
+    _file: File,
+}
+
+impl Store {
+    pub fn new(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    pub fn registry_path(&self) -> PathBuf {
+        self.root.join(REGISTRY_FILE)
+    }
+    pub fn cert_path(&self, thumbprint: &str) -> PathBuf {
+        self.root.join("certs").join(format!("{thumbprint}.pem"))
+    }
+    pub fn server_key_path(&self, thumbprint: &str) -> PathBuf {
+        self.root.join("server").join(format!("{thumbprint}.key"))
+    }
+    pub fn issued_dir(&self, key: &str) -> PathBuf {
+        self.root.join("issued").join(key)
+    }
+    fn staging_dir(&self, key: &str) -> PathBuf {
+        self.root.join("issued").join(format!(".{key}.new"))
+    }
+
+    /// Reads and verifies the store. A missing store is an empty one.
+    pub fn load(&self, export: Option<&Path>) -> Result<Actual> {
+        let export_thumbprints = export.and_then(read_export);
+        let reg_path = self.registry_path();
+        let text = match read_file(&reg_path) {
+            Ok(bytes) => bytes,
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                if self.root.exists() && !self.root.is_dir() {
+                    return Err(corrupt(&self.root, "the store path is not a folder"));
+                }
+                return Ok(Actual {
+                    registry: Registry::new(),
+                    export_thumbprints,
+                    exists: self.root.join(".gitignore").exists(),
+                    ..Actual::default()
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let text = String::from_utf8(text)
+            .map_err(|_| corrupt(&reg_path, "the registry is not UTF-8 text"))?;
+        let registry = Registry::parse(&reg_path, &text)?;
+
+        for s in &registry.server {
+            self.verify_cert(&s.thumbprint)?;
+            let key_path = self.server_key_path(&s.thumbprint);
+            let key = pki::PrivateKey::from_pem(&read_file(&key_path)?).map_err(|_| {
+                corrupt(
+                    &key_path,
+                    "the server private key is unreadable; restore the store from a backup",
+                )
+            })?;
+            let der = self.read_cert_der(&s.thumbprint)?;
+            if !key.matches(&der)? {
+                return Err(corrupt(
+                    &key_path,
+                    format!(
+                        "this key does not belong to server certificate {}",
+                        s.thumbprint
+                    ),
+                ));
+            }
+        }
+        let mut bundles_ok = BTreeSet::new();
+        for c in &registry.certificates {
+            self.verify_cert(&c.thumbprint)?;
+            if c.source == Source::Generated
+                && c.retire_after.is_none()
+                && self.bundle_holds(&c.key, &c.thumbprint)
+            {
+                bundles_ok.insert(c.key.clone());
+            }
+        }
+        Ok(Actual {
+            registry,
+            bundles_ok,
+            export_thumbprints,
+            exists: true,
+        })
+    }
+
+    /// The registry's certificate file exists and its SHA-1 matches the thumbprint.
+    fn verify_cert(&self, thumbprint: &str) -> Result<()> {
+        let der = self.read_cert_der(thumbprint)?;
+        let actual = pki::thumbprint(&der);
+        if actual != thumbprint {
+            return Err(corrupt(
+                &self.cert_path(thumbprint),
+                format!("holds certificate {actual}, not the registered {thumbprint}; the store was changed outside ravencert"),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn read_cert_der(&self, thumbprint: &str) -> Result<Vec<u8>> {
+        let path = self.cert_path(thumbprint);
+        let pem = read_file(&path).map_err(|e| match e {
+            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                corrupt(&path, format!("the certificate of registered thumbprint {thumbprint} is missing; restore it from a backup"))
+            }
+            other => other,
+        })?;
+        pki::pem_to_der(&pem).map_err(|_| corrupt(&path, "not a PEM certificate"))
+    }
+
+    pub fn read_server_key(&self, thumbprint: &str) -> Result<pki::PrivateKey> {
+        let path = self.server_key_path(thumbprint);
+        pki::PrivateKey::from_pem(&read_file(&path)?)
+            .map_err(|_| corrupt(&path, "the server private key is unreadable"))
+    }
+
+    /// The bundle in issued/<key>/ (or, after an interrupted apply, its staged copy) holds it.
+    fn bundle_holds(&self, key: &str, thumbprint: &str) -> bool {
+        [self.issued_dir(key), self.staging_dir(key)]
+            .iter()
+            .any(|dir| {
+                let crt = dir.join(format!("{key}.crt"));
+                ["pfx", "key"]
+                    .iter()
+                    .all(|ext| is_regular_file(&dir.join(format!("{key}.{ext}"))))
+                    && read_file(&crt)
+                        .ok()
+                        .and_then(|pem| pki::pem_to_der(&pem).ok())
+                        .is_some_and(|der| pki::thumbprint(&der) == thumbprint)
+            })
+    }
+
+    /// Takes the apply lock, waiting up to `timeout`. The error names the holder.
+    pub fn lock(&self, timeout: Duration) -> Result<StoreLock> {
+        self.ensure_root()?;
+        let path = self.root.join(".lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc_o_nofollow())
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) => {
+                    if Instant::now() >= deadline {
+                        let mut holder = String::new();
+                        let _ = file.read_to_string(&mut holder);
+                        let holder = holder.trim();
+                        return Err(StoreError::Locked(format!(
+                            "the store {} is locked by another apply ({}); wait for it to finish, or pass --lock-timeout 60s to wait",
+                            self.root.display(),
+                            if holder.is_empty() { "holder unknown" } else { holder }
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
+            }
+        }
+        let host = fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        let since = OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        file.set_len(0).map_err(io_err(&path))?;
+        let _ = writeln!(
+            file,
+            "pid {} on {} since {}",
+            std::process::id(),
+            if host.is_empty() { "this host" } else { &host },
+            since
+        );
+        Ok(StoreLock { _file: file })
+    }
+
+    /// Creates the store folder (0700) with its .gitignore.
+    pub fn ensure_root(&self) -> Result<()> {
+        ensure_dir(&self.root)?;
+        let gi = self.root.join(".gitignore");
+        if !gi.exists() {
+            write_atomic(&gi, b"*\n", 0o600)?;
+        }
+        Ok(())
+    }
+
+    pub fn write_cert(&self, der: &[u8]) -> Result<String> {
+        let thumb = pki::thumbprint(der);
+        let dir = self.root.join("certs");
+        ensure_dir(&dir)?;
+        write_atomic(&self.cert_path(&thumb), &pki::der_to_pem(der)?, 0o600)?;
+        Ok(thumb)
+    }
+
+    pub fn write_server_key(&self, thumbprint: &str, key: &pki::PrivateKey) -> Result<()> {
+        ensure_dir(&self.root.join("server"))?;
+        write_atomic(&self.server_key_path(thumbprint), &key.to_pem()?, 0o600)
+    }
+
+    /// Writes a client's bundle to its staging folder; [`Store::finish_bundles`] moves it in
+    /// place after the registry is committed.
+    pub fn stage_bundle(&self, key: &str, bundle: &pki::Bundle) -> Result<()> {
+        ensure_dir(&self.root.join("issued"))?;
+        let dir = self.staging_dir(key);
+        if dir.exists() {
+            remove_tree(&dir)?;
+        }
+        ensure_dir(&dir)?;
+        write_atomic(&dir.join(format!("{key}.pfx")), &bundle.pfx, 0o600)?;
+        write_atomic(&dir.join(format!("{key}.crt")), &bundle.cert_pem, 0o600)?;
+        write_atomic(&dir.join(format!("{key}.key")), &bundle.key_pem, 0o600)?;
+        Ok(())
+    }
+
+    /// The commit point of an apply.
+    pub fn write_registry(&self, registry: &Registry) -> Result<()> {
+        write_atomic(&self.registry_path(), registry.to_text().as_bytes(), 0o600)
+    }
+
+    /// After the registry is committed: move staged bundles whose certificate is registered
+    /// into place, and remove every file the registry no longer refers to. Also repairs what an
+    /// interrupted apply left behind.
+    pub fn finish(&self, registry: &Registry) -> Result<()> {
+        let active: BTreeMap<&str, &str> = registry
+            .certificates
+            .iter()
+            .filter(|c| c.retire_after.is_none() && c.source == Source::Generated)
+            .map(|c| (c.key.as_str(), c.thumbprint.as_str()))
+            .collect();
+        let issued = self.root.join("issued");
+        if issued.is_dir() {
+            for entry in fs::read_dir(&issued).map_err(io_err(&issued))? {
+                let entry = entry.map_err(io_err(&issued))?;
+                let name = entry.file_name().to_string_lossy().to_string();
+                let path = entry.path();
+                if let Some(key) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".new")) {
+                    match active.get(key) {
+                        Some(thumb)
+                            if !self.bundle_in(&self.issued_dir(key), key, thumb)
+                                && self.bundle_in(&path, key, thumb) =>
+                        {
+                            let target = self.issued_dir(key);
+                            if target.exists() {
+                                remove_tree(&target)?;
+                            }
+                            fs::rename(&path, &target).map_err(io_err(&path))?;
+                            sync_dir(&issued)?;
+                        }
+                        _ => remove_tree(&path)?,
+                    }
+                } else if !active.contains_key(name.as_str()) {
+                    remove_tree(&path)?;
+                }
+            }
+        }
+        let keep: BTreeSet<String> = registry
+            .server
+            .iter()
+            .map(|s| s.thumbprint.clone())
+            .chain(registry.certificates.iter().map(|c| c.thumbprint.clone()))
+            .collect();
+        for (sub, ext) in [("certs", "pem"), ("server", "key")] {
+            let dir = self.root.join(sub);
+            if !dir.is_dir() {
+                continue;
+            }
+            for entry in walkdir::WalkDir::new(&dir)
+                .follow_links(false)
+                .min_depth(1)
+                .max_depth(1)
+            {
+                let entry = entry.map_err(|e| corrupt(&dir, e.to_string()))?;
+                let name = entry.file_name().to_string_lossy().to_string();
+                let referenced = name
+                    .strip_suffix(&format!(".{ext}"))
+                    .is_some_and(|t| keep.contains(t));
+                if !referenced {
+                    remove_path(entry.path())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn bundle_in(&self, dir: &Path, key: &str, thumbprint: &str) -> bool {
+        let crt = dir.join(format!("{key}.crt"));
+        read_file(&crt)
+            .ok()
+            .and_then(|pem| pki::pem_to_der(&pem).ok())
+            .is_some_and(|der| pki::thumbprint(&der) == thumbprint)
+    }
+
+    /// Every file under the store with its bytes (tests compare snapshots with this).
+    pub fn walk(&self) -> Vec<PathBuf> {
+        walkdir::WalkDir::new(&self.root)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .map(|e| e.into_path())
+            .collect()
+    }
+}
+
+/// Thumbprints of the certificates in an export file, if it can be read.
+fn read_export(path: &Path) -> Option<Vec<String>> {
+    let bytes = fs::read(path).ok()?;
+    let mut t = pki::pfx_thumbprints(&bytes, "").ok()?;
+    t.sort();
+    Some(t)
+}
+
+/// Writes the export (outside the store, meant to be shared): public parts only.
+pub fn write_export(path: &Path, pfx: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+    }
+    write_atomic(path, pfx, 0o644)
+}
+
+// ---------------------------------------------------------------------------------------------
+// File helpers: never follow symlinks, always atomic.
+
+fn libc_o_nofollow() -> i32 {
+    // O_NOFOLLOW on Linux.
+    0o400000
+}
+
+fn is_regular_file(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+}
+
+/// Reads a store file; a symbolic link is refused, not followed.
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_nofollow())
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(40) {
+                corrupt(path, "is a symbolic link; ravencert does not follow links inside the store — remove it")
+            } else {
+                io_err(path)(e)
+            }
+        })?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).map_err(io_err(path))?;
+    Ok(buf)
+}
+
+fn ensure_dir(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() && path.parent().is_some() => {
+            return Err(corrupt(
+                path,
+                "is a symbolic link; ravencert does not follow links inside the store — remove it",
+            ))
+        }
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(corrupt(path, "should be a folder")),
+        Err(_) => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .map_err(io_err(path))?;
+        }
+    }
+    // Whatever the umask or an earlier hand: never readable by others.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_err(path))
+}
+
+/// temp file (mode set at creation), write, fsync, rename, fsync the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let mut rnd = [0u8; 6];
+    let _ = openssl::rand::rand_bytes(&mut rnd);
+    let tmp = dir.join(format!(
+        ".tmp-{name}-{}",
+        rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        fs::rename(&tmp, path).map_err(io_err(path))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+fn remove_path(path: &Path) -> Result<()> {
+    let m = fs::symlink_metadata(path).map_err(io_err(path))?;
+    if m.is_dir() {
+        remove_tree(path)
+    } else {
+        fs::remove_file(path).map_err(io_err(path))
+    }
+}
+
+/// Removes a folder; symbolic links inside are removed, never followed.
+fn remove_tree(path: &Path) -> Result<()> {
+    let m = fs::symlink_metadata(path).map_err(io_err(path))?;
+    if !m.is_dir() {
+        return fs::remove_file(path).map_err(io_err(path));
+    }
+    fs::remove_dir_all(path).map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str, thumb: &str) -> CertEntry {
+        CertEntry {
+            key: key.into(),
+            name: key.into(),
+            thumbprint: thumb.into(),
+            public_key_pinning_hash: "x".into(),
+            clearance: Clearance::ValidUser,
+            not_before: OffsetDateTime::UNIX_EPOCH,
+            not_after: OffsetDateTime::UNIX_EPOCH,
+            source: Source::Generated,
+            key_type: Some(KeySpec::EcP256),
+            collection_primary: None,
+            collection_secondaries: vec![],
+            retire_after: None,
+            revision: None,
+            permissions: [("Orders".to_string(), Access::Read)].into(),
+        }
+    }
+
+    #[test]
+    fn registry_text_is_sorted_and_round_trips() {
+        let mut r = Registry::new();
+        r.certificates.push(entry("b", &"B".repeat(40)));
+        r.certificates.push(entry("a", &"A".repeat(40)));
+        let text = r.to_text();
+        assert!(text.find("key = \"a\"").unwrap() < text.find("key = \"b\"").unwrap());
+        let back = Registry::parse(Path::new("r"), &text).unwrap();
+        let mut sorted = r.clone();
+        sorted.normalize();
+        assert_eq!(back, sorted);
+        assert_eq!(back.to_text(), text);
+    }
+
+    #[test]
+    fn unknown_format_version_is_refused() {
+        let e = Registry::parse(Path::new("r"), "format_version = 7\n").unwrap_err();
+        assert!(e.to_string().contains("version 7"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_thumbprint_is_corrupt() {
+        let mut r = Registry::new();
+        r.certificates.push(entry("a", &"A".repeat(40)));
+        r.certificates.push(entry("b", &"A".repeat(40)));
+        assert!(Registry::parse(Path::new("r"), &r.to_text()).is_err());
+    }
+}

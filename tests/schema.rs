@@ -1,0 +1,30 @@
+//! The checked-in JSON schema must be what the Rust types generate, and the bundled example must
+//! be a valid config that points at it.
+
+#[test]
+fn checked_in_schema_is_up_to_date() {
+    let generated = ravencert::config::json_schema();
+    let checked_in = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schema/certs.schema.json"
+    ))
+    .expect("schema/certs.schema.json is checked in");
+    assert!(
+        generated == checked_in,
+        "schema/certs.schema.json is out of date: run `cargo run -- schema > schema/certs.schema.json`"
+    );
+}
+
+#[test]
+fn example_starts_with_schema_line_and_validates() {
+    let example = ravencert::STARTER;
+    assert_eq!(
+        example.lines().next(),
+        Some("#:schema ./schema/certs.schema.json")
+    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let desired = ravencert::config::parse(&dir.join("certs.toml.example"), example, dir)
+        .expect("certs.toml.example is valid");
+    assert!(desired.clients.len() >= 4);
+    assert!(ravencert::config::check_references(&desired).is_empty());
+}
