@@ -14,5 +14,8 @@ pub mod plan;
 pub mod render;
 pub mod store;
 
-/// The starter `ravencert init` writes: the bundled, commented example.
-pub const STARTER: &str = include_str!("../certs.toml.example");
+/// The starter `ravencert init` writes: small, commented, and ready to apply.
+pub const STARTER: &str = include_str!("starter.toml");
+
+/// The bundled example of every key.
+pub const EXAMPLE: &str = include_str!("../certs.toml.example");

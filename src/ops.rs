@@ -129,11 +129,7 @@ pub fn init(ctx: &Context) -> Result<Output> {
             ctx.config.display()
         )));
     }
-    let starter: String = crate::STARTER
-        .lines()
-        .filter(|l| !l.starts_with("#:schema"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let starter = crate::STARTER;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -17,7 +17,7 @@ fn checked_in_schema_is_up_to_date() {
 
 #[test]
 fn example_starts_with_schema_line_and_validates() {
-    let example = ravencert::STARTER;
+    let example = ravencert::EXAMPLE;
     assert_eq!(
         example.lines().next(),
         Some("#:schema ./schema/certs.schema.json")

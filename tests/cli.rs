@@ -1,0 +1,558 @@
+//! End-to-end tests of the binary: what an admin does, cross-checked with the openssl command.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::{openssl, openssl_thumbprint, Env, SERVER};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn three_clients() -> String {
+    format!(
+        r#"{SERVER}
+[clients.admin]
+clearance = "ClusterAdmin"
+
+[clients.ops]
+name = "Operations"
+clearance = "Operator"
+key = "rsa-2048"
+
+[clients.orders-app]
+name = "Orders App"
+clearance = "ValidUser"
+databases = {{ Orders = "Read" }}
+key = "ec-p384"
+validity = "90d"
+password_env = "ORDERS_PASSWORD"
+"#
+    )
+}
+
+fn env_with_three() -> Env {
+    let env = Env::new().env("ORDERS_PASSWORD", PASSWORD);
+    env.config(&three_clients());
+    env
+}
+
+#[test]
+fn first_apply_creates_everything_and_is_idempotent() {
+    let env = env_with_three();
+    let plan = env.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.stderr);
+    assert!(plan
+        .stdout
+        .contains("Plan: 4 to create, 0 to update, 0 to replace, 0 to delete, 1 to export."));
+
+    let apply = env.run(&["apply", "--yes"]).success();
+    assert!(apply.stdout.contains("Apply complete"));
+
+    let again = env.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert!(again
+        .stdout
+        .contains("No changes. The store matches certs.toml."));
+
+    let status = env.status();
+    let clearances: Vec<(&str, &str)> = status["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["key"].as_str().unwrap(), c["clearance"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        clearances,
+        vec![
+            ("admin", "ClusterAdmin"),
+            ("ops", "Operator"),
+            ("orders-app", "ValidUser")
+        ]
+    );
+    assert_eq!(status["certificates"][2]["permissions"]["Orders"], "Read");
+    assert_eq!(status["server"][0]["subject"], "CN=cluster.example.com");
+}
+
+#[test]
+fn issued_certificates_pass_openssl_checks() {
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    let server = env.server_pem();
+    let server = server.to_str().unwrap();
+
+    // Thumbprints in status are openssl's SHA-1 fingerprints.
+    let status = env.status();
+    for c in status["certificates"].as_array().unwrap() {
+        let key = c["key"].as_str().unwrap();
+        let crt = env.store().join(format!("issued/{key}/{key}.crt"));
+        assert_eq!(openssl_thumbprint(&crt), c["thumbprint"].as_str().unwrap());
+        // Signed by the server certificate, good for TLS client auth.
+        openssl(&[
+            "verify",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            server,
+            crt.to_str().unwrap(),
+        ])
+        .success();
+        let text = openssl(&["x509", "-in", crt.to_str().unwrap(), "-noout", "-text"])
+            .success()
+            .stdout;
+        assert!(text.contains("TLS Web Client Authentication"), "{text}");
+        assert!(!text.contains("TLS Web Server Authentication"));
+        assert!(text.contains("Issuer: CN = cluster.example.com"));
+        assert!(text.contains(&format!("Subject: CN = {}", c["name"].as_str().unwrap())));
+        assert!(text.contains("X509v3 Authority Key Identifier"));
+    }
+    assert_eq!(
+        openssl_thumbprint(std::path::Path::new(server)),
+        status["server"][0]["thumbprint"]
+    );
+
+    // Key types and validity as declared.
+    let x509_text = |key: &str| {
+        let crt = env.store().join(format!("issued/{key}/{key}.crt"));
+        openssl(&["x509", "-in", crt.to_str().unwrap(), "-noout", "-text"])
+            .success()
+            .stdout
+    };
+    assert!(x509_text("ops").contains("Public-Key: (2048 bit)"));
+    assert!(x509_text("ops").contains("rsaEncryption"));
+    assert!(x509_text("orders-app").contains("NIST CURVE: P-384"));
+    assert!(x509_text("admin").contains("NIST CURVE: P-256"));
+    let orders = &status["certificates"][2];
+    let nb = time::OffsetDateTime::parse(
+        orders["not_before"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let na = time::OffsetDateTime::parse(
+        orders["not_after"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    // not-before a week back (clock skew margin), not-after 90 days from now.
+    assert_eq!((na - nb).whole_days(), 97);
+    let now = time::OffsetDateTime::now_utc();
+    assert!((na - now).whole_days() >= 89 && (na - now).whole_days() <= 90);
+
+    // The protected .pfx opens with its password and not with a wrong one; it holds the client
+    // certificate, its key and the server certificate.
+    let pfx = env.store().join("issued/orders-app/orders-app.pfx");
+    let pfx = pfx.to_str().unwrap();
+    let opened = openssl(&[
+        "pkcs12",
+        "-in",
+        pfx,
+        "-passin",
+        &format!("pass:{PASSWORD}"),
+        "-nodes",
+    ])
+    .success();
+    assert_eq!(opened.stdout.matches("BEGIN CERTIFICATE").count(), 2);
+    assert_eq!(opened.stdout.matches("BEGIN PRIVATE KEY").count(), 1);
+    openssl(&["pkcs12", "-in", pfx, "-passin", "pass:wrong", "-nodes"]).failure();
+    let info = openssl(&[
+        "pkcs12",
+        "-in",
+        pfx,
+        "-passin",
+        &format!("pass:{PASSWORD}"),
+        "-info",
+        "-noout",
+    ])
+    .success();
+    assert!(info.stderr.contains("AES-256-CBC"), "{}", info.stderr);
+    assert!(info.stderr.contains("MAC: sha256"), "{}", info.stderr);
+
+    // The key file is encrypted with the same password.
+    let key = env.store().join("issued/orders-app/orders-app.key");
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    assert!(key_text.contains("BEGIN ENCRYPTED PRIVATE KEY"));
+    openssl(&[
+        "pkey",
+        "-in",
+        key.to_str().unwrap(),
+        "-passin",
+        &format!("pass:{PASSWORD}"),
+        "-noout",
+    ])
+    .success();
+
+    // The export holds the server certificate and no private key.
+    let export = env.path("exports/cluster.pfx");
+    let exp = openssl(&[
+        "pkcs12",
+        "-in",
+        export.to_str().unwrap(),
+        "-passin",
+        "pass:",
+        "-nodes",
+    ])
+    .success();
+    assert_eq!(exp.stdout.matches("BEGIN CERTIFICATE").count(), 1);
+    assert!(!exp.stdout.contains("PRIVATE KEY"));
+    let exported = env.path("exported.pem");
+    std::fs::write(&exported, &exp.stdout).unwrap();
+    assert_eq!(
+        openssl_thumbprint(&exported),
+        status["server"][0]["thumbprint"]
+    );
+}
+
+#[test]
+fn legacy_profile_uses_3des_and_sha1_mac() {
+    let env = Env::new();
+    env.config(&format!(
+        "{SERVER}\n[clients.old]\nclearance = \"Operator\"\npfx = \"legacy\"\npassword_file = \"old.pass\"\n"
+    ));
+    env.write("old.pass", "legacy-secret\n");
+    env.run(&["apply", "--yes"]).success();
+    let pfx = env.store().join("issued/old/old.pfx");
+    let info = openssl(&[
+        "pkcs12",
+        "-in",
+        pfx.to_str().unwrap(),
+        "-passin",
+        "pass:legacy-secret",
+        "-info",
+        "-noout",
+    ])
+    .success();
+    assert!(
+        info.stderr.contains("pbeWithSHA1And3-KeyTripleDES-CBC"),
+        "{}",
+        info.stderr
+    );
+    assert!(info.stderr.contains("MAC: sha1"), "{}", info.stderr);
+    assert!(!info.stderr.contains("RC2"));
+}
+
+#[test]
+fn editing_clearance_and_permissions_keeps_the_thumbprint() {
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    let before = env.thumbprint("orders-app");
+
+    env.config(&three_clients().replace(
+        "databases = { Orders = \"Read\" }",
+        "databases = { Orders = \"ReadWrite\", Reporting = \"Read\" }",
+    ));
+    let plan = env.run(&["plan"]).success();
+    assert!(
+        plan.stdout.contains("~ client orders-app  [ESCALATION]"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Orders            : Read -> ReadWrite"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("Reporting         : (none) -> Read"));
+    assert!(plan
+        .stdout
+        .contains("Plan: 0 to create, 1 to update, 0 to replace, 0 to delete, 0 to export."));
+    env.run(&["apply", "--yes"]).success();
+    assert_eq!(env.thumbprint("orders-app"), before);
+    let s = env.status();
+    assert_eq!(s["certificates"][2]["permissions"]["Orders"], "ReadWrite");
+
+    // Lowering clearance: an update that is not an escalation.
+    env.config(&three_clients().replace(
+        "name = \"Operations\"\nclearance = \"Operator\"",
+        "name = \"Operations\"\nclearance = \"ValidUser\"\ndatabases = { Ops = \"Admin\" }",
+    ));
+    let ops_before = env.thumbprint("ops");
+    let plan = env.run(&["plan", "--json"]).success().json();
+    let change = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "ops")
+        .unwrap()
+        .clone();
+    assert_eq!(change["action"], "update");
+    assert_eq!(change["escalation"], false);
+    assert_eq!(change["before"]["clearance"], "Operator");
+    assert_eq!(change["after"]["clearance"], "ValidUser");
+    env.run(&["apply", "--yes"]).success();
+    assert_eq!(env.thumbprint("ops"), ops_before);
+}
+
+#[test]
+fn undeclared_clients_warn_without_prune_and_are_deleted_with_it() {
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    let without_admin =
+        three_clients().replace("[clients.admin]\nclearance = \"ClusterAdmin\"\n", "");
+    env.config(&without_admin);
+    let plan = env.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0);
+    assert!(plan.stdout.contains("client 'admin'"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("prune = false"));
+    env.run(&["apply", "--yes"]).success();
+    assert!(env.store().join("issued/admin/admin.pfx").exists());
+
+    env.config(&without_admin.replace("version = 1", "version = 1\n[store]\nprune = true"));
+    let plan = env.run(&["plan", "--json"]).success().json();
+    assert_eq!(plan["summary"]["delete"], 1);
+    assert_eq!(plan["changes"][0]["action"], "delete");
+    assert_eq!(plan["changes"][0]["key"], "admin");
+    let admin_thumb = env.thumbprint("admin");
+    env.run(&["apply", "--yes"]).success();
+    let s = env.status();
+    assert_eq!(s["certificates"].as_array().unwrap().len(), 2);
+    assert!(!env.store().join("issued/admin").exists());
+    assert!(!env
+        .store()
+        .join(format!("certs/{admin_thumb}.pem"))
+        .exists());
+}
+
+#[test]
+fn replace_reissues_with_a_new_thumbprint() {
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    let old = env.thumbprint("admin");
+    let plan = env.run(&["plan", "--replace", "admin"]).success();
+    assert!(plan.stdout.contains("-/+ client admin"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("--replace admin"));
+    env.run(&["apply", "--yes", "--replace", "admin"]).success();
+    let new = env.thumbprint("admin");
+    assert_ne!(old, new);
+    let crt = env.store().join("issued/admin/admin.crt");
+    assert_eq!(openssl_thumbprint(&crt), new);
+    assert!(!env.store().join(format!("certs/{old}.pem")).exists());
+    env.run(&["plan", "--detailed-exitcode"]).success();
+
+    let unknown = env.run(&["plan", "--replace", "nobody"]).failure();
+    assert!(unknown.stderr.contains("--replace nobody"));
+}
+
+#[test]
+fn key_type_change_forces_replacement() {
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    env.config(&three_clients().replace("key = \"ec-p384\"", "key = \"ec-p256\""));
+    let plan = env.run(&["plan"]).success();
+    assert!(
+        plan.stdout
+            .contains("key ec-p384 -> ec-p256 forces replacement"),
+        "{}",
+        plan.stdout
+    );
+}
+
+#[test]
+fn apply_without_terminal_or_yes_refuses_and_changes_nothing() {
+    let env = env_with_three();
+    let r = env.run(&["apply"]).failure();
+    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    assert!(!env.store().exists());
+
+    env.run(&["apply", "--yes"]).success();
+    env.config(&three_clients().replace("ClusterAdmin", "Operator"));
+    let before = env.snapshot();
+    env.run(&["apply"]).failure();
+    assert_eq!(before, env.snapshot());
+}
+
+#[test]
+fn export_command_writes_the_server_certificate() {
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    let out = env.path("elsewhere/b.pfx");
+    env.run(&["export", "--out", out.to_str().unwrap()])
+        .success();
+    let exp = openssl(&[
+        "pkcs12",
+        "-in",
+        out.to_str().unwrap(),
+        "-passin",
+        "pass:",
+        "-nodes",
+    ])
+    .success();
+    assert_eq!(exp.stdout.matches("BEGIN CERTIFICATE").count(), 1);
+    assert!(!exp.stdout.contains("PRIVATE KEY"));
+
+    // A deleted export is planned again.
+    std::fs::remove_file(env.path("exports/cluster.pfx")).unwrap();
+    let plan = env.run(&["plan"]).success();
+    assert!(plan.stdout.contains("> export"), "{}", plan.stdout);
+}
+
+#[test]
+fn private_files_are_0600_in_0700_folders_even_with_a_loose_umask() {
+    let env = env_with_three();
+    // The binary inherits the umask; run it under 000 through sh.
+    let bin = env!("CARGO_BIN_EXE_ravencert");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask 000 && '{bin}' apply --yes"))
+        .current_dir(env.dir.path())
+        .env("ORDERS_PASSWORD", PASSWORD)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    for (path, (mode, _)) in env.snapshot() {
+        let m = std::fs::symlink_metadata(&path).unwrap();
+        let expected = if m.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode & 0o777, expected, "{}", path.display());
+    }
+    let key = env.store().join("issued/orders-app/orders-app.key");
+    assert_eq!(
+        std::fs::metadata(key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn no_secret_reaches_the_terminal() {
+    let env = env_with_three();
+    let mut outputs = Vec::new();
+    for args in [
+        vec!["validate"],
+        vec!["plan"],
+        vec!["plan", "--json", "--diff"],
+        vec!["apply", "--yes"],
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["apply", "--yes", "--json", "--replace", "orders-app"],
+        vec!["export"],
+    ] {
+        let r = env.run(&args).success();
+        outputs.push(r.stdout);
+        outputs.push(r.stderr);
+    }
+    for o in &outputs {
+        assert!(!o.contains(PASSWORD));
+        assert!(!o.contains("PRIVATE KEY"));
+        assert!(!o.contains("BEGIN"));
+    }
+    let registry = std::fs::read_to_string(env.store().join("registry.toml")).unwrap();
+    assert!(!registry.contains(PASSWORD) && !registry.contains("PRIVATE"));
+}
+
+#[test]
+fn a_second_apply_waits_for_the_lock_and_names_the_holder() {
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    // Hold the lock the way an apply does.
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(env.store().join(".lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    std::fs::write(
+        env.store().join(".lock"),
+        "pid 4242 on testhost since now\n",
+    )
+    .unwrap();
+    env.config(&three_clients().replace("ClusterAdmin", "Operator"));
+    let before = env.snapshot();
+    let r = env
+        .run(&["apply", "--yes", "--lock-timeout", "200ms"])
+        .failure();
+    assert!(r.stderr.contains("locked by another apply"), "{}", r.stderr);
+    assert!(r.stderr.contains("pid 4242"), "{}", r.stderr);
+    assert_eq!(before, env.snapshot());
+    drop(lock);
+    env.run(&["apply", "--yes", "--lock-timeout", "1s"])
+        .success();
+}
+
+#[test]
+fn corrupt_store_is_an_error_and_nothing_is_written() {
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    let thumb = env.thumbprint("admin");
+    // Swap admin's public certificate for another one: thumbprint mismatch.
+    let other = env.thumbprint("ops");
+    let certs = env.store().join("certs");
+    std::fs::copy(
+        certs.join(format!("{other}.pem")),
+        certs.join(format!("{thumb}.pem")),
+    )
+    .unwrap();
+    let before = env.snapshot();
+    let r = env.run(&["apply", "--yes"]).failure();
+    assert!(r.stderr.contains(&thumb), "{}", r.stderr);
+    assert!(r.stderr.contains("not the registered"), "{}", r.stderr);
+    assert_eq!(before, env.snapshot());
+
+    // An unknown store format version.
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    let reg = env.store().join("registry.toml");
+    let text = std::fs::read_to_string(&reg).unwrap();
+    std::fs::write(
+        &reg,
+        text.replace("format_version = 1", "format_version = 9"),
+    )
+    .unwrap();
+    let r = env.run(&["plan"]).failure();
+    assert!(r.stderr.contains("format version 9"), "{}", r.stderr);
+}
+
+#[test]
+fn symlinks_in_the_store_are_not_followed() {
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    let thumb = env.thumbprint("admin");
+    let pem = env.store().join(format!("certs/{thumb}.pem"));
+    let outside = env.path("outside.pem");
+    std::fs::rename(&pem, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &pem).unwrap();
+    let r = env.run(&["plan"]).failure();
+    assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+}
+
+#[test]
+fn init_writes_a_starter_once() {
+    let env = Env::new();
+    env.run(&["init"]).success();
+    let text = std::fs::read_to_string(env.path("certs.toml")).unwrap();
+    assert!(text.contains("version = 1"));
+    // The starter is ready to use as it is.
+    env.run(&["validate"]).success();
+    let plan = env.run(&["plan", "--json"]).success().json();
+    assert_eq!(plan["summary"]["create"], 2);
+    let r = env.run(&["init"]).failure();
+    assert!(r.stderr.contains("already exists"));
+    assert_eq!(
+        std::fs::read_to_string(env.path("certs.toml")).unwrap(),
+        text
+    );
+}
+
+#[test]
+fn store_flag_overrides_the_config_path_and_has_a_gitignore() {
+    let env = env_with_three();
+    env.run(&["--store", "other-store", "apply", "--yes"])
+        .success();
+    assert!(env.path("other-store/registry.toml").exists());
+    assert!(!env.store().exists());
+    assert_eq!(
+        std::fs::read_to_string(env.path("other-store/.gitignore")).unwrap(),
+        "*\n"
+    );
+}
+
+#[test]
+fn completions_and_schema_print() {
+    let env = Env::new();
+    let c = env.run(&["completions", "bash"]).success();
+    assert!(c.stdout.contains("ravencert"));
+    let s = env.run(&["schema"]).success().json();
+    assert_eq!(s["title"], "ravencert certs.toml");
+}
