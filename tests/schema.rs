@@ -28,3 +28,16 @@ fn example_starts_with_schema_line_and_validates() {
     assert!(desired.clients.len() >= 4);
     assert!(ravencert::config::check_references(&desired).is_empty());
 }
+
+#[test]
+fn bundled_examples_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for name in ["development", "production"] {
+        let path = root.join("examples").join(name).join("certs.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("#:schema ../../schema/certs.schema.json"));
+        let desired = ravencert::config::parse(&path, &text, path.parent().unwrap())
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert!(desired.clients.len() >= 2, "{name}");
+    }
+}
