@@ -289,6 +289,8 @@ pub struct Desired {
     pub server: Option<ServerDesired>,
     pub clients: BTreeMap<String, ClientDesired>,
     pub warnings: Vec<String>,
+    /// Line and column of the keys that name secrets and files, for later error messages.
+    pub positions: BTreeMap<String, (usize, usize)>,
 }
 
 impl Desired {
@@ -372,6 +374,19 @@ struct Checker<'a> {
     file: &'a Path,
     source: &'a str,
     errors: Vec<ConfigError>,
+    /// Line and column of keys that later checks (secrets, files) report on.
+    positions: BTreeMap<String, (usize, usize)>,
+}
+
+/// A source line with the value of any `password = ...` masked: an error about a password
+/// must not print it.
+fn redact(line: &str) -> String {
+    match line.find("password") {
+        Some(i) if line[i + "password".len()..].trim_start().starts_with('=') => {
+            format!("{}password = ***", &line[..i])
+        }
+        _ => line.to_string(),
+    }
 }
 
 impl<'a> Checker<'a> {
@@ -385,9 +400,14 @@ impl<'a> Checker<'a> {
             .lines()
             .next()
             .unwrap_or("")
-            .trim_end()
-            .to_string();
-        (line, column, text)
+            .trim_end();
+        (line, column, redact(text))
+    }
+
+    /// Remembers where a key stands, for errors found after parsing.
+    fn mark(&mut self, key: String, span: &Range<usize>) {
+        let (line, column, _) = self.position(span);
+        self.positions.insert(key, (line, column));
     }
 
     fn error_at(&mut self, span: Option<&Range<usize>>, key: impl Into<String>, message: String) {
@@ -415,6 +435,7 @@ pub fn parse(file: &Path, source: &str, base: &Path) -> Result<Desired, Vec<Conf
         file,
         source,
         errors: Vec::new(),
+        positions: BTreeMap::new(),
     };
     let raw: RawConfig = match toml::from_str(source) {
         Ok(raw) => raw,
@@ -423,7 +444,7 @@ pub fn parse(file: &Path, source: &str, base: &Path) -> Result<Desired, Vec<Conf
             let message = e.message().trim().to_string();
             let key = span
                 .as_ref()
-                .map(|s| key_on_line(&ck.position(s).2))
+                .map(|s| key_path_at(source, s.start))
                 .unwrap_or_default();
             let message = if message.starts_with("unknown field") {
                 format!("{message}; unknown keys are refused so that a typo is never ignored")
@@ -436,7 +457,8 @@ pub fn parse(file: &Path, source: &str, base: &Path) -> Result<Desired, Vec<Conf
             return Err(ck.errors);
         }
     };
-    let desired = validate(&mut ck, raw, file, base);
+    let mut desired = validate(&mut ck, raw, file, base);
+    desired.positions = std::mem::take(&mut ck.positions);
     if ck.errors.is_empty() {
         Ok(desired)
     } else {
@@ -444,11 +466,33 @@ pub fn parse(file: &Path, source: &str, base: &Path) -> Result<Desired, Vec<Conf
     }
 }
 
-/// The key written at the start of a TOML line (`a.b = ...` -> `a.b`), for messages.
-fn key_on_line(line: &str) -> String {
-    match line.split_once('=') {
+/// The full key path at a byte offset: the nearest `[table]` header above it plus the key on
+/// its line (`[clients.admin]` + `validity = 5` -> `clients.admin.validity`), for messages.
+fn key_path_at(source: &str, offset: usize) -> String {
+    let offset = offset.min(source.len());
+    let line_start = source[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = source[line_start..].lines().next().unwrap_or("");
+    let key = match line.split_once('=') {
         Some((k, _)) if !line.trim_start().starts_with('[') => k.trim().to_string(),
         _ => String::new(),
+    };
+    let header = source[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    if line.trim_start().starts_with('[') {
+        return line
+            .trim()
+            .trim_matches(|c| c == '[' || c == ']')
+            .trim()
+            .to_string();
+    }
+    match (header, key.is_empty()) {
+        (Some(h), false) => format!("{h}.{key}"),
+        (Some(h), true) => h,
+        (None, _) => key,
     }
 }
 
@@ -570,7 +614,8 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
                     Some(&dbs.span()),
                     format!("{at}.databases"),
                     format!(
-                        "a {} reaches every database, so a database list on it means nothing; remove `databases` or set clearance = \"ValidUser\"",
+                        "{} {} reaches every database, so a database list on it means nothing; remove `databases` or set clearance = \"ValidUser\"",
+                        if c.clearance == Clearance::Operator { "an" } else { "a" },
                         c.clearance
                     ),
                 );
@@ -608,6 +653,7 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
         );
 
         let source = if let Some(upload) = &c.upload {
+            ck.mark(format!("{at}.upload"), &upload.span());
             for (field, span) in [
                 ("key", c.key.as_ref().map(|k| k.span())),
                 ("validity", c.validity.as_ref().map(|k| k.span())),
@@ -687,6 +733,7 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
         server,
         clients,
         warnings,
+        positions: BTreeMap::new(),
     }
 }
 
@@ -733,6 +780,9 @@ fn validate_server(
             let mut refs = Vec::new();
             for (i, c) in certs.get_ref().iter().enumerate() {
                 let at = format!("server.certificates[{i}]");
+                for k in ["path", "password_env", "password_file"] {
+                    ck.mark(format!("{at}.{k}"), &certs.span());
+                }
                 if c.password.is_some() {
                     ck.error_at(
                         Some(&certs.span()),
@@ -821,13 +871,15 @@ fn validate_server(
             };
             let validity =
                 span_field(ck, s.validity.as_ref(), "server.validity").unwrap_or(Span::days(365));
-            check_renew_window(
-                ck,
-                renew_before,
-                validity,
-                s.validity.as_ref().map_or(span.clone(), |v| v.span()),
-                "server",
-            );
+            if let RenewBefore::Span(r) = renew_before {
+                if r >= validity {
+                    ck.error_at(
+                        Some(&s.validity.as_ref().map_or(span.clone(), |v| v.span())),
+                        "server.validity",
+                        format!("validity {validity} is not longer than renew_before {r} (from [defaults]): the server certificate would be re-issued on every run; lengthen validity or shorten [defaults].renew_before"),
+                    );
+                }
+            }
             Some(ServerDesired {
                 source: ServerSource::Generate {
                     name: name_text,
@@ -920,6 +972,7 @@ fn secret_ref(
             None
         }
         (Some(e), None) => {
+            ck.mark(format!("{at}.password_env"), &e.span());
             let name = e.get_ref();
             if name.is_empty() || name.contains('=') || name.contains('\0') {
                 ck.error_at(
@@ -932,56 +985,77 @@ fn secret_ref(
                 Some(SecretRef::Env(name.clone()))
             }
         }
-        (None, Some(f)) => Some(SecretRef::File(base.join(f.get_ref()))),
+        (None, Some(f)) => {
+            ck.mark(format!("{at}.password_file"), &f.span());
+            Some(SecretRef::File(base.join(f.get_ref())))
+        }
         (None, None) => None,
     }
 }
 
 /// Checks that every secret and referenced file the config names is there, before anything is
-/// written. Returns one message per missing thing.
-pub fn check_references(desired: &Desired) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut check_secret = |owner: &str, s: &SecretRef| {
-        if let Err(e) = s.read() {
-            problems.push(format!("{owner}: {e}"));
-        }
-    };
+/// written. Each problem names the key that refers to it, with its line.
+pub fn check_references(desired: &Desired) -> Vec<ConfigError> {
+    let mut refs: Vec<(String, Option<&Path>, Option<&SecretRef>)> = Vec::new();
     for c in desired.clients.values() {
-        let owner = format!("clients.{}", c.key);
+        let at = format!("clients.{}", c.key);
         match &c.source {
-            ClientSource::Generate(g) => {
-                if let Some(s) = &g.password {
-                    check_secret(&owner, s);
-                }
-            }
-            ClientSource::Upload(r) => {
-                if let Some(s) = &r.password {
-                    check_secret(&owner, s);
-                }
-            }
+            ClientSource::Generate(g) => refs.push((at, None, g.password.as_ref())),
+            ClientSource::Upload(r) => refs.push((at, Some(&r.path), r.password.as_ref())),
         }
     }
     if let Some(ServerDesired {
-        source: ServerSource::Imported(refs),
+        source: ServerSource::Imported(files),
         ..
     }) = &desired.server
     {
-        for (i, r) in refs.iter().enumerate() {
-            if let Some(s) = &r.password {
-                check_secret(&format!("server.certificates[{i}]"), s);
-            }
-        }
-    }
-    for f in desired.referenced_files() {
-        if !f.exists() {
-            problems.push(format!(
-                "{} does not exist (referenced by certs.toml)",
-                f.display()
+        for (i, r) in files.iter().enumerate() {
+            refs.push((
+                format!("server.certificates[{i}]"),
+                Some(&r.path),
+                r.password.as_ref(),
             ));
         }
     }
-    problems.sort();
-    problems.dedup();
+    let mut problems = Vec::new();
+    let mut problem = |key: String, message: String| {
+        let (line, column) = desired
+            .positions
+            .get(&key)
+            .map_or((None, None), |(l, c)| (Some(*l), Some(*c)));
+        problems.push(ConfigError {
+            file: desired.config_path.clone(),
+            line,
+            column,
+            key,
+            message,
+            snippet: None,
+        });
+    };
+    for (at, path, secret) in refs {
+        if let Some(p) = path {
+            if !p.is_file() {
+                let key = if at.starts_with("server") {
+                    format!("{at}.path")
+                } else {
+                    format!("{at}.upload")
+                };
+                problem(
+                    key,
+                    format!("{} does not exist or is not a file", p.display()),
+                );
+            }
+        }
+        if let Some(s) = secret {
+            if let Err(e) = s.read() {
+                let key = match s {
+                    SecretRef::Env(_) => format!("{at}.password_env"),
+                    SecretRef::File(_) => format!("{at}.password_file"),
+                };
+                problem(key, e);
+            }
+        }
+    }
     problems
 }
 

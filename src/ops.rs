@@ -108,11 +108,7 @@ impl Context {
         let desired = self.desired()?;
         let problems = config::check_references(&desired);
         if !problems.is_empty() {
-            return Err(Failure(format!(
-                "{}: {}\n(nothing was changed)",
-                self.config.display(),
-                problems.join(&format!("\nerror: {}: ", self.config.display()))
-            )));
+            return Err(config_errors(problems));
         }
         Ok(desired)
     }

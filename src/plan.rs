@@ -647,6 +647,7 @@ mod tests {
             server: Some(server()),
             clients: clients.into_iter().map(|c| (c.key.clone(), c)).collect(),
             warnings: vec![],
+            positions: BTreeMap::new(),
         }
     }
 

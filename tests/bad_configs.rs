@@ -1,0 +1,569 @@
+//! Bad certs.toml files (SPEC §1). Each case starts from a store that a good config really
+//! applied, swaps in the bad config, and checks that `validate`, `plan` and `apply --yes` all
+//! refuse it with exit code 1 and an error naming certs.toml, the line and the key; that no
+//! secret shows in the output; and that the store and the export are byte for byte unchanged.
+
+mod common;
+
+use common::Env;
+
+type Snapshot = std::collections::BTreeMap<std::path::PathBuf, (u32, Vec<u8>)>;
+
+/// The good clients applied before every case, after `common::SERVER`. orders-app reads its
+/// password from the environment, so that secret is around in every run.
+const GOOD_CLIENTS: &str = r#"
+[clients.admin]
+clearance = "ClusterAdmin"
+
+[clients.orders-app]
+name = "Orders App"
+clearance = "ValidUser"
+databases = { Orders = "ReadWrite", Reporting = "Read" }
+password_env = "ORDERS_APP_PFX_PASSWORD"
+"#;
+
+const ENV_SECRET: &str = "env-secret-9f3kQ";
+/// The value of the `password = ...` keys the bad configs write inline.
+const INLINE_SECRET: &str = "hunter2-inline-secret";
+/// The content of the password file some cases write.
+const FILE_SECRET: &str = "file-secret-Zt81";
+/// A variable no run sets.
+const UNSET_VAR: &str = "RAVENCERT_TEST_UNSET_PASSWORD";
+
+struct Case {
+    /// The bad certs.toml; `{SERVER}` stands for `common::SERVER`.
+    config: &'static str,
+    /// A text naming the offending key, expected on the same error line as the position.
+    key: &'static str,
+    /// Some(text): the error names `certs.toml:N:`, N being the line of the config holding text.
+    /// None: the problem has no position in the file (it names certs.toml and the key only).
+    line: Option<&'static str>,
+    /// Further texts the error output must hold.
+    also: &'static [&'static str],
+    /// Files written next to certs.toml before the bad runs.
+    files: &'static [(&'static str, &'static str)],
+}
+
+impl Case {
+    const DEFAULT: Case = Case {
+        config: "",
+        key: "",
+        line: None,
+        also: &[],
+        files: &[],
+    };
+}
+
+/// Each case is its own test; CASES lists them all for the count check.
+macro_rules! cases {
+    ($( $(#[$attr:meta])* $name:ident: $case:expr; )+) => {
+        const CASES: &[(&str, Case)] = &[$((stringify!($name), $case)),+];
+        $(
+            #[test]
+            $(#[$attr])*
+            fn $name() {
+                check(&$case);
+            }
+        )+
+    };
+}
+
+cases! {
+    // --- Unknown keys are errors.
+    unknown_top_level_key: Case {
+        config: "colour = \"blue\"\n{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "colour",
+        line: Some("colour"),
+        also: &["unknown field `colour`"],
+        ..Case::DEFAULT
+    };
+    unknown_client_key_typo: Case {
+        config: "{SERVER}\n[clients.admin]\nclearence = \"ClusterAdmin\"\n",
+        key: "clearence",
+        line: Some("clearence"),
+        also: &["unknown field `clearence`"],
+        ..Case::DEFAULT
+    };
+    unknown_store_key: Case {
+        config: "{SERVER}\n[store]\npurne = true\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "purne",
+        line: Some("purne"),
+        also: &["unknown field `purne`"],
+        ..Case::DEFAULT
+    };
+    unknown_defaults_key: Case {
+        // Right after SERVER, so still inside its [defaults].
+        config: "{SERVER}validty = \"1y\"\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "validty",
+        line: Some("validty"),
+        also: &["unknown field `validty`"],
+        ..Case::DEFAULT
+    };
+    unknown_server_key: Case {
+        config: "version = 1\n[server]\ngenerate = true\nnmae = \"cluster.example.com\"\n\n\
+                 [clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "nmae",
+        line: Some("nmae"),
+        also: &["unknown field `nmae`"],
+        ..Case::DEFAULT
+    };
+
+    // --- version = 1 is required.
+    version_2: Case {
+        config: "version = 2\n[server]\ngenerate = true\nname = \"cluster.example.com\"\n\
+                 key = \"ec-p256\"\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\nkey = \"ec-p256\"\n",
+        key: "version",
+        line: Some("version = 2"),
+        also: &["format version 2 is not supported"],
+        ..Case::DEFAULT
+    };
+    version_missing: Case {
+        config: "# certificates of the cluster\n[server]\ngenerate = true\n\
+                 name = \"cluster.example.com\"\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "version",
+        line: Some("# certificates of the cluster"),
+        also: &["version = 1"],
+        ..Case::DEFAULT
+    };
+    version_as_string: Case {
+        config: "version = \"1\"\n[server]\ngenerate = true\nname = \"cluster.example.com\"\n",
+        key: "version",
+        line: Some("version"),
+        ..Case::DEFAULT
+    };
+
+    // --- Values of the wrong type or outside their enumeration.
+    wrong_type_validity: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nvalidity = 5\n",
+        key: "clients.admin.validity",
+        line: Some("validity = 5"),
+        also: &["invalid type: integer `5`, expected a string"],
+        ..Case::DEFAULT
+    };
+    invalid_clearance: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"Admin\"\n",
+        key: "clearance",
+        line: Some("\"Admin\""),
+        also: &["unknown variant `Admin`", "ClusterAdmin"],
+        ..Case::DEFAULT
+    };
+    invalid_access: Case {
+        config: "{SERVER}\n[clients.orders-app]\nclearance = \"ValidUser\"\n\
+                 databases = { Orders = \"Write\" }\n",
+        key: "databases",
+        line: Some("\"Write\""),
+        also: &["unknown variant `Write`", "ReadWrite"],
+        ..Case::DEFAULT
+    };
+
+    // --- Client keys: 1 to 64 of a-z 0-9 - _ . not starting with '.'.
+    client_key_uppercase: Case {
+        config: "{SERVER}\n[clients.Admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "clients.Admin",
+        line: Some("[clients.Admin]"),
+        also: &["client key 'Admin' is not allowed"],
+        ..Case::DEFAULT
+    };
+    client_key_path_traversal: Case {
+        config: "{SERVER}\n[clients.\"../evil\"]\nclearance = \"ClusterAdmin\"\n",
+        key: "clients.../evil",
+        line: Some("../evil"),
+        also: &["client key '../evil' is not allowed"],
+        ..Case::DEFAULT
+    };
+    client_key_with_space: Case {
+        config: "{SERVER}\n[clients.\"orders app\"]\nclearance = \"Operator\"\n",
+        key: "clients.orders app",
+        line: Some("orders app"),
+        also: &["client key 'orders app' is not allowed"],
+        ..Case::DEFAULT
+    };
+    client_key_leading_dot: Case {
+        config: "{SERVER}\n[clients.\".hidden\"]\nclearance = \"Operator\"\n",
+        key: "clients..hidden",
+        line: Some(".hidden"),
+        also: &["client key '.hidden' is not allowed"],
+        ..Case::DEFAULT
+    };
+    client_key_65_chars: Case {
+        config: "{SERVER}\n[clients.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\n\
+                 clearance = \"Operator\"\n",
+        key: "clients.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:",
+        line: Some("[clients.aaaa"),
+        also: &["1 to 64 characters"],
+        ..Case::DEFAULT
+    };
+    client_key_empty: Case {
+        config: "{SERVER}\n[clients.\"\"]\nclearance = \"Operator\"\n",
+        key: "client key '' is not allowed",
+        line: Some("[clients.\"\"]"),
+        ..Case::DEFAULT
+    };
+
+    // --- name: non-empty and unique among clients.
+    empty_name: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nname = \"\"\n",
+        key: "clients.admin.name",
+        line: Some("name = \"\""),
+        ..Case::DEFAULT
+    };
+    blank_name: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nname = \"   \"\n",
+        key: "clients.admin.name",
+        line: Some("name = \"   \""),
+        ..Case::DEFAULT
+    };
+    duplicate_name: Case {
+        config: "{SERVER}\n[clients.ops-a]\nclearance = \"Operator\"\nname = \"Ops Team\"\n\n\
+                 [clients.ops-b]\nclearance = \"Operator\"\nname=\"Ops Team\"\n",
+        key: "clients.ops-b.name",
+        line: Some("name=\"Ops Team\""),
+        also: &["already used by clients.ops-a"],
+        ..Case::DEFAULT
+    };
+    duplicate_name_differing_in_case: Case {
+        config: "{SERVER}\n[clients.ops-a]\nclearance = \"Operator\"\nname = \"Ops Team\"\n\n\
+                 [clients.ops-b]\nclearance = \"Operator\"\nname = \"ops team\"\n",
+        key: "clients.ops-b.name",
+        line: Some("\"ops team\""),
+        also: &["already used by clients.ops-a"],
+        ..Case::DEFAULT
+    };
+    duplicate_name_with_other_clients_key: Case {
+        // admin's name defaults to its key.
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\n\
+                 [clients.backup]\nclearance = \"Operator\"\nname = \"Admin\"\n",
+        key: "clients.backup.name",
+        line: Some("name = \"Admin\""),
+        also: &["already used by clients.admin"],
+        ..Case::DEFAULT
+    };
+
+    // --- databases: only with ValidUser, RavenDB's names, no case duplicates.
+    databases_on_operator: Case {
+        config: "{SERVER}\n[clients.orders-app]\nclearance = \"Operator\"\n\
+                 databases = { Orders = \"ReadWrite\" }\n",
+        key: "clients.orders-app.databases",
+        line: Some("databases"),
+        also: &["ValidUser"],
+        ..Case::DEFAULT
+    };
+    empty_databases_on_cluster_admin: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\ndatabases = {}\n",
+        key: "clients.admin.databases",
+        line: Some("databases"),
+        ..Case::DEFAULT
+    };
+    database_name_with_slash: Case {
+        config: "{SERVER}\n[clients.orders-app]\nclearance = \"ValidUser\"\n\
+                 databases = { \"a/b\" = \"Read\" }\n",
+        key: "clients.orders-app.databases",
+        line: Some("databases"),
+        also: &["The name 'a/b' is not permitted"],
+        ..Case::DEFAULT
+    };
+    database_name_with_leading_dot: Case {
+        config: "{SERVER}\n[clients.orders-app]\nclearance = \"ValidUser\"\n\
+                 databases = { \".orders\" = \"Read\" }\n",
+        key: "clients.orders-app.databases",
+        line: Some("databases"),
+        also: &["The name '.orders' is not permitted"],
+        ..Case::DEFAULT
+    };
+    database_name_windows_reserved: Case {
+        config: "{SERVER}\n[clients.orders-app]\nclearance = \"ValidUser\"\n\
+                 databases = { Orders = \"Read\", COM1 = \"Read\" }\n",
+        key: "clients.orders-app.databases",
+        line: Some("databases"),
+        also: &["The name 'COM1' is not permitted"],
+        ..Case::DEFAULT
+    };
+    database_names_differing_in_case: Case {
+        config: "{SERVER}\n[clients.orders-app]\nclearance = \"ValidUser\"\n\
+                 databases = { Orders = \"Read\", orders = \"Admin\" }\n",
+        key: "clients.orders-app.databases",
+        line: Some("databases"),
+        also: &["case-insensitively"],
+        ..Case::DEFAULT
+    };
+
+    // --- upload or generated.
+    upload_with_key_and_validity: Case {
+        config: "{SERVER}\n[clients.partner]\nclearance = \"ValidUser\"\n\
+                 databases = { Orders = \"Read\" }\nupload = \"trust/partner.pfx\"\n\
+                 key = \"ec-p256\"\nvalidity = \"1y\"\n",
+        key: "clients.partner.key",
+        line: Some("key = \"ec-p256\"\nvalidity"),
+        also: &["clients.partner.validity", "remove `validity` or `upload`"],
+        ..Case::DEFAULT
+    };
+    upload_not_supported_yet: Case {
+        config: "{SERVER}\n[clients.partner]\nclearance = \"ValidUser\"\n\
+                 databases = { Orders = \"Read\" }\nupload = \"trust/partner.pfx\"\n",
+        key: "clients.partner.upload",
+        line: Some("upload"),
+        also: &["not supported yet"],
+        ..Case::DEFAULT
+    };
+    server_certificates_not_supported_yet: Case {
+        config: "version = 1\n[server]\n\
+                 certificates = [{ path = \"nodes/a.pfx\", password_env = \"NODE_A_PFX_PASSWORD\" }]\n\
+                 export = \"exports/cluster.pfx\"\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "server.certificates",
+        line: Some("certificates = ["),
+        also: &["not supported yet"],
+        ..Case::DEFAULT
+    };
+    server_generate_and_certificates: Case {
+        config: "version = 1\n[server]\ngenerate = true\nname = \"cluster.example.com\"\n\
+                 certificates = [{ path = \"nodes/a.pfx\" }]\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "server.certificates",
+        line: Some("certificates = ["),
+        also: &["choose one"],
+        ..Case::DEFAULT
+    };
+
+    // --- Secrets never stand in the file; named ones must exist at plan time.
+    client_password_key_refused: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\
+                 password = \"hunter2-inline-secret\"\n",
+        key: "clients.admin.password",
+        line: Some("password ="),
+        also: &["password_env", "password_file"],
+        ..Case::DEFAULT
+    };
+    server_certificate_password_refused: Case {
+        config: "version = 1\n[server]\n\
+                 certificates = [{ path = \"nodes/a.pfx\", password = \"hunter2-inline-secret\" }]\n",
+        key: "server.certificates[0].password",
+        line: Some("certificates = ["),
+        also: &["password_env", "password_file"],
+        ..Case::DEFAULT
+    };
+    password_env_unset: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\
+                 password_env = \"RAVENCERT_TEST_UNSET_PASSWORD\"\n",
+        key: "clients.admin.password_env",
+        line: Some("password_env"),
+        also: &["RAVENCERT_TEST_UNSET_PASSWORD is not set"],
+        ..Case::DEFAULT
+    };
+    password_file_missing: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\
+                 password_file = \"secrets/missing.pass\"\n",
+        key: "clients.admin.password_file",
+        line: Some("password_file"),
+        also: &["secrets/missing.pass"],
+        ..Case::DEFAULT
+    };
+    password_env_and_password_file: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\
+                 password_env = \"ORDERS_APP_PFX_PASSWORD\"\npassword_file = \"secrets/admin.pass\"\n",
+        key: "clients.admin.password_file",
+        line: Some("password_file"),
+        also: &["not both"],
+        files: &[("secrets/admin.pass", "file-secret-Zt81\n")],
+    };
+    password_env_empty: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\npassword_env = \"\"\n",
+        key: "clients.admin.password_env",
+        line: Some("password_env"),
+        ..Case::DEFAULT
+    };
+
+    // --- Durations: a whole number with h, d, w, m or y; renew_before shorter than validity.
+    duration_in_words: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nvalidity = \"5 years\"\n",
+        key: "clients.admin.validity",
+        line: Some("validity"),
+        also: &["'5 years'"],
+        ..Case::DEFAULT
+    };
+    duration_in_seconds: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nrenew_before = \"10s\"\n",
+        key: "clients.admin.renew_before",
+        line: Some("renew_before"),
+        also: &["'10s'"],
+        ..Case::DEFAULT
+    };
+    duration_without_unit: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\noverlap = \"30\"\n",
+        key: "clients.admin.overlap",
+        line: Some("overlap"),
+        also: &["'30'"],
+        ..Case::DEFAULT
+    };
+    duration_fractional_in_defaults: Case {
+        // Right after SERVER, so inside its [defaults].
+        config: "{SERVER}validity = \"1.5y\"\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "defaults.validity",
+        line: Some("validity"),
+        also: &["'1.5y'"],
+        ..Case::DEFAULT
+    };
+    validity_zero: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nvalidity = \"0d\"\n",
+        key: "clients.admin.validity",
+        line: Some("validity"),
+        also: &["longer than zero"],
+        ..Case::DEFAULT
+    };
+    renew_before_longer_than_validity: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nvalidity = \"30d\"\n\
+                 renew_before = \"6w\"\n",
+        key: "clients.admin.renew_before",
+        line: Some("renew_before"),
+        also: &["not shorter than the validity"],
+        ..Case::DEFAULT
+    };
+    renew_before_equal_to_validity: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nvalidity = \"4w\"\n\
+                 renew_before = \"28d\"\n",
+        key: "clients.admin.renew_before",
+        line: Some("renew_before"),
+        also: &["not shorter than the validity"],
+        ..Case::DEFAULT
+    };
+    renew_before_hundred_percent: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nrenew_before = \"100%\"\n",
+        key: "clients.admin.renew_before",
+        line: Some("renew_before"),
+        also: &["1% to 99%"],
+        ..Case::DEFAULT
+    };
+
+    // --- [server] and [store].
+    generated_client_without_server: Case {
+        config: "version = 1\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "clients.admin",
+        line: Some("[clients.admin]"),
+        also: &["[server]"],
+        ..Case::DEFAULT
+    };
+    server_generate_without_name: Case {
+        config: "version = 1\n[server]\ngenerate = true\nkey = \"ec-p256\"\n\n\
+                 [clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "server.name",
+        line: Some("[server]"),
+        also: &["needs `name`"],
+        ..Case::DEFAULT
+    };
+    max_deletions_negative: Case {
+        config: "{SERVER}\n[store]\nmax_deletions = -1\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "store.max_deletions",
+        line: Some("max_deletions"),
+        also: &["from 0"],
+        ..Case::DEFAULT
+    };
+    max_deletions_fractional: Case {
+        config: "{SERVER}\n[store]\nmax_deletions = 1.5\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "max_deletions",
+        line: Some("max_deletions"),
+        ..Case::DEFAULT
+    };
+}
+
+/// Line number (1-based) of the one place `marker` starts in `text`.
+fn line_of(text: &str, marker: &str) -> usize {
+    let found: Vec<usize> = text.match_indices(marker).map(|(i, _)| i).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "line marker {marker:?} must occur exactly once in:\n{text}"
+    );
+    text[..found[0]].matches('\n').count() + 1
+}
+
+/// The paths whose mode or bytes differ between two snapshots, or that only one of them has.
+fn changed_paths(before: &Snapshot, after: &Snapshot) -> Vec<String> {
+    let paths: std::collections::BTreeSet<_> = before.keys().chain(after.keys()).collect();
+    paths
+        .into_iter()
+        .filter(|p| before.get(*p) != after.get(*p))
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+fn check(case: &Case) {
+    assert!(
+        std::env::var_os(UNSET_VAR).is_none(),
+        "{UNSET_VAR} must not be set for these tests"
+    );
+    let good = format!("{}{GOOD_CLIENTS}", common::SERVER);
+    let env = Env::new().env("ORDERS_APP_PFX_PASSWORD", ENV_SECRET);
+    env.config(&good);
+    env.run(&["apply", "--yes"]).success();
+    let store = env.snapshot();
+    assert!(store.len() > 3, "apply wrote no store: {store:?}");
+    let export = std::fs::read(env.path("exports/cluster.pfx")).expect("apply wrote the export");
+
+    for (rel, text) in case.files {
+        env.write(rel, text);
+    }
+    let config = case.config.replace("{SERVER}", common::SERVER);
+    env.config(&config);
+    let location = match case.line {
+        Some(marker) => format!("certs.toml:{}:", line_of(&config, marker)),
+        None => "certs.toml".to_string(),
+    };
+
+    for args in [&["validate"][..], &["plan"], &["apply", "--yes"]] {
+        let run = env.run(args).failure();
+        let shown = format!(
+            "ravencert {}\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            run.stdout,
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains(&location) && l.contains(case.key)),
+            "expected an error line naming {location:?} and {:?}\n{shown}\nconfig:\n{config}",
+            case.key
+        );
+        for text in case.also {
+            assert!(
+                run.stderr.contains(text),
+                "expected {text:?} in the error\n{shown}"
+            );
+        }
+        for secret in [ENV_SECRET, FILE_SECRET, INLINE_SECRET] {
+            assert!(
+                !run.stdout.contains(secret) && !run.stderr.contains(secret),
+                "the secret {secret:?} was printed\n{shown}"
+            );
+        }
+        assert_eq!(
+            changed_paths(&store, &env.snapshot()),
+            Vec::<String>::new(),
+            "ravencert {} changed the store",
+            args.join(" ")
+        );
+        assert!(
+            std::fs::read(env.path("exports/cluster.pfx")).ok().as_ref() == Some(&export),
+            "ravencert {} changed the export",
+            args.join(" ")
+        );
+    }
+
+    // The store is still the good one: back on the good config there is nothing to do.
+    env.config(&good);
+    env.run(&["plan", "--detailed-exitcode"]).success();
+}
+
+#[test]
+fn table_covers_enough_cases() {
+    let active = CASES.len();
+    assert!(active >= 18, "only {active} bad configs");
+    let mut names: Vec<&str> = CASES.iter().map(|(n, _)| *n).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), CASES.len());
+    for (name, case) in CASES {
+        assert!(
+            !case.config.is_empty() && !case.key.is_empty(),
+            "{name} is incomplete"
+        );
+    }
+}
