@@ -556,3 +556,24 @@ fn completions_and_schema_print() {
     let s = env.run(&["schema"]).success().json();
     assert_eq!(s["title"], "ravencert certs.toml");
 }
+
+#[test]
+fn colors_only_when_asked_and_never_with_no_color() {
+    let env = env_with_three();
+    let plain = env.run(&["plan"]).success();
+    assert!(
+        !plain.stdout.contains('\x1b'),
+        "off a terminal, auto means no color"
+    );
+    let colored = env.run(&["--color", "always", "plan"]).success();
+    assert!(colored.stdout.contains("\x1b["));
+    let no_color = env
+        .run_with(&["--color", "always", "plan"], &[("NO_COLOR", "1")])
+        .success();
+    assert!(!no_color.stdout.contains('\x1b'));
+    assert!(!env
+        .run(&["--color", "never", "plan"])
+        .success()
+        .stdout
+        .contains('\x1b'));
+}
