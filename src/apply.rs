@@ -4,10 +4,11 @@
 
 use time::OffsetDateTime;
 
-use crate::config::{ClientSource, Desired, ServerSource};
-use crate::model::{KeySpec, Source};
+use crate::config::{ClientDesired, ClientSource, Desired, ServerSource};
+use crate::model::Source;
 use crate::pki::{self, Issued, PrivateKey};
 use crate::plan::{Action, Change, Plan, Target};
+use crate::sources::{self, Uploaded};
 use crate::store::{self, CertEntry, Registry, ServerEntry, Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +26,67 @@ const SKEW_MARGIN: time::Duration = time::Duration::days(7);
 
 /// What a change turns into in the registry: the entry the apply made (or a placeholder).
 enum NewCert {
-    Server(ServerEntry),
-    Client(CertEntry),
+    Server(Vec<ServerEntry>),
+    Client(Vec<CertEntry>),
+}
+
+/// Registry entries for an uploaded certificate or collection: the primary lists its
+/// secondaries, each secondary points at the primary; all share name, clearance, permissions.
+fn upload_entries(
+    client: &ClientDesired,
+    certs: &[Uploaded],
+    revision: Option<String>,
+) -> Vec<CertEntry> {
+    let primary = certs.first().map(|c| c.info.thumbprint.clone());
+    certs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| CertEntry {
+            key: client.key.clone(),
+            name: client.name.clone(),
+            thumbprint: c.info.thumbprint.clone(),
+            public_key_pinning_hash: c.info.public_key_pinning_hash.clone(),
+            clearance: client.clearance,
+            not_before: c.info.not_before,
+            not_after: c.info.not_after,
+            source: Source::Uploaded,
+            key_type: c.info.key_spec,
+            collection_primary: if i == 0 { None } else { primary.clone() },
+            collection_secondaries: if i == 0 {
+                certs[1..]
+                    .iter()
+                    .map(|s| s.info.thumbprint.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            retire_after: None,
+            revision: revision.clone(),
+            permissions: client.permissions.clone(),
+        })
+        .collect()
+}
+
+/// Registry entries for the nodes' own certificates.
+fn node_entries(nodes: &[Uploaded], revision: Option<String>) -> Vec<ServerEntry> {
+    nodes
+        .iter()
+        .map(|n| ServerEntry {
+            name: n
+                .info
+                .common_name
+                .clone()
+                .unwrap_or_else(|| n.info.subject.clone()),
+            thumbprint: n.info.thumbprint.clone(),
+            public_key_pinning_hash: n.info.public_key_pinning_hash.clone(),
+            dns: Vec::new(),
+            not_before: n.info.not_before,
+            not_after: n.info.not_after,
+            source: Source::Uploaded,
+            key_type: n.info.key_spec,
+            revision: revision.clone(),
+        })
+        .collect()
 }
 
 /// Applies the registry side of one change. Shared by the apply and the `--diff` projection,
@@ -38,6 +98,8 @@ fn mutate(
     desired: &Desired,
     now: OffsetDateTime,
 ) {
+    // Only this key's entries: a certificate moving between keys is deleted from the old one.
+    let mine = |e: &CertEntry| change.thumbprints.contains(&e.thumbprint) && e.key == change.key;
     match (change.target, change.action) {
         (Target::Server, _) => {
             if change.action == Action::Replace || change.action == Action::Delete {
@@ -45,16 +107,12 @@ fn mutate(
                     .retain(|s| !change.thumbprints.contains(&s.thumbprint));
             }
             if let Some(NewCert::Server(s)) = new {
-                reg.server.push(s);
+                reg.server.extend(s);
             }
         }
         (Target::Client, Action::Update) => {
             if let Some(c) = desired.clients.get(&change.key) {
-                for e in reg
-                    .certificates
-                    .iter_mut()
-                    .filter(|e| change.thumbprints.contains(&e.thumbprint))
-                {
+                for e in reg.certificates.iter_mut().filter(|e| mine(e)) {
                     e.name = c.name.clone();
                     e.clearance = c.clearance;
                     e.permissions = c.permissions.clone();
@@ -62,38 +120,25 @@ fn mutate(
             }
         }
         (Target::Client, Action::Delete) => {
-            reg.certificates
-                .retain(|e| !change.thumbprints.contains(&e.thumbprint));
+            reg.certificates.retain(|e| !mine(e));
         }
         (Target::Client, Action::Replace) => {
-            let overlap = desired
-                .clients
-                .get(&change.key)
-                .and_then(|c| match &c.source {
-                    ClientSource::Generate(g) if g.overlap.seconds > 0 => Some(g.overlap),
-                    _ => None,
-                });
+            let overlap = desired.clients.get(&change.key).and_then(|c| c.overlap);
             match overlap {
                 Some(o) => {
-                    for e in reg
-                        .certificates
-                        .iter_mut()
-                        .filter(|e| change.thumbprints.contains(&e.thumbprint))
-                    {
+                    for e in reg.certificates.iter_mut().filter(|e| mine(e)) {
                         e.retire_after = Some(now + o.as_duration());
                     }
                 }
-                None => reg
-                    .certificates
-                    .retain(|e| !change.thumbprints.contains(&e.thumbprint)),
+                None => reg.certificates.retain(|e| !mine(e)),
             }
             if let Some(NewCert::Client(e)) = new {
-                reg.certificates.push(e);
+                reg.certificates.extend(e);
             }
         }
         (Target::Client, Action::Create) => {
             if let Some(NewCert::Client(e)) = new {
-                reg.certificates.push(e);
+                reg.certificates.extend(e);
             }
         }
         _ => {}
@@ -107,14 +152,14 @@ pub fn project(reg: &Registry, plan: &Plan, desired: &Desired, now: OffsetDateTi
     for change in &plan.changes {
         let new = match (change.target, change.action) {
             (Target::Server, Action::Create | Action::Replace) => {
-                desired.server.as_ref().and_then(|s| match &s.source {
+                desired.server.as_ref().map(|s| match &s.source {
                     ServerSource::Generate {
                         name,
                         dns,
                         key,
                         validity,
                         ..
-                    } => Some(NewCert::Server(ServerEntry {
+                    } => NewCert::Server(vec![ServerEntry {
                         name: name.clone(),
                         thumbprint: placeholder.clone(),
                         public_key_pinning_hash: placeholder.clone(),
@@ -123,16 +168,16 @@ pub fn project(reg: &Registry, plan: &Plan, desired: &Desired, now: OffsetDateTi
                         not_after: now + validity.as_duration(),
                         source: Source::Generated,
                         key_type: Some(*key),
-                        revision: reg.applied_revision.clone(),
-                    })),
-                    ServerSource::Imported(_) => None,
+                        revision: None,
+                    }]),
+                    ServerSource::Imported(_) => {
+                        NewCert::Server(node_entries(&desired.files.nodes, None))
+                    }
                 })
             }
-            (Target::Client, Action::Create | Action::Replace) => desired
-                .clients
-                .get(&change.key)
-                .and_then(|c| match &c.source {
-                    ClientSource::Generate(g) => Some(NewCert::Client(CertEntry {
+            (Target::Client, Action::Create | Action::Replace) => {
+                desired.clients.get(&change.key).map(|c| match &c.source {
+                    ClientSource::Generate(g) => NewCert::Client(vec![CertEntry {
                         key: c.key.clone(),
                         name: c.name.clone(),
                         thumbprint: placeholder.clone(),
@@ -147,9 +192,14 @@ pub fn project(reg: &Registry, plan: &Plan, desired: &Desired, now: OffsetDateTi
                         retire_after: None,
                         revision: None,
                         permissions: c.permissions.clone(),
-                    })),
-                    ClientSource::Upload(_) => None,
-                }),
+                    }]),
+                    ClientSource::Upload(_) => NewCert::Client(upload_entries(
+                        c,
+                        desired.files.uploads.get(&c.key).map_or(&[][..], |v| v),
+                        None,
+                    )),
+                })
+            }
             _ => None,
         };
         mutate(&mut out, change, new, desired, now);
@@ -161,7 +211,7 @@ pub fn project(reg: &Registry, plan: &Plan, desired: &Desired, now: OffsetDateTi
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub registry: Registry,
-    /// (client or server key, new thumbprint) of every certificate the apply issued.
+    /// (client or server key, new thumbprint, not-after) of every certificate registered.
     pub issued: Vec<(String, String, OffsetDateTime)>,
 }
 
@@ -181,104 +231,126 @@ pub fn apply(
     let mut signer: Option<(Vec<u8>, PrivateKey)> = None;
 
     for change in plan.changes.iter().filter(|c| c.target == Target::Server) {
-        let Some(ServerSource::Generate {
-            name,
-            dns,
-            key,
-            validity,
-            ..
-        }) = desired.server.as_ref().map(|s| &s.source)
-        else {
+        let Some(server) = desired.server.as_ref() else {
             continue;
         };
-        let issued = pki::generate_server(
-            name,
-            dns,
-            *key,
-            now - SKEW_MARGIN,
-            now + validity.as_duration(),
-        )?;
-        let info = pki::inspect(&issued.cert_der)?;
-        let thumb = store.write_cert(&issued.cert_der)?;
-        store.write_server_key(&thumb, &issued.key)?;
-        outcome
-            .issued
-            .push((name.clone(), thumb.clone(), info.not_after));
-        let entry = ServerEntry {
-            name: name.clone(),
-            thumbprint: thumb,
-            public_key_pinning_hash: info.public_key_pinning_hash,
-            dns: dns.clone(),
-            not_before: info.not_before,
-            not_after: info.not_after,
-            source: Source::Generated,
-            key_type: Some(*key),
-            revision: revision.clone(),
+        let entries = match &server.source {
+            ServerSource::Generate {
+                name,
+                dns,
+                key,
+                validity,
+                ..
+            } => {
+                let issued = pki::generate_server(
+                    name,
+                    dns,
+                    *key,
+                    now - SKEW_MARGIN,
+                    now + validity.as_duration(),
+                )?;
+                let info = pki::inspect(&issued.cert_der)?;
+                let thumb = store.write_cert(&issued.cert_der)?;
+                store.write_server_key(&thumb, &issued.key)?;
+                outcome
+                    .issued
+                    .push((name.clone(), thumb.clone(), info.not_after));
+                let entry = ServerEntry {
+                    name: name.clone(),
+                    thumbprint: thumb,
+                    public_key_pinning_hash: info.public_key_pinning_hash,
+                    dns: dns.clone(),
+                    not_before: info.not_before,
+                    not_after: info.not_after,
+                    source: Source::Generated,
+                    key_type: Some(*key),
+                    revision: revision.clone(),
+                };
+                signer = Some((issued.cert_der, issued.key));
+                vec![entry]
+            }
+            ServerSource::Imported(_) => {
+                let nodes = sources::node_keys(desired).map_err(ApplyError::Input)?;
+                for (der, key) in &nodes {
+                    let thumb = store.write_cert(der)?;
+                    store.write_server_key(&thumb, key)?;
+                }
+                let entries = node_entries(&desired.files.nodes, revision.clone());
+                // The files must still hold what was planned.
+                let read: Vec<String> = nodes.iter().map(|(d, _)| pki::thumbprint(d)).collect();
+                let planned: Vec<String> = entries.iter().map(|e| e.thumbprint.clone()).collect();
+                if read != planned {
+                    return Err(ApplyError::Input(
+                        "the node certificate files changed during the apply; nothing was registered — run again".into(),
+                    ));
+                }
+                for e in &entries {
+                    outcome
+                        .issued
+                        .push((e.name.clone(), e.thumbprint.clone(), e.not_after));
+                }
+                signer = nodes.into_iter().next();
+                entries
+            }
         };
-        mutate(&mut reg, change, Some(NewCert::Server(entry)), desired, now);
-        signer = Some((issued.cert_der, issued.key));
+        mutate(
+            &mut reg,
+            change,
+            Some(NewCert::Server(entries)),
+            desired,
+            now,
+        );
     }
 
     for change in plan.changes.iter().filter(|c| c.target == Target::Client) {
         let new = match change.action {
-            Action::Create | Action::Replace => {
-                let Some(client) = desired.clients.get(&change.key) else {
-                    continue;
-                };
-                let ClientSource::Generate(spec) = &client.source else {
-                    continue;
-                };
-                if signer.is_none() {
-                    signer = Some(load_signer(store, &reg)?);
-                }
-                let Some((server_der, server_key)) = signer.as_ref() else {
-                    continue;
-                };
-                let password =
-                    match &spec.password {
-                        Some(r) => Some(r.read().map_err(|e| {
-                            ApplyError::Input(format!("clients.{}: {e}", client.key))
-                        })?),
-                        None => None,
-                    };
-                let issued: Issued = pki::issue_client(
-                    server_der,
-                    server_key,
-                    &client.name,
-                    spec.key,
-                    now - SKEW_MARGIN,
-                    now + spec.validity.as_duration(),
-                )?;
-                let bundle = pki::client_bundle(
-                    &issued,
-                    server_der,
-                    &client.name,
-                    password.as_ref().map(|p| p.expose()),
-                    spec.pfx,
-                )?;
-                let info = pki::inspect(&issued.cert_der)?;
-                let thumb = store.write_cert(&issued.cert_der)?;
-                store.stage_bundle(&client.key, &bundle)?;
-                outcome
-                    .issued
-                    .push((client.key.clone(), thumb.clone(), info.not_after));
-                Some(NewCert::Client(CertEntry {
-                    key: client.key.clone(),
-                    name: client.name.clone(),
-                    thumbprint: thumb,
-                    public_key_pinning_hash: info.public_key_pinning_hash,
-                    clearance: client.clearance,
-                    not_before: info.not_before,
-                    not_after: info.not_after,
-                    source: Source::Generated,
-                    key_type: Some(spec.key),
-                    collection_primary: None,
-                    collection_secondaries: vec![],
-                    retire_after: None,
-                    revision: revision.clone(),
-                    permissions: client.permissions.clone(),
-                }))
-            }
+            Action::Create | Action::Replace => match desired.clients.get(&change.key) {
+                Some(client) => match &client.source {
+                    ClientSource::Generate(spec) => {
+                        if signer.is_none() {
+                            signer = Some(load_signer(store, &reg)?);
+                        }
+                        let Some((server_der, server_key)) = signer.as_ref() else {
+                            continue;
+                        };
+                        let entry = issue(
+                            store,
+                            client,
+                            spec,
+                            server_der,
+                            server_key,
+                            now,
+                            revision.clone(),
+                        )?;
+                        outcome.issued.push((
+                            client.key.clone(),
+                            entry.thumbprint.clone(),
+                            entry.not_after,
+                        ));
+                        Some(NewCert::Client(vec![entry]))
+                    }
+                    ClientSource::Upload(_) => {
+                        let certs = desired
+                            .files
+                            .uploads
+                            .get(&client.key)
+                            .map_or(&[][..], |v| v);
+                        for c in certs {
+                            store.write_cert(&c.der)?;
+                        }
+                        let entries = upload_entries(client, certs, revision.clone());
+                        for e in &entries {
+                            outcome.issued.push((
+                                client.key.clone(),
+                                e.thumbprint.clone(),
+                                e.not_after,
+                            ));
+                        }
+                        Some(NewCert::Client(entries))
+                    }
+                },
+                None => None,
+            },
             _ => None,
         };
         mutate(&mut reg, change, new, desired, now);
@@ -286,7 +358,7 @@ pub fn apply(
             for e in reg
                 .certificates
                 .iter_mut()
-                .filter(|e| change.thumbprints.contains(&e.thumbprint))
+                .filter(|e| change.thumbprints.contains(&e.thumbprint) && e.key == change.key)
             {
                 e.revision = revision.clone();
             }
@@ -297,6 +369,13 @@ pub fn apply(
         reg.applied_revision = revision;
     }
     reg.normalize();
+    // Never commit a registry the next load would refuse.
+    let text = reg.to_text();
+    store::Registry::parse(&store.registry_path(), &text).map_err(|e| {
+        ApplyError::Input(format!(
+            "the new registry would be inconsistent ({e}); nothing was registered"
+        ))
+    })?;
     if reg != *current || !store.registry_path().exists() {
         store.write_registry(&reg)?;
     }
@@ -307,6 +386,59 @@ pub fn apply(
     }
     outcome.registry = reg;
     Ok(outcome)
+}
+
+/// Issues one generated client: key, certificate, bundle (staged until the registry commits).
+fn issue(
+    store: &Store,
+    client: &ClientDesired,
+    spec: &crate::config::GenerateSpec,
+    server_der: &[u8],
+    server_key: &PrivateKey,
+    now: OffsetDateTime,
+    revision: Option<String>,
+) -> Result<CertEntry, ApplyError> {
+    let password = match &spec.password {
+        Some(r) => Some(
+            r.read()
+                .map_err(|e| ApplyError::Input(format!("clients.{}: {e}", client.key)))?,
+        ),
+        None => None,
+    };
+    let issued: Issued = pki::issue_client(
+        server_der,
+        server_key,
+        &client.name,
+        spec.key,
+        now - SKEW_MARGIN,
+        now + spec.validity.as_duration(),
+    )?;
+    let bundle = pki::client_bundle(
+        &issued,
+        server_der,
+        &client.name,
+        password.as_ref().map(|p| p.expose()),
+        spec.pfx,
+    )?;
+    let info = pki::inspect(&issued.cert_der)?;
+    let thumb = store.write_cert(&issued.cert_der)?;
+    store.stage_bundle(&client.key, &bundle)?;
+    Ok(CertEntry {
+        key: client.key.clone(),
+        name: client.name.clone(),
+        thumbprint: thumb,
+        public_key_pinning_hash: info.public_key_pinning_hash,
+        clearance: client.clearance,
+        not_before: info.not_before,
+        not_after: info.not_after,
+        source: Source::Generated,
+        key_type: Some(spec.key),
+        collection_primary: None,
+        collection_secondaries: vec![],
+        retire_after: None,
+        revision,
+        permissions: client.permissions.clone(),
+    })
 }
 
 fn load_signer(store: &Store, reg: &Registry) -> Result<(Vec<u8>, PrivateKey), ApplyError> {
@@ -352,9 +484,4 @@ pub fn write_export_to(
     let pfx = pki::export_pfx(&ders)?;
     store::write_export(path, &pfx)?;
     Ok(())
-}
-
-/// Unused key types are still valid values for rendering.
-pub fn key_label(k: Option<KeySpec>) -> String {
-    k.map(|k| k.to_string()).unwrap_or_else(|| "unknown".into())
 }

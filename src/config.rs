@@ -243,7 +243,6 @@ pub struct GenerateSpec {
     pub validity: Span,
     pub renew_before: RenewBefore,
     pub pfx: PfxProfile,
-    pub overlap: Span,
     pub password: Option<SecretRef>,
 }
 
@@ -278,6 +277,8 @@ pub struct ClientDesired {
     pub clearance: Clearance,
     pub permissions: BTreeMap<String, Access>,
     pub protect: bool,
+    /// After a re-issue or a changed upload, keep the old certificate registered this long.
+    pub overlap: Option<Span>,
     pub source: ClientSource,
 }
 
@@ -291,6 +292,8 @@ pub struct Desired {
     pub warnings: Vec<String>,
     /// Line and column of the keys that name secrets and files, for later error messages.
     pub positions: BTreeMap<String, (usize, usize)>,
+    /// What the referenced certificate files hold; filled by [`crate::sources::resolve`].
+    pub files: crate::sources::Files,
 }
 
 impl Desired {
@@ -668,11 +671,6 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
                     );
                 }
             }
-            ck.error_at(
-                Some(&upload.span()),
-                format!("{at}.upload"),
-                "uploading existing certificates is not supported yet by this version of ravencert; remove the client or generate it instead".into(),
-            );
             ClientSource::Upload(FileRef {
                 path: base.join(upload.get_ref()),
                 password,
@@ -694,14 +692,11 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
                     .unwrap_or(cspan.clone()),
                 &at,
             );
-            let overlap = span_field(ck, c.overlap.as_ref(), &format!("{at}.overlap"))
-                .unwrap_or(default_overlap);
             ClientSource::Generate(GenerateSpec {
                 key: c.key.as_ref().map_or(default_key, |k| *k.get_ref()),
                 validity,
                 renew_before,
                 pfx: c.pfx.as_ref().map_or(default_pfx, |p| *p.get_ref()),
-                overlap,
                 password,
             })
         };
@@ -722,6 +717,11 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
                 clearance: c.clearance,
                 permissions,
                 protect: c.protect,
+                overlap: Some(
+                    span_field(ck, c.overlap.as_ref(), &format!("{at}.overlap"))
+                        .unwrap_or(default_overlap),
+                )
+                .filter(|o| o.seconds > 0),
                 source,
             },
         );
@@ -734,6 +734,7 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
         clients,
         warnings,
         positions: BTreeMap::new(),
+        files: Default::default(),
     }
 }
 
@@ -815,11 +816,6 @@ fn validate_server(
                     "list at least one node certificate".into(),
                 );
             }
-            ck.error_at(
-                Some(&certs.span()),
-                "server.certificates",
-                "existing server certificates are not supported yet by this version of ravencert; use `generate = true` for now".into(),
-            );
             Some(ServerDesired {
                 source: ServerSource::Imported(refs),
                 export,

@@ -12,6 +12,7 @@ pub mod ops;
 pub mod pki;
 pub mod plan;
 pub mod render;
+pub mod sources;
 pub mod store;
 
 /// The starter `ravencert init` writes: small, commented, and ready to apply.

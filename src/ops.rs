@@ -103,13 +103,15 @@ impl Context {
         Ok(desired)
     }
 
-    /// Desired plus the check that every referenced secret and file is there.
+    /// Desired plus the check that every referenced secret and file is there, and what the
+    /// referenced certificate files hold.
     fn desired_checked(&self) -> Result<Desired> {
-        let desired = self.desired()?;
+        let mut desired = self.desired()?;
         let problems = config::check_references(&desired);
         if !problems.is_empty() {
             return Err(config_errors(problems));
         }
+        desired.files = crate::sources::resolve(&desired).map_err(config_errors)?;
         Ok(desired)
     }
 }

@@ -481,3 +481,149 @@ mod tests {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reading certificate files people bring: PKCS#12, PEM or DER, detected from the content.
+
+/// What a certificate file holds.
+#[derive(Debug)]
+pub struct CertFile {
+    /// Every certificate, DER, in file order.
+    pub certs: Vec<Vec<u8>>,
+    /// The private key, when the file has one (only a PKCS#12 or PEM can).
+    pub key: Option<PrivateKey>,
+    pub format: &'static str,
+}
+
+/// Why a certificate file cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("the password is wrong")]
+    WrongPassword,
+    #[error("the file is password-protected and no password is configured")]
+    NeedsPassword,
+    #[error("it uses RC2 encryption, which needs OpenSSL's legacy provider, and that is not available here; convert it with `openssl pkcs12 -legacy -in OLD.pfx -nodes | openssl pkcs12 -export -out NEW.pfx`")]
+    LegacyUnavailable,
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+fn is_pem(bytes: &[u8]) -> bool {
+    bytes.windows(11).any(|w| w == b"-----BEGIN ")
+}
+
+/// Reads certificates (and a private key, if any) from PKCS#12, PEM or DER bytes.
+pub fn read_cert_file(
+    bytes: &[u8],
+    password: Option<&str>,
+) -> std::result::Result<CertFile, ReadError> {
+    if is_pem(bytes) {
+        let certs = X509::stack_from_pem(bytes).map_err(|_| {
+            ReadError::Unreadable("the PEM text holds no readable certificate".into())
+        })?;
+        let has_key = bytes.windows(11).any(|w| w == b"PRIVATE KEY");
+        let encrypted = bytes.windows(19).any(|w| w == b"ENCRYPTED PRIVATE K");
+        let key = if has_key {
+            match PKey::private_key_from_pem_passphrase(bytes, password.unwrap_or("").as_bytes()) {
+                Ok(k) => Some(PrivateKey(k)),
+                Err(_) if encrypted && password.is_none() => return Err(ReadError::NeedsPassword),
+                Err(_) if encrypted => return Err(ReadError::WrongPassword),
+                Err(_) => {
+                    return Err(ReadError::Unreadable(
+                        "the PEM text holds a private key that cannot be read".into(),
+                    ))
+                }
+            }
+        } else {
+            None
+        };
+        let certs = certs
+            .iter()
+            .map(|c| c.to_der())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| ReadError::Unreadable(e.to_string()))?;
+        return Ok(CertFile {
+            certs,
+            key,
+            format: "PEM",
+        });
+    }
+    if let Ok(cert) = X509::from_der(bytes) {
+        let der = cert
+            .to_der()
+            .map_err(|e| ReadError::Unreadable(e.to_string()))?;
+        return Ok(CertFile {
+            certs: vec![der],
+            key: None,
+            format: "DER",
+        });
+    }
+    let pkcs12 = Pkcs12::from_der(bytes).map_err(|_| {
+        ReadError::Unreadable(
+            "it is not a certificate: neither PKCS#12 (.pfx/.p12), PEM nor DER".into(),
+        )
+    })?;
+    let parsed = match pkcs12.parse2(password.unwrap_or("")) {
+        Ok(p) => p,
+        Err(e) => {
+            let text = e.to_string();
+            if text.contains("mac verify failure") || text.contains("mac_verify") {
+                return Err(if password.is_some() {
+                    ReadError::WrongPassword
+                } else {
+                    ReadError::NeedsPassword
+                });
+            }
+            // Old files encrypted with RC2-40: read them through the legacy provider, for
+            // reading only (ravencert never writes RC2).
+            let legacy = openssl::provider::Provider::try_load(None, "legacy", true)
+                .map_err(|_| ReadError::LegacyUnavailable)?;
+            let again = pkcs12.parse2(password.unwrap_or(""));
+            drop(legacy);
+            again.map_err(|e| {
+                ReadError::Unreadable(format!("the PKCS#12 file cannot be decrypted: {e}"))
+            })?
+        }
+    };
+    let mut certs = Vec::new();
+    if let Some(c) = &parsed.cert {
+        certs.push(
+            c.to_der()
+                .map_err(|e| ReadError::Unreadable(e.to_string()))?,
+        );
+    }
+    if let Some(ca) = &parsed.ca {
+        for c in ca {
+            certs.push(
+                c.to_der()
+                    .map_err(|e| ReadError::Unreadable(e.to_string()))?,
+            );
+        }
+    }
+    Ok(CertFile {
+        certs,
+        key: parsed.pkey.map(PrivateKey),
+        format: "PKCS#12",
+    })
+}
+
+/// RavenDB's collection rule: certificates whose subject issued another certificate in the file
+/// are CA/intermediates and are skipped; the rest keep file order (the first is the primary).
+pub fn end_entities(certs: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+    let parsed = certs
+        .iter()
+        .map(|d| X509::from_der(d))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut out = Vec::new();
+    for (i, c) in parsed.iter().enumerate() {
+        let issued_another = parsed.iter().enumerate().any(|(j, other)| {
+            j != i
+                && thumbprint(&certs[j]) != thumbprint(&certs[i])
+                && c.issued(other) == openssl::x509::X509VerifyResult::OK
+        });
+        if !issued_another && !out.contains(&certs[i]) {
+            out.push(certs[i].clone());
+        }
+    }
+    Ok(out)
+}

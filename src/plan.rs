@@ -6,9 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::config::{ClientDesired, ClientSource, Desired, ServerSource};
+use crate::config::{ClientDesired, ClientSource, Desired, GenerateSpec, ServerSource};
+use crate::model::Source;
 use crate::model::{Access, Clearance, RenewBefore};
+use crate::sources::Uploaded;
 use crate::store::{Actual, CertEntry};
+use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -136,6 +139,8 @@ pub enum PlanError {
     DeletesAll { keys: String },
     #[error("--replace {0}: no client or server in certs.toml has that key")]
     UnknownReplace(String),
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 /// The key the server certificate answers to in `--replace`.
@@ -236,9 +241,31 @@ pub fn plan(
         }
     }
 
+    if let Some(ServerSource::Imported(_)) = desired.server.as_ref().map(|s| &s.source) {
+        if let Some(change) = plan_imported_server(desired, actual, opts)? {
+            plan.changes.push(change);
+            server_changes = true;
+        }
+    }
+
     // Clients declared in certs.toml.
+    check_uploads(desired, actual)?;
     for client in desired.clients.values() {
-        if let Some(change) = plan_client(client, actual, now, opts, &mut plan.warnings) {
+        let change = match &client.source {
+            ClientSource::Generate(spec) => {
+                plan_generated(client, spec, actual, now, opts, &mut plan.warnings)
+            }
+            ClientSource::Upload(file) => plan_upload(
+                client,
+                &file.path,
+                desired,
+                actual,
+                now,
+                opts,
+                &mut plan.warnings,
+            )?,
+        };
+        if let Some(change) = change {
             plan.changes.push(change);
         }
     }
@@ -459,17 +486,14 @@ fn field_changes(old: &CertEntry, new: &ClientDesired) -> Vec<FieldChange> {
     out
 }
 
-fn plan_client(
+fn plan_generated(
     client: &ClientDesired,
+    spec: &GenerateSpec,
     actual: &Actual,
     now: OffsetDateTime,
     opts: &PlanOptions,
     warnings: &mut Vec<String>,
 ) -> Option<Change> {
-    let ClientSource::Generate(spec) = &client.source else {
-        // Uploads are refused by config validation until they are supported.
-        return None;
-    };
     let after = desired_fields(client);
     let new_access = (client.clearance, &client.permissions);
     let Some(current) = actual.registry.active(&client.key) else {
@@ -494,6 +518,9 @@ fn plan_client(
     if explicit {
         reasons.push(format!("--replace {}", client.key));
     }
+    if current.source == Source::Uploaded {
+        reasons.push("now generated (was uploaded)".into());
+    }
     if let Some(k) = current.key_type {
         if k != spec.key {
             reasons.push(format!("key {k} -> {} forces replacement", spec.key));
@@ -507,7 +534,7 @@ fn plan_client(
     ) {
         reasons.push(r);
     }
-    if !actual.bundles_ok.contains(&client.key) {
+    if current.source == Source::Generated && !actual.bundles_ok.contains(&client.key) {
         reasons.push("issued bundle lost".into());
     }
     if !reasons.is_empty() && client.protect && !explicit {
@@ -534,6 +561,17 @@ fn plan_client(
             thumbprints,
         });
     }
+    update_change(client, current, fields, escalation, after, thumbprints)
+}
+
+fn update_change(
+    client: &ClientDesired,
+    current: &CertEntry,
+    fields: Vec<FieldChange>,
+    escalation: bool,
+    after: Fields,
+    thumbprints: Vec<String>,
+) -> Option<Change> {
     if fields.is_empty() {
         return None;
     }
@@ -590,6 +628,265 @@ fn field_changes_from_nothing(c: &ClientDesired) -> Vec<FieldChange> {
     out
 }
 
+/// Every thumbprint of a registered client's collection: primary first, then secondaries.
+fn collection(current: &CertEntry) -> Vec<String> {
+    let mut t = vec![current.thumbprint.clone()];
+    t.extend(current.collection_secondaries.iter().cloned());
+    t
+}
+
+fn short(t: &str) -> &str {
+    &t[..t.len().min(12)]
+}
+
+fn list(ts: &[String]) -> String {
+    ts.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+}
+
+/// Refusals that concern uploads as a whole: the server's own certificate uploaded as a client,
+/// one certificate declared by two clients, or one registered under a key no longer declared.
+fn check_uploads(desired: &Desired, actual: &Actual) -> Result<(), PlanError> {
+    let server: Vec<&str> = if desired.files.nodes.is_empty() {
+        actual
+            .registry
+            .server
+            .iter()
+            .map(|s| s.thumbprint.as_str())
+            .collect()
+    } else {
+        desired
+            .files
+            .nodes
+            .iter()
+            .map(|n| n.info.thumbprint.as_str())
+            .collect()
+    };
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for (key, certs) in &desired.files.uploads {
+        for c in certs {
+            let t = c.info.thumbprint.as_str();
+            if server.contains(&t) {
+                return Err(PlanError::Refused(format!(
+                    "clients.{key}.upload holds the server's own certificate {t}; the server is trusted as a ClusterNode already — remove the client, or upload a client certificate"
+                )));
+            }
+            if let Some(other) = seen.insert(t, key) {
+                return Err(PlanError::Refused(format!(
+                    "certificate {t} is declared by both clients.{other} and clients.{key}; RavenDB keys its registry by thumbprint, so a certificate can be registered once — keep one"
+                )));
+            }
+            if let Some(e) = actual
+                .registry
+                .certificates
+                .iter()
+                .find(|e| e.thumbprint == t && e.key != *key)
+            {
+                let declared = desired.clients.contains_key(&e.key);
+                if !declared && !desired.store.prune {
+                    return Err(PlanError::Refused(format!(
+                        "clients.{key}.upload holds certificate {t}, which is registered as client '{}' that certs.toml no longer declares; set prune = true to delete that entry in the same apply, or keep the key '{}'",
+                        e.key, e.key
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn refuse_expired(
+    key: &str,
+    path: &Path,
+    certs: &[Uploaded],
+    now: OffsetDateTime,
+) -> Result<(), PlanError> {
+    for c in certs {
+        if c.info.not_after <= now {
+            return Err(PlanError::Refused(format!(
+                "clients.{key}.upload: {} holds certificate {} ({}) that expired on {}; upload a current certificate",
+                path.display(),
+                c.info.thumbprint,
+                c.info.subject,
+                c.info.not_after.date()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn plan_upload(
+    client: &ClientDesired,
+    path: &Path,
+    desired: &Desired,
+    actual: &Actual,
+    now: OffsetDateTime,
+    opts: &PlanOptions,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Change>, PlanError> {
+    let Some(certs) = desired.files.uploads.get(&client.key) else {
+        // The file was not read (e.g. a review plan without the files): nothing to compare.
+        return Ok(None);
+    };
+    if opts.replace.contains(&client.key) {
+        return Err(PlanError::Refused(format!(
+            "--replace {}: an uploaded certificate cannot be re-issued by ravencert; put the new certificate in {}",
+            client.key,
+            path.display()
+        )));
+    }
+    let want: Vec<String> = certs.iter().map(|c| c.info.thumbprint.clone()).collect();
+    let mut after = desired_fields(client);
+    after.thumbprint = want.first().cloned();
+    after.not_after = certs.first().map(|c| c.info.not_after);
+    let new_access = (client.clearance, &client.permissions);
+    let Some(current) = actual.registry.active(&client.key) else {
+        refuse_expired(&client.key, path, certs, now)?;
+        return Ok(Some(Change {
+            action: Action::Create,
+            target: Target::Client,
+            key: client.key.clone(),
+            reason: if want.len() > 1 {
+                format!("not registered (upload of a collection of {})", want.len())
+            } else {
+                "not registered (upload)".into()
+            },
+            escalation: widens(None, new_access),
+            before: None,
+            fields: field_changes_from_nothing(client),
+            after: Some(after),
+            thumbprints: want,
+        }));
+    };
+    let have = collection(current);
+    let fields = field_changes(current, client);
+    let escalation = widens(Some((current.clearance, &current.permissions)), new_access);
+    let same = {
+        let mut a = want.clone();
+        let mut b = have.clone();
+        a.sort();
+        b.sort();
+        a == b
+    };
+    if !same {
+        let reason = format!(
+            "{} now holds {} (registered: {})",
+            path.display(),
+            list(&want),
+            list(&have)
+        );
+        if client.protect {
+            warnings.push(format!(
+                "client '{}' is protected: not replaced although {reason}; set protect = false to let this change through",
+                client.key
+            ));
+            return Ok(None);
+        }
+        refuse_expired(&client.key, path, certs, now)?;
+        return Ok(Some(Change {
+            action: Action::Replace,
+            target: Target::Client,
+            key: client.key.clone(),
+            reason,
+            escalation,
+            before: Some(entry_fields(current)),
+            after: Some(after),
+            fields,
+            thumbprints: have,
+        }));
+    }
+    for c in certs {
+        if c.info.not_after <= now {
+            warnings.push(format!(
+                "client '{}': uploaded certificate {} expired on {}; put a current one in {}",
+                client.key,
+                short(&c.info.thumbprint),
+                c.info.not_after.date(),
+                path.display()
+            ));
+        }
+    }
+    Ok(update_change(
+        client, current, fields, escalation, after, have,
+    ))
+}
+
+/// The nodes' own certificates: registered as they are; a changed file is a replace that names
+/// the old and new thumbprints.
+fn plan_imported_server(
+    desired: &Desired,
+    actual: &Actual,
+    opts: &PlanOptions,
+) -> Result<Option<Change>, PlanError> {
+    let nodes = &desired.files.nodes;
+    let Some(first) = nodes.first() else {
+        return Ok(None);
+    };
+    if opts.replace.contains(SERVER_KEY) {
+        return Err(PlanError::Refused(
+            "--replace server: the server certificates come from [server].certificates; put the new certificates in those files".into(),
+        ));
+    }
+    let want: Vec<String> = nodes.iter().map(|n| n.info.thumbprint.clone()).collect();
+    let have: Vec<String> = actual
+        .registry
+        .server
+        .iter()
+        .map(|s| s.thumbprint.clone())
+        .collect();
+    let key = first
+        .info
+        .common_name
+        .clone()
+        .unwrap_or_else(|| SERVER_KEY.to_string());
+    let after = Fields {
+        thumbprint: Some(first.info.thumbprint.clone()),
+        name: Some(key.clone()),
+        not_after: Some(first.info.not_after),
+        ..Fields::default()
+    };
+    if have.is_empty() {
+        return Ok(Some(Change {
+            action: Action::Create,
+            target: Target::Server,
+            key,
+            reason: format!(
+                "no server certificate registered ({} node certificate{})",
+                want.len(),
+                if want.len() == 1 { "" } else { "s" }
+            ),
+            escalation: false,
+            before: None,
+            after: Some(after),
+            fields: vec![],
+            thumbprints: vec![],
+        }));
+    }
+    if want == have {
+        return Ok(None);
+    }
+    let current = &actual.registry.server[0];
+    Ok(Some(Change {
+        action: Action::Replace,
+        target: Target::Server,
+        key,
+        reason: format!(
+            "node certificates changed: {} -> {}",
+            list(&have),
+            list(&want)
+        ),
+        escalation: false,
+        before: Some(Fields {
+            thumbprint: Some(current.thumbprint.clone()),
+            name: Some(current.name.clone()),
+            not_after: Some(current.not_after),
+            ..Fields::default()
+        }),
+        after: Some(after),
+        fields: vec![],
+        thumbprints: have,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,7 +917,6 @@ mod tests {
             validity: Span::days(365),
             renew_before: RenewBefore::Span(Span::days(30)),
             pfx: PfxProfile::Modern,
-            overlap: Span::days(0),
             password: None,
         }
     }
@@ -632,6 +928,7 @@ mod tests {
             clearance,
             permissions: dbs.iter().map(|(d, a)| (d.to_string(), *a)).collect(),
             protect: false,
+            overlap: None,
             source: ClientSource::Generate(gen()),
         }
     }
@@ -648,6 +945,7 @@ mod tests {
             clients: clients.into_iter().map(|c| (c.key.clone(), c)).collect(),
             warnings: vec![],
             positions: BTreeMap::new(),
+            files: Default::default(),
         }
     }
 

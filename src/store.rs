@@ -142,9 +142,9 @@ impl Registry {
         }
     }
 
-    /// Sorted so that the same content always gives the same text.
+    /// Sorted so that the same content always gives the same text. Server entries keep the
+    /// order of `[server].certificates` (the first node signs generated clients).
     pub fn normalize(&mut self) {
-        self.server.sort_by(|a, b| a.thumbprint.cmp(&b.thumbprint));
         self.certificates.sort_by(|a, b| {
             (
                 a.key.as_str(),

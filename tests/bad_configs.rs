@@ -297,21 +297,29 @@ cases! {
         also: &["clients.partner.validity", "remove `validity` or `upload`"],
         ..Case::DEFAULT
     };
-    upload_not_supported_yet: Case {
+    upload_file_missing: Case {
         config: "{SERVER}\n[clients.partner]\nclearance = \"ValidUser\"\n\
                  databases = { Orders = \"Read\" }\nupload = \"trust/partner.pfx\"\n",
         key: "clients.partner.upload",
         line: Some("upload"),
-        also: &["not supported yet"],
+        also: &["trust/partner.pfx does not exist"],
         ..Case::DEFAULT
     };
-    server_certificates_not_supported_yet: Case {
+    upload_file_not_a_certificate: Case {
+        config: "{SERVER}\n[clients.partner]\nclearance = \"ValidUser\"\n\
+                 databases = { Orders = \"Read\" }\nupload = \"trust/partner.pfx\"\n",
+        key: "clients.partner.upload",
+        line: Some("upload"),
+        also: &["it is not a certificate"],
+        files: &[("trust/partner.pfx", "just some text, no certificate here\n")],
+    };
+    server_certificates_file_missing: Case {
         config: "version = 1\n[server]\n\
-                 certificates = [{ path = \"nodes/a.pfx\", password_env = \"NODE_A_PFX_PASSWORD\" }]\n\
+                 certificates = [{ path = \"nodes/a.pfx\" }]\n\
                  export = \"exports/cluster.pfx\"\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
-        key: "server.certificates",
+        key: "server.certificates[0].path",
         line: Some("certificates = ["),
-        also: &["not supported yet"],
+        also: &["nodes/a.pfx does not exist"],
         ..Case::DEFAULT
     };
     server_generate_and_certificates: Case {
