@@ -295,7 +295,7 @@ pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
             String::new()
         };
         for (key, thumb, _) in &outcome.issued {
-            s.push_str(&format!("issued {key}: {thumb}\n"));
+            s.push_str(&format!("registered {key}: {thumb}\n"));
         }
         s.push_str(&format!(
             "Apply complete: {} created, {} updated, {} replaced, {} deleted, {} exported.\n",
