@@ -75,8 +75,14 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// Machine-readable output (format_version 1)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
+    /// The plan as Markdown, for a pull-request comment
+    #[arg(long)]
+    pub markdown: bool,
+    /// Save the plan to FILE for `ravencert apply FILE` (holds no secret)
+    #[arg(long, value_name = "PLANFILE")]
+    pub out: Option<PathBuf>,
     /// Add a unified diff of the registry before and after
     #[arg(long)]
     pub diff: bool,
@@ -93,6 +99,9 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// A plan saved with `plan --out`: carried out exactly, or refused when stale
+    #[arg(value_name = "PLANFILE")]
+    pub planfile: Option<PathBuf>,
     /// Do not ask for confirmation
     #[arg(long)]
     pub yes: bool,

@@ -294,6 +294,8 @@ pub struct Desired {
     pub positions: BTreeMap<String, (usize, usize)>,
     /// What the referenced certificate files hold; filled by [`crate::sources::resolve`].
     pub files: crate::sources::Files,
+    /// `[defaults].renew_before`: when an uploaded certificate's coming expiry is warned about.
+    pub renew_before: RenewBefore,
 }
 
 impl Desired {
@@ -735,6 +737,7 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
         warnings,
         positions: BTreeMap::new(),
         files: Default::default(),
+        renew_before: default_renew,
     }
 }
 

@@ -54,6 +54,8 @@ fn run(cli: Cli) -> ops::Result<Output> {
             &ctx,
             &ops::PlanRequest {
                 json: a.json,
+                markdown: a.markdown,
+                out: a.out,
                 diff: a.diff,
                 detailed_exitcode: a.detailed_exitcode,
                 replace: a.replace,
@@ -63,6 +65,7 @@ fn run(cli: Cli) -> ops::Result<Output> {
         Command::Apply(a) => ops::apply(
             &ctx,
             &ops::ApplyRequest {
+                planfile: a.planfile,
                 yes: a.yes,
                 json: a.json,
                 replace: a.replace,

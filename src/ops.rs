@@ -157,6 +157,8 @@ pub fn validate(ctx: &Context) -> Result<Output> {
 
 pub struct PlanRequest {
     pub json: bool,
+    pub markdown: bool,
+    pub out: Option<PathBuf>,
     pub diff: bool,
     pub detailed_exitcode: bool,
     pub replace: Vec<String>,
@@ -188,9 +190,29 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
             v["registry_diff"] = Value::String(render::registry_diff(&actual.registry, &after));
         }
         format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+    } else if req.markdown {
+        render::plan_markdown(&plan)
     } else {
         render::plan_text(&plan, ctx.style)
     };
+    if let Some(out) = &req.out {
+        let saved = SavedPlan::new(
+            ctx,
+            &desired,
+            &actual,
+            &plan,
+            &req.replace,
+            req.allow_delete_all,
+        )?;
+        saved.write(out)?;
+        if !req.json {
+            stdout.push_str(&format!(
+                "\nSaved this plan to {}. Apply exactly it with `ravencert apply {}`.\n",
+                out.display(),
+                out.display()
+            ));
+        }
+    }
     if req.diff && !req.json {
         let after = apply::project(&actual.registry, &plan, &desired, ctx.now);
         let diff = render::registry_diff(&actual.registry, &after);
@@ -212,6 +234,7 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
 }
 
 pub struct ApplyRequest {
+    pub planfile: Option<PathBuf>,
     pub yes: bool,
     pub json: bool,
     pub replace: Vec<String>,
@@ -242,9 +265,19 @@ pub fn parse_wait(text: &str) -> Result<Duration> {
 
 pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
     let desired = ctx.desired_checked()?;
-    let opts = options(&req.replace, req.allow_delete_all);
+    let saved = match &req.planfile {
+        Some(path) => Some(SavedPlan::read(path)?),
+        None => None,
+    };
+    let opts = match &saved {
+        Some(s) => options(&s.options.replace, s.options.allow_delete_all),
+        None => options(&req.replace, req.allow_delete_all),
+    };
     // A first look without the lock, to show the plan and ask.
-    let (store, _, preview) = compute(ctx, &desired, &opts)?;
+    let (store, preview_actual, preview) = compute(ctx, &desired, &opts)?;
+    if let Some(s) = &saved {
+        s.check(&desired, &preview_actual, &preview)?;
+    }
     let mut stderr = String::new();
     if !preview.is_empty() && !req.yes {
         if !std::io::stdin().is_terminal() {
@@ -266,6 +299,9 @@ pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
     // Under the lock, plan again: the store may have changed while we asked.
     let actual = store.load(export_path(&desired))?;
     let plan = plan::plan(&desired, &actual, ctx.now, &opts)?;
+    if let Some(s) = &saved {
+        s.check(&desired, &actual, &plan)?;
+    }
     if plan != preview && !req.yes {
         return Err(Failure(
             "the store changed while you were confirming; nothing was changed — run apply again"
@@ -321,9 +357,10 @@ pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
 }
 
 fn renew_of(desired: Option<&Desired>, key: &str) -> Option<RenewBefore> {
-    match &desired?.clients.get(key)?.source {
+    let d = desired?;
+    match &d.clients.get(key)?.source {
         ClientSource::Generate(g) => Some(g.renew_before),
-        ClientSource::Upload(_) => None,
+        ClientSource::Upload(_) => Some(d.renew_before),
     }
 }
 
@@ -513,4 +550,151 @@ pub fn export(ctx: &Context, out: Option<PathBuf>) -> Result<Output> {
         },
         path.display()
     )))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Saved plans: what was reviewed is what is applied, or nothing is.
+
+/// What a saved plan was computed from, so that `apply PLANFILE` can refuse a stale one.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct SavedOptions {
+    pub replace: Vec<String>,
+    pub allow_delete_all: bool,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct SavedPlan {
+    pub format_version: u32,
+    pub kind: String,
+    pub created: String,
+    pub config: PathBuf,
+    pub store: PathBuf,
+    /// sha256 of what the planner saw of the store (registry, bundles, export).
+    pub store_fingerprint: String,
+    /// sha256 of certs.toml and the certificate files it references (never of secrets).
+    pub config_fingerprint: String,
+    pub options: SavedOptions,
+    pub plan: Value,
+}
+
+const SAVED_KIND: &str = "ravencert saved plan";
+
+fn store_fingerprint(actual: &Actual) -> String {
+    let mut text = actual.registry.to_text();
+    text.push_str("\n# bundles\n");
+    for k in &actual.bundles_ok {
+        text.push_str(k);
+        text.push('\n');
+    }
+    text.push_str("# export\n");
+    for t in actual.export_thumbprints.iter().flatten() {
+        text.push_str(t);
+        text.push('\n');
+    }
+    format!("sha256:{}", crate::pki::sha256_hex(text.as_bytes()))
+}
+
+fn config_fingerprint(desired: &Desired) -> Result<String> {
+    let mut bytes = std::fs::read(&desired.config_path).map_err(|e| {
+        Failure(format!(
+            "cannot read {}: {e}",
+            desired.config_path.display()
+        ))
+    })?;
+    // Certificate files only: password files are secrets and are not hashed.
+    let mut files: Vec<PathBuf> = desired
+        .clients
+        .values()
+        .filter_map(|c| match &c.source {
+            ClientSource::Upload(r) => Some(r.path.clone()),
+            ClientSource::Generate(_) => None,
+        })
+        .collect();
+    if let Some(config::ServerSource::Imported(refs)) = desired.server.as_ref().map(|s| &s.source) {
+        files.extend(refs.iter().map(|r| r.path.clone()));
+    }
+    for f in files {
+        bytes.extend_from_slice(f.to_string_lossy().as_bytes());
+        bytes.extend_from_slice(&std::fs::read(&f).unwrap_or_default());
+    }
+    Ok(format!("sha256:{}", crate::pki::sha256_hex(&bytes)))
+}
+
+impl SavedPlan {
+    fn new(
+        ctx: &Context,
+        desired: &Desired,
+        actual: &Actual,
+        plan: &Plan,
+        replace: &[String],
+        allow_delete_all: bool,
+    ) -> Result<SavedPlan> {
+        Ok(SavedPlan {
+            format_version: 1,
+            kind: SAVED_KIND.into(),
+            created: render::rfc3339(ctx.now),
+            config: ctx.config.clone(),
+            store: desired.store.path.clone(),
+            store_fingerprint: store_fingerprint(actual),
+            config_fingerprint: config_fingerprint(desired)?,
+            options: SavedOptions {
+                replace: replace.to_vec(),
+                allow_delete_all,
+            },
+            plan: render::plan_json(plan),
+        })
+    }
+
+    fn write(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).unwrap_or_default();
+        std::fs::write(path, format!("{text}\n")).map_err(|e| {
+            Failure(format!(
+                "cannot write the saved plan {}: {e}",
+                path.display()
+            ))
+        })
+    }
+
+    fn read(path: &Path) -> Result<SavedPlan> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure(format!(
+                "cannot read the saved plan {}: {e}",
+                path.display()
+            ))
+        })?;
+        let saved: SavedPlan = serde_json::from_str(&text).map_err(|e| {
+            Failure(format!(
+                "{} is not a saved plan ({e}); make one with `ravencert plan --out FILE`",
+                path.display()
+            ))
+        })?;
+        if saved.kind != SAVED_KIND || saved.format_version != 1 {
+            return Err(Failure(format!(
+                "{} is not a saved plan this ravencert reads (format_version 1)",
+                path.display()
+            )));
+        }
+        Ok(saved)
+    }
+
+    /// Refuses the saved plan unless the store, the config and the plan itself are unchanged.
+    fn check(&self, desired: &Desired, actual: &Actual, plan: &Plan) -> Result<()> {
+        if store_fingerprint(actual) != self.store_fingerprint {
+            return Err(Failure(
+                "Saved plan is stale: the store changed after the plan was made. Run plan again."
+                    .into(),
+            ));
+        }
+        if config_fingerprint(desired)? != self.config_fingerprint {
+            return Err(Failure(
+                "Saved plan is stale: certs.toml or a file it references changed after the plan was made. Run plan again.".into(),
+            ));
+        }
+        if render::plan_json(plan) != self.plan {
+            return Err(Failure(
+                "Saved plan is stale: the plan would now differ (time has passed since it was made, e.g. a certificate entered its renewal window). Run plan again.".into(),
+            ));
+        }
+        Ok(())
+    }
 }

@@ -157,6 +157,14 @@ pub fn thumbprint(der: &[u8]) -> String {
     }
 }
 
+/// SHA-256 as lower-case hex, for fingerprints of inputs (never of secrets).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    match hash(MessageDigest::sha256(), bytes) {
+        Ok(d) => d.iter().map(|b| format!("{b:02x}")).collect(),
+        Err(_) => String::new(),
+    }
+}
+
 fn hex_upper(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }

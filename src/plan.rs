@@ -794,13 +794,18 @@ fn plan_upload(
             thumbprints: have,
         }));
     }
+    // Uploaded certificates are never re-issued by ravencert: their expiry is a warning.
     for c in certs {
-        if c.info.not_after <= now {
+        if let Some(why) = renewal_reason(
+            c.info.not_before,
+            c.info.not_after,
+            desired.renew_before,
+            now,
+        ) {
             warnings.push(format!(
-                "client '{}': uploaded certificate {} expired on {}; put a current one in {}",
+                "client '{}': uploaded certificate {} {why}; ravencert cannot re-issue it — put a new one in {}",
                 client.key,
                 short(&c.info.thumbprint),
-                c.info.not_after.date(),
                 path.display()
             ));
         }
@@ -946,6 +951,7 @@ mod tests {
             warnings: vec![],
             positions: BTreeMap::new(),
             files: Default::default(),
+            renew_before: RenewBefore::Span(Span::days(30)),
         }
     }
 

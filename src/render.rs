@@ -176,6 +176,81 @@ pub fn plan_json(plan: &Plan) -> Value {
     })
 }
 
+fn md_cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The plan as Markdown for a pull-request comment: summary, escalations first, a table of
+/// changes with reasons, warnings.
+pub fn plan_markdown(plan: &Plan) -> String {
+    let mut out = String::from("### ravencert plan\n\n");
+    if plan.changes.is_empty() {
+        let _ = writeln!(out, "{NO_CHANGES}\n");
+    } else {
+        let _ = writeln!(out, "**{}**\n", summary_line(plan));
+        let escalations: Vec<&Change> = plan.changes.iter().filter(|c| c.escalation).collect();
+        if !escalations.is_empty() {
+            let _ = writeln!(
+                out,
+                "> [!WARNING]\n> **{} change{} widen{} access** — review who gets what:",
+                escalations.len(),
+                if escalations.len() == 1 { "" } else { "s" },
+                if escalations.len() == 1 { "s" } else { "" }
+            );
+            for c in &escalations {
+                let what: Vec<String> = c
+                    .fields
+                    .iter()
+                    .filter(|f| f.field != "name")
+                    .map(|f| match &f.old {
+                        Some(o) => format!("{}: {} → {}", f.field, o, field_value(&f.new)),
+                        None => format!("{}: {}", f.field, field_value(&f.new)),
+                    })
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "> - `{}` ({}): {}",
+                    c.key,
+                    c.action.as_str(),
+                    md_cell(&what.join(", "))
+                );
+            }
+            out.push('\n');
+        }
+        out.push_str("| | Action | Target | Key | Reason | Changes |\n|---|---|---|---|---|---|\n");
+        for c in &plan.changes {
+            let changes: Vec<String> = field_lines(&c.fields, c.action == Action::Create)
+                .into_iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| `{}` | {}{} | {} | `{}` | {} | {} |",
+                c.action.symbol(),
+                c.action.as_str(),
+                if c.escalation {
+                    " ⚠️ escalation"
+                } else {
+                    ""
+                },
+                c.target.as_str(),
+                md_cell(&c.key),
+                md_cell(&c.reason),
+                md_cell(&changes.join("; "))
+            );
+        }
+        out.push('\n');
+    }
+    if !plan.warnings.is_empty() {
+        out.push_str("**Warnings**\n\n");
+        for w in &plan.warnings {
+            let _ = writeln!(out, "- {}", md_cell(w));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// A unified diff of the registry text before and after.
 pub fn registry_diff(before: &Registry, after: &Registry) -> String {
     let old = before.to_text();
