@@ -1,0 +1,243 @@
+//! Certificate lifecycle and safe change under a moving clock (RAVENCERT_TEST_NOW, honoured by
+//! debug builds only): renewal, rotation overlap, saved plans, guards, markdown.
+
+mod common;
+
+use common::{Env, SERVER};
+
+const T0: &str = "2027-01-01T00:00:00Z";
+
+fn at(days: i64) -> String {
+    let t0 =
+        time::OffsetDateTime::parse(T0, &time::format_description::well_known::Rfc3339).unwrap();
+    (t0 + time::Duration::days(days))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// Runs at T0 + `days`.
+fn run_at(env: &Env, days: i64, args: &[&str]) -> common::Run {
+    env.run_with(args, &[("RAVENCERT_TEST_NOW", &at(days))])
+}
+
+fn entries(env: &Env, days: i64) -> Vec<serde_json::Value> {
+    run_at(env, days, &["status", "--json"]).success().json()["certificates"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+const ROTATING: &str = r#"
+[clients.app]
+clearance = "ValidUser"
+databases = { Orders = "Read" }
+validity = "90d"
+renew_before = "30d"
+overlap = "14d"
+"#;
+
+#[test]
+fn renewal_and_rotation_overlap_walkthrough() {
+    let env = Env::new();
+    env.config(&format!("{SERVER}{ROTATING}"));
+    run_at(&env, 0, &["apply", "--yes"]).success();
+    let first = entries(&env, 0)[0]["thumbprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Two months on, 31 days left: nothing to do.
+    let quiet = run_at(&env, 59, &["plan", "--detailed-exitcode"]);
+    assert_eq!(quiet.code, 0, "{}", quiet.stdout);
+
+    // 29 days left: re-issued, and the reason says why.
+    let plan = run_at(&env, 61, &["plan", "--json"]).success().json();
+    let change = &plan["changes"][0];
+    assert_eq!(change["action"], "replace");
+    assert_eq!(change["reason"], "expires in 29 days (renew_before 30d)");
+    run_at(&env, 61, &["apply", "--yes"]).success();
+
+    // During the overlap both are registered; the new one has the bundle.
+    let both = entries(&env, 62);
+    assert_eq!(both.len(), 2);
+    let second = both
+        .iter()
+        .map(|e| e["thumbprint"].as_str().unwrap().to_string())
+        .find(|t| *t != first)
+        .unwrap();
+    let crt = env.store().join("issued/app/app.crt");
+    assert_eq!(common::openssl_thumbprint(&crt), second);
+    let text = run_at(&env, 62, &["status"]).success().stdout;
+    assert!(text.contains("(old, retiring)"), "{text}");
+    assert_eq!(
+        run_at(&env, 74, &["plan", "--detailed-exitcode"]).code,
+        0,
+        "the overlap has not ended yet"
+    );
+
+    // After the overlap the old one goes, although prune = false: it is ravencert's rotation.
+    let plan = run_at(&env, 76, &["plan", "--json"]).success().json();
+    assert_eq!(plan["changes"][0]["action"], "delete");
+    assert_eq!(plan["changes"][0]["reason"], "rotation overlap ended");
+    assert_eq!(plan["changes"][0]["before"]["thumbprint"], first.as_str());
+    run_at(&env, 76, &["apply", "--yes"]).success();
+    let left = entries(&env, 76);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["thumbprint"], second.as_str());
+    assert!(!env.store().join(format!("certs/{first}.pem")).exists());
+    run_at(&env, 76, &["plan", "--detailed-exitcode"]).success();
+}
+
+#[test]
+fn expired_certificates_are_replaced_with_the_date_in_the_reason() {
+    let env = Env::new();
+    env.config(&format!("{SERVER}{ROTATING}"));
+    run_at(&env, 0, &["apply", "--yes"]).success();
+    let plan = run_at(&env, 200, &["plan", "--json"]).success().json();
+    let reasons: Vec<&str> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"expired on 2027-04-01"), "{reasons:?}");
+}
+
+#[test]
+fn renew_before_as_a_share_of_the_lifetime() {
+    let env = Env::new();
+    env.config(&format!(
+        "{SERVER}{}",
+        ROTATING.replace("renew_before = \"30d\"", "renew_before = \"33%\"")
+    ));
+    run_at(&env, 0, &["apply", "--yes"]).success();
+    // Lifetime 97 days (not-before is a week back): 33% is 32 days before expiry.
+    assert_eq!(run_at(&env, 57, &["plan", "--detailed-exitcode"]).code, 0);
+    let plan = run_at(&env, 59, &["plan", "--json"]).success().json();
+    assert_eq!(
+        plan["changes"][0]["reason"],
+        "expires in 31 days (renew_before 33%)"
+    );
+}
+
+#[test]
+fn saved_plan_applies_when_fresh_and_refuses_when_stale() {
+    let env = Env::new().env("APP_PASSWORD", "saved-plan-secret-77");
+    let config = format!("{SERVER}{ROTATING}password_env = \"APP_PASSWORD\"\n");
+    env.config(&config);
+    env.run(&["plan", "--out", "plan.json"]).success();
+    let text = std::fs::read_to_string(env.path("plan.json")).unwrap();
+    assert!(!text.contains("saved-plan-secret-77"));
+    assert!(!text.contains("PRIVATE"));
+    assert!(text.contains("store_fingerprint"));
+
+    // Fresh: carried out.
+    env.run(&["apply", "plan.json", "--yes"]).success();
+    assert_eq!(entries(&env, 0).len(), 1);
+
+    // Store changed after the plan was made.
+    env.config(&config.replace("Orders = \"Read\"", "Orders = \"ReadWrite\""));
+    env.run(&["plan", "--out", "edit.json"]).success();
+    env.run(&["apply", "--yes", "--replace", "app"]).success();
+    let before = env.snapshot();
+    let stale = env.run(&["apply", "edit.json", "--yes"]).failure();
+    assert!(
+        stale.stderr.contains(
+            "Saved plan is stale: the store changed after the plan was made. Run plan again."
+        ),
+        "{}",
+        stale.stderr
+    );
+    assert_eq!(before, env.snapshot());
+
+    // certs.toml changed after the plan was made.
+    env.run(&["plan", "--out", "edit.json"]).success();
+    env.config(&config.replace("Orders = \"Read\"", "Orders = \"Admin\""));
+    let stale = env.run(&["apply", "edit.json", "--yes"]).failure();
+    assert!(
+        stale.stderr.contains("Saved plan is stale"),
+        "{}",
+        stale.stderr
+    );
+    assert!(stale.stderr.contains("certs.toml"), "{}", stale.stderr);
+    assert_eq!(before, env.snapshot());
+
+    // Garbage is not a plan.
+    env.write("junk.json", "{}");
+    let junk = env.run(&["apply", "junk.json", "--yes"]).failure();
+    assert!(junk.stderr.contains("not a saved plan"), "{}", junk.stderr);
+}
+
+fn many_clients(n: usize, prune: bool) -> String {
+    let mut s = format!("{SERVER}[store]\nprune = {prune}\nmax_deletions = 3\n");
+    for i in 0..n {
+        s.push_str(&format!("[clients.c{i}]\nclearance = \"Operator\"\n"));
+    }
+    s
+}
+
+#[test]
+fn guards_refuse_and_leave_the_store_untouched() {
+    let env = Env::new();
+    env.config(&many_clients(5, true));
+    env.run(&["apply", "--yes"]).success();
+    let before = env.snapshot();
+
+    // Four deletions, max_deletions = 3.
+    env.config(&many_clients(1, true));
+    let r = env.run(&["apply", "--yes"]).failure();
+    assert!(r.stderr.contains("deletes 4 certificates"), "{}", r.stderr);
+    assert!(r.stderr.contains("c1, c2, c3, c4"), "{}", r.stderr);
+    assert!(r.stderr.contains("max_deletions = 3"), "{}", r.stderr);
+    assert_eq!(before, env.snapshot());
+
+    // Every client gone: refused even with no limit, unless --allow-delete-all.
+    env.config(&many_clients(0, true).replace("max_deletions = 3", "max_deletions = 0"));
+    let r = env.run(&["apply", "--yes"]).failure();
+    assert!(r.stderr.contains("--allow-delete-all"), "{}", r.stderr);
+    assert_eq!(before, env.snapshot());
+    env.run(&["apply", "--yes", "--allow-delete-all"]).success();
+    assert!(entries(&env, 0).is_empty());
+}
+
+#[test]
+fn protect_blocks_replacement_except_an_explicit_replace() {
+    let env = Env::new();
+    let config = format!("{SERVER}[clients.root]\nclearance = \"ClusterAdmin\"\nprotect = true\n");
+    env.config(&config);
+    env.run(&["apply", "--yes"]).success();
+    let thumb = env.thumbprint("root");
+
+    // Key change would re-issue: protected, so only a warning.
+    env.config(&config.replace("protect = true", "protect = true\nkey = \"ec-p384\""));
+    let registry = || std::fs::read(env.store().join("registry.toml")).unwrap();
+    let bundle = || std::fs::read(env.store().join("issued/root/root.pfx")).unwrap();
+    let (reg_before, bundle_before) = (registry(), bundle());
+    let plan = env.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+    assert!(plan.stdout.contains("protected"), "{}", plan.stdout);
+    env.run(&["apply", "--yes"]).success();
+    assert_eq!(env.thumbprint("root"), thumb);
+    assert_eq!(reg_before, registry());
+    assert_eq!(bundle_before, bundle());
+
+    // Named explicitly: it goes through.
+    env.run(&["apply", "--yes", "--replace", "root"]).success();
+    assert_ne!(env.thumbprint("root"), thumb);
+}
+
+#[test]
+fn markdown_plan_snapshot() {
+    let env = Env::new();
+    env.config(&format!(
+        "{SERVER}[store]\nprune = true\n[clients.admin]\nclearance = \"ClusterAdmin\"\n[clients.app]\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\" }}\n[clients.gone]\nclearance = \"Operator\"\n"
+    ));
+    env.run(&["apply", "--yes"]).success();
+    env.config(&format!(
+        "{SERVER}[store]\nprune = true\n[clients.admin]\nclearance = \"ClusterAdmin\"\n[clients.app]\nclearance = \"Operator\"\n[clients.new-reader]\nclearance = \"ValidUser\"\n"
+    ));
+    let md = env.run(&["plan", "--markdown"]).success().stdout;
+    insta::with_settings!({ snapshot_path => "snapshots", prepend_module_to_snapshot => false }, {
+        insta::assert_snapshot!("plan_markdown", md);
+    });
+}
