@@ -220,12 +220,13 @@ pub struct Outcome {
 pub fn apply(
     desired: &Desired,
     store: &Store,
-    current: &Registry,
+    actual: &store::Actual,
     plan: &Plan,
     now: OffsetDateTime,
     revision: Option<String>,
 ) -> Result<Outcome, ApplyError> {
     store.ensure_root()?;
+    let current = &actual.registry;
     let mut reg = current.clone();
     let mut outcome = Outcome::default();
     let mut signer: Option<(Vec<u8>, PrivateKey)> = None;
@@ -376,7 +377,8 @@ pub fn apply(
             "the new registry would be inconsistent ({e}); nothing was registered"
         ))
     })?;
-    if reg != *current || !store.registry_path().exists() {
+    restore_lost_files(desired, store, &mut reg)?;
+    if reg != *current || !actual.sealed || !store.registry_path().exists() {
         store.write_registry(&reg)?;
     }
     store.finish(&reg)?;
@@ -386,6 +388,46 @@ pub fn apply(
     }
     outcome.registry = reg;
     Ok(outcome)
+}
+
+/// Every certificate the new registry names must have its public file: one removed outside
+/// ravencert is written again from the issued bundle or from the file it was uploaded from.
+/// A retiring certificate whose file is gone (the plan replaced it because of that) is not
+/// kept for the overlap.
+fn restore_lost_files(
+    desired: &Desired,
+    store: &Store,
+    reg: &mut Registry,
+) -> Result<(), ApplyError> {
+    let mut gone = Vec::new();
+    for e in &reg.certificates {
+        if store.cert_file_ok(&e.thumbprint) {
+            continue;
+        }
+        let from_files = desired
+            .files
+            .uploads
+            .values()
+            .flatten()
+            .chain(desired.files.nodes.iter())
+            .find(|u| u.info.thumbprint == e.thumbprint)
+            .map(|u| u.der.clone());
+        let found = store.bundle_cert(&e.key, &e.thumbprint).or(from_files);
+        if found.is_none() && e.retire_after.is_some() {
+            gone.push(e.thumbprint.clone());
+            continue;
+        }
+        let der = found
+            .ok_or_else(|| {
+                ApplyError::Input(format!(
+                    "the certificate file of client '{}' ({}) is missing and nothing holds a copy; restore the store from a backup",
+                    e.key, e.thumbprint
+                ))
+            })?;
+        store.write_cert(&der)?;
+    }
+    reg.certificates.retain(|e| !gone.contains(&e.thumbprint));
+    Ok(())
 }
 
 /// Issues one generated client: key, certificate, bundle (staged until the registry commits).

@@ -308,7 +308,7 @@ pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
                 .into(),
         ));
     }
-    let outcome = apply::apply(&desired, &store, &actual.registry, &plan, ctx.now, None)
+    let outcome = apply::apply(&desired, &store, &actual, &plan, ctx.now, None)
         .map_err(|e| Failure(format!("apply failed: {e}")))?;
 
     let stdout = if req.json {

@@ -109,6 +109,8 @@ pub struct Change {
 pub struct Plan {
     pub changes: Vec<Change>,
     pub warnings: Vec<String>,
+    /// Changes made to the store outside ravencert (shown before the changes).
+    pub drift: Vec<String>,
 }
 
 impl Plan {
@@ -159,6 +161,7 @@ pub fn plan(
     }
     let mut plan = Plan {
         warnings: desired.warnings.clone(),
+        drift: actual.drift.clone(),
         ..Plan::default()
     };
     let reg = &actual.registry;
@@ -537,6 +540,14 @@ fn plan_generated(
     if current.source == Source::Generated && !actual.bundles_ok.contains(&client.key) {
         reasons.push("issued bundle lost".into());
     }
+    let lost = actual.lost.contains(&current.thumbprint);
+    if lost && !actual.recoverable.contains(&current.thumbprint) {
+        reasons
+            .push("public certificate file lost (the old one is not kept for an overlap)".into());
+    }
+    let restore = (lost && actual.recoverable.contains(&current.thumbprint)).then(|| {
+        "certificate file removed outside ravencert: restored from the issued bundle".to_string()
+    });
     if !reasons.is_empty() && client.protect && !explicit {
         warnings.push(format!(
             "client '{}' is protected: not re-issued although {}; run with --replace {} to re-issue it",
@@ -561,7 +572,15 @@ fn plan_generated(
             thumbprints,
         });
     }
-    update_change(client, current, fields, escalation, after, thumbprints)
+    update_change(
+        client,
+        current,
+        fields,
+        escalation,
+        after,
+        thumbprints,
+        restore,
+    )
 }
 
 fn update_change(
@@ -571,9 +590,23 @@ fn update_change(
     escalation: bool,
     after: Fields,
     thumbprints: Vec<String>,
+    restore: Option<String>,
 ) -> Option<Change> {
     if fields.is_empty() {
-        return None;
+        return restore.map(|reason| Change {
+            action: Action::Update,
+            target: Target::Client,
+            key: client.key.clone(),
+            reason,
+            escalation: false,
+            before: Some(entry_fields(current)),
+            after: Some(Fields {
+                thumbprint: Some(current.thumbprint.clone()),
+                ..after
+            }),
+            fields,
+            thumbprints,
+        });
     }
     let what: Vec<&str> = {
         let mut w = Vec::new();
@@ -595,7 +628,10 @@ fn update_change(
         action: Action::Update,
         target: Target::Client,
         key: client.key.clone(),
-        reason: format!("{} changed in certs.toml", what.join(", ")),
+        reason: match restore {
+            Some(r) => format!("{} changed in certs.toml; {r}", what.join(", ")),
+            None => format!("{} changed in certs.toml", what.join(", ")),
+        },
         escalation,
         before: Some(entry_fields(current)),
         after: Some(Fields {
@@ -810,8 +846,14 @@ fn plan_upload(
             ));
         }
     }
+    let restore = have.iter().any(|t| actual.lost.contains(t)).then(|| {
+        format!(
+            "certificate file removed outside ravencert: restored from {}",
+            path.display()
+        )
+    });
     Ok(update_change(
-        client, current, fields, escalation, after, have,
+        client, current, fields, escalation, after, have, restore,
     ))
 }
 
@@ -996,6 +1038,8 @@ mod tests {
             export_thumbprints: Some(vec![thumb(200)]),
             registry: reg,
             exists: true,
+            sealed: true,
+            ..Actual::default()
         }
     }
 

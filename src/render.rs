@@ -83,6 +83,17 @@ fn field_lines(fields: &[FieldChange], created: bool) -> Vec<(String, String)> {
 /// The plan as text, for a terminal or a log.
 pub fn plan_text(plan: &Plan, style: Style) -> String {
     let mut out = String::new();
+    if !plan.drift.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}\n",
+            style.warn("Changed outside ravencert (apply repairs what it safely can):")
+        );
+        for d in &plan.drift {
+            let _ = writeln!(out, "  ~ {d}");
+        }
+        out.push('\n');
+    }
     if plan.changes.is_empty() {
         let _ = writeln!(out, "{}", NO_CHANGES);
     } else {
@@ -172,7 +183,12 @@ pub fn plan_json(plan: &Plan) -> Value {
             "delete": plan.count(Action::Delete),
             "export": plan.count(Action::Export),
         },
-        "warnings": plan.warnings,
+        "warnings": plan
+            .drift
+            .iter()
+            .map(|d| format!("changed outside ravencert: {d}"))
+            .chain(plan.warnings.iter().cloned())
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -184,6 +200,13 @@ fn md_cell(text: &str) -> String {
 /// changes with reasons, warnings.
 pub fn plan_markdown(plan: &Plan) -> String {
     let mut out = String::from("### ravencert plan\n\n");
+    if !plan.drift.is_empty() {
+        out.push_str("**Changed outside ravencert** (apply repairs what it safely can):\n\n");
+        for d in &plan.drift {
+            let _ = writeln!(out, "- {}", md_cell(d));
+        }
+        out.push('\n');
+    }
     if plan.changes.is_empty() {
         let _ = writeln!(out, "{NO_CHANGES}\n");
     } else {

@@ -260,6 +260,105 @@ pub struct Actual {
     pub export_thumbprints: Option<Vec<String>>,
     /// Whether the store exists yet.
     pub exists: bool,
+    /// Changes made to the store outside ravencert, in words (Terraform's drift note).
+    pub drift: Vec<String>,
+    /// Whether the registry text is exactly what ravencert last wrote (its seal verifies).
+    pub sealed: bool,
+    /// Registered thumbprints whose public certificate file is missing or altered.
+    pub lost: BTreeSet<String>,
+    /// Lost thumbprints that the issued bundle can restore.
+    pub recoverable: BTreeSet<String>,
+}
+
+const SEAL_PREFIX: &str = "# sha256: ";
+
+/// Splits the seal line ravencert appends to the registry: (body, claimed sha256).
+fn split_seal(text: &str) -> (&str, Option<&str>) {
+    let trimmed = text.trim_end_matches('\n');
+    match trimmed.rfind('\n') {
+        Some(i) if trimmed[i + 1..].starts_with(SEAL_PREFIX) => (
+            &text[..i + 1],
+            Some(trimmed[i + 1 + SEAL_PREFIX.len()..].trim()),
+        ),
+        _ => (text, None),
+    }
+}
+
+fn sealed_text(registry: &Registry) -> String {
+    let body = registry.to_text();
+    let sum = pki::sha256_hex(body.as_bytes());
+    format!("{body}{SEAL_PREFIX}{sum}\n")
+}
+
+/// What changed between the registry ravencert wrote and the one on disk, entry by entry.
+fn describe_drift(written: &Registry, now: &Registry) -> Vec<String> {
+    let mut out = Vec::new();
+    let before: BTreeMap<&str, &CertEntry> = written
+        .certificates
+        .iter()
+        .map(|c| (c.thumbprint.as_str(), c))
+        .collect();
+    let after: BTreeMap<&str, &CertEntry> = now
+        .certificates
+        .iter()
+        .map(|c| (c.thumbprint.as_str(), c))
+        .collect();
+    for (t, b) in &before {
+        match after.get(t) {
+            None => out.push(format!(
+                "client '{}' ({t}) was removed from the registry",
+                b.key
+            )),
+            Some(a) => {
+                let mut fields = Vec::new();
+                if a.name != b.name {
+                    fields.push(format!("name {} -> {}", b.name, a.name));
+                }
+                if a.clearance != b.clearance {
+                    fields.push(format!("clearance {} -> {}", b.clearance, a.clearance));
+                }
+                if a.permissions != b.permissions {
+                    let show = |p: &BTreeMap<String, Access>| {
+                        p.iter()
+                            .map(|(d, x)| format!("{d}: {x}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    fields.push(format!(
+                        "permissions {{{}}} -> {{{}}}",
+                        show(&b.permissions),
+                        show(&a.permissions)
+                    ));
+                }
+                if a.key != b.key || a.not_after != b.not_after || a.source != b.source {
+                    fields.push("other fields".into());
+                }
+                if !fields.is_empty() {
+                    out.push(format!(
+                        "client '{}' ({t}) was edited in the registry: {}",
+                        b.key,
+                        fields.join("; ")
+                    ));
+                }
+            }
+        }
+    }
+    for (t, a) in &after {
+        if !before.contains_key(t) {
+            out.push(format!(
+                "client '{}' ({t}) was added to the registry by hand",
+                a.key
+            ));
+        }
+    }
+    out
+}
+
+/// The state of a registered certificate's public file.
+enum CertFileState {
+    Ok,
+    Missing,
+    Altered(String),
 }
 
 pub struct Store {
@@ -313,7 +412,19 @@ impl Store {
         };
         let text = String::from_utf8(text)
             .map_err(|_| corrupt(&reg_path, "the registry is not UTF-8 text"))?;
-        let registry = Registry::parse(&reg_path, &text)?;
+        let (body, seal) = split_seal(&text);
+        let registry = Registry::parse(&reg_path, body)?;
+        let sealed = seal == Some(pki::sha256_hex(body.as_bytes()).as_str());
+        let mut drift = Vec::new();
+        if !sealed {
+            drift.push(format!(
+                "{} was edited outside ravencert (its seal does not match); apply rewrites it from certs.toml",
+                reg_path.display()
+            ));
+            if let Some(written) = seal.and_then(|claimed| self.applied_copy(claimed)) {
+                drift.extend(describe_drift(&written, &registry));
+            }
+        }
 
         for s in &registry.server {
             self.verify_cert(&s.thumbprint)?;
@@ -336,8 +447,40 @@ impl Store {
             }
         }
         let mut bundles_ok = BTreeSet::new();
+        let mut lost = BTreeSet::new();
+        let mut recoverable = BTreeSet::new();
         for c in &registry.certificates {
-            self.verify_cert(&c.thumbprint)?;
+            // A removed file is drift that the bundle (or a re-issue) repairs; a file holding
+            // another certificate means the store cannot be trusted (SPEC §2): an error.
+            let missing = match self.cert_file_state(&c.thumbprint)? {
+                CertFileState::Ok => false,
+                CertFileState::Missing => true,
+                CertFileState::Altered(other) => {
+                    return Err(corrupt(
+                        &self.cert_path(&c.thumbprint),
+                        format!("holds certificate {other}, not the registered {}; the store was changed outside ravencert — restore it from a backup", c.thumbprint),
+                    ))
+                }
+            };
+            if missing {
+                let what = "was removed";
+                let restorable = c.source == Source::Generated
+                    && self.bundle_in(&self.issued_dir(&c.key), &c.key, &c.thumbprint);
+                drift.push(format!(
+                    "the certificate file of client '{}' ({}) {what} outside ravencert{}",
+                    c.key,
+                    self.cert_path(&c.thumbprint).display(),
+                    if restorable {
+                        "; the issued bundle can restore it"
+                    } else {
+                        ""
+                    }
+                ));
+                lost.insert(c.thumbprint.clone());
+                if restorable {
+                    recoverable.insert(c.thumbprint.clone());
+                }
+            }
             if c.source == Source::Generated
                 && c.retire_after.is_none()
                 && self.bundle_holds(&c.key, &c.thumbprint)
@@ -350,7 +493,53 @@ impl Store {
             bundles_ok,
             export_thumbprints,
             exists: true,
+            drift,
+            sealed,
+            lost,
+            recoverable,
         })
+    }
+
+    /// The copy of the registry ravencert last wrote, if it is the one the seal names.
+    fn applied_copy(&self, claimed: &str) -> Option<Registry> {
+        let path = self.root.join(".registry.applied");
+        let text = String::from_utf8(read_file(&path).ok()?).ok()?;
+        let (body, seal) = split_seal(&text);
+        let sum = pki::sha256_hex(body.as_bytes());
+        if seal != Some(sum.as_str()) || sum != claimed {
+            return None;
+        }
+        Registry::parse(&path, body).ok()
+    }
+
+    fn cert_file_state(&self, thumbprint: &str) -> Result<CertFileState> {
+        let path = self.cert_path(thumbprint);
+        let pem = match read_file(&path) {
+            Ok(p) => p,
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(CertFileState::Missing)
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(match pki::pem_to_der(&pem) {
+            Ok(der) if pki::thumbprint(&der) == thumbprint => CertFileState::Ok,
+            Ok(der) => CertFileState::Altered(pki::thumbprint(&der)),
+            Err(_) => CertFileState::Altered("no readable certificate".into()),
+        })
+    }
+
+    /// Whether a registered thumbprint's public certificate file is present and right.
+    pub fn cert_file_ok(&self, thumbprint: &str) -> bool {
+        matches!(self.cert_file_state(thumbprint), Ok(CertFileState::Ok))
+    }
+
+    /// The DER of a client's issued bundle certificate, if it is `thumbprint`.
+    pub fn bundle_cert(&self, key: &str, thumbprint: &str) -> Option<Vec<u8>> {
+        let crt = self.issued_dir(key).join(format!("{key}.crt"));
+        read_file(&crt)
+            .ok()
+            .and_then(|pem| pki::pem_to_der(&pem).ok())
+            .filter(|der| pki::thumbprint(der) == thumbprint)
     }
 
     /// The registry's certificate file exists and its SHA-1 matches the thumbprint.
@@ -489,7 +678,11 @@ impl Store {
 
     /// The commit point of an apply.
     pub fn write_registry(&self, registry: &Registry) -> Result<()> {
-        write_atomic(&self.registry_path(), registry.to_text().as_bytes(), 0o600)
+        let text = sealed_text(registry);
+        // The copy first: if we crash between the two, the registry still holds the old,
+        // self-consistent text and the copy is simply not the one its seal names.
+        write_atomic(&self.root.join(".registry.applied"), text.as_bytes(), 0o600)?;
+        write_atomic(&self.registry_path(), text.as_bytes(), 0o600)
     }
 
     /// After the registry is committed: move staged bundles whose certificate is registered

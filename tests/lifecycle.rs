@@ -241,3 +241,86 @@ fn markdown_plan_snapshot() {
         insta::assert_snapshot!("plan_markdown", md);
     });
 }
+
+#[test]
+fn drift_hand_edited_clearance_is_reported_and_repaired() {
+    let env = Env::new();
+    env.config(&format!("{SERVER}{ROTATING}"));
+    env.run(&["apply", "--yes"]).success();
+    let thumb = env.thumbprint("app");
+    let reg = env.store().join("registry.toml");
+    let text = std::fs::read_to_string(&reg).unwrap();
+    std::fs::write(
+        &reg,
+        text.replace("clearance = \"ValidUser\"", "clearance = \"ClusterAdmin\""),
+    )
+    .unwrap();
+
+    let plan = env.run(&["plan"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stdout.contains("Changed outside ravencert"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains(&format!("client 'app' ({thumb}) was edited in the registry: clearance ValidUser -> ClusterAdmin")),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("clearance         : ClusterAdmin -> ValidUser"),
+        "{}",
+        plan.stdout
+    );
+    let json = env.run(&["plan", "--json"]).success().json();
+    assert!(json["warnings"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("changed outside ravencert"));
+
+    env.run(&["apply", "--yes"]).success();
+    assert_eq!(env.thumbprint("app"), thumb);
+    let after = env.run(&["plan", "--detailed-exitcode"]).success();
+    assert!(
+        !after.stdout.contains("Changed outside"),
+        "{}",
+        after.stdout
+    );
+}
+
+#[test]
+fn drift_removed_certificate_file_is_restored_or_reissued() {
+    let env = Env::new();
+    env.config(&format!("{SERVER}{ROTATING}"));
+    env.run(&["apply", "--yes"]).success();
+    let thumb = env.thumbprint("app");
+    let pem = env.store().join(format!("certs/{thumb}.pem"));
+    let original = std::fs::read(&pem).unwrap();
+    std::fs::remove_file(&pem).unwrap();
+
+    // The issued bundle still holds it: restored in place, same thumbprint.
+    let plan = env.run(&["plan", "--json"]).success().json();
+    assert_eq!(plan["changes"][0]["action"], "update");
+    assert!(plan["changes"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("restored from the issued bundle"));
+    env.run(&["apply", "--yes"]).success();
+    assert_eq!(std::fs::read(&pem).unwrap(), original);
+    assert_eq!(env.thumbprint("app"), thumb);
+    env.run(&["plan", "--detailed-exitcode"]).success();
+
+    // Bundle gone too: nothing can restore it, so it is re-issued.
+    std::fs::remove_file(&pem).unwrap();
+    std::fs::remove_dir_all(env.store().join("issued/app")).unwrap();
+    let plan = env.run(&["plan", "--json"]).success().json();
+    assert_eq!(plan["changes"][0]["action"], "replace");
+    let reason = plan["changes"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("public certificate file lost"), "{reason}");
+    env.run(&["apply", "--yes"]).success();
+    assert_ne!(env.thumbprint("app"), thumb);
+    env.run(&["plan", "--detailed-exitcode"]).success();
+}
