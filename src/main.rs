@@ -7,7 +7,14 @@ use ravencert::ops::{self, Context, Output};
 use ravencert::render::Style;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1 like every other error (SPEC §3); --help and --version exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     let code = match run(cli) {
         Ok(out) => {
             emit(&out);

@@ -530,7 +530,8 @@ pub fn read_cert_file(
             ReadError::Unreadable("the PEM text holds no readable certificate".into())
         })?;
         let has_key = bytes.windows(11).any(|w| w == b"PRIVATE KEY");
-        let encrypted = bytes.windows(19).any(|w| w == b"ENCRYPTED PRIVATE K");
+        let encrypted = bytes.windows(19).any(|w| w == b"ENCRYPTED PRIVATE K")
+            || bytes.windows(20).any(|w| w == b"Proc-Type: 4,ENCRYPT");
         let key = if has_key {
             match PKey::private_key_from_pem_passphrase(bytes, password.unwrap_or("").as_bytes()) {
                 Ok(k) => Some(PrivateKey(k)),

@@ -699,31 +699,50 @@ fn check_uploads(desired: &Desired, actual: &Actual) -> Result<(), PlanError> {
     };
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     for (key, certs) in &desired.files.uploads {
+        let file = match desired.clients.get(key).map(|c| &c.source) {
+            Some(ClientSource::Upload(r)) => r.path.display().to_string(),
+            _ => String::new(),
+        };
         for c in certs {
             let t = c.info.thumbprint.as_str();
             if server.contains(&t) {
                 return Err(PlanError::Refused(format!(
-                    "clients.{key}.upload holds the server's own certificate {t}; the server is trusted as a ClusterNode already — remove the client, or upload a client certificate"
+                    "clients.{key}.upload: {file} holds the server's own certificate {t}; the server is trusted as a ClusterNode already — remove the client, or upload a client certificate"
                 )));
             }
             if let Some(other) = seen.insert(t, key) {
                 return Err(PlanError::Refused(format!(
-                    "certificate {t} is declared by both clients.{other} and clients.{key}; RavenDB keys its registry by thumbprint, so a certificate can be registered once — keep one"
+                    "certificate {t} is declared by both clients.{other} and clients.{key} ({file}); RavenDB keys its registry by thumbprint, so a certificate can be registered once — keep one"
                 )));
             }
-            if let Some(e) = actual
+            let Some(e) = actual
                 .registry
                 .certificates
                 .iter()
                 .find(|e| e.thumbprint == t && e.key != *key)
-            {
-                let declared = desired.clients.contains_key(&e.key);
-                if !declared && !desired.store.prune {
-                    return Err(PlanError::Refused(format!(
-                        "clients.{key}.upload holds certificate {t}, which is registered as client '{}' that certs.toml no longer declares; set prune = true to delete that entry in the same apply, or keep the key '{}'",
-                        e.key, e.key
-                    )));
-                }
+            else {
+                continue;
+            };
+            let refuse = match desired.clients.get(&e.key) {
+                // No longer declared: only a prune in the same apply frees the thumbprint.
+                None => !desired.store.prune,
+                // Still declared: a generated client keeps its certificate; an upload that
+                // moves away from it would keep it registered during an overlap.
+                Some(other) => match &other.source {
+                    ClientSource::Generate(_) => true,
+                    ClientSource::Upload(_) => other.overlap.is_some(),
+                },
+            };
+            if refuse {
+                return Err(PlanError::Refused(format!(
+                    "clients.{key}.upload: {file} holds certificate {t}, which is registered as client '{}'; a certificate can be registered once — {}",
+                    e.key,
+                    if desired.clients.contains_key(&e.key) {
+                        format!("remove it from clients.{key}, or remove clients.{} first", e.key)
+                    } else {
+                        format!("set prune = true to delete '{}' in the same apply, or keep the key '{}'", e.key, e.key)
+                    }
+                )));
             }
         }
     }

@@ -577,3 +577,13 @@ fn colors_only_when_asked_and_never_with_no_color() {
         .stdout
         .contains('\x1b'));
 }
+
+#[test]
+fn usage_errors_exit_1_and_help_exits_0() {
+    let env = Env::new();
+    let bad = env.run(&["plan", "--no-such-flag"]);
+    assert_eq!(bad.code, 1, "{}", bad.stderr);
+    assert!(bad.stderr.contains("--no-such-flag"));
+    assert_eq!(env.run(&["--help"]).code, 0);
+    assert_eq!(env.run(&["--version"]).code, 0);
+}
