@@ -32,7 +32,7 @@ enum NewCert {
 
 /// Registry entries for an uploaded certificate or collection: the primary lists its
 /// secondaries, each secondary points at the primary; all share name, clearance, permissions.
-fn upload_entries(
+pub(crate) fn upload_entries(
     client: &ClientDesired,
     certs: &[Uploaded],
     revision: Option<String>,
@@ -68,7 +68,7 @@ fn upload_entries(
 }
 
 /// Registry entries for the nodes' own certificates.
-fn node_entries(nodes: &[Uploaded], revision: Option<String>) -> Vec<ServerEntry> {
+pub(crate) fn node_entries(nodes: &[Uploaded], revision: Option<String>) -> Vec<ServerEntry> {
     nodes
         .iter()
         .map(|n| ServerEntry {

@@ -63,6 +63,8 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
     },
+    /// Keep the store converged: file watch (or git polling) plus a periodic re-check
+    Watch(WatchArgs),
     /// Print the JSON schema of certs.toml
     Schema,
     /// Print shell completions
@@ -74,6 +76,13 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    /// Read certs.toml (and the certificate files it names) at this git revision
+    #[arg(long, value_name = "REV", conflicts_with = "base")]
+    pub rev: Option<String>,
+    /// Review mode: plan the change from certs.toml at REV to the working tree's, assuming the
+    /// store matches REV (reads no store)
+    #[arg(long, value_name = "REV")]
+    pub base: Option<String>,
     /// Machine-readable output (format_version 1)
     #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
@@ -117,4 +126,29 @@ pub struct ApplyArgs {
     /// Allow a plan that deletes every registered client certificate
     #[arg(long)]
     pub allow_delete_all: bool,
+    /// Refuse when certs.toml has uncommitted changes (the applied revision must name it)
+    #[arg(long)]
+    pub require_clean: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Re-check this often even when nothing changes (renewals), with ±10% jitter: 1h, 30m, 90s
+    #[arg(long, value_name = "DUR", default_value = "1h")]
+    pub interval: String,
+    /// Only log what would change; never apply
+    #[arg(long)]
+    pub plan_only: bool,
+    /// Follow this git repository (URL or local path); -c names certs.toml inside it
+    #[arg(long, value_name = "URL", requires = "branch")]
+    pub git: Option<String>,
+    /// The branch to follow with --git
+    #[arg(long, value_name = "NAME", requires = "git")]
+    pub branch: Option<String>,
+    /// How often to fetch with --git
+    #[arg(long, value_name = "DUR", default_value = "60s", requires = "git")]
+    pub poll: String,
+    /// How long an apply waits for another one holding the store's lock
+    #[arg(long, value_name = "DUR", default_value = "30s")]
+    pub lock_timeout: String,
 }

@@ -994,12 +994,22 @@ fn secret_ref(
 
 /// Checks that every secret and referenced file the config names is there, before anything is
 /// written. Each problem names the key that refers to it, with its line.
-pub fn check_references(desired: &Desired) -> Vec<ConfigError> {
+///
+/// `on_disk`: the certificate files are read from the disk (not from a git revision), so they
+/// must exist there. `generated_secrets`: the passwords of generated clients are needed (they
+/// are not for a review plan, which issues nothing).
+pub fn check_references(
+    desired: &Desired,
+    on_disk: bool,
+    generated_secrets: bool,
+) -> Vec<ConfigError> {
     let mut refs: Vec<(String, Option<&Path>, Option<&SecretRef>)> = Vec::new();
     for c in desired.clients.values() {
         let at = format!("clients.{}", c.key);
         match &c.source {
-            ClientSource::Generate(g) => refs.push((at, None, g.password.as_ref())),
+            ClientSource::Generate(g) => {
+                refs.push((at, None, g.password.as_ref().filter(|_| generated_secrets)))
+            }
             ClientSource::Upload(r) => refs.push((at, Some(&r.path), r.password.as_ref())),
         }
     }
@@ -1032,7 +1042,7 @@ pub fn check_references(desired: &Desired) -> Vec<ConfigError> {
         });
     };
     for (at, path, secret) in refs {
-        if let Some(p) = path {
+        if let Some(p) = path.filter(|_| on_disk) {
             if !p.is_file() {
                 let key = if at.starts_with("server") {
                     format!("{at}.path")

@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod git;
 pub mod model;
 pub mod ops;
 pub mod pki;
@@ -14,6 +15,7 @@ pub mod plan;
 pub mod render;
 pub mod sources;
 pub mod store;
+pub mod watch;
 
 /// The starter `ravencert init` writes: small, commented, and ready to apply.
 pub const STARTER: &str = include_str!("starter.toml");

@@ -60,6 +60,8 @@ fn run(cli: Cli) -> ops::Result<Output> {
         Command::Plan(a) => ops::plan(
             &ctx,
             &ops::PlanRequest {
+                rev: a.rev,
+                base: a.base,
                 json: a.json,
                 markdown: a.markdown,
                 out: a.out,
@@ -72,6 +74,7 @@ fn run(cli: Cli) -> ops::Result<Output> {
         Command::Apply(a) => ops::apply(
             &ctx,
             &ops::ApplyRequest {
+                require_clean: a.require_clean,
                 planfile: a.planfile,
                 yes: a.yes,
                 json: a.json,
@@ -80,6 +83,38 @@ fn run(cli: Cli) -> ops::Result<Output> {
                 allow_delete_all: a.allow_delete_all,
             },
         ),
+        Command::Watch(a) => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(ctx.style.color)
+                .with_target(false)
+                .init();
+            let opts = ravencert::watch::WatchOptions {
+                interval: ops::parse_wait(&a.interval)?,
+                plan_only: a.plan_only,
+                git: match (a.git, a.branch) {
+                    (Some(url), Some(branch)) => Some(ravencert::watch::GitFollow {
+                        url,
+                        branch,
+                        poll: ops::parse_wait(&a.poll)?,
+                    }),
+                    _ => None,
+                },
+                lock_timeout: ops::parse_wait(&a.lock_timeout)?,
+            };
+            let make = |config: std::path::PathBuf| Context {
+                config,
+                store_override: cli.store.clone(),
+                style: ctx.style,
+                now: now(),
+            };
+            ravencert::watch::run(&cli.config, &make, &opts)?;
+            Ok(Output {
+                stdout: String::new(),
+                stderr: String::new(),
+                code: 0,
+            })
+        }
         Command::Status { json } => ops::status(&ctx, json),
         Command::Export { out } => ops::export(&ctx, out),
         Command::Schema => Ok(Output {

@@ -11,10 +11,12 @@ use time::OffsetDateTime;
 
 use crate::apply;
 use crate::config::{self, ClientSource, ConfigError, Desired};
+use crate::git;
 use crate::model::RenewBefore;
 use crate::plan::{self, Plan, PlanOptions};
 use crate::render::{self, Style};
-use crate::store::{Actual, Store};
+use crate::store::Actual;
+use crate::store::Store;
 
 /// An error for the person at the terminal; always exit code 1.
 #[derive(Debug)]
@@ -76,27 +78,48 @@ fn config_errors(errors: Vec<ConfigError>) -> Failure {
     Failure(text)
 }
 
+/// Where certs.toml is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The file on disk (and the files it references).
+    WorkTree,
+    /// The file (and the certificate files it references) at a git revision.
+    Rev(String),
+}
+
 impl Context {
-    /// Reads and validates certs.toml.
+    /// Reads and validates certs.toml from the disk.
     pub fn desired(&self) -> Result<Desired> {
-        let text = std::fs::read(&self.config).map_err(|e| {
-            Failure(format!(
-                "cannot read {}: {e}{}",
-                self.config.display(),
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    " (run `ravencert init` to write a starter, or pass -c PATH)"
-                } else {
-                    ""
-                }
-            ))
-        })?;
+        self.parse(&Source::WorkTree)
+    }
+
+    fn parse(&self, source: &Source) -> Result<Desired> {
+        let text = match source {
+            Source::WorkTree => std::fs::read(&self.config).map_err(|e| {
+                Failure(format!(
+                    "cannot read {}: {e}{}",
+                    self.config.display(),
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        " (run `ravencert init` to write a starter, or pass -c PATH)"
+                    } else {
+                        ""
+                    }
+                ))
+            })?,
+            Source::Rev(rev) => git::read_at(&self.config, rev)?.0,
+        };
         let text = String::from_utf8(text)
             .map_err(|_| Failure(format!("{}: is not UTF-8 text", self.config.display())))?;
         let base = match self.config.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let mut desired = config::parse(&self.config, &text, &base).map_err(config_errors)?;
+        let shown = match source {
+            Source::WorkTree => self.config.clone(),
+            Source::Rev(rev) => PathBuf::from(format!("{}@{rev}", self.config.display())),
+        };
+        let mut desired = config::parse(&shown, &text, &base).map_err(config_errors)?;
+        desired.config_path = self.config.clone();
         if let Some(s) = &self.store_override {
             desired.store.path = s.clone();
         }
@@ -104,15 +127,26 @@ impl Context {
     }
 
     /// Desired plus the check that every referenced secret and file is there, and what the
-    /// referenced certificate files hold.
-    fn desired_checked(&self) -> Result<Desired> {
-        let mut desired = self.desired()?;
-        let problems = config::check_references(&desired);
+    /// referenced certificate files hold. `issuing`: the passwords of generated clients are
+    /// needed (a review plan issues nothing, so it does not need them).
+    pub fn load(&self, source: &Source, issuing: bool) -> Result<Desired> {
+        let mut desired = self.parse(source)?;
+        let problems = config::check_references(&desired, *source == Source::WorkTree, issuing);
         if !problems.is_empty() {
             return Err(config_errors(problems));
         }
-        desired.files = crate::sources::resolve(&desired).map_err(config_errors)?;
+        let files = match source {
+            Source::WorkTree => crate::sources::resolve(&desired, &crate::sources::from_disk),
+            Source::Rev(rev) => crate::sources::resolve(&desired, &|p: &Path| {
+                git::read_file_at(p, rev).map_err(|e| e.to_string())
+            }),
+        };
+        desired.files = files.map_err(config_errors)?;
         Ok(desired)
+    }
+
+    pub fn desired_checked(&self) -> Result<Desired> {
+        self.load(&Source::WorkTree, true)
     }
 }
 
@@ -156,6 +190,8 @@ pub fn validate(ctx: &Context) -> Result<Output> {
 }
 
 pub struct PlanRequest {
+    pub rev: Option<String>,
+    pub base: Option<String>,
     pub json: bool,
     pub markdown: bool,
     pub out: Option<PathBuf>,
@@ -179,10 +215,96 @@ fn compute(ctx: &Context, desired: &Desired, opts: &PlanOptions) -> Result<(Stor
     Ok((store, actual, plan))
 }
 
+/// The store as it would be had `base` been applied: for `plan --base`, which needs no store.
+fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
+    use crate::model::Source as Origin;
+    use crate::store::{CertEntry, Registry, ServerEntry};
+    let far = now + time::Duration::days(100 * 365);
+    let assumed = "(as registered)".to_string();
+    let mut reg = Registry::new();
+    if let Some(server) = &base.server {
+        match &server.source {
+            config::ServerSource::Generate { name, dns, key, .. } => reg.server.push(ServerEntry {
+                name: name.clone(),
+                thumbprint: assumed.clone(),
+                public_key_pinning_hash: assumed.clone(),
+                dns: dns.clone(),
+                not_before: now,
+                not_after: far,
+                source: Origin::Generated,
+                key_type: Some(*key),
+                revision: None,
+            }),
+            config::ServerSource::Imported(_) => {
+                reg.server = apply::node_entries(&base.files.nodes, None)
+            }
+        }
+    }
+    for c in base.clients.values() {
+        match &c.source {
+            ClientSource::Generate(g) => reg.certificates.push(CertEntry {
+                key: c.key.clone(),
+                name: c.name.clone(),
+                thumbprint: format!("{assumed} {}", c.key),
+                public_key_pinning_hash: assumed.clone(),
+                clearance: c.clearance,
+                not_before: now,
+                not_after: far,
+                source: Origin::Generated,
+                key_type: Some(g.key),
+                collection_primary: None,
+                collection_secondaries: vec![],
+                retire_after: None,
+                revision: None,
+                permissions: c.permissions.clone(),
+            }),
+            ClientSource::Upload(_) => reg.certificates.extend(apply::upload_entries(
+                c,
+                base.files.uploads.get(&c.key).map_or(&[][..], |v| v),
+                None,
+            )),
+        }
+    }
+    let mut export: Vec<String> = reg.server.iter().map(|s| s.thumbprint.clone()).collect();
+    export.sort();
+    Actual {
+        bundles_ok: base
+            .clients
+            .iter()
+            .filter(|(_, c)| matches!(c.source, ClientSource::Generate(_)))
+            .map(|(k, _)| k.clone())
+            .collect(),
+        export_thumbprints: Some(export),
+        registry: reg,
+        exists: true,
+        sealed: true,
+        ..Actual::default()
+    }
+}
+
 pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
-    let desired = ctx.desired_checked()?;
-    let (_store, actual, plan) =
-        compute(ctx, &desired, &options(&req.replace, req.allow_delete_all))?;
+    let opts = options(&req.replace, req.allow_delete_all);
+    let (desired, actual, plan) = match (&req.base, &req.rev) {
+        (Some(base_rev), _) => {
+            // Review mode: what changes between certs.toml at BASE and the working tree's,
+            // with the store assumed to match BASE. No store is read, nothing is issued.
+            let desired = ctx.load(&Source::WorkTree, false)?;
+            let base = ctx.load(&Source::Rev(base_rev.clone()), false)?;
+            let actual = assumed_store(&base, ctx.now);
+            let plan = plan::plan(&desired, &actual, ctx.now, &opts)?;
+            (desired, actual, plan)
+        }
+        (None, Some(rev)) => {
+            let desired = ctx.load(&Source::Rev(rev.clone()), false)?;
+            let (_, actual, plan) = compute(ctx, &desired, &opts)?;
+            (desired, actual, plan)
+        }
+        (None, None) => {
+            let desired = ctx.desired_checked()?;
+            let (_, actual, plan) = compute(ctx, &desired, &opts)?;
+            (desired, actual, plan)
+        }
+    };
     let mut stdout = if req.json {
         let mut v = render::plan_json(&plan);
         if req.diff {
@@ -234,6 +356,7 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
 }
 
 pub struct ApplyRequest {
+    pub require_clean: bool,
     pub planfile: Option<PathBuf>,
     pub yes: bool,
     pub json: bool,
@@ -247,7 +370,7 @@ pub fn parse_wait(text: &str) -> Result<Duration> {
     let t = text.trim();
     let bad = || {
         Failure(format!(
-            "--lock-timeout '{t}' is not a duration (write e.g. 0s, 30s, 500ms, 2m)"
+            "'{t}' is not a duration (write e.g. 0s, 30s, 500ms, 2m, 1h)"
         ))
     };
     let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
@@ -263,7 +386,54 @@ pub fn parse_wait(text: &str) -> Result<Duration> {
     Ok(d)
 }
 
+/// The applied revision of the working tree's certs.toml: `sha1:<commit>[+dirty]`, or None
+/// outside git. With `require_clean`, uncommitted changes (or no git) refuse the apply.
+fn local_revision(ctx: &Context, require_clean: bool) -> Result<Option<String>> {
+    if !require_clean {
+        return Ok(revision_of(&ctx.config));
+    }
+    let p = git::require_provenance(&ctx.config)
+        .map_err(|e| Failure(format!("--require-clean: {e}")))?;
+    if p.dirty {
+        return Err(Failure(format!(
+            "--require-clean: {} has uncommitted changes; commit them (so the applied revision names what was applied) or drop --require-clean. Nothing was changed.",
+            ctx.config.display()
+        )));
+    }
+    Ok(Some(p.revision()))
+}
+
+/// The applied revision of a certs.toml on disk, when it is in git.
+pub fn revision_of(config: &Path) -> Option<String> {
+    git::provenance(config).map(|p| p.revision())
+}
+
+/// The plan for `desired` against its store, changing nothing.
+pub fn plan_for(ctx: &Context, desired: &Desired, opts: &PlanOptions) -> Result<Plan> {
+    Ok(compute(ctx, desired, opts)?.2)
+}
+
+/// Lock, load, plan and apply: the one path every apply takes (CLI and watch).
+pub fn converge(
+    ctx: &Context,
+    desired: &Desired,
+    opts: &PlanOptions,
+    lock_timeout: Duration,
+    revision: Option<String>,
+    check: &dyn Fn(&Actual, &Plan) -> Result<()>,
+) -> Result<(Plan, apply::Outcome)> {
+    let store = Store::new(&desired.store.path);
+    let _lock = store.lock(lock_timeout)?;
+    let actual = store.load(export_path(desired))?;
+    let plan = plan::plan(desired, &actual, ctx.now, opts)?;
+    check(&actual, &plan)?;
+    let outcome = apply::apply(desired, &store, &actual, &plan, ctx.now, revision)
+        .map_err(|e| Failure(format!("apply failed: {e}")))?;
+    Ok((plan, outcome))
+}
+
 pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
+    let revision = local_revision(ctx, req.require_clean)?;
     let desired = ctx.desired_checked()?;
     let saved = match &req.planfile {
         Some(path) => Some(SavedPlan::read(path)?),
@@ -274,7 +444,7 @@ pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
         None => options(&req.replace, req.allow_delete_all),
     };
     // A first look without the lock, to show the plan and ask.
-    let (store, preview_actual, preview) = compute(ctx, &desired, &opts)?;
+    let (_store, preview_actual, preview) = compute(ctx, &desired, &opts)?;
     if let Some(s) = &saved {
         s.check(&desired, &preview_actual, &preview)?;
     }
@@ -295,21 +465,25 @@ pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
         }
     }
 
-    let _lock = store.lock(req.lock_timeout)?;
     // Under the lock, plan again: the store may have changed while we asked.
-    let actual = store.load(export_path(&desired))?;
-    let plan = plan::plan(&desired, &actual, ctx.now, &opts)?;
-    if let Some(s) = &saved {
-        s.check(&desired, &actual, &plan)?;
-    }
-    if plan != preview && !req.yes {
-        return Err(Failure(
-            "the store changed while you were confirming; nothing was changed — run apply again"
-                .into(),
-        ));
-    }
-    let outcome = apply::apply(&desired, &store, &actual, &plan, ctx.now, None)
-        .map_err(|e| Failure(format!("apply failed: {e}")))?;
+    let (plan, outcome) = converge(
+        ctx,
+        &desired,
+        &opts,
+        req.lock_timeout,
+        revision,
+        &|actual, plan| {
+            if let Some(s) = &saved {
+                s.check(&desired, actual, plan)?;
+            }
+            if *plan != preview && !req.yes {
+                return Err(Failure(
+                "the store changed while you were confirming; nothing was changed — run apply again".into(),
+            ));
+            }
+            Ok(())
+        },
+    )?;
 
     let stdout = if req.json {
         let mut v = render::plan_json(&plan);

@@ -31,9 +31,16 @@ fn describe(secret: Option<&SecretRef>) -> String {
     }
 }
 
-fn read(r: &FileRef) -> Result<pki::CertFile, String> {
-    let bytes =
-        std::fs::read(&r.path).map_err(|e| format!("cannot read {}: {e}", r.path.display()))?;
+/// Where certificate files are read from: the disk, or a git revision (`plan --rev/--base`).
+pub type Reader<'a> = &'a dyn Fn(&Path) -> Result<Vec<u8>, String>;
+
+/// Reads from the disk.
+pub fn from_disk(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn read(r: &FileRef, reader: Reader<'_>) -> Result<pki::CertFile, String> {
+    let bytes = reader(&r.path)?;
     let password = match &r.password {
         Some(s) => Some(s.read()?),
         None => None,
@@ -69,7 +76,7 @@ fn facts(path: &Path, ders: Vec<Vec<u8>>) -> Result<Vec<Uploaded>, String> {
 }
 
 /// Reads every upload and node file. Errors name the key, the file and the password's source.
-pub fn resolve(desired: &Desired) -> Result<Files, Vec<ConfigError>> {
+pub fn resolve(desired: &Desired, reader: Reader<'_>) -> Result<Files, Vec<ConfigError>> {
     let mut files = Files::default();
     let mut errors = Vec::new();
     let mut fail = |key: String, message: String| {
@@ -91,7 +98,7 @@ pub fn resolve(desired: &Desired) -> Result<Files, Vec<ConfigError>> {
         if let ServerSource::Imported(refs) = &server.source {
             for (i, r) in refs.iter().enumerate() {
                 let key = format!("server.certificates[{i}].path");
-                match read(r) {
+                match read(r, reader) {
                     Err(e) => fail(key, e),
                     Ok(f) if f.key.is_none() => fail(
                         key,
@@ -114,7 +121,7 @@ pub fn resolve(desired: &Desired) -> Result<Files, Vec<ConfigError>> {
             continue;
         };
         let key = format!("clients.{}.upload", c.key);
-        let file = match read(r) {
+        let file = match read(r, reader) {
             Ok(f) => f,
             Err(e) => {
                 fail(key, e);
@@ -177,7 +184,7 @@ pub fn node_keys(desired: &Desired) -> Result<Vec<(Vec<u8>, PrivateKey)>, String
     };
     refs.iter()
         .map(|r| {
-            let f = read(r)?;
+            let f = read(r, &from_disk)?;
             let der = node_certificate(&f).map_err(|e| format!("{}: {e}", r.path.display()))?;
             let key = f
                 .key

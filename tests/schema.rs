@@ -26,7 +26,7 @@ fn example_starts_with_schema_line_and_validates() {
     let desired = ravencert::config::parse(&dir.join("certs.toml.example"), example, dir)
         .expect("certs.toml.example is valid");
     assert!(desired.clients.len() >= 4);
-    assert!(ravencert::config::check_references(&desired).is_empty());
+    assert!(ravencert::config::check_references(&desired, true, true).is_empty());
 }
 
 #[test]

@@ -1,0 +1,204 @@
+//! git: another way to read certs.toml. Reads it at a revision, tells which commit the working
+//! tree's certs.toml is (and whether it has uncommitted changes), and follows a remote branch in
+//! a cache clone for `watch --git`.
+
+use std::path::{Path, PathBuf};
+
+use git2::{FetchOptions, Oid, Repository, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("{0}")]
+    Message(String),
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+}
+
+pub type Result<T> = std::result::Result<T, GitError>;
+
+fn msg(text: impl Into<String>) -> GitError {
+    GitError::Message(text.into())
+}
+
+/// The repository holding `file` and the file's path inside it.
+fn locate(file: &Path) -> Result<(Repository, PathBuf)> {
+    let abs = std::fs::canonicalize(file)
+        .or_else(|_| {
+            // The file may not exist in the working tree (e.g. deleted); use its folder.
+            let parent = file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::fs::canonicalize(parent).map(|p| p.join(file.file_name().unwrap_or_default()))
+        })
+        .map_err(|e| msg(format!("{}: {e}", file.display())))?;
+    let start = abs.parent().unwrap_or(Path::new("/"));
+    let repo = Repository::discover(start).map_err(|_| {
+        msg(format!(
+            "{} is not inside a git repository (needed for --rev, --base and --require-clean)",
+            file.display()
+        ))
+    })?;
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| msg("the repository has no working tree"))?;
+    let workdir = std::fs::canonicalize(workdir).unwrap_or_else(|_| workdir.to_path_buf());
+    let rel = abs
+        .strip_prefix(&workdir)
+        .map_err(|_| {
+            msg(format!(
+                "{} is outside the repository's working tree",
+                file.display()
+            ))
+        })?
+        .to_path_buf();
+    Ok((repo, rel))
+}
+
+/// The bytes of a file at a revision (`HEAD~1`, `main`, a commit id).
+fn blob_at(repo: &Repository, rev: &str, rel: &Path) -> Result<Vec<u8>> {
+    let obj = repo
+        .revparse_single(rev)
+        .map_err(|_| msg(format!("revision '{rev}' is not known to the repository")))?;
+    let tree = obj
+        .peel_to_commit()
+        .map_err(|_| msg(format!("revision '{rev}' is not a commit")))?
+        .tree()?;
+    let entry = tree.get_path(rel).map_err(|_| {
+        msg(format!(
+            "{} does not exist at revision '{rev}'",
+            rel.display()
+        ))
+    })?;
+    let blob = entry.to_object(repo)?.peel_to_blob().map_err(|_| {
+        msg(format!(
+            "{} is not a file at revision '{rev}'",
+            rel.display()
+        ))
+    })?;
+    Ok(blob.content().to_vec())
+}
+
+/// certs.toml (or any file next to it) as it stood at `rev`, plus the commit id `rev` names.
+pub fn read_at(file: &Path, rev: &str) -> Result<(Vec<u8>, String)> {
+    let (repo, rel) = locate(file)?;
+    let commit = repo
+        .revparse_single(rev)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(|_| {
+            msg(format!(
+                "revision '{rev}' is not a commit in the repository"
+            ))
+        })?;
+    Ok((blob_at(&repo, rev, &rel)?, commit.id().to_string()))
+}
+
+/// Reads another file (an upload) at the same revision, by its path on disk.
+pub fn read_file_at(file: &Path, rev: &str) -> Result<Vec<u8>> {
+    let (repo, rel) = locate(file)?;
+    blob_at(&repo, rev, &rel)
+}
+
+/// Where certs.toml comes from: the commit of HEAD and whether the file differs from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    pub commit: String,
+    pub dirty: bool,
+}
+
+impl Provenance {
+    /// The applied revision as the registry records it: `sha1:<commit>` (`+dirty` when the file
+    /// had uncommitted changes).
+    pub fn revision(&self) -> String {
+        format!(
+            "sha1:{}{}",
+            self.commit,
+            if self.dirty { "+dirty" } else { "" }
+        )
+    }
+}
+
+/// The provenance of `file`; None when it is not in a git repository or HEAD has no commit.
+pub fn provenance(file: &Path) -> Option<Provenance> {
+    let (repo, rel) = locate(file).ok()?;
+    let head = repo.head().ok()?.peel_to_commit().ok()?;
+    let status = repo.status_file(&rel).ok()?;
+    Some(Provenance {
+        commit: head.id().to_string(),
+        dirty: status != Status::CURRENT,
+    })
+}
+
+/// Like [`provenance`], but an error when the file is not in a repository.
+pub fn require_provenance(file: &Path) -> Result<Provenance> {
+    let (repo, rel) = locate(file)?;
+    let head = repo
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(|_| msg("the repository has no commit yet"))?;
+    let status = repo.status_file(&rel)?;
+    Ok(Provenance {
+        commit: head.id().to_string(),
+        dirty: status != Status::CURRENT,
+    })
+}
+
+/// A clone of a remote, kept in a cache folder, checked out at the branch's latest commit.
+pub struct Follower {
+    repo: Repository,
+    branch: String,
+    pub worktree: PathBuf,
+}
+
+impl Follower {
+    /// Opens the cache clone, or clones `url` into `cache`.
+    pub fn open(url: &str, branch: &str, cache: &Path) -> Result<Follower> {
+        let repo = match Repository::open(cache) {
+            Ok(r) => r,
+            Err(_) => {
+                std::fs::create_dir_all(cache)
+                    .map_err(|e| msg(format!("cannot create {}: {e}", cache.display())))?;
+                let r = Repository::init(cache)?;
+                r.remote("origin", url)?;
+                r
+            }
+        };
+        {
+            let remote = repo.find_remote("origin")?;
+            if remote.url() != Some(url) {
+                repo.remote_set_url("origin", url)?;
+            }
+        }
+        Ok(Follower {
+            worktree: cache.to_path_buf(),
+            repo,
+            branch: branch.to_string(),
+        })
+    }
+
+    /// Fetches the branch; returns its latest commit.
+    pub fn fetch(&self) -> Result<String> {
+        let mut remote = self.repo.find_remote("origin")?;
+        let refspec = format!("+refs/heads/{b}:refs/remotes/origin/{b}", b = self.branch);
+        let mut opts = FetchOptions::new();
+        remote
+            .fetch(&[refspec.as_str()], Some(&mut opts), None)
+            .map_err(|e| msg(format!("fetching {} failed: {}", self.branch, e.message())))?;
+        let reference = self
+            .repo
+            .find_reference(&format!("refs/remotes/origin/{}", self.branch))
+            .map_err(|_| msg(format!("the remote has no branch '{}'", self.branch)))?;
+        Ok(reference.peel_to_commit()?.id().to_string())
+    }
+
+    /// Checks the working tree out at `commit`, exactly (files the commit lacks are removed).
+    pub fn checkout(&self, commit: &str) -> Result<()> {
+        let oid = Oid::from_str(commit)?;
+        let obj = self.repo.find_commit(oid)?;
+        let mut cb = git2::build::CheckoutBuilder::new();
+        cb.force().remove_untracked(true);
+        self.repo.checkout_tree(obj.as_object(), Some(&mut cb))?;
+        self.repo.set_head_detached(oid)?;
+        Ok(())
+    }
+}
