@@ -53,6 +53,7 @@ fn run(cli: Cli) -> ops::Result<Output> {
             color: use_color(cli.color),
         },
         now: now(),
+        export_base: None,
     };
     match cli.command {
         Command::Init => ops::init(&ctx),
@@ -102,11 +103,17 @@ fn run(cli: Cli) -> ops::Result<Output> {
                 },
                 lock_timeout: ops::parse_wait(&a.lock_timeout)?,
             };
+            let git_mode = opts.git.is_some();
             let make = |config: std::path::PathBuf| Context {
                 config,
                 store_override: cli.store.clone(),
                 style: ctx.style,
                 now: now(),
+                export_base: cli
+                    .store
+                    .as_ref()
+                    .filter(|_| git_mode)
+                    .map(|s| s.parent().map(|p| p.to_path_buf()).unwrap_or_default()),
             };
             ravencert::watch::run(&cli.config, &make, &opts)?;
             Ok(Output {

@@ -42,6 +42,9 @@ pub struct Context {
     pub store_override: Option<PathBuf>,
     pub style: Style,
     pub now: OffsetDateTime,
+    /// With `watch --git` the config lives in a cache checkout: a relative `[server].export`
+    /// is resolved against this folder (the store's) instead.
+    pub export_base: Option<PathBuf>,
 }
 
 /// The result of a command: what to print and how to exit.
@@ -122,6 +125,15 @@ impl Context {
         desired.config_path = self.config.clone();
         if let Some(s) = &self.store_override {
             desired.store.path = s.clone();
+        }
+        if let (Some(export_base), Some(server)) = (&self.export_base, desired.server.as_mut()) {
+            if let Some(rel) = server
+                .export
+                .as_ref()
+                .and_then(|e| e.strip_prefix(&base).ok())
+            {
+                server.export = Some(export_base.join(rel));
+            }
         }
         Ok(desired)
     }
