@@ -689,6 +689,13 @@ impl Store {
     /// into place, and remove every file the registry no longer refers to. Also repairs what an
     /// interrupted apply left behind.
     pub fn finish(&self, registry: &Registry) -> Result<()> {
+        // Temp files of writes an interrupted apply never renamed into place.
+        for entry in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
+            let entry = entry.map_err(io_err(&self.root))?;
+            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                remove_path(&entry.path())?;
+            }
+        }
         let active: BTreeMap<&str, &str> = registry
             .certificates
             .iter()
@@ -711,6 +718,7 @@ impl Store {
                             if target.exists() {
                                 remove_tree(&target)?;
                             }
+                            fault::step();
                             fs::rename(&path, &target).map_err(io_err(&path))?;
                             sync_dir(&issued)?;
                         }
@@ -783,6 +791,16 @@ pub fn write_export(path: &Path, pfx: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
             fs::create_dir_all(parent).map_err(io_err(parent))?;
+            // Temp files an interrupted export left behind.
+            let prefix = format!(
+                ".tmp-{}-",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            );
+            for entry in fs::read_dir(parent).map_err(io_err(parent))?.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
         }
     }
     write_atomic(path, pfx, 0o644)
@@ -790,6 +808,29 @@ pub fn write_export(path: &Path, pfx: &[u8]) -> Result<()> {
 
 // ---------------------------------------------------------------------------------------------
 // File helpers: never follow symlinks, always atomic.
+
+/// Crash points for the crash-safety tests. With the `fault-injection` feature (enabled for
+/// `cargo test` through a dev-dependency, never in a release build) the process aborts right
+/// before its Nth file-system change, N from RAVENCERT_FAULT_AT.
+mod fault {
+    #[cfg(feature = "fault-injection")]
+    pub fn step() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static STEPS: AtomicU64 = AtomicU64::new(0);
+        let n = STEPS.fetch_add(1, Ordering::SeqCst) + 1;
+        let at = std::env::var("RAVENCERT_FAULT_AT")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok());
+        if at == Some(n) {
+            eprintln!("fault injection: aborting before file-system step {n}");
+            std::process::abort();
+        }
+    }
+
+    #[cfg(not(feature = "fault-injection"))]
+    #[inline(always)]
+    pub fn step() {}
+}
 
 fn libc_o_nofollow() -> i32 {
     // O_NOFOLLOW on Linux.
@@ -829,6 +870,7 @@ fn ensure_dir(path: &Path) -> Result<()> {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(corrupt(path, "should be a folder")),
         Err(_) => {
+            fault::step();
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -854,6 +896,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
     ));
     let result = (|| {
+        fault::step();
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -864,6 +907,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
             .map_err(io_err(&tmp))?;
         f.write_all(bytes).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
+        fault::step();
         fs::rename(&tmp, path).map_err(io_err(path))?;
         sync_dir(dir)
     })();
@@ -884,6 +928,7 @@ fn remove_path(path: &Path) -> Result<()> {
     if m.is_dir() {
         remove_tree(path)
     } else {
+        fault::step();
         fs::remove_file(path).map_err(io_err(path))
     }
 }
@@ -891,6 +936,7 @@ fn remove_path(path: &Path) -> Result<()> {
 /// Removes a folder; symbolic links inside are removed, never followed.
 fn remove_tree(path: &Path) -> Result<()> {
     let m = fs::symlink_metadata(path).map_err(io_err(path))?;
+    fault::step();
     if !m.is_dir() {
         return fs::remove_file(path).map_err(io_err(path));
     }

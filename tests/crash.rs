@@ -1,0 +1,252 @@
+//! Crash safety: an apply that dies at any moment leaves a store that loads, whose registry and
+//! files agree, and that the next apply converges. Proven two ways: aborting before every
+//! file-system step in turn (the `fault-injection` feature, on for tests only), and SIGKILL at
+//! random moments during a large apply.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Env, SERVER};
+
+const V1: &str = r#"
+[clients.admin]
+clearance = "ClusterAdmin"
+
+[clients.app]
+clearance = "ValidUser"
+databases = { Orders = "Read" }
+password_env = "APP_PASSWORD"
+
+[clients.ops]
+clearance = "Operator"
+overlap = "7d"
+
+[clients.gone]
+clearance = "Operator"
+"#;
+
+/// Every kind of change at once: update, replace with overlap, delete, create, upload.
+const V2: &str = r#"
+[store]
+prune = true
+
+[clients.admin]
+clearance = "ClusterAdmin"
+
+[clients.app]
+clearance = "ValidUser"
+databases = { Orders = "ReadWrite" }
+password_env = "APP_PASSWORD"
+
+[clients.ops]
+clearance = "Operator"
+overlap = "7d"
+key = "ec-p384"
+
+[clients.new]
+clearance = "ValidUser"
+databases = { Reports = "Read" }
+
+[clients.partner]
+clearance = "ValidUser"
+databases = { Orders = "Read" }
+upload = "partner.crt"
+"#;
+
+fn env() -> Env {
+    let env = Env::new().env("APP_PASSWORD", "crash-test-secret");
+    let dir = env.dir.path().to_str().unwrap().to_string();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "partner.key",
+            "-out",
+            "partner.crt",
+            "-days",
+            "365",
+            "-subj",
+            "/CN=partner",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    env
+}
+
+/// The store loads, shows no drift (the registry and its files agree), and a normal apply
+/// converges to "no changes".
+#[track_caller]
+fn assert_recovers(env: &Env, context: &str) {
+    let plan = env.run(&["plan", "--json"]);
+    assert_eq!(
+        plan.code, 0,
+        "{context}: the store does not load after the crash:\n{}",
+        plan.stderr
+    );
+    let warnings = plan.json()["warnings"].to_string();
+    assert!(
+        !warnings.contains("changed outside ravencert"),
+        "{context}: the crash left registry and files disagreeing: {warnings}"
+    );
+    let apply = env.run(&["apply", "--yes"]);
+    assert_eq!(
+        apply.code, 0,
+        "{context}: apply after the crash failed:\n{}",
+        apply.stderr
+    );
+    let again = env.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{context}: not converged:\n{}", again.stdout);
+    // Every registered certificate's file is there and is that certificate.
+    for c in env.status()["certificates"].as_array().unwrap() {
+        let t = c["thumbprint"].as_str().unwrap();
+        let pem = env.store().join(format!("certs/{t}.pem"));
+        assert_eq!(common::openssl_thumbprint(&pem), t, "{context}");
+    }
+    // No temp files or staged bundles are left behind once converged.
+    for (path, _) in env.snapshot() {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            !name.starts_with(".tmp-"),
+            "{context}: leftover {}",
+            path.display()
+        );
+        assert!(
+            !name.ends_with(".new"),
+            "{context}: leftover {}",
+            path.display()
+        );
+    }
+}
+
+/// Aborts the apply before step 1, 2, 3, ... until one runs to the end.
+fn abort_at_every_step(setup: &dyn Fn() -> Env, final_config: &str) -> u64 {
+    for n in 1.. {
+        let env = setup();
+        env.config(final_config);
+        let at = n.to_string();
+        let run = env.run_with(&["apply", "--yes"], &[("RAVENCERT_FAULT_AT", &at)]);
+        if run.code == 0 {
+            assert_recovers(&env, "no abort");
+            return n - 1;
+        }
+        assert!(
+            run.stderr.contains("fault injection"),
+            "step {n}: expected an injected abort, got:\n{}",
+            run.stderr
+        );
+        assert_recovers(&env, &format!("abort before step {n}"));
+    }
+    unreachable!()
+}
+
+#[test]
+fn first_apply_survives_an_abort_at_every_step() {
+    let steps = abort_at_every_step(&env, &format!("{SERVER}{V1}"));
+    assert!(steps > 20, "only {steps} file-system steps seen");
+}
+
+#[test]
+fn changing_apply_survives_an_abort_at_every_step() {
+    let setup = || {
+        let e = env();
+        e.config(&format!("{SERVER}{V1}"));
+        e.run(&["apply", "--yes"]).success();
+        e
+    };
+    let steps = abort_at_every_step(&setup, &format!("{SERVER}{V2}"));
+    assert!(steps > 20, "only {steps} file-system steps seen");
+}
+
+/// A small deterministic generator; the seed is printed so a failure can be replayed.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_during_a_large_apply() {
+    let env = env();
+    // Every round re-issues all 80 clients (the key type flips), so each apply has as much
+    // work as the first and a kill anywhere in the window lands mid-apply.
+    let config = |key: &str| {
+        let mut c = format!("{SERVER}[store]\nprune = true\nmax_deletions = 0\n");
+        for i in 0..80 {
+            c.push_str(&format!(
+                "[clients.c{i:03}]\nclearance = \"ValidUser\"\ndatabases = {{ Db{} = \"Read\" }}\nkey = \"{key}\"\n",
+                i % 7
+            ));
+        }
+        c
+    };
+    // How long does an uninterrupted apply take here? Kill within that window.
+    let probe = Env::new();
+    probe.config(&config("ec-p256"));
+    let t = Instant::now();
+    probe.run(&["apply", "--yes"]).success();
+    let window = t.elapsed().as_millis().max(50) as u64;
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("sigkill test: seed {seed}, kill window {window} ms");
+    let mut rng = Lcg(seed);
+    let mut killed = 0;
+    for round in 0..24 {
+        env.config(&config(if round % 2 == 0 { "ec-p256" } else { "ec-p384" }));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ravencert"))
+            .args(["apply", "--yes", "--lock-timeout", "10s"])
+            .current_dir(env.dir.path())
+            .env("APP_PASSWORD", "x")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // A random moment: after a random number of new certificate files (0-79) appeared,
+        // plus a random few milliseconds, so kills land in every phase of the apply.
+        let certs = env.store().join("certs");
+        let count = || std::fs::read_dir(&certs).map(|d| d.count()).unwrap_or(0);
+        let start = count();
+        let target = start + rng.next(80) as usize;
+        let deadline = Instant::now() + Duration::from_millis(window * 3);
+        while count() < target && Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(rng.next(5)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        child.wait().unwrap();
+        // The store must load and agree with itself after every kill.
+        let plan = env.run(&["plan", "--json"]);
+        assert_eq!(plan.code, 0, "round {round} (seed {seed}): {}", plan.stderr);
+        assert!(
+            !plan.stdout.contains("changed outside ravencert"),
+            "round {round} (seed {seed}): {}",
+            plan.stdout
+        );
+    }
+    eprintln!("sigkill test: {killed} of 24 applies killed mid-way");
+    assert!(
+        killed >= 20,
+        "too few applies were interrupted ({killed} of 24)"
+    );
+    assert_recovers(&env, &format!("after the SIGKILL rounds (seed {seed})"));
+}
