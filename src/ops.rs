@@ -81,6 +81,9 @@ fn config_errors(errors: Vec<ConfigError>) -> Failure {
     Failure(text)
 }
 
+/// certs.toml is text a person reviews: anything larger is a mistake, not a config.
+const MAX_CONFIG_BYTES: usize = 4 << 20;
+
 /// Where certs.toml is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -111,6 +114,14 @@ impl Context {
             })?,
             Source::Rev(rev) => git::read_at(&self.config, rev)?.0,
         };
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(Failure(format!(
+                "{}: is {} bytes; a certs.toml larger than {} MiB is refused (is this the right file?)",
+                self.config.display(),
+                text.len(),
+                MAX_CONFIG_BYTES >> 20
+            )));
+        }
         let text = String::from_utf8(text)
             .map_err(|_| Failure(format!("{}: is not UTF-8 text", self.config.display())))?;
         let base = match self.config.parent() {

@@ -393,6 +393,7 @@ impl Store {
 
     /// Reads and verifies the store. A missing store is an empty one.
     pub fn load(&self, export: Option<&Path>) -> Result<Actual> {
+        self.check_private()?;
         let export_thumbprints = export.and_then(read_export);
         let reg_path = self.registry_path();
         let text = match read_file(&reg_path) {
@@ -462,6 +463,18 @@ impl Store {
                     ))
                 }
             };
+            if missing && !sealed {
+                // A hand-edited registry naming a certificate nobody has: cannot be trusted.
+                return Err(corrupt(
+                    &self.cert_path(&c.thumbprint),
+                    format!(
+                        "does not exist, and {} was edited outside ravencert (client '{}', thumbprint {}); restore the store from a backup",
+                        reg_path.display(),
+                        c.key,
+                        c.thumbprint
+                    ),
+                ));
+            }
             if missing {
                 let what = "was removed";
                 let restorable = c.source == Source::Generated
@@ -498,6 +511,51 @@ impl Store {
             lost,
             recoverable,
         })
+    }
+
+    /// The store, its private folders and key files must not be readable by anyone else: a
+    /// store that is refuses to be used (the keys may already be exposed; fix and rotate).
+    fn check_private(&self) -> Result<()> {
+        let mut paths = vec![
+            self.root.clone(),
+            self.root.join("server"),
+            self.root.join("issued"),
+        ];
+        for dir in [self.root.join("server"), self.root.join("issued")] {
+            if dir.is_dir() {
+                for e in walkdir::WalkDir::new(&dir)
+                    .follow_links(false)
+                    .min_depth(1)
+                    .max_depth(2)
+                {
+                    let e = e.map_err(|e| corrupt(&dir, e.to_string()))?;
+                    paths.push(e.into_path());
+                }
+            }
+        }
+        for (i, p) in paths.into_iter().enumerate() {
+            // The store folder itself may be reached through a link; nothing inside it may.
+            let meta = if i == 0 {
+                fs::metadata(&p)
+            } else {
+                fs::symlink_metadata(&p)
+            };
+            let Ok(m) = meta else { continue };
+            if m.file_type().is_symlink() {
+                return Err(corrupt(&p, "is a symbolic link; ravencert does not follow links inside the store — remove it"));
+            }
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(corrupt(
+                    &p,
+                    format!(
+                        "is readable by other users (mode {mode:03o}); the store holds private keys — run `chmod -R go-rwx {}`, and consider the keys exposed",
+                        self.root.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The copy of the registry ravencert last wrote, if it is the one the seal names.
