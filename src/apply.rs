@@ -366,7 +366,9 @@ pub fn apply(
         }
     }
 
-    if !plan.changes.is_empty() {
+    // Every apply with a known revision records it, also one that changes nothing: a fleet
+    // shows it has caught up with a commit.
+    if !plan.changes.is_empty() || revision.is_some() {
         reg.applied_revision = revision;
     }
     reg.normalize();

@@ -301,37 +301,47 @@ pub struct Desired {
 impl Desired {
     /// Every file the config refers to (for watch and saved-plan fingerprints).
     pub fn referenced_files(&self) -> Vec<PathBuf> {
-        let mut refs: Vec<(&PathBuf, Option<&SecretRef>)> = Vec::new();
+        let mut files = self.certificate_files();
+        files.extend(self.secret_refs().filter_map(|s| match s {
+            SecretRef::File(p) => Some(p.clone()),
+            SecretRef::Env(_) => None,
+        }));
+        files
+    }
+
+    /// The certificate files the config names (uploads, node certificates): part of what is
+    /// reviewed, unlike password files.
+    pub fn certificate_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self
+            .clients
+            .values()
+            .filter_map(|c| match &c.source {
+                ClientSource::Upload(r) => Some(r.path.clone()),
+                ClientSource::Generate(_) => None,
+            })
+            .collect();
         if let Some(ServerDesired {
-            source: ServerSource::Imported(files),
+            source: ServerSource::Imported(refs),
             ..
         }) = &self.server
         {
-            refs.extend(files.iter().map(|r| (&r.path, r.password.as_ref())));
-        }
-        let mut files = Vec::new();
-        for c in self.clients.values() {
-            match &c.source {
-                ClientSource::Upload(r) => files.push(r.path.clone()),
-                ClientSource::Generate(_) => {}
-            }
-        }
-        for (path, _) in &refs {
-            files.push((*path).clone());
-        }
-        let secrets =
-            refs.into_iter()
-                .filter_map(|(_, s)| s)
-                .chain(self.clients.values().filter_map(|c| match &c.source {
-                    ClientSource::Upload(r) => r.password.as_ref(),
-                    ClientSource::Generate(g) => g.password.as_ref(),
-                }));
-        for s in secrets {
-            if let SecretRef::File(p) = s {
-                files.push(p.clone());
-            }
+            files.extend(refs.iter().map(|r| r.path.clone()));
         }
         files
+    }
+
+    fn secret_refs(&self) -> impl Iterator<Item = &SecretRef> {
+        let nodes = match self.server.as_ref().map(|s| &s.source) {
+            Some(ServerSource::Imported(refs)) => refs.as_slice(),
+            _ => &[],
+        };
+        nodes
+            .iter()
+            .filter_map(|r| r.password.as_ref())
+            .chain(self.clients.values().filter_map(|c| match &c.source {
+                ClientSource::Upload(r) => r.password.as_ref(),
+                ClientSource::Generate(g) => g.password.as_ref(),
+            }))
     }
 }
 

@@ -99,48 +99,60 @@ pub fn read_file_at(file: &Path, rev: &str) -> Result<Vec<u8>> {
     blob_at(&repo, rev, &rel)
 }
 
-/// Where certs.toml comes from: the commit of HEAD and whether the file differs from it.
+/// Where certs.toml comes from: the commit of HEAD, and which of the files that make up the
+/// config (certs.toml and the certificate files it names) differ from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provenance {
     pub commit: String,
-    pub dirty: bool,
+    pub dirty_files: Vec<String>,
 }
 
 impl Provenance {
-    /// The applied revision as the registry records it: `sha1:<commit>` (`+dirty` when the file
+    /// The applied revision as the registry records it: `sha1:<commit>` (`+dirty` when a file
     /// had uncommitted changes).
     pub fn revision(&self) -> String {
         format!(
             "sha1:{}{}",
             self.commit,
-            if self.dirty { "+dirty" } else { "" }
+            if self.dirty_files.is_empty() {
+                ""
+            } else {
+                "+dirty"
+            }
         )
     }
 }
 
-/// The provenance of `file`; None when it is not in a git repository or HEAD has no commit.
-pub fn provenance(file: &Path) -> Option<Provenance> {
-    let (repo, rel) = locate(file).ok()?;
-    let head = repo.head().ok()?.peel_to_commit().ok()?;
-    let status = repo.status_file(&rel).ok()?;
-    Some(Provenance {
-        commit: head.id().to_string(),
-        dirty: status != Status::CURRENT,
-    })
-}
-
-/// Like [`provenance`], but an error when the file is not in a repository.
-pub fn require_provenance(file: &Path) -> Result<Provenance> {
-    let (repo, rel) = locate(file)?;
+/// The provenance of `config` and `files`; an error when it is not in a repository.
+pub fn require_provenance(config: &Path, files: &[PathBuf]) -> Result<Provenance> {
+    let (repo, rel) = locate(config)?;
     let head = repo
         .head()
         .and_then(|h| h.peel_to_commit())
         .map_err(|_| msg("the repository has no commit yet"))?;
-    let status = repo.status_file(&rel)?;
+    let mut dirty_files = Vec::new();
+    if repo.status_file(&rel)? != Status::CURRENT {
+        dirty_files.push(config.display().to_string());
+    }
+    for f in files {
+        let clean = locate(f)
+            .ok()
+            .filter(|(r, _)| r.path() == repo.path())
+            .and_then(|(_, rel)| repo.status_file(&rel).ok())
+            .is_some_and(|s| s == Status::CURRENT);
+        if !clean {
+            dirty_files.push(f.display().to_string());
+        }
+    }
     Ok(Provenance {
         commit: head.id().to_string(),
-        dirty: status != Status::CURRENT,
+        dirty_files,
     })
+}
+
+/// Like [`require_provenance`]; None when certs.toml is not in a git repository.
+pub fn provenance(config: &Path, files: &[PathBuf]) -> Option<Provenance> {
+    require_provenance(config, files).ok()
 }
 
 /// A clone of a remote, kept in a cache folder, checked out at the branch's latest commit.

@@ -411,24 +411,28 @@ pub fn parse_wait(text: &str) -> Result<Duration> {
 
 /// The applied revision of the working tree's certs.toml: `sha1:<commit>[+dirty]`, or None
 /// outside git. With `require_clean`, uncommitted changes (or no git) refuse the apply.
-fn local_revision(ctx: &Context, require_clean: bool) -> Result<Option<String>> {
+/// certs.toml's provenance covers the certificate files it names: an uncommitted upload
+/// makes the applied revision dirty too.
+fn local_revision(ctx: &Context, desired: &Desired, require_clean: bool) -> Result<Option<String>> {
+    let files = desired.certificate_files();
     if !require_clean {
-        return Ok(revision_of(&ctx.config));
+        return Ok(git::provenance(&ctx.config, &files).map(|p| p.revision()));
     }
-    let p = git::require_provenance(&ctx.config)
+    let p = git::require_provenance(&ctx.config, &files)
         .map_err(|e| Failure(format!("--require-clean: {e}")))?;
-    if p.dirty {
+    if !p.dirty_files.is_empty() {
         return Err(Failure(format!(
-            "--require-clean: {} has uncommitted changes; commit them (so the applied revision names what was applied) or drop --require-clean. Nothing was changed.",
-            ctx.config.display()
+            "--require-clean: uncommitted changes in {}; commit them (so the applied revision names what was applied) or drop --require-clean. Nothing was changed.",
+            p.dirty_files.join(", ")
         )));
     }
     Ok(Some(p.revision()))
 }
 
-/// The applied revision of a certs.toml on disk, when it is in git.
-pub fn revision_of(config: &Path) -> Option<String> {
-    git::provenance(config).map(|p| p.revision())
+/// The applied revision of a certs.toml on disk (and the certificate files it names), when it
+/// is in git.
+pub fn revision_of(config: &Path, desired: &Desired) -> Option<String> {
+    git::provenance(config, &desired.certificate_files()).map(|p| p.revision())
 }
 
 /// The plan for `desired` against its store, changing nothing.
@@ -456,8 +460,8 @@ pub fn converge(
 }
 
 pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
-    let revision = local_revision(ctx, req.require_clean)?;
     let desired = ctx.desired_checked()?;
+    let revision = local_revision(ctx, &desired, req.require_clean)?;
     let saved = match &req.planfile {
         Some(path) => Some(SavedPlan::read(path)?),
         None => None,
@@ -799,18 +803,7 @@ fn config_fingerprint(desired: &Desired) -> Result<String> {
         ))
     })?;
     // Certificate files only: password files are secrets and are not hashed.
-    let mut files: Vec<PathBuf> = desired
-        .clients
-        .values()
-        .filter_map(|c| match &c.source {
-            ClientSource::Upload(r) => Some(r.path.clone()),
-            ClientSource::Generate(_) => None,
-        })
-        .collect();
-    if let Some(config::ServerSource::Imported(refs)) = desired.server.as_ref().map(|s| &s.source) {
-        files.extend(refs.iter().map(|r| r.path.clone()));
-    }
-    for f in files {
+    for f in desired.certificate_files() {
         bytes.extend_from_slice(f.to_string_lossy().as_bytes());
         bytes.extend_from_slice(&std::fs::read(&f).unwrap_or_default());
     }

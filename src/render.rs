@@ -135,7 +135,13 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
             );
             let mut lines = vec![("reason".to_string(), c.reason.clone())];
             lines.extend(field_lines(&c.fields, c.action == Action::Create));
-            if let Some(t) = c.before.as_ref().and_then(|b| b.thumbprint.as_ref()) {
+            // (A review plan's assumed store has no real thumbprints to show.)
+            if let Some(t) = c
+                .before
+                .as_ref()
+                .and_then(|b| b.thumbprint.as_ref())
+                .filter(|t| crate::store::is_thumbprint(t))
+            {
                 let label = match c.action {
                     Action::Update => "thumbprint (kept)",
                     _ => "thumbprint",
@@ -147,13 +153,9 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
                     lines.push(("expires".to_string(), rfc3339(na)));
                 }
             }
-            let width = lines
-                .iter()
-                .map(|(k, _)| k.chars().count())
-                .max()
-                .unwrap_or(0);
+            // `field: old -> new`, as SPEC §4 writes it, so scripts can grep a change.
             for (k, v) in lines {
-                let _ = writeln!(out, "      {:<width$} : {}", k, v);
+                let _ = writeln!(out, "      {k}: {v}");
             }
             out.push('\n');
         }

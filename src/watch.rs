@@ -115,6 +115,8 @@ fn attempt(
             return (Attempt::Invalid, None);
         }
     };
+    // Following a local file: its git provenance, if it has one.
+    let revision = revision.or_else(|| ops::revision_of(&ctx.config, &desired));
     if opts.plan_only {
         match ops::plan_for(ctx, &desired, &PlanOptions::default()) {
             Ok(plan) if plan.is_empty() && plan.drift.is_empty() => {
@@ -213,6 +215,9 @@ fn run_local(
         notify::RecommendedWatcher,
         notify_debouncer_full::RecommendedCache,
     >| {
+        // Returns whether a folder was added: a file in it may have changed before the watch
+        // existed, so the caller plans once more.
+        let mut added = false;
         for t in targets {
             let Some(dir) = t.parent() else { continue };
             if watched.insert(dir.to_path_buf()) {
@@ -221,9 +226,12 @@ fn run_local(
                 if let Err(e) = debouncer.watch(dir, RecursiveMode::NonRecursive) {
                     warn!("cannot watch {}: {e}", dir.display());
                     watched.remove(dir);
+                } else {
+                    added = true;
                 }
             }
         }
+        added
     };
 
     info!(
@@ -232,14 +240,11 @@ fn run_local(
         opts.interval,
         if opts.plan_only { ", plan only" } else { "" }
     );
-    let (mut last, desired) = attempt(
-        &make(config.to_path_buf()),
-        opts,
-        ops::revision_of(config),
-        "start",
-    );
+    // Watch first, then converge: a save made during the first apply is not missed.
+    let _ = watch_dirs(&targets(config, None), &mut debouncer);
+    let (mut last, desired) = attempt(&make(config.to_path_buf()), opts, None, "start");
     let mut files = targets(config, desired.as_ref());
-    watch_dirs(&files, &mut debouncer);
+    let mut pending = watch_dirs(&files, &mut debouncer);
     let mut next_check = Instant::now() + jittered(opts.interval);
     let mut backoff = BACKOFF_START;
     let mut retry_at: Option<Instant> =
@@ -269,6 +274,8 @@ fn run_local(
         let now = Instant::now();
         let why = if changed {
             "change"
+        } else if pending {
+            "newly watched file"
         } else if retry_at.is_some_and(|t| now >= t) {
             "retry"
         } else if now >= next_check {
@@ -276,15 +283,11 @@ fn run_local(
         } else {
             continue;
         };
-        let (result, desired) = attempt(
-            &make(config.to_path_buf()),
-            opts,
-            ops::revision_of(config),
-            why,
-        );
+        let (result, desired) = attempt(&make(config.to_path_buf()), opts, None, why);
+        pending = false;
         if desired.is_some() {
             files = targets(config, desired.as_ref());
-            watch_dirs(&files, &mut debouncer);
+            pending = watch_dirs(&files, &mut debouncer);
         }
         next_check = Instant::now() + jittered(opts.interval);
         match result {

@@ -246,12 +246,11 @@ fn editing_clearance_and_permissions_keeps_the_thumbprint() {
         plan.stdout
     );
     assert!(
-        plan.stdout
-            .contains("Orders            : Read -> ReadWrite"),
+        plan.stdout.contains("Orders: Read -> ReadWrite"),
         "{}",
         plan.stdout
     );
-    assert!(plan.stdout.contains("Reporting         : (none) -> Read"));
+    assert!(plan.stdout.contains("Reporting: (none) -> Read"));
     assert!(plan
         .stdout
         .contains("Plan: 0 to create, 1 to update, 0 to replace, 0 to delete, 0 to export."));

@@ -270,8 +270,7 @@ fn drift_hand_edited_clearance_is_reported_and_repaired() {
         plan.stdout
     );
     assert!(
-        plan.stdout
-            .contains("clearance         : ClusterAdmin -> ValidUser"),
+        plan.stdout.contains("clearance: ClusterAdmin -> ValidUser"),
         "{}",
         plan.stdout
     );
