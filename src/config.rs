@@ -194,7 +194,12 @@ impl SecretRef {
                     Err(format!("environment variable {name} is not valid UTF-8"))
                 }
             },
-            SecretRef::File(path) => match std::fs::read_to_string(path) {
+            SecretRef::File(path) => match crate::fsutil::read_regular(path, 64 << 10, true)
+                .and_then(|b| {
+                    String::from_utf8(b).map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, "is not UTF-8 text")
+                    })
+                }) {
                 Ok(text) => Ok(Secret(
                     text.strip_suffix('\n')
                         .map(|t| t.strip_suffix('\r').unwrap_or(t))

@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod fsutil;
 pub mod git;
 pub mod model;
 pub mod ops;

@@ -101,17 +101,30 @@ impl Context {
 
     fn parse(&self, source: &Source) -> Result<Desired> {
         let text = match source {
-            Source::WorkTree => std::fs::read(&self.config).map_err(|e| {
-                Failure(format!(
-                    "cannot read {}: {e}{}",
-                    self.config.display(),
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        " (run `ravencert init` to write a starter, or pass -c PATH)"
-                    } else {
-                        ""
-                    }
-                ))
-            })?,
+            Source::WorkTree => {
+                crate::fsutil::read_regular(&self.config, MAX_CONFIG_BYTES as u64, true).map_err(
+                    |e| {
+                        if e.kind() == std::io::ErrorKind::InvalidInput
+                            && e.to_string().contains("bytes allowed")
+                        {
+                            return Failure(format!(
+                        "{}: a certs.toml larger than {} MiB is refused (is this the right file?)",
+                        self.config.display(),
+                        MAX_CONFIG_BYTES >> 20
+                    ));
+                        }
+                        Failure(format!(
+                            "cannot read {}: {e}{}",
+                            self.config.display(),
+                            if e.kind() == std::io::ErrorKind::NotFound {
+                                " (run `ravencert init` to write a starter, or pass -c PATH)"
+                            } else {
+                                ""
+                            }
+                        ))
+                    },
+                )?
+            }
             Source::Rev(rev) => git::read_at(&self.config, rev)?.0,
         };
         if text.len() > MAX_CONFIG_BYTES {
@@ -165,11 +178,79 @@ impl Context {
             }),
         };
         desired.files = files.map_err(config_errors)?;
+        check_export_path(&desired).map_err(|message| {
+            config_errors(vec![config::ConfigError {
+                file: self.config.clone(),
+                line: None,
+                column: None,
+                key: "server.export".into(),
+                message,
+                snippet: None,
+            }])
+        })?;
         Ok(desired)
     }
 
     pub fn desired_checked(&self) -> Result<Desired> {
         self.load(&Source::WorkTree, true)
+    }
+}
+
+/// The export is written where certs.toml says, so that path must not be something else: not
+/// inside the store, not certs.toml or a file it names, not a link, and, when a file is
+/// already there, one that is a certificate export (never /etc/passwd or a private key).
+fn check_export_path(desired: &Desired) -> std::result::Result<(), String> {
+    match export_path(desired) {
+        Some(path) => check_export_target(desired, path),
+        None => Ok(()),
+    }
+}
+
+fn check_export_target(desired: &Desired, path: &Path) -> std::result::Result<(), String> {
+    let canonical = |p: &Path| -> PathBuf {
+        let parent = p
+            .parent()
+            .filter(|x| !x.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::canonicalize(parent)
+            .unwrap_or_else(|_| parent.to_path_buf())
+            .join(p.file_name().unwrap_or_default())
+    };
+    let target = canonical(path);
+    let store = std::fs::canonicalize(&desired.store.path)
+        .unwrap_or_else(|_| canonical(&desired.store.path));
+    if target.starts_with(&store) {
+        return Err(format!(
+            "{} is inside the store {}; the export is meant to be shared, so write it elsewhere (e.g. exports/cluster.pfx)",
+            path.display(),
+            desired.store.path.display()
+        ));
+    }
+    let mut others = desired.referenced_files();
+    others.push(desired.config_path.clone());
+    if others.iter().any(|f| canonical(f) == target) {
+        return Err(format!(
+            "{} is a file certs.toml uses as input; the export would overwrite it — choose another path",
+            path.display()
+        ));
+    }
+    match std::fs::symlink_metadata(path) {
+        Err(_) => Ok(()),
+        Ok(m) if m.file_type().is_symlink() => Err(format!(
+            "{} is a symbolic link; ravencert does not write an export through a link — remove it or choose another path",
+            path.display()
+        )),
+        Ok(m) if !m.is_file() => Err(format!(
+            "{} exists and is not a regular file; remove it or choose another path",
+            path.display()
+        )),
+        Ok(_) => match crate::fsutil::read_regular(path, 16 << 20, false) {
+            Ok(bytes) if crate::pki::is_certificate_export(&bytes) => Ok(()),
+            _ => Err(format!(
+                "{} exists and is not a certificate export (a password-less .pfx of certificates); ravencert will not overwrite it — remove it or choose another path",
+                path.display()
+            )),
+        },
     }
 }
 
@@ -738,6 +819,7 @@ pub fn export(ctx: &Context, out: Option<PathBuf>) -> Result<Output> {
         .ok_or_else(|| {
             Failure("no export path: set [server].export in certs.toml or pass --out PATH".into())
         })?;
+    check_export_target(&desired, &path).map_err(Failure)?;
     let store = Store::new(&desired.store.path);
     let actual = store.load(None)?;
     apply::write_export_to(&store, &actual.registry, &path).map_err(|e| Failure(e.to_string()))?;

@@ -226,6 +226,58 @@ pub fn pem_to_der(pem: &[u8]) -> Result<Vec<u8>> {
     Ok(X509::from_pem(pem)?.to_der()?)
 }
 
+/// The DER bytes of the first CERTIFICATE block of a PEM text, by base64 alone: no X.509
+/// parse (OpenSSL 3's decoder costs ~100x more). Enough to check a thumbprint, since a
+/// matching SHA-1 means it is that certificate. None when there is no such block.
+pub fn pem_cert_body(pem: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(pem).ok()?;
+    let start = text.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
+    let end = start + text[start..].find("-----END CERTIFICATE-----")?;
+    base64_decode(&text.as_bytes()[start..end])
+}
+
+/// Standard base64 with padding, whitespace ignored; None on any other byte.
+fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
+    const INVALID: u8 = 0xff;
+    const SKIP: u8 = 0xfe;
+    const PAD: u8 = 0xfd;
+    const TABLE: [u8; 256] = {
+        let mut t = [INVALID; 256];
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut i = 0;
+        while i < 64 {
+            t[alphabet[i] as usize] = i as u8;
+            i += 1;
+        }
+        t[b' ' as usize] = SKIP;
+        t[b'\n' as usize] = SKIP;
+        t[b'\r' as usize] = SKIP;
+        t[b'\t' as usize] = SKIP;
+        t[b'=' as usize] = PAD;
+        t
+    };
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits, mut padding) = (0u32, 0u32, 0usize);
+    for &c in text {
+        match TABLE[usize::from(c)] {
+            SKIP => {}
+            PAD => padding += 1,
+            INVALID => return None,
+            _ if padding > 0 => return None, // data after padding
+            v => {
+                acc = (acc << 6) | u32::from(v);
+                bits += 6;
+                if bits >= 8 {
+                    bits -= 8;
+                    out.push((acc >> bits) as u8);
+                    acc &= (1 << bits) - 1;
+                }
+            }
+        }
+    }
+    (padding <= 2 && !out.is_empty()).then_some(out)
+}
+
 /// A random positive 20-byte serial (RFC 5280's maximum), never derived from the key.
 fn random_serial() -> Result<SerialNumber> {
     let mut bytes = [0u8; 20];
@@ -392,6 +444,14 @@ pub fn pfx_thumbprints(pfx: &[u8], password: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Whether bytes are an export ravencert could have written: a password-less PKCS#12 with
+/// certificates and no private key. Anything else at an export path is not overwritten.
+pub fn is_certificate_export(bytes: &[u8]) -> bool {
+    Pkcs12::from_der(bytes)
+        .and_then(|p| p.parse2(""))
+        .is_ok_and(|p| p.pkey.is_none() && (p.cert.is_some() || p.ca.is_some()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,6 +510,23 @@ mod tests {
             assert!(pfx_thumbprints(&b.pfx, "wrong").is_err());
             assert!(String::from_utf8_lossy(&b.key_pem).contains("ENCRYPTED PRIVATE KEY"));
         }
+    }
+
+    #[test]
+    fn pem_body_matches_the_x509_parse() {
+        let (nb, na) = window();
+        let s =
+            generate_server("a.example", &["a.example".into()], KeySpec::EcP256, nb, na).unwrap();
+        let pem = der_to_pem(&s.cert_der).unwrap();
+        assert_eq!(pem_cert_body(&pem).unwrap(), s.cert_der);
+        assert_eq!(
+            thumbprint(&s.cert_der),
+            hex_upper(&hash(MessageDigest::sha1(), &s.cert_der).unwrap())
+        );
+        assert!(
+            pem_cert_body(b"-----BEGIN CERTIFICATE-----\n@@@\n-----END CERTIFICATE-----").is_none()
+        );
+        assert!(pem_cert_body(b"no pem here").is_none());
     }
 
     #[test]
@@ -561,6 +638,12 @@ pub fn read_cert_file(
         let der = cert
             .to_der()
             .map_err(|e| ReadError::Unreadable(e.to_string()))?;
+        if der.len() != bytes.len() {
+            return Err(ReadError::Unreadable(format!(
+                "a DER certificate followed by {} bytes of something else; a DER file holds exactly one certificate (use PEM or PKCS#12 for several)",
+                bytes.len().saturating_sub(der.len())
+            )));
+        }
         return Ok(CertFile {
             certs: vec![der],
             key: None,

@@ -253,14 +253,23 @@ pub fn plan(
 
     // Clients declared in certs.toml.
     check_uploads(desired, actual)?;
+    // The certificate in use per client key, looked up once (a registry can hold thousands).
+    let active: BTreeMap<&str, &CertEntry> = reg
+        .certificates
+        .iter()
+        .filter(|c| c.retire_after.is_none() && c.collection_primary.is_none())
+        .map(|c| (c.key.as_str(), c))
+        .collect();
     for client in desired.clients.values() {
+        let current = active.get(client.key.as_str()).copied();
         let change = match &client.source {
             ClientSource::Generate(spec) => {
-                plan_generated(client, spec, actual, now, opts, &mut plan.warnings)
+                plan_generated(client, spec, current, actual, now, opts, &mut plan.warnings)
             }
             ClientSource::Upload(file) => plan_upload(
                 client,
                 &file.path,
+                current,
                 desired,
                 actual,
                 now,
@@ -492,6 +501,7 @@ fn field_changes(old: &CertEntry, new: &ClientDesired) -> Vec<FieldChange> {
 fn plan_generated(
     client: &ClientDesired,
     spec: &GenerateSpec,
+    current: Option<&CertEntry>,
     actual: &Actual,
     now: OffsetDateTime,
     opts: &PlanOptions,
@@ -499,7 +509,7 @@ fn plan_generated(
 ) -> Option<Change> {
     let after = desired_fields(client);
     let new_access = (client.clearance, &client.permissions);
-    let Some(current) = actual.registry.active(&client.key) else {
+    let Some(current) = current else {
         return Some(Change {
             action: Action::Create,
             target: Target::Client,
@@ -769,9 +779,11 @@ fn refuse_expired(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plan_upload(
     client: &ClientDesired,
     path: &Path,
+    current: Option<&CertEntry>,
     desired: &Desired,
     actual: &Actual,
     now: OffsetDateTime,
@@ -794,7 +806,7 @@ fn plan_upload(
     after.thumbprint = want.first().cloned();
     after.not_after = certs.first().map(|c| c.info.not_after);
     let new_access = (client.clearance, &client.permissions);
-    let Some(current) = actual.registry.active(&client.key) else {
+    let Some(current) = current else {
         refuse_expired(&client.key, path, certs, now)?;
         return Ok(Some(Change {
             action: Action::Create,

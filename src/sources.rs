@@ -36,17 +36,13 @@ pub type Reader<'a> = &'a dyn Fn(&Path) -> Result<Vec<u8>, String>;
 
 /// Reads from the disk.
 pub fn from_disk(path: &Path) -> Result<Vec<u8>, String> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .len();
-    if size > MAX_CERT_FILE_BYTES {
-        return Err(format!(
-            "{} is {size} bytes; a certificate file larger than {} MiB is refused",
+    crate::fsutil::read_regular(path, MAX_CERT_FILE_BYTES, true).map_err(|e| {
+        format!(
+            "cannot read {}: {e} (certificate files are regular files of at most {} MiB)",
             path.display(),
             MAX_CERT_FILE_BYTES >> 20
-        ));
-    }
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        )
+    })
 }
 
 /// Certificate files are a few KiB; even a large collection stays far below this.

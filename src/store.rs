@@ -169,20 +169,16 @@ impl Registry {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Registry> {
-        #[derive(Deserialize)]
-        struct Version {
-            format_version: Option<i64>,
-        }
-        let v: Version = toml::from_str(text).map_err(|e| {
-            corrupt(
-                path,
-                format!(
-                    "the registry is not readable TOML ({}); restore it from a backup",
-                    e.message()
-                ),
-            )
-        })?;
-        match v.format_version {
+        // The version line is checked before the whole text is parsed (once: at 10,000
+        // certificates the parse is the largest part of a no-op plan), so that a newer format
+        // is reported as such rather than as a parse error.
+        let version = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("format_version"))
+            .and_then(|l| l.split_once('='))
+            .map(|(_, v)| v.trim().parse::<i64>().ok());
+        match version.map(|v| v.unwrap_or(-1)) {
             Some(1) => {}
             Some(other) => {
                 return Err(corrupt(
@@ -358,7 +354,8 @@ fn describe_drift(written: &Registry, now: &Registry) -> Vec<String> {
 enum CertFileState {
     Ok,
     Missing,
-    Altered(String),
+    /// Holds another certificate (its thumbprint), or none that can be read.
+    Altered(Option<String>),
 }
 
 pub struct Store {
@@ -457,10 +454,14 @@ impl Store {
                 CertFileState::Ok => false,
                 CertFileState::Missing => true,
                 CertFileState::Altered(other) => {
+                    let holds = match other {
+                        Some(t) => format!("holds certificate {t}"),
+                        None => "holds no readable certificate".to_string(),
+                    };
                     return Err(corrupt(
                         &self.cert_path(&c.thumbprint),
-                        format!("holds certificate {other}, not the registered {}; the store was changed outside ravencert — restore it from a backup", c.thumbprint),
-                    ))
+                        format!("{holds}, not the registered {}; the store was changed outside ravencert — restore it from a backup", c.thumbprint),
+                    ));
                 }
             };
             if missing && !sealed {
@@ -516,10 +517,15 @@ impl Store {
     /// The store, its private folders and key files must not be readable by anyone else: a
     /// store that is refuses to be used (the keys may already be exposed; fix and rotate).
     fn check_private(&self) -> Result<()> {
+        if self.root.exists() && !self.root.is_dir() {
+            return Err(corrupt(&self.root, "the store path is not a folder"));
+        }
         let mut paths = vec![
             self.root.clone(),
             self.root.join("server"),
             self.root.join("issued"),
+            self.root.join("certs"),
+            self.root.join(REGISTRY_FILE),
         ];
         for dir in [self.root.join("server"), self.root.join("issued")] {
             if dir.is_dir() {
@@ -579,10 +585,10 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        Ok(match pki::pem_to_der(&pem) {
-            Ok(der) if pki::thumbprint(&der) == thumbprint => CertFileState::Ok,
-            Ok(der) => CertFileState::Altered(pki::thumbprint(&der)),
-            Err(_) => CertFileState::Altered("no readable certificate".into()),
+        Ok(match pki::pem_cert_body(&pem) {
+            Some(der) if pki::thumbprint(&der) == thumbprint => CertFileState::Ok,
+            Some(der) => CertFileState::Altered(Some(pki::thumbprint(&der))),
+            None => CertFileState::Altered(None),
         })
     }
 
@@ -596,7 +602,7 @@ impl Store {
         let crt = self.issued_dir(key).join(format!("{key}.crt"));
         read_file(&crt)
             .ok()
-            .and_then(|pem| pki::pem_to_der(&pem).ok())
+            .and_then(|pem| pki::pem_cert_body(&pem))
             .filter(|der| pki::thumbprint(der) == thumbprint)
     }
 
@@ -635,20 +641,22 @@ impl Store {
         [self.issued_dir(key), self.staging_dir(key)]
             .iter()
             .any(|dir| {
-                let crt = dir.join(format!("{key}.crt"));
                 ["pfx", "key"]
                     .iter()
                     .all(|ext| is_regular_file(&dir.join(format!("{key}.{ext}"))))
-                    && read_file(&crt)
-                        .ok()
-                        .and_then(|pem| pki::pem_to_der(&pem).ok())
-                        .is_some_and(|der| pki::thumbprint(&der) == thumbprint)
+                    && self.bundle_in(dir, key, thumbprint)
             })
     }
 
     /// Takes the apply lock, waiting up to `timeout`. The error names the holder.
     pub fn lock(&self, timeout: Duration) -> Result<StoreLock> {
-        self.ensure_root()?;
+        // A new store is created here; an existing one is left as it is (its modes are
+        // checked, never silently repaired, when it is loaded).
+        if fs::symlink_metadata(&self.root).is_err() {
+            self.ensure_root()?;
+        } else if !self.root.is_dir() {
+            return Err(corrupt(&self.root, "the store path is not a folder"));
+        }
         let path = self.root.join(".lock");
         let mut file = OpenOptions::new()
             .read(true)
@@ -818,27 +826,21 @@ impl Store {
 
     fn bundle_in(&self, dir: &Path, key: &str, thumbprint: &str) -> bool {
         let crt = dir.join(format!("{key}.crt"));
-        read_file(&crt)
-            .ok()
-            .and_then(|pem| pki::pem_to_der(&pem).ok())
-            .is_some_and(|der| pki::thumbprint(&der) == thumbprint)
-    }
-
-    /// Every file under the store with its bytes (tests compare snapshots with this).
-    pub fn walk(&self) -> Vec<PathBuf> {
-        walkdir::WalkDir::new(&self.root)
-            .follow_links(false)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_map(|e| e.ok())
-            .map(|e| e.into_path())
-            .collect()
+        let Ok(pem) = read_file(&crt) else {
+            return false;
+        };
+        // ravencert writes the same PEM text to certs/ and to the bundle: equal bytes settle it
+        // without decoding (the cert file itself is verified separately); otherwise decode.
+        if read_file(&self.cert_path(thumbprint)).is_ok_and(|c| c == pem) {
+            return true;
+        }
+        pki::pem_cert_body(&pem).is_some_and(|der| pki::thumbprint(&der) == thumbprint)
     }
 }
 
 /// Thumbprints of the certificates in an export file, if it can be read.
 fn read_export(path: &Path) -> Option<Vec<String>> {
-    let bytes = fs::read(path).ok()?;
+    let bytes = crate::fsutil::read_regular(path, 16 << 20, false).ok()?;
     let mut t = pki::pfx_thumbprints(&bytes, "").ok()?;
     t.sort();
     Some(t)
@@ -901,21 +903,25 @@ fn is_regular_file(path: &Path) -> bool {
 
 /// Reads a store file; a symbolic link is refused, not followed.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
-    let mut f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_o_nofollow())
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(40) {
-                corrupt(path, "is a symbolic link; ravencert does not follow links inside the store — remove it")
-            } else {
-                io_err(path)(e)
-            }
-        })?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf).map_err(io_err(path))?;
-    Ok(buf)
+    crate::fsutil::read_regular(path, MAX_STORE_FILE, false).map_err(|e| {
+        if e.raw_os_error() == Some(crate::fsutil::ELOOP) {
+            corrupt(
+                path,
+                "is a symbolic link; ravencert does not follow links inside the store — remove it",
+            )
+        } else if e.kind() == std::io::ErrorKind::InvalidInput {
+            corrupt(
+                path,
+                format!("{e}; the store was changed outside ravencert — restore it from a backup"),
+            )
+        } else {
+            io_err(path)(e)
+        }
+    })
 }
+
+/// The registry of 10,000 certificates is about 4 MiB; nothing in a store is near this.
+const MAX_STORE_FILE: u64 = 256 << 20;
 
 fn ensure_dir(path: &Path) -> Result<()> {
     match fs::symlink_metadata(path) {
