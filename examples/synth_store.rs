@@ -1,13 +1,6 @@
-//! Builds a large, valid store quickly, for benchmarks: `cargo run --release --example
-//! synth_store -- DIR N` writes DIR/certs.toml declaring N clients and DIR/store holding them
-//! exactly (so a plan there is a no-op). Files are written without fsync: a bench fixture,
-//! not a store to keep.
-
-use std::path::Path;
-
-use ravencert::model::{Access, Clearance, KeySpec, Source};
-use ravencert::pki;
-use ravencert::store::{CertEntry, Registry, ServerEntry, Store};
+//! Builds a large, valid store quickly, for benchmarks:
+//! `cargo run --release --example synth_store -- DIR N` writes DIR/certs.toml declaring N
+//! clients and DIR/store holding them exactly (so a plan there is a no-op).
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -15,90 +8,15 @@ fn main() {
         eprintln!("usage: synth_store DIR N");
         std::process::exit(1);
     }
-    let dir = Path::new(&args[1]);
-    let n: usize = args[2].parse().expect("N is a number");
-    if let Err(e) = build(dir, n) {
+    let n: usize = match args[2].parse() {
+        Ok(n) => n,
+        Err(_) => {
+            eprintln!("synth_store: N must be a number");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = ravencert::testkit::synthetic_store(std::path::Path::new(&args[1]), n) {
         eprintln!("synth_store: {e}");
         std::process::exit(1);
     }
-}
-
-fn build(dir: &Path, n: usize) -> Result<(), Box<dyn std::error::Error>> {
-    std::fs::create_dir_all(dir)?;
-    let now = time::OffsetDateTime::now_utc();
-    let (nb, na) = (
-        now - time::Duration::days(7),
-        now + time::Duration::days(365),
-    );
-    let mut config = String::from(
-        "version = 1\n[store]\npath = \"store\"\n[defaults]\nkey = \"ec-p256\"\nvalidity = \"1y\"\n\
-         [server]\ngenerate = true\nname = \"bench.example.com\"\nkey = \"ec-p256\"\n",
-    );
-    let store = Store::new(dir.join("store"));
-    store.ensure_root()?;
-    let server = pki::generate_server(
-        "bench.example.com",
-        &["bench.example.com".to_string()],
-        KeySpec::EcP256,
-        nb,
-        na,
-    )?;
-    let info = pki::inspect(&server.cert_der)?;
-    let st = store.write_cert(&server.cert_der)?;
-    store.write_server_key(&st, &server.key)?;
-    let mut reg = Registry::new();
-    reg.server.push(ServerEntry {
-        name: "bench.example.com".into(),
-        thumbprint: st,
-        public_key_pinning_hash: info.public_key_pinning_hash,
-        dns: vec!["bench.example.com".into()],
-        not_before: info.not_before,
-        not_after: info.not_after,
-        source: Source::Generated,
-        key_type: Some(KeySpec::EcP256),
-        revision: None,
-    });
-    let certs = dir.join("store/certs");
-    for i in 0..n {
-        let key = format!("client-{i:05}");
-        let db = format!("Db{}", i % 50);
-        config.push_str(&format!(
-            "[clients.{key}]\nclearance = \"ValidUser\"\ndatabases = {{ {db} = \"Read\" }}\n"
-        ));
-        let issued =
-            pki::issue_client(&server.cert_der, &server.key, &key, KeySpec::EcP256, nb, na)?;
-        let info = pki::inspect(&issued.cert_der)?;
-        let pem = pki::der_to_pem(&issued.cert_der)?;
-        std::fs::write(certs.join(format!("{}.pem", info.thumbprint)), &pem)?;
-        let bundle = dir.join("store/issued").join(&key);
-        std::fs::create_dir_all(&bundle)?;
-        std::fs::write(bundle.join(format!("{key}.crt")), &pem)?;
-        // The planner checks that the .pfx and .key are there; their content is not read.
-        std::fs::write(bundle.join(format!("{key}.pfx")), b"bench")?;
-        std::fs::write(bundle.join(format!("{key}.key")), b"bench")?;
-        reg.certificates.push(CertEntry {
-            key: key.clone(),
-            name: key,
-            thumbprint: info.thumbprint,
-            public_key_pinning_hash: info.public_key_pinning_hash,
-            clearance: Clearance::ValidUser,
-            not_before: info.not_before,
-            not_after: info.not_after,
-            source: Source::Generated,
-            key_type: Some(KeySpec::EcP256),
-            collection_primary: None,
-            collection_secondaries: vec![],
-            retire_after: None,
-            revision: None,
-            permissions: [(db, Access::Read)].into(),
-        });
-    }
-    store.write_registry(&reg)?;
-    // Files written above by hand: same modes an apply gives them.
-    let _ = std::process::Command::new("chmod")
-        .args(["-R", "go-rwx"])
-        .arg(dir.join("store"))
-        .status();
-    std::fs::write(dir.join("certs.toml"), config)?;
-    Ok(())
 }

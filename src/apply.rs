@@ -2,6 +2,8 @@
 //! store (new files first, the registry last), then finishes (bundles into place, old files
 //! removed, the export written).
 
+use std::collections::BTreeMap;
+
 use time::OffsetDateTime;
 
 use crate::config::{ClientDesired, ClientSource, Desired, ServerSource};
@@ -303,26 +305,43 @@ pub fn apply(
         );
     }
 
+    // All key generation first, in parallel; nothing is written until every key exists.
+    let work: Vec<(&ClientDesired, &crate::config::GenerateSpec)> = plan
+        .changes
+        .iter()
+        .filter(|c| {
+            c.target == Target::Client && matches!(c.action, Action::Create | Action::Replace)
+        })
+        .filter_map(|c| desired.clients.get(&c.key))
+        .filter_map(|client| match &client.source {
+            ClientSource::Generate(spec) => Some((client, spec)),
+            ClientSource::Upload(_) => None,
+        })
+        .collect();
+    let mut prepared: BTreeMap<String, Prepared> = BTreeMap::new();
+    if !work.is_empty() {
+        if signer.is_none() {
+            signer = Some(load_signer(store, &reg)?);
+        }
+        if let Some((server_der, server_key)) = signer.as_ref() {
+            for ((client, _), result) in work
+                .iter()
+                .zip(prepare_all(&work, server_der, server_key, now))
+            {
+                prepared.insert(client.key.clone(), result?);
+            }
+        }
+    }
+
     for change in plan.changes.iter().filter(|c| c.target == Target::Client) {
         let new = match change.action {
             Action::Create | Action::Replace => match desired.clients.get(&change.key) {
                 Some(client) => match &client.source {
                     ClientSource::Generate(spec) => {
-                        if signer.is_none() {
-                            signer = Some(load_signer(store, &reg)?);
-                        }
-                        let Some((server_der, server_key)) = signer.as_ref() else {
+                        let Some(p) = prepared.remove(&client.key) else {
                             continue;
                         };
-                        let entry = issue(
-                            store,
-                            client,
-                            spec,
-                            server_der,
-                            server_key,
-                            now,
-                            revision.clone(),
-                        )?;
+                        let entry = write_issued(store, client, spec, p, revision.clone())?;
                         outcome.issued.push((
                             client.key.clone(),
                             entry.thumbprint.clone(),
@@ -388,6 +407,7 @@ pub fn apply(
     if plan.changes.iter().any(|c| c.action == Action::Export) {
         export(desired, store, &reg)?;
     }
+    store.write_cache(&reg)?;
     outcome.registry = reg;
     Ok(outcome)
 }
@@ -433,15 +453,21 @@ fn restore_lost_files(
 }
 
 /// Issues one generated client: key, certificate, bundle (staged until the registry commits).
-fn issue(
-    store: &Store,
+/// A generated client's key, certificate and bundle, made before anything is written.
+struct Prepared {
+    cert_der: Vec<u8>,
+    bundle: pki::Bundle,
+    info: pki::CertInfo,
+}
+
+/// The crypto of one generated client: key, certificate signed by the server, bundle.
+fn prepare(
     client: &ClientDesired,
     spec: &crate::config::GenerateSpec,
     server_der: &[u8],
     server_key: &PrivateKey,
     now: OffsetDateTime,
-    revision: Option<String>,
-) -> Result<CertEntry, ApplyError> {
+) -> Result<Prepared, ApplyError> {
     let password = match &spec.password {
         Some(r) => Some(
             r.read()
@@ -465,16 +491,85 @@ fn issue(
         spec.pfx,
     )?;
     let info = pki::inspect(&issued.cert_der)?;
-    let thumb = store.write_cert(&issued.cert_der)?;
-    store.stage_bundle(&client.key, &bundle)?;
+    Ok(Prepared {
+        cert_der: issued.cert_der,
+        bundle,
+        info,
+    })
+}
+
+/// How many certificates are made at once: every core this process may use
+/// (`taskset`/cgroup limits included), or RAVENCERT_JOBS.
+pub fn jobs() -> usize {
+    std::env::var("RAVENCERT_JOBS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Key generation, signing and PKCS#12 encryption for independent clients on a bounded pool
+/// of threads (RSA-4096 costs about a second per key per core). Results keep plan order; the
+/// store's writes happen afterwards, in order, on one thread.
+fn prepare_all(
+    work: &[(&ClientDesired, &crate::config::GenerateSpec)],
+    server_der: &[u8],
+    server_key: &PrivateKey,
+    now: OffsetDateTime,
+) -> Vec<Result<Prepared, ApplyError>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let progress = crate::progress::bar(work.len() as u64, "issuing certificates");
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<Prepared, ApplyError>>>> =
+        work.iter().map(|_| Mutex::new(None)).collect();
+    let workers = jobs().min(work.len()).max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some((client, spec)) = work.get(i) else {
+                    break;
+                };
+                let r = prepare(client, spec, server_der, server_key, now);
+                if let Ok(mut slot) = results[i].lock() {
+                    *slot = Some(r);
+                }
+                progress.inc(1);
+            });
+        }
+    });
+    progress.finish_and_clear();
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner().ok().flatten().unwrap_or_else(|| {
+                Err(ApplyError::Input(
+                    "a certificate could not be issued".into(),
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Writes a prepared client (certificate, staged bundle) and returns its registry entry.
+fn write_issued(
+    store: &Store,
+    client: &ClientDesired,
+    spec: &crate::config::GenerateSpec,
+    p: Prepared,
+    revision: Option<String>,
+) -> Result<CertEntry, ApplyError> {
+    let thumb = store.write_cert(&p.cert_der)?;
+    store.stage_bundle(&client.key, &p.bundle)?;
     Ok(CertEntry {
         key: client.key.clone(),
         name: client.name.clone(),
         thumbprint: thumb,
-        public_key_pinning_hash: info.public_key_pinning_hash,
+        public_key_pinning_hash: p.info.public_key_pinning_hash,
         clearance: client.clearance,
-        not_before: info.not_before,
-        not_after: info.not_after,
+        not_before: p.info.not_before,
+        not_after: p.info.not_after,
         source: Source::Generated,
         key_type: Some(spec.key),
         collection_primary: None,

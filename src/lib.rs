@@ -13,9 +13,12 @@ pub mod model;
 pub mod ops;
 pub mod pki;
 pub mod plan;
+pub mod progress;
 pub mod render;
 pub mod sources;
 pub mod store;
+#[doc(hidden)]
+pub mod testkit;
 pub mod watch;
 
 /// The starter `ravencert init` writes: small, commented, and ready to apply.

@@ -268,6 +268,33 @@ pub struct Actual {
 
 const SEAL_PREFIX: &str = "# sha256: ";
 
+/// What a file looked like when ravencert last verified it: size, mtime and ctime (ns), inode.
+/// Any write, rename or replacement changes it (ctime cannot be set from user space).
+type Stamp = (u64, i64, i64, u64);
+
+fn stamp(m: &fs::Metadata) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    (
+        m.len(),
+        m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        m.ino(),
+    )
+}
+
+/// A no-op plan at 10,000 certificates must not re-read and re-hash what it can trust: apply
+/// leaves the parsed registry and the stamps of the files it verified here, tied to the
+/// registry's seal. A plan uses it only when the seal still matches, and re-reads any file
+/// whose stamp changed. Written by apply only (under the lock), never by plan.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct VerifyCache {
+    seal: String,
+    registry: Option<Registry>,
+    files: BTreeMap<String, Stamp>,
+}
+
+const CACHE_FILE: &str = ".verified.json";
+
 /// Splits the seal line ravencert appends to the registry: (body, claimed sha256).
 fn split_seal(text: &str) -> (&str, Option<&str>) {
     let trimmed = text.trim_end_matches('\n');
@@ -411,8 +438,17 @@ impl Store {
         let text = String::from_utf8(text)
             .map_err(|_| corrupt(&reg_path, "the registry is not UTF-8 text"))?;
         let (body, seal) = split_seal(&text);
-        let registry = Registry::parse(&reg_path, body)?;
-        let sealed = seal == Some(pki::sha256_hex(body.as_bytes()).as_str());
+        let sum = pki::sha256_hex(body.as_bytes());
+        let sealed = seal == Some(sum.as_str());
+        let cache = if sealed {
+            self.read_cache(&sum)
+        } else {
+            VerifyCache::default()
+        };
+        let registry = match &cache.registry {
+            Some(r) => r.clone(),
+            None => Registry::parse(&reg_path, body)?,
+        };
         let mut drift = Vec::new();
         if !sealed {
             drift.push(format!(
@@ -450,7 +486,7 @@ impl Store {
         for c in &registry.certificates {
             // A removed file is drift that the bundle (or a re-issue) repairs; a file holding
             // another certificate means the store cannot be trusted (SPEC §2): an error.
-            let missing = match self.cert_file_state(&c.thumbprint)? {
+            let missing = match self.cert_file_state(&c.thumbprint, &cache)? {
                 CertFileState::Ok => false,
                 CertFileState::Missing => true,
                 CertFileState::Altered(other) => {
@@ -497,7 +533,7 @@ impl Store {
             }
             if c.source == Source::Generated
                 && c.retire_after.is_none()
-                && self.bundle_holds(&c.key, &c.thumbprint)
+                && self.bundle_holds(&c.key, &c.thumbprint, &cache)
             {
                 bundles_ok.insert(c.key.clone());
             }
@@ -576,8 +612,15 @@ impl Store {
         Registry::parse(&path, body).ok()
     }
 
-    fn cert_file_state(&self, thumbprint: &str) -> Result<CertFileState> {
+    fn cert_file_state(&self, thumbprint: &str, cache: &VerifyCache) -> Result<CertFileState> {
         let path = self.cert_path(thumbprint);
+        if let Ok(m) = fs::symlink_metadata(&path) {
+            if m.is_file()
+                && cache.files.get(&format!("certs/{thumbprint}.pem")) == Some(&stamp(&m))
+            {
+                return Ok(CertFileState::Ok);
+            }
+        }
         let pem = match read_file(&path) {
             Ok(p) => p,
             Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -594,7 +637,66 @@ impl Store {
 
     /// Whether a registered thumbprint's public certificate file is present and right.
     pub fn cert_file_ok(&self, thumbprint: &str) -> bool {
-        matches!(self.cert_file_state(thumbprint), Ok(CertFileState::Ok))
+        matches!(
+            self.cert_file_state(thumbprint, &VerifyCache::default()),
+            Ok(CertFileState::Ok)
+        )
+    }
+
+    fn read_cache(&self, seal: &str) -> VerifyCache {
+        let cache = read_file(&self.root.join(CACHE_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<VerifyCache>(&b).ok())
+            .unwrap_or_default();
+        if cache.seal == seal {
+            cache
+        } else {
+            VerifyCache::default()
+        }
+    }
+
+    /// Records what this apply verified (or wrote) for the next plan. A file whose stamp is
+    /// unchanged since the previous cache keeps its entry; any other file is read and hashed
+    /// now, and cached only if it is the certificate the registry names.
+    pub fn write_cache(&self, registry: &Registry) -> Result<()> {
+        let text = registry.to_text();
+        let seal = pki::sha256_hex(text.as_bytes());
+        let old = read_file(&self.root.join(CACHE_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<VerifyCache>(&b).ok())
+            .unwrap_or_default();
+        let mut files = BTreeMap::new();
+        let mut consider = |rel: String, thumbprint: &str| {
+            let path = self.root.join(&rel);
+            let Ok(m) = fs::symlink_metadata(&path) else {
+                return;
+            };
+            if !m.is_file() {
+                return;
+            }
+            let st = stamp(&m);
+            let verified = old.files.get(&rel) == Some(&st)
+                || read_file(&path)
+                    .ok()
+                    .and_then(|pem| pki::pem_cert_body(&pem))
+                    .is_some_and(|der| pki::thumbprint(&der) == thumbprint);
+            if verified {
+                files.insert(rel, st);
+            }
+        };
+        for c in &registry.certificates {
+            consider(format!("certs/{}.pem", c.thumbprint), &c.thumbprint);
+            if c.source == Source::Generated && c.retire_after.is_none() {
+                consider(format!("issued/{k}/{k}.crt", k = c.key), &c.thumbprint);
+            }
+        }
+        let cache = VerifyCache {
+            seal,
+            registry: Some(registry.clone()),
+            files,
+        };
+        let json = serde_json::to_vec(&cache).unwrap_or_default();
+        write_atomic(&self.root.join(CACHE_FILE), &json, 0o600)
     }
 
     /// The DER of a client's issued bundle certificate, if it is `thumbprint`.
@@ -637,15 +739,25 @@ impl Store {
     }
 
     /// The bundle in issued/<key>/ (or, after an interrupted apply, its staged copy) holds it.
-    fn bundle_holds(&self, key: &str, thumbprint: &str) -> bool {
-        [self.issued_dir(key), self.staging_dir(key)]
-            .iter()
-            .any(|dir| {
-                ["pfx", "key"]
-                    .iter()
-                    .all(|ext| is_regular_file(&dir.join(format!("{key}.{ext}"))))
-                    && self.bundle_in(dir, key, thumbprint)
-            })
+    fn bundle_holds(&self, key: &str, thumbprint: &str, cache: &VerifyCache) -> bool {
+        let complete = |dir: &Path| {
+            ["pfx", "key"]
+                .iter()
+                .all(|ext| is_regular_file(&dir.join(format!("{key}.{ext}"))))
+        };
+        let issued = self.issued_dir(key);
+        if complete(&issued) {
+            let crt = issued.join(format!("{key}.crt"));
+            let cached = fs::symlink_metadata(&crt).is_ok_and(|m| {
+                m.is_file()
+                    && cache.files.get(&format!("issued/{key}/{key}.crt")) == Some(&stamp(&m))
+            });
+            if cached || self.bundle_in(&issued, key, thumbprint) {
+                return true;
+            }
+        }
+        let staged = self.staging_dir(key);
+        complete(&staged) && self.bundle_in(&staged, key, thumbprint)
     }
 
     /// Takes the apply lock, waiting up to `timeout`. The error names the holder.
