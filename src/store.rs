@@ -533,7 +533,7 @@ impl Store {
             }
             if c.source == Source::Generated
                 && c.retire_after.is_none()
-                && self.bundle_holds(&c.key, &c.thumbprint, &cache)
+                && self.bundle_holds(&c.key, &c.thumbprint, &cache)?
             {
                 bundles_ok.insert(c.key.clone());
             }
@@ -556,48 +556,52 @@ impl Store {
         if self.root.exists() && !self.root.is_dir() {
             return Err(corrupt(&self.root, "the store path is not a folder"));
         }
-        let mut paths = vec![
-            self.root.clone(),
+        // The store folder itself may be reached through a link; nothing inside it may.
+        let _ = self.private_meta(&self.root, true)?;
+        for p in [
             self.root.join("server"),
             self.root.join("issued"),
             self.root.join("certs"),
             self.root.join(REGISTRY_FILE),
-        ];
-        for dir in [self.root.join("server"), self.root.join("issued")] {
-            if dir.is_dir() {
-                for e in walkdir::WalkDir::new(&dir)
-                    .follow_links(false)
-                    .min_depth(1)
-                    .max_depth(2)
-                {
-                    let e = e.map_err(|e| corrupt(&dir, e.to_string()))?;
-                    paths.push(e.into_path());
-                }
+        ] {
+            let _ = self.private_meta(&p, false)?;
+        }
+        let server = self.root.join("server");
+        if server.is_dir() {
+            for e in fs::read_dir(&server).map_err(io_err(&server))? {
+                let _ = self.private_meta(&e.map_err(io_err(&server))?.path(), false)?;
             }
         }
-        for (i, p) in paths.into_iter().enumerate() {
-            // The store folder itself may be reached through a link; nothing inside it may.
-            let meta = if i == 0 {
-                fs::metadata(&p)
-            } else {
-                fs::symlink_metadata(&p)
-            };
-            let Ok(m) = meta else { continue };
-            if m.file_type().is_symlink() {
-                return Err(corrupt(&p, "is a symbolic link; ravencert does not follow links inside the store — remove it"));
-            }
-            let mode = m.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(corrupt(
-                    &p,
-                    format!(
-                        "is readable by other users (mode {mode:03o}); the store holds private keys — run `chmod -R go-rwx {}`, and consider the keys exposed",
-                        self.root.display()
-                    ),
-                ));
-            }
-        }
+        // Issued bundles are checked as they are read (bundle_holds): one stat per file.
         Ok(())
+    }
+
+    /// The metadata of a store path that must be private: no link inside the store, nothing
+    /// readable by group or others. None when it does not exist.
+    fn private_meta(&self, p: &Path, follow: bool) -> Result<Option<fs::Metadata>> {
+        let meta = if follow {
+            fs::metadata(p)
+        } else {
+            fs::symlink_metadata(p)
+        };
+        let Ok(m) = meta else { return Ok(None) };
+        if m.file_type().is_symlink() {
+            return Err(corrupt(
+                p,
+                "is a symbolic link; ravencert does not follow links inside the store — remove it",
+            ));
+        }
+        let mode = m.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(corrupt(
+                p,
+                format!(
+                    "is readable by other users (mode {mode:03o}); the store holds private keys — run `chmod -R go-rwx {}`, and consider the keys exposed",
+                    self.root.display()
+                ),
+            ));
+        }
+        Ok(Some(m))
     }
 
     /// The copy of the registry ravencert last wrote, if it is the one the seal names.
@@ -739,25 +743,34 @@ impl Store {
     }
 
     /// The bundle in issued/<key>/ (or, after an interrupted apply, its staged copy) holds it.
-    fn bundle_holds(&self, key: &str, thumbprint: &str, cache: &VerifyCache) -> bool {
-        let complete = |dir: &Path| {
-            ["pfx", "key"]
-                .iter()
-                .all(|ext| is_regular_file(&dir.join(format!("{key}.{ext}"))))
-        };
-        let issued = self.issued_dir(key);
-        if complete(&issued) {
-            let crt = issued.join(format!("{key}.crt"));
-            let cached = fs::symlink_metadata(&crt).is_ok_and(|m| {
-                m.is_file()
-                    && cache.files.get(&format!("issued/{key}/{key}.crt")) == Some(&stamp(&m))
-            });
-            if cached || self.bundle_in(&issued, key, thumbprint) {
-                return true;
+    fn bundle_holds(&self, key: &str, thumbprint: &str, cache: &VerifyCache) -> Result<bool> {
+        for (dir, staged) in [(self.issued_dir(key), false), (self.staging_dir(key), true)] {
+            if !self.private_meta(&dir, false)?.is_some_and(|m| m.is_dir()) {
+                continue;
+            }
+            let mut crt_stamp = None;
+            let mut complete = true;
+            for ext in ["crt", "pfx", "key"] {
+                match self.private_meta(&dir.join(format!("{key}.{ext}")), false)? {
+                    Some(m) if m.is_file() => {
+                        if ext == "crt" {
+                            crt_stamp = Some(stamp(&m));
+                        }
+                    }
+                    _ => complete = false,
+                }
+            }
+            if !complete {
+                continue;
+            }
+            let cached = !staged
+                && crt_stamp.is_some()
+                && cache.files.get(&format!("issued/{key}/{key}.crt")) == crt_stamp.as_ref();
+            if cached || self.bundle_in(&dir, key, thumbprint) {
+                return Ok(true);
             }
         }
-        let staged = self.staging_dir(key);
-        complete(&staged) && self.bundle_in(&staged, key, thumbprint)
+        Ok(false)
     }
 
     /// Takes the apply lock, waiting up to `timeout`. The error names the holder.
@@ -1007,10 +1020,6 @@ mod fault {
 fn libc_o_nofollow() -> i32 {
     // O_NOFOLLOW on Linux.
     0o400000
-}
-
-fn is_regular_file(path: &Path) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
 }
 
 /// Reads a store file; a symbolic link is refused, not followed.

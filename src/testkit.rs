@@ -79,13 +79,14 @@ pub fn synthetic_store(dir: &Path, n: usize) -> Result<(), Box<dyn std::error::E
             permissions: [(db, Access::Read)].into(),
         });
     }
-    store.write_registry(&reg)?;
-    store.write_cache(&reg)?;
-    // Files written above by hand: same modes an apply gives them.
+    // Files written above by hand: same modes an apply gives them (before the cache records
+    // their stamps: a chmod changes the ctime).
     let _ = std::process::Command::new("chmod")
         .args(["-R", "go-rwx"])
         .arg(dir.join("store"))
         .status();
+    store.write_registry(&reg)?;
+    store.write_cache(&reg)?;
     std::fs::write(dir.join("certs.toml"), config)?;
     Ok(())
 }
