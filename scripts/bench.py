@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""ravencert benchmarks, side by side in one run on this machine (see BENCHMARKS.md).
+
+(a) apply of N EC P-256 client bundles vs the equivalent openssl-CLI shell script
+(b) apply of 8 RSA-4096 clients on one core (taskset) vs all cores
+(c) no-op plan at 300 / 3,000 / 10,000 registered certificates, with peak memory
+(d) watch: save-to-applied latency for a metadata edit (scripts/watch_latency.py)
+
+Run through scripts/bench.sh, which builds the release binary first.
+"""
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target/release/ravencert")
+SYNTH = os.path.join(ROOT, "target/release/examples/synth_store")
+
+SERVER = """version = 1
+[store]
+path = "store"
+[defaults]
+key = "{key}"
+[server]
+generate = true
+name = "bench.example.com"
+key = "ec-p256"
+"""
+
+
+def config(n, key):
+    text = SERVER.format(key=key)
+    for i in range(n):
+        text += f'[clients.c{i:05}]\nclearance = "ValidUser"\ndatabases = {{ Db{i % 9} = "Read" }}\n'
+    return text
+
+
+def timed(cmd, cwd, env=None):
+    t = time.perf_counter()
+    r = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - t
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed: {r.stderr.decode()[-500:]}")
+    return elapsed
+
+
+OPENSSL_SCRIPT = r"""#!/bin/bash
+# What a user would write today: four openssl processes per client bundle.
+set -euo pipefail
+mkdir -p ca out
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca/ca.key \
+  -out ca/ca.crt -days 365 -subj /CN=bench.example.com 2>/dev/null
+for i in $(seq -f '%05g' 0 $(($1 - 1))); do
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out out/c$i.key 2>/dev/null
+  openssl req -new -key out/c$i.key -subj /CN=c$i -out out/c$i.csr 2>/dev/null
+  openssl x509 -req -in out/c$i.csr -CA ca/ca.crt -CAkey ca/ca.key -CAcreateserial \
+    -days 365 -out out/c$i.crt 2>/dev/null
+  openssl pkcs12 -export -inkey out/c$i.key -in out/c$i.crt -certfile ca/ca.crt \
+    -passout pass: -out out/c$i.pfx 2>/dev/null
+done
+"""
+
+
+def bench_ec(n=300):
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "certs.toml"), "w") as f:
+            f.write(config(n, "ec-p256"))
+        ours = timed([BIN, "apply", "--yes"], d)
+    with tempfile.TemporaryDirectory() as d:
+        script = os.path.join(d, "gen.sh")
+        with open(script, "w") as f:
+            f.write(OPENSSL_SCRIPT)
+        theirs = timed(["bash", script, str(n)], d)
+    print(f"(a) {n} EC P-256 client bundles (key, certificate, .pfx, .crt, .key)")
+    print(f"    ravencert apply        {ours:8.2f} s")
+    print(f"    openssl CLI script     {theirs:8.2f} s   ({4 * n} openssl processes)")
+    print(f"    speed-up               {theirs / ours:8.1f}x   (target >= 20x)")
+
+
+def bench_rsa(n=8):
+    def run(pin):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "certs.toml"), "w") as f:
+                f.write(config(n, "rsa-4096"))
+            cmd = ([shutil.which("taskset"), "-c", "0"] if pin else []) + [BIN, "apply", "--yes"]
+            return timed(cmd, d)
+    one, all_cores = run(True), run(False)
+    cores = len(os.sched_getaffinity(0))
+    print(f"(b) {n} RSA-4096 clients")
+    print(f"    1 core (taskset -c 0)  {one:8.2f} s")
+    print(f"    {cores} cores                {all_cores:8.2f} s")
+    print(f"    speed-up               {one / all_cores:8.2f}x   (target >= 1.8x on 2 cores)")
+
+
+def peak_kb(cmd, cwd):
+    """Runs cmd and returns (seconds, peak RSS in KiB) of that process alone (wait4)."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(p.pid, 0)
+    elapsed = time.perf_counter() - t
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed with exit {p.returncode}")
+    return elapsed, usage.ru_maxrss
+
+
+def bench_noop():
+    print("(c) no-op plan (store loaded and verified, certs.toml parsed, planned)")
+    results = {}
+    for n in (300, 3000, 10000):
+        with tempfile.TemporaryDirectory() as d:
+            subprocess.run([SYNTH, d, str(n)], check=True)
+            times = []
+            peak = 0
+            for _ in range(5):
+                t, p = peak_kb([BIN, "plan", "--detailed-exitcode"], d)
+                times.append(t)
+                peak = max(peak, p)
+            med = statistics.median(times)
+            results[n] = med
+            print(f"    {n:6} certificates   median {med * 1000:7.1f} ms   peak RSS {peak / 1024:6.1f} MiB")
+    print(f"    3,000 -> 10,000        {results[10000] / results[3000]:.2f}x   (target <= 4x, 10,000 under 300 ms and 100 MiB)")
+
+
+def bench_watch():
+    print("(d) watch save-to-applied latency")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts/watch_latency.py"),
+                        "--binary", BIN, "--rounds", "20"], capture_output=True, text=True)
+    print("    " + r.stdout.strip().replace("\n", "\n    "))
+
+
+if __name__ == "__main__":
+    for tool in ("openssl", "taskset"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is needed (Debian: apt-get install openssl util-linux)")
+    print(f"machine: {os.cpu_count()} cores; {open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}")
+    bench_ec(int(os.environ.get("BENCH_EC_CLIENTS", "300")))
+    bench_rsa()
+    bench_noop()
+    bench_watch()
