@@ -843,13 +843,13 @@ impl Store {
         let thumb = pki::thumbprint(der);
         let dir = self.root.join("certs");
         ensure_dir(&dir)?;
-        write_atomic(&self.cert_path(&thumb), &pki::der_to_pem(der)?, 0o600)?;
+        write_staged(&self.cert_path(&thumb), &pki::der_to_pem(der)?, 0o600)?;
         Ok(thumb)
     }
 
     pub fn write_server_key(&self, thumbprint: &str, key: &pki::PrivateKey) -> Result<()> {
         ensure_dir(&self.root.join("server"))?;
-        write_atomic(&self.server_key_path(thumbprint), &key.to_pem()?, 0o600)
+        write_staged(&self.server_key_path(thumbprint), &key.to_pem()?, 0o600)
     }
 
     /// Writes a client's bundle to its staging folder; [`Store::finish_bundles`] moves it in
@@ -861,9 +861,9 @@ impl Store {
             remove_tree(&dir)?;
         }
         ensure_dir(&dir)?;
-        write_atomic(&dir.join(format!("{key}.pfx")), &bundle.pfx, 0o600)?;
-        write_atomic(&dir.join(format!("{key}.crt")), &bundle.cert_pem, 0o600)?;
-        write_atomic(&dir.join(format!("{key}.key")), &bundle.key_pem, 0o600)?;
+        write_staged(&dir.join(format!("{key}.pfx")), &bundle.pfx, 0o600)?;
+        write_staged(&dir.join(format!("{key}.crt")), &bundle.cert_pem, 0o600)?;
+        write_staged(&dir.join(format!("{key}.key")), &bundle.key_pem, 0o600)?;
         Ok(())
     }
 
@@ -872,6 +872,10 @@ impl Store {
         let text = sealed_text(registry);
         // The copy first: if we crash between the two, the registry still holds the old,
         // self-consistent text and the copy is simply not the one its seal names.
+        // Every file the new registry names must be durable before the registry is: one
+        // flush of the whole filesystem here instead of two fsyncs per file (300 clients
+        // wrote 2,400 fsyncs, which cost more than all their keys).
+        sync_filesystem(&self.root)?;
         write_atomic(&self.root.join(".registry.applied"), text.as_bytes(), 0o600)?;
         write_atomic(&self.registry_path(), text.as_bytes(), 0o600)
     }
@@ -1067,8 +1071,29 @@ fn ensure_dir(path: &Path) -> Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_err(path))
 }
 
+/// Flushes the filesystem holding `dir` (syncfs): makes every staged write durable at once.
+fn sync_filesystem(dir: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = File::open(dir).map_err(io_err(dir))?;
+    // SAFETY: syncfs only reads the descriptor, which `d` keeps open for the call.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(io_err(dir)(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// A file the registry does not name yet: temp file and rename (never a half-written file),
+/// made durable together with the others by [`sync_filesystem`] before the registry commits.
+fn write_staged(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    write_file(path, bytes, mode, false)
+}
+
 /// temp file (mode set at creation), write, fsync, rename, fsync the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    write_file(path, bytes, mode, true)
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -1091,10 +1116,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         f.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(io_err(&tmp))?;
         f.write_all(bytes).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
+        if durable {
+            f.sync_all().map_err(io_err(&tmp))?;
+        }
         fault::step();
         fs::rename(&tmp, path).map_err(io_err(path))?;
-        sync_dir(dir)
+        if durable {
+            sync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
