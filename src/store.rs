@@ -289,6 +289,9 @@ fn stamp(m: &fs::Metadata) -> Stamp {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct VerifyCache {
     seal: String,
+    /// The registry file as written, verified against its seal: unchanged stamp, same text.
+    #[serde(default)]
+    registry_stamp: Option<Stamp>,
     registry: Option<Registry>,
     files: BTreeMap<String, Stamp>,
 }
@@ -420,6 +423,13 @@ impl Store {
         self.check_private()?;
         let export_thumbprints = export.and_then(read_export);
         let reg_path = self.registry_path();
+        // Fast path: the registry file is exactly the one the last apply wrote and verified
+        // (same size, mtime, ctime, inode), so its parsed form in the cache is it.
+        if let Some(cache) = self.unchanged_registry_cache(&reg_path) {
+            if let Some(registry) = cache.registry.clone() {
+                return self.verify_loaded(registry, true, Vec::new(), &cache, export_thumbprints);
+            }
+        }
         let text = match read_file(&reg_path) {
             Ok(bytes) => bytes,
             Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -459,6 +469,30 @@ impl Store {
                 drift.extend(describe_drift(&written, &registry));
             }
         }
+        self.verify_loaded(registry, sealed, drift, &cache, export_thumbprints)
+    }
+
+    fn unchanged_registry_cache(&self, reg_path: &Path) -> Option<VerifyCache> {
+        let m = fs::symlink_metadata(reg_path)
+            .ok()
+            .filter(|m| m.is_file())?;
+        let cache = read_file(&self.root.join(CACHE_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<VerifyCache>(&b).ok())?;
+        (cache.registry_stamp == Some(stamp(&m))).then_some(cache)
+    }
+
+    /// Verifies what the registry names: server certificates and keys, client certificate
+    /// files (drift), issued bundles.
+    fn verify_loaded(
+        &self,
+        registry: Registry,
+        sealed: bool,
+        mut drift: Vec<String>,
+        cache: &VerifyCache,
+        export_thumbprints: Option<Vec<String>>,
+    ) -> Result<Actual> {
+        let reg_path = self.registry_path();
 
         for s in &registry.server {
             self.verify_cert(&s.thumbprint)?;
@@ -486,7 +520,7 @@ impl Store {
         for c in &registry.certificates {
             // A removed file is drift that the bundle (or a re-issue) repairs; a file holding
             // another certificate means the store cannot be trusted (SPEC §2): an error.
-            let missing = match self.cert_file_state(&c.thumbprint, &cache)? {
+            let missing = match self.cert_file_state(&c.thumbprint, cache)? {
                 CertFileState::Ok => false,
                 CertFileState::Missing => true,
                 CertFileState::Altered(other) => {
@@ -533,7 +567,7 @@ impl Store {
             }
             if c.source == Source::Generated
                 && c.retire_after.is_none()
-                && self.bundle_holds(&c.key, &c.thumbprint, &cache)?
+                && self.bundle_holds(&c.key, &c.thumbprint, cache)?
             {
                 bundles_ok.insert(c.key.clone());
             }
@@ -694,8 +728,17 @@ impl Store {
                 consider(format!("issued/{k}/{k}.crt", k = c.key), &c.thumbprint);
             }
         }
+        // The registry file's stamp, once its text is checked against the seal.
+        let reg_path = self.registry_path();
+        let registry_stamp = fs::symlink_metadata(&reg_path).ok().and_then(|m| {
+            let bytes = read_file(&reg_path).ok()?;
+            let on_disk = String::from_utf8(bytes).ok()?;
+            let (body, claimed) = split_seal(&on_disk);
+            (body == text && claimed == Some(seal.as_str())).then(|| stamp(&m))
+        });
         let cache = VerifyCache {
             seal,
+            registry_stamp,
             registry: Some(registry.clone()),
             files,
         };
