@@ -390,6 +390,9 @@ enum CertFileState {
 
 pub struct Store {
     pub root: PathBuf,
+    /// Files this process wrote from certificates it holds (store-relative path ->
+    /// thumbprint): the verification cache needs not read them back.
+    written: std::cell::RefCell<BTreeMap<String, String>>,
 }
 
 /// The held apply lock; released on drop (and by the kernel if the process dies).
@@ -399,7 +402,10 @@ pub struct StoreLock {
 
 impl Store {
     pub fn new(root: impl Into<PathBuf>) -> Store {
-        Store { root: root.into() }
+        Store {
+            root: root.into(),
+            written: Default::default(),
+        }
     }
 
     pub fn registry_path(&self) -> PathBuf {
@@ -714,6 +720,7 @@ impl Store {
             }
             let st = stamp(&m);
             let verified = old.files.get(&rel) == Some(&st)
+                || self.written.borrow().get(&rel).map(String::as_str) == Some(thumbprint)
                 || read_file(&path)
                     .ok()
                     .and_then(|pem| pki::pem_cert_body(&pem))
@@ -887,6 +894,9 @@ impl Store {
         let dir = self.root.join("certs");
         ensure_dir(&dir)?;
         write_staged(&self.cert_path(&thumb), &pki::der_to_pem(der)?, 0o600)?;
+        self.written
+            .borrow_mut()
+            .insert(format!("certs/{thumb}.pem"), thumb.clone());
         Ok(thumb)
     }
 
@@ -906,6 +916,11 @@ impl Store {
         ensure_dir(&dir)?;
         write_staged(&dir.join(format!("{key}.pfx")), &bundle.pfx, 0o600)?;
         write_staged(&dir.join(format!("{key}.crt")), &bundle.cert_pem, 0o600)?;
+        if let Some(der) = pki::pem_cert_body(&bundle.cert_pem) {
+            self.written
+                .borrow_mut()
+                .insert(format!("issued/{key}/{key}.crt"), pki::thumbprint(&der));
+        }
         write_staged(&dir.join(format!("{key}.key")), &bundle.key_pem, 0o600)?;
         Ok(())
     }
@@ -958,7 +973,8 @@ impl Store {
                             }
                             fault::step();
                             fs::rename(&path, &target).map_err(io_err(&path))?;
-                            sync_dir(&issued)?;
+                            // No fsync: the registry already names this certificate, and a
+                            // staged bundle counts as present until the next apply moves it.
                         }
                         _ => remove_tree(&path)?,
                     }
