@@ -490,7 +490,10 @@ fn prepare(
         password.as_ref().map(|p| p.expose()),
         spec.pfx,
     )?;
-    let info = pki::inspect(&issued.cert_der)?;
+    let info = match &issued.info {
+        Some(i) => i.clone(),
+        None => pki::inspect(&issued.cert_der)?,
+    };
     Ok(Prepared {
         cert_der: issued.cert_der,
         bundle,

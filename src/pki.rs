@@ -134,6 +134,8 @@ fn key_spec_of<T: openssl::pkey::HasPublic>(key: &PKey<T>) -> Option<KeySpec> {
 pub struct Issued {
     pub cert_der: Vec<u8>,
     pub key: PrivateKey,
+    /// Its facts, when known without parsing it back.
+    pub info: Option<CertInfo>,
 }
 
 /// What ravencert needs to know about a certificate.
@@ -218,7 +220,17 @@ pub fn inspect(der: &[u8]) -> Result<CertInfo> {
 }
 
 pub fn der_to_pem(der: &[u8]) -> Result<Vec<u8>> {
-    Ok(X509::from_der(der)?.to_pem()?)
+    // Encoded here rather than through an X.509 parse (OpenSSL 3's decoder/encoder cost
+    // more than issuing the certificate); the text is what `openssl x509` writes.
+    let b64 = openssl::base64::encode_block(der);
+    let mut pem = String::with_capacity(b64.len() + b64.len() / 64 + 60);
+    pem.push_str("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    Ok(pem.into_bytes())
 }
 
 /// The first certificate of a PEM text, as DER.
@@ -336,6 +348,7 @@ pub fn generate_server(
     Ok(Issued {
         cert_der: cert.der().to_vec(),
         key: private,
+        info: None,
     })
 }
 
@@ -362,9 +375,28 @@ pub fn issue_client(
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.use_authority_key_identifier_extension = true;
     let cert = params.signed_by(&kp, &issuer)?;
+    let cert_der = cert.der().to_vec();
+    // What ravencert keeps about it, known without parsing it back (an OpenSSL 3 parse and
+    // SubjectPublicKeyInfo encode cost more than the signature).
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&kp);
+    let info = CertInfo {
+        thumbprint: thumbprint(&cert_der),
+        public_key_pinning_hash: openssl::base64::encode_block(&hash(
+            MessageDigest::sha256(),
+            &spki,
+        )?),
+        subject: format!("CN={name}"),
+        issuer: String::new(),
+        common_name: Some(name.to_string()),
+        // X.509 times have whole seconds.
+        not_before: not_before.replace_nanosecond(0).unwrap_or(not_before),
+        not_after: not_after.replace_nanosecond(0).unwrap_or(not_after),
+        key_spec: Some(key),
+    };
     Ok(Issued {
-        cert_der: cert.der().to_vec(),
+        cert_der,
         key: private,
+        info: Some(info),
     })
 }
 
@@ -417,7 +449,7 @@ pub fn client_bundle(
         .to_der()?;
     Ok(Bundle {
         pfx,
-        cert_pem: cert.to_pem()?,
+        cert_pem: der_to_pem(&issued.cert_der)?,
         key_pem: issued.key.to_pem_with(password)?,
     })
 }
@@ -488,6 +520,20 @@ mod tests {
         )
         .unwrap();
         let ci = inspect(&client.cert_der).unwrap();
+        // What issue_client reports without parsing is what a parse finds.
+        let quick = client.info.clone().unwrap();
+        assert_eq!(quick.thumbprint, ci.thumbprint);
+        assert_eq!(quick.public_key_pinning_hash, ci.public_key_pinning_hash);
+        assert_eq!(
+            (quick.not_before, quick.not_after),
+            (ci.not_before, ci.not_after)
+        );
+        assert_eq!(quick.key_spec, ci.key_spec);
+        assert_eq!(quick.common_name, ci.common_name);
+        assert_eq!(
+            der_to_pem(&client.cert_der).unwrap(),
+            X509::from_der(&client.cert_der).unwrap().to_pem().unwrap()
+        );
         assert_eq!(ci.common_name.as_deref(), Some("Orders App"));
         assert_eq!(ci.issuer, "CN=cluster.example.com");
         assert_eq!(ci.key_spec, Some(KeySpec::EcP384));
