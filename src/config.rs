@@ -305,6 +305,23 @@ pub struct Desired {
 
 impl Desired {
     /// Every file the config refers to (for watch and saved-plan fingerprints).
+    /// An error found after parsing (a missing secret, an unreadable file), placed at the line
+    /// of the key that names it.
+    pub fn error_at(&self, key: String, message: String) -> ConfigError {
+        let (line, column) = self
+            .positions
+            .get(&key)
+            .map_or((None, None), |(l, c)| (Some(*l), Some(*c)));
+        ConfigError {
+            file: self.config_path.clone(),
+            line,
+            column,
+            key,
+            message,
+            snippet: None,
+        }
+    }
+
     pub fn referenced_files(&self) -> Vec<PathBuf> {
         let mut files = self.certificate_files();
         files.extend(self.secret_refs().filter_map(|s| match s {
@@ -1042,20 +1059,7 @@ pub fn check_references(
         }
     }
     let mut problems = Vec::new();
-    let mut problem = |key: String, message: String| {
-        let (line, column) = desired
-            .positions
-            .get(&key)
-            .map_or((None, None), |(l, c)| (Some(*l), Some(*c)));
-        problems.push(ConfigError {
-            file: desired.config_path.clone(),
-            line,
-            column,
-            key,
-            message,
-            snippet: None,
-        });
-    };
+    let mut problem = |key: String, message: String| problems.push(desired.error_at(key, message));
     for (at, path, secret) in refs {
         if let Some(p) = path.filter(|_| on_disk) {
             if !p.is_file() {

@@ -179,14 +179,7 @@ impl Context {
         };
         desired.files = files.map_err(config_errors)?;
         check_export_path(&desired).map_err(|message| {
-            config_errors(vec![config::ConfigError {
-                file: self.config.clone(),
-                line: None,
-                column: None,
-                key: "server.export".into(),
-                message,
-                snippet: None,
-            }])
+            config_errors(vec![desired.error_at("server.export".into(), message)])
         })?;
         Ok(desired)
     }

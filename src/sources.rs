@@ -88,20 +88,7 @@ fn facts(path: &Path, ders: Vec<Vec<u8>>) -> Result<Vec<Uploaded>, String> {
 pub fn resolve(desired: &Desired, reader: Reader<'_>) -> Result<Files, Vec<ConfigError>> {
     let mut files = Files::default();
     let mut errors = Vec::new();
-    let mut fail = |key: String, message: String| {
-        let (line, column) = desired
-            .positions
-            .get(&key)
-            .map_or((None, None), |(l, c)| (Some(*l), Some(*c)));
-        errors.push(ConfigError {
-            file: desired.config_path.clone(),
-            line,
-            column,
-            key,
-            message,
-            snippet: None,
-        });
-    };
+    let mut fail = |key: String, message: String| errors.push(desired.error_at(key, message));
 
     if let Some(server) = &desired.server {
         if let ServerSource::Imported(refs) = &server.source {
