@@ -16,6 +16,8 @@
 
 mod common;
 
+use common::sh;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -79,22 +81,6 @@ fn run(env: &Env, args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
-}
-
-/// Runs `script` with `bash -c` (under `set -e`) in `dir`; panics with its output on failure.
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(format!("set -e\n{script}"))
-        .current_dir(dir)
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "script failed:\n{script}\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The applied test folder a case breaks, with the thumbprints the good apply registered.

@@ -13,6 +13,8 @@
 
 mod common;
 
+use common::sh;
+
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -55,21 +57,6 @@ password_file = "secrets/partner.pass"
 {extra}"#,
         common::SERVER
     )
-}
-
-/// Runs `script` with `bash -c` (under `set -e`) in `dir`.
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(format!("set -e\n{script}"))
-        .current_dir(dir)
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "script failed:\n{script}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The raw output of one run.

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::sh;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,22 +19,6 @@ const RC2_PW: &str = "rc2-secret";
 const TDES_PW: &str = "tdes-secret";
 const NODE_PW: &str = "node-secret";
 const OPS_PW: &str = "ops-secret";
-
-/// Runs `script` with `bash -c` (under `set -e`) in `dir`; panics with its output on failure.
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(format!("set -e\n{script}"))
-        .current_dir(dir)
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "script failed:\n{script}\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Builds every input under `trust/`: a root CA, an intermediate, two clientAuth leaves signed by
 /// the intermediate, an expired leaf, two self-signed node certificates, and the files made from

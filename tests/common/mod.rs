@@ -192,3 +192,19 @@ pub fn openssl_thumbprint(pem: &Path) -> String {
     .success();
     r.stdout.trim().rsplit('=').next().unwrap().replace(':', "")
 }
+
+/// Runs `script` with `bash -c` (under `set -e`) in `dir`; panics with its output on failure.
+pub fn sh(dir: &Path, script: &str) {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -e\n{script}"))
+        .current_dir(dir)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "script failed:\n{script}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
