@@ -227,12 +227,7 @@ pub fn plan(
                             key: name.clone(),
                             reason: reasons.join("; "),
                             escalation: false,
-                            before: Some(Fields {
-                                thumbprint: Some(current.thumbprint.clone()),
-                                name: Some(current.name.clone()),
-                                not_after: Some(current.not_after),
-                                ..Fields::default()
-                            }),
+                            before: Some(server_fields(current)),
                             after: Some(after),
                             fields: vec![],
                             thumbprints: reg.server.iter().map(|s| s.thumbprint.clone()).collect(),
@@ -403,6 +398,15 @@ fn entry_fields(e: &CertEntry) -> Fields {
         clearance: Some(e.clearance),
         permissions: Some(e.permissions.clone()),
         not_after: Some(e.not_after),
+    }
+}
+
+fn server_fields(e: &crate::store::ServerEntry) -> Fields {
+    Fields {
+        thumbprint: Some(e.thumbprint.clone()),
+        name: Some(e.name.clone()),
+        not_after: Some(e.not_after),
+        ..Fields::default()
     }
 }
 
@@ -953,12 +957,7 @@ fn plan_imported_server(
             list(&want)
         ),
         escalation: false,
-        before: Some(Fields {
-            thumbprint: Some(current.thumbprint.clone()),
-            name: Some(current.name.clone()),
-            not_after: Some(current.not_after),
-            ..Fields::default()
-        }),
+        before: Some(server_fields(current)),
         after: Some(after),
         fields: vec![],
         thumbprints: have,
