@@ -24,7 +24,7 @@ pub enum ApplyError {
 }
 
 /// Clients get a not-before a week back, as RavenDB does, for clock skew.
-const SKEW_MARGIN: time::Duration = time::Duration::days(7);
+const SKEW_MARGIN: time::Duration = time::Duration::days(crate::model::BACKDATING.seconds / 86_400);
 
 /// What a change turns into in the registry: the entry the apply made (or a placeholder).
 enum NewCert {
@@ -65,6 +65,9 @@ pub(crate) fn upload_entries(
             retire_after: None,
             revision: revision.clone(),
             permissions: client.permissions.clone(),
+            pfx: Default::default(),
+            bundle_password: None,
+            subject: Some(c.info.subject.clone()),
         })
         .collect()
 }
@@ -118,6 +121,9 @@ fn mutate(
                     e.name = c.name.clone();
                     e.clearance = c.clearance;
                     e.permissions = c.permissions.clone();
+                    if let ClientSource::Generate(g) = &c.source {
+                        e.pfx = g.pfx;
+                    }
                 }
             }
         }
@@ -194,6 +200,9 @@ pub fn project(reg: &Registry, plan: &Plan, desired: &Desired, now: OffsetDateTi
                         retire_after: None,
                         revision: None,
                         permissions: c.permissions.clone(),
+                        pfx: g.pfx,
+                        bundle_password: None,
+                        subject: None,
                     }]),
                     ClientSource::Upload(_) => NewCert::Client(upload_entries(
                         c,
@@ -318,16 +327,29 @@ pub fn apply(
             ClientSource::Upload(_) => None,
         })
         .collect();
+    // The key of password fingerprints, made when a bundle with a password is first written.
+    let password_key = if desired
+        .clients
+        .values()
+        .any(|c| matches!(&c.source, ClientSource::Generate(g) if g.password.is_some()))
+    {
+        store.password_key_or_create()?
+    } else {
+        Vec::new()
+    };
     let mut prepared: BTreeMap<String, Prepared> = BTreeMap::new();
     if !work.is_empty() {
         if signer.is_none() {
             signer = Some(load_signer(store, &reg)?);
         }
         if let Some((server_der, server_key)) = signer.as_ref() {
-            for ((client, _), result) in work
-                .iter()
-                .zip(prepare_all(&work, server_der, server_key, now))
-            {
+            for ((client, _), result) in work.iter().zip(prepare_all(
+                &work,
+                server_der,
+                server_key,
+                now,
+                &password_key,
+            )) {
                 prepared.insert(client.key.clone(), result?);
             }
         }
@@ -382,6 +404,7 @@ pub fn apply(
             {
                 e.revision = revision.clone();
             }
+            rebundle_if_due(desired, store, current, &mut reg, change, &password_key)?;
         }
     }
 
@@ -410,6 +433,56 @@ pub fn apply(
     store.write_cache(&reg)?;
     outcome.registry = reg;
     Ok(outcome)
+}
+
+/// An update of a generated client whose bundle's password or profile is not the declared one
+/// packages the bundle again (the planner gave the reason; this is the same test).
+fn rebundle_if_due(
+    desired: &Desired,
+    store: &Store,
+    current: &Registry,
+    reg: &mut Registry,
+    change: &Change,
+    password_key: &[u8],
+) -> Result<(), ApplyError> {
+    let Some(client) = desired.clients.get(&change.key) else {
+        return Ok(());
+    };
+    let ClientSource::Generate(spec) = &client.source else {
+        return Ok(());
+    };
+    let Some(before) = current
+        .active(&change.key)
+        .filter(|e| e.source == Source::Generated)
+    else {
+        return Ok(());
+    };
+    let password = read_password(client, spec)?;
+    let fingerprint = if password.is_some() && password_key.is_empty() {
+        None
+    } else {
+        Some(pki::password_fingerprint(
+            password_key,
+            &client.key,
+            password.as_ref().map(|p| p.expose()),
+        )?)
+    };
+    if crate::plan::bundle_reasons(before, spec, fingerprint.as_deref()).is_empty() {
+        return Ok(());
+    }
+    let server_der = match reg.server.first() {
+        Some(s) => store.read_cert_der(&s.thumbprint)?,
+        None => return Ok(()),
+    };
+    let thumbprint = before.thumbprint.clone();
+    if let Some(entry) = reg
+        .certificates
+        .iter_mut()
+        .find(|e| e.thumbprint == thumbprint && e.key == change.key)
+    {
+        rebundle(store, client, spec, entry, &server_der, password_key)?;
+    }
+    Ok(())
 }
 
 /// Every certificate the new registry names must have its public file: one removed outside
@@ -456,8 +529,10 @@ fn restore_lost_files(
 /// A generated client's key, certificate and bundle, made before anything is written.
 struct Prepared {
     cert_der: Vec<u8>,
+    key: PrivateKey,
     bundle: pki::Bundle,
     info: pki::CertInfo,
+    bundle_password: String,
 }
 
 /// The crypto of one generated client: key, certificate signed by the server, bundle.
@@ -467,14 +542,9 @@ fn prepare(
     server_der: &[u8],
     server_key: &PrivateKey,
     now: OffsetDateTime,
+    password_key: &[u8],
 ) -> Result<Prepared, ApplyError> {
-    let password = match &spec.password {
-        Some(r) => Some(
-            r.read()
-                .map_err(|e| ApplyError::Input(format!("clients.{}: {e}", client.key)))?,
-        ),
-        None => None,
-    };
+    let password = read_password(client, spec)?;
     let issued: Issued = pki::issue_client(
         server_der,
         server_key,
@@ -495,10 +565,77 @@ fn prepare(
         None => pki::inspect(&issued.cert_der)?,
     };
     Ok(Prepared {
+        bundle_password: pki::password_fingerprint(
+            password_key,
+            &client.key,
+            password.as_ref().map(|p| p.expose()),
+        )?,
         cert_der: issued.cert_der,
+        key: issued.key,
         bundle,
         info,
     })
+}
+
+fn read_password(
+    client: &ClientDesired,
+    spec: &crate::config::GenerateSpec,
+) -> Result<Option<crate::config::Secret>, ApplyError> {
+    spec.password
+        .as_ref()
+        .map(|r| {
+            r.read()
+                .map_err(|e| ApplyError::Input(format!("clients.{}: {e}", client.key)))
+        })
+        .transpose()
+}
+
+/// Packages a generated client's bundle again around the certificate it already has (same
+/// thumbprint), with the declared password and .pfx profile. Its private key comes from the
+/// store's kept copy, or, in a store from before keys were kept, from the bundle's `.key`
+/// opened with the declared password.
+fn rebundle(
+    store: &Store,
+    client: &ClientDesired,
+    spec: &crate::config::GenerateSpec,
+    entry: &mut CertEntry,
+    server_der: &[u8],
+    password_key: &[u8],
+) -> Result<(), ApplyError> {
+    let password = read_password(client, spec)?;
+    let exposed = password.as_ref().map(|p| p.expose());
+    let key = match store.read_client_key(&entry.thumbprint) {
+        Some(k) => k,
+        None => {
+            let pem = store.read_bundle_key_pem(&client.key).unwrap_or_default();
+            let opened = match exposed {
+                Some(p) => PrivateKey::from_pem_with(&pem, p),
+                None => PrivateKey::from_pem(&pem),
+            };
+            let key = opened.map_err(|_| {
+                ApplyError::Input(format!(
+                    "clients.{k}: the issued key cannot be opened to package its bundle again (it was protected by the previous password, and this store was written before ravencert kept client keys); run `ravencert apply --replace {k}` to issue a new certificate (nothing was changed)",
+                    k = client.key
+                ))
+            })?;
+            store.write_client_key(&entry.thumbprint, &key)?;
+            key
+        }
+    };
+    let issued = Issued {
+        cert_der: store.read_cert_der(&entry.thumbprint)?,
+        key,
+        info: None,
+    };
+    let bundle = pki::client_bundle(&issued, server_der, &client.name, exposed, spec.pfx)?;
+    store.stage_bundle(&client.key, &bundle)?;
+    entry.pfx = spec.pfx;
+    entry.bundle_password = Some(pki::password_fingerprint(
+        password_key,
+        &client.key,
+        exposed,
+    )?);
+    Ok(())
 }
 
 /// How many certificates are made at once: every core this process may use
@@ -519,6 +656,7 @@ fn prepare_all(
     server_der: &[u8],
     server_key: &PrivateKey,
     now: OffsetDateTime,
+    password_key: &[u8],
 ) -> Vec<Result<Prepared, ApplyError>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
@@ -534,7 +672,7 @@ fn prepare_all(
                 let Some((client, spec)) = work.get(i) else {
                     break;
                 };
-                let r = prepare(client, spec, server_der, server_key, now);
+                let r = prepare(client, spec, server_der, server_key, now, password_key);
                 if let Ok(mut slot) = results[i].lock() {
                     *slot = Some(r);
                 }
@@ -564,6 +702,7 @@ fn write_issued(
     revision: Option<String>,
 ) -> Result<CertEntry, ApplyError> {
     let thumb = store.write_cert(&p.cert_der)?;
+    store.write_client_key(&thumb, &p.key)?;
     store.stage_bundle(&client.key, &p.bundle)?;
     Ok(CertEntry {
         key: client.key.clone(),
@@ -580,6 +719,9 @@ fn write_issued(
         retire_after: None,
         revision,
         permissions: client.permissions.clone(),
+        pfx: spec.pfx,
+        bundle_password: Some(p.bundle_password),
+        subject: None,
     })
 }
 

@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use crate::model::{
     check_client_key, check_database_name, Access, Clearance, KeySpec, PfxProfile, RenewBefore,
-    Span,
+    Span, BACKDATING,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -47,8 +47,10 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Store")]
 pub struct RawStore {
-    /// Store directory, relative to this file's folder (default "store").
-    pub path: Option<String>,
+    /// Store directory, relative to this file's folder (default "store"). Never this file's own
+    /// folder or one above it.
+    #[schemars(with = "Option<String>")]
+    pub path: Option<Spanned<String>>,
     /// Delete registered certificates that are no longer declared (default false).
     #[serde(default)]
     pub prune: bool,
@@ -98,7 +100,8 @@ pub struct RawServer {
     #[schemars(with = "Option<Vec<RawCertFile>>")]
     pub certificates: Option<Spanned<Vec<RawCertFile>>>,
     /// Where `apply` keeps the exported server certificate(s), relative to this file's folder.
-    pub export: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub export: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -184,6 +187,22 @@ impl fmt::Display for SecretRef {
 impl SecretRef {
     /// Reads the secret. A trailing newline in a password file is not part of the password.
     pub fn read(&self) -> Result<Secret, String> {
+        let secret = self.read_raw()?;
+        if secret.0.is_empty() {
+            return Err(match self {
+                SecretRef::Env(name) => format!(
+                    "environment variable {name} is empty; an empty password protects nothing — set a password, or remove `password_env` for a file without one"
+                ),
+                SecretRef::File(path) => format!(
+                    "password file {} is empty; an empty password protects nothing — write a password into it, or remove `password_file` for a file without one",
+                    path.display()
+                ),
+            });
+        }
+        Ok(secret)
+    }
+
+    fn read_raw(&self) -> Result<Secret, String> {
         match self {
             SecretRef::Env(name) => match std::env::var(name) {
                 Ok(v) => Ok(Secret(v)),
@@ -486,7 +505,13 @@ pub fn parse(file: &Path, source: &str, base: &Path) -> Result<Desired, Vec<Conf
             let message = if message.starts_with("unknown field") {
                 format!("{message}; unknown keys are refused so that a typo is never ignored")
             } else if message == "missing field `version`" {
-                "missing field `version`: certs.toml must start with `version = 1`".to_string()
+                // serde reports it at the end of the document: no line to point at.
+                ck.error_at(
+                    Some(&(0..0)),
+                    "version",
+                    "missing field `version`: certs.toml must start with `version = 1`".into(),
+                );
+                return Err(ck.errors);
             } else {
                 message
             };
@@ -548,6 +573,9 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
 
     let store = {
         let s = raw.store.as_ref();
+        if let Some(m) = s.and_then(|s| s.max_deletions.as_ref()) {
+            ck.mark("store.max_deletions".into(), &m.span());
+        }
         let max_deletions = match s.and_then(|s| s.max_deletions.as_ref()) {
             None => 5,
             Some(m) => match u32::try_from(*m.get_ref()) {
@@ -562,8 +590,15 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
                 }
             },
         };
+        let path = s.and_then(|s| s.path.as_ref());
+        if let Some(p) = path {
+            ck.mark("store.path".into(), &p.span());
+            if let Err(e) = check_store_path(p.get_ref()) {
+                ck.error_at(Some(&p.span()), "store.path", e);
+            }
+        }
         StoreSettings {
-            path: base.join(s.and_then(|s| s.path.as_deref()).unwrap_or("store")),
+            path: base.join(path.map_or("store", |p| p.get_ref().as_str())),
             prune: s.is_some_and(|s| s.prune),
             max_deletions,
         }
@@ -591,10 +626,27 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
     )
     .unwrap_or(Span::days(0));
 
+    let default_renew_span = defaults
+        .and_then(|d| d.renew_before.as_ref())
+        .map(|r| r.span());
+    let default_validity_span = defaults.and_then(|d| d.validity.as_ref()).map(|v| v.span());
+    if let Some(e) = always_due(default_renew, default_validity) {
+        let (span, key) = match (&default_renew_span, &default_validity_span) {
+            (Some(s), _) => (s.clone(), "defaults.renew_before"),
+            (None, Some(s)) => (s.clone(), "defaults.validity"),
+            (None, None) => (0..0, "defaults"),
+        };
+        ck.error_at(
+            Some(&span),
+            key,
+            format!("{e} (for every client that sets neither)"),
+        );
+    }
+
     let server = raw
         .server
         .as_ref()
-        .and_then(|s| validate_server(ck, s, base, default_renew));
+        .and_then(|s| validate_server(ck, s, base, default_renew, default_renew_span.clone()));
 
     let mut clients = BTreeMap::new();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
@@ -715,17 +767,18 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
             let renew_before =
                 renew_field(ck, c.renew_before.as_ref(), &format!("{at}.renew_before"))
                     .unwrap_or(default_renew);
-            check_renew_window(
-                ck,
-                renew_before,
-                validity,
-                c.renew_before
-                    .as_ref()
-                    .or(c.validity.as_ref())
-                    .map(|s| s.span())
-                    .unwrap_or(cspan.clone()),
-                &at,
-            );
+            // The defaults are checked once, below; a client that overrides either is
+            // checked here, at the key it sets.
+            let place = match (&c.renew_before, &c.validity) {
+                (Some(r), _) => Some((r.span(), format!("{at}.renew_before"))),
+                (None, Some(v)) => Some((v.span(), format!("{at}.validity"))),
+                (None, None) => None,
+            };
+            if let Some((span, key)) = place {
+                if let Some(e) = always_due(renew_before, validity) {
+                    ck.error_at(Some(&span), key, e);
+                }
+            }
             ClientSource::Generate(GenerateSpec {
                 key: c.key.as_ref().map_or(default_key, |k| *k.get_ref()),
                 validity,
@@ -735,7 +788,8 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
             })
         };
 
-        if matches!(source, ClientSource::Generate(_)) && server.is_none() {
+        // An invalid [server] has its own errors; this one is for a config without it.
+        if matches!(source, ClientSource::Generate(_)) && raw.server.is_none() {
             ck.error_at(
                 Some(&cspan),
                 at.clone(),
@@ -778,10 +832,14 @@ fn validate_server(
     s: &Spanned<RawServer>,
     base: &Path,
     renew_before: RenewBefore,
+    renew_span: Option<Range<usize>>,
 ) -> Option<ServerDesired> {
     let span = s.span();
     let s = s.get_ref();
-    let export = s.export.as_ref().map(|e| base.join(e));
+    if let Some(e) = &s.export {
+        ck.mark("server.export".into(), &e.span());
+    }
+    let export = s.export.as_ref().map(|e| base.join(e.get_ref()));
     match (s.generate, &s.certificates) {
         (true, Some(c)) => {
             ck.error_at(
@@ -902,14 +960,17 @@ fn validate_server(
             };
             let validity =
                 span_field(ck, s.validity.as_ref(), "server.validity").unwrap_or(Span::days(365));
-            if let RenewBefore::Span(r) = renew_before {
-                if r >= validity {
-                    ck.error_at(
-                        Some(&s.validity.as_ref().map_or(span.clone(), |v| v.span())),
-                        "server.validity",
-                        format!("validity {validity} is not longer than renew_before {r} (from [defaults]): the server certificate would be re-issued on every run; lengthen validity or shorten [defaults].renew_before"),
-                    );
-                }
+            if let Some(e) = always_due(renew_before, validity) {
+                let (span, key) = match (&s.validity, &renew_span) {
+                    (Some(v), _) => (v.span(), "server.validity"),
+                    (None, Some(r)) => (r.clone(), "defaults.renew_before"),
+                    (None, None) => (span.clone(), "server"),
+                };
+                ck.error_at(
+                    Some(&span),
+                    key,
+                    format!("{e} (the server certificate follows [defaults].renew_before)"),
+                );
             }
             Some(ServerDesired {
                 source: ServerSource::Generate {
@@ -923,6 +984,37 @@ fn validate_server(
             })
         }
     }
+}
+
+/// The store must be a folder of its own: never certs.toml's folder or one above it (its
+/// `.gitignore` of `*` would hide certs.toml itself from git, and apply would sweep its files).
+/// Absolute paths and `--store` are checked against the file system in ops.
+fn check_store_path(path: &str) -> Result<(), String> {
+    use std::path::Component;
+    if path.trim().is_empty() {
+        return Err("must name a folder, e.g. \"store\"".into());
+    }
+    let p = Path::new(path);
+    if p.is_absolute() {
+        return Ok(());
+    }
+    let mut depth: i64 = 0;
+    let mut min_depth: i64 = 0;
+    for c in p.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::ParentDir => depth -= 1,
+            _ => {}
+        }
+        min_depth = min_depth.min(depth);
+    }
+    if depth <= 0 && depth <= min_depth {
+        return Err(format!(
+            "'{}' is the folder of certs.toml or one above it; the store must be a folder of its own (it holds private keys and a .gitignore of `*` that would hide certs.toml from git), e.g. \"store\"",
+            path.escape_debug()
+        ));
+    }
+    Ok(())
 }
 
 fn check_dns_name(name: &str) -> Result<(), String> {
@@ -942,21 +1034,23 @@ fn check_dns_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_renew_window(
-    ck: &mut Checker<'_>,
-    renew: RenewBefore,
-    validity: Span,
-    span: Range<usize>,
-    at: &str,
-) {
-    if let RenewBefore::Span(r) = renew {
-        if r >= validity {
-            ck.error_at(
-                Some(&span),
-                format!("{at}.renew_before"),
-                format!("renew_before {r} is not shorter than the validity {validity}: the certificate would be re-issued on every run; shorten renew_before or lengthen validity"),
-            );
+/// Whether a certificate with this validity would be due for renewal the moment it is issued
+/// (and so re-issued on every run): the window is measured against the real lifetime, which
+/// includes the back-dating of not-before. Returns the message when it would.
+pub fn always_due(renew: RenewBefore, validity: Span) -> Option<String> {
+    let lifetime = validity.seconds + BACKDATING.seconds;
+    match renew {
+        RenewBefore::Span(r) if r >= validity => Some(format!(
+            "renew_before {r} is not shorter than the validity {validity}: the certificate would be re-issued on every run; shorten renew_before or lengthen validity"
+        )),
+        RenewBefore::Percent(p) if i128::from(p) * i128::from(lifetime) >= 100 * i128::from(validity.seconds) => {
+            let window = Span { seconds: (i128::from(p) * i128::from(lifetime) / 100) as i64 };
+            Some(format!(
+                "renew_before {p}% of a certificate valid for {validity} is {window} (its lifetime counts the {} back-dating of not-before), not shorter than the validity itself: the certificate would be re-issued on every run; lower the share or lengthen validity",
+                BACKDATING
+            ))
         }
+        _ => None,
     }
 }
 
@@ -1196,5 +1290,27 @@ mod tests {
     fn generated_client_needs_server() {
         let e = first_error("version = 1\n[clients.a]\nclearance = \"Operator\"\n");
         assert_eq!(e.key, "clients.a");
+    }
+
+    #[test]
+    fn renew_share_is_checked_against_the_real_lifetime() {
+        let days = Span::days;
+        // 90% of 30d + 7d back-dating is 33.3d: always due.
+        assert!(always_due(RenewBefore::Percent(90), days(30)).is_some());
+        // 80% of 37d is 29.6d: shorter than 30d, so not always due.
+        assert!(always_due(RenewBefore::Percent(80), days(30)).is_none());
+        assert!(always_due(RenewBefore::Percent(33), days(365)).is_none());
+        assert!(always_due(RenewBefore::Span(days(30)), days(30)).is_some());
+        assert!(always_due(RenewBefore::Span(days(29)), days(30)).is_none());
+    }
+
+    #[test]
+    fn store_path_must_not_hold_certs_toml() {
+        for bad in [".", "", "./", "a/..", "..", "../..", "a/../.."] {
+            assert!(check_store_path(bad).is_err(), "{bad:?}");
+        }
+        for good in ["store", "../store", "./s", "a/../b", "/var/lib/ravencert"] {
+            assert!(check_store_path(good).is_ok(), "{good:?}");
+        }
     }
 }

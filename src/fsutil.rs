@@ -47,3 +47,68 @@ pub fn read_regular(path: &Path, max: u64, follow_links: bool) -> io::Result<Vec
     }
     Ok(buf)
 }
+
+/// Where a path really points, for comparing paths that may not exist yet: the longest existing
+/// prefix is resolved by the file system (links, `..`), the rest is appended lexically (`.`
+/// dropped, `..` removing the previous part). Relative paths start from the current folder.
+pub fn resolve(path: &Path) -> std::path::PathBuf {
+    use std::path::{Component, PathBuf};
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    // `cur` is canonical as far as it exists; `exists` says whether all of it does.
+    let mut cur = PathBuf::from("/");
+    let mut exists = true;
+    for c in absolute.components() {
+        match c {
+            Component::Normal(n) => {
+                let next = cur.join(n);
+                if exists {
+                    match std::fs::canonicalize(&next) {
+                        Ok(real) => cur = real,
+                        Err(_) => {
+                            cur = next;
+                            exists = false;
+                        }
+                    }
+                } else {
+                    cur = next;
+                }
+            }
+            Component::ParentDir => {
+                cur.pop();
+                if !exists {
+                    exists = std::fs::canonicalize(&cur).is_ok_and(|r| r == cur);
+                }
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+    use std::path::Path;
+
+    #[test]
+    fn resolve_handles_missing_parts_and_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(resolve(&dir.path().join("a/b/../c")), real.join("a/c"));
+        assert_eq!(resolve(&dir.path().join("./x/.")), real.join("x"));
+        std::fs::create_dir(dir.path().join("target")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("target"), dir.path().join("link")).unwrap();
+        assert_eq!(
+            resolve(&dir.path().join("link/new")),
+            real.join("target/new")
+        );
+        assert_eq!(
+            resolve(Path::new("/no-such-dir-xyz/a/../b")),
+            Path::new("/no-such-dir-xyz/b")
+        );
+    }
+}

@@ -55,6 +55,20 @@ fn locate(file: &Path) -> Result<(Repository, PathBuf)> {
     Ok((repo, rel))
 }
 
+/// Whether `file` exists at the revision (a pull request that adds certs.toml has none at its
+/// base). An unknown revision is an error.
+pub fn exists_at(file: &Path, rev: &str) -> Result<bool> {
+    let (repo, rel) = locate(file)?;
+    let obj = repo
+        .revparse_single(rev)
+        .map_err(|_| msg(format!("revision '{rev}' is not known to the repository")))?;
+    let tree = obj
+        .peel_to_commit()
+        .map_err(|_| msg(format!("revision '{rev}' is not a commit")))?
+        .tree()?;
+    Ok(tree.get_path(&rel).is_ok())
+}
+
 /// The bytes of a file at a revision (`HEAD~1`, `main`, a commit id).
 fn blob_at(repo: &Repository, rev: &str, rel: &Path) -> Result<Vec<u8>> {
     let obj = repo

@@ -144,6 +144,12 @@ fn run(cli: Cli) -> ops::Result<Output> {
 /// The clock. Debug builds (the ones `cargo test` runs) honour RAVENCERT_TEST_NOW (RFC 3339) so
 /// that tests can walk a certificate through its life; release builds never read it.
 fn now() -> time::OffsetDateTime {
+    // Whole seconds, as X.509 and the registry keep times.
+    let t = clock();
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+fn clock() -> time::OffsetDateTime {
     #[cfg(debug_assertions)]
     if let Ok(t) = std::env::var("RAVENCERT_TEST_NOW") {
         if let Ok(t) =

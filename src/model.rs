@@ -143,13 +143,23 @@ impl fmt::Display for KeySpec {
 }
 
 /// How an issued .pfx is encrypted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PfxProfile {
     /// PBES2 / PBKDF2 / AES-256-CBC with a SHA-256 MAC (OpenSSL 3's default).
+    #[default]
     Modern,
     /// 3DES with a SHA-1 MAC, for old Windows and .NET Framework clients.
     Legacy,
+}
+
+impl fmt::Display for PfxProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PfxProfile::Modern => "modern",
+            PfxProfile::Legacy => "legacy",
+        })
+    }
 }
 
 /// Where a certificate registered in the store came from.
@@ -168,6 +178,9 @@ impl Source {
         }
     }
 }
+
+/// Generated certificates start this long before they are issued, as RavenDB's do (clock skew).
+pub const BACKDATING: Span = Span::days(7);
 
 /// A span of time as certs.toml writes it: `90d`, `2w`, `6m` (30 days), `5y` (365 days), `12h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -325,6 +338,11 @@ pub fn check_client_key(key: &str) -> Result<(), String> {
             key.escape_debug()
         ));
     }
+    if key == crate::plan::SERVER_KEY {
+        return Err(format!(
+            "client key '{key}' is reserved: `--replace {key}` names the server certificate, so a client cannot be called that; choose another key (e.g. '{key}-client')"
+        ));
+    }
     Ok(())
 }
 
@@ -396,6 +414,7 @@ mod tests {
             "a/b",
             "Upper",
             "a b",
+            "server",
             &"x".repeat(65),
         ] {
             assert!(check_client_key(bad).is_err(), "{bad}");

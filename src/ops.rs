@@ -1,7 +1,7 @@
 //! One function per command: load what it needs, call the core, render. The CLI and the tests
 //! call these; they return what to print and the exit code.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -150,6 +150,7 @@ impl Context {
         if let Some(s) = &self.store_override {
             desired.store.path = s.clone();
         }
+        check_store_location(&desired, &base, self.store_override.is_some())?;
         if let (Some(export_base), Some(server)) = (&self.export_base, desired.server.as_mut()) {
             if let Some(rel) = server
                 .export
@@ -189,6 +190,31 @@ impl Context {
     }
 }
 
+/// The store is a folder of its own: never certs.toml's folder or one above it (its `.gitignore`
+/// of `*` would hide certs.toml from git, and `/` would make every file a store file).
+fn check_store_location(desired: &Desired, base: &Path, overridden: bool) -> Result<()> {
+    let store = crate::fsutil::resolve(&desired.store.path);
+    let config_dir = crate::fsutil::resolve(base);
+    if !config_dir.starts_with(&store) {
+        return Ok(());
+    }
+    let message = format!(
+        "{} is {}; the store must be a folder of its own (it holds private keys, and its .gitignore of `*` would hide certs.toml from git) — name another folder, e.g. {}",
+        desired.store.path.display(),
+        if store == config_dir {
+            "the folder of certs.toml".to_string()
+        } else {
+            format!("a folder above certs.toml ({})", store.display())
+        },
+        base.join("store").display()
+    );
+    Err(if overridden {
+        Failure(format!("--store: {message}"))
+    } else {
+        config_errors(vec![desired.error_at("store.path".into(), message)])
+    })
+}
+
 /// The export is written where certs.toml says, so that path must not be something else: not
 /// inside the store, not certs.toml or a file it names, not a link, and, when a file is
 /// already there, one that is a certificate export (never /etc/passwd or a private key).
@@ -200,18 +226,9 @@ fn check_export_path(desired: &Desired) -> std::result::Result<(), String> {
 }
 
 fn check_export_target(desired: &Desired, path: &Path) -> std::result::Result<(), String> {
-    let canonical = |p: &Path| -> PathBuf {
-        let parent = p
-            .parent()
-            .filter(|x| !x.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::canonicalize(parent)
-            .unwrap_or_else(|_| parent.to_path_buf())
-            .join(p.file_name().unwrap_or_default())
-    };
-    let target = canonical(path);
-    let store = std::fs::canonicalize(&desired.store.path)
-        .unwrap_or_else(|_| canonical(&desired.store.path));
+    // Compared where they really point, whether or not they exist yet (the first apply).
+    let target = crate::fsutil::resolve(path);
+    let store = crate::fsutil::resolve(&desired.store.path);
     if target.starts_with(&store) {
         return Err(format!(
             "{} is inside the store {}; the export is meant to be shared, so write it elsewhere (e.g. exports/cluster.pfx)",
@@ -219,9 +236,24 @@ fn check_export_target(desired: &Desired, path: &Path) -> std::result::Result<()
             desired.store.path.display()
         ));
     }
+    // Its folder is created on apply: whatever part of it exists must be a folder.
+    let mut ancestor = path.parent();
+    while let Some(dir) = ancestor.filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(m) = std::fs::metadata(dir) {
+            if !m.is_dir() {
+                return Err(format!(
+                    "{} cannot be written: {} is a file, not a folder — remove it or choose another export path",
+                    path.display(),
+                    dir.display()
+                ));
+            }
+            break;
+        }
+        ancestor = dir.parent();
+    }
     let mut others = desired.referenced_files();
     others.push(desired.config_path.clone());
-    if others.iter().any(|f| canonical(f) == target) {
+    if others.iter().any(|f| crate::fsutil::resolve(f) == target) {
         return Err(format!(
             "{} is a file certs.toml uses as input; the export would overwrite it — choose another path",
             path.display()
@@ -273,6 +305,8 @@ pub fn init(ctx: &Context) -> Result<Output> {
 
 pub fn validate(ctx: &Context) -> Result<Output> {
     let desired = ctx.desired_checked()?;
+    // Every check of the plan that needs no store, so that validate and plan agree.
+    plan::check_declared(&desired, ctx.now).map_err(|e| plan_failure(&desired, e))?;
     let mut out = format!(
         "{} is valid: {} client certificate{}, store {}.\n",
         ctx.config.display(),
@@ -302,32 +336,100 @@ fn options(replace: &[String], allow_delete_all: bool) -> PlanOptions {
     PlanOptions {
         replace: replace.iter().cloned().collect::<BTreeSet<_>>(),
         allow_delete_all,
+        bundle_passwords: None,
     }
 }
 
-fn compute(ctx: &Context, desired: &Desired, opts: &PlanOptions) -> Result<(Store, Actual, Plan)> {
+/// The options with the fingerprints of the declared bundle passwords under this store's key,
+/// so that the planner sees a changed password without ever holding one.
+fn with_passwords(opts: &PlanOptions, desired: &Desired, store: &Store) -> Result<PlanOptions> {
+    let key = store.password_key()?;
+    let mut map = BTreeMap::new();
+    for c in desired.clients.values() {
+        let ClientSource::Generate(g) = &c.source else {
+            continue;
+        };
+        let fingerprint = match (&g.password, &key) {
+            (None, _) => plan::NO_PASSWORD.to_string(),
+            // No key yet: whatever was recorded cannot match, so the bundle is made again.
+            (Some(_), None) => "hmac-sha256:(no store key)".to_string(),
+            (Some(r), Some(k)) => {
+                let secret = r.read().map_err(|e| {
+                    config_errors(vec![desired.error_at(format!("clients.{}", c.key), e)])
+                })?;
+                crate::pki::password_fingerprint(k, &c.key, Some(secret.expose()))?
+            }
+        };
+        map.insert(c.key.clone(), fingerprint);
+    }
+    Ok(PlanOptions {
+        bundle_passwords: Some(map),
+        ..opts.clone()
+    })
+}
+
+/// Loads the store and plans. `secrets`: the declared passwords are at hand (not for a plan of
+/// another revision), so a changed bundle password is planned too.
+fn compute(
+    ctx: &Context,
+    desired: &Desired,
+    opts: &PlanOptions,
+    secrets: bool,
+) -> Result<(Store, Actual, Plan)> {
     let store = Store::new(&desired.store.path);
     let actual = store.load(export_path(desired))?;
-    let plan = plan::plan(desired, &actual, ctx.now, opts)?;
+    let opts = if secrets {
+        with_passwords(opts, desired, &store)?
+    } else {
+        opts.clone()
+    };
+    let plan =
+        plan::plan(desired, &actual, ctx.now, &opts).map_err(|e| plan_failure(desired, e))?;
     Ok((store, actual, plan))
+}
+
+/// A refused plan, placed at the certs.toml key it concerns when there is one.
+fn plan_failure(desired: &Desired, e: plan::PlanError) -> Failure {
+    let key = match &e {
+        plan::PlanError::Refused { key, .. } => key.clone(),
+        plan::PlanError::TooManyDeletions { .. } => "store.max_deletions".to_string(),
+        _ => String::new(),
+    };
+    if key.is_empty() {
+        return Failure(e.to_string());
+    }
+    let message = match e {
+        plan::PlanError::Refused { message, .. } => format!("refused: {message}"),
+        other => other.to_string(),
+    };
+    config_errors(vec![desired.error_at(key, message)])
 }
 
 /// The store as it would be had `base` been applied: for `plan --base`, which needs no store.
 fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
     use crate::model::Source as Origin;
     use crate::store::{CertEntry, Registry, ServerEntry};
-    let far = now + time::Duration::days(100 * 365);
+    // Thumbprints and dates of a store nobody reads here are not known: placeholders that are
+    // never shown (the plan gives null, the diff "(known after apply)"). The dates follow the
+    // declared validity so that no re-issue is planned from them.
+    let issued = now - time::Duration::seconds(crate::model::BACKDATING.seconds);
     let assumed = "(as registered)".to_string();
     let mut reg = Registry::new();
     if let Some(server) = &base.server {
         match &server.source {
-            config::ServerSource::Generate { name, dns, key, .. } => reg.server.push(ServerEntry {
+            config::ServerSource::Generate {
+                name,
+                dns,
+                key,
+                validity,
+                ..
+            } => reg.server.push(ServerEntry {
                 name: name.clone(),
                 thumbprint: assumed.clone(),
                 public_key_pinning_hash: assumed.clone(),
                 dns: dns.clone(),
-                not_before: now,
-                not_after: far,
+                not_before: issued,
+                not_after: now + validity.as_duration(),
                 source: Origin::Generated,
                 key_type: Some(*key),
                 revision: None,
@@ -345,8 +447,8 @@ fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
                 thumbprint: format!("{assumed} {}", c.key),
                 public_key_pinning_hash: assumed.clone(),
                 clearance: c.clearance,
-                not_before: now,
-                not_after: far,
+                not_before: issued,
+                not_after: now + g.validity.as_duration(),
                 source: Origin::Generated,
                 key_type: Some(g.key),
                 collection_primary: None,
@@ -354,6 +456,9 @@ fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
                 retire_after: None,
                 revision: None,
                 permissions: c.permissions.clone(),
+                pfx: g.pfx,
+                bundle_password: None,
+                subject: None,
             }),
             ClientSource::Upload(_) => reg.certificates.extend(apply::upload_entries(
                 c,
@@ -386,19 +491,27 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
             // Review mode: what changes between certs.toml at BASE and the working tree's,
             // with the store assumed to match BASE. No store is read, nothing is issued.
             let desired = ctx.load(&Source::WorkTree, false)?;
-            let base = ctx.load(&Source::Rev(base_rev.clone()), false)?;
-            let actual = assumed_store(&base, ctx.now);
+            // No certs.toml at BASE (the pull request that adds it): nothing is registered.
+            let actual = if git::exists_at(&ctx.config, base_rev)? {
+                let base = ctx.load(&Source::Rev(base_rev.clone()), false)?;
+                assumed_store(&base, ctx.now)
+            } else {
+                Actual {
+                    registry: crate::store::Registry::new(),
+                    ..Actual::default()
+                }
+            };
             let plan = plan::plan(&desired, &actual, ctx.now, &opts)?;
             (desired, actual, plan)
         }
         (None, Some(rev)) => {
             let desired = ctx.load(&Source::Rev(rev.clone()), false)?;
-            let (_, actual, plan) = compute(ctx, &desired, &opts)?;
+            let (_, actual, plan) = compute(ctx, &desired, &opts, false)?;
             (desired, actual, plan)
         }
         (None, None) => {
             let desired = ctx.desired_checked()?;
-            let (_, actual, plan) = compute(ctx, &desired, &opts)?;
+            let (_, actual, plan) = compute(ctx, &desired, &opts, true)?;
             (desired, actual, plan)
         }
     };
@@ -511,7 +624,7 @@ pub fn revision_of(config: &Path, desired: &Desired) -> Option<String> {
 
 /// The plan for `desired` against its store, changing nothing.
 pub fn plan_for(ctx: &Context, desired: &Desired, opts: &PlanOptions) -> Result<Plan> {
-    Ok(compute(ctx, desired, opts)?.2)
+    Ok(compute(ctx, desired, opts, true)?.2)
 }
 
 /// Lock, load, plan and apply: the one path every apply takes (CLI and watch).
@@ -526,7 +639,9 @@ pub fn converge(
     let store = Store::new(&desired.store.path);
     let _lock = store.lock(lock_timeout)?;
     let actual = store.load(export_path(desired))?;
-    let plan = plan::plan(desired, &actual, ctx.now, opts)?;
+    let opts = with_passwords(opts, desired, &store)?;
+    let plan =
+        plan::plan(desired, &actual, ctx.now, &opts).map_err(|e| plan_failure(desired, e))?;
     check(&actual, &plan)?;
     let outcome = apply::apply(desired, &store, &actual, &plan, ctx.now, revision)
         .map_err(|e| Failure(format!("apply failed: {e}")))?;
@@ -545,7 +660,7 @@ pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
         None => options(&req.replace, req.allow_delete_all),
     };
     // A first look without the lock, to show the plan and ask.
-    let (_store, preview_actual, preview) = compute(ctx, &desired, &opts)?;
+    let (_store, preview_actual, preview) = compute(ctx, &desired, &opts, true)?;
     if let Some(s) = &saved {
         s.check(&desired, &preview_actual, &preview)?;
     }

@@ -77,6 +77,14 @@ impl PrivateKey {
         }
     }
 
+    /// Reads a PEM private key encrypted with `password`.
+    pub fn from_pem_with(pem: &[u8], password: &str) -> Result<PrivateKey> {
+        Ok(PrivateKey(PKey::private_key_from_pem_passphrase(
+            pem,
+            password.as_bytes(),
+        )?))
+    }
+
     pub fn from_pem(pem: &[u8]) -> Result<PrivateKey> {
         Ok(PrivateKey(PKey::private_key_from_pem(pem)?))
     }
@@ -165,6 +173,29 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         Ok(d) => d.iter().map(|b| format!("{b:02x}")).collect(),
         Err(_) => String::new(),
     }
+}
+
+/// What the registry records about a bundle's password: `none`, or HMAC-SHA256 of the client
+/// key and the password under the store's own random key. It tells a changed password from the
+/// same one, and cannot be turned back into the password without that key (which stays in the
+/// store beside the bundles the password protects).
+pub fn password_fingerprint(
+    store_key: &[u8],
+    client: &str,
+    password: Option<&str>,
+) -> Result<String> {
+    let Some(password) = password else {
+        return Ok(crate::plan::NO_PASSWORD.to_string());
+    };
+    let key = PKey::hmac(store_key)?;
+    let mut mac = openssl::sign::Signer::new(MessageDigest::sha256(), &key)?;
+    mac.update(client.as_bytes())?;
+    mac.update(&[0])?;
+    mac.update(password.as_bytes())?;
+    Ok(format!(
+        "hmac-sha256:{}",
+        hex_upper(&mac.sign_to_vec()?).to_ascii_lowercase()
+    ))
 }
 
 fn hex_upper(bytes: &[u8]) -> String {

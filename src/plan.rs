@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::config::{ClientDesired, ClientSource, Desired, GenerateSpec, ServerSource};
 use crate::model::Source;
-use crate::model::{Access, Clearance, RenewBefore};
+use crate::model::{Access, Clearance, RenewBefore, Span, BACKDATING};
 use crate::sources::Uploaded;
 use crate::store::{Actual, CertEntry};
 use std::path::Path;
@@ -127,7 +127,13 @@ pub struct PlanOptions {
     /// `--replace KEY`: re-issue these even when nothing else asks for it.
     pub replace: BTreeSet<String>,
     pub allow_delete_all: bool,
+    /// Per generated client, the fingerprint of its declared bundle password under the store's
+    /// key ([`NO_PASSWORD`] without one); None when the secrets are not read (a review plan).
+    pub bundle_passwords: Option<BTreeMap<String, String>>,
 }
+
+/// What the registry records for a bundle without a password.
+pub const NO_PASSWORD: &str = "none";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
@@ -141,8 +147,9 @@ pub enum PlanError {
     DeletesAll { keys: String },
     #[error("--replace {0}: no client or server in certs.toml has that key")]
     UnknownReplace(String),
-    #[error("refused: {0}")]
-    Refused(String),
+    /// A declared value the plan cannot carry out; `key` is the certs.toml key it concerns.
+    #[error("refused: {}{message}", if key.is_empty() { String::new() } else { format!("{key}: ") })]
+    Refused { key: String, message: String },
 }
 
 /// The key the server certificate answers to in `--replace`.
@@ -173,7 +180,7 @@ pub fn plan(
             name,
             dns,
             key,
-            validity: _,
+            validity,
             renew_before,
         } = &server.source
         {
@@ -215,6 +222,13 @@ pub fn plan(
                             reasons.push(format!("key {k} -> {key} forces replacement"));
                         }
                     }
+                    if current.source == Source::Generated {
+                        reasons.extend(validity_change(
+                            current.not_before,
+                            current.not_after,
+                            *validity,
+                        ));
+                    }
                     if let Some(r) =
                         renewal_reason(current.not_before, current.not_after, *renew_before, now)
                     {
@@ -247,6 +261,7 @@ pub fn plan(
     }
 
     // Clients declared in certs.toml.
+    check_declared(desired, now)?;
     check_uploads(desired, actual)?;
     // The certificate in use per client key, looked up once (a registry can hold thousands).
     let active: BTreeMap<&str, &CertEntry> = reg
@@ -279,9 +294,11 @@ pub fn plan(
 
     // Old certificates whose rotation overlap has ended: ravencert's own rotation, so they go
     // whatever prune says.
+    let mut retired = Vec::new();
     for c in &reg.certificates {
         if let Some(retire) = c.retire_after {
             if retire <= now && c.collection_primary.is_none() {
+                retired.push(format!("{} (rotation overlap ended)", c.key));
                 plan.changes
                     .push(delete_change(c, "rotation overlap ended".into(), reg));
             }
@@ -307,18 +324,20 @@ pub fn plan(
         } else {
             plan.warnings.push(format!(
                 "client '{}' ({}, {}) is registered but not declared in certs.toml; it is kept because prune = false",
-                c.key, c.name, c.thumbprint
+                c.key, c.name, shown(&c.thumbprint)
             ));
         }
     }
 
-    // Guards against a wrong config or store wiping access.
+    // Guards against a wrong config or store wiping access. Every delete counts, the end of a
+    // rotation overlap too.
     let max = desired.store.max_deletions;
-    if max > 0 && pruned.len() > max as usize {
+    let deletes: Vec<String> = retired.into_iter().chain(pruned.iter().cloned()).collect();
+    if max > 0 && deletes.len() > max as usize {
         return Err(PlanError::TooManyDeletions {
-            count: pruned.len(),
+            count: deletes.len(),
             max,
-            keys: pruned.join(", "),
+            keys: deletes.join(", "),
         });
     }
     let registered: BTreeSet<&str> = reg
@@ -391,21 +410,42 @@ fn renewal_reason(
     None
 }
 
+/// A registered certificate's thumbprint and expiry, when they are known: a review plan's
+/// assumed store (`plan --base`) has placeholders there, shown as null, never as values.
+fn known(thumbprint: &str, not_after: OffsetDateTime) -> (Option<String>, Option<OffsetDateTime>) {
+    if crate::store::is_thumbprint(thumbprint) {
+        (Some(thumbprint.to_string()), Some(not_after))
+    } else {
+        (None, None)
+    }
+}
+
+/// A thumbprint for a message: the placeholder of a review plan is not shown as one.
+fn shown(thumbprint: &str) -> &str {
+    if crate::store::is_thumbprint(thumbprint) {
+        thumbprint
+    } else {
+        "thumbprint known after apply"
+    }
+}
+
 fn entry_fields(e: &CertEntry) -> Fields {
+    let (thumbprint, not_after) = known(&e.thumbprint, e.not_after);
     Fields {
-        thumbprint: Some(e.thumbprint.clone()),
+        thumbprint,
         name: Some(e.name.clone()),
         clearance: Some(e.clearance),
         permissions: Some(e.permissions.clone()),
-        not_after: Some(e.not_after),
+        not_after,
     }
 }
 
 fn server_fields(e: &crate::store::ServerEntry) -> Fields {
+    let (thumbprint, not_after) = known(&e.thumbprint, e.not_after);
     Fields {
-        thumbprint: Some(e.thumbprint.clone()),
+        thumbprint,
         name: Some(e.name.clone()),
-        not_after: Some(e.not_after),
+        not_after,
         ..Fields::default()
     }
 }
@@ -543,6 +583,13 @@ fn plan_generated(
             reasons.push(format!("key {k} -> {} forces replacement", spec.key));
         }
     }
+    if current.source == Source::Generated {
+        reasons.extend(validity_change(
+            current.not_before,
+            current.not_after,
+            spec.validity,
+        ));
+    }
     if let Some(r) = renewal_reason(
         current.not_before,
         current.not_after,
@@ -559,9 +606,20 @@ fn plan_generated(
         reasons
             .push("public certificate file lost (the old one is not kept for an overlap)".into());
     }
-    let restore = (lost && actual.recoverable.contains(&current.thumbprint)).then(|| {
-        "certificate file removed outside ravencert: restored from the issued bundle".to_string()
-    });
+    let mut notes: Vec<String> = (lost && actual.recoverable.contains(&current.thumbprint))
+        .then(|| {
+            "certificate file removed outside ravencert: restored from the issued bundle"
+                .to_string()
+        })
+        .into_iter()
+        .collect();
+    if current.source == Source::Generated {
+        let password = opts
+            .bundle_passwords
+            .as_ref()
+            .map(|m| m.get(&client.key).map_or(NO_PASSWORD, String::as_str));
+        notes.extend(bundle_reasons(current, spec, password));
+    }
     if !reasons.is_empty() && client.protect && !explicit {
         warnings.push(format!(
             "client '{}' is protected: not re-issued although {}; run with --replace {} to re-issue it",
@@ -593,10 +651,50 @@ fn plan_generated(
         escalation,
         after,
         thumbprints,
-        restore,
+        notes,
     )
 }
 
+/// A generated certificate's validity as issued: its lifetime less the back-dating.
+/// The change, when certs.toml now declares another (a minute's slack for rounding).
+fn validity_change(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    want: Span,
+) -> Option<String> {
+    let issued = (not_after - not_before).whole_seconds() - BACKDATING.seconds;
+    ((issued - want.seconds).abs() > 60)
+        .then(|| format!("validity {} -> {want}", Span { seconds: issued }))
+}
+
+/// Why an issued bundle must be packaged again around the same certificate: its .pfx profile
+/// or its password is not the declared one. `password` is the declared password's fingerprint
+/// under the store's key ([`NO_PASSWORD`] without one), None when it is not known.
+pub fn bundle_reasons(
+    entry: &CertEntry,
+    spec: &GenerateSpec,
+    password: Option<&str>,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if entry.pfx != spec.pfx {
+        reasons.push(format!("bundle: pfx {} -> {}", entry.pfx, spec.pfx));
+    }
+    if let Some(want) = password {
+        let why = match entry.bundle_password.as_deref() {
+            Some(have) if have == want => None,
+            // Written before ravencert recorded it: only a declared password needs a new bundle.
+            None if want == NO_PASSWORD => None,
+            Some(NO_PASSWORD) => Some("bundle: password added"),
+            _ if want == NO_PASSWORD => Some("bundle: password removed"),
+            _ => Some("bundle: password changed"),
+        };
+        reasons.extend(why.map(String::from));
+    }
+    reasons
+}
+
+/// An edit in place (same thumbprint): fields changed in certs.toml, and `notes` on what else
+/// the apply does to it (a file restored, its bundle packaged again). None when nothing is due.
 fn update_change(
     client: &ClientDesired,
     current: &CertEntry,
@@ -604,52 +702,38 @@ fn update_change(
     escalation: bool,
     after: Fields,
     thumbprints: Vec<String>,
-    restore: Option<String>,
+    notes: Vec<String>,
 ) -> Option<Change> {
-    if fields.is_empty() {
-        return restore.map(|reason| Change {
-            action: Action::Update,
-            target: Target::Client,
-            key: client.key.clone(),
-            reason,
-            escalation: false,
-            before: Some(entry_fields(current)),
-            after: Some(Fields {
-                thumbprint: Some(current.thumbprint.clone()),
-                ..after
-            }),
-            fields,
-            thumbprints,
-        });
+    if fields.is_empty() && notes.is_empty() {
+        return None;
     }
-    let what: Vec<&str> = {
-        let mut w = Vec::new();
-        if fields.iter().any(|f| f.field == "name") {
-            w.push("name");
-        }
-        if fields.iter().any(|f| f.field == "clearance") {
-            w.push("clearance");
-        }
-        if fields
-            .iter()
-            .any(|f| f.field != "name" && f.field != "clearance")
-        {
-            w.push("permissions");
-        }
-        w
-    };
+    let mut what = Vec::new();
+    if fields.iter().any(|f| f.field == "name") {
+        what.push("name");
+    }
+    if fields.iter().any(|f| f.field == "clearance") {
+        what.push("clearance");
+    }
+    if fields
+        .iter()
+        .any(|f| f.field != "name" && f.field != "clearance")
+    {
+        what.push("permissions");
+    }
+    let mut reasons = Vec::new();
+    if !what.is_empty() {
+        reasons.push(format!("{} changed in certs.toml", what.join(", ")));
+    }
+    reasons.extend(notes);
     Some(Change {
         action: Action::Update,
         target: Target::Client,
         key: client.key.clone(),
-        reason: match restore {
-            Some(r) => format!("{} changed in certs.toml; {r}", what.join(", ")),
-            None => format!("{} changed in certs.toml", what.join(", ")),
-        },
-        escalation,
+        reason: reasons.join("; "),
+        escalation: escalation && !fields.is_empty(),
         before: Some(entry_fields(current)),
         after: Some(Fields {
-            thumbprint: Some(current.thumbprint.clone()),
+            thumbprint: known(&current.thumbprint, current.not_after).0,
             ..after
         }),
         fields,
@@ -685,6 +769,32 @@ fn collection(current: &CertEntry) -> Vec<String> {
     t
 }
 
+/// Who holds an uploaded certificate (or collection): subject and thumbprint of each.
+fn uploaded_holders(certs: &[Uploaded]) -> String {
+    certs
+        .iter()
+        .map(|c| format!("{} {}", c.info.subject, c.info.thumbprint))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The same for registered certificates (their subject as recorded when uploaded).
+fn registered_holders(reg: &crate::store::Registry, thumbprints: &[String]) -> String {
+    thumbprints
+        .iter()
+        .map(|t| {
+            let subject = reg
+                .certificates
+                .iter()
+                .find(|e| &e.thumbprint == t)
+                .and_then(|e| e.subject.as_deref())
+                .unwrap_or("(subject not recorded)");
+            format!("{subject} {}", shown(t))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn short(t: &str) -> &str {
     &t[..t.len().min(12)]
 }
@@ -693,48 +803,80 @@ fn list(ts: &[String]) -> String {
     ts.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
 }
 
-/// Refusals that concern uploads as a whole: the server's own certificate uploaded as a client,
-/// one certificate declared by two clients, or one registered under a key no longer declared.
-fn check_uploads(desired: &Desired, actual: &Actual) -> Result<(), PlanError> {
-    let server: Vec<&str> = if desired.files.nodes.is_empty() {
-        actual
-            .registry
-            .server
-            .iter()
-            .map(|s| s.thumbprint.as_str())
-            .collect()
-    } else {
-        desired
-            .files
-            .nodes
-            .iter()
-            .map(|n| n.info.thumbprint.as_str())
-            .collect()
-    };
+fn refused(key: impl Into<String>, message: String) -> PlanError {
+    PlanError::Refused {
+        key: key.into(),
+        message,
+    }
+}
+
+fn upload_path(desired: &Desired, key: &str) -> String {
+    match desired.clients.get(key).map(|c| &c.source) {
+        Some(ClientSource::Upload(r)) => r.path.display().to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The checks of what certs.toml declares that need no store, shared by `validate` and `plan`
+/// so that both refuse the same configs: an uploaded certificate that has expired, one
+/// certificate declared by two clients, a node's own certificate uploaded as a client.
+pub fn check_declared(desired: &Desired, now: OffsetDateTime) -> Result<(), PlanError> {
+    let nodes: BTreeSet<&str> = desired
+        .files
+        .nodes
+        .iter()
+        .map(|n| n.info.thumbprint.as_str())
+        .collect();
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     for (key, certs) in &desired.files.uploads {
-        let file = match desired.clients.get(key).map(|c| &c.source) {
-            Some(ClientSource::Upload(r)) => r.path.display().to_string(),
-            _ => String::new(),
-        };
+        let file = upload_path(desired, key);
+        refuse_expired(key, &file, certs, now)?;
         for c in certs {
             let t = c.info.thumbprint.as_str();
-            if server.contains(&t) {
-                return Err(PlanError::Refused(format!(
-                    "clients.{key}.upload: {file} holds the server's own certificate {t}; the server is trusted as a ClusterNode already — remove the client, or upload a client certificate"
-                )));
+            if nodes.contains(t) {
+                return Err(own_server_upload(key, &file, t));
             }
             if let Some(other) = seen.insert(t, key) {
-                return Err(PlanError::Refused(format!(
-                    "certificate {t} is declared by both clients.{other} and clients.{key} ({file}); RavenDB keys its registry by thumbprint, so a certificate can be registered once — keep one"
-                )));
+                return Err(refused(
+                    format!("clients.{key}.upload"),
+                    format!("certificate {t} in {file} is also declared by clients.{other}; RavenDB keys its registry by thumbprint, so a certificate can be registered once — keep one"),
+                ));
             }
-            let Some(e) = actual
-                .registry
-                .certificates
-                .iter()
-                .find(|e| e.thumbprint == t && e.key != *key)
-            else {
+        }
+    }
+    Ok(())
+}
+
+fn own_server_upload(key: &str, file: &str, t: &str) -> PlanError {
+    refused(
+        format!("clients.{key}.upload"),
+        format!("{file} holds the server's own certificate {t}; the server is trusted as a ClusterNode already — remove the client, or upload a client certificate"),
+    )
+}
+
+/// Refusals of uploads that depend on the store: the registered (generated) server certificate
+/// uploaded as a client, or a certificate registered under a key that keeps it.
+fn check_uploads(desired: &Desired, actual: &Actual) -> Result<(), PlanError> {
+    let server: BTreeSet<&str> = actual
+        .registry
+        .server
+        .iter()
+        .map(|s| s.thumbprint.as_str())
+        .collect();
+    let by_thumbprint: BTreeMap<&str, &CertEntry> = actual
+        .registry
+        .certificates
+        .iter()
+        .map(|e| (e.thumbprint.as_str(), e))
+        .collect();
+    for (key, certs) in &desired.files.uploads {
+        let file = upload_path(desired, key);
+        for c in certs {
+            let t = c.info.thumbprint.as_str();
+            if desired.files.nodes.is_empty() && server.contains(t) {
+                return Err(own_server_upload(key, &file, t));
+            }
+            let Some(e) = by_thumbprint.get(t).filter(|e| e.key != *key) else {
                 continue;
             };
             let refuse = match desired.clients.get(&e.key) {
@@ -748,15 +890,18 @@ fn check_uploads(desired: &Desired, actual: &Actual) -> Result<(), PlanError> {
                 },
             };
             if refuse {
-                return Err(PlanError::Refused(format!(
-                    "clients.{key}.upload: {file} holds certificate {t}, which is registered as client '{}'; a certificate can be registered once — {}",
-                    e.key,
-                    if desired.clients.contains_key(&e.key) {
-                        format!("remove it from clients.{key}, or remove clients.{} first", e.key)
-                    } else {
-                        format!("set prune = true to delete '{}' in the same apply, or keep the key '{}'", e.key, e.key)
-                    }
-                )));
+                return Err(refused(
+                    format!("clients.{key}.upload"),
+                    format!(
+                        "{file} holds certificate {t}, which is registered as client '{}'; a certificate can be registered once — {}",
+                        e.key,
+                        if desired.clients.contains_key(&e.key) {
+                            format!("remove it from clients.{key}, or remove clients.{} first", e.key)
+                        } else {
+                            format!("set prune = true to delete '{}' in the same apply, or keep the key '{}'", e.key, e.key)
+                        }
+                    ),
+                ));
             }
         }
     }
@@ -765,19 +910,21 @@ fn check_uploads(desired: &Desired, actual: &Actual) -> Result<(), PlanError> {
 
 fn refuse_expired(
     key: &str,
-    path: &Path,
+    file: &str,
     certs: &[Uploaded],
     now: OffsetDateTime,
 ) -> Result<(), PlanError> {
     for c in certs {
         if c.info.not_after <= now {
-            return Err(PlanError::Refused(format!(
-                "clients.{key}.upload: {} holds certificate {} ({}) that expired on {}; upload a current certificate",
-                path.display(),
-                c.info.thumbprint,
-                c.info.subject,
-                c.info.not_after.date()
-            )));
+            return Err(refused(
+                format!("clients.{key}.upload"),
+                format!(
+                    "{file} holds certificate {} ({}) that expired on {}; RavenDB would refuse it at once — put a current certificate in the file, or remove the client",
+                    c.info.thumbprint,
+                    c.info.subject,
+                    c.info.not_after.date()
+                ),
+            ));
         }
     }
     Ok(())
@@ -799,11 +946,14 @@ fn plan_upload(
         return Ok(None);
     };
     if opts.replace.contains(&client.key) {
-        return Err(PlanError::Refused(format!(
-            "--replace {}: an uploaded certificate cannot be re-issued by ravencert; put the new certificate in {}",
-            client.key,
-            path.display()
-        )));
+        return Err(refused(
+            String::new(),
+            format!(
+                "--replace {}: an uploaded certificate cannot be re-issued by ravencert; put the new certificate in {}",
+                client.key,
+                path.display()
+            ),
+        ));
     }
     let want: Vec<String> = certs.iter().map(|c| c.info.thumbprint.clone()).collect();
     let mut after = desired_fields(client);
@@ -811,7 +961,12 @@ fn plan_upload(
     after.not_after = certs.first().map(|c| c.info.not_after);
     let new_access = (client.clearance, &client.permissions);
     let Some(current) = current else {
-        refuse_expired(&client.key, path, certs, now)?;
+        let mut fields = field_changes_from_nothing(client);
+        fields.push(FieldChange {
+            field: "certificate".into(),
+            old: None,
+            new: Some(uploaded_holders(certs)),
+        });
         return Ok(Some(Change {
             action: Action::Create,
             target: Target::Client,
@@ -823,13 +978,13 @@ fn plan_upload(
             },
             escalation: widens(None, new_access),
             before: None,
-            fields: field_changes_from_nothing(client),
+            fields,
             after: Some(after),
             thumbprints: want,
         }));
     };
     let have = collection(current);
-    let fields = field_changes(current, client);
+    let mut fields = field_changes(current, client);
     let escalation = widens(Some((current.clearance, &current.permissions)), new_access);
     let same = {
         let mut a = want.clone();
@@ -852,13 +1007,20 @@ fn plan_upload(
             ));
             return Ok(None);
         }
-        refuse_expired(&client.key, path, certs, now)?;
+        // Someone new holds the access: an escalation even when the access stays the same.
+        let newcomer = want.iter().any(|t| !have.contains(t));
+        let grants = client.clearance != Clearance::ValidUser || !client.permissions.is_empty();
+        fields.push(FieldChange {
+            field: "certificate".into(),
+            old: Some(registered_holders(&actual.registry, &have)),
+            new: Some(uploaded_holders(certs)),
+        });
         return Ok(Some(Change {
             action: Action::Replace,
             target: Target::Client,
             key: client.key.clone(),
             reason,
-            escalation,
+            escalation: escalation || (newcomer && grants),
             before: Some(entry_fields(current)),
             after: Some(after),
             fields,
@@ -888,7 +1050,13 @@ fn plan_upload(
         )
     });
     Ok(update_change(
-        client, current, fields, escalation, after, have, restore,
+        client,
+        current,
+        fields,
+        escalation,
+        after,
+        have,
+        restore.into_iter().collect(),
     ))
 }
 
@@ -904,7 +1072,8 @@ fn plan_imported_server(
         return Ok(None);
     };
     if opts.replace.contains(SERVER_KEY) {
-        return Err(PlanError::Refused(
+        return Err(refused(
+            String::new(),
             "--replace server: the server certificates come from [server].certificates; put the new certificates in those files".into(),
         ));
     }
@@ -1061,6 +1230,9 @@ mod tests {
                 retire_after: None,
                 revision: None,
                 permissions: c.permissions.clone(),
+                pfx: Default::default(),
+                bundle_password: None,
+                subject: None,
             });
         }
         Actual {
@@ -1335,5 +1507,90 @@ mod tests {
             false,
         );
         assert_eq!(run(&d, &Actual::default()), run(&d, &Actual::default()));
+    }
+
+    #[test]
+    fn bundle_password_and_profile_are_compared_without_the_password() {
+        let d = desired(vec![client("a", Clearance::Operator, &[])], false);
+        let mut a = applied(&d);
+        a.registry.certificates[0].bundle_password = Some(NO_PASSWORD.into());
+        let with = |map: &[(&str, &str)]| PlanOptions {
+            bundle_passwords: Some(
+                map.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..PlanOptions::default()
+        };
+        // Same: nothing to do. Unknown (a review plan): not compared.
+        assert!(plan(&d, &a, NOW, &with(&[])).unwrap().is_empty());
+        assert!(plan(&d, &a, NOW, &PlanOptions::default())
+            .unwrap()
+            .is_empty());
+        let p = plan(&d, &a, NOW, &with(&[("a", "hmac-sha256:11")])).unwrap();
+        assert_eq!(p.changes[0].action, Action::Update);
+        assert_eq!(p.changes[0].reason, "bundle: password added");
+        assert!(!p.changes[0].escalation);
+        a.registry.certificates[0].bundle_password = Some("hmac-sha256:11".into());
+        let p = plan(&d, &a, NOW, &with(&[("a", "hmac-sha256:22")])).unwrap();
+        assert_eq!(p.changes[0].reason, "bundle: password changed");
+        let p = plan(&d, &a, NOW, &with(&[])).unwrap();
+        assert_eq!(p.changes[0].reason, "bundle: password removed");
+        // The profile, together with an edit.
+        let mut legacy = d.clone();
+        if let Some(ClientSource::Generate(g)) = legacy.clients.get_mut("a").map(|c| &mut c.source)
+        {
+            g.pfx = PfxProfile::Legacy;
+        }
+        legacy.clients.get_mut("a").unwrap().name = "A".into();
+        let p = plan(&legacy, &a, NOW, &with(&[("a", "hmac-sha256:11")])).unwrap();
+        assert_eq!(
+            p.changes[0].reason,
+            "name changed in certs.toml; bundle: pfx modern -> legacy"
+        );
+    }
+
+    #[test]
+    fn validity_change_is_a_replace_naming_both() {
+        let mut d = desired(vec![client("a", Clearance::Operator, &[])], false);
+        let a = applied(&d);
+        if let Some(ClientSource::Generate(g)) = d.clients.get_mut("a").map(|c| &mut c.source) {
+            g.validity = Span::days(90);
+        }
+        let p = run(&d, &a);
+        assert_eq!(p.changes[0].action, Action::Replace);
+        assert_eq!(p.changes[0].reason, "validity 1y -> 90d");
+        // A second off is rounding, not a change.
+        assert_eq!(
+            validity_change(
+                NOW - time::Duration::days(7),
+                NOW + time::Duration::seconds(365 * 86_400 + 1),
+                Span::days(365)
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn every_delete_counts_against_max_deletions() {
+        let mut d = desired(vec![client("a", Clearance::Operator, &[])], false);
+        d.store.max_deletions = 1;
+        let mut a = applied(&d);
+        for n in [50u8, 51] {
+            let mut old = a.registry.certificates[0].clone();
+            old.thumbprint = thumb(n);
+            old.retire_after = Some(NOW - time::Duration::days(1));
+            a.registry.certificates.push(old);
+        }
+        match plan(&d, &a, NOW, &PlanOptions::default()) {
+            Err(PlanError::TooManyDeletions {
+                count: 2,
+                max: 1,
+                keys,
+            }) => {
+                assert!(keys.contains("rotation overlap ended"), "{keys}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -278,13 +278,51 @@ pub fn plan_markdown(plan: &Plan) -> String {
 
 /// A unified diff of the registry text before and after.
 pub fn registry_diff(before: &Registry, after: &Registry) -> String {
-    let old = before.to_text();
-    let new = after.to_text();
+    let old = unknowns_masked(&before.to_text());
+    let new = unknowns_masked(&after.to_text());
     similar::TextDiff::from_lines(&old, &new)
         .unified_diff()
         .context_radius(3)
         .header("registry.toml (store)", "registry.toml (after apply)")
         .to_string()
+}
+
+/// The registry text with the values nobody knows yet shown as such: in an entry whose
+/// thumbprint is a placeholder (a certificate the apply will make, or the assumed store of a
+/// review plan), its thumbprint, pinning hash and dates.
+fn unknowns_masked(text: &str) -> String {
+    const UNKNOWN: [&str; 4] = [
+        "thumbprint",
+        "public_key_pinning_hash",
+        "not_before",
+        "not_after",
+    ];
+    let mut out = String::with_capacity(text.len());
+    let mut block: Vec<&str> = Vec::new();
+    let flush = |block: &mut Vec<&str>, out: &mut String| {
+        let placeholder = block.iter().any(|l| {
+            l.strip_prefix("thumbprint = \"")
+                .and_then(|v| v.strip_suffix('"'))
+                .is_some_and(|t| !crate::store::is_thumbprint(t))
+        });
+        for line in block.drain(..) {
+            let key = line.split(" = ").next().unwrap_or("");
+            if placeholder && UNKNOWN.contains(&key) {
+                let _ = writeln!(out, "{key} = \"{KNOWN_AFTER_APPLY}\"");
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    };
+    for line in text.lines() {
+        if line.starts_with("[[") {
+            flush(&mut block, &mut out);
+        }
+        block.push(line);
+    }
+    flush(&mut block, &mut out);
+    out
 }
 
 /// Placeholder for values that only the apply can know (a new certificate's thumbprint).

@@ -23,11 +23,13 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::model::{Access, Clearance, KeySpec, Source};
+use crate::model::{Access, Clearance, KeySpec, PfxProfile, Source};
 use crate::pki;
 
 pub const FORMAT_VERSION: u32 = 1;
 pub const REGISTRY_FILE: &str = "registry.toml";
+/// The store's random key for bundle-password fingerprints (see [`pki::password_fingerprint`]).
+const PASSWORD_KEY_FILE: &str = ".bundle-password-key";
 const REGISTRY_HEADER: &str = "# ravencert certificate registry: written by ravencert, do not edit.\n# Declare certificates in certs.toml and run `ravencert apply`.\n\n";
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +134,21 @@ pub struct CertEntry {
     pub revision: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub permissions: BTreeMap<String, Access>,
+    /// Generated clients: the profile of the issued .pfx (absent = modern).
+    #[serde(default, skip_serializing_if = "is_modern")]
+    pub pfx: PfxProfile,
+    /// Generated clients: what protects the issued bundle, as `none` or a keyed digest of the
+    /// password (HMAC-SHA256 under the store's own key; never the password or anything it can
+    /// be read back from). Absent in entries written before ravencert recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_password: Option<String>,
+    /// Uploaded certificates: the subject, so that a reviewer sees who holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+fn is_modern(p: &PfxProfile) -> bool {
+    *p == PfxProfile::Modern
 }
 
 impl Registry {
@@ -417,6 +434,11 @@ impl Store {
     pub fn server_key_path(&self, thumbprint: &str) -> PathBuf {
         self.root.join("server").join(format!("{thumbprint}.key"))
     }
+    /// The private key of a generated client's certificate, kept (unencrypted, like the server
+    /// key) so that its bundle can be packaged again with another password or profile.
+    pub fn client_key_path(&self, thumbprint: &str) -> PathBuf {
+        self.root.join("keys").join(format!("{thumbprint}.key"))
+    }
     pub fn issued_dir(&self, key: &str) -> PathBuf {
         self.root.join("issued").join(key)
     }
@@ -600,6 +622,8 @@ impl Store {
         let _ = self.private_meta(&self.root, true)?;
         for p in [
             self.root.join("server"),
+            self.root.join("keys"),
+            self.root.join(PASSWORD_KEY_FILE),
             self.root.join("issued"),
             self.root.join("certs"),
             self.root.join(REGISTRY_FILE),
@@ -610,6 +634,23 @@ impl Store {
         if server.is_dir() {
             for e in fs::read_dir(&server).map_err(io_err(&server))? {
                 let _ = self.private_meta(&e.map_err(io_err(&server))?.path(), false)?;
+            }
+        }
+        // A link among the certificates, kept keys or bundles is refused, not swept away: one
+        // readdir per folder (the entry types come with it, no stat per file).
+        for sub in ["certs", "keys", "issued"] {
+            let dir = self.root.join(sub);
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries {
+                let e = e.map_err(io_err(&dir))?;
+                if e.file_type().map_err(io_err(&dir))?.is_symlink() {
+                    return Err(corrupt(
+                        &e.path(),
+                        "is a symbolic link; ravencert does not follow links inside the store — remove it",
+                    ));
+                }
             }
         }
         // Issued bundles are checked as they are read (bundle_holds): one stat per file.
@@ -900,6 +941,48 @@ impl Store {
         Ok(thumb)
     }
 
+    pub fn write_client_key(&self, thumbprint: &str, key: &pki::PrivateKey) -> Result<()> {
+        ensure_dir(&self.root.join("keys"))?;
+        write_staged(&self.client_key_path(thumbprint), &key.to_pem()?, 0o600)
+    }
+
+    /// The kept private key of a generated client's certificate, if the store has it.
+    pub fn read_client_key(&self, thumbprint: &str) -> Option<pki::PrivateKey> {
+        pki::PrivateKey::from_pem(&read_file(&self.client_key_path(thumbprint)).ok()?).ok()
+    }
+
+    /// The issued bundle's `.key` of a client, as written (encrypted when it has a password).
+    pub fn read_bundle_key_pem(&self, key: &str) -> Option<Vec<u8>> {
+        read_file(&self.issued_dir(key).join(format!("{key}.key"))).ok()
+    }
+
+    /// The store's own random key for password fingerprints; None before the first apply
+    /// that issued a bundle with a password.
+    pub fn password_key(&self) -> Result<Option<Vec<u8>>> {
+        match read_file(&self.root.join(PASSWORD_KEY_FILE)) {
+            Ok(k) if k.len() == 32 => Ok(Some(k)),
+            Ok(_) => Err(corrupt(
+                &self.root.join(PASSWORD_KEY_FILE),
+                "is not a 32-byte key; remove it (apply makes a new one and packages the password-protected bundles again)",
+            )),
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The password-fingerprint key, made on first use (under the apply lock).
+    pub fn password_key_or_create(&self) -> Result<Vec<u8>> {
+        if let Some(k) = self.password_key()? {
+            return Ok(k);
+        }
+        let mut k = vec![0u8; 32];
+        openssl::rand::rand_bytes(&mut k).map_err(|e| corrupt(&self.root, e.to_string()))?;
+        write_atomic(&self.root.join(PASSWORD_KEY_FILE), &k, 0o600)?;
+        Ok(k)
+    }
+
     pub fn write_server_key(&self, thumbprint: &str, key: &pki::PrivateKey) -> Result<()> {
         ensure_dir(&self.root.join("server"))?;
         write_staged(&self.server_key_path(thumbprint), &key.to_pem()?, 0o600)
@@ -963,10 +1046,9 @@ impl Store {
                 let path = entry.path();
                 if let Some(key) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".new")) {
                     match active.get(key) {
-                        Some(thumb)
-                            if !self.bundle_in(&self.issued_dir(key), key, thumb)
-                                && self.bundle_in(&path, key, thumb) =>
-                        {
+                        // Staged by an apply (a new certificate, or the same one packaged again
+                        // with another password or profile): it is newer than issued/<key>.
+                        Some(thumb) if self.bundle_complete(&path, key, thumb) => {
                             let target = self.issued_dir(key);
                             if target.exists() {
                                 remove_tree(&target)?;
@@ -989,7 +1071,7 @@ impl Store {
             .map(|s| s.thumbprint.clone())
             .chain(registry.certificates.iter().map(|c| c.thumbprint.clone()))
             .collect();
-        for (sub, ext) in [("certs", "pem"), ("server", "key")] {
+        for (sub, ext) in [("certs", "pem"), ("server", "key"), ("keys", "key")] {
             let dir = self.root.join(sub);
             if !dir.is_dir() {
                 continue;
@@ -1010,6 +1092,12 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    fn bundle_complete(&self, dir: &Path, key: &str, thumbprint: &str) -> bool {
+        ["pfx", "key"].iter().all(|ext| {
+            fs::symlink_metadata(dir.join(format!("{key}.{ext}"))).is_ok_and(|m| m.is_file())
+        }) && self.bundle_in(dir, key, thumbprint)
     }
 
     fn bundle_in(&self, dir: &Path, key: &str, thumbprint: &str) -> bool {
@@ -1237,6 +1325,9 @@ mod tests {
             retire_after: None,
             revision: None,
             permissions: [("Orders".to_string(), Access::Read)].into(),
+            pfx: Default::default(),
+            bundle_password: None,
+            subject: None,
         }
     }
 

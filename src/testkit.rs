@@ -77,6 +77,9 @@ pub fn synthetic_store(dir: &Path, n: usize) -> Result<(), Box<dyn std::error::E
             retire_after: None,
             revision: None,
             permissions: [(db, Access::Read)].into(),
+            pfx: Default::default(),
+            bundle_password: Some("none".into()),
+            subject: None,
         });
     }
     // Files written above by hand: same modes an apply gives them (before the cache records

@@ -469,7 +469,142 @@ cases! {
         line: Some("max_deletions"),
         ..Case::DEFAULT
     };
+    // --- The store is a folder of its own (issue 10 #12).
+    store_is_config_folder: Case {
+        config: "{SERVER}\n[store]\npath = \".\"\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "store.path",
+        line: Some("path = \".\""),
+        also: &["folder of certs.toml"],
+        ..Case::DEFAULT
+    };
+    store_path_empty: Case {
+        config: "{SERVER}\n[store]\npath = \"\"\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "store.path",
+        line: Some("path = \"\""),
+        also: &["must name a folder"],
+        ..Case::DEFAULT
+    };
+    store_path_back_to_config_folder: Case {
+        config: "{SERVER}\n[store]\npath = \"sub/..\"\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "store.path",
+        line: Some("path = \"sub/..\""),
+        also: &["folder of certs.toml"],
+        ..Case::DEFAULT
+    };
+
+    // --- Client keys (issue 10 #6).
+    client_key_server_is_reserved: Case {
+        config: "{SERVER}\n[clients.server]\nclearance = \"ClusterAdmin\"\n",
+        key: "clients.server",
+        line: Some("[clients.server]"),
+        also: &["--replace server"],
+        ..Case::DEFAULT
+    };
+
+    // --- Empty passwords protect nothing (issue 10 #18).
+    password_file_empty: Case {
+        config: "{SERVER}\n[clients.app]\nclearance = \"Operator\"\npassword_file = \"secrets/app.pass\"\n",
+        key: "clients.app.password_file",
+        line: Some("password_file"),
+        also: &["is empty"],
+        files: &[("secrets/app.pass", "\n")],
+    };
+    password_env_value_empty: Case {
+        config: "{SERVER}\n[clients.app]\nclearance = \"Operator\"\npassword_env = \"RAVENCERT_TEST_EMPTY_PASSWORD\"\n",
+        key: "clients.app.password_env",
+        line: Some("password_env"),
+        also: &["is empty"],
+        ..Case::DEFAULT
+    };
+
+    // --- Renewal windows against the real lifetime (issue 10 #3, #24).
+    renew_share_always_due: Case {
+        config: "{SERVER}\n[clients.app]\nclearance = \"Operator\"\nvalidity = \"30d\"\nrenew_before = \"90%\"\n",
+        key: "clients.app.renew_before",
+        line: Some("renew_before"),
+        also: &["back-dating", "every run"],
+        ..Case::DEFAULT
+    };
+    default_renew_share_always_due: Case {
+        // Right after SERVER, so inside its [defaults].
+        config: "{SERVER}validity = \"30d\"\nrenew_before = \"90%\"\n\n[clients.app]\nclearance = \"Operator\"\n",
+        key: "defaults.renew_before",
+        line: Some("renew_before"),
+        also: &["every run"],
+        ..Case::DEFAULT
+    };
+    validity_shorter_than_default_renew: Case {
+        // The client sets no renew_before: the error is at the validity it sets.
+        config: "{SERVER}\n[clients.app]\nclearance = \"Operator\"\nvalidity = \"20d\"\n",
+        key: "clients.app.validity",
+        line: Some("validity = \"20d\""),
+        also: &["renew_before 30d"],
+        ..Case::DEFAULT
+    };
+
+    // --- What plan refuses, validate refuses too (issue 10 #7, #13).
+    export_folder_is_a_file: Case {
+        config: "version = 1\n[server]\ngenerate = true\nname = \"cluster.example.com\"\nkey = \"ec-p256\"\n\
+                 export = \"exports/cluster.pfx/nested.pfx\"\n[defaults]\nkey = \"ec-p256\"\n\n\
+                 [clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "server.export",
+        line: Some("export ="),
+        also: &["is a file, not a folder"],
+        ..Case::DEFAULT
+    };
+    export_inside_store: Case {
+        config: "version = 1\n[server]\ngenerate = true\nname = \"cluster.example.com\"\nkey = \"ec-p256\"\n\
+                 export = \"store/pub/cluster.pfx\"\n[defaults]\nkey = \"ec-p256\"\n\n\
+                 [clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "server.export",
+        line: Some("export ="),
+        also: &["inside the store"],
+        ..Case::DEFAULT
+    };
+    upload_expired: Case {
+        config: "{SERVER}\n[clients.old-partner]\nclearance = \"ValidUser\"\ndatabases = { Orders = \"Read\" }\n\
+                 upload = \"trust/old.crt\"\n",
+        key: "clients.old-partner.upload",
+        line: Some("upload ="),
+        also: &["expired on", "CN=Old Partner"],
+        files: &[("trust/old.crt", EXPIRED_PEM)],
+    };
+    one_certificate_under_two_clients: Case {
+        config: "{SERVER}\n[clients.partner-a]\nclearance = \"ValidUser\"\ndatabases = { Orders = \"Read\" }\n\
+                 upload = \"trust/partner.crt\"\n\n[clients.partner-b]\nclearance = \"ValidUser\"\n\
+                 databases = { Orders = \"Read\" }\nupload = \"trust/partner-copy.crt\"\n",
+        key: "clients.partner-b.upload",
+        line: Some("upload = \"trust/partner-copy.crt\""),
+        also: &["also declared by clients.partner-a"],
+        files: &[("trust/partner.crt", PARTNER_PEM), ("trust/partner-copy.crt", PARTNER_PEM)],
+    };
 }
+
+/// A certificate that expired on 2026-11-27 (`openssl x509 -days -1`), public part only.
+const EXPIRED_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBgTCCASegAwIBAgIURVSgxsabNbkwszbXuIceLHa2blYwCgYIKoZIzj0EAwIw
+FjEUMBIGA1UEAwwLT2xkIFBhcnRuZXIwHhcNMjYxMTI4MTgxMDE0WhcNMjYxMTI3
+MTgxMDE0WjAWMRQwEgYDVQQDDAtPbGQgUGFydG5lcjBZMBMGByqGSM49AgEGCCqG
+SM49AwEHA0IABK/WqfWNrO8VCrz367ePcwtV1R4APzyEqdYWkY/88CS0aCm4JeGo
+CIVmdKPOgwzJIWqemKBxfe0OxKMvnl6AZrKjUzBRMB0GA1UdDgQWBBTa1P1Qo6BP
++MFmW7kn0/FrblAl5DAfBgNVHSMEGDAWgBTa1P1Qo6BP+MFmW7kn0/FrblAl5DAP
+BgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIEvuU6qv7nBsVKlw1pMq
+VIv3JcdvHzt3jARBVgL5ZGv1AiEAkWTa33MFQA4r+xTUPoeocUj/SiyAw1WlkryP
+3auMiqs=
+-----END CERTIFICATE-----\n";
+
+/// A partner's certificate valid until 2126, public part only.
+const PARTNER_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBjDCCATGgAwIBAgIUQHbhfSxZkVuQqGekV/AojwmQAhMwCgYIKoZIzj0EAwIw
+GjEYMBYGA1UEAwwPUGFydG5lciBTZXJ2aWNlMCAXDTI2MTEyODE4MTAxOFoYDzIx
+MjYxMTA0MTgxMDE4WjAaMRgwFgYDVQQDDA9QYXJ0bmVyIFNlcnZpY2UwWTATBgcq
+hkjOPQIBBggqhkjOPQMBBwNCAATBH7M1qiwYYpwWiy3vc0r/F6ZUsmsQ71BLKS7i
+4ZTCVAHQsm/mxuqxbkg0hrRESb3nBUzM+ZcAgAtxoDiuVbkyo1MwUTAdBgNVHQ4E
+FgQUWS8u+k/Cwqagzm/9vn/mpP9Xz0MwHwYDVR0jBBgwFoAUWS8u+k/Cwqagzm/9
+vn/mpP9Xz0MwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNJADBGAiEAlhwh
+f1m81TY0/Kvtqw/66rhPlXDJRXNt/6eELNRAjKICIQDQIFeQttuU4Pq7Th4LC6bA
+AcdPInbtiX2OHL1QSd3DcA==
+-----END CERTIFICATE-----\n";
 
 /// Line number (1-based) of the one place `marker` starts in `text`.
 fn line_of(text: &str, marker: &str) -> usize {
@@ -498,7 +633,9 @@ fn check(case: &Case) {
         "{UNSET_VAR} must not be set for these tests"
     );
     let good = format!("{}{GOOD_CLIENTS}", common::SERVER);
-    let env = Env::new().env("ORDERS_APP_PFX_PASSWORD", ENV_SECRET);
+    let env = Env::new()
+        .env("ORDERS_APP_PFX_PASSWORD", ENV_SECRET)
+        .env("RAVENCERT_TEST_EMPTY_PASSWORD", "");
     env.config(&good);
     env.run(&["apply", "--yes"]).success();
     let store = env.snapshot();

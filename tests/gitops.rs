@@ -692,6 +692,87 @@ fn plan_base_reviews_a_change_without_a_store() {
     assert!(!env.store().exists());
 }
 
+/// A review plan shows nothing it cannot know: no thumbprint or date of the assumed store, in
+/// JSON, text or the registry diff (issue 10 #8).
+#[test]
+fn plan_base_invents_no_values() {
+    let env = git_env();
+    let root = env.dir.path();
+    git(&env, root, &["init", "-q", "-b", "main"]);
+    env.config(&format!("{SERVER}{TWO_CLIENTS}"));
+    commit_all(&env, root, "two clients");
+    // bob re-issued (another key type), alice edited, bob's old name dropped from review.
+    env.config(&format!(
+        "{SERVER}{}",
+        TWO_CLIENTS
+            .replace("Orders = \"Read\"", "Orders = \"ReadWrite\"")
+            .replace(
+                "clearance = \"Operator\"",
+                "clearance = \"Operator\"\nkey = \"ec-p384\""
+            )
+    ));
+    let plan = env
+        .run(&["plan", "--base", "HEAD", "--json", "--diff"])
+        .success()
+        .json();
+    for c in plan["changes"].as_array().unwrap() {
+        if let Some(before) = c["before"].as_object() {
+            assert!(
+                before.get("thumbprint").is_none_or(|t| t.is_null())
+                    && before.get("not_after").is_none_or(|t| t.is_null()),
+                "invented before-values: {c:#}"
+            );
+        }
+    }
+    let all = plan.to_string();
+    assert!(!all.contains("as registered"), "{all}");
+    let diff = plan["registry_diff"].as_str().unwrap();
+    assert!(diff.contains("(known after apply)"), "{diff}");
+    // Dates in the diff are whole seconds, and none is a made-up one.
+    for line in diff.lines().filter(|l| l.contains("not_")) {
+        assert!(
+            line.contains("(known after apply)"),
+            "a date in review: {line}"
+        );
+    }
+    let text = env
+        .run(&["plan", "--base", "HEAD", "--diff"])
+        .success()
+        .stdout;
+    assert!(
+        !text.contains("as registered") && !text.contains("expires:"),
+        "{text}"
+    );
+}
+
+/// The first pull request of a cluster: certs.toml does not exist at BASE yet (issue 10 #9).
+#[test]
+fn plan_base_without_certs_toml_at_base_plans_every_create() {
+    let env = git_env();
+    let root = env.dir.path();
+    git(&env, root, &["init", "-q", "-b", "main"]);
+    env.write("README.md", "certificates of the cluster\n");
+    commit_all(&env, root, "readme");
+    env.config(&format!("{SERVER}{TWO_CLIENTS}"));
+    let plan = env
+        .run(&["plan", "--base", "main", "--json"])
+        .success()
+        .json();
+    assert_eq!(
+        plan["summary"],
+        serde_json::json!({"create": 3, "update": 0, "replace": 0, "delete": 0, "export": 1}),
+        "{plan:#}"
+    );
+    let md = env
+        .run(&["plan", "--base", "main", "--markdown"])
+        .success()
+        .stdout;
+    assert!(md.contains("escalation"), "{md}");
+    assert!(!env.store().exists());
+    // An unknown base is still an error.
+    env.run(&["plan", "--base", "nope"]).failure();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Provenance
 

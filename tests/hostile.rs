@@ -613,6 +613,23 @@ cases! {
         c.edit_config("clearance = \"Operator\"", "clearance = \"ClusterAdmin\"");
         refused().says("store/certs").says("symbolic link")
     }
+    stray_symlink_added_to_certs: |c| {
+        // Not in place of a registered file: an extra link, which apply used to sweep away.
+        symlink("/etc/hostname", c.store("certs/stray.pem")).unwrap();
+        refused().says("certs/stray.pem").says("symbolic link")
+    }
+    stray_symlink_added_to_kept_keys: |c| {
+        symlink("/etc/hostname", c.store("keys/stray.key")).unwrap();
+        refused().says("keys/stray.key").says("symbolic link")
+    }
+    kept_client_key_replaced_by_a_symlink: |c| {
+        c.to_link(&c.store(&format!("keys/{}.key", c.ops)), "ops-key-outside.key");
+        refused().says(format!("keys/{}.key", c.ops)).says("symbolic link")
+    }
+    password_key_is_a_symlink: |c| {
+        c.to_link(&c.store(".bundle-password-key"), "password-key-outside");
+        refused().says(".bundle-password-key").says("symbolic link")
+    }
     lock_file_is_a_symlink: |c| {
         // plan takes no lock, so it does not look at .lock; apply opens it with O_NOFOLLOW.
         c.to_link(&c.store(".lock"), "lock-outside");
@@ -868,7 +885,8 @@ fn registry_with_100k_comment_lines_is_drift_that_apply_repairs() {
 }
 
 /// `password_file` may name any readable file, also through `..`: /etc/passwd is accepted as a
-/// password (it is only read; nothing is issued while ops is registered). Reported, not refused.
+/// password. It is another password than the bundle's, so the plan packages the bundle again —
+/// and never shows a byte of the file.
 #[test]
 fn password_file_traversal_is_read_as_a_password() {
     let env = applied();
@@ -879,7 +897,8 @@ fn password_file_traversal_is_read_as_a_password() {
     ));
     let before = env.snapshot();
     let r = run(&env, &["plan", "--detailed-exitcode"]);
-    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.contains("bundle: password changed"), "{r:?}");
     assert!(!r.stdout.contains("root:") && !r.stderr.contains("root:"));
     assert_eq!(before, env.snapshot());
 }

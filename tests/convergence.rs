@@ -1,0 +1,348 @@
+//! The store converges on every declared field (issue 10): a bundle's password and profile,
+//! validity, the server's name, DNS names and key, an uploaded certificate's holder, every
+//! delete counted by max_deletions, the export path checked before the first apply, and links
+//! inside the store refused. Each test runs the binary and cross-checks with `openssl`.
+
+mod common;
+
+use common::{openssl, Env, SERVER};
+
+fn client(extra: &str) -> String {
+    format!("{SERVER}\n[clients.app]\nname = \"App\"\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\" }}\n{extra}")
+}
+
+/// Opens `store/issued/app/app.pfx` with `password`, returning the `openssl pkcs12 -info` text.
+fn open_pfx(env: &Env, password: &str) -> common::Run {
+    let pfx = env.store().join("issued/app/app.pfx");
+    openssl(&[
+        "pkcs12",
+        "-in",
+        pfx.to_str().unwrap(),
+        "-info",
+        "-nodes",
+        "-passin",
+        &format!("pass:{password}"),
+    ])
+}
+
+fn plan_json(env: &Env) -> serde_json::Value {
+    env.run(&["plan", "--json"]).success().json()
+}
+
+#[test]
+fn changed_bundle_password_repackages_the_same_certificate() {
+    let env = Env::new().env("APP_PASS", "first-password");
+    env.config(&client("password_env = \"APP_PASS\"\n"));
+    env.run(&["apply", "--yes"]).success();
+    let thumb = env.thumbprint("app");
+    assert_eq!(open_pfx(&env, "first-password").code, 0);
+
+    // Same variable, new value: the registry holds no password, yet the change is seen.
+    let env = Env {
+        dir: env.dir,
+        envs: vec![("APP_PASS".into(), "second-password".into())],
+    };
+    let plan = plan_json(&env);
+    let change = &plan["changes"][0];
+    assert_eq!(change["action"], "update", "{plan:#}");
+    assert_eq!(change["reason"], "bundle: password changed", "{plan:#}");
+    assert_eq!(change["escalation"], false);
+    let registry = std::fs::read_to_string(env.store().join("registry.toml")).unwrap();
+    for secret in ["first-password", "second-password"] {
+        assert!(!registry.contains(secret), "registry holds a password");
+    }
+    env.run(&["apply", "--yes"]).success();
+    assert_eq!(
+        env.thumbprint("app"),
+        thumb,
+        "the certificate was re-issued"
+    );
+    assert_ne!(
+        open_pfx(&env, "first-password").code,
+        0,
+        "old password still opens it"
+    );
+    let opened = open_pfx(&env, "second-password");
+    assert_eq!(opened.code, 0, "{}", opened.stderr);
+    // The .key is encrypted with the new password and is the certificate's key.
+    let key = env.store().join("issued/app/app.key");
+    let crt = env.store().join("issued/app/app.crt");
+    let pub_of_key = openssl(&[
+        "pkey",
+        "-in",
+        key.to_str().unwrap(),
+        "-passin",
+        "pass:second-password",
+        "-pubout",
+    ])
+    .success()
+    .stdout;
+    let pub_of_crt = openssl(&["x509", "-in", crt.to_str().unwrap(), "-noout", "-pubkey"])
+        .success()
+        .stdout;
+    assert_eq!(pub_of_key, pub_of_crt);
+    assert_eq!(common::openssl_thumbprint(&crt), thumb);
+    env.run(&["plan", "--detailed-exitcode"]).success();
+
+    // Removing the password: an unprotected bundle, same certificate.
+    env.config(&client(""));
+    let plan = plan_json(&env);
+    assert_eq!(plan["changes"][0]["reason"], "bundle: password removed");
+    env.run(&["apply", "--yes"]).success();
+    assert_eq!(open_pfx(&env, "").code, 0);
+    assert_eq!(env.thumbprint("app"), thumb);
+    env.run(&["plan", "--detailed-exitcode"]).success();
+}
+
+#[test]
+fn changed_pfx_profile_repackages_as_legacy() {
+    let env = Env::new().env("APP_PASS", "pw-1");
+    env.config(&client("password_env = \"APP_PASS\"\n"));
+    env.run(&["apply", "--yes"]).success();
+    let thumb = env.thumbprint("app");
+    env.config(&client("password_env = \"APP_PASS\"\npfx = \"legacy\"\n"));
+    let text = env.run(&["plan"]).success().stdout;
+    assert!(text.contains("bundle: pfx modern -> legacy"), "{text}");
+    assert!(text.contains("thumbprint (kept)"), "{text}");
+    env.run(&["apply", "--yes"]).success();
+    assert_eq!(env.thumbprint("app"), thumb);
+    // 3DES and a SHA-1 MAC, readable by the default provider (never RC2).
+    let info = open_pfx(&env, "pw-1");
+    assert_eq!(info.code, 0, "{}", info.stderr);
+    let all = format!("{}{}", info.stdout, info.stderr);
+    assert!(all.contains("pbeWithSHA1And3-KeyTripleDES-CBC"), "{all}");
+    assert!(all.contains("MAC: sha1"), "{all}");
+    env.run(&["plan", "--detailed-exitcode"]).success();
+}
+
+#[test]
+fn changed_validity_replaces_client_and_server() {
+    let env = Env::new();
+    env.config(&client("validity = \"5y\"\n"));
+    env.run(&["apply", "--yes"]).success();
+    let thumb = env.thumbprint("app");
+    env.config(&client("validity = \"1y\"\n"));
+    let plan = plan_json(&env);
+    let change = &plan["changes"][0];
+    assert_eq!(change["action"], "replace", "{plan:#}");
+    assert_eq!(change["reason"], "validity 5y -> 1y");
+    env.run(&["apply", "--yes"]).success();
+    assert_ne!(env.thumbprint("app"), thumb);
+    env.run(&["plan", "--detailed-exitcode"]).success();
+
+    // The generated server: validity, DNS names, name and key each force a new certificate.
+    let server = |extra: &str| {
+        client("validity = \"1y\"\n").replacen(
+            "name = \"cluster.example.com\"\n",
+            &format!("name = \"cluster.example.com\"\n{extra}"),
+            1,
+        )
+    };
+    for (extra, reason) in [
+        ("validity = \"2y\"\n", "validity 1y -> 2y"),
+        (
+            "validity = \"2y\"\ndns = [\"a.example.com\"]\n",
+            "DNS names [cluster.example.com] -> [a.example.com]",
+        ),
+    ] {
+        env.config(&server(extra));
+        let plan = plan_json(&env);
+        let change = plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["target"] == "server")
+            .unwrap_or_else(|| panic!("no server change for {extra}: {plan:#}"));
+        assert_eq!(change["action"], "replace");
+        assert_eq!(change["reason"], reason);
+        env.run(&["apply", "--yes"]).success();
+        env.run(&["plan", "--detailed-exitcode"]).success();
+    }
+    env.config(
+        &server("validity = \"2y\"\ndns = [\"a.example.com\"]\n").replacen(
+            "key = \"ec-p256\"\nexport",
+            "key = \"ec-p384\"\nexport",
+            1,
+        ),
+    );
+    let plan = plan_json(&env);
+    assert_eq!(
+        plan["changes"][0]["reason"],
+        "key ec-p256 -> ec-p384 forces replacement"
+    );
+}
+
+#[test]
+fn overlap_deletions_count_against_max_deletions() {
+    let env = Env::new();
+    let config = |max: u32| {
+        format!(
+            "{SERVER}overlap = \"10d\"\n[store]\nmax_deletions = {max}\n\n\
+             [clients.a]\nclearance = \"Operator\"\n[clients.b]\nclearance = \"Operator\"\n\
+             [clients.c]\nclearance = \"Operator\"\n"
+        )
+    };
+    env.config(&config(2));
+    env.run(&["apply", "--yes"]).success();
+    env.run(&[
+        "apply",
+        "--yes",
+        "--replace",
+        "a",
+        "--replace",
+        "b",
+        "--replace",
+        "c",
+    ])
+    .success();
+    let later = [("RAVENCERT_TEST_NOW", "2099-01-01T00:00:00Z")];
+    let before = env.snapshot();
+    let refused = env.run_with(&["apply", "--yes"], &later).failure();
+    assert!(
+        refused.stderr.contains("deletes 3 certificates")
+            && refused.stderr.contains("max_deletions = 2"),
+        "{}",
+        refused.stderr
+    );
+    // The refusal points at the line that sets the limit.
+    assert!(
+        refused.stderr.contains("certs.toml:12:"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(before, env.snapshot(), "a refused apply changed the store");
+    env.config(&config(3));
+    let done = env
+        .run_with(&["apply", "--yes", "--json"], &later)
+        .success()
+        .json();
+    assert_eq!(done["summary"]["delete"], 3);
+}
+
+/// A self-signed client certificate made by the openssl command, as a partner would send it.
+fn partner_cert(env: &Env, file: &str, cn: &str) -> String {
+    let path = env.path(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let key = env.path(&format!("{file}.key"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-subj",
+        &format!("/CN={cn}"),
+        "-days",
+        "365",
+        "-out",
+        path.to_str().unwrap(),
+    ])
+    .success();
+    common::openssl_thumbprint(&path)
+}
+
+#[test]
+fn swapping_an_uploaded_certificate_is_an_escalation_showing_both_holders() {
+    let env = Env::new();
+    let old = partner_cert(&env, "trust/partner.crt", "Partner One");
+    env.config(&format!(
+        "{SERVER}\n[clients.partner]\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\" }}\nupload = \"trust/partner.crt\"\n"
+    ));
+    let first = env.run(&["plan"]).success().stdout;
+    assert!(
+        first.contains(&format!("certificate: CN=Partner One {old}")),
+        "{first}"
+    );
+    env.run(&["apply", "--yes"]).success();
+
+    // Same access, another holder.
+    let new = partner_cert(&env, "trust/partner.crt", "Somebody Else");
+    let text = env.run(&["plan"]).success().stdout;
+    assert!(text.contains("-/+ client partner  [ESCALATION]"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "certificate: CN=Partner One {old} -> CN=Somebody Else {new}"
+        )),
+        "{text}"
+    );
+    let md = env.run(&["plan", "--markdown"]).success().stdout;
+    assert!(md.contains("widen"), "{md}");
+    assert!(md.contains("CN=Somebody Else") && md.contains(&new), "{md}");
+    assert_eq!(plan_json(&env)["changes"][0]["escalation"], true);
+}
+
+#[test]
+fn export_inside_the_store_is_refused_on_the_first_apply() {
+    let env = Env::new();
+    env.config(&SERVER.replace("exports/cluster.pfx", "store/pub/cluster.pfx"));
+    for args in [&["validate"][..], &["plan"], &["apply", "--yes"]] {
+        let r = env.run(args).failure();
+        assert!(r.stderr.contains("inside the store"), "{}", r.stderr);
+        assert!(r.stderr.contains("certs.toml:6:"), "{}", r.stderr);
+    }
+    assert!(!env.store().exists(), "the refused apply created the store");
+}
+
+#[test]
+fn store_that_contains_certs_toml_is_refused() {
+    let env = Env::new();
+    env.write("sub/certs.toml", client(""));
+    // --store naming the config's own folder, and an absolute path above it.
+    let here = env.path("sub");
+    for store in [here.to_str().unwrap(), env.dir.path().to_str().unwrap()] {
+        let r = env
+            .run(&["-c", "sub/certs.toml", "--store", store, "apply", "--yes"])
+            .failure();
+        assert!(
+            r.stderr.contains("the store must be a folder of its own"),
+            "{}",
+            r.stderr
+        );
+    }
+    assert!(!env.path("sub/.gitignore").exists() && !env.path(".gitignore").exists());
+}
+
+#[test]
+fn a_link_in_the_store_is_reported_not_deleted() {
+    let env = Env::new();
+    env.config(&client(""));
+    env.run(&["apply", "--yes"]).success();
+    let link = env.store().join("certs/stray.pem");
+    std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
+    for args in [&["plan"][..], &["apply", "--yes"]] {
+        let r = env.run(args).failure();
+        assert!(
+            r.stderr.contains("stray.pem") && r.stderr.contains("symbolic link"),
+            "{}",
+            r.stderr
+        );
+    }
+    assert!(
+        std::fs::symlink_metadata(&link).is_ok(),
+        "apply deleted the link"
+    );
+}
+
+#[test]
+fn errors_point_at_the_right_place() {
+    let env = Env::new();
+    // A missing version is about `version`, at the top.
+    env.config("[clients.app]\nclearance = \"Operator\"\n");
+    let r = env.run(&["validate"]).failure();
+    assert!(
+        r.stderr
+            .contains("certs.toml:1:1: version: missing field `version`"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("server"), "{}", r.stderr);
+    // An invalid [server] reports its own error, not "add a [server] section".
+    env.config("version = 1\n[server]\ngenerate = true\n[clients.app]\nclearance = \"Operator\"\n");
+    let r = env.run(&["validate"]).failure();
+    assert!(r.stderr.contains("server.name"), "{}", r.stderr);
+    assert!(!r.stderr.contains("add a [server] section"), "{}", r.stderr);
+}
