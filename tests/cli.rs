@@ -586,3 +586,43 @@ fn usage_errors_exit_1_and_help_exits_0() {
     assert_eq!(env.run(&["--help"]).code, 0);
     assert_eq!(env.run(&["--version"]).code, 0);
 }
+
+/// The value line under "X509v3 Key Usage" in `openssl x509 -text`.
+fn key_usage_of(pem: &std::path::Path) -> String {
+    let text = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-text"])
+        .success()
+        .stdout;
+    let mut lines = text.lines();
+    lines
+        .find(|l| l.contains("X509v3 Key Usage"))
+        .unwrap_or_else(|| panic!("no Key Usage:\n{text}"));
+    lines.next().unwrap().trim().to_string()
+}
+
+#[test]
+fn ec_certificates_carry_no_key_encipherment() {
+    // RFC 5480: an EC key signs (digitalSignature); keyEncipherment is for RSA key transport.
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    let issued = |key: &str| env.store().join(format!("issued/{key}/{key}.crt"));
+    assert_eq!(
+        key_usage_of(&env.server_pem()),
+        "Digital Signature, Certificate Sign",
+        "the EC server certificate"
+    );
+    assert_eq!(
+        key_usage_of(&issued("admin")),
+        "Digital Signature",
+        "ec-p256"
+    );
+    assert_eq!(
+        key_usage_of(&issued("orders-app")),
+        "Digital Signature",
+        "ec-p384"
+    );
+    assert_eq!(
+        key_usage_of(&issued("ops")),
+        "Digital Signature, Key Encipherment",
+        "rsa-2048 keeps keyEncipherment"
+    );
+}
