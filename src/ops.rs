@@ -436,8 +436,15 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
         let after = apply::project(&actual.registry, &plan, &desired, ctx.now);
         let diff = render::registry_diff(&actual.registry, &after);
         if !diff.is_empty() {
-            stdout.push('\n');
-            stdout.push_str(&diff);
+            if req.markdown {
+                if !stdout.ends_with("\n\n") {
+                    stdout.push('\n');
+                }
+                stdout.push_str(&render::markdown_diff(&diff));
+            } else {
+                stdout.push('\n');
+                stdout.push_str(&diff);
+            }
         }
     }
     let code = if req.detailed_exitcode && !plan.is_empty() {

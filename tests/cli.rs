@@ -626,3 +626,47 @@ fn ec_certificates_carry_no_key_encipherment() {
         "rsa-2048 keeps keyEncipherment"
     );
 }
+
+#[test]
+fn markdown_plan_fences_the_registry_diff() {
+    let env = Env::new();
+    // A client name is free text: one holding a fence must not end the diff block early.
+    env.config(&format!(
+        "{SERVER}\n[clients.app]\nname = \"App ```` x\"\nclearance = \"Operator\"\n"
+    ));
+    let md = env.run(&["plan", "--markdown", "--diff"]).success().stdout;
+    let lines: Vec<&str> = md.lines().collect();
+    let open = lines
+        .iter()
+        .position(|l| l.starts_with("```") && l.ends_with("diff"))
+        .unwrap_or_else(|| panic!("no ```diff block:\n{md}"));
+    let fence = lines[open].trim_end_matches("diff");
+    assert!(
+        fence.len() > 4,
+        "longer than the name's backtick run:\n{md}"
+    );
+    // The block is closed by the fence alone, at the end, and holds the whole diff.
+    let close = open
+        + 1
+        + lines[open + 1..]
+            .iter()
+            .position(|l| l.starts_with(fence))
+            .unwrap_or_else(|| panic!("the diff block is never closed:\n{md}"));
+    assert_eq!(lines[close], fence, "{md}");
+    assert_eq!(close, lines.len() - 1, "nothing after the block:\n{md}");
+    let block = &lines[open + 1..close];
+    assert!(block[0].starts_with("--- registry.toml"), "{md}");
+    assert!(
+        block
+            .iter()
+            .any(|l| l.starts_with('+') && l.contains("App ```` x")),
+        "{md}"
+    );
+    // The table before it is untouched.
+    assert!(
+        lines[..open]
+            .iter()
+            .any(|l| l.starts_with("| `+` | create")),
+        "{md}"
+    );
+}
