@@ -563,9 +563,21 @@ pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
                 "apply needs confirmation and there is no terminal to ask on: review `ravencert plan`, then run `ravencert apply --yes` (nothing was changed)".into(),
             ));
         }
-        print!("{}", render::plan_text(&preview, ctx.style));
-        print!("\nDo you want to perform these actions? Only 'yes' will be accepted to approve.\n  Enter a value: ");
-        let _ = std::io::stdout().flush();
+        // With --json, stdout holds only the JSON document: the plan shown for confirmation
+        // and the question go to stderr, which is the terminal a person reads.
+        let shown = format!(
+            "{}\nDo you want to perform these actions? Only 'yes' will be accepted to approve.\n  Enter a value: ",
+            render::plan_text(&preview, ctx.style)
+        );
+        if req.json {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(shown.as_bytes());
+            let _ = err.flush();
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(shown.as_bytes());
+            let _ = out.flush();
+        }
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if answer.trim() != "yes" {

@@ -670,3 +670,27 @@ fn markdown_plan_fences_the_registry_diff() {
         "{md}"
     );
 }
+
+#[test]
+fn apply_json_on_a_terminal_asks_on_stderr_and_keeps_stdout_json() {
+    let env = env_with_three();
+    let bin = env!("CARGO_BIN_EXE_ravencert");
+    // `script` gives the binary a terminal on stdin; stdout and stderr go to files.
+    common::sh(
+        env.dir.path(),
+        &format!(
+            "printf 'yes\\n' | ORDERS_PASSWORD='{PASSWORD}' NO_COLOR=1 script -qec \"'{bin}' apply --json >out.json 2>err.txt\" /dev/null >/dev/null"
+        ),
+    );
+    let out = std::fs::read_to_string(env.path("out.json")).unwrap();
+    let err = std::fs::read_to_string(env.path("err.txt")).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{out}"));
+    assert_eq!(v["applied"], true, "{out}");
+    assert!(
+        err.contains("Do you want to perform these actions?"),
+        "{err}"
+    );
+    assert!(err.contains("Plan: 4 to create"), "{err}");
+    assert_eq!(env.status()["certificates"].as_array().unwrap().len(), 3);
+}
