@@ -694,3 +694,24 @@ fn apply_json_on_a_terminal_asks_on_stderr_and_keeps_stdout_json() {
     assert!(err.contains("Plan: 4 to create"), "{err}");
     assert_eq!(env.status()["certificates"].as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn export_to_a_bare_file_name_writes_it_in_the_current_folder() {
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    let r = env.run(&["export", "--out", "pub.pfx"]).success();
+    assert!(r.stdout.contains("to pub.pfx"), "{}", r.stdout);
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
+    let exp = openssl(&[
+        "pkcs12",
+        "-in",
+        env.path("pub.pfx").to_str().unwrap(),
+        "-passin",
+        "pass:",
+        "-nodes",
+    ])
+    .success();
+    assert_eq!(exp.stdout.matches("BEGIN CERTIFICATE").count(), 1);
+    // Written again over the previous export, still in the current folder.
+    env.run(&["export", "--out", "pub.pfx"]).success();
+}
