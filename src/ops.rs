@@ -535,8 +535,12 @@ pub fn converge(
     let actual = store.load(export_path(desired))?;
     let plan = plan::plan(desired, &actual, ctx.now, opts)?;
     check(&actual, &plan)?;
-    let outcome = apply::apply(desired, &store, &actual, &plan, ctx.now, revision)
-        .map_err(|e| Failure(format!("apply failed: {e}")))?;
+    let outcome =
+        apply::apply(desired, &store, &actual, &plan, ctx.now, revision).map_err(|e| match e {
+            // Not "apply failed": the store part succeeded, and the message says so.
+            e @ apply::ApplyError::Export { .. } => Failure(e.to_string()),
+            e => Failure(format!("apply failed: {e}")),
+        })?;
     Ok((plan, outcome))
 }
 

@@ -715,3 +715,36 @@ fn export_to_a_bare_file_name_writes_it_in_the_current_folder() {
     // Written again over the previous export, still in the current folder.
     env.run(&["export", "--out", "pub.pfx"]).success();
 }
+
+#[test]
+fn export_failing_after_the_store_commits_says_what_was_done() {
+    let env = Env::new();
+    env.config(&format!(
+        "{}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        SERVER.replace("exports/cluster.pfx", "out/cluster.pfx")
+    ));
+    // `out` is a file, so its folder cannot be made.
+    env.write("out", "not a folder");
+    let r = env.run(&["apply", "--yes"]).failure();
+    let err = r.stderr.trim();
+    assert!(
+        err.contains("the store was updated (2 changes committed)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("writing the export to ./out/cluster.pfx failed"),
+        "{err}"
+    );
+    assert!(err.contains("File exists"), "the cause: {err}");
+    assert!(err.contains("the next apply retries the export"), "{err}");
+    assert!(!err.contains("apply failed"), "{err}");
+    // The store did commit; the export is all that is left.
+    assert_eq!(env.status()["certificates"].as_array().unwrap().len(), 1);
+    let plan = env.run(&["plan", "--json"]).success().json();
+    assert_eq!(plan["summary"]["export"], 1, "{plan}");
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 1, "{plan}");
+    // Once the cause is gone, the next apply writes it.
+    std::fs::remove_file(env.path("out")).unwrap();
+    env.run(&["apply", "--yes"]).success();
+    assert!(env.path("out/cluster.pfx").is_file());
+}
