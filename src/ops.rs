@@ -184,6 +184,27 @@ impl Context {
         Ok(desired)
     }
 
+    /// The store when certs.toml cannot be read as a whole: `[store].path` if the file still
+    /// says it, else `store` next to certs.toml (the default).
+    fn fallback_store(&self) -> PathBuf {
+        let base = match self.config.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let named = crate::fsutil::read_regular(&self.config, MAX_CONFIG_BYTES as u64, true)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|text| toml::from_str::<toml::Table>(&text).ok())
+            .and_then(|t| {
+                t.get("store")?
+                    .get("path")?
+                    .as_str()
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+            });
+        base.join(named.unwrap_or_else(|| PathBuf::from("store")))
+    }
+
     pub fn desired_checked(&self) -> Result<Desired> {
         self.load(&Source::WorkTree, true)
     }
@@ -681,19 +702,41 @@ fn expires_cell(
 }
 
 pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
-    // The store path comes from certs.toml unless --store names it.
-    let desired = match (ctx.desired(), &ctx.store_override) {
-        (Ok(d), _) => Some(d),
-        (Err(_), Some(_)) => None,
-        (Err(e), None) => return Err(e),
+    // The store path comes from certs.toml unless --store names it. An invalid certs.toml
+    // (a watch daemon refusing a bad commit) is when the store matters most: it is shown
+    // anyway, with a warning, as long as the store can be found.
+    let (desired, config_error) = match ctx.desired() {
+        Ok(d) => (Some(d), None),
+        Err(e) => (None, Some(e)),
     };
     let root = match (&ctx.store_override, &desired) {
         (Some(s), _) => s.clone(),
         (None, Some(d)) => d.store.path.clone(),
-        (None, None) => return Err(Failure("no store: pass --store DIR".into())),
+        (None, None) => ctx.fallback_store(),
     };
     let store = Store::new(&root);
-    let actual = store.load(None)?;
+    let mut warnings = Vec::new();
+    let actual = match config_error {
+        None => store.load(None)?,
+        Some(e) => {
+            let actual = store.load(None).map_err(|se| {
+                Failure(format!(
+                    "{e}\n(the store {} cannot be shown either: {se})",
+                    root.display()
+                ))
+            })?;
+            if !actual.exists {
+                return Err(e);
+            }
+            let first = e.0.lines().next().unwrap_or_default().to_string();
+            warnings.push(format!(
+                "{} is invalid ({first}); this is the store as last applied, without renewal marks",
+                ctx.config.display()
+            ));
+            actual
+        }
+    };
+    let stderr: String = warnings.iter().map(|w| format!("warning: {w}\n")).collect();
     let reg = &actual.registry;
     if json_out {
         let server: Vec<Value> = reg
@@ -732,11 +775,13 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
             "server": server,
             "certificates": certificates,
             "applied_revision": reg.applied_revision,
+            "warnings": warnings,
         });
-        return Ok(Output::ok(format!(
-            "{}\n",
-            serde_json::to_string_pretty(&v).unwrap_or_default()
-        )));
+        return Ok(Output {
+            stdout: format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()),
+            stderr,
+            code: 0,
+        });
     }
 
     let mut out = String::new();
@@ -825,7 +870,11 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
     if let Some(r) = &reg.applied_revision {
         out.push_str(&format!("\nApplied revision: {r}\n"));
     }
-    Ok(Output::ok(out))
+    Ok(Output {
+        stdout: out,
+        stderr,
+        code: 0,
+    })
 }
 
 pub fn export(ctx: &Context, out: Option<PathBuf>) -> Result<Output> {

@@ -748,3 +748,62 @@ fn export_failing_after_the_store_commits_says_what_was_done() {
     env.run(&["apply", "--yes"]).success();
     assert!(env.path("out/cluster.pfx").is_file());
 }
+
+#[test]
+fn status_shows_the_store_when_certs_toml_is_invalid() {
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    let good = env.status();
+    // A bad commit: an unknown clearance.
+    env.config(&three_clients().replace("\"Operator\"", "\"Operater\""));
+
+    let r = env.run(&["status", "--json"]).success();
+    let v = r.json();
+    assert_eq!(v["certificates"], good["certificates"]);
+    let warnings = v["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{v}");
+    let w = warnings[0].as_str().unwrap();
+    assert!(w.contains("certs.toml is invalid"), "{w}");
+    assert!(w.contains("Operater"), "names the first error: {w}");
+    assert!(r.stderr.starts_with("warning: "), "{}", r.stderr);
+    assert!(r.stderr.contains("Operater"), "{}", r.stderr);
+
+    let text = env.run(&["status"]).success();
+    assert!(text.stdout.contains("Orders App"), "{}", text.stdout);
+    assert!(
+        text.stderr.contains("certs.toml is invalid"),
+        "{}",
+        text.stderr
+    );
+
+    // A file that is not even TOML: the store is found where it defaults to.
+    env.config("version = 1\n[clients.broken\n");
+    let r = env.run(&["status", "--json"]).success();
+    assert_eq!(r.json()["certificates"], good["certificates"]);
+
+    // An invalid file that still says where its store is.
+    std::fs::rename(env.store(), env.path("kept")).unwrap();
+    env.config(&format!(
+        "{}\n[store]\npath = \"kept\"\n",
+        three_clients().replace("\"Operator\"", "\"Operater\"")
+    ));
+    let r = env.run(&["status", "--json"]).success();
+    assert_eq!(r.json()["certificates"], good["certificates"]);
+    std::fs::rename(env.path("kept"), env.store()).unwrap();
+
+    // A valid config has no warnings.
+    env.config(&three_clients());
+    assert_eq!(env.status()["warnings"], serde_json::json!([]));
+}
+
+#[test]
+fn status_with_an_invalid_certs_toml_and_no_store_is_the_config_error() {
+    let env = Env::new();
+    env.config("version = 1\n[server]\ngenerate = yes\n");
+    let r = env.run(&["status"]).failure();
+    assert!(r.stderr.contains("certs.toml:3"), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    // A named store path that does not exist either.
+    env.config("version = 1\n[store]\npath = \"elsewhere\"\n[server]\ngenerate = yes\n");
+    env.run(&["status", "--json"]).failure();
+}
