@@ -683,16 +683,22 @@ fn renew_of(desired: Option<&Desired>, key: &str) -> Option<RenewBefore> {
     }
 }
 
+/// The Expires cell: date and days left, then EXPIRED, `[retiring DATE]` for an old
+/// certificate kept through its rotation overlap (already replaced, so never renew due), or
+/// `[renew due]` inside renew_before.
 fn expires_cell(
     now: OffsetDateTime,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     renew: Option<RenewBefore>,
+    retiring_after: Option<OffsetDateTime>,
 ) -> String {
     let days = (not_after - now).whole_days();
     let mut s = format!("{} ({} days left)", not_after.date(), days);
     if not_after <= now {
         s = format!("{} (EXPIRED)", not_after.date());
+    } else if let Some(r) = retiring_after {
+        s.push_str(&format!(" [retiring {}]", r.date()));
     } else if let Some(r) = renew {
         if not_after - now < r.window(not_after - not_before) {
             s.push_str(" [renew due]");
@@ -768,6 +774,7 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
                     "not_after": render::rfc3339(c.not_after),
                     "source": c.source.as_str(),
                     "collection_primary": c.collection_primary,
+                    "retiring_after": c.retire_after.map(render::rfc3339),
                 })
             })
             .collect();
@@ -807,7 +814,7 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
                 s.name.clone(),
                 s.thumbprint.clone(),
                 "ClusterNode".into(),
-                expires_cell(ctx.now, s.not_before, s.not_after, server_renew),
+                expires_cell(ctx.now, s.not_before, s.not_after, server_renew, None),
             ]
         })
         .collect();
@@ -826,7 +833,7 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
         .map(|c| {
             let mut name = c.name.clone();
             if c.retire_after.is_some() {
-                name.push_str(" (old, retiring)");
+                name.push_str(" (old)");
             }
             let databases = if c.clearance == crate::model::Clearance::ValidUser {
                 if c.permissions.is_empty() {
@@ -854,6 +861,7 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
                     c.not_before,
                     c.not_after,
                     renew_of(desired.as_ref(), &c.key),
+                    c.retire_after,
                 ),
                 databases,
             ]
