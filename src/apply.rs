@@ -21,6 +21,26 @@ pub enum ApplyError {
     Pki(#[from] pki::PkiError),
     #[error("{0}")]
     Input(String),
+    /// The registry was committed, then writing the export failed: the store holds the new
+    /// state and the next apply plans the export again.
+    #[error("{}", export_failed(*.committed, .path, .reason))]
+    Export {
+        committed: usize,
+        path: std::path::PathBuf,
+        reason: String,
+    },
+}
+
+fn export_failed(committed: usize, path: &std::path::Path, reason: &str) -> String {
+    let store = match committed {
+        0 => "the store was already up to date".to_string(),
+        1 => "the store was updated (1 change committed)".to_string(),
+        n => format!("the store was updated ({n} changes committed)"),
+    };
+    format!(
+        "{store}, but writing the export to {} failed: {reason}. Fix that, then run `ravencert apply` again: the next apply retries the export.",
+        path.display()
+    )
 }
 
 /// Clients get a not-before a week back, as RavenDB does, for clock skew.
@@ -427,10 +447,25 @@ pub fn apply(
     }
     store.finish(&reg)?;
 
-    if plan.changes.iter().any(|c| c.action == Action::Export) {
-        export(desired, store, &reg)?;
-    }
+    let exported = if plan.changes.iter().any(|c| c.action == Action::Export) {
+        export(desired, store, &reg).map_err(|e| ApplyError::Export {
+            committed: plan
+                .changes
+                .iter()
+                .filter(|c| c.action != Action::Export)
+                .count(),
+            path: desired
+                .server
+                .as_ref()
+                .and_then(|s| s.export.clone())
+                .unwrap_or_default(),
+            reason: e.to_string(),
+        })
+    } else {
+        Ok(None)
+    };
     store.write_cache(&reg)?;
+    exported?;
     outcome.registry = reg;
     Ok(outcome)
 }

@@ -185,6 +185,27 @@ impl Context {
         Ok(desired)
     }
 
+    /// The store when certs.toml cannot be read as a whole: `[store].path` if the file still
+    /// says it, else `store` next to certs.toml (the default).
+    fn fallback_store(&self) -> PathBuf {
+        let base = match self.config.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let named = crate::fsutil::read_regular(&self.config, MAX_CONFIG_BYTES as u64, true)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|text| toml::from_str::<toml::Table>(&text).ok())
+            .and_then(|t| {
+                t.get("store")?
+                    .get("path")?
+                    .as_str()
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+            });
+        base.join(named.unwrap_or_else(|| PathBuf::from("store")))
+    }
+
     pub fn desired_checked(&self) -> Result<Desired> {
         self.load(&Source::WorkTree, true)
     }
@@ -549,8 +570,15 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
         let after = apply::project(&actual.registry, &plan, &desired, ctx.now);
         let diff = render::registry_diff(&actual.registry, &after);
         if !diff.is_empty() {
-            stdout.push('\n');
-            stdout.push_str(&diff);
+            if req.markdown {
+                if !stdout.ends_with("\n\n") {
+                    stdout.push('\n');
+                }
+                stdout.push_str(&render::markdown_diff(&diff));
+            } else {
+                stdout.push('\n');
+                stdout.push_str(&diff);
+            }
         }
     }
     let code = if req.detailed_exitcode && !plan.is_empty() {
@@ -643,8 +671,12 @@ pub fn converge(
     let plan =
         plan::plan(desired, &actual, ctx.now, &opts).map_err(|e| plan_failure(desired, e))?;
     check(&actual, &plan)?;
-    let outcome = apply::apply(desired, &store, &actual, &plan, ctx.now, revision)
-        .map_err(|e| Failure(format!("apply failed: {e}")))?;
+    let outcome =
+        apply::apply(desired, &store, &actual, &plan, ctx.now, revision).map_err(|e| match e {
+            // Not "apply failed": the store part succeeded, and the message says so.
+            e @ apply::ApplyError::Export { .. } => Failure(e.to_string()),
+            e => Failure(format!("apply failed: {e}")),
+        })?;
     Ok((plan, outcome))
 }
 
@@ -671,9 +703,21 @@ pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
                 "apply needs confirmation and there is no terminal to ask on: review `ravencert plan`, then run `ravencert apply --yes` (nothing was changed)".into(),
             ));
         }
-        print!("{}", render::plan_text(&preview, ctx.style));
-        print!("\nDo you want to perform these actions? Only 'yes' will be accepted to approve.\n  Enter a value: ");
-        let _ = std::io::stdout().flush();
+        // With --json, stdout holds only the JSON document: the plan shown for confirmation
+        // and the question go to stderr, which is the terminal a person reads.
+        let shown = format!(
+            "{}\nDo you want to perform these actions? Only 'yes' will be accepted to approve.\n  Enter a value: ",
+            render::plan_text(&preview, ctx.style)
+        );
+        if req.json {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(shown.as_bytes());
+            let _ = err.flush();
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(shown.as_bytes());
+            let _ = out.flush();
+        }
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if answer.trim() != "yes" {
@@ -754,16 +798,22 @@ fn renew_of(desired: Option<&Desired>, key: &str) -> Option<RenewBefore> {
     }
 }
 
+/// The Expires cell: date and days left, then EXPIRED, `[retiring DATE]` for an old
+/// certificate kept through its rotation overlap (already replaced, so never renew due), or
+/// `[renew due]` inside renew_before.
 fn expires_cell(
     now: OffsetDateTime,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     renew: Option<RenewBefore>,
+    retiring_after: Option<OffsetDateTime>,
 ) -> String {
     let days = (not_after - now).whole_days();
     let mut s = format!("{} ({} days left)", not_after.date(), days);
     if not_after <= now {
         s = format!("{} (EXPIRED)", not_after.date());
+    } else if let Some(r) = retiring_after {
+        s.push_str(&format!(" [retiring {}]", r.date()));
     } else if let Some(r) = renew {
         if not_after - now < r.window(not_after - not_before) {
             s.push_str(" [renew due]");
@@ -773,19 +823,41 @@ fn expires_cell(
 }
 
 pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
-    // The store path comes from certs.toml unless --store names it.
-    let desired = match (ctx.desired(), &ctx.store_override) {
-        (Ok(d), _) => Some(d),
-        (Err(_), Some(_)) => None,
-        (Err(e), None) => return Err(e),
+    // The store path comes from certs.toml unless --store names it. An invalid certs.toml
+    // (a watch daemon refusing a bad commit) is when the store matters most: it is shown
+    // anyway, with a warning, as long as the store can be found.
+    let (desired, config_error) = match ctx.desired() {
+        Ok(d) => (Some(d), None),
+        Err(e) => (None, Some(e)),
     };
     let root = match (&ctx.store_override, &desired) {
         (Some(s), _) => s.clone(),
         (None, Some(d)) => d.store.path.clone(),
-        (None, None) => return Err(Failure("no store: pass --store DIR".into())),
+        (None, None) => ctx.fallback_store(),
     };
     let store = Store::new(&root);
-    let actual = store.load(None)?;
+    let mut warnings = Vec::new();
+    let actual = match config_error {
+        None => store.load(None)?,
+        Some(e) => {
+            let actual = store.load(None).map_err(|se| {
+                Failure(format!(
+                    "{e}\n(the store {} cannot be shown either: {se})",
+                    root.display()
+                ))
+            })?;
+            if !actual.exists {
+                return Err(e);
+            }
+            let first = e.0.lines().next().unwrap_or_default().to_string();
+            warnings.push(format!(
+                "{} is invalid ({first}); this is the store as last applied, without renewal marks",
+                ctx.config.display()
+            ));
+            actual
+        }
+    };
+    let stderr: String = warnings.iter().map(|w| format!("warning: {w}\n")).collect();
     let reg = &actual.registry;
     if json_out {
         let server: Vec<Value> = reg
@@ -817,6 +889,7 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
                     "not_after": render::rfc3339(c.not_after),
                     "source": c.source.as_str(),
                     "collection_primary": c.collection_primary,
+                    "retiring_after": c.retire_after.map(render::rfc3339),
                 })
             })
             .collect();
@@ -824,11 +897,13 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
             "server": server,
             "certificates": certificates,
             "applied_revision": reg.applied_revision,
+            "warnings": warnings,
         });
-        return Ok(Output::ok(format!(
-            "{}\n",
-            serde_json::to_string_pretty(&v).unwrap_or_default()
-        )));
+        return Ok(Output {
+            stdout: format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()),
+            stderr,
+            code: 0,
+        });
     }
 
     let mut out = String::new();
@@ -854,7 +929,7 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
                 s.name.clone(),
                 s.thumbprint.clone(),
                 "ClusterNode".into(),
-                expires_cell(ctx.now, s.not_before, s.not_after, server_renew),
+                expires_cell(ctx.now, s.not_before, s.not_after, server_renew, None),
             ]
         })
         .collect();
@@ -873,7 +948,7 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
         .map(|c| {
             let mut name = c.name.clone();
             if c.retire_after.is_some() {
-                name.push_str(" (old, retiring)");
+                name.push_str(" (old)");
             }
             let databases = if c.clearance == crate::model::Clearance::ValidUser {
                 if c.permissions.is_empty() {
@@ -901,6 +976,7 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
                     c.not_before,
                     c.not_after,
                     renew_of(desired.as_ref(), &c.key),
+                    c.retire_after,
                 ),
                 databases,
             ]
@@ -917,7 +993,11 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
     if let Some(r) = &reg.applied_revision {
         out.push_str(&format!("\nApplied revision: {r}\n"));
     }
-    Ok(Output::ok(out))
+    Ok(Output {
+        stdout: out,
+        stderr,
+        code: 0,
+    })
 }
 
 pub fn export(ctx: &Context, out: Option<PathBuf>) -> Result<Output> {

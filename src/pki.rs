@@ -345,6 +345,23 @@ fn common_params(
     Ok(params)
 }
 
+/// Key Usage by key type: RSA keys sign and encipher (TLS key transport); EC keys only sign,
+/// as RFC 5480 section 3 requires (keyEncipherment is not allowed for id-ecPublicKey). A CA
+/// (the server certificate, which signs clients) adds keyCertSign.
+fn key_usages(key: KeySpec, ca: bool) -> Vec<KeyUsagePurpose> {
+    let mut usages = vec![KeyUsagePurpose::DigitalSignature];
+    match key {
+        KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
+            usages.push(KeyUsagePurpose::KeyEncipherment)
+        }
+        KeySpec::EcP256 | KeySpec::EcP384 => {}
+    }
+    if ca {
+        usages.push(KeyUsagePurpose::KeyCertSign);
+    }
+    usages
+}
+
 /// A self-signed server certificate: CA (path length 0) so it can sign clients, serverAuth and
 /// clientAuth (RavenDB nodes talk to each other with it).
 pub fn generate_server(
@@ -366,11 +383,7 @@ pub fn generate_server(
         })
         .collect::<Result<Vec<_>>>()?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-        KeyUsagePurpose::KeyCertSign,
-    ];
+    params.key_usages = key_usages(key, true);
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
@@ -399,10 +412,7 @@ pub fn issue_client(
     let issuer = Issuer::from_ca_cert_der(&server_cert_der.to_vec().into(), issuer_key)?;
     let mut params = common_params(name, not_before, not_after)?;
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    params.key_usages = key_usages(key, false);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.use_authority_key_identifier_extension = true;
     let cert = params.signed_by(&kp, &issuer)?;
@@ -528,6 +538,39 @@ mod tests {
     fn window() -> (OffsetDateTime, OffsetDateTime) {
         let now = OffsetDateTime::now_utc();
         (now - Duration::days(7), now + Duration::days(365))
+    }
+
+    /// The Key Usage line of OpenSSL's text form of a certificate.
+    fn key_usage(der: &[u8]) -> String {
+        let text = String::from_utf8(X509::from_der(der).unwrap().to_text().unwrap()).unwrap();
+        let mut lines = text.lines();
+        lines.find(|l| l.contains("X509v3 Key Usage"));
+        lines.next().unwrap_or_default().trim().to_string()
+    }
+
+    #[test]
+    fn ec_certificates_sign_only_and_rsa_ones_also_encipher() {
+        let (nb, na) = window();
+        let ec = generate_server("ec.example.com", &[], KeySpec::EcP256, nb, na).unwrap();
+        assert_eq!(
+            key_usage(&ec.cert_der),
+            "Digital Signature, Certificate Sign"
+        );
+        let ec_client = issue_client(&ec.cert_der, &ec.key, "ec", KeySpec::EcP384, nb, na).unwrap();
+        assert_eq!(key_usage(&ec_client.cert_der), "Digital Signature");
+
+        let rsa = generate_server("rsa.example.com", &[], KeySpec::Rsa2048, nb, na).unwrap();
+        assert_eq!(
+            key_usage(&rsa.cert_der),
+            "Digital Signature, Key Encipherment, Certificate Sign"
+        );
+        // The client's own key decides, not the signer's.
+        let rsa_client =
+            issue_client(&ec.cert_der, &ec.key, "rsa", KeySpec::Rsa2048, nb, na).unwrap();
+        assert_eq!(
+            key_usage(&rsa_client.cert_der),
+            "Digital Signature, Key Encipherment"
+        );
     }
 
     #[test]

@@ -325,6 +325,30 @@ fn unknowns_masked(text: &str) -> String {
     out
 }
 
+/// The registry diff for a Markdown comment: a ```diff block whose fence is longer than any run
+/// of backticks in the diff, so that no line of it (a client name is free text) can close the
+/// block early.
+pub fn markdown_diff(diff: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for ch in diff.chars() {
+        if ch == '`' {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    let fence = "`".repeat((longest + 1).max(3));
+    let mut out = format!("**Registry diff**\n\n{fence}diff\n{diff}");
+    if !diff.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&fence);
+    out.push('\n');
+    out
+}
+
 /// Placeholder for values that only the apply can know (a new certificate's thumbprint).
 pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
 
@@ -401,5 +425,17 @@ mod tests {
         });
         assert!(!plan_text(&plan, Style { color: false }).contains('\x1b'));
         assert!(plan_text(&plan, Style { color: true }).contains('\x1b'));
+    }
+
+    #[test]
+    fn markdown_diff_is_fenced_beyond_any_backtick_run() {
+        let plain = markdown_diff("-a\n+b\n");
+        assert_eq!(plain, "**Registry diff**\n\n```diff\n-a\n+b\n```\n");
+        // A name holding a fence cannot close the block: the fence is one backtick longer.
+        let hostile = markdown_diff("+name = \"x\n```\n`````\"\n");
+        assert!(hostile.contains("\n``````diff\n"), "{hostile}");
+        assert!(hostile.ends_with("\n``````\n"), "{hostile}");
+        let closing = hostile.lines().filter(|l| l.starts_with("``````")).count();
+        assert_eq!(closing, 2, "{hostile}");
     }
 }

@@ -586,3 +586,224 @@ fn usage_errors_exit_1_and_help_exits_0() {
     assert_eq!(env.run(&["--help"]).code, 0);
     assert_eq!(env.run(&["--version"]).code, 0);
 }
+
+/// The value line under "X509v3 Key Usage" in `openssl x509 -text`.
+fn key_usage_of(pem: &std::path::Path) -> String {
+    let text = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-text"])
+        .success()
+        .stdout;
+    let mut lines = text.lines();
+    lines
+        .find(|l| l.contains("X509v3 Key Usage"))
+        .unwrap_or_else(|| panic!("no Key Usage:\n{text}"));
+    lines.next().unwrap().trim().to_string()
+}
+
+#[test]
+fn ec_certificates_carry_no_key_encipherment() {
+    // RFC 5480: an EC key signs (digitalSignature); keyEncipherment is for RSA key transport.
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    let issued = |key: &str| env.store().join(format!("issued/{key}/{key}.crt"));
+    assert_eq!(
+        key_usage_of(&env.server_pem()),
+        "Digital Signature, Certificate Sign",
+        "the EC server certificate"
+    );
+    assert_eq!(
+        key_usage_of(&issued("admin")),
+        "Digital Signature",
+        "ec-p256"
+    );
+    assert_eq!(
+        key_usage_of(&issued("orders-app")),
+        "Digital Signature",
+        "ec-p384"
+    );
+    assert_eq!(
+        key_usage_of(&issued("ops")),
+        "Digital Signature, Key Encipherment",
+        "rsa-2048 keeps keyEncipherment"
+    );
+}
+
+#[test]
+fn markdown_plan_fences_the_registry_diff() {
+    let env = Env::new();
+    // A client name is free text: one holding a fence must not end the diff block early.
+    env.config(&format!(
+        "{SERVER}\n[clients.app]\nname = \"App ```` x\"\nclearance = \"Operator\"\n"
+    ));
+    let md = env.run(&["plan", "--markdown", "--diff"]).success().stdout;
+    let lines: Vec<&str> = md.lines().collect();
+    let open = lines
+        .iter()
+        .position(|l| l.starts_with("```") && l.ends_with("diff"))
+        .unwrap_or_else(|| panic!("no ```diff block:\n{md}"));
+    let fence = lines[open].trim_end_matches("diff");
+    assert!(
+        fence.len() > 4,
+        "longer than the name's backtick run:\n{md}"
+    );
+    // The block is closed by the fence alone, at the end, and holds the whole diff.
+    let close = open
+        + 1
+        + lines[open + 1..]
+            .iter()
+            .position(|l| l.starts_with(fence))
+            .unwrap_or_else(|| panic!("the diff block is never closed:\n{md}"));
+    assert_eq!(lines[close], fence, "{md}");
+    assert_eq!(close, lines.len() - 1, "nothing after the block:\n{md}");
+    let block = &lines[open + 1..close];
+    assert!(block[0].starts_with("--- registry.toml"), "{md}");
+    assert!(
+        block
+            .iter()
+            .any(|l| l.starts_with('+') && l.contains("App ```` x")),
+        "{md}"
+    );
+    // The table before it is untouched.
+    assert!(
+        lines[..open]
+            .iter()
+            .any(|l| l.starts_with("| `+` | create")),
+        "{md}"
+    );
+}
+
+#[test]
+fn apply_json_on_a_terminal_asks_on_stderr_and_keeps_stdout_json() {
+    let env = env_with_three();
+    let bin = env!("CARGO_BIN_EXE_ravencert");
+    // `script` gives the binary a terminal on stdin; stdout and stderr go to files.
+    common::sh(
+        env.dir.path(),
+        &format!(
+            "printf 'yes\\n' | ORDERS_PASSWORD='{PASSWORD}' NO_COLOR=1 script -qec \"'{bin}' apply --json >out.json 2>err.txt\" /dev/null >/dev/null"
+        ),
+    );
+    let out = std::fs::read_to_string(env.path("out.json")).unwrap();
+    let err = std::fs::read_to_string(env.path("err.txt")).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{out}"));
+    assert_eq!(v["applied"], true, "{out}");
+    assert!(
+        err.contains("Do you want to perform these actions?"),
+        "{err}"
+    );
+    assert!(err.contains("Plan: 4 to create"), "{err}");
+    assert_eq!(env.status()["certificates"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn export_to_a_bare_file_name_writes_it_in_the_current_folder() {
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    let r = env.run(&["export", "--out", "pub.pfx"]).success();
+    assert!(r.stdout.contains("to pub.pfx"), "{}", r.stdout);
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
+    let exp = openssl(&[
+        "pkcs12",
+        "-in",
+        env.path("pub.pfx").to_str().unwrap(),
+        "-passin",
+        "pass:",
+        "-nodes",
+    ])
+    .success();
+    assert_eq!(exp.stdout.matches("BEGIN CERTIFICATE").count(), 1);
+    // Written again over the previous export, still in the current folder.
+    env.run(&["export", "--out", "pub.pfx"]).success();
+}
+
+#[test]
+fn export_failing_after_the_store_commits_says_what_was_done() {
+    let env = Env::new();
+    env.config(&format!(
+        "{}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        SERVER.replace("exports/cluster.pfx", "out/cluster.pfx")
+    ));
+    // `out` is a file, so its folder cannot be made.
+    env.write("out", "not a folder");
+    let r = env.run(&["apply", "--yes"]).failure();
+    let err = r.stderr.trim();
+    assert!(
+        err.contains("the store was updated (2 changes committed)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("writing the export to ./out/cluster.pfx failed"),
+        "{err}"
+    );
+    assert!(err.contains("File exists"), "the cause: {err}");
+    assert!(err.contains("the next apply retries the export"), "{err}");
+    assert!(!err.contains("apply failed"), "{err}");
+    // The store did commit; the export is all that is left.
+    assert_eq!(env.status()["certificates"].as_array().unwrap().len(), 1);
+    let plan = env.run(&["plan", "--json"]).success().json();
+    assert_eq!(plan["summary"]["export"], 1, "{plan}");
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 1, "{plan}");
+    // Once the cause is gone, the next apply writes it.
+    std::fs::remove_file(env.path("out")).unwrap();
+    env.run(&["apply", "--yes"]).success();
+    assert!(env.path("out/cluster.pfx").is_file());
+}
+
+#[test]
+fn status_shows_the_store_when_certs_toml_is_invalid() {
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    let good = env.status();
+    // A bad commit: an unknown clearance.
+    env.config(&three_clients().replace("\"Operator\"", "\"Operater\""));
+
+    let r = env.run(&["status", "--json"]).success();
+    let v = r.json();
+    assert_eq!(v["certificates"], good["certificates"]);
+    let warnings = v["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{v}");
+    let w = warnings[0].as_str().unwrap();
+    assert!(w.contains("certs.toml is invalid"), "{w}");
+    assert!(w.contains("Operater"), "names the first error: {w}");
+    assert!(r.stderr.starts_with("warning: "), "{}", r.stderr);
+    assert!(r.stderr.contains("Operater"), "{}", r.stderr);
+
+    let text = env.run(&["status"]).success();
+    assert!(text.stdout.contains("Orders App"), "{}", text.stdout);
+    assert!(
+        text.stderr.contains("certs.toml is invalid"),
+        "{}",
+        text.stderr
+    );
+
+    // A file that is not even TOML: the store is found where it defaults to.
+    env.config("version = 1\n[clients.broken\n");
+    let r = env.run(&["status", "--json"]).success();
+    assert_eq!(r.json()["certificates"], good["certificates"]);
+
+    // An invalid file that still says where its store is.
+    std::fs::rename(env.store(), env.path("kept")).unwrap();
+    env.config(&format!(
+        "{}\n[store]\npath = \"kept\"\n",
+        three_clients().replace("\"Operator\"", "\"Operater\"")
+    ));
+    let r = env.run(&["status", "--json"]).success();
+    assert_eq!(r.json()["certificates"], good["certificates"]);
+    std::fs::rename(env.path("kept"), env.store()).unwrap();
+
+    // A valid config has no warnings.
+    env.config(&three_clients());
+    assert_eq!(env.status()["warnings"], serde_json::json!([]));
+}
+
+#[test]
+fn status_with_an_invalid_certs_toml_and_no_store_is_the_config_error() {
+    let env = Env::new();
+    env.config("version = 1\n[server]\ngenerate = yes\n");
+    let r = env.run(&["status"]).failure();
+    assert!(r.stderr.contains("certs.toml:3"), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    // A named store path that does not exist either.
+    env.config("version = 1\n[store]\npath = \"elsewhere\"\n[server]\ngenerate = yes\n");
+    env.run(&["status", "--json"]).failure();
+}

@@ -67,8 +67,28 @@ fn renewal_and_rotation_overlap_walkthrough() {
         .unwrap();
     let crt = env.store().join("issued/app/app.crt");
     assert_eq!(common::openssl_thumbprint(&crt), second);
+    // status --json tells the retiring one from the current one.
+    let retiring: Vec<(&str, &serde_json::Value)> = both
+        .iter()
+        .map(|e| (e["thumbprint"].as_str().unwrap(), &e["retiring_after"]))
+        .collect();
+    for (thumb, after) in &retiring {
+        if *thumb == first {
+            // Re-issued at day 61 with a 14-day overlap.
+            assert_eq!(after.as_str(), Some(at(75).as_str()), "{both:?}");
+        } else {
+            assert!(after.is_null(), "{both:?}");
+        }
+    }
+    // The old one has 28 days left, inside renew_before: it is retiring, not renew due.
     let text = run_at(&env, 62, &["status"]).success().stdout;
-    assert!(text.contains("(old, retiring)"), "{text}");
+    let old_row = text
+        .lines()
+        .find(|l| l.contains(&first))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(old_row.contains("app (old)"), "{text}");
+    assert!(old_row.contains("[retiring 2027-03-17]"), "{text}");
+    assert!(!text.contains("[renew due]"), "{text}");
     assert_eq!(
         run_at(&env, 74, &["plan", "--detailed-exitcode"]).code,
         0,

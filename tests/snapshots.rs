@@ -89,6 +89,11 @@ fn plan_snapshots() {
     );
     snapshot(
         &env,
+        "plan_edit_markdown_diff",
+        &env.run(&["plan", "--markdown", "--diff"]).success().stdout,
+    );
+    snapshot(
+        &env,
         "plan_edit_json",
         &env.run(&["plan", "--json"]).success().stdout,
     );
