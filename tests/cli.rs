@@ -719,12 +719,14 @@ fn export_to_a_bare_file_name_writes_it_in_the_current_folder() {
 #[test]
 fn export_failing_after_the_store_commits_says_what_was_done() {
     let env = Env::new();
-    env.config(&format!(
-        "{}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
-        SERVER.replace("exports/cluster.pfx", "out/cluster.pfx")
-    ));
-    // `out` is a file, so its folder cannot be made.
-    env.write("out", "not a folder");
+    // A folder that cannot be made (validate cannot know: /proc takes no new folders).
+    let config = |export: &str| {
+        format!(
+            "{}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+            SERVER.replace("exports/cluster.pfx", export)
+        )
+    };
+    env.config(&config("/proc/ravencert-test/cluster.pfx"));
     let r = env.run(&["apply", "--yes"]).failure();
     let err = r.stderr.trim();
     assert!(
@@ -732,10 +734,10 @@ fn export_failing_after_the_store_commits_says_what_was_done() {
         "{err}"
     );
     assert!(
-        err.contains("writing the export to ./out/cluster.pfx failed"),
+        err.contains("writing the export to /proc/ravencert-test/cluster.pfx failed"),
         "{err}"
     );
-    assert!(err.contains("File exists"), "the cause: {err}");
+    assert!(err.contains("No such file or directory"), "the cause: {err}");
     assert!(err.contains("the next apply retries the export"), "{err}");
     assert!(!err.contains("apply failed"), "{err}");
     // The store did commit; the export is all that is left.
@@ -743,8 +745,8 @@ fn export_failing_after_the_store_commits_says_what_was_done() {
     let plan = env.run(&["plan", "--json"]).success().json();
     assert_eq!(plan["summary"]["export"], 1, "{plan}");
     assert_eq!(plan["changes"].as_array().unwrap().len(), 1, "{plan}");
-    // Once the cause is gone, the next apply writes it.
-    std::fs::remove_file(env.path("out")).unwrap();
+    // Once the path can be written, the next apply writes it.
+    env.config(&config("out/cluster.pfx"));
     env.run(&["apply", "--yes"]).success();
     assert!(env.path("out/cluster.pfx").is_file());
 }
