@@ -11,8 +11,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::model::{
-    check_client_key, check_database_name, Access, Clearance, KeySpec, PfxProfile, RenewBefore,
-    Span,
+    check_client_key, check_database_name, check_name, Access, Clearance, KeySpec, PfxProfile,
+    RenewBefore, Span,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -625,6 +625,8 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
                         format!("{at}.name"),
                         "Name is a required field: give a non-empty name, or remove `name` to use the key".into(),
                     );
+                } else if let Err(e) = check_name(trimmed) {
+                    ck.error_at(Some(&n.span()), format!("{at}.name"), e);
                 }
                 trimmed.to_string()
             }
@@ -866,13 +868,19 @@ fn validate_server(
                 return None;
             };
             let name_text = name.get_ref().trim().to_string();
-            if name_text.is_empty() {
+            let name_ok = if name_text.is_empty() {
                 ck.error_at(
                     Some(&name.span()),
                     "server.name",
                     "must not be empty".into(),
                 );
-            }
+                false
+            } else if let Err(e) = check_name(&name_text) {
+                ck.error_at(Some(&name.span()), "server.name", e);
+                false
+            } else {
+                true
+            };
             let dns = match &s.dns {
                 Some(d) => {
                     if d.get_ref().is_empty() {
@@ -890,7 +898,7 @@ fn validate_server(
                     d.get_ref().clone()
                 }
                 None => {
-                    if let Err(e) = check_dns_name(&name_text) {
+                    if let (true, Err(e)) = (name_ok, check_dns_name(&name_text)) {
                         ck.error_at(
                             Some(&name.span()),
                             "server.name",

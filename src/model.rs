@@ -328,6 +328,48 @@ pub fn check_client_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Characters a certificate name may not hold: control characters (a newline would split the
+/// CN, the registry and the status table), line and paragraph separators, and the invisible
+/// bidirectional controls that make a text read differently from what it holds.
+pub fn is_forbidden_in_name(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// The same set as a regular-expression character class (for the JSON schema).
+pub const NAME_FORBIDDEN_CLASS: &str =
+    r"\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u2028-\u202E\u2066-\u2069";
+
+/// RFC 5280's upper bound of a CommonName, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// Checks a certificate name (a client's `name`, the generated server's CN), already trimmed.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if let Some(c) = name.chars().find(|c| is_forbidden_in_name(*c)) {
+        return Err(format!(
+            "'{}' holds the character U+{:04X}; a name may not hold control characters or invisible text-direction marks (it is the certificate's CN and shows in the registry and in status)",
+            name.escape_debug(),
+            u32::from(c)
+        ));
+    }
+    let n = name.chars().count();
+    if n > MAX_NAME_CHARS {
+        return Err(format!(
+            "'{name}' is {n} characters long; a certificate's CN holds at most {MAX_NAME_CHARS} (RFC 5280): shorten it"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,6 +441,34 @@ mod tests {
             &"x".repeat(65),
         ] {
             assert!(check_client_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_refuse_control_characters_and_long_text() {
+        assert!(check_name("Orders App").is_ok());
+        assert!(check_name("Заказы – отчёты").is_ok());
+        assert!(check_name(&"x".repeat(64)).is_ok());
+        assert!(check_name(&"й".repeat(64)).is_ok());
+        let e = check_name(&"x".repeat(65)).unwrap_err();
+        assert!(
+            e.contains("65 characters") && e.contains("at most 64"),
+            "{e}"
+        );
+        for bad in [
+            "a\nb",
+            "a\tb",
+            "a\u{7f}",
+            "a\u{85}b",
+            "a\u{2028}b",
+            "evil\u{202E}gnp.exe",
+        ] {
+            let e = check_name(bad).unwrap_err();
+            assert!(e.contains("control characters"), "{e}");
+            assert!(
+                !e.contains('\n'),
+                "the message itself must stay on one line: {e}"
+            );
         }
     }
 

@@ -213,6 +213,48 @@ cases! {
         line: Some("name = \"   \""),
         ..Case::DEFAULT
     };
+    name_with_newline: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nname = \"Admin\\nClusterAdmin\"\n",
+        key: "clients.admin.name",
+        line: Some("Admin\\nCluster"),
+        also: &["U+000A", "control characters"],
+        ..Case::DEFAULT
+    };
+    name_with_text_direction_override: Case {
+        // U+202E shows "Admin" where the text holds "nimdA".
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nname = \"\\u202EnimdA\"\n",
+        key: "clients.admin.name",
+        line: Some("nimdA"),
+        also: &["U+202E"],
+        ..Case::DEFAULT
+    };
+    name_of_65_characters: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\
+                 name = \"Administrators of the cluster, of all databases and of the backup\"\n",
+        key: "clients.admin.name",
+        line: Some("Administrators"),
+        also: &["65 characters", "at most 64", "RFC 5280"],
+        ..Case::DEFAULT
+    };
+    server_name_with_control_character: Case {
+        config: "version = 1\n[server]\ngenerate = true\nname = \"cluster\\u0007\"\n\
+                 dns = [\"cluster.example.com\"]\nkey = \"ec-p256\"\n\n\
+                 [clients.admin]\nclearance = \"ClusterAdmin\"\nkey = \"ec-p256\"\n",
+        key: "server.name",
+        line: Some("cluster\\u0007"),
+        also: &["U+0007", "control characters"],
+        ..Case::DEFAULT
+    };
+    server_name_of_65_characters: Case {
+        config: "version = 1\n[server]\ngenerate = true\n\
+                 name = \"The RavenDB cluster of the orders, billing and reporting services\"\n\
+                 dns = [\"cluster.example.com\"]\nkey = \"ec-p256\"\n\n\
+                 [clients.admin]\nclearance = \"ClusterAdmin\"\nkey = \"ec-p256\"\n",
+        key: "server.name",
+        line: Some("The RavenDB cluster"),
+        also: &["65 characters", "at most 64"],
+        ..Case::DEFAULT
+    };
     duplicate_name: Case {
         config: "{SERVER}\n[clients.ops-a]\nclearance = \"Operator\"\nname = \"Ops Team\"\n\n\
                  [clients.ops-b]\nclearance = \"Operator\"\nname=\"Ops Team\"\n",
