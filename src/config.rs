@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use crate::model::{
     check_client_key, check_database_name, check_name, Access, Clearance, KeySpec, PfxProfile,
-    RenewBefore, Span,
+    RenewBefore, Span, SPAN_UNIT_PATTERN,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -63,16 +63,16 @@ pub struct RawStore {
 pub struct RawDefaults {
     /// Key type of generated certificates (default rsa-4096, as RavenDB generates).
     pub key: Option<KeySpec>,
-    /// Lifetime of generated client certificates, e.g. "5y" (default), "1y", "90d".
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    /// Lifetime of generated client certificates, e.g. "5y" (default), "1y", "90d", "6mo"; units s, min, h, d, w, mo (30 days), y (365 days).
+    #[schemars(with = "Option<String>", regex(pattern = positive_span_pattern()))]
     pub validity: Option<Spanned<String>>,
-    /// Re-issue when less than this is left ("30d"), or a share of the lifetime ("33%").
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+([hdwmy]|%)$"))]
+    /// Re-issue when less than this is left ("30d", the default), or a share of the lifetime ("33%").
+    #[schemars(with = "Option<String>", regex(pattern = renew_before_pattern()))]
     pub renew_before: Option<Spanned<String>>,
     /// Encryption of issued .pfx files: modern (default) or legacy.
     pub pfx: Option<PfxProfile>,
     /// After a re-issue, keep the old certificate registered this long (default "0d").
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    #[schemars(with = "Option<String>", regex(pattern = span_pattern()))]
     pub overlap: Option<Spanned<String>>,
 }
 
@@ -91,8 +91,8 @@ pub struct RawServer {
     pub dns: Option<Spanned<Vec<String>>>,
     /// Key type of a generated server certificate (default rsa-4096).
     pub key: Option<KeySpec>,
-    /// Lifetime of a generated server certificate (default "1y").
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    /// Lifetime of a generated server certificate (default "1y"; more than zero).
+    #[schemars(with = "Option<String>", regex(pattern = positive_span_pattern()))]
     pub validity: Option<Spanned<String>>,
     /// Instead of `generate`: the cluster's existing certificate(s), one .pfx per node.
     #[schemars(with = "Option<Vec<RawCertFile>>")]
@@ -132,17 +132,17 @@ pub struct RawClient {
     /// Key type (generated clients only).
     #[schemars(with = "Option<KeySpec>")]
     pub key: Option<Spanned<KeySpec>>,
-    /// Lifetime (generated clients only), e.g. "1y".
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    /// Lifetime (generated clients only), e.g. "1y", "90d", "6mo".
+    #[schemars(with = "Option<String>", regex(pattern = positive_span_pattern()))]
     pub validity: Option<Spanned<String>>,
-    /// Re-issue when less than this is left, or a share of the lifetime ("33%").
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+([hdwmy]|%)$"))]
+    /// Re-issue when less than this is left ("30d"), or a share of the lifetime ("33%").
+    #[schemars(with = "Option<String>", regex(pattern = renew_before_pattern()))]
     pub renew_before: Option<Spanned<String>>,
     /// Encryption of the issued .pfx: modern | legacy.
     #[schemars(with = "Option<PfxProfile>")]
     pub pfx: Option<Spanned<PfxProfile>>,
-    /// After a re-issue, keep the old certificate registered this long.
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    /// After a re-issue or a changed upload, keep the old certificate registered this long.
+    #[schemars(with = "Option<String>", regex(pattern = span_pattern()))]
     pub overlap: Option<Spanned<String>>,
     /// Environment variable holding the password (of the issued .pfx, or of the uploaded file).
     #[schemars(with = "Option<String>")]
@@ -160,6 +160,20 @@ pub struct RawClient {
     #[serde(default)]
     #[schemars(skip)]
     pub password: Option<Spanned<toml::Value>>,
+}
+
+// Durations in the JSON schema (model::Span's grammar; validity longer than zero).
+
+fn span_pattern() -> String {
+    format!("^[0-9]+{SPAN_UNIT_PATTERN}$")
+}
+
+fn positive_span_pattern() -> String {
+    format!("^[0-9]*[1-9][0-9]*{SPAN_UNIT_PATTERN}$")
+}
+
+fn renew_before_pattern() -> String {
+    format!("^([0-9]+{SPAN_UNIT_PATTERN}|0*[1-9][0-9]?%)$")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -421,7 +421,8 @@ cases! {
         ..Case::DEFAULT
     };
 
-    // --- Durations: a whole number with h, d, w, m or y; renew_before shorter than validity.
+    // --- Durations: a whole number with s, min, h, d, w, mo or y; renew_before shorter than
+    // validity.
     duration_in_words: Case {
         config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nvalidity = \"5 years\"\n",
         key: "clients.admin.validity",
@@ -429,11 +430,27 @@ cases! {
         also: &["'5 years'"],
         ..Case::DEFAULT
     };
-    duration_in_seconds: Case {
-        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nrenew_before = \"10s\"\n",
+    duration_unknown_unit: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nrenew_before = \"10sec\"\n",
         key: "clients.admin.renew_before",
         line: Some("renew_before"),
-        also: &["'10s'"],
+        also: &["'10sec'", "unknown unit 'sec'"],
+        ..Case::DEFAULT
+    };
+    duration_bare_m: Case {
+        // Minutes or months? Refused with a hint rather than guessed.
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nvalidity = \"6m\"\n",
+        key: "clients.admin.validity",
+        line: Some("validity"),
+        also: &["'6m'", "did you mean `min` or `mo`?"],
+        ..Case::DEFAULT
+    };
+    overlap_bare_m_in_defaults: Case {
+        // Right after SERVER, so inside its [defaults].
+        config: "{SERVER}overlap = \"1m\"\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "defaults.overlap",
+        line: Some("overlap"),
+        also: &["did you mean `min` or `mo`?"],
         ..Case::DEFAULT
     };
     duration_without_unit: Case {

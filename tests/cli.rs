@@ -460,7 +460,7 @@ fn a_second_apply_waits_for_the_lock_and_names_the_holder() {
     env.config(&three_clients().replace("ClusterAdmin", "Operator"));
     let before = env.snapshot();
     let r = env
-        .run(&["apply", "--yes", "--lock-timeout", "200ms"])
+        .run(&["apply", "--yes", "--lock-timeout", "1s"])
         .failure();
     assert!(r.stderr.contains("locked by another apply"), "{}", r.stderr);
     assert!(r.stderr.contains("pid 4242"), "{}", r.stderr);
@@ -585,4 +585,125 @@ fn usage_errors_exit_1_and_help_exits_0() {
     assert!(bad.stderr.contains("--no-such-flag"));
     assert_eq!(env.run(&["--help"]).code, 0);
     assert_eq!(env.run(&["--version"]).code, 0);
+}
+
+/// Runs `ravencert ARGS` in the test folder, stopped after `secs` seconds (exit 124) so that a
+/// command that should have been refused cannot hang the test.
+fn run_bounded(env: &Env, secs: u32, args: &[&str]) -> common::Run {
+    let out = std::process::Command::new("timeout")
+        .arg(secs.to_string())
+        .arg(env!("CARGO_BIN_EXE_ravencert"))
+        .args(args)
+        .current_dir(env.dir.path())
+        .envs(env.envs.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `watch --interval 0s` used to re-check in a busy loop; a huge value must not panic. Each bad
+/// duration is refused before anything starts: exit 1, a message naming the option and the
+/// bound, and no store.
+#[test]
+fn watch_refuses_intervals_and_polls_out_of_bounds() {
+    let env = env_with_three();
+    let git = [
+        "--git",
+        "/nonexistent/repo",
+        "--branch",
+        "main",
+        "--store",
+        "s",
+    ];
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--interval", "0s"],
+            &["--interval", "must be at least 10s"],
+        ),
+        (
+            &["--interval", "9s"],
+            &["--interval", "must be at least 10s"],
+        ),
+        (&["--interval", "2y"], &["--interval", "must be at most 1y"]),
+        (
+            &["--interval", "18446744073709551615s"],
+            &["--interval", "longer than 1000 years"],
+        ),
+        (
+            &["--interval", "30m"],
+            &["--interval", "did you mean `min` or `mo`?"],
+        ),
+        (
+            &["--interval", "500ms"],
+            &["--interval", "unknown unit 'ms'"],
+        ),
+        (
+            &["--interval=-1h"],
+            &["--interval", "must start with a whole number"],
+        ),
+        (
+            &["--lock-timeout", "366d"],
+            &["--lock-timeout", "must be at most 1y"],
+        ),
+        (
+            &[&git[..], &["--poll", "0s"]].concat(),
+            &["--poll", "must be at least 1s"],
+        ),
+        (
+            &[&git[..], &["--poll", "5m"]].concat(),
+            &["--poll", "did you mean `min`"],
+        ),
+    ];
+    for (args, says) in cases {
+        let mut argv = vec!["watch"];
+        argv.extend_from_slice(args);
+        let r = run_bounded(&env, 10, &argv);
+        assert_eq!(r.code, 1, "{argv:?} was not refused\n{r:?}");
+        for s in *says {
+            assert!(
+                r.stderr.contains(s),
+                "{argv:?}: expected {s:?}\n{}",
+                r.stderr
+            );
+        }
+        assert!(!r.stderr.contains("panicked"), "{argv:?}\n{}", r.stderr);
+        assert!(!env.store().exists(), "{argv:?} wrote a store");
+    }
+}
+
+/// The command line reads durations with certs.toml's grammar: `min` for minutes, `d` for days;
+/// `m` alone is refused everywhere with a hint, on the command line as in certs.toml.
+#[test]
+fn command_line_durations_use_the_config_grammar() {
+    let env = env_with_three();
+    let r = env
+        .run(&["apply", "--yes", "--lock-timeout", "2m"])
+        .failure();
+    assert!(
+        r.stderr.contains("--lock-timeout") && r.stderr.contains("did you mean `min` or `mo`?"),
+        "{}",
+        r.stderr
+    );
+    assert!(!env.store().exists());
+    env.run(&["apply", "--yes", "--lock-timeout", "2min"])
+        .success();
+    env.run(&["apply", "--yes", "--lock-timeout", "1d"])
+        .success();
+
+    env.config(&three_clients().replace("validity = \"90d\"", "validity = \"3m\""));
+    let r = env.run(&["validate"]).failure();
+    assert!(
+        r.stderr.contains("certs.toml:")
+            && r.stderr.contains("clients.orders-app.validity")
+            && r.stderr.contains("did you mean `min` or `mo`?"),
+        "{}",
+        r.stderr
+    );
+    env.config(&three_clients().replace("validity = \"90d\"", "validity = \"3mo\""));
+    env.run(&["validate"]).success();
 }
