@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use crate::model::{
     check_client_key, check_database_name, check_name, Access, Clearance, KeySpec, PfxProfile,
-    RenewBefore, Span, SPAN_UNIT_PATTERN,
+    RenewBefore, Span, MAX_NAME_CHARS, NAME_FORBIDDEN_CLASS, SPAN_UNIT_PATTERN,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -21,7 +21,7 @@ use crate::model::{
 /// certs.toml: the certificates a RavenDB cluster should have.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "ravencert certs.toml")]
+#[schemars(title = "ravencert certs.toml", transform = config_rules)]
 pub struct RawConfig {
     /// Format version of this file; must be 1.
     #[schemars(with = "u32", range(min = 1, max = 1))]
@@ -39,7 +39,10 @@ pub struct RawConfig {
     pub server: Option<Spanned<RawServer>>,
     /// Client certificates, by stable id (1-64 of a-z 0-9 - _ .; it becomes a file name).
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, RawClient>")]
+    #[schemars(
+        with = "BTreeMap<String, RawClient>",
+        extend("propertyNames" = { "pattern": CLIENT_KEY_PATTERN })
+    )]
     pub clients: BTreeMap<Spanned<String>, Spanned<RawClient>>,
 }
 
@@ -78,16 +81,20 @@ pub struct RawDefaults {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(rename = "Server")]
+#[schemars(rename = "Server", transform = server_rules)]
 pub struct RawServer {
     /// Generate a self-signed server certificate (development, tests).
     #[serde(default)]
     pub generate: bool,
-    /// Common name of a generated server certificate; also its DNS name unless `dns` is set.
-    #[schemars(with = "Option<String>")]
+    /// Common name of a generated server certificate (at most 64 characters); also its DNS name unless `dns` is set.
+    #[schemars(
+        with = "Option<String>",
+        length(max = MAX_NAME_CHARS),
+        regex(pattern = name_pattern())
+    )]
     pub name: Option<Spanned<String>>,
     /// DNS names (subject alternative names) of a generated server certificate.
-    #[schemars(with = "Option<Vec<String>>")]
+    #[schemars(with = "Option<Vec<String>>", length(min = 1), transform = dns_items)]
     pub dns: Option<Spanned<Vec<String>>>,
     /// Key type of a generated server certificate (default rsa-4096).
     pub key: Option<KeySpec>,
@@ -95,7 +102,7 @@ pub struct RawServer {
     #[schemars(with = "Option<String>", regex(pattern = positive_span_pattern()))]
     pub validity: Option<Spanned<String>>,
     /// Instead of `generate`: the cluster's existing certificate(s), one .pfx per node.
-    #[schemars(with = "Option<Vec<RawCertFile>>")]
+    #[schemars(with = "Option<Vec<RawCertFile>>", length(min = 1))]
     pub certificates: Option<Spanned<Vec<RawCertFile>>>,
     /// Where `apply` keeps the exported server certificate(s), relative to this file's folder.
     pub export: Option<String>,
@@ -103,7 +110,7 @@ pub struct RawServer {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(rename = "NodeCertificate")]
+#[schemars(rename = "NodeCertificate", transform = one_password_source)]
 pub struct RawCertFile {
     /// The .pfx of one node (certificate and private key).
     pub path: String,
@@ -119,15 +126,19 @@ pub struct RawCertFile {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(rename = "Client")]
+#[schemars(rename = "Client", transform = client_rules)]
 pub struct RawClient {
-    /// Display name and certificate CN; defaults to the table key. Unique among clients.
-    #[schemars(with = "Option<String>")]
+    /// Display name and certificate CN (at most 64 characters); defaults to the table key. Unique among clients.
+    #[schemars(
+        with = "Option<String>",
+        length(max = MAX_NAME_CHARS),
+        regex(pattern = name_pattern())
+    )]
     pub name: Option<Spanned<String>>,
     /// ClusterAdmin | Operator | ValidUser.
     pub clearance: Clearance,
-    /// Database -> Admin | ReadWrite | Read; only with ValidUser.
-    #[schemars(with = "Option<BTreeMap<String, Access>>")]
+    /// Database -> Admin | ReadWrite | Read; only with ValidUser. Database names follow RavenDB's rule.
+    #[schemars(with = "Option<BTreeMap<String, Access>>", transform = database_names)]
     pub databases: Option<Spanned<BTreeMap<String, Access>>>,
     /// Key type (generated clients only).
     #[schemars(with = "Option<KeySpec>")]
@@ -145,7 +156,7 @@ pub struct RawClient {
     #[schemars(with = "Option<String>", regex(pattern = span_pattern()))]
     pub overlap: Option<Spanned<String>>,
     /// Environment variable holding the password (of the issued .pfx, or of the uploaded file).
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", regex(pattern = r"^[^=\u0000]+$"))]
     pub password_env: Option<Spanned<String>>,
     /// File holding that password, relative to this file's folder.
     #[schemars(with = "Option<String>")]
@@ -162,7 +173,17 @@ pub struct RawClient {
     pub password: Option<Spanned<toml::Value>>,
 }
 
-// Durations in the JSON schema (model::Span's grammar; validity longer than zero).
+// ---------------------------------------------------------------------------------------------
+// The JSON schema says the rules that validation checks, as far as JSON Schema can: everything
+// but what needs more than one value at a time (names unique among clients, database names
+// unique ignoring case, renew_before shorter than validity) or the world outside the file
+// (files, environment variables). tests/bad_configs.rs checks the schema against its matrix.
+
+/// Client keys (model::check_client_key).
+const CLIENT_KEY_PATTERN: &str = "^[a-z0-9_-][a-z0-9_.-]{0,63}$";
+
+/// A DNS name (check_dns_name): dot-separated labels of letters, digits and inner '-'.
+const DNS_NAME_PATTERN: &str = r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
 
 fn span_pattern() -> String {
     format!("^[0-9]+{SPAN_UNIT_PATTERN}$")
@@ -174,6 +195,99 @@ fn positive_span_pattern() -> String {
 
 fn renew_before_pattern() -> String {
     format!("^([0-9]+{SPAN_UNIT_PATTERN}|0*[1-9][0-9]?%)$")
+}
+
+/// A name (model::check_name) with something besides white space.
+fn name_pattern() -> String {
+    let c = NAME_FORBIDDEN_CLASS;
+    format!(r"^[^{c}]*[^\s{c}][^{c}]*$")
+}
+
+/// Top level: a generated client is signed by the server certificate, so it needs [server].
+fn config_rules(schema: &mut schemars::Schema) {
+    schema.insert(
+        "if".into(),
+        serde_json::json!({
+            "required": ["clients"],
+            "properties": { "clients": { "not": { "additionalProperties": { "required": ["upload"] } } } }
+        }),
+    );
+    schema.insert("then".into(), serde_json::json!({ "required": ["server"] }));
+}
+
+/// [server]: `generate = true` with a name, or `certificates`; without `dns` the name is the
+/// DNS name.
+fn server_rules(schema: &mut schemars::Schema) {
+    schema.insert(
+        "allOf".into(),
+        serde_json::json!([
+            {
+                "if": { "required": ["generate"], "properties": { "generate": { "const": true } } },
+                "then": { "required": ["name"], "properties": { "certificates": false } },
+                "else": {
+                    "required": ["certificates"],
+                    "properties": { "name": false, "dns": false, "validity": false }
+                }
+            },
+            {
+                "if": { "not": { "required": ["dns"] } },
+                "then": { "properties": { "name": { "pattern": DNS_NAME_PATTERN, "maxLength": 253 } } }
+            }
+        ]),
+    );
+}
+
+fn dns_items(schema: &mut schemars::Schema) {
+    schema.insert(
+        "items".into(),
+        serde_json::json!({ "type": "string", "pattern": DNS_NAME_PATTERN, "maxLength": 253 }),
+    );
+}
+
+/// A password comes from `password_env` or `password_file`, not both.
+fn one_password_source(schema: &mut schemars::Schema) {
+    schema.insert(
+        "dependentSchemas".into(),
+        serde_json::json!({ "password_env": { "properties": { "password_file": false } } }),
+    );
+}
+
+/// A client: `databases` only with ValidUser; an upload keeps what its file holds.
+fn client_rules(schema: &mut schemars::Schema) {
+    one_password_source(schema);
+    if let Some(deps) = schema
+        .get_mut("dependentSchemas")
+        .and_then(|d| d.as_object_mut())
+    {
+        deps.insert(
+            "upload".into(),
+            serde_json::json!({
+                "properties": { "key": false, "validity": false, "renew_before": false, "pfx": false }
+            }),
+        );
+    }
+    schema.insert(
+        "if".into(),
+        serde_json::json!({ "properties": { "clearance": { "const": "ValidUser" } } }),
+    );
+    schema.insert(
+        "else".into(),
+        serde_json::json!({ "properties": { "databases": false } }),
+    );
+}
+
+/// RavenDB's rule for database names (model::check_database_name).
+fn database_names(schema: &mut schemars::Schema) {
+    schema.insert(
+        "propertyNames".into(),
+        serde_json::json!({
+            "maxLength": 128,
+            "pattern": r"^[\p{Alphabetic}\p{N}_-]+(\.[\p{Alphabetic}\p{N}_-]+)*$",
+            "not": {
+                "pattern": "^([Cc][Oo][Nn]|[Pp][Rr][Nn]|[Aa][Uu][Xx]|[Nn][Uu][Ll]|([Cc][Oo][Mm]|[Ll][Pp][Tt])[1-9])$"
+            }
+        }),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

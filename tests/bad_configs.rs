@@ -619,6 +619,49 @@ fn check(case: &Case) {
     env.run(&["plan", "--detailed-exitcode"]).success();
 }
 
+/// The bad configs that the JSON schema cannot refuse, and why: a rule about two values at once
+/// or about the world outside the file. Every other case must be refused by the schema too, so
+/// that an editor with the `#:schema` line flags it while it is typed.
+const SCHEMA_CANNOT_EXPRESS: &[&str] = &[
+    // Names unique among clients, ignoring case: a rule across table entries.
+    "duplicate_name",
+    "duplicate_name_differing_in_case",
+    "duplicate_name_with_other_clients_key",
+    // Database names unique ignoring case: JSON keys are compared exactly.
+    "database_names_differing_in_case",
+    // Files and environment variables: not in the file.
+    "upload_file_missing",
+    "upload_file_not_a_certificate",
+    "server_certificates_file_missing",
+    "password_env_unset",
+    "password_file_missing",
+    // renew_before shorter than validity: arithmetic on two durations.
+    "renew_before_longer_than_validity",
+    "renew_before_equal_to_validity",
+];
+
+#[test]
+fn schema_refuses_every_bad_config_it_can_express() {
+    let accepted: Vec<&str> = CASES
+        .iter()
+        .filter(|(_, case)| {
+            common::schema_check(&case.config.replace("{SERVER}", common::SERVER)).is_ok()
+        })
+        .map(|(name, _)| *name)
+        .collect();
+    let mut expected = SCHEMA_CANNOT_EXPRESS.to_vec();
+    expected.sort_unstable();
+    let mut accepted_sorted = accepted.clone();
+    accepted_sorted.sort_unstable();
+    assert_eq!(
+        accepted_sorted, expected,
+        "the schema accepts exactly the cases it cannot express"
+    );
+    // The good config these cases start from passes.
+    let good = format!("{}{GOOD_CLIENTS}", common::SERVER);
+    common::schema_check(&good).unwrap();
+}
+
 #[test]
 fn table_covers_enough_cases() {
     let active = CASES.len();
