@@ -534,6 +534,31 @@ fn init_writes_a_starter_once() {
     );
 }
 
+/// The starter's `#:schema` line works for someone who only has the binary: it names a file
+/// next to certs.toml, the starter says how to write it, and the starter passes that schema.
+#[test]
+fn init_starter_points_to_a_schema_the_binary_writes() {
+    let env = Env::new();
+    env.run(&["init"]).success();
+    let text = std::fs::read_to_string(env.path("certs.toml")).unwrap();
+    let first = text.lines().next().unwrap();
+    let target = first
+        .strip_prefix("#:schema ")
+        .unwrap_or_else(|| panic!("the starter does not start with #:schema: {first}"));
+    assert_eq!(target, "./certs.schema.json");
+    assert!(
+        text.contains("ravencert schema > certs.schema.json"),
+        "the starter must say how to write the schema:\n{text}"
+    );
+    // Every file the starter mentions is one the user has or can make with the binary.
+    assert!(!text.contains("certs.toml.example"), "{text}");
+    let schema = env.run(&["schema"]).success().stdout;
+    env.write(target, &schema);
+    let schema: serde_json::Value = serde_json::from_str(&schema).unwrap();
+    assert_eq!(schema["title"], "ravencert certs.toml");
+    common::schema_check(&text).unwrap();
+}
+
 #[test]
 fn store_flag_overrides_the_config_path_and_has_a_gitignore() {
     let env = env_with_three();
@@ -706,4 +731,49 @@ fn command_line_durations_use_the_config_grammar() {
     );
     env.config(&three_clients().replace("validity = \"90d\"", "validity = \"3mo\""));
     env.run(&["validate"]).success();
+}
+
+/// The README's walkthrough ("give the orders app write access and raise the ops team") shows
+/// the plan that edit really produces: its certs.toml snippet, applied over the state it
+/// describes, gives every plan line the README prints (thumbprints aside).
+#[test]
+fn readme_walkthrough_shows_the_real_plan() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme
+        .find("raise the ops team")
+        .expect("the walkthrough is in the README");
+    let rest = &readme[at..];
+    let toml_start = rest.find("```toml\n").unwrap() + "```toml\n".len();
+    let snippet = &rest[toml_start..toml_start + rest[toml_start..].find("```").unwrap()];
+    let sh_start = rest.find("```sh\n").unwrap() + "```sh\n".len();
+    let shown = &rest[sh_start..sh_start + rest[sh_start..].find("```").unwrap()];
+
+    let before = format!(
+        "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\n\
+         [clients.orders-app]\nname = \"Orders App\"\nclearance = \"ValidUser\"\n\
+         databases = {{ Orders = \"Read\" }}\n\n\
+         [clients.ops]\nname = \"Ops team\"\nclearance = \"ValidUser\"\n\
+         databases = {{ Orders = \"Admin\" }}\n"
+    );
+    let env = Env::new();
+    env.config(&before);
+    env.run(&["apply", "--yes"]).success();
+    env.config(&format!(
+        "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\n{snippet}"
+    ));
+    let plan = env.run(&["plan"]).success().stdout;
+    let lines: Vec<&str> = shown
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("thumbprint"))
+        .collect();
+    assert!(lines.len() >= 8, "{shown}");
+    for line in lines {
+        assert!(
+            plan.lines().any(|p| p.trim() == line),
+            "the README shows {line:?}, the plan does not:\n{plan}"
+        );
+    }
 }

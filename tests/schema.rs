@@ -129,3 +129,47 @@ clearance = "ClusterAdmin"
         }
     }
 }
+
+/// The production example's commented alternative, the nodes' own certificates, works as
+/// written (it is no future feature): uncommented in place of the generated server, it is valid.
+#[test]
+fn production_example_node_certificates_line_works() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/production/certs.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("once supported"), "{text}");
+    let line = text
+        .lines()
+        .find_map(|l| {
+            l.trim_start_matches(['#', ' '])
+                .strip_prefix("certificates = ")
+        })
+        .expect("the example shows `certificates = [...]`");
+    let line = format!("certificates = {}", line.replace(", ...", ""));
+    let server_only = ["generate = ", "name = ", "dns = ", "validity = "];
+    let mut config = String::new();
+    let mut in_server = false;
+    for l in text.lines() {
+        if l.starts_with('[') {
+            in_server = l == "[server]";
+            config.push_str(l);
+            config.push('\n');
+            if in_server {
+                config.push_str(&line);
+                config.push('\n');
+            }
+            continue;
+        }
+        if in_server && server_only.iter().any(|s| l.starts_with(s)) {
+            continue;
+        }
+        config.push_str(l);
+        config.push('\n');
+    }
+    let desired = ravencert::config::parse(&path, &config, path.parent().unwrap())
+        .unwrap_or_else(|e| panic!("{e:?}\n{config}"));
+    assert!(matches!(
+        desired.server.unwrap().source,
+        ravencert::config::ServerSource::Imported(_)
+    ));
+}
