@@ -1,8 +1,11 @@
 //! Command-line definitions (clap). Parsing only: each command maps to one operation in `ops`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::model::Span;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -120,9 +123,9 @@ pub struct ApplyArgs {
     /// Re-issue this client (or `server`) even if nothing else asks for it
     #[arg(long, value_name = "KEY")]
     pub replace: Vec<String>,
-    /// How long to wait for another apply to finish, e.g. 30s, 2m (default 0s)
-    #[arg(long, value_name = "DUR", default_value = "0s")]
-    pub lock_timeout: String,
+    /// How long to wait for another apply to finish, e.g. 30s, 2min (default 0s)
+    #[arg(long, value_name = "DUR", default_value = "0s", value_parser = lock_timeout)]
+    pub lock_timeout: Duration,
     /// Allow a plan that deletes every registered client certificate
     #[arg(long)]
     pub allow_delete_all: bool,
@@ -133,9 +136,10 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Re-check this often even when nothing changes (renewals), with ±10% jitter: 1h, 30m, 90s
-    #[arg(long, value_name = "DUR", default_value = "1h")]
-    pub interval: String,
+    /// Re-check this often even when nothing changes (renewals), with ±10% jitter: 1h, 30min,
+    /// 90s (from 10s to 1y)
+    #[arg(long, value_name = "DUR", default_value = "1h", value_parser = interval)]
+    pub interval: Duration,
     /// Only log what would change; never apply
     #[arg(long)]
     pub plan_only: bool,
@@ -145,10 +149,44 @@ pub struct WatchArgs {
     /// The branch to follow with --git
     #[arg(long, value_name = "NAME", requires = "git")]
     pub branch: Option<String>,
-    /// How often to fetch with --git
-    #[arg(long, value_name = "DUR", default_value = "60s", requires = "git")]
-    pub poll: String,
+    /// How often to fetch with --git (from 1s to 1y)
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "60s",
+        requires = "git",
+        value_parser = poll
+    )]
+    pub poll: Duration,
     /// How long an apply waits for another one holding the store's lock
-    #[arg(long, value_name = "DUR", default_value = "30s")]
-    pub lock_timeout: String,
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = lock_timeout)]
+    pub lock_timeout: Duration,
+}
+
+// Durations on the command line use certs.toml's grammar (model::Span): a whole number with
+// s, min, h, d, w, mo or y. Each is bounded: nothing waits or repeats more than once a year, and
+// the watch loop's periods have a floor so that a typo (`--interval 0s`) cannot make it spin.
+
+/// The shortest `watch --interval`: a re-check reads the store and plans, and is meant for
+/// renewals, which are days away.
+pub const MIN_INTERVAL: Span = Span::seconds(10);
+/// The shortest `watch --poll`: each poll is a git fetch.
+pub const MIN_POLL: Span = Span::seconds(1);
+/// The longest duration any option takes.
+pub const MAX_DURATION: Span = Span::days(365);
+
+fn bounded(text: &str, min: Span) -> Result<Duration, String> {
+    Span::parse_within(text, min, MAX_DURATION).map(Span::as_std)
+}
+
+fn interval(text: &str) -> Result<Duration, String> {
+    bounded(text, MIN_INTERVAL)
+}
+
+fn poll(text: &str) -> Result<Duration, String> {
+    bounded(text, MIN_POLL)
+}
+
+fn lock_timeout(text: &str) -> Result<Duration, String> {
+    bounded(text, Span::seconds(0))
 }

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::model::{
-    check_client_key, check_database_name, Access, Clearance, KeySpec, PfxProfile, RenewBefore,
-    Span, BACKDATING,
+    check_client_key, check_database_name, check_name, Access, Clearance, KeySpec, PfxProfile,
+    RenewBefore, Span, BACKDATING, MAX_NAME_CHARS, NAME_FORBIDDEN_CLASS, SPAN_UNIT_PATTERN,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -21,7 +21,7 @@ use crate::model::{
 /// certs.toml: the certificates a RavenDB cluster should have.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "ravencert certs.toml")]
+#[schemars(title = "ravencert certs.toml", transform = config_rules)]
 pub struct RawConfig {
     /// Format version of this file; must be 1.
     #[schemars(with = "u32", range(min = 1, max = 1))]
@@ -39,7 +39,10 @@ pub struct RawConfig {
     pub server: Option<Spanned<RawServer>>,
     /// Client certificates, by stable id (1-64 of a-z 0-9 - _ .; it becomes a file name).
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, RawClient>")]
+    #[schemars(
+        with = "BTreeMap<String, RawClient>",
+        extend("propertyNames" = { "pattern": CLIENT_KEY_PATTERN, "not": { "const": "server" } })
+    )]
     pub clients: BTreeMap<Spanned<String>, Spanned<RawClient>>,
 }
 
@@ -49,7 +52,11 @@ pub struct RawConfig {
 pub struct RawStore {
     /// Store directory, relative to this file's folder (default "store"). Never this file's own
     /// folder or one above it.
-    #[schemars(with = "Option<String>")]
+    #[schemars(
+        with = "Option<String>",
+        length(min = 1),
+        extend("not" = { "pattern": "^(\\.{1,2}/?)+$" })
+    )]
     pub path: Option<Spanned<String>>,
     /// Delete registered certificates that are no longer declared (default false).
     #[serde(default)]
@@ -65,39 +72,43 @@ pub struct RawStore {
 pub struct RawDefaults {
     /// Key type of generated certificates (default rsa-4096, as RavenDB generates).
     pub key: Option<KeySpec>,
-    /// Lifetime of generated client certificates, e.g. "5y" (default), "1y", "90d".
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    /// Lifetime of generated client certificates, e.g. "5y" (default), "1y", "90d", "6mo"; units s, min, h, d, w, mo (30 days), y (365 days).
+    #[schemars(with = "Option<String>", regex(pattern = positive_span_pattern()))]
     pub validity: Option<Spanned<String>>,
-    /// Re-issue when less than this is left ("30d"), or a share of the lifetime ("33%").
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+([hdwmy]|%)$"))]
+    /// Re-issue when less than this is left ("30d", the default), or a share of the lifetime ("33%").
+    #[schemars(with = "Option<String>", regex(pattern = renew_before_pattern()))]
     pub renew_before: Option<Spanned<String>>,
     /// Encryption of issued .pfx files: modern (default) or legacy.
     pub pfx: Option<PfxProfile>,
     /// After a re-issue, keep the old certificate registered this long (default "0d").
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    #[schemars(with = "Option<String>", regex(pattern = span_pattern()))]
     pub overlap: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(rename = "Server")]
+#[schemars(rename = "Server", transform = server_rules)]
 pub struct RawServer {
     /// Generate a self-signed server certificate (development, tests).
     #[serde(default)]
     pub generate: bool,
-    /// Common name of a generated server certificate; also its DNS name unless `dns` is set.
-    #[schemars(with = "Option<String>")]
+    /// Common name of a generated server certificate (at most 64 characters); also its DNS name unless `dns` is set.
+    #[schemars(
+        with = "Option<String>",
+        length(max = MAX_NAME_CHARS),
+        regex(pattern = name_pattern())
+    )]
     pub name: Option<Spanned<String>>,
     /// DNS names (subject alternative names) of a generated server certificate.
-    #[schemars(with = "Option<Vec<String>>")]
+    #[schemars(with = "Option<Vec<String>>", length(min = 1), transform = dns_items)]
     pub dns: Option<Spanned<Vec<String>>>,
     /// Key type of a generated server certificate (default rsa-4096).
     pub key: Option<KeySpec>,
-    /// Lifetime of a generated server certificate (default "1y").
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    /// Lifetime of a generated server certificate (default "1y"; more than zero).
+    #[schemars(with = "Option<String>", regex(pattern = positive_span_pattern()))]
     pub validity: Option<Spanned<String>>,
     /// Instead of `generate`: the cluster's existing certificate(s), one .pfx per node.
-    #[schemars(with = "Option<Vec<RawCertFile>>")]
+    #[schemars(with = "Option<Vec<RawCertFile>>", length(min = 1))]
     pub certificates: Option<Spanned<Vec<RawCertFile>>>,
     /// Where `apply` keeps the exported server certificate(s), relative to this file's folder.
     #[schemars(with = "Option<String>")]
@@ -106,7 +117,7 @@ pub struct RawServer {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(rename = "NodeCertificate")]
+#[schemars(rename = "NodeCertificate", transform = one_password_source)]
 pub struct RawCertFile {
     /// The .pfx of one node (certificate and private key).
     pub path: String,
@@ -122,33 +133,37 @@ pub struct RawCertFile {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(rename = "Client")]
+#[schemars(rename = "Client", transform = client_rules)]
 pub struct RawClient {
-    /// Display name and certificate CN; defaults to the table key. Unique among clients.
-    #[schemars(with = "Option<String>")]
+    /// Display name and certificate CN (at most 64 characters); defaults to the table key. Unique among clients.
+    #[schemars(
+        with = "Option<String>",
+        length(max = MAX_NAME_CHARS),
+        regex(pattern = name_pattern())
+    )]
     pub name: Option<Spanned<String>>,
     /// ClusterAdmin | Operator | ValidUser.
     pub clearance: Clearance,
-    /// Database -> Admin | ReadWrite | Read; only with ValidUser.
-    #[schemars(with = "Option<BTreeMap<String, Access>>")]
+    /// Database -> Admin | ReadWrite | Read; only with ValidUser. Database names follow RavenDB's rule.
+    #[schemars(with = "Option<BTreeMap<String, Access>>", transform = database_names)]
     pub databases: Option<Spanned<BTreeMap<String, Access>>>,
     /// Key type (generated clients only).
     #[schemars(with = "Option<KeySpec>")]
     pub key: Option<Spanned<KeySpec>>,
-    /// Lifetime (generated clients only), e.g. "1y".
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    /// Lifetime (generated clients only), e.g. "1y", "90d", "6mo".
+    #[schemars(with = "Option<String>", regex(pattern = positive_span_pattern()))]
     pub validity: Option<Spanned<String>>,
-    /// Re-issue when less than this is left, or a share of the lifetime ("33%").
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+([hdwmy]|%)$"))]
+    /// Re-issue when less than this is left ("30d"), or a share of the lifetime ("33%").
+    #[schemars(with = "Option<String>", regex(pattern = renew_before_pattern()))]
     pub renew_before: Option<Spanned<String>>,
     /// Encryption of the issued .pfx: modern | legacy.
     #[schemars(with = "Option<PfxProfile>")]
     pub pfx: Option<Spanned<PfxProfile>>,
-    /// After a re-issue, keep the old certificate registered this long.
-    #[schemars(with = "Option<String>", regex(pattern = r"^[0-9]+[hdwmy]$"))]
+    /// After a re-issue or a changed upload, keep the old certificate registered this long.
+    #[schemars(with = "Option<String>", regex(pattern = span_pattern()))]
     pub overlap: Option<Spanned<String>>,
     /// Environment variable holding the password (of the issued .pfx, or of the uploaded file).
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", regex(pattern = r"^[^=\u0000]+$"))]
     pub password_env: Option<Spanned<String>>,
     /// File holding that password, relative to this file's folder.
     #[schemars(with = "Option<String>")]
@@ -163,6 +178,123 @@ pub struct RawClient {
     #[serde(default)]
     #[schemars(skip)]
     pub password: Option<Spanned<toml::Value>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The JSON schema says the rules that validation checks, as far as JSON Schema can: everything
+// but what needs more than one value at a time (names unique among clients, database names
+// unique ignoring case, renew_before shorter than validity) or the world outside the file
+// (files, environment variables). tests/bad_configs.rs checks the schema against its matrix.
+
+/// Client keys (model::check_client_key).
+const CLIENT_KEY_PATTERN: &str = "^[a-z0-9_-][a-z0-9_.-]{0,63}$";
+
+/// A DNS name (check_dns_name): dot-separated labels of letters, digits and inner '-'.
+const DNS_NAME_PATTERN: &str = r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
+
+fn span_pattern() -> String {
+    format!("^[0-9]+{SPAN_UNIT_PATTERN}$")
+}
+
+fn positive_span_pattern() -> String {
+    format!("^[0-9]*[1-9][0-9]*{SPAN_UNIT_PATTERN}$")
+}
+
+fn renew_before_pattern() -> String {
+    format!("^([0-9]+{SPAN_UNIT_PATTERN}|0*[1-9][0-9]?%)$")
+}
+
+/// A name (model::check_name) with something besides white space.
+fn name_pattern() -> String {
+    let c = NAME_FORBIDDEN_CLASS;
+    format!(r"^[^{c}]*[^\s{c}][^{c}]*$")
+}
+
+/// Top level: a generated client is signed by the server certificate, so it needs [server].
+fn config_rules(schema: &mut schemars::Schema) {
+    schema.insert(
+        "if".into(),
+        serde_json::json!({
+            "required": ["clients"],
+            "properties": { "clients": { "not": { "additionalProperties": { "required": ["upload"] } } } }
+        }),
+    );
+    schema.insert("then".into(), serde_json::json!({ "required": ["server"] }));
+}
+
+/// [server]: `generate = true` with a name, or `certificates`; without `dns` the name is the
+/// DNS name.
+fn server_rules(schema: &mut schemars::Schema) {
+    schema.insert(
+        "allOf".into(),
+        serde_json::json!([
+            {
+                "if": { "required": ["generate"], "properties": { "generate": { "const": true } } },
+                "then": { "required": ["name"], "properties": { "certificates": false } },
+                "else": {
+                    "required": ["certificates"],
+                    "properties": { "name": false, "dns": false, "validity": false }
+                }
+            },
+            {
+                "if": { "not": { "required": ["dns"] } },
+                "then": { "properties": { "name": { "pattern": DNS_NAME_PATTERN, "maxLength": 253 } } }
+            }
+        ]),
+    );
+}
+
+fn dns_items(schema: &mut schemars::Schema) {
+    schema.insert(
+        "items".into(),
+        serde_json::json!({ "type": "string", "pattern": DNS_NAME_PATTERN, "maxLength": 253 }),
+    );
+}
+
+/// A password comes from `password_env` or `password_file`, not both.
+fn one_password_source(schema: &mut schemars::Schema) {
+    schema.insert(
+        "dependentSchemas".into(),
+        serde_json::json!({ "password_env": { "properties": { "password_file": false } } }),
+    );
+}
+
+/// A client: `databases` only with ValidUser; an upload keeps what its file holds.
+fn client_rules(schema: &mut schemars::Schema) {
+    one_password_source(schema);
+    if let Some(deps) = schema
+        .get_mut("dependentSchemas")
+        .and_then(|d| d.as_object_mut())
+    {
+        deps.insert(
+            "upload".into(),
+            serde_json::json!({
+                "properties": { "key": false, "validity": false, "renew_before": false, "pfx": false }
+            }),
+        );
+    }
+    schema.insert(
+        "if".into(),
+        serde_json::json!({ "properties": { "clearance": { "const": "ValidUser" } } }),
+    );
+    schema.insert(
+        "else".into(),
+        serde_json::json!({ "properties": { "databases": false } }),
+    );
+}
+
+/// RavenDB's rule for database names (model::check_database_name).
+fn database_names(schema: &mut schemars::Schema) {
+    schema.insert(
+        "propertyNames".into(),
+        serde_json::json!({
+            "maxLength": 128,
+            "pattern": r"^[\p{Alphabetic}\p{N}_-]+(\.[\p{Alphabetic}\p{N}_-]+)*$",
+            "not": {
+                "pattern": "^([Cc][Oo][Nn]|[Pp][Rr][Nn]|[Aa][Uu][Xx]|[Nn][Uu][Ll]|([Cc][Oo][Mm]|[Ll][Pp][Tt])[1-9])$"
+            }
+        }),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -677,6 +809,8 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
                         format!("{at}.name"),
                         "Name is a required field: give a non-empty name, or remove `name` to use the key".into(),
                     );
+                } else if let Err(e) = check_name(trimmed) {
+                    ck.error_at(Some(&n.span()), format!("{at}.name"), e);
                 }
                 trimmed.to_string()
             }
@@ -924,13 +1058,19 @@ fn validate_server(
                 return None;
             };
             let name_text = name.get_ref().trim().to_string();
-            if name_text.is_empty() {
+            let name_ok = if name_text.is_empty() {
                 ck.error_at(
                     Some(&name.span()),
                     "server.name",
                     "must not be empty".into(),
                 );
-            }
+                false
+            } else if let Err(e) = check_name(&name_text) {
+                ck.error_at(Some(&name.span()), "server.name", e);
+                false
+            } else {
+                true
+            };
             let dns = match &s.dns {
                 Some(d) => {
                     if d.get_ref().is_empty() {
@@ -948,7 +1088,7 @@ fn validate_server(
                     d.get_ref().clone()
                 }
                 None => {
-                    if let Err(e) = check_dns_name(&name_text) {
+                    if let (true, Err(e)) = (name_ok, check_dns_name(&name_text)) {
                         ck.error_at(
                             Some(&name.span()),
                             "server.name",

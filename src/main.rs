@@ -80,7 +80,7 @@ fn run(cli: Cli) -> ops::Result<Output> {
                 yes: a.yes,
                 json: a.json,
                 replace: a.replace,
-                lock_timeout: ops::parse_wait(&a.lock_timeout)?,
+                lock_timeout: a.lock_timeout,
                 allow_delete_all: a.allow_delete_all,
             },
         ),
@@ -91,17 +91,17 @@ fn run(cli: Cli) -> ops::Result<Output> {
                 .with_target(false)
                 .init();
             let opts = ravencert::watch::WatchOptions {
-                interval: ops::parse_wait(&a.interval)?,
+                interval: a.interval,
                 plan_only: a.plan_only,
                 git: match (a.git, a.branch) {
                     (Some(url), Some(branch)) => Some(ravencert::watch::GitFollow {
                         url,
                         branch,
-                        poll: ops::parse_wait(&a.poll)?,
+                        poll: a.poll,
                     }),
                     _ => None,
                 },
-                lock_timeout: ops::parse_wait(&a.lock_timeout)?,
+                lock_timeout: a.lock_timeout,
             };
             let git_mode = opts.git.is_some();
             let make = |config: std::path::PathBuf| Context {

@@ -182,11 +182,29 @@ impl Source {
 /// Generated certificates start this long before they are issued, as RavenDB's do (clock skew).
 pub const BACKDATING: Span = Span::days(7);
 
-/// A span of time as certs.toml writes it: `90d`, `2w`, `6m` (30 days), `5y` (365 days), `12h`.
+/// A span of time, written the same way in certs.toml and on the command line: a whole number
+/// with `s`, `min`, `h`, `d`, `w`, `mo` (30 days) or `y` (365 days). A bare `m` is refused: it
+/// could mean minutes or months.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Span {
     pub seconds: i64,
 }
+
+/// The units of a [`Span`], with their length in seconds.
+pub const SPAN_UNITS: [(&str, i64); 7] = [
+    ("s", 1),
+    ("min", 60),
+    ("h", 3_600),
+    ("d", 86_400),
+    ("w", 7 * 86_400),
+    ("mo", 30 * 86_400),
+    ("y", 365 * 86_400),
+];
+
+/// The units of a [`Span`] as a regular-expression group (for the JSON schema).
+pub const SPAN_UNIT_PATTERN: &str = "(s|min|h|d|w|mo|y)";
+
+const SPAN_EXAMPLES: &str = "write e.g. 30s, 10min, 12h, 90d, 2w, 6mo, 1y";
 
 impl Span {
     pub const fn days(days: i64) -> Span {
@@ -195,56 +213,79 @@ impl Span {
         }
     }
 
+    pub const fn seconds(seconds: i64) -> Span {
+        Span { seconds }
+    }
+
     pub fn as_duration(self) -> time::Duration {
         time::Duration::seconds(self.seconds)
     }
 
-    /// Parses `<whole number><unit>` with unit h, d, w, m or y.
+    /// The span as a std Duration (a negative span, which the parser never makes, is zero).
+    pub fn as_std(self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::try_from(self.seconds).unwrap_or(0))
+    }
+
+    /// Parses `<whole number><unit>`, unit one of s, min, h, d, w, mo (30 days), y (365 days).
     pub fn parse(text: &str) -> Result<Span, String> {
         let text = text.trim();
         let unit_at = text
             .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("'{text}' has no unit (write e.g. 30d, 2w, 6m, 1y)"))?;
+            .ok_or_else(|| format!("'{text}' has no unit ({SPAN_EXAMPLES})"))?;
         let (digits, unit) = text.split_at(unit_at);
         if digits.is_empty() {
             return Err(format!(
-                "'{text}' must start with a whole number (write e.g. 30d, 2w, 6m, 1y)"
+                "'{text}' must start with a whole number ({SPAN_EXAMPLES})"
             ));
         }
-        let n: i64 = digits
-            .parse()
-            .map_err(|_| format!("'{text}' is too large"))?;
-        let per: i64 = match unit {
-            "h" => 3_600,
-            "d" => 86_400,
-            "w" => 7 * 86_400,
-            "m" => 30 * 86_400,
-            "y" => 365 * 86_400,
-            _ => {
-                return Err(format!(
-                "'{text}' has an unknown unit '{unit}' (use h, d, w, m = 30 days or y = 365 days)"
-            ))
-            }
-        };
-        // Bounded so that adding it to today's date can never overflow.
-        if n > 1_000 * 365 * 86_400 / per {
-            return Err(format!("'{text}' is longer than 1000 years"));
+        if unit == "m" {
+            return Err(format!(
+                "'{text}' is ambiguous: did you mean `min` or `mo`? (`min` is minutes, `mo` is 30 days)"
+            ));
         }
-        Ok(Span { seconds: n * per })
+        let Some(&(_, per)) = SPAN_UNITS.iter().find(|(u, _)| *u == unit) else {
+            return Err(format!(
+                "'{text}' has an unknown unit '{unit}' (use s, min, h, d, w, mo = 30 days or y = 365 days)"
+            ));
+        };
+        // Bounded so that adding it to today's date (or to a clock) can never overflow.
+        const MAX: i64 = 1_000 * 365 * 86_400;
+        match digits.parse::<i64>() {
+            Ok(n) if n <= MAX / per => Ok(Span { seconds: n * per }),
+            _ => Err(format!("'{text}' is longer than 1000 years")),
+        }
+    }
+
+    /// Parses a command-line duration: the same grammar, between `min` and `max`.
+    pub fn parse_within(text: &str, min: Span, max: Span) -> Result<Span, String> {
+        let span = Span::parse(text)?;
+        if span < min {
+            return Err(format!("must be at least {min}"));
+        }
+        if span > max {
+            return Err(format!("must be at most {max}"));
+        }
+        Ok(span)
     }
 }
 
 impl fmt::Display for Span {
+    /// The largest unit that divides the span exactly, so that the text parses back to it. Days
+    /// are preferred to weeks and months ("180d", not "6mo"); whole years read better as years.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.seconds;
-        // Days are unambiguous ("30d", not "1m"); whole years read better as years.
-        if s != 0 && s % (365 * 86_400) == 0 {
-            write!(f, "{}y", s / (365 * 86_400))
+        let unit = if s != 0 && s % (365 * 86_400) == 0 {
+            ("y", 365 * 86_400)
         } else if s % 86_400 == 0 {
-            write!(f, "{}d", s / 86_400)
+            ("d", 86_400)
+        } else if s % 3_600 == 0 {
+            ("h", 3_600)
+        } else if s % 60 == 0 {
+            ("min", 60)
         } else {
-            write!(f, "{}h", s / 3_600)
-        }
+            ("s", 1)
+        };
+        write!(f, "{}{}", s / unit.1, unit.0)
     }
 }
 
@@ -346,36 +387,125 @@ pub fn check_client_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Characters a certificate name may not hold: control characters (a newline would split the
+/// CN, the registry and the status table), line and paragraph separators, and the invisible
+/// bidirectional controls that make a text read differently from what it holds.
+pub fn is_forbidden_in_name(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// The same set as a regular-expression character class (for the JSON schema).
+pub const NAME_FORBIDDEN_CLASS: &str =
+    r"\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u2028-\u202E\u2066-\u2069";
+
+/// RFC 5280's upper bound of a CommonName, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// Checks a certificate name (a client's `name`, the generated server's CN), already trimmed.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if let Some(c) = name.chars().find(|c| is_forbidden_in_name(*c)) {
+        return Err(format!(
+            "'{}' holds the character U+{:04X}; a name may not hold control characters or invisible text-direction marks (it is the certificate's CN and shows in the registry and in status)",
+            name.escape_debug(),
+            u32::from(c)
+        ));
+    }
+    let n = name.chars().count();
+    if n > MAX_NAME_CHARS {
+        return Err(format!(
+            "'{name}' is {n} characters long; a certificate's CN holds at most {MAX_NAME_CHARS} (RFC 5280): shorten it"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn spans_parse_with_units() {
+        assert_eq!(Span::parse("30s").unwrap().seconds, 30);
+        assert_eq!(Span::parse("10min").unwrap().seconds, 600);
+        assert_eq!(Span::parse("12h").unwrap().seconds, 12 * 3600);
         assert_eq!(Span::parse("30d").unwrap(), Span::days(30));
         assert_eq!(Span::parse("2w").unwrap(), Span::days(14));
-        assert_eq!(Span::parse("6m").unwrap(), Span::days(180));
+        assert_eq!(Span::parse("6mo").unwrap(), Span::days(180));
         assert_eq!(Span::parse("5y").unwrap(), Span::days(5 * 365));
-        assert_eq!(Span::parse("12h").unwrap().seconds, 12 * 3600);
+        assert_eq!(Span::parse("0s").unwrap().seconds, 0);
         assert!(Span::parse("30").is_err());
         assert!(Span::parse("d").is_err());
         assert!(Span::parse("1.5y").is_err());
-        assert!(Span::parse("3s").is_err());
+        assert!(Span::parse("500ms").is_err());
+        assert!(Span::parse("2 h").is_err());
+        assert!(Span::parse("-1d").is_err());
         assert!(Span::parse("99999999999999999999d").is_err());
+        assert!(Span::parse("18446744073709551615s").is_err());
         assert!(Span::parse("5000y").is_err());
+        assert_eq!(Span::parse("1000y").unwrap(), Span::days(365_000));
+    }
+
+    #[test]
+    fn unit_pattern_lists_every_unit() {
+        let listed: Vec<&str> = SPAN_UNIT_PATTERN
+            .trim_matches(|c| c == '(' || c == ')')
+            .split('|')
+            .collect();
+        let units: Vec<&str> = SPAN_UNITS.iter().map(|(u, _)| *u).collect();
+        assert_eq!(listed, units);
+    }
+
+    #[test]
+    fn bare_m_is_refused_with_a_hint() {
+        for t in ["6m", "30m", "0m"] {
+            let e = Span::parse(t).unwrap_err();
+            assert!(e.contains("did you mean `min`"), "{e}");
+            assert!(e.contains("`mo`"), "{e}");
+        }
     }
 
     #[test]
     fn span_display_round_trips() {
         for (t, shown) in [
             ("5y", "5y"),
-            ("6m", "180d"),
+            ("6mo", "180d"),
             ("2w", "14d"),
             ("30d", "30d"),
+            ("0d", "0d"),
             ("12h", "12h"),
+            ("36h", "36h"),
+            ("90min", "90min"),
+            ("60min", "1h"),
+            ("90s", "90s"),
+            ("120s", "2min"),
+            ("0s", "0d"),
         ] {
-            assert_eq!(Span::parse(t).unwrap().to_string(), shown);
+            let span = Span::parse(t).unwrap();
+            assert_eq!(span.to_string(), shown, "{t}");
+            assert_eq!(Span::parse(shown).unwrap(), span, "{shown} reads back");
         }
+    }
+
+    #[test]
+    fn command_line_spans_are_bounded() {
+        let (min, max) = (Span::seconds(10), Span::days(365));
+        assert_eq!(Span::parse_within("10s", min, max).unwrap().seconds, 10);
+        assert_eq!(Span::parse_within("1y", min, max).unwrap(), max);
+        let e = Span::parse_within("0s", min, max).unwrap_err();
+        assert_eq!(e, "must be at least 10s");
+        let e = Span::parse_within("366d", min, max).unwrap_err();
+        assert_eq!(e, "must be at most 1y");
+        assert!(Span::parse_within("18446744073709551615s", min, max).is_err());
     }
 
     #[test]
@@ -418,6 +548,34 @@ mod tests {
             &"x".repeat(65),
         ] {
             assert!(check_client_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_refuse_control_characters_and_long_text() {
+        assert!(check_name("Orders App").is_ok());
+        assert!(check_name("Заказы – отчёты").is_ok());
+        assert!(check_name(&"x".repeat(64)).is_ok());
+        assert!(check_name(&"й".repeat(64)).is_ok());
+        let e = check_name(&"x".repeat(65)).unwrap_err();
+        assert!(
+            e.contains("65 characters") && e.contains("at most 64"),
+            "{e}"
+        );
+        for bad in [
+            "a\nb",
+            "a\tb",
+            "a\u{7f}",
+            "a\u{85}b",
+            "a\u{2028}b",
+            "evil\u{202E}gnp.exe",
+        ] {
+            let e = check_name(bad).unwrap_err();
+            assert!(e.contains("control characters"), "{e}");
+            assert!(
+                !e.contains('\n'),
+                "the message itself must stay on one line: {e}"
+            );
         }
     }
 

@@ -603,27 +603,6 @@ pub struct ApplyRequest {
     pub allow_delete_all: bool,
 }
 
-/// Parses `--lock-timeout`: `0s`, `30s`, `500ms`, `2m`, `1h`.
-pub fn parse_wait(text: &str) -> Result<Duration> {
-    let t = text.trim();
-    let bad = || {
-        Failure(format!(
-            "'{t}' is not a duration (write e.g. 0s, 30s, 500ms, 2m, 1h)"
-        ))
-    };
-    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (n, unit) = t.split_at(split);
-    let n: u64 = n.parse().map_err(|_| bad())?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(bad()),
-    };
-    Ok(d)
-}
-
 /// The applied revision of the working tree's certs.toml: `sha1:<commit>[+dirty]`, or None
 /// outside git. With `require_clean`, uncommitted changes (or no git) refuse the apply.
 /// certs.toml's provenance covers the certificate files it names: an uncommitted upload

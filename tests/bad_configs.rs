@@ -213,6 +213,48 @@ cases! {
         line: Some("name = \"   \""),
         ..Case::DEFAULT
     };
+    name_with_newline: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nname = \"Admin\\nClusterAdmin\"\n",
+        key: "clients.admin.name",
+        line: Some("Admin\\nCluster"),
+        also: &["U+000A", "control characters"],
+        ..Case::DEFAULT
+    };
+    name_with_text_direction_override: Case {
+        // U+202E shows "Admin" where the text holds "nimdA".
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nname = \"\\u202EnimdA\"\n",
+        key: "clients.admin.name",
+        line: Some("nimdA"),
+        also: &["U+202E"],
+        ..Case::DEFAULT
+    };
+    name_of_65_characters: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\
+                 name = \"Administrators of the cluster, of all databases and of the backup\"\n",
+        key: "clients.admin.name",
+        line: Some("Administrators"),
+        also: &["65 characters", "at most 64", "RFC 5280"],
+        ..Case::DEFAULT
+    };
+    server_name_with_control_character: Case {
+        config: "version = 1\n[server]\ngenerate = true\nname = \"cluster\\u0007\"\n\
+                 dns = [\"cluster.example.com\"]\nkey = \"ec-p256\"\n\n\
+                 [clients.admin]\nclearance = \"ClusterAdmin\"\nkey = \"ec-p256\"\n",
+        key: "server.name",
+        line: Some("cluster\\u0007"),
+        also: &["U+0007", "control characters"],
+        ..Case::DEFAULT
+    };
+    server_name_of_65_characters: Case {
+        config: "version = 1\n[server]\ngenerate = true\n\
+                 name = \"The RavenDB cluster of the orders, billing and reporting services\"\n\
+                 dns = [\"cluster.example.com\"]\nkey = \"ec-p256\"\n\n\
+                 [clients.admin]\nclearance = \"ClusterAdmin\"\nkey = \"ec-p256\"\n",
+        key: "server.name",
+        line: Some("The RavenDB cluster"),
+        also: &["65 characters", "at most 64"],
+        ..Case::DEFAULT
+    };
     duplicate_name: Case {
         config: "{SERVER}\n[clients.ops-a]\nclearance = \"Operator\"\nname = \"Ops Team\"\n\n\
                  [clients.ops-b]\nclearance = \"Operator\"\nname=\"Ops Team\"\n",
@@ -379,7 +421,8 @@ cases! {
         ..Case::DEFAULT
     };
 
-    // --- Durations: a whole number with h, d, w, m or y; renew_before shorter than validity.
+    // --- Durations: a whole number with s, min, h, d, w, mo or y; renew_before shorter than
+    // validity.
     duration_in_words: Case {
         config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nvalidity = \"5 years\"\n",
         key: "clients.admin.validity",
@@ -387,11 +430,27 @@ cases! {
         also: &["'5 years'"],
         ..Case::DEFAULT
     };
-    duration_in_seconds: Case {
-        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nrenew_before = \"10s\"\n",
+    duration_unknown_unit: Case {
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nrenew_before = \"10sec\"\n",
         key: "clients.admin.renew_before",
         line: Some("renew_before"),
-        also: &["'10s'"],
+        also: &["'10sec'", "unknown unit 'sec'"],
+        ..Case::DEFAULT
+    };
+    duration_bare_m: Case {
+        // Minutes or months? Refused with a hint rather than guessed.
+        config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\nvalidity = \"6m\"\n",
+        key: "clients.admin.validity",
+        line: Some("validity"),
+        also: &["'6m'", "did you mean `min` or `mo`?"],
+        ..Case::DEFAULT
+    };
+    overlap_bare_m_in_defaults: Case {
+        // Right after SERVER, so inside its [defaults].
+        config: "{SERVER}overlap = \"1m\"\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "defaults.overlap",
+        line: Some("overlap"),
+        also: &["did you mean `min` or `mo`?"],
         ..Case::DEFAULT
     };
     duration_without_unit: Case {
@@ -695,6 +754,60 @@ fn check(case: &Case) {
     // The store is still the good one: back on the good config there is nothing to do.
     env.config(&good);
     env.run(&["plan", "--detailed-exitcode"]).success();
+}
+
+/// The bad configs that the JSON schema cannot refuse, and why: a rule about two values at once
+/// or about the world outside the file. Every other case must be refused by the schema too, so
+/// that an editor with the `#:schema` line flags it while it is typed.
+const SCHEMA_CANNOT_EXPRESS: &[&str] = &[
+    // Names unique among clients, ignoring case: a rule across table entries.
+    "duplicate_name",
+    "duplicate_name_differing_in_case",
+    "duplicate_name_with_other_clients_key",
+    // Database names unique ignoring case: JSON keys are compared exactly.
+    "database_names_differing_in_case",
+    // Files and environment variables: not in the file.
+    "upload_file_missing",
+    "upload_file_not_a_certificate",
+    "server_certificates_file_missing",
+    "password_env_unset",
+    "password_file_missing",
+    "password_env_value_empty",
+    "password_file_empty",
+    "upload_expired",
+    "one_certificate_under_two_clients",
+    "export_folder_is_a_file",
+    "export_inside_store",
+    // renew_before shorter than validity: arithmetic on two durations (a share, too).
+    "renew_before_longer_than_validity",
+    "renew_before_equal_to_validity",
+    "renew_share_always_due",
+    "default_renew_share_always_due",
+    "validity_shorter_than_default_renew",
+    // A store path that climbs back to certs.toml's folder: counting `..` against folders.
+    "store_path_back_to_config_folder",
+];
+
+#[test]
+fn schema_refuses_every_bad_config_it_can_express() {
+    let accepted: Vec<&str> = CASES
+        .iter()
+        .filter(|(_, case)| {
+            common::schema_check(&case.config.replace("{SERVER}", common::SERVER)).is_ok()
+        })
+        .map(|(name, _)| *name)
+        .collect();
+    let mut expected = SCHEMA_CANNOT_EXPRESS.to_vec();
+    expected.sort_unstable();
+    let mut accepted_sorted = accepted.clone();
+    accepted_sorted.sort_unstable();
+    assert_eq!(
+        accepted_sorted, expected,
+        "the schema accepts exactly the cases it cannot express"
+    );
+    // The good config these cases start from passes.
+    let good = format!("{}{GOOD_CLIENTS}", common::SERVER);
+    common::schema_check(&good).unwrap();
 }
 
 #[test]

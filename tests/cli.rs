@@ -460,7 +460,7 @@ fn a_second_apply_waits_for_the_lock_and_names_the_holder() {
     env.config(&three_clients().replace("ClusterAdmin", "Operator"));
     let before = env.snapshot();
     let r = env
-        .run(&["apply", "--yes", "--lock-timeout", "200ms"])
+        .run(&["apply", "--yes", "--lock-timeout", "1s"])
         .failure();
     assert!(r.stderr.contains("locked by another apply"), "{}", r.stderr);
     assert!(r.stderr.contains("pid 4242"), "{}", r.stderr);
@@ -532,6 +532,31 @@ fn init_writes_a_starter_once() {
         std::fs::read_to_string(env.path("certs.toml")).unwrap(),
         text
     );
+}
+
+/// The starter's `#:schema` line works for someone who only has the binary: it names a file
+/// next to certs.toml, the starter says how to write it, and the starter passes that schema.
+#[test]
+fn init_starter_points_to_a_schema_the_binary_writes() {
+    let env = Env::new();
+    env.run(&["init"]).success();
+    let text = std::fs::read_to_string(env.path("certs.toml")).unwrap();
+    let first = text.lines().next().unwrap();
+    let target = first
+        .strip_prefix("#:schema ")
+        .unwrap_or_else(|| panic!("the starter does not start with #:schema: {first}"));
+    assert_eq!(target, "./certs.schema.json");
+    assert!(
+        text.contains("ravencert schema > certs.schema.json"),
+        "the starter must say how to write the schema:\n{text}"
+    );
+    // Every file the starter mentions is one the user has or can make with the binary.
+    assert!(!text.contains("certs.toml.example"), "{text}");
+    let schema = env.run(&["schema"]).success().stdout;
+    env.write(target, &schema);
+    let schema: serde_json::Value = serde_json::from_str(&schema).unwrap();
+    assert_eq!(schema["title"], "ravencert certs.toml");
+    common::schema_check(&text).unwrap();
 }
 
 #[test]
@@ -737,7 +762,10 @@ fn export_failing_after_the_store_commits_says_what_was_done() {
         err.contains("writing the export to /proc/ravencert-test/cluster.pfx failed"),
         "{err}"
     );
-    assert!(err.contains("No such file or directory"), "the cause: {err}");
+    assert!(
+        err.contains("No such file or directory"),
+        "the cause: {err}"
+    );
     assert!(err.contains("the next apply retries the export"), "{err}");
     assert!(!err.contains("apply failed"), "{err}");
     // The store did commit; the export is all that is left.
@@ -808,4 +836,170 @@ fn status_with_an_invalid_certs_toml_and_no_store_is_the_config_error() {
     // A named store path that does not exist either.
     env.config("version = 1\n[store]\npath = \"elsewhere\"\n[server]\ngenerate = yes\n");
     env.run(&["status", "--json"]).failure();
+}
+
+/// Runs `ravencert ARGS` in the test folder, stopped after `secs` seconds (exit 124) so that a
+/// command that should have been refused cannot hang the test.
+fn run_bounded(env: &Env, secs: u32, args: &[&str]) -> common::Run {
+    let out = std::process::Command::new("timeout")
+        .arg(secs.to_string())
+        .arg(env!("CARGO_BIN_EXE_ravencert"))
+        .args(args)
+        .current_dir(env.dir.path())
+        .envs(env.envs.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `watch --interval 0s` used to re-check in a busy loop; a huge value must not panic. Each bad
+/// duration is refused before anything starts: exit 1, a message naming the option and the
+/// bound, and no store.
+#[test]
+fn watch_refuses_intervals_and_polls_out_of_bounds() {
+    let env = env_with_three();
+    let git = [
+        "--git",
+        "/nonexistent/repo",
+        "--branch",
+        "main",
+        "--store",
+        "s",
+    ];
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--interval", "0s"],
+            &["--interval", "must be at least 10s"],
+        ),
+        (
+            &["--interval", "9s"],
+            &["--interval", "must be at least 10s"],
+        ),
+        (&["--interval", "2y"], &["--interval", "must be at most 1y"]),
+        (
+            &["--interval", "18446744073709551615s"],
+            &["--interval", "longer than 1000 years"],
+        ),
+        (
+            &["--interval", "30m"],
+            &["--interval", "did you mean `min` or `mo`?"],
+        ),
+        (
+            &["--interval", "500ms"],
+            &["--interval", "unknown unit 'ms'"],
+        ),
+        (
+            &["--interval=-1h"],
+            &["--interval", "must start with a whole number"],
+        ),
+        (
+            &["--lock-timeout", "366d"],
+            &["--lock-timeout", "must be at most 1y"],
+        ),
+        (
+            &[&git[..], &["--poll", "0s"]].concat(),
+            &["--poll", "must be at least 1s"],
+        ),
+        (
+            &[&git[..], &["--poll", "5m"]].concat(),
+            &["--poll", "did you mean `min`"],
+        ),
+    ];
+    for (args, says) in cases {
+        let mut argv = vec!["watch"];
+        argv.extend_from_slice(args);
+        let r = run_bounded(&env, 10, &argv);
+        assert_eq!(r.code, 1, "{argv:?} was not refused\n{r:?}");
+        for s in *says {
+            assert!(
+                r.stderr.contains(s),
+                "{argv:?}: expected {s:?}\n{}",
+                r.stderr
+            );
+        }
+        assert!(!r.stderr.contains("panicked"), "{argv:?}\n{}", r.stderr);
+        assert!(!env.store().exists(), "{argv:?} wrote a store");
+    }
+}
+
+/// The command line reads durations with certs.toml's grammar: `min` for minutes, `d` for days;
+/// `m` alone is refused everywhere with a hint, on the command line as in certs.toml.
+#[test]
+fn command_line_durations_use_the_config_grammar() {
+    let env = env_with_three();
+    let r = env
+        .run(&["apply", "--yes", "--lock-timeout", "2m"])
+        .failure();
+    assert!(
+        r.stderr.contains("--lock-timeout") && r.stderr.contains("did you mean `min` or `mo`?"),
+        "{}",
+        r.stderr
+    );
+    assert!(!env.store().exists());
+    env.run(&["apply", "--yes", "--lock-timeout", "2min"])
+        .success();
+    env.run(&["apply", "--yes", "--lock-timeout", "1d"])
+        .success();
+
+    env.config(&three_clients().replace("validity = \"90d\"", "validity = \"3m\""));
+    let r = env.run(&["validate"]).failure();
+    assert!(
+        r.stderr.contains("certs.toml:")
+            && r.stderr.contains("clients.orders-app.validity")
+            && r.stderr.contains("did you mean `min` or `mo`?"),
+        "{}",
+        r.stderr
+    );
+    env.config(&three_clients().replace("validity = \"90d\"", "validity = \"3mo\""));
+    env.run(&["validate"]).success();
+}
+
+/// The README's walkthrough ("give the orders app write access and raise the ops team") shows
+/// the plan that edit really produces: its certs.toml snippet, applied over the state it
+/// describes, gives every plan line the README prints (thumbprints aside).
+#[test]
+fn readme_walkthrough_shows_the_real_plan() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme
+        .find("raise the ops team")
+        .expect("the walkthrough is in the README");
+    let rest = &readme[at..];
+    let toml_start = rest.find("```toml\n").unwrap() + "```toml\n".len();
+    let snippet = &rest[toml_start..toml_start + rest[toml_start..].find("```").unwrap()];
+    let sh_start = rest.find("```sh\n").unwrap() + "```sh\n".len();
+    let shown = &rest[sh_start..sh_start + rest[sh_start..].find("```").unwrap()];
+
+    let before = format!(
+        "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\n\
+         [clients.orders-app]\nname = \"Orders App\"\nclearance = \"ValidUser\"\n\
+         databases = {{ Orders = \"Read\" }}\n\n\
+         [clients.ops]\nname = \"Ops team\"\nclearance = \"ValidUser\"\n\
+         databases = {{ Orders = \"Admin\" }}\n"
+    );
+    let env = Env::new();
+    env.config(&before);
+    env.run(&["apply", "--yes"]).success();
+    env.config(&format!(
+        "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\n{snippet}"
+    ));
+    let plan = env.run(&["plan"]).success().stdout;
+    let lines: Vec<&str> = shown
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("thumbprint"))
+        .collect();
+    assert!(lines.len() >= 8, "{shown}");
+    for line in lines {
+        assert!(
+            plan.lines().any(|p| p.trim() == line),
+            "the README shows {line:?}, the plan does not:\n{plan}"
+        );
+    }
 }

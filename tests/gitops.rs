@@ -939,7 +939,7 @@ fn fleet_daemons(env: &Env, remote: &Path, n: usize) -> Vec<Daemon> {
                     "--branch",
                     "main",
                     "--poll",
-                    "200ms",
+                    "1s",
                     "--interval",
                     "1h",
                     "-c",
@@ -1066,7 +1066,7 @@ fn watch_git_needs_a_store() {
             "--branch",
             "main",
             "--poll",
-            "200ms",
+            "1s",
         ],
     );
     let status = d.wait_exit();
@@ -1120,7 +1120,7 @@ fn watch_git_logs_an_invalid_commit_and_applies_the_next_one() {
             "--branch",
             "main",
             "--poll",
-            "200ms",
+            "1s",
             "-c",
             "certs.toml",
             "--store",
@@ -1303,7 +1303,8 @@ fn watch_retries_with_backoff_while_the_store_is_locked() {
 fn watch_periodic_recheck_repairs_what_no_file_event_reports() {
     let env = Env::new();
     env.config(&with_app("ValidUser"));
-    let mut d = Daemon::spawn(&env, "watch", &["watch", "--interval", "1s"]);
+    // 10s is the shortest interval watch takes.
+    let mut d = Daemon::spawn(&env, "watch", &["watch", "--interval", "10s"]);
     d.wait_log("start: applied");
     let export = env.path("exports/cluster.pfx");
     assert!(export.is_file());

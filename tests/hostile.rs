@@ -391,6 +391,23 @@ cases! {
         c.edit_config("[clients.ops]", "[clients.\"ops\\nadmin\"]");
         refused().says("certs.toml:").says("is not allowed")
     }
+    config_client_name_with_newline: |c| {
+        // A newline in the name would split the CN, the registry line and the status table.
+        c.edit_config("[clients.ops]\n", "[clients.ops]\nname = \"ops\\nClusterAdmin admin\"\n");
+        refused().says("certs.toml:").says("clients.ops.name").says("control characters")
+    }
+    config_client_name_with_text_direction_override: |c| {
+        c.edit_config("[clients.ops]\n", "[clients.ops]\nname = \"\\u202Enimda\"\n");
+        refused().says("certs.toml:").says("clients.ops.name").says("U+202E")
+    }
+    config_client_name_of_10k_characters: |c| {
+        c.edit_config("[clients.ops]\n", &format!("[clients.ops]\nname = \"{}\"\n", "x".repeat(10_000)));
+        refused().says("certs.toml:").says("clients.ops.name").says("at most 64")
+    }
+    config_server_name_with_nul: |c| {
+        c.edit_config("name = \"cluster.example.com\"", "name = \"cluster\\u0000.example.com\"");
+        refused().says("certs.toml:").says("server.name").says("U+0000")
+    }
     config_export_over_the_registry: |c| {
         c.edit_config("exports/cluster.pfx", "store/registry.toml");
         refused().says("server.export")

@@ -1,6 +1,8 @@
 //! The checked-in JSON schema must be what the Rust types generate, and the bundled example must
 //! be a valid config that points at it.
 
+mod common;
+
 #[test]
 fn checked_in_schema_is_up_to_date() {
     let generated = ravencert::config::json_schema();
@@ -40,4 +42,134 @@ fn bundled_examples_are_valid() {
             .unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert!(desired.clients.len() >= 2, "{name}");
     }
+}
+
+/// Every config the project ships passes the JSON schema that its `#:schema` line names:
+/// certs.toml.example, the examples, and the starter `ravencert init` writes.
+#[test]
+fn shipped_configs_pass_the_schema() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut configs = vec![
+        root.join("certs.toml.example"),
+        root.join("src/starter.toml"),
+    ];
+    for name in [
+        "development",
+        "production",
+        "two-clusters/cluster-a",
+        "two-clusters/cluster-b",
+    ] {
+        configs.push(root.join("examples").join(name).join("certs.toml"));
+    }
+    for path in configs {
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Err(e) = common::schema_check(&text) {
+            panic!("{} does not pass the schema:\n{e}", path.display());
+        }
+    }
+}
+
+/// The schema is no stricter than validation on what real configs hold: Unicode names and
+/// database names, every duration unit, shares, uploads with an overlap, node certificates.
+#[test]
+fn schema_accepts_configs_that_validation_accepts() {
+    let generated = r#"version = 1
+[defaults]
+validity = "6mo"
+renew_before = "33%"
+overlap = "90min"
+
+[server]
+generate = true
+name = "Кластер Zürich – prod"
+dns = ["cluster.example.com", "*.cluster.example.com"]
+validity = "1y"
+
+[clients.app]
+name = "Заказы – отчёты"
+clearance = "ValidUser"
+databases = { "Заказы" = "Read", "Orders.2024-eu_1" = "ReadWrite", COM10 = "Admin" }
+validity = "2w"
+renew_before = "36h"
+password_env = "APP_PASSWORD"
+
+[clients.ops]
+clearance = "Operator"
+validity = "30d"
+renew_before = "0d"
+overlap = "45s"
+
+[clients.partner]
+clearance = "ValidUser"
+databases = { Orders = "Read" }
+upload = "trust/partner.pfx"
+password_file = "secrets/partner.pass"
+overlap = "1w"
+"#;
+    let imported = r#"version = 1
+[server]
+certificates = [{ path = "nodes/a.pfx", password_env = "A" }, { path = "nodes/b.pfx" }]
+key = "ec-p256"
+export = "exports/cluster.pfx"
+
+[clients.admin]
+clearance = "ClusterAdmin"
+"#;
+    let uploads_only =
+        "version = 1\n[clients.partner]\nclearance = \"Operator\"\nupload = \"p.crt\"\n";
+    for text in [generated, imported, uploads_only] {
+        ravencert::config::parse(
+            std::path::Path::new("certs.toml"),
+            text,
+            std::path::Path::new("/cfg"),
+        )
+        .unwrap_or_else(|e| panic!("validation refuses it: {e:?}\n{text}"));
+        if let Err(e) = common::schema_check(text) {
+            panic!("the schema refuses a valid config: {e}\n{text}");
+        }
+    }
+}
+
+/// The production example's commented alternative, the nodes' own certificates, works as
+/// written (it is no future feature): uncommented in place of the generated server, it is valid.
+#[test]
+fn production_example_node_certificates_line_works() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/production/certs.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("once supported"), "{text}");
+    let line = text
+        .lines()
+        .find_map(|l| {
+            l.trim_start_matches(['#', ' '])
+                .strip_prefix("certificates = ")
+        })
+        .expect("the example shows `certificates = [...]`");
+    let line = format!("certificates = {}", line.replace(", ...", ""));
+    let server_only = ["generate = ", "name = ", "dns = ", "validity = "];
+    let mut config = String::new();
+    let mut in_server = false;
+    for l in text.lines() {
+        if l.starts_with('[') {
+            in_server = l == "[server]";
+            config.push_str(l);
+            config.push('\n');
+            if in_server {
+                config.push_str(&line);
+                config.push('\n');
+            }
+            continue;
+        }
+        if in_server && server_only.iter().any(|s| l.starts_with(s)) {
+            continue;
+        }
+        config.push_str(l);
+        config.push('\n');
+    }
+    let desired = ravencert::config::parse(&path, &config, path.parent().unwrap())
+        .unwrap_or_else(|e| panic!("{e:?}\n{config}"));
+    assert!(matches!(
+        desired.server.unwrap().source,
+        ravencert::config::ServerSource::Imported(_)
+    ));
 }

@@ -208,3 +208,27 @@ pub fn sh(dir: &Path, script: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Checks a certs.toml text against the checked-in JSON schema (schema/certs.schema.json), as an
+/// editor with the `#:schema` line would: Ok, or the validator's complaint. A text that is not
+/// TOML at all is Err too.
+pub fn schema_check(config: &str) -> Result<(), String> {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schema/certs.schema.json"
+        ))
+        .expect("schema/certs.schema.json is checked in"),
+    )
+    .expect("the schema is JSON");
+    let value: serde_json::Value = toml::from_str(config).map_err(|e| format!("not TOML: {e}"))?;
+    let mut schemas = boon::Schemas::new();
+    let mut compiler = boon::Compiler::new();
+    compiler
+        .add_resource("certs.schema.json", schema)
+        .expect("the schema loads");
+    let id = compiler
+        .compile("certs.schema.json", &mut schemas)
+        .unwrap_or_else(|e| panic!("the schema compiles: {e:#}"));
+    schemas.validate(&value, id).map_err(|e| format!("{e:#}"))
+}
