@@ -1318,7 +1318,57 @@ pub fn check_references(
             }
         }
     }
+    for (key, path) in named_files(desired) {
+        if inside_store(desired, path) {
+            problem(
+                key,
+                format!(
+                    "{} is inside the store {}; certs.toml may not point into the store (its files are ravencert's own: keys, certificates, bundles) — name a file outside it",
+                    path.display(),
+                    desired.store.path.display()
+                ),
+            );
+        }
+    }
     problems
+}
+
+/// Every file certs.toml names, with the key that names it.
+fn named_files(desired: &Desired) -> Vec<(String, &Path)> {
+    fn password_file<'a>(at: &str, s: Option<&'a SecretRef>) -> Option<(String, &'a Path)> {
+        match s {
+            Some(SecretRef::File(p)) => Some((format!("{at}.password_file"), p.as_path())),
+            _ => None,
+        }
+    }
+    let mut out = Vec::new();
+    for c in desired.clients.values() {
+        let at = format!("clients.{}", c.key);
+        match &c.source {
+            ClientSource::Generate(g) => out.extend(password_file(&at, g.password.as_ref())),
+            ClientSource::Upload(r) => {
+                out.push((format!("{at}.upload"), r.path.as_path()));
+                out.extend(password_file(&at, r.password.as_ref()));
+            }
+        }
+    }
+    if let Some(ServerDesired {
+        source: ServerSource::Imported(files),
+        ..
+    }) = &desired.server
+    {
+        for (i, r) in files.iter().enumerate() {
+            let at = format!("server.certificates[{i}]");
+            out.push((format!("{at}.path"), r.path.as_path()));
+            out.extend(password_file(&at, r.password.as_ref()));
+        }
+    }
+    out
+}
+
+/// Whether `path` lies inside the store, where it really points (links and `..` resolved).
+fn inside_store(desired: &Desired, path: &Path) -> bool {
+    crate::fsutil::resolve(path).starts_with(crate::fsutil::resolve(&desired.store.path))
 }
 
 /// The JSON schema of certs.toml, as checked in under schema/.

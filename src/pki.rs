@@ -722,12 +722,41 @@ fn is_pem(bytes: &[u8]) -> bool {
     bytes.windows(11).any(|w| w == b"-----BEGIN ")
 }
 
+/// The most certificates one file may hold: a collection is a handful, a chain a few more; a file
+/// of thousands is an attack on the reader (every certificate is parsed and compared).
+pub const MAX_CERTS_PER_FILE: usize = 1_000;
+
+fn too_many(n: usize) -> ReadError {
+    ReadError::Unreadable(format!(
+        "it holds {n} certificates, more than the {MAX_CERTS_PER_FILE} one file may hold (a collection or chain has a few); split it or remove what does not belong"
+    ))
+}
+
 /// Reads certificates (and a private key, if any) from PKCS#12, PEM or DER bytes.
 pub fn read_cert_file(
     bytes: &[u8],
     password: Option<&str>,
 ) -> std::result::Result<CertFile, ReadError> {
+    let file = read_cert_file_unbounded(bytes, password)?;
+    if file.certs.len() > MAX_CERTS_PER_FILE {
+        return Err(too_many(file.certs.len()));
+    }
+    Ok(file)
+}
+
+fn read_cert_file_unbounded(
+    bytes: &[u8],
+    password: Option<&str>,
+) -> std::result::Result<CertFile, ReadError> {
     if is_pem(bytes) {
+        // Counted before anything is parsed.
+        let n = bytes
+            .windows(27)
+            .filter(|w| *w == b"-----BEGIN CERTIFICATE-----")
+            .count();
+        if n > MAX_CERTS_PER_FILE {
+            return Err(too_many(n));
+        }
         let certs = X509::stack_from_pem(bytes).map_err(|_| {
             ReadError::Unreadable("the PEM text holds no readable certificate".into())
         })?;
@@ -826,20 +855,30 @@ pub fn read_cert_file(
 
 /// RavenDB's collection rule: certificates whose subject issued another certificate in the file
 /// are CA/intermediates and are skipped; the rest keep file order (the first is the primary).
+/// Linear in the number of certificates: issuers are looked up by name, not tried pairwise.
 pub fn end_entities(certs: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+    use std::collections::{HashMap, HashSet};
     let parsed = certs
         .iter()
         .map(|d| X509::from_der(d))
         .collect::<std::result::Result<Vec<_>, _>>()?;
+    let thumbs: Vec<String> = certs.iter().map(|d| thumbprint(d)).collect();
+    // Issuer name -> the distinct certificates it issued.
+    let mut issued: HashMap<Vec<u8>, HashSet<&str>> = HashMap::new();
+    for (c, t) in parsed.iter().zip(&thumbs) {
+        issued
+            .entry(c.issuer_name().to_der()?)
+            .or_default()
+            .insert(t.as_str());
+    }
+    let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for (i, c) in parsed.iter().enumerate() {
-        let issued_another = parsed.iter().enumerate().any(|(j, other)| {
-            j != i
-                && thumbprint(&certs[j]) != thumbprint(&certs[i])
-                && c.issued(other) == openssl::x509::X509VerifyResult::OK
-        });
-        if !issued_another && !out.contains(&certs[i]) {
-            out.push(certs[i].clone());
+    for ((c, t), der) in parsed.iter().zip(&thumbs).zip(certs) {
+        let issued_another = issued
+            .get(&c.subject_name().to_der()?)
+            .is_some_and(|by_me| by_me.iter().any(|other| *other != t.as_str()));
+        if !issued_another && seen.insert(t.as_str()) {
+            out.push(der.clone());
         }
     }
     Ok(out)

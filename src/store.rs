@@ -30,6 +30,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const REGISTRY_FILE: &str = "registry.toml";
 /// The store's random key for bundle-password fingerprints (see [`pki::password_fingerprint`]).
 const PASSWORD_KEY_FILE: &str = ".bundle-password-key";
+/// Written first into a store ravencert creates: the folder is ravencert's to manage.
+const MARKER_FILE: &str = ".ravencert-store";
 const REGISTRY_HEADER: &str = "# ravencert certificate registry: written by ravencert, do not edit.\n# Declare certificates in certs.toml and run `ravencert apply`.\n\n";
 
 #[derive(Debug, thiserror::Error)]
@@ -448,6 +450,7 @@ impl Store {
 
     /// Reads and verifies the store. A missing store is an empty one.
     pub fn load(&self, export: Option<&Path>) -> Result<Actual> {
+        self.check_not_foreign()?;
         self.check_private()?;
         let export_thumbprints = export.and_then(read_export);
         let reg_path = self.registry_path();
@@ -630,15 +633,18 @@ impl Store {
         ] {
             let _ = self.private_meta(&p, false)?;
         }
-        let server = self.root.join("server");
-        if server.is_dir() {
-            for e in fs::read_dir(&server).map_err(io_err(&server))? {
-                let _ = self.private_meta(&e.map_err(io_err(&server))?.path(), false)?;
+        // Private keys: each one private and ours.
+        for sub in ["server", "keys"] {
+            let dir = self.root.join(sub);
+            if dir.is_dir() {
+                for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
+                    let _ = self.private_meta(&e.map_err(io_err(&dir))?.path(), false)?;
+                }
             }
         }
         // A link among the certificates, kept keys or bundles is refused, not swept away: one
         // readdir per folder (the entry types come with it, no stat per file).
-        for sub in ["certs", "keys", "issued"] {
+        for sub in ["certs", "issued"] {
             let dir = self.root.join(sub);
             let Ok(entries) = fs::read_dir(&dir) else {
                 continue;
@@ -672,6 +678,7 @@ impl Store {
                 "is a symbolic link; ravencert does not follow links inside the store — remove it",
             ));
         }
+        check_owner(p, &m)?;
         let mode = m.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(corrupt(
@@ -700,6 +707,7 @@ impl Store {
     fn cert_file_state(&self, thumbprint: &str, cache: &VerifyCache) -> Result<CertFileState> {
         let path = self.cert_path(thumbprint);
         if let Ok(m) = fs::symlink_metadata(&path) {
+            check_owner(&path, &m)?;
             if m.is_file()
                 && cache.files.get(&format!("certs/{thumbprint}.pem")) == Some(&stamp(&m))
             {
@@ -864,8 +872,36 @@ impl Store {
         Ok(false)
     }
 
+    /// A folder that holds files but is no ravencert store (no registry, no marker) is refused:
+    /// ravencert would manage, and sweep, files that are not its own.
+    fn check_not_foreign(&self) -> Result<()> {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return Ok(());
+        };
+        if self.root.join(MARKER_FILE).exists() || self.registry_path().exists() {
+            return Ok(());
+        }
+        let others: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n != ".gitignore" && n != ".lock")
+            .collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        Err(corrupt(
+            &self.root,
+            format!(
+                "already holds files ({}{}) and is not a ravencert store; ravencert will not manage a folder with files it did not make — name a new or empty folder as [store] path (or --store)",
+                others.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+                if others.len() > 3 { ", ..." } else { "" }
+            ),
+        ))
+    }
+
     /// Takes the apply lock, waiting up to `timeout`. The error names the holder.
     pub fn lock(&self, timeout: Duration) -> Result<StoreLock> {
+        self.check_not_foreign()?;
         // A new store is created here; an existing one is left as it is (its modes are
         // checked, never silently repaired, when it is loaded).
         if fs::symlink_metadata(&self.root).is_err() {
@@ -922,7 +958,23 @@ impl Store {
 
     /// Creates the store folder (0700) with its .gitignore.
     pub fn ensure_root(&self) -> Result<()> {
+        self.check_not_foreign()?;
         ensure_dir(&self.root)?;
+        let marker = self.root.join(MARKER_FILE);
+        if fs::symlink_metadata(&marker).is_err() {
+            // Written in place (its presence is what counts), so that a crash leaves no
+            // temporary file that would make the folder look like someone else's.
+            fault::step();
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc_o_nofollow())
+                .open(&marker)
+                .map_err(io_err(&marker))?;
+            f.write_all(b"A ravencert certificate store: ravencert manages every file here.\n")
+                .map_err(io_err(&marker))?;
+        }
         let gi = self.root.join(".gitignore");
         if !gi.exists() {
             write_atomic(&gi, b"*\n", 0o600)?;
@@ -1060,7 +1112,9 @@ impl Store {
                         }
                         _ => remove_tree(&path)?,
                     }
-                } else if !active.contains_key(name.as_str()) {
+                } else if !active.contains_key(name.as_str())
+                    && crate::model::check_client_key(&name).is_ok()
+                {
                     remove_tree(&path)?;
                 }
             }
@@ -1083,10 +1137,19 @@ impl Store {
             {
                 let entry = entry.map_err(|e| corrupt(&dir, e.to_string()))?;
                 let name = entry.file_name().to_string_lossy().to_string();
-                let referenced = name
+                // Only what ravencert writes there: a file named by a thumbprint, or the
+                // temporary file of an interrupted write.
+                if name.starts_with(".tmp-") {
+                    remove_path(entry.path())?;
+                    continue;
+                }
+                let Some(thumb) = name
                     .strip_suffix(&format!(".{ext}"))
-                    .is_some_and(|t| keep.contains(t));
-                if !referenced {
+                    .filter(|t| is_thumbprint(t))
+                else {
+                    continue;
+                };
+                if !keep.contains(thumb) {
                     remove_path(entry.path())?;
                 }
             }
@@ -1112,6 +1175,25 @@ impl Store {
         }
         pki::pem_cert_body(&pem).is_some_and(|der| pki::thumbprint(&der) == thumbprint)
     }
+}
+
+/// Like ssh's StrictModes: whatever ravencert trusts in the store must belong to the user running
+/// it. A folder or file of another user's could be swapped (a server key, a re-sealed registry)
+/// by someone who should not decide who gets ClusterAdmin.
+fn check_owner(p: &Path, m: &fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if m.uid() != me {
+        return Err(corrupt(
+            p,
+            format!(
+                "is owned by uid {}, not by the user running ravencert (uid {me}); another user could change what the store holds — remove it (or `chown -R` the store to this user after checking it), and consider its keys exposed",
+                m.uid()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Thumbprints of the certificates in an export file, if it can be read.

@@ -346,3 +346,95 @@ fn errors_point_at_the_right_place() {
     assert!(r.stderr.contains("server.name"), "{}", r.stderr);
     assert!(!r.stderr.contains("add a [server] section"), "{}", r.stderr);
 }
+
+/// Like ssh's StrictModes: a store folder or file owned by another user is refused, by plan and
+/// apply alike, and nothing is written (issue 11 #5). The tests run as root, which can chown.
+#[test]
+fn store_parts_owned_by_another_user_are_refused() {
+    let env = Env::new().env("APP_PASS", "pw-owner");
+    env.config(&client("password_env = \"APP_PASS\"\n"));
+    env.run(&["apply", "--yes"]).success();
+    let thumb = env.thumbprint("app");
+    let store = env.store();
+    let server = env.server_pem();
+    let server_thumb = server.file_stem().unwrap().to_str().unwrap().to_string();
+    for rel in [
+        String::new(),
+        "registry.toml".into(),
+        format!("server/{server_thumb}.key"),
+        format!("certs/{thumb}.pem"),
+        format!("keys/{thumb}.key"),
+        "issued/app/app.pfx".into(),
+        ".bundle-password-key".into(),
+    ] {
+        let path = store.join(&rel);
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let before = env.snapshot();
+        for args in [&["plan"][..], &["apply", "--yes", "--replace", "app"]] {
+            let r = env.run(args).failure();
+            assert!(
+                r.stderr.contains("owned by uid 65534"),
+                "{rel}: {}",
+                r.stderr
+            );
+        }
+        assert_eq!(before, env.snapshot(), "{rel}: the store changed");
+        std::os::unix::fs::chown(&path, Some(0), None).unwrap();
+    }
+    env.run(&["plan", "--detailed-exitcode"]).success();
+}
+
+/// A store path naming a folder that already holds other files is refused, and none of its
+/// files is touched; ravencert sweeps only names it writes (issue 11 #6).
+#[test]
+fn a_folder_with_other_files_is_not_taken_as_a_store() {
+    let env = Env::new();
+    for (rel, text) in [
+        ("data/notes.txt", "mine"),
+        (
+            "data/certs/0123456789ABCDEF0123456789ABCDEF01234567.pem",
+            "not ravencert's",
+        ),
+        ("data/server/backup.key", "a key of mine"),
+        ("data/issued/old/readme", "x"),
+        ("data/.tmp-keep", "y"),
+    ] {
+        env.write(rel, text);
+    }
+    let data = env.path("data");
+    let before = common::snapshot(&data);
+    env.config(&format!("{}[store]\npath = \"data\"\n", client("")));
+    for args in [&["plan"][..], &["apply", "--yes"]] {
+        let r = env.run(args).failure();
+        assert!(
+            r.stderr.contains("is not a ravencert store"),
+            "{}",
+            r.stderr
+        );
+    }
+    assert_eq!(before, common::snapshot(&data), "a refused folder changed");
+
+    // In ravencert's own store, a file it did not write (no thumbprint name) stays.
+    env.config(&client(""));
+    env.run(&["apply", "--yes"]).success();
+    env.write("store/certs/README", "a note");
+    env.write("store/issued/Notes", "another");
+    env.run(&["apply", "--yes", "--replace", "app"]).success();
+    assert!(env.store().join("certs/README").exists());
+    assert!(env.store().join("issued/Notes").exists());
+}
+
+/// `[store] path = "/"` is refused plainly: it holds certs.toml (issue 11 #11).
+#[test]
+fn the_root_folder_is_not_a_store() {
+    let env = Env::new();
+    env.config(&format!("{}[store]\npath = \"/\"\n", client("")));
+    let r = env.run(&["plan"]).failure();
+    assert!(r.stderr.contains("store.path"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("a folder above certs.toml"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("chmod"), "{}", r.stderr);
+}

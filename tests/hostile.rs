@@ -285,6 +285,12 @@ cases! {
         c.edit_config("password_env = \"PARTNER_PFX_PASSWORD\"\n", "");
         refused().says("clients.partner.upload").says("password-protected").says("password_env")
     }
+    upload_pem_with_too_many_certificates: |c| {
+        // 1,001 certificates: refused before any is parsed (a file of N cost O(N^2) before).
+        let pem = c.read(&format!("store/certs/{}.pem", c.ops));
+        c.upload_file("trust/many.pem", pem.repeat(1_001));
+        refused().says("clients.partner.upload").says("1001 certificates").says("more than the 1000")
+    }
     upload_symlink_to_dev_zero: |c| {
         c.remove(&c.path("trust/partner.pfx"));
         symlink("/dev/zero", c.path("trust/partner.pfx")).unwrap();
@@ -407,6 +413,23 @@ cases! {
     config_server_name_with_nul: |c| {
         c.edit_config("name = \"cluster.example.com\"", "name = \"cluster\\u0000.example.com\"");
         refused().says("certs.toml:").says("server.name").says("U+0000")
+    }
+    config_password_file_is_the_server_key: |c| {
+        // The server key as a bundle password: certs.toml may not point into the store.
+        let rel = format!("store/server/{}.key", c.server);
+        c.edit_config("secrets/ops.pass", &rel);
+        refused().says("clients.ops.password_file").says("inside the store")
+    }
+    config_upload_reads_a_store_file: |c| {
+        // An oracle on which store files exist, and a way to register them.
+        let rel = format!("store/certs/{}.pem", c.ops);
+        c.edit_config(UPLOAD_LINES, &format!("upload = \"{rel}\"\n"));
+        refused().says("clients.partner.upload").says("inside the store")
+    }
+    config_upload_through_dotdot_into_the_store: |c| {
+        let rel = format!("trust/../store/certs/{}.pem", c.admin);
+        c.edit_config(UPLOAD_LINES, &format!("upload = \"{rel}\"\n"));
+        refused().says("clients.partner.upload").says("inside the store")
     }
     config_export_over_the_registry: |c| {
         c.edit_config("exports/cluster.pfx", "store/registry.toml");
