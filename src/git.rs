@@ -20,19 +20,23 @@ fn msg(text: impl Into<String>) -> GitError {
     GitError::Message(text.into())
 }
 
-/// The repository holding `file` and the file's path inside it.
+/// The repository holding `file` and the file's path inside it. Only the folder is resolved:
+/// the file itself may be a symbolic link, which must not decide the repository or the path.
 fn locate(file: &Path) -> Result<(Repository, PathBuf)> {
-    let abs = std::fs::canonicalize(file)
-        .or_else(|_| {
-            // The file may not exist in the working tree (e.g. deleted); use its folder.
-            let parent = file
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            std::fs::canonicalize(parent).map(|p| p.join(file.file_name().unwrap_or_default()))
-        })
-        .map_err(|e| msg(format!("{}: {e}", file.display())))?;
-    let start = abs.parent().unwrap_or(Path::new("/"));
+    let parent = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = file
+        .file_name()
+        .ok_or_else(|| msg(format!("{} does not name a file", file.display())))?;
+    // The folder may not exist in the working tree (a file deleted since, or `watch --git`'s
+    // cache, which is never checked out): resolved as far as it exists.
+    let abs = crate::fsutil::resolve(parent).join(name);
+    let mut start = abs.parent().unwrap_or(Path::new("/"));
+    while !start.is_dir() {
+        start = start.parent().unwrap_or(Path::new("/"));
+    }
     let repo = Repository::discover(start).map_err(|_| {
         msg(format!(
             "{} is not inside a git repository (needed for --rev, --base and --require-clean)",
@@ -53,6 +57,62 @@ fn locate(file: &Path) -> Result<(Repository, PathBuf)> {
         })?
         .to_path_buf();
     Ok((repo, rel))
+}
+
+/// The working tree of the repository holding certs.toml (by its folder), if there is one.
+pub fn workdir_of(config: &Path) -> Option<PathBuf> {
+    let parent = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(parent).ok()?;
+    let repo = Repository::discover(&dir).ok()?;
+    let workdir = repo.workdir()?;
+    std::fs::canonicalize(workdir).ok()
+}
+
+/// Files under review (certs.toml, the certificate files it names) are read where a link
+/// inside the repository `workdir` leads: no link inside it may lead out of it (a committed
+/// `certs.toml -> /proc/self/environ`). Paths named outside the repository are the user's own.
+pub fn check_links_stay_inside(path: &Path, workdir: &Path) -> std::result::Result<(), String> {
+    use std::path::Component;
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut cur = PathBuf::from("/");
+    for c in absolute.components() {
+        match c {
+            Component::Normal(n) => {
+                let next = cur.join(n);
+                match std::fs::symlink_metadata(&next) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        let target = std::fs::canonicalize(&next);
+                        let inside = cur.starts_with(workdir);
+                        match target {
+                            Ok(t) if !inside || t.starts_with(workdir) => cur = t,
+                            _ if !inside => cur = next,
+                            _ => {
+                                return Err(format!(
+                                    "{} is a symbolic link leading out of the repository {}; files under review must be regular files inside it — replace the link with the file",
+                                    path.display(),
+                                    workdir.display()
+                                ))
+                            }
+                        }
+                    }
+                    Ok(_) => cur = next,
+                    Err(_) => cur = next,
+                }
+            }
+            Component::ParentDir => {
+                cur.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Whether `file` exists at the revision (a pull request that adds certs.toml has none at its
@@ -84,6 +144,13 @@ fn blob_at(repo: &Repository, rev: &str, rel: &Path) -> Result<Vec<u8>> {
             rel.display()
         ))
     })?;
+    // A symbolic link is stored as a blob holding its target: never read as the file.
+    if entry.filemode() == 0o120000 {
+        return Err(msg(format!(
+            "{} is a symbolic link at revision '{rev}'; ravencert reads only regular files from git — commit the file itself",
+            rel.display()
+        )));
+    }
     let blob = entry.to_object(repo)?.peel_to_blob().map_err(|_| {
         msg(format!(
             "{} is not a file at revision '{rev}'",

@@ -102,6 +102,9 @@ impl Context {
     fn parse(&self, source: &Source) -> Result<Desired> {
         let text = match source {
             Source::WorkTree => {
+                if let Some(workdir) = git::workdir_of(&self.config) {
+                    git::check_links_stay_inside(&self.config, &workdir).map_err(Failure)?;
+                }
                 crate::fsutil::read_regular(&self.config, MAX_CONFIG_BYTES as u64, true).map_err(
                     |e| {
                         if e.kind() == std::io::ErrorKind::InvalidInput
@@ -173,7 +176,17 @@ impl Context {
             return Err(config_errors(problems));
         }
         let files = match source {
-            Source::WorkTree => crate::sources::resolve(&desired, &crate::sources::from_disk),
+            Source::WorkTree => {
+                // In a repository, a certificate file is under review like certs.toml: no link
+                // inside the repository may lead out of it. Outside git, the user's own paths.
+                let workdir = git::workdir_of(&self.config);
+                crate::sources::resolve(&desired, &|p: &Path| {
+                    if let Some(w) = &workdir {
+                        git::check_links_stay_inside(p, w)?;
+                    }
+                    crate::sources::from_disk(p)
+                })
+            }
             Source::Rev(rev) => crate::sources::resolve(&desired, &|p: &Path| {
                 git::read_file_at(p, rev).map_err(|e| e.to_string())
             }),
