@@ -158,6 +158,10 @@ pub struct WatchArgs {
         value_parser = poll
     )]
     pub poll: Duration,
+    /// With --git, allow `[server].export` to name this path (or a file under this folder) even
+    /// though it is absolute or uses `..`; repeatable. The commit alone cannot.
+    #[arg(long, value_name = "PATH", requires = "git")]
+    pub allow_export_path: Vec<PathBuf>,
     /// How long an apply waits for another one holding the store's lock
     #[arg(long, value_name = "DUR", default_value = "30s", value_parser = lock_timeout)]
     pub lock_timeout: Duration,

@@ -567,14 +567,42 @@ struct Checker<'a> {
 }
 
 /// A source line with the value of any `password = ...` masked: an error about a password
-/// must not print it.
+/// must not print it. Capped and escaped: it goes to terminals, logs and PR comments.
 fn redact(line: &str) -> String {
-    match line.find("password") {
+    let line = match line.find("password") {
         Some(i) if line[i + "password".len()..].trim_start().starts_with('=') => {
             format!("{}password = ***", &line[..i])
         }
         _ => line.to_string(),
+    };
+    shown_line(&line)
+}
+
+/// The longest source line an error shows, in characters.
+const MAX_SNIPPET_CHARS: usize = 120;
+
+/// A line of certs.toml as an error shows it: at most MAX_SNIPPET_CHARS characters (then `…`),
+/// control and format characters (ESC, CR, bidi overrides) written as escapes (`\x1b`,
+/// `\u{202e}`), so that a line can neither drive the terminal nor fill a log.
+fn shown_line(line: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in line.chars().enumerate() {
+        if i == MAX_SNIPPET_CHARS {
+            out.push('…');
+            break;
+        }
+        let invisible = matches!(c,
+            '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}');
+        if (c as u32) < 0x20 && c != '\t' || ('\u{7f}'..='\u{9f}').contains(&c) {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else if invisible {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
     }
+    out
 }
 
 impl<'a> Checker<'a> {
@@ -648,6 +676,21 @@ pub fn parse(file: &Path, source: &str, base: &Path) -> Result<Desired, Vec<Conf
                 message
             };
             ck.error_at(span.as_ref(), key, message);
+            // Not TOML at all (a link to /etc/shadow, an environment dump): its lines are
+            // nobody's config, so none is echoed, and the key only when it looks like one.
+            if toml::from_str::<toml::Table>(source).is_err() {
+                for e in &mut ck.errors {
+                    e.snippet = None;
+                    if e.key.len() > 64
+                        || !e
+                            .key
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                    {
+                        e.key = String::new();
+                    }
+                }
+            }
             return Err(ck.errors);
         }
     };
@@ -1391,6 +1434,41 @@ mod tests {
 
     fn first_error(text: &str) -> ConfigError {
         parse_str(text).expect_err("should be refused").remove(0)
+    }
+
+    #[test]
+    fn a_file_that_is_not_toml_is_never_echoed() {
+        for text in [
+            "root:$6$SECRETHASH:19000:0:99999:7:::\nbin:*:19000\n",
+            "HOME=/root\0CI_TOKEN=SECRETHASH\0",
+            "version = 1\nSECRETHASH\n",
+        ] {
+            let e = first_error(text);
+            assert_eq!(e.snippet, None, "{e}");
+            assert!(!e.to_string().contains("SECRETHASH"), "{e}");
+        }
+        // A file that is TOML shows the line at fault.
+        let e = first_error("version = 1\n[clients.a]\nclearance = 7\n");
+        assert_eq!(e.snippet.as_deref(), Some("clearance = 7"), "{e}");
+    }
+
+    #[test]
+    fn snippets_are_capped_and_escaped() {
+        let long = format!(
+            "version = 1\n[clients.a]\nclearance = \"{}\"\n",
+            "x".repeat(500)
+        );
+        let e = first_error(&long);
+        let snippet = e.snippet.clone().unwrap();
+        assert!(
+            snippet.chars().count() <= MAX_SNIPPET_CHARS + 1,
+            "{snippet}"
+        );
+        assert!(snippet.ends_with('…'), "{snippet}");
+        assert_eq!(
+            shown_line("a\u{1b}[2Jb\rc\u{202e}d\u{7f}\te"),
+            "a\\x1b[2Jb\\x0dc\\u{202e}d\\x7f\te"
+        );
     }
 
     #[test]

@@ -48,6 +48,41 @@ pub fn read_regular(path: &Path, max: u64, follow_links: bool) -> io::Result<Vec
     Ok(buf)
 }
 
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Creates `dir` and its missing parents with `mode`, set explicitly on each folder made here
+/// (the umask masks the mode given at creation); folders that exist are left as they are.
+pub fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur.filter(|d| !d.as_os_str().is_empty()) {
+        if std::fs::symlink_metadata(d).is_ok() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        cur = d.parent();
+    }
+    for d in missing.iter().rev() {
+        match std::fs::DirBuilder::new().mode(mode).create(d) {
+            Ok(()) => std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if !std::fs::metadata(dir)?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is not a folder",
+        ));
+    }
+    Ok(())
+}
+
 /// Where a path really points, for comparing paths that may not exist yet: the longest existing
 /// prefix is resolved by the file system (links, `..`), the rest is appended lexically (`.`
 /// dropped, `..` removing the previous part). Relative paths start from the current folder.

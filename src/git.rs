@@ -1,10 +1,11 @@
 //! git: another way to read certs.toml. Reads it at a revision, tells which commit the working
 //! tree's certs.toml is (and whether it has uncommitted changes), and follows a remote branch in
-//! a cache clone for `watch --git`.
+//! a cache clone for `watch --git`. Files are read from git objects: a symbolic link (a blob of
+//! mode 120000) is refused, never read as the file it names.
 
 use std::path::{Path, PathBuf};
 
-use git2::{FetchOptions, Oid, Repository, Status};
+use git2::{FetchOptions, Repository, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -20,19 +21,23 @@ fn msg(text: impl Into<String>) -> GitError {
     GitError::Message(text.into())
 }
 
-/// The repository holding `file` and the file's path inside it.
+/// The repository holding `file` and the file's path inside it. Only the folder is resolved:
+/// the file itself may be a symbolic link, which must not decide the repository or the path.
 fn locate(file: &Path) -> Result<(Repository, PathBuf)> {
-    let abs = std::fs::canonicalize(file)
-        .or_else(|_| {
-            // The file may not exist in the working tree (e.g. deleted); use its folder.
-            let parent = file
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            std::fs::canonicalize(parent).map(|p| p.join(file.file_name().unwrap_or_default()))
-        })
-        .map_err(|e| msg(format!("{}: {e}", file.display())))?;
-    let start = abs.parent().unwrap_or(Path::new("/"));
+    let parent = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = file
+        .file_name()
+        .ok_or_else(|| msg(format!("{} does not name a file", file.display())))?;
+    // The folder may not exist in the working tree (a file deleted since, or `watch --git`'s
+    // cache, which is never checked out): resolved as far as it exists.
+    let abs = crate::fsutil::resolve(parent).join(name);
+    let mut start = abs.parent().unwrap_or(Path::new("/"));
+    while !start.is_dir() {
+        start = start.parent().unwrap_or(Path::new("/"));
+    }
     let repo = Repository::discover(start).map_err(|_| {
         msg(format!(
             "{} is not inside a git repository (needed for --rev, --base and --require-clean)",
@@ -53,6 +58,62 @@ fn locate(file: &Path) -> Result<(Repository, PathBuf)> {
         })?
         .to_path_buf();
     Ok((repo, rel))
+}
+
+/// The working tree of the repository holding certs.toml (by its folder), if there is one.
+pub fn workdir_of(config: &Path) -> Option<PathBuf> {
+    let parent = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(parent).ok()?;
+    let repo = Repository::discover(&dir).ok()?;
+    let workdir = repo.workdir()?;
+    std::fs::canonicalize(workdir).ok()
+}
+
+/// Files under review (certs.toml, the certificate files it names) are read where a link
+/// inside the repository `workdir` leads: no link inside it may lead out of it (a committed
+/// `certs.toml -> /proc/self/environ`). Paths named outside the repository are the user's own.
+pub fn check_links_stay_inside(path: &Path, workdir: &Path) -> std::result::Result<(), String> {
+    use std::path::Component;
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut cur = PathBuf::from("/");
+    for c in absolute.components() {
+        match c {
+            Component::Normal(n) => {
+                let next = cur.join(n);
+                match std::fs::symlink_metadata(&next) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        let target = std::fs::canonicalize(&next);
+                        let inside = cur.starts_with(workdir);
+                        match target {
+                            Ok(t) if !inside || t.starts_with(workdir) => cur = t,
+                            _ if !inside => cur = next,
+                            _ => {
+                                return Err(format!(
+                                    "{} is a symbolic link leading out of the repository {}; files under review must be regular files inside it — replace the link with the file",
+                                    path.display(),
+                                    workdir.display()
+                                ))
+                            }
+                        }
+                    }
+                    Ok(_) => cur = next,
+                    Err(_) => cur = next,
+                }
+            }
+            Component::ParentDir => {
+                cur.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Whether `file` exists at the revision (a pull request that adds certs.toml has none at its
@@ -84,6 +145,13 @@ fn blob_at(repo: &Repository, rev: &str, rel: &Path) -> Result<Vec<u8>> {
             rel.display()
         ))
     })?;
+    // A symbolic link is stored as a blob holding its target: never read as the file.
+    if entry.filemode() == 0o120000 {
+        return Err(msg(format!(
+            "{} is a symbolic link at revision '{rev}'; ravencert reads only regular files from git — commit the file itself",
+            rel.display()
+        )));
+    }
     let blob = entry.to_object(repo)?.peel_to_blob().map_err(|_| {
         msg(format!(
             "{} is not a file at revision '{rev}'",
@@ -169,7 +237,8 @@ pub fn provenance(config: &Path, files: &[PathBuf]) -> Option<Provenance> {
     require_provenance(config, files).ok()
 }
 
-/// A clone of a remote, kept in a cache folder, checked out at the branch's latest commit.
+/// A clone of a remote, kept in a private cache folder. Never checked out: what is applied is
+/// read from the git objects of the fetched commit.
 pub struct Follower {
     repo: Repository,
     branch: String,
@@ -177,17 +246,32 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Opens the cache clone, or clones `url` into `cache`.
+    /// Opens the cache clone, or clones `url` into `cache`. The cache is private (0700 whatever
+    /// the umask) and must be the running user's own: another user able to write in it could
+    /// change what is applied.
     pub fn open(url: &str, branch: &str, cache: &Path) -> Result<Follower> {
-        let repo = match Repository::open(cache) {
-            Ok(r) => r,
-            Err(_) => {
-                std::fs::create_dir_all(cache)
-                    .map_err(|e| msg(format!("cannot create {}: {e}", cache.display())))?;
-                let r = Repository::init(cache)?;
-                r.remote("origin", url)?;
-                r
-            }
+        let repo = if cache.exists() || std::fs::symlink_metadata(cache).is_ok() {
+            check_private_dir(cache)?;
+            check_private_dir(&cache.join(".git"))?;
+            // An older ravencert made it with the umask's mode; it is this user's: tighten it.
+            std::fs::set_permissions(
+                cache,
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+            )
+            .map_err(|e| msg(format!("cannot make {} private: {e}", cache.display())))?;
+            Repository::open(cache).map_err(|e| {
+                msg(format!(
+                    "{} is not a usable git cache ({}); remove it and ravencert clones again",
+                    cache.display(),
+                    e.message()
+                ))
+            })?
+        } else {
+            private_dir(cache)?;
+            let r = Repository::init(cache)?;
+            private_dir(&cache.join(".git"))?;
+            r.remote("origin", url)?;
+            r
         };
         {
             let remote = repo.find_remote("origin")?;
@@ -216,15 +300,55 @@ impl Follower {
             .map_err(|_| msg(format!("the remote has no branch '{}'", self.branch)))?;
         Ok(reference.peel_to_commit()?.id().to_string())
     }
+}
 
-    /// Checks the working tree out at `commit`, exactly (files the commit lacks are removed).
-    pub fn checkout(&self, commit: &str) -> Result<()> {
-        let oid = Oid::from_str(commit)?;
-        let obj = self.repo.find_commit(oid)?;
-        let mut cb = git2::build::CheckoutBuilder::new();
-        cb.force().remove_untracked(true);
-        self.repo.checkout_tree(obj.as_object(), Some(&mut cb))?;
-        self.repo.set_head_detached(oid)?;
-        Ok(())
+/// Creates `dir` (and any missing parents, 0755 as the export's) as a private folder: 0700,
+/// set explicitly since the umask masks the mode given at creation.
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::fsutil::create_dirs(parent, 0o755)
+            .map_err(|e| msg(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    if std::fs::symlink_metadata(dir).is_err() {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| msg(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| msg(format!("cannot make {} private: {e}", dir.display())))?;
+    check_private_dir(dir)
+}
+
+/// The cache (and its `.git`) must be a real folder of the running user that nobody else can
+/// write to: not a link, owned by this user, not writable by group or others.
+fn check_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(dir)
+        .map_err(|e| msg(format!("cannot inspect {}: {e}", dir.display())))?;
+    let problem = if m.file_type().is_symlink() {
+        Some("is a symbolic link".to_string())
+    } else if !m.is_dir() {
+        Some("is not a folder".to_string())
+    } else if m.uid() != crate::fsutil::effective_uid() {
+        Some(format!(
+            "is owned by user id {}, not by the user running ravencert",
+            m.uid()
+        ))
+    } else if m.mode() & 0o022 != 0 {
+        Some(format!(
+            "is writable by other users (mode {:03o})",
+            m.mode() & 0o777
+        ))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(p) => Err(msg(format!(
+            "the git cache {} {p}; another user could change what is applied — remove it (ravencert clones again into a private folder)",
+            dir.display()
+        ))),
     }
 }

@@ -54,6 +54,7 @@ fn run(cli: Cli) -> ops::Result<Output> {
         },
         now: now(),
         export_base: None,
+        allowed_exports: Vec::new(),
     };
     match cli.command {
         Command::Init => ops::init(&ctx),
@@ -114,6 +115,7 @@ fn run(cli: Cli) -> ops::Result<Output> {
                     .as_ref()
                     .filter(|_| git_mode)
                     .map(|s| s.parent().map(|p| p.to_path_buf()).unwrap_or_default()),
+                allowed_exports: a.allow_export_path.clone(),
             };
             ravencert::watch::run(&cli.config, &make, &opts)?;
             Ok(Output {

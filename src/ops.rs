@@ -45,6 +45,9 @@ pub struct Context {
     /// With `watch --git` the config lives in a cache checkout: a relative `[server].export`
     /// is resolved against this folder (the store's) instead.
     pub export_base: Option<PathBuf>,
+    /// With `watch --git`: the paths (files or folders) an absolute or `..` export may name,
+    /// as the machine's own `--allow-export-path` says; the commit cannot widen it.
+    pub allowed_exports: Vec<PathBuf>,
 }
 
 /// The result of a command: what to print and how to exit.
@@ -102,6 +105,9 @@ impl Context {
     fn parse(&self, source: &Source) -> Result<Desired> {
         let text = match source {
             Source::WorkTree => {
+                if let Some(workdir) = git::workdir_of(&self.config) {
+                    git::check_links_stay_inside(&self.config, &workdir).map_err(Failure)?;
+                }
                 crate::fsutil::read_regular(&self.config, MAX_CONFIG_BYTES as u64, true).map_err(
                     |e| {
                         if e.kind() == std::io::ErrorKind::InvalidInput
@@ -151,16 +157,57 @@ impl Context {
             desired.store.path = s.clone();
         }
         check_store_location(&desired, &base, self.store_override.is_some())?;
-        if let (Some(export_base), Some(server)) = (&self.export_base, desired.server.as_mut()) {
-            if let Some(rel) = server
-                .export
-                .as_ref()
-                .and_then(|e| e.strip_prefix(&base).ok())
-            {
-                server.export = Some(export_base.join(rel));
-            }
+        if let Some(export_base) = &self.export_base {
+            self.rebase_export(&mut desired, &base, export_base)?;
         }
         Ok(desired)
+    }
+
+    /// Git mode: a relative export is written next to the store (the checkout is a cache). An
+    /// absolute or `..` export would let a commit make the daemon (root) write anywhere: refused
+    /// unless the machine allows that path with `--allow-export-path`.
+    fn rebase_export(&self, desired: &mut Desired, base: &Path, export_base: &Path) -> Result<()> {
+        let Some(export) = desired.server.as_ref().and_then(|s| s.export.clone()) else {
+            return Ok(());
+        };
+        let rel = export
+            .strip_prefix(base)
+            .ok()
+            .filter(|r| !r.is_absolute())
+            .map(Path::to_path_buf);
+        let leaves = rel.as_ref().is_none_or(|r| {
+            r.components().any(|c| {
+                use std::path::Component::{ParentDir, Prefix, RootDir};
+                matches!(c, ParentDir | RootDir | Prefix(_))
+            })
+        });
+        let target = match &rel {
+            Some(r) => export_base.join(r),
+            None => export.clone(),
+        };
+        if leaves {
+            let real = crate::fsutil::resolve(&target);
+            let allowed = self
+                .allowed_exports
+                .iter()
+                .any(|a| real.starts_with(crate::fsutil::resolve(a)));
+            if !allowed {
+                let shown = rel.as_ref().unwrap_or(&export);
+                return Err(config_errors(vec![desired.error_at(
+                    "server.export".into(),
+                    format!(
+                        "with watch --git, the export must be a relative path without `..` (written next to the store); {} would be written at {} — if this machine means it, start the daemon with --allow-export-path {}",
+                        shown.display(),
+                        real.display(),
+                        real.display()
+                    ),
+                )]));
+            }
+        }
+        if let Some(server) = desired.server.as_mut() {
+            server.export = Some(target);
+        }
+        Ok(())
     }
 
     /// Desired plus the check that every referenced secret and file is there, and what the
@@ -173,7 +220,17 @@ impl Context {
             return Err(config_errors(problems));
         }
         let files = match source {
-            Source::WorkTree => crate::sources::resolve(&desired, &crate::sources::from_disk),
+            Source::WorkTree => {
+                // In a repository, a certificate file is under review like certs.toml: no link
+                // inside the repository may lead out of it. Outside git, the user's own paths.
+                let workdir = git::workdir_of(&self.config);
+                crate::sources::resolve(&desired, &|p: &Path| {
+                    if let Some(w) = &workdir {
+                        git::check_links_stay_inside(p, w)?;
+                    }
+                    crate::sources::from_disk(p)
+                })
+            }
             Source::Rev(rev) => crate::sources::resolve(&desired, &|p: &Path| {
                 git::read_file_at(p, rev).map_err(|e| e.to_string())
             }),

@@ -22,6 +22,19 @@ pub struct Files {
     pub uploads: BTreeMap<String, Vec<Uploaded>>,
     /// The nodes' certificates, in the order `[server].certificates` lists them.
     pub nodes: Vec<Uploaded>,
+    /// The node files as read (from the disk or a commit): the apply takes their keys from
+    /// these very bytes, never from a file that may have changed since.
+    pub node_files: Vec<NodeFile>,
+}
+
+/// The bytes of a node certificate file (it holds a private key: never printed).
+#[derive(Clone, PartialEq, Eq)]
+pub struct NodeFile(Vec<u8>);
+
+impl std::fmt::Debug for NodeFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeFile({} bytes)", self.0.len())
+    }
 }
 
 fn describe(secret: Option<&SecretRef>) -> String {
@@ -49,12 +62,15 @@ pub fn from_disk(path: &Path) -> Result<Vec<u8>, String> {
 const MAX_CERT_FILE_BYTES: u64 = 16 << 20;
 
 fn read(r: &FileRef, reader: Reader<'_>) -> Result<pki::CertFile, String> {
-    let bytes = reader(&r.path)?;
+    decode(r, &reader(&r.path)?)
+}
+
+fn decode(r: &FileRef, bytes: &[u8]) -> Result<pki::CertFile, String> {
     let password = match &r.password {
         Some(s) => Some(s.read()?),
         None => None,
     };
-    pki::read_cert_file(&bytes, password.as_ref().map(|p| p.expose())).map_err(|e| {
+    pki::read_cert_file(bytes, password.as_ref().map(|p| p.expose())).map_err(|e| {
         let hint = match e {
             ReadError::WrongPassword => "; check the password".to_string(),
             ReadError::NeedsPassword => {
@@ -94,7 +110,16 @@ pub fn resolve(desired: &Desired, reader: Reader<'_>) -> Result<Files, Vec<Confi
         if let ServerSource::Imported(refs) = &server.source {
             for (i, r) in refs.iter().enumerate() {
                 let key = format!("server.certificates[{i}].path");
-                match read(r, reader) {
+                let bytes = match reader(&r.path) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        fail(key, e);
+                        continue;
+                    }
+                };
+                let read = decode(r, &bytes);
+                files.node_files.push(NodeFile(bytes));
+                match read {
                     Err(e) => fail(key, e),
                     Ok(f) if f.key.is_none() => fail(
                         key,
@@ -179,8 +204,12 @@ pub fn node_keys(desired: &Desired) -> Result<Vec<(Vec<u8>, PrivateKey)>, String
         return Ok(Vec::new());
     };
     refs.iter()
-        .map(|r| {
-            let f = read(r, &from_disk)?;
+        .enumerate()
+        .map(|(i, r)| {
+            let f = match desired.files.node_files.get(i) {
+                Some(NodeFile(bytes)) => decode(r, bytes)?,
+                None => read(r, &from_disk)?,
+            };
             let der = node_certificate(&f).map_err(|e| format!("{}: {e}", r.path.display()))?;
             let key = f
                 .key

@@ -1208,7 +1208,8 @@ fn read_export(path: &Path) -> Option<Vec<String>> {
 pub fn write_export(path: &Path, pfx: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
-            fs::create_dir_all(parent).map_err(io_err(parent))?;
+            // Shared, but only ravencert writes in the folders it makes: 0755 whatever the umask.
+            crate::fsutil::create_dirs(parent, 0o755).map_err(io_err(parent))?;
             // Temp files an interrupted export left behind.
             let prefix = format!(
                 ".tmp-{}-",

@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Desired;
 use crate::git::Follower;
-use crate::ops::{self, Context, Failure};
+use crate::ops::{self, Context, Failure, Source};
 use crate::plan::{Action, Plan, PlanOptions};
 
 /// Follow a git branch instead of a local file.
@@ -98,14 +98,16 @@ fn log_changes(plan: &Plan) {
     }
 }
 
-/// Loads certs.toml, plans and (unless plan-only) applies. Logs one line per event.
+/// Loads certs.toml (from the disk, or from a commit's git objects), plans and (unless
+/// plan-only) applies. Logs one line per event.
 fn attempt(
     ctx: &Context,
     opts: &WatchOptions,
+    source: &Source,
     revision: Option<String>,
     why: &str,
 ) -> (Attempt, Option<Desired>) {
-    let desired = match ctx.desired_checked() {
+    let desired = match ctx.load(source, true) {
         Ok(d) => d,
         Err(e) => {
             warn!(
@@ -242,7 +244,13 @@ fn run_local(
     );
     // Watch first, then converge: a save made during the first apply is not missed.
     let _ = watch_dirs(&targets(config, None), &mut debouncer);
-    let (mut last, desired) = attempt(&make(config.to_path_buf()), opts, None, "start");
+    let (mut last, desired) = attempt(
+        &make(config.to_path_buf()),
+        opts,
+        &Source::WorkTree,
+        None,
+        "start",
+    );
     let mut files = targets(config, desired.as_ref());
     let mut pending = watch_dirs(&files, &mut debouncer);
     let mut next_check = Instant::now() + jittered(opts.interval);
@@ -283,7 +291,13 @@ fn run_local(
         } else {
             continue;
         };
-        let (result, desired) = attempt(&make(config.to_path_buf()), opts, None, why);
+        let (result, desired) = attempt(
+            &make(config.to_path_buf()),
+            opts,
+            &Source::WorkTree,
+            None,
+            why,
+        );
         pending = false;
         if desired.is_some() {
             files = targets(config, desired.as_ref());
@@ -365,10 +379,6 @@ fn run_git(
         if !new_commit && last_attempt.elapsed() < opts.interval {
             continue;
         }
-        if let Err(e) = follower.checkout(&commit) {
-            error!("cannot check out {commit}: {e}");
-            continue;
-        }
         let why = if new_commit {
             format!("commit {}", &commit[..12.min(commit.len())])
         } else {
@@ -376,9 +386,12 @@ fn run_git(
         };
         let revision = format!("{}@sha1:{commit}", g.branch);
         // Each commit is applied once: a failure waits for a new commit or the interval.
+        // certs.toml and the certificate files it names are read from the commit's git
+        // objects, never from a checkout another process could change under us.
         let _ = attempt(
             &make(follower.worktree.join(config)),
             opts,
+            &Source::Rev(commit.clone()),
             Some(revision),
             &why,
         );

@@ -1388,3 +1388,343 @@ fn watch_converges_to_the_last_save_of_a_burst() {
     }
     assert!(d.terminate().success(), "{}", d.context());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 11: what a pull-request author controls (the repository's files) and what a local user
+// near the store can reach (the git cache, the export folder).
+
+/// A value only this test's environment holds: must never reach the output.
+const CANARY: &str = "ci-token-5f0c1e9d";
+
+/// A pull request replaces certs.toml with a link to the CI runner's environment: the review
+/// plan refuses the link and prints nothing of what it points to (#1).
+#[test]
+fn plan_base_refuses_a_certs_toml_linked_out_of_the_repository() {
+    let env = git_env().env("CI_DEPLOY_TOKEN", CANARY);
+    let root = env.dir.path();
+    git(&env, root, &["init", "-q", "-b", "main"]);
+    env.config(&format!("{SERVER}{TWO_CLIENTS}"));
+    commit_all(&env, root, "two clients");
+    git(&env, root, &["checkout", "-q", "-b", "pr"]);
+    fs::remove_file(env.path("certs.toml")).unwrap();
+    std::os::unix::fs::symlink("/proc/self/environ", env.path("certs.toml")).unwrap();
+    commit_all(&env, root, "innocent change");
+
+    for args in [
+        &["plan", "--base", "main", "--markdown"][..],
+        &["plan", "--base", "main", "--json"][..],
+        &["plan"][..],
+        &["validate"][..],
+        &["apply", "--yes"][..],
+    ] {
+        let r = env.run(args);
+        let shown = format!("{args:?}: exit {}\n{}{}", r.code, r.stdout, r.stderr);
+        assert_eq!(r.code, 1, "{shown}");
+        assert!(r.stderr.contains("symbolic link"), "{shown}");
+        assert!(r.stderr.contains("certs.toml"), "{shown}");
+        assert!(
+            !r.stdout.contains(CANARY) && !r.stderr.contains(CANARY),
+            "{shown}"
+        );
+    }
+    // At the revision, git holds the link as a link: refused too, never read as the file.
+    let r = env.run(&["plan", "--rev", "pr"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("is a symbolic link at revision 'pr'"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("/proc/self/environ\n"), "{}", r.stderr);
+    assert!(!env.store().exists());
+}
+
+/// A link that stays inside the repository is a file under review like any other: accepted.
+/// An upload linked out of the repository is refused, in the work tree and at a revision (#1).
+#[test]
+fn uploads_linked_out_of_the_repository_are_refused() {
+    let env = git_env();
+    two_partner_certs(&env);
+    let root = env.dir.path();
+    git(&env, root, &["init", "-q", "-b", "main"]);
+    fs::create_dir_all(env.path("trust")).unwrap();
+    fs::copy(env.path("one.pem"), env.path("trust/one.pem")).unwrap();
+    std::os::unix::fs::symlink("one.pem", env.path("trust/partner.pem")).unwrap();
+    env.config(&format!(
+        "{SERVER}\n[clients.partner]\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\" }}\nupload = \"trust/partner.pem\"\n"
+    ));
+    commit_all(&env, root, "partner, linked inside the repository");
+    env.run(&["plan"]).success();
+
+    // The link now leads out of the repository (a file only this machine has).
+    let outside = tempfile::tempdir().unwrap();
+    fs::copy(env.path("two.pem"), outside.path().join("two.pem")).unwrap();
+    fs::remove_file(env.path("trust/partner.pem")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("two.pem"),
+        env.path("trust/partner.pem"),
+    )
+    .unwrap();
+    commit_all(&env, root, "partner, linked out");
+    for args in [&["plan"][..], &["apply", "--yes"][..], &["validate"][..]] {
+        let r = env.run(args);
+        assert_eq!(r.code, 1, "{args:?}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains("clients.partner.upload")
+                && r.stderr
+                    .contains("symbolic link leading out of the repository"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    let r = env.run(&["plan", "--rev", "HEAD"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("is a symbolic link at revision"),
+        "{}",
+        r.stderr
+    );
+    assert!(!env.store().exists());
+}
+
+/// `watch --git` reads a commit from git objects: a committed link to a secret file is refused
+/// and logged without a line of the file; the last good state stays. The cache is never checked
+/// out, so there is no work tree another user could swap files in (#1, #4).
+#[test]
+fn watch_git_refuses_a_committed_link_and_never_checks_out() {
+    let env = git_env();
+    let (remote, work, c1) = fleet_repo(&env);
+    let shadow = env.path("shadow");
+    fs::write(&shadow, "root:$6$SHADOWHASH:19000:0:99999:7:::\n").unwrap();
+    let store = env.path("store1");
+    let mut daemons = fleet_daemons(&env, &remote, 1);
+    wait_fleet_at(&env, &daemons, &format!("main@sha1:{c1}"));
+    let cache = env.path(".store1.git-cache");
+    assert!(cache.join(".git").is_dir());
+    assert!(
+        !cache.join("certs.toml").exists() && !cache.join("nodes").exists(),
+        "the cache has a work tree: {:?}",
+        fs::read_dir(&cache).unwrap().collect::<Vec<_>>()
+    );
+    let registry = fs::read(store.join("registry.toml")).unwrap();
+
+    fs::remove_file(work.join("certs.toml")).unwrap();
+    std::os::unix::fs::symlink(&shadow, work.join("certs.toml")).unwrap();
+    let c2 = commit_all(&env, &work, "link");
+    git(
+        &env,
+        &work,
+        &["push", "-q", remote.to_str().unwrap(), "main"],
+    );
+    daemons[0].wait_log(&format!("commit {}", &c2[..12]));
+    daemons[0].wait_log("is invalid");
+    let log = daemons[0].log();
+    assert!(log.contains("symbolic link"), "{log}");
+    assert!(!log.contains("SHADOWHASH"), "{log}");
+    assert_eq!(fs::read(store.join("registry.toml")).unwrap(), registry);
+    assert_eq!(
+        revision_of(&env, &store).as_deref(),
+        Some(format!("main@sha1:{c1}").as_str())
+    );
+
+    // A node certificate linked out of the repository: refused the same way.
+    fs::remove_file(work.join("certs.toml")).unwrap();
+    fs::write(work.join("certs.toml"), FLEET_CONFIG).unwrap();
+    fs::remove_file(work.join("nodes/a.pfx")).unwrap();
+    std::os::unix::fs::symlink(&shadow, work.join("nodes/a.pfx")).unwrap();
+    let c3 = commit_all(&env, &work, "node link");
+    git(
+        &env,
+        &work,
+        &["push", "-q", remote.to_str().unwrap(), "main"],
+    );
+    daemons[0].wait_log(&format!("commit {}", &c3[..12]));
+    daemons[0].wait_log("nodes/a.pfx is a symbolic link at revision");
+    assert!(!daemons[0].log().contains("SHADOWHASH"));
+    assert_eq!(fs::read(store.join("registry.toml")).unwrap(), registry);
+    assert!(daemons[0].terminate().success());
+}
+
+/// A `watch --git` daemon (root on a server) writes the export next to its store; a commit
+/// cannot aim it anywhere else unless the machine allows that path (#2).
+#[test]
+fn watch_git_refuses_export_paths_the_machine_did_not_allow() {
+    let env = git_env();
+    let (remote, work, _c1) = fleet_repo(&env);
+    let elsewhere = env.path("etc-elsewhere");
+    let cases = [
+        format!("{}/cluster.pfx", elsewhere.display()),
+        "../../etc-elsewhere/cluster.pfx".to_string(),
+        "exports/../../../etc-elsewhere/cluster.pfx".to_string(),
+    ];
+    fs::create_dir_all(env.path("m1/m2")).unwrap();
+    let store = env.path("m1/m2/store");
+    let spawn = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "watch",
+            "--git",
+            remote.to_str().unwrap(),
+            "--branch",
+            "main",
+            "--poll",
+            "1s",
+            "-c",
+            "certs.toml",
+            "--store",
+            store.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Daemon::spawn(&env, name, &args)
+    };
+    let mut d = spawn("refuse", &[]);
+    for (i, export) in cases.iter().enumerate() {
+        fs::write(
+            work.join("certs.toml"),
+            FLEET_CONFIG.replace(
+                "certificates = [{ path = \"nodes/a.pfx\" }]",
+                &format!("certificates = [{{ path = \"nodes/a.pfx\" }}]\nexport = \"{export}\""),
+            ),
+        )
+        .unwrap();
+        let c = commit_all(&env, &work, &format!("export {i}"));
+        git(
+            &env,
+            &work,
+            &["push", "-q", remote.to_str().unwrap(), "main"],
+        );
+        d.wait_log(&format!("commit {}", &c[..12]));
+        d.wait_log_count("--allow-export-path", i);
+        assert!(!elsewhere.exists(), "{export}: {}", d.context());
+    }
+    assert!(d.terminate().success());
+
+    // The machine allows the folder: the last commit is applied, the export written there.
+    let allowed = elsewhere.to_str().unwrap().to_string();
+    let mut d = spawn("allow", &["--allow-export-path", &allowed]);
+    wait_until(
+        "the export in the allowed folder",
+        || d.context(),
+        || elsewhere.join("cluster.pfx").is_file(),
+    );
+    assert!(store.join("registry.toml").is_file());
+    assert!(d.terminate().success());
+}
+
+/// Under `umask 000` the git cache is private (0700, its .git too) and the export folder
+/// 0755; a cache another user can write to is refused, not used (#4).
+#[test]
+fn watch_git_cache_and_export_folder_modes_under_umask_000() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = git_env();
+    let (remote, work, _c1) = fleet_repo(&env);
+    fs::write(
+        work.join("certs.toml"),
+        FLEET_CONFIG.replace(
+            "certificates = [{ path = \"nodes/a.pfx\" }]",
+            "certificates = [{ path = \"nodes/a.pfx\" }]\nexport = \"exports/deep/cluster.pfx\"",
+        ),
+    )
+    .unwrap();
+    let c = commit_all(&env, &work, "export");
+    git(
+        &env,
+        &work,
+        &["push", "-q", remote.to_str().unwrap(), "main"],
+    );
+    let watch = |name: &str, store: &Path| {
+        let log = env.path(&format!("{name}.log"));
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "umask 000 && exec \"$0\" \"$@\" 2>{}",
+                log.display()
+            ))
+            .arg(env!("CARGO_BIN_EXE_ravencert"))
+            .args([
+                "watch",
+                "--git",
+                remote.to_str().unwrap(),
+                "--branch",
+                "main",
+                "--poll",
+                "1s",
+                "-c",
+                "certs.toml",
+                "--store",
+                store.to_str().unwrap(),
+            ])
+            .current_dir(env.dir.path())
+            .env_remove("RAVENCERT_TEST_NOW")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        for (k, v) in &env.envs {
+            cmd.env(k, v);
+        }
+        Daemon {
+            child: cmd.spawn().unwrap(),
+            log,
+        }
+    };
+    let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+
+    let store = env.path("host/a/store");
+    let mut d = watch("umask", &store);
+    wait_until(
+        "the commit to be applied",
+        || d.context(),
+        || revision_of(&env, &store).as_deref() == Some(format!("main@sha1:{c}").as_str()),
+    );
+    let cache = env.path("host/a/.store.git-cache");
+    assert_eq!(mode(&cache), 0o700, "{}", d.context());
+    assert_eq!(mode(&cache.join(".git")), 0o700);
+    assert_eq!(mode(&env.path("host")), 0o755);
+    assert_eq!(mode(&env.path("host/a")), 0o755);
+    assert_eq!(mode(&env.path("host/a/exports")), 0o755);
+    assert_eq!(mode(&env.path("host/a/exports/deep")), 0o755);
+    assert!(env.path("host/a/exports/deep/cluster.pfx").is_file());
+    assert!(d.terminate().success());
+
+    // A cache another user could write to: refused at start, with what to do.
+    chmod_777(&cache);
+    let mut d = watch("open-cache", &store);
+    let status = d.wait_exit();
+    assert_eq!(status.code(), Some(1), "{}", d.context());
+    assert!(
+        d.log().contains("writable by other users") && d.log().contains("remove it"),
+        "{}",
+        d.context()
+    );
+    assert_eq!(mode(&cache), 0o777, "the refused cache was changed");
+
+    // A cache that is a link: refused too.
+    fs::remove_dir_all(&cache).unwrap();
+    fs::create_dir(env.path("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(env.path("elsewhere"), &cache).unwrap();
+    let mut d = watch("linked-cache", &store);
+    assert_eq!(d.wait_exit().code(), Some(1), "{}", d.context());
+    assert!(d.log().contains("symbolic link"), "{}", d.context());
+    assert_eq!(fs::read_dir(env.path("elsewhere")).unwrap().count(), 0);
+}
+
+fn chmod_777(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(p, fs::Permissions::from_mode(0o777)).unwrap();
+}
+
+/// `watch --git` takes the bounded periods of every watch: an absurd --poll or --interval is
+/// a usage error (exit 1), never a panic (#12).
+#[test]
+fn watch_git_bounds_poll_and_interval() {
+    let env = git_env();
+    for (flag, value) in [
+        ("--poll", "18446744073709551615s"),
+        ("--interval", "18446744073709551615s"),
+        ("--poll", "0s"),
+    ] {
+        let r = env.run(&[
+            "watch", "--git", "repo", "--branch", "main", flag, value, "--store", "s",
+        ]);
+        assert_eq!(r.code, 1, "{flag} {value}: {}{}", r.stdout, r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    }
+}

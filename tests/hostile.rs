@@ -96,6 +96,10 @@ impl Ctx<'_> {
     fn path(&self, rel: &str) -> PathBuf {
         self.env.path(rel)
     }
+    /// Makes the test folder a git repository (certs.toml and its files under review).
+    fn git_init(&self) {
+        sh(self.env.dir.path(), "git init -q");
+    }
     fn store(&self, rel: &str) -> PathBuf {
         self.env.store().join(rel)
     }
@@ -306,6 +310,32 @@ cases! {
         c.remove(&c.path("trust/partner.pfx"));
         symlink("partner.pfx", c.path("trust/partner.pfx")).unwrap();
         refused().says("clients.partner.upload").says("trust/partner.pfx")
+    }
+    // Links a pull request can commit (issue 11 #1): in a git repository, no link may lead a
+    // file under review out of it; whatever certs.toml points to, no line of a file that is not
+    // TOML is echoed (the environment holds PARTNER_PFX_PASSWORD, which `check` looks for).
+    config_symlink_to_the_environment_in_a_repository: |c| {
+        c.git_init();
+        c.remove(&c.path("certs.toml"));
+        symlink("/proc/self/environ", c.path("certs.toml")).unwrap();
+        refused().says("certs.toml").says("symbolic link leading out of the repository")
+    }
+    config_symlink_to_the_environment_outside_git: |c| {
+        c.remove(&c.path("certs.toml"));
+        symlink("/proc/self/environ", c.path("certs.toml")).unwrap();
+        refused().says("certs.toml")
+    }
+    config_is_a_shadow_file: |c| {
+        c.set_config(&format!("root:$6${FILE_PW}$x:19000:0:99999:7:::\n"));
+        refused().says("certs.toml")
+    }
+    upload_symlink_out_of_a_repository: |c| {
+        c.git_init();
+        c.remove(&c.path("trust/partner.pfx"));
+        symlink("/etc/passwd", c.path("trust/partner.pfx")).unwrap();
+        refused()
+            .says("clients.partner.upload")
+            .says("symbolic link leading out of the repository")
     }
     upload_is_a_fifo: |c| {
         c.to_fifo(&c.path("trust/partner.pfx"));
