@@ -825,6 +825,8 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
 
     let mut clients = BTreeMap::new();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
+    // Look-alike forms of the names seen so far: form -> (client key, name).
+    let mut lookalikes: BTreeMap<String, (String, String)> = BTreeMap::new();
     for (key, client) in &raw.clients {
         let id = key.get_ref().clone();
         let at = format!("clients.{id}");
@@ -868,8 +870,27 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
                     format!("{at}.name"),
                     format!("name '{name}' is already used by clients.{other}; RavenDB identifies people by name, so each client needs its own"),
                 );
+            } else if let Some((other, other_name)) = crate::model::name_lookalikes(&name)
+                .iter()
+                .find_map(|form| lookalikes.get(form))
+            {
+                let span = c.name.as_ref().map_or(cspan.clone(), |n| n.span());
+                ck.error_at(
+                    Some(&span),
+                    format!("{at}.name"),
+                    format!(
+                        "name '{}' of clients.{id} looks the same as '{}' of clients.{other} (Unicode confusables, TR39: look-alike letters from another script, invisible characters); a reviewer cannot tell them apart, so give each client a name that differs in how it looks",
+                        name.escape_debug(),
+                        other_name.escape_debug()
+                    ),
+                );
             } else {
                 names.insert(folded, id.clone());
+                for form in crate::model::name_lookalikes(&name) {
+                    lookalikes
+                        .entry(form)
+                        .or_insert_with(|| (id.clone(), name.clone()));
+                }
             }
         }
 
@@ -1537,6 +1558,49 @@ mod tests {
             "{SERVER}[clients.a]\nclearance = \"Operator\"\nname = \"Ops\"\n[clients.b]\nclearance = \"Operator\"\nname = \"ops\"\n"
         ));
         assert_eq!(e.key, "clients.b.name");
+    }
+
+    #[test]
+    fn lookalike_names_refused() {
+        // A second ClusterAdmin named `аpp` with a Cyrillic а beside `app`.
+        let e = first_error(&format!(
+            "{SERVER}[clients.app]\nclearance = \"ClusterAdmin\"\n[clients.app2]\nclearance = \"ClusterAdmin\"\nname = \"\u{0430}pp\"\n"
+        ));
+        assert_eq!(e.key, "clients.app2.name");
+        assert!(e.message.contains("clients.app2"), "{e}");
+        assert!(e.message.contains("clients.app "), "{e}");
+        assert!(e.message.contains("looks the same"), "{e}");
+        // Capital Cyrillic А, a zero-width space, `I` for `l`.
+        for (a, b) in [
+            ("app", "\u{0410}PP"),
+            ("app", "a\u{200B}pp"),
+            ("Bill", "BiII"),
+        ] {
+            let e = first_error(&format!(
+                "{SERVER}[clients.a]\nclearance = \"Operator\"\nname = \"{a}\"\n[clients.b]\nclearance = \"Operator\"\nname = \"{b}\"\n"
+            ));
+            assert_eq!(e.key, "clients.b.name", "{a} / {b}");
+        }
+        // Names that merely differ are fine.
+        parse_str(&format!(
+            "{SERVER}[clients.a]\nclearance = \"Operator\"\nname = \"app\"\n[clients.b]\nclearance = \"Operator\"\nname = \"apps\"\n"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn bidi_controls_refused_in_names_and_database_names() {
+        let e = first_error(&format!(
+            "{SERVER}[clients.a]\nclearance = \"Operator\"\nname = \"adm\\u202Enim\"\n"
+        ));
+        assert_eq!(e.key, "clients.a.name");
+        for db in ["Orders\\u202E", "Ord\\u2066ers", "Orders\\u200F"] {
+            let e = first_error(&format!(
+                "{SERVER}[clients.u]\nclearance = \"ValidUser\"\ndatabases = {{ \"{db}\" = \"Read\" }}\n"
+            ));
+            assert!(e.key.starts_with("clients.u.databases"), "{db}: {e}");
+            assert!(e.message.contains("not permitted"), "{db}: {e}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use ravencert::cli::{Cli, ColorChoice, Command};
 use ravencert::ops::{self, Context, Output};
-use ravencert::render::Style;
+use ravencert::render::{escape_output, Style};
 
 fn main() -> ExitCode {
     // Usage errors exit 1 like every other error (SPEC §3); --help and --version exit 0.
@@ -15,13 +15,15 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
+    let color = use_color(cli.color);
     let code = match run(cli) {
         Ok(out) => {
-            emit(&out);
+            emit(&out, color);
             out.code
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            // Errors quote names, subjects, paths and file contents: escaped whole, never styled.
+            eprintln!("error: {}", escape_output(&e.to_string(), false));
             1
         }
     };
@@ -29,9 +31,32 @@ fn main() -> ExitCode {
 }
 
 /// Prints a command's output; a closed pipe (`ravencert plan | head`) is not an error.
-fn emit(out: &Output) {
-    let _ = std::io::stdout().write_all(out.stdout.as_bytes());
-    let _ = std::io::stderr().write_all(out.stderr.as_bytes());
+///
+/// The output boundary: every control, format (bidi, zero width) and separator character is
+/// shown escaped (`\u{1b}`), whatever produced it. Newlines stay, and with color so do ANSI
+/// color sequences: colored text is made only from values that render escaped before styling.
+/// stderr is never styled.
+fn emit(out: &Output, color: bool) {
+    let _ = std::io::stdout().write_all(escape_output(&out.stdout, color).as_bytes());
+    let _ = std::io::stderr().write_all(escape_output(&out.stderr, false).as_bytes());
+}
+
+/// The log writer of `watch`: each event line escaped like [`emit`]'s output. tracing formats
+/// an event whole and writes it at once, and escapes ESC in the fields it prints itself, so the
+/// color sequences kept are its own.
+struct LogWriter {
+    color: bool,
+}
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(escape_output(&text, self.color).as_bytes())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 fn use_color(choice: ColorChoice) -> bool {
@@ -87,7 +112,9 @@ fn run(cli: Cli) -> ops::Result<Output> {
         ),
         Command::Watch(a) => {
             tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
+                .with_writer(move || LogWriter {
+                    color: ctx.style.color,
+                })
                 .with_ansi(ctx.style.color)
                 .with_target(false)
                 .init();

@@ -408,6 +408,20 @@ pub fn is_forbidden_in_name(c: char) -> bool {
 pub const NAME_FORBIDDEN_CLASS: &str =
     r"\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u2028-\u202E\u2066-\u2069";
 
+/// The forms under which two names look alike (Unicode TR39 confusable skeletons, lower-cased):
+/// `аpp` with a Cyrillic а, `app` and `APP` share one; so do `Il` and `ll`. Two client names
+/// that share a form are one person to a reviewer. The skeleton is taken of the name as written
+/// (where `I` looks like `l`) and of the name lower-cased (where Cyrillic `А` becomes `а`, like
+/// `a`); it drops invisible default-ignorable characters (zero-width marks).
+pub fn name_lookalikes(name: &str) -> [String; 2] {
+    let skeleton = |s: &str| {
+        unicode_security::confusable_detection::skeleton(s)
+            .collect::<String>()
+            .to_lowercase()
+    };
+    [skeleton(name), skeleton(&name.to_lowercase())]
+}
+
 /// RFC 5280's upper bound of a CommonName, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 

@@ -618,8 +618,8 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
         if !req.json {
             stdout.push_str(&format!(
                 "\nSaved this plan to {}. Apply exactly it with `ravencert apply {}`.\n",
-                out.display(),
-                out.display()
+                render::Escaped(&out.display().to_string()),
+                render::Escaped(&out.display().to_string())
             ));
         }
     }
@@ -745,6 +745,7 @@ pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
             "{}\nDo you want to perform these actions? Only 'yes' will be accepted to approve.\n  Enter a value: ",
             render::plan_text(&preview, ctx.style)
         );
+        let shown = render::escape_output(&shown, ctx.style.color);
         if req.json {
             let mut err = std::io::stderr().lock();
             let _ = err.write_all(shown.as_bytes());
@@ -801,7 +802,11 @@ pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
             String::new()
         };
         for (key, thumb, _) in &outcome.issued {
-            s.push_str(&format!("registered {key}: {thumb}\n"));
+            s.push_str(&format!(
+                "registered {}: {}\n",
+                render::Escaped(key),
+                render::Escaped(thumb)
+            ));
         }
         s.push_str(&format!(
             "Apply complete: {} created, {} updated, {} replaced, {} deleted, {} exported.\n",
@@ -946,7 +951,7 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
     if !actual.exists {
         out.push_str(&format!(
             "The store {} is empty: run `ravencert apply`.\n",
-            root.display()
+            render::Escaped(&root.display().to_string())
         ));
         return Ok(Output::ok(out));
     }
@@ -1027,7 +1032,7 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
         ));
     }
     if let Some(r) = &reg.applied_revision {
-        out.push_str(&format!("\nApplied revision: {r}\n"));
+        out.push_str(&format!("\nApplied revision: {}\n", render::Escaped(r)));
     }
     Ok(Output {
         stdout: out,

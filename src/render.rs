@@ -1,6 +1,7 @@
 //! Everything a person or a script reads: plan text (Terraform-like), plan JSON, the registry
 //! diff, and the Studio-like status table.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use serde_json::{json, Value};
@@ -8,6 +9,96 @@ use time::OffsetDateTime;
 
 use crate::plan::{Action, Change, FieldChange, Plan, Target};
 use crate::store::Registry;
+
+/// Whether a character is escaped wherever text reaches a person: control characters
+/// (Unicode Cc: C0, DEL, C1), format characters (Cf: bidi embeddings, overrides and isolates,
+/// zero-width marks, the BOM, soft hyphen...) and the line and paragraph separators (Zl, Zp).
+/// Any of them can rewrite a terminal (ESC, CR), hide or reorder text (bidi, zero width) or
+/// split a line where none is seen.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            u32::from(c),
+            0x00AD
+                | 0x0600..=0x0605
+                | 0x061C
+                | 0x06DD
+                | 0x070F
+                | 0x0890..=0x0891
+                | 0x08E2
+                | 0x180E
+                | 0x200B..=0x200F
+                | 0x2028..=0x202E
+                | 0x2060..=0x2064
+                | 0x2066..=0x206F
+                | 0xFEFF
+                | 0xFFF9..=0xFFFB
+                | 0x110BD
+                | 0x110CD
+                | 0x13430..=0x1343F
+                | 0x1BCA0..=0x1BCA3
+                | 0x1D173..=0x1D17A
+                | 0xE0001
+                | 0xE0020..=0xE007F
+        )
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+}
+
+/// A value (a name, a subject, a path, a message) made safe to show: every character of
+/// [`is_unsafe_char`], newline included, becomes visible text such as `\u{1b}`, so that a
+/// reviewer sees that something odd is there. Idempotent: the escaped form is plain ASCII.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    escape_keeping(s, false, false)
+}
+
+/// A whole output (many lines) made safe to show: like [`escape`], but newlines stay, and with
+/// `keep_sgr` so do ANSI color sequences (`ESC [ digits ; ... m`). Colored output is only made
+/// from values escaped before styling (see [`Style`]); tracing escapes ESC in log fields itself.
+pub fn escape_output(s: &str, keep_sgr: bool) -> Cow<'_, str> {
+    escape_keeping(s, true, keep_sgr)
+}
+
+fn sgr_len(rest: &str) -> Option<usize> {
+    let body = rest.strip_prefix("\x1b[")?;
+    let end = body.find(|c: char| !(c.is_ascii_digit() || c == ';'))?;
+    (body[end..].starts_with('m')).then_some(2 + end + 1)
+}
+
+fn escape_keeping(s: &str, keep_newline: bool, keep_sgr: bool) -> Cow<'_, str> {
+    if !s.chars().any(is_unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    let mut i = 0;
+    while let Some(c) = s[i..].chars().next() {
+        if keep_sgr && c == '\x1b' {
+            if let Some(n) = sgr_len(&s[i..]) {
+                out.push_str(&s[i..i + n]);
+                i += n;
+                continue;
+            }
+        }
+        if is_unsafe_char(c) && !(keep_newline && c == '\n') {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+        i += c.len_utf8();
+    }
+    Cow::Owned(out)
+}
+
+/// [`escape`] as a `Display` wrapper, for values interpolated into messages and logs.
+pub struct Escaped<'a>(pub &'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&escape(self.0))
+    }
+}
 
 /// ANSI styling, or none.
 #[derive(Debug, Clone, Copy)]
@@ -90,7 +181,7 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
             style.warn("Changed outside ravencert (apply repairs what it safely can):")
         );
         for d in &plan.drift {
-            let _ = writeln!(out, "  ~ {d}");
+            let _ = writeln!(out, "  ~ {}", Escaped(d));
         }
         out.push('\n');
     }
@@ -108,7 +199,7 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
         );
         let escalations: Vec<&Change> = plan.changes.iter().filter(|c| c.escalation).collect();
         if !escalations.is_empty() {
-            let keys: Vec<&str> = escalations.iter().map(|c| c.key.as_str()).collect();
+            let keys: Vec<Cow<str>> = escalations.iter().map(|c| escape(&c.key)).collect();
             let _ = writeln!(
                 out,
                 "{} {} change{} widen{} access: {}\n",
@@ -130,7 +221,7 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
                 "  {} {} {}{}",
                 style.action(c.action),
                 c.target.as_str(),
-                style.bold(&c.key),
+                style.bold(&escape(&c.key)),
                 flag
             );
             let mut lines = vec![("reason".to_string(), c.reason.clone())];
@@ -155,7 +246,7 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
             }
             // `field: old -> new`, as SPEC §4 writes it, so scripts can grep a change.
             for (k, v) in lines {
-                let _ = writeln!(out, "      {k}: {v}");
+                let _ = writeln!(out, "      {}: {}", Escaped(&k), Escaped(&v));
             }
             out.push('\n');
         }
@@ -163,7 +254,7 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
     if !plan.warnings.is_empty() {
         let _ = writeln!(out, "{}", style.warn("Warnings:"));
         for w in &plan.warnings {
-            let _ = writeln!(out, "  ! {w}");
+            let _ = writeln!(out, "  ! {}", Escaped(w));
         }
         out.push('\n');
     }
@@ -194,8 +285,34 @@ pub fn plan_json(plan: &Plan) -> Value {
     })
 }
 
+/// A value as literal GitHub-flavored Markdown text, for a table cell, a list item or a quote:
+/// unsafe characters escaped as visible text (newline included, so a value stays on its line),
+/// then every ASCII punctuation character backslash-escaped, which CommonMark allows for all of
+/// them, except a few that are never Markdown syntax (`= , ; ' " / ? % $ { } (`), for
+/// readability. No value can then open a code span, an HTML tag, an entity, a link, an image,
+/// an autolink (`:`, `.` and `@` are escaped), an emphasis, a list or a heading, nor split a
+/// table cell (`\|`; a backslash before it is itself escaped, `\\`). Values are never put in
+/// code spans, where backslash escapes do not work.
+pub fn md_escape(text: &str) -> String {
+    const PLAIN: &str = "=,;'\"/?%${}(";
+    let text = escape(text);
+    let mut out = String::with_capacity(text.len() + 8);
+    // Leading spaces as entities: four of them would start an indented code block in a list.
+    let body = text.trim_start_matches(' ');
+    for _ in 0..text.len() - body.len() {
+        out.push_str("&#32;");
+    }
+    for c in body.chars() {
+        if c.is_ascii_punctuation() && !PLAIN.contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn md_cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    md_escape(text)
 }
 
 /// The plan as Markdown for a pull-request comment: summary, escalations first, a table of
@@ -228,29 +345,43 @@ pub fn plan_markdown(plan: &Plan) -> String {
                     .iter()
                     .filter(|f| f.field != "name")
                     .map(|f| match &f.old {
-                        Some(o) => format!("{}: {} → {}", f.field, o, field_value(&f.new)),
-                        None => format!("{}: {}", f.field, field_value(&f.new)),
+                        Some(o) => format!(
+                            "{}: {} → {}",
+                            md_cell(&f.field),
+                            md_cell(o),
+                            md_cell(field_value(&f.new))
+                        ),
+                        None => format!("{}: {}", md_cell(&f.field), md_cell(field_value(&f.new))),
                     })
                     .collect();
                 let _ = writeln!(
                     out,
-                    "> - `{}` ({}): {}",
-                    c.key,
+                    "> - {} ({}): {}",
+                    md_cell(&c.key),
                     c.action.as_str(),
-                    md_cell(&what.join(", "))
+                    what.join(", ")
                 );
             }
             out.push('\n');
         }
         out.push_str("| | Action | Target | Key | Reason | Changes |\n|---|---|---|---|---|---|\n");
         for c in &plan.changes {
-            let changes: Vec<String> = field_lines(&c.fields, c.action == Action::Create)
-                .into_iter()
-                .map(|(k, v)| format!("{k}: {v}"))
+            let changes: Vec<String> = c
+                .fields
+                .iter()
+                .map(|f| {
+                    let new = md_cell(field_value(&f.new));
+                    if c.action == Action::Create {
+                        format!("{}: {new}", md_cell(&f.field))
+                    } else {
+                        let old = md_cell(field_value(&f.old));
+                        format!("{}: {old} -> {new}", md_cell(&f.field))
+                    }
+                })
                 .collect();
             let _ = writeln!(
                 out,
-                "| `{}` | {}{} | {} | `{}` | {} | {} |",
+                "| `{}` | {}{} | {} | {} | {} | {} |",
                 c.action.symbol(),
                 c.action.as_str(),
                 if c.escalation {
@@ -261,7 +392,7 @@ pub fn plan_markdown(plan: &Plan) -> String {
                 c.target.as_str(),
                 md_cell(&c.key),
                 md_cell(&c.reason),
-                md_cell(&changes.join("; "))
+                changes.join("; ")
             );
         }
         out.push('\n');
@@ -368,6 +499,13 @@ pub struct StatusRow {
 
 /// A plain text table with a header row.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    // Cells hold names and subjects from files and the registry: escaped, so that none can
+    // rewrite the terminal or break the row.
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| escape(c).into_owned()).collect())
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, cell) in r.iter().enumerate() {

@@ -280,6 +280,15 @@ cases! {
         also: &["already used by clients.admin"],
         ..Case::DEFAULT
     };
+    duplicate_name_by_lookalike_letters: Case {
+        // A second ClusterAdmin `аpp` whose first letter is the Cyrillic а (U+0430).
+        config: "{SERVER}\n[clients.app]\nclearance = \"ClusterAdmin\"\n\n\
+                 [clients.app2]\nclearance = \"ClusterAdmin\"\nname = \"\u{430}pp\"\n",
+        key: "clients.app2.name",
+        line: Some("name = \"\u{430}pp\""),
+        also: &["looks the same as 'app' of clients.app", "clients.app2"],
+        ..Case::DEFAULT
+    };
 
     // --- databases: only with ValidUser, RavenDB's names, no case duplicates.
     databases_on_operator: Case {
@@ -764,6 +773,7 @@ const SCHEMA_CANNOT_EXPRESS: &[&str] = &[
     "duplicate_name",
     "duplicate_name_differing_in_case",
     "duplicate_name_with_other_clients_key",
+    "duplicate_name_by_lookalike_letters",
     // Database names unique ignoring case: JSON keys are compared exactly.
     "database_names_differing_in_case",
     // Files and environment variables: not in the file.

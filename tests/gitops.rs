@@ -669,8 +669,8 @@ fn plan_base_reviews_a_change_without_a_store() {
         "{md}"
     );
     assert!(md.contains("escalation"), "{md}");
-    assert!(md.contains("`bob`"), "{md}");
-    assert!(md.contains("`carol`"), "{md}");
+    assert!(md.contains("| bob |"), "{md}");
+    assert!(md.contains("| carol |"), "{md}");
 
     let text = env.run(&["plan", "--base", "HEAD"]).success().stdout;
     assert!(text.contains("Operator -> ClusterAdmin"), "{text}");

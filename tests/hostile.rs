@@ -1024,3 +1024,87 @@ fn watch_refuses_an_exposed_store_like_apply() {
     assert_eq!(mode, 0o755, "watch changed the store folder's mode\n{log}");
     assert!(log.contains("readable by other users"), "{log}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile text (issue 11, finding 8): shown escaped, never raw. tests/escaping.rs has the
+// Markdown and watch cases.
+
+/// The first character of `text` no terminal should receive raw (newline aside).
+fn raw_unsafe(text: &str) -> Option<char> {
+    text.chars()
+        .find(|c| *c != '\n' && ravencert::render::is_unsafe_char(*c))
+}
+
+/// An uploaded certificate whose CN holds ESC sequences and a right-to-left override (built
+/// with `openssl req -utf8 -subj`): plan and apply show the subject escaped and the escalation
+/// in plain sight; status after the apply too.
+#[test]
+fn upload_with_escape_and_bidi_in_its_cn_is_shown_escaped() {
+    let env = applied();
+    sh(
+        &env.path("trust"),
+        "cn=$(printf 'evil\\033[2J\\033[8m\\342\\200\\256x') \
+         && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+              -keyout hostile.key -out hostile.pem -days 365 -utf8 -subj \"/CN=$cn\" 2>/dev/null",
+    );
+    let config = std::fs::read_to_string(env.path("certs.toml")).unwrap();
+    env.config(&config.replace(UPLOAD_LINES, "upload = \"trust/hostile.pem\"\n"));
+    let r = run(&env, &["plan"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("CN=evil\\u{1b}[2J\\u{1b}[8m\\u{202e}x"),
+        "{}",
+        r.stdout.escape_debug()
+    );
+    assert!(r.stdout.contains("-/+ client partner"), "{}", r.stdout);
+    for args in [&["plan"][..], &["apply", "--yes"], &["status"], &["plan"]] {
+        let r = run(&env, args);
+        assert_eq!(r.code, 0, "{args:?}: {r:?}");
+        assert_eq!(
+            raw_unsafe(&r.stdout),
+            None,
+            "{args:?}:\n{}",
+            r.stdout.escape_debug()
+        );
+        assert_eq!(
+            raw_unsafe(&r.stderr),
+            None,
+            "{args:?}:\n{}",
+            r.stderr.escape_debug()
+        );
+    }
+}
+
+/// A hand-edited registry whose name holds ESC and CR: status and plan (which reports the
+/// edit as drift and repairs it) show it escaped.
+#[test]
+fn registry_name_with_escape_is_shown_escaped() {
+    let env = applied();
+    let registry = env.store().join("registry.toml");
+    let text = std::fs::read_to_string(&registry).unwrap();
+    std::fs::write(
+        &registry,
+        text.replacen(
+            "name = \"admin\"",
+            "name = \"admin\\u001B[2J\\rNo changes.\\u001B[8m\"",
+            1,
+        ),
+    )
+    .unwrap();
+    for args in [&["status"][..], &["plan"]] {
+        let r = run(&env, args);
+        assert_eq!(r.code, 0, "{args:?}: {r:?}");
+        assert_eq!(
+            raw_unsafe(&r.stdout),
+            None,
+            "{args:?}:\n{}",
+            r.stdout.escape_debug()
+        );
+        assert!(
+            r.stdout
+                .contains("admin\\u{1b}[2J\\u{d}No changes.\\u{1b}[8m"),
+            "{args:?}:\n{}",
+            r.stdout
+        );
+    }
+}

@@ -216,3 +216,195 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Output escaping: random names full of control, bidi, format and Markdown characters never
+// come out raw, in text (with or without color) or in Markdown as GitHub renders it.
+
+/// A name mixing plain letters, look-alikes, controls, bidi and format characters, and every
+/// piece of Markdown and HTML syntax.
+fn hostile_name() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        "[a-zA-Zа-я0-9 ]{1,4}",
+        prop::sample::select(vec![
+            "\u{1b}[2J",
+            "\u{1b}[8m",
+            "\u{1b}]8;;http://x\u{7}",
+            "\r",
+            "\n",
+            "\t",
+            "\u{7f}",
+            "\u{9b}",
+            "\u{0}",
+            "\u{202e}",
+            "\u{202a}",
+            "\u{2066}",
+            "\u{2069}",
+            "\u{200b}",
+            "\u{200f}",
+            "\u{feff}",
+            "\u{2028}",
+            "\u{2029}",
+            "\u{ad}",
+            "\u{e0041}",
+            "`",
+            "``",
+            "```",
+            "\\",
+            "\\|",
+            "|",
+            "<img src=x>",
+            "<a href=\"http://x\">",
+            "</td>",
+            "[l](http://x)",
+            "![i](http://x)",
+            "[^1]",
+            "*",
+            "**",
+            "_",
+            "~~",
+            "&amp;",
+            "&#124;",
+            "#",
+            "> ",
+            "- ",
+            "1. ",
+            "www.x.com",
+            "https://x.io",
+            "a@b.co",
+            "<!--",
+            "]:",
+            "\\`",
+        ])
+        .prop_map(str::to_string),
+    ];
+    prop::collection::vec(piece, 1..8).prop_map(|v| v.concat())
+}
+
+fn hostile_plan() -> impl Strategy<Value = plan::Plan> {
+    (
+        prop::collection::vec(
+            (
+                hostile_name(),
+                hostile_name(),
+                hostile_name(),
+                any::<bool>(),
+            ),
+            1..4,
+        ),
+        prop::collection::vec(hostile_name(), 0..2),
+        prop::collection::vec(hostile_name(), 0..2),
+    )
+        .prop_map(|(changes, warnings, drift)| plan::Plan {
+            changes: changes
+                .into_iter()
+                .enumerate()
+                .map(|(i, (key, old, new, created))| plan::Change {
+                    action: if created {
+                        Action::Create
+                    } else {
+                        Action::Update
+                    },
+                    target: plan::Target::Client,
+                    key: format!("{key}{i}"),
+                    reason: format!("reason {old}"),
+                    escalation: true,
+                    before: None,
+                    after: None,
+                    fields: vec![
+                        plan::FieldChange {
+                            field: "name".into(),
+                            old: (!created).then(|| old.clone()),
+                            new: Some(new.clone()),
+                        },
+                        plan::FieldChange {
+                            field: "clearance".into(),
+                            old: (!created).then(|| "Operator".into()),
+                            new: Some("ClusterAdmin".into()),
+                        },
+                    ],
+                    thumbprints: vec![],
+                })
+                .collect(),
+            warnings,
+            drift,
+        })
+}
+
+fn raw_unsafe(text: &str) -> Option<char> {
+    text.chars()
+        .find(|c| *c != '\n' && ravencert::render::is_unsafe_char(*c))
+}
+
+fn gfm(md: &str) -> String {
+    let mut o = comrak::Options::default();
+    o.extension.table = true;
+    o.extension.autolink = true;
+    o.extension.strikethrough = true;
+    o.extension.tasklist = true;
+    o.extension.footnotes = true;
+    o.extension.alerts = true;
+    o.render.r#unsafe = true;
+    comrak::markdown_to_html(md, &o)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn hostile_names_never_come_out_raw(p in hostile_plan()) {
+        use ravencert::render::{plan_markdown, plan_text, Style};
+        let text = plan_text(&p, Style { color: false });
+        prop_assert!(raw_unsafe(&text).is_none(), "raw in plan text:\n{}", text.escape_debug());
+        prop_assert!(text.contains("clearance: "));
+
+        // With color, the only escape sequences are ravencert's own colors.
+        let colored = plan_text(&p, Style { color: true });
+        let plain_again = colored
+            .split('\u{1b}')
+            .enumerate()
+            .map(|(i, part)| {
+                if i == 0 {
+                    Ok(part.to_string())
+                } else {
+                    // "[<digits;>m" then text.
+                    let end = part.find('m').ok_or(part.to_string())?;
+                    let params = &part[..end];
+                    if !params.starts_with('[')
+                        || !["[0", "[1", "[31", "[32", "[33", "[35", "[36", "[1;31", "[1;33"].contains(&params)
+                    {
+                        return Err(part.to_string());
+                    }
+                    Ok(part[end + 1..].to_string())
+                }
+            })
+            .collect::<Result<String, String>>();
+        prop_assert!(plain_again.is_ok(), "foreign escape sequence {:?} in\n{}", plain_again, colored.escape_debug());
+        let plain_again = plain_again.unwrap();
+        prop_assert!(raw_unsafe(&plain_again).is_none(), "raw in colored plan text:\n{}", colored.escape_debug());
+
+        let md = plan_markdown(&p);
+        prop_assert!(raw_unsafe(&md).is_none(), "raw in plan markdown:\n{}", md.escape_debug());
+        let html = gfm(&md);
+        for tag in ["<img", "<a ", "<a>", "<!--", "<del", "<strong>", "<em>", "<sup", "<h1", "<h2", "<ol", "<pre", "<input"] {
+            // The layout's own bold text and alert: none of these appear in it.
+            let own = md.matches("**").count() / 2;
+            if tag == "<strong>" {
+                prop_assert_eq!(html.matches(tag).count(), own, "bold from a value\n{}\n{}", md, html);
+                continue;
+            }
+            prop_assert!(!html.contains(tag), "{} from a value\n{}\n{}", tag, md, html);
+        }
+        for code in html.split("<code>").skip(1) {
+            let inner = code.split("</code>").next().unwrap_or_default();
+            prop_assert!(["+", "~"].contains(&inner), "a code span from a value: {:?}\n{}", inner, html);
+        }
+        // One table row per change plus the header, six cells each.
+        let rows: Vec<&str> = html.split("<tr>").skip(1).collect();
+        prop_assert_eq!(rows.len(), p.changes.len() + 1, "{}", html);
+        for row in rows {
+            prop_assert_eq!(row.matches("<td").count() + row.matches("<th").count(), 6, "{}\n{}", row, html);
+        }
+        prop_assert!(html.contains("clearance: "), "{}", html);
+    }
+}
