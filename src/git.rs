@@ -120,25 +120,24 @@ pub fn check_links_stay_inside(path: &Path, workdir: &Path) -> std::result::Resu
 /// base). An unknown revision is an error.
 pub fn exists_at(file: &Path, rev: &str) -> Result<bool> {
     let (repo, rel) = locate(file)?;
+    let exists = tree_at(&repo, rev)?.get_path(&rel).is_ok();
+    Ok(exists)
+}
+
+/// The tree of the commit a revision names.
+fn tree_at<'r>(repo: &'r Repository, rev: &str) -> Result<git2::Tree<'r>> {
     let obj = repo
         .revparse_single(rev)
         .map_err(|_| msg(format!("revision '{rev}' is not known to the repository")))?;
-    let tree = obj
+    Ok(obj
         .peel_to_commit()
         .map_err(|_| msg(format!("revision '{rev}' is not a commit")))?
-        .tree()?;
-    Ok(tree.get_path(&rel).is_ok())
+        .tree()?)
 }
 
 /// The bytes of a file at a revision (`HEAD~1`, `main`, a commit id).
 fn blob_at(repo: &Repository, rev: &str, rel: &Path) -> Result<Vec<u8>> {
-    let obj = repo
-        .revparse_single(rev)
-        .map_err(|_| msg(format!("revision '{rev}' is not known to the repository")))?;
-    let tree = obj
-        .peel_to_commit()
-        .map_err(|_| msg(format!("revision '{rev}' is not a commit")))?
-        .tree()?;
+    let tree = tree_at(repo, rev)?;
     let entry = tree.get_path(rel).map_err(|_| {
         msg(format!(
             "{} does not exist at revision '{rev}'",

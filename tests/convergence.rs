@@ -221,28 +221,7 @@ fn overlap_deletions_count_against_max_deletions() {
 
 /// A self-signed client certificate made by the openssl command, as a partner would send it.
 fn partner_cert(env: &Env, file: &str, cn: &str) -> String {
-    let path = env.path(file);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let key = env.path(&format!("{file}.key"));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        key.to_str().unwrap(),
-        "-subj",
-        &format!("/CN={cn}"),
-        "-days",
-        "365",
-        "-out",
-        path.to_str().unwrap(),
-    ])
-    .success();
-    common::openssl_thumbprint(&path)
+    common::self_signed(env.dir.path(), file, &format!("{file}.key"), cn)
 }
 
 #[test]

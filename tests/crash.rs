@@ -56,29 +56,7 @@ upload = "partner.crt"
 
 fn env() -> Env {
     let env = Env::new().env("APP_PASSWORD", "crash-test-secret");
-    let dir = env.dir.path().to_str().unwrap().to_string();
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "partner.key",
-            "-out",
-            "partner.crt",
-            "-days",
-            "365",
-            "-subj",
-            "/CN=partner",
-        ])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    common::self_signed(env.dir.path(), "partner.crt", "partner.key", "partner");
     env
 }
 

@@ -18,31 +18,12 @@ const HOSTILE_CN: &str = "evil\u{1b}[2J\u{1b}[HNo changes.\u{1b}[8m\r\u{202e}x";
 
 /// Writes trust/hostile.pem, a self-signed certificate whose CN is HOSTILE_CN (UTF-8).
 fn hostile_upload(env: &Env) {
-    std::fs::create_dir_all(env.path("trust")).unwrap();
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "hostile.key",
-            "-out",
-            "hostile.pem",
-            "-days",
-            "365",
-            "-utf8",
-            "-subj",
-            &format!("/CN={HOSTILE_CN}"),
-        ])
-        .current_dir(env.path("trust"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{out:?}");
+    common::self_signed(
+        env.dir.path(),
+        "trust/hostile.pem",
+        "trust/hostile.key",
+        HOSTILE_CN,
+    );
 }
 
 fn hostile_config() -> String {

@@ -232,3 +232,33 @@ pub fn schema_check(config: &str) -> Result<(), String> {
         .unwrap_or_else(|e| panic!("the schema compiles: {e:#}"));
     schemas.validate(&value, id).map_err(|e| format!("{e:#}"))
 }
+
+/// Makes a self-signed EC P-256 certificate (valid a year) with the openssl command, as a
+/// partner would send one: `cert` and `key` are written under `dir`; `cn` may be any UTF-8.
+/// Returns the certificate's thumbprint.
+pub fn self_signed(dir: &Path, cert: &str, key: &str, cn: &str) -> String {
+    let (cert, key) = (dir.join(cert), dir.join(key));
+    for p in [&cert, &key] {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    }
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+        "-days",
+        "365",
+        "-utf8",
+        "-subj",
+        &format!("/CN={cn}"),
+    ])
+    .success();
+    openssl_thumbprint(&cert)
+}
