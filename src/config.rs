@@ -826,7 +826,8 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
     let mut clients = BTreeMap::new();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     // Look-alike forms of the names seen so far: form -> (client key, name).
-    let mut lookalikes: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut lookalikes: std::collections::HashMap<String, (String, String)> =
+        std::collections::HashMap::new();
     for (key, client) in &raw.clients {
         let id = key.get_ref().clone();
         let at = format!("clients.{id}");
@@ -863,6 +864,7 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
         };
         if !name.is_empty() {
             let folded = name.to_lowercase();
+            let forms = crate::model::name_lookalikes(&name);
             if let Some(other) = names.get(&folded) {
                 let span = c.name.as_ref().map_or(cspan.clone(), |n| n.span());
                 ck.error_at(
@@ -870,9 +872,8 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
                     format!("{at}.name"),
                     format!("name '{name}' is already used by clients.{other}; RavenDB identifies people by name, so each client needs its own"),
                 );
-            } else if let Some((other, other_name)) = crate::model::name_lookalikes(&name)
-                .iter()
-                .find_map(|form| lookalikes.get(form))
+            } else if let Some((other, other_name)) =
+                forms.iter().find_map(|form| lookalikes.get(form))
             {
                 let span = c.name.as_ref().map_or(cspan.clone(), |n| n.span());
                 ck.error_at(
@@ -886,7 +887,7 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
                 );
             } else {
                 names.insert(folded, id.clone());
-                for form in crate::model::name_lookalikes(&name) {
+                for form in forms {
                     lookalikes
                         .entry(form)
                         .or_insert_with(|| (id.clone(), name.clone()));

@@ -67,6 +67,10 @@ pub fn workdir_of(config: &Path) -> Option<PathBuf> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let dir = std::fs::canonicalize(parent).ok()?;
+    // Only a folder with `.git` above it is worth asking libgit2 about: its first call loads the
+    // system's CA bundle (tens of milliseconds), which a plan outside git must not pay.
+    dir.ancestors()
+        .find(|d| d.join(".git").symlink_metadata().is_ok())?;
     let repo = Repository::discover(&dir).ok()?;
     let workdir = repo.workdir()?;
     std::fs::canonicalize(workdir).ok()

@@ -427,8 +427,9 @@ fn with_passwords(opts: &PlanOptions, desired: &Desired, store: &Store) -> Resul
         let ClientSource::Generate(g) = &c.source else {
             continue;
         };
+        // A client without a password is left out: the planner reads that as NO_PASSWORD.
         let fingerprint = match (&g.password, &key) {
-            (None, _) => plan::NO_PASSWORD.to_string(),
+            (None, _) => continue,
             // No key yet: whatever was recorded cannot match, so the bundle is made again.
             (Some(_), None) => "hmac-sha256:(no store key)".to_string(),
             (Some(r), Some(k)) => {

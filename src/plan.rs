@@ -127,8 +127,9 @@ pub struct PlanOptions {
     /// `--replace KEY`: re-issue these even when nothing else asks for it.
     pub replace: BTreeSet<String>,
     pub allow_delete_all: bool,
-    /// Per generated client, the fingerprint of its declared bundle password under the store's
-    /// key ([`NO_PASSWORD`] without one); None when the secrets are not read (a review plan).
+    /// Per generated client with a password, its fingerprint under the store's key (a client
+    /// that is not listed has none: [`NO_PASSWORD`]); None when the secrets are not read (a
+    /// review plan), so the bundles' passwords are not compared.
     pub bundle_passwords: Option<BTreeMap<String, String>>,
 }
 
@@ -863,6 +864,9 @@ fn check_uploads(desired: &Desired, actual: &Actual) -> Result<(), PlanError> {
         .iter()
         .map(|s| s.thumbprint.as_str())
         .collect();
+    if desired.files.uploads.is_empty() {
+        return Ok(());
+    }
     let by_thumbprint: BTreeMap<&str, &CertEntry> = actual
         .registry
         .certificates

@@ -1182,8 +1182,10 @@ impl Store {
 /// by someone who should not decide who gets ClusterAdmin.
 fn check_owner(p: &Path, m: &fs::Metadata) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
+    // Asked once: it is a system call, and a no-op plan checks tens of thousands of files.
+    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = *EUID.get_or_init(|| unsafe { libc::geteuid() });
     if m.uid() != me {
         return Err(corrupt(
             p,
