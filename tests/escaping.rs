@@ -179,20 +179,6 @@ fn watch_logs_show_control_and_bidi_characters_escaped() {
 // ---------------------------------------------------------------------------------------------
 // Markdown (finding 9), checked with a real GFM renderer.
 
-fn gfm(md: &str) -> String {
-    let mut o = comrak::Options::default();
-    o.extension.table = true;
-    o.extension.autolink = true;
-    o.extension.strikethrough = true;
-    o.extension.tasklist = true;
-    o.extension.footnotes = true;
-    o.extension.alerts = true;
-    // GitHub lets some raw HTML through (<img>, <a>...): so does this renderer, so that the test
-    // sees any that escapes.
-    o.render.r#unsafe = true;
-    comrak::markdown_to_html(md, &o)
-}
-
 /// Client names (64 characters at most) that try every Markdown trick; certs.toml lets all of
 /// them through `name`, which only refuses control characters.
 const MD_NAMES: &[&str] = &[
@@ -219,7 +205,7 @@ fn plan_markdown_escapes_hostile_names_and_subjects() {
     env.config(&config);
     let r = env.run(&["plan", "--markdown"]).success();
     assert_no_raw("plan --markdown", &r.stdout);
-    let html = gfm(&r.stdout);
+    let html = common::gfm(&r.stdout);
     let shown = format!("markdown:\n{}\nhtml:\n{html}", r.stdout);
 
     // No HTML from values: the only tags are those of the layout.
@@ -305,7 +291,7 @@ fn a_backslash_pipe_cannot_hide_the_clearance() {
         .unwrap_or_else(|| panic!("{}", r.stdout));
     assert_eq!(cell_breaks(line), 7, "{line}");
     // And as comrak renders it.
-    let html = gfm(&r.stdout);
+    let html = common::gfm(&r.stdout);
     let row = html
         .split("<tr>")
         .find(|r| r.contains("hidden"))

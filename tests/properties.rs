@@ -4,6 +4,8 @@
 //! - every change that widens access is flagged as an escalation;
 //! - plans are deterministic.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -336,18 +338,6 @@ fn raw_unsafe(text: &str) -> Option<char> {
         .find(|c| *c != '\n' && ravencert::render::is_unsafe_char(*c))
 }
 
-fn gfm(md: &str) -> String {
-    let mut o = comrak::Options::default();
-    o.extension.table = true;
-    o.extension.autolink = true;
-    o.extension.strikethrough = true;
-    o.extension.tasklist = true;
-    o.extension.footnotes = true;
-    o.extension.alerts = true;
-    o.render.r#unsafe = true;
-    comrak::markdown_to_html(md, &o)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -385,7 +375,7 @@ proptest! {
 
         let md = plan_markdown(&p);
         prop_assert!(raw_unsafe(&md).is_none(), "raw in plan markdown:\n{}", md.escape_debug());
-        let html = gfm(&md);
+        let html = common::gfm(&md);
         for tag in ["<img", "<a ", "<a>", "<!--", "<del", "<strong>", "<em>", "<sup", "<h1", "<h2", "<ol", "<pre", "<input"] {
             // The layout's own bold text and alert: none of these appear in it.
             let own = md.matches("**").count() / 2;

@@ -262,3 +262,18 @@ pub fn self_signed(dir: &Path, cert: &str, key: &str, cn: &str) -> String {
     .success();
     openssl_thumbprint(&cert)
 }
+
+/// Markdown rendered the way GitHub renders a pull-request comment (tables, autolinks, alerts,
+/// footnotes), with raw HTML let through as GitHub lets some through, so that a test sees any
+/// HTML or link that a value smuggles in.
+pub fn gfm(md: &str) -> String {
+    let mut o = comrak::Options::default();
+    o.extension.table = true;
+    o.extension.autolink = true;
+    o.extension.strikethrough = true;
+    o.extension.tasklist = true;
+    o.extension.footnotes = true;
+    o.extension.alerts = true;
+    o.render.r#unsafe = true;
+    comrak::markdown_to_html(md, &o)
+}
