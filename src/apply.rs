@@ -375,6 +375,21 @@ pub fn apply(
         }
     }
 
+    // Everything the clients' changes will write, recorded in one write before any is made.
+    let uploads = plan
+        .changes
+        .iter()
+        .filter(|c| c.target == Target::Client)
+        .filter_map(|c| desired.files.uploads.get(&c.key))
+        .flatten()
+        .map(|u| format!("certs/{}.pem", u.info.thumbprint));
+    store.intend(
+        prepared
+            .iter()
+            .flat_map(|(key, p)| Store::client_paths(key, &p.info.thumbprint))
+            .chain(uploads),
+    )?;
+
     for change in plan.changes.iter().filter(|c| c.target == Target::Client) {
         let new = match change.action {
             Action::Create | Action::Replace => match desired.clients.get(&change.key) {

@@ -32,6 +32,9 @@ pub const REGISTRY_FILE: &str = "registry.toml";
 const PASSWORD_KEY_FILE: &str = ".bundle-password-key";
 /// Written first into a store ravencert creates: the folder is ravencert's to manage.
 const MARKER_FILE: &str = ".ravencert-store";
+/// Every certificate, key and bundle folder ravencert made in the store, one path a line: what
+/// apply may sweep away. Written before the files it names, so it never misses one.
+const MANIFEST_FILE: &str = ".manifest";
 const REGISTRY_HEADER: &str = "# ravencert certificate registry: written by ravencert, do not edit.\n# Declare certificates in certs.toml and run `ravencert apply`.\n\n";
 
 #[derive(Debug, thiserror::Error)]
@@ -412,6 +415,9 @@ pub struct Store {
     /// Files this process wrote from certificates it holds (store-relative path ->
     /// thumbprint): the verification cache needs not read them back.
     written: std::cell::RefCell<BTreeMap<String, String>>,
+    /// The manifest (store-relative paths of every file and bundle folder ravencert made), once
+    /// read.
+    manifest: std::cell::RefCell<Option<BTreeSet<String>>>,
 }
 
 /// The held apply lock; released on drop (and by the kernel if the process dies).
@@ -424,6 +430,7 @@ impl Store {
         Store {
             root: root.into(),
             written: Default::default(),
+            manifest: Default::default(),
         }
     }
 
@@ -982,8 +989,93 @@ impl Store {
         Ok(())
     }
 
+    /// The manifest. A store written before ravencert kept one gets it from the names
+    /// ravencert writes (thumbprint files, client-key folders), once.
+    fn manifest(&self) -> Result<std::cell::RefMut<'_, Option<BTreeSet<String>>>> {
+        let mut m = self.manifest.borrow_mut();
+        if m.is_none() {
+            let path = self.root.join(MANIFEST_FILE);
+            *m = Some(match read_file(&path) {
+                Ok(bytes) => String::from_utf8(bytes)
+                    .map_err(|_| corrupt(&path, "the manifest is not UTF-8 text"))?
+                    .lines()
+                    .map(str::to_string)
+                    .collect(),
+                Err(StoreError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    self.legacy_manifest()
+                }
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(m)
+    }
+
+    fn legacy_manifest(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        if !self.registry_path().exists() {
+            return out;
+        }
+        for (sub, ext) in [("certs", "pem"), ("server", "key"), ("keys", "key")] {
+            for e in fs::read_dir(self.root.join(sub))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name
+                    .strip_suffix(&format!(".{ext}"))
+                    .is_some_and(is_thumbprint)
+                {
+                    out.insert(format!("{sub}/{name}"));
+                }
+            }
+        }
+        for e in fs::read_dir(self.root.join("issued"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().to_string();
+            let key = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".new"))
+                .unwrap_or(&name);
+            if crate::model::check_client_key(key).is_ok() {
+                out.insert(format!("issued/{name}"));
+            }
+        }
+        out
+    }
+
+    /// Records, durably and before they are made, the store paths an apply is about to write,
+    /// so that whatever a crash leaves is known to be ravencert's. One write for a batch.
+    pub fn intend(&self, rels: impl IntoIterator<Item = String>) -> Result<()> {
+        let mut m = self.manifest()?;
+        let set = m.get_or_insert_with(BTreeSet::new);
+        let before = set.len();
+        set.extend(rels);
+        if set.len() == before && self.root.join(MANIFEST_FILE).exists() {
+            return Ok(());
+        }
+        let text: String = set.iter().map(|r| format!("{r}\n")).collect();
+        write_atomic(&self.root.join(MANIFEST_FILE), text.as_bytes(), 0o600)
+    }
+
+    /// The manifest paths of a generated client's files: certificate, kept key, bundle.
+    pub fn client_paths(key: &str, thumbprint: &str) -> [String; 4] {
+        [
+            format!("certs/{thumbprint}.pem"),
+            format!("keys/{thumbprint}.key"),
+            format!("issued/{key}"),
+            format!("issued/.{key}.new"),
+        ]
+    }
+
     pub fn write_cert(&self, der: &[u8]) -> Result<String> {
         let thumb = pki::thumbprint(der);
+        self.intend([format!("certs/{thumb}.pem")])?;
         let dir = self.root.join("certs");
         ensure_dir(&dir)?;
         write_staged(&self.cert_path(&thumb), &pki::der_to_pem(der)?, 0o600)?;
@@ -994,6 +1086,7 @@ impl Store {
     }
 
     pub fn write_client_key(&self, thumbprint: &str, key: &pki::PrivateKey) -> Result<()> {
+        self.intend([format!("keys/{thumbprint}.key")])?;
         ensure_dir(&self.root.join("keys"))?;
         write_staged(&self.client_key_path(thumbprint), &key.to_pem()?, 0o600)
     }
@@ -1036,6 +1129,7 @@ impl Store {
     }
 
     pub fn write_server_key(&self, thumbprint: &str, key: &pki::PrivateKey) -> Result<()> {
+        self.intend([format!("server/{thumbprint}.key")])?;
         ensure_dir(&self.root.join("server"))?;
         write_staged(&self.server_key_path(thumbprint), &key.to_pem()?, 0o600)
     }
@@ -1043,6 +1137,7 @@ impl Store {
     /// Writes a client's bundle to its staging folder; [`Store::finish_bundles`] moves it in
     /// place after the registry is committed.
     pub fn stage_bundle(&self, key: &str, bundle: &pki::Bundle) -> Result<()> {
+        self.intend([format!("issued/{key}"), format!("issued/.{key}.new")])?;
         ensure_dir(&self.root.join("issued"))?;
         let dir = self.staging_dir(key);
         if dir.exists() {
@@ -1090,12 +1185,17 @@ impl Store {
             .filter(|c| c.retire_after.is_none() && c.source == Source::Generated)
             .map(|c| (c.key.as_str(), c.thumbprint.as_str()))
             .collect();
+        let made = self.manifest()?.clone().unwrap_or_default();
         let issued = self.root.join("issued");
         if issued.is_dir() {
             for entry in fs::read_dir(&issued).map_err(io_err(&issued))? {
                 let entry = entry.map_err(io_err(&issued))?;
                 let name = entry.file_name().to_string_lossy().to_string();
                 let path = entry.path();
+                // Only what ravencert made is ever removed or replaced.
+                if !made.contains(&format!("issued/{name}")) {
+                    continue;
+                }
                 if let Some(key) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".new")) {
                     match active.get(key) {
                         // Staged by an apply (a new certificate, or the same one packaged again
@@ -1112,9 +1212,7 @@ impl Store {
                         }
                         _ => remove_tree(&path)?,
                     }
-                } else if !active.contains_key(name.as_str())
-                    && crate::model::check_client_key(&name).is_ok()
-                {
+                } else if !active.contains_key(name.as_str()) {
                     remove_tree(&path)?;
                 }
             }
@@ -1137,22 +1235,33 @@ impl Store {
             {
                 let entry = entry.map_err(|e| corrupt(&dir, e.to_string()))?;
                 let name = entry.file_name().to_string_lossy().to_string();
-                // Only what ravencert writes there: a file named by a thumbprint, or the
-                // temporary file of an interrupted write.
+                // Only what ravencert made there (the manifest), or the temporary file of one
+                // of its interrupted writes.
                 if name.starts_with(".tmp-") {
                     remove_path(entry.path())?;
                     continue;
                 }
-                let Some(thumb) = name
-                    .strip_suffix(&format!(".{ext}"))
-                    .filter(|t| is_thumbprint(t))
-                else {
+                if !made.contains(&format!("{sub}/{name}")) {
                     continue;
-                };
-                if !keep.contains(thumb) {
+                }
+                let referenced = name
+                    .strip_suffix(&format!(".{ext}"))
+                    .is_some_and(|t| keep.contains(t));
+                if !referenced {
                     remove_path(entry.path())?;
                 }
             }
+        }
+        // The manifest keeps what is still there.
+        let still: BTreeSet<String> = made
+            .iter()
+            .filter(|r| fs::symlink_metadata(self.root.join(r)).is_ok())
+            .cloned()
+            .collect();
+        if still != made || !self.root.join(MANIFEST_FILE).exists() {
+            let text: String = still.iter().map(|r| format!("{r}\n")).collect();
+            write_atomic(&self.root.join(MANIFEST_FILE), text.as_bytes(), 0o600)?;
+            *self.manifest.borrow_mut() = Some(still);
         }
         Ok(())
     }

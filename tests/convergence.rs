@@ -393,14 +393,29 @@ fn a_folder_with_other_files_is_not_taken_as_a_store() {
     }
     assert_eq!(before, common::snapshot(&data), "a refused folder changed");
 
-    // In ravencert's own store, a file it did not write (no thumbprint name) stays.
+    // In ravencert's own store, a file it did not make stays, whatever its name: sweeps follow
+    // the manifest of what ravencert made, not a name pattern.
     env.config(&client(""));
     env.run(&["apply", "--yes"]).success();
+    let old = env.thumbprint("app");
+    let lookalike = "store/certs/0123456789ABCDEF0123456789ABCDEF01234567.pem";
     env.write("store/certs/README", "a note");
-    env.write("store/issued/Notes", "another");
+    env.write(lookalike, "named like a certificate, not ravencert's");
+    env.write("store/issued/notes", "a folder-like name");
     env.run(&["apply", "--yes", "--replace", "app"]).success();
-    assert!(env.store().join("certs/README").exists());
-    assert!(env.store().join("issued/Notes").exists());
+    for rel in ["store/certs/README", lookalike, "store/issued/notes"] {
+        assert!(env.path(rel).exists(), "{rel} was deleted");
+    }
+    // What ravencert made and no longer needs is swept: the replaced certificate and key.
+    assert!(!env.store().join(format!("certs/{old}.pem")).exists());
+    assert!(!env.store().join(format!("keys/{old}.key")).exists());
+
+    // A store from before the manifest: its own files are recognised by name, once.
+    std::fs::remove_file(env.store().join(".manifest")).unwrap();
+    let current = env.thumbprint("app");
+    env.run(&["apply", "--yes", "--replace", "app"]).success();
+    assert!(!env.store().join(format!("certs/{current}.pem")).exists());
+    assert!(env.store().join(".manifest").exists());
 }
 
 /// `[store] path = "/"` is refused plainly: it holds certs.toml (issue 11 #11).
