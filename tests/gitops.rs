@@ -58,6 +58,24 @@ fn git(env: &Env, cwd: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// `watch --git REMOTE --branch main --poll 1s -c certs.toml --store STORE`: a daemon that
+/// follows the test repository into its own store.
+fn follow_args<'a>(remote: &'a Path, store: &'a Path) -> Vec<&'a str> {
+    vec![
+        "watch",
+        "--git",
+        remote.to_str().unwrap(),
+        "--branch",
+        "main",
+        "--poll",
+        "1s",
+        "-c",
+        "certs.toml",
+        "--store",
+        store.to_str().unwrap(),
+    ]
+}
+
 /// Commits everything in the work tree at `cwd`; returns the commit id.
 #[track_caller]
 fn commit_all(env: &Env, cwd: &Path, message: &str) -> String {
@@ -929,25 +947,9 @@ fn fleet_daemons(env: &Env, remote: &Path, n: usize) -> Vec<Daemon> {
     (1..=n)
         .map(|i| {
             let store = env.path(&format!("store{i}"));
-            Daemon::spawn(
-                env,
-                &format!("watch{i}"),
-                &[
-                    "watch",
-                    "--git",
-                    remote.to_str().unwrap(),
-                    "--branch",
-                    "main",
-                    "--poll",
-                    "1s",
-                    "--interval",
-                    "1h",
-                    "-c",
-                    "certs.toml",
-                    "--store",
-                    store.to_str().unwrap(),
-                ],
-            )
+            let mut args = follow_args(remote, &store);
+            args.extend_from_slice(&["--interval", "1h"]);
+            Daemon::spawn(env, &format!("watch{i}"), &args)
         })
         .collect()
 }
@@ -1110,23 +1112,7 @@ fn watch_git_logs_an_invalid_commit_and_applies_the_next_one() {
     assert_ne!(c1, c1b);
     fs::create_dir_all(env.path("m1")).unwrap();
     let store = env.path("m1/store");
-    let mut d = Daemon::spawn(
-        &env,
-        "watch",
-        &[
-            "watch",
-            "--git",
-            remote.to_str().unwrap(),
-            "--branch",
-            "main",
-            "--poll",
-            "1s",
-            "-c",
-            "certs.toml",
-            "--store",
-            store.to_str().unwrap(),
-        ],
-    );
+    let mut d = Daemon::spawn(&env, "watch", &follow_args(&remote, &store));
     wait_until(
         "the first commit to be applied",
         || d.context(),
@@ -1560,19 +1546,7 @@ fn watch_git_refuses_export_paths_the_machine_did_not_allow() {
     fs::create_dir_all(env.path("m1/m2")).unwrap();
     let store = env.path("m1/m2/store");
     let spawn = |name: &str, extra: &[&str]| {
-        let mut args = vec![
-            "watch",
-            "--git",
-            remote.to_str().unwrap(),
-            "--branch",
-            "main",
-            "--poll",
-            "1s",
-            "-c",
-            "certs.toml",
-            "--store",
-            store.to_str().unwrap(),
-        ];
+        let mut args = follow_args(&remote, &store);
         args.extend_from_slice(extra);
         Daemon::spawn(&env, name, &args)
     };
@@ -1640,19 +1614,7 @@ fn watch_git_cache_and_export_folder_modes_under_umask_000() {
                 log.display()
             ))
             .arg(env!("CARGO_BIN_EXE_ravencert"))
-            .args([
-                "watch",
-                "--git",
-                remote.to_str().unwrap(),
-                "--branch",
-                "main",
-                "--poll",
-                "1s",
-                "-c",
-                "certs.toml",
-                "--store",
-                store.to_str().unwrap(),
-            ])
+            .args(follow_args(&remote, store))
             .current_dir(env.dir.path())
             .env_remove("RAVENCERT_TEST_NOW")
             .stdin(Stdio::null())
