@@ -530,7 +530,16 @@ fn rebundle_if_due(
         .iter_mut()
         .find(|e| e.thumbprint == thumbprint && e.key == change.key)
     {
-        rebundle(store, client, spec, entry, &server_der, password_key)?;
+        let exposed = password.as_ref().map(|p| p.expose());
+        rebundle(
+            store,
+            client,
+            spec,
+            entry,
+            &server_der,
+            exposed,
+            fingerprint,
+        )?;
     }
     Ok(())
 }
@@ -643,17 +652,16 @@ fn read_password(
 /// Packages a generated client's bundle again around the certificate it already has (same
 /// thumbprint), with the declared password and .pfx profile. Its private key comes from the
 /// store's kept copy, or, in a store from before keys were kept, from the bundle's `.key`
-/// opened with the declared password.
+/// opened with the declared password (`exposed`, whose `fingerprint` the registry records).
 fn rebundle(
     store: &Store,
     client: &ClientDesired,
     spec: &crate::config::GenerateSpec,
     entry: &mut CertEntry,
     server_der: &[u8],
-    password_key: &[u8],
+    exposed: Option<&str>,
+    fingerprint: Option<String>,
 ) -> Result<(), ApplyError> {
-    let password = read_password(client, spec)?;
-    let exposed = password.as_ref().map(|p| p.expose());
     let key = match store.read_client_key(&entry.thumbprint) {
         Some(k) => k,
         None => {
@@ -680,11 +688,7 @@ fn rebundle(
     let bundle = pki::client_bundle(&issued, server_der, &client.name, exposed, spec.pfx)?;
     store.stage_bundle(&client.key, &bundle)?;
     entry.pfx = spec.pfx;
-    entry.bundle_password = Some(pki::password_fingerprint(
-        password_key,
-        &client.key,
-        exposed,
-    )?);
+    entry.bundle_password = fingerprint;
     Ok(())
 }
 
