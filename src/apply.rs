@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
 
-use crate::config::{ClientDesired, ClientSource, Desired, ServerSource};
-use crate::model::Source;
+use crate::config::{ClientDesired, ClientSpec, Desired, ServerSpec};
+use crate::inputs;
+use crate::model::Origin;
+use crate::model::Uploaded;
 use crate::pki::{self, Issued, PrivateKey};
 use crate::plan::{Action, Change, Plan, Target};
-use crate::sources::{self, Uploaded};
-use crate::store::{self, CertEntry, Registry, ServerEntry, Store};
+use crate::registry::{Actual, CertEntry, Registry, ServerEntry};
+use crate::store::{self, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -71,7 +73,7 @@ pub(crate) fn upload_entries(
             clearance: client.clearance,
             not_before: c.info.not_before,
             not_after: c.info.not_after,
-            source: Source::Uploaded,
+            source: Origin::Uploaded,
             key_type: c.info.key_spec,
             collection_primary: if i == 0 { None } else { primary.clone() },
             collection_secondaries: if i == 0 {
@@ -107,7 +109,7 @@ pub(crate) fn node_entries(nodes: &[Uploaded], revision: Option<String>) -> Vec<
             dns: Vec::new(),
             not_before: n.info.not_before,
             not_after: n.info.not_after,
-            source: Source::Uploaded,
+            source: Origin::Uploaded,
             key_type: n.info.key_spec,
             revision: revision.clone(),
         })
@@ -141,7 +143,7 @@ fn mutate(
                     e.name = c.name.clone();
                     e.clearance = c.clearance;
                     e.permissions = c.permissions.clone();
-                    if let ClientSource::Generate(g) = &c.source {
+                    if let ClientSpec::Generate(g) = &c.source {
                         e.pfx = g.pfx;
                     }
                 }
@@ -181,7 +183,7 @@ pub fn project(reg: &Registry, plan: &Plan, desired: &Desired, now: OffsetDateTi
         let new = match (change.target, change.action) {
             (Target::Server, Action::Create | Action::Replace) => {
                 desired.server.as_ref().map(|s| match &s.source {
-                    ServerSource::Generate {
+                    ServerSpec::Generate {
                         name,
                         dns,
                         key,
@@ -194,18 +196,18 @@ pub fn project(reg: &Registry, plan: &Plan, desired: &Desired, now: OffsetDateTi
                         dns: dns.clone(),
                         not_before: now - SKEW_MARGIN,
                         not_after: now + validity.as_duration(),
-                        source: Source::Generated,
+                        source: Origin::Generated,
                         key_type: Some(*key),
                         revision: None,
                     }]),
-                    ServerSource::Imported(_) => {
+                    ServerSpec::Imported(_) => {
                         NewCert::Server(node_entries(&desired.files.nodes, None))
                     }
                 })
             }
             (Target::Client, Action::Create | Action::Replace) => {
                 desired.clients.get(&change.key).map(|c| match &c.source {
-                    ClientSource::Generate(g) => NewCert::Client(vec![CertEntry {
+                    ClientSpec::Generate(g) => NewCert::Client(vec![CertEntry {
                         key: c.key.clone(),
                         name: c.name.clone(),
                         thumbprint: placeholder.clone(),
@@ -213,7 +215,7 @@ pub fn project(reg: &Registry, plan: &Plan, desired: &Desired, now: OffsetDateTi
                         clearance: c.clearance,
                         not_before: now - SKEW_MARGIN,
                         not_after: now + g.validity.as_duration(),
-                        source: Source::Generated,
+                        source: Origin::Generated,
                         key_type: Some(g.key),
                         collection_primary: None,
                         collection_secondaries: vec![],
@@ -224,7 +226,7 @@ pub fn project(reg: &Registry, plan: &Plan, desired: &Desired, now: OffsetDateTi
                         bundle_password: None,
                         subject: None,
                     }]),
-                    ClientSource::Upload(_) => NewCert::Client(upload_entries(
+                    ClientSpec::Upload(_) => NewCert::Client(upload_entries(
                         c,
                         desired.files.uploads.get(&c.key).map_or(&[][..], |v| v),
                         None,
@@ -251,7 +253,7 @@ pub struct Outcome {
 pub fn apply(
     desired: &Desired,
     store: &Store,
-    actual: &store::Actual,
+    actual: &Actual,
     plan: &Plan,
     now: OffsetDateTime,
     revision: Option<String>,
@@ -267,7 +269,7 @@ pub fn apply(
             continue;
         };
         let entries = match &server.source {
-            ServerSource::Generate {
+            ServerSpec::Generate {
                 name,
                 dns,
                 key,
@@ -294,15 +296,15 @@ pub fn apply(
                     dns: dns.clone(),
                     not_before: info.not_before,
                     not_after: info.not_after,
-                    source: Source::Generated,
+                    source: Origin::Generated,
                     key_type: Some(*key),
                     revision: revision.clone(),
                 };
                 signer = Some((issued.cert_der, issued.key));
                 vec![entry]
             }
-            ServerSource::Imported(_) => {
-                let nodes = sources::node_keys(desired).map_err(ApplyError::Input)?;
+            ServerSpec::Imported(_) => {
+                let nodes = inputs::node_keys(desired).map_err(ApplyError::Input)?;
                 for (der, key) in &nodes {
                     let thumb = store.write_cert(der)?;
                     store.write_server_key(&thumb, key)?;
@@ -343,15 +345,15 @@ pub fn apply(
         })
         .filter_map(|c| desired.clients.get(&c.key))
         .filter_map(|client| match &client.source {
-            ClientSource::Generate(spec) => Some((client, spec)),
-            ClientSource::Upload(_) => None,
+            ClientSpec::Generate(spec) => Some((client, spec)),
+            ClientSpec::Upload(_) => None,
         })
         .collect();
     // The key of password fingerprints, made when a bundle with a password is first written.
     let password_key = if desired
         .clients
         .values()
-        .any(|c| matches!(&c.source, ClientSource::Generate(g) if g.password.is_some()))
+        .any(|c| matches!(&c.source, ClientSpec::Generate(g) if g.password.is_some()))
     {
         store.password_key_or_create()?
     } else {
@@ -394,7 +396,7 @@ pub fn apply(
         let new = match change.action {
             Action::Create | Action::Replace => match desired.clients.get(&change.key) {
                 Some(client) => match &client.source {
-                    ClientSource::Generate(spec) => {
+                    ClientSpec::Generate(spec) => {
                         let Some(p) = prepared.remove(&client.key) else {
                             continue;
                         };
@@ -406,7 +408,7 @@ pub fn apply(
                         ));
                         Some(NewCert::Client(vec![entry]))
                     }
-                    ClientSource::Upload(_) => {
+                    ClientSpec::Upload(_) => {
                         let certs = desired
                             .files
                             .uploads
@@ -451,7 +453,7 @@ pub fn apply(
     reg.normalize();
     // Never commit a registry the next load would refuse.
     let text = reg.to_text();
-    store::Registry::parse(&store.registry_path(), &text).map_err(|e| {
+    Registry::parse(&store.registry_path(), &text).map_err(|e| {
         ApplyError::Input(format!(
             "the new registry would be inconsistent ({e}); nothing was registered"
         ))
@@ -498,12 +500,12 @@ fn rebundle_if_due(
     let Some(client) = desired.clients.get(&change.key) else {
         return Ok(());
     };
-    let ClientSource::Generate(spec) = &client.source else {
+    let ClientSpec::Generate(spec) = &client.source else {
         return Ok(());
     };
     let Some(before) = current
         .active(&change.key)
-        .filter(|e| e.source == Source::Generated)
+        .filter(|e| e.source == Origin::Generated)
     else {
         return Ok(());
     };
@@ -590,7 +592,7 @@ struct Prepared {
     cert_der: Vec<u8>,
     key: PrivateKey,
     bundle: pki::Bundle,
-    info: pki::CertInfo,
+    info: crate::model::CertInfo,
     bundle_password: String,
 }
 
@@ -766,7 +768,7 @@ fn write_issued(
         clearance: client.clearance,
         not_before: p.info.not_before,
         not_after: p.info.not_after,
-        source: Source::Generated,
+        source: Origin::Generated,
         key_type: Some(spec.key),
         collection_primary: None,
         collection_secondaries: vec![],

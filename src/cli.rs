@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::model::Span;
+use crate::model::Period;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -167,20 +167,20 @@ pub struct WatchArgs {
     pub lock_timeout: Duration,
 }
 
-// Durations on the command line use certs.toml's grammar (model::Span): a whole number with
+// Durations on the command line use certs.toml's grammar (model::Period): a whole number with
 // s, min, h, d, w, mo or y. Each is bounded: nothing waits or repeats more than once a year, and
 // the watch loop's periods have a floor so that a typo (`--interval 0s`) cannot make it spin.
 
 /// The shortest `watch --interval`: a re-check reads the store and plans, and is meant for
 /// renewals, which are days away.
-pub const MIN_INTERVAL: Span = Span::seconds(10);
+pub const MIN_INTERVAL: Period = Period::seconds(10);
 /// The shortest `watch --poll`: each poll is a git fetch.
-pub const MIN_POLL: Span = Span::seconds(1);
+pub const MIN_POLL: Period = Period::seconds(1);
 /// The longest duration any option takes.
-pub const MAX_DURATION: Span = Span::days(365);
+pub const MAX_DURATION: Period = Period::days(365);
 
-fn bounded(text: &str, min: Span) -> Result<Duration, String> {
-    Span::parse_within(text, min, MAX_DURATION).map(Span::as_std)
+fn bounded(text: &str, min: Period) -> Result<Duration, String> {
+    Period::parse_within(text, min, MAX_DURATION).map(Period::as_std)
 }
 
 fn interval(text: &str) -> Result<Duration, String> {
@@ -192,5 +192,5 @@ fn poll(text: &str) -> Result<Duration, String> {
 }
 
 fn lock_timeout(text: &str) -> Result<Duration, String> {
-    bounded(text, Span::seconds(0))
+    bounded(text, Period::seconds(0))
 }

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::model::{
-    check_client_key, check_database_name, check_name, Access, Clearance, KeySpec, PfxProfile,
-    RenewBefore, Span, BACKDATING, MAX_NAME_CHARS, NAME_FORBIDDEN_CLASS, SPAN_UNIT_PATTERN,
+    check_client_key, check_database_name, check_name, Access, Clearance, KeySpec, Period,
+    PfxProfile, RenewBefore, BACKDATING, MAX_NAME_CHARS, NAME_FORBIDDEN_CLASS, PERIOD_UNIT_PATTERN,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ pub struct RawDefaults {
     /// Key type of generated certificates (default rsa-4096, as RavenDB generates).
     pub key: Option<KeySpec>,
     /// Lifetime of generated client certificates, e.g. "5y" (default), "1y", "90d", "6mo"; units s, min, h, d, w, mo (30 days), y (365 days).
-    #[schemars(with = "Option<String>", regex(pattern = positive_span_pattern()))]
+    #[schemars(with = "Option<String>", regex(pattern = positive_period_pattern()))]
     pub validity: Option<Spanned<String>>,
     /// Re-issue when less than this is left ("30d", the default), or a share of the lifetime ("33%").
     #[schemars(with = "Option<String>", regex(pattern = renew_before_pattern()))]
@@ -81,7 +81,7 @@ pub struct RawDefaults {
     /// Encryption of issued .pfx files: modern (default) or legacy.
     pub pfx: Option<PfxProfile>,
     /// After a re-issue, keep the old certificate registered this long (default "0d").
-    #[schemars(with = "Option<String>", regex(pattern = span_pattern()))]
+    #[schemars(with = "Option<String>", regex(pattern = period_pattern()))]
     pub overlap: Option<Spanned<String>>,
 }
 
@@ -105,7 +105,7 @@ pub struct RawServer {
     /// Key type of a generated server certificate (default rsa-4096).
     pub key: Option<KeySpec>,
     /// Lifetime of a generated server certificate (default "1y"; more than zero).
-    #[schemars(with = "Option<String>", regex(pattern = positive_span_pattern()))]
+    #[schemars(with = "Option<String>", regex(pattern = positive_period_pattern()))]
     pub validity: Option<Spanned<String>>,
     /// Instead of `generate`: the cluster's existing certificate(s), one .pfx per node.
     #[schemars(with = "Option<Vec<RawCertFile>>", length(min = 1))]
@@ -151,7 +151,7 @@ pub struct RawClient {
     #[schemars(with = "Option<KeySpec>")]
     pub key: Option<Spanned<KeySpec>>,
     /// Lifetime (generated clients only), e.g. "1y", "90d", "6mo".
-    #[schemars(with = "Option<String>", regex(pattern = positive_span_pattern()))]
+    #[schemars(with = "Option<String>", regex(pattern = positive_period_pattern()))]
     pub validity: Option<Spanned<String>>,
     /// Re-issue when less than this is left ("30d"), or a share of the lifetime ("33%").
     #[schemars(with = "Option<String>", regex(pattern = renew_before_pattern()))]
@@ -160,7 +160,7 @@ pub struct RawClient {
     #[schemars(with = "Option<PfxProfile>")]
     pub pfx: Option<Spanned<PfxProfile>>,
     /// After a re-issue or a changed upload, keep the old certificate registered this long.
-    #[schemars(with = "Option<String>", regex(pattern = span_pattern()))]
+    #[schemars(with = "Option<String>", regex(pattern = period_pattern()))]
     pub overlap: Option<Spanned<String>>,
     /// Environment variable holding the password (of the issued .pfx, or of the uploaded file).
     #[schemars(with = "Option<String>", regex(pattern = r"^[^=\u0000]+$"))]
@@ -192,16 +192,16 @@ const CLIENT_KEY_PATTERN: &str = "^[a-z0-9_-][a-z0-9_.-]{0,63}$";
 /// A DNS name (check_dns_name): dot-separated labels of letters, digits and inner '-'.
 const DNS_NAME_PATTERN: &str = r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
 
-fn span_pattern() -> String {
-    format!("^[0-9]+{SPAN_UNIT_PATTERN}$")
+fn period_pattern() -> String {
+    format!("^[0-9]+{PERIOD_UNIT_PATTERN}$")
 }
 
-fn positive_span_pattern() -> String {
-    format!("^[0-9]*[1-9][0-9]*{SPAN_UNIT_PATTERN}$")
+fn positive_period_pattern() -> String {
+    format!("^[0-9]*[1-9][0-9]*{PERIOD_UNIT_PATTERN}$")
 }
 
 fn renew_before_pattern() -> String {
-    format!("^([0-9]+{SPAN_UNIT_PATTERN}|0*[1-9][0-9]?%)$")
+    format!("^([0-9]+{PERIOD_UNIT_PATTERN}|0*[1-9][0-9]?%)$")
 }
 
 /// A name (model::check_name) with something besides white space.
@@ -396,19 +396,19 @@ pub struct StoreSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenerateSpec {
     pub key: KeySpec,
-    pub validity: Span,
+    pub validity: Period,
     pub renew_before: RenewBefore,
     pub pfx: PfxProfile,
     pub password: Option<SecretRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerSource {
+pub enum ServerSpec {
     Generate {
         name: String,
         dns: Vec<String>,
         key: KeySpec,
-        validity: Span,
+        validity: Period,
         renew_before: RenewBefore,
     },
     Imported(Vec<FileRef>),
@@ -416,12 +416,12 @@ pub enum ServerSource {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerDesired {
-    pub source: ServerSource,
+    pub source: ServerSpec,
     pub export: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientSource {
+pub enum ClientSpec {
     Generate(GenerateSpec),
     Upload(FileRef),
 }
@@ -434,8 +434,8 @@ pub struct ClientDesired {
     pub permissions: BTreeMap<String, Access>,
     pub protect: bool,
     /// After a re-issue or a changed upload, keep the old certificate registered this long.
-    pub overlap: Option<Span>,
-    pub source: ClientSource,
+    pub overlap: Option<Period>,
+    pub source: ClientSpec,
 }
 
 /// certs.toml after validation: what the store should hold.
@@ -448,8 +448,8 @@ pub struct Desired {
     pub warnings: Vec<String>,
     /// Line and column of the keys that name secrets and files, for later error messages.
     pub positions: BTreeMap<String, (usize, usize)>,
-    /// What the referenced certificate files hold; filled by [`crate::sources::resolve`].
-    pub files: crate::sources::Files,
+    /// What the referenced certificate files hold; filled by [`crate::inputs::resolve`].
+    pub files: crate::inputs::Files,
     /// `[defaults].renew_before`: when an uploaded certificate's coming expiry is warned about.
     pub renew_before: RenewBefore,
 }
@@ -489,12 +489,12 @@ impl Desired {
             .clients
             .values()
             .filter_map(|c| match &c.source {
-                ClientSource::Upload(r) => Some(r.path.clone()),
-                ClientSource::Generate(_) => None,
+                ClientSpec::Upload(r) => Some(r.path.clone()),
+                ClientSpec::Generate(_) => None,
             })
             .collect();
         if let Some(ServerDesired {
-            source: ServerSource::Imported(refs),
+            source: ServerSpec::Imported(refs),
             ..
         }) = &self.server
         {
@@ -505,15 +505,15 @@ impl Desired {
 
     fn secret_refs(&self) -> impl Iterator<Item = &SecretRef> {
         let nodes = match self.server.as_ref().map(|s| &s.source) {
-            Some(ServerSource::Imported(refs)) => refs.as_slice(),
+            Some(ServerSpec::Imported(refs)) => refs.as_slice(),
             _ => &[],
         };
         nodes
             .iter()
             .filter_map(|r| r.password.as_ref())
             .chain(self.clients.values().filter_map(|c| match &c.source {
-                ClientSource::Upload(r) => r.password.as_ref(),
-                ClientSource::Generate(g) => g.password.as_ref(),
+                ClientSpec::Upload(r) => r.password.as_ref(),
+                ClientSpec::Generate(g) => g.password.as_ref(),
             }))
     }
 }
@@ -781,25 +781,25 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
 
     let defaults = raw.defaults.as_ref().map(|d| d.get_ref());
     let default_key = defaults.and_then(|d| d.key).unwrap_or(KeySpec::Rsa4096);
-    let default_validity = span_field(
+    let default_validity = period_field(
         ck,
         defaults.and_then(|d| d.validity.as_ref()),
         "defaults.validity",
     )
-    .unwrap_or(Span::days(5 * 365));
+    .unwrap_or(Period::days(5 * 365));
     let default_renew = renew_field(
         ck,
         defaults.and_then(|d| d.renew_before.as_ref()),
         "defaults.renew_before",
     )
-    .unwrap_or(RenewBefore::Span(Span::days(30)));
+    .unwrap_or(RenewBefore::Period(Period::days(30)));
     let default_pfx = defaults.and_then(|d| d.pfx).unwrap_or(PfxProfile::Modern);
-    let default_overlap = span_field(
+    let default_overlap = period_field(
         ck,
         defaults.and_then(|d| d.overlap.as_ref()),
         "defaults.overlap",
     )
-    .unwrap_or(Span::days(0));
+    .unwrap_or(Period::days(0));
 
     let default_renew_span = defaults
         .and_then(|d| d.renew_before.as_ref())
@@ -956,12 +956,12 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
                     );
                 }
             }
-            ClientSource::Upload(FileRef {
+            ClientSpec::Upload(FileRef {
                 path: base.join(upload.get_ref()),
                 password,
             })
         } else {
-            let validity = span_field(ck, c.validity.as_ref(), &format!("{at}.validity"))
+            let validity = period_field(ck, c.validity.as_ref(), &format!("{at}.validity"))
                 .unwrap_or(default_validity);
             let renew_before =
                 renew_field(ck, c.renew_before.as_ref(), &format!("{at}.renew_before"))
@@ -978,7 +978,7 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
                     ck.error_at(Some(&span), key, e);
                 }
             }
-            ClientSource::Generate(GenerateSpec {
+            ClientSpec::Generate(GenerateSpec {
                 key: c.key.as_ref().map_or(default_key, |k| *k.get_ref()),
                 validity,
                 renew_before,
@@ -988,7 +988,7 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
         };
 
         // An invalid [server] has its own errors; this one is for a config without it.
-        if matches!(source, ClientSource::Generate(_)) && raw.server.is_none() {
+        if matches!(source, ClientSpec::Generate(_)) && raw.server.is_none() {
             ck.error_at(
                 Some(&cspan),
                 at.clone(),
@@ -1005,7 +1005,7 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
                 permissions,
                 protect: c.protect,
                 overlap: Some(
-                    span_field(ck, c.overlap.as_ref(), &format!("{at}.overlap"))
+                    period_field(ck, c.overlap.as_ref(), &format!("{at}.overlap"))
                         .unwrap_or(default_overlap),
                 )
                 .filter(|o| o.seconds > 0),
@@ -1109,7 +1109,7 @@ fn validate_server(
                 );
             }
             Some(ServerDesired {
-                source: ServerSource::Imported(refs),
+                source: ServerSpec::Imported(refs),
                 export,
             })
         }
@@ -1163,8 +1163,8 @@ fn validate_server(
                     vec![name_text.clone()]
                 }
             };
-            let validity =
-                span_field(ck, s.validity.as_ref(), "server.validity").unwrap_or(Span::days(365));
+            let validity = period_field(ck, s.validity.as_ref(), "server.validity")
+                .unwrap_or(Period::days(365));
             if let Some(e) = always_due(renew_before, validity) {
                 let (span, key) = match (&s.validity, &renew_span) {
                     (Some(v), _) => (v.span(), "server.validity"),
@@ -1178,7 +1178,7 @@ fn validate_server(
                 );
             }
             Some(ServerDesired {
-                source: ServerSource::Generate {
+                source: ServerSpec::Generate {
                     name: name_text,
                     dns,
                     key: s.key.unwrap_or(KeySpec::Rsa4096),
@@ -1242,14 +1242,14 @@ fn check_dns_name(name: &str) -> Result<(), String> {
 /// Whether a certificate with this validity would be due for renewal the moment it is issued
 /// (and so re-issued on every run): the window is measured against the real lifetime, which
 /// includes the back-dating of not-before. Returns the message when it would.
-pub fn always_due(renew: RenewBefore, validity: Span) -> Option<String> {
+pub fn always_due(renew: RenewBefore, validity: Period) -> Option<String> {
     let lifetime = validity.seconds + BACKDATING.seconds;
     match renew {
-        RenewBefore::Span(r) if r >= validity => Some(format!(
+        RenewBefore::Period(r) if r >= validity => Some(format!(
             "renew_before {r} is not shorter than the validity {validity}: the certificate would be re-issued on every run; shorten renew_before or lengthen validity"
         )),
         RenewBefore::Percent(p) if i128::from(p) * i128::from(lifetime) >= 100 * i128::from(validity.seconds) => {
-            let window = Span { seconds: (i128::from(p) * i128::from(lifetime) / 100) as i64 };
+            let window = Period { seconds: (i128::from(p) * i128::from(lifetime) / 100) as i64 };
             Some(format!(
                 "renew_before {p}% of a certificate valid for {validity} is {window} (its lifetime counts the {} back-dating of not-before), not shorter than the validity itself: the certificate would be re-issued on every run; lower the share or lengthen validity",
                 BACKDATING
@@ -1259,9 +1259,9 @@ pub fn always_due(renew: RenewBefore, validity: Span) -> Option<String> {
     }
 }
 
-fn span_field(ck: &mut Checker<'_>, v: Option<&Spanned<String>>, at: &str) -> Option<Span> {
+fn period_field(ck: &mut Checker<'_>, v: Option<&Spanned<String>>, at: &str) -> Option<Period> {
     let v = v?;
-    match Span::parse(v.get_ref()) {
+    match Period::parse(v.get_ref()) {
         Ok(s) if s.seconds > 0 || at.ends_with("overlap") => Some(s),
         Ok(_) => {
             ck.error_at(Some(&v.span()), at, "must be longer than zero".into());
@@ -1338,14 +1338,14 @@ pub fn check_references(
     for c in desired.clients.values() {
         let at = format!("clients.{}", c.key);
         match &c.source {
-            ClientSource::Generate(g) => {
+            ClientSpec::Generate(g) => {
                 refs.push((at, None, g.password.as_ref().filter(|_| generated_secrets)))
             }
-            ClientSource::Upload(r) => refs.push((at, Some(&r.path), r.password.as_ref())),
+            ClientSpec::Upload(r) => refs.push((at, Some(&r.path), r.password.as_ref())),
         }
     }
     if let Some(ServerDesired {
-        source: ServerSource::Imported(files),
+        source: ServerSpec::Imported(files),
         ..
     }) = &desired.server
     {
@@ -1410,15 +1410,15 @@ fn named_files(desired: &Desired) -> Vec<(String, &Path)> {
     for c in desired.clients.values() {
         let at = format!("clients.{}", c.key);
         match &c.source {
-            ClientSource::Generate(g) => out.extend(password_file(&at, g.password.as_ref())),
-            ClientSource::Upload(r) => {
+            ClientSpec::Generate(g) => out.extend(password_file(&at, g.password.as_ref())),
+            ClientSpec::Upload(r) => {
                 out.push((format!("{at}.upload"), r.path.as_path()));
                 out.extend(password_file(&at, r.password.as_ref()));
             }
         }
     }
     if let Some(ServerDesired {
-        source: ServerSource::Imported(files),
+        source: ServerSpec::Imported(files),
         ..
     }) = &desired.server
     {
@@ -1503,11 +1503,11 @@ mod tests {
         assert_eq!(d.store.max_deletions, 5);
         let admin = &d.clients["admin"];
         assert_eq!(admin.name, "admin");
-        let ClientSource::Generate(g) = &admin.source else {
+        let ClientSpec::Generate(g) = &admin.source else {
             panic!()
         };
         assert_eq!(g.key, KeySpec::Rsa4096);
-        assert_eq!(g.validity, Span::days(5 * 365));
+        assert_eq!(g.validity, Period::days(5 * 365));
         assert_eq!(g.pfx, PfxProfile::Modern);
     }
 
@@ -1627,14 +1627,14 @@ mod tests {
 
     #[test]
     fn renew_share_is_checked_against_the_real_lifetime() {
-        let days = Span::days;
+        let days = Period::days;
         // 90% of 30d + 7d back-dating is 33.3d: always due.
         assert!(always_due(RenewBefore::Percent(90), days(30)).is_some());
         // 80% of 37d is 29.6d: shorter than 30d, so not always due.
         assert!(always_due(RenewBefore::Percent(80), days(30)).is_none());
         assert!(always_due(RenewBefore::Percent(33), days(365)).is_none());
-        assert!(always_due(RenewBefore::Span(days(30)), days(30)).is_some());
-        assert!(always_due(RenewBefore::Span(days(29)), days(30)).is_none());
+        assert!(always_due(RenewBefore::Period(days(30)), days(30)).is_some());
+        assert!(always_due(RenewBefore::Period(days(29)), days(30)).is_none());
     }
 
     #[test]

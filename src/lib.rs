@@ -1,7 +1,7 @@
 //! ravencert: GitOps for RavenDB certificates.
 //!
 //! Data flows one way: certs.toml is parsed and validated into a [`config::Desired`], the store
-//! is loaded and verified into a [`store::Actual`], [`plan::plan`] (pure) diffs them into a
+//! is loaded and verified into a [`registry::Actual`], [`plan::plan`] (pure) diffs them into a
 //! [`plan::Plan`], and [`apply::apply`] carries it out through [`pki`] and the [`store`].
 
 pub mod apply;
@@ -9,13 +9,15 @@ pub mod cli;
 pub mod config;
 pub mod fsutil;
 pub mod git;
+pub mod inputs;
 pub mod model;
 pub mod ops;
 pub mod pki;
 pub mod plan;
 pub mod progress;
+pub mod registry;
 pub mod render;
-pub mod sources;
+
 pub mod store;
 #[doc(hidden)]
 pub mod testkit;

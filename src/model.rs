@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use time::OffsetDateTime;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -165,32 +166,32 @@ impl fmt::Display for PfxProfile {
 /// Where a certificate registered in the store came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Source {
+pub enum Origin {
     Generated,
     Uploaded,
 }
 
-impl Source {
+impl Origin {
     pub fn as_str(self) -> &'static str {
         match self {
-            Source::Generated => "generated",
-            Source::Uploaded => "uploaded",
+            Origin::Generated => "generated",
+            Origin::Uploaded => "uploaded",
         }
     }
 }
 
 /// Generated certificates start this long before they are issued, as RavenDB's do (clock skew).
-pub const BACKDATING: Span = Span::days(7);
+pub const BACKDATING: Period = Period::days(7);
 
 /// A span of time, written the same way in certs.toml and on the command line: a whole number
 /// with `s`, `min`, `h`, `d`, `w`, `mo` (30 days) or `y` (365 days). A bare `m` is refused: it
 /// could mean minutes or months.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Span {
+pub struct Period {
     pub seconds: i64,
 }
 
-/// The units of a [`Span`], with their length in seconds.
+/// The units of a [`Period`], with their length in seconds.
 pub const SPAN_UNITS: [(&str, i64); 7] = [
     ("s", 1),
     ("min", 60),
@@ -201,20 +202,20 @@ pub const SPAN_UNITS: [(&str, i64); 7] = [
     ("y", 365 * 86_400),
 ];
 
-/// The units of a [`Span`] as a regular-expression group (for the JSON schema).
-pub const SPAN_UNIT_PATTERN: &str = "(s|min|h|d|w|mo|y)";
+/// The units of a [`Period`] as a regular-expression group (for the JSON schema).
+pub const PERIOD_UNIT_PATTERN: &str = "(s|min|h|d|w|mo|y)";
 
 const SPAN_EXAMPLES: &str = "write e.g. 30s, 10min, 12h, 90d, 2w, 6mo, 1y";
 
-impl Span {
-    pub const fn days(days: i64) -> Span {
-        Span {
+impl Period {
+    pub const fn days(days: i64) -> Period {
+        Period {
             seconds: days * 86_400,
         }
     }
 
-    pub const fn seconds(seconds: i64) -> Span {
-        Span { seconds }
+    pub const fn seconds(seconds: i64) -> Period {
+        Period { seconds }
     }
 
     pub fn as_duration(self) -> time::Duration {
@@ -227,7 +228,7 @@ impl Span {
     }
 
     /// Parses `<whole number><unit>`, unit one of s, min, h, d, w, mo (30 days), y (365 days).
-    pub fn parse(text: &str) -> Result<Span, String> {
+    pub fn parse(text: &str) -> Result<Period, String> {
         let text = text.trim();
         let unit_at = text
             .find(|c: char| !c.is_ascii_digit())
@@ -251,14 +252,14 @@ impl Span {
         // Bounded so that adding it to today's date (or to a clock) can never overflow.
         const MAX: i64 = 1_000 * 365 * 86_400;
         match digits.parse::<i64>() {
-            Ok(n) if n <= MAX / per => Ok(Span { seconds: n * per }),
+            Ok(n) if n <= MAX / per => Ok(Period { seconds: n * per }),
             _ => Err(format!("'{text}' is longer than 1000 years")),
         }
     }
 
     /// Parses a command-line duration: the same grammar, between `min` and `max`.
-    pub fn parse_within(text: &str, min: Span, max: Span) -> Result<Span, String> {
-        let span = Span::parse(text)?;
+    pub fn parse_within(text: &str, min: Period, max: Period) -> Result<Period, String> {
+        let span = Period::parse(text)?;
         if span < min {
             return Err(format!("must be at least {min}"));
         }
@@ -269,7 +270,7 @@ impl Span {
     }
 }
 
-impl fmt::Display for Span {
+impl fmt::Display for Period {
     /// The largest unit that divides the span exactly, so that the text parses back to it. Days
     /// are preferred to weeks and months ("180d", not "6mo"); whole years read better as years.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -292,7 +293,7 @@ impl fmt::Display for Span {
 /// When to re-issue: a fixed span before expiry, or a share of the certificate's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RenewBefore {
-    Span(Span),
+    Period(Period),
     Percent(u8),
 }
 
@@ -308,13 +309,13 @@ impl RenewBefore {
             }
             return Ok(RenewBefore::Percent(n));
         }
-        Span::parse(t).map(RenewBefore::Span)
+        Period::parse(t).map(RenewBefore::Period)
     }
 
     /// How long before `not_after` a certificate with this lifetime is re-issued.
     pub fn window(self, lifetime: time::Duration) -> time::Duration {
         match self {
-            RenewBefore::Span(s) => s.as_duration(),
+            RenewBefore::Period(s) => s.as_duration(),
             RenewBefore::Percent(p) => lifetime * (f64::from(p) / 100.0),
         }
     }
@@ -323,7 +324,7 @@ impl RenewBefore {
 impl fmt::Display for RenewBefore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RenewBefore::Span(s) => s.fmt(f),
+            RenewBefore::Period(s) => s.fmt(f),
             RenewBefore::Percent(p) => write!(f, "{p}%"),
         }
     }
@@ -456,35 +457,55 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What ravencert needs to know about a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    pub thumbprint: String,
+    pub public_key_pinning_hash: String,
+    pub subject: String,
+    pub issuer: String,
+    pub common_name: Option<String>,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    pub key_spec: Option<KeySpec>,
+}
+
+/// One certificate read from a file: public parts only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    pub der: Vec<u8>,
+    pub info: CertInfo,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn spans_parse_with_units() {
-        assert_eq!(Span::parse("30s").unwrap().seconds, 30);
-        assert_eq!(Span::parse("10min").unwrap().seconds, 600);
-        assert_eq!(Span::parse("12h").unwrap().seconds, 12 * 3600);
-        assert_eq!(Span::parse("30d").unwrap(), Span::days(30));
-        assert_eq!(Span::parse("2w").unwrap(), Span::days(14));
-        assert_eq!(Span::parse("6mo").unwrap(), Span::days(180));
-        assert_eq!(Span::parse("5y").unwrap(), Span::days(5 * 365));
-        assert_eq!(Span::parse("0s").unwrap().seconds, 0);
-        assert!(Span::parse("30").is_err());
-        assert!(Span::parse("d").is_err());
-        assert!(Span::parse("1.5y").is_err());
-        assert!(Span::parse("500ms").is_err());
-        assert!(Span::parse("2 h").is_err());
-        assert!(Span::parse("-1d").is_err());
-        assert!(Span::parse("99999999999999999999d").is_err());
-        assert!(Span::parse("18446744073709551615s").is_err());
-        assert!(Span::parse("5000y").is_err());
-        assert_eq!(Span::parse("1000y").unwrap(), Span::days(365_000));
+        assert_eq!(Period::parse("30s").unwrap().seconds, 30);
+        assert_eq!(Period::parse("10min").unwrap().seconds, 600);
+        assert_eq!(Period::parse("12h").unwrap().seconds, 12 * 3600);
+        assert_eq!(Period::parse("30d").unwrap(), Period::days(30));
+        assert_eq!(Period::parse("2w").unwrap(), Period::days(14));
+        assert_eq!(Period::parse("6mo").unwrap(), Period::days(180));
+        assert_eq!(Period::parse("5y").unwrap(), Period::days(5 * 365));
+        assert_eq!(Period::parse("0s").unwrap().seconds, 0);
+        assert!(Period::parse("30").is_err());
+        assert!(Period::parse("d").is_err());
+        assert!(Period::parse("1.5y").is_err());
+        assert!(Period::parse("500ms").is_err());
+        assert!(Period::parse("2 h").is_err());
+        assert!(Period::parse("-1d").is_err());
+        assert!(Period::parse("99999999999999999999d").is_err());
+        assert!(Period::parse("18446744073709551615s").is_err());
+        assert!(Period::parse("5000y").is_err());
+        assert_eq!(Period::parse("1000y").unwrap(), Period::days(365_000));
     }
 
     #[test]
     fn unit_pattern_lists_every_unit() {
-        let listed: Vec<&str> = SPAN_UNIT_PATTERN
+        let listed: Vec<&str> = PERIOD_UNIT_PATTERN
             .trim_matches(|c| c == '(' || c == ')')
             .split('|')
             .collect();
@@ -495,7 +516,7 @@ mod tests {
     #[test]
     fn bare_m_is_refused_with_a_hint() {
         for t in ["6m", "30m", "0m"] {
-            let e = Span::parse(t).unwrap_err();
+            let e = Period::parse(t).unwrap_err();
             assert!(e.contains("did you mean `min`"), "{e}");
             assert!(e.contains("`mo`"), "{e}");
         }
@@ -517,22 +538,22 @@ mod tests {
             ("120s", "2min"),
             ("0s", "0d"),
         ] {
-            let span = Span::parse(t).unwrap();
+            let span = Period::parse(t).unwrap();
             assert_eq!(span.to_string(), shown, "{t}");
-            assert_eq!(Span::parse(shown).unwrap(), span, "{shown} reads back");
+            assert_eq!(Period::parse(shown).unwrap(), span, "{shown} reads back");
         }
     }
 
     #[test]
     fn command_line_spans_are_bounded() {
-        let (min, max) = (Span::seconds(10), Span::days(365));
-        assert_eq!(Span::parse_within("10s", min, max).unwrap().seconds, 10);
-        assert_eq!(Span::parse_within("1y", min, max).unwrap(), max);
-        let e = Span::parse_within("0s", min, max).unwrap_err();
+        let (min, max) = (Period::seconds(10), Period::days(365));
+        assert_eq!(Period::parse_within("10s", min, max).unwrap().seconds, 10);
+        assert_eq!(Period::parse_within("1y", min, max).unwrap(), max);
+        let e = Period::parse_within("0s", min, max).unwrap_err();
         assert_eq!(e, "must be at least 10s");
-        let e = Span::parse_within("366d", min, max).unwrap_err();
+        let e = Period::parse_within("366d", min, max).unwrap_err();
         assert_eq!(e, "must be at most 1y");
-        assert!(Span::parse_within("18446744073709551615s", min, max).is_err());
+        assert!(Period::parse_within("18446744073709551615s", min, max).is_err());
     }
 
     #[test]

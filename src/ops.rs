@@ -10,12 +10,12 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::apply;
-use crate::config::{self, ClientSource, ConfigError, Desired};
+use crate::config::{self, ClientSpec, ConfigError, Desired};
 use crate::git;
 use crate::model::RenewBefore;
 use crate::plan::{self, Plan, PlanOptions};
+use crate::registry::Actual;
 use crate::render::{self, Style};
-use crate::store::Actual;
 use crate::store::Store;
 
 /// An error for the person at the terminal; always exit code 1.
@@ -89,7 +89,7 @@ const MAX_CONFIG_BYTES: usize = 4 << 20;
 
 /// Where certs.toml is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub enum Revision {
     /// The file on disk (and the files it references).
     WorkTree,
     /// The file (and the certificate files it references) at a git revision.
@@ -99,12 +99,12 @@ pub enum Source {
 impl Context {
     /// Reads and validates certs.toml from the disk.
     pub fn desired(&self) -> Result<Desired> {
-        self.parse(&Source::WorkTree)
+        self.parse(&Revision::WorkTree)
     }
 
-    fn parse(&self, source: &Source) -> Result<Desired> {
+    fn parse(&self, source: &Revision) -> Result<Desired> {
         let text = match source {
-            Source::WorkTree => {
+            Revision::WorkTree => {
                 if let Some(workdir) = git::workdir_of(&self.config) {
                     git::check_links_stay_inside(&self.config, &workdir).map_err(Failure)?;
                 }
@@ -131,7 +131,7 @@ impl Context {
                     },
                 )?
             }
-            Source::Rev(rev) => git::read_at(&self.config, rev)?.0,
+            Revision::Rev(rev) => git::read_at(&self.config, rev)?.0,
         };
         if text.len() > MAX_CONFIG_BYTES {
             return Err(Failure(format!(
@@ -148,8 +148,8 @@ impl Context {
             _ => PathBuf::from("."),
         };
         let shown = match source {
-            Source::WorkTree => self.config.clone(),
-            Source::Rev(rev) => PathBuf::from(format!("{}@{rev}", self.config.display())),
+            Revision::WorkTree => self.config.clone(),
+            Revision::Rev(rev) => PathBuf::from(format!("{}@{rev}", self.config.display())),
         };
         let mut desired = config::parse(&shown, &text, &base).map_err(config_errors)?;
         desired.config_path = self.config.clone();
@@ -213,25 +213,25 @@ impl Context {
     /// Desired plus the check that every referenced secret and file is there, and what the
     /// referenced certificate files hold. `issuing`: the passwords of generated clients are
     /// needed (a review plan issues nothing, so it does not need them).
-    pub fn load(&self, source: &Source, issuing: bool) -> Result<Desired> {
+    pub fn load(&self, source: &Revision, issuing: bool) -> Result<Desired> {
         let mut desired = self.parse(source)?;
-        let problems = config::check_references(&desired, *source == Source::WorkTree, issuing);
+        let problems = config::check_references(&desired, *source == Revision::WorkTree, issuing);
         if !problems.is_empty() {
             return Err(config_errors(problems));
         }
         let files = match source {
-            Source::WorkTree => {
+            Revision::WorkTree => {
                 // In a repository, a certificate file is under review like certs.toml: no link
                 // inside the repository may lead out of it. Outside git, the user's own paths.
                 let workdir = git::workdir_of(&self.config);
-                crate::sources::resolve(&desired, &|p: &Path| {
+                crate::inputs::resolve(&desired, &|p: &Path| {
                     if let Some(w) = &workdir {
                         git::check_links_stay_inside(p, w)?;
                     }
-                    crate::sources::from_disk(p)
+                    crate::inputs::from_disk(p)
                 })
             }
-            Source::Rev(rev) => crate::sources::resolve(&desired, &|p: &Path| {
+            Revision::Rev(rev) => crate::inputs::resolve(&desired, &|p: &Path| {
                 git::read_file_at(p, rev).map_err(|e| e.to_string())
             }),
         };
@@ -264,7 +264,7 @@ impl Context {
     }
 
     pub fn desired_checked(&self) -> Result<Desired> {
-        self.load(&Source::WorkTree, true)
+        self.load(&Revision::WorkTree, true)
     }
 }
 
@@ -424,7 +424,7 @@ fn with_passwords(opts: &PlanOptions, desired: &Desired, store: &Store) -> Resul
     let key = store.password_key()?;
     let mut map = BTreeMap::new();
     for c in desired.clients.values() {
-        let ClientSource::Generate(g) = &c.source else {
+        let ClientSpec::Generate(g) = &c.source else {
             continue;
         };
         // A client without a password is left out: the planner reads that as NO_PASSWORD.
@@ -486,8 +486,8 @@ fn plan_failure(desired: &Desired, e: plan::PlanError) -> Failure {
 
 /// The store as it would be had `base` been applied: for `plan --base`, which needs no store.
 fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
-    use crate::model::Source as Origin;
-    use crate::store::{CertEntry, Registry, ServerEntry};
+    use crate::model::Origin;
+    use crate::registry::{CertEntry, Registry, ServerEntry};
     // Thumbprints and dates of a store nobody reads here are not known: placeholders that are
     // never shown (the plan gives null, the diff "(known after apply)"). The dates follow the
     // declared validity so that no re-issue is planned from them.
@@ -496,7 +496,7 @@ fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
     let mut reg = Registry::new();
     if let Some(server) = &base.server {
         match &server.source {
-            config::ServerSource::Generate {
+            config::ServerSpec::Generate {
                 name,
                 dns,
                 key,
@@ -513,14 +513,14 @@ fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
                 key_type: Some(*key),
                 revision: None,
             }),
-            config::ServerSource::Imported(_) => {
+            config::ServerSpec::Imported(_) => {
                 reg.server = apply::node_entries(&base.files.nodes, None)
             }
         }
     }
     for c in base.clients.values() {
         match &c.source {
-            ClientSource::Generate(g) => reg.certificates.push(CertEntry {
+            ClientSpec::Generate(g) => reg.certificates.push(CertEntry {
                 key: c.key.clone(),
                 name: c.name.clone(),
                 thumbprint: format!("{assumed} {}", c.key),
@@ -539,7 +539,7 @@ fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
                 bundle_password: None,
                 subject: None,
             }),
-            ClientSource::Upload(_) => reg.certificates.extend(apply::upload_entries(
+            ClientSpec::Upload(_) => reg.certificates.extend(apply::upload_entries(
                 c,
                 base.files.uploads.get(&c.key).map_or(&[][..], |v| v),
                 None,
@@ -552,7 +552,7 @@ fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
         bundles_ok: base
             .clients
             .iter()
-            .filter(|(_, c)| matches!(c.source, ClientSource::Generate(_)))
+            .filter(|(_, c)| matches!(c.source, ClientSpec::Generate(_)))
             .map(|(k, _)| k.clone())
             .collect(),
         export_thumbprints: Some(export),
@@ -569,14 +569,14 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
         (Some(base_rev), _) => {
             // Review mode: what changes between certs.toml at BASE and the working tree's,
             // with the store assumed to match BASE. No store is read, nothing is issued.
-            let desired = ctx.load(&Source::WorkTree, false)?;
+            let desired = ctx.load(&Revision::WorkTree, false)?;
             // No certs.toml at BASE (the pull request that adds it): nothing is registered.
             let actual = if git::exists_at(&ctx.config, base_rev)? {
-                let base = ctx.load(&Source::Rev(base_rev.clone()), false)?;
+                let base = ctx.load(&Revision::Rev(base_rev.clone()), false)?;
                 assumed_store(&base, ctx.now)
             } else {
                 Actual {
-                    registry: crate::store::Registry::new(),
+                    registry: crate::registry::Registry::new(),
                     ..Actual::default()
                 }
             };
@@ -584,7 +584,7 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
             (desired, actual, plan)
         }
         (None, Some(rev)) => {
-            let desired = ctx.load(&Source::Rev(rev.clone()), false)?;
+            let desired = ctx.load(&Revision::Rev(rev.clone()), false)?;
             let (_, actual, plan) = compute(ctx, &desired, &opts, false)?;
             (desired, actual, plan)
         }
@@ -835,8 +835,8 @@ pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
 fn renew_of(desired: Option<&Desired>, key: &str) -> Option<RenewBefore> {
     let d = desired?;
     match &d.clients.get(key)?.source {
-        ClientSource::Generate(g) => Some(g.renew_before),
-        ClientSource::Upload(_) => Some(d.renew_before),
+        ClientSpec::Generate(g) => Some(g.renew_before),
+        ClientSpec::Upload(_) => Some(d.renew_before),
     }
 }
 
@@ -959,7 +959,7 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
     let server_renew = desired
         .as_ref()
         .and_then(|d| match d.server.as_ref().map(|s| &s.source) {
-            Some(config::ServerSource::Generate { renew_before, .. }) => Some(*renew_before),
+            Some(config::ServerSpec::Generate { renew_before, .. }) => Some(*renew_before),
             _ => None,
         });
     out.push_str("Server certificate\n");

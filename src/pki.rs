@@ -20,7 +20,7 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
-use crate::model::{KeySpec, PfxProfile};
+use crate::model::{CertInfo, KeySpec, PfxProfile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -144,19 +144,6 @@ pub struct Issued {
     pub key: PrivateKey,
     /// Its facts, when known without parsing it back.
     pub info: Option<CertInfo>,
-}
-
-/// What ravencert needs to know about a certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertInfo {
-    pub thumbprint: String,
-    pub public_key_pinning_hash: String,
-    pub subject: String,
-    pub issuer: String,
-    pub common_name: Option<String>,
-    pub not_before: OffsetDateTime,
-    pub not_after: OffsetDateTime,
-    pub key_spec: Option<KeySpec>,
 }
 
 /// SHA-1 of the DER, 40 upper-case hex digits, as RavenDB and Windows show it.

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::config::{ClientDesired, ClientSource, Desired, GenerateSpec, ServerSource};
-use crate::model::Source;
-use crate::model::{Access, Clearance, RenewBefore, Span, BACKDATING};
-use crate::sources::Uploaded;
-use crate::store::{Actual, CertEntry};
+use crate::config::{ClientDesired, ClientSpec, Desired, GenerateSpec, ServerSpec};
+use crate::model::Origin;
+use crate::model::Uploaded;
+use crate::model::{Access, Clearance, Period, RenewBefore, BACKDATING};
+use crate::registry::{Actual, CertEntry};
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -177,7 +177,7 @@ pub fn plan(
     // Server first: clients are signed by it.
     let mut server_changes = false;
     if let Some(server) = &desired.server {
-        if let ServerSource::Generate {
+        if let ServerSpec::Generate {
             name,
             dns,
             key,
@@ -223,7 +223,7 @@ pub fn plan(
                             reasons.push(format!("key {k} -> {key} forces replacement"));
                         }
                     }
-                    if current.source == Source::Generated {
+                    if current.source == Origin::Generated {
                         reasons.extend(validity_change(
                             current.not_before,
                             current.not_after,
@@ -254,7 +254,7 @@ pub fn plan(
         }
     }
 
-    if let Some(ServerSource::Imported(_)) = desired.server.as_ref().map(|s| &s.source) {
+    if let Some(ServerSpec::Imported(_)) = desired.server.as_ref().map(|s| &s.source) {
         if let Some(change) = plan_imported_server(desired, actual, opts)? {
             plan.changes.push(change);
             server_changes = true;
@@ -274,10 +274,10 @@ pub fn plan(
     for client in desired.clients.values() {
         let current = active.get(client.key.as_str()).copied();
         let change = match &client.source {
-            ClientSource::Generate(spec) => {
+            ClientSpec::Generate(spec) => {
                 plan_generated(client, spec, current, actual, now, opts, &mut plan.warnings)
             }
-            ClientSource::Upload(file) => plan_upload(
+            ClientSpec::Upload(file) => plan_upload(
                 client,
                 &file.path,
                 current,
@@ -414,7 +414,7 @@ fn renewal_reason(
 /// A registered certificate's thumbprint and expiry, when they are known: a review plan's
 /// assumed store (`plan --base`) has placeholders there, shown as null, never as values.
 fn known(thumbprint: &str, not_after: OffsetDateTime) -> (Option<String>, Option<OffsetDateTime>) {
-    if crate::store::is_thumbprint(thumbprint) {
+    if crate::registry::is_thumbprint(thumbprint) {
         (Some(thumbprint.to_string()), Some(not_after))
     } else {
         (None, None)
@@ -423,7 +423,7 @@ fn known(thumbprint: &str, not_after: OffsetDateTime) -> (Option<String>, Option
 
 /// A thumbprint for a message: the placeholder of a review plan is not shown as one.
 fn shown(thumbprint: &str) -> &str {
-    if crate::store::is_thumbprint(thumbprint) {
+    if crate::registry::is_thumbprint(thumbprint) {
         thumbprint
     } else {
         "thumbprint known after apply"
@@ -441,7 +441,7 @@ fn entry_fields(e: &CertEntry) -> Fields {
     }
 }
 
-fn server_fields(e: &crate::store::ServerEntry) -> Fields {
+fn server_fields(e: &crate::registry::ServerEntry) -> Fields {
     let (thumbprint, not_after) = known(&e.thumbprint, e.not_after);
     Fields {
         thumbprint,
@@ -460,7 +460,7 @@ fn desired_fields(c: &ClientDesired) -> Fields {
     }
 }
 
-fn delete_change(c: &CertEntry, reason: String, reg: &crate::store::Registry) -> Change {
+fn delete_change(c: &CertEntry, reason: String, reg: &crate::registry::Registry) -> Change {
     let mut thumbprints = vec![c.thumbprint.clone()];
     thumbprints.extend(
         reg.certificates
@@ -576,7 +576,7 @@ fn plan_generated(
     if explicit {
         reasons.push(format!("--replace {}", client.key));
     }
-    if current.source == Source::Uploaded {
+    if current.source == Origin::Uploaded {
         reasons.push("now generated (was uploaded)".into());
     }
     if let Some(k) = current.key_type {
@@ -584,7 +584,7 @@ fn plan_generated(
             reasons.push(format!("key {k} -> {} forces replacement", spec.key));
         }
     }
-    if current.source == Source::Generated {
+    if current.source == Origin::Generated {
         reasons.extend(validity_change(
             current.not_before,
             current.not_after,
@@ -599,7 +599,7 @@ fn plan_generated(
     ) {
         reasons.push(r);
     }
-    if current.source == Source::Generated && !actual.bundles_ok.contains(&client.key) {
+    if current.source == Origin::Generated && !actual.bundles_ok.contains(&client.key) {
         reasons.push("issued bundle lost".into());
     }
     let lost = actual.lost.contains(&current.thumbprint);
@@ -614,7 +614,7 @@ fn plan_generated(
         })
         .into_iter()
         .collect();
-    if current.source == Source::Generated {
+    if current.source == Origin::Generated {
         let password = opts
             .bundle_passwords
             .as_ref()
@@ -661,11 +661,11 @@ fn plan_generated(
 fn validity_change(
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
-    want: Span,
+    want: Period,
 ) -> Option<String> {
     let issued = (not_after - not_before).whole_seconds() - BACKDATING.seconds;
     ((issued - want.seconds).abs() > 60)
-        .then(|| format!("validity {} -> {want}", Span { seconds: issued }))
+        .then(|| format!("validity {} -> {want}", Period { seconds: issued }))
 }
 
 /// Why an issued bundle must be packaged again around the same certificate: its .pfx profile
@@ -780,7 +780,7 @@ fn uploaded_holders(certs: &[Uploaded]) -> String {
 }
 
 /// The same for registered certificates (their subject as recorded when uploaded).
-fn registered_holders(reg: &crate::store::Registry, thumbprints: &[String]) -> String {
+fn registered_holders(reg: &crate::registry::Registry, thumbprints: &[String]) -> String {
     thumbprints
         .iter()
         .map(|t| {
@@ -813,7 +813,7 @@ fn refused(key: impl Into<String>, message: String) -> PlanError {
 
 fn upload_path(desired: &Desired, key: &str) -> String {
     match desired.clients.get(key).map(|c| &c.source) {
-        Some(ClientSource::Upload(r)) => r.path.display().to_string(),
+        Some(ClientSpec::Upload(r)) => r.path.display().to_string(),
         _ => String::new(),
     }
 }
@@ -889,8 +889,8 @@ fn check_uploads(desired: &Desired, actual: &Actual) -> Result<(), PlanError> {
                 // Still declared: a generated client keeps its certificate; an upload that
                 // moves away from it would keep it registered during an overlap.
                 Some(other) => match &other.source {
-                    ClientSource::Generate(_) => true,
-                    ClientSource::Upload(_) => other.overlap.is_some(),
+                    ClientSpec::Generate(_) => true,
+                    ClientSpec::Upload(_) => other.overlap.is_some(),
                 },
             };
             if refuse {
@@ -1141,8 +1141,8 @@ fn plan_imported_server(
 mod tests {
     use super::*;
     use crate::config::{GenerateSpec, ServerDesired, StoreSettings};
-    use crate::model::{KeySpec, PfxProfile, Source, Span};
-    use crate::store::{Registry, ServerEntry};
+    use crate::model::{KeySpec, Origin, Period, PfxProfile};
+    use crate::registry::{Registry, ServerEntry};
     use std::path::PathBuf;
     use time::macros::datetime;
 
@@ -1150,12 +1150,12 @@ mod tests {
 
     fn server() -> ServerDesired {
         ServerDesired {
-            source: ServerSource::Generate {
+            source: ServerSpec::Generate {
                 name: "cluster.example.com".into(),
                 dns: vec!["cluster.example.com".into()],
                 key: KeySpec::EcP256,
-                validity: Span::days(365),
-                renew_before: RenewBefore::Span(Span::days(30)),
+                validity: Period::days(365),
+                renew_before: RenewBefore::Period(Period::days(30)),
             },
             export: Some(PathBuf::from("/cfg/export.pfx")),
         }
@@ -1164,8 +1164,8 @@ mod tests {
     fn gen() -> GenerateSpec {
         GenerateSpec {
             key: KeySpec::EcP256,
-            validity: Span::days(365),
-            renew_before: RenewBefore::Span(Span::days(30)),
+            validity: Period::days(365),
+            renew_before: RenewBefore::Period(Period::days(30)),
             pfx: PfxProfile::Modern,
             password: None,
         }
@@ -1179,7 +1179,7 @@ mod tests {
             permissions: dbs.iter().map(|(d, a)| (d.to_string(), *a)).collect(),
             protect: false,
             overlap: None,
-            source: ClientSource::Generate(gen()),
+            source: ClientSpec::Generate(gen()),
         }
     }
 
@@ -1196,7 +1196,7 @@ mod tests {
             warnings: vec![],
             positions: BTreeMap::new(),
             files: Default::default(),
-            renew_before: RenewBefore::Span(Span::days(30)),
+            renew_before: RenewBefore::Period(Period::days(30)),
         }
     }
 
@@ -1214,7 +1214,7 @@ mod tests {
             dns: vec!["cluster.example.com".into()],
             not_before: NOW - time::Duration::days(17),
             not_after: NOW + time::Duration::days(355),
-            source: Source::Generated,
+            source: Origin::Generated,
             key_type: Some(KeySpec::EcP256),
             revision: None,
         });
@@ -1227,7 +1227,7 @@ mod tests {
                 clearance: c.clearance,
                 not_before: NOW - time::Duration::days(17),
                 not_after: NOW + time::Duration::days(355),
-                source: Source::Generated,
+                source: Origin::Generated,
                 key_type: Some(KeySpec::EcP256),
                 collection_primary: None,
                 collection_secondaries: vec![],
@@ -1433,7 +1433,7 @@ mod tests {
         );
 
         let mut d2 = d.clone();
-        if let ClientSource::Generate(g) = &mut d2.clients.get_mut("a").unwrap().source {
+        if let ClientSpec::Generate(g) = &mut d2.clients.get_mut("a").unwrap().source {
             g.key = KeySpec::EcP384;
         }
         let p = run(&d2, &a);
@@ -1542,8 +1542,7 @@ mod tests {
         assert_eq!(p.changes[0].reason, "bundle: password removed");
         // The profile, together with an edit.
         let mut legacy = d.clone();
-        if let Some(ClientSource::Generate(g)) = legacy.clients.get_mut("a").map(|c| &mut c.source)
-        {
+        if let Some(ClientSpec::Generate(g)) = legacy.clients.get_mut("a").map(|c| &mut c.source) {
             g.pfx = PfxProfile::Legacy;
         }
         legacy.clients.get_mut("a").unwrap().name = "A".into();
@@ -1558,8 +1557,8 @@ mod tests {
     fn validity_change_is_a_replace_naming_both() {
         let mut d = desired(vec![client("a", Clearance::Operator, &[])], false);
         let a = applied(&d);
-        if let Some(ClientSource::Generate(g)) = d.clients.get_mut("a").map(|c| &mut c.source) {
-            g.validity = Span::days(90);
+        if let Some(ClientSpec::Generate(g)) = d.clients.get_mut("a").map(|c| &mut c.source) {
+            g.validity = Period::days(90);
         }
         let p = run(&d, &a);
         assert_eq!(p.changes[0].action, Action::Replace);
@@ -1569,7 +1568,7 @@ mod tests {
             validity_change(
                 NOW - time::Duration::days(7),
                 NOW + time::Duration::seconds(365 * 86_400 + 1),
-                Span::days(365)
+                Period::days(365)
             ),
             None
         );

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::plan::{Action, Change, FieldChange, Plan, Target};
-use crate::store::Registry;
+use crate::registry::Registry;
 
 /// Whether a character is escaped wherever text reaches a person: control characters
 /// (Unicode Cc: C0, DEL, C1), format characters (Cf: bidi embeddings, overrides and isolates,
@@ -231,7 +231,7 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
                 .before
                 .as_ref()
                 .and_then(|b| b.thumbprint.as_ref())
-                .filter(|t| crate::store::is_thumbprint(t))
+                .filter(|t| crate::registry::is_thumbprint(t))
             {
                 let label = match c.action {
                     Action::Update => "thumbprint (kept)",
@@ -434,7 +434,7 @@ fn unknowns_masked(text: &str) -> String {
         let placeholder = block.iter().any(|l| {
             l.strip_prefix("thumbprint = \"")
                 .and_then(|v| v.strip_suffix('"'))
-                .is_some_and(|t| !crate::store::is_thumbprint(t))
+                .is_some_and(|t| !crate::registry::is_thumbprint(t))
         });
         for line in block.drain(..) {
             let key = line.split(" = ").next().unwrap_or("");

@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
-use crate::model::{Access, Clearance, KeySpec, Source};
+use crate::model::{Access, Clearance, KeySpec, Origin};
 use crate::pki;
-use crate::store::{CertEntry, Registry, ServerEntry, Store};
+use crate::registry::{CertEntry, Registry, ServerEntry};
+use crate::store::Store;
 
 /// Writes `dir/certs.toml` declaring `n` generated clients and `dir/store` holding exactly
 /// them (a plan there is a no-op). Files are written without fsync: a fixture, not a store to
@@ -40,7 +41,7 @@ pub fn synthetic_store(dir: &Path, n: usize) -> Result<(), Box<dyn std::error::E
         dns: vec!["bench.example.com".into()],
         not_before: info.not_before,
         not_after: info.not_after,
-        source: Source::Generated,
+        source: Origin::Generated,
         key_type: Some(KeySpec::EcP256),
         revision: None,
     });
@@ -70,7 +71,7 @@ pub fn synthetic_store(dir: &Path, n: usize) -> Result<(), Box<dyn std::error::E
             clearance: Clearance::ValidUser,
             not_before: info.not_before,
             not_after: info.not_after,
-            source: Source::Generated,
+            source: Origin::Generated,
             key_type: Some(KeySpec::EcP256),
             collection_primary: None,
             collection_secondaries: vec![],

@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Desired;
 use crate::git::Follower;
-use crate::ops::{self, Context, Failure, Source};
+use crate::ops::{self, Context, Failure, Revision};
 use crate::plan::{Action, Plan, PlanOptions};
 
 /// Follow a git branch instead of a local file.
@@ -103,7 +103,7 @@ fn log_changes(plan: &Plan) {
 fn attempt(
     ctx: &Context,
     opts: &WatchOptions,
-    source: &Source,
+    source: &Revision,
     revision: Option<String>,
     why: &str,
 ) -> (Attempt, Option<Desired>) {
@@ -247,7 +247,7 @@ fn run_local(
     let (mut last, desired) = attempt(
         &make(config.to_path_buf()),
         opts,
-        &Source::WorkTree,
+        &Revision::WorkTree,
         None,
         "start",
     );
@@ -294,7 +294,7 @@ fn run_local(
         let (result, desired) = attempt(
             &make(config.to_path_buf()),
             opts,
-            &Source::WorkTree,
+            &Revision::WorkTree,
             None,
             why,
         );
@@ -391,7 +391,7 @@ fn run_git(
         let _ = attempt(
             &make(follower.worktree.join(config)),
             opts,
-            &Source::Rev(commit.clone()),
+            &Revision::Rev(commit.clone()),
             Some(revision),
             &why,
         );

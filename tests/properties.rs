@@ -11,11 +11,11 @@ use std::path::PathBuf;
 
 use proptest::prelude::*;
 use ravencert::config::{
-    ClientDesired, ClientSource, Desired, GenerateSpec, ServerDesired, ServerSource, StoreSettings,
+    ClientDesired, ClientSpec, Desired, GenerateSpec, ServerDesired, ServerSpec, StoreSettings,
 };
-use ravencert::model::{Access, Clearance, KeySpec, PfxProfile, RenewBefore, Span};
+use ravencert::model::{Access, Clearance, KeySpec, Period, PfxProfile, RenewBefore};
 use ravencert::plan::{self, Action, PlanOptions};
-use ravencert::store::{Actual, Registry};
+use ravencert::registry::{Actual, Registry};
 use time::macros::datetime;
 use time::OffsetDateTime;
 
@@ -61,11 +61,11 @@ prop_compose! {
             clearance,
             permissions,
             protect,
-            overlap: overlap.map(Span::days),
-            source: ClientSource::Generate(GenerateSpec {
+            overlap: overlap.map(Period::days),
+            source: ClientSpec::Generate(GenerateSpec {
                 key: key_spec,
-                validity: Span::days(365),
-                renew_before: RenewBefore::Span(Span::days(30)),
+                validity: Period::days(365),
+                renew_before: RenewBefore::Period(Period::days(30)),
                 pfx: PfxProfile::Modern,
                 password: None,
             }),
@@ -88,12 +88,12 @@ fn desired() -> impl Strategy<Value = Desired> {
                 max_deletions: max,
             },
             server: Some(ServerDesired {
-                source: ServerSource::Generate {
+                source: ServerSpec::Generate {
                     name: "cluster.example.com".into(),
                     dns: vec!["cluster.example.com".into()],
                     key: KeySpec::EcP256,
-                    validity: Span::days(365),
-                    renew_before: RenewBefore::Span(Span::days(30)),
+                    validity: Period::days(365),
+                    renew_before: RenewBefore::Period(Period::days(30)),
                 },
                 export: None,
             }),
@@ -101,7 +101,7 @@ fn desired() -> impl Strategy<Value = Desired> {
             warnings: vec![],
             positions: BTreeMap::new(),
             files: Default::default(),
-            renew_before: RenewBefore::Span(Span::days(30)),
+            renew_before: RenewBefore::Period(Period::days(30)),
         })
 }
 
@@ -115,7 +115,7 @@ fn applied(desired: &Desired, actual: &Actual, plan: &plan::Plan, counter: &mut 
         .map(|s| &mut s.thumbprint)
         .chain(reg.certificates.iter_mut().map(|c| &mut c.thumbprint))
     {
-        if !ravencert::store::is_thumbprint(t) {
+        if !ravencert::registry::is_thumbprint(t) {
             *counter += 1;
             *t = format!("{:040X}", *counter);
         }

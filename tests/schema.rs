@@ -170,6 +170,6 @@ fn production_example_node_certificates_line_works() {
         .unwrap_or_else(|e| panic!("{e:?}\n{config}"));
     assert!(matches!(
         desired.server.unwrap().source,
-        ravencert::config::ServerSource::Imported(_)
+        ravencert::config::ServerSpec::Imported(_)
     ));
 }

@@ -5,15 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::config::{ClientSource, ConfigError, Desired, FileRef, SecretRef, ServerSource};
-use crate::pki::{self, CertInfo, PrivateKey, ReadError};
-
-/// One certificate read from a file: public parts only.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Uploaded {
-    pub der: Vec<u8>,
-    pub info: CertInfo,
-}
+use crate::config::{ClientSpec, ConfigError, Desired, FileRef, SecretRef, ServerSpec};
+use crate::model::Uploaded;
+use crate::pki::{self, PrivateKey, ReadError};
 
 /// What the referenced files hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,7 +101,7 @@ pub fn resolve(desired: &Desired, reader: Reader<'_>) -> Result<Files, Vec<Confi
     let mut fail = |key: String, message: String| errors.push(desired.error_at(key, message));
 
     if let Some(server) = &desired.server {
-        if let ServerSource::Imported(refs) = &server.source {
+        if let ServerSpec::Imported(refs) = &server.source {
             for (i, r) in refs.iter().enumerate() {
                 let key = format!("server.certificates[{i}].path");
                 let bytes = match reader(&r.path) {
@@ -138,7 +132,7 @@ pub fn resolve(desired: &Desired, reader: Reader<'_>) -> Result<Files, Vec<Confi
     }
 
     for c in desired.clients.values() {
-        let ClientSource::Upload(r) = &c.source else {
+        let ClientSpec::Upload(r) = &c.source else {
             continue;
         };
         let key = format!("clients.{}.upload", c.key);
@@ -200,7 +194,7 @@ fn node_certificate(f: &pki::CertFile) -> Result<Vec<u8>, String> {
 /// The nodes' certificates with their private keys, for the apply (which writes them into the
 /// store and signs clients with the first).
 pub fn node_keys(desired: &Desired) -> Result<Vec<(Vec<u8>, PrivateKey)>, String> {
-    let Some(ServerSource::Imported(refs)) = desired.server.as_ref().map(|s| &s.source) else {
+    let Some(ServerSpec::Imported(refs)) = desired.server.as_ref().map(|s| &s.source) else {
         return Ok(Vec::new());
     };
     refs.iter()
