@@ -12,6 +12,18 @@ const O_NONBLOCK: i32 = 0o4000;
 /// ELOOP: what opening a symbolic link with O_NOFOLLOW fails with.
 pub const ELOOP: i32 = 40;
 
+/// The size refusal of [`read_regular`], carried inside its `io::Error` (kind `InvalidInput`)
+/// so that a caller tells it from other failures by type, never by its text:
+/// `e.get_ref().and_then(|r| r.downcast_ref::<TooLarge>())`.
+#[derive(Debug, thiserror::Error)]
+#[error("is {size} bytes, more than the {max} bytes allowed")]
+pub struct TooLarge {
+    /// The file's size.
+    pub size: u64,
+    /// The most the caller accepts.
+    pub max: u64,
+}
+
 /// Reads a regular file of at most `max` bytes. `follow_links = false` refuses a link (ELOOP).
 pub fn read_regular(path: &Path, max: u64, follow_links: bool) -> io::Result<Vec<u8>> {
     let flags = O_NONBLOCK | if follow_links { 0 } else { O_NOFOLLOW };
@@ -30,11 +42,10 @@ pub fn read_regular(path: &Path, max: u64, follow_links: bool) -> io::Result<Vec
     if meta.len() > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "is {} bytes, more than the {} bytes allowed",
-                meta.len(),
-                max
-            ),
+            TooLarge {
+                size: meta.len(),
+                max,
+            },
         ));
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
