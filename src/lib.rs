@@ -17,6 +17,7 @@ pub mod plan;
 pub mod progress;
 pub mod registry;
 pub mod render;
+pub mod saved_plan;
 
 pub mod store;
 #[doc(hidden)]

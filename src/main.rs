@@ -1,10 +1,15 @@
-use std::io::Write;
+//! The ravencert binary: parses the command line, runs one operation of `ops`, prints its
+//! output (and the apply confirmation) and exits with its code. All printing happens here.
+
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use ravencert::cli::{Cli, ColorChoice, Command};
+use ravencert::cli::{ApplyArgs, Cli, ColorChoice, Command, PlanArgs, WatchArgs};
 use ravencert::ops::{self, Context, Output};
-use ravencert::render::{escape_output, Style};
+use ravencert::plan::Plan;
+use ravencert::render::{self, escape_output, Style};
+use ravencert::watch::{GitFollow, WatchOptions};
 
 fn main() -> ExitCode {
     // Usage errors exit 1 like every other error (SPEC §3); --help and --version exit 0.
@@ -60,7 +65,6 @@ impl std::io::Write for LogWriter {
 }
 
 fn use_color(choice: ColorChoice) -> bool {
-    use std::io::IsTerminal;
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     match choice {
         _ if no_color => false,
@@ -84,90 +88,105 @@ fn run(cli: Cli) -> ops::Result<Output> {
     match cli.command {
         Command::Init => ops::init(&ctx),
         Command::Validate => ops::validate(&ctx),
-        Command::Plan(a) => ops::plan(
-            &ctx,
-            &ops::PlanRequest {
-                rev: a.rev,
-                base: a.base,
-                json: a.json,
-                markdown: a.markdown,
-                out: a.out,
-                diff: a.diff,
-                detailed_exitcode: a.detailed_exitcode,
-                replace: a.replace,
-                allow_delete_all: a.allow_delete_all,
-            },
-        ),
-        Command::Apply(a) => ops::apply(
-            &ctx,
-            &ops::ApplyRequest {
-                require_clean: a.require_clean,
-                planfile: a.planfile,
-                yes: a.yes,
-                json: a.json,
-                replace: a.replace,
-                lock_timeout: a.lock_timeout,
-                allow_delete_all: a.allow_delete_all,
-            },
-        ),
+        Command::Plan(a) => ops::plan(&ctx, &plan_request(a)),
+        Command::Apply(a) => {
+            let json = a.json;
+            ops::apply(&ctx, &apply_request(a), &mut |plan| {
+                confirm(plan, ctx.style, json)
+            })
+        }
         Command::Watch(a) => {
+            let color = ctx.style.color;
             tracing_subscriber::fmt()
-                .with_writer(move || LogWriter {
-                    color: ctx.style.color,
-                })
-                .with_ansi(ctx.style.color)
+                .with_writer(move || LogWriter { color })
+                .with_ansi(color)
                 .with_target(false)
                 .init();
-            let opts = ravencert::watch::WatchOptions {
-                interval: a.interval,
-                plan_only: a.plan_only,
-                git: match (a.git, a.branch) {
-                    (Some(url), Some(branch)) => Some(ravencert::watch::GitFollow {
-                        url,
-                        branch,
-                        poll: a.poll,
-                    }),
-                    _ => None,
-                },
-                lock_timeout: a.lock_timeout,
-            };
-            let git_mode = opts.git.is_some();
-            let make = |config: std::path::PathBuf| Context {
-                config,
-                store_override: cli.store.clone(),
-                style: ctx.style,
-                now: now(),
-                export_base: cli
-                    .store
-                    .as_ref()
-                    .filter(|_| git_mode)
-                    .map(|s| s.parent().map(|p| p.to_path_buf()).unwrap_or_default()),
-                allowed_exports: a.allow_export_path.clone(),
-            };
-            ravencert::watch::run(&cli.config, &make, &opts)?;
-            Ok(Output {
-                stdout: String::new(),
-                stderr: String::new(),
-                code: 0,
-            })
+            ops::watch(&ctx, &watch_request(a))
         }
         Command::Status { json } => ops::status(&ctx, json),
         Command::Export { out } => ops::export(&ctx, out),
-        Command::Schema => Ok(Output {
-            stdout: ravencert::config::json_schema(),
-            stderr: String::new(),
-            code: 0,
-        }),
+        Command::Schema => Ok(ops::schema()),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "ravencert", &mut buf);
-            Ok(Output {
-                stdout: String::from_utf8_lossy(&buf).into_owned(),
-                stderr: String::new(),
-                code: 0,
-            })
+            Ok(Output::ok(String::from_utf8_lossy(&buf).into_owned()))
         }
     }
+}
+
+fn plan_request(a: PlanArgs) -> ops::PlanRequest {
+    ops::PlanRequest {
+        rev: a.rev,
+        base: a.base,
+        json: a.json,
+        markdown: a.markdown,
+        out: a.out,
+        diff: a.diff,
+        detailed_exitcode: a.detailed_exitcode,
+        replace: a.replace,
+        allow_delete_all: a.allow_delete_all,
+    }
+}
+
+fn apply_request(a: ApplyArgs) -> ops::ApplyRequest {
+    ops::ApplyRequest {
+        require_clean: a.require_clean,
+        planfile: a.planfile,
+        yes: a.yes,
+        json: a.json,
+        replace: a.replace,
+        lock_timeout: a.lock_timeout,
+        allow_delete_all: a.allow_delete_all,
+    }
+}
+
+fn watch_request(a: WatchArgs) -> ops::WatchRequest {
+    let git = match (a.git, a.branch) {
+        (Some(url), Some(branch)) => Some(GitFollow {
+            url,
+            branch,
+            poll: a.poll,
+        }),
+        _ => None,
+    };
+    ops::WatchRequest {
+        options: WatchOptions {
+            interval: a.interval,
+            plan_only: a.plan_only,
+            git,
+            lock_timeout: a.lock_timeout,
+        },
+        allow_export_path: a.allow_export_path,
+        clock: now,
+    }
+}
+
+/// The apply confirmation, asked on the terminal: only `yes` goes ahead. With `--json`, stdout
+/// holds only the JSON document: the plan shown for confirmation and the question go to
+/// stderr, which is the terminal a person reads.
+fn confirm(plan: &Plan, style: Style, json: bool) -> ops::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(ops::Error::NoTerminal);
+    }
+    let shown = format!(
+        "{}\nDo you want to perform these actions? Only 'yes' will be accepted to approve.\n  Enter a value: ",
+        render::plan_text(plan, style)
+    );
+    let shown = escape_output(&shown, style.color);
+    if json {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(shown.as_bytes());
+        let _ = err.flush();
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(shown.as_bytes());
+        let _ = out.flush();
+    }
+    // An unreadable answer is no answer: the apply is cancelled.
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    Ok(answer.trim() == "yes")
 }
 
 /// The clock. Debug builds (the ones `cargo test` runs) honour RAVENCERT_TEST_NOW (RFC 3339) so

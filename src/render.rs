@@ -1,14 +1,19 @@
-//! Everything a person or a script reads: plan text (Terraform-like), plan JSON, the registry
-//! diff, and the Studio-like status table.
+//! Everything a person or a script reads: plan text (Terraform-like), plan JSON and Markdown,
+//! the registry diff, the Studio-like status tables and status JSON, and the apply report. JSON
+//! documents are typed structs serialized in field order.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::plan::{Action, Change, FieldChange, Plan, Target};
-use crate::registry::Registry;
+use crate::model::{Access, Clearance, RenewBefore};
+use crate::plan::{Action, Change, FieldChange, Fields, Plan, Target};
+use crate::registry::{CertEntry, Registry};
 
 /// Whether a character is escaped wherever text reaches a person: control characters
 /// (Unicode Cc: C0, DEL, C1), format characters (Cf: bidi embeddings, overrides and isolates,
@@ -188,68 +193,7 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
     if plan.changes.is_empty() {
         let _ = writeln!(out, "{}", NO_CHANGES);
     } else {
-        let _ = writeln!(
-            out,
-            "ravencert will perform these actions ({} create, {} update, {} replace, {} delete, {} export):\n",
-            style.action(Action::Create),
-            style.action(Action::Update),
-            style.action(Action::Replace),
-            style.action(Action::Delete),
-            style.action(Action::Export),
-        );
-        let escalations: Vec<&Change> = plan.changes.iter().filter(|c| c.escalation).collect();
-        if !escalations.is_empty() {
-            let keys: Vec<Cow<str>> = escalations.iter().map(|c| escape(&c.key)).collect();
-            let _ = writeln!(
-                out,
-                "{} {} change{} widen{} access: {}\n",
-                style.alert("!! ESCALATION:"),
-                escalations.len(),
-                if escalations.len() == 1 { "" } else { "s" },
-                if escalations.len() == 1 { "s" } else { "" },
-                keys.join(", ")
-            );
-        }
-        for c in &plan.changes {
-            let flag = if c.escalation {
-                format!("  {}", style.alert("[ESCALATION]"))
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                out,
-                "  {} {} {}{}",
-                style.action(c.action),
-                c.target.as_str(),
-                style.bold(&escape(&c.key)),
-                flag
-            );
-            let mut lines = vec![("reason".to_string(), c.reason.clone())];
-            lines.extend(field_lines(&c.fields, c.action == Action::Create));
-            // (A review plan's assumed store has no real thumbprints to show.)
-            if let Some(t) = c
-                .before
-                .as_ref()
-                .and_then(|b| b.thumbprint.as_ref())
-                .filter(|t| crate::registry::is_thumbprint(t))
-            {
-                let label = match c.action {
-                    Action::Update => "thumbprint (kept)",
-                    _ => "thumbprint",
-                };
-                lines.push((label.to_string(), t.clone()));
-            }
-            if let Some(na) = c.before.as_ref().and_then(|b| b.not_after) {
-                if c.action != Action::Update {
-                    lines.push(("expires".to_string(), rfc3339(na)));
-                }
-            }
-            // `field: old -> new`, as SPEC §4 writes it, so scripts can grep a change.
-            for (k, v) in lines {
-                let _ = writeln!(out, "      {}: {}", Escaped(&k), Escaped(&v));
-            }
-            out.push('\n');
-        }
+        text_changes(&mut out, plan, style);
     }
     if !plan.warnings.is_empty() {
         let _ = writeln!(out, "{}", style.warn("Warnings:"));
@@ -264,25 +208,166 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
     out
 }
 
-/// The plan as the JSON documented in SPEC §4.
-pub fn plan_json(plan: &Plan) -> Value {
-    json!({
-        "format_version": 1,
-        "changes": plan.changes,
-        "summary": {
-            "create": plan.count(Action::Create),
-            "update": plan.count(Action::Update),
-            "replace": plan.count(Action::Replace),
-            "delete": plan.count(Action::Delete),
-            "export": plan.count(Action::Export),
+/// The legend, the escalation banner and one block per change.
+fn text_changes(out: &mut String, plan: &Plan, style: Style) {
+    let _ = writeln!(
+        out,
+        "ravencert will perform these actions ({} create, {} update, {} replace, {} delete, {} export):\n",
+        style.action(Action::Create),
+        style.action(Action::Update),
+        style.action(Action::Replace),
+        style.action(Action::Delete),
+        style.action(Action::Export),
+    );
+    let escalations: Vec<&Change> = plan.changes.iter().filter(|c| c.escalation).collect();
+    if !escalations.is_empty() {
+        let keys: Vec<Cow<str>> = escalations.iter().map(|c| escape(&c.key)).collect();
+        let _ = writeln!(
+            out,
+            "{} {} change{} widen{} access: {}\n",
+            style.alert("!! ESCALATION:"),
+            escalations.len(),
+            if escalations.len() == 1 { "" } else { "s" },
+            if escalations.len() == 1 { "s" } else { "" },
+            keys.join(", ")
+        );
+    }
+    for c in &plan.changes {
+        text_change(out, c, style);
+    }
+}
+
+/// One change: symbol, target, key and flag, then `field: value` lines.
+fn text_change(out: &mut String, c: &Change, style: Style) {
+    let flag = if c.escalation {
+        format!("  {}", style.alert("[ESCALATION]"))
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "  {} {} {}{}",
+        style.action(c.action),
+        c.target.as_str(),
+        style.bold(&escape(&c.key)),
+        flag
+    );
+    let mut lines = vec![("reason".to_string(), c.reason.clone())];
+    lines.extend(field_lines(&c.fields, c.action == Action::Create));
+    // (A review plan's assumed store has no real thumbprints to show.)
+    if let Some(t) = c
+        .before
+        .as_ref()
+        .and_then(|b| b.thumbprint.as_ref())
+        .filter(|t| crate::registry::is_thumbprint(t))
+    {
+        let label = match c.action {
+            Action::Update => "thumbprint (kept)",
+            _ => "thumbprint",
+        };
+        lines.push((label.to_string(), t.clone()));
+    }
+    if let Some(na) = c.before.as_ref().and_then(|b| b.not_after) {
+        if c.action != Action::Update {
+            lines.push(("expires".to_string(), rfc3339(na)));
+        }
+    }
+    // `field: old -> new`, as SPEC §4 writes it, so scripts can grep a change.
+    for (k, v) in lines {
+        let _ = writeln!(out, "      {}: {}", Escaped(&k), Escaped(&v));
+    }
+    out.push('\n');
+}
+
+/// One change as the plan JSON shows it (SPEC §4): the fields that matter to the action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeDocument {
+    /// create, update, replace, delete or export.
+    pub action: Action,
+    /// server, client or export.
+    pub target: Target,
+    /// The client key (or the server's name, or the export path).
+    pub key: String,
+    /// Why, for a person.
+    pub reason: String,
+    /// Whether the change widens access.
+    pub escalation: bool,
+    /// The certificate before the change.
+    pub before: Option<Fields>,
+    /// The certificate after the change.
+    pub after: Option<Fields>,
+}
+
+impl From<&Change> for ChangeDocument {
+    fn from(c: &Change) -> ChangeDocument {
+        ChangeDocument {
+            action: c.action,
+            target: c.target,
+            key: c.key.clone(),
+            reason: c.reason.clone(),
+            escalation: c.escalation,
+            before: c.before.clone(),
+            after: c.after.clone(),
+        }
+    }
+}
+
+/// How many changes of each action a plan has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Changes that create.
+    pub create: usize,
+    /// Changes that edit in place.
+    pub update: usize,
+    /// Re-issues.
+    pub replace: usize,
+    /// Deletions.
+    pub delete: usize,
+    /// Exports.
+    pub export: usize,
+}
+
+/// The plan as the JSON documented in SPEC §4 (`plan --json`, and inside a saved plan).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanDocument {
+    /// Always 1.
+    pub format_version: u32,
+    /// Every change, in the order it is applied.
+    pub changes: Vec<ChangeDocument>,
+    /// The counts per action.
+    pub summary: Summary,
+    /// Changes made outside ravencert, then the plan's warnings.
+    pub warnings: Vec<String>,
+    /// `plan --json --diff`: the registry diff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_diff: Option<String>,
+}
+
+/// The plan as [`PlanDocument`].
+pub fn plan_document(plan: &Plan) -> PlanDocument {
+    PlanDocument {
+        format_version: 1,
+        changes: plan.changes.iter().map(ChangeDocument::from).collect(),
+        summary: Summary {
+            create: plan.count(Action::Create),
+            update: plan.count(Action::Update),
+            replace: plan.count(Action::Replace),
+            delete: plan.count(Action::Delete),
+            export: plan.count(Action::Export),
         },
-        "warnings": plan
+        warnings: plan
             .drift
             .iter()
             .map(|d| format!("changed outside ravencert: {d}"))
             .chain(plan.warnings.iter().cloned())
-            .collect::<Vec<_>>(),
-    })
+            .collect(),
+        registry_diff: None,
+    }
+}
+
+/// A JSON document as the commands print it: pretty, with a final newline.
+pub fn json_text<T: Serialize>(document: &T) -> serde_json::Result<String> {
+    Ok(format!("{}\n", serde_json::to_string_pretty(document)?))
 }
 
 /// A value as literal GitHub-flavored Markdown text, for a table cell, a list item or a quote:
@@ -330,72 +415,8 @@ pub fn plan_markdown(plan: &Plan) -> String {
         let _ = writeln!(out, "{NO_CHANGES}\n");
     } else {
         let _ = writeln!(out, "**{}**\n", summary_line(plan));
-        let escalations: Vec<&Change> = plan.changes.iter().filter(|c| c.escalation).collect();
-        if !escalations.is_empty() {
-            let _ = writeln!(
-                out,
-                "> [!WARNING]\n> **{} change{} widen{} access** — review who gets what:",
-                escalations.len(),
-                if escalations.len() == 1 { "" } else { "s" },
-                if escalations.len() == 1 { "s" } else { "" }
-            );
-            for c in &escalations {
-                let what: Vec<String> = c
-                    .fields
-                    .iter()
-                    .filter(|f| f.field != "name")
-                    .map(|f| match &f.old {
-                        Some(o) => format!(
-                            "{}: {} → {}",
-                            md_cell(&f.field),
-                            md_cell(o),
-                            md_cell(field_value(&f.new))
-                        ),
-                        None => format!("{}: {}", md_cell(&f.field), md_cell(field_value(&f.new))),
-                    })
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "> - {} ({}): {}",
-                    md_cell(&c.key),
-                    c.action.as_str(),
-                    what.join(", ")
-                );
-            }
-            out.push('\n');
-        }
-        out.push_str("| | Action | Target | Key | Reason | Changes |\n|---|---|---|---|---|---|\n");
-        for c in &plan.changes {
-            let changes: Vec<String> = c
-                .fields
-                .iter()
-                .map(|f| {
-                    let new = md_cell(field_value(&f.new));
-                    if c.action == Action::Create {
-                        format!("{}: {new}", md_cell(&f.field))
-                    } else {
-                        let old = md_cell(field_value(&f.old));
-                        format!("{}: {old} -> {new}", md_cell(&f.field))
-                    }
-                })
-                .collect();
-            let _ = writeln!(
-                out,
-                "| `{}` | {}{} | {} | {} | {} | {} |",
-                c.action.symbol(),
-                c.action.as_str(),
-                if c.escalation {
-                    " ⚠️ escalation"
-                } else {
-                    ""
-                },
-                c.target.as_str(),
-                md_cell(&c.key),
-                md_cell(&c.reason),
-                changes.join("; ")
-            );
-        }
-        out.push('\n');
+        md_escalations(&mut out, plan);
+        md_table(&mut out, plan);
     }
     if !plan.warnings.is_empty() {
         out.push_str("**Warnings**\n\n");
@@ -405,6 +426,81 @@ pub fn plan_markdown(plan: &Plan) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The GitHub warning box listing who gets what, when a change widens access.
+fn md_escalations(out: &mut String, plan: &Plan) {
+    let escalations: Vec<&Change> = plan.changes.iter().filter(|c| c.escalation).collect();
+    if escalations.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "> [!WARNING]\n> **{} change{} widen{} access** — review who gets what:",
+        escalations.len(),
+        if escalations.len() == 1 { "" } else { "s" },
+        if escalations.len() == 1 { "s" } else { "" }
+    );
+    for c in &escalations {
+        let what: Vec<String> = c
+            .fields
+            .iter()
+            .filter(|f| f.field != "name")
+            .map(|f| match &f.old {
+                Some(o) => format!(
+                    "{}: {} → {}",
+                    md_cell(&f.field),
+                    md_cell(o),
+                    md_cell(field_value(&f.new))
+                ),
+                None => format!("{}: {}", md_cell(&f.field), md_cell(field_value(&f.new))),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "> - {} ({}): {}",
+            md_cell(&c.key),
+            c.action.as_str(),
+            what.join(", ")
+        );
+    }
+    out.push('\n');
+}
+
+/// The table of changes, one row each with its reason and changed fields.
+fn md_table(out: &mut String, plan: &Plan) {
+    out.push_str("| | Action | Target | Key | Reason | Changes |\n|---|---|---|---|---|---|\n");
+    for c in &plan.changes {
+        let changes: Vec<String> = c
+            .fields
+            .iter()
+            .map(|f| {
+                let new = md_cell(field_value(&f.new));
+                if c.action == Action::Create {
+                    format!("{}: {new}", md_cell(&f.field))
+                } else {
+                    let old = md_cell(field_value(&f.old));
+                    format!("{}: {old} -> {new}", md_cell(&f.field))
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| `{}` | {}{} | {} | {} | {} | {} |",
+            c.action.symbol(),
+            c.action.as_str(),
+            if c.escalation {
+                " ⚠️ escalation"
+            } else {
+                ""
+            },
+            c.target.as_str(),
+            md_cell(&c.key),
+            md_cell(&c.reason),
+            changes.join("; ")
+        );
+    }
+    out.push('\n');
 }
 
 /// A unified diff of the registry text before and after.
@@ -483,20 +579,6 @@ pub fn markdown_diff(diff: &str) -> String {
 /// Placeholder for values that only the apply can know (a new certificate's thumbprint).
 pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
 
-/// Whether a change targets a client certificate (used for the registry projection).
-pub fn is_client(c: &Change) -> bool {
-    c.target == Target::Client
-}
-
-/// One row of the status table.
-pub struct StatusRow {
-    pub name: String,
-    pub thumbprint: String,
-    pub clearance: String,
-    pub expires: String,
-    pub databases: String,
-}
-
 /// A plain text table with a header row.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     // Cells hold names and subjects from files and the registry: escaped, so that none can
@@ -532,6 +614,271 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         line(r.iter().map(|s| s.as_str()).collect(), &mut out);
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status: the Studio-like tables and `status --json` (SPEC §5).
+
+/// What the status table shows beside the registry: the time, and the renewal windows
+/// certs.toml declares (none when it cannot be read: no renewal marks then).
+pub struct StatusView<'a> {
+    /// The store's registry.
+    pub registry: &'a Registry,
+    /// The time of the command, for days left.
+    pub now: OffsetDateTime,
+    /// The server certificate's renew_before, when it is generated.
+    pub server_renew: Option<RenewBefore>,
+    /// Each declared client's renew_before, by client key.
+    pub client_renew: &'a BTreeMap<String, RenewBefore>,
+}
+
+/// The text of `status` for a store that holds nothing yet.
+pub fn status_empty(store: &Path) -> String {
+    format!(
+        "The store {} is empty: run `ravencert apply`.\n",
+        Escaped(&store.display().to_string())
+    )
+}
+
+/// The text of `status`: the server and client tables, then the applied revision.
+pub fn status_text(view: &StatusView<'_>) -> String {
+    let reg = view.registry;
+    let mut out = String::from("Server certificate\n");
+    let rows: Vec<Vec<String>> = reg
+        .server
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.thumbprint.clone(),
+                "ClusterNode".into(),
+                expires_cell(view.now, s.not_before, s.not_after, view.server_renew, None),
+            ]
+        })
+        .collect();
+    out.push_str(&table_or_none(
+        &["Name", "Thumbprint", "Clearance", "Expires"],
+        &rows,
+    ));
+    out.push_str("\nClient certificates\n");
+    let rows: Vec<Vec<String>> = reg
+        .certificates
+        .iter()
+        .map(|c| client_row(view, c))
+        .collect();
+    out.push_str(&table_or_none(
+        &["Name", "Thumbprint", "Clearance", "Expires", "Databases"],
+        &rows,
+    ));
+    if let Some(r) = &reg.applied_revision {
+        let _ = writeln!(out, "\nApplied revision: {}", Escaped(r));
+    }
+    out
+}
+
+fn table_or_none(headers: &[&str], rows: &[Vec<String>]) -> String {
+    if rows.is_empty() {
+        "  (none registered)\n".to_string()
+    } else {
+        table(headers, rows)
+    }
+}
+
+/// A client row as the Studio shows it: `User` for ValidUser, `All` databases above it.
+fn client_row(view: &StatusView<'_>, c: &CertEntry) -> Vec<String> {
+    let mut name = c.name.clone();
+    if c.retire_after.is_some() {
+        name.push_str(" (old)");
+    }
+    let databases = if c.clearance == Clearance::ValidUser {
+        if c.permissions.is_empty() {
+            "(none)".to_string()
+        } else {
+            c.permissions
+                .iter()
+                .map(|(db, a)| format!("{db}: {a}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    } else {
+        "All".to_string()
+    };
+    let clearance = match c.clearance {
+        Clearance::ValidUser => "User".to_string(),
+        other => other.to_string(),
+    };
+    vec![
+        name,
+        c.thumbprint.clone(),
+        clearance,
+        expires_cell(
+            view.now,
+            c.not_before,
+            c.not_after,
+            view.client_renew.get(&c.key).copied(),
+            c.retire_after,
+        ),
+        databases,
+    ]
+}
+
+/// The Expires cell: date and days left, then EXPIRED, `[retiring DATE]` for an old
+/// certificate kept through its rotation overlap (already replaced, so never renew due), or
+/// `[renew due]` inside renew_before.
+fn expires_cell(
+    now: OffsetDateTime,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    renew: Option<RenewBefore>,
+    retiring_after: Option<OffsetDateTime>,
+) -> String {
+    let days = (not_after - now).whole_days();
+    let mut s = format!("{} ({} days left)", not_after.date(), days);
+    if not_after <= now {
+        s = format!("{} (EXPIRED)", not_after.date());
+    } else if let Some(r) = retiring_after {
+        s.push_str(&format!(" [retiring {}]", r.date()));
+    } else if let Some(r) = renew {
+        if not_after - now < r.window(not_after - not_before) {
+            s.push_str(" [renew due]");
+        }
+    }
+    s
+}
+
+/// `status --json`: the registry as SPEC §5 documents it, plus the warnings.
+#[derive(Serialize)]
+struct StatusDocument<'a> {
+    server: Vec<ServerStatus<'a>>,
+    certificates: Vec<CertificateStatus<'a>>,
+    applied_revision: Option<&'a str>,
+    warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct ServerStatus<'a> {
+    name: &'a str,
+    subject: String,
+    thumbprint: &'a str,
+    not_before: String,
+    not_after: String,
+    source: &'static str,
+}
+
+#[derive(Serialize)]
+struct CertificateStatus<'a> {
+    key: &'a str,
+    name: &'a str,
+    thumbprint: &'a str,
+    public_key_pinning_hash: &'a str,
+    clearance: Clearance,
+    permissions: &'a BTreeMap<String, Access>,
+    not_before: String,
+    not_after: String,
+    source: &'static str,
+    collection_primary: Option<&'a str>,
+    retiring_after: Option<String>,
+}
+
+/// The text of `status --json`.
+pub fn status_json(reg: &Registry, warnings: &[String]) -> serde_json::Result<String> {
+    json_text(&StatusDocument {
+        server: reg
+            .server
+            .iter()
+            .map(|s| ServerStatus {
+                name: &s.name,
+                subject: format!("CN={}", s.name),
+                thumbprint: &s.thumbprint,
+                not_before: rfc3339(s.not_before),
+                not_after: rfc3339(s.not_after),
+                source: s.source.as_str(),
+            })
+            .collect(),
+        certificates: reg
+            .certificates
+            .iter()
+            .map(|c| CertificateStatus {
+                key: &c.key,
+                name: &c.name,
+                thumbprint: &c.thumbprint,
+                public_key_pinning_hash: &c.public_key_pinning_hash,
+                clearance: c.clearance,
+                permissions: &c.permissions,
+                not_before: rfc3339(c.not_before),
+                not_after: rfc3339(c.not_after),
+                source: c.source.as_str(),
+                collection_primary: c.collection_primary.as_deref(),
+                retiring_after: c.retire_after.map(rfc3339),
+            })
+            .collect(),
+        applied_revision: reg.applied_revision.as_deref(),
+        warnings,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The apply report.
+
+/// A certificate an apply registered: (client or server key, thumbprint, not-after).
+pub type Issued = (String, String, OffsetDateTime);
+
+/// `apply --json`: the plan carried out, and what it registered.
+#[derive(Serialize)]
+struct ApplyDocument<'a> {
+    #[serde(flatten)]
+    plan: PlanDocument,
+    applied: bool,
+    issued: Vec<IssuedDocument<'a>>,
+}
+
+#[derive(Serialize)]
+struct IssuedDocument<'a> {
+    key: &'a str,
+    thumbprint: &'a str,
+    not_after: String,
+}
+
+/// The text of `apply --json`.
+pub fn apply_json(plan: &Plan, issued: &[Issued]) -> serde_json::Result<String> {
+    json_text(&ApplyDocument {
+        plan: plan_document(plan),
+        applied: true,
+        issued: issued
+            .iter()
+            .map(|(key, thumbprint, not_after)| IssuedDocument {
+                key,
+                thumbprint,
+                not_after: rfc3339(*not_after),
+            })
+            .collect(),
+    })
+}
+
+/// The text of `apply`: the plan (when it was not shown for confirmation), each certificate
+/// registered, and the one-line summary.
+pub fn apply_text(plan: &Plan, issued: &[Issued], style: Style, show_plan: bool) -> String {
+    if plan.is_empty() {
+        return plan_text(plan, style);
+    }
+    let mut s = if show_plan {
+        plan_text(plan, style)
+    } else {
+        String::new()
+    };
+    for (key, thumb, _) in issued {
+        let _ = writeln!(s, "registered {}: {}", Escaped(key), Escaped(thumb));
+    }
+    let _ = writeln!(
+        s,
+        "Apply complete: {} created, {} updated, {} replaced, {} deleted, {} exported.",
+        plan.count(Action::Create),
+        plan.count(Action::Update),
+        plan.count(Action::Replace),
+        plan.count(Action::Delete),
+        plan.count(Action::Export),
+    );
+    s
 }
 
 #[cfg(test)]

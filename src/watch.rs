@@ -2,6 +2,9 @@
 //! since editors save by rename) or a git branch, re-checks every interval so that certificates
 //! are renewed when nobody edits anything, backs off on failure, and stops cleanly on
 //! SIGINT/SIGTERM once the running apply has finished.
+//!
+//! This is the loop only: each attempt (load, plan, apply, log) is a [`Reconciler`] that
+//! `ops::watch` supplies, so that nothing here depends on the commands above it.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -11,32 +14,89 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use notify::RecursiveMode;
-use notify_debouncer_full::new_debouncer;
-use tracing::{error, info, warn};
+use notify_debouncer_full::{new_debouncer, DebounceEventResult};
+use tracing::{info, warn};
 
-use crate::config::Desired;
-use crate::git::Follower;
-use crate::ops::{self, Context, Failure, Revision};
-use crate::plan::{Action, Plan, PlanOptions};
+use crate::git::{Follower, GitError};
 
 /// Follow a git branch instead of a local file.
 #[derive(Debug, Clone)]
 pub struct GitFollow {
+    /// The repository (URL or local path).
     pub url: String,
+    /// The branch followed.
     pub branch: String,
+    /// How often to fetch.
     pub poll: Duration,
 }
 
+/// How `watch` runs.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
+    /// Re-check this often (with jitter) even when nothing changes.
     pub interval: Duration,
+    /// Only log what would change.
     pub plan_only: bool,
+    /// Follow a git branch instead of certs.toml on disk.
     pub git: Option<GitFollow>,
+    /// How long an apply waits for another one holding the store's lock.
     pub lock_timeout: Duration,
 }
 
-/// How a context is made for each run (a fresh clock every time).
-pub type MakeContext<'a> = &'a dyn Fn(PathBuf) -> Context;
+/// Why the watch cannot start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// SIGINT/SIGTERM handlers cannot be installed.
+    #[error("cannot handle signals: {0}")]
+    Signals(std::io::Error),
+    /// The file watch cannot be set up.
+    #[error("cannot watch files: {0}")]
+    Notify(notify::Error),
+    /// The file watch ended on its own.
+    #[error("the file watcher stopped")]
+    WatcherStopped,
+    /// With `--git`, `-c` must name a path inside the repository.
+    #[error("with --git, -c names certs.toml inside the repository (e.g. clusters/prod/certs.toml), not {}", .0.display())]
+    ConfigOutsideRepository(PathBuf),
+    /// `--git` without `--store`.
+    #[error("watch --git needs --store DIR: each machine keeps its own store while following one repository")]
+    NoStore,
+    /// The repository cannot be cloned or opened.
+    #[error(transparent)]
+    Git(#[from] GitError),
+}
+
+/// Where one attempt reads certs.toml from.
+pub enum Source<'a> {
+    /// certs.toml on disk, as `-c` names it.
+    Local,
+    /// certs.toml in a commit of the followed branch.
+    Commit {
+        /// certs.toml's path in the cache checkout.
+        config: PathBuf,
+        /// The commit id.
+        commit: &'a str,
+        /// What the registry records as applied: `<branch>@sha1:<commit>`.
+        revision: String,
+    },
+}
+
+/// The outcome of one converge attempt.
+pub enum Attempt {
+    /// Planned (and applied, unless plan-only).
+    Done,
+    /// The config is invalid: wait for the next change, nothing to retry.
+    Invalid,
+    /// The plan or apply failed (lock busy, I/O): retry with backoff.
+    Failed,
+}
+
+/// One attempt of the loop: read certs.toml, plan, apply unless plan-only, log what happened.
+pub trait Reconciler {
+    /// Runs one attempt, `why` naming its cause in the log. Returns its outcome and, when
+    /// certs.toml could be read, the files it references (a change to them means plan again).
+    fn attempt(&self, source: &Source<'_>, why: &str) -> (Attempt, Option<Vec<PathBuf>>);
+}
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
@@ -50,135 +110,20 @@ fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(0.9 + 0.2 * r)
 }
 
-fn stop_flag() -> Result<Arc<AtomicBool>, Failure> {
+fn stop_flag() -> Result<Arc<AtomicBool>, WatchError> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| Failure(format!("cannot handle signals: {e}")))?;
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(WatchError::Signals)?;
     }
     Ok(stop)
 }
 
-/// The outcome of one converge attempt.
-enum Attempt {
-    Done,
-    /// The config is invalid: wait for the next change, nothing to retry.
-    Invalid,
-    /// The apply failed (lock busy, I/O): retry with backoff.
-    Failed,
-}
-
-fn summary(plan: &Plan) -> String {
-    format!(
-        "{} created, {} updated, {} replaced, {} deleted, {} exported",
-        plan.count(Action::Create),
-        plan.count(Action::Update),
-        plan.count(Action::Replace),
-        plan.count(Action::Delete),
-        plan.count(Action::Export)
-    )
-}
-
-fn log_changes(plan: &Plan) {
-    for d in &plan.drift {
-        warn!("changed outside ravencert: {d}");
-    }
-    for c in &plan.changes {
-        info!(
-            "  {} {} {}{}: {}",
-            c.action.symbol(),
-            c.target.as_str(),
-            c.key,
-            if c.escalation { " [ESCALATION]" } else { "" },
-            c.reason
-        );
-    }
-    for w in &plan.warnings {
-        warn!("{w}");
-    }
-}
-
-/// Loads certs.toml (from the disk, or from a commit's git objects), plans and (unless
-/// plan-only) applies. Logs one line per event.
-fn attempt(
-    ctx: &Context,
-    opts: &WatchOptions,
-    source: &Revision,
-    revision: Option<String>,
-    why: &str,
-) -> (Attempt, Option<Desired>) {
-    let desired = match ctx.load(source, true) {
-        Ok(d) => d,
-        Err(e) => {
-            warn!(
-                "{why}: certs.toml is invalid, nothing applied, the last good state stays: {}",
-                e.0.replace('\n', " | ")
-            );
-            return (Attempt::Invalid, None);
-        }
-    };
-    // Following a local file: its git provenance, if it has one.
-    let revision = revision.or_else(|| ops::revision_of(&ctx.config, &desired));
-    if opts.plan_only {
-        match ops::plan_for(ctx, &desired, &PlanOptions::default()) {
-            Ok(plan) if plan.is_empty() && plan.drift.is_empty() => {
-                info!("{why}: no changes, the store matches certs.toml")
-            }
-            Ok(plan) => {
-                info!("{why}: plan only, would apply: {}", summary(&plan));
-                log_changes(&plan);
-            }
-            Err(e) => {
-                error!("{why}: plan failed: {}", e.0.replace('\n', " | "));
-                return (Attempt::Failed, Some(desired));
-            }
-        }
-        return (Attempt::Done, Some(desired));
-    }
-    match ops::converge(
-        ctx,
-        &desired,
-        &PlanOptions::default(),
-        opts.lock_timeout,
-        revision.clone(),
-        &|_, _| Ok(()),
-    ) {
-        Ok((plan, _)) if plan.is_empty() => {
-            info!("{why}: no changes, the store matches certs.toml");
-            (Attempt::Done, Some(desired))
-        }
-        Ok((plan, outcome)) => {
-            info!(
-                "{why}: applied {}{}",
-                summary(&plan),
-                revision
-                    .map(|r| format!(" (revision {r})"))
-                    .unwrap_or_default()
-            );
-            log_changes(&plan);
-            for (key, thumb, _) in &outcome.issued {
-                info!("  registered {key}: {thumb}");
-            }
-            (Attempt::Done, Some(desired))
-        }
-        Err(e) => {
-            error!(
-                "{why}: apply failed, the store is unchanged: {}",
-                e.0.replace('\n', " | ")
-            );
-            (Attempt::Failed, Some(desired))
-        }
-    }
-}
-
 /// The files a change of which means "plan again": certs.toml and every file it references.
-fn targets(config: &Path, desired: Option<&Desired>) -> BTreeSet<PathBuf> {
+fn targets(config: &Path, referenced: Option<&[PathBuf]>) -> BTreeSet<PathBuf> {
     let mut out = BTreeSet::new();
     out.insert(absolute(config));
-    if let Some(d) = desired {
-        for f in d.referenced_files() {
-            out.insert(absolute(&f));
-        }
+    for f in referenced.unwrap_or_default() {
+        out.insert(absolute(f));
     }
     out
 }
@@ -193,49 +138,128 @@ fn absolute(path: &Path) -> PathBuf {
     dir.join(path.file_name().unwrap_or_default())
 }
 
-/// Runs until SIGINT/SIGTERM.
-pub fn run(config: &Path, make: MakeContext<'_>, opts: &WatchOptions) -> Result<(), Failure> {
+/// Runs until SIGINT/SIGTERM. `store` is `--store`, which `--git` needs.
+pub fn run(
+    config: &Path,
+    store: Option<&Path>,
+    opts: &WatchOptions,
+    reconciler: &dyn Reconciler,
+) -> Result<(), WatchError> {
     let stop = stop_flag()?;
     match &opts.git {
-        Some(g) => run_git(config, make, opts, g, &stop),
-        None => run_local(config, make, opts, &stop),
+        Some(g) => run_git(config, store, opts, g, reconciler, &stop),
+        None => run_local(config, opts, reconciler, &stop),
     }
 }
 
-fn run_local(
-    config: &Path,
-    make: MakeContext<'_>,
-    opts: &WatchOptions,
-    stop: &AtomicBool,
-) -> Result<(), Failure> {
-    let (tx, rx) = mpsc::channel();
-    let mut debouncer = new_debouncer(Duration::from_millis(100), None, tx)
-        .map_err(|e| Failure(format!("cannot watch files: {e}")))?;
-    let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
-    let mut watch_dirs = |targets: &BTreeSet<PathBuf>,
-                          debouncer: &mut notify_debouncer_full::Debouncer<
-        notify::RecommendedWatcher,
-        notify_debouncer_full::RecommendedCache,
-    >| {
-        // Returns whether a folder was added: a file in it may have changed before the watch
-        // existed, so the caller plans once more.
+type Debouncer = notify_debouncer_full::Debouncer<
+    notify::RecommendedWatcher,
+    notify_debouncer_full::RecommendedCache,
+>;
+
+/// The file watch of a local certs.toml: the folders watched and the files that matter.
+struct Watched {
+    config: PathBuf,
+    debouncer: Debouncer,
+    folders: BTreeSet<PathBuf>,
+    files: BTreeSet<PathBuf>,
+}
+
+impl Watched {
+    /// Follows certs.toml and the files it references from now on. Returns whether a folder
+    /// was added: a file in it may have changed before the watch existed, so the caller plans
+    /// once more.
+    fn follow(&mut self, referenced: Option<&[PathBuf]>) -> bool {
+        self.files = targets(&self.config, referenced);
         let mut added = false;
-        for t in targets {
+        for t in &self.files {
             let Some(dir) = t.parent() else { continue };
-            if watched.insert(dir.to_path_buf()) {
+            if self.folders.insert(dir.to_path_buf()) {
                 // The folder, not the file: after an editor's rename-save a watch on the file
                 // goes silent.
-                if let Err(e) = debouncer.watch(dir, RecursiveMode::NonRecursive) {
+                if let Err(e) = self.debouncer.watch(dir, RecursiveMode::NonRecursive) {
                     warn!("cannot watch {}: {e}", dir.display());
-                    watched.remove(dir);
+                    self.folders.remove(dir);
                 } else {
                     added = true;
                 }
             }
         }
         added
-    };
+    }
 
+    /// Whether what the watch reported (or did not, within a tick) changed a file that matters.
+    fn changed(
+        &self,
+        received: Result<DebounceEventResult, mpsc::RecvTimeoutError>,
+    ) -> Result<bool, WatchError> {
+        match received {
+            // Reading certs.toml raises access events; only writes, creates, renames and
+            // removals mean it changed.
+            Ok(Ok(events)) => Ok(events.iter().any(|ev| {
+                !matches!(ev.kind, notify::EventKind::Access(_))
+                    && ev.paths.iter().any(|p| self.files.contains(p))
+            })),
+            Ok(Err(errors)) => {
+                for e in errors {
+                    warn!("file watch error: {e}");
+                }
+                Ok(false)
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(false),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(WatchError::WatcherStopped),
+        }
+    }
+}
+
+/// When a failed attempt is retried: after a backoff that doubles up to a cap.
+struct Retry {
+    backoff: Duration,
+    at: Option<Instant>,
+}
+
+impl Retry {
+    /// After the first attempt: a failure is retried after the first backoff.
+    fn first(result: &Attempt) -> Retry {
+        Retry {
+            backoff: BACKOFF_START,
+            at: matches!(result, Attempt::Failed).then(|| Instant::now() + BACKOFF_START),
+        }
+    }
+
+    fn after(&mut self, result: &Attempt) {
+        match result {
+            Attempt::Failed => {
+                self.at = Some(Instant::now() + self.backoff);
+                info!("retrying in {:?}", self.backoff);
+                self.backoff = (self.backoff * 2).min(BACKOFF_CAP);
+            }
+            Attempt::Done | Attempt::Invalid => {
+                self.at = None;
+                self.backoff = BACKOFF_START;
+            }
+        }
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.at.is_some_and(|t| now >= t)
+    }
+}
+
+fn run_local(
+    config: &Path,
+    opts: &WatchOptions,
+    reconciler: &dyn Reconciler,
+    stop: &AtomicBool,
+) -> Result<(), WatchError> {
+    let (tx, rx) = mpsc::channel();
+    let mut watched = Watched {
+        config: config.to_path_buf(),
+        debouncer: new_debouncer(Duration::from_millis(100), None, tx)
+            .map_err(WatchError::Notify)?,
+        folders: BTreeSet::new(),
+        files: BTreeSet::new(),
+    };
     info!(
         "watching {} (re-check every {:?}{})",
         config.display(),
@@ -243,107 +267,53 @@ fn run_local(
         if opts.plan_only { ", plan only" } else { "" }
     );
     // Watch first, then converge: a save made during the first apply is not missed.
-    let _ = watch_dirs(&targets(config, None), &mut debouncer);
-    let (mut last, desired) = attempt(
-        &make(config.to_path_buf()),
-        opts,
-        &Revision::WorkTree,
-        None,
-        "start",
-    );
-    let mut files = targets(config, desired.as_ref());
-    let mut pending = watch_dirs(&files, &mut debouncer);
+    let _ = watched.follow(None);
+    let (first, referenced) = reconciler.attempt(&Source::Local, "start");
+    let mut pending = watched.follow(referenced.as_deref());
     let mut next_check = Instant::now() + jittered(opts.interval);
-    let mut backoff = BACKOFF_START;
-    let mut retry_at: Option<Instant> =
-        matches!(last, Attempt::Failed).then(|| Instant::now() + backoff);
+    let mut retry = Retry::first(&first);
 
     while !stop.load(Ordering::SeqCst) {
-        let mut changed = false;
-        match rx.recv_timeout(TICK) {
-            Ok(Ok(events)) => {
-                // Reading certs.toml raises access events; only writes, creates, renames and
-                // removals mean it changed.
-                changed = events.iter().any(|ev| {
-                    !matches!(ev.kind, notify::EventKind::Access(_))
-                        && ev.paths.iter().any(|p| files.contains(p))
-                });
-            }
-            Ok(Err(errors)) => {
-                for e in errors {
-                    warn!("file watch error: {e}");
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(Failure("the file watcher stopped".into()));
-            }
-        }
+        let changed = watched.changed(rx.recv_timeout(TICK))?;
         let now = Instant::now();
         let why = if changed {
             "change"
         } else if pending {
             "newly watched file"
-        } else if retry_at.is_some_and(|t| now >= t) {
+        } else if retry.due(now) {
             "retry"
         } else if now >= next_check {
             "periodic re-check"
         } else {
             continue;
         };
-        let (result, desired) = attempt(
-            &make(config.to_path_buf()),
-            opts,
-            &Revision::WorkTree,
-            None,
-            why,
-        );
-        pending = false;
-        if desired.is_some() {
-            files = targets(config, desired.as_ref());
-            pending = watch_dirs(&files, &mut debouncer);
-        }
+        let (result, referenced) = reconciler.attempt(&Source::Local, why);
+        pending = referenced.is_some() && watched.follow(referenced.as_deref());
         next_check = Instant::now() + jittered(opts.interval);
-        match result {
-            Attempt::Failed => {
-                retry_at = Some(Instant::now() + backoff);
-                info!("retrying in {:?}", backoff);
-                backoff = (backoff * 2).min(BACKOFF_CAP);
-            }
-            Attempt::Done | Attempt::Invalid => {
-                retry_at = None;
-                backoff = BACKOFF_START;
-            }
-        }
-        last = result;
+        retry.after(&result);
     }
-    let _ = last;
     info!("stopping: signal received");
     Ok(())
 }
 
 fn run_git(
     config: &Path,
-    make: MakeContext<'_>,
+    store: Option<&Path>,
     opts: &WatchOptions,
     g: &GitFollow,
+    reconciler: &dyn Reconciler,
     stop: &AtomicBool,
-) -> Result<(), Failure> {
+) -> Result<(), WatchError> {
     if config.is_absolute()
         || config
             .components()
             .any(|c| matches!(c, std::path::Component::ParentDir))
     {
-        return Err(Failure(format!(
-            "with --git, -c names certs.toml inside the repository (e.g. clusters/prod/certs.toml), not {}",
-            config.display()
-        )));
+        return Err(WatchError::ConfigOutsideRepository(config.to_path_buf()));
     }
-    let store = make(config.to_path_buf()).store_override.clone().ok_or_else(|| {
-        Failure("watch --git needs --store DIR: each machine keeps its own store while following one repository".into())
-    })?;
-    let cache = cache_dir(&store);
-    let follower = Follower::open(&g.url, &g.branch, &cache).map_err(|e| Failure(e.to_string()))?;
+    let store = store.ok_or(WatchError::NoStore)?;
+    let cache = cache_dir(store);
+    let follower = Follower::open(&g.url, &g.branch, &cache)?;
     info!(
         "following {} branch {} (poll every {:?}, re-check every {:?}), cache {}",
         g.url,
@@ -380,21 +350,19 @@ fn run_git(
             continue;
         }
         let why = if new_commit {
-            format!("commit {}", &commit[..12.min(commit.len())])
+            format!("commit {}", commit.get(..12).unwrap_or(&commit))
         } else {
             "periodic re-check".to_string()
         };
-        let revision = format!("{}@sha1:{commit}", g.branch);
         // Each commit is applied once: a failure waits for a new commit or the interval.
         // certs.toml and the certificate files it names are read from the commit's git
         // objects, never from a checkout another process could change under us.
-        let _ = attempt(
-            &make(follower.worktree.join(config)),
-            opts,
-            &Revision::Rev(commit.clone()),
-            Some(revision),
-            &why,
-        );
+        let source = Source::Commit {
+            config: follower.worktree.join(config),
+            commit: &commit,
+            revision: format!("{}@sha1:{commit}", g.branch),
+        };
+        let _ = reconciler.attempt(&source, &why);
         last_attempted = Some(commit);
         last_attempt = Instant::now();
     }

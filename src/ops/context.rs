@@ -1,0 +1,237 @@
+//! What every command shares: the global settings, and reading certs.toml (from the disk or a
+//! git revision) into a validated [`Desired`] with the files it references.
+
+use std::path::{Path, PathBuf};
+
+use time::OffsetDateTime;
+
+use super::error::{Error, Result};
+use super::exports::check_export_path;
+use crate::config::{self, Desired};
+use crate::fsutil::TooLarge;
+use crate::git;
+use crate::render::Style;
+
+/// Global settings shared by every command.
+pub struct Context {
+    /// certs.toml (`-c`).
+    pub config: PathBuf,
+    /// `--store DIR`, which overrides `[store].path`.
+    pub store_override: Option<PathBuf>,
+    /// Colors or none.
+    pub style: Style,
+    /// The time this command runs at (whole seconds).
+    pub now: OffsetDateTime,
+    /// With `watch --git` the config lives in a cache checkout: a relative `[server].export`
+    /// is resolved against this folder (the store's) instead.
+    pub export_base: Option<PathBuf>,
+    /// With `watch --git`: the paths (files or folders) an absolute or `..` export may name,
+    /// as the machine's own `--allow-export-path` says; the commit cannot widen it.
+    pub allowed_exports: Vec<PathBuf>,
+}
+
+/// certs.toml is text a person reviews: anything larger is a mistake, not a config.
+const MAX_CONFIG_BYTES: usize = 4 << 20;
+
+/// Where certs.toml is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revision {
+    /// The file on disk (and the files it references).
+    WorkTree,
+    /// The file (and the certificate files it references) at a git revision.
+    Rev(String),
+}
+
+impl Context {
+    /// Reads and validates certs.toml from the disk.
+    pub fn desired(&self) -> Result<Desired> {
+        self.parse(&Revision::WorkTree)
+    }
+
+    /// Desired from the working tree, with every secret and file it references checked.
+    pub fn desired_checked(&self) -> Result<Desired> {
+        self.load(&Revision::WorkTree, true)
+    }
+
+    /// The folder relative paths in certs.toml start from.
+    fn base(&self) -> PathBuf {
+        match self.config.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// certs.toml's bytes, from the disk (refusing a link out of its repository) or from git.
+    fn read_config(&self, source: &Revision) -> Result<Vec<u8>> {
+        match source {
+            Revision::WorkTree => {
+                if let Some(workdir) = git::workdir_of(&self.config) {
+                    git::check_links_stay_inside(&self.config, &workdir)
+                        .map_err(Error::LinkLeavesRepository)?;
+                }
+                crate::fsutil::read_regular(&self.config, MAX_CONFIG_BYTES as u64, true).map_err(
+                    |e| match e.get_ref().and_then(|r| r.downcast_ref::<TooLarge>()) {
+                        Some(_) => Error::ConfigTooLarge {
+                            path: self.config.clone(),
+                            max: MAX_CONFIG_BYTES,
+                        },
+                        None => Error::ConfigUnreadable {
+                            path: self.config.clone(),
+                            source: e,
+                        },
+                    },
+                )
+            }
+            Revision::Rev(rev) => Ok(git::read_at(&self.config, rev)?.0),
+        }
+    }
+
+    fn parse(&self, source: &Revision) -> Result<Desired> {
+        let text = self.read_config(source)?;
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(Error::ConfigOversized {
+                path: self.config.clone(),
+                len: text.len(),
+                max: MAX_CONFIG_BYTES,
+            });
+        }
+        let text =
+            String::from_utf8(text).map_err(|_| Error::ConfigNotUtf8(self.config.clone()))?;
+        let base = self.base();
+        let shown = match source {
+            Revision::WorkTree => self.config.clone(),
+            Revision::Rev(rev) => PathBuf::from(format!("{}@{rev}", self.config.display())),
+        };
+        let mut desired = config::parse(&shown, &text, &base)?;
+        desired.config_path = self.config.clone();
+        if let Some(s) = &self.store_override {
+            desired.store.path = s.clone();
+        }
+        check_store_location(&desired, &base, self.store_override.is_some())?;
+        if let Some(export_base) = &self.export_base {
+            self.rebase_export(&mut desired, &base, export_base)?;
+        }
+        Ok(desired)
+    }
+
+    /// Git mode: a relative export is written next to the store (the checkout is a cache). An
+    /// absolute or `..` export would let a commit make the daemon (root) write anywhere: refused
+    /// unless the machine allows that path with `--allow-export-path`.
+    fn rebase_export(&self, desired: &mut Desired, base: &Path, export_base: &Path) -> Result<()> {
+        let Some(export) = desired.server.as_ref().and_then(|s| s.export.clone()) else {
+            return Ok(());
+        };
+        let rel = export
+            .strip_prefix(base)
+            .ok()
+            .filter(|r| !r.is_absolute())
+            .map(Path::to_path_buf);
+        let leaves = rel.as_ref().is_none_or(|r| {
+            r.components().any(|c| {
+                use std::path::Component::{ParentDir, Prefix, RootDir};
+                matches!(c, ParentDir | RootDir | Prefix(_))
+            })
+        });
+        let target = match &rel {
+            Some(r) => export_base.join(r),
+            None => export.clone(),
+        };
+        if leaves {
+            let real = crate::fsutil::resolve(&target);
+            let allowed = self
+                .allowed_exports
+                .iter()
+                .any(|a| real.starts_with(crate::fsutil::resolve(a)));
+            if !allowed {
+                let shown = rel.as_ref().unwrap_or(&export);
+                return Err(desired.error_at(
+                    "server.export".into(),
+                    format!(
+                        "with watch --git, the export must be a relative path without `..` (written next to the store); {} would be written at {} — if this machine means it, start the daemon with --allow-export-path {}",
+                        shown.display(),
+                        real.display(),
+                        real.display()
+                    ),
+                ).into());
+            }
+        }
+        if let Some(server) = desired.server.as_mut() {
+            server.export = Some(target);
+        }
+        Ok(())
+    }
+
+    /// Desired plus the check that every referenced secret and file is there, and what the
+    /// referenced certificate files hold. `issuing`: the passwords of generated clients are
+    /// needed (a review plan issues nothing, so it does not need them).
+    pub fn load(&self, source: &Revision, issuing: bool) -> Result<Desired> {
+        let mut desired = self.parse(source)?;
+        let problems = config::check_references(&desired, *source == Revision::WorkTree, issuing);
+        if !problems.is_empty() {
+            return Err(problems.into());
+        }
+        let files = match source {
+            Revision::WorkTree => {
+                // In a repository, a certificate file is under review like certs.toml: no link
+                // inside the repository may lead out of it. Outside git, the user's own paths.
+                let workdir = git::workdir_of(&self.config);
+                crate::inputs::resolve(&desired, &|p: &Path| {
+                    if let Some(w) = &workdir {
+                        git::check_links_stay_inside(p, w)?;
+                    }
+                    crate::inputs::from_disk(p)
+                })
+            }
+            Revision::Rev(rev) => crate::inputs::resolve(&desired, &|p: &Path| {
+                git::read_file_at(p, rev).map_err(|e| e.to_string())
+            }),
+        };
+        desired.files = files?;
+        check_export_path(&desired)
+            .map_err(|message| desired.error_at("server.export".into(), message))?;
+        Ok(desired)
+    }
+
+    /// The store when certs.toml cannot be read as a whole: `[store].path` if the file still
+    /// says it, else `store` next to certs.toml (the default).
+    pub(super) fn fallback_store(&self) -> PathBuf {
+        let named = crate::fsutil::read_regular(&self.config, MAX_CONFIG_BYTES as u64, true)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|text| toml::from_str::<toml::Table>(&text).ok())
+            .and_then(|t| {
+                t.get("store")?
+                    .get("path")?
+                    .as_str()
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+            });
+        self.base()
+            .join(named.unwrap_or_else(|| PathBuf::from("store")))
+    }
+}
+
+/// The store is a folder of its own: never certs.toml's folder or one above it (its `.gitignore`
+/// of `*` would hide certs.toml from git, and `/` would make every file a store file).
+fn check_store_location(desired: &Desired, base: &Path, overridden: bool) -> Result<()> {
+    let store = crate::fsutil::resolve(&desired.store.path);
+    let config_dir = crate::fsutil::resolve(base);
+    if !config_dir.starts_with(&store) {
+        return Ok(());
+    }
+    let message = format!(
+        "{} is {}; the store must be a folder of its own (it holds private keys, and its .gitignore of `*` would hide certs.toml from git) — name another folder, e.g. {}",
+        desired.store.path.display(),
+        if store == config_dir {
+            "the folder of certs.toml".to_string()
+        } else {
+            format!("a folder above certs.toml ({})", store.display())
+        },
+        base.join("store").display()
+    );
+    Err(if overridden {
+        Error::StoreLocation(message)
+    } else {
+        desired.error_at("store.path".into(), message).into()
+    })
+}

@@ -1,0 +1,202 @@
+//! `ravencert watch`: the loop of [`crate::watch`] driving one attempt at a time through
+//! [`converge`], each with a fresh clock, logging every event.
+
+use std::path::{Path, PathBuf};
+
+use time::OffsetDateTime;
+use tracing::{error, info, warn};
+
+use super::error::Result;
+use super::update::{converge, plan_for, revision_of};
+use super::{Context, Output, Revision};
+use crate::config::Desired;
+use crate::plan::{Action, Plan, PlanOptions};
+use crate::render::Style;
+use crate::watch::{self, Attempt, Reconciler, Source, WatchOptions};
+
+/// What `watch` was asked for.
+pub struct WatchRequest {
+    /// The loop's settings.
+    pub options: WatchOptions,
+    /// `--allow-export-path`: with `--git`, where an absolute or `..` export may be written.
+    pub allow_export_path: Vec<PathBuf>,
+    /// The clock, read once per attempt.
+    pub clock: fn() -> OffsetDateTime,
+}
+
+/// `ravencert watch`: runs until SIGINT/SIGTERM; its output is the log.
+pub fn watch(ctx: &Context, req: &WatchRequest) -> Result<Output> {
+    // With --git the checkout is a cache: a relative export is written next to the store.
+    let export_base = match (&req.options.git, &ctx.store_override) {
+        (Some(_), Some(store)) => Some(store.parent().map(Path::to_path_buf).unwrap_or_default()),
+        _ => None,
+    };
+    let daemon = Daemon {
+        config: ctx.config.clone(),
+        store_override: ctx.store_override.clone(),
+        style: ctx.style,
+        export_base,
+        req,
+    };
+    watch::run(
+        &ctx.config,
+        ctx.store_override.as_deref(),
+        &req.options,
+        &daemon,
+    )?;
+    Ok(Output::ok(String::new()))
+}
+
+/// The settings each attempt's [`Context`] is made from.
+struct Daemon<'a> {
+    config: PathBuf,
+    store_override: Option<PathBuf>,
+    style: Style,
+    export_base: Option<PathBuf>,
+    req: &'a WatchRequest,
+}
+
+impl Daemon<'_> {
+    fn context(&self, config: PathBuf) -> Context {
+        Context {
+            config,
+            store_override: self.store_override.clone(),
+            style: self.style,
+            now: (self.req.clock)(),
+            export_base: self.export_base.clone(),
+            allowed_exports: self.req.allow_export_path.clone(),
+        }
+    }
+}
+
+impl Reconciler for Daemon<'_> {
+    fn attempt(&self, source: &Source<'_>, why: &str) -> (Attempt, Option<Vec<PathBuf>>) {
+        let (ctx, revision_source, revision) = match source {
+            Source::Local => (self.context(self.config.clone()), Revision::WorkTree, None),
+            Source::Commit {
+                config,
+                commit,
+                revision,
+            } => (
+                self.context(config.clone()),
+                Revision::Rev(commit.to_string()),
+                Some(revision.clone()),
+            ),
+        };
+        let (result, desired) = attempt(&ctx, &self.req.options, &revision_source, revision, why);
+        (result, desired.map(|d| d.referenced_files()))
+    }
+}
+
+fn summary(plan: &Plan) -> String {
+    format!(
+        "{} created, {} updated, {} replaced, {} deleted, {} exported",
+        plan.count(Action::Create),
+        plan.count(Action::Update),
+        plan.count(Action::Replace),
+        plan.count(Action::Delete),
+        plan.count(Action::Export)
+    )
+}
+
+fn log_changes(plan: &Plan) {
+    for d in &plan.drift {
+        warn!("changed outside ravencert: {d}");
+    }
+    for c in &plan.changes {
+        info!(
+            "  {} {} {}{}: {}",
+            c.action.symbol(),
+            c.target.as_str(),
+            c.key,
+            if c.escalation { " [ESCALATION]" } else { "" },
+            c.reason
+        );
+    }
+    for w in &plan.warnings {
+        warn!("{w}");
+    }
+}
+
+/// An error on one log line.
+fn one_line(e: &super::Error) -> String {
+    e.to_string().replace('\n', " | ")
+}
+
+/// Loads certs.toml (from the disk, or from a commit's git objects), plans and (unless
+/// plan-only) applies. Logs one line per event.
+fn attempt(
+    ctx: &Context,
+    opts: &WatchOptions,
+    source: &Revision,
+    revision: Option<String>,
+    why: &str,
+) -> (Attempt, Option<Desired>) {
+    let desired = match ctx.load(source, true) {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(
+                "{why}: certs.toml is invalid, nothing applied, the last good state stays: {}",
+                one_line(&e)
+            );
+            return (Attempt::Invalid, None);
+        }
+    };
+    if opts.plan_only {
+        return (plan_only(ctx, &desired, why), Some(desired));
+    }
+    // Following a local file: its git provenance, if it has one.
+    let revision = revision.or_else(|| revision_of(&ctx.config, &desired));
+    let converged = converge(
+        ctx,
+        &desired,
+        &PlanOptions::default(),
+        opts.lock_timeout,
+        revision.clone(),
+        &|_, _| Ok(()),
+    );
+    match converged {
+        Ok((plan, _)) if plan.is_empty() => {
+            info!("{why}: no changes, the store matches certs.toml");
+        }
+        Ok((plan, outcome)) => {
+            info!(
+                "{why}: applied {}{}",
+                summary(&plan),
+                revision
+                    .map(|r| format!(" (revision {r})"))
+                    .unwrap_or_default()
+            );
+            log_changes(&plan);
+            for (key, thumb, _) in &outcome.issued {
+                info!("  registered {key}: {thumb}");
+            }
+        }
+        Err(e) => {
+            error!(
+                "{why}: apply failed, the store is unchanged: {}",
+                one_line(&e)
+            );
+            return (Attempt::Failed, Some(desired));
+        }
+    }
+    (Attempt::Done, Some(desired))
+}
+
+/// `--plan-only`: logs what would change.
+fn plan_only(ctx: &Context, desired: &Desired, why: &str) -> Attempt {
+    match plan_for(ctx, desired, &PlanOptions::default()) {
+        Ok(plan) if plan.is_empty() && plan.drift.is_empty() => {
+            info!("{why}: no changes, the store matches certs.toml")
+        }
+        Ok(plan) => {
+            info!("{why}: plan only, would apply: {}", summary(&plan));
+            log_changes(&plan);
+        }
+        Err(e) => {
+            error!("{why}: plan failed: {}", one_line(&e));
+            return Attempt::Failed;
+        }
+    }
+    Attempt::Done
+}

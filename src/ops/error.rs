@@ -1,0 +1,190 @@
+//! The one error type of the commands: a named case per failure, the lower layers' errors
+//! wrapped as they are. Every message is written for the person at the terminal; main prints it
+//! after `error: ` and exits 1.
+
+use std::path::PathBuf;
+
+use crate::apply::ApplyError;
+use crate::config::{ConfigError, Desired};
+use crate::git::GitError;
+use crate::pki::PkiError;
+use crate::plan::PlanError;
+use crate::saved_plan::SavedPlanError;
+use crate::store::StoreError;
+use crate::watch::WatchError;
+
+/// A command's failure; always exit code 1.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// certs.toml (or a value it names) is invalid: every problem found, then that nothing was
+    /// changed.
+    #[error("{}", config_report(.0))]
+    Config(Vec<ConfigError>),
+    /// certs.toml on disk is larger than any config a person reviews.
+    #[error("{}: a certs.toml larger than {} MiB is refused (is this the right file?)", .path.display(), .max >> 20)]
+    ConfigTooLarge {
+        /// certs.toml.
+        path: PathBuf,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// certs.toml at a git revision is larger than any config a person reviews.
+    #[error("{}: is {len} bytes; a certs.toml larger than {} MiB is refused (is this the right file?)", .path.display(), .max >> 20)]
+    ConfigOversized {
+        /// certs.toml as shown (with `@REV`).
+        path: PathBuf,
+        /// Its size.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// certs.toml cannot be read from the disk.
+    #[error("cannot read {}: {source}{}", .path.display(), init_hint(.source))]
+    ConfigUnreadable {
+        /// certs.toml.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// certs.toml holds bytes that are not UTF-8.
+    #[error("{}: is not UTF-8 text", .0.display())]
+    ConfigNotUtf8(PathBuf),
+    /// A symbolic link inside the repository leads out of it (git's explanation).
+    #[error("{0}")]
+    LinkLeavesRepository(String),
+    /// `--store` names certs.toml's folder or one above it (the explanation and a suggestion).
+    #[error("--store: {0}")]
+    StoreLocation(String),
+    /// `init` found a file where it would write the starter.
+    #[error("{} already exists; init never overwrites (edit it, or pass -c NEW_PATH)", .0.display())]
+    ConfigExists(PathBuf),
+    /// `init` could not write the starter.
+    #[error("cannot write {}: {source}", .path.display())]
+    WriteConfig {
+        /// certs.toml.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `--require-clean` and certs.toml's provenance cannot be told (no git, no commit).
+    #[error("--require-clean: {0}")]
+    NoProvenance(GitError),
+    /// `--require-clean` and these files have uncommitted changes.
+    #[error("--require-clean: uncommitted changes in {}; commit them (so the applied revision names what was applied) or drop --require-clean. Nothing was changed.", .0.join(", "))]
+    Uncommitted(Vec<String>),
+    /// apply needs a confirmation and stdin is not a terminal.
+    #[error("apply needs confirmation and there is no terminal to ask on: review `ravencert plan`, then run `ravencert apply --yes` (nothing was changed)")]
+    NoTerminal,
+    /// The person did not answer `yes`.
+    #[error("apply cancelled; nothing was changed")]
+    Cancelled,
+    /// Under the lock the plan differs from the one confirmed.
+    #[error("the store changed while you were confirming; nothing was changed — run apply again")]
+    ChangedWhileConfirming,
+    /// `export` without `--out` and without `[server].export`.
+    #[error("no export path: set [server].export in certs.toml or pass --out PATH")]
+    NoExportPath,
+    /// `export --out` names a path the export must not be written to.
+    #[error("{0}")]
+    ExportTarget(String),
+    /// `status` with an invalid certs.toml and a store that cannot be read either.
+    #[error("{config}\n(the store {} cannot be shown either: {source})", .store.display())]
+    StatusUnreadable {
+        /// Why certs.toml was refused.
+        config: Box<Error>,
+        /// The store that was tried.
+        store: PathBuf,
+        /// Why it could not be read.
+        source: StoreError,
+    },
+    /// A JSON output cannot be encoded.
+    #[error("cannot encode the output as JSON: {0}")]
+    Encode(serde_json::Error),
+    /// The planner refused (a guard, an unknown `--replace`).
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The store cannot be read, locked or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// git could not read certs.toml at a revision.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// Cryptography failed (a password fingerprint).
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// The apply failed; an export failure says itself what was committed.
+    #[error("{}", apply_failed(.0))]
+    Apply(ApplyError),
+    /// `export` failed to write the export.
+    #[error(transparent)]
+    Export(ApplyError),
+    /// A saved plan cannot be written, read, or is stale.
+    #[error(transparent)]
+    SavedPlan(#[from] SavedPlanError),
+    /// The watch daemon cannot start or its file watch stopped.
+    #[error(transparent)]
+    Watch(#[from] WatchError),
+}
+
+/// The result of a command.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<Vec<ConfigError>> for Error {
+    fn from(errors: Vec<ConfigError>) -> Error {
+        Error::Config(errors)
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(error: ConfigError) -> Error {
+        Error::Config(vec![error])
+    }
+}
+
+impl Error {
+    /// A refused plan, placed at the certs.toml key it concerns when there is one.
+    pub fn from_plan(desired: &Desired, e: PlanError) -> Error {
+        match e {
+            PlanError::Refused { key, message } if !key.is_empty() => {
+                desired.error_at(key, format!("refused: {message}")).into()
+            }
+            e @ PlanError::TooManyDeletions { .. } => desired
+                .error_at("store.max_deletions".to_string(), e.to_string())
+                .into(),
+            e => Error::Plan(e),
+        }
+    }
+}
+
+fn config_report(errors: &[ConfigError]) -> String {
+    let mut text = errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\nerror: ");
+    if errors.len() > 1 {
+        text.push_str(&format!(
+            "\n({} problems in certs.toml; nothing was changed)",
+            errors.len()
+        ));
+    } else {
+        text.push_str("\n(nothing was changed)");
+    }
+    text
+}
+
+fn init_hint(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        " (run `ravencert init` to write a starter, or pass -c PATH)"
+    } else {
+        ""
+    }
+}
+
+fn apply_failed(e: &ApplyError) -> String {
+    match e {
+        // Not "apply failed": the store part succeeded, and the message says so.
+        ApplyError::Export { .. } => e.to_string(),
+        e => format!("apply failed: {e}"),
+    }
+}

@@ -1,0 +1,104 @@
+//! `ravencert status`: the store as RavenDB's Certificates view shows it, even when certs.toml
+//! is invalid (a watch daemon refusing a bad commit is when the store matters most).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::error::{Error, Result};
+use super::{Context, Output};
+use crate::config::{ClientSpec, Desired, ServerSpec};
+use crate::model::RenewBefore;
+use crate::registry::Actual;
+use crate::render::{self, StatusView};
+use crate::store::Store;
+
+/// `ravencert status [--json]`.
+pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
+    let (desired, root, actual, warnings) = load(ctx)?;
+    let stderr: String = warnings.iter().map(|w| format!("warning: {w}\n")).collect();
+    if json_out {
+        return Ok(Output {
+            stdout: render::status_json(&actual.registry, &warnings).map_err(Error::Encode)?,
+            stderr,
+            code: 0,
+        });
+    }
+    if !actual.exists {
+        return Ok(Output::ok(render::status_empty(&root)));
+    }
+    let client_renew = desired.as_ref().map(client_renewals).unwrap_or_default();
+    let view = StatusView {
+        registry: &actual.registry,
+        now: ctx.now,
+        server_renew: desired.as_ref().and_then(server_renewal),
+        client_renew: &client_renew,
+    };
+    Ok(Output {
+        stdout: render::status_text(&view),
+        stderr,
+        code: 0,
+    })
+}
+
+/// certs.toml if it is valid, the store's folder, the store, and the warning shown when
+/// certs.toml is invalid but the store can be shown anyway.
+fn load(ctx: &Context) -> Result<(Option<Desired>, PathBuf, Actual, Vec<String>)> {
+    // The store path comes from certs.toml unless --store names it.
+    let (desired, config_error) = match ctx.desired() {
+        Ok(d) => (Some(d), None),
+        Err(e) => (None, Some(e)),
+    };
+    let root = match (&ctx.store_override, &desired) {
+        (Some(s), _) => s.clone(),
+        (None, Some(d)) => d.store.path.clone(),
+        (None, None) => ctx.fallback_store(),
+    };
+    let store = Store::new(&root);
+    let Some(e) = config_error else {
+        let actual = store.load(None)?;
+        return Ok((desired, root, actual, Vec::new()));
+    };
+    let actual = match store.load(None) {
+        Ok(actual) => actual,
+        Err(source) => {
+            return Err(Error::StatusUnreadable {
+                config: Box::new(e),
+                store: root,
+                source,
+            })
+        }
+    };
+    if !actual.exists {
+        return Err(e);
+    }
+    let message = e.to_string();
+    let first = message.lines().next().unwrap_or_default();
+    let warning = format!(
+        "{} is invalid ({first}); this is the store as last applied, without renewal marks",
+        ctx.config.display()
+    );
+    Ok((None, root, actual, vec![warning]))
+}
+
+/// The renew_before of each declared client.
+fn client_renewals(desired: &Desired) -> BTreeMap<String, RenewBefore> {
+    desired
+        .clients
+        .iter()
+        .map(|(key, c)| {
+            let renew = match &c.source {
+                ClientSpec::Generate(g) => g.renew_before,
+                ClientSpec::Upload(_) => desired.renew_before,
+            };
+            (key.clone(), renew)
+        })
+        .collect()
+}
+
+/// The generated server certificate's renew_before (an imported one is renewed elsewhere).
+fn server_renewal(desired: &Desired) -> Option<RenewBefore> {
+    match desired.server.as_ref().map(|s| &s.source) {
+        Some(ServerSpec::Generate { renew_before, .. }) => Some(*renew_before),
+        _ => None,
+    }
+}
