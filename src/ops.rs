@@ -19,10 +19,10 @@ mod review;
 mod show;
 mod update;
 
-pub use context::{Context, Revision};
+pub use context::{Context, Revision, StoreLocationError};
 pub use daemon::{watch, WatchRequest};
 pub use error::{Error, Result};
-pub use exports::export;
+pub use exports::{export, ExportPathError};
 pub use review::{plan, PlanRequest};
 pub use show::status;
 pub use update::{apply, converge, plan_for, revision_of, ApplyRequest, Confirm};

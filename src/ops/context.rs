@@ -188,7 +188,7 @@ impl Context {
         };
         desired.files = files?;
         check_export_path(&desired)
-            .map_err(|message| desired.error_at("server.export".into(), message))?;
+            .map_err(|e| desired.error_at("server.export".into(), e.to_string()))?;
         Ok(desired)
     }
 
@@ -211,6 +211,25 @@ impl Context {
     }
 }
 
+/// `[store].path` or `--store` names certs.toml's folder or one above it.
+#[derive(Debug, thiserror::Error)]
+#[error("{} is {}; the store must be a folder of its own (it holds private keys, and its .gitignore of `*` would hide certs.toml from git) — name another folder, e.g. {}", .store.display(), where_it_is(.above), .suggestion.display())]
+pub struct StoreLocationError {
+    /// The store as given.
+    pub store: PathBuf,
+    /// Where it resolves when it is above certs.toml's folder (None: it is that folder).
+    pub above: Option<PathBuf>,
+    /// A folder that would do.
+    pub suggestion: PathBuf,
+}
+
+fn where_it_is(above: &Option<PathBuf>) -> String {
+    match above {
+        None => "the folder of certs.toml".to_string(),
+        Some(dir) => format!("a folder above certs.toml ({})", dir.display()),
+    }
+}
+
 /// The store is a folder of its own: never certs.toml's folder or one above it (its `.gitignore`
 /// of `*` would hide certs.toml from git, and `/` would make every file a store file).
 fn check_store_location(desired: &Desired, base: &Path, overridden: bool) -> Result<()> {
@@ -219,19 +238,14 @@ fn check_store_location(desired: &Desired, base: &Path, overridden: bool) -> Res
     if !config_dir.starts_with(&store) {
         return Ok(());
     }
-    let message = format!(
-        "{} is {}; the store must be a folder of its own (it holds private keys, and its .gitignore of `*` would hide certs.toml from git) — name another folder, e.g. {}",
-        desired.store.path.display(),
-        if store == config_dir {
-            "the folder of certs.toml".to_string()
-        } else {
-            format!("a folder above certs.toml ({})", store.display())
-        },
-        base.join("store").display()
-    );
+    let e = StoreLocationError {
+        store: desired.store.path.clone(),
+        above: (store != config_dir).then_some(store),
+        suggestion: base.join("store"),
+    };
     Err(if overridden {
-        Error::StoreLocation(message)
+        Error::StoreLocation(e)
     } else {
-        desired.error_at("store.path".into(), message).into()
+        desired.error_at("store.path".into(), e.to_string()).into()
     })
 }

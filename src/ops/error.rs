@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use super::context::StoreLocationError;
+use super::exports::ExportPathError;
 use crate::apply::ApplyError;
 use crate::config::{ConfigError, Desired};
 use crate::git::GitError;
@@ -52,9 +54,9 @@ pub enum Error {
     /// A symbolic link inside the repository leads out of it (git's explanation).
     #[error("{0}")]
     LinkLeavesRepository(String),
-    /// `--store` names certs.toml's folder or one above it (the explanation and a suggestion).
+    /// `--store` names certs.toml's folder or one above it.
     #[error("--store: {0}")]
-    StoreLocation(String),
+    StoreLocation(StoreLocationError),
     /// `init` found a file where it would write the starter.
     #[error("{} already exists; init never overwrites (edit it, or pass -c NEW_PATH)", .0.display())]
     ConfigExists(PathBuf),
@@ -85,8 +87,8 @@ pub enum Error {
     #[error("no export path: set [server].export in certs.toml or pass --out PATH")]
     NoExportPath,
     /// `export --out` names a path the export must not be written to.
-    #[error("{0}")]
-    ExportTarget(String),
+    #[error(transparent)]
+    ExportTarget(ExportPathError),
     /// `status` with an invalid certs.toml and a store that cannot be read either.
     #[error("{config}\n(the store {} cannot be shown either: {source})", .store.display())]
     StatusUnreadable {

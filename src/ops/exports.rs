@@ -8,37 +8,68 @@ use crate::apply;
 use crate::config::Desired;
 use crate::store::Store;
 
+/// Why the export cannot be written where it is asked to be.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportPathError {
+    /// The path is inside the store.
+    #[error("{} is inside the store {}; the export is meant to be shared, so write it elsewhere (e.g. exports/cluster.pfx)", .path.display(), .store.display())]
+    InsideStore {
+        /// The export path.
+        path: PathBuf,
+        /// The store.
+        store: PathBuf,
+    },
+    /// A part of the export's folder is a file.
+    #[error("{} cannot be written: {} is a file, not a folder — remove it or choose another export path", .path.display(), .file.display())]
+    FolderIsFile {
+        /// The export path.
+        path: PathBuf,
+        /// The part that is a file.
+        file: PathBuf,
+    },
+    /// The path is certs.toml or a file it names.
+    #[error("{} is a file certs.toml uses as input; the export would overwrite it — choose another path", .0.display())]
+    Input(PathBuf),
+    /// The path is a symbolic link.
+    #[error("{} is a symbolic link; ravencert does not write an export through a link — remove it or choose another path", .0.display())]
+    Link(PathBuf),
+    /// Something other than a regular file is there.
+    #[error("{} exists and is not a regular file; remove it or choose another path", .0.display())]
+    NotRegular(PathBuf),
+    /// A file that is not a certificate export is there.
+    #[error("{} exists and is not a certificate export (a password-less .pfx of certificates); ravencert will not overwrite it — remove it or choose another path", .0.display())]
+    NotExport(PathBuf),
+}
+
 /// The export is written where certs.toml says, so that path must not be something else: not
 /// inside the store, not certs.toml or a file it names, not a link, and, when a file is
 /// already there, one that is a certificate export (never /etc/passwd or a private key).
-pub(super) fn check_export_path(desired: &Desired) -> std::result::Result<(), String> {
+pub(super) fn check_export_path(desired: &Desired) -> std::result::Result<(), ExportPathError> {
     match export_path(desired) {
         Some(path) => check_export_target(desired, path),
         None => Ok(()),
     }
 }
 
-fn check_export_target(desired: &Desired, path: &Path) -> std::result::Result<(), String> {
+fn check_export_target(desired: &Desired, path: &Path) -> std::result::Result<(), ExportPathError> {
     // Compared where they really point, whether or not they exist yet (the first apply).
     let target = crate::fsutil::resolve(path);
     let store = crate::fsutil::resolve(&desired.store.path);
     if target.starts_with(&store) {
-        return Err(format!(
-            "{} is inside the store {}; the export is meant to be shared, so write it elsewhere (e.g. exports/cluster.pfx)",
-            path.display(),
-            desired.store.path.display()
-        ));
+        return Err(ExportPathError::InsideStore {
+            path: path.to_path_buf(),
+            store: desired.store.path.clone(),
+        });
     }
     // Its folder is created on apply: whatever part of it exists must be a folder.
     let mut ancestor = path.parent();
     while let Some(dir) = ancestor.filter(|d| !d.as_os_str().is_empty()) {
         if let Ok(m) = std::fs::metadata(dir) {
             if !m.is_dir() {
-                return Err(format!(
-                    "{} cannot be written: {} is a file, not a folder — remove it or choose another export path",
-                    path.display(),
-                    dir.display()
-                ));
+                return Err(ExportPathError::FolderIsFile {
+                    path: path.to_path_buf(),
+                    file: dir.to_path_buf(),
+                });
             }
             break;
         }
@@ -47,27 +78,15 @@ fn check_export_target(desired: &Desired, path: &Path) -> std::result::Result<()
     let mut others = desired.referenced_files();
     others.push(desired.config_path.clone());
     if others.iter().any(|f| crate::fsutil::resolve(f) == target) {
-        return Err(format!(
-            "{} is a file certs.toml uses as input; the export would overwrite it — choose another path",
-            path.display()
-        ));
+        return Err(ExportPathError::Input(path.to_path_buf()));
     }
     match std::fs::symlink_metadata(path) {
         Err(_) => Ok(()),
-        Ok(m) if m.file_type().is_symlink() => Err(format!(
-            "{} is a symbolic link; ravencert does not write an export through a link — remove it or choose another path",
-            path.display()
-        )),
-        Ok(m) if !m.is_file() => Err(format!(
-            "{} exists and is not a regular file; remove it or choose another path",
-            path.display()
-        )),
+        Ok(m) if m.file_type().is_symlink() => Err(ExportPathError::Link(path.to_path_buf())),
+        Ok(m) if !m.is_file() => Err(ExportPathError::NotRegular(path.to_path_buf())),
         Ok(_) => match crate::fsutil::read_regular(path, 16 << 20, false) {
             Ok(bytes) if crate::pki::is_certificate_export(&bytes) => Ok(()),
-            _ => Err(format!(
-                "{} exists and is not a certificate export (a password-less .pfx of certificates); ravencert will not overwrite it — remove it or choose another path",
-                path.display()
-            )),
+            _ => Err(ExportPathError::NotExport(path.to_path_buf())),
         },
     }
 }
