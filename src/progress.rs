@@ -7,6 +7,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// Below this many certificates an apply is quick enough to need no bar.
 const WORTH_A_BAR: u64 = 8;
 
+/// A bar of `len` steps titled `what`, drawn on stderr; hidden off a terminal or for a short
+/// apply.
 pub fn bar(len: u64, what: &str) -> ProgressBar {
     if len < WORTH_A_BAR || !std::io::stderr().is_terminal() {
         return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());

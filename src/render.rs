@@ -108,6 +108,7 @@ impl std::fmt::Display for Escaped<'_> {
 /// ANSI styling, or none.
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
+    /// Whether to color (`--color`, NO_COLOR and the terminal decide; main works it out).
     pub color: bool,
 }
 
@@ -140,6 +141,7 @@ impl Style {
     }
 }
 
+/// A time as RFC 3339 (`2026-01-01T00:00:00Z`), as every output and the registry show it.
 pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -156,6 +158,7 @@ fn summary_line(plan: &Plan) -> String {
     )
 }
 
+/// The line of a plan with nothing to do (SPEC §4).
 pub const NO_CHANGES: &str = "No changes. The store matches certs.toml.";
 
 fn field_value(v: &Option<String>) -> &str {

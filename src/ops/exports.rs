@@ -91,6 +91,7 @@ fn check_export_target(desired: &Desired, path: &Path) -> std::result::Result<()
     }
 }
 
+/// `[server].export`, when certs.toml names one.
 pub(super) fn export_path(desired: &Desired) -> Option<&Path> {
     desired.server.as_ref().and_then(|s| s.export.as_deref())
 }
