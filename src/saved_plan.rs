@@ -237,3 +237,57 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.persist(path).map_err(|e| e.error)?;
     std::fs::File::open(dir)?.sync_all()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved() -> SavedPlan {
+        SavedPlan {
+            format_version: 1,
+            kind: KIND.into(),
+            created: "2026-01-01T00:00:00Z".into(),
+            config: "certs.toml".into(),
+            store: "store".into(),
+            store_fingerprint: "sha256:00".into(),
+            config_fingerprint: "sha256:11".into(),
+            options: SavedOptions {
+                replace: vec!["admin".into()],
+                allow_delete_all: false,
+            },
+            plan: render::plan_document(&Plan::default()),
+        }
+    }
+
+    #[test]
+    fn written_atomically_and_read_back_as_typed_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        std::fs::write(&path, "old").unwrap();
+        saved().write(&path).unwrap();
+        // Replaced whole, and no temp file left beside it.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        let back = SavedPlan::read(&path).unwrap();
+        assert_eq!(back.plan, render::plan_document(&Plan::default()));
+        assert_eq!(back.options, saved().options);
+    }
+
+    #[test]
+    fn other_json_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        let mut other = saved();
+        other.kind = "something else".into();
+        other.write(&path).unwrap();
+        assert!(matches!(
+            SavedPlan::read(&path),
+            Err(SavedPlanError::Unsupported(_))
+        ));
+        std::fs::write(&path, "{}").unwrap();
+        assert!(matches!(
+            SavedPlan::read(&path),
+            Err(SavedPlanError::Malformed { .. })
+        ));
+    }
+}
