@@ -469,19 +469,10 @@ fn compute(
 
 /// A refused plan, placed at the certs.toml key it concerns when there is one.
 fn plan_failure(desired: &Desired, e: plan::PlanError) -> Failure {
-    let key = match &e {
-        plan::PlanError::Refused { key, .. } => key.clone(),
-        plan::PlanError::TooManyDeletions { .. } => "store.max_deletions".to_string(),
-        _ => String::new(),
-    };
-    if key.is_empty() {
-        return Failure(e.to_string());
+    match e.at_key() {
+        Some((key, message)) => config_errors(vec![desired.error_at(key, message)]),
+        None => Failure(e.to_string()),
     }
-    let message = match e {
-        plan::PlanError::Refused { message, .. } => format!("refused: {message}"),
-        other => other.to_string(),
-    };
-    config_errors(vec![desired.error_at(key, message)])
 }
 
 /// The store as it would be had `base` been applied: for `plan --base`, which needs no store.

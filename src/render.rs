@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::plan::{Action, Change, FieldChange, Plan, Target};
+use crate::plan::{Action, Change, Field, FieldChange, Plan, Target};
 use crate::registry::Registry;
 
 /// Whether a character is escaped wherever text reaches a person: control characters
@@ -166,7 +166,7 @@ fn field_lines(fields: &[FieldChange], created: bool) -> Vec<(String, String)> {
             } else {
                 format!("{} -> {}", field_value(&f.old), field_value(&f.new))
             };
-            (f.field.clone(), value)
+            (f.field.to_string(), value)
         })
         .collect()
 }
@@ -343,15 +343,19 @@ pub fn plan_markdown(plan: &Plan) -> String {
                 let what: Vec<String> = c
                     .fields
                     .iter()
-                    .filter(|f| f.field != "name")
+                    .filter(|f| f.field != Field::Name)
                     .map(|f| match &f.old {
                         Some(o) => format!(
                             "{}: {} → {}",
-                            md_cell(&f.field),
+                            md_cell(f.field.as_str()),
                             md_cell(o),
                             md_cell(field_value(&f.new))
                         ),
-                        None => format!("{}: {}", md_cell(&f.field), md_cell(field_value(&f.new))),
+                        None => format!(
+                            "{}: {}",
+                            md_cell(f.field.as_str()),
+                            md_cell(field_value(&f.new))
+                        ),
                     })
                     .collect();
                 let _ = writeln!(
@@ -372,10 +376,10 @@ pub fn plan_markdown(plan: &Plan) -> String {
                 .map(|f| {
                     let new = md_cell(field_value(&f.new));
                     if c.action == Action::Create {
-                        format!("{}: {new}", md_cell(&f.field))
+                        format!("{}: {new}", md_cell(f.field.as_str()))
                     } else {
                         let old = md_cell(field_value(&f.old));
-                        format!("{}: {old} -> {new}", md_cell(&f.field))
+                        format!("{}: {old} -> {new}", md_cell(f.field.as_str()))
                     }
                 })
                 .collect();

@@ -315,12 +315,12 @@ fn hostile_plan() -> impl Strategy<Value = plan::Plan> {
                     after: None,
                     fields: vec![
                         plan::FieldChange {
-                            field: "name".into(),
+                            field: plan::Field::Name,
                             old: (!created).then(|| old.clone()),
                             new: Some(new.clone()),
                         },
                         plan::FieldChange {
-                            field: "clearance".into(),
+                            field: plan::Field::Clearance,
                             old: (!created).then(|| "Operator".into()),
                             new: Some("ClusterAdmin".into()),
                         },
