@@ -108,7 +108,7 @@ fn desired() -> impl Strategy<Value = Desired> {
 /// The store after applying `plan` to `actual`: the planner's own projection, with the
 /// placeholders a real apply fills in (fresh thumbprints, bundles present).
 fn applied(desired: &Desired, actual: &Actual, plan: &plan::Plan, counter: &mut u32) -> Actual {
-    let mut reg: Registry = ravencert::apply::project(&actual.registry, plan, desired, NOW);
+    let mut reg: Registry = ravencert::plan::project(&actual.registry, plan, desired, NOW);
     for t in reg
         .server
         .iter_mut()

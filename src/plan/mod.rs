@@ -3,7 +3,8 @@
 //!
 //! [`plan`] is the entry point; a `Planner` carries its inputs to the parts: the server
 //! certificate and its export (`server`), the declared clients (`clients`), the refusals that
-//! guard against a wrong config (`checks`).
+//! guard against a wrong config (`checks`), and the registry as it will be after the plan
+//! ([`project`], [`assumed_store`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -18,12 +19,17 @@ use crate::registry::{Actual, CertEntry, ServerEntry};
 
 mod checks;
 mod clients;
+mod project;
 mod server;
 #[cfg(test)]
 mod tests;
 
 pub use checks::check_declared;
 pub use clients::{bundle_reasons, widens};
+pub use project::{
+    assumed_store, generated_client_entry, generated_server_entry, mutate, node_entries, project,
+    upload_entries, NewCert,
+};
 
 /// What a change does to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
