@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use time::OffsetDateTime;
 
 use crate::config::{ClientDesired, ClientSpec, Desired, GenerateSpec, Secret, ServerSpec};
@@ -52,9 +53,9 @@ pub enum ApplyError {
     /// An export asked for before any server certificate is registered.
     #[error("no server certificate is registered yet; run `ravencert apply` first")]
     NothingToExport,
-    /// A worker thread ended without a result.
-    #[error("a certificate could not be issued")]
-    Unfinished,
+    /// The threads that issue certificates could not be started.
+    #[error("cannot start the threads that issue certificates: {0}")]
+    Threads(#[from] rayon::ThreadPoolBuildError),
     /// The registry was committed, then writing the export failed: the store holds the new
     /// state and the next apply plans the export again.
     #[error("{}", export_failed(*.committed, .path, .reason))]
@@ -631,9 +632,9 @@ fn jobs() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Key generation, signing and PKCS#12 encryption for independent clients on a bounded pool
-/// of threads (RSA-4096 costs about a second per key per core). Results keep plan order; the
-/// store's writes happen afterwards, in order, on one thread.
+/// Key generation, signing and PKCS#12 encryption for independent clients on a pool of
+/// [`jobs`] threads (RSA-4096 costs about a second per key per core). Results keep plan order;
+/// the store's writes happen afterwards, in order, on one thread.
 fn prepare_all(
     work: &[(&ClientDesired, &GenerateSpec)],
     server_der: &[u8],
@@ -641,38 +642,22 @@ fn prepare_all(
     now: OffsetDateTime,
     password_key: &[u8],
 ) -> Result<Vec<Result<Prepared, ApplyError>>, ApplyError> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
+    // A pool of its own rather than rayon's global one, so that RAVENCERT_JOBS holds.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs().min(work.len()).max(1))
+        .build()?;
     let progress = crate::progress::bar(work.len() as u64, "issuing certificates");
-    let next = AtomicUsize::new(0);
-    let results: Vec<Mutex<Option<Result<Prepared, ApplyError>>>> =
-        work.iter().map(|_| Mutex::new(None)).collect();
-    let workers = jobs().min(work.len()).max(1);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some((client, spec)) = work.get(i) else {
-                    break;
-                };
+    let results = pool.install(|| {
+        work.par_iter()
+            .map(|(client, spec)| {
                 let r = prepare(client, spec, server_der, server_key, now, password_key);
-                if let Ok(mut slot) = results[i].lock() {
-                    *slot = Some(r);
-                }
                 progress.inc(1);
-            });
-        }
+                r
+            })
+            .collect()
     });
     progress.finish_and_clear();
-    Ok(results
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or(Err(ApplyError::Unfinished))
-        })
-        .collect())
+    Ok(results)
 }
 
 fn load_signer(store: &Store, reg: &Registry) -> Result<Signer, ApplyError> {
