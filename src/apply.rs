@@ -1,39 +1,73 @@
 //! Carries out a plan: generates what must be generated (through `pki`), writes it through the
 //! store (new files first, the registry last), then finishes (bundles into place, old files
-//! removed, the export written).
+//! removed, the export written). What each change does to the registry is the planner's
+//! ([`plan::mutate`]); this module only makes the certificates and writes them.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use time::OffsetDateTime;
 
-use crate::config::{ClientDesired, ClientSpec, Desired, ServerSpec};
+use crate::config::{ClientDesired, ClientSpec, Desired, GenerateSpec, Secret, ServerSpec};
 use crate::inputs;
-use crate::model::Origin;
-use crate::model::Uploaded;
+use crate::model::{Origin, BACKDATING};
 use crate::pki::{self, Issued, PrivateKey};
-use crate::plan::{Action, Change, Plan, Target};
-use crate::registry::{Actual, CertEntry, Registry, ServerEntry};
+use crate::plan::{self, Action, Change, NewCert, Plan, Target};
+use crate::registry::{Actual, CertEntry, Registry, RegistryError, ServerEntry};
 use crate::store::{self, Store};
 
+/// Why an apply stopped. Until the registry is written nothing is registered; see
+/// [`ApplyError::Export`] for the one failure after it.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// Reading or writing the store failed.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// Making a key, certificate or bundle failed.
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
+    /// The nodes' certificate files (`[server].certificates`) cannot be read with their keys.
     #[error("{0}")]
-    Input(String),
+    NodeFiles(String),
+    /// The nodes' certificate files hold other certificates than those planned.
+    #[error(
+        "the node certificate files changed during the apply; nothing was registered — run again"
+    )]
+    NodeFilesChanged,
+    /// A generated client's declared password cannot be read.
+    #[error("clients.{key}: {message}")]
+    Password { key: String, message: String },
+    /// The registry the apply built would not load again.
+    #[error("the new registry would be inconsistent ({0}); nothing was registered")]
+    Inconsistent(#[source] RegistryError),
+    /// A registered certificate's public file is gone, with no copy to restore it from.
+    #[error("the certificate file of client '{key}' ({thumbprint}) is missing and nothing holds a copy; restore the store from a backup")]
+    CertificateLost { key: String, thumbprint: String },
+    /// A bundle to package again whose key only the previous password opens.
+    #[error("clients.{key}: the issued key cannot be opened to package its bundle again (it was protected by the previous password, and this store was written before ravencert kept client keys); run `ravencert apply --replace {key}` to issue a new certificate (nothing was changed)")]
+    BundleKeyLocked { key: String },
+    /// Clients to generate, but no server certificate to sign them.
+    #[error("no server certificate is registered, so no client certificate can be generated; declare [server] in certs.toml")]
+    NoSigner,
+    /// An export asked for before any server certificate is registered.
+    #[error("no server certificate is registered yet; run `ravencert apply` first")]
+    NothingToExport,
+    /// The threads that issue certificates could not be started.
+    #[error("cannot start the threads that issue certificates: {0}")]
+    Threads(#[from] rayon::ThreadPoolBuildError),
     /// The registry was committed, then writing the export failed: the store holds the new
     /// state and the next apply plans the export again.
     #[error("{}", export_failed(*.committed, .path, .reason))]
     Export {
         committed: usize,
-        path: std::path::PathBuf,
-        reason: String,
+        path: PathBuf,
+        #[source]
+        reason: Box<ApplyError>,
     },
 }
 
-fn export_failed(committed: usize, path: &std::path::Path, reason: &str) -> String {
+fn export_failed(committed: usize, path: &Path, reason: &ApplyError) -> String {
     let store = match committed {
         0 => "the store was already up to date".to_string(),
         1 => "the store was updated (1 change committed)".to_string(),
@@ -45,207 +79,27 @@ fn export_failed(committed: usize, path: &std::path::Path, reason: &str) -> Stri
     )
 }
 
-/// Clients get a not-before a week back, as RavenDB does, for clock skew.
-const SKEW_MARGIN: time::Duration = time::Duration::days(crate::model::BACKDATING.seconds / 86_400);
-
-/// What a change turns into in the registry: the entry the apply made (or a placeholder).
-enum NewCert {
-    Server(Vec<ServerEntry>),
-    Client(Vec<CertEntry>),
-}
-
-/// Registry entries for an uploaded certificate or collection: the primary lists its
-/// secondaries, each secondary points at the primary; all share name, clearance, permissions.
-pub(crate) fn upload_entries(
-    client: &ClientDesired,
-    certs: &[Uploaded],
-    revision: Option<String>,
-) -> Vec<CertEntry> {
-    let primary = certs.first().map(|c| c.info.thumbprint.clone());
-    certs
-        .iter()
-        .enumerate()
-        .map(|(i, c)| CertEntry {
-            key: client.key.clone(),
-            name: client.name.clone(),
-            thumbprint: c.info.thumbprint.clone(),
-            public_key_pinning_hash: c.info.public_key_pinning_hash.clone(),
-            clearance: client.clearance,
-            not_before: c.info.not_before,
-            not_after: c.info.not_after,
-            source: Origin::Uploaded,
-            key_type: c.info.key_spec,
-            collection_primary: if i == 0 { None } else { primary.clone() },
-            collection_secondaries: if i == 0 {
-                certs[1..]
-                    .iter()
-                    .map(|s| s.info.thumbprint.clone())
-                    .collect()
-            } else {
-                Vec::new()
-            },
-            retire_after: None,
-            revision: revision.clone(),
-            permissions: client.permissions.clone(),
-            pfx: Default::default(),
-            bundle_password: None,
-            subject: Some(c.info.subject.clone()),
-        })
-        .collect()
-}
-
-/// Registry entries for the nodes' own certificates.
-pub(crate) fn node_entries(nodes: &[Uploaded], revision: Option<String>) -> Vec<ServerEntry> {
-    nodes
-        .iter()
-        .map(|n| ServerEntry {
-            name: n
-                .info
-                .common_name
-                .clone()
-                .unwrap_or_else(|| n.info.subject.clone()),
-            thumbprint: n.info.thumbprint.clone(),
-            public_key_pinning_hash: n.info.public_key_pinning_hash.clone(),
-            dns: Vec::new(),
-            not_before: n.info.not_before,
-            not_after: n.info.not_after,
-            source: Origin::Uploaded,
-            key_type: n.info.key_spec,
-            revision: revision.clone(),
-        })
-        .collect()
-}
-
-/// Applies the registry side of one change. Shared by the apply and the `--diff` projection,
-/// so that what the diff shows is what the apply writes.
-fn mutate(
-    reg: &mut Registry,
-    change: &Change,
-    new: Option<NewCert>,
-    desired: &Desired,
-    now: OffsetDateTime,
-) {
-    // Only this key's entries: a certificate moving between keys is deleted from the old one.
-    let mine = |e: &CertEntry| change.thumbprints.contains(&e.thumbprint) && e.key == change.key;
-    match (change.target, change.action) {
-        (Target::Server, _) => {
-            if change.action == Action::Replace || change.action == Action::Delete {
-                reg.server
-                    .retain(|s| !change.thumbprints.contains(&s.thumbprint));
-            }
-            if let Some(NewCert::Server(s)) = new {
-                reg.server.extend(s);
-            }
-        }
-        (Target::Client, Action::Update) => {
-            if let Some(c) = desired.clients.get(&change.key) {
-                for e in reg.certificates.iter_mut().filter(|e| mine(e)) {
-                    e.name = c.name.clone();
-                    e.clearance = c.clearance;
-                    e.permissions = c.permissions.clone();
-                    if let ClientSpec::Generate(g) = &c.source {
-                        e.pfx = g.pfx;
-                    }
-                }
-            }
-        }
-        (Target::Client, Action::Delete) => {
-            reg.certificates.retain(|e| !mine(e));
-        }
-        (Target::Client, Action::Replace) => {
-            let overlap = desired.clients.get(&change.key).and_then(|c| c.overlap);
-            match overlap {
-                Some(o) => {
-                    for e in reg.certificates.iter_mut().filter(|e| mine(e)) {
-                        e.retire_after = Some(now + o.as_duration());
-                    }
-                }
-                None => reg.certificates.retain(|e| !mine(e)),
-            }
-            if let Some(NewCert::Client(e)) = new {
-                reg.certificates.extend(e);
-            }
-        }
-        (Target::Client, Action::Create) => {
-            if let Some(NewCert::Client(e)) = new {
-                reg.certificates.extend(e);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The registry as it will be after the plan, with placeholders for what only the apply knows.
-pub fn project(reg: &Registry, plan: &Plan, desired: &Desired, now: OffsetDateTime) -> Registry {
-    let mut out = reg.clone();
-    let placeholder = "(known after apply)".to_string();
-    for change in &plan.changes {
-        let new = match (change.target, change.action) {
-            (Target::Server, Action::Create | Action::Replace) => {
-                desired.server.as_ref().map(|s| match &s.source {
-                    ServerSpec::Generate {
-                        name,
-                        dns,
-                        key,
-                        validity,
-                        ..
-                    } => NewCert::Server(vec![ServerEntry {
-                        name: name.clone(),
-                        thumbprint: placeholder.clone(),
-                        public_key_pinning_hash: placeholder.clone(),
-                        dns: dns.clone(),
-                        not_before: now - SKEW_MARGIN,
-                        not_after: now + validity.as_duration(),
-                        source: Origin::Generated,
-                        key_type: Some(*key),
-                        revision: None,
-                    }]),
-                    ServerSpec::Imported(_) => {
-                        NewCert::Server(node_entries(&desired.files.nodes, None))
-                    }
-                })
-            }
-            (Target::Client, Action::Create | Action::Replace) => {
-                desired.clients.get(&change.key).map(|c| match &c.source {
-                    ClientSpec::Generate(g) => NewCert::Client(vec![CertEntry {
-                        key: c.key.clone(),
-                        name: c.name.clone(),
-                        thumbprint: placeholder.clone(),
-                        public_key_pinning_hash: placeholder.clone(),
-                        clearance: c.clearance,
-                        not_before: now - SKEW_MARGIN,
-                        not_after: now + g.validity.as_duration(),
-                        source: Origin::Generated,
-                        key_type: Some(g.key),
-                        collection_primary: None,
-                        collection_secondaries: vec![],
-                        retire_after: None,
-                        revision: None,
-                        permissions: c.permissions.clone(),
-                        pfx: g.pfx,
-                        bundle_password: None,
-                        subject: None,
-                    }]),
-                    ClientSpec::Upload(_) => NewCert::Client(upload_entries(
-                        c,
-                        desired.files.uploads.get(&c.key).map_or(&[][..], |v| v),
-                        None,
-                    )),
-                })
-            }
-            _ => None,
-        };
-        mutate(&mut out, change, new, desired, now);
-    }
-    out
-}
-
 /// What an apply did, for the report.
 #[derive(Debug, Default)]
 pub struct Outcome {
+    /// The registry as committed.
     pub registry: Registry,
     /// (client or server key, new thumbprint, not-after) of every certificate registered.
     pub issued: Vec<(String, String, OffsetDateTime)>,
+}
+
+/// The server certificate and key that sign generated clients.
+type Signer = (Vec<u8>, PrivateKey);
+
+/// One apply: its inputs and the registry it builds, change by change.
+struct Applier<'a> {
+    desired: &'a Desired,
+    store: &'a Store,
+    now: OffsetDateTime,
+    revision: Option<String>,
+    /// The registry as it was loaded, then with each change carried out.
+    reg: Registry,
+    issued: Vec<(String, String, OffsetDateTime)>,
 }
 
 /// Carries out `plan` on `store`. The caller holds the store's lock and has checked the plan
@@ -259,232 +113,309 @@ pub fn apply(
     revision: Option<String>,
 ) -> Result<Outcome, ApplyError> {
     store.ensure_root()?;
-    let current = &actual.registry;
-    let mut reg = current.clone();
-    let mut outcome = Outcome::default();
-    let mut signer: Option<(Vec<u8>, PrivateKey)> = None;
+    let mut run = Applier {
+        desired,
+        store,
+        now,
+        revision,
+        reg: actual.registry.clone(),
+        issued: Vec::new(),
+    };
+    let signer = run.servers(plan)?;
+    // The key of password fingerprints, made when a bundle with a password is first written.
+    let password_key = run.password_key()?;
+    let mut prepared = run.prepare_clients(plan, signer, &password_key)?;
+    run.intend(plan, &prepared)?;
+    for change in plan.changes.iter().filter(|c| c.target == Target::Client) {
+        run.client(change, &mut prepared, &actual.registry, &password_key)?;
+    }
+    run.commit(plan, actual)
+}
 
-    for change in plan.changes.iter().filter(|c| c.target == Target::Server) {
-        let Some(server) = desired.server.as_ref() else {
-            continue;
+impl Applier<'_> {
+    /// The server's changes; returns the new signer when one was made.
+    fn servers(&mut self, plan: &Plan) -> Result<Option<Signer>, ApplyError> {
+        let mut signer = None;
+        for change in plan.changes.iter().filter(|c| c.target == Target::Server) {
+            let Some(server) = self.desired.server.as_ref() else {
+                continue;
+            };
+            let (entries, made) = match &server.source {
+                ServerSpec::Generate { .. } => self.generate_server(&server.source)?,
+                ServerSpec::Imported(_) => self.import_nodes()?,
+            };
+            signer = made;
+            let new = Some(NewCert::Server(entries));
+            plan::mutate(&mut self.reg, change, new, self.desired, self.now);
+        }
+        Ok(signer)
+    }
+
+    fn generate_server(
+        &mut self,
+        spec: &ServerSpec,
+    ) -> Result<(Vec<ServerEntry>, Option<Signer>), ApplyError> {
+        let ServerSpec::Generate {
+            name,
+            dns,
+            key,
+            validity,
+            ..
+        } = spec
+        else {
+            return Ok((Vec::new(), None));
         };
-        let entries = match &server.source {
-            ServerSpec::Generate {
-                name,
-                dns,
-                key,
-                validity,
-                ..
-            } => {
-                let issued = pki::generate_server(
-                    name,
-                    dns,
-                    *key,
-                    now - SKEW_MARGIN,
-                    now + validity.as_duration(),
-                )?;
-                let info = pki::inspect(&issued.cert_der)?;
-                let thumb = store.write_cert(&issued.cert_der)?;
-                store.write_server_key(&thumb, &issued.key)?;
-                outcome
-                    .issued
-                    .push((name.clone(), thumb.clone(), info.not_after));
-                let entry = ServerEntry {
-                    name: name.clone(),
-                    thumbprint: thumb,
-                    public_key_pinning_hash: info.public_key_pinning_hash,
-                    dns: dns.clone(),
+        let issued = pki::generate_server(
+            name,
+            dns,
+            *key,
+            self.now - BACKDATING.as_duration(),
+            self.now + validity.as_duration(),
+        )?;
+        let info = pki::inspect(&issued.cert_der)?;
+        let thumb = self.store.write_cert(&issued.cert_der)?;
+        self.store.write_server_key(&thumb, &issued.key)?;
+        self.issued
+            .push((name.clone(), thumb.clone(), info.not_after));
+        let entries =
+            plan::generated_server_entry(spec, self.now, thumb, info.public_key_pinning_hash)
+                .map(|planned| ServerEntry {
                     not_before: info.not_before,
                     not_after: info.not_after,
-                    source: Origin::Generated,
-                    key_type: Some(*key),
-                    revision: revision.clone(),
-                };
-                signer = Some((issued.cert_der, issued.key));
-                vec![entry]
-            }
-            ServerSpec::Imported(_) => {
-                let nodes = inputs::node_keys(desired).map_err(ApplyError::Input)?;
-                for (der, key) in &nodes {
-                    let thumb = store.write_cert(der)?;
-                    store.write_server_key(&thumb, key)?;
-                }
-                let entries = node_entries(&desired.files.nodes, revision.clone());
-                // The files must still hold what was planned.
-                let read: Vec<String> = nodes.iter().map(|(d, _)| pki::thumbprint(d)).collect();
-                let planned: Vec<String> = entries.iter().map(|e| e.thumbprint.clone()).collect();
-                if read != planned {
-                    return Err(ApplyError::Input(
-                        "the node certificate files changed during the apply; nothing was registered — run again".into(),
-                    ));
-                }
-                for e in &entries {
-                    outcome
-                        .issued
-                        .push((e.name.clone(), e.thumbprint.clone(), e.not_after));
-                }
-                signer = nodes.into_iter().next();
-                entries
-            }
-        };
-        mutate(
-            &mut reg,
-            change,
-            Some(NewCert::Server(entries)),
-            desired,
-            now,
-        );
+                    revision: self.revision.clone(),
+                    ..planned
+                })
+                .into_iter()
+                .collect();
+        Ok((entries, Some((issued.cert_der, issued.key))))
     }
 
-    // All key generation first, in parallel; nothing is written until every key exists.
-    let work: Vec<(&ClientDesired, &crate::config::GenerateSpec)> = plan
-        .changes
-        .iter()
-        .filter(|c| {
-            c.target == Target::Client && matches!(c.action, Action::Create | Action::Replace)
-        })
-        .filter_map(|c| desired.clients.get(&c.key))
-        .filter_map(|client| match &client.source {
-            ClientSpec::Generate(spec) => Some((client, spec)),
-            ClientSpec::Upload(_) => None,
-        })
-        .collect();
-    // The key of password fingerprints, made when a bundle with a password is first written.
-    let password_key = if desired
-        .clients
-        .values()
-        .any(|c| matches!(&c.source, ClientSpec::Generate(g) if g.password.is_some()))
-    {
-        store.password_key_or_create()?
-    } else {
-        Vec::new()
-    };
-    let mut prepared: BTreeMap<String, Prepared> = BTreeMap::new();
-    if !work.is_empty() {
-        if signer.is_none() {
-            signer = Some(load_signer(store, &reg)?);
+    fn import_nodes(&mut self) -> Result<(Vec<ServerEntry>, Option<Signer>), ApplyError> {
+        let nodes = inputs::node_keys(self.desired).map_err(ApplyError::NodeFiles)?;
+        for (der, key) in &nodes {
+            let thumb = self.store.write_cert(der)?;
+            self.store.write_server_key(&thumb, key)?;
         }
-        if let Some((server_der, server_key)) = signer.as_ref() {
-            for ((client, _), result) in work.iter().zip(prepare_all(
-                &work,
-                server_der,
-                server_key,
-                now,
-                &password_key,
-            )) {
-                prepared.insert(client.key.clone(), result?);
-            }
+        let entries = plan::node_entries(&self.desired.files.nodes, self.revision.clone());
+        // The files must still hold what was planned.
+        let read: Vec<String> = nodes.iter().map(|(d, _)| pki::thumbprint(d)).collect();
+        let planned: Vec<String> = entries.iter().map(|e| e.thumbprint.clone()).collect();
+        if read != planned {
+            return Err(ApplyError::NodeFilesChanged);
+        }
+        for e in &entries {
+            self.issued
+                .push((e.name.clone(), e.thumbprint.clone(), e.not_after));
+        }
+        Ok((entries, nodes.into_iter().next()))
+    }
+
+    /// The store's key for password fingerprints, when a declared bundle has a password.
+    fn password_key(&self) -> Result<Vec<u8>, ApplyError> {
+        let any_password = self
+            .desired
+            .clients
+            .values()
+            .any(|c| matches!(&c.source, ClientSpec::Generate(g) if g.password.is_some()));
+        if any_password {
+            Ok(self.store.password_key_or_create()?)
+        } else {
+            Ok(Vec::new())
         }
     }
 
-    // Everything the clients' changes will write, recorded in one write before any is made.
-    let uploads = plan
-        .changes
-        .iter()
-        .filter(|c| c.target == Target::Client)
-        .filter_map(|c| desired.files.uploads.get(&c.key))
-        .flatten()
-        .map(|u| format!("certs/{}.pem", u.info.thumbprint));
-    store.intend(
-        prepared
+    /// All key generation first, in parallel; nothing is written until every key exists.
+    fn prepare_clients(
+        &self,
+        plan: &Plan,
+        signer: Option<Signer>,
+        password_key: &[u8],
+    ) -> Result<BTreeMap<String, Prepared>, ApplyError> {
+        let work: Vec<(&ClientDesired, &GenerateSpec)> = plan
+            .changes
             .iter()
-            .flat_map(|(key, p)| Store::client_paths(key, &p.info.thumbprint))
-            .chain(uploads),
-    )?;
+            .filter(|c| {
+                c.target == Target::Client && matches!(c.action, Action::Create | Action::Replace)
+            })
+            .filter_map(|c| self.desired.clients.get(&c.key))
+            .filter_map(|client| match &client.source {
+                ClientSpec::Generate(spec) => Some((client, spec)),
+                ClientSpec::Upload(_) => None,
+            })
+            .collect();
+        if work.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let (server_der, server_key) = match signer {
+            Some(s) => s,
+            None => load_signer(self.store, &self.reg)?,
+        };
+        let results = prepare_all(&work, &server_der, &server_key, self.now, password_key)?;
+        work.iter()
+            .zip(results)
+            .map(|((client, _), result)| Ok((client.key.clone(), result?)))
+            .collect()
+    }
 
-    for change in plan.changes.iter().filter(|c| c.target == Target::Client) {
-        let new = match change.action {
-            Action::Create | Action::Replace => match desired.clients.get(&change.key) {
-                Some(client) => match &client.source {
-                    ClientSpec::Generate(spec) => {
-                        let Some(p) = prepared.remove(&client.key) else {
-                            continue;
-                        };
-                        let entry = write_issued(store, client, spec, p, revision.clone())?;
-                        outcome.issued.push((
-                            client.key.clone(),
-                            entry.thumbprint.clone(),
-                            entry.not_after,
-                        ));
-                        Some(NewCert::Client(vec![entry]))
-                    }
-                    ClientSpec::Upload(_) => {
-                        let certs = desired
-                            .files
-                            .uploads
-                            .get(&client.key)
-                            .map_or(&[][..], |v| v);
-                        for c in certs {
-                            store.write_cert(&c.der)?;
-                        }
-                        let entries = upload_entries(client, certs, revision.clone());
-                        for e in &entries {
-                            outcome.issued.push((
-                                client.key.clone(),
-                                e.thumbprint.clone(),
-                                e.not_after,
-                            ));
-                        }
-                        Some(NewCert::Client(entries))
-                    }
-                },
-                None => None,
+    /// Everything the clients' changes will write, recorded in one write before any is made.
+    fn intend(&self, plan: &Plan, prepared: &BTreeMap<String, Prepared>) -> Result<(), ApplyError> {
+        let uploads = plan
+            .changes
+            .iter()
+            .filter(|c| c.target == Target::Client)
+            .filter_map(|c| self.desired.files.uploads.get(&c.key))
+            .flatten()
+            .map(|u| format!("certs/{}.pem", u.info.thumbprint));
+        self.store.intend(
+            prepared
+                .iter()
+                .flat_map(|(key, p)| Store::client_paths(key, &p.info.thumbprint))
+                .chain(uploads),
+        )?;
+        Ok(())
+    }
+
+    /// One client change: its certificates written (a create or replace), the registry changed,
+    /// and an update's bundle packaged again when due.
+    fn client(
+        &mut self,
+        change: &Change,
+        prepared: &mut BTreeMap<String, Prepared>,
+        current: &Registry,
+        password_key: &[u8],
+    ) -> Result<(), ApplyError> {
+        let desired = self.desired;
+        let client = desired.clients.get(&change.key);
+        let new = match (change.action, client) {
+            (Action::Create | Action::Replace, Some(client)) => match &client.source {
+                ClientSpec::Generate(spec) => {
+                    let Some(p) = prepared.remove(&client.key) else {
+                        return Ok(());
+                    };
+                    Some(self.write_issued(client, spec, p)?)
+                }
+                ClientSpec::Upload(_) => Some(self.write_uploaded(client)?),
             },
             _ => None,
         };
-        mutate(&mut reg, change, new, desired, now);
+        plan::mutate(&mut self.reg, change, new, desired, self.now);
         if change.action == Action::Update {
-            for e in reg
+            for e in self
+                .reg
                 .certificates
                 .iter_mut()
                 .filter(|e| change.thumbprints.contains(&e.thumbprint) && e.key == change.key)
             {
-                e.revision = revision.clone();
+                e.revision = self.revision.clone();
             }
-            rebundle_if_due(desired, store, current, &mut reg, change, &password_key)?;
+            rebundle_if_due(
+                desired,
+                self.store,
+                current,
+                &mut self.reg,
+                change,
+                password_key,
+            )?;
         }
+        Ok(())
     }
 
-    // Every apply with a known revision records it, also one that changes nothing: a fleet
-    // shows it has caught up with a commit.
-    if !plan.changes.is_empty() || revision.is_some() {
-        reg.applied_revision = revision;
+    /// Writes a prepared client (certificate, kept key, staged bundle); its registry entry.
+    fn write_issued(
+        &mut self,
+        client: &ClientDesired,
+        spec: &GenerateSpec,
+        p: Prepared,
+    ) -> Result<NewCert, ApplyError> {
+        let thumb = self.store.write_cert(&p.cert_der)?;
+        self.store.write_client_key(&thumb, &p.key)?;
+        self.store.stage_bundle(&client.key, &p.bundle)?;
+        let planned = plan::generated_client_entry(
+            client,
+            spec,
+            self.now,
+            thumb,
+            p.info.public_key_pinning_hash,
+        );
+        let entry = CertEntry {
+            not_before: p.info.not_before,
+            not_after: p.info.not_after,
+            revision: self.revision.clone(),
+            bundle_password: Some(p.bundle_password),
+            ..planned
+        };
+        self.issued.push((
+            client.key.clone(),
+            entry.thumbprint.clone(),
+            entry.not_after,
+        ));
+        Ok(NewCert::Client(vec![entry]))
     }
-    reg.normalize();
-    // Never commit a registry the next load would refuse.
-    let text = reg.to_text();
-    Registry::parse(&store.registry_path(), &text).map_err(|e| {
-        ApplyError::Input(format!(
-            "the new registry would be inconsistent ({e}); nothing was registered"
-        ))
-    })?;
-    restore_lost_files(desired, store, &mut reg)?;
-    if reg != *current || !actual.sealed || !store.registry_path().exists() {
-        store.write_registry(&reg)?;
-    }
-    store.finish(&reg)?;
 
-    let exported = if plan.changes.iter().any(|c| c.action == Action::Export) {
-        export(desired, store, &reg).map_err(|e| ApplyError::Export {
+    /// Writes an uploaded client's certificates; their registry entries.
+    fn write_uploaded(&mut self, client: &ClientDesired) -> Result<NewCert, ApplyError> {
+        let certs = self
+            .desired
+            .files
+            .uploads
+            .get(&client.key)
+            .map_or(&[][..], |v| v);
+        for c in certs {
+            self.store.write_cert(&c.der)?;
+        }
+        let entries = plan::upload_entries(client, certs, self.revision.clone());
+        for e in &entries {
+            self.issued
+                .push((client.key.clone(), e.thumbprint.clone(), e.not_after));
+        }
+        Ok(NewCert::Client(entries))
+    }
+
+    /// The commit: the registry checked and written (the commit point), the store finished,
+    /// then the export written.
+    fn commit(mut self, plan: &Plan, actual: &Actual) -> Result<Outcome, ApplyError> {
+        let store = self.store;
+        // Every apply with a known revision records it, also one that changes nothing: a fleet
+        // shows it has caught up with a commit.
+        if !plan.changes.is_empty() || self.revision.is_some() {
+            self.reg.applied_revision = self.revision.clone();
+        }
+        self.reg.normalize();
+        // Never commit a registry the next load would refuse.
+        Registry::parse(&store.registry_path(), &self.reg.to_text())
+            .map_err(ApplyError::Inconsistent)?;
+        restore_lost_files(self.desired, store, &mut self.reg)?;
+        if self.reg != actual.registry || !actual.sealed || !store.registry_path().exists() {
+            store.write_registry(&self.reg)?;
+        }
+        store.finish(&self.reg)?;
+        let exported = self.export_if_planned(plan);
+        store.write_cache(&self.reg)?;
+        exported?;
+        Ok(Outcome {
+            registry: self.reg,
+            issued: self.issued,
+        })
+    }
+
+    /// The export, when the plan has it; a failure says the store part was committed.
+    fn export_if_planned(&self, plan: &Plan) -> Result<(), ApplyError> {
+        if !plan.changes.iter().any(|c| c.action == Action::Export) {
+            return Ok(());
+        }
+        let Some(path) = self.desired.server.as_ref().and_then(|s| s.export.as_ref()) else {
+            return Ok(());
+        };
+        write_export_to(self.store, &self.reg, path).map_err(|e| ApplyError::Export {
             committed: plan
                 .changes
                 .iter()
                 .filter(|c| c.action != Action::Export)
                 .count(),
-            path: desired
-                .server
-                .as_ref()
-                .and_then(|s| s.export.clone())
-                .unwrap_or_default(),
-            reason: e.to_string(),
+            path: path.clone(),
+            reason: Box::new(e),
         })
-    } else {
-        Ok(None)
-    };
-    store.write_cache(&reg)?;
-    exported?;
-    outcome.registry = reg;
-    Ok(outcome)
+    }
 }
 
 /// An update of a generated client whose bundle's password or profile is not the declared one
@@ -519,7 +450,7 @@ fn rebundle_if_due(
             password.as_ref().map(|p| p.expose()),
         )?)
     };
-    if crate::plan::bundle_reasons(before, spec, fingerprint.as_deref()).is_empty() {
+    if plan::bundle_reasons(before, spec, fingerprint.as_deref()).is_empty() {
         return Ok(());
     }
     let server_der = match reg.server.first() {
@@ -573,20 +504,16 @@ fn restore_lost_files(
             gone.push(e.thumbprint.clone());
             continue;
         }
-        let der = found
-            .ok_or_else(|| {
-                ApplyError::Input(format!(
-                    "the certificate file of client '{}' ({}) is missing and nothing holds a copy; restore the store from a backup",
-                    e.key, e.thumbprint
-                ))
-            })?;
+        let der = found.ok_or_else(|| ApplyError::CertificateLost {
+            key: e.key.clone(),
+            thumbprint: e.thumbprint.clone(),
+        })?;
         store.write_cert(&der)?;
     }
     reg.certificates.retain(|e| !gone.contains(&e.thumbprint));
     Ok(())
 }
 
-/// Issues one generated client: key, certificate, bundle (staged until the registry commits).
 /// A generated client's key, certificate and bundle, made before anything is written.
 struct Prepared {
     cert_der: Vec<u8>,
@@ -599,7 +526,7 @@ struct Prepared {
 /// The crypto of one generated client: key, certificate signed by the server, bundle.
 fn prepare(
     client: &ClientDesired,
-    spec: &crate::config::GenerateSpec,
+    spec: &GenerateSpec,
     server_der: &[u8],
     server_key: &PrivateKey,
     now: OffsetDateTime,
@@ -611,7 +538,7 @@ fn prepare(
         server_key,
         &client.name,
         spec.key,
-        now - SKEW_MARGIN,
+        now - BACKDATING.as_duration(),
         now + spec.validity.as_duration(),
     )?;
     let bundle = pki::client_bundle(
@@ -640,13 +567,15 @@ fn prepare(
 
 fn read_password(
     client: &ClientDesired,
-    spec: &crate::config::GenerateSpec,
-) -> Result<Option<crate::config::Secret>, ApplyError> {
+    spec: &GenerateSpec,
+) -> Result<Option<Secret>, ApplyError> {
     spec.password
         .as_ref()
         .map(|r| {
-            r.read()
-                .map_err(|e| ApplyError::Input(format!("clients.{}: {e}", client.key)))
+            r.read().map_err(|message| ApplyError::Password {
+                key: client.key.clone(),
+                message,
+            })
         })
         .transpose()
 }
@@ -658,7 +587,7 @@ fn read_password(
 fn rebundle(
     store: &Store,
     client: &ClientDesired,
-    spec: &crate::config::GenerateSpec,
+    spec: &GenerateSpec,
     entry: &mut CertEntry,
     server_der: &[u8],
     exposed: Option<&str>,
@@ -667,17 +596,16 @@ fn rebundle(
     let key = match store.read_client_key(&entry.thumbprint) {
         Some(k) => k,
         None => {
-            let pem = store.read_bundle_key_pem(&client.key).unwrap_or_default();
+            // A missing .key file and one the declared password does not open end alike.
+            let locked = || ApplyError::BundleKeyLocked {
+                key: client.key.clone(),
+            };
+            let pem = store.read_bundle_key_pem(&client.key).ok_or_else(locked)?;
             let opened = match exposed {
                 Some(p) => PrivateKey::from_pem_with(&pem, p),
                 None => PrivateKey::from_pem(&pem),
             };
-            let key = opened.map_err(|_| {
-                ApplyError::Input(format!(
-                    "clients.{k}: the issued key cannot be opened to package its bundle again (it was protected by the previous password, and this store was written before ravencert kept client keys); run `ravencert apply --replace {k}` to issue a new certificate (nothing was changed)",
-                    k = client.key
-                ))
-            })?;
+            let key = opened.map_err(|_| locked())?;
             store.write_client_key(&entry.thumbprint, &key)?;
             key
         }
@@ -696,7 +624,7 @@ fn rebundle(
 
 /// How many certificates are made at once: every core this process may use
 /// (`taskset`/cgroup limits included), or RAVENCERT_JOBS.
-pub fn jobs() -> usize {
+fn jobs() -> usize {
     std::env::var("RAVENCERT_JOBS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
@@ -704,117 +632,46 @@ pub fn jobs() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Key generation, signing and PKCS#12 encryption for independent clients on a bounded pool
-/// of threads (RSA-4096 costs about a second per key per core). Results keep plan order; the
-/// store's writes happen afterwards, in order, on one thread.
+/// Key generation, signing and PKCS#12 encryption for independent clients on a pool of
+/// [`jobs`] threads (RSA-4096 costs about a second per key per core). Results keep plan order;
+/// the store's writes happen afterwards, in order, on one thread.
 fn prepare_all(
-    work: &[(&ClientDesired, &crate::config::GenerateSpec)],
+    work: &[(&ClientDesired, &GenerateSpec)],
     server_der: &[u8],
     server_key: &PrivateKey,
     now: OffsetDateTime,
     password_key: &[u8],
-) -> Vec<Result<Prepared, ApplyError>> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
+) -> Result<Vec<Result<Prepared, ApplyError>>, ApplyError> {
+    // A pool of its own rather than rayon's global one, so that RAVENCERT_JOBS holds.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs().min(work.len()).max(1))
+        .build()?;
     let progress = crate::progress::bar(work.len() as u64, "issuing certificates");
-    let next = AtomicUsize::new(0);
-    let results: Vec<Mutex<Option<Result<Prepared, ApplyError>>>> =
-        work.iter().map(|_| Mutex::new(None)).collect();
-    let workers = jobs().min(work.len()).max(1);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some((client, spec)) = work.get(i) else {
-                    break;
-                };
+    let results = pool.install(|| {
+        work.par_iter()
+            .map(|(client, spec)| {
                 let r = prepare(client, spec, server_der, server_key, now, password_key);
-                if let Ok(mut slot) = results[i].lock() {
-                    *slot = Some(r);
-                }
                 progress.inc(1);
-            });
-        }
+                r
+            })
+            .collect()
     });
     progress.finish_and_clear();
-    results
-        .into_iter()
-        .map(|m| {
-            m.into_inner().ok().flatten().unwrap_or_else(|| {
-                Err(ApplyError::Input(
-                    "a certificate could not be issued".into(),
-                ))
-            })
-        })
-        .collect()
+    Ok(results)
 }
 
-/// Writes a prepared client (certificate, staged bundle) and returns its registry entry.
-fn write_issued(
-    store: &Store,
-    client: &ClientDesired,
-    spec: &crate::config::GenerateSpec,
-    p: Prepared,
-    revision: Option<String>,
-) -> Result<CertEntry, ApplyError> {
-    let thumb = store.write_cert(&p.cert_der)?;
-    store.write_client_key(&thumb, &p.key)?;
-    store.stage_bundle(&client.key, &p.bundle)?;
-    Ok(CertEntry {
-        key: client.key.clone(),
-        name: client.name.clone(),
-        thumbprint: thumb,
-        public_key_pinning_hash: p.info.public_key_pinning_hash,
-        clearance: client.clearance,
-        not_before: p.info.not_before,
-        not_after: p.info.not_after,
-        source: Origin::Generated,
-        key_type: Some(spec.key),
-        collection_primary: None,
-        collection_secondaries: vec![],
-        retire_after: None,
-        revision,
-        permissions: client.permissions.clone(),
-        pfx: spec.pfx,
-        bundle_password: Some(p.bundle_password),
-        subject: None,
-    })
-}
-
-fn load_signer(store: &Store, reg: &Registry) -> Result<(Vec<u8>, PrivateKey), ApplyError> {
-    let server = reg.server.first().ok_or_else(|| {
-        ApplyError::Input(
-            "no server certificate is registered, so no client certificate can be generated; declare [server] in certs.toml".into(),
-        )
-    })?;
+fn load_signer(store: &Store, reg: &Registry) -> Result<Signer, ApplyError> {
+    let server = reg.server.first().ok_or(ApplyError::NoSigner)?;
     Ok((
         store.read_cert_der(&server.thumbprint)?,
         store.read_server_key(&server.thumbprint)?,
     ))
 }
 
-/// Writes the export file: every server certificate, public parts only, no password.
-pub fn export(
-    desired: &Desired,
-    store: &Store,
-    reg: &Registry,
-) -> Result<Option<std::path::PathBuf>, ApplyError> {
-    let Some(path) = desired.server.as_ref().and_then(|s| s.export.clone()) else {
-        return Ok(None);
-    };
-    write_export_to(store, reg, &path)?;
-    Ok(Some(path))
-}
-
-pub fn write_export_to(
-    store: &Store,
-    reg: &Registry,
-    path: &std::path::Path,
-) -> Result<(), ApplyError> {
+/// Writes the export file at `path`: every server certificate, public parts only, no password.
+pub fn write_export_to(store: &Store, reg: &Registry, path: &Path) -> Result<(), ApplyError> {
     if reg.server.is_empty() {
-        return Err(ApplyError::Input(
-            "no server certificate is registered yet; run `ravencert apply` first".into(),
-        ));
+        return Err(ApplyError::NothingToExport);
     }
     let ders = reg
         .server

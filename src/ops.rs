@@ -4,12 +4,8 @@
 
 use std::io::Write;
 
-use time::OffsetDateTime;
-
-use crate::apply;
-use crate::config::{self, ClientSpec, Desired};
+use crate::config;
 use crate::plan;
-use crate::registry::Actual;
 
 mod context;
 mod daemon;
@@ -90,83 +86,4 @@ pub fn validate(ctx: &Context) -> Result<Output> {
 /// `ravencert schema`: the JSON schema of certs.toml.
 pub fn schema() -> Output {
     Output::ok(config::json_schema())
-}
-
-/// The store as it would be had `base` been applied: for `plan --base`, which needs no store.
-fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
-    use crate::model::Origin;
-    use crate::registry::{CertEntry, Registry, ServerEntry};
-    // Thumbprints and dates of a store nobody reads here are not known: placeholders that are
-    // never shown (the plan gives null, the diff "(known after apply)"). The dates follow the
-    // declared validity so that no re-issue is planned from them.
-    let issued = now - time::Duration::seconds(crate::model::BACKDATING.seconds);
-    let assumed = "(as registered)".to_string();
-    let mut reg = Registry::new();
-    if let Some(server) = &base.server {
-        match &server.source {
-            config::ServerSpec::Generate {
-                name,
-                dns,
-                key,
-                validity,
-                ..
-            } => reg.server.push(ServerEntry {
-                name: name.clone(),
-                thumbprint: assumed.clone(),
-                public_key_pinning_hash: assumed.clone(),
-                dns: dns.clone(),
-                not_before: issued,
-                not_after: now + validity.as_duration(),
-                source: Origin::Generated,
-                key_type: Some(*key),
-                revision: None,
-            }),
-            config::ServerSpec::Imported(_) => {
-                reg.server = apply::node_entries(&base.files.nodes, None)
-            }
-        }
-    }
-    for c in base.clients.values() {
-        match &c.source {
-            ClientSpec::Generate(g) => reg.certificates.push(CertEntry {
-                key: c.key.clone(),
-                name: c.name.clone(),
-                thumbprint: format!("{assumed} {}", c.key),
-                public_key_pinning_hash: assumed.clone(),
-                clearance: c.clearance,
-                not_before: issued,
-                not_after: now + g.validity.as_duration(),
-                source: Origin::Generated,
-                key_type: Some(g.key),
-                collection_primary: None,
-                collection_secondaries: vec![],
-                retire_after: None,
-                revision: None,
-                permissions: c.permissions.clone(),
-                pfx: g.pfx,
-                bundle_password: None,
-                subject: None,
-            }),
-            ClientSpec::Upload(_) => reg.certificates.extend(apply::upload_entries(
-                c,
-                base.files.uploads.get(&c.key).map_or(&[][..], |v| v),
-                None,
-            )),
-        }
-    }
-    let mut export: Vec<String> = reg.server.iter().map(|s| s.thumbprint.clone()).collect();
-    export.sort();
-    Actual {
-        bundles_ok: base
-            .clients
-            .iter()
-            .filter(|(_, c)| matches!(c.source, ClientSpec::Generate(_)))
-            .map(|(k, _)| k.clone())
-            .collect(),
-        export_thumbprints: Some(export),
-        registry: reg,
-        exists: true,
-        sealed: true,
-        ..Actual::default()
-    }
 }

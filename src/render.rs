@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::model::{Access, Clearance, RenewBefore};
-use crate::plan::{Action, Change, FieldChange, Fields, Plan, Target};
+use crate::plan::{Action, Change, Field, FieldChange, Fields, Plan, Target};
 use crate::registry::{CertEntry, Registry};
 
 /// Whether a character is escaped wherever text reaches a person: control characters
@@ -174,7 +174,7 @@ fn field_lines(fields: &[FieldChange], created: bool) -> Vec<(String, String)> {
             } else {
                 format!("{} -> {}", field_value(&f.old), field_value(&f.new))
             };
-            (f.field.clone(), value)
+            (f.field.to_string(), value)
         })
         .collect()
 }
@@ -448,15 +448,19 @@ fn md_escalations(out: &mut String, plan: &Plan) {
         let what: Vec<String> = c
             .fields
             .iter()
-            .filter(|f| f.field != "name")
+            .filter(|f| f.field != Field::Name)
             .map(|f| match &f.old {
                 Some(o) => format!(
                     "{}: {} → {}",
-                    md_cell(&f.field),
+                    md_cell(f.field.as_str()),
                     md_cell(o),
                     md_cell(field_value(&f.new))
                 ),
-                None => format!("{}: {}", md_cell(&f.field), md_cell(field_value(&f.new))),
+                None => format!(
+                    "{}: {}",
+                    md_cell(f.field.as_str()),
+                    md_cell(field_value(&f.new))
+                ),
             })
             .collect();
         let _ = writeln!(
@@ -480,10 +484,10 @@ fn md_table(out: &mut String, plan: &Plan) {
             .map(|f| {
                 let new = md_cell(field_value(&f.new));
                 if c.action == Action::Create {
-                    format!("{}: {new}", md_cell(&f.field))
+                    format!("{}: {new}", md_cell(f.field.as_str()))
                 } else {
                     let old = md_cell(field_value(&f.old));
-                    format!("{}: {old} -> {new}", md_cell(&f.field))
+                    format!("{}: {old} -> {new}", md_cell(f.field.as_str()))
                 }
             })
             .collect();

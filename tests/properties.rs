@@ -108,7 +108,7 @@ fn desired() -> impl Strategy<Value = Desired> {
 /// The store after applying `plan` to `actual`: the planner's own projection, with the
 /// placeholders a real apply fills in (fresh thumbprints, bundles present).
 fn applied(desired: &Desired, actual: &Actual, plan: &plan::Plan, counter: &mut u32) -> Actual {
-    let mut reg: Registry = ravencert::apply::project(&actual.registry, plan, desired, NOW);
+    let mut reg: Registry = ravencert::plan::project(&actual.registry, plan, desired, NOW);
     for t in reg
         .server
         .iter_mut()
@@ -315,12 +315,12 @@ fn hostile_plan() -> impl Strategy<Value = plan::Plan> {
                     after: None,
                     fields: vec![
                         plan::FieldChange {
-                            field: "name".into(),
+                            field: plan::Field::Name,
                             old: (!created).then(|| old.clone()),
                             new: Some(new.clone()),
                         },
                         plan::FieldChange {
-                            field: "clearance".into(),
+                            field: plan::Field::Clearance,
                             old: (!created).then(|| "Operator".into()),
                             new: Some("ClusterAdmin".into()),
                         },

@@ -146,14 +146,9 @@ impl From<ConfigError> for Error {
 impl Error {
     /// A refused plan, placed at the certs.toml key it concerns when there is one.
     pub fn from_plan(desired: &Desired, e: PlanError) -> Error {
-        match e {
-            PlanError::Refused { key, message } if !key.is_empty() => {
-                desired.error_at(key, format!("refused: {message}")).into()
-            }
-            e @ PlanError::TooManyDeletions { .. } => desired
-                .error_at("store.max_deletions".to_string(), e.to_string())
-                .into(),
-            e => Error::Plan(e),
+        match e.at_key() {
+            Some((key, message)) => desired.error_at(key, message).into(),
+            None => Error::Plan(e),
         }
     }
 }

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 
 use super::error::{Error, Result};
 use super::exports::export_path;
-use super::{assumed_store, Context, Output, Revision};
-use crate::apply;
+use super::{Context, Output, Revision};
 use crate::config::{ClientSpec, Desired};
 use crate::git;
 use crate::plan::{self, Plan, PlanOptions};
@@ -160,7 +159,7 @@ fn planned(
             // No certs.toml at BASE (the pull request that adds it): nothing is registered.
             let actual = if git::exists_at(&ctx.config, base_rev)? {
                 let base = ctx.load(&Revision::Rev(base_rev.clone()), false)?;
-                assumed_store(&base, ctx.now)
+                plan::assumed_store(&base, ctx.now)
             } else {
                 Actual {
                     registry: crate::registry::Registry::new(),
@@ -184,7 +183,7 @@ fn planned(
 }
 
 fn registry_diff(ctx: &Context, desired: &Desired, actual: &Actual, plan: &Plan) -> String {
-    let after = apply::project(&actual.registry, plan, desired, ctx.now);
+    let after = plan::project(&actual.registry, plan, desired, ctx.now);
     render::registry_diff(&actual.registry, &after)
 }
 

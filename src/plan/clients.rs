@@ -1,0 +1,515 @@
+//! The clients declared in certs.toml: generated ones (re-issued when due) and uploaded ones
+//! (registered as the file holds them).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use super::{
+    desired_fields, entry_fields, known, list, renewal_reason, shown, validity_change, Action,
+    Change, Field, FieldChange, Fields, PlanError, Planner, Target, NO_PASSWORD,
+};
+use crate::config::{ClientDesired, ClientSpec, GenerateSpec};
+use crate::model::{Access, Clearance, Origin, Uploaded};
+use crate::registry::{CertEntry, Registry};
+
+impl<'a> Planner<'a> {
+    /// One change per declared client that differs from the store, in key order.
+    pub(super) fn clients(&mut self) -> Result<Vec<Change>, PlanError> {
+        super::check_declared(self.desired, self.now)?;
+        super::checks::check_uploads(self.desired, self.actual)?;
+        let desired = self.desired;
+        let mut changes = Vec::new();
+        for client in desired.clients.values() {
+            let current = self.active.get(client.key.as_str()).copied();
+            let change = match &client.source {
+                ClientSpec::Generate(spec) => self.generated(client, spec, current),
+                ClientSpec::Upload(file) => self.upload(client, &file.path, current)?,
+            };
+            changes.extend(change);
+        }
+        Ok(changes)
+    }
+
+    fn generated(
+        &mut self,
+        client: &ClientDesired,
+        spec: &GenerateSpec,
+        current: Option<&CertEntry>,
+    ) -> Option<Change> {
+        let after = desired_fields(client);
+        let new_access = (client.clearance, &client.permissions);
+        let Some(current) = current else {
+            return Some(
+                Change::new(
+                    Action::Create,
+                    Target::Client,
+                    &client.key,
+                    "not registered".into(),
+                )
+                .with_escalation(widens(None, new_access))
+                .with_fields(None, Some(after))
+                .with_changes(field_changes_from_nothing(client)),
+            );
+        };
+        let fields = field_changes(current, client);
+        let escalation = widens(Some((current.clearance, &current.permissions)), new_access);
+        let explicit = self.opts.replace.contains(&client.key);
+        let mut reasons = self.reissue_reasons(client, spec, current, explicit);
+        if !reasons.is_empty() && client.protect && !explicit {
+            self.warnings.push(format!(
+                "client '{}' is protected: not re-issued although {}; run with --replace {} to re-issue it",
+                client.key,
+                reasons.join("; "),
+                client.key
+            ));
+            reasons.clear();
+        }
+        let thumbprints = vec![current.thumbprint.clone()];
+        if !reasons.is_empty() {
+            return Some(
+                Change::new(
+                    Action::Replace,
+                    Target::Client,
+                    &client.key,
+                    reasons.join("; "),
+                )
+                .with_escalation(escalation)
+                .with_fields(Some(entry_fields(current)), Some(after))
+                .with_changes(fields)
+                .with_thumbprints(thumbprints),
+            );
+        }
+        let notes = self.generated_notes(client, spec, current);
+        update_change(
+            client,
+            current,
+            fields,
+            escalation,
+            after,
+            thumbprints,
+            notes,
+        )
+    }
+
+    /// Why a generated client's certificate must be issued again (none: it stays).
+    fn reissue_reasons(
+        &self,
+        client: &ClientDesired,
+        spec: &GenerateSpec,
+        current: &CertEntry,
+        explicit: bool,
+    ) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if explicit {
+            reasons.push(format!("--replace {}", client.key));
+        }
+        if current.source == Origin::Uploaded {
+            reasons.push("now generated (was uploaded)".into());
+        }
+        if let Some(k) = current.key_type {
+            if k != spec.key {
+                reasons.push(format!("key {k} -> {} forces replacement", spec.key));
+            }
+        }
+        if current.source == Origin::Generated {
+            reasons.extend(validity_change(
+                current.not_before,
+                current.not_after,
+                spec.validity,
+            ));
+        }
+        reasons.extend(renewal_reason(
+            current.not_before,
+            current.not_after,
+            spec.renew_before,
+            self.now,
+        ));
+        if current.source == Origin::Generated && !self.actual.bundles_ok.contains(&client.key) {
+            reasons.push("issued bundle lost".into());
+        }
+        if self.actual.lost.contains(&current.thumbprint)
+            && !self.actual.recoverable.contains(&current.thumbprint)
+        {
+            reasons.push(
+                "public certificate file lost (the old one is not kept for an overlap)".into(),
+            );
+        }
+        reasons
+    }
+
+    /// What an apply does to a generated client's certificate besides its fields: a file
+    /// restored, its bundle packaged again.
+    fn generated_notes(
+        &self,
+        client: &ClientDesired,
+        spec: &GenerateSpec,
+        current: &CertEntry,
+    ) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.actual.lost.contains(&current.thumbprint)
+            && self.actual.recoverable.contains(&current.thumbprint)
+        {
+            notes.push(
+                "certificate file removed outside ravencert: restored from the issued bundle"
+                    .to_string(),
+            );
+        }
+        if current.source == Origin::Generated {
+            let password = self
+                .opts
+                .bundle_passwords
+                .as_ref()
+                .map(|m| m.get(&client.key).map_or(NO_PASSWORD, String::as_str));
+            notes.extend(bundle_reasons(current, spec, password));
+        }
+        notes
+    }
+
+    fn upload(
+        &mut self,
+        client: &ClientDesired,
+        path: &Path,
+        current: Option<&CertEntry>,
+    ) -> Result<Option<Change>, PlanError> {
+        let Some(certs) = self.desired.files.uploads.get(&client.key) else {
+            // The file was not read (e.g. a review plan without the files): nothing to compare.
+            return Ok(None);
+        };
+        if self.opts.replace.contains(&client.key) {
+            return Err(PlanError::ReplaceUpload {
+                key: client.key.clone(),
+                path: path.to_path_buf(),
+            });
+        }
+        let want: Vec<String> = certs.iter().map(|c| c.info.thumbprint.clone()).collect();
+        let mut after = desired_fields(client);
+        after.thumbprint = want.first().cloned();
+        after.not_after = certs.first().map(|c| c.info.not_after);
+        let Some(current) = current else {
+            return Ok(Some(upload_create(client, certs, want, after)));
+        };
+        let have = collection(current);
+        let fields = field_changes(current, client);
+        let escalation = widens(
+            Some((current.clearance, &current.permissions)),
+            (client.clearance, &client.permissions),
+        );
+        if !same_set(&want, &have) {
+            let replaced = UploadReplace {
+                client,
+                path,
+                current,
+                certs,
+                want,
+                have,
+            };
+            return Ok(self.upload_replace(replaced, fields, escalation, after));
+        }
+        self.warn_upload_expiry(client, path, certs);
+        let restore = have.iter().any(|t| self.actual.lost.contains(t)).then(|| {
+            format!(
+                "certificate file removed outside ravencert: restored from {}",
+                path.display()
+            )
+        });
+        Ok(update_change(
+            client,
+            current,
+            fields,
+            escalation,
+            after,
+            have,
+            restore.into_iter().collect(),
+        ))
+    }
+
+    /// The upload file now holds other certificates than those registered.
+    fn upload_replace(
+        &mut self,
+        u: UploadReplace,
+        mut fields: Vec<FieldChange>,
+        escalation: bool,
+        after: Fields,
+    ) -> Option<Change> {
+        let client = u.client;
+        let reason = format!(
+            "{} now holds {} (registered: {})",
+            u.path.display(),
+            list(&u.want),
+            list(&u.have)
+        );
+        if client.protect {
+            self.warnings.push(format!(
+                "client '{}' is protected: not replaced although {reason}; set protect = false to let this change through",
+                client.key
+            ));
+            return None;
+        }
+        // Someone new holds the access: an escalation even when the access stays the same.
+        let newcomer = u.want.iter().any(|t| !u.have.contains(t));
+        let grants = client.clearance != Clearance::ValidUser || !client.permissions.is_empty();
+        fields.push(FieldChange::new(
+            Field::Certificate,
+            Some(registered_holders(&self.actual.registry, &u.have)),
+            Some(uploaded_holders(u.certs)),
+        ));
+        Some(
+            Change::new(Action::Replace, Target::Client, &client.key, reason)
+                .with_escalation(escalation || (newcomer && grants))
+                .with_fields(Some(entry_fields(u.current)), Some(after))
+                .with_changes(fields)
+                .with_thumbprints(u.have),
+        )
+    }
+
+    /// Uploaded certificates are never re-issued by ravencert: their expiry is a warning.
+    fn warn_upload_expiry(&mut self, client: &ClientDesired, path: &Path, certs: &[Uploaded]) {
+        for c in certs {
+            if let Some(why) = renewal_reason(
+                c.info.not_before,
+                c.info.not_after,
+                self.desired.renew_before,
+                self.now,
+            ) {
+                self.warnings.push(format!(
+                    "client '{}': uploaded certificate {} {why}; ravencert cannot re-issue it — put a new one in {}",
+                    client.key,
+                    short(&c.info.thumbprint),
+                    path.display()
+                ));
+            }
+        }
+    }
+}
+
+/// An uploaded client whose file holds other certificates than those registered.
+struct UploadReplace<'u> {
+    client: &'u ClientDesired,
+    path: &'u Path,
+    current: &'u CertEntry,
+    certs: &'u [Uploaded],
+    /// The thumbprints in the file.
+    want: Vec<String>,
+    /// The thumbprints registered (the collection, primary first).
+    have: Vec<String>,
+}
+
+/// An uploaded client not registered yet.
+fn upload_create(
+    client: &ClientDesired,
+    certs: &[Uploaded],
+    want: Vec<String>,
+    after: Fields,
+) -> Change {
+    let mut fields = field_changes_from_nothing(client);
+    fields.push(FieldChange::new(
+        Field::Certificate,
+        None,
+        Some(uploaded_holders(certs)),
+    ));
+    let reason = if want.len() > 1 {
+        format!("not registered (upload of a collection of {})", want.len())
+    } else {
+        "not registered (upload)".into()
+    };
+    Change::new(Action::Create, Target::Client, &client.key, reason)
+        .with_escalation(widens(None, (client.clearance, &client.permissions)))
+        .with_fields(None, Some(after))
+        .with_changes(fields)
+        .with_thumbprints(want)
+}
+
+/// The same thumbprints, in any order.
+fn same_set(a: &[String], b: &[String]) -> bool {
+    let mut a: Vec<&String> = a.iter().collect();
+    let mut b: Vec<&String> = b.iter().collect();
+    a.sort();
+    b.sort();
+    a == b
+}
+
+/// Does going from `old` to `new` widen access? (a clearance raised, a database added or its
+/// access raised). Database names compare case-insensitively, as the server does.
+pub fn widens(
+    old: Option<(Clearance, &BTreeMap<String, Access>)>,
+    new: (Clearance, &BTreeMap<String, Access>),
+) -> bool {
+    let (new_clearance, new_perms) = new;
+    let Some((old_clearance, old_perms)) = old else {
+        return new_clearance != Clearance::ValidUser || !new_perms.is_empty();
+    };
+    if new_clearance > old_clearance {
+        return true;
+    }
+    if new_clearance != Clearance::ValidUser || old_clearance != Clearance::ValidUser {
+        return false;
+    }
+    let old_by_name: BTreeMap<String, Access> = old_perms
+        .iter()
+        .map(|(db, a)| (db.to_lowercase(), *a))
+        .collect();
+    new_perms.iter().any(|(db, a)| {
+        old_by_name
+            .get(&db.to_lowercase())
+            .is_none_or(|old| a > old)
+    })
+}
+
+fn field_changes(old: &CertEntry, new: &ClientDesired) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    if old.name != new.name {
+        out.push(FieldChange::new(
+            Field::Name,
+            Some(old.name.clone()),
+            Some(new.name.clone()),
+        ));
+    }
+    if old.clearance != new.clearance {
+        out.push(FieldChange::new(
+            Field::Clearance,
+            Some(old.clearance.to_string()),
+            Some(new.clearance.to_string()),
+        ));
+    }
+    let dbs: BTreeSet<&String> = old
+        .permissions
+        .keys()
+        .chain(new.permissions.keys())
+        .collect();
+    for db in dbs {
+        let o = old.permissions.get(db);
+        let n = new.permissions.get(db);
+        if o != n {
+            out.push(FieldChange::new(
+                Field::Database(db.clone()),
+                o.map(|a| a.to_string()),
+                n.map(|a| a.to_string()),
+            ));
+        }
+    }
+    out
+}
+
+fn field_changes_from_nothing(c: &ClientDesired) -> Vec<FieldChange> {
+    let mut out = vec![
+        FieldChange::new(Field::Name, None, Some(c.name.clone())),
+        FieldChange::new(Field::Clearance, None, Some(c.clearance.to_string())),
+    ];
+    out.extend(
+        c.permissions.iter().map(|(db, a)| {
+            FieldChange::new(Field::Database(db.clone()), None, Some(a.to_string()))
+        }),
+    );
+    out
+}
+
+/// Why an issued bundle must be packaged again around the same certificate: its .pfx profile
+/// or its password is not the declared one. `password` is the declared password's fingerprint
+/// under the store's key ([`NO_PASSWORD`] without one), None when it is not known.
+pub fn bundle_reasons(
+    entry: &CertEntry,
+    spec: &GenerateSpec,
+    password: Option<&str>,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if entry.pfx != spec.pfx {
+        reasons.push(format!("bundle: pfx {} -> {}", entry.pfx, spec.pfx));
+    }
+    if let Some(want) = password {
+        let why = match entry.bundle_password.as_deref() {
+            Some(have) if have == want => None,
+            // Written before ravencert recorded it: only a declared password needs a new bundle.
+            None if want == NO_PASSWORD => None,
+            Some(NO_PASSWORD) => Some("bundle: password added"),
+            _ if want == NO_PASSWORD => Some("bundle: password removed"),
+            _ => Some("bundle: password changed"),
+        };
+        reasons.extend(why.map(String::from));
+    }
+    reasons
+}
+
+/// An edit in place (same thumbprint): fields changed in certs.toml, and `notes` on what else
+/// the apply does to it (a file restored, its bundle packaged again). None when nothing is due.
+fn update_change(
+    client: &ClientDesired,
+    current: &CertEntry,
+    fields: Vec<FieldChange>,
+    escalation: bool,
+    after: Fields,
+    thumbprints: Vec<String>,
+    notes: Vec<String>,
+) -> Option<Change> {
+    if fields.is_empty() && notes.is_empty() {
+        return None;
+    }
+    let mut what = Vec::new();
+    if fields.iter().any(|f| f.field == Field::Name) {
+        what.push("name");
+    }
+    if fields.iter().any(|f| f.field == Field::Clearance) {
+        what.push("clearance");
+    }
+    if fields.iter().any(|f| f.field.is_database()) {
+        what.push("permissions");
+    }
+    let mut reasons = Vec::new();
+    if !what.is_empty() {
+        reasons.push(format!("{} changed in certs.toml", what.join(", ")));
+    }
+    reasons.extend(notes);
+    let after = Fields {
+        thumbprint: known(&current.thumbprint, current.not_after).0,
+        ..after
+    };
+    let escalation = escalation && !fields.is_empty();
+    Some(
+        Change::new(
+            Action::Update,
+            Target::Client,
+            &client.key,
+            reasons.join("; "),
+        )
+        .with_escalation(escalation)
+        .with_fields(Some(entry_fields(current)), Some(after))
+        .with_changes(fields)
+        .with_thumbprints(thumbprints),
+    )
+}
+
+/// Every thumbprint of a registered client's collection: primary first, then secondaries.
+fn collection(current: &CertEntry) -> Vec<String> {
+    let mut t = vec![current.thumbprint.clone()];
+    t.extend(current.collection_secondaries.iter().cloned());
+    t
+}
+
+/// Who holds an uploaded certificate (or collection): subject and thumbprint of each.
+fn uploaded_holders(certs: &[Uploaded]) -> String {
+    certs
+        .iter()
+        .map(|c| format!("{} {}", c.info.subject, c.info.thumbprint))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The same for registered certificates (their subject as recorded when uploaded).
+fn registered_holders(reg: &Registry, thumbprints: &[String]) -> String {
+    thumbprints
+        .iter()
+        .map(|t| {
+            let subject = reg
+                .certificates
+                .iter()
+                .find(|e| &e.thumbprint == t)
+                .and_then(|e| e.subject.as_deref())
+                .unwrap_or("(subject not recorded)");
+            format!("{subject} {}", shown(t))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn short(t: &str) -> &str {
+    &t[..t.len().min(12)]
+}

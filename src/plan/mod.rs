@@ -1,0 +1,525 @@
+//! The planner: a pure function from what certs.toml declares and what the store holds to the
+//! list of changes, each with a reason a person understands. No I/O, no clock, no randomness.
+//!
+//! [`plan`] is the entry point; a `Planner` carries its inputs to the parts: the server
+//! certificate and its export (`server`), the declared clients (`clients`), the refusals that
+//! guard against a wrong config (`checks`), and the registry as it will be after the plan
+//! ([`project`], [`assumed_store`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::config::{ClientDesired, Desired};
+use crate::model::{Access, Clearance, Period, RenewBefore, BACKDATING};
+use crate::registry::{Actual, CertEntry, ServerEntry};
+
+mod checks;
+mod clients;
+mod project;
+mod server;
+#[cfg(test)]
+mod tests;
+
+pub use checks::check_declared;
+pub use clients::{bundle_reasons, widens};
+pub use project::{
+    assumed_store, generated_client_entry, generated_server_entry, mutate, node_entries, project,
+    upload_entries, NewCert,
+};
+
+/// What a change does to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Declared but not registered.
+    Create,
+    /// Edited in place: same thumbprint.
+    Update,
+    /// Re-issued or replaced: a new thumbprint.
+    Replace,
+    /// Registered but no longer declared (prune), or at the end of a rotation overlap.
+    Delete,
+    /// The export file written again.
+    Export,
+}
+
+impl Action {
+    /// The plan's legend: `+`, `~`, `-/+`, `-`, `>`.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+            Action::Export => ">",
+        }
+    }
+    /// The action's name in the JSON plan.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+            Action::Export => "export",
+        }
+    }
+}
+
+/// What a change is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// The server (ClusterNode) certificate(s).
+    Server,
+    /// A client certificate, by its certs.toml key.
+    Client,
+    /// The export file of the server certificate(s).
+    Export,
+}
+
+impl Target {
+    /// The target's name in the JSON plan.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Server => "server",
+            Target::Client => "client",
+            Target::Export => "export",
+        }
+    }
+}
+
+/// The fields of a certificate that matter to a change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fields {
+    /// The certificate's thumbprint; None while only the apply knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbprint: Option<String>,
+    /// The display name (CN).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The security clearance (clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clearance: Option<Clearance>,
+    /// Database access (clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<BTreeMap<String, Access>>,
+    /// The expiry; None while only the apply knows it.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option",
+        default
+    )]
+    pub not_after: Option<OffsetDateTime>,
+}
+
+/// Which field of a client a [`FieldChange`] is about. A database is its own case, so that a
+/// database called `name` or `clearance` is never taken for the field of that name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Field {
+    /// The display name (CN).
+    Name,
+    /// The security clearance.
+    Clearance,
+    /// The access to one database, by its name.
+    Database(String),
+    /// Who holds an uploaded certificate (subject and thumbprint of each).
+    Certificate,
+}
+
+impl Field {
+    /// A database's access, the part of a client's permissions.
+    pub fn is_database(&self) -> bool {
+        matches!(self, Field::Database(_))
+    }
+
+    /// As the plan shows it: `name`, `clearance`, `certificate`, or the database's name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Field::Name => "name",
+            Field::Clearance => "clearance",
+            Field::Certificate => "certificate",
+            Field::Database(db) => db,
+        }
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One field's old and new value, for `clearance: ValidUser -> Operator`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// The field that changes.
+    pub field: Field,
+    /// Its value before (None for a field that is added).
+    pub old: Option<String>,
+    /// Its value after (None for a field that is removed).
+    pub new: Option<String>,
+}
+
+impl FieldChange {
+    fn new(field: Field, old: Option<String>, new: Option<String>) -> FieldChange {
+        FieldChange { field, old, new }
+    }
+}
+
+/// One change of the plan, with the reason a person reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// What the change does.
+    pub action: Action,
+    /// What it is about.
+    pub target: Target,
+    /// The client key, the server's name, or the export path.
+    pub key: String,
+    /// Why, in words.
+    pub reason: String,
+    /// Whether it widens access (flagged in every format).
+    pub escalation: bool,
+    /// The fields that matter to the action, before and after.
+    pub before: Option<Fields>,
+    /// See `before`.
+    pub after: Option<Fields>,
+    /// The field-by-field changes a reviewer reads (not in the JSON plan).
+    #[serde(skip)]
+    pub fields: Vec<FieldChange>,
+    /// Registry thumbprints this change removes (delete, replace) or edits (update).
+    #[serde(skip)]
+    pub thumbprints: Vec<String>,
+}
+
+impl Change {
+    /// A change with nothing but its action, target, key and reason; the `with_*` methods add
+    /// the rest.
+    pub fn new(action: Action, target: Target, key: impl Into<String>, reason: String) -> Change {
+        Change {
+            action,
+            target,
+            key: key.into(),
+            reason,
+            escalation: false,
+            before: None,
+            after: None,
+            fields: vec![],
+            thumbprints: vec![],
+        }
+    }
+
+    /// Writing the export file at `path` again.
+    pub fn export(path: &std::path::Path, reason: String) -> Change {
+        Change::new(
+            Action::Export,
+            Target::Export,
+            path.display().to_string(),
+            reason,
+        )
+    }
+
+    /// Flags the change as widening access.
+    pub fn with_escalation(self, escalation: bool) -> Change {
+        Change { escalation, ..self }
+    }
+
+    /// The certificate's fields before and after the change.
+    pub fn with_fields(self, before: Option<Fields>, after: Option<Fields>) -> Change {
+        Change {
+            before,
+            after,
+            ..self
+        }
+    }
+
+    /// The field-by-field changes a reviewer reads.
+    pub fn with_changes(self, fields: Vec<FieldChange>) -> Change {
+        Change { fields, ..self }
+    }
+
+    /// The registry thumbprints the change removes or edits.
+    pub fn with_thumbprints(self, thumbprints: Vec<String>) -> Change {
+        Change {
+            thumbprints,
+            ..self
+        }
+    }
+}
+
+/// The changes that bring the store to what certs.toml declares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The changes, server first, then clients in key order, deletions, the export.
+    pub changes: Vec<Change>,
+    /// What a reviewer should know but nothing changes for.
+    pub warnings: Vec<String>,
+    /// Changes made to the store outside ravencert (shown before the changes).
+    pub drift: Vec<String>,
+}
+
+impl Plan {
+    /// Whether the plan changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+    /// How many changes have this action.
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+}
+
+/// What the command line adds to certs.toml for one plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// `--replace KEY`: re-issue these even when nothing else asks for it.
+    pub replace: BTreeSet<String>,
+    /// `--allow-delete-all`: lifts the guard against deleting every client certificate.
+    pub allow_delete_all: bool,
+    /// Per generated client with a password, its fingerprint under the store's key (a client
+    /// that is not listed has none: [`NO_PASSWORD`]); None when the secrets are not read (a
+    /// review plan), so the bundles' passwords are not compared.
+    pub bundle_passwords: Option<BTreeMap<String, String>>,
+}
+
+/// What the registry records for a bundle without a password.
+pub const NO_PASSWORD: &str = "none";
+
+/// A plan that is refused: nothing may be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// More deletions than `store.max_deletions`.
+    #[error("refused: this plan deletes {count} certificates ({keys}), more than store.max_deletions = {max}; raise max_deletions in certs.toml if this is intended")]
+    TooManyDeletions {
+        count: usize,
+        max: u32,
+        keys: String,
+    },
+    /// Every registered client certificate deleted, without `--allow-delete-all`.
+    #[error("refused: this plan deletes every registered client certificate ({keys}); if that is really intended, run again with --allow-delete-all")]
+    DeletesAll { keys: String },
+    /// `--replace KEY` naming nothing declared.
+    #[error("--replace {0}: no client or server in certs.toml has that key")]
+    UnknownReplace(String),
+    /// `--replace KEY` names an uploaded client, which only a new file replaces.
+    #[error("refused: --replace {key}: an uploaded certificate cannot be re-issued by ravencert; put the new certificate in {}", path.display())]
+    ReplaceUpload { key: String, path: PathBuf },
+    /// `--replace server` while the server certificates are imported from files.
+    #[error("refused: --replace server: the server certificates come from [server].certificates; put the new certificates in those files")]
+    ReplaceImportedServer,
+    /// An uploaded certificate that cannot be registered; `key` is the client's.
+    #[error("refused: clients.{key}.upload: {problem}")]
+    Upload { key: String, problem: UploadProblem },
+}
+
+impl PlanError {
+    /// The certs.toml key the refusal concerns, with the message to show at its line; None when
+    /// it concerns no single key.
+    pub fn at_key(&self) -> Option<(String, String)> {
+        match self {
+            PlanError::Upload { key, problem } => Some((
+                format!("clients.{key}.upload"),
+                format!("refused: {problem}"),
+            )),
+            PlanError::TooManyDeletions { .. } => {
+                Some(("store.max_deletions".to_string(), self.to_string()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Why an uploaded certificate cannot be registered. `file` is the upload's path as declared.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UploadProblem {
+    /// Two clients declare the same certificate.
+    #[error("certificate {thumbprint} in {file} is also declared by clients.{other}; RavenDB keys its registry by thumbprint, so a certificate can be registered once — keep one")]
+    DeclaredTwice {
+        file: String,
+        thumbprint: String,
+        other: String,
+    },
+    /// A node's (or the registered server's) own certificate uploaded as a client.
+    #[error("{file} holds the server's own certificate {thumbprint}; the server is trusted as a ClusterNode already — remove the client, or upload a client certificate")]
+    OwnServer { file: String, thumbprint: String },
+    /// The certificate is registered under another key that certs.toml still declares.
+    #[error("{file} holds certificate {thumbprint}, which is registered as client '{holder}'; a certificate can be registered once — remove it from clients.{key}, or remove clients.{holder} first")]
+    HeldByDeclared {
+        file: String,
+        thumbprint: String,
+        key: String,
+        holder: String,
+    },
+    /// The certificate is registered under a key no longer declared, and prune is off.
+    #[error("{file} holds certificate {thumbprint}, which is registered as client '{holder}'; a certificate can be registered once — set prune = true to delete '{holder}' in the same apply, or keep the key '{holder}'")]
+    HeldByUndeclared {
+        file: String,
+        thumbprint: String,
+        holder: String,
+    },
+    /// The certificate has expired.
+    #[error("{file} holds certificate {thumbprint} ({subject}) that expired on {expired_on}; RavenDB would refuse it at once — put a current certificate in the file, or remove the client")]
+    Expired {
+        file: String,
+        thumbprint: String,
+        subject: String,
+        expired_on: time::Date,
+    },
+}
+
+/// The key the server certificate answers to in `--replace`.
+pub const SERVER_KEY: &str = "server";
+
+/// The plan that brings `actual` to `desired` at `now`.
+pub fn plan(
+    desired: &Desired,
+    actual: &Actual,
+    now: OffsetDateTime,
+    opts: &PlanOptions,
+) -> Result<Plan, PlanError> {
+    Planner::new(desired, actual, now, opts).run()
+}
+
+/// One planning: its inputs, the lookups its parts share, and the warnings they collect.
+pub(crate) struct Planner<'a> {
+    desired: &'a Desired,
+    actual: &'a Actual,
+    now: OffsetDateTime,
+    opts: &'a PlanOptions,
+    /// The certificate in use per client key, looked up once (a registry can hold thousands).
+    active: BTreeMap<&'a str, &'a CertEntry>,
+    warnings: Vec<String>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(
+        desired: &'a Desired,
+        actual: &'a Actual,
+        now: OffsetDateTime,
+        opts: &'a PlanOptions,
+    ) -> Planner<'a> {
+        Planner {
+            desired,
+            actual,
+            now,
+            opts,
+            active: actual
+                .registry
+                .active_certificates()
+                .map(|c| (c.key.as_str(), c))
+                .collect(),
+            warnings: desired.warnings.clone(),
+        }
+    }
+
+    fn run(mut self) -> Result<Plan, PlanError> {
+        for key in &self.opts.replace {
+            if key != SERVER_KEY && !self.desired.clients.contains_key(key) {
+                return Err(PlanError::UnknownReplace(key.clone()));
+            }
+        }
+        let mut changes = Vec::new();
+        // Server first: clients are signed by it.
+        let server = self.server()?;
+        let server_changes = server.is_some();
+        changes.extend(server);
+        changes.extend(self.clients()?);
+        changes.extend(self.deletions()?);
+        // The export follows the server certificate(s).
+        changes.extend(self.export(server_changes));
+        Ok(Plan {
+            changes,
+            warnings: self.warnings,
+            drift: self.actual.drift.clone(),
+        })
+    }
+}
+
+fn renewal_reason(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    renew: RenewBefore,
+    now: OffsetDateTime,
+) -> Option<String> {
+    if not_after <= now {
+        return Some(format!("expired on {}", not_after.date()));
+    }
+    let window = renew.window(not_after - not_before);
+    if not_after - now < window {
+        let days = (not_after - now).whole_days();
+        return Some(format!(
+            "expires in {days} day{} (renew_before {renew})",
+            if days == 1 { "" } else { "s" }
+        ));
+    }
+    None
+}
+
+/// A generated certificate's validity as issued: its lifetime less the back-dating.
+/// The change, when certs.toml now declares another (a minute's slack for rounding).
+fn validity_change(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    want: Period,
+) -> Option<String> {
+    let issued = (not_after - not_before).whole_seconds() - BACKDATING.seconds;
+    ((issued - want.seconds).abs() > 60)
+        .then(|| format!("validity {} -> {want}", Period { seconds: issued }))
+}
+
+/// A registered certificate's thumbprint and expiry, when they are known: a review plan's
+/// assumed store (`plan --base`) has placeholders there, shown as null, never as values.
+fn known(thumbprint: &str, not_after: OffsetDateTime) -> (Option<String>, Option<OffsetDateTime>) {
+    if crate::registry::is_thumbprint(thumbprint) {
+        (Some(thumbprint.to_string()), Some(not_after))
+    } else {
+        (None, None)
+    }
+}
+
+/// A thumbprint for a message: the placeholder of a review plan is not shown as one.
+fn shown(thumbprint: &str) -> &str {
+    if crate::registry::is_thumbprint(thumbprint) {
+        thumbprint
+    } else {
+        "thumbprint known after apply"
+    }
+}
+
+fn entry_fields(e: &CertEntry) -> Fields {
+    let (thumbprint, not_after) = known(&e.thumbprint, e.not_after);
+    Fields {
+        thumbprint,
+        name: Some(e.name.clone()),
+        clearance: Some(e.clearance),
+        permissions: Some(e.permissions.clone()),
+        not_after,
+    }
+}
+
+fn server_fields(e: &ServerEntry) -> Fields {
+    let (thumbprint, not_after) = known(&e.thumbprint, e.not_after);
+    Fields {
+        thumbprint,
+        name: Some(e.name.clone()),
+        not_after,
+        ..Fields::default()
+    }
+}
+
+fn desired_fields(c: &ClientDesired) -> Fields {
+    Fields {
+        name: Some(c.name.clone()),
+        clearance: Some(c.clearance),
+        permissions: Some(c.permissions.clone()),
+        ..Fields::default()
+    }
+}
+
+fn list(ts: &[String]) -> String {
+    ts.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,302 @@
+//! The registry as it will be after a plan ([`project`], for `plan --diff`), the store assumed
+//! by a review plan ([`assumed_store`], for `plan --base`), and the registry side of one change
+//! ([`mutate`]), which the apply uses too, so that what the diff shows is what the apply writes.
+
+use time::OffsetDateTime;
+
+use super::{Action, Change, Plan, Target};
+use crate::config::{ClientDesired, ClientSpec, Desired, GenerateSpec, ServerSpec};
+use crate::model::{Origin, Uploaded, BACKDATING};
+use crate::registry::{Actual, CertEntry, Registry, ServerEntry};
+
+/// What a change turns into in the registry: the entries the apply made (or placeholders).
+pub enum NewCert {
+    /// The server certificate(s).
+    Server(Vec<ServerEntry>),
+    /// A client's certificate, or an uploaded collection.
+    Client(Vec<CertEntry>),
+}
+
+/// A generated server certificate's entry as the plan declares it, issued at `now`.
+/// `thumbprint` and `pinning` are the real ones in an apply, placeholders in a projection.
+pub fn generated_server_entry(
+    server: &ServerSpec,
+    now: OffsetDateTime,
+    thumbprint: String,
+    pinning: String,
+) -> Option<ServerEntry> {
+    let ServerSpec::Generate {
+        name,
+        dns,
+        key,
+        validity,
+        ..
+    } = server
+    else {
+        return None;
+    };
+    Some(ServerEntry {
+        name: name.clone(),
+        thumbprint,
+        public_key_pinning_hash: pinning,
+        dns: dns.clone(),
+        not_before: now - BACKDATING.as_duration(),
+        not_after: now + validity.as_duration(),
+        source: Origin::Generated,
+        key_type: Some(*key),
+        revision: None,
+    })
+}
+
+/// A generated client's entry as certs.toml declares it, issued at `now`, with no bundle
+/// password recorded. `thumbprint` and `pinning` as for [`generated_server_entry`].
+pub fn generated_client_entry(
+    client: &ClientDesired,
+    spec: &GenerateSpec,
+    now: OffsetDateTime,
+    thumbprint: String,
+    pinning: String,
+) -> CertEntry {
+    CertEntry {
+        key: client.key.clone(),
+        name: client.name.clone(),
+        thumbprint,
+        public_key_pinning_hash: pinning,
+        clearance: client.clearance,
+        not_before: now - BACKDATING.as_duration(),
+        not_after: now + spec.validity.as_duration(),
+        source: Origin::Generated,
+        key_type: Some(spec.key),
+        collection_primary: None,
+        collection_secondaries: vec![],
+        retire_after: None,
+        revision: None,
+        permissions: client.permissions.clone(),
+        pfx: spec.pfx,
+        bundle_password: None,
+        subject: None,
+    }
+}
+
+/// Registry entries for an uploaded certificate or collection: the primary lists its
+/// secondaries, each secondary points at the primary; all share name, clearance, permissions.
+pub fn upload_entries(
+    client: &ClientDesired,
+    certs: &[Uploaded],
+    revision: Option<String>,
+) -> Vec<CertEntry> {
+    let primary = certs.first().map(|c| c.info.thumbprint.clone());
+    let secondaries: Vec<String> = certs
+        .iter()
+        .skip(1)
+        .map(|s| s.info.thumbprint.clone())
+        .collect();
+    certs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| CertEntry {
+            key: client.key.clone(),
+            name: client.name.clone(),
+            thumbprint: c.info.thumbprint.clone(),
+            public_key_pinning_hash: c.info.public_key_pinning_hash.clone(),
+            clearance: client.clearance,
+            not_before: c.info.not_before,
+            not_after: c.info.not_after,
+            source: Origin::Uploaded,
+            key_type: c.info.key_spec,
+            collection_primary: if i == 0 { None } else { primary.clone() },
+            collection_secondaries: if i == 0 {
+                secondaries.clone()
+            } else {
+                Vec::new()
+            },
+            retire_after: None,
+            revision: revision.clone(),
+            permissions: client.permissions.clone(),
+            pfx: Default::default(),
+            bundle_password: None,
+            subject: Some(c.info.subject.clone()),
+        })
+        .collect()
+}
+
+/// Registry entries for the nodes' own certificates.
+pub fn node_entries(nodes: &[Uploaded], revision: Option<String>) -> Vec<ServerEntry> {
+    nodes
+        .iter()
+        .map(|n| ServerEntry {
+            name: n
+                .info
+                .common_name
+                .clone()
+                .unwrap_or_else(|| n.info.subject.clone()),
+            thumbprint: n.info.thumbprint.clone(),
+            public_key_pinning_hash: n.info.public_key_pinning_hash.clone(),
+            dns: Vec::new(),
+            not_before: n.info.not_before,
+            not_after: n.info.not_after,
+            source: Origin::Uploaded,
+            key_type: n.info.key_spec,
+            revision: revision.clone(),
+        })
+        .collect()
+}
+
+/// The uploads read for a client (none when its file was not read).
+fn uploads<'d>(desired: &'d Desired, key: &str) -> &'d [Uploaded] {
+    desired.files.uploads.get(key).map_or(&[][..], |v| v)
+}
+
+/// Applies the registry side of one change: `new` holds the entries it registers. Shared by
+/// the apply and the projection, so that what the diff shows is what the apply writes.
+pub fn mutate(
+    reg: &mut Registry,
+    change: &Change,
+    new: Option<NewCert>,
+    desired: &Desired,
+    now: OffsetDateTime,
+) {
+    // Only this key's entries: a certificate moving between keys is deleted from the old one.
+    let mine = |e: &CertEntry| change.thumbprints.contains(&e.thumbprint) && e.key == change.key;
+    match (change.target, change.action) {
+        (Target::Server, _) => {
+            if change.action == Action::Replace || change.action == Action::Delete {
+                reg.server
+                    .retain(|s| !change.thumbprints.contains(&s.thumbprint));
+            }
+            if let Some(NewCert::Server(s)) = new {
+                reg.server.extend(s);
+            }
+        }
+        (Target::Client, Action::Update) => {
+            if let Some(c) = desired.clients.get(&change.key) {
+                for e in reg.certificates.iter_mut().filter(|e| mine(e)) {
+                    e.name = c.name.clone();
+                    e.clearance = c.clearance;
+                    e.permissions = c.permissions.clone();
+                    if let ClientSpec::Generate(g) = &c.source {
+                        e.pfx = g.pfx;
+                    }
+                }
+            }
+        }
+        (Target::Client, Action::Delete) => {
+            reg.certificates.retain(|e| !mine(e));
+        }
+        (Target::Client, Action::Replace) => {
+            let overlap = desired.clients.get(&change.key).and_then(|c| c.overlap);
+            match overlap {
+                Some(o) => {
+                    for e in reg.certificates.iter_mut().filter(|e| mine(e)) {
+                        e.retire_after = Some(now + o.as_duration());
+                    }
+                }
+                None => reg.certificates.retain(|e| !mine(e)),
+            }
+            if let Some(NewCert::Client(e)) = new {
+                reg.certificates.extend(e);
+            }
+        }
+        (Target::Client, Action::Create) => {
+            if let Some(NewCert::Client(e)) = new {
+                reg.certificates.extend(e);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The registry as it will be after the plan, with placeholders for what only the apply knows.
+pub fn project(reg: &Registry, plan: &Plan, desired: &Desired, now: OffsetDateTime) -> Registry {
+    let mut out = reg.clone();
+    // What stands for the values only the apply knows; never a thumbprint, so the renderers
+    // can tell it is not one.
+    let unknown = "(known after apply)";
+    for change in &plan.changes {
+        let new = match (change.target, change.action) {
+            (Target::Server, Action::Create | Action::Replace) => desired
+                .server
+                .as_ref()
+                .map(|s| NewCert::Server(server_entries(&s.source, desired, now, unknown))),
+            (Target::Client, Action::Create | Action::Replace) => desired
+                .clients
+                .get(&change.key)
+                .map(|c| NewCert::Client(client_entries(c, desired, now, unknown.into(), unknown))),
+            _ => None,
+        };
+        mutate(&mut out, change, new, desired, now);
+    }
+    out
+}
+
+/// The server entries certs.toml declares: the nodes' own, or a generated one with `unknown`
+/// for its thumbprint and pinning hash.
+fn server_entries(
+    server: &ServerSpec,
+    desired: &Desired,
+    now: OffsetDateTime,
+    unknown: &str,
+) -> Vec<ServerEntry> {
+    match server {
+        ServerSpec::Imported(_) => node_entries(&desired.files.nodes, None),
+        ServerSpec::Generate { .. } => {
+            generated_server_entry(server, now, unknown.into(), unknown.into())
+                .into_iter()
+                .collect()
+        }
+    }
+}
+
+/// A client's entries as certs.toml declares it: the uploaded ones, or a generated one with
+/// `thumbprint` (unique per key where it must be) and the `unknown` pinning hash.
+fn client_entries(
+    client: &ClientDesired,
+    desired: &Desired,
+    now: OffsetDateTime,
+    thumbprint: String,
+    unknown: &str,
+) -> Vec<CertEntry> {
+    match &client.source {
+        ClientSpec::Generate(g) => vec![generated_client_entry(
+            client,
+            g,
+            now,
+            thumbprint,
+            unknown.into(),
+        )],
+        ClientSpec::Upload(_) => upload_entries(client, uploads(desired, &client.key), None),
+    }
+}
+
+/// The store as it would be had `base` been applied: for `plan --base`, which needs no store.
+pub fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
+    // Thumbprints and dates of a store nobody reads here are not known: placeholders that are
+    // never shown (the plan gives null, the diff "(known after apply)"). The dates follow the
+    // declared validity so that no re-issue is planned from them.
+    let assumed = "(as registered)";
+    let mut reg = Registry::new();
+    if let Some(server) = &base.server {
+        reg.server = server_entries(&server.source, base, now, assumed);
+    }
+    for c in base.clients.values() {
+        // Unique per key: the planner and the registry tell entries apart by thumbprint.
+        let thumbprint = format!("{assumed} {}", c.key);
+        reg.certificates
+            .extend(client_entries(c, base, now, thumbprint, assumed));
+    }
+    let mut export: Vec<String> = reg.server.iter().map(|s| s.thumbprint.clone()).collect();
+    export.sort();
+    Actual {
+        bundles_ok: base
+            .clients
+            .iter()
+            .filter(|(_, c)| matches!(c.source, ClientSpec::Generate(_)))
+            .map(|(k, _)| k.clone())
+            .collect(),
+        export_thumbprints: Some(export),
+        registry: reg,
+        exists: true,
+        sealed: true,
+        ..Actual::default()
+    }
+}

@@ -1,0 +1,201 @@
+//! The server certificate(s) and the export that follows them.
+
+use time::OffsetDateTime;
+
+use super::{
+    list, renewal_reason, server_fields, validity_change, Action, Change, Fields, PlanError,
+    Planner, Target, SERVER_KEY,
+};
+use crate::config::ServerSpec;
+use crate::model::{KeySpec, Origin, Period, RenewBefore};
+use crate::registry::ServerEntry;
+
+/// What `[server] generate = true` declares, as the planner compares it.
+struct GeneratedServer<'s> {
+    name: &'s str,
+    dns: &'s [String],
+    key: KeySpec,
+    validity: Period,
+    renew_before: RenewBefore,
+}
+
+impl Planner<'_> {
+    /// The server certificate's change, if any: generated, or the nodes' own imported ones.
+    pub(super) fn server(&self) -> Result<Option<Change>, PlanError> {
+        match self.desired.server.as_ref().map(|s| &s.source) {
+            Some(ServerSpec::Generate {
+                name,
+                dns,
+                key,
+                validity,
+                renew_before,
+            }) => Ok(self.generated_server(&GeneratedServer {
+                name,
+                dns,
+                key: *key,
+                validity: *validity,
+                renew_before: *renew_before,
+            })),
+            Some(ServerSpec::Imported(_)) => self.imported_server(),
+            None => Ok(None),
+        }
+    }
+
+    fn generated_server(&self, spec: &GeneratedServer) -> Option<Change> {
+        let reg = &self.actual.registry;
+        let after = Fields {
+            name: Some(spec.name.to_string()),
+            ..Fields::default()
+        };
+        let Some(current) = reg.server.first() else {
+            return Some(
+                Change::new(
+                    Action::Create,
+                    Target::Server,
+                    spec.name,
+                    "no server certificate registered".into(),
+                )
+                .with_fields(None, Some(after)),
+            );
+        };
+        let reasons = server_reasons(
+            current,
+            spec,
+            self.opts.replace.contains(SERVER_KEY),
+            self.now,
+        );
+        if reasons.is_empty() {
+            return None;
+        }
+        Some(
+            Change::new(
+                Action::Replace,
+                Target::Server,
+                spec.name,
+                reasons.join("; "),
+            )
+            .with_fields(Some(server_fields(current)), Some(after))
+            .with_thumbprints(reg.server.iter().map(|s| s.thumbprint.clone()).collect()),
+        )
+    }
+
+    /// The nodes' own certificates: registered as they are; a changed file is a replace that
+    /// names the old and new thumbprints.
+    fn imported_server(&self) -> Result<Option<Change>, PlanError> {
+        let nodes = &self.desired.files.nodes;
+        let Some(first) = nodes.first() else {
+            return Ok(None);
+        };
+        if self.opts.replace.contains(SERVER_KEY) {
+            return Err(PlanError::ReplaceImportedServer);
+        }
+        let registered = &self.actual.registry.server;
+        let want: Vec<String> = nodes.iter().map(|n| n.info.thumbprint.clone()).collect();
+        let have: Vec<String> = registered.iter().map(|s| s.thumbprint.clone()).collect();
+        let key = first
+            .info
+            .common_name
+            .clone()
+            .unwrap_or_else(|| SERVER_KEY.to_string());
+        let after = Fields {
+            thumbprint: Some(first.info.thumbprint.clone()),
+            name: Some(key.clone()),
+            not_after: Some(first.info.not_after),
+            ..Fields::default()
+        };
+        let Some(current) = registered.first() else {
+            let reason = format!(
+                "no server certificate registered ({} node certificate{})",
+                want.len(),
+                if want.len() == 1 { "" } else { "s" }
+            );
+            return Ok(Some(
+                Change::new(Action::Create, Target::Server, key, reason)
+                    .with_fields(None, Some(after)),
+            ));
+        };
+        if want == have {
+            return Ok(None);
+        }
+        let reason = format!(
+            "node certificates changed: {} -> {}",
+            list(&have),
+            list(&want)
+        );
+        Ok(Some(
+            Change::new(Action::Replace, Target::Server, key, reason)
+                .with_fields(Some(server_fields(current)), Some(after))
+                .with_thumbprints(have),
+        ))
+    }
+
+    /// Writing the export again when the server certificate changes, or the file is missing or
+    /// holds other certificates.
+    pub(super) fn export(&self, server_changes: bool) -> Option<Change> {
+        let path = self.desired.server.as_ref()?.export.as_ref()?;
+        let mut current: Vec<String> = self
+            .actual
+            .registry
+            .server
+            .iter()
+            .map(|s| s.thumbprint.clone())
+            .collect();
+        current.sort();
+        let reason = if server_changes {
+            "the server certificate changes".to_string()
+        } else {
+            match &self.actual.export_thumbprints {
+                None => format!("{} is missing or unreadable", path.display()),
+                Some(t) if *t != current => format!(
+                    "{} does not hold the current server certificate",
+                    path.display()
+                ),
+                Some(_) => return None,
+            }
+        };
+        Some(Change::export(path, reason))
+    }
+}
+
+/// Why the registered generated server certificate must be issued again (none: it stays).
+fn server_reasons(
+    current: &ServerEntry,
+    spec: &GeneratedServer,
+    replace: bool,
+    now: OffsetDateTime,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if replace {
+        reasons.push("--replace server".to_string());
+    }
+    if current.name != spec.name {
+        reasons.push(format!("name {} -> {}", current.name, spec.name));
+    } else if current.dns != spec.dns {
+        reasons.push(format!(
+            "DNS names [{}] -> [{}]",
+            current.dns.join(", "),
+            spec.dns.join(", ")
+        ));
+    }
+    if let Some(k) = current.key_type {
+        if k != spec.key {
+            reasons.push(format!("key {k} -> {} forces replacement", spec.key));
+        }
+    }
+    if current.source == Origin::Generated {
+        reasons.extend(validity_change(
+            current.not_before,
+            current.not_after,
+            spec.validity,
+        ));
+    }
+    if let Some(r) = renewal_reason(
+        current.not_before,
+        current.not_after,
+        spec.renew_before,
+        now,
+    ) {
+        reasons.push(r);
+    }
+    reasons
+}

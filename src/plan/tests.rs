@@ -1,0 +1,492 @@
+use super::*;
+use crate::config::{ClientSpec, GenerateSpec, ServerDesired, ServerSpec, StoreSettings};
+use crate::model::{KeySpec, Origin, Period, PfxProfile};
+use crate::registry::{Registry, ServerEntry};
+use std::path::PathBuf;
+use time::macros::datetime;
+
+const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
+
+fn server() -> ServerDesired {
+    ServerDesired {
+        source: ServerSpec::Generate {
+            name: "cluster.example.com".into(),
+            dns: vec!["cluster.example.com".into()],
+            key: KeySpec::EcP256,
+            validity: Period::days(365),
+            renew_before: RenewBefore::Period(Period::days(30)),
+        },
+        export: Some(PathBuf::from("/cfg/export.pfx")),
+    }
+}
+
+fn gen() -> GenerateSpec {
+    GenerateSpec {
+        key: KeySpec::EcP256,
+        validity: Period::days(365),
+        renew_before: RenewBefore::Period(Period::days(30)),
+        pfx: PfxProfile::Modern,
+        password: None,
+    }
+}
+
+fn client(key: &str, clearance: Clearance, dbs: &[(&str, Access)]) -> ClientDesired {
+    ClientDesired {
+        key: key.into(),
+        name: key.into(),
+        clearance,
+        permissions: dbs.iter().map(|(d, a)| (d.to_string(), *a)).collect(),
+        protect: false,
+        overlap: None,
+        source: ClientSpec::Generate(gen()),
+    }
+}
+
+fn desired(clients: Vec<ClientDesired>, prune: bool) -> Desired {
+    Desired {
+        config_path: "/cfg/certs.toml".into(),
+        store: StoreSettings {
+            path: "/cfg/store".into(),
+            prune,
+            max_deletions: 5,
+        },
+        server: Some(server()),
+        clients: clients.into_iter().map(|c| (c.key.clone(), c)).collect(),
+        warnings: vec![],
+        positions: BTreeMap::new(),
+        files: Default::default(),
+        renew_before: RenewBefore::Period(Period::days(30)),
+    }
+}
+
+fn thumb(n: u8) -> String {
+    format!("{:040X}", n)
+}
+
+/// The store as it would be after applying `d` at `NOW - 10 days`.
+fn applied(d: &Desired) -> Actual {
+    let mut reg = Registry::new();
+    reg.server.push(ServerEntry {
+        name: "cluster.example.com".into(),
+        thumbprint: thumb(200),
+        public_key_pinning_hash: "p".into(),
+        dns: vec!["cluster.example.com".into()],
+        not_before: NOW - time::Duration::days(17),
+        not_after: NOW + time::Duration::days(355),
+        source: Origin::Generated,
+        key_type: Some(KeySpec::EcP256),
+        revision: None,
+    });
+    for (i, c) in d.clients.values().enumerate() {
+        reg.certificates.push(CertEntry {
+            key: c.key.clone(),
+            name: c.name.clone(),
+            thumbprint: thumb(i as u8 + 1),
+            public_key_pinning_hash: "p".into(),
+            clearance: c.clearance,
+            not_before: NOW - time::Duration::days(17),
+            not_after: NOW + time::Duration::days(355),
+            source: Origin::Generated,
+            key_type: Some(KeySpec::EcP256),
+            collection_primary: None,
+            collection_secondaries: vec![],
+            retire_after: None,
+            revision: None,
+            permissions: c.permissions.clone(),
+            pfx: Default::default(),
+            bundle_password: None,
+            subject: None,
+        });
+    }
+    Actual {
+        bundles_ok: d.clients.keys().cloned().collect(),
+        export_thumbprints: Some(vec![thumb(200)]),
+        registry: reg,
+        exists: true,
+        sealed: true,
+        ..Actual::default()
+    }
+}
+
+fn run(d: &Desired, a: &Actual) -> Plan {
+    plan(d, a, NOW, &PlanOptions::default()).unwrap()
+}
+
+#[test]
+fn empty_store_creates_server_clients_and_export() {
+    let d = desired(
+        vec![
+            client("admin", Clearance::ClusterAdmin, &[]),
+            client("app", Clearance::ValidUser, &[("Orders", Access::Read)]),
+            client("nobody", Clearance::ValidUser, &[]),
+        ],
+        false,
+    );
+    let p = run(&d, &Actual::default());
+    let actions: Vec<(Action, &str, bool)> = p
+        .changes
+        .iter()
+        .map(|c| (c.action, c.key.as_str(), c.escalation))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            (Action::Create, "cluster.example.com", false),
+            (Action::Create, "admin", true),
+            (Action::Create, "app", true),
+            (Action::Create, "nobody", false),
+            (Action::Export, "/cfg/export.pfx", false),
+        ]
+    );
+}
+
+#[test]
+fn applied_state_plans_nothing() {
+    let d = desired(
+        vec![client(
+            "app",
+            Clearance::ValidUser,
+            &[("Orders", Access::Read)],
+        )],
+        true,
+    );
+    assert!(run(&d, &applied(&d)).is_empty());
+}
+
+#[test]
+fn clearance_raise_is_an_escalating_update() {
+    let d = desired(
+        vec![client(
+            "app",
+            Clearance::ValidUser,
+            &[("Orders", Access::Read)],
+        )],
+        false,
+    );
+    let a = applied(&d);
+    let d2 = desired(vec![client("app", Clearance::Operator, &[])], false);
+    let p = run(&d2, &a);
+    assert_eq!(p.changes.len(), 1);
+    let c = &p.changes[0];
+    assert_eq!((c.action, c.escalation), (Action::Update, true));
+    assert!(c.fields.iter().any(|f| f.field == Field::Clearance
+        && f.old.as_deref() == Some("ValidUser")
+        && f.new.as_deref() == Some("Operator")));
+    assert_eq!(c.after.as_ref().unwrap().thumbprint, Some(thumb(1)));
+}
+
+#[test]
+fn lowering_access_is_not_an_escalation() {
+    let d = desired(
+        vec![client(
+            "app",
+            Clearance::ValidUser,
+            &[("Orders", Access::Admin)],
+        )],
+        false,
+    );
+    let a = applied(&d);
+    let d2 = desired(
+        vec![client(
+            "app",
+            Clearance::ValidUser,
+            &[("Orders", Access::Read)],
+        )],
+        false,
+    );
+    let p = run(&d2, &a);
+    assert_eq!(
+        (p.changes[0].action, p.changes[0].escalation),
+        (Action::Update, false)
+    );
+}
+
+#[test]
+fn widening_rules() {
+    let read: BTreeMap<String, Access> = [("Orders".into(), Access::Read)].into();
+    let rw: BTreeMap<String, Access> = [("orders".into(), Access::ReadWrite)].into();
+    let other: BTreeMap<String, Access> = [("Other".into(), Access::Read)].into();
+    let none = BTreeMap::new();
+    use Clearance::*;
+    assert!(widens(Some((ValidUser, &read)), (ValidUser, &rw)));
+    assert!(!widens(Some((ValidUser, &rw)), (ValidUser, &read)));
+    assert!(widens(Some((ValidUser, &read)), (ValidUser, &other)));
+    assert!(!widens(Some((ValidUser, &read)), (ValidUser, &none)));
+    assert!(widens(Some((Operator, &none)), (ClusterAdmin, &none)));
+    assert!(!widens(Some((Operator, &none)), (ValidUser, &read)));
+    assert!(widens(None, (Operator, &none)));
+    assert!(!widens(None, (ValidUser, &none)));
+}
+
+#[test]
+fn undeclared_is_a_warning_without_prune_and_a_delete_with_it() {
+    let d = desired(
+        vec![
+            client("a", Clearance::Operator, &[]),
+            client("b", Clearance::Operator, &[]),
+        ],
+        false,
+    );
+    let a = applied(&d);
+    let only_a = desired(vec![client("a", Clearance::Operator, &[])], false);
+    let p = run(&only_a, &a);
+    assert!(p.is_empty());
+    assert!(p.warnings.iter().any(|w| w.contains("'b'")));
+
+    let only_a = desired(vec![client("a", Clearance::Operator, &[])], true);
+    let p = run(&only_a, &a);
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(
+        (p.changes[0].action, p.changes[0].key.as_str()),
+        (Action::Delete, "b")
+    );
+    assert_eq!(p.changes[0].thumbprints, vec![thumb(2)]);
+}
+
+#[test]
+fn guards_refuse_mass_deletion() {
+    let many: Vec<ClientDesired> = (0..7)
+        .map(|i| client(&format!("c{i}"), Clearance::Operator, &[]))
+        .collect();
+    let a = applied(&desired(many, true));
+    let mut keep_one = desired(vec![client("c0", Clearance::Operator, &[])], true);
+    assert!(matches!(
+        plan(&keep_one, &a, NOW, &PlanOptions::default()),
+        Err(PlanError::TooManyDeletions {
+            count: 6,
+            max: 5,
+            ..
+        })
+    ));
+    keep_one.store.max_deletions = 0;
+    assert!(plan(&keep_one, &a, NOW, &PlanOptions::default()).is_ok());
+
+    let mut none = desired(vec![], true);
+    none.store.max_deletions = 0;
+    assert!(matches!(
+        plan(&none, &a, NOW, &PlanOptions::default()),
+        Err(PlanError::DeletesAll { .. })
+    ));
+    let opts = PlanOptions {
+        allow_delete_all: true,
+        ..PlanOptions::default()
+    };
+    assert_eq!(
+        plan(&none, &a, NOW, &opts).unwrap().count(Action::Delete),
+        7
+    );
+}
+
+#[test]
+fn replace_flag_key_change_and_renewal() {
+    let d = desired(vec![client("a", Clearance::Operator, &[])], false);
+    let a = applied(&d);
+    let opts = PlanOptions {
+        replace: ["a".to_string()].into(),
+        ..PlanOptions::default()
+    };
+    let p = plan(&d, &a, NOW, &opts).unwrap();
+    assert_eq!(
+        (p.changes[0].action, p.changes[0].reason.as_str()),
+        (Action::Replace, "--replace a")
+    );
+
+    let mut d2 = d.clone();
+    if let ClientSpec::Generate(g) = &mut d2.clients.get_mut("a").unwrap().source {
+        g.key = KeySpec::EcP384;
+    }
+    let p = run(&d2, &a);
+    assert_eq!(
+        p.changes[0].reason,
+        "key ec-p256 -> ec-p384 forces replacement"
+    );
+
+    let later = NOW + time::Duration::days(340);
+    let p = plan(&d, &a, later, &PlanOptions::default()).unwrap();
+    let reasons: Vec<&str> = p.changes.iter().map(|c| c.reason.as_str()).collect();
+    assert!(
+        reasons.contains(&"expires in 15 days (renew_before 30d)"),
+        "{reasons:?}"
+    );
+
+    let expired = NOW + time::Duration::days(400);
+    let p = plan(&d, &a, expired, &PlanOptions::default()).unwrap();
+    assert!(p
+        .changes
+        .iter()
+        .any(|c| c.reason.starts_with("expired on ")));
+}
+
+#[test]
+fn protect_blocks_replacement_unless_named() {
+    let mut c = client("a", Clearance::Operator, &[]);
+    c.protect = true;
+    let d = desired(vec![c], false);
+    let mut a = applied(&d);
+    a.bundles_ok.clear();
+    let p = run(&d, &a);
+    assert!(p.is_empty());
+    assert!(p.warnings.iter().any(|w| w.contains("protected")));
+}
+
+#[test]
+fn lost_bundle_is_a_replace() {
+    let d = desired(vec![client("a", Clearance::Operator, &[])], false);
+    let mut a = applied(&d);
+    a.bundles_ok.clear();
+    let p = run(&d, &a);
+    assert_eq!(p.changes[0].reason, "issued bundle lost");
+}
+
+#[test]
+fn stale_export_is_rewritten() {
+    let d = desired(vec![], false);
+    let mut a = applied(&d);
+    a.export_thumbprints = Some(vec![thumb(9)]);
+    let p = run(&d, &a);
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(p.changes[0].action, Action::Export);
+    a.export_thumbprints = None;
+    assert_eq!(run(&d, &a).changes[0].action, Action::Export);
+}
+
+#[test]
+fn unknown_replace_key_is_an_error() {
+    let d = desired(vec![], false);
+    let opts = PlanOptions {
+        replace: ["ghost".to_string()].into(),
+        ..PlanOptions::default()
+    };
+    assert!(plan(&d, &Actual::default(), NOW, &opts).is_err());
+}
+
+#[test]
+fn plans_are_deterministic() {
+    let d = desired(
+        vec![
+            client("z", Clearance::Operator, &[]),
+            client("a", Clearance::ValidUser, &[("X", Access::Read)]),
+        ],
+        false,
+    );
+    assert_eq!(run(&d, &Actual::default()), run(&d, &Actual::default()));
+}
+
+#[test]
+fn bundle_password_and_profile_are_compared_without_the_password() {
+    let d = desired(vec![client("a", Clearance::Operator, &[])], false);
+    let mut a = applied(&d);
+    a.registry.certificates[0].bundle_password = Some(NO_PASSWORD.into());
+    let with = |map: &[(&str, &str)]| PlanOptions {
+        bundle_passwords: Some(
+            map.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..PlanOptions::default()
+    };
+    // Same: nothing to do. Unknown (a review plan): not compared.
+    assert!(plan(&d, &a, NOW, &with(&[])).unwrap().is_empty());
+    assert!(plan(&d, &a, NOW, &PlanOptions::default())
+        .unwrap()
+        .is_empty());
+    let p = plan(&d, &a, NOW, &with(&[("a", "hmac-sha256:11")])).unwrap();
+    assert_eq!(p.changes[0].action, Action::Update);
+    assert_eq!(p.changes[0].reason, "bundle: password added");
+    assert!(!p.changes[0].escalation);
+    a.registry.certificates[0].bundle_password = Some("hmac-sha256:11".into());
+    let p = plan(&d, &a, NOW, &with(&[("a", "hmac-sha256:22")])).unwrap();
+    assert_eq!(p.changes[0].reason, "bundle: password changed");
+    let p = plan(&d, &a, NOW, &with(&[])).unwrap();
+    assert_eq!(p.changes[0].reason, "bundle: password removed");
+    // The profile, together with an edit.
+    let mut legacy = d.clone();
+    if let Some(ClientSpec::Generate(g)) = legacy.clients.get_mut("a").map(|c| &mut c.source) {
+        g.pfx = PfxProfile::Legacy;
+    }
+    legacy.clients.get_mut("a").unwrap().name = "A".into();
+    let p = plan(&legacy, &a, NOW, &with(&[("a", "hmac-sha256:11")])).unwrap();
+    assert_eq!(
+        p.changes[0].reason,
+        "name changed in certs.toml; bundle: pfx modern -> legacy"
+    );
+}
+
+#[test]
+fn validity_change_is_a_replace_naming_both() {
+    let mut d = desired(vec![client("a", Clearance::Operator, &[])], false);
+    let a = applied(&d);
+    if let Some(ClientSpec::Generate(g)) = d.clients.get_mut("a").map(|c| &mut c.source) {
+        g.validity = Period::days(90);
+    }
+    let p = run(&d, &a);
+    assert_eq!(p.changes[0].action, Action::Replace);
+    assert_eq!(p.changes[0].reason, "validity 1y -> 90d");
+    // A second off is rounding, not a change.
+    assert_eq!(
+        validity_change(
+            NOW - time::Duration::days(7),
+            NOW + time::Duration::seconds(365 * 86_400 + 1),
+            Period::days(365)
+        ),
+        None
+    );
+}
+
+#[test]
+fn every_delete_counts_against_max_deletions() {
+    let mut d = desired(vec![client("a", Clearance::Operator, &[])], false);
+    d.store.max_deletions = 1;
+    let mut a = applied(&d);
+    for n in [50u8, 51] {
+        let mut old = a.registry.certificates[0].clone();
+        old.thumbprint = thumb(n);
+        old.retire_after = Some(NOW - time::Duration::days(1));
+        a.registry.certificates.push(old);
+    }
+    match plan(&d, &a, NOW, &PlanOptions::default()) {
+        Err(PlanError::TooManyDeletions {
+            count: 2,
+            max: 1,
+            keys,
+        }) => {
+            assert!(keys.contains("rotation overlap ended"), "{keys}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_database_named_like_a_field_is_reported_as_a_database() {
+    let dbs = [("name", Access::Read), ("clearance", Access::Read)];
+    let d = desired(vec![client("app", Clearance::ValidUser, &dbs)], false);
+    let a = applied(&d);
+    let raised = [("name", Access::ReadWrite), ("clearance", Access::Admin)];
+    let d2 = desired(vec![client("app", Clearance::ValidUser, &raised)], false);
+    let p = run(&d2, &a);
+    assert_eq!(p.changes.len(), 1);
+    let c = &p.changes[0];
+    assert_eq!((c.action, c.escalation), (Action::Update, true));
+    assert_eq!(c.reason, "permissions changed in certs.toml");
+    let fields: Vec<(&Field, Option<&str>, Option<&str>)> = c
+        .fields
+        .iter()
+        .map(|f| (&f.field, f.old.as_deref(), f.new.as_deref()))
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            (
+                &Field::Database("clearance".into()),
+                Some("Read"),
+                Some("Admin")
+            ),
+            (
+                &Field::Database("name".into()),
+                Some("Read"),
+                Some("ReadWrite")
+            ),
+        ]
+    );
+    assert_eq!(c.fields[1].field.to_string(), "name");
+}
