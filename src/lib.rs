@@ -19,8 +19,6 @@ pub mod registry;
 pub mod render;
 
 pub mod store;
-#[doc(hidden)]
-pub mod testkit;
 pub mod watch;
 
 /// The starter `ravencert init` writes: small, commented, and ready to apply.
