@@ -20,7 +20,7 @@ use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use common::{wait_until, Cmd, Env};
+use common::{Cmd, Env};
 
 const ENV_PW: &str = "S3cr3t-env-7f1c";
 const FILE_PW: &str = "S3cr3t-file-99aa";
@@ -353,22 +353,10 @@ impl Walk {
             "\n[clients.watched]\nclearance = \"Operator\"\npassword_file = \"secrets/file-app.pass\"\n",
         )
         .replace("Orders = \"ReadWrite\"", "Orders = \"Read\"");
-        let mut saved: Option<std::time::Instant> = None;
-        wait_until(
+        daemon.save_until(
             "watch to apply the change",
-            || daemon.context(),
-            || {
-                if self.registered("watched").is_some() {
-                    return true;
-                }
-                if saved.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(2)) {
-                    let tmp = self.env.path(".certs.toml.swp");
-                    fs::write(&tmp, &changed).unwrap();
-                    fs::rename(&tmp, self.env.path("certs.toml")).unwrap();
-                    saved = Some(std::time::Instant::now());
-                }
-                false
-            },
+            || common::save_by_rename(&self.env.path("certs.toml"), &changed),
+            || self.registered("watched").is_some(),
         );
         // The apply that registered it may still be finishing its bundles: wait for its log.
         daemon.wait_log("registered watched");

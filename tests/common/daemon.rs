@@ -74,6 +74,30 @@ impl Daemon {
         self.wait_log_count(needle, 0);
     }
 
+    /// Saves with `save` until `cond` holds, saving again (the same way, the same text) every
+    /// 2 s. ravencert installs its file watch only after the start attempt, so the first save
+    /// after the daemon starts may go unseen; once one change has been applied through an
+    /// event, the watch is in place and later saves need no repeat.
+    #[track_caller]
+    pub fn save_until(&self, what: &str, save: impl Fn(), mut cond: impl FnMut() -> bool) {
+        save();
+        let mut saved = Instant::now();
+        wait_until(
+            what,
+            || self.context(),
+            || {
+                if cond() {
+                    return true;
+                }
+                if saved.elapsed() > Duration::from_secs(2) {
+                    save();
+                    saved = Instant::now();
+                }
+                false
+            },
+        );
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

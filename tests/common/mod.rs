@@ -125,6 +125,13 @@ impl Env {
     }
 }
 
+/// An editor's save: a temp file next to it, renamed over it.
+pub fn save_by_rename(path: &Path, text: &str) {
+    let tmp = path.with_file_name(".certs.toml.swp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// Runs `script` with `bash -c` (under `set -e`) in `dir`; panics with its output on failure.
 #[track_caller]
 pub fn sh(dir: &Path, script: &str) {
