@@ -4,6 +4,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
+use common::openssl::pkcs12;
 use common::{openssl, openssl_thumbprint, Env, SERVER};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -140,29 +141,11 @@ fn issued_certificates_pass_openssl_checks() {
     // The protected .pfx opens with its password and not with a wrong one; it holds the client
     // certificate, its key and the server certificate.
     let pfx = env.store().join("issued/orders-app/orders-app.pfx");
-    let pfx = pfx.to_str().unwrap();
-    let opened = openssl(&[
-        "pkcs12",
-        "-in",
-        pfx,
-        "-passin",
-        &format!("pass:{PASSWORD}"),
-        "-nodes",
-    ])
-    .success();
+    let opened = pkcs12(&pfx, PASSWORD, &["-nodes"]).success();
     assert_eq!(opened.stdout.matches("BEGIN CERTIFICATE").count(), 2);
     assert_eq!(opened.stdout.matches("BEGIN PRIVATE KEY").count(), 1);
-    openssl(&["pkcs12", "-in", pfx, "-passin", "pass:wrong", "-nodes"]).failure();
-    let info = openssl(&[
-        "pkcs12",
-        "-in",
-        pfx,
-        "-passin",
-        &format!("pass:{PASSWORD}"),
-        "-info",
-        "-noout",
-    ])
-    .success();
+    pkcs12(&pfx, "wrong", &["-nodes"]).failure();
+    let info = pkcs12(&pfx, PASSWORD, &["-info", "-noout"]).success();
     assert!(info.stderr.contains("AES-256-CBC"), "{}", info.stderr);
     assert!(info.stderr.contains("MAC: sha256"), "{}", info.stderr);
 
@@ -181,16 +164,7 @@ fn issued_certificates_pass_openssl_checks() {
     .success();
 
     // The export holds the server certificate and no private key.
-    let export = env.path("exports/cluster.pfx");
-    let exp = openssl(&[
-        "pkcs12",
-        "-in",
-        export.to_str().unwrap(),
-        "-passin",
-        "pass:",
-        "-nodes",
-    ])
-    .success();
+    let exp = pkcs12(&env.path("exports/cluster.pfx"), "", &["-nodes"]).success();
     assert_eq!(exp.stdout.matches("BEGIN CERTIFICATE").count(), 1);
     assert!(!exp.stdout.contains("PRIVATE KEY"));
     let exported = env.path("exported.pem");
@@ -210,16 +184,7 @@ fn legacy_profile_uses_3des_and_sha1_mac() {
     env.write("old.pass", "legacy-secret\n");
     env.run(&["apply", "--yes"]).success();
     let pfx = env.store().join("issued/old/old.pfx");
-    let info = openssl(&[
-        "pkcs12",
-        "-in",
-        pfx.to_str().unwrap(),
-        "-passin",
-        "pass:legacy-secret",
-        "-info",
-        "-noout",
-    ])
-    .success();
+    let info = pkcs12(&pfx, "legacy-secret", &["-info", "-noout"]).success();
     assert!(
         info.stderr.contains("pbeWithSHA1And3-KeyTripleDES-CBC"),
         "{}",
@@ -363,15 +328,7 @@ fn export_command_writes_the_server_certificate() {
     let out = env.path("elsewhere/b.pfx");
     env.run(&["export", "--out", out.to_str().unwrap()])
         .success();
-    let exp = openssl(&[
-        "pkcs12",
-        "-in",
-        out.to_str().unwrap(),
-        "-passin",
-        "pass:",
-        "-nodes",
-    ])
-    .success();
+    let exp = pkcs12(&out, "", &["-nodes"]).success();
     assert_eq!(exp.stdout.matches("BEGIN CERTIFICATE").count(), 1);
     assert!(!exp.stdout.contains("PRIVATE KEY"));
 
@@ -700,15 +657,7 @@ fn export_to_a_bare_file_name_writes_it_in_the_current_folder() {
     let r = env.run(&["export", "--out", "pub.pfx"]).success();
     assert!(r.stdout.contains("to pub.pfx"), "{}", r.stdout);
     assert!(r.stderr.is_empty(), "{}", r.stderr);
-    let exp = openssl(&[
-        "pkcs12",
-        "-in",
-        env.path("pub.pfx").to_str().unwrap(),
-        "-passin",
-        "pass:",
-        "-nodes",
-    ])
-    .success();
+    let exp = pkcs12(&env.path("pub.pfx"), "", &["-nodes"]).success();
     assert_eq!(exp.stdout.matches("BEGIN CERTIFICATE").count(), 1);
     // Written again over the previous export, still in the current folder.
     env.run(&["export", "--out", "pub.pfx"]).success();

@@ -14,15 +14,7 @@ fn client(extra: &str) -> String {
 /// Opens `store/issued/app/app.pfx` with `password`, returning the `openssl pkcs12 -info` text.
 fn open_pfx(env: &Env, password: &str) -> common::Run {
     let pfx = env.store().join("issued/app/app.pfx");
-    openssl(&[
-        "pkcs12",
-        "-in",
-        pfx.to_str().unwrap(),
-        "-info",
-        "-nodes",
-        "-passin",
-        &format!("pass:{password}"),
-    ])
+    common::openssl::pkcs12(&pfx, password, &["-info", "-nodes"])
 }
 
 fn plan_json(env: &Env) -> serde_json::Value {

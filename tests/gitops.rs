@@ -959,15 +959,7 @@ fn watch_git_logs_an_invalid_commit_and_applies_the_next_one() {
         .as_str()
         .unwrap()
         .to_string();
-    let exported = common::openssl(&[
-        "pkcs12",
-        "-in",
-        export.to_str().unwrap(),
-        "-passin",
-        "pass:",
-        "-nokeys",
-    ])
-    .success();
+    let exported = common::openssl::pkcs12(&export, "", &["-nokeys"]).success();
     fs::write(env.path("exported.pem"), exported.stdout).unwrap();
     assert_eq!(common::openssl_thumbprint(&env.path("exported.pem")), node);
 

@@ -20,6 +20,14 @@ pub fn openssl(args: &[&str]) -> Run {
     Run::new(format!("openssl {}", args.join(" ")), &openssl_output(args))
 }
 
+/// `openssl pkcs12 -in PFX -passin pass:PASSWORD EXTRA...`: a bundle opened with its password.
+pub fn pkcs12(pfx: &Path, password: &str, extra: &[&str]) -> Run {
+    let pass = format!("pass:{password}");
+    let mut args = vec!["pkcs12", "-in", pfx.to_str().unwrap(), "-passin", &pass];
+    args.extend_from_slice(extra);
+    openssl(&args)
+}
+
 /// `openssl x509 -fingerprint -sha1` without colons: the RavenDB thumbprint.
 pub fn openssl_thumbprint(pem: &Path) -> String {
     let r = openssl(&[
