@@ -4,6 +4,9 @@
 
 use std::path::Path;
 
+#[path = "../tests/common/synthetic.rs"]
+mod synthetic;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ravencert::config;
 use ravencert::plan::{plan, PlanOptions};
@@ -11,7 +14,7 @@ use ravencert::store::Store;
 
 fn fixture(n: usize) -> (tempfile::TempDir, config::Desired) {
     let dir = tempfile::tempdir().expect("temp dir");
-    ravencert::testkit::synthetic_store(dir.path(), n).expect("fixture");
+    synthetic::synthetic_store(dir.path(), n).expect("fixture");
     let path = dir.path().join("certs.toml");
     let text = std::fs::read_to_string(&path).expect("certs.toml");
     let desired = config::parse(&path, &text, dir.path()).expect("valid");

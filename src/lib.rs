@@ -20,8 +20,6 @@ pub mod render;
 pub mod saved_plan;
 
 pub mod store;
-#[doc(hidden)]
-pub mod testkit;
 pub mod watch;
 
 /// The starter `ravencert init` writes: small, commented, and ready to apply.

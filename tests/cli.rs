@@ -4,6 +4,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
+use common::openssl::pkcs12;
 use common::{openssl, openssl_thumbprint, Env, SERVER};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -140,29 +141,11 @@ fn issued_certificates_pass_openssl_checks() {
     // The protected .pfx opens with its password and not with a wrong one; it holds the client
     // certificate, its key and the server certificate.
     let pfx = env.store().join("issued/orders-app/orders-app.pfx");
-    let pfx = pfx.to_str().unwrap();
-    let opened = openssl(&[
-        "pkcs12",
-        "-in",
-        pfx,
-        "-passin",
-        &format!("pass:{PASSWORD}"),
-        "-nodes",
-    ])
-    .success();
+    let opened = pkcs12(&pfx, PASSWORD, &["-nodes"]).success();
     assert_eq!(opened.stdout.matches("BEGIN CERTIFICATE").count(), 2);
     assert_eq!(opened.stdout.matches("BEGIN PRIVATE KEY").count(), 1);
-    openssl(&["pkcs12", "-in", pfx, "-passin", "pass:wrong", "-nodes"]).failure();
-    let info = openssl(&[
-        "pkcs12",
-        "-in",
-        pfx,
-        "-passin",
-        &format!("pass:{PASSWORD}"),
-        "-info",
-        "-noout",
-    ])
-    .success();
+    pkcs12(&pfx, "wrong", &["-nodes"]).failure();
+    let info = pkcs12(&pfx, PASSWORD, &["-info", "-noout"]).success();
     assert!(info.stderr.contains("AES-256-CBC"), "{}", info.stderr);
     assert!(info.stderr.contains("MAC: sha256"), "{}", info.stderr);
 
@@ -181,16 +164,7 @@ fn issued_certificates_pass_openssl_checks() {
     .success();
 
     // The export holds the server certificate and no private key.
-    let export = env.path("exports/cluster.pfx");
-    let exp = openssl(&[
-        "pkcs12",
-        "-in",
-        export.to_str().unwrap(),
-        "-passin",
-        "pass:",
-        "-nodes",
-    ])
-    .success();
+    let exp = pkcs12(&env.path("exports/cluster.pfx"), "", &["-nodes"]).success();
     assert_eq!(exp.stdout.matches("BEGIN CERTIFICATE").count(), 1);
     assert!(!exp.stdout.contains("PRIVATE KEY"));
     let exported = env.path("exported.pem");
@@ -210,16 +184,7 @@ fn legacy_profile_uses_3des_and_sha1_mac() {
     env.write("old.pass", "legacy-secret\n");
     env.run(&["apply", "--yes"]).success();
     let pfx = env.store().join("issued/old/old.pfx");
-    let info = openssl(&[
-        "pkcs12",
-        "-in",
-        pfx.to_str().unwrap(),
-        "-passin",
-        "pass:legacy-secret",
-        "-info",
-        "-noout",
-    ])
-    .success();
+    let info = pkcs12(&pfx, "legacy-secret", &["-info", "-noout"]).success();
     assert!(
         info.stderr.contains("pbeWithSHA1And3-KeyTripleDES-CBC"),
         "{}",
@@ -348,15 +313,12 @@ fn key_type_change_forces_replacement() {
 #[test]
 fn apply_without_terminal_or_yes_refuses_and_changes_nothing() {
     let env = env_with_three();
-    let r = env.run(&["apply"]).failure();
-    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    env.cmd(&["apply"]).refused(&["--yes"]);
     assert!(!env.store().exists());
 
     env.run(&["apply", "--yes"]).success();
     env.config(&three_clients().replace("ClusterAdmin", "Operator"));
-    let before = env.snapshot();
-    env.run(&["apply"]).failure();
-    assert_eq!(before, env.snapshot());
+    env.cmd(&["apply"]).refused(&["--yes"]);
 }
 
 #[test]
@@ -366,15 +328,7 @@ fn export_command_writes_the_server_certificate() {
     let out = env.path("elsewhere/b.pfx");
     env.run(&["export", "--out", out.to_str().unwrap()])
         .success();
-    let exp = openssl(&[
-        "pkcs12",
-        "-in",
-        out.to_str().unwrap(),
-        "-passin",
-        "pass:",
-        "-nodes",
-    ])
-    .success();
+    let exp = pkcs12(&out, "", &["-nodes"]).success();
     assert_eq!(exp.stdout.matches("BEGIN CERTIFICATE").count(), 1);
     assert!(!exp.stdout.contains("PRIVATE KEY"));
 
@@ -387,21 +341,7 @@ fn export_command_writes_the_server_certificate() {
 #[test]
 fn private_files_are_0600_in_0700_folders_even_with_a_loose_umask() {
     let env = env_with_three();
-    // The binary inherits the umask; run it under 000 through sh.
-    let bin = env!("CARGO_BIN_EXE_ravencert");
-    let status = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("umask 000 && '{bin}' apply --yes"))
-        .current_dir(env.dir.path())
-        .env("ORDERS_PASSWORD", PASSWORD)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    env.cmd(&["apply", "--yes"]).umask(0o000).run().success();
     for (path, (mode, _)) in env.snapshot() {
         let m = std::fs::symlink_metadata(&path).unwrap();
         let expected = if m.is_dir() { 0o700 } else { 0o600 };
@@ -458,13 +398,8 @@ fn a_second_apply_waits_for_the_lock_and_names_the_holder() {
     )
     .unwrap();
     env.config(&three_clients().replace("ClusterAdmin", "Operator"));
-    let before = env.snapshot();
-    let r = env
-        .run(&["apply", "--yes", "--lock-timeout", "1s"])
-        .failure();
-    assert!(r.stderr.contains("locked by another apply"), "{}", r.stderr);
-    assert!(r.stderr.contains("pid 4242"), "{}", r.stderr);
-    assert_eq!(before, env.snapshot());
+    env.cmd(&["apply", "--yes", "--lock-timeout", "1s"])
+        .refused(&["locked by another apply", "pid 4242"]);
     drop(lock);
     env.run(&["apply", "--yes", "--lock-timeout", "1s"])
         .success();
@@ -483,11 +418,8 @@ fn corrupt_store_is_an_error_and_nothing_is_written() {
         certs.join(format!("{thumb}.pem")),
     )
     .unwrap();
-    let before = env.snapshot();
-    let r = env.run(&["apply", "--yes"]).failure();
-    assert!(r.stderr.contains(&thumb), "{}", r.stderr);
-    assert!(r.stderr.contains("not the registered"), "{}", r.stderr);
-    assert_eq!(before, env.snapshot());
+    env.cmd(&["apply", "--yes"])
+        .refused(&[&thumb, "not the registered"]);
 
     // An unknown store format version.
     let env = env_with_three();
@@ -699,18 +631,16 @@ fn markdown_plan_fences_the_registry_diff() {
 #[test]
 fn apply_json_on_a_terminal_asks_on_stderr_and_keeps_stdout_json() {
     let env = env_with_three();
-    let bin = env!("CARGO_BIN_EXE_ravencert");
-    // `script` gives the binary a terminal on stdin; stdout and stderr go to files.
-    common::sh(
-        env.dir.path(),
-        &format!(
-            "printf 'yes\\n' | ORDERS_PASSWORD='{PASSWORD}' NO_COLOR=1 script -qec \"'{bin}' apply --json >out.json 2>err.txt\" /dev/null >/dev/null"
-        ),
-    );
-    let out = std::fs::read_to_string(env.path("out.json")).unwrap();
-    let err = std::fs::read_to_string(env.path("err.txt")).unwrap();
+    let r = env
+        .cmd(&["apply", "--json"])
+        .env("NO_COLOR", "1")
+        .stdin("yes\n")
+        .stdin_terminal()
+        .run()
+        .success();
+    let (out, err) = (&r.stdout, &r.stderr);
     let v: serde_json::Value =
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{out}"));
+        serde_json::from_str(out).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{out}"));
     assert_eq!(v["applied"], true, "{out}");
     assert!(
         err.contains("Do you want to perform these actions?"),
@@ -727,15 +657,7 @@ fn export_to_a_bare_file_name_writes_it_in_the_current_folder() {
     let r = env.run(&["export", "--out", "pub.pfx"]).success();
     assert!(r.stdout.contains("to pub.pfx"), "{}", r.stdout);
     assert!(r.stderr.is_empty(), "{}", r.stderr);
-    let exp = openssl(&[
-        "pkcs12",
-        "-in",
-        env.path("pub.pfx").to_str().unwrap(),
-        "-passin",
-        "pass:",
-        "-nodes",
-    ])
-    .success();
+    let exp = pkcs12(&env.path("pub.pfx"), "", &["-nodes"]).success();
     assert_eq!(exp.stdout.matches("BEGIN CERTIFICATE").count(), 1);
     // Written again over the previous export, still in the current folder.
     env.run(&["export", "--out", "pub.pfx"]).success();
@@ -838,25 +760,6 @@ fn status_with_an_invalid_certs_toml_and_no_store_is_the_config_error() {
     env.run(&["status", "--json"]).failure();
 }
 
-/// Runs `ravencert ARGS` in the test folder, stopped after `secs` seconds (exit 124) so that a
-/// command that should have been refused cannot hang the test.
-fn run_bounded(env: &Env, secs: u32, args: &[&str]) -> common::Run {
-    let out = std::process::Command::new("timeout")
-        .arg(secs.to_string())
-        .arg(env!("CARGO_BIN_EXE_ravencert"))
-        .args(args)
-        .current_dir(env.dir.path())
-        .envs(env.envs.iter().map(|(k, v)| (k, v)))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    common::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// `watch --interval 0s` used to re-check in a busy loop; a huge value must not panic. Each bad
 /// duration is refused before anything starts: exit 1, a message naming the option and the
 /// bound, and no store.
@@ -913,7 +816,8 @@ fn watch_refuses_intervals_and_polls_out_of_bounds() {
     for (args, says) in cases {
         let mut argv = vec!["watch"];
         argv.extend_from_slice(args);
-        let r = run_bounded(&env, 10, &argv);
+        // Bounded, so that a command that should have been refused cannot hang the test.
+        let r = env.cmd(&argv).timeout(10).run();
         assert_eq!(r.code, 1, "{argv:?} was not refused\n{r:?}");
         for s in *says {
             assert!(

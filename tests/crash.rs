@@ -144,18 +144,6 @@ fn changing_apply_survives_an_abort_at_every_step() {
     assert!(steps > 20, "only {steps} file-system steps seen");
 }
 
-/// A small deterministic generator; the seed is printed so a failure can be replayed.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
-}
-
 #[test]
 fn sigkill_at_random_moments_during_a_large_apply() {
     let env = env();
@@ -178,40 +166,33 @@ fn sigkill_at_random_moments_during_a_large_apply() {
     probe.run(&["apply", "--yes"]).success();
     let window = t.elapsed().as_millis().max(50) as u64;
 
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    // A random seed, printed so that a failure can be replayed.
+    let seed = fastrand::u64(..);
     eprintln!("sigkill test: seed {seed}, kill window {window} ms");
-    let mut rng = Lcg(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let mut killed = 0;
     for round in 0..24 {
         env.config(&config(if round % 2 == 0 { "ec-p256" } else { "ec-p384" }));
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ravencert"))
-            .args(["apply", "--yes", "--lock-timeout", "10s"])
-            .current_dir(env.dir.path())
+        let mut apply = env
+            .cmd(&["apply", "--yes", "--lock-timeout", "10s"])
             .env("APP_PASSWORD", "x")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+            .spawn("apply");
         // A random moment: after a random number of new certificate files (0-79) appeared,
         // plus a random few milliseconds, so kills land in every phase of the apply.
         let certs = env.store().join("certs");
         let count = || std::fs::read_dir(&certs).map(|d| d.count()).unwrap_or(0);
         let start = count();
-        let target = start + rng.next(80) as usize;
+        let target = start + rng.usize(0..80);
         let deadline = Instant::now() + Duration::from_millis(window * 3);
-        while count() < target && Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        while count() < target && Instant::now() < deadline && apply.running() {
             std::thread::sleep(Duration::from_millis(1));
         }
-        std::thread::sleep(Duration::from_millis(rng.next(5)));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
+        std::thread::sleep(Duration::from_millis(rng.u64(0..5)));
+        if apply.running() {
+            apply.kill(); // SIGKILL
             killed += 1;
         }
-        child.wait().unwrap();
+        apply.wait_exit();
         // The store must load and agree with itself after every kill.
         let plan = env.run(&["plan", "--json"]);
         assert_eq!(plan.code, 0, "round {round} (seed {seed}): {}", plan.stderr);

@@ -6,11 +6,7 @@
 
 mod common;
 
-use std::fs::File;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use common::{Env, Run};
+use common::{assert_no_raw, Env, Run};
 
 /// The CN of the hostile upload: clears the screen, prints a reassuring line, conceals what
 /// follows, returns the cursor, and reverses the text direction.
@@ -31,23 +27,6 @@ fn hostile_config() -> String {
         "{}\n[clients.partner]\nclearance = \"ClusterAdmin\"\nupload = \"trust/hostile.pem\"\n",
         common::SERVER
     )
-}
-
-/// The first character a person should never receive raw (newline aside), if any.
-fn raw_unsafe(text: &str) -> Option<(usize, char)> {
-    text.char_indices()
-        .find(|(_, c)| *c != '\n' && ravencert::render::is_unsafe_char(*c))
-}
-
-#[track_caller]
-fn assert_no_raw(what: &str, text: &str) {
-    if let Some((at, c)) = raw_unsafe(text) {
-        panic!(
-            "{what} holds U+{:04X} raw at byte {at}:\n{}",
-            u32::from(c),
-            text.escape_debug()
-        );
-    }
 }
 
 #[test]
@@ -145,33 +124,12 @@ fn watch_logs_show_control_and_bidi_characters_escaped() {
         "{}\n[clients.u]\nclearance = \"ValidUser\"\ndatabases = {{ \"Orders\\r\\u202E\\u001B[8m\" = \"Read\" }}\n",
         common::SERVER
     ));
-    let log = env.path("watch.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ravencert"))
-        .args(["watch", "--plan-only", "--interval", "1h"])
-        .current_dir(env.dir.path())
-        .env_remove("NO_COLOR")
-        .env_remove("RAVENCERT_TEST_NOW")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let text = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("certs.toml is invalid") && text.ends_with('\n') {
-            break text;
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("no log line about the invalid certs.toml:\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    let mut d = env
+        .cmd(&["watch", "--plan-only", "--interval", "1h"])
+        .spawn("watch");
+    d.wait_log("certs.toml is invalid");
+    d.terminate();
+    let text = d.log();
     assert_no_raw("the watch log", &text);
     assert!(text.contains("Orders\\u{d}\\u{202e}"), "{text}");
 }

@@ -4,21 +4,18 @@
 //! bare repository.
 //!
 //! Robust on a loaded machine: nothing asserts on timing; every wait polls a condition with a
-//! generous deadline and fails with the daemon's log. Daemons are killed when a test panics.
+//! generous deadline and fails with the daemon's log (common::daemon). Daemons are killed when
+//! a test panics.
 
 mod common;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
 
-use common::{Env, SERVER};
+use common::{save_by_rename, sh, wait_until, Daemon, Env, SERVER};
 use serde_json::Value;
-
-const DEADLINE: Duration = Duration::from_secs(20);
-const STEP: Duration = Duration::from_millis(50);
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -96,134 +93,9 @@ fn commit_all(env: &Env, cwd: &Path, message: &str) -> String {
     git(env, cwd, &["rev-parse", "HEAD"])
 }
 
-/// Runs `script` with `bash -c` (under `set -e`) in `dir`; panics with its output on failure.
-#[track_caller]
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(format!("set -e\n{script}"))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "script failed:\n{script}\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Polls `cond` every STEP until it holds; after DEADLINE panics with `what` and `context()`.
-#[track_caller]
-fn wait_until(what: &str, context: impl Fn() -> String, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return;
-        }
-        if start.elapsed() > DEADLINE {
-            panic!(
-                "timed out after {DEADLINE:?} waiting for {what}\n{}",
-                context()
-            );
-        }
-        std::thread::sleep(STEP);
-    }
-}
-
-/// A running `ravencert` (usually `watch`), its stderr in a log file in the temp folder.
-/// Dropped while still running (a test panicked), it is killed with SIGKILL.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn spawn(env: &Env, name: &str, args: &[&str]) -> Daemon {
-        let log = env.path(&format!("{name}.log"));
-        let stderr = File::create(&log).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ravencert"));
-        cmd.args(args)
-            .current_dir(env.dir.path())
-            .env_remove("NO_COLOR")
-            .env_remove("RAVENCERT_TEST_NOW")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        for (k, v) in &env.envs {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn ravencert");
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn context(&self) -> String {
-        format!("--- log {} ---\n{}", self.log.display(), self.log())
-    }
-
-    /// Lines of the log containing `needle`.
-    fn count(&self, needle: &str) -> usize {
-        self.log().lines().filter(|l| l.contains(needle)).count()
-    }
-
-    /// Waits until the log has more than `before` lines containing `needle`.
-    #[track_caller]
-    fn wait_log_count(&self, needle: &str, before: usize) {
-        wait_until(
-            &format!("log line #{} containing {needle:?}", before + 1),
-            || self.context(),
-            || self.count(needle) > before,
-        );
-    }
-
-    #[track_caller]
-    fn wait_log(&self, needle: &str) {
-        self.wait_log_count(needle, 0);
-    }
-
-    /// Waits for the process to exit by itself.
-    #[track_caller]
-    fn wait_exit(&mut self) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if start.elapsed() > DEADLINE {
-                panic!(
-                    "ravencert did not exit within {DEADLINE:?}\n{}",
-                    self.context()
-                );
-            }
-            std::thread::sleep(STEP);
-        }
-    }
-
-    /// Sends SIGTERM (with the `kill` command) and waits for the exit.
-    #[track_caller]
-    fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let st = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("the kill command");
-        assert!(st.success(), "kill -TERM {pid} failed");
-        self.wait_exit()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Starts `ravencert ARGS` as a daemon whose log is NAME.log.
+fn spawn(env: &Env, name: &str, args: &[&str]) -> Daemon {
+    env.cmd(args).spawn(name)
 }
 
 /// `status --json` of the store at `store` (certs.toml may be invalid meanwhile), or None when
@@ -251,13 +123,6 @@ fn revision_of(env: &Env, store: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
-/// An editor's save: a temp file next to it, renamed over it.
-fn save_by_rename(path: &Path, text: &str) {
-    let tmp = path.with_file_name(".certs.toml.swp");
-    fs::write(&tmp, text).unwrap();
-    fs::rename(&tmp, path).unwrap();
-}
-
 /// A save in place: truncate and write the same inode.
 fn save_in_place(path: &Path, text: &str) {
     let mut f = OpenOptions::new()
@@ -267,34 +132,6 @@ fn save_in_place(path: &Path, text: &str) {
         .unwrap();
     f.write_all(text.as_bytes()).unwrap();
     f.sync_all().unwrap();
-}
-
-/// Saves with `save` until `cond` holds, saving again (the same way, the same text) every 2 s.
-/// ravencert installs its file watch only after the start attempt (see
-/// `a_save_made_during_the_start_apply_is_not_lost`), so the first save after the daemon starts
-/// may go unseen; once one change has been applied through an event, the watch is in place and
-/// later saves need no repeat.
-#[track_caller]
-fn save_until(d: &Daemon, what: &str, save: impl Fn(), mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    let mut saved = Instant::now();
-    save();
-    loop {
-        if cond() {
-            return;
-        }
-        if start.elapsed() > DEADLINE {
-            panic!(
-                "timed out after {DEADLINE:?} waiting for {what}\n{}",
-                d.context()
-            );
-        }
-        if saved.elapsed() > Duration::from_secs(2) {
-            save();
-            saved = Instant::now();
-        }
-        std::thread::sleep(STEP);
-    }
 }
 
 /// Holds a store's apply lock from another process (flock(1) takes the same kind of lock as
@@ -367,7 +204,7 @@ fn watch_follows_rename_saves_in_place_writes_and_survives_invalid_saves() {
     let config = env.path("certs.toml");
     let store = env.store();
     env.config(&with_app("ValidUser"));
-    let mut d = Daemon::spawn(&env, "watch", &["watch", "--interval", "1h"]);
+    let mut d = spawn(&env, "watch", &["watch", "--interval", "1h"]);
 
     // Converges at start.
     wait_until(
@@ -378,8 +215,7 @@ fn watch_follows_rename_saves_in_place_writes_and_survives_invalid_saves() {
     d.wait_log("start: applied");
 
     // Editor-style save (rename over the file): clearance raised.
-    save_until(
-        &d,
+    d.save_until(
         "the rename-save to be applied (Operator)",
         || save_by_rename(&config, &with_app("Operator")),
         || clearance_of(&env, &store, "app").as_deref() == Some("Operator"),
@@ -466,7 +302,7 @@ fn watch_reacts_to_a_referenced_upload_file_changing() {
         status_of(&env, &store)
             .and_then(|s| Some(client(&s, "partner")?["thumbprint"].as_str()?.to_string()))
     };
-    let mut d = Daemon::spawn(&env, "watch", &["watch", "--interval", "1h"]);
+    let mut d = spawn(&env, "watch", &["watch", "--interval", "1h"]);
     wait_until(
         "the upload to be registered",
         || d.context(),
@@ -474,8 +310,7 @@ fn watch_reacts_to_a_referenced_upload_file_changing() {
     );
     // The file certs.toml names (in a sub-folder) now holds another certificate.
     let tmp = env.path("trust/.partner.pem.tmp");
-    save_until(
-        &d,
+    d.save_until(
         "the new upload to replace the old one",
         || {
             fs::copy(env.path("two.pem"), &tmp).unwrap();
@@ -493,7 +328,7 @@ fn watch_plan_only_never_writes() {
     env.config(&with_app("ValidUser"));
 
     // With no store: the start plan is logged and no store is made.
-    let mut d = Daemon::spawn(
+    let mut d = spawn(
         &env,
         "plan-only",
         &["watch", "--plan-only", "--interval", "1h"],
@@ -510,8 +345,7 @@ fn watch_plan_only_never_writes() {
 
     // A change: planned and logged, never applied.
     let planned = d.count("plan only, would apply");
-    save_until(
-        &d,
+    d.save_until(
         "the planned update to be logged",
         || save_by_rename(&config, &with_app("Operator")),
         || d.log().contains("~ client app [ESCALATION]"),
@@ -949,7 +783,7 @@ fn fleet_daemons(env: &Env, remote: &Path, n: usize) -> Vec<Daemon> {
             let store = env.path(&format!("store{i}"));
             let mut args = follow_args(remote, &store);
             args.extend_from_slice(&["--interval", "1h"]);
-            Daemon::spawn(env, &format!("watch{i}"), &args)
+            spawn(env, &format!("watch{i}"), &args)
         })
         .collect()
 }
@@ -1058,7 +892,7 @@ fn a_fleet_records_a_commit_that_changes_nothing_in_the_registry() {
 fn watch_git_needs_a_store() {
     let env = git_env();
     let (remote, _work, _) = fleet_repo(&env);
-    let mut d = Daemon::spawn(
+    let mut d = spawn(
         &env,
         "no-store",
         &[
@@ -1084,7 +918,7 @@ fn watch_git_needs_a_store() {
     assert!(stray.is_empty(), "{stray:?}");
 
     // --branch is required with --git.
-    let mut d = Daemon::spawn(
+    let mut d = spawn(
         &env,
         "no-branch",
         &["watch", "--git", remote.to_str().unwrap(), "--store", "s"],
@@ -1112,7 +946,7 @@ fn watch_git_logs_an_invalid_commit_and_applies_the_next_one() {
     assert_ne!(c1, c1b);
     fs::create_dir_all(env.path("m1")).unwrap();
     let store = env.path("m1/store");
-    let mut d = Daemon::spawn(&env, "watch", &follow_args(&remote, &store));
+    let mut d = spawn(&env, "watch", &follow_args(&remote, &store));
     wait_until(
         "the first commit to be applied",
         || d.context(),
@@ -1125,15 +959,7 @@ fn watch_git_logs_an_invalid_commit_and_applies_the_next_one() {
         .as_str()
         .unwrap()
         .to_string();
-    let exported = common::openssl(&[
-        "pkcs12",
-        "-in",
-        export.to_str().unwrap(),
-        "-passin",
-        "pass:",
-        "-nokeys",
-    ])
-    .success();
+    let exported = common::openssl::pkcs12(&export, "", &["-nokeys"]).success();
     fs::write(env.path("exported.pem"), exported.stdout).unwrap();
     assert_eq!(common::openssl_thumbprint(&env.path("exported.pem")), node);
 
@@ -1249,7 +1075,7 @@ fn watch_retries_with_backoff_while_the_store_is_locked() {
     let env = Env::new();
     let store = env.store();
     env.config(&with_app("ValidUser"));
-    let mut d = Daemon::spawn(
+    let mut d = spawn(
         &env,
         "watch",
         &["watch", "--interval", "1h", "--lock-timeout", "0s"],
@@ -1258,8 +1084,7 @@ fn watch_retries_with_backoff_while_the_store_is_locked() {
     // Another apply holds the lock.
     let holder = LockHolder::hold(&store.join(".lock"));
     let failed = d.count("apply failed");
-    save_until(
-        &d,
+    d.save_until(
         "the apply to fail on the lock",
         || save_by_rename(&env.path("certs.toml"), &with_app("Operator")),
         || d.count("apply failed") > failed,
@@ -1290,7 +1115,7 @@ fn watch_periodic_recheck_repairs_what_no_file_event_reports() {
     let env = Env::new();
     env.config(&with_app("ValidUser"));
     // 10s is the shortest interval watch takes.
-    let mut d = Daemon::spawn(&env, "watch", &["watch", "--interval", "10s"]);
+    let mut d = spawn(&env, "watch", &["watch", "--interval", "10s"]);
     d.wait_log("start: applied");
     let export = env.path("exports/cluster.pfx");
     assert!(export.is_file());
@@ -1315,8 +1140,8 @@ fn a_save_made_during_the_start_apply_is_not_lost() {
     // Another apply holds the lock, so the daemon's start attempt (certs.toml already read)
     // waits for it: the daemon opening the lock file is the proof.
     let holder = LockHolder::hold(&store.join(".lock"));
-    let d = Daemon::spawn(&env, "watch", &["watch", "--interval", "1h"]);
-    let pid = d.child.id();
+    let d = spawn(&env, "watch", &["watch", "--interval", "1h"]);
+    let pid = d.id();
     wait_until(
         "the start attempt to wait for the lock",
         || d.context(),
@@ -1340,10 +1165,9 @@ fn watch_converges_to_the_last_save_of_a_burst() {
     let store = env.store();
     let config = env.path("certs.toml");
     env.config(&with_app("ValidUser"));
-    let mut d = Daemon::spawn(&env, "watch", &["watch", "--interval", "1h"]);
+    let mut d = spawn(&env, "watch", &["watch", "--interval", "1h"]);
     d.wait_log("start: applied");
-    save_until(
-        &d,
+    d.save_until(
         "the first change (the watch is in place)",
         || save_by_rename(&config, &with_app("Operator")),
         || clearance_of(&env, &store, "app").as_deref() == Some("Operator"),
@@ -1548,7 +1372,7 @@ fn watch_git_refuses_export_paths_the_machine_did_not_allow() {
     let spawn = |name: &str, extra: &[&str]| {
         let mut args = follow_args(&remote, &store);
         args.extend_from_slice(extra);
-        Daemon::spawn(&env, name, &args)
+        spawn(&env, name, &args)
     };
     let mut d = spawn("refuse", &[]);
     for (i, export) in cases.iter().enumerate() {
@@ -1606,26 +1430,9 @@ fn watch_git_cache_and_export_folder_modes_under_umask_000() {
         &["push", "-q", remote.to_str().unwrap(), "main"],
     );
     let watch = |name: &str, store: &Path| {
-        let log = env.path(&format!("{name}.log"));
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(format!(
-                "umask 000 && exec \"$0\" \"$@\" 2>{}",
-                log.display()
-            ))
-            .arg(env!("CARGO_BIN_EXE_ravencert"))
-            .args(follow_args(&remote, store))
-            .current_dir(env.dir.path())
-            .env_remove("RAVENCERT_TEST_NOW")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        for (k, v) in &env.envs {
-            cmd.env(k, v);
-        }
-        Daemon {
-            child: cmd.spawn().unwrap(),
-            log,
-        }
+        env.cmd(&follow_args(&remote, store))
+            .umask(0o000)
+            .spawn(name)
     };
     let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
 

@@ -16,16 +16,11 @@
 
 mod common;
 
-use common::sh;
-
-use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{Env, Run};
-
-type Snapshot = BTreeMap<PathBuf, (u32, Vec<u8>)>;
+use common::{sh, Env, Run, Snapshot};
 
 /// The password of the uploaded partner .pfx (from the environment).
 const UPLOAD_PW: &str = "upload-secret-4e1d";
@@ -59,28 +54,14 @@ const TIMEOUT_SECS: u32 = 30;
 /// eating the machine's memory.
 const MEMORY_KIB: u64 = 2 << 20;
 
+/// `ravencert ARGS` in the test folder under a timeout and a memory cap.
+fn bounded<'a>(env: &'a Env, args: &[&str]) -> common::Cmd<'a> {
+    env.cmd(args).timeout(TIMEOUT_SECS).memory_kib(MEMORY_KIB)
+}
+
 /// Runs `ravencert ARGS` in the test folder under a timeout and a memory cap.
 fn run(env: &Env, args: &[&str]) -> Run {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(format!(
-            "ulimit -v {MEMORY_KIB} && exec timeout -k 5 {TIMEOUT_SECS} \"$0\" \"$@\""
-        ))
-        .arg(env!("CARGO_BIN_EXE_ravencert"))
-        .args(args)
-        .current_dir(env.dir.path())
-        .env_remove("NO_COLOR")
-        .env_remove("RAVENCERT_TEST_NOW")
-        .stdin(Stdio::null());
-    for (k, v) in &env.envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run ravencert through sh");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    bounded(env, args).run()
 }
 
 /// The applied test folder a case breaks, with the thumbprints the good apply registered.
@@ -179,11 +160,10 @@ impl Ctx<'_> {
         std::fs::rename(path, &outside).unwrap();
         symlink(&outside, path).unwrap();
     }
-    /// Random bytes (a fixed pattern would be as good; these are not valid UTF-8 or DER).
+    /// Random bytes of a fixed seed, each with the high bit set: not valid UTF-8, nor DER.
     fn garbage(&self, n: usize) -> Vec<u8> {
-        (0..n)
-            .map(|i| ((i as u64).wrapping_mul(2_654_435_761) >> 7) as u8 | 0x80)
-            .collect()
+        let mut rng = fastrand::Rng::with_seed(n as u64);
+        (0..n).map(|_| rng.u8(0x80..=0xff)).collect()
     }
 }
 
@@ -751,31 +731,12 @@ cases! {
     }
 }
 
-/// Builds the upload under trust/: an EC certificate and key, the .pfx (password UPLOAD_PW),
-/// and the same certificate as PEM and DER.
+/// Builds the upload under trust/ (partner.pfx with password UPLOAD_PW, and the same
+/// certificate as PEM and DER) and ops' password file.
 fn fixtures(env: &Env) {
     std::fs::create_dir_all(env.path("trust")).unwrap();
-    sh(
-        &env.path("trust"),
-        &format!(
-            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-               -keyout partner.key -out partner.pem -days 365 -subj /CN=partner 2>/dev/null
-             openssl pkcs12 -export -in partner.pem -inkey partner.key \
-               -passout pass:{UPLOAD_PW} -out partner.pfx
-             openssl x509 -in partner.pem -outform DER -out partner.der"
-        ),
-    );
+    common::openssl::partner_upload(&env.path("trust"), UPLOAD_PW);
     env.write("secrets/ops.pass", format!("{FILE_PW}\n"));
-}
-
-/// The paths whose mode or bytes differ between two snapshots, or that only one has.
-fn changed_paths(before: &Snapshot, after: &Snapshot) -> Vec<String> {
-    let paths: BTreeSet<_> = before.keys().chain(after.keys()).collect();
-    paths
-        .into_iter()
-        .filter(|p| before.get(*p) != after.get(*p))
-        .map(|p| p.display().to_string())
-        .collect()
 }
 
 /// The applied folder every case starts from.
@@ -830,60 +791,33 @@ fn check(name: &str, case: &dyn Fn(&Ctx) -> Expect) {
     let broken_all = common::snapshot(env.dir.path());
     assert_ne!(before_break, broken_all, "case {name} broke nothing");
 
+    let lock = env.store().join(".lock");
+    // An apply that got as far as taking the lock (only in cases where plan succeeds) rewrites
+    // the holder line of a regular lock file: allowed.
+    let lock_rewritten = |p: &Path, before: &Snapshot, after: &Snapshot| {
+        expect.plan_code == 0
+            && p == lock
+            && lock_file_regular(before, &lock)
+            && lock_file_regular(after, &lock)
+    };
+    let says: Vec<&str> = expect.says.iter().map(String::as_str).collect();
     for (args, code) in [
         (&["plan"][..], expect.plan_code),
         (&["apply", "--yes"][..], 1),
     ] {
-        let r = run(&env, args);
-        let shown = format!(
-            "case {name}: ravencert {}\nexit {}\nstdout:\n{}\nstderr:\n{}",
-            args.join(" "),
-            r.code,
-            r.stdout,
-            r.stderr
-        );
-        assert!(r.code != 124 && r.code != 137, "timed out (hang)\n{shown}");
-        assert!(!r.stderr.contains("panicked"), "panic\n{shown}");
+        let cmd = bounded(&env, args);
+        let r = if code == 1 {
+            cmd.refused_except(&says, lock_rewritten)
+        } else {
+            cmd.unchanged_except(lock_rewritten)
+        };
+        let shown = format!("case {name}: {}", r.shown());
         assert!(
             !r.stderr.contains("out of memory") && !r.stderr.contains("memory allocation"),
             "ran out of memory (an unbounded read)\n{shown}"
         );
         assert_eq!(r.code, code, "unexpected exit code\n{shown}");
-        if code == 1 {
-            assert!(r.stderr.starts_with("error: "), "no error message\n{shown}");
-            for text in &expect.says {
-                assert!(
-                    r.stderr.contains(text.as_str()),
-                    "the error does not say {text:?}\n{shown}"
-                );
-            }
-        }
-        for secret in [UPLOAD_PW, FILE_PW, WRONG_PW] {
-            assert!(
-                !r.stdout.contains(secret) && !r.stderr.contains(secret),
-                "the secret {secret:?} was printed\n{shown}"
-            );
-        }
-
-        let after = common::snapshot(env.dir.path());
-        let lock = env.store().join(".lock");
-        let changed: Vec<String> = changed_paths(&broken_all, &after)
-            .into_iter()
-            .filter(|p| {
-                // An apply that got as far as taking the lock (only in cases where plan
-                // succeeds) rewrites the holder line of a regular lock file: allowed.
-                !(expect.plan_code == 0
-                    && Path::new(p) == lock
-                    && lock_file_regular(&broken_all, &lock)
-                    && lock_file_regular(&after, &lock))
-            })
-            .collect();
-        assert_eq!(
-            changed,
-            Vec::<String>::new(),
-            "ravencert {} changed files\n{shown}",
-            args.join(" ")
-        );
+        r.hides(&[UPLOAD_PW, FILE_PW, WRONG_PW]);
     }
 }
 
@@ -913,11 +847,9 @@ fn unreadable_upload_mode_000() {
     let env = applied();
     chmod(&env.path("trust/partner.pfx"), 0o000);
     let before = env.snapshot();
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
+    // The test folder is ours: its owner is who we run as.
+    let root =
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(env.dir.path()).unwrap()) == 0;
     let r = run(&env, &["plan", "--detailed-exitcode"]);
     if root {
         assert_eq!(r.code, 0, "root reads a mode-000 file: no changes\n{r:?}");
@@ -1010,16 +942,11 @@ fn watch_refuses_an_exposed_store_like_apply() {
     let env = applied();
     chmod(&env.store(), 0o755);
     // Three seconds of watch (its start attempt), then SIGTERM from `timeout`.
-    let out = Command::new("timeout")
-        .arg("3")
-        .arg(env!("CARGO_BIN_EXE_ravencert"))
-        .args(["watch", "--interval", "1h"])
-        .current_dir(env.dir.path())
-        .envs(env.envs.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = env
+        .cmd(&["watch", "--interval", "1h"])
+        .timeout(3)
+        .run()
+        .stderr;
     let mode = std::fs::metadata(env.store()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o755, "watch changed the store folder's mode\n{log}");
     assert!(log.contains("readable by other users"), "{log}");
@@ -1028,12 +955,6 @@ fn watch_refuses_an_exposed_store_like_apply() {
 // ---------------------------------------------------------------------------------------------
 // Hostile text (issue 11, finding 8): shown escaped, never raw. tests/escaping.rs has the
 // Markdown and watch cases.
-
-/// The first character of `text` no terminal should receive raw (newline aside).
-fn raw_unsafe(text: &str) -> Option<char> {
-    text.chars()
-        .find(|c| *c != '\n' && ravencert::render::is_unsafe_char(*c))
-}
 
 /// An uploaded certificate whose CN holds ESC sequences and a right-to-left override (built
 /// with `openssl req -utf8 -subj`): plan and apply show the subject escaped and the escalation
@@ -1060,18 +981,8 @@ fn upload_with_escape_and_bidi_in_its_cn_is_shown_escaped() {
     for args in [&["plan"][..], &["apply", "--yes"], &["status"], &["plan"]] {
         let r = run(&env, args);
         assert_eq!(r.code, 0, "{args:?}: {r:?}");
-        assert_eq!(
-            raw_unsafe(&r.stdout),
-            None,
-            "{args:?}:\n{}",
-            r.stdout.escape_debug()
-        );
-        assert_eq!(
-            raw_unsafe(&r.stderr),
-            None,
-            "{args:?}:\n{}",
-            r.stderr.escape_debug()
-        );
+        common::assert_no_raw(&format!("stdout of {args:?}"), &r.stdout);
+        common::assert_no_raw(&format!("stderr of {args:?}"), &r.stderr);
     }
 }
 
@@ -1094,12 +1005,7 @@ fn registry_name_with_escape_is_shown_escaped() {
     for args in [&["status"][..], &["plan"]] {
         let r = run(&env, args);
         assert_eq!(r.code, 0, "{args:?}: {r:?}");
-        assert_eq!(
-            raw_unsafe(&r.stdout),
-            None,
-            "{args:?}:\n{}",
-            r.stdout.escape_debug()
-        );
+        common::assert_no_raw(&format!("stdout of {args:?}"), &r.stdout);
         assert!(
             r.stdout
                 .contains("admin\\u{1b}[2J\\u{d}No changes.\\u{1b}[8m"),

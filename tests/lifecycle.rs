@@ -159,28 +159,15 @@ fn saved_plan_applies_when_fresh_and_refuses_when_stale() {
     env.config(&config.replace("Orders = \"Read\"", "Orders = \"ReadWrite\""));
     env.run(&["plan", "--out", "edit.json"]).success();
     env.run(&["apply", "--yes", "--replace", "app"]).success();
-    let before = env.snapshot();
-    let stale = env.run(&["apply", "edit.json", "--yes"]).failure();
-    assert!(
-        stale.stderr.contains(
-            "Saved plan is stale: the store changed after the plan was made. Run plan again."
-        ),
-        "{}",
-        stale.stderr
-    );
-    assert_eq!(before, env.snapshot());
+    env.cmd(&["apply", "edit.json", "--yes"]).refused(&[
+        "Saved plan is stale: the store changed after the plan was made. Run plan again.",
+    ]);
 
     // certs.toml changed after the plan was made.
     env.run(&["plan", "--out", "edit.json"]).success();
     env.config(&config.replace("Orders = \"Read\"", "Orders = \"Admin\""));
-    let stale = env.run(&["apply", "edit.json", "--yes"]).failure();
-    assert!(
-        stale.stderr.contains("Saved plan is stale"),
-        "{}",
-        stale.stderr
-    );
-    assert!(stale.stderr.contains("certs.toml"), "{}", stale.stderr);
-    assert_eq!(before, env.snapshot());
+    env.cmd(&["apply", "edit.json", "--yes"])
+        .refused(&["Saved plan is stale", "certs.toml"]);
 
     // Garbage is not a plan.
     env.write("junk.json", "{}");
@@ -201,21 +188,19 @@ fn guards_refuse_and_leave_the_store_untouched() {
     let env = Env::new();
     env.config(&many_clients(5, true));
     env.run(&["apply", "--yes"]).success();
-    let before = env.snapshot();
 
     // Four deletions, max_deletions = 3.
     env.config(&many_clients(1, true));
-    let r = env.run(&["apply", "--yes"]).failure();
-    assert!(r.stderr.contains("deletes 4 certificates"), "{}", r.stderr);
-    assert!(r.stderr.contains("c1, c2, c3, c4"), "{}", r.stderr);
-    assert!(r.stderr.contains("max_deletions = 3"), "{}", r.stderr);
-    assert_eq!(before, env.snapshot());
+    env.cmd(&["apply", "--yes"]).refused(&[
+        "deletes 4 certificates",
+        "c1, c2, c3, c4",
+        "max_deletions = 3",
+    ]);
 
     // Every client gone: refused even with no limit, unless --allow-delete-all.
     env.config(&many_clients(0, true).replace("max_deletions = 3", "max_deletions = 0"));
-    let r = env.run(&["apply", "--yes"]).failure();
-    assert!(r.stderr.contains("--allow-delete-all"), "{}", r.stderr);
-    assert_eq!(before, env.snapshot());
+    env.cmd(&["apply", "--yes"])
+        .refused(&["--allow-delete-all"]);
     env.run(&["apply", "--yes", "--allow-delete-all"]).success();
     assert!(entries(&env, 0).is_empty());
 }
@@ -257,9 +242,7 @@ fn markdown_plan_snapshot() {
         "{SERVER}[store]\nprune = true\n[clients.admin]\nclearance = \"ClusterAdmin\"\n[clients.app]\nclearance = \"Operator\"\n[clients.new-reader]\nclearance = \"ValidUser\"\n"
     ));
     let md = env.run(&["plan", "--markdown"]).success().stdout;
-    insta::with_settings!({ snapshot_path => "snapshots", prepend_module_to_snapshot => false }, {
-        insta::assert_snapshot!("plan_markdown", md);
-    });
+    common::review::assert_review("plan_markdown", &md, &[]);
 }
 
 #[test]

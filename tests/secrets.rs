@@ -13,24 +13,20 @@
 
 mod common;
 
-use common::sh;
-
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use common::Env;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use common::{Cmd, Env};
 
 const ENV_PW: &str = "S3cr3t-env-7f1c";
 const FILE_PW: &str = "S3cr3t-file-99aa";
 /// The password of the uploaded partner .pfx (from a password file too).
 const UPLOAD_PW: &str = "S3cr3t-upload-5d0e";
 const PASSWORDS: [&str; 3] = [ENV_PW, FILE_PW, UPLOAD_PW];
-
-const DEADLINE: Duration = Duration::from_secs(60);
 
 /// certs.toml: generated clients with a password from the environment, from a file, and
 /// none; an upload protected by a password file. `extra` is appended.
@@ -59,29 +55,14 @@ password_file = "secrets/partner.pass"
     )
 }
 
-/// The raw output of one run.
-struct Raw {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-}
-
-/// The command line of `ravencert ARGS`, under `umask 000` when asked.
-fn command(env: &Env, umask000: bool, args: &[&str]) -> Command {
-    let mut cmd = Command::new("sh");
-    let umask = if umask000 { "umask 000 && " } else { "" };
-    cmd.arg("-c")
-        .arg(format!("{umask}exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_ravencert"))
-        .args(args)
-        .current_dir(env.dir.path())
-        .env_remove("NO_COLOR")
-        .env_remove("RAVENCERT_TEST_NOW")
-        .stdin(Stdio::null());
-    for (k, v) in &env.envs {
-        cmd.env(k, v);
+/// `ravencert ARGS`, under `umask 000` when asked.
+fn command<'a>(env: &'a Env, umask000: bool, args: &[&str]) -> Cmd<'a> {
+    let cmd = env.cmd(args);
+    if umask000 {
+        cmd.umask(0o000)
+    } else {
+        cmd
     }
-    cmd
 }
 
 /// What must never show: byte strings (each window of a secret blob), by window length.
@@ -120,7 +101,11 @@ impl Forbidden {
             self.windows(&format!("{what}, hex"), hex.as_bytes(), 32);
             self.windows(&format!("{what}, HEX"), hex.to_uppercase().as_bytes(), 32);
         }
-        self.windows(&format!("{what}, base64"), base64(der).as_bytes(), 24);
+        self.windows(
+            &format!("{what}, base64"),
+            BASE64.encode(der).as_bytes(),
+            24,
+        );
     }
 
     /// The first forbidden thing in `hay`.
@@ -139,42 +124,10 @@ impl Forbidden {
     }
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// The unencrypted PKCS#8 DER of a PEM private key, trying each password.
+/// The unencrypted PKCS#8 DER of a PEM private key, trying each password of the walk.
 fn key_der(path: &Path) -> Vec<u8> {
-    for pw in ["", ENV_PW, FILE_PW, UPLOAD_PW] {
-        let out = Command::new("openssl")
-            .args(["pkey", "-in"])
-            .arg(path)
-            .args(["-outform", "DER", "-passin", &format!("pass:{pw}")])
-            .stdin(Stdio::null())
-            .output()
-            .expect("the openssl command");
-        if out.status.success() && !out.stdout.is_empty() {
-            return out.stdout;
-        }
-    }
-    panic!("cannot read the private key {}", path.display());
+    common::openssl::key_der(path, &["", ENV_PW, FILE_PW, UPLOAD_PW])
+        .unwrap_or_else(|| panic!("cannot read the private key {}", path.display()))
 }
 
 /// The base64 body of a PEM file (its lines between the BEGIN and END lines, joined).
@@ -201,15 +154,7 @@ impl Walk {
     fn new(umask000: bool) -> Walk {
         let env = Env::new().env("ENV_APP_PFX_PASSWORD", ENV_PW);
         fs::create_dir_all(env.path("trust")).unwrap();
-        sh(
-            &env.path("trust"),
-            &format!(
-                "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-                   -keyout partner.key -out partner.pem -days 365 -subj /CN=partner 2>/dev/null
-                 openssl pkcs12 -export -in partner.pem -inkey partner.key \
-                   -passout pass:{UPLOAD_PW} -out partner.pfx"
-            ),
-        );
+        common::openssl::partner_upload(&env.path("trust"), UPLOAD_PW);
         env.write("secrets/file-app.pass", format!("{FILE_PW}\n"));
         env.write("secrets/partner.pass", format!("{UPLOAD_PW}\n"));
         env.config(&config(""));
@@ -242,18 +187,11 @@ impl Walk {
 
     /// Runs a command that must succeed, then checks everything.
     fn ok(&mut self, args: &[&str]) -> String {
-        let out = command(&self.env, self.umask000, args)
-            .output()
-            .expect("run ravencert");
-        let raw = Raw {
-            code: out.status.code().unwrap_or(-1),
-            stdout: out.stdout,
-            stderr: out.stderr,
-        };
+        let raw = command(&self.env, self.umask000, args).output();
         let label = self.label(args);
         assert_eq!(
-            raw.code,
-            0,
+            raw.status.code(),
+            Some(0),
             "{label} failed\nstdout:\n{}\nstderr:\n{}",
             String::from_utf8_lossy(&raw.stdout),
             String::from_utf8_lossy(&raw.stderr)
@@ -367,9 +305,7 @@ impl Walk {
     }
 
     fn thumbprints(&self) -> Vec<(String, String)> {
-        let r = command(&self.env, false, &["status", "--json"])
-            .output()
-            .unwrap();
+        let r = self.env.cmd(&["status", "--json"]).output();
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&r.stdout) else {
             return Vec::new();
         };
@@ -407,24 +343,9 @@ impl Walk {
     /// Runs `watch`, changes certs.toml while it runs (until the change is applied), then
     /// stops it with `kill -TERM` and checks its exit and its log.
     fn watch(&mut self) {
-        let log = self.env.path("watch.log");
-        let mut cmd = command(&self.env, self.umask000, &["watch", "--interval", "1h"]);
-        let child = cmd
-            .stdout(fs::File::create(self.env.path("watch.out")).unwrap())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn watch");
-        let mut daemon = Daemon(child);
-        let read_log = || fs::read_to_string(&log).unwrap_or_default();
-        let start = Instant::now();
-        while !read_log().contains("start:") {
-            assert!(
-                start.elapsed() < DEADLINE,
-                "watch did not start:\n{}",
-                read_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut daemon =
+            command(&self.env, self.umask000, &["watch", "--interval", "1h"]).spawn("watch");
+        daemon.wait_log("start:");
         // The change: a new client whose password comes from the password file, and env-app's
         // permissions. Saved again every 2 s until applied (the first event may come before
         // the file watch is in place).
@@ -432,41 +353,20 @@ impl Walk {
             "\n[clients.watched]\nclearance = \"Operator\"\npassword_file = \"secrets/file-app.pass\"\n",
         )
         .replace("Orders = \"ReadWrite\"", "Orders = \"Read\"");
-        let start = Instant::now();
-        let mut saved: Option<Instant> = None;
-        while self.registered("watched").is_none() {
-            assert!(
-                start.elapsed() < DEADLINE,
-                "watch did not apply the change:\n{}",
-                read_log()
-            );
-            if saved.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
-                let tmp = self.env.path(".certs.toml.swp");
-                fs::write(&tmp, &changed).unwrap();
-                fs::rename(&tmp, self.env.path("certs.toml")).unwrap();
-                saved = Some(Instant::now());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        daemon.save_until(
+            "watch to apply the change",
+            || common::save_by_rename(&self.env.path("certs.toml"), &changed),
+            || self.registered("watched").is_some(),
+        );
         // The apply that registered it may still be finishing its bundles: wait for its log.
-        let start = Instant::now();
-        while !read_log().contains("registered watched") {
-            assert!(
-                start.elapsed() < DEADLINE,
-                "no log of the apply:\n{}",
-                read_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let pid = daemon.0.id().to_string();
-        let st = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("the kill command");
-        assert!(st.success(), "kill -TERM {pid}");
-        let status = daemon.wait();
-        let log_text = read_log();
-        assert_eq!(status, Some(0), "watch exit after SIGTERM\n{log_text}");
+        daemon.wait_log("registered watched");
+        let status = daemon.terminate();
+        let log_text = daemon.log();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "watch exit after SIGTERM\n{log_text}"
+        );
         assert!(log_text.contains("stopping"), "{log_text}");
         assert!(!log_text.contains("panicked"), "{log_text}");
         let label = self.label(&["watch"]);
@@ -477,34 +377,6 @@ impl Walk {
             fs::read(self.env.path("watch.out")).unwrap(),
         ));
         self.after(&label);
-    }
-}
-
-/// A running watch; killed if the test fails while it runs.
-struct Daemon(Child);
-
-impl Daemon {
-    fn wait(&mut self) -> Option<i32> {
-        let start = Instant::now();
-        loop {
-            if let Some(st) = self.0.try_wait().unwrap() {
-                return st.code();
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "watch did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
     }
 }
 
@@ -598,7 +470,7 @@ fn the_leak_checks_catch_leaks() {
     let der: Vec<u8> = (0u8..=200).collect();
     f.binary("blob", &der, true);
     assert!(f.find(b"error: S3cr3t-env-7f1c\n").is_some());
-    let b64 = base64(&der);
+    let b64 = BASE64.encode(&der);
     assert!(f
         .find(format!("x {} y", &b64[64..128]).as_bytes())
         .is_some());
@@ -606,6 +478,4 @@ fn the_leak_checks_catch_leaks() {
     assert!(f.find(hex.as_bytes()).is_some());
     assert!(f.find(&der[100..130]).is_some());
     assert!(f.find(b"nothing secret here, just a thumbprint").is_none());
-    assert_eq!(base64(b"any carnal pleas"), "YW55IGNhcm5hbCBwbGVhcw==");
-    assert_eq!(base64(b"any carnal pleasu"), "YW55IGNhcm5hbCBwbGVhc3U=");
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Env, SERVER};
+use common::{review, Env, SERVER};
 
 fn config(orders_access: &str, ops_clearance: &str) -> String {
     format!(
@@ -26,39 +26,8 @@ databases = {{ Orders = "{orders_access}", Reporting = "Read" }}
     )
 }
 
-fn filters(env: &Env) -> Vec<(String, String)> {
-    vec![
-        (
-            regex_escape(&env.dir.path().display().to_string()),
-            "[TEMP]".into(),
-        ),
-        (r"[0-9A-F]{40}".into(), "[THUMBPRINT]".into()),
-        (
-            r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z".into(),
-            "[DATE]".into(),
-        ),
-        (r"[A-Za-z0-9+/]{43}=".into(), "[PINNING_HASH]".into()),
-    ]
-}
-
-fn regex_escape(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '/' {
-                c.to_string()
-            } else {
-                format!("\\{c}")
-            }
-        })
-        .collect()
-}
-
 fn snapshot(env: &Env, name: &str, text: &str) {
-    let f = filters(env);
-    let refs: Vec<(&str, &str)> = f.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    insta::with_settings!({ filters => refs, snapshot_path => "snapshots", prepend_module_to_snapshot => false }, {
-        insta::assert_snapshot!(name, text);
-    });
+    review::assert_review(name, text, &review::filters(env));
 }
 
 #[test]

@@ -5,13 +5,10 @@
 
 mod common;
 
-use common::sh;
-
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{openssl, openssl_thumbprint, Env, SERVER};
+use common::openssl::key_der;
+use common::{openssl, openssl_thumbprint, sh, Env, SERVER};
 use serde_json::Value;
 
 const CHAIN_PW: &str = "chain-secret";
@@ -245,42 +242,18 @@ fn files_under(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The paths whose mode or bytes differ between two snapshots, or that only one of them has.
-fn changed_paths(
-    a: &BTreeMap<PathBuf, (u32, Vec<u8>)>,
-    b: &BTreeMap<PathBuf, (u32, Vec<u8>)>,
-) -> Vec<PathBuf> {
-    a.keys()
-        .chain(b.keys())
-        .filter(|p| a.get(*p) != b.get(*p))
-        .cloned()
-        .collect()
-}
-
-/// Writes `config`; `plan` and `apply --yes` must both exit 1 with every needle in stderr, and
-/// leave the store byte-identical.
+/// Writes `config`; `plan` and `apply --yes` must both be refused (exit 1, every needle in
+/// stderr) and leave the test folder byte-identical.
 #[track_caller]
 fn assert_refused(env: &Env, config: &str, extra_env: &[(&str, &str)], needles: &[&str]) {
-    let before = env.snapshot();
-    assert!(!before.is_empty(), "take the snapshot after a first apply");
-    env.config(config);
-    for args in [&["plan"][..], &["apply", "--yes"][..]] {
-        let r = env.run_with(args, extra_env).failure();
-        for n in needles {
-            assert!(
-                r.stderr.contains(n),
-                "`ravencert {}`: stderr lacks {n:?}:\n{}",
-                args.join(" "),
-                r.stderr
-            );
-        }
-    }
-    let after = env.snapshot();
     assert!(
-        before == after,
-        "the store changed: {:?}",
-        changed_paths(&before, &after)
+        !env.snapshot().is_empty(),
+        "refuse over a store: apply first"
     );
+    env.config(config);
+    for args in [&["plan"][..], &["apply", "--yes"]] {
+        env.cmd(args).envs(extra_env).refused(needles);
+    }
 }
 
 /// A store after a first successful apply: generated server, `admin`, and `partner` uploading
@@ -573,12 +546,7 @@ upload = "trust/keyed.pem"
             .map(str::to_string)
             .collect();
         let body_joined = body.concat();
-        let der = Command::new("openssl")
-            .args(["pkey", "-in", path.to_str().unwrap(), "-outform", "DER"])
-            .output()
-            .unwrap();
-        assert!(der.status.success() && !der.stdout.is_empty());
-        let der = der.stdout;
+        let der = key_der(&path, &[""]).expect("openssl reads the key");
         uploaded.push((
             key,
             body,
@@ -789,166 +757,191 @@ fn renaming_an_uploaded_client_needs_prune() {
 #[test]
 fn replace_flag_on_an_upload_is_refused() {
     let (env, _) = applied_env();
-    let before = env.snapshot();
-    let r = env.run(&["plan", "--replace", "partner"]).failure();
-    assert!(r.stderr.contains("chain.pfx"), "{}", r.stderr);
-    env.run(&["apply", "--yes", "--replace", "partner"])
-        .failure();
-    assert!(before == env.snapshot(), "the store changed");
+    env.cmd(&["plan", "--replace", "partner"])
+        .refused(&["chain.pfx"]);
+    env.cmd(&["apply", "--yes", "--replace", "partner"])
+        .refused(&[]);
 }
 
-// --- refusals: exit 1, a message naming the file (and password source), store untouched ---
+// --- refusals: exit 1, a message naming the file (and password source), folder untouched ---
 
-#[test]
-fn refuses_a_wrong_password() {
-    let (env, config) = applied_env();
-    assert_refused(
-        &env,
-        &config,
-        &[("CHAIN_PW", "not the password")],
-        &["trust/chain.pfx", "CHAIN_PW", "password is wrong"],
-    );
+/// The store a refusal starts from.
+#[derive(Clone, Copy)]
+enum Start {
+    /// Generated server, `admin`, and `partner` uploading the chain .pfx (CHAIN_PW).
+    Partner,
+    /// A server imported from trust/node1.pfx (NODE_PW), and `admin`.
+    Node,
 }
 
-#[test]
-fn refuses_a_protected_pfx_without_password() {
-    let (env, config) = applied_env();
-    let bad = config.replace("password_env = \"CHAIN_PW\"\n", "");
-    assert!(bad != config);
-    assert_refused(&env, &bad, &[], &["trust/chain.pfx", "password"]);
+/// What the error must name: a text, or the thumbprint of a certificate file in the folder.
+enum Says {
+    Text(&'static str),
+    Thumbprint(&'static str),
+}
+use Says::{Text, Thumbprint};
+
+/// One refused upload: from a started store, copy or write a file, edit certs.toml, set variables; plan
+/// and apply must both refuse, naming every `says`.
+struct Refusal {
+    start: Start,
+    /// A file copied into the folder before the edit: (from, to), `{server}` standing for the
+    /// server certificate's file in the store.
+    copy: Option<(&'static str, &'static str)>,
+    /// A file written into the folder before the edit: (path, text).
+    write: Option<(&'static str, &'static str)>,
+    /// The edit of the started config: `(from, to)` replaced, or a client table appended.
+    edit: Edit,
+    env: &'static [(&'static str, &'static str)],
+    says: &'static [Says],
 }
 
-#[test]
-fn refuses_an_unset_password_variable() {
-    let (env, config) = applied_env();
-    let bad = config.replace("CHAIN_PW", "CHAIN_PW_UNSET");
-    assert_refused(&env, &bad, &[], &["CHAIN_PW_UNSET"]);
+enum Edit {
+    None,
+    Replace(&'static str, &'static str),
+    /// `[clients.KEY]` with clearance Operator uploading the file, and these further lines.
+    Client(&'static str, &'static str, &'static str),
+    /// The imported server reads this node file instead.
+    Node(&'static str),
 }
 
-#[test]
-fn refuses_garbage() {
-    let (env, config) = applied_env();
-    env.write("trust/garbage.crt", "this is not a certificate\n");
-    let bad = format!(
-        "{config}\n[clients.junk]\nclearance = \"Operator\"\nupload = \"trust/garbage.crt\"\n"
-    );
-    assert_refused(&env, &bad, &[], &["trust/garbage.crt", "clients.junk"]);
+impl Refusal {
+    const DEFAULT: Refusal = Refusal {
+        start: Start::Partner,
+        copy: None,
+        write: None,
+        edit: Edit::None,
+        env: &[],
+        says: &[],
+    };
 }
 
-#[test]
-fn refuses_a_pem_holding_only_a_private_key() {
-    let (env, config) = applied_env();
-    std::fs::copy(env.path("trust/leaf2.key"), env.path("trust/only-key.pem")).unwrap();
-    let bad = format!(
-        "{config}\n[clients.keyonly]\nclearance = \"Operator\"\nupload = \"trust/only-key.pem\"\n"
-    );
-    assert_refused(&env, &bad, &[], &["trust/only-key.pem", "no certificate"]);
+const NODE_CLIENTS: &str = "[clients.admin]\nclearance = \"ClusterAdmin\"\n";
+
+fn check_refusal(case: &Refusal) {
+    let (env, config) = match case.start {
+        Start::Partner => applied_env(),
+        Start::Node => {
+            let env = fixture_env();
+            let config = imported(&["node1.pfx"], NODE_CLIENTS);
+            env.config(&config);
+            env.run(&["apply", "--yes"]).success();
+            (env, config)
+        }
+    };
+    if let Some((from, to)) = case.copy {
+        let from = match from {
+            "{server}" => env.server_pem(),
+            rel => env.path(rel),
+        };
+        std::fs::copy(from, env.path(to)).unwrap();
+    }
+    if let Some((rel, text)) = case.write {
+        env.write(rel, text);
+    }
+    let bad = match case.edit {
+        Edit::None => config.clone(),
+        Edit::Replace(from, to) => {
+            assert!(config.contains(from), "{from:?} is not in certs.toml");
+            config.replace(from, to)
+        }
+        Edit::Client(key, upload, more) => format!(
+            "{config}\n[clients.{key}]\nclearance = \"Operator\"\nupload = \"{upload}\"\n{more}"
+        ),
+        Edit::Node(file) => imported(&[file], NODE_CLIENTS),
+    };
+    let says: Vec<String> = case
+        .says
+        .iter()
+        .map(|s| match s {
+            Text(t) => t.to_string(),
+            Thumbprint(rel) => tp(&env, rel),
+        })
+        .collect();
+    let says: Vec<&str> = says.iter().map(String::as_str).collect();
+    assert_refused(&env, &bad, case.env, &says);
 }
 
-#[test]
-fn refuses_an_expired_certificate() {
-    let (env, config) = applied_env();
-    let bad = format!(
-        "{config}\n[clients.old]\nclearance = \"Operator\"\nupload = \"trust/expired.pem\"\n"
-    );
-    let expired = tp(&env, "trust/expired.pem");
-    assert_refused(
-        &env,
-        &bad,
-        &[],
-        &["trust/expired.pem", "expired on 2020-02-01", &expired],
-    );
+/// Each refusal is its own test.
+macro_rules! refusals {
+    ($( $name:ident: $case:expr; )+) => {
+        $(
+            #[test]
+            fn $name() {
+                check_refusal(&$case);
+            }
+        )+
+    };
 }
 
-#[test]
-fn refuses_the_generated_server_certificate_as_a_client() {
-    let (env, config) = applied_env();
-    let server = env.status()["server"][0]["thumbprint"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    std::fs::copy(env.server_pem(), env.path("trust/server.pem")).unwrap();
-    let bad = format!(
-        "{config}\n[clients.self]\nclearance = \"Operator\"\nupload = \"trust/server.pem\"\n"
-    );
-    assert_refused(&env, &bad, &[], &["clients.self", &server, "server"]);
-}
-
-#[test]
-fn refuses_the_node_certificate_as_a_client() {
-    let env = fixture_env();
-    let config = imported(
-        &["node1.pfx"],
-        "[clients.admin]\nclearance = \"ClusterAdmin\"\n",
-    );
-    env.config(&config);
-    env.run(&["apply", "--yes"]).success();
-    let node1 = tp(&env, "trust/node1.pem");
-    let bad = format!(
-        "{config}\n[clients.self]\nclearance = \"Operator\"\nupload = \"trust/node1.pfx\"\npassword_env = \"NODE_PW\"\n"
-    );
-    assert_refused(&env, &bad, &[], &["clients.self", &node1, "server"]);
-}
-
-#[test]
-fn refuses_one_certificate_declared_by_two_clients() {
-    let (env, config) = applied_env();
-    let bad = format!(
-        "{config}\n[clients.again]\nclearance = \"Operator\"\nupload = \"trust/leaf1.pem\"\n"
-    );
-    let leaf1 = tp(&env, "trust/leaf1.pem");
-    assert_refused(
-        &env,
-        &bad,
-        &[],
-        &["clients.partner", "clients.again", &leaf1],
-    );
-}
-
-#[test]
-fn refuses_the_certificate_of_a_generated_client() {
-    let (env, config) = applied_env();
-    let admin = env.thumbprint("admin");
-    std::fs::copy(
-        env.store().join("issued/admin/admin.crt"),
-        env.path("trust/admin-copy.crt"),
-    )
-    .unwrap();
-    let bad = format!(
-        "{config}\n[clients.copy]\nclearance = \"Operator\"\nupload = \"trust/admin-copy.crt\"\n"
-    );
-    assert_refused(&env, &bad, &[], &["clients.copy", "admin", &admin]);
-}
-
-#[test]
-fn refuses_a_node_pfx_without_private_key() {
-    let env = fixture_env();
-    let rest = "[clients.admin]\nclearance = \"ClusterAdmin\"\n";
-    env.config(&imported(&["node1.pfx"], rest));
-    env.run(&["apply", "--yes"]).success();
-    assert_refused(
-        &env,
-        &imported(&["node1-nokey.pfx"], rest),
-        &[],
-        &["trust/node1-nokey.pfx", "private key"],
-    );
-}
-
-#[test]
-fn refuses_a_node_pfx_with_a_wrong_password() {
-    let env = fixture_env();
-    let config = imported(
-        &["node1.pfx"],
-        "[clients.admin]\nclearance = \"ClusterAdmin\"\n",
-    );
-    env.config(&config);
-    env.run(&["apply", "--yes"]).success();
-    assert_refused(
-        &env,
-        &config,
-        &[("NODE_PW", "wrong")],
-        &["trust/node1.pfx", "NODE_PW", "password is wrong"],
-    );
+refusals! {
+    refuses_a_wrong_password: Refusal {
+        env: &[("CHAIN_PW", "not the password")],
+        says: &[Text("trust/chain.pfx"), Text("CHAIN_PW"), Text("password is wrong")],
+        ..Refusal::DEFAULT
+    };
+    refuses_a_protected_pfx_without_password: Refusal {
+        edit: Edit::Replace("password_env = \"CHAIN_PW\"\n", ""),
+        says: &[Text("trust/chain.pfx"), Text("password")],
+        ..Refusal::DEFAULT
+    };
+    refuses_an_unset_password_variable: Refusal {
+        edit: Edit::Replace("CHAIN_PW", "CHAIN_PW_UNSET"),
+        says: &[Text("CHAIN_PW_UNSET")],
+        ..Refusal::DEFAULT
+    };
+    refuses_garbage: Refusal {
+        write: Some(("trust/garbage.crt", "this is not a certificate\n")),
+        edit: Edit::Client("junk", "trust/garbage.crt", ""),
+        says: &[Text("trust/garbage.crt"), Text("clients.junk")],
+        ..Refusal::DEFAULT
+    };
+    refuses_a_pem_holding_only_a_private_key: Refusal {
+        copy: Some(("trust/leaf2.key", "trust/only-key.pem")),
+        edit: Edit::Client("keyonly", "trust/only-key.pem", ""),
+        says: &[Text("trust/only-key.pem"), Text("no certificate")],
+        ..Refusal::DEFAULT
+    };
+    refuses_an_expired_certificate: Refusal {
+        edit: Edit::Client("old", "trust/expired.pem", ""),
+        says: &[Text("trust/expired.pem"), Text("expired on 2020-02-01"), Thumbprint("trust/expired.pem")],
+        ..Refusal::DEFAULT
+    };
+    refuses_the_generated_server_certificate_as_a_client: Refusal {
+        copy: Some(("{server}", "trust/server.pem")),
+        edit: Edit::Client("self", "trust/server.pem", ""),
+        says: &[Text("clients.self"), Thumbprint("trust/server.pem"), Text("server")],
+        ..Refusal::DEFAULT
+    };
+    refuses_the_node_certificate_as_a_client: Refusal {
+        start: Start::Node,
+        edit: Edit::Client("self", "trust/node1.pfx", "password_env = \"NODE_PW\"\n"),
+        says: &[Text("clients.self"), Thumbprint("trust/node1.pem"), Text("server")],
+        ..Refusal::DEFAULT
+    };
+    refuses_one_certificate_declared_by_two_clients: Refusal {
+        edit: Edit::Client("again", "trust/leaf1.pem", ""),
+        says: &[Text("clients.partner"), Text("clients.again"), Thumbprint("trust/leaf1.pem")],
+        ..Refusal::DEFAULT
+    };
+    refuses_the_certificate_of_a_generated_client: Refusal {
+        copy: Some(("store/issued/admin/admin.crt", "trust/admin-copy.crt")),
+        edit: Edit::Client("copy", "trust/admin-copy.crt", ""),
+        says: &[Text("clients.copy"), Text("admin"), Thumbprint("trust/admin-copy.crt")],
+        ..Refusal::DEFAULT
+    };
+    refuses_a_node_pfx_without_private_key: Refusal {
+        start: Start::Node,
+        edit: Edit::Node("node1-nokey.pfx"),
+        says: &[Text("trust/node1-nokey.pfx"), Text("private key")],
+        ..Refusal::DEFAULT
+    };
+    refuses_a_node_pfx_with_a_wrong_password: Refusal {
+        start: Start::Node,
+        env: &[("NODE_PW", "wrong")],
+        says: &[Text("trust/node1.pfx"), Text("NODE_PW"), Text("password is wrong")],
+        ..Refusal::DEFAULT
+    };
 }
 
 #[test]

@@ -1,47 +1,29 @@
-//! A small harness for tests of the `ravencert` binary: a temp folder with a certs.toml, runs of
-//! the binary, snapshots of the store, and the real `openssl` command for cross-checks.
-#![allow(dead_code)]
+//! The harness of the binary's tests: a temp folder with a certs.toml ([`Env`]), runs of the
+//! binary through one builder ([`Cmd`]: env, umask, stdin, timeout, memory cap; refused runs
+//! checked to leave the folder unchanged; daemons), folder snapshots, the real `openssl`
+//! command for fixtures and cross-checks, and insta filters for outputs reviewed as text.
+// Each test binary uses a part of the harness.
+#![allow(dead_code, unused_imports)]
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
+pub mod daemon;
+pub mod folder;
+pub mod openssl;
+pub mod review;
+pub mod run;
+pub mod synthetic;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub use daemon::{wait_until, Daemon};
+pub use folder::{changed_paths, snapshot, Snapshot};
+pub use openssl::{openssl, openssl_thumbprint, self_signed};
+pub use run::{Cmd, Run};
+
+/// A temp folder the binary runs in, with variables every run of it gets.
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub envs: Vec<(String, String)>,
-}
-
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    pub fn success(self) -> Run {
-        assert_eq!(
-            self.code, 0,
-            "expected success\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-    #[track_caller]
-    pub fn failure(self) -> Run {
-        assert_eq!(
-            self.code, 1,
-            "expected exit 1\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
-    }
 }
 
 /// The server section most tests use: a fast EC key.
@@ -86,39 +68,28 @@ impl Env {
         self.write("certs.toml", text)
     }
 
+    /// Adds a variable every run gets.
     pub fn env(mut self, k: &str, v: &str) -> Env {
         self.envs.push((k.into(), v.into()));
         self
     }
 
+    /// `ravencert ARGS` in the folder, to be configured and run.
+    pub fn cmd(&self, args: &[&str]) -> Cmd<'_> {
+        Cmd::new(self, args)
+    }
+
     /// Runs `ravencert ARGS` in the folder, without a terminal.
     pub fn run(&self, args: &[&str]) -> Run {
-        self.run_with(args, &[])
+        self.cmd(args).run()
     }
 
     pub fn run_with(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ravencert"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env_remove("NO_COLOR")
-            .env_remove("RAVENCERT_TEST_NOW")
-            .stdin(Stdio::null());
-        for (k, v) in &self.envs {
-            cmd.env(k, v);
-        }
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().expect("run ravencert");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        self.cmd(args).envs(extra_env).run()
     }
 
     /// Every path under the store with its mode and bytes: compare two to prove nothing changed.
-    pub fn snapshot(&self) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+    pub fn snapshot(&self) -> Snapshot {
         snapshot(&self.store())
     }
 
@@ -140,65 +111,35 @@ impl Env {
             .to_string()
     }
 
+    /// The thumbprint of the (first) server certificate.
+    pub fn server_thumbprint(&self) -> String {
+        self.status()["server"][0]["thumbprint"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub fn server_pem(&self) -> PathBuf {
-        let s = self.status();
-        let t = s["server"][0]["thumbprint"].as_str().unwrap().to_string();
+        let t = self.server_thumbprint();
         self.store().join("certs").join(format!("{t}.pem"))
     }
 }
 
-pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
-    let mut out = BTreeMap::new();
-    if !root.exists() {
-        return out;
-    }
-    for e in walkdir::WalkDir::new(root).follow_links(false) {
-        let e = e.unwrap();
-        let m = std::fs::symlink_metadata(e.path()).unwrap();
-        let bytes = if m.is_file() {
-            std::fs::read(e.path()).unwrap()
-        } else {
-            Vec::new()
-        };
-        out.insert(e.path().to_path_buf(), (m.permissions().mode(), bytes));
-    }
-    out
-}
-
-/// Runs the real `openssl` command.
-pub fn openssl(args: &[&str]) -> Run {
-    let out = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("the openssl command is installed (.ci/run installs it)");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// `openssl x509 -fingerprint -sha1` without colons: the RavenDB thumbprint.
-pub fn openssl_thumbprint(pem: &Path) -> String {
-    let r = openssl(&[
-        "x509",
-        "-in",
-        pem.to_str().unwrap(),
-        "-noout",
-        "-fingerprint",
-        "-sha1",
-    ])
-    .success();
-    r.stdout.trim().rsplit('=').next().unwrap().replace(':', "")
+/// An editor's save: a temp file next to it, renamed over it.
+pub fn save_by_rename(path: &Path, text: &str) {
+    let tmp = path.with_file_name(".certs.toml.swp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// Runs `script` with `bash -c` (under `set -e`) in `dir`; panics with its output on failure.
+#[track_caller]
 pub fn sh(dir: &Path, script: &str) {
     let out = Command::new("bash")
         .arg("-c")
         .arg(format!("set -e\n{script}"))
         .current_dir(dir)
+        .stdin(Stdio::null())
         .output()
         .expect("bash runs");
     assert!(
@@ -207,6 +148,24 @@ pub fn sh(dir: &Path, script: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The first character no terminal should receive raw (newline aside), with its byte offset.
+pub fn raw_unsafe(text: &str) -> Option<(usize, char)> {
+    text.char_indices()
+        .find(|(_, c)| *c != '\n' && ravencert::render::is_unsafe_char(*c))
+}
+
+/// Fails when `text` holds a character no terminal should receive raw.
+#[track_caller]
+pub fn assert_no_raw(what: &str, text: &str) {
+    if let Some((at, c)) = raw_unsafe(text) {
+        panic!(
+            "{what} holds U+{:04X} raw at byte {at}:\n{}",
+            u32::from(c),
+            text.escape_debug()
+        );
+    }
 }
 
 /// Checks a certs.toml text against the checked-in JSON schema (schema/certs.schema.json), as an
@@ -231,36 +190,6 @@ pub fn schema_check(config: &str) -> Result<(), String> {
         .compile("certs.schema.json", &mut schemas)
         .unwrap_or_else(|e| panic!("the schema compiles: {e:#}"));
     schemas.validate(&value, id).map_err(|e| format!("{e:#}"))
-}
-
-/// Makes a self-signed EC P-256 certificate (valid a year) with the openssl command, as a
-/// partner would send one: `cert` and `key` are written under `dir`; `cn` may be any UTF-8.
-/// Returns the certificate's thumbprint.
-pub fn self_signed(dir: &Path, cert: &str, key: &str, cn: &str) -> String {
-    let (cert, key) = (dir.join(cert), dir.join(key));
-    for p in [&cert, &key] {
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    }
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        cert.to_str().unwrap(),
-        "-days",
-        "365",
-        "-utf8",
-        "-subj",
-        &format!("/CN={cn}"),
-    ])
-    .success();
-    openssl_thumbprint(&cert)
 }
 
 /// Markdown rendered the way GitHub renders a pull-request comment (tables, autolinks, alerts,

@@ -1,11 +1,13 @@
-//! Fixtures for benchmarks: a large, valid store made quickly. Not part of the product.
+//! A large, valid store made quickly, for the no-op plan benchmark (benches/noop_plan.rs
+//! includes this file) and the test that keeps it converged. Test code: it uses only the
+//! library's public API and ships in no build of the product.
 
 use std::path::Path;
 
-use crate::model::{Access, Clearance, KeySpec, Origin};
-use crate::pki;
-use crate::registry::{CertEntry, Registry, ServerEntry};
-use crate::store::Store;
+use ravencert::model::{Access, Clearance, KeySpec, Origin};
+use ravencert::pki;
+use ravencert::registry::{CertEntry, Registry, ServerEntry};
+use ravencert::store::Store;
 
 /// Writes `dir/certs.toml` declaring `n` generated clients and `dir/store` holding exactly
 /// them (a plan there is a no-op). Files are written without fsync: a fixture, not a store to
