@@ -148,14 +148,29 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 fn summary_line(plan: &Plan) -> String {
-    format!(
-        "Plan: {} to create, {} to update, {} to replace, {} to delete, {} to export.",
-        plan.count(Action::Create),
-        plan.count(Action::Update),
-        plan.count(Action::Replace),
-        plan.count(Action::Delete),
-        plan.count(Action::Export)
-    )
+    format!("Plan: {}.", tally(plan, |n, verb| format!("{n} to {verb}")))
+}
+
+/// The count of each action, in the plan's order: "1 created, 0 updated, ..." after an apply.
+pub fn applied_counts(plan: &Plan) -> String {
+    tally(plan, |n, verb| match verb.strip_suffix('e') {
+        Some(stem) => format!("{n} {stem}ed"),
+        None => format!("{n} {verb}ed"),
+    })
+}
+
+fn tally(plan: &Plan, each: impl Fn(usize, &str) -> String) -> String {
+    [
+        Action::Create,
+        Action::Update,
+        Action::Replace,
+        Action::Delete,
+        Action::Export,
+    ]
+    .into_iter()
+    .map(|a| each(plan.count(a), a.as_str()))
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 /// The line of a plan with nothing to do (SPEC §4).
@@ -878,12 +893,8 @@ pub fn apply_text(plan: &Plan, issued: &[Issued], style: Style, show_plan: bool)
     }
     let _ = writeln!(
         s,
-        "Apply complete: {} created, {} updated, {} replaced, {} deleted, {} exported.",
-        plan.count(Action::Create),
-        plan.count(Action::Update),
-        plan.count(Action::Replace),
-        plan.count(Action::Delete),
-        plan.count(Action::Export),
+        "Apply complete: {}.",
+        applied_counts(plan)
     );
     s
 }

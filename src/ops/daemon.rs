@@ -10,8 +10,8 @@ use super::error::Result;
 use super::update::{converge, plan_for, revision_of};
 use super::{Context, Output, Revision};
 use crate::config::Desired;
-use crate::plan::{Action, Plan, PlanOptions};
-use crate::render::Style;
+use crate::plan::{Plan, PlanOptions};
+use crate::render::{self, Style};
 use crate::watch::{self, Attempt, Reconciler, Source, WatchOptions};
 
 /// What `watch` was asked for.
@@ -88,16 +88,6 @@ impl Reconciler for Daemon<'_> {
     }
 }
 
-fn summary(plan: &Plan) -> String {
-    format!(
-        "{} created, {} updated, {} replaced, {} deleted, {} exported",
-        plan.count(Action::Create),
-        plan.count(Action::Update),
-        plan.count(Action::Replace),
-        plan.count(Action::Delete),
-        plan.count(Action::Export)
-    )
-}
 
 fn log_changes(plan: &Plan) {
     for d in &plan.drift {
@@ -162,7 +152,7 @@ fn attempt(
         Ok((plan, outcome)) => {
             info!(
                 "{why}: applied {}{}",
-                summary(&plan),
+                render::applied_counts(&plan),
                 revision
                     .map(|r| format!(" (revision {r})"))
                     .unwrap_or_default()
@@ -190,7 +180,7 @@ fn plan_only(ctx: &Context, desired: &Desired, why: &str) -> Attempt {
             info!("{why}: no changes, the store matches certs.toml")
         }
         Ok(plan) => {
-            info!("{why}: plan only, would apply: {}", summary(&plan));
+            info!("{why}: plan only, would apply: {}", render::applied_counts(&plan));
             log_changes(&plan);
         }
         Err(e) => {
