@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 use crate::config::{ClientDesired, ClientSpec, Desired, ServerSpec};
-use crate::inputs;
+
 use crate::model::Origin;
 use crate::model::Uploaded;
 use crate::pki::{self, Issued, PrivateKey};
@@ -304,7 +304,7 @@ pub fn apply(
                 vec![entry]
             }
             ServerSpec::Imported(_) => {
-                let nodes = inputs::node_keys(desired).map_err(ApplyError::Input)?;
+                let nodes = desired.node_keys().map_err(ApplyError::Input)?;
                 for (der, key) in &nodes {
                     let thumb = store.write_cert(der)?;
                     store.write_server_key(&thumb, key)?;

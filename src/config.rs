@@ -10,6 +10,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::pki::PrivateKey;
+
+use crate::inputs::{self, Files, Reader, Site};
+pub use crate::inputs::{FileRef, Secret, SecretError, SecretRef};
 use crate::model::{
     check_client_key, check_database_name, check_name, Access, Clearance, KeySpec, Period,
     PfxProfile, RenewBefore, BACKDATING, MAX_NAME_CHARS, NAME_FORBIDDEN_CLASS, PERIOD_UNIT_PATTERN,
@@ -300,91 +304,6 @@ fn database_names(schema: &mut schemars::Schema) {
 // ---------------------------------------------------------------------------------------------
 // Validated values.
 
-/// Where a secret comes from. The secret itself is read only when needed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretRef {
-    Env(String),
-    File(PathBuf),
-}
-
-impl fmt::Display for SecretRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretRef::Env(v) => write!(f, "environment variable {v}"),
-            SecretRef::File(p) => write!(f, "password file {}", p.display()),
-        }
-    }
-}
-
-impl SecretRef {
-    /// Reads the secret. A trailing newline in a password file is not part of the password.
-    pub fn read(&self) -> Result<Secret, String> {
-        let secret = self.read_raw()?;
-        if secret.0.is_empty() {
-            return Err(match self {
-                SecretRef::Env(name) => format!(
-                    "environment variable {name} is empty; an empty password protects nothing — set a password, or remove `password_env` for a file without one"
-                ),
-                SecretRef::File(path) => format!(
-                    "password file {} is empty; an empty password protects nothing — write a password into it, or remove `password_file` for a file without one",
-                    path.display()
-                ),
-            });
-        }
-        Ok(secret)
-    }
-
-    fn read_raw(&self) -> Result<Secret, String> {
-        match self {
-            SecretRef::Env(name) => match std::env::var(name) {
-                Ok(v) => Ok(Secret(v)),
-                Err(std::env::VarError::NotPresent) => Err(format!(
-                    "environment variable {name} is not set: export it before running ravencert"
-                )),
-                Err(std::env::VarError::NotUnicode(_)) => {
-                    Err(format!("environment variable {name} is not valid UTF-8"))
-                }
-            },
-            SecretRef::File(path) => match crate::fsutil::read_regular(path, 64 << 10, true)
-                .and_then(|b| {
-                    String::from_utf8(b).map_err(|_| {
-                        std::io::Error::new(std::io::ErrorKind::InvalidData, "is not UTF-8 text")
-                    })
-                }) {
-                Ok(text) => Ok(Secret(
-                    text.strip_suffix('\n')
-                        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                        .unwrap_or(&text)
-                        .to_string(),
-                )),
-                Err(e) => Err(format!("cannot read password file {}: {e}", path.display())),
-            },
-        }
-    }
-}
-
-/// A password. Its Debug form never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileRef {
-    pub path: PathBuf,
-    pub password: Option<SecretRef>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreSettings {
     pub path: PathBuf,
@@ -438,24 +357,108 @@ pub struct ClientDesired {
     pub source: ClientSpec,
 }
 
-/// certs.toml after validation: what the store should hold.
+/// certs.toml after validation, before the files it names are read. [`Declared::resolve`]
+/// reads them and makes the [`Desired`] the planner works from; nothing else does, so a plan
+/// never sees a declaration without its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Desired {
+pub struct Declared {
+    /// The certs.toml the declaration was read from (errors name it).
     pub config_path: PathBuf,
+    /// `[store]`, with the path joined to certs.toml's folder.
     pub store: StoreSettings,
+    /// `[server]`, when declared.
     pub server: Option<ServerDesired>,
+    /// The clients, by key.
     pub clients: BTreeMap<String, ClientDesired>,
+    /// What validation warns about (shown, never fatal).
     pub warnings: Vec<String>,
     /// Line and column of the keys that name secrets and files, for later error messages.
     pub positions: BTreeMap<String, (usize, usize)>,
-    /// What the referenced certificate files hold; filled by [`crate::inputs::resolve`].
-    pub files: crate::inputs::Files,
     /// `[defaults].renew_before`: when an uploaded certificate's coming expiry is warned about.
     pub renew_before: RenewBefore,
 }
 
+/// certs.toml with what its certificate files hold: what the store should hold. It reads as
+/// its [`Declared`] part (through `Deref`), plus `files`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// What certs.toml declares.
+    pub declared: Declared,
+    /// What the referenced certificate files hold.
+    pub files: Files,
+}
+
+/// A Desired is its declaration plus files: the planner and the apply read the declaration's
+/// fields directly (`desired.clients`), as they did when both were one struct.
+impl std::ops::Deref for Desired {
+    type Target = Declared;
+    fn deref(&self) -> &Declared {
+        &self.declared
+    }
+}
+
+impl std::ops::DerefMut for Desired {
+    fn deref_mut(&mut self) -> &mut Declared {
+        &mut self.declared
+    }
+}
+
 impl Desired {
-    /// Every file the config refers to (for watch and saved-plan fingerprints).
+    /// The nodes' certificates with their private keys, for the apply, from the very bytes
+    /// [`Declared::resolve`] read.
+    pub fn node_keys(&self) -> Result<Vec<(Vec<u8>, PrivateKey)>, String> {
+        inputs::node_keys(self.declared.node_refs(), &self.files.node_files)
+    }
+}
+
+impl Declared {
+    /// Checks that every secret and file it names is there ([`check_references`]), then reads
+    /// the certificate files through `reader`: the one way to a [`Desired`]. Each problem
+    /// names the key that refers to it, with its line.
+    pub fn resolve(
+        self,
+        reader: Reader<'_>,
+        on_disk: bool,
+        generated_secrets: bool,
+    ) -> Result<Desired, Vec<ConfigError>> {
+        let problems = check_references(&self, on_disk, generated_secrets);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let uploads: Vec<(&str, &FileRef)> = self
+            .clients
+            .values()
+            .filter_map(|c| match &c.source {
+                ClientSpec::Upload(r) => Some((c.key.as_str(), r)),
+                ClientSpec::Generate(_) => None,
+            })
+            .collect();
+        let files = inputs::resolve(self.node_refs(), &uploads, reader).map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| {
+                    let key = match e.site {
+                        Site::Node(i) => format!("server.certificates[{i}].path"),
+                        Site::Upload(key) => format!("clients.{key}.upload"),
+                    };
+                    self.error_at(key, e.message)
+                })
+                .collect::<Vec<_>>()
+        })?;
+        Ok(Desired {
+            declared: self,
+            files,
+        })
+    }
+
+    /// The node certificate files of `[server].certificates` (none for a generated server).
+    fn node_refs(&self) -> &[FileRef] {
+        match self.server.as_ref().map(|s| &s.source) {
+            Some(ServerSpec::Imported(refs)) => refs,
+            _ => &[],
+        }
+    }
+
     /// An error found after parsing (a missing secret, an unreadable file), placed at the line
     /// of the key that names it.
     pub fn error_at(&self, key: String, message: String) -> ConfigError {
@@ -473,6 +476,7 @@ impl Desired {
         }
     }
 
+    /// Every file the config refers to (for watch and saved-plan fingerprints).
     pub fn referenced_files(&self) -> Vec<PathBuf> {
         let mut files = self.certificate_files();
         files.extend(self.secret_refs().filter_map(|s| match s {
@@ -504,11 +508,7 @@ impl Desired {
     }
 
     fn secret_refs(&self) -> impl Iterator<Item = &SecretRef> {
-        let nodes = match self.server.as_ref().map(|s| &s.source) {
-            Some(ServerSpec::Imported(refs)) => refs.as_slice(),
-            _ => &[],
-        };
-        nodes
+        self.node_refs()
             .iter()
             .filter_map(|r| r.password.as_ref())
             .chain(self.clients.values().filter_map(|c| match &c.source {
@@ -646,7 +646,7 @@ impl<'a> Checker<'a> {
 }
 
 /// Parses and validates certs.toml text. `base` is the folder relative paths start from.
-pub fn parse(file: &Path, source: &str, base: &Path) -> Result<Desired, Vec<ConfigError>> {
+pub fn parse(file: &Path, source: &str, base: &Path) -> Result<Declared, Vec<ConfigError>> {
     let mut ck = Checker {
         file,
         source,
@@ -733,7 +733,7 @@ fn key_path_at(source: &str, offset: usize) -> String {
     }
 }
 
-fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> Desired {
+fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> Declared {
     let mut warnings = Vec::new();
     if *raw.version.get_ref() != 1 {
         ck.error_at(
@@ -1014,14 +1014,13 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
         );
     }
 
-    Desired {
+    Declared {
         config_path: file.to_path_buf(),
         store,
         server,
         clients,
         warnings,
         positions: BTreeMap::new(),
-        files: Default::default(),
         renew_before: default_renew,
     }
 }
@@ -1330,7 +1329,7 @@ fn secret_ref(
 /// must exist there. `generated_secrets`: the passwords of generated clients are needed (they
 /// are not for a review plan, which issues nothing).
 pub fn check_references(
-    desired: &Desired,
+    desired: &Declared,
     on_disk: bool,
     generated_secrets: bool,
 ) -> Vec<ConfigError> {
@@ -1379,7 +1378,7 @@ pub fn check_references(
                     SecretRef::Env(_) => format!("{at}.password_env"),
                     SecretRef::File(_) => format!("{at}.password_file"),
                 };
-                problem(key, e);
+                problem(key, e.to_string());
             }
         }
     }
@@ -1399,7 +1398,7 @@ pub fn check_references(
 }
 
 /// Every file certs.toml names, with the key that names it.
-fn named_files(desired: &Desired) -> Vec<(String, &Path)> {
+fn named_files(desired: &Declared) -> Vec<(String, &Path)> {
     fn password_file<'a>(at: &str, s: Option<&'a SecretRef>) -> Option<(String, &'a Path)> {
         match s {
             Some(SecretRef::File(p)) => Some((format!("{at}.password_file"), p.as_path())),
@@ -1432,7 +1431,7 @@ fn named_files(desired: &Desired) -> Vec<(String, &Path)> {
 }
 
 /// Whether `path` lies inside the store, where it really points (links and `..` resolved).
-fn inside_store(desired: &Desired, path: &Path) -> bool {
+fn inside_store(desired: &Declared, path: &Path) -> bool {
     crate::fsutil::resolve(path).starts_with(crate::fsutil::resolve(&desired.store.path))
 }
 
@@ -1448,7 +1447,7 @@ pub fn json_schema() -> String {
 mod tests {
     use super::*;
 
-    fn parse_str(text: &str) -> Result<Desired, Vec<ConfigError>> {
+    fn parse_str(text: &str) -> Result<Declared, Vec<ConfigError>> {
         parse(Path::new("certs.toml"), text, Path::new("/cfg"))
     }
 

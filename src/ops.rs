@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::apply;
-use crate::config::{self, ClientSpec, ConfigError, Desired};
+use crate::config::{self, ClientSpec, ConfigError, Declared, Desired};
 use crate::git;
 use crate::model::RenewBefore;
 use crate::plan::{self, Plan, PlanOptions};
@@ -98,11 +98,11 @@ pub enum Revision {
 
 impl Context {
     /// Reads and validates certs.toml from the disk.
-    pub fn desired(&self) -> Result<Desired> {
+    pub fn desired(&self) -> Result<Declared> {
         self.parse(&Revision::WorkTree)
     }
 
-    fn parse(&self, source: &Revision) -> Result<Desired> {
+    fn parse(&self, source: &Revision) -> Result<Declared> {
         let text = match source {
             Revision::WorkTree => {
                 if let Some(workdir) = git::workdir_of(&self.config) {
@@ -166,7 +166,7 @@ impl Context {
     /// Git mode: a relative export is written next to the store (the checkout is a cache). An
     /// absolute or `..` export would let a commit make the daemon (root) write anywhere: refused
     /// unless the machine allows that path with `--allow-export-path`.
-    fn rebase_export(&self, desired: &mut Desired, base: &Path, export_base: &Path) -> Result<()> {
+    fn rebase_export(&self, desired: &mut Declared, base: &Path, export_base: &Path) -> Result<()> {
         let Some(export) = desired.server.as_ref().and_then(|s| s.export.clone()) else {
             return Ok(());
         };
@@ -214,28 +214,31 @@ impl Context {
     /// referenced certificate files hold. `issuing`: the passwords of generated clients are
     /// needed (a review plan issues nothing, so it does not need them).
     pub fn load(&self, source: &Revision, issuing: bool) -> Result<Desired> {
-        let mut desired = self.parse(source)?;
-        let problems = config::check_references(&desired, *source == Revision::WorkTree, issuing);
-        if !problems.is_empty() {
-            return Err(config_errors(problems));
-        }
-        let files = match source {
+        let declared = self.parse(source)?;
+        let on_disk = *source == Revision::WorkTree;
+        let desired = match source {
             Revision::WorkTree => {
                 // In a repository, a certificate file is under review like certs.toml: no link
                 // inside the repository may lead out of it. Outside git, the user's own paths.
                 let workdir = git::workdir_of(&self.config);
-                crate::inputs::resolve(&desired, &|p: &Path| {
-                    if let Some(w) = &workdir {
-                        git::check_links_stay_inside(p, w)?;
-                    }
-                    crate::inputs::from_disk(p)
-                })
+                declared.resolve(
+                    &|p: &Path| {
+                        if let Some(w) = &workdir {
+                            git::check_links_stay_inside(p, w)?;
+                        }
+                        crate::inputs::from_disk(p)
+                    },
+                    on_disk,
+                    issuing,
+                )
             }
-            Revision::Rev(rev) => crate::inputs::resolve(&desired, &|p: &Path| {
-                git::read_file_at(p, rev).map_err(|e| e.to_string())
-            }),
-        };
-        desired.files = files.map_err(config_errors)?;
+            Revision::Rev(rev) => declared.resolve(
+                &|p: &Path| git::read_file_at(p, rev).map_err(|e| e.to_string()),
+                on_disk,
+                issuing,
+            ),
+        }
+        .map_err(config_errors)?;
         check_export_path(&desired).map_err(|message| {
             config_errors(vec![desired.error_at("server.export".into(), message)])
         })?;
@@ -270,7 +273,7 @@ impl Context {
 
 /// The store is a folder of its own: never certs.toml's folder or one above it (its `.gitignore`
 /// of `*` would hide certs.toml from git, and `/` would make every file a store file).
-fn check_store_location(desired: &Desired, base: &Path, overridden: bool) -> Result<()> {
+fn check_store_location(desired: &Declared, base: &Path, overridden: bool) -> Result<()> {
     let store = crate::fsutil::resolve(&desired.store.path);
     let config_dir = crate::fsutil::resolve(base);
     if !config_dir.starts_with(&store) {
@@ -296,14 +299,14 @@ fn check_store_location(desired: &Desired, base: &Path, overridden: bool) -> Res
 /// The export is written where certs.toml says, so that path must not be something else: not
 /// inside the store, not certs.toml or a file it names, not a link, and, when a file is
 /// already there, one that is a certificate export (never /etc/passwd or a private key).
-fn check_export_path(desired: &Desired) -> std::result::Result<(), String> {
+fn check_export_path(desired: &Declared) -> std::result::Result<(), String> {
     match export_path(desired) {
         Some(path) => check_export_target(desired, path),
         None => Ok(()),
     }
 }
 
-fn check_export_target(desired: &Desired, path: &Path) -> std::result::Result<(), String> {
+fn check_export_target(desired: &Declared, path: &Path) -> std::result::Result<(), String> {
     // Compared where they really point, whether or not they exist yet (the first apply).
     let target = crate::fsutil::resolve(path);
     let store = crate::fsutil::resolve(&desired.store.path);
@@ -357,7 +360,7 @@ fn check_export_target(desired: &Desired, path: &Path) -> std::result::Result<()
     }
 }
 
-fn export_path(desired: &Desired) -> Option<&Path> {
+fn export_path(desired: &Declared) -> Option<&Path> {
     desired.server.as_ref().and_then(|s| s.export.as_deref())
 }
 
@@ -434,7 +437,9 @@ fn with_passwords(opts: &PlanOptions, desired: &Desired, store: &Store) -> Resul
             (Some(_), None) => "hmac-sha256:(no store key)".to_string(),
             (Some(r), Some(k)) => {
                 let secret = r.read().map_err(|e| {
-                    config_errors(vec![desired.error_at(format!("clients.{}", c.key), e)])
+                    config_errors(vec![
+                        desired.error_at(format!("clients.{}", c.key), e.to_string())
+                    ])
                 })?;
                 crate::pki::password_fingerprint(k, &c.key, Some(secret.expose()))?
             }
@@ -832,7 +837,7 @@ pub fn apply(ctx: &Context, req: &ApplyRequest) -> Result<Output> {
     })
 }
 
-fn renew_of(desired: Option<&Desired>, key: &str) -> Option<RenewBefore> {
+fn renew_of(desired: Option<&Declared>, key: &str) -> Option<RenewBefore> {
     let d = desired?;
     match &d.clients.get(key)?.source {
         ClientSpec::Generate(g) => Some(g.renew_before),

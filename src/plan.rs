@@ -1140,7 +1140,7 @@ fn plan_imported_server(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{GenerateSpec, ServerDesired, StoreSettings};
+    use crate::config::{Declared, GenerateSpec, ServerDesired, StoreSettings};
     use crate::model::{KeySpec, Origin, Period, PfxProfile};
     use crate::registry::{Registry, ServerEntry};
     use std::path::PathBuf;
@@ -1185,18 +1185,20 @@ mod tests {
 
     fn desired(clients: Vec<ClientDesired>, prune: bool) -> Desired {
         Desired {
-            config_path: "/cfg/certs.toml".into(),
-            store: StoreSettings {
-                path: "/cfg/store".into(),
-                prune,
-                max_deletions: 5,
+            declared: Declared {
+                config_path: "/cfg/certs.toml".into(),
+                store: StoreSettings {
+                    path: "/cfg/store".into(),
+                    prune,
+                    max_deletions: 5,
+                },
+                server: Some(server()),
+                clients: clients.into_iter().map(|c| (c.key.clone(), c)).collect(),
+                warnings: vec![],
+                positions: BTreeMap::new(),
+                renew_before: RenewBefore::Period(Period::days(30)),
             },
-            server: Some(server()),
-            clients: clients.into_iter().map(|c| (c.key.clone(), c)).collect(),
-            warnings: vec![],
-            positions: BTreeMap::new(),
             files: Default::default(),
-            renew_before: RenewBefore::Period(Period::days(30)),
         }
     }
 

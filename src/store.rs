@@ -1077,7 +1077,7 @@ fn libc_o_nofollow() -> i32 {
 /// Reads a store file; a symbolic link is refused, not followed.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     crate::fsutil::read_regular(path, MAX_STORE_FILE, false).map_err(|e| {
-        if e.raw_os_error() == Some(crate::fsutil::ELOOP) {
+        if e.is_link() {
             corrupt(
                 path,
                 "is a symbolic link; ravencert does not follow links inside the store — remove it",
@@ -1088,7 +1088,7 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
                 format!("{e}; the store was changed outside ravencert — restore it from a backup"),
             )
         } else {
-            io_err(path)(e)
+            io_err(path)(e.into())
         }
     })
 }
