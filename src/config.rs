@@ -16,7 +16,8 @@ use crate::inputs::{self, Files, Reader, Site};
 pub use crate::inputs::{FileRef, Secret, SecretError, SecretRef};
 use crate::model::{
     check_client_key, check_database_name, check_name, Access, Clearance, KeySpec, Period,
-    PfxProfile, RenewBefore, BACKDATING, MAX_NAME_CHARS, NAME_FORBIDDEN_CLASS, PERIOD_UNIT_PATTERN,
+    Permissions, PfxProfile, RenewBefore, BACKDATING, MAX_NAME_CHARS, NAME_FORBIDDEN_CLASS,
+    PERIOD_UNIT_PATTERN,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -734,7 +735,6 @@ fn key_path_at(source: &str, offset: usize) -> String {
 }
 
 fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> Declared {
-    let mut warnings = Vec::new();
     if *raw.version.get_ref() != 1 {
         ck.error_at(
             Some(&raw.version.span()),
@@ -745,70 +745,95 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
             ),
         );
     }
+    let store = validate_store(ck, raw.store.as_ref(), base);
+    let defaults = validate_defaults(ck, raw.defaults.as_ref().map(|d| d.get_ref()));
+    let server = raw.server.as_ref().and_then(|s| {
+        validate_server(
+            ck,
+            s,
+            base,
+            defaults.renew_before,
+            defaults.renew_span.clone(),
+        )
+    });
+    let mut warnings = Vec::new();
+    let mut clients = BTreeMap::new();
+    let mut names = Names::default();
+    let ctx = ClientContext {
+        defaults: &defaults,
+        base,
+        has_server: raw.server.is_some(),
+    };
+    for (key, client) in &raw.clients {
+        if let Some(c) = validate_client(ck, key, client, &ctx, &mut names, &mut warnings) {
+            clients.insert(c.key.clone(), c);
+        }
+    }
+    Declared {
+        config_path: file.to_path_buf(),
+        store,
+        server,
+        clients,
+        warnings,
+        positions: BTreeMap::new(),
+        renew_before: defaults.renew_before,
+    }
+}
 
-    let store = {
-        let s = raw.store.as_ref();
-        if let Some(m) = s.and_then(|s| s.max_deletions.as_ref()) {
+fn validate_store(ck: &mut Checker<'_>, s: Option<&RawStore>, base: &Path) -> StoreSettings {
+    let max_deletions = match s.and_then(|s| s.max_deletions.as_ref()) {
+        None => 5,
+        Some(m) => {
             ck.mark("store.max_deletions".into(), &m.span());
-        }
-        let max_deletions = match s.and_then(|s| s.max_deletions.as_ref()) {
-            None => 5,
-            Some(m) => match u32::try_from(*m.get_ref()) {
-                Ok(n) => n,
-                Err(_) => {
-                    ck.error_at(
-                        Some(&m.span()),
-                        "store.max_deletions",
-                        "must be a whole number from 0 (no limit) upwards".into(),
-                    );
-                    5
-                }
-            },
-        };
-        let path = s.and_then(|s| s.path.as_ref());
-        if let Some(p) = path {
-            ck.mark("store.path".into(), &p.span());
-            if let Err(e) = check_store_path(p.get_ref()) {
-                ck.error_at(Some(&p.span()), "store.path", e);
-            }
-        }
-        StoreSettings {
-            path: base.join(path.map_or("store", |p| p.get_ref().as_str())),
-            prune: s.is_some_and(|s| s.prune),
-            max_deletions,
+            u32::try_from(*m.get_ref()).unwrap_or_else(|_| {
+                ck.error_at(
+                    Some(&m.span()),
+                    "store.max_deletions",
+                    "must be a whole number from 0 (no limit) upwards".into(),
+                );
+                5
+            })
         }
     };
+    let path = s.and_then(|s| s.path.as_ref());
+    if let Some(p) = path {
+        ck.mark("store.path".into(), &p.span());
+        if let Err(e) = check_store_path(p.get_ref()) {
+            ck.error_at(Some(&p.span()), "store.path", e);
+        }
+    }
+    StoreSettings {
+        path: base.join(path.map_or("store", |p| p.get_ref().as_str())),
+        prune: s.is_some_and(|s| s.prune),
+        max_deletions,
+    }
+}
 
-    let defaults = raw.defaults.as_ref().map(|d| d.get_ref());
-    let default_key = defaults.and_then(|d| d.key).unwrap_or(KeySpec::Rsa4096);
-    let default_validity = period_field(
-        ck,
-        defaults.and_then(|d| d.validity.as_ref()),
-        "defaults.validity",
-    )
-    .unwrap_or(Period::days(5 * 365));
-    let default_renew = renew_field(
-        ck,
-        defaults.and_then(|d| d.renew_before.as_ref()),
-        "defaults.renew_before",
-    )
-    .unwrap_or(RenewBefore::Period(Period::days(30)));
-    let default_pfx = defaults.and_then(|d| d.pfx).unwrap_or(PfxProfile::Modern);
-    let default_overlap = period_field(
-        ck,
-        defaults.and_then(|d| d.overlap.as_ref()),
-        "defaults.overlap",
-    )
-    .unwrap_or(Period::days(0));
+/// `[defaults]`, with every value filled in, and where renew_before was written (the server
+/// certificate's errors point there).
+struct Defaults {
+    key: KeySpec,
+    validity: Period,
+    renew_before: RenewBefore,
+    renew_span: Option<Range<usize>>,
+    pfx: PfxProfile,
+    overlap: Period,
+}
 
-    let default_renew_span = defaults
-        .and_then(|d| d.renew_before.as_ref())
-        .map(|r| r.span());
-    let default_validity_span = defaults.and_then(|d| d.validity.as_ref()).map(|v| v.span());
-    if let Some(e) = always_due(default_renew, default_validity) {
-        let (span, key) = match (&default_renew_span, &default_validity_span) {
+fn validate_defaults(ck: &mut Checker<'_>, d: Option<&RawDefaults>) -> Defaults {
+    let validity_value = d.and_then(|d| d.validity.as_ref());
+    let renew_value = d.and_then(|d| d.renew_before.as_ref());
+    let validity =
+        period_field(ck, validity_value, "defaults.validity").unwrap_or(Period::days(5 * 365));
+    let renew_before = renew_field(ck, renew_value, "defaults.renew_before")
+        .unwrap_or(RenewBefore::Period(Period::days(30)));
+    let overlap = period_field(ck, d.and_then(|d| d.overlap.as_ref()), "defaults.overlap")
+        .unwrap_or(Period::days(0));
+    let renew_span = renew_value.map(|r| r.span());
+    if let Some(e) = always_due(renew_before, validity) {
+        let (span, key) = match (&renew_span, validity_value.map(|v| v.span())) {
             (Some(s), _) => (s.clone(), "defaults.renew_before"),
-            (None, Some(s)) => (s.clone(), "defaults.validity"),
+            (None, Some(s)) => (s, "defaults.validity"),
             (None, None) => (0..0, "defaults"),
         };
         ck.error_at(
@@ -817,212 +842,242 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
             format!("{e} (for every client that sets neither)"),
         );
     }
+    Defaults {
+        key: d.and_then(|d| d.key).unwrap_or(KeySpec::Rsa4096),
+        validity,
+        renew_before,
+        renew_span,
+        pfx: d.and_then(|d| d.pfx).unwrap_or(PfxProfile::Modern),
+        overlap,
+    }
+}
 
-    let server = raw
-        .server
-        .as_ref()
-        .and_then(|s| validate_server(ck, s, base, default_renew, default_renew_span.clone()));
+/// What every client is validated against.
+struct ClientContext<'a> {
+    defaults: &'a Defaults,
+    base: &'a Path,
+    /// Whether certs.toml has a `[server]` (valid or not).
+    has_server: bool,
+}
 
-    let mut clients = BTreeMap::new();
-    let mut names: BTreeMap<String, String> = BTreeMap::new();
-    // Look-alike forms of the names seen so far: form -> (client key, name).
-    let mut lookalikes: std::collections::HashMap<String, (String, String)> =
-        std::collections::HashMap::new();
-    for (key, client) in &raw.clients {
-        let id = key.get_ref().clone();
-        let at = format!("clients.{id}");
-        if let Err(e) = check_client_key(&id) {
-            ck.error_at(Some(&key.span()), at.clone(), e);
+fn validate_client(
+    ck: &mut Checker<'_>,
+    key: &Spanned<String>,
+    client: &Spanned<RawClient>,
+    ctx: &ClientContext<'_>,
+    names: &mut Names,
+    warnings: &mut Vec<String>,
+) -> Option<ClientDesired> {
+    let id = key.get_ref().clone();
+    let at = format!("clients.{id}");
+    if let Err(e) = check_client_key(&id) {
+        ck.error_at(Some(&key.span()), at, e);
+        return None;
+    }
+    let c = client.get_ref();
+    if let Some(p) = &c.password {
+        ck.error_at(
+            Some(&p.span()),
+            format!("{at}.password"),
+            "passwords never stand in certs.toml (it is reviewed and kept in git): name an environment variable with `password_env` or a file with `password_file`".into(),
+        );
+    }
+    let name = client_name(ck, &at, &id, c);
+    if !name.is_empty() {
+        let span = c.name.as_ref().map_or(client.span(), |n| n.span());
+        names.claim(ck, &id, &name, &span);
+    }
+    let permissions = client_permissions(ck, &at, c);
+    if c.databases.is_none() && c.clearance == Clearance::ValidUser {
+        warnings.push(format!(
+            "clients.{id}: a ValidUser with no databases can reach no database; add `databases = {{ Name = \"Read\" }}`"
+        ));
+    }
+    let password = secret_ref(
+        ck,
+        c.password_env.as_ref(),
+        c.password_file.as_ref(),
+        &at,
+        ctx.base,
+    );
+    let source = client_source(ck, &at, c, ctx, password);
+    // An invalid [server] has its own errors; this one is for a config without it.
+    if matches!(source, ClientSpec::Generate(_)) && !ctx.has_server {
+        ck.error_at(
+            Some(&client.span()),
+            at.clone(),
+            "generating a client certificate needs the server certificate that signs it: add a [server] section (generate = true, or certificates = [...])".into(),
+        );
+    }
+    let overlap = period_field(ck, c.overlap.as_ref(), &format!("{at}.overlap"))
+        .unwrap_or(ctx.defaults.overlap);
+    Some(ClientDesired {
+        key: id,
+        name,
+        clearance: c.clearance,
+        permissions,
+        protect: c.protect,
+        overlap: Some(overlap).filter(|o| o.seconds > 0),
+        source,
+    })
+}
+
+/// The client's name: `name` trimmed, or its key. Empty when `name` is blank (an error).
+fn client_name(ck: &mut Checker<'_>, at: &str, id: &str, c: &RawClient) -> String {
+    let Some(n) = &c.name else {
+        return id.to_string();
+    };
+    let trimmed = n.get_ref().trim();
+    if trimmed.is_empty() {
+        ck.error_at(
+            Some(&n.span()),
+            format!("{at}.name"),
+            "Name is a required field: give a non-empty name, or remove `name` to use the key"
+                .into(),
+        );
+    } else if let Err(e) = check_name(trimmed) {
+        ck.error_at(Some(&n.span()), format!("{at}.name"), e);
+    }
+    trimmed.to_string()
+}
+
+/// The names seen so far, to refuse a second client with the same name or one that looks
+/// the same.
+#[derive(Default)]
+struct Names {
+    /// Lower-cased name -> client key.
+    folded: BTreeMap<String, String>,
+    /// Look-alike form -> (client key, name).
+    lookalikes: std::collections::HashMap<String, (String, String)>,
+}
+
+impl Names {
+    /// Records client `id`'s name, or reports the client whose name it repeats or mimics.
+    fn claim(&mut self, ck: &mut Checker<'_>, id: &str, name: &str, span: &Range<usize>) {
+        let key = format!("clients.{id}.name");
+        let folded = name.to_lowercase();
+        let forms = crate::model::name_lookalikes(name);
+        if let Some(other) = self.folded.get(&folded) {
+            ck.error_at(
+                Some(span),
+                key,
+                format!("name '{name}' is already used by clients.{other}; RavenDB identifies people by name, so each client needs its own"),
+            );
+        } else if let Some((other, other_name)) =
+            forms.iter().find_map(|form| self.lookalikes.get(form))
+        {
+            ck.error_at(
+                Some(span),
+                key,
+                format!(
+                    "name '{}' of clients.{id} looks the same as '{}' of clients.{other} (Unicode confusables, TR39: look-alike letters from another script, invisible characters); a reviewer cannot tell them apart, so give each client a name that differs in how it looks",
+                    name.escape_debug(),
+                    other_name.escape_debug()
+                ),
+            );
+        } else {
+            self.folded.insert(folded, id.to_string());
+            for form in forms {
+                self.lookalikes
+                    .entry(form)
+                    .or_insert_with(|| (id.to_string(), name.to_string()));
+            }
+        }
+    }
+}
+
+/// `databases`: only for a ValidUser, names by RavenDB's rule, unique ignoring case.
+fn client_permissions(ck: &mut Checker<'_>, at: &str, c: &RawClient) -> Permissions {
+    let mut permissions = Permissions::new();
+    let Some(dbs) = &c.databases else {
+        return permissions;
+    };
+    if c.clearance != Clearance::ValidUser {
+        ck.error_at(
+            Some(&dbs.span()),
+            format!("{at}.databases"),
+            format!(
+                "{} {} reaches every database, so a database list on it means nothing; remove `databases` or set clearance = \"ValidUser\"",
+                if c.clearance == Clearance::Operator { "an" } else { "a" },
+                c.clearance
+            ),
+        );
+    }
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for (db, access) in dbs.get_ref() {
+        if let Err(e) = check_database_name(db) {
+            ck.error_at(Some(&dbs.span()), format!("{at}.databases.{db}"), e);
             continue;
         }
-        let c = client.get_ref();
-        let cspan = client.span();
-
-        if let Some(p) = &c.password {
+        let folded = db.to_lowercase();
+        if let Some(first) = seen.get(&folded) {
             ck.error_at(
-                Some(&p.span()),
-                format!("{at}.password"),
-                "passwords never stand in certs.toml (it is reviewed and kept in git): name an environment variable with `password_env` or a file with `password_file`".into(),
+                Some(&dbs.span()),
+                format!("{at}.databases.{db}"),
+                format!("database '{db}' is the same as '{first}' (RavenDB matches database names case-insensitively); keep one"),
             );
+            continue;
         }
+        seen.insert(folded, db);
+        permissions.insert(db.clone(), *access);
+    }
+    permissions
+}
 
-        let name = match &c.name {
-            Some(n) => {
-                let trimmed = n.get_ref().trim();
-                if trimmed.is_empty() {
-                    ck.error_at(
-                        Some(&n.span()),
-                        format!("{at}.name"),
-                        "Name is a required field: give a non-empty name, or remove `name` to use the key".into(),
-                    );
-                } else if let Err(e) = check_name(trimmed) {
-                    ck.error_at(Some(&n.span()), format!("{at}.name"), e);
-                }
-                trimmed.to_string()
-            }
-            None => id.clone(),
-        };
-        if !name.is_empty() {
-            let folded = name.to_lowercase();
-            let forms = crate::model::name_lookalikes(&name);
-            if let Some(other) = names.get(&folded) {
-                let span = c.name.as_ref().map_or(cspan.clone(), |n| n.span());
+/// An upload (whose file decides key, validity and the rest) or a generated certificate
+/// (whose settings fall back to `[defaults]`).
+fn client_source(
+    ck: &mut Checker<'_>,
+    at: &str,
+    c: &RawClient,
+    ctx: &ClientContext<'_>,
+    password: Option<SecretRef>,
+) -> ClientSpec {
+    if let Some(upload) = &c.upload {
+        ck.mark(format!("{at}.upload"), &upload.span());
+        for (field, span) in [
+            ("key", c.key.as_ref().map(|k| k.span())),
+            ("validity", c.validity.as_ref().map(|k| k.span())),
+            ("renew_before", c.renew_before.as_ref().map(|k| k.span())),
+            ("pfx", c.pfx.as_ref().map(|k| k.span())),
+        ] {
+            if let Some(span) = span {
                 ck.error_at(
                     Some(&span),
-                    format!("{at}.name"),
-                    format!("name '{name}' is already used by clients.{other}; RavenDB identifies people by name, so each client needs its own"),
-                );
-            } else if let Some((other, other_name)) =
-                forms.iter().find_map(|form| lookalikes.get(form))
-            {
-                let span = c.name.as_ref().map_or(cspan.clone(), |n| n.span());
-                ck.error_at(
-                    Some(&span),
-                    format!("{at}.name"),
-                    format!(
-                        "name '{}' of clients.{id} looks the same as '{}' of clients.{other} (Unicode confusables, TR39: look-alike letters from another script, invisible characters); a reviewer cannot tell them apart, so give each client a name that differs in how it looks",
-                        name.escape_debug(),
-                        other_name.escape_debug()
-                    ),
-                );
-            } else {
-                names.insert(folded, id.clone());
-                for form in forms {
-                    lookalikes
-                        .entry(form)
-                        .or_insert_with(|| (id.clone(), name.clone()));
-                }
-            }
-        }
-
-        let mut permissions = BTreeMap::new();
-        if let Some(dbs) = &c.databases {
-            if c.clearance != Clearance::ValidUser {
-                ck.error_at(
-                    Some(&dbs.span()),
-                    format!("{at}.databases"),
-                    format!(
-                        "{} {} reaches every database, so a database list on it means nothing; remove `databases` or set clearance = \"ValidUser\"",
-                        if c.clearance == Clearance::Operator { "an" } else { "a" },
-                        c.clearance
-                    ),
+                    format!("{at}.{field}"),
+                    format!("`{field}` is for generated certificates; an uploaded certificate keeps what its file holds — remove `{field}` or `upload`"),
                 );
             }
-            let mut seen: BTreeMap<String, &str> = BTreeMap::new();
-            for (db, access) in dbs.get_ref() {
-                if let Err(e) = check_database_name(db) {
-                    ck.error_at(Some(&dbs.span()), format!("{at}.databases.{db}"), e);
-                    continue;
-                }
-                let folded = db.to_lowercase();
-                if let Some(first) = seen.get(&folded) {
-                    ck.error_at(
-                        Some(&dbs.span()),
-                        format!("{at}.databases.{db}"),
-                        format!("database '{db}' is the same as '{first}' (RavenDB matches database names case-insensitively); keep one"),
-                    );
-                    continue;
-                }
-                seen.insert(folded, db);
-                permissions.insert(db.clone(), *access);
-            }
-        } else if c.clearance == Clearance::ValidUser {
-            warnings.push(format!(
-                "clients.{id}: a ValidUser with no databases can reach no database; add `databases = {{ Name = \"Read\" }}`"
-            ));
         }
-
-        let password = secret_ref(
-            ck,
-            c.password_env.as_ref(),
-            c.password_file.as_ref(),
-            &at,
-            base,
-        );
-
-        let source = if let Some(upload) = &c.upload {
-            ck.mark(format!("{at}.upload"), &upload.span());
-            for (field, span) in [
-                ("key", c.key.as_ref().map(|k| k.span())),
-                ("validity", c.validity.as_ref().map(|k| k.span())),
-                ("renew_before", c.renew_before.as_ref().map(|k| k.span())),
-                ("pfx", c.pfx.as_ref().map(|k| k.span())),
-            ] {
-                if let Some(span) = span {
-                    ck.error_at(
-                        Some(&span),
-                        format!("{at}.{field}"),
-                        format!("`{field}` is for generated certificates; an uploaded certificate keeps what its file holds — remove `{field}` or `upload`"),
-                    );
-                }
-            }
-            ClientSpec::Upload(FileRef {
-                path: base.join(upload.get_ref()),
-                password,
-            })
-        } else {
-            let validity = period_field(ck, c.validity.as_ref(), &format!("{at}.validity"))
-                .unwrap_or(default_validity);
-            let renew_before =
-                renew_field(ck, c.renew_before.as_ref(), &format!("{at}.renew_before"))
-                    .unwrap_or(default_renew);
-            // The defaults are checked once, below; a client that overrides either is
-            // checked here, at the key it sets.
-            let place = match (&c.renew_before, &c.validity) {
-                (Some(r), _) => Some((r.span(), format!("{at}.renew_before"))),
-                (None, Some(v)) => Some((v.span(), format!("{at}.validity"))),
-                (None, None) => None,
-            };
-            if let Some((span, key)) = place {
-                if let Some(e) = always_due(renew_before, validity) {
-                    ck.error_at(Some(&span), key, e);
-                }
-            }
-            ClientSpec::Generate(GenerateSpec {
-                key: c.key.as_ref().map_or(default_key, |k| *k.get_ref()),
-                validity,
-                renew_before,
-                pfx: c.pfx.as_ref().map_or(default_pfx, |p| *p.get_ref()),
-                password,
-            })
-        };
-
-        // An invalid [server] has its own errors; this one is for a config without it.
-        if matches!(source, ClientSpec::Generate(_)) && raw.server.is_none() {
-            ck.error_at(
-                Some(&cspan),
-                at.clone(),
-                "generating a client certificate needs the server certificate that signs it: add a [server] section (generate = true, or certificates = [...])".into(),
-            );
-        }
-
-        clients.insert(
-            id.clone(),
-            ClientDesired {
-                key: id,
-                name,
-                clearance: c.clearance,
-                permissions,
-                protect: c.protect,
-                overlap: Some(
-                    period_field(ck, c.overlap.as_ref(), &format!("{at}.overlap"))
-                        .unwrap_or(default_overlap),
-                )
-                .filter(|o| o.seconds > 0),
-                source,
-            },
-        );
+        return ClientSpec::Upload(FileRef {
+            path: ctx.base.join(upload.get_ref()),
+            password,
+        });
     }
-
-    Declared {
-        config_path: file.to_path_buf(),
-        store,
-        server,
-        clients,
-        warnings,
-        positions: BTreeMap::new(),
-        renew_before: default_renew,
+    let defaults = ctx.defaults;
+    let validity = period_field(ck, c.validity.as_ref(), &format!("{at}.validity"))
+        .unwrap_or(defaults.validity);
+    let renew_before = renew_field(ck, c.renew_before.as_ref(), &format!("{at}.renew_before"))
+        .unwrap_or(defaults.renew_before);
+    // The defaults are checked once, in validate_defaults; a client that overrides either
+    // is checked here, at the key it sets.
+    let place = match (&c.renew_before, &c.validity) {
+        (Some(r), _) => Some((r.span(), format!("{at}.renew_before"))),
+        (None, Some(v)) => Some((v.span(), format!("{at}.validity"))),
+        (None, None) => None,
+    };
+    if let Some((span, key)) = place {
+        if let Some(e) = always_due(renew_before, validity) {
+            ck.error_at(Some(&span), key, e);
+        }
     }
+    ClientSpec::Generate(GenerateSpec {
+        key: c.key.as_ref().map_or(defaults.key, |k| *k.get_ref()),
+        validity,
+        renew_before,
+        pfx: c.pfx.as_ref().map_or(defaults.pfx, |p| *p.get_ref()),
+        password,
+    })
 }
 
 fn validate_server(
@@ -1037,8 +1092,7 @@ fn validate_server(
     if let Some(e) = &s.export {
         ck.mark("server.export".into(), &e.span());
     }
-    let export = s.export.as_ref().map(|e| base.join(e.get_ref()));
-    match (s.generate, &s.certificates) {
+    let source = match (s.generate, &s.certificates) {
         (true, Some(c)) => {
             ck.error_at(
                 Some(&c.span()),
@@ -1055,139 +1109,179 @@ fn validate_server(
             );
             None
         }
-        (false, Some(certs)) => {
-            for (field, sp) in [
-                ("name", s.name.as_ref().map(|x| x.span())),
-                ("dns", s.dns.as_ref().map(|x| x.span())),
-                ("validity", s.validity.as_ref().map(|x| x.span())),
-            ] {
-                if let Some(sp) = sp {
-                    ck.error_at(
-                        Some(&sp),
-                        format!("server.{field}"),
-                        format!("`{field}` is for a generated server certificate; existing certificates keep what their files hold"),
-                    );
-                }
-            }
-            let mut refs = Vec::new();
-            for (i, c) in certs.get_ref().iter().enumerate() {
-                let at = format!("server.certificates[{i}]");
-                for k in ["path", "password_env", "password_file"] {
-                    ck.mark(format!("{at}.{k}"), &certs.span());
-                }
-                if c.password.is_some() {
-                    ck.error_at(
-                        Some(&certs.span()),
-                        format!("{at}.password"),
-                        "passwords never stand in certs.toml: use `password_env` or `password_file`".into(),
-                    );
-                }
-                let password = match (&c.password_env, &c.password_file) {
-                    (Some(_), Some(_)) => {
-                        ck.error_at(
-                            Some(&certs.span()),
-                            at.clone(),
-                            "give `password_env` or `password_file`, not both".into(),
-                        );
-                        None
-                    }
-                    (Some(v), None) => Some(SecretRef::Env(v.clone())),
-                    (None, Some(f)) => Some(SecretRef::File(base.join(f))),
-                    (None, None) => None,
-                };
-                refs.push(FileRef {
-                    path: base.join(&c.path),
-                    password,
-                });
-            }
-            if refs.is_empty() {
-                ck.error_at(
-                    Some(&certs.span()),
-                    "server.certificates",
-                    "list at least one node certificate".into(),
-                );
-            }
-            Some(ServerDesired {
-                source: ServerSpec::Imported(refs),
-                export,
-            })
-        }
+        (false, Some(certs)) => Some(imported_server(ck, s, certs, base)),
         (true, None) => {
-            let Some(name) = &s.name else {
-                ck.error_at(
-                    Some(&span),
-                    "server.name",
-                    "a generated server certificate needs `name` (its CN, e.g. \"cluster.example.com\")".into(),
-                );
-                return None;
-            };
-            let name_text = name.get_ref().trim().to_string();
-            let name_ok = if name_text.is_empty() {
-                ck.error_at(
-                    Some(&name.span()),
-                    "server.name",
-                    "must not be empty".into(),
-                );
-                false
-            } else if let Err(e) = check_name(&name_text) {
-                ck.error_at(Some(&name.span()), "server.name", e);
-                false
-            } else {
-                true
-            };
-            let dns = match &s.dns {
-                Some(d) => {
-                    if d.get_ref().is_empty() {
-                        ck.error_at(
-                            Some(&d.span()),
-                            "server.dns",
-                            "list at least one DNS name, or remove `dns` to use the name".into(),
-                        );
-                    }
-                    for n in d.get_ref() {
-                        if let Err(e) = check_dns_name(n) {
-                            ck.error_at(Some(&d.span()), "server.dns", e);
-                        }
-                    }
-                    d.get_ref().clone()
-                }
-                None => {
-                    if let (true, Err(e)) = (name_ok, check_dns_name(&name_text)) {
-                        ck.error_at(
-                            Some(&name.span()),
-                            "server.name",
-                            format!("{e}; without `dns` the name is also the DNS name, so set `dns = [...]`"),
-                        );
-                    }
-                    vec![name_text.clone()]
-                }
-            };
-            let validity = period_field(ck, s.validity.as_ref(), "server.validity")
-                .unwrap_or(Period::days(365));
-            if let Some(e) = always_due(renew_before, validity) {
-                let (span, key) = match (&s.validity, &renew_span) {
-                    (Some(v), _) => (v.span(), "server.validity"),
-                    (None, Some(r)) => (r.clone(), "defaults.renew_before"),
-                    (None, None) => (span.clone(), "server"),
-                };
-                ck.error_at(
-                    Some(&span),
-                    key,
-                    format!("{e} (the server certificate follows [defaults].renew_before)"),
-                );
-            }
-            Some(ServerDesired {
-                source: ServerSpec::Generate {
-                    name: name_text,
-                    dns,
-                    key: s.key.unwrap_or(KeySpec::Rsa4096),
-                    validity,
-                    renew_before,
-                },
-                export,
-            })
+            let renew = (renew_before, renew_span);
+            generated_server(ck, s, &span, renew)
+        }
+    }?;
+    Some(ServerDesired {
+        source,
+        export: s.export.as_ref().map(|e| base.join(e.get_ref())),
+    })
+}
+
+/// `[server].certificates`: the nodes' own .pfx files; name, dns and validity are theirs.
+fn imported_server(
+    ck: &mut Checker<'_>,
+    s: &RawServer,
+    certs: &Spanned<Vec<RawCertFile>>,
+    base: &Path,
+) -> ServerSpec {
+    for (field, sp) in [
+        ("name", s.name.as_ref().map(|x| x.span())),
+        ("dns", s.dns.as_ref().map(|x| x.span())),
+        ("validity", s.validity.as_ref().map(|x| x.span())),
+    ] {
+        if let Some(sp) = sp {
+            ck.error_at(
+                Some(&sp),
+                format!("server.{field}"),
+                format!("`{field}` is for a generated server certificate; existing certificates keep what their files hold"),
+            );
         }
     }
+    let refs: Vec<FileRef> = certs
+        .get_ref()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| node_file(ck, i, c, &certs.span(), base))
+        .collect();
+    if refs.is_empty() {
+        ck.error_at(
+            Some(&certs.span()),
+            "server.certificates",
+            "list at least one node certificate".into(),
+        );
+    }
+    ServerSpec::Imported(refs)
+}
+
+/// One entry of `[server].certificates` (an inline table: its errors point at the list).
+fn node_file(
+    ck: &mut Checker<'_>,
+    i: usize,
+    c: &RawCertFile,
+    span: &Range<usize>,
+    base: &Path,
+) -> FileRef {
+    let at = format!("server.certificates[{i}]");
+    for k in ["path", "password_env", "password_file"] {
+        ck.mark(format!("{at}.{k}"), span);
+    }
+    if c.password.is_some() {
+        ck.error_at(
+            Some(span),
+            format!("{at}.password"),
+            "passwords never stand in certs.toml: use `password_env` or `password_file`".into(),
+        );
+    }
+    let password = match (&c.password_env, &c.password_file) {
+        (Some(_), Some(_)) => {
+            ck.error_at(
+                Some(span),
+                at,
+                "give `password_env` or `password_file`, not both".into(),
+            );
+            None
+        }
+        (Some(v), None) => Some(SecretRef::Env(v.clone())),
+        (None, Some(f)) => Some(SecretRef::File(base.join(f))),
+        (None, None) => None,
+    };
+    FileRef {
+        path: base.join(&c.path),
+        password,
+    }
+}
+
+/// `generate = true`: a self-signed server certificate with a name (and DNS names).
+/// `renew`: `[defaults].renew_before` and where it was written.
+fn generated_server(
+    ck: &mut Checker<'_>,
+    s: &RawServer,
+    span: &Range<usize>,
+    renew: (RenewBefore, Option<Range<usize>>),
+) -> Option<ServerSpec> {
+    let Some(name) = &s.name else {
+        ck.error_at(
+            Some(span),
+            "server.name",
+            "a generated server certificate needs `name` (its CN, e.g. \"cluster.example.com\")"
+                .into(),
+        );
+        return None;
+    };
+    let name_text = name.get_ref().trim().to_string();
+    let name_ok = if name_text.is_empty() {
+        ck.error_at(
+            Some(&name.span()),
+            "server.name",
+            "must not be empty".into(),
+        );
+        false
+    } else if let Err(e) = check_name(&name_text) {
+        ck.error_at(Some(&name.span()), "server.name", e);
+        false
+    } else {
+        true
+    };
+    let dns = server_dns(ck, s.dns.as_ref(), name, &name_text, name_ok);
+    let validity =
+        period_field(ck, s.validity.as_ref(), "server.validity").unwrap_or(Period::days(365));
+    let (renew_before, renew_span) = renew;
+    if let Some(e) = always_due(renew_before, validity) {
+        let (span, key) = match (&s.validity, &renew_span) {
+            (Some(v), _) => (v.span(), "server.validity"),
+            (None, Some(r)) => (r.clone(), "defaults.renew_before"),
+            (None, None) => (span.clone(), "server"),
+        };
+        ck.error_at(
+            Some(&span),
+            key,
+            format!("{e} (the server certificate follows [defaults].renew_before)"),
+        );
+    }
+    Some(ServerSpec::Generate {
+        name: name_text,
+        dns,
+        key: s.key.unwrap_or(KeySpec::Rsa4096),
+        validity,
+        renew_before,
+    })
+}
+
+/// The DNS names of a generated server: `dns`, or else its name (which must then be one).
+fn server_dns(
+    ck: &mut Checker<'_>,
+    dns: Option<&Spanned<Vec<String>>>,
+    name: &Spanned<String>,
+    name_text: &str,
+    name_ok: bool,
+) -> Vec<String> {
+    let Some(d) = dns else {
+        if let (true, Err(e)) = (name_ok, check_dns_name(name_text)) {
+            ck.error_at(
+                Some(&name.span()),
+                "server.name",
+                format!("{e}; without `dns` the name is also the DNS name, so set `dns = [...]`"),
+            );
+        }
+        return vec![name_text.to_string()];
+    };
+    if d.get_ref().is_empty() {
+        ck.error_at(
+            Some(&d.span()),
+            "server.dns",
+            "list at least one DNS name, or remove `dns` to use the name".into(),
+        );
+    }
+    for n in d.get_ref() {
+        if let Err(e) = check_dns_name(n) {
+            ck.error_at(Some(&d.span()), "server.dns", e);
+        }
+    }
+    d.get_ref().clone()
 }
 
 /// The store must be a folder of its own: never certs.toml's folder or one above it (its
