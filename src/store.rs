@@ -26,7 +26,8 @@ use time::OffsetDateTime;
 use crate::model::Origin;
 use crate::pki;
 use crate::registry::{
-    describe_drift, is_thumbprint, sealed_text, split_seal, Actual, Registry, RegistryError,
+    describe_drift, is_thumbprint, sealed_text, split_seal, Actual, CertEntry, Registry,
+    RegistryError,
 };
 
 pub const REGISTRY_FILE: &str = "registry.toml";
@@ -233,100 +234,113 @@ impl Store {
         &self,
         registry: Registry,
         sealed: bool,
-        mut drift: Vec<String>,
+        drift: Vec<String>,
         cache: &VerifyCache,
         export_thumbprints: Option<Vec<String>>,
     ) -> Result<Actual> {
-        let reg_path = self.registry_path();
-
         for s in &registry.server {
-            self.verify_cert(&s.thumbprint)?;
-            let key_path = self.server_key_path(&s.thumbprint);
-            let key = pki::PrivateKey::from_pem(&read_file(&key_path)?).map_err(|_| {
-                corrupt(
-                    &key_path,
-                    "the server private key is unreadable; restore the store from a backup",
-                )
-            })?;
-            let der = self.read_cert_der(&s.thumbprint)?;
-            if !key.matches(&der)? {
-                return Err(corrupt(
-                    &key_path,
-                    format!(
-                        "this key does not belong to server certificate {}",
-                        s.thumbprint
-                    ),
-                ));
-            }
+            self.verify_server_key(&s.thumbprint)?;
         }
-        let mut bundles_ok = BTreeSet::new();
-        let mut lost = BTreeSet::new();
-        let mut recoverable = BTreeSet::new();
+        let mut found = Found {
+            drift,
+            ..Found::default()
+        };
         for c in &registry.certificates {
-            // A removed file is drift that the bundle (or a re-issue) repairs; a file holding
-            // another certificate means the store cannot be trusted (SPEC §2): an error.
-            let missing = match self.cert_file_state(&c.thumbprint, cache)? {
-                CertFileState::Ok => false,
-                CertFileState::Missing => true,
-                CertFileState::Altered(other) => {
-                    let holds = match other {
-                        Some(t) => format!("holds certificate {t}"),
-                        None => "holds no readable certificate".to_string(),
-                    };
-                    return Err(corrupt(
-                        &self.cert_path(&c.thumbprint),
-                        format!("{holds}, not the registered {}; the store was changed outside ravencert — restore it from a backup", c.thumbprint),
-                    ));
-                }
-            };
-            if missing && !sealed {
-                // A hand-edited registry naming a certificate nobody has: cannot be trusted.
-                return Err(corrupt(
-                    &self.cert_path(&c.thumbprint),
-                    format!(
-                        "does not exist, and {} was edited outside ravencert (client '{}', thumbprint {}); restore the store from a backup",
-                        reg_path.display(),
-                        c.key,
-                        c.thumbprint
-                    ),
-                ));
-            }
-            if missing {
-                let what = "was removed";
-                let restorable = c.source == Origin::Generated
-                    && self.bundle_in(&self.issued_dir(&c.key), &c.key, &c.thumbprint);
-                drift.push(format!(
-                    "the certificate file of client '{}' ({}) {what} outside ravencert{}",
-                    c.key,
-                    self.cert_path(&c.thumbprint).display(),
-                    if restorable {
-                        "; the issued bundle can restore it"
-                    } else {
-                        ""
-                    }
-                ));
-                lost.insert(c.thumbprint.clone());
-                if restorable {
-                    recoverable.insert(c.thumbprint.clone());
-                }
-            }
-            if c.source == Origin::Generated
-                && c.retire_after.is_none()
-                && self.bundle_holds(&c.key, &c.thumbprint, cache)?
-            {
-                bundles_ok.insert(c.key.clone());
-            }
+            self.verify_client_cert(c, sealed, cache, &mut found)?;
         }
         Ok(Actual {
             registry,
-            bundles_ok,
+            bundles_ok: found.bundles_ok,
             export_thumbprints,
             exists: true,
-            drift,
+            drift: found.drift,
             sealed,
-            lost,
-            recoverable,
+            lost: found.lost,
+            recoverable: found.recoverable,
         })
+    }
+
+    /// A server certificate's file and its private key, which must belong to it.
+    fn verify_server_key(&self, thumbprint: &str) -> Result<()> {
+        self.verify_cert(thumbprint)?;
+        let key_path = self.server_key_path(thumbprint);
+        let key = pki::PrivateKey::from_pem(&read_file(&key_path)?).map_err(|_| {
+            corrupt(
+                &key_path,
+                "the server private key is unreadable; restore the store from a backup",
+            )
+        })?;
+        let der = self.read_cert_der(thumbprint)?;
+        if !key.matches(&der)? {
+            return Err(corrupt(
+                &key_path,
+                format!("this key does not belong to server certificate {thumbprint}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A client certificate's file (drift when removed, an error when altered) and its bundle.
+    fn verify_client_cert(
+        &self,
+        c: &CertEntry,
+        sealed: bool,
+        cache: &VerifyCache,
+        found: &mut Found,
+    ) -> Result<()> {
+        // A removed file is drift that the bundle (or a re-issue) repairs; a file holding
+        // another certificate means the store cannot be trusted (SPEC §2): an error.
+        let missing = match self.cert_file_state(&c.thumbprint, cache)? {
+            CertFileState::Ok => false,
+            CertFileState::Missing => true,
+            CertFileState::Altered(other) => {
+                let holds = match other {
+                    Some(t) => format!("holds certificate {t}"),
+                    None => "holds no readable certificate".to_string(),
+                };
+                return Err(corrupt(
+                    &self.cert_path(&c.thumbprint),
+                    format!("{holds}, not the registered {}; the store was changed outside ravencert — restore it from a backup", c.thumbprint),
+                ));
+            }
+        };
+        if missing && !sealed {
+            // A hand-edited registry naming a certificate nobody has: cannot be trusted.
+            return Err(corrupt(
+                &self.cert_path(&c.thumbprint),
+                format!(
+                    "does not exist, and {} was edited outside ravencert (client '{}', thumbprint {}); restore the store from a backup",
+                    self.registry_path().display(),
+                    c.key,
+                    c.thumbprint
+                ),
+            ));
+        }
+        if missing {
+            let restorable = c.source == Origin::Generated
+                && self.bundle_in(&self.issued_dir(&c.key), &c.key, &c.thumbprint);
+            found.drift.push(format!(
+                "the certificate file of client '{}' ({}) was removed outside ravencert{}",
+                c.key,
+                self.cert_path(&c.thumbprint).display(),
+                if restorable {
+                    "; the issued bundle can restore it"
+                } else {
+                    ""
+                }
+            ));
+            found.lost.insert(c.thumbprint.clone());
+            if restorable {
+                found.recoverable.insert(c.thumbprint.clone());
+            }
+        }
+        if c.source == Origin::Generated
+            && c.retire_after.is_none()
+            && self.bundle_holds(&c.key, &c.thumbprint, cache)?
+        {
+            found.bundles_ok.insert(c.key.clone());
+        }
+        Ok(())
     }
 
     /// The store, its private folders and key files must not be readable by anyone else: a
@@ -886,49 +900,75 @@ impl Store {
                 remove_path(&entry.path())?;
             }
         }
+        let made = self.manifest()?.clone().unwrap_or_default();
+        self.finish_issued(registry, &made)?;
+        self.sweep_unreferenced(registry, &made)?;
+        // The manifest keeps what is still there.
+        let still: BTreeSet<String> = made
+            .iter()
+            .filter(|r| fs::symlink_metadata(self.root.join(r)).is_ok())
+            .cloned()
+            .collect();
+        if still != made || !self.root.join(MANIFEST_FILE).exists() {
+            let text: String = still.iter().map(|r| format!("{r}\n")).collect();
+            write_atomic(&self.root.join(MANIFEST_FILE), text.as_bytes(), 0o600)?;
+            *self.manifest.borrow_mut() = Some(still);
+        }
+        Ok(())
+    }
+
+    /// issued/: staged bundles of registered certificates move into place; bundles of clients
+    /// no longer active go. Only what ravencert made (`made`, the manifest) is touched.
+    fn finish_issued(&self, registry: &Registry, made: &BTreeSet<String>) -> Result<()> {
+        let issued = self.root.join("issued");
+        if !issued.is_dir() {
+            return Ok(());
+        }
         let active: BTreeMap<&str, &str> = registry
             .certificates
             .iter()
             .filter(|c| c.retire_after.is_none() && c.source == Origin::Generated)
             .map(|c| (c.key.as_str(), c.thumbprint.as_str()))
             .collect();
-        let made = self.manifest()?.clone().unwrap_or_default();
-        let issued = self.root.join("issued");
-        if issued.is_dir() {
-            for entry in fs::read_dir(&issued).map_err(io_err(&issued))? {
-                let entry = entry.map_err(io_err(&issued))?;
-                let name = entry.file_name().to_string_lossy().to_string();
-                let path = entry.path();
-                // Only what ravencert made is ever removed or replaced.
-                if !made.contains(&format!("issued/{name}")) {
-                    continue;
-                }
-                if let Some(key) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".new")) {
-                    match active.get(key) {
-                        // Staged by an apply (a new certificate, or the same one packaged again
-                        // with another password or profile): it is newer than issued/<key>.
-                        Some(thumb) if self.bundle_complete(&path, key, thumb) => {
-                            let target = self.issued_dir(key);
-                            if target.exists() {
-                                remove_tree(&target)?;
-                            }
-                            fault::step();
-                            fs::rename(&path, &target).map_err(io_err(&path))?;
-                            // No fsync: the registry already names this certificate, and a
-                            // staged bundle counts as present until the next apply moves it.
+        for entry in fs::read_dir(&issued).map_err(io_err(&issued))? {
+            let entry = entry.map_err(io_err(&issued))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            let path = entry.path();
+            // Only what ravencert made is ever removed or replaced.
+            if !made.contains(&format!("issued/{name}")) {
+                continue;
+            }
+            if let Some(key) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".new")) {
+                match active.get(key) {
+                    // Staged by an apply (a new certificate, or the same one packaged again
+                    // with another password or profile): it is newer than issued/<key>.
+                    Some(thumb) if self.bundle_complete(&path, key, thumb) => {
+                        let target = self.issued_dir(key);
+                        if target.exists() {
+                            remove_tree(&target)?;
                         }
-                        _ => remove_tree(&path)?,
+                        fault::step();
+                        fs::rename(&path, &target).map_err(io_err(&path))?;
+                        // No fsync: the registry already names this certificate, and a
+                        // staged bundle counts as present until the next apply moves it.
                     }
-                } else if !active.contains_key(name.as_str()) {
-                    remove_tree(&path)?;
+                    _ => remove_tree(&path)?,
                 }
+            } else if !active.contains_key(name.as_str()) {
+                remove_tree(&path)?;
             }
         }
-        let keep: BTreeSet<String> = registry
+        Ok(())
+    }
+
+    /// certs/, server/, keys/: files ravencert made for a thumbprint the registry no longer
+    /// names, and temporary files of interrupted writes, are removed.
+    fn sweep_unreferenced(&self, registry: &Registry, made: &BTreeSet<String>) -> Result<()> {
+        let keep: BTreeSet<&str> = registry
             .server
             .iter()
-            .map(|s| s.thumbprint.clone())
-            .chain(registry.certificates.iter().map(|c| c.thumbprint.clone()))
+            .map(|s| s.thumbprint.as_str())
+            .chain(registry.certificates.iter().map(|c| c.thumbprint.as_str()))
             .collect();
         for (sub, ext) in [("certs", "pem"), ("server", "key"), ("keys", "key")] {
             let dir = self.root.join(sub);
@@ -958,17 +998,6 @@ impl Store {
                     remove_path(entry.path())?;
                 }
             }
-        }
-        // The manifest keeps what is still there.
-        let still: BTreeSet<String> = made
-            .iter()
-            .filter(|r| fs::symlink_metadata(self.root.join(r)).is_ok())
-            .cloned()
-            .collect();
-        if still != made || !self.root.join(MANIFEST_FILE).exists() {
-            let text: String = still.iter().map(|r| format!("{r}\n")).collect();
-            write_atomic(&self.root.join(MANIFEST_FILE), text.as_bytes(), 0o600)?;
-            *self.manifest.borrow_mut() = Some(still);
         }
         Ok(())
     }
@@ -1072,6 +1101,19 @@ mod fault {
 fn libc_o_nofollow() -> i32 {
     // O_NOFOLLOW on Linux.
     0o400000
+}
+
+/// What verifying the client certificates finds, for [`Actual`].
+#[derive(Default)]
+struct Found {
+    /// Keys whose issued bundle holds their registered certificate.
+    bundles_ok: BTreeSet<String>,
+    /// What changed outside ravencert, in words.
+    drift: Vec<String>,
+    /// Thumbprints whose certificate file is gone.
+    lost: BTreeSet<String>,
+    /// Of those, the ones an issued bundle can restore.
+    recoverable: BTreeSet<String>,
 }
 
 /// Reads a store file; a symbolic link is refused, not followed.
