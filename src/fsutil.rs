@@ -6,11 +6,12 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// O_NOFOLLOW and O_NONBLOCK on Linux (no libc dependency for two constants).
-const O_NOFOLLOW: i32 = 0o400000;
-const O_NONBLOCK: i32 = 0o4000;
-/// ELOOP: what opening a symbolic link with O_NOFOLLOW fails with.
-const ELOOP: i32 = 40;
+use rustix::fs::OFlags;
+
+/// O_NOFOLLOW, for `OpenOptionsExt::custom_flags`: its value differs between architectures,
+/// so it comes from rustix rather than a constant written here.
+pub const O_NOFOLLOW: i32 = OFlags::NOFOLLOW.bits() as i32;
+const O_NONBLOCK: i32 = OFlags::NONBLOCK.bits() as i32;
 
 /// Why [`read_regular`] refused or failed to read a file. The texts are what the user sees
 /// after the file's name.
@@ -49,7 +50,7 @@ impl ReadError {
 
     /// Whether opening met a symbolic link that was not to be followed.
     pub fn is_link(&self) -> bool {
-        matches!(self, ReadError::Io(e) if e.raw_os_error() == Some(ELOOP))
+        matches!(self, ReadError::Io(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()))
     }
 }
 
@@ -90,8 +91,7 @@ pub fn read_regular(path: &Path, max: u64, follow_links: bool) -> Result<Vec<u8>
 
 /// The effective user id of this process.
 pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// Creates `dir` and its missing parents with `mode`, set explicitly on each folder made here

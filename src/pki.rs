@@ -14,11 +14,11 @@ use openssl::rsa::Rsa;
 use openssl::stack::Stack;
 use openssl::symm::Cipher;
 use openssl::x509::X509;
-use ring::digest::{digest, SHA1_FOR_LEGACY_USE_ONLY, SHA256};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
+use ring::digest::{digest, SHA1_FOR_LEGACY_USE_ONLY, SHA256};
 use time::OffsetDateTime;
 
 use crate::model::{CertInfo, KeySpec, PfxProfile};

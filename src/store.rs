@@ -644,7 +644,7 @@ impl Store {
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .custom_flags(libc_o_nofollow())
+            .custom_flags(crate::fsutil::O_NOFOLLOW)
             .open(&path)
             .map_err(io_err(&path))?;
         let deadline = Instant::now() + timeout;
@@ -697,7 +697,7 @@ impl Store {
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .custom_flags(libc_o_nofollow())
+                .custom_flags(crate::fsutil::O_NOFOLLOW)
                 .open(&marker)
                 .map_err(io_err(&marker))?;
             f.write_all(b"A ravencert certificate store: ravencert manages every file here.\n")
@@ -1029,8 +1029,7 @@ fn check_owner(p: &Path, m: &fs::Metadata) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     // Asked once: it is a system call, and a no-op plan checks tens of thousands of files.
     static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = *EUID.get_or_init(|| unsafe { libc::geteuid() });
+    let me = *EUID.get_or_init(crate::fsutil::effective_uid);
     if m.uid() != me {
         return Err(corrupt(
             p,
@@ -1098,11 +1097,6 @@ mod fault {
     pub fn step() {}
 }
 
-fn libc_o_nofollow() -> i32 {
-    // O_NOFOLLOW on Linux.
-    0o400000
-}
-
 /// What verifying the client certificates finds, for [`Actual`].
 #[derive(Default)]
 struct Found {
@@ -1163,13 +1157,8 @@ fn ensure_dir(path: &Path) -> Result<()> {
 
 /// Flushes the filesystem holding `dir` (syncfs): makes every staged write durable at once.
 fn sync_filesystem(dir: &Path) -> Result<()> {
-    use std::os::fd::AsRawFd;
     let d = File::open(dir).map_err(io_err(dir))?;
-    // SAFETY: syncfs only reads the descriptor, which `d` keeps open for the call.
-    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-        return Err(io_err(dir)(std::io::Error::last_os_error()));
-    }
-    Ok(())
+    rustix::fs::syncfs(&d).map_err(|e| io_err(dir)(e.into()))
 }
 
 /// A file the registry does not name yet: temp file and rename (never a half-written file),
