@@ -1182,37 +1182,29 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<()>
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let mut rnd = [0u8; 6];
-    let _ = openssl::rand::rand_bytes(&mut rnd);
-    let tmp = dir.join(format!(
-        ".tmp-{name}-{}",
-        rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ));
-    let result = (|| {
-        fault::step();
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_err(&tmp))?;
-        f.write_all(bytes).map_err(io_err(&tmp))?;
-        if durable {
-            f.sync_all().map_err(io_err(&tmp))?;
-        }
-        fault::step();
-        fs::rename(&tmp, path).map_err(io_err(path))?;
-        if durable {
-            sync_dir(dir)?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    // `.tmp-` names what an interrupted write leaves behind; finish() sweeps it. The temp file
+    // is created exclusively (O_EXCL) and removed on any error by NamedTempFile's drop.
+    fault::step();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".tmp-{name}-"))
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(io_err(dir))?;
+    let tmp_path = tmp.path().to_path_buf();
+    // The mode given at creation is masked by the umask; set it as it must be.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_err(&tmp_path))?;
+    tmp.write_all(bytes).map_err(io_err(&tmp_path))?;
+    if durable {
+        tmp.as_file().sync_all().map_err(io_err(&tmp_path))?;
     }
-    result
+    fault::step();
+    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
+    if durable {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
