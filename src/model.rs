@@ -9,8 +9,9 @@ use time::OffsetDateTime;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// A certificate's security clearance (one per certificate). Its text form (Display) is
-/// RavenDB's word, as certs.toml, the registry and every output write it.
+/// A certificate's security clearance (one per certificate).
+// Its text form (Display) is RavenDB's word, as certs.toml, the registry and every output
+// write it. (Not in the doc comment: schemars copies that into the checked-in schema.)
 #[derive(
     Debug,
     Clone,
@@ -50,19 +51,16 @@ pub enum Clearance {
     strum::Display,
 )]
 pub enum Access {
-    /// Reads documents.
+    // No doc comments on these variants: schemars would put them into the checked-in schema.
     Read,
-    /// Reads and writes documents.
     ReadWrite,
-    /// Administers the database.
     Admin,
 }
 
 /// Database name -> access. Sorted by name so that every rendering is stable.
 pub type Permissions = BTreeMap<String, Access>;
 
-/// Key algorithm and size of a generated certificate. The serde and Display spellings are
-/// the same (`rsa-4096`).
+/// Key algorithm and size of a generated certificate.
 #[derive(
     Debug,
     Clone,
@@ -78,23 +76,19 @@ pub type Permissions = BTreeMap<String, Access>;
     strum::Display,
 )]
 pub enum KeySpec {
-    /// RSA, 2048 bits.
+    // Plain comments: doc comments would change the checked-in JSON schema (schemars).
     #[serde(rename = "rsa-2048")]
     #[strum(serialize = "rsa-2048")]
     Rsa2048,
-    /// RSA, 3072 bits.
     #[serde(rename = "rsa-3072")]
     #[strum(serialize = "rsa-3072")]
     Rsa3072,
-    /// RSA, 4096 bits (RavenDB's own choice).
     #[serde(rename = "rsa-4096")]
     #[strum(serialize = "rsa-4096")]
     Rsa4096,
-    /// ECDSA on P-256.
     #[serde(rename = "ec-p256")]
     #[strum(serialize = "ec-p256")]
     EcP256,
-    /// ECDSA on P-384.
     #[serde(rename = "ec-p384")]
     #[strum(serialize = "ec-p384")]
     EcP384,
