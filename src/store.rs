@@ -526,8 +526,14 @@ impl Store {
             registry: Some(registry.clone()),
             files,
         };
-        let json = serde_json::to_vec(&cache).unwrap_or_default();
-        write_atomic(&self.root.join(CACHE_FILE), &json, 0o600)
+        match serde_json::to_vec(&cache) {
+            Ok(json) => write_atomic(&self.root.join(CACHE_FILE), &json, 0o600),
+            // The cache only saves work: without it the next load verifies every file.
+            Err(e) => {
+                tracing::warn!("verification cache not written: {e}");
+                Ok(())
+            }
+        }
     }
 
     /// The DER of a client's issued bundle certificate, if it is `thumbprint`.
