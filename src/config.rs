@@ -442,7 +442,10 @@ impl Declared {
                         Site::Node(i) => format!("server.certificates[{i}].path"),
                         Site::Upload(key) => format!("clients.{key}.upload"),
                     };
-                    self.error_at(key, e.message)
+                    ConfigError {
+                        kind: ConfigErrorKind::CertificateFile,
+                        ..self.error_at(key, e.message)
+                    }
                 })
                 .collect::<Vec<_>>()
         })?;
@@ -468,6 +471,7 @@ impl Declared {
             .get(&key)
             .map_or((None, None), |(l, c)| (Some(*l), Some(*c)));
         ConfigError {
+            kind: ConfigErrorKind::Reference,
             file: self.config_path.clone(),
             line,
             column,
@@ -525,14 +529,35 @@ impl Declared {
 /// A problem in certs.toml, written for the person at the terminal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// What kind of problem it is, for a caller that treats them differently.
+    pub kind: ConfigErrorKind,
+    /// The certs.toml (with `@REV` when read from git).
     pub file: PathBuf,
+    /// 1-based line of the key at fault, when known.
     pub line: Option<usize>,
+    /// 1-based column (in characters) of the key at fault, when known.
     pub column: Option<usize>,
     /// The key path, e.g. `clients.orders-app.databases`.
     pub key: String,
+    /// What is wrong and what to do.
     pub message: String,
     /// The source line, shown under the message.
     pub snippet: Option<String>,
+}
+
+/// The kinds of [`ConfigError`]. The message says the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigErrorKind {
+    /// Not TOML, or a key or value of the wrong shape (unknown key, wrong type, missing field).
+    Syntax,
+    /// A value that breaks a rule of certs.toml (validation).
+    Invalid,
+    /// Something certs.toml names is missing or unusable: a secret, a file, a path (found
+    /// after parsing, placed at the key that names it).
+    Reference,
+    /// A certificate file that is there but cannot be used (unreadable, wrong password, no
+    /// certificate or no key where one is needed).
+    CertificateFile,
 }
 
 impl fmt::Display for ConfigError {
@@ -636,6 +661,7 @@ impl<'a> Checker<'a> {
             None => (None, None, None),
         };
         self.errors.push(ConfigError {
+            kind: ConfigErrorKind::Invalid,
             file: self.file.to_path_buf(),
             line,
             column,
@@ -656,44 +682,7 @@ pub fn parse(file: &Path, source: &str, base: &Path) -> Result<Declared, Vec<Con
     };
     let raw: RawConfig = match toml::from_str(source) {
         Ok(raw) => raw,
-        Err(e) => {
-            let span = e.span();
-            let message = e.message().trim().to_string();
-            let key = span
-                .as_ref()
-                .map(|s| key_path_at(source, s.start))
-                .unwrap_or_default();
-            let message = if message.starts_with("unknown field") {
-                format!("{message}; unknown keys are refused so that a typo is never ignored")
-            } else if message == "missing field `version`" {
-                // serde reports it at the end of the document: no line to point at.
-                ck.error_at(
-                    Some(&(0..0)),
-                    "version",
-                    "missing field `version`: certs.toml must start with `version = 1`".into(),
-                );
-                return Err(ck.errors);
-            } else {
-                message
-            };
-            ck.error_at(span.as_ref(), key, message);
-            // Not TOML at all (a link to /etc/shadow, an environment dump): its lines are
-            // nobody's config, so none is echoed, and the key only when it looks like one.
-            if toml::from_str::<toml::Table>(source).is_err() {
-                for e in &mut ck.errors {
-                    e.snippet = None;
-                    if e.key.len() > 64
-                        || !e
-                            .key
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                    {
-                        e.key = String::new();
-                    }
-                }
-            }
-            return Err(ck.errors);
-        }
+        Err(e) => return Err(syntax_errors(ck, source, &e)),
     };
     let mut desired = validate(&mut ck, raw, file, base);
     desired.positions = std::mem::take(&mut ck.positions);
@@ -702,6 +691,56 @@ pub fn parse(file: &Path, source: &str, base: &Path) -> Result<Declared, Vec<Con
     } else {
         Err(ck.errors)
     }
+}
+
+/// The error of a certs.toml serde refused (not TOML, unknown key, wrong type), at its line.
+fn syntax_errors(mut ck: Checker<'_>, source: &str, e: &toml::de::Error) -> Vec<ConfigError> {
+    let span = e.span();
+    let message = e.message().trim().to_string();
+    let key = span
+        .as_ref()
+        .map(|s| key_path_at(source, s.start))
+        .unwrap_or_default();
+    let message = if message.starts_with("unknown field") {
+        format!("{message}; unknown keys are refused so that a typo is never ignored")
+    } else if message == "missing field `version`" {
+        // serde reports it at the end of the document: no line to point at.
+        ck.error_at(
+            Some(&(0..0)),
+            "version",
+            "missing field `version`: certs.toml must start with `version = 1`".into(),
+        );
+        return mark_syntax(ck.errors);
+    } else {
+        message
+    };
+    ck.error_at(span.as_ref(), key, message);
+    // Not TOML at all (a link to /etc/shadow, an environment dump): its lines are
+    // nobody's config, so none is echoed, and the key only when it looks like one.
+    if toml::from_str::<toml::Table>(source).is_err() {
+        for e in &mut ck.errors {
+            e.snippet = None;
+            if e.key.len() > 64
+                || !e
+                    .key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                e.key = String::new();
+            }
+        }
+    }
+    mark_syntax(ck.errors)
+}
+
+fn mark_syntax(errors: Vec<ConfigError>) -> Vec<ConfigError> {
+    errors
+        .into_iter()
+        .map(|e| ConfigError {
+            kind: ConfigErrorKind::Syntax,
+            ..e
+        })
+        .collect()
 }
 
 /// The full key path at a byte offset: the nearest `[table]` header above it plus the key on
@@ -1713,6 +1752,12 @@ mod tests {
         let e = first_error("version = 2\n");
         assert_eq!(e.key, "version");
         assert_eq!(e.line, Some(1));
+        assert_eq!(e.kind, ConfigErrorKind::Invalid);
+        assert_eq!(
+            first_error("version = \"1\"\n").kind,
+            ConfigErrorKind::Syntax
+        );
+        assert_eq!(first_error("not toml at all").kind, ConfigErrorKind::Syntax);
     }
 
     #[test]
