@@ -151,7 +151,7 @@ pub struct RawClient {
     pub clearance: Clearance,
     /// Database -> Admin | ReadWrite | Read; only with ValidUser. Database names follow RavenDB's rule.
     #[schemars(with = "Option<BTreeMap<String, Access>>", transform = database_names)]
-    pub databases: Option<Spanned<BTreeMap<String, Access>>>,
+    pub databases: Option<Spanned<Permissions>>,
     /// Key type (generated clients only).
     #[schemars(with = "Option<KeySpec>")]
     pub key: Option<Spanned<KeySpec>>,
@@ -351,7 +351,7 @@ pub struct ClientDesired {
     pub key: String,
     pub name: String,
     pub clearance: Clearance,
-    pub permissions: BTreeMap<String, Access>,
+    pub permissions: Permissions,
     pub protect: bool,
     /// After a re-issue or a changed upload, keep the old certificate registered this long.
     pub overlap: Option<Period>,
