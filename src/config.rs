@@ -305,56 +305,86 @@ fn database_names(schema: &mut schemars::Schema) {
 // ---------------------------------------------------------------------------------------------
 // Validated values.
 
+/// `[store]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreSettings {
+    /// The store folder (joined to certs.toml's folder, or `--store`).
     pub path: PathBuf,
+    /// Delete registered certificates that are no longer declared.
     pub prune: bool,
     /// 0 = no limit.
     pub max_deletions: u32,
 }
 
+/// How a generated client certificate is made (its own settings, else `[defaults]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenerateSpec {
+    /// Key type.
     pub key: KeySpec,
+    /// Lifetime.
     pub validity: Period,
+    /// When it is re-issued.
     pub renew_before: RenewBefore,
+    /// Encryption of the issued .pfx.
     pub pfx: PfxProfile,
+    /// The password of the issued .pfx and key, if any.
     pub password: Option<SecretRef>,
 }
 
+/// Where the server certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerSpec {
+    /// `generate = true`: self-signed, made and renewed by ravencert.
     Generate {
+        /// Its CN.
         name: String,
+        /// Its DNS names (the name, unless `dns` is set).
         dns: Vec<String>,
+        /// Key type.
         key: KeySpec,
+        /// Lifetime.
         validity: Period,
+        /// When it is re-issued (`[defaults].renew_before`).
         renew_before: RenewBefore,
     },
+    /// `certificates = [...]`: the nodes' own .pfx files, in order.
     Imported(Vec<FileRef>),
 }
 
+/// `[server]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerDesired {
+    /// Generated or imported.
     pub source: ServerSpec,
+    /// Where apply writes the exported server certificate(s), if anywhere.
     pub export: Option<PathBuf>,
 }
 
+/// Where a client certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientSpec {
+    /// Issued by ravencert, signed by the server certificate.
     Generate(GenerateSpec),
+    /// An existing certificate file (`upload`).
     Upload(FileRef),
 }
 
+/// One `[clients.KEY]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientDesired {
+    /// The table key: the client's stable id and file name.
     pub key: String,
+    /// Display name and CN (the key unless `name` is set), unique among clients.
     pub name: String,
+    /// Its clearance.
     pub clearance: Clearance,
+    /// Database -> access (ValidUser only).
     pub permissions: Permissions,
+    /// Never deleted or re-issued unless `--replace KEY` names it.
     pub protect: bool,
     /// After a re-issue or a changed upload, keep the old certificate registered this long.
     pub overlap: Option<Period>,
+    /// Generated or uploaded.
     pub source: ClientSpec,
 }
 
