@@ -17,7 +17,10 @@ fn fixture(n: usize) -> (tempfile::TempDir, config::Desired) {
     synthetic::synthetic_store(dir.path(), n).expect("fixture");
     let path = dir.path().join("certs.toml");
     let text = std::fs::read_to_string(&path).expect("certs.toml");
-    let desired = config::parse(&path, &text, dir.path()).expect("valid");
+    let desired = config::parse(&path, &text, dir.path())
+        .expect("valid")
+        .resolve(&ravencert::inputs::from_disk, true, true)
+        .expect("references resolve");
     (dir, desired)
 }
 

@@ -10,7 +10,6 @@ use rayon::prelude::*;
 use time::OffsetDateTime;
 
 use crate::config::{ClientDesired, ClientSpec, Desired, GenerateSpec, Secret, ServerSpec};
-use crate::inputs;
 use crate::model::{Origin, BACKDATING};
 use crate::pki::{self, Issued, PrivateKey};
 use crate::plan::{self, Action, Change, NewCert, Plan, Target};
@@ -36,8 +35,11 @@ pub enum ApplyError {
     )]
     NodeFilesChanged,
     /// A generated client's declared password cannot be read.
-    #[error("clients.{key}: {message}")]
-    Password { key: String, message: String },
+    #[error("clients.{key}: {source}")]
+    Password {
+        key: String,
+        source: crate::inputs::SecretError,
+    },
     /// The registry the apply built would not load again.
     #[error("the new registry would be inconsistent ({0}); nothing was registered")]
     Inconsistent(#[source] RegistryError),
@@ -191,7 +193,7 @@ impl Applier<'_> {
     }
 
     fn import_nodes(&mut self) -> Result<(Vec<ServerEntry>, Option<Signer>), ApplyError> {
-        let nodes = inputs::node_keys(self.desired).map_err(ApplyError::NodeFiles)?;
+        let nodes = self.desired.node_keys().map_err(ApplyError::NodeFiles)?;
         for (der, key) in &nodes {
             let thumb = self.store.write_cert(der)?;
             self.store.write_server_key(&thumb, key)?;
@@ -572,9 +574,9 @@ fn read_password(
     spec.password
         .as_ref()
         .map(|r| {
-            r.read().map_err(|message| ApplyError::Password {
+            r.read().map_err(|source| ApplyError::Password {
                 key: client.key.clone(),
-                message,
+                source,
             })
         })
         .transpose()

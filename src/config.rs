@@ -10,9 +10,14 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::pki::PrivateKey;
+
+use crate::inputs::{self, Files, Reader, Site};
+pub use crate::inputs::{FileRef, Secret, SecretError, SecretRef};
 use crate::model::{
     check_client_key, check_database_name, check_name, Access, Clearance, KeySpec, Period,
-    PfxProfile, RenewBefore, BACKDATING, MAX_NAME_CHARS, NAME_FORBIDDEN_CLASS, PERIOD_UNIT_PATTERN,
+    Permissions, PfxProfile, RenewBefore, BACKDATING, MAX_NAME_CHARS, NAME_FORBIDDEN_CLASS,
+    PERIOD_UNIT_PATTERN,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -146,7 +151,7 @@ pub struct RawClient {
     pub clearance: Clearance,
     /// Database -> Admin | ReadWrite | Read; only with ValidUser. Database names follow RavenDB's rule.
     #[schemars(with = "Option<BTreeMap<String, Access>>", transform = database_names)]
-    pub databases: Option<Spanned<BTreeMap<String, Access>>>,
+    pub databases: Option<Spanned<Permissions>>,
     /// Key type (generated clients only).
     #[schemars(with = "Option<KeySpec>")]
     pub key: Option<Spanned<KeySpec>>,
@@ -300,162 +305,194 @@ fn database_names(schema: &mut schemars::Schema) {
 // ---------------------------------------------------------------------------------------------
 // Validated values.
 
-/// Where a secret comes from. The secret itself is read only when needed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretRef {
-    Env(String),
-    File(PathBuf),
-}
-
-impl fmt::Display for SecretRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretRef::Env(v) => write!(f, "environment variable {v}"),
-            SecretRef::File(p) => write!(f, "password file {}", p.display()),
-        }
-    }
-}
-
-impl SecretRef {
-    /// Reads the secret. A trailing newline in a password file is not part of the password.
-    pub fn read(&self) -> Result<Secret, String> {
-        let secret = self.read_raw()?;
-        if secret.0.is_empty() {
-            return Err(match self {
-                SecretRef::Env(name) => format!(
-                    "environment variable {name} is empty; an empty password protects nothing — set a password, or remove `password_env` for a file without one"
-                ),
-                SecretRef::File(path) => format!(
-                    "password file {} is empty; an empty password protects nothing — write a password into it, or remove `password_file` for a file without one",
-                    path.display()
-                ),
-            });
-        }
-        Ok(secret)
-    }
-
-    fn read_raw(&self) -> Result<Secret, String> {
-        match self {
-            SecretRef::Env(name) => match std::env::var(name) {
-                Ok(v) => Ok(Secret(v)),
-                Err(std::env::VarError::NotPresent) => Err(format!(
-                    "environment variable {name} is not set: export it before running ravencert"
-                )),
-                Err(std::env::VarError::NotUnicode(_)) => {
-                    Err(format!("environment variable {name} is not valid UTF-8"))
-                }
-            },
-            SecretRef::File(path) => match crate::fsutil::read_regular(path, 64 << 10, true)
-                .and_then(|b| {
-                    String::from_utf8(b).map_err(|_| {
-                        std::io::Error::new(std::io::ErrorKind::InvalidData, "is not UTF-8 text")
-                    })
-                }) {
-                Ok(text) => Ok(Secret(
-                    text.strip_suffix('\n')
-                        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                        .unwrap_or(&text)
-                        .to_string(),
-                )),
-                Err(e) => Err(format!("cannot read password file {}: {e}", path.display())),
-            },
-        }
-    }
-}
-
-/// A password. Its Debug form never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileRef {
-    pub path: PathBuf,
-    pub password: Option<SecretRef>,
-}
-
+/// `[store]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreSettings {
+    /// The store folder (joined to certs.toml's folder, or `--store`).
     pub path: PathBuf,
+    /// Delete registered certificates that are no longer declared.
     pub prune: bool,
     /// 0 = no limit.
     pub max_deletions: u32,
 }
 
+/// How a generated client certificate is made (its own settings, else `[defaults]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenerateSpec {
+    /// Key type.
     pub key: KeySpec,
+    /// Lifetime.
     pub validity: Period,
+    /// When it is re-issued.
     pub renew_before: RenewBefore,
+    /// Encryption of the issued .pfx.
     pub pfx: PfxProfile,
+    /// The password of the issued .pfx and key, if any.
     pub password: Option<SecretRef>,
 }
 
+/// Where the server certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerSpec {
+    /// `generate = true`: self-signed, made and renewed by ravencert.
     Generate {
+        /// Its CN.
         name: String,
+        /// Its DNS names (the name, unless `dns` is set).
         dns: Vec<String>,
+        /// Key type.
         key: KeySpec,
+        /// Lifetime.
         validity: Period,
+        /// When it is re-issued (`[defaults].renew_before`).
         renew_before: RenewBefore,
     },
+    /// `certificates = [...]`: the nodes' own .pfx files, in order.
     Imported(Vec<FileRef>),
 }
 
+/// `[server]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerDesired {
+    /// Generated or imported.
     pub source: ServerSpec,
+    /// Where apply writes the exported server certificate(s), if anywhere.
     pub export: Option<PathBuf>,
 }
 
+/// Where a client certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientSpec {
+    /// Issued by ravencert, signed by the server certificate.
     Generate(GenerateSpec),
+    /// An existing certificate file (`upload`).
     Upload(FileRef),
 }
 
+/// One `[clients.KEY]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientDesired {
+    /// The table key: the client's stable id and file name.
     pub key: String,
+    /// Display name and CN (the key unless `name` is set), unique among clients.
     pub name: String,
+    /// Its clearance.
     pub clearance: Clearance,
-    pub permissions: BTreeMap<String, Access>,
+    /// Database -> access (ValidUser only).
+    pub permissions: Permissions,
+    /// Never deleted or re-issued unless `--replace KEY` names it.
     pub protect: bool,
     /// After a re-issue or a changed upload, keep the old certificate registered this long.
     pub overlap: Option<Period>,
+    /// Generated or uploaded.
     pub source: ClientSpec,
 }
 
-/// certs.toml after validation: what the store should hold.
+/// certs.toml after validation, before the files it names are read. [`Declared::resolve`]
+/// reads them and makes the [`Desired`] the planner works from; nothing else does, so a plan
+/// never sees a declaration without its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Desired {
+pub struct Declared {
+    /// The certs.toml the declaration was read from (errors name it).
     pub config_path: PathBuf,
+    /// `[store]`, with the path joined to certs.toml's folder.
     pub store: StoreSettings,
+    /// `[server]`, when declared.
     pub server: Option<ServerDesired>,
+    /// The clients, by key.
     pub clients: BTreeMap<String, ClientDesired>,
+    /// What validation warns about (shown, never fatal).
     pub warnings: Vec<String>,
     /// Line and column of the keys that name secrets and files, for later error messages.
     pub positions: BTreeMap<String, (usize, usize)>,
-    /// What the referenced certificate files hold; filled by [`crate::inputs::resolve`].
-    pub files: crate::inputs::Files,
     /// `[defaults].renew_before`: when an uploaded certificate's coming expiry is warned about.
     pub renew_before: RenewBefore,
 }
 
+/// certs.toml with what its certificate files hold: what the store should hold. It reads as
+/// its [`Declared`] part (through `Deref`), plus `files`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// What certs.toml declares.
+    pub declared: Declared,
+    /// What the referenced certificate files hold.
+    pub files: Files,
+}
+
+/// A Desired is its declaration plus files: the planner and the apply read the declaration's
+/// fields directly (`desired.clients`), as they did when both were one struct.
+impl std::ops::Deref for Desired {
+    type Target = Declared;
+    fn deref(&self) -> &Declared {
+        &self.declared
+    }
+}
+
+impl std::ops::DerefMut for Desired {
+    fn deref_mut(&mut self) -> &mut Declared {
+        &mut self.declared
+    }
+}
+
 impl Desired {
-    /// Every file the config refers to (for watch and saved-plan fingerprints).
+    /// The nodes' certificates with their private keys, for the apply, from the very bytes
+    /// [`Declared::resolve`] read.
+    pub fn node_keys(&self) -> Result<Vec<(Vec<u8>, PrivateKey)>, String> {
+        inputs::node_keys(self.declared.node_refs(), &self.files.node_files)
+    }
+}
+
+impl Declared {
+    /// Checks that every secret and file it names is there ([`check_references`]), then reads
+    /// the certificate files through `reader`: the one way to a [`Desired`]. Each problem
+    /// names the key that refers to it, with its line.
+    pub fn resolve(
+        self,
+        reader: Reader<'_>,
+        on_disk: bool,
+        generated_secrets: bool,
+    ) -> Result<Desired, Vec<ConfigError>> {
+        let problems = check_references(&self, on_disk, generated_secrets);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let uploads: Vec<(&str, &FileRef)> = self
+            .clients
+            .values()
+            .filter_map(|c| match &c.source {
+                ClientSpec::Upload(r) => Some((c.key.as_str(), r)),
+                ClientSpec::Generate(_) => None,
+            })
+            .collect();
+        let files = inputs::resolve(self.node_refs(), &uploads, reader).map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| {
+                    let key = match e.site {
+                        Site::Node(i) => format!("server.certificates[{i}].path"),
+                        Site::Upload(key) => format!("clients.{key}.upload"),
+                    };
+                    ConfigError {
+                        kind: ConfigErrorKind::CertificateFile,
+                        ..self.error_at(key, e.message)
+                    }
+                })
+                .collect::<Vec<_>>()
+        })?;
+        Ok(Desired {
+            declared: self,
+            files,
+        })
+    }
+
+    /// The node certificate files of `[server].certificates` (none for a generated server).
+    fn node_refs(&self) -> &[FileRef] {
+        match self.server.as_ref().map(|s| &s.source) {
+            Some(ServerSpec::Imported(refs)) => refs,
+            _ => &[],
+        }
+    }
+
     /// An error found after parsing (a missing secret, an unreadable file), placed at the line
     /// of the key that names it.
     pub fn error_at(&self, key: String, message: String) -> ConfigError {
@@ -464,6 +501,7 @@ impl Desired {
             .get(&key)
             .map_or((None, None), |(l, c)| (Some(*l), Some(*c)));
         ConfigError {
+            kind: ConfigErrorKind::Reference,
             file: self.config_path.clone(),
             line,
             column,
@@ -473,6 +511,7 @@ impl Desired {
         }
     }
 
+    /// Every file the config refers to (for watch and saved-plan fingerprints).
     pub fn referenced_files(&self) -> Vec<PathBuf> {
         let mut files = self.certificate_files();
         files.extend(self.secret_refs().filter_map(|s| match s {
@@ -504,11 +543,7 @@ impl Desired {
     }
 
     fn secret_refs(&self) -> impl Iterator<Item = &SecretRef> {
-        let nodes = match self.server.as_ref().map(|s| &s.source) {
-            Some(ServerSpec::Imported(refs)) => refs.as_slice(),
-            _ => &[],
-        };
-        nodes
+        self.node_refs()
             .iter()
             .filter_map(|r| r.password.as_ref())
             .chain(self.clients.values().filter_map(|c| match &c.source {
@@ -524,14 +559,35 @@ impl Desired {
 /// A problem in certs.toml, written for the person at the terminal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// What kind of problem it is, for a caller that treats them differently.
+    pub kind: ConfigErrorKind,
+    /// The certs.toml (with `@REV` when read from git).
     pub file: PathBuf,
+    /// 1-based line of the key at fault, when known.
     pub line: Option<usize>,
+    /// 1-based column (in characters) of the key at fault, when known.
     pub column: Option<usize>,
     /// The key path, e.g. `clients.orders-app.databases`.
     pub key: String,
+    /// What is wrong and what to do.
     pub message: String,
     /// The source line, shown under the message.
     pub snippet: Option<String>,
+}
+
+/// The kinds of [`ConfigError`]. The message says the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigErrorKind {
+    /// Not TOML, or a key or value of the wrong shape (unknown key, wrong type, missing field).
+    Syntax,
+    /// A value that breaks a rule of certs.toml (validation).
+    Invalid,
+    /// Something certs.toml names is missing or unusable: a secret, a file, a path (found
+    /// after parsing, placed at the key that names it).
+    Reference,
+    /// A certificate file that is there but cannot be used (unreadable, wrong password, no
+    /// certificate or no key where one is needed).
+    CertificateFile,
 }
 
 impl fmt::Display for ConfigError {
@@ -635,6 +691,7 @@ impl<'a> Checker<'a> {
             None => (None, None, None),
         };
         self.errors.push(ConfigError {
+            kind: ConfigErrorKind::Invalid,
             file: self.file.to_path_buf(),
             line,
             column,
@@ -646,7 +703,7 @@ impl<'a> Checker<'a> {
 }
 
 /// Parses and validates certs.toml text. `base` is the folder relative paths start from.
-pub fn parse(file: &Path, source: &str, base: &Path) -> Result<Desired, Vec<ConfigError>> {
+pub fn parse(file: &Path, source: &str, base: &Path) -> Result<Declared, Vec<ConfigError>> {
     let mut ck = Checker {
         file,
         source,
@@ -655,44 +712,7 @@ pub fn parse(file: &Path, source: &str, base: &Path) -> Result<Desired, Vec<Conf
     };
     let raw: RawConfig = match toml::from_str(source) {
         Ok(raw) => raw,
-        Err(e) => {
-            let span = e.span();
-            let message = e.message().trim().to_string();
-            let key = span
-                .as_ref()
-                .map(|s| key_path_at(source, s.start))
-                .unwrap_or_default();
-            let message = if message.starts_with("unknown field") {
-                format!("{message}; unknown keys are refused so that a typo is never ignored")
-            } else if message == "missing field `version`" {
-                // serde reports it at the end of the document: no line to point at.
-                ck.error_at(
-                    Some(&(0..0)),
-                    "version",
-                    "missing field `version`: certs.toml must start with `version = 1`".into(),
-                );
-                return Err(ck.errors);
-            } else {
-                message
-            };
-            ck.error_at(span.as_ref(), key, message);
-            // Not TOML at all (a link to /etc/shadow, an environment dump): its lines are
-            // nobody's config, so none is echoed, and the key only when it looks like one.
-            if toml::from_str::<toml::Table>(source).is_err() {
-                for e in &mut ck.errors {
-                    e.snippet = None;
-                    if e.key.len() > 64
-                        || !e
-                            .key
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                    {
-                        e.key = String::new();
-                    }
-                }
-            }
-            return Err(ck.errors);
-        }
+        Err(e) => return Err(syntax_errors(ck, source, &e)),
     };
     let mut desired = validate(&mut ck, raw, file, base);
     desired.positions = std::mem::take(&mut ck.positions);
@@ -701,6 +721,56 @@ pub fn parse(file: &Path, source: &str, base: &Path) -> Result<Desired, Vec<Conf
     } else {
         Err(ck.errors)
     }
+}
+
+/// The error of a certs.toml serde refused (not TOML, unknown key, wrong type), at its line.
+fn syntax_errors(mut ck: Checker<'_>, source: &str, e: &toml::de::Error) -> Vec<ConfigError> {
+    let span = e.span();
+    let message = e.message().trim().to_string();
+    let key = span
+        .as_ref()
+        .map(|s| key_path_at(source, s.start))
+        .unwrap_or_default();
+    let message = if message.starts_with("unknown field") {
+        format!("{message}; unknown keys are refused so that a typo is never ignored")
+    } else if message == "missing field `version`" {
+        // serde reports it at the end of the document: no line to point at.
+        ck.error_at(
+            Some(&(0..0)),
+            "version",
+            "missing field `version`: certs.toml must start with `version = 1`".into(),
+        );
+        return mark_syntax(ck.errors);
+    } else {
+        message
+    };
+    ck.error_at(span.as_ref(), key, message);
+    // Not TOML at all (a link to /etc/shadow, an environment dump): its lines are
+    // nobody's config, so none is echoed, and the key only when it looks like one.
+    if toml::from_str::<toml::Table>(source).is_err() {
+        for e in &mut ck.errors {
+            e.snippet = None;
+            if e.key.len() > 64
+                || !e
+                    .key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                e.key = String::new();
+            }
+        }
+    }
+    mark_syntax(ck.errors)
+}
+
+fn mark_syntax(errors: Vec<ConfigError>) -> Vec<ConfigError> {
+    errors
+        .into_iter()
+        .map(|e| ConfigError {
+            kind: ConfigErrorKind::Syntax,
+            ..e
+        })
+        .collect()
 }
 
 /// The full key path at a byte offset: the nearest `[table]` header above it plus the key on
@@ -733,8 +803,7 @@ fn key_path_at(source: &str, offset: usize) -> String {
     }
 }
 
-fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> Desired {
-    let mut warnings = Vec::new();
+fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> Declared {
     if *raw.version.get_ref() != 1 {
         ck.error_at(
             Some(&raw.version.span()),
@@ -745,70 +814,95 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
             ),
         );
     }
+    let store = validate_store(ck, raw.store.as_ref(), base);
+    let defaults = validate_defaults(ck, raw.defaults.as_ref().map(|d| d.get_ref()));
+    let server = raw.server.as_ref().and_then(|s| {
+        validate_server(
+            ck,
+            s,
+            base,
+            defaults.renew_before,
+            defaults.renew_span.clone(),
+        )
+    });
+    let mut warnings = Vec::new();
+    let mut clients = BTreeMap::new();
+    let mut names = Names::default();
+    let ctx = ClientContext {
+        defaults: &defaults,
+        base,
+        has_server: raw.server.is_some(),
+    };
+    for (key, client) in &raw.clients {
+        if let Some(c) = validate_client(ck, key, client, &ctx, &mut names, &mut warnings) {
+            clients.insert(c.key.clone(), c);
+        }
+    }
+    Declared {
+        config_path: file.to_path_buf(),
+        store,
+        server,
+        clients,
+        warnings,
+        positions: BTreeMap::new(),
+        renew_before: defaults.renew_before,
+    }
+}
 
-    let store = {
-        let s = raw.store.as_ref();
-        if let Some(m) = s.and_then(|s| s.max_deletions.as_ref()) {
+fn validate_store(ck: &mut Checker<'_>, s: Option<&RawStore>, base: &Path) -> StoreSettings {
+    let max_deletions = match s.and_then(|s| s.max_deletions.as_ref()) {
+        None => 5,
+        Some(m) => {
             ck.mark("store.max_deletions".into(), &m.span());
-        }
-        let max_deletions = match s.and_then(|s| s.max_deletions.as_ref()) {
-            None => 5,
-            Some(m) => match u32::try_from(*m.get_ref()) {
-                Ok(n) => n,
-                Err(_) => {
-                    ck.error_at(
-                        Some(&m.span()),
-                        "store.max_deletions",
-                        "must be a whole number from 0 (no limit) upwards".into(),
-                    );
-                    5
-                }
-            },
-        };
-        let path = s.and_then(|s| s.path.as_ref());
-        if let Some(p) = path {
-            ck.mark("store.path".into(), &p.span());
-            if let Err(e) = check_store_path(p.get_ref()) {
-                ck.error_at(Some(&p.span()), "store.path", e);
-            }
-        }
-        StoreSettings {
-            path: base.join(path.map_or("store", |p| p.get_ref().as_str())),
-            prune: s.is_some_and(|s| s.prune),
-            max_deletions,
+            u32::try_from(*m.get_ref()).unwrap_or_else(|_| {
+                ck.error_at(
+                    Some(&m.span()),
+                    "store.max_deletions",
+                    "must be a whole number from 0 (no limit) upwards".into(),
+                );
+                5
+            })
         }
     };
+    let path = s.and_then(|s| s.path.as_ref());
+    if let Some(p) = path {
+        ck.mark("store.path".into(), &p.span());
+        if let Err(e) = check_store_path(p.get_ref()) {
+            ck.error_at(Some(&p.span()), "store.path", e);
+        }
+    }
+    StoreSettings {
+        path: base.join(path.map_or("store", |p| p.get_ref().as_str())),
+        prune: s.is_some_and(|s| s.prune),
+        max_deletions,
+    }
+}
 
-    let defaults = raw.defaults.as_ref().map(|d| d.get_ref());
-    let default_key = defaults.and_then(|d| d.key).unwrap_or(KeySpec::Rsa4096);
-    let default_validity = period_field(
-        ck,
-        defaults.and_then(|d| d.validity.as_ref()),
-        "defaults.validity",
-    )
-    .unwrap_or(Period::days(5 * 365));
-    let default_renew = renew_field(
-        ck,
-        defaults.and_then(|d| d.renew_before.as_ref()),
-        "defaults.renew_before",
-    )
-    .unwrap_or(RenewBefore::Period(Period::days(30)));
-    let default_pfx = defaults.and_then(|d| d.pfx).unwrap_or(PfxProfile::Modern);
-    let default_overlap = period_field(
-        ck,
-        defaults.and_then(|d| d.overlap.as_ref()),
-        "defaults.overlap",
-    )
-    .unwrap_or(Period::days(0));
+/// `[defaults]`, with every value filled in, and where renew_before was written (the server
+/// certificate's errors point there).
+struct Defaults {
+    key: KeySpec,
+    validity: Period,
+    renew_before: RenewBefore,
+    renew_span: Option<Range<usize>>,
+    pfx: PfxProfile,
+    overlap: Period,
+}
 
-    let default_renew_span = defaults
-        .and_then(|d| d.renew_before.as_ref())
-        .map(|r| r.span());
-    let default_validity_span = defaults.and_then(|d| d.validity.as_ref()).map(|v| v.span());
-    if let Some(e) = always_due(default_renew, default_validity) {
-        let (span, key) = match (&default_renew_span, &default_validity_span) {
+fn validate_defaults(ck: &mut Checker<'_>, d: Option<&RawDefaults>) -> Defaults {
+    let validity_value = d.and_then(|d| d.validity.as_ref());
+    let renew_value = d.and_then(|d| d.renew_before.as_ref());
+    let validity =
+        period_field(ck, validity_value, "defaults.validity").unwrap_or(Period::days(5 * 365));
+    let renew_before = renew_field(ck, renew_value, "defaults.renew_before")
+        .unwrap_or(RenewBefore::Period(Period::days(30)));
+    let overlap = period_field(ck, d.and_then(|d| d.overlap.as_ref()), "defaults.overlap")
+        .unwrap_or(Period::days(0));
+    let renew_span = renew_value.map(|r| r.span());
+    if let Some(e) = always_due(renew_before, validity) {
+        let (span, key) = match (&renew_span, validity_value.map(|v| v.span())) {
             (Some(s), _) => (s.clone(), "defaults.renew_before"),
-            (None, Some(s)) => (s.clone(), "defaults.validity"),
+            (None, Some(s)) => (s, "defaults.validity"),
             (None, None) => (0..0, "defaults"),
         };
         ck.error_at(
@@ -817,213 +911,242 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
             format!("{e} (for every client that sets neither)"),
         );
     }
+    Defaults {
+        key: d.and_then(|d| d.key).unwrap_or(KeySpec::Rsa4096),
+        validity,
+        renew_before,
+        renew_span,
+        pfx: d.and_then(|d| d.pfx).unwrap_or(PfxProfile::Modern),
+        overlap,
+    }
+}
 
-    let server = raw
-        .server
-        .as_ref()
-        .and_then(|s| validate_server(ck, s, base, default_renew, default_renew_span.clone()));
+/// What every client is validated against.
+struct ClientContext<'a> {
+    defaults: &'a Defaults,
+    base: &'a Path,
+    /// Whether certs.toml has a `[server]` (valid or not).
+    has_server: bool,
+}
 
-    let mut clients = BTreeMap::new();
-    let mut names: BTreeMap<String, String> = BTreeMap::new();
-    // Look-alike forms of the names seen so far: form -> (client key, name).
-    let mut lookalikes: std::collections::HashMap<String, (String, String)> =
-        std::collections::HashMap::new();
-    for (key, client) in &raw.clients {
-        let id = key.get_ref().clone();
-        let at = format!("clients.{id}");
-        if let Err(e) = check_client_key(&id) {
-            ck.error_at(Some(&key.span()), at.clone(), e);
+fn validate_client(
+    ck: &mut Checker<'_>,
+    key: &Spanned<String>,
+    client: &Spanned<RawClient>,
+    ctx: &ClientContext<'_>,
+    names: &mut Names,
+    warnings: &mut Vec<String>,
+) -> Option<ClientDesired> {
+    let id = key.get_ref().clone();
+    let at = format!("clients.{id}");
+    if let Err(e) = check_client_key(&id) {
+        ck.error_at(Some(&key.span()), at, e);
+        return None;
+    }
+    let c = client.get_ref();
+    if let Some(p) = &c.password {
+        ck.error_at(
+            Some(&p.span()),
+            format!("{at}.password"),
+            "passwords never stand in certs.toml (it is reviewed and kept in git): name an environment variable with `password_env` or a file with `password_file`".into(),
+        );
+    }
+    let name = client_name(ck, &at, &id, c);
+    if !name.is_empty() {
+        let span = c.name.as_ref().map_or(client.span(), |n| n.span());
+        names.claim(ck, &id, &name, &span);
+    }
+    let permissions = client_permissions(ck, &at, c);
+    if c.databases.is_none() && c.clearance == Clearance::ValidUser {
+        warnings.push(format!(
+            "clients.{id}: a ValidUser with no databases can reach no database; add `databases = {{ Name = \"Read\" }}`"
+        ));
+    }
+    let password = secret_ref(
+        ck,
+        c.password_env.as_ref(),
+        c.password_file.as_ref(),
+        &at,
+        ctx.base,
+    );
+    let source = client_source(ck, &at, c, ctx, password);
+    // An invalid [server] has its own errors; this one is for a config without it.
+    if matches!(source, ClientSpec::Generate(_)) && !ctx.has_server {
+        ck.error_at(
+            Some(&client.span()),
+            at.clone(),
+            "generating a client certificate needs the server certificate that signs it: add a [server] section (generate = true, or certificates = [...])".into(),
+        );
+    }
+    let overlap = period_field(ck, c.overlap.as_ref(), &format!("{at}.overlap"))
+        .unwrap_or(ctx.defaults.overlap);
+    Some(ClientDesired {
+        key: id,
+        name,
+        clearance: c.clearance,
+        permissions,
+        protect: c.protect,
+        overlap: Some(overlap).filter(|o| o.seconds > 0),
+        source,
+    })
+}
+
+/// The client's name: `name` trimmed, or its key. Empty when `name` is blank (an error).
+fn client_name(ck: &mut Checker<'_>, at: &str, id: &str, c: &RawClient) -> String {
+    let Some(n) = &c.name else {
+        return id.to_string();
+    };
+    let trimmed = n.get_ref().trim();
+    if trimmed.is_empty() {
+        ck.error_at(
+            Some(&n.span()),
+            format!("{at}.name"),
+            "Name is a required field: give a non-empty name, or remove `name` to use the key"
+                .into(),
+        );
+    } else if let Err(e) = check_name(trimmed) {
+        ck.error_at(Some(&n.span()), format!("{at}.name"), e);
+    }
+    trimmed.to_string()
+}
+
+/// The names seen so far, to refuse a second client with the same name or one that looks
+/// the same.
+#[derive(Default)]
+struct Names {
+    /// Lower-cased name -> client key.
+    folded: BTreeMap<String, String>,
+    /// Look-alike form -> (client key, name).
+    lookalikes: std::collections::HashMap<String, (String, String)>,
+}
+
+impl Names {
+    /// Records client `id`'s name, or reports the client whose name it repeats or mimics.
+    fn claim(&mut self, ck: &mut Checker<'_>, id: &str, name: &str, span: &Range<usize>) {
+        let key = format!("clients.{id}.name");
+        let folded = name.to_lowercase();
+        let forms = crate::model::name_lookalikes(name);
+        if let Some(other) = self.folded.get(&folded) {
+            ck.error_at(
+                Some(span),
+                key,
+                format!("name '{name}' is already used by clients.{other}; RavenDB identifies people by name, so each client needs its own"),
+            );
+        } else if let Some((other, other_name)) =
+            forms.iter().find_map(|form| self.lookalikes.get(form))
+        {
+            ck.error_at(
+                Some(span),
+                key,
+                format!(
+                    "name '{}' of clients.{id} looks the same as '{}' of clients.{other} (Unicode confusables, TR39: look-alike letters from another script, invisible characters); a reviewer cannot tell them apart, so give each client a name that differs in how it looks",
+                    name.escape_debug(),
+                    other_name.escape_debug()
+                ),
+            );
+        } else {
+            self.folded.insert(folded, id.to_string());
+            for form in forms {
+                self.lookalikes
+                    .entry(form)
+                    .or_insert_with(|| (id.to_string(), name.to_string()));
+            }
+        }
+    }
+}
+
+/// `databases`: only for a ValidUser, names by RavenDB's rule, unique ignoring case.
+fn client_permissions(ck: &mut Checker<'_>, at: &str, c: &RawClient) -> Permissions {
+    let mut permissions = Permissions::new();
+    let Some(dbs) = &c.databases else {
+        return permissions;
+    };
+    if c.clearance != Clearance::ValidUser {
+        ck.error_at(
+            Some(&dbs.span()),
+            format!("{at}.databases"),
+            format!(
+                "{} {} reaches every database, so a database list on it means nothing; remove `databases` or set clearance = \"ValidUser\"",
+                if c.clearance == Clearance::Operator { "an" } else { "a" },
+                c.clearance
+            ),
+        );
+    }
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for (db, access) in dbs.get_ref() {
+        if let Err(e) = check_database_name(db) {
+            ck.error_at(Some(&dbs.span()), format!("{at}.databases.{db}"), e);
             continue;
         }
-        let c = client.get_ref();
-        let cspan = client.span();
-
-        if let Some(p) = &c.password {
+        let folded = db.to_lowercase();
+        if let Some(first) = seen.get(&folded) {
             ck.error_at(
-                Some(&p.span()),
-                format!("{at}.password"),
-                "passwords never stand in certs.toml (it is reviewed and kept in git): name an environment variable with `password_env` or a file with `password_file`".into(),
+                Some(&dbs.span()),
+                format!("{at}.databases.{db}"),
+                format!("database '{db}' is the same as '{first}' (RavenDB matches database names case-insensitively); keep one"),
             );
+            continue;
         }
+        seen.insert(folded, db);
+        permissions.insert(db.clone(), *access);
+    }
+    permissions
+}
 
-        let name = match &c.name {
-            Some(n) => {
-                let trimmed = n.get_ref().trim();
-                if trimmed.is_empty() {
-                    ck.error_at(
-                        Some(&n.span()),
-                        format!("{at}.name"),
-                        "Name is a required field: give a non-empty name, or remove `name` to use the key".into(),
-                    );
-                } else if let Err(e) = check_name(trimmed) {
-                    ck.error_at(Some(&n.span()), format!("{at}.name"), e);
-                }
-                trimmed.to_string()
-            }
-            None => id.clone(),
-        };
-        if !name.is_empty() {
-            let folded = name.to_lowercase();
-            let forms = crate::model::name_lookalikes(&name);
-            if let Some(other) = names.get(&folded) {
-                let span = c.name.as_ref().map_or(cspan.clone(), |n| n.span());
+/// An upload (whose file decides key, validity and the rest) or a generated certificate
+/// (whose settings fall back to `[defaults]`).
+fn client_source(
+    ck: &mut Checker<'_>,
+    at: &str,
+    c: &RawClient,
+    ctx: &ClientContext<'_>,
+    password: Option<SecretRef>,
+) -> ClientSpec {
+    if let Some(upload) = &c.upload {
+        ck.mark(format!("{at}.upload"), &upload.span());
+        for (field, span) in [
+            ("key", c.key.as_ref().map(|k| k.span())),
+            ("validity", c.validity.as_ref().map(|k| k.span())),
+            ("renew_before", c.renew_before.as_ref().map(|k| k.span())),
+            ("pfx", c.pfx.as_ref().map(|k| k.span())),
+        ] {
+            if let Some(span) = span {
                 ck.error_at(
                     Some(&span),
-                    format!("{at}.name"),
-                    format!("name '{name}' is already used by clients.{other}; RavenDB identifies people by name, so each client needs its own"),
-                );
-            } else if let Some((other, other_name)) =
-                forms.iter().find_map(|form| lookalikes.get(form))
-            {
-                let span = c.name.as_ref().map_or(cspan.clone(), |n| n.span());
-                ck.error_at(
-                    Some(&span),
-                    format!("{at}.name"),
-                    format!(
-                        "name '{}' of clients.{id} looks the same as '{}' of clients.{other} (Unicode confusables, TR39: look-alike letters from another script, invisible characters); a reviewer cannot tell them apart, so give each client a name that differs in how it looks",
-                        name.escape_debug(),
-                        other_name.escape_debug()
-                    ),
-                );
-            } else {
-                names.insert(folded, id.clone());
-                for form in forms {
-                    lookalikes
-                        .entry(form)
-                        .or_insert_with(|| (id.clone(), name.clone()));
-                }
-            }
-        }
-
-        let mut permissions = BTreeMap::new();
-        if let Some(dbs) = &c.databases {
-            if c.clearance != Clearance::ValidUser {
-                ck.error_at(
-                    Some(&dbs.span()),
-                    format!("{at}.databases"),
-                    format!(
-                        "{} {} reaches every database, so a database list on it means nothing; remove `databases` or set clearance = \"ValidUser\"",
-                        if c.clearance == Clearance::Operator { "an" } else { "a" },
-                        c.clearance
-                    ),
+                    format!("{at}.{field}"),
+                    format!("`{field}` is for generated certificates; an uploaded certificate keeps what its file holds — remove `{field}` or `upload`"),
                 );
             }
-            let mut seen: BTreeMap<String, &str> = BTreeMap::new();
-            for (db, access) in dbs.get_ref() {
-                if let Err(e) = check_database_name(db) {
-                    ck.error_at(Some(&dbs.span()), format!("{at}.databases.{db}"), e);
-                    continue;
-                }
-                let folded = db.to_lowercase();
-                if let Some(first) = seen.get(&folded) {
-                    ck.error_at(
-                        Some(&dbs.span()),
-                        format!("{at}.databases.{db}"),
-                        format!("database '{db}' is the same as '{first}' (RavenDB matches database names case-insensitively); keep one"),
-                    );
-                    continue;
-                }
-                seen.insert(folded, db);
-                permissions.insert(db.clone(), *access);
-            }
-        } else if c.clearance == Clearance::ValidUser {
-            warnings.push(format!(
-                "clients.{id}: a ValidUser with no databases can reach no database; add `databases = {{ Name = \"Read\" }}`"
-            ));
         }
-
-        let password = secret_ref(
-            ck,
-            c.password_env.as_ref(),
-            c.password_file.as_ref(),
-            &at,
-            base,
-        );
-
-        let source = if let Some(upload) = &c.upload {
-            ck.mark(format!("{at}.upload"), &upload.span());
-            for (field, span) in [
-                ("key", c.key.as_ref().map(|k| k.span())),
-                ("validity", c.validity.as_ref().map(|k| k.span())),
-                ("renew_before", c.renew_before.as_ref().map(|k| k.span())),
-                ("pfx", c.pfx.as_ref().map(|k| k.span())),
-            ] {
-                if let Some(span) = span {
-                    ck.error_at(
-                        Some(&span),
-                        format!("{at}.{field}"),
-                        format!("`{field}` is for generated certificates; an uploaded certificate keeps what its file holds — remove `{field}` or `upload`"),
-                    );
-                }
-            }
-            ClientSpec::Upload(FileRef {
-                path: base.join(upload.get_ref()),
-                password,
-            })
-        } else {
-            let validity = period_field(ck, c.validity.as_ref(), &format!("{at}.validity"))
-                .unwrap_or(default_validity);
-            let renew_before =
-                renew_field(ck, c.renew_before.as_ref(), &format!("{at}.renew_before"))
-                    .unwrap_or(default_renew);
-            // The defaults are checked once, below; a client that overrides either is
-            // checked here, at the key it sets.
-            let place = match (&c.renew_before, &c.validity) {
-                (Some(r), _) => Some((r.span(), format!("{at}.renew_before"))),
-                (None, Some(v)) => Some((v.span(), format!("{at}.validity"))),
-                (None, None) => None,
-            };
-            if let Some((span, key)) = place {
-                if let Some(e) = always_due(renew_before, validity) {
-                    ck.error_at(Some(&span), key, e);
-                }
-            }
-            ClientSpec::Generate(GenerateSpec {
-                key: c.key.as_ref().map_or(default_key, |k| *k.get_ref()),
-                validity,
-                renew_before,
-                pfx: c.pfx.as_ref().map_or(default_pfx, |p| *p.get_ref()),
-                password,
-            })
-        };
-
-        // An invalid [server] has its own errors; this one is for a config without it.
-        if matches!(source, ClientSpec::Generate(_)) && raw.server.is_none() {
-            ck.error_at(
-                Some(&cspan),
-                at.clone(),
-                "generating a client certificate needs the server certificate that signs it: add a [server] section (generate = true, or certificates = [...])".into(),
-            );
-        }
-
-        clients.insert(
-            id.clone(),
-            ClientDesired {
-                key: id,
-                name,
-                clearance: c.clearance,
-                permissions,
-                protect: c.protect,
-                overlap: Some(
-                    period_field(ck, c.overlap.as_ref(), &format!("{at}.overlap"))
-                        .unwrap_or(default_overlap),
-                )
-                .filter(|o| o.seconds > 0),
-                source,
-            },
-        );
+        return ClientSpec::Upload(FileRef {
+            path: ctx.base.join(upload.get_ref()),
+            password,
+        });
     }
-
-    Desired {
-        config_path: file.to_path_buf(),
-        store,
-        server,
-        clients,
-        warnings,
-        positions: BTreeMap::new(),
-        files: Default::default(),
-        renew_before: default_renew,
+    let defaults = ctx.defaults;
+    let validity = period_field(ck, c.validity.as_ref(), &format!("{at}.validity"))
+        .unwrap_or(defaults.validity);
+    let renew_before = renew_field(ck, c.renew_before.as_ref(), &format!("{at}.renew_before"))
+        .unwrap_or(defaults.renew_before);
+    // The defaults are checked once, in validate_defaults; a client that overrides either
+    // is checked here, at the key it sets.
+    let place = match (&c.renew_before, &c.validity) {
+        (Some(r), _) => Some((r.span(), format!("{at}.renew_before"))),
+        (None, Some(v)) => Some((v.span(), format!("{at}.validity"))),
+        (None, None) => None,
+    };
+    if let Some((span, key)) = place {
+        if let Some(e) = always_due(renew_before, validity) {
+            ck.error_at(Some(&span), key, e);
+        }
     }
+    ClientSpec::Generate(GenerateSpec {
+        key: c.key.as_ref().map_or(defaults.key, |k| *k.get_ref()),
+        validity,
+        renew_before,
+        pfx: c.pfx.as_ref().map_or(defaults.pfx, |p| *p.get_ref()),
+        password,
+    })
 }
 
 fn validate_server(
@@ -1038,8 +1161,7 @@ fn validate_server(
     if let Some(e) = &s.export {
         ck.mark("server.export".into(), &e.span());
     }
-    let export = s.export.as_ref().map(|e| base.join(e.get_ref()));
-    match (s.generate, &s.certificates) {
+    let source = match (s.generate, &s.certificates) {
         (true, Some(c)) => {
             ck.error_at(
                 Some(&c.span()),
@@ -1056,139 +1178,179 @@ fn validate_server(
             );
             None
         }
-        (false, Some(certs)) => {
-            for (field, sp) in [
-                ("name", s.name.as_ref().map(|x| x.span())),
-                ("dns", s.dns.as_ref().map(|x| x.span())),
-                ("validity", s.validity.as_ref().map(|x| x.span())),
-            ] {
-                if let Some(sp) = sp {
-                    ck.error_at(
-                        Some(&sp),
-                        format!("server.{field}"),
-                        format!("`{field}` is for a generated server certificate; existing certificates keep what their files hold"),
-                    );
-                }
-            }
-            let mut refs = Vec::new();
-            for (i, c) in certs.get_ref().iter().enumerate() {
-                let at = format!("server.certificates[{i}]");
-                for k in ["path", "password_env", "password_file"] {
-                    ck.mark(format!("{at}.{k}"), &certs.span());
-                }
-                if c.password.is_some() {
-                    ck.error_at(
-                        Some(&certs.span()),
-                        format!("{at}.password"),
-                        "passwords never stand in certs.toml: use `password_env` or `password_file`".into(),
-                    );
-                }
-                let password = match (&c.password_env, &c.password_file) {
-                    (Some(_), Some(_)) => {
-                        ck.error_at(
-                            Some(&certs.span()),
-                            at.clone(),
-                            "give `password_env` or `password_file`, not both".into(),
-                        );
-                        None
-                    }
-                    (Some(v), None) => Some(SecretRef::Env(v.clone())),
-                    (None, Some(f)) => Some(SecretRef::File(base.join(f))),
-                    (None, None) => None,
-                };
-                refs.push(FileRef {
-                    path: base.join(&c.path),
-                    password,
-                });
-            }
-            if refs.is_empty() {
-                ck.error_at(
-                    Some(&certs.span()),
-                    "server.certificates",
-                    "list at least one node certificate".into(),
-                );
-            }
-            Some(ServerDesired {
-                source: ServerSpec::Imported(refs),
-                export,
-            })
-        }
+        (false, Some(certs)) => Some(imported_server(ck, s, certs, base)),
         (true, None) => {
-            let Some(name) = &s.name else {
-                ck.error_at(
-                    Some(&span),
-                    "server.name",
-                    "a generated server certificate needs `name` (its CN, e.g. \"cluster.example.com\")".into(),
-                );
-                return None;
-            };
-            let name_text = name.get_ref().trim().to_string();
-            let name_ok = if name_text.is_empty() {
-                ck.error_at(
-                    Some(&name.span()),
-                    "server.name",
-                    "must not be empty".into(),
-                );
-                false
-            } else if let Err(e) = check_name(&name_text) {
-                ck.error_at(Some(&name.span()), "server.name", e);
-                false
-            } else {
-                true
-            };
-            let dns = match &s.dns {
-                Some(d) => {
-                    if d.get_ref().is_empty() {
-                        ck.error_at(
-                            Some(&d.span()),
-                            "server.dns",
-                            "list at least one DNS name, or remove `dns` to use the name".into(),
-                        );
-                    }
-                    for n in d.get_ref() {
-                        if let Err(e) = check_dns_name(n) {
-                            ck.error_at(Some(&d.span()), "server.dns", e);
-                        }
-                    }
-                    d.get_ref().clone()
-                }
-                None => {
-                    if let (true, Err(e)) = (name_ok, check_dns_name(&name_text)) {
-                        ck.error_at(
-                            Some(&name.span()),
-                            "server.name",
-                            format!("{e}; without `dns` the name is also the DNS name, so set `dns = [...]`"),
-                        );
-                    }
-                    vec![name_text.clone()]
-                }
-            };
-            let validity = period_field(ck, s.validity.as_ref(), "server.validity")
-                .unwrap_or(Period::days(365));
-            if let Some(e) = always_due(renew_before, validity) {
-                let (span, key) = match (&s.validity, &renew_span) {
-                    (Some(v), _) => (v.span(), "server.validity"),
-                    (None, Some(r)) => (r.clone(), "defaults.renew_before"),
-                    (None, None) => (span.clone(), "server"),
-                };
-                ck.error_at(
-                    Some(&span),
-                    key,
-                    format!("{e} (the server certificate follows [defaults].renew_before)"),
-                );
-            }
-            Some(ServerDesired {
-                source: ServerSpec::Generate {
-                    name: name_text,
-                    dns,
-                    key: s.key.unwrap_or(KeySpec::Rsa4096),
-                    validity,
-                    renew_before,
-                },
-                export,
-            })
+            let renew = (renew_before, renew_span);
+            generated_server(ck, s, &span, renew)
+        }
+    }?;
+    Some(ServerDesired {
+        source,
+        export: s.export.as_ref().map(|e| base.join(e.get_ref())),
+    })
+}
+
+/// `[server].certificates`: the nodes' own .pfx files; name, dns and validity are theirs.
+fn imported_server(
+    ck: &mut Checker<'_>,
+    s: &RawServer,
+    certs: &Spanned<Vec<RawCertFile>>,
+    base: &Path,
+) -> ServerSpec {
+    for (field, sp) in [
+        ("name", s.name.as_ref().map(|x| x.span())),
+        ("dns", s.dns.as_ref().map(|x| x.span())),
+        ("validity", s.validity.as_ref().map(|x| x.span())),
+    ] {
+        if let Some(sp) = sp {
+            ck.error_at(
+                Some(&sp),
+                format!("server.{field}"),
+                format!("`{field}` is for a generated server certificate; existing certificates keep what their files hold"),
+            );
         }
     }
+    let refs: Vec<FileRef> = certs
+        .get_ref()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| node_file(ck, i, c, &certs.span(), base))
+        .collect();
+    if refs.is_empty() {
+        ck.error_at(
+            Some(&certs.span()),
+            "server.certificates",
+            "list at least one node certificate".into(),
+        );
+    }
+    ServerSpec::Imported(refs)
+}
+
+/// One entry of `[server].certificates` (an inline table: its errors point at the list).
+fn node_file(
+    ck: &mut Checker<'_>,
+    i: usize,
+    c: &RawCertFile,
+    span: &Range<usize>,
+    base: &Path,
+) -> FileRef {
+    let at = format!("server.certificates[{i}]");
+    for k in ["path", "password_env", "password_file"] {
+        ck.mark(format!("{at}.{k}"), span);
+    }
+    if c.password.is_some() {
+        ck.error_at(
+            Some(span),
+            format!("{at}.password"),
+            "passwords never stand in certs.toml: use `password_env` or `password_file`".into(),
+        );
+    }
+    let password = match (&c.password_env, &c.password_file) {
+        (Some(_), Some(_)) => {
+            ck.error_at(
+                Some(span),
+                at,
+                "give `password_env` or `password_file`, not both".into(),
+            );
+            None
+        }
+        (Some(v), None) => Some(SecretRef::Env(v.clone())),
+        (None, Some(f)) => Some(SecretRef::File(base.join(f))),
+        (None, None) => None,
+    };
+    FileRef {
+        path: base.join(&c.path),
+        password,
+    }
+}
+
+/// `generate = true`: a self-signed server certificate with a name (and DNS names).
+/// `renew`: `[defaults].renew_before` and where it was written.
+fn generated_server(
+    ck: &mut Checker<'_>,
+    s: &RawServer,
+    span: &Range<usize>,
+    renew: (RenewBefore, Option<Range<usize>>),
+) -> Option<ServerSpec> {
+    let Some(name) = &s.name else {
+        ck.error_at(
+            Some(span),
+            "server.name",
+            "a generated server certificate needs `name` (its CN, e.g. \"cluster.example.com\")"
+                .into(),
+        );
+        return None;
+    };
+    let name_text = name.get_ref().trim().to_string();
+    let name_ok = if name_text.is_empty() {
+        ck.error_at(
+            Some(&name.span()),
+            "server.name",
+            "must not be empty".into(),
+        );
+        false
+    } else if let Err(e) = check_name(&name_text) {
+        ck.error_at(Some(&name.span()), "server.name", e);
+        false
+    } else {
+        true
+    };
+    let dns = server_dns(ck, s.dns.as_ref(), name, &name_text, name_ok);
+    let validity =
+        period_field(ck, s.validity.as_ref(), "server.validity").unwrap_or(Period::days(365));
+    let (renew_before, renew_span) = renew;
+    if let Some(e) = always_due(renew_before, validity) {
+        let (span, key) = match (&s.validity, &renew_span) {
+            (Some(v), _) => (v.span(), "server.validity"),
+            (None, Some(r)) => (r.clone(), "defaults.renew_before"),
+            (None, None) => (span.clone(), "server"),
+        };
+        ck.error_at(
+            Some(&span),
+            key,
+            format!("{e} (the server certificate follows [defaults].renew_before)"),
+        );
+    }
+    Some(ServerSpec::Generate {
+        name: name_text,
+        dns,
+        key: s.key.unwrap_or(KeySpec::Rsa4096),
+        validity,
+        renew_before,
+    })
+}
+
+/// The DNS names of a generated server: `dns`, or else its name (which must then be one).
+fn server_dns(
+    ck: &mut Checker<'_>,
+    dns: Option<&Spanned<Vec<String>>>,
+    name: &Spanned<String>,
+    name_text: &str,
+    name_ok: bool,
+) -> Vec<String> {
+    let Some(d) = dns else {
+        if let (true, Err(e)) = (name_ok, check_dns_name(name_text)) {
+            ck.error_at(
+                Some(&name.span()),
+                "server.name",
+                format!("{e}; without `dns` the name is also the DNS name, so set `dns = [...]`"),
+            );
+        }
+        return vec![name_text.to_string()];
+    };
+    if d.get_ref().is_empty() {
+        ck.error_at(
+            Some(&d.span()),
+            "server.dns",
+            "list at least one DNS name, or remove `dns` to use the name".into(),
+        );
+    }
+    for n in d.get_ref() {
+        if let Err(e) = check_dns_name(n) {
+            ck.error_at(Some(&d.span()), "server.dns", e);
+        }
+    }
+    d.get_ref().clone()
 }
 
 /// The store must be a folder of its own: never certs.toml's folder or one above it (its
@@ -1330,7 +1492,7 @@ fn secret_ref(
 /// must exist there. `generated_secrets`: the passwords of generated clients are needed (they
 /// are not for a review plan, which issues nothing).
 pub fn check_references(
-    desired: &Desired,
+    desired: &Declared,
     on_disk: bool,
     generated_secrets: bool,
 ) -> Vec<ConfigError> {
@@ -1379,7 +1541,7 @@ pub fn check_references(
                     SecretRef::Env(_) => format!("{at}.password_env"),
                     SecretRef::File(_) => format!("{at}.password_file"),
                 };
-                problem(key, e);
+                problem(key, e.to_string());
             }
         }
     }
@@ -1399,7 +1561,7 @@ pub fn check_references(
 }
 
 /// Every file certs.toml names, with the key that names it.
-fn named_files(desired: &Desired) -> Vec<(String, &Path)> {
+fn named_files(desired: &Declared) -> Vec<(String, &Path)> {
     fn password_file<'a>(at: &str, s: Option<&'a SecretRef>) -> Option<(String, &'a Path)> {
         match s {
             Some(SecretRef::File(p)) => Some((format!("{at}.password_file"), p.as_path())),
@@ -1432,23 +1594,26 @@ fn named_files(desired: &Desired) -> Vec<(String, &Path)> {
 }
 
 /// Whether `path` lies inside the store, where it really points (links and `..` resolved).
-fn inside_store(desired: &Desired, path: &Path) -> bool {
+fn inside_store(desired: &Declared, path: &Path) -> bool {
     crate::fsutil::resolve(path).starts_with(crate::fsutil::resolve(&desired.store.path))
 }
 
 /// The JSON schema of certs.toml, as checked in under schema/.
 pub fn json_schema() -> String {
     let schema = schemars::schema_for!(RawConfig);
-    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
-    text.push('\n');
-    text
+    // Serializing a schemars Schema (a JSON value with string keys, built at compile time
+    // from the types above, no input in it) cannot fail; if it ever did, that is a bug to
+    // see at once, not an empty schema to print.
+    let text = serde_json::to_string_pretty(&schema)
+        .expect("the schema of certs.toml serializes: it is a JSON value");
+    text + "\n"
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse_str(text: &str) -> Result<Desired, Vec<ConfigError>> {
+    fn parse_str(text: &str) -> Result<Declared, Vec<ConfigError>> {
         parse(Path::new("certs.toml"), text, Path::new("/cfg"))
     }
 
@@ -1617,6 +1782,12 @@ mod tests {
         let e = first_error("version = 2\n");
         assert_eq!(e.key, "version");
         assert_eq!(e.line, Some(1));
+        assert_eq!(e.kind, ConfigErrorKind::Invalid);
+        assert_eq!(
+            first_error("version = \"1\"\n").kind,
+            ConfigErrorKind::Syntax
+        );
+        assert_eq!(first_error("not toml at all").kind, ConfigErrorKind::Syntax);
     }
 
     #[test]

@@ -6,26 +6,65 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// O_NOFOLLOW and O_NONBLOCK on Linux (no libc dependency for two constants).
-const O_NOFOLLOW: i32 = 0o400000;
-const O_NONBLOCK: i32 = 0o4000;
-/// ELOOP: what opening a symbolic link with O_NOFOLLOW fails with.
-pub const ELOOP: i32 = 40;
+use rustix::fs::OFlags;
 
-/// The size refusal of [`read_regular`], carried inside its `io::Error` (kind `InvalidInput`)
-/// so that a caller tells it from other failures by type, never by its text:
-/// `e.get_ref().and_then(|r| r.downcast_ref::<TooLarge>())`.
+/// O_NOFOLLOW, for `OpenOptionsExt::custom_flags`: its value differs between architectures,
+/// so it comes from rustix rather than a constant written here.
+pub const O_NOFOLLOW: i32 = OFlags::NOFOLLOW.bits() as i32;
+const O_NONBLOCK: i32 = OFlags::NONBLOCK.bits() as i32;
+
+/// Why [`read_regular`] refused or failed to read a file. The texts are what the user sees
+/// after the file's name.
 #[derive(Debug, thiserror::Error)]
-#[error("is {size} bytes, more than the {max} bytes allowed")]
-pub struct TooLarge {
-    /// The file's size.
-    pub size: u64,
-    /// The most the caller accepts.
-    pub max: u64,
+pub enum ReadError {
+    /// Opening or reading failed (missing, no permission, a link where none is followed: ELOOP).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A folder, device or pipe.
+    #[error("is not a regular file (a folder, device or pipe)")]
+    NotRegular,
+    /// Larger than the caller allows.
+    #[error("is {size} bytes, more than the {max} bytes allowed")]
+    TooLarge {
+        /// The file's size.
+        size: u64,
+        /// The most the caller reads.
+        max: u64,
+    },
+    /// The file grew past the limit between the size check and the read.
+    #[error("grew while being read")]
+    Grew,
+}
+
+impl ReadError {
+    /// The io kind, as an `io::Error` of this case would have it: `InvalidInput` for the
+    /// refusals of this module.
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            ReadError::Io(e) => e.kind(),
+            ReadError::NotRegular | ReadError::TooLarge { .. } | ReadError::Grew => {
+                io::ErrorKind::InvalidInput
+            }
+        }
+    }
+
+    /// Whether opening met a symbolic link that was not to be followed.
+    pub fn is_link(&self) -> bool {
+        matches!(self, ReadError::Io(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()))
+    }
+}
+
+impl From<ReadError> for io::Error {
+    fn from(e: ReadError) -> io::Error {
+        match e {
+            ReadError::Io(e) => e,
+            other => io::Error::new(io::ErrorKind::InvalidInput, other),
+        }
+    }
 }
 
 /// Reads a regular file of at most `max` bytes. `follow_links = false` refuses a link (ELOOP).
-pub fn read_regular(path: &Path, max: u64, follow_links: bool) -> io::Result<Vec<u8>> {
+pub fn read_regular(path: &Path, max: u64, follow_links: bool) -> Result<Vec<u8>, ReadError> {
     let flags = O_NONBLOCK | if follow_links { 0 } else { O_NOFOLLOW };
     // Non-blocking open: a FIFO opens at once instead of waiting for a writer.
     let f = OpenOptions::new()
@@ -34,35 +73,25 @@ pub fn read_regular(path: &Path, max: u64, follow_links: bool) -> io::Result<Vec
         .open(path)?;
     let meta = f.metadata()?;
     if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "is not a regular file (a folder, device or pipe)",
-        ));
+        return Err(ReadError::NotRegular);
     }
     if meta.len() > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            TooLarge {
-                size: meta.len(),
-                max,
-            },
-        ));
+        return Err(ReadError::TooLarge {
+            size: meta.len(),
+            max,
+        });
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
     f.take(max + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "grew while being read",
-        ));
+        return Err(ReadError::Grew);
     }
     Ok(buf)
 }
 
 /// The effective user id of this process.
 pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// Creates `dir` and its missing parents with `mode`, set explicitly on each folder made here

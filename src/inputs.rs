@@ -1,13 +1,137 @@
 //! Reads the certificate files certs.toml refers to (uploads, the nodes' own certificates) into
 //! plain facts the planner can compare: DER bytes, thumbprints, dates. Private keys of uploads
 //! are dropped here; node keys are read again by the apply, which needs them.
+//!
+//! This module knows files and secrets, not certs.toml: config calls it while it builds
+//! [`crate::config::Desired`], and names each problem by the key that refers to the file.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
-use crate::config::{ClientSpec, ConfigError, Desired, FileRef, SecretRef, ServerSpec};
 use crate::model::Uploaded;
 use crate::pki::{self, PrivateKey, ReadError};
+
+/// Where a secret comes from. The secret itself is read only when needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// An environment variable, by name.
+    Env(String),
+    /// A file holding the password (a trailing newline is not part of it).
+    File(PathBuf),
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(v) => write!(f, "environment variable {v}"),
+            SecretRef::File(p) => write!(f, "password file {}", p.display()),
+        }
+    }
+}
+
+/// Why a secret cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The environment variable is not set.
+    #[error("environment variable {0} is not set: export it before running ravencert")]
+    EnvNotSet(String),
+    /// The environment variable holds bytes that are not UTF-8.
+    #[error("environment variable {0} is not valid UTF-8")]
+    EnvNotUnicode(String),
+    /// The environment variable is set to the empty string.
+    #[error("environment variable {0} is empty; an empty password protects nothing — set a password, or remove `password_env` for a file without one")]
+    EnvEmpty(String),
+    /// The password file cannot be read (missing, not a regular file, too large, ...).
+    #[error("cannot read password file {}: {source}", path.display())]
+    FileUnreadable {
+        /// The password file.
+        path: PathBuf,
+        /// What reading it failed with.
+        source: crate::fsutil::ReadError,
+    },
+    /// The password file is not UTF-8 text.
+    #[error("cannot read password file {}: is not UTF-8 text", path.display())]
+    FileNotText {
+        /// The password file.
+        path: PathBuf,
+    },
+    /// The password file is empty (or holds only a newline).
+    #[error("password file {} is empty; an empty password protects nothing — write a password into it, or remove `password_file` for a file without one", path.display())]
+    FileEmpty {
+        /// The password file.
+        path: PathBuf,
+    },
+}
+
+/// A password file is a line of text; anything larger is not one.
+const MAX_PASSWORD_FILE_BYTES: u64 = 64 << 10;
+
+impl SecretRef {
+    /// Reads the secret. A trailing newline in a password file is not part of the password.
+    pub fn read(&self) -> Result<Secret, SecretError> {
+        let secret = self.read_raw()?;
+        if secret.0.is_empty() {
+            return Err(match self {
+                SecretRef::Env(name) => SecretError::EnvEmpty(name.clone()),
+                SecretRef::File(path) => SecretError::FileEmpty { path: path.clone() },
+            });
+        }
+        Ok(secret)
+    }
+
+    fn read_raw(&self) -> Result<Secret, SecretError> {
+        match self {
+            SecretRef::Env(name) => match std::env::var(name) {
+                Ok(v) => Ok(Secret(v)),
+                Err(std::env::VarError::NotPresent) => Err(SecretError::EnvNotSet(name.clone())),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    Err(SecretError::EnvNotUnicode(name.clone()))
+                }
+            },
+            SecretRef::File(path) => {
+                let bytes = crate::fsutil::read_regular(path, MAX_PASSWORD_FILE_BYTES, true)
+                    .map_err(|source| SecretError::FileUnreadable {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| SecretError::FileNotText { path: path.clone() })?;
+                let line = text
+                    .strip_suffix('\n')
+                    .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                    .unwrap_or(&text);
+                Ok(Secret(line.to_string()))
+            }
+        }
+    }
+}
+
+/// A password. Its Debug form never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The password itself, for the one call that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A certificate file certs.toml names, with where its password comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    /// The file, already joined to certs.toml's folder.
+    pub path: PathBuf,
+    /// Its password, if it has one.
+    pub password: Option<SecretRef>,
+}
 
 /// What the referenced files hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,10 +149,30 @@ pub struct Files {
 #[derive(Clone, PartialEq, Eq)]
 pub struct NodeFile(Vec<u8>);
 
-impl std::fmt::Debug for NodeFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for NodeFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "NodeFile({} bytes)", self.0.len())
     }
+}
+
+/// Which reference a file problem belongs to, so that config can name its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Site {
+    /// `[server].certificates[i]`.
+    Node(usize),
+    /// The `upload` of the client with this key.
+    Upload(String),
+}
+
+/// A certificate file that cannot be used: which reference names it, and why (the message
+/// names the file and, where it matters, the password's source).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FileError {
+    /// The reference that names the file.
+    pub site: Site,
+    /// What is wrong with it, for the person at the terminal.
+    pub message: String,
 }
 
 fn describe(secret: Option<&SecretRef>) -> String {
@@ -61,16 +205,14 @@ fn read(r: &FileRef, reader: Reader<'_>) -> Result<pki::CertFile, String> {
 
 fn decode(r: &FileRef, bytes: &[u8]) -> Result<pki::CertFile, String> {
     let password = match &r.password {
-        Some(s) => Some(s.read()?),
+        Some(s) => Some(s.read().map_err(|e| e.to_string())?),
         None => None,
     };
     pki::read_cert_file(bytes, password.as_ref().map(|p| p.expose())).map_err(|e| {
         let hint = match e {
-            ReadError::WrongPassword => "; check the password".to_string(),
-            ReadError::NeedsPassword => {
-                "; name its password with password_env or password_file".to_string()
-            }
-            _ => String::new(),
+            ReadError::WrongPassword => "; check the password",
+            ReadError::NeedsPassword => "; name its password with password_env or password_file",
+            _ => "",
         };
         format!(
             "{}: {e}{}{hint}",
@@ -94,83 +236,38 @@ fn facts(path: &Path, ders: Vec<Vec<u8>>) -> Result<Vec<Uploaded>, String> {
         .collect()
 }
 
-/// Reads every upload and node file. Errors name the key, the file and the password's source.
-pub fn resolve(desired: &Desired, reader: Reader<'_>) -> Result<Files, Vec<ConfigError>> {
+/// Reads every node file and every upload. `uploads` pairs each uploading client's key with
+/// its file. Every problem is reported, each with the reference that names the file.
+pub fn resolve(
+    nodes: &[FileRef],
+    uploads: &[(&str, &FileRef)],
+    reader: Reader<'_>,
+) -> Result<Files, Vec<FileError>> {
     let mut files = Files::default();
     let mut errors = Vec::new();
-    let mut fail = |key: String, message: String| errors.push(desired.error_at(key, message));
-
-    if let Some(server) = &desired.server {
-        if let ServerSpec::Imported(refs) = &server.source {
-            for (i, r) in refs.iter().enumerate() {
-                let key = format!("server.certificates[{i}].path");
-                let bytes = match reader(&r.path) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        fail(key, e);
-                        continue;
-                    }
-                };
-                let read = decode(r, &bytes);
-                files.node_files.push(NodeFile(bytes));
-                match read {
-                    Err(e) => fail(key, e),
-                    Ok(f) if f.key.is_none() => fail(
-                        key,
-                        format!("{}: holds no private key; a node certificate must be the .pfx with its key (the server signs client certificates with it)", r.path.display()),
-                    ),
-                    Ok(f) => match node_certificate(&f) {
-                        Err(e) => fail(key, format!("{}: {e}", r.path.display())),
-                        Ok(der) => match facts(&r.path, vec![der]) {
-                            Ok(mut u) => files.nodes.append(&mut u),
-                            Err(e) => fail(key, e),
-                        },
-                    },
-                }
-            }
+    for (i, r) in nodes.iter().enumerate() {
+        let Some(bytes) = read_bytes(r, reader, Site::Node(i), &mut errors) else {
+            continue;
+        };
+        let node = node_facts(r, &bytes);
+        files.node_files.push(NodeFile(bytes));
+        match node {
+            Ok(u) => files.nodes.push(u),
+            Err(message) => errors.push(FileError {
+                site: Site::Node(i),
+                message,
+            }),
         }
     }
-
-    for c in desired.clients.values() {
-        let ClientSpec::Upload(r) = &c.source else {
-            continue;
-        };
-        let key = format!("clients.{}.upload", c.key);
-        let file = match read(r, reader) {
-            Ok(f) => f,
-            Err(e) => {
-                fail(key, e);
-                continue;
-            }
-        };
-        if file.certs.is_empty() {
-            fail(key, format!("{}: holds no certificate", r.path.display()));
-            continue;
-        }
-        let leaves = match pki::end_entities(&file.certs) {
-            Ok(l) if !l.is_empty() => l,
-            Ok(_) => {
-                fail(
-                    key,
-                    format!(
-                        "{}: holds no end-entity certificate (only CA certificates)",
-                        r.path.display()
-                    ),
-                );
-                continue;
-            }
-            Err(e) => {
-                fail(key, format!("{}: {e}", r.path.display()));
-                continue;
-            }
-        };
-        // The private key, if any, is dropped right here: it never reaches the store.
-        drop(file.key);
-        match facts(&r.path, leaves) {
+    for (key, r) in uploads {
+        match upload_facts(r, reader) {
             Ok(u) => {
-                files.uploads.insert(c.key.clone(), u);
+                files.uploads.insert(key.to_string(), u);
             }
-            Err(e) => fail(key, e),
+            Err(message) => errors.push(FileError {
+                site: Site::Upload(key.to_string()),
+                message,
+            }),
         }
     }
     if errors.is_empty() {
@@ -178,6 +275,51 @@ pub fn resolve(desired: &Desired, reader: Reader<'_>) -> Result<Files, Vec<Confi
     } else {
         Err(errors)
     }
+}
+
+fn read_bytes(
+    r: &FileRef,
+    reader: Reader<'_>,
+    site: Site,
+    errors: &mut Vec<FileError>,
+) -> Option<Vec<u8>> {
+    reader(&r.path)
+        .map_err(|message| errors.push(FileError { site, message }))
+        .ok()
+}
+
+/// The certificate of a node file, which must hold the private key that belongs to it.
+fn node_facts(r: &FileRef, bytes: &[u8]) -> Result<Uploaded, String> {
+    let f = decode(r, bytes)?;
+    if f.key.is_none() {
+        return Err(format!("{}: holds no private key; a node certificate must be the .pfx with its key (the server signs client certificates with it)", r.path.display()));
+    }
+    let der = node_certificate(&f).map_err(|e| format!("{}: {e}", r.path.display()))?;
+    let mut facts = facts(&r.path, vec![der])?;
+    facts
+        .pop()
+        .ok_or_else(|| format!("{}: holds no certificate", r.path.display()))
+}
+
+/// The end-entity certificates of an upload, primary first. Its private key, if any, is
+/// dropped right here: it never reaches the store.
+fn upload_facts(r: &FileRef, reader: Reader<'_>) -> Result<Vec<Uploaded>, String> {
+    let file = read(r, reader)?;
+    if file.certs.is_empty() {
+        return Err(format!("{}: holds no certificate", r.path.display()));
+    }
+    let leaves = match pki::end_entities(&file.certs) {
+        Ok(l) if !l.is_empty() => l,
+        Ok(_) => {
+            return Err(format!(
+                "{}: holds no end-entity certificate (only CA certificates)",
+                r.path.display()
+            ))
+        }
+        Err(e) => return Err(format!("{}: {e}", r.path.display())),
+    };
+    drop(file.key);
+    facts(&r.path, leaves)
 }
 
 /// The certificate of a node file: the one its private key belongs to.
@@ -192,15 +334,17 @@ fn node_certificate(f: &pki::CertFile) -> Result<Vec<u8>, String> {
 }
 
 /// The nodes' certificates with their private keys, for the apply (which writes them into the
-/// store and signs clients with the first).
-pub fn node_keys(desired: &Desired) -> Result<Vec<(Vec<u8>, PrivateKey)>, String> {
-    let Some(ServerSpec::Imported(refs)) = desired.server.as_ref().map(|s| &s.source) else {
-        return Ok(Vec::new());
-    };
-    refs.iter()
+/// store and signs clients with the first). Taken from the bytes [`resolve`] read (`files`),
+/// or from the disk for a node it did not read.
+pub fn node_keys(
+    nodes: &[FileRef],
+    files: &[NodeFile],
+) -> Result<Vec<(Vec<u8>, PrivateKey)>, String> {
+    nodes
+        .iter()
         .enumerate()
         .map(|(i, r)| {
-            let f = match desired.files.node_files.get(i) {
+            let f = match files.get(i) {
                 Some(NodeFile(bytes)) => decode(r, bytes)?,
                 None => read(r, &from_disk)?,
             };

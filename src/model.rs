@@ -4,15 +4,27 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 use time::OffsetDateTime;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A certificate's security clearance (one per certificate).
+// Its text form (Display) is RavenDB's word, as certs.toml, the registry and every output
+// write it. (Not in the doc comment: schemars copies that into the checked-in schema.)
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    strum::Display,
 )]
 pub enum Clearance {
     /// Only the databases listed in its permissions ("User" in the Studio).
@@ -23,74 +35,26 @@ pub enum Clearance {
     ClusterAdmin,
 }
 
-impl Clearance {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Clearance::ValidUser => "ValidUser",
-            Clearance::Operator => "Operator",
-            Clearance::ClusterAdmin => "ClusterAdmin",
-        }
-    }
-}
-
-impl fmt::Display for Clearance {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Clearance {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "ValidUser" => Ok(Clearance::ValidUser),
-            "Operator" => Ok(Clearance::Operator),
-            "ClusterAdmin" => Ok(Clearance::ClusterAdmin),
-            other => Err(format!(
-                "unknown clearance '{other}' (expected ClusterAdmin, Operator or ValidUser)"
-            )),
-        }
-    }
-}
-
 /// Access to one database, for a `ValidUser`. Ordered by power: Read < ReadWrite < Admin.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    strum::Display,
 )]
 pub enum Access {
+    // No doc comments on these variants: schemars would put them into the checked-in schema.
     Read,
     ReadWrite,
     Admin,
-}
-
-impl Access {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Access::Read => "Read",
-            Access::ReadWrite => "ReadWrite",
-            Access::Admin => "Admin",
-        }
-    }
-}
-
-impl fmt::Display for Access {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Access {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "Read" => Ok(Access::Read),
-            "ReadWrite" => Ok(Access::ReadWrite),
-            "Admin" => Ok(Access::Admin),
-            other => Err(format!(
-                "unknown access '{other}' (expected Admin, ReadWrite or Read)"
-            )),
-        }
-    }
 }
 
 /// Database name -> access. Sorted by name so that every rendering is stable.
@@ -98,54 +62,44 @@ pub type Permissions = BTreeMap<String, Access>;
 
 /// Key algorithm and size of a generated certificate.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    strum::Display,
 )]
 pub enum KeySpec {
+    // Plain comments: doc comments would change the checked-in JSON schema (schemars).
     #[serde(rename = "rsa-2048")]
+    #[strum(serialize = "rsa-2048")]
     Rsa2048,
     #[serde(rename = "rsa-3072")]
+    #[strum(serialize = "rsa-3072")]
     Rsa3072,
     #[serde(rename = "rsa-4096")]
+    #[strum(serialize = "rsa-4096")]
     Rsa4096,
     #[serde(rename = "ec-p256")]
+    #[strum(serialize = "ec-p256")]
     EcP256,
     #[serde(rename = "ec-p384")]
+    #[strum(serialize = "ec-p384")]
     EcP384,
 }
 
-impl KeySpec {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeySpec::Rsa2048 => "rsa-2048",
-            KeySpec::Rsa3072 => "rsa-3072",
-            KeySpec::Rsa4096 => "rsa-4096",
-            KeySpec::EcP256 => "ec-p256",
-            KeySpec::EcP384 => "ec-p384",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<KeySpec> {
-        [
-            KeySpec::Rsa2048,
-            KeySpec::Rsa3072,
-            KeySpec::Rsa4096,
-            KeySpec::EcP256,
-            KeySpec::EcP384,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-}
-
-impl fmt::Display for KeySpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// How an issued .pfx is encrypted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, strum::Display,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum PfxProfile {
     /// PBES2 / PBKDF2 / AES-256-CBC with a SHA-256 MAC (OpenSSL 3's default).
     #[default]
@@ -154,29 +108,33 @@ pub enum PfxProfile {
     Legacy,
 }
 
-impl fmt::Display for PfxProfile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PfxProfile::Modern => "modern",
-            PfxProfile::Legacy => "legacy",
-        })
-    }
-}
-
 /// Where a certificate registered in the store came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Origin {
+    /// Issued by ravencert, signed by the server certificate.
     Generated,
+    /// Brought in a file (`upload`).
     Uploaded,
 }
 
 impl Origin {
+    /// The word the registry and the outputs use: `generated` or `uploaded`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Origin::Generated => "generated",
-            Origin::Uploaded => "uploaded",
-        }
+        self.into()
     }
 }
 
@@ -625,6 +583,41 @@ mod tests {
                 "the message itself must stay on one line: {e}"
             );
         }
+    }
+
+    /// The text forms are RavenDB's words and appear in outputs and the registry: Display
+    /// (strum) and serde must spell every variant the same way.
+    #[test]
+    fn display_spells_as_serde_does() {
+        fn same<T: Serialize + fmt::Display>(values: &[T], expected: &[&str]) {
+            for (v, e) in values.iter().zip(expected) {
+                assert_eq!(v.to_string(), *e);
+                assert_eq!(serde_json::to_string(v).unwrap(), format!("\"{e}\""));
+            }
+        }
+        use Clearance::*;
+        same(
+            &[ValidUser, Operator, ClusterAdmin],
+            &["ValidUser", "Operator", "ClusterAdmin"],
+        );
+        same(
+            &[Access::Read, Access::ReadWrite, Access::Admin],
+            &["Read", "ReadWrite", "Admin"],
+        );
+        use KeySpec::*;
+        same(
+            &[Rsa2048, Rsa3072, Rsa4096, EcP256, EcP384],
+            &["rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"],
+        );
+        same(
+            &[PfxProfile::Modern, PfxProfile::Legacy],
+            &["modern", "legacy"],
+        );
+        same(
+            &[Origin::Generated, Origin::Uploaded],
+            &["generated", "uploaded"],
+        );
+        assert_eq!(Origin::Uploaded.as_str(), "uploaded");
     }
 
     #[test]

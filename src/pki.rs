@@ -18,6 +18,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
+use ring::digest::{digest, SHA1_FOR_LEGACY_USE_ONLY, SHA256};
 use time::OffsetDateTime;
 
 use crate::model::{CertInfo, KeySpec, PfxProfile};
@@ -146,20 +147,15 @@ pub struct Issued {
     pub info: Option<CertInfo>,
 }
 
-/// SHA-1 of the DER, 40 upper-case hex digits, as RavenDB and Windows show it.
+/// SHA-1 of the DER, 40 upper-case hex digits, as RavenDB and Windows show it. Computed by
+/// ring, which cannot fail (OpenSSL's digest returns a Result for an allocation failure).
 pub fn thumbprint(der: &[u8]) -> String {
-    match hash(MessageDigest::sha1(), der) {
-        Ok(d) => hex_upper(&d),
-        Err(_) => String::new(),
-    }
+    hex::encode_upper(digest(&SHA1_FOR_LEGACY_USE_ONLY, der))
 }
 
 /// SHA-256 as lower-case hex, for fingerprints of inputs (never of secrets).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    match hash(MessageDigest::sha256(), bytes) {
-        Ok(d) => d.iter().map(|b| format!("{b:02x}")).collect(),
-        Err(_) => String::new(),
-    }
+    hex::encode(digest(&SHA256, bytes))
 }
 
 /// What the registry records about a bundle's password: `none`, or HMAC-SHA256 of the client
@@ -179,14 +175,7 @@ pub fn password_fingerprint(
     mac.update(client.as_bytes())?;
     mac.update(&[0])?;
     mac.update(password.as_bytes())?;
-    Ok(format!(
-        "hmac-sha256:{}",
-        hex_upper(&mac.sign_to_vec()?).to_ascii_lowercase()
-    ))
-}
-
-fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
+    Ok(format!("hmac-sha256:{}", hex::encode(mac.sign_to_vec()?)))
 }
 
 /// base64(SHA-256(SubjectPublicKeyInfo DER)), RavenDB's PublicKeyPinningHash.
@@ -237,18 +226,12 @@ pub fn inspect(der: &[u8]) -> Result<CertInfo> {
     })
 }
 
+/// A certificate as PEM, the text `openssl x509` writes (64-character lines, LF).
 pub fn der_to_pem(der: &[u8]) -> Result<Vec<u8>> {
     // Encoded here rather than through an X.509 parse (OpenSSL 3's decoder/encoder cost
-    // more than issuing the certificate); the text is what `openssl x509` writes.
-    let b64 = openssl::base64::encode_block(der);
-    let mut pem = String::with_capacity(b64.len() + b64.len() / 64 + 60);
-    pem.push_str("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    Ok(pem.into_bytes())
+    // more than issuing the certificate).
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    Ok(pem::encode_config(&pem::Pem::new("CERTIFICATE", der), config).into_bytes())
 }
 
 /// The first certificate of a PEM text, as DER.
@@ -258,54 +241,15 @@ pub fn pem_to_der(pem: &[u8]) -> Result<Vec<u8>> {
 
 /// The DER bytes of the first CERTIFICATE block of a PEM text, by base64 alone: no X.509
 /// parse (OpenSSL 3's decoder costs ~100x more). Enough to check a thumbprint, since a
-/// matching SHA-1 means it is that certificate. None when there is no such block.
-pub fn pem_cert_body(pem: &[u8]) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(pem).ok()?;
-    let start = text.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
-    let end = start + text[start..].find("-----END CERTIFICATE-----")?;
-    base64_decode(&text.as_bytes()[start..end])
-}
-
-/// Standard base64 with padding, whitespace ignored; None on any other byte.
-fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
-    const INVALID: u8 = 0xff;
-    const SKIP: u8 = 0xfe;
-    const PAD: u8 = 0xfd;
-    const TABLE: [u8; 256] = {
-        let mut t = [INVALID; 256];
-        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut i = 0;
-        while i < 64 {
-            t[alphabet[i] as usize] = i as u8;
-            i += 1;
-        }
-        t[b' ' as usize] = SKIP;
-        t[b'\n' as usize] = SKIP;
-        t[b'\r' as usize] = SKIP;
-        t[b'\t' as usize] = SKIP;
-        t[b'=' as usize] = PAD;
-        t
-    };
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits, mut padding) = (0u32, 0u32, 0usize);
-    for &c in text {
-        match TABLE[usize::from(c)] {
-            SKIP => {}
-            PAD => padding += 1,
-            INVALID => return None,
-            _ if padding > 0 => return None, // data after padding
-            v => {
-                acc = (acc << 6) | u32::from(v);
-                bits += 6;
-                if bits >= 8 {
-                    bits -= 8;
-                    out.push((acc >> bits) as u8);
-                    acc &= (1 << bits) - 1;
-                }
-            }
-        }
-    }
-    (padding <= 2 && !out.is_empty()).then_some(out)
+/// matching SHA-1 means it is that certificate. None when there is no such block, or when a
+/// block is not valid PEM.
+pub fn pem_cert_body(text: &[u8]) -> Option<Vec<u8>> {
+    pem::parse_many(text)
+        .ok()?
+        .into_iter()
+        .find(|p| p.tag() == "CERTIFICATE")
+        .map(pem::Pem::into_contents)
+        .filter(|der| !der.is_empty())
 }
 
 /// A random positive 20-byte serial (RFC 5280's maximum), never derived from the key.
@@ -633,7 +577,7 @@ mod tests {
         assert_eq!(pem_cert_body(&pem).unwrap(), s.cert_der);
         assert_eq!(
             thumbprint(&s.cert_der),
-            hex_upper(&hash(MessageDigest::sha1(), &s.cert_der).unwrap())
+            hex::encode_upper(hash(MessageDigest::sha1(), &s.cert_der).unwrap())
         );
         assert!(
             pem_cert_body(b"-----BEGIN CERTIFICATE-----\n@@@\n-----END CERTIFICATE-----").is_none()

@@ -891,11 +891,7 @@ pub fn apply_text(plan: &Plan, issued: &[Issued], style: Style, show_plan: bool)
     for (key, thumb, _) in issued {
         let _ = writeln!(s, "registered {}: {}", Escaped(key), Escaped(thumb));
     }
-    let _ = writeln!(
-        s,
-        "Apply complete: {}.",
-        applied_counts(plan)
-    );
+    let _ = writeln!(s, "Apply complete: {}.", applied_counts(plan));
     s
 }
 

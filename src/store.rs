@@ -26,7 +26,8 @@ use time::OffsetDateTime;
 use crate::model::Origin;
 use crate::pki;
 use crate::registry::{
-    describe_drift, is_thumbprint, sealed_text, split_seal, Actual, Registry, RegistryError,
+    describe_drift, is_thumbprint, sealed_text, split_seal, Actual, CertEntry, Registry,
+    RegistryError,
 };
 
 pub const REGISTRY_FILE: &str = "registry.toml";
@@ -233,100 +234,113 @@ impl Store {
         &self,
         registry: Registry,
         sealed: bool,
-        mut drift: Vec<String>,
+        drift: Vec<String>,
         cache: &VerifyCache,
         export_thumbprints: Option<Vec<String>>,
     ) -> Result<Actual> {
-        let reg_path = self.registry_path();
-
         for s in &registry.server {
-            self.verify_cert(&s.thumbprint)?;
-            let key_path = self.server_key_path(&s.thumbprint);
-            let key = pki::PrivateKey::from_pem(&read_file(&key_path)?).map_err(|_| {
-                corrupt(
-                    &key_path,
-                    "the server private key is unreadable; restore the store from a backup",
-                )
-            })?;
-            let der = self.read_cert_der(&s.thumbprint)?;
-            if !key.matches(&der)? {
-                return Err(corrupt(
-                    &key_path,
-                    format!(
-                        "this key does not belong to server certificate {}",
-                        s.thumbprint
-                    ),
-                ));
-            }
+            self.verify_server_key(&s.thumbprint)?;
         }
-        let mut bundles_ok = BTreeSet::new();
-        let mut lost = BTreeSet::new();
-        let mut recoverable = BTreeSet::new();
+        let mut found = Found {
+            drift,
+            ..Found::default()
+        };
         for c in &registry.certificates {
-            // A removed file is drift that the bundle (or a re-issue) repairs; a file holding
-            // another certificate means the store cannot be trusted (SPEC §2): an error.
-            let missing = match self.cert_file_state(&c.thumbprint, cache)? {
-                CertFileState::Ok => false,
-                CertFileState::Missing => true,
-                CertFileState::Altered(other) => {
-                    let holds = match other {
-                        Some(t) => format!("holds certificate {t}"),
-                        None => "holds no readable certificate".to_string(),
-                    };
-                    return Err(corrupt(
-                        &self.cert_path(&c.thumbprint),
-                        format!("{holds}, not the registered {}; the store was changed outside ravencert — restore it from a backup", c.thumbprint),
-                    ));
-                }
-            };
-            if missing && !sealed {
-                // A hand-edited registry naming a certificate nobody has: cannot be trusted.
-                return Err(corrupt(
-                    &self.cert_path(&c.thumbprint),
-                    format!(
-                        "does not exist, and {} was edited outside ravencert (client '{}', thumbprint {}); restore the store from a backup",
-                        reg_path.display(),
-                        c.key,
-                        c.thumbprint
-                    ),
-                ));
-            }
-            if missing {
-                let what = "was removed";
-                let restorable = c.source == Origin::Generated
-                    && self.bundle_in(&self.issued_dir(&c.key), &c.key, &c.thumbprint);
-                drift.push(format!(
-                    "the certificate file of client '{}' ({}) {what} outside ravencert{}",
-                    c.key,
-                    self.cert_path(&c.thumbprint).display(),
-                    if restorable {
-                        "; the issued bundle can restore it"
-                    } else {
-                        ""
-                    }
-                ));
-                lost.insert(c.thumbprint.clone());
-                if restorable {
-                    recoverable.insert(c.thumbprint.clone());
-                }
-            }
-            if c.source == Origin::Generated
-                && c.retire_after.is_none()
-                && self.bundle_holds(&c.key, &c.thumbprint, cache)?
-            {
-                bundles_ok.insert(c.key.clone());
-            }
+            self.verify_client_cert(c, sealed, cache, &mut found)?;
         }
         Ok(Actual {
             registry,
-            bundles_ok,
+            bundles_ok: found.bundles_ok,
             export_thumbprints,
             exists: true,
-            drift,
+            drift: found.drift,
             sealed,
-            lost,
-            recoverable,
+            lost: found.lost,
+            recoverable: found.recoverable,
         })
+    }
+
+    /// A server certificate's file and its private key, which must belong to it.
+    fn verify_server_key(&self, thumbprint: &str) -> Result<()> {
+        self.verify_cert(thumbprint)?;
+        let key_path = self.server_key_path(thumbprint);
+        let key = pki::PrivateKey::from_pem(&read_file(&key_path)?).map_err(|_| {
+            corrupt(
+                &key_path,
+                "the server private key is unreadable; restore the store from a backup",
+            )
+        })?;
+        let der = self.read_cert_der(thumbprint)?;
+        if !key.matches(&der)? {
+            return Err(corrupt(
+                &key_path,
+                format!("this key does not belong to server certificate {thumbprint}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A client certificate's file (drift when removed, an error when altered) and its bundle.
+    fn verify_client_cert(
+        &self,
+        c: &CertEntry,
+        sealed: bool,
+        cache: &VerifyCache,
+        found: &mut Found,
+    ) -> Result<()> {
+        // A removed file is drift that the bundle (or a re-issue) repairs; a file holding
+        // another certificate means the store cannot be trusted (SPEC §2): an error.
+        let missing = match self.cert_file_state(&c.thumbprint, cache)? {
+            CertFileState::Ok => false,
+            CertFileState::Missing => true,
+            CertFileState::Altered(other) => {
+                let holds = match other {
+                    Some(t) => format!("holds certificate {t}"),
+                    None => "holds no readable certificate".to_string(),
+                };
+                return Err(corrupt(
+                    &self.cert_path(&c.thumbprint),
+                    format!("{holds}, not the registered {}; the store was changed outside ravencert — restore it from a backup", c.thumbprint),
+                ));
+            }
+        };
+        if missing && !sealed {
+            // A hand-edited registry naming a certificate nobody has: cannot be trusted.
+            return Err(corrupt(
+                &self.cert_path(&c.thumbprint),
+                format!(
+                    "does not exist, and {} was edited outside ravencert (client '{}', thumbprint {}); restore the store from a backup",
+                    self.registry_path().display(),
+                    c.key,
+                    c.thumbprint
+                ),
+            ));
+        }
+        if missing {
+            let restorable = c.source == Origin::Generated
+                && self.bundle_in(&self.issued_dir(&c.key), &c.key, &c.thumbprint);
+            found.drift.push(format!(
+                "the certificate file of client '{}' ({}) was removed outside ravencert{}",
+                c.key,
+                self.cert_path(&c.thumbprint).display(),
+                if restorable {
+                    "; the issued bundle can restore it"
+                } else {
+                    ""
+                }
+            ));
+            found.lost.insert(c.thumbprint.clone());
+            if restorable {
+                found.recoverable.insert(c.thumbprint.clone());
+            }
+        }
+        if c.source == Origin::Generated
+            && c.retire_after.is_none()
+            && self.bundle_holds(&c.key, &c.thumbprint, cache)?
+        {
+            found.bundles_ok.insert(c.key.clone());
+        }
+        Ok(())
     }
 
     /// The store, its private folders and key files must not be readable by anyone else: a
@@ -512,8 +526,14 @@ impl Store {
             registry: Some(registry.clone()),
             files,
         };
-        let json = serde_json::to_vec(&cache).unwrap_or_default();
-        write_atomic(&self.root.join(CACHE_FILE), &json, 0o600)
+        match serde_json::to_vec(&cache) {
+            Ok(json) => write_atomic(&self.root.join(CACHE_FILE), &json, 0o600),
+            // The cache only saves work: without it the next load verifies every file.
+            Err(e) => {
+                tracing::warn!("verification cache not written: {e}");
+                Ok(())
+            }
+        }
     }
 
     /// The DER of a client's issued bundle certificate, if it is `thumbprint`.
@@ -630,7 +650,7 @@ impl Store {
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .custom_flags(libc_o_nofollow())
+            .custom_flags(crate::fsutil::O_NOFOLLOW)
             .open(&path)
             .map_err(io_err(&path))?;
         let deadline = Instant::now() + timeout;
@@ -683,7 +703,7 @@ impl Store {
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .custom_flags(libc_o_nofollow())
+                .custom_flags(crate::fsutil::O_NOFOLLOW)
                 .open(&marker)
                 .map_err(io_err(&marker))?;
             f.write_all(b"A ravencert certificate store: ravencert manages every file here.\n")
@@ -886,49 +906,75 @@ impl Store {
                 remove_path(&entry.path())?;
             }
         }
+        let made = self.manifest()?.clone().unwrap_or_default();
+        self.finish_issued(registry, &made)?;
+        self.sweep_unreferenced(registry, &made)?;
+        // The manifest keeps what is still there.
+        let still: BTreeSet<String> = made
+            .iter()
+            .filter(|r| fs::symlink_metadata(self.root.join(r)).is_ok())
+            .cloned()
+            .collect();
+        if still != made || !self.root.join(MANIFEST_FILE).exists() {
+            let text: String = still.iter().map(|r| format!("{r}\n")).collect();
+            write_atomic(&self.root.join(MANIFEST_FILE), text.as_bytes(), 0o600)?;
+            *self.manifest.borrow_mut() = Some(still);
+        }
+        Ok(())
+    }
+
+    /// issued/: staged bundles of registered certificates move into place; bundles of clients
+    /// no longer active go. Only what ravencert made (`made`, the manifest) is touched.
+    fn finish_issued(&self, registry: &Registry, made: &BTreeSet<String>) -> Result<()> {
+        let issued = self.root.join("issued");
+        if !issued.is_dir() {
+            return Ok(());
+        }
         let active: BTreeMap<&str, &str> = registry
             .certificates
             .iter()
             .filter(|c| c.retire_after.is_none() && c.source == Origin::Generated)
             .map(|c| (c.key.as_str(), c.thumbprint.as_str()))
             .collect();
-        let made = self.manifest()?.clone().unwrap_or_default();
-        let issued = self.root.join("issued");
-        if issued.is_dir() {
-            for entry in fs::read_dir(&issued).map_err(io_err(&issued))? {
-                let entry = entry.map_err(io_err(&issued))?;
-                let name = entry.file_name().to_string_lossy().to_string();
-                let path = entry.path();
-                // Only what ravencert made is ever removed or replaced.
-                if !made.contains(&format!("issued/{name}")) {
-                    continue;
-                }
-                if let Some(key) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".new")) {
-                    match active.get(key) {
-                        // Staged by an apply (a new certificate, or the same one packaged again
-                        // with another password or profile): it is newer than issued/<key>.
-                        Some(thumb) if self.bundle_complete(&path, key, thumb) => {
-                            let target = self.issued_dir(key);
-                            if target.exists() {
-                                remove_tree(&target)?;
-                            }
-                            fault::step();
-                            fs::rename(&path, &target).map_err(io_err(&path))?;
-                            // No fsync: the registry already names this certificate, and a
-                            // staged bundle counts as present until the next apply moves it.
+        for entry in fs::read_dir(&issued).map_err(io_err(&issued))? {
+            let entry = entry.map_err(io_err(&issued))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            let path = entry.path();
+            // Only what ravencert made is ever removed or replaced.
+            if !made.contains(&format!("issued/{name}")) {
+                continue;
+            }
+            if let Some(key) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".new")) {
+                match active.get(key) {
+                    // Staged by an apply (a new certificate, or the same one packaged again
+                    // with another password or profile): it is newer than issued/<key>.
+                    Some(thumb) if self.bundle_complete(&path, key, thumb) => {
+                        let target = self.issued_dir(key);
+                        if target.exists() {
+                            remove_tree(&target)?;
                         }
-                        _ => remove_tree(&path)?,
+                        fault::step();
+                        fs::rename(&path, &target).map_err(io_err(&path))?;
+                        // No fsync: the registry already names this certificate, and a
+                        // staged bundle counts as present until the next apply moves it.
                     }
-                } else if !active.contains_key(name.as_str()) {
-                    remove_tree(&path)?;
+                    _ => remove_tree(&path)?,
                 }
+            } else if !active.contains_key(name.as_str()) {
+                remove_tree(&path)?;
             }
         }
-        let keep: BTreeSet<String> = registry
+        Ok(())
+    }
+
+    /// certs/, server/, keys/: files ravencert made for a thumbprint the registry no longer
+    /// names, and temporary files of interrupted writes, are removed.
+    fn sweep_unreferenced(&self, registry: &Registry, made: &BTreeSet<String>) -> Result<()> {
+        let keep: BTreeSet<&str> = registry
             .server
             .iter()
-            .map(|s| s.thumbprint.clone())
-            .chain(registry.certificates.iter().map(|c| c.thumbprint.clone()))
+            .map(|s| s.thumbprint.as_str())
+            .chain(registry.certificates.iter().map(|c| c.thumbprint.as_str()))
             .collect();
         for (sub, ext) in [("certs", "pem"), ("server", "key"), ("keys", "key")] {
             let dir = self.root.join(sub);
@@ -958,17 +1004,6 @@ impl Store {
                     remove_path(entry.path())?;
                 }
             }
-        }
-        // The manifest keeps what is still there.
-        let still: BTreeSet<String> = made
-            .iter()
-            .filter(|r| fs::symlink_metadata(self.root.join(r)).is_ok())
-            .cloned()
-            .collect();
-        if still != made || !self.root.join(MANIFEST_FILE).exists() {
-            let text: String = still.iter().map(|r| format!("{r}\n")).collect();
-            write_atomic(&self.root.join(MANIFEST_FILE), text.as_bytes(), 0o600)?;
-            *self.manifest.borrow_mut() = Some(still);
         }
         Ok(())
     }
@@ -1000,8 +1035,7 @@ fn check_owner(p: &Path, m: &fs::Metadata) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     // Asked once: it is a system call, and a no-op plan checks tens of thousands of files.
     static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = *EUID.get_or_init(|| unsafe { libc::geteuid() });
+    let me = *EUID.get_or_init(crate::fsutil::effective_uid);
     if m.uid() != me {
         return Err(corrupt(
             p,
@@ -1069,15 +1103,23 @@ mod fault {
     pub fn step() {}
 }
 
-fn libc_o_nofollow() -> i32 {
-    // O_NOFOLLOW on Linux.
-    0o400000
+/// What verifying the client certificates finds, for [`Actual`].
+#[derive(Default)]
+struct Found {
+    /// Keys whose issued bundle holds their registered certificate.
+    bundles_ok: BTreeSet<String>,
+    /// What changed outside ravencert, in words.
+    drift: Vec<String>,
+    /// Thumbprints whose certificate file is gone.
+    lost: BTreeSet<String>,
+    /// Of those, the ones an issued bundle can restore.
+    recoverable: BTreeSet<String>,
 }
 
 /// Reads a store file; a symbolic link is refused, not followed.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     crate::fsutil::read_regular(path, MAX_STORE_FILE, false).map_err(|e| {
-        if e.raw_os_error() == Some(crate::fsutil::ELOOP) {
+        if e.is_link() {
             corrupt(
                 path,
                 "is a symbolic link; ravencert does not follow links inside the store — remove it",
@@ -1088,7 +1130,7 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
                 format!("{e}; the store was changed outside ravencert — restore it from a backup"),
             )
         } else {
-            io_err(path)(e)
+            io_err(path)(e.into())
         }
     })
 }
@@ -1121,13 +1163,8 @@ fn ensure_dir(path: &Path) -> Result<()> {
 
 /// Flushes the filesystem holding `dir` (syncfs): makes every staged write durable at once.
 fn sync_filesystem(dir: &Path) -> Result<()> {
-    use std::os::fd::AsRawFd;
     let d = File::open(dir).map_err(io_err(dir))?;
-    // SAFETY: syncfs only reads the descriptor, which `d` keeps open for the call.
-    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-        return Err(io_err(dir)(std::io::Error::last_os_error()));
-    }
-    Ok(())
+    rustix::fs::syncfs(&d).map_err(|e| io_err(dir)(e.into()))
 }
 
 /// A file the registry does not name yet: temp file and rename (never a half-written file),
@@ -1151,37 +1188,29 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<()>
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let mut rnd = [0u8; 6];
-    let _ = openssl::rand::rand_bytes(&mut rnd);
-    let tmp = dir.join(format!(
-        ".tmp-{name}-{}",
-        rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ));
-    let result = (|| {
-        fault::step();
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_err(&tmp))?;
-        f.write_all(bytes).map_err(io_err(&tmp))?;
-        if durable {
-            f.sync_all().map_err(io_err(&tmp))?;
-        }
-        fault::step();
-        fs::rename(&tmp, path).map_err(io_err(path))?;
-        if durable {
-            sync_dir(dir)?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    // `.tmp-` names what an interrupted write leaves behind; finish() sweeps it. The temp file
+    // is created exclusively (O_EXCL) and removed on any error by NamedTempFile's drop.
+    fault::step();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".tmp-{name}-"))
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(io_err(dir))?;
+    let tmp_path = tmp.path().to_path_buf();
+    // The mode given at creation is masked by the umask; set it as it must be.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_err(&tmp_path))?;
+    tmp.write_all(bytes).map_err(io_err(&tmp_path))?;
+    if durable {
+        tmp.as_file().sync_all().map_err(io_err(&tmp_path))?;
     }
-    result
+    fault::step();
+    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
+    if durable {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 
 use proptest::prelude::*;
 use ravencert::config::{
-    ClientDesired, ClientSpec, Desired, GenerateSpec, ServerDesired, ServerSpec, StoreSettings,
+    ClientDesired, ClientSpec, Declared, Desired, GenerateSpec, ServerDesired, ServerSpec,
+    StoreSettings,
 };
 use ravencert::model::{Access, Clearance, KeySpec, Period, PfxProfile, RenewBefore};
 use ravencert::plan::{self, Action, PlanOptions};
@@ -83,27 +84,29 @@ fn desired() -> impl Strategy<Value = Desired> {
             (clients, Just(prune), Just(max))
         })
         .prop_map(|(clients, prune, max)| Desired {
-            config_path: PathBuf::from("/cfg/certs.toml"),
-            store: StoreSettings {
-                path: PathBuf::from("/cfg/store"),
-                prune,
-                max_deletions: max,
-            },
-            server: Some(ServerDesired {
-                source: ServerSpec::Generate {
-                    name: "cluster.example.com".into(),
-                    dns: vec!["cluster.example.com".into()],
-                    key: KeySpec::EcP256,
-                    validity: Period::days(365),
-                    renew_before: RenewBefore::Period(Period::days(30)),
+            declared: Declared {
+                config_path: PathBuf::from("/cfg/certs.toml"),
+                store: StoreSettings {
+                    path: PathBuf::from("/cfg/store"),
+                    prune,
+                    max_deletions: max,
                 },
-                export: None,
-            }),
-            clients: clients.into_iter().map(|c| (c.key.clone(), c)).collect(),
-            warnings: vec![],
-            positions: BTreeMap::new(),
+                server: Some(ServerDesired {
+                    source: ServerSpec::Generate {
+                        name: "cluster.example.com".into(),
+                        dns: vec!["cluster.example.com".into()],
+                        key: KeySpec::EcP256,
+                        validity: Period::days(365),
+                        renew_before: RenewBefore::Period(Period::days(30)),
+                    },
+                    export: None,
+                }),
+                clients: clients.into_iter().map(|c| (c.key.clone(), c)).collect(),
+                warnings: vec![],
+                positions: BTreeMap::new(),
+                renew_before: RenewBefore::Period(Period::days(30)),
+            },
             files: Default::default(),
-            renew_before: RenewBefore::Period(Period::days(30)),
         })
 }
 

@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 
 use super::error::{Error, Result};
 use super::exports::check_export_path;
-use crate::config::{self, Desired};
-use crate::fsutil::TooLarge;
+use crate::config::{self, Declared, Desired};
+use crate::fsutil::ReadError;
 use crate::git;
 use crate::render::Style;
 
@@ -44,7 +44,7 @@ pub enum Revision {
 
 impl Context {
     /// Reads and validates certs.toml from the disk.
-    pub fn desired(&self) -> Result<Desired> {
+    pub fn desired(&self) -> Result<Declared> {
         self.parse(&Revision::WorkTree)
     }
 
@@ -70,12 +70,12 @@ impl Context {
                         .map_err(Error::LinkLeavesRepository)?;
                 }
                 crate::fsutil::read_regular(&self.config, MAX_CONFIG_BYTES as u64, true).map_err(
-                    |e| match e.get_ref().and_then(|r| r.downcast_ref::<TooLarge>()) {
-                        Some(_) => Error::ConfigTooLarge {
+                    |e| match e {
+                        ReadError::TooLarge { .. } => Error::ConfigTooLarge {
                             path: self.config.clone(),
                             max: MAX_CONFIG_BYTES,
                         },
-                        None => Error::ConfigUnreadable {
+                        e => Error::ConfigUnreadable {
                             path: self.config.clone(),
                             source: e,
                         },
@@ -86,7 +86,7 @@ impl Context {
         }
     }
 
-    fn parse(&self, source: &Revision) -> Result<Desired> {
+    fn parse(&self, source: &Revision) -> Result<Declared> {
         let text = self.read_config(source)?;
         if text.len() > MAX_CONFIG_BYTES {
             return Err(Error::ConfigOversized {
@@ -117,7 +117,7 @@ impl Context {
     /// Git mode: a relative export is written next to the store (the checkout is a cache). An
     /// absolute or `..` export would let a commit make the daemon (root) write anywhere: refused
     /// unless the machine allows that path with `--allow-export-path`.
-    fn rebase_export(&self, desired: &mut Desired, base: &Path, export_base: &Path) -> Result<()> {
+    fn rebase_export(&self, desired: &mut Declared, base: &Path, export_base: &Path) -> Result<()> {
         let Some(export) = desired.server.as_ref().and_then(|s| s.export.clone()) else {
             return Ok(());
         };
@@ -165,28 +165,30 @@ impl Context {
     /// referenced certificate files hold. `issuing`: the passwords of generated clients are
     /// needed (a review plan issues nothing, so it does not need them).
     pub fn load(&self, source: &Revision, issuing: bool) -> Result<Desired> {
-        let mut desired = self.parse(source)?;
-        let problems = config::check_references(&desired, *source == Revision::WorkTree, issuing);
-        if !problems.is_empty() {
-            return Err(problems.into());
-        }
-        let files = match source {
+        let declared = self.parse(source)?;
+        let on_disk = *source == Revision::WorkTree;
+        let desired = match source {
             Revision::WorkTree => {
                 // In a repository, a certificate file is under review like certs.toml: no link
                 // inside the repository may lead out of it. Outside git, the user's own paths.
                 let workdir = git::workdir_of(&self.config);
-                crate::inputs::resolve(&desired, &|p: &Path| {
-                    if let Some(w) = &workdir {
-                        git::check_links_stay_inside(p, w)?;
-                    }
-                    crate::inputs::from_disk(p)
-                })
+                declared.resolve(
+                    &|p: &Path| {
+                        if let Some(w) = &workdir {
+                            git::check_links_stay_inside(p, w)?;
+                        }
+                        crate::inputs::from_disk(p)
+                    },
+                    on_disk,
+                    issuing,
+                )
             }
-            Revision::Rev(rev) => crate::inputs::resolve(&desired, &|p: &Path| {
-                git::read_file_at(p, rev).map_err(|e| e.to_string())
-            }),
-        };
-        desired.files = files?;
+            Revision::Rev(rev) => declared.resolve(
+                &|p: &Path| git::read_file_at(p, rev).map_err(|e| e.to_string()),
+                on_disk,
+                issuing,
+            ),
+        }?;
         check_export_path(&desired)
             .map_err(|e| desired.error_at("server.export".into(), e.to_string()))?;
         Ok(desired)
@@ -232,7 +234,7 @@ fn where_it_is(above: &Option<PathBuf>) -> String {
 
 /// The store is a folder of its own: never certs.toml's folder or one above it (its `.gitignore`
 /// of `*` would hide certs.toml from git, and `/` would make every file a store file).
-fn check_store_location(desired: &Desired, base: &Path, overridden: bool) -> Result<()> {
+fn check_store_location(desired: &Declared, base: &Path, overridden: bool) -> Result<()> {
     let store = crate::fsutil::resolve(&desired.store.path);
     let config_dir = crate::fsutil::resolve(base);
     if !config_dir.starts_with(&store) {

@@ -88,7 +88,6 @@ impl Reconciler for Daemon<'_> {
     }
 }
 
-
 fn log_changes(plan: &Plan) {
     for d in &plan.drift {
         warn!("changed outside ravencert: {d}");
@@ -180,7 +179,10 @@ fn plan_only(ctx: &Context, desired: &Desired, why: &str) -> Attempt {
             info!("{why}: no changes, the store matches certs.toml")
         }
         Ok(plan) => {
-            info!("{why}: plan only, would apply: {}", render::applied_counts(&plan));
+            info!(
+                "{why}: plan only, would apply: {}",
+                render::applied_counts(&plan)
+            );
             log_changes(&plan);
         }
         Err(e) => {

@@ -46,7 +46,7 @@ pub enum Error {
         /// certs.toml.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        source: crate::fsutil::ReadError,
     },
     /// certs.toml holds bytes that are not UTF-8.
     #[error("{}: is not UTF-8 text", .0.display())]
@@ -170,7 +170,7 @@ fn config_report(errors: &[ConfigError]) -> String {
     text
 }
 
-fn init_hint(e: &std::io::Error) -> &'static str {
+fn init_hint(e: &crate::fsutil::ReadError) -> &'static str {
     if e.kind() == std::io::ErrorKind::NotFound {
         " (run `ravencert init` to write a starter, or pass -c PATH)"
     } else {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use super::error::{Error, Result};
 use super::{Context, Output};
 use crate::apply;
-use crate::config::Desired;
+use crate::config::Declared;
 use crate::store::Store;
 
 /// Why the export cannot be written where it is asked to be.
@@ -44,14 +44,17 @@ pub enum ExportPathError {
 /// The export is written where certs.toml says, so that path must not be something else: not
 /// inside the store, not certs.toml or a file it names, not a link, and, when a file is
 /// already there, one that is a certificate export (never /etc/passwd or a private key).
-pub(super) fn check_export_path(desired: &Desired) -> std::result::Result<(), ExportPathError> {
+pub(super) fn check_export_path(desired: &Declared) -> std::result::Result<(), ExportPathError> {
     match export_path(desired) {
         Some(path) => check_export_target(desired, path),
         None => Ok(()),
     }
 }
 
-fn check_export_target(desired: &Desired, path: &Path) -> std::result::Result<(), ExportPathError> {
+fn check_export_target(
+    desired: &Declared,
+    path: &Path,
+) -> std::result::Result<(), ExportPathError> {
     // Compared where they really point, whether or not they exist yet (the first apply).
     let target = crate::fsutil::resolve(path);
     let store = crate::fsutil::resolve(&desired.store.path);
@@ -92,7 +95,7 @@ fn check_export_target(desired: &Desired, path: &Path) -> std::result::Result<()
 }
 
 /// `[server].export`, when certs.toml names one.
-pub(super) fn export_path(desired: &Desired) -> Option<&Path> {
+pub(super) fn export_path(desired: &Declared) -> Option<&Path> {
     desired.server.as_ref().and_then(|s| s.export.as_deref())
 }
 

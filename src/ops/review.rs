@@ -67,7 +67,7 @@ pub(super) fn with_passwords(
             (Some(r), Some(k)) => {
                 let secret = r
                     .read()
-                    .map_err(|e| desired.error_at(format!("clients.{}", c.key), e))?;
+                    .map_err(|e| desired.error_at(format!("clients.{}", c.key), e.to_string()))?;
                 crate::pki::password_fingerprint(k, &c.key, Some(secret.expose()))?
             }
         };

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::error::{Error, Result};
 use super::{Context, Output};
-use crate::config::{ClientSpec, Desired, ServerSpec};
+use crate::config::{ClientSpec, Declared, ServerSpec};
 use crate::model::RenewBefore;
 use crate::registry::Actual;
 use crate::render::{self, StatusView};
@@ -42,7 +42,7 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
 
 /// certs.toml if it is valid, the store's folder, the store, and the warning shown when
 /// certs.toml is invalid but the store can be shown anyway.
-fn load(ctx: &Context) -> Result<(Option<Desired>, PathBuf, Actual, Vec<String>)> {
+fn load(ctx: &Context) -> Result<(Option<Declared>, PathBuf, Actual, Vec<String>)> {
     // The store path comes from certs.toml unless --store names it.
     let (desired, config_error) = match ctx.desired() {
         Ok(d) => (Some(d), None),
@@ -81,7 +81,7 @@ fn load(ctx: &Context) -> Result<(Option<Desired>, PathBuf, Actual, Vec<String>)
 }
 
 /// The renew_before of each declared client.
-fn client_renewals(desired: &Desired) -> BTreeMap<String, RenewBefore> {
+fn client_renewals(desired: &Declared) -> BTreeMap<String, RenewBefore> {
     desired
         .clients
         .iter()
@@ -96,7 +96,7 @@ fn client_renewals(desired: &Desired) -> BTreeMap<String, RenewBefore> {
 }
 
 /// The generated server certificate's renew_before (an imported one is renewed elsewhere).
-fn server_renewal(desired: &Desired) -> Option<RenewBefore> {
+fn server_renewal(desired: &Declared) -> Option<RenewBefore> {
     match desired.server.as_ref().map(|s| &s.source) {
         Some(ServerSpec::Generate { renew_before, .. }) => Some(*renew_before),
         _ => None,

@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::{ClientSpec, GenerateSpec, ServerDesired, ServerSpec, StoreSettings};
+use crate::config::{ClientSpec, Declared, GenerateSpec, ServerDesired, ServerSpec, StoreSettings};
 use crate::model::{KeySpec, Origin, Period, PfxProfile};
 use crate::registry::{Registry, ServerEntry};
 use std::path::PathBuf;
@@ -44,18 +44,20 @@ fn client(key: &str, clearance: Clearance, dbs: &[(&str, Access)]) -> ClientDesi
 
 fn desired(clients: Vec<ClientDesired>, prune: bool) -> Desired {
     Desired {
-        config_path: "/cfg/certs.toml".into(),
-        store: StoreSettings {
-            path: "/cfg/store".into(),
-            prune,
-            max_deletions: 5,
+        declared: Declared {
+            config_path: "/cfg/certs.toml".into(),
+            store: StoreSettings {
+                path: "/cfg/store".into(),
+                prune,
+                max_deletions: 5,
+            },
+            server: Some(server()),
+            clients: clients.into_iter().map(|c| (c.key.clone(), c)).collect(),
+            warnings: vec![],
+            positions: BTreeMap::new(),
+            renew_before: RenewBefore::Period(Period::days(30)),
         },
-        server: Some(server()),
-        clients: clients.into_iter().map(|c| (c.key.clone(), c)).collect(),
-        warnings: vec![],
-        positions: BTreeMap::new(),
         files: Default::default(),
-        renew_before: RenewBefore::Period(Period::days(30)),
     }
 }
 
