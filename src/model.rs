@@ -141,6 +141,12 @@ impl Origin {
 /// Generated certificates start this long before they are issued, as RavenDB's do (clock skew).
 pub const BACKDATING: Period = Period::days(7);
 
+/// The key the server certificate answers to in `--replace` (so no client may take it).
+pub const SERVER_KEY: &str = "server";
+
+/// What the registry records for a bundle without a password.
+pub const NO_PASSWORD: &str = "none";
+
 /// A span of time, written the same way in certs.toml and on the command line: a whole number
 /// with `s`, `min`, `h`, `d`, `w`, `mo` (30 days) or `y` (365 days). A bare `m` is refused: it
 /// could mean minutes or months.
@@ -338,7 +344,7 @@ pub fn check_client_key(key: &str) -> Result<(), String> {
             key.escape_debug()
         ));
     }
-    if key == crate::plan::SERVER_KEY {
+    if key == SERVER_KEY {
         return Err(format!(
             "client key '{key}' is reserved: `--replace {key}` names the server certificate, so a client cannot be called that; choose another key (e.g. '{key}-client')"
         ));

@@ -168,7 +168,7 @@ pub fn password_fingerprint(
     password: Option<&str>,
 ) -> Result<String> {
     let Some(password) = password else {
-        return Ok(crate::plan::NO_PASSWORD.to_string());
+        return Ok(crate::model::NO_PASSWORD.to_string());
     };
     let key = PKey::hmac(store_key)?;
     let mut mac = openssl::sign::Signer::new(MessageDigest::sha256(), &key)?;

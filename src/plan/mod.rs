@@ -286,8 +286,7 @@ pub struct PlanOptions {
     pub bundle_passwords: Option<BTreeMap<String, String>>,
 }
 
-/// What the registry records for a bundle without a password.
-pub const NO_PASSWORD: &str = "none";
+use crate::model::{NO_PASSWORD, SERVER_KEY};
 
 /// A plan that is refused: nothing may be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -371,9 +370,6 @@ pub enum UploadProblem {
     },
 }
 
-/// The key the server certificate answers to in `--replace`.
-pub const SERVER_KEY: &str = "server";
-
 /// The plan that brings `actual` to `desired` at `now`.
 pub fn plan(
     desired: &Desired,
@@ -437,6 +433,51 @@ impl<'a> Planner<'a> {
             drift: self.actual.drift.clone(),
         })
     }
+}
+
+/// What a generated certificate (client or server) is declared to be, for [`lifetime_reasons`].
+pub(super) struct Lifetime {
+    /// The declared key type.
+    pub key: crate::model::KeySpec,
+    /// The declared validity.
+    pub validity: Period,
+    /// The declared renewal window.
+    pub renew_before: RenewBefore,
+}
+
+/// The registered certificate's facts [`lifetime_reasons`] compares: key type, origin, dates.
+pub(super) struct Issued {
+    /// The key type, when the registry recorded it.
+    pub key_type: Option<crate::model::KeySpec>,
+    /// Whether ravencert generated it (only then is its validity ravencert's choice).
+    pub generated: bool,
+    /// Valid from.
+    pub not_before: OffsetDateTime,
+    /// Valid until.
+    pub not_after: OffsetDateTime,
+}
+
+/// The re-issue reasons clients and the server share: another key type, another validity,
+/// inside the renewal window or expired.
+pub(super) fn lifetime_reasons(was: Issued, want: Lifetime, now: OffsetDateTime) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if let Some(k) = was.key_type.filter(|k| *k != want.key) {
+        reasons.push(format!("key {k} -> {} forces replacement", want.key));
+    }
+    if was.generated {
+        reasons.extend(validity_change(
+            was.not_before,
+            was.not_after,
+            want.validity,
+        ));
+    }
+    reasons.extend(renewal_reason(
+        was.not_before,
+        was.not_after,
+        want.renew_before,
+        now,
+    ));
+    reasons
 }
 
 fn renewal_reason(

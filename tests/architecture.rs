@@ -1,0 +1,185 @@
+//! The layout STYLE.md asks for, checked on the sources so that it cannot rot silently: the
+//! planner and the renderer stay pure (no store, crypto or file reading), nothing below the
+//! command layer reaches up into it, modules form no cycle, and no function grows past 80 lines.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Module name -> the crate modules it imports (`use crate::x` or a `crate::x::` path).
+fn import_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut graph = BTreeMap::new();
+    for entry in walk(&src) {
+        let rel = entry.strip_prefix(&src).expect("under src");
+        let module = module_of(rel);
+        if module == "main" || module == "lib" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&entry).expect("source is UTF-8");
+        let body: String = strip_tests(&text)
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let deps: &mut BTreeSet<String> = graph.entry(module.clone()).or_default();
+        for (i, _) in body.match_indices("crate::") {
+            let rest = &body[i + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != module && is_module(&src, &name) {
+                deps.insert(name);
+            }
+        }
+    }
+    graph
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("src readable") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `plan/project.rs` and `plan/mod.rs` both belong to module `plan`.
+fn module_of(rel: &Path) -> String {
+    let first = rel.components().next().expect("non-empty");
+    let s = first.as_os_str().to_string_lossy();
+    s.trim_end_matches(".rs").to_string()
+}
+
+fn is_module(src: &Path, name: &str) -> bool {
+    src.join(format!("{name}.rs")).is_file() || src.join(name).join("mod.rs").is_file()
+}
+
+/// The text before the unit-test module: tests may import whatever they need.
+fn strip_tests(text: &str) -> &str {
+    match text.find("#[cfg(test)]\nmod tests") {
+        Some(i) => &text[..i],
+        None => text,
+    }
+}
+
+/// Every module reachable from `from` through imports.
+fn reachable(graph: &BTreeMap<String, BTreeSet<String>>, from: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![from.to_string()];
+    while let Some(m) = todo.pop() {
+        for d in graph.get(&m).into_iter().flatten() {
+            if seen.insert(d.clone()) {
+                todo.push(d.clone());
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn planner_and_renderer_import_no_io_or_crypto() {
+    let graph = import_graph();
+    for pure in ["plan", "render"] {
+        let deps = graph.get(pure).cloned().unwrap_or_default();
+        for banned in ["store", "pki", "inputs", "fsutil", "git", "apply", "ops"] {
+            assert!(
+                !deps.contains(banned),
+                "{pure} imports {banned}; the planner and renderer work on plain data (imports: {deps:?})"
+            );
+        }
+    }
+}
+
+#[test]
+fn nothing_below_the_commands_imports_them() {
+    let graph = import_graph();
+    for (module, deps) in &graph {
+        if module == "ops" || module == "cli" {
+            continue;
+        }
+        assert!(
+            !deps.contains("ops") && !deps.contains("cli"),
+            "{module} imports the command layer: {deps:?}"
+        );
+    }
+}
+
+#[test]
+fn modules_form_no_cycle() {
+    let graph = import_graph();
+    for module in graph.keys() {
+        assert!(
+            !reachable(&graph, module).contains(module),
+            "module {module} imports itself through {:?}",
+            graph.get(module)
+        );
+    }
+}
+
+#[test]
+fn no_function_over_80_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut long = Vec::new();
+    for file in walk(&src) {
+        let text = std::fs::read_to_string(&file).expect("source is UTF-8");
+        let lines: Vec<&str> = strip_tests(&text).lines().collect();
+        let mut i = 0;
+        while i < lines.len() {
+            let Some(indent) = fn_start(lines[i]) else {
+                i += 1;
+                continue;
+            };
+            // A declaration without a body (trait method) ends at its `;`.
+            let mut open = i;
+            while open < lines.len() && !lines[open].trim_end().ends_with('{') {
+                if lines[open].trim_end().ends_with(';') {
+                    break;
+                }
+                open += 1;
+            }
+            let close = (open + 1..lines.len())
+                .find(|&k| {
+                    let l = lines[k];
+                    l.len() - l.trim_start().len() == indent && l.trim_start().starts_with('}')
+                })
+                .unwrap_or(open);
+            let n = close.saturating_sub(i) + 1;
+            if n > 80 {
+                long.push(format!("{}:{} ({n} lines)", file.display(), i + 1));
+            }
+            i = close.max(i) + 1;
+        }
+    }
+    assert!(long.is_empty(), "functions over 80 lines: {long:#?}");
+}
+
+/// The indentation of a line that starts a function definition.
+fn fn_start(line: &str) -> Option<usize> {
+    let t = line.trim_start();
+    let t = t.strip_prefix("pub(crate) ").unwrap_or(t);
+    let t = t.strip_prefix("pub ").unwrap_or(t);
+    let t = t.strip_prefix("const ").unwrap_or(t);
+    let t = t.strip_prefix("async ").unwrap_or(t);
+    t.starts_with("fn ")
+        .then(|| line.len() - line.trim_start().len())
+}
+
+#[test]
+fn no_too_many_arguments_allowance() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for file in walk(&src) {
+        let text = std::fs::read_to_string(&file).expect("source is UTF-8");
+        assert!(
+            !text.contains("too_many_arguments"),
+            "{} allows too_many_arguments: carry the arguments in a value instead",
+            file.display()
+        );
+    }
+}
