@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::{
-    desired_fields, entry_fields, known, list, renewal_reason, shown, validity_change, Action,
-    Change, Field, FieldChange, Fields, PlanError, Planner, Target, NO_PASSWORD,
+    desired_fields, entry_fields, known, lifetime_reasons, list, renewal_reason, shown, Action,
+    Change, Field, FieldChange, Fields, Issued, Lifetime, PlanError, Planner, Target, NO_PASSWORD,
 };
 use crate::config::{ClientDesired, ClientSpec, GenerateSpec};
 use crate::model::{Access, Clearance, Origin, Uploaded};
@@ -106,22 +106,18 @@ impl<'a> Planner<'a> {
         if current.source == Origin::Uploaded {
             reasons.push("now generated (was uploaded)".into());
         }
-        if let Some(k) = current.key_type {
-            if k != spec.key {
-                reasons.push(format!("key {k} -> {} forces replacement", spec.key));
-            }
-        }
-        if current.source == Origin::Generated {
-            reasons.extend(validity_change(
-                current.not_before,
-                current.not_after,
-                spec.validity,
-            ));
-        }
-        reasons.extend(renewal_reason(
-            current.not_before,
-            current.not_after,
-            spec.renew_before,
+        reasons.extend(lifetime_reasons(
+            Issued {
+                key_type: current.key_type,
+                generated: current.source == Origin::Generated,
+                not_before: current.not_before,
+                not_after: current.not_after,
+            },
+            Lifetime {
+                key: spec.key,
+                validity: spec.validity,
+                renew_before: spec.renew_before,
+            },
             self.now,
         ));
         if current.source == Origin::Generated && !self.actual.bundles_ok.contains(&client.key) {

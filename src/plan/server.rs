@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 
 use super::{
-    list, renewal_reason, server_fields, validity_change, Action, Change, Fields, PlanError,
+    lifetime_reasons, list, server_fields, Action, Change, Fields, Issued, Lifetime, PlanError,
     Planner, Target, SERVER_KEY,
 };
 use crate::config::ServerSpec;
@@ -177,25 +177,19 @@ fn server_reasons(
             spec.dns.join(", ")
         ));
     }
-    if let Some(k) = current.key_type {
-        if k != spec.key {
-            reasons.push(format!("key {k} -> {} forces replacement", spec.key));
-        }
-    }
-    if current.source == Origin::Generated {
-        reasons.extend(validity_change(
-            current.not_before,
-            current.not_after,
-            spec.validity,
-        ));
-    }
-    if let Some(r) = renewal_reason(
-        current.not_before,
-        current.not_after,
-        spec.renew_before,
+    reasons.extend(lifetime_reasons(
+        Issued {
+            key_type: current.key_type,
+            generated: current.source == Origin::Generated,
+            not_before: current.not_before,
+            not_after: current.not_after,
+        },
+        Lifetime {
+            key: spec.key,
+            validity: spec.validity,
+            renew_before: spec.renew_before,
+        },
         now,
-    ) {
-        reasons.push(r);
-    }
+    ));
     reasons
 }
