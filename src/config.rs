@@ -1692,7 +1692,10 @@ mod tests {
         ));
         assert_eq!(e.key, "clients.app.password");
         assert!(e.message.contains("password_env"));
-        assert!(!e.to_string().contains("hunter2") || e.snippet.is_some());
+        // The line is shown to point at the mistake, with the value masked: the password
+        // itself reaches no screen and no CI log.
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert_eq!(e.snippet.as_deref(), Some("password = ***"));
     }
 
     #[test]

@@ -173,7 +173,11 @@ impl Registry {
     pub fn to_text(&self) -> String {
         let mut r = self.clone();
         r.normalize();
-        let body = toml::to_string(&r).unwrap_or_default();
+        // Cannot fail for this type: every map has string keys, every optional field is skipped
+        // when empty, and every date came from X.509 or RFC 3339 text (years 0-9999, which
+        // RFC 3339 holds). An empty body here would be written as an empty registry, so a
+        // failure must stop rather than be swallowed.
+        let body = toml::to_string(&r).expect("a registry always serializes to TOML");
         format!("{REGISTRY_HEADER}{body}")
     }
 
