@@ -64,31 +64,18 @@ impl<'a> Planner<'a> {
             ));
             reasons.clear();
         }
-        let thumbprints = vec![current.thumbprint.clone()];
-        if !reasons.is_empty() {
-            return Some(
-                Change::new(
-                    Action::Replace,
-                    Target::Client,
-                    &client.key,
-                    reasons.join("; "),
-                )
-                .with_escalation(escalation)
-                .with_fields(Some(entry_fields(current)), Some(after))
-                .with_changes(fields)
-                .with_thumbprints(thumbprints),
-            );
-        }
-        let notes = self.generated_notes(client, spec, current);
-        update_change(
-            client,
+        let edit = Edit {
             current,
+            after,
             fields,
             escalation,
-            after,
-            thumbprints,
-            notes,
-        )
+            thumbprints: vec![current.thumbprint.clone()],
+        };
+        if !reasons.is_empty() {
+            return Some(edit.into_change(Action::Replace, client, reasons.join("; ")));
+        }
+        let notes = self.generated_notes(client, spec, current);
+        update_change(client, edit, notes)
     }
 
     /// Why a generated client's certificate must be issued again (none: it stays).
@@ -208,15 +195,14 @@ impl<'a> Planner<'a> {
                 path.display()
             )
         });
-        Ok(update_change(
-            client,
+        let edit = Edit {
             current,
+            after,
             fields,
             escalation,
-            after,
-            have,
-            restore.into_iter().collect(),
-        ))
+            thumbprints: have,
+        };
+        Ok(update_change(client, edit, restore.into_iter().collect()))
     }
 
     /// The upload file now holds other certificates than those registered.
@@ -425,17 +411,30 @@ pub fn bundle_reasons(
     reasons
 }
 
-/// An edit in place (same thumbprint): fields changed in certs.toml, and `notes` on what else
-/// the apply does to it (a file restored, its bundle packaged again). None when nothing is due.
-fn update_change(
-    client: &ClientDesired,
-    current: &CertEntry,
+/// What a change to a registered client carries whatever its action: the entry it changes,
+/// the fields after it, the field-by-field differences and the thumbprints it touches.
+struct Edit<'a> {
+    current: &'a CertEntry,
+    after: Fields,
     fields: Vec<FieldChange>,
     escalation: bool,
-    after: Fields,
     thumbprints: Vec<String>,
-    notes: Vec<String>,
-) -> Option<Change> {
+}
+
+impl Edit<'_> {
+    fn into_change(self, action: Action, client: &ClientDesired, reason: String) -> Change {
+        Change::new(action, Target::Client, &client.key, reason)
+            .with_escalation(self.escalation)
+            .with_fields(Some(entry_fields(self.current)), Some(self.after))
+            .with_changes(self.fields)
+            .with_thumbprints(self.thumbprints)
+    }
+}
+
+/// An edit in place (same thumbprint): fields changed in certs.toml, and `notes` on what else
+/// the apply does to it (a file restored, its bundle packaged again). None when nothing is due.
+fn update_change(client: &ClientDesired, edit: Edit<'_>, notes: Vec<String>) -> Option<Change> {
+    let fields = &edit.fields;
     if fields.is_empty() && notes.is_empty() {
         return None;
     }
@@ -454,23 +453,15 @@ fn update_change(
         reasons.push(format!("{} changed in certs.toml", what.join(", ")));
     }
     reasons.extend(notes);
-    let after = Fields {
-        thumbprint: known(&current.thumbprint, current.not_after).0,
-        ..after
+    let edit = Edit {
+        after: Fields {
+            thumbprint: known(&edit.current.thumbprint, edit.current.not_after).0,
+            ..edit.after
+        },
+        escalation: edit.escalation && !edit.fields.is_empty(),
+        ..edit
     };
-    let escalation = escalation && !fields.is_empty();
-    Some(
-        Change::new(
-            Action::Update,
-            Target::Client,
-            &client.key,
-            reasons.join("; "),
-        )
-        .with_escalation(escalation)
-        .with_fields(Some(entry_fields(current)), Some(after))
-        .with_changes(fields)
-        .with_thumbprints(thumbprints),
-    )
+    Some(edit.into_change(Action::Update, client, reasons.join("; ")))
 }
 
 /// Every thumbprint of a registered client's collection: primary first, then secondaries.
