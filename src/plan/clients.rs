@@ -94,12 +94,7 @@ impl<'a> Planner<'a> {
             reasons.push("now generated (was uploaded)".into());
         }
         reasons.extend(lifetime_reasons(
-            Issued {
-                key_type: current.key_type,
-                generated: current.source == Origin::Generated,
-                not_before: current.not_before,
-                not_after: current.not_after,
-            },
+            Issued::from(current),
             Lifetime {
                 key: spec.key,
                 validity: spec.validity,

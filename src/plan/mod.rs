@@ -457,6 +457,28 @@ pub(super) struct Issued {
     pub not_after: OffsetDateTime,
 }
 
+impl From<&CertEntry> for Issued {
+    fn from(e: &CertEntry) -> Issued {
+        Issued {
+            key_type: e.key_type,
+            generated: e.source == crate::model::Origin::Generated,
+            not_before: e.not_before,
+            not_after: e.not_after,
+        }
+    }
+}
+
+impl From<&ServerEntry> for Issued {
+    fn from(e: &ServerEntry) -> Issued {
+        Issued {
+            key_type: e.key_type,
+            generated: e.source == crate::model::Origin::Generated,
+            not_before: e.not_before,
+            not_after: e.not_after,
+        }
+    }
+}
+
 /// The re-issue reasons clients and the server share: another key type, another validity,
 /// inside the renewal window or expired.
 pub(super) fn lifetime_reasons(was: Issued, want: Lifetime, now: OffsetDateTime) -> Vec<String> {

@@ -7,7 +7,7 @@ use super::{
     Planner, Target, SERVER_KEY,
 };
 use crate::config::ServerSpec;
-use crate::model::{KeySpec, Origin, Period, RenewBefore};
+use crate::model::{KeySpec, Period, RenewBefore};
 use crate::registry::ServerEntry;
 
 /// What `[server] generate = true` declares, as the planner compares it.
@@ -178,12 +178,7 @@ fn server_reasons(
         ));
     }
     reasons.extend(lifetime_reasons(
-        Issued {
-            key_type: current.key_type,
-            generated: current.source == Origin::Generated,
-            not_before: current.not_before,
-            not_after: current.not_after,
-        },
+        Issued::from(current),
         Lifetime {
             key: spec.key,
             validity: spec.validity,
