@@ -4,21 +4,20 @@
 //! is loaded and verified into a [`registry::Actual`], [`plan::plan`] (pure) diffs them into a
 //! [`plan::Plan`], and [`apply::apply`] carries it out through [`pki`] and the [`store`].
 
-pub mod apply;
+mod apply;
 pub mod cli;
 pub mod config;
-pub mod fsutil;
-pub mod git;
+mod fsutil;
+mod git;
 pub mod inputs;
 pub mod model;
 pub mod ops;
 pub mod pki;
 pub mod plan;
-pub mod progress;
+mod progress;
 pub mod registry;
 pub mod render;
-pub mod saved_plan;
-
+mod saved_plan;
 pub mod store;
 pub mod watch;
 
