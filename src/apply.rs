@@ -83,11 +83,9 @@ fn export_failed(committed: usize, path: &Path, reason: &ApplyError) -> String {
 
 /// What an apply did, for the report.
 #[derive(Debug, Default)]
-pub struct Outcome {
-    /// The registry as committed.
-    pub registry: Registry,
+pub(crate) struct Outcome {
     /// (client or server key, new thumbprint, not-after) of every certificate registered.
-    pub issued: Vec<(String, String, OffsetDateTime)>,
+    pub(crate) issued: Vec<(String, String, OffsetDateTime)>,
 }
 
 /// The server certificate and key that sign generated clients.
@@ -106,7 +104,7 @@ struct Applier<'a> {
 
 /// Carries out `plan` on `store`. The caller holds the store's lock and has checked the plan
 /// against the current store.
-pub fn apply(
+pub(crate) fn apply(
     desired: &Desired,
     store: &Store,
     actual: &Actual,
@@ -395,7 +393,6 @@ impl Applier<'_> {
         store.write_cache(&self.reg)?;
         exported?;
         Ok(Outcome {
-            registry: self.reg,
             issued: self.issued,
         })
     }
@@ -671,7 +668,11 @@ fn load_signer(store: &Store, reg: &Registry) -> Result<Signer, ApplyError> {
 }
 
 /// Writes the export file at `path`: every server certificate, public parts only, no password.
-pub fn write_export_to(store: &Store, reg: &Registry, path: &Path) -> Result<(), ApplyError> {
+pub(crate) fn write_export_to(
+    store: &Store,
+    reg: &Registry,
+    path: &Path,
+) -> Result<(), ApplyError> {
     if reg.server.is_empty() {
         return Err(ApplyError::NothingToExport);
     }

@@ -173,11 +173,11 @@ pub struct WatchArgs {
 
 /// The shortest `watch --interval`: a re-check reads the store and plans, and is meant for
 /// renewals, which are days away.
-pub const MIN_INTERVAL: Period = Period::seconds(10);
+pub(crate) const MIN_INTERVAL: Period = Period::seconds(10);
 /// The shortest `watch --poll`: each poll is a git fetch.
-pub const MIN_POLL: Period = Period::seconds(1);
+pub(crate) const MIN_POLL: Period = Period::seconds(1);
 /// The longest duration any option takes.
-pub const MAX_DURATION: Period = Period::days(365);
+pub(crate) const MAX_DURATION: Period = Period::days(365);
 
 fn bounded(text: &str, min: Period) -> Result<Duration, String> {
     Period::parse_within(text, min, MAX_DURATION).map(Period::as_std)

@@ -58,7 +58,7 @@ pub enum Access {
 }
 
 /// Database name -> access. Sorted by name so that every rendering is stable.
-pub type Permissions = BTreeMap<String, Access>;
+pub(crate) type Permissions = BTreeMap<String, Access>;
 
 /// Key algorithm and size of a generated certificate.
 #[derive(
@@ -133,24 +133,24 @@ pub enum Origin {
 
 impl Origin {
     /// The word the registry and the outputs use: `generated` or `uploaded`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         self.into()
     }
 }
 
 /// Generated certificates start this long before they are issued, as RavenDB's do (clock skew).
-pub const BACKDATING: Period = Period::days(7);
+pub(crate) const BACKDATING: Period = Period::days(7);
 
 /// A span of time, written the same way in certs.toml and on the command line: a whole number
 /// with `s`, `min`, `h`, `d`, `w`, `mo` (30 days) or `y` (365 days). A bare `m` is refused: it
 /// could mean minutes or months.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Period {
-    pub seconds: i64,
+    pub(crate) seconds: i64,
 }
 
 /// The units of a [`Period`], with their length in seconds.
-pub const SPAN_UNITS: [(&str, i64); 7] = [
+pub(crate) const SPAN_UNITS: [(&str, i64); 7] = [
     ("s", 1),
     ("min", 60),
     ("h", 3_600),
@@ -161,7 +161,7 @@ pub const SPAN_UNITS: [(&str, i64); 7] = [
 ];
 
 /// The units of a [`Period`] as a regular-expression group (for the JSON schema).
-pub const PERIOD_UNIT_PATTERN: &str = "(s|min|h|d|w|mo|y)";
+pub(crate) const PERIOD_UNIT_PATTERN: &str = "(s|min|h|d|w|mo|y)";
 
 const SPAN_EXAMPLES: &str = "write e.g. 30s, 10min, 12h, 90d, 2w, 6mo, 1y";
 
@@ -172,21 +172,21 @@ impl Period {
         }
     }
 
-    pub const fn seconds(seconds: i64) -> Period {
+    pub(crate) const fn seconds(seconds: i64) -> Period {
         Period { seconds }
     }
 
-    pub fn as_duration(self) -> time::Duration {
+    pub(crate) fn as_duration(self) -> time::Duration {
         time::Duration::seconds(self.seconds)
     }
 
     /// The span as a std Duration (a negative span, which the parser never makes, is zero).
-    pub fn as_std(self) -> std::time::Duration {
+    pub(crate) fn as_std(self) -> std::time::Duration {
         std::time::Duration::from_secs(u64::try_from(self.seconds).unwrap_or(0))
     }
 
     /// Parses `<whole number><unit>`, unit one of s, min, h, d, w, mo (30 days), y (365 days).
-    pub fn parse(text: &str) -> Result<Period, String> {
+    pub(crate) fn parse(text: &str) -> Result<Period, String> {
         let text = text.trim();
         let unit_at = text
             .find(|c: char| !c.is_ascii_digit())
@@ -216,7 +216,7 @@ impl Period {
     }
 
     /// Parses a command-line duration: the same grammar, between `min` and `max`.
-    pub fn parse_within(text: &str, min: Period, max: Period) -> Result<Period, String> {
+    pub(crate) fn parse_within(text: &str, min: Period, max: Period) -> Result<Period, String> {
         let span = Period::parse(text)?;
         if span < min {
             return Err(format!("must be at least {min}"));
@@ -256,7 +256,7 @@ pub enum RenewBefore {
 }
 
 impl RenewBefore {
-    pub fn parse(text: &str) -> Result<RenewBefore, String> {
+    pub(crate) fn parse(text: &str) -> Result<RenewBefore, String> {
         let t = text.trim();
         if let Some(p) = t.strip_suffix('%') {
             let n: u8 = p
@@ -271,7 +271,7 @@ impl RenewBefore {
     }
 
     /// How long before `not_after` a certificate with this lifetime is re-issued.
-    pub fn window(self, lifetime: time::Duration) -> time::Duration {
+    pub(crate) fn window(self, lifetime: time::Duration) -> time::Duration {
         match self {
             RenewBefore::Period(s) => s.as_duration(),
             RenewBefore::Percent(p) => lifetime * (f64::from(p) / 100.0),
@@ -289,7 +289,7 @@ impl fmt::Display for RenewBefore {
 }
 
 /// Checks a database name against RavenDB's rule; returns the server's own message when bad.
-pub fn check_database_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_database_name(name: &str) -> Result<(), String> {
     let not_permitted = || {
         format!(
             "The name '{name}' is not permitted. Only letters, digits and characters ('_', '-', '.') are allowed."
@@ -328,7 +328,7 @@ pub fn check_database_name(name: &str) -> Result<(), String> {
 }
 
 /// Client keys become file names: 1-64 characters of a-z 0-9 - _ . not starting with '.'.
-pub fn check_client_key(key: &str) -> Result<(), String> {
+pub(crate) fn check_client_key(key: &str) -> Result<(), String> {
     let ok_chars = key
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
@@ -349,7 +349,7 @@ pub fn check_client_key(key: &str) -> Result<(), String> {
 /// Characters a certificate name may not hold: control characters (a newline would split the
 /// CN, the registry and the status table), line and paragraph separators, and the invisible
 /// bidirectional controls that make a text read differently from what it holds.
-pub fn is_forbidden_in_name(c: char) -> bool {
+pub(crate) fn is_forbidden_in_name(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -364,7 +364,7 @@ pub fn is_forbidden_in_name(c: char) -> bool {
 }
 
 /// The same set as a regular-expression character class (for the JSON schema).
-pub const NAME_FORBIDDEN_CLASS: &str =
+pub(crate) const NAME_FORBIDDEN_CLASS: &str =
     r"\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u2028-\u202E\u2066-\u2069";
 
 /// The forms under which two names look alike (Unicode TR39 confusable skeletons, lower-cased):
@@ -372,7 +372,7 @@ pub const NAME_FORBIDDEN_CLASS: &str =
 /// that share a form are one person to a reviewer. The skeleton is taken of the name as written
 /// (where `I` looks like `l`) and of the name lower-cased (where Cyrillic `А` becomes `а`, like
 /// `a`); it drops invisible default-ignorable characters (zero-width marks).
-pub fn name_lookalikes(name: &str) -> [String; 2] {
+pub(crate) fn name_lookalikes(name: &str) -> [String; 2] {
     let skeleton = |s: &str| skeleton(s).to_lowercase();
     [skeleton(name), skeleton(&name.to_lowercase())]
 }
@@ -395,10 +395,10 @@ fn skeleton(s: &str) -> String {
 }
 
 /// RFC 5280's upper bound of a CommonName, in characters.
-pub const MAX_NAME_CHARS: usize = 64;
+pub(crate) const MAX_NAME_CHARS: usize = 64;
 
 /// Checks a certificate name (a client's `name`, the generated server's CN), already trimmed.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if let Some(c) = name.chars().find(|c| is_forbidden_in_name(*c)) {
         return Err(format!(
             "'{}' holds the character U+{:04X}; a name may not hold control characters or invisible text-direction marks (it is the certificate's CN and shows in the registry and in status)",
@@ -420,19 +420,19 @@ pub fn check_name(name: &str) -> Result<(), String> {
 pub struct CertInfo {
     pub thumbprint: String,
     pub public_key_pinning_hash: String,
-    pub subject: String,
-    pub issuer: String,
-    pub common_name: Option<String>,
+    pub(crate) subject: String,
+    pub(crate) issuer: String,
+    pub(crate) common_name: Option<String>,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
-    pub key_spec: Option<KeySpec>,
+    pub(crate) key_spec: Option<KeySpec>,
 }
 
 /// One certificate read from a file: public parts only.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Uploaded {
-    pub der: Vec<u8>,
-    pub info: CertInfo,
+pub(crate) struct Uploaded {
+    pub(crate) der: Vec<u8>,
+    pub(crate) info: CertInfo,
 }
 
 #[cfg(test)]

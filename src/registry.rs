@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::model::{Access, Clearance, KeySpec, Origin, PfxProfile};
 
 /// The registry format this ravencert reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 const REGISTRY_HEADER: &str = "# ravencert certificate registry: written by ravencert, do not edit.\n# Declare certificates in certs.toml and run `ravencert apply`.\n\n";
 
 /// A registry text that cannot be read: which file, and why.
@@ -19,9 +19,9 @@ const REGISTRY_HEADER: &str = "# ravencert certificate registry: written by rave
 #[error("{path}: {message}")]
 pub struct RegistryError {
     /// The registry file.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// What is wrong with it.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 fn corrupt(path: &Path, message: impl Into<String>) -> RegistryError {
@@ -39,10 +39,10 @@ fn corrupt(path: &Path, message: impl Into<String>) -> RegistryError {
 #[serde(deny_unknown_fields)]
 pub struct Registry {
     /// The registry format ([`FORMAT_VERSION`]).
-    pub format_version: u32,
+    pub(crate) format_version: u32,
     /// The certs.toml revision of the last apply (git commit, with a dirty flag).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub applied_revision: Option<String>,
+    pub(crate) applied_revision: Option<String>,
     /// The server certificate(s): one generated, or one per node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server: Vec<ServerEntry>,
@@ -170,7 +170,7 @@ impl Registry {
     }
 
     /// The stable text form (without the seal).
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut r = self.clone();
         r.normalize();
         let body = toml::to_string(&r).unwrap_or_default();
@@ -179,7 +179,7 @@ impl Registry {
 
     /// Reads the text form of the registry file at `path`, refusing an unknown format, a
     /// malformed thumbprint, a thumbprint registered twice or an invalid key.
-    pub fn parse(path: &Path, text: &str) -> Result<Registry, RegistryError> {
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Registry, RegistryError> {
         // The version line is checked before the whole text is parsed (once: at 10,000
         // certificates the parse is the largest part of a no-op plan), so that a newer format
         // is reported as such rather than as a parse error.
@@ -241,13 +241,13 @@ impl Registry {
     }
 
     /// The certificate currently in use for a client key (not one waiting out its overlap).
-    pub fn active(&self, key: &str) -> Option<&CertEntry> {
+    pub(crate) fn active(&self, key: &str) -> Option<&CertEntry> {
         self.active_certificates().find(|c| c.key == key)
     }
 
     /// Every client's certificate in use: one per registered client key (a collection by its
     /// primary), none of those waiting out a rotation overlap.
-    pub fn active_certificates(&self) -> impl Iterator<Item = &CertEntry> {
+    pub(crate) fn active_certificates(&self) -> impl Iterator<Item = &CertEntry> {
         self.certificates.iter().filter(|c| c.is_active())
     }
 }
@@ -255,7 +255,7 @@ impl Registry {
 impl CertEntry {
     /// Whether this is the certificate in use for its key: not a collection's secondary, not
     /// one waiting out a rotation overlap.
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.retire_after.is_none() && self.collection_primary.is_none()
     }
 }

@@ -24,10 +24,11 @@ mod server;
 #[cfg(test)]
 mod tests;
 
-pub use checks::check_declared;
-pub use clients::{bundle_reasons, widens};
-pub use project::{
-    assumed_store, generated_client_entry, generated_server_entry, mutate, node_entries, project,
+pub(crate) use checks::check_declared;
+pub(crate) use clients::bundle_reasons;
+pub use project::project;
+pub(crate) use project::{
+    assumed_store, generated_client_entry, generated_server_entry, mutate, node_entries,
     upload_entries, NewCert,
 };
 
@@ -49,7 +50,7 @@ pub enum Action {
 
 impl Action {
     /// The plan's legend: `+`, `~`, `-/+`, `-`, `>`.
-    pub fn symbol(self) -> &'static str {
+    pub(crate) fn symbol(self) -> &'static str {
         match self {
             Action::Create => "+",
             Action::Update => "~",
@@ -59,7 +60,7 @@ impl Action {
         }
     }
     /// The action's name in the JSON plan.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Action::Create => "create",
             Action::Update => "update",
@@ -84,7 +85,7 @@ pub enum Target {
 
 impl Target {
     /// The target's name in the JSON plan.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Target::Server => "server",
             Target::Client => "client",
@@ -98,10 +99,10 @@ impl Target {
 pub struct Fields {
     /// The certificate's thumbprint; None while only the apply knows it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub thumbprint: Option<String>,
+    pub(crate) thumbprint: Option<String>,
     /// The display name (CN).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// The security clearance (clients).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clearance: Option<Clearance>,
@@ -114,7 +115,7 @@ pub struct Fields {
         with = "time::serde::rfc3339::option",
         default
     )]
-    pub not_after: Option<OffsetDateTime>,
+    pub(crate) not_after: Option<OffsetDateTime>,
 }
 
 /// Which field of a client a [`FieldChange`] is about. A database is its own case, so that a
@@ -133,12 +134,12 @@ pub enum Field {
 
 impl Field {
     /// A database's access, the part of a client's permissions.
-    pub fn is_database(&self) -> bool {
+    pub(crate) fn is_database(&self) -> bool {
         matches!(self, Field::Database(_))
     }
 
     /// As the plan shows it: `name`, `clearance`, `certificate`, or the database's name.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Field::Name => "name",
             Field::Clearance => "clearance",
@@ -199,7 +200,12 @@ pub struct Change {
 impl Change {
     /// A change with nothing but its action, target, key and reason; the `with_*` methods add
     /// the rest.
-    pub fn new(action: Action, target: Target, key: impl Into<String>, reason: String) -> Change {
+    pub(crate) fn new(
+        action: Action,
+        target: Target,
+        key: impl Into<String>,
+        reason: String,
+    ) -> Change {
         Change {
             action,
             target,
@@ -214,7 +220,7 @@ impl Change {
     }
 
     /// Writing the export file at `path` again.
-    pub fn export(path: &std::path::Path, reason: String) -> Change {
+    pub(crate) fn export(path: &std::path::Path, reason: String) -> Change {
         Change::new(
             Action::Export,
             Target::Export,
@@ -224,12 +230,12 @@ impl Change {
     }
 
     /// Flags the change as widening access.
-    pub fn with_escalation(self, escalation: bool) -> Change {
+    pub(crate) fn with_escalation(self, escalation: bool) -> Change {
         Change { escalation, ..self }
     }
 
     /// The certificate's fields before and after the change.
-    pub fn with_fields(self, before: Option<Fields>, after: Option<Fields>) -> Change {
+    pub(crate) fn with_fields(self, before: Option<Fields>, after: Option<Fields>) -> Change {
         Change {
             before,
             after,
@@ -238,12 +244,12 @@ impl Change {
     }
 
     /// The field-by-field changes a reviewer reads.
-    pub fn with_changes(self, fields: Vec<FieldChange>) -> Change {
+    pub(crate) fn with_changes(self, fields: Vec<FieldChange>) -> Change {
         Change { fields, ..self }
     }
 
     /// The registry thumbprints the change removes or edits.
-    pub fn with_thumbprints(self, thumbprints: Vec<String>) -> Change {
+    pub(crate) fn with_thumbprints(self, thumbprints: Vec<String>) -> Change {
         Change {
             thumbprints,
             ..self
@@ -287,7 +293,7 @@ pub struct PlanOptions {
 }
 
 /// What the registry records for a bundle without a password.
-pub const NO_PASSWORD: &str = "none";
+pub(crate) const NO_PASSWORD: &str = "none";
 
 /// A plan that is refused: nothing may be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -319,7 +325,7 @@ pub enum PlanError {
 impl PlanError {
     /// The certs.toml key the refusal concerns, with the message to show at its line; None when
     /// it concerns no single key.
-    pub fn at_key(&self) -> Option<(String, String)> {
+    pub(crate) fn at_key(&self) -> Option<(String, String)> {
         match self {
             PlanError::Upload { key, problem } => Some((
                 format!("clients.{key}.upload"),
@@ -372,7 +378,7 @@ pub enum UploadProblem {
 }
 
 /// The key the server certificate answers to in `--replace`.
-pub const SERVER_KEY: &str = "server";
+pub(crate) const SERVER_KEY: &str = "server";
 
 /// The plan that brings `actual` to `desired` at `now`.
 pub fn plan(
