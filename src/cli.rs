@@ -177,7 +177,7 @@ pub(crate) const MIN_INTERVAL: Period = Period::seconds(10);
 /// The shortest `watch --poll`: each poll is a git fetch.
 pub(crate) const MIN_POLL: Period = Period::seconds(1);
 /// The longest duration any option takes.
-pub(crate) const MAX_DURATION: Period = Period::days(365);
+const MAX_DURATION: Period = Period::days(365);
 
 fn bounded(text: &str, min: Period) -> Result<Duration, String> {
     Period::parse_within(text, min, MAX_DURATION).map(Period::as_std)

@@ -15,7 +15,7 @@ pub enum GitError {
     Git(#[from] git2::Error),
 }
 
-pub(crate) type Result<T> = std::result::Result<T, GitError>;
+type Result<T> = std::result::Result<T, GitError>;
 
 fn msg(text: impl Into<String>) -> GitError {
     GitError::Message(text.into())
@@ -191,7 +191,7 @@ pub(crate) fn read_file_at(file: &Path, rev: &str) -> Result<Vec<u8>> {
 /// config (certs.toml and the certificate files it names) differ from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Provenance {
-    pub(crate) commit: String,
+    commit: String,
     pub(crate) dirty_files: Vec<String>,
 }
 

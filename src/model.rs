@@ -150,7 +150,7 @@ pub struct Period {
 }
 
 /// The units of a [`Period`], with their length in seconds.
-pub(crate) const SPAN_UNITS: [(&str, i64); 7] = [
+const SPAN_UNITS: [(&str, i64); 7] = [
     ("s", 1),
     ("min", 60),
     ("h", 3_600),
@@ -349,7 +349,7 @@ pub(crate) fn check_client_key(key: &str) -> Result<(), String> {
 /// Characters a certificate name may not hold: control characters (a newline would split the
 /// CN, the registry and the status table), line and paragraph separators, and the invisible
 /// bidirectional controls that make a text read differently from what it holds.
-pub(crate) fn is_forbidden_in_name(c: char) -> bool {
+fn is_forbidden_in_name(c: char) -> bool {
     c.is_control()
         || matches!(
             c,

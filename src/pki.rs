@@ -33,7 +33,7 @@ pub enum PkiError {
     Invalid(String),
 }
 
-pub(crate) type Result<T> = std::result::Result<T, PkiError>;
+type Result<T> = std::result::Result<T, PkiError>;
 
 /// A private key. Debug never shows it.
 pub struct PrivateKey(PKey<Private>);
@@ -46,7 +46,7 @@ impl fmt::Debug for PrivateKey {
 
 impl PrivateKey {
     /// Generates a fresh key of the given type.
-    pub(crate) fn generate(spec: KeySpec) -> Result<PrivateKey> {
+    fn generate(spec: KeySpec) -> Result<PrivateKey> {
         let pkey = match spec {
             KeySpec::Rsa2048 => PKey::from_rsa(Rsa::generate(2048)?)?,
             KeySpec::Rsa3072 => PKey::from_rsa(Rsa::generate(3072)?)?,
@@ -69,7 +69,7 @@ impl PrivateKey {
     }
 
     /// PKCS#8 PEM, encrypted with AES-256-CBC when a password is given.
-    pub(crate) fn to_pem_with(&self, password: Option<&str>) -> Result<Vec<u8>> {
+    fn to_pem_with(&self, password: Option<&str>) -> Result<Vec<u8>> {
         match password {
             Some(p) => Ok(self
                 .0
@@ -91,7 +91,7 @@ impl PrivateKey {
     }
 
     /// The key type, when it is one ravencert generates.
-    pub(crate) fn spec(&self) -> Option<KeySpec> {
+    fn spec(&self) -> Option<KeySpec> {
         key_spec_of(&self.0)
     }
 
@@ -179,7 +179,7 @@ pub(crate) fn password_fingerprint(
 }
 
 /// base64(SHA-256(SubjectPublicKeyInfo DER)), RavenDB's PublicKeyPinningHash.
-pub(crate) fn pinning_hash(cert: &X509) -> Result<String> {
+fn pinning_hash(cert: &X509) -> Result<String> {
     let spki = cert.public_key()?.public_key_to_der()?;
     Ok(openssl::base64::encode_block(&hash(
         MessageDigest::sha256(),
@@ -492,7 +492,7 @@ fn is_pem(bytes: &[u8]) -> bool {
 
 /// The most certificates one file may hold: a collection is a handful, a chain a few more; a file
 /// of thousands is an attack on the reader (every certificate is parsed and compared).
-pub(crate) const MAX_CERTS_PER_FILE: usize = 1_000;
+const MAX_CERTS_PER_FILE: usize = 1_000;
 
 fn too_many(n: usize) -> ReadError {
     ReadError::Unreadable(format!(

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::model::{Access, Clearance, KeySpec, Origin, PfxProfile};
 
 /// The registry format this ravencert reads and writes.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 1;
 const REGISTRY_HEADER: &str = "# ravencert certificate registry: written by ravencert, do not edit.\n# Declare certificates in certs.toml and run `ravencert apply`.\n\n";
 
 /// A registry text that cannot be read: which file, and why.
@@ -39,7 +39,7 @@ fn corrupt(path: &Path, message: impl Into<String>) -> RegistryError {
 #[serde(deny_unknown_fields)]
 pub struct Registry {
     /// The registry format ([`FORMAT_VERSION`]).
-    pub(crate) format_version: u32,
+    format_version: u32,
     /// The certs.toml revision of the last apply (git commit, with a dirty flag).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) applied_revision: Option<String>,
@@ -255,7 +255,7 @@ impl Registry {
 impl CertEntry {
     /// Whether this is the certificate in use for its key: not a collection's secondary, not
     /// one waiting out a rotation overlap.
-    pub(crate) fn is_active(&self) -> bool {
+    fn is_active(&self) -> bool {
         self.retire_after.is_none() && self.collection_primary.is_none()
     }
 }

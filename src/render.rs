@@ -55,7 +55,7 @@ fn push_escaped(out: &mut String, c: char) {
 /// A value (a name, a subject, a path, a message) made safe to show: every character of
 /// [`is_unsafe_char`], newline included, becomes visible text such as `\u{1b}`, so that a
 /// reviewer sees that something odd is there. Idempotent: the escaped form is plain ASCII.
-pub(crate) fn escape(s: &str) -> Cow<'_, str> {
+fn escape(s: &str) -> Cow<'_, str> {
     escape_keeping(s, false, false)
 }
 
@@ -174,7 +174,7 @@ fn tally(plan: &Plan, each: impl Fn(usize, &str) -> String) -> String {
 }
 
 /// The line of a plan with nothing to do (SPEC §4).
-pub(crate) const NO_CHANGES: &str = "No changes. The store matches certs.toml.";
+const NO_CHANGES: &str = "No changes. The store matches certs.toml.";
 
 fn field_value(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("(none)")
@@ -299,21 +299,21 @@ fn text_change(out: &mut String, c: &Change, style: Style) {
 
 /// One change as the plan JSON shows it (SPEC §4): the fields that matter to the action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ChangeDocument {
+struct ChangeDocument {
     /// create, update, replace, delete or export.
-    pub(crate) action: Action,
+    action: Action,
     /// server, client or export.
-    pub(crate) target: Target,
+    target: Target,
     /// The client key (or the server's name, or the export path).
-    pub(crate) key: String,
+    key: String,
     /// Why, for a person.
-    pub(crate) reason: String,
+    reason: String,
     /// Whether the change widens access.
-    pub(crate) escalation: bool,
+    escalation: bool,
     /// The certificate before the change.
-    pub(crate) before: Option<Fields>,
+    before: Option<Fields>,
     /// The certificate after the change.
-    pub(crate) after: Option<Fields>,
+    after: Option<Fields>,
 }
 
 impl From<&Change> for ChangeDocument {
@@ -332,30 +332,30 @@ impl From<&Change> for ChangeDocument {
 
 /// How many changes of each action a plan has.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Summary {
+struct Summary {
     /// Changes that create.
-    pub(crate) create: usize,
+    create: usize,
     /// Changes that edit in place.
-    pub(crate) update: usize,
+    update: usize,
     /// Re-issues.
-    pub(crate) replace: usize,
+    replace: usize,
     /// Deletions.
-    pub(crate) delete: usize,
+    delete: usize,
     /// Exports.
-    pub(crate) export: usize,
+    export: usize,
 }
 
 /// The plan as the JSON documented in SPEC §4 (`plan --json`, and inside a saved plan).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct PlanDocument {
     /// Always 1.
-    pub(crate) format_version: u32,
+    format_version: u32,
     /// Every change, in the order it is applied.
-    pub(crate) changes: Vec<ChangeDocument>,
+    changes: Vec<ChangeDocument>,
     /// The counts per action.
-    pub(crate) summary: Summary,
+    summary: Summary,
     /// Changes made outside ravencert, then the plan's warnings.
-    pub(crate) warnings: Vec<String>,
+    warnings: Vec<String>,
     /// `plan --json --diff`: the registry diff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) registry_diff: Option<String>,
@@ -396,7 +396,7 @@ pub(crate) fn json_text<T: Serialize>(document: &T) -> serde_json::Result<String
 /// an autolink (`:`, `.` and `@` are escaped), an emphasis, a list or a heading, nor split a
 /// table cell (`\|`; a backslash before it is itself escaped, `\\`). Values are never put in
 /// code spans, where backslash escapes do not work.
-pub(crate) fn md_escape(text: &str) -> String {
+fn md_escape(text: &str) -> String {
     const PLAIN: &str = "=,;'\"/?%${}(";
     let text = escape(text);
     let mut out = String::with_capacity(text.len() + 8);
@@ -599,10 +599,10 @@ pub(crate) fn markdown_diff(diff: &str) -> String {
 }
 
 /// Placeholder for values that only the apply can know (a new certificate's thumbprint).
-pub(crate) const KNOWN_AFTER_APPLY: &str = "(known after apply)";
+const KNOWN_AFTER_APPLY: &str = "(known after apply)";
 
 /// A plain text table with a header row.
-pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     // Cells hold names and subjects from files and the registry: escaped, so that none can
     // rewrite the terminal or break the row.
     let rows: Vec<Vec<String>> = rows

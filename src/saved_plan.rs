@@ -85,27 +85,27 @@ pub(crate) struct SavedOptions {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct SavedPlan {
     /// Always 1.
-    pub(crate) format_version: u32,
+    format_version: u32,
     /// [`KIND`]: tells a saved plan from other JSON.
-    pub(crate) kind: String,
+    kind: String,
     /// When the plan was made (RFC 3339).
-    pub(crate) created: String,
+    created: String,
     /// certs.toml's path as given.
-    pub(crate) config: PathBuf,
+    config: PathBuf,
     /// The store's path.
-    pub(crate) store: PathBuf,
+    store: PathBuf,
     /// sha256 of what the planner saw of the store (registry, bundles, export).
-    pub(crate) store_fingerprint: String,
+    store_fingerprint: String,
     /// sha256 of certs.toml and the certificate files it references (never of secrets).
-    pub(crate) config_fingerprint: String,
+    config_fingerprint: String,
     /// The options the plan was made with.
     pub(crate) options: SavedOptions,
     /// The plan, as `plan --json` shows it.
-    pub(crate) plan: PlanDocument,
+    plan: PlanDocument,
 }
 
 /// The `kind` of every saved plan.
-pub(crate) const KIND: &str = "ravencert saved plan";
+const KIND: &str = "ravencert saved plan";
 
 /// What a saved plan is made from.
 pub(crate) struct Source<'a> {

@@ -30,7 +30,7 @@ use crate::registry::{
     RegistryError,
 };
 
-pub(crate) const REGISTRY_FILE: &str = "registry.toml";
+const REGISTRY_FILE: &str = "registry.toml";
 /// The store's random key for bundle-password fingerprints (see [`pki::password_fingerprint`]).
 const PASSWORD_KEY_FILE: &str = ".bundle-password-key";
 /// Written first into a store ravencert creates: the folder is ravencert's to manage.
@@ -64,7 +64,7 @@ impl From<RegistryError> for StoreError {
     }
 }
 
-pub(crate) type Result<T> = std::result::Result<T, StoreError>;
+type Result<T> = std::result::Result<T, StoreError>;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
@@ -119,7 +119,7 @@ enum CertFileState {
 }
 
 pub struct Store {
-    pub(crate) root: PathBuf,
+    root: PathBuf,
     /// Files this process wrote from certificates it holds (store-relative path ->
     /// thumbprint): the verification cache needs not read them back.
     written: std::cell::RefCell<BTreeMap<String, String>>,
@@ -145,18 +145,18 @@ impl Store {
     pub(crate) fn registry_path(&self) -> PathBuf {
         self.root.join(REGISTRY_FILE)
     }
-    pub(crate) fn cert_path(&self, thumbprint: &str) -> PathBuf {
+    fn cert_path(&self, thumbprint: &str) -> PathBuf {
         self.root.join("certs").join(format!("{thumbprint}.pem"))
     }
-    pub(crate) fn server_key_path(&self, thumbprint: &str) -> PathBuf {
+    fn server_key_path(&self, thumbprint: &str) -> PathBuf {
         self.root.join("server").join(format!("{thumbprint}.key"))
     }
     /// The private key of a generated client's certificate, kept (unencrypted, like the server
     /// key) so that its bundle can be packaged again with another password or profile.
-    pub(crate) fn client_key_path(&self, thumbprint: &str) -> PathBuf {
+    fn client_key_path(&self, thumbprint: &str) -> PathBuf {
         self.root.join("keys").join(format!("{thumbprint}.key"))
     }
-    pub(crate) fn issued_dir(&self, key: &str) -> PathBuf {
+    fn issued_dir(&self, key: &str) -> PathBuf {
         self.root.join("issued").join(key)
     }
     fn staging_dir(&self, key: &str) -> PathBuf {
@@ -1085,7 +1085,9 @@ pub(crate) fn write_export(path: &Path, pfx: &[u8]) -> Result<()> {
 /// before its Nth file-system change, N from RAVENCERT_FAULT_AT.
 mod fault {
     #[cfg(feature = "fault-injection")]
-    pub(crate) fn step() {
+    // The process aborts next, before any log could flush: the crash tests read this line.
+    #[allow(clippy::print_stderr)]
+    pub(super) fn step() {
         use std::sync::atomic::{AtomicU64, Ordering};
         static STEPS: AtomicU64 = AtomicU64::new(0);
         let n = STEPS.fetch_add(1, Ordering::SeqCst) + 1;
@@ -1100,7 +1102,7 @@ mod fault {
 
     #[cfg(not(feature = "fault-injection"))]
     #[inline(always)]
-    pub(crate) fn step() {}
+    pub(super) fn step() {}
 }
 
 /// What verifying the client certificates finds, for [`Actual`].
@@ -1117,7 +1119,7 @@ struct Found {
 }
 
 /// Reads a store file; a symbolic link is refused, not followed.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+fn read_file(path: &Path) -> Result<Vec<u8>> {
     crate::fsutil::read_regular(path, MAX_STORE_FILE, false).map_err(|e| {
         if e.is_link() {
             corrupt(
@@ -1174,7 +1176,7 @@ fn write_staged(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 }
 
 /// temp file (mode set at creation), write, fsync, rename, fsync the folder.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     write_file(path, bytes, mode, true)
 }
 

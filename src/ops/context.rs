@@ -218,11 +218,11 @@ impl Context {
 #[error("{} is {}; the store must be a folder of its own (it holds private keys, and its .gitignore of `*` would hide certs.toml from git) — name another folder, e.g. {}", .store.display(), where_it_is(.above), .suggestion.display())]
 pub struct StoreLocationError {
     /// The store as given.
-    pub(crate) store: PathBuf,
+    store: PathBuf,
     /// Where it resolves when it is above certs.toml's folder (None: it is that folder).
-    pub(crate) above: Option<PathBuf>,
+    above: Option<PathBuf>,
     /// A folder that would do.
-    pub(crate) suggestion: PathBuf,
+    suggestion: PathBuf,
 }
 
 fn where_it_is(above: &Option<PathBuf>) -> String {

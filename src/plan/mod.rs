@@ -102,7 +102,7 @@ pub struct Fields {
     pub(crate) thumbprint: Option<String>,
     /// The display name (CN).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) name: Option<String>,
+    name: Option<String>,
     /// The security clearance (clients).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clearance: Option<Clearance>,
@@ -134,7 +134,7 @@ pub enum Field {
 
 impl Field {
     /// A database's access, the part of a client's permissions.
-    pub(crate) fn is_database(&self) -> bool {
+    fn is_database(&self) -> bool {
         matches!(self, Field::Database(_))
     }
 
@@ -200,12 +200,7 @@ pub struct Change {
 impl Change {
     /// A change with nothing but its action, target, key and reason; the `with_*` methods add
     /// the rest.
-    pub(crate) fn new(
-        action: Action,
-        target: Target,
-        key: impl Into<String>,
-        reason: String,
-    ) -> Change {
+    fn new(action: Action, target: Target, key: impl Into<String>, reason: String) -> Change {
         Change {
             action,
             target,
@@ -220,7 +215,7 @@ impl Change {
     }
 
     /// Writing the export file at `path` again.
-    pub(crate) fn export(path: &std::path::Path, reason: String) -> Change {
+    fn export(path: &std::path::Path, reason: String) -> Change {
         Change::new(
             Action::Export,
             Target::Export,
@@ -230,12 +225,12 @@ impl Change {
     }
 
     /// Flags the change as widening access.
-    pub(crate) fn with_escalation(self, escalation: bool) -> Change {
+    fn with_escalation(self, escalation: bool) -> Change {
         Change { escalation, ..self }
     }
 
     /// The certificate's fields before and after the change.
-    pub(crate) fn with_fields(self, before: Option<Fields>, after: Option<Fields>) -> Change {
+    fn with_fields(self, before: Option<Fields>, after: Option<Fields>) -> Change {
         Change {
             before,
             after,
@@ -244,12 +239,12 @@ impl Change {
     }
 
     /// The field-by-field changes a reviewer reads.
-    pub(crate) fn with_changes(self, fields: Vec<FieldChange>) -> Change {
+    fn with_changes(self, fields: Vec<FieldChange>) -> Change {
         Change { fields, ..self }
     }
 
     /// The registry thumbprints the change removes or edits.
-    pub(crate) fn with_thumbprints(self, thumbprints: Vec<String>) -> Change {
+    fn with_thumbprints(self, thumbprints: Vec<String>) -> Change {
         Change {
             thumbprints,
             ..self
@@ -391,7 +386,7 @@ pub fn plan(
 }
 
 /// One planning: its inputs, the lookups its parts share, and the warnings they collect.
-pub(crate) struct Planner<'a> {
+struct Planner<'a> {
     desired: &'a Desired,
     actual: &'a Actual,
     now: OffsetDateTime,
