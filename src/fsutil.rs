@@ -13,7 +13,7 @@ use rustix::fs::OFlags;
 pub(crate) const O_NOFOLLOW: i32 = OFlags::NOFOLLOW.bits() as i32;
 const O_NONBLOCK: i32 = OFlags::NONBLOCK.bits() as i32;
 
-/// Why [`read_regular`] refused or failed to read a file. The texts are what the user sees
+/// Why `read_regular` refused or failed to read a file. The texts are what the user sees
 /// after the file's name.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {

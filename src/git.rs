@@ -7,10 +7,14 @@ use std::path::{Path, PathBuf};
 
 use git2::{FetchOptions, Repository, Status};
 
+/// Why certs.toml (or a file it names) cannot be read from git, or the remote followed.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
+    /// A refusal or failure explained in words (a link leaving the repository, a missing file,
+    /// uncommitted changes, ...).
     #[error("{0}")]
     Message(String),
+    /// libgit2's own error.
     #[error("git: {0}")]
     Git(#[from] git2::Error),
 }

@@ -50,8 +50,9 @@ pub enum Clearance {
     JsonSchema,
     strum::Display,
 )]
+// No doc comments on these variants: schemars would put them into the checked-in schema.
+#[allow(missing_docs)]
 pub enum Access {
-    // No doc comments on these variants: schemars would put them into the checked-in schema.
     Read,
     ReadWrite,
     Admin,
@@ -75,8 +76,10 @@ pub(crate) type Permissions = BTreeMap<String, Access>;
     JsonSchema,
     strum::Display,
 )]
+// No doc comments on these variants: schemars would put them into the checked-in schema. The
+// names are the algorithms (RSA with its modulus size, ECDSA on NIST P-256 or P-384).
+#[allow(missing_docs)]
 pub enum KeySpec {
-    // Plain comments: doc comments would change the checked-in JSON schema (schemars).
     #[serde(rename = "rsa-2048")]
     #[strum(serialize = "rsa-2048")]
     Rsa2048,
@@ -166,6 +169,7 @@ pub(crate) const PERIOD_UNIT_PATTERN: &str = "(s|min|h|d|w|mo|y)";
 const SPAN_EXAMPLES: &str = "write e.g. 30s, 10min, 12h, 90d, 2w, 6mo, 1y";
 
 impl Period {
+    /// A period of whole days.
     pub const fn days(days: i64) -> Period {
         Period {
             seconds: days * 86_400,
@@ -251,7 +255,9 @@ impl fmt::Display for Period {
 /// When to re-issue: a fixed span before expiry, or a share of the certificate's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RenewBefore {
+    /// This long before the certificate expires (`30d`).
     Period(Period),
+    /// When this share of the certificate's lifetime is left (`33%`).
     Percent(u8),
 }
 
@@ -418,12 +424,16 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
 /// What ravencert needs to know about a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
+    /// SHA-1 of the DER, uppercase hex: how RavenDB names a certificate.
     pub thumbprint: String,
+    /// Base64 SHA-256 of the SubjectPublicKeyInfo, as RavenDB records it.
     pub public_key_pinning_hash: String,
     pub(crate) subject: String,
     pub(crate) issuer: String,
     pub(crate) common_name: Option<String>,
+    /// Valid from.
     pub not_before: OffsetDateTime,
+    /// Valid until.
     pub not_after: OffsetDateTime,
     pub(crate) key_spec: Option<KeySpec>,
 }

@@ -23,12 +23,16 @@ use time::OffsetDateTime;
 
 use crate::model::{CertInfo, KeySpec, PfxProfile};
 
+/// Why a key, certificate or bundle cannot be made or read.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
+    /// OpenSSL failed (key generation, PKCS#12, parsing).
     #[error("cryptography failed: {0}")]
     OpenSsl(#[from] openssl::error::ErrorStack),
+    /// rcgen could not build or sign a certificate.
     #[error("certificate building failed: {0}")]
     Rcgen(#[from] rcgen::Error),
+    /// An input ravencert cannot use, explained (a DNS name, a date, a key that cannot sign).
     #[error("{0}")]
     Invalid(String),
 }
@@ -141,7 +145,9 @@ fn key_spec_of<T: openssl::pkey::HasPublic>(key: &PKey<T>) -> Option<KeySpec> {
 /// A certificate with its private key, as issued.
 #[derive(Debug)]
 pub struct Issued {
+    /// The certificate, DER.
     pub cert_der: Vec<u8>,
+    /// Its private key.
     pub key: PrivateKey,
     /// Its facts, when known without parsing it back.
     pub(crate) info: Option<CertInfo>,
@@ -476,12 +482,17 @@ pub struct CertFile {
 /// Why a certificate file cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
+    /// The configured password does not open the file.
     #[error("the password is wrong")]
     WrongPassword,
+    /// The file is encrypted and certs.toml gives no password.
     #[error("the file is password-protected and no password is configured")]
     NeedsPassword,
+    /// A PKCS#12 in RC2 (old Windows exports) and no OpenSSL legacy provider to open it.
     #[error("it uses RC2 encryption, which needs OpenSSL's legacy provider, and that is not available here; convert it with `openssl pkcs12 -legacy -in OLD.pfx -nodes | openssl pkcs12 -export -out NEW.pfx`")]
     LegacyUnavailable,
+    /// Not a certificate file ravencert can read, explained (bad PEM, DER, PKCS#12, too many
+    /// certificates).
     #[error("{0}")]
     Unreadable(String),
 }

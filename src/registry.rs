@@ -273,6 +273,7 @@ pub fn is_thumbprint(t: &str) -> bool {
 /// The store's state: the registry plus the facts about files the planner needs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Actual {
+    /// The registry as loaded (empty when the store has none yet).
     pub registry: Registry,
     /// Client keys whose issued bundle is present and holds the active certificate.
     pub bundles_ok: BTreeSet<String>,

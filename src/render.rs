@@ -59,7 +59,7 @@ fn escape(s: &str) -> Cow<'_, str> {
     escape_keeping(s, false, false)
 }
 
-/// A whole output (many lines) made safe to show: like [`escape`], but newlines stay, and with
+/// A whole output (many lines) made safe to show: like `escape`, but newlines stay, and with
 /// `keep_sgr` so do ANSI color sequences (`ESC [ digits ; ... m`). Colored output is only made
 /// from values escaped before styling (see [`Style`]); tracing escapes ESC in log fields itself.
 pub fn escape_output(s: &str, keep_sgr: bool) -> Cow<'_, str> {

@@ -39,18 +39,31 @@ const MARKER_FILE: &str = ".ravencert-store";
 /// apply may sweep away. Written before the files it names, so it never misses one.
 const MANIFEST_FILE: &str = ".manifest";
 
+/// Why the store cannot be read, verified or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A store file holds what ravencert would never write (a registry that does not parse, a
+    /// file of the wrong kind).
     #[error("{path}: {message}")]
-    Corrupt { path: PathBuf, message: String },
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The file system refused a read or write.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
+    /// Another apply holds the store's lock (the message names it and what to do).
     #[error("{0}")]
     Locked(String),
+    /// Writing a certificate or key needed crypto that failed.
     #[error("{0}")]
     Pki(#[from] pki::PkiError),
 }
@@ -118,6 +131,7 @@ enum CertFileState {
     Altered(Option<String>),
 }
 
+/// The on-disk certificate store at a folder: everything ravencert reads from and writes to it.
 pub struct Store {
     root: PathBuf,
     /// Files this process wrote from certificates it holds (store-relative path ->
@@ -134,6 +148,7 @@ pub(crate) struct StoreLock {
 }
 
 impl Store {
+    /// The store at `root`; nothing is read or created until it is used.
     pub fn new(root: impl Into<PathBuf>) -> Store {
         Store {
             root: root.into(),
@@ -800,6 +815,8 @@ impl Store {
         ]
     }
 
+    /// Writes a certificate's public file (`certs/THUMBPRINT.pem`, staged until the registry
+    /// commits); returns its thumbprint.
     pub fn write_cert(&self, der: &[u8]) -> Result<String> {
         let thumb = pki::thumbprint(der);
         self.intend([format!("certs/{thumb}.pem")])?;
@@ -855,6 +872,8 @@ impl Store {
         Ok(k)
     }
 
+    /// Writes the private key of the server certificate `thumbprint` (`server/THUMBPRINT.key`,
+    /// staged until the registry commits).
     pub fn write_server_key(&self, thumbprint: &str, key: &pki::PrivateKey) -> Result<()> {
         self.intend([format!("server/{thumbprint}.key")])?;
         ensure_dir(&self.root.join("server"))?;

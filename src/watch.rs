@@ -3,7 +3,7 @@
 //! are renewed when nobody edits anything, backs off on failure, and stops cleanly on
 //! SIGINT/SIGTERM once the running apply has finished.
 //!
-//! This is the loop only: each attempt (load, plan, apply, log) is a [`Reconciler`] that
+//! This is the loop only: each attempt (load, plan, apply, log) is a `Reconciler` that
 //! `ops::watch` supplies, so that nothing here depends on the commands above it.
 
 use std::collections::BTreeSet;

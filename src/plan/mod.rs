@@ -4,7 +4,7 @@
 //! [`plan`] is the entry point; a `Planner` carries its inputs to the parts: the server
 //! certificate and its export (`server`), the declared clients (`clients`), the refusals that
 //! guard against a wrong config (`checks`), and the registry as it will be after the plan
-//! ([`project`], [`assumed_store`]).
+//! ([`project`], `assumed_store`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -282,7 +282,7 @@ pub struct PlanOptions {
     /// `--allow-delete-all`: lifts the guard against deleting every client certificate.
     pub allow_delete_all: bool,
     /// Per generated client with a password, its fingerprint under the store's key (a client
-    /// that is not listed has none: [`NO_PASSWORD`]); None when the secrets are not read (a
+    /// that is not listed has none, recorded as "none"); None when the secrets are not read (a
     /// review plan), so the bundles' passwords are not compared.
     pub bundle_passwords: Option<BTreeMap<String, String>>,
 }
@@ -296,25 +296,41 @@ pub enum PlanError {
     /// More deletions than `store.max_deletions`.
     #[error("refused: this plan deletes {count} certificates ({keys}), more than store.max_deletions = {max}; raise max_deletions in certs.toml if this is intended")]
     TooManyDeletions {
+        /// How many the plan deletes.
         count: usize,
+        /// `store.max_deletions`.
         max: u32,
+        /// The keys deleted, comma-separated.
         keys: String,
     },
     /// Every registered client certificate deleted, without `--allow-delete-all`.
     #[error("refused: this plan deletes every registered client certificate ({keys}); if that is really intended, run again with --allow-delete-all")]
-    DeletesAll { keys: String },
+    DeletesAll {
+        /// The keys deleted, comma-separated.
+        keys: String,
+    },
     /// `--replace KEY` naming nothing declared.
     #[error("--replace {0}: no client or server in certs.toml has that key")]
     UnknownReplace(String),
     /// `--replace KEY` names an uploaded client, which only a new file replaces.
     #[error("refused: --replace {key}: an uploaded certificate cannot be re-issued by ravencert; put the new certificate in {}", path.display())]
-    ReplaceUpload { key: String, path: PathBuf },
+    ReplaceUpload {
+        /// The client's key.
+        key: String,
+        /// Its upload file.
+        path: PathBuf,
+    },
     /// `--replace server` while the server certificates are imported from files.
     #[error("refused: --replace server: the server certificates come from [server].certificates; put the new certificates in those files")]
     ReplaceImportedServer,
     /// An uploaded certificate that cannot be registered; `key` is the client's.
     #[error("refused: clients.{key}.upload: {problem}")]
-    Upload { key: String, problem: UploadProblem },
+    Upload {
+        /// The client's key.
+        key: String,
+        /// What is wrong with its certificate.
+        problem: UploadProblem,
+    },
 }
 
 impl PlanError {
@@ -340,34 +356,53 @@ pub enum UploadProblem {
     /// Two clients declare the same certificate.
     #[error("certificate {thumbprint} in {file} is also declared by clients.{other}; RavenDB keys its registry by thumbprint, so a certificate can be registered once — keep one")]
     DeclaredTwice {
+        /// The upload's path as declared.
         file: String,
+        /// The certificate's thumbprint.
         thumbprint: String,
+        /// The other client declaring it.
         other: String,
     },
     /// A node's (or the registered server's) own certificate uploaded as a client.
     #[error("{file} holds the server's own certificate {thumbprint}; the server is trusted as a ClusterNode already — remove the client, or upload a client certificate")]
-    OwnServer { file: String, thumbprint: String },
+    OwnServer {
+        /// The upload's path as declared.
+        file: String,
+        /// The certificate's thumbprint.
+        thumbprint: String,
+    },
     /// The certificate is registered under another key that certs.toml still declares.
     #[error("{file} holds certificate {thumbprint}, which is registered as client '{holder}'; a certificate can be registered once — remove it from clients.{key}, or remove clients.{holder} first")]
     HeldByDeclared {
+        /// The upload's path as declared.
         file: String,
+        /// The certificate's thumbprint.
         thumbprint: String,
+        /// The client uploading it.
         key: String,
+        /// The client it is registered as.
         holder: String,
     },
     /// The certificate is registered under a key no longer declared, and prune is off.
     #[error("{file} holds certificate {thumbprint}, which is registered as client '{holder}'; a certificate can be registered once — set prune = true to delete '{holder}' in the same apply, or keep the key '{holder}'")]
     HeldByUndeclared {
+        /// The upload's path as declared.
         file: String,
+        /// The certificate's thumbprint.
         thumbprint: String,
+        /// The client it is registered as.
         holder: String,
     },
     /// The certificate has expired.
     #[error("{file} holds certificate {thumbprint} ({subject}) that expired on {expired_on}; RavenDB would refuse it at once — put a current certificate in the file, or remove the client")]
     Expired {
+        /// The upload's path as declared.
         file: String,
+        /// The certificate's thumbprint.
         thumbprint: String,
+        /// Its subject.
         subject: String,
+        /// The day it expired.
         expired_on: time::Date,
     },
 }
