@@ -528,56 +528,70 @@ fn read_cert_file_unbounded(
     password: Option<&str>,
 ) -> std::result::Result<CertFile, ReadError> {
     if is_pem(bytes) {
-        // Counted before anything is parsed.
-        let n = bytes
-            .windows(27)
-            .filter(|w| *w == b"-----BEGIN CERTIFICATE-----")
-            .count();
-        if n > MAX_CERTS_PER_FILE {
-            return Err(too_many(n));
-        }
-        let certs = X509::stack_from_pem(bytes).map_err(|_| {
-            ReadError::Unreadable("the PEM text holds no readable certificate".into())
-        })?;
-        let has_key = bytes.windows(11).any(|w| w == b"PRIVATE KEY");
-        let encrypted = bytes.windows(19).any(|w| w == b"ENCRYPTED PRIVATE K")
-            || bytes.windows(20).any(|w| w == b"Proc-Type: 4,ENCRYPT");
-        let key = if has_key {
-            match PKey::private_key_from_pem_passphrase(bytes, password.unwrap_or("").as_bytes()) {
-                Ok(k) => Some(PrivateKey(k)),
-                Err(_) if encrypted && password.is_none() => return Err(ReadError::NeedsPassword),
-                Err(_) if encrypted => return Err(ReadError::WrongPassword),
-                Err(_) => {
-                    return Err(ReadError::Unreadable(
-                        "the PEM text holds a private key that cannot be read".into(),
-                    ))
-                }
-            }
-        } else {
-            None
-        };
-        let certs = certs
-            .iter()
-            .map(|c| c.to_der())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| ReadError::Unreadable(e.to_string()))?;
-        return Ok(CertFile { certs, key });
+        return read_pem(bytes, password);
     }
     if let Ok(cert) = X509::from_der(bytes) {
-        let der = cert
-            .to_der()
-            .map_err(|e| ReadError::Unreadable(e.to_string()))?;
-        if der.len() != bytes.len() {
-            return Err(ReadError::Unreadable(format!(
-                "a DER certificate followed by {} bytes of something else; a DER file holds exactly one certificate (use PEM or PKCS#12 for several)",
-                bytes.len().saturating_sub(der.len())
-            )));
-        }
-        return Ok(CertFile {
-            certs: vec![der],
-            key: None,
-        });
+        return read_der(bytes, &cert);
     }
+    read_pkcs12(bytes, password)
+}
+
+/// PEM text: every certificate, and the private key if there is one.
+fn read_pem(bytes: &[u8], password: Option<&str>) -> std::result::Result<CertFile, ReadError> {
+    // Counted before anything is parsed.
+    let n = bytes
+        .windows(27)
+        .filter(|w| *w == b"-----BEGIN CERTIFICATE-----")
+        .count();
+    if n > MAX_CERTS_PER_FILE {
+        return Err(too_many(n));
+    }
+    let certs = X509::stack_from_pem(bytes)
+        .map_err(|_| ReadError::Unreadable("the PEM text holds no readable certificate".into()))?;
+    let has_key = bytes.windows(11).any(|w| w == b"PRIVATE KEY");
+    let encrypted = bytes.windows(19).any(|w| w == b"ENCRYPTED PRIVATE K")
+        || bytes.windows(20).any(|w| w == b"Proc-Type: 4,ENCRYPT");
+    let key = if has_key {
+        match PKey::private_key_from_pem_passphrase(bytes, password.unwrap_or("").as_bytes()) {
+            Ok(k) => Some(PrivateKey(k)),
+            Err(_) if encrypted && password.is_none() => return Err(ReadError::NeedsPassword),
+            Err(_) if encrypted => return Err(ReadError::WrongPassword),
+            Err(_) => {
+                return Err(ReadError::Unreadable(
+                    "the PEM text holds a private key that cannot be read".into(),
+                ))
+            }
+        }
+    } else {
+        None
+    };
+    let certs = certs
+        .iter()
+        .map(|c| c.to_der())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| ReadError::Unreadable(e.to_string()))?;
+    Ok(CertFile { certs, key })
+}
+
+/// A DER certificate: exactly one, nothing after it.
+fn read_der(bytes: &[u8], cert: &X509) -> std::result::Result<CertFile, ReadError> {
+    let der = cert
+        .to_der()
+        .map_err(|e| ReadError::Unreadable(e.to_string()))?;
+    if der.len() != bytes.len() {
+        return Err(ReadError::Unreadable(format!(
+            "a DER certificate followed by {} bytes of something else; a DER file holds exactly one certificate (use PEM or PKCS#12 for several)",
+            bytes.len().saturating_sub(der.len())
+        )));
+    }
+    Ok(CertFile {
+        certs: vec![der],
+        key: None,
+    })
+}
+
+/// A PKCS#12 (.pfx/.p12): its certificate, the CA certificates, and its key.
+fn read_pkcs12(bytes: &[u8], password: Option<&str>) -> std::result::Result<CertFile, ReadError> {
     let pkcs12 = Pkcs12::from_der(bytes).map_err(|_| {
         ReadError::Unreadable(
             "it is not a certificate: neither PKCS#12 (.pfx/.p12), PEM nor DER".into(),
