@@ -183,7 +183,7 @@ fn describe(secret: Option<&SecretRef>) -> String {
 }
 
 /// Where certificate files are read from: the disk, or a git revision (`plan --rev/--base`).
-pub(crate) type Reader<'a> = &'a dyn Fn(&Path) -> Result<Vec<u8>, String>;
+pub type Reader<'a> = &'a dyn Fn(&Path) -> Result<Vec<u8>, String>;
 
 /// Reads from the disk.
 pub fn from_disk(path: &Path) -> Result<Vec<u8>, String> {

@@ -843,7 +843,7 @@ pub(crate) fn status_json(reg: &Registry, warnings: &[String]) -> serde_json::Re
 // The apply report.
 
 /// A certificate an apply registered: (client or server key, thumbprint, not-after).
-pub type Issued = (String, String, OffsetDateTime);
+type Issued = (String, String, OffsetDateTime);
 
 /// `apply --json`: the plan carried out, and what it registered.
 #[derive(Serialize)]
