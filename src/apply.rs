@@ -37,7 +37,9 @@ pub enum ApplyError {
     /// A generated client's declared password cannot be read.
     #[error("clients.{key}: {source}")]
     Password {
+        /// The client's key in certs.toml.
         key: String,
+        /// Why the password cannot be read.
         source: crate::inputs::SecretError,
     },
     /// The registry the apply built would not load again.
@@ -45,10 +47,18 @@ pub enum ApplyError {
     Inconsistent(#[source] RegistryError),
     /// A registered certificate's public file is gone, with no copy to restore it from.
     #[error("the certificate file of client '{key}' ({thumbprint}) is missing and nothing holds a copy; restore the store from a backup")]
-    CertificateLost { key: String, thumbprint: String },
+    CertificateLost {
+        /// The client's key.
+        key: String,
+        /// The registered certificate whose file is gone.
+        thumbprint: String,
+    },
     /// A bundle to package again whose key only the previous password opens.
     #[error("clients.{key}: the issued key cannot be opened to package its bundle again (it was protected by the previous password, and this store was written before ravencert kept client keys); run `ravencert apply --replace {key}` to issue a new certificate (nothing was changed)")]
-    BundleKeyLocked { key: String },
+    BundleKeyLocked {
+        /// The client's key.
+        key: String,
+    },
     /// Clients to generate, but no server certificate to sign them.
     #[error("no server certificate is registered, so no client certificate can be generated; declare [server] in certs.toml")]
     NoSigner,
@@ -62,8 +72,11 @@ pub enum ApplyError {
     /// state and the next apply plans the export again.
     #[error("{}", export_failed(*.committed, .path, .reason))]
     Export {
+        /// How many changes the committed registry holds.
         committed: usize,
+        /// The export file that could not be written.
         path: PathBuf,
+        /// Why it could not be written.
         #[source]
         reason: Box<ApplyError>,
     },
@@ -83,11 +96,9 @@ fn export_failed(committed: usize, path: &Path, reason: &ApplyError) -> String {
 
 /// What an apply did, for the report.
 #[derive(Debug, Default)]
-pub struct Outcome {
-    /// The registry as committed.
-    pub registry: Registry,
+pub(crate) struct Outcome {
     /// (client or server key, new thumbprint, not-after) of every certificate registered.
-    pub issued: Vec<(String, String, OffsetDateTime)>,
+    pub(crate) issued: Vec<(String, String, OffsetDateTime)>,
 }
 
 /// The server certificate and key that sign generated clients.
@@ -106,7 +117,7 @@ struct Applier<'a> {
 
 /// Carries out `plan` on `store`. The caller holds the store's lock and has checked the plan
 /// against the current store.
-pub fn apply(
+pub(crate) fn apply(
     desired: &Desired,
     store: &Store,
     actual: &Actual,
@@ -395,7 +406,6 @@ impl Applier<'_> {
         store.write_cache(&self.reg)?;
         exported?;
         Ok(Outcome {
-            registry: self.reg,
             issued: self.issued,
         })
     }
@@ -671,7 +681,11 @@ fn load_signer(store: &Store, reg: &Registry) -> Result<Signer, ApplyError> {
 }
 
 /// Writes the export file at `path`: every server certificate, public parts only, no password.
-pub fn write_export_to(store: &Store, reg: &Registry, path: &Path) -> Result<(), ApplyError> {
+pub(crate) fn write_export_to(
+    store: &Store,
+    reg: &Registry,
+    path: &Path,
+) -> Result<(), ApplyError> {
     if reg.server.is_empty() {
         return Err(ApplyError::NothingToExport);
     }

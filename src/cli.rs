@@ -1,5 +1,9 @@
 //! Command-line definitions (clap). Parsing only: each command maps to one operation in `ops`.
 
+// The doc comments here are the --help text, where `[store].path` names a certs.toml table, not
+// a link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -7,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::Period;
 
+/// The command line: global options and one command.
 #[derive(Debug, Parser)]
 #[command(
     name = "ravencert",
@@ -33,10 +38,15 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
 
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// When to color the output: `auto` colors a terminal; a set NO_COLOR turns color off always.
+// Doc comments on the variants would become --help text (a described list of possible values);
+// their names say what they do.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
     Auto,
@@ -44,6 +54,7 @@ pub enum ColorChoice {
     Never,
 }
 
+/// One ravencert command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a commented starter certs.toml (refuses to overwrite)
@@ -77,6 +88,7 @@ pub enum Command {
     },
 }
 
+/// The options of `plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// Read certs.toml (and the certificate files it names) at this git revision
@@ -109,6 +121,7 @@ pub struct PlanArgs {
     pub allow_delete_all: bool,
 }
 
+/// The options of `apply`.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// A plan saved with `plan --out`: carried out exactly, or refused when stale
@@ -134,6 +147,7 @@ pub struct ApplyArgs {
     pub require_clean: bool,
 }
 
+/// The options of `watch`.
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Re-check this often even when nothing changes (renewals), with ±10% jitter: 1h, 30min,
@@ -173,11 +187,11 @@ pub struct WatchArgs {
 
 /// The shortest `watch --interval`: a re-check reads the store and plans, and is meant for
 /// renewals, which are days away.
-pub const MIN_INTERVAL: Period = Period::seconds(10);
+pub(crate) const MIN_INTERVAL: Period = Period::seconds(10);
 /// The shortest `watch --poll`: each poll is a git fetch.
-pub const MIN_POLL: Period = Period::seconds(1);
+pub(crate) const MIN_POLL: Period = Period::seconds(1);
 /// The longest duration any option takes.
-pub const MAX_DURATION: Period = Period::days(365);
+const MAX_DURATION: Period = Period::days(365);
 
 fn bounded(text: &str, min: Period) -> Result<Duration, String> {
     Period::parse_within(text, min, MAX_DURATION).map(Period::as_std)

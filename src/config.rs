@@ -13,7 +13,7 @@ use toml::Spanned;
 use crate::pki::PrivateKey;
 
 use crate::inputs::{self, Files, Reader, Site};
-pub use crate::inputs::{FileRef, Secret, SecretError, SecretRef};
+pub(crate) use crate::inputs::{FileRef, Secret, SecretRef};
 use crate::model::{
     check_client_key, check_database_name, check_name, Access, Clearance, KeySpec, Period,
     Permissions, PfxProfile, RenewBefore, BACKDATING, MAX_NAME_CHARS, NAME_FORBIDDEN_CLASS,
@@ -27,34 +27,34 @@ use crate::model::{
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "ravencert certs.toml", transform = config_rules)]
-pub struct RawConfig {
+struct RawConfig {
     /// Format version of this file; must be 1.
     #[schemars(with = "u32", range(min = 1, max = 1))]
-    pub version: Spanned<i64>,
+    version: Spanned<i64>,
     /// Where the certificate store lives and how it may change.
     #[serde(default)]
-    pub store: Option<RawStore>,
+    store: Option<RawStore>,
     /// Values every client inherits unless it sets its own.
     #[serde(default)]
     #[schemars(with = "Option<RawDefaults>")]
-    pub defaults: Option<Spanned<RawDefaults>>,
+    defaults: Option<Spanned<RawDefaults>>,
     /// The cluster's own certificate(s); required to generate client certificates.
     #[serde(default)]
     #[schemars(with = "Option<RawServer>")]
-    pub server: Option<Spanned<RawServer>>,
+    server: Option<Spanned<RawServer>>,
     /// Client certificates, by stable id (1-64 of a-z 0-9 - _ .; it becomes a file name).
     #[serde(default)]
     #[schemars(
         with = "BTreeMap<String, RawClient>",
         extend("propertyNames" = { "pattern": CLIENT_KEY_PATTERN, "not": { "const": "server" } })
     )]
-    pub clients: BTreeMap<Spanned<String>, Spanned<RawClient>>,
+    clients: BTreeMap<Spanned<String>, Spanned<RawClient>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Store")]
-pub struct RawStore {
+struct RawStore {
     /// Store directory, relative to this file's folder (default "store"). Never this file's own
     /// folder or one above it.
     #[schemars(
@@ -62,127 +62,127 @@ pub struct RawStore {
         length(min = 1),
         extend("not" = { "pattern": "^(\\.{1,2}/?)+$" })
     )]
-    pub path: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
     /// Delete registered certificates that are no longer declared (default false).
     #[serde(default)]
-    pub prune: bool,
+    prune: bool,
     /// A plan that would delete more certificates is refused; 0 = no limit (default 5).
     #[schemars(with = "Option<u32>")]
-    pub max_deletions: Option<Spanned<i64>>,
+    max_deletions: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Defaults")]
-pub struct RawDefaults {
+struct RawDefaults {
     /// Key type of generated certificates (default rsa-4096, as RavenDB generates).
-    pub key: Option<KeySpec>,
+    key: Option<KeySpec>,
     /// Lifetime of generated client certificates, e.g. "5y" (default), "1y", "90d", "6mo"; units s, min, h, d, w, mo (30 days), y (365 days).
     #[schemars(with = "Option<String>", regex(pattern = positive_period_pattern()))]
-    pub validity: Option<Spanned<String>>,
+    validity: Option<Spanned<String>>,
     /// Re-issue when less than this is left ("30d", the default), or a share of the lifetime ("33%").
     #[schemars(with = "Option<String>", regex(pattern = renew_before_pattern()))]
-    pub renew_before: Option<Spanned<String>>,
+    renew_before: Option<Spanned<String>>,
     /// Encryption of issued .pfx files: modern (default) or legacy.
-    pub pfx: Option<PfxProfile>,
+    pfx: Option<PfxProfile>,
     /// After a re-issue, keep the old certificate registered this long (default "0d").
     #[schemars(with = "Option<String>", regex(pattern = period_pattern()))]
-    pub overlap: Option<Spanned<String>>,
+    overlap: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Server", transform = server_rules)]
-pub struct RawServer {
+struct RawServer {
     /// Generate a self-signed server certificate (development, tests).
     #[serde(default)]
-    pub generate: bool,
+    generate: bool,
     /// Common name of a generated server certificate (at most 64 characters); also its DNS name unless `dns` is set.
     #[schemars(
         with = "Option<String>",
         length(max = MAX_NAME_CHARS),
         regex(pattern = name_pattern())
     )]
-    pub name: Option<Spanned<String>>,
+    name: Option<Spanned<String>>,
     /// DNS names (subject alternative names) of a generated server certificate.
     #[schemars(with = "Option<Vec<String>>", length(min = 1), transform = dns_items)]
-    pub dns: Option<Spanned<Vec<String>>>,
+    dns: Option<Spanned<Vec<String>>>,
     /// Key type of a generated server certificate (default rsa-4096).
-    pub key: Option<KeySpec>,
+    key: Option<KeySpec>,
     /// Lifetime of a generated server certificate (default "1y"; more than zero).
     #[schemars(with = "Option<String>", regex(pattern = positive_period_pattern()))]
-    pub validity: Option<Spanned<String>>,
+    validity: Option<Spanned<String>>,
     /// Instead of `generate`: the cluster's existing certificate(s), one .pfx per node.
     #[schemars(with = "Option<Vec<RawCertFile>>", length(min = 1))]
-    pub certificates: Option<Spanned<Vec<RawCertFile>>>,
+    certificates: Option<Spanned<Vec<RawCertFile>>>,
     /// Where `apply` keeps the exported server certificate(s), relative to this file's folder.
     #[schemars(with = "Option<String>")]
-    pub export: Option<Spanned<String>>,
+    export: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "NodeCertificate", transform = one_password_source)]
-pub struct RawCertFile {
+struct RawCertFile {
     /// The .pfx of one node (certificate and private key).
-    pub path: String,
+    path: String,
     /// Environment variable holding the .pfx password.
-    pub password_env: Option<String>,
+    password_env: Option<String>,
     /// File holding the .pfx password (relative to this file's folder).
-    pub password_file: Option<String>,
+    password_file: Option<String>,
     /// Refused: secrets never stand in certs.toml.
     #[serde(default)]
     #[schemars(skip)]
-    pub password: Option<Spanned<toml::Value>>,
+    password: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Client", transform = client_rules)]
-pub struct RawClient {
+struct RawClient {
     /// Display name and certificate CN (at most 64 characters); defaults to the table key. Unique among clients.
     #[schemars(
         with = "Option<String>",
         length(max = MAX_NAME_CHARS),
         regex(pattern = name_pattern())
     )]
-    pub name: Option<Spanned<String>>,
+    name: Option<Spanned<String>>,
     /// ClusterAdmin | Operator | ValidUser.
-    pub clearance: Clearance,
+    clearance: Clearance,
     /// Database -> Admin | ReadWrite | Read; only with ValidUser. Database names follow RavenDB's rule.
     #[schemars(with = "Option<BTreeMap<String, Access>>", transform = database_names)]
-    pub databases: Option<Spanned<Permissions>>,
+    databases: Option<Spanned<Permissions>>,
     /// Key type (generated clients only).
     #[schemars(with = "Option<KeySpec>")]
-    pub key: Option<Spanned<KeySpec>>,
+    key: Option<Spanned<KeySpec>>,
     /// Lifetime (generated clients only), e.g. "1y", "90d", "6mo".
     #[schemars(with = "Option<String>", regex(pattern = positive_period_pattern()))]
-    pub validity: Option<Spanned<String>>,
+    validity: Option<Spanned<String>>,
     /// Re-issue when less than this is left ("30d"), or a share of the lifetime ("33%").
     #[schemars(with = "Option<String>", regex(pattern = renew_before_pattern()))]
-    pub renew_before: Option<Spanned<String>>,
+    renew_before: Option<Spanned<String>>,
     /// Encryption of the issued .pfx: modern | legacy.
     #[schemars(with = "Option<PfxProfile>")]
-    pub pfx: Option<Spanned<PfxProfile>>,
+    pfx: Option<Spanned<PfxProfile>>,
     /// After a re-issue or a changed upload, keep the old certificate registered this long.
     #[schemars(with = "Option<String>", regex(pattern = period_pattern()))]
-    pub overlap: Option<Spanned<String>>,
+    overlap: Option<Spanned<String>>,
     /// Environment variable holding the password (of the issued .pfx, or of the uploaded file).
     #[schemars(with = "Option<String>", regex(pattern = r"^[^=\u0000]+$"))]
-    pub password_env: Option<Spanned<String>>,
+    password_env: Option<Spanned<String>>,
     /// File holding that password, relative to this file's folder.
     #[schemars(with = "Option<String>")]
-    pub password_file: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
     /// Never deleted or re-issued unless `--replace KEY` names it.
     #[serde(default)]
-    pub protect: bool,
+    protect: bool,
     /// Register an existing certificate file (.pfx/.p12, PEM or DER) instead of generating.
     #[schemars(with = "Option<String>")]
-    pub upload: Option<Spanned<String>>,
+    upload: Option<Spanned<String>>,
     /// Refused: secrets never stand in certs.toml.
     #[serde(default)]
     #[schemars(skip)]
-    pub password: Option<Spanned<toml::Value>>,
+    password: Option<Spanned<toml::Value>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -437,7 +437,7 @@ impl std::ops::DerefMut for Desired {
 impl Desired {
     /// The nodes' certificates with their private keys, for the apply, from the very bytes
     /// [`Declared::resolve`] read.
-    pub fn node_keys(&self) -> Result<Vec<(Vec<u8>, PrivateKey)>, String> {
+    pub(crate) fn node_keys(&self) -> Result<Vec<(Vec<u8>, PrivateKey)>, String> {
         inputs::node_keys(self.declared.node_refs(), &self.files.node_files)
     }
 }
@@ -495,7 +495,7 @@ impl Declared {
 
     /// An error found after parsing (a missing secret, an unreadable file), placed at the line
     /// of the key that names it.
-    pub fn error_at(&self, key: String, message: String) -> ConfigError {
+    pub(crate) fn error_at(&self, key: String, message: String) -> ConfigError {
         let (line, column) = self
             .positions
             .get(&key)
@@ -512,7 +512,7 @@ impl Declared {
     }
 
     /// Every file the config refers to (for watch and saved-plan fingerprints).
-    pub fn referenced_files(&self) -> Vec<PathBuf> {
+    pub(crate) fn referenced_files(&self) -> Vec<PathBuf> {
         let mut files = self.certificate_files();
         files.extend(self.secret_refs().filter_map(|s| match s {
             SecretRef::File(p) => Some(p.clone()),
@@ -523,7 +523,7 @@ impl Declared {
 
     /// The certificate files the config names (uploads, node certificates): part of what is
     /// reviewed, unlike password files.
-    pub fn certificate_files(&self) -> Vec<PathBuf> {
+    pub(crate) fn certificate_files(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = self
             .clients
             .values()
@@ -560,24 +560,24 @@ impl Declared {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// What kind of problem it is, for a caller that treats them differently.
-    pub kind: ConfigErrorKind,
+    kind: ConfigErrorKind,
     /// The certs.toml (with `@REV` when read from git).
-    pub file: PathBuf,
+    file: PathBuf,
     /// 1-based line of the key at fault, when known.
-    pub line: Option<usize>,
+    line: Option<usize>,
     /// 1-based column (in characters) of the key at fault, when known.
-    pub column: Option<usize>,
+    column: Option<usize>,
     /// The key path, e.g. `clients.orders-app.databases`.
-    pub key: String,
+    key: String,
     /// What is wrong and what to do.
-    pub message: String,
+    message: String,
     /// The source line, shown under the message.
-    pub snippet: Option<String>,
+    snippet: Option<String>,
 }
 
 /// The kinds of [`ConfigError`]. The message says the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigErrorKind {
+enum ConfigErrorKind {
     /// Not TOML, or a key or value of the wrong shape (unknown key, wrong type, missing field).
     Syntax,
     /// A value that breaks a rule of certs.toml (validation).
@@ -1404,7 +1404,7 @@ fn check_dns_name(name: &str) -> Result<(), String> {
 /// Whether a certificate with this validity would be due for renewal the moment it is issued
 /// (and so re-issued on every run): the window is measured against the real lifetime, which
 /// includes the back-dating of not-before. Returns the message when it would.
-pub fn always_due(renew: RenewBefore, validity: Period) -> Option<String> {
+fn always_due(renew: RenewBefore, validity: Period) -> Option<String> {
     let lifetime = validity.seconds + BACKDATING.seconds;
     match renew {
         RenewBefore::Period(r) if r >= validity => Some(format!(

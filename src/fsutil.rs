@@ -10,10 +10,10 @@ use rustix::fs::OFlags;
 
 /// O_NOFOLLOW, for `OpenOptionsExt::custom_flags`: its value differs between architectures,
 /// so it comes from rustix rather than a constant written here.
-pub const O_NOFOLLOW: i32 = OFlags::NOFOLLOW.bits() as i32;
+pub(crate) const O_NOFOLLOW: i32 = OFlags::NOFOLLOW.bits() as i32;
 const O_NONBLOCK: i32 = OFlags::NONBLOCK.bits() as i32;
 
-/// Why [`read_regular`] refused or failed to read a file. The texts are what the user sees
+/// Why `read_regular` refused or failed to read a file. The texts are what the user sees
 /// after the file's name.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -39,7 +39,7 @@ pub enum ReadError {
 impl ReadError {
     /// The io kind, as an `io::Error` of this case would have it: `InvalidInput` for the
     /// refusals of this module.
-    pub fn kind(&self) -> io::ErrorKind {
+    pub(crate) fn kind(&self) -> io::ErrorKind {
         match self {
             ReadError::Io(e) => e.kind(),
             ReadError::NotRegular | ReadError::TooLarge { .. } | ReadError::Grew => {
@@ -49,7 +49,7 @@ impl ReadError {
     }
 
     /// Whether opening met a symbolic link that was not to be followed.
-    pub fn is_link(&self) -> bool {
+    pub(crate) fn is_link(&self) -> bool {
         matches!(self, ReadError::Io(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()))
     }
 }
@@ -64,7 +64,11 @@ impl From<ReadError> for io::Error {
 }
 
 /// Reads a regular file of at most `max` bytes. `follow_links = false` refuses a link (ELOOP).
-pub fn read_regular(path: &Path, max: u64, follow_links: bool) -> Result<Vec<u8>, ReadError> {
+pub(crate) fn read_regular(
+    path: &Path,
+    max: u64,
+    follow_links: bool,
+) -> Result<Vec<u8>, ReadError> {
     let flags = O_NONBLOCK | if follow_links { 0 } else { O_NOFOLLOW };
     // Non-blocking open: a FIFO opens at once instead of waiting for a writer.
     let f = OpenOptions::new()
@@ -90,13 +94,13 @@ pub fn read_regular(path: &Path, max: u64, follow_links: bool) -> Result<Vec<u8>
 }
 
 /// The effective user id of this process.
-pub fn effective_uid() -> u32 {
+pub(crate) fn effective_uid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
 /// Creates `dir` and its missing parents with `mode`, set explicitly on each folder made here
 /// (the umask masks the mode given at creation); folders that exist are left as they are.
-pub fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
+pub(crate) fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let mut missing = Vec::new();
     let mut cur = Some(dir);
@@ -126,7 +130,7 @@ pub fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
 /// Where a path really points, for comparing paths that may not exist yet: the longest existing
 /// prefix is resolved by the file system (links, `..`), the rest is appended lexically (`.`
 /// dropped, `..` removing the previous part). Relative paths start from the current folder.
-pub fn resolve(path: &Path) -> std::path::PathBuf {
+pub(crate) fn resolve(path: &Path) -> std::path::PathBuf {
     use std::path::{Component, PathBuf};
     let absolute = if path.is_absolute() {
         path.to_path_buf()

@@ -7,15 +7,19 @@ use std::path::{Path, PathBuf};
 
 use git2::{FetchOptions, Repository, Status};
 
+/// Why certs.toml (or a file it names) cannot be read from git, or the remote followed.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
+    /// A refusal or failure explained in words (a link leaving the repository, a missing file,
+    /// uncommitted changes, ...).
     #[error("{0}")]
     Message(String),
+    /// libgit2's own error.
     #[error("git: {0}")]
     Git(#[from] git2::Error),
 }
 
-pub type Result<T> = std::result::Result<T, GitError>;
+type Result<T> = std::result::Result<T, GitError>;
 
 fn msg(text: impl Into<String>) -> GitError {
     GitError::Message(text.into())
@@ -61,7 +65,7 @@ fn locate(file: &Path) -> Result<(Repository, PathBuf)> {
 }
 
 /// The working tree of the repository holding certs.toml (by its folder), if there is one.
-pub fn workdir_of(config: &Path) -> Option<PathBuf> {
+pub(crate) fn workdir_of(config: &Path) -> Option<PathBuf> {
     let parent = config
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -79,7 +83,10 @@ pub fn workdir_of(config: &Path) -> Option<PathBuf> {
 /// Files under review (certs.toml, the certificate files it names) are read where a link
 /// inside the repository `workdir` leads: no link inside it may lead out of it (a committed
 /// `certs.toml -> /proc/self/environ`). Paths named outside the repository are the user's own.
-pub fn check_links_stay_inside(path: &Path, workdir: &Path) -> std::result::Result<(), String> {
+pub(crate) fn check_links_stay_inside(
+    path: &Path,
+    workdir: &Path,
+) -> std::result::Result<(), String> {
     use std::path::Component;
     let absolute = if path.is_absolute() {
         path.to_path_buf()
@@ -122,7 +129,7 @@ pub fn check_links_stay_inside(path: &Path, workdir: &Path) -> std::result::Resu
 
 /// Whether `file` exists at the revision (a pull request that adds certs.toml has none at its
 /// base). An unknown revision is an error.
-pub fn exists_at(file: &Path, rev: &str) -> Result<bool> {
+pub(crate) fn exists_at(file: &Path, rev: &str) -> Result<bool> {
     let (repo, rel) = locate(file)?;
     let exists = tree_at(&repo, rev)?.get_path(&rel).is_ok();
     Ok(exists)
@@ -165,7 +172,7 @@ fn blob_at(repo: &Repository, rev: &str, rel: &Path) -> Result<Vec<u8>> {
 }
 
 /// certs.toml (or any file next to it) as it stood at `rev`, plus the commit id `rev` names.
-pub fn read_at(file: &Path, rev: &str) -> Result<(Vec<u8>, String)> {
+pub(crate) fn read_at(file: &Path, rev: &str) -> Result<(Vec<u8>, String)> {
     let (repo, rel) = locate(file)?;
     let commit = repo
         .revparse_single(rev)
@@ -179,7 +186,7 @@ pub fn read_at(file: &Path, rev: &str) -> Result<(Vec<u8>, String)> {
 }
 
 /// Reads another file (an upload) at the same revision, by its path on disk.
-pub fn read_file_at(file: &Path, rev: &str) -> Result<Vec<u8>> {
+pub(crate) fn read_file_at(file: &Path, rev: &str) -> Result<Vec<u8>> {
     let (repo, rel) = locate(file)?;
     blob_at(&repo, rev, &rel)
 }
@@ -187,15 +194,15 @@ pub fn read_file_at(file: &Path, rev: &str) -> Result<Vec<u8>> {
 /// Where certs.toml comes from: the commit of HEAD, and which of the files that make up the
 /// config (certs.toml and the certificate files it names) differ from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Provenance {
-    pub commit: String,
-    pub dirty_files: Vec<String>,
+pub(crate) struct Provenance {
+    commit: String,
+    pub(crate) dirty_files: Vec<String>,
 }
 
 impl Provenance {
     /// The applied revision as the registry records it: `sha1:<commit>` (`+dirty` when a file
     /// had uncommitted changes).
-    pub fn revision(&self) -> String {
+    pub(crate) fn revision(&self) -> String {
         format!(
             "sha1:{}{}",
             self.commit,
@@ -209,7 +216,7 @@ impl Provenance {
 }
 
 /// The provenance of `config` and `files`; an error when it is not in a repository.
-pub fn require_provenance(config: &Path, files: &[PathBuf]) -> Result<Provenance> {
+pub(crate) fn require_provenance(config: &Path, files: &[PathBuf]) -> Result<Provenance> {
     let (repo, rel) = locate(config)?;
     let head = repo
         .head()
@@ -236,23 +243,23 @@ pub fn require_provenance(config: &Path, files: &[PathBuf]) -> Result<Provenance
 }
 
 /// Like [`require_provenance`]; None when certs.toml is not in a git repository.
-pub fn provenance(config: &Path, files: &[PathBuf]) -> Option<Provenance> {
+pub(crate) fn provenance(config: &Path, files: &[PathBuf]) -> Option<Provenance> {
     require_provenance(config, files).ok()
 }
 
 /// A clone of a remote, kept in a private cache folder. Never checked out: what is applied is
 /// read from the git objects of the fetched commit.
-pub struct Follower {
+pub(crate) struct Follower {
     repo: Repository,
     branch: String,
-    pub worktree: PathBuf,
+    pub(crate) worktree: PathBuf,
 }
 
 impl Follower {
     /// Opens the cache clone, or clones `url` into `cache`. The cache is private (0700 whatever
     /// the umask) and must be the running user's own: another user able to write in it could
     /// change what is applied.
-    pub fn open(url: &str, branch: &str, cache: &Path) -> Result<Follower> {
+    pub(crate) fn open(url: &str, branch: &str, cache: &Path) -> Result<Follower> {
         let repo = if cache.exists() || std::fs::symlink_metadata(cache).is_ok() {
             check_private_dir(cache)?;
             check_private_dir(&cache.join(".git"))?;
@@ -290,7 +297,7 @@ impl Follower {
     }
 
     /// Fetches the branch; returns its latest commit.
-    pub fn fetch(&self) -> Result<String> {
+    pub(crate) fn fetch(&self) -> Result<String> {
         let mut remote = self.repo.find_remote("origin")?;
         let refspec = format!("+refs/heads/{b}:refs/remotes/origin/{b}", b = self.branch);
         let mut opts = FetchOptions::new();

@@ -69,7 +69,7 @@ const MAX_PASSWORD_FILE_BYTES: u64 = 64 << 10;
 
 impl SecretRef {
     /// Reads the secret. A trailing newline in a password file is not part of the password.
-    pub fn read(&self) -> Result<Secret, SecretError> {
+    pub(crate) fn read(&self) -> Result<Secret, SecretError> {
         let secret = self.read_raw()?;
         if secret.0.is_empty() {
             return Err(match self {
@@ -109,11 +109,11 @@ impl SecretRef {
 
 /// A password. Its Debug form never shows it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
     /// The password itself, for the one call that needs it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -128,26 +128,26 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRef {
     /// The file, already joined to certs.toml's folder.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Its password, if it has one.
-    pub password: Option<SecretRef>,
+    pub(crate) password: Option<SecretRef>,
 }
 
 /// What the referenced files hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Files {
     /// Client key -> its certificates, primary first (CA/intermediates already skipped).
-    pub uploads: BTreeMap<String, Vec<Uploaded>>,
+    pub(crate) uploads: BTreeMap<String, Vec<Uploaded>>,
     /// The nodes' certificates, in the order `[server].certificates` lists them.
-    pub nodes: Vec<Uploaded>,
+    pub(crate) nodes: Vec<Uploaded>,
     /// The node files as read (from the disk or a commit): the apply takes their keys from
     /// these very bytes, never from a file that may have changed since.
-    pub node_files: Vec<NodeFile>,
+    pub(crate) node_files: Vec<NodeFile>,
 }
 
 /// The bytes of a node certificate file (it holds a private key: never printed).
 #[derive(Clone, PartialEq, Eq)]
-pub struct NodeFile(Vec<u8>);
+pub(crate) struct NodeFile(Vec<u8>);
 
 impl fmt::Debug for NodeFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -157,7 +157,7 @@ impl fmt::Debug for NodeFile {
 
 /// Which reference a file problem belongs to, so that config can name its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Site {
+pub(crate) enum Site {
     /// `[server].certificates[i]`.
     Node(usize),
     /// The `upload` of the client with this key.
@@ -168,11 +168,11 @@ pub enum Site {
 /// names the file and, where it matters, the password's source).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
-pub struct FileError {
+pub(crate) struct FileError {
     /// The reference that names the file.
-    pub site: Site,
+    pub(crate) site: Site,
     /// What is wrong with it, for the person at the terminal.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 fn describe(secret: Option<&SecretRef>) -> String {
@@ -238,7 +238,7 @@ fn facts(path: &Path, ders: Vec<Vec<u8>>) -> Result<Vec<Uploaded>, String> {
 
 /// Reads every node file and every upload. `uploads` pairs each uploading client's key with
 /// its file. Every problem is reported, each with the reference that names the file.
-pub fn resolve(
+pub(crate) fn resolve(
     nodes: &[FileRef],
     uploads: &[(&str, &FileRef)],
     reader: Reader<'_>,
@@ -336,7 +336,7 @@ fn node_certificate(f: &pki::CertFile) -> Result<Vec<u8>, String> {
 /// The nodes' certificates with their private keys, for the apply (which writes them into the
 /// store and signs clients with the first). Taken from the bytes [`resolve`] read (`files`),
 /// or from the disk for a node it did not read.
-pub fn node_keys(
+pub(crate) fn node_keys(
     nodes: &[FileRef],
     files: &[NodeFile],
 ) -> Result<Vec<(Vec<u8>, PrivateKey)>, String> {

@@ -1,29 +1,70 @@
-//! ravencert: GitOps for RavenDB certificates.
+//! ravencert: GitOps for RavenDB certificates. Certificates are declared in certs.toml,
+//! reviewed as a plan, and applied to an on-disk certificate store (certificates, keys, client
+//! bundles, and a registry of what is registered, as RavenDB's own registry keeps it).
 //!
-//! Data flows one way: certs.toml is parsed and validated into a [`config::Desired`], the store
-//! is loaded and verified into a [`registry::Actual`], [`plan::plan`] (pure) diffs them into a
-//! [`plan::Plan`], and [`apply::apply`] carries it out through [`pki`] and the [`store`].
+//! Data flows one way:
+//!
+//! ```text
+//! certs.toml --parse--> Declared --resolve--> Desired --.
+//!                                                       +--plan--> Plan --render--> text | json | markdown
+//! store/ --------load + verify--------------> Actual ---'           |
+//!                                                                   '--apply--> store/ (atomic, locked)
+//! ```
+//!
+//! [`config::parse`] validates certs.toml into a [`config::Declared`], which
+//! [`config::Declared::resolve`] completes with the certificate files it names into a
+//! [`config::Desired`]. [`store::Store::load`] reads and verifies the store into a
+//! [`registry::Actual`]. [`plan::plan`], a pure function, diffs the two into a [`plan::Plan`],
+//! which [`render`] shows and the apply carries out through `pki` and the store. [`ops`] has one
+//! function per command (what the binary calls); main does all printing and prompting.
+//!
+//! Modules (those without a link are private):
+//! - [`cli`]: the command line (clap definitions); parsing only.
+//! - [`ops`]: one function per command: load, call the core, return what to print.
+//! - [`config`]: certs.toml's schema and its validation into `Declared` and `Desired`.
+//! - [`inputs`]: the certificate files and secrets certs.toml refers to.
+//! - [`model`]: the shared vocabulary: clearances, access levels, key types, durations.
+//! - [`registry`]: the registry as data (entries, text form, seal, drift) and `Actual`.
+//! - [`store`]: the on-disk store, the only writer of files (atomic writes, lock).
+//! - [`pki`]: all cryptography: keys, signing, PKCS#12, thumbprints, certificate files.
+//! - [`plan`]: the pure planner, and the registry as it will be after a plan.
+//! - `apply`: carries out a plan through pki and the store.
+//! - [`render`]: plan text, JSON and Markdown, status tables, the apply report.
+//! - `saved_plan`: `plan --out` files, refused when stale.
+//! - [`watch`]: the `watch` loop (file watch or git polling, ticks, backoff).
+//! - `git`: certs.toml at a revision, provenance, following a remote branch.
+//! - `fsutil`: bounded reads of regular files, never through a link.
+//! - `progress`: the progress bar of long applies, on a terminal only.
 
-pub mod apply;
+#![warn(missing_docs)]
+// Printing belongs to the binary (main.rs); the library returns what to print.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+mod apply;
 pub mod cli;
 pub mod config;
-pub mod fsutil;
-pub mod git;
+mod fsutil;
+mod git;
 pub mod inputs;
 pub mod model;
 pub mod ops;
 pub mod pki;
 pub mod plan;
-pub mod progress;
+mod progress;
 pub mod registry;
 pub mod render;
-pub mod saved_plan;
-
+mod saved_plan;
 pub mod store;
 pub mod watch;
 
+// Errors of private modules that the public errors (`ops::Error` and its sources) carry.
+pub use apply::ApplyError;
+pub use fsutil::ReadError;
+pub use git::GitError;
+pub use saved_plan::SavedPlanError;
+
 /// The starter `ravencert init` writes: small, commented, and ready to apply.
-pub const STARTER: &str = include_str!("starter.toml");
+pub(crate) const STARTER: &str = include_str!("starter.toml");
 
 /// The bundled example of every key.
 pub const EXAMPLE: &str = include_str!("../certs.toml.example");

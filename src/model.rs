@@ -50,15 +50,16 @@ pub enum Clearance {
     JsonSchema,
     strum::Display,
 )]
+// No doc comments on these variants: schemars would put them into the checked-in schema.
+#[allow(missing_docs)]
 pub enum Access {
-    // No doc comments on these variants: schemars would put them into the checked-in schema.
     Read,
     ReadWrite,
     Admin,
 }
 
 /// Database name -> access. Sorted by name so that every rendering is stable.
-pub type Permissions = BTreeMap<String, Access>;
+pub(crate) type Permissions = BTreeMap<String, Access>;
 
 /// Key algorithm and size of a generated certificate.
 #[derive(
@@ -75,8 +76,10 @@ pub type Permissions = BTreeMap<String, Access>;
     JsonSchema,
     strum::Display,
 )]
+// No doc comments on these variants: schemars would put them into the checked-in schema. The
+// names are the algorithms (RSA with its modulus size, ECDSA on NIST P-256 or P-384).
+#[allow(missing_docs)]
 pub enum KeySpec {
-    // Plain comments: doc comments would change the checked-in JSON schema (schemars).
     #[serde(rename = "rsa-2048")]
     #[strum(serialize = "rsa-2048")]
     Rsa2048,
@@ -133,13 +136,13 @@ pub enum Origin {
 
 impl Origin {
     /// The word the registry and the outputs use: `generated` or `uploaded`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         self.into()
     }
 }
 
 /// Generated certificates start this long before they are issued, as RavenDB's do (clock skew).
-pub const BACKDATING: Period = Period::days(7);
+pub(crate) const BACKDATING: Period = Period::days(7);
 
 /// The key the server certificate answers to in `--replace` (so no client may take it).
 pub const SERVER_KEY: &str = "server";
@@ -152,11 +155,11 @@ pub const NO_PASSWORD: &str = "none";
 /// could mean minutes or months.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Period {
-    pub seconds: i64,
+    pub(crate) seconds: i64,
 }
 
 /// The units of a [`Period`], with their length in seconds.
-pub const SPAN_UNITS: [(&str, i64); 7] = [
+const SPAN_UNITS: [(&str, i64); 7] = [
     ("s", 1),
     ("min", 60),
     ("h", 3_600),
@@ -167,32 +170,33 @@ pub const SPAN_UNITS: [(&str, i64); 7] = [
 ];
 
 /// The units of a [`Period`] as a regular-expression group (for the JSON schema).
-pub const PERIOD_UNIT_PATTERN: &str = "(s|min|h|d|w|mo|y)";
+pub(crate) const PERIOD_UNIT_PATTERN: &str = "(s|min|h|d|w|mo|y)";
 
 const SPAN_EXAMPLES: &str = "write e.g. 30s, 10min, 12h, 90d, 2w, 6mo, 1y";
 
 impl Period {
+    /// A period of whole days.
     pub const fn days(days: i64) -> Period {
         Period {
             seconds: days * 86_400,
         }
     }
 
-    pub const fn seconds(seconds: i64) -> Period {
+    pub(crate) const fn seconds(seconds: i64) -> Period {
         Period { seconds }
     }
 
-    pub fn as_duration(self) -> time::Duration {
+    pub(crate) fn as_duration(self) -> time::Duration {
         time::Duration::seconds(self.seconds)
     }
 
     /// The span as a std Duration (a negative span, which the parser never makes, is zero).
-    pub fn as_std(self) -> std::time::Duration {
+    pub(crate) fn as_std(self) -> std::time::Duration {
         std::time::Duration::from_secs(u64::try_from(self.seconds).unwrap_or(0))
     }
 
     /// Parses `<whole number><unit>`, unit one of s, min, h, d, w, mo (30 days), y (365 days).
-    pub fn parse(text: &str) -> Result<Period, String> {
+    pub(crate) fn parse(text: &str) -> Result<Period, String> {
         let text = text.trim();
         let unit_at = text
             .find(|c: char| !c.is_ascii_digit())
@@ -222,7 +226,7 @@ impl Period {
     }
 
     /// Parses a command-line duration: the same grammar, between `min` and `max`.
-    pub fn parse_within(text: &str, min: Period, max: Period) -> Result<Period, String> {
+    pub(crate) fn parse_within(text: &str, min: Period, max: Period) -> Result<Period, String> {
         let span = Period::parse(text)?;
         if span < min {
             return Err(format!("must be at least {min}"));
@@ -257,12 +261,14 @@ impl fmt::Display for Period {
 /// When to re-issue: a fixed span before expiry, or a share of the certificate's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RenewBefore {
+    /// This long before the certificate expires (`30d`).
     Period(Period),
+    /// When this share of the certificate's lifetime is left (`33%`).
     Percent(u8),
 }
 
 impl RenewBefore {
-    pub fn parse(text: &str) -> Result<RenewBefore, String> {
+    pub(crate) fn parse(text: &str) -> Result<RenewBefore, String> {
         let t = text.trim();
         if let Some(p) = t.strip_suffix('%') {
             let n: u8 = p
@@ -277,7 +283,7 @@ impl RenewBefore {
     }
 
     /// How long before `not_after` a certificate with this lifetime is re-issued.
-    pub fn window(self, lifetime: time::Duration) -> time::Duration {
+    pub(crate) fn window(self, lifetime: time::Duration) -> time::Duration {
         match self {
             RenewBefore::Period(s) => s.as_duration(),
             RenewBefore::Percent(p) => lifetime * (f64::from(p) / 100.0),
@@ -295,7 +301,7 @@ impl fmt::Display for RenewBefore {
 }
 
 /// Checks a database name against RavenDB's rule; returns the server's own message when bad.
-pub fn check_database_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_database_name(name: &str) -> Result<(), String> {
     let not_permitted = || {
         format!(
             "The name '{name}' is not permitted. Only letters, digits and characters ('_', '-', '.') are allowed."
@@ -334,7 +340,7 @@ pub fn check_database_name(name: &str) -> Result<(), String> {
 }
 
 /// Client keys become file names: 1-64 characters of a-z 0-9 - _ . not starting with '.'.
-pub fn check_client_key(key: &str) -> Result<(), String> {
+pub(crate) fn check_client_key(key: &str) -> Result<(), String> {
     let ok_chars = key
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
@@ -355,7 +361,7 @@ pub fn check_client_key(key: &str) -> Result<(), String> {
 /// Characters a certificate name may not hold: control characters (a newline would split the
 /// CN, the registry and the status table), line and paragraph separators, and the invisible
 /// bidirectional controls that make a text read differently from what it holds.
-pub fn is_forbidden_in_name(c: char) -> bool {
+fn is_forbidden_in_name(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -370,7 +376,7 @@ pub fn is_forbidden_in_name(c: char) -> bool {
 }
 
 /// The same set as a regular-expression character class (for the JSON schema).
-pub const NAME_FORBIDDEN_CLASS: &str =
+pub(crate) const NAME_FORBIDDEN_CLASS: &str =
     r"\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u2028-\u202E\u2066-\u2069";
 
 /// The forms under which two names look alike (Unicode TR39 confusable skeletons, lower-cased):
@@ -378,7 +384,7 @@ pub const NAME_FORBIDDEN_CLASS: &str =
 /// that share a form are one person to a reviewer. The skeleton is taken of the name as written
 /// (where `I` looks like `l`) and of the name lower-cased (where Cyrillic `А` becomes `а`, like
 /// `a`); it drops invisible default-ignorable characters (zero-width marks).
-pub fn name_lookalikes(name: &str) -> [String; 2] {
+pub(crate) fn name_lookalikes(name: &str) -> [String; 2] {
     let skeleton = |s: &str| skeleton(s).to_lowercase();
     [skeleton(name), skeleton(&name.to_lowercase())]
 }
@@ -401,10 +407,10 @@ fn skeleton(s: &str) -> String {
 }
 
 /// RFC 5280's upper bound of a CommonName, in characters.
-pub const MAX_NAME_CHARS: usize = 64;
+pub(crate) const MAX_NAME_CHARS: usize = 64;
 
 /// Checks a certificate name (a client's `name`, the generated server's CN), already trimmed.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if let Some(c) = name.chars().find(|c| is_forbidden_in_name(*c)) {
         return Err(format!(
             "'{}' holds the character U+{:04X}; a name may not hold control characters or invisible text-direction marks (it is the certificate's CN and shows in the registry and in status)",
@@ -424,21 +430,25 @@ pub fn check_name(name: &str) -> Result<(), String> {
 /// What ravencert needs to know about a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
+    /// SHA-1 of the DER, uppercase hex: how RavenDB names a certificate.
     pub thumbprint: String,
+    /// Base64 SHA-256 of the SubjectPublicKeyInfo, as RavenDB records it.
     pub public_key_pinning_hash: String,
-    pub subject: String,
-    pub issuer: String,
-    pub common_name: Option<String>,
+    pub(crate) subject: String,
+    pub(crate) issuer: String,
+    pub(crate) common_name: Option<String>,
+    /// Valid from.
     pub not_before: OffsetDateTime,
+    /// Valid until.
     pub not_after: OffsetDateTime,
-    pub key_spec: Option<KeySpec>,
+    pub(crate) key_spec: Option<KeySpec>,
 }
 
 /// One certificate read from a file: public parts only.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Uploaded {
-    pub der: Vec<u8>,
-    pub info: CertInfo,
+pub(crate) struct Uploaded {
+    pub(crate) der: Vec<u8>,
+    pub(crate) info: CertInfo,
 }
 
 #[cfg(test)]

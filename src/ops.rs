@@ -15,13 +15,14 @@ mod review;
 mod show;
 mod update;
 
-pub use context::{Context, Revision, StoreLocationError};
+pub(crate) use context::Revision;
+pub use context::{Context, StoreLocationError};
 pub use daemon::{watch, WatchRequest};
 pub use error::{Error, Result};
 pub use exports::{export, ExportPathError};
 pub use review::{plan, PlanRequest};
 pub use show::status;
-pub use update::{apply, converge, plan_for, revision_of, ApplyRequest, Confirm};
+pub use update::{apply, ApplyRequest, Confirm};
 
 /// The result of a command: what to print and how to exit.
 pub struct Output {

@@ -23,17 +23,21 @@ use time::OffsetDateTime;
 
 use crate::model::{CertInfo, KeySpec, PfxProfile};
 
+/// Why a key, certificate or bundle cannot be made or read.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
+    /// OpenSSL failed (key generation, PKCS#12, parsing).
     #[error("cryptography failed: {0}")]
     OpenSsl(#[from] openssl::error::ErrorStack),
+    /// rcgen could not build or sign a certificate.
     #[error("certificate building failed: {0}")]
     Rcgen(#[from] rcgen::Error),
+    /// An input ravencert cannot use, explained (a DNS name, a date, a key that cannot sign).
     #[error("{0}")]
     Invalid(String),
 }
 
-pub type Result<T> = std::result::Result<T, PkiError>;
+type Result<T> = std::result::Result<T, PkiError>;
 
 /// A private key. Debug never shows it.
 pub struct PrivateKey(PKey<Private>);
@@ -46,7 +50,7 @@ impl fmt::Debug for PrivateKey {
 
 impl PrivateKey {
     /// Generates a fresh key of the given type.
-    pub fn generate(spec: KeySpec) -> Result<PrivateKey> {
+    fn generate(spec: KeySpec) -> Result<PrivateKey> {
         let pkey = match spec {
             KeySpec::Rsa2048 => PKey::from_rsa(Rsa::generate(2048)?)?,
             KeySpec::Rsa3072 => PKey::from_rsa(Rsa::generate(3072)?)?,
@@ -64,12 +68,12 @@ impl PrivateKey {
     }
 
     /// Unencrypted PKCS#8 PEM: only for the store's private files.
-    pub fn to_pem(&self) -> Result<Vec<u8>> {
+    pub(crate) fn to_pem(&self) -> Result<Vec<u8>> {
         Ok(self.0.private_key_to_pem_pkcs8()?)
     }
 
     /// PKCS#8 PEM, encrypted with AES-256-CBC when a password is given.
-    pub fn to_pem_with(&self, password: Option<&str>) -> Result<Vec<u8>> {
+    fn to_pem_with(&self, password: Option<&str>) -> Result<Vec<u8>> {
         match password {
             Some(p) => Ok(self
                 .0
@@ -79,19 +83,19 @@ impl PrivateKey {
     }
 
     /// Reads a PEM private key encrypted with `password`.
-    pub fn from_pem_with(pem: &[u8], password: &str) -> Result<PrivateKey> {
+    pub(crate) fn from_pem_with(pem: &[u8], password: &str) -> Result<PrivateKey> {
         Ok(PrivateKey(PKey::private_key_from_pem_passphrase(
             pem,
             password.as_bytes(),
         )?))
     }
 
-    pub fn from_pem(pem: &[u8]) -> Result<PrivateKey> {
+    pub(crate) fn from_pem(pem: &[u8]) -> Result<PrivateKey> {
         Ok(PrivateKey(PKey::private_key_from_pem(pem)?))
     }
 
     /// The key type, when it is one ravencert generates.
-    pub fn spec(&self) -> Option<KeySpec> {
+    fn spec(&self) -> Option<KeySpec> {
         key_spec_of(&self.0)
     }
 
@@ -112,7 +116,7 @@ impl PrivateKey {
     }
 
     /// Whether this key belongs to the certificate.
-    pub fn matches(&self, cert_der: &[u8]) -> Result<bool> {
+    pub(crate) fn matches(&self, cert_der: &[u8]) -> Result<bool> {
         let cert = X509::from_der(cert_der)?;
         Ok(cert.public_key()?.public_eq(&self.0))
     }
@@ -141,20 +145,22 @@ fn key_spec_of<T: openssl::pkey::HasPublic>(key: &PKey<T>) -> Option<KeySpec> {
 /// A certificate with its private key, as issued.
 #[derive(Debug)]
 pub struct Issued {
+    /// The certificate, DER.
     pub cert_der: Vec<u8>,
+    /// Its private key.
     pub key: PrivateKey,
     /// Its facts, when known without parsing it back.
-    pub info: Option<CertInfo>,
+    pub(crate) info: Option<CertInfo>,
 }
 
 /// SHA-1 of the DER, 40 upper-case hex digits, as RavenDB and Windows show it. Computed by
 /// ring, which cannot fail (OpenSSL's digest returns a Result for an allocation failure).
-pub fn thumbprint(der: &[u8]) -> String {
+pub(crate) fn thumbprint(der: &[u8]) -> String {
     hex::encode_upper(digest(&SHA1_FOR_LEGACY_USE_ONLY, der))
 }
 
 /// SHA-256 as lower-case hex, for fingerprints of inputs (never of secrets).
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(digest(&SHA256, bytes))
 }
 
@@ -162,7 +168,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// key and the password under the store's own random key. It tells a changed password from the
 /// same one, and cannot be turned back into the password without that key (which stays in the
 /// store beside the bundles the password protects).
-pub fn password_fingerprint(
+pub(crate) fn password_fingerprint(
     store_key: &[u8],
     client: &str,
     password: Option<&str>,
@@ -179,7 +185,7 @@ pub fn password_fingerprint(
 }
 
 /// base64(SHA-256(SubjectPublicKeyInfo DER)), RavenDB's PublicKeyPinningHash.
-pub fn pinning_hash(cert: &X509) -> Result<String> {
+fn pinning_hash(cert: &X509) -> Result<String> {
     let spki = cert.public_key()?.public_key_to_der()?;
     Ok(openssl::base64::encode_block(&hash(
         MessageDigest::sha256(),
@@ -235,7 +241,7 @@ pub fn der_to_pem(der: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// The first certificate of a PEM text, as DER.
-pub fn pem_to_der(pem: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn pem_to_der(pem: &[u8]) -> Result<Vec<u8>> {
     Ok(X509::from_pem(pem)?.to_der()?)
 }
 
@@ -243,7 +249,7 @@ pub fn pem_to_der(pem: &[u8]) -> Result<Vec<u8>> {
 /// parse (OpenSSL 3's decoder costs ~100x more). Enough to check a thumbprint, since a
 /// matching SHA-1 means it is that certificate. None when there is no such block, or when a
 /// block is not valid PEM.
-pub fn pem_cert_body(text: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn pem_cert_body(text: &[u8]) -> Option<Vec<u8>> {
     pem::parse_many(text)
         .ok()?
         .into_iter()
@@ -373,10 +379,10 @@ pub fn issue_client(
 }
 
 /// The files RavenDB hands out for a generated client.
-pub struct Bundle {
-    pub pfx: Vec<u8>,
-    pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
+pub(crate) struct Bundle {
+    pub(crate) pfx: Vec<u8>,
+    pub(crate) cert_pem: Vec<u8>,
+    pub(crate) key_pem: Vec<u8>,
 }
 
 impl fmt::Debug for Bundle {
@@ -402,7 +408,7 @@ fn pkcs12_builder(profile: PfxProfile, has_password: bool) -> openssl::pkcs12::P
 }
 
 /// `<key>.pfx` (client certificate + key + the server certificate), `.crt`, `.key`.
-pub fn client_bundle(
+pub(crate) fn client_bundle(
     issued: &Issued,
     server_cert_der: &[u8],
     friendly_name: &str,
@@ -427,7 +433,7 @@ pub fn client_bundle(
 }
 
 /// The server certificate(s), public parts only, no password: RavenDB's export.
-pub fn export_pfx(certs_der: &[Vec<u8>]) -> Result<Vec<u8>> {
+pub(crate) fn export_pfx(certs_der: &[Vec<u8>]) -> Result<Vec<u8>> {
     let mut stack = Stack::new()?;
     for der in certs_der {
         stack.push(X509::from_der(der)?)?;
@@ -439,7 +445,7 @@ pub fn export_pfx(certs_der: &[Vec<u8>]) -> Result<Vec<u8>> {
 }
 
 /// Thumbprints of every certificate in a PKCS#12 file protected by `password`.
-pub fn pfx_thumbprints(pfx: &[u8], password: &str) -> Result<Vec<String>> {
+pub(crate) fn pfx_thumbprints(pfx: &[u8], password: &str) -> Result<Vec<String>> {
     let parsed = Pkcs12::from_der(pfx)?.parse2(password)?;
     let mut out = Vec::new();
     if let Some(c) = parsed.cert {
@@ -455,10 +461,214 @@ pub fn pfx_thumbprints(pfx: &[u8], password: &str) -> Result<Vec<String>> {
 
 /// Whether bytes are an export ravencert could have written: a password-less PKCS#12 with
 /// certificates and no private key. Anything else at an export path is not overwritten.
-pub fn is_certificate_export(bytes: &[u8]) -> bool {
+pub(crate) fn is_certificate_export(bytes: &[u8]) -> bool {
     Pkcs12::from_der(bytes)
         .and_then(|p| p.parse2(""))
         .is_ok_and(|p| p.pkey.is_none() && (p.cert.is_some() || p.ca.is_some()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading certificate files people bring: PKCS#12, PEM or DER, detected from the content.
+
+/// What a certificate file holds.
+#[derive(Debug)]
+pub struct CertFile {
+    /// Every certificate, DER, in file order.
+    pub certs: Vec<Vec<u8>>,
+    /// The private key, when the file has one (only a PKCS#12 or PEM can).
+    pub(crate) key: Option<PrivateKey>,
+}
+
+/// Why a certificate file cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The configured password does not open the file.
+    #[error("the password is wrong")]
+    WrongPassword,
+    /// The file is encrypted and certs.toml gives no password.
+    #[error("the file is password-protected and no password is configured")]
+    NeedsPassword,
+    /// A PKCS#12 in RC2 (old Windows exports) and no OpenSSL legacy provider to open it.
+    #[error("it uses RC2 encryption, which needs OpenSSL's legacy provider, and that is not available here; convert it with `openssl pkcs12 -legacy -in OLD.pfx -nodes | openssl pkcs12 -export -out NEW.pfx`")]
+    LegacyUnavailable,
+    /// Not a certificate file ravencert can read, explained (bad PEM, DER, PKCS#12, too many
+    /// certificates).
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+fn is_pem(bytes: &[u8]) -> bool {
+    bytes.windows(11).any(|w| w == b"-----BEGIN ")
+}
+
+/// The most certificates one file may hold: a collection is a handful, a chain a few more; a file
+/// of thousands is an attack on the reader (every certificate is parsed and compared).
+const MAX_CERTS_PER_FILE: usize = 1_000;
+
+fn too_many(n: usize) -> ReadError {
+    ReadError::Unreadable(format!(
+        "it holds {n} certificates, more than the {MAX_CERTS_PER_FILE} one file may hold (a collection or chain has a few); split it or remove what does not belong"
+    ))
+}
+
+/// Reads certificates (and a private key, if any) from PKCS#12, PEM or DER bytes.
+pub fn read_cert_file(
+    bytes: &[u8],
+    password: Option<&str>,
+) -> std::result::Result<CertFile, ReadError> {
+    let file = read_cert_file_unbounded(bytes, password)?;
+    if file.certs.len() > MAX_CERTS_PER_FILE {
+        return Err(too_many(file.certs.len()));
+    }
+    Ok(file)
+}
+
+fn read_cert_file_unbounded(
+    bytes: &[u8],
+    password: Option<&str>,
+) -> std::result::Result<CertFile, ReadError> {
+    if is_pem(bytes) {
+        return read_pem(bytes, password);
+    }
+    if let Ok(cert) = X509::from_der(bytes) {
+        return read_der(bytes, &cert);
+    }
+    read_pkcs12(bytes, password)
+}
+
+/// PEM text: every certificate, and the private key if there is one.
+fn read_pem(bytes: &[u8], password: Option<&str>) -> std::result::Result<CertFile, ReadError> {
+    // Counted before anything is parsed.
+    let n = bytes
+        .windows(27)
+        .filter(|w| *w == b"-----BEGIN CERTIFICATE-----")
+        .count();
+    if n > MAX_CERTS_PER_FILE {
+        return Err(too_many(n));
+    }
+    let certs = X509::stack_from_pem(bytes)
+        .map_err(|_| ReadError::Unreadable("the PEM text holds no readable certificate".into()))?;
+    let has_key = bytes.windows(11).any(|w| w == b"PRIVATE KEY");
+    let encrypted = bytes.windows(19).any(|w| w == b"ENCRYPTED PRIVATE K")
+        || bytes.windows(20).any(|w| w == b"Proc-Type: 4,ENCRYPT");
+    let key = if has_key {
+        match PKey::private_key_from_pem_passphrase(bytes, password.unwrap_or("").as_bytes()) {
+            Ok(k) => Some(PrivateKey(k)),
+            Err(_) if encrypted && password.is_none() => return Err(ReadError::NeedsPassword),
+            Err(_) if encrypted => return Err(ReadError::WrongPassword),
+            Err(_) => {
+                return Err(ReadError::Unreadable(
+                    "the PEM text holds a private key that cannot be read".into(),
+                ))
+            }
+        }
+    } else {
+        None
+    };
+    let certs = certs
+        .iter()
+        .map(|c| c.to_der())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| ReadError::Unreadable(e.to_string()))?;
+    Ok(CertFile { certs, key })
+}
+
+/// A DER certificate: exactly one, nothing after it.
+fn read_der(bytes: &[u8], cert: &X509) -> std::result::Result<CertFile, ReadError> {
+    let der = cert
+        .to_der()
+        .map_err(|e| ReadError::Unreadable(e.to_string()))?;
+    if der.len() != bytes.len() {
+        return Err(ReadError::Unreadable(format!(
+            "a DER certificate followed by {} bytes of something else; a DER file holds exactly one certificate (use PEM or PKCS#12 for several)",
+            bytes.len().saturating_sub(der.len())
+        )));
+    }
+    Ok(CertFile {
+        certs: vec![der],
+        key: None,
+    })
+}
+
+/// A PKCS#12 (.pfx/.p12): its certificate, the CA certificates, and its key.
+fn read_pkcs12(bytes: &[u8], password: Option<&str>) -> std::result::Result<CertFile, ReadError> {
+    let pkcs12 = Pkcs12::from_der(bytes).map_err(|_| {
+        ReadError::Unreadable(
+            "it is not a certificate: neither PKCS#12 (.pfx/.p12), PEM nor DER".into(),
+        )
+    })?;
+    let parsed = match pkcs12.parse2(password.unwrap_or("")) {
+        Ok(p) => p,
+        Err(e) => {
+            let text = e.to_string();
+            if text.contains("mac verify failure") || text.contains("mac_verify") {
+                return Err(if password.is_some() {
+                    ReadError::WrongPassword
+                } else {
+                    ReadError::NeedsPassword
+                });
+            }
+            // Old files encrypted with RC2-40: read them through the legacy provider, for
+            // reading only (ravencert never writes RC2).
+            let legacy = openssl::provider::Provider::try_load(None, "legacy", true)
+                .map_err(|_| ReadError::LegacyUnavailable)?;
+            let again = pkcs12.parse2(password.unwrap_or(""));
+            drop(legacy);
+            again.map_err(|e| {
+                ReadError::Unreadable(format!("the PKCS#12 file cannot be decrypted: {e}"))
+            })?
+        }
+    };
+    let mut certs = Vec::new();
+    if let Some(c) = &parsed.cert {
+        certs.push(
+            c.to_der()
+                .map_err(|e| ReadError::Unreadable(e.to_string()))?,
+        );
+    }
+    if let Some(ca) = &parsed.ca {
+        for c in ca {
+            certs.push(
+                c.to_der()
+                    .map_err(|e| ReadError::Unreadable(e.to_string()))?,
+            );
+        }
+    }
+    Ok(CertFile {
+        certs,
+        key: parsed.pkey.map(PrivateKey),
+    })
+}
+
+/// RavenDB's collection rule: certificates whose subject issued another certificate in the file
+/// are CA/intermediates and are skipped; the rest keep file order (the first is the primary).
+/// Linear in the number of certificates: issuers are looked up by name, not tried pairwise.
+pub fn end_entities(certs: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+    use std::collections::{HashMap, HashSet};
+    let parsed = certs
+        .iter()
+        .map(|d| X509::from_der(d))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let thumbs: Vec<String> = certs.iter().map(|d| thumbprint(d)).collect();
+    // Issuer name -> the distinct certificates it issued.
+    let mut issued: HashMap<Vec<u8>, HashSet<&str>> = HashMap::new();
+    for (c, t) in parsed.iter().zip(&thumbs) {
+        issued
+            .entry(c.issuer_name().to_der()?)
+            .or_default()
+            .insert(t.as_str());
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for ((c, t), der) in parsed.iter().zip(&thumbs).zip(certs) {
+        let issued_another = issued
+            .get(&c.subject_name().to_der()?)
+            .is_some_and(|by_me| by_me.iter().any(|other| *other != t.as_str()));
+        if !issued_another && seen.insert(t.as_str()) {
+            out.push(der.clone());
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -621,196 +831,4 @@ mod tests {
             vec![thumbprint(&s.cert_der)]
         );
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reading certificate files people bring: PKCS#12, PEM or DER, detected from the content.
-
-/// What a certificate file holds.
-#[derive(Debug)]
-pub struct CertFile {
-    /// Every certificate, DER, in file order.
-    pub certs: Vec<Vec<u8>>,
-    /// The private key, when the file has one (only a PKCS#12 or PEM can).
-    pub key: Option<PrivateKey>,
-    pub format: &'static str,
-}
-
-/// Why a certificate file cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReadError {
-    #[error("the password is wrong")]
-    WrongPassword,
-    #[error("the file is password-protected and no password is configured")]
-    NeedsPassword,
-    #[error("it uses RC2 encryption, which needs OpenSSL's legacy provider, and that is not available here; convert it with `openssl pkcs12 -legacy -in OLD.pfx -nodes | openssl pkcs12 -export -out NEW.pfx`")]
-    LegacyUnavailable,
-    #[error("{0}")]
-    Unreadable(String),
-}
-
-fn is_pem(bytes: &[u8]) -> bool {
-    bytes.windows(11).any(|w| w == b"-----BEGIN ")
-}
-
-/// The most certificates one file may hold: a collection is a handful, a chain a few more; a file
-/// of thousands is an attack on the reader (every certificate is parsed and compared).
-pub const MAX_CERTS_PER_FILE: usize = 1_000;
-
-fn too_many(n: usize) -> ReadError {
-    ReadError::Unreadable(format!(
-        "it holds {n} certificates, more than the {MAX_CERTS_PER_FILE} one file may hold (a collection or chain has a few); split it or remove what does not belong"
-    ))
-}
-
-/// Reads certificates (and a private key, if any) from PKCS#12, PEM or DER bytes.
-pub fn read_cert_file(
-    bytes: &[u8],
-    password: Option<&str>,
-) -> std::result::Result<CertFile, ReadError> {
-    let file = read_cert_file_unbounded(bytes, password)?;
-    if file.certs.len() > MAX_CERTS_PER_FILE {
-        return Err(too_many(file.certs.len()));
-    }
-    Ok(file)
-}
-
-fn read_cert_file_unbounded(
-    bytes: &[u8],
-    password: Option<&str>,
-) -> std::result::Result<CertFile, ReadError> {
-    if is_pem(bytes) {
-        // Counted before anything is parsed.
-        let n = bytes
-            .windows(27)
-            .filter(|w| *w == b"-----BEGIN CERTIFICATE-----")
-            .count();
-        if n > MAX_CERTS_PER_FILE {
-            return Err(too_many(n));
-        }
-        let certs = X509::stack_from_pem(bytes).map_err(|_| {
-            ReadError::Unreadable("the PEM text holds no readable certificate".into())
-        })?;
-        let has_key = bytes.windows(11).any(|w| w == b"PRIVATE KEY");
-        let encrypted = bytes.windows(19).any(|w| w == b"ENCRYPTED PRIVATE K")
-            || bytes.windows(20).any(|w| w == b"Proc-Type: 4,ENCRYPT");
-        let key = if has_key {
-            match PKey::private_key_from_pem_passphrase(bytes, password.unwrap_or("").as_bytes()) {
-                Ok(k) => Some(PrivateKey(k)),
-                Err(_) if encrypted && password.is_none() => return Err(ReadError::NeedsPassword),
-                Err(_) if encrypted => return Err(ReadError::WrongPassword),
-                Err(_) => {
-                    return Err(ReadError::Unreadable(
-                        "the PEM text holds a private key that cannot be read".into(),
-                    ))
-                }
-            }
-        } else {
-            None
-        };
-        let certs = certs
-            .iter()
-            .map(|c| c.to_der())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| ReadError::Unreadable(e.to_string()))?;
-        return Ok(CertFile {
-            certs,
-            key,
-            format: "PEM",
-        });
-    }
-    if let Ok(cert) = X509::from_der(bytes) {
-        let der = cert
-            .to_der()
-            .map_err(|e| ReadError::Unreadable(e.to_string()))?;
-        if der.len() != bytes.len() {
-            return Err(ReadError::Unreadable(format!(
-                "a DER certificate followed by {} bytes of something else; a DER file holds exactly one certificate (use PEM or PKCS#12 for several)",
-                bytes.len().saturating_sub(der.len())
-            )));
-        }
-        return Ok(CertFile {
-            certs: vec![der],
-            key: None,
-            format: "DER",
-        });
-    }
-    let pkcs12 = Pkcs12::from_der(bytes).map_err(|_| {
-        ReadError::Unreadable(
-            "it is not a certificate: neither PKCS#12 (.pfx/.p12), PEM nor DER".into(),
-        )
-    })?;
-    let parsed = match pkcs12.parse2(password.unwrap_or("")) {
-        Ok(p) => p,
-        Err(e) => {
-            let text = e.to_string();
-            if text.contains("mac verify failure") || text.contains("mac_verify") {
-                return Err(if password.is_some() {
-                    ReadError::WrongPassword
-                } else {
-                    ReadError::NeedsPassword
-                });
-            }
-            // Old files encrypted with RC2-40: read them through the legacy provider, for
-            // reading only (ravencert never writes RC2).
-            let legacy = openssl::provider::Provider::try_load(None, "legacy", true)
-                .map_err(|_| ReadError::LegacyUnavailable)?;
-            let again = pkcs12.parse2(password.unwrap_or(""));
-            drop(legacy);
-            again.map_err(|e| {
-                ReadError::Unreadable(format!("the PKCS#12 file cannot be decrypted: {e}"))
-            })?
-        }
-    };
-    let mut certs = Vec::new();
-    if let Some(c) = &parsed.cert {
-        certs.push(
-            c.to_der()
-                .map_err(|e| ReadError::Unreadable(e.to_string()))?,
-        );
-    }
-    if let Some(ca) = &parsed.ca {
-        for c in ca {
-            certs.push(
-                c.to_der()
-                    .map_err(|e| ReadError::Unreadable(e.to_string()))?,
-            );
-        }
-    }
-    Ok(CertFile {
-        certs,
-        key: parsed.pkey.map(PrivateKey),
-        format: "PKCS#12",
-    })
-}
-
-/// RavenDB's collection rule: certificates whose subject issued another certificate in the file
-/// are CA/intermediates and are skipped; the rest keep file order (the first is the primary).
-/// Linear in the number of certificates: issuers are looked up by name, not tried pairwise.
-pub fn end_entities(certs: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-    use std::collections::{HashMap, HashSet};
-    let parsed = certs
-        .iter()
-        .map(|d| X509::from_der(d))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let thumbs: Vec<String> = certs.iter().map(|d| thumbprint(d)).collect();
-    // Issuer name -> the distinct certificates it issued.
-    let mut issued: HashMap<Vec<u8>, HashSet<&str>> = HashMap::new();
-    for (c, t) in parsed.iter().zip(&thumbs) {
-        issued
-            .entry(c.issuer_name().to_der()?)
-            .or_default()
-            .insert(t.as_str());
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for ((c, t), der) in parsed.iter().zip(&thumbs).zip(certs) {
-        let issued_another = issued
-            .get(&c.subject_name().to_der()?)
-            .is_some_and(|by_me| by_me.iter().any(|other| *other != t.as_str()));
-        if !issued_another && seen.insert(t.as_str()) {
-            out.push(der.clone());
-        }
-    }
-    Ok(out)
 }

@@ -9,7 +9,7 @@ const WORTH_A_BAR: u64 = 8;
 
 /// A bar of `len` steps titled `what`, drawn on stderr; hidden off a terminal or for a short
 /// apply.
-pub fn bar(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
     if len < WORTH_A_BAR || !std::io::stderr().is_terminal() {
         return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
     }

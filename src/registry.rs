@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::model::{Access, Clearance, KeySpec, Origin, PfxProfile};
 
 /// The registry format this ravencert reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 1;
 const REGISTRY_HEADER: &str = "# ravencert certificate registry: written by ravencert, do not edit.\n# Declare certificates in certs.toml and run `ravencert apply`.\n\n";
 
 /// A registry text that cannot be read: which file, and why.
@@ -19,9 +19,9 @@ const REGISTRY_HEADER: &str = "# ravencert certificate registry: written by rave
 #[error("{path}: {message}")]
 pub struct RegistryError {
     /// The registry file.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// What is wrong with it.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 fn corrupt(path: &Path, message: impl Into<String>) -> RegistryError {
@@ -39,10 +39,10 @@ fn corrupt(path: &Path, message: impl Into<String>) -> RegistryError {
 #[serde(deny_unknown_fields)]
 pub struct Registry {
     /// The registry format ([`FORMAT_VERSION`]).
-    pub format_version: u32,
+    format_version: u32,
     /// The certs.toml revision of the last apply (git commit, with a dirty flag).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub applied_revision: Option<String>,
+    pub(crate) applied_revision: Option<String>,
     /// The server certificate(s): one generated, or one per node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server: Vec<ServerEntry>,
@@ -170,7 +170,7 @@ impl Registry {
     }
 
     /// The stable text form (without the seal).
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut r = self.clone();
         r.normalize();
         // Cannot fail for this type: every map has string keys, every optional field is skipped
@@ -183,7 +183,7 @@ impl Registry {
 
     /// Reads the text form of the registry file at `path`, refusing an unknown format, a
     /// malformed thumbprint, a thumbprint registered twice or an invalid key.
-    pub fn parse(path: &Path, text: &str) -> Result<Registry, RegistryError> {
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Registry, RegistryError> {
         // The version line is checked before the whole text is parsed (once: at 10,000
         // certificates the parse is the largest part of a no-op plan), so that a newer format
         // is reported as such rather than as a parse error.
@@ -245,13 +245,13 @@ impl Registry {
     }
 
     /// The certificate currently in use for a client key (not one waiting out its overlap).
-    pub fn active(&self, key: &str) -> Option<&CertEntry> {
+    pub(crate) fn active(&self, key: &str) -> Option<&CertEntry> {
         self.active_certificates().find(|c| c.key == key)
     }
 
     /// Every client's certificate in use: one per registered client key (a collection by its
     /// primary), none of those waiting out a rotation overlap.
-    pub fn active_certificates(&self) -> impl Iterator<Item = &CertEntry> {
+    pub(crate) fn active_certificates(&self) -> impl Iterator<Item = &CertEntry> {
         self.certificates.iter().filter(|c| c.is_active())
     }
 }
@@ -259,7 +259,7 @@ impl Registry {
 impl CertEntry {
     /// Whether this is the certificate in use for its key: not a collection's secondary, not
     /// one waiting out a rotation overlap.
-    pub fn is_active(&self) -> bool {
+    fn is_active(&self) -> bool {
         self.retire_after.is_none() && self.collection_primary.is_none()
     }
 }
@@ -277,6 +277,7 @@ pub fn is_thumbprint(t: &str) -> bool {
 /// The store's state: the registry plus the facts about files the planner needs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Actual {
+    /// The registry as loaded (empty when the store has none yet).
     pub registry: Registry,
     /// Client keys whose issued bundle is present and holds the active certificate.
     pub bundles_ok: BTreeSet<String>,

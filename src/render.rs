@@ -55,11 +55,11 @@ fn push_escaped(out: &mut String, c: char) {
 /// A value (a name, a subject, a path, a message) made safe to show: every character of
 /// [`is_unsafe_char`], newline included, becomes visible text such as `\u{1b}`, so that a
 /// reviewer sees that something odd is there. Idempotent: the escaped form is plain ASCII.
-pub fn escape(s: &str) -> Cow<'_, str> {
+fn escape(s: &str) -> Cow<'_, str> {
     escape_keeping(s, false, false)
 }
 
-/// A whole output (many lines) made safe to show: like [`escape`], but newlines stay, and with
+/// A whole output (many lines) made safe to show: like `escape`, but newlines stay, and with
 /// `keep_sgr` so do ANSI color sequences (`ESC [ digits ; ... m`). Colored output is only made
 /// from values escaped before styling (see [`Style`]); tracing escapes ESC in log fields itself.
 pub fn escape_output(s: &str, keep_sgr: bool) -> Cow<'_, str> {
@@ -97,7 +97,7 @@ fn escape_keeping(s: &str, keep_newline: bool, keep_sgr: bool) -> Cow<'_, str> {
 }
 
 /// [`escape`] as a `Display` wrapper, for values interpolated into messages and logs.
-pub struct Escaped<'a>(pub &'a str);
+pub(crate) struct Escaped<'a>(pub(crate) &'a str);
 
 impl std::fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -142,7 +142,7 @@ impl Style {
 }
 
 /// A time as RFC 3339 (`2026-01-01T00:00:00Z`), as every output and the registry show it.
-pub fn rfc3339(t: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
@@ -152,7 +152,7 @@ fn summary_line(plan: &Plan) -> String {
 }
 
 /// The count of each action, in the plan's order: "1 created, 0 updated, ..." after an apply.
-pub fn applied_counts(plan: &Plan) -> String {
+pub(crate) fn applied_counts(plan: &Plan) -> String {
     tally(plan, |n, verb| match verb.strip_suffix('e') {
         Some(stem) => format!("{n} {stem}ed"),
         None => format!("{n} {verb}ed"),
@@ -174,7 +174,7 @@ fn tally(plan: &Plan, each: impl Fn(usize, &str) -> String) -> String {
 }
 
 /// The line of a plan with nothing to do (SPEC §4).
-pub const NO_CHANGES: &str = "No changes. The store matches certs.toml.";
+const NO_CHANGES: &str = "No changes. The store matches certs.toml.";
 
 fn field_value(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("(none)")
@@ -299,21 +299,21 @@ fn text_change(out: &mut String, c: &Change, style: Style) {
 
 /// One change as the plan JSON shows it (SPEC §4): the fields that matter to the action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChangeDocument {
+struct ChangeDocument {
     /// create, update, replace, delete or export.
-    pub action: Action,
+    action: Action,
     /// server, client or export.
-    pub target: Target,
+    target: Target,
     /// The client key (or the server's name, or the export path).
-    pub key: String,
+    key: String,
     /// Why, for a person.
-    pub reason: String,
+    reason: String,
     /// Whether the change widens access.
-    pub escalation: bool,
+    escalation: bool,
     /// The certificate before the change.
-    pub before: Option<Fields>,
+    before: Option<Fields>,
     /// The certificate after the change.
-    pub after: Option<Fields>,
+    after: Option<Fields>,
 }
 
 impl From<&Change> for ChangeDocument {
@@ -332,37 +332,37 @@ impl From<&Change> for ChangeDocument {
 
 /// How many changes of each action a plan has.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Summary {
+struct Summary {
     /// Changes that create.
-    pub create: usize,
+    create: usize,
     /// Changes that edit in place.
-    pub update: usize,
+    update: usize,
     /// Re-issues.
-    pub replace: usize,
+    replace: usize,
     /// Deletions.
-    pub delete: usize,
+    delete: usize,
     /// Exports.
-    pub export: usize,
+    export: usize,
 }
 
 /// The plan as the JSON documented in SPEC §4 (`plan --json`, and inside a saved plan).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanDocument {
+pub(crate) struct PlanDocument {
     /// Always 1.
-    pub format_version: u32,
+    format_version: u32,
     /// Every change, in the order it is applied.
-    pub changes: Vec<ChangeDocument>,
+    changes: Vec<ChangeDocument>,
     /// The counts per action.
-    pub summary: Summary,
+    summary: Summary,
     /// Changes made outside ravencert, then the plan's warnings.
-    pub warnings: Vec<String>,
+    warnings: Vec<String>,
     /// `plan --json --diff`: the registry diff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registry_diff: Option<String>,
+    pub(crate) registry_diff: Option<String>,
 }
 
 /// The plan as [`PlanDocument`].
-pub fn plan_document(plan: &Plan) -> PlanDocument {
+pub(crate) fn plan_document(plan: &Plan) -> PlanDocument {
     PlanDocument {
         format_version: 1,
         changes: plan.changes.iter().map(ChangeDocument::from).collect(),
@@ -384,7 +384,7 @@ pub fn plan_document(plan: &Plan) -> PlanDocument {
 }
 
 /// A JSON document as the commands print it: pretty, with a final newline.
-pub fn json_text<T: Serialize>(document: &T) -> serde_json::Result<String> {
+pub(crate) fn json_text<T: Serialize>(document: &T) -> serde_json::Result<String> {
     Ok(format!("{}\n", serde_json::to_string_pretty(document)?))
 }
 
@@ -396,7 +396,7 @@ pub fn json_text<T: Serialize>(document: &T) -> serde_json::Result<String> {
 /// an autolink (`:`, `.` and `@` are escaped), an emphasis, a list or a heading, nor split a
 /// table cell (`\|`; a backslash before it is itself escaped, `\\`). Values are never put in
 /// code spans, where backslash escapes do not work.
-pub fn md_escape(text: &str) -> String {
+fn md_escape(text: &str) -> String {
     const PLAIN: &str = "=,;'\"/?%${}(";
     let text = escape(text);
     let mut out = String::with_capacity(text.len() + 8);
@@ -526,7 +526,7 @@ fn md_table(out: &mut String, plan: &Plan) {
 }
 
 /// A unified diff of the registry text before and after.
-pub fn registry_diff(before: &Registry, after: &Registry) -> String {
+pub(crate) fn registry_diff(before: &Registry, after: &Registry) -> String {
     let old = unknowns_masked(&before.to_text());
     let new = unknowns_masked(&after.to_text());
     similar::TextDiff::from_lines(&old, &new)
@@ -577,7 +577,7 @@ fn unknowns_masked(text: &str) -> String {
 /// The registry diff for a Markdown comment: a ```diff block whose fence is longer than any run
 /// of backticks in the diff, so that no line of it (a client name is free text) can close the
 /// block early.
-pub fn markdown_diff(diff: &str) -> String {
+pub(crate) fn markdown_diff(diff: &str) -> String {
     let mut longest = 0;
     let mut run = 0;
     for ch in diff.chars() {
@@ -599,10 +599,10 @@ pub fn markdown_diff(diff: &str) -> String {
 }
 
 /// Placeholder for values that only the apply can know (a new certificate's thumbprint).
-pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
+const KNOWN_AFTER_APPLY: &str = "(known after apply)";
 
 /// A plain text table with a header row.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     // Cells hold names and subjects from files and the registry: escaped, so that none can
     // rewrite the terminal or break the row.
     let rows: Vec<Vec<String>> = rows
@@ -643,19 +643,19 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// What the status table shows beside the registry: the time, and the renewal windows
 /// certs.toml declares (none when it cannot be read: no renewal marks then).
-pub struct StatusView<'a> {
+pub(crate) struct StatusView<'a> {
     /// The store's registry.
-    pub registry: &'a Registry,
+    pub(crate) registry: &'a Registry,
     /// The time of the command, for days left.
-    pub now: OffsetDateTime,
+    pub(crate) now: OffsetDateTime,
     /// The server certificate's renew_before, when it is generated.
-    pub server_renew: Option<RenewBefore>,
+    pub(crate) server_renew: Option<RenewBefore>,
     /// Each declared client's renew_before, by client key.
-    pub client_renew: &'a BTreeMap<String, RenewBefore>,
+    pub(crate) client_renew: &'a BTreeMap<String, RenewBefore>,
 }
 
 /// The text of `status` for a store that holds nothing yet.
-pub fn status_empty(store: &Path) -> String {
+pub(crate) fn status_empty(store: &Path) -> String {
     format!(
         "The store {} is empty: run `ravencert apply`.\n",
         Escaped(&store.display().to_string())
@@ -663,7 +663,7 @@ pub fn status_empty(store: &Path) -> String {
 }
 
 /// The text of `status`: the server and client tables, then the applied revision.
-pub fn status_text(view: &StatusView<'_>) -> String {
+pub(crate) fn status_text(view: &StatusView<'_>) -> String {
     let reg = view.registry;
     let mut out = String::from("Server certificate\n");
     let rows: Vec<Vec<String>> = reg
@@ -803,7 +803,7 @@ struct CertificateStatus<'a> {
 }
 
 /// The text of `status --json`.
-pub fn status_json(reg: &Registry, warnings: &[String]) -> serde_json::Result<String> {
+pub(crate) fn status_json(reg: &Registry, warnings: &[String]) -> serde_json::Result<String> {
     json_text(&StatusDocument {
         server: reg
             .server
@@ -843,7 +843,7 @@ pub fn status_json(reg: &Registry, warnings: &[String]) -> serde_json::Result<St
 // The apply report.
 
 /// A certificate an apply registered: (client or server key, thumbprint, not-after).
-pub type Issued = (String, String, OffsetDateTime);
+type Issued = (String, String, OffsetDateTime);
 
 /// `apply --json`: the plan carried out, and what it registered.
 #[derive(Serialize)]
@@ -862,7 +862,7 @@ struct IssuedDocument<'a> {
 }
 
 /// The text of `apply --json`.
-pub fn apply_json(plan: &Plan, issued: &[Issued]) -> serde_json::Result<String> {
+pub(crate) fn apply_json(plan: &Plan, issued: &[Issued]) -> serde_json::Result<String> {
     json_text(&ApplyDocument {
         plan: plan_document(plan),
         applied: true,
@@ -879,7 +879,7 @@ pub fn apply_json(plan: &Plan, issued: &[Issued]) -> serde_json::Result<String> 
 
 /// The text of `apply`: the plan (when it was not shown for confirmation), each certificate
 /// registered, and the one-line summary.
-pub fn apply_text(plan: &Plan, issued: &[Issued], style: Style, show_plan: bool) -> String {
+pub(crate) fn apply_text(plan: &Plan, issued: &[Issued], style: Style, show_plan: bool) -> String {
     if plan.is_empty() {
         return plan_text(plan, style);
     }

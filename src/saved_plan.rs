@@ -74,51 +74,51 @@ type Result<T> = std::result::Result<T, SavedPlanError>;
 
 /// The plan options a saved plan was computed with, applied again with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SavedOptions {
+pub(crate) struct SavedOptions {
     /// `--replace KEY`s.
-    pub replace: Vec<String>,
+    pub(crate) replace: Vec<String>,
     /// `--allow-delete-all`.
-    pub allow_delete_all: bool,
+    pub(crate) allow_delete_all: bool,
 }
 
 /// A plan saved with `plan --out`, as its JSON file holds it.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct SavedPlan {
+pub(crate) struct SavedPlan {
     /// Always 1.
-    pub format_version: u32,
+    format_version: u32,
     /// [`KIND`]: tells a saved plan from other JSON.
-    pub kind: String,
+    kind: String,
     /// When the plan was made (RFC 3339).
-    pub created: String,
+    created: String,
     /// certs.toml's path as given.
-    pub config: PathBuf,
+    config: PathBuf,
     /// The store's path.
-    pub store: PathBuf,
+    store: PathBuf,
     /// sha256 of what the planner saw of the store (registry, bundles, export).
-    pub store_fingerprint: String,
+    store_fingerprint: String,
     /// sha256 of certs.toml and the certificate files it references (never of secrets).
-    pub config_fingerprint: String,
+    config_fingerprint: String,
     /// The options the plan was made with.
-    pub options: SavedOptions,
+    pub(crate) options: SavedOptions,
     /// The plan, as `plan --json` shows it.
-    pub plan: PlanDocument,
+    plan: PlanDocument,
 }
 
 /// The `kind` of every saved plan.
-pub const KIND: &str = "ravencert saved plan";
+const KIND: &str = "ravencert saved plan";
 
 /// What a saved plan is made from.
-pub struct Source<'a> {
+pub(crate) struct Source<'a> {
     /// The time of the plan.
-    pub now: OffsetDateTime,
+    pub(crate) now: OffsetDateTime,
     /// certs.toml's path as given.
-    pub config: &'a Path,
+    pub(crate) config: &'a Path,
     /// What certs.toml declares.
-    pub desired: &'a Desired,
+    pub(crate) desired: &'a Desired,
     /// The store the plan was computed against.
-    pub actual: &'a Actual,
+    pub(crate) actual: &'a Actual,
     /// The plan.
-    pub plan: &'a Plan,
+    pub(crate) plan: &'a Plan,
 }
 
 fn store_fingerprint(actual: &Actual) -> String {
@@ -154,7 +154,7 @@ fn config_fingerprint(desired: &Desired) -> Result<String> {
 
 impl SavedPlan {
     /// The saved form of `source.plan`, made with `options`.
-    pub fn new(source: &Source<'_>, options: SavedOptions) -> Result<SavedPlan> {
+    pub(crate) fn new(source: &Source<'_>, options: SavedOptions) -> Result<SavedPlan> {
         Ok(SavedPlan {
             format_version: 1,
             kind: KIND.into(),
@@ -169,7 +169,7 @@ impl SavedPlan {
     }
 
     /// Writes the plan to `path` atomically: a reader sees the old file or the whole new one.
-    pub fn write(&self, path: &Path) -> Result<()> {
+    pub(crate) fn write(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|source| SavedPlanError::Encode {
             path: path.to_path_buf(),
             source,
@@ -181,7 +181,7 @@ impl SavedPlan {
     }
 
     /// Reads a saved plan, refusing other JSON and other format versions.
-    pub fn read(path: &Path) -> Result<SavedPlan> {
+    pub(crate) fn read(path: &Path) -> Result<SavedPlan> {
         let text = std::fs::read_to_string(path).map_err(|source| SavedPlanError::Read {
             path: path.to_path_buf(),
             source,
@@ -198,7 +198,7 @@ impl SavedPlan {
     }
 
     /// Refuses the saved plan unless the store, the config and the plan itself are unchanged.
-    pub fn check(&self, desired: &Desired, actual: &Actual, plan: &Plan) -> Result<()> {
+    pub(crate) fn check(&self, desired: &Desired, actual: &Actual, plan: &Plan) -> Result<()> {
         if store_fingerprint(actual) != self.store_fingerprint {
             return Err(SavedPlanError::StoreChanged);
         }

@@ -30,7 +30,7 @@ use crate::registry::{
     RegistryError,
 };
 
-pub const REGISTRY_FILE: &str = "registry.toml";
+const REGISTRY_FILE: &str = "registry.toml";
 /// The store's random key for bundle-password fingerprints (see [`pki::password_fingerprint`]).
 const PASSWORD_KEY_FILE: &str = ".bundle-password-key";
 /// Written first into a store ravencert creates: the folder is ravencert's to manage.
@@ -39,18 +39,31 @@ const MARKER_FILE: &str = ".ravencert-store";
 /// apply may sweep away. Written before the files it names, so it never misses one.
 const MANIFEST_FILE: &str = ".manifest";
 
+/// Why the store cannot be read, verified or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A store file holds what ravencert would never write (a registry that does not parse, a
+    /// file of the wrong kind).
     #[error("{path}: {message}")]
-    Corrupt { path: PathBuf, message: String },
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The file system refused a read or write.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
+    /// Another apply holds the store's lock (the message names it and what to do).
     #[error("{0}")]
     Locked(String),
+    /// Writing a certificate or key needed crypto that failed.
     #[error("{0}")]
     Pki(#[from] pki::PkiError),
 }
@@ -64,7 +77,7 @@ impl From<RegistryError> for StoreError {
     }
 }
 
-pub type Result<T> = std::result::Result<T, StoreError>;
+type Result<T> = std::result::Result<T, StoreError>;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
@@ -118,8 +131,9 @@ enum CertFileState {
     Altered(Option<String>),
 }
 
+/// The on-disk certificate store at a folder: everything ravencert reads from and writes to it.
 pub struct Store {
-    pub root: PathBuf,
+    root: PathBuf,
     /// Files this process wrote from certificates it holds (store-relative path ->
     /// thumbprint): the verification cache needs not read them back.
     written: std::cell::RefCell<BTreeMap<String, String>>,
@@ -129,11 +143,12 @@ pub struct Store {
 }
 
 /// The held apply lock; released on drop (and by the kernel if the process dies).
-pub struct StoreLock {
+pub(crate) struct StoreLock {
     _file: File,
 }
 
 impl Store {
+    /// The store at `root`; nothing is read or created until it is used.
     pub fn new(root: impl Into<PathBuf>) -> Store {
         Store {
             root: root.into(),
@@ -142,21 +157,21 @@ impl Store {
         }
     }
 
-    pub fn registry_path(&self) -> PathBuf {
+    pub(crate) fn registry_path(&self) -> PathBuf {
         self.root.join(REGISTRY_FILE)
     }
-    pub fn cert_path(&self, thumbprint: &str) -> PathBuf {
+    fn cert_path(&self, thumbprint: &str) -> PathBuf {
         self.root.join("certs").join(format!("{thumbprint}.pem"))
     }
-    pub fn server_key_path(&self, thumbprint: &str) -> PathBuf {
+    fn server_key_path(&self, thumbprint: &str) -> PathBuf {
         self.root.join("server").join(format!("{thumbprint}.key"))
     }
     /// The private key of a generated client's certificate, kept (unencrypted, like the server
     /// key) so that its bundle can be packaged again with another password or profile.
-    pub fn client_key_path(&self, thumbprint: &str) -> PathBuf {
+    fn client_key_path(&self, thumbprint: &str) -> PathBuf {
         self.root.join("keys").join(format!("{thumbprint}.key"))
     }
-    pub fn issued_dir(&self, key: &str) -> PathBuf {
+    fn issued_dir(&self, key: &str) -> PathBuf {
         self.root.join("issued").join(key)
     }
     fn staging_dir(&self, key: &str) -> PathBuf {
@@ -457,7 +472,7 @@ impl Store {
     }
 
     /// Whether a registered thumbprint's public certificate file is present and right.
-    pub fn cert_file_ok(&self, thumbprint: &str) -> bool {
+    pub(crate) fn cert_file_ok(&self, thumbprint: &str) -> bool {
         matches!(
             self.cert_file_state(thumbprint, &VerifyCache::default()),
             Ok(CertFileState::Ok)
@@ -537,7 +552,7 @@ impl Store {
     }
 
     /// The DER of a client's issued bundle certificate, if it is `thumbprint`.
-    pub fn bundle_cert(&self, key: &str, thumbprint: &str) -> Option<Vec<u8>> {
+    pub(crate) fn bundle_cert(&self, key: &str, thumbprint: &str) -> Option<Vec<u8>> {
         let crt = self.issued_dir(key).join(format!("{key}.crt"));
         read_file(&crt)
             .ok()
@@ -558,7 +573,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn read_cert_der(&self, thumbprint: &str) -> Result<Vec<u8>> {
+    pub(crate) fn read_cert_der(&self, thumbprint: &str) -> Result<Vec<u8>> {
         let path = self.cert_path(thumbprint);
         let pem = read_file(&path).map_err(|e| match e {
             StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
@@ -569,7 +584,7 @@ impl Store {
         pki::pem_to_der(&pem).map_err(|_| corrupt(&path, "not a PEM certificate"))
     }
 
-    pub fn read_server_key(&self, thumbprint: &str) -> Result<pki::PrivateKey> {
+    pub(crate) fn read_server_key(&self, thumbprint: &str) -> Result<pki::PrivateKey> {
         let path = self.server_key_path(thumbprint);
         pki::PrivateKey::from_pem(&read_file(&path)?)
             .map_err(|_| corrupt(&path, "the server private key is unreadable"))
@@ -634,7 +649,7 @@ impl Store {
     }
 
     /// Takes the apply lock, waiting up to `timeout`. The error names the holder.
-    pub fn lock(&self, timeout: Duration) -> Result<StoreLock> {
+    pub(crate) fn lock(&self, timeout: Duration) -> Result<StoreLock> {
         self.check_not_foreign()?;
         // A new store is created here; an existing one is left as it is (its modes are
         // checked, never silently repaired, when it is loaded).
@@ -778,7 +793,7 @@ impl Store {
 
     /// Records, durably and before they are made, the store paths an apply is about to write,
     /// so that whatever a crash leaves is known to be ravencert's. One write for a batch.
-    pub fn intend(&self, rels: impl IntoIterator<Item = String>) -> Result<()> {
+    pub(crate) fn intend(&self, rels: impl IntoIterator<Item = String>) -> Result<()> {
         let mut m = self.manifest()?;
         let set = m.get_or_insert_with(BTreeSet::new);
         let before = set.len();
@@ -791,7 +806,7 @@ impl Store {
     }
 
     /// The manifest paths of a generated client's files: certificate, kept key, bundle.
-    pub fn client_paths(key: &str, thumbprint: &str) -> [String; 4] {
+    pub(crate) fn client_paths(key: &str, thumbprint: &str) -> [String; 4] {
         [
             format!("certs/{thumbprint}.pem"),
             format!("keys/{thumbprint}.key"),
@@ -800,6 +815,8 @@ impl Store {
         ]
     }
 
+    /// Writes a certificate's public file (`certs/THUMBPRINT.pem`, staged until the registry
+    /// commits); returns its thumbprint.
     pub fn write_cert(&self, der: &[u8]) -> Result<String> {
         let thumb = pki::thumbprint(der);
         self.intend([format!("certs/{thumb}.pem")])?;
@@ -812,25 +829,25 @@ impl Store {
         Ok(thumb)
     }
 
-    pub fn write_client_key(&self, thumbprint: &str, key: &pki::PrivateKey) -> Result<()> {
+    pub(crate) fn write_client_key(&self, thumbprint: &str, key: &pki::PrivateKey) -> Result<()> {
         self.intend([format!("keys/{thumbprint}.key")])?;
         ensure_dir(&self.root.join("keys"))?;
         write_staged(&self.client_key_path(thumbprint), &key.to_pem()?, 0o600)
     }
 
     /// The kept private key of a generated client's certificate, if the store has it.
-    pub fn read_client_key(&self, thumbprint: &str) -> Option<pki::PrivateKey> {
+    pub(crate) fn read_client_key(&self, thumbprint: &str) -> Option<pki::PrivateKey> {
         pki::PrivateKey::from_pem(&read_file(&self.client_key_path(thumbprint)).ok()?).ok()
     }
 
     /// The issued bundle's `.key` of a client, as written (encrypted when it has a password).
-    pub fn read_bundle_key_pem(&self, key: &str) -> Option<Vec<u8>> {
+    pub(crate) fn read_bundle_key_pem(&self, key: &str) -> Option<Vec<u8>> {
         read_file(&self.issued_dir(key).join(format!("{key}.key"))).ok()
     }
 
     /// The store's own random key for password fingerprints; None before the first apply
     /// that issued a bundle with a password.
-    pub fn password_key(&self) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn password_key(&self) -> Result<Option<Vec<u8>>> {
         match read_file(&self.root.join(PASSWORD_KEY_FILE)) {
             Ok(k) if k.len() == 32 => Ok(Some(k)),
             Ok(_) => Err(corrupt(
@@ -845,7 +862,7 @@ impl Store {
     }
 
     /// The password-fingerprint key, made on first use (under the apply lock).
-    pub fn password_key_or_create(&self) -> Result<Vec<u8>> {
+    pub(crate) fn password_key_or_create(&self) -> Result<Vec<u8>> {
         if let Some(k) = self.password_key()? {
             return Ok(k);
         }
@@ -855,6 +872,8 @@ impl Store {
         Ok(k)
     }
 
+    /// Writes the private key of the server certificate `thumbprint` (`server/THUMBPRINT.key`,
+    /// staged until the registry commits).
     pub fn write_server_key(&self, thumbprint: &str, key: &pki::PrivateKey) -> Result<()> {
         self.intend([format!("server/{thumbprint}.key")])?;
         ensure_dir(&self.root.join("server"))?;
@@ -863,7 +882,7 @@ impl Store {
 
     /// Writes a client's bundle to its staging folder; [`Store::finish_bundles`] moves it in
     /// place after the registry is committed.
-    pub fn stage_bundle(&self, key: &str, bundle: &pki::Bundle) -> Result<()> {
+    pub(crate) fn stage_bundle(&self, key: &str, bundle: &pki::Bundle) -> Result<()> {
         self.intend([format!("issued/{key}"), format!("issued/.{key}.new")])?;
         ensure_dir(&self.root.join("issued"))?;
         let dir = self.staging_dir(key);
@@ -898,7 +917,7 @@ impl Store {
     /// After the registry is committed: move staged bundles whose certificate is registered
     /// into place, and remove every file the registry no longer refers to. Also repairs what an
     /// interrupted apply left behind.
-    pub fn finish(&self, registry: &Registry) -> Result<()> {
+    pub(crate) fn finish(&self, registry: &Registry) -> Result<()> {
         // Temp files of writes an interrupted apply never renamed into place.
         for entry in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
             let entry = entry.map_err(io_err(&self.root))?;
@@ -1057,7 +1076,7 @@ fn read_export(path: &Path) -> Option<Vec<String>> {
 }
 
 /// Writes the export (outside the store, meant to be shared): public parts only.
-pub fn write_export(path: &Path, pfx: &[u8]) -> Result<()> {
+pub(crate) fn write_export(path: &Path, pfx: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
             // Shared, but only ravencert writes in the folders it makes: 0755 whatever the umask.
@@ -1085,7 +1104,9 @@ pub fn write_export(path: &Path, pfx: &[u8]) -> Result<()> {
 /// before its Nth file-system change, N from RAVENCERT_FAULT_AT.
 mod fault {
     #[cfg(feature = "fault-injection")]
-    pub fn step() {
+    // The process aborts next, before any log could flush: the crash tests read this line.
+    #[allow(clippy::print_stderr)]
+    pub(super) fn step() {
         use std::sync::atomic::{AtomicU64, Ordering};
         static STEPS: AtomicU64 = AtomicU64::new(0);
         let n = STEPS.fetch_add(1, Ordering::SeqCst) + 1;
@@ -1100,7 +1121,7 @@ mod fault {
 
     #[cfg(not(feature = "fault-injection"))]
     #[inline(always)]
-    pub fn step() {}
+    pub(super) fn step() {}
 }
 
 /// What verifying the client certificates finds, for [`Actual`].
@@ -1117,7 +1138,7 @@ struct Found {
 }
 
 /// Reads a store file; a symbolic link is refused, not followed.
-pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+fn read_file(path: &Path) -> Result<Vec<u8>> {
     crate::fsutil::read_regular(path, MAX_STORE_FILE, false).map_err(|e| {
         if e.is_link() {
             corrupt(
@@ -1174,7 +1195,7 @@ fn write_staged(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 }
 
 /// temp file (mode set at creation), write, fsync, rename, fsync the folder.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     write_file(path, bytes, mode, true)
 }
 

@@ -3,7 +3,7 @@
 //! are renewed when nobody edits anything, backs off on failure, and stops cleanly on
 //! SIGINT/SIGTERM once the running apply has finished.
 //!
-//! This is the loop only: each attempt (load, plan, apply, log) is a [`Reconciler`] that
+//! This is the loop only: each attempt (load, plan, apply, log) is a `Reconciler` that
 //! `ops::watch` supplies, so that nothing here depends on the commands above it.
 
 use std::collections::BTreeSet;
@@ -67,7 +67,7 @@ pub enum WatchError {
 }
 
 /// Where one attempt reads certs.toml from.
-pub enum Source<'a> {
+pub(crate) enum Source<'a> {
     /// certs.toml on disk, as `-c` names it.
     Local,
     /// certs.toml in a commit of the followed branch.
@@ -82,7 +82,7 @@ pub enum Source<'a> {
 }
 
 /// The outcome of one converge attempt.
-pub enum Attempt {
+pub(crate) enum Attempt {
     /// Planned (and applied, unless plan-only).
     Done,
     /// The config is invalid: wait for the next change, nothing to retry.
@@ -92,7 +92,7 @@ pub enum Attempt {
 }
 
 /// One attempt of the loop: read certs.toml, plan, apply unless plan-only, log what happened.
-pub trait Reconciler {
+pub(crate) trait Reconciler {
     /// Runs one attempt, `why` naming its cause in the log. Returns its outcome and, when
     /// certs.toml could be read, the files it references (a change to them means plan again).
     fn attempt(&self, source: &Source<'_>, why: &str) -> (Attempt, Option<Vec<PathBuf>>);
@@ -139,7 +139,7 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 /// Runs until SIGINT/SIGTERM. `store` is `--store`, which `--git` needs.
-pub fn run(
+pub(crate) fn run(
     config: &Path,
     store: Option<&Path>,
     opts: &WatchOptions,

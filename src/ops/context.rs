@@ -35,7 +35,7 @@ const MAX_CONFIG_BYTES: usize = 4 << 20;
 
 /// Where certs.toml is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Revision {
+pub(crate) enum Revision {
     /// The file on disk (and the files it references).
     WorkTree,
     /// The file (and the certificate files it references) at a git revision.
@@ -44,12 +44,12 @@ pub enum Revision {
 
 impl Context {
     /// Reads and validates certs.toml from the disk.
-    pub fn desired(&self) -> Result<Declared> {
+    pub(crate) fn desired(&self) -> Result<Declared> {
         self.parse(&Revision::WorkTree)
     }
 
     /// Desired from the working tree, with every secret and file it references checked.
-    pub fn desired_checked(&self) -> Result<Desired> {
+    pub(crate) fn desired_checked(&self) -> Result<Desired> {
         self.load(&Revision::WorkTree, true)
     }
 
@@ -164,7 +164,7 @@ impl Context {
     /// Desired plus the check that every referenced secret and file is there, and what the
     /// referenced certificate files hold. `issuing`: the passwords of generated clients are
     /// needed (a review plan issues nothing, so it does not need them).
-    pub fn load(&self, source: &Revision, issuing: bool) -> Result<Desired> {
+    pub(crate) fn load(&self, source: &Revision, issuing: bool) -> Result<Desired> {
         let declared = self.parse(source)?;
         let on_disk = *source == Revision::WorkTree;
         let desired = match source {
@@ -218,11 +218,11 @@ impl Context {
 #[error("{} is {}; the store must be a folder of its own (it holds private keys, and its .gitignore of `*` would hide certs.toml from git) — name another folder, e.g. {}", .store.display(), where_it_is(.above), .suggestion.display())]
 pub struct StoreLocationError {
     /// The store as given.
-    pub store: PathBuf,
+    store: PathBuf,
     /// Where it resolves when it is above certs.toml's folder (None: it is that folder).
-    pub above: Option<PathBuf>,
+    above: Option<PathBuf>,
     /// A folder that would do.
-    pub suggestion: PathBuf,
+    suggestion: PathBuf,
 }
 
 fn where_it_is(above: &Option<PathBuf>) -> String {

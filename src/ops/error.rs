@@ -145,7 +145,7 @@ impl From<ConfigError> for Error {
 
 impl Error {
     /// A refused plan, placed at the certs.toml key it concerns when there is one.
-    pub fn from_plan(desired: &Desired, e: PlanError) -> Error {
+    pub(crate) fn from_plan(desired: &Desired, e: PlanError) -> Error {
         match e.at_key() {
             Some((key, message)) => desired.error_at(key, message).into(),
             None => Error::Plan(e),

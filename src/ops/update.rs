@@ -57,18 +57,18 @@ fn local_revision(ctx: &Context, desired: &Desired, require_clean: bool) -> Resu
 
 /// The applied revision of a certs.toml on disk (and the certificate files it names), when it
 /// is in git.
-pub fn revision_of(config: &Path, desired: &Desired) -> Option<String> {
+pub(crate) fn revision_of(config: &Path, desired: &Desired) -> Option<String> {
     git::provenance(config, &desired.certificate_files()).map(|p| p.revision())
 }
 
 /// The plan for `desired` against its store, changing nothing.
-pub fn plan_for(ctx: &Context, desired: &Desired, opts: &PlanOptions) -> Result<Plan> {
+pub(crate) fn plan_for(ctx: &Context, desired: &Desired, opts: &PlanOptions) -> Result<Plan> {
     Ok(compute(ctx, desired, opts, true)?.2)
 }
 
 /// Lock, load, plan and apply: the one path every apply takes (CLI and watch). `check` sees
 /// the store and the plan under the lock and may refuse them.
-pub fn converge(
+pub(crate) fn converge(
     ctx: &Context,
     desired: &Desired,
     opts: &PlanOptions,

@@ -13,7 +13,7 @@ use crate::registry::{Actual, CertEntry, Registry};
 /// The checks of what certs.toml declares that need no store, shared by `validate` and `plan`
 /// so that both refuse the same configs: an uploaded certificate that has expired, one
 /// certificate declared by two clients, a node's own certificate uploaded as a client.
-pub fn check_declared(desired: &Desired, now: OffsetDateTime) -> Result<(), PlanError> {
+pub(crate) fn check_declared(desired: &Desired, now: OffsetDateTime) -> Result<(), PlanError> {
     let nodes: BTreeSet<&str> = desired
         .files
         .nodes

@@ -307,7 +307,7 @@ fn same_set(a: &[String], b: &[String]) -> bool {
 
 /// Does going from `old` to `new` widen access? (a clearance raised, a database added or its
 /// access raised). Database names compare case-insensitively, as the server does.
-pub fn widens(
+pub(crate) fn widens(
     old: Option<(Clearance, &BTreeMap<String, Access>)>,
     new: (Clearance, &BTreeMap<String, Access>),
 ) -> bool {
@@ -383,7 +383,7 @@ fn field_changes_from_nothing(c: &ClientDesired) -> Vec<FieldChange> {
 /// Why an issued bundle must be packaged again around the same certificate: its .pfx profile
 /// or its password is not the declared one. `password` is the declared password's fingerprint
 /// under the store's key ([`NO_PASSWORD`] without one), None when it is not known.
-pub fn bundle_reasons(
+pub(crate) fn bundle_reasons(
     entry: &CertEntry,
     spec: &GenerateSpec,
     password: Option<&str>,

@@ -4,7 +4,7 @@
 //! [`plan`] is the entry point; a `Planner` carries its inputs to the parts: the server
 //! certificate and its export (`server`), the declared clients (`clients`), the refusals that
 //! guard against a wrong config (`checks`), and the registry as it will be after the plan
-//! ([`project`], [`assumed_store`]).
+//! ([`project`], `assumed_store`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -24,10 +24,11 @@ mod server;
 #[cfg(test)]
 mod tests;
 
-pub use checks::check_declared;
-pub use clients::{bundle_reasons, widens};
-pub use project::{
-    assumed_store, generated_client_entry, generated_server_entry, mutate, node_entries, project,
+pub(crate) use checks::check_declared;
+pub(crate) use clients::bundle_reasons;
+pub use project::project;
+pub(crate) use project::{
+    assumed_store, generated_client_entry, generated_server_entry, mutate, node_entries,
     upload_entries, NewCert,
 };
 
@@ -49,7 +50,7 @@ pub enum Action {
 
 impl Action {
     /// The plan's legend: `+`, `~`, `-/+`, `-`, `>`.
-    pub fn symbol(self) -> &'static str {
+    pub(crate) fn symbol(self) -> &'static str {
         match self {
             Action::Create => "+",
             Action::Update => "~",
@@ -59,7 +60,7 @@ impl Action {
         }
     }
     /// The action's name in the JSON plan.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Action::Create => "create",
             Action::Update => "update",
@@ -84,7 +85,7 @@ pub enum Target {
 
 impl Target {
     /// The target's name in the JSON plan.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Target::Server => "server",
             Target::Client => "client",
@@ -98,10 +99,10 @@ impl Target {
 pub struct Fields {
     /// The certificate's thumbprint; None while only the apply knows it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub thumbprint: Option<String>,
+    pub(crate) thumbprint: Option<String>,
     /// The display name (CN).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    name: Option<String>,
     /// The security clearance (clients).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clearance: Option<Clearance>,
@@ -114,7 +115,7 @@ pub struct Fields {
         with = "time::serde::rfc3339::option",
         default
     )]
-    pub not_after: Option<OffsetDateTime>,
+    pub(crate) not_after: Option<OffsetDateTime>,
 }
 
 /// Which field of a client a [`FieldChange`] is about. A database is its own case, so that a
@@ -133,12 +134,12 @@ pub enum Field {
 
 impl Field {
     /// A database's access, the part of a client's permissions.
-    pub fn is_database(&self) -> bool {
+    fn is_database(&self) -> bool {
         matches!(self, Field::Database(_))
     }
 
     /// As the plan shows it: `name`, `clearance`, `certificate`, or the database's name.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Field::Name => "name",
             Field::Clearance => "clearance",
@@ -199,7 +200,7 @@ pub struct Change {
 impl Change {
     /// A change with nothing but its action, target, key and reason; the `with_*` methods add
     /// the rest.
-    pub fn new(action: Action, target: Target, key: impl Into<String>, reason: String) -> Change {
+    fn new(action: Action, target: Target, key: impl Into<String>, reason: String) -> Change {
         Change {
             action,
             target,
@@ -214,7 +215,7 @@ impl Change {
     }
 
     /// Writing the export file at `path` again.
-    pub fn export(path: &std::path::Path, reason: String) -> Change {
+    fn export(path: &std::path::Path, reason: String) -> Change {
         Change::new(
             Action::Export,
             Target::Export,
@@ -224,12 +225,12 @@ impl Change {
     }
 
     /// Flags the change as widening access.
-    pub fn with_escalation(self, escalation: bool) -> Change {
+    fn with_escalation(self, escalation: bool) -> Change {
         Change { escalation, ..self }
     }
 
     /// The certificate's fields before and after the change.
-    pub fn with_fields(self, before: Option<Fields>, after: Option<Fields>) -> Change {
+    fn with_fields(self, before: Option<Fields>, after: Option<Fields>) -> Change {
         Change {
             before,
             after,
@@ -238,12 +239,12 @@ impl Change {
     }
 
     /// The field-by-field changes a reviewer reads.
-    pub fn with_changes(self, fields: Vec<FieldChange>) -> Change {
+    fn with_changes(self, fields: Vec<FieldChange>) -> Change {
         Change { fields, ..self }
     }
 
     /// The registry thumbprints the change removes or edits.
-    pub fn with_thumbprints(self, thumbprints: Vec<String>) -> Change {
+    fn with_thumbprints(self, thumbprints: Vec<String>) -> Change {
         Change {
             thumbprints,
             ..self
@@ -281,7 +282,7 @@ pub struct PlanOptions {
     /// `--allow-delete-all`: lifts the guard against deleting every client certificate.
     pub allow_delete_all: bool,
     /// Per generated client with a password, its fingerprint under the store's key (a client
-    /// that is not listed has none: [`NO_PASSWORD`]); None when the secrets are not read (a
+    /// that is not listed has none, recorded as "none"); None when the secrets are not read (a
     /// review plan), so the bundles' passwords are not compared.
     pub bundle_passwords: Option<BTreeMap<String, String>>,
 }
@@ -294,31 +295,47 @@ pub enum PlanError {
     /// More deletions than `store.max_deletions`.
     #[error("refused: this plan deletes {count} certificates ({keys}), more than store.max_deletions = {max}; raise max_deletions in certs.toml if this is intended")]
     TooManyDeletions {
+        /// How many the plan deletes.
         count: usize,
+        /// `store.max_deletions`.
         max: u32,
+        /// The keys deleted, comma-separated.
         keys: String,
     },
     /// Every registered client certificate deleted, without `--allow-delete-all`.
     #[error("refused: this plan deletes every registered client certificate ({keys}); if that is really intended, run again with --allow-delete-all")]
-    DeletesAll { keys: String },
+    DeletesAll {
+        /// The keys deleted, comma-separated.
+        keys: String,
+    },
     /// `--replace KEY` naming nothing declared.
     #[error("--replace {0}: no client or server in certs.toml has that key")]
     UnknownReplace(String),
     /// `--replace KEY` names an uploaded client, which only a new file replaces.
     #[error("refused: --replace {key}: an uploaded certificate cannot be re-issued by ravencert; put the new certificate in {}", path.display())]
-    ReplaceUpload { key: String, path: PathBuf },
+    ReplaceUpload {
+        /// The client's key.
+        key: String,
+        /// Its upload file.
+        path: PathBuf,
+    },
     /// `--replace server` while the server certificates are imported from files.
     #[error("refused: --replace server: the server certificates come from [server].certificates; put the new certificates in those files")]
     ReplaceImportedServer,
     /// An uploaded certificate that cannot be registered; `key` is the client's.
     #[error("refused: clients.{key}.upload: {problem}")]
-    Upload { key: String, problem: UploadProblem },
+    Upload {
+        /// The client's key.
+        key: String,
+        /// What is wrong with its certificate.
+        problem: UploadProblem,
+    },
 }
 
 impl PlanError {
     /// The certs.toml key the refusal concerns, with the message to show at its line; None when
     /// it concerns no single key.
-    pub fn at_key(&self) -> Option<(String, String)> {
+    pub(crate) fn at_key(&self) -> Option<(String, String)> {
         match self {
             PlanError::Upload { key, problem } => Some((
                 format!("clients.{key}.upload"),
@@ -338,34 +355,53 @@ pub enum UploadProblem {
     /// Two clients declare the same certificate.
     #[error("certificate {thumbprint} in {file} is also declared by clients.{other}; RavenDB keys its registry by thumbprint, so a certificate can be registered once — keep one")]
     DeclaredTwice {
+        /// The upload's path as declared.
         file: String,
+        /// The certificate's thumbprint.
         thumbprint: String,
+        /// The other client declaring it.
         other: String,
     },
     /// A node's (or the registered server's) own certificate uploaded as a client.
     #[error("{file} holds the server's own certificate {thumbprint}; the server is trusted as a ClusterNode already — remove the client, or upload a client certificate")]
-    OwnServer { file: String, thumbprint: String },
+    OwnServer {
+        /// The upload's path as declared.
+        file: String,
+        /// The certificate's thumbprint.
+        thumbprint: String,
+    },
     /// The certificate is registered under another key that certs.toml still declares.
     #[error("{file} holds certificate {thumbprint}, which is registered as client '{holder}'; a certificate can be registered once — remove it from clients.{key}, or remove clients.{holder} first")]
     HeldByDeclared {
+        /// The upload's path as declared.
         file: String,
+        /// The certificate's thumbprint.
         thumbprint: String,
+        /// The client uploading it.
         key: String,
+        /// The client it is registered as.
         holder: String,
     },
     /// The certificate is registered under a key no longer declared, and prune is off.
     #[error("{file} holds certificate {thumbprint}, which is registered as client '{holder}'; a certificate can be registered once — set prune = true to delete '{holder}' in the same apply, or keep the key '{holder}'")]
     HeldByUndeclared {
+        /// The upload's path as declared.
         file: String,
+        /// The certificate's thumbprint.
         thumbprint: String,
+        /// The client it is registered as.
         holder: String,
     },
     /// The certificate has expired.
     #[error("{file} holds certificate {thumbprint} ({subject}) that expired on {expired_on}; RavenDB would refuse it at once — put a current certificate in the file, or remove the client")]
     Expired {
+        /// The upload's path as declared.
         file: String,
+        /// The certificate's thumbprint.
         thumbprint: String,
+        /// Its subject.
         subject: String,
+        /// The day it expired.
         expired_on: time::Date,
     },
 }
@@ -381,7 +417,7 @@ pub fn plan(
 }
 
 /// One planning: its inputs, the lookups its parts share, and the warnings they collect.
-pub(crate) struct Planner<'a> {
+struct Planner<'a> {
     desired: &'a Desired,
     actual: &'a Actual,
     now: OffsetDateTime,

@@ -10,7 +10,7 @@ use crate::model::{Origin, Uploaded, BACKDATING};
 use crate::registry::{Actual, CertEntry, Registry, ServerEntry};
 
 /// What a change turns into in the registry: the entries the apply made (or placeholders).
-pub enum NewCert {
+pub(crate) enum NewCert {
     /// The server certificate(s).
     Server(Vec<ServerEntry>),
     /// A client's certificate, or an uploaded collection.
@@ -19,7 +19,7 @@ pub enum NewCert {
 
 /// A generated server certificate's entry as the plan declares it, issued at `now`.
 /// `thumbprint` and `pinning` are the real ones in an apply, placeholders in a projection.
-pub fn generated_server_entry(
+pub(crate) fn generated_server_entry(
     server: &ServerSpec,
     now: OffsetDateTime,
     thumbprint: String,
@@ -50,7 +50,7 @@ pub fn generated_server_entry(
 
 /// A generated client's entry as certs.toml declares it, issued at `now`, with no bundle
 /// password recorded. `thumbprint` and `pinning` as for [`generated_server_entry`].
-pub fn generated_client_entry(
+pub(crate) fn generated_client_entry(
     client: &ClientDesired,
     spec: &GenerateSpec,
     now: OffsetDateTime,
@@ -80,7 +80,7 @@ pub fn generated_client_entry(
 
 /// Registry entries for an uploaded certificate or collection: the primary lists its
 /// secondaries, each secondary points at the primary; all share name, clearance, permissions.
-pub fn upload_entries(
+pub(crate) fn upload_entries(
     client: &ClientDesired,
     certs: &[Uploaded],
     revision: Option<String>,
@@ -121,7 +121,7 @@ pub fn upload_entries(
 }
 
 /// Registry entries for the nodes' own certificates.
-pub fn node_entries(nodes: &[Uploaded], revision: Option<String>) -> Vec<ServerEntry> {
+pub(crate) fn node_entries(nodes: &[Uploaded], revision: Option<String>) -> Vec<ServerEntry> {
     nodes
         .iter()
         .map(|n| ServerEntry {
@@ -149,7 +149,7 @@ fn uploads<'d>(desired: &'d Desired, key: &str) -> &'d [Uploaded] {
 
 /// Applies the registry side of one change: `new` holds the entries it registers. Shared by
 /// the apply and the projection, so that what the diff shows is what the apply writes.
-pub fn mutate(
+pub(crate) fn mutate(
     reg: &mut Registry,
     change: &Change,
     new: Option<NewCert>,
@@ -269,7 +269,7 @@ fn client_entries(
 }
 
 /// The store as it would be had `base` been applied: for `plan --base`, which needs no store.
-pub fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
+pub(crate) fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
     // Thumbprints and dates of a store nobody reads here are not known: placeholders that are
     // never shown (the plan gives null, the diff "(known after apply)"). The dates follow the
     // declared validity so that no re-issue is planned from them.

@@ -1,3 +1,4 @@
+use super::clients::widens;
 use super::*;
 use crate::config::{ClientSpec, Declared, GenerateSpec, ServerDesired, ServerSpec, StoreSettings};
 use crate::model::{KeySpec, Origin, Period, PfxProfile};
