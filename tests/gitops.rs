@@ -490,10 +490,7 @@ fn plan_base_reviews_a_change_without_a_store() {
 
     // ALICE_PFX_PASSWORD is not set: a review issues nothing and needs no secret.
     for base in ["HEAD", "HEAD~1", "main", c1.as_str()] {
-        let plan = env
-            .run(&["plan", "--base", base, "--json"])
-            .success()
-            .json();
+        let (plan, md) = review(&env, base, [1, 1, 0, 0, 0]);
         let changes = plan["changes"].as_array().unwrap();
         assert_eq!(changes.len(), 2, "--base {base}: {plan:#}");
         let update = changes.iter().find(|c| c["action"] == "update").unwrap();
@@ -505,24 +502,13 @@ fn plan_base_reviews_a_change_without_a_store() {
         let create = changes.iter().find(|c| c["action"] == "create").unwrap();
         assert_eq!(create["key"], "carol", "{plan:#}");
         assert_eq!(create["after"]["permissions"]["Reporting"], "Read");
-        assert_eq!(
-            plan["summary"],
-            serde_json::json!({"create": 1, "update": 1, "replace": 0, "delete": 0, "export": 0}),
-            "--base {base}"
+        assert!(
+            md.contains("Plan: 1 to create, 1 to update, 0 to replace, 0 to delete, 0 to export."),
+            "{md}"
         );
+        assert!(md.contains("| bob |"), "{md}");
+        assert!(md.contains("| carol |"), "{md}");
     }
-
-    let md = env
-        .run(&["plan", "--base", "main", "--markdown"])
-        .success()
-        .stdout;
-    assert!(
-        md.contains("Plan: 1 to create, 1 to update, 0 to replace, 0 to delete, 0 to export."),
-        "{md}"
-    );
-    assert!(md.contains("escalation"), "{md}");
-    assert!(md.contains("| bob |"), "{md}");
-    assert!(md.contains("| carol |"), "{md}");
 
     let text = env.run(&["plan", "--base", "HEAD"]).success().stdout;
     assert!(text.contains("Operator -> ClusterAdmin"), "{text}");
@@ -597,6 +583,27 @@ fn plan_base_invents_no_values() {
     );
 }
 
+/// `plan --base BASE` as a reviewer gets it: the JSON (its summary checked against `counts`:
+/// create, update, replace, delete, export) and the Markdown, which flags the escalation.
+fn review(env: &Env, base: &str, counts: [u64; 5]) -> (serde_json::Value, String) {
+    let plan = env
+        .run(&["plan", "--base", base, "--json"])
+        .success()
+        .json();
+    let [create, update, replace, delete, export] = counts;
+    assert_eq!(
+        plan["summary"],
+        serde_json::json!({"create": create, "update": update, "replace": replace, "delete": delete, "export": export}),
+        "--base {base}: {plan:#}"
+    );
+    let md = env
+        .run(&["plan", "--base", base, "--markdown"])
+        .success()
+        .stdout;
+    assert!(md.contains("escalation"), "--base {base}: {md}");
+    (plan, md)
+}
+
 /// The first pull request of a cluster: certs.toml does not exist at BASE yet (issue 10 #9).
 #[test]
 fn plan_base_without_certs_toml_at_base_plans_every_create() {
@@ -606,20 +613,7 @@ fn plan_base_without_certs_toml_at_base_plans_every_create() {
     env.write("README.md", "certificates of the cluster\n");
     commit_all(&env, root, "readme");
     env.config(&format!("{SERVER}{TWO_CLIENTS}"));
-    let plan = env
-        .run(&["plan", "--base", "main", "--json"])
-        .success()
-        .json();
-    assert_eq!(
-        plan["summary"],
-        serde_json::json!({"create": 3, "update": 0, "replace": 0, "delete": 0, "export": 1}),
-        "{plan:#}"
-    );
-    let md = env
-        .run(&["plan", "--base", "main", "--markdown"])
-        .success()
-        .stdout;
-    assert!(md.contains("escalation"), "{md}");
+    review(&env, "main", [3, 0, 0, 0, 1]);
     assert!(!env.store().exists());
     // An unknown base is still an error.
     env.run(&["plan", "--base", "nope"]).failure();
