@@ -421,6 +421,12 @@ struct ClusterPlanner<'a> {
     desired_thumbprints: BTreeSet<String>,
     /// The cluster's registrations by upper-case thumbprint.
     on_cluster: BTreeMap<String, &'a Registration>,
+    /// Per client key, the cluster's registrations of its store certificates.
+    registered_by_key: BTreeMap<&'a str, Vec<&'a Registration>>,
+    /// Per name, the cluster's registrations ravencert set that the store no longer holds.
+    retired_by_name: BTreeMap<&'a str, Vec<&'a Registration>>,
+    /// Per name, the store's certificate in use under it (else its first).
+    owners: BTreeMap<&'a str, &'a CertEntry>,
     warnings: Vec<String>,
 }
 
@@ -438,7 +444,7 @@ impl<'a> ClusterPlanner<'a> {
                 &b.thumbprint,
             ))
         });
-        ClusterPlanner {
+        let mut planner = ClusterPlanner {
             listing,
             opts,
             desired_thumbprints: desired
@@ -452,7 +458,34 @@ impl<'a> ClusterPlanner<'a> {
                 .iter()
                 .map(|r| (upper(&r.thumbprint), r))
                 .collect(),
+            registered_by_key: BTreeMap::new(),
+            retired_by_name: BTreeMap::new(),
+            owners: BTreeMap::new(),
             warnings: Vec::new(),
+        };
+        planner.index();
+        planner
+    }
+
+    /// The lookups by key and name, built once (a cluster can hold thousands).
+    fn index(&mut self) {
+        for &e in &self.desired {
+            let active = e.retire_after.is_none() && e.collection_primary.is_none();
+            let owner = self.owners.entry(&e.name).or_insert(e);
+            if active && !(owner.retire_after.is_none() && owner.collection_primary.is_none()) {
+                *owner = e;
+            }
+            let registered = is_thumbprint(&e.thumbprint)
+                .then(|| self.on_cluster.get(&upper(&e.thumbprint)).copied())
+                .flatten();
+            if let Some(r) = registered {
+                self.registered_by_key.entry(&e.key).or_default().push(r);
+            }
+        }
+        for (t, r) in &self.on_cluster {
+            if self.opts.last_set.contains_key(t) && !self.desired_thumbprints.contains(t) {
+                self.retired_by_name.entry(&r.name).or_default().push(r);
+            }
         }
     }
 
@@ -509,21 +542,12 @@ impl<'a> ClusterPlanner<'a> {
     /// store certificates, or those ravencert registered under its name): a re-issue with the
     /// same access is no escalation.
     fn priors(&self, e: &CertEntry) -> Vec<Grant<'a>> {
-        let mine: BTreeSet<String> = self
-            .desired
-            .iter()
-            .filter(|d| d.key == e.key && is_thumbprint(&d.thumbprint))
-            .map(|d| upper(&d.thumbprint))
-            .collect();
-        self.on_cluster
-            .iter()
-            .filter(|(t, r)| {
-                mine.contains(*t)
-                    || (self.opts.last_set.contains_key(*t)
-                        && !self.desired_thumbprints.contains(*t)
-                        && r.name == e.name)
-            })
-            .filter_map(|(_, r)| Grant::of_registration(r))
+        let mine = self.registered_by_key.get(e.key.as_str());
+        let retired = self.retired_by_name.get(e.name.as_str());
+        mine.into_iter()
+            .chain(retired)
+            .flatten()
+            .filter_map(|r| Grant::of_registration(r))
             .collect()
     }
 
@@ -587,11 +611,7 @@ impl<'a> ClusterPlanner<'a> {
 
     /// The store's certificate in use for the client declared under `name`, if any.
     fn owner(&self, name: &str) -> Option<&'a CertEntry> {
-        let named = self.desired.iter().filter(|e| e.name == name);
-        let active = named
-            .clone()
-            .find(|e| e.retire_after.is_none() && e.collection_primary.is_none());
-        active.or_else(|| named.clone().next()).copied()
+        self.owners.get(name).copied()
     }
 }
 

@@ -541,3 +541,52 @@ fn changes_come_registers_then_edits_then_unregisters() {
         [("+", "register"), ("~", "edit"), ("-", "unregister")]
     );
 }
+
+/// The store planner's output, projected, as the caller passes it: a `--replace` re-issue.
+fn reissued(overlap: Option<crate::model::Period>) -> (Registry, ClusterListing, ClusterOptions) {
+    use super::tests as store_plan;
+    let mut c = store_plan::client(
+        "app",
+        Clearance::ValidUser,
+        &[("Orders", Access::ReadWrite)],
+    );
+    c.overlap = overlap;
+    let d = store_plan::desired(vec![c], false);
+    let actual = store_plan::applied(&d);
+    let old = &actual.registry.certificates[0];
+    let listing = cluster(vec![registered(old)]);
+    let o = opts_set(&[old]);
+    let replace = PlanOptions {
+        replace: ["app".to_string()].into(),
+        ..PlanOptions::default()
+    };
+    let p = plan(&d, &actual, store_plan::NOW, &replace).unwrap();
+    (
+        project(&actual.registry, &p, &d, store_plan::NOW),
+        listing,
+        o,
+    )
+}
+
+#[test]
+fn store_replace_through_project_registers_the_new_then_unregisters_the_old() {
+    let (projected, listing, o) = reissued(None);
+    let p = run(&projected, &listing, &o);
+    assert_eq!(
+        actions(&p),
+        [
+            (ClusterAction::Register, None),
+            (ClusterAction::Unregister, Some(thumb(1))),
+        ]
+    );
+    assert_eq!(p.changes[0].key.as_deref(), Some("app"));
+    assert!(!p.changes[0].escalation, "same access as before");
+    assert_eq!(
+        p.changes[1].reason,
+        "no longer in the store: clients.app now uses a new certificate (thumbprint known after apply)"
+    );
+    // With an overlap the old certificate stays registered until it ends.
+    let (projected, listing, o) = reissued(Some(crate::model::Period::days(7)));
+    let p = run(&projected, &listing, &o);
+    assert_eq!(actions(&p), [(ClusterAction::Register, None)]);
+}
