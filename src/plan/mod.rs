@@ -19,6 +19,9 @@ use crate::registry::{Actual, CertEntry, ServerEntry};
 
 mod checks;
 mod clients;
+mod cluster;
+#[cfg(test)]
+mod cluster_tests;
 mod project;
 mod server;
 #[cfg(test)]
@@ -26,6 +29,10 @@ mod tests;
 
 pub(crate) use checks::check_declared;
 pub(crate) use clients::bundle_reasons;
+pub use cluster::{
+    plan_cluster, ClusterAction, ClusterChange, ClusterClearance, ClusterListing, ClusterOptions,
+    ClusterPlan, Registration, RegistrationFields, ServerVersion,
+};
 pub use project::project;
 pub(crate) use project::{
     assumed_store, generated_client_entry, generated_server_entry, mutate, node_entries,
@@ -329,6 +336,28 @@ pub enum PlanError {
         key: String,
         /// What is wrong with its certificate.
         problem: UploadProblem,
+    },
+    /// A declared value the cluster's RavenDB version cannot hold (`Read` before 5.2).
+    #[error("refused: clients.{key}: database access {access} (database '{database}') needs RavenDB {}.{} or later; the cluster at {url} runs {version} — declare another access, or upgrade the cluster", cluster::first_version(*access).0, cluster::first_version(*access).1)]
+    ServerTooOld {
+        /// The client's key.
+        key: String,
+        /// The database the access is declared for.
+        database: String,
+        /// The access the server cannot hold.
+        access: Access,
+        /// The node that answered.
+        url: String,
+        /// The version it runs.
+        version: String,
+    },
+    /// Every client certificate on the cluster unregistered, without `--allow-delete-all`.
+    #[error("refused: this plan unregisters every client certificate on the cluster at {url} ({names}) and the store holds none; if that is really intended, run again with --allow-delete-all")]
+    UnregistersAll {
+        /// The node that answered.
+        url: String,
+        /// The registrations' names, comma-separated.
+        names: String,
     },
 }
 

@@ -6,7 +6,7 @@ use crate::registry::{Registry, ServerEntry};
 use std::path::PathBuf;
 use time::macros::datetime;
 
-const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
+pub(super) const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
 
 fn server() -> ServerDesired {
     ServerDesired {
@@ -31,7 +31,7 @@ fn gen() -> GenerateSpec {
     }
 }
 
-fn client(key: &str, clearance: Clearance, dbs: &[(&str, Access)]) -> ClientDesired {
+pub(super) fn client(key: &str, clearance: Clearance, dbs: &[(&str, Access)]) -> ClientDesired {
     ClientDesired {
         key: key.into(),
         name: key.into(),
@@ -43,7 +43,7 @@ fn client(key: &str, clearance: Clearance, dbs: &[(&str, Access)]) -> ClientDesi
     }
 }
 
-fn desired(clients: Vec<ClientDesired>, prune: bool) -> Desired {
+pub(super) fn desired(clients: Vec<ClientDesired>, prune: bool) -> Desired {
     Desired {
         declared: Declared {
             config_path: "/cfg/certs.toml".into(),
@@ -67,7 +67,7 @@ fn thumb(n: u8) -> String {
 }
 
 /// The store as it would be after applying `d` at `NOW - 10 days`.
-fn applied(d: &Desired) -> Actual {
+pub(super) fn applied(d: &Desired) -> Actual {
     let mut reg = Registry::new();
     reg.server.push(ServerEntry {
         name: "cluster.example.com".into(),

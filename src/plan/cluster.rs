@@ -1,0 +1,773 @@
+//! The cluster target (SPEC §7): which registrations a live RavenDB cluster needs so that it
+//! trusts exactly the certificates the store holds. Pure, like the store's planner: the
+//! cluster's listing comes in as data ([`ClusterListing`]), the changes go out as data
+//! ([`ClusterPlan`]); the REST client and the apply live elsewhere.
+//!
+//! The desired state is the store's registry after the store plan ([`super::project`]): every
+//! certificate in it (active clients, collection secondaries, old certificates inside a
+//! rotation overlap) registered with its name, clearance and permissions. Registrations are
+//! matched by thumbprint; a certificate only the apply knows yet (a placeholder thumbprint) is
+//! always registered.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::clients::widens;
+use super::{entry_fields, shown, Field, FieldChange, Fields, PlanError};
+use crate::model::{Access, Clearance};
+use crate::registry::{is_thumbprint, CertEntry, Registry};
+
+/// A security clearance as the cluster lists it: a client's, or one ravencert never assigns
+/// (the servers' own certificates, the server's default for unknown ones). Spelled as RavenDB
+/// spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
+pub enum ClusterClearance {
+    /// A client's clearance: only the databases in its permissions.
+    ValidUser,
+    /// A client's clearance: admin of every database.
+    Operator,
+    /// A client's clearance: no restriction.
+    ClusterAdmin,
+    /// A server's own certificate; never touched by ravencert.
+    ClusterNode,
+    /// The server's default for an unknown certificate; never assigned.
+    UnauthenticatedClients,
+}
+
+impl ClusterClearance {
+    /// The client clearance it is, if it is one.
+    pub fn client(self) -> Option<Clearance> {
+        match self {
+            ClusterClearance::ValidUser => Some(Clearance::ValidUser),
+            ClusterClearance::Operator => Some(Clearance::Operator),
+            ClusterClearance::ClusterAdmin => Some(Clearance::ClusterAdmin),
+            ClusterClearance::ClusterNode | ClusterClearance::UnauthenticatedClients => None,
+        }
+    }
+}
+
+impl From<Clearance> for ClusterClearance {
+    fn from(c: Clearance) -> ClusterClearance {
+        match c {
+            Clearance::ValidUser => ClusterClearance::ValidUser,
+            Clearance::Operator => ClusterClearance::Operator,
+            Clearance::ClusterAdmin => ClusterClearance::ClusterAdmin,
+        }
+    }
+}
+
+/// One certificate registered on the cluster, as `GET /admin/certificates` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// SHA-1 of the certificate, 40 hex digits.
+    pub thumbprint: String,
+    /// The name the Studio shows.
+    pub name: String,
+    /// Its security clearance.
+    pub clearance: ClusterClearance,
+    /// Database access (ValidUser).
+    pub permissions: BTreeMap<String, Access>,
+    /// For a collection's secondary: the primary's thumbprint.
+    pub collection_primary: Option<String>,
+}
+
+/// The RavenDB version a cluster node reports (`GET /build/version`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerVersion {
+    /// The major version (4 in 4.1.0).
+    pub major: u32,
+    /// The minor version (1 in 4.1.0).
+    pub minor: u32,
+    /// The full version as the server writes it, for messages.
+    pub full: String,
+}
+
+impl ServerVersion {
+    /// Whether the server is `major.minor` or later.
+    pub fn at_least(&self, major: u32, minor: u32) -> bool {
+        (self.major, self.minor) >= (major, minor)
+    }
+}
+
+impl fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+/// What the cluster holds, read once per plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterListing {
+    /// Every registration (secondaries included).
+    pub registrations: Vec<Registration>,
+    /// The servers' own certificates: the one the answering node has loaded and every
+    /// ClusterNode registration. Never unregistered.
+    pub server_thumbprints: Vec<String>,
+    /// `Security.WellKnownCertificates.Admin` from the server's settings. Never unregistered.
+    pub well_known_admins: Vec<String>,
+    /// The server's version.
+    pub version: ServerVersion,
+}
+
+/// A registration's name, clearance and permissions, as ravencert last set them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationFields {
+    /// The name the Studio shows.
+    pub name: String,
+    /// The security clearance.
+    pub clearance: Clearance,
+    /// Database access (ValidUser).
+    pub permissions: BTreeMap<String, Access>,
+}
+
+impl From<&CertEntry> for RegistrationFields {
+    fn from(e: &CertEntry) -> RegistrationFields {
+        RegistrationFields {
+            name: e.name.clone(),
+            clearance: e.clearance,
+            permissions: e.permissions.clone(),
+        }
+    }
+}
+
+/// What the caller adds to the store's registry and the listing for one cluster plan.
+///
+/// The deletion guards are checked here, so the caller passes what the store plan already
+/// deleted: `store_deletions` plus the unregisters of certificates ravencert did not register
+/// must stay within `max_deletions`. Unregistering a certificate ravencert registered and the
+/// store no longer holds (a re-issue, a deletion) mirrors a store change already counted there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterOptions {
+    /// The node URL that answered, for messages.
+    pub url: String,
+    /// `[cluster] prune`: unregister certificates the store does not hold.
+    pub prune: bool,
+    /// The certificate ravencert authenticates with; never unregistered.
+    pub admin_thumbprint: Option<String>,
+    /// What ravencert last set on the cluster, by thumbprint: a registration that differs from
+    /// it while certs.toml did not change was changed outside ravencert. Its thumbprints are
+    /// also ravencert's own registrations, unregistered once the store no longer holds them
+    /// (whatever `prune` says, as the store deletes its own rotation). May be empty.
+    pub last_set: BTreeMap<String, RegistrationFields>,
+    /// `store.max_deletions` (0: no limit).
+    pub max_deletions: u32,
+    /// How many deletions the store plan counted against `max_deletions`.
+    pub store_deletions: usize,
+    /// `--allow-delete-all`: lifts the guard against unregistering every client certificate.
+    pub allow_delete_all: bool,
+}
+
+/// What a change does on the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterAction {
+    /// Missing on the cluster: PUT.
+    Register,
+    /// Name, clearance or permissions differ: POST .../edit, same thumbprint.
+    Edit,
+    /// On the cluster, not in the store: DELETE.
+    Unregister,
+}
+
+impl ClusterAction {
+    /// The plan's legend: `+`, `~`, `-`.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ClusterAction::Register => "+",
+            ClusterAction::Edit => "~",
+            ClusterAction::Unregister => "-",
+        }
+    }
+    /// The action's name in the JSON plan.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterAction::Register => "register",
+            ClusterAction::Edit => "edit",
+            ClusterAction::Unregister => "unregister",
+        }
+    }
+}
+
+/// One change on the cluster, with the reason a person reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterChange {
+    /// What the change does.
+    pub action: ClusterAction,
+    /// The certs.toml client key, when the certificate belongs to one.
+    pub key: Option<String>,
+    /// The registration's name (the declared one; the cluster's for an unregister).
+    pub name: String,
+    /// The certificate's thumbprint; None while only the apply knows it.
+    pub thumbprint: Option<String>,
+    /// Why, in words.
+    pub reason: String,
+    /// Whether it widens access (flagged in every format).
+    pub escalation: bool,
+    /// The registration before (None for a register).
+    pub before: Option<Fields>,
+    /// The registration after (None for an unregister).
+    pub after: Option<Fields>,
+    /// The field-by-field changes a reviewer reads (not in the JSON plan).
+    #[serde(skip)]
+    pub fields: Vec<FieldChange>,
+    /// For a collection's secondary: the primary's thumbprint (the register needs it).
+    #[serde(skip)]
+    pub collection_primary: Option<String>,
+}
+
+/// The changes that bring a cluster's registrations to the store's certificates: registers,
+/// then edits, then unregisters, so that a re-issued client is never locked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterPlan {
+    /// The node URL that answered.
+    pub url: String,
+    /// The version it runs.
+    pub server_version: ServerVersion,
+    /// The changes, in the order they are applied.
+    pub changes: Vec<ClusterChange>,
+    /// What a reviewer should know but nothing changes for (prefixed `cluster:`).
+    pub warnings: Vec<String>,
+}
+
+impl ClusterPlan {
+    /// Whether the plan changes nothing on the cluster.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+    /// How many changes have this action.
+    pub fn count(&self, action: ClusterAction) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+}
+
+/// The cluster changes that make the cluster at `opts.url` trust exactly the certificates of
+/// `projected` (the store's registry after the store plan, [`super::project`]'s output; or the
+/// store's registry itself once the store is applied, where every thumbprint is known).
+///
+/// Refused before any change when a declared value is too new for the server (`Read` access
+/// before RavenDB 5.2), or when the unregisters break the deletion guards.
+pub fn plan_cluster(
+    projected: &Registry,
+    listing: &ClusterListing,
+    opts: &ClusterOptions,
+) -> Result<ClusterPlan, PlanError> {
+    check_version(projected, &listing.version, &opts.url)?;
+    let mut planner = ClusterPlanner::new(projected, listing, opts);
+    let mut changes = planner.desired_changes();
+    let unregisters = planner.unregisters();
+    planner.guard(&unregisters)?;
+    changes.extend(unregisters.into_iter().map(|u| u.change));
+    // Registers first, then edits, then unregisters (stable: key order within each).
+    changes.sort_by_key(|c| c.action);
+    Ok(ClusterPlan {
+        url: opts.url.clone(),
+        server_version: listing.version.clone(),
+        changes,
+        warnings: planner.warnings,
+    })
+}
+
+/// The first RavenDB version (major, minor) that holds `access`: `Read` came with 5.2.
+pub(super) fn first_version(access: Access) -> (u32, u32) {
+    match access {
+        Access::Read => (5, 2),
+        Access::ReadWrite | Access::Admin => (4, 0),
+    }
+}
+
+/// Refuses a declared value the server's version cannot hold (`Read` before RavenDB 5.2),
+/// naming the first client (in key order) that declares it.
+fn check_version(
+    projected: &Registry,
+    version: &ServerVersion,
+    url: &str,
+) -> Result<(), PlanError> {
+    let mut entries: Vec<&CertEntry> = projected.certificates.iter().collect();
+    entries.sort_by(|a, b| a.key.cmp(&b.key));
+    for e in entries {
+        let too_new = e.permissions.iter().find(|(_, a)| {
+            let (major, minor) = first_version(**a);
+            !version.at_least(major, minor)
+        });
+        if let Some((db, access)) = too_new {
+            return Err(PlanError::ServerTooOld {
+                key: e.key.clone(),
+                database: db.clone(),
+                access: *access,
+                url: url.to_string(),
+                version: version.full.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Thumbprints compare as the server writes them: upper-case.
+fn upper(t: &str) -> String {
+    t.to_ascii_uppercase()
+}
+
+/// A name, clearance and permissions: what an edit sets and a comparison looks at.
+#[derive(Clone, Copy)]
+struct Grant<'a> {
+    name: &'a str,
+    clearance: Clearance,
+    permissions: &'a BTreeMap<String, Access>,
+}
+
+impl<'a> Grant<'a> {
+    fn of_entry(e: &'a CertEntry) -> Grant<'a> {
+        Grant {
+            name: &e.name,
+            clearance: e.clearance,
+            permissions: &e.permissions,
+        }
+    }
+    fn of_set(s: &'a RegistrationFields) -> Grant<'a> {
+        Grant {
+            name: &s.name,
+            clearance: s.clearance,
+            permissions: &s.permissions,
+        }
+    }
+    /// A client registration's grant; None for a server's own or an unauthenticated one.
+    fn of_registration(r: &'a Registration) -> Option<Grant<'a>> {
+        Some(Grant {
+            name: &r.name,
+            clearance: r.clearance.client()?,
+            permissions: &r.permissions,
+        })
+    }
+    fn access(self) -> (Clearance, &'a BTreeMap<String, Access>) {
+        (self.clearance, self.permissions)
+    }
+    /// Which of name, clearance and permissions differ.
+    fn differing(self, other: Grant<'_>) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.name != other.name {
+            out.push("name");
+        }
+        if self.clearance != other.clearance {
+            out.push("clearance");
+        }
+        if self.permissions != other.permissions {
+            out.push("permissions");
+        }
+        out
+    }
+}
+
+/// The field-by-field changes from `old` (None: nothing registered) to `new`.
+fn field_changes(old: Option<Grant<'_>>, new: Grant<'_>) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    let old_name = old.map(|o| o.name.to_string());
+    if old_name.as_deref() != Some(new.name) {
+        out.push(FieldChange::new(
+            Field::Name,
+            old_name,
+            Some(new.name.to_string()),
+        ));
+    }
+    let old_clearance = old.map(|o| o.clearance);
+    if old_clearance != Some(new.clearance) {
+        out.push(FieldChange::new(
+            Field::Clearance,
+            old_clearance.map(|c| c.to_string()),
+            Some(new.clearance.to_string()),
+        ));
+    }
+    let none = BTreeMap::new();
+    let old_perms = old.map_or(&none, |o| o.permissions);
+    let dbs: BTreeSet<&String> = old_perms.keys().chain(new.permissions.keys()).collect();
+    for db in dbs {
+        let (o, n) = (old_perms.get(db), new.permissions.get(db));
+        if o != n {
+            out.push(FieldChange::new(
+                Field::Database(db.clone()),
+                o.map(|a| a.to_string()),
+                n.map(|a| a.to_string()),
+            ));
+        }
+    }
+    out
+}
+
+fn registration_fields(r: &Registration) -> Fields {
+    Fields {
+        thumbprint: Some(upper(&r.thumbprint)),
+        name: Some(r.name.clone()),
+        clearance: r.clearance.client(),
+        permissions: Some(r.permissions.clone()),
+        not_after: None,
+    }
+}
+
+/// An unregister, and whether it counts against `max_deletions` (one ravencert did not
+/// register: the store plan has not counted it).
+struct Unregister {
+    change: ClusterChange,
+    counted: bool,
+}
+
+/// One cluster planning: its inputs, the lookups its parts share, the warnings they collect.
+struct ClusterPlanner<'a> {
+    listing: &'a ClusterListing,
+    opts: &'a ClusterOptions,
+    /// The store's certificates: primaries before their secondaries, in key order.
+    desired: Vec<&'a CertEntry>,
+    /// The store's known thumbprints (upper-case).
+    desired_thumbprints: BTreeSet<String>,
+    /// The cluster's registrations by upper-case thumbprint.
+    on_cluster: BTreeMap<String, &'a Registration>,
+    /// Per client key, the cluster's registrations of its store certificates.
+    registered_by_key: BTreeMap<&'a str, Vec<&'a Registration>>,
+    /// Per name, the cluster's registrations ravencert set that the store no longer holds.
+    retired_by_name: BTreeMap<&'a str, Vec<&'a Registration>>,
+    /// Per name, the store's certificate in use under it (else its first).
+    owners: BTreeMap<&'a str, &'a CertEntry>,
+    warnings: Vec<String>,
+}
+
+impl<'a> ClusterPlanner<'a> {
+    fn new(
+        projected: &'a Registry,
+        listing: &'a ClusterListing,
+        opts: &'a ClusterOptions,
+    ) -> ClusterPlanner<'a> {
+        let mut desired: Vec<&CertEntry> = projected.certificates.iter().collect();
+        desired.sort_by(|a, b| {
+            (&a.key, a.collection_primary.is_some(), &a.thumbprint).cmp(&(
+                &b.key,
+                b.collection_primary.is_some(),
+                &b.thumbprint,
+            ))
+        });
+        let mut planner = ClusterPlanner {
+            listing,
+            opts,
+            desired_thumbprints: desired
+                .iter()
+                .filter(|e| is_thumbprint(&e.thumbprint))
+                .map(|e| upper(&e.thumbprint))
+                .collect(),
+            desired,
+            on_cluster: listing
+                .registrations
+                .iter()
+                .map(|r| (upper(&r.thumbprint), r))
+                .collect(),
+            registered_by_key: BTreeMap::new(),
+            retired_by_name: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            warnings: Vec::new(),
+        };
+        planner.index();
+        planner
+    }
+
+    /// The lookups by key and name, built once (a cluster can hold thousands).
+    fn index(&mut self) {
+        for &e in &self.desired {
+            let active = e.retire_after.is_none() && e.collection_primary.is_none();
+            let owner = self.owners.entry(&e.name).or_insert(e);
+            if active && !(owner.retire_after.is_none() && owner.collection_primary.is_none()) {
+                *owner = e;
+            }
+            let registered = is_thumbprint(&e.thumbprint)
+                .then(|| self.on_cluster.get(&upper(&e.thumbprint)).copied())
+                .flatten();
+            if let Some(r) = registered {
+                self.registered_by_key.entry(&e.key).or_default().push(r);
+            }
+        }
+        for (t, r) in &self.on_cluster {
+            if self.opts.last_set.contains_key(t) && !self.desired_thumbprints.contains(t) {
+                self.retired_by_name.entry(&r.name).or_default().push(r);
+            }
+        }
+    }
+
+    /// A register or an edit per store certificate the cluster does not hold as declared.
+    fn desired_changes(&mut self) -> Vec<ClusterChange> {
+        let mut changes = Vec::new();
+        for e in self.desired.clone() {
+            let registered = is_thumbprint(&e.thumbprint)
+                .then(|| self.on_cluster.get(&upper(&e.thumbprint)).copied())
+                .flatten();
+            let change = match registered {
+                None => Some(self.register(e)),
+                Some(r) => self.edit(e, r),
+            };
+            changes.extend(change);
+        }
+        changes
+    }
+
+    fn register(&self, e: &CertEntry) -> ClusterChange {
+        let mut reason = "not registered on the cluster".to_string();
+        if let Some(primary) = &e.collection_primary {
+            reason.push_str(&format!(" (collection secondary of {})", shown(primary)));
+        } else if let Some(until) = e.retire_after {
+            reason.push_str(&format!(
+                " (old certificate kept through the rotation overlap until {})",
+                until.date()
+            ));
+        }
+        let new = Grant::of_entry(e);
+        let priors = self.priors(e);
+        let escalation = if priors.is_empty() {
+            widens(None, new.access())
+        } else {
+            priors
+                .iter()
+                .all(|p| widens(Some(p.access()), new.access()))
+        };
+        ClusterChange {
+            action: ClusterAction::Register,
+            key: Some(e.key.clone()),
+            name: e.name.clone(),
+            thumbprint: is_thumbprint(&e.thumbprint).then(|| upper(&e.thumbprint)),
+            reason,
+            escalation,
+            before: None,
+            after: Some(entry_fields(e)),
+            fields: field_changes(None, new),
+            collection_primary: e.collection_primary.clone(),
+        }
+    }
+
+    /// The grants the cluster already gives this client through other certificates (its other
+    /// store certificates, or those ravencert registered under its name): a re-issue with the
+    /// same access is no escalation.
+    fn priors(&self, e: &CertEntry) -> Vec<Grant<'a>> {
+        let mine = self.registered_by_key.get(e.key.as_str());
+        let retired = self.retired_by_name.get(e.name.as_str());
+        mine.into_iter()
+            .chain(retired)
+            .flatten()
+            .filter_map(|r| Grant::of_registration(r))
+            .collect()
+    }
+
+    fn edit(&mut self, e: &CertEntry, r: &Registration) -> Option<ClusterChange> {
+        let Some(have) = Grant::of_registration(r) else {
+            self.warnings.push(format!(
+                "cluster: certificate {} of client '{}' is registered on the cluster as {}; ravencert never changes such a registration — remove it in the Studio if it is wrong",
+                upper(&e.thumbprint),
+                e.key,
+                r.clearance
+            ));
+            return None;
+        };
+        let want = Grant::of_entry(e);
+        let differing = have.differing(want);
+        if differing.is_empty() {
+            return None;
+        }
+        let reason = match self.opts.last_set.get(&upper(&e.thumbprint)) {
+            Some(set) if Grant::of_set(set).differing(want).is_empty() => {
+                "changed on the cluster outside ravencert".to_string()
+            }
+            Some(set) => format!(
+                "{} changed in certs.toml",
+                Grant::of_set(set).differing(want).join(", ")
+            ),
+            None => format!(
+                "{} {} from the store",
+                differing.join(", "),
+                if differing.len() == 1 {
+                    "differs"
+                } else {
+                    "differ"
+                }
+            ),
+        };
+        Some(ClusterChange {
+            action: ClusterAction::Edit,
+            key: Some(e.key.clone()),
+            name: e.name.clone(),
+            thumbprint: Some(upper(&e.thumbprint)),
+            reason,
+            escalation: widens(Some(have.access()), want.access()),
+            before: Some(registration_fields(r)),
+            after: Some(entry_fields(e)),
+            fields: field_changes(Some(have), want),
+            collection_primary: e.collection_primary.clone(),
+        })
+    }
+
+    /// Whether ravencert must never unregister `r`: a server's own certificate, a well-known
+    /// admin, the certificate ravencert authenticates with.
+    fn protected(&self, r: &Registration) -> bool {
+        let t = upper(&r.thumbprint);
+        let listed = |ts: &[String]| ts.iter().any(|s| upper(s) == t);
+        r.clearance.client().is_none()
+            || listed(&self.listing.server_thumbprints)
+            || listed(&self.listing.well_known_admins)
+            || self.opts.admin_thumbprint.as_deref().map(upper) == Some(t)
+    }
+
+    /// The store's certificate in use for the client declared under `name`, if any.
+    fn owner(&self, name: &str) -> Option<&'a CertEntry> {
+        self.owners.get(name).copied()
+    }
+}
+
+impl ClusterPlanner<'_> {
+    /// An unregister per registration the store does not hold that ravencert may remove, in
+    /// name order; a warning for each one it keeps. A collection's secondaries go with their
+    /// primary (the server removes them with it, and refuses to remove one alone).
+    fn unregisters(&mut self) -> Vec<Unregister> {
+        let mut strays: Vec<&Registration> = self
+            .listing
+            .registrations
+            .iter()
+            .filter(|r| !self.desired_thumbprints.contains(&upper(&r.thumbprint)))
+            .collect();
+        strays.sort_by_key(|r| (r.name.clone(), upper(&r.thumbprint)));
+        let mut out = Vec::new();
+        for r in strays.iter().filter(|r| r.collection_primary.is_none()) {
+            out.extend(self.unregister(r));
+        }
+        let gone: BTreeSet<String> = out
+            .iter()
+            .filter_map(|u| u.change.thumbprint.clone())
+            .collect();
+        for r in strays {
+            let Some(primary) = &r.collection_primary else {
+                continue;
+            };
+            if gone.contains(&upper(primary)) || self.protected(r) {
+                continue;
+            }
+            self.warnings.push(format!(
+                "cluster: certificate {} ('{}') is registered as a secondary of {}, which stays; the store does not hold it, but RavenDB removes a secondary only with its primary — remove the collection in the Studio if it is wrong",
+                upper(&r.thumbprint),
+                r.name,
+                upper(primary)
+            ));
+        }
+        out
+    }
+
+    /// The unregister of one registration the store does not hold, or None (and a warning)
+    /// when it stays.
+    fn unregister(&mut self, r: &Registration) -> Option<Unregister> {
+        let t = upper(&r.thumbprint);
+        let ours = self.opts.last_set.contains_key(&t);
+        if self.protected(r) {
+            if ours && self.opts.admin_thumbprint.as_deref().map(upper) == Some(t.clone()) {
+                self.warnings.push(format!(
+                    "cluster: certificate {t} ('{}') is no longer in the store, but ravencert authenticates with it: it stays registered until ravencert uses another",
+                    r.name
+                ));
+            }
+            return None;
+        }
+        let owner = self.owner(&r.name);
+        let reason = match (ours, owner) {
+            (true, Some(o)) => format!(
+                "no longer in the store: clients.{} now uses {}",
+                o.key,
+                certificate(&o.thumbprint)
+            ),
+            (true, None) => "no longer in the store (registered by ravencert)".to_string(),
+            (false, _) if !self.opts.prune => {
+                self.warnings.push(self.kept_warning(r, owner));
+                return None;
+            }
+            (false, Some(o)) => format!(
+                "registered under the name of clients.{}, but the store does not hold it ([cluster] prune = true)",
+                o.key
+            ),
+            (false, None) => "not in the store ([cluster] prune = true)".to_string(),
+        };
+        let change = ClusterChange {
+            action: ClusterAction::Unregister,
+            key: owner.map(|o| o.key.clone()),
+            name: r.name.clone(),
+            thumbprint: Some(t),
+            reason,
+            escalation: false,
+            before: Some(registration_fields(r)),
+            after: None,
+            fields: Vec::new(),
+            collection_primary: None,
+        };
+        Some(Unregister {
+            change,
+            counted: !ours,
+        })
+    }
+
+    /// Why a registration the store does not hold stays (prune is off): under a declared
+    /// client's name, both thumbprints, so that a foreign certificate is never silently kept
+    /// in place of the client's own.
+    fn kept_warning(&self, r: &Registration, owner: Option<&CertEntry>) -> String {
+        let t = upper(&r.thumbprint);
+        match owner {
+            Some(o) => format!(
+                "cluster: certificate {t} is registered under the name '{}' of clients.{}, whose certificate in the store is {}; the store does not hold {t}, so it is neither replaced nor removed — remove it in the Studio, or set [cluster] prune = true to unregister it",
+                r.name,
+                o.key,
+                certificate(&o.thumbprint)
+            ),
+            None => format!(
+                "cluster: certificate {t} ('{}', {}) is registered on the cluster but not in the store; it is kept because [cluster] prune = false",
+                r.name, r.clearance
+            ),
+        }
+    }
+
+    /// The deletion guards, counting the unregisters the store plan has not counted.
+    fn guard(&self, unregisters: &[Unregister]) -> Result<(), PlanError> {
+        let counted: Vec<String> = unregisters
+            .iter()
+            .filter(|u| u.counted)
+            .map(|u| {
+                format!(
+                    "cluster: '{}' {}",
+                    u.change.name,
+                    u.change.thumbprint.as_deref().unwrap_or_default()
+                )
+            })
+            .collect();
+        let max = self.opts.max_deletions;
+        let count = self.opts.store_deletions + counted.len();
+        if max > 0 && !counted.is_empty() && count > max as usize {
+            let mut keys = Vec::new();
+            if self.opts.store_deletions > 0 {
+                keys.push(format!("{} in the store", self.opts.store_deletions));
+            }
+            keys.extend(counted);
+            return Err(PlanError::TooManyDeletions {
+                count,
+                max,
+                keys: keys.join(", "),
+            });
+        }
+        if !unregisters.is_empty() && self.desired.is_empty() && !self.opts.allow_delete_all {
+            return Err(PlanError::UnregistersAll {
+                url: self.opts.url.clone(),
+                names: unregisters
+                    .iter()
+                    .map(|u| format!("'{}'", u.change.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A store certificate for a message: its thumbprint, or what stands for one only the apply
+/// knows.
+fn certificate(thumbprint: &str) -> String {
+    if is_thumbprint(thumbprint) {
+        upper(thumbprint)
+    } else {
+        format!("a new certificate ({})", shown(thumbprint))
+    }
+}
