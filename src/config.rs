@@ -627,10 +627,12 @@ struct Checker<'a> {
 fn redact(line: &str) -> String {
     // The first `password =` on the line, wherever `password_env`/`password_file` stand
     // before it (an inline table names them all on one line).
-    let at = line
-        .match_indices("password")
-        .map(|(i, _)| i)
-        .find(|i| line[i + "password".len()..].trim_start().starts_with('='));
+    let at = line.match_indices("password").map(|(i, _)| i).find(|i| {
+        // A quoted key (`"password" = ...`) is the same key to TOML.
+        let rest = &line[i + "password".len()..];
+        let rest = rest.strip_prefix(['"', '\'']).unwrap_or(rest);
+        rest.trim_start().starts_with('=')
+    });
     let line = match at {
         Some(i) => format!("{}password = ***", &line[..i]),
         None => line.to_string(),
@@ -1652,6 +1654,8 @@ mod tests {
             r#"certificates = [{ path = "a.pfx", password_env = "A", password = ***"#
         );
         assert_eq!(redact(r#"password_env = "A""#), r#"password_env = "A""#);
+        assert_eq!(redact(r#""password" = "s3cret""#), r#""password = ***"#);
+        assert_eq!(redact("'password' = 's3cret'"), "'password = ***");
     }
 
     #[test]
