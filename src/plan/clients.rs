@@ -348,23 +348,26 @@ fn field_changes(old: &CertEntry, new: &ClientDesired) -> Vec<FieldChange> {
             Some(new.clearance.to_string()),
         ));
     }
-    let dbs: BTreeSet<&String> = old
-        .permissions
-        .keys()
-        .chain(new.permissions.keys())
-        .collect();
-    for db in dbs {
-        let o = old.permissions.get(db);
-        let n = new.permissions.get(db);
-        if o != n {
-            out.push(FieldChange::new(
-                Field::Database(db.clone()),
-                o.map(|a| a.to_string()),
-                n.map(|a| a.to_string()),
-            ));
-        }
-    }
+    out.extend(permission_changes(&old.permissions, &new.permissions));
     out
+}
+
+/// One change per database whose access differs (added, removed or another level).
+pub(super) fn permission_changes(
+    old: &BTreeMap<String, Access>,
+    new: &BTreeMap<String, Access>,
+) -> Vec<FieldChange> {
+    let dbs: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    dbs.into_iter()
+        .filter(|db| old.get(*db) != new.get(*db))
+        .map(|db| {
+            FieldChange::new(
+                Field::Database(db.clone()),
+                old.get(db).map(|a| a.to_string()),
+                new.get(db).map(|a| a.to_string()),
+            )
+        })
+        .collect()
 }
 
 fn field_changes_from_nothing(c: &ClientDesired) -> Vec<FieldChange> {

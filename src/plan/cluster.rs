@@ -380,17 +380,10 @@ fn field_changes(old: Option<Grant<'_>>, new: Grant<'_>) -> Vec<FieldChange> {
     }
     let none = BTreeMap::new();
     let old_perms = old.map_or(&none, |o| o.permissions);
-    let dbs: BTreeSet<&String> = old_perms.keys().chain(new.permissions.keys()).collect();
-    for db in dbs {
-        let (o, n) = (old_perms.get(db), new.permissions.get(db));
-        if o != n {
-            out.push(FieldChange::new(
-                Field::Database(db.clone()),
-                o.map(|a| a.to_string()),
-                n.map(|a| a.to_string()),
-            ));
-        }
-    }
+    out.extend(super::clients::permission_changes(
+        old_perms,
+        new.permissions,
+    ));
     out
 }
 
