@@ -73,6 +73,15 @@ fn follow_args<'a>(remote: &'a Path, store: &'a Path) -> Vec<&'a str> {
     ]
 }
 
+/// Commits everything in the work tree `work` and pushes it to `remote`'s main: what a merged
+/// pull request does to the branch the daemons follow. Returns the commit id.
+#[track_caller]
+fn publish(env: &Env, work: &Path, remote: &Path, message: &str) -> String {
+    let commit = commit_all(env, work, message);
+    git(env, work, &["push", "-q", remote.to_str().unwrap(), "main"]);
+    commit
+}
+
 /// Commits everything in the work tree at `cwd`; returns the commit id.
 #[track_caller]
 fn commit_all(env: &Env, cwd: &Path, message: &str) -> String {
@@ -762,12 +771,7 @@ rm -f n.key n.pem alice.key bob.key
 "#,
     );
     fs::write(work.join("certs.toml"), FLEET_CONFIG).unwrap();
-    let c1 = commit_all(env, &work, "fleet v1");
-    git(
-        env,
-        &work,
-        &["push", "-q", remote.to_str().unwrap(), "main"],
-    );
+    let c1 = publish(env, &work, &remote, "fleet v1");
     (remote, work, c1)
 }
 
@@ -811,12 +815,7 @@ fn a_fleet_following_one_repository_converges_to_the_same_registry() {
         FLEET_CONFIG.replace("Orders = \"Read\"", "Orders = \"ReadWrite\""),
     )
     .unwrap();
-    let c2 = commit_all(&env, &work, "alice writes orders");
-    git(
-        &env,
-        &work,
-        &["push", "-q", remote.to_str().unwrap(), "main"],
-    );
+    let c2 = publish(&env, &work, &remote, "alice writes orders");
     wait_fleet_at(&env, &daemons, &format!("main@sha1:{c2}"));
 
     let registries: Vec<Vec<u8>> = (1..=3)
@@ -866,12 +865,7 @@ fn a_fleet_records_a_commit_that_changes_nothing_in_the_registry() {
     let mut daemons = fleet_daemons(&env, &remote, 1);
     wait_fleet_at(&env, &daemons, &format!("main@sha1:{c1}"));
     fs::write(work.join("README.md"), "who may connect to the cluster\n").unwrap();
-    let c2 = commit_all(&env, &work, "readme");
-    git(
-        &env,
-        &work,
-        &["push", "-q", remote.to_str().unwrap(), "main"],
-    );
+    let c2 = publish(&env, &work, &remote, "readme");
     daemons[0].wait_log(&format!("commit {}", &c2[..12]));
     assert_eq!(
         revision_of(&env, &env.path("store1")).as_deref(),
@@ -931,12 +925,7 @@ fn watch_git_logs_an_invalid_commit_and_applies_the_next_one() {
         "certificates = [{ path = \"nodes/a.pfx\" }]\nexport = \"exports/cluster.pfx\"",
     );
     fs::write(work.join("certs.toml"), &config).unwrap();
-    let c1b = commit_all(&env, &work, "export");
-    git(
-        &env,
-        &work,
-        &["push", "-q", remote.to_str().unwrap(), "main"],
-    );
+    let c1b = publish(&env, &work, &remote, "export");
     assert_ne!(c1, c1b);
     fs::create_dir_all(env.path("m1")).unwrap();
     let store = env.path("m1/store");
@@ -960,12 +949,7 @@ fn watch_git_logs_an_invalid_commit_and_applies_the_next_one() {
     // A broken commit: logged, nothing applied.
     let registry = fs::read(store.join("registry.toml")).unwrap();
     fs::write(work.join("certs.toml"), "version = 1\n[clients.x\n").unwrap();
-    let c2 = commit_all(&env, &work, "broken");
-    git(
-        &env,
-        &work,
-        &["push", "-q", remote.to_str().unwrap(), "main"],
-    );
+    let c2 = publish(&env, &work, &remote, "broken");
     d.wait_log(&format!("commit {}", &c2[..12]));
     d.wait_log("is invalid");
     assert_eq!(fs::read(store.join("registry.toml")).unwrap(), registry);
@@ -976,12 +960,7 @@ fn watch_git_logs_an_invalid_commit_and_applies_the_next_one() {
         config.replace("clearance = \"Operator\"", "clearance = \"ClusterAdmin\""),
     )
     .unwrap();
-    let c3 = commit_all(&env, &work, "fixed, bob is admin");
-    git(
-        &env,
-        &work,
-        &["push", "-q", remote.to_str().unwrap(), "main"],
-    );
+    let c3 = publish(&env, &work, &remote, "fixed, bob is admin");
     wait_until(
         "the fixed commit to be applied",
         || d.context(),
@@ -1314,12 +1293,7 @@ fn watch_git_refuses_a_committed_link_and_never_checks_out() {
 
     fs::remove_file(work.join("certs.toml")).unwrap();
     std::os::unix::fs::symlink(&shadow, work.join("certs.toml")).unwrap();
-    let c2 = commit_all(&env, &work, "link");
-    git(
-        &env,
-        &work,
-        &["push", "-q", remote.to_str().unwrap(), "main"],
-    );
+    let c2 = publish(&env, &work, &remote, "link");
     daemons[0].wait_log(&format!("commit {}", &c2[..12]));
     daemons[0].wait_log("is invalid");
     let log = daemons[0].log();
@@ -1336,12 +1310,7 @@ fn watch_git_refuses_a_committed_link_and_never_checks_out() {
     fs::write(work.join("certs.toml"), FLEET_CONFIG).unwrap();
     fs::remove_file(work.join("nodes/a.pfx")).unwrap();
     std::os::unix::fs::symlink(&shadow, work.join("nodes/a.pfx")).unwrap();
-    let c3 = commit_all(&env, &work, "node link");
-    git(
-        &env,
-        &work,
-        &["push", "-q", remote.to_str().unwrap(), "main"],
-    );
+    let c3 = publish(&env, &work, &remote, "node link");
     daemons[0].wait_log(&format!("commit {}", &c3[..12]));
     daemons[0].wait_log("nodes/a.pfx is a symbolic link at revision");
     assert!(!daemons[0].log().contains("SHADOWHASH"));
@@ -1378,12 +1347,7 @@ fn watch_git_refuses_export_paths_the_machine_did_not_allow() {
             ),
         )
         .unwrap();
-        let c = commit_all(&env, &work, &format!("export {i}"));
-        git(
-            &env,
-            &work,
-            &["push", "-q", remote.to_str().unwrap(), "main"],
-        );
+        let c = publish(&env, &work, &remote, &format!("export {i}"));
         d.wait_log(&format!("commit {}", &c[..12]));
         d.wait_log_count("--allow-export-path", i);
         assert!(!elsewhere.exists(), "{export}: {}", d.context());
@@ -1417,12 +1381,7 @@ fn watch_git_cache_and_export_folder_modes_under_umask_000() {
         ),
     )
     .unwrap();
-    let c = commit_all(&env, &work, "export");
-    git(
-        &env,
-        &work,
-        &["push", "-q", remote.to_str().unwrap(), "main"],
-    );
+    let c = publish(&env, &work, &remote, "export");
     let watch = |name: &str, store: &Path| {
         env.cmd(&follow_args(&remote, store))
             .umask(0o000)
