@@ -17,7 +17,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,7 @@ pub struct RavenServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
     ready_after: Duration,
+    last_exit: Option<ExitStatus>,
 }
 
 impl RavenServer {
@@ -139,6 +140,7 @@ impl RavenServer {
             dir,
             child: None,
             ready_after: Duration::ZERO,
+            last_exit: None,
         };
         server.spawn_and_wait();
         server
@@ -199,7 +201,8 @@ impl RavenServer {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        if let Ok(Some(_)) = child.try_wait() {
+        if let Ok(Some(status)) = child.try_wait() {
+            self.last_exit = Some(status);
             return;
         }
         // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
@@ -208,13 +211,20 @@ impl RavenServer {
         }
         let deadline = Instant::now() + STOP_TIMEOUT;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.last_exit = Some(status);
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = child.kill();
-        let _ = child.wait();
+        self.last_exit = child.wait().ok();
+    }
+
+    /// How the server process last ended (after [`RavenServer::stop`]): a clean SIGTERM stop is
+    /// not `signal() == Some(SIGKILL)`.
+    pub fn last_exit(&self) -> Option<ExitStatus> {
+        self.last_exit
     }
 
     /// Stops the server and starts it again on the same port with the same data directory, and
