@@ -261,6 +261,7 @@ pub struct Client {
     /// The node that answered last, asked first next time.
     active: AtomicUsize,
     body_log: Option<BodyLog>,
+    handshakes: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Client {
@@ -282,6 +283,7 @@ impl Client {
             .map(|u| check_url(u))
             .collect::<Result<Vec<_>>>()?;
         let tls = OpensslTls::new(&options.identity, &options.pin)?;
+        let handshakes = tls.handshakes.clone();
         let agent = ureq::AgentBuilder::new()
             .tls_connector(Arc::new(tls))
             .resolver(FixedResolver(options.resolve.clone()))
@@ -294,6 +296,7 @@ impl Client {
             urls,
             active: AtomicUsize::new(0),
             body_log: None,
+            handshakes,
         })
     }
 
@@ -307,6 +310,11 @@ impl Client {
     pub fn url(&self) -> &str {
         let i = self.active.load(Ordering::Relaxed);
         self.urls.get(i).map_or("", String::as_str)
+    }
+
+    /// How many TLS connections this client has opened (kept-alive ones are reused).
+    pub fn connections_opened(&self) -> usize {
+        self.handshakes.load(Ordering::Relaxed)
     }
 
     /// The server's version (`GET /build/version`).
@@ -704,6 +712,8 @@ enum TlsRefusal {
 /// ureq's TLS: OpenSSL with the client certificate and the pin.
 struct OpensslTls {
     connector: SslConnector,
+    /// TLS connections opened so far (for the keep-alive checks).
+    handshakes: Arc<AtomicUsize>,
     /// `Some` for [`Pin::Thumbprints`]: checked after the handshake, before any request byte.
     thumbprints: Option<Vec<String>>,
 }
@@ -742,6 +752,7 @@ impl OpensslTls {
         };
         Ok(OpensslTls {
             connector: builder.build(),
+            handshakes: Arc::new(AtomicUsize::new(0)),
             thumbprints,
         })
     }
@@ -804,6 +815,7 @@ impl ureq::TlsConnector for OpensslTls {
         io: Box<dyn ureq::ReadWrite>,
     ) -> std::result::Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
         let refuse = |r: TlsRefusal| ureq::Error::from(io::Error::other(r));
+        self.handshakes.fetch_add(1, Ordering::Relaxed);
         let mut config = self
             .connector
             .configure()

@@ -4,10 +4,8 @@
 //! registered with PUT authenticates too, also after a restart.
 
 mod common;
-#[path = "common/ravendb.rs"]
-mod ravendb;
 
-use common::{openssl, Env};
+use common::{openssl, ravendb, Env};
 use ravendb::{ClientCert, Pin, RavenServer};
 use std::os::unix::process::ExitStatusExt;
 use std::time::Instant;
@@ -157,7 +155,11 @@ fn ravencert_output_runs_a_real_ravendb_41_server() {
     server.stop();
     let exit = server.last_exit().expect("stopped");
     eprintln!("stop took {:?}: {exit}", stopping.elapsed());
-    assert_ne!(exit.signal(), Some(libc::SIGKILL), "{exit}");
+    assert_ne!(
+        exit.signal(),
+        Some(rustix::process::Signal::KILL.as_raw()),
+        "{exit}"
+    );
     let log = server.log();
     let available = format!("Server available on: {}", server.url());
     assert_eq!(log.matches(&available).count(), 2, "{log}");
