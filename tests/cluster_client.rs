@@ -501,3 +501,25 @@ fn measure_300_registrations_on_one_connection() {
     let keys: Vec<Vec<u8>> = made.iter().take(10).map(|m| m.1.clone()).collect();
     assert_no_private_key(&log, &keys);
 }
+
+#[test]
+fn a_node_that_hangs_is_skipped_after_the_timeout() {
+    let c = cluster();
+    // Accepts TCP connections (the kernel's backlog) but never says a word.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hanging_url = format!("https://{}", hanging.local_addr().unwrap());
+    let mut options = c.options(
+        vec![hanging_url, c.server.url()],
+        Pin::Thumbprints(vec![c.server_thumb.clone()]),
+    );
+    options.timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let v = Client::new(&options).unwrap().version().unwrap();
+    let took = started.elapsed();
+    eprintln!("hanging node skipped after {took:?}");
+    assert_eq!(v.product_version, "4.1");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
