@@ -8,6 +8,7 @@
 pub mod daemon;
 pub mod folder;
 pub mod openssl;
+pub mod ravendb;
 pub mod review;
 pub mod run;
 pub mod synthetic;

@@ -1,0 +1,1003 @@
+//! The RavenDB REST client of the cluster target (SPEC §7): list, register, edit and unregister
+//! certificates, and read the server version, over HTTPS with a client certificate.
+//!
+//! - TLS is OpenSSL's (rustls refuses the CA-as-end-entity server certificate ravencert
+//!   generates). The server is pinned by [`Pin`]: the store's server thumbprints, a CA file, or
+//!   the system's roots.
+//! - One [`Client`] keeps one HTTP agent: connections are kept alive and reused, every request
+//!   has the configured timeout, and redirects are never followed.
+//! - The urls are tried in order; a node that does not answer (connect error or timeout) is
+//!   skipped with a warning naming it, and the node that answered is asked first next time. A
+//!   node that answers with an error is not skipped: its error is the result.
+//! - Only public certificates are ever sent (base64 DER in `register`); the request bodies can
+//!   be captured with [`Client::with_body_log`] so tests can check that.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openssl::pkcs12::Pkcs12;
+use openssl::pkey::PKey;
+use openssl::ssl::{HandshakeError, SslConnector, SslMethod, SslStream, SslVerifyMode};
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::X509;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::model::{Access, Clearance};
+use crate::pki;
+
+/// The largest response body read (a listing of 1,000 certificates is about 1 MB).
+const MAX_RESPONSE: u64 = 64 * 1024 * 1024;
+/// The longest server message quoted in an error when the body is not RavenDB's JSON.
+const MAX_QUOTED: usize = 500;
+
+/// What can go wrong talking to the cluster. Every case names the node URL.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// `[cluster] urls` is empty.
+    #[error("no cluster url to connect to: list at least one node in [cluster] urls")]
+    NoUrls,
+    /// A url that is not an `https://` URL.
+    #[error("cluster url {url:?} is not usable: {detail}; write it as https://host:port")]
+    BadUrl {
+        /// The url as given.
+        url: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The client certificate or its key could not be used.
+    #[error("the admin certificate cannot be used for TLS: {detail}")]
+    Identity {
+        /// What OpenSSL said.
+        detail: String,
+    },
+    /// The CA file given as the pin holds no usable certificate.
+    #[error("the cluster CA cannot be used: {detail}; give a PEM file with the CA certificate(s)")]
+    Ca {
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// No node answered (connection refused, no route, timeout).
+    #[error("no cluster node answered (tried {url}): {detail}; check that RavenDB runs there and that [cluster] urls are right")]
+    Unreachable {
+        /// The node(s) tried, in order.
+        url: String,
+        /// The last node's failure.
+        detail: String,
+    },
+    /// The TLS handshake failed (certificate verification against the CA, hostname, protocol).
+    #[error("{url}: TLS failed: {detail}")]
+    Tls {
+        /// The node.
+        url: String,
+        /// OpenSSL's reason.
+        detail: String,
+    },
+    /// The server presented a certificate whose thumbprint is not one of the pinned ones.
+    #[error("{url}: the server presented certificate {presented}, but the pin expects {}; refusing to talk to it (is this the right cluster, or was its certificate replaced outside ravencert?)", .expected.join(" or "))]
+    PinMismatch {
+        /// The node.
+        url: String,
+        /// The pinned thumbprints.
+        expected: Vec<String>,
+        /// The thumbprint of the certificate the server presented.
+        presented: String,
+    },
+    /// HTTP 403: the server does not accept the client certificate for this operation.
+    #[error("{url}: access denied (HTTP 403: {message}); the admin certificate is not registered in this cluster or lacks clearance: it must be ClusterAdmin (or Operator for non-admin certificates), e.g. listed in the nodes' Security.WellKnownCertificates.Admin")]
+    Auth {
+        /// The node.
+        url: String,
+        /// The server's message.
+        message: String,
+    },
+    /// Any other HTTP error (RavenDB's JSON `Message` when it sent one).
+    #[error("{url}: the server answered HTTP {status}: {message}")]
+    Server {
+        /// The node.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The answer was not what RavenDB sends.
+    #[error("{url}: unexpected answer: {detail}")]
+    Decode {
+        /// The node and path.
+        url: String,
+        /// What did not parse.
+        detail: String,
+    },
+}
+
+/// Result of the cluster client.
+pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
+
+/// How the server's TLS certificate is verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    /// Accept the connection iff the leaf's SHA-1 thumbprint is one of these (the store's
+    /// server certificates). The hostname is not checked: the pin is stronger.
+    Thumbprints(Vec<String>),
+    /// Verify the chain against these CA certificate(s) (PEM) and the hostname.
+    CaPem(Vec<u8>),
+    /// Verify the chain against the system's roots and the hostname.
+    System,
+}
+
+/// The client certificate ravencert authenticates with.
+#[derive(Clone)]
+pub enum Identity {
+    /// A certificate and its unencrypted private key, PEM (a store's issued bundle).
+    Pem {
+        /// The certificate.
+        cert: Vec<u8>,
+        /// The private key.
+        key: Vec<u8>,
+    },
+    /// A PKCS#12 file with its password.
+    Pfx {
+        /// The file's bytes.
+        der: Vec<u8>,
+        /// Its password (empty for none).
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for Identity {
+    // Never show the key or the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identity::Pem { .. } => f.write_str("Identity::Pem(..)"),
+            Identity::Pfx { .. } => f.write_str("Identity::Pfx(..)"),
+        }
+    }
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The nodes, tried in order (`https://host:port`).
+    pub urls: Vec<String>,
+    /// The client certificate.
+    pub identity: Identity,
+    /// How the server is verified.
+    pub pin: Pin,
+    /// The limit of every request (connect, TLS, send, answer).
+    pub timeout: Duration,
+    /// Fixed addresses for host names (as curl's `--resolve`): `("localhost", 127.0.0.1:8080)`.
+    /// Names not listed resolve through the system.
+    pub resolve: Vec<(String, SocketAddr)>,
+}
+
+/// One request as sent: method, path with query, body bytes (empty when there is none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentRequest {
+    /// `GET`, `PUT`, `POST` or `DELETE`.
+    pub method: String,
+    /// The path and query, e.g. `/admin/certificates?secondary=true`.
+    pub path: String,
+    /// The body as sent.
+    pub body: Vec<u8>,
+}
+
+/// Where [`Client::with_body_log`] records every request.
+pub type BodyLog = Arc<Mutex<Vec<SentRequest>>>;
+
+/// `GET /build/version`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServerVersion {
+    /// Major.minor, e.g. `4.1`.
+    pub product_version: String,
+    /// The build number, e.g. `41001`.
+    pub build_version: i64,
+    /// The full version, e.g. `4.1.0`.
+    #[serde(default)]
+    pub full_version: String,
+}
+
+impl ServerVersion {
+    /// Whether the server is at least `major.minor` (false when its version does not parse).
+    pub fn at_least(&self, major: u32, minor: u32) -> bool {
+        let mut parts = self.product_version.split('.').map(str::parse::<u32>);
+        match (parts.next(), parts.next()) {
+            (Some(Ok(ma)), Some(Ok(mi))) => (ma, mi) >= (major, minor),
+            _ => false,
+        }
+    }
+}
+
+/// A registration's clearance as the server lists it: a client's, or the servers' own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListedClearance {
+    /// A client clearance (ravencert can declare these).
+    Client(Clearance),
+    /// A server certificate of the cluster (never touched by ravencert).
+    ClusterNode,
+    /// The server's value for unknown certificates.
+    UnauthenticatedClients,
+}
+
+/// One certificate registered in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// SHA-1 thumbprint, 40 upper-case hex digits.
+    pub thumbprint: String,
+    /// The name shown in the Studio.
+    pub name: String,
+    /// Its clearance.
+    pub clearance: ListedClearance,
+    /// Database -> access.
+    pub permissions: BTreeMap<String, Access>,
+    /// For a collection's secondary: its primary's thumbprint.
+    pub collection_primary: Option<String>,
+    /// For a collection's primary: its secondaries' thumbprints.
+    pub collection_secondaries: Vec<String>,
+    /// The certificate's expiry, when the server lists it.
+    pub not_after: Option<OffsetDateTime>,
+}
+
+/// `GET /admin/certificates?secondary=true`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// Every registration, secondaries included.
+    pub registrations: Vec<Registration>,
+    /// The thumbprint of the certificate the answering node serves.
+    pub loaded_server_cert: Option<String>,
+    /// The well-known admin thumbprints of the node's settings.
+    pub well_known_admins: Vec<String>,
+}
+
+/// A blocking HTTPS client for one cluster's certificate endpoints.
+pub struct Client {
+    agent: ureq::Agent,
+    urls: Vec<String>,
+    /// The node that answered last, asked first next time.
+    active: AtomicUsize,
+    body_log: Option<BodyLog>,
+    handshakes: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("urls", &self.urls).finish()
+    }
+}
+
+impl Client {
+    /// A client for `options.urls`. Checks the urls, the identity and the pin; connects to
+    /// nothing yet.
+    pub fn new(options: &ClientOptions) -> Result<Client> {
+        if options.urls.is_empty() {
+            return Err(ClusterError::NoUrls);
+        }
+        let urls = options
+            .urls
+            .iter()
+            .map(|u| check_url(u))
+            .collect::<Result<Vec<_>>>()?;
+        let tls = OpensslTls::new(&options.identity, &options.pin)?;
+        let handshakes = tls.handshakes.clone();
+        let agent = ureq::AgentBuilder::new()
+            .tls_connector(Arc::new(tls))
+            .resolver(FixedResolver(options.resolve.clone()))
+            .timeout(options.timeout)
+            .redirects(0)
+            .user_agent(concat!("ravencert/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(Client {
+            agent,
+            urls,
+            active: AtomicUsize::new(0),
+            body_log: None,
+            handshakes,
+        })
+    }
+
+    /// Records every request (method, path, body) in `log`, for tests and audits.
+    pub fn with_body_log(mut self, log: BodyLog) -> Client {
+        self.body_log = Some(log);
+        self
+    }
+
+    /// The node asked first (the one that answered last).
+    pub fn url(&self) -> &str {
+        let i = self.active.load(Ordering::Relaxed);
+        self.urls.get(i).map_or("", String::as_str)
+    }
+
+    /// How many TLS connections this client has opened (kept-alive ones are reused).
+    pub fn connections_opened(&self) -> usize {
+        self.handshakes.load(Ordering::Relaxed)
+    }
+
+    /// The server's version (`GET /build/version`).
+    pub fn version(&self) -> Result<ServerVersion> {
+        let (url, body) = self.send("GET", "/build/version", None)?;
+        serde_json::from_slice(&body).map_err(|e| ClusterError::Decode {
+            url: format!("{url}/build/version"),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Every registered certificate, collection secondaries included.
+    pub fn list(&self) -> Result<Listing> {
+        let path = "/admin/certificates?secondary=true";
+        let (url, body) = self.send("GET", path, None)?;
+        decode_listing(&body).map_err(|detail| ClusterError::Decode {
+            url: format!("{url}{path}"),
+            detail,
+        })
+    }
+
+    /// Registers the public certificate `der` (PUT): RavenDB overwrites an existing
+    /// registration of the same certificate, so this is safe to repeat.
+    pub fn register(
+        &self,
+        name: &str,
+        der: &[u8],
+        clearance: Clearance,
+        permissions: &BTreeMap<String, Access>,
+    ) -> Result<()> {
+        let body = serde_json::json!({
+            "Name": name,
+            "Certificate": openssl::base64::encode_block(der),
+            "SecurityClearance": clearance.to_string(),
+            "Permissions": permissions,
+        });
+        self.send("PUT", "/admin/certificates", Some(&body))
+            .map(drop)
+    }
+
+    /// Sets a registration's name, clearance and permissions (POST .../edit); the certificate
+    /// and its thumbprint stay.
+    pub fn edit(
+        &self,
+        thumbprint: &str,
+        name: &str,
+        clearance: Clearance,
+        permissions: &BTreeMap<String, Access>,
+    ) -> Result<()> {
+        let body = serde_json::json!({
+            "Thumbprint": thumbprint,
+            "Name": name,
+            "SecurityClearance": clearance.to_string(),
+            "Permissions": permissions,
+        });
+        self.send("POST", "/admin/certificates/edit", Some(&body))
+            .map(drop)
+    }
+
+    /// Removes a registration (DELETE); an unknown thumbprint is not an error.
+    pub fn unregister(&self, thumbprint: &str) -> Result<()> {
+        let path = format!("/admin/certificates?thumbprint={}", query_value(thumbprint));
+        self.send("DELETE", &path, None).map(drop)
+    }
+
+    /// Sends one request to the first node that answers, starting with the last one that did.
+    /// Returns that node's url and the response body.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        json: Option<&serde_json::Value>,
+    ) -> Result<(String, Vec<u8>)> {
+        let body = json.map(|j| j.to_string().into_bytes()).unwrap_or_default();
+        if let Some(log) = &self.body_log {
+            if let Ok(mut log) = log.lock() {
+                log.push(SentRequest {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    body: body.clone(),
+                });
+            }
+        }
+        let first = self.active.load(Ordering::Relaxed);
+        let n = self.urls.len();
+        let mut last = String::new();
+        for i in (0..n).map(|k| (first + k) % n) {
+            let url = &self.urls[i];
+            let request = self
+                .agent
+                .request(method, &format!("{url}{path}"))
+                .set("Accept", "application/json");
+            let sent = if json.is_some() {
+                request
+                    .set("Content-Type", "application/json; charset=utf-8")
+                    .send_bytes(&body)
+            } else {
+                request.call()
+            };
+            match answer(url, sent) {
+                Err(Outcome::Unreachable(detail)) => {
+                    tracing::warn!(node = %url, "cluster node did not answer ({detail}); trying the next");
+                    last = detail;
+                }
+                Err(Outcome::Failed(e)) => return Err(e),
+                Ok(body) => {
+                    self.active.store(i, Ordering::Relaxed);
+                    return Ok((url.clone(), body));
+                }
+            }
+        }
+        Err(ClusterError::Unreachable {
+            url: self.urls.join(", "),
+            detail: last,
+        })
+    }
+}
+
+/// Why a request to one node did not give a body.
+enum Outcome {
+    /// The node did not answer: try the next.
+    Unreachable(String),
+    /// The node answered with an error, or TLS refused it: report.
+    Failed(ClusterError),
+}
+
+/// The body of a 2xx answer, or what went wrong.
+fn answer(
+    url: &str,
+    sent: std::result::Result<ureq::Response, ureq::Error>,
+) -> std::result::Result<Vec<u8>, Outcome> {
+    let response = match sent {
+        Ok(r) => r,
+        Err(ureq::Error::Status(status, r)) => {
+            let body = read_body(r).unwrap_or_default();
+            return Err(Outcome::Failed(http_error(url, status, &body)));
+        }
+        Err(ureq::Error::Transport(t)) => return Err(transport_error(url, &t)),
+    };
+    let status = response.status();
+    if !(200..300).contains(&status) {
+        // Redirects are not followed: a node that sends one is misconfigured for ravencert.
+        let location = response.header("Location").unwrap_or("").to_string();
+        return Err(Outcome::Failed(ClusterError::Server {
+            url: url.to_string(),
+            status,
+            message: format!("redirect to {location:?} not followed; give that node's https url in [cluster] urls"),
+        }));
+    }
+    read_body(response).map_err(|e| Outcome::Unreachable(format!("the answer broke off: {e}")))
+}
+
+fn read_body(response: ureq::Response) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    response
+        .into_reader()
+        .take(MAX_RESPONSE)
+        .read_to_end(&mut body)?;
+    Ok(body)
+}
+
+/// An HTTP error status as an error: RavenDB's JSON `Message`, or the start of the body.
+fn http_error(url: &str, status: u16, body: &[u8]) -> ClusterError {
+    #[derive(Deserialize)]
+    struct RavenError {
+        #[serde(rename = "Message")]
+        message: Option<String>,
+    }
+    let message = serde_json::from_slice::<RavenError>(body)
+        .ok()
+        .and_then(|e| e.message)
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            match text.char_indices().nth(MAX_QUOTED) {
+                Some((i, _)) => format!("{}...", &text[..i]),
+                None if text.is_empty() => "(no message)".to_string(),
+                None => text.to_string(),
+            }
+        });
+    let url = url.to_string();
+    if status == 403 {
+        ClusterError::Auth { url, message }
+    } else {
+        ClusterError::Server {
+            url,
+            status,
+            message,
+        }
+    }
+}
+
+/// A failure below HTTP: a TLS refusal (ours, from the connector) is reported; anything else
+/// means the node did not answer.
+fn transport_error(url: &str, t: &ureq::Transport) -> Outcome {
+    let io = std::error::Error::source(t).and_then(|s| s.downcast_ref::<io::Error>());
+    if let Some(refusal) = io.and_then(|e| e.get_ref()?.downcast_ref::<TlsRefusal>()) {
+        let url = url.to_string();
+        return Outcome::Failed(match refusal {
+            TlsRefusal::Pin {
+                expected,
+                presented,
+            } => ClusterError::PinMismatch {
+                url,
+                expected: expected.clone(),
+                presented: presented.clone(),
+            },
+            TlsRefusal::Handshake(detail) => ClusterError::Tls {
+                url,
+                detail: detail.clone(),
+            },
+        });
+    }
+    match t.kind() {
+        ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => {
+            Outcome::Failed(ClusterError::BadUrl {
+                url: url.to_string(),
+                detail: t.to_string(),
+            })
+        }
+        ureq::ErrorKind::BadStatus | ureq::ErrorKind::BadHeader => {
+            Outcome::Failed(ClusterError::Decode {
+                url: url.to_string(),
+                detail: t.to_string(),
+            })
+        }
+        _ => Outcome::Unreachable(t.to_string()),
+    }
+}
+
+/// `https://host[:port]` without a trailing slash, path, query or credentials.
+fn check_url(url: &str) -> Result<String> {
+    let bad = |detail: &str| ClusterError::BadUrl {
+        url: url.to_string(),
+        detail: detail.to_string(),
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| bad("it must start with https://"))?;
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() {
+        return Err(bad("it names no host"));
+    }
+    if host.contains(['/', '?', '#', '@']) || host.chars().any(char::is_whitespace) {
+        return Err(bad(
+            "it must be only the node's address, without a path, query or user",
+        ));
+    }
+    Ok(format!("https://{host}"))
+}
+
+/// A thumbprint is hex; anything else is percent-encoded so it cannot change the query.
+fn query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Upper-case hex without separators, as RavenDB writes thumbprints.
+fn normalize_thumbprint(t: &str) -> String {
+    t.chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+// ---- the listing --------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawListing {
+    results: Vec<RawRegistration>,
+    #[serde(default)]
+    loaded_server_cert: Option<String>,
+    #[serde(default)]
+    well_known_admin_certs: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawRegistration {
+    thumbprint: String,
+    #[serde(default)]
+    name: Option<String>,
+    security_clearance: String,
+    #[serde(default)]
+    permissions: Option<BTreeMap<String, Access>>,
+    #[serde(default)]
+    not_after: Option<String>,
+    #[serde(default)]
+    collection_primary_key: Option<String>,
+    #[serde(default)]
+    collection_secondary_keys: Option<Vec<String>>,
+}
+
+fn decode_listing(body: &[u8]) -> std::result::Result<Listing, String> {
+    let raw: RawListing = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let registrations = raw
+        .results
+        .into_iter()
+        .map(decode_registration)
+        .collect::<std::result::Result<Vec<_>, String>>()?;
+    Ok(Listing {
+        registrations,
+        loaded_server_cert: raw
+            .loaded_server_cert
+            .filter(|t| !t.is_empty())
+            .map(|t| normalize_thumbprint(&t)),
+        well_known_admins: raw
+            .well_known_admin_certs
+            .unwrap_or_default()
+            .iter()
+            .map(|t| normalize_thumbprint(t))
+            .collect(),
+    })
+}
+
+fn decode_registration(raw: RawRegistration) -> std::result::Result<Registration, String> {
+    let clearance = match raw.security_clearance.as_str() {
+        "ClusterAdmin" => ListedClearance::Client(Clearance::ClusterAdmin),
+        "Operator" => ListedClearance::Client(Clearance::Operator),
+        "ValidUser" => ListedClearance::Client(Clearance::ValidUser),
+        "ClusterNode" => ListedClearance::ClusterNode,
+        "UnauthenticatedClients" => ListedClearance::UnauthenticatedClients,
+        other => {
+            return Err(format!(
+                "certificate {}: unknown SecurityClearance {other:?}",
+                raw.thumbprint
+            ))
+        }
+    };
+    let not_after = match raw.not_after.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(parse_date(text).ok_or_else(|| {
+            format!(
+                "certificate {}: NotAfter {text:?} is not a date",
+                raw.thumbprint
+            )
+        })?),
+    };
+    Ok(Registration {
+        thumbprint: normalize_thumbprint(&raw.thumbprint),
+        name: raw.name.unwrap_or_default(),
+        clearance,
+        permissions: raw.permissions.unwrap_or_default(),
+        collection_primary: raw
+            .collection_primary_key
+            .filter(|k| !k.is_empty())
+            .map(|k| normalize_thumbprint(&k)),
+        collection_secondaries: raw
+            .collection_secondary_keys
+            .unwrap_or_default()
+            .iter()
+            .map(|k| normalize_thumbprint(k))
+            .collect(),
+        not_after,
+    })
+}
+
+/// .NET's round-trip form, `2027-11-28T17:05:53.0000000` (UTC) with an optional `Z` or offset.
+fn parse_date(text: &str) -> Option<OffsetDateTime> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Some(t);
+    }
+    let (date, time_part) = text.trim_end_matches('Z').split_once('T')?;
+    let whole = time_part.split('.').next()?;
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    time::PrimitiveDateTime::parse(&format!("{date}T{whole}"), &format)
+        .ok()
+        .map(time::PrimitiveDateTime::assume_utc)
+}
+
+// ---- TLS ----------------------------------------------------------------------------------
+
+/// Why our TLS connector refused a node; carried through ureq inside an `io::Error`.
+#[derive(Debug, thiserror::Error)]
+enum TlsRefusal {
+    #[error("pinned thumbprint mismatch: presented {presented}")]
+    Pin {
+        expected: Vec<String>,
+        presented: String,
+    },
+    #[error("{0}")]
+    Handshake(String),
+}
+
+/// ureq's TLS: OpenSSL with the client certificate and the pin.
+struct OpensslTls {
+    connector: SslConnector,
+    /// TLS connections opened so far (for the keep-alive checks).
+    handshakes: Arc<AtomicUsize>,
+    /// `Some` for [`Pin::Thumbprints`]: checked after the handshake, before any request byte.
+    thumbprints: Option<Vec<String>>,
+}
+
+impl OpensslTls {
+    fn new(identity: &Identity, pin: &Pin) -> Result<OpensslTls> {
+        let identity_error = |e: openssl::error::ErrorStack| ClusterError::Identity {
+            detail: e.to_string(),
+        };
+        let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(identity_error)?;
+        let (cert, key, chain) = load_identity(identity)?;
+        builder.set_certificate(&cert).map_err(identity_error)?;
+        builder.set_private_key(&key).map_err(identity_error)?;
+        builder
+            .check_private_key()
+            .map_err(|e| ClusterError::Identity {
+                detail: format!("the private key does not belong to the certificate ({e})"),
+            })?;
+        for extra in chain {
+            builder
+                .add_extra_chain_cert(extra)
+                .map_err(identity_error)?;
+        }
+        let thumbprints = match pin {
+            Pin::Thumbprints(list) => {
+                // The pin decides; OpenSSL's chain verdict is ignored (a self-issued CA as end
+                // entity would fail it anyway).
+                builder.set_verify(SslVerifyMode::NONE);
+                Some(list.iter().map(|t| normalize_thumbprint(t)).collect())
+            }
+            Pin::CaPem(pem) => {
+                builder.set_cert_store(ca_store(pem)?);
+                None
+            }
+            Pin::System => None,
+        };
+        Ok(OpensslTls {
+            connector: builder.build(),
+            handshakes: Arc::new(AtomicUsize::new(0)),
+            thumbprints,
+        })
+    }
+}
+
+type LoadedIdentity = (X509, PKey<openssl::pkey::Private>, Vec<X509>);
+
+fn load_identity(identity: &Identity) -> Result<LoadedIdentity> {
+    let detail = |what: &str, e: openssl::error::ErrorStack| ClusterError::Identity {
+        detail: format!("{what}: {e}"),
+    };
+    match identity {
+        Identity::Pem { cert, key } => Ok((
+            X509::from_pem(cert).map_err(|e| detail("the certificate is not PEM", e))?,
+            PKey::private_key_from_pem(key)
+                .map_err(|e| detail("the private key is not an unencrypted PEM key", e))?,
+            Vec::new(),
+        )),
+        Identity::Pfx { der, password } => {
+            let parsed = Pkcs12::from_der(der)
+                .and_then(|p| p.parse2(password))
+                .map_err(|e| detail("the .pfx cannot be opened (wrong password?)", e))?;
+            let missing = |what: &str| ClusterError::Identity {
+                detail: format!("the .pfx holds no {what}"),
+            };
+            let chain = parsed
+                .ca
+                .map(|s| s.into_iter().collect())
+                .unwrap_or_default();
+            Ok((
+                parsed.cert.ok_or_else(|| missing("certificate"))?,
+                parsed.pkey.ok_or_else(|| missing("private key"))?,
+                chain,
+            ))
+        }
+    }
+}
+
+fn ca_store(pem: &[u8]) -> Result<openssl::x509::store::X509Store> {
+    let ca_error = |e: openssl::error::ErrorStack| ClusterError::Ca {
+        detail: e.to_string(),
+    };
+    let certs = X509::stack_from_pem(pem).map_err(ca_error)?;
+    if certs.is_empty() {
+        return Err(ClusterError::Ca {
+            detail: "the file holds no PEM certificate".to_string(),
+        });
+    }
+    let mut store = X509StoreBuilder::new().map_err(ca_error)?;
+    for cert in certs {
+        store.add_cert(cert).map_err(ca_error)?;
+    }
+    Ok(store.build())
+}
+
+impl ureq::TlsConnector for OpensslTls {
+    fn connect(
+        &self,
+        dns_name: &str,
+        io: Box<dyn ureq::ReadWrite>,
+    ) -> std::result::Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
+        let refuse = |r: TlsRefusal| ureq::Error::from(io::Error::other(r));
+        self.handshakes.fetch_add(1, Ordering::Relaxed);
+        let mut config = self
+            .connector
+            .configure()
+            .map_err(|e| refuse(TlsRefusal::Handshake(e.to_string())))?;
+        if self.thumbprints.is_some() {
+            config.set_verify_hostname(false);
+        }
+        let stream = config.connect(dns_name, io).map_err(|e| match e {
+            HandshakeError::WouldBlock(_) => ureq::Error::from(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "TLS handshake timed out",
+            )),
+            HandshakeError::SetupFailure(e) => refuse(TlsRefusal::Handshake(e.to_string())),
+            HandshakeError::Failure(mid) => refuse(TlsRefusal::Handshake(handshake_detail(&mid))),
+        })?;
+        if let Some(expected) = &self.thumbprints {
+            let presented = stream
+                .ssl()
+                .peer_certificate()
+                .and_then(|c| c.to_der().ok())
+                .map(|der| pki::thumbprint(&der))
+                .unwrap_or_else(|| "(none)".to_string());
+            if !expected.contains(&presented) {
+                return Err(refuse(TlsRefusal::Pin {
+                    expected: expected.clone(),
+                    presented,
+                }));
+            }
+        }
+        Ok(Box::new(TlsStream(stream)))
+    }
+}
+
+/// OpenSSL's reason, with the verification verdict when that was it.
+fn handshake_detail(mid: &openssl::ssl::MidHandshakeSslStream<Box<dyn ureq::ReadWrite>>) -> String {
+    let verify = mid.ssl().verify_result();
+    if verify == openssl::x509::X509VerifyResult::OK {
+        mid.error().to_string()
+    } else {
+        format!(
+            "the server certificate did not verify: {}",
+            verify.error_string()
+        )
+    }
+}
+
+/// An OpenSSL stream as ureq's transport.
+#[derive(Debug)]
+struct TlsStream(SslStream<Box<dyn ureq::ReadWrite>>);
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl ureq::ReadWrite for TlsStream {
+    fn socket(&self) -> Option<&TcpStream> {
+        self.0.get_ref().socket()
+    }
+}
+
+/// `ClientOptions::resolve` first, then the system.
+struct FixedResolver(Vec<(String, SocketAddr)>);
+
+impl ureq::Resolver for FixedResolver {
+    fn resolve(&self, netloc: &str) -> io::Result<Vec<SocketAddr>> {
+        let (host, port) = netloc.rsplit_once(':').unwrap_or((netloc, "443"));
+        let fixed: Vec<SocketAddr> = self
+            .0
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(host))
+            .map(|(_, addr)| {
+                let mut addr = *addr;
+                if let Ok(port) = port.parse() {
+                    addr.set_port(port);
+                }
+                addr
+            })
+            .collect();
+        if fixed.is_empty() {
+            netloc.to_socket_addrs().map(Iterator::collect)
+        } else {
+            Ok(fixed)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert_eq!(
+            check_url("https://a.example.com:443/").unwrap(),
+            "https://a.example.com:443"
+        );
+        assert!(matches!(
+            check_url("http://a"),
+            Err(ClusterError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            check_url("https://a/x"),
+            Err(ClusterError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            check_url("https://"),
+            Err(ClusterError::BadUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn listing_decodes_and_ignores_unknown_fields() {
+        let body = br#"{"Results":[{"Name":"Server Certificate","Certificate":"AA==",
+            "Thumbprint":"ab12","NotAfter":"2027-11-28T17:05:53.0000000",
+            "SecurityClearance":"ClusterNode","Permissions":{},"CollectionPrimaryKey":"",
+            "CollectionSecondaryKeys":[],"NotBefore":"x","PublicKeyPinningHash":"y"},
+            {"Name":"app","Thumbprint":"CD34","SecurityClearance":"ValidUser",
+            "Permissions":{"Orders":"ReadWrite"},"CollectionSecondaryKeys":["ef56"]}],
+            "LoadedServerCert":"ab12","WellKnownAdminCerts":["99AA"],"Extra":1}"#;
+        let listing = decode_listing(body).unwrap();
+        assert_eq!(listing.loaded_server_cert.as_deref(), Some("AB12"));
+        assert_eq!(listing.well_known_admins, vec!["99AA"]);
+        let server = &listing.registrations[0];
+        assert_eq!(server.clearance, ListedClearance::ClusterNode);
+        assert_eq!(server.collection_primary, None);
+        assert_eq!(
+            server.not_after,
+            Some(time::macros::datetime!(2027-11-28 17:05:53 UTC))
+        );
+        let app = &listing.registrations[1];
+        assert_eq!(app.clearance, ListedClearance::Client(Clearance::ValidUser));
+        assert_eq!(app.permissions["Orders"], Access::ReadWrite);
+        assert_eq!(app.collection_secondaries, vec!["EF56"]);
+    }
+
+    #[test]
+    fn unknown_clearance_is_a_decode_error() {
+        let body = br#"{"Results":[{"Thumbprint":"AB","SecurityClearance":"Root"}]}"#;
+        assert!(decode_listing(body).unwrap_err().contains("Root"));
+    }
+
+    #[test]
+    fn server_errors_quote_ravendbs_message() {
+        let e = http_error("https://a", 500, br#"{"Type":"X","Message":"boom"}"#);
+        assert!(
+            matches!(e, ClusterError::Server { status: 500, ref message, .. } if message == "boom")
+        );
+        let e = http_error(
+            "https://a",
+            403,
+            br#"{"Type":"InvalidAuth","Message":"no"}"#,
+        );
+        assert!(e.to_string().contains("not registered"), "{e}");
+    }
+
+    #[test]
+    fn versions_compare() {
+        let v = |p: &str| ServerVersion {
+            product_version: p.into(),
+            build_version: 0,
+            full_version: String::new(),
+        };
+        assert!(v("4.1").at_least(4, 1));
+        assert!(!v("4.1").at_least(5, 2));
+        assert!(v("6.0").at_least(5, 2));
+        assert!(!v("x").at_least(1, 0));
+    }
+
+    #[test]
+    fn query_values_cannot_break_out() {
+        assert_eq!(query_value("AB12"), "AB12");
+        assert_eq!(query_value("a&b=c"), "a%26b%3Dc");
+    }
+}

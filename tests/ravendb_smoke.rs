@@ -1,0 +1,166 @@
+//! The chain the cluster target (SPEC §7) rests on, checked against a real RavenDB 4.1 server
+//! with ravencert's own output: the store's generated server certificate serves TLS, its
+//! generated ClusterAdmin client authenticates as the well-known admin, and a generated client
+//! registered with PUT authenticates too, also after a restart.
+
+mod common;
+
+use common::{openssl, ravendb, Env};
+use ravendb::{ClientCert, Pin, RavenServer};
+use std::os::unix::process::ExitStatusExt;
+use std::time::Instant;
+
+const CONFIG: &str = r#"version = 1
+[store]
+path = "store"
+
+[server]
+generate = true
+name = "localhost"
+dns = ["localhost"]
+key = "rsa-2048"
+validity = "1y"
+
+[clients.admin]
+clearance = "ClusterAdmin"
+key = "ec-p256"
+
+[clients.app]
+name = "Orders App"
+clearance = "ValidUser"
+databases = { Orders = "ReadWrite" }
+key = "ec-p256"
+"#;
+
+/// The base64 of a PEM certificate's DER: its body lines (what RavenDB's `Certificate` takes).
+fn pem_base64(pem: &str) -> String {
+    pem.lines().filter(|l| !l.starts_with("-----")).collect()
+}
+
+#[test]
+fn ravencert_output_runs_a_real_ravendb_41_server() {
+    let provisioned = ravendb::provision().unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("provisioning took {:?}", provisioned.took);
+
+    let env = Env::new();
+    env.config(CONFIG);
+    env.run(&["-c", "certs.toml", "apply", "--yes"]).success();
+    let status = env.status();
+    let server_thumb = status["server"][0]["thumbprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let admin_thumb = env.thumbprint("admin");
+    let app_thumb = env.thumbprint("app");
+    let store = env.store();
+
+    // RavenDB 4.1 reads only the legacy PKCS#12 profile (3DES, SHA-1 MAC).
+    let server_pem = store.join("certs").join(format!("{server_thumb}.pem"));
+    let server_key = store.join("server").join(format!("{server_thumb}.key"));
+    let server_pfx = env.path("server.pfx");
+    openssl(&[
+        "pkcs12",
+        "-export",
+        "-in",
+        server_pem.to_str().unwrap(),
+        "-inkey",
+        server_key.to_str().unwrap(),
+        "-keypbe",
+        "PBE-SHA1-3DES",
+        "-certpbe",
+        "PBE-SHA1-3DES",
+        "-macalg",
+        "sha1",
+        "-passout",
+        "pass:",
+        "-out",
+        server_pfx.to_str().unwrap(),
+    ])
+    .success();
+
+    let issued = |key: &str| ClientCert {
+        cert: store.join("issued").join(key).join(format!("{key}.crt")),
+        key: store.join("issued").join(key).join(format!("{key}.key")),
+    };
+    let (admin, app) = (issued("admin"), issued("app"));
+    let pin = Pin {
+        server_pem: server_pem.clone(),
+        name: "localhost".into(),
+    };
+
+    let started = Instant::now();
+    let mut server = RavenServer::start(&server_pfx, &admin_thumb, &admin, &pin);
+    eprintln!(
+        "server ready after {:?} (probe), start() returned after {:?}, rss {:?} KiB, port {}, pid {}",
+        server.ready_after(),
+        started.elapsed(),
+        server.rss_kib(),
+        server.port(),
+        server.pid()
+    );
+
+    let (code, body) = server.curl_json("GET", "/build/version", None);
+    assert_eq!(code, 200, "{body}");
+    eprintln!("/build/version: {body}");
+    let version: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(version["ProductVersion"], "4.1", "{body}");
+
+    let (code, body) = server.curl_json("GET", "/admin/certificates", None);
+    assert_eq!(code, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list["LoadedServerCert"], server_thumb.as_str(), "{body}");
+    assert!(
+        list["WellKnownAdminCerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == admin_thumb.as_str()),
+        "the admin thumbprint {admin_thumb} is not well-known: {body}"
+    );
+
+    // Not registered yet: the server refuses the app's certificate.
+    let (code, body) = server.curl_json_as(&app, "GET", "/admin/certificates", None);
+    assert_eq!(code, 403, "{body}");
+
+    let app_pem = std::fs::read_to_string(&app.cert).unwrap();
+    let put = serde_json::json!({
+        "Name": "Orders App",
+        "Certificate": pem_base64(&app_pem),
+        "SecurityClearance": "ValidUser",
+        "Permissions": { "Orders": "ReadWrite" },
+    });
+    let (code, body) = server.curl_json("PUT", "/admin/certificates", Some(&put.to_string()));
+    assert_eq!(code, 201, "{body}");
+
+    let whoami = |server: &RavenServer| {
+        let (code, body) = server.curl_json_as(&app, "GET", "/certificates/whoami", None);
+        assert_eq!(code, 200, "{body}");
+        let me: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(me["Thumbprint"], app_thumb.as_str(), "{body}");
+        assert_eq!(me["SecurityClearance"], "ValidUser", "{body}");
+        assert_eq!(me["Permissions"]["Orders"], "ReadWrite", "{body}");
+    };
+    whoami(&server);
+
+    // The registration survives a restart on the same port and data directory.
+    let port = server.port();
+    server.restart();
+    assert_eq!(server.port(), port);
+    eprintln!("restart ready after {:?}", server.ready_after());
+    whoami(&server);
+    eprintln!("rss after the requests: {:?} KiB", server.rss_kib());
+
+    // Both starts served the URL, and SIGTERM stops it (no SIGKILL needed).
+    let stopping = Instant::now();
+    server.stop();
+    let exit = server.last_exit().expect("stopped");
+    eprintln!("stop took {:?}: {exit}", stopping.elapsed());
+    assert_ne!(
+        exit.signal(),
+        Some(rustix::process::Signal::KILL.as_raw()),
+        "{exit}"
+    );
+    let log = server.log();
+    let available = format!("Server available on: {}", server.url());
+    assert_eq!(log.matches(&available).count(), 2, "{log}");
+}
