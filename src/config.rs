@@ -788,11 +788,15 @@ struct Checker<'a> {
 /// A source line with the value of any `password = ...` masked: an error about a password
 /// must not print it. Capped and escaped: it goes to terminals, logs and PR comments.
 fn redact(line: &str) -> String {
-    let line = match line.find("password") {
-        Some(i) if line[i + "password".len()..].trim_start().starts_with('=') => {
-            format!("{}password = ***", &line[..i])
-        }
-        _ => line.to_string(),
+    // The first `password =` on the line, wherever `password_env`/`password_file` stand
+    // before it (an inline table names them all on one line).
+    let at = line
+        .match_indices("password")
+        .map(|(i, _)| i)
+        .find(|i| line[i + "password".len()..].trim_start().starts_with('='));
+    let line = match at {
+        Some(i) => format!("{}password = ***", &line[..i]),
+        None => line.to_string(),
     };
     shown_line(&line)
 }
@@ -2167,6 +2171,17 @@ mod tests {
         // A file that is TOML shows the line at fault.
         let e = first_error("version = 1\n[clients.a]\nclearance = 7\n");
         assert_eq!(e.snippet.as_deref(), Some("clearance = 7"), "{e}");
+    }
+
+    #[test]
+    fn inline_passwords_are_masked_after_other_password_keys() {
+        assert_eq!(
+            redact(
+                r#"certificates = [{ path = "a.pfx", password_env = "A", password = "s3cret" }]"#
+            ),
+            r#"certificates = [{ path = "a.pfx", password_env = "A", password = ***"#
+        );
+        assert_eq!(redact(r#"password_env = "A""#), r#"password_env = "A""#);
     }
 
     #[test]
