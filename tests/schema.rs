@@ -117,7 +117,25 @@ clearance = "ClusterAdmin"
 "#;
     let uploads_only =
         "version = 1\n[clients.partner]\nclearance = \"Operator\"\nupload = \"p.crt\"\n";
-    for text in [generated, imported, uploads_only] {
+    // [cluster]: every form of URL, admin and ca that validation accepts.
+    let cluster = format!(
+        "{generated}\n[cluster]\nurls = [\"https://a.cluster.example.com/\", \"HTTPS://10.0.0.2:8443\", \"https://[fd00::3]:443/raven\"]\n\
+         admin = \"ops\"\nca = \"store\"\nprune = true\ntimeout = \"600s\"\n"
+    );
+    let cluster_pfx = "version = 1\n[clients.partner]\nclearance = \"Operator\"\nupload = \"p.crt\"\n\
+                       [cluster]\nurls = [\"https://a.example.com\"]\nca = \"system\"\ntimeout = \"10min\"\n\
+                       admin_certificate = { path = \"secrets/admin.pfx\", password_file = \"secrets/admin.pass\" }\n";
+    let cluster_pem = format!(
+        "{imported}\n[cluster]\nurls = [\"https://a.example.com\"]\nadmin = \"admin\"\nca = \"trust/ca.pem\"\ntimeout = \"1s\"\n"
+    );
+    for text in [
+        generated,
+        imported,
+        uploads_only,
+        &cluster,
+        cluster_pfx,
+        &cluster_pem,
+    ] {
         ravencert::config::parse(
             std::path::Path::new("certs.toml"),
             text,
