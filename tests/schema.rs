@@ -148,6 +148,36 @@ clearance = "ClusterAdmin"
     }
 }
 
+/// certs.toml.example's commented-out `[cluster]` works as written: uncommented, it is valid
+/// and passes the schema (the example itself is applied without a server, so it stays a comment).
+#[test]
+fn example_cluster_section_works_uncommented() {
+    let example = ravencert::EXAMPLE;
+    let start = example
+        .find("# [cluster]")
+        .expect("certs.toml.example shows a [cluster] section");
+    let mut config = example[..start].to_string();
+    for line in example[start..].lines() {
+        let line = line.strip_prefix("# ").unwrap_or(line);
+        if !line.starts_with('#') {
+            config.push_str(line);
+            config.push('\n');
+        }
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let desired = ravencert::config::parse(&dir.join("certs.toml.example"), &config, dir)
+        .unwrap_or_else(|e| panic!("{e:?}\n{config}"));
+    let cluster = desired.cluster.expect("the [cluster] section is read");
+    assert_eq!(cluster.urls.len(), 2);
+    assert_eq!(
+        cluster.admin,
+        ravencert::config::ClusterAdmin::Client("admin".into())
+    );
+    if let Err(e) = common::schema_check(&config) {
+        panic!("the uncommented [cluster] does not pass the schema: {e}\n{config}");
+    }
+}
+
 /// The production example's commented alternative, the nodes' own certificates, works as
 /// written (it is no future feature): uncommented in place of the generated server, it is valid.
 #[test]
