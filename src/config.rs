@@ -49,6 +49,53 @@ struct RawConfig {
         extend("propertyNames" = { "pattern": CLIENT_KEY_PATTERN, "not": { "const": "server" } })
     )]
     clients: BTreeMap<Spanned<String>, Spanned<RawClient>>,
+    /// The live RavenDB cluster whose registered certificates ravencert reconciles.
+    #[serde(default)]
+    #[schemars(with = "Option<RawCluster>")]
+    cluster: Option<Spanned<RawCluster>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Cluster", transform = cluster_rules)]
+struct RawCluster {
+    /// The nodes' URLs (https://HOST[:PORT]), tried in order; any node will do.
+    #[schemars(with = "Vec<String>", length(min = 1), transform = url_items)]
+    urls: Spanned<Vec<Spanned<String>>>,
+    /// The key of a declared generated client whose issued certificate authenticates (a ClusterAdmin, or an Operator when no client is a ClusterAdmin).
+    #[schemars(with = "Option<String>", regex(pattern = CLIENT_KEY_PATTERN))]
+    admin: Option<Spanned<String>>,
+    /// Instead of `admin`: an existing admin certificate (.pfx with its key) to authenticate with.
+    #[schemars(with = "Option<RawAdminCertificate>")]
+    admin_certificate: Option<Spanned<RawAdminCertificate>>,
+    /// Verifying the server's TLS certificate: "store" (default; pinned to the store's server certificate), "system" (the system's CAs), or a PEM file (relative to this file's folder).
+    #[schemars(with = "Option<String>", length(min = 1))]
+    ca: Option<Spanned<String>>,
+    /// Unregister cluster certificates that the store does not hold (default false).
+    #[serde(default)]
+    prune: bool,
+    /// Time limit of each request to the cluster, from "1s" to "10min" (default "30s").
+    #[schemars(with = "Option<String>", regex(pattern = CLUSTER_TIMEOUT_PATTERN))]
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "AdminCertificate", transform = one_password_source)]
+struct RawAdminCertificate {
+    /// The admin .pfx (certificate and private key), relative to this file's folder.
+    #[schemars(with = "String", length(min = 1))]
+    path: Spanned<String>,
+    /// Environment variable holding the .pfx password.
+    #[schemars(with = "Option<String>", regex(pattern = r"^[^=\u0000]+$"))]
+    password_env: Option<Spanned<String>>,
+    /// File holding the .pfx password (relative to this file's folder).
+    #[schemars(with = "Option<String>")]
+    password_file: Option<Spanned<String>>,
+    /// Refused: secrets never stand in certs.toml.
+    #[serde(default)]
+    #[schemars(skip)]
+    password: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -215,16 +262,55 @@ fn name_pattern() -> String {
     format!(r"^[^{c}]*[^\s{c}][^{c}]*$")
 }
 
-/// Top level: a generated client is signed by the server certificate, so it needs [server].
+/// A cluster node's URL (check_cluster_url): https, a host and port, an optional path; no user
+/// name, query or fragment.
+const CLUSTER_URL_PATTERN: &str =
+    r"^[Hh][Tt][Tt][Pp][Ss]://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[^?#\s]*)?$";
+
+/// A request timeout from 1s to 10min (CLUSTER_TIMEOUT_MIN, CLUSTER_TIMEOUT_MAX).
+const CLUSTER_TIMEOUT_PATTERN: &str = "^(0*([1-9][0-9]?|[1-5][0-9][0-9]|600)s|0*([1-9]|10)min)$";
+
+/// Top level: a generated client is signed by the server certificate, so it needs [server];
+/// so does a cluster whose TLS certificate is pinned to the store's server certificate.
 fn config_rules(schema: &mut schemars::Schema) {
     schema.insert(
-        "if".into(),
-        serde_json::json!({
-            "required": ["clients"],
-            "properties": { "clients": { "not": { "additionalProperties": { "required": ["upload"] } } } }
-        }),
+        "allOf".into(),
+        serde_json::json!([
+            {
+                "if": {
+                    "required": ["clients"],
+                    "properties": { "clients": { "not": { "additionalProperties": { "required": ["upload"] } } } }
+                },
+                "then": { "required": ["server"] }
+            },
+            {
+                "if": {
+                    "required": ["cluster"],
+                    "properties": { "cluster": { "anyOf": [
+                        { "not": { "required": ["ca"] } },
+                        { "properties": { "ca": { "const": "store" } } }
+                    ] } }
+                },
+                "then": { "required": ["server"] }
+            }
+        ]),
     );
-    schema.insert("then".into(), serde_json::json!({ "required": ["server"] }));
+}
+
+/// [cluster]: `admin` or `admin_certificate`, exactly one.
+fn cluster_rules(schema: &mut schemars::Schema) {
+    schema.insert(
+        "oneOf".into(),
+        serde_json::json!([{ "required": ["admin"] }, { "required": ["admin_certificate"] }]),
+    );
+}
+
+fn url_items(schema: &mut schemars::Schema) {
+    schema.insert("uniqueItems".into(), serde_json::json!(true));
+    schema.insert(
+        "items".into(),
+        serde_json::json!({ "type": "string", "pattern": CLUSTER_URL_PATTERN }),
+    );
 }
 
 /// [server]: `generate = true` with a name, or `certificates`; without `dns` the name is the
@@ -388,6 +474,52 @@ pub struct ClientDesired {
     pub source: ClientSpec,
 }
 
+/// `[cluster]`, validated: the live RavenDB cluster whose registrations ravencert reconciles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// The nodes' URLs, in the order they are tried: `https://HOST[:PORT][/PATH]`, without a
+    /// trailing slash.
+    pub urls: Vec<String>,
+    /// The certificate ravencert authenticates with.
+    pub admin: ClusterAdmin,
+    /// How the server's TLS certificate is verified.
+    pub ca: CaPin,
+    /// Unregister cluster certificates that the store does not hold.
+    pub prune: bool,
+    /// The time limit of each request (1s to 10min).
+    pub timeout: Period,
+}
+
+/// The certificate ravencert authenticates to the cluster with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterAdmin {
+    /// `admin = "KEY"`: the issued bundle of this declared generated client (a ClusterAdmin,
+    /// or an Operator when no declared client is a ClusterAdmin).
+    Client(String),
+    /// `admin_certificate = { path, password_env | password_file }`: an existing .pfx with its
+    /// key, read from the disk when the cluster is contacted (it is a secret, never hashed or
+    /// read from git); its password, if any, is the [`FileRef`]'s.
+    Certificate(FileRef),
+}
+
+/// How the cluster's TLS server certificate is verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaPin {
+    /// `ca = "store"` (the default): pinned to the store's server certificate(s).
+    Store,
+    /// `ca = "system"`: the system's certificate authorities.
+    System,
+    /// `ca = "PATH"`: the certificates of this PEM file (joined to certs.toml's folder).
+    Pem(PathBuf),
+}
+
+/// `[cluster].timeout` when not set.
+pub const CLUSTER_TIMEOUT_DEFAULT: Period = Period::seconds(30);
+/// The shortest `[cluster].timeout`.
+pub const CLUSTER_TIMEOUT_MIN: Period = Period::seconds(1);
+/// The longest `[cluster].timeout`.
+pub const CLUSTER_TIMEOUT_MAX: Period = Period::seconds(600);
+
 /// certs.toml after validation, before the files it names are read. [`Declared::resolve`]
 /// reads them and makes the [`Desired`] the planner works from; nothing else does, so a plan
 /// never sees a declaration without its files.
@@ -401,6 +533,8 @@ pub struct Declared {
     pub server: Option<ServerDesired>,
     /// The clients, by key.
     pub clients: BTreeMap<String, ClientDesired>,
+    /// `[cluster]`, when declared: the live cluster whose registrations are reconciled.
+    pub cluster: Option<ClusterSettings>,
     /// What validation warns about (shown, never fatal).
     pub warnings: Vec<String>,
     /// Line and column of the keys that name secrets and files, for later error messages.
@@ -464,21 +598,29 @@ impl Declared {
                 ClientSpec::Generate(_) => None,
             })
             .collect();
+        let file_error = |key: String, message: String| ConfigError {
+            kind: ConfigErrorKind::CertificateFile,
+            ..self.error_at(key, message)
+        };
+        let mut problems: Vec<ConfigError> = Vec::new();
+        if let Some(path) = self.cluster_ca_file() {
+            if let Err(message) = check_ca_file(path, reader) {
+                problems.push(file_error("cluster.ca".into(), message));
+            }
+        }
         let files = inputs::resolve(self.node_refs(), &uploads, reader).map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|e| {
-                    let key = match e.site {
-                        Site::Node(i) => format!("server.certificates[{i}].path"),
-                        Site::Upload(key) => format!("clients.{key}.upload"),
-                    };
-                    ConfigError {
-                        kind: ConfigErrorKind::CertificateFile,
-                        ..self.error_at(key, e.message)
-                    }
-                })
-                .collect::<Vec<_>>()
+            let read = errors.into_iter().map(|e| {
+                let key = match e.site {
+                    Site::Node(i) => format!("server.certificates[{i}].path"),
+                    Site::Upload(key) => format!("clients.{key}.upload"),
+                };
+                file_error(key, e.message)
+            });
+            read.chain(problems.drain(..)).collect::<Vec<_>>()
         })?;
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         Ok(Desired {
             declared: self,
             files,
@@ -514,6 +656,9 @@ impl Declared {
     /// Every file the config refers to (for watch and saved-plan fingerprints).
     pub(crate) fn referenced_files(&self) -> Vec<PathBuf> {
         let mut files = self.certificate_files();
+        if let Some(ClusterAdmin::Certificate(r)) = self.cluster.as_ref().map(|c| &c.admin) {
+            files.push(r.path.clone());
+        }
         files.extend(self.secret_refs().filter_map(|s| match s {
             SecretRef::File(p) => Some(p.clone()),
             SecretRef::Env(_) => None,
@@ -521,8 +666,8 @@ impl Declared {
         files
     }
 
-    /// The certificate files the config names (uploads, node certificates): part of what is
-    /// reviewed, unlike password files.
+    /// The certificate files the config names (uploads, node certificates, the cluster's CA
+    /// PEM): part of what is reviewed, unlike password files and the admin .pfx.
     pub(crate) fn certificate_files(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = self
             .clients
@@ -539,7 +684,24 @@ impl Declared {
         {
             files.extend(refs.iter().map(|r| r.path.clone()));
         }
+        files.extend(self.cluster_ca_file().map(Path::to_path_buf));
         files
+    }
+
+    /// The PEM file `[cluster].ca` names, if it names one.
+    fn cluster_ca_file(&self) -> Option<&Path> {
+        match self.cluster.as_ref().map(|c| &c.ca) {
+            Some(CaPin::Pem(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The admin .pfx of `[cluster].admin_certificate`, if that is how ravencert authenticates.
+    fn admin_certificate(&self) -> Option<&FileRef> {
+        match self.cluster.as_ref().map(|c| &c.admin) {
+            Some(ClusterAdmin::Certificate(r)) => Some(r),
+            _ => None,
+        }
     }
 
     fn secret_refs(&self) -> impl Iterator<Item = &SecretRef> {
@@ -550,6 +712,7 @@ impl Declared {
                 ClientSpec::Upload(r) => r.password.as_ref(),
                 ClientSpec::Generate(g) => g.password.as_ref(),
             }))
+            .chain(self.admin_certificate().and_then(|r| r.password.as_ref()))
     }
 }
 
@@ -844,11 +1007,20 @@ fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> D
             clients.insert(c.key.clone(), c);
         }
     }
+    let cluster = raw.cluster.as_ref().and_then(|c| {
+        let ctx = ClusterContext {
+            clients: &clients,
+            base,
+            has_server: raw.server.is_some(),
+        };
+        validate_cluster(ck, c, &ctx)
+    });
     Declared {
         config_path: file.to_path_buf(),
         store,
         server,
         clients,
+        cluster,
         warnings,
         positions: BTreeMap::new(),
         renew_before: defaults.renew_before,
@@ -1359,6 +1531,325 @@ fn server_dns(
     d.get_ref().clone()
 }
 
+/// What `[cluster]` is validated against.
+struct ClusterContext<'a> {
+    /// The valid clients, by key (`admin` names one).
+    clients: &'a BTreeMap<String, ClientDesired>,
+    base: &'a Path,
+    /// Whether certs.toml has a `[server]` (valid or not): `ca = "store"` pins to it.
+    has_server: bool,
+}
+
+fn validate_cluster(
+    ck: &mut Checker<'_>,
+    c: &Spanned<RawCluster>,
+    ctx: &ClusterContext<'_>,
+) -> Option<ClusterSettings> {
+    let span = c.span();
+    let c = c.get_ref();
+    let urls = cluster_urls(ck, &c.urls);
+    let admin = cluster_admin(ck, c, &span, ctx);
+    let ca = cluster_ca(ck, c.ca.as_ref(), &span, ctx);
+    let timeout = match &c.timeout {
+        None => Some(CLUSTER_TIMEOUT_DEFAULT),
+        Some(t) => {
+            match Period::parse_within(t.get_ref(), CLUSTER_TIMEOUT_MIN, CLUSTER_TIMEOUT_MAX) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    ck.error_at(
+                        Some(&t.span()),
+                        "cluster.timeout",
+                        format!("{e} (each request to the cluster waits this long at most, from {CLUSTER_TIMEOUT_MIN} to {CLUSTER_TIMEOUT_MAX}; the default is {CLUSTER_TIMEOUT_DEFAULT})"),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    Some(ClusterSettings {
+        urls,
+        admin: admin?,
+        ca: ca?,
+        prune: c.prune,
+        timeout: timeout?,
+    })
+}
+
+/// `urls`: at least one, each an https URL (normalized), none twice.
+fn cluster_urls(ck: &mut Checker<'_>, urls: &Spanned<Vec<Spanned<String>>>) -> Vec<String> {
+    if urls.get_ref().is_empty() {
+        ck.error_at(
+            Some(&urls.span()),
+            "cluster.urls",
+            "list at least one node, e.g. urls = [\"https://a.cluster.example.com\"]".into(),
+        );
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (i, u) in urls.get_ref().iter().enumerate() {
+        let key = format!("cluster.urls[{i}]");
+        match check_cluster_url(u.get_ref()) {
+            Ok(url) if out.contains(&url) => ck.error_at(
+                Some(&u.span()),
+                key,
+                format!("{url} is listed twice; list each node once"),
+            ),
+            Ok(url) => out.push(url),
+            Err(e) => {
+                ck.error_at(Some(&u.span()), key, e.message);
+                if let (Some(secret), Some(last)) = (e.userinfo, ck.errors.last_mut()) {
+                    // A password in a URL is still a password: the line shown masks it.
+                    last.snippet = last.snippet.as_ref().map(|s| s.replace(&secret, "***"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Why a cluster URL is refused; `userinfo` is the `user:password` part to mask, if any.
+struct UrlProblem {
+    message: String,
+    userinfo: Option<String>,
+}
+
+impl From<String> for UrlProblem {
+    fn from(message: String) -> UrlProblem {
+        UrlProblem {
+            message,
+            userinfo: None,
+        }
+    }
+}
+
+/// A node URL as ravencert uses it: `https://HOST[:PORT][/PATH]`, the scheme in lower case,
+/// without trailing slashes. Plain http, a user name or password, a query or a fragment are
+/// refused.
+fn check_cluster_url(url: &str) -> Result<String, UrlProblem> {
+    const FORM: &str = "write https://HOST[:PORT], e.g. \"https://a.cluster.example.com\"";
+    let shown = url.escape_debug().to_string();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("'{shown}' is not a URL; {FORM}").into());
+    };
+    if scheme.eq_ignore_ascii_case("http") {
+        return Err(format!("'{shown}' is plain http; ravencert authenticates with a client certificate and sends certificates, which needs TLS: write https://").into());
+    }
+    if !scheme.eq_ignore_ascii_case("https") {
+        return Err(format!("'{shown}' is not an https URL; {FORM}").into());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        return Err(UrlProblem {
+            message: "holds a user name or password (USER@HOST); ravencert authenticates with its admin certificate, never with a password in certs.toml: remove it".into(),
+            userinfo: Some(userinfo.to_string()),
+        });
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("'{shown}' holds white space or control characters; {FORM}").into());
+    }
+    if rest.contains('?') {
+        return Err(format!("'{shown}' has a query (?...); give the node's address only").into());
+    }
+    if rest.contains('#') {
+        return Err(
+            format!("'{shown}' has a fragment (#...); give the node's address only").into(),
+        );
+    }
+    check_host_port(authority).map_err(|e| format!("'{shown}': {e}; {FORM}"))?;
+    let path = rest[authority.len()..].trim_end_matches('/');
+    Ok(format!("https://{authority}{path}"))
+}
+
+/// `HOST[:PORT]`: a DNS name or IPv4 address, or an IPv6 address in brackets; a port 1-65535.
+fn check_host_port(authority: &str) -> Result<(), String> {
+    let port = if let Some(v6) = authority.strip_prefix('[') {
+        let (addr, after) = v6.split_once(']').ok_or("an IPv6 address lacks its ']'")?;
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("'{addr}' is not an IPv6 address"));
+        }
+        match after {
+            "" => None,
+            a => Some(
+                a.strip_prefix(':')
+                    .ok_or_else(|| format!("'{a}' after the IPv6 address is not a port"))?,
+            ),
+        }
+    } else {
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
+        if host.is_empty() {
+            return Err("no host".into());
+        }
+        if !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            return Err(format!("'{host}' is not a host name or address"));
+        }
+        port
+    };
+    match port {
+        Some(p) if !matches!(p.parse::<u16>(), Ok(1..)) => {
+            Err(format!("the port '{p}' is not a number from 1 to 65535"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `admin` or `admin_certificate`, exactly one; `admin` names a generated client that may
+/// manage every declared certificate.
+fn cluster_admin(
+    ck: &mut Checker<'_>,
+    c: &RawCluster,
+    span: &Range<usize>,
+    ctx: &ClusterContext<'_>,
+) -> Option<ClusterAdmin> {
+    match (&c.admin, &c.admin_certificate) {
+        (Some(_), Some(cert)) => {
+            ck.error_at(
+                Some(&cert.span()),
+                "cluster.admin_certificate",
+                "choose one: `admin` authenticates with a declared client's issued certificate, `admin_certificate` with an existing .pfx".into(),
+            );
+            None
+        }
+        (None, None) => {
+            ck.error_at(
+                Some(span),
+                "cluster",
+                "say which certificate authenticates to the cluster: `admin = \"KEY\"` (a declared generated ClusterAdmin client) or `admin_certificate = { path = \"secrets/admin.pfx\", password_env = \"...\" }`".into(),
+            );
+            None
+        }
+        (Some(key), None) => admin_client(ck, key, ctx).map(ClusterAdmin::Client),
+        (None, Some(cert)) => Some(ClusterAdmin::Certificate(admin_certificate(
+            ck, cert, ctx.base,
+        ))),
+    }
+}
+
+/// `admin = "KEY"`: a declared generated client with the clearance to manage every declared
+/// certificate (RAVENDB.md: an Operator cannot manage ClusterAdmin certificates, a ValidUser
+/// none).
+fn admin_client(
+    ck: &mut Checker<'_>,
+    key: &Spanned<String>,
+    ctx: &ClusterContext<'_>,
+) -> Option<String> {
+    let id = key.get_ref();
+    let span = key.span();
+    let Some(client) = ctx.clients.get(id) else {
+        let keys: Vec<&str> = ctx.clients.keys().map(String::as_str).collect();
+        ck.error_at(
+            Some(&span),
+            "cluster.admin",
+            format!(
+                "no client '{}' is declared (declared: {}); name a [clients.KEY] that ravencert generates, or use `admin_certificate`",
+                id.escape_debug(),
+                if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
+            ),
+        );
+        return None;
+    };
+    let problem = match (&client.source, client.clearance) {
+        (ClientSpec::Upload(_), _) => Some(format!("clients.{id} is an upload: ravencert does not keep its private key, so it cannot authenticate with it; name a generated client, or use `admin_certificate` with the .pfx")),
+        (_, Clearance::ValidUser) => Some(format!("clients.{id} is a ValidUser, which cannot manage certificates at all; name a ClusterAdmin client")),
+        (_, Clearance::Operator) => {
+            let admins: Vec<String> = ctx
+                .clients
+                .values()
+                .filter(|c| c.clearance == Clearance::ClusterAdmin)
+                .map(|c| format!("clients.{}", c.key))
+                .collect();
+            (!admins.is_empty()).then(|| format!(
+                "clients.{id} is an Operator, and an Operator cannot manage ClusterAdmin certificates ({}); name a ClusterAdmin client, or make clients.{id} one",
+                admins.join(", ")
+            ))
+        }
+        _ => None,
+    };
+    if let Some(message) = problem {
+        ck.error_at(Some(&span), "cluster.admin", message);
+        return None;
+    }
+    Some(id.clone())
+}
+
+/// `admin_certificate = { path, password_env | password_file }`.
+fn admin_certificate(
+    ck: &mut Checker<'_>,
+    cert: &Spanned<RawAdminCertificate>,
+    base: &Path,
+) -> FileRef {
+    let at = "cluster.admin_certificate";
+    let c = cert.get_ref();
+    if let Some(p) = &c.password {
+        ck.error_at(
+            Some(&p.span()),
+            format!("{at}.password"),
+            "passwords never stand in certs.toml (it is reviewed and kept in git): name an environment variable with `password_env` or a file with `password_file`".into(),
+        );
+    }
+    ck.mark(format!("{at}.path"), &c.path.span());
+    if c.path.get_ref().trim().is_empty() {
+        ck.error_at(
+            Some(&c.path.span()),
+            format!("{at}.path"),
+            "must name the admin .pfx, e.g. \"secrets/admin.pfx\"".into(),
+        );
+    }
+    let password = secret_ref(
+        ck,
+        c.password_env.as_ref(),
+        c.password_file.as_ref(),
+        at,
+        base,
+    );
+    FileRef {
+        path: base.join(c.path.get_ref()),
+        password,
+    }
+}
+
+/// `ca`: "store" (the default; needs [server]), "system", or a PEM file.
+fn cluster_ca(
+    ck: &mut Checker<'_>,
+    ca: Option<&Spanned<String>>,
+    span: &Range<usize>,
+    ctx: &ClusterContext<'_>,
+) -> Option<CaPin> {
+    let pin = match ca.map(|c| c.get_ref().as_str()) {
+        None | Some("store") => CaPin::Store,
+        Some("system") => CaPin::System,
+        Some(path) if path.trim().is_empty() => {
+            ck.error_at(
+                ca.map(|c| c.span()).as_ref(),
+                "cluster.ca",
+                "must be \"store\", \"system\" or the path of a PEM file".into(),
+            );
+            return None;
+        }
+        Some(path) => CaPin::Pem(ctx.base.join(path)),
+    };
+    if let Some(c) = ca {
+        ck.mark("cluster.ca".into(), &c.span());
+    }
+    if pin == CaPin::Store && !ctx.has_server {
+        let (at, key) = match ca {
+            Some(c) => (c.span(), "cluster.ca"),
+            None => (span.clone(), "cluster"),
+        };
+        ck.error_at(
+            Some(&at),
+            key,
+            "ca = \"store\" (the default) pins the cluster's TLS certificate to the store's server certificate, and certs.toml declares no [server]: add [server], or set ca = \"system\" or the path of a PEM file".into(),
+        );
+        return None;
+    }
+    Some(pin)
+}
+
 /// The store must be a folder of its own: never certs.toml's folder or one above it (its
 /// `.gitignore` of `*` would hide certs.toml itself from git, and apply would sweep its files).
 /// Absolute paths and `--store` are checked against the file system in ops.
@@ -1502,15 +1993,28 @@ pub fn check_references(
     on_disk: bool,
     generated_secrets: bool,
 ) -> Vec<ConfigError> {
-    let mut refs: Vec<(String, Option<&Path>, Option<&SecretRef>)> = Vec::new();
+    // (the key secrets are named under, the file and the key that names it, the secret)
+    type Ref<'a> = (String, Option<(String, &'a Path)>, Option<&'a SecretRef>);
+    let mut refs: Vec<Ref<'_>> = Vec::new();
     for c in desired.clients.values() {
         let at = format!("clients.{}", c.key);
         match &c.source {
             ClientSpec::Generate(g) => {
                 refs.push((at, None, g.password.as_ref().filter(|_| generated_secrets)))
             }
-            ClientSpec::Upload(r) => refs.push((at, Some(&r.path), r.password.as_ref())),
+            ClientSpec::Upload(r) => {
+                let file = (format!("{at}.upload"), r.path.as_path());
+                refs.push((at, Some(file), r.password.as_ref()))
+            }
         }
+    }
+    if let Some(r) = desired.admin_certificate() {
+        let at = "cluster.admin_certificate".to_string();
+        let file = (format!("{at}.path"), r.path.as_path());
+        refs.push((at, Some(file), r.password.as_ref()));
+    }
+    if let Some(p) = desired.cluster_ca_file() {
+        refs.push(("cluster".into(), Some(("cluster.ca".into(), p)), None));
     }
     if let Some(ServerDesired {
         source: ServerSpec::Imported(files),
@@ -1518,23 +2022,18 @@ pub fn check_references(
     }) = &desired.server
     {
         for (i, r) in files.iter().enumerate() {
-            refs.push((
-                format!("server.certificates[{i}]"),
-                Some(&r.path),
-                r.password.as_ref(),
-            ));
+            let at = format!("server.certificates[{i}]");
+            let file = (format!("{at}.path"), r.path.as_path());
+            refs.push((at, Some(file), r.password.as_ref()));
         }
     }
     let mut problems = Vec::new();
     let mut problem = |key: String, message: String| problems.push(desired.error_at(key, message));
     for (at, path, secret) in refs {
-        if let Some(p) = path.filter(|_| on_disk) {
+        // The admin .pfx is a secret, read from the disk even for a plan of a git revision.
+        let from_disk = on_disk || at == "cluster.admin_certificate";
+        if let Some((key, p)) = path.filter(|_| from_disk) {
             if !p.is_file() {
-                let key = if at.starts_with("server") {
-                    format!("{at}.path")
-                } else {
-                    format!("{at}.upload")
-                };
                 problem(
                     key,
                     format!("{} does not exist or is not a file", p.display()),
@@ -1566,6 +2065,29 @@ pub fn check_references(
     problems
 }
 
+/// `[cluster].ca`'s PEM file, read like an upload (through `reader`: from the disk, links kept
+/// inside the repository, or from a git revision): it must hold certificates, and no private
+/// key (it is reviewed and kept in git).
+fn check_ca_file(path: &Path, reader: Reader<'_>) -> Result<(), String> {
+    let bytes = reader(path)?;
+    let file = crate::pki::read_cert_file(&bytes, None).map_err(|e| {
+        format!(
+            "{}: {e}; the CA file is a PEM file of the certificate(s) that sign or are the cluster's TLS certificate",
+            path.display()
+        )
+    })?;
+    if file.key.is_some() {
+        return Err(format!(
+            "{} holds a private key; the CA file is reviewed and kept in git, so it must hold public certificates only — remove the key",
+            path.display()
+        ));
+    }
+    if file.certs.is_empty() {
+        return Err(format!("{}: holds no certificate", path.display()));
+    }
+    Ok(())
+}
+
 /// Every file certs.toml names, with the key that names it.
 fn named_files(desired: &Declared) -> Vec<(String, &Path)> {
     fn password_file<'a>(at: &str, s: Option<&'a SecretRef>) -> Option<(String, &'a Path)> {
@@ -1595,6 +2117,14 @@ fn named_files(desired: &Declared) -> Vec<(String, &Path)> {
             out.push((format!("{at}.path"), r.path.as_path()));
             out.extend(password_file(&at, r.password.as_ref()));
         }
+    }
+    if let Some(r) = desired.admin_certificate() {
+        let at = "cluster.admin_certificate";
+        out.push((format!("{at}.path"), r.path.as_path()));
+        out.extend(password_file(at, r.password.as_ref()));
+    }
+    if let Some(p) = desired.cluster_ca_file() {
+        out.push(("cluster.ca".into(), p));
     }
     out
 }
@@ -1828,6 +2358,137 @@ mod tests {
         assert!(always_due(RenewBefore::Percent(33), days(365)).is_none());
         assert!(always_due(RenewBefore::Period(days(30)), days(30)).is_some());
         assert!(always_due(RenewBefore::Period(days(29)), days(30)).is_none());
+    }
+
+    const OPS_ADMIN: &str = "[clients.ops-admin]\nclearance = \"ClusterAdmin\"\n";
+
+    #[test]
+    fn cluster_section_parses_into_settings() {
+        let d = parse_str(&format!(
+            "{SERVER}{OPS_ADMIN}[cluster]\nurls = [\"https://a.cluster.example.com/\", \"HTTPS://b.cluster.example.com:8443\", \"https://[::1]:443/raven//\"]\nadmin = \"ops-admin\"\nprune = true\ntimeout = \"2min\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            d.cluster,
+            Some(ClusterSettings {
+                urls: vec![
+                    "https://a.cluster.example.com".into(),
+                    "https://b.cluster.example.com:8443".into(),
+                    "https://[::1]:443/raven".into(),
+                ],
+                admin: ClusterAdmin::Client("ops-admin".into()),
+                ca: CaPin::Store,
+                prune: true,
+                timeout: Period::seconds(120),
+            })
+        );
+        // Defaults, an admin .pfx and a CA file, relative to certs.toml's folder.
+        let d = parse_str(&format!(
+            "{SERVER}[cluster]\nurls = [\"https://a.example.com\"]\nca = \"trust/ca.pem\"\nadmin_certificate = {{ path = \"secrets/admin.pfx\", password_env = \"ADMIN_PFX\" }}\n"
+        ))
+        .unwrap();
+        let c = d.cluster.clone().unwrap();
+        assert_eq!(c.ca, CaPin::Pem("/cfg/trust/ca.pem".into()));
+        assert_eq!(
+            c.admin,
+            ClusterAdmin::Certificate(FileRef {
+                path: "/cfg/secrets/admin.pfx".into(),
+                password: Some(SecretRef::Env("ADMIN_PFX".into())),
+            })
+        );
+        assert!(!c.prune);
+        assert_eq!(c.timeout, CLUSTER_TIMEOUT_DEFAULT);
+        assert!(d.positions.contains_key("cluster.admin_certificate.path"));
+        // The CA file is under review; the admin .pfx (a secret) is watched, not hashed.
+        assert!(d.certificate_files().contains(&"/cfg/trust/ca.pem".into()));
+        assert!(!d
+            .certificate_files()
+            .contains(&"/cfg/secrets/admin.pfx".into()));
+        assert!(d
+            .referenced_files()
+            .contains(&"/cfg/secrets/admin.pfx".into()));
+        let system = parse_str(
+            "version = 1\n[clients.p]\nclearance = \"Operator\"\nupload = \"p.crt\"\n[cluster]\nurls = [\"https://a.example.com\"]\nca = \"system\"\nadmin_certificate = { path = \"a.pfx\" }\n",
+        )
+        .unwrap();
+        assert_eq!(system.cluster.unwrap().ca, CaPin::System);
+        // Without [cluster], no cluster.
+        assert_eq!(parse_str(SERVER).unwrap().cluster, None);
+    }
+
+    #[test]
+    fn cluster_urls_are_https_node_addresses() {
+        for good in [
+            "https://a.example.com",
+            "https://10.0.0.1:8080",
+            "https://[fe80::1]",
+        ] {
+            assert!(check_cluster_url(good).is_ok(), "{good}");
+        }
+        for (bad, why) in [
+            ("http://a.example.com", "plain http"),
+            (
+                "https://admin:s3cret@a.example.com",
+                "user name or password",
+            ),
+            ("https://a.example.com/?x=1", "query"),
+            ("https://a.example.com#top", "fragment"),
+            ("https://a.example.com:0", "port"),
+            ("https://a.example.com:99999", "port"),
+            ("https://", "no host"),
+            ("https://a b", "white space"),
+            ("a.example.com", "not a URL"),
+            ("ftp://a.example.com", "not an https URL"),
+            ("https://[zz]", "IPv6"),
+        ] {
+            let e = check_cluster_url(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad}"));
+            assert!(e.message.contains(why), "{bad}: {}", e.message);
+        }
+        // A password in a URL is masked in the line an error shows.
+        let e = first_error(&format!(
+            "{SERVER}{OPS_ADMIN}[cluster]\nurls = [\"https://admin:s3cret@a.example.com\"]\nadmin = \"ops-admin\"\n"
+        ));
+        assert_eq!(e.key, "cluster.urls[0]");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn cluster_admin_must_manage_every_declared_certificate() {
+        let cluster = "[cluster]\nurls = [\"https://a.example.com\"]\nadmin = \"ops\"\n";
+        let operator = "[clients.ops]\nclearance = \"Operator\"\n";
+        // An Operator alone may manage Operators and ValidUsers.
+        parse_str(&format!(
+            "{SERVER}{operator}[clients.u]\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\" }}\n{cluster}"
+        ))
+        .unwrap();
+        // Not beside a ClusterAdmin.
+        let e = first_error(&format!("{SERVER}{operator}{OPS_ADMIN}{cluster}"));
+        assert_eq!(e.key, "cluster.admin");
+        assert!(e.message.contains("clients.ops-admin"), "{e}");
+        // A ValidUser never.
+        let e = first_error(&format!(
+            "{SERVER}[clients.ops]\nclearance = \"ValidUser\"\n{cluster}"
+        ));
+        assert!(e.message.contains("cannot manage certificates"), "{e}");
+    }
+
+    #[test]
+    fn cluster_timeout_is_bounded() {
+        for (t, ok) in [
+            ("1s", true),
+            ("600s", true),
+            ("10min", true),
+            ("0s", false),
+            ("11min", false),
+            ("1h", false),
+        ] {
+            let r = parse_str(&format!(
+                "{SERVER}{OPS_ADMIN}[cluster]\nurls = [\"https://a.example.com\"]\nadmin = \"ops-admin\"\ntimeout = \"{t}\"\n"
+            ));
+            assert_eq!(r.is_ok(), ok, "{t}: {r:?}");
+        }
     }
 
     #[test]

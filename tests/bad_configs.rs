@@ -29,7 +29,8 @@ const FILE_SECRET: &str = "file-secret-Zt81";
 const UNSET_VAR: &str = "RAVENCERT_TEST_UNSET_PASSWORD";
 
 struct Case {
-    /// The bad certs.toml; `{SERVER}` stands for `common::SERVER`.
+    /// The bad certs.toml; `{SERVER}` stands for `common::SERVER`, `{CLIENTS}` for
+    /// GOOD_CLIENTS.
     config: &'static str,
     /// A text naming the offending key, expected on the same error line as the position.
     key: &'static str,
@@ -645,6 +646,187 @@ cases! {
         also: &["also declared by clients.partner-a"],
         files: &[("trust/partner.crt", PARTNER_PEM), ("trust/partner-copy.crt", PARTNER_PEM)],
     };
+
+    // --- [cluster] (SPEC §7, issue 13).
+    cluster_unknown_key: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurl = \"https://a.cluster.example.com\"\nadmin = \"admin\"\n",
+        key: "url",
+        line: Some("url ="),
+        also: &["unknown field `url`"],
+        ..Case::DEFAULT
+    };
+    cluster_urls_missing: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nadmin = \"admin\"\n",
+        key: "cluster",
+        line: Some("[cluster]"),
+        also: &["missing field `urls`"],
+        ..Case::DEFAULT
+    };
+    cluster_urls_empty: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = []\nadmin = \"admin\"\n",
+        key: "cluster.urls",
+        line: Some("urls = []"),
+        also: &["at least one node"],
+        ..Case::DEFAULT
+    };
+    cluster_url_plain_http: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\n  \"https://a.cluster.example.com\",\n  \"http://b.cluster.example.com:8080\",\n]\nadmin = \"admin\"\n",
+        key: "cluster.urls[1]",
+        line: Some("\"http://b"),
+        also: &["plain http", "https://"],
+        ..Case::DEFAULT
+    };
+    cluster_url_with_password: Case {
+        // The password in the URL is masked in the line shown, like a `password = ...`.
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://ops:hunter2-inline-secret@a.cluster.example.com\"]\nadmin = \"admin\"\n",
+        key: "cluster.urls[0]",
+        line: Some("urls ="),
+        also: &["user name or password", "https://***@a.cluster.example.com"],
+        ..Case::DEFAULT
+    };
+    cluster_url_with_query: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com/?database=Orders\"]\nadmin = \"admin\"\n",
+        key: "cluster.urls[0]",
+        line: Some("urls ="),
+        also: &["has a query", "node's address only"],
+        ..Case::DEFAULT
+    };
+    cluster_url_with_fragment: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com/studio#admin/certificates\"]\nadmin = \"admin\"\n",
+        key: "cluster.urls[0]",
+        line: Some("urls ="),
+        also: &["has a fragment"],
+        ..Case::DEFAULT
+    };
+    cluster_url_listed_twice: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\n  \"https://a.cluster.example.com\",\n  \"https://a.cluster.example.com/\",\n]\nadmin = \"admin\"\n",
+        key: "cluster.urls[1]",
+        line: Some("\"https://a.cluster.example.com/\""),
+        also: &["listed twice"],
+        ..Case::DEFAULT
+    };
+    cluster_without_admin: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\n",
+        key: "cluster",
+        line: Some("[cluster]"),
+        also: &["admin = ", "admin_certificate = "],
+        ..Case::DEFAULT
+    };
+    cluster_admin_and_admin_certificate: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"admin\"\n\
+                 admin_certificate = { path = \"secrets/admin.pfx\" }\n",
+        key: "cluster.admin_certificate",
+        line: Some("admin_certificate ="),
+        also: &["choose one"],
+        ..Case::DEFAULT
+    };
+    cluster_admin_not_declared: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"root\"\n",
+        key: "cluster.admin",
+        line: Some("admin = \"root\""),
+        also: &["no client 'root' is declared", "admin, orders-app"],
+        ..Case::DEFAULT
+    };
+    cluster_admin_is_an_upload: Case {
+        config: "{SERVER}{CLIENTS}[clients.partner]\nclearance = \"ClusterAdmin\"\nupload = \"trust/partner.crt\"\n\n\
+                 [cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"partner\"\n",
+        key: "cluster.admin",
+        line: Some("admin = \"partner\""),
+        also: &["clients.partner is an upload", "admin_certificate"],
+        files: &[("trust/partner.crt", PARTNER_PEM)],
+    };
+    cluster_admin_is_a_valid_user: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"orders-app\"\n",
+        key: "cluster.admin",
+        line: Some("admin = \"orders-app\""),
+        also: &["ValidUser, which cannot manage certificates"],
+        ..Case::DEFAULT
+    };
+    cluster_admin_operator_beside_a_cluster_admin: Case {
+        // RAVENDB.md: an Operator manages Operator and ValidUser certificates only.
+        config: "{SERVER}{CLIENTS}[clients.ops]\nclearance = \"Operator\"\n\n\
+                 [cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"ops\"\n",
+        key: "cluster.admin",
+        line: Some("admin = \"ops\""),
+        also: &["an Operator cannot manage ClusterAdmin certificates (clients.admin)"],
+        ..Case::DEFAULT
+    };
+    cluster_admin_certificate_missing: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\n\
+                 admin_certificate = { path = \"secrets/admin.pfx\", password_env = \"ORDERS_APP_PFX_PASSWORD\" }\n",
+        key: "cluster.admin_certificate.path",
+        line: Some("admin_certificate ="),
+        also: &["secrets/admin.pfx does not exist"],
+        ..Case::DEFAULT
+    };
+    cluster_admin_certificate_password_unset: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\n\
+                 admin_certificate = { path = \"secrets/admin.pfx\", password_env = \"RAVENCERT_TEST_UNSET_PASSWORD\" }\n",
+        key: "cluster.admin_certificate.password_env",
+        line: Some("admin_certificate ="),
+        also: &["RAVENCERT_TEST_UNSET_PASSWORD is not set"],
+        files: &[("secrets/admin.pfx", "not really a pfx")],
+    };
+    cluster_admin_certificate_inline_password: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\n\
+                 admin_certificate = { path = \"secrets/admin.pfx\", password_env = \"ORDERS_APP_PFX_PASSWORD\", password = \"hunter2-inline-secret\" }\n",
+        key: "cluster.admin_certificate.password",
+        line: Some("admin_certificate ="),
+        also: &["password_env", "password = ***"],
+        files: &[("secrets/admin.pfx", "not really a pfx")],
+    };
+    cluster_ca_store_without_server: Case {
+        // Uploads need no [server]; pinning to the store's server certificate does.
+        config: "version = 1\n[clients.partner]\nclearance = \"Operator\"\nupload = \"trust/partner.crt\"\n\n\
+                 [cluster]\nurls = [\"https://a.cluster.example.com\"]\n\
+                 admin_certificate = { path = \"secrets/admin.pfx\" }\n",
+        key: "cluster",
+        line: Some("[cluster]"),
+        also: &["declares no [server]", "ca = \"system\""],
+        files: &[("trust/partner.crt", PARTNER_PEM), ("secrets/admin.pfx", "x")],
+    };
+    cluster_ca_file_missing: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"admin\"\nca = \"trust/cluster-ca.pem\"\n",
+        key: "cluster.ca",
+        line: Some("ca = "),
+        also: &["trust/cluster-ca.pem does not exist"],
+        ..Case::DEFAULT
+    };
+    cluster_ca_file_not_a_certificate: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"admin\"\nca = \"trust/cluster-ca.pem\"\n",
+        key: "cluster.ca",
+        line: Some("ca = "),
+        also: &["trust/cluster-ca.pem", "not a certificate"],
+        files: &[("trust/cluster-ca.pem", "just some text, no certificate here\n")],
+    };
+    cluster_ca_empty: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"admin\"\nca = \"\"\n",
+        key: "cluster.ca",
+        line: Some("ca = "),
+        also: &["\"store\", \"system\" or the path of a PEM file"],
+        ..Case::DEFAULT
+    };
+    cluster_timeout_too_long: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"admin\"\ntimeout = \"1h\"\n",
+        key: "cluster.timeout",
+        line: Some("timeout"),
+        also: &["must be at most 10min"],
+        ..Case::DEFAULT
+    };
+    cluster_timeout_zero: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"admin\"\ntimeout = \"0s\"\n",
+        key: "cluster.timeout",
+        line: Some("timeout"),
+        also: &["must be at least 1s"],
+        ..Case::DEFAULT
+    };
+    cluster_timeout_bare_m: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"admin\"\ntimeout = \"5m\"\n",
+        key: "cluster.timeout",
+        line: Some("timeout"),
+        also: &["did you mean `min` or `mo`?"],
+        ..Case::DEFAULT
+    };
 }
 
 /// A certificate that expired on 2026-11-27 (`openssl x509 -days -1`), public part only.
@@ -672,6 +854,13 @@ vn/mpP9Xz0MwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNJADBGAiEAlhwh
 f1m81TY0/Kvtqw/66rhPlXDJRXNt/6eELNRAjKICIQDQIFeQttuU4Pq7Th4LC6bA
 AcdPInbtiX2OHL1QSd3DcA==
 -----END CERTIFICATE-----\n";
+
+/// A case's config with `{SERVER}` and `{CLIENTS}` (the good clients) filled in.
+fn expand(config: &str) -> String {
+    config
+        .replace("{SERVER}", common::SERVER)
+        .replace("{CLIENTS}", &format!("{GOOD_CLIENTS}\n"))
+}
 
 /// Line number (1-based) of the one place `marker` starts in `text`.
 fn line_of(text: &str, marker: &str) -> usize {
@@ -704,7 +893,7 @@ fn check(case: &Case) {
     for (rel, text) in case.files {
         env.write(rel, text);
     }
-    let config = case.config.replace("{SERVER}", common::SERVER);
+    let config = expand(case.config);
     env.config(&config);
     let location = match case.line {
         Some(marker) => format!("certs.toml:{}:", line_of(&config, marker)),
@@ -728,6 +917,53 @@ fn check(case: &Case) {
     // The store is still the good one: back on the good config there is nothing to do.
     env.config(&good);
     env.run(&["plan", "--detailed-exitcode"]).success();
+}
+
+/// A good `[cluster]` (issue 13): validate accepts it, and the store's plan and apply do not
+/// change for it (the cluster is not contacted yet; its URLs name a closed local port).
+const GOOD_CLUSTER: &str = "\n[cluster]\nurls = [\"https://127.0.0.1:1/\", \"https://[::1]:1\"]\nadmin = \"admin\"\nprune = true\ntimeout = \"10s\"\n";
+
+#[test]
+fn a_good_cluster_section_validates_and_leaves_the_store_alone() {
+    let good = format!("{}{GOOD_CLIENTS}", common::SERVER);
+    let env = Env::new().env("ORDERS_APP_PFX_PASSWORD", ENV_SECRET);
+    env.config(&good);
+    env.run(&["apply", "--yes"]).success();
+    let before = env.snapshot();
+
+    env.config(&format!("{good}{GOOD_CLUSTER}"));
+    env.run(&["validate"]).success();
+    common::schema_check(&format!("{good}{GOOD_CLUSTER}")).unwrap();
+    env.run(&["plan", "--detailed-exitcode"]).success();
+    env.run(&["apply", "--yes"]).success();
+    let changed: Vec<String> = common::changed_paths(&before, &env.snapshot())
+        .into_iter()
+        .filter(|p| !p.ends_with("/.lock"))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "apply with [cluster] changed {changed:?}"
+    );
+
+    // An admin .pfx and a CA file outside the store, named relative to certs.toml.
+    std::fs::create_dir_all(env.path("trust")).unwrap();
+    std::fs::copy(env.server_pem(), env.path("trust/cluster-ca.pem")).unwrap();
+    env.write("secrets/admin.pfx", "read when the cluster is contacted");
+    let pfx = format!(
+        "{good}\n[cluster]\nurls = [\"https://127.0.0.1:1\"]\nca = \"trust/cluster-ca.pem\"\n\
+         admin_certificate = {{ path = \"secrets/admin.pfx\", password_env = \"ORDERS_APP_PFX_PASSWORD\" }}\n"
+    );
+    env.config(&pfx);
+    common::schema_check(&pfx).unwrap();
+    env.run(&["validate"]).success();
+    env.run(&["plan", "--detailed-exitcode"]).success();
+
+    // From an empty folder, a config with [cluster] applies the store as without it.
+    let fresh = Env::new().env("ORDERS_APP_PFX_PASSWORD", ENV_SECRET);
+    fresh.config(&format!("{good}{GOOD_CLUSTER}"));
+    fresh.run(&["apply", "--yes"]).success();
+    fresh.run(&["plan", "--detailed-exitcode"]).success();
+    assert_eq!(fresh.status()["certificates"].as_array().unwrap().len(), 2);
 }
 
 /// The bad configs that the JSON schema cannot refuse, and why: a rule about two values at once
@@ -761,15 +997,25 @@ const SCHEMA_CANNOT_EXPRESS: &[&str] = &[
     "validity_shorter_than_default_renew",
     // A store path that climbs back to certs.toml's folder: counting `..` against folders.
     "store_path_back_to_config_folder",
+    // [cluster] admin: a reference to a declared client and its clearance, across tables.
+    "cluster_admin_not_declared",
+    "cluster_admin_is_an_upload",
+    "cluster_admin_is_a_valid_user",
+    "cluster_admin_operator_beside_a_cluster_admin",
+    // [cluster] files and secrets: not in the file.
+    "cluster_admin_certificate_missing",
+    "cluster_admin_certificate_password_unset",
+    "cluster_ca_file_missing",
+    "cluster_ca_file_not_a_certificate",
+    // The same node twice once trailing slashes are stripped: uniqueItems compares as written.
+    "cluster_url_listed_twice",
 ];
 
 #[test]
 fn schema_refuses_every_bad_config_it_can_express() {
     let accepted: Vec<&str> = CASES
         .iter()
-        .filter(|(_, case)| {
-            common::schema_check(&case.config.replace("{SERVER}", common::SERVER)).is_ok()
-        })
+        .filter(|(_, case)| common::schema_check(&expand(case.config)).is_ok())
         .map(|(name, _)| *name)
         .collect();
     let mut expected = SCHEMA_CANNOT_EXPRESS.to_vec();

@@ -102,6 +102,7 @@ fn desired() -> impl Strategy<Value = Desired> {
                     export: None,
                 }),
                 clients: clients.into_iter().map(|c| (c.key.clone(), c)).collect(),
+                cluster: None,
                 warnings: vec![],
                 positions: BTreeMap::new(),
                 renew_before: RenewBefore::Period(Period::days(30)),

@@ -117,7 +117,25 @@ clearance = "ClusterAdmin"
 "#;
     let uploads_only =
         "version = 1\n[clients.partner]\nclearance = \"Operator\"\nupload = \"p.crt\"\n";
-    for text in [generated, imported, uploads_only] {
+    // [cluster]: every form of URL, admin and ca that validation accepts.
+    let cluster = format!(
+        "{generated}\n[cluster]\nurls = [\"https://a.cluster.example.com/\", \"HTTPS://10.0.0.2:8443\", \"https://[fd00::3]:443/raven\"]\n\
+         admin = \"ops\"\nca = \"store\"\nprune = true\ntimeout = \"600s\"\n"
+    );
+    let cluster_pfx = "version = 1\n[clients.partner]\nclearance = \"Operator\"\nupload = \"p.crt\"\n\
+                       [cluster]\nurls = [\"https://a.example.com\"]\nca = \"system\"\ntimeout = \"10min\"\n\
+                       admin_certificate = { path = \"secrets/admin.pfx\", password_file = \"secrets/admin.pass\" }\n";
+    let cluster_pem = format!(
+        "{imported}\n[cluster]\nurls = [\"https://a.example.com\"]\nadmin = \"admin\"\nca = \"trust/ca.pem\"\ntimeout = \"1s\"\n"
+    );
+    for text in [
+        generated,
+        imported,
+        uploads_only,
+        &cluster,
+        cluster_pfx,
+        &cluster_pem,
+    ] {
         ravencert::config::parse(
             std::path::Path::new("certs.toml"),
             text,
@@ -127,6 +145,36 @@ clearance = "ClusterAdmin"
         if let Err(e) = common::schema_check(text) {
             panic!("the schema refuses a valid config: {e}\n{text}");
         }
+    }
+}
+
+/// certs.toml.example's commented-out `[cluster]` works as written: uncommented, it is valid
+/// and passes the schema (the example itself is applied without a server, so it stays a comment).
+#[test]
+fn example_cluster_section_works_uncommented() {
+    let example = ravencert::EXAMPLE;
+    let start = example
+        .find("# [cluster]")
+        .expect("certs.toml.example shows a [cluster] section");
+    let mut config = example[..start].to_string();
+    for line in example[start..].lines() {
+        let line = line.strip_prefix("# ").unwrap_or(line);
+        if !line.starts_with('#') {
+            config.push_str(line);
+            config.push('\n');
+        }
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let desired = ravencert::config::parse(&dir.join("certs.toml.example"), &config, dir)
+        .unwrap_or_else(|e| panic!("{e:?}\n{config}"));
+    let cluster = desired.cluster.expect("the [cluster] section is read");
+    assert_eq!(cluster.urls.len(), 2);
+    assert_eq!(
+        cluster.admin,
+        ravencert::config::ClusterAdmin::Client("admin".into())
+    );
+    if let Err(e) = common::schema_check(&config) {
+        panic!("the uncommented [cluster] does not pass the schema: {e}\n{config}");
     }
 }
 

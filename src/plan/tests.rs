@@ -54,6 +54,7 @@ pub(super) fn desired(clients: Vec<ClientDesired>, prune: bool) -> Desired {
             },
             server: Some(server()),
             clients: clients.into_iter().map(|c| (c.key.clone(), c)).collect(),
+            cluster: None,
             warnings: vec![],
             positions: BTreeMap::new(),
             renew_before: RenewBefore::Period(Period::days(30)),
