@@ -252,6 +252,8 @@ pub struct Listing {
     pub loaded_server_cert: Option<String>,
     /// The well-known admin thumbprints of the node's settings.
     pub well_known_admins: Vec<String>,
+    /// The server's version, from the answer's `Raven-Server-Version` header.
+    pub server_version: Option<ServerVersion>,
 }
 
 /// A blocking HTTPS client for one cluster's certificate endpoints.
@@ -262,6 +264,8 @@ pub struct Client {
     active: AtomicUsize,
     body_log: Option<BodyLog>,
     handshakes: Arc<AtomicUsize>,
+    /// The nodes skipped because they did not answer, with why.
+    skipped: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -297,6 +301,7 @@ impl Client {
             active: AtomicUsize::new(0),
             body_log: None,
             handshakes,
+            skipped: Mutex::new(Vec::new()),
         })
     }
 
@@ -304,6 +309,20 @@ impl Client {
     pub fn with_body_log(mut self, log: BodyLog) -> Client {
         self.body_log = Some(log);
         self
+    }
+
+    /// The nodes skipped so far because they did not answer (`URL did not answer (why)`), and
+    /// forgets them: the caller reports them.
+    pub fn take_skipped(&self) -> Vec<String> {
+        self.skipped
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
+    }
+
+    /// The log [`Client::with_body_log`] records into, if any.
+    pub fn body_log(&self) -> Option<&BodyLog> {
+        self.body_log.as_ref()
     }
 
     /// The node asked first (the one that answered last).
@@ -326,14 +345,18 @@ impl Client {
         })
     }
 
-    /// Every registered certificate, collection secondaries included.
+    /// Every registered certificate, collection secondaries included, and the server's version
+    /// when the answer carries it (RavenDB sends `Raven-Server-Version` with every response, so
+    /// a plan needs no second request).
     pub fn list(&self) -> Result<Listing> {
         let path = "/admin/certificates?secondary=true";
-        let (url, body) = self.send("GET", path, None)?;
-        decode_listing(&body).map_err(|detail| ClusterError::Decode {
-            url: format!("{url}{path}"),
+        let answer = self.send_answer("GET", path, None)?;
+        let mut listing = decode_listing(&answer.body).map_err(|detail| ClusterError::Decode {
+            url: format!("{}{path}", answer.url),
             detail,
-        })
+        })?;
+        listing.server_version = answer.version.as_deref().and_then(version_from_header);
+        Ok(listing)
     }
 
     /// Registers the public certificate `der` (PUT): RavenDB overwrites an existing
@@ -388,6 +411,17 @@ impl Client {
         path: &str,
         json: Option<&serde_json::Value>,
     ) -> Result<(String, Vec<u8>)> {
+        self.send_answer(method, path, json)
+            .map(|a| (a.url, a.body))
+    }
+
+    /// [`Client::send`] with the answer's `Raven-Server-Version` header.
+    fn send_answer(
+        &self,
+        method: &str,
+        path: &str,
+        json: Option<&serde_json::Value>,
+    ) -> Result<Answer> {
         let body = json.map(|j| j.to_string().into_bytes()).unwrap_or_default();
         if let Some(log) = &self.body_log {
             if let Ok(mut log) = log.lock() {
@@ -417,12 +451,19 @@ impl Client {
             match answer(url, sent) {
                 Err(Outcome::Unreachable(detail)) => {
                     tracing::warn!(node = %url, "cluster node did not answer ({detail}); trying the next");
+                    if let Ok(mut skipped) = self.skipped.lock() {
+                        skipped.push(format!("{url} did not answer ({detail})"));
+                    }
                     last = detail;
                 }
                 Err(Outcome::Failed(e)) => return Err(e),
-                Ok(body) => {
+                Ok((body, version)) => {
                     self.active.store(i, Ordering::Relaxed);
-                    return Ok((url.clone(), body));
+                    return Ok(Answer {
+                        url: url.clone(),
+                        body,
+                        version,
+                    });
                 }
             }
         }
@@ -441,11 +482,33 @@ enum Outcome {
     Failed(ClusterError),
 }
 
-/// The body of a 2xx answer, or what went wrong.
+/// A node's 2xx answer.
+struct Answer {
+    /// The node that answered.
+    url: String,
+    /// The body.
+    body: Vec<u8>,
+    /// Its `Raven-Server-Version` header, e.g. `4.1.0.41001`.
+    version: Option<String>,
+}
+
+/// `Raven-Server-Version: 4.1.0.41001` as a [`ServerVersion`] (None when it does not parse).
+fn version_from_header(value: &str) -> Option<ServerVersion> {
+    let parts: Vec<&str> = value.trim().split('.').collect();
+    let number = |i: usize| parts.get(i)?.parse::<u32>().ok();
+    let (major, minor, patch) = (number(0)?, number(1)?, number(2).unwrap_or(0));
+    Some(ServerVersion {
+        product_version: format!("{major}.{minor}"),
+        build_version: parts.get(3).and_then(|b| b.parse().ok()).unwrap_or(0),
+        full_version: format!("{major}.{minor}.{patch}"),
+    })
+}
+
+/// The body of a 2xx answer with its version header, or what went wrong.
 fn answer(
     url: &str,
     sent: std::result::Result<ureq::Response, ureq::Error>,
-) -> std::result::Result<Vec<u8>, Outcome> {
+) -> std::result::Result<(Vec<u8>, Option<String>), Outcome> {
     let response = match sent {
         Ok(r) => r,
         Err(ureq::Error::Status(status, r)) => {
@@ -464,7 +527,10 @@ fn answer(
             message: format!("redirect to {location:?} not followed; give that node's https url in [cluster] urls"),
         }));
     }
-    read_body(response).map_err(|e| Outcome::Unreachable(format!("the answer broke off: {e}")))
+    let version = response.header("Raven-Server-Version").map(str::to_string);
+    let body = read_body(response)
+        .map_err(|e| Outcome::Unreachable(format!("the answer broke off: {e}")))?;
+    Ok((body, version))
 }
 
 fn read_body(response: ureq::Response) -> io::Result<Vec<u8>> {
@@ -545,7 +611,8 @@ fn transport_error(url: &str, t: &ureq::Transport) -> Outcome {
     }
 }
 
-/// `https://host[:port]` without a trailing slash, path, query or credentials.
+/// `https://host[:port][/path]` (a path for a node behind a reverse proxy) without a trailing
+/// slash, query, fragment or credentials.
 fn check_url(url: &str) -> Result<String> {
     let bad = |detail: &str| ClusterError::BadUrl {
         url: url.to_string(),
@@ -554,16 +621,17 @@ fn check_url(url: &str) -> Result<String> {
     let rest = url
         .strip_prefix("https://")
         .ok_or_else(|| bad("it must start with https://"))?;
-    let host = rest.trim_end_matches('/');
+    let rest = rest.trim_end_matches('/');
+    let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() {
         return Err(bad("it names no host"));
     }
-    if host.contains(['/', '?', '#', '@']) || host.chars().any(char::is_whitespace) {
+    if rest.contains(['?', '#', '@']) || rest.chars().any(char::is_whitespace) {
         return Err(bad(
-            "it must be only the node's address, without a path, query or user",
+            "it must be only the node's address (and path), without a query, fragment or user",
         ));
     }
-    Ok(format!("https://{host}"))
+    Ok(format!("https://{rest}"))
 }
 
 /// A thumbprint is hex; anything else is percent-encoded so it cannot change the query.
@@ -636,6 +704,7 @@ fn decode_listing(body: &[u8]) -> std::result::Result<Listing, String> {
             .iter()
             .map(|t| normalize_thumbprint(t))
             .collect(),
+        server_version: None,
     })
 }
 
@@ -927,8 +996,14 @@ mod tests {
             check_url("http://a"),
             Err(ClusterError::BadUrl { .. })
         ));
+        // A path: a node behind a reverse proxy, as [cluster] urls allow.
+        assert_eq!(check_url("https://a/raven/").unwrap(), "https://a/raven");
         assert!(matches!(
-            check_url("https://a/x"),
+            check_url("https://a/x?y=1"),
+            Err(ClusterError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            check_url("https://user@a"),
             Err(ClusterError::BadUrl { .. })
         ));
         assert!(matches!(
@@ -949,6 +1024,7 @@ mod tests {
         let listing = decode_listing(body).unwrap();
         assert_eq!(listing.loaded_server_cert.as_deref(), Some("AB12"));
         assert_eq!(listing.well_known_admins, vec!["99AA"]);
+        assert_eq!(listing.server_version, None);
         let server = &listing.registrations[0];
         assert_eq!(server.clearance, ListedClearance::ClusterNode);
         assert_eq!(server.collection_primary, None);
@@ -999,5 +1075,22 @@ mod tests {
     fn query_values_cannot_break_out() {
         assert_eq!(query_value("AB12"), "AB12");
         assert_eq!(query_value("a&b=c"), "a%26b%3Dc");
+    }
+
+    #[test]
+    fn the_version_header_reads_as_the_version_endpoint_does() {
+        let v = version_from_header("4.1.0.41001").unwrap();
+        assert_eq!(v.product_version, "4.1");
+        assert_eq!(v.build_version, 41001);
+        assert_eq!(v.full_version, "4.1.0");
+        assert!(v.at_least(4, 1) && !v.at_least(5, 2));
+        assert_eq!(
+            version_from_header("6.0.105-nightly")
+                .unwrap()
+                .product_version,
+            "6.0"
+        );
+        assert_eq!(version_from_header("5.4").unwrap().full_version, "5.4.0");
+        assert_eq!(version_from_header("garbage"), None);
     }
 }
