@@ -65,11 +65,14 @@ pub enum Command {
     Plan(PlanArgs),
     /// Carry out the plan
     Apply(ApplyArgs),
-    /// Show the store as RavenDB's Certificates view does
+    /// Show the store as RavenDB's Certificates view does (and whether the cluster holds it)
     Status {
         /// Machine-readable output
         #[arg(long)]
         json: bool,
+        /// Read only the store; do not ask the cluster
+        #[arg(long)]
+        offline: bool,
     },
     /// Write the server certificate(s) export now
     Export {
@@ -119,6 +122,9 @@ pub struct PlanArgs {
     /// Plan even when every registered client certificate would be deleted
     #[arg(long)]
     pub allow_delete_all: bool,
+    /// Leave the cluster out: plan and apply the store only ([cluster] is not contacted)
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// The options of `apply`.
@@ -145,6 +151,9 @@ pub struct ApplyArgs {
     /// Refuse when certs.toml has uncommitted changes (the applied revision must name it)
     #[arg(long)]
     pub require_clean: bool,
+    /// Leave the cluster out: plan and apply the store only ([cluster] is not contacted)
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// The options of `watch`.
@@ -179,6 +188,9 @@ pub struct WatchArgs {
     /// How long an apply waits for another one holding the store's lock
     #[arg(long, value_name = "DUR", default_value = "30s", value_parser = lock_timeout)]
     pub lock_timeout: Duration,
+    /// Leave the cluster out: plan and apply the store only ([cluster] is not contacted)
+    #[arg(long)]
+    pub offline: bool,
 }
 
 // Durations on the command line use certs.toml's grammar (model::Period): a whole number with

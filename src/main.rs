@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use ravencert::cli::{ApplyArgs, Cli, ColorChoice, Command, PlanArgs, WatchArgs};
 use ravencert::ops::{self, Context, Output};
-use ravencert::plan::Plan;
+use ravencert::plan::{ClusterView, Plan};
 use ravencert::render::{self, escape_output, Style};
 use ravencert::watch::{GitFollow, WatchOptions};
 
@@ -91,8 +91,8 @@ fn run(cli: Cli) -> ops::Result<Output> {
         Command::Plan(a) => ops::plan(&ctx, &plan_request(a)),
         Command::Apply(a) => {
             let json = a.json;
-            ops::apply(&ctx, &apply_request(a), &mut |plan| {
-                confirm(plan, ctx.style, json)
+            ops::apply(&ctx, &apply_request(a), &mut |plan, cluster| {
+                confirm(plan, cluster, ctx.style, json)
             })
         }
         Command::Watch(a) => {
@@ -104,7 +104,7 @@ fn run(cli: Cli) -> ops::Result<Output> {
                 .init();
             ops::watch(&ctx, &watch_request(a))
         }
-        Command::Status { json } => ops::status(&ctx, json),
+        Command::Status { json, offline } => ops::status(&ctx, json, offline),
         Command::Export { out } => ops::export(&ctx, out),
         Command::Schema => Ok(ops::schema()),
         Command::Completions { shell } => {
@@ -126,6 +126,7 @@ fn plan_request(a: PlanArgs) -> ops::PlanRequest {
         detailed_exitcode: a.detailed_exitcode,
         replace: a.replace,
         allow_delete_all: a.allow_delete_all,
+        offline: a.offline,
     }
 }
 
@@ -138,6 +139,7 @@ fn apply_request(a: ApplyArgs) -> ops::ApplyRequest {
         replace: a.replace,
         lock_timeout: a.lock_timeout,
         allow_delete_all: a.allow_delete_all,
+        offline: a.offline,
     }
 }
 
@@ -158,6 +160,7 @@ fn watch_request(a: WatchArgs) -> ops::WatchRequest {
             lock_timeout: a.lock_timeout,
         },
         allow_export_path: a.allow_export_path,
+        offline: a.offline,
         clock: now,
     }
 }
@@ -165,13 +168,13 @@ fn watch_request(a: WatchArgs) -> ops::WatchRequest {
 /// The apply confirmation, asked on the terminal: only `yes` goes ahead. With `--json`, stdout
 /// holds only the JSON document: the plan shown for confirmation and the question go to
 /// stderr, which is the terminal a person reads.
-fn confirm(plan: &Plan, style: Style, json: bool) -> ops::Result<bool> {
+fn confirm(plan: &Plan, cluster: &ClusterView, style: Style, json: bool) -> ops::Result<bool> {
     if !std::io::stdin().is_terminal() {
         return Err(ops::Error::NoTerminal);
     }
     let shown = format!(
         "{}\nDo you want to perform these actions? Only 'yes' will be accepted to approve.\n  Enter a value: ",
-        render::plan_text(plan, style)
+        render::plan_text(plan, style) + &render::cluster_text(cluster, style)
     );
     let shown = escape_output(&shown, style.color);
     if json {

@@ -7,6 +7,7 @@ use std::io::Write;
 use crate::config;
 use crate::plan;
 
+mod cluster;
 mod context;
 mod daemon;
 mod error;
@@ -15,6 +16,7 @@ mod review;
 mod show;
 mod update;
 
+pub use cluster::{ClusterApplyError, ClusterSetupError};
 pub(crate) use context::Revision;
 pub use context::{Context, StoreLocationError};
 pub use daemon::{watch, WatchRequest};

@@ -123,6 +123,10 @@ struct VerifyCache {
 
 const CACHE_FILE: &str = ".verified.json";
 
+/// What ravencert last set on each cluster (SPEC §7: a registration changed since is reported
+/// as changed outside ravencert). Its format is the cluster target's; the store keeps the bytes.
+const CLUSTER_STATE_FILE: &str = ".cluster-state.json";
+
 /// The state of a registered certificate's public file.
 enum CertFileState {
     Ok,
@@ -549,6 +553,20 @@ impl Store {
                 Ok(())
             }
         }
+    }
+
+    /// The cluster state file's bytes; None when no cluster was ever reconciled.
+    pub(crate) fn read_cluster_state(&self) -> Result<Option<Vec<u8>>> {
+        let path = self.root.join(CLUSTER_STATE_FILE);
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            _ => read_file(&path).map(Some),
+        }
+    }
+
+    /// Replaces the cluster state file (atomically, 0600). The store must exist.
+    pub(crate) fn write_cluster_state(&self, bytes: &[u8]) -> Result<()> {
+        write_atomic(&self.root.join(CLUSTER_STATE_FILE), bytes, 0o600)
     }
 
     /// The DER of a client's issued bundle certificate, if it is `thumbprint`.

@@ -919,8 +919,9 @@ fn check(case: &Case) {
     env.run(&["plan", "--detailed-exitcode"]).success();
 }
 
-/// A good `[cluster]` (issue 13): validate accepts it, and the store's plan and apply do not
-/// change for it (the cluster is not contacted yet; its URLs name a closed local port).
+/// A good `[cluster]` (issue 13): validate accepts it, and with `--offline` the store's plan and
+/// apply do not change for it. Its URLs name a closed local port: without `--offline` the plan
+/// fails naming every node tried, and nothing changes.
 const GOOD_CLUSTER: &str = "\n[cluster]\nurls = [\"https://127.0.0.1:1/\", \"https://[::1]:1\"]\nadmin = \"admin\"\nprune = true\ntimeout = \"10s\"\n";
 
 #[test]
@@ -934,8 +935,14 @@ fn a_good_cluster_section_validates_and_leaves_the_store_alone() {
     env.config(&format!("{good}{GOOD_CLUSTER}"));
     env.run(&["validate"]).success();
     common::schema_check(&format!("{good}{GOOD_CLUSTER}")).unwrap();
-    env.run(&["plan", "--detailed-exitcode"]).success();
-    env.run(&["apply", "--yes"]).success();
+    env.run(&["plan", "--detailed-exitcode", "--offline"])
+        .success();
+    env.run(&["apply", "--yes", "--offline"]).success();
+    env.cmd(&["plan"]).refused(&[
+        "no cluster node answered",
+        "https://127.0.0.1:1",
+        "https://[::1]:1",
+    ]);
     let changed: Vec<String> = common::changed_paths(&before, &env.snapshot())
         .into_iter()
         .filter(|p| !p.ends_with("/.lock"))
@@ -947,7 +954,13 @@ fn a_good_cluster_section_validates_and_leaves_the_store_alone() {
 
     // An admin .pfx and a CA file outside the store, named relative to certs.toml.
     std::fs::create_dir_all(env.path("trust")).unwrap();
-    std::fs::copy(env.server_pem(), env.path("trust/cluster-ca.pem")).unwrap();
+    let server = env.run(&["status", "--json", "--offline"]).success().json()["server"][0]
+        ["thumbprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server_pem = env.store().join("certs").join(format!("{server}.pem"));
+    std::fs::copy(server_pem, env.path("trust/cluster-ca.pem")).unwrap();
     env.write("secrets/admin.pfx", "read when the cluster is contacted");
     let pfx = format!(
         "{good}\n[cluster]\nurls = [\"https://127.0.0.1:1\"]\nca = \"trust/cluster-ca.pem\"\n\
@@ -956,14 +969,21 @@ fn a_good_cluster_section_validates_and_leaves_the_store_alone() {
     env.config(&pfx);
     common::schema_check(&pfx).unwrap();
     env.run(&["validate"]).success();
-    env.run(&["plan", "--detailed-exitcode"]).success();
+    env.run(&["plan", "--detailed-exitcode", "--offline"])
+        .success();
 
     // From an empty folder, a config with [cluster] applies the store as without it.
     let fresh = Env::new().env("ORDERS_APP_PFX_PASSWORD", ENV_SECRET);
     fresh.config(&format!("{good}{GOOD_CLUSTER}"));
-    fresh.run(&["apply", "--yes"]).success();
-    fresh.run(&["plan", "--detailed-exitcode"]).success();
-    assert_eq!(fresh.status()["certificates"].as_array().unwrap().len(), 2);
+    fresh.run(&["apply", "--yes", "--offline"]).success();
+    fresh
+        .run(&["plan", "--detailed-exitcode", "--offline"])
+        .success();
+    let status = fresh
+        .run(&["status", "--json", "--offline"])
+        .success()
+        .json();
+    assert_eq!(status["certificates"].as_array().unwrap().len(), 2);
 }
 
 /// The bad configs that the JSON schema cannot refuse, and why: a rule about two values at once

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 use tracing::{error, info, warn};
 
-use super::error::Result;
-use super::update::{converge, plan_for, revision_of};
+use super::cluster::describe;
+use super::error::{Error, Result};
+use super::update::{converge, plan_for, revision_of, Converged, Run};
 use super::{Context, Output, Revision};
 use crate::config::Desired;
-use crate::plan::{Plan, PlanOptions};
+use crate::plan::{ClusterAction, ClusterView, Plan, PlanOptions};
 use crate::render::{self, Style};
 use crate::watch::{self, Attempt, Reconciler, Source, WatchOptions};
 
@@ -22,6 +23,8 @@ pub struct WatchRequest {
     pub allow_export_path: Vec<PathBuf>,
     /// The clock, read once per attempt.
     pub clock: fn() -> OffsetDateTime,
+    /// `--offline`: the store only; the cluster is not contacted.
+    pub offline: bool,
 }
 
 /// `ravencert watch`: runs until SIGINT/SIGTERM; its output is the log.
@@ -83,7 +86,7 @@ impl Reconciler for Daemon<'_> {
                 Some(revision.clone()),
             ),
         };
-        let (result, desired) = attempt(&ctx, &self.req.options, &revision_source, revision, why);
+        let (result, desired) = attempt(&ctx, self.req, &revision_source, revision, why);
         (result, desired.map(|d| d.referenced_files()))
     }
 }
@@ -116,11 +119,12 @@ fn one_line(e: &super::Error) -> String {
 /// plan-only) applies. Logs one line per event.
 fn attempt(
     ctx: &Context,
-    opts: &WatchOptions,
+    req: &WatchRequest,
     source: &Revision,
     revision: Option<String>,
     why: &str,
 ) -> (Attempt, Option<Desired>) {
+    let opts = &req.options;
     let desired = match ctx.load(source, true) {
         Ok(d) => d,
         Err(e) => {
@@ -132,34 +136,20 @@ fn attempt(
         }
     };
     if opts.plan_only {
-        return (plan_only(ctx, &desired, why), Some(desired));
+        return (plan_only(ctx, &desired, why, req.offline), Some(desired));
     }
     // Following a local file: its git provenance, if it has one.
     let revision = revision.or_else(|| revision_of(&ctx.config, &desired));
-    let converged = converge(
-        ctx,
-        &desired,
-        &PlanOptions::default(),
-        opts.lock_timeout,
-        revision.clone(),
-        &|_, _| Ok(()),
-    );
-    match converged {
-        Ok((plan, _)) if plan.is_empty() => {
-            info!("{why}: no changes, the store matches certs.toml");
-        }
-        Ok((plan, outcome)) => {
-            info!(
-                "{why}: applied {}{}",
-                render::applied_counts(&plan),
-                revision
-                    .map(|r| format!(" (revision {r})"))
-                    .unwrap_or_default()
-            );
-            log_changes(&plan);
-            for (key, thumb, _) in &outcome.issued {
-                info!("  registered {key}: {thumb}");
-            }
+    let run = Run {
+        lock_timeout: opts.lock_timeout,
+        revision: revision.clone(),
+        offline: req.offline,
+    };
+    match converge(ctx, &desired, &PlanOptions::default(), run, &|_, _| Ok(())) {
+        Ok(c) => log_converged(&c, why, revision),
+        Err(e @ (Error::AfterStore(_) | Error::ClusterApply(_))) => {
+            error!("{why}: {}", one_line(&e));
+            return (Attempt::Failed, Some(desired));
         }
         Err(e) => {
             error!(
@@ -172,18 +162,83 @@ fn attempt(
     (Attempt::Done, Some(desired))
 }
 
+/// One attempt's changes, store then cluster, a line each.
+fn log_converged(c: &Converged, why: &str, revision: Option<String>) {
+    if c.plan.is_empty() {
+        info!("{why}: no changes, the store matches certs.toml");
+    } else {
+        info!(
+            "{why}: applied {}{}",
+            render::applied_counts(&c.plan),
+            revision
+                .map(|r| format!(" (revision {r})"))
+                .unwrap_or_default()
+        );
+        log_changes(&c.plan);
+        for (key, thumb, _) in &c.outcome.issued {
+            info!("  registered {key}: {thumb}");
+        }
+    }
+    log_cluster(&c.cluster, why, Some(&c.cluster_done));
+}
+
+/// The cluster's part of an attempt: its warnings, and each request (done) or change (planned).
+fn log_cluster(view: &ClusterView, why: &str, done: Option<&[String]>) {
+    let plan = match view {
+        ClusterView::Absent => return,
+        ClusterView::Skipped(reason) => {
+            info!("{why}: cluster not contacted ({reason})");
+            return;
+        }
+        ClusterView::Planned(p) => p,
+    };
+    for w in &plan.warnings {
+        warn!("{w}");
+    }
+    if plan.is_empty() {
+        info!(
+            "{why}: cluster {}: no changes, its registrations match the store",
+            plan.url
+        );
+        return;
+    }
+    let verb = if done.is_some() {
+        "applied"
+    } else {
+        "plan only, would apply"
+    };
+    info!(
+        "{why}: cluster {}: {verb} {} register, {} edit, {} unregister",
+        plan.url,
+        plan.count(ClusterAction::Register),
+        plan.count(ClusterAction::Edit),
+        plan.count(ClusterAction::Unregister)
+    );
+    for c in &plan.changes {
+        info!(
+            "  {} cluster {}{}: {}",
+            c.action.symbol(),
+            describe(c),
+            if c.escalation { " [ESCALATION]" } else { "" },
+            c.reason
+        );
+    }
+}
+
 /// `--plan-only`: logs what would change.
-fn plan_only(ctx: &Context, desired: &Desired, why: &str) -> Attempt {
-    match plan_for(ctx, desired, &PlanOptions::default()) {
-        Ok(plan) if plan.is_empty() && plan.drift.is_empty() => {
+fn plan_only(ctx: &Context, desired: &Desired, why: &str, offline: bool) -> Attempt {
+    match plan_for(ctx, desired, &PlanOptions::default(), offline) {
+        Ok((plan, cluster)) if plan.is_empty() && plan.drift.is_empty() => {
+            log_cluster(&cluster, why, None);
             info!("{why}: no changes, the store matches certs.toml")
         }
-        Ok(plan) => {
+        Ok((plan, cluster)) => {
             info!(
                 "{why}: plan only, would apply: {}",
                 render::applied_counts(&plan)
             );
             log_changes(&plan);
+            log_cluster(&cluster, why, None);
         }
         Err(e) => {
             error!("{why}: plan failed: {}", one_line(&e));

@@ -123,6 +123,18 @@ pub enum Error {
     /// A saved plan cannot be written, read, or is stale.
     #[error(transparent)]
     SavedPlan(#[from] SavedPlanError),
+    /// The cluster cannot be contacted as `[cluster]` says.
+    #[error(transparent)]
+    ClusterSetup(#[from] super::cluster::ClusterSetupError),
+    /// A request to the cluster failed (before any change: reading it).
+    #[error("cluster: {0}")]
+    Cluster(crate::cluster::ClusterError),
+    /// The cluster phase of an apply stopped at a failed request.
+    #[error(transparent)]
+    ClusterApply(Box<super::cluster::ClusterApplyError>),
+    /// The store was applied, then reading or planning the cluster failed.
+    #[error("the store is applied and stays committed, but the cluster phase failed: {0}\n  Run apply again once this is fixed: it does only what remains.")]
+    AfterStore(Box<Error>),
     /// The watch daemon cannot start or its file watch stopped.
     #[error(transparent)]
     Watch(#[from] WatchError),
@@ -144,6 +156,16 @@ impl From<ConfigError> for Error {
 }
 
 impl Error {
+    /// A cluster-phase failure after the store phase: says that the store is committed when
+    /// it changed (a request failure says so itself).
+    pub(crate) fn after_store(e: Error, store_changed: bool) -> Error {
+        match e {
+            e @ Error::ClusterApply(_) => e,
+            e if store_changed => Error::AfterStore(Box::new(e)),
+            e => e,
+        }
+    }
+
     /// A refused plan, placed at the certs.toml key it concerns when there is one.
     pub(crate) fn from_plan(desired: &Desired, e: PlanError) -> Error {
         match e.at_key() {

@@ -4,12 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use super::cluster::{preview, StorePlanned};
 use super::error::{Error, Result};
 use super::exports::export_path;
 use super::{Context, Output, Revision};
 use crate::config::{ClientSpec, Desired};
 use crate::git;
-use crate::plan::{self, Plan, PlanOptions};
+use crate::plan::{self, ClusterView, Plan, PlanOptions};
 use crate::registry::Actual;
 use crate::render::{self, Escaped};
 use crate::saved_plan::{SavedOptions, SavedPlan, Source};
@@ -35,6 +36,8 @@ pub struct PlanRequest {
     pub replace: Vec<String>,
     /// `--allow-delete-all`.
     pub allow_delete_all: bool,
+    /// `--offline`: leave the cluster out.
+    pub offline: bool,
 }
 
 /// The planner's options from the command line (or a saved plan).
@@ -102,8 +105,8 @@ pub(super) fn compute(
 /// `ravencert plan`.
 pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
     let opts = options(&req.replace, req.allow_delete_all);
-    let (desired, actual, plan) = planned(ctx, req, &opts)?;
-    let mut stdout = shown(ctx, req, &desired, &actual, &plan)?;
+    let (desired, actual, plan, cluster) = planned(ctx, req, &opts)?;
+    let mut stdout = shown(ctx, req, &desired, &actual, &plan, &cluster)?;
     if let Some(out) = &req.out {
         let source = Source {
             now: ctx.now,
@@ -133,7 +136,7 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
             &registry_diff(ctx, &desired, &actual, &plan),
         );
     }
-    let code = if req.detailed_exitcode && !plan.is_empty() {
+    let code = if req.detailed_exitcode && !(plan.is_empty() && cluster.is_empty()) {
         2
     } else {
         0
@@ -145,12 +148,12 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
     })
 }
 
-/// What certs.toml declares, the store it is planned against, and the plan.
+/// What certs.toml declares, the store it is planned against, the plan, and the cluster's.
 fn planned(
     ctx: &Context,
     req: &PlanRequest,
     opts: &PlanOptions,
-) -> Result<(Desired, Actual, Plan)> {
+) -> Result<(Desired, Actual, Plan, ClusterView)> {
     match (&req.base, &req.rev) {
         (Some(base_rev), _) => {
             // Review mode: what changes between certs.toml at BASE and the working tree's,
@@ -167,17 +170,31 @@ fn planned(
                 }
             };
             let plan = plan::plan(&desired, &actual, ctx.now, opts)?;
-            Ok((desired, actual, plan))
+            let cluster = if desired.cluster.is_some() {
+                ClusterView::Skipped(
+                    "plan --base reviews certs.toml against BASE without a store; apply reconciles the cluster".into(),
+                )
+            } else {
+                ClusterView::Absent
+            };
+            Ok((desired, actual, plan, cluster))
         }
-        (None, Some(rev)) => {
-            let desired = ctx.load(&Revision::Rev(rev.clone()), false)?;
-            let (_, actual, plan) = compute(ctx, &desired, opts, false)?;
-            Ok((desired, actual, plan))
-        }
-        (None, None) => {
-            let desired = ctx.desired_checked()?;
-            let (_, actual, plan) = compute(ctx, &desired, opts, true)?;
-            Ok((desired, actual, plan))
+        (None, rev) => {
+            let desired = match rev {
+                Some(rev) => ctx.load(&Revision::Rev(rev.clone()), false)?,
+                None => ctx.desired_checked()?,
+            };
+            let (store, actual, plan) = compute(ctx, &desired, opts, rev.is_none())?;
+            let planned = StorePlanned {
+                desired: &desired,
+                store: &store,
+                actual: &actual,
+                plan: &plan,
+                now: ctx.now,
+                opts,
+            };
+            let cluster = preview(&planned, req.offline)?.view;
+            Ok((desired, actual, plan, cluster))
         }
     }
 }
@@ -194,17 +211,20 @@ fn shown(
     desired: &Desired,
     actual: &Actual,
     plan: &Plan,
+    cluster: &ClusterView,
 ) -> Result<String> {
     Ok(if req.json {
         let mut document = render::plan_document(plan);
         if req.diff {
             document.registry_diff = Some(registry_diff(ctx, desired, actual, plan));
         }
-        render::json_text(&document).map_err(Error::Encode)?
+        let mut value = serde_json::to_value(&document).map_err(Error::Encode)?;
+        render::add_cluster_json(&mut value, cluster).map_err(Error::Encode)?;
+        render::json_text(&value).map_err(Error::Encode)?
     } else if req.markdown {
-        render::plan_markdown(plan)
+        render::plan_markdown(plan) + &render::cluster_markdown(cluster)
     } else {
-        render::plan_text(plan, ctx.style)
+        render::plan_text(plan, ctx.style) + &render::cluster_text(cluster, ctx.style)
     })
 }
 

@@ -4,21 +4,27 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::cluster::Target;
 use super::error::{Error, Result};
 use super::{Context, Output};
 use crate::config::{ClientSpec, Declared, ServerSpec};
 use crate::model::RenewBefore;
 use crate::registry::Actual;
-use crate::render::{self, StatusView};
+use crate::render::{self, ClusterCertificateState, ClusterStatus, StatusView};
 use crate::store::Store;
 
-/// `ravencert status [--json]`.
-pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
+/// `ravencert status [--json] [--offline]`.
+pub fn status(ctx: &Context, json_out: bool, offline: bool) -> Result<Output> {
     let (desired, root, actual, warnings) = load(ctx)?;
     let stderr: String = warnings.iter().map(|w| format!("warning: {w}\n")).collect();
+    let cluster = match (&desired, offline) {
+        (Some(d), false) if actual.exists => cluster_status(ctx, d, &root, &actual)?,
+        _ => None,
+    };
     if json_out {
         return Ok(Output {
-            stdout: render::status_json(&actual.registry, &warnings).map_err(Error::Encode)?,
+            stdout: render::status_json(&actual.registry, &warnings, cluster.as_ref())
+                .map_err(Error::Encode)?,
             stderr,
             code: 0,
         });
@@ -32,12 +38,47 @@ pub fn status(ctx: &Context, json_out: bool) -> Result<Output> {
         now: ctx.now,
         server_renew: desired.as_ref().and_then(server_renewal),
         client_renew: &client_renew,
+        cluster: cluster.as_ref(),
     };
     Ok(Output {
         stdout: render::status_text(&view),
         stderr,
         code: 0,
     })
+}
+
+/// How the cluster holds the store's certificates (one list request), when certs.toml has a
+/// `[cluster]`.
+fn cluster_status(
+    ctx: &Context,
+    desired: &Declared,
+    root: &std::path::Path,
+    actual: &Actual,
+) -> Result<Option<ClusterStatus>> {
+    let Some(settings) = &desired.cluster else {
+        return Ok(None);
+    };
+    let store = Store::new(root);
+    let target = Target::connect(settings, &store, &actual.registry)?;
+    let listing = target.read()?;
+    let names: BTreeMap<String, String> = listing
+        .registrations
+        .iter()
+        .map(|r| (r.thumbprint.to_ascii_uppercase(), r.name.clone()))
+        .collect();
+    let certificates = crate::plan::registration_states(&actual.registry, &listing)
+        .into_iter()
+        .map(|(thumbprint, state)| ClusterCertificateState {
+            name: names.get(&thumbprint).cloned().unwrap_or_default(),
+            thumbprint,
+            state,
+        })
+        .collect();
+    Ok(Some(ClusterStatus {
+        url: target.url(),
+        checked_at: render::rfc3339(ctx.now),
+        certificates,
+    }))
 }
 
 /// certs.toml if it is valid, the store's folder, the store, and the warning shown when

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::cluster::{self, StorePlanned};
 use super::error::{Error, Result};
 use super::exports::export_path;
 use super::review::{compute, options, with_passwords};
@@ -11,7 +12,7 @@ use super::{Context, Output};
 use crate::apply;
 use crate::config::Desired;
 use crate::git;
-use crate::plan::{self, Plan, PlanOptions};
+use crate::plan::{self, ClusterView, Plan, PlanOptions};
 use crate::registry::Actual;
 use crate::render;
 use crate::saved_plan::SavedPlan;
@@ -33,11 +34,26 @@ pub struct ApplyRequest {
     pub lock_timeout: Duration,
     /// `--allow-delete-all`.
     pub allow_delete_all: bool,
+    /// `--offline`: the store only; the cluster is not contacted.
+    pub offline: bool,
 }
 
-/// Asks whether to carry out this plan: `Ok(true)` goes ahead. main prompts on the terminal;
-/// it fails with [`Error::NoTerminal`] when there is none to ask on.
-pub type Confirm<'a> = &'a mut dyn FnMut(&Plan) -> Result<bool>;
+/// Asks whether to carry out this plan (the store's, then the cluster's): `Ok(true)` goes ahead.
+/// main prompts on the terminal; it fails with [`Error::NoTerminal`] when there is none to ask
+/// on.
+pub type Confirm<'a> = &'a mut dyn FnMut(&Plan, &ClusterView) -> Result<bool>;
+
+/// What one converge did: the store's plan and outcome, then the cluster's.
+pub(crate) struct Converged {
+    /// The store plan carried out.
+    pub(crate) plan: Plan,
+    /// What the store apply issued.
+    pub(crate) outcome: apply::Outcome,
+    /// The cluster plan carried out (or why the cluster was left out).
+    pub(crate) cluster: ClusterView,
+    /// The cluster requests sent.
+    pub(crate) cluster_done: Vec<String>,
+}
 
 /// The applied revision of the working tree's certs.toml: `sha1:<commit>[+dirty]`, or None
 /// outside git. With `require_clean`, uncommitted changes (or no git) refuse the apply.
@@ -61,31 +77,78 @@ pub(crate) fn revision_of(config: &Path, desired: &Desired) -> Option<String> {
     git::provenance(config, &desired.certificate_files()).map(|p| p.revision())
 }
 
-/// The plan for `desired` against its store, changing nothing.
-pub(crate) fn plan_for(ctx: &Context, desired: &Desired, opts: &PlanOptions) -> Result<Plan> {
-    Ok(compute(ctx, desired, opts, true)?.2)
+/// The plan for `desired` against its store, and the cluster's, changing nothing.
+pub(crate) fn plan_for(
+    ctx: &Context,
+    desired: &Desired,
+    opts: &PlanOptions,
+    offline: bool,
+) -> Result<(Plan, ClusterView)> {
+    let (store, actual, plan) = compute(ctx, desired, opts, true)?;
+    let planned = StorePlanned {
+        desired,
+        store: &store,
+        actual: &actual,
+        plan: &plan,
+        now: ctx.now,
+        opts,
+    };
+    let cluster = cluster::preview(&planned, offline)?.view;
+    Ok((plan, cluster))
 }
 
-/// Lock, load, plan and apply: the one path every apply takes (CLI and watch). `check` sees
-/// the store and the plan under the lock and may refuse them.
+/// How a converge runs: the lock's patience, the revision to record, the cluster or not.
+pub(crate) struct Run {
+    /// How long to wait for the store's lock.
+    pub(crate) lock_timeout: Duration,
+    /// The applied revision to record.
+    pub(crate) revision: Option<String>,
+    /// `--offline`: the store only.
+    pub(crate) offline: bool,
+}
+
+/// Lock, load, plan and apply the store, then the cluster: the one path every apply takes (CLI
+/// and watch). `check` sees the store and the plan under the lock and may refuse them. The
+/// cluster is read and planned before the store changes, so that a value the server cannot
+/// hold or a deletion guard refuses the whole apply; its changes are made after the store's.
 pub(crate) fn converge(
     ctx: &Context,
     desired: &Desired,
     opts: &PlanOptions,
-    lock_timeout: Duration,
-    revision: Option<String>,
+    run: Run,
     check: &dyn Fn(&Actual, &Plan) -> Result<()>,
-) -> Result<(Plan, apply::Outcome)> {
+) -> Result<Converged> {
     let store = Store::new(&desired.store.path);
-    let _lock = store.lock(lock_timeout)?;
+    let _lock = store.lock(run.lock_timeout)?;
     let actual = store.load(export_path(desired))?;
     let opts = with_passwords(opts, desired, &store)?;
     let plan =
         plan::plan(desired, &actual, ctx.now, &opts).map_err(|e| Error::from_plan(desired, e))?;
     check(&actual, &plan)?;
-    let outcome =
-        apply::apply(desired, &store, &actual, &plan, ctx.now, revision).map_err(Error::Apply)?;
-    Ok((plan, outcome))
+    let planned = StorePlanned {
+        desired,
+        store: &store,
+        actual: &actual,
+        plan: &plan,
+        now: ctx.now,
+        opts: &opts,
+    };
+    let preview = cluster::preview(&planned, run.offline)?;
+    let outcome = apply::apply(desired, &store, &actual, &plan, ctx.now, run.revision)
+        .map_err(Error::Apply)?;
+    let registry = if plan.is_empty() {
+        actual.registry.clone()
+    } else {
+        store.load(export_path(desired))?.registry
+    };
+    let (cluster, done) = cluster::apply_after_store(&planned, preview, &registry)
+        .map_err(|e| Error::after_store(e, !plan.is_empty()))?;
+    Ok(Converged {
+        plan,
+        outcome,
+        cluster,
+        cluster_done: done.done,
+    })
 }
 
 /// `ravencert apply [PLANFILE]`: shows the plan and asks through `confirm` (unless `--yes` or
@@ -99,44 +162,59 @@ pub fn apply(ctx: &Context, req: &ApplyRequest, confirm: Confirm<'_>) -> Result<
         None => options(&req.replace, req.allow_delete_all),
     };
     // A first look without the lock, to show the plan and ask.
-    let (_store, preview_actual, preview) = compute(ctx, &desired, &opts, true)?;
+    let (store, preview_actual, preview) = compute(ctx, &desired, &opts, true)?;
     if let Some(s) = &saved {
         s.check(&desired, &preview_actual, &preview)?;
     }
-    if !preview.is_empty() && !req.yes && !confirm(&preview)? {
+    let cluster_preview = if req.yes {
+        // Nobody reads the preview: converge reads the cluster under the lock.
+        ClusterView::Absent
+    } else {
+        let planned = StorePlanned {
+            desired: &desired,
+            store: &store,
+            actual: &preview_actual,
+            plan: &preview,
+            now: ctx.now,
+            opts: &opts,
+        };
+        cluster::preview(&planned, req.offline)?.view
+    };
+    let unchanged = preview.is_empty() && cluster_preview.is_empty();
+    if !unchanged && !req.yes && !confirm(&preview, &cluster_preview)? {
         return Err(Error::Cancelled);
     }
     // Under the lock, plan again: the store may have changed while we asked.
-    let (plan, outcome) = converge(
-        ctx,
-        &desired,
-        &opts,
-        req.lock_timeout,
+    let run = Run {
+        lock_timeout: req.lock_timeout,
         revision,
-        &|actual, plan| {
-            if let Some(s) = &saved {
-                s.check(&desired, actual, plan)?;
-            }
-            if *plan != preview && !req.yes {
-                return Err(Error::ChangedWhileConfirming);
-            }
-            Ok(())
-        },
-    )?;
-    report(ctx, req, &plan, &outcome)
+        offline: req.offline,
+    };
+    let converged = converge(ctx, &desired, &opts, run, &|actual, plan| {
+        if let Some(s) = &saved {
+            s.check(&desired, actual, plan)?;
+        }
+        if *plan != preview && !req.yes {
+            return Err(Error::ChangedWhileConfirming);
+        }
+        Ok(())
+    })?;
+    report(ctx, req, &converged)
 }
 
 /// The apply report: JSON, or text (with the plan when it was not shown for confirmation).
-fn report(
-    ctx: &Context,
-    req: &ApplyRequest,
-    plan: &Plan,
-    outcome: &apply::Outcome,
-) -> Result<Output> {
+fn report(ctx: &Context, req: &ApplyRequest, c: &Converged) -> Result<Output> {
+    let (plan, outcome) = (&c.plan, &c.outcome);
     let stdout = if req.json {
-        render::apply_json(plan, &outcome.issued).map_err(Error::Encode)?
+        render::apply_json(plan, &outcome.issued, &c.cluster, &c.cluster_done)
+            .map_err(Error::Encode)?
     } else {
-        render::apply_text(plan, &outcome.issued, ctx.style, req.yes)
+        let mut text = render::apply_text(plan, &outcome.issued, ctx.style, req.yes);
+        if req.yes {
+            text.push_str(&render::cluster_text(&c.cluster, ctx.style));
+        }
+        text.push_str(&render::cluster_applied_text(&c.cluster, &c.cluster_done));
+        text
     };
     let mut stderr = String::new();
     if !plan.warnings.is_empty() && req.json {

@@ -217,6 +217,94 @@ pub struct ClusterChange {
     pub collection_primary: Option<String>,
 }
 
+/// The cluster part of a plan, as every format shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterView {
+    /// certs.toml has no `[cluster]`.
+    Absent,
+    /// The cluster was left out; why, for the reader (`--offline`, `plan --base`, an admin
+    /// certificate this very apply issues).
+    Skipped(String),
+    /// Planned against the cluster's listing.
+    Planned(ClusterPlan),
+}
+
+impl ClusterView {
+    /// The cluster plan, when there is one.
+    pub fn plan(&self) -> Option<&ClusterPlan> {
+        match self {
+            ClusterView::Planned(p) => Some(p),
+            _ => None,
+        }
+    }
+    /// Whether it changes nothing on the cluster.
+    pub fn is_empty(&self) -> bool {
+        self.plan().is_none_or(ClusterPlan::is_empty)
+    }
+}
+
+/// How the cluster holds one certificate (SPEC §7, `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RegistrationState {
+    /// Registered with the store's name, clearance and permissions.
+    #[serde(rename = "in sync")]
+    InSync,
+    /// In the store, not registered.
+    #[serde(rename = "missing")]
+    Missing,
+    /// Registered with another name, clearance or permissions.
+    #[serde(rename = "differs")]
+    Differs,
+    /// Registered as a client, not in the store.
+    #[serde(rename = "extra")]
+    Extra,
+}
+
+impl RegistrationState {
+    /// As status shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistrationState::InSync => "in sync",
+            RegistrationState::Missing => "missing",
+            RegistrationState::Differs => "differs",
+            RegistrationState::Extra => "extra",
+        }
+    }
+}
+
+/// Per certificate, how the cluster holds the store's certificates (store order), then the
+/// client registrations the store does not hold (`extra`, thumbprint order). The servers' own
+/// certificates are not clients: they are left out.
+pub fn registration_states(
+    registry: &Registry,
+    listing: &ClusterListing,
+) -> Vec<(String, RegistrationState)> {
+    let on_cluster: BTreeMap<String, &Registration> = listing
+        .registrations
+        .iter()
+        .map(|r| (upper(&r.thumbprint), r))
+        .collect();
+    let mut out = Vec::new();
+    let mut held = BTreeSet::new();
+    for e in &registry.certificates {
+        let t = upper(&e.thumbprint);
+        let state = match on_cluster.get(&t).and_then(|r| Grant::of_registration(r)) {
+            None if on_cluster.contains_key(&t) => RegistrationState::Differs,
+            None => RegistrationState::Missing,
+            Some(g) if g.differing(Grant::of_entry(e)).is_empty() => RegistrationState::InSync,
+            Some(_) => RegistrationState::Differs,
+        };
+        held.insert(t.clone());
+        out.push((t, state));
+    }
+    for (t, r) in &on_cluster {
+        if !held.contains(t) && r.clearance.client().is_some() {
+            out.push((t.clone(), RegistrationState::Extra));
+        }
+    }
+    out
+}
+
 /// The changes that bring a cluster's registrations to the store's certificates: registers,
 /// then edits, then unregisters, so that a re-issued client is never locked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -499,7 +587,13 @@ impl<'a> ClusterPlanner<'a> {
     }
 
     fn register(&self, e: &CertEntry) -> ClusterChange {
-        let mut reason = "not registered on the cluster".to_string();
+        let removed =
+            is_thumbprint(&e.thumbprint) && self.opts.last_set.contains_key(&upper(&e.thumbprint));
+        let mut reason = if removed {
+            "removed from the cluster outside ravencert".to_string()
+        } else {
+            "not registered on the cluster".to_string()
+        };
         if let Some(primary) = &e.collection_primary {
             reason.push_str(&format!(" (collection secondary of {})", shown(primary)));
         } else if let Some(until) = e.retire_after {

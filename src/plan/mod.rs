@@ -30,8 +30,9 @@ mod tests;
 pub(crate) use checks::check_declared;
 pub(crate) use clients::bundle_reasons;
 pub use cluster::{
-    plan_cluster, ClusterAction, ClusterChange, ClusterClearance, ClusterListing, ClusterOptions,
-    ClusterPlan, Registration, RegistrationFields, ServerVersion,
+    plan_cluster, registration_states, ClusterAction, ClusterChange, ClusterClearance,
+    ClusterListing, ClusterOptions, ClusterPlan, ClusterView, Registration, RegistrationFields,
+    RegistrationState, ServerVersion,
 };
 pub use project::project;
 pub(crate) use project::{

@@ -11,6 +11,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+mod cluster;
+
+pub(crate) use cluster::{add_cluster_json, cluster_applied_text, state_cell};
+pub use cluster::{cluster_markdown, cluster_text};
+
 use crate::model::{Access, Clearance, RenewBefore};
 use crate::plan::{Action, Change, Field, FieldChange, Fields, Plan, Target};
 use crate::registry::{CertEntry, Registry};
@@ -652,6 +657,40 @@ pub(crate) struct StatusView<'a> {
     pub(crate) server_renew: Option<RenewBefore>,
     /// Each declared client's renew_before, by client key.
     pub(crate) client_renew: &'a BTreeMap<String, RenewBefore>,
+    /// How the cluster holds each certificate, when it was asked.
+    pub(crate) cluster: Option<&'a ClusterStatus>,
+}
+
+/// What `status` read from the cluster: per certificate, whether it holds it as declared.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ClusterStatus {
+    /// The node that answered.
+    pub(crate) url: String,
+    /// When (RFC 3339).
+    pub(crate) checked_at: String,
+    /// Per thumbprint: the store's certificates, then the extra registrations.
+    pub(crate) certificates: Vec<ClusterCertificateState>,
+}
+
+/// One certificate's cluster state.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ClusterCertificateState {
+    /// Its thumbprint.
+    pub(crate) thumbprint: String,
+    /// in sync, missing, differs, extra.
+    pub(crate) state: crate::plan::RegistrationState,
+    /// For an extra registration: its name on the cluster (not in the JSON).
+    #[serde(skip)]
+    pub(crate) name: String,
+}
+
+impl ClusterStatus {
+    fn state_of(&self, thumbprint: &str) -> Option<crate::plan::RegistrationState> {
+        self.certificates
+            .iter()
+            .find(|c| c.thumbprint.eq_ignore_ascii_case(thumbprint))
+            .map(|c| c.state)
+    }
 }
 
 /// The text of `status` for a store that holds nothing yet.
@@ -683,15 +722,22 @@ pub(crate) fn status_text(view: &StatusView<'_>) -> String {
         &rows,
     ));
     out.push_str("\nClient certificates\n");
-    let rows: Vec<Vec<String>> = reg
+    let mut rows: Vec<Vec<String>> = reg
         .certificates
         .iter()
         .map(|c| client_row(view, c))
         .collect();
-    out.push_str(&table_or_none(
-        &["Name", "Thumbprint", "Clearance", "Expires", "Databases"],
-        &rows,
-    ));
+    let mut headers = vec!["Name", "Thumbprint", "Clearance", "Expires", "Databases"];
+    if let Some(cluster) = view.cluster {
+        headers.push("Cluster");
+        for (row, c) in rows.iter_mut().zip(&reg.certificates) {
+            row.push(state_cell(cluster.state_of(&c.thumbprint)));
+        }
+    }
+    out.push_str(&table_or_none(&headers, &rows));
+    if let Some(cluster) = view.cluster {
+        status_cluster_text(&mut out, cluster);
+    }
     if let Some(r) = &reg.applied_revision {
         let _ = writeln!(out, "\nApplied revision: {}", Escaped(r));
     }
@@ -775,6 +821,8 @@ struct StatusDocument<'a> {
     certificates: Vec<CertificateStatus<'a>>,
     applied_revision: Option<&'a str>,
     warnings: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<&'a ClusterStatus>,
 }
 
 #[derive(Serialize)]
@@ -802,9 +850,37 @@ struct CertificateStatus<'a> {
     retiring_after: Option<String>,
 }
 
+/// The cluster lines of `status`: which node answered when, and what it holds beyond the store.
+fn status_cluster_text(out: &mut String, cluster: &ClusterStatus) {
+    let _ = writeln!(
+        out,
+        "\nCluster {} (checked {})",
+        Escaped(&cluster.url),
+        Escaped(&cluster.checked_at)
+    );
+    let extra: Vec<&ClusterCertificateState> = cluster
+        .certificates
+        .iter()
+        .filter(|c| c.state == crate::plan::RegistrationState::Extra)
+        .collect();
+    if extra.is_empty() {
+        out.push_str("  No registration beyond the store's.\n");
+    } else {
+        out.push_str("  Registered on the cluster, not in the store (extra):\n");
+        for c in extra {
+            let _ = writeln!(out, "    {}  {}", Escaped(&c.thumbprint), Escaped(&c.name));
+        }
+    }
+}
+
 /// The text of `status --json`.
-pub(crate) fn status_json(reg: &Registry, warnings: &[String]) -> serde_json::Result<String> {
+pub(crate) fn status_json(
+    reg: &Registry,
+    warnings: &[String],
+    cluster: Option<&ClusterStatus>,
+) -> serde_json::Result<String> {
     json_text(&StatusDocument {
+        cluster,
         server: reg
             .server
             .iter()
@@ -862,8 +938,13 @@ struct IssuedDocument<'a> {
 }
 
 /// The text of `apply --json`.
-pub(crate) fn apply_json(plan: &Plan, issued: &[Issued]) -> serde_json::Result<String> {
-    json_text(&ApplyDocument {
+pub(crate) fn apply_json(
+    plan: &Plan,
+    issued: &[Issued],
+    cluster: &crate::plan::ClusterView,
+    cluster_done: &[String],
+) -> serde_json::Result<String> {
+    let mut document = serde_json::to_value(ApplyDocument {
         plan: plan_document(plan),
         applied: true,
         issued: issued
@@ -874,7 +955,17 @@ pub(crate) fn apply_json(plan: &Plan, issued: &[Issued]) -> serde_json::Result<S
                 not_after: rfc3339(*not_after),
             })
             .collect(),
-    })
+    })?;
+    add_cluster_json(&mut document, cluster)?;
+    if let (Some(object), crate::plan::ClusterView::Planned(_)) =
+        (document.as_object_mut(), cluster)
+    {
+        object.insert(
+            "cluster_requests".to_string(),
+            serde_json::to_value(cluster_done)?,
+        );
+    }
+    json_text(&document)
 }
 
 /// The text of `apply`: the plan (when it was not shown for confirmation), each certificate

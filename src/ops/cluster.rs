@@ -1,0 +1,706 @@
+//! The cluster target in the shell (SPEC §7): connect as `[cluster]` says, read the listing
+//! once, plan with [`plan::cluster`], carry the plan out request by request, and remember what
+//! was set so that a later change in the Studio is told apart from a change of certs.toml.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::error::{Error, Result};
+use crate::cluster::{
+    BodyLog, Client, ClientOptions, ClusterError, Identity, ListedClearance, Listing, Pin,
+};
+use crate::config::{CaPin, ClusterAdmin, ClusterSettings, Desired};
+use crate::plan::PlanOptions;
+use crate::plan::{
+    plan_cluster, ClusterAction, ClusterChange, ClusterClearance, ClusterListing, ClusterOptions,
+    ClusterPlan, ClusterView, Registration, RegistrationFields, ServerVersion,
+};
+use crate::registry::{is_thumbprint, CertEntry, Registry};
+use crate::store::Store;
+
+/// Why the cluster cannot be contacted as `[cluster]` says, before any request.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterSetupError {
+    /// `admin = KEY` names a client the store holds no certificate of.
+    #[error("[cluster] admin = {key:?}: the store holds no certificate of clients.{key} yet; run `ravencert apply --offline` once to issue it, then register it in the cluster (e.g. as Security.WellKnownCertificates.Admin, see `ravencert settings`)")]
+    AdminNotIssued {
+        /// The client key.
+        key: String,
+    },
+    /// The admin client's private key is not in the store.
+    #[error("[cluster] admin = {key:?}: the private key of certificate {thumbprint} is not in the store (a store from before keys/ was kept); re-issue it with `ravencert apply --replace {key}`")]
+    AdminKeyMissing {
+        /// The client key.
+        key: String,
+        /// Its certificate.
+        thumbprint: String,
+    },
+    /// `admin_certificate` cannot be read or opened.
+    #[error("[cluster] admin_certificate {}: {detail}", .path.display())]
+    AdminCertificate {
+        /// The .pfx.
+        path: std::path::PathBuf,
+        /// What failed.
+        detail: String,
+    },
+    /// `ca = "store"` and the store holds no server certificate to pin.
+    #[error("[cluster] ca = \"store\": the store holds no server certificate to pin the cluster's TLS certificate to; declare [server] and apply, or set ca to a PEM file or \"system\"")]
+    NoServerToPin,
+    /// `ca = PATH` cannot be read.
+    #[error("[cluster] ca {}: {detail}", .path.display())]
+    CaFile {
+        /// The PEM file.
+        path: std::path::PathBuf,
+        /// What failed.
+        detail: String,
+    },
+    /// The store's cluster state cannot be read or written.
+    #[error("the store's cluster state (.cluster-state.json): {0}; delete the file to start afresh (ravencert then treats registrations it made before as foreign)")]
+    State(String),
+}
+
+/// A cluster phase that stopped at a failed request: what was done, what failed, what was not.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", cluster_failed_message(self))]
+pub struct ClusterApplyError {
+    /// The node the phase talked to.
+    pub url: String,
+    /// Whether the store phase ran before (its changes stay committed).
+    pub store_applied: bool,
+    /// The requests that succeeded, as `register 'name' THUMBPRINT`.
+    pub done: Vec<String>,
+    /// The request that failed.
+    pub failed: String,
+    /// Why it failed.
+    pub source: ClusterError,
+    /// The requests not sent.
+    pub not_done: Vec<String>,
+}
+
+fn cluster_failed_message(e: &ClusterApplyError) -> String {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join("; ")
+        }
+    };
+    format!(
+        "the cluster phase stopped at a failed request: {} failed: {}\n  {}; on the cluster {}:\n  done: {}\n  not done: {}\n  Every request is safe to repeat: run apply again once the cluster answers, and it does only what remains.",
+        e.failed,
+        e.source,
+        if e.store_applied {
+            "the store is applied and stays committed"
+        } else {
+            "the store had nothing to change"
+        },
+        e.url,
+        list(&e.done),
+        list(&e.not_done)
+    )
+}
+
+/// One cluster, connected (lazily: no request until asked).
+pub(crate) struct Target {
+    client: Client,
+    settings: ClusterSettings,
+    admin_thumbprint: Option<String>,
+}
+
+/// What a cluster apply did.
+#[derive(Debug, Default)]
+pub(crate) struct ClusterOutcome {
+    /// The requests sent, in order, as a person reads them.
+    pub(crate) done: Vec<String>,
+}
+
+/// Where every request to the cluster is recorded (method, path, body), when
+/// `RAVENCERT_REQUEST_LOG` names a file: an audit of what was sent, and how the tests check that
+/// only public certificates ever leave the store. Bodies hold no secret; the file is appended.
+fn body_log_file() -> Option<std::path::PathBuf> {
+    std::env::var_os("RAVENCERT_REQUEST_LOG").map(Into::into)
+}
+
+/// Debug builds (the tests'): with `RAVENCERT_TEST_CLUSTER_BARRIER=DIR`, after the n-th cluster
+/// request of an apply, writes `DIR/n` and waits (up to a minute) until the test removes it, so
+/// that a test can stop the server between two requests. Release builds never read it.
+fn test_barrier(_n: usize) {
+    #[cfg(debug_assertions)]
+    if let Some(dir) = std::env::var_os("RAVENCERT_TEST_CLUSTER_BARRIER") {
+        let flag = std::path::Path::new(&dir).join(_n.to_string());
+        if std::fs::write(&flag, b"").is_ok() {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while flag.exists() && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl Target {
+    /// A client for `settings`, authenticating and pinning from `registry` (the store as it is
+    /// now). Sends nothing.
+    pub(crate) fn connect(
+        settings: &ClusterSettings,
+        store: &Store,
+        registry: &Registry,
+    ) -> Result<Target> {
+        let (identity, admin_thumbprint) = identity(settings, store, registry)?;
+        let pin = pin(settings, registry)?;
+        let options = ClientOptions {
+            urls: settings.urls.clone(),
+            identity,
+            pin,
+            timeout: settings.timeout.as_std(),
+            resolve: Vec::new(),
+        };
+        let mut client = Client::new(&options).map_err(Error::Cluster)?;
+        if body_log_file().is_some() {
+            client = client.with_body_log(BodyLog::default());
+        }
+        Ok(Target {
+            client,
+            settings: settings.clone(),
+            admin_thumbprint,
+        })
+    }
+
+    /// The node asked first.
+    pub(crate) fn url(&self) -> String {
+        self.client.url().to_string()
+    }
+
+    /// The cluster's registrations, read with one request (a second only when the server's
+    /// answer carries no version header).
+    pub(crate) fn read(&self) -> Result<ClusterListing> {
+        let listing = self.client.list().map_err(Error::Cluster)?;
+        let version = match &listing.server_version {
+            Some(v) => v.clone(),
+            None => self.client.version().map_err(Error::Cluster)?,
+        };
+        Ok(listing_for_plan(listing, version))
+    }
+
+    /// The cluster plan for `projected` (the store's registry after its plan) against
+    /// `listing`, with what ravencert last set on this cluster.
+    pub(crate) fn plan(
+        &self,
+        store: &Store,
+        projected: &Registry,
+        listing: &ClusterListing,
+        guards: &Guards,
+    ) -> Result<ClusterPlan> {
+        let state = State::read(store)?;
+        let opts = ClusterOptions {
+            url: self.url(),
+            prune: self.settings.prune,
+            admin_thumbprint: self.admin_thumbprint.clone(),
+            last_set: state.for_cluster(&self.settings).clone(),
+            max_deletions: guards.max_deletions,
+            store_deletions: guards.store_deletions,
+            allow_delete_all: guards.allow_delete_all,
+        };
+        let mut plan = plan_cluster(projected, listing, &opts)?;
+        for skipped in self.client.take_skipped() {
+            plan.warnings
+                .insert(0, format!("cluster: node {skipped}; {} answered", plan.url));
+        }
+        Ok(plan)
+    }
+
+    /// Carries out `plan` request by request (registers, edits, then unregisters), with the
+    /// public certificates from `store`; stops at the first failed request. Records what was
+    /// set in the store's cluster state, also when it stops.
+    pub(crate) fn apply(
+        &self,
+        store: &Store,
+        registry: &Registry,
+        listing: &ClusterListing,
+        plan: &ClusterPlan,
+        store_applied: bool,
+    ) -> Result<ClusterOutcome> {
+        let mut state = State::read(store)?;
+        let mut outcome = ClusterOutcome::default();
+        let result = self.send_all(store, registry, plan, &mut state, &mut outcome);
+        state.settle(&self.settings, registry, listing, plan);
+        let saved = state.write(store);
+        match result {
+            Ok(()) => saved.map(|()| outcome),
+            Err((i, source)) => Err(Error::ClusterApply(Box::new(ClusterApplyError {
+                url: self.url(),
+                store_applied,
+                done: outcome.done,
+                failed: describe(&plan.changes[i]),
+                source,
+                not_done: plan.changes[i + 1..].iter().map(describe).collect(),
+            }))),
+        }
+    }
+
+    fn send_all(
+        &self,
+        store: &Store,
+        registry: &Registry,
+        plan: &ClusterPlan,
+        state: &mut State,
+        outcome: &mut ClusterOutcome,
+    ) -> std::result::Result<(), (usize, ClusterError)> {
+        let set = state.for_cluster_mut(&self.settings);
+        for (i, change) in plan.changes.iter().enumerate() {
+            self.send(store, registry, change).map_err(|e| (i, e))?;
+            let t = change.thumbprint.clone().unwrap_or_default();
+            match change.action {
+                ClusterAction::Unregister => {
+                    set.remove(&t);
+                }
+                _ => {
+                    if let Some(fields) = desired_fields(registry, &t) {
+                        set.insert(t, fields);
+                    }
+                }
+            }
+            outcome.done.push(describe(change));
+            test_barrier(outcome.done.len());
+        }
+        Ok(())
+    }
+
+    fn send(
+        &self,
+        store: &Store,
+        registry: &Registry,
+        change: &ClusterChange,
+    ) -> std::result::Result<(), ClusterError> {
+        let t = change.thumbprint.as_deref().unwrap_or_default();
+        let entry = registry.certificates.iter().find(|e| e.thumbprint == t);
+        match (change.action, entry) {
+            (ClusterAction::Unregister, _) => self.client.unregister(t),
+            (ClusterAction::Register, Some(e)) => {
+                let der = store.read_cert_der(t).map_err(|e| ClusterError::Decode {
+                    url: self.url(),
+                    detail: format!("the certificate to register is unreadable: {e}"),
+                })?;
+                self.client
+                    .register(&e.name, &der, e.clearance, &e.permissions)
+            }
+            (ClusterAction::Edit, Some(e)) => {
+                self.client.edit(t, &e.name, e.clearance, &e.permissions)
+            }
+            (_, None) => Err(ClusterError::Decode {
+                url: self.url(),
+                detail: format!("certificate {t} is not in the store's registry"),
+            }),
+        }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.flush_body_log();
+    }
+}
+
+impl Target {
+    /// Appends this client's request log to `RAVENCERT_REQUEST_LOG`.
+    fn flush_body_log(&self) {
+        let Some(path) = body_log_file() else {
+            return;
+        };
+        let Some(log) = self.client.body_log() else {
+            return;
+        };
+        let Ok(sent) = log.lock() else {
+            return;
+        };
+        let mut text = String::new();
+        for r in sent.iter() {
+            text.push_str(&format!(
+                "{} {} {}\n",
+                r.method,
+                r.path,
+                String::from_utf8_lossy(&r.body)
+            ));
+        }
+        use std::io::Write as _;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+}
+
+/// The store plan's deletions and the guards' settings, for the cluster's guard.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Guards {
+    pub(crate) max_deletions: u32,
+    pub(crate) store_deletions: usize,
+    pub(crate) allow_delete_all: bool,
+}
+
+impl Guards {
+    pub(crate) fn new(desired: &Desired, store_deletions: usize, opts: &PlanOptions) -> Guards {
+        Guards {
+            max_deletions: desired.store.max_deletions,
+            store_deletions,
+            allow_delete_all: opts.allow_delete_all,
+        }
+    }
+}
+
+/// `register 'name' THUMBPRINT`, for the apply report and its failure.
+pub(crate) fn describe(c: &ClusterChange) -> String {
+    format!(
+        "{} '{}' {}",
+        c.action.as_str(),
+        crate::render::Escaped(&c.name),
+        c.thumbprint.as_deref().unwrap_or("(new)")
+    )
+}
+
+fn desired_fields(registry: &Registry, thumbprint: &str) -> Option<RegistrationFields> {
+    registry
+        .certificates
+        .iter()
+        .find(|e| e.thumbprint.eq_ignore_ascii_case(thumbprint))
+        .map(RegistrationFields::from)
+}
+
+/// The client certificate ravencert authenticates with, and its thumbprint.
+fn identity(
+    settings: &ClusterSettings,
+    store: &Store,
+    registry: &Registry,
+) -> Result<(Identity, Option<String>)> {
+    match &settings.admin {
+        ClusterAdmin::Client(key) => {
+            let entry = admin_entry(registry, key)
+                .ok_or_else(|| ClusterSetupError::AdminNotIssued { key: key.clone() })?;
+            let t = entry.thumbprint.clone();
+            let missing = || ClusterSetupError::AdminKeyMissing {
+                key: key.clone(),
+                thumbprint: t.clone(),
+            };
+            let der = store.read_cert_der(&t)?;
+            let cert = crate::pki::der_to_pem(&der)?;
+            let key_pem = store.read_client_key(&t).ok_or_else(missing)?.to_pem()?;
+            Ok((Identity::Pem { cert, key: key_pem }, Some(t)))
+        }
+        ClusterAdmin::Certificate(file) => {
+            let fail = |detail: String| ClusterSetupError::AdminCertificate {
+                path: file.path.clone(),
+                detail,
+            };
+            let der = crate::inputs::from_disk(&file.path).map_err(fail)?;
+            let password = match &file.password {
+                Some(r) => r
+                    .read()
+                    .map_err(|e| fail(e.to_string()))?
+                    .expose()
+                    .to_string(),
+                None => String::new(),
+            };
+            let thumbprint = crate::pki::pfx_thumbprints(&der, &password)
+                .map_err(|e| fail(format!("cannot open it as a .pfx with its password: {e}")))?
+                .into_iter()
+                .next();
+            Ok((Identity::Pfx { der, password }, thumbprint))
+        }
+    }
+}
+
+/// The admin client's certificate in use: its active primary.
+fn admin_entry<'a>(registry: &'a Registry, key: &str) -> Option<&'a CertEntry> {
+    registry.certificates.iter().find(|e| {
+        e.key == key
+            && e.retire_after.is_none()
+            && e.collection_primary.is_none()
+            && is_thumbprint(&e.thumbprint)
+    })
+}
+
+/// How the server's TLS certificate is verified.
+fn pin(settings: &ClusterSettings, registry: &Registry) -> Result<Pin> {
+    Ok(match &settings.ca {
+        CaPin::Store => {
+            let thumbprints: Vec<String> = registry
+                .server
+                .iter()
+                .map(|s| s.thumbprint.clone())
+                .collect();
+            if thumbprints.is_empty() {
+                return Err(ClusterSetupError::NoServerToPin.into());
+            }
+            Pin::Thumbprints(thumbprints)
+        }
+        CaPin::System => Pin::System,
+        CaPin::Pem(path) => {
+            let pem =
+                crate::inputs::from_disk(path).map_err(|detail| ClusterSetupError::CaFile {
+                    path: path.clone(),
+                    detail,
+                })?;
+            Pin::CaPem(pem)
+        }
+    })
+}
+
+/// The client's listing as the planner reads it.
+fn listing_for_plan(listing: Listing, version: crate::cluster::ServerVersion) -> ClusterListing {
+    let mut server_thumbprints: Vec<String> = listing.loaded_server_cert.into_iter().collect();
+    let registrations = listing
+        .registrations
+        .into_iter()
+        .map(|r| {
+            let clearance = match r.clearance {
+                ListedClearance::Client(c) => ClusterClearance::from(c),
+                ListedClearance::ClusterNode => {
+                    server_thumbprints.push(r.thumbprint.clone());
+                    ClusterClearance::ClusterNode
+                }
+                ListedClearance::UnauthenticatedClients => ClusterClearance::UnauthenticatedClients,
+            };
+            Registration {
+                thumbprint: r.thumbprint,
+                name: r.name,
+                clearance,
+                permissions: r.permissions,
+                collection_primary: r.collection_primary,
+            }
+        })
+        .collect();
+    let mut parts = version.product_version.split('.').map(|p| p.parse().ok());
+    let (major, minor) = match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b),
+        _ => (0, 0),
+    };
+    let full = if version.full_version.is_empty() {
+        version.product_version.clone()
+    } else {
+        version.full_version.clone()
+    };
+    ClusterListing {
+        registrations,
+        server_thumbprints,
+        well_known_admins: listing.well_known_admins,
+        version: ServerVersion { major, minor, full },
+    }
+}
+
+/// `.cluster-state.json`: per cluster (its urls, as certs.toml lists them), what ravencert last
+/// set on each registration it manages.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    /// Always 1.
+    format_version: u32,
+    /// Cluster id (urls joined by a space) -> thumbprint -> fields.
+    clusters: BTreeMap<String, BTreeMap<String, RegistrationFields>>,
+    /// When it was last written.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    written_at: Option<OffsetDateTime>,
+}
+
+impl State {
+    fn read(store: &Store) -> Result<State> {
+        let Some(bytes) = store.read_cluster_state()? else {
+            return Ok(State {
+                format_version: 1,
+                ..State::default()
+            });
+        };
+        let state: State = serde_json::from_slice(&bytes)
+            .map_err(|e| ClusterSetupError::State(format!("is not readable: {e}")))?;
+        if state.format_version != 1 {
+            return Err(ClusterSetupError::State(format!(
+                "has format version {}, this ravencert reads 1",
+                state.format_version
+            ))
+            .into());
+        }
+        Ok(state)
+    }
+
+    fn id(settings: &ClusterSettings) -> String {
+        settings.urls.join(" ")
+    }
+
+    fn for_cluster(&self, settings: &ClusterSettings) -> &BTreeMap<String, RegistrationFields> {
+        static EMPTY: BTreeMap<String, RegistrationFields> = BTreeMap::new();
+        self.clusters.get(&State::id(settings)).unwrap_or(&EMPTY)
+    }
+
+    fn for_cluster_mut(
+        &mut self,
+        settings: &ClusterSettings,
+    ) -> &mut BTreeMap<String, RegistrationFields> {
+        self.clusters.entry(State::id(settings)).or_default()
+    }
+
+    /// After a cluster phase: every store certificate the plan left alone is as declared on
+    /// the cluster now (the plan found it so), and is recorded as ravencert's. What is neither
+    /// in the store nor on the cluster any more is forgotten.
+    fn settle(
+        &mut self,
+        settings: &ClusterSettings,
+        registry: &Registry,
+        listing: &ClusterListing,
+        plan: &ClusterPlan,
+    ) {
+        let touched: BTreeSet<&str> = plan
+            .changes
+            .iter()
+            .filter_map(|c| c.thumbprint.as_deref())
+            .collect();
+        let mut keep: BTreeSet<String> = listing
+            .registrations
+            .iter()
+            .map(|r| r.thumbprint.to_ascii_uppercase())
+            .collect();
+        let set = self.for_cluster_mut(settings);
+        for e in &registry.certificates {
+            let t = e.thumbprint.to_ascii_uppercase();
+            if !is_thumbprint(&t) {
+                continue;
+            }
+            keep.insert(t.clone());
+            if !touched.contains(t.as_str()) && listing_holds(listing, &t) {
+                set.insert(t, RegistrationFields::from(e));
+            }
+        }
+        set.retain(|t, _| keep.contains(t));
+    }
+
+    fn write(&mut self, store: &Store) -> Result<()> {
+        self.format_version = 1;
+        self.written_at = Some(
+            OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        );
+        let bytes = serde_json::to_vec_pretty(self).map_err(Error::Encode)?;
+        store.write_cluster_state(&bytes)?;
+        Ok(())
+    }
+}
+
+/// Whether the listing holds `thumbprint` (upper-case).
+fn listing_holds(listing: &ClusterListing, thumbprint: &str) -> bool {
+    listing
+        .registrations
+        .iter()
+        .any(|r| r.thumbprint.eq_ignore_ascii_case(thumbprint))
+}
+
+/// The cluster part of a plan, and the connection it was read over (to apply it with).
+pub(crate) struct Preview {
+    /// What the plan shows.
+    pub(crate) view: ClusterView,
+    /// The connection and the listing read, when the cluster was contacted.
+    pub(crate) session: Option<(Target, ClusterListing)>,
+}
+
+impl Preview {
+    fn skipped(why: impl Into<String>) -> Preview {
+        Preview {
+            view: ClusterView::Skipped(why.into()),
+            session: None,
+        }
+    }
+}
+
+/// What a plan against the store needs to plan the cluster too.
+pub(crate) struct StorePlanned<'a> {
+    pub(crate) desired: &'a Desired,
+    pub(crate) store: &'a Store,
+    pub(crate) actual: &'a crate::registry::Actual,
+    pub(crate) plan: &'a crate::plan::Plan,
+    pub(crate) now: OffsetDateTime,
+    pub(crate) opts: &'a PlanOptions,
+}
+
+/// Plans the cluster after the store plan `s`: one list request. `offline` leaves it out.
+/// When the admin certificate or the server certificate to pin is issued by this very plan,
+/// the cluster can only be planned after the store is applied: skipped, and said so.
+pub(crate) fn preview(s: &StorePlanned<'_>, offline: bool) -> Result<Preview> {
+    let Some(settings) = &s.desired.cluster else {
+        return Ok(Preview {
+            view: ClusterView::Absent,
+            session: None,
+        });
+    };
+    if offline {
+        return Ok(Preview::skipped("--offline"));
+    }
+    let target = match Target::connect(settings, s.store, &s.actual.registry) {
+        Ok(t) => t,
+        Err(Error::ClusterSetup(
+            e @ (ClusterSetupError::AdminNotIssued { .. } | ClusterSetupError::NoServerToPin),
+        )) if !s.plan.is_empty() => {
+            return Ok(Preview::skipped(format!(
+                "{}; apply reconciles the cluster right after the store",
+                first_clause(&e.to_string())
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    let listing = target.read()?;
+    let projected = crate::plan::project(&s.actual.registry, s.plan, s.desired, s.now);
+    let guards = Guards::new(s.desired, store_deletions(s.plan), s.opts);
+    let plan = target
+        .plan(s.store, &projected, &listing, &guards)
+        .map_err(|e| match e {
+            Error::Plan(p) => Error::from_plan(s.desired, p),
+            e => e,
+        })?;
+    Ok(Preview {
+        view: ClusterView::Planned(plan),
+        session: Some((target, listing)),
+    })
+}
+
+/// The store plan's deletions (they count against `max_deletions` with the cluster's).
+fn store_deletions(plan: &crate::plan::Plan) -> usize {
+    plan.count(crate::plan::Action::Delete)
+}
+
+/// A setup error's first clause, for the skip line.
+fn first_clause(message: &str) -> &str {
+    message.split(';').next().unwrap_or(message)
+}
+
+/// The cluster phase of an apply, after the store phase: plan against the store as committed
+/// (re-reading the cluster when the store changed) and carry it out.
+pub(crate) fn apply_after_store(
+    s: &StorePlanned<'_>,
+    preview: Preview,
+    registry: &Registry,
+) -> Result<(ClusterView, ClusterOutcome)> {
+    let Some(settings) = &s.desired.cluster else {
+        return Ok((ClusterView::Absent, ClusterOutcome::default()));
+    };
+    if matches!(&preview.view, ClusterView::Skipped(why) if why == "--offline") {
+        return Ok((preview.view, ClusterOutcome::default()));
+    }
+    let (target, listing, plan) = match (preview.session, preview.view) {
+        // Nothing changed in the store: the plan shown is the plan to carry out.
+        (Some((target, listing)), ClusterView::Planned(plan)) if s.plan.is_empty() => {
+            (target, listing, plan)
+        }
+        (session, _) => {
+            let target = match session {
+                Some((t, _)) => t,
+                None => Target::connect(settings, s.store, registry)?,
+            };
+            let listing = target.read()?;
+            let guards = Guards::new(s.desired, store_deletions(s.plan), s.opts);
+            let plan = target.plan(s.store, registry, &listing, &guards)?;
+            (target, listing, plan)
+        }
+    };
+    let outcome = target.apply(s.store, registry, &listing, &plan, !s.plan.is_empty())?;
+    Ok((ClusterView::Planned(plan), outcome))
+}

@@ -1,0 +1,287 @@
+//! The cluster part of every output (SPEC §7): the text block after the store's, the Markdown
+//! section, the JSON entries (`"target": "cluster"`) and `cluster` object, the apply report's
+//! requests, and the status column.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{escape, field_lines, md_cell, Escaped, Style};
+use crate::plan::{ClusterAction, ClusterChange, ClusterPlan, ClusterView, RegistrationState};
+
+fn summary(plan: &ClusterPlan) -> String {
+    format!(
+        "Cluster {}: {} to register, {} to edit, {} to unregister.",
+        escape(&plan.url),
+        plan.count(ClusterAction::Register),
+        plan.count(ClusterAction::Edit),
+        plan.count(ClusterAction::Unregister)
+    )
+}
+
+fn paint_action(style: Style, a: ClusterAction) -> String {
+    let code = match a {
+        ClusterAction::Register => "32",
+        ClusterAction::Edit => "33",
+        ClusterAction::Unregister => "31",
+    };
+    style.paint(code, a.symbol())
+}
+
+/// The cluster block of a text plan (empty without `[cluster]`), after the store's.
+pub fn cluster_text(view: &ClusterView, style: Style) -> String {
+    let mut out = String::new();
+    let plan = match view {
+        ClusterView::Absent => return out,
+        ClusterView::Skipped(why) => {
+            let _ = writeln!(out, "\nCluster: not contacted ({}).", Escaped(why));
+            return out;
+        }
+        ClusterView::Planned(p) => p,
+    };
+    let _ = writeln!(
+        out,
+        "\nCluster {} (RavenDB {}):\n",
+        Escaped(&plan.url),
+        Escaped(&plan.server_version.full)
+    );
+    if plan.changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "  No changes. The cluster's registrations match the store.\n"
+        );
+    }
+    let escalations: Vec<&ClusterChange> = plan.changes.iter().filter(|c| c.escalation).collect();
+    if !escalations.is_empty() {
+        let names: Vec<String> = escalations.iter().map(|c| label(c)).collect();
+        let _ = writeln!(
+            out,
+            "{} {} cluster change{} widen{} access: {}\n",
+            style.alert("!! ESCALATION:"),
+            escalations.len(),
+            if escalations.len() == 1 { "" } else { "s" },
+            if escalations.len() == 1 { "s" } else { "" },
+            names.join(", ")
+        );
+    }
+    for c in &plan.changes {
+        text_change(&mut out, c, style);
+    }
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(out, "{}", style.warn("Cluster warnings:"));
+        for w in &plan.warnings {
+            let _ = writeln!(out, "  ! {}", Escaped(w));
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "{}", style.bold(&summary(plan)));
+    out
+}
+
+/// `clients.KEY` or the registration's name, escaped.
+fn label(c: &ClusterChange) -> String {
+    match &c.key {
+        Some(k) => escape(k).into_owned(),
+        None => format!("'{}'", escape(&c.name)),
+    }
+}
+
+fn text_change(out: &mut String, c: &ClusterChange, style: Style) {
+    let flag = if c.escalation {
+        format!("  {}", style.alert("[ESCALATION]"))
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "  {} {} {}{}",
+        paint_action(style, c.action),
+        c.action.as_str(),
+        style.bold(&label(c)),
+        flag
+    );
+    let mut lines = vec![("reason".to_string(), c.reason.clone())];
+    lines.extend(field_lines(&c.fields, c.action == ClusterAction::Register));
+    if c.action == ClusterAction::Unregister {
+        lines.push(("name".to_string(), c.name.clone()));
+    }
+    let thumbprint = c
+        .thumbprint
+        .clone()
+        .unwrap_or_else(|| "(known after apply)".to_string());
+    lines.push(("thumbprint".to_string(), thumbprint));
+    for (k, v) in lines {
+        let _ = writeln!(out, "      {}: {}", Escaped(&k), Escaped(&v));
+    }
+    out.push('\n');
+}
+
+/// The cluster section of a Markdown plan (empty without `[cluster]`).
+pub fn cluster_markdown(view: &ClusterView) -> String {
+    let mut out = String::new();
+    let plan = match view {
+        ClusterView::Absent => return out,
+        ClusterView::Skipped(why) => {
+            let _ = writeln!(out, "#### Cluster\n\nNot contacted ({}).\n", md_cell(why));
+            return out;
+        }
+        ClusterView::Planned(p) => p,
+    };
+    let _ = writeln!(
+        out,
+        "#### Cluster {} (RavenDB {})\n\n**{}**\n",
+        md_cell(&plan.url),
+        md_cell(&plan.server_version.full),
+        md_cell(&summary(plan))
+    );
+    let escalations: Vec<&ClusterChange> = plan.changes.iter().filter(|c| c.escalation).collect();
+    if !escalations.is_empty() {
+        let _ = writeln!(
+            out,
+            "> [!WARNING]\n> **{} cluster change{} widen{} access**",
+            escalations.len(),
+            if escalations.len() == 1 { "" } else { "s" },
+            if escalations.len() == 1 { "s" } else { "" }
+        );
+        for c in &escalations {
+            let _ = writeln!(out, "> - {}: {}", md_cell(&label(c)), md_cell(&c.reason));
+        }
+        out.push('\n');
+    }
+    if !plan.changes.is_empty() {
+        out.push_str(
+            "| | Action | Client | Name | Thumbprint | Reason |\n|---|---|---|---|---|---|\n",
+        );
+        for c in &plan.changes {
+            let _ = writeln!(
+                out,
+                "| {} | {}{} | {} | {} | {} | {} |",
+                md_cell(c.action.symbol()),
+                c.action.as_str(),
+                if c.escalation { " **ESCALATION**" } else { "" },
+                md_cell(c.key.as_deref().unwrap_or("")),
+                md_cell(&c.name),
+                md_cell(c.thumbprint.as_deref().unwrap_or("(known after apply)")),
+                md_cell(&c.reason)
+            );
+        }
+        out.push('\n');
+    }
+    if !plan.warnings.is_empty() {
+        out.push_str("**Cluster warnings**\n\n");
+        for w in &plan.warnings {
+            let _ = writeln!(out, "- {}", md_cell(w));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The `cluster` object of the JSON plan.
+#[derive(Serialize)]
+struct ClusterDocument<'a> {
+    url: Option<&'a str>,
+    server_version: Option<&'a str>,
+    register: usize,
+    edit: usize,
+    unregister: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped: Option<&'a str>,
+}
+
+/// A cluster change in the JSON plan's `changes`.
+#[derive(Serialize)]
+struct ClusterChangeDocument<'a> {
+    action: ClusterAction,
+    target: &'static str,
+    key: Option<&'a str>,
+    name: &'a str,
+    thumbprint: Option<&'a str>,
+    reason: &'a str,
+    escalation: bool,
+    before: &'a Option<crate::plan::Fields>,
+    after: &'a Option<crate::plan::Fields>,
+}
+
+/// Adds the cluster to a JSON plan (or apply report) document: its changes after the store's
+/// in `changes`, and the `cluster` object. Nothing without `[cluster]`.
+pub(crate) fn add_cluster_json(document: &mut Value, view: &ClusterView) -> serde_json::Result<()> {
+    let cluster = match view {
+        ClusterView::Absent => return Ok(()),
+        ClusterView::Skipped(why) => ClusterDocument {
+            url: None,
+            server_version: None,
+            register: 0,
+            edit: 0,
+            unregister: 0,
+            skipped: Some(why),
+        },
+        ClusterView::Planned(p) => ClusterDocument {
+            url: Some(&p.url),
+            server_version: Some(&p.server_version.full),
+            register: p.count(ClusterAction::Register),
+            edit: p.count(ClusterAction::Edit),
+            unregister: p.count(ClusterAction::Unregister),
+            skipped: None,
+        },
+    };
+    let Some(object) = document.as_object_mut() else {
+        return Ok(());
+    };
+    if let Some(p) = view.plan() {
+        let changes = object
+            .entry("changes")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(list) = changes.as_array_mut() {
+            for c in &p.changes {
+                list.push(serde_json::to_value(ClusterChangeDocument {
+                    action: c.action,
+                    target: "cluster",
+                    key: c.key.as_deref(),
+                    name: &c.name,
+                    thumbprint: c.thumbprint.as_deref(),
+                    reason: &c.reason,
+                    escalation: c.escalation,
+                    before: &c.before,
+                    after: &c.after,
+                })?);
+            }
+        }
+        if let Some(Value::Array(warnings)) = object.get_mut("warnings") {
+            warnings.extend(p.warnings.iter().cloned().map(Value::String));
+        }
+    }
+    object.insert("cluster".to_string(), serde_json::to_value(cluster)?);
+    Ok(())
+}
+
+/// The lines of an apply report for the cluster phase: one per request sent, then the summary.
+pub(crate) fn cluster_applied_text(view: &ClusterView, done: &[String]) -> String {
+    let mut out = String::new();
+    match view {
+        ClusterView::Absent => {}
+        ClusterView::Skipped(why) => {
+            let _ = writeln!(out, "Cluster: not contacted ({}).", Escaped(why));
+        }
+        ClusterView::Planned(p) => {
+            for d in done {
+                let _ = writeln!(out, "cluster: {}", Escaped(d));
+            }
+            let _ = writeln!(
+                out,
+                "Cluster {}: {} registered, {} edited, {} unregistered.",
+                Escaped(&p.url),
+                p.count(ClusterAction::Register),
+                p.count(ClusterAction::Edit),
+                p.count(ClusterAction::Unregister)
+            );
+        }
+    }
+    out
+}
+
+/// A status row's cluster cell.
+pub(crate) fn state_cell(state: Option<RegistrationState>) -> String {
+    state.map_or("-", RegistrationState::as_str).to_string()
+}

@@ -1,0 +1,602 @@
+//! The cluster target (SPEC §7) end to end: the ravencert binary reconciles a real RavenDB 4.1
+//! server's registered certificates with its store. Each test runs its own server (they change
+//! registrations), started with the store's own server certificate and admin client.
+
+mod common;
+
+use common::ravendb::{ClientCert, Pin, RavenServer};
+use common::{openssl, Env, Run};
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// The store's server and admin, and the clients every test starts with.
+const BASE: &str = r#"version = 1
+[store]
+path = "store"
+max_deletions = 3
+
+[server]
+generate = true
+name = "localhost"
+dns = ["localhost"]
+key = "rsa-2048"
+validity = "1y"
+
+[defaults]
+key = "ec-p256"
+
+[clients.admin]
+name = "ravencert admin"
+clearance = "ClusterAdmin"
+"#;
+
+const CLIENTS: &str = r#"
+[clients.orders]
+name = "Orders App"
+clearance = "ValidUser"
+databases = { Orders = "ReadWrite", Invoices = "Admin" }
+
+[clients.ops]
+name = "Ops Team"
+clearance = "Operator"
+"#;
+
+/// A store and a RavenDB server that trusts its admin client.
+struct Fixture {
+    env: Env,
+    server: RavenServer,
+    log: PathBuf,
+}
+
+impl Fixture {
+    /// Issues the store offline (server certificate and admin client), starts RavenDB with
+    /// them, then declares `[cluster]` with `clients` and `cluster_extra` (more `[cluster]` keys).
+    fn start(clients: &str, cluster_extra: &str) -> Fixture {
+        let env = Env::new();
+        env.config(BASE);
+        env.run(&["apply", "--yes"]).success();
+        let server_thumb = env.server_thumbprint();
+        let store = env.store();
+        let server_pem = store.join("certs").join(format!("{server_thumb}.pem"));
+        let server_key = store.join("server").join(format!("{server_thumb}.key"));
+        let server_pfx = env.path("server.pfx");
+        // RavenDB 4.1 reads only the legacy PKCS#12 profile (3DES, SHA-1 MAC).
+        #[rustfmt::skip]
+        openssl(&[
+            "pkcs12", "-export",
+            "-in", server_pem.to_str().unwrap(), "-inkey", server_key.to_str().unwrap(),
+            "-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES", "-macalg", "sha1",
+            "-passout", "pass:", "-out", server_pfx.to_str().unwrap(),
+        ])
+        .success();
+        let dir = store.join("issued").join("admin");
+        let admin = ClientCert {
+            cert: dir.join("admin.crt"),
+            key: dir.join("admin.key"),
+        };
+        let pin = Pin {
+            server_pem,
+            name: "localhost".into(),
+        };
+        let admin_thumb = env.thumbprint("admin");
+        let server = RavenServer::start(&server_pfx, &admin_thumb, &admin, &pin);
+        let log = env.path("requests.log");
+        let f = Fixture { env, server, log };
+        f.declare(clients, cluster_extra);
+        f
+    }
+
+    /// certs.toml: the base, `clients`, and `[cluster]` at this server with `extra` keys.
+    fn declare(&self, clients: &str, extra: &str) {
+        self.env.config(&format!(
+            "{BASE}{clients}\n[cluster]\nurls = [\"{}\"]\nadmin = \"admin\"\ntimeout = \"20s\"\n{extra}",
+            self.server.url()
+        ));
+    }
+
+    /// `ravencert ARGS`, recording every request body in the log file.
+    fn run(&self, args: &[&str]) -> Run {
+        self.env.run_with(
+            args,
+            &[("RAVENCERT_REQUEST_LOG", self.log.to_str().unwrap())],
+        )
+    }
+
+    /// The requests sent so far (one line each: METHOD PATH BODY); clears the log.
+    fn take_requests(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.log);
+        text.lines().map(str::to_string).collect()
+    }
+
+    /// The cluster's registrations, as an admin reads them (curl, not ravencert).
+    fn registrations(&self) -> Vec<Value> {
+        let (status, body) =
+            self.server
+                .curl_json("GET", "/admin/certificates?secondary=true", None);
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["Results"].as_array().unwrap().clone()
+    }
+
+    fn registration(&self, thumbprint: &str) -> Option<Value> {
+        self.registrations()
+            .into_iter()
+            .find(|r| r["Thumbprint"].as_str() == Some(thumbprint))
+    }
+
+    fn server_thumbprint(&self) -> String {
+        let s = self
+            .run(&["status", "--json", "--offline"])
+            .success()
+            .json();
+        s["server"][0]["thumbprint"].as_str().unwrap().to_string()
+    }
+
+    fn thumbprint(&self, key: &str) -> String {
+        let s = self
+            .run(&["status", "--json", "--offline"])
+            .success()
+            .json();
+        s["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["key"] == key && c["retiring_after"].is_null())
+            .unwrap_or_else(|| panic!("{key} not in the store: {s}"))["thumbprint"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// A certificate registered by hand (PUT, as the Studio's upload does): a fresh self-signed
+    /// one named `name` with `perms` (JSON). Returns its thumbprint.
+    fn hand_upload(&self, name: &str, perms: &str) -> String {
+        let file = format!("hand-{}.pem", name.replace(' ', "-"));
+        let key = format!("hand-{}.key", name.replace(' ', "-"));
+        let thumbprint = common::self_signed(self.env.dir.path(), &file, &key, name);
+        let pem = std::fs::read_to_string(self.env.path(&file)).unwrap();
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let body = format!(
+            r#"{{"Name":"{name}","Certificate":"{b64}","SecurityClearance":"ValidUser","Permissions":{perms}}}"#
+        );
+        let (status, answer) = self
+            .server
+            .curl_json("PUT", "/admin/certificates", Some(&body));
+        assert!((200..300).contains(&status), "{status} {answer}");
+        thumbprint
+    }
+
+    /// An edit as the Studio makes it (POST .../edit with the admin certificate).
+    fn studio_edit(&self, thumbprint: &str, name: &str, clearance: &str, perms: &str) {
+        let body = format!(
+            r#"{{"Thumbprint":"{thumbprint}","Name":"{name}","SecurityClearance":"{clearance}","Permissions":{perms}}}"#
+        );
+        let (status, answer) =
+            self.server
+                .curl_json("POST", "/admin/certificates/edit", Some(&body));
+        assert!((200..300).contains(&status), "{status} {answer}");
+    }
+}
+
+fn changes(plan: &Value, target: &str) -> Vec<Value> {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["target"] == target)
+        .cloned()
+        .collect()
+}
+
+fn perms(r: &Value) -> Value {
+    r["Permissions"].clone()
+}
+
+#[test]
+fn apply_registers_every_declared_client_and_a_second_plan_sends_one_request() {
+    let f = Fixture::start(CLIENTS, "");
+    let plan = f.run(&["plan", "--json"]).success().json();
+    let registers = changes(&plan, "cluster");
+    // orders and ops; the admin is a well-known admin, but ravencert registers it by name too.
+    let keys: Vec<&str> = registers
+        .iter()
+        .map(|c| c["key"].as_str().unwrap())
+        .collect();
+    assert!(keys.contains(&"orders") && keys.contains(&"ops"), "{plan}");
+    assert!(
+        registers.iter().all(|c| c["action"] == "register"),
+        "{plan}"
+    );
+    assert_eq!(plan["cluster"]["server_version"], "4.1.0", "{plan}");
+    assert_eq!(plan["cluster"]["url"], f.server.url().as_str());
+    f.take_requests();
+
+    let out = f.run(&["apply", "--yes"]).success();
+    assert!(
+        out.stdout.contains("Cluster https://127.0.0.1:"),
+        "{}",
+        out.stdout
+    );
+    let orders = f
+        .registration(&f.thumbprint("orders"))
+        .expect("orders registered");
+    assert_eq!(orders["Name"], "Orders App");
+    assert_eq!(orders["SecurityClearance"], "ValidUser");
+    assert_eq!(perms(&orders)["Orders"], "ReadWrite");
+    assert_eq!(perms(&orders)["Invoices"], "Admin");
+    let ops = f
+        .registration(&f.thumbprint("ops"))
+        .expect("ops registered");
+    assert_eq!(ops["SecurityClearance"], "Operator");
+    assert_eq!(ops["Name"], "Ops Team");
+    // Only public certificates were sent.
+    let sent = f.take_requests();
+    assert!(
+        sent.iter()
+            .any(|l| l.starts_with("PUT /admin/certificates")),
+        "{sent:?}"
+    );
+    for line in &sent {
+        assert!(!line.contains("PRIVATE KEY"), "{line}");
+    }
+
+    // Converged: an empty plan, one request.
+    let again = f.run(&["plan", "--json", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}", again.stdout);
+    let again = again.json();
+    assert!(changes(&again, "cluster").is_empty(), "{again}");
+    let sent = f.take_requests();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0].starts_with("GET /admin/certificates?secondary=true"),
+        "{sent:?}"
+    );
+    let text = f.run(&["plan"]).success().stdout;
+    assert!(
+        text.contains("No changes. The cluster's registrations match the store."),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_edit_in_certs_toml_edits_the_registration_in_place_and_flags_escalation() {
+    let f = Fixture::start(CLIENTS, "");
+    f.run(&["apply", "--yes"]).success();
+    let orders = f.thumbprint("orders");
+    // Wider access for orders: a new database with Admin.
+    let wider = CLIENTS
+        .replace("name = \"Orders App\"", "name = \"Orders Service\"")
+        .replace(
+            "{ Orders = \"ReadWrite\", Invoices = \"Admin\" }",
+            "{ Orders = \"Admin\", Invoices = \"Admin\", Billing = \"ReadWrite\" }",
+        );
+    f.declare(&wider, "");
+    let plan = f.run(&["plan", "--json"]).success().json();
+    let cluster = changes(&plan, "cluster");
+    assert_eq!(cluster.len(), 1, "{plan}");
+    assert_eq!(cluster[0]["action"], "edit");
+    assert_eq!(cluster[0]["key"], "orders");
+    assert_eq!(cluster[0]["thumbprint"], orders.as_str());
+    assert_eq!(cluster[0]["escalation"], true, "{plan}");
+    assert_eq!(plan["cluster"]["edit"], 1);
+    let text = f.run(&["plan"]).success().stdout;
+    assert!(text.contains("~ edit orders  [ESCALATION]"), "{text}");
+    assert!(
+        text.contains(": 0 to register, 1 to edit, 0 to unregister."),
+        "{text}"
+    );
+    let md = f.run(&["plan", "--markdown"]).success().stdout;
+    assert!(md.contains("cluster change widens access"), "{md}");
+
+    f.run(&["apply", "--yes"]).success();
+    assert_eq!(
+        f.thumbprint("orders"),
+        orders,
+        "an edit keeps the certificate"
+    );
+    let r = f.registration(&orders).unwrap();
+    assert_eq!(r["Name"], "Orders Service");
+    assert_eq!(perms(&r)["Orders"], "Admin");
+    assert_eq!(perms(&r)["Billing"], "ReadWrite");
+    assert!(changes(&f.run(&["plan", "--json"]).success().json(), "cluster").is_empty());
+}
+
+#[test]
+fn a_reissue_registers_the_new_certificate_before_unregistering_the_old() {
+    let f = Fixture::start(CLIENTS, "");
+    f.run(&["apply", "--yes"]).success();
+    let old = f.thumbprint("orders");
+    f.take_requests();
+    let out = f.run(&["apply", "--yes", "--replace", "orders"]).success();
+    let new = f.thumbprint("orders");
+    assert_ne!(old, new);
+    let sent = f.take_requests();
+    let put = sent
+        .iter()
+        .position(|l| l.starts_with("PUT ") && l.contains("Orders App"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no register of the new certificate: {sent:?}\n{}",
+                out.stdout
+            )
+        });
+    let delete = sent
+        .iter()
+        .position(|l| l.starts_with("DELETE ") && l.contains(&old))
+        .unwrap_or_else(|| panic!("no unregister of the old certificate: {sent:?}"));
+    assert!(put < delete, "the new one is registered first: {sent:?}");
+    assert!(f.registration(&new).is_some());
+    assert!(f.registration(&old).is_none());
+    assert!(out.stdout.contains("unregister"), "{}", out.stdout);
+
+    // With an overlap, the old certificate stays registered until its overlap ends.
+    f.declare(
+        &CLIENTS.replace(
+            "clearance = \"ValidUser\"",
+            "clearance = \"ValidUser\"\noverlap = \"7d\"",
+        ),
+        "",
+    );
+    f.run(&["apply", "--yes", "--replace", "orders"]).success();
+    let newer = f.thumbprint("orders");
+    assert!(f.registration(&newer).is_some());
+    assert!(f.registration(&new).is_some(), "kept through the overlap");
+    assert!(changes(&f.run(&["plan", "--json"]).success().json(), "cluster").is_empty());
+}
+
+#[test]
+fn a_change_in_the_studio_is_reported_and_set_back_by_apply_and_by_watch() {
+    let f = Fixture::start(CLIENTS, "");
+    f.run(&["apply", "--yes"]).success();
+    let orders = f.thumbprint("orders");
+    f.studio_edit(&orders, "Orders App", "ValidUser", r#"{"Orders":"Admin"}"#);
+    let plan = f.run(&["plan", "--json"]).success().json();
+    let cluster = changes(&plan, "cluster");
+    assert_eq!(cluster.len(), 1, "{plan}");
+    assert_eq!(cluster[0]["action"], "edit");
+    assert_eq!(
+        cluster[0]["reason"],
+        "changed on the cluster outside ravencert"
+    );
+    f.run(&["apply", "--yes"]).success();
+    let r = f.registration(&orders).unwrap();
+    assert_eq!(perms(&r)["Orders"], "ReadWrite");
+    assert_eq!(perms(&r)["Invoices"], "Admin");
+
+    // watch: re-checks every interval and restores a registration removed in the Studio.
+    let mut d = f.env.cmd(&["watch", "--interval", "10s"]).spawn("watch");
+    d.wait_log("cluster");
+    let (status, body) = f.server.curl_json(
+        "DELETE",
+        &format!("/admin/certificates?thumbprint={orders}"),
+        None,
+    );
+    assert!((200..300).contains(&status), "{status} {body}");
+    assert!(f.registration(&orders).is_none());
+    common::daemon::wait_until(
+        "watch to register orders again",
+        || d.context(),
+        || f.registration(&orders).is_some(),
+    );
+    assert!(
+        d.log()
+            .contains("removed from the cluster outside ravencert"),
+        "{}",
+        d.log()
+    );
+    assert!(d.running());
+}
+
+#[test]
+fn a_hand_upload_is_a_warning_and_prune_unregisters_it_within_max_deletions() {
+    let f = Fixture::start(CLIENTS, "");
+    f.run(&["apply", "--yes"]).success();
+    // Uploaded by hand under the name of a declared client, and a stranger.
+    let mut hand = Vec::new();
+    for name in [
+        "Orders App",
+        "Stranger",
+        "Stranger 2",
+        "Stranger 3",
+        "Stranger 4",
+    ] {
+        hand.push(f.hand_upload(name, r#"{"Orders":"ReadWrite"}"#));
+    }
+    let plan = f.run(&["plan", "--json"]).success().json();
+    assert!(changes(&plan, "cluster").is_empty(), "prune is off: {plan}");
+    let warnings = plan["warnings"].to_string();
+    assert!(
+        warnings.contains(&hand[0]) && warnings.contains(&f.thumbprint("orders")),
+        "{warnings}"
+    );
+
+    // prune: five unregisters exceed max_deletions = 3.
+    f.declare(CLIENTS, "prune = true\n");
+    let refused = f.run(&["apply", "--yes"]).failure();
+    assert!(
+        refused.stderr.contains("max_deletions"),
+        "{}",
+        refused.shown()
+    );
+    assert_eq!(f.registrations().len(), 4 + 5, "nothing unregistered");
+    // Within the limit: two strangers removed by hand first.
+    for t in &hand[3..] {
+        f.server.curl_json(
+            "DELETE",
+            &format!("/admin/certificates?thumbprint={t}"),
+            None,
+        );
+    }
+    let out = f.run(&["apply", "--yes"]).success();
+    assert!(out.stdout.contains("3 unregistered"), "{}", out.stdout);
+    let left: Vec<String> = f
+        .registrations()
+        .iter()
+        .map(|r| r["Thumbprint"].as_str().unwrap().to_string())
+        .collect();
+    for t in &hand[..3] {
+        assert!(!left.contains(t), "{t} pruned");
+    }
+    // The server's own and the admin certificate are never touched.
+    assert!(left.contains(&f.server_thumbprint()), "{left:?}");
+    assert!(left.contains(&f.thumbprint("admin")), "{left:?}");
+    assert!(changes(&f.run(&["plan", "--json"]).success().json(), "cluster").is_empty());
+}
+
+#[test]
+fn read_access_is_refused_against_41_before_anything_changes() {
+    let f = Fixture::start(CLIENTS, "");
+    f.run(&["apply", "--yes"]).success();
+    let with_read = format!("{CLIENTS}\n[clients.reports]\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\" }}\n");
+    f.declare(&with_read, "");
+    let registered = f.registrations().len();
+    // Refused before any change: the folder stays byte for byte (the lock file names the last
+    // holder), and the cluster too.
+    f.env
+        .cmd(&["apply", "--yes"])
+        .refused_except(&["Read", "4.1.0", "clients.reports", "5.2"], |p, _, _| {
+            p.ends_with(".lock")
+        });
+    assert_eq!(f.registrations().len(), registered);
+    let plan = f.run(&["plan"]).failure();
+    assert!(plan.stderr.contains("5.2"), "{}", plan.shown());
+}
+
+#[test]
+fn a_server_stopped_mid_apply_leaves_the_store_committed_and_a_rerun_converges() {
+    let mut f = Fixture::start(CLIENTS, "");
+    let barrier = tempfile::tempdir().unwrap();
+    let log = f.log.clone();
+    let mut apply = f
+        .env
+        .cmd(&["apply", "--yes"])
+        .env(
+            "RAVENCERT_TEST_CLUSTER_BARRIER",
+            barrier.path().to_str().unwrap(),
+        )
+        .env("RAVENCERT_REQUEST_LOG", log.to_str().unwrap())
+        .spawn("apply");
+    let first = barrier.path().join("1");
+    common::daemon::wait_until(
+        "the first cluster request",
+        || apply.context(),
+        || first.exists(),
+    );
+    f.server.stop();
+    std::fs::remove_file(&first).unwrap();
+    let exit = apply.wait_exit();
+    let err = apply.log();
+    assert_eq!(exit.code(), Some(1), "{err}");
+    assert!(err.contains("done: register"), "{err}");
+    assert!(err.contains("not done: "), "{err}");
+    assert!(
+        err.contains("store is applied and stays committed"),
+        "{err}"
+    );
+    // The store is committed: every client is issued.
+    let status = f.run(&["status", "--json", "--offline"]).success().json();
+    assert_eq!(status["certificates"].as_array().unwrap().len(), 3);
+
+    f.server.restart();
+    let plan = f.run(&["plan", "--json"]).success().json();
+    assert_eq!(changes(&plan, "store").len(), 0);
+    assert_eq!(
+        changes(&plan, "cluster").len(),
+        2,
+        "only what remains: {plan}"
+    );
+    f.run(&["apply", "--yes"]).success();
+    assert!(f.registration(&f.thumbprint("orders")).is_some());
+    assert!(f.registration(&f.thumbprint("ops")).is_some());
+}
+
+#[test]
+fn connection_failures_name_the_node_and_what_failed() {
+    let f = Fixture::start(CLIENTS, "");
+    // Unreachable first url, second up: works, with a logged line for the first.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("https://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    f.env.config(&format!(
+        "{BASE}{CLIENTS}\n[cluster]\nurls = [\"{dead}\", \"{}\"]\nadmin = \"admin\"\ntimeout = \"5s\"\n",
+        f.server.url()
+    ));
+    let out = f.run(&["plan", "--json"]).success();
+    assert_eq!(out.json()["cluster"]["url"], f.server.url().as_str());
+    assert!(
+        out.json()["warnings"].to_string().contains(&dead),
+        "the skipped node is logged: {}",
+        out.shown()
+    );
+
+    // Admin certificate not registered: a 403, explained.
+    let stranger = format!("{CLIENTS}\n[clients.admin2]\nclearance = \"ClusterAdmin\"\n");
+    f.declare(&stranger, "");
+    f.run(&["apply", "--yes", "--offline"]).success();
+    f.env.config(&format!(
+        "{BASE}{stranger}\n[cluster]\nurls = [\"{}\"]\nadmin = \"admin2\"\n",
+        f.server.url()
+    ));
+    let denied = f.run(&["plan"]).failure();
+    assert!(denied.stderr.contains("HTTP 403"), "{}", denied.shown());
+    assert!(
+        denied.stderr.contains("not registered in this cluster"),
+        "{}",
+        denied.shown()
+    );
+
+    // The store's server certificate re-issued but not yet on the node: pin mismatch.
+    f.declare(CLIENTS, "");
+    let old_server = f.server_thumbprint();
+    f.run(&["apply", "--yes", "--offline", "--replace", "server"])
+        .success();
+    let new_server = f.server_thumbprint();
+    // Refused naming both thumbprints, before any change (the lock file names its holder).
+    f.env
+        .cmd(&["apply", "--yes"])
+        .refused_except(&[&old_server, &new_server, "pin"], |p, _, _| {
+            p.ends_with(".lock")
+        });
+}
+
+#[test]
+fn status_shows_how_the_cluster_holds_each_certificate() {
+    let f = Fixture::start(CLIENTS, "");
+    f.run(&["apply", "--yes", "--offline"]).success();
+    let orders = f.thumbprint("orders");
+    let ops = f.thumbprint("ops");
+    // Register orders with other permissions, and a stranger, by hand.
+    let status = f.run(&["status", "--json"]).success().json();
+    let state = |s: &Value, t: &str| {
+        s["cluster"]["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["thumbprint"] == t)
+            .map(|c| c["state"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        state(&status, &orders).as_deref(),
+        Some("missing"),
+        "{status}"
+    );
+    assert!(status["cluster"]["checked_at"].is_string());
+    f.run(&["apply", "--yes"]).success();
+    f.studio_edit(&orders, "Orders App", "ValidUser", r#"{"Orders":"Admin"}"#);
+    let stranger = f.hand_upload("Stranger", "{}");
+    let status = f.run(&["status", "--json"]).success().json();
+    assert_eq!(state(&status, &orders).as_deref(), Some("differs"));
+    assert_eq!(state(&status, &ops).as_deref(), Some("in sync"));
+    assert_eq!(state(&status, &stranger).as_deref(), Some("extra"));
+    let text = f.run(&["status"]).success().stdout;
+    assert!(text.contains("Cluster"), "{text}");
+    assert!(
+        text.contains("differs") && text.contains("in sync"),
+        "{text}"
+    );
+    assert!(text.contains(&stranger), "{text}");
+    // --offline reads only the store.
+    let offline = f.run(&["status", "--json", "--offline"]).success().json();
+    assert!(offline.get("cluster").is_none());
+}
