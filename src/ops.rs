@@ -12,6 +12,7 @@ mod daemon;
 mod error;
 mod exports;
 mod review;
+mod settings;
 mod show;
 mod update;
 
@@ -21,6 +22,7 @@ pub use daemon::{watch, WatchRequest};
 pub use error::{Error, Result};
 pub use exports::{export, ExportPathError};
 pub use review::{plan, PlanRequest};
+pub use settings::settings;
 pub use show::status;
 pub use update::{apply, ApplyRequest, Confirm};
 

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{Error, Result};
-use super::exports::export_path;
 use super::review::{compute, options, with_passwords};
 use super::{Context, Output};
 use crate::apply;
@@ -78,7 +77,7 @@ pub(crate) fn converge(
 ) -> Result<(Plan, apply::Outcome)> {
     let store = Store::new(&desired.store.path);
     let _lock = store.lock(lock_timeout)?;
-    let actual = store.load(export_path(desired))?;
+    let actual = super::settings::load_actual(&store, desired, true)?;
     let opts = with_passwords(opts, desired, &store)?;
     let plan =
         plan::plan(desired, &actual, ctx.now, &opts).map_err(|e| Error::from_plan(desired, e))?;

@@ -18,6 +18,7 @@ fn server() -> ServerDesired {
             renew_before: RenewBefore::Period(Period::days(30)),
         },
         export: Some(PathBuf::from("/cfg/export.pfx")),
+        install: None,
     }
 }
 
