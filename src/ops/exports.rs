@@ -63,6 +63,9 @@ pub enum ExportPathError {
         /// Which file it is.
         what: Written,
     },
+    /// The install path is the export's: the shared public file would hold the private key.
+    #[error("{} is also [server].export, the public file meant to be shared; the install file holds the server's private key — give it another path", .0.display())]
+    InstallIsExport(PathBuf),
     /// The path is a symbolic link.
     #[error("{} is a symbolic link; ravencert does not write an {what} through a link — remove it or choose another path", .path.display())]
     Link {
@@ -134,6 +137,11 @@ fn check_target(
             break;
         }
         ancestor = dir.parent();
+    }
+    if what == Written::Install
+        && export_path(desired).is_some_and(|e| crate::fsutil::resolve(e) == target)
+    {
+        return Err(ExportPathError::InstallIsExport(path.to_path_buf()));
     }
     let mut others = desired.referenced_files();
     others.push(desired.config_path.clone());
