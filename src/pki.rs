@@ -468,8 +468,8 @@ pub(crate) fn server_install_pfx(
 
 /// What an install file holds, opened with `password` (empty: none): the certificate its key
 /// belongs to, and the profile it was written in.
-pub(crate) fn inspect_install(bytes: &[u8], password: &str) -> crate::registry::InstalledFile {
-    use crate::registry::InstalledFile;
+pub(crate) fn inspect_install(bytes: &[u8], password: &str) -> crate::model::InstalledFile {
+    use crate::model::InstalledFile;
     let Ok(parsed) = Pkcs12::from_der(bytes).and_then(|p| p.parse2(password)) else {
         return InstalledFile::Unreadable;
     };

@@ -285,7 +285,7 @@ pub struct Actual {
     pub export_thumbprints: Option<Vec<String>>,
     /// What the `[server] install` file holds; None when it was not looked at (no install
     /// declared, or a plan without the secrets to open it).
-    pub install: Option<InstalledFile>,
+    pub install: Option<crate::model::InstalledFile>,
     /// Whether the store exists yet.
     pub exists: bool,
     /// Changes made to the store outside ravencert, in words (Terraform's drift note).
@@ -296,22 +296,6 @@ pub struct Actual {
     pub lost: BTreeSet<String>,
     /// Lost thumbprints that the issued bundle can restore.
     pub recoverable: BTreeSet<String>,
-}
-
-/// What the `[server] install` file holds, opened with the declared password.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InstalledFile {
-    /// No file there.
-    Missing,
-    /// A file that does not open with the declared password (changed, or the file altered).
-    Unreadable,
-    /// A file that opens.
-    Holds {
-        /// The thumbprint of the certificate its key belongs with, if it holds one with a key.
-        thumbprint: Option<String>,
-        /// Its PKCS#12 profile, when it is one ravencert writes.
-        profile: Option<crate::model::PfxProfile>,
-    },
 }
 
 const SEAL_PREFIX: &str = "# sha256: ";

@@ -10,7 +10,8 @@ use super::error::{Error, Result};
 use super::exports::export_path;
 use super::{Context, Output};
 use crate::config::{ClusterAdmin, Declared, SecretRef};
-use crate::registry::{Actual, InstalledFile, Registry};
+use crate::model::InstalledFile;
+use crate::registry::{Actual, Registry};
 use crate::store::Store;
 
 /// Reads an install file at most this large (a .pfx of a certificate and a key is a few KiB).

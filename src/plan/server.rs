@@ -7,8 +7,9 @@ use super::{
     Planner, Target, SERVER_KEY,
 };
 use crate::config::ServerSpec;
+use crate::model::InstalledFile;
 use crate::model::{KeySpec, Period, RenewBefore};
-use crate::registry::{InstalledFile, ServerEntry};
+use crate::registry::ServerEntry;
 
 /// What `[server] generate = true` declares, as the planner compares it.
 struct GeneratedServer<'s> {
