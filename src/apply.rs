@@ -80,6 +80,41 @@ pub enum ApplyError {
         #[source]
         reason: Box<ApplyError>,
     },
+    /// The registry was committed, then writing the `[server] install` file failed: the next
+    /// apply plans it again.
+    #[error("{}", install_failed(*.committed, .path, .reason))]
+    Install {
+        /// How many changes the committed registry holds.
+        committed: usize,
+        /// The install file that could not be written.
+        path: PathBuf,
+        /// Why it could not be written.
+        #[source]
+        reason: Box<InstallError>,
+    },
+}
+
+/// Why the `[server] install` file could not be made (the store part is committed by then).
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// Its declared password cannot be read.
+    #[error("server.install: {0}")]
+    Password(#[source] crate::inputs::SecretError),
+    /// Reading the server certificate and key, or writing the file, failed.
+    #[error(transparent)]
+    Write(#[from] ApplyError),
+}
+
+fn install_failed(committed: usize, path: &Path, reason: &InstallError) -> String {
+    let store = match committed {
+        0 => "the store was already up to date".to_string(),
+        1 => "the store was updated (1 change committed)".to_string(),
+        n => format!("the store was updated ({n} changes committed)"),
+    };
+    format!(
+        "{store}, but writing the server certificate for the node to {} ([server] install) failed: {reason}. Fix that, then run `ravencert apply` again: the next apply retries it.",
+        path.display()
+    )
 }
 
 fn export_failed(committed: usize, path: &Path, reason: &ApplyError) -> String {
@@ -403,8 +438,10 @@ impl Applier<'_> {
         }
         store.finish(&self.reg)?;
         let exported = self.export_if_planned(plan);
+        let installed = self.install_if_planned(plan);
         store.write_cache(&self.reg)?;
         exported?;
+        installed?;
         Ok(Outcome {
             issued: self.issued,
         })
@@ -412,7 +449,7 @@ impl Applier<'_> {
 
     /// The export, when the plan has it; a failure says the store part was committed.
     fn export_if_planned(&self, plan: &Plan) -> Result<(), ApplyError> {
-        if !plan.changes.iter().any(|c| c.action == Action::Export) {
+        if !plan.changes.iter().any(|c| c.target == Target::Export) {
             return Ok(());
         }
         let Some(path) = self.desired.server.as_ref().and_then(|s| s.export.as_ref()) else {
@@ -425,6 +462,26 @@ impl Applier<'_> {
                 .filter(|c| c.action != Action::Export)
                 .count(),
             path: path.clone(),
+            reason: Box::new(e),
+        })
+    }
+
+    /// The `[server] install` file, when the plan has it; a failure says the store part was
+    /// committed.
+    fn install_if_planned(&self, plan: &Plan) -> Result<(), ApplyError> {
+        if !plan.changes.iter().any(|c| c.target == Target::Install) {
+            return Ok(());
+        }
+        let Some(spec) = self.desired.install() else {
+            return Ok(());
+        };
+        write_install_to(self.store, &self.reg, spec).map_err(|e| ApplyError::Install {
+            committed: plan
+                .changes
+                .iter()
+                .filter(|c| c.action != Action::Export)
+                .count(),
+            path: spec.path.clone(),
             reason: Box::new(e),
         })
     }
@@ -678,6 +735,39 @@ fn load_signer(store: &Store, reg: &Registry) -> Result<Signer, ApplyError> {
         store.read_cert_der(&server.thumbprint)?,
         store.read_server_key(&server.thumbprint)?,
     ))
+}
+
+/// Writes the `[server] install` file: the current (first) server certificate with its key, in
+/// the declared profile and password. The store keeps no chain: a generated server certificate
+/// is self-signed, an imported one is kept without the CAs of its file.
+pub(crate) fn write_install_to(
+    store: &Store,
+    reg: &Registry,
+    spec: &crate::config::InstallSpec,
+) -> Result<(), InstallError> {
+    let server = reg.server.first().ok_or(ApplyError::NothingToExport)?;
+    let password = spec
+        .password
+        .as_ref()
+        .map(|r| r.read())
+        .transpose()
+        .map_err(InstallError::Password)?;
+    let der = store
+        .read_cert_der(&server.thumbprint)
+        .map_err(ApplyError::from)?;
+    let key = store
+        .read_server_key(&server.thumbprint)
+        .map_err(ApplyError::from)?;
+    let pfx = pki::server_install_pfx(
+        &der,
+        &key,
+        &[],
+        password.as_ref().map(|p| p.expose()),
+        spec.pfx,
+    )
+    .map_err(ApplyError::from)?;
+    store::write_install(&spec.path, &pfx).map_err(ApplyError::from)?;
+    Ok(())
 }
 
 /// Writes the export file at `path`: every server certificate, public parts only, no password.

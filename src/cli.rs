@@ -80,6 +80,8 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
     },
+    /// Print the settings.json fragment for a new node: [server] install's path and the admin thumbprint
+    Settings,
     /// Keep the store converged: file watch (or git polling) plus a periodic re-check
     Watch(WatchArgs),
     /// Print the JSON schema of certs.toml

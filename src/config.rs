@@ -165,6 +165,31 @@ struct RawServer {
     /// Where `apply` keeps the exported server certificate(s), relative to this file's folder.
     #[schemars(with = "Option<String>")]
     export: Option<Spanned<String>>,
+    /// Where `apply` keeps the server certificate WITH its private key for a node to load (`Security.Certificate.Path`); for imported `certificates`, the first one (the active node's).
+    #[schemars(with = "Option<RawInstall>")]
+    install: Option<Spanned<RawInstall>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Install", transform = one_password_source)]
+struct RawInstall {
+    /// The .pfx a node loads, relative to this file's folder; written mode 0600, never inside the store.
+    #[schemars(with = "String", length(min = 1))]
+    path: Spanned<String>,
+    /// Encryption of the file: modern (default; RavenDB 5.0 and later) | legacy (3DES with a SHA-1 MAC; required by RavenDB before 5.0, which cannot read modern files).
+    #[schemars(with = "Option<PfxProfile>")]
+    pfx: Option<Spanned<PfxProfile>>,
+    /// Environment variable holding the file's password (none: an empty password).
+    #[schemars(with = "Option<String>", regex(pattern = r"^[^=\u0000]+$"))]
+    password_env: Option<Spanned<String>>,
+    /// File holding the file's password (relative to this file's folder).
+    #[schemars(with = "Option<String>")]
+    password_file: Option<Spanned<String>>,
+    /// Refused: secrets never stand in certs.toml.
+    #[serde(default)]
+    #[schemars(skip)]
+    password: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -444,6 +469,20 @@ pub struct ServerDesired {
     pub source: ServerSpec,
     /// Where apply writes the exported server certificate(s), if anywhere.
     pub export: Option<PathBuf>,
+    /// Where apply keeps the server certificate with its key for a node, if anywhere.
+    pub install: Option<InstallSpec>,
+}
+
+/// `[server] install`, validated: the server certificate with its private key, as a node
+/// loads it (`Security.Certificate.Path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallSpec {
+    /// The file (joined to certs.toml's folder).
+    pub path: PathBuf,
+    /// Its PKCS#12 profile (`modern` unless declared; RavenDB before 5.0 needs `legacy`).
+    pub pfx: PfxProfile,
+    /// Its password, if any (none: the empty password).
+    pub password: Option<SecretRef>,
 }
 
 /// Where a client certificate comes from.
@@ -713,6 +752,12 @@ impl Declared {
                 ClientSpec::Generate(g) => g.password.as_ref(),
             }))
             .chain(self.admin_certificate().and_then(|r| r.password.as_ref()))
+            .chain(self.install().and_then(|i| i.password.as_ref()))
+    }
+
+    /// `[server] install`, when certs.toml declares one.
+    pub fn install(&self) -> Option<&InstallSpec> {
+        self.server.as_ref().and_then(|s| s.install.as_ref())
     }
 }
 
@@ -1365,7 +1410,45 @@ fn validate_server(
     Some(ServerDesired {
         source,
         export: s.export.as_ref().map(|e| base.join(e.get_ref())),
+        install: s.install.as_ref().map(|i| install_spec(ck, i, base)),
     })
+}
+
+/// `install = { path, pfx, password_env | password_file }`.
+fn install_spec(ck: &mut Checker<'_>, install: &Spanned<RawInstall>, base: &Path) -> InstallSpec {
+    let at = "server.install";
+    let i = install.get_ref();
+    ck.mark(at.into(), &install.span());
+    if let Some(p) = &i.password {
+        ck.error_at(
+            Some(&p.span()),
+            format!("{at}.password"),
+            "passwords never stand in certs.toml (it is reviewed and kept in git): name an environment variable with `password_env` or a file with `password_file`".into(),
+        );
+    }
+    ck.mark(format!("{at}.path"), &i.path.span());
+    if i.path.get_ref().trim().is_empty() {
+        ck.error_at(
+            Some(&i.path.span()),
+            format!("{at}.path"),
+            "must name the .pfx a node loads, e.g. \"/etc/ravendb/cluster.pfx\"".into(),
+        );
+    }
+    if let Some(p) = &i.pfx {
+        ck.mark(format!("{at}.pfx"), &p.span());
+    }
+    let password = secret_ref(
+        ck,
+        i.password_env.as_ref(),
+        i.password_file.as_ref(),
+        at,
+        base,
+    );
+    InstallSpec {
+        path: base.join(i.path.get_ref()),
+        pfx: i.pfx.as_ref().map_or(PfxProfile::Modern, |p| *p.get_ref()),
+        password,
+    }
 }
 
 /// `[server].certificates`: the nodes' own .pfx files; name, dns and validity are theirs.
@@ -2016,6 +2099,9 @@ pub fn check_references(
     if let Some(p) = desired.cluster_ca_file() {
         refs.push(("cluster".into(), Some(("cluster.ca".into(), p)), None));
     }
+    if let Some(i) = desired.install() {
+        refs.push(("server.install".into(), None, i.password.as_ref()));
+    }
     if let Some(ServerDesired {
         source: ServerSpec::Imported(files),
         ..
@@ -2125,6 +2211,9 @@ fn named_files(desired: &Declared) -> Vec<(String, &Path)> {
     }
     if let Some(p) = desired.cluster_ca_file() {
         out.push(("cluster.ca".into(), p));
+    }
+    if let Some(i) = desired.install() {
+        out.extend(password_file("server.install", i.password.as_ref()));
     }
     out
 }

@@ -60,7 +60,7 @@ pub mod store;
 pub mod watch;
 
 // Errors of private modules that the public errors (`ops::Error` and its sources) carry.
-pub use apply::ApplyError;
+pub use apply::{ApplyError, InstallError};
 pub use fsutil::ReadError;
 pub use git::GitError;
 pub use saved_plan::SavedPlanError;

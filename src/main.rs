@@ -106,6 +106,7 @@ fn run(cli: Cli) -> ops::Result<Output> {
         }
         Command::Status { json, offline } => ops::status(&ctx, json, offline),
         Command::Export { out } => ops::export(&ctx, out),
+        Command::Settings => ops::settings(&ctx),
         Command::Schema => Ok(ops::schema()),
         Command::Completions { shell } => {
             let mut buf = Vec::new();

@@ -111,6 +111,22 @@ pub enum PfxProfile {
     Legacy,
 }
 
+/// What the `[server] install` file holds, opened with the declared password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstalledFile {
+    /// No file there.
+    Missing,
+    /// A file that does not open with the declared password (changed, or the file altered).
+    Unreadable,
+    /// A file that opens.
+    Holds {
+        /// The thumbprint of the certificate its key belongs with, if it holds one with a key.
+        thumbprint: Option<String>,
+        /// Its PKCS#12 profile, when it is one ravencert writes.
+        profile: Option<PfxProfile>,
+    },
+}
+
 /// Where a certificate registered in the store came from.
 #[derive(
     Debug,

@@ -13,6 +13,7 @@ mod daemon;
 mod error;
 mod exports;
 mod review;
+mod settings;
 mod show;
 mod update;
 
@@ -23,6 +24,7 @@ pub use daemon::{watch, WatchRequest};
 pub use error::{Error, Result};
 pub use exports::{export, ExportPathError};
 pub use review::{plan, PlanRequest};
+pub use settings::settings;
 pub use show::status;
 pub use update::{apply, ApplyRequest, Confirm};
 

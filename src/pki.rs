@@ -444,6 +444,73 @@ pub(crate) fn export_pfx(certs_der: &[Vec<u8>]) -> Result<Vec<u8>> {
         .to_der()?)
 }
 
+/// The `[server] install` file: the server certificate with its private key (and its chain,
+/// if any), as a node loads it, in the declared profile.
+pub(crate) fn server_install_pfx(
+    cert_der: &[u8],
+    key: &PrivateKey,
+    chain: &[Vec<u8>],
+    password: Option<&str>,
+    profile: PfxProfile,
+) -> Result<Vec<u8>> {
+    let cert = X509::from_der(cert_der)?;
+    let mut builder = pkcs12_builder(profile, password.is_some());
+    builder.pkey(&key.0).cert(&cert);
+    if !chain.is_empty() {
+        let mut stack = Stack::new()?;
+        for der in chain {
+            stack.push(X509::from_der(der)?)?;
+        }
+        builder.ca(stack);
+    }
+    Ok(builder.build2(password.unwrap_or(""))?.to_der()?)
+}
+
+/// What an install file holds, opened with `password` (empty: none): the certificate its key
+/// belongs to, and the profile it was written in.
+pub(crate) fn inspect_install(bytes: &[u8], password: &str) -> crate::model::InstalledFile {
+    use crate::model::InstalledFile;
+    let Ok(parsed) = Pkcs12::from_der(bytes).and_then(|p| p.parse2(password)) else {
+        return InstalledFile::Unreadable;
+    };
+    let thumbprint = match (&parsed.cert, &parsed.pkey) {
+        (Some(c), Some(k)) => c
+            .public_key()
+            .ok()
+            .filter(|p| p.public_eq(k))
+            .and_then(|_| c.to_der().ok())
+            .map(|der| thumbprint(&der)),
+        _ => None,
+    };
+    InstalledFile::Holds {
+        thumbprint,
+        profile: pfx_profile(bytes),
+    }
+}
+
+/// The profile a PKCS#12 file was written in, told by the algorithm identifiers it carries:
+/// only PBES2 (modern), or only 3DES with a SHA-1 MAC (legacy); anything else is neither.
+fn pfx_profile(bytes: &[u8]) -> Option<PfxProfile> {
+    const PBES2: &[u8] = &[
+        0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x05, 0x0D,
+    ];
+    const TRIPLE_DES: &[u8] = &[
+        0x06, 0x0A, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x0C, 0x01, 0x03,
+    ];
+    const SHA1: &[u8] = &[0x06, 0x05, 0x2B, 0x0E, 0x03, 0x02, 0x1A];
+    let has = |oid: &[u8]| bytes.windows(oid.len()).any(|w| w == oid);
+    match (has(PBES2), has(TRIPLE_DES)) {
+        (true, false) => Some(PfxProfile::Modern),
+        (false, true) if has(SHA1) => Some(PfxProfile::Legacy),
+        _ => None,
+    }
+}
+
+/// Whether bytes are a PKCS#12 file (what an install path may be overwritten from).
+pub(crate) fn is_pkcs12(bytes: &[u8]) -> bool {
+    Pkcs12::from_der(bytes).is_ok()
+}
+
 /// Thumbprints of every certificate in a PKCS#12 file protected by `password`.
 pub(crate) fn pfx_thumbprints(pfx: &[u8], password: &str) -> Result<Vec<String>> {
     let parsed = Pkcs12::from_der(pfx)?.parse2(password)?;

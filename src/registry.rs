@@ -283,6 +283,9 @@ pub struct Actual {
     pub bundles_ok: BTreeSet<String>,
     /// Thumbprints in the export file; None when it is missing or unreadable.
     pub export_thumbprints: Option<Vec<String>>,
+    /// What the `[server] install` file holds; None when it was not looked at (no install
+    /// declared, or a plan without the secrets to open it).
+    pub install: Option<crate::model::InstalledFile>,
     /// Whether the store exists yet.
     pub exists: bool,
     /// Changes made to the store outside ravencert, in words (Terraform's drift note).

@@ -271,6 +271,7 @@ impl Store {
             registry,
             bundles_ok: found.bundles_ok,
             export_thumbprints,
+            install: None,
             exists: true,
             drift: found.drift,
             sealed,
@@ -1095,6 +1096,17 @@ fn read_export(path: &Path) -> Option<Vec<String>> {
 
 /// Writes the export (outside the store, meant to be shared): public parts only.
 pub(crate) fn write_export(path: &Path, pfx: &[u8]) -> Result<()> {
+    write_outside(path, pfx, 0o644)
+}
+
+/// Writes the `[server] install` file (outside the store, for a node): the server's private
+/// key, so mode 0600 whatever the umask.
+pub(crate) fn write_install(path: &Path, pfx: &[u8]) -> Result<()> {
+    write_outside(path, pfx, 0o600)
+}
+
+/// A file outside the store, written atomically, its folder made when missing.
+fn write_outside(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
             // Shared, but only ravencert writes in the folders it makes: 0755 whatever the umask.
@@ -1111,7 +1123,7 @@ pub(crate) fn write_export(path: &Path, pfx: &[u8]) -> Result<()> {
             }
         }
     }
-    write_atomic(path, pfx, 0o644)
+    write_atomic(path, bytes, mode)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -629,6 +629,79 @@ cases! {
         also: &["inside the store"],
         ..Case::DEFAULT
     };
+    // --- [server] install: the server certificate with its key, for a node.
+    install_inline_password: Case {
+        config: "version = 1\n[server]\ngenerate = true\nname = \"cluster.example.com\"\nkey = \"ec-p256\"\n\
+                 export = \"exports/cluster.pfx\"\n                 install = { path = \"node/server.pfx\", password = \"hunter2-inline-secret\" }\n[defaults]\nkey = \"ec-p256\"\n\n\
+                 [clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "server.install.password",
+        line: Some("install ="),
+        also: &["password_env", "password = ***"],
+        ..Case::DEFAULT
+    };
+    install_unknown_profile: Case {
+        config: "version = 1\n[server]\ngenerate = true\nname = \"cluster.example.com\"\nkey = \"ec-p256\"\n\
+                 export = \"exports/cluster.pfx\"\n                 install = { path = \"node/server.pfx\", pfx = \"rc2\" }\n[defaults]\nkey = \"ec-p256\"\n\n\
+                 [clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "server.install",
+        line: Some("install ="),
+        also: &["unknown variant `rc2`"],
+        ..Case::DEFAULT
+    };
+    install_without_path: Case {
+        config: "version = 1\n[server]\ngenerate = true\nname = \"cluster.example.com\"\nkey = \"ec-p256\"\n\
+                 export = \"exports/cluster.pfx\"\n                 install = { pfx = \"legacy\" }\n[defaults]\nkey = \"ec-p256\"\n\n\
+                 [clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "server.install",
+        line: Some("install ="),
+        also: &["missing field `path`"],
+        ..Case::DEFAULT
+    };
+    install_empty_path: Case {
+        config: "version = 1\n[server]\ngenerate = true\nname = \"cluster.example.com\"\nkey = \"ec-p256\"\n\
+                 export = \"exports/cluster.pfx\"\n                 install = { path = \"\" }\n[defaults]\nkey = \"ec-p256\"\n\n\
+                 [clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "server.install.path",
+        line: Some("install ="),
+        also: &["must name the .pfx a node loads"],
+        ..Case::DEFAULT
+    };
+    install_two_password_sources: Case {
+        config: "version = 1\n[server]\ngenerate = true\nname = \"cluster.example.com\"\nkey = \"ec-p256\"\n\
+                 export = \"exports/cluster.pfx\"\n                 install = { path = \"node/server.pfx\", password_env = \"ORDERS_APP_PFX_PASSWORD\", password_file = \"secrets/node.pass\" }\n[defaults]\nkey = \"ec-p256\"\n\n\
+                 [clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "server.install.password_file",
+        line: Some("install ="),
+        also: &["not both"],
+        ..Case::DEFAULT
+    };
+    install_password_env_unset: Case {
+        config: "version = 1\n[server]\ngenerate = true\nname = \"cluster.example.com\"\nkey = \"ec-p256\"\n\
+                 export = \"exports/cluster.pfx\"\n                 install = { path = \"node/server.pfx\", password_env = \"RAVENCERT_TEST_UNSET_PASSWORD\" }\n[defaults]\nkey = \"ec-p256\"\n\n\
+                 [clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "server.install.password_env",
+        line: Some("install ="),
+        also: &["RAVENCERT_TEST_UNSET_PASSWORD is not set"],
+        ..Case::DEFAULT
+    };
+    install_inside_store: Case {
+        config: "version = 1\n[server]\ngenerate = true\nname = \"cluster.example.com\"\nkey = \"ec-p256\"\n\
+                 export = \"exports/cluster.pfx\"\n                 install = { path = \"store/node/server.pfx\", pfx = \"legacy\" }\n[defaults]\nkey = \"ec-p256\"\n\n\
+                 [clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "server.install",
+        line: Some("install ="),
+        also: &["inside the store", "where a RavenDB node loads"],
+        ..Case::DEFAULT
+    };
+    install_is_the_export: Case {
+        config: "version = 1\n[server]\ngenerate = true\nname = \"cluster.example.com\"\nkey = \"ec-p256\"\n\
+                 export = \"exports/cluster.pfx\"\n                 install = { path = \"exports/cluster.pfx\" }\n[defaults]\nkey = \"ec-p256\"\n\n\
+                 [clients.admin]\nclearance = \"ClusterAdmin\"\n",
+        key: "server.install",
+        line: Some("install ="),
+        also: &["is also [server].export", "private key"],
+        ..Case::DEFAULT
+    };
     upload_expired: Case {
         config: "{SERVER}\n[clients.old-partner]\nclearance = \"ValidUser\"\ndatabases = { Orders = \"Read\" }\n\
                  upload = \"trust/old.crt\"\n",
@@ -1009,6 +1082,9 @@ const SCHEMA_CANNOT_EXPRESS: &[&str] = &[
     "one_certificate_under_two_clients",
     "export_folder_is_a_file",
     "export_inside_store",
+    "install_password_env_unset",
+    "install_inside_store",
+    "install_is_the_export",
     // renew_before shorter than validity: arithmetic on two durations (a share, too).
     "renew_before_longer_than_validity",
     "renew_before_equal_to_validity",

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::ravendb::{ClientCert, Pin, RavenServer};
-use common::{openssl, Env, Run};
+use common::ravendb::{ClientCert, NodeSettings, Pin, RavenServer};
+use common::{Env, Run};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -21,6 +21,7 @@ name = "localhost"
 dns = ["localhost"]
 key = "rsa-2048"
 validity = "1y"
+install = { path = "node/cluster.pfx", pfx = "legacy" }
 
 [defaults]
 key = "ec-p256"
@@ -49,26 +50,20 @@ struct Fixture {
 }
 
 impl Fixture {
-    /// Issues the store offline (server certificate and admin client), starts RavenDB with
-    /// them, then declares `[cluster]` with `clients` and `cluster_extra` (more `[cluster]` keys).
+    /// Bootstraps a node as an admin would: issues the store offline (server certificate
+    /// installed as a legacy .pfx, admin client), starts RavenDB with the `ravencert settings`
+    /// fragment, then declares `[cluster]` at it with `clients` and `cluster_extra` (more
+    /// `[cluster]` keys).
     fn start(clients: &str, cluster_extra: &str) -> Fixture {
         let env = Env::new();
-        env.config(BASE);
-        env.run(&["apply", "--yes"]).success();
+        env.config(&format!(
+            "{BASE}\n[cluster]\nurls = [\"https://127.0.0.1:1\"]\nadmin = \"admin\"\n"
+        ));
+        env.run(&["apply", "--yes", "--offline"]).success();
+        let settings = NodeSettings::of(&env);
         let server_thumb = env.server_thumbprint();
         let store = env.store();
         let server_pem = store.join("certs").join(format!("{server_thumb}.pem"));
-        let server_key = store.join("server").join(format!("{server_thumb}.key"));
-        let server_pfx = env.path("server.pfx");
-        // RavenDB 4.1 reads only the legacy PKCS#12 profile (3DES, SHA-1 MAC).
-        #[rustfmt::skip]
-        openssl(&[
-            "pkcs12", "-export",
-            "-in", server_pem.to_str().unwrap(), "-inkey", server_key.to_str().unwrap(),
-            "-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES", "-macalg", "sha1",
-            "-passout", "pass:", "-out", server_pfx.to_str().unwrap(),
-        ])
-        .success();
         let dir = store.join("issued").join("admin");
         let admin = ClientCert {
             cert: dir.join("admin.crt"),
@@ -78,8 +73,8 @@ impl Fixture {
             server_pem,
             name: "localhost".into(),
         };
-        let admin_thumb = env.thumbprint("admin");
-        let server = RavenServer::start(&server_pfx, &admin_thumb, &admin, &pin);
+        assert_eq!(settings.admin_thumbprint, env.thumbprint("admin"));
+        let server = RavenServer::start_with_settings(&settings, &admin, &pin);
         let log = env.path("requests.log");
         let f = Fixture { env, server, log };
         f.declare(clients, cluster_extra);

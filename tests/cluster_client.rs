@@ -6,7 +6,7 @@
 mod common;
 
 use ::openssl as ossl;
-use common::ravendb::{ClientCert, Pin as CurlPin, RavenServer};
+use common::ravendb::{ClientCert, NodeSettings, Pin as CurlPin, RavenServer};
 use common::{openssl, Env};
 use ravencert::cluster::{
     BodyLog, Client, ClientOptions, ClusterError, Identity, ListedClearance, Pin, SentRequest,
@@ -26,6 +26,7 @@ name = "localhost"
 dns = ["localhost"]
 key = "rsa-2048"
 validity = "1y"
+install = { path = "node/server.pfx", pfx = "legacy" }   # RavenDB 4.1 reads only legacy
 
 [clients.admin]
 clearance = "ClusterAdmin"
@@ -36,6 +37,12 @@ name = "Never Registered"
 clearance = "ValidUser"
 databases = { Orders = "ReadWrite" }
 key = "ec-p256"
+
+# The node is bootstrapped from `ravencert settings` (its admin thumbprint); the tests talk to
+# the server on its own port.
+[cluster]
+urls = ["https://localhost:1"]
+admin = "admin"
 "#;
 
 /// A store, and a server that runs with its certificates.
@@ -101,25 +108,19 @@ fn cluster() -> Arc<Cluster> {
 fn start_cluster() -> Cluster {
     let env = Env::new();
     env.config(CONFIG);
-    env.run(&["-c", "certs.toml", "apply", "--yes"]).success();
+    env.run(&["-c", "certs.toml", "apply", "--yes", "--offline"])
+        .success();
     let server_thumb = env.status()["server"][0]["thumbprint"]
         .as_str()
         .unwrap()
         .to_string();
-    let admin_thumb = env.thumbprint("admin");
     let store = env.store();
     let server_pem = store.join("certs").join(format!("{server_thumb}.pem"));
-    let server_key = store.join("server").join(format!("{server_thumb}.key"));
-    let server_pfx = env.path("server.pfx");
-    // RavenDB 4.1 reads only the legacy PKCS#12 profile (3DES, SHA-1 MAC).
-    #[rustfmt::skip]
-    openssl(&[
-        "pkcs12", "-export",
-        "-in", server_pem.to_str().unwrap(), "-inkey", server_key.to_str().unwrap(),
-        "-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES", "-macalg", "sha1",
-        "-passout", "pass:", "-out", server_pfx.to_str().unwrap(),
-    ])
-    .success();
+    // ravencert's own bootstrap: `[server] install` wrote the server .pfx (legacy profile),
+    // `ravencert settings` names it and the admin thumbprint.
+    let settings = NodeSettings::of(&env);
+    let admin_thumb = settings.admin_thumbprint.clone();
+    assert_eq!(admin_thumb, env.thumbprint("admin"));
     let dir = store.join("issued").join("admin");
     let admin = ClientCert {
         cert: dir.join("admin.crt"),
@@ -129,7 +130,7 @@ fn start_cluster() -> Cluster {
         server_pem: server_pem.clone(),
         name: "localhost".into(),
     };
-    let server = RavenServer::start(&server_pfx, &admin_thumb, &admin, &pin);
+    let server = RavenServer::start_with_settings(&settings, &admin, &pin);
     eprintln!(
         "started RavenDB on {} (ready after {:?})",
         server.url(),

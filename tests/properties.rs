@@ -100,6 +100,7 @@ fn desired() -> impl Strategy<Value = Desired> {
                         renew_before: RenewBefore::Period(Period::days(30)),
                     },
                     export: None,
+                    install: None,
                 }),
                 clients: clients.into_iter().map(|c| (c.key.clone(), c)).collect(),
                 cluster: None,

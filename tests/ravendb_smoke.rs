@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{openssl, ravendb, Env};
-use ravendb::{ClientCert, Pin, RavenServer};
+use common::{ravendb, Env};
+use ravendb::{ClientCert, NodeSettings, Pin, RavenServer};
 use std::os::unix::process::ExitStatusExt;
 use std::time::Instant;
 
@@ -20,6 +20,7 @@ name = "localhost"
 dns = ["localhost"]
 key = "rsa-2048"
 validity = "1y"
+install = { path = "node/server.pfx", pfx = "legacy" }   # RavenDB 4.1 reads only legacy
 
 [clients.admin]
 clearance = "ClusterAdmin"
@@ -30,6 +31,12 @@ name = "Orders App"
 clearance = "ValidUser"
 databases = { Orders = "ReadWrite" }
 key = "ec-p256"
+
+# The node is bootstrapped from `ravencert settings` (its admin thumbprint); the tests talk to
+# the server on its own port.
+[cluster]
+urls = ["https://localhost:1"]
+admin = "admin"
 "#;
 
 /// The base64 of a PEM certificate's DER: its body lines (what RavenDB's `Certificate` takes).
@@ -44,7 +51,8 @@ fn ravencert_output_runs_a_real_ravendb_41_server() {
 
     let env = Env::new();
     env.config(CONFIG);
-    env.run(&["-c", "certs.toml", "apply", "--yes"]).success();
+    env.run(&["-c", "certs.toml", "apply", "--yes", "--offline"])
+        .success();
     let status = env.status();
     let server_thumb = status["server"][0]["thumbprint"]
         .as_str()
@@ -54,29 +62,15 @@ fn ravencert_output_runs_a_real_ravendb_41_server() {
     let app_thumb = env.thumbprint("app");
     let store = env.store();
 
-    // RavenDB 4.1 reads only the legacy PKCS#12 profile (3DES, SHA-1 MAC).
+    // ravencert's own bootstrap: `[server] install` wrote the server .pfx in the legacy profile
+    // (RavenDB 4.1 reads no other), `ravencert settings` names it and the admin thumbprint.
     let server_pem = store.join("certs").join(format!("{server_thumb}.pem"));
-    let server_key = store.join("server").join(format!("{server_thumb}.key"));
-    let server_pfx = env.path("server.pfx");
-    openssl(&[
-        "pkcs12",
-        "-export",
-        "-in",
-        server_pem.to_str().unwrap(),
-        "-inkey",
-        server_key.to_str().unwrap(),
-        "-keypbe",
-        "PBE-SHA1-3DES",
-        "-certpbe",
-        "PBE-SHA1-3DES",
-        "-macalg",
-        "sha1",
-        "-passout",
-        "pass:",
-        "-out",
-        server_pfx.to_str().unwrap(),
-    ])
-    .success();
+    let settings = NodeSettings::of(&env);
+    assert_eq!(settings.admin_thumbprint, admin_thumb);
+    assert_eq!(
+        settings.certificate_path,
+        std::fs::canonicalize(env.path("node/server.pfx")).unwrap()
+    );
 
     let issued = |key: &str| ClientCert {
         cert: store.join("issued").join(key).join(format!("{key}.crt")),
@@ -89,7 +83,7 @@ fn ravencert_output_runs_a_real_ravendb_41_server() {
     };
 
     let started = Instant::now();
-    let mut server = RavenServer::start(&server_pfx, &admin_thumb, &admin, &pin);
+    let mut server = RavenServer::start_with_settings(&settings, &admin, &pin);
     eprintln!(
         "server ready after {:?} (probe), start() returned after {:?}, rss {:?} KiB, port {}, pid {}",
         server.ready_after(),

@@ -114,14 +114,37 @@ impl Context {
         Ok(desired)
     }
 
-    /// Git mode: a relative export is written next to the store (the checkout is a cache). An
-    /// absolute or `..` export would let a commit make the daemon (root) write anywhere: refused
-    /// unless the machine allows that path with `--allow-export-path`.
+    /// Git mode: a relative export (or install file) is written next to the store (the
+    /// checkout is a cache). An absolute or `..` one would let a commit make the daemon (root)
+    /// write anywhere: refused unless the machine allows that path with `--allow-export-path`.
     fn rebase_export(&self, desired: &mut Declared, base: &Path, export_base: &Path) -> Result<()> {
-        let Some(export) = desired.server.as_ref().and_then(|s| s.export.clone()) else {
-            return Ok(());
-        };
-        let rel = export
+        let export = desired.server.as_ref().and_then(|s| s.export.clone());
+        if let Some(export) = export {
+            let target = self.rebased(desired, base, export_base, "server.export", &export)?;
+            if let Some(server) = desired.server.as_mut() {
+                server.export = Some(target);
+            }
+        }
+        let install = desired.install().map(|i| i.path.clone());
+        if let Some(install) = install {
+            let target = self.rebased(desired, base, export_base, "server.install", &install)?;
+            if let Some(i) = desired.server.as_mut().and_then(|s| s.install.as_mut()) {
+                i.path = target;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the file at `path` (named by `key`) is written in git mode.
+    fn rebased(
+        &self,
+        desired: &Declared,
+        base: &Path,
+        export_base: &Path,
+        key: &str,
+        path: &Path,
+    ) -> Result<PathBuf> {
+        let rel = path
             .strip_prefix(base)
             .ok()
             .filter(|r| !r.is_absolute())
@@ -134,7 +157,7 @@ impl Context {
         });
         let target = match &rel {
             Some(r) => export_base.join(r),
-            None => export.clone(),
+            None => path.to_path_buf(),
         };
         if leaves {
             let real = crate::fsutil::resolve(&target);
@@ -143,11 +166,16 @@ impl Context {
                 .iter()
                 .any(|a| real.starts_with(crate::fsutil::resolve(a)));
             if !allowed {
-                let shown = rel.as_ref().unwrap_or(&export);
+                let shown = rel.as_deref().unwrap_or(path);
+                let what = if key == "server.export" {
+                    "the export"
+                } else {
+                    "the install file"
+                };
                 return Err(desired.error_at(
-                    "server.export".into(),
+                    key.into(),
                     format!(
-                        "with watch --git, the export must be a relative path without `..` (written next to the store); {} would be written at {} — if this machine means it, start the daemon with --allow-export-path {}",
+                        "with watch --git, {what} must be a relative path without `..` (written next to the store); {} would be written at {} — if this machine means it, start the daemon with --allow-export-path {}",
                         shown.display(),
                         real.display(),
                         real.display()
@@ -155,10 +183,7 @@ impl Context {
                 ).into());
             }
         }
-        if let Some(server) = desired.server.as_mut() {
-            server.export = Some(target);
-        }
-        Ok(())
+        Ok(target)
     }
 
     /// Desired plus the check that every referenced secret and file is there, and what the
@@ -190,7 +215,7 @@ impl Context {
             ),
         }?;
         check_export_path(&desired)
-            .map_err(|e| desired.error_at("server.export".into(), e.to_string()))?;
+            .map_err(|(key, e)| desired.error_at(key.into(), e.to_string()))?;
         Ok(desired)
     }
 

@@ -99,6 +99,23 @@ pub enum Error {
         /// Why it could not be read.
         source: StoreError,
     },
+    /// `settings` without `[server] install`.
+    #[error("no [server] install in certs.toml: declare where the node loads its certificate, e.g. `install = {{ path = \"/etc/ravendb/cluster.pfx\", pfx = \"legacy\" }}` under [server], run `ravencert apply`, then `ravencert settings`")]
+    NoInstall,
+    /// `settings` without `[cluster]` (and so no admin certificate to name).
+    #[error("no [cluster] admin in certs.toml: declare [cluster] with `admin = \"KEY\"` (a generated ClusterAdmin client) or `admin_certificate`, so that settings can name the admin certificate the node trusts")]
+    NoClusterAdmin,
+    /// `settings` before the store holds what it names.
+    #[error("the store is not applied yet ({0}); run `ravencert apply` first")]
+    NotApplied(String),
+    /// `settings`: the admin .pfx of `[cluster].admin_certificate` cannot be used.
+    #[error("cluster.admin_certificate: {}: {reason}", .path.display())]
+    AdminCertificate {
+        /// The admin .pfx.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A JSON output cannot be encoded.
     #[error("cannot encode the output as JSON: {0}")]
     Encode(serde_json::Error),
@@ -203,7 +220,7 @@ fn init_hint(e: &crate::fsutil::ReadError) -> &'static str {
 fn apply_failed(e: &ApplyError) -> String {
     match e {
         // Not "apply failed": the store part succeeded, and the message says so.
-        ApplyError::Export { .. } => e.to_string(),
+        ApplyError::Export { .. } | ApplyError::Install { .. } => e.to_string(),
         e => format!("apply failed: {e}"),
     }
 }

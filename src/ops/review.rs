@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use super::cluster::{preview, StorePlanned};
 use super::error::{Error, Result};
-use super::exports::export_path;
 use super::{Context, Output, Revision};
 use crate::config::{ClientSpec, Desired};
 use crate::git;
@@ -91,7 +90,7 @@ pub(super) fn compute(
     secrets: bool,
 ) -> Result<(Store, Actual, Plan)> {
     let store = Store::new(&desired.store.path);
-    let actual = store.load(export_path(desired))?;
+    let actual = super::settings::load_actual(&store, desired, secrets)?;
     let opts = if secrets {
         with_passwords(opts, desired, &store)?
     } else {

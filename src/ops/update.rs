@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use super::cluster::{self, StorePlanned};
 use super::error::{Error, Result};
-use super::exports::export_path;
 use super::review::{compute, options, with_passwords};
 use super::{Context, Output};
 use crate::apply;
@@ -120,7 +119,7 @@ pub(crate) fn converge(
 ) -> Result<Converged> {
     let store = Store::new(&desired.store.path);
     let _lock = store.lock(run.lock_timeout)?;
-    let actual = store.load(export_path(desired))?;
+    let actual = super::settings::load_actual(&store, desired, true)?;
     let opts = with_passwords(opts, desired, &store)?;
     let plan =
         plan::plan(desired, &actual, ctx.now, &opts).map_err(|e| Error::from_plan(desired, e))?;
@@ -139,7 +138,7 @@ pub(crate) fn converge(
     let registry = if plan.is_empty() {
         actual.registry.clone()
     } else {
-        store.load(export_path(desired))?.registry
+        store.load(super::exports::export_path(desired))?.registry
     };
     let (cluster, done) = cluster::apply_after_store(&planned, preview, &registry)
         .map_err(|e| Error::after_store(e, !plan.is_empty()))?;

@@ -89,6 +89,8 @@ pub enum Target {
     Client,
     /// The export file of the server certificate(s).
     Export,
+    /// The `[server] install` file: the server certificate with its key, for a node.
+    Install,
 }
 
 impl Target {
@@ -98,6 +100,7 @@ impl Target {
             Target::Server => "server",
             Target::Client => "client",
             Target::Export => "export",
+            Target::Install => "install",
         }
     }
 }
@@ -227,6 +230,16 @@ impl Change {
         Change::new(
             Action::Export,
             Target::Export,
+            path.display().to_string(),
+            reason,
+        )
+    }
+
+    /// Writing the `[server] install` file at `path` again (an export, with the key).
+    fn install(path: &std::path::Path, reason: String) -> Change {
+        Change::new(
+            Action::Export,
+            Target::Install,
             path.display().to_string(),
             reason,
         )
@@ -493,6 +506,7 @@ impl<'a> Planner<'a> {
         changes.extend(self.deletions()?);
         // The export follows the server certificate(s).
         changes.extend(self.export(server_changes));
+        changes.extend(self.install(server_changes));
         Ok(Plan {
             changes,
             warnings: self.warnings,

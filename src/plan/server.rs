@@ -7,6 +7,7 @@ use super::{
     Planner, Target, SERVER_KEY,
 };
 use crate::config::ServerSpec;
+use crate::model::InstalledFile;
 use crate::model::{KeySpec, Period, RenewBefore};
 use crate::registry::ServerEntry;
 
@@ -154,6 +155,41 @@ impl Planner<'_> {
             }
         };
         Some(Change::export(path, reason))
+    }
+}
+
+impl Planner<'_> {
+    /// Writing the `[server] install` file again when the server certificate changes, or the
+    /// file is missing, does not open with the declared password, holds another certificate
+    /// or is in another profile. Not looked at (no secrets at hand): nothing planned.
+    pub(super) fn install(&self, server_changes: bool) -> Option<Change> {
+        let spec = self.desired.install()?;
+        let path = spec.path.display();
+        let reason = if server_changes {
+            "the server certificate changes".to_string()
+        } else {
+            let current = self.actual.registry.server.first()?;
+            match self.actual.install.as_ref()? {
+                InstalledFile::Missing => format!("{path} is missing"),
+                InstalledFile::Unreadable => format!(
+                    "{path} does not open with the declared password (the password changed, or the file was altered)"
+                ),
+                InstalledFile::Holds { thumbprint, .. }
+                    if thumbprint.as_deref() != Some(current.thumbprint.as_str()) =>
+                {
+                    format!(
+                        "{path} does not hold the current server certificate {} with its key",
+                        current.thumbprint
+                    )
+                }
+                InstalledFile::Holds { profile, .. } if *profile != Some(spec.pfx) => {
+                    let have = profile.map_or("unknown".to_string(), |p| p.to_string());
+                    format!("pfx {have} -> {}", spec.pfx)
+                }
+                InstalledFile::Holds { .. } => return None,
+            }
+        };
+        Some(Change::install(&spec.path, reason))
     }
 }
 

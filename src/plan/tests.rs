@@ -18,6 +18,7 @@ fn server() -> ServerDesired {
             renew_before: RenewBefore::Period(Period::days(30)),
         },
         export: Some(PathBuf::from("/cfg/export.pfx")),
+        install: None,
     }
 }
 
@@ -352,6 +353,69 @@ fn stale_export_is_rewritten() {
     assert_eq!(p.changes[0].action, Action::Export);
     a.export_thumbprints = None;
     assert_eq!(run(&d, &a).changes[0].action, Action::Export);
+}
+
+#[test]
+fn install_is_kept_current() {
+    use crate::config::InstallSpec;
+    use crate::model::InstalledFile;
+    let mut d = desired(vec![], false);
+    if let Some(s) = d.declared.server.as_mut() {
+        s.install = Some(InstallSpec {
+            path: PathBuf::from("/etc/ravendb/cluster.pfx"),
+            pfx: PfxProfile::Legacy,
+            password: None,
+        });
+    }
+    let mut a = applied(&d);
+    let current = a.registry.server[0].thumbprint.clone();
+    let holds = |t: &str, p| InstalledFile::Holds {
+        thumbprint: Some(t.to_string()),
+        profile: Some(p),
+    };
+    let reason = |a: &Actual| {
+        let p = run(&d, a);
+        p.changes
+            .iter()
+            .find(|c| c.target == Target::Install)
+            .map(|c| (c.action, c.reason.clone()))
+    };
+    // Not looked at (no secrets at hand), or current: nothing to do.
+    assert_eq!(reason(&a), None);
+    a.install = Some(holds(&current, PfxProfile::Legacy));
+    assert_eq!(reason(&a), None);
+    for (state, why) in [
+        (InstalledFile::Missing, "/etc/ravendb/cluster.pfx is missing"),
+        (
+            InstalledFile::Unreadable,
+            "/etc/ravendb/cluster.pfx does not open with the declared password (the password changed, or the file was altered)",
+        ),
+        (
+            holds(&thumb(9), PfxProfile::Legacy),
+            &format!("/etc/ravendb/cluster.pfx does not hold the current server certificate {current} with its key"),
+        ),
+        (holds(&current, PfxProfile::Modern), "pfx modern -> legacy"),
+    ] {
+        a.install = Some(state);
+        assert_eq!(reason(&a), Some((Action::Export, why.to_string())));
+    }
+    // A re-issued server certificate re-writes it, whatever the file holds.
+    a.install = Some(holds(&current, PfxProfile::Legacy));
+    let p = plan(
+        &d,
+        &a,
+        NOW,
+        &PlanOptions {
+            replace: [SERVER_KEY.to_string()].into(),
+            ..PlanOptions::default()
+        },
+    )
+    .unwrap();
+    let last = p.changes.last().unwrap();
+    assert_eq!(
+        (last.target, last.reason.as_str()),
+        (Target::Install, "the server certificate changes")
+    );
 }
 
 #[test]

@@ -94,8 +94,11 @@ impl Env {
         snapshot(&self.store())
     }
 
+    /// `status --json` of the store alone (`--offline`: a `[cluster]` is not asked).
     pub fn status(&self) -> serde_json::Value {
-        self.run(&["status", "--json"]).success().json()
+        self.run(&["status", "--json", "--offline"])
+            .success()
+            .json()
     }
 
     /// The current thumbprint registered for a client key.

@@ -98,6 +98,35 @@ pub struct Pin {
     pub name: String,
 }
 
+/// What `ravencert settings` prints for a node (SPEC §7): the server certificate `[server]
+/// install` keeps (legacy profile for 4.1) and the admin certificate's thumbprint, as the node's
+/// settings.json would hold them.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// `Security.Certificate.Path`: absolute.
+    pub certificate_path: PathBuf,
+    /// `Security.WellKnownCertificates.Admin`: 40 upper-case hex digits.
+    pub admin_thumbprint: String,
+}
+
+impl NodeSettings {
+    /// Runs `ravencert -c certs.toml settings` in `env` (after an apply) and parses its JSON.
+    pub fn of(env: &super::Env) -> NodeSettings {
+        let run = env.run(&["-c", "certs.toml", "settings"]).success();
+        let json = run.json();
+        let text = |key: &str| {
+            json[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("settings printed no {key}:\n{}", run.shown()))
+                .to_string()
+        };
+        NodeSettings {
+            certificate_path: PathBuf::from(text("Security.Certificate.Path")),
+            admin_thumbprint: text("Security.WellKnownCertificates.Admin"),
+        }
+    }
+}
+
 /// One running RavenDB 4.1 server with its own port, data directory and log. Dropping it stops
 /// the server (also when the test panics).
 pub struct RavenServer {
@@ -144,6 +173,22 @@ impl RavenServer {
         };
         server.spawn_and_wait();
         server
+    }
+
+    /// Starts a server as a new node is bootstrapped with ravencert: it loads the certificate
+    /// `[server] install` wrote and trusts the admin thumbprint of `settings` (what `ravencert
+    /// settings` printed); see [`RavenServer::start`].
+    pub fn start_with_settings(
+        settings: &NodeSettings,
+        admin: &ClientCert,
+        pin: &Pin,
+    ) -> RavenServer {
+        RavenServer::start(
+            &settings.certificate_path,
+            &settings.admin_thumbprint,
+            admin,
+            pin,
+        )
     }
 
     /// The server's own URL, `https://127.0.0.1:<port>` (its certificate does not name the
