@@ -188,9 +188,58 @@ fn perms(r: &Value) -> Value {
     r["Permissions"].clone()
 }
 
+/// A partner's certificate and a collection of two (a PEM bundle), uploaded.
+const UPLOADS: &str = r#"
+[clients.partner]
+name = "Partner"
+clearance = "ValidUser"
+databases = { Orders = "ReadWrite" }
+upload = "trust/partner.pem"
+
+[clients.bundle]
+name = "Partner Bundle"
+clearance = "ValidUser"
+databases = { Invoices = "Admin" }
+upload = "trust/bundle.pem"
+"#;
+
+/// Writes the files UPLOADS names; returns the thumbprints (partner, bundle primary, secondary).
+fn upload_files(env: &Env) -> (String, String, String) {
+    let dir = env.dir.path();
+    let partner = common::self_signed(dir, "trust/partner.pem", "trust/partner.key", "partner");
+    let first = common::self_signed(dir, "trust/leaf1.pem", "trust/leaf1.key", "leaf one");
+    let second = common::self_signed(dir, "trust/leaf2.pem", "trust/leaf2.key", "leaf two");
+    let bundle = std::fs::read_to_string(env.path("trust/leaf1.pem")).unwrap()
+        + &std::fs::read_to_string(env.path("trust/leaf2.pem")).unwrap();
+    env.write("trust/bundle.pem", bundle);
+    (partner, first, second)
+}
+
+/// Every request body holds public material only: no PEM key block, and none of the store's
+/// private keys (server, clients, bundles) in base64.
+fn assert_public_only(f: &Fixture, sent: &[String]) {
+    let mut keys = Vec::new();
+    for dir in ["keys", "server"] {
+        for entry in std::fs::read_dir(f.env.store().join(dir)).unwrap() {
+            let pem = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            keys.push(b64);
+        }
+    }
+    assert!(keys.len() >= 3, "the store's keys: {keys:?}");
+    for line in sent {
+        assert!(!line.contains("PRIVATE KEY"), "{line}");
+        for k in &keys {
+            assert!(!line.contains(k.as_str()), "a private key was sent: {line}");
+            assert!(!line.contains(&k[..64]), "a private key was sent: {line}");
+        }
+    }
+}
+
 #[test]
 fn apply_registers_every_declared_client_and_a_second_plan_sends_one_request() {
-    let f = Fixture::start(CLIENTS, "");
+    let f = Fixture::start(&format!("{CLIENTS}{UPLOADS}"), "");
+    let (partner, first, second) = upload_files(&f.env);
     let plan = f.run(&["plan", "--json"]).success().json();
     let registers = changes(&plan, "cluster");
     // orders and ops; the admin is a well-known admin, but ravencert registers it by name too.
@@ -198,7 +247,9 @@ fn apply_registers_every_declared_client_and_a_second_plan_sends_one_request() {
         .iter()
         .map(|c| c["key"].as_str().unwrap())
         .collect();
-    assert!(keys.contains(&"orders") && keys.contains(&"ops"), "{plan}");
+    for key in ["admin", "ops", "orders", "partner", "bundle"] {
+        assert!(keys.contains(&key), "{key} is registered: {plan}");
+    }
     assert!(
         registers.iter().all(|c| c["action"] == "register"),
         "{plan}"
@@ -225,16 +276,30 @@ fn apply_registers_every_declared_client_and_a_second_plan_sends_one_request() {
         .expect("ops registered");
     assert_eq!(ops["SecurityClearance"], "Operator");
     assert_eq!(ops["Name"], "Ops Team");
+    // Uploads, both members of the collection included, with the declared access.
+    let p = f
+        .registration(&partner)
+        .expect("the partner's upload registered");
+    assert_eq!(p["Name"], "Partner");
+    assert_eq!(perms(&p)["Orders"], "ReadWrite");
+    for t in [&first, &second] {
+        let m = f
+            .registration(t)
+            .expect("both members of the collection registered");
+        assert_eq!(m["Name"], "Partner Bundle");
+        assert_eq!(perms(&m)["Invoices"], "Admin");
+    }
     // Only public certificates were sent.
     let sent = f.take_requests();
-    assert!(
-        sent.iter()
-            .any(|l| l.starts_with("PUT /admin/certificates")),
-        "{sent:?}"
+    let puts = sent
+        .iter()
+        .filter(|l| l.starts_with("PUT /admin/certificates"))
+        .count();
+    assert_eq!(
+        puts, 6,
+        "admin, ops, orders, partner and two bundle members: {sent:?}"
     );
-    for line in &sent {
-        assert!(!line.contains("PRIVATE KEY"), "{line}");
-    }
+    assert_public_only(&f, &sent);
 
     // Converged: an empty plan, one request.
     let again = f.run(&["plan", "--json", "--detailed-exitcode"]);
