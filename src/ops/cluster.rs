@@ -601,6 +601,8 @@ pub(crate) struct Preview {
     pub(crate) view: ClusterView,
     /// The connection and the listing read, when the cluster was contacted.
     pub(crate) session: Option<(Target, ClusterListing)>,
+    /// `--offline`: the apply leaves the cluster out too.
+    offline: bool,
 }
 
 impl Preview {
@@ -608,6 +610,7 @@ impl Preview {
         Preview {
             view: ClusterView::Skipped(why.into()),
             session: None,
+            offline: false,
         }
     }
 }
@@ -630,10 +633,14 @@ pub(crate) fn preview(s: &StorePlanned<'_>, offline: bool) -> Result<Preview> {
         return Ok(Preview {
             view: ClusterView::Absent,
             session: None,
+            offline,
         });
     };
     if offline {
-        return Ok(Preview::skipped("--offline"));
+        return Ok(Preview {
+            offline: true,
+            ..Preview::skipped("--offline")
+        });
     }
     let target = match Target::connect(settings, s.store, &s.actual.registry) {
         Ok(t) => t,
@@ -659,6 +666,7 @@ pub(crate) fn preview(s: &StorePlanned<'_>, offline: bool) -> Result<Preview> {
     Ok(Preview {
         view: ClusterView::Planned(plan),
         session: Some((target, listing)),
+        offline: false,
     })
 }
 
@@ -682,7 +690,7 @@ pub(crate) fn apply_after_store(
     let Some(settings) = &s.desired.cluster else {
         return Ok((ClusterView::Absent, ClusterOutcome::default()));
     };
-    if matches!(&preview.view, ClusterView::Skipped(why) if why == "--offline") {
+    if preview.offline {
         return Ok((preview.view, ClusterOutcome::default()));
     }
     let (target, listing, plan) = match (preview.session, preview.view) {

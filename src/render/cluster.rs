@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{escape, field_lines, md_cell, Escaped, Style};
+use super::{escape, field_lines, md_cell, md_field_changes, Escaped, Style};
 use crate::plan::{ClusterAction, ClusterChange, ClusterPlan, ClusterView, RegistrationState};
 
 fn summary(plan: &ClusterPlan) -> String {
@@ -151,19 +151,24 @@ pub fn cluster_markdown(view: &ClusterView) -> String {
     }
     if !plan.changes.is_empty() {
         out.push_str(
-            "| | Action | Client | Name | Thumbprint | Reason |\n|---|---|---|---|---|---|\n",
+            "| | Action | Client | Name | Thumbprint | Reason | Changes |\n|---|---|---|---|---|---|---|\n",
         );
         for c in &plan.changes {
             let _ = writeln!(
                 out,
-                "| {} | {}{} | {} | {} | {} | {} |",
-                md_cell(c.action.symbol()),
+                "| `{}` | {}{} | {} | {} | {} | {} | {} |",
+                c.action.symbol(),
                 c.action.as_str(),
-                if c.escalation { " **ESCALATION**" } else { "" },
+                if c.escalation {
+                    " ⚠️ escalation"
+                } else {
+                    ""
+                },
                 md_cell(c.key.as_deref().unwrap_or("")),
                 md_cell(&c.name),
                 md_cell(c.thumbprint.as_deref().unwrap_or("(known after apply)")),
-                md_cell(&c.reason)
+                md_cell(&c.reason),
+                md_field_changes(&c.fields, c.action == ClusterAction::Register)
             );
         }
         out.push('\n');
@@ -284,4 +289,76 @@ pub(crate) fn cluster_applied_text(view: &ClusterView, done: &[String]) -> Strin
 /// A status row's cluster cell.
 pub(crate) fn state_cell(state: Option<RegistrationState>) -> String {
     state.map_or("-", RegistrationState::as_str).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Field, FieldChange, ServerVersion};
+
+    /// A name and a database read from the cluster (a Studio upload) are attacker text.
+    fn hostile_plan() -> ClusterView {
+        let name = "evil\u{1b}[2J|<b>x</b>\n[link](http://e.example)\u{202e}";
+        ClusterView::Planned(ClusterPlan {
+            url: "https://a.example.com".into(),
+            server_version: ServerVersion {
+                major: 4,
+                minor: 1,
+                full: "4.1.0\u{1b}[31m".into(),
+            },
+            changes: vec![ClusterChange {
+                action: ClusterAction::Unregister,
+                key: None,
+                name: name.into(),
+                thumbprint: Some("AB".repeat(20)),
+                reason: format!("not in the store ({name})"),
+                escalation: true,
+                before: None,
+                after: None,
+                fields: vec![FieldChange {
+                    field: Field::Database(name.into()),
+                    old: Some("Admin".into()),
+                    new: None,
+                }],
+                collection_primary: None,
+            }],
+            warnings: vec![format!("cluster: '{name}' is kept")],
+        })
+    }
+
+    #[test]
+    fn names_from_the_cluster_never_reach_a_screen_raw() {
+        let view = hostile_plan();
+        let text = cluster_text(&view, Style { color: false });
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+            "{text}"
+        );
+        assert!(text.contains("\\u{1b}[2J"), "{text}");
+        let md = cluster_markdown(&view);
+        assert!(
+            !md.contains('\u{1b}') && !md.contains("<b>") && !md.contains("[link]("),
+            "{md}"
+        );
+        // One table row per change: the name's newline and pipe cannot split it.
+        let rows = md.lines().filter(|l| l.starts_with("| `")).count();
+        assert_eq!(rows, 1, "{md}");
+    }
+
+    #[test]
+    fn json_lists_cluster_changes_after_the_store_with_the_cluster_object() {
+        let mut doc = serde_json::json!({"format_version": 1, "changes": [], "warnings": []});
+        add_cluster_json(&mut doc, &hostile_plan()).unwrap();
+        assert_eq!(doc["changes"][0]["target"], "cluster");
+        assert_eq!(doc["changes"][0]["action"], "unregister");
+        assert_eq!(doc["cluster"]["unregister"], 1);
+        assert_eq!(doc["cluster"]["register"], 0);
+        assert_eq!(doc["warnings"].as_array().unwrap().len(), 1);
+        let mut absent = serde_json::json!({"changes": []});
+        add_cluster_json(&mut absent, &ClusterView::Absent).unwrap();
+        assert!(absent.get("cluster").is_none());
+        add_cluster_json(&mut absent, &ClusterView::Skipped("--offline".into())).unwrap();
+        assert_eq!(absent["cluster"]["skipped"], "--offline");
+        assert!(absent["cluster"]["url"].is_null());
+    }
 }

@@ -498,19 +498,7 @@ fn md_escalations(out: &mut String, plan: &Plan) {
 fn md_table(out: &mut String, plan: &Plan) {
     out.push_str("| | Action | Target | Key | Reason | Changes |\n|---|---|---|---|---|---|\n");
     for c in &plan.changes {
-        let changes: Vec<String> = c
-            .fields
-            .iter()
-            .map(|f| {
-                let new = md_cell(field_value(&f.new));
-                if c.action == Action::Create {
-                    format!("{}: {new}", md_cell(f.field.as_str()))
-                } else {
-                    let old = md_cell(field_value(&f.old));
-                    format!("{}: {old} -> {new}", md_cell(f.field.as_str()))
-                }
-            })
-            .collect();
+        let changes = md_field_changes(&c.fields, c.action == Action::Create);
         let _ = writeln!(
             out,
             "| `{}` | {}{} | {} | {} | {} | {} |",
@@ -524,10 +512,28 @@ fn md_table(out: &mut String, plan: &Plan) {
             c.target.as_str(),
             md_cell(&c.key),
             md_cell(&c.reason),
-            changes.join("; ")
+            changes
         );
     }
     out.push('\n');
+}
+
+/// A Markdown table's Changes cell: `field: old -> new` (or `field: new` for a creation),
+/// separated by `; `.
+fn md_field_changes(fields: &[FieldChange], created: bool) -> String {
+    fields
+        .iter()
+        .map(|f| {
+            let new = md_cell(field_value(&f.new));
+            if created {
+                format!("{}: {new}", md_cell(f.field.as_str()))
+            } else {
+                let old = md_cell(field_value(&f.old));
+                format!("{}: {old} -> {new}", md_cell(f.field.as_str()))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A unified diff of the registry text before and after.
