@@ -300,6 +300,21 @@ done
         }
         times.sort_by(f64::total_cmp);
         println!("noop_offline_median_ms={:.1}", times[times.len() / 2]);
+        // The listing alone, fetched by one curl process (handshake, server, transfer).
+        let mut times = Vec::new();
+        let mut size = 0;
+        for _ in 0..PLAN_RUNS {
+            let t = Instant::now();
+            let (code, body) = server.curl_json("GET", "/admin/certificates?secondary=true", None);
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            if code != 200 {
+                return Err(format!("GET /admin/certificates: HTTP {code}"));
+            }
+            size = body.len();
+        }
+        times.sort_by(f64::total_cmp);
+        println!("noop_curl_get_median_ms={:.1}", times[times.len() / 2]);
+        println!("noop_listing_kib={:.0}", size as f64 / 1024.0);
         Ok(())
     }
 

@@ -170,6 +170,7 @@ def bench_cluster(n_register=300, n_noop=1000):
           f"(min {f['noop_min_ms']}, max {f['noop_max_ms']}, {f['noop_runs']} runs), "
           f"peak RSS {f['noop_peak_rss_mib']} MiB")
     print(f"    the same plan --offline        median {f['noop_offline_median_ms']} ms   (store and certs.toml alone)")
+    print(f"    the listing by one curl        median {f['noop_curl_get_median_ms']} ms   ({f['noop_listing_kib']} KiB of JSON)")
     print(f"    requests per plan              {','.join(requests)}   ({'; '.join(v.get('noop_request', []))})")
     print(f"    target < 500 ms, exactly one request: "
           f"{'met' if float(f['noop_median_ms']) < 500 and one else 'NOT met'}")
