@@ -5,8 +5,12 @@
 (b) apply of 16 RSA-4096 clients on one core (taskset) vs all cores (16: RSA key generation time is random; more keys, steadier ratio)
 (c) no-op plan at 300 / 3,000 / 10,000 registered certificates, with peak memory
 (d) watch: save-to-applied latency for a metadata edit (scripts/watch_latency.py)
+(e) cluster: register 300 certificates in a local RavenDB 4.1 vs a curl loop, and a no-op plan
+    with 1,000 registrations (examples/cluster_bench.rs; the server from
+    scripts/ravendb-test-server.sh)
 
-Run through scripts/bench.sh, which builds the release binary first.
+Run through scripts/bench.sh, which builds the release binary first. `--only NAME[,NAME]` runs
+some sections: ec, rsa, noop, watch, cluster.
 """
 import os
 import shutil
@@ -19,6 +23,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target/release/ravencert")
 SYNTH = os.path.join(ROOT, "target/release/examples/synth_store")
+CLUSTER = os.path.join(ROOT, "target/release/examples/cluster_bench")
 
 SERVER = """version = 1
 [store]
@@ -143,12 +148,67 @@ def bench_watch():
     print("    " + r.stdout.strip().replace("\n", "\n    "))
 
 
+def bench_cluster(n_register=300, n_noop=1000):
+    print(f"(e) cluster: a local RavenDB 4.1 (one node, 127.0.0.1, TLS with client certificates)")
+    r = subprocess.run([CLUSTER, BIN, str(n_register), str(n_noop)], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"cluster_bench failed:\n{r.stderr[-3000:]}")
+    v = {}
+    for line in r.stdout.splitlines():
+        key, _, value = line.partition("=")
+        v.setdefault(key, []).append(value)
+    f = {k: vs[-1] for k, vs in v.items()}
+    n = int(f["register_n"])
+    ours, theirs = float(f["register_ravencert_s"]), float(f["register_curl_s"])
+    print(f"    server ready after {f['server_ready_s']} s; warm-up PUT (first write) {f['warmup_put_s']} s")
+    print(f"    register {n}: ravencert apply  {ours:8.2f} s   ({f['register_requests']} requests: 1 GET + {f['register_puts']} PUT, {ours * 1000 / n:.1f} ms/PUT)")
+    print(f"    register {n}: curl loop        {theirs:8.2f} s   ({n} curl processes, {f['register_curl_ms_per_put']} ms/PUT)")
+    print(f"    speed-up                       {theirs / ours:8.1f}x   (target >= 10x)")
+    requests = f["noop_requests"].split(",")
+    one = all(c == "1" for c in requests)
+    print(f"    no-op plan, {f['noop_n']} registrations: median {f['noop_median_ms']} ms "
+          f"(min {f['noop_min_ms']}, max {f['noop_max_ms']}, {f['noop_runs']} runs), "
+          f"peak RSS {f['noop_peak_rss_mib']} MiB")
+    print(f"    the same plan --offline        median {f['noop_offline_median_ms']} ms   (store and certs.toml alone)")
+    print(f"    the listing by one curl        median {f['noop_curl_get_median_ms']} ms   ({f['noop_listing_kib']} KiB of JSON)")
+    print(f"    requests per plan              {','.join(requests)}   ({'; '.join(v.get('noop_request', []))})")
+    print(f"    target < 500 ms, exactly one request: "
+          f"{'met' if float(f['noop_median_ms']) < 500 and one else 'NOT met'}")
+    print(f"    server RSS at the end          {f.get('server_rss_mib', '?')} MiB")
+
+
+SECTIONS = {
+    "ec": lambda: bench_ec(int(os.environ.get("BENCH_EC_CLIENTS", "300"))),
+    "rsa": bench_rsa,
+    "noop": bench_noop,
+    "watch": bench_watch,
+    "cluster": lambda: bench_cluster(int(os.environ.get("BENCH_CLUSTER_CLIENTS", "300")),
+                                     int(os.environ.get("BENCH_CLUSTER_NOOP", "1000"))),
+}
+
+
+def selected(argv):
+    """The sections to run: all, or those named by `--only a,b`."""
+    if not argv:
+        return list(SECTIONS)
+    if len(argv) != 2 or argv[0] != "--only":
+        sys.exit(f"usage: bench.py [--only {','.join(SECTIONS)}]")
+    names = [n.strip() for n in argv[1].split(",") if n.strip()]
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown or not names:
+        sys.exit(f"unknown section(s) {', '.join(unknown) or '(none)'}; known: {', '.join(SECTIONS)}")
+    return names
+
+
 if __name__ == "__main__":
-    for tool in ("openssl", "taskset"):
+    sections = selected(sys.argv[1:])
+    tools = {"ec": ["openssl"], "rsa": ["taskset"], "cluster": ["openssl", "curl"]}
+    for tool in sorted({t for s in sections for t in tools.get(s, [])}):
         if not shutil.which(tool):
-            sys.exit(f"{tool} is needed (Debian: apt-get install openssl util-linux)")
+            sys.exit(f"{tool} is needed (Debian: apt-get install openssl util-linux curl)")
+    if "cluster" in sections and not os.access("/usr/bin/time", os.X_OK):
+        sys.exit("/usr/bin/time is needed for the cluster section (Debian: apt-get install time)")
     print(f"machine: {os.cpu_count()} cores; {open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}")
-    bench_ec(int(os.environ.get("BENCH_EC_CLIENTS", "300")))
-    bench_rsa()
-    bench_noop()
-    bench_watch()
+    print(f"load average at start: {open('/proc/loadavg').read().split()[:3]}")
+    for name in sections:
+        SECTIONS[name]()
