@@ -1713,18 +1713,19 @@ fn check_cluster_url(url: &str) -> Result<String, UrlProblem> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(format!("'{shown}' is not a URL; {FORM}").into());
     };
-    if scheme.eq_ignore_ascii_case("http") {
-        return Err(format!("'{shown}' is plain http; ravencert authenticates with a client certificate and sends certificates, which needs TLS: write https://").into());
-    }
-    if !scheme.eq_ignore_ascii_case("https") {
-        return Err(format!("'{shown}' is not an https URL; {FORM}").into());
-    }
+    // First: a password in the URL must never be echoed, whatever else is wrong with it.
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if let Some((userinfo, _)) = authority.rsplit_once('@') {
         return Err(UrlProblem {
             message: "holds a user name or password (USER@HOST); ravencert authenticates with its admin certificate, never with a password in certs.toml: remove it".into(),
             userinfo: Some(userinfo.to_string()),
         });
+    }
+    if scheme.eq_ignore_ascii_case("http") {
+        return Err(format!("'{shown}' is plain http; ravencert authenticates with a client certificate and sends certificates, which needs TLS: write https://").into());
+    }
+    if !scheme.eq_ignore_ascii_case("https") {
+        return Err(format!("'{shown}' is not an https URL; {FORM}").into());
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!("'{shown}' holds white space or control characters; {FORM}").into());
@@ -2540,6 +2541,11 @@ mod tests {
             "{SERVER}{OPS_ADMIN}[cluster]\nurls = [\"https://admin:s3cret@a.example.com\"]\nadmin = \"ops-admin\"\n"
         ));
         assert_eq!(e.key, "cluster.urls[0]");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        // Also when the URL is wrong in another way too (plain http).
+        let e = first_error(&format!(
+            "{SERVER}{OPS_ADMIN}[cluster]\nurls = [\"http://admin:s3cret@a.example.com\"]\nadmin = \"ops-admin\"\n"
+        ));
         assert!(!e.to_string().contains("s3cret"), "{e}");
     }
 

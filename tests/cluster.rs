@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::ravendb::{ClientCert, NodeSettings, Pin, RavenServer};
+use common::ravendb::{ClientCert, Pin, RavenServer};
 use common::{Env, Run};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -60,17 +60,22 @@ impl Fixture {
             "{BASE}\n[cluster]\nurls = [\"https://127.0.0.1:1\"]\nadmin = \"admin\"\n"
         ));
         env.run(&["apply", "--yes", "--offline"]).success();
-        let settings = NodeSettings::of(&env);
+        let settings = common::node_settings(&env);
         let server_thumb = env.server_thumbprint();
         let store = env.store();
         let server_pem = store.join("certs").join(format!("{server_thumb}.pem"));
         let dir = store.join("issued").join("admin");
+        // The Studio's side (curl) keeps its own copies: the store may re-issue both.
+        let copy = |from: PathBuf, to: &str| {
+            std::fs::copy(from, env.path(to)).unwrap();
+            env.path(to)
+        };
         let admin = ClientCert {
-            cert: dir.join("admin.crt"),
-            key: dir.join("admin.key"),
+            cert: copy(dir.join("admin.crt"), "node/admin.crt"),
+            key: copy(dir.join("admin.key"), "node/admin.key"),
         };
         let pin = Pin {
-            server_pem,
+            server_pem: copy(server_pem, "node/server.pem"),
             name: "localhost".into(),
         };
         assert_eq!(settings.admin_thumbprint, env.thumbprint("admin"));
@@ -659,4 +664,41 @@ fn status_shows_how_the_cluster_holds_each_certificate() {
     // --offline reads only the store.
     let offline = f.run(&["status", "--json", "--offline"]).success().json();
     assert!(offline.get("cluster").is_none());
+}
+
+#[test]
+fn a_reissued_server_or_admin_certificate_keeps_ravencert_connected() {
+    let f = Fixture::start(CLIENTS, "");
+    f.run(&["apply", "--yes"]).success();
+    // The server certificate is re-issued (a renewal); the node serves the old one until it
+    // restarts with the new install file: ravencert still connects, and says so.
+    let old_server = f.server_thumbprint();
+    f.run(&["apply", "--yes", "--replace", "server"]).success();
+    let new_server = f.server_thumbprint();
+    assert_ne!(old_server, new_server);
+    let plan = f.run(&["plan", "--json"]).success().json();
+    let warnings = plan["warnings"].to_string();
+    assert!(
+        warnings.contains("still serves server certificate") && warnings.contains(&old_server),
+        "{plan}"
+    );
+    assert!(changes(&plan, "cluster").is_empty(), "{plan}");
+
+    // The admin client is re-issued: its new certificate is registered first, over the
+    // connection the old one opened, so the next run authenticates with the new one.
+    let old_admin = f.thumbprint("admin");
+    f.take_requests();
+    f.run(&["apply", "--yes", "--replace", "admin"]).success();
+    let new_admin = f.thumbprint("admin");
+    assert_ne!(old_admin, new_admin);
+    let sent = f.take_requests();
+    let first_put = sent.iter().find(|l| l.starts_with("PUT ")).unwrap();
+    assert!(first_put.contains("ravencert admin"), "{sent:?}");
+    let admin = f
+        .registration(&new_admin)
+        .expect("the new admin registered");
+    assert_eq!(admin["SecurityClearance"], "ClusterAdmin");
+    f.run(&["plan", "--json"]).success();
+    let sent = f.take_requests();
+    assert_eq!(sent.len(), 1, "{sent:?}");
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use ::openssl as ossl;
-use common::ravendb::{ClientCert, NodeSettings, Pin as CurlPin, RavenServer};
+use common::ravendb::{ClientCert, Pin as CurlPin, RavenServer};
 use common::{openssl, Env};
 use ravencert::cluster::{
     BodyLog, Client, ClientOptions, ClusterError, Identity, ListedClearance, Pin, SentRequest,
@@ -118,7 +118,7 @@ fn start_cluster() -> Cluster {
     let server_pem = store.join("certs").join(format!("{server_thumb}.pem"));
     // ravencert's own bootstrap: `[server] install` wrote the server .pfx (legacy profile),
     // `ravencert settings` names it and the admin thumbprint.
-    let settings = NodeSettings::of(&env);
+    let settings = common::node_settings(&env);
     let admin_thumb = settings.admin_thumbprint.clone();
     assert_eq!(admin_thumb, env.thumbprint("admin"));
     let dir = store.join("issued").join("admin");

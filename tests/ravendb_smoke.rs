@@ -6,7 +6,7 @@
 mod common;
 
 use common::{ravendb, Env};
-use ravendb::{ClientCert, NodeSettings, Pin, RavenServer};
+use ravendb::{ClientCert, Pin, RavenServer};
 use std::os::unix::process::ExitStatusExt;
 use std::time::Instant;
 
@@ -65,7 +65,7 @@ fn ravencert_output_runs_a_real_ravendb_41_server() {
     // ravencert's own bootstrap: `[server] install` wrote the server .pfx in the legacy profile
     // (RavenDB 4.1 reads no other), `ravencert settings` names it and the admin thumbprint.
     let server_pem = store.join("certs").join(format!("{server_thumb}.pem"));
-    let settings = NodeSettings::of(&env);
+    let settings = common::node_settings(&env);
     assert_eq!(settings.admin_thumbprint, admin_thumb);
     assert_eq!(
         settings.certificate_path,

@@ -107,6 +107,11 @@ pub(crate) struct Target {
     client: Client,
     settings: ClusterSettings,
     admin_thumbprint: Option<String>,
+    /// The store's current server certificate(s) (for the note on a node still serving an
+    /// older one).
+    store_servers: Vec<String>,
+    /// What the last read noticed, for the plan's warnings.
+    notes: std::cell::RefCell<Vec<String>>,
 }
 
 /// What a cluster apply did.
@@ -148,7 +153,8 @@ impl Target {
         registry: &Registry,
     ) -> Result<Target> {
         let (identity, admin_thumbprint) = identity(settings, store, registry)?;
-        let pin = pin(settings, registry)?;
+        let state = State::load(store, settings)?;
+        let pin = pin(settings, registry, state.servers_for(settings))?;
         let options = ClientOptions {
             urls: settings.urls.clone(),
             identity,
@@ -164,6 +170,12 @@ impl Target {
             client,
             settings: settings.clone(),
             admin_thumbprint,
+            store_servers: registry
+                .server
+                .iter()
+                .map(|s| s.thumbprint.clone())
+                .collect(),
+            notes: Default::default(),
         })
     }
 
@@ -180,7 +192,21 @@ impl Target {
             Some(v) => v.clone(),
             None => self.client.version().map_err(Error::Cluster)?,
         };
-        Ok(listing_for_plan(listing, version))
+        if let Some(loaded) = &listing.loaded_server_cert {
+            let stale = matches!(self.settings.ca, CaPin::Store)
+                && !self
+                    .store_servers
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(loaded));
+            if stale {
+                self.notes.borrow_mut().push(format!(
+                    "cluster: node {} still serves server certificate {loaded}, not the store's {}; restart it with the current certificate ([server] install) — until then ravencert accepts the previous one",
+                    self.url(),
+                    self.store_servers.join(" or ")
+                ));
+            }
+        }
+        listing_for_plan(listing, version, &self.url())
     }
 
     /// The cluster plan for `projected` (the store's registry after its plan) against
@@ -192,17 +218,24 @@ impl Target {
         listing: &ClusterListing,
         guards: &Guards,
     ) -> Result<ClusterPlan> {
-        let state = State::read(store)?;
+        let state = State::load(store, &self.settings)?;
         let opts = ClusterOptions {
             url: self.url(),
             prune: self.settings.prune,
             admin_thumbprint: self.admin_thumbprint.clone(),
+            admin_key: match &self.settings.admin {
+                ClusterAdmin::Client(key) => Some(key.clone()),
+                ClusterAdmin::Certificate(_) => None,
+            },
             last_set: state.for_cluster(&self.settings).clone(),
             max_deletions: guards.max_deletions,
             store_deletions: guards.store_deletions,
             allow_delete_all: guards.allow_delete_all,
         };
         let mut plan = plan_cluster(projected, listing, &opts)?;
+        for note in self.notes.borrow().iter().rev() {
+            plan.warnings.insert(0, note.clone());
+        }
         for skipped in self.client.take_skipped() {
             plan.warnings
                 .insert(0, format!("cluster: node {skipped}; {} answered", plan.url));
@@ -221,7 +254,7 @@ impl Target {
         plan: &ClusterPlan,
         store_applied: bool,
     ) -> Result<ClusterOutcome> {
-        let mut state = State::read(store)?;
+        let mut state = State::load(store, &self.settings)?;
         let mut outcome = ClusterOutcome::default();
         let result = self.send_all(store, registry, plan, &mut state, &mut outcome);
         state.settle(&self.settings, registry, listing, plan);
@@ -424,16 +457,24 @@ fn admin_entry<'a>(registry: &'a Registry, key: &str) -> Option<&'a CertEntry> {
 }
 
 /// How the server's TLS certificate is verified.
-fn pin(settings: &ClusterSettings, registry: &Registry) -> Result<Pin> {
+/// With `ca = "store"`: the store's server certificate(s), and the ones nodes were last seen
+/// serving (a re-issued server certificate takes effect when a node restarts with it; until
+/// then the node serves the previous one, which ravencert itself issued).
+fn pin(settings: &ClusterSettings, registry: &Registry, served: &[String]) -> Result<Pin> {
     Ok(match &settings.ca {
         CaPin::Store => {
-            let thumbprints: Vec<String> = registry
+            if registry.server.is_empty() {
+                return Err(ClusterSetupError::NoServerToPin.into());
+            }
+            let mut thumbprints: Vec<String> = registry
                 .server
                 .iter()
                 .map(|s| s.thumbprint.clone())
                 .collect();
-            if thumbprints.is_empty() {
-                return Err(ClusterSetupError::NoServerToPin.into());
+            for t in served {
+                if !thumbprints.iter().any(|p| p.eq_ignore_ascii_case(t)) {
+                    thumbprints.push(t.clone());
+                }
             }
             Pin::Thumbprints(thumbprints)
         }
@@ -450,7 +491,11 @@ fn pin(settings: &ClusterSettings, registry: &Registry) -> Result<Pin> {
 }
 
 /// The client's listing as the planner reads it.
-fn listing_for_plan(listing: Listing, version: crate::cluster::ServerVersion) -> ClusterListing {
+fn listing_for_plan(
+    listing: Listing,
+    version: crate::cluster::ServerVersion,
+    url: &str,
+) -> Result<ClusterListing> {
     let mut server_thumbprints: Vec<String> = listing.loaded_server_cert.into_iter().collect();
     let registrations = listing
         .registrations
@@ -476,19 +521,27 @@ fn listing_for_plan(listing: Listing, version: crate::cluster::ServerVersion) ->
     let mut parts = version.product_version.split('.').map(|p| p.parse().ok());
     let (major, minor) = match (parts.next().flatten(), parts.next().flatten()) {
         (Some(a), Some(b)) => (a, b),
-        _ => (0, 0),
+        _ => {
+            return Err(Error::Cluster(ClusterError::Decode {
+                url: url.to_string(),
+                detail: format!(
+                    "cannot read the server version from {:?}; ravencert needs it to know which values the server can hold",
+                    version.product_version
+                ),
+            }))
+        }
     };
     let full = if version.full_version.is_empty() {
         version.product_version.clone()
     } else {
         version.full_version.clone()
     };
-    ClusterListing {
+    Ok(ClusterListing {
         registrations,
         server_thumbprints,
         well_known_admins: listing.well_known_admins,
         version: ServerVersion { major, minor, full },
-    }
+    })
 }
 
 /// `.cluster-state.json`: per cluster (its urls, as certs.toml lists them), what ravencert last
@@ -499,6 +552,11 @@ struct State {
     format_version: u32,
     /// Cluster id (urls joined by a space) -> thumbprint -> fields.
     clusters: BTreeMap<String, BTreeMap<String, RegistrationFields>>,
+    /// Cluster id -> the server certificates its nodes were last seen serving or registering
+    /// (pinned beside the store's own, so that a re-issued server certificate does not lock
+    /// ravencert out before the nodes restart with it).
+    #[serde(default)]
+    servers: BTreeMap<String, Vec<String>>,
     /// When it was last written.
     #[serde(default, with = "time::serde::rfc3339::option")]
     written_at: Option<OffsetDateTime>,
@@ -524,8 +582,35 @@ impl State {
         Ok(state)
     }
 
+    /// The state of the cluster at `settings.urls`: a state recorded under another url list
+    /// that shares a url (a node added, removed or reordered) is the same cluster's and carries
+    /// over.
+    fn load(store: &Store, settings: &ClusterSettings) -> Result<State> {
+        let mut state = State::read(store)?;
+        let id = State::id(settings);
+        if !state.clusters.contains_key(&id) {
+            let shares =
+                |key: &String| key.split(' ').any(|u| settings.urls.iter().any(|s| s == u));
+            if let Some(old) = state.clusters.keys().find(|k| shares(k)).cloned() {
+                if let Some(set) = state.clusters.remove(&old) {
+                    state.clusters.insert(id.clone(), set);
+                }
+                if let Some(servers) = state.servers.remove(&old) {
+                    state.servers.insert(id, servers);
+                }
+            }
+        }
+        Ok(state)
+    }
+
     fn id(settings: &ClusterSettings) -> String {
         settings.urls.join(" ")
+    }
+
+    fn servers_for(&self, settings: &ClusterSettings) -> &[String] {
+        self.servers
+            .get(&State::id(settings))
+            .map_or(&[], Vec::as_slice)
     }
 
     fn for_cluster(&self, settings: &ClusterSettings) -> &BTreeMap<String, RegistrationFields> {
@@ -560,6 +645,22 @@ impl State {
             .iter()
             .map(|r| r.thumbprint.to_ascii_uppercase())
             .collect();
+        // The servers seen: the store's, and those the cluster still serves or registers.
+        let mut servers: Vec<String> = registry
+            .server
+            .iter()
+            .map(|s| s.thumbprint.clone())
+            .collect();
+        for t in self.servers_for(settings) {
+            let still = listing
+                .server_thumbprints
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(t));
+            if still && !servers.iter().any(|s| s.eq_ignore_ascii_case(t)) {
+                servers.push(t.clone());
+            }
+        }
+        self.servers.insert(State::id(settings), servers);
         let set = self.for_cluster_mut(settings);
         for e in &registry.certificates {
             let t = e.thumbprint.to_ascii_uppercase();
@@ -711,4 +812,24 @@ pub(crate) fn apply_after_store(
     };
     let outcome = target.apply(s.store, registry, &listing, &plan, !s.plan.is_empty())?;
     Ok((ClusterView::Planned(plan), outcome))
+}
+
+/// Whether two cluster views make the same changes (action, client, name, and the thumbprint
+/// when it is known): what a person confirmed is what is carried out.
+pub(crate) fn same_changes(a: &ClusterView, b: &ClusterView) -> bool {
+    let changes =
+        |v: &ClusterView| -> Vec<(ClusterAction, Option<String>, String, Option<String>)> {
+            v.plan()
+                .map(|p| {
+                    p.changes
+                        .iter()
+                        .map(|c| {
+                            let t = c.thumbprint.clone().filter(|t| is_thumbprint(t));
+                            (c.action, c.key.clone(), c.name.clone(), t)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+    changes(a) == changes(b)
 }

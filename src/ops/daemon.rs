@@ -144,6 +144,7 @@ fn attempt(
         lock_timeout: opts.lock_timeout,
         revision: revision.clone(),
         offline: req.offline,
+        confirmed_cluster: None,
     };
     match converge(ctx, &desired, &PlanOptions::default(), run, &|_, _| Ok(())) {
         Ok(c) => log_converged(&c, why, revision),

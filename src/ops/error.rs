@@ -83,6 +83,9 @@ pub enum Error {
     /// Under the lock the plan differs from the one confirmed.
     #[error("the store changed while you were confirming; nothing was changed — run apply again")]
     ChangedWhileConfirming,
+    /// Under the lock the cluster plan differs from the one confirmed (the cluster changed).
+    #[error("the cluster changed while you were confirming (its plan is not the one shown); nothing was changed — run apply again")]
+    ClusterChangedWhileConfirming,
     /// `export` without `--out` and without `[server].export`.
     #[error("no export path: set [server].export in certs.toml or pass --out PATH")]
     NoExportPath,

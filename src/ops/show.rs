@@ -15,12 +15,20 @@ use crate::store::Store;
 
 /// `ravencert status [--json] [--offline]`.
 pub fn status(ctx: &Context, json_out: bool, offline: bool) -> Result<Output> {
-    let (desired, root, actual, warnings) = load(ctx)?;
-    let stderr: String = warnings.iter().map(|w| format!("warning: {w}\n")).collect();
+    let (desired, root, actual, mut warnings) = load(ctx)?;
+    // The store is shown whatever the cluster says: a cluster that cannot be read is a warning.
     let cluster = match (&desired, offline) {
-        (Some(d), false) if actual.exists => cluster_status(ctx, d, &root, &actual)?,
+        (Some(d), false) if actual.exists => {
+            cluster_status(ctx, d, &root, &actual).unwrap_or_else(|e| {
+                warnings.push(format!(
+                    "the cluster was not checked: {e} (status --offline reads the store alone)"
+                ));
+                None
+            })
+        }
         _ => None,
     };
+    let stderr: String = warnings.iter().map(|w| format!("warning: {w}\n")).collect();
     if json_out {
         return Ok(Output {
             stdout: render::status_json(&actual.registry, &warnings, cluster.as_ref())

@@ -104,6 +104,9 @@ pub(crate) struct Run {
     pub(crate) revision: Option<String>,
     /// `--offline`: the store only.
     pub(crate) offline: bool,
+    /// The cluster plan the person confirmed: refused when the cluster's plan under the lock
+    /// is another (None: nobody confirmed one).
+    pub(crate) confirmed_cluster: Option<ClusterView>,
 }
 
 /// Lock, load, plan and apply the store, then the cluster: the one path every apply takes (CLI
@@ -133,6 +136,11 @@ pub(crate) fn converge(
         opts: &opts,
     };
     let preview = cluster::preview(&planned, run.offline)?;
+    if let Some(confirmed) = &run.confirmed_cluster {
+        if !cluster::same_changes(confirmed, &preview.view) {
+            return Err(Error::ClusterChangedWhileConfirming);
+        }
+    }
     let outcome = apply::apply(desired, &store, &actual, &plan, ctx.now, run.revision)
         .map_err(Error::Apply)?;
     let registry = if plan.is_empty() {
@@ -165,7 +173,7 @@ pub fn apply(ctx: &Context, req: &ApplyRequest, confirm: Confirm<'_>) -> Result<
     if let Some(s) = &saved {
         s.check(&desired, &preview_actual, &preview)?;
     }
-    let cluster_preview = if req.yes {
+    let cluster_preview = if req.yes || req.offline {
         // Nobody reads the preview: converge reads the cluster under the lock.
         ClusterView::Absent
     } else {
@@ -188,6 +196,7 @@ pub fn apply(ctx: &Context, req: &ApplyRequest, confirm: Confirm<'_>) -> Result<
         lock_timeout: req.lock_timeout,
         revision,
         offline: req.offline,
+        confirmed_cluster: (!req.yes && !req.offline).then_some(cluster_preview),
     };
     let converged = converge(ctx, &desired, &opts, run, &|actual, plan| {
         if let Some(s) = &saved {

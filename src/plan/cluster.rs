@@ -144,8 +144,11 @@ pub struct ClusterOptions {
     pub url: String,
     /// `[cluster] prune`: unregister certificates the store does not hold.
     pub prune: bool,
-    /// The certificate ravencert authenticates with; never unregistered.
+    /// The certificate ravencert authenticates with; never unregistered, never narrowed.
     pub admin_thumbprint: Option<String>,
+    /// The client key of `[cluster] admin`: its new certificate (a re-issue) is registered
+    /// before anything else, so the next run can authenticate with it.
+    pub admin_key: Option<String>,
     /// What ravencert last set on the cluster, by thumbprint: a registration that differs from
     /// it while certs.toml did not change was changed outside ravencert. Its thumbprints are
     /// also ravencert's own registrations, unregistered once the store no longer holds them
@@ -347,8 +350,15 @@ pub fn plan_cluster(
     let unregisters = planner.unregisters();
     planner.guard(&unregisters)?;
     changes.extend(unregisters.into_iter().map(|u| u.change));
-    // Registers first, then edits, then unregisters (stable: key order within each).
-    changes.sort_by_key(|c| c.action);
+    // Registers first (the admin's own first of all), then edits, then unregisters (stable:
+    // key order within each).
+    let admin_key = opts.admin_key.as_deref();
+    changes.sort_by_key(|c| {
+        (
+            c.action,
+            c.key.as_deref() != admin_key || admin_key.is_none(),
+        )
+    });
     Ok(ClusterPlan {
         url: opts.url.clone(),
         server_version: listing.version.clone(),
@@ -651,6 +661,19 @@ impl<'a> ClusterPlanner<'a> {
         let want = Grant::of_entry(e);
         let differing = have.differing(want);
         if differing.is_empty() {
+            return None;
+        }
+        let is_admin =
+            self.opts.admin_thumbprint.as_deref().map(upper) == Some(upper(&e.thumbprint));
+        // Narrowing: what the cluster grants is more than what is declared.
+        if is_admin && widens(Some(want.access()), have.access()) {
+            self.warnings.push(format!(
+                "cluster: certificate {} is the one ravencert authenticates with; ravencert never narrows its own access ({} on the cluster, {} declared for clients.{}) — change it in the Studio if that is meant",
+                upper(&e.thumbprint),
+                have.clearance,
+                want.clearance,
+                e.key
+            ));
             return None;
         }
         let reason = match self.opts.last_set.get(&upper(&e.thumbprint)) {

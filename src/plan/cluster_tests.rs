@@ -590,3 +590,38 @@ fn store_replace_through_project_registers_the_new_then_unregisters_the_old() {
     let p = run(&projected, &listing, &o);
     assert_eq!(actions(&p), [(ClusterAction::Register, None)]);
 }
+
+#[test]
+fn the_admins_new_certificate_is_registered_first_and_its_own_access_never_narrowed() {
+    let first = entry(
+        "aaa-first",
+        &thumb(1),
+        Clearance::ValidUser,
+        &[("Orders", Access::ReadWrite)],
+    );
+    let new_admin = entry("zz-admin", "(new zz-admin)", Clearance::ClusterAdmin, &[]);
+    let o = ClusterOptions {
+        admin_key: Some("zz-admin".into()),
+        ..opts()
+    };
+    let p = run(&store(vec![first, new_admin]), &cluster(vec![]), &o);
+    let keys: Vec<Option<&str>> = p.changes.iter().map(|c| c.key.as_deref()).collect();
+    assert_eq!(
+        keys,
+        vec![Some("zz-admin"), Some("aaa-first")],
+        "{:?}",
+        p.changes
+    );
+
+    // The certificate ravencert authenticates with, declared narrower than the cluster has it.
+    let me = entry("me", &admin(), Clearance::ValidUser, &[]);
+    let mut on_cluster = registered(&me);
+    on_cluster.clearance = ClusterClearance::ClusterAdmin;
+    let p = run(&store(vec![me]), &cluster(vec![on_cluster]), &opts());
+    assert!(p.is_empty(), "{:?}", p.changes);
+    assert!(
+        p.warnings.iter().any(|w| w.contains("never narrows")),
+        "{:?}",
+        p.warnings
+    );
+}

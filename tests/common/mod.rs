@@ -39,6 +39,12 @@ export = "exports/cluster.pfx"
 key = "ec-p256"
 "#;
 
+/// Runs `ravencert -c certs.toml settings` in `env` (after an apply) and parses its JSON.
+pub fn node_settings(env: &Env) -> ravendb::NodeSettings {
+    let run = env.run(&["-c", "certs.toml", "settings"]).success();
+    ravendb::NodeSettings::from_json(&run.json()).unwrap_or_else(|e| panic!("{e}\n{}", run.shown()))
+}
+
 impl Env {
     pub fn new() -> Env {
         Env {

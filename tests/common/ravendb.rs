@@ -110,20 +110,18 @@ pub struct NodeSettings {
 }
 
 impl NodeSettings {
-    /// Runs `ravencert -c certs.toml settings` in `env` (after an apply) and parses its JSON.
-    pub fn of(env: &super::Env) -> NodeSettings {
-        let run = env.run(&["-c", "certs.toml", "settings"]).success();
-        let json = run.json();
+    /// The settings from `ravencert settings`' JSON (see `common::node_settings`, which runs it).
+    pub fn from_json(json: &serde_json::Value) -> Result<NodeSettings, String> {
         let text = |key: &str| {
             json[key]
                 .as_str()
-                .unwrap_or_else(|| panic!("settings printed no {key}:\n{}", run.shown()))
-                .to_string()
+                .map(str::to_string)
+                .ok_or_else(|| format!("settings printed no {key}: {json}"))
         };
-        NodeSettings {
-            certificate_path: PathBuf::from(text("Security.Certificate.Path")),
-            admin_thumbprint: text("Security.WellKnownCertificates.Admin"),
-        }
+        Ok(NodeSettings {
+            certificate_path: PathBuf::from(text("Security.Certificate.Path")?),
+            admin_thumbprint: text("Security.WellKnownCertificates.Admin")?,
+        })
     }
 }
 
