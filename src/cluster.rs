@@ -241,6 +241,8 @@ pub struct Registration {
     pub collection_secondaries: Vec<String>,
     /// The certificate's expiry, when the server lists it.
     pub not_after: Option<OffsetDateTime>,
+    /// The public certificate (DER), when the server lists it (`adopt` writes it out).
+    pub certificate: Option<Vec<u8>>,
 }
 
 /// `GET /admin/certificates?secondary=true`.
@@ -648,6 +650,16 @@ fn query_value(value: &str) -> String {
         .collect()
 }
 
+/// A collection's member as RavenDB 4.1 lists it: the document id `certificates/<THUMBPRINT>`
+/// (the prefix's letters are hex digits too: stripped before normalizing), or a bare thumbprint.
+fn collection_key(key: &str) -> String {
+    let bare = key
+        .get(..13)
+        .filter(|p| p.eq_ignore_ascii_case("certificates/"))
+        .map_or(key, |_| &key[13..]);
+    normalize_thumbprint(bare)
+}
+
 /// Upper-case hex without separators, as RavenDB writes thumbprints.
 fn normalize_thumbprint(t: &str) -> String {
     t.chars()
@@ -683,6 +695,8 @@ struct RawRegistration {
     collection_primary_key: Option<String>,
     #[serde(default)]
     collection_secondary_keys: Option<Vec<String>>,
+    #[serde(default)]
+    certificate: Option<String>,
 }
 
 fn decode_listing(body: &[u8]) -> std::result::Result<Listing, String> {
@@ -731,7 +745,17 @@ fn decode_registration(raw: RawRegistration) -> std::result::Result<Registration
             )
         })?),
     };
+    let certificate = match raw.certificate.as_deref() {
+        None | Some("") => None,
+        Some(b64) => Some(openssl::base64::decode_block(b64.trim()).map_err(|_| {
+            format!(
+                "certificate {}: its Certificate is not base64",
+                raw.thumbprint
+            )
+        })?),
+    };
     Ok(Registration {
+        certificate,
         thumbprint: normalize_thumbprint(&raw.thumbprint),
         name: raw.name.unwrap_or_default(),
         clearance,
@@ -739,12 +763,12 @@ fn decode_registration(raw: RawRegistration) -> std::result::Result<Registration
         collection_primary: raw
             .collection_primary_key
             .filter(|k| !k.is_empty())
-            .map(|k| normalize_thumbprint(&k)),
+            .map(|k| collection_key(&k)),
         collection_secondaries: raw
             .collection_secondary_keys
             .unwrap_or_default()
             .iter()
-            .map(|k| normalize_thumbprint(k))
+            .map(|k| collection_key(k))
             .collect(),
         not_after,
     })
@@ -1092,5 +1116,17 @@ mod tests {
         );
         assert_eq!(version_from_header("5.4").unwrap().full_version, "5.4.0");
         assert_eq!(version_from_header("garbage"), None);
+    }
+
+    #[test]
+    fn collection_members_are_read_from_their_document_ids() {
+        let t = "06B5AF23480C83FA3AD8ECB3D507EBE474EBE685";
+        assert_eq!(collection_key(&format!("certificates/{t}")), t);
+        assert_eq!(
+            collection_key(&format!("Certificates/{}", t.to_lowercase())),
+            t
+        );
+        assert_eq!(collection_key(t), t);
+        assert_eq!(collection_key("cert"), "CE");
     }
 }
