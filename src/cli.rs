@@ -84,6 +84,8 @@ pub enum Command {
     Settings,
     /// Keep the store converged: file watch (or git polling) plus a periodic re-check
     Watch(WatchArgs),
+    /// Write a certs.toml that declares a running cluster's registrations as they are
+    Adopt(AdoptArgs),
     /// Print the JSON schema of certs.toml
     Schema,
     /// Print shell completions
@@ -91,6 +93,23 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
+}
+
+/// The options of `adopt`.
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// A node of the cluster, https://HOST[:PORT]
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// A .pfx (with its key) the cluster accepts as an admin
+    #[arg(long, value_name = "PFX")]
+    pub admin_certificate: PathBuf,
+    /// The environment variable holding the .pfx password
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+    /// How to verify the node: `system` (default), or a PEM file of its CA or certificate
+    #[arg(long, value_name = "system|PEM")]
+    pub ca: Option<String>,
 }
 
 /// The options of `plan`.

@@ -106,6 +106,15 @@ fn run(cli: Cli) -> ops::Result<Output> {
         }
         Command::Status { json, offline } => ops::status(&ctx, json, offline),
         Command::Export { out } => ops::export(&ctx, out),
+        Command::Adopt(a) => ops::adopt(
+            &ctx,
+            &ops::AdoptRequest {
+                url: a.url,
+                admin_certificate: a.admin_certificate,
+                password_env: a.password_env,
+                ca: a.ca,
+            },
+        ),
         Command::Settings => ops::settings(&ctx),
         Command::Schema => Ok(ops::schema()),
         Command::Completions { shell } => {

@@ -155,6 +155,9 @@ pub enum Error {
     /// The store was applied, then reading or planning the cluster failed.
     #[error("the store is applied and stays committed, but the cluster phase failed: {0}\n  Run apply again once this is fixed: it does only what remains.")]
     AfterStore(Box<Error>),
+    /// `adopt` wrote nothing.
+    #[error(transparent)]
+    Adopt(#[from] super::adopt::AdoptError),
     /// The watch daemon cannot start or its file watch stopped.
     #[error(transparent)]
     Watch(#[from] WatchError),

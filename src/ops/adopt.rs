@@ -1,0 +1,502 @@
+//! `ravencert adopt` (SPEC §8): brings a running cluster under management without changing it.
+//! Reads the cluster's registrations once and writes a certs.toml that declares exactly them
+//! (each client an `upload` of the public certificate written next to it, the server
+//! certificates as public `[server] certificates`), so that the first plan shows no cluster
+//! change. Nothing is written when anything is wrong, and nothing is ever overwritten.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::error::{Error, Result};
+use super::{Context, Output};
+use crate::cluster::{
+    Client, ClientOptions, Identity, ListedClearance, Listing, Pin, Registration,
+};
+
+/// What `adopt` was asked for.
+pub struct AdoptRequest {
+    /// `--url`: a node of the cluster.
+    pub url: String,
+    /// `--admin-certificate`: a .pfx with its key that the cluster accepts as admin.
+    pub admin_certificate: PathBuf,
+    /// `--password-env`: the variable holding its password.
+    pub password_env: Option<String>,
+    /// `--ca`: `system` (default) or a PEM file of the CA (or the server certificate itself).
+    pub ca: Option<String>,
+}
+
+/// Why adopt wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    /// certs.toml (or a file adopt would write) exists already.
+    #[error("{} already exists; adopt never overwrites — pass -c NEW_PATH, or move it away", .0.display())]
+    Exists(PathBuf),
+    /// The admin certificate or its password cannot be read.
+    #[error("--admin-certificate {}: {detail}", .path.display())]
+    AdminCertificate {
+        /// The .pfx.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+    /// `--ca` cannot be read.
+    #[error("--ca {}: {detail}", .path.display())]
+    Ca {
+        /// The PEM file.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+    /// A registration lists no certificate to write.
+    #[error("the cluster lists certificate {0} without its public certificate; adopt cannot declare it (is the server older than 4.0?)")]
+    NoCertificate(String),
+    /// The certs.toml adopt made is not valid (a name ravencert refuses, ...).
+    #[error("the certs.toml adopt would write is not valid, so nothing was written:\n{0}\nrename the offending registrations in the Studio, then adopt again")]
+    Invalid(String),
+    /// Writing a file failed.
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// `ravencert adopt`.
+pub fn adopt(ctx: &Context, req: &AdoptRequest) -> Result<Output> {
+    if ctx.config.exists() {
+        return Err(AdoptError::Exists(ctx.config.clone()).into());
+    }
+    let base = match ctx.config.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let (identity, pfx_shown) = admin_identity(req, &base)?;
+    let (pin, ca_file) = ca_pin(req)?;
+    let client = Client::new(&ClientOptions {
+        urls: vec![req.url.clone()],
+        identity,
+        pin,
+        timeout: std::time::Duration::from_secs(30),
+        resolve: Vec::new(),
+    })
+    .map_err(Error::Cluster)?;
+    let listing = client.list().map_err(Error::Cluster)?;
+    let version = listing
+        .server_version
+        .as_ref()
+        .map(|v| v.full_version.clone())
+        .unwrap_or_default();
+    let adoption = Adoption::new(&listing)?;
+    let text = adoption.certs_toml(&Header {
+        url: client.url(),
+        version: &version,
+        pfx: &pfx_shown,
+        password_env: req.password_env.as_deref(),
+        ca: if ca_file.is_some() {
+            "trust/cluster-ca.pem"
+        } else {
+            "system"
+        },
+        well_known: &listing.well_known_admins,
+        now: ctx.now,
+    });
+    // The written config must be one ravencert accepts: checked before anything is written.
+    crate::config::parse(&ctx.config, &text, &base).map_err(|errors| {
+        AdoptError::Invalid(
+            errors
+                .iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    let mut files = adoption.files.clone();
+    if let Some(pem) = ca_file {
+        files.push(("trust/cluster-ca.pem".into(), pem));
+    }
+    write_all(&base, &files, &ctx.config, &text)?;
+    Ok(Output::ok(adoption.summary(&ctx.config, client.url())))
+}
+
+/// The admin .pfx (read now, with its password) and how certs.toml names it: relative to
+/// certs.toml's folder when it lies inside it, else absolute.
+fn admin_identity(req: &AdoptRequest, base: &Path) -> Result<(Identity, String)> {
+    let fail = |detail: String| AdoptError::AdminCertificate {
+        path: req.admin_certificate.clone(),
+        detail,
+    };
+    let der = crate::inputs::from_disk(&req.admin_certificate).map_err(fail)?;
+    let password = match &req.password_env {
+        Some(var) => std::env::var(var)
+            .map_err(|_| fail(format!("environment variable {var} is not set")))?,
+        None => String::new(),
+    };
+    crate::pki::pfx_thumbprints(&der, &password)
+        .map_err(|e| fail(format!("cannot open it as a .pfx with its password: {e}")))?;
+    let real = crate::fsutil::resolve(&req.admin_certificate);
+    let shown = match real.strip_prefix(crate::fsutil::resolve(base)) {
+        Ok(rel) => rel.to_path_buf(),
+        Err(_) => real,
+    };
+    Ok((
+        Identity::Pfx { der, password },
+        shown.to_string_lossy().into_owned(),
+    ))
+}
+
+/// `--ca`: the system's roots, or a PEM file (copied next to certs.toml as its `ca`).
+fn ca_pin(req: &AdoptRequest) -> Result<(Pin, Option<Vec<u8>>)> {
+    match req.ca.as_deref() {
+        None | Some("system") => Ok((Pin::System, None)),
+        Some(path) => {
+            let pem =
+                crate::inputs::from_disk(Path::new(path)).map_err(|detail| AdoptError::Ca {
+                    path: PathBuf::from(path),
+                    detail,
+                })?;
+            Ok((Pin::CaPem(pem.clone()), Some(pem)))
+        }
+    }
+}
+
+/// One client to declare: its key, its registration (a collection's primary), and its file.
+struct Adopted<'a> {
+    key: String,
+    name: String,
+    primary: &'a Registration,
+    secondaries: Vec<&'a Registration>,
+}
+
+/// What adopt declares and the files it writes (relative path, bytes).
+struct Adoption<'a> {
+    clients: Vec<Adopted<'a>>,
+    servers: Vec<String>,
+    files: Vec<(String, Vec<u8>)>,
+    renamed: Vec<String>,
+}
+
+/// certs.toml's header: where it came from and how to reach the cluster.
+struct Header<'a> {
+    url: &'a str,
+    version: &'a str,
+    pfx: &'a str,
+    password_env: Option<&'a str>,
+    ca: &'a str,
+    well_known: &'a [String],
+    now: time::OffsetDateTime,
+}
+
+impl<'a> Adoption<'a> {
+    fn new(listing: &'a Listing) -> Result<Adoption<'a>> {
+        let by_thumbprint: BTreeMap<&str, &Registration> = listing
+            .registrations
+            .iter()
+            .map(|r| (r.thumbprint.as_str(), r))
+            .collect();
+        let mut adoption = Adoption {
+            clients: Vec::new(),
+            servers: Vec::new(),
+            files: Vec::new(),
+            renamed: Vec::new(),
+        };
+        adoption.servers_from(listing, &by_thumbprint)?;
+        let mut keys = BTreeSet::new();
+        let mut names = BTreeSet::new();
+        let mut primaries: Vec<&Registration> = listing
+            .registrations
+            .iter()
+            .filter(|r| matches!(r.clearance, ListedClearance::Client(_)))
+            .filter(|r| r.collection_primary.is_none())
+            .collect();
+        primaries.sort_by(|a, b| (&a.name, &a.thumbprint).cmp(&(&b.name, &b.thumbprint)));
+        for r in primaries {
+            let name = adoption.unique_name(&r.name, &mut names);
+            let key = unique_key(&slug(&name), &mut keys);
+            let secondaries: Vec<&Registration> = r
+                .collection_secondaries
+                .iter()
+                .filter_map(|t| by_thumbprint.get(t.as_str()).copied())
+                .collect();
+            let mut pem = Vec::new();
+            for member in std::iter::once(r).chain(secondaries.iter().copied()) {
+                pem.extend(certificate_pem(member)?);
+            }
+            adoption.files.push((format!("trust/{key}.pem"), pem));
+            adoption.clients.push(Adopted {
+                key,
+                name,
+                primary: r,
+                secondaries,
+            });
+        }
+        Ok(adoption)
+    }
+
+    /// The servers' own certificates: the one the node serves, then every ClusterNode one.
+    fn servers_from(
+        &mut self,
+        listing: &'a Listing,
+        by_thumbprint: &BTreeMap<&str, &'a Registration>,
+    ) -> Result<()> {
+        let mut seen = BTreeSet::new();
+        let nodes = listing.loaded_server_cert.iter().chain(
+            listing
+                .registrations
+                .iter()
+                .filter(|r| r.clearance == ListedClearance::ClusterNode)
+                .map(|r| &r.thumbprint),
+        );
+        for t in nodes {
+            let Some(r) = by_thumbprint.get(t.as_str()) else {
+                continue;
+            };
+            if !seen.insert(t.clone()) {
+                continue;
+            }
+            let path = format!("trust/server-{}.pem", self.servers.len() + 1);
+            self.files.push((path.clone(), certificate_pem(r)?));
+            self.servers.push(path);
+        }
+        Ok(())
+    }
+
+    /// The registration's name, or (for a second registration under a name already taken,
+    /// which RavenDB allows and ravencert does not) the name with ` (2)`, noted.
+    fn unique_name(&mut self, name: &str, taken: &mut BTreeSet<String>) -> String {
+        let base = if name.trim().is_empty() {
+            "unnamed"
+        } else {
+            name
+        };
+        let mut candidate = base.to_string();
+        let mut n = 2;
+        while !taken.insert(candidate.to_lowercase()) {
+            candidate = format!("{base} ({n})");
+            n += 1;
+        }
+        if candidate != name {
+            self.renamed.push(format!("{name:?} -> {candidate:?}"));
+        }
+        candidate
+    }
+}
+
+/// A registration's public certificate as PEM.
+fn certificate_pem(r: &Registration) -> Result<Vec<u8>> {
+    let der = r
+        .certificate
+        .as_ref()
+        .ok_or_else(|| AdoptError::NoCertificate(r.thumbprint.clone()))?;
+    Ok(crate::pki::der_to_pem(der)?)
+}
+
+/// A client key from a name: lower-case ASCII letters and digits, `-` for anything else
+/// (runs collapsed, none at the ends), at most 56 characters; `client` when nothing is left,
+/// never `server` (the server's key).
+pub(crate) fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let trimmed: String = out.trim_matches('-').chars().take(56).collect();
+    let trimmed = trimmed.trim_end_matches('-').to_string();
+    match trimmed.as_str() {
+        "" => "client".into(),
+        "server" => "server-client".into(),
+        _ => trimmed,
+    }
+}
+
+/// `key`, or `key-2`, `key-3`... the first not taken yet.
+pub(crate) fn unique_key(key: &str, taken: &mut BTreeSet<String>) -> String {
+    let mut candidate = key.to_string();
+    let mut n = 2;
+    while !taken.insert(candidate.clone()) {
+        candidate = format!("{key}-{n}");
+        n += 1;
+    }
+    candidate
+}
+
+/// A TOML string literal (quoted and escaped by the toml crate).
+fn quoted(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}
+
+impl Adoption<'_> {
+    fn certs_toml(&self, h: &Header<'_>) -> String {
+        let mut out = String::from("#:schema ./certs.schema.json\n");
+        let when = crate::render::rfc3339(h.now);
+        let _ = writeln!(
+            out,
+            "# Written by `ravencert adopt` from the cluster at {} (RavenDB {}) on {when}.\n# Each client is a registration as the cluster listed it; review, then commit.\nversion = 1\n\n[store]\npath = \"store\"\n",
+            crate::render::Escaped(h.url),
+            crate::render::Escaped(h.version)
+        );
+        out.push_str("[server]\n# The cluster's server certificate(s), public only: ravencert registers and exports,\n# but generates no client until a node .pfx with its private key is declared here.\ncertificates = [");
+        let entries: Vec<String> = self
+            .servers
+            .iter()
+            .map(|p| format!("{{ path = {} }}", quoted(p)))
+            .collect();
+        out.push_str(&entries.join(", "));
+        out.push_str("]\n\n[cluster]\n");
+        let _ = writeln!(out, "urls = [{}]", quoted(h.url));
+        let password = h
+            .password_env
+            .map(|v| format!(", password_env = {}", quoted(v)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "admin_certificate = {{ path = {}{password} }}\nca = {}\nprune = false",
+            quoted(h.pfx),
+            quoted(h.ca)
+        );
+        for t in h.well_known {
+            let _ = writeln!(
+                out,
+                "# Well-known admin certificate from the nodes' settings (not declared; never touched): {}",
+                crate::render::Escaped(t)
+            );
+        }
+        for c in &self.clients {
+            client_toml(&mut out, c);
+        }
+        out
+    }
+
+    fn summary(&self, config: &Path, url: &str) -> String {
+        let mut out = format!(
+            "Wrote {} from {}: {} client{}, {} server certificate{}, the public certificates under trust/.\n",
+            crate::render::Escaped(&config.display().to_string()),
+            crate::render::Escaped(url),
+            self.clients.len(),
+            if self.clients.len() == 1 { "" } else { "s" },
+            self.servers.len(),
+            if self.servers.len() == 1 { "" } else { "s" },
+        );
+        for r in &self.renamed {
+            let _ = writeln!(
+                out,
+                "warning: two registrations share a name; renamed {} (the plan shows the rename as an edit)",
+                crate::render::Escaped(r)
+            );
+        }
+        out.push_str("Next: `ravencert plan` (it shows no cluster change), then `ravencert apply` to fill the store.\n");
+        out
+    }
+}
+
+/// One `[clients.KEY]` table with a comment saying where it came from.
+fn client_toml(out: &mut String, c: &Adopted<'_>) {
+    let r = c.primary;
+    let expires = r
+        .not_after
+        .map(|t| format!(", expires {}", t.date()))
+        .unwrap_or_default();
+    let members = if c.secondaries.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<&str> = c
+            .secondaries
+            .iter()
+            .map(|s| s.thumbprint.as_str())
+            .collect();
+        format!(" with secondaries {}", list.join(", "))
+    };
+    let _ = writeln!(
+        out,
+        "\n# Registered on the cluster as {}{members}{expires}.",
+        crate::render::Escaped(&r.thumbprint)
+    );
+    let _ = writeln!(out, "[clients.{}]", c.key);
+    let _ = writeln!(out, "name = {}", quoted(&c.name));
+    let clearance = match r.clearance {
+        ListedClearance::Client(cl) => cl.to_string(),
+        _ => String::new(),
+    };
+    let _ = writeln!(out, "clearance = {}", quoted(&clearance));
+    if !r.permissions.is_empty() {
+        let dbs: Vec<String> = r
+            .permissions
+            .iter()
+            .map(|(db, access)| format!("{} = {}", quoted(db), quoted(&access.to_string())))
+            .collect();
+        let _ = writeln!(out, "databases = {{ {} }}", dbs.join(", "));
+    }
+    let _ = writeln!(out, "upload = {}", quoted(&format!("trust/{}.pem", c.key)));
+}
+
+/// Writes the certificate files, then certs.toml, each created exclusively: nothing is
+/// overwritten, and a file that exists stops everything before anything is written.
+fn write_all(base: &Path, files: &[(String, Vec<u8>)], config: &Path, text: &str) -> Result<()> {
+    for (rel, _) in files {
+        let path = base.join(rel);
+        if path.exists() || std::fs::symlink_metadata(&path).is_ok() {
+            return Err(AdoptError::Exists(path).into());
+        }
+    }
+    let write = |path: &Path, bytes: &[u8]| -> Result<()> {
+        use std::io::Write as _;
+        let io = |source| AdoptError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(bytes))
+            .map_err(io)?;
+        Ok(())
+    };
+    for (rel, bytes) in files {
+        write(&base.join(rel), bytes)?;
+    }
+    write(config, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_from_names_are_valid_and_unique() {
+        assert_eq!(slug("Orders App"), "orders-app");
+        assert_eq!(slug("  Ops -- Team!! "), "ops-team");
+        assert_eq!(slug("Zürich \"quoted\" ünïcode"), "z-rich-quoted-n-code");
+        assert_eq!(slug("日本"), "client");
+        assert_eq!(slug("Server"), "server-client");
+        assert_eq!(slug(&"a".repeat(100)).len(), 56);
+        let mut taken = BTreeSet::new();
+        assert_eq!(unique_key("ops", &mut taken), "ops");
+        assert_eq!(unique_key("ops", &mut taken), "ops-2");
+        assert_eq!(unique_key("ops", &mut taken), "ops-3");
+        let pattern = regex_lite(&slug("Ops.Team_1"));
+        assert!(pattern, "{}", slug("Ops.Team_1"));
+    }
+
+    /// The client key pattern of certs.toml: `^[a-z0-9_-][a-z0-9_.-]{0,63}$`.
+    fn regex_lite(key: &str) -> bool {
+        !key.is_empty()
+            && key.len() <= 64
+            && key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c))
+    }
+
+    #[test]
+    fn toml_strings_are_quoted_and_escaped() {
+        assert_eq!(quoted("a \"b\"\n"), r#""a \"b\"\n""#);
+    }
+}
