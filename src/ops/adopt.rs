@@ -117,6 +117,13 @@ pub fn adopt(ctx: &Context, req: &AdoptRequest) -> Result<Output> {
     if let Some(pem) = ca_file {
         files.push(("trust/cluster-ca.pem".into(), pem));
     }
+    // The schema the `#:schema` line names, for editors (kept when one is there already).
+    if !base.join("certs.schema.json").exists() {
+        files.push((
+            "certs.schema.json".into(),
+            crate::config::json_schema().into_bytes(),
+        ));
+    }
     write_all(&base, &files, &ctx.config, &text)?;
     Ok(Output::ok(adoption.summary(&ctx.config, client.url())))
 }
