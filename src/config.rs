@@ -10,7 +10,6 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
-
 use crate::inputs::{self, Files, Reader, Site};
 pub(crate) use crate::inputs::{FileRef, Secret, SecretRef};
 use crate::model::{
