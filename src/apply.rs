@@ -60,7 +60,7 @@ pub enum ApplyError {
         key: String,
     },
     /// Clients to generate, but no server certificate to sign them.
-    #[error("no server certificate is registered, so no client certificate can be generated; declare [server] in certs.toml")]
+    #[error("no server certificate with its private key is registered, so no client certificate can be generated; declare [server] in certs.toml (generate = true, or the node .pfx with its private key)")]
     NoSigner,
     /// An export asked for before any server certificate is registered.
     #[error("no server certificate is registered yet; run `ravencert apply` first")]
@@ -100,6 +100,9 @@ pub enum InstallError {
     /// Its declared password cannot be read.
     #[error("server.install: {0}")]
     Password(#[source] crate::inputs::SecretError),
+    /// The first server certificate was imported without its private key.
+    #[error("server.install: the server certificate {0} was imported without its private key; import the node .pfx with its private key in [server] certificates, or remove `install`")]
+    NoKey(String),
     /// Reading the server certificate and key, or writing the file, failed.
     #[error(transparent)]
     Write(#[from] ApplyError),
@@ -242,9 +245,12 @@ impl Applier<'_> {
         let nodes = self.desired.node_keys().map_err(ApplyError::NodeFiles)?;
         for (der, key) in &nodes {
             let thumb = self.store.write_cert(der)?;
-            self.store.write_server_key(&thumb, key)?;
+            if let Some(key) = key {
+                self.store.write_server_key(&thumb, key)?;
+            }
         }
-        let entries = plan::node_entries(&self.desired.files.nodes, self.revision.clone());
+        let files = &self.desired.files;
+        let entries = plan::node_entries(&files.nodes, &files.nodes_keyed, self.revision.clone());
         // The files must still hold what was planned.
         let read: Vec<String> = nodes.iter().map(|(d, _)| pki::thumbprint(d)).collect();
         let planned: Vec<String> = entries.iter().map(|e| e.thumbprint.clone()).collect();
@@ -255,7 +261,11 @@ impl Applier<'_> {
             self.issued
                 .push((e.name.clone(), e.thumbprint.clone(), e.not_after));
         }
-        Ok((entries, nodes.into_iter().next()))
+        // Clients are signed with the first node certificate that came with its key.
+        let signer = nodes
+            .into_iter()
+            .find_map(|(der, key)| key.map(|k| (der, k)));
+        Ok((entries, signer))
     }
 
     /// The store's key for password fingerprints, when a declared bundle has a password.
@@ -730,7 +740,11 @@ fn prepare_all(
 }
 
 fn load_signer(store: &Store, reg: &Registry) -> Result<Signer, ApplyError> {
-    let server = reg.server.first().ok_or(ApplyError::NoSigner)?;
+    let server = reg
+        .server
+        .iter()
+        .find(|s| s.has_key)
+        .ok_or(ApplyError::NoSigner)?;
     Ok((
         store.read_cert_der(&server.thumbprint)?,
         store.read_server_key(&server.thumbprint)?,
@@ -746,6 +760,9 @@ pub(crate) fn write_install_to(
     spec: &crate::config::InstallSpec,
 ) -> Result<(), InstallError> {
     let server = reg.server.first().ok_or(ApplyError::NothingToExport)?;
+    if !server.has_key {
+        return Err(InstallError::NoKey(server.thumbprint.clone()));
+    }
     let password = spec
         .password
         .as_ref()

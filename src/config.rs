@@ -10,8 +10,6 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::pki::PrivateKey;
-
 use crate::inputs::{self, Files, Reader, Site};
 pub(crate) use crate::inputs::{FileRef, Secret, SecretRef};
 use crate::model::{
@@ -159,7 +157,7 @@ struct RawServer {
     /// Lifetime of a generated server certificate (default "1y"; more than zero).
     #[schemars(with = "Option<String>", regex(pattern = positive_period_pattern()))]
     validity: Option<Spanned<String>>,
-    /// Instead of `generate`: the cluster's existing certificate(s), one .pfx per node.
+    /// Instead of `generate`: the cluster's existing certificate(s), one file per node: the .pfx with its private key, or a public certificate (.crt/.cer, or a .pfx holding no key) that is registered and exported only (no generated clients then).
     #[schemars(with = "Option<Vec<RawCertFile>>", length(min = 1))]
     certificates: Option<Spanned<Vec<RawCertFile>>>,
     /// Where `apply` keeps the exported server certificate(s), relative to this file's folder.
@@ -196,7 +194,7 @@ struct RawInstall {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "NodeCertificate", transform = one_password_source)]
 struct RawCertFile {
-    /// The .pfx of one node (certificate and private key).
+    /// One node's certificate: its .pfx with the private key (signs generated clients), or a PEM/DER .crt/.cer or key-less .pfx (registered and exported only).
     path: String,
     /// Environment variable holding the .pfx password.
     password_env: Option<String>,
@@ -458,7 +456,8 @@ pub enum ServerSpec {
         /// When it is re-issued (`[defaults].renew_before`).
         renew_before: RenewBefore,
     },
-    /// `certificates = [...]`: the nodes' own .pfx files, in order.
+    /// `certificates = [...]`: the nodes' own certificate files (with or without their keys),
+    /// in order.
     Imported(Vec<FileRef>),
 }
 
@@ -608,9 +607,9 @@ impl std::ops::DerefMut for Desired {
 }
 
 impl Desired {
-    /// The nodes' certificates with their private keys, for the apply, from the very bytes
-    /// [`Declared::resolve`] read.
-    pub(crate) fn node_keys(&self) -> Result<Vec<(Vec<u8>, PrivateKey)>, String> {
+    /// The nodes' certificates with their private keys (where the files hold them), for the
+    /// apply, from the very bytes [`Declared::resolve`] read.
+    pub(crate) fn node_keys(&self) -> Result<Vec<inputs::NodeCert>, String> {
         inputs::node_keys(self.declared.node_refs(), &self.files.node_files)
     }
 }
@@ -1193,6 +1192,10 @@ fn validate_client(
         ctx.base,
     );
     let source = client_source(ck, &at, c, ctx, password);
+    if matches!(source, ClientSpec::Generate(_)) {
+        // Where a later error about its signing key points (plan::check_declared).
+        ck.mark(at.clone(), &client.span());
+    }
     // An invalid [server] has its own errors; this one is for a config without it.
     if matches!(source, ClientSpec::Generate(_)) && !ctx.has_server {
         ck.error_at(
@@ -1451,7 +1454,8 @@ fn install_spec(ck: &mut Checker<'_>, install: &Spanned<RawInstall>, base: &Path
     }
 }
 
-/// `[server].certificates`: the nodes' own .pfx files; name, dns and validity are theirs.
+/// `[server].certificates`: the nodes' own certificate files (a .pfx with its key, or a public
+/// certificate); name, dns and validity are theirs.
 fn imported_server(
     ck: &mut Checker<'_>,
     s: &RawServer,

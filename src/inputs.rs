@@ -1,6 +1,7 @@
 //! Reads the certificate files certs.toml refers to (uploads, the nodes' own certificates) into
 //! plain facts the planner can compare: DER bytes, thumbprints, dates. Private keys of uploads
-//! are dropped here; node keys are read again by the apply, which needs them.
+//! are dropped here; node keys are read again by the apply, which needs them. A node file may
+//! hold no key (a .crt, or a .pfx without one): that node is registered and exported only.
 //!
 //! This module knows files and secrets, not certs.toml: config calls it while it builds
 //! [`crate::config::Desired`], and names each problem by the key that refers to the file.
@@ -140,12 +141,14 @@ pub struct Files {
     pub(crate) uploads: BTreeMap<String, Vec<Uploaded>>,
     /// The nodes' certificates, in the order `[server].certificates` lists them.
     pub(crate) nodes: Vec<Uploaded>,
+    /// Whether each of `nodes` came with its private key (same order).
+    pub(crate) nodes_keyed: Vec<bool>,
     /// The node files as read (from the disk or a commit): the apply takes their keys from
     /// these very bytes, never from a file that may have changed since.
     pub(crate) node_files: Vec<NodeFile>,
 }
 
-/// The bytes of a node certificate file (it holds a private key: never printed).
+/// The bytes of a node certificate file (it may hold a private key: never printed).
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct NodeFile(Vec<u8>);
 
@@ -154,6 +157,9 @@ impl fmt::Debug for NodeFile {
         write!(f, "NodeFile({} bytes)", self.0.len())
     }
 }
+
+/// A node certificate (DER) with its private key, when its file holds one.
+pub(crate) type NodeCert = (Vec<u8>, Option<PrivateKey>);
 
 /// Which reference a file problem belongs to, so that config can name its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,7 +258,10 @@ pub(crate) fn resolve(
         let node = node_facts(r, &bytes);
         files.node_files.push(NodeFile(bytes));
         match node {
-            Ok(u) => files.nodes.push(u),
+            Ok((u, keyed)) => {
+                files.nodes.push(u);
+                files.nodes_keyed.push(keyed);
+            }
             Err(message) => errors.push(FileError {
                 site: Site::Node(i),
                 message,
@@ -288,17 +297,17 @@ fn read_bytes(
         .ok()
 }
 
-/// The certificate of a node file, which must hold the private key that belongs to it.
-fn node_facts(r: &FileRef, bytes: &[u8]) -> Result<Uploaded, String> {
+/// The certificate of a node file, and whether its private key came with it: the certificate
+/// the key belongs to, or, without a key, the file's one end-entity certificate.
+fn node_facts(r: &FileRef, bytes: &[u8]) -> Result<(Uploaded, bool), String> {
     let f = decode(r, bytes)?;
-    if f.key.is_none() {
-        return Err(format!("{}: holds no private key; a node certificate must be the .pfx with its key (the server signs client certificates with it)", r.path.display()));
-    }
     let der = node_certificate(&f).map_err(|e| format!("{}: {e}", r.path.display()))?;
+    let keyed = f.key.is_some();
     let mut facts = facts(&r.path, vec![der])?;
-    facts
+    let node = facts
         .pop()
-        .ok_or_else(|| format!("{}: holds no certificate", r.path.display()))
+        .ok_or_else(|| format!("{}: holds no certificate", r.path.display()))?;
+    Ok((node, keyed))
 }
 
 /// The end-entity certificates of an upload, primary first. Its private key, if any, is
@@ -322,9 +331,20 @@ fn upload_facts(r: &FileRef, reader: Reader<'_>) -> Result<Vec<Uploaded>, String
     facts(&r.path, leaves)
 }
 
-/// The certificate of a node file: the one its private key belongs to.
+/// The certificate of a node file: the one its private key belongs to, or, in a file without a
+/// key, its only end-entity certificate (CA certificates of its chain are skipped).
 fn node_certificate(f: &pki::CertFile) -> Result<Vec<u8>, String> {
-    let key = f.key.as_ref().ok_or("holds no private key")?;
+    let Some(key) = f.key.as_ref() else {
+        let leaves = pki::end_entities(&f.certs).map_err(|e| e.to_string())?;
+        return match leaves.as_slice() {
+            [] => Err("holds no certificate".into()),
+            [one] => Ok(one.clone()),
+            more => Err(format!(
+                "holds {} end-entity certificates and no private key; name one file per node",
+                more.len()
+            )),
+        };
+    };
     for der in &f.certs {
         if key.matches(der).unwrap_or(false) {
             return Ok(der.clone());
@@ -333,13 +353,10 @@ fn node_certificate(f: &pki::CertFile) -> Result<Vec<u8>, String> {
     Err("its private key belongs to none of its certificates".into())
 }
 
-/// The nodes' certificates with their private keys, for the apply (which writes them into the
-/// store and signs clients with the first). Taken from the bytes [`resolve`] read (`files`),
-/// or from the disk for a node it did not read.
-pub(crate) fn node_keys(
-    nodes: &[FileRef],
-    files: &[NodeFile],
-) -> Result<Vec<(Vec<u8>, PrivateKey)>, String> {
+/// The nodes' certificates with their private keys where the files hold them, for the apply
+/// (which writes them into the store and signs clients with the first key). Taken from the
+/// bytes [`resolve`] read (`files`), or from the disk for a node it did not read.
+pub(crate) fn node_keys(nodes: &[FileRef], files: &[NodeFile]) -> Result<Vec<NodeCert>, String> {
     nodes
         .iter()
         .enumerate()
@@ -349,10 +366,7 @@ pub(crate) fn node_keys(
                 None => read(r, &from_disk)?,
             };
             let der = node_certificate(&f).map_err(|e| format!("{}: {e}", r.path.display()))?;
-            let key = f
-                .key
-                .ok_or_else(|| format!("{}: holds no private key", r.path.display()))?;
-            Ok((der, key))
+            Ok((der, f.key))
         })
         .collect()
 }

@@ -51,7 +51,8 @@ pub struct Registry {
     pub certificates: Vec<CertEntry>,
 }
 
-/// A server (ClusterNode) certificate with its private key in `server/`.
+/// A server (ClusterNode) certificate, with its private key in `server/` unless `has_key` is
+/// false (a node certificate imported without its key: registered and exported only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerEntry {
@@ -78,6 +79,19 @@ pub struct ServerEntry {
     /// The certs.toml revision that last changed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// Whether the store holds its private key (`server/<THUMBPRINT>.key`). Written only as
+    /// `has_key = false`, for a node certificate imported without its key (a .crt, or a .pfx
+    /// holding none); registries written before it read as true.
+    #[serde(default = "always", skip_serializing_if = "is_true")]
+    pub has_key: bool,
+}
+
+fn always() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// A registered client certificate, as RavenDB's registry keeps it, plus ravencert's id.
@@ -420,6 +434,39 @@ mod tests {
         let mut sorted = r.clone();
         sorted.normalize();
         assert_eq!(back, sorted);
+        assert_eq!(back.to_text(), text);
+    }
+
+    fn server(thumb: &str, has_key: bool) -> ServerEntry {
+        ServerEntry {
+            name: "node".into(),
+            thumbprint: thumb.into(),
+            public_key_pinning_hash: "x".into(),
+            dns: vec![],
+            not_before: OffsetDateTime::UNIX_EPOCH,
+            not_after: OffsetDateTime::UNIX_EPOCH,
+            source: Origin::Uploaded,
+            key_type: None,
+            revision: None,
+            has_key,
+        }
+    }
+
+    #[test]
+    fn only_a_keyless_server_entry_says_so_and_older_registries_read_as_keyed() {
+        let mut r = Registry::new();
+        r.server.push(server(&"A".repeat(40), true));
+        let keyed = r.to_text();
+        assert!(!keyed.contains("has_key"), "{keyed}");
+        // A registry written before `has_key` existed reads as keyed.
+        let back = Registry::parse(Path::new("r"), &keyed).unwrap();
+        assert!(back.server[0].has_key);
+        r.server.push(server(&"B".repeat(40), false));
+        let text = r.to_text();
+        assert_eq!(text.matches("has_key = false").count(), 1, "{text}");
+        let back = Registry::parse(Path::new("r"), &text).unwrap();
+        let keys: Vec<bool> = back.server.iter().map(|s| s.has_key).collect();
+        assert_eq!(keys, vec![true, false]);
         assert_eq!(back.to_text(), text);
     }
 

@@ -10,6 +10,8 @@
 //!   registry.toml            every registered certificate, sorted, one field per line
 //!   certs/<THUMBPRINT>.pem   public certificate of each registered thumbprint
 //!   server/<THUMBPRINT>.key  server private key(s)                       (0600)
+//!                            (none for a `has_key = false` entry: a node certificate
+//!                            imported without its key, registered and exported only)
 //!   issued/<key>/            <key>.pfx, <key>.crt, <key>.key per client  (0600 in 0700)
 //! ```
 
@@ -258,7 +260,12 @@ impl Store {
         export_thumbprints: Option<Vec<String>>,
     ) -> Result<Actual> {
         for s in &registry.server {
-            self.verify_server_key(&s.thumbprint)?;
+            if s.has_key {
+                self.verify_server_key(&s.thumbprint)?;
+            } else {
+                // Registry-only: a public certificate, no key file to check.
+                self.verify_cert(&s.thumbprint)?;
+            }
         }
         let mut found = Found {
             drift,
@@ -1014,6 +1021,13 @@ impl Store {
             .map(|s| s.thumbprint.as_str())
             .chain(registry.certificates.iter().map(|c| c.thumbprint.as_str()))
             .collect();
+        // A node certificate now imported without its key: the key it was imported with goes.
+        let keyless: BTreeSet<&str> = registry
+            .server
+            .iter()
+            .filter(|s| !s.has_key)
+            .map(|s| s.thumbprint.as_str())
+            .collect();
         for (sub, ext) in [("certs", "pem"), ("server", "key"), ("keys", "key")] {
             let dir = self.root.join(sub);
             if !dir.is_dir() {
@@ -1037,7 +1051,7 @@ impl Store {
                 }
                 let referenced = name
                     .strip_suffix(&format!(".{ext}"))
-                    .is_some_and(|t| keep.contains(t));
+                    .is_some_and(|t| keep.contains(t) && !(sub == "server" && keyless.contains(t)));
                 if !referenced {
                     remove_path(entry.path())?;
                 }

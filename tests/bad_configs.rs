@@ -372,6 +372,27 @@ cases! {
         also: &["nodes/a.pfx does not exist"],
         ..Case::DEFAULT
     };
+    // A public node certificate (no private key) registers and exports only (SPEC §8).
+    generated_client_with_keyless_server: Case {
+        config: "version = 1\n[server]\ncertificates = [{ path = \"trust/node.crt\" }]\n\
+                 export = \"exports/cluster.pfx\"\n{CLIENTS}",
+        key: "clients.admin",
+        line: Some("[clients.admin]"),
+        also: &[
+            "trust/node.crt",
+            "private key",
+            "import the node .pfx with its private key in [server] certificates, or declare this client as an upload",
+        ],
+        files: &[("trust/node.crt", PARTNER_PEM)],
+    };
+    install_with_keyless_server: Case {
+        config: "version = 1\n[server]\ncertificates = [{ path = \"trust/node.crt\" }]\n\
+                 export = \"exports/cluster.pfx\"\ninstall = { path = \"node/cluster.pfx\" }\n",
+        key: "server.install",
+        line: Some("install = {"),
+        also: &["trust/node.crt", "holds no private key", "remove `install`"],
+        files: &[("trust/node.crt", PARTNER_PEM)],
+    };
     server_generate_and_certificates: Case {
         config: "version = 1\n[server]\ngenerate = true\nname = \"cluster.example.com\"\n\
                  certificates = [{ path = \"nodes/a.pfx\" }]\n\n[clients.admin]\nclearance = \"ClusterAdmin\"\n",
@@ -1074,6 +1095,9 @@ const SCHEMA_CANNOT_EXPRESS: &[&str] = &[
     "upload_file_missing",
     "upload_file_not_a_certificate",
     "server_certificates_file_missing",
+    // Whether a node file holds its private key: in the file, not certs.toml.
+    "generated_client_with_keyless_server",
+    "install_with_keyless_server",
     "password_env_unset",
     "password_file_missing",
     "password_env_value_empty",

@@ -833,3 +833,41 @@ pub(crate) fn same_changes(a: &ClusterView, b: &ClusterView) -> bool {
         };
     changes(a) == changes(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Period;
+    use crate::registry::ServerEntry;
+
+    #[test]
+    fn store_pin_holds_keyless_node_certificates_too() {
+        let settings = ClusterSettings {
+            urls: vec!["https://a.example.com".into()],
+            admin: ClusterAdmin::Client("admin".into()),
+            ca: CaPin::Store,
+            prune: false,
+            timeout: Period::seconds(30),
+        };
+        let mut registry = Registry::new();
+        for (t, has_key) in [("A", true), ("B", false)] {
+            registry.server.push(ServerEntry {
+                name: "node".into(),
+                thumbprint: t.repeat(40),
+                public_key_pinning_hash: "x".into(),
+                dns: vec![],
+                not_before: OffsetDateTime::UNIX_EPOCH,
+                not_after: OffsetDateTime::UNIX_EPOCH,
+                source: crate::model::Origin::Uploaded,
+                key_type: None,
+                revision: None,
+                has_key,
+            });
+        }
+        let pinned = pin(&settings, &registry, &[]).unwrap();
+        assert_eq!(
+            pinned,
+            Pin::Thumbprints(vec!["A".repeat(40), "B".repeat(40)])
+        );
+    }
+}

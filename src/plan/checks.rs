@@ -6,14 +6,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use time::OffsetDateTime;
 
 use super::{entry_fields, shown, Action, Change, PlanError, Planner, Target, UploadProblem};
-use crate::config::{ClientSpec, Desired};
+use crate::config::{ClientSpec, Desired, ServerSpec};
 use crate::model::Uploaded;
 use crate::registry::{Actual, CertEntry, Registry};
 
 /// The checks of what certs.toml declares that need no store, shared by `validate` and `plan`
-/// so that both refuse the same configs: an uploaded certificate that has expired, one
-/// certificate declared by two clients, a node's own certificate uploaded as a client.
+/// so that both refuse the same configs: a generated client or an install without a server
+/// key, an uploaded certificate that has expired, one certificate declared by two clients, a
+/// node's own certificate uploaded as a client.
 pub(crate) fn check_declared(desired: &Desired, now: OffsetDateTime) -> Result<(), PlanError> {
+    check_server_keys(desired)?;
     let nodes: BTreeSet<&str> = desired
         .files
         .nodes
@@ -46,6 +48,42 @@ pub(crate) fn check_declared(desired: &Desired, now: OffsetDateTime) -> Result<(
         }
     }
     Ok(())
+}
+
+/// With imported node certificates, generating clients needs one of them with its private key,
+/// and `install` needs the first one's.
+fn check_server_keys(desired: &Desired) -> Result<(), PlanError> {
+    let Some(ServerSpec::Imported(refs)) = desired.server.as_ref().map(|s| &s.source) else {
+        return Ok(());
+    };
+    let keyed = &desired.files.nodes_keyed;
+    // Files that were not read have their own errors already.
+    if keyed.len() != refs.len() {
+        return Ok(());
+    }
+    if let (Some(_), Some(first), Some(false)) = (desired.install(), refs.first(), keyed.first()) {
+        return Err(PlanError::InstallWithoutKey {
+            file: first.path.display().to_string(),
+        });
+    }
+    if keyed.contains(&true) {
+        return Ok(());
+    }
+    let generated = desired
+        .clients
+        .values()
+        .find(|c| matches!(c.source, ClientSpec::Generate(_)));
+    match generated {
+        Some(c) => Err(PlanError::NoSigningKey {
+            key: c.key.clone(),
+            files: refs
+                .iter()
+                .map(|r| r.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn upload_path(desired: &Desired, key: &str) -> String {

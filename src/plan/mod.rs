@@ -365,6 +365,20 @@ pub enum PlanError {
         /// The version it runs.
         version: String,
     },
+    /// A generated client declared while no `[server] certificates` entry holds its private key.
+    #[error("clients.{key}: {}", no_signing_key(files))]
+    NoSigningKey {
+        /// The generated client's key.
+        key: String,
+        /// The key-less node files, as declared, comma-separated.
+        files: String,
+    },
+    /// `[server] install` while the first `[server] certificates` entry holds no private key.
+    #[error("server.install: {}", install_without_key(file))]
+    InstallWithoutKey {
+        /// The first node file, as declared.
+        file: String,
+    },
     /// Every client certificate on the cluster unregistered, without `--allow-delete-all`.
     #[error("refused: this plan unregisters every client certificate on the cluster at {url} ({names}) and the store holds none; if that is really intended, run again with --allow-delete-all")]
     UnregistersAll {
@@ -384,12 +398,26 @@ impl PlanError {
                 format!("clients.{key}.upload"),
                 format!("refused: {problem}"),
             )),
+            PlanError::NoSigningKey { key, files } => {
+                Some((format!("clients.{key}"), no_signing_key(files)))
+            }
+            PlanError::InstallWithoutKey { file } => {
+                Some(("server.install".to_string(), install_without_key(file)))
+            }
             PlanError::TooManyDeletions { .. } => {
                 Some(("store.max_deletions".to_string(), self.to_string()))
             }
             _ => None,
         }
     }
+}
+
+fn no_signing_key(files: &str) -> String {
+    format!("a generated client certificate is signed with a server certificate's private key, and no [server] certificates entry holds one (key-less: {files}): import the node .pfx with its private key in [server] certificates, or declare this client as an upload")
+}
+
+fn install_without_key(file: &str) -> String {
+    format!("install writes the first server certificate with its private key, and server.certificates[0] ({file}) holds no private key: import the node .pfx with its private key there, or remove `install`")
 }
 
 /// Why an uploaded certificate cannot be registered. `file` is the upload's path as declared.

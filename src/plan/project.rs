@@ -45,6 +45,7 @@ pub(crate) fn generated_server_entry(
         source: Origin::Generated,
         key_type: Some(*key),
         revision: None,
+        has_key: true,
     })
 }
 
@@ -120,11 +121,17 @@ pub(crate) fn upload_entries(
         .collect()
 }
 
-/// Registry entries for the nodes' own certificates.
-pub(crate) fn node_entries(nodes: &[Uploaded], revision: Option<String>) -> Vec<ServerEntry> {
+/// Registry entries for the nodes' own certificates; `keyed` says, in the same order, which
+/// came with their private keys.
+pub(crate) fn node_entries(
+    nodes: &[Uploaded],
+    keyed: &[bool],
+    revision: Option<String>,
+) -> Vec<ServerEntry> {
     nodes
         .iter()
-        .map(|n| ServerEntry {
+        .zip(keyed)
+        .map(|(n, keyed)| ServerEntry {
             name: n
                 .info
                 .common_name
@@ -138,6 +145,7 @@ pub(crate) fn node_entries(nodes: &[Uploaded], revision: Option<String>) -> Vec<
             source: Origin::Uploaded,
             key_type: n.info.key_spec,
             revision: revision.clone(),
+            has_key: *keyed,
         })
         .collect()
 }
@@ -238,7 +246,9 @@ fn server_entries(
     unknown: &str,
 ) -> Vec<ServerEntry> {
     match server {
-        ServerSpec::Imported(_) => node_entries(&desired.files.nodes, None),
+        ServerSpec::Imported(_) => {
+            node_entries(&desired.files.nodes, &desired.files.nodes_keyed, None)
+        }
         ServerSpec::Generate { .. } => {
             generated_server_entry(server, now, unknown.into(), unknown.into())
                 .into_iter()

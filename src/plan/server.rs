@@ -93,6 +93,8 @@ impl Planner<'_> {
         let registered = &self.actual.registry.server;
         let want: Vec<String> = nodes.iter().map(|n| n.info.thumbprint.clone()).collect();
         let have: Vec<String> = registered.iter().map(|s| s.thumbprint.clone()).collect();
+        let keyed = &self.desired.files.nodes_keyed;
+        let had_key: Vec<bool> = registered.iter().map(|s| s.has_key).collect();
         let key = first
             .info
             .common_name
@@ -115,14 +117,31 @@ impl Planner<'_> {
                     .with_fields(None, Some(after)),
             ));
         };
-        if want == have {
+        let reason = if want != have {
+            format!(
+                "node certificates changed: {} -> {}",
+                list(&have),
+                list(&want)
+            )
+        } else if *keyed != had_key {
+            // The same certificates, a private key added or dropped: the store's key files follow.
+            let with_key: Vec<String> = want
+                .iter()
+                .zip(keyed)
+                .filter(|(_, k)| **k)
+                .map(|(t, _)| t.clone())
+                .collect();
+            format!(
+                "private keys of the node certificates changed: now held for {}",
+                if with_key.is_empty() {
+                    "none".to_string()
+                } else {
+                    list(&with_key)
+                }
+            )
+        } else {
             return Ok(None);
-        }
-        let reason = format!(
-            "node certificates changed: {} -> {}",
-            list(&have),
-            list(&want)
-        );
+        };
         Ok(Some(
             Change::new(Action::Replace, Target::Server, key, reason)
                 .with_fields(Some(server_fields(current)), Some(after))

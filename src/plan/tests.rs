@@ -81,6 +81,7 @@ pub(super) fn applied(d: &Desired) -> Actual {
         source: Origin::Generated,
         key_type: Some(KeySpec::EcP256),
         revision: None,
+        has_key: true,
     });
     for (i, c) in d.clients.values().enumerate() {
         reg.certificates.push(CertEntry {

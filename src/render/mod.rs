@@ -718,7 +718,13 @@ pub(crate) fn status_text(view: &StatusView<'_>) -> String {
             vec![
                 s.name.clone(),
                 s.thumbprint.clone(),
-                "ClusterNode".into(),
+                // A registry-only entry: the store holds no key to sign clients with.
+                if s.has_key {
+                    "ClusterNode"
+                } else {
+                    "ClusterNode (no key)"
+                }
+                .into(),
                 expires_cell(view.now, s.not_before, s.not_after, view.server_renew, None),
             ]
         })
@@ -839,6 +845,13 @@ struct ServerStatus<'a> {
     not_before: String,
     not_after: String,
     source: &'static str,
+    /// Shown only as `false`: a node certificate imported without its private key.
+    #[serde(skip_serializing_if = "is_true")]
+    has_key: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Serialize)]
@@ -897,6 +910,7 @@ pub(crate) fn status_json(
                 not_before: rfc3339(s.not_before),
                 not_after: rfc3339(s.not_after),
                 source: s.source.as_str(),
+                has_key: s.has_key,
             })
             .collect(),
         certificates: reg

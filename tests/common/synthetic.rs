@@ -46,6 +46,7 @@ pub fn synthetic_store(dir: &Path, n: usize) -> Result<(), Box<dyn std::error::E
         source: Origin::Generated,
         key_type: Some(KeySpec::EcP256),
         revision: None,
+        has_key: true,
     });
     let certs = dir.join("store/certs");
     for i in 0..n {
