@@ -91,6 +91,14 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
+    /// Write the RavenDB-style zip of a generated client (<key>.pfx, .crt, .key), mode 0600
+    Bundle {
+        /// The client's key in certs.toml
+        key: String,
+        /// Where to write it (default: <KEY>.zip in the current folder); never overwritten
+        #[arg(long, value_name = "FILE.zip")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// The options of `plan`.

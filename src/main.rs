@@ -113,6 +113,7 @@ fn run(cli: Cli) -> ops::Result<Output> {
             clap_complete::generate(shell, &mut Cli::command(), "ravencert", &mut buf);
             Ok(Output::ok(String::from_utf8_lossy(&buf).into_owned()))
         }
+        Command::Bundle { key, out } => ops::bundle(&ctx, &ops::BundleRequest { key, out }),
     }
 }
 

@@ -7,6 +7,7 @@ use std::io::Write;
 use crate::config;
 use crate::plan;
 
+mod bundle;
 mod cluster;
 mod context;
 mod daemon;
@@ -17,6 +18,7 @@ mod settings;
 mod show;
 mod update;
 
+pub use bundle::{bundle, BundleError, BundleRequest};
 pub use cluster::{ClusterApplyError, ClusterSetupError};
 pub(crate) use context::Revision;
 pub use context::{Context, StoreLocationError};
