@@ -114,6 +114,7 @@ fn run(cli: Cli) -> ops::Result<Output> {
             Ok(Output::ok(String::from_utf8_lossy(&buf).into_owned()))
         }
         Command::Bundle { key, out } => ops::bundle(&ctx, &ops::BundleRequest { key, out }),
+        Command::Man => Ok(Output::ok(ravencert::cli::man_page())),
     }
 }
 
