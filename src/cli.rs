@@ -93,6 +93,16 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
+    /// Write the RavenDB-style zip of a generated client (<key>.pfx, .crt, .key), mode 0600
+    Bundle {
+        /// The client's key in certs.toml
+        key: String,
+        /// Where to write it (default: <KEY>.zip in the current folder); never overwritten
+        #[arg(long, value_name = "FILE.zip")]
+        out: Option<PathBuf>,
+    },
+    /// Print the man page (install: ravencert man > ~/.local/share/man/man1/ravencert.1)
+    Man,
 }
 
 /// The options of `adopt`.
@@ -212,6 +222,64 @@ pub struct WatchArgs {
     /// Leave the cluster out: plan and apply the store only ([cluster] is not contacted)
     #[arg(long)]
     pub offline: bool,
+}
+
+/// The man page (roff), generated from this clap definition so that it never disagrees with
+/// `--help` or the completions: the main page (synopsis, global options), a section per
+/// command (its synopsis, description and own options), then the exit codes and version.
+pub fn man_page() -> String {
+    let mut cli = <Cli as clap::CommandFactory>::command();
+    // Built, each command knows its full name (`ravencert plan`) and the global options.
+    cli.build();
+    let globals: Vec<clap::Id> = cli
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.get_id().clone())
+        .collect();
+    let man = clap_mangen::Man::new(cli.clone());
+    let mut page = Vec::new();
+    // Writing into memory cannot fail.
+    let _ = man.render_title(&mut page);
+    let _ = man.render_name_section(&mut page);
+    let _ = man.render_synopsis_section(&mut page);
+    let _ = man.render_description_section(&mut page);
+    let _ = man.render_options_section(&mut page);
+    for command in cli.get_subcommands().filter(|c| c.get_name() != "help") {
+        // The global options are described once, above.
+        let command = globals.iter().fold(command.clone(), |c, id| {
+            c.mut_arg(id.clone(), |a| a.hide(true))
+        });
+        page.extend_from_slice(command_section(command).as_bytes());
+    }
+    let _ = man.render_extra_section(&mut page);
+    let _ = man.render_version_section(&mut page);
+    let text = String::from_utf8_lossy(&page).into_owned();
+    // Each render part repeats the page's preamble (a string definition): keep the first.
+    let preamble: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with(".ie \\n(.g .ds Aq") && !l.starts_with(".el .ds Aq"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    preamble + &body
+}
+
+/// A command's section of the man page: its synopsis, description and options as subsections.
+fn command_section(command: clap::Command) -> String {
+    let name = command.get_name().to_uppercase();
+    let man = clap_mangen::Man::new(command);
+    let mut part = Vec::new();
+    let _ = man.render_synopsis_section(&mut part);
+    let _ = man.render_description_section(&mut part);
+    let _ = man.render_options_section(&mut part);
+    let mut out = format!(".SH \"RAVENCERT {name}\"\n");
+    for line in String::from_utf8_lossy(&part).lines() {
+        match line.strip_prefix(".SH ") {
+            Some(title) => out.push_str(&format!(".SS {title}\n")),
+            None => out.push_str(&format!("{line}\n")),
+        }
+    }
+    out
 }
 
 // Durations on the command line use certs.toml's grammar (model::Period): a whole number with

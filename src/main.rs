@@ -122,6 +122,8 @@ fn run(cli: Cli) -> ops::Result<Output> {
             clap_complete::generate(shell, &mut Cli::command(), "ravencert", &mut buf);
             Ok(Output::ok(String::from_utf8_lossy(&buf).into_owned()))
         }
+        Command::Bundle { key, out } => ops::bundle(&ctx, &ops::BundleRequest { key, out }),
+        Command::Man => Ok(Output::ok(ravencert::cli::man_page())),
     }
 }
 

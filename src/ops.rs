@@ -8,6 +8,7 @@ use crate::config;
 use crate::plan;
 
 mod adopt;
+mod bundle;
 mod cluster;
 mod context;
 mod daemon;
@@ -19,6 +20,7 @@ mod show;
 mod update;
 
 pub use adopt::{adopt, AdoptError, AdoptRequest};
+pub use bundle::{bundle, BundleError, BundleRequest};
 pub use cluster::{ClusterApplyError, ClusterSetupError};
 pub(crate) use context::Revision;
 pub use context::{Context, StoreLocationError};

@@ -586,6 +586,36 @@ impl Store {
             .filter(|der| pki::thumbprint(der) == thumbprint)
     }
 
+    /// The three files of a client's issued bundle (`issued/<key>/`), read as they are, never
+    /// through a link; None when one is missing or its certificate is not `thumbprint`.
+    pub(crate) fn read_issued(&self, key: &str, thumbprint: &str) -> Result<Option<IssuedFiles>> {
+        let dir = self.issued_dir(key);
+        if !self.private_meta(&dir, false)?.is_some_and(|m| m.is_dir()) {
+            return Ok(None);
+        }
+        let read = |ext: &str| -> Result<Option<Vec<u8>>> {
+            match read_file(&dir.join(format!("{key}.{ext}"))) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(StoreError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        let (Some(pfx), Some(crt), Some(key_pem)) = (read("pfx")?, read("crt")?, read("key")?)
+        else {
+            return Ok(None);
+        };
+        let holds = pki::pem_cert_body(&crt).is_some_and(|der| pki::thumbprint(&der) == thumbprint);
+        Ok(holds.then_some(IssuedFiles {
+            pfx,
+            crt,
+            key: key_pem,
+        }))
+    }
+
     /// The registry's certificate file exists and its SHA-1 matches the thumbprint.
     fn verify_cert(&self, thumbprint: &str) -> Result<()> {
         let der = self.read_cert_der(thumbprint)?;
@@ -1098,6 +1128,45 @@ fn check_owner(p: &Path, m: &fs::Metadata) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The files of a client's issued bundle, as the store holds them.
+pub(crate) struct IssuedFiles {
+    /// `<key>.pfx`: client certificate, key and server certificate (protected by the password).
+    pub(crate) pfx: Vec<u8>,
+    /// `<key>.crt`: the client certificate (PEM).
+    pub(crate) crt: Vec<u8>,
+    /// `<key>.key`: the private key (PEM, encrypted when the client has a password).
+    pub(crate) key: Vec<u8>,
+}
+
+/// Writes a new file outside the store (a bundle handed out): atomically (temp file in the
+/// same folder, fsync, then a rename that never replaces), with `mode` whatever the umask. A
+/// file or link already at `path` is left as it is: the error's kind is `AlreadyExists`.
+pub(crate) fn write_new_outside(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".tmp-{name}-"))
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(io_err(dir))?;
+    let tmp_path = tmp.path().to_path_buf();
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_err(&tmp_path))?;
+    tmp.write_all(bytes).map_err(io_err(&tmp_path))?;
+    tmp.as_file().sync_all().map_err(io_err(&tmp_path))?;
+    // No clobber: a file (or a link, not followed) that appeared meanwhile wins, untouched.
+    tmp.persist_noclobber(path)
+        .map_err(|e| io_err(path)(e.error))?;
+    sync_dir(dir)
 }
 
 /// Thumbprints of the certificates in an export file, if it can be read.

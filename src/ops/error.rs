@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use super::bundle::BundleError;
 use super::context::StoreLocationError;
 use super::exports::ExportPathError;
 use crate::apply::ApplyError;
@@ -161,6 +162,9 @@ pub enum Error {
     /// The watch daemon cannot start or its file watch stopped.
     #[error(transparent)]
     Watch(#[from] WatchError),
+    /// `bundle` cannot hand out this client's zip.
+    #[error(transparent)]
+    Bundle(Box<BundleError>),
 }
 
 /// The result of a command.
@@ -169,6 +173,12 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl From<Vec<ConfigError>> for Error {
     fn from(errors: Vec<ConfigError>) -> Error {
         Error::Config(errors)
+    }
+}
+
+impl From<BundleError> for Error {
+    fn from(error: BundleError) -> Error {
+        Error::Bundle(Box::new(error))
     }
 }
 
