@@ -1167,11 +1167,7 @@ fn validate_client(
     }
     let c = client.get_ref();
     if let Some(p) = &c.password {
-        ck.error_at(
-            Some(&p.span()),
-            format!("{at}.password"),
-            "passwords never stand in certs.toml (it is reviewed and kept in git): name an environment variable with `password_env` or a file with `password_file`".into(),
-        );
+        refuse_password(ck, &at, p);
     }
     let name = client_name(ck, &at, &id, c);
     if !name.is_empty() {
@@ -1417,17 +1413,22 @@ fn validate_server(
     })
 }
 
+/// A literal `password = ...` at `at`: refused where it stands.
+fn refuse_password(ck: &mut Checker<'_>, at: &str, password: &Spanned<toml::Value>) {
+    ck.error_at(
+        Some(&password.span()),
+        format!("{at}.password"),
+        "passwords never stand in certs.toml (it is reviewed and kept in git): name an environment variable with `password_env` or a file with `password_file`".into(),
+    );
+}
+
 /// `install = { path, pfx, password_env | password_file }`.
 fn install_spec(ck: &mut Checker<'_>, install: &Spanned<RawInstall>, base: &Path) -> InstallSpec {
     let at = "server.install";
     let i = install.get_ref();
     ck.mark(at.into(), &install.span());
     if let Some(p) = &i.password {
-        ck.error_at(
-            Some(&p.span()),
-            format!("{at}.password"),
-            "passwords never stand in certs.toml (it is reviewed and kept in git): name an environment variable with `password_env` or a file with `password_file`".into(),
-        );
+        refuse_password(ck, at, p);
     }
     ck.mark(format!("{at}.path"), &i.path.span());
     if i.path.get_ref().trim().is_empty() {
@@ -1873,11 +1874,7 @@ fn admin_certificate(
     let at = "cluster.admin_certificate";
     let c = cert.get_ref();
     if let Some(p) = &c.password {
-        ck.error_at(
-            Some(&p.span()),
-            format!("{at}.password"),
-            "passwords never stand in certs.toml (it is reviewed and kept in git): name an environment variable with `password_env` or a file with `password_file`".into(),
-        );
+        refuse_password(ck, at, p);
     }
     ck.mark(format!("{at}.path"), &c.path.span());
     if c.path.get_ref().trim().is_empty() {

@@ -1144,29 +1144,11 @@ pub(crate) struct IssuedFiles {
 /// same folder, fsync, then a rename that never replaces), with `mode` whatever the umask. A
 /// file or link already at `path` is left as it is: the error's kind is `AlreadyExists`.
 pub(crate) fn write_new_outside(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".tmp-{name}-"))
-        .permissions(fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)
-        .map_err(io_err(dir))?;
-    let tmp_path = tmp.path().to_path_buf();
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io_err(&tmp_path))?;
-    tmp.write_all(bytes).map_err(io_err(&tmp_path))?;
-    tmp.as_file().sync_all().map_err(io_err(&tmp_path))?;
+    let (dir, tmp) = temp_file_beside(path, bytes, mode, true)?;
     // No clobber: a file (or a link, not followed) that appeared meanwhile wins, untouched.
     tmp.persist_noclobber(path)
         .map_err(|e| io_err(path)(e.error))?;
-    sync_dir(dir)
+    sync_dir(&dir)
 }
 
 /// Thumbprints of the certificates in an export file, if it can be read.
@@ -1313,6 +1295,24 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 }
 
 fn write_file(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<()> {
+    let (dir, tmp) = temp_file_beside(path, bytes, mode, durable)?;
+    fault::step();
+    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
+    if durable {
+        sync_dir(&dir)?;
+    }
+    Ok(())
+}
+
+/// A temp file in `path`'s folder holding `bytes` with `mode` (fsynced when `durable`), and that
+/// folder. `.tmp-` names what an interrupted write leaves behind; finish() sweeps it. The temp
+/// file is created exclusively (O_EXCL) and removed on any error by NamedTempFile's drop.
+fn temp_file_beside(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    durable: bool,
+) -> Result<(PathBuf, tempfile::NamedTempFile)> {
     // A bare file name's parent is Some(""): that is the current folder.
     let dir = path
         .parent()
@@ -1322,8 +1322,6 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<()>
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    // `.tmp-` names what an interrupted write leaves behind; finish() sweeps it. The temp file
-    // is created exclusively (O_EXCL) and removed on any error by NamedTempFile's drop.
     fault::step();
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".tmp-{name}-"))
@@ -1339,12 +1337,7 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<()>
     if durable {
         tmp.as_file().sync_all().map_err(io_err(&tmp_path))?;
     }
-    fault::step();
-    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
-    if durable {
-        sync_dir(dir)?;
-    }
-    Ok(())
+    Ok((dir.to_path_buf(), tmp))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -332,9 +332,21 @@ pub(crate) fn unique_key(key: &str, taken: &mut BTreeSet<String>) -> String {
     candidate
 }
 
-/// A TOML string literal (quoted and escaped by the toml crate).
+/// A TOML basic string on one line: `"` and `\\` escaped, every control character as
+/// `\\uXXXX`, so that no value read from the cluster can end the line or the string.
 fn quoted(text: &str) -> String {
-    toml::Value::String(text.to_string()).to_string()
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 impl Adoption<'_> {
@@ -504,6 +516,10 @@ mod tests {
 
     #[test]
     fn toml_strings_are_quoted_and_escaped() {
-        assert_eq!(quoted("a \"b\"\n"), r#""a \"b\"\n""#);
+        assert_eq!(quoted("a \"b\"\n\\"), r#""a \"b\"\u000A\\""#);
+        // What TOML reads back is the text itself.
+        let text = "Zürich \"Team\"\t\u{7f}\\end";
+        let back: toml::Table = toml::from_str(&format!("v = {}", quoted(text))).unwrap();
+        assert_eq!(back["v"].as_str(), Some(text));
     }
 }

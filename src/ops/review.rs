@@ -101,6 +101,27 @@ pub(super) fn compute(
     Ok((store, actual, plan))
 }
 
+/// [`compute`], then the cluster's plan after it (one list request; none when `offline`).
+pub(super) fn compute_with_cluster(
+    ctx: &Context,
+    desired: &Desired,
+    opts: &PlanOptions,
+    secrets: bool,
+    offline: bool,
+) -> Result<(Actual, Plan, ClusterView)> {
+    let (store, actual, plan) = compute(ctx, desired, opts, secrets)?;
+    let planned = StorePlanned {
+        desired,
+        store: &store,
+        actual: &actual,
+        plan: &plan,
+        now: ctx.now,
+        opts,
+    };
+    let cluster = preview(&planned, offline)?.view;
+    Ok((actual, plan, cluster))
+}
+
 /// `ravencert plan`.
 pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
     let opts = options(&req.replace, req.allow_delete_all);
@@ -183,16 +204,8 @@ fn planned(
                 Some(rev) => ctx.load(&Revision::Rev(rev.clone()), false)?,
                 None => ctx.desired_checked()?,
             };
-            let (store, actual, plan) = compute(ctx, &desired, opts, rev.is_none())?;
-            let planned = StorePlanned {
-                desired: &desired,
-                store: &store,
-                actual: &actual,
-                plan: &plan,
-                now: ctx.now,
-                opts,
-            };
-            let cluster = preview(&planned, req.offline)?.view;
+            let (actual, plan, cluster) =
+                compute_with_cluster(ctx, &desired, opts, rev.is_none(), req.offline)?;
             Ok((desired, actual, plan, cluster))
         }
     }

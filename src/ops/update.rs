@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::cluster::{self, StorePlanned};
 use super::error::{Error, Result};
-use super::review::{compute, options, with_passwords};
+use super::review::{compute_with_cluster, options, with_passwords};
 use super::{Context, Output};
 use crate::apply;
 use crate::config::Desired;
@@ -83,16 +83,7 @@ pub(crate) fn plan_for(
     opts: &PlanOptions,
     offline: bool,
 ) -> Result<(Plan, ClusterView)> {
-    let (store, actual, plan) = compute(ctx, desired, opts, true)?;
-    let planned = StorePlanned {
-        desired,
-        store: &store,
-        actual: &actual,
-        plan: &plan,
-        now: ctx.now,
-        opts,
-    };
-    let cluster = cluster::preview(&planned, offline)?.view;
+    let (_, plan, cluster) = compute_with_cluster(ctx, desired, opts, true, offline)?;
     Ok((plan, cluster))
 }
 
@@ -169,24 +160,12 @@ pub fn apply(ctx: &Context, req: &ApplyRequest, confirm: Confirm<'_>) -> Result<
         None => options(&req.replace, req.allow_delete_all),
     };
     // A first look without the lock, to show the plan and ask.
-    let (store, preview_actual, preview) = compute(ctx, &desired, &opts, true)?;
+    // With --yes nobody reads the cluster's preview: converge reads it under the lock.
+    let (preview_actual, preview, cluster_preview) =
+        compute_with_cluster(ctx, &desired, &opts, true, req.offline || req.yes)?;
     if let Some(s) = &saved {
         s.check(&desired, &preview_actual, &preview)?;
     }
-    let cluster_preview = if req.yes || req.offline {
-        // Nobody reads the preview: converge reads the cluster under the lock.
-        ClusterView::Absent
-    } else {
-        let planned = StorePlanned {
-            desired: &desired,
-            store: &store,
-            actual: &preview_actual,
-            plan: &preview,
-            now: ctx.now,
-            opts: &opts,
-        };
-        cluster::preview(&planned, req.offline)?.view
-    };
     let unchanged = preview.is_empty() && cluster_preview.is_empty();
     if !unchanged && !req.yes && !confirm(&preview, &cluster_preview)? {
         return Err(Error::Cancelled);
