@@ -500,6 +500,9 @@ fn registration_fields(r: &Registration) -> Fields {
 struct Unregister {
     change: ClusterChange,
     counted: bool,
+    /// How many registrations go with it: 1, plus a collection primary's secondaries (RavenDB
+    /// removes them with it).
+    removes: usize,
 }
 
 /// One cluster planning: its inputs, the lookups its parts share, the warnings they collect.
@@ -767,6 +770,24 @@ impl ClusterPlanner<'_> {
     fn unregister(&mut self, r: &Registration) -> Option<Unregister> {
         let t = upper(&r.thumbprint);
         let ours = self.opts.last_set.contains_key(&t);
+        // A primary goes with its secondaries: never while the store declares one of them.
+        let secondaries: Vec<&Registration> = self
+            .listing
+            .registrations
+            .iter()
+            .filter(|s| s.collection_primary.as_deref().map(upper) == Some(t.clone()))
+            .collect();
+        if let Some(kept) = secondaries
+            .iter()
+            .find(|s| self.desired_thumbprints.contains(&upper(&s.thumbprint)))
+        {
+            self.warnings.push(format!(
+                "cluster: certificate {t} ('{}') is not in the store, but RavenDB would remove its secondary {} with it, which the store holds: it stays — register the secondary on its own in the Studio, then it can go",
+                r.name,
+                upper(&kept.thumbprint)
+            ));
+            return None;
+        }
         if self.protected(r) {
             if ours && self.opts.admin_thumbprint.as_deref().map(upper) == Some(t.clone()) {
                 self.warnings.push(format!(
@@ -809,6 +830,7 @@ impl ClusterPlanner<'_> {
         Some(Unregister {
             change,
             counted: !ours,
+            removes: 1 + secondaries.len(),
         })
     }
 
@@ -837,15 +859,24 @@ impl ClusterPlanner<'_> {
             .iter()
             .filter(|u| u.counted)
             .map(|u| {
+                let with = match u.removes {
+                    1 => String::new(),
+                    n => format!(" (with {} secondaries)", n - 1),
+                };
                 format!(
-                    "cluster: '{}' {}",
+                    "cluster: '{}' {}{with}",
                     u.change.name,
                     u.change.thumbprint.as_deref().unwrap_or_default()
                 )
             })
             .collect();
+        let removed: usize = unregisters
+            .iter()
+            .filter(|u| u.counted)
+            .map(|u| u.removes)
+            .sum();
         let max = self.opts.max_deletions;
-        let count = self.opts.store_deletions + counted.len();
+        let count = self.opts.store_deletions + removed;
         if max > 0 && !counted.is_empty() && count > max as usize {
             let mut keys = Vec::new();
             if self.opts.store_deletions > 0 {

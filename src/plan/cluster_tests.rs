@@ -435,6 +435,39 @@ fn a_collection_is_unregistered_through_its_primary() {
 }
 
 #[test]
+fn a_primary_goes_with_its_secondaries_counted_and_never_while_one_is_declared() {
+    let mut secondary = registration(&thumb(61), "partner", ClusterClearance::ValidUser);
+    secondary.collection_primary = Some(thumb(60));
+    let listing = cluster(vec![
+        registration(&thumb(60), "partner", ClusterClearance::ValidUser),
+        secondary,
+    ]);
+    // The primary and its secondary are two deletions: over a limit of one.
+    let o = ClusterOptions {
+        prune: true,
+        max_deletions: 1,
+        ..opts()
+    };
+    let err = plan_cluster(&store(vec![app()]), &listing, &o).unwrap_err();
+    assert!(err.to_string().contains("with 1 secondaries"), "{err}");
+    // The store declares the secondary (an upload of it alone): the primary stays, warned.
+    let held = entry("partner", &thumb(61), Clearance::ValidUser, &[]);
+    let o = ClusterOptions {
+        prune: true,
+        ..opts()
+    };
+    let p = run(&store(vec![held]), &listing, &o);
+    assert_eq!(p.count(ClusterAction::Unregister), 0, "{:?}", p.changes);
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("would remove its secondary")),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
 fn read_access_on_a_4_1_cluster_is_refused_before_any_change() {
     let reports = entry(
         "reports",
