@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{escape, field_lines, md_cell, md_field_changes, Escaped, Style};
+use super::{escalation_banner, escape, field_lines, md_cell, md_field_changes, Escaped, Style};
 use crate::plan::{ClusterAction, ClusterChange, ClusterPlan, ClusterView, RegistrationState};
 
 fn summary(plan: &ClusterPlan) -> String {
@@ -52,19 +52,13 @@ pub fn cluster_text(view: &ClusterView, style: Style) -> String {
             "  No changes. The cluster's registrations match the store.\n"
         );
     }
-    let escalations: Vec<&ClusterChange> = plan.changes.iter().filter(|c| c.escalation).collect();
-    if !escalations.is_empty() {
-        let names: Vec<String> = escalations.iter().map(|c| label(c)).collect();
-        let _ = writeln!(
-            out,
-            "{} {} cluster change{} widen{} access: {}\n",
-            style.alert("!! ESCALATION:"),
-            escalations.len(),
-            if escalations.len() == 1 { "" } else { "s" },
-            if escalations.len() == 1 { "s" } else { "" },
-            names.join(", ")
-        );
-    }
+    let names: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.escalation)
+        .map(label)
+        .collect();
+    escalation_banner(&mut out, style, "cluster change", &names);
     for c in &plan.changes {
         text_change(&mut out, c, style);
     }

@@ -242,22 +242,33 @@ fn text_changes(out: &mut String, plan: &Plan, style: Style) {
         style.action(Action::Delete),
         style.action(Action::Export),
     );
-    let escalations: Vec<&Change> = plan.changes.iter().filter(|c| c.escalation).collect();
-    if !escalations.is_empty() {
-        let keys: Vec<Cow<str>> = escalations.iter().map(|c| escape(&c.key)).collect();
-        let _ = writeln!(
-            out,
-            "{} {} change{} widen{} access: {}\n",
-            style.alert("!! ESCALATION:"),
-            escalations.len(),
-            if escalations.len() == 1 { "" } else { "s" },
-            if escalations.len() == 1 { "s" } else { "" },
-            keys.join(", ")
-        );
-    }
+    let keys: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.escalation)
+        .map(|c| escape(&c.key).into_owned())
+        .collect();
+    escalation_banner(out, style, "change", &keys);
     for c in &plan.changes {
         text_change(out, c, style);
     }
+}
+
+/// `!! ESCALATION: 2 changes widen access: a, b` and a blank line (nothing when `who` is
+/// empty): the text plan's banner, for the store's changes and the cluster's. `who` is escaped.
+fn escalation_banner(out: &mut String, style: Style, noun: &str, who: &[String]) {
+    if who.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{} {} {noun}{} widen{} access: {}\n",
+        style.alert("!! ESCALATION:"),
+        who.len(),
+        if who.len() == 1 { "" } else { "s" },
+        if who.len() == 1 { "s" } else { "" },
+        who.join(", ")
+    );
 }
 
 /// One change: symbol, target, key and flag, then `field: value` lines.
