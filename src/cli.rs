@@ -70,6 +70,9 @@ pub enum Command {
         /// Machine-readable output
         #[arg(long)]
         json: bool,
+        /// The status page as one HTML document (no script, no external asset)
+        #[arg(long, conflicts_with = "json")]
+        html: bool,
         /// Read only the store; do not ask the cluster
         #[arg(long)]
         offline: bool,

@@ -104,7 +104,18 @@ fn run(cli: Cli) -> ops::Result<Output> {
                 .init();
             ops::watch(&ctx, &watch_request(a))
         }
-        Command::Status { json, offline } => ops::status(&ctx, json, offline),
+        Command::Status {
+            json,
+            html,
+            offline,
+        } => {
+            let format = match (json, html) {
+                (true, _) => ops::StatusFormat::Json,
+                (_, true) => ops::StatusFormat::Html,
+                _ => ops::StatusFormat::Text,
+            };
+            ops::status(&ctx, format, offline)
+        }
         Command::Export { out } => ops::export(&ctx, out),
         Command::Adopt(a) => ops::adopt(
             &ctx,

@@ -29,7 +29,7 @@ pub use error::{Error, Result};
 pub use exports::{export, ExportPathError};
 pub use review::{plan, PlanRequest};
 pub use settings::settings;
-pub use show::status;
+pub use show::{status, StatusFormat};
 pub use update::{apply, ApplyRequest, Confirm};
 
 /// The result of a command: what to print and how to exit.

@@ -13,8 +13,19 @@ use crate::registry::Actual;
 use crate::render::{self, ClusterCertificateState, ClusterStatus, StatusView};
 use crate::store::Store;
 
-/// `ravencert status [--json] [--offline]`.
-pub fn status(ctx: &Context, json_out: bool, offline: bool) -> Result<Output> {
+/// What `status` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFormat {
+    /// The Studio-like tables.
+    Text,
+    /// `--json`: the document SPEC §5 describes.
+    Json,
+    /// `--html`: the status page (SPEC §9), written once.
+    Html,
+}
+
+/// `ravencert status [--json | --html] [--offline]`.
+pub fn status(ctx: &Context, format: StatusFormat, offline: bool) -> Result<Output> {
     let (desired, root, actual, mut warnings) = load(ctx)?;
     // The store is shown whatever the cluster says: a cluster that cannot be read is a warning.
     let cluster = match (&desired, offline) {
@@ -29,7 +40,7 @@ pub fn status(ctx: &Context, json_out: bool, offline: bool) -> Result<Output> {
         _ => None,
     };
     let stderr: String = warnings.iter().map(|w| format!("warning: {w}\n")).collect();
-    if json_out {
+    if format == StatusFormat::Json {
         return Ok(Output {
             stdout: render::status_json(&actual.registry, &warnings, cluster.as_ref())
                 .map_err(Error::Encode)?,
@@ -37,7 +48,7 @@ pub fn status(ctx: &Context, json_out: bool, offline: bool) -> Result<Output> {
             code: 0,
         });
     }
-    if !actual.exists {
+    if format == StatusFormat::Text && !actual.exists {
         return Ok(Output::ok(render::status_empty(&root)));
     }
     let client_renew = desired.as_ref().map(client_renewals).unwrap_or_default();
@@ -48,8 +59,12 @@ pub fn status(ctx: &Context, json_out: bool, offline: bool) -> Result<Output> {
         client_renew: &client_renew,
         cluster: cluster.as_ref(),
     };
+    let stdout = match format {
+        StatusFormat::Html => render::status_html(&view, None),
+        _ => render::status_text(&view),
+    };
     Ok(Output {
-        stdout: render::status_text(&view),
+        stdout,
         stderr,
         code: 0,
     })

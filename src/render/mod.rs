@@ -12,9 +12,12 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 mod cluster;
+mod html;
 
 pub(crate) use cluster::{add_cluster_json, cluster_applied_text, state_cell};
 pub use cluster::{cluster_markdown, cluster_text};
+pub(crate) use html::status_html;
+pub use html::{ApplyOutcome, LastApply};
 
 use crate::model::{Access, Clearance, RenewBefore};
 use crate::plan::{Action, Change, Field, FieldChange, Fields, Plan, Target};
@@ -781,19 +784,7 @@ fn client_row(view: &StatusView<'_>, c: &CertEntry) -> Vec<String> {
     if c.retire_after.is_some() {
         name.push_str(" (old)");
     }
-    let databases = if c.clearance == Clearance::ValidUser {
-        if c.permissions.is_empty() {
-            "(none)".to_string()
-        } else {
-            c.permissions
-                .iter()
-                .map(|(db, a)| format!("{db}: {a}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    } else {
-        "All".to_string()
-    };
+    let databases = databases_cell(c);
     let clearance = match c.clearance {
         Clearance::ValidUser => "User".to_string(),
         other => other.to_string(),
@@ -813,9 +804,41 @@ fn client_row(view: &StatusView<'_>, c: &CertEntry) -> Vec<String> {
     ]
 }
 
+/// Where a certificate stands against its expiry, as `status` marks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExpiryMark {
+    /// Valid and outside its renewal window (or none is known).
+    Valid,
+    /// Inside renew_before: the next apply re-issues it.
+    RenewDue,
+    /// An old certificate kept through its rotation overlap until this time (already
+    /// replaced, so never renew due).
+    Retiring(OffsetDateTime),
+    /// Past its not-after.
+    Expired,
+}
+
+/// The mark of a certificate valid from `not_before` to `not_after`, at `now`.
+pub(crate) fn expiry_mark(
+    now: OffsetDateTime,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    renew: Option<RenewBefore>,
+    retiring_after: Option<OffsetDateTime>,
+) -> ExpiryMark {
+    if not_after <= now {
+        ExpiryMark::Expired
+    } else if let Some(r) = retiring_after {
+        ExpiryMark::Retiring(r)
+    } else if renew.is_some_and(|r| not_after - now < r.window(not_after - not_before)) {
+        ExpiryMark::RenewDue
+    } else {
+        ExpiryMark::Valid
+    }
+}
+
 /// The Expires cell: date and days left, then EXPIRED, `[retiring DATE]` for an old
-/// certificate kept through its rotation overlap (already replaced, so never renew due), or
-/// `[renew due]` inside renew_before.
+/// certificate kept through its rotation overlap, or `[renew due]` inside renew_before.
 fn expires_cell(
     now: OffsetDateTime,
     not_before: OffsetDateTime,
@@ -824,17 +847,28 @@ fn expires_cell(
     retiring_after: Option<OffsetDateTime>,
 ) -> String {
     let days = (not_after - now).whole_days();
-    let mut s = format!("{} ({} days left)", not_after.date(), days);
-    if not_after <= now {
-        s = format!("{} (EXPIRED)", not_after.date());
-    } else if let Some(r) = retiring_after {
-        s.push_str(&format!(" [retiring {}]", r.date()));
-    } else if let Some(r) = renew {
-        if not_after - now < r.window(not_after - not_before) {
-            s.push_str(" [renew due]");
-        }
+    let date = not_after.date();
+    match expiry_mark(now, not_before, not_after, renew, retiring_after) {
+        ExpiryMark::Expired => format!("{date} (EXPIRED)"),
+        ExpiryMark::Retiring(r) => format!("{date} ({days} days left) [retiring {}]", r.date()),
+        ExpiryMark::RenewDue => format!("{date} ({days} days left) [renew due]"),
+        ExpiryMark::Valid => format!("{date} ({days} days left)"),
     }
-    s
+}
+
+/// The databases a client reaches, as the Studio shows them: `All` above ValidUser.
+fn databases_cell(c: &CertEntry) -> String {
+    if c.clearance != Clearance::ValidUser {
+        "All".to_string()
+    } else if c.permissions.is_empty() {
+        "(none)".to_string()
+    } else {
+        c.permissions
+            .iter()
+            .map(|(db, a)| format!("{db}: {a}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// `status --json`: the registry as SPEC §5 documents it, plus the warnings.

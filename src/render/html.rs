@@ -1,0 +1,700 @@
+//! The status page (SPEC §9): the Studio's Certificates view as one static HTML document, with
+//! a timeline of expirations drawn as inline SVG. No script and no external asset (the CSS is
+//! inline), so that it can be served by the daemon, kept as a CI artifact or pasted into a wiki;
+//! every value goes through [`html_escape`], the page's one escape function.
+
+use std::fmt::Write as _;
+
+use time::OffsetDateTime;
+
+use super::{
+    databases_cell, escape, expiry_mark, rfc3339, state_cell, ClusterStatus, ExpiryMark, StatusView,
+};
+use crate::model::{Clearance, RenewBefore};
+use crate::plan::RegistrationState;
+
+/// What the daemon knows of its last apply, shown at the top of the status page (none for
+/// `status --html`, which runs no apply).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastApply {
+    /// When it finished.
+    pub at: OffsetDateTime,
+    /// Whether it succeeded.
+    pub outcome: ApplyOutcome,
+    /// The certs.toml revision it applied, when known.
+    pub revision: Option<String>,
+}
+
+/// How an apply ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// Store and cluster were converged.
+    Succeeded,
+    /// It stopped, for this reason (the error's message).
+    Failed {
+        /// The error, as the log shows it.
+        reason: String,
+    },
+}
+
+/// A value made safe inside HTML text and quoted attributes: `& < > " '` become entities, and
+/// control, bidi and other invisible characters become visible `\u{..}` text, as in every other
+/// output (see [`super::is_unsafe_char`]).
+pub(crate) fn html_escape(s: &str) -> String {
+    let visible = escape(s);
+    let mut out = String::with_capacity(visible.len() + 16);
+    for c in visible.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One certificate, server or client, as the page shows it (values not yet escaped).
+struct Row {
+    name: String,
+    thumbprint: String,
+    clearance: &'static str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    renew: Option<RenewBefore>,
+    mark: ExpiryMark,
+    databases: Vec<(String, String)>,
+    cluster: Option<String>,
+}
+
+/// The Studio's names for the clearances.
+fn studio_clearance(c: Clearance) -> &'static str {
+    match c {
+        Clearance::ClusterAdmin => "Cluster Admin",
+        Clearance::Operator => "Operator",
+        Clearance::ValidUser => "User",
+    }
+}
+
+fn cluster_cell(view: &StatusView<'_>, thumbprint: &str) -> Option<String> {
+    view.cluster.map(|c| state_cell(c.state_of(thumbprint)))
+}
+
+fn server_rows(view: &StatusView<'_>) -> Vec<Row> {
+    view.registry
+        .server
+        .iter()
+        .map(|s| Row {
+            name: s.name.clone(),
+            thumbprint: s.thumbprint.clone(),
+            clearance: if s.has_key {
+                "Cluster Node"
+            } else {
+                "Cluster Node (no key)"
+            },
+            not_before: s.not_before,
+            not_after: s.not_after,
+            renew: view.server_renew,
+            mark: expiry_mark(view.now, s.not_before, s.not_after, view.server_renew, None),
+            databases: Vec::new(),
+            cluster: cluster_cell(view, &s.thumbprint),
+        })
+        .collect()
+}
+
+fn client_rows(view: &StatusView<'_>) -> Vec<Row> {
+    view.registry
+        .certificates
+        .iter()
+        .map(|c| {
+            let renew = view.client_renew.get(&c.key).copied();
+            let databases = if c.clearance == Clearance::ValidUser {
+                c.permissions
+                    .iter()
+                    .map(|(db, a)| (db.clone(), a.to_string()))
+                    .collect()
+            } else {
+                vec![(databases_cell(c), String::new())]
+            };
+            let mut name = c.name.clone();
+            if c.retire_after.is_some() {
+                name.push_str(" (old)");
+            }
+            Row {
+                name,
+                thumbprint: c.thumbprint.clone(),
+                clearance: studio_clearance(c.clearance),
+                not_before: c.not_before,
+                not_after: c.not_after,
+                renew,
+                mark: expiry_mark(view.now, c.not_before, c.not_after, renew, c.retire_after),
+                databases,
+                cluster: cluster_cell(view, &c.thumbprint),
+            }
+        })
+        .collect()
+}
+
+/// The page: header, last apply, server and client tables, cluster state, timeline.
+pub(crate) fn status_html(view: &StatusView<'_>, last: Option<&LastApply>) -> String {
+    let servers = server_rows(view);
+    let clients = client_rows(view);
+    let mut out = String::with_capacity(8192);
+    out.push_str(HEAD);
+    let _ = writeln!(
+        out,
+        "<header><h1>RavenDB certificates</h1><p>As of <time datetime=\"{0}\">{0}</time></p></header>\n<main>",
+        html_escape(&rfc3339(view.now))
+    );
+    last_apply_section(&mut out, view, last);
+    let _ = writeln!(out, "<section><h2>Server certificate</h2>");
+    table(&mut out, "server", &servers, view, false);
+    let _ = writeln!(out, "</section>\n<section><h2>Client certificates</h2>");
+    table(&mut out, "clients", &clients, view, true);
+    out.push_str("</section>\n");
+    if let Some(cluster) = view.cluster {
+        cluster_section(&mut out, cluster);
+    }
+    let all: Vec<&Row> = servers.iter().chain(&clients).collect();
+    timeline_section(&mut out, view.now, &all);
+    out.push_str("</main>\n</body>\n</html>\n");
+    out
+}
+
+fn last_apply_section(out: &mut String, view: &StatusView<'_>, last: Option<&LastApply>) {
+    out.push_str("<section class=\"summary\"><h2>Last apply</h2>\n<dl>");
+    match last {
+        Some(l) => {
+            let at = html_escape(&rfc3339(l.at));
+            let _ = write!(out, "<dt>When</dt><dd><time datetime=\"{at}\">{at}</time></dd>");
+            match &l.outcome {
+                ApplyOutcome::Succeeded => {
+                    out.push_str("<dt>Result</dt><dd><span class=\"badge ok\">succeeded</span></dd>")
+                }
+                ApplyOutcome::Failed { reason } => {
+                    let _ = write!(
+                        out,
+                        "<dt>Result</dt><dd><span class=\"badge bad\">failed</span> <span class=\"reason\">{}</span></dd>",
+                        html_escape(reason)
+                    );
+                }
+            }
+            let revision = l.revision.as_deref().unwrap_or("(not recorded)");
+            let _ = write!(
+                out,
+                "<dt>Revision</dt><dd><code>{}</code></dd>",
+                html_escape(revision)
+            );
+        }
+        None => out.push_str(
+            "<dt>When</dt><dd>Not known: this page was written once by <code>ravencert status --html</code>.</dd>",
+        ),
+    }
+    let applied = view
+        .registry
+        .applied_revision
+        .as_deref()
+        .unwrap_or("(not recorded)");
+    let _ = writeln!(
+        out,
+        "<dt>Store's applied revision</dt><dd><code>{}</code></dd></dl></section>",
+        html_escape(applied)
+    );
+}
+
+fn table(out: &mut String, id: &str, rows: &[Row], view: &StatusView<'_>, clients: bool) {
+    if rows.is_empty() {
+        out.push_str("<p class=\"none\">None registered.</p>\n");
+        return;
+    }
+    let mut headers = vec!["Name", "Thumbprint", "Security Clearance", "Expiration"];
+    if clients {
+        headers.push("Allowed Databases");
+    }
+    if view.cluster.is_some() {
+        headers.push("Cluster");
+    }
+    let _ = write!(
+        out,
+        "<div class=\"scroll\"><table class=\"certs\" id=\"{id}\">\n<thead><tr>"
+    );
+    for h in &headers {
+        let _ = write!(out, "<th scope=\"col\">{h}</th>");
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for r in rows {
+        let _ = write!(
+            out,
+            "<tr class=\"cert {}\"><td data-label=\"Name\" class=\"name\">{}</td><td data-label=\"Thumbprint\" class=\"thumb\"><code>{}</code></td><td data-label=\"Security Clearance\">{}</td><td data-label=\"Expiration\">",
+            mark_class(r.mark),
+            html_escape(&r.name),
+            html_escape(&r.thumbprint),
+            html_escape(r.clearance)
+        );
+        expiration_cell(out, view.now, r);
+        out.push_str("</td>");
+        if clients {
+            out.push_str("<td data-label=\"Allowed Databases\">");
+            databases_list(out, &r.databases);
+            out.push_str("</td>");
+        }
+        if let Some(state) = &r.cluster {
+            let _ = write!(
+                out,
+                "<td data-label=\"Cluster\"><span class=\"sync {0}\">{1}</span></td>",
+                state_class(state),
+                html_escape(state)
+            );
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody></table></div>\n");
+}
+
+fn mark_class(mark: ExpiryMark) -> &'static str {
+    match mark {
+        ExpiryMark::Valid => "valid",
+        ExpiryMark::RenewDue => "due",
+        ExpiryMark::Retiring(_) => "retiring",
+        ExpiryMark::Expired => "expired",
+    }
+}
+
+fn state_class(state: &str) -> &'static str {
+    match state {
+        s if s == RegistrationState::InSync.as_str() => "ok",
+        "-" => "unknown",
+        _ => "bad",
+    }
+}
+
+/// Date, days left and the mark, as `status` writes them (see [`super::expires_cell`]).
+fn expiration_cell(out: &mut String, now: OffsetDateTime, r: &Row) {
+    let date = html_escape(&r.not_after.date().to_string());
+    let _ = write!(
+        out,
+        "<time datetime=\"{}\">{date}</time> ",
+        html_escape(&rfc3339(r.not_after))
+    );
+    let days = (r.not_after - now).whole_days();
+    match r.mark {
+        ExpiryMark::Expired => out.push_str("<span class=\"badge bad\">expired</span>"),
+        mark => {
+            let _ = write!(out, "<span class=\"days\">({days} days left)</span>");
+            match mark {
+                ExpiryMark::RenewDue => {
+                    out.push_str(" <span class=\"badge warn\">renew due</span>")
+                }
+                ExpiryMark::Retiring(at) => {
+                    let _ = write!(
+                        out,
+                        " <span class=\"badge info\">retiring {}</span>",
+                        html_escape(&at.date().to_string())
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn databases_list(out: &mut String, databases: &[(String, String)]) {
+    match databases {
+        [] => out.push_str("<span class=\"none\">(none)</span>"),
+        [(all, access)] if access.is_empty() => out.push_str(&html_escape(all)),
+        many => {
+            out.push_str("<ul class=\"dbs\">");
+            for (db, access) in many {
+                let _ = write!(
+                    out,
+                    "<li>{}: <span class=\"access\">{}</span></li>",
+                    html_escape(db),
+                    html_escape(access)
+                );
+            }
+            out.push_str("</ul>");
+        }
+    }
+}
+
+fn cluster_section(out: &mut String, cluster: &ClusterStatus) {
+    let of_store: Vec<_> = cluster
+        .certificates
+        .iter()
+        .filter(|c| c.state != RegistrationState::Extra)
+        .collect();
+    let in_sync = of_store
+        .iter()
+        .filter(|c| c.state == RegistrationState::InSync)
+        .count();
+    let _ = write!(
+        out,
+        "<section><h2>Cluster</h2>\n<p><code>{}</code>, checked {}: {in_sync} of {} certificates in sync.</p>\n",
+        html_escape(&cluster.url),
+        html_escape(&cluster.checked_at),
+        of_store.len()
+    );
+    let extra: Vec<_> = cluster
+        .certificates
+        .iter()
+        .filter(|c| c.state == RegistrationState::Extra)
+        .collect();
+    if extra.is_empty() {
+        out.push_str("<p>No registration beyond the store's.</p>\n");
+    } else {
+        out.push_str("<p>Registered on the cluster, not in the store (extra):</p>\n<ul>");
+        for c in extra {
+            let _ = write!(
+                out,
+                "<li><code>{}</code> {}</li>",
+                html_escape(&c.thumbprint),
+                html_escape(&c.name)
+            );
+        }
+        out.push_str("</ul>\n");
+    }
+    out.push_str("</section>\n");
+}
+
+/// The SVG's geometry (user units; the drawing scales to the page's width).
+const SVG_WIDTH: f64 = 960.0;
+const LABEL_WIDTH: f64 = 220.0;
+const RIGHT_MARGIN: f64 = 24.0;
+const LANE: f64 = 24.0;
+const AXIS: f64 = 36.0;
+
+/// The horizontal axis from `now` to the latest expiry (at least a day).
+struct Axis {
+    now: OffsetDateTime,
+    end: OffsetDateTime,
+}
+
+impl Axis {
+    fn x(&self, t: OffsetDateTime) -> f64 {
+        let span = (self.end - self.now).as_seconds_f64();
+        let f = ((t - self.now).as_seconds_f64() / span).clamp(0.0, 1.0);
+        LABEL_WIDTH + f * (SVG_WIDTH - LABEL_WIDTH - RIGHT_MARGIN)
+    }
+}
+
+fn timeline_section(out: &mut String, now: OffsetDateTime, rows: &[&Row]) {
+    out.push_str("<section><h2>Expirations</h2>\n");
+    if rows.is_empty() {
+        out.push_str("<p class=\"none\">No certificate.</p></section>\n");
+        return;
+    }
+    let latest = rows.iter().map(|r| r.not_after).max().unwrap_or(now);
+    let axis = Axis {
+        now,
+        end: latest.max(now + time::Duration::DAY),
+    };
+    let height = AXIS + LANE * rows.len() as f64;
+    let _ = writeln!(
+        out,
+        "<div class=\"scroll\"><svg class=\"timeline\" viewBox=\"0 0 {SVG_WIDTH} {height}\" role=\"img\" aria-label=\"Expirations from now to the latest\" xmlns=\"http://www.w3.org/2000/svg\">"
+    );
+    for (i, r) in rows.iter().enumerate() {
+        lane(out, &axis, i, r);
+    }
+    axis_line(out, &axis, height);
+    out.push_str("</svg></div>\n<p class=\"legend\"><span class=\"key window\"></span> renewal window <span class=\"key markkey\"></span> expiry</p>\n</section>\n");
+}
+
+/// One certificate's lane: its name, its remaining validity, its renewal window, its mark.
+fn lane(out: &mut String, axis: &Axis, i: usize, r: &Row) {
+    let y = LANE * i as f64 + LANE / 2.0;
+    let label: String = r.name.chars().take(28).collect();
+    let label = if label.len() < r.name.len() {
+        format!("{label}…")
+    } else {
+        label
+    };
+    let _ = write!(
+        out,
+        "<text x=\"8\" y=\"{:.1}\" class=\"label\">{}</text>",
+        y + 4.0,
+        html_escape(&label)
+    );
+    let (x0, x1) = (axis.x(r.not_before.max(axis.now)), axis.x(r.not_after));
+    let _ = write!(
+        out,
+        "<line x1=\"{x0:.1}\" y1=\"{y:.1}\" x2=\"{x1:.1}\" y2=\"{y:.1}\" class=\"validity\"/>"
+    );
+    if let Some(renew) = r.renew {
+        let start = r.not_after - renew.window(r.not_after - r.not_before);
+        let ws = axis.x(start.max(axis.now));
+        if x1 > ws {
+            let _ = write!(
+                out,
+                "<rect x=\"{ws:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"12\" class=\"window\"/>",
+                y - 6.0,
+                x1 - ws
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "<circle cx=\"{x1:.1}\" cy=\"{y:.1}\" r=\"5\" class=\"mark {}\"><title>{}: {}</title></circle>",
+        mark_class(r.mark),
+        html_escape(&r.name),
+        html_escape(&r.not_after.date().to_string())
+    );
+}
+
+fn axis_line(out: &mut String, axis: &Axis, height: f64) {
+    let y = height - AXIS + 8.0;
+    let (left, right) = (axis.x(axis.now), axis.x(axis.end));
+    let _ = write!(
+        out,
+        "<line x1=\"{left:.1}\" y1=\"{y:.1}\" x2=\"{right:.1}\" y2=\"{y:.1}\" class=\"axis\"/>"
+    );
+    let mid = axis.now + (axis.end - axis.now) / 2;
+    for (t, anchor, what) in [
+        (axis.now, "start", "now"),
+        (mid, "middle", ""),
+        (axis.end, "end", ""),
+    ] {
+        let x = axis.x(t);
+        let text = if what.is_empty() {
+            t.date().to_string()
+        } else {
+            format!("{what} {}", t.date())
+        };
+        let _ = write!(
+            out,
+            "<line x1=\"{x:.1}\" y1=\"{y:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" class=\"axis\"/><text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" class=\"tick\">{}</text>",
+            y + 5.0,
+            y + 20.0,
+            html_escape(&text)
+        );
+    }
+    out.push('\n');
+}
+
+/// The document's head: inline CSS only. Below 720 px the tables stack (one card per
+/// certificate, each cell labelled); the timeline scrolls sideways.
+const HEAD: &str = r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>ravencert: certificates</title>
+<style>
+:root { color-scheme: light; --fg: #1d2330; --muted: #5b6474; --line: #d8dde6; --accent: #2b6cb0; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: #f4f6f9; }
+header { background: #1f2a3c; color: #fff; padding: 14px 24px; }
+header h1 { margin: 0; font-size: 20px; }
+header p { margin: 2px 0 0; color: #c5cedb; font-size: 13px; }
+main { max-width: 1240px; margin: 0 auto; padding: 16px 24px 32px; }
+section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 12px 16px; margin: 0 0 16px; }
+h2 { font-size: 16px; margin: 0 0 10px; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0; }
+dt { color: var(--muted); }
+dd { margin: 0; overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; }
+table.certs { border-collapse: collapse; width: 100%; }
+table.certs th { text-align: left; font-weight: 600; color: var(--muted); border-bottom: 2px solid var(--line); padding: 6px 8px; white-space: nowrap; }
+table.certs td { border-bottom: 1px solid var(--line); padding: 6px 8px; vertical-align: top; }
+td.name { font-weight: 600; overflow-wrap: anywhere; }
+td.thumb code { font-size: 12px; word-break: break-all; }
+tr.expired td { background: #fdecec; }
+tr.due td { background: #fff8e1; }
+ul.dbs { margin: 0; padding-left: 18px; }
+.access { color: var(--muted); }
+.days { color: var(--muted); }
+.badge { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 12px; font-weight: 600; }
+.badge.ok, .sync.ok { background: #e3f5e8; color: #1c6b35; }
+.badge.bad, .sync.bad { background: #fbe0e0; color: #9b1c1c; }
+.badge.warn { background: #fff1c2; color: #7a5200; }
+.badge.info { background: #e6eefb; color: #234e8c; }
+.sync { padding: 0 6px; border-radius: 8px; font-size: 12px; }
+.reason { overflow-wrap: anywhere; }
+.none { color: var(--muted); }
+svg.timeline { width: 100%; min-width: 600px; height: auto; display: block; }
+svg .label { font-size: 12px; fill: var(--fg); }
+svg .tick { font-size: 11px; fill: var(--muted); }
+svg .axis { stroke: #8a93a3; stroke-width: 1; }
+svg .validity { stroke: #b7c3d6; stroke-width: 3; }
+svg .window { fill: #ffd77a; fill-opacity: 0.6; }
+svg .mark { fill: var(--accent); }
+svg .mark.due { fill: #d18b00; }
+svg .mark.expired { fill: #c62828; }
+svg .mark.retiring { fill: #8a93a3; }
+.legend { font-size: 12px; color: var(--muted); margin: 6px 0 0; }
+.key { display: inline-block; width: 14px; height: 10px; vertical-align: middle; margin-left: 8px; }
+.key.window { background: #ffd77a; }
+.key.markkey { background: var(--accent); border-radius: 50%; width: 10px; }
+@media (max-width: 720px) {
+  main { padding: 10px; }
+  header { padding: 12px; }
+  table.certs thead { display: none; }
+  table.certs, table.certs tbody, table.certs tr, table.certs td { display: block; width: 100%; }
+  table.certs tr { border: 1px solid var(--line); border-radius: 6px; margin: 0 0 10px; }
+  table.certs td { border-bottom: 1px solid #eef0f4; }
+  table.certs td::before { content: attr(data-label); display: block; font-size: 12px; color: var(--muted); }
+  dl { grid-template-columns: 1fr; }
+}
+</style>
+</head>
+<body>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Access, Origin, Period};
+    use crate::registry::{CertEntry, Registry, ServerEntry};
+    use std::collections::BTreeMap;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-06-01 00:00 UTC);
+
+    fn client(key: &str, name: &str, clearance: Clearance, days: i64) -> CertEntry {
+        CertEntry {
+            key: key.into(),
+            name: name.into(),
+            thumbprint: format!("{:A<40}", key.to_ascii_uppercase()),
+            public_key_pinning_hash: "secret-free-hash".into(),
+            clearance,
+            not_before: NOW - time::Duration::days(300),
+            not_after: NOW + time::Duration::days(days),
+            source: Origin::Generated,
+            key_type: None,
+            collection_primary: None,
+            collection_secondaries: Vec::new(),
+            retire_after: None,
+            revision: Some("abc123".into()),
+            permissions: BTreeMap::new(),
+            pfx: Default::default(),
+            bundle_password: Some("bundle-password-digest".into()),
+            subject: None,
+        }
+    }
+
+    fn registry() -> Registry {
+        let mut app = client("app", "<script>alert(1)</script>", Clearance::ValidUser, 20);
+        app.permissions
+            .insert("Orders\"<b>".into(), Access::ReadWrite);
+        let mut reg = Registry::default();
+        reg.server.push(ServerEntry {
+            name: "cluster.example.com".into(),
+            thumbprint: "F".repeat(40),
+            public_key_pinning_hash: "h".into(),
+            dns: Vec::new(),
+            not_before: NOW - time::Duration::days(10),
+            not_after: NOW + time::Duration::days(355),
+            source: Origin::Generated,
+            key_type: None,
+            revision: None,
+            has_key: true,
+        });
+        reg.certificates = vec![
+            app,
+            client(
+                "admin",
+                "admin & co '\u{202e}x",
+                Clearance::ClusterAdmin,
+                400,
+            ),
+            client("old", "ops", Clearance::Operator, -3),
+        ];
+        reg.applied_revision = Some("rev<1>".into());
+        reg
+    }
+
+    fn page(last: Option<&LastApply>) -> String {
+        let reg = registry();
+        let renew: BTreeMap<String, RenewBefore> = ["app", "admin", "old"]
+            .into_iter()
+            .map(|k| (k.to_string(), RenewBefore::Period(Period::days(30))))
+            .collect();
+        status_html(
+            &StatusView {
+                registry: &reg,
+                now: NOW,
+                server_renew: Some(RenewBefore::Percent(20)),
+                client_renew: &renew,
+                cluster: None,
+            },
+            last,
+        )
+    }
+
+    #[test]
+    fn a_hostile_name_is_text_not_markup() {
+        let html = page(None);
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(!html.contains("<script"), "{html}");
+        assert!(!html.to_ascii_lowercase().contains("<script"));
+    }
+
+    #[test]
+    fn every_value_is_escaped() {
+        let last = LastApply {
+            at: NOW,
+            outcome: ApplyOutcome::Failed {
+                reason: "cluster <down> & \"out\"\u{1b}[2J".into(),
+            },
+            revision: Some("r'1".into()),
+        };
+        let html = page(Some(&last));
+        for raw in [
+            "<b>", "<down>", "rev<1>", "\u{202e}", "\u{1b}", "& co", "r'1",
+        ] {
+            assert!(!html.contains(raw), "raw {raw:?} in the page");
+        }
+        for escaped in [
+            "Orders&quot;&lt;b&gt;",
+            "cluster &lt;down&gt; &amp; &quot;out&quot;\\u{1b}[2J",
+            "rev&lt;1&gt;",
+            "admin &amp; co &#39;\\u{202e}x",
+            "r&#39;1",
+        ] {
+            assert!(html.contains(escaped), "{escaped} missing from\n{html}");
+        }
+    }
+
+    #[test]
+    fn the_page_marks_expiry_as_status_does() {
+        let html = page(None);
+        assert_eq!(html.matches("<tr class=\"cert ").count(), 4);
+        assert!(html.contains("<tr class=\"cert due\">"));
+        assert!(html.contains("<tr class=\"cert expired\">"));
+        assert!(html.contains("renew due"));
+        assert!(html.contains("(20 days left)"));
+        assert!(html.contains("Cluster Admin") && html.contains(">User<"));
+        assert!(html.contains("ravencert status --html"));
+        assert!(
+            !html.contains("secret-free-hash"),
+            "no pinning hash on the page"
+        );
+        assert!(
+            !html.contains("bundle-password-digest"),
+            "no password digest on the page"
+        );
+    }
+
+    #[test]
+    fn the_timeline_has_one_mark_per_certificate() {
+        let html = page(None);
+        let svg = &html[html.find("<svg").expect("an svg")..html.find("</svg>").expect("end")];
+        assert_eq!(svg.matches("class=\"mark ").count(), 4);
+        assert!(svg.matches("class=\"window\"").count() >= 3, "{svg}");
+        assert!(no_fetch(&html), "an external reference in the page");
+    }
+
+    /// The only URL on the page is the SVG namespace, which is never fetched.
+    fn no_fetch(html: &str) -> bool {
+        html.replace("xmlns=\"http://www.w3.org/2000/svg\"", "")
+            .matches("http")
+            .count()
+            == 0
+    }
+}
