@@ -1,6 +1,6 @@
 //! Secrets stay secret, and private files stay private, through every command that reads
 //! certs.toml: validate, plan (text, --json --diff, --markdown, --out), apply (--yes, --json,
-//! a saved plan, --replace), status (text, --json), export, and watch (a change applied while it
+//! a saved plan, --replace), status (text, --json, --html), export, and watch (a change applied while it
 //! runs, then SIGTERM through the `kill` command).
 //!
 //! Passwords come from the environment (password_env) and from files (password_file); an
@@ -397,6 +397,8 @@ fn walk_through(umask000: bool) {
     assert!(w.registered("partner").is_some());
     w.ok(&["status"]);
     w.ok(&["status", "--json"]);
+    let page = w.ok(&["status", "--html"]);
+    assert!(page.contains("env-app"), "{page}");
     w.ok(&["plan", "--json", "--diff"]);
 
     // A change reviewed as a saved plan and applied from it.
@@ -428,6 +430,7 @@ fn walk_through(umask000: bool) {
     w.ok(&["export", "--out", "elsewhere/cluster.pfx"]);
     w.ok(&["status"]);
     w.ok(&["status", "--json"]);
+    w.ok(&["status", "--html"]);
 
     w.watch();
     w.ok(&["status", "--json"]);

@@ -66,7 +66,7 @@ struct Row {
     renew: Option<RenewBefore>,
     mark: ExpiryMark,
     databases: Vec<(String, String)>,
-    cluster: Option<String>,
+    cluster: Option<(String, &'static str)>,
 }
 
 /// The Studio's names for the clearances.
@@ -78,8 +78,17 @@ fn studio_clearance(c: Clearance) -> &'static str {
     }
 }
 
-fn cluster_cell(view: &StatusView<'_>, thumbprint: &str) -> Option<String> {
-    view.cluster.map(|c| state_cell(c.state_of(thumbprint)))
+/// The Cluster cell's text (as `status` writes it) and its CSS class, when the cluster was read.
+fn cluster_cell(view: &StatusView<'_>, thumbprint: &str) -> Option<(String, &'static str)> {
+    view.cluster.map(|c| {
+        let state = c.state_of(thumbprint);
+        let class = match state {
+            Some(RegistrationState::InSync) => "ok",
+            Some(_) => "bad",
+            None => "unknown",
+        };
+        (state_cell(state), class)
+    })
 }
 
 fn server_rows(view: &StatusView<'_>) -> Vec<Row> {
@@ -240,11 +249,10 @@ fn table(out: &mut String, id: &str, rows: &[Row], view: &StatusView<'_>, client
             databases_list(out, &r.databases);
             out.push_str("</td>");
         }
-        if let Some(state) = &r.cluster {
+        if let Some((state, class)) = &r.cluster {
             let _ = write!(
                 out,
-                "<td data-label=\"Cluster\"><span class=\"sync {0}\">{1}</span></td>",
-                state_class(state),
+                "<td data-label=\"Cluster\"><span class=\"sync {class}\">{}</span></td>",
                 html_escape(state)
             );
         }
@@ -259,14 +267,6 @@ fn mark_class(mark: ExpiryMark) -> &'static str {
         ExpiryMark::RenewDue => "due",
         ExpiryMark::Retiring(_) => "retiring",
         ExpiryMark::Expired => "expired",
-    }
-}
-
-fn state_class(state: &str) -> &'static str {
-    match state {
-        s if s == RegistrationState::InSync.as_str() => "ok",
-        "-" => "unknown",
-        _ => "bad",
     }
 }
 
@@ -607,6 +607,10 @@ mod tests {
     }
 
     fn page(last: Option<&LastApply>) -> String {
+        page_with(last, None)
+    }
+
+    fn page_with(last: Option<&LastApply>, cluster: Option<&ClusterStatus>) -> String {
         let reg = registry();
         let renew: BTreeMap<String, RenewBefore> = ["app", "admin", "old"]
             .into_iter()
@@ -618,7 +622,7 @@ mod tests {
                 now: NOW,
                 server_renew: Some(RenewBefore::Percent(20)),
                 client_renew: &renew,
-                cluster: None,
+                cluster,
             },
             last,
         )
@@ -688,6 +692,39 @@ mod tests {
         assert_eq!(svg.matches("class=\"mark ").count(), 4);
         assert!(svg.matches("class=\"window\"").count() >= 3, "{svg}");
         assert!(no_fetch(&html), "an external reference in the page");
+    }
+
+    #[test]
+    fn the_cluster_state_shows_per_certificate_and_its_extras_escaped() {
+        let state = |t: &str, state, name: &str| super::super::ClusterCertificateState {
+            thumbprint: t.into(),
+            state,
+            name: name.into(),
+        };
+        let cluster = ClusterStatus {
+            url: "https://a.example.com:443".into(),
+            checked_at: "2026-06-01T00:00:00Z".into(),
+            certificates: vec![
+                state(&format!("{:A<40}", "APP"), RegistrationState::InSync, "x"),
+                state(
+                    &format!("{:A<40}", "ADMIN"),
+                    RegistrationState::Differs,
+                    "y",
+                ),
+                state(&"F".repeat(40), RegistrationState::InSync, "z"),
+                state(&"E".repeat(40), RegistrationState::Extra, "<img src=x>"),
+            ],
+        };
+        let html = page_with(None, Some(&cluster));
+        assert!(html.contains("<th scope=\"col\">Cluster</th>"));
+        assert!(
+            html.contains("<span class=\"sync ok\">in sync</span>"),
+            "{html}"
+        );
+        assert!(html.contains("<span class=\"sync bad\">differs</span>"));
+        assert!(html.contains("<span class=\"sync unknown\">-</span>"));
+        assert!(html.contains("2 of 3 certificates in sync"), "{html}");
+        assert!(html.contains("&lt;img src=x&gt;") && !html.contains("<img"));
     }
 
     /// The only URL on the page is the SVG namespace, which is never fetched.
