@@ -70,12 +70,13 @@ fn chromium(page: &Path, args: &[String]) -> String {
     String::from_utf8(out.stdout).expect("the DOM is UTF-8")
 }
 
-fn screenshot(page: &Path, png: &Path, width: u32) {
+/// A screenshot `width` px wide, tall enough for the whole page (cards stack on a phone).
+fn screenshot(page: &Path, png: &Path, width: u32, height: u32) {
     chromium(
         page,
         &[
             format!("--screenshot={}", png.display()),
-            format!("--window-size={width},1400"),
+            format!("--window-size={width},{height}"),
         ],
     );
     let size = std::fs::metadata(png)
@@ -156,8 +157,8 @@ fn the_status_page_renders_in_chromium_with_every_certificate_and_the_hostile_na
     // The timeline: one mark per certificate.
     assert_eq!(dom.matches("class=\"mark ").count(), 5, "{dom}");
 
-    screenshot(&file, &dir.join("status-1280.png"), 1280);
-    screenshot(&file, &dir.join("status-390.png"), 390);
+    screenshot(&file, &dir.join("status-1280.png"), 1280, 1100);
+    screenshot(&file, &dir.join("status-390.png"), 390, 3000);
 }
 
 #[test]

@@ -500,7 +500,7 @@ table.certs { border-collapse: collapse; width: 100%; }
 table.certs th { text-align: left; font-weight: 600; color: var(--muted); border-bottom: 2px solid var(--line); padding: 6px 8px; white-space: nowrap; }
 table.certs td { border-bottom: 1px solid var(--line); padding: 6px 8px; vertical-align: top; }
 td.name { font-weight: 600; overflow-wrap: anywhere; }
-td.thumb code { font-size: 12px; word-break: break-all; }
+td.thumb code { font-size: 12px; white-space: nowrap; }
 tr.expired td { background: #fdecec; }
 tr.due td { background: #fff8e1; }
 ul.dbs { margin: 0; padding-left: 18px; }
@@ -536,6 +536,7 @@ svg .mark.retiring { fill: #8a93a3; }
   table.certs tr { border: 1px solid var(--line); border-radius: 6px; margin: 0 0 10px; }
   table.certs td { border-bottom: 1px solid #eef0f4; }
   table.certs td::before { content: attr(data-label); display: block; font-size: 12px; color: var(--muted); }
+  td.thumb code { white-space: normal; word-break: break-all; }
   dl { grid-template-columns: 1fr; }
 }
 </style>
