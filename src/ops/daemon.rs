@@ -8,9 +8,11 @@ use tracing::{error, info, warn};
 
 use super::cluster::describe;
 use super::error::{Error, Result};
+use super::observe::{self, Outcome, Report};
 use super::update::{converge, plan_for, revision_of, Converged, Run};
 use super::{Context, Output, Revision};
 use crate::config::Desired;
+use crate::listen::{self, ClusterMetric, Shared};
 use crate::plan::{ClusterAction, ClusterView, Plan, PlanOptions};
 use crate::render::{self, Style};
 use crate::watch::{self, Attempt, Reconciler, Source, WatchOptions};
@@ -25,6 +27,8 @@ pub struct WatchRequest {
     pub clock: fn() -> OffsetDateTime,
     /// `--offline`: the store only; the cluster is not contacted.
     pub offline: bool,
+    /// `--listen ADDR`: serve /metrics, /healthz and / there.
+    pub listen: Option<String>,
 }
 
 /// `ravencert watch`: runs until SIGINT/SIGTERM; its output is the log.
@@ -40,6 +44,10 @@ pub fn watch(ctx: &Context, req: &WatchRequest) -> Result<Output> {
         style: ctx.style,
         export_base,
         req,
+        listener: match &req.listen {
+            Some(addr) => Some(listen::start(addr)?.0),
+            None => None,
+        },
     };
     watch::run(
         &ctx.config,
@@ -57,6 +65,8 @@ struct Daemon<'a> {
     style: Style,
     export_base: Option<PathBuf>,
     req: &'a WatchRequest,
+    /// What `--listen` serves, replaced after every attempt.
+    listener: Option<Shared>,
 }
 
 impl Daemon<'_> {
@@ -86,7 +96,10 @@ impl Reconciler for Daemon<'_> {
                 Some(revision.clone()),
             ),
         };
-        let (result, desired) = attempt(&ctx, self.req, &revision_source, revision, why);
+        let (result, desired, report) = attempt(&ctx, self.req, &revision_source, revision, why);
+        if let Some(shared) = &self.listener {
+            observe::record(&ctx, shared, report);
+        }
         (result, desired.map(|d| d.referenced_files()))
     }
 }
@@ -123,7 +136,7 @@ fn attempt(
     source: &Revision,
     revision: Option<String>,
     why: &str,
-) -> (Attempt, Option<Desired>) {
+) -> (Attempt, Option<Desired>, Report) {
     let opts = &req.options;
     let desired = match ctx.load(source, true) {
         Ok(d) => d,
@@ -132,11 +145,16 @@ fn attempt(
                 "{why}: certs.toml is invalid, nothing applied, the last good state stays: {}",
                 one_line(&e)
             );
-            return (Attempt::Invalid, None);
+            return (
+                Attempt::Invalid,
+                None,
+                report(Outcome::Invalid(one_line(&e))),
+            );
         }
     };
     if opts.plan_only {
-        return (plan_only(ctx, &desired, why, req.offline), Some(desired));
+        let (result, report) = plan_only(ctx, &desired, why, req.offline);
+        return (result, Some(desired), report);
     }
     // Following a local file: its git provenance, if it has one.
     let revision = revision.or_else(|| revision_of(&ctx.config, &desired));
@@ -146,21 +164,54 @@ fn attempt(
         offline: req.offline,
         confirmed_cluster: None,
     };
+    let failed = |e: &Error| report(Outcome::Applied(Err(one_line(e))));
     match converge(ctx, &desired, &PlanOptions::default(), run, &|_, _| Ok(())) {
-        Ok(c) => log_converged(&c, why, revision),
+        Ok(c) => {
+            log_converged(&c, why, revision);
+            // Applied: the cluster now holds what the store holds.
+            let cluster = cluster_metric(&c.cluster, true);
+            let report = Report {
+                outcome: Outcome::Applied(Ok(())),
+                cluster,
+            };
+            (Attempt::Done, Some(desired), report)
+        }
         Err(e @ (Error::AfterStore(_) | Error::ClusterApply(_))) => {
             error!("{why}: {}", one_line(&e));
-            return (Attempt::Failed, Some(desired));
+            (Attempt::Failed, Some(desired), failed(&e))
         }
         Err(e) => {
             error!(
                 "{why}: apply failed, the store is unchanged: {}",
                 one_line(&e)
             );
-            return (Attempt::Failed, Some(desired));
+            (Attempt::Failed, Some(desired), failed(&e))
         }
     }
-    (Attempt::Done, Some(desired))
+}
+
+/// A report without news of the cluster.
+fn report(outcome: Outcome) -> Report {
+    Report {
+        outcome,
+        cluster: None,
+    }
+}
+
+/// The cluster's state after an attempt that reached it: in sync once `applied`, otherwise as
+/// far as its plan has changes left.
+fn cluster_metric(view: &ClusterView, applied: bool) -> Option<ClusterMetric> {
+    match view {
+        ClusterView::Planned(_) if applied => Some(ClusterMetric {
+            in_sync: true,
+            drift: 0,
+        }),
+        ClusterView::Planned(p) => Some(ClusterMetric {
+            in_sync: p.is_empty(),
+            drift: p.changes.len() as u64,
+        }),
+        ClusterView::Absent | ClusterView::Skipped(_) => None,
+    }
 }
 
 /// One attempt's changes, store then cluster, a line each.
@@ -227,11 +278,12 @@ fn log_cluster(view: &ClusterView, why: &str, done: Option<&[String]>) {
 }
 
 /// `--plan-only`: logs what would change.
-fn plan_only(ctx: &Context, desired: &Desired, why: &str, offline: bool) -> Attempt {
-    match plan_for(ctx, desired, &PlanOptions::default(), offline) {
+fn plan_only(ctx: &Context, desired: &Desired, why: &str, offline: bool) -> (Attempt, Report) {
+    let cluster = match plan_for(ctx, desired, &PlanOptions::default(), offline) {
         Ok((plan, cluster)) if plan.is_empty() && plan.drift.is_empty() => {
             log_cluster(&cluster, why, None);
-            info!("{why}: no changes, the store matches certs.toml")
+            info!("{why}: no changes, the store matches certs.toml");
+            cluster
         }
         Ok((plan, cluster)) => {
             info!(
@@ -240,11 +292,16 @@ fn plan_only(ctx: &Context, desired: &Desired, why: &str, offline: bool) -> Atte
             );
             log_changes(&plan);
             log_cluster(&cluster, why, None);
+            cluster
         }
         Err(e) => {
             error!("{why}: plan failed: {}", one_line(&e));
-            return Attempt::Failed;
+            return (Attempt::Failed, report(Outcome::Planned(Err(one_line(&e)))));
         }
-    }
-    Attempt::Done
+    };
+    let report = Report {
+        outcome: Outcome::Planned(Ok(())),
+        cluster: cluster_metric(&cluster, false),
+    };
+    (Attempt::Done, report)
 }

@@ -829,12 +829,25 @@ fn expires_cell(
         s = format!("{} (EXPIRED)", not_after.date());
     } else if let Some(r) = retiring_after {
         s.push_str(&format!(" [retiring {}]", r.date()));
-    } else if let Some(r) = renew {
-        if not_after - now < r.window(not_after - not_before) {
-            s.push_str(" [renew due]");
-        }
+    } else if renewal_due(now, not_before, not_after, renew, None) {
+        s.push_str(" [renew due]");
     }
     s
+}
+
+/// Whether a certificate is due for renewal as `status` marks it: expired, or inside its
+/// renew_before window, unless it is an old certificate kept through its rotation overlap
+/// (already replaced). Without a renewal window (certs.toml unreadable) only expiry counts.
+pub(crate) fn renewal_due(
+    now: OffsetDateTime,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    renew: Option<RenewBefore>,
+    retiring_after: Option<OffsetDateTime>,
+) -> bool {
+    retiring_after.is_none()
+        && (not_after <= now
+            || renew.is_some_and(|r| not_after - now < r.window(not_after - not_before)))
 }
 
 /// `status --json`: the registry as SPEC §5 documents it, plus the warnings.
