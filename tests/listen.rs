@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::daemon::{wait_until, Daemon};
+use common::daemon::{http_get as get, wait_until, Daemon};
 use common::{save_by_rename, Env, SERVER};
 use prometheus_parse::{Scrape, Value};
 use time::format_description::well_known::Rfc3339;
@@ -27,26 +27,8 @@ fn start(env: &Env) -> (Daemon, SocketAddr) {
     let d = env
         .cmd(&["watch", "--listen", "127.0.0.1:0", "--interval", "10s"])
         .spawn("watch");
-    d.wait_log("listening on http://");
-    let log = d.log();
-    let addr = log
-        .lines()
-        .find_map(|l| l.split("listening on http://").nth(1))
-        .and_then(|a| a.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no bound address\n{}", d.context()));
+    let addr = d.listening();
     (d, addr)
-}
-
-/// GET `path`: the status code and the body, or None when the connection fails.
-fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    let code = head.split(' ').nth(1)?.parse().ok()?;
-    Some((code, body.to_string()))
 }
 
 /// `/metrics`, parsed.
