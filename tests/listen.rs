@@ -223,3 +223,57 @@ fn hostile_clients_neither_stop_an_apply_nor_grow_memory() {
     );
     assert!(rss_kib(d.id()) < 200 * 1024, "{}", d.context());
 }
+
+#[test]
+fn renewal_due_follows_status_marks_with_plan_only() {
+    let env = Env::new();
+    env.config(&config(""));
+    env.run(&["apply", "--yes"]).success();
+    let status = env.status();
+    // A day before the server certificate expires: inside its renewal window, the clients not.
+    let not_after = OffsetDateTime::parse(
+        status["server"][0]["not_after"].as_str().expect("a date"),
+        &Rfc3339,
+    )
+    .expect("RFC 3339");
+    let now = (not_after - time::Duration::days(1))
+        .format(&Rfc3339)
+        .expect("formats");
+    let d = env
+        .cmd(&[
+            "watch",
+            "--plan-only",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "10s",
+        ])
+        .env("RAVENCERT_TEST_NOW", &now)
+        .spawn("watch");
+    let addr = d.listening();
+    wait_until(
+        "the plan-only check in /metrics",
+        || d.context(),
+        || {
+            scrape(addr)
+                .is_some_and(|s| single(&s, "ravencert_last_check_timestamp_seconds").is_some())
+        },
+    );
+    let scrape = scrape(addr).expect("a scrape");
+    let due = |key: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "ravencert_certificate_renewal_due" && s.labels.get("key") == Some(key)
+            })
+            .map(|s| number(&s.value))
+    };
+    assert_eq!(due("server"), Some(1.0), "{:#?}", scrape.samples);
+    assert_eq!(due("admin"), Some(0.0), "{:#?}", scrape.samples);
+    // Plan only: nothing applied, nothing failed.
+    assert_eq!(single(&scrape, "ravencert_last_apply_success"), None);
+    assert_eq!(get(addr, "/healthz").map(|(c, _)| c), Some(200));
+    let (_, page) = get(addr, "/").expect("the page");
+    assert!(page.contains("[renew due]"), "{page}");
+}

@@ -98,7 +98,8 @@ impl Reconciler for Daemon<'_> {
         };
         let (result, desired, report) = attempt(&ctx, self.req, &revision_source, revision, why);
         if let Some(shared) = &self.listener {
-            observe::record(&ctx, shared, report);
+            let declared = desired.as_ref().map(|d| &d.declared);
+            observe::record(&ctx, shared, report, declared);
         }
         (result, desired.map(|d| d.referenced_files()))
     }

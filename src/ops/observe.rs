@@ -5,9 +5,11 @@ use tracing::warn;
 
 use super::show;
 use super::Context;
+use crate::config::Declared;
 use crate::listen::{CertificateMetric, ClusterMetric, Shared};
 use crate::registry::Registry;
 use crate::render::{self, StatusView};
+use crate::store::Store;
 
 /// What one attempt did, as the listener reports it.
 pub(super) enum Outcome {
@@ -25,10 +27,11 @@ pub(super) struct Report {
     pub(super) cluster: Option<ClusterMetric>,
 }
 
-/// Replaces the snapshot after an attempt. The store is read before the lock is taken: the
-/// listener waits at most for the assignment.
-pub(super) fn record(ctx: &Context, shared: &Shared, report: Report) {
-    let store = store_view(ctx);
+/// Replaces the snapshot after an attempt, `desired` the certs.toml it read (None when it is
+/// invalid). The store is read before the lock is taken: the listener waits at most for the
+/// assignment.
+pub(super) fn record(ctx: &Context, shared: &Shared, report: Report, desired: Option<&Declared>) {
+    let store = store_view(ctx, desired);
     let at = ctx.now.unix_timestamp();
     let mut s = match shared.write() {
         Ok(s) => s,
@@ -68,20 +71,35 @@ pub(super) fn record(ctx: &Context, shared: &Shared, report: Report) {
     }
 }
 
-/// The store's certificates and `status`'s text, as `ravencert status --offline` shows them.
-fn store_view(ctx: &Context) -> super::Result<(Vec<CertificateMetric>, String)> {
-    let (desired, root, actual, _) = show::load(ctx)?;
+/// The store's certificates and `status`'s text, as `ravencert status --offline` shows them:
+/// with the renewal marks of the certs.toml the attempt read (also a commit's, with `--git`),
+/// or, when it is invalid, the store as last applied without them.
+fn store_view(
+    ctx: &Context,
+    attempted: Option<&Declared>,
+) -> super::Result<(Vec<CertificateMetric>, String)> {
+    let loaded;
+    let (desired, root, actual) = match attempted {
+        // The store path already has --store applied, as the apply used it.
+        Some(d) => (
+            Some(d),
+            d.store.path.clone(),
+            Store::new(&d.store.path).load(None)?,
+        ),
+        None => {
+            let (d, root, actual, _) = show::load(ctx)?;
+            loaded = d;
+            (loaded.as_ref(), root, actual)
+        }
+    };
     if !actual.exists {
         return Ok((Vec::new(), render::status_empty(&root)));
     }
-    let client_renew = desired
-        .as_ref()
-        .map(show::client_renewals)
-        .unwrap_or_default();
+    let client_renew = desired.map(show::client_renewals).unwrap_or_default();
     let view = StatusView {
         registry: &actual.registry,
         now: ctx.now,
-        server_renew: desired.as_ref().and_then(show::server_renewal),
+        server_renew: desired.and_then(show::server_renewal),
         client_renew: &client_renew,
         cluster: None,
     };
