@@ -225,6 +225,11 @@ pub struct WatchArgs {
     /// Leave the cluster out: plan and apply the store only ([cluster] is not contacted)
     #[arg(long)]
     pub offline: bool,
+    /// Serve /metrics (Prometheus), /healthz and a status page over HTTP at this address, e.g.
+    /// 127.0.0.1:9464, or a port alone (9464, :9464) for loopback (read-only, no
+    /// authentication, no secret; port 0 picks a free port)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 /// The man page (roff), generated from this clap definition so that it never disagrees with

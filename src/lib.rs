@@ -33,6 +33,7 @@
 //! - [`render`]: plan text, JSON and Markdown, status tables, the apply report.
 //! - `saved_plan`: `plan --out` files, refused when stale.
 //! - [`watch`]: the `watch` loop (file watch or git polling, ticks, backoff).
+//! - [`listen`]: `watch --listen`: /metrics, /healthz and the status page over HTTP.
 //! - `git`: certs.toml at a revision, provenance, following a remote branch.
 //! - `fsutil`: bounded reads of regular files, never through a link.
 //! - `progress`: the progress bar of long applies, on a terminal only.
@@ -48,6 +49,7 @@ pub mod config;
 mod fsutil;
 mod git;
 pub mod inputs;
+pub mod listen;
 pub mod model;
 pub mod ops;
 pub mod pki;

@@ -184,6 +184,7 @@ fn watch_request(a: WatchArgs) -> ops::WatchRequest {
         },
         allow_export_path: a.allow_export_path,
         offline: a.offline,
+        listen: a.listen,
         clock: now,
     }
 }

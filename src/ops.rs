@@ -14,6 +14,7 @@ mod context;
 mod daemon;
 mod error;
 mod exports;
+mod observe;
 mod review;
 mod settings;
 mod show;

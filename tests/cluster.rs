@@ -430,7 +430,11 @@ fn a_change_in_the_studio_is_reported_and_set_back_by_apply_and_by_watch() {
     assert_eq!(perms(&r)["Invoices"], "Admin");
 
     // watch: re-checks every interval and restores a registration removed in the Studio.
-    let mut d = f.env.cmd(&["watch", "--interval", "10s"]).spawn("watch");
+    let mut d = f
+        .env
+        .cmd(&["watch", "--interval", "10s", "--listen", "127.0.0.1:0"])
+        .spawn("watch");
+    let addr = d.listening();
     d.wait_log("cluster");
     let (status, body) = f.server.curl_json(
         "DELETE",
@@ -450,6 +454,21 @@ fn a_change_in_the_studio_is_reported_and_set_back_by_apply_and_by_watch() {
         "{}",
         d.log()
     );
+    // The listener reports the cluster in sync, on /metrics and per row on the page.
+    common::daemon::wait_until(
+        "/metrics to show the cluster in sync",
+        || d.context(),
+        || {
+            common::daemon::http_get(addr, "/metrics").is_some_and(|(_, m)| {
+                m.contains("ravencert_cluster_in_sync 1")
+                    && m.contains("ravencert_cluster_drift_certificates 0")
+            })
+        },
+    );
+    let (_, page) = common::daemon::http_get(addr, "/").expect("the page");
+    let rows = page.matches("<tr class=\"cert").count();
+    // Every client row (the server's has no cluster cell) says in sync.
+    assert_eq!(page.matches(">in sync<").count(), rows - 1, "{page}");
     assert!(d.running());
 }
 

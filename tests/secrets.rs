@@ -1,7 +1,8 @@
 //! Secrets stay secret, and private files stay private, through every command that reads
 //! certs.toml: validate, plan (text, --json --diff, --markdown, --out), apply (--yes, --json,
-//! a saved plan, --replace), status (text, --json, --html), export, and watch (a change applied while it
-//! runs, then SIGTERM through the `kill` command).
+//! a saved plan, --replace), status (text, --json, --html), export, and watch (a change applied
+//! while it runs, its listener's /metrics, /healthz and / scraped, then SIGTERM through the
+//! `kill` command).
 //!
 //! Passwords come from the environment (password_env) and from files (password_file); an
 //! uploaded .pfx is protected too. After every command: no password, no "PRIVATE KEY" text, no
@@ -343,8 +344,9 @@ impl Walk {
     /// Runs `watch`, changes certs.toml while it runs (until the change is applied), then
     /// stops it with `kill -TERM` and checks its exit and its log.
     fn watch(&mut self) {
-        let mut daemon =
-            command(&self.env, self.umask000, &["watch", "--interval", "1h"]).spawn("watch");
+        let args = ["watch", "--interval", "1h", "--listen", "127.0.0.1:0"];
+        let mut daemon = command(&self.env, self.umask000, &args).spawn("watch");
+        let addr = daemon.listening();
         daemon.wait_log("start:");
         // The change: a new client whose password comes from the password file, and env-app's
         // permissions. Saved again every 2 s until applied (the first event may come before
@@ -360,6 +362,22 @@ impl Walk {
         );
         // The apply that registered it may still be finishing its bundles: wait for its log.
         daemon.wait_log("registered watched");
+        // What the listener serves once the change is in its snapshot.
+        common::wait_until(
+            "the listener to show the change",
+            || daemon.context(),
+            || {
+                common::daemon::http_get(addr, "/metrics")
+                    .is_some_and(|(_, body)| body.contains("key=\"watched\""))
+            },
+        );
+        for path in ["/metrics", "/healthz", "/"] {
+            let (_, body) = common::daemon::http_get(addr, path).expect("the listener answers");
+            self.outputs.push((
+                format!("GET {path} of {}", self.label(&args)),
+                body.into_bytes(),
+            ));
+        }
         let status = daemon.terminate();
         let log_text = daemon.log();
         assert_eq!(

@@ -1,8 +1,9 @@
 //! The status page (SPEC §9, issue 15) in a real browser: `status --html` for a store with
 //! several clients, one of them named `<script>alert(1)</script>`, loaded by headless Chromium
-//! (Debian's `chromium`, installed by .ci/run). The rendered DOM has a row per certificate and
-//! the hostile name as text; screenshots at 1280 and 390 px wide are kept under
-//! target/status-page/ as a CI artifact. Without a working Chromium the test fails, saying why.
+//! (Debian's `chromium`, installed by .ci/run), from the file and as `watch --listen` serves it
+//! at `/`. The rendered DOM has a row per certificate and the hostile name as text; screenshots
+//! at 1280 and 390 px wide are kept under target/status-page/ as a CI artifact. Without a
+//! working Chromium the test fails, saying why.
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::daemon::{http_get, wait_until};
 use common::{Env, SERVER};
 
 const HOSTILE: &str = "<script>alert(1)</script>";
@@ -24,8 +26,9 @@ fn artifacts() -> PathBuf {
     dir
 }
 
-/// Runs Chromium headless on `page` with `args`, in a fresh profile, killed after 90 s.
-fn chromium(page: &Path, args: &[String]) -> String {
+/// Runs Chromium headless on `page` (a file:// or http:// URL) with `args`, in a fresh
+/// profile, killed after 90 s.
+fn chromium(page: &str, args: &[String]) -> String {
     let profile = tempfile::tempdir().expect("profile dir");
     let mut cmd = Command::new("chromium");
     cmd.args([
@@ -41,7 +44,7 @@ fn chromium(page: &Path, args: &[String]) -> String {
     ])
     .arg(format!("--user-data-dir={}", profile.path().display()))
     .args(args)
-    .arg(format!("file://{}", page.display()))
+    .arg(page)
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
@@ -71,7 +74,7 @@ fn chromium(page: &Path, args: &[String]) -> String {
 }
 
 /// A screenshot `width` px wide, tall enough for the whole page (cards stack on a phone).
-fn screenshot(page: &Path, png: &Path, width: u32, height: u32) {
+fn screenshot(page: &str, png: &Path, width: u32, height: u32) {
     chromium(
         page,
         &[
@@ -94,6 +97,20 @@ fn screenshot(page: &Path, png: &Path, width: u32, height: u32) {
 /// A store with the server and four clients; `status --html` 35 days later, when `ops` (40 days
 /// of validity) is inside its 30-day renewal window.
 fn page(env: &Env) -> String {
+    four_clients(env);
+    env.run(&["apply", "--yes"]).success();
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::days(35))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format a time");
+    let run = env
+        .run_with(&["status", "--html"], &[("RAVENCERT_TEST_NOW", &later)])
+        .success();
+    assert!(run.stderr.is_empty(), "{}", run.shown());
+    run.stdout
+}
+
+/// certs.toml: the server and four clients, one with the hostile name.
+fn four_clients(env: &Env) {
     env.config(&format!(
         r#"{SERVER}
 [clients.admin]
@@ -114,27 +131,12 @@ clearance = "ValidUser"
 databases = {{ Reports = "Read" }}
 "#
     ));
-    env.run(&["apply", "--yes"]).success();
-    let later = (time::OffsetDateTime::now_utc() + time::Duration::days(35))
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("format a time");
-    let run = env
-        .run_with(&["status", "--html"], &[("RAVENCERT_TEST_NOW", &later)])
-        .success();
-    assert!(run.stderr.is_empty(), "{}", run.shown());
-    run.stdout
 }
 
-#[test]
-fn the_status_page_renders_in_chromium_with_every_certificate_and_the_hostile_name_as_text() {
-    let env = Env::new();
-    let html = page(&env);
-    let dir = artifacts();
-    let file = dir.join("status.html");
-    std::fs::write(&file, &html).expect("write the page");
-
-    let dom = chromium(&file, &["--dump-dom".to_string()]);
-    std::fs::write(dir.join("status.dom.html"), &dom).expect("write the DOM");
+/// The checks every rendering of the four-client store passes: a row per certificate, the
+/// hostile name as text and no script element, one timeline mark per certificate.
+#[track_caller]
+fn assert_rows_and_text(dom: &str) {
     // The server row and one per client.
     assert_eq!(dom.matches("<tr class=\"cert").count(), 5, "{dom}");
     for name in ["cluster.example.com", "admin", "ops", "reports"] {
@@ -149,16 +151,59 @@ fn the_status_page_renders_in_chromium_with_every_certificate_and_the_hostile_na
         "{dom}"
     );
     assert!(!dom.to_ascii_lowercase().contains("<script"), "{dom}");
-    assert!(dom.contains("renew due"), "{dom}");
     assert!(
         dom.contains("Orders: <span class=\"access\">ReadWrite</span>"),
         "{dom}"
     );
     // The timeline: one mark per certificate.
     assert_eq!(dom.matches("class=\"mark ").count(), 5, "{dom}");
+}
 
-    screenshot(&file, &dir.join("status-1280.png"), 1280, 1100);
-    screenshot(&file, &dir.join("status-390.png"), 390, 3000);
+#[test]
+fn the_status_page_renders_in_chromium_with_every_certificate_and_the_hostile_name_as_text() {
+    let env = Env::new();
+    let html = page(&env);
+    let dir = artifacts();
+    let file = dir.join("status.html");
+    std::fs::write(&file, &html).expect("write the page");
+
+    let url = format!("file://{}", file.display());
+    let dom = chromium(&url, &["--dump-dom".to_string()]);
+    std::fs::write(dir.join("status.dom.html"), &dom).expect("write the DOM");
+    assert_rows_and_text(&dom);
+    assert!(dom.contains("renew due"), "{dom}");
+
+    screenshot(&url, &dir.join("status-1280.png"), 1280, 1100);
+    screenshot(&url, &dir.join("status-390.png"), 390, 3000);
+}
+
+#[test]
+fn the_daemon_serves_the_page_with_its_last_apply_to_chromium() {
+    let env = Env::new();
+    four_clients(&env);
+    let d = env
+        .cmd(&["watch", "--listen", "127.0.0.1:0", "--interval", "10s"])
+        .spawn("watch");
+    let addr = d.listening();
+    wait_until(
+        "the page shows the first apply",
+        || d.context(),
+        || {
+            http_get(addr, "/")
+                .is_some_and(|(code, body)| code == 200 && body.contains("succeeded"))
+        },
+    );
+    let url = format!("http://{addr}/");
+    let dom = chromium(&url, &["--dump-dom".to_string()]);
+    let dir = artifacts();
+    std::fs::write(dir.join("daemon.dom.html"), &dom).expect("write the DOM");
+    assert_rows_and_text(&dom);
+    // The daemon's last apply: when, succeeded, and the revision (none: not a git work tree).
+    assert!(dom.contains("<h2>Last apply</h2>"), "{dom}");
+    assert!(dom.contains("badge ok\">succeeded"), "{dom}");
+
+    screenshot(&url, &dir.join("daemon-1280.png"), 1280, 1100);
+    screenshot(&url, &dir.join("daemon-390.png"), 390, 3000);
 }
 
 #[test]

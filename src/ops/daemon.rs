@@ -8,9 +8,11 @@ use tracing::{error, info, warn};
 
 use super::cluster::describe;
 use super::error::{Error, Result};
+use super::observe::{ClusterSeen, Observer, Outcome, Report};
 use super::update::{converge, plan_for, revision_of, Converged, Run};
 use super::{Context, Output, Revision};
 use crate::config::Desired;
+use crate::listen;
 use crate::plan::{ClusterAction, ClusterView, Plan, PlanOptions};
 use crate::render::{self, Style};
 use crate::watch::{self, Attempt, Reconciler, Source, WatchOptions};
@@ -25,6 +27,8 @@ pub struct WatchRequest {
     pub clock: fn() -> OffsetDateTime,
     /// `--offline`: the store only; the cluster is not contacted.
     pub offline: bool,
+    /// `--listen ADDR`: serve /metrics, /healthz and / there.
+    pub listen: Option<String>,
 }
 
 /// `ravencert watch`: runs until SIGINT/SIGTERM; its output is the log.
@@ -40,6 +44,10 @@ pub fn watch(ctx: &Context, req: &WatchRequest) -> Result<Output> {
         style: ctx.style,
         export_base,
         req,
+        listener: match &req.listen {
+            Some(addr) => Some(Observer::new(listen::start(addr)?.0)),
+            None => None,
+        },
     };
     watch::run(
         &ctx.config,
@@ -57,6 +65,8 @@ struct Daemon<'a> {
     style: Style,
     export_base: Option<PathBuf>,
     req: &'a WatchRequest,
+    /// What `--listen` serves, replaced after every attempt.
+    listener: Option<Observer>,
 }
 
 impl Daemon<'_> {
@@ -86,7 +96,11 @@ impl Reconciler for Daemon<'_> {
                 Some(revision.clone()),
             ),
         };
-        let (result, desired) = attempt(&ctx, self.req, &revision_source, revision, why);
+        let (result, desired, report) = attempt(&ctx, self.req, &revision_source, revision, why);
+        if let Some(observer) = &self.listener {
+            let declared = desired.as_ref().map(|d| &d.declared);
+            observer.record(&ctx, report, declared);
+        }
         (result, desired.map(|d| d.referenced_files()))
     }
 }
@@ -123,7 +137,7 @@ fn attempt(
     source: &Revision,
     revision: Option<String>,
     why: &str,
-) -> (Attempt, Option<Desired>) {
+) -> (Attempt, Option<Desired>, Report) {
     let opts = &req.options;
     let desired = match ctx.load(source, true) {
         Ok(d) => d,
@@ -132,11 +146,16 @@ fn attempt(
                 "{why}: certs.toml is invalid, nothing applied, the last good state stays: {}",
                 one_line(&e)
             );
-            return (Attempt::Invalid, None);
+            return (
+                Attempt::Invalid,
+                None,
+                Report::of(Outcome::Invalid(one_line(&e)), revision),
+            );
         }
     };
     if opts.plan_only {
-        return (plan_only(ctx, &desired, why, req.offline), Some(desired));
+        let (result, report) = plan_only(ctx, &desired, why, req.offline);
+        return (result, Some(desired), report);
     }
     // Following a local file: its git provenance, if it has one.
     let revision = revision.or_else(|| revision_of(&ctx.config, &desired));
@@ -146,21 +165,30 @@ fn attempt(
         offline: req.offline,
         confirmed_cluster: None,
     };
+    let failed = |e: &Error| Report::of(Outcome::Applied(Err(one_line(e))), revision.clone());
     match converge(ctx, &desired, &PlanOptions::default(), run, &|_, _| Ok(())) {
-        Ok(c) => log_converged(&c, why, revision),
+        Ok(c) => {
+            // Applied: the cluster now holds what the store holds.
+            let report = Report {
+                outcome: Outcome::Applied(Ok(())),
+                revision: revision.clone(),
+                cluster: ClusterSeen::of(&c.cluster, true),
+            };
+            log_converged(&c, why, revision);
+            (Attempt::Done, Some(desired), report)
+        }
         Err(e @ (Error::AfterStore(_) | Error::ClusterApply(_))) => {
             error!("{why}: {}", one_line(&e));
-            return (Attempt::Failed, Some(desired));
+            (Attempt::Failed, Some(desired), failed(&e))
         }
         Err(e) => {
             error!(
                 "{why}: apply failed, the store is unchanged: {}",
                 one_line(&e)
             );
-            return (Attempt::Failed, Some(desired));
+            (Attempt::Failed, Some(desired), failed(&e))
         }
     }
-    (Attempt::Done, Some(desired))
 }
 
 /// One attempt's changes, store then cluster, a line each.
@@ -227,11 +255,12 @@ fn log_cluster(view: &ClusterView, why: &str, done: Option<&[String]>) {
 }
 
 /// `--plan-only`: logs what would change.
-fn plan_only(ctx: &Context, desired: &Desired, why: &str, offline: bool) -> Attempt {
-    match plan_for(ctx, desired, &PlanOptions::default(), offline) {
+fn plan_only(ctx: &Context, desired: &Desired, why: &str, offline: bool) -> (Attempt, Report) {
+    let cluster = match plan_for(ctx, desired, &PlanOptions::default(), offline) {
         Ok((plan, cluster)) if plan.is_empty() && plan.drift.is_empty() => {
             log_cluster(&cluster, why, None);
-            info!("{why}: no changes, the store matches certs.toml")
+            info!("{why}: no changes, the store matches certs.toml");
+            cluster
         }
         Ok((plan, cluster)) => {
             info!(
@@ -240,11 +269,18 @@ fn plan_only(ctx: &Context, desired: &Desired, why: &str, offline: bool) -> Atte
             );
             log_changes(&plan);
             log_cluster(&cluster, why, None);
+            cluster
         }
         Err(e) => {
             error!("{why}: plan failed: {}", one_line(&e));
-            return Attempt::Failed;
+            let outcome = Outcome::Planned(Err(one_line(&e)));
+            return (Attempt::Failed, Report::of(outcome, None));
         }
-    }
-    Attempt::Done
+    };
+    let report = Report {
+        outcome: Outcome::Planned(Ok(())),
+        revision: None,
+        cluster: ClusterSeen::of(&cluster, false),
+    };
+    (Attempt::Done, report)
 }

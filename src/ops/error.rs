@@ -162,6 +162,9 @@ pub enum Error {
     /// The watch daemon cannot start or its file watch stopped.
     #[error(transparent)]
     Watch(#[from] WatchError),
+    /// `watch --listen` cannot start its listener.
+    #[error(transparent)]
+    Listen(#[from] crate::listen::ListenError),
     /// `bundle` cannot hand out this client's zip.
     #[error(transparent)]
     Bundle(Box<BundleError>),

@@ -106,7 +106,7 @@ fn cluster_status(
 
 /// certs.toml if it is valid, the store's folder, the store, and the warning shown when
 /// certs.toml is invalid but the store can be shown anyway.
-fn load(ctx: &Context) -> Result<(Option<Declared>, PathBuf, Actual, Vec<String>)> {
+pub(super) fn load(ctx: &Context) -> Result<(Option<Declared>, PathBuf, Actual, Vec<String>)> {
     // The store path comes from certs.toml unless --store names it.
     let (desired, config_error) = match ctx.desired() {
         Ok(d) => (Some(d), None),
@@ -145,7 +145,7 @@ fn load(ctx: &Context) -> Result<(Option<Declared>, PathBuf, Actual, Vec<String>
 }
 
 /// The renew_before of each declared client.
-fn client_renewals(desired: &Declared) -> BTreeMap<String, RenewBefore> {
+pub(super) fn client_renewals(desired: &Declared) -> BTreeMap<String, RenewBefore> {
     desired
         .clients
         .iter()
@@ -160,7 +160,7 @@ fn client_renewals(desired: &Declared) -> BTreeMap<String, RenewBefore> {
 }
 
 /// The generated server certificate's renew_before (an imported one is renewed elsewhere).
-fn server_renewal(desired: &Declared) -> Option<RenewBefore> {
+pub(super) fn server_renewal(desired: &Declared) -> Option<RenewBefore> {
     match desired.server.as_ref().map(|s| &s.source) {
         Some(ServerSpec::Generate { renew_before, .. }) => Some(*renew_before),
         _ => None,

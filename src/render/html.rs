@@ -198,7 +198,7 @@ fn last_apply_section(out: &mut String, view: &StatusView<'_>, last: Option<&Las
             );
         }
         None => out.push_str(
-            "<dt>When</dt><dd>Not known: this page was written once by <code>ravencert status --html</code>.</dd>",
+            "<dt>When</dt><dd>None recorded: <code>ravencert status --html</code> runs no apply, and a watch daemon shows its last one here once it has applied.</dd>",
         ),
     }
     let applied = view

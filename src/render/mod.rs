@@ -871,6 +871,23 @@ fn databases_cell(c: &CertEntry) -> String {
     }
 }
 
+/// Whether a certificate is due for renewal as `status` marks it: expired, or inside its
+/// renew_before window, unless it is an old certificate kept through its rotation overlap
+/// (already replaced). Without a renewal window (certs.toml unreadable) only expiry counts.
+pub(crate) fn renewal_due(
+    now: OffsetDateTime,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    renew: Option<RenewBefore>,
+    retiring_after: Option<OffsetDateTime>,
+) -> bool {
+    retiring_after.is_none()
+        && matches!(
+            expiry_mark(now, not_before, not_after, renew, None),
+            ExpiryMark::Expired | ExpiryMark::RenewDue
+        )
+}
+
 /// `status --json`: the registry as SPEC §5 documents it, plus the warnings.
 #[derive(Serialize)]
 struct StatusDocument<'a> {

@@ -4,6 +4,8 @@
 //! generous deadline and fails with the daemon's log. A daemon dropped while still running (a
 //! test panicked) is killed with SIGKILL.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
@@ -98,6 +100,17 @@ impl Daemon {
         );
     }
 
+    /// `watch --listen`: waits for the bound address in the log.
+    #[track_caller]
+    pub fn listening(&self) -> SocketAddr {
+        self.wait_log("listening on http://");
+        self.log()
+            .lines()
+            .find_map(|l| l.split("listening on http://").nth(1))
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no bound address\n{}", self.context()))
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -148,4 +161,16 @@ impl Drop for Daemon {
             self.kill();
         }
     }
+}
+
+/// GET `path` from a listener: the status code and the body, or None when the connection fails.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
 }

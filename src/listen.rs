@@ -1,0 +1,498 @@
+//! `watch --listen ADDR`: a read-only HTTP listener (SPEC §9) serving `/metrics` (Prometheus),
+//! `/healthz` and `/` from a [`Snapshot`] that the watch loop replaces after every attempt.
+//!
+//! The listener runs on its own threads and only reads the snapshot (a clone under a lock held
+//! for the copy), so it never blocks or delays an apply. Every connection is bounded: one
+//! request (`Connection: close`), a head of at most [`MAX_HEAD`] bytes read within
+//! [`REQUEST_DEADLINE`], no body, at most [`MAX_CONNECTIONS`] at once (more are closed at
+//! once), GET (or HEAD) only.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tracing::{info, warn};
+
+/// The largest request head read; a longer one is answered 431 and closed.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// How long a client has to send its whole request head.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// Connections served at once; one more is closed without an answer.
+pub const MAX_CONNECTIONS: usize = 32;
+/// How long one read or write may wait.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the listener cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// The address cannot be bound (in use, not local, no permission).
+    #[error(
+        "--listen {addr}: cannot listen there: {source} (pick a free port, e.g. 127.0.0.1:9464)"
+    )]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The listener thread cannot be started.
+    #[error("--listen: cannot start the listener thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// One registered certificate, as `/metrics` labels and values it.
+#[derive(Debug, Clone)]
+pub struct CertificateMetric {
+    /// The client key (`server` for the server certificate).
+    pub key: String,
+    /// Its name.
+    pub name: String,
+    /// Its thumbprint.
+    pub thumbprint: String,
+    /// Its clearance (ClusterNode for the server certificate).
+    pub clearance: String,
+    /// generated, uploaded, imported…
+    pub source: String,
+    /// Not before, Unix seconds.
+    pub not_before: i64,
+    /// Not after, Unix seconds.
+    pub not_after: i64,
+    /// Inside its renewal window or expired, as `status` marks it.
+    pub renewal_due: bool,
+}
+
+/// What the cluster looked like after the last attempt that reached it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClusterMetric {
+    /// The cluster holds the store's registrations as declared.
+    pub in_sync: bool,
+    /// Certificates it holds otherwise (missing, differing, extra).
+    pub drift: u64,
+}
+
+/// What the listener shows: the state after the last attempt. Holds no secret.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The store's certificates.
+    pub certificates: Vec<CertificateMetric>,
+    /// When the last attempt ran (Unix seconds), if one has.
+    pub last_check: Option<i64>,
+    /// When the last apply ran (Unix seconds), if one has.
+    pub last_apply: Option<i64>,
+    /// Whether the last apply succeeded.
+    pub last_apply_success: Option<bool>,
+    /// Applies that succeeded so far.
+    pub applies_succeeded: u64,
+    /// Applies that failed so far.
+    pub applies_failed: u64,
+    /// The cluster, when one is declared and was reached.
+    pub cluster: Option<ClusterMetric>,
+    /// None while healthy; else why not, on one line.
+    pub unhealthy: Option<String>,
+    /// The status page for `/` (HTML, every value escaped by its renderer).
+    pub page: String,
+}
+
+/// The snapshot the watch loop writes and the listener reads.
+pub type Shared = Arc<RwLock<Snapshot>>;
+
+/// Binds `addr` and serves on background threads until the process exits. Returns the
+/// snapshot to update and the bound address (port 0 picks a free port).
+pub fn start(addr: &str) -> Result<(Shared, SocketAddr), ListenError> {
+    let bind_error = |source| ListenError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = TcpListener::bind(bind_address(addr)).map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    let shared: Shared = Arc::new(RwLock::new(Snapshot {
+        unhealthy: Some("starting: no check has run yet".into()),
+        ..Snapshot::default()
+    }));
+    let state = Arc::clone(&shared);
+    std::thread::Builder::new()
+        .name("listen".into())
+        .spawn(move || accept_loop(&listener, &state))
+        .map_err(ListenError::Thread)?;
+    info!("listening on http://{bound}");
+    Ok((shared, bound))
+}
+
+/// The address to bind: a port alone (`9464` or `:9464`) means loopback, so that only an
+/// address written out in full exposes the listener beyond this machine.
+fn bind_address(addr: &str) -> String {
+    let port = addr.strip_prefix(':').unwrap_or(addr);
+    if port.parse::<u16>().is_ok() {
+        format!("127.0.0.1:{port}")
+    } else {
+        addr.to_string()
+    }
+}
+
+/// Releases a connection's slot when its thread ends, however it ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn accept_loop(listener: &TcpListener, state: &Shared) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            active.fetch_sub(1, Ordering::SeqCst);
+            drop(stream); // over the bound: closed unanswered
+            continue;
+        }
+        let slot = Slot(Arc::clone(&active));
+        let state = Arc::clone(state);
+        let spawned = std::thread::Builder::new()
+            .name("listen-conn".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let _slot = slot;
+                serve(stream, &state);
+            });
+        if let Err(e) = spawned {
+            warn!("listener: cannot start a connection thread: {e}");
+        }
+    }
+}
+
+/// An answer: status, content type, body.
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+}
+
+impl Answer {
+    fn text(status: u16, body: impl Into<String>) -> Answer {
+        Answer {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+        }
+    }
+}
+
+/// One connection, one request.
+fn serve(mut stream: TcpStream, state: &Shared) {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    let (answer, head_only) = match read_head(&mut stream) {
+        Ok(head) => respond(&head, state),
+        Err(answer) => (answer, false),
+    };
+    let reason = match answer.status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        431 => "Request Header Fields Too Large",
+        _ => "Service Unavailable",
+    };
+    let head = format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
+        answer.status,
+        answer.content_type,
+        answer.body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    if !head_only {
+        let _ = stream.write_all(answer.body.as_bytes());
+    }
+    let _ = stream.flush();
+}
+
+/// The request's method and path, read within the deadline and the size bound.
+struct Head {
+    method: String,
+    path: String,
+}
+
+fn read_head(stream: &mut TcpStream) -> Result<Head, Answer> {
+    let started = Instant::now();
+    let mut buf = vec![0u8; MAX_HEAD];
+    let mut len = 0;
+    loop {
+        if started.elapsed() > REQUEST_DEADLINE {
+            return Err(Answer::text(408, "request too slow\n"));
+        }
+        if len == buf.len() {
+            return Err(Answer::text(431, "request head over 8 KiB\n"));
+        }
+        let n = match stream.read(&mut buf[len..]) {
+            Ok(0) => return Err(Answer::text(400, "incomplete request\n")),
+            Ok(n) => n,
+            Err(_) => return Err(Answer::text(408, "request too slow\n")),
+        };
+        len += n;
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&buf[..len]) {
+            Ok(httparse::Status::Complete(_)) => {
+                return Ok(Head {
+                    method: request.method.unwrap_or_default().to_string(),
+                    path: request.path.unwrap_or_default().to_string(),
+                })
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(_) => return Err(Answer::text(400, "malformed request\n")),
+        }
+    }
+}
+
+/// The answer to a well-formed request, and whether it is a HEAD (no body sent).
+fn respond(head: &Head, state: &Shared) -> (Answer, bool) {
+    let head_only = head.method == "HEAD";
+    if head.method != "GET" && !head_only {
+        return (Answer::text(405, "GET only\n"), false);
+    }
+    // A copy: the lock is held only for the clone, never while writing to a client.
+    let snapshot = match state.read() {
+        Ok(s) => s.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    let path = head.path.split('?').next().unwrap_or_default();
+    let answer = match path {
+        "/metrics" => Answer {
+            status: 200,
+            content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            body: metrics(&snapshot),
+        },
+        "/healthz" => healthz(&snapshot),
+        "/" => Answer {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: page(&snapshot),
+        },
+        _ => Answer::text(404, "not found: /metrics, /healthz or /\n"),
+    };
+    (answer, head_only)
+}
+
+/// 200 `ok` while the last attempt succeeded, else 503 and why, on one escaped line.
+fn healthz(s: &Snapshot) -> Answer {
+    match &s.unhealthy {
+        None => Answer::text(200, "ok\n"),
+        Some(reason) => {
+            let line = reason.replace(['\r', '\n'], " | ");
+            Answer::text(
+                503,
+                format!("{}\n", crate::render::escape_output(&line, false)),
+            )
+        }
+    }
+}
+
+/// The status page the watch loop rendered after its last attempt; before the first, a page
+/// that says so.
+fn page(s: &Snapshot) -> String {
+    if s.page.is_empty() {
+        return STARTING_PAGE.to_string();
+    }
+    s.page.clone()
+}
+
+/// `/` before the first attempt has finished.
+const STARTING_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>ravencert status</title></head>\n<body><p>Starting: no check has run yet.</p></body></html>\n";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    key: String,
+    name: String,
+    thumbprint: String,
+    clearance: String,
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+/// A gauge holding `value`.
+fn gauge(value: i64) -> Gauge {
+    let g = Gauge::default();
+    g.set(value);
+    g
+}
+
+/// The Prometheus exposition of a snapshot (SPEC §9's series), built by the client crate.
+fn metrics(s: &Snapshot) -> String {
+    let mut registry = Registry::with_prefix("ravencert");
+    certificate_metrics(&mut registry, &s.certificates);
+    let (last_check, last_apply) = (s.last_check, s.last_apply);
+    for (name, help, value) in [
+        (
+            "last_check_timestamp_seconds",
+            "When the last check ran",
+            last_check,
+        ),
+        (
+            "last_apply_timestamp_seconds",
+            "When the last apply ran",
+            last_apply,
+        ),
+        (
+            "last_apply_success",
+            "Whether the last apply succeeded (1) or failed (0)",
+            s.last_apply_success.map(i64::from),
+        ),
+    ] {
+        if let Some(v) = value {
+            registry.register(name, help, gauge(v));
+        }
+    }
+    let applies = Family::<ResultLabel, Counter>::default();
+    for (result, n) in [
+        ("success", s.applies_succeeded),
+        ("failure", s.applies_failed),
+    ] {
+        applies
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc_by(n);
+    }
+    registry.register("applies", "Applies by result", applies);
+    if let Some(c) = s.cluster {
+        let drift = i64::try_from(c.drift).unwrap_or(i64::MAX);
+        registry.register(
+            "cluster_in_sync",
+            "Whether the cluster holds the store's registrations as declared",
+            gauge(i64::from(c.in_sync)),
+        );
+        registry.register(
+            "cluster_drift_certificates",
+            "Certificates the cluster holds otherwise than the store",
+            gauge(drift),
+        );
+    }
+    let build = Family::<VersionLabel, Gauge>::default();
+    build
+        .get_or_create(&VersionLabel {
+            version: env!("CARGO_PKG_VERSION").into(),
+        })
+        .set(1);
+    registry.register("build_info", "The running ravencert", build);
+    let mut out = String::new();
+    if encode(&mut out, &registry).is_err() {
+        out.clear(); // writing to a String does not fail
+    }
+    out
+}
+
+fn certificate_metrics(registry: &mut Registry, certificates: &[CertificateMetric]) {
+    let not_after = Family::<CertificateLabels, Gauge>::default();
+    let not_before = Family::<CertificateLabels, Gauge>::default();
+    let due = Family::<CertificateLabels, Gauge>::default();
+    for c in certificates {
+        let labels = CertificateLabels {
+            key: c.key.clone(),
+            name: c.name.clone(),
+            thumbprint: c.thumbprint.clone(),
+            clearance: c.clearance.clone(),
+            source: c.source.clone(),
+        };
+        not_after.get_or_create(&labels).set(c.not_after);
+        not_before.get_or_create(&labels).set(c.not_before);
+        due.get_or_create(&labels).set(i64::from(c.renewal_due));
+    }
+    registry.register(
+        "certificate_not_after_seconds",
+        "When each registered certificate expires (Unix time)",
+        not_after,
+    );
+    registry.register(
+        "certificate_not_before_seconds",
+        "When each registered certificate became valid (Unix time)",
+        not_before,
+    );
+    registry.register(
+        "certificate_renewal_due",
+        "Whether each registered certificate is inside its renewal window or expired",
+        due,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_name_every_series_of_the_spec() {
+        let s = Snapshot {
+            certificates: vec![CertificateMetric {
+                key: "app".into(),
+                name: "app \"x\"".into(),
+                thumbprint: "AB".into(),
+                clearance: "Operator".into(),
+                source: "generated".into(),
+                not_before: 1,
+                not_after: 2,
+                renewal_due: true,
+            }],
+            last_check: Some(3),
+            last_apply: Some(3),
+            last_apply_success: Some(true),
+            applies_succeeded: 1,
+            cluster: Some(ClusterMetric::default()),
+            ..Snapshot::default()
+        };
+        let text = metrics(&s);
+        for series in [
+            "ravencert_certificate_not_after_seconds{key=\"app\",name=\"app \\\"x\\\"\"",
+            "ravencert_certificate_not_before_seconds{",
+            "ravencert_certificate_renewal_due{",
+            "ravencert_last_check_timestamp_seconds 3",
+            "ravencert_last_apply_timestamp_seconds 3",
+            "ravencert_last_apply_success 1",
+            "ravencert_applies_total{result=\"success\"} 1",
+            "ravencert_applies_total{result=\"failure\"} 0",
+            "ravencert_cluster_in_sync 0",
+            "ravencert_cluster_drift_certificates 0",
+            "ravencert_build_info{version=",
+        ] {
+            assert!(text.contains(series), "{series} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_port_alone_binds_loopback() {
+        assert_eq!(bind_address("9464"), "127.0.0.1:9464");
+        assert_eq!(bind_address(":0"), "127.0.0.1:0");
+        assert_eq!(bind_address("0.0.0.0:9464"), "0.0.0.0:9464");
+        assert_eq!(bind_address("[::1]:9464"), "[::1]:9464");
+        assert_eq!(bind_address("99999"), "99999");
+    }
+
+    #[test]
+    fn the_page_is_the_rendered_one_or_says_it_is_starting() {
+        let starting = page(&Snapshot::default());
+        assert!(starting.contains("no check has run yet"));
+        let s = Snapshot {
+            page: "<!DOCTYPE html><p>rendered</p>".into(),
+            ..Snapshot::default()
+        };
+        assert_eq!(page(&s), "<!DOCTYPE html><p>rendered</p>");
+    }
+}

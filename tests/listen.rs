@@ -1,0 +1,288 @@
+//! `watch --listen` (SPEC §9): `/metrics` scraped and parsed as Prometheus text, one expiry
+//! series per registered certificate; `/healthz` and `ravencert_last_apply_success` through a
+//! failing apply and its recovery; and hostile clients (idle connections, a huge request, a
+//! slow-loris) that neither stop an apply nor grow the daemon's memory.
+
+mod common;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::daemon::{http_get as get, wait_until, Daemon};
+use common::{save_by_rename, Env, SERVER};
+use prometheus_parse::{Scrape, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// certs.toml: the server, an admin and an app, and `extra`.
+fn config(extra: &str) -> String {
+    format!(
+        "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\n[clients.app]\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\" }}\n{extra}"
+    )
+}
+
+/// `watch --listen 127.0.0.1:0` and the address it logs.
+fn start(env: &Env) -> (Daemon, SocketAddr) {
+    let d = env
+        .cmd(&["watch", "--listen", "127.0.0.1:0", "--interval", "10s"])
+        .spawn("watch");
+    let addr = d.listening();
+    (d, addr)
+}
+
+/// `/metrics`, parsed.
+fn scrape(addr: SocketAddr) -> Option<Scrape> {
+    let (code, body) = get(addr, "/metrics")?;
+    assert_eq!(code, 200, "{body}");
+    Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).ok()
+}
+
+fn number(v: &Value) -> f64 {
+    match v {
+        Value::Counter(x) | Value::Gauge(x) | Value::Untyped(x) => *x,
+        other => panic!("not a number: {other:?}"),
+    }
+}
+
+/// The value of the unlabelled series `name`, if it is there.
+fn single(s: &Scrape, name: &str) -> Option<f64> {
+    s.samples
+        .iter()
+        .find(|x| x.metric == name)
+        .map(|x| number(&x.value))
+}
+
+fn unix(rfc3339: &serde_json::Value) -> f64 {
+    let t = OffsetDateTime::parse(rfc3339.as_str().expect("a date"), &Rfc3339).expect("RFC 3339");
+    t.unix_timestamp() as f64
+}
+
+/// Waits until `/metrics` shows `series` at `value` (and `/healthz` answers `code`).
+#[track_caller]
+fn wait_for(d: &Daemon, addr: SocketAddr, series: &str, value: f64, code: u16) {
+    wait_until(
+        &format!("{series} = {value} and /healthz {code}"),
+        || d.context(),
+        || {
+            scrape(addr).is_some_and(|s| single(&s, series) == Some(value))
+                && get(addr, "/healthz").is_some_and(|(c, _)| c == code)
+        },
+    );
+}
+
+#[test]
+fn metrics_show_one_expiry_series_per_registered_certificate() {
+    let env = Env::new();
+    env.config(&config(""));
+    let (d, addr) = start(&env);
+    wait_for(&d, addr, "ravencert_last_apply_success", 1.0, 200);
+
+    let status = env.status();
+    let scrape = scrape(addr).expect("a scrape");
+    let not_after: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "ravencert_certificate_not_after_seconds")
+        .collect();
+    let mut registered = vec![("server", &status["server"][0])];
+    for c in status["certificates"].as_array().expect("certificates") {
+        registered.push((c["key"].as_str().expect("key"), c));
+    }
+    assert_eq!(not_after.len(), registered.len(), "{not_after:#?}");
+    for (key, entry) in registered {
+        let thumbprint = entry["thumbprint"].as_str().expect("thumbprint");
+        let series: Vec<_> = not_after
+            .iter()
+            .filter(|s| s.labels.get("thumbprint") == Some(thumbprint))
+            .collect();
+        assert_eq!(series.len(), 1, "{key}: {not_after:#?}");
+        assert_eq!(series[0].labels.get("key"), Some(key));
+        assert_eq!(number(&series[0].value), unix(&entry["not_after"]), "{key}");
+    }
+    for name in [
+        "ravencert_last_check_timestamp_seconds",
+        "ravencert_last_apply_timestamp_seconds",
+    ] {
+        assert!(single(&scrape, name).is_some(), "{name} missing");
+    }
+    let (code, page) = get(addr, "/").expect("the page");
+    assert_eq!(code, 200);
+    // The status page: a row per certificate and the last apply.
+    assert_eq!(page.matches("<tr class=\"cert").count(), 3, "{page}");
+    assert!(page.contains("class=\"name\">app</td>"), "{page}");
+    assert!(page.contains("badge ok\">succeeded"), "{page}");
+    assert_eq!(get(addr, "/nothing").map(|(c, _)| c), Some(404));
+}
+
+#[test]
+fn a_failing_apply_turns_health_red_until_it_recovers() {
+    let env = Env::new();
+    env.config(&config(""));
+    let (d, addr) = start(&env);
+    wait_for(&d, addr, "ravencert_last_apply_success", 1.0, 200);
+
+    // Nothing listens on port 1: the cluster cannot be read, so the apply fails whole.
+    let unreachable = "\n[cluster]\nurls = [\"https://127.0.0.1:1\"]\nadmin = \"admin\"\n";
+    let path = env.path("certs.toml");
+    d.save_until(
+        "the failing apply to show in /metrics",
+        || save_by_rename(&path, &config(unreachable)),
+        || scrape(addr).is_some_and(|s| single(&s, "ravencert_last_apply_success") == Some(0.0)),
+    );
+    let (code, reason) = get(addr, "/healthz").expect("healthz");
+    assert_eq!(code, 503, "{reason}");
+    assert!(reason.contains("the last apply failed"), "{reason}");
+    assert!(reason.contains("127.0.0.1:1"), "{reason}");
+    assert_eq!(reason.trim_end().lines().count(), 1, "{reason}");
+    let failures = scrape(addr)
+        .expect("a scrape")
+        .samples
+        .into_iter()
+        .find(|s| {
+            s.metric == "ravencert_applies_total" && s.labels.get("result") == Some("failure")
+        })
+        .map(|s| number(&s.value));
+    assert!(failures.is_some_and(|n| n >= 1.0), "{failures:?}");
+    // The page says so too, with the reason.
+    let (_, page) = get(addr, "/").expect("the page");
+    assert!(page.contains("badge bad\">failed"), "{page}");
+    assert!(page.contains("127.0.0.1:1"), "{page}");
+
+    save_by_rename(&path, &config(""));
+    wait_for(&d, addr, "ravencert_last_apply_success", 1.0, 200);
+    let (_, page) = get(addr, "/").expect("the page");
+    assert!(page.contains("badge ok\">succeeded"), "{page}");
+}
+
+/// The daemon's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn hostile_clients_neither_stop_an_apply_nor_grow_memory() {
+    let env = Env::new();
+    env.config(&config(""));
+    let (d, addr) = start(&env);
+    wait_for(&d, addr, "ravencert_last_apply_success", 1.0, 200);
+
+    // A slow-loris: a byte a second, for longer than any request may take.
+    let loris = std::thread::spawn(move || {
+        let Ok(mut s) = TcpStream::connect(addr) else {
+            return;
+        };
+        let started = Instant::now();
+        for b in b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+            .iter()
+            .cycle()
+        {
+            if started.elapsed() > Duration::from_secs(20) || s.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    // A 10 MB request head.
+    let huge = std::thread::spawn(move || {
+        let Ok(mut s) = TcpStream::connect(addr) else {
+            return;
+        };
+        let _ = s.write_all(b"GET /");
+        let _ = s.write_all(&vec![b'a'; 10 << 20]);
+    });
+    // 100 idle connections, held open.
+    let idle: Vec<TcpStream> = (0..100)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+
+    // An edit is applied while they hang on.
+    let applied = d.count("change: applied");
+    let path = env.path("certs.toml");
+    d.save_until(
+        "the edit to be applied",
+        || {
+            save_by_rename(
+                &path,
+                &config("\n[clients.new]\nclearance = \"Operator\"\n"),
+            )
+        },
+        || d.count("change: applied") > applied,
+    );
+    let rss = rss_kib(d.id());
+    assert!(rss < 200 * 1024, "VmRSS {rss} KiB\n{}", d.context());
+
+    drop(idle);
+    let _ = huge.join();
+    // Once the hostile connections are closed or timed out, the listener answers again.
+    wait_until(
+        "/healthz to answer again",
+        || d.context(),
+        || get(addr, "/healthz").is_some_and(|(c, _)| c == 200),
+    );
+    let _ = loris.join();
+    assert!(
+        scrape(addr).is_some_and(|s| s.samples.iter().any(|x| x.labels.get("key") == Some("new"))),
+        "the new client is not in /metrics"
+    );
+    assert!(rss_kib(d.id()) < 200 * 1024, "{}", d.context());
+}
+
+#[test]
+fn renewal_due_follows_status_marks_with_plan_only() {
+    let env = Env::new();
+    env.config(&config(""));
+    env.run(&["apply", "--yes"]).success();
+    let status = env.status();
+    // A day before the server certificate expires: inside its renewal window, the clients not.
+    let not_after = OffsetDateTime::parse(
+        status["server"][0]["not_after"].as_str().expect("a date"),
+        &Rfc3339,
+    )
+    .expect("RFC 3339");
+    let now = (not_after - time::Duration::days(1))
+        .format(&Rfc3339)
+        .expect("formats");
+    let d = env
+        .cmd(&[
+            "watch",
+            "--plan-only",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "10s",
+        ])
+        .env("RAVENCERT_TEST_NOW", &now)
+        .spawn("watch");
+    let addr = d.listening();
+    wait_until(
+        "the plan-only check in /metrics",
+        || d.context(),
+        || {
+            scrape(addr)
+                .is_some_and(|s| single(&s, "ravencert_last_check_timestamp_seconds").is_some())
+        },
+    );
+    let scrape = scrape(addr).expect("a scrape");
+    let due = |key: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "ravencert_certificate_renewal_due" && s.labels.get("key") == Some(key)
+            })
+            .map(|s| number(&s.value))
+    };
+    assert_eq!(due("server"), Some(1.0), "{:#?}", scrape.samples);
+    assert_eq!(due("admin"), Some(0.0), "{:#?}", scrape.samples);
+    // Plan only: nothing applied, nothing failed.
+    assert_eq!(single(&scrape, "ravencert_last_apply_success"), None);
+    assert_eq!(get(addr, "/healthz").map(|(c, _)| c), Some(200));
+    let (_, page) = get(addr, "/").expect("the page");
+    assert!(page.contains(">renew due<"), "{page}");
+}
