@@ -8,12 +8,17 @@
 (e) cluster: register 300 certificates in a local RavenDB 4.1 vs a curl loop, and a no-op plan
     with 1,000 registrations (examples/cluster_bench.rs; the server from
     scripts/ravendb-test-server.sh)
+(f) listen: `watch --listen` over 1,000 and 10,000 registered certificates: /metrics, / and
+    /healthz latency and size, the daemon's RSS, and a scrape while 32 idle connections hold
+    every slot
 
 Run through scripts/bench.sh, which builds the release binary first. `--only NAME[,NAME]` runs
-some sections: ec, rsa, noop, watch, cluster.
+some sections: ec, rsa, noop, watch, cluster, listen.
 """
 import os
+import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -177,11 +182,81 @@ def bench_cluster(n_register=300, n_noop=1000):
     print(f"    server RSS at the end          {f.get('server_rss_mib', '?')} MiB")
 
 
+def http_get(addr, path, timeout=10.0):
+    """One GET over a fresh connection: (status, body bytes, seconds)."""
+    t = time.perf_counter()
+    with socket.create_connection(addr, timeout=timeout) as c:
+        c.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        data = b""
+        while chunk := c.recv(65536):
+            data += chunk
+    elapsed = time.perf_counter() - t
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head:
+        raise ConnectionError("closed unanswered")
+    return int(head.split()[1]), body, elapsed
+
+
+def rss_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_listen():
+    print("(f) watch --listen: scrapes of a daemon over a synthetic store (loopback, release build)")
+    for n in (1000, 10000):
+        with tempfile.TemporaryDirectory() as d:
+            subprocess.run([SYNTH, d, str(n)], check=True)
+            log = open(os.path.join(d, "watch.log"), "w+")
+            p = subprocess.Popen([BIN, "watch", "--offline", "--interval", "1h", "--listen", "127.0.0.1:0"],
+                                 cwd=d, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                addr = None
+                deadline = time.time() + 120
+                while time.time() < deadline:
+                    log.seek(0)
+                    m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", log.read())
+                    if m:
+                        addr = ("127.0.0.1", int(m.group(1)))
+                        if http_get(addr, "/healthz")[0] == 200:
+                            break
+                    time.sleep(0.2)
+                else:
+                    sys.exit(f"the daemon did not become healthy:\n{open(os.path.join(d, 'watch.log')).read()[-2000:]}")
+                print(f"    {n:6} certificates   daemon RSS after the first check {rss_mib(p.pid):6.1f} MiB")
+                for path in ("/metrics", "/", "/healthz"):
+                    runs = [http_get(addr, path) for _ in range(30)]
+                    med = statistics.median(r[2] for r in runs) * 1000
+                    size = len(runs[0][1]) / 1024
+                    print(f"        GET {path:9} median {med:7.2f} ms   {size:8.1f} KiB")
+                idle = [socket.create_connection(addr) for _ in range(32)]
+                time.sleep(0.2)
+                t = time.perf_counter()
+                while True:
+                    try:
+                        if http_get(addr, "/healthz", timeout=2)[0] == 200:
+                            break
+                    except OSError:
+                        pass
+                    time.sleep(0.1)
+                waited = time.perf_counter() - t
+                for c in idle:
+                    c.close()
+                print(f"        with 32 idle connections holding every slot: a scrape got through after {waited:5.1f} s "
+                      f"(an idle connection is closed after 5 s without a byte); RSS {rss_mib(p.pid):6.1f} MiB")
+            finally:
+                p.terminate()
+                p.wait(timeout=60)
+
+
 SECTIONS = {
     "ec": lambda: bench_ec(int(os.environ.get("BENCH_EC_CLIENTS", "300"))),
     "rsa": bench_rsa,
     "noop": bench_noop,
     "watch": bench_watch,
+    "listen": bench_listen,
     "cluster": lambda: bench_cluster(int(os.environ.get("BENCH_CLUSTER_CLIENTS", "300")),
                                      int(os.environ.get("BENCH_CLUSTER_NOOP", "1000"))),
 }

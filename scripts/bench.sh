@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks, printed side by side from one run on this machine. See BENCHMARKS.md.
-# scripts/bench.sh [--only ec,rsa,noop,watch,cluster]; the cluster section provisions RavenDB
+# scripts/bench.sh [--only ec,rsa,noop,watch,cluster,listen]; the cluster section provisions RavenDB
 # 4.1 through scripts/ravendb-test-server.sh (cached after the first run).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -81,8 +81,8 @@ pub struct ClusterMetric {
 /// What the listener shows: the state after the last attempt. Holds no secret.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// The store's certificates.
-    pub certificates: Vec<CertificateMetric>,
+    /// The store's certificates (shared: a request's copy of the snapshot is cheap).
+    pub certificates: Arc<[CertificateMetric]>,
     /// When the last attempt ran (Unix seconds), if one has.
     pub last_check: Option<i64>,
     /// When the last apply ran (Unix seconds), if one has.
@@ -97,8 +97,8 @@ pub struct Snapshot {
     pub cluster: Option<ClusterMetric>,
     /// None while healthy; else why not, on one line.
     pub unhealthy: Option<String>,
-    /// The status page for `/` (HTML, every value escaped by its renderer).
-    pub page: String,
+    /// The status page for `/` (HTML, every value escaped by its renderer; shared).
+    pub page: Arc<str>,
 }
 
 /// The snapshot the watch loop writes and the listener reads.
@@ -174,7 +174,8 @@ fn accept_loop(listener: &TcpListener, state: &Shared) {
 struct Answer {
     status: u16,
     content_type: &'static str,
-    body: String,
+    /// Shared with the snapshot for the page: a scrape copies no 7 MB page.
+    body: Arc<str>,
 }
 
 impl Answer {
@@ -182,7 +183,7 @@ impl Answer {
         Answer {
             status,
             content_type: "text/plain; charset=utf-8",
-            body: body.into(),
+            body: Arc::from(body.into()),
         }
     }
 }
@@ -271,7 +272,7 @@ fn respond(head: &Head, state: &Shared) -> (Answer, bool) {
         "/metrics" => Answer {
             status: 200,
             content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            body: metrics(&snapshot),
+            body: Arc::from(metrics(&snapshot)),
         },
         "/healthz" => healthz(&snapshot),
         "/" => Answer {
@@ -300,11 +301,11 @@ fn healthz(s: &Snapshot) -> Answer {
 
 /// The status page the watch loop rendered after its last attempt; before the first, a page
 /// that says so.
-fn page(s: &Snapshot) -> String {
+fn page(s: &Snapshot) -> Arc<str> {
     if s.page.is_empty() {
-        return STARTING_PAGE.to_string();
+        return Arc::from(STARTING_PAGE);
     }
-    s.page.clone()
+    Arc::clone(&s.page)
 }
 
 /// `/` before the first attempt has finished.
@@ -441,7 +442,7 @@ mod tests {
     #[test]
     fn metrics_name_every_series_of_the_spec() {
         let s = Snapshot {
-            certificates: vec![CertificateMetric {
+            certificates: Arc::from([CertificateMetric {
                 key: "app".into(),
                 name: "app \"x\"".into(),
                 thumbprint: "AB".into(),
@@ -450,7 +451,7 @@ mod tests {
                 not_before: 1,
                 not_after: 2,
                 renewal_due: true,
-            }],
+            }]),
             last_check: Some(3),
             last_apply: Some(3),
             last_apply_success: Some(true),
@@ -493,6 +494,6 @@ mod tests {
             page: "<!DOCTYPE html><p>rendered</p>".into(),
             ..Snapshot::default()
         };
-        assert_eq!(page(&s), "<!DOCTYPE html><p>rendered</p>");
+        assert_eq!(&*page(&s), "<!DOCTYPE html><p>rendered</p>");
     }
 }

@@ -164,8 +164,8 @@ impl Observer {
         let mut s = self.shared.write().unwrap_or_else(PoisonError::into_inner);
         match store {
             Ok((certificates, page)) => {
-                s.certificates = certificates;
-                s.page = page;
+                s.certificates = certificates.into();
+                s.page = page.into();
             }
             // The last view read stays: the attempt's outcome says what went wrong.
             Err(e) => warn!("listen: the store cannot be read for /metrics: {e}"),
