@@ -29,6 +29,12 @@ pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 pub const MAX_CONNECTIONS: usize = 32;
 /// How long one read or write may wait.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client has to take the whole answer (7 MB at 10,000 certificates).
+pub const ANSWER_DEADLINE: Duration = Duration::from_secs(30);
+/// The answer is written in pieces of this size, the deadline checked between them.
+const WRITE_CHUNK: usize = 64 * 1024;
+/// A connection thread's stack: the paths are shallow, but an overflow would abort the daemon.
+const CONNECTION_STACK: usize = 256 * 1024;
 
 /// Why the listener cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +105,16 @@ pub struct Snapshot {
     pub unhealthy: Option<String>,
     /// The status page for `/` (HTML, every value escaped by its renderer; shared).
     pub page: Arc<str>,
+    /// `/metrics`, encoded by [`Snapshot::sealed`] once per attempt, not per scrape.
+    pub exposition: Arc<str>,
+}
+
+impl Snapshot {
+    /// The snapshot with its `/metrics` encoded from its values.
+    pub fn sealed(mut self) -> Snapshot {
+        self.exposition = Arc::from(metrics(&self));
+        self
+    }
 }
 
 /// The snapshot the watch loop writes and the listener reads.
@@ -113,10 +129,13 @@ pub fn start(addr: &str) -> Result<(Shared, SocketAddr), ListenError> {
     };
     let listener = TcpListener::bind(bind_address(addr)).map_err(bind_error)?;
     let bound = listener.local_addr().map_err(bind_error)?;
-    let shared: Shared = Arc::new(RwLock::new(Snapshot {
-        unhealthy: Some("starting: no check has run yet".into()),
-        ..Snapshot::default()
-    }));
+    let shared: Shared = Arc::new(RwLock::new(
+        Snapshot {
+            unhealthy: Some("starting: no check has run yet".into()),
+            ..Snapshot::default()
+        }
+        .sealed(),
+    ));
     let state = Arc::clone(&shared);
     std::thread::Builder::new()
         .name("listen".into())
@@ -146,10 +165,27 @@ impl Drop for Slot {
     }
 }
 
+/// Accepts connections for ever, a thread each up to [`MAX_CONNECTIONS`]. When accepting
+/// fails (out of file descriptors), it waits, doubling up to a second, rather than spin.
 fn accept_loop(listener: &TcpListener, state: &Shared) {
     let active = Arc::new(AtomicUsize::new(0));
+    let mut pause = Duration::ZERO;
     for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
+        let stream = match stream {
+            Ok(s) => {
+                pause = Duration::ZERO;
+                s
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
+            Err(e) => {
+                if pause.is_zero() {
+                    warn!("listener: cannot accept a connection: {e}");
+                }
+                pause = (pause * 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
+                std::thread::sleep(pause);
+                continue;
+            }
+        };
         if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             active.fetch_sub(1, Ordering::SeqCst);
             drop(stream); // over the bound: closed unanswered
@@ -159,7 +195,7 @@ fn accept_loop(listener: &TcpListener, state: &Shared) {
         let state = Arc::clone(state);
         let spawned = std::thread::Builder::new()
             .name("listen-conn".into())
-            .stack_size(64 * 1024)
+            .stack_size(CONNECTION_STACK)
             .spawn(move || {
                 let _slot = slot;
                 serve(stream, &state);
@@ -211,11 +247,33 @@ fn serve(mut stream: TcpStream, state: &Shared) {
         answer.content_type,
         answer.body.len()
     );
-    let _ = stream.write_all(head.as_bytes());
-    if !head_only {
-        let _ = stream.write_all(answer.body.as_bytes());
+    let body = if head_only { "" } else { &answer.body };
+    let started = Instant::now();
+    let sent = [head.as_bytes(), body.as_bytes()]
+        .into_iter()
+        .flat_map(|part| part.chunks(WRITE_CHUNK))
+        .all(|chunk| started.elapsed() < ANSWER_DEADLINE && stream.write_all(chunk).is_ok());
+    if sent {
+        close_gently(&mut stream);
     }
+}
+
+/// Ends the answer, then reads (for at most a second, 64 KiB) what the client still sends, such
+/// as a refused body: closing with unread input would reset the connection and could lose the
+/// answer before the client reads it.
+fn close_gently(stream: &mut TcpStream) {
     let _ = stream.flush();
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let started = Instant::now();
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    while drained < 64 * 1024 && started.elapsed() < Duration::from_secs(1) {
+        match stream.read(&mut sink) {
+            Ok(n) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
 }
 
 /// The request's method and path, read within the deadline and the size bound.
@@ -224,14 +282,18 @@ struct Head {
     path: String,
 }
 
+/// Reads one request head: 408 past [`REQUEST_DEADLINE`] (each read waits at most what is
+/// left of it), 431 past [`MAX_HEAD`], 400 when malformed or cut short.
 fn read_head(stream: &mut TcpStream) -> Result<Head, Answer> {
     let started = Instant::now();
     let mut buf = vec![0u8; MAX_HEAD];
     let mut len = 0;
     loop {
-        if started.elapsed() > REQUEST_DEADLINE {
+        let left = REQUEST_DEADLINE.saturating_sub(started.elapsed());
+        if left.is_zero() {
             return Err(Answer::text(408, "request too slow\n"));
         }
+        let _ = stream.set_read_timeout(Some(left.min(IO_TIMEOUT)));
         if len == buf.len() {
             return Err(Answer::text(431, "request head over 8 KiB\n"));
         }
@@ -251,6 +313,9 @@ fn read_head(stream: &mut TcpStream) -> Result<Head, Answer> {
                 })
             }
             Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(Answer::text(431, "over 64 request headers\n"))
+            }
             Err(_) => return Err(Answer::text(400, "malformed request\n")),
         }
     }
@@ -272,7 +337,7 @@ fn respond(head: &Head, state: &Shared) -> (Answer, bool) {
         "/metrics" => Answer {
             status: 200,
             content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            body: Arc::from(metrics(&snapshot)),
+            body: Arc::clone(&snapshot.exposition),
         },
         "/healthz" => healthz(&snapshot),
         "/" => Answer {
@@ -299,17 +364,18 @@ fn healthz(s: &Snapshot) -> Answer {
     }
 }
 
-/// The status page the watch loop rendered after its last attempt; before the first, a page
-/// that says so.
+/// The status page the watch loop rendered after its last attempt; before there is one, a
+/// page that says why (starting, or the first certs.toml invalid and no store yet).
 fn page(s: &Snapshot) -> Arc<str> {
-    if s.page.is_empty() {
-        return Arc::from(STARTING_PAGE);
+    if !s.page.is_empty() {
+        return Arc::clone(&s.page);
     }
-    Arc::clone(&s.page)
+    let why = s.unhealthy.as_deref().unwrap_or("no check has run yet");
+    Arc::from(format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>ravencert status</title></head>\n<body><p>No status yet: {}</p></body></html>\n",
+        crate::render::html_escape(why)
+    ))
 }
-
-/// `/` before the first attempt has finished.
-const STARTING_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>ravencert status</title></head>\n<body><p>Starting: no check has run yet.</p></body></html>\n";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CertificateLabels {
@@ -402,6 +468,7 @@ fn metrics(s: &Snapshot) -> String {
     out
 }
 
+/// The per-certificate series: expiry, start and renewal due, labelled as SPEC §9 lists.
 fn certificate_metrics(registry: &mut Registry, certificates: &[CertificateMetric]) {
     let not_after = Family::<CertificateLabels, Gauge>::default();
     let not_before = Family::<CertificateLabels, Gauge>::default();
@@ -459,7 +526,7 @@ mod tests {
             cluster: Some(ClusterMetric::default()),
             ..Snapshot::default()
         };
-        let text = metrics(&s);
+        let text = s.sealed().exposition.to_string();
         for series in [
             "ravencert_certificate_not_after_seconds{key=\"app\",name=\"app \\\"x\\\"\"",
             "ravencert_certificate_not_before_seconds{",
@@ -487,9 +554,17 @@ mod tests {
     }
 
     #[test]
-    fn the_page_is_the_rendered_one_or_says_it_is_starting() {
+    fn the_page_is_the_rendered_one_or_says_why_there_is_none() {
         let starting = page(&Snapshot::default());
         assert!(starting.contains("no check has run yet"));
+        let invalid = page(&Snapshot {
+            unhealthy: Some("certs.toml is invalid: <b>name</b>".into()),
+            ..Snapshot::default()
+        });
+        assert!(
+            invalid.contains("invalid: &lt;b&gt;name&lt;/b&gt;"),
+            "{invalid}"
+        );
         let s = Snapshot {
             page: "<!DOCTYPE html><p>rendered</p>".into(),
             ..Snapshot::default()

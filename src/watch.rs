@@ -96,6 +96,8 @@ pub(crate) trait Reconciler {
     /// Runs one attempt, `why` naming its cause in the log. Returns its outcome and, when
     /// certs.toml could be read, the files it references (a change to them means plan again).
     fn attempt(&self, source: &Source<'_>, why: &str) -> (Attempt, Option<Vec<PathBuf>>);
+    /// `--git`: after every fetch, None when it worked, else why it failed (one line).
+    fn source_fetched(&self, _failure: Option<String>) {}
 }
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -336,10 +338,12 @@ fn run_git(
         let commit = match follower.fetch() {
             Ok(c) => {
                 backoff = BACKOFF_START;
+                reconciler.source_fetched(None);
                 c
             }
             Err(e) => {
                 warn!("fetch failed, retrying in {:?}: {e}", backoff);
+                reconciler.source_fetched(Some(format!("git fetch failed: {e}")));
                 next_poll = Instant::now() + backoff.min(g.poll.max(BACKOFF_START));
                 backoff = (backoff * 2).min(BACKOFF_CAP);
                 continue;

@@ -473,6 +473,77 @@ fn a_change_in_the_studio_is_reported_and_set_back_by_apply_and_by_watch() {
 }
 
 #[test]
+fn the_listener_reports_cluster_drift_and_forgets_the_cluster_after_a_failure() {
+    let mut f = Fixture::start(CLIENTS, "");
+    f.run(&["apply", "--yes"]).success();
+    let orders = f.thumbprint("orders");
+    // A Studio edit, and a hand upload that stays (prune is off): two certificates drift.
+    f.studio_edit(&orders, "Orders App", "ValidUser", r#"{"Orders":"Admin"}"#);
+    let stranger = f.hand_upload("Stranger", r#"{"Orders":"ReadWrite"}"#);
+    let d = f
+        .env
+        .cmd(&[
+            "watch",
+            "--plan-only",
+            "--interval",
+            "10s",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .spawn("watch");
+    let addr = d.listening();
+    let metrics = || common::daemon::http_get(addr, "/metrics").map(|(_, m)| m);
+    common::daemon::wait_until(
+        "/metrics to show the drift",
+        || d.context(),
+        || {
+            metrics().is_some_and(|m| {
+                m.contains("ravencert_cluster_in_sync 0")
+                    && m.contains("ravencert_cluster_drift_certificates 2")
+            })
+        },
+    );
+    let (_, page) = common::daemon::http_get(addr, "/").expect("the page");
+    assert_eq!(page.matches(">differs<").count(), 1, "{page}");
+    assert!(
+        page.contains(&stranger),
+        "the extra registration is listed: {page}"
+    );
+    assert!(page.contains("Stranger"), "{page}");
+    drop(d);
+
+    // An apply that fails on the cluster: its state is no longer known, so no series claims it.
+    let mut d = f
+        .env
+        .cmd(&["watch", "--interval", "10s", "--listen", "127.0.0.1:0"])
+        .spawn("watch");
+    let addr = d.listening();
+    let metrics = || common::daemon::http_get(addr, "/metrics").map(|(_, m)| m);
+    common::daemon::wait_until(
+        "the first apply",
+        || d.context(),
+        || metrics().is_some_and(|m| m.contains("ravencert_last_apply_success 1")),
+    );
+    // The apply restored the edit; the stranger stays (prune is off) and still counts.
+    assert!(
+        metrics().is_some_and(|m| m.contains("ravencert_cluster_drift_certificates 1")),
+        "{:?}",
+        metrics()
+    );
+    f.server.stop();
+    let path = f.env.path("certs.toml");
+    let text = std::fs::read_to_string(&path).expect("certs.toml");
+    d.save_until(
+        "the failing apply",
+        || common::save_by_rename(&path, &text.replace("Orders App", "Orders App 2")),
+        || metrics().is_some_and(|m| m.contains("ravencert_last_apply_success 0")),
+    );
+    let m = metrics().expect("metrics");
+    assert!(!m.contains("ravencert_cluster_in_sync"), "{m}");
+    assert!(d.running());
+}
+
+#[test]
 fn a_hand_upload_is_a_warning_and_prune_unregisters_it_within_max_deletions() {
     let f = Fixture::start(CLIENTS, "");
     f.run(&["apply", "--yes"]).success();

@@ -1450,3 +1450,38 @@ fn watch_git_bounds_poll_and_interval() {
         assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
     }
 }
+
+#[test]
+fn watch_git_listener_reports_a_failing_fetch_and_its_recovery() {
+    let env = git_env();
+    let (remote, _work, c1) = fleet_repo(&env);
+    fs::create_dir_all(env.path("m1")).unwrap();
+    let store = env.path("m1/store");
+    let mut args = follow_args(&remote, &store);
+    args.extend(["--listen", "127.0.0.1:0"]);
+    let d = spawn(&env, "watch", &args);
+    let addr = d.listening();
+    let health = || common::daemon::http_get(addr, "/healthz");
+    wait_until(
+        "the first commit to be applied",
+        || d.context(),
+        || {
+            revision_of(&env, &store).as_deref() == Some(format!("main@sha1:{c1}").as_str())
+                && health().is_some_and(|(c, _)| c == 200)
+        },
+    );
+    // The remote goes away: the source of truth cannot be read, and /healthz says so.
+    let moved = env.path("remote-moved.git");
+    fs::rename(&remote, &moved).unwrap();
+    wait_until(
+        "/healthz to report the failing fetch",
+        || d.context(),
+        || health().is_some_and(|(c, body)| c == 503 && body.contains("git fetch failed")),
+    );
+    fs::rename(&moved, &remote).unwrap();
+    wait_until(
+        "/healthz to recover",
+        || d.context(),
+        || health().is_some_and(|(c, _)| c == 200),
+    );
+}

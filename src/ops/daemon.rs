@@ -103,6 +103,12 @@ impl Reconciler for Daemon<'_> {
         }
         (result, desired.map(|d| d.referenced_files()))
     }
+
+    fn source_fetched(&self, failure: Option<String>) {
+        if let Some(observer) = &self.listener {
+            observer.source(failure);
+        }
+    }
 }
 
 fn log_changes(plan: &Plan) {

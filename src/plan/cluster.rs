@@ -320,6 +320,10 @@ pub struct ClusterPlan {
     pub changes: Vec<ClusterChange>,
     /// What a reviewer should know but nothing changes for (prefixed `cluster:`).
     pub warnings: Vec<String>,
+    /// The client registrations the store does not hold (thumbprint, name on the cluster),
+    /// whether this plan unregisters them or they stay; never the cluster's own, the
+    /// well-known admins or ravencert's admin certificate.
+    pub extra: Vec<(String, String)>,
 }
 
 impl ClusterPlan {
@@ -346,6 +350,14 @@ pub fn plan_cluster(
 ) -> Result<ClusterPlan, PlanError> {
     check_version(projected, &listing.version, &opts.url)?;
     let mut planner = ClusterPlanner::new(projected, listing, opts);
+    let extra = listing
+        .registrations
+        .iter()
+        .filter(|r| {
+            !planner.desired_thumbprints.contains(&upper(&r.thumbprint)) && !planner.protected(r)
+        })
+        .map(|r| (upper(&r.thumbprint), r.name.clone()))
+        .collect();
     let mut changes = planner.desired_changes();
     let unregisters = planner.unregisters();
     planner.guard(&unregisters)?;
@@ -364,6 +376,7 @@ pub fn plan_cluster(
         server_version: listing.version.clone(),
         changes,
         warnings: planner.warnings,
+        extra,
     })
 }
 

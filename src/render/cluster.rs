@@ -317,6 +317,7 @@ mod tests {
                 collection_primary: None,
             }],
             warnings: vec![format!("cluster: '{name}' is kept")],
+            extra: Vec::new(),
         })
     }
 

@@ -17,7 +17,7 @@ use crate::plan::RegistrationState;
 /// `status --html`, which runs no apply).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastApply {
-    /// When it finished.
+    /// When the attempt that applied it ran (the daemon's clock at its start).
     pub at: OffsetDateTime,
     /// Whether it succeeded.
     pub outcome: ApplyOutcome,
@@ -91,6 +91,7 @@ fn cluster_cell(view: &StatusView<'_>, thumbprint: &str) -> Option<(String, &'st
     })
 }
 
+/// The server certificate's rows (one per node certificate in the registry).
 fn server_rows(view: &StatusView<'_>) -> Vec<Row> {
     view.registry
         .server
@@ -113,6 +114,7 @@ fn server_rows(view: &StatusView<'_>) -> Vec<Row> {
         .collect()
 }
 
+/// The client certificates' rows, in the registry's order.
 fn client_rows(view: &StatusView<'_>) -> Vec<Row> {
     view.registry
         .certificates
@@ -172,6 +174,8 @@ pub(crate) fn status_html(view: &StatusView<'_>, last: Option<&LastApply>) -> St
     out
 }
 
+/// The summary box: the daemon's last apply (when, result, revision) and the store's applied
+/// revision.
 fn last_apply_section(out: &mut String, view: &StatusView<'_>, last: Option<&LastApply>) {
     out.push_str("<section class=\"summary\"><h2>Last apply</h2>\n<dl>");
     match last {
@@ -213,6 +217,8 @@ fn last_apply_section(out: &mut String, view: &StatusView<'_>, last: Option<&Las
     );
 }
 
+/// A table of certificates; `clients` adds the Allowed Databases column, the cluster state adds
+/// its own when the cluster was read.
 fn table(out: &mut String, id: &str, rows: &[Row], view: &StatusView<'_>, clients: bool) {
     if rows.is_empty() {
         out.push_str("<p class=\"none\">None registered.</p>\n");
@@ -261,6 +267,7 @@ fn table(out: &mut String, id: &str, rows: &[Row], view: &StatusView<'_>, client
     out.push_str("</tbody></table></div>\n");
 }
 
+/// The CSS class of an expiry mark (its colour on the page and in the timeline).
 fn mark_class(mark: ExpiryMark) -> &'static str {
     match mark {
         ExpiryMark::Valid => "valid",
@@ -300,6 +307,7 @@ fn expiration_cell(out: &mut String, now: OffsetDateTime, r: &Row) {
     }
 }
 
+/// Allowed Databases as a list of `database: access`.
 fn databases_list(out: &mut String, databases: &[(String, String)]) {
     match databases {
         [] => out.push_str("<span class=\"none\">(none)</span>"),
@@ -319,6 +327,8 @@ fn databases_list(out: &mut String, databases: &[(String, String)]) {
     }
 }
 
+/// The cluster's summary (node, when, how many in sync) and the registrations the store does
+/// not hold.
 fn cluster_section(out: &mut String, cluster: &ClusterStatus) {
     let of_store: Vec<_> = cluster
         .certificates
@@ -379,6 +389,8 @@ impl Axis {
     }
 }
 
+/// The expirations as inline SVG: a lane per certificate from now to its expiry, its renewal
+/// window shaded, a mark at its expiry.
 fn timeline_section(out: &mut String, now: OffsetDateTime, rows: &[&Row]) {
     out.push_str("<section><h2>Expirations</h2>\n");
     if rows.is_empty() {
@@ -443,6 +455,7 @@ fn lane(out: &mut String, axis: &Axis, i: usize, r: &Row) {
     );
 }
 
+/// The timeline's time axis with its ticks.
 fn axis_line(out: &mut String, axis: &Axis, height: f64) {
     let y = height - AXIS + 8.0;
     let (left, right) = (axis.x(axis.now), axis.x(axis.end));

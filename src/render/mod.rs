@@ -16,7 +16,7 @@ mod html;
 
 pub(crate) use cluster::{add_cluster_json, cluster_applied_text, state_cell};
 pub use cluster::{cluster_markdown, cluster_text};
-pub(crate) use html::status_html;
+pub(crate) use html::{html_escape, status_html};
 pub use html::{ApplyOutcome, LastApply};
 
 use crate::model::{Access, Clearance, RenewBefore};
