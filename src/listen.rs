@@ -31,7 +31,7 @@ pub const MAX_CONNECTIONS: usize = 32;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client has to take the whole answer (7 MB at 10,000 certificates).
 pub const ANSWER_DEADLINE: Duration = Duration::from_secs(30);
-/// The answer is written in pieces of this size, the deadline checked between them.
+/// The answer is written in pieces of at most this size, the deadline checked between them.
 const WRITE_CHUNK: usize = 64 * 1024;
 /// A connection thread's stack: the paths are shallow, but an overflow would abort the daemon.
 const CONNECTION_STACK: usize = 256 * 1024;
@@ -251,11 +251,32 @@ fn serve(mut stream: TcpStream, state: &Shared) {
     let started = Instant::now();
     let sent = [head.as_bytes(), body.as_bytes()]
         .into_iter()
-        .flat_map(|part| part.chunks(WRITE_CHUNK))
-        .all(|chunk| started.elapsed() < ANSWER_DEADLINE && stream.write_all(chunk).is_ok());
+        .all(|part| write_within(&mut stream, part, started));
     if sent {
         close_gently(&mut stream);
     }
+}
+
+/// Writes `bytes` unless [`ANSWER_DEADLINE`] (counted from `started`) passes first: each write
+/// waits at most what is left of it, so a client taking a byte now and then cannot hold its
+/// slot past the deadline.
+fn write_within(stream: &mut TcpStream, mut bytes: &[u8], started: Instant) -> bool {
+    while !bytes.is_empty() {
+        let left = ANSWER_DEADLINE.saturating_sub(started.elapsed());
+        if left.is_zero()
+            || stream
+                .set_write_timeout(Some(left.min(IO_TIMEOUT)))
+                .is_err()
+        {
+            return false;
+        }
+        let piece = &bytes[..bytes.len().min(WRITE_CHUNK)];
+        match stream.write(piece) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => bytes = &bytes[n.min(bytes.len())..],
+        }
+    }
+    true
 }
 
 /// Ends the answer, then reads (for at most a second, 64 KiB) what the client still sends, such

@@ -173,39 +173,46 @@ fn hostile_clients_neither_stop_an_apply_nor_grow_memory() {
     wait_for(&d, addr, "ravencert_last_apply_success", 1.0, 200);
     let rss_before = rss_kib(d.id());
 
+    // The slow-loris and the huge request connect first, so that they, not idle connections,
+    // hold slots.
+    let mut loris = TcpStream::connect(addr).expect("connect the slow-loris");
+    let mut huge = TcpStream::connect(addr).expect("connect the huge request");
     // A slow-loris: a byte a second, for longer than any request may take. Returns how long
-    // the daemon let it go on before cutting it off (an answer or a closed connection).
-    let loris = std::thread::spawn(move || -> Duration {
-        let mut s = TcpStream::connect(addr).expect("connect");
+    // the daemon let it go on and what it answered.
+    let loris = std::thread::spawn(move || -> (Duration, String) {
         let started = Instant::now();
+        let mut answer = Vec::new();
         for b in b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
             .iter()
             .cycle()
         {
-            if started.elapsed() > Duration::from_secs(40) || s.write_all(&[*b]).is_err() {
+            if started.elapsed() > Duration::from_secs(40) || loris.write_all(&[*b]).is_err() {
                 break;
             }
             std::thread::sleep(Duration::from_secs(1));
-            // The daemon's 408 (or its close) shows as readable data or EOF.
-            s.set_nonblocking(true).expect("nonblocking");
+            // The daemon's 408 shows as readable data.
+            loris.set_nonblocking(true).expect("nonblocking");
             let mut buf = [0u8; 256];
-            let cut = std::io::Read::read(&mut s, &mut buf).is_ok();
-            s.set_nonblocking(false).expect("blocking");
-            if cut {
+            let read = std::io::Read::read(&mut loris, &mut buf);
+            loris.set_nonblocking(false).expect("blocking");
+            if let Ok(n) = read {
+                answer.extend_from_slice(&buf[..n]);
                 break;
             }
         }
-        started.elapsed()
+        (
+            started.elapsed(),
+            String::from_utf8_lossy(&answer).into_owned(),
+        )
     });
     // A 10 MB request head: cut off long before it is all sent.
     let huge = std::thread::spawn(move || -> usize {
-        let mut s = TcpStream::connect(addr).expect("connect");
-        s.set_write_timeout(Some(Duration::from_secs(20)))
+        huge.set_write_timeout(Some(Duration::from_secs(20)))
             .expect("timeout");
         let mut sent = 0;
-        if s.write_all(b"GET /").is_ok() {
+        if huge.write_all(b"GET /").is_ok() {
             for chunk in vec![b'a'; 10 << 20].chunks(64 * 1024) {
-                if s.write_all(chunk).is_err() {
+                if huge.write_all(chunk).is_err() {
                     break;
                 }
                 sent += chunk.len();
@@ -246,10 +253,14 @@ fn hostile_clients_neither_stop_an_apply_nor_grow_memory() {
         "{:?}",
         waited.elapsed()
     );
-    let loris_lasted = loris.join().expect("the loris thread");
+    let (loris_lasted, loris_answer) = loris.join().expect("the loris thread");
     assert!(
         loris_lasted < Duration::from_secs(16),
         "the slow-loris went on for {loris_lasted:?}"
+    );
+    assert!(
+        loris_answer.starts_with("HTTP/1.1 408"),
+        "the slow-loris got {loris_answer:?}"
     );
     let huge_sent = huge.join().expect("the huge-request thread");
     assert!(huge_sent < 10 << 20, "all 10 MB were taken");

@@ -13,7 +13,7 @@ use super::Context;
 use crate::config::Declared;
 use crate::listen::{CertificateMetric, ClusterMetric, Shared, Snapshot};
 use crate::model::RenewBefore;
-use crate::plan::{ClusterAction, ClusterView, RegistrationState};
+use crate::plan::{ClusterAction, ClusterView, ExtraRegistration, RegistrationState};
 use crate::registry::Registry;
 use crate::render::{
     self, ApplyOutcome, ClusterCertificateState, ClusterStatus, LastApply, StatusView,
@@ -76,13 +76,16 @@ impl ClusterSeen {
     /// (no `[cluster]`, `--offline`).
     pub(super) fn of(view: &ClusterView, applied: bool) -> Option<ClusterSeen> {
         let plan = view.plan()?;
-        let unregistered = |t: &str| {
-            plan.changes.iter().any(|c| {
-                c.action == ClusterAction::Unregister
-                    && c.thumbprint
-                        .as_deref()
-                        .is_some_and(|u| u.eq_ignore_ascii_case(t))
-            })
+        let unregistered: Vec<&str> = plan
+            .changes
+            .iter()
+            .filter(|c| c.action == ClusterAction::Unregister)
+            .filter_map(|c| c.thumbprint.as_deref())
+            .collect();
+        // Gone after the apply: unregistered, or a secondary RavenDB removed with its primary.
+        let gone = |e: &ExtraRegistration| {
+            let removed = |t: &str| unregistered.iter().any(|u| u.eq_ignore_ascii_case(t));
+            removed(&e.thumbprint) || e.collection_primary.as_deref().is_some_and(removed)
         };
         let pending = if applied {
             Vec::new()
@@ -96,8 +99,8 @@ impl ClusterSeen {
         let extra = plan
             .extra
             .iter()
-            .filter(|(t, _)| !(applied && unregistered(t)))
-            .cloned()
+            .filter(|e| !(applied && gone(e)))
+            .map(|e| (e.thumbprint.clone(), e.name.clone()))
             .collect();
         Some(ClusterSeen {
             url: plan.url.clone(),
@@ -106,17 +109,9 @@ impl ClusterSeen {
         })
     }
 
-    /// In sync when nothing is missing, differs or is extra, as `status` counts them.
-    fn metric(&self) -> ClusterMetric {
-        let drift = (self.pending.len() + self.extra.len()) as u64;
-        ClusterMetric {
-            in_sync: drift == 0,
-            drift,
-        }
-    }
-
-    /// The page's per-certificate states: the store's certificates, then the extra
-    /// registrations.
+    /// The per-certificate states, as `status` shows them: the store's certificates, then the
+    /// registrations the store does not hold (a certificate a pending re-issue replaces is
+    /// still the store's, not extra).
     fn status(&self, registry: &Registry, checked_at: OffsetDateTime) -> ClusterStatus {
         let pending_for = |t: &str| {
             self.pending
@@ -137,16 +132,40 @@ impl ClusterSeen {
                 name: String::new(),
             })
             .collect();
-        certificates.extend(self.extra.iter().map(|(t, name)| ClusterCertificateState {
-            thumbprint: t.clone(),
-            state: RegistrationState::Extra,
-            name: name.clone(),
-        }));
+        let held = |t: &str| {
+            registry
+                .certificates
+                .iter()
+                .any(|e| e.thumbprint.eq_ignore_ascii_case(t))
+        };
+        certificates.extend(
+            self.extra
+                .iter()
+                .filter(|(t, _)| !held(t))
+                .map(|(t, name)| ClusterCertificateState {
+                    thumbprint: t.clone(),
+                    state: RegistrationState::Extra,
+                    name: name.clone(),
+                }),
+        );
         ClusterStatus {
             url: self.url.clone(),
             checked_at: render::rfc3339(checked_at),
             certificates,
         }
+    }
+}
+
+/// In sync when no certificate is missing, differs or is extra.
+fn cluster_metric(status: &ClusterStatus) -> ClusterMetric {
+    let drift = status
+        .certificates
+        .iter()
+        .filter(|c| c.state != RegistrationState::InSync)
+        .count() as u64;
+    ClusterMetric {
+        in_sync: drift == 0,
+        drift,
     }
 }
 
@@ -196,7 +215,10 @@ impl Observer {
     pub(super) fn new(shared: Shared) -> Observer {
         Observer {
             shared,
-            memory: Mutex::new(Memory::default()),
+            memory: Mutex::new(Memory {
+                attempt_unhealthy: Some("starting: no check has run yet".into()),
+                ..Memory::default()
+            }),
         }
     }
 
@@ -231,12 +253,17 @@ impl Observer {
         memory.attempt_unhealthy = report.outcome.unhealthy();
         let mut next = self.current();
         match store_view(ctx, &memory) {
-            Ok((certificates, page)) => {
+            Ok((certificates, page, cluster)) => {
                 next.certificates = certificates.into();
                 next.page = page.into();
+                next.cluster = cluster;
             }
-            // The last view read stays: the attempt's outcome says what went wrong.
-            Err(e) => warn!("listen: the store cannot be read for /metrics: {e}"),
+            // The last view read stays (the attempt's outcome says what went wrong); the
+            // cluster's state against a store not read is not known.
+            Err(e) => {
+                warn!("listen: the store cannot be read for /metrics: {e}");
+                next.cluster = None;
+            }
         }
         let at = ctx.now.unix_timestamp();
         next.last_check = Some(at);
@@ -248,7 +275,6 @@ impl Observer {
                 Err(_) => next.applies_failed += 1,
             }
         }
-        next.cluster = memory.cluster.as_ref().map(|(seen, _)| seen.metric());
         self.publish(next, &memory);
     }
 
@@ -278,15 +304,22 @@ impl Observer {
             None => memory.attempt_unhealthy.clone(),
         };
         let next = next.sealed();
-        *self.shared.write().unwrap_or_else(PoisonError::into_inner) = next;
+        let mut guard = self.shared.write().unwrap_or_else(PoisonError::into_inner);
+        let old = std::mem::replace(&mut *guard, next);
+        drop(guard);
+        // Freed after the lock: the listener never waits for the old snapshot's memory.
+        drop(old);
     }
 }
 
-/// The store's certificates and the status page, as `ravencert status --offline` shows them,
-/// with the renewal windows of the last valid certs.toml (the commit's, with `--git`); the page
+/// The store's certificates, the status page and the cluster's metric, as `ravencert status`
+/// shows them, with the renewal windows of the last valid certs.toml (the commit's, with `--git`); the page
 /// adds the last apply and the cluster as last reached. Without any valid certs.toml yet, the
 /// store `status` would show, without renewal marks.
-fn store_view(ctx: &Context, memory: &Memory) -> super::Result<(Vec<CertificateMetric>, String)> {
+fn store_view(
+    ctx: &Context,
+    memory: &Memory,
+) -> super::Result<(Vec<CertificateMetric>, String, Option<ClusterMetric>)> {
     let actual = match &memory.inputs {
         // The store path already has --store applied, as the apply used it.
         Some(inputs) => Store::new(&inputs.store).load(None)?,
@@ -308,7 +341,11 @@ fn store_view(ctx: &Context, memory: &Memory) -> super::Result<(Vec<CertificateM
         cluster: cluster.as_ref(),
     };
     let page = render::status_html(&view, memory.last_apply.as_ref());
-    Ok((certificates(&view), page))
+    Ok((
+        certificates(&view),
+        page,
+        cluster.as_ref().map(cluster_metric),
+    ))
 }
 
 /// Every registered certificate, the server's first (key `server`).
@@ -347,4 +384,126 @@ fn certificates(view: &StatusView<'_>) -> Vec<CertificateMetric> {
         ),
     });
     servers.chain(clients).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::model::{Clearance, Origin};
+    use crate::plan::{ClusterChange, ClusterPlan, ExtraRegistration, ServerVersion};
+    use crate::registry::CertEntry;
+
+    const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
+
+    fn entry(key: &str, thumbprint: &str) -> CertEntry {
+        CertEntry {
+            key: key.into(),
+            name: key.into(),
+            thumbprint: thumbprint.into(),
+            public_key_pinning_hash: "p".into(),
+            clearance: Clearance::Operator,
+            not_before: NOW,
+            not_after: NOW + time::Duration::days(30),
+            source: Origin::Generated,
+            key_type: None,
+            collection_primary: None,
+            collection_secondaries: vec![],
+            retire_after: None,
+            revision: None,
+            permissions: BTreeMap::new(),
+            pfx: Default::default(),
+            bundle_password: None,
+            subject: None,
+        }
+    }
+
+    fn change(action: ClusterAction, thumbprint: Option<&str>) -> ClusterChange {
+        ClusterChange {
+            action,
+            key: None,
+            name: "n".into(),
+            thumbprint: thumbprint.map(str::to_string),
+            reason: String::new(),
+            escalation: false,
+            before: None,
+            after: None,
+            fields: Vec::new(),
+            collection_primary: None,
+        }
+    }
+
+    fn extra(thumbprint: &str, primary: Option<&str>) -> ExtraRegistration {
+        ExtraRegistration {
+            thumbprint: thumbprint.into(),
+            name: format!("{thumbprint} name"),
+            collection_primary: primary.map(str::to_string),
+        }
+    }
+
+    fn view(changes: Vec<ClusterChange>, extra: Vec<ExtraRegistration>) -> ClusterView {
+        ClusterView::Planned(ClusterPlan {
+            url: "https://127.0.0.1:1".into(),
+            server_version: ServerVersion {
+                major: 4,
+                minor: 1,
+                full: "4.1.0".into(),
+            },
+            changes,
+            warnings: Vec::new(),
+            extra,
+        })
+    }
+
+    fn drift(seen: &ClusterSeen, registry: &Registry) -> u64 {
+        cluster_metric(&seen.status(registry, NOW)).drift
+    }
+
+    #[test]
+    fn an_applied_prune_takes_a_collection_s_secondaries_with_its_primary() {
+        let mut registry = Registry::new();
+        registry.certificates = vec![entry("app", "AA")];
+        let v = view(
+            vec![change(ClusterAction::Unregister, Some("P1"))],
+            vec![
+                extra("P1", None),
+                extra("S1", Some("P1")),
+                extra("KEPT", None),
+            ],
+        );
+        let applied = ClusterSeen::of(&v, true).expect("reached");
+        // Only the registration nothing removed stays extra.
+        assert_eq!(drift(&applied, &registry), 1);
+        let planned = ClusterSeen::of(&v, false).expect("reached");
+        assert_eq!(drift(&planned, &registry), 3);
+    }
+
+    #[test]
+    fn a_pending_reissue_counts_as_status_counts_it() {
+        // Plan only: the store still holds OLD; the plan registers a certificate not issued
+        // yet and unregisters OLD, which the projected registry no longer holds.
+        let mut registry = Registry::new();
+        registry.certificates = vec![entry("app", "OLD"), entry("ops", "OPS")];
+        let v = view(
+            vec![
+                change(ClusterAction::Register, None),
+                change(ClusterAction::Edit, Some("OPS")),
+                change(ClusterAction::Unregister, Some("OLD")),
+            ],
+            vec![extra("OLD", None)],
+        );
+        let seen = ClusterSeen::of(&v, false).expect("reached");
+        let status = seen.status(&registry, NOW);
+        // OLD is the store's (in sync), not also extra; OPS differs.
+        assert_eq!(status.certificates.len(), 2, "{:?}", status.certificates);
+        assert_eq!(cluster_metric(&status).drift, 1);
+        assert!(!cluster_metric(&status).in_sync);
+    }
+
+    #[test]
+    fn no_cluster_no_state() {
+        assert!(ClusterSeen::of(&ClusterView::Absent, true).is_none());
+        assert!(ClusterSeen::of(&ClusterView::Skipped("--offline".into()), true).is_none());
+    }
 }

@@ -320,10 +320,22 @@ pub struct ClusterPlan {
     pub changes: Vec<ClusterChange>,
     /// What a reviewer should know but nothing changes for (prefixed `cluster:`).
     pub warnings: Vec<String>,
-    /// The client registrations the store does not hold (thumbprint, name on the cluster),
-    /// whether this plan unregisters them or they stay; never the cluster's own, the
-    /// well-known admins or ravencert's admin certificate.
-    pub extra: Vec<(String, String)>,
+    /// The client registrations the store does not hold, whether this plan unregisters them
+    /// or they stay; never the cluster's own, the well-known admins or ravencert's admin
+    /// certificate (which ravencert never manages).
+    pub extra: Vec<ExtraRegistration>,
+}
+
+/// A client registration on the cluster that the store does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraRegistration {
+    /// Its thumbprint (upper case).
+    pub thumbprint: String,
+    /// Its name on the cluster.
+    pub name: String,
+    /// For a collection's secondary: its primary's thumbprint (upper case); RavenDB removes
+    /// the secondary with it.
+    pub collection_primary: Option<String>,
 }
 
 impl ClusterPlan {
@@ -356,7 +368,11 @@ pub fn plan_cluster(
         .filter(|r| {
             !planner.desired_thumbprints.contains(&upper(&r.thumbprint)) && !planner.protected(r)
         })
-        .map(|r| (upper(&r.thumbprint), r.name.clone()))
+        .map(|r| ExtraRegistration {
+            thumbprint: upper(&r.thumbprint),
+            name: r.name.clone(),
+            collection_primary: r.collection_primary.as_deref().map(upper),
+        })
         .collect();
     let mut changes = planner.desired_changes();
     let unregisters = planner.unregisters();

@@ -31,8 +31,8 @@ pub(crate) use checks::check_declared;
 pub(crate) use clients::bundle_reasons;
 pub use cluster::{
     plan_cluster, registration_states, ClusterAction, ClusterChange, ClusterClearance,
-    ClusterListing, ClusterOptions, ClusterPlan, ClusterView, Registration, RegistrationFields,
-    RegistrationState, ServerVersion,
+    ClusterListing, ClusterOptions, ClusterPlan, ClusterView, ExtraRegistration, Registration,
+    RegistrationFields, RegistrationState, ServerVersion,
 };
 pub use project::project;
 pub(crate) use project::{
