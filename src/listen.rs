@@ -27,6 +27,8 @@ pub const MAX_HEAD: usize = 8 * 1024;
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 /// Connections served at once; one more is closed without an answer.
 pub const MAX_CONNECTIONS: usize = 32;
+/// `/healthz`'s reason until the first attempt has been recorded.
+pub const STARTING: &str = "starting: no check has run yet";
 /// How long one read or write may wait.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client has to take the whole answer (7 MB at 10,000 certificates).
@@ -131,7 +133,7 @@ pub fn start(addr: &str) -> Result<(Shared, SocketAddr), ListenError> {
     let bound = listener.local_addr().map_err(bind_error)?;
     let shared: Shared = Arc::new(RwLock::new(
         Snapshot {
-            unhealthy: Some("starting: no check has run yet".into()),
+            unhealthy: Some(STARTING.into()),
             ..Snapshot::default()
         }
         .sealed(),
@@ -391,7 +393,7 @@ fn page(s: &Snapshot) -> Arc<str> {
     if !s.page.is_empty() {
         return Arc::clone(&s.page);
     }
-    let why = s.unhealthy.as_deref().unwrap_or("no check has run yet");
+    let why = s.unhealthy.as_deref().unwrap_or(STARTING);
     Arc::from(format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>ravencert status</title></head>\n<body><p>No status yet: {}</p></body></html>\n",
         crate::render::html_escape(why)

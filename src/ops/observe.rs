@@ -11,7 +11,7 @@ use tracing::warn;
 use super::show;
 use super::Context;
 use crate::config::Declared;
-use crate::listen::{CertificateMetric, ClusterMetric, Shared, Snapshot};
+use crate::listen::{CertificateMetric, ClusterMetric, Shared, Snapshot, STARTING};
 use crate::model::RenewBefore;
 use crate::plan::{ClusterAction, ClusterView, ExtraRegistration, RegistrationState};
 use crate::registry::Registry;
@@ -216,7 +216,7 @@ impl Observer {
         Observer {
             shared,
             memory: Mutex::new(Memory {
-                attempt_unhealthy: Some("starting: no check has run yet".into()),
+                attempt_unhealthy: Some(STARTING.into()),
                 ..Memory::default()
             }),
         }
@@ -238,6 +238,9 @@ impl Observer {
         if let Some(d) = desired {
             memory.inputs = Some(ViewInputs::of(d));
         }
+        let mut next = self.current();
+        let at = ctx.now.unix_timestamp();
+        next.last_check = Some(at);
         if let Outcome::Applied(result) = &report.outcome {
             memory.last_apply = Some(LastApply {
                 at: ctx.now,
@@ -249,9 +252,14 @@ impl Observer {
                 },
                 revision: report.revision.clone(),
             });
+            next.last_apply = Some(at);
+            next.last_apply_success = Some(result.is_ok());
+            match result {
+                Ok(()) => next.applies_succeeded += 1,
+                Err(_) => next.applies_failed += 1,
+            }
         }
         memory.attempt_unhealthy = report.outcome.unhealthy();
-        let mut next = self.current();
         match store_view(ctx, &memory) {
             Ok((certificates, page, cluster)) => {
                 next.certificates = certificates.into();
@@ -263,16 +271,6 @@ impl Observer {
             Err(e) => {
                 warn!("listen: the store cannot be read for /metrics: {e}");
                 next.cluster = None;
-            }
-        }
-        let at = ctx.now.unix_timestamp();
-        next.last_check = Some(at);
-        if let Outcome::Applied(result) = &report.outcome {
-            next.last_apply = Some(at);
-            next.last_apply_success = Some(result.is_ok());
-            match result {
-                Ok(()) => next.applies_succeeded += 1,
-                Err(_) => next.applies_failed += 1,
             }
         }
         self.publish(next, &memory);
