@@ -847,7 +847,7 @@ fn redact(line: &str) -> String {
         Some(i) => format!("{}password = ***", &line[..i]),
         None => line.to_string(),
     };
-    shown_line(&line)
+    shown_line(&crate::model::mask_url_userinfo(&line))
 }
 
 /// The longest source line an error shows, in characters.

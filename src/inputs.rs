@@ -57,6 +57,16 @@ pub enum SecretError {
         /// The password file.
         path: PathBuf,
     },
+    /// The environment variable holds a control character (NUL, ESC, a line break inside, ...).
+    #[error("environment variable {0} holds a control character (a NUL, an escape or a line break); a password is one line of printable text — set it again without one")]
+    EnvControl(String),
+    /// The password file holds a control character: it is not a password file (e.g.
+    /// `/proc/self/environ`, a binary file). Its bytes are never shown.
+    #[error("password file {} holds a control character (a NUL, an escape or a second line); a password file is one line of printable text — name the right file, or write the password into it again", path.display())]
+    FileControl {
+        /// The password file.
+        path: PathBuf,
+    },
     /// The password file is empty (or holds only a newline).
     #[error("password file {} is empty; an empty password protects nothing — write a password into it, or remove `password_file` for a file without one", path.display())]
     FileEmpty {
@@ -70,12 +80,26 @@ const MAX_PASSWORD_FILE_BYTES: u64 = 64 << 10;
 
 impl SecretRef {
     /// Reads the secret. A trailing newline in a password file is not part of the password.
+    ///
+    /// A password holding a control character is refused here, before it reaches OpenSSL
+    /// (which cannot take a NUL, and would abort on one): the error names the variable or the
+    /// file, never a byte of what it holds.
     pub(crate) fn read(&self) -> Result<Secret, SecretError> {
         let secret = self.read_raw()?;
+        self.checked(secret)
+    }
+
+    fn checked(&self, secret: Secret) -> Result<Secret, SecretError> {
         if secret.0.is_empty() {
             return Err(match self {
                 SecretRef::Env(name) => SecretError::EnvEmpty(name.clone()),
                 SecretRef::File(path) => SecretError::FileEmpty { path: path.clone() },
+            });
+        }
+        if !is_password_text(&secret.0) {
+            return Err(match self {
+                SecretRef::Env(name) => SecretError::EnvControl(name.clone()),
+                SecretRef::File(path) => SecretError::FileControl { path: path.clone() },
             });
         }
         Ok(secret)
@@ -96,16 +120,41 @@ impl SecretRef {
                         path: path.clone(),
                         source,
                     })?;
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| SecretError::FileNotText { path: path.clone() })?;
-                let line = text
-                    .strip_suffix('\n')
-                    .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                    .unwrap_or(&text);
-                Ok(Secret(line.to_string()))
+                password_file_text(path, bytes)
             }
         }
     }
+}
+
+/// A password file's bytes as its password: UTF-8 text, a trailing newline (LF or CRLF) not
+/// part of it. The checks of [`SecretRef::read`] come after.
+fn password_file_text(path: &Path, bytes: Vec<u8>) -> Result<Secret, SecretError> {
+    let text = String::from_utf8(bytes).map_err(|_| SecretError::FileNotText {
+        path: path.to_path_buf(),
+    })?;
+    let line = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    Ok(Secret(line.to_string()))
+}
+
+/// What ravencert makes of a password file holding `bytes`, through to OpenSSL: the file's
+/// password, checked as [`SecretRef::read`] checks it, opens `pfx` (true: it did). For the fuzz
+/// target of the password reader; the error never holds a byte of the file.
+#[doc(hidden)]
+pub fn password_file_opens(bytes: &[u8], pfx: &[u8]) -> Result<bool, SecretError> {
+    let path = Path::new("password.txt");
+    let secret = password_file_text(path, bytes.to_vec())?;
+    let secret = SecretRef::File(path.to_path_buf()).checked(secret)?;
+    Ok(pki::read_cert_file(pfx, Some(secret.expose())).is_ok())
+}
+
+/// Whether `password` can be a password: no control character (C0, DEL, C1). A NUL would
+/// make OpenSSL's C string conversion fail; the others are never typed into a password, and a
+/// file holding them is not a password file.
+pub(crate) fn is_password_text(password: &str) -> bool {
+    !password.chars().any(char::is_control)
 }
 
 /// A password. Its Debug form never shows it.

@@ -12,6 +12,7 @@ use ravencert::render::{self, escape_output, Style};
 use ravencert::watch::{GitFollow, WatchOptions};
 
 fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(report_panic));
     // Usage errors exit 1 like every other error (SPEC §3); --help and --version exit 0.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -33,6 +34,23 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(code)
+}
+
+/// A panic is a bug: it says where it happened and asks for a report, never what it carried.
+/// The default hook prints the payload, and a payload can hold a value the program was handling
+/// (a password file's bytes, a certificate's contents), which must never reach a terminal or a
+/// CI log.
+fn report_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let at = info
+        .location()
+        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    let thread = std::thread::current();
+    let thread = thread.name().unwrap_or("unnamed");
+    eprintln!(
+        "error: ravencert stopped on an internal error (a panic in thread '{}'{at}). This is a bug: please report it with the command you ran and this line. Its message is not shown: it may hold a value ravencert was handling (a password or a key).",
+        escape_output(thread, false)
+    );
 }
 
 /// Prints a command's output; a closed pipe (`ravencert plan | head`) is not an error.

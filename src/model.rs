@@ -467,6 +467,39 @@ pub(crate) struct Uploaded {
     pub(crate) info: CertInfo,
 }
 
+/// Text with the user information of every URL in it (`https://USER:PASSWORD@host`) replaced by
+/// `***`: a password in a URL is a password, whichever spelling it has (`Sup3r\u0050w` as
+/// TOML escapes it, or decoded), and wherever the URL shows (an error's quoted line, a message,
+/// a log). Whatever stands between `://` and the last `@` before the host ends is masked.
+pub fn mask_url_userinfo(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("://") || !text.contains('@') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let ends_authority = |c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '/' | '?' | '#' | '"' | '\'' | '`' | ',' | ';' | '[' | ']' | '(' | ')' | '<' | '>' | '{' | '}'
+            )
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail.find(ends_authority).unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -672,6 +705,21 @@ mod tests {
             "~!@#$%^&*()",
         ] {
             assert_eq!(skeleton(name), tr39(name).collect::<String>(), "{name}");
+        }
+    }
+
+    #[test]
+    fn url_user_information_is_masked_in_every_spelling() {
+        let cases = [
+            ("https://ops:Sup3rPw@a.example.com:443/x", "https://***@a.example.com:443/x"),
+            (r#"urls = ["https://u:Sup3r\u0050w@a", "https://v:pw@b"]"#, r#"urls = ["https://***@a", "https://***@b"]"#),
+            ("'https://u:p@h' and 'https://h2'", "'https://***@h' and 'https://h2'"),
+            ("no url here@all", "no url here@all"),
+            ("https://host/path@x", "https://host/path@x"),
+            ("https://a@b@c", "https://***@c"),
+        ];
+        for (text, masked) in cases {
+            assert_eq!(mask_url_userinfo(text), masked, "{text}");
         }
     }
 }

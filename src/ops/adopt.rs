@@ -137,8 +137,11 @@ fn admin_identity(req: &AdoptRequest, base: &Path) -> Result<(Identity, String)>
     };
     let der = crate::inputs::from_disk(&req.admin_certificate).map_err(fail)?;
     let password = match &req.password_env {
-        Some(var) => std::env::var(var)
-            .map_err(|_| fail(format!("environment variable {var} is not set")))?,
+        Some(var) => crate::inputs::SecretRef::Env(var.clone())
+            .read()
+            .map_err(|e| fail(e.to_string()))?
+            .expose()
+            .to_string(),
         None => String::new(),
     };
     crate::pki::pfx_thumbprints(&der, &password)

@@ -71,7 +71,11 @@ fn escape(s: &str) -> Cow<'_, str> {
 /// `keep_sgr` so do ANSI color sequences (`ESC [ digits ; ... m`). Colored output is only made
 /// from values escaped before styling (see [`Style`]); tracing escapes ESC in log fields itself.
 pub fn escape_output(s: &str, keep_sgr: bool) -> Cow<'_, str> {
-    escape_keeping(s, true, keep_sgr)
+    // A URL's password never reaches a screen or a log, whatever printed it.
+    match crate::model::mask_url_userinfo(s) {
+        Cow::Borrowed(s) => escape_keeping(s, true, keep_sgr),
+        Cow::Owned(masked) => Cow::Owned(escape_keeping(&masked, true, keep_sgr).into_owned()),
+    }
 }
 
 fn sgr_len(rest: &str) -> Option<usize> {
