@@ -6,10 +6,11 @@
 #   scripts/fuzz.sh 600 cert_file    # one target
 #   FUZZ_SECONDS=120 scripts/fuzz.sh
 #
-# Targets: config (config::parse on certs.toml text) and cert_file (pki::read_cert_file, then
-# end_entities and inspect). Each run starts from a scratch corpus, fuzz/corpus/<target>, seeded
-# from fuzz/seeds/<target> (the scratch corpus, fuzz/artifacts and fuzz/target are ignored by
-# git). One process per target (no -jobs), -rss_limit_mb=2048, address sanitizer, debug
+# Targets: config (config::parse on certs.toml text), cert_file (pki::read_cert_file, then
+# end_entities and inspect), password_file (a password file's bytes through the reader's checks
+# to OpenSSL opening a .pfx) and cluster_listing (the decoder of a cluster's certificate list).
+# Each run starts from a scratch corpus, fuzz/corpus/<target>, seeded from fuzz/seeds/<target>
+# (the scratch corpus, fuzz/artifacts and fuzz/target are ignored by git). One process per target (no -jobs), -rss_limit_mb=2048, address sanitizer, debug
 # assertions on. A crash, leak, OOM or timeout input is copied to fuzz/regressions/<target>/
 # and the script exits non-zero after running the remaining targets.
 #
@@ -27,7 +28,7 @@ if ! [[ "$duration" =~ ^[0-9]+$ ]] || [ "$duration" -lt 1 ]; then
     exit 2
 fi
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config cert_file)
+[ ${#targets[@]} -gt 0 ] || targets=(config cert_file password_file cluster_listing)
 
 export RUSTC_BOOTSTRAP=1
 

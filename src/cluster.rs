@@ -248,8 +248,12 @@ pub struct Registration {
 /// `GET /admin/certificates?secondary=true`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listing {
-    /// Every registration, secondaries included.
+    /// Every registration, secondaries included, that could be read and passed the checks.
     pub registrations: Vec<Registration>,
+    /// Why each other registration was left out (unreadable, a thumbprint that is not its
+    /// certificate's, a collection claim the other side does not make): for the plan's
+    /// warnings. A registration left out is never changed.
+    pub left_out: Vec<String>,
     /// The thumbprint of the certificate the answering node serves.
     pub loaded_server_cert: Option<String>,
     /// The well-known admin thumbprints of the node's settings.
@@ -669,11 +673,17 @@ fn normalize_thumbprint(t: &str) -> String {
 }
 
 // ---- the listing --------------------------------------------------------------------------
+//
+// What a cluster sends is untrusted: anyone with Operator clearance can name a registration,
+// and a node (or whatever answers in its place) decides the rest. A listing is decoded entry by
+// entry: an entry that cannot be read or fails a check is left out and reported (its
+// thumbprint and name escaped at the output boundary), never a reason to stop planning (that
+// would block every revocation) and never read with more access than it states.
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct RawListing {
-    results: Vec<RawRegistration>,
+    results: Vec<serde_json::Value>,
     #[serde(default)]
     loaded_server_cert: Option<String>,
     #[serde(default)]
@@ -683,12 +693,14 @@ struct RawListing {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct RawRegistration {
-    thumbprint: String,
+    #[serde(default)]
+    thumbprint: Option<String>,
     #[serde(default)]
     name: Option<String>,
-    security_clearance: String,
     #[serde(default)]
-    permissions: Option<BTreeMap<String, Access>>,
+    security_clearance: Option<String>,
+    #[serde(default)]
+    permissions: Option<BTreeMap<String, String>>,
     #[serde(default)]
     not_after: Option<String>,
     #[serde(default)]
@@ -699,15 +711,57 @@ struct RawRegistration {
     certificate: Option<String>,
 }
 
+/// RavenDB 4.1 writes control characters raw into its JSON strings (a registration named
+/// `x<U+0001>y`), which JSON forbids. Inside strings they become `\u00XX` escapes here, so
+/// that one such name cannot make the whole listing unreadable; the name then reads as the
+/// server holds it and is shown escaped.
+fn escape_raw_controls(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !body.iter().any(|&b| b < 0x20) {
+        return std::borrow::Cow::Borrowed(body);
+    }
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            } else if b < 0x20 {
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                continue;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        }
+        out.push(b);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Decodes a listing's body (for the fuzz target of the decoder: any input gives a listing or
+/// an error, never a panic).
+#[doc(hidden)]
+pub fn decode_listing_bytes(body: &[u8]) -> std::result::Result<Listing, String> {
+    decode_listing(body)
+}
+
 fn decode_listing(body: &[u8]) -> std::result::Result<Listing, String> {
-    let raw: RawListing = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let registrations = raw
-        .results
-        .into_iter()
-        .map(decode_registration)
-        .collect::<std::result::Result<Vec<_>, String>>()?;
-    Ok(Listing {
+    let body = escape_raw_controls(body);
+    let raw: RawListing = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    let mut registrations = Vec::with_capacity(raw.results.len());
+    let mut left_out = Vec::new();
+    for value in raw.results {
+        match decode_registration(value) {
+            Ok(r) => registrations.push(r),
+            Err(why) => left_out.push(why),
+        }
+    }
+    let mut listing = Listing {
         registrations,
+        left_out,
         loaded_server_cert: raw
             .loaded_server_cert
             .filter(|t| !t.is_empty())
@@ -719,47 +773,86 @@ fn decode_listing(body: &[u8]) -> std::result::Result<Listing, String> {
             .map(|t| normalize_thumbprint(t))
             .collect(),
         server_version: None,
-    })
+    };
+    check_collections(&mut listing);
+    Ok(listing)
 }
 
-fn decode_registration(raw: RawRegistration) -> std::result::Result<Registration, String> {
-    let clearance = match raw.security_clearance.as_str() {
-        "ClusterAdmin" => ListedClearance::Client(Clearance::ClusterAdmin),
-        "Operator" => ListedClearance::Client(Clearance::Operator),
-        "ValidUser" => ListedClearance::Client(Clearance::ValidUser),
-        "ClusterNode" => ListedClearance::ClusterNode,
-        "UnauthenticatedClients" => ListedClearance::UnauthenticatedClients,
-        other => {
-            return Err(format!(
-                "certificate {}: unknown SecurityClearance {other:?}",
-                raw.thumbprint
-            ))
+/// A registration for a report: its thumbprint and name as the server sent them (shown
+/// escaped at the output boundary), capped.
+fn described(thumbprint: Option<&str>, name: Option<&str>) -> String {
+    let cap = |s: &str| -> String {
+        let s = s.escape_debug().to_string();
+        let mut out: String = s.chars().take(80).collect();
+        if s.chars().nth(80).is_some() {
+            out.push('…');
         }
+        out
     };
+    match (thumbprint, name) {
+        (Some(t), Some(n)) => format!("registration {} ('{}')", cap(t), cap(n)),
+        (Some(t), None) => format!("registration {}", cap(t)),
+        (None, Some(n)) => format!("registration '{}'", cap(n)),
+        (None, None) => "a registration".to_string(),
+    }
+}
+
+fn decode_registration(value: serde_json::Value) -> std::result::Result<Registration, String> {
+    let raw: RawRegistration = serde_json::from_value(value)
+        .map_err(|e| format!("cluster: a registration cannot be read ({e}); it is left alone"))?;
+    let who = described(raw.thumbprint.as_deref(), raw.name.as_deref());
+    let fail = |why: String| format!("cluster: {who} {why}; it is left alone");
+    let thumbprint = match raw.thumbprint.as_deref().map(normalize_thumbprint) {
+        Some(t) if t.len() == 40 && raw.thumbprint.as_deref().is_some_and(|r| r.len() == 40) => t,
+        _ => return Err(fail("has no valid thumbprint (40 hex digits)".into())),
+    };
+    let clearance = match raw.security_clearance.as_deref() {
+        Some("ClusterAdmin") => ListedClearance::Client(Clearance::ClusterAdmin),
+        Some("Operator") => ListedClearance::Client(Clearance::Operator),
+        Some("ValidUser") => ListedClearance::Client(Clearance::ValidUser),
+        Some("ClusterNode") => ListedClearance::ClusterNode,
+        Some("UnauthenticatedClients") => ListedClearance::UnauthenticatedClients,
+        Some(other) => return Err(fail(format!("has an unknown SecurityClearance {other:?}"))),
+        None => return Err(fail("has no SecurityClearance".into())),
+    };
+    let mut permissions = BTreeMap::new();
+    for (db, access) in raw.permissions.unwrap_or_default() {
+        let access = match access.as_str() {
+            "Admin" => Access::Admin,
+            "ReadWrite" => Access::ReadWrite,
+            "Read" => Access::Read,
+            other => return Err(fail(format!("grants an unknown access {other:?}"))),
+        };
+        permissions.insert(db, access);
+    }
     let not_after = match raw.not_after.as_deref() {
         None | Some("") => None,
-        Some(text) => Some(parse_date(text).ok_or_else(|| {
-            format!(
-                "certificate {}: NotAfter {text:?} is not a date",
-                raw.thumbprint
-            )
-        })?),
+        Some(text) => Some(
+            parse_date(text)
+                .ok_or_else(|| fail(format!("has a NotAfter {text:?} that is not a date")))?,
+        ),
     };
     let certificate = match raw.certificate.as_deref() {
         None | Some("") => None,
-        Some(b64) => Some(openssl::base64::decode_block(b64.trim()).map_err(|_| {
-            format!(
-                "certificate {}: its Certificate is not base64",
-                raw.thumbprint
-            )
-        })?),
+        Some(b64) => {
+            let der = openssl::base64::decode_block(b64.trim())
+                .map_err(|_| fail("has a Certificate that is not base64".into()))?;
+            // The thumbprint is what every decision keys on: it must be the certificate's.
+            if pki::thumbprint(&der) != thumbprint {
+                return Err(fail(format!(
+                    "lists a Certificate whose SHA-1 is {}, not its Thumbprint",
+                    pki::thumbprint(&der)
+                )));
+            }
+            Some(der)
+        }
     };
     Ok(Registration {
         certificate,
-        thumbprint: normalize_thumbprint(&raw.thumbprint),
+        thumbprint,
         name: raw.name.unwrap_or_default(),
         clearance,
-        permissions: raw.permissions.unwrap_or_default(),
+        permissions,
         collection_primary: raw
             .collection_primary_key
             .filter(|k| !k.is_empty())
@@ -772,6 +865,55 @@ fn decode_registration(raw: RawRegistration) -> std::result::Result<Registration
             .collect(),
         not_after,
     })
+}
+
+/// A collection is two claims that must agree: a primary lists its secondaries, and each
+/// secondary names its primary. A claim the other side does not make would let a listing pull
+/// one registration's certificate under another's clearance (adopt writes a collection as one
+/// client): the registration making it is left out and reported, until none is left.
+fn check_collections(listing: &mut Listing) {
+    loop {
+        let by_thumbprint: BTreeMap<&str, &Registration> = listing
+            .registrations
+            .iter()
+            .map(|r| (r.thumbprint.as_str(), r))
+            .collect();
+        let mut bad: Vec<(String, String)> = Vec::new();
+        for r in &listing.registrations {
+            if let Some(p) = &r.collection_primary {
+                let agrees = by_thumbprint.get(p.as_str()).is_some_and(|primary| {
+                    primary.collection_primary.is_none()
+                        && primary.collection_secondaries.contains(&r.thumbprint)
+                });
+                if !agrees || !r.collection_secondaries.is_empty() {
+                    bad.push((
+                        r.thumbprint.clone(),
+                        format!("cluster: {} names {p} as its collection's primary, which does not list it back; it is left alone", described(Some(&r.thumbprint), Some(&r.name))),
+                    ));
+                }
+            }
+            for s in &r.collection_secondaries {
+                let agrees = by_thumbprint
+                    .get(s.as_str())
+                    .is_some_and(|sec| sec.collection_primary.as_deref() == Some(&r.thumbprint));
+                if !agrees {
+                    bad.push((
+                        r.thumbprint.clone(),
+                        format!("cluster: {} lists {s} as a secondary of its collection, which does not name it back; it is left alone", described(Some(&r.thumbprint), Some(&r.name))),
+                    ));
+                    break;
+                }
+            }
+        }
+        if bad.is_empty() {
+            return;
+        }
+        let gone: std::collections::BTreeSet<String> = bad.iter().map(|(t, _)| t.clone()).collect();
+        listing.left_out.extend(bad.into_iter().map(|(_, why)| why));
+        listing
+            .registrations
+            .retain(|r| !gone.contains(&r.thumbprint));
+    }
 }
 
 /// .NET's round-trip form, `2027-11-28T17:05:53.0000000` (UTC) with an optional `Z` or offset.
@@ -1036,17 +1178,65 @@ mod tests {
         ));
     }
 
+    /// A listing entry for the tests: `der`'s real thumbprint unless `thumbprint` is given.
+    fn entry(name: &str, der: &[u8], clearance: &str, extra: &str) -> String {
+        format!(
+            r#"{{"Name":{},"Certificate":"{}","Thumbprint":"{}","SecurityClearance":"{clearance}"{extra}}}"#,
+            serde_json::to_string(name).unwrap(),
+            openssl::base64::encode_block(der),
+            pki::thumbprint(der)
+        )
+    }
+
+    fn der(n: u32) -> Vec<u8> {
+        test_certificate(n)
+    }
+
+    /// A self-signed certificate, different for each `n`.
+    fn test_certificate(n: u32) -> Vec<u8> {
+        use openssl::{asn1::Asn1Time, bn::BigNum, ec, nid::Nid, x509::X509Name};
+        let group = ec::EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(ec::EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = X509Name::builder().unwrap();
+        name.append_entry_by_text("CN", &format!("c{n}")).unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_serial_number(&BigNum::from_u32(n + 1).unwrap().to_asn1_integer().unwrap())
+            .unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+            .unwrap();
+        b.sign(&key, openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        b.build().to_der().unwrap()
+    }
+
     #[test]
     fn listing_decodes_and_ignores_unknown_fields() {
-        let body = br#"{"Results":[{"Name":"Server Certificate","Certificate":"AA==",
-            "Thumbprint":"ab12","NotAfter":"2027-11-28T17:05:53.0000000",
-            "SecurityClearance":"ClusterNode","Permissions":{},"CollectionPrimaryKey":"",
-            "CollectionSecondaryKeys":[],"NotBefore":"x","PublicKeyPinningHash":"y"},
-            {"Name":"app","Thumbprint":"CD34","SecurityClearance":"ValidUser",
-            "Permissions":{"Orders":"ReadWrite"},"CollectionSecondaryKeys":["ef56"]}],
-            "LoadedServerCert":"ab12","WellKnownAdminCerts":["99AA"],"Extra":1}"#;
-        let listing = decode_listing(body).unwrap();
-        assert_eq!(listing.loaded_server_cert.as_deref(), Some("AB12"));
+        let (s, a) = (der(1), der(2));
+        let body = format!(
+            r#"{{"Results":[{},{}],"LoadedServerCert":"{}","WellKnownAdminCerts":["99aa"],"Extra":1}}"#,
+            entry(
+                "Server Certificate",
+                &s,
+                "ClusterNode",
+                r#","NotAfter":"2027-11-28T17:05:53.0000000","Permissions":{},"CollectionPrimaryKey":"","CollectionSecondaryKeys":[],"NotBefore":"x","PublicKeyPinningHash":"y""#
+            ),
+            entry(
+                "app",
+                &a,
+                "ValidUser",
+                r#","Permissions":{"Orders":"ReadWrite"},"Usage":"Client","Disabled":false"#
+            ),
+            pki::thumbprint(&s).to_lowercase(),
+        );
+        let listing = decode_listing(body.as_bytes()).unwrap();
+        assert_eq!(listing.left_out, Vec::<String>::new());
+        assert_eq!(listing.loaded_server_cert, Some(pki::thumbprint(&s)));
         assert_eq!(listing.well_known_admins, vec!["99AA"]);
         assert_eq!(listing.server_version, None);
         let server = &listing.registrations[0];
@@ -1059,13 +1249,141 @@ mod tests {
         let app = &listing.registrations[1];
         assert_eq!(app.clearance, ListedClearance::Client(Clearance::ValidUser));
         assert_eq!(app.permissions["Orders"], Access::ReadWrite);
-        assert_eq!(app.collection_secondaries, vec!["EF56"]);
     }
 
     #[test]
-    fn unknown_clearance_is_a_decode_error() {
-        let body = br#"{"Results":[{"Thumbprint":"AB","SecurityClearance":"Root"}]}"#;
-        assert!(decode_listing(body).unwrap_err().contains("Root"));
+    fn one_bad_entry_is_left_out_and_the_rest_is_read() {
+        let (good, other) = (der(3), der(4));
+        let body = format!(
+            r#"{{"Results":[{},{},{},{},{}]}}"#,
+            entry("good", &good, "ValidUser", ""),
+            entry("root?", &other, "Root", ""),
+            entry(
+                "bad access",
+                &other,
+                "ValidUser",
+                r#","Permissions":{"Orders":"Owner"}"#
+            ),
+            r#"{"Name":"no thumbprint","SecurityClearance":"ClusterAdmin"}"#,
+            r#"{"Name":42}"#,
+        );
+        let listing = decode_listing(body.as_bytes()).unwrap();
+        assert_eq!(listing.registrations.len(), 1);
+        assert_eq!(listing.registrations[0].name, "good");
+        assert_eq!(listing.left_out.len(), 4, "{:?}", listing.left_out);
+        assert!(
+            listing.left_out[0].contains("\"Root\""),
+            "{:?}",
+            listing.left_out
+        );
+        assert!(listing
+            .left_out
+            .iter()
+            .all(|w| w.ends_with("it is left alone")));
+    }
+
+    #[test]
+    fn a_raw_control_character_in_a_name_does_not_stop_the_listing() {
+        // RavenDB 4.1 writes U+0001 raw inside the string, which JSON forbids.
+        let (a, b) = (der(5), der(6));
+        let body = format!(
+            r#"{{"Results":[{},{}]}}"#,
+            entry("xQy", &a, "Operator", ""),
+            entry("tab\there", &b, "ValidUser", ""),
+        )
+        .replace("xQy", "x\u{1}y\ttab\nline")
+        .into_bytes();
+        assert!(body.contains(&1u8) && body.contains(&b'\n'));
+        assert!(serde_json::from_slice::<serde_json::Value>(&body).is_err());
+        let listing = decode_listing(&body).unwrap();
+        assert_eq!(listing.registrations[0].name, "x\u{1}y\ttab\nline");
+        assert_eq!(listing.registrations[1].name, "tab\there");
+        // Pretty-printed JSON (white space between tokens) is left as it is.
+        let pretty = b"{\n\t\"Results\": [ ]\r\n}";
+        assert!(decode_listing(pretty).unwrap().registrations.is_empty());
+    }
+
+    #[test]
+    fn a_thumbprint_that_is_not_its_certificates_is_left_out() {
+        let (real, other) = (der(7), der(8));
+        let lying = entry("Root", &real, "ClusterAdmin", "")
+            .replace(&pki::thumbprint(&real), &pki::thumbprint(&other));
+        let body = format!(r#"{{"Results":[{lying}]}}"#);
+        let listing = decode_listing(body.as_bytes()).unwrap();
+        assert!(listing.registrations.is_empty());
+        assert!(
+            listing.left_out[0].contains("not its Thumbprint"),
+            "{:?}",
+            listing.left_out
+        );
+    }
+
+    #[test]
+    fn a_collection_claim_the_other_side_does_not_make_is_left_out() {
+        let (p, s, stray) = (der(9), der(10), der(11));
+        let (tp, ts, tx) = (
+            pki::thumbprint(&p),
+            pki::thumbprint(&s),
+            pki::thumbprint(&stray),
+        );
+        // The primary lists two secondaries; only one names it back. The stray is a separate
+        // ValidUser registration that the ClusterAdmin primary tries to pull in.
+        let body = format!(
+            r#"{{"Results":[{},{},{}]}}"#,
+            entry(
+                "Root",
+                &p,
+                "ClusterAdmin",
+                &format!(r#","CollectionSecondaryKeys":["certificates/{ts}","{tx}"]"#)
+            ),
+            entry(
+                "Root",
+                &s,
+                "ClusterAdmin",
+                &format!(r#","CollectionPrimaryKey":"certificates/{tp}""#)
+            ),
+            entry(
+                "Reader",
+                &stray,
+                "ValidUser",
+                r#","Permissions":{"Orders":"ReadWrite"}"#
+            ),
+        );
+        let listing = decode_listing(body.as_bytes()).unwrap();
+        let kept: Vec<&str> = listing
+            .registrations
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        // The primary is left out; its real secondary then points at nothing and goes too.
+        assert_eq!(kept, vec!["Reader"], "{:?}", listing.left_out);
+        assert_eq!(
+            listing.registrations[0].clearance,
+            ListedClearance::Client(Clearance::ValidUser)
+        );
+        assert_eq!(listing.left_out.len(), 2, "{:?}", listing.left_out);
+        // A consistent collection stays whole.
+        let body = format!(
+            r#"{{"Results":[{},{}]}}"#,
+            entry(
+                "Root",
+                &p,
+                "ClusterAdmin",
+                &format!(r#","CollectionSecondaryKeys":["certificates/{ts}"]"#)
+            ),
+            entry(
+                "Root",
+                &s,
+                "ClusterAdmin",
+                &format!(r#","CollectionPrimaryKey":"certificates/{tp}""#)
+            ),
+        );
+        let listing = decode_listing(body.as_bytes()).unwrap();
+        assert_eq!(listing.registrations.len(), 2, "{:?}", listing.left_out);
+        assert_eq!(
+            listing.registrations[1].collection_primary.as_deref(),
+            Some(tp.as_str())
+        );
     }
 
     #[test]

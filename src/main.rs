@@ -13,6 +13,11 @@ use ravencert::watch::{GitFollow, WatchOptions};
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(report_panic));
+    // Debug builds (the tests'): a panic on request, to show that its message is never printed.
+    #[cfg(debug_assertions)]
+    if let Some(payload) = std::env::var_os("RAVENCERT_TEST_PANIC") {
+        panic!("test panic: {}", payload.to_string_lossy());
+    }
     // Usage errors exit 1 like every other error (SPEC §3); --help and --version exit 0.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -479,7 +479,21 @@ pub fn mask_url_userinfo(text: &str) -> std::borrow::Cow<'_, str> {
         c.is_whitespace()
             || matches!(
                 c,
-                '/' | '?' | '#' | '"' | '\'' | '`' | ',' | ';' | '[' | ']' | '(' | ')' | '<' | '>' | '{' | '}'
+                '/' | '?'
+                    | '#'
+                    | '"'
+                    | '\''
+                    | '`'
+                    | ','
+                    | ';'
+                    | '['
+                    | ']'
+                    | '('
+                    | ')'
+                    | '<'
+                    | '>'
+                    | '{'
+                    | '}'
             )
     };
     let mut out = String::with_capacity(text.len());
@@ -711,9 +725,18 @@ mod tests {
     #[test]
     fn url_user_information_is_masked_in_every_spelling() {
         let cases = [
-            ("https://ops:Sup3rPw@a.example.com:443/x", "https://***@a.example.com:443/x"),
-            (r#"urls = ["https://u:Sup3r\u0050w@a", "https://v:pw@b"]"#, r#"urls = ["https://***@a", "https://***@b"]"#),
-            ("'https://u:p@h' and 'https://h2'", "'https://***@h' and 'https://h2'"),
+            (
+                "https://ops:Sup3rPw@a.example.com:443/x",
+                "https://***@a.example.com:443/x",
+            ),
+            (
+                r#"urls = ["https://u:Sup3r\u0050w@a", "https://v:pw@b"]"#,
+                r#"urls = ["https://***@a", "https://***@b"]"#,
+            ),
+            (
+                "'https://u:p@h' and 'https://h2'",
+                "'https://***@h' and 'https://h2'",
+            ),
             ("no url here@all", "no url here@all"),
             ("https://host/path@x", "https://host/path@x"),
             ("https://a@b@c", "https://***@c"),

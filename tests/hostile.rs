@@ -886,11 +886,12 @@ fn registry_with_100k_comment_lines_is_drift_that_apply_repairs() {
     assert!(!r.stdout.contains("edited outside"), "{r:?}");
 }
 
-/// `password_file` may name any readable file, also through `..`: /etc/passwd is accepted as a
-/// password. It is another password than the bundle's, so the plan packages the bundle again —
-/// and never shows a byte of the file.
+/// `password_file` may name any readable file, also through `..`; /etc/passwd holds line
+/// breaks, so it is no password file: refused by name, and never a byte of it shown. (A
+/// one-line file would be read as a password: another one than the bundle's, so the plan
+/// would package the bundle again.)
 #[test]
-fn password_file_traversal_is_read_as_a_password() {
+fn password_file_traversal_to_a_multi_line_file_is_refused() {
     let env = applied();
     let config = std::fs::read_to_string(env.path("certs.toml")).unwrap();
     env.config(&config.replace(
@@ -899,8 +900,11 @@ fn password_file_traversal_is_read_as_a_password() {
     ));
     let before = env.snapshot();
     let r = run(&env, &["plan", "--detailed-exitcode"]);
-    assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stdout.contains("bundle: password changed"), "{r:?}");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("etc/passwd holds a control character"),
+        "{r:?}"
+    );
     assert!(!r.stdout.contains("root:") && !r.stderr.contains("root:"));
     assert_eq!(before, env.snapshot());
 }
@@ -1013,4 +1017,125 @@ fn registry_name_with_escape_is_shown_escaped() {
             r.stdout
         );
     }
+}
+
+/// Whether a run panicked (the panic hook's line, or Rust's default one).
+fn panicked(r: &Run) -> bool {
+    r.stderr.contains("panicked") || r.stderr.contains("internal error") || r.code == 101
+}
+
+/// A password file holding a NUL byte once reached OpenSSL's C string conversion, which
+/// panicked with the file's bytes in its message: `password_file = "/proc/self/environ"` put
+/// the whole environment (CI tokens, other passwords) into a job log. Every command that reads
+/// the password refuses it by name instead, and nothing of the file is shown.
+#[test]
+fn a_password_file_with_a_nul_is_refused_by_name_without_showing_it() {
+    let env = applied();
+    let config = std::fs::read_to_string(env.path("certs.toml")).unwrap();
+    // The generated client's password file, and the upload's: /proc/self/environ as in the
+    // probe, with a canary in the environment.
+    env.write("secrets/ops.pass", b"MARKER-first\0MARKER-second=token\n");
+    env.config(&config.replace(
+        "password_env = \"PARTNER_PFX_PASSWORD\"",
+        "password_file = \"/proc/self/environ\"",
+    ));
+    sh(
+        env.dir.path(),
+        "git init -q -b main && git add -A && git -c user.name=t -c user.email=t@example.com commit -qm base",
+    );
+    let before = env.snapshot();
+    for args in [
+        &["validate"][..],
+        &["plan"],
+        &["apply", "--yes"],
+        &["plan", "--base", "main"],
+        &["plan", "--rev", "main"],
+    ] {
+        let r = bounded(&env, args)
+            .env("CI_JOB_TOKEN", "canary-7f3a9c")
+            .run();
+        assert_eq!(r.code, 1, "{}", r.shown());
+        assert!(!panicked(&r), "{}", r.shown());
+        r.hides(&["MARKER", "canary-7f3a9c", "PATH="]);
+        assert!(
+            r.stderr.contains("control character") || r.stdout.contains("control character"),
+            "{}",
+            r.shown()
+        );
+        assert!(
+            r.stderr.contains("/proc/self/environ") || r.stderr.contains("secrets/ops.pass"),
+            "names the file: {}",
+            r.shown()
+        );
+    }
+    assert_eq!(before, env.snapshot());
+}
+
+/// A password variable holding a control character is refused by its name too.
+#[test]
+fn a_password_variable_with_a_control_character_is_refused_by_name() {
+    let env = applied();
+    let before = env.snapshot();
+    let r = bounded(&env, &["plan"])
+        .env("PARTNER_PFX_PASSWORD", "upload-\u{1b}[2Jzq81x")
+        .run();
+    assert_eq!(r.code, 1, "{}", r.shown());
+    assert!(r.stderr.contains("PARTNER_PFX_PASSWORD"), "{}", r.shown());
+    r.hides(&["zq81x"]);
+    assert_eq!(before, env.snapshot());
+}
+
+/// A panic is a bug; when one happens, it says where and never what its message carried (it
+/// may hold a value the program was handling). Debug builds panic on request for this test.
+#[test]
+fn a_panic_never_prints_its_message() {
+    let env = applied();
+    let r = bounded(&env, &["plan"])
+        .env("RAVENCERT_TEST_PANIC", "payload-9d2e-secret")
+        .run();
+    assert_eq!(r.code, 101, "{}", r.shown());
+    assert!(r.stderr.contains("This is a bug"), "{}", r.shown());
+    assert!(
+        r.stderr.contains("src/main.rs"),
+        "says where: {}",
+        r.shown()
+    );
+    r.hides(&["payload-9d2e-secret"]);
+}
+
+/// A password in a cluster url is masked on every line ravencert prints: in each error of a
+/// line holding two such urls, in its TOML-escaped spelling (`\u0053` for `S`), and in
+/// `adopt --url`.
+#[test]
+fn a_url_password_never_shows_in_any_spelling() {
+    let env = applied();
+    let config = std::fs::read_to_string(env.path("certs.toml")).unwrap();
+    env.config(&format!(
+        "{config}\n[cluster]\nurls = [\"https://ops:Sup3rSecretPw@a.example.com\", \"https://ops:Sup3r\\u0053ecretPw@b.example.com\"]\nadmin = \"admin\"\n"
+    ));
+    let before = env.snapshot();
+    for args in [&["validate"][..], &["plan"]] {
+        let r = run(&env, args);
+        assert_eq!(r.code, 1, "{}", r.shown());
+        assert!(r.stderr.contains("cluster.urls[1]"), "{}", r.shown());
+        r.hides(&["ecretPw", "Sup3r"]);
+    }
+    assert_eq!(before, env.snapshot());
+    let r = run(
+        &env,
+        &[
+            "adopt",
+            "-c",
+            "adopted/certs.toml",
+            "--url",
+            "https://ops:Sup3rSecretPw@127.0.0.1:1",
+            "--admin-certificate",
+            "trust/partner.pfx",
+            "--password-env",
+            "PARTNER_PFX_PASSWORD",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.shown());
+    r.hides(&["ecretPw", "Sup3r"]);
+    assert!(!env.path("adopted").exists());
 }

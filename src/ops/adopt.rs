@@ -125,7 +125,11 @@ pub fn adopt(ctx: &Context, req: &AdoptRequest) -> Result<Output> {
         ));
     }
     write_all(&base, &files, &ctx.config, &text)?;
-    Ok(Output::ok(adoption.summary(&ctx.config, client.url())))
+    let mut out = Output::ok(adoption.summary(&ctx.config, client.url()));
+    for why in &adoption.left_out {
+        out.stderr.push_str(&format!("warning: {why}\n"));
+    }
+    Ok(out)
 }
 
 /// The admin .pfx (read now, with its password) and how certs.toml names it: relative to
@@ -186,6 +190,8 @@ struct Adoption<'a> {
     servers: Vec<String>,
     files: Vec<(String, Vec<u8>)>,
     renamed: Vec<String>,
+    /// Registrations not adopted, and why (shown as warnings).
+    left_out: Vec<String>,
 }
 
 /// certs.toml's header: where it came from and how to reach the cluster.
@@ -211,10 +217,12 @@ impl<'a> Adoption<'a> {
             servers: Vec::new(),
             files: Vec::new(),
             renamed: Vec::new(),
+            left_out: Vec::new(),
         };
         adoption.servers_from(listing, &by_thumbprint)?;
-        let mut keys = BTreeSet::new();
-        let mut names = BTreeSet::new();
+        adoption.left_out.extend(listing.left_out.iter().cloned());
+        let mut keys = Unique::default();
+        let mut names = Unique::default();
         let mut primaries: Vec<&Registration> = listing
             .registrations
             .iter()
@@ -223,17 +231,32 @@ impl<'a> Adoption<'a> {
             .collect();
         primaries.sort_by(|a, b| (&a.name, &a.thumbprint).cmp(&(&b.name, &b.thumbprint)));
         for r in primaries {
-            let name = adoption.unique_name(&r.name, &mut names);
-            let key = unique_key(&slug(&name), &mut keys);
             let secondaries: Vec<&Registration> = r
                 .collection_secondaries
                 .iter()
                 .filter_map(|t| by_thumbprint.get(t.as_str()).copied())
                 .collect();
-            let mut pem = Vec::new();
-            for member in std::iter::once(r).chain(secondaries.iter().copied()) {
-                pem.extend(certificate_pem(member)?);
-            }
+            // Every registration is checked before anything is written: a name certs.toml
+            // cannot hold, or a certificate ravencert would not read back as this
+            // registration's upload, leaves the client out (reported, never widened).
+            let checked = match r.name.trim() {
+                "" => Ok(()),
+                name => crate::model::check_name(name)
+                    .map_err(|e| format!("has a name ravencert cannot declare: {e}; rename it in the Studio to adopt it")),
+            };
+            let pem = match checked.and_then(|()| collection_pem(r, &secondaries)) {
+                Ok(pem) => pem,
+                Err(why) => {
+                    adoption.left_out.push(format!(
+                        "cluster: registration {} ('{}') {why}; it is not adopted",
+                        r.thumbprint,
+                        r.name.escape_debug()
+                    ));
+                    continue;
+                }
+            };
+            let name = adoption.unique_name(&r.name, &mut names);
+            let key = keys.take(&slug(&name), |base, n| format!("{base}-{n}"));
             adoption.files.push((format!("trust/{key}.pem"), pem));
             adoption.clients.push(Adopted {
                 key,
@@ -275,23 +298,80 @@ impl<'a> Adoption<'a> {
 
     /// The registration's name, or (for a second registration under a name already taken,
     /// which RavenDB allows and ravencert does not) the name with ` (2)`, noted.
-    fn unique_name(&mut self, name: &str, taken: &mut BTreeSet<String>) -> String {
+    fn unique_name(&mut self, name: &str, taken: &mut Unique) -> String {
         let base = if name.trim().is_empty() {
             "unnamed"
         } else {
             name
         };
-        let mut candidate = base.to_string();
-        let mut n = 2;
-        while !taken.insert(candidate.to_lowercase()) {
-            candidate = format!("{base} ({n})");
-            n += 1;
-        }
+        let candidate = taken.take(base, |base, n| format!("{base} ({n})"));
         if candidate != name {
             self.renamed.push(format!("{name:?} -> {candidate:?}"));
         }
         candidate
     }
+}
+
+/// Names handed out once each, compared without case: `take` gives the base, else the first
+/// free numbered form after the last one given for that base, so that n registrations of one
+/// name cost n steps, not n² (a listing can hold thousands).
+#[derive(Default)]
+struct Unique {
+    taken: BTreeSet<String>,
+    next: BTreeMap<String, usize>,
+}
+
+impl Unique {
+    fn take(&mut self, base: &str, numbered: impl Fn(&str, usize) -> String) -> String {
+        if self.taken.insert(base.to_lowercase()) {
+            return base.to_string();
+        }
+        let n = self.next.entry(base.to_lowercase()).or_insert(2);
+        loop {
+            let candidate = numbered(base, *n);
+            *n += 1;
+            if self.taken.insert(candidate.to_lowercase()) {
+                return candidate;
+            }
+        }
+    }
+}
+
+/// A collection's certificates as the PEM file its upload names, checked the way the plan will
+/// read that file: each certificate parses, and the file's end entities are exactly the
+/// collection's members (no member issued another, none is missing).
+fn collection_pem(
+    primary: &Registration,
+    secondaries: &[&Registration],
+) -> std::result::Result<Vec<u8>, String> {
+    let members: Vec<&Registration> = std::iter::once(primary)
+        .chain(secondaries.iter().copied())
+        .collect();
+    let mut pem = Vec::new();
+    for m in &members {
+        let der = m
+            .certificate
+            .as_ref()
+            .ok_or_else(|| format!("lists no certificate for {}", m.thumbprint))?;
+        crate::pki::inspect(der).map_err(|e| {
+            format!(
+                "has a certificate {} that cannot be read: {e}",
+                m.thumbprint
+            )
+        })?;
+        pem.extend(crate::pki::der_to_pem(der).map_err(|e| e.to_string())?);
+    }
+    let file =
+        crate::pki::read_cert_file(&pem, None).map_err(|e| format!("cannot be read back: {e}"))?;
+    let ends = crate::pki::end_entities(&file.certs).map_err(|e| e.to_string())?;
+    let mut read: Vec<String> = ends.iter().map(|d| crate::pki::thumbprint(d)).collect();
+    let mut listed: Vec<String> = members.iter().map(|m| m.thumbprint.clone()).collect();
+    read.sort();
+    listed.sort();
+    if read != listed {
+        return Err("is a collection whose certificates would not read back as its members (one issued another)".into());
+    }
+    Ok(pem)
 }
 
 /// A registration's public certificate as PEM.
@@ -322,17 +402,6 @@ pub(crate) fn slug(name: &str) -> String {
         "server" => "server-client".into(),
         _ => trimmed,
     }
-}
-
-/// `key`, or `key-2`, `key-3`... the first not taken yet.
-pub(crate) fn unique_key(key: &str, taken: &mut BTreeSet<String>) -> String {
-    let mut candidate = key.to_string();
-    let mut n = 2;
-    while !taken.insert(candidate.clone()) {
-        candidate = format!("{key}-{n}");
-        n += 1;
-    }
-    candidate
 }
 
 /// A TOML basic string on one line: `"` and `\\` escaped, every control character as
@@ -500,11 +569,20 @@ mod tests {
         assert_eq!(slug("日本"), "client");
         assert_eq!(slug("Server"), "server-client");
         assert_eq!(slug(&"a".repeat(100)).len(), 56);
-        let mut taken = BTreeSet::new();
-        assert_eq!(unique_key("ops", &mut taken), "ops");
-        assert_eq!(unique_key("ops", &mut taken), "ops-2");
-        assert_eq!(unique_key("ops", &mut taken), "ops-3");
+        let mut taken = Unique::default();
+        let key = |base: &str, n: usize| format!("{base}-{n}");
+        assert_eq!(taken.take("ops", key), "ops");
+        assert_eq!(taken.take("ops", key), "ops-2");
+        assert_eq!(taken.take("ops-3", key), "ops-3");
+        assert_eq!(taken.take("ops", key), "ops-4");
+        assert_eq!(taken.take("OPS", key), "OPS-5");
         let pattern = regex_lite(&slug("Ops.Team_1"));
+        // 5,000 registrations of one name: 5,000 names, each numbered form tried once.
+        let mut names = Unique::default();
+        let numbered = |base: &str, n: usize| format!("{base} ({n})");
+        let all: BTreeSet<String> = (0..5000).map(|_| names.take("Team", numbered)).collect();
+        assert_eq!(all.len(), 5000);
+        assert!(all.contains("Team (5000)"));
         assert!(pattern, "{}", slug("Ops.Team_1"));
     }
 

@@ -206,6 +206,9 @@ impl Target {
                 ));
             }
         }
+        self.notes
+            .borrow_mut()
+            .extend(listing.left_out.iter().cloned());
         listing_for_plan(listing, version, &self.url())
     }
 

@@ -1,0 +1,19 @@
+//! Fuzzes the decoder of a cluster's certificate listing (`GET /admin/certificates`): what a
+//! cluster sends is untrusted. Any input gives a listing (with the entries it left out) or an
+//! error, never a panic; a listing never holds an entry whose thumbprint is not its
+//! certificate's, nor a collection link that only one side makes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(listing) = ravencert::cluster::decode_listing_bytes(data) {
+        for r in &listing.registrations {
+            assert_eq!(r.thumbprint.len(), 40);
+            if let Some(p) = &r.collection_primary {
+                let primary = listing.registrations.iter().find(|x| &x.thumbprint == p);
+                assert!(primary.is_some_and(|x| x.collection_secondaries.contains(&r.thumbprint)));
+            }
+        }
+    }
+});
