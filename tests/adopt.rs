@@ -3,6 +3,7 @@
 
 mod common;
 
+use ::openssl as ossl;
 use common::ravendb::{ClientCert, Pin, RavenServer};
 use common::{openssl, Env};
 use serde_json::Value;
@@ -263,24 +264,234 @@ impl Existing {
     }
 }
 
+/// A name certs.toml cannot hold (a line break, which would also try to start a TOML table,
+/// or U+0001, which RavenDB 4.1 writes raw into its JSON, so that the listing was once
+/// unreadable as a whole) leaves that registration out of the adoption, reported escaped,
+/// never raw and never dropped silently; everything else is adopted, and plan, apply and
+/// status go on with it on the cluster. The revocation it once blocked goes through: with
+/// prune on, it is unregistered.
 #[test]
-fn a_name_ravencert_refuses_writes_nothing_and_says_which() {
+fn a_name_ravencert_cannot_hold_is_left_out_and_nothing_stops() {
     let c = existing_cluster();
-    // A Studio name with a line break: it must neither reach certs.toml raw nor be dropped.
-    c.upload(
+    let evil = c.upload(
         "Orders\n[clients.evil]",
         "ValidUser",
         r#"{"Orders":"Admin"}"#,
         false,
     );
+    let odd = c.upload("x\u{1}y", "Operator", "{}", false);
+    c.upload("Reports", "ValidUser", r#"{"Reports":"ReadWrite"}"#, false);
+    let (_, raw) = c
+        .server
+        .curl_json("GET", "/admin/certificates?secondary=true", None);
+    assert!(raw.contains("x\u{1}y"), "the server writes U+0001 raw");
+
     let (env, run) = c.adopt();
-    assert_eq!(run.code, 1, "{}", run.shown());
-    assert!(run.stderr.contains("not valid"), "{}", run.shown());
+    let run = run.success();
+    for t in [&evil[0], &odd[0]] {
+        assert!(run.stderr.contains(t.as_str()), "{}", run.shown());
+    }
+    assert!(run.stderr.contains("x\\u{1}y"), "escaped: {}", run.shown());
     assert!(
-        !run.stderr.contains("\n[clients.evil]"),
-        "raw: {}",
+        run.stderr.contains("Orders\\n[clients.evil]"),
+        "{}",
         run.shown()
     );
-    assert!(!env.path("certs.toml").exists());
-    assert!(!env.path("trust").exists());
+    common::assert_no_raw("adopt's stderr", &run.stderr);
+    let toml = std::fs::read_to_string(env.path("certs.toml")).unwrap();
+    assert!(toml.contains("[clients.reports]"), "{toml}");
+    assert!(
+        !toml.contains("evil") && !toml.contains("x\u{1}y"),
+        "{toml}"
+    );
+
+    let plan = env.run(&["plan", "--json"]).success().json();
+    assert!(cluster_changes(&plan).is_empty(), "{plan}");
+    env.run(&["apply", "--yes"]).success();
+    let status = env.run(&["status"]).success();
+    common::assert_no_raw("status", &status.stdout);
+    let json = env.run(&["status", "--json"]).success().json();
+    let extra: Vec<&Value> = json["cluster"]["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["state"] == "extra")
+        .collect();
+    assert_eq!(extra.len(), 2, "{json}");
+
+    let pruned = toml.replace(
+        "ca = \"trust/cluster-ca.pem\"\nprune = false",
+        "ca = \"trust/cluster-ca.pem\"\nprune = true",
+    );
+    assert_ne!(pruned, toml);
+    env.config(&pruned);
+    let plan = env.run(&["plan", "--json"]).success().json();
+    let unregisters: Vec<Value> = cluster_changes(&plan)
+        .into_iter()
+        .filter(|c| c["action"] == "unregister")
+        .map(|c| c["thumbprint"].clone())
+        .collect();
+    assert!(unregisters.contains(&Value::from(odd[0].clone())), "{plan}");
+    env.run(&["apply", "--yes"]).success();
+    let (_, raw) = c
+        .server
+        .curl_json("GET", "/admin/certificates?secondary=true", None);
+    assert!(!raw.contains(&odd[0]) && !raw.contains(&evil[0]), "{raw}");
+    assert!(!raw.contains('\u{1}'));
+}
+
+/// A TLS server on 127.0.0.1 that answers every request with `listing` as RavenDB 4.1 would
+/// (its version header included): a test double for what a real server cannot be made to do,
+/// lie in its listing. It asks for a client certificate and accepts any.
+fn lying_server(cert: &std::path::Path, key: &std::path::Path, listing: String) -> u16 {
+    use ossl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+    acceptor
+        .set_private_key_file(key, SslFiletype::PEM)
+        .unwrap();
+    acceptor.set_certificate_chain_file(cert).unwrap();
+    acceptor.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
+    let acceptor = std::sync::Arc::new(acceptor.build());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (acceptor, listing) = (acceptor.clone(), listing.clone());
+            std::thread::spawn(move || {
+                let Ok(mut tls) = acceptor.accept(stream) else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nRaven-Server-Version: 4.1.0.41001\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{listing}",
+                    listing.len()
+                );
+                let _ = tls.write_all(answer.as_bytes());
+                let _ = tls.shutdown();
+            });
+        }
+    });
+    port
+}
+
+/// One listing entry for `pem` (a file under `dir`), with `thumbprint` as the listing claims.
+fn listed(
+    dir: &std::path::Path,
+    pem: &str,
+    name: &str,
+    clearance: &str,
+    thumbprint: &str,
+    extra: &str,
+) -> String {
+    let x509 = ossl::x509::X509::from_pem(&std::fs::read(dir.join(pem)).unwrap()).unwrap();
+    format!(
+        r#"{{"Name":{},"Certificate":"{}","Thumbprint":"{thumbprint}","SecurityClearance":"{clearance}","Permissions":{{{}}}{extra}}}"#,
+        serde_json::to_string(name).unwrap(),
+        ossl::base64::encode_block(&x509.to_der().unwrap()),
+        if clearance == "ValidUser" {
+            r#""Orders":"ReadWrite""#
+        } else {
+            ""
+        },
+    )
+}
+
+/// adopt trusts nothing in a listing: a registration whose thumbprint is not its
+/// certificate's, and a ClusterAdmin collection that claims a separate ValidUser registration
+/// as its secondary (which would have written that certificate into the ClusterAdmin client),
+/// are reported and left out; the rest is adopted with exactly the access the listing gives it.
+#[test]
+fn adopt_leaves_out_a_lying_thumbprint_and_a_stray_secondary() {
+    let node = Env::new();
+    node.config(NODE);
+    node.run(&["apply", "--yes", "--offline"]).success();
+    let server_thumb = node.server_thumbprint();
+    let server_pem = node.store().join(format!("certs/{server_thumb}.pem"));
+    let server_key = node.store().join(format!("server/{server_thumb}.key"));
+    let dir = node.dir.path();
+    let root = common::self_signed(dir, "h/root.pem", "h/root.key", "root");
+    let reader = common::self_signed(dir, "h/reader.pem", "h/reader.key", "reader");
+    common::self_signed(dir, "h/forged.pem", "h/forged.key", "forged");
+    let other = common::self_signed(dir, "h/other.pem", "h/other.key", "other");
+    std::fs::copy(&server_pem, dir.join("h/server.pem")).unwrap();
+    let entries = [
+        listed(
+            dir,
+            "h/server.pem",
+            "Server Certificate",
+            "ClusterNode",
+            &server_thumb,
+            "",
+        ),
+        listed(
+            dir,
+            "h/root.pem",
+            "Root",
+            "ClusterAdmin",
+            &root,
+            &format!(r#","CollectionSecondaryKeys":["certificates/{reader}"]"#),
+        ),
+        listed(dir, "h/reader.pem", "Reader", "ValidUser", &reader, ""),
+        // forged.pem's certificate under the thumbprint of another one.
+        listed(dir, "h/forged.pem", "Forged", "Operator", &other, ""),
+    ];
+    let listing = format!(
+        r#"{{"Results":[{}],"LoadedServerCert":"{server_thumb}","WellKnownAdminCerts":[]}}"#,
+        entries.join(",")
+    );
+    let port = lying_server(&server_pem, &server_key, listing);
+
+    let admin = node.store().join("issued/admin");
+    let admin_pfx = node.path("admin.pfx");
+    #[rustfmt::skip]
+    openssl(&[
+        "pkcs12", "-export", "-in", admin.join("admin.crt").to_str().unwrap(),
+        "-inkey", admin.join("admin.key").to_str().unwrap(),
+        "-passout", &format!("pass:{PFX_PASSWORD}"), "-out", admin_pfx.to_str().unwrap(),
+    ])
+    .success();
+    let env = Env::new().env("ADMIN_PFX_PASSWORD", PFX_PASSWORD);
+    std::fs::copy(&server_pem, env.path("server.pem")).unwrap();
+    let url = format!("https://localhost:{port}");
+    #[rustfmt::skip]
+    let run = env.run(&[
+        "adopt", "--url", &url, "--admin-certificate", admin_pfx.to_str().unwrap(),
+        "--password-env", "ADMIN_PFX_PASSWORD", "--ca", "server.pem",
+    ]);
+    let run = run.success();
+    assert!(run.stderr.contains("not its Thumbprint"), "{}", run.shown());
+    assert!(run.stderr.contains(&root), "{}", run.shown());
+    let toml = std::fs::read_to_string(env.path("certs.toml")).unwrap();
+    // Only the reader is declared, as the ValidUser it is; nothing is ClusterAdmin or Operator.
+    assert!(toml.contains("[clients.reader]"), "{toml}");
+    assert!(
+        !toml.contains("[clients.root]") && !toml.contains("[clients.forged]"),
+        "{toml}"
+    );
+    assert!(
+        !toml.contains("\"ClusterAdmin\"") && !toml.contains("\"Operator\""),
+        "{toml}"
+    );
+    let mut trust: Vec<String> = std::fs::read_dir(env.path("trust"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    trust.sort();
+    assert_eq!(
+        trust,
+        ["cluster-ca.pem", "reader.pem", "server-1.pem"],
+        "{trust:?}"
+    );
+    assert_eq!(
+        common::openssl_thumbprint(&env.path("trust/reader.pem")),
+        reader
+    );
 }
