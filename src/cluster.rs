@@ -243,6 +243,24 @@ pub struct Registration {
     pub not_after: Option<OffsetDateTime>,
     /// The public certificate (DER), when the server lists it (`adopt` writes it out).
     pub certificate: Option<Vec<u8>>,
+    /// `Disabled` (RavenDB 7.2.2 and later): access suspended in the Studio, the registration
+    /// kept. None when the server does not list it.
+    pub disabled: Option<bool>,
+    /// `Usage` (RavenDB 7.2.5 and later): `Client`, `RavenServer`,
+    /// `RavenServerForCommunication`; None for older servers and older entries.
+    pub usage: Option<String>,
+}
+
+/// A listed entry ravencert does not manage and never changes: an SSO user or server (no
+/// certificate of its own) or a well-known issuer. Never unregistered, never a stranger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmanaged {
+    /// Its `Thumbprint` as listed (an SSO entry's is a GUID, not a certificate's SHA-1).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Why ravencert leaves it alone: its `Usage`, or `WellKnownIssuer`.
+    pub usage: String,
 }
 
 /// `GET /admin/certificates?secondary=true`.
@@ -254,8 +272,14 @@ pub struct Listing {
     /// certificate's, a collection claim the other side does not make): for the plan's
     /// warnings. A registration left out is never changed.
     pub left_out: Vec<String>,
+    /// Entries ravencert does not manage (SSO, well-known issuers): never changed.
+    pub unmanaged: Vec<Unmanaged>,
     /// The thumbprint of the certificate the answering node serves.
     pub loaded_server_cert: Option<String>,
+    /// `LoadedServerCertForCommunication` (RavenDB 7.1.5 and later): the certificate the node
+    /// uses as a client towards other nodes, when it is not the one it serves. Never
+    /// unregistered.
+    pub loaded_server_cert_for_communication: Option<String>,
     /// The well-known admin thumbprints of the node's settings.
     pub well_known_admins: Vec<String>,
     /// The server's version, from the answer's `Raven-Server-Version` header.
@@ -385,20 +409,16 @@ impl Client {
     }
 
     /// Sets a registration's name, clearance and permissions (POST .../edit); the certificate
-    /// and its thumbprint stay.
+    /// and its thumbprint stay. What the edit leaves as it is: see [`edit_body`].
     pub fn edit(
         &self,
         thumbprint: &str,
         name: &str,
         clearance: Clearance,
         permissions: &BTreeMap<String, Access>,
+        disabled: Option<bool>,
     ) -> Result<()> {
-        let body = serde_json::json!({
-            "Thumbprint": thumbprint,
-            "Name": name,
-            "SecurityClearance": clearance.to_string(),
-            "Permissions": permissions,
-        });
+        let body = edit_body(thumbprint, name, clearance, permissions, disabled);
         self.send("POST", "/admin/certificates/edit", Some(&body))
             .map(drop)
     }
@@ -478,6 +498,35 @@ impl Client {
             detail: last,
         })
     }
+}
+
+/// The body of `POST /admin/certificates/edit`. The server builds the new registration from
+/// Name, SecurityClearance and Permissions of the body and keeps the certificate, its dates
+/// and its usage (RavenDB 4.1 to 7.2, read from the handler). Two things an edit must leave
+/// as the Studio set them:
+/// - two-factor authentication (5.4 and later): an absent `TwoFactorAuthenticationKey` keeps
+///   the stored key (only `?deleteTwoFactorConfiguration=true` drops it), so none is sent;
+/// - `Disabled` (7.2.2 and later): an absent field keeps the stored value, and the value the
+///   listing showed is sent back as it was, so an edit never re-enables a registration.
+///
+/// Servers newer than the last version checked are refused an edit by the planner.
+pub fn edit_body(
+    thumbprint: &str,
+    name: &str,
+    clearance: Clearance,
+    permissions: &BTreeMap<String, Access>,
+    disabled: Option<bool>,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "Thumbprint": thumbprint,
+        "Name": name,
+        "SecurityClearance": clearance.to_string(),
+        "Permissions": permissions,
+    });
+    if let (Some(disabled), Some(map)) = (disabled, body.as_object_mut()) {
+        map.insert("Disabled".into(), serde_json::Value::Bool(disabled));
+    }
+    body
 }
 
 /// Why a request to one node did not give a body.
@@ -688,6 +737,10 @@ struct RawListing {
     loaded_server_cert: Option<String>,
     #[serde(default)]
     well_known_admin_certs: Option<Vec<String>>,
+    #[serde(default)]
+    well_known_issuers: Option<Vec<String>>,
+    #[serde(default)]
+    loaded_server_cert_for_communication: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -709,7 +762,23 @@ struct RawRegistration {
     collection_secondary_keys: Option<Vec<String>>,
     #[serde(default)]
     certificate: Option<String>,
+    #[serde(default)]
+    disabled: Option<bool>,
+    #[serde(default)]
+    usage: Option<String>,
 }
+
+/// What one listed entry is to ravencert.
+enum Decoded {
+    Managed(Registration),
+    Unmanaged(Unmanaged),
+}
+
+/// The `Usage` values of entries ravencert never manages: SSO users and servers (RavenDB 7.2.5
+/// and later; no certificate of their own) and well-known issuers.
+const UNMANAGED_USAGES: [&str; 3] = ["SsoClient", "SsoServer", "WellKnownIssuer"];
+/// The `Usage` values of certificates ravencert manages or protects.
+const KNOWN_USAGES: [&str; 3] = ["Client", "RavenServer", "RavenServerForCommunication"];
 
 /// RavenDB 4.1 writes control characters raw into its JSON strings (a registration named
 /// `x<U+0001>y`), which JSON forbids. Inside strings they become `\u00XX` escapes here, so
@@ -751,19 +820,39 @@ pub fn decode_listing_bytes(body: &[u8]) -> std::result::Result<Listing, String>
 fn decode_listing(body: &[u8]) -> std::result::Result<Listing, String> {
     let body = escape_raw_controls(body);
     let raw: RawListing = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    let issuers: Vec<String> = raw
+        .well_known_issuers
+        .unwrap_or_default()
+        .iter()
+        .map(|t| normalize_thumbprint(t))
+        .collect();
     let mut registrations = Vec::with_capacity(raw.results.len());
+    let mut unmanaged = Vec::new();
     let mut left_out = Vec::new();
     for value in raw.results {
         match decode_registration(value) {
-            Ok(r) => registrations.push(r),
+            Ok(Decoded::Managed(r)) if issuers.contains(&r.thumbprint) => {
+                unmanaged.push(Unmanaged {
+                    id: r.thumbprint,
+                    name: r.name,
+                    usage: "WellKnownIssuer".into(),
+                })
+            }
+            Ok(Decoded::Managed(r)) => registrations.push(r),
+            Ok(Decoded::Unmanaged(u)) => unmanaged.push(u),
             Err(why) => left_out.push(why),
         }
     }
     let mut listing = Listing {
         registrations,
         left_out,
+        unmanaged,
         loaded_server_cert: raw
             .loaded_server_cert
+            .filter(|t| !t.is_empty())
+            .map(|t| normalize_thumbprint(&t)),
+        loaded_server_cert_for_communication: raw
+            .loaded_server_cert_for_communication
             .filter(|t| !t.is_empty())
             .map(|t| normalize_thumbprint(&t)),
         well_known_admins: raw
@@ -797,11 +886,24 @@ fn described(thumbprint: Option<&str>, name: Option<&str>) -> String {
     }
 }
 
-fn decode_registration(value: serde_json::Value) -> std::result::Result<Registration, String> {
+fn decode_registration(value: serde_json::Value) -> std::result::Result<Decoded, String> {
     let raw: RawRegistration = serde_json::from_value(value)
         .map_err(|e| format!("cluster: a registration cannot be read ({e}); it is left alone"))?;
     let who = described(raw.thumbprint.as_deref(), raw.name.as_deref());
     let fail = |why: String| format!("cluster: {who} {why}; it is left alone");
+    match raw.usage.as_deref() {
+        Some(u) if UNMANAGED_USAGES.contains(&u) => {
+            return Ok(Decoded::Unmanaged(Unmanaged {
+                id: raw.thumbprint.unwrap_or_default(),
+                name: raw.name.unwrap_or_default(),
+                usage: u.to_string(),
+            }))
+        }
+        Some(u) if !KNOWN_USAGES.contains(&u) => {
+            return Err(fail(format!("has a Usage ravencert does not know ({u:?})")))
+        }
+        _ => {}
+    }
     let thumbprint = match raw.thumbprint.as_deref().map(normalize_thumbprint) {
         Some(t) if t.len() == 40 && raw.thumbprint.as_deref().is_some_and(|r| r.len() == 40) => t,
         _ => return Err(fail("has no valid thumbprint (40 hex digits)".into())),
@@ -847,8 +949,10 @@ fn decode_registration(value: serde_json::Value) -> std::result::Result<Registra
             Some(der)
         }
     };
-    Ok(Registration {
+    Ok(Decoded::Managed(Registration {
         certificate,
+        disabled: raw.disabled,
+        usage: raw.usage,
         thumbprint,
         name: raw.name.unwrap_or_default(),
         clearance,
@@ -864,7 +968,7 @@ fn decode_registration(value: serde_json::Value) -> std::result::Result<Registra
             .map(|k| collection_key(k))
             .collect(),
         not_after,
-    })
+    }))
 }
 
 /// A collection is two claims that must agree: a primary lists its secondaries, and each
@@ -1249,6 +1353,64 @@ mod tests {
         let app = &listing.registrations[1];
         assert_eq!(app.clearance, ListedClearance::Client(Clearance::ValidUser));
         assert_eq!(app.permissions["Orders"], Access::ReadWrite);
+    }
+
+    /// RavenDB 7.2's listing: the newer fields decode, and what ravencert does not manage (an
+    /// SSO user without a certificate, a well-known issuer) is set apart, not reported as bad.
+    #[test]
+    fn a_72_listing_decodes_its_newer_fields() {
+        let body = include_bytes!("../tests/fixtures/ravendb-listings/ravendb-7.2.json");
+        let listing = decode_listing(body).unwrap();
+        assert_eq!(listing.left_out, Vec::<String>::new());
+        let usages: Vec<(&str, &str)> = listing
+            .unmanaged
+            .iter()
+            .map(|u| (u.name.as_str(), u.usage.as_str()))
+            .collect();
+        assert_eq!(
+            usages,
+            vec![
+                ("alice", "SsoClient"),
+                ("Corporate Issuer", "WellKnownIssuer")
+            ]
+        );
+        assert_eq!(
+            listing.loaded_server_cert_for_communication.as_deref(),
+            Some("6091A4FEA6F248728C6BBD5F0A3E05219E0DFA4B")
+        );
+        let batch = listing
+            .registrations
+            .iter()
+            .find(|r| r.name == "Batch")
+            .unwrap();
+        assert_eq!(batch.disabled, Some(true));
+        assert_eq!(batch.usage.as_deref(), Some("Client"));
+        let legacy = listing
+            .registrations
+            .iter()
+            .find(|r| r.name == "Legacy Entry")
+            .unwrap();
+        assert_eq!(legacy.usage, None);
+        // An unknown usage is left alone and reported, never guessed at.
+        let body = String::from_utf8(body.to_vec())
+            .unwrap()
+            .replace(r#""Usage": "Client""#, r#""Usage": "Robot""#);
+        let listing = decode_listing(body.as_bytes()).unwrap();
+        assert!(listing.left_out.iter().all(|w| w.contains("\"Robot\"")));
+        assert_eq!(listing.left_out.len(), 3, "{:?}", listing.left_out);
+    }
+
+    /// An edit sends no two-factor key (absent keeps the stored one), and sends back the
+    /// Disabled the listing showed (so it never enables a registration); without one, none.
+    #[test]
+    fn an_edit_leaves_two_factor_and_disabled_as_they_are() {
+        let perms = BTreeMap::from([("Orders".to_string(), Access::Read)]);
+        let body = edit_body("AB", "n", Clearance::ValidUser, &perms, Some(true));
+        assert_eq!(body["Disabled"], serde_json::Value::Bool(true));
+        assert_eq!(body["Permissions"]["Orders"], "Read");
+        assert!(body.get("TwoFactorAuthenticationKey").is_none());
+        let body = edit_body("AB", "n", Clearance::ValidUser, &perms, None);
+        assert!(body.get("Disabled").is_none());
     }
 
     #[test]

@@ -248,7 +248,13 @@ fn register_edit_unregister() {
 
     let more = perms(&[("Orders", Access::Admin), ("Invoices", Access::ReadWrite)]);
     client
-        .edit(&thumb, "Orders App (renamed)", Clearance::ValidUser, &more)
+        .edit(
+            &thumb,
+            "Orders App (renamed)",
+            Clearance::ValidUser,
+            &more,
+            None,
+        )
         .unwrap();
     let edited = find(&client).expect("still registered");
     assert_eq!(edited.thumbprint, thumb);

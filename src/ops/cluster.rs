@@ -206,9 +206,20 @@ impl Target {
                 ));
             }
         }
-        self.notes
-            .borrow_mut()
-            .extend(listing.left_out.iter().cloned());
+        let mut notes = self.notes.borrow_mut();
+        notes.extend(listing.left_out.iter().cloned());
+        for r in listing
+            .registrations
+            .iter()
+            .filter(|r| r.disabled == Some(true))
+        {
+            notes.push(format!(
+                "cluster: registration {} ('{}') is disabled on the cluster; ravencert never enables it (an edit keeps it disabled): enable it in the Studio to restore its access",
+                r.thumbprint,
+                r.name.escape_debug()
+            ));
+        }
+        drop(notes);
         listing_for_plan(listing, version, &self.url())
     }
 
@@ -259,7 +270,7 @@ impl Target {
     ) -> Result<ClusterOutcome> {
         let mut state = State::load(store, &self.settings)?;
         let mut outcome = ClusterOutcome::default();
-        let result = self.send_all(store, registry, plan, &mut state, &mut outcome);
+        let result = self.send_all(store, registry, listing, plan, &mut state, &mut outcome);
         state.settle(&self.settings, registry, listing, plan);
         let saved = state.write(store);
         match result {
@@ -279,13 +290,15 @@ impl Target {
         &self,
         store: &Store,
         registry: &Registry,
+        listing: &ClusterListing,
         plan: &ClusterPlan,
         state: &mut State,
         outcome: &mut ClusterOutcome,
     ) -> std::result::Result<(), (usize, ClusterError)> {
         let set = state.for_cluster_mut(&self.settings);
         for (i, change) in plan.changes.iter().enumerate() {
-            self.send(store, registry, change).map_err(|e| (i, e))?;
+            self.send(store, registry, listing, change)
+                .map_err(|e| (i, e))?;
             let t = change.thumbprint.clone().unwrap_or_default();
             match change.action {
                 ClusterAction::Unregister => {
@@ -307,6 +320,7 @@ impl Target {
         &self,
         store: &Store,
         registry: &Registry,
+        listing: &ClusterListing,
         change: &ClusterChange,
     ) -> std::result::Result<(), ClusterError> {
         let t = change.thumbprint.as_deref().unwrap_or_default();
@@ -322,7 +336,14 @@ impl Target {
                     .register(&e.name, &der, e.clearance, &e.permissions)
             }
             (ClusterAction::Edit, Some(e)) => {
-                self.client.edit(t, &e.name, e.clearance, &e.permissions)
+                // A registration disabled in the Studio stays disabled: the edit says so.
+                let disabled = listing
+                    .registrations
+                    .iter()
+                    .find(|r| r.thumbprint.eq_ignore_ascii_case(t))
+                    .and_then(|r| r.disabled);
+                self.client
+                    .edit(t, &e.name, e.clearance, &e.permissions, disabled)
             }
             (_, None) => Err(ClusterError::Decode {
                 url: self.url(),
@@ -499,11 +520,23 @@ fn listing_for_plan(
     version: crate::cluster::ServerVersion,
     url: &str,
 ) -> Result<ClusterListing> {
-    let mut server_thumbprints: Vec<String> = listing.loaded_server_cert.into_iter().collect();
+    // The nodes' own certificates: served, used towards other nodes, or registered as
+    // ClusterNode or with a server usage. Never unregistered.
+    let mut server_thumbprints: Vec<String> = listing
+        .loaded_server_cert
+        .into_iter()
+        .chain(listing.loaded_server_cert_for_communication)
+        .collect();
     let registrations = listing
         .registrations
         .into_iter()
         .map(|r| {
+            if matches!(
+                r.usage.as_deref(),
+                Some("RavenServer" | "RavenServerForCommunication")
+            ) {
+                server_thumbprints.push(r.thumbprint.clone());
+            }
             let clearance = match r.clearance {
                 ListedClearance::Client(c) => ClusterClearance::from(c),
                 ListedClearance::ClusterNode => {
@@ -518,9 +551,12 @@ fn listing_for_plan(
                 clearance,
                 permissions: r.permissions,
                 collection_primary: r.collection_primary,
+                disabled: r.disabled,
             }
         })
         .collect();
+    let mut seen = BTreeSet::new();
+    server_thumbprints.retain(|t| seen.insert(t.to_ascii_uppercase()));
     let mut parts = version.product_version.split('.').map(|p| p.parse().ok());
     let (major, minor) = match (parts.next().flatten(), parts.next().flatten()) {
         (Some(a), Some(b)) => (a, b),
@@ -840,7 +876,7 @@ pub(crate) fn same_changes(a: &ClusterView, b: &ClusterView) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Period;
+    use crate::model::{Clearance, Period};
     use crate::registry::ServerEntry;
 
     #[test]
@@ -872,5 +908,133 @@ mod tests {
             pinned,
             Pin::Thumbprints(vec!["A".repeat(40), "B".repeat(40)])
         );
+    }
+
+    /// A listing fixture, decoded by the client and read as the planner reads it.
+    fn fixture(version: &str, product: &str) -> ClusterListing {
+        let path = format!(
+            "{}/tests/fixtures/ravendb-listings/ravendb-{version}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let body = std::fs::read(path).unwrap();
+        let listing = crate::cluster::decode_listing_bytes(&body).unwrap();
+        assert_eq!(listing.left_out, Vec::<String>::new());
+        let version = crate::cluster::ServerVersion {
+            product_version: product.into(),
+            build_version: 0,
+            full_version: format!("{product}.0"),
+        };
+        listing_for_plan(listing, version, "https://a.example.com").unwrap()
+    }
+
+    fn declared(key: &str, name: &str, thumbprint: &str, clearance: Clearance) -> CertEntry {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        CertEntry {
+            key: key.into(),
+            name: name.into(),
+            thumbprint: thumbprint.into(),
+            public_key_pinning_hash: "p".into(),
+            clearance,
+            not_before: now,
+            not_after: now,
+            source: crate::model::Origin::Uploaded,
+            key_type: None,
+            collection_primary: None,
+            collection_secondaries: vec![],
+            retire_after: None,
+            revision: None,
+            permissions: Default::default(),
+            pfx: Default::default(),
+            bundle_password: None,
+            subject: None,
+        }
+    }
+
+    const APP: &str = "CFDBD6120652B8AD91A08F18BBB971A159271F52";
+    const BATCH: &str = "812383772D393B153B85CF1C470FF72CCEA387AD";
+    const LEGACY: &str = "FF507825EE802E6BAF9A60F785DDA74AA38EE019";
+
+    fn plan_72(product: &str) -> std::result::Result<ClusterPlan, crate::plan::PlanError> {
+        let listing = fixture("7.2", product);
+        let mut registry = Registry::new();
+        let mut app = declared("orders-app", "Orders App", APP, Clearance::ValidUser);
+        app.permissions
+            .insert("Orders".into(), crate::model::Access::Admin);
+        registry.certificates = vec![
+            app,
+            declared("batch", "Batch Jobs", BATCH, Clearance::Operator),
+        ];
+        let opts = ClusterOptions {
+            url: "https://a.example.com".into(),
+            prune: true,
+            ..ClusterOptions::default()
+        };
+        crate::plan::plan_cluster(&registry, &listing, &opts)
+    }
+
+    /// What a RavenDB 7.2 cluster lists, planned with prune on: the declared clients are
+    /// edited (the disabled one too: the edit carries its Disabled back), an ordinary
+    /// registration the store does not hold is unregistered, and nothing ravencert does not
+    /// manage is touched or counted as a stranger: the SSO user, the well-known issuer, the
+    /// server's certificates for serving and for talking to other nodes.
+    #[test]
+    fn a_72_listing_plans_edits_and_leaves_sso_issuers_and_servers_alone() {
+        let plan = plan_72("7.2").unwrap();
+        let mut got: Vec<(ClusterAction, String)> = plan
+            .changes
+            .iter()
+            .map(|c| (c.action, c.thumbprint.clone().unwrap_or_default()))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (ClusterAction::Edit, BATCH.to_string()),
+                (ClusterAction::Edit, APP.to_string()),
+                (ClusterAction::Unregister, LEGACY.to_string()),
+            ],
+            "{:?}",
+            plan.changes
+        );
+        let extra: Vec<&str> = plan.extra.iter().map(|e| e.thumbprint.as_str()).collect();
+        assert_eq!(extra, vec![LEGACY]);
+        let listing = fixture("7.2", "7.2");
+        assert_eq!(
+            listing
+                .registrations
+                .iter()
+                .find(|r| r.thumbprint == BATCH)
+                .and_then(|r| r.disabled),
+            Some(true)
+        );
+        // Served, and used towards the other nodes (7.1.5 and later): both protected.
+        assert_eq!(listing.server_thumbprints.len(), 2, "{listing:?}");
+        // The SSO user and the well-known issuer are not registrations to the planner.
+        assert_eq!(listing.registrations.len(), 5, "{listing:?}");
+    }
+
+    /// A server newer than the last one whose edit handler was checked: the edit is refused,
+    /// naming the registration, rather than guessed.
+    #[test]
+    fn an_edit_on_a_server_newer_than_the_last_checked_is_refused_by_name() {
+        let err = plan_72("7.3").unwrap_err().to_string();
+        assert!(err.contains(BATCH) || err.contains(APP), "{err}");
+        assert!(err.contains("7.3.0") && err.contains("Studio"), "{err}");
+    }
+
+    /// The 4.1 and 5.4 shapes read whole, a collection included.
+    #[test]
+    fn the_41_and_54_listings_read_whole() {
+        let l41 = fixture("4.1", "4.1");
+        assert_eq!(l41.registrations.len(), 5);
+        assert_eq!(
+            l41.registrations[4].collection_primary.as_deref(),
+            Some(LEGACY)
+        );
+        assert_eq!(l41.well_known_admins.len(), 1);
+        let l54 = fixture("5.4", "5.4");
+        assert_eq!(l54.registrations.len(), 3);
+        assert!(l54.well_known_admins.is_empty());
+        assert!(l54.registrations.iter().all(|r| r.disabled.is_none()));
     }
 }

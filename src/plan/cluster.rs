@@ -71,6 +71,10 @@ pub struct Registration {
     pub permissions: BTreeMap<String, Access>,
     /// For a collection's secondary: the primary's thumbprint.
     pub collection_primary: Option<String>,
+    /// Disabled in the Studio (RavenDB 7.2.2 and later; None where the server does not say).
+    /// An edit sends it back unchanged: ravencert never enables a registration.
+    #[serde(default)]
+    pub disabled: Option<bool>,
 }
 
 /// The RavenDB version a cluster node reports (`GET /build/version`).
@@ -375,6 +379,7 @@ pub fn plan_cluster(
         })
         .collect();
     let mut changes = planner.desired_changes();
+    check_edits(&changes, &listing.version, &opts.url)?;
     let unregisters = planner.unregisters();
     planner.guard(&unregisters)?;
     changes.extend(unregisters.into_iter().map(|u| u.change));
@@ -394,6 +399,30 @@ pub fn plan_cluster(
         warnings: planner.warnings,
         extra,
     })
+}
+
+/// The newest RavenDB version (major, minor) whose edit handler ravencert has checked: an edit
+/// without `TwoFactorAuthenticationKey` keeps the stored key, and one carrying the listed
+/// `Disabled` keeps it (read from the servers' code, 4.1 to 7.2).
+pub const LAST_CHECKED_EDIT: (u32, u32) = (7, 2);
+
+/// Refuses an edit on a server newer than [`LAST_CHECKED_EDIT`], naming the first one.
+fn check_edits(
+    changes: &[ClusterChange],
+    version: &ServerVersion,
+    url: &str,
+) -> Result<(), PlanError> {
+    let (major, minor) = LAST_CHECKED_EDIT;
+    let newer = (version.major, version.minor) > (major, minor);
+    match changes.iter().find(|c| c.action == ClusterAction::Edit) {
+        Some(c) if newer => Err(PlanError::EditOnUncheckedServer {
+            name: c.name.clone(),
+            thumbprint: c.thumbprint.clone().unwrap_or_default(),
+            url: url.to_string(),
+            version: version.full.clone(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The first RavenDB version (major, minor) that holds `access`: `Read` came with 5.2.

@@ -66,6 +66,7 @@ fn registered(e: &CertEntry) -> Registration {
         clearance: e.clearance.into(),
         permissions: e.permissions.clone(),
         collection_primary: e.collection_primary.clone(),
+        disabled: None,
     }
 }
 
@@ -76,6 +77,7 @@ fn registration(thumbprint: &str, name: &str, clearance: ClusterClearance) -> Re
         clearance,
         permissions: BTreeMap::new(),
         collection_primary: None,
+        disabled: None,
     }
 }
 

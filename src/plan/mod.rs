@@ -365,6 +365,20 @@ pub enum PlanError {
         /// The version it runs.
         version: String,
     },
+    /// An edit on a server newer than the last version whose edit handler ravencert checked:
+    /// what the edit would do to a disabled registration or a two-factor requirement is not
+    /// known, so it is not guessed.
+    #[error("refused: cluster edit of '{name}' ({thumbprint}): the cluster at {url} runs RavenDB {version}, newer than {}.{}, the last version whose edit ravencert has checked to leave a registration's disabled state and two-factor requirement as they are; nothing was changed — make this edit in the Studio, or use a ravencert that knows this version", cluster::LAST_CHECKED_EDIT.0, cluster::LAST_CHECKED_EDIT.1)]
+    EditOnUncheckedServer {
+        /// The registration's name.
+        name: String,
+        /// Its thumbprint.
+        thumbprint: String,
+        /// The node that answered.
+        url: String,
+        /// The version it runs.
+        version: String,
+    },
     /// A generated client declared while no `[server] certificates` entry holds its private key.
     #[error("clients.{key}: {}", no_signing_key(files))]
     NoSigningKey {
