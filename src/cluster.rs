@@ -917,16 +917,7 @@ fn decode_registration(value: serde_json::Value) -> std::result::Result<Decoded,
         Some(other) => return Err(fail(format!("has an unknown SecurityClearance {other:?}"))),
         None => return Err(fail("has no SecurityClearance".into())),
     };
-    let mut permissions = BTreeMap::new();
-    for (db, access) in raw.permissions.unwrap_or_default() {
-        let access = match access.as_str() {
-            "Admin" => Access::Admin,
-            "ReadWrite" => Access::ReadWrite,
-            "Read" => Access::Read,
-            other => return Err(fail(format!("grants an unknown access {other:?}"))),
-        };
-        permissions.insert(db, access);
-    }
+    let permissions = decode_permissions(raw.permissions.unwrap_or_default()).map_err(fail)?;
     let not_after = match raw.not_after.as_deref() {
         None | Some("") => None,
         Some(text) => Some(
@@ -971,48 +962,80 @@ fn decode_registration(value: serde_json::Value) -> std::result::Result<Decoded,
     }))
 }
 
+/// Database -> access, every access one ravencert knows (an unknown one could be anything).
+fn decode_permissions(
+    raw: BTreeMap<String, String>,
+) -> std::result::Result<BTreeMap<String, Access>, String> {
+    raw.into_iter()
+        .map(|(db, access)| {
+            let access = match access.as_str() {
+                "Admin" => Access::Admin,
+                "ReadWrite" => Access::ReadWrite,
+                "Read" => Access::Read,
+                other => return Err(format!("grants an unknown access {other:?}")),
+            };
+            Ok((db, access))
+        })
+        .collect()
+}
+
 /// A collection is two claims that must agree: a primary lists its secondaries, and each
 /// secondary names its primary. A claim the other side does not make would let a listing pull
 /// one registration's certificate under another's clearance (adopt writes a collection as one
 /// client): the registration making it is left out and reported, until none is left.
 fn check_collections(listing: &mut Listing) {
+    use std::collections::BTreeSet;
+    // At most four rounds: a secondary left out leaves its primary one-sided, whose other
+    // secondaries then point at nothing. Each round is n log n, whatever the listing holds
+    // (collection members are hex thumbprints: safe to show as they are).
     loop {
-        let by_thumbprint: BTreeMap<&str, &Registration> = listing
+        let primaries: BTreeMap<&str, &Registration> = listing
             .registrations
             .iter()
+            .filter(|r| r.collection_primary.is_none())
             .map(|r| (r.thumbprint.as_str(), r))
+            .collect();
+        let named_back: BTreeSet<(&str, &str)> = listing
+            .registrations
+            .iter()
+            .filter_map(|r| Some((r.collection_primary.as_deref()?, r.thumbprint.as_str())))
+            .collect();
+        let listed: BTreeSet<(&str, &str)> = primaries
+            .values()
+            .flat_map(|p| {
+                p.collection_secondaries
+                    .iter()
+                    .map(|s| (p.thumbprint.as_str(), s.as_str()))
+            })
             .collect();
         let mut bad: Vec<(String, String)> = Vec::new();
         for r in &listing.registrations {
+            let who = described(Some(&r.thumbprint), Some(&r.name));
             if let Some(p) = &r.collection_primary {
-                let agrees = by_thumbprint.get(p.as_str()).is_some_and(|primary| {
-                    primary.collection_primary.is_none()
-                        && primary.collection_secondaries.contains(&r.thumbprint)
-                });
-                if !agrees || !r.collection_secondaries.is_empty() {
-                    bad.push((
-                        r.thumbprint.clone(),
-                        format!("cluster: {} names {p} as its collection's primary, which does not list it back; it is left alone", described(Some(&r.thumbprint), Some(&r.name))),
-                    ));
-                }
-            }
-            for s in &r.collection_secondaries {
-                let agrees = by_thumbprint
-                    .get(s.as_str())
-                    .is_some_and(|sec| sec.collection_primary.as_deref() == Some(&r.thumbprint));
+                let agrees = primaries.contains_key(p.as_str())
+                    && listed.contains(&(p.as_str(), r.thumbprint.as_str()))
+                    && r.collection_secondaries.is_empty();
                 if !agrees {
                     bad.push((
                         r.thumbprint.clone(),
-                        format!("cluster: {} lists {s} as a secondary of its collection, which does not name it back; it is left alone", described(Some(&r.thumbprint), Some(&r.name))),
+                        format!("cluster: {who} names {p} as its collection's primary, which does not list it back; it is left alone"),
                     ));
-                    break;
                 }
+            } else if let Some(s) = r
+                .collection_secondaries
+                .iter()
+                .find(|s| !named_back.contains(&(r.thumbprint.as_str(), s.as_str())))
+            {
+                bad.push((
+                    r.thumbprint.clone(),
+                    format!("cluster: {who} lists {s} as a secondary of its collection, which does not name it back; it is left alone"),
+                ));
             }
         }
         if bad.is_empty() {
             return;
         }
-        let gone: std::collections::BTreeSet<String> = bad.iter().map(|(t, _)| t.clone()).collect();
+        let gone: BTreeSet<String> = bad.iter().map(|(t, _)| t.clone()).collect();
         listing.left_out.extend(bad.into_iter().map(|(_, why)| why));
         listing
             .registrations
