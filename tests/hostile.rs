@@ -1071,17 +1071,30 @@ fn a_password_file_with_a_nul_is_refused_by_name_without_showing_it() {
     assert_eq!(before, env.snapshot());
 }
 
-/// A password variable holding a control character is refused by its name too.
+/// A password variable holding a control character is refused by its name too (it was taken
+/// as the bundle's new password, escape sequence and all).
 #[test]
 fn a_password_variable_with_a_control_character_is_refused_by_name() {
     let env = applied();
+    let config = std::fs::read_to_string(env.path("certs.toml")).unwrap();
+    env.config(&config.replace(
+        "password_file = \"secrets/ops.pass\"",
+        "password_env = \"OPS_PFX_PASSWORD\"",
+    ));
     let before = env.snapshot();
-    let r = bounded(&env, &["plan"])
-        .env("PARTNER_PFX_PASSWORD", "upload-\u{1b}[2Jzq81x")
-        .run();
-    assert_eq!(r.code, 1, "{}", r.shown());
-    assert!(r.stderr.contains("PARTNER_PFX_PASSWORD"), "{}", r.shown());
-    r.hides(&["zq81x"]);
+    for args in [&["plan"][..], &["apply", "--yes"]] {
+        let r = bounded(&env, args)
+            .env("OPS_PFX_PASSWORD", "ops-\u{1b}[2Jzq81x")
+            .run();
+        assert_eq!(r.code, 1, "{}", r.shown());
+        assert!(
+            r.stderr
+                .contains("OPS_PFX_PASSWORD holds a control character"),
+            "{}",
+            r.shown()
+        );
+        r.hides(&["zq81x"]);
+    }
     assert_eq!(before, env.snapshot());
 }
 
