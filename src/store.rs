@@ -1161,21 +1161,32 @@ fn read_export(path: &Path) -> Option<Vec<String>> {
 
 /// Writes the export (outside the store, meant to be shared): public parts only.
 pub(crate) fn write_export(path: &Path, pfx: &[u8]) -> Result<()> {
-    write_outside(path, pfx, 0o644)
+    write_outside(path, pfx, 0o644, None)
 }
 
 /// Writes the `[server] install` file (outside the store, for a node): the server's private
-/// key, so mode 0600 whatever the umask.
-pub(crate) fn write_install(path: &Path, pfx: &[u8]) -> Result<()> {
-    write_outside(path, pfx, 0o600)
+/// key, so mode 0600 whatever the umask, and never through a link below `root` (see
+/// [`crate::fsutil::refuse_links_below`]): a linked folder on the way would put the key
+/// wherever the link points.
+pub(crate) fn write_install(path: &Path, root: &Path, pfx: &[u8]) -> Result<()> {
+    write_outside(path, pfx, 0o600, Some(root))
 }
 
-/// A file outside the store, written atomically, its folder made when missing.
-fn write_outside(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+/// A file outside the store, written atomically, its folder made when missing; with `root`, no
+/// link may lie below it on the way (checked before the folders are made, and again after).
+fn write_outside(path: &Path, bytes: &[u8], mode: u32, root: Option<&Path>) -> Result<()> {
+    let no_links = || match root {
+        Some(root) => {
+            crate::fsutil::refuse_links_below(root, path).map_err(|e| io_err(path)(e.into()))
+        }
+        None => Ok(()),
+    };
+    no_links()?;
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
             // Shared, but only ravencert writes in the folders it makes: 0755 whatever the umask.
             crate::fsutil::create_dirs(parent, 0o755).map_err(io_err(parent))?;
+            no_links()?;
             // Temp files an interrupted export left behind.
             let prefix = format!(
                 ".tmp-{}-",
