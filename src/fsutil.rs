@@ -93,6 +93,23 @@ pub(crate) fn read_regular(
     Ok(buf)
 }
 
+/// Opens `path` for appending, never through a link: a new file is created 0600 (the mode is
+/// given at creation, so it is never readable by others, not even for a moment), an existing
+/// one is appended to as it is. A link (ELOOP, see [`ReadError::is_link`]) or anything but a
+/// regular file (a FIFO opens at once, non-blocking, and is refused) is an error.
+pub(crate) fn open_append_private(path: &Path) -> Result<std::fs::File, ReadError> {
+    let f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(ReadError::NotRegular);
+    }
+    Ok(f)
+}
+
 /// A symbolic link on the way to a file ravencert writes (see [`refuse_links_below`]).
 #[derive(Debug, thiserror::Error)]
 #[error("{} is a symbolic link{}; ravencert does not write through a link — remove it, or name the real folder instead", .link.display(), .to.as_ref().map(|t| format!(" (to {})", t.display())).unwrap_or_default())]

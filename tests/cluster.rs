@@ -792,3 +792,31 @@ fn a_reissued_server_or_admin_certificate_keeps_ravencert_connected() {
     let sent = f.take_requests();
     assert_eq!(sent.len(), 1, "{sent:?}");
 }
+
+#[test]
+fn the_request_log_is_private_and_never_written_through_a_link() {
+    let f = Fixture::start(CLIENTS, "");
+    let run = f.env.cmd(&["apply", "--yes"]).umask(0o022);
+    run.env("RAVENCERT_REQUEST_LOG", f.log.to_str().unwrap())
+        .run()
+        .success();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&f.log).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    // A link where the log goes (planted in a shared folder): refused, its target untouched.
+    let target = f.env.path("elsewhere.txt");
+    std::fs::write(&target, "untouched\n").unwrap();
+    let link = f.env.path("linked.log");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let refused = f.env.run_with(
+        &["plan"],
+        &[("RAVENCERT_REQUEST_LOG", link.to_str().unwrap())],
+    );
+    assert_eq!(refused.code, 1, "{}", refused.shown());
+    assert!(
+        refused.stderr.contains("symbolic link") && refused.stderr.contains("linked.log"),
+        "{}",
+        refused.shown()
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n");
+}

@@ -59,6 +59,14 @@ pub enum ClusterSetupError {
     /// The store's cluster state cannot be read or written.
     #[error("the store's cluster state (.cluster-state.json): {0}; delete the file to start afresh (ravencert then treats registrations it made before as foreign)")]
     State(String),
+    /// `RAVENCERT_REQUEST_LOG` cannot be opened (a link, not a regular file, no permission).
+    #[error("RAVENCERT_REQUEST_LOG={}: {detail}; nothing was sent to the cluster — fix it, or unset RAVENCERT_REQUEST_LOG to run without the request log", .path.display())]
+    RequestLog {
+        /// The log file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 /// A cluster phase that stopped at a failed request: what was done, what failed, what was not.
@@ -112,6 +120,8 @@ pub(crate) struct Target {
     store_servers: Vec<String>,
     /// What the last read noticed, for the plan's warnings.
     notes: std::cell::RefCell<Vec<String>>,
+    /// `RAVENCERT_REQUEST_LOG`, opened before any request.
+    request_log: Option<std::fs::File>,
 }
 
 /// What a cluster apply did.
@@ -126,6 +136,26 @@ pub(crate) struct ClusterOutcome {
 /// only public certificates ever leave the store. Bodies hold no secret; the file is appended.
 fn body_log_file() -> Option<std::path::PathBuf> {
     std::env::var_os("RAVENCERT_REQUEST_LOG").map(Into::into)
+}
+
+/// Opens the request log before any request: created 0600, never through a link. A log that
+/// cannot be opened (a link planted where it goes, a folder, no permission) is an error, not a
+/// warning: whoever set the variable asked for an audit of every request, so none is sent
+/// that it would not record.
+fn open_request_log() -> Result<Option<std::fs::File>> {
+    let Some(path) = body_log_file() else {
+        return Ok(None);
+    };
+    crate::fsutil::open_append_private(&path)
+        .map(Some)
+        .map_err(|e| {
+            let detail = if e.is_link() {
+                "is a symbolic link; ravencert does not write its request log through a link (one planted where the log goes would send it elsewhere) — name the file itself".to_string()
+            } else {
+                e.to_string()
+            };
+            ClusterSetupError::RequestLog { path, detail }.into()
+        })
 }
 
 /// Debug builds (the tests'): with `RAVENCERT_TEST_CLUSTER_BARRIER=DIR`, after the n-th cluster
@@ -155,6 +185,7 @@ impl Target {
         let (identity, admin_thumbprint) = identity(settings, store, registry)?;
         let state = State::load(store, settings)?;
         let pin = pin(settings, registry, state.servers_for(settings))?;
+        let request_log = open_request_log()?;
         let options = ClientOptions {
             urls: settings.urls.clone(),
             identity,
@@ -163,7 +194,7 @@ impl Target {
             resolve: Vec::new(),
         };
         let mut client = Client::new(&options).map_err(Error::Cluster)?;
-        if body_log_file().is_some() {
+        if request_log.is_some() {
             client = client.with_body_log(BodyLog::default());
         }
         Ok(Target {
@@ -176,6 +207,7 @@ impl Target {
                 .map(|s| s.thumbprint.clone())
                 .collect(),
             notes: Default::default(),
+            request_log,
         })
     }
 
@@ -336,9 +368,10 @@ impl Drop for Target {
 }
 
 impl Target {
-    /// Appends this client's request log to `RAVENCERT_REQUEST_LOG`.
-    fn flush_body_log(&self) {
-        let Some(path) = body_log_file() else {
+    /// Appends this client's request log to `RAVENCERT_REQUEST_LOG` (opened at connect). The
+    /// requests are sent by now: a write that fails is a warning, on stderr or in watch's log.
+    fn flush_body_log(&mut self) {
+        let Some(file) = self.request_log.as_mut() else {
             return;
         };
         let Some(log) = self.client.body_log() else {
@@ -357,13 +390,23 @@ impl Target {
             ));
         }
         use std::io::Write as _;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = f.write_all(text.as_bytes());
+        if let Err(e) = file.write_all(text.as_bytes()) {
+            warn_visibly(&format!(
+                "the request log (RAVENCERT_REQUEST_LOG) is incomplete: {} requests not written: {e}",
+                sent.len()
+            ));
         }
+    }
+}
+
+/// A warning the person running ravencert sees: `watch`'s log when it has one (tracing),
+/// stderr otherwise (the other commands set no log).
+#[allow(clippy::print_stderr)]
+fn warn_visibly(message: &str) {
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!("{message}");
+    } else {
+        eprintln!("warning: {}", crate::render::Escaped(message));
     }
 }
 
