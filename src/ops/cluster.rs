@@ -262,6 +262,7 @@ impl Target {
             last_set: state.for_cluster(&self.settings).clone(),
             max_deletions: guards.max_deletions,
             store_deletions: guards.store_deletions,
+            store_removed: guards.store_removed.clone(),
             allow_delete_all: guards.allow_delete_all,
         };
         let mut plan = plan_cluster(projected, listing, &opts)?;
@@ -415,14 +416,24 @@ fn warn_visibly(message: &str) {
 pub(crate) struct Guards {
     pub(crate) max_deletions: u32,
     pub(crate) store_deletions: usize,
+    /// The thumbprints (upper-case) this run's store plan deletes or re-issues.
+    pub(crate) store_removed: BTreeSet<String>,
     pub(crate) allow_delete_all: bool,
 }
 
 impl Guards {
-    pub(crate) fn new(desired: &Desired, store_deletions: usize, opts: &PlanOptions) -> Guards {
+    /// The guards for the cluster plan that follows the store plan `plan` of this run.
+    pub(crate) fn new(desired: &Desired, plan: &crate::plan::Plan, opts: &PlanOptions) -> Guards {
+        use crate::plan::Action;
         Guards {
             max_deletions: desired.store.max_deletions,
-            store_deletions,
+            store_deletions: plan.count(Action::Delete),
+            store_removed: plan
+                .changes
+                .iter()
+                .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+                .flat_map(|c| c.thumbprints.iter().map(|t| t.to_ascii_uppercase()))
+                .collect(),
             allow_delete_all: opts.allow_delete_all,
         }
     }
@@ -800,7 +811,7 @@ pub(crate) fn preview(s: &StorePlanned<'_>, offline: bool) -> Result<Preview> {
     };
     let listing = target.read()?;
     let projected = crate::plan::project(&s.actual.registry, s.plan, s.desired, s.now);
-    let guards = Guards::new(s.desired, store_deletions(s.plan), s.opts);
+    let guards = Guards::new(s.desired, s.plan, s.opts);
     let plan = target
         .plan(s.store, &projected, &listing, &guards)
         .map_err(|e| match e {
@@ -812,11 +823,6 @@ pub(crate) fn preview(s: &StorePlanned<'_>, offline: bool) -> Result<Preview> {
         session: Some((target, listing)),
         offline: false,
     })
-}
-
-/// The store plan's deletions (they count against `max_deletions` with the cluster's).
-fn store_deletions(plan: &crate::plan::Plan) -> usize {
-    plan.count(crate::plan::Action::Delete)
 }
 
 /// A setup error's first clause, for the skip line.
@@ -848,7 +854,7 @@ pub(crate) fn apply_after_store(
                 None => Target::connect(settings, s.store, registry)?,
             };
             let listing = target.read()?;
-            let guards = Guards::new(s.desired, store_deletions(s.plan), s.opts);
+            let guards = Guards::new(s.desired, s.plan, s.opts);
             let plan = target.plan(s.store, registry, &listing, &guards)?;
             (target, listing, plan)
         }
