@@ -56,8 +56,10 @@ pub enum ClusterSetupError {
         /// What failed.
         detail: String,
     },
-    /// The store's cluster state cannot be read or written.
-    #[error("the store's cluster state (.cluster-state.json): {0}; delete the file to start afresh (ravencert then treats registrations it made before as foreign)")]
+    /// The store's cluster state cannot be read, or fails its seal (edited, unsealed, its key
+    /// gone): refused before any request, since it decides what apply unregisters uncounted
+    /// and which server certificates are pinned.
+    #[error("the store's cluster state (.cluster-state.json) {0}; nothing was changed. Delete the file to start afresh: ravencert then treats the registrations it made before as foreign (kept, with a warning, unless [cluster] prune = true) and accepts from the nodes only the store's current server certificate(s)")]
     State(String),
     /// `RAVENCERT_REQUEST_LOG` cannot be opened (a link, not a regular file, no permission).
     #[error("RAVENCERT_REQUEST_LOG={}: {detail}; nothing was sent to the cluster — fix it, or unset RAVENCERT_REQUEST_LOG to run without the request log", .path.display())]
@@ -182,8 +184,10 @@ impl Target {
         store: &Store,
         registry: &Registry,
     ) -> Result<Target> {
-        let (identity, admin_thumbprint) = identity(settings, store, registry)?;
+        // The state first: a state that fails its seal refuses the whole run, before the
+        // store phase and before any request.
         let state = State::load(store, settings)?;
+        let (identity, admin_thumbprint) = identity(settings, store, registry)?;
         let pin = pin(settings, registry, state.servers_for(settings))?;
         let request_log = open_request_log()?;
         let options = ClientOptions {
@@ -599,10 +603,13 @@ fn listing_for_plan(
 }
 
 /// `.cluster-state.json`: per cluster (its urls, as certs.toml lists them), what ravencert last
-/// set on each registration it manages.
+/// set on each registration it manages. Its thumbprints are unregistered once the store no
+/// longer holds them, whatever `prune` says, and its `servers` are pinned: so it is sealed
+/// (`"seal"`, HMAC-SHA256 under the store's `.cluster-state-key` of the canonical bytes of the
+/// rest, see [`State::seal`]), and a state that fails the seal is refused, never used.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
-    /// Always 1.
+    /// Always [`STATE_FORMAT`] (1 was the unsealed state of older ravencert).
     format_version: u32,
     /// Cluster id (urls joined by a space) -> thumbprint -> fields.
     clusters: BTreeMap<String, BTreeMap<String, RegistrationFields>>,
@@ -616,24 +623,74 @@ struct State {
     written_at: Option<OffsetDateTime>,
 }
 
+/// The cluster state's format: 2, sealed.
+const STATE_FORMAT: u32 = 2;
+
+/// Why the cluster state is not trusted, for [`ClusterSetupError::State`].
+fn untrusted(what: &str) -> Error {
+    ClusterSetupError::State(format!(
+        "{what}: ravencert will not trust which registrations it says ravencert made (apply would unregister them) nor which server certificates it pins"
+    ))
+    .into()
+}
+
 impl State {
     fn read(store: &Store) -> Result<State> {
         let Some(bytes) = store.read_cluster_state()? else {
             return Ok(State {
-                format_version: 1,
+                format_version: STATE_FORMAT,
                 ..State::default()
             });
         };
-        let state: State = serde_json::from_slice(&bytes)
-            .map_err(|e| ClusterSetupError::State(format!("is not readable: {e}")))?;
-        if state.format_version != 1 {
+        let unreadable =
+            |e: serde_json::Error| ClusterSetupError::State(format!("is not readable: {e}"));
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(unreadable)?;
+        let seal = value
+            .as_object_mut()
+            .and_then(|o| o.shift_remove("seal"))
+            .and_then(|s| s.as_str().map(str::to_string));
+        let version = value
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64);
+        if version.is_some_and(|v| v > u64::from(STATE_FORMAT)) {
             return Err(ClusterSetupError::State(format!(
-                "has format version {}, this ravencert reads 1",
+                "has format version {}, this ravencert reads {STATE_FORMAT}",
+                version.unwrap_or_default()
+            ))
+            .into());
+        }
+        let Some(seal) = seal else {
+            return Err(untrusted(
+                "has no seal (it was written by an older ravencert, or edited)",
+            ));
+        };
+        let Some(key) = store.cluster_state_key()? else {
+            return Err(untrusted(
+                "is sealed, but the key of its seal (.cluster-state-key) is gone",
+            ));
+        };
+        if !crate::pki::seals_match(&seal, &State::seal(&key, &value)?) {
+            return Err(untrusted(
+                "was changed outside ravencert (its seal does not match)",
+            ));
+        }
+        let state: State = serde_json::from_value(value).map_err(unreadable)?;
+        if state.format_version != STATE_FORMAT {
+            return Err(ClusterSetupError::State(format!(
+                "has format version {}, this ravencert reads {STATE_FORMAT}",
                 state.format_version
             ))
             .into());
         }
         Ok(state)
+    }
+
+    /// The seal of the state's JSON (without its `"seal"`): HMAC-SHA256 of its canonical bytes
+    /// (compact, every object's keys sorted), so that whitespace and key order may change but
+    /// no value, key or entry can be added, removed or edited.
+    fn seal(key: &[u8], value: &serde_json::Value) -> Result<String> {
+        let bytes = serde_json::to_vec(&canonical(value)).map_err(Error::Encode)?;
+        Ok(crate::pki::cluster_state_seal(key, &bytes)?)
     }
 
     /// The state of the cluster at `settings.urls`: a state recorded under another url list
@@ -729,16 +786,42 @@ impl State {
         set.retain(|t, _| keep.contains(t));
     }
 
+    /// Seals and writes the state (apply only, under the store's lock; the key is made on
+    /// the first write).
     fn write(&mut self, store: &Store) -> Result<()> {
-        self.format_version = 1;
+        self.format_version = STATE_FORMAT;
         self.written_at = Some(
             OffsetDateTime::now_utc()
                 .replace_nanosecond(0)
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH),
         );
-        let bytes = serde_json::to_vec_pretty(self).map_err(Error::Encode)?;
+        let mut value = serde_json::to_value(&*self).map_err(Error::Encode)?;
+        let seal = State::seal(&store.cluster_state_key_or_create()?, &value)?;
+        if let Some(o) = value.as_object_mut() {
+            o.insert("seal".into(), serde_json::Value::String(seal));
+        }
+        let bytes = serde_json::to_vec_pretty(&value).map_err(Error::Encode)?;
         store.write_cluster_state(&bytes)?;
         Ok(())
+    }
+}
+
+/// `value` with every object's keys in sorted order (serde_json keeps insertion order here).
+fn canonical(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(o) => {
+            let mut entries: Vec<(&String, &Value)> = o.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), canonical(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        other => other.clone(),
     }
 }
 
@@ -888,6 +971,34 @@ mod tests {
     use super::*;
     use crate::model::Period;
     use crate::registry::ServerEntry;
+
+    #[test]
+    fn the_cluster_state_is_sealed_and_any_edit_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("store"));
+        store.ensure_root().unwrap();
+        let mut state = State::read(&store).unwrap();
+        state
+            .servers
+            .insert("https://a".into(), vec!["A".repeat(40)]);
+        state.write(&store).unwrap();
+        assert_eq!(State::read(&store).unwrap().servers, state.servers);
+        let path = dir.path().join("store/.cluster-state.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Layout is not content: compact, the same state is read.
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        std::fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
+        assert!(State::read(&store).is_ok());
+        // One more pinned server, or an unknown key: refused.
+        for edited in [
+            text.replace(&"A".repeat(40), &"B".repeat(40)),
+            text.replacen('{', "{\"extra\": 1,", 1),
+        ] {
+            std::fs::write(&path, edited).unwrap();
+            let err = State::read(&store).unwrap_err().to_string();
+            assert!(err.contains("seal does not match"), "{err}");
+        }
+    }
 
     #[test]
     fn store_pin_holds_keyless_node_certificates_too() {
