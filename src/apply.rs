@@ -783,7 +783,7 @@ pub(crate) fn write_install_to(
         spec.pfx,
     )
     .map_err(ApplyError::from)?;
-    store::write_install(&spec.path, &pfx).map_err(ApplyError::from)?;
+    store::write_install(&spec.path, &spec.root, &pfx).map_err(ApplyError::from)?;
     Ok(())
 }
 

@@ -478,6 +478,10 @@ pub struct ServerDesired {
 pub struct InstallSpec {
     /// The file (joined to certs.toml's folder).
     pub path: PathBuf,
+    /// The folder below which no symbolic link may lie on the way to `path`: certs.toml's
+    /// folder (with `watch --git`, the daemon's, where a relative path is written), or `/` for
+    /// an absolute (or `..`) path, whose every part is checked.
+    pub root: PathBuf,
     /// Its PKCS#12 profile (`modern` unless declared; RavenDB before 5.0 needs `legacy`).
     pub pfx: PfxProfile,
     /// Its password, if any (none: the empty password).
@@ -1471,8 +1475,18 @@ fn install_spec(ck: &mut Checker<'_>, install: &Spanned<RawInstall>, base: &Path
         at,
         base,
     );
+    let declared = Path::new(i.path.get_ref());
+    let leaves = declared.components().any(|c| {
+        use std::path::Component::{ParentDir, Prefix, RootDir};
+        matches!(c, ParentDir | RootDir | Prefix(_))
+    });
     InstallSpec {
-        path: base.join(i.path.get_ref()),
+        path: base.join(declared),
+        root: if leaves {
+            PathBuf::from("/")
+        } else {
+            base.to_path_buf()
+        },
         pfx: i.pfx.as_ref().map_or(PfxProfile::Modern, |p| *p.get_ref()),
         password,
     }

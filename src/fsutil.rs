@@ -4,7 +4,7 @@
 use std::fs::OpenOptions;
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::OFlags;
 
@@ -93,6 +93,71 @@ pub(crate) fn read_regular(
     Ok(buf)
 }
 
+/// Opens `path` for appending, never through a link: a new file is created 0600 (the mode is
+/// given at creation, so it is never readable by others, not even for a moment), an existing
+/// one is appended to as it is. A link (ELOOP, see [`ReadError::is_link`]) or anything but a
+/// regular file (a FIFO opens at once, non-blocking, and is refused) is an error.
+pub(crate) fn open_append_private(path: &Path) -> Result<std::fs::File, ReadError> {
+    let f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(ReadError::NotRegular);
+    }
+    Ok(f)
+}
+
+/// A symbolic link on the way to a file ravencert writes (see [`refuse_links_below`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{} is a symbolic link{}; ravencert does not write through a link — remove it, or name the real folder instead", .link.display(), .to.as_ref().map(|t| format!(" (to {})", t.display())).unwrap_or_default())]
+pub struct LinkOnPath {
+    /// The part of the path that is a link.
+    pub link: PathBuf,
+    /// Where it leads, when that can be read.
+    pub to: Option<PathBuf>,
+}
+
+impl From<LinkOnPath> for io::Error {
+    fn from(e: LinkOnPath) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, e)
+    }
+}
+
+/// The store's rule for the files ravencert writes outside it: no part of `path` below `root`
+/// (certs.toml's folder, say; `/` for an absolute path) may be a symbolic link, the file itself
+/// included. `root` itself may be reached through links, as the store's folder may; a `path`
+/// that does not start with `root` is checked from its own start. Parts that do not exist yet
+/// end the walk: ravencert makes them as folders, never as links. A link someone can plant in a
+/// folder on the way would otherwise send the file (a private key, a certificate ravencert will
+/// trust) wherever it points.
+pub(crate) fn refuse_links_below(root: &Path, path: &Path) -> Result<(), LinkOnPath> {
+    let (mut cur, rest) = match path.strip_prefix(root) {
+        Ok(rest) => (root.to_path_buf(), rest),
+        Err(_) => (PathBuf::new(), path),
+    };
+    for c in rest.components() {
+        cur.push(c);
+        if !matches!(c, Component::Normal(_)) {
+            continue;
+        }
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(LinkOnPath {
+                    to: std::fs::read_link(&cur).ok(),
+                    link: cur,
+                })
+            }
+            Ok(_) => {}
+            // Missing (or not to be looked into): nothing below it can be a link yet.
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
 /// The effective user id of this process.
 pub(crate) fn effective_uid() -> u32 {
     rustix::process::geteuid().as_raw()
@@ -172,6 +237,27 @@ pub(crate) fn resolve(path: &Path) -> std::path::PathBuf {
 mod tests {
     use super::resolve;
     use std::path::Path;
+
+    #[test]
+    fn links_below_the_root_are_refused_the_root_itself_may_be_one() {
+        use super::refuse_links_below;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("real/sub")).unwrap();
+        std::os::unix::fs::symlink(d.join("real"), d.join("root")).unwrap();
+        std::os::unix::fs::symlink(d.join("real/sub"), d.join("real/linked")).unwrap();
+        // Below the root: real folders and parts still missing are fine, a link is not.
+        assert!(refuse_links_below(&d.join("root"), &d.join("root/sub/new/file")).is_ok());
+        let e = refuse_links_below(&d.join("real"), &d.join("real/linked/file")).unwrap_err();
+        assert_eq!(e.link, d.join("real/linked"));
+        assert!(e.to_string().contains("symbolic link (to "), "{e}");
+        // The file itself, too.
+        std::os::unix::fs::symlink(d.join("elsewhere"), d.join("real/sub/file")).unwrap();
+        assert!(refuse_links_below(&d.join("real"), &d.join("real/sub/file")).is_err());
+        // An absolute path checked from `/` meets the root's own link.
+        let e = refuse_links_below(Path::new("/"), &d.join("root/sub/x")).unwrap_err();
+        assert_eq!(e.link, d.join("root"));
+    }
 
     #[test]
     fn resolve_handles_missing_parts_and_links() {

@@ -184,6 +184,21 @@ pub(crate) fn password_fingerprint(
     Ok(format!("hmac-sha256:{}", hex::encode(mac.sign_to_vec()?)))
 }
 
+/// The seal of the store's cluster state: HMAC-SHA256 of `bytes` under the store's random
+/// `.cluster-state-key`, behind a label of its own (no other MAC of the store can pass for it).
+pub(crate) fn cluster_state_seal(store_key: &[u8], bytes: &[u8]) -> Result<String> {
+    let key = PKey::hmac(store_key)?;
+    let mut mac = openssl::sign::Signer::new(MessageDigest::sha256(), &key)?;
+    mac.update(b"ravencert .cluster-state.json\0")?;
+    mac.update(bytes)?;
+    Ok(format!("hmac-sha256:{}", hex::encode(mac.sign_to_vec()?)))
+}
+
+/// Whether two seals are the same, in constant time.
+pub(crate) fn seals_match(a: &str, b: &str) -> bool {
+    a.len() == b.len() && openssl::memcmp::eq(a.as_bytes(), b.as_bytes())
+}
+
 /// base64(SHA-256(SubjectPublicKeyInfo DER)), RavenDB's PublicKeyPinningHash.
 fn pinning_hash(cert: &X509) -> Result<String> {
     let spki = cert.public_key()?.public_key_to_der()?;

@@ -13,6 +13,8 @@
 //!                            (none for a `has_key = false` entry: a node certificate
 //!                            imported without its key, registered and exported only)
 //!   issued/<key>/            <key>.pfx, <key>.crt, <key>.key per client  (0600 in 0700)
+//!   .cluster-state.json      what ravencert last set on each cluster, sealed (HMAC-SHA256)
+//!   .cluster-state-key       32 random bytes: the key of that seal            (0600)
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +37,12 @@ use crate::registry::{
 const REGISTRY_FILE: &str = "registry.toml";
 /// The store's random key for bundle-password fingerprints (see [`pki::password_fingerprint`]).
 const PASSWORD_KEY_FILE: &str = ".bundle-password-key";
+/// The store's random key for the seal of `.cluster-state.json` (see [`CLUSTER_STATE_FILE`]).
+/// A key of its own rather than `.bundle-password-key`: one key, one purpose. The bundle key's
+/// own remedy is "remove it" (apply makes a new one and packages the bundles again), which must
+/// not silently void the cluster state too; and a state refused as tampered is started afresh
+/// by deleting the state alone, which must not touch the bundles' fingerprints.
+const CLUSTER_STATE_KEY_FILE: &str = ".cluster-state-key";
 /// Written first into a store ravencert creates: the folder is ravencert's to manage.
 const MARKER_FILE: &str = ".ravencert-store";
 /// Every certificate, key and bundle folder ravencert made in the store, one path a line: what
@@ -382,6 +390,7 @@ impl Store {
             self.root.join("server"),
             self.root.join("keys"),
             self.root.join(PASSWORD_KEY_FILE),
+            self.root.join(CLUSTER_STATE_KEY_FILE),
             self.root.join("issued"),
             self.root.join("certs"),
             self.root.join(REGISTRY_FILE),
@@ -904,12 +913,42 @@ impl Store {
     /// The store's own random key for password fingerprints; None before the first apply
     /// that issued a bundle with a password.
     pub(crate) fn password_key(&self) -> Result<Option<Vec<u8>>> {
-        match read_file(&self.root.join(PASSWORD_KEY_FILE)) {
+        self.random_key(
+            PASSWORD_KEY_FILE,
+            "remove it (apply makes a new one and packages the password-protected bundles again)",
+        )
+    }
+
+    /// The password-fingerprint key, made on first use (under the apply lock).
+    pub(crate) fn password_key_or_create(&self) -> Result<Vec<u8>> {
+        match self.password_key()? {
+            Some(k) => Ok(k),
+            None => self.new_random_key(PASSWORD_KEY_FILE),
+        }
+    }
+
+    /// The key of the cluster state's seal; None before the first cluster apply.
+    pub(crate) fn cluster_state_key(&self) -> Result<Option<Vec<u8>>> {
+        self.random_key(
+            CLUSTER_STATE_KEY_FILE,
+            &format!("remove it and {CLUSTER_STATE_FILE} (ravencert then treats the registrations it made before as foreign)"),
+        )
+    }
+
+    /// The cluster state's key, made on first use (under the apply lock).
+    pub(crate) fn cluster_state_key_or_create(&self) -> Result<Vec<u8>> {
+        match self.cluster_state_key()? {
+            Some(k) => Ok(k),
+            None => self.new_random_key(CLUSTER_STATE_KEY_FILE),
+        }
+    }
+
+    /// A 32-byte key file of the store; None when it does not exist.
+    fn random_key(&self, file: &str, remedy: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.root.join(file);
+        match read_file(&path) {
             Ok(k) if k.len() == 32 => Ok(Some(k)),
-            Ok(_) => Err(corrupt(
-                &self.root.join(PASSWORD_KEY_FILE),
-                "is not a 32-byte key; remove it (apply makes a new one and packages the password-protected bundles again)",
-            )),
+            Ok(_) => Err(corrupt(&path, format!("is not a 32-byte key; {remedy}"))),
             Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 Ok(None)
             }
@@ -917,14 +956,11 @@ impl Store {
         }
     }
 
-    /// The password-fingerprint key, made on first use (under the apply lock).
-    pub(crate) fn password_key_or_create(&self) -> Result<Vec<u8>> {
-        if let Some(k) = self.password_key()? {
-            return Ok(k);
-        }
+    /// Makes a 32-byte random key file (0600, atomically).
+    fn new_random_key(&self, file: &str) -> Result<Vec<u8>> {
         let mut k = vec![0u8; 32];
         openssl::rand::rand_bytes(&mut k).map_err(|e| corrupt(&self.root, e.to_string()))?;
-        write_atomic(&self.root.join(PASSWORD_KEY_FILE), &k, 0o600)?;
+        write_atomic(&self.root.join(file), &k, 0o600)?;
         Ok(k)
     }
 
@@ -1161,21 +1197,32 @@ fn read_export(path: &Path) -> Option<Vec<String>> {
 
 /// Writes the export (outside the store, meant to be shared): public parts only.
 pub(crate) fn write_export(path: &Path, pfx: &[u8]) -> Result<()> {
-    write_outside(path, pfx, 0o644)
+    write_outside(path, pfx, 0o644, None)
 }
 
 /// Writes the `[server] install` file (outside the store, for a node): the server's private
-/// key, so mode 0600 whatever the umask.
-pub(crate) fn write_install(path: &Path, pfx: &[u8]) -> Result<()> {
-    write_outside(path, pfx, 0o600)
+/// key, so mode 0600 whatever the umask, and never through a link below `root` (see
+/// [`crate::fsutil::refuse_links_below`]): a linked folder on the way would put the key
+/// wherever the link points.
+pub(crate) fn write_install(path: &Path, root: &Path, pfx: &[u8]) -> Result<()> {
+    write_outside(path, pfx, 0o600, Some(root))
 }
 
-/// A file outside the store, written atomically, its folder made when missing.
-fn write_outside(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+/// A file outside the store, written atomically, its folder made when missing; with `root`, no
+/// link may lie below it on the way (checked before the folders are made, and again after).
+fn write_outside(path: &Path, bytes: &[u8], mode: u32, root: Option<&Path>) -> Result<()> {
+    let no_links = || match root {
+        Some(root) => {
+            crate::fsutil::refuse_links_below(root, path).map_err(|e| io_err(path)(e.into()))
+        }
+        None => Ok(()),
+    };
+    no_links()?;
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
             // Shared, but only ravencert writes in the folders it makes: 0755 whatever the umask.
             crate::fsutil::create_dirs(parent, 0o755).map_err(io_err(parent))?;
+            no_links()?;
             // Temp files an interrupted export left behind.
             let prefix = format!(
                 ".tmp-{}-",

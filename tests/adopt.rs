@@ -495,3 +495,30 @@ fn adopt_leaves_out_a_lying_thumbprint_and_a_stray_secondary() {
         reader
     );
 }
+
+#[test]
+fn a_trust_folder_that_is_a_link_is_refused_and_nothing_is_written() {
+    let c = existing_cluster();
+    c.upload(
+        "Orders App",
+        "ValidUser",
+        r#"{"Orders":"ReadWrite"}"#,
+        false,
+    );
+    let env = Env::new().env("ADMIN_PFX_PASSWORD", PFX_PASSWORD);
+    std::fs::copy(&c.server_pem, env.path("server.pem")).unwrap();
+    // `trust` leads to another folder (a link someone left, or planted).
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.path("trust")).unwrap();
+    let run = c.adopt_into(&env);
+    assert_eq!(run.code, 1, "{}", run.shown());
+    assert!(
+        run.stderr.contains("symbolic link") && run.stderr.contains("trust"),
+        "{}",
+        run.shown()
+    );
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    assert!(!env.path("certs.toml").exists());
+    assert!(!env.path("certs.schema.json").exists());
+}

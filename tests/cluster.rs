@@ -792,3 +792,116 @@ fn a_reissued_server_or_admin_certificate_keeps_ravencert_connected() {
     let sent = f.take_requests();
     assert_eq!(sent.len(), 1, "{sent:?}");
 }
+
+/// The store's cluster state as the last apply sealed it.
+fn cluster_state(f: &Fixture) -> (PathBuf, Value) {
+    let path = f.env.store().join(".cluster-state.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    (path, serde_json::from_str(&text).unwrap())
+}
+
+#[test]
+fn a_hand_edited_cluster_state_is_refused_and_nothing_is_unregistered() {
+    let f = Fixture::start(CLIENTS, "");
+    f.run(&["apply", "--yes"]).success();
+    let stranger = f
+        .hand_upload("Stranger", r#"{"Orders":"ReadWrite"}"#)
+        .to_ascii_uppercase();
+    let (path, state) = cluster_state(&f);
+    // A foreign certificate written into the state as if ravencert had registered it: it
+    // would be unregistered as "no longer in the store", uncounted, prune off.
+    let mut foreign = state.clone();
+    let set = foreign["clusters"]
+        .as_object_mut()
+        .unwrap()
+        .values_mut()
+        .next()
+        .unwrap();
+    let orders = set[f.thumbprint("orders").as_str()].clone();
+    set[stranger.as_str()] = orders;
+    // Another server certificate pinned beside the store's.
+    let mut servers = state.clone();
+    for list in servers["servers"].as_object_mut().unwrap().values_mut() {
+        list.as_array_mut()
+            .unwrap()
+            .push(Value::from("AB".repeat(20)));
+    }
+    // Unsealed, as an older ravencert wrote it.
+    let mut unsealed = state.clone();
+    unsealed.as_object_mut().unwrap().remove("seal");
+    let key = f.env.store().join(".cluster-state-key");
+    let key_bytes = std::fs::read(&key).unwrap();
+    let registered = f.registrations().len();
+    for (what, edited) in [
+        ("a foreign thumbprint", &foreign),
+        ("servers", &servers),
+        ("no seal", &unsealed),
+        ("no key", &state),
+    ] {
+        std::fs::write(&path, serde_json::to_string_pretty(edited).unwrap()).unwrap();
+        if what == "no key" {
+            std::fs::remove_file(&key).unwrap();
+        }
+        let _ = f.take_requests();
+        for args in [&["plan", "--json"][..], &["apply", "--yes"][..]] {
+            f.env
+                .cmd(args)
+                .env("RAVENCERT_REQUEST_LOG", f.log.to_str().unwrap())
+                .refused_except(
+                    &[
+                        ".cluster-state.json",
+                        "nothing was changed",
+                        "Delete the file",
+                    ],
+                    |p, _, _| p.ends_with(".lock"),
+                );
+        }
+        assert_eq!(
+            f.take_requests(),
+            Vec::<String>::new(),
+            "{what}: no request"
+        );
+        assert_eq!(f.registrations().len(), registered, "{what}");
+        assert!(f.registration(&stranger).is_some(), "{what}: kept");
+    }
+    std::fs::write(&key, key_bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&path, serde_json::to_string(&state).unwrap()).unwrap();
+    // The seal covers the content, not its layout: the untouched state, compact, is used.
+    f.run(&["plan", "--json"]).success();
+    // The way out: delete the state. The stranger is foreign again: kept, with a warning.
+    std::fs::remove_file(&path).unwrap();
+    let plan = f.run(&["plan", "--json"]).success().json();
+    assert!(changes(&plan, "cluster").is_empty(), "{plan}");
+    f.run(&["apply", "--yes"]).success();
+    assert!(f.registration(&stranger).is_some());
+}
+
+#[test]
+fn the_request_log_is_private_and_never_written_through_a_link() {
+    let f = Fixture::start(CLIENTS, "");
+    let run = f.env.cmd(&["apply", "--yes"]).umask(0o022);
+    run.env("RAVENCERT_REQUEST_LOG", f.log.to_str().unwrap())
+        .run()
+        .success();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&f.log).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    // A link where the log goes (planted in a shared folder): refused, its target untouched.
+    let target = f.env.path("elsewhere.txt");
+    std::fs::write(&target, "untouched\n").unwrap();
+    let link = f.env.path("linked.log");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let refused = f.env.run_with(
+        &["plan"],
+        &[("RAVENCERT_REQUEST_LOG", link.to_str().unwrap())],
+    );
+    assert_eq!(refused.code, 1, "{}", refused.shown());
+    assert!(
+        refused.stderr.contains("symbolic link") && refused.stderr.contains("linked.log"),
+        "{}",
+        refused.shown()
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n");
+}

@@ -218,3 +218,24 @@ fn settings_names_an_admin_certificate_pfx() {
         openssl_thumbprint(&env.path("secrets/admin.crt")).as_str()
     );
 }
+
+#[test]
+fn install_through_a_linked_folder_is_refused_and_its_target_untouched() {
+    let env = Env::new();
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.path("node")).unwrap();
+    // Relative to certs.toml's folder, and absolute: a link anywhere on the way is refused.
+    let absolute = format!(
+        "{{ path = \"{}\" }}",
+        env.path("node/sub/server.pfx").display()
+    );
+    for install in ["{ path = \"node/server.pfx\" }", absolute.as_str()] {
+        env.config(&config(install));
+        for args in [&["plan"][..], &["apply", "--yes", "--offline"][..]] {
+            env.cmd(args)
+                .refused(&["server.install", "symbolic link", "node"]);
+        }
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    }
+}

@@ -54,6 +54,14 @@ pub enum AdoptError {
     /// The certs.toml adopt made is not valid (a name ravencert refuses, ...).
     #[error("the certs.toml adopt would write is not valid, so nothing was written:\n{0}\nrename the offending registrations in the Studio, then adopt again")]
     Invalid(String),
+    /// A symbolic link lies on the way to a file adopt would write (`trust/` a link, ...).
+    #[error("{}: {source}; nothing was written", .path.display())]
+    Link {
+        /// The file adopt would write.
+        path: PathBuf,
+        /// The link.
+        source: crate::fsutil::LinkOnPath,
+    },
     /// Writing a file failed.
     #[error("cannot write {}: {source}", .path.display())]
     Write {
@@ -526,14 +534,25 @@ fn client_toml(out: &mut String, c: &Adopted<'_>) {
 }
 
 /// Writes the certificate files, then certs.toml, each created exclusively: nothing is
-/// overwritten, and a file that exists stops everything before anything is written.
+/// overwritten, and a file that exists stops everything before anything is written. As in the
+/// store, no symbolic link may lie between certs.toml's folder and a file (a `trust` that is a
+/// link would put the certificates ravencert will trust wherever it points): checked for every
+/// file before anything is written, and again right before each write.
 fn write_all(base: &Path, files: &[(String, Vec<u8>)], config: &Path, text: &str) -> Result<()> {
+    let no_links = |path: &Path| -> Result<()> {
+        crate::fsutil::refuse_links_below(base, path).map_err(|source| {
+            let path = path.to_path_buf();
+            AdoptError::Link { path, source }.into()
+        })
+    };
     for (rel, _) in files {
         let path = base.join(rel);
+        no_links(&path)?;
         if path.exists() || std::fs::symlink_metadata(&path).is_ok() {
             return Err(AdoptError::Exists(path).into());
         }
     }
+    no_links(config)?;
     let write = |path: &Path, bytes: &[u8]| -> Result<()> {
         use std::io::Write as _;
         let io = |source| AdoptError::Write {
@@ -543,6 +562,7 @@ fn write_all(base: &Path, files: &[(String, Vec<u8>)], config: &Path, text: &str
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
+        no_links(path)?;
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -56,9 +56,19 @@ pub enum ClusterSetupError {
         /// What failed.
         detail: String,
     },
-    /// The store's cluster state cannot be read or written.
-    #[error("the store's cluster state (.cluster-state.json): {0}; delete the file to start afresh (ravencert then treats registrations it made before as foreign)")]
+    /// The store's cluster state cannot be read, or fails its seal (edited, unsealed, its key
+    /// gone): refused before any request, since it decides what apply unregisters uncounted
+    /// and which server certificates are pinned.
+    #[error("the store's cluster state (.cluster-state.json) {0}; nothing was changed. Delete the file to start afresh: ravencert then treats the registrations it made before as foreign (kept, with a warning, unless [cluster] prune = true) and accepts from the nodes only the store's current server certificate(s)")]
     State(String),
+    /// `RAVENCERT_REQUEST_LOG` cannot be opened (a link, not a regular file, no permission).
+    #[error("RAVENCERT_REQUEST_LOG={}: {detail}; nothing was sent to the cluster — fix it, or unset RAVENCERT_REQUEST_LOG to run without the request log", .path.display())]
+    RequestLog {
+        /// The log file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 /// A cluster phase that stopped at a failed request: what was done, what failed, what was not.
@@ -112,6 +122,8 @@ pub(crate) struct Target {
     store_servers: Vec<String>,
     /// What the last read noticed, for the plan's warnings.
     notes: std::cell::RefCell<Vec<String>>,
+    /// `RAVENCERT_REQUEST_LOG`, opened before any request.
+    request_log: Option<std::fs::File>,
 }
 
 /// What a cluster apply did.
@@ -126,6 +138,26 @@ pub(crate) struct ClusterOutcome {
 /// only public certificates ever leave the store. Bodies hold no secret; the file is appended.
 fn body_log_file() -> Option<std::path::PathBuf> {
     std::env::var_os("RAVENCERT_REQUEST_LOG").map(Into::into)
+}
+
+/// Opens the request log before any request: created 0600, never through a link. A log that
+/// cannot be opened (a link planted where it goes, a folder, no permission) is an error, not a
+/// warning: whoever set the variable asked for an audit of every request, so none is sent
+/// that it would not record.
+fn open_request_log() -> Result<Option<std::fs::File>> {
+    let Some(path) = body_log_file() else {
+        return Ok(None);
+    };
+    crate::fsutil::open_append_private(&path)
+        .map(Some)
+        .map_err(|e| {
+            let detail = if e.is_link() {
+                "is a symbolic link; ravencert does not write its request log through a link (one planted where the log goes would send it elsewhere) — name the file itself".to_string()
+            } else {
+                e.to_string()
+            };
+            ClusterSetupError::RequestLog { path, detail }.into()
+        })
 }
 
 /// Debug builds (the tests'): with `RAVENCERT_TEST_CLUSTER_BARRIER=DIR`, after the n-th cluster
@@ -152,9 +184,12 @@ impl Target {
         store: &Store,
         registry: &Registry,
     ) -> Result<Target> {
-        let (identity, admin_thumbprint) = identity(settings, store, registry)?;
+        // The state first: a state that fails its seal refuses the whole run, before the
+        // store phase and before any request.
         let state = State::load(store, settings)?;
+        let (identity, admin_thumbprint) = identity(settings, store, registry)?;
         let pin = pin(settings, registry, state.servers_for(settings))?;
+        let request_log = open_request_log()?;
         let options = ClientOptions {
             urls: settings.urls.clone(),
             identity,
@@ -163,7 +198,7 @@ impl Target {
             resolve: Vec::new(),
         };
         let mut client = Client::new(&options).map_err(Error::Cluster)?;
-        if body_log_file().is_some() {
+        if request_log.is_some() {
             client = client.with_body_log(BodyLog::default());
         }
         Ok(Target {
@@ -176,6 +211,7 @@ impl Target {
                 .map(|s| s.thumbprint.clone())
                 .collect(),
             notes: Default::default(),
+            request_log,
         })
     }
 
@@ -244,6 +280,7 @@ impl Target {
             last_set: state.for_cluster(&self.settings).clone(),
             max_deletions: guards.max_deletions,
             store_deletions: guards.store_deletions,
+            store_removed: guards.store_removed.clone(),
             allow_delete_all: guards.allow_delete_all,
         };
         let mut plan = plan_cluster(projected, listing, &opts)?;
@@ -360,9 +397,10 @@ impl Drop for Target {
 }
 
 impl Target {
-    /// Appends this client's request log to `RAVENCERT_REQUEST_LOG`.
-    fn flush_body_log(&self) {
-        let Some(path) = body_log_file() else {
+    /// Appends this client's request log to `RAVENCERT_REQUEST_LOG` (opened at connect). The
+    /// requests are sent by now: a write that fails is a warning, on stderr or in watch's log.
+    fn flush_body_log(&mut self) {
+        let Some(file) = self.request_log.as_mut() else {
             return;
         };
         let Some(log) = self.client.body_log() else {
@@ -381,13 +419,23 @@ impl Target {
             ));
         }
         use std::io::Write as _;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = f.write_all(text.as_bytes());
+        if let Err(e) = file.write_all(text.as_bytes()) {
+            warn_visibly(&format!(
+                "the request log (RAVENCERT_REQUEST_LOG) is incomplete: {} requests not written: {e}",
+                sent.len()
+            ));
         }
+    }
+}
+
+/// A warning the person running ravencert sees: `watch`'s log when it has one (tracing),
+/// stderr otherwise (the other commands set no log).
+#[allow(clippy::print_stderr)]
+fn warn_visibly(message: &str) {
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!("{message}");
+    } else {
+        eprintln!("warning: {}", crate::render::Escaped(message));
     }
 }
 
@@ -396,14 +444,24 @@ impl Target {
 pub(crate) struct Guards {
     pub(crate) max_deletions: u32,
     pub(crate) store_deletions: usize,
+    /// The thumbprints (upper-case) this run's store plan deletes or re-issues.
+    pub(crate) store_removed: BTreeSet<String>,
     pub(crate) allow_delete_all: bool,
 }
 
 impl Guards {
-    pub(crate) fn new(desired: &Desired, store_deletions: usize, opts: &PlanOptions) -> Guards {
+    /// The guards for the cluster plan that follows the store plan `plan` of this run.
+    pub(crate) fn new(desired: &Desired, plan: &crate::plan::Plan, opts: &PlanOptions) -> Guards {
+        use crate::plan::Action;
         Guards {
             max_deletions: desired.store.max_deletions,
-            store_deletions,
+            store_deletions: plan.count(Action::Delete),
+            store_removed: plan
+                .changes
+                .iter()
+                .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+                .flat_map(|c| c.thumbprints.iter().map(|t| t.to_ascii_uppercase()))
+                .collect(),
             allow_delete_all: opts.allow_delete_all,
         }
     }
@@ -584,10 +642,13 @@ fn listing_for_plan(
 }
 
 /// `.cluster-state.json`: per cluster (its urls, as certs.toml lists them), what ravencert last
-/// set on each registration it manages.
+/// set on each registration it manages. Its thumbprints are unregistered once the store no
+/// longer holds them, whatever `prune` says, and its `servers` are pinned: so it is sealed
+/// (`"seal"`, HMAC-SHA256 under the store's `.cluster-state-key` of the canonical bytes of the
+/// rest, see [`State::seal`]), and a state that fails the seal is refused, never used.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
-    /// Always 1.
+    /// Always [`STATE_FORMAT`] (1 was the unsealed state of older ravencert).
     format_version: u32,
     /// Cluster id (urls joined by a space) -> thumbprint -> fields.
     clusters: BTreeMap<String, BTreeMap<String, RegistrationFields>>,
@@ -601,24 +662,74 @@ struct State {
     written_at: Option<OffsetDateTime>,
 }
 
+/// The cluster state's format: 2, sealed.
+const STATE_FORMAT: u32 = 2;
+
+/// Why the cluster state is not trusted, for [`ClusterSetupError::State`].
+fn untrusted(what: &str) -> Error {
+    ClusterSetupError::State(format!(
+        "{what}: ravencert will not trust which registrations it says ravencert made (apply would unregister them) nor which server certificates it pins"
+    ))
+    .into()
+}
+
 impl State {
     fn read(store: &Store) -> Result<State> {
         let Some(bytes) = store.read_cluster_state()? else {
             return Ok(State {
-                format_version: 1,
+                format_version: STATE_FORMAT,
                 ..State::default()
             });
         };
-        let state: State = serde_json::from_slice(&bytes)
-            .map_err(|e| ClusterSetupError::State(format!("is not readable: {e}")))?;
-        if state.format_version != 1 {
+        let unreadable =
+            |e: serde_json::Error| ClusterSetupError::State(format!("is not readable: {e}"));
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(unreadable)?;
+        let seal = value
+            .as_object_mut()
+            .and_then(|o| o.shift_remove("seal"))
+            .and_then(|s| s.as_str().map(str::to_string));
+        let version = value
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64);
+        if version.is_some_and(|v| v > u64::from(STATE_FORMAT)) {
             return Err(ClusterSetupError::State(format!(
-                "has format version {}, this ravencert reads 1",
+                "has format version {}, this ravencert reads {STATE_FORMAT}",
+                version.unwrap_or_default()
+            ))
+            .into());
+        }
+        let Some(seal) = seal else {
+            return Err(untrusted(
+                "has no seal (it was written by an older ravencert, or edited)",
+            ));
+        };
+        let Some(key) = store.cluster_state_key()? else {
+            return Err(untrusted(
+                "is sealed, but the key of its seal (.cluster-state-key) is gone",
+            ));
+        };
+        if !crate::pki::seals_match(&seal, &State::seal(&key, &value)?) {
+            return Err(untrusted(
+                "was changed outside ravencert (its seal does not match)",
+            ));
+        }
+        let state: State = serde_json::from_value(value).map_err(unreadable)?;
+        if state.format_version != STATE_FORMAT {
+            return Err(ClusterSetupError::State(format!(
+                "has format version {}, this ravencert reads {STATE_FORMAT}",
                 state.format_version
             ))
             .into());
         }
         Ok(state)
+    }
+
+    /// The seal of the state's JSON (without its `"seal"`): HMAC-SHA256 of its canonical bytes
+    /// (compact, every object's keys sorted), so that whitespace and key order may change but
+    /// no value, key or entry can be added, removed or edited.
+    fn seal(key: &[u8], value: &serde_json::Value) -> Result<String> {
+        let bytes = serde_json::to_vec(&canonical(value)).map_err(Error::Encode)?;
+        Ok(crate::pki::cluster_state_seal(key, &bytes)?)
     }
 
     /// The state of the cluster at `settings.urls`: a state recorded under another url list
@@ -714,16 +825,42 @@ impl State {
         set.retain(|t, _| keep.contains(t));
     }
 
+    /// Seals and writes the state (apply only, under the store's lock; the key is made on
+    /// the first write).
     fn write(&mut self, store: &Store) -> Result<()> {
-        self.format_version = 1;
+        self.format_version = STATE_FORMAT;
         self.written_at = Some(
             OffsetDateTime::now_utc()
                 .replace_nanosecond(0)
                 .unwrap_or(OffsetDateTime::UNIX_EPOCH),
         );
-        let bytes = serde_json::to_vec_pretty(self).map_err(Error::Encode)?;
+        let mut value = serde_json::to_value(&*self).map_err(Error::Encode)?;
+        let seal = State::seal(&store.cluster_state_key_or_create()?, &value)?;
+        if let Some(o) = value.as_object_mut() {
+            o.insert("seal".into(), serde_json::Value::String(seal));
+        }
+        let bytes = serde_json::to_vec_pretty(&value).map_err(Error::Encode)?;
         store.write_cluster_state(&bytes)?;
         Ok(())
+    }
+}
+
+/// `value` with every object's keys in sorted order (serde_json keeps insertion order here).
+fn canonical(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(o) => {
+            let mut entries: Vec<(&String, &Value)> = o.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), canonical(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        other => other.clone(),
     }
 }
 
@@ -796,7 +933,7 @@ pub(crate) fn preview(s: &StorePlanned<'_>, offline: bool) -> Result<Preview> {
     };
     let listing = target.read()?;
     let projected = crate::plan::project(&s.actual.registry, s.plan, s.desired, s.now);
-    let guards = Guards::new(s.desired, store_deletions(s.plan), s.opts);
+    let guards = Guards::new(s.desired, s.plan, s.opts);
     let plan = target
         .plan(s.store, &projected, &listing, &guards)
         .map_err(|e| match e {
@@ -808,11 +945,6 @@ pub(crate) fn preview(s: &StorePlanned<'_>, offline: bool) -> Result<Preview> {
         session: Some((target, listing)),
         offline: false,
     })
-}
-
-/// The store plan's deletions (they count against `max_deletions` with the cluster's).
-fn store_deletions(plan: &crate::plan::Plan) -> usize {
-    plan.count(crate::plan::Action::Delete)
 }
 
 /// A setup error's first clause, for the skip line.
@@ -844,7 +976,7 @@ pub(crate) fn apply_after_store(
                 None => Target::connect(settings, s.store, registry)?,
             };
             let listing = target.read()?;
-            let guards = Guards::new(s.desired, store_deletions(s.plan), s.opts);
+            let guards = Guards::new(s.desired, s.plan, s.opts);
             let plan = target.plan(s.store, registry, &listing, &guards)?;
             (target, listing, plan)
         }
@@ -878,6 +1010,34 @@ mod tests {
     use super::*;
     use crate::model::{Clearance, Period};
     use crate::registry::ServerEntry;
+
+    #[test]
+    fn the_cluster_state_is_sealed_and_any_edit_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("store"));
+        store.ensure_root().unwrap();
+        let mut state = State::read(&store).unwrap();
+        state
+            .servers
+            .insert("https://a".into(), vec!["A".repeat(40)]);
+        state.write(&store).unwrap();
+        assert_eq!(State::read(&store).unwrap().servers, state.servers);
+        let path = dir.path().join("store/.cluster-state.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Layout is not content: compact, the same state is read.
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        std::fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
+        assert!(State::read(&store).is_ok());
+        // One more pinned server, or an unknown key: refused.
+        for edited in [
+            text.replace(&"A".repeat(40), &"B".repeat(40)),
+            text.replacen('{', "{\"extra\": 1,", 1),
+        ] {
+            std::fs::write(&path, edited).unwrap();
+            let err = State::read(&store).unwrap_err().to_string();
+            assert!(err.contains("seal does not match"), "{err}");
+        }
+    }
 
     #[test]
     fn store_pin_holds_keyless_node_certificates_too() {

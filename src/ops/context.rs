@@ -129,6 +129,10 @@ impl Context {
         if let Some(install) = install {
             let target = self.rebased(desired, base, export_base, "server.install", &install)?;
             if let Some(i) = desired.server.as_mut().and_then(|s| s.install.as_mut()) {
+                // Links are refused below the daemon's folder, where a relative path now goes.
+                if i.root != Path::new("/") {
+                    i.root = export_base.to_path_buf();
+                }
                 i.path = target;
             }
         }

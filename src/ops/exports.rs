@@ -74,6 +74,14 @@ pub enum ExportPathError {
         /// Which file it is.
         what: Written,
     },
+    /// A symbolic link lies on the way to the install file (a folder, or the file itself).
+    #[error("{} cannot be written: {source}", .path.display())]
+    LinkOnPath {
+        /// The path.
+        path: PathBuf,
+        /// The link.
+        source: crate::fsutil::LinkOnPath,
+    },
     /// Something other than a regular file is there.
     #[error("{} exists and is not a regular file; remove it or choose another path", .0.display())]
     NotRegular(PathBuf),
@@ -96,6 +104,15 @@ pub(super) fn check_export_path(
         check_target(desired, path, Written::Export).map_err(|e| ("server.export", e))?;
     }
     if let Some(i) = desired.install() {
+        // The install file holds the server's private key: no link on the way (the store's
+        // rule), checked here so that plan refuses too, and again when it is written.
+        crate::fsutil::refuse_links_below(&i.root, &i.path).map_err(|source| {
+            let path = i.path.clone();
+            (
+                "server.install",
+                ExportPathError::LinkOnPath { path, source },
+            )
+        })?;
         check_target(desired, &i.path, Written::Install).map_err(|e| ("server.install", e))?;
     }
     Ok(())

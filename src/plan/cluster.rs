@@ -138,10 +138,12 @@ impl From<&CertEntry> for RegistrationFields {
 
 /// What the caller adds to the store's registry and the listing for one cluster plan.
 ///
-/// The deletion guards are checked here, so the caller passes what the store plan already
-/// deleted: `store_deletions` plus the unregisters of certificates ravencert did not register
-/// must stay within `max_deletions`. Unregistering a certificate ravencert registered and the
-/// store no longer holds (a re-issue, a deletion) mirrors a store change already counted there.
+/// The deletion guards are checked here, so the caller passes what the store plan of this run
+/// removes: `store_deletions` plus every unregister must stay within `max_deletions`, except
+/// the unregisters of certificates in `store_removed` — they mirror a deletion the store plan
+/// counted, or a re-issue whose new certificate takes over. An unregister of a certificate
+/// that the cluster state alone says ravencert registered counts: the state is only as
+/// trustworthy as the store's folder, and an earlier run's store change is not counted again.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterOptions {
     /// The node URL that answered, for messages.
@@ -156,12 +158,16 @@ pub struct ClusterOptions {
     /// What ravencert last set on the cluster, by thumbprint: a registration that differs from
     /// it while certs.toml did not change was changed outside ravencert. Its thumbprints are
     /// also ravencert's own registrations, unregistered once the store no longer holds them
-    /// (whatever `prune` says, as the store deletes its own rotation). May be empty.
+    /// (whatever `prune` says, as the store deletes its own rotation), counted against
+    /// `max_deletions` unless `store_removed` holds them. May be empty.
     pub last_set: BTreeMap<String, RegistrationFields>,
     /// `store.max_deletions` (0: no limit).
     pub max_deletions: u32,
     /// How many deletions the store plan counted against `max_deletions`.
     pub store_deletions: usize,
+    /// The thumbprints (upper-case) the store plan of this run deletes or re-issues: their
+    /// unregisters are not counted again.
+    pub store_removed: BTreeSet<String>,
     /// `--allow-delete-all`: lifts the guard against unregistering every client certificate.
     pub allow_delete_all: bool,
 }
@@ -553,8 +559,8 @@ fn registration_fields(r: &Registration) -> Fields {
     }
 }
 
-/// An unregister, and whether it counts against `max_deletions` (one ravencert did not
-/// register: the store plan has not counted it).
+/// An unregister, and whether it counts against `max_deletions` (every one but those that
+/// mirror this run's store plan, see [`ClusterOptions`]).
 struct Unregister {
     change: ClusterChange,
     counted: bool,
@@ -873,6 +879,7 @@ impl ClusterPlanner<'_> {
             ),
             (false, None) => "not in the store ([cluster] prune = true)".to_string(),
         };
+        let counted = !self.opts.store_removed.contains(&t);
         let change = ClusterChange {
             action: ClusterAction::Unregister,
             key: owner.map(|o| o.key.clone()),
@@ -887,7 +894,7 @@ impl ClusterPlanner<'_> {
         };
         Some(Unregister {
             change,
-            counted: !ours,
+            counted,
             removes: 1 + secondaries.len(),
         })
     }
@@ -911,7 +918,8 @@ impl ClusterPlanner<'_> {
         }
     }
 
-    /// The deletion guards, counting the unregisters the store plan has not counted.
+    /// The deletion guards, counting every unregister but those mirroring this run's store
+    /// plan.
     fn guard(&self, unregisters: &[Unregister]) -> Result<(), PlanError> {
         let counted: Vec<String> = unregisters
             .iter()

@@ -330,10 +330,11 @@ fn reissue_registers_the_new_before_unregistering_the_old() {
         &[("Orders", Access::ReadWrite)],
     );
     // The store's delete budget is used up: the old certificate's unregister mirrors the
-    // store's own re-issue, so it is not counted again, and prune is off.
+    // store's own re-issue in this run, so it is not counted again, and prune is off.
     let o = ClusterOptions {
         max_deletions: 1,
         store_deletions: 1,
+        store_removed: [thumb(1)].into(),
         ..opts_set(&[&old])
     };
     let p = run(&store(vec![new]), &cluster(vec![registered(&old)]), &o);
@@ -513,6 +514,54 @@ fn unregisters_of_strays_count_against_max_deletions() {
         run(&store(vec![app()]), &listing, &o).count(ClusterAction::Unregister),
         2
     );
+}
+
+#[test]
+fn ravencerts_own_unregisters_count_unless_this_runs_store_plan_removed_them() {
+    // Two certificates the cluster state says ravencert registered, no longer in the store, and
+    // not removed by this run's store plan (a hand-edited state, or a store changed by an
+    // earlier run): they count against max_deletions like any other unregister, ClusterAdmin
+    // included.
+    let app = app();
+    let gone_a = entry("gone-a", &thumb(30), Clearance::ClusterAdmin, &[]);
+    let gone_b = entry("gone-b", &thumb(31), Clearance::ValidUser, &[]);
+    let listing = cluster(vec![
+        registered(&app),
+        registered(&gone_a),
+        registered(&gone_b),
+    ]);
+    let o = ClusterOptions {
+        max_deletions: 1,
+        ..opts_set(&[&app, &gone_a, &gone_b])
+    };
+    let err = plan_cluster(&store(vec![app.clone()]), &listing, &o).unwrap_err();
+    assert!(
+        matches!(&err, PlanError::TooManyDeletions { count: 2, max: 1, keys } if keys.contains(&thumb(30)) && keys.contains(&thumb(31))),
+        "{err}"
+    );
+    // This run's store plan deleted gone-a (counted there): only gone-b counts here.
+    let o = ClusterOptions {
+        store_deletions: 1,
+        store_removed: [thumb(30)].into(),
+        ..o
+    };
+    let err = plan_cluster(&store(vec![app.clone()]), &listing, &o).unwrap_err();
+    assert!(
+        matches!(&err, PlanError::TooManyDeletions { count: 2, max: 1, keys } if !keys.contains(&thumb(30)) && keys.contains(&thumb(31)) && keys.contains("1 in the store")),
+        "{err}"
+    );
+    // Both removed by this run's store plan (a re-issue removes none): nothing counted here.
+    let o = ClusterOptions {
+        store_deletions: 0,
+        store_removed: [thumb(30), thumb(31)].into(),
+        ..o
+    };
+    let p = run(&store(vec![app]), &listing, &o);
+    assert_eq!(p.count(ClusterAction::Unregister), 2);
+    assert!(p
+        .changes
+        .iter()
+        .all(|c| c.reason == "no longer in the store (registered by ravencert)"));
 }
 
 #[test]

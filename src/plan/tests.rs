@@ -364,6 +364,7 @@ fn install_is_kept_current() {
     if let Some(s) = d.declared.server.as_mut() {
         s.install = Some(InstallSpec {
             path: PathBuf::from("/etc/ravendb/cluster.pfx"),
+            root: PathBuf::from("/"),
             pfx: PfxProfile::Legacy,
             password: None,
         });
