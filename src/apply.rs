@@ -438,6 +438,8 @@ impl Applier<'_> {
         if !plan.changes.is_empty() || self.revision.is_some() {
             self.reg.applied_revision = self.revision.clone();
         }
+        // The settings this apply ran with: the next plan shows a change of them.
+        self.reg.settings = Some(plan::settings_of(self.desired));
         self.reg.normalize();
         // Never commit a registry the next load would refuse.
         Registry::parse(&store.registry_path(), &self.reg.to_text())

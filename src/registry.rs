@@ -43,12 +43,58 @@ pub struct Registry {
     /// The certs.toml revision of the last apply (git commit, with a dirty flag).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) applied_revision: Option<String>,
+    /// The `[store]` and `[cluster]` settings of the last apply, so that the next plan shows a
+    /// change of them (absent in registries written before ravencert recorded them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<AppliedSettings>,
     /// The server certificate(s): one generated, or one per node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server: Vec<ServerEntry>,
     /// The registered client certificates.
     #[serde(default, rename = "certificate", skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<CertEntry>,
+}
+
+/// The settings of certs.toml that decide where the admin identity is presented and what may be
+/// deleted or unregistered, as the last apply ran with them (paths relative to certs.toml's
+/// folder where they lie inside it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppliedSettings {
+    /// `[store]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreRecord>,
+    /// `[cluster]`, when declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterRecord>,
+}
+
+/// `[store]` as applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreRecord {
+    /// The store folder.
+    pub path: String,
+    /// `prune`.
+    pub prune: bool,
+    /// `max_deletions` (0: no limit).
+    pub max_deletions: u32,
+}
+
+/// `[cluster]` as applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterRecord {
+    /// `urls`, in order.
+    pub urls: Vec<String>,
+    /// `ca`: `store`, `system` or the PEM file.
+    pub ca: String,
+    /// The admin identity: `clients.KEY` or `certificate PATH`.
+    pub admin: String,
+    /// `prune`.
+    pub prune: bool,
+    /// `timeout`.
+    pub timeout: String,
 }
 
 /// A server (ClusterNode) certificate, with its private key in `server/` unless `has_key` is

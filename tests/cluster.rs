@@ -565,6 +565,34 @@ fn a_hand_upload_is_a_warning_and_prune_unregisters_it_within_max_deletions() {
         warnings.contains(&hand[0]) && warnings.contains(&f.thumbprint("orders")),
         "{warnings}"
     );
+    // Kept access is not "No changes": every stranger is listed with its clearance, counted
+    // in the summary, and --detailed-exitcode says 2.
+    let kept = plan["cluster"]["kept"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{plan:#}"));
+    assert_eq!(kept.len(), 5, "{plan:#}");
+    assert!(
+        kept.iter().all(|k| k["clearance"] == "ValidUser"),
+        "{plan:#}"
+    );
+    let text = f.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(text.code, 2, "{}", text.shown());
+    assert!(
+        text.stdout
+            .contains("5 registrations the store does not hold kept: still have access."),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("'Stranger 2' (ValidUser)"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        !text.stdout.contains("No changes. The cluster"),
+        "{}",
+        text.stdout
+    );
 
     // prune: five unregisters exceed max_deletions = 3.
     f.declare(CLIENTS, "prune = true\n");

@@ -1485,3 +1485,93 @@ fn watch_git_listener_reports_a_failing_fetch_and_its_recovery() {
         || health().is_some_and(|(c, _)| c == 200),
     );
 }
+
+/// Settings are changes: a pull request that re-points `[cluster] urls` and turns prune on,
+/// swaps `ca` or the admin identity, or raises `max_deletions` is reviewed as a flagged
+/// settings change (text, Markdown, JSON; exit 2 under --detailed-exitcode), never as "No
+/// changes": after merge, the daemon presents its admin identity to the new host or
+/// unregisters every stranger.
+#[test]
+fn plan_base_shows_every_settings_change_flagged() {
+    let env = git_env();
+    let root = env.dir.path();
+    git(&env, root, &["init", "-q", "-b", "main"]);
+    let clients = "\n[clients.admin]\nclearance = \"ClusterAdmin\"\n";
+    let cluster = "\n[cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"admin\"\n";
+    let base = format!("{SERVER}\n[store]\nmax_deletions = 5\n{clients}{cluster}");
+    env.config(&base);
+    commit_all(&env, root, "base");
+    // The admin .pfx stays on the machine, outside git.
+    env.write(".gitignore", "secrets/\n");
+    env.write("secrets/admin.pfx", "not read in a review");
+    let cases = [
+        (
+            "cluster",
+            base.replace(
+                "urls = [\"https://a.cluster.example.com\"]",
+                "urls = [\"https://attacker.example.net\"]\nprune = true",
+            ),
+            vec!["https://attacker.example.net", "prune turned on"],
+        ),
+        (
+            "cluster",
+            base.replace("admin = \"admin\"", "admin = \"admin\"\nca = \"system\""),
+            vec!["ca: store -> system"],
+        ),
+        (
+            "cluster",
+            base.replace(
+                "admin = \"admin\"",
+                "admin_certificate = { path = \"secrets/admin.pfx\", password_env = \"ADMIN_PFX_PASSWORD\" }",
+            ),
+            vec!["admin identity changed", "certificate secrets/admin.pfx"],
+        ),
+        (
+            "store",
+            base.replace("max_deletions = 5", "max_deletions = 50"),
+            vec!["max_deletions: 5 -> 50"],
+        ),
+    ];
+    // (The admin .pfx's password variable is set: what review reads is another test's.)
+    let run = |args: &[&str]| env.cmd(args).env("ADMIN_PFX_PASSWORD", "x").run();
+    for (key, config, says) in cases {
+        env.config(&config);
+        let text = run(&["plan", "--base", "main", "--detailed-exitcode"]);
+        assert_eq!(text.code, 2, "{}", text.shown());
+        assert!(
+            text.stdout
+                .contains(&format!("~ settings {key}  [ESCALATION]")),
+            "{}",
+            text.stdout
+        );
+        for s in &says {
+            assert!(text.stdout.contains(s), "{s} in {}", text.stdout);
+        }
+        assert!(!text.stdout.contains("No changes"), "{}", text.stdout);
+        let md = run(&["plan", "--base", "main", "--markdown"])
+            .success()
+            .stdout;
+        assert!(md.contains(&format!("| settings | {key} |")), "{md}");
+        assert!(md.contains("1 change widens access"), "{md}");
+        let json = run(&["plan", "--base", "main", "--json"]).success().json();
+        let change = json["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["target"] == "settings")
+            .cloned()
+            .unwrap_or_else(|| panic!("{json:#}"));
+        assert_eq!(change["key"], key, "{json:#}");
+        assert_eq!(change["escalation"], true, "{json:#}");
+        assert_ne!(change["before"], change["after"], "{json:#}");
+    }
+    // Narrowing (a timeout, fewer deletions allowed) is shown but not flagged.
+    env.config(&base.replace("max_deletions = 5", "max_deletions = 2"));
+    let json = env
+        .run(&["plan", "--base", "main", "--json"])
+        .success()
+        .json();
+    assert_eq!(json["changes"][0]["target"], "settings", "{json:#}");
+    assert_eq!(json["changes"][0]["escalation"], false, "{json:#}");
+    assert!(!env.store().exists(), "a review made a store");
+}

@@ -326,3 +326,94 @@ fn drift_removed_certificate_file_is_restored_or_reissued() {
     assert_ne!(env.thumbprint("app"), thumb);
     env.run(&["plan", "--detailed-exitcode"]).success();
 }
+
+/// Kept access is not "No changes": a client removed from certs.toml while prune is off keeps
+/// its certificate and its access, so the plan counts and lists it (with its clearance and
+/// databases) in every format, and --detailed-exitcode says 2 until it is pruned or declared.
+#[test]
+fn an_undeclared_client_kept_without_prune_is_counted_listed_and_exit_2() {
+    let env = Env::new();
+    let both = format!(
+        "{}\n[clients.keep]\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"ReadWrite\" }}\n\n[clients.gone]\nname = \"Gone App\"\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Admin\" }}\n",
+        common::SERVER
+    );
+    env.config(&both);
+    env.run(&["apply", "--yes"]).success();
+    let settled = env.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(settled.code, 0, "{}", settled.shown());
+    assert!(settled.stdout.contains("No changes."), "{}", settled.stdout);
+
+    let gone = both.split("\n[clients.gone]").next().unwrap().to_string();
+    env.config(&gone);
+    let text = env.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(text.code, 2, "{}", text.shown());
+    assert!(!text.stdout.contains("No changes"), "{}", text.stdout);
+    assert!(
+        text.stdout
+            .contains("1 undeclared certificate kept: still has access."),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout
+            .contains("client gone ('Gone App'): ValidUser, Orders: Admin"),
+        "{}",
+        text.stdout
+    );
+    let json = env.run(&["plan", "--json"]).success().json();
+    assert_eq!(json["summary"]["kept"], 1, "{json:#}");
+    assert_eq!(json["kept"][0]["key"], "gone", "{json:#}");
+    assert_eq!(
+        json["kept"][0]["permissions"]["Orders"], "Admin",
+        "{json:#}"
+    );
+    let md = env.run(&["plan", "--markdown"]).success().stdout;
+    assert!(md.contains("1 undeclared certificate kept"), "{md}");
+    assert!(!md.contains("No changes"), "{md}");
+    // apply changes nothing and says the same; with prune the client goes, and it settles.
+    let applied = env.run(&["apply", "--yes"]).success();
+    assert!(
+        applied.stdout.contains("still has access"),
+        "{}",
+        applied.stdout
+    );
+    env.config(&gone.replace("version = 1", "version = 1\n[store]\nprune = true\n"));
+    env.run(&["apply", "--yes"]).success();
+    let done = env.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(done.code, 0, "{}", done.shown());
+}
+
+/// The store records the settings each apply ran with, so a plain plan shows a later change of
+/// them (here a guard loosened: flagged), and the apply that carries it out records it.
+#[test]
+fn a_settings_change_against_the_store_is_shown_flagged_then_recorded() {
+    let env = Env::new();
+    let config = format!(
+        "{}\n[clients.app]\nclearance = \"Operator\"\n",
+        common::SERVER.replace("version = 1", "version = 1\n[store]\nmax_deletions = 3\n")
+    );
+    env.config(&config);
+    env.run(&["apply", "--yes"]).success();
+    assert_eq!(env.run(&["plan", "--detailed-exitcode"]).code, 0);
+    env.config(&config.replace("max_deletions = 3", "max_deletions = 0\nprune = true"));
+    let plan = env.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.shown());
+    assert!(
+        plan.stdout.contains("~ settings store  [ESCALATION]"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("max_deletions: 3 -> 0"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("prune: false -> true"),
+        "{}",
+        plan.stdout
+    );
+    env.run(&["apply", "--yes"]).success();
+    let after = env.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(after.code, 0, "{}", after.shown());
+}

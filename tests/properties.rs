@@ -325,6 +325,16 @@ fn hostile_plan() -> impl Strategy<Value = plan::Plan> {
                     thumbprints: vec![],
                 })
                 .collect(),
+            kept: warnings
+                .iter()
+                .map(|name| plan::Kept {
+                    key: "kept".into(),
+                    name: name.clone(),
+                    thumbprint: "A".repeat(40),
+                    clearance: Clearance::ValidUser,
+                    permissions: [(name.clone(), ravencert::model::Access::Read)].into(),
+                })
+                .collect(),
             warnings,
             drift,
         })

@@ -437,6 +437,7 @@ mod tests {
             thumbprint: thumbprint.into(),
             name: format!("{thumbprint} name"),
             collection_primary: primary.map(str::to_string),
+            clearance: crate::plan::ClusterClearance::ValidUser,
         }
     }
 

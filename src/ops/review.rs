@@ -156,7 +156,8 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
             &registry_diff(ctx, &desired, &actual, &plan),
         );
     }
-    let code = if req.detailed_exitcode && !(plan.is_empty() && cluster.is_empty()) {
+    // Kept access is not "No changes": a reviewer must look at it too.
+    let code = if req.detailed_exitcode && !(plan.is_settled() && cluster.is_settled()) {
         2
     } else {
         0
@@ -184,8 +185,11 @@ fn planned(
                 let base = ctx.load(&Revision::Rev(base_rev.clone()), false)?;
                 plan::assumed_store(&base, ctx.now)
             } else {
+                // Nothing declared at BASE: every setting is new (a [cluster] is flagged).
+                let mut registry = crate::registry::Registry::new();
+                registry.settings = Some(crate::registry::AppliedSettings::default());
                 Actual {
-                    registry: crate::registry::Registry::new(),
+                    registry,
                     ..Actual::default()
                 }
             };

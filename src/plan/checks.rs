@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use time::OffsetDateTime;
 
-use super::{entry_fields, shown, Action, Change, PlanError, Planner, Target, UploadProblem};
+use super::{entry_fields, Action, Change, PlanError, Planner, Target, UploadProblem};
 use crate::config::{ClientSpec, Desired, ServerSpec};
 use crate::model::Uploaded;
 use crate::registry::{Actual, CertEntry, Registry};
@@ -213,10 +213,13 @@ impl Planner<'_> {
                     reg,
                 ));
             } else {
-                self.warnings.push(format!(
-                    "client '{}' ({}, {}) is registered but not declared in certs.toml; it is kept because prune = false",
-                    c.key, c.name, shown(&c.thumbprint)
-                ));
+                self.kept.push(super::Kept {
+                    key: c.key.clone(),
+                    name: c.name.clone(),
+                    thumbprint: c.thumbprint.clone(),
+                    clearance: c.clearance,
+                    permissions: c.permissions.clone(),
+                });
             }
         }
         self.guard(retired, pruned)?;

@@ -254,6 +254,10 @@ impl ClusterView {
     pub fn is_empty(&self) -> bool {
         self.plan().is_none_or(ClusterPlan::is_empty)
     }
+    /// Whether it changes nothing and nothing the store does not hold keeps access there.
+    pub fn is_settled(&self) -> bool {
+        self.plan().is_none_or(ClusterPlan::is_settled)
+    }
 }
 
 /// How the cluster holds one certificate (SPEC §7, `status`).
@@ -346,9 +350,38 @@ pub struct ExtraRegistration {
     /// For a collection's secondary: its primary's thumbprint (upper case); RavenDB removes
     /// the secondary with it.
     pub collection_primary: Option<String>,
+    /// Its clearance on the cluster.
+    pub clearance: ClusterClearance,
 }
 
 impl ClusterPlan {
+    /// The registrations the store does not hold that stay after this plan (prune is off, or
+    /// RavenDB cannot remove them alone): they still have access.
+    pub fn kept(&self) -> Vec<&ExtraRegistration> {
+        let gone: BTreeSet<&str> = self
+            .changes
+            .iter()
+            .filter(|c| c.action == ClusterAction::Unregister)
+            .filter_map(|c| c.thumbprint.as_deref())
+            .collect();
+        self.extra
+            .iter()
+            .filter(|e| {
+                !gone.contains(e.thumbprint.as_str())
+                    && !e
+                        .collection_primary
+                        .as_deref()
+                        .is_some_and(|p| gone.contains(p))
+            })
+            .collect()
+    }
+
+    /// "No changes" in the contract's sense: nothing to send, and no registration the store
+    /// does not hold keeps access.
+    pub fn is_settled(&self) -> bool {
+        self.changes.is_empty() && self.kept().is_empty()
+    }
+
     /// Whether the plan changes nothing on the cluster.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
@@ -381,6 +414,7 @@ pub fn plan_cluster(
         .map(|r| ExtraRegistration {
             thumbprint: upper(&r.thumbprint),
             name: r.name.clone(),
+            clearance: r.clearance,
             collection_primary: r.collection_primary.as_deref().map(upper),
         })
         .collect();
@@ -556,6 +590,7 @@ fn registration_fields(r: &Registration) -> Fields {
         clearance: r.clearance.client(),
         permissions: Some(r.permissions.clone()),
         not_after: None,
+        settings: Default::default(),
     }
 }
 
@@ -870,7 +905,11 @@ impl ClusterPlanner<'_> {
             ),
             (true, None) => "no longer in the store (registered by ravencert)".to_string(),
             (false, _) if !self.opts.prune => {
-                self.warnings.push(self.kept_warning(r, owner));
+                // Listed as kept (with its access) by every format; a foreign certificate under
+                // a declared client's name is also a warning naming both.
+                if owner.is_some() {
+                    self.warnings.push(self.kept_warning(r, owner));
+                }
                 return None;
             }
             (false, Some(o)) => format!(

@@ -404,15 +404,17 @@ fn prune_unregisters_strays_but_never_servers_admins_or_ravencerts_own() {
         "not in the store ([cluster] prune = true)"
     );
     assert_eq!(p.changes[0].key, None);
-    // Without prune the stray stays, with a warning.
+    // Without prune the stray stays: kept access, listed with its clearance.
     let p = run(
         &store(vec![app]),
         &listing,
         &ClusterOptions { prune: false, ..o },
     );
-    assert!(p.is_empty());
-    assert_eq!(p.warnings.len(), 1);
-    assert!(p.warnings[0].contains(&thumb(50)) && p.warnings[0].contains("hand upload"));
+    assert!(p.is_empty() && !p.is_settled());
+    let kept = p.kept();
+    assert_eq!(kept.len(), 1, "{:?}", p.extra);
+    assert_eq!(kept[0].thumbprint, thumb(50));
+    assert_eq!(kept[0].name, "hand upload");
 }
 
 #[test]

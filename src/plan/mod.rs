@@ -24,6 +24,7 @@ mod cluster;
 mod cluster_tests;
 mod project;
 mod server;
+mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +40,7 @@ pub(crate) use project::{
     assumed_store, generated_client_entry, generated_server_entry, mutate, node_entries,
     upload_entries, NewCert,
 };
+pub(crate) use settings::settings_of;
 
 /// What a change does to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -91,6 +93,8 @@ pub enum Target {
     Export,
     /// The `[server] install` file: the server certificate with its key, for a node.
     Install,
+    /// `[store]` or `[cluster]` settings, by section.
+    Settings,
 }
 
 impl Target {
@@ -101,6 +105,7 @@ impl Target {
             Target::Client => "client",
             Target::Export => "export",
             Target::Install => "install",
+            Target::Settings => "settings",
         }
     }
 }
@@ -127,6 +132,19 @@ pub struct Fields {
         default
     )]
     pub(crate) not_after: Option<OffsetDateTime>,
+    /// A settings change: the section's values (`urls`, `prune`, ...).
+    #[serde(flatten, default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) settings: BTreeMap<String, serde_json::Value>,
+}
+
+impl Fields {
+    /// The values of a settings section.
+    pub(crate) fn settings(values: BTreeMap<String, serde_json::Value>) -> Fields {
+        Fields {
+            settings: values,
+            ..Fields::default()
+        }
+    }
 }
 
 /// Which field of a client a [`FieldChange`] is about. A database is its own case, so that a
@@ -141,6 +159,8 @@ pub enum Field {
     Database(String),
     /// Who holds an uploaded certificate (subject and thumbprint of each).
     Certificate,
+    /// A setting of `[store]` or `[cluster]`, by name.
+    Setting(String),
 }
 
 impl Field {
@@ -155,7 +175,7 @@ impl Field {
             Field::Name => "name",
             Field::Clearance => "clearance",
             Field::Certificate => "certificate",
-            Field::Database(db) => db,
+            Field::Database(db) | Field::Setting(db) => db,
         }
     }
 }
@@ -282,12 +302,39 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// Changes made to the store outside ravencert (shown before the changes).
     pub drift: Vec<String>,
+    /// Registered certificates certs.toml no longer declares that stay (`prune = false`): they
+    /// still have access, so a plan with them is not "No changes".
+    pub kept: Vec<Kept>,
+}
+
+/// An undeclared certificate the store keeps (prune is off): who still has access, and how
+/// much.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    /// Its client key in the store.
+    pub key: String,
+    /// Its name.
+    pub name: String,
+    /// Its thumbprint.
+    pub thumbprint: String,
+    /// Its clearance.
+    pub clearance: Clearance,
+    /// Its database access (ValidUser).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub permissions: BTreeMap<String, Access>,
 }
 
 impl Plan {
-    /// Whether the plan changes nothing.
+    /// Whether the plan changes nothing (there may still be kept certificates: see
+    /// [`Plan::is_settled`]).
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
+    }
+
+    /// "No changes" in the contract's sense: nothing to do, and nothing undeclared keeps
+    /// access.
+    pub fn is_settled(&self) -> bool {
+        self.changes.is_empty() && self.kept.is_empty()
     }
     /// How many changes have this action.
     pub fn count(&self, action: Action) -> usize {
@@ -510,6 +557,8 @@ struct Planner<'a> {
     /// The certificate in use per client key, looked up once (a registry can hold thousands).
     active: BTreeMap<&'a str, &'a CertEntry>,
     warnings: Vec<String>,
+    /// Undeclared certificates kept because prune is off.
+    kept: Vec<Kept>,
 }
 
 impl<'a> Planner<'a> {
@@ -530,6 +579,7 @@ impl<'a> Planner<'a> {
                 .map(|c| (c.key.as_str(), c))
                 .collect(),
             warnings: desired.warnings.clone(),
+            kept: Vec::new(),
         }
     }
 
@@ -539,7 +589,13 @@ impl<'a> Planner<'a> {
                 return Err(PlanError::UnknownReplace(key.clone()));
             }
         }
-        let mut changes = Vec::new();
+        // Settings first: they decide where the rest takes effect. Compared with what the
+        // store recorded at its last apply (nothing before the first, or in a store written
+        // before ravencert recorded them: the next apply records them).
+        let mut changes = match &self.actual.registry.settings {
+            Some(before) => settings::settings_changes(before, &settings_of(self.desired)),
+            None => Vec::new(),
+        };
         // Server first: clients are signed by it.
         let server = self.server()?;
         let server_changes = server.is_some();
@@ -553,6 +609,7 @@ impl<'a> Planner<'a> {
             changes,
             warnings: self.warnings,
             drift: self.actual.drift.clone(),
+            kept: self.kept,
         })
     }
 }
@@ -683,6 +740,7 @@ fn entry_fields(e: &CertEntry) -> Fields {
         clearance: Some(e.clearance),
         permissions: Some(e.permissions.clone()),
         not_after,
+        settings: Default::default(),
     }
 }
 

@@ -217,6 +217,8 @@ pub(crate) fn mutate(
 /// The registry as it will be after the plan, with placeholders for what only the apply knows.
 pub fn project(reg: &Registry, plan: &Plan, desired: &Desired, now: OffsetDateTime) -> Registry {
     let mut out = reg.clone();
+    // Every apply records the settings it ran with.
+    out.settings = Some(super::settings_of(desired));
     // What stands for the values only the apply knows; never a thumbprint, so the renderers
     // can tell it is not one.
     let unknown = "(known after apply)";
@@ -285,6 +287,7 @@ pub(crate) fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
     // declared validity so that no re-issue is planned from them.
     let assumed = "(as registered)";
     let mut reg = Registry::new();
+    reg.settings = Some(super::settings_of(base));
     if let Some(server) = &base.server {
         reg.server = server_entries(&server.source, base, now, assumed);
     }

@@ -225,7 +225,7 @@ fn widening_rules() {
 }
 
 #[test]
-fn undeclared_is_a_warning_without_prune_and_a_delete_with_it() {
+fn undeclared_is_kept_access_without_prune_and_a_delete_with_it() {
     let d = desired(
         vec![
             client("a", Clearance::Operator, &[]),
@@ -236,8 +236,13 @@ fn undeclared_is_a_warning_without_prune_and_a_delete_with_it() {
     let a = applied(&d);
     let only_a = desired(vec![client("a", Clearance::Operator, &[])], false);
     let p = run(&only_a, &a);
-    assert!(p.is_empty());
-    assert!(p.warnings.iter().any(|w| w.contains("'b'")));
+    // Nothing to do, but not "No changes": b keeps its certificate and its access.
+    assert!(p.is_empty() && !p.is_settled());
+    assert_eq!(p.kept.len(), 1);
+    assert_eq!(
+        (p.kept[0].key.as_str(), p.kept[0].clearance),
+        ("b", Clearance::Operator)
+    );
 
     let only_a = desired(vec![client("a", Clearance::Operator, &[])], true);
     let p = run(&only_a, &a);

@@ -8,15 +8,33 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{escalation_banner, escape, field_lines, md_cell, md_field_changes, Escaped, Style};
-use crate::plan::{ClusterAction, ClusterChange, ClusterPlan, ClusterView, RegistrationState};
+use crate::plan::{
+    ClusterAction, ClusterChange, ClusterPlan, ClusterView, ExtraRegistration, RegistrationState,
+};
 
 fn summary(plan: &ClusterPlan) -> String {
+    let kept = match plan.kept().len() {
+        0 => String::new(),
+        1 => " 1 registration the store does not hold kept: still has access.".to_string(),
+        n => format!(" {n} registrations the store does not hold kept: still have access."),
+    };
     format!(
-        "Cluster {}: {} to register, {} to edit, {} to unregister.",
+        "Cluster {}: {} to register, {} to edit, {} to unregister.{kept}",
         escape(&plan.url),
         plan.count(ClusterAction::Register),
         plan.count(ClusterAction::Edit),
         plan.count(ClusterAction::Unregister)
+    )
+}
+
+/// The heading of the kept registrations, in every format.
+const KEPT_HEADING: &str = "Registered on the cluster, not in the store, and kept: they still have access (unregister them in the Studio, or set [cluster] prune = true)";
+
+/// A kept registration as a line shows it.
+fn kept_line(e: &ExtraRegistration) -> String {
+    format!(
+        "'{}' ({}); thumbprint {}",
+        e.name, e.clearance, e.thumbprint
     )
 }
 
@@ -46,7 +64,7 @@ pub fn cluster_text(view: &ClusterView, style: Style) -> String {
         Escaped(&plan.url),
         Escaped(&plan.server_version.full)
     );
-    if plan.changes.is_empty() {
+    if plan.is_settled() {
         let _ = writeln!(
             out,
             "  No changes. The cluster's registrations match the store.\n"
@@ -61,6 +79,14 @@ pub fn cluster_text(view: &ClusterView, style: Style) -> String {
     escalation_banner(&mut out, style, "cluster change", &names);
     for c in &plan.changes {
         text_change(&mut out, c, style);
+    }
+    let kept = plan.kept();
+    if !kept.is_empty() {
+        let _ = writeln!(out, "{}", style.warn(&format!("{KEPT_HEADING}:")));
+        for e in kept {
+            let _ = writeln!(out, "  = {}", Escaped(&kept_line(e)));
+        }
+        out.push('\n');
     }
     if !plan.warnings.is_empty() {
         let _ = writeln!(out, "{}", style.warn("Cluster warnings:"));
@@ -167,6 +193,14 @@ pub fn cluster_markdown(view: &ClusterView) -> String {
         }
         out.push('\n');
     }
+    let kept = plan.kept();
+    if !kept.is_empty() {
+        let _ = writeln!(out, "**{}**\n", md_cell(KEPT_HEADING));
+        for e in kept {
+            let _ = writeln!(out, "- {}", md_cell(&kept_line(e)));
+        }
+        out.push('\n');
+    }
     if !plan.warnings.is_empty() {
         out.push_str("**Cluster warnings**\n\n");
         for w in &plan.warnings {
@@ -187,6 +221,17 @@ struct ClusterDocument<'a> {
     unregister: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     skipped: Option<&'a str>,
+    /// Registrations the store does not hold that stay, with their access. Absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    kept: Vec<KeptDocument<'a>>,
+}
+
+/// A kept registration in the JSON plan's `cluster` object.
+#[derive(Serialize)]
+struct KeptDocument<'a> {
+    thumbprint: &'a str,
+    name: &'a str,
+    clearance: String,
 }
 
 /// A cluster change in the JSON plan's `changes`.
@@ -215,6 +260,7 @@ pub(crate) fn add_cluster_json(document: &mut Value, view: &ClusterView) -> serd
             edit: 0,
             unregister: 0,
             skipped: Some(why),
+            kept: Vec::new(),
         },
         ClusterView::Planned(p) => ClusterDocument {
             url: Some(&p.url),
@@ -223,6 +269,15 @@ pub(crate) fn add_cluster_json(document: &mut Value, view: &ClusterView) -> serd
             edit: p.count(ClusterAction::Edit),
             unregister: p.count(ClusterAction::Unregister),
             skipped: None,
+            kept: p
+                .kept()
+                .into_iter()
+                .map(|e| KeptDocument {
+                    thumbprint: &e.thumbprint,
+                    name: &e.name,
+                    clearance: e.clearance.to_string(),
+                })
+                .collect(),
         },
     };
     let Some(object) = document.as_object_mut() else {

@@ -20,7 +20,7 @@ pub(crate) use html::{html_escape, status_html};
 pub use html::{ApplyOutcome, LastApply};
 
 use crate::model::{Access, Clearance, RenewBefore};
-use crate::plan::{Action, Change, Field, FieldChange, Fields, Plan, Target};
+use crate::plan::{Action, Change, Field, FieldChange, Fields, Kept, Plan, Target};
 use crate::registry::{CertEntry, Registry};
 
 /// Whether a character is escaped wherever text reaches a person: control characters
@@ -160,8 +160,33 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 fn summary_line(plan: &Plan) -> String {
-    format!("Plan: {}.", tally(plan, |n, verb| format!("{n} to {verb}")))
+    let kept = match plan.kept.len() {
+        0 => String::new(),
+        1 => " 1 undeclared certificate kept: still has access.".to_string(),
+        n => format!(" {n} undeclared certificates kept: still have access."),
+    };
+    format!(
+        "Plan: {}.{kept}",
+        tally(plan, |n, verb| format!("{n} to {verb}"))
+    )
 }
+
+/// One kept certificate as a line shows it: key, name, clearance and databases, thumbprint.
+fn kept_line(k: &Kept) -> String {
+    let mut access = vec![k.clearance.to_string()];
+    access.extend(k.permissions.iter().map(|(db, a)| format!("{db}: {a}")));
+    format!(
+        "client {} ('{}'): {}; thumbprint {}",
+        k.key,
+        k.name,
+        access.join(", "),
+        k.thumbprint
+    )
+}
+
+/// The heading of the kept certificates, in every format.
+const KEPT_HEADING: &str =
+    "Kept, though certs.toml no longer declares them (prune = false): they still have access";
 
 /// The count of each action, in the plan's order: "1 created, 0 updated, ..." after an apply.
 pub(crate) fn applied_counts(plan: &Plan) -> String {
@@ -220,10 +245,17 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
         }
         out.push('\n');
     }
-    if plan.changes.is_empty() {
+    if plan.is_settled() {
         let _ = writeln!(out, "{}", NO_CHANGES);
-    } else {
+    } else if !plan.changes.is_empty() {
         text_changes(&mut out, plan, style);
+    }
+    if !plan.kept.is_empty() {
+        let _ = writeln!(out, "{}", style.warn(&format!("{KEPT_HEADING}:")));
+        for k in &plan.kept {
+            let _ = writeln!(out, "  = {}", Escaped(&kept_line(k)));
+        }
+        out.push('\n');
     }
     if !plan.warnings.is_empty() {
         let _ = writeln!(out, "{}", style.warn("Warnings:"));
@@ -232,7 +264,7 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
         }
         out.push('\n');
     }
-    if !plan.changes.is_empty() {
+    if !plan.is_settled() {
         let _ = writeln!(out, "{}", style.bold(&summary_line(plan)));
     }
     out
@@ -366,6 +398,13 @@ struct Summary {
     delete: usize,
     /// Exports.
     export: usize,
+    /// Undeclared certificates kept (prune off): still with access. Absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    kept: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The plan as the JSON documented in SPEC §4 (`plan --json`, and inside a saved plan).
@@ -379,6 +418,9 @@ pub(crate) struct PlanDocument {
     summary: Summary,
     /// Changes made outside ravencert, then the plan's warnings.
     warnings: Vec<String>,
+    /// Undeclared certificates kept (prune off), with their access. Absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    kept: Vec<Kept>,
     /// `plan --json --diff`: the registry diff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) registry_diff: Option<String>,
@@ -395,6 +437,7 @@ pub(crate) fn plan_document(plan: &Plan) -> PlanDocument {
             replace: plan.count(Action::Replace),
             delete: plan.count(Action::Delete),
             export: plan.count(Action::Export),
+            kept: plan.kept.len(),
         },
         warnings: plan
             .drift
@@ -402,6 +445,7 @@ pub(crate) fn plan_document(plan: &Plan) -> PlanDocument {
             .map(|d| format!("changed outside ravencert: {d}"))
             .chain(plan.warnings.iter().cloned())
             .collect(),
+        kept: plan.kept.clone(),
         registry_diff: None,
     }
 }
@@ -452,12 +496,21 @@ pub fn plan_markdown(plan: &Plan) -> String {
         }
         out.push('\n');
     }
-    if plan.changes.is_empty() {
+    if plan.is_settled() {
         let _ = writeln!(out, "{NO_CHANGES}\n");
     } else {
         let _ = writeln!(out, "**{}**\n", summary_line(plan));
         md_escalations(&mut out, plan);
-        md_table(&mut out, plan);
+        if !plan.changes.is_empty() {
+            md_table(&mut out, plan);
+        }
+    }
+    if !plan.kept.is_empty() {
+        let _ = writeln!(out, "**{}**\n", md_cell(KEPT_HEADING));
+        for k in &plan.kept {
+            let _ = writeln!(out, "- {}", md_cell(&kept_line(k)));
+        }
+        out.push('\n');
     }
     if !plan.warnings.is_empty() {
         out.push_str("**Warnings**\n\n");
