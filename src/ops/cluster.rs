@@ -1100,6 +1100,7 @@ mod tests {
             thumbprint: thumbprint.into(),
             public_key_pinning_hash: "p".into(),
             clearance,
+            protect: false,
             not_before: now,
             not_after: now,
             source: crate::model::Origin::Uploaded,

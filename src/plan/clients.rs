@@ -21,6 +21,12 @@ impl<'a> Planner<'a> {
         let mut changes = Vec::new();
         for client in desired.clients.values() {
             let current = self.active.get(client.key.as_str()).copied();
+            if current.is_some_and(|c| c.protect) && !client.protect {
+                self.warnings.push(format!(
+                    "client '{}' is no longer protected once this plan is applied: a later plan may delete it (removed from certs.toml, with prune = true) or re-issue it (a key or validity change)",
+                    client.key
+                ));
+            }
             let change = match &client.source {
                 ClientSpec::Generate(spec) => self.generated(client, spec, current),
                 ClientSpec::Upload(file) => self.upload(client, &file.path, current)?,
@@ -349,6 +355,13 @@ fn field_changes(old: &CertEntry, new: &ClientDesired) -> Vec<FieldChange> {
         ));
     }
     out.extend(permission_changes(&old.permissions, &new.permissions));
+    if old.protect != new.protect {
+        out.push(FieldChange::new(
+            Field::Protect,
+            Some(old.protect.to_string()),
+            Some(new.protect.to_string()),
+        ));
+    }
     out
 }
 
@@ -380,6 +393,9 @@ fn field_changes_from_nothing(c: &ClientDesired) -> Vec<FieldChange> {
             FieldChange::new(Field::Database(db.clone()), None, Some(a.to_string()))
         }),
     );
+    if c.protect {
+        out.push(FieldChange::new(Field::Protect, None, Some("true".into())));
+    }
     out
 }
 
@@ -445,6 +461,9 @@ fn update_change(client: &ClientDesired, edit: Edit<'_>, notes: Vec<String>) -> 
     }
     if fields.iter().any(|f| f.field.is_database()) {
         what.push("permissions");
+    }
+    if fields.iter().any(|f| f.field == Field::Protect) {
+        what.push("protect");
     }
     let mut reasons = Vec::new();
     if !what.is_empty() {

@@ -120,6 +120,9 @@ pub struct Fields {
     /// Database access (clients).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub permissions: Option<BTreeMap<String, Access>>,
+    /// `protect = true` (clients): shown only when set.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(crate) protect: bool,
     /// The expiry; None while only the apply knows it.
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -141,6 +144,8 @@ pub enum Field {
     Database(String),
     /// Who holds an uploaded certificate (subject and thumbprint of each).
     Certificate,
+    /// `protect`: whether the client may leave, or be re-issued, in one step.
+    Protect,
 }
 
 impl Field {
@@ -155,6 +160,7 @@ impl Field {
             Field::Name => "name",
             Field::Clearance => "clearance",
             Field::Certificate => "certificate",
+            Field::Protect => "protect",
             Field::Database(db) => db,
         }
     }
@@ -682,6 +688,7 @@ fn entry_fields(e: &CertEntry) -> Fields {
         name: Some(e.name.clone()),
         clearance: Some(e.clearance),
         permissions: Some(e.permissions.clone()),
+        protect: e.protect,
         not_after,
     }
 }
@@ -701,8 +708,13 @@ fn desired_fields(c: &ClientDesired) -> Fields {
         name: Some(c.name.clone()),
         clearance: Some(c.clearance),
         permissions: Some(c.permissions.clone()),
+        protect: c.protect,
         ..Fields::default()
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn list(ts: &[String]) -> String {

@@ -90,6 +90,7 @@ pub(super) fn applied(d: &Desired) -> Actual {
             thumbprint: thumb(i as u8 + 1),
             public_key_pinning_hash: "p".into(),
             clearance: c.clearance,
+            protect: c.protect,
             not_before: NOW - time::Duration::days(17),
             not_after: NOW + time::Duration::days(355),
             source: Origin::Generated,
@@ -333,6 +334,44 @@ fn protect_blocks_replacement_unless_named() {
     let p = run(&d, &a);
     assert!(p.is_empty());
     assert!(p.warnings.iter().any(|w| w.contains("protected")));
+}
+
+#[test]
+fn protect_is_recorded_by_an_update_of_its_own() {
+    let d = desired(vec![client("a", Clearance::Operator, &[])], false);
+    let a = applied(&d);
+    let mut p2 = d.clone();
+    p2.clients.get_mut("a").unwrap().protect = true;
+    let p = run(&p2, &a);
+    assert_eq!(p.changes.len(), 1, "{:?}", p.changes);
+    let c = &p.changes[0];
+    assert_eq!((c.action, c.escalation), (Action::Update, false));
+    assert_eq!(c.reason, "protect changed in certs.toml");
+    assert_eq!(
+        c.fields,
+        vec![FieldChange::new(
+            Field::Protect,
+            Some("false".into()),
+            Some("true".into())
+        )]
+    );
+    assert!(c.after.as_ref().is_some_and(|f| f.protect));
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    // What the apply records: the projection protects it, and then nothing is left to do.
+    let mut after = a.clone();
+    after.registry = project(&a.registry, &p, &p2, NOW);
+    assert!(after.registry.certificates[0].protect);
+    assert!(run(&p2, &after).is_empty());
+    // Dropped: an update again, with a note that it may now go.
+    let p = run(&d, &after);
+    assert_eq!(p.changes[0].action, Action::Update);
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("client 'a' is no longer protected")),
+        "{:?}",
+        p.warnings
+    );
 }
 
 #[test]
