@@ -243,7 +243,7 @@ struct RawClient {
     /// File holding that password, relative to this file's folder.
     #[schemars(with = "Option<String>")]
     password_file: Option<Spanned<String>>,
-    /// Never deleted or re-issued unless `--replace KEY` names it.
+    /// Leaves only in two reviewed steps: a plan deleting it (table removed or renamed) or re-issuing it for a change here (key, validity) is refused until a change dropping `protect` is applied. `--replace KEY` re-issues it in one step.
     #[serde(default)]
     protect: bool,
     /// Register an existing certificate file (.pfx/.p12, PEM or DER) instead of generating.
@@ -508,7 +508,8 @@ pub struct ClientDesired {
     pub clearance: Clearance,
     /// Database -> access (ValidUser only).
     pub permissions: Permissions,
-    /// Never deleted or re-issued unless `--replace KEY` names it.
+    /// Not deleted nor re-issued by a change of certs.toml in one step: see [`plan`](crate::plan)
+    /// (`PlanError::Protected`); `--replace KEY` re-issues it.
     pub protect: bool,
     /// After a re-issue or a changed upload, keep the old certificate registered this long.
     pub overlap: Option<Period>,
