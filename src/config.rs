@@ -243,7 +243,7 @@ struct RawClient {
     /// File holding that password, relative to this file's folder.
     #[schemars(with = "Option<String>")]
     password_file: Option<Spanned<String>>,
-    /// Never deleted or re-issued unless `--replace KEY` names it.
+    /// Leaves only in two reviewed steps: a plan deleting it (table removed or renamed) or re-issuing it for a change here (key, validity) is refused until a change dropping `protect` is applied. `--replace KEY` re-issues it in one step.
     #[serde(default)]
     protect: bool,
     /// Register an existing certificate file (.pfx/.p12, PEM or DER) instead of generating.
@@ -419,6 +419,9 @@ fn database_names(schema: &mut schemars::Schema) {
 pub struct StoreSettings {
     /// The store folder (joined to certs.toml's folder, or `--store`).
     pub path: PathBuf,
+    /// `[store] path` as certs.toml writes it (`store` when absent): what the registry records
+    /// and a plan compares, the same on every machine whatever `--store` says.
+    pub declared_path: String,
     /// Delete registered certificates that are no longer declared.
     pub prune: bool,
     /// 0 = no limit.
@@ -508,7 +511,8 @@ pub struct ClientDesired {
     pub clearance: Clearance,
     /// Database -> access (ValidUser only).
     pub permissions: Permissions,
-    /// Never deleted or re-issued unless `--replace KEY` names it.
+    /// Not deleted nor re-issued by a change of certs.toml in one step: see [`plan`](crate::plan)
+    /// (`PlanError::Protected`); `--replace KEY` re-issues it.
     pub protect: bool,
     /// After a re-issue or a changed upload, keep the old certificate registered this long.
     pub overlap: Option<Period>,
@@ -1120,8 +1124,10 @@ fn validate_store(ck: &mut Checker<'_>, s: Option<&RawStore>, base: &Path) -> St
             ck.error_at(Some(&p.span()), "store.path", e);
         }
     }
+    let declared_path = path.map_or("store", |p| p.get_ref().as_str()).to_string();
     StoreSettings {
-        path: base.join(path.map_or("store", |p| p.get_ref().as_str())),
+        path: base.join(&declared_path),
+        declared_path,
         prune: s.is_some_and(|s| s.prune),
         max_deletions,
     }

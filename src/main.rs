@@ -22,23 +22,47 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+            // --help and --version print to stdout, and fail like any output that cannot be
+            // written; a usage error goes to stderr and exits 1 whatever happens to it.
+            let printed = e.print().and_then(|()| std::io::stdout().flush());
+            if e.use_stderr() {
+                return ExitCode::from(1);
+            }
+            return ExitCode::from(output_code(printed, 0));
         }
     };
     let color = use_color(cli.color);
     let code = match run(cli) {
-        Ok(out) => {
-            emit(&out, color);
-            out.code
-        }
+        Ok(out) => output_code(emit(&out, color), out.code),
         Err(e) => {
             // Errors quote names, subjects, paths and file contents: escaped whole, never styled.
-            eprintln!("error: {}", escape_output(&e.to_string(), false));
+            say(&format!("error: {}", escape_output(&e.to_string(), false)));
             1
         }
     };
     ExitCode::from(code)
+}
+
+/// The exit code once stdout was written: the command's `code`, or 1 (said on stderr) when
+/// stdout could not be written or flushed. A closed pipe (`ravencert plan | head`) is not an
+/// error: the reader has what it wanted, and the command exits as it would have.
+fn output_code(written: std::io::Result<()>, code: u8) -> u8 {
+    match written {
+        Ok(()) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+        Err(e) => {
+            say(&format!("error: cannot write the output: {e}"));
+            1
+        }
+    }
+}
+
+/// One line on stderr. A line that cannot be written (`2>/dev/full`) cannot be reported
+/// either: it is dropped, never a panic (`eprintln!` panics).
+fn say(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+    let _ = err.flush();
 }
 
 /// A panic is a bug: it says where it happened and asks for a report, never what it carried.
@@ -52,26 +76,41 @@ fn report_panic(info: &std::panic::PanicHookInfo<'_>) {
         .unwrap_or_default();
     let thread = std::thread::current();
     let thread = thread.name().unwrap_or("unnamed");
-    eprintln!(
+    // Never `eprintln!` here: a panic inside the hook aborts.
+    say(&format!(
         "error: ravencert stopped on an internal error (a panic in thread '{}'{at}). This is a bug: please report it with the command you ran and this line. Its message is not shown: it may hold a value ravencert was handling (a password or a key).",
         escape_output(thread, false)
-    );
+    ));
 }
 
-/// Prints a command's output; a closed pipe (`ravencert plan | head`) is not an error.
+/// Prints a command's output: stdout written and flushed, or why not ([`output_code`] makes
+/// that exit 1, rather than 0 with a truncated file). stderr's own failures cannot be
+/// reported, and are ignored.
 ///
 /// The output boundary: every control, format (bidi, zero width) and separator character is
 /// shown escaped (`\u{1b}`), whatever produced it. Newlines stay, and with color so do ANSI
 /// color sequences: colored text is made only from values that render escaped before styling.
 /// stderr is never styled.
-fn emit(out: &Output, color: bool) {
-    let _ = std::io::stdout().write_all(escape_output(&out.stdout, color).as_bytes());
-    let _ = std::io::stderr().write_all(escape_output(&out.stderr, false).as_bytes());
+fn emit(out: &Output, color: bool) -> std::io::Result<()> {
+    let written = {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(escape_output(&out.stdout, color).as_bytes())
+            .and_then(|()| stdout.flush())
+    };
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(escape_output(&out.stderr, false).as_bytes());
+    let _ = stderr.flush();
+    written
 }
 
 /// The log writer of `watch`: each event line escaped like [`emit`]'s output. tracing formats
 /// an event whole and writes it at once, and escapes ESC in the fields it prints itself, so the
 /// color sequences kept are its own.
+///
+/// A log line that cannot be written (a full disk, a closed pipe) has nowhere to be reported:
+/// it is dropped and the daemon goes on applying (its state stays on `/healthz` and
+/// `/metrics`), rather than stop or panic over its log.
 struct LogWriter {
     color: bool,
 }
@@ -79,11 +118,12 @@ struct LogWriter {
 impl std::io::Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(escape_output(&text, self.color).as_bytes())?;
+        let _ = std::io::stderr().write_all(escape_output(&text, self.color).as_bytes());
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        let _ = std::io::stderr().flush();
+        Ok(())
     }
 }
 
@@ -124,6 +164,9 @@ fn run(cli: Cli) -> ops::Result<Output> {
                 .with_writer(move || LogWriter { color })
                 .with_ansi(color)
                 .with_target(false)
+                // Its own report of a failed write is an `eprintln!`, which panics when stderr
+                // fails too; LogWriter drops what it cannot write.
+                .log_internal_errors(false)
                 .init();
             ops::watch(&ctx, &watch_request(a))
         }

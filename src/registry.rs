@@ -140,6 +140,10 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// A registered client certificate, as RavenDB's registry keeps it, plus ravencert's id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,6 +158,12 @@ pub struct CertEntry {
     pub public_key_pinning_hash: String,
     /// The security clearance.
     pub clearance: Clearance,
+    /// Whether certs.toml declared `protect = true` when this entry was last applied: the
+    /// planner then refuses to delete or re-issue the client in one step, even once certs.toml
+    /// no longer says so. Written only as `protect = true`; entries written before ravencert
+    /// recorded it read as not protected.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub protect: bool,
     /// Start of validity.
     #[serde(with = "time::serde::rfc3339")]
     pub not_before: OffsetDateTime,
@@ -418,6 +428,9 @@ pub(crate) fn describe_drift(written: &Registry, now: &Registry) -> Vec<String> 
                         show(&a.permissions)
                     ));
                 }
+                if a.protect != b.protect {
+                    fields.push(format!("protect {} -> {}", b.protect, a.protect));
+                }
                 if a.key != b.key || a.not_after != b.not_after || a.source != b.source {
                     fields.push("other fields".into());
                 }
@@ -454,6 +467,7 @@ mod tests {
             thumbprint: thumb.into(),
             public_key_pinning_hash: "x".into(),
             clearance: Clearance::ValidUser,
+            protect: false,
             not_before: OffsetDateTime::UNIX_EPOCH,
             not_after: OffsetDateTime::UNIX_EPOCH,
             source: Origin::Generated,
@@ -514,6 +528,44 @@ mod tests {
         let keys: Vec<bool> = back.server.iter().map(|s| s.has_key).collect();
         assert_eq!(keys, vec![true, false]);
         assert_eq!(back.to_text(), text);
+    }
+
+    #[test]
+    fn only_a_protected_entry_says_so_and_older_registries_read_as_unprotected() {
+        let mut r = Registry::new();
+        r.certificates.push(entry("a", &"A".repeat(40)));
+        let plain = r.to_text();
+        assert!(!plain.contains("protect"), "{plain}");
+        // A registry written before `protect` existed reads as not protected.
+        let back = Registry::parse(Path::new("r"), &plain).unwrap();
+        assert!(!back.certificates[0].protect);
+        let mut b = entry("b", &"B".repeat(40));
+        b.protect = true;
+        r.certificates.push(b);
+        let text = r.to_text();
+        assert_eq!(text.matches("protect = true").count(), 1, "{text}");
+        let back = Registry::parse(Path::new("r"), &text).unwrap();
+        let protected: Vec<bool> = back.certificates.iter().map(|c| c.protect).collect();
+        assert_eq!(protected, vec![false, true]);
+        assert_eq!(back.to_text(), text);
+        // A hand edit of it is drift, named.
+        let drift = describe_drift(&r, &Registry::parse(Path::new("r"), &plain).unwrap());
+        assert!(
+            drift
+                .iter()
+                .any(|d| d.contains("client 'b'") && d.contains("removed")),
+            "{drift:?}"
+        );
+        let mut edited = r.clone();
+        edited.certificates[1].protect = false;
+        let drift = describe_drift(&r, &edited);
+        assert_eq!(
+            drift,
+            vec![format!(
+                "client 'b' ({}) was edited in the registry: protect true -> false",
+                "B".repeat(40)
+            )]
+        );
     }
 
     #[test]

@@ -1029,22 +1029,39 @@ fn a_good_cluster_section_validates_and_leaves_the_store_alone() {
     env.config(&format!("{good}{GOOD_CLUSTER}"));
     env.run(&["validate"]).success();
     common::schema_check(&format!("{good}{GOOD_CLUSTER}")).unwrap();
-    env.run(&["plan", "--detailed-exitcode", "--offline"])
-        .success();
+    // The section itself is a settings change (new urls: flagged), and nothing else.
+    let plan = env.run(&["plan", "--detailed-exitcode", "--offline"]);
+    assert_eq!(plan.code, 2, "{}", plan.shown());
+    assert!(
+        plan.stdout.contains("~ settings cluster  [ESCALATION]")
+            && plan
+                .stdout
+                .contains("Plan: 0 to create, 1 to update, 0 to replace"),
+        "{}",
+        plan.stdout
+    );
     env.run(&["apply", "--yes", "--offline"]).success();
     env.cmd(&["plan"]).refused(&[
         "no cluster node answered",
         "https://127.0.0.1:1",
         "https://[::1]:1",
     ]);
+    // The apply recorded the settings in the registry; no certificate, key or bundle changed.
     let changed: Vec<String> = common::changed_paths(&before, &env.snapshot())
         .into_iter()
         .filter(|p| !p.ends_with("/.lock"))
+        .filter(|p| {
+            !["registry.toml", ".registry.applied", ".verified.json"]
+                .iter()
+                .any(|f| p.ends_with(f))
+        })
         .collect();
     assert!(
         changed.is_empty(),
         "apply with [cluster] changed {changed:?}"
     );
+    let registry = std::fs::read_to_string(env.store().join("registry.toml")).unwrap();
+    assert!(registry.contains("[settings.cluster]"), "{registry}");
 
     // An admin .pfx and a CA file outside the store, named relative to certs.toml.
     std::fs::create_dir_all(env.path("trust")).unwrap();
@@ -1063,8 +1080,16 @@ fn a_good_cluster_section_validates_and_leaves_the_store_alone() {
     env.config(&pfx);
     common::schema_check(&pfx).unwrap();
     env.run(&["validate"]).success();
-    env.run(&["plan", "--detailed-exitcode", "--offline"])
-        .success();
+    // Another CA and admin identity: flagged settings changes, nothing else.
+    let plan = env.run(&["plan", "--detailed-exitcode", "--offline"]);
+    assert_eq!(plan.code, 2, "{}", plan.shown());
+    for s in [
+        "ca: store -> trust/cluster-ca.pem",
+        "admin: clients.admin -> certificate secrets/admin.pfx",
+        "admin identity changed",
+    ] {
+        assert!(plan.stdout.contains(s), "{s}: {}", plan.stdout);
+    }
 
     // From an empty folder, a config with [cluster] applies the store as without it.
     let fresh = Env::new().env("ORDERS_APP_PFX_PASSWORD", ENV_SECRET);

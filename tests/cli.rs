@@ -3,6 +3,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
 
 use common::openssl::pkcs12;
 use common::{openssl, openssl_thumbprint, Env, SERVER};
@@ -253,9 +254,11 @@ fn undeclared_clients_warn_without_prune_and_are_deleted_with_it() {
     let without_admin =
         three_clients().replace("[clients.admin]\nclearance = \"ClusterAdmin\"\n", "");
     env.config(&without_admin);
+    // Kept access: listed with its clearance, counted, and not "No changes" (exit 2).
     let plan = env.run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(plan.code, 0);
-    assert!(plan.stdout.contains("client 'admin'"), "{}", plan.stdout);
+    assert_eq!(plan.code, 2, "{}", plan.shown());
+    assert!(plan.stdout.contains("client admin ("), "{}", plan.stdout);
+    assert!(plan.stdout.contains("ClusterAdmin"), "{}", plan.stdout);
     assert!(plan.stdout.contains("prune = false"));
     env.run(&["apply", "--yes"]).success();
     assert!(env.store().join("issued/admin/admin.pfx").exists());
@@ -263,8 +266,11 @@ fn undeclared_clients_warn_without_prune_and_are_deleted_with_it() {
     env.config(&without_admin.replace("version = 1", "version = 1\n[store]\nprune = true"));
     let plan = env.run(&["plan", "--json"]).success().json();
     assert_eq!(plan["summary"]["delete"], 1);
-    assert_eq!(plan["changes"][0]["action"], "delete");
-    assert_eq!(plan["changes"][0]["key"], "admin");
+    // Turning prune on is a settings change of its own, flagged.
+    assert_eq!(plan["changes"][0]["target"], "settings");
+    assert_eq!(plan["changes"][0]["escalation"], true);
+    assert_eq!(plan["changes"][1]["action"], "delete");
+    assert_eq!(plan["changes"][1]["key"], "admin");
     let admin_thumb = env.thumbprint("admin");
     env.run(&["apply", "--yes"]).success();
     let s = env.status();
@@ -906,4 +912,132 @@ fn readme_walkthrough_shows_the_real_plan() {
             "the README shows {line:?}, the plan does not:\n{plan}"
         );
     }
+}
+
+/// `ravencert ARGS` in `env`'s folder with stdout (and stderr) going where the test says.
+fn run_into(env: &Env, args: &[&str], stdout: Stdio, stderr: Stdio) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ravencert"))
+        .args(args)
+        .current_dir(env.dir.path())
+        .env_remove("NO_COLOR")
+        .env_remove("RAVENCERT_TEST_NOW")
+        .envs(env.envs.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .output()
+        .expect("run ravencert")
+}
+
+/// `status --json > /dev/full`: the output cannot be written, so the command fails, saying so
+/// on one line, rather than exit 0 leaving a truncated file behind (issue 22).
+#[test]
+fn an_output_that_cannot_be_written_is_an_error() {
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    for args in [
+        &["status", "--json"][..],
+        &["plan"][..],
+        &["schema"][..],
+        &["--help"][..],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = run_into(&env, args, Stdio::from(full), Stdio::piped());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: cannot write the output: ") && stderr.lines().count() == 1,
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+/// `ravencert status --json | head -c 1`: a reader that stops early is not an error, the
+/// command exits as it would have (0), quietly. The pipe's read end is closed before the
+/// binary starts, so its first write meets a closed pipe.
+#[test]
+fn a_closed_pipe_on_stdout_is_a_quiet_success() {
+    let env = env_with_three();
+    env.run(&["apply", "--yes"]).success();
+    for args in [&["status", "--json"][..], &["plan"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = run_into(&env, args, Stdio::from(writer), Stdio::piped());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+    // Through a shell, as typed: ravencert's own exit status (pipefail) is 0.
+    common::sh(
+        env.dir.path(),
+        &format!(
+            "set -o pipefail\n'{}' status --json | head -c 1 >/dev/null",
+            env!("CARGO_BIN_EXE_ravencert")
+        ),
+    );
+}
+
+/// An error that cannot be written to stderr (`2>/dev/full`) still exits 1, without a panic.
+#[test]
+fn an_error_that_cannot_be_written_still_exits_1() {
+    let env = Env::new();
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let out = run_into(
+        &env,
+        &["-c", "missing.toml", "validate"],
+        Stdio::piped(),
+        Stdio::from(full()),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // Both streams full: the same.
+    let out = run_into(
+        &env,
+        &["-c", "missing.toml", "status", "--json"],
+        Stdio::from(full()),
+        Stdio::from(full()),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+/// A `watch` whose log cannot be written (`2>/dev/full`) goes on applying: a log line it cannot
+/// write is dropped, never a panic that would stop the daemon.
+#[test]
+fn watch_goes_on_when_its_log_cannot_be_written() {
+    let env = Env::new();
+    env.config(&format!(
+        "{SERVER}[clients.app]\nclearance = \"ValidUser\"\n"
+    ));
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ravencert"))
+        .args(["watch", "--interval", "10s"])
+        .current_dir(env.dir.path())
+        .env_remove("NO_COLOR")
+        .env_remove("RAVENCERT_TEST_NOW")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(full))
+        .spawn()
+        .unwrap();
+    let registry = env.store().join("registry.toml");
+    common::wait_until(
+        "the first apply",
+        || "watch with its log at /dev/full".to_string(),
+        || registry.exists() || !matches!(child.try_wait(), Ok(None)),
+    );
+    assert!(matches!(child.try_wait(), Ok(None)), "watch stopped");
+    assert!(registry.exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

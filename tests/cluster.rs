@@ -933,3 +933,73 @@ fn the_request_log_is_private_and_never_written_through_a_link() {
     );
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched\n");
 }
+
+/// A ClusterAdmin kept for emergencies, protected.
+const BREAK_GLASS: &str = r#"
+[clients.break-glass]
+name = "Break-glass admin"
+clearance = "ClusterAdmin"
+protect = true
+"#;
+
+/// certs.toml with `[store] prune = true`: what is removed from it is removed from the store,
+/// and so unregistered from the cluster.
+fn declare_pruned(f: &Fixture, clients: &str) {
+    let base = BASE.replace("max_deletions = 3\n", "max_deletions = 3\nprune = true\n");
+    f.env.config(&format!(
+        "{base}{clients}\n[cluster]\nurls = [\"{}\"]\nadmin = \"admin\"\ntimeout = \"20s\"\n",
+        f.server.url()
+    ));
+}
+
+#[test]
+fn a_protected_admin_is_never_unregistered_in_one_step() {
+    let f = Fixture::start(CLIENTS, "");
+    declare_pruned(&f, &format!("{CLIENTS}{BREAK_GLASS}"));
+    f.run(&["apply", "--yes"]).success();
+    let thumb = f.thumbprint("break-glass");
+    assert!(f.registration(&thumb).is_some());
+    let registered = f.registrations().len();
+    let _ = f.take_requests();
+
+    // Its table removed, or renamed, with prune on: refused before anything is sent.
+    let renamed = BREAK_GLASS.replace("clients.break-glass", "clients.emergency");
+    for (what, clients) in [("removed", ""), ("renamed", renamed.as_str())] {
+        declare_pruned(&f, &format!("{CLIENTS}{clients}"));
+        for args in [&["plan"][..], &["apply", "--yes"][..]] {
+            f.env
+                .cmd(args)
+                .env("RAVENCERT_REQUEST_LOG", f.log.to_str().unwrap())
+                .refused(&[
+                    "client 'break-glass' is protected",
+                    "drop `protect` first, apply, then remove it",
+                ]);
+        }
+        let sent = f.take_requests();
+        assert!(sent.is_empty(), "{what}: nothing sent: {sent:?}");
+        assert_eq!(f.registrations().len(), registered, "{what}");
+        assert!(f.registration(&thumb).is_some(), "{what}: still registered");
+    }
+
+    // Step one: protect dropped. The store's record changes, the cluster's registration not.
+    declare_pruned(
+        &f,
+        &format!("{CLIENTS}{}", BREAK_GLASS.replace("protect = true\n", "")),
+    );
+    f.run(&["apply", "--yes"]).success();
+    let sent = f.take_requests();
+    assert!(!sent.iter().any(|l| l.starts_with("DELETE ")), "{sent:?}");
+    assert!(f.registration(&thumb).is_some());
+
+    // Step two: removed, and unregistered.
+    declare_pruned(&f, CLIENTS);
+    f.run(&["apply", "--yes"]).success();
+    let sent = f.take_requests();
+    assert!(
+        sent.iter()
+            .any(|l| l.starts_with("DELETE ") && l.contains(&thumb)),
+        "{sent:?}"
+    );
+    assert!(f.registration(&thumb).is_none());
+    assert_eq!(f.registrations().len(), registered - 1);
+}

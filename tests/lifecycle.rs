@@ -205,30 +205,122 @@ fn guards_refuse_and_leave_the_store_untouched() {
     assert!(entries(&env, 0).is_empty());
 }
 
+/// The refusal of a one-step delete or re-issue of a protected client: it names the client and
+/// the way out.
+const TWO_STEPS: &str = "drop `protect` first, apply, then";
+
 #[test]
-fn protect_blocks_replacement_except_an_explicit_replace() {
+fn protect_refuses_a_one_step_reissue_except_an_explicit_replace() {
     let env = Env::new();
-    let config = format!("{SERVER}[clients.root]\nclearance = \"ClusterAdmin\"\nprotect = true\n");
+    let config = format!("{SERVER}[clients.root]\nclearance = \"ClusterAdmin\"\n");
     env.config(&config);
     env.run(&["apply", "--yes"]).success();
     let thumb = env.thumbprint("root");
 
-    // Key change would re-issue: protected, so only a warning.
-    env.config(&config.replace("protect = true", "protect = true\nkey = \"ec-p384\""));
-    let registry = || std::fs::read(env.store().join("registry.toml")).unwrap();
-    let bundle = || std::fs::read(env.store().join("issued/root/root.pfx")).unwrap();
-    let (reg_before, bundle_before) = (registry(), bundle());
-    let plan = env.run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(plan.code, 0, "{}", plan.stdout);
-    assert!(plan.stdout.contains("protected"), "{}", plan.stdout);
+    // Protect added: an update of its own (the store remembers it), the certificate kept.
+    let protected = format!("{config}protect = true\n");
+    env.config(&protected);
+    let plan = env.run(&["plan"]).success();
+    assert!(plan.stdout.contains("~ client root"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("protect: false -> true"),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains("ESCALATION"), "{}", plan.stdout);
     env.run(&["apply", "--yes"]).success();
     assert_eq!(env.thumbprint("root"), thumb);
-    assert_eq!(reg_before, registry());
-    assert_eq!(bundle_before, bundle());
+    let registry = std::fs::read_to_string(env.store().join("registry.toml")).unwrap();
+    assert_eq!(registry.matches("protect = true").count(), 1, "{registry}");
+    let quiet = env.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(quiet.code, 0, "{}", quiet.stdout);
 
-    // Named explicitly: it goes through.
+    // A key change would re-issue it: refused, nothing changed, the way out named.
+    let rekeyed = format!("{protected}key = \"ec-p384\"\n");
+    env.config(&rekeyed);
+    for args in [&["plan"][..], &["apply", "--yes"][..]] {
+        env.cmd(args)
+            .refused(&["client 'root' is protected", "--replace root", TWO_STEPS]);
+    }
+    // Dropping protect in the same step changes nothing: the store remembers it.
+    env.config(&rekeyed.replace("protect = true\n", ""));
+    env.cmd(&["apply", "--yes"])
+        .refused(&["client 'root' is protected", TWO_STEPS]);
+
+    // Named explicitly: the one-step re-issue, protect kept.
+    env.config(&rekeyed);
     env.run(&["apply", "--yes", "--replace", "root"]).success();
     assert_ne!(env.thumbprint("root"), thumb);
+    let registry = std::fs::read_to_string(env.store().join("registry.toml")).unwrap();
+    assert_eq!(registry.matches("protect = true").count(), 1, "{registry}");
+}
+
+#[test]
+fn a_protected_client_leaves_only_in_two_reviewed_steps() {
+    let env = Env::new();
+    let root =
+        "[clients.root]\nname = \"Break-glass\"\nclearance = \"ClusterAdmin\"\nprotect = true\n";
+    let app = "[clients.app]\nclearance = \"ValidUser\"\n";
+    let config = |clients: &str| format!("{SERVER}[store]\nprune = true\n{clients}{app}");
+    env.config(&config(root));
+    env.run(&["apply", "--yes"]).success();
+    let thumb = env.thumbprint("root");
+
+    // Removed with prune on, or renamed: refused, naming the client and the way out; the
+    // store (and the whole folder) unchanged.
+    for (what, clients) in [
+        ("removed", String::new()),
+        (
+            "renamed",
+            root.replace("clients.root", "clients.break-glass"),
+        ),
+    ] {
+        env.config(&config(&clients));
+        for args in [
+            &["plan"][..],
+            &["plan", "--json"][..],
+            &["apply", "--yes"][..],
+        ] {
+            let run = env.cmd(args).refused(&[
+                "client 'root' is protected",
+                &format!("{TWO_STEPS} remove it"),
+            ]);
+            assert!(
+                !run.stderr.contains("break-glass"),
+                "{what}: {}",
+                run.stderr
+            );
+        }
+        assert_eq!(env.thumbprint("root"), thumb, "{what}");
+    }
+
+    // Step one: protect dropped, an update that changes nothing else, with a note.
+    env.config(&config(&root.replace("protect = true\n", "")));
+    let plan = env.run(&["plan", "--diff"]).success().stdout;
+    assert!(plan.contains("~ client root"), "{plan}");
+    assert!(plan.contains("protect: true -> false"), "{plan}");
+    assert!(
+        plan.contains("-protect = true"),
+        "the registry diff shows it: {plan}"
+    );
+    assert!(
+        plan.contains("Plan: 0 to create, 1 to update, 0 to replace, 0 to delete"),
+        "{plan}"
+    );
+    assert!(plan.contains("no longer protected"), "{plan}");
+    env.run(&["apply", "--yes"]).success();
+    assert_eq!(env.thumbprint("root"), thumb);
+
+    // Step two: removed, a plain delete.
+    env.config(&config(""));
+    let plan = env.run(&["plan"]).success().stdout;
+    assert!(plan.contains("- client root"), "{plan}");
+    env.run(&["apply", "--yes"]).success();
+    let left: Vec<String> = entries(&env, 0)
+        .iter()
+        .map(|c| c["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, vec!["app".to_string()]);
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Properties of the planner over random configs and stores (proptest):
 //! - applying a plan and planning again gives no change;
 //! - nothing is deleted unless prune = true or a rotation overlap ended;
-//! - every change that widens access is flagged as an escalation.
+//! - every change that widens access is flagged as an escalation;
+//! - a protected client is never deleted or re-issued by certs.toml in one step, and leaves
+//!   in two: protect dropped and applied, then the change.
 //!
 //! That a plan does not depend on the process that makes it (hash order, threads) is checked
 //! across two processes in tests/outputs.rs: within one process it could not fail.
@@ -17,7 +19,7 @@ use ravencert::config::{
     StoreSettings,
 };
 use ravencert::model::{Access, Clearance, KeySpec, Period, PfxProfile, RenewBefore};
-use ravencert::plan::{self, Action, PlanOptions};
+use ravencert::plan::{self, Action, PlanError, PlanOptions};
 use ravencert::registry::{Actual, Registry};
 use time::macros::datetime;
 use time::OffsetDateTime;
@@ -88,6 +90,7 @@ fn desired() -> impl Strategy<Value = Desired> {
                 config_path: PathBuf::from("/cfg/certs.toml"),
                 store: StoreSettings {
                     path: PathBuf::from("/cfg/store"),
+                    declared_path: "store".into(),
                     prune,
                     max_deletions: max,
                 },
@@ -154,6 +157,43 @@ fn unlimited(mut d: Desired) -> Desired {
     d
 }
 
+/// `d` with no client protected.
+fn unprotected(d: &Desired) -> Desired {
+    let mut d = d.clone();
+    for c in d.declared.clients.values_mut() {
+        c.protect = false;
+    }
+    d
+}
+
+/// Going from `first` (applied as `start`) to `second`: in one step, or, when that deletes or
+/// re-issues a protected client (refused), in the two reviewed steps: `first` without protect,
+/// applied, then `second` without it. The config and store the last plan is for, and the plan.
+fn in_steps(
+    first: &Desired,
+    second: &Desired,
+    start: &Actual,
+    n: &mut u32,
+) -> (Desired, Actual, plan::Plan) {
+    match plan::plan(second, start, NOW, &everything_allowed()) {
+        Ok(p) => (second.clone(), start.clone(), p),
+        Err(PlanError::Protected { .. }) => {
+            let dropped = unprotected(first);
+            let step = plan::plan(&dropped, start, NOW, &everything_allowed()).unwrap();
+            assert!(
+                step.changes.iter().all(|c| c.action == Action::Update),
+                "dropping protect only updates: {:?}",
+                step.changes
+            );
+            let start = applied(&dropped, start, &step, n);
+            let second = unprotected(second);
+            let p = plan::plan(&second, &start, NOW, &everything_allowed()).unwrap();
+            (second, start, p)
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -162,10 +202,41 @@ proptest! {
         let (first, second) = (unlimited(first), unlimited(second));
         let mut n = 0;
         let start = applied(&first, &Actual::default(), &plan::plan(&first, &Actual::default(), NOW, &everything_allowed()).unwrap(), &mut n);
-        let p = plan::plan(&second, &start, NOW, &everything_allowed()).unwrap();
+        let (second, start, p) = in_steps(&first, &second, &start, &mut n);
         let after = applied(&second, &start, &p, &mut n);
         let again = plan::plan(&second, &after, NOW, &everything_allowed()).unwrap();
         prop_assert!(again.changes.is_empty(), "not converged: {:?}", again.changes);
+    }
+
+    #[test]
+    fn a_protected_client_leaves_only_in_two_steps(first in desired(), second in desired()) {
+        let (first, second) = (unlimited(first), unlimited(second));
+        let mut n = 0;
+        let start = applied(&first, &Actual::default(), &plan::plan(&first, &Actual::default(), NOW, &everything_allowed()).unwrap(), &mut n);
+        let recorded = |key: &str| start.registry.certificates.iter().any(|e| e.key == key && e.protect);
+        let declared = |key: &str| second.clients.get(key).is_some_and(|c| c.protect);
+        match plan::plan(&second, &start, NOW, &everything_allowed()) {
+            Ok(p) => {
+                for c in &p.changes {
+                    prop_assert!(
+                        !(recorded(&c.key) && c.action == Action::Delete),
+                        "deleted protected {}: {}", c.key, c.reason
+                    );
+                    prop_assert!(
+                        !((recorded(&c.key) || declared(&c.key)) && c.action == Action::Replace),
+                        "re-issued protected {}: {}", c.key, c.reason
+                    );
+                }
+            }
+            Err(PlanError::Protected { key, .. }) => {
+                prop_assert!(recorded(&key) || declared(&key), "{key} is not protected");
+            }
+            Err(e) => prop_assert!(false, "{e}"),
+        }
+        // The two steps always get there.
+        let (second, start, p) = in_steps(&first, &second, &start, &mut n);
+        let after = applied(&second, &start, &p, &mut n);
+        prop_assert!(plan::plan(&second, &after, NOW, &everything_allowed()).unwrap().changes.is_empty());
     }
 
     #[test]
@@ -191,7 +262,7 @@ proptest! {
         let (first, second) = (unlimited(first), unlimited(second));
         let mut n = 0;
         let start = applied(&first, &Actual::default(), &plan::plan(&first, &Actual::default(), NOW, &everything_allowed()).unwrap(), &mut n);
-        let p = plan::plan(&second, &start, NOW, &everything_allowed()).unwrap();
+        let (_, _, p) = in_steps(&first, &second, &start, &mut n);
         for c in &p.changes {
             let Some(after) = &c.after else { continue };
             let (Some(new_clearance), Some(new_perms)) = (after.clearance, after.permissions.as_ref()) else { continue };

@@ -6,8 +6,9 @@
 
 use libfuzzer_sys::fuzz_target;
 
-/// A small .pfx protected with the password `x` (fuzz/seeds/cert_file/chain-password-x.p12).
-const PFX: &[u8] = include_bytes!("../seeds/cert_file/chain-password-x.p12");
+/// A small .pfx protected with the password `x`, one PBKDF2 iteration so that a run tries many
+/// passwords a second (fuzz/seeds/cert_file/leaf-password-x-iter1.p12).
+const PFX: &[u8] = include_bytes!("../seeds/cert_file/leaf-password-x-iter1.p12");
 
 fuzz_target!(|data: &[u8]| {
     let _ = ravencert::inputs::password_file_opens(data, PFX);

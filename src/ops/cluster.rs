@@ -429,13 +429,18 @@ impl Target {
 }
 
 /// A warning the person running ravencert sees: `watch`'s log when it has one (tracing),
-/// stderr otherwise (the other commands set no log).
-#[allow(clippy::print_stderr)]
+/// stderr otherwise (the other commands set no log). A warning stderr cannot take has nowhere
+/// else to go: it is dropped, never a panic (as `eprintln!` would).
 fn warn_visibly(message: &str) {
     if tracing::dispatcher::has_been_set() {
         tracing::warn!("{message}");
     } else {
-        eprintln!("warning: {}", crate::render::Escaped(message));
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: {}",
+            crate::render::Escaped(message)
+        );
     }
 }
 
@@ -1095,6 +1100,7 @@ mod tests {
             thumbprint: thumbprint.into(),
             public_key_pinning_hash: "p".into(),
             clearance,
+            protect: false,
             not_before: now,
             not_after: now,
             source: crate::model::Origin::Uploaded,

@@ -402,6 +402,7 @@ mod tests {
             thumbprint: thumbprint.into(),
             public_key_pinning_hash: "p".into(),
             clearance: Clearance::Operator,
+            protect: false,
             not_before: NOW,
             not_after: NOW + time::Duration::days(30),
             source: Origin::Generated,

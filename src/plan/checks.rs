@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use time::OffsetDateTime;
 
-use super::{entry_fields, Action, Change, PlanError, Planner, Target, UploadProblem};
+use super::{
+    entry_fields, Action, Change, PlanError, Planner, ProtectedChange, Target, UploadProblem,
+};
 use crate::config::{ClientSpec, Desired, ServerSpec};
 use crate::model::Uploaded;
 use crate::registry::{Actual, CertEntry, Registry};
@@ -206,6 +208,12 @@ impl Planner<'_> {
                 continue;
             }
             if self.desired.store.prune {
+                if c.protect {
+                    return Err(PlanError::Protected {
+                        key: c.key.clone(),
+                        change: ProtectedChange::Delete,
+                    });
+                }
                 pruned.push(c.key.clone());
                 changes.push(delete_change(
                     c,

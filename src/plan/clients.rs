@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::{
-    desired_fields, entry_fields, known, lifetime_reasons, list, renewal_reason, shown, Action,
-    Change, Field, FieldChange, Fields, Issued, Lifetime, PlanError, Planner, Target, NO_PASSWORD,
+    declared_lifetime_reasons, desired_fields, entry_fields, known, list, renewal_reason, shown,
+    Action, Change, Field, FieldChange, Fields, Issued, Lifetime, PlanError, Planner,
+    ProtectedChange, Target, NO_PASSWORD,
 };
 use crate::config::{ClientDesired, ClientSpec, GenerateSpec};
 use crate::model::{Access, Clearance, Origin, Uploaded};
@@ -21,8 +22,14 @@ impl<'a> Planner<'a> {
         let mut changes = Vec::new();
         for client in desired.clients.values() {
             let current = self.active.get(client.key.as_str()).copied();
+            if current.is_some_and(|c| c.protect) && !client.protect {
+                self.warnings.push(format!(
+                    "client '{}' is no longer protected once this plan is applied: a later plan may delete it (removed from certs.toml, with prune = true) or re-issue it (a key or validity change)",
+                    client.key
+                ));
+            }
             let change = match &client.source {
-                ClientSpec::Generate(spec) => self.generated(client, spec, current),
+                ClientSpec::Generate(spec) => self.generated(client, spec, current)?,
                 ClientSpec::Upload(file) => self.upload(client, &file.path, current)?,
             };
             changes.extend(change);
@@ -35,11 +42,11 @@ impl<'a> Planner<'a> {
         client: &ClientDesired,
         spec: &GenerateSpec,
         current: Option<&CertEntry>,
-    ) -> Option<Change> {
+    ) -> Result<Option<Change>, PlanError> {
         let after = desired_fields(client);
         let new_access = (client.clearance, &client.permissions);
         let Some(current) = current else {
-            return Some(
+            return Ok(Some(
                 Change::new(
                     Action::Create,
                     Target::Client,
@@ -49,21 +56,13 @@ impl<'a> Planner<'a> {
                 .with_escalation(widens(None, new_access))
                 .with_fields(None, Some(after))
                 .with_changes(field_changes_from_nothing(client)),
-            );
+            ));
         };
         let fields = field_changes(current, client);
         let escalation = widens(Some((current.clearance, &current.permissions)), new_access);
         let explicit = self.opts.replace.contains(&client.key);
-        let mut reasons = self.reissue_reasons(client, spec, current, explicit);
-        if !reasons.is_empty() && client.protect && !explicit {
-            self.warnings.push(format!(
-                "client '{}' is protected: not re-issued although {}; run with --replace {} to re-issue it",
-                client.key,
-                reasons.join("; "),
-                client.key
-            ));
-            reasons.clear();
-        }
+        let reasons = self.reissue_reasons(client, spec, current, explicit);
+        let reasons = self.guard_protected(client, current, explicit, reasons)?;
         let edit = Edit {
             current,
             after,
@@ -72,10 +71,45 @@ impl<'a> Planner<'a> {
             thumbprints: vec![current.thumbprint.clone()],
         };
         if !reasons.is_empty() {
-            return Some(edit.into_change(Action::Replace, client, reasons.join("; ")));
+            return Ok(Some(edit.into_change(
+                Action::Replace,
+                client,
+                reasons.join("; "),
+            )));
         }
         let notes = self.generated_notes(client, spec, current);
-        update_change(client, edit, notes)
+        Ok(update_change(client, edit, notes))
+    }
+
+    /// A protected client (recorded in the store, or declared) is not re-issued in one step
+    /// unless `--replace` names it: a re-issue certs.toml asks for is refused; one the clock or
+    /// the store asks for (renewal due, expired, a bundle or file lost) becomes a warning, so
+    /// that it never blocks every apply. The reasons that remain.
+    fn guard_protected(
+        &mut self,
+        client: &ClientDesired,
+        current: &CertEntry,
+        explicit: bool,
+        reasons: Reissue,
+    ) -> Result<Vec<String>, PlanError> {
+        if explicit || !(current.protect || client.protect) {
+            return Ok(reasons.all());
+        }
+        if !reasons.declared.is_empty() {
+            return Err(PlanError::Protected {
+                key: client.key.clone(),
+                change: ProtectedChange::Reissue(reasons.declared.join("; ")),
+            });
+        }
+        if !reasons.due.is_empty() {
+            self.warnings.push(format!(
+                "client '{}' is protected: not re-issued although {}; run with --replace {} to re-issue it",
+                client.key,
+                reasons.due.join("; "),
+                client.key
+            ));
+        }
+        Ok(Vec::new())
     }
 
     /// Why a generated client's certificate must be issued again (none: it stays).
@@ -85,34 +119,41 @@ impl<'a> Planner<'a> {
         spec: &GenerateSpec,
         current: &CertEntry,
         explicit: bool,
-    ) -> Vec<String> {
-        let mut reasons = Vec::new();
+    ) -> Reissue {
+        let mut declared = Vec::new();
         if explicit {
-            reasons.push(format!("--replace {}", client.key));
+            declared.push(format!("--replace {}", client.key));
         }
         if current.source == Origin::Uploaded {
-            reasons.push("now generated (was uploaded)".into());
+            declared.push("now generated (was uploaded)".into());
         }
-        reasons.extend(lifetime_reasons(
-            Issued::from(current),
-            Lifetime {
+        let was = Issued::from(current);
+        declared.extend(declared_lifetime_reasons(
+            &was,
+            &Lifetime {
                 key: spec.key,
                 validity: spec.validity,
                 renew_before: spec.renew_before,
             },
+        ));
+        let mut due = Vec::new();
+        due.extend(renewal_reason(
+            was.not_before,
+            was.not_after,
+            spec.renew_before,
             self.now,
         ));
         if current.source == Origin::Generated && !self.actual.bundles_ok.contains(&client.key) {
-            reasons.push("issued bundle lost".into());
+            due.push("issued bundle lost".into());
         }
         if self.actual.lost.contains(&current.thumbprint)
             && !self.actual.recoverable.contains(&current.thumbprint)
         {
-            reasons.push(
+            due.push(
                 "public certificate file lost (the old one is not kept for an overlap)".into(),
             );
         }
-        reasons
+        Reissue { declared, due }
     }
 
     /// What an apply does to a generated client's certificate besides its fields: a file
@@ -181,7 +222,7 @@ impl<'a> Planner<'a> {
                 want,
                 have,
             };
-            return Ok(self.upload_replace(replaced, fields, escalation, after));
+            return self.upload_replace(replaced, fields, escalation, after);
         }
         self.warn_upload_expiry(client, path, certs);
         let restore = have.iter().any(|t| self.actual.lost.contains(t)).then(|| {
@@ -207,7 +248,7 @@ impl<'a> Planner<'a> {
         mut fields: Vec<FieldChange>,
         escalation: bool,
         after: Fields,
-    ) -> Option<Change> {
+    ) -> Result<Option<Change>, PlanError> {
         let client = u.client;
         let reason = format!(
             "{} now holds {} (registered: {})",
@@ -215,12 +256,13 @@ impl<'a> Planner<'a> {
             list(&u.want),
             list(&u.have)
         );
-        if client.protect {
-            self.warnings.push(format!(
-                "client '{}' is protected: not replaced although {reason}; set protect = false to let this change through",
-                client.key
-            ));
-            return None;
+        // A new holder is what certs.toml asks for: refused, as a key change of a generated
+        // client is (`--replace` cannot re-issue an upload).
+        if client.protect || u.current.protect {
+            return Err(PlanError::Protected {
+                key: client.key.clone(),
+                change: ProtectedChange::ReplaceUpload(reason),
+            });
         }
         // Someone new holds the access: an escalation even when the access stays the same.
         let newcomer = u.want.iter().any(|t| !u.have.contains(t));
@@ -230,13 +272,13 @@ impl<'a> Planner<'a> {
             Some(registered_holders(&self.actual.registry, &u.have)),
             Some(uploaded_holders(u.certs)),
         ));
-        Some(
+        Ok(Some(
             Change::new(Action::Replace, Target::Client, &client.key, reason)
                 .with_escalation(escalation || (newcomer && grants))
                 .with_fields(Some(entry_fields(u.current)), Some(after))
                 .with_changes(fields)
                 .with_thumbprints(u.have),
-        )
+        ))
     }
 
     /// Uploaded certificates are never re-issued by ravencert: their expiry is a warning.
@@ -256,6 +298,23 @@ impl<'a> Planner<'a> {
                 ));
             }
         }
+    }
+}
+
+/// Why a generated client is to be issued again, by cause.
+struct Reissue {
+    /// certs.toml asks for it (`--replace`, a key type or validity change, no longer an upload).
+    declared: Vec<String>,
+    /// The clock or the store asks for it (renewal due, expired, bundle or file lost).
+    due: Vec<String>,
+}
+
+impl Reissue {
+    /// Every reason, in the order the plan gives them.
+    fn all(self) -> Vec<String> {
+        let mut all = self.declared;
+        all.extend(self.due);
+        all
     }
 }
 
@@ -349,6 +408,13 @@ fn field_changes(old: &CertEntry, new: &ClientDesired) -> Vec<FieldChange> {
         ));
     }
     out.extend(permission_changes(&old.permissions, &new.permissions));
+    if old.protect != new.protect {
+        out.push(FieldChange::new(
+            Field::Protect,
+            Some(old.protect.to_string()),
+            Some(new.protect.to_string()),
+        ));
+    }
     out
 }
 
@@ -380,6 +446,9 @@ fn field_changes_from_nothing(c: &ClientDesired) -> Vec<FieldChange> {
             FieldChange::new(Field::Database(db.clone()), None, Some(a.to_string()))
         }),
     );
+    if c.protect {
+        out.push(FieldChange::new(Field::Protect, None, Some("true".into())));
+    }
     out
 }
 
@@ -445,6 +514,9 @@ fn update_change(client: &ClientDesired, edit: Edit<'_>, notes: Vec<String>) -> 
     }
     if fields.iter().any(|f| f.field.is_database()) {
         what.push("permissions");
+    }
+    if fields.iter().any(|f| f.field == Field::Protect) {
+        what.push("protect");
     }
     let mut reasons = Vec::new();
     if !what.is_empty() {

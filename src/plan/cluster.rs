@@ -589,8 +589,18 @@ fn registration_fields(r: &Registration) -> Fields {
         name: Some(r.name.clone()),
         clearance: r.clearance.client(),
         permissions: Some(r.permissions.clone()),
+        protect: false,
         not_after: None,
         settings: Default::default(),
+    }
+}
+
+/// The fields a registration takes from the store's entry: `protect` is the store's alone
+/// (RavenDB has no such field), so it is left out.
+fn registered_fields(e: &CertEntry) -> Fields {
+    Fields {
+        protect: false,
+        ..entry_fields(e)
     }
 }
 
@@ -731,7 +741,7 @@ impl<'a> ClusterPlanner<'a> {
             reason,
             escalation,
             before: None,
-            after: Some(entry_fields(e)),
+            after: Some(registered_fields(e)),
             fields: field_changes(None, new),
             collection_primary: e.collection_primary.clone(),
         }
@@ -804,7 +814,7 @@ impl<'a> ClusterPlanner<'a> {
             reason,
             escalation: widens(Some(have.access()), want.access()),
             before: Some(registration_fields(r)),
-            after: Some(entry_fields(e)),
+            after: Some(registered_fields(e)),
             fields: field_changes(Some(have), want),
             collection_primary: e.collection_primary.clone(),
         })

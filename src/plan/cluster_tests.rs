@@ -37,6 +37,7 @@ fn entry(key: &str, thumbprint: &str, clearance: Clearance, dbs: &[(&str, Access
         thumbprint: thumbprint.into(),
         public_key_pinning_hash: "p".into(),
         clearance,
+        protect: false,
         not_before: NOW - time::Duration::days(10),
         not_after: NOW + time::Duration::days(355),
         source: Origin::Generated,

@@ -125,6 +125,9 @@ pub struct Fields {
     /// Database access (clients).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub permissions: Option<BTreeMap<String, Access>>,
+    /// `protect = true` (clients): shown only when set.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(crate) protect: bool,
     /// The expiry; None while only the apply knows it.
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -159,6 +162,8 @@ pub enum Field {
     Database(String),
     /// Who holds an uploaded certificate (subject and thumbprint of each).
     Certificate,
+    /// `protect`: whether the client may leave, or be re-issued, in one step.
+    Protect,
     /// A setting of `[store]` or `[cluster]`, by name.
     Setting(String),
 }
@@ -175,6 +180,7 @@ impl Field {
             Field::Name => "name",
             Field::Clearance => "clearance",
             Field::Certificate => "certificate",
+            Field::Protect => "protect",
             Field::Database(db) | Field::Setting(db) => db,
         }
     }
@@ -440,6 +446,15 @@ pub enum PlanError {
         /// The first node file, as declared.
         file: String,
     },
+    /// A protected client (`protect = true` recorded in the store, or declared in certs.toml)
+    /// deleted or re-issued in one step.
+    #[error("refused: client '{key}' is protected (protect = true), and this plan {}", change.explained(key))]
+    Protected {
+        /// The client's key.
+        key: String,
+        /// What the plan would have done to it.
+        change: ProtectedChange,
+    },
     /// Every client certificate on the cluster unregistered, without `--allow-delete-all`.
     #[error("refused: this plan unregisters every client certificate on the cluster at {url} ({names}) and the store holds none; if that is really intended, run again with --allow-delete-all")]
     UnregistersAll {
@@ -468,7 +483,34 @@ impl PlanError {
             PlanError::TooManyDeletions { .. } => {
                 Some(("store.max_deletions".to_string(), self.to_string()))
             }
+            // Still declared: at its table. A deleted client has no line left to point at.
+            PlanError::Protected { key, change } if *change != ProtectedChange::Delete => {
+                Some((format!("clients.{key}"), self.to_string()))
+            }
             _ => None,
+        }
+    }
+}
+
+/// What a refused plan would have done to a protected client in one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtectedChange {
+    /// Deleted: no longer declared (its table removed or renamed) while prune is on.
+    Delete,
+    /// Re-issued because certs.toml changed it (key type, validity, uploaded to generated):
+    /// the reasons.
+    Reissue(String),
+    /// An uploaded client whose file now holds other certificates: the reason.
+    ReplaceUpload(String),
+}
+
+impl ProtectedChange {
+    /// What the plan does, and the way out.
+    fn explained(&self, key: &str) -> String {
+        match self {
+            ProtectedChange::Delete => "deletes it (no longer declared in certs.toml: its table removed or renamed, with prune = true); a protected client leaves in two reviewed steps: drop `protect` first, apply, then remove it".to_string(),
+            ProtectedChange::Reissue(why) => format!("re-issues it ({why}); run with --replace {key} to re-issue it in one step, or drop `protect` first, apply, then make this change"),
+            ProtectedChange::ReplaceUpload(why) => format!("replaces its certificate ({why}); drop `protect` first, apply, then put the new certificate in place"),
         }
     }
 }
@@ -661,6 +703,19 @@ impl From<&ServerEntry> for Issued {
 /// The re-issue reasons clients and the server share: another key type, another validity,
 /// inside the renewal window or expired.
 pub(super) fn lifetime_reasons(was: Issued, want: Lifetime, now: OffsetDateTime) -> Vec<String> {
+    let mut reasons = declared_lifetime_reasons(&was, &want);
+    reasons.extend(renewal_reason(
+        was.not_before,
+        was.not_after,
+        want.renew_before,
+        now,
+    ));
+    reasons
+}
+
+/// The part of [`lifetime_reasons`] a change of certs.toml causes: another key type, another
+/// validity (not the clock: a renewal).
+pub(super) fn declared_lifetime_reasons(was: &Issued, want: &Lifetime) -> Vec<String> {
     let mut reasons = Vec::new();
     if let Some(k) = was.key_type.filter(|k| *k != want.key) {
         reasons.push(format!("key {k} -> {} forces replacement", want.key));
@@ -672,12 +727,6 @@ pub(super) fn lifetime_reasons(was: Issued, want: Lifetime, now: OffsetDateTime)
             want.validity,
         ));
     }
-    reasons.extend(renewal_reason(
-        was.not_before,
-        was.not_after,
-        want.renew_before,
-        now,
-    ));
     reasons
 }
 
@@ -739,6 +788,7 @@ fn entry_fields(e: &CertEntry) -> Fields {
         name: Some(e.name.clone()),
         clearance: Some(e.clearance),
         permissions: Some(e.permissions.clone()),
+        protect: e.protect,
         not_after,
         settings: Default::default(),
     }
@@ -759,8 +809,13 @@ fn desired_fields(c: &ClientDesired) -> Fields {
         name: Some(c.name.clone()),
         clearance: Some(c.clearance),
         permissions: Some(c.permissions.clone()),
+        protect: c.protect,
         ..Fields::default()
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn list(ts: &[String]) -> String {

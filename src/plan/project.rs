@@ -64,6 +64,7 @@ pub(crate) fn generated_client_entry(
         thumbprint,
         public_key_pinning_hash: pinning,
         clearance: client.clearance,
+        protect: client.protect,
         not_before: now - BACKDATING.as_duration(),
         not_after: now + spec.validity.as_duration(),
         source: Origin::Generated,
@@ -101,6 +102,7 @@ pub(crate) fn upload_entries(
             thumbprint: c.info.thumbprint.clone(),
             public_key_pinning_hash: c.info.public_key_pinning_hash.clone(),
             clearance: client.clearance,
+            protect: client.protect,
             not_before: c.info.not_before,
             not_after: c.info.not_after,
             source: Origin::Uploaded,
@@ -181,6 +183,7 @@ pub(crate) fn mutate(
                 for e in reg.certificates.iter_mut().filter(|e| mine(e)) {
                     e.name = c.name.clone();
                     e.clearance = c.clearance;
+                    e.protect = c.protect;
                     e.permissions = c.permissions.clone();
                     if let ClientSpec::Generate(g) = &c.source {
                         e.pfx = g.pfx;

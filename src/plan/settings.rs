@@ -25,7 +25,7 @@ pub(crate) fn settings_of(declared: &Declared) -> AppliedSettings {
     };
     AppliedSettings {
         store: Some(StoreRecord {
-            path: shown(&declared.store.path),
+            path: declared.store.declared_path.clone(),
             prune: declared.store.prune,
             max_deletions: declared.store.max_deletions,
         }),

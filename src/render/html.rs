@@ -574,6 +574,7 @@ mod tests {
             thumbprint: format!("{:A<40}", key.to_ascii_uppercase()),
             public_key_pinning_hash: "secret-free-hash".into(),
             clearance,
+            protect: false,
             not_before: NOW - time::Duration::days(300),
             not_after: NOW + time::Duration::days(days),
             source: Origin::Generated,

@@ -539,7 +539,8 @@ fn md_escalations(out: &mut String, plan: &Plan) {
         let what: Vec<String> = c
             .fields
             .iter()
-            .filter(|f| f.field != Field::Name)
+            // Who gets what: the access, not the name nor `protect`.
+            .filter(|f| f.field != Field::Name && f.field != Field::Protect)
             .map(|f| match &f.old {
                 Some(o) => format!(
                     "{}: {} → {}",

@@ -72,6 +72,7 @@ pub fn synthetic_store(dir: &Path, n: usize) -> Result<(), Box<dyn std::error::E
             thumbprint: info.thumbprint,
             public_key_pinning_hash: info.public_key_pinning_hash,
             clearance: Clearance::ValidUser,
+            protect: false,
             not_before: info.not_before,
             not_after: info.not_after,
             source: Origin::Generated,
