@@ -75,6 +75,23 @@ pub enum SecretError {
     },
 }
 
+impl SecretError {
+    /// Why the secret is simply not there — the variable is not set, the password file does
+    /// not exist — rather than there and unusable (None): a command that does not write what
+    /// it protects goes on without it, and says so.
+    pub(crate) fn absence(&self) -> Option<String> {
+        match self {
+            SecretError::EnvNotSet(name) => Some(format!("environment variable {name} is not set")),
+            SecretError::FileUnreadable { path, source }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Some(format!("password file {} does not exist", path.display()))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A password file is a line of text; anything larger is not one.
 const MAX_PASSWORD_FILE_BYTES: u64 = 64 << 10;
 

@@ -48,9 +48,10 @@ impl Context {
         self.parse(&Revision::WorkTree)
     }
 
-    /// Desired from the working tree, with every secret and file it references checked.
+    /// Desired from the working tree, with every secret and file it references checked (the
+    /// bundle passwords of generated clients aside: they are read when needed).
     pub(crate) fn desired_checked(&self) -> Result<Desired> {
-        self.load(&Revision::WorkTree, true)
+        self.load(&Revision::WorkTree)
     }
 
     /// The folder relative paths in certs.toml start from.
@@ -191,9 +192,8 @@ impl Context {
     }
 
     /// Desired plus the check that every referenced secret and file is there, and what the
-    /// referenced certificate files hold. `issuing`: the passwords of generated clients are
-    /// needed (a review plan issues nothing, so it does not need them).
-    pub(crate) fn load(&self, source: &Revision, issuing: bool) -> Result<Desired> {
+    /// referenced certificate files hold.
+    pub(crate) fn load(&self, source: &Revision) -> Result<Desired> {
         let declared = self.parse(source)?;
         let on_disk = *source == Revision::WorkTree;
         let desired = match source {
@@ -209,13 +209,11 @@ impl Context {
                         crate::inputs::from_disk(p)
                     },
                     on_disk,
-                    issuing,
                 )
             }
             Revision::Rev(rev) => declared.resolve(
                 &|p: &Path| git::read_file_at(p, rev).map_err(|e| e.to_string()),
                 on_disk,
-                issuing,
             ),
         }?;
         check_export_path(&desired)

@@ -6,9 +6,10 @@ use std::path::Path;
 
 use super::{
     desired_fields, entry_fields, known, lifetime_reasons, list, renewal_reason, shown, Action,
-    Change, Field, FieldChange, Fields, Issued, Lifetime, PlanError, Planner, Target, NO_PASSWORD,
+    BundlePassword, Change, Field, FieldChange, Fields, Issued, Lifetime, NotRead, PlanError,
+    Planner, Target, NO_PASSWORD,
 };
-use crate::config::{ClientDesired, ClientSpec, GenerateSpec};
+use crate::config::{ClientDesired, ClientSpec, GenerateSpec, SecretRef};
 use crate::model::{Access, Clearance, Origin, Uploaded};
 use crate::registry::{CertEntry, Registry};
 
@@ -118,7 +119,7 @@ impl<'a> Planner<'a> {
     /// What an apply does to a generated client's certificate besides its fields: a file
     /// restored, its bundle packaged again.
     fn generated_notes(
-        &self,
+        &mut self,
         client: &ClientDesired,
         spec: &GenerateSpec,
         current: &CertEntry,
@@ -133,12 +134,22 @@ impl<'a> Planner<'a> {
             );
         }
         if current.source == Origin::Generated {
-            let password = self
+            let declared = self
                 .opts
                 .bundle_passwords
                 .as_ref()
-                .map(|m| m.get(&client.key).map_or(NO_PASSWORD, String::as_str));
-            notes.extend(bundle_reasons(current, spec, password));
+                .map(|m| match m.get(&client.key) {
+                    None => DeclaredPassword::Fingerprint(NO_PASSWORD),
+                    Some(BundlePassword::Fingerprint(f)) => DeclaredPassword::Fingerprint(f),
+                    Some(BundlePassword::NotRead(why)) => DeclaredPassword::NotRead(why),
+                });
+            notes.extend(bundle_reasons(current, spec, declared));
+            if let Some(DeclaredPassword::NotRead(why)) = declared {
+                if !password_compared(current, declared) {
+                    self.not_read
+                        .push(bundle_password_not_read(client, spec, why));
+                }
+            }
         }
         notes
     }
@@ -383,30 +394,70 @@ fn field_changes_from_nothing(c: &ClientDesired) -> Vec<FieldChange> {
     out
 }
 
+/// A generated client's declared bundle password as [`bundle_reasons`] compares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeclaredPassword<'a> {
+    /// Its fingerprint under the store's key ([`NO_PASSWORD`] when none is declared).
+    Fingerprint(&'a str),
+    /// A password is declared but was not read (why): only "added" can be told.
+    NotRead(&'a str),
+}
+
 /// Why an issued bundle must be packaged again around the same certificate: its .pfx profile
-/// or its password is not the declared one. `password` is the declared password's fingerprint
-/// under the store's key ([`NO_PASSWORD`] without one), None when it is not known.
+/// or its password is not the declared one. `password` is the declared password (None when it
+/// is not looked at, so not compared).
 pub(crate) fn bundle_reasons(
     entry: &CertEntry,
     spec: &GenerateSpec,
-    password: Option<&str>,
+    password: Option<DeclaredPassword<'_>>,
 ) -> Vec<String> {
     let mut reasons = Vec::new();
     if entry.pfx != spec.pfx {
         reasons.push(format!("bundle: pfx {} -> {}", entry.pfx, spec.pfx));
     }
-    if let Some(want) = password {
-        let why = match entry.bundle_password.as_deref() {
+    let have = entry.bundle_password.as_deref();
+    let why = match password {
+        None => None,
+        // A password is declared, and the bundle was written without one.
+        Some(DeclaredPassword::NotRead(_)) => {
+            (have == Some(NO_PASSWORD)).then_some("bundle: password added")
+        }
+        Some(DeclaredPassword::Fingerprint(want)) => match have {
             Some(have) if have == want => None,
             // Written before ravencert recorded it: only a declared password needs a new bundle.
             None if want == NO_PASSWORD => None,
             Some(NO_PASSWORD) => Some("bundle: password added"),
             _ if want == NO_PASSWORD => Some("bundle: password removed"),
             _ => Some("bundle: password changed"),
-        };
-        reasons.extend(why.map(String::from));
-    }
+        },
+    };
+    reasons.extend(why.map(String::from));
     reasons
+}
+
+/// Whether [`bundle_reasons`] could tell if the bundle's password changed: not when a declared
+/// password was not read and the bundle already has one.
+pub(crate) fn password_compared(entry: &CertEntry, password: Option<DeclaredPassword<'_>>) -> bool {
+    match password {
+        Some(DeclaredPassword::NotRead(_)) => entry.bundle_password.as_deref() == Some(NO_PASSWORD),
+        _ => true,
+    }
+}
+
+/// The plan's note on a bundle password it did not read.
+fn bundle_password_not_read(client: &ClientDesired, spec: &GenerateSpec, why: &str) -> NotRead {
+    let (key, path) = match &spec.password {
+        Some(SecretRef::File(p)) => ("password_file", Some(p.display().to_string())),
+        _ => ("password_env", None),
+    };
+    NotRead {
+        key: format!("clients.{}.{key}", client.key),
+        path,
+        why: why.to_string(),
+        effect:
+            "the bundle's password was not compared: a changed password does not show in this plan"
+                .into(),
+    }
 }
 
 /// What a change to a registered client carries whatever its action: the entry it changes,

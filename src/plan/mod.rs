@@ -28,7 +28,7 @@ mod server;
 mod tests;
 
 pub(crate) use checks::check_declared;
-pub(crate) use clients::bundle_reasons;
+pub(crate) use clients::{bundle_reasons, DeclaredPassword};
 pub use cluster::{
     plan_cluster, registration_states, ClusterAction, ClusterChange, ClusterClearance,
     ClusterListing, ClusterOptions, ClusterPlan, ClusterView, ExtraRegistration, Registration,
@@ -282,6 +282,26 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// Changes made to the store outside ravencert (shown before the changes).
     pub drift: Vec<String>,
+    /// The inputs this plan did not read (a password, a file outside the repository), each
+    /// with what the plan could therefore not compare: never a silent "no changes".
+    pub not_read: Vec<NotRead>,
+    /// A review plan (`plan --base`, `plan --rev`): it read no password and no private key.
+    pub review: bool,
+}
+
+/// An input certs.toml names that the plan did not read, and what that leaves out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotRead {
+    /// The certs.toml key naming it: `server.certificates[0].path`, `clients.app.upload`,
+    /// `clients.app.password_env`, ...
+    pub key: String,
+    /// The file, when the input is one (never a password's value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Why it was not read.
+    pub why: String,
+    /// What the plan could not compare because of it.
+    pub effect: String,
 }
 
 impl Plan {
@@ -302,10 +322,23 @@ pub struct PlanOptions {
     pub replace: BTreeSet<String>,
     /// `--allow-delete-all`: lifts the guard against deleting every client certificate.
     pub allow_delete_all: bool,
-    /// Per generated client with a password, its fingerprint under the store's key (a client
-    /// that is not listed has none, recorded as "none"); None when the secrets are not read (a
-    /// review plan), so the bundles' passwords are not compared.
-    pub bundle_passwords: Option<BTreeMap<String, String>>,
+    /// Per generated client with a password, its fingerprint under the store's key, or why it
+    /// was not read (a client that is not listed has none, recorded as "none"); None when the
+    /// passwords are not looked at all, so the bundles' passwords are not compared.
+    pub bundle_passwords: Option<BTreeMap<String, BundlePassword>>,
+    /// A review plan (`plan --base`, `plan --rev`): no password and no private key was read, and
+    /// the plan lists what it could not compare ([`Plan::not_read`]).
+    pub review: bool,
+}
+
+/// A generated client's declared bundle password, as far as the plan knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BundlePassword {
+    /// Its fingerprint under the store's key (or a stand-in that matches no recorded one).
+    Fingerprint(String),
+    /// Declared but not read, and why: a review reads no password; a variable that is not set
+    /// is needed only when the bundle is written.
+    NotRead(String),
 }
 
 use crate::model::{NO_PASSWORD, SERVER_KEY};
@@ -510,6 +543,8 @@ struct Planner<'a> {
     /// The certificate in use per client key, looked up once (a registry can hold thousands).
     active: BTreeMap<&'a str, &'a CertEntry>,
     warnings: Vec<String>,
+    /// What the plan did not read, and what that leaves out.
+    not_read: Vec<NotRead>,
 }
 
 impl<'a> Planner<'a> {
@@ -530,6 +565,7 @@ impl<'a> Planner<'a> {
                 .map(|c| (c.key.as_str(), c))
                 .collect(),
             warnings: desired.warnings.clone(),
+            not_read: Vec::new(),
         }
     }
 
@@ -553,6 +589,8 @@ impl<'a> Planner<'a> {
             changes,
             warnings: self.warnings,
             drift: self.actual.drift.clone(),
+            not_read: self.not_read,
+            review: self.opts.review,
         })
     }
 }

@@ -450,7 +450,7 @@ fn bundle_password_and_profile_are_compared_without_the_password() {
     let with = |map: &[(&str, &str)]| PlanOptions {
         bundle_passwords: Some(
             map.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| (k.to_string(), BundlePassword::Fingerprint(v.to_string())))
                 .collect(),
         ),
         ..PlanOptions::default()
@@ -480,6 +480,37 @@ fn bundle_password_and_profile_are_compared_without_the_password() {
         p.changes[0].reason,
         "name changed in certs.toml; bundle: pfx modern -> legacy"
     );
+}
+
+#[test]
+fn a_bundle_password_not_read_is_named_and_only_an_added_one_is_planned() {
+    let mut d = desired(vec![client("a", Clearance::Operator, &[])], false);
+    if let Some(ClientSpec::Generate(g)) = d.clients.get_mut("a").map(|c| &mut c.source) {
+        g.password = Some(crate::config::SecretRef::Env("A_PFX".into()));
+    }
+    let mut a = applied(&d);
+    a.registry.certificates[0].bundle_password = Some("hmac-sha256:11".into());
+    let unset = PlanOptions {
+        bundle_passwords: Some(
+            [(
+                "a".to_string(),
+                BundlePassword::NotRead("environment variable A_PFX is not set".into()),
+            )]
+            .into(),
+        ),
+        ..PlanOptions::default()
+    };
+    // A bundle with a password: whether it changed is not known, and the plan says so.
+    let p = plan(&d, &a, NOW, &unset).unwrap();
+    assert!(p.is_empty(), "{p:?}");
+    assert_eq!(p.not_read.len(), 1, "{p:?}");
+    assert_eq!(p.not_read[0].key, "clients.a.password_env");
+    assert_eq!(p.not_read[0].why, "environment variable A_PFX is not set");
+    // A bundle without one: the declared password is added, whatever its value.
+    a.registry.certificates[0].bundle_password = Some(NO_PASSWORD.into());
+    let p = plan(&d, &a, NOW, &unset).unwrap();
+    assert_eq!(p.changes[0].reason, "bundle: password added");
+    assert!(p.not_read.is_empty(), "{p:?}");
 }
 
 #[test]
