@@ -10,13 +10,14 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::inputs::{self, Files, Reader, Site};
+use crate::inputs::{self, Files, Reader, Withheld};
 pub(crate) use crate::inputs::{FileRef, Secret, SecretRef};
 use crate::model::{
     check_client_key, check_database_name, check_name, Access, Clearance, KeySpec, Period,
     Permissions, PfxProfile, RenewBefore, BACKDATING, MAX_NAME_CHARS, NAME_FORBIDDEN_CLASS,
     PERIOD_UNIT_PATTERN,
 };
+use crate::model::{SinceBase, UnreadFile};
 
 // ---------------------------------------------------------------------------------------------
 // Schema types: exactly what certs.toml may contain. Unknown keys are refused by serde.
@@ -618,12 +619,35 @@ impl Desired {
     }
 }
 
+/// How much of what certs.toml names a load may read.
+#[derive(Clone, Copy)]
+pub enum Reading<'a> {
+    /// Everything it names, with the passwords (plan, apply, watch, validate).
+    Full,
+    /// A review (`plan --base`, `plan --rev`): no password and no admin .pfx is read, nor a
+    /// file `withheld` names (outside the repository, not committed); a certificate file with
+    /// a password is not opened. What was not read is listed in the [`Desired`]'s files.
+    Review(Withheld<'a>),
+}
+
 impl Declared {
     /// Checks that every secret and file it names is there ([`check_references`]), then reads
     /// the certificate files through `reader`: the one way to a [`Desired`]. Each problem
     /// names the key that refers to it, with its line.
-    pub fn resolve(self, reader: Reader<'_>, on_disk: bool) -> Result<Desired, Vec<ConfigError>> {
-        let problems = check_references(&self, on_disk, true);
+    pub fn resolve(
+        self,
+        reader: Reader<'_>,
+        on_disk: bool,
+        reading: Reading<'_>,
+    ) -> Result<Desired, Vec<ConfigError>> {
+        let withheld = match reading {
+            Reading::Full => None,
+            Reading::Review(w) => Some(w),
+        };
+        // A review checks the files it reads as it reads them (a missing one is an error
+        // there); those it withholds are not its to look at.
+        let full = withheld.is_none();
+        let problems = check_references(&self, on_disk && full, full);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -640,24 +664,36 @@ impl Declared {
             ..self.error_at(key, message)
         };
         let mut problems: Vec<ConfigError> = Vec::new();
+        let mut ca_unread = None;
         if let Some(path) = self.cluster_ca_file() {
-            if let Err(message) = check_ca_file(path, reader) {
-                problems.push(file_error("cluster.ca".into(), message));
+            match withheld.and_then(|w| w(path)) {
+                Some(why) => {
+                    ca_unread = Some(UnreadFile {
+                        key: "cluster.ca".into(),
+                        path: path.to_path_buf(),
+                        why,
+                        digest: None,
+                        since_base: SinceBase::Unknown,
+                    })
+                }
+                None => {
+                    if let Err(message) = check_ca_file(path, reader) {
+                        problems.push(file_error("cluster.ca".into(), message));
+                    }
+                }
             }
         }
-        let files = inputs::resolve(self.node_refs(), &uploads, reader).map_err(|errors| {
-            let read = errors.into_iter().map(|e| {
-                let key = match e.site {
-                    Site::Node(i) => format!("server.certificates[{i}].path"),
-                    Site::Upload(key) => format!("clients.{key}.upload"),
-                };
-                file_error(key, e.message)
-            });
+        let resolved = inputs::resolve(self.node_refs(), &uploads, reader, withheld);
+        let mut files = resolved.map_err(|errors| {
+            let read = errors
+                .into_iter()
+                .map(|e| file_error(e.site.key(), e.message));
             read.chain(problems.drain(..)).collect::<Vec<_>>()
         })?;
         if !problems.is_empty() {
             return Err(problems);
         }
+        files.unread.extend(ca_unread);
         Ok(Desired {
             declared: self,
             files,

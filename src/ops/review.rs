@@ -9,9 +9,9 @@ use super::error::{Error, Result};
 use super::{Context, Output, Revision};
 use crate::config::{ClientDesired, ClientSpec, Desired, GenerateSpec, SecretRef};
 use crate::git;
-use crate::model::Origin;
+use crate::model::{Origin, SinceBase};
 use crate::plan::{
-    self, Action, BundlePassword, ClusterView, DeclaredPassword, Plan, PlanOptions, Target,
+    self, Action, BundlePassword, ClusterView, DeclaredPassword, NotRead, Plan, PlanOptions, Target,
 };
 use crate::registry::Actual;
 use crate::render::{self, Escaped};
@@ -184,6 +184,12 @@ pub(super) fn compute(
     secrets: bool,
 ) -> Result<(Store, Actual, Plan)> {
     let store = Store::new(&desired.store.path);
+    // A review plan (`plan --rev`) reads no private key, the store's neither.
+    let store = if secrets {
+        store
+    } else {
+        store.reading_no_keys()
+    };
     let actual = super::settings::load_actual(&store, desired, secrets)?;
     let opts = if secrets {
         with_passwords(opts, desired, &store)?
@@ -269,41 +275,106 @@ fn planned(
     opts: &PlanOptions,
 ) -> Result<(Desired, Actual, Plan, ClusterView)> {
     match (&req.base, &req.rev) {
-        (Some(base_rev), _) => {
-            // Review mode: what changes between certs.toml at BASE and the working tree's,
-            // with the store assumed to match BASE. No store is read, nothing is issued.
-            let desired = ctx.load(&Revision::WorkTree)?;
-            // No certs.toml at BASE (the pull request that adds it): nothing is registered.
-            let actual = if git::exists_at(&ctx.config, base_rev)? {
-                let base = ctx.load(&Revision::Rev(base_rev.clone()))?;
-                plan::assumed_store(&base, ctx.now)
-            } else {
-                Actual {
-                    registry: crate::registry::Registry::new(),
-                    ..Actual::default()
-                }
-            };
-            let opts = without_passwords(opts, &desired);
-            let plan = plan::plan(&desired, &actual, ctx.now, &opts)?;
-            let cluster = if desired.cluster.is_some() {
-                ClusterView::Skipped(
-                    "plan --base reviews certs.toml against BASE without a store; apply reconciles the cluster".into(),
-                )
-            } else {
-                ClusterView::Absent
-            };
+        (Some(base_rev), _) => review_base(ctx, base_rev, opts),
+        (None, Some(rev)) => {
+            // certs.toml at REV against the store, read as a review: no password, no private
+            // key, so no cluster either (it would take the admin's key).
+            let desired = ctx.load(&Revision::Rev(rev.clone()), true)?;
+            let (_, actual, plan) = compute(ctx, &desired, opts, false)?;
+            let cluster = review_cluster(
+                &desired,
+                "plan --rev reads no private key, so it does not contact the cluster; plan or apply reconciles it",
+            );
             Ok((desired, actual, plan, cluster))
         }
-        (None, rev) => {
-            let desired = match rev {
-                Some(rev) => ctx.load(&Revision::Rev(rev.clone()))?,
-                None => ctx.desired_checked()?,
-            };
+        (None, None) => {
+            let desired = ctx.desired_checked()?;
             let (actual, plan, cluster) =
-                compute_with_cluster(ctx, &desired, opts, rev.is_none(), req.offline)?;
+                compute_with_cluster(ctx, &desired, opts, true, req.offline)?;
             Ok((desired, actual, plan, cluster))
         }
     }
+}
+
+/// Review mode (`plan --base BASE`): what changes between certs.toml at BASE and the working
+/// tree's, with the store assumed to match BASE. No store is read, nothing is issued, and
+/// neither side reads a password or a private key.
+fn review_base(
+    ctx: &Context,
+    base_rev: &str,
+    opts: &PlanOptions,
+) -> Result<(Desired, Actual, Plan, ClusterView)> {
+    let mut desired = ctx.load(&Revision::WorkTree, true)?;
+    // No certs.toml at BASE (the pull request that adds it): nothing is registered.
+    let base = if git::exists_at(&ctx.config, base_rev)? {
+        Some(ctx.load(&Revision::Rev(base_rev.to_string()), true)?)
+    } else {
+        None
+    };
+    compare_unread(&mut desired, base.as_ref());
+    let actual = match &base {
+        Some(base) => plan::assumed_store(base, ctx.now),
+        None => Actual {
+            registry: crate::registry::Registry::new(),
+            ..Actual::default()
+        },
+    };
+    let opts = without_passwords(opts, &desired);
+    let mut plan = plan::plan(&desired, &actual, ctx.now, &opts)?;
+    plan.not_read
+        .extend(unread_at_base(&desired, base.as_ref()));
+    let cluster = review_cluster(
+        &desired,
+        "plan --base reviews certs.toml against BASE without a store; apply reconciles the cluster",
+    );
+    Ok((desired, actual, plan, cluster))
+}
+
+/// The cluster of a review plan: left out, saying why.
+fn review_cluster(desired: &Desired, why: &str) -> ClusterView {
+    if desired.cluster.is_some() {
+        ClusterView::Skipped(why.into())
+    } else {
+        ClusterView::Absent
+    }
+}
+
+/// How each file the review did not read in the work tree compares with BASE's: the same
+/// bytes (or the same path outside what review reads), other ones, or new.
+fn compare_unread(desired: &mut Desired, base: Option<&Desired>) {
+    for u in &mut desired.files.unread {
+        let Some(base) = base else {
+            u.since_base = SinceBase::New;
+            continue;
+        };
+        let was_digest = base.files.digests.get(&u.key);
+        let was_unread = base.files.unread.iter().find(|b| b.key == u.key);
+        u.since_base = match (&u.digest, was_digest, was_unread) {
+            (Some(now), Some(was), _) if now == was => SinceBase::Same,
+            (None, _, Some(was)) if was.digest.is_none() && was.path == u.path => SinceBase::Same,
+            (_, None, None) => SinceBase::New,
+            _ => SinceBase::Changed,
+        };
+    }
+}
+
+/// The files BASE names that the review did not read there, where the work tree's were read:
+/// what BASE registered for them is not known (the plan compares with a stand-in).
+fn unread_at_base(desired: &Desired, base: Option<&Desired>) -> Vec<NotRead> {
+    let Some(base) = base else {
+        return Vec::new();
+    };
+    base.files
+        .unread
+        .iter()
+        .filter(|b| !desired.files.unread.iter().any(|u| u.key == b.key))
+        .map(|b| NotRead {
+            key: b.key.clone(),
+            path: Some(b.path.display().to_string()),
+            why: format!("at BASE: {}", b.why),
+            effect: "what BASE registered for it is not known; the plan does not show it".into(),
+        })
+        .collect()
 }
 
 fn registry_diff(ctx: &Context, desired: &Desired, actual: &Actual, plan: &Plan) -> String {

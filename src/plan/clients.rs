@@ -10,7 +10,7 @@ use super::{
     Planner, Target, NO_PASSWORD,
 };
 use crate::config::{ClientDesired, ClientSpec, GenerateSpec, SecretRef};
-use crate::model::{Access, Clearance, Origin, Uploaded};
+use crate::model::{Access, Clearance, Origin, SinceBase, Uploaded};
 use crate::registry::{CertEntry, Registry};
 
 impl<'a> Planner<'a> {
@@ -161,8 +161,8 @@ impl<'a> Planner<'a> {
         current: Option<&CertEntry>,
     ) -> Result<Option<Change>, PlanError> {
         let Some(certs) = self.desired.files.uploads.get(&client.key) else {
-            // The file was not read (e.g. a review plan without the files): nothing to compare.
-            return Ok(None);
+            // A review did not read the file: its declared fields are still compared.
+            return Ok(self.unread_upload(client, path, current));
         };
         if self.opts.replace.contains(&client.key) {
             return Err(PlanError::ReplaceUpload {
@@ -209,6 +209,65 @@ impl<'a> Planner<'a> {
             thumbprints: have,
         };
         Ok(update_change(client, edit, restore.into_iter().collect()))
+    }
+
+    /// An uploaded client whose file a review did not read (its password, or the repository
+    /// does not hold it): its name, clearance and databases are compared as usual; its
+    /// certificates only as far as the file's bytes tell — the same file as at BASE keeps
+    /// them, another one is a replace whose new holder is not known, flagged when the client
+    /// grants any access.
+    fn unread_upload(
+        &mut self,
+        client: &ClientDesired,
+        path: &Path,
+        current: Option<&CertEntry>,
+    ) -> Option<Change> {
+        let since =
+            super::unread(self.desired, &format!("clients.{}.upload", client.key))?.since_base;
+        let after = desired_fields(client);
+        let access = (client.clearance, &client.permissions);
+        let Some(current) = current else {
+            return Some(
+                Change::new(
+                    Action::Create,
+                    Target::Client,
+                    &client.key,
+                    "not registered (upload; its certificates were not read in review)".into(),
+                )
+                .with_escalation(widens(None, access))
+                .with_fields(None, Some(after))
+                .with_changes(field_changes_from_nothing(client)),
+            );
+        };
+        let fields = field_changes(current, client);
+        let escalation = widens(Some((current.clearance, &current.permissions)), access);
+        let edit = Edit {
+            current,
+            after,
+            fields,
+            escalation,
+            thumbprints: collection(current),
+        };
+        if !matches!(since, SinceBase::Changed | SinceBase::New) {
+            return update_change(client, edit, Vec::new());
+        }
+        let reason = format!(
+            "{} changed since BASE; its certificates were not read in review, so who holds this access after the change is not shown",
+            path.display()
+        );
+        if client.protect {
+            self.warnings.push(format!(
+                "client '{}' is protected: not replaced although {reason}; set protect = false to let this change through",
+                client.key
+            ));
+            return None;
+        }
+        let grants = client.clearance != Clearance::ValidUser || !client.permissions.is_empty();
+        let escalation = edit.escalation || grants;
+        Some(
+            edit.into_change(Action::Replace, client, reason)
+                .with_escalation(escalation),
+        )
     }
 
     /// The upload file now holds other certificates than those registered.

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::config::{ClientDesired, Desired};
-use crate::model::{Access, Clearance, Period, RenewBefore, BACKDATING};
+use crate::model::{Access, Clearance, Period, RenewBefore, SinceBase, UnreadFile, BACKDATING};
 use crate::registry::{Actual, CertEntry, ServerEntry};
 
 mod checks;
@@ -585,11 +585,14 @@ impl<'a> Planner<'a> {
         // The export follows the server certificate(s).
         changes.extend(self.export(server_changes));
         changes.extend(self.install(server_changes));
+        let mut not_read: Vec<NotRead> =
+            self.desired.files.unread.iter().map(unread_note).collect();
+        not_read.extend(self.not_read);
         Ok(Plan {
             changes,
             warnings: self.warnings,
             drift: self.actual.drift.clone(),
-            not_read: self.not_read,
+            not_read,
             review: self.opts.review,
         })
     }
@@ -741,6 +744,55 @@ fn desired_fields(c: &ClientDesired) -> Fields {
         permissions: Some(c.permissions.clone()),
         ..Fields::default()
     }
+}
+
+/// The plan's note on a file a review did not read: what it leaves out, by what the file is
+/// and how it compares with BASE.
+fn unread_note(u: &UnreadFile) -> NotRead {
+    let effect = if u.key == "cluster.ca" {
+        "the cluster's CA file was not checked"
+    } else if u.key.starts_with("server.") {
+        match u.since_base {
+            SinceBase::Same if u.digest.is_some() => {
+                "the same file as at BASE: the server certificate is unchanged, its thumbprint not shown"
+            }
+            SinceBase::Same => {
+                "the same path as at BASE: the server certificate was not compared (apply reads the file)"
+            }
+            SinceBase::Unknown => {
+                "the server certificate was not compared with the registered one (apply reads the file)"
+            }
+            SinceBase::Changed | SinceBase::New => {
+                "the server certificate is not known: the plan cannot show its thumbprint"
+            }
+        }
+    } else {
+        match u.since_base {
+            SinceBase::Same => {
+                "the same file as at BASE: its certificates are unchanged; their expiry was not checked"
+            }
+            SinceBase::Unknown => {
+                "its certificates were not compared with the registered ones: a new holder would not show in this plan"
+            }
+            SinceBase::Changed => {
+                "the file changed since BASE: the plan shows a replace without the new holder"
+            }
+            SinceBase::New => {
+                "its certificates are not shown, nor checked for expiry or duplicates"
+            }
+        }
+    };
+    NotRead {
+        key: u.key.clone(),
+        path: Some(u.path.display().to_string()),
+        why: u.why.clone(),
+        effect: effect.into(),
+    }
+}
+
+/// The file a review did not read under this certs.toml key, if any.
+fn unread<'d>(desired: &'d Desired, key: &str) -> Option<&'d UnreadFile> {
+    desired.files.unread.iter().find(|u| u.key == key)
 }
 
 fn list(ts: &[String]) -> String {

@@ -591,3 +591,79 @@ fn a_database_named_like_a_field_is_reported_as_a_database() {
     );
     assert_eq!(c.fields[1].field.to_string(), "name");
 }
+
+/// `d` with `key` an upload whose file a review did not read, compared with BASE as `since`.
+fn unread_upload(mut d: Desired, key: &str, since: SinceBase) -> Desired {
+    let path = PathBuf::from(format!("/cfg/trust/{key}.pfx"));
+    if let Some(c) = d.clients.get_mut(key) {
+        c.source = ClientSpec::Upload(crate::config::FileRef {
+            path: path.clone(),
+            password: Some(crate::config::SecretRef::Env("P".into())),
+        });
+    }
+    d.files
+        .unread
+        .retain(|u| u.key != format!("clients.{key}.upload"));
+    d.files.unread.push(UnreadFile {
+        key: format!("clients.{key}.upload"),
+        path,
+        why: "its password is not read".into(),
+        digest: Some("d".into()),
+        since_base: since,
+    });
+    d
+}
+
+#[test]
+fn an_upload_a_review_did_not_read_is_compared_as_far_as_its_bytes_tell() {
+    let review = PlanOptions {
+        review: true,
+        ..PlanOptions::default()
+    };
+    let base = unread_upload(
+        desired(
+            vec![client(
+                "p",
+                Clearance::ValidUser,
+                &[("Orders", Access::Read)],
+            )],
+            false,
+        ),
+        "p",
+        SinceBase::Unknown,
+    );
+    let assumed = assumed_store(&base, NOW);
+    let same = unread_upload(base.clone(), "p", SinceBase::Same);
+    let p = plan(&same, &assumed, NOW, &review).unwrap();
+    assert!(p.is_empty(), "{p:?}");
+    assert_eq!(p.not_read[0].key, "clients.p.upload");
+    assert!(
+        p.review && p.not_read[0].effect.contains("unchanged"),
+        "{p:?}"
+    );
+
+    // Declared fields are still compared: a raised access is an escalation.
+    let mut raised = same.clone();
+    raised.clients.get_mut("p").unwrap().permissions =
+        [("Orders".to_string(), Access::ReadWrite)].into();
+    let p = plan(&raised, &assumed, NOW, &review).unwrap();
+    assert_eq!(
+        (p.changes[0].action, p.changes[0].escalation),
+        (Action::Update, true)
+    );
+
+    // Other bytes: a replace whose new holder is not known, flagged since it grants access.
+    let changed = unread_upload(base.clone(), "p", SinceBase::Changed);
+    let p = plan(&changed, &assumed, NOW, &review).unwrap();
+    assert_eq!(
+        (p.changes[0].action, p.changes[0].escalation),
+        (Action::Replace, true)
+    );
+    assert!(p.changes[0].reason.contains("not read in review"), "{p:?}");
+
+    // A new client whose file was not read: created, without a thumbprint.
+    let p = plan(&same, &Actual::default(), NOW, &review).unwrap();
+    let create = p.changes.iter().find(|c| c.key == "p").unwrap();
+    assert_eq!(create.action, Action::Create);
+    assert!(create.after.as_ref().unwrap().thumbprint.is_none());
+}
