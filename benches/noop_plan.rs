@@ -19,7 +19,11 @@ fn fixture(n: usize) -> (tempfile::TempDir, config::Desired) {
     let text = std::fs::read_to_string(&path).expect("certs.toml");
     let desired = config::parse(&path, &text, dir.path())
         .expect("valid")
-        .resolve(&ravencert::inputs::from_disk, true, true)
+        .resolve(
+            &ravencert::inputs::from_disk,
+            true,
+            ravencert::config::Reading::Full,
+        )
         .expect("references resolve");
     (dir, desired)
 }

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::config::{ClientDesired, ClientSpec, Desired, GenerateSpec, Secret, ServerSpec};
 use crate::model::{Origin, BACKDATING};
 use crate::pki::{self, Issued, PrivateKey};
-use crate::plan::{self, Action, Change, NewCert, Plan, Target};
+use crate::plan::{self, Action, Change, DeclaredPassword, NewCert, Plan, Target};
 use crate::registry::{Actual, CertEntry, Registry, RegistryError, ServerEntry};
 use crate::store::{self, Store};
 
@@ -521,19 +521,30 @@ fn rebundle_if_due(
     else {
         return Ok(());
     };
-    let password = read_password(client, spec)?;
-    let fingerprint = if password.is_some() && password_key.is_empty() {
-        None
-    } else {
-        Some(pki::password_fingerprint(
+    // A password whose source is not set is not compared (the plan said so): it is needed
+    // only when the bundle is packaged again for another reason, and then its absence stops.
+    let read = match spec.password.as_ref().map(|r| r.read()).transpose() {
+        Err(e) if e.absence().is_none() => return Err(password_error(client, e)),
+        read => read,
+    };
+    let fingerprint = match &read {
+        Ok(Some(_)) if password_key.is_empty() => None,
+        Ok(password) => Some(pki::password_fingerprint(
             password_key,
             &client.key,
             password.as_ref().map(|p| p.expose()),
-        )?)
+        )?),
+        Err(_) => None,
     };
-    if plan::bundle_reasons(before, spec, fingerprint.as_deref()).is_empty() {
+    let declared = match (&read, &fingerprint) {
+        (Err(_), _) => Some(DeclaredPassword::NotRead("its source is not set")),
+        (Ok(_), Some(f)) => Some(DeclaredPassword::Fingerprint(f)),
+        (Ok(_), None) => None,
+    };
+    if plan::bundle_reasons(before, spec, declared).is_empty() {
         return Ok(());
     }
+    let password = read.map_err(|e| password_error(client, e))?;
     let server_der = match reg.server.first() {
         Some(s) => store.read_cert_der(&s.thumbprint)?,
         None => return Ok(()),
@@ -652,13 +663,15 @@ fn read_password(
 ) -> Result<Option<Secret>, ApplyError> {
     spec.password
         .as_ref()
-        .map(|r| {
-            r.read().map_err(|source| ApplyError::Password {
-                key: client.key.clone(),
-                source,
-            })
-        })
+        .map(|r| r.read().map_err(|e| password_error(client, e)))
         .transpose()
+}
+
+fn password_error(client: &ClientDesired, source: crate::inputs::SecretError) -> ApplyError {
+    ApplyError::Password {
+        key: client.key.clone(),
+        source,
+    }
 }
 
 /// Packages a generated client's bundle again around the certificate it already has (same

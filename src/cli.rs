@@ -142,7 +142,9 @@ pub struct PlanArgs {
     #[arg(long)]
     pub markdown: bool,
     /// Save the plan to FILE for `ravencert apply FILE` (holds no secret)
-    #[arg(long, value_name = "PLANFILE")]
+    // Not with --base or --rev: a review plan is not the store's plan that apply checks it
+    // against, and the saved plan's fingerprints would read files a review does not read.
+    #[arg(long, value_name = "PLANFILE", conflicts_with_all = ["base", "rev"])]
     pub out: Option<PathBuf>,
     /// Add a unified diff of the registry before and after
     #[arg(long)]

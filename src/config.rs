@@ -10,13 +10,14 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::inputs::{self, Files, Reader, Site};
+use crate::inputs::{self, Files, Reader, Withheld};
 pub(crate) use crate::inputs::{FileRef, Secret, SecretRef};
 use crate::model::{
     check_client_key, check_database_name, check_name, Access, Clearance, KeySpec, Period,
     Permissions, PfxProfile, RenewBefore, BACKDATING, MAX_NAME_CHARS, NAME_FORBIDDEN_CLASS,
     PERIOD_UNIT_PATTERN,
 };
+use crate::model::{SinceBase, UnreadFile};
 
 // ---------------------------------------------------------------------------------------------
 // Schema types: exactly what certs.toml may contain. Unknown keys are refused by serde.
@@ -622,6 +623,17 @@ impl Desired {
     }
 }
 
+/// How much of what certs.toml names a load may read.
+#[derive(Clone, Copy)]
+pub enum Reading<'a> {
+    /// Everything it names, with the passwords (plan, apply, watch, validate).
+    Full,
+    /// A review (`plan --base`, `plan --rev`): no password and no admin .pfx is read, nor a
+    /// file `withheld` names (outside the repository, not committed); a certificate file with
+    /// a password is not opened. What was not read is listed in the [`Desired`]'s files.
+    Review(Withheld<'a>),
+}
+
 impl Declared {
     /// Checks that every secret and file it names is there ([`check_references`]), then reads
     /// the certificate files through `reader`: the one way to a [`Desired`]. Each problem
@@ -630,9 +642,16 @@ impl Declared {
         self,
         reader: Reader<'_>,
         on_disk: bool,
-        generated_secrets: bool,
+        reading: Reading<'_>,
     ) -> Result<Desired, Vec<ConfigError>> {
-        let problems = check_references(&self, on_disk, generated_secrets);
+        let withheld = match reading {
+            Reading::Full => None,
+            Reading::Review(w) => Some(w),
+        };
+        // A review checks the files it reads as it reads them (a missing one is an error
+        // there); those it withholds are not its to look at.
+        let full = withheld.is_none();
+        let problems = check_references(&self, on_disk && full, full);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -649,24 +668,36 @@ impl Declared {
             ..self.error_at(key, message)
         };
         let mut problems: Vec<ConfigError> = Vec::new();
+        let mut ca_unread = None;
         if let Some(path) = self.cluster_ca_file() {
-            if let Err(message) = check_ca_file(path, reader) {
-                problems.push(file_error("cluster.ca".into(), message));
+            match withheld.and_then(|w| w(path)) {
+                Some(why) => {
+                    ca_unread = Some(UnreadFile {
+                        key: "cluster.ca".into(),
+                        path: path.to_path_buf(),
+                        why,
+                        digest: None,
+                        since_base: SinceBase::Unknown,
+                    })
+                }
+                None => {
+                    if let Err(message) = check_ca_file(path, reader) {
+                        problems.push(file_error("cluster.ca".into(), message));
+                    }
+                }
             }
         }
-        let files = inputs::resolve(self.node_refs(), &uploads, reader).map_err(|errors| {
-            let read = errors.into_iter().map(|e| {
-                let key = match e.site {
-                    Site::Node(i) => format!("server.certificates[{i}].path"),
-                    Site::Upload(key) => format!("clients.{key}.upload"),
-                };
-                file_error(key, e.message)
-            });
+        let resolved = inputs::resolve(self.node_refs(), &uploads, reader, withheld);
+        let mut files = resolved.map_err(|errors| {
+            let read = errors
+                .into_iter()
+                .map(|e| file_error(e.site.key(), e.message));
             read.chain(problems.drain(..)).collect::<Vec<_>>()
         })?;
         if !problems.is_empty() {
             return Err(problems);
         }
+        files.unread.extend(ca_unread);
         Ok(Desired {
             declared: self,
             files,
@@ -765,6 +796,37 @@ impl Declared {
     /// `[server] install`, when certs.toml declares one.
     pub fn install(&self) -> Option<&InstallSpec> {
         self.server.as_ref().and_then(|s| s.install.as_ref())
+    }
+
+    /// `validate`'s look at the generated clients' bundle passwords, which no other command
+    /// reads before it writes the bundle: a password that is there but unusable (empty, a
+    /// control character) is an error; one whose source is not there (a variable not set, a
+    /// file missing) a warning, since only the apply that writes that bundle needs it.
+    pub(crate) fn bundle_password_problems(&self) -> (Vec<ConfigError>, Vec<String>) {
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        for c in self.clients.values() {
+            let ClientSpec::Generate(GenerateSpec {
+                password: Some(r), ..
+            }) = &c.source
+            else {
+                continue;
+            };
+            let key = match r {
+                SecretRef::Env(_) => format!("clients.{}.password_env", c.key),
+                SecretRef::File(_) => format!("clients.{}.password_file", c.key),
+            };
+            if let Err(e) = r.read() {
+                match e.absence() {
+                    Some(why) => warnings.push(format!(
+                        "{key}: {why}; the apply that writes {}'s bundle needs it",
+                        c.key
+                    )),
+                    None => errors.push(self.error_at(key, e.to_string())),
+                }
+            }
+        }
+        (errors, warnings)
     }
 }
 
@@ -2114,26 +2176,20 @@ fn secret_ref(
 /// written. Each problem names the key that refers to it, with its line.
 ///
 /// `on_disk`: the certificate files are read from the disk (not from a git revision), so they
-/// must exist there. `generated_secrets`: the passwords of generated clients are needed (they
-/// are not for a review plan, which issues nothing).
-pub fn check_references(
-    desired: &Declared,
-    on_disk: bool,
-    generated_secrets: bool,
-) -> Vec<ConfigError> {
+/// must exist there. `secrets`: the passwords it names are read (those of uploads, node files,
+/// the admin .pfx and the install file) and the admin .pfx must exist; a review plan reads
+/// none. The bundle passwords of generated clients are never read here: a password is read
+/// when its bundle is written, or compared (and by `validate`, see
+/// [`Declared::bundle_password_problems`]).
+pub fn check_references(desired: &Declared, on_disk: bool, secrets: bool) -> Vec<ConfigError> {
     // (the key secrets are named under, the file and the key that names it, the secret)
     type Ref<'a> = (String, Option<(String, &'a Path)>, Option<&'a SecretRef>);
     let mut refs: Vec<Ref<'_>> = Vec::new();
     for c in desired.clients.values() {
-        let at = format!("clients.{}", c.key);
-        match &c.source {
-            ClientSpec::Generate(g) => {
-                refs.push((at, None, g.password.as_ref().filter(|_| generated_secrets)))
-            }
-            ClientSpec::Upload(r) => {
-                let file = (format!("{at}.upload"), r.path.as_path());
-                refs.push((at, Some(file), r.password.as_ref()))
-            }
+        if let ClientSpec::Upload(r) = &c.source {
+            let at = format!("clients.{}", c.key);
+            let file = (format!("{at}.upload"), r.path.as_path());
+            refs.push((at, Some(file), r.password.as_ref()))
         }
     }
     if let Some(r) = desired.admin_certificate() {
@@ -2162,7 +2218,8 @@ pub fn check_references(
     let mut problem = |key: String, message: String| problems.push(desired.error_at(key, message));
     for (at, path, secret) in refs {
         // The admin .pfx is a secret, read from the disk even for a plan of a git revision.
-        let from_disk = on_disk || at == "cluster.admin_certificate";
+        let admin = at == "cluster.admin_certificate";
+        let from_disk = (on_disk && !admin) || (admin && secrets);
         if let Some((key, p)) = path.filter(|_| from_disk) {
             if !p.is_file() {
                 problem(
@@ -2171,7 +2228,7 @@ pub fn check_references(
                 );
             }
         }
-        if let Some(s) = secret {
+        if let Some(s) = secret.filter(|_| secrets) {
             if let Err(e) = s.read() {
                 let key = match s {
                     SecretRef::Env(_) => format!("{at}.password_env"),

@@ -135,6 +135,33 @@ pub(crate) fn exists_at(file: &Path, rev: &str) -> Result<bool> {
     Ok(exists)
 }
 
+/// Whether a review (`plan --base`, `plan --rev`) may read `file`, a file certs.toml names:
+/// None when the repository holds it — committed at `rev`, or (the work tree, `rev` None)
+/// tracked by git — else why not. A file outside the repository (a node .pfx on the nodes) is
+/// never opened (only the folders on its path are resolved); a file of the work tree that does
+/// not exist is left to the reader, whose error names it.
+pub(crate) fn withheld(file: &Path, rev: Option<&str>) -> Option<String> {
+    let Ok((repo, rel)) = locate(file) else {
+        return Some("outside the repository".into());
+    };
+    match rev {
+        Some(rev) => {
+            let tree = tree_at(&repo, rev).ok()?;
+            match tree.get_path(&rel) {
+                Ok(_) => None,
+                Err(_) => Some(format!("not committed at revision '{rev}'")),
+            }
+        }
+        None => {
+            std::fs::symlink_metadata(file).ok()?;
+            let tracked = repo
+                .index()
+                .is_ok_and(|index| index.get_path(&rel, 0).is_some());
+            (!tracked).then(|| "not committed (git does not track it)".to_string())
+        }
+    }
+}
+
 /// The tree of the commit a revision names.
 fn tree_at<'r>(repo: &'r Repository, rev: &str) -> Result<git2::Tree<'r>> {
     let obj = repo

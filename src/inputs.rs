@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::model::Uploaded;
+use crate::model::{SinceBase, UnreadFile, Uploaded};
 use crate::pki::{self, PrivateKey, ReadError};
 
 /// Where a secret comes from. The secret itself is read only when needed.
@@ -73,6 +73,23 @@ pub enum SecretError {
         /// The password file.
         path: PathBuf,
     },
+}
+
+impl SecretError {
+    /// Why the secret is simply not there — the variable is not set, the password file does
+    /// not exist — rather than there and unusable (None): a command that does not write what
+    /// it protects goes on without it, and says so.
+    pub(crate) fn absence(&self) -> Option<String> {
+        match self {
+            SecretError::EnvNotSet(name) => Some(format!("environment variable {name} is not set")),
+            SecretError::FileUnreadable { path, source }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Some(format!("password file {} does not exist", path.display()))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A password file is a line of text; anything larger is not one.
@@ -195,6 +212,12 @@ pub struct Files {
     /// The node files as read (from the disk or a commit): the apply takes their keys from
     /// these very bytes, never from a file that may have changed since.
     pub(crate) node_files: Vec<NodeFile>,
+    /// Review only: the files it did not read (outside the repository, not committed, or
+    /// opened only with a password), each named by its certs.toml key.
+    pub(crate) unread: Vec<UnreadFile>,
+    /// Review only: the SHA-256 of each file's bytes it had, by certs.toml key, so that a file
+    /// it cannot open can still be told the same as (or not) at BASE.
+    pub(crate) digests: BTreeMap<String, String>,
 }
 
 /// The bytes of a node certificate file (it may hold a private key: never printed).
@@ -219,6 +242,16 @@ pub(crate) enum Site {
     Upload(String),
 }
 
+impl Site {
+    /// The certs.toml key naming the file: `server.certificates[N].path`, `clients.KEY.upload`.
+    pub(crate) fn key(&self) -> String {
+        match self {
+            Site::Node(i) => format!("server.certificates[{i}].path"),
+            Site::Upload(key) => format!("clients.{key}.upload"),
+        }
+    }
+}
+
 /// A certificate file that cannot be used: which reference names it, and why (the message
 /// names the file and, where it matters, the password's source).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -239,6 +272,10 @@ fn describe(secret: Option<&SecretRef>) -> String {
 
 /// Where certificate files are read from: the disk, or a git revision (`plan --rev/--base`).
 pub type Reader<'a> = &'a dyn Fn(&Path) -> Result<Vec<u8>, String>;
+
+/// Review (`plan --base`, `plan --rev`): why a file is not the repository's to read (outside
+/// it, not committed), None when it is. A review never reads such a file, nor a password.
+pub type Withheld<'a> = &'a dyn Fn(&Path) -> Option<String>;
 
 /// Reads from the disk.
 pub fn from_disk(path: &Path) -> Result<Vec<u8>, String> {
@@ -292,16 +329,20 @@ fn facts(path: &Path, ders: Vec<Vec<u8>>) -> Result<Vec<Uploaded>, String> {
 }
 
 /// Reads every node file and every upload. `uploads` pairs each uploading client's key with
-/// its file. Every problem is reported, each with the reference that names the file.
+/// its file. Every problem is reported, each with the reference that names the file. With
+/// `withheld` (review), no password is read: a file it withholds, or one that opens only with
+/// a password, is recorded in [`Files::unread`] instead.
 pub(crate) fn resolve(
     nodes: &[FileRef],
     uploads: &[(&str, &FileRef)],
     reader: Reader<'_>,
+    withheld: Option<Withheld<'_>>,
 ) -> Result<Files, Vec<FileError>> {
     let mut files = Files::default();
     let mut errors = Vec::new();
     for (i, r) in nodes.iter().enumerate() {
-        let Some(bytes) = read_bytes(r, reader, Site::Node(i), &mut errors) else {
+        let site = Site::Node(i);
+        let Some(bytes) = fetch(r, &site, (reader, withheld), &mut files, &mut errors) else {
             continue;
         };
         let node = node_facts(r, &bytes);
@@ -311,21 +352,19 @@ pub(crate) fn resolve(
                 files.nodes.push(u);
                 files.nodes_keyed.push(keyed);
             }
-            Err(message) => errors.push(FileError {
-                site: Site::Node(i),
-                message,
-            }),
+            Err(message) => errors.push(FileError { site, message }),
         }
     }
     for (key, r) in uploads {
-        match upload_facts(r, reader) {
+        let site = Site::Upload(key.to_string());
+        let Some(bytes) = fetch(r, &site, (reader, withheld), &mut files, &mut errors) else {
+            continue;
+        };
+        match upload_facts(r, &bytes) {
             Ok(u) => {
                 files.uploads.insert(key.to_string(), u);
             }
-            Err(message) => errors.push(FileError {
-                site: Site::Upload(key.to_string()),
-                message,
-            }),
+            Err(message) => errors.push(FileError { site, message }),
         }
     }
     if errors.is_empty() {
@@ -335,15 +374,46 @@ pub(crate) fn resolve(
     }
 }
 
-fn read_bytes(
+/// The bytes of a file to open; None when it is not opened: an error (recorded in `errors`),
+/// or, in review, a file withheld or protected by a password (recorded in `files.unread`).
+fn fetch(
     r: &FileRef,
-    reader: Reader<'_>,
-    site: Site,
+    site: &Site,
+    (reader, withheld): (Reader<'_>, Option<Withheld<'_>>),
+    files: &mut Files,
     errors: &mut Vec<FileError>,
 ) -> Option<Vec<u8>> {
-    reader(&r.path)
-        .map_err(|message| errors.push(FileError { site, message }))
-        .ok()
+    let unread = |why: String, digest: Option<String>| UnreadFile {
+        key: site.key(),
+        path: r.path.clone(),
+        why,
+        digest,
+        since_base: SinceBase::Unknown,
+    };
+    if let Some(why) = withheld.and_then(|w| w(&r.path)) {
+        files.unread.push(unread(why, None));
+        return None;
+    }
+    let bytes = reader(&r.path)
+        .map_err(|message| {
+            errors.push(FileError {
+                site: site.clone(),
+                message,
+            })
+        })
+        .ok()?;
+    if withheld.is_some() {
+        let digest = pki::sha256_hex(&bytes);
+        files.digests.insert(site.key(), digest.clone());
+        if let Some(secret) = &r.password {
+            let why = format!(
+                "it opens only with its password ({secret}), which a review plan does not read"
+            );
+            files.unread.push(unread(why, Some(digest)));
+            return None;
+        }
+    }
+    Some(bytes)
 }
 
 /// The certificate of a node file, and whether its private key came with it: the certificate
@@ -361,8 +431,8 @@ fn node_facts(r: &FileRef, bytes: &[u8]) -> Result<(Uploaded, bool), String> {
 
 /// The end-entity certificates of an upload, primary first. Its private key, if any, is
 /// dropped right here: it never reaches the store.
-fn upload_facts(r: &FileRef, reader: Reader<'_>) -> Result<Vec<Uploaded>, String> {
-    let file = read(r, reader)?;
+fn upload_facts(r: &FileRef, bytes: &[u8]) -> Result<Vec<Uploaded>, String> {
+    let file = decode(r, bytes)?;
     if file.certs.is_empty() {
         return Err(format!("{}: holds no certificate", r.path.display()));
     }

@@ -127,6 +127,39 @@ pub enum InstalledFile {
     },
 }
 
+/// A certificate file certs.toml names that a review plan (`plan --base`, `plan --rev`) did
+/// not read: one outside the repository or not committed, or one that opens only with a
+/// password (a review reads none). What it holds is not known; the plan says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadFile {
+    /// The certs.toml key naming it: `clients.KEY.upload`, `server.certificates[N].path`,
+    /// `cluster.ca`.
+    pub key: String,
+    /// The file, as certs.toml names it (joined to its folder).
+    pub path: std::path::PathBuf,
+    /// Why it was not read.
+    pub why: String,
+    /// The SHA-256 of its bytes when the repository holds it (only its password was missing):
+    /// equal bytes at BASE mean the same certificates.
+    pub digest: Option<String>,
+    /// How it compares with the same key at BASE (`plan --base`).
+    pub since_base: SinceBase,
+}
+
+/// How a file a review plan did not read compares with the one the same key named at BASE.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SinceBase {
+    /// Not compared with BASE (`plan --rev`: planned against a store).
+    #[default]
+    Unknown,
+    /// The same bytes as at BASE, or the same path outside what review reads.
+    Same,
+    /// Other bytes or another path than at BASE.
+    Changed,
+    /// Not declared at BASE (a new client or node, or certs.toml is new).
+    New,
+}
+
 /// Where a certificate registered in the store came from.
 #[derive(
     Debug,

@@ -80,6 +80,11 @@ pub fn validate(ctx: &Context) -> Result<Output> {
     let desired = ctx.desired_checked()?;
     // Every check of the plan that needs no store, so that validate and plan agree.
     plan::check_declared(&desired, ctx.now).map_err(|e| Error::from_plan(&desired, e))?;
+    // The bundle passwords too, which plan reads only to compare and apply only to write.
+    let (errors, password_warnings) = desired.bundle_password_problems();
+    if !errors.is_empty() {
+        return Err(Error::Config(errors));
+    }
     let mut out = format!(
         "{} is valid: {} client certificate{}, store {}.\n",
         ctx.config.display(),
@@ -87,7 +92,7 @@ pub fn validate(ctx: &Context) -> Result<Output> {
         if desired.clients.len() == 1 { "" } else { "s" },
         desired.store.path.display()
     );
-    for w in &desired.warnings {
+    for w in desired.warnings.iter().chain(&password_warnings) {
         out.push_str(&format!("warning: {w}\n"));
     }
     Ok(Output::ok(out))

@@ -154,6 +154,9 @@ pub struct Store {
     /// The manifest (store-relative paths of every file and bundle folder ravencert made), once
     /// read.
     manifest: std::cell::RefCell<Option<BTreeSet<String>>>,
+    /// Whether loading checks the server private key against its certificate (not in a review
+    /// plan, which reads no private key: [`Store::reading_no_keys`]).
+    read_keys: bool,
 }
 
 /// The held apply lock; released on drop (and by the kernel if the process dies).
@@ -168,6 +171,16 @@ impl Store {
             root: root.into(),
             written: Default::default(),
             manifest: Default::default(),
+            read_keys: true,
+        }
+    }
+
+    /// The store for a review plan (`plan --rev`): loading it checks the server certificates
+    /// but reads no private key (an unreadable key shows at the next plan or apply).
+    pub(crate) fn reading_no_keys(self) -> Store {
+        Store {
+            read_keys: false,
+            ..self
         }
     }
 
@@ -268,10 +281,10 @@ impl Store {
         export_thumbprints: Option<Vec<String>>,
     ) -> Result<Actual> {
         for s in &registry.server {
-            if s.has_key {
+            if s.has_key && self.read_keys {
                 self.verify_server_key(&s.thumbprint)?;
             } else {
-                // Registry-only: a public certificate, no key file to check.
+                // Registry-only (no key file to check), or a review: the public certificate.
                 self.verify_cert(&s.thumbprint)?;
             }
         }

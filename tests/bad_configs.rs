@@ -2,6 +2,8 @@
 //! applied, swaps in the bad config, and checks that `validate`, `plan` and `apply --yes` all
 //! refuse it with exit code 1 and an error naming certs.toml, the line and the key; that no
 //! secret shows in the output; and that the store and the export are byte for byte unchanged.
+//! A bundle password that is not there is the one exception: it is needed only by the apply
+//! that writes its bundle (`ONLY_APPLY_NEEDS`).
 
 mod common;
 
@@ -61,7 +63,7 @@ macro_rules! cases {
             #[test]
             $(#[$attr])*
             fn $name() {
-                check(&$case);
+                check(stringify!($name), &$case);
             }
         )+
     };
@@ -967,7 +969,12 @@ fn line_of(text: &str, marker: &str) -> usize {
     text[..found[0]].matches('\n').count() + 1
 }
 
-fn check(case: &Case) {
+/// The cases whose problem is a generated client's bundle password that is not there: a
+/// secret is read only when it is used (issue 22), so validate warns, plan plans the bundle
+/// (naming the password as added) and only the apply that writes the bundle refuses.
+const ONLY_APPLY_NEEDS: &[&str] = &["password_env_unset", "password_file_missing"];
+
+fn check(name: &str, case: &Case) {
     assert!(
         std::env::var_os(UNSET_VAR).is_none(),
         "{UNSET_VAR} must not be set for these tests"
@@ -995,7 +1002,26 @@ fn check(case: &Case) {
     };
 
     // Each run is refused and leaves the folder (the store, the export) byte for byte as it was.
-    for args in [&["validate"][..], &["plan"], &["apply", "--yes"]] {
+    let mut refusing = vec![&["validate"][..], &["plan"], &["apply", "--yes"]];
+    if ONLY_APPLY_NEEDS.contains(&name) {
+        refusing.drain(..2);
+        let validate = env.run(&["validate"]).success();
+        assert!(
+            validate.stdout.contains(&format!("warning: {}", case.key)),
+            "{}",
+            validate.shown()
+        );
+        let plan = env.run(&["plan"]).success();
+        assert!(
+            plan.stdout.contains("bundle: password added"),
+            "{}",
+            plan.shown()
+        );
+        for r in [&validate, &plan] {
+            r.hides(&[ENV_SECRET, FILE_SECRET, INLINE_SECRET]);
+        }
+    }
+    for args in refusing {
         let run = env.cmd(args).refused(case.also);
         assert!(
             run.stderr

@@ -628,6 +628,207 @@ fn plan_base_without_certs_toml_at_base_plans_every_create() {
     env.run(&["plan", "--base", "nope"]).failure();
 }
 
+/// A cluster whose node .pfx lives on the nodes, outside the repository, and whose partner
+/// upload is a .pfx with a password; `alice` has a bundle password. `node` is the node file's
+/// absolute path.
+fn keys_elsewhere(node: &Path, partner_access: &str) -> String {
+    format!(
+        r#"version = 1
+[server]
+certificates = [{{ path = "{}", password_env = "NODE_PFX_PASSWORD" }}]
+
+[defaults]
+key = "ec-p256"
+
+[clients.alice]
+clearance = "ValidUser"
+databases = {{ Orders = "Read" }}
+password_env = "ALICE_PFX_PASSWORD"
+
+[clients.partner]
+clearance = "ValidUser"
+databases = {{ Orders = "{partner_access}" }}
+upload = "trust/partner.pfx"
+password_env = "PARTNER_PFX_PASSWORD"
+"#,
+        node.display()
+    )
+}
+
+/// The keys of a JSON plan's `not_read` entries.
+fn not_read_keys(plan: &Value) -> Vec<String> {
+    plan["not_read"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n["key"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Review needs no secret and no private key (issue 22, part A): with every password variable
+/// unset and the node .pfx outside the repository, `plan --base` plans from what the
+/// repository holds and names what it did not read — the node file, the partner's .pfx (its
+/// password), alice's bundle password — instead of failing. Wrong passwords in the
+/// environment change nothing (none is read). A partner file whose bytes changed is a replace
+/// flagged as an escalation, not "no changes".
+#[test]
+fn plan_base_reads_no_secret_and_names_what_it_did_not_read() {
+    let env = git_env();
+    let root = env.dir.path();
+    let outside = tempfile::tempdir().unwrap();
+    common::openssl::partner_upload(outside.path(), "node-secret-31x");
+    let node = outside.path().join("node.pfx");
+    fs::rename(outside.path().join("partner.pfx"), &node).unwrap();
+    fs::create_dir_all(env.path("trust")).unwrap();
+    common::openssl::partner_upload(&env.path("trust"), "partner-secret-8k");
+    for f in ["partner.key", "partner.pem", "partner.der"] {
+        fs::remove_file(env.path("trust").join(f)).unwrap();
+    }
+    git(&env, root, &["init", "-q", "-b", "main"]);
+    env.config(&keys_elsewhere(&node, "Read"));
+    commit_all(&env, root, "keys on the nodes");
+    git(&env, root, &["checkout", "-q", "-b", "pr"]);
+    // The pull request: the partner gets write access, carol is added.
+    env.config(&format!(
+        "{}\n[clients.carol]\nclearance = \"ValidUser\"\ndatabases = {{ Reporting = \"Read\" }}\n",
+        keys_elsewhere(&node, "ReadWrite")
+    ));
+
+    let r = env.run(&["plan", "--base", "main", "--json", "--detailed-exitcode"]);
+    assert_eq!(r.code, 2, "{}", r.shown());
+    let plan = r.json();
+    let changes = plan["changes"].as_array().unwrap();
+    let keys: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| (c["action"].as_str().unwrap(), c["key"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        keys,
+        [("create", "carol"), ("update", "partner")],
+        "{plan:#}"
+    );
+    assert_eq!(changes[1]["escalation"], true, "{plan:#}");
+    assert_eq!(changes[1]["after"]["permissions"]["Orders"], "ReadWrite");
+    let not_read = not_read_keys(&plan);
+    for key in [
+        "server.certificates[0].path",
+        "clients.partner.upload",
+        "clients.alice.password_env",
+    ] {
+        assert!(not_read.iter().any(|k| k == key), "{key}: {plan:#}");
+    }
+    let all = plan.to_string();
+    assert!(all.contains(&node.display().to_string()), "{all}");
+
+    // No password is read: wrong ones in the environment give the very same plan.
+    let wrong = env
+        .cmd(&["plan", "--base", "main", "--json"])
+        .envs(&[
+            ("NODE_PFX_PASSWORD", "wrong-1"),
+            ("PARTNER_PFX_PASSWORD", "wrong-2"),
+            ("ALICE_PFX_PASSWORD", "wrong-3"),
+        ])
+        .run()
+        .success()
+        .json();
+    assert_eq!(wrong, plan);
+
+    let text = env.run(&["plan", "--base", "main"]).success();
+    assert!(
+        text.stdout.contains("Not read in review"),
+        "{}",
+        text.shown()
+    );
+    assert!(
+        text.stdout.contains("server.certificates[0].path")
+            && text.stdout.contains("clients.partner.upload")
+            && text.stdout.contains("clients.alice.password_env"),
+        "{}",
+        text.shown()
+    );
+    let md = env.run(&["plan", "--base", "main", "--markdown"]).success();
+    assert!(md.stdout.contains("Not read in review"), "{}", md.shown());
+    for r in [&text, &md] {
+        r.hides(&["node-secret-31x", "partner-secret-8k", "PRIVATE KEY"]);
+    }
+
+    // The partner's file now holds someone else: its certificates cannot be read without the
+    // password, but its bytes changed — a replace that widens access, never "no changes".
+    let other = tempfile::tempdir().unwrap();
+    common::openssl::partner_upload(other.path(), "partner-secret-8k");
+    fs::copy(
+        other.path().join("partner.pfx"),
+        env.path("trust/partner.pfx"),
+    )
+    .unwrap();
+    env.config(&keys_elsewhere(&node, "Read"));
+    let plan = env
+        .run(&["plan", "--base", "main", "--json"])
+        .success()
+        .json();
+    let changes = plan["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{plan:#}");
+    assert_eq!(changes[0]["action"], "replace", "{plan:#}");
+    assert_eq!(changes[0]["key"], "partner");
+    assert_eq!(changes[0]["escalation"], true, "{plan:#}");
+    assert!(!env.store().exists(), "plan --base created the store");
+}
+
+/// `plan --rev` reads no secret and no private key either (issue 22): planned against the
+/// store, it names the bundle password it did not compare, checks the store's server
+/// certificate without its key (a garbled key file does not stop it, while a plain plan, which
+/// reads it, refuses), and leaves the cluster out instead of presenting the admin's key there.
+#[test]
+fn plan_rev_reads_no_secret_no_private_key_and_no_cluster() {
+    let env = git_env();
+    let root = env.dir.path();
+    git(&env, root, &["init", "-q", "-b", "main"]);
+    env.config(&format!(
+        "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\n\
+         [clients.app]\nclearance = \"Operator\"\npassword_env = \"APP_PFX_PASSWORD\"\n\n\
+         [cluster]\nurls = [\"https://127.0.0.1:1\"]\nadmin = \"admin\"\n"
+    ));
+    commit_all(&env, root, "app");
+    env.cmd(&["apply", "--yes", "--offline"])
+        .env("APP_PFX_PASSWORD", "app-secret-6t")
+        .run()
+        .success();
+    let key = fs::read_dir(env.store().join("server"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "key"))
+        .unwrap();
+    fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\ngarbled\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let plain = env.run(&["plan", "--offline"]).failure();
+    assert!(plain.stderr.contains("private key"), "{}", plain.shown());
+
+    let r = env.run(&["plan", "--rev", "main", "--json", "--detailed-exitcode"]);
+    assert_eq!(r.code, 0, "{}", r.shown());
+    let plan = r.json();
+    assert_eq!(plan["changes"], serde_json::json!([]), "{plan:#}");
+    assert_eq!(
+        not_read_keys(&plan),
+        ["clients.app.password_env"],
+        "{plan:#}"
+    );
+    assert!(
+        plan["cluster"].to_string().contains("reads no private key"),
+        "{plan:#}"
+    );
+    let text = env.run(&["plan", "--rev", "main"]).success();
+    assert!(
+        text.stdout.contains("Not read in review"),
+        "{}",
+        text.shown()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Provenance
 
@@ -1532,8 +1733,8 @@ fn plan_base_shows_every_settings_change_flagged() {
             vec!["max_deletions: 5 -> 50"],
         ),
     ];
-    // (The admin .pfx's password variable is set: what review reads is another test's.)
-    let run = |args: &[&str]| env.cmd(args).env("ADMIN_PFX_PASSWORD", "x").run();
+    // No password variable is set: a review reads none (nor the admin .pfx).
+    let run = |args: &[&str]| env.run(args);
     for (key, config, says) in cases {
         env.config(&config);
         let text = run(&["plan", "--base", "main", "--detailed-exitcode"]);

@@ -407,6 +407,17 @@ fn hostile_plan() -> impl Strategy<Value = plan::Plan> {
                 })
                 .collect(),
             warnings,
+            // A path and a reason of what was not read are hostile text too.
+            not_read: drift
+                .iter()
+                .map(|d| plan::NotRead {
+                    key: "clients.partner.upload".into(),
+                    path: Some(d.clone()),
+                    why: format!("not read: {d}"),
+                    effect: "not compared".into(),
+                })
+                .collect(),
+            review: true,
             drift,
         })
 }

@@ -500,3 +500,101 @@ fn the_leak_checks_catch_leaks() {
     assert!(f.find(&der[100..130]).is_some());
     assert!(f.find(b"nothing secret here, just a thumbprint").is_none());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Secrets only when used (issue 22, part B)
+
+const APP_PW: &str = "app-bundle-secret-4q";
+
+/// A generated server installed for a node, `admin` (the cluster's admin, no password) and
+/// `app`, whose bundle password comes from APP_PFX_PASSWORD. `extra` is appended.
+fn installed(extra: &str) -> String {
+    format!(
+        "version = 1\n[server]\ngenerate = true\nname = \"localhost\"\nkey = \"ec-p256\"\n\
+         install = {{ path = \"node/server.pfx\", pfx = \"legacy\" }}\n[defaults]\nkey = \"ec-p256\"\n\n\
+         [clients.admin]\nclearance = \"ClusterAdmin\"\n\n\
+         [clients.app]\nclearance = \"Operator\"\npassword_env = \"APP_PFX_PASSWORD\"\n\n\
+         [cluster]\nurls = [\"https://127.0.0.1:1\"]\nadmin = \"admin\"\n{extra}"
+    )
+}
+
+/// `settings` (a path and a thumbprint), `status` and a plan with nothing to do never write
+/// app's bundle, so they need no APP_PFX_PASSWORD: they succeed without it, and the plan says
+/// that app's bundle password was not compared.
+#[test]
+fn settings_status_and_a_no_op_plan_need_no_unrelated_bundle_password() {
+    let env = Env::new();
+    env.config(&installed(""));
+    env.run_with(
+        &["apply", "--yes", "--offline"],
+        &[("APP_PFX_PASSWORD", APP_PW)],
+    )
+    .success();
+
+    let settings = env.run(&["settings"]).success();
+    assert!(
+        settings.json()["Security.WellKnownCertificates.Admin"].is_string(),
+        "{}",
+        settings.shown()
+    );
+    env.run(&["status", "--offline"]).success();
+    let plan = env.run(&["plan", "--offline", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.shown());
+    assert!(
+        plan.stdout.contains("clients.app.password_env")
+            && plan.stdout.contains("APP_PFX_PASSWORD is not set"),
+        "the plan says what it did not compare: {}",
+        plan.shown()
+    );
+    let json = env.run(&["plan", "--offline", "--json"]).success().json();
+    assert_eq!(json["changes"], serde_json::json!([]), "{json:#}");
+    assert_eq!(
+        json["not_read"][0]["key"], "clients.app.password_env",
+        "{json:#}"
+    );
+}
+
+/// A password is needed when its bundle is written: a new client whose variable is unset is
+/// planned (the plan needs no secret), and apply refuses it with exit 1, naming that client's
+/// variable as not set — and nothing about the unrelated `app`, whose variable is unset too.
+/// Nothing is written; once the new client's variable is set, apply succeeds without app's.
+#[test]
+fn a_missing_password_stops_only_the_apply_that_writes_its_bundle() {
+    let env = Env::new();
+    env.config(&installed(""));
+    env.run_with(
+        &["apply", "--yes", "--offline"],
+        &[("APP_PFX_PASSWORD", APP_PW)],
+    )
+    .success();
+    env.config(&installed(
+        "\n[clients.late]\nclearance = \"ValidUser\"\ndatabases = { Orders = \"Read\" }\npassword_env = \"LATE_PFX_PASSWORD\"\n",
+    ));
+
+    let plan = env.run(&["plan", "--offline", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.shown());
+    assert!(plan.stdout.contains("+ client late"), "{}", plan.shown());
+
+    let refused = env.cmd(&["apply", "--yes", "--offline"]).refused(&[
+        "clients.late",
+        "environment variable LATE_PFX_PASSWORD is not set",
+    ]);
+    assert!(
+        !refused.stderr.contains("APP_PFX_PASSWORD") && !refused.stderr.contains("invalid"),
+        "{}",
+        refused.shown()
+    );
+
+    env.run_with(
+        &["apply", "--yes", "--offline"],
+        &[("LATE_PFX_PASSWORD", "late-bundle-secret-2w")],
+    )
+    .success()
+    .hides(&["late-bundle-secret-2w", APP_PW]);
+    common::openssl::pkcs12(
+        &env.store().join("issued/late/late.pfx"),
+        "late-bundle-secret-2w",
+        &["-info", "-noout"],
+    )
+    .success();
+}

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::error::{Error, Result};
 use super::exports::check_export_path;
-use crate::config::{self, Declared, Desired};
+use crate::config::{self, Declared, Desired, Reading};
 use crate::fsutil::ReadError;
 use crate::git;
 use crate::render::Style;
@@ -48,9 +48,10 @@ impl Context {
         self.parse(&Revision::WorkTree)
     }
 
-    /// Desired from the working tree, with every secret and file it references checked.
+    /// Desired from the working tree, with every secret and file it references checked (the
+    /// bundle passwords of generated clients aside: they are read when needed).
     pub(crate) fn desired_checked(&self) -> Result<Desired> {
-        self.load(&Revision::WorkTree, true)
+        self.load(&Revision::WorkTree, false)
     }
 
     /// The folder relative paths in certs.toml start from.
@@ -191,13 +192,24 @@ impl Context {
     }
 
     /// Desired plus the check that every referenced secret and file is there, and what the
-    /// referenced certificate files hold. `issuing`: the passwords of generated clients are
-    /// needed (a review plan issues nothing, so it does not need them).
-    pub(crate) fn load(&self, source: &Revision, issuing: bool) -> Result<Desired> {
+    /// referenced certificate files hold. `review` (`plan --base`, `plan --rev`): no password
+    /// and no private key is read — a file the repository does not hold (outside it, not
+    /// committed) or one that opens only with a password is listed as not read instead.
+    pub(crate) fn load(&self, source: &Revision, review: bool) -> Result<Desired> {
         let declared = self.parse(source)?;
         let on_disk = *source == Revision::WorkTree;
-        let desired = match source {
-            Revision::WorkTree => {
+        let rev = match source {
+            Revision::WorkTree => None,
+            Revision::Rev(rev) => Some(rev.as_str()),
+        };
+        let withheld = |p: &Path| git::withheld(p, rev);
+        let reading = if review {
+            Reading::Review(&withheld)
+        } else {
+            Reading::Full
+        };
+        let desired = match rev {
+            None => {
                 // In a repository, a certificate file is under review like certs.toml: no link
                 // inside the repository may lead out of it. Outside git, the user's own paths.
                 let workdir = git::workdir_of(&self.config);
@@ -209,13 +221,13 @@ impl Context {
                         crate::inputs::from_disk(p)
                     },
                     on_disk,
-                    issuing,
+                    reading,
                 )
             }
-            Revision::Rev(rev) => declared.resolve(
+            Some(rev) => declared.resolve(
                 &|p: &Path| git::read_file_at(p, rev).map_err(|e| e.to_string()),
                 on_disk,
-                issuing,
+                reading,
             ),
         }?;
         check_export_path(&desired)

@@ -145,7 +145,7 @@ fn attempt(
     why: &str,
 ) -> (Attempt, Option<Desired>, Report) {
     let opts = &req.options;
-    let desired = match ctx.load(source, true) {
+    let desired = match ctx.load(source, false) {
         Ok(d) => d,
         Err(e) => {
             warn!(

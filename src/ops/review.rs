@@ -7,9 +7,12 @@ use std::path::PathBuf;
 use super::cluster::{preview, StorePlanned};
 use super::error::{Error, Result};
 use super::{Context, Output, Revision};
-use crate::config::{ClientSpec, Desired};
+use crate::config::{ClientDesired, ClientSpec, Desired, GenerateSpec, SecretRef};
 use crate::git;
-use crate::plan::{self, ClusterView, Plan, PlanOptions};
+use crate::model::{Origin, SinceBase};
+use crate::plan::{
+    self, Action, BundlePassword, ClusterView, DeclaredPassword, NotRead, Plan, PlanOptions, Target,
+};
 use crate::registry::Actual;
 use crate::render::{self, Escaped};
 use crate::saved_plan::{SavedOptions, SavedPlan, Source};
@@ -45,11 +48,14 @@ pub(super) fn options(replace: &[String], allow_delete_all: bool) -> PlanOptions
         replace: replace.iter().cloned().collect::<BTreeSet<_>>(),
         allow_delete_all,
         bundle_passwords: None,
+        review: false,
     }
 }
 
 /// The options with the fingerprints of the declared bundle passwords under this store's key,
-/// so that the planner sees a changed password without ever holding one.
+/// so that the planner sees a changed password without ever holding one. A password whose
+/// source is not there (a variable not set, a password file missing) is not compared, and the
+/// plan says so: it is needed only when its bundle is written ([`check_needed_passwords`]).
 pub(super) fn with_passwords(
     opts: &PlanOptions,
     desired: &Desired,
@@ -57,28 +63,116 @@ pub(super) fn with_passwords(
 ) -> Result<PlanOptions> {
     let key = store.password_key()?;
     let mut map = BTreeMap::new();
-    for c in desired.clients.values() {
-        let ClientSpec::Generate(g) = &c.source else {
-            continue;
-        };
-        // A client without a password is left out: the planner reads that as NO_PASSWORD.
-        let fingerprint = match (&g.password, &key) {
-            (None, _) => continue,
+    for (c, r) in declared_passwords(desired) {
+        let entry = match &key {
             // No key yet: whatever was recorded cannot match, so the bundle is made again.
-            (Some(_), None) => "hmac-sha256:(no store key)".to_string(),
-            (Some(r), Some(k)) => {
-                let secret = r
-                    .read()
-                    .map_err(|e| desired.error_at(format!("clients.{}", c.key), e.to_string()))?;
-                crate::pki::password_fingerprint(k, &c.key, Some(secret.expose()))?
-            }
+            None => BundlePassword::Fingerprint("hmac-sha256:(no store key)".to_string()),
+            Some(k) => match r.read() {
+                Ok(secret) => BundlePassword::Fingerprint(crate::pki::password_fingerprint(
+                    k,
+                    &c.key,
+                    Some(secret.expose()),
+                )?),
+                Err(e) => match e.absence() {
+                    Some(why) => BundlePassword::NotRead(why),
+                    None => {
+                        return Err(desired
+                            .error_at(password_key(&c.key, r), e.to_string())
+                            .into())
+                    }
+                },
+            },
         };
-        map.insert(c.key.clone(), fingerprint);
+        map.insert(c.key.clone(), entry);
     }
     Ok(PlanOptions {
         bundle_passwords: Some(map),
         ..opts.clone()
     })
+}
+
+/// The options of a review plan (`plan --base`, `plan --rev`): no password is read, so every
+/// declared bundle password is "not read" (only one added to a bundle without any is seen).
+pub(super) fn without_passwords(opts: &PlanOptions, desired: &Desired) -> PlanOptions {
+    let map = declared_passwords(desired)
+        .map(|(c, _)| {
+            let why = "a review plan reads no password".to_string();
+            (c.key.clone(), BundlePassword::NotRead(why))
+        })
+        .collect();
+    PlanOptions {
+        bundle_passwords: Some(map),
+        review: true,
+        ..opts.clone()
+    }
+}
+
+/// The generated clients that declare a bundle password, with its source.
+fn declared_passwords(desired: &Desired) -> impl Iterator<Item = (&ClientDesired, &SecretRef)> {
+    desired.clients.values().filter_map(|c| match &c.source {
+        ClientSpec::Generate(GenerateSpec {
+            password: Some(r), ..
+        }) => Some((c, r)),
+        _ => None,
+    })
+}
+
+/// The certs.toml key of a generated client's password source.
+fn password_key(client: &str, r: &SecretRef) -> String {
+    match r {
+        SecretRef::Env(_) => format!("clients.{client}.password_env"),
+        SecretRef::File(_) => format!("clients.{client}.password_file"),
+    }
+}
+
+/// The passwords this plan's apply must read are there: every bundle it writes (a client
+/// issued or re-issued, a bundle packaged again) whose password was not read (`opts`) is
+/// named, with its client's key and line, before anything is written.
+pub(super) fn check_needed_passwords(
+    desired: &Desired,
+    actual: &Actual,
+    plan: &Plan,
+    opts: &PlanOptions,
+) -> Result<()> {
+    let Some(map) = &opts.bundle_passwords else {
+        return Ok(());
+    };
+    let mut problems = Vec::new();
+    for change in plan.changes.iter().filter(|c| c.target == Target::Client) {
+        let Some(BundlePassword::NotRead(_)) = map.get(&change.key) else {
+            continue;
+        };
+        let Some((c, spec, r)) = desired
+            .clients
+            .get(&change.key)
+            .and_then(|c| match &c.source {
+                ClientSpec::Generate(g) => g.password.as_ref().map(|r| (c, g, r)),
+                ClientSpec::Upload(_) => None,
+            })
+        else {
+            continue;
+        };
+        let writes = match change.action {
+            Action::Create | Action::Replace => true,
+            Action::Update => actual
+                .registry
+                .active(&c.key)
+                .filter(|e| e.source == Origin::Generated)
+                .is_some_and(|e| {
+                    let unread = Some(DeclaredPassword::NotRead(""));
+                    !plan::bundle_reasons(e, spec, unread).is_empty()
+                }),
+            Action::Delete | Action::Export => false,
+        };
+        if let (true, Err(e)) = (writes, r.read()) {
+            problems.push(desired.error_at(password_key(&c.key, r), e.to_string()));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Config(problems))
+    }
 }
 
 /// Loads the store and plans. `secrets`: the declared passwords are at hand (not for a plan of
@@ -90,11 +184,17 @@ pub(super) fn compute(
     secrets: bool,
 ) -> Result<(Store, Actual, Plan)> {
     let store = Store::new(&desired.store.path);
+    // A review plan (`plan --rev`) reads no private key, the store's neither.
+    let store = if secrets {
+        store
+    } else {
+        store.reading_no_keys()
+    };
     let actual = super::settings::load_actual(&store, desired, secrets)?;
     let opts = if secrets {
         with_passwords(opts, desired, &store)?
     } else {
-        opts.clone()
+        without_passwords(opts, desired)
     };
     let plan =
         plan::plan(desired, &actual, ctx.now, &opts).map_err(|e| Error::from_plan(desired, e))?;
@@ -176,43 +276,111 @@ fn planned(
     opts: &PlanOptions,
 ) -> Result<(Desired, Actual, Plan, ClusterView)> {
     match (&req.base, &req.rev) {
-        (Some(base_rev), _) => {
-            // Review mode: what changes between certs.toml at BASE and the working tree's,
-            // with the store assumed to match BASE. No store is read, nothing is issued.
-            let desired = ctx.load(&Revision::WorkTree, false)?;
-            // No certs.toml at BASE (the pull request that adds it): nothing is registered.
-            let actual = if git::exists_at(&ctx.config, base_rev)? {
-                let base = ctx.load(&Revision::Rev(base_rev.clone()), false)?;
-                plan::assumed_store(&base, ctx.now)
-            } else {
-                // Nothing declared at BASE: every setting is new (a [cluster] is flagged).
-                let mut registry = crate::registry::Registry::new();
-                registry.settings = Some(crate::registry::AppliedSettings::default());
-                Actual {
-                    registry,
-                    ..Actual::default()
-                }
-            };
-            let plan = plan::plan(&desired, &actual, ctx.now, opts)?;
-            let cluster = if desired.cluster.is_some() {
-                ClusterView::Skipped(
-                    "plan --base reviews certs.toml against BASE without a store; apply reconciles the cluster".into(),
-                )
-            } else {
-                ClusterView::Absent
-            };
+        (Some(base_rev), _) => review_base(ctx, base_rev, opts),
+        (None, Some(rev)) => {
+            // certs.toml at REV against the store, read as a review: no password, no private
+            // key, so no cluster either (it would take the admin's key).
+            let desired = ctx.load(&Revision::Rev(rev.clone()), true)?;
+            let (_, actual, plan) = compute(ctx, &desired, opts, false)?;
+            let cluster = review_cluster(
+                &desired,
+                "plan --rev reads no private key, so it does not contact the cluster; plan or apply reconciles it",
+            );
             Ok((desired, actual, plan, cluster))
         }
-        (None, rev) => {
-            let desired = match rev {
-                Some(rev) => ctx.load(&Revision::Rev(rev.clone()), false)?,
-                None => ctx.desired_checked()?,
-            };
+        (None, None) => {
+            let desired = ctx.desired_checked()?;
             let (actual, plan, cluster) =
-                compute_with_cluster(ctx, &desired, opts, rev.is_none(), req.offline)?;
+                compute_with_cluster(ctx, &desired, opts, true, req.offline)?;
             Ok((desired, actual, plan, cluster))
         }
     }
+}
+
+/// Review mode (`plan --base BASE`): what changes between certs.toml at BASE and the working
+/// tree's, with the store assumed to match BASE. No store is read, nothing is issued, and
+/// neither side reads a password or a private key.
+fn review_base(
+    ctx: &Context,
+    base_rev: &str,
+    opts: &PlanOptions,
+) -> Result<(Desired, Actual, Plan, ClusterView)> {
+    let mut desired = ctx.load(&Revision::WorkTree, true)?;
+    // No certs.toml at BASE (the pull request that adds it): nothing is registered.
+    let base = if git::exists_at(&ctx.config, base_rev)? {
+        Some(ctx.load(&Revision::Rev(base_rev.to_string()), true)?)
+    } else {
+        None
+    };
+    compare_unread(&mut desired, base.as_ref());
+    let actual = match &base {
+        Some(base) => plan::assumed_store(base, ctx.now),
+        None => {
+            // Nothing declared at BASE: every setting is new (a [cluster] is flagged).
+            let mut registry = crate::registry::Registry::new();
+            registry.settings = Some(crate::registry::AppliedSettings::default());
+            Actual {
+                registry,
+                ..Actual::default()
+            }
+        }
+    };
+    let opts = without_passwords(opts, &desired);
+    let mut plan = plan::plan(&desired, &actual, ctx.now, &opts)?;
+    plan.not_read
+        .extend(unread_at_base(&desired, base.as_ref()));
+    let cluster = review_cluster(
+        &desired,
+        "plan --base reviews certs.toml against BASE without a store; apply reconciles the cluster",
+    );
+    Ok((desired, actual, plan, cluster))
+}
+
+/// The cluster of a review plan: left out, saying why.
+fn review_cluster(desired: &Desired, why: &str) -> ClusterView {
+    if desired.cluster.is_some() {
+        ClusterView::Skipped(why.into())
+    } else {
+        ClusterView::Absent
+    }
+}
+
+/// How each file the review did not read in the work tree compares with BASE's: the same
+/// bytes (or the same path outside what review reads), other ones, or new.
+fn compare_unread(desired: &mut Desired, base: Option<&Desired>) {
+    for u in &mut desired.files.unread {
+        let Some(base) = base else {
+            u.since_base = SinceBase::New;
+            continue;
+        };
+        let was_digest = base.files.digests.get(&u.key);
+        let was_unread = base.files.unread.iter().find(|b| b.key == u.key);
+        u.since_base = match (&u.digest, was_digest, was_unread) {
+            (Some(now), Some(was), _) if now == was => SinceBase::Same,
+            (None, _, Some(was)) if was.digest.is_none() && was.path == u.path => SinceBase::Same,
+            (_, None, None) => SinceBase::New,
+            _ => SinceBase::Changed,
+        };
+    }
+}
+
+/// The files BASE names that the review did not read there, where the work tree's were read:
+/// what BASE registered for them is not known (the plan compares with a stand-in).
+fn unread_at_base(desired: &Desired, base: Option<&Desired>) -> Vec<NotRead> {
+    let Some(base) = base else {
+        return Vec::new();
+    };
+    base.files
+        .unread
+        .iter()
+        .filter(|b| !desired.files.unread.iter().any(|u| u.key == b.key))
+        .map(|b| NotRead {
+            key: b.key.clone(),
+            path: Some(b.path.display().to_string()),
+            why: format!("at BASE: {}", b.why),
+            effect: "what BASE registered for it is not known; the plan does not show it".into(),
+        })
+        .collect()
 }
 
 fn registry_diff(ctx: &Context, desired: &Desired, actual: &Actual, plan: &Plan) -> String {

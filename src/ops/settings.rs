@@ -58,9 +58,11 @@ fn password_key(r: &SecretRef) -> String {
 }
 
 /// `ravencert settings`: the settings.json fragment for a node, as JSON on stdout. The
-/// password is never printed: stderr names where it comes from.
+/// password is never printed: stderr names where it comes from. It prints a path and a
+/// thumbprint, so it reads certs.toml and the store only (and the admin .pfx, whose
+/// thumbprint it names): no other file certs.toml names, no bundle password.
 pub fn settings(ctx: &Context) -> Result<Output> {
-    let desired = ctx.desired_checked()?;
+    let desired = ctx.desired()?;
     let install = desired.install().ok_or(Error::NoInstall)?;
     let admin = &desired.cluster.as_ref().ok_or(Error::NoClusterAdmin)?.admin;
     let store = Store::new(&desired.store.path);

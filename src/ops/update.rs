@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::cluster::{self, StorePlanned};
 use super::error::{Error, Result};
-use super::review::{compute_with_cluster, options, with_passwords};
+use super::review::{check_needed_passwords, compute_with_cluster, options, with_passwords};
 use super::{Context, Output};
 use crate::apply;
 use crate::config::Desired;
@@ -118,6 +118,7 @@ pub(crate) fn converge(
     let plan =
         plan::plan(desired, &actual, ctx.now, &opts).map_err(|e| Error::from_plan(desired, e))?;
     check(&actual, &plan)?;
+    check_needed_passwords(desired, &actual, &plan, &opts)?;
     let planned = StorePlanned {
         desired,
         store: &store,
@@ -167,6 +168,12 @@ pub fn apply(ctx: &Context, req: &ApplyRequest, confirm: Confirm<'_>) -> Result<
         s.check(&desired, &preview_actual, &preview)?;
     }
     let unchanged = preview.is_empty() && cluster_preview.is_empty();
+    if !unchanged {
+        // A bundle that cannot be written is refused before anyone is asked or anything locked.
+        let store = Store::new(&desired.store.path);
+        let opts = with_passwords(&opts, &desired, &store)?;
+        check_needed_passwords(&desired, &preview_actual, &preview, &opts)?;
+    }
     if !unchanged && !req.yes && !confirm(&preview, &cluster_preview)? {
         return Err(Error::Cancelled);
     }

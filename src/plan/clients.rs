@@ -6,11 +6,11 @@ use std::path::Path;
 
 use super::{
     declared_lifetime_reasons, desired_fields, entry_fields, known, list, renewal_reason, shown,
-    Action, Change, Field, FieldChange, Fields, Issued, Lifetime, PlanError, Planner,
-    ProtectedChange, Target, NO_PASSWORD,
+    Action, BundlePassword, Change, Field, FieldChange, Fields, Issued, Lifetime, NotRead,
+    PlanError, Planner, ProtectedChange, Target, NO_PASSWORD,
 };
-use crate::config::{ClientDesired, ClientSpec, GenerateSpec};
-use crate::model::{Access, Clearance, Origin, Uploaded};
+use crate::config::{ClientDesired, ClientSpec, GenerateSpec, SecretRef};
+use crate::model::{Access, Clearance, Origin, SinceBase, Uploaded};
 use crate::registry::{CertEntry, Registry};
 
 impl<'a> Planner<'a> {
@@ -159,7 +159,7 @@ impl<'a> Planner<'a> {
     /// What an apply does to a generated client's certificate besides its fields: a file
     /// restored, its bundle packaged again.
     fn generated_notes(
-        &self,
+        &mut self,
         client: &ClientDesired,
         spec: &GenerateSpec,
         current: &CertEntry,
@@ -174,12 +174,22 @@ impl<'a> Planner<'a> {
             );
         }
         if current.source == Origin::Generated {
-            let password = self
+            let declared = self
                 .opts
                 .bundle_passwords
                 .as_ref()
-                .map(|m| m.get(&client.key).map_or(NO_PASSWORD, String::as_str));
-            notes.extend(bundle_reasons(current, spec, password));
+                .map(|m| match m.get(&client.key) {
+                    None => DeclaredPassword::Fingerprint(NO_PASSWORD),
+                    Some(BundlePassword::Fingerprint(f)) => DeclaredPassword::Fingerprint(f),
+                    Some(BundlePassword::NotRead(why)) => DeclaredPassword::NotRead(why),
+                });
+            notes.extend(bundle_reasons(current, spec, declared));
+            if let Some(DeclaredPassword::NotRead(why)) = declared {
+                if !password_compared(current, declared) {
+                    self.not_read
+                        .push(bundle_password_not_read(client, spec, why));
+                }
+            }
         }
         notes
     }
@@ -191,8 +201,8 @@ impl<'a> Planner<'a> {
         current: Option<&CertEntry>,
     ) -> Result<Option<Change>, PlanError> {
         let Some(certs) = self.desired.files.uploads.get(&client.key) else {
-            // The file was not read (e.g. a review plan without the files): nothing to compare.
-            return Ok(None);
+            // A review did not read the file: its declared fields are still compared.
+            return Ok(self.unread_upload(client, path, current));
         };
         if self.opts.replace.contains(&client.key) {
             return Err(PlanError::ReplaceUpload {
@@ -239,6 +249,65 @@ impl<'a> Planner<'a> {
             thumbprints: have,
         };
         Ok(update_change(client, edit, restore.into_iter().collect()))
+    }
+
+    /// An uploaded client whose file a review did not read (its password, or the repository
+    /// does not hold it): its name, clearance and databases are compared as usual; its
+    /// certificates only as far as the file's bytes tell — the same file as at BASE keeps
+    /// them, another one is a replace whose new holder is not known, flagged when the client
+    /// grants any access.
+    fn unread_upload(
+        &mut self,
+        client: &ClientDesired,
+        path: &Path,
+        current: Option<&CertEntry>,
+    ) -> Option<Change> {
+        let since =
+            super::unread(self.desired, &format!("clients.{}.upload", client.key))?.since_base;
+        let after = desired_fields(client);
+        let access = (client.clearance, &client.permissions);
+        let Some(current) = current else {
+            return Some(
+                Change::new(
+                    Action::Create,
+                    Target::Client,
+                    &client.key,
+                    "not registered (upload; its certificates were not read in review)".into(),
+                )
+                .with_escalation(widens(None, access))
+                .with_fields(None, Some(after))
+                .with_changes(field_changes_from_nothing(client)),
+            );
+        };
+        let fields = field_changes(current, client);
+        let escalation = widens(Some((current.clearance, &current.permissions)), access);
+        let edit = Edit {
+            current,
+            after,
+            fields,
+            escalation,
+            thumbprints: collection(current),
+        };
+        if !matches!(since, SinceBase::Changed | SinceBase::New) {
+            return update_change(client, edit, Vec::new());
+        }
+        let reason = format!(
+            "{} changed since BASE; its certificates were not read in review, so who holds this access after the change is not shown",
+            path.display()
+        );
+        if client.protect {
+            self.warnings.push(format!(
+                "client '{}' is protected: not replaced although {reason}; set protect = false to let this change through",
+                client.key
+            ));
+            return None;
+        }
+        let grants = client.clearance != Clearance::ValidUser || !client.permissions.is_empty();
+        let escalation = edit.escalation || grants;
+        Some(
+            edit.into_change(Action::Replace, client, reason)
+                .with_escalation(escalation),
+        )
     }
 
     /// The upload file now holds other certificates than those registered.
@@ -452,30 +521,70 @@ fn field_changes_from_nothing(c: &ClientDesired) -> Vec<FieldChange> {
     out
 }
 
+/// A generated client's declared bundle password as [`bundle_reasons`] compares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeclaredPassword<'a> {
+    /// Its fingerprint under the store's key ([`NO_PASSWORD`] when none is declared).
+    Fingerprint(&'a str),
+    /// A password is declared but was not read (why): only "added" can be told.
+    NotRead(&'a str),
+}
+
 /// Why an issued bundle must be packaged again around the same certificate: its .pfx profile
-/// or its password is not the declared one. `password` is the declared password's fingerprint
-/// under the store's key ([`NO_PASSWORD`] without one), None when it is not known.
+/// or its password is not the declared one. `password` is the declared password (None when it
+/// is not looked at, so not compared).
 pub(crate) fn bundle_reasons(
     entry: &CertEntry,
     spec: &GenerateSpec,
-    password: Option<&str>,
+    password: Option<DeclaredPassword<'_>>,
 ) -> Vec<String> {
     let mut reasons = Vec::new();
     if entry.pfx != spec.pfx {
         reasons.push(format!("bundle: pfx {} -> {}", entry.pfx, spec.pfx));
     }
-    if let Some(want) = password {
-        let why = match entry.bundle_password.as_deref() {
+    let have = entry.bundle_password.as_deref();
+    let why = match password {
+        None => None,
+        // A password is declared, and the bundle was written without one.
+        Some(DeclaredPassword::NotRead(_)) => {
+            (have == Some(NO_PASSWORD)).then_some("bundle: password added")
+        }
+        Some(DeclaredPassword::Fingerprint(want)) => match have {
             Some(have) if have == want => None,
             // Written before ravencert recorded it: only a declared password needs a new bundle.
             None if want == NO_PASSWORD => None,
             Some(NO_PASSWORD) => Some("bundle: password added"),
             _ if want == NO_PASSWORD => Some("bundle: password removed"),
             _ => Some("bundle: password changed"),
-        };
-        reasons.extend(why.map(String::from));
-    }
+        },
+    };
+    reasons.extend(why.map(String::from));
     reasons
+}
+
+/// Whether [`bundle_reasons`] could tell if the bundle's password changed: not when a declared
+/// password was not read and the bundle already has one.
+pub(crate) fn password_compared(entry: &CertEntry, password: Option<DeclaredPassword<'_>>) -> bool {
+    match password {
+        Some(DeclaredPassword::NotRead(_)) => entry.bundle_password.as_deref() == Some(NO_PASSWORD),
+        _ => true,
+    }
+}
+
+/// The plan's note on a bundle password it did not read.
+fn bundle_password_not_read(client: &ClientDesired, spec: &GenerateSpec, why: &str) -> NotRead {
+    let (key, path) = match &spec.password {
+        Some(SecretRef::File(p)) => ("password_file", Some(p.display().to_string())),
+        _ => ("password_env", None),
+    };
+    NotRead {
+        key: format!("clients.{}.{key}", client.key),
+        path,
+        why: why.to_string(),
+        effect:
+            "the bundle's password was not compared: a changed password does not show in this plan"
+                .into(),
+    }
 }
 
 /// What a change to a registered client carries whatever its action: the entry it changes,

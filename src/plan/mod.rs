@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::config::{ClientDesired, Desired};
-use crate::model::{Access, Clearance, Period, RenewBefore, BACKDATING};
+use crate::model::{Access, Clearance, Period, RenewBefore, SinceBase, UnreadFile, BACKDATING};
 use crate::registry::{Actual, CertEntry, ServerEntry};
 
 mod checks;
@@ -29,7 +29,7 @@ mod settings;
 mod tests;
 
 pub(crate) use checks::check_declared;
-pub(crate) use clients::bundle_reasons;
+pub(crate) use clients::{bundle_reasons, DeclaredPassword};
 pub use cluster::{
     plan_cluster, registration_states, ClusterAction, ClusterChange, ClusterClearance,
     ClusterListing, ClusterOptions, ClusterPlan, ClusterView, ExtraRegistration, Registration,
@@ -311,6 +311,11 @@ pub struct Plan {
     /// Registered certificates certs.toml no longer declares that stay (`prune = false`): they
     /// still have access, so a plan with them is not "No changes".
     pub kept: Vec<Kept>,
+    /// The inputs this plan did not read (a password, a file outside the repository), each
+    /// with what the plan could therefore not compare: never a silent "no changes".
+    pub not_read: Vec<NotRead>,
+    /// A review plan (`plan --base`, `plan --rev`): it read no password and no private key.
+    pub review: bool,
 }
 
 /// An undeclared certificate the store keeps (prune is off): who still has access, and how
@@ -328,6 +333,21 @@ pub struct Kept {
     /// Its database access (ValidUser).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub permissions: BTreeMap<String, Access>,
+}
+
+/// An input certs.toml names that the plan did not read, and what that leaves out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotRead {
+    /// The certs.toml key naming it: `server.certificates[0].path`, `clients.app.upload`,
+    /// `clients.app.password_env`, ...
+    pub key: String,
+    /// The file, when the input is one (never a password's value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Why it was not read.
+    pub why: String,
+    /// What the plan could not compare because of it.
+    pub effect: String,
 }
 
 impl Plan {
@@ -355,10 +375,23 @@ pub struct PlanOptions {
     pub replace: BTreeSet<String>,
     /// `--allow-delete-all`: lifts the guard against deleting every client certificate.
     pub allow_delete_all: bool,
-    /// Per generated client with a password, its fingerprint under the store's key (a client
-    /// that is not listed has none, recorded as "none"); None when the secrets are not read (a
-    /// review plan), so the bundles' passwords are not compared.
-    pub bundle_passwords: Option<BTreeMap<String, String>>,
+    /// Per generated client with a password, its fingerprint under the store's key, or why it
+    /// was not read (a client that is not listed has none, recorded as "none"); None when the
+    /// passwords are not looked at all, so the bundles' passwords are not compared.
+    pub bundle_passwords: Option<BTreeMap<String, BundlePassword>>,
+    /// A review plan (`plan --base`, `plan --rev`): no password and no private key was read, and
+    /// the plan lists what it could not compare ([`Plan::not_read`]).
+    pub review: bool,
+}
+
+/// A generated client's declared bundle password, as far as the plan knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BundlePassword {
+    /// Its fingerprint under the store's key (or a stand-in that matches no recorded one).
+    Fingerprint(String),
+    /// Declared but not read, and why: a review reads no password; a variable that is not set
+    /// is needed only when the bundle is written.
+    NotRead(String),
 }
 
 use crate::model::{NO_PASSWORD, SERVER_KEY};
@@ -601,6 +634,8 @@ struct Planner<'a> {
     warnings: Vec<String>,
     /// Undeclared certificates kept because prune is off.
     kept: Vec<Kept>,
+    /// What the plan did not read, and what that leaves out.
+    not_read: Vec<NotRead>,
 }
 
 impl<'a> Planner<'a> {
@@ -622,6 +657,7 @@ impl<'a> Planner<'a> {
                 .collect(),
             warnings: desired.warnings.clone(),
             kept: Vec::new(),
+            not_read: Vec::new(),
         }
     }
 
@@ -647,11 +683,16 @@ impl<'a> Planner<'a> {
         // The export follows the server certificate(s).
         changes.extend(self.export(server_changes));
         changes.extend(self.install(server_changes));
+        let mut not_read: Vec<NotRead> =
+            self.desired.files.unread.iter().map(unread_note).collect();
+        not_read.extend(self.not_read);
         Ok(Plan {
             changes,
             warnings: self.warnings,
             drift: self.actual.drift.clone(),
             kept: self.kept,
+            not_read,
+            review: self.opts.review,
         })
     }
 }
@@ -816,6 +857,55 @@ fn desired_fields(c: &ClientDesired) -> Fields {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// The plan's note on a file a review did not read: what it leaves out, by what the file is
+/// and how it compares with BASE.
+fn unread_note(u: &UnreadFile) -> NotRead {
+    let effect = if u.key == "cluster.ca" {
+        "the cluster's CA file was not checked"
+    } else if u.key.starts_with("server.") {
+        match u.since_base {
+            SinceBase::Same if u.digest.is_some() => {
+                "the same file as at BASE: the server certificate is unchanged, its thumbprint not shown"
+            }
+            SinceBase::Same => {
+                "the same path as at BASE: the server certificate was not compared (apply reads the file)"
+            }
+            SinceBase::Unknown => {
+                "the server certificate was not compared with the registered one (apply reads the file)"
+            }
+            SinceBase::Changed | SinceBase::New => {
+                "the server certificate is not known: the plan cannot show its thumbprint"
+            }
+        }
+    } else {
+        match u.since_base {
+            SinceBase::Same => {
+                "the same file as at BASE: its certificates are unchanged; their expiry was not checked"
+            }
+            SinceBase::Unknown => {
+                "its certificates were not compared with the registered ones: a new holder would not show in this plan"
+            }
+            SinceBase::Changed => {
+                "the file changed since BASE: the plan shows a replace without the new holder"
+            }
+            SinceBase::New => {
+                "its certificates are not shown, nor checked for expiry or duplicates"
+            }
+        }
+    };
+    NotRead {
+        key: u.key.clone(),
+        path: Some(u.path.display().to_string()),
+        why: u.why.clone(),
+        effect: effect.into(),
+    }
+}
+
+/// The file a review did not read under this certs.toml key, if any.
+fn unread<'d>(desired: &'d Desired, key: &str) -> Option<&'d UnreadFile> {
+    desired.files.unread.iter().find(|u| u.key == key)
 }
 
 fn list(ts: &[String]) -> String {

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::{Action, Change, Plan, Target};
 use crate::config::{ClientDesired, ClientSpec, Desired, GenerateSpec, ServerSpec};
-use crate::model::{Origin, Uploaded, BACKDATING};
+use crate::model::{InstalledFile, Origin, Uploaded, BACKDATING, NO_PASSWORD};
 use crate::registry::{Actual, CertEntry, Registry, ServerEntry};
 
 /// What a change turns into in the registry: the entries the apply made (or placeholders).
@@ -243,7 +243,8 @@ pub fn project(reg: &Registry, plan: &Plan, desired: &Desired, now: OffsetDateTi
 }
 
 /// The server entries certs.toml declares: the nodes' own, or a generated one with `unknown`
-/// for its thumbprint and pinning hash.
+/// for its thumbprint and pinning hash. A node file a review did not read stands as an entry
+/// with `unknown` values, in its place.
 fn server_entries(
     server: &ServerSpec,
     desired: &Desired,
@@ -251,14 +252,73 @@ fn server_entries(
     unknown: &str,
 ) -> Vec<ServerEntry> {
     match server {
-        ServerSpec::Imported(_) => {
-            node_entries(&desired.files.nodes, &desired.files.nodes_keyed, None)
+        ServerSpec::Imported(refs) => {
+            let mut read =
+                node_entries(&desired.files.nodes, &desired.files.nodes_keyed, None).into_iter();
+            (0..refs.len())
+                .filter_map(|i| match super::unread(desired, &node_key(i)) {
+                    Some(_) => Some(unread_node_entry(i, now, unknown)),
+                    None => read.next(),
+                })
+                .collect()
         }
         ServerSpec::Generate { .. } => {
             generated_server_entry(server, now, unknown.into(), unknown.into())
                 .into_iter()
                 .collect()
         }
+    }
+}
+
+/// The certs.toml key of the `i`th node file.
+pub(super) fn node_key(i: usize) -> String {
+    format!("server.certificates[{i}].path")
+}
+
+/// A node certificate a review did not read: `unknown` values (never a thumbprint, so never
+/// shown as one), unique per node.
+fn unread_node_entry(i: usize, now: OffsetDateTime, unknown: &str) -> ServerEntry {
+    ServerEntry {
+        name: format!("server.certificates[{i}]"),
+        thumbprint: format!("{unknown} server.certificates[{i}]"),
+        public_key_pinning_hash: unknown.into(),
+        dns: Vec::new(),
+        not_before: now - BACKDATING.as_duration(),
+        not_after: now + BACKDATING.as_duration(),
+        source: Origin::Uploaded,
+        key_type: None,
+        revision: None,
+        has_key: true,
+    }
+}
+
+/// An uploaded client whose file a review did not read: its declared fields, `thumbprint`
+/// and `unknown` for what only the file says.
+fn unread_upload_entry(
+    client: &ClientDesired,
+    now: OffsetDateTime,
+    thumbprint: String,
+    unknown: &str,
+) -> CertEntry {
+    CertEntry {
+        key: client.key.clone(),
+        name: client.name.clone(),
+        thumbprint,
+        public_key_pinning_hash: unknown.into(),
+        clearance: client.clearance,
+        not_before: now - BACKDATING.as_duration(),
+        not_after: now + BACKDATING.as_duration(),
+        source: Origin::Uploaded,
+        key_type: None,
+        collection_primary: None,
+        collection_secondaries: vec![],
+        retire_after: None,
+        revision: None,
+        permissions: client.permissions.clone(),
+        pfx: Default::default(),
+        bundle_password: None,
+        subject: None,
+        protect: client.protect,
     }
 }
 
@@ -279,7 +339,13 @@ fn client_entries(
             thumbprint,
             unknown.into(),
         )],
-        ClientSpec::Upload(_) => upload_entries(client, uploads(desired, &client.key), None),
+        ClientSpec::Upload(_) => {
+            let key = format!("clients.{}.upload", client.key);
+            match super::unread(desired, &key) {
+                Some(_) => vec![unread_upload_entry(client, now, thumbprint, unknown)],
+                None => upload_entries(client, uploads(desired, &client.key), None),
+            }
+        }
     }
 }
 
@@ -300,9 +366,28 @@ pub(crate) fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
         reg.certificates
             .extend(client_entries(c, base, now, thumbprint, assumed));
     }
+    // The bundles as BASE declares their passwords: none, or one (whose value is not known).
+    for e in &mut reg.certificates {
+        if let Some(ClientSpec::Generate(g)) = base.clients.get(&e.key).map(|c| &c.source) {
+            let declared = g
+                .password
+                .as_ref()
+                .map_or(NO_PASSWORD, |_| "(declared at BASE)");
+            e.bundle_password = Some(declared.to_string());
+        }
+    }
+    // The install file as BASE's apply left it: current, in BASE's profile.
+    let install = Some(match (base.install(), reg.server.first()) {
+        (Some(i), Some(s)) => InstalledFile::Holds {
+            thumbprint: Some(s.thumbprint.clone()),
+            profile: Some(i.pfx),
+        },
+        _ => InstalledFile::Missing,
+    });
     let mut export: Vec<String> = reg.server.iter().map(|s| s.thumbprint.clone()).collect();
     export.sort();
     Actual {
+        install,
         bundles_ok: base
             .clients
             .iter()

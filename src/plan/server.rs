@@ -3,11 +3,11 @@
 use time::OffsetDateTime;
 
 use super::{
-    lifetime_reasons, list, server_fields, Action, Change, Fields, Issued, Lifetime, PlanError,
-    Planner, Target, SERVER_KEY,
+    lifetime_reasons, list, server_fields, Action, Change, Fields, Issued, Lifetime, NotRead,
+    PlanError, Planner, Target, SERVER_KEY,
 };
 use crate::config::ServerSpec;
-use crate::model::InstalledFile;
+use crate::model::{InstalledFile, SinceBase, UnreadFile};
 use crate::model::{KeySpec, Period, RenewBefore};
 use crate::registry::ServerEntry;
 
@@ -83,13 +83,23 @@ impl Planner<'_> {
     /// The nodes' own certificates: registered as they are; a changed file is a replace that
     /// names the old and new thumbprints.
     fn imported_server(&self) -> Result<Option<Change>, PlanError> {
+        if self.opts.replace.contains(SERVER_KEY) {
+            return Err(PlanError::ReplaceImportedServer);
+        }
+        let unread: Vec<&UnreadFile> = self
+            .desired
+            .files
+            .unread
+            .iter()
+            .filter(|u| u.key.starts_with("server.certificates["))
+            .collect();
+        if !unread.is_empty() {
+            return Ok(self.unread_server(&unread));
+        }
         let nodes = &self.desired.files.nodes;
         let Some(first) = nodes.first() else {
             return Ok(None);
         };
-        if self.opts.replace.contains(SERVER_KEY) {
-            return Err(PlanError::ReplaceImportedServer);
-        }
         let registered = &self.actual.registry.server;
         let want: Vec<String> = nodes.iter().map(|n| n.info.thumbprint.clone()).collect();
         let have: Vec<String> = registered.iter().map(|s| s.thumbprint.clone()).collect();
@@ -149,6 +159,59 @@ impl Planner<'_> {
         ))
     }
 
+    /// The nodes' certificates when a review did not read some of their files: unchanged when
+    /// every unread file is the same as at BASE (or is not compared: `plan --rev`) and the
+    /// read ones are registered; otherwise a create or a replace that says which files it could
+    /// not read. Their thumbprints are not known, so none is shown.
+    fn unread_server(&self, unread: &[&UnreadFile]) -> Option<Change> {
+        let registered = &self.actual.registry.server;
+        let declared = match self.desired.server.as_ref().map(|s| &s.source) {
+            Some(ServerSpec::Imported(refs)) => refs.len(),
+            _ => 0,
+        };
+        let nodes = &self.desired.files.nodes;
+        let key = registered
+            .first()
+            .filter(|s| crate::registry::is_thumbprint(&s.thumbprint))
+            .map_or(SERVER_KEY.to_string(), |s| s.name.clone());
+        let after = Fields {
+            name: Some(key.clone()),
+            ..Fields::default()
+        };
+        let not_read = unread
+            .iter()
+            .map(|u| u.key.trim_end_matches(".path"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let Some(current) = registered.first() else {
+            let reason = format!(
+                "no server certificate registered ({declared} node certificate{}; not read in review: {not_read})",
+                if declared == 1 { "" } else { "s" }
+            );
+            return Some(
+                Change::new(Action::Create, Target::Server, key, reason)
+                    .with_fields(None, Some(after)),
+            );
+        };
+        let kept = unread
+            .iter()
+            .all(|u| matches!(u.since_base, SinceBase::Same | SinceBase::Unknown));
+        let read_registered = nodes
+            .iter()
+            .all(|n| registered.iter().any(|s| s.thumbprint == n.info.thumbprint));
+        if kept && read_registered && registered.len() == declared {
+            return None;
+        }
+        let reason = format!(
+            "node certificates changed; not read in review: {not_read}, so the new thumbprints are not shown"
+        );
+        Some(
+            Change::new(Action::Replace, Target::Server, key, reason)
+                .with_fields(Some(server_fields(current)), Some(after))
+                .with_thumbprints(registered.iter().map(|s| s.thumbprint.clone()).collect()),
+        )
+    }
+
     /// Writing the export again when the server certificate changes, or the file is missing or
     /// holds other certificates.
     pub(super) fn export(&self, server_changes: bool) -> Option<Change> {
@@ -181,14 +244,27 @@ impl Planner<'_> {
     /// Writing the `[server] install` file again when the server certificate changes, or the
     /// file is missing, does not open with the declared password, holds another certificate
     /// or is in another profile. Not looked at (no secrets at hand): nothing planned.
-    pub(super) fn install(&self, server_changes: bool) -> Option<Change> {
+    pub(super) fn install(&mut self, server_changes: bool) -> Option<Change> {
         let spec = self.desired.install()?;
         let path = spec.path.display();
         let reason = if server_changes {
             "the server certificate changes".to_string()
         } else {
             let current = self.actual.registry.server.first()?;
-            match self.actual.install.as_ref()? {
+            let Some(installed) = self.actual.install.as_ref() else {
+                if self.opts.review {
+                    self.not_read.push(NotRead {
+                        key: "server.install.path".into(),
+                        path: Some(spec.path.display().to_string()),
+                        why: "it holds the server's private key, which a review plan does not read"
+                            .into(),
+                        effect: "whether it must be written again is not shown (apply checks it)"
+                            .into(),
+                    });
+                }
+                return None;
+            };
+            match installed {
                 InstalledFile::Missing => format!("{path} is missing"),
                 InstalledFile::Unreadable => format!(
                     "{path} does not open with the declared password (the password changed, or the file was altered)"

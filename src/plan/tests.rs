@@ -736,7 +736,7 @@ fn bundle_password_and_profile_are_compared_without_the_password() {
     let with = |map: &[(&str, &str)]| PlanOptions {
         bundle_passwords: Some(
             map.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| (k.to_string(), BundlePassword::Fingerprint(v.to_string())))
                 .collect(),
         ),
         ..PlanOptions::default()
@@ -766,6 +766,37 @@ fn bundle_password_and_profile_are_compared_without_the_password() {
         p.changes[0].reason,
         "name changed in certs.toml; bundle: pfx modern -> legacy"
     );
+}
+
+#[test]
+fn a_bundle_password_not_read_is_named_and_only_an_added_one_is_planned() {
+    let mut d = desired(vec![client("a", Clearance::Operator, &[])], false);
+    if let Some(ClientSpec::Generate(g)) = d.clients.get_mut("a").map(|c| &mut c.source) {
+        g.password = Some(crate::config::SecretRef::Env("A_PFX".into()));
+    }
+    let mut a = applied(&d);
+    a.registry.certificates[0].bundle_password = Some("hmac-sha256:11".into());
+    let unset = PlanOptions {
+        bundle_passwords: Some(
+            [(
+                "a".to_string(),
+                BundlePassword::NotRead("environment variable A_PFX is not set".into()),
+            )]
+            .into(),
+        ),
+        ..PlanOptions::default()
+    };
+    // A bundle with a password: whether it changed is not known, and the plan says so.
+    let p = plan(&d, &a, NOW, &unset).unwrap();
+    assert!(p.is_empty(), "{p:?}");
+    assert_eq!(p.not_read.len(), 1, "{p:?}");
+    assert_eq!(p.not_read[0].key, "clients.a.password_env");
+    assert_eq!(p.not_read[0].why, "environment variable A_PFX is not set");
+    // A bundle without one: the declared password is added, whatever its value.
+    a.registry.certificates[0].bundle_password = Some(NO_PASSWORD.into());
+    let p = plan(&d, &a, NOW, &unset).unwrap();
+    assert_eq!(p.changes[0].reason, "bundle: password added");
+    assert!(p.not_read.is_empty(), "{p:?}");
 }
 
 #[test]
@@ -845,4 +876,80 @@ fn a_database_named_like_a_field_is_reported_as_a_database() {
         ]
     );
     assert_eq!(c.fields[1].field.to_string(), "name");
+}
+
+/// `d` with `key` an upload whose file a review did not read, compared with BASE as `since`.
+fn unread_upload(mut d: Desired, key: &str, since: SinceBase) -> Desired {
+    let path = PathBuf::from(format!("/cfg/trust/{key}.pfx"));
+    if let Some(c) = d.clients.get_mut(key) {
+        c.source = ClientSpec::Upload(crate::config::FileRef {
+            path: path.clone(),
+            password: Some(crate::config::SecretRef::Env("P".into())),
+        });
+    }
+    d.files
+        .unread
+        .retain(|u| u.key != format!("clients.{key}.upload"));
+    d.files.unread.push(UnreadFile {
+        key: format!("clients.{key}.upload"),
+        path,
+        why: "its password is not read".into(),
+        digest: Some("d".into()),
+        since_base: since,
+    });
+    d
+}
+
+#[test]
+fn an_upload_a_review_did_not_read_is_compared_as_far_as_its_bytes_tell() {
+    let review = PlanOptions {
+        review: true,
+        ..PlanOptions::default()
+    };
+    let base = unread_upload(
+        desired(
+            vec![client(
+                "p",
+                Clearance::ValidUser,
+                &[("Orders", Access::Read)],
+            )],
+            false,
+        ),
+        "p",
+        SinceBase::Unknown,
+    );
+    let assumed = assumed_store(&base, NOW);
+    let same = unread_upload(base.clone(), "p", SinceBase::Same);
+    let p = plan(&same, &assumed, NOW, &review).unwrap();
+    assert!(p.is_empty(), "{p:?}");
+    assert_eq!(p.not_read[0].key, "clients.p.upload");
+    assert!(
+        p.review && p.not_read[0].effect.contains("unchanged"),
+        "{p:?}"
+    );
+
+    // Declared fields are still compared: a raised access is an escalation.
+    let mut raised = same.clone();
+    raised.clients.get_mut("p").unwrap().permissions =
+        [("Orders".to_string(), Access::ReadWrite)].into();
+    let p = plan(&raised, &assumed, NOW, &review).unwrap();
+    assert_eq!(
+        (p.changes[0].action, p.changes[0].escalation),
+        (Action::Update, true)
+    );
+
+    // Other bytes: a replace whose new holder is not known, flagged since it grants access.
+    let changed = unread_upload(base.clone(), "p", SinceBase::Changed);
+    let p = plan(&changed, &assumed, NOW, &review).unwrap();
+    assert_eq!(
+        (p.changes[0].action, p.changes[0].escalation),
+        (Action::Replace, true)
+    );
+    assert!(p.changes[0].reason.contains("not read in review"), "{p:?}");
+
+    // A new client whose file was not read: created, without a thumbprint.
+    let p = plan(&same, &Actual::default(), NOW, &review).unwrap();
+    let create = p.changes.iter().find(|c| c.key == "p").unwrap();
+    assert_eq!(create.action, Action::Create);
+    assert!(create.after.as_ref().unwrap().thumbprint.is_none());
 }

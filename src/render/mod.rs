@@ -20,7 +20,7 @@ pub(crate) use html::{html_escape, status_html};
 pub use html::{ApplyOutcome, LastApply};
 
 use crate::model::{Access, Clearance, RenewBefore};
-use crate::plan::{Action, Change, Field, FieldChange, Fields, Kept, Plan, Target};
+use crate::plan::{Action, Change, Field, FieldChange, Fields, Kept, NotRead, Plan, Target};
 use crate::registry::{CertEntry, Registry};
 
 /// Whether a character is escaped wherever text reaches a person: control characters
@@ -213,6 +213,51 @@ fn tally(plan: &Plan, each: impl Fn(usize, &str) -> String) -> String {
 /// The line of a plan with nothing to do (SPEC §4).
 const NO_CHANGES: &str = "No changes. The store matches certs.toml.";
 
+/// The line of a plan with nothing to do that did not read everything: it cannot say that the
+/// store matches certs.toml.
+const NO_CHANGES_READ: &str =
+    "No changes in what this plan read; what it did not read is listed below.";
+
+/// The line of a plan without changes.
+fn no_changes(plan: &Plan) -> &'static str {
+    if plan.not_read.is_empty() {
+        NO_CHANGES
+    } else {
+        NO_CHANGES_READ
+    }
+}
+
+/// The heading of the inputs a plan did not read.
+fn not_read_heading(plan: &Plan) -> &'static str {
+    if plan.review {
+        "Not read in review"
+    } else {
+        "Not read"
+    }
+}
+
+/// The inputs a plan did not read, one line per reason: `key (path), key: why; effect`.
+fn not_read_lines(plan: &Plan) -> Vec<String> {
+    let mut groups: Vec<(&str, &str, Vec<String>)> = Vec::new();
+    for n in &plan.not_read {
+        let named = match &n.path {
+            Some(p) => format!("{} ({p})", n.key),
+            None => n.key.clone(),
+        };
+        match groups
+            .iter_mut()
+            .find(|(why, effect, _)| *why == n.why && *effect == n.effect)
+        {
+            Some((_, _, keys)) => keys.push(named),
+            None => groups.push((&n.why, &n.effect, vec![named])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(why, effect, keys)| format!("{}: {why}; {effect}", keys.join(", ")))
+        .collect()
+}
+
 fn field_value(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("(none)")
 }
@@ -246,7 +291,7 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
         out.push('\n');
     }
     if plan.is_settled() {
-        let _ = writeln!(out, "{}", NO_CHANGES);
+        let _ = writeln!(out, "{}", no_changes(plan));
     } else if !plan.changes.is_empty() {
         text_changes(&mut out, plan, style);
     }
@@ -261,6 +306,17 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
         let _ = writeln!(out, "{}", style.warn("Warnings:"));
         for w in &plan.warnings {
             let _ = writeln!(out, "  ! {}", Escaped(w));
+        }
+        out.push('\n');
+    }
+    if !plan.not_read.is_empty() {
+        if plan.is_settled() && plan.warnings.is_empty() {
+            out.push('\n');
+        }
+        let heading = format!("{}:", not_read_heading(plan));
+        let _ = writeln!(out, "{}", style.warn(&heading));
+        for line in not_read_lines(plan) {
+            let _ = writeln!(out, "  ? {}", Escaped(&line));
         }
         out.push('\n');
     }
@@ -421,6 +477,10 @@ pub(crate) struct PlanDocument {
     /// Undeclared certificates kept (prune off), with their access. Absent when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     kept: Vec<Kept>,
+    /// The inputs the plan did not read (a password, a file outside the repository), each with
+    /// what it could therefore not compare; left out when it read everything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    not_read: Vec<NotRead>,
     /// `plan --json --diff`: the registry diff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) registry_diff: Option<String>,
@@ -446,6 +506,7 @@ pub(crate) fn plan_document(plan: &Plan) -> PlanDocument {
             .chain(plan.warnings.iter().cloned())
             .collect(),
         kept: plan.kept.clone(),
+        not_read: plan.not_read.clone(),
         registry_diff: None,
     }
 }
@@ -497,7 +558,7 @@ pub fn plan_markdown(plan: &Plan) -> String {
         out.push('\n');
     }
     if plan.is_settled() {
-        let _ = writeln!(out, "{NO_CHANGES}\n");
+        let _ = writeln!(out, "{}\n", no_changes(plan));
     } else {
         let _ = writeln!(out, "**{}**\n", summary_line(plan));
         md_escalations(&mut out, plan);
@@ -516,6 +577,13 @@ pub fn plan_markdown(plan: &Plan) -> String {
         out.push_str("**Warnings**\n\n");
         for w in &plan.warnings {
             let _ = writeln!(out, "- {}", md_cell(w));
+        }
+        out.push('\n');
+    }
+    if !plan.not_read.is_empty() {
+        let _ = writeln!(out, "**{}**\n", not_read_heading(plan));
+        for line in not_read_lines(plan) {
+            let _ = writeln!(out, "- {}", md_cell(&line));
         }
         out.push('\n');
     }
