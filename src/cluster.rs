@@ -863,8 +863,32 @@ fn decode_listing(body: &[u8]) -> std::result::Result<Listing, String> {
             .collect(),
         server_version: None,
     };
+    drop_repeated(&mut listing);
     check_collections(&mut listing);
     Ok(listing)
+}
+
+/// A thumbprint listed more than once is ambiguous (a server lists each registration once):
+/// which entry holds its name, clearance and collection is anybody's guess, so every entry of
+/// it is left out and reported.
+fn drop_repeated(listing: &mut Listing) {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &listing.registrations {
+        *count.entry(r.thumbprint.as_str()).or_default() += 1;
+    }
+    let repeated: Vec<(String, usize)> = count
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(t, n)| (t.to_string(), n))
+        .collect();
+    for (t, n) in &repeated {
+        listing.left_out.push(format!(
+            "cluster: registration {t} is listed {n} times; it is left alone"
+        ));
+    }
+    listing
+        .registrations
+        .retain(|r| !repeated.iter().any(|(t, _)| *t == r.thumbprint));
 }
 
 /// A registration for a report: its thumbprint and name as the server sent them (shown
@@ -1486,6 +1510,52 @@ mod tests {
         // Pretty-printed JSON (white space between tokens) is left as it is.
         let pretty = b"{\n\t\"Results\": [ ]\r\n}";
         assert!(decode_listing(pretty).unwrap().registrations.is_empty());
+    }
+
+    /// Found by the fuzzer: the same thumbprint twice, once as a plain registration and once
+    /// as a collection's primary, made the collection check read one entry and the planner the
+    /// other.
+    #[test]
+    fn a_thumbprint_listed_twice_is_left_out() {
+        let (p, s) = (der(12), der(13));
+        let (tp, ts) = (pki::thumbprint(&p), pki::thumbprint(&s));
+        let body = format!(
+            r#"{{"Results":[{},{},{}]}}"#,
+            entry("Root", &p, "ClusterAdmin", ""),
+            entry(
+                "Root",
+                &p,
+                "ClusterAdmin",
+                &format!(r#","CollectionSecondaryKeys":["{ts}"]"#)
+            ),
+            entry(
+                "Root",
+                &s,
+                "ClusterAdmin",
+                &format!(r#","CollectionPrimaryKey":"{tp}""#)
+            ),
+        );
+        let listing = decode_listing(body.as_bytes()).unwrap();
+        assert!(
+            listing.registrations.is_empty(),
+            "{:?}",
+            listing.registrations
+        );
+        assert!(
+            listing.left_out[0].contains("listed 2 times"),
+            "{:?}",
+            listing.left_out
+        );
+        let regression = include_bytes!(
+            "../fuzz/regressions/cluster_listing/crash-2d77f94fff2adcf529f79d325afad214bcdc4d18"
+        );
+        let listing = decode_listing(regression).unwrap();
+        for r in &listing.registrations {
+            if let Some(p) = &r.collection_primary {
+                let primary = listing.registrations.iter().find(|x| &x.thumbprint == p);
+                assert!(primary.is_some_and(|x| x.collection_secondaries.contains(&r.thumbprint)));
+            }
+        }
     }
 
     #[test]
