@@ -518,11 +518,8 @@ fn installed(extra: &str) -> String {
     )
 }
 
-/// `settings` (a path and a thumbprint), `status` and a plan with nothing to do never write
-/// app's bundle, so they need no APP_PFX_PASSWORD: they succeed without it, and the plan says
-/// that app's bundle password was not compared.
-#[test]
-fn settings_status_and_a_no_op_plan_need_no_unrelated_bundle_password() {
+/// The installed config applied once with app's bundle password; later runs get none.
+fn applied_with_app_password() -> Env {
     let env = Env::new();
     env.config(&installed(""));
     env.run_with(
@@ -530,6 +527,15 @@ fn settings_status_and_a_no_op_plan_need_no_unrelated_bundle_password() {
         &[("APP_PFX_PASSWORD", APP_PW)],
     )
     .success();
+    env
+}
+
+/// `settings` (a path and a thumbprint), `status` and a plan with nothing to do never write
+/// app's bundle, so they need no APP_PFX_PASSWORD: they succeed without it, and the plan says
+/// that app's bundle password was not compared.
+#[test]
+fn settings_status_and_a_no_op_plan_need_no_unrelated_bundle_password() {
+    let env = applied_with_app_password();
 
     let settings = env.run(&["settings"]).success();
     assert!(
@@ -560,13 +566,7 @@ fn settings_status_and_a_no_op_plan_need_no_unrelated_bundle_password() {
 /// Nothing is written; once the new client's variable is set, apply succeeds without app's.
 #[test]
 fn a_missing_password_stops_only_the_apply_that_writes_its_bundle() {
-    let env = Env::new();
-    env.config(&installed(""));
-    env.run_with(
-        &["apply", "--yes", "--offline"],
-        &[("APP_PFX_PASSWORD", APP_PW)],
-    )
-    .success();
+    let env = applied_with_app_password();
     env.config(&installed(
         "\n[clients.late]\nclearance = \"ValidUser\"\ndatabases = { Orders = \"Read\" }\npassword_env = \"LATE_PFX_PASSWORD\"\n",
     ));
