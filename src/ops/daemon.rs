@@ -13,7 +13,7 @@ use super::update::{converge, plan_for, revision_of, Converged, Run};
 use super::{Context, Output, Revision};
 use crate::config::Desired;
 use crate::listen;
-use crate::plan::{ClusterAction, ClusterView, Plan, PlanOptions};
+use crate::plan::{Action, ClusterAction, ClusterView, FieldChange, Plan, PlanOptions};
 use crate::render::{self, Style};
 use crate::watch::{self, Attempt, Reconciler, Source, WatchOptions};
 
@@ -111,18 +111,29 @@ impl Reconciler for Daemon<'_> {
     }
 }
 
+/// ` (clearance ValidUser -> Operator; Orders: Read -> Admin)`: what a change's log line adds to
+/// its reason, so that the log alone says before -> after; nothing when no field changes.
+fn what_changed(fields: &[FieldChange], created: bool) -> String {
+    if fields.is_empty() {
+        return String::new();
+    }
+    format!(" ({})", render::field_changes_line(fields, created))
+}
+
+/// The store's part of an attempt: drift, a line per change (with before -> after), warnings.
 fn log_changes(plan: &Plan) {
     for d in &plan.drift {
         warn!("changed outside ravencert: {d}");
     }
     for c in &plan.changes {
         info!(
-            "  {} {} {}{}: {}",
+            "  {} {} {}{}: {}{}",
             c.action.symbol(),
             c.target.as_str(),
             c.key,
             if c.escalation { " [ESCALATION]" } else { "" },
-            c.reason
+            c.reason,
+            what_changed(&c.fields, c.action == Action::Create)
         );
     }
     for w in &plan.warnings {
@@ -249,13 +260,16 @@ fn log_cluster(view: &ClusterView, why: &str, done: Option<&[String]>) {
         plan.count(ClusterAction::Edit),
         plan.count(ClusterAction::Unregister)
     );
+    // An edit's fields go from what the cluster holds (a Studio edit, say) to what it is set
+    // back to.
     for c in &plan.changes {
         info!(
-            "  {} cluster {}{}: {}",
+            "  {} cluster {}{}: {}{}",
             c.action.symbol(),
             describe(c),
             if c.escalation { " [ESCALATION]" } else { "" },
-            c.reason
+            c.reason,
+            what_changed(&c.fields, c.action == ClusterAction::Register)
         );
     }
 }
