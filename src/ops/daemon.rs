@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use tracing::{error, info, warn};
 
 use super::cluster::describe;
-use super::error::{Error, Result};
+use super::error::{Error, Result, Unusable};
 use super::observe::{ClusterSeen, Observer, Outcome, Report};
 use super::update::{converge, plan_for, revision_of, Converged, Run};
 use super::{Context, Output, Revision};
@@ -159,15 +159,9 @@ fn attempt(
     let desired = match ctx.load(source, false) {
         Ok(d) => d,
         Err(e) => {
-            warn!(
-                "{why}: certs.toml is invalid, nothing applied, the last good state stays: {}",
-                one_line(&e)
-            );
-            return (
-                Attempt::Invalid,
-                None,
-                Report::of(Outcome::Invalid(one_line(&e)), revision),
-            );
+            let unusable = Unusable::of(&e);
+            warn!("{why}: {}", unusable.reason());
+            return (Attempt::Invalid, None, Report::unusable(unusable, revision));
         }
     };
     if opts.plan_only {
@@ -182,14 +176,23 @@ fn attempt(
         offline: req.offline,
         confirmed_cluster: None,
     };
-    let failed = |e: &Error| Report::of(Outcome::Applied(Err(one_line(e))), revision.clone());
+    let failed = |e: &Error| {
+        let unusable = Unusable::of_secrets(e);
+        // A missing secret by its name first, as /healthz and the page say it.
+        let reason = unusable
+            .as_ref()
+            .map_or_else(|| one_line(e), |u| u.problems.join(" | "));
+        Report {
+            unusable,
+            ..Report::of(Outcome::Applied(Err(reason)), revision.clone())
+        }
+    };
     match converge(ctx, &desired, &PlanOptions::default(), run, &|_, _| Ok(())) {
         Ok(c) => {
             // Applied: the cluster now holds what the store holds.
             let report = Report {
-                outcome: Outcome::Applied(Ok(())),
-                revision: revision.clone(),
                 cluster: ClusterSeen::of(&c.cluster, true),
+                ..Report::of(Outcome::Applied(Ok(())), revision.clone())
             };
             log_converged(&c, why, revision);
             (Attempt::Done, Some(desired), report)
@@ -294,13 +297,16 @@ fn plan_only(ctx: &Context, desired: &Desired, why: &str, offline: bool) -> (Att
         Err(e) => {
             error!("{why}: plan failed: {}", one_line(&e));
             let outcome = Outcome::Planned(Err(one_line(&e)));
-            return (Attempt::Failed, Report::of(outcome, None));
+            let report = Report {
+                unusable: Unusable::of_secrets(&e),
+                ..Report::of(outcome, None)
+            };
+            return (Attempt::Failed, report);
         }
     };
     let report = Report {
-        outcome: Outcome::Planned(Ok(())),
-        revision: None,
         cluster: ClusterSeen::of(&cluster, false),
+        ..Report::of(Outcome::Planned(Ok(())), None)
     };
     (Attempt::Done, report)
 }
