@@ -2248,6 +2248,21 @@ pub fn check_references(desired: &Declared, on_disk: bool, secrets: bool) -> Vec
     problems
 }
 
+/// What `status --html` checks of the secrets and files certs.toml names: that each is there,
+/// without reading a secret (a variable that is set, a password file that exists).
+pub(crate) fn missing_references(desired: &Declared) -> Vec<ConfigError> {
+    let mut problems = Vec::new();
+    for (at, path, secret) in references(desired) {
+        if let Some((key, p)) = path.filter(|(_, p)| !p.is_file()) {
+            problems.push(missing_file(desired, key, p));
+        }
+        if let Some((s, why)) = secret.and_then(|s| Some((s, s.missing()?))) {
+            problems.push(desired.secret_error_at(secret_key(&at, s), why));
+        }
+    }
+    problems
+}
+
 /// A file certs.toml names that is not there.
 fn missing_file(desired: &Declared, key: String, path: &Path) -> ConfigError {
     desired.file_error_at(

@@ -67,8 +67,15 @@ pub fn status(ctx: &Context, format: StatusFormat, offline: bool) -> Result<Outp
     };
     let stdout = match format {
         StatusFormat::Html => {
-            // The banner: certs.toml invalid.
-            let problems = unusable.map(|u| u.problems).unwrap_or_default();
+            // The banner: certs.toml invalid, or a secret or file it names not there.
+            let problems = match (&unusable, &desired) {
+                (Some(u), _) => u.problems.clone(),
+                (None, Some(d)) => crate::config::missing_references(d)
+                    .iter()
+                    .map(crate::config::ConfigError::brief)
+                    .collect(),
+                (None, None) => Vec::new(),
+            };
             render::status_html(&view, None, &problems)
         }
         _ => render::status_text(&view),
