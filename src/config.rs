@@ -663,10 +663,7 @@ impl Declared {
                 ClientSpec::Generate(_) => None,
             })
             .collect();
-        let file_error = |key: String, message: String| ConfigError {
-            kind: ConfigErrorKind::CertificateFile,
-            ..self.error_at(key, message)
-        };
+        let file_error = |key: String, message: String| self.file_error_at(key, message);
         let mut problems: Vec<ConfigError> = Vec::new();
         let mut ca_unread = None;
         if let Some(path) = self.cluster_ca_file() {
@@ -727,6 +724,22 @@ impl Declared {
             key,
             message,
             snippet: None,
+        }
+    }
+
+    /// [`Declared::error_at`] for a secret that is not there or cannot be used.
+    pub(crate) fn secret_error_at(&self, key: String, message: String) -> ConfigError {
+        ConfigError {
+            kind: ConfigErrorKind::Secret,
+            ..self.error_at(key, message)
+        }
+    }
+
+    /// [`Declared::error_at`] for a file it names that is not there or cannot be used.
+    fn file_error_at(&self, key: String, message: String) -> ConfigError {
+        ConfigError {
+            kind: ConfigErrorKind::CertificateFile,
+            ..self.error_at(key, message)
         }
     }
 
@@ -859,12 +872,16 @@ enum ConfigErrorKind {
     Syntax,
     /// A value that breaks a rule of certs.toml (validation).
     Invalid,
-    /// Something certs.toml names is missing or unusable: a secret, a file, a path (found
-    /// after parsing, placed at the key that names it).
+    /// A value that cannot be used where it points (a path into the store, an export path
+    /// not allowed) or that the plan refuses (found after parsing, placed at the key).
     Reference,
-    /// A certificate file that is there but cannot be used (unreadable, wrong password, no
-    /// certificate or no key where one is needed).
+    /// A file certs.toml names (an upload, a node certificate, the admin .pfx, the CA file)
+    /// that is missing or cannot be used (unreadable, wrong password, no certificate or no key
+    /// where one is needed).
     CertificateFile,
+    /// A secret certs.toml names (`password_env`, `password_file`) that is not there or cannot
+    /// be used.
+    Secret,
 }
 
 impl fmt::Display for ConfigError {
@@ -889,6 +906,35 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// A problem with a secret or a file certs.toml names, rather than with certs.toml's text.
+    pub(crate) fn names_input(&self) -> bool {
+        matches!(
+            self.kind,
+            ConfigErrorKind::CertificateFile | ConfigErrorKind::Secret
+        )
+    }
+
+    /// A problem with a secret (a password's variable or file) certs.toml names.
+    pub(crate) fn is_secret(&self) -> bool {
+        self.kind == ConfigErrorKind::Secret
+    }
+
+    /// On one line, what is wrong first, then where certs.toml names it:
+    /// `environment variable X is not set: ... (clients.app.password_env, certs.toml:12)`.
+    pub(crate) fn brief(&self) -> String {
+        let mut at = self.file.display().to_string();
+        if let Some(line) = self.line {
+            at.push_str(&format!(":{line}"));
+        }
+        if self.key.is_empty() {
+            format!("{} ({at})", self.message)
+        } else {
+            format!("{} ({}, {at})", self.message, self.key)
+        }
+    }
+}
 
 /// Collects errors with positions computed from the source text.
 struct Checker<'a> {
@@ -2182,8 +2228,64 @@ fn secret_ref(
 /// when its bundle is written, or compared (and by `validate`, see
 /// [`Declared::bundle_password_problems`]).
 pub fn check_references(desired: &Declared, on_disk: bool, secrets: bool) -> Vec<ConfigError> {
-    // (the key secrets are named under, the file and the key that names it, the secret)
-    type Ref<'a> = (String, Option<(String, &'a Path)>, Option<&'a SecretRef>);
+    let mut problems = Vec::new();
+    for (at, path, secret) in references(desired) {
+        // The admin .pfx is a secret, read from the disk even for a plan of a git revision.
+        let admin = at == "cluster.admin_certificate";
+        let from_disk = (on_disk && !admin) || (admin && secrets);
+        if let Some((key, p)) = path.filter(|_| from_disk) {
+            if !p.is_file() {
+                problems.push(missing_file(desired, key, p));
+            }
+        }
+        if let Some(s) = secret.filter(|_| secrets) {
+            if let Err(e) = s.read() {
+                problems.push(desired.secret_error_at(secret_key(&at, s), e.to_string()));
+            }
+        }
+    }
+    problems.extend(files_inside_store(desired));
+    problems
+}
+
+/// What `status --html` checks of the secrets and files certs.toml names: that each is there,
+/// without reading a secret (a variable that is set, a password file that exists).
+pub(crate) fn missing_references(desired: &Declared) -> Vec<ConfigError> {
+    let mut problems = Vec::new();
+    for (at, path, secret) in references(desired) {
+        if let Some((key, p)) = path.filter(|(_, p)| !p.is_file()) {
+            problems.push(missing_file(desired, key, p));
+        }
+        if let Some((s, why)) = secret.and_then(|s| Some((s, s.missing()?))) {
+            problems.push(desired.secret_error_at(secret_key(&at, s), why));
+        }
+    }
+    problems
+}
+
+/// A file certs.toml names that is not there.
+fn missing_file(desired: &Declared, key: String, path: &Path) -> ConfigError {
+    desired.file_error_at(
+        key,
+        format!("{} does not exist or is not a file", path.display()),
+    )
+}
+
+/// The certs.toml key of a secret named at `at`: `AT.password_env` or `AT.password_file`.
+fn secret_key(at: &str, secret: &SecretRef) -> String {
+    match secret {
+        SecretRef::Env(_) => format!("{at}.password_env"),
+        SecretRef::File(_) => format!("{at}.password_file"),
+    }
+}
+
+/// A secret or file certs.toml names: the key its secret is named under, the file and the key
+/// that names it, the secret.
+type Ref<'a> = (String, Option<(String, &'a Path)>, Option<&'a SecretRef>);
+
+/// Every secret and file certs.toml names (generated clients' bundle passwords aside: they
+/// are read only when their bundle is written).
+fn references(desired: &Declared) -> Vec<Ref<'_>> {
     let mut refs: Vec<Ref<'_>> = Vec::new();
     for c in desired.clients.values() {
         if let ClientSpec::Upload(r) = &c.source {
@@ -2214,40 +2316,22 @@ pub fn check_references(desired: &Declared, on_disk: bool, secrets: bool) -> Vec
             refs.push((at, Some(file), r.password.as_ref()));
         }
     }
+    refs
+}
+
+/// The files certs.toml names that lie inside the store.
+fn files_inside_store(desired: &Declared) -> Vec<ConfigError> {
     let mut problems = Vec::new();
-    let mut problem = |key: String, message: String| problems.push(desired.error_at(key, message));
-    for (at, path, secret) in refs {
-        // The admin .pfx is a secret, read from the disk even for a plan of a git revision.
-        let admin = at == "cluster.admin_certificate";
-        let from_disk = (on_disk && !admin) || (admin && secrets);
-        if let Some((key, p)) = path.filter(|_| from_disk) {
-            if !p.is_file() {
-                problem(
-                    key,
-                    format!("{} does not exist or is not a file", p.display()),
-                );
-            }
-        }
-        if let Some(s) = secret.filter(|_| secrets) {
-            if let Err(e) = s.read() {
-                let key = match s {
-                    SecretRef::Env(_) => format!("{at}.password_env"),
-                    SecretRef::File(_) => format!("{at}.password_file"),
-                };
-                problem(key, e.to_string());
-            }
-        }
-    }
     for (key, path) in named_files(desired) {
         if inside_store(desired, path) {
-            problem(
+            problems.push(desired.error_at(
                 key,
                 format!(
                     "{} is inside the store {}; certs.toml may not point into the store (its files are ravencert's own: keys, certificates, bundles) — name a file outside it",
                     path.display(),
                     desired.store.path.display()
                 ),
-            );
+            ));
         }
     }
     problems

@@ -106,6 +106,20 @@ impl SecretRef {
         self.checked(secret)
     }
 
+    /// Why the secret is not there, found without reading it: the variable is not set, the
+    /// password file does not exist. None when it is there (usable or not).
+    pub(crate) fn missing(&self) -> Option<String> {
+        match self {
+            SecretRef::Env(name) => std::env::var_os(name)
+                .is_none()
+                .then(|| SecretError::EnvNotSet(name.clone()).to_string()),
+            SecretRef::File(path) => path
+                .symlink_metadata()
+                .is_err()
+                .then(|| format!("password file {} does not exist", path.display())),
+        }
+    }
+
     fn checked(&self, secret: Secret) -> Result<Secret, SecretError> {
         if secret.0.is_empty() {
             return Err(match self {

@@ -97,6 +97,9 @@ pub struct Snapshot {
     pub last_apply: Option<i64>,
     /// Whether the last apply succeeded.
     pub last_apply_success: Option<bool>,
+    /// Whether the last check could use certs.toml and the secrets and files it names (None
+    /// before the first check).
+    pub config_valid: Option<bool>,
     /// Applies that succeeded so far.
     pub applies_succeeded: u64,
     /// Applies that failed so far.
@@ -447,6 +450,11 @@ fn metrics(s: &Snapshot) -> String {
             "Whether the last apply succeeded (1) or failed (0)",
             s.last_apply_success.map(i64::from),
         ),
+        (
+            "config_valid",
+            "Whether certs.toml and the secrets and files it names can be used (1) or not (0)",
+            s.config_valid.map(i64::from),
+        ),
     ] {
         if let Some(v) = value {
             registry.register(name, help, gauge(v));
@@ -545,6 +553,7 @@ mod tests {
             last_check: Some(3),
             last_apply: Some(3),
             last_apply_success: Some(true),
+            config_valid: Some(false),
             applies_succeeded: 1,
             cluster: Some(ClusterMetric::default()),
             ..Snapshot::default()
@@ -557,6 +566,7 @@ mod tests {
             "ravencert_last_check_timestamp_seconds 3",
             "ravencert_last_apply_timestamp_seconds 3",
             "ravencert_last_apply_success 1",
+            "ravencert_config_valid 0",
             "ravencert_applies_total{result=\"success\"} 1",
             "ravencert_applies_total{result=\"failure\"} 0",
             "ravencert_cluster_in_sync 0",
@@ -565,6 +575,9 @@ mod tests {
         ] {
             assert!(text.contains(series), "{series} missing from\n{text}");
         }
+        // Before the first check: no value is claimed.
+        let starting = Snapshot::default().sealed().exposition.to_string();
+        assert!(!starting.contains("ravencert_config_valid"), "{starting}");
     }
 
     #[test]

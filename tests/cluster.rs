@@ -448,12 +448,41 @@ fn a_change_in_the_studio_is_reported_and_set_back_by_apply_and_by_watch() {
         || d.context(),
         || f.registration(&orders).is_some(),
     );
-    assert!(
-        d.log()
-            .contains("removed from the cluster outside ravencert"),
-        "{}",
-        d.log()
+    // The log line follows the request that registered it again.
+    d.wait_log("removed from the cluster outside ravencert");
+    // A Studio edit repaired by watch: the log says what the Studio set and what it is set
+    // back to.
+    f.studio_edit(
+        &orders,
+        "Orders (Studio)",
+        "ValidUser",
+        r#"{"Orders":"Admin","Invoices":"Admin"}"#,
     );
+    common::daemon::wait_until(
+        "watch to set the Studio's edit back",
+        || d.context(),
+        || {
+            f.registration(&orders)
+                .is_some_and(|r| r["Name"] == "Orders App" && perms(&r)["Orders"] == "ReadWrite")
+        },
+    );
+    d.wait_log("Orders: Admin -> ReadWrite");
+    let line = d
+        .log()
+        .lines()
+        .find(|l| l.contains("Orders: Admin -> ReadWrite"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.contains("~ cluster edit 'Orders App'"), "{line}");
+    assert!(
+        line.contains("changed on the cluster outside ravencert"),
+        "{line}"
+    );
+    assert!(
+        line.contains("name Orders (Studio) -> Orders App"),
+        "{line}"
+    );
+    assert!(!line.contains("Invoices"), "{line}");
     // The listener reports the cluster in sync, on /metrics and per row on the page.
     common::daemon::wait_until(
         "/metrics to show the cluster in sync",

@@ -229,6 +229,16 @@ fn watch_follows_rename_saves_in_place_writes_and_survives_invalid_saves() {
         || save_by_rename(&config, &with_app("Operator")),
         || clearance_of(&env, &store, "app").as_deref() == Some("Operator"),
     );
+    // The change's log line says what changed, before -> after.
+    d.wait_log("clearance ValidUser -> Operator");
+    let line = d
+        .log()
+        .lines()
+        .find(|l| l.contains("clearance ValidUser -> Operator"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.contains("~ client app [ESCALATION]"), "{line}");
+    assert!(line.contains("Orders: Read -> (none)"), "{line}");
 
     // In-place write of the same file.
     save_in_place(&config, &with_app("ClusterAdmin"));

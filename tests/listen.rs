@@ -1,7 +1,9 @@
 //! `watch --listen` (SPEC §9): `/metrics` scraped and parsed as Prometheus text, one expiry
 //! series per registered certificate; `/healthz` and `ravencert_last_apply_success` through a
-//! failing apply and its recovery; and hostile clients (idle connections, a huge request, a
-//! slow-loris) that neither stop an apply nor grow the daemon's memory.
+//! failing apply and its recovery; `ravencert_config_valid` and the page's banner while
+//! certs.toml, or a file or secret it names, cannot be used; and hostile clients (idle
+//! connections, a huge request, a slow-loris) that neither stop an apply nor grow the daemon's
+//! memory.
 
 mod common;
 
@@ -153,6 +155,121 @@ fn a_failing_apply_turns_health_red_until_it_recovers() {
     wait_for(&d, addr, "ravencert_last_apply_success", 1.0, 200);
     let (_, page) = get(addr, "/").expect("the page");
     assert!(page.contains("badge ok\">succeeded"), "{page}");
+}
+
+/// The uploaded partner's .pfx password, in the daemon's environment as PARTNER_PFX_PASSWORD.
+const PARTNER_PW: &str = "partner-pfx-6c1e";
+
+/// certs.toml with `partner`, uploaded from trust/partner.pfx whose password is in `variable`.
+fn upload_config(variable: &str) -> String {
+    config(&format!(
+        "\n[clients.partner]\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\" }}\nupload = \"trust/partner.pfx\"\npassword_env = \"{variable}\"\n"
+    ))
+}
+
+/// The page's banner (None when it has none), fetched with a plain GET.
+fn banner(addr: SocketAddr) -> Option<String> {
+    let (code, page) = get(addr, "/").expect("the page");
+    assert_eq!(code, 200, "{page}");
+    let start = page.find("<section class=\"banner\"")?;
+    let end = page[start..]
+        .find("</section>")
+        .map_or(page.len(), |e| start + e);
+    Some(page[start..end].to_string())
+}
+
+/// Waits for `ravencert_config_valid` at `valid` (and `/healthz` 200 or 503 with it).
+#[track_caller]
+fn wait_config(d: &Daemon, addr: SocketAddr, valid: bool) {
+    let (value, code) = if valid { (1.0, 200) } else { (0.0, 503) };
+    wait_for(d, addr, "ravencert_config_valid", value, code);
+}
+
+#[test]
+fn config_valid_and_the_page_banner_say_what_cannot_be_used_until_it_is_fixed() {
+    let env = Env::new().env("PARTNER_PFX_PASSWORD", PARTNER_PW);
+    common::openssl::partner_upload(&env.path("trust"), PARTNER_PW);
+    let good = upload_config("PARTNER_PFX_PASSWORD");
+    env.config(&good);
+    let (d, addr) = start(&env);
+    wait_config(&d, addr, true);
+    wait_for(&d, addr, "ravencert_last_apply_success", 1.0, 200);
+    assert_eq!(banner(addr), None);
+    let path = env.path("certs.toml");
+    let (pfx, away) = (env.path("trust/partner.pfx"), env.path("partner.pfx.away"));
+
+    // (a) The upload file is gone.
+    d.save_until(
+        "config_valid 0 for the missing upload",
+        || {
+            if pfx.exists() {
+                std::fs::rename(&pfx, &away).expect("move the upload away");
+            }
+        },
+        || scrape(addr).is_some_and(|s| single(&s, "ravencert_config_valid") == Some(0.0)),
+    );
+    let (code, reason) = get(addr, "/healthz").expect("healthz");
+    assert_eq!(code, 503, "{reason}");
+    assert!(
+        reason.contains("trust/partner.pfx does not exist"),
+        "{reason}"
+    );
+    assert!(!reason.contains("certs.toml is invalid"), "{reason}");
+    let shown = banner(addr).unwrap_or_else(|| panic!("no banner\n{}", d.context()));
+    assert!(
+        shown.contains("trust/partner.pfx does not exist"),
+        "{shown}"
+    );
+    assert!(shown.contains("clients.partner.upload"), "{shown}");
+    std::fs::rename(&away, &pfx).expect("put the upload back");
+    wait_config(&d, addr, true);
+    assert_eq!(banner(addr), None);
+
+    // (b) The variable holding the upload's password is not set (a typo in certs.toml): the
+    // upload cannot be read, so nothing can be planned.
+    save_by_rename(&path, &upload_config("PARTNER_PFX_PASSWORD_TYPO"));
+    wait_config(&d, addr, false);
+    let (_, reason) = get(addr, "/healthz").expect("healthz");
+    let named = "environment variable PARTNER_PFX_PASSWORD_TYPO is not set";
+    assert!(reason.contains(named), "{reason}");
+    assert!(!reason.contains("certs.toml is invalid"), "{reason}");
+    let shown = banner(addr).unwrap_or_else(|| panic!("no banner\n{}", d.context()));
+    assert!(shown.contains(named), "{shown}");
+    assert!(!shown.contains(PARTNER_PW), "{shown}");
+    save_by_rename(&path, &good);
+    wait_config(&d, addr, true);
+    assert_eq!(banner(addr), None);
+
+    // (c) certs.toml does not parse: the banner says where (escaping: render::html's tests).
+    save_by_rename(&path, "version = 1\n[clients.x\n");
+    wait_config(&d, addr, false);
+    let (_, reason) = get(addr, "/healthz").expect("healthz");
+    assert!(reason.contains("certs.toml is invalid"), "{reason}");
+    let shown = banner(addr).unwrap_or_else(|| panic!("no banner\n{}", d.context()));
+    assert!(shown.contains("certs.toml:2:"), "{shown}");
+    save_by_rename(&path, &good);
+    wait_config(&d, addr, true);
+    assert_eq!(banner(addr), None);
+    // Nothing of this was an apply that failed.
+    let s = scrape(addr).expect("a scrape");
+    assert_eq!(single(&s, "ravencert_last_apply_success"), Some(1.0));
+}
+
+#[test]
+fn a_daemon_started_with_a_missing_secret_says_config_valid_0_from_its_first_check() {
+    let env = Env::new();
+    common::openssl::partner_upload(&env.path("trust"), PARTNER_PW);
+    env.config(&upload_config("PARTNER_PFX_PASSWORD"));
+    let (d, addr) = start(&env);
+    wait_config(&d, addr, false);
+    let (_, reason) = get(addr, "/healthz").expect("healthz");
+    assert!(
+        reason.contains("environment variable PARTNER_PFX_PASSWORD is not set"),
+        "{reason}"
+    );
+    // No apply ran: its series stays out rather than claim one.
+    let s = scrape(addr).expect("a scrape");
+    assert_eq!(single(&s, "ravencert_last_apply_success"), None);
 }
 
 /// The daemon's resident memory, in KiB.

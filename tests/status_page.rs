@@ -213,3 +213,47 @@ fn html_conflicts_with_json() {
     let r = env.run(&["status", "--html", "--json"]).failure();
     assert!(r.stderr.contains("cannot be used with"), "{}", r.shown());
 }
+
+/// The page's banner, None when it has none.
+fn banner(page: &str) -> Option<&str> {
+    let start = page.find("<section class=\"banner\"")?;
+    let end = page[start..]
+        .find("</section>")
+        .map_or(page.len(), |e| start + e);
+    Some(&page[start..end])
+}
+
+#[test]
+fn status_html_shows_a_banner_while_certs_toml_or_what_it_names_cannot_be_used() {
+    let pw = "partner-pfx-4b2d";
+    let env = Env::new().env("PARTNER_PFX_PASSWORD", pw);
+    common::openssl::partner_upload(&env.path("trust"), pw);
+    let config = format!(
+        "{SERVER}\n[clients.partner]\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\" }}\nupload = \"trust/partner.pfx\"\npassword_env = \"PARTNER_PFX_PASSWORD\"\n"
+    );
+    env.config(&config);
+    env.run(&["apply", "--yes"]).success();
+    let page = || env.run(&["status", "--html"]).success().stdout;
+    assert_eq!(banner(&page()), None);
+
+    // A variable certs.toml names is not set: named, without reading any secret.
+    env.config(&config.replace("\"PARTNER_PFX_PASSWORD\"", "\"PARTNER_PFX_PASSWORD_TYPO\""));
+    let shown = page();
+    let b = banner(&shown).unwrap_or_else(|| panic!("no banner: {shown}"));
+    assert!(
+        b.contains("environment variable PARTNER_PFX_PASSWORD_TYPO is not set"),
+        "{b}"
+    );
+    // The upload is gone.
+    env.config(&config);
+    std::fs::remove_file(env.path("trust/partner.pfx")).expect("remove the upload");
+    let shown = page();
+    let b = banner(&shown).unwrap_or_else(|| panic!("no banner: {shown}"));
+    assert!(b.contains("trust/partner.pfx does not exist"), "{b}");
+    // certs.toml does not parse: the store is still shown, under the banner.
+    env.config("version = 1\n[clients.x\n");
+    let shown = page();
+    let b = banner(&shown).unwrap_or_else(|| panic!("no banner: {shown}"));
+    assert!(b.contains("certs.toml:2:"), "{b}");
+    assert!(shown.contains("class=\"name\">partner</td>"), "{shown}");
+}

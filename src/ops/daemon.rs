@@ -7,13 +7,13 @@ use time::OffsetDateTime;
 use tracing::{error, info, warn};
 
 use super::cluster::describe;
-use super::error::{Error, Result};
+use super::error::{Error, Result, Unusable};
 use super::observe::{ClusterSeen, Observer, Outcome, Report};
 use super::update::{converge, plan_for, revision_of, Converged, Run};
 use super::{Context, Output, Revision};
 use crate::config::Desired;
 use crate::listen;
-use crate::plan::{ClusterAction, ClusterView, Plan, PlanOptions};
+use crate::plan::{Action, ClusterAction, ClusterView, FieldChange, Plan, PlanOptions};
 use crate::render::{self, Style};
 use crate::watch::{self, Attempt, Reconciler, Source, WatchOptions};
 
@@ -111,18 +111,29 @@ impl Reconciler for Daemon<'_> {
     }
 }
 
+/// ` (clearance ValidUser -> Operator; Orders: Read -> Admin)`: what a change's log line adds to
+/// its reason, so that the log alone says before -> after; nothing when no field changes.
+fn what_changed(fields: &[FieldChange], created: bool) -> String {
+    if fields.is_empty() {
+        return String::new();
+    }
+    format!(" ({})", render::field_changes_line(fields, created))
+}
+
+/// The store's part of an attempt: drift, a line per change (with before -> after), warnings.
 fn log_changes(plan: &Plan) {
     for d in &plan.drift {
         warn!("changed outside ravencert: {d}");
     }
     for c in &plan.changes {
         info!(
-            "  {} {} {}{}: {}",
+            "  {} {} {}{}: {}{}",
             c.action.symbol(),
             c.target.as_str(),
             c.key,
             if c.escalation { " [ESCALATION]" } else { "" },
-            c.reason
+            c.reason,
+            what_changed(&c.fields, c.action == Action::Create)
         );
     }
     for w in &plan.warnings {
@@ -148,15 +159,9 @@ fn attempt(
     let desired = match ctx.load(source, false) {
         Ok(d) => d,
         Err(e) => {
-            warn!(
-                "{why}: certs.toml is invalid, nothing applied, the last good state stays: {}",
-                one_line(&e)
-            );
-            return (
-                Attempt::Invalid,
-                None,
-                Report::of(Outcome::Invalid(one_line(&e)), revision),
-            );
+            let unusable = Unusable::of(&e);
+            warn!("{why}: {}", unusable.reason());
+            return (Attempt::Invalid, None, Report::unusable(unusable, revision));
         }
     };
     if opts.plan_only {
@@ -171,14 +176,23 @@ fn attempt(
         offline: req.offline,
         confirmed_cluster: None,
     };
-    let failed = |e: &Error| Report::of(Outcome::Applied(Err(one_line(e))), revision.clone());
+    let failed = |e: &Error| {
+        let unusable = Unusable::of_secrets(e);
+        // A missing secret by its name first, as /healthz and the page say it.
+        let reason = unusable
+            .as_ref()
+            .map_or_else(|| one_line(e), |u| u.problems.join(" | "));
+        Report {
+            unusable,
+            ..Report::of(Outcome::Applied(Err(reason)), revision.clone())
+        }
+    };
     match converge(ctx, &desired, &PlanOptions::default(), run, &|_, _| Ok(())) {
         Ok(c) => {
             // Applied: the cluster now holds what the store holds.
             let report = Report {
-                outcome: Outcome::Applied(Ok(())),
-                revision: revision.clone(),
                 cluster: ClusterSeen::of(&c.cluster, true),
+                ..Report::of(Outcome::Applied(Ok(())), revision.clone())
             };
             log_converged(&c, why, revision);
             (Attempt::Done, Some(desired), report)
@@ -249,13 +263,16 @@ fn log_cluster(view: &ClusterView, why: &str, done: Option<&[String]>) {
         plan.count(ClusterAction::Edit),
         plan.count(ClusterAction::Unregister)
     );
+    // An edit's fields go from what the cluster holds (a Studio edit, say) to what it is set
+    // back to.
     for c in &plan.changes {
         info!(
-            "  {} cluster {}{}: {}",
+            "  {} cluster {}{}: {}{}",
             c.action.symbol(),
             describe(c),
             if c.escalation { " [ESCALATION]" } else { "" },
-            c.reason
+            c.reason,
+            what_changed(&c.fields, c.action == ClusterAction::Register)
         );
     }
 }
@@ -280,13 +297,16 @@ fn plan_only(ctx: &Context, desired: &Desired, why: &str, offline: bool) -> (Att
         Err(e) => {
             error!("{why}: plan failed: {}", one_line(&e));
             let outcome = Outcome::Planned(Err(one_line(&e)));
-            return (Attempt::Failed, Report::of(outcome, None));
+            let report = Report {
+                unusable: Unusable::of_secrets(&e),
+                ..Report::of(outcome, None)
+            };
+            return (Attempt::Failed, report);
         }
     };
     let report = Report {
-        outcome: Outcome::Planned(Ok(())),
-        revision: None,
         cluster: ClusterSeen::of(&cluster, false),
+        ..Report::of(Outcome::Planned(Ok(())), None)
     };
     (Attempt::Done, report)
 }

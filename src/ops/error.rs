@@ -211,6 +211,66 @@ impl Error {
     }
 }
 
+/// Why certs.toml cannot be used, as the daemon's log, `/healthz` and the status page's banner
+/// say it (unescaped: each output escapes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unusable {
+    /// Every problem is with a secret or a file certs.toml names, not with its text.
+    pub(crate) inputs: bool,
+    /// Each problem on one line; a secret or a file is named first (`environment variable X
+    /// is not set`), then where certs.toml names it.
+    pub(crate) problems: Vec<String>,
+}
+
+impl Unusable {
+    /// Why certs.toml could not be loaded (read, parsed, or what it names checked).
+    pub(crate) fn of(e: &Error) -> Unusable {
+        match e {
+            Error::Config(errors) if !errors.is_empty() => Unusable {
+                inputs: errors.iter().all(ConfigError::names_input),
+                problems: errors
+                    .iter()
+                    .map(|e| {
+                        if e.names_input() {
+                            e.brief()
+                        } else {
+                            e.to_string().replace('\n', " | ")
+                        }
+                    })
+                    .collect(),
+            },
+            e => Unusable {
+                inputs: false,
+                problems: vec![e.to_string().replace('\n', " | ")],
+            },
+        }
+    }
+
+    /// A plan or an apply that stopped only because a secret it reads (a bundle's password) is
+    /// not there or cannot be used: certs.toml cannot be used as it stands either.
+    pub(crate) fn of_secrets(e: &Error) -> Option<Unusable> {
+        match e {
+            Error::Config(errors)
+                if !errors.is_empty() && errors.iter().all(ConfigError::is_secret) =>
+            {
+                Some(Unusable::of(e))
+            }
+            _ => None,
+        }
+    }
+
+    /// On one line: a missing secret or file by its name, anything else as an invalid
+    /// certs.toml; and that nothing was applied.
+    pub(crate) fn reason(&self) -> String {
+        let problems = self.problems.join(" | ");
+        if self.inputs {
+            format!("{problems}; nothing applied, the last good state stays")
+        } else {
+            format!("certs.toml is invalid, nothing applied, the last good state stays: {problems}")
+        }
+    }
+}
+
 fn config_report(errors: &[ConfigError]) -> String {
     let mut text = errors
         .iter()

@@ -8,6 +8,7 @@ use std::sync::{Mutex, PoisonError};
 use time::OffsetDateTime;
 use tracing::warn;
 
+use super::error::Unusable;
 use super::show;
 use super::Context;
 use crate::config::Declared;
@@ -26,7 +27,7 @@ pub(super) enum Outcome {
     Applied(Result<(), String>),
     /// Planned only (`--plan-only`): `Ok`, or the plan failed with this reason.
     Planned(Result<(), String>),
-    /// certs.toml is invalid (nothing applied): why.
+    /// certs.toml, or a secret or file it names, cannot be used (nothing applied): why.
     Invalid(String),
 }
 
@@ -37,7 +38,7 @@ impl Outcome {
             Outcome::Applied(Ok(())) | Outcome::Planned(Ok(())) => None,
             Outcome::Applied(Err(r)) => Some(format!("the last apply failed: {r}")),
             Outcome::Planned(Err(r)) => Some(format!("the last plan failed: {r}")),
-            Outcome::Invalid(r) => Some(format!("certs.toml is invalid, nothing applied: {r}")),
+            Outcome::Invalid(r) => Some(r.clone()),
         }
     }
 }
@@ -48,15 +49,26 @@ pub(super) struct Report {
     pub(super) outcome: Outcome,
     pub(super) revision: Option<String>,
     pub(super) cluster: Option<ClusterSeen>,
+    /// Why certs.toml (or a secret or file it names) cannot be used; None when it can.
+    pub(super) unusable: Option<Unusable>,
 }
 
 impl Report {
-    /// A report without news of the cluster.
+    /// A report without news of the cluster, certs.toml usable.
     pub(super) fn of(outcome: Outcome, revision: Option<String>) -> Report {
         Report {
             outcome,
             revision,
             cluster: None,
+            unusable: None,
+        }
+    }
+
+    /// certs.toml, or what it names, cannot be used: nothing was planned.
+    pub(super) fn unusable(unusable: Unusable, revision: Option<String>) -> Report {
+        Report {
+            unusable: Some(unusable.clone()),
+            ..Report::of(Outcome::Invalid(unusable.reason()), revision)
         }
     }
 }
@@ -191,6 +203,9 @@ struct Memory {
     attempt_unhealthy: Option<String>,
     /// Why certs.toml's source cannot be read (`--git`: the fetch fails).
     source_failure: Option<String>,
+    /// Why certs.toml, or a secret or file it names, could not be used by the last attempt
+    /// (the page's banner).
+    unusable: Option<Unusable>,
 }
 
 /// What the store's view needs of a valid certs.toml.
@@ -241,6 +256,8 @@ impl Observer {
         let mut next = self.current();
         let at = ctx.now.unix_timestamp();
         next.last_check = Some(at);
+        next.config_valid = Some(report.unusable.is_none());
+        memory.unusable = report.unusable;
         if let Outcome::Applied(result) = &report.outcome {
             memory.last_apply = Some(LastApply {
                 at: ctx.now,
@@ -321,7 +338,7 @@ fn store_view(
     let actual = match &memory.inputs {
         // The store path already has --store applied, as the apply used it.
         Some(inputs) => Store::new(&inputs.store).load(None)?,
-        None => show::load(ctx)?.2,
+        None => show::load(ctx)?.actual,
     };
     let no_renewals = BTreeMap::new();
     let cluster = memory
@@ -338,7 +355,8 @@ fn store_view(
             .map_or(&no_renewals, |i| &i.client_renew),
         cluster: cluster.as_ref(),
     };
-    let page = render::status_html(&view, memory.last_apply.as_ref());
+    let unusable = memory.unusable.as_ref().map(|u| u.problems.as_slice());
+    let page = render::status_html(&view, memory.last_apply.as_ref(), unusable.unwrap_or(&[]));
     Ok((
         certificates(&view),
         page,

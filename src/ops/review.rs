@@ -77,7 +77,7 @@ pub(super) fn with_passwords(
                     Some(why) => BundlePassword::NotRead(why),
                     None => {
                         return Err(desired
-                            .error_at(password_key(&c.key, r), e.to_string())
+                            .secret_error_at(password_key(&c.key, r), e.to_string())
                             .into())
                     }
                 },
@@ -165,7 +165,7 @@ pub(super) fn check_needed_passwords(
             Action::Delete | Action::Export => false,
         };
         if let (true, Err(e)) = (writes, r.read()) {
-            problems.push(desired.error_at(password_key(&c.key, r), e.to_string()));
+            problems.push(desired.secret_error_at(password_key(&c.key, r), e.to_string()));
         }
     }
     if problems.is_empty() {

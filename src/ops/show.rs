@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::cluster::Target;
-use super::error::{Error, Result};
+use super::error::{Error, Result, Unusable};
 use super::{Context, Output};
 use crate::config::{ClientSpec, Declared, ServerSpec};
 use crate::model::RenewBefore;
@@ -26,7 +26,13 @@ pub enum StatusFormat {
 
 /// `ravencert status [--json | --html] [--offline]`.
 pub fn status(ctx: &Context, format: StatusFormat, offline: bool) -> Result<Output> {
-    let (desired, root, actual, mut warnings) = load(ctx)?;
+    let Loaded {
+        desired,
+        root,
+        actual,
+        mut warnings,
+        unusable,
+    } = load(ctx)?;
     // The store is shown whatever the cluster says: a cluster that cannot be read is a warning.
     let cluster = match (&desired, offline) {
         (Some(d), false) if actual.exists => {
@@ -60,7 +66,18 @@ pub fn status(ctx: &Context, format: StatusFormat, offline: bool) -> Result<Outp
         cluster: cluster.as_ref(),
     };
     let stdout = match format {
-        StatusFormat::Html => render::status_html(&view, None),
+        StatusFormat::Html => {
+            // The banner: certs.toml invalid, or a secret or file it names not there.
+            let problems = match (&unusable, &desired) {
+                (Some(u), _) => u.problems.clone(),
+                (None, Some(d)) => crate::config::missing_references(d)
+                    .iter()
+                    .map(crate::config::ConfigError::brief)
+                    .collect(),
+                (None, None) => Vec::new(),
+            };
+            render::status_html(&view, None, &problems)
+        }
         _ => render::status_text(&view),
     };
     Ok(Output {
@@ -104,9 +121,23 @@ fn cluster_status(
     }))
 }
 
-/// certs.toml if it is valid, the store's folder, the store, and the warning shown when
-/// certs.toml is invalid but the store can be shown anyway.
-pub(super) fn load(ctx: &Context) -> Result<(Option<Declared>, PathBuf, Actual, Vec<String>)> {
+/// What `status` reads: certs.toml when it is valid, the store.
+pub(super) struct Loaded {
+    /// certs.toml, when it is valid.
+    pub(super) desired: Option<Declared>,
+    /// The store's folder.
+    pub(super) root: PathBuf,
+    /// The store.
+    pub(super) actual: Actual,
+    /// The warning shown when certs.toml is invalid but the store can be shown anyway.
+    pub(super) warnings: Vec<String>,
+    /// Why certs.toml is invalid, when it is.
+    pub(super) unusable: Option<Unusable>,
+}
+
+/// certs.toml if it is valid, and the store (from `--store`, certs.toml's `[store]`, or where
+/// an invalid certs.toml still names it).
+pub(super) fn load(ctx: &Context) -> Result<Loaded> {
     // The store path comes from certs.toml unless --store names it.
     let (desired, config_error) = match ctx.desired() {
         Ok(d) => (Some(d), None),
@@ -120,7 +151,13 @@ pub(super) fn load(ctx: &Context) -> Result<(Option<Declared>, PathBuf, Actual, 
     let store = Store::new(&root);
     let Some(e) = config_error else {
         let actual = store.load(None)?;
-        return Ok((desired, root, actual, Vec::new()));
+        return Ok(Loaded {
+            desired,
+            root,
+            actual,
+            warnings: Vec::new(),
+            unusable: None,
+        });
     };
     let actual = match store.load(None) {
         Ok(actual) => actual,
@@ -141,7 +178,13 @@ pub(super) fn load(ctx: &Context) -> Result<(Option<Declared>, PathBuf, Actual, 
         "{} is invalid ({first}); this is the store as last applied, without renewal marks",
         ctx.config.display()
     );
-    Ok((None, root, actual, vec![warning]))
+    Ok(Loaded {
+        desired: None,
+        root,
+        actual,
+        warnings: vec![warning],
+        unusable: Some(Unusable::of(&e)),
+    })
 }
 
 /// The renew_before of each declared client.

@@ -148,8 +148,13 @@ fn client_rows(view: &StatusView<'_>) -> Vec<Row> {
         .collect()
 }
 
-/// The page: header, last apply, server and client tables, cluster state, timeline.
-pub(crate) fn status_html(view: &StatusView<'_>, last: Option<&LastApply>) -> String {
+/// The page: header, the banner while certs.toml cannot be used (`unusable`: each problem on
+/// one line, none when it can), last apply, server and client tables, cluster state, timeline.
+pub(crate) fn status_html(
+    view: &StatusView<'_>,
+    last: Option<&LastApply>,
+    unusable: &[String],
+) -> String {
     let servers = server_rows(view);
     let clients = client_rows(view);
     let mut out = String::with_capacity(8192);
@@ -159,6 +164,7 @@ pub(crate) fn status_html(view: &StatusView<'_>, last: Option<&LastApply>) -> St
         "<header><h1>RavenDB certificates</h1><p>As of <time datetime=\"{0}\">{0}</time></p></header>\n<main>",
         html_escape(&rfc3339(view.now))
     );
+    banner_section(&mut out, unusable);
     last_apply_section(&mut out, view, last);
     let _ = writeln!(out, "<section><h2>Server certificate</h2>");
     table(&mut out, "server", &servers, view, false);
@@ -172,6 +178,21 @@ pub(crate) fn status_html(view: &StatusView<'_>, last: Option<&LastApply>) -> St
     timeline_section(&mut out, view.now, &all);
     out.push_str("</main>\n</body>\n</html>\n");
     out
+}
+
+/// The banner at the top while certs.toml, or a secret or file it names, cannot be used: what
+/// is wrong, each problem escaped (nothing when there is none).
+fn banner_section(out: &mut String, unusable: &[String]) {
+    if unusable.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<section class=\"banner\" role=\"alert\"><h2>certs.toml cannot be used</h2>\n<ul>",
+    );
+    for problem in unusable {
+        let _ = write!(out, "<li>{}</li>", html_escape(problem));
+    }
+    out.push_str("</ul>\n<p>Nothing is applied until this is fixed; the certificates below are the store as last applied.</p></section>\n");
 }
 
 /// The summary box: the daemon's last apply (when, result, revision) and the store's applied
@@ -504,6 +525,9 @@ header h1 { margin: 0; font-size: 20px; }
 header p { margin: 2px 0 0; color: #c5cedb; font-size: 13px; }
 main { max-width: 1240px; margin: 0 auto; padding: 16px 24px 32px; }
 section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 12px 16px; margin: 0 0 16px; }
+section.banner { background: #fbe0e0; border-color: #c62828; color: #7a1010; }
+section.banner ul { margin: 0 0 8px; padding-left: 18px; overflow-wrap: anywhere; }
+section.banner p { margin: 0; }
 h2 { font-size: 16px; margin: 0 0 10px; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0; }
 dt { color: var(--muted); }
@@ -640,7 +664,44 @@ mod tests {
                 cluster,
             },
             last,
+            &[],
         )
+    }
+
+    #[test]
+    fn a_banner_says_what_cannot_be_used_escaped_and_only_then() {
+        assert!(!page(None).contains("class=\"banner\""));
+        let reg = registry();
+        let renew = BTreeMap::new();
+        let view = StatusView {
+            registry: &reg,
+            now: NOW,
+            server_renew: None,
+            client_renew: &renew,
+            cluster: None,
+        };
+        let problems = [
+            "environment variable X is not set (clients.a.password_env, certs.toml:9)".to_string(),
+            "trust/<b>.pfx does not exist\u{1b}[2J".to_string(),
+        ];
+        let html = status_html(&view, None, &problems);
+        let banner = &html[html.find("<section class=\"banner\"").expect("a banner")..];
+        assert!(
+            banner.starts_with(
+                "<section class=\"banner\" role=\"alert\"><h2>certs.toml cannot be used</h2>"
+            ),
+            "{banner}"
+        );
+        assert!(banner.contains(
+            "<li>environment variable X is not set (clients.a.password_env, certs.toml:9)</li>"
+        ));
+        assert!(
+            banner.contains("<li>trust/&lt;b&gt;.pfx does not exist\\u{1b}[2J</li>"),
+            "{banner}"
+        );
+        assert!(!html.contains("<b>") && !html.contains('\u{1b}'));
+        // Above the last apply.
+        assert!(html.find("class=\"banner\"") < html.find("<h2>Last apply</h2>"));
     }
 
     #[test]

@@ -276,6 +276,29 @@ fn field_lines(fields: &[FieldChange], created: bool) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A change's fields on one line, as a log line says them: `clearance ValidUser -> Operator;
+/// Orders: Read -> Admin`. A field of the client (name, clearance, certificate, protect) stands
+/// by its name, a database or a setting by its name and a colon, so that a database called
+/// `clearance` is never read as the field; a creation has only the new values. Not escaped:
+/// the caller's output boundary (the log's writer) escapes the whole line.
+pub(crate) fn field_changes_line(fields: &[FieldChange], created: bool) -> String {
+    fields
+        .iter()
+        .map(|f| {
+            let name = match &f.field {
+                Field::Database(n) | Field::Setting(n) => format!("{n}:"),
+                field => field.as_str().to_string(),
+            };
+            if created {
+                format!("{name} {}", field_value(&f.new))
+            } else {
+                format!("{name} {} -> {}", field_value(&f.old), field_value(&f.new))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The plan as text, for a terminal or a log.
 pub fn plan_text(plan: &Plan, style: Style) -> String {
     let mut out = String::new();
@@ -1205,6 +1228,35 @@ mod tests {
             &[vec!["admin".into(), "ClusterAdmin".into()]],
         );
         assert_eq!(t, "Name   Clearance\nadmin  ClusterAdmin\n");
+    }
+
+    #[test]
+    fn a_log_line_says_each_field_before_and_after() {
+        let change = |field, old: Option<&str>, new: Option<&str>| FieldChange {
+            field,
+            old: old.map(str::to_string),
+            new: new.map(str::to_string),
+        };
+        let fields = [
+            change(Field::Clearance, Some("ValidUser"), Some("Operator")),
+            change(
+                Field::Database("Orders".into()),
+                Some("Read"),
+                Some("Admin"),
+            ),
+            change(Field::Database("clearance".into()), None, Some("Read")),
+            change(Field::Setting("prune".into()), Some("false"), Some("true")),
+            change(Field::Name, Some("a"), Some("b")),
+        ];
+        assert_eq!(
+            field_changes_line(&fields, false),
+            "clearance ValidUser -> Operator; Orders: Read -> Admin; clearance: (none) -> Read; prune: false -> true; name a -> b"
+        );
+        assert_eq!(
+            field_changes_line(&fields[..2], true),
+            "clearance Operator; Orders: Admin"
+        );
+        assert_eq!(field_changes_line(&[], false), "");
     }
 
     #[test]
