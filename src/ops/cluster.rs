@@ -1052,6 +1052,7 @@ mod tests {
             ca: CaPin::Store,
             prune: false,
             timeout: Period::seconds(30),
+            keep: Vec::new(),
         };
         let mut registry = Registry::new();
         for (t, has_key) in [("A", true), ("B", false)] {
