@@ -807,14 +807,20 @@ pub(crate) struct StatusView<'a> {
     pub(crate) cluster: Option<&'a ClusterStatus>,
 }
 
-/// What `status` read from the cluster: per certificate, whether it holds it as declared.
+/// What `status` read from the cluster: per certificate, whether it holds it as declared, and
+/// the one drift count that `status`, the page and `/metrics` all show.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ClusterStatus {
     /// The node that answered.
     pub(crate) url: String,
     /// When (RFC 3339).
     pub(crate) checked_at: String,
-    /// Per thumbprint: the store's certificates, then the extra registrations.
+    /// No certificate drifts: what `ravencert_cluster_in_sync` says.
+    pub(crate) in_sync: bool,
+    /// How many drift (missing, differs, extra but not kept): what
+    /// `ravencert_cluster_drift_certificates` says.
+    pub(crate) drift: usize,
+    /// Per thumbprint: the store's certificates, then the extra registrations (by name).
     pub(crate) certificates: Vec<ClusterCertificateState>,
 }
 
@@ -823,19 +829,114 @@ pub(crate) struct ClusterStatus {
 pub(crate) struct ClusterCertificateState {
     /// Its thumbprint.
     pub(crate) thumbprint: String,
-    /// in sync, missing, differs, extra.
+    /// in sync, missing, differs, extra, extra (kept).
     pub(crate) state: crate::plan::RegistrationState,
-    /// For an extra registration: its name on the cluster (not in the JSON).
-    #[serde(skip)]
+    /// For an extra registration: its name on the cluster.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub(crate) name: String,
+    /// For an extra registration: its clearance on the cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) clearance: Option<Clearance>,
+    /// For a known stranger: the note `[cluster] keep` gives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) note: Option<String>,
+}
+
+impl ClusterCertificateState {
+    /// A store certificate's state (`name` and `clearance` are the store's, shown in its row).
+    pub(crate) fn of_store(thumbprint: String, state: crate::plan::RegistrationState) -> Self {
+        ClusterCertificateState {
+            thumbprint,
+            state,
+            name: String::new(),
+            clearance: None,
+            note: None,
+        }
+    }
+}
+
+impl From<&crate::plan::ExtraRegistration> for ClusterCertificateState {
+    fn from(e: &crate::plan::ExtraRegistration) -> Self {
+        ClusterCertificateState {
+            thumbprint: e.thumbprint.clone(),
+            state: e.state(),
+            name: e.name.clone(),
+            clearance: e.clearance.client(),
+            note: e.note.clone(),
+        }
+    }
 }
 
 impl ClusterStatus {
+    /// The state of `of_store` (the store's certificates) and `extra` (the registrations the
+    /// store does not hold, listed by name), with the drift they make.
+    pub(crate) fn new(
+        url: String,
+        checked_at: String,
+        of_store: Vec<ClusterCertificateState>,
+        extra: Vec<ClusterCertificateState>,
+    ) -> ClusterStatus {
+        let mut extra = extra;
+        extra.sort_by(|a, b| {
+            (a.name.to_lowercase(), &a.name, &a.thumbprint).cmp(&(
+                b.name.to_lowercase(),
+                &b.name,
+                &b.thumbprint,
+            ))
+        });
+        let mut certificates = of_store;
+        certificates.extend(extra);
+        let drift = certificates.iter().filter(|c| c.state.is_drift()).count();
+        ClusterStatus {
+            url,
+            checked_at,
+            in_sync: drift == 0,
+            drift,
+            certificates,
+        }
+    }
+
     fn state_of(&self, thumbprint: &str) -> Option<crate::plan::RegistrationState> {
         self.certificates
             .iter()
             .find(|c| c.thumbprint.eq_ignore_ascii_case(thumbprint))
             .map(|c| c.state)
+    }
+
+    /// The registrations the store does not hold (kept or not), by name.
+    pub(crate) fn extra(&self) -> impl Iterator<Item = &ClusterCertificateState> {
+        self.certificates.iter().filter(|c| c.state.is_extra())
+    }
+
+    /// The counts on one line, the same in `status` and on the page: `3 of 3 certificates in
+    /// sync; drift: 0`, then what the cluster holds beyond the store.
+    pub(crate) fn summary(&self) -> String {
+        let of_store: Vec<_> = self
+            .certificates
+            .iter()
+            .filter(|c| !c.state.is_extra())
+            .collect();
+        let in_sync = of_store
+            .iter()
+            .filter(|c| c.state == crate::plan::RegistrationState::InSync)
+            .count();
+        let mut line = format!(
+            "{in_sync} of {} certificates in sync; drift: {}",
+            of_store.len(),
+            self.drift
+        );
+        let (kept, extra): (Vec<_>, Vec<_>) = self
+            .extra()
+            .partition(|c| c.state == crate::plan::RegistrationState::Kept);
+        if !kept.is_empty() || !extra.is_empty() {
+            let _ = write!(
+                line,
+                "; beyond the store: {} extra, {} kept ([cluster] keep)",
+                extra.len(),
+                kept.len()
+            );
+        }
+        line
     }
 }
 
@@ -1057,7 +1158,8 @@ struct CertificateStatus<'a> {
     retiring_after: Option<String>,
 }
 
-/// The cluster lines of `status`: which node answered when, and what it holds beyond the store.
+/// The cluster lines of `status`: which node answered when, the counts, and what it holds
+/// beyond the store (with each registration's clearance, and the note of a kept one).
 fn status_cluster_text(out: &mut String, cluster: &ClusterStatus) {
     let _ = writeln!(
         out,
@@ -1065,17 +1167,26 @@ fn status_cluster_text(out: &mut String, cluster: &ClusterStatus) {
         Escaped(&cluster.url),
         Escaped(&cluster.checked_at)
     );
-    let extra: Vec<&ClusterCertificateState> = cluster
-        .certificates
-        .iter()
-        .filter(|c| c.state == crate::plan::RegistrationState::Extra)
+    let _ = writeln!(out, "  {}", cluster.summary());
+    let rows: Vec<Vec<String>> = cluster
+        .extra()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                c.thumbprint.clone(),
+                c.clearance.map(|c| c.to_string()).unwrap_or_default(),
+                c.state.as_str().to_string(),
+                c.note.clone().unwrap_or_default(),
+            ]
+        })
         .collect();
-    if extra.is_empty() {
+    if rows.is_empty() {
         out.push_str("  No registration beyond the store's.\n");
     } else {
-        out.push_str("  Registered on the cluster, not in the store (extra):\n");
-        for c in extra {
-            let _ = writeln!(out, "    {}  {}", Escaped(&c.thumbprint), Escaped(&c.name));
+        out.push_str("  Registered on the cluster, not in the store:\n");
+        let headers = ["Name", "Thumbprint", "Clearance", "Cluster", "Note"];
+        for line in table(&headers, &rows).lines() {
+            let _ = writeln!(out, "  {line}");
         }
     }
 }
