@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use time::OffsetDateTime;
 
 use super::{
-    databases_cell, escape, expiry_mark, rfc3339, state_cell, ClusterStatus, ExpiryMark, StatusView,
+    databases_cell, escape, expiry_mark, rfc3339, sorted_clients, state_cell, ClusterStatus,
+    ExpiryMark, StatusView,
 };
 use crate::model::{Clearance, RenewBefore};
 use crate::plan::RegistrationState;
@@ -114,11 +115,10 @@ fn server_rows(view: &StatusView<'_>) -> Vec<Row> {
         .collect()
 }
 
-/// The client certificates' rows, in the registry's order.
+/// The client certificates' rows, by name as `status` lists them.
 fn client_rows(view: &StatusView<'_>) -> Vec<Row> {
-    view.registry
-        .certificates
-        .iter()
+    sorted_clients(view.registry)
+        .into_iter()
         .map(|c| {
             let renew = view.client_renew.get(&c.key).copied();
             let databases = if c.clearance == Clearance::ValidUser {

@@ -754,28 +754,41 @@ const KNOWN_AFTER_APPLY: &str = "(known after apply)";
 
 /// A plain text table with a header row.
 fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    // Cells hold names and subjects from files and the registry: escaped, so that none can
-    // rewrite the terminal or break the row.
-    let rows: Vec<Vec<String>> = rows
+    let rows: Vec<Vec<Vec<String>>> = rows
         .iter()
-        .map(|r| r.iter().map(|c| escape(c).into_owned()).collect())
+        .map(|r| r.iter().map(|c| vec![c.clone()]).collect())
         .collect();
-    let rows = rows.as_slice();
+    table_lines(headers, &rows)
+}
+
+/// A plain text table with a header row, whose cells may take several lines (one database per
+/// line): a row is as tall as its tallest cell, the other cells blank below their first line.
+fn table_lines(headers: &[&str], rows: &[Vec<Vec<String>>]) -> String {
+    // Cells hold names and subjects from files and the registry: escaped line by line, so that
+    // none can rewrite the terminal or break the row.
+    let rows: Vec<Vec<Vec<String>>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|cell| cell.iter().map(|l| escape(l).into_owned()).collect())
+                .collect()
+        })
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
+    for r in &rows {
         for (i, cell) in r.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
+            for l in cell {
+                widths[i] = widths[i].max(l.chars().count());
+            }
         }
     }
     let mut out = String::new();
     let line = |cells: Vec<&str>, out: &mut String| {
         let mut l = String::new();
         for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                l.push_str(c);
-            } else {
+            l.push_str(c);
+            if i + 1 < cells.len() {
                 let pad = widths[i] - c.chars().count();
-                l.push_str(c);
                 l.push_str(&" ".repeat(pad + 2));
             }
         }
@@ -783,8 +796,15 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     };
     line(headers.to_vec(), &mut out);
-    for r in rows {
-        line(r.iter().map(|s| s.as_str()).collect(), &mut out);
+    for r in &rows {
+        let height = r.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        for n in 0..height {
+            let cells = r
+                .iter()
+                .map(|cell| cell.get(n).map_or("", String::as_str))
+                .collect();
+            line(cells, &mut out);
+        }
     }
     out
 }
@@ -975,19 +995,20 @@ pub(crate) fn status_text(view: &StatusView<'_>) -> String {
         &rows,
     ));
     out.push_str("\nClient certificates\n");
-    let mut rows: Vec<Vec<String>> = reg
-        .certificates
-        .iter()
-        .map(|c| client_row(view, c))
-        .collect();
+    let clients = sorted_clients(reg);
+    let mut rows: Vec<Vec<Vec<String>>> = clients.iter().map(|c| client_row(view, c)).collect();
     let mut headers = vec!["Name", "Thumbprint", "Clearance", "Expires", "Databases"];
     if let Some(cluster) = view.cluster {
         headers.push("Cluster");
-        for (row, c) in rows.iter_mut().zip(&reg.certificates) {
-            row.push(state_cell(cluster.state_of(&c.thumbprint)));
+        for (row, c) in rows.iter_mut().zip(&clients) {
+            row.push(vec![state_cell(cluster.state_of(&c.thumbprint))]);
         }
     }
-    out.push_str(&table_or_none(&headers, &rows));
+    if rows.is_empty() {
+        out.push_str("  (none registered)\n");
+    } else {
+        out.push_str(&table_lines(&headers, &rows));
+    }
     if let Some(cluster) = view.cluster {
         status_cluster_text(&mut out, cluster);
     }
@@ -1005,29 +1026,44 @@ fn table_or_none(headers: &[&str], rows: &[Vec<String>]) -> String {
     }
 }
 
-/// A client row as the Studio shows it: `User` for ValidUser, `All` databases above it.
-fn client_row(view: &StatusView<'_>, c: &CertEntry) -> Vec<String> {
+/// The client certificates as `status` and the page list them: by name (ignoring case), then
+/// key; a client's current certificate before its old one.
+pub(crate) fn sorted_clients(reg: &Registry) -> Vec<&CertEntry> {
+    let mut clients: Vec<&CertEntry> = reg.certificates.iter().collect();
+    clients.sort_by(|a, b| {
+        let order = |c: &'_ CertEntry| {
+            (
+                c.name.to_lowercase(),
+                c.name.clone(),
+                c.key.clone(),
+                c.retire_after.is_some(),
+                c.thumbprint.clone(),
+            )
+        };
+        order(a).cmp(&order(b))
+    });
+    clients
+}
+
+/// A client row: the config's clearance words (ValidUser, Operator, ClusterAdmin), `All`
+/// databases above ValidUser, one database per line.
+fn client_row(view: &StatusView<'_>, c: &CertEntry) -> Vec<Vec<String>> {
     let mut name = c.name.clone();
     if c.retire_after.is_some() {
         name.push_str(" (old)");
     }
-    let databases = databases_cell(c);
-    let clearance = match c.clearance {
-        Clearance::ValidUser => "User".to_string(),
-        other => other.to_string(),
-    };
     vec![
-        name,
-        c.thumbprint.clone(),
-        clearance,
-        expires_cell(
+        vec![name],
+        vec![c.thumbprint.clone()],
+        vec![c.clearance.to_string()],
+        vec![expires_cell(
             view.now,
             c.not_before,
             c.not_after,
             view.client_renew.get(&c.key).copied(),
             c.retire_after,
-        ),
-        databases,
+        )],
+        database_lines(c),
     ]
 }
 
@@ -1085,16 +1121,20 @@ fn expires_cell(
 
 /// The databases a client reaches, as the Studio shows them: `All` above ValidUser.
 fn databases_cell(c: &CertEntry) -> String {
+    database_lines(c).join(", ")
+}
+
+/// The databases a client reaches, one `database: access` per line; `All` above ValidUser.
+fn database_lines(c: &CertEntry) -> Vec<String> {
     if c.clearance != Clearance::ValidUser {
-        "All".to_string()
+        vec!["All".to_string()]
     } else if c.permissions.is_empty() {
-        "(none)".to_string()
+        vec!["(none)".to_string()]
     } else {
         c.permissions
             .iter()
             .map(|(db, a)| format!("{db}: {a}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+            .collect()
     }
 }
 
