@@ -76,6 +76,27 @@ struct RawCluster {
     /// Time limit of each request to the cluster, from "1s" to "10min" (default "30s").
     #[schemars(with = "Option<String>", regex(pattern = CLUSTER_TIMEOUT_PATTERN))]
     timeout: Option<Spanned<String>>,
+    /// Registrations someone else made that ravencert leaves alone (known strangers): never unregistered, even with `prune`, and not counted as drift.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawKeep>", extend("uniqueItems" = true))]
+    keep: Vec<Spanned<RawKeep>>,
+}
+
+/// One known stranger of `[cluster] keep`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "KeptRegistration")]
+struct RawKeep {
+    /// The registration's thumbprint (the certificate's SHA-1, as the Studio lists it): 40 hex digits, in either case.
+    #[schemars(with = "String", regex(pattern = "^[0-9A-Fa-f]{40}$"))]
+    thumbprint: Spanned<String>,
+    /// Whose it is, or why it stays, for the reader (1 to 200 characters).
+    #[schemars(
+        with = "Option<String>",
+        length(min = 1, max = 200),
+        regex(pattern = r"\S")
+    )]
+    note: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -535,7 +556,22 @@ pub struct ClusterSettings {
     pub prune: bool,
     /// The time limit of each request (1s to 10min).
     pub timeout: Period,
+    /// `keep`: registrations someone else made, left alone even with `prune` and not counted
+    /// as drift (known strangers), in the order declared.
+    pub keep: Vec<KeptRegistration>,
 }
+
+/// One entry of `[cluster] keep`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptRegistration {
+    /// The registration's thumbprint: 40 upper-case hex digits.
+    pub thumbprint: String,
+    /// Whose it is or why it stays (at most [`MAX_KEEP_NOTE_CHARS`] characters), if given.
+    pub note: Option<String>,
+}
+
+/// The longest note of a `[cluster] keep` entry, in characters.
+pub const MAX_KEEP_NOTE_CHARS: usize = 200;
 
 /// The certificate ravencert authenticates to the cluster with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1131,10 +1167,35 @@ fn key_path_at(source: &str, offset: usize) -> String {
     let offset = offset.min(source.len());
     let line_start = source[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line = source[line_start..].lines().next().unwrap_or("");
-    let key = match line.split_once('=') {
+    let mut key = match line.split_once('=') {
         Some((k, _)) if !line.trim_start().starts_with('[') => k.trim().to_string(),
         _ => String::new(),
     };
+    // A key inside an inline table (`keep = [{ thumbprint = "...", owner = "x" }]`): the key
+    // at the offset, after the line's own when that is one.
+    if key.contains(['{', '[', ',']) {
+        // The line continues an array or inline table: the key that opened it, above.
+        key = source[..line_start]
+            .lines()
+            .rev()
+            .take_while(|l| !l.trim_start().starts_with('['))
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+            .find(|k| !k.contains(['{', '[', ',', '}', ']']))
+            .unwrap_or_default()
+            .to_string();
+    }
+    let here = source.get(offset..).unwrap_or_default();
+    let word: String = here
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || "-_".contains(*c))
+        .collect();
+    if !word.is_empty() && here[word.len()..].trim_start().starts_with('=') && word != key {
+        key = if key.is_empty() {
+            word
+        } else {
+            format!("{key}.{word}")
+        };
+    }
     let header = source[..line_start]
         .lines()
         .rev()
@@ -1805,13 +1866,61 @@ fn validate_cluster(
             }
         }
     };
+    let keep = cluster_keep(ck, &c.keep);
     Some(ClusterSettings {
         urls,
         admin: admin?,
         ca: ca?,
         prune: c.prune,
         timeout: timeout?,
+        keep,
     })
+}
+
+/// `keep`: each a thumbprint (40 hex digits, upper-cased here once for every later comparison)
+/// listed once, with an optional note of 1 to [`MAX_KEEP_NOTE_CHARS`] characters.
+fn cluster_keep(ck: &mut Checker<'_>, keep: &[Spanned<RawKeep>]) -> Vec<KeptRegistration> {
+    let mut out: Vec<KeptRegistration> = Vec::new();
+    for (i, k) in keep.iter().enumerate() {
+        let k = k.get_ref();
+        let at = |field: &str| format!("cluster.keep[{i}].{field}");
+        let raw = k.thumbprint.get_ref();
+        let thumbprint = raw.to_ascii_uppercase();
+        if raw.len() != 40 || !raw.chars().all(|c| c.is_ascii_hexdigit()) {
+            ck.error_at(
+                Some(&k.thumbprint.span()),
+                at("thumbprint"),
+                "must be a certificate's thumbprint: 40 hex digits (its SHA-1, as the Studio lists it)".into(),
+            );
+        } else if out.iter().any(|o| o.thumbprint == thumbprint) {
+            ck.error_at(
+                Some(&k.thumbprint.span()),
+                at("thumbprint"),
+                format!("{thumbprint} is listed twice; list each registration once"),
+            );
+        }
+        let note = k.note.as_ref().and_then(|n| {
+            let chars = n.get_ref().chars().count();
+            let problem = if n.get_ref().trim().is_empty() {
+                Some("is empty: leave `note` out, or say whose the registration is".to_string())
+            } else if chars > MAX_KEEP_NOTE_CHARS {
+                Some(format!(
+                    "must be at most {MAX_KEEP_NOTE_CHARS} characters (it has {chars})"
+                ))
+            } else {
+                None
+            };
+            match problem {
+                Some(message) => {
+                    ck.error_at(Some(&n.span()), at("note"), message);
+                    None
+                }
+                None => Some(n.get_ref().clone()),
+            }
+        });
+        out.push(KeptRegistration { thumbprint, note });
+    }
+    out
 }
 
 /// `urls`: at least one, each an https URL (normalized), none twice.
@@ -2655,6 +2764,7 @@ mod tests {
                 ca: CaPin::Store,
                 prune: true,
                 timeout: Period::seconds(120),
+                keep: Vec::new(),
             })
         );
         // Defaults, an admin .pfx and a CA file, relative to certs.toml's folder.
@@ -2768,6 +2878,81 @@ mod tests {
                 "{SERVER}{OPS_ADMIN}[cluster]\nurls = [\"https://a.example.com\"]\nadmin = \"ops-admin\"\ntimeout = \"{t}\"\n"
             ));
             assert_eq!(r.is_ok(), ok, "{t}: {r:?}");
+        }
+    }
+
+    /// `[cluster] keep` (issue 23): 40 hex digits, normalized once; no duplicates; a note that
+    /// is optional and capped; no other key. Each error names the line and the key.
+    #[test]
+    fn cluster_keep_is_validated() {
+        let config = |keep: &str| {
+            format!(
+                "{SERVER}{OPS_ADMIN}[cluster]\nurls = [\"https://a.example.com\"]\nadmin = \"ops-admin\"\nkeep = [\n{keep}\n]\n"
+            )
+        };
+        let a = "ab".repeat(20);
+        let b = "0123456789".repeat(4);
+        let good = parse_str(&config(&format!(
+            "{{ thumbprint = \"{a}\", note = \"the backup team's\" }},\n{{ thumbprint = \"{b}\" }}"
+        )));
+        let keep = good.map(|d| d.cluster.map(|c| c.keep)).ok().flatten();
+        assert_eq!(
+            keep,
+            Some(vec![
+                KeptRegistration {
+                    thumbprint: a.to_uppercase(),
+                    note: Some("the backup team's".into()),
+                },
+                KeptRegistration {
+                    thumbprint: b.clone(),
+                    note: None,
+                },
+            ])
+        );
+        let cases = [
+            (
+                format!("{{ thumbprint = \"{}\" }}", &a[..39]),
+                "cluster.keep[0].thumbprint",
+                "40 hex digits",
+            ),
+            (
+                format!("{{ thumbprint = \"{}zz\" }}", &a[..38]),
+                "cluster.keep[0].thumbprint",
+                "40 hex digits",
+            ),
+            (
+                format!(
+                    "{{ thumbprint = \"{a}\" }},\n{{ thumbprint = \"{}\" }}",
+                    a.to_uppercase()
+                ),
+                "cluster.keep[1].thumbprint",
+                "listed twice",
+            ),
+            (
+                format!("{{ thumbprint = \"{a}\", note = \"{}\" }}", "n".repeat(201)),
+                "cluster.keep[0].note",
+                "at most 200 characters",
+            ),
+            (
+                format!("{{ thumbprint = \"{a}\", note = \"\" }}"),
+                "cluster.keep[0].note",
+                "leave `note` out",
+            ),
+            (
+                format!("{{ thumbprint = \"{a}\", owner = \"backup\" }}"),
+                "cluster.keep.owner",
+                "unknown field `owner`",
+            ),
+        ];
+        for (keep, key, says) in cases {
+            let text = config(&keep);
+            let e = first_error(&text);
+            assert!(e.key.contains(key), "{keep}: {e}");
+            assert!(e.message.contains(says), "{keep}: {e}");
+            // The line of the offending entry (the second for a duplicate).
+            let line = keep.lines().last().unwrap_or_default();
+            let expected = text.lines().position(|l| l == line).map(|i| i + 1);
+            assert_eq!(e.line, expected, "{keep}: {e}");
         }
     }
 

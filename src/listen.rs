@@ -78,12 +78,27 @@ pub struct CertificateMetric {
 }
 
 /// What the cluster looked like after the last attempt that reached it.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ClusterMetric {
-    /// The cluster holds the store's registrations as declared.
+    /// The cluster holds the store's registrations as declared (known strangers aside).
     pub in_sync: bool,
-    /// Certificates it holds otherwise (missing, differing, extra).
+    /// Certificates it holds otherwise (missing, differing, extra and not kept).
     pub drift: u64,
+    /// The client registrations it holds beyond the store's, kept or not.
+    pub extra: Vec<ExtraMetric>,
+}
+
+/// A registration on the cluster that the store does not hold, as `/metrics` labels it.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraMetric {
+    /// Its thumbprint.
+    pub thumbprint: String,
+    /// Its name on the cluster.
+    pub name: String,
+    /// Its clearance on the cluster (ValidUser, Operator, ClusterAdmin).
+    pub clearance: String,
+    /// Named by `[cluster] keep`: a known stranger, not drift.
+    pub kept: bool,
 }
 
 /// What the listener shows: the state after the last attempt. Holds no secret.
@@ -413,6 +428,14 @@ struct CertificateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExtraLabels {
+    thumbprint: String,
+    name: String,
+    clearance: String,
+    kept: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: String,
 }
@@ -472,18 +495,8 @@ fn metrics(s: &Snapshot) -> String {
             .inc_by(n);
     }
     registry.register("applies", "Applies by result", applies);
-    if let Some(c) = s.cluster {
-        let drift = i64::try_from(c.drift).unwrap_or(i64::MAX);
-        registry.register(
-            "cluster_in_sync",
-            "Whether the cluster holds the store's registrations as declared",
-            gauge(i64::from(c.in_sync)),
-        );
-        registry.register(
-            "cluster_drift_certificates",
-            "Certificates the cluster holds otherwise than the store",
-            gauge(drift),
-        );
+    if let Some(c) = &s.cluster {
+        cluster_metrics(&mut registry, c);
     }
     let build = Family::<VersionLabel, Gauge>::default();
     build
@@ -497,6 +510,38 @@ fn metrics(s: &Snapshot) -> String {
         out.clear(); // writing to a String does not fail
     }
     out
+}
+
+/// The cluster's series: in sync, the drift count, and one series per registration beyond the
+/// store's (labelled with its clearance, and whether `[cluster] keep` names it).
+fn cluster_metrics(registry: &mut Registry, c: &ClusterMetric) {
+    let drift = i64::try_from(c.drift).unwrap_or(i64::MAX);
+    registry.register(
+        "cluster_in_sync",
+        "Whether the cluster holds the store's registrations as declared (known strangers of [cluster] keep aside)",
+        gauge(i64::from(c.in_sync)),
+    );
+    registry.register(
+        "cluster_drift_certificates",
+        "Certificates the cluster holds otherwise than the store (missing, differing, extra and not kept)",
+        gauge(drift),
+    );
+    let extra = Family::<ExtraLabels, Gauge>::default();
+    for e in &c.extra {
+        extra
+            .get_or_create(&ExtraLabels {
+                thumbprint: e.thumbprint.clone(),
+                name: e.name.clone(),
+                clearance: e.clearance.clone(),
+                kept: e.kept.to_string(),
+            })
+            .set(1);
+    }
+    registry.register(
+        "cluster_extra_certificate_info",
+        "Each client registration on the cluster that the store does not hold (kept: named by [cluster] keep)",
+        extra,
+    );
 }
 
 /// The per-certificate series: expiry, start and renewal due, labelled as SPEC §9 lists.
@@ -555,7 +600,15 @@ mod tests {
             last_apply_success: Some(true),
             config_valid: Some(false),
             applies_succeeded: 1,
-            cluster: Some(ClusterMetric::default()),
+            cluster: Some(ClusterMetric {
+                extra: vec![ExtraMetric {
+                    thumbprint: "CD".into(),
+                    name: "backup".into(),
+                    clearance: "Operator".into(),
+                    kept: true,
+                }],
+                ..ClusterMetric::default()
+            }),
             ..Snapshot::default()
         };
         let text = s.sealed().exposition.to_string();
@@ -571,6 +624,7 @@ mod tests {
             "ravencert_applies_total{result=\"failure\"} 0",
             "ravencert_cluster_in_sync 0",
             "ravencert_cluster_drift_certificates 0",
+            "ravencert_cluster_extra_certificate_info{thumbprint=\"CD\",name=\"backup\",clearance=\"Operator\",kept=\"true\"} 1",
             "ravencert_build_info{version=",
         ] {
             assert!(text.contains(series), "{series} missing from\n{text}");

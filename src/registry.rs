@@ -95,6 +95,21 @@ pub struct ClusterRecord {
     pub prune: bool,
     /// `timeout`.
     pub timeout: String,
+    /// `keep`: the known strangers, in the order declared (absent in registries written
+    /// before ravencert had it, and when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep: Vec<KeepRecord>,
+}
+
+/// One `[cluster] keep` entry as applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepRecord {
+    /// The registration's thumbprint (upper case).
+    pub thumbprint: String,
+    /// Its note, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A server (ClusterNode) certificate, with its private key in `server/` unless `has_key` is

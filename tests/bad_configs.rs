@@ -916,6 +916,41 @@ cases! {
         also: &["must be at least 1s"],
         ..Case::DEFAULT
     };
+    // --- [cluster] keep: known strangers, by thumbprint (issue 23).
+    cluster_keep_thumbprint_not_hex: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"admin\"\n\
+                 keep = [\n  { thumbprint = \"0123456789ABCDEF0123456789ABCDEF0123456G\" },\n]\n",
+        key: "cluster.keep[0].thumbprint",
+        line: Some("{ thumbprint"),
+        also: &["40 hex digits"],
+        ..Case::DEFAULT
+    };
+    cluster_keep_listed_twice: Case {
+        // The same thumbprint in another case: one registration.
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"admin\"\n\
+                 keep = [\n  { thumbprint = \"0123456789abcdef0123456789abcdef01234567\", note = \"backup\" },\n  \
+                 { thumbprint = \"0123456789ABCDEF0123456789ABCDEF01234567\" },\n]\n",
+        key: "cluster.keep[1].thumbprint",
+        line: Some("{ thumbprint = \"0123456789ABCDEF"),
+        also: &["listed twice"],
+        ..Case::DEFAULT
+    };
+    cluster_keep_note_too_long: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"admin\"\n\
+                 keep = [{ thumbprint = \"0123456789ABCDEF0123456789ABCDEF01234567\", note = \"nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn\" }]\n",
+        key: "cluster.keep[0].note",
+        line: Some("keep = "),
+        also: &["at most 200 characters"],
+        ..Case::DEFAULT
+    };
+    cluster_keep_unknown_key: Case {
+        config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"admin\"\n\
+                 keep = [{ thumbprint = \"0123456789ABCDEF0123456789ABCDEF01234567\", owner = \"backup\" }]\n",
+        key: "cluster.keep",
+        line: Some("keep = "),
+        also: &["unknown field `owner`"],
+        ..Case::DEFAULT
+    };
     cluster_timeout_bare_m: Case {
         config: "{SERVER}{CLIENTS}[cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"admin\"\ntimeout = \"5m\"\n",
         key: "cluster.timeout",
@@ -1180,6 +1215,8 @@ const SCHEMA_CANNOT_EXPRESS: &[&str] = &[
     "cluster_ca_file_not_a_certificate",
     // The same node twice once trailing slashes are stripped: uniqueItems compares as written.
     "cluster_url_listed_twice",
+    // The same kept thumbprint in another case: uniqueItems compares as written.
+    "cluster_keep_listed_twice",
 ];
 
 #[test]

@@ -1032,3 +1032,129 @@ fn a_protected_admin_is_never_unregistered_in_one_step() {
     assert!(f.registration(&thumb).is_none());
     assert_eq!(f.registrations().len(), registered - 1);
 }
+
+/// `[cluster] keep` (issue 23): a known stranger survives `prune = true`, is shown as
+/// `extra (kept)` with its clearance and note, and is not drift: with only kept strangers left
+/// the plan is settled, `ravencert_cluster_in_sync` is 1, and `/metrics`, the page and
+/// `status --json` give the same counts.
+#[test]
+fn a_kept_stranger_survives_prune_and_is_not_drift() {
+    let f = Fixture::start(CLIENTS, "");
+    f.run(&["apply", "--yes"]).success();
+    let backup = f.hand_upload("Backup Team", r#"{"Orders":"ReadWrite"}"#);
+    let stranger = f.hand_upload("Stranger", "{}");
+    // Named in lower case (normalized), with a note that is markup.
+    let keep = format!(
+        "prune = true\nkeep = [{{ thumbprint = \"{}\", note = \"the backup team's <b>\" }}]\n",
+        backup.to_lowercase()
+    );
+    f.declare(CLIENTS, &keep);
+    let plan = f.run(&["plan", "--json"]).success().json();
+    let cluster = changes(&plan, "cluster");
+    assert_eq!(cluster.len(), 1, "{plan:#}");
+    assert_eq!(cluster[0]["action"], "unregister");
+    assert_eq!(cluster[0]["thumbprint"], stranger.as_str());
+    // The keep itself is a settings change, flagged: prune can no longer remove it.
+    let settings = changes(&plan, "settings");
+    assert!(
+        settings.iter().any(|c| c["escalation"] == true
+            && c["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("kept: never unregistered"))),
+        "{plan:#}"
+    );
+    // Declared, so not among the registrations that need attention.
+    assert!(plan["cluster"]["kept"].is_null(), "{plan:#}");
+    let known = plan["cluster"]["known_strangers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{plan:#}"));
+    assert_eq!(known.len(), 1, "{plan:#}");
+    assert_eq!(known[0]["thumbprint"], backup.as_str());
+    assert_eq!(known[0]["clearance"], "ValidUser");
+    assert_eq!(known[0]["note"], "the backup team's <b>");
+
+    f.run(&["apply", "--yes"]).success();
+    assert!(f.registration(&backup).is_some(), "kept through prune");
+    assert!(f.registration(&stranger).is_none(), "pruned");
+    let settled = f.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(settled.code, 0, "{}", settled.shown());
+    assert!(
+        settled.stdout.contains("extra (kept)") && settled.stdout.contains(&backup),
+        "{}",
+        settled.stdout
+    );
+
+    // status: text and JSON.
+    let status = f.run(&["status", "--json"]).success().json();
+    let entries = status["cluster"]["certificates"].as_array().unwrap();
+    let kept = entries
+        .iter()
+        .find(|c| c["thumbprint"] == backup.as_str())
+        .unwrap_or_else(|| panic!("{status:#}"));
+    assert_eq!(kept["state"], "extra (kept)", "{status:#}");
+    assert_eq!(kept["clearance"], "ValidUser", "{status:#}");
+    assert_eq!(kept["name"], "Backup Team", "{status:#}");
+    assert_eq!(kept["note"], "the backup team's <b>", "{status:#}");
+    assert_eq!(status["cluster"]["in_sync"], true, "{status:#}");
+    assert_eq!(status["cluster"]["drift"], 0, "{status:#}");
+    let of_store = entries.iter().filter(|c| c["state"] == "in sync").count();
+    assert_eq!(of_store, 3, "{status:#}");
+    let text = f.run(&["status"]).success().stdout;
+    let line = text
+        .lines()
+        .find(|l| l.contains(&backup))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("extra (kept)") && line.contains("ValidUser") && line.contains("Backup Team"),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 of 3 certificates in sync; drift: 0"),
+        "{text}"
+    );
+
+    // The daemon: in sync, no drift, the same counts on the page and one extra series.
+    let d = f
+        .env
+        .cmd(&[
+            "watch",
+            "--plan-only",
+            "--interval",
+            "10s",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .spawn("watch");
+    let addr = d.listening();
+    let metrics = || common::daemon::http_get(addr, "/metrics").map(|(_, m)| m);
+    common::daemon::wait_until(
+        "/metrics to show the cluster in sync",
+        || d.context(),
+        || metrics().is_some_and(|m| m.contains("ravencert_cluster_in_sync 1")),
+    );
+    let m = metrics().expect("metrics");
+    assert!(m.contains("ravencert_cluster_drift_certificates 0"), "{m}");
+    let extra: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("ravencert_cluster_extra_certificate_info{"))
+        .collect();
+    assert_eq!(extra.len(), 1, "{m}");
+    for label in [
+        format!("thumbprint=\"{backup}\""),
+        "clearance=\"ValidUser\"".into(),
+        "kept=\"true\"".into(),
+    ] {
+        assert!(extra[0].contains(&label), "{label}: {m}");
+    }
+    let (_, page) = common::daemon::http_get(addr, "/").expect("the page");
+    assert!(
+        page.contains("3 of 3 certificates in sync; drift: 0"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&backup) && page.contains("extra (kept)"),
+        "{page}"
+    );
+    assert!(page.contains("the backup team&#39;s &lt;b&gt;"), "{page}");
+    assert!(!page.contains("<b>"), "{page}");
+}

@@ -177,3 +177,67 @@ fn the_synthetic_store_is_converged() {
     let r = env.run(&["plan", "--detailed-exitcode"]).success();
     assert!(r.stdout.contains("No changes"), "{}", r.shown());
 }
+
+/// `status` reads like a table a person scans (issue 23, item 6): rows by name (then key)
+/// whatever the keys say, the config's clearance words (ValidUser, not the Studio's User), and
+/// a Databases column that wraps one database per line, so that twelve databases do not push
+/// the lines past a terminal's width.
+#[test]
+fn status_rows_are_sorted_by_name_and_databases_wrap() {
+    let databases: Vec<String> = (1..=12)
+        .rev()
+        .map(|i| format!("Database{i:02} = \"ReadWrite\""))
+        .collect();
+    let config = format!(
+        "{SERVER}\n[clients.a-zulu]\nname = \"Zulu\"\nclearance = \"Operator\"\n\n\
+         [clients.b-alpha]\nname = \"alpha\"\nclearance = \"ValidUser\"\ndatabases = {{ {} }}\n\n\
+         [clients.c-mike]\nname = \"Mike\"\nclearance = \"ClusterAdmin\"\n\n\
+         [clients.d-mike]\nname = \"Mike 2\"\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\" }}\n",
+        databases.join(", ")
+    );
+    let env = env_at_now(&config);
+    env.run(&["apply", "--yes"]).success();
+    let text = env.run(&["status"]).success().stdout;
+    let clients = text
+        .split("Client certificates\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{text}"));
+    let rows: Vec<&str> = clients
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let names: Vec<&str> = rows
+        .iter()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split("  ").next())
+        .collect();
+    assert_eq!(names, ["alpha", "Mike", "Mike 2", "Zulu"], "{text}");
+    // One database per line, in order, and every line fits a terminal.
+    for i in 1..=12 {
+        let db = format!("Database{i:02}: ReadWrite");
+        let lines: Vec<&&str> = rows.iter().filter(|l| l.contains(&db)).collect();
+        assert_eq!(lines.len(), 1, "{db}\n{text}");
+        assert_eq!(lines[0].matches("Database").count(), 1, "{text}");
+        assert!(lines[0].ends_with(&db), "{text}");
+    }
+    let widest = text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(widest <= 120, "{widest} characters wide:\n{text}");
+    // The config's clearance words, in text as in JSON.
+    assert!(rows[0].contains("  ValidUser  "), "{text}");
+    assert!(!text.contains(" User "), "{text}");
+    let json = env.run(&["status", "--json"]).success().json();
+    let clearances: Vec<&str> = json["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["clearance"].as_str())
+        .collect();
+    assert!(clearances.contains(&"ValidUser"), "{json}");
+    // The page keeps the Studio's words.
+    let page = env.run(&["status", "--html"]).success().stdout;
+    assert!(
+        page.contains(">User<") && page.contains(">Cluster Admin<"),
+        "{page}"
+    );
+}

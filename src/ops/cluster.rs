@@ -15,7 +15,7 @@ use crate::config::{CaPin, ClusterAdmin, ClusterSettings, Desired};
 use crate::plan::PlanOptions;
 use crate::plan::{
     plan_cluster, ClusterAction, ClusterChange, ClusterClearance, ClusterListing, ClusterOptions,
-    ClusterPlan, ClusterView, Registration, RegistrationFields, ServerVersion,
+    ClusterPlan, ClusterView, Keep, Registration, RegistrationFields, ServerVersion,
 };
 use crate::registry::{is_thumbprint, CertEntry, Registry};
 use crate::store::Store;
@@ -259,6 +259,20 @@ impl Target {
         listing_for_plan(listing, version, &self.url())
     }
 
+    /// `[cluster] keep`, as the planner reads it: notes by (upper-case) thumbprint.
+    pub(crate) fn keep(&self) -> Keep {
+        self.settings
+            .keep
+            .iter()
+            .map(|k| (k.thumbprint.clone(), k.note.clone()))
+            .collect()
+    }
+
+    /// The certificate ravencert authenticates with, when known.
+    pub(crate) fn admin_thumbprint(&self) -> Option<&str> {
+        self.admin_thumbprint.as_deref()
+    }
+
     /// The cluster plan for `projected` (the store's registry after its plan) against
     /// `listing`, with what ravencert last set on this cluster.
     pub(crate) fn plan(
@@ -282,6 +296,7 @@ impl Target {
             store_deletions: guards.store_deletions,
             store_removed: guards.store_removed.clone(),
             allow_delete_all: guards.allow_delete_all,
+            keep: self.keep(),
         };
         let mut plan = plan_cluster(projected, listing, &opts)?;
         for note in self.notes.borrow().iter().rev() {
@@ -1052,6 +1067,7 @@ mod tests {
             ca: CaPin::Store,
             prune: false,
             timeout: Period::seconds(30),
+            keep: Vec::new(),
         };
         let mut registry = Registry::new();
         for (t, has_key) in [("A", true), ("B", false)] {

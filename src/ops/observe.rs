@@ -12,7 +12,7 @@ use super::error::Unusable;
 use super::show;
 use super::Context;
 use crate::config::Declared;
-use crate::listen::{CertificateMetric, ClusterMetric, Shared, Snapshot, STARTING};
+use crate::listen::{CertificateMetric, ClusterMetric, ExtraMetric, Shared, Snapshot, STARTING};
 use crate::model::RenewBefore;
 use crate::plan::{ClusterAction, ClusterView, ExtraRegistration, RegistrationState};
 use crate::registry::Registry;
@@ -75,11 +75,12 @@ impl Report {
 
 /// The cluster as an attempt that reached it left it: the node that answered, the store's
 /// registrations still to register or edit (none after an apply), and the client
-/// registrations it holds beyond the store's (kept without `prune`, or not yet unregistered).
+/// registrations it holds beyond the store's (kept without `prune` or by `[cluster] keep`, or
+/// not yet unregistered).
 pub(super) struct ClusterSeen {
     url: String,
     pending: Vec<(ClusterAction, Option<String>)>,
-    extra: Vec<(String, String)>,
+    extra: Vec<ExtraRegistration>,
 }
 
 impl ClusterSeen {
@@ -112,7 +113,7 @@ impl ClusterSeen {
             .extra
             .iter()
             .filter(|e| !(applied && gone(e)))
-            .map(|e| (e.thumbprint.clone(), e.name.clone()))
+            .cloned()
             .collect();
         Some(ClusterSeen {
             url: plan.url.clone(),
@@ -131,17 +132,16 @@ impl ClusterSeen {
                 .find(|(_, p)| p.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(t)))
                 .map(|(a, _)| *a)
         };
-        let mut certificates: Vec<ClusterCertificateState> = registry
+        let of_store = registry
             .certificates
             .iter()
-            .map(|e| ClusterCertificateState {
-                thumbprint: e.thumbprint.clone(),
-                state: match pending_for(&e.thumbprint) {
+            .map(|e| {
+                let state = match pending_for(&e.thumbprint) {
                     Some(ClusterAction::Register) => RegistrationState::Missing,
                     Some(_) => RegistrationState::Differs,
                     None => RegistrationState::InSync,
-                },
-                name: String::new(),
+                };
+                ClusterCertificateState::of_store(e.thumbprint.clone(), state)
             })
             .collect();
         let held = |t: &str| {
@@ -150,34 +150,36 @@ impl ClusterSeen {
                 .iter()
                 .any(|e| e.thumbprint.eq_ignore_ascii_case(t))
         };
-        certificates.extend(
-            self.extra
-                .iter()
-                .filter(|(t, _)| !held(t))
-                .map(|(t, name)| ClusterCertificateState {
-                    thumbprint: t.clone(),
-                    state: RegistrationState::Extra,
-                    name: name.clone(),
-                }),
-        );
-        ClusterStatus {
-            url: self.url.clone(),
-            checked_at: render::rfc3339(checked_at),
-            certificates,
-        }
+        let extra = self
+            .extra
+            .iter()
+            .filter(|e| !held(&e.thumbprint))
+            .map(ClusterCertificateState::from)
+            .collect();
+        ClusterStatus::new(
+            self.url.clone(),
+            render::rfc3339(checked_at),
+            of_store,
+            extra,
+        )
     }
 }
 
-/// In sync when no certificate is missing, differs or is extra.
+/// In sync when no certificate drifts (missing, differs, or extra and not named by `[cluster]
+/// keep`): the count `status` and the page show.
 fn cluster_metric(status: &ClusterStatus) -> ClusterMetric {
-    let drift = status
-        .certificates
-        .iter()
-        .filter(|c| c.state != RegistrationState::InSync)
-        .count() as u64;
     ClusterMetric {
-        in_sync: drift == 0,
-        drift,
+        in_sync: status.in_sync,
+        drift: status.drift as u64,
+        extra: status
+            .extra()
+            .map(|c| ExtraMetric {
+                thumbprint: c.thumbprint.clone(),
+                name: c.name.clone(),
+                clearance: c.clearance.map(|c| c.to_string()).unwrap_or_default(),
+                kept: c.state == RegistrationState::Kept,
+            })
+            .collect(),
     }
 }
 
@@ -457,6 +459,8 @@ mod tests {
             name: format!("{thumbprint} name"),
             collection_primary: primary.map(str::to_string),
             clearance: crate::plan::ClusterClearance::ValidUser,
+            known: false,
+            note: None,
         }
     }
 
@@ -517,6 +521,32 @@ mod tests {
         assert_eq!(status.certificates.len(), 2, "{:?}", status.certificates);
         assert_eq!(cluster_metric(&status).drift, 1);
         assert!(!cluster_metric(&status).in_sync);
+    }
+
+    #[test]
+    fn a_known_stranger_is_not_drift_and_is_labelled_kept() {
+        let mut registry = Registry::new();
+        registry.certificates = vec![entry("app", "AA")];
+        let known = ExtraRegistration {
+            known: true,
+            note: Some("the backup team's".into()),
+            ..extra("BACKUP", None)
+        };
+        let seen = ClusterSeen::of(&view(Vec::new(), vec![known]), true).expect("reached");
+        let metric = cluster_metric(&seen.status(&registry, NOW));
+        assert!(metric.in_sync);
+        assert_eq!(metric.drift, 0);
+        assert_eq!(metric.extra.len(), 1);
+        assert!(metric.extra[0].kept && metric.extra[0].clearance == "ValidUser");
+        // Beside a stranger nobody declared: that one drifts.
+        let both = view(
+            Vec::new(),
+            vec![extra("OTHER", None), seen.extra[0].clone()],
+        );
+        let seen = ClusterSeen::of(&both, true).expect("reached");
+        let metric = cluster_metric(&seen.status(&registry, NOW));
+        assert!(!metric.in_sync);
+        assert_eq!(metric.drift, 1);
     }
 
     #[test]

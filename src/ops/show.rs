@@ -101,24 +101,31 @@ fn cluster_status(
     let store = Store::new(root);
     let target = Target::connect(settings, &store, &actual.registry)?;
     let listing = target.read()?;
-    let names: BTreeMap<String, String> = listing
-        .registrations
-        .iter()
-        .map(|r| (r.thumbprint.to_ascii_uppercase(), r.name.clone()))
-        .collect();
-    let certificates = crate::plan::registration_states(&actual.registry, &listing)
+    let of_store = crate::plan::registration_states(&actual.registry, &listing)
         .into_iter()
-        .map(|(thumbprint, state)| ClusterCertificateState {
-            name: names.get(&thumbprint).cloned().unwrap_or_default(),
-            thumbprint,
-            state,
-        })
+        .map(|(thumbprint, state)| ClusterCertificateState::of_store(thumbprint, state))
         .collect();
-    Ok(Some(ClusterStatus {
-        url: target.url(),
-        checked_at: render::rfc3339(ctx.now),
-        certificates,
-    }))
+    let held = actual
+        .registry
+        .certificates
+        .iter()
+        .map(|e| e.thumbprint.to_ascii_uppercase())
+        .collect();
+    let extra = crate::plan::extra_registrations(
+        &held,
+        &listing,
+        target.admin_thumbprint(),
+        &target.keep(),
+    )
+    .iter()
+    .map(ClusterCertificateState::from)
+    .collect();
+    Ok(Some(ClusterStatus::new(
+        target.url(),
+        render::rfc3339(ctx.now),
+        of_store,
+        extra,
+    )))
 }
 
 /// What `status` reads: certs.toml when it is valid, the store.

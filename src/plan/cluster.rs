@@ -170,6 +170,63 @@ pub struct ClusterOptions {
     pub store_removed: BTreeSet<String>,
     /// `--allow-delete-all`: lifts the guard against unregistering every client certificate.
     pub allow_delete_all: bool,
+    /// `[cluster] keep`: the known strangers (see [`Keep`]).
+    pub keep: Keep,
+}
+
+/// `[cluster] keep`: registrations someone else made that ravencert leaves alone, by
+/// upper-case thumbprint, with their notes. Never unregistered (prune or not, ravencert's own
+/// or not) and not drift; a collection's secondaries go with their primary, so those of a kept
+/// primary are kept too.
+pub type Keep = BTreeMap<String, Option<String>>;
+
+/// The `[cluster] keep` entry that covers registration `r`: its own, else its collection
+/// primary's.
+fn keep_of<'k>(keep: &'k Keep, r: &Registration) -> Option<&'k Option<String>> {
+    keep.get(&upper(&r.thumbprint)).or_else(|| {
+        r.collection_primary
+            .as_deref()
+            .and_then(|p| keep.get(&upper(p)))
+    })
+}
+
+/// Whether ravencert never manages registration `r`: a server's own certificate, a well-known
+/// admin, the certificate ravencert authenticates with (`admin`).
+fn unmanaged(listing: &ClusterListing, admin: Option<&str>, r: &Registration) -> bool {
+    let t = upper(&r.thumbprint);
+    let listed = |ts: &[String]| ts.iter().any(|s| upper(s) == t);
+    r.clearance.client().is_none()
+        || listed(&listing.server_thumbprints)
+        || listed(&listing.well_known_admins)
+        || admin.map(upper) == Some(t)
+}
+
+/// The client registrations on the cluster that `held` (upper-case thumbprints: the store's)
+/// does not hold and that ravencert manages (see [`unmanaged`]), in the listing's order, each
+/// marked known when `keep` covers it. What the plan, `status`, the page and `/metrics` count
+/// as extra.
+pub fn extra_registrations(
+    held: &BTreeSet<String>,
+    listing: &ClusterListing,
+    admin: Option<&str>,
+    keep: &Keep,
+) -> Vec<ExtraRegistration> {
+    listing
+        .registrations
+        .iter()
+        .filter(|r| !held.contains(&upper(&r.thumbprint)) && !unmanaged(listing, admin, r))
+        .map(|r| {
+            let known = keep_of(keep, r);
+            ExtraRegistration {
+                thumbprint: upper(&r.thumbprint),
+                name: r.name.clone(),
+                clearance: r.clearance,
+                collection_primary: r.collection_primary.as_deref().map(upper),
+                known: known.is_some(),
+                note: known.cloned().flatten(),
+            }
+        })
+        .collect()
 }
 
 /// What a change does on the cluster.
@@ -275,6 +332,10 @@ pub enum RegistrationState {
     /// Registered as a client, not in the store.
     #[serde(rename = "extra")]
     Extra,
+    /// Registered as a client, not in the store, and named by `[cluster] keep`: a known
+    /// stranger, left alone and not drift.
+    #[serde(rename = "extra (kept)")]
+    Kept,
 }
 
 impl RegistrationState {
@@ -285,13 +346,23 @@ impl RegistrationState {
             RegistrationState::Missing => "missing",
             RegistrationState::Differs => "differs",
             RegistrationState::Extra => "extra",
+            RegistrationState::Kept => "extra (kept)",
         }
+    }
+    /// Whether the cluster holds it otherwise than certs.toml says (missing, differs, or an
+    /// extra that `[cluster] keep` does not name): what `ravencert_cluster_drift_certificates`
+    /// counts.
+    pub fn is_drift(self) -> bool {
+        !matches!(self, RegistrationState::InSync | RegistrationState::Kept)
+    }
+    /// Whether it is a registration the store does not hold (kept or not).
+    pub fn is_extra(self) -> bool {
+        matches!(self, RegistrationState::Extra | RegistrationState::Kept)
     }
 }
 
-/// Per certificate, how the cluster holds the store's certificates (store order), then the
-/// client registrations the store does not hold (`extra`, thumbprint order). The servers' own
-/// certificates are not clients: they are left out.
+/// How the cluster holds each of the store's certificates, in the store's order. The
+/// registrations the store does not hold are [`extra_registrations`].
 pub fn registration_states(
     registry: &Registry,
     listing: &ClusterListing,
@@ -301,25 +372,20 @@ pub fn registration_states(
         .iter()
         .map(|r| (upper(&r.thumbprint), r))
         .collect();
-    let mut out = Vec::new();
-    let mut held = BTreeSet::new();
-    for e in &registry.certificates {
-        let t = upper(&e.thumbprint);
-        let state = match on_cluster.get(&t).and_then(|r| Grant::of_registration(r)) {
-            None if on_cluster.contains_key(&t) => RegistrationState::Differs,
-            None => RegistrationState::Missing,
-            Some(g) if g.differing(Grant::of_entry(e)).is_empty() => RegistrationState::InSync,
-            Some(_) => RegistrationState::Differs,
-        };
-        held.insert(t.clone());
-        out.push((t, state));
-    }
-    for (t, r) in &on_cluster {
-        if !held.contains(t) && r.clearance.client().is_some() {
-            out.push((t.clone(), RegistrationState::Extra));
-        }
-    }
-    out
+    registry
+        .certificates
+        .iter()
+        .map(|e| {
+            let t = upper(&e.thumbprint);
+            let state = match on_cluster.get(&t).and_then(|r| Grant::of_registration(r)) {
+                None if on_cluster.contains_key(&t) => RegistrationState::Differs,
+                None => RegistrationState::Missing,
+                Some(g) if g.differing(Grant::of_entry(e)).is_empty() => RegistrationState::InSync,
+                Some(_) => RegistrationState::Differs,
+            };
+            (t, state)
+        })
+        .collect()
 }
 
 /// The changes that bring a cluster's registrations to the store's certificates: registers,
@@ -352,11 +418,34 @@ pub struct ExtraRegistration {
     pub collection_primary: Option<String>,
     /// Its clearance on the cluster.
     pub clearance: ClusterClearance,
+    /// Named by `[cluster] keep` (itself or its collection's primary): a known stranger,
+    /// never unregistered and not drift.
+    pub known: bool,
+    /// The note `[cluster] keep` gives it, if any.
+    pub note: Option<String>,
+}
+
+impl ExtraRegistration {
+    /// As `status` marks it: `extra`, or `extra (kept)` for a known stranger.
+    pub fn state(&self) -> RegistrationState {
+        if self.known {
+            RegistrationState::Kept
+        } else {
+            RegistrationState::Extra
+        }
+    }
 }
 
 impl ClusterPlan {
-    /// The registrations the store does not hold that stay after this plan (prune is off, or
-    /// RavenDB cannot remove them alone): they still have access.
+    /// The registrations `[cluster] keep` names (known strangers): they stay, declared, and
+    /// need no attention.
+    pub fn known(&self) -> Vec<&ExtraRegistration> {
+        self.extra.iter().filter(|e| e.known).collect()
+    }
+
+    /// The registrations the store does not hold that stay after this plan though nothing
+    /// declares them (prune is off, or RavenDB cannot remove them alone): they still have
+    /// access. Known strangers (`[cluster] keep`) are not among them.
     pub fn kept(&self) -> Vec<&ExtraRegistration> {
         let gone: BTreeSet<&str> = self
             .changes
@@ -366,6 +455,7 @@ impl ClusterPlan {
             .collect();
         self.extra
             .iter()
+            .filter(|e| !e.known)
             .filter(|e| {
                 !gone.contains(e.thumbprint.as_str())
                     && !e
@@ -405,19 +495,13 @@ pub fn plan_cluster(
 ) -> Result<ClusterPlan, PlanError> {
     check_version(projected, &listing.version, &opts.url)?;
     let mut planner = ClusterPlanner::new(projected, listing, opts);
-    let extra = listing
-        .registrations
-        .iter()
-        .filter(|r| {
-            !planner.desired_thumbprints.contains(&upper(&r.thumbprint)) && !planner.protected(r)
-        })
-        .map(|r| ExtraRegistration {
-            thumbprint: upper(&r.thumbprint),
-            name: r.name.clone(),
-            clearance: r.clearance,
-            collection_primary: r.collection_primary.as_deref().map(upper),
-        })
-        .collect();
+    let extra = extra_registrations(
+        &planner.desired_thumbprints,
+        listing,
+        opts.admin_thumbprint.as_deref(),
+        &opts.keep,
+    );
+    planner.keep_warnings();
     let mut changes = planner.desired_changes();
     check_edits(&changes, &listing.version, &opts.url)?;
     let unregisters = planner.unregisters();
@@ -823,12 +907,28 @@ impl<'a> ClusterPlanner<'a> {
     /// Whether ravencert must never unregister `r`: a server's own certificate, a well-known
     /// admin, the certificate ravencert authenticates with.
     fn protected(&self, r: &Registration) -> bool {
-        let t = upper(&r.thumbprint);
-        let listed = |ts: &[String]| ts.iter().any(|s| upper(s) == t);
-        r.clearance.client().is_none()
-            || listed(&self.listing.server_thumbprints)
-            || listed(&self.listing.well_known_admins)
-            || self.opts.admin_thumbprint.as_deref().map(upper) == Some(t)
+        unmanaged(self.listing, self.opts.admin_thumbprint.as_deref(), r)
+    }
+
+    /// Whether `[cluster] keep` covers `r`: a known stranger, never unregistered.
+    fn known(&self, r: &Registration) -> bool {
+        keep_of(&self.opts.keep, r).is_some()
+    }
+
+    /// A warning per `[cluster] keep` entry that keeps nothing: a certificate the store holds
+    /// (ravencert manages it), or one the cluster does not list.
+    fn keep_warnings(&mut self) {
+        for t in self.opts.keep.keys() {
+            let why = if self.desired_thumbprints.contains(t) {
+                "the store holds it, so ravencert manages it and keep does not apply"
+            } else if !self.on_cluster.contains_key(t) {
+                "it is not registered on the cluster: there is nothing to keep (remove it from keep once it is gone for good)"
+            } else {
+                continue;
+            };
+            self.warnings
+                .push(format!("cluster: [cluster] keep names {t}, but {why}"));
+        }
     }
 
     /// The store's certificate in use for the client declared under `name`, if any.
@@ -861,7 +961,7 @@ impl ClusterPlanner<'_> {
             let Some(primary) = &r.collection_primary else {
                 continue;
             };
-            if gone.contains(&upper(primary)) || self.protected(r) {
+            if gone.contains(&upper(primary)) || self.protected(r) || self.known(r) {
                 continue;
             }
             self.warnings.push(format!(
@@ -878,6 +978,9 @@ impl ClusterPlanner<'_> {
     /// when it stays.
     fn unregister(&mut self, r: &Registration) -> Option<Unregister> {
         let t = upper(&r.thumbprint);
+        if self.known(r) {
+            return None; // [cluster] keep: declared, left alone
+        }
         let ours = self.opts.last_set.contains_key(&t);
         // A primary goes with its secondaries: never while the store declares one of them.
         let secondaries: Vec<&Registration> = self
@@ -888,10 +991,15 @@ impl ClusterPlanner<'_> {
             .collect();
         if let Some(kept) = secondaries
             .iter()
-            .find(|s| self.desired_thumbprints.contains(&upper(&s.thumbprint)))
+            .find(|s| self.desired_thumbprints.contains(&upper(&s.thumbprint)) || self.known(s))
         {
+            let holder = if self.known(kept) {
+                "[cluster] keep names"
+            } else {
+                "the store holds"
+            };
             self.warnings.push(format!(
-                "cluster: certificate {t} ('{}') is not in the store, but RavenDB would remove its secondary {} with it, which the store holds: it stays — register the secondary on its own in the Studio, then it can go",
+                "cluster: certificate {t} ('{}') is not in the store, but RavenDB would remove its secondary {} with it, which {holder}: it stays — register the secondary on its own in the Studio, then it can go",
                 r.name,
                 upper(&kept.thumbprint)
             ));

@@ -712,3 +712,101 @@ fn the_admins_new_certificate_is_registered_first_and_its_own_access_never_narro
         p.warnings
     );
 }
+
+/// `[cluster] keep` (issue 23): a known stranger is never unregistered (prune on, or once
+/// ravencert's own), is not among the kept registrations that need attention, and leaves the
+/// plan settled.
+#[test]
+fn a_known_stranger_is_never_unregistered_and_leaves_the_plan_settled() {
+    let app = app();
+    let listing = cluster(vec![
+        registered(&app),
+        registration(&thumb(50), "backup team", ClusterClearance::Operator),
+        registration(&thumb(51), "hand upload", ClusterClearance::ValidUser),
+        // Once ravencert's own: the store no longer holds it, kept all the same.
+        registration(&thumb(52), "old app", ClusterClearance::ValidUser),
+    ]);
+    let old = entry("old", &thumb(52), Clearance::ValidUser, &[]);
+    let keep: Keep = [
+        (thumb(50), Some("the backup team's".to_string())),
+        (thumb(52), None),
+    ]
+    .into();
+    let o = ClusterOptions {
+        prune: true,
+        keep: keep.clone(),
+        ..opts_set(&[&old])
+    };
+    let p = run(&store(vec![app.clone()]), &listing, &o);
+    assert_eq!(actions(&p), [(ClusterAction::Unregister, Some(thumb(51)))]);
+    let known: Vec<(&str, Option<&str>)> = p
+        .known()
+        .iter()
+        .map(|e| (e.thumbprint.as_str(), e.note.as_deref()))
+        .collect();
+    assert_eq!(
+        known,
+        [
+            (thumb(50).as_str(), Some("the backup team's")),
+            (thumb(52).as_str(), None)
+        ]
+    );
+    assert!(p.kept().is_empty(), "{:?}", p.kept());
+    assert_eq!(p.known()[0].state(), RegistrationState::Kept);
+    // Without the unknown stranger, nothing to do and nothing needing attention: settled.
+    let mut only_known = listing.clone();
+    only_known
+        .registrations
+        .retain(|r| r.thumbprint != thumb(51));
+    let p = run(&store(vec![app.clone()]), &only_known, &o);
+    assert!(p.is_empty() && p.is_settled(), "{p:?}");
+    // prune off: the same, with no "kept because prune = false" news about them.
+    let p = run(
+        &store(vec![app]),
+        &only_known,
+        &ClusterOptions { prune: false, ..o },
+    );
+    assert!(p.is_settled() && p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
+#[test]
+fn a_kept_collection_stays_whole_and_keep_that_keeps_nothing_is_a_warning() {
+    let mut secondary = registration(&thumb(61), "partner", ClusterClearance::ValidUser);
+    secondary.collection_primary = Some(thumb(60));
+    let listing = cluster(vec![
+        registration(&thumb(60), "partner", ClusterClearance::ValidUser),
+        secondary,
+    ]);
+    let app = app();
+    let with_keep = |t: String| ClusterOptions {
+        prune: true,
+        keep: [(t, None)].into(),
+        ..opts()
+    };
+    // The primary kept: its secondary is kept with it.
+    let p = run(&store(vec![app.clone()]), &listing, &with_keep(thumb(60)));
+    assert_eq!(p.count(ClusterAction::Unregister), 0, "{:?}", p.changes);
+    assert_eq!(p.known().len(), 2, "{:?}", p.extra);
+    // The secondary kept: RavenDB would remove it with the primary, so the primary stays.
+    let p = run(&store(vec![app.clone()]), &listing, &with_keep(thumb(61)));
+    assert_eq!(p.count(ClusterAction::Unregister), 0, "{:?}", p.changes);
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("which [cluster] keep names")),
+        "{:?}",
+        p.warnings
+    );
+    // keep naming the store's own certificate, or nothing the cluster lists: a warning each.
+    for (t, says) in [
+        (app.thumbprint.clone(), "the store holds it"),
+        (thumb(99), "not registered on the cluster"),
+    ] {
+        let p = run(&store(vec![app.clone()]), &listing, &with_keep(t));
+        assert!(
+            p.warnings.iter().any(|w| w.contains(says)),
+            "{says}: {:?}",
+            p.warnings
+        );
+    }
+}

@@ -31,9 +31,9 @@ mod tests;
 pub(crate) use checks::check_declared;
 pub(crate) use clients::{bundle_reasons, DeclaredPassword};
 pub use cluster::{
-    plan_cluster, registration_states, ClusterAction, ClusterChange, ClusterClearance,
-    ClusterListing, ClusterOptions, ClusterPlan, ClusterView, ExtraRegistration, Registration,
-    RegistrationFields, RegistrationState, ServerVersion,
+    extra_registrations, plan_cluster, registration_states, ClusterAction, ClusterChange,
+    ClusterClearance, ClusterListing, ClusterOptions, ClusterPlan, ClusterView, ExtraRegistration,
+    Keep, Registration, RegistrationFields, RegistrationState, ServerVersion,
 };
 pub use project::project;
 pub(crate) use project::{

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{Action, Change, Field, FieldChange, Fields, Target};
 use crate::config::{CaPin, ClusterAdmin, Declared};
-use crate::registry::{AppliedSettings, ClusterRecord, StoreRecord};
+use crate::registry::{AppliedSettings, ClusterRecord, KeepRecord, StoreRecord};
 
 /// The settings certs.toml declares, as the registry records them.
 pub(crate) fn settings_of(declared: &Declared) -> AppliedSettings {
@@ -42,6 +42,14 @@ pub(crate) fn settings_of(declared: &Declared) -> AppliedSettings {
             },
             prune: c.prune,
             timeout: c.timeout.to_string(),
+            keep: c
+                .keep
+                .iter()
+                .map(|k| KeepRecord {
+                    thumbprint: k.thumbprint.clone(),
+                    note: k.note.clone(),
+                })
+                .collect(),
         }),
     }
 }
@@ -87,13 +95,27 @@ fn cluster_values(c: Option<&ClusterRecord>) -> Values {
     let Some(c) = c else {
         return Values::new();
     };
-    BTreeMap::from([
+    let mut values = BTreeMap::from([
         ("urls".to_string(), Value::from(c.urls.clone())),
         ("ca".to_string(), Value::from(c.ca.clone())),
         ("admin".to_string(), Value::from(c.admin.clone())),
         ("prune".to_string(), Value::from(c.prune)),
         ("timeout".to_string(), Value::from(c.timeout.clone())),
-    ])
+    ]);
+    // Shown only once declared: a section without it reads as it did before keep existed.
+    if !c.keep.is_empty() {
+        let kept: Vec<Value> = c.keep.iter().map(|k| Value::from(kept_value(k))).collect();
+        values.insert("keep".to_string(), Value::Array(kept));
+    }
+    values
+}
+
+/// A kept registration as a settings line shows it: `THUMBPRINT (note)`.
+fn kept_value(k: &KeepRecord) -> String {
+    match &k.note {
+        Some(note) => format!("{} ({note})", k.thumbprint),
+        None => k.thumbprint.clone(),
+    }
 }
 
 /// What in a `[store]` change loosens a guard: prune turned on, `max_deletions` raised or
@@ -142,6 +164,18 @@ fn cluster_escalations(
         }
     } else if a.prune {
         why.push("prune on: registrations the store does not hold are unregistered".to_string());
+    }
+    // A kept thumbprint widens nothing ravencert sends, but prune can no longer take that
+    // registration's access away: a reviewer must see it.
+    let kept_before = |t: &str| before.is_some_and(|b| b.keep.iter().any(|k| k.thumbprint == t));
+    let added: Vec<&str> = a
+        .keep
+        .iter()
+        .map(|k| k.thumbprint.as_str())
+        .filter(|t| !kept_before(t))
+        .collect();
+    if !added.is_empty() {
+        why.push(format!("kept: never unregistered: {}", added.join(", ")));
     }
     why
 }
@@ -199,6 +233,7 @@ mod tests {
             admin: "clients.admin".into(),
             prune,
             timeout: "30s".into(),
+            keep: Vec::new(),
         }
     }
 
@@ -272,5 +307,46 @@ mod tests {
         // Added: its urls are new.
         let added = settings_changes(&settings(None, false, 5), &before);
         assert!(added[0].escalation && added[0].reason.contains("added"));
+    }
+
+    /// `[cluster] keep` (issue 23): a kept thumbprint added is flagged (prune can no longer
+    /// remove that registration); one removed, or a note changed, is shown unflagged.
+    #[test]
+    fn a_kept_thumbprint_added_is_an_escalation() {
+        let keep = |entries: &[(&str, Option<&str>)]| {
+            let mut c = cluster(&["https://a"], true);
+            c.keep = entries
+                .iter()
+                .map(|(t, n)| KeepRecord {
+                    thumbprint: t.repeat(40),
+                    note: n.map(str::to_string),
+                })
+                .collect();
+            settings(Some(c), false, 5)
+        };
+        let none = keep(&[]);
+        let one = keep(&[("A", Some("backup"))]);
+        let c = settings_changes(&none, &one);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].escalation, "{:?}", c[0]);
+        let kept = format!("kept: never unregistered: {}", "A".repeat(40));
+        assert!(c[0].reason.contains(&kept), "{}", c[0].reason);
+        let field = c[0].fields.iter().find(|f| f.field.as_str() == "keep");
+        let field = field.expect("a keep field change");
+        assert_eq!(field.old, None);
+        assert_eq!(field.new, Some(format!("{} (backup)", "A".repeat(40))));
+        // A note changed, or an entry removed: shown, not flagged.
+        for after in [keep(&[("A", Some("the backup team"))]), none.clone()] {
+            let c = settings_changes(&one, &after);
+            assert_eq!(c.len(), 1);
+            assert!(!c[0].escalation, "{:?}", c[0]);
+        }
+        // Unchanged: no change; a registry written before keep reads as an empty one.
+        assert!(settings_changes(&one, &one.clone()).is_empty());
+        let old: ClusterRecord = toml::from_str(
+            "urls = [\"https://a\"]\nca = \"store\"\nadmin = \"clients.admin\"\nprune = true\ntimeout = \"30s\"\n",
+        )
+        .expect("an older registry's [cluster] reads");
+        assert!(settings_changes(&settings(Some(old), false, 5), &none).is_empty());
     }
 }

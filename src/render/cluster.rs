@@ -18,13 +18,31 @@ fn summary(plan: &ClusterPlan) -> String {
         1 => " 1 registration the store does not hold kept: still has access.".to_string(),
         n => format!(" {n} registrations the store does not hold kept: still have access."),
     };
+    let known = match plan.known().len() {
+        0 => String::new(),
+        1 => " 1 known stranger left alone ([cluster] keep).".to_string(),
+        n => format!(" {n} known strangers left alone ([cluster] keep)."),
+    };
     format!(
-        "Cluster {}: {} to register, {} to edit, {} to unregister.{kept}",
+        "Cluster {}: {} to register, {} to edit, {} to unregister.{kept}{known}",
         escape(&plan.url),
         plan.count(ClusterAction::Register),
         plan.count(ClusterAction::Edit),
         plan.count(ClusterAction::Unregister)
     )
+}
+
+/// The heading of the known strangers, in every format.
+const KNOWN_HEADING: &str =
+    "Known strangers, named by [cluster] keep: left alone, never unregistered, not drift";
+
+/// A known stranger as a line shows it: name, clearance, thumbprint, state and note.
+fn known_line(e: &ExtraRegistration) -> String {
+    let mut line = format!("{}: {}", kept_line(e), e.state().as_str());
+    if let Some(note) = &e.note {
+        line.push_str(&format!(" — {note}"));
+    }
+    line
 }
 
 /// The heading of the kept registrations, in every format.
@@ -65,9 +83,14 @@ pub fn cluster_text(view: &ClusterView, style: Style) -> String {
         Escaped(&plan.server_version.full)
     );
     if plan.is_settled() {
+        let others = if plan.known().is_empty() {
+            ""
+        } else {
+            ", and [cluster] keep names the others"
+        };
         let _ = writeln!(
             out,
-            "  No changes. The cluster's registrations match the store.\n"
+            "  No changes. The cluster's registrations match the store{others}.\n"
         );
     }
     let names: Vec<String> = plan
@@ -85,6 +108,14 @@ pub fn cluster_text(view: &ClusterView, style: Style) -> String {
         let _ = writeln!(out, "{}", style.warn(&format!("{KEPT_HEADING}:")));
         for e in kept {
             let _ = writeln!(out, "  = {}", Escaped(&kept_line(e)));
+        }
+        out.push('\n');
+    }
+    let known = plan.known();
+    if !known.is_empty() {
+        let _ = writeln!(out, "{KNOWN_HEADING}:");
+        for e in known {
+            let _ = writeln!(out, "  = {}", Escaped(&known_line(e)));
         }
         out.push('\n');
     }
@@ -201,6 +232,14 @@ pub fn cluster_markdown(view: &ClusterView) -> String {
         }
         out.push('\n');
     }
+    let known = plan.known();
+    if !known.is_empty() {
+        let _ = writeln!(out, "**{}**\n", md_cell(KNOWN_HEADING));
+        for e in known {
+            let _ = writeln!(out, "- {}", md_cell(&known_line(e)));
+        }
+        out.push('\n');
+    }
     if !plan.warnings.is_empty() {
         out.push_str("**Cluster warnings**\n\n");
         for w in &plan.warnings {
@@ -224,14 +263,31 @@ struct ClusterDocument<'a> {
     /// Registrations the store does not hold that stay, with their access. Absent when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     kept: Vec<KeptDocument<'a>>,
+    /// Registrations `[cluster] keep` names, left alone. Absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    known_strangers: Vec<KeptDocument<'a>>,
 }
 
-/// A kept registration in the JSON plan's `cluster` object.
+/// A registration the store does not hold that stays, in the JSON plan's `cluster` object.
 #[derive(Serialize)]
 struct KeptDocument<'a> {
     thumbprint: &'a str,
     name: &'a str,
     clearance: String,
+    /// A known stranger's note (`[cluster] keep`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
+}
+
+impl<'a> From<&'a ExtraRegistration> for KeptDocument<'a> {
+    fn from(e: &'a ExtraRegistration) -> Self {
+        KeptDocument {
+            thumbprint: &e.thumbprint,
+            name: &e.name,
+            clearance: e.clearance.to_string(),
+            note: e.note.as_deref(),
+        }
+    }
 }
 
 /// A cluster change in the JSON plan's `changes`.
@@ -261,6 +317,7 @@ pub(crate) fn add_cluster_json(document: &mut Value, view: &ClusterView) -> serd
             unregister: 0,
             skipped: Some(why),
             kept: Vec::new(),
+            known_strangers: Vec::new(),
         },
         ClusterView::Planned(p) => ClusterDocument {
             url: Some(&p.url),
@@ -269,15 +326,8 @@ pub(crate) fn add_cluster_json(document: &mut Value, view: &ClusterView) -> serd
             edit: p.count(ClusterAction::Edit),
             unregister: p.count(ClusterAction::Unregister),
             skipped: None,
-            kept: p
-                .kept()
-                .into_iter()
-                .map(|e| KeptDocument {
-                    thumbprint: &e.thumbprint,
-                    name: &e.name,
-                    clearance: e.clearance.to_string(),
-                })
-                .collect(),
+            kept: p.kept().into_iter().map(KeptDocument::from).collect(),
+            known_strangers: p.known().into_iter().map(KeptDocument::from).collect(),
         },
     };
     let Some(object) = document.as_object_mut() else {

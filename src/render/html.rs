@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use time::OffsetDateTime;
 
 use super::{
-    databases_cell, escape, expiry_mark, rfc3339, state_cell, ClusterStatus, ExpiryMark, StatusView,
+    databases_cell, escape, expiry_mark, rfc3339, sorted_clients, state_cell, ClusterStatus,
+    ExpiryMark, StatusView,
 };
 use crate::model::{Clearance, RenewBefore};
 use crate::plan::RegistrationState;
@@ -114,11 +115,10 @@ fn server_rows(view: &StatusView<'_>) -> Vec<Row> {
         .collect()
 }
 
-/// The client certificates' rows, in the registry's order.
+/// The client certificates' rows, by name as `status` lists them.
 fn client_rows(view: &StatusView<'_>) -> Vec<Row> {
-    view.registry
-        .certificates
-        .iter()
+    sorted_clients(view.registry)
+        .into_iter()
         .map(|c| {
             let renew = view.client_renew.get(&c.key).copied();
             let databases = if c.clearance == Clearance::ValidUser {
@@ -348,45 +348,52 @@ fn databases_list(out: &mut String, databases: &[(String, String)]) {
     }
 }
 
-/// The cluster's summary (node, when, how many in sync) and the registrations the store does
-/// not hold.
+/// The cluster's summary (node, when, the counts `status` and `/metrics` give) and the
+/// registrations the store does not hold, with their clearance and, for a known stranger,
+/// its note.
 fn cluster_section(out: &mut String, cluster: &ClusterStatus) {
-    let of_store: Vec<_> = cluster
-        .certificates
-        .iter()
-        .filter(|c| c.state != RegistrationState::Extra)
-        .collect();
-    let in_sync = of_store
-        .iter()
-        .filter(|c| c.state == RegistrationState::InSync)
-        .count();
+    let badge = if cluster.in_sync {
+        "<span class=\"badge ok\">cluster in sync</span>"
+    } else {
+        "<span class=\"badge bad\">cluster drifts</span>"
+    };
     let _ = write!(
         out,
-        "<section><h2>Cluster</h2>\n<p><code>{}</code>, checked {}: {in_sync} of {} certificates in sync.</p>\n",
+        "<section><h2>Cluster</h2>\n<p>{badge} <code>{}</code>, checked {}: {}.</p>\n",
         html_escape(&cluster.url),
         html_escape(&cluster.checked_at),
-        of_store.len()
+        html_escape(&cluster.summary())
     );
-    let extra: Vec<_> = cluster
-        .certificates
-        .iter()
-        .filter(|c| c.state == RegistrationState::Extra)
-        .collect();
+    let extra: Vec<_> = cluster.extra().collect();
     if extra.is_empty() {
         out.push_str("<p>No registration beyond the store's.</p>\n");
-    } else {
-        out.push_str("<p>Registered on the cluster, not in the store (extra):</p>\n<ul>");
-        for c in extra {
-            let _ = write!(
-                out,
-                "<li><code>{}</code> {}</li>",
-                html_escape(&c.thumbprint),
-                html_escape(&c.name)
-            );
-        }
-        out.push_str("</ul>\n");
+        out.push_str("</section>\n");
+        return;
     }
-    out.push_str("</section>\n");
+    out.push_str("<p>Registered on the cluster, not in the store:</p>\n<div class=\"scroll\"><table class=\"certs\" id=\"extra\">\n<thead><tr>");
+    for h in [
+        "Name",
+        "Thumbprint",
+        "Security Clearance",
+        "Cluster",
+        "Note",
+    ] {
+        let _ = write!(out, "<th scope=\"col\">{h}</th>");
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for c in extra {
+        let class = if c.state.is_drift() { "bad" } else { "ok" };
+        let _ = writeln!(
+            out,
+            "<tr class=\"cert\"><td data-label=\"Name\" class=\"name\">{}</td><td data-label=\"Thumbprint\" class=\"thumb\"><code>{}</code></td><td data-label=\"Security Clearance\">{}</td><td data-label=\"Cluster\"><span class=\"sync {class}\">{}</span></td><td data-label=\"Note\">{}</td></tr>",
+            html_escape(&c.name),
+            html_escape(&c.thumbprint),
+            html_escape(c.clearance.map_or("", studio_clearance)),
+            html_escape(c.state.as_str()),
+            html_escape(c.note.as_deref().unwrap_or(""))
+        );
+    }
+    out.push_str("</tbody></table></div>\n</section>\n");
 }
 
 /// The SVG's geometry (user units; the drawing scales to the page's width).
@@ -772,25 +779,37 @@ mod tests {
 
     #[test]
     fn the_cluster_state_shows_per_certificate_and_its_extras_escaped() {
-        let state = |t: &str, state, name: &str| super::super::ClusterCertificateState {
-            thumbprint: t.into(),
-            state,
+        use super::super::ClusterCertificateState as State;
+        let state = |t: &str, state| State::of_store(t.into(), state);
+        let extra = |t: &str, state, name: &str, note: Option<&str>| State {
             name: name.into(),
+            clearance: Some(Clearance::ValidUser),
+            note: note.map(str::to_string),
+            ..State::of_store(t.into(), state)
         };
-        let cluster = ClusterStatus {
-            url: "https://a.example.com:443".into(),
-            checked_at: "2026-06-01T00:00:00Z".into(),
-            certificates: vec![
-                state(&format!("{:A<40}", "APP"), RegistrationState::InSync, "x"),
-                state(
-                    &format!("{:A<40}", "ADMIN"),
-                    RegistrationState::Differs,
-                    "y",
-                ),
-                state(&"F".repeat(40), RegistrationState::InSync, "z"),
-                state(&"E".repeat(40), RegistrationState::Extra, "<img src=x>"),
+        let cluster = ClusterStatus::new(
+            "https://a.example.com:443".into(),
+            "2026-06-01T00:00:00Z".into(),
+            vec![
+                state(&format!("{:A<40}", "APP"), RegistrationState::InSync),
+                state(&format!("{:A<40}", "ADMIN"), RegistrationState::Differs),
+                state(&"F".repeat(40), RegistrationState::InSync),
             ],
-        };
+            vec![
+                extra(
+                    &"E".repeat(40),
+                    RegistrationState::Extra,
+                    "stranger <img src=x>",
+                    None,
+                ),
+                extra(
+                    &"D".repeat(40),
+                    RegistrationState::Kept,
+                    "Backup",
+                    Some("the backup team's <b>"),
+                ),
+            ],
+        );
         let html = page_with(None, Some(&cluster));
         assert!(html.contains("<th scope=\"col\">Cluster</th>"));
         assert!(
@@ -799,8 +818,26 @@ mod tests {
         );
         assert!(html.contains("<span class=\"sync bad\">differs</span>"));
         assert!(html.contains("<span class=\"sync unknown\">-</span>"));
-        assert!(html.contains("2 of 3 certificates in sync"), "{html}");
+        // The counts status and /metrics give: the kept stranger is not drift.
+        assert!(
+            html.contains("2 of 3 certificates in sync; drift: 2; beyond the store: 1 extra, 1 kept ([cluster] keep)"),
+            "{html}"
+        );
         assert!(html.contains("&lt;img src=x&gt;") && !html.contains("<img"));
+        // Extras by name, with the Studio's clearance word, a kept one with its note.
+        let backup = html.find(">Backup<").expect("the kept stranger");
+        assert!(
+            backup < html.find("&lt;img src=x&gt;").unwrap_or(0),
+            "{html}"
+        );
+        assert!(html.contains("<span class=\"sync ok\">extra (kept)</span>"));
+        assert!(html.contains("<span class=\"sync bad\">extra</span>"));
+        assert!(html.contains("the backup team&#39;s &lt;b&gt;") && !html.contains("<b>"));
+        assert_eq!(
+            html.matches("<td data-label=\"Security Clearance\">User</td>")
+                .count(),
+            3
+        );
     }
 
     /// The only URL on the page is the SVG namespace, which is never fetched.

@@ -777,28 +777,41 @@ const KNOWN_AFTER_APPLY: &str = "(known after apply)";
 
 /// A plain text table with a header row.
 fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    // Cells hold names and subjects from files and the registry: escaped, so that none can
-    // rewrite the terminal or break the row.
-    let rows: Vec<Vec<String>> = rows
+    let rows: Vec<Vec<Vec<String>>> = rows
         .iter()
-        .map(|r| r.iter().map(|c| escape(c).into_owned()).collect())
+        .map(|r| r.iter().map(|c| vec![c.clone()]).collect())
         .collect();
-    let rows = rows.as_slice();
+    table_lines(headers, &rows)
+}
+
+/// A plain text table with a header row, whose cells may take several lines (one database per
+/// line): a row is as tall as its tallest cell, the other cells blank below their first line.
+fn table_lines(headers: &[&str], rows: &[Vec<Vec<String>>]) -> String {
+    // Cells hold names and subjects from files and the registry: escaped line by line, so that
+    // none can rewrite the terminal or break the row.
+    let rows: Vec<Vec<Vec<String>>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|cell| cell.iter().map(|l| escape(l).into_owned()).collect())
+                .collect()
+        })
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
+    for r in &rows {
         for (i, cell) in r.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
+            for l in cell {
+                widths[i] = widths[i].max(l.chars().count());
+            }
         }
     }
     let mut out = String::new();
     let line = |cells: Vec<&str>, out: &mut String| {
         let mut l = String::new();
         for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                l.push_str(c);
-            } else {
+            l.push_str(c);
+            if i + 1 < cells.len() {
                 let pad = widths[i] - c.chars().count();
-                l.push_str(c);
                 l.push_str(&" ".repeat(pad + 2));
             }
         }
@@ -806,8 +819,15 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     };
     line(headers.to_vec(), &mut out);
-    for r in rows {
-        line(r.iter().map(|s| s.as_str()).collect(), &mut out);
+    for r in &rows {
+        let height = r.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        for n in 0..height {
+            let cells = r
+                .iter()
+                .map(|cell| cell.get(n).map_or("", String::as_str))
+                .collect();
+            line(cells, &mut out);
+        }
     }
     out
 }
@@ -830,14 +850,20 @@ pub(crate) struct StatusView<'a> {
     pub(crate) cluster: Option<&'a ClusterStatus>,
 }
 
-/// What `status` read from the cluster: per certificate, whether it holds it as declared.
+/// What `status` read from the cluster: per certificate, whether it holds it as declared, and
+/// the one drift count that `status`, the page and `/metrics` all show.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ClusterStatus {
     /// The node that answered.
     pub(crate) url: String,
     /// When (RFC 3339).
     pub(crate) checked_at: String,
-    /// Per thumbprint: the store's certificates, then the extra registrations.
+    /// No certificate drifts: what `ravencert_cluster_in_sync` says.
+    pub(crate) in_sync: bool,
+    /// How many drift (missing, differs, extra but not kept): what
+    /// `ravencert_cluster_drift_certificates` says.
+    pub(crate) drift: usize,
+    /// Per thumbprint: the store's certificates, then the extra registrations (by name).
     pub(crate) certificates: Vec<ClusterCertificateState>,
 }
 
@@ -846,19 +872,114 @@ pub(crate) struct ClusterStatus {
 pub(crate) struct ClusterCertificateState {
     /// Its thumbprint.
     pub(crate) thumbprint: String,
-    /// in sync, missing, differs, extra.
+    /// in sync, missing, differs, extra, extra (kept).
     pub(crate) state: crate::plan::RegistrationState,
-    /// For an extra registration: its name on the cluster (not in the JSON).
-    #[serde(skip)]
+    /// For an extra registration: its name on the cluster.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub(crate) name: String,
+    /// For an extra registration: its clearance on the cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) clearance: Option<Clearance>,
+    /// For a known stranger: the note `[cluster] keep` gives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) note: Option<String>,
+}
+
+impl ClusterCertificateState {
+    /// A store certificate's state (`name` and `clearance` are the store's, shown in its row).
+    pub(crate) fn of_store(thumbprint: String, state: crate::plan::RegistrationState) -> Self {
+        ClusterCertificateState {
+            thumbprint,
+            state,
+            name: String::new(),
+            clearance: None,
+            note: None,
+        }
+    }
+}
+
+impl From<&crate::plan::ExtraRegistration> for ClusterCertificateState {
+    fn from(e: &crate::plan::ExtraRegistration) -> Self {
+        ClusterCertificateState {
+            thumbprint: e.thumbprint.clone(),
+            state: e.state(),
+            name: e.name.clone(),
+            clearance: e.clearance.client(),
+            note: e.note.clone(),
+        }
+    }
 }
 
 impl ClusterStatus {
+    /// The state of `of_store` (the store's certificates) and `extra` (the registrations the
+    /// store does not hold, listed by name), with the drift they make.
+    pub(crate) fn new(
+        url: String,
+        checked_at: String,
+        of_store: Vec<ClusterCertificateState>,
+        extra: Vec<ClusterCertificateState>,
+    ) -> ClusterStatus {
+        let mut extra = extra;
+        extra.sort_by(|a, b| {
+            (a.name.to_lowercase(), &a.name, &a.thumbprint).cmp(&(
+                b.name.to_lowercase(),
+                &b.name,
+                &b.thumbprint,
+            ))
+        });
+        let mut certificates = of_store;
+        certificates.extend(extra);
+        let drift = certificates.iter().filter(|c| c.state.is_drift()).count();
+        ClusterStatus {
+            url,
+            checked_at,
+            in_sync: drift == 0,
+            drift,
+            certificates,
+        }
+    }
+
     fn state_of(&self, thumbprint: &str) -> Option<crate::plan::RegistrationState> {
         self.certificates
             .iter()
             .find(|c| c.thumbprint.eq_ignore_ascii_case(thumbprint))
             .map(|c| c.state)
+    }
+
+    /// The registrations the store does not hold (kept or not), by name.
+    pub(crate) fn extra(&self) -> impl Iterator<Item = &ClusterCertificateState> {
+        self.certificates.iter().filter(|c| c.state.is_extra())
+    }
+
+    /// The counts on one line, the same in `status` and on the page: `3 of 3 certificates in
+    /// sync; drift: 0`, then what the cluster holds beyond the store.
+    pub(crate) fn summary(&self) -> String {
+        let of_store: Vec<_> = self
+            .certificates
+            .iter()
+            .filter(|c| !c.state.is_extra())
+            .collect();
+        let in_sync = of_store
+            .iter()
+            .filter(|c| c.state == crate::plan::RegistrationState::InSync)
+            .count();
+        let mut line = format!(
+            "{in_sync} of {} certificates in sync; drift: {}",
+            of_store.len(),
+            self.drift
+        );
+        let (kept, extra): (Vec<_>, Vec<_>) = self
+            .extra()
+            .partition(|c| c.state == crate::plan::RegistrationState::Kept);
+        if !kept.is_empty() || !extra.is_empty() {
+            let _ = write!(
+                line,
+                "; beyond the store: {} extra, {} kept ([cluster] keep)",
+                extra.len(),
+                kept.len()
+            );
+        }
+        line
     }
 }
 
@@ -897,19 +1018,20 @@ pub(crate) fn status_text(view: &StatusView<'_>) -> String {
         &rows,
     ));
     out.push_str("\nClient certificates\n");
-    let mut rows: Vec<Vec<String>> = reg
-        .certificates
-        .iter()
-        .map(|c| client_row(view, c))
-        .collect();
+    let clients = sorted_clients(reg);
+    let mut rows: Vec<Vec<Vec<String>>> = clients.iter().map(|c| client_row(view, c)).collect();
     let mut headers = vec!["Name", "Thumbprint", "Clearance", "Expires", "Databases"];
     if let Some(cluster) = view.cluster {
         headers.push("Cluster");
-        for (row, c) in rows.iter_mut().zip(&reg.certificates) {
-            row.push(state_cell(cluster.state_of(&c.thumbprint)));
+        for (row, c) in rows.iter_mut().zip(&clients) {
+            row.push(vec![state_cell(cluster.state_of(&c.thumbprint))]);
         }
     }
-    out.push_str(&table_or_none(&headers, &rows));
+    if rows.is_empty() {
+        out.push_str("  (none registered)\n");
+    } else {
+        out.push_str(&table_lines(&headers, &rows));
+    }
     if let Some(cluster) = view.cluster {
         status_cluster_text(&mut out, cluster);
     }
@@ -927,29 +1049,44 @@ fn table_or_none(headers: &[&str], rows: &[Vec<String>]) -> String {
     }
 }
 
-/// A client row as the Studio shows it: `User` for ValidUser, `All` databases above it.
-fn client_row(view: &StatusView<'_>, c: &CertEntry) -> Vec<String> {
+/// The client certificates as `status` and the page list them: by name (ignoring case), then
+/// key; a client's current certificate before its old one.
+pub(crate) fn sorted_clients(reg: &Registry) -> Vec<&CertEntry> {
+    let mut clients: Vec<&CertEntry> = reg.certificates.iter().collect();
+    clients.sort_by(|a, b| {
+        let order = |c: &'_ CertEntry| {
+            (
+                c.name.to_lowercase(),
+                c.name.clone(),
+                c.key.clone(),
+                c.retire_after.is_some(),
+                c.thumbprint.clone(),
+            )
+        };
+        order(a).cmp(&order(b))
+    });
+    clients
+}
+
+/// A client row: the config's clearance words (ValidUser, Operator, ClusterAdmin), `All`
+/// databases above ValidUser, one database per line.
+fn client_row(view: &StatusView<'_>, c: &CertEntry) -> Vec<Vec<String>> {
     let mut name = c.name.clone();
     if c.retire_after.is_some() {
         name.push_str(" (old)");
     }
-    let databases = databases_cell(c);
-    let clearance = match c.clearance {
-        Clearance::ValidUser => "User".to_string(),
-        other => other.to_string(),
-    };
     vec![
-        name,
-        c.thumbprint.clone(),
-        clearance,
-        expires_cell(
+        vec![name],
+        vec![c.thumbprint.clone()],
+        vec![c.clearance.to_string()],
+        vec![expires_cell(
             view.now,
             c.not_before,
             c.not_after,
             view.client_renew.get(&c.key).copied(),
             c.retire_after,
-        ),
-        databases,
+        )],
+        database_lines(c),
     ]
 }
 
@@ -1007,16 +1144,20 @@ fn expires_cell(
 
 /// The databases a client reaches, as the Studio shows them: `All` above ValidUser.
 fn databases_cell(c: &CertEntry) -> String {
+    database_lines(c).join(", ")
+}
+
+/// The databases a client reaches, one `database: access` per line; `All` above ValidUser.
+fn database_lines(c: &CertEntry) -> Vec<String> {
     if c.clearance != Clearance::ValidUser {
-        "All".to_string()
+        vec!["All".to_string()]
     } else if c.permissions.is_empty() {
-        "(none)".to_string()
+        vec!["(none)".to_string()]
     } else {
         c.permissions
             .iter()
             .map(|(db, a)| format!("{db}: {a}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+            .collect()
     }
 }
 
@@ -1080,7 +1221,8 @@ struct CertificateStatus<'a> {
     retiring_after: Option<String>,
 }
 
-/// The cluster lines of `status`: which node answered when, and what it holds beyond the store.
+/// The cluster lines of `status`: which node answered when, the counts, and what it holds
+/// beyond the store (with each registration's clearance, and the note of a kept one).
 fn status_cluster_text(out: &mut String, cluster: &ClusterStatus) {
     let _ = writeln!(
         out,
@@ -1088,17 +1230,26 @@ fn status_cluster_text(out: &mut String, cluster: &ClusterStatus) {
         Escaped(&cluster.url),
         Escaped(&cluster.checked_at)
     );
-    let extra: Vec<&ClusterCertificateState> = cluster
-        .certificates
-        .iter()
-        .filter(|c| c.state == crate::plan::RegistrationState::Extra)
+    let _ = writeln!(out, "  {}", cluster.summary());
+    let rows: Vec<Vec<String>> = cluster
+        .extra()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                c.thumbprint.clone(),
+                c.clearance.map(|c| c.to_string()).unwrap_or_default(),
+                c.state.as_str().to_string(),
+                c.note.clone().unwrap_or_default(),
+            ]
+        })
         .collect();
-    if extra.is_empty() {
+    if rows.is_empty() {
         out.push_str("  No registration beyond the store's.\n");
     } else {
-        out.push_str("  Registered on the cluster, not in the store (extra):\n");
-        for c in extra {
-            let _ = writeln!(out, "    {}  {}", Escaped(&c.thumbprint), Escaped(&c.name));
+        out.push_str("  Registered on the cluster, not in the store:\n");
+        let headers = ["Name", "Thumbprint", "Clearance", "Cluster", "Note"];
+        for line in table(&headers, &rows).lines() {
+            let _ = writeln!(out, "  {line}");
         }
     }
 }
