@@ -192,8 +192,8 @@ fn an_adopted_cluster_plans_no_change_and_an_edit_is_one_edit() {
         "orders-app-2",
         "ops-team",
         "root",
-        "z-rich-team",
-        "client",
+        "zurich-team",
+        "ri-ben",
     ] {
         assert!(
             toml.contains(&format!("[clients.{key}]")),
@@ -201,7 +201,7 @@ fn an_adopted_cluster_plans_no_change_and_an_edit_is_one_edit() {
         );
     }
     // The collection stays together: both certificates in one upload file.
-    let file = std::fs::read_to_string(env.path("trust/z-rich-team.pem")).unwrap();
+    let file = std::fs::read_to_string(env.path("trust/zurich-team.pem")).unwrap();
     assert_eq!(file.matches("BEGIN CERTIFICATE").count(), 2, "{file}");
     // Refuses to overwrite.
     let again = c.adopt_into(&env);
