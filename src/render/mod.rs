@@ -486,6 +486,16 @@ pub(crate) struct PlanDocument {
     pub(crate) registry_diff: Option<String>,
 }
 
+impl PlanDocument {
+    /// The document with no change flagged as an escalation, to compare what two plans do.
+    pub(crate) fn unflagged(mut self) -> PlanDocument {
+        for c in &mut self.changes {
+            c.escalation = false;
+        }
+        self
+    }
+}
+
 /// The plan as [`PlanDocument`].
 pub(crate) fn plan_document(plan: &Plan) -> PlanDocument {
     PlanDocument {
