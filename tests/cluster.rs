@@ -1003,3 +1003,99 @@ fn a_protected_admin_is_never_unregistered_in_one_step() {
     assert!(f.registration(&thumb).is_none());
     assert_eq!(f.registrations().len(), registered - 1);
 }
+
+/// A store with an admin client, issued offline, whose `[cluster]` names `url`.
+fn offline_store(url: &str) -> Env {
+    let env = Env::new();
+    env.config(&format!(
+        "{}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\n[cluster]\nurls = [\"{url}\"]\nadmin = \"admin\"\ntimeout = \"5s\"\n",
+        common::SERVER
+    ));
+    env
+}
+
+/// A port nothing listens on (bound a moment ago and let go).
+fn closed_url() -> String {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("https://127.0.0.1:{}", closed.local_addr().unwrap().port())
+}
+
+/// An outage names the way out (issue 23): an unreachable cluster refuses plan and apply
+/// before any change, and the error says that nothing changed and that `--offline` applies
+/// the store alone. `apply --offline` says once that the cluster was not contacted and lists
+/// no request it never sent.
+#[test]
+fn an_unreachable_cluster_says_nothing_changed_and_names_offline() {
+    let url = closed_url();
+    let env = offline_store(&url);
+    let offline = env.run(&["apply", "--yes", "--offline"]).success();
+    assert_eq!(
+        offline.stdout.matches("Cluster: not contacted").count(),
+        1,
+        "{}",
+        offline.shown()
+    );
+    assert!(
+        !offline
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("registered ") || l.starts_with("cluster: ")),
+        "{}",
+        offline.shown()
+    );
+    assert!(
+        offline.stdout.contains("stored admin: "),
+        "{}",
+        offline.shown()
+    );
+
+    // A new client: the plan and the apply stop at the cluster, the store untouched.
+    let toml = std::fs::read_to_string(env.path("certs.toml")).unwrap();
+    env.config(&format!(
+        "{toml}\n[clients.reader]\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"ReadWrite\" }}\n"
+    ));
+    for args in [&["plan"][..], &["apply", "--yes"][..]] {
+        let run = env.cmd(args).refused_except(
+            &[
+                "no cluster node answered",
+                &url,
+                "Nothing was changed",
+                "--offline",
+            ],
+            |p, _, _| p.ends_with(".lock"),
+        );
+        assert!(
+            run.stderr.contains("applies the store alone"),
+            "{}",
+            run.shown()
+        );
+    }
+}
+
+/// A node still starting answers HTTP 500 without a message (RavenDB 4.1 does for about a
+/// second after it starts): the error says so and to retry when RavenDB is up, nothing changed.
+#[test]
+fn a_node_still_starting_says_retry_when_ravendb_is_up() {
+    let env = offline_store("https://127.0.0.1:1");
+    env.run(&["apply", "--yes", "--offline"]).success();
+    let t = env.server_thumbprint();
+    let port = common::double::tls_server(
+        &env.store().join(format!("certs/{t}.pem")),
+        &env.store().join(format!("server/{t}.key")),
+        common::double::STARTING.to_string(),
+    );
+    let url = format!("https://127.0.0.1:{port}");
+    let toml = std::fs::read_to_string(env.path("certs.toml")).unwrap();
+    env.config(&toml.replace("https://127.0.0.1:1", &url));
+    for args in [&["plan"][..], &["apply", "--yes"][..]] {
+        env.cmd(args).refused_except(
+            &[
+                &url,
+                "HTTP 500",
+                "retry when RavenDB is up",
+                "Nothing was changed",
+            ],
+            |p, _, _| p.ends_with(".lock"),
+        );
+    }
+}

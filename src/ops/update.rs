@@ -212,7 +212,10 @@ fn report(ctx: &Context, req: &ApplyRequest, c: &Converged) -> Result<Output> {
         if req.yes {
             text.push_str(&render::cluster_text(&c.cluster, ctx.style));
         }
-        text.push_str(&render::cluster_applied_text(&c.cluster, &c.cluster_done));
+        // A cluster left out was said with the plan just printed: once is enough.
+        if !(req.yes && matches!(c.cluster, ClusterView::Skipped(_))) {
+            text.push_str(&render::cluster_applied_text(&c.cluster, &c.cluster_done));
+        }
         text
     };
     let mut stderr = String::new();

@@ -1187,7 +1187,8 @@ pub(crate) fn apply_json(
 }
 
 /// The text of `apply`: the plan (when it was not shown for confirmation), each certificate
-/// registered, and the one-line summary.
+/// the store took (`stored KEY: THUMBPRINT`: the store's, not a request to the cluster, whose
+/// lines follow as `cluster: ...`), and the one-line summary.
 pub(crate) fn apply_text(plan: &Plan, issued: &[Issued], style: Style, show_plan: bool) -> String {
     if plan.is_empty() {
         return plan_text(plan, style);
@@ -1198,7 +1199,7 @@ pub(crate) fn apply_text(plan: &Plan, issued: &[Issued], style: Style, show_plan
         String::new()
     };
     for (key, thumb, _) in issued {
-        let _ = writeln!(s, "registered {}: {}", Escaped(key), Escaped(thumb));
+        let _ = writeln!(s, "stored {}: {}", Escaped(key), Escaped(thumb));
     }
     let _ = writeln!(s, "Apply complete: {}.", applied_counts(plan));
     s
