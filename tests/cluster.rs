@@ -346,7 +346,11 @@ fn an_edit_in_certs_toml_edits_the_registration_in_place_and_flags_escalation() 
     assert_eq!(cluster[0]["escalation"], true, "{plan}");
     assert_eq!(plan["cluster"]["edit"], 1);
     let text = f.run(&["plan"]).success().stdout;
-    assert!(text.contains("~ edit orders  [ESCALATION]"), "{text}");
+    // Named by key, then name, as a register and an unregister are.
+    assert!(
+        text.contains("~ edit orders ('Orders Service')  [ESCALATION]"),
+        "{text}"
+    );
     assert!(
         text.contains(": 0 to register, 1 to edit, 0 to unregister."),
         "{text}"

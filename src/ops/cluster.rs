@@ -472,12 +472,13 @@ impl Guards {
     }
 }
 
-/// `register 'name' THUMBPRINT`, for the apply report and its failure.
+/// `register orders-app ('Orders App') THUMBPRINT` (the registration named as the plan names
+/// it), for the apply report, its failure and watch's log.
 pub(crate) fn describe(c: &ClusterChange) -> String {
     format!(
-        "{} '{}' {}",
+        "{} {} {}",
         c.action.as_str(),
-        crate::render::Escaped(&c.name),
+        crate::render::registration(c),
         c.thumbprint.as_deref().unwrap_or("(new)")
     )
 }

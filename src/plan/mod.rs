@@ -118,7 +118,7 @@ pub struct Fields {
     pub(crate) thumbprint: Option<String>,
     /// The display name (CN).
     #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// The security clearance (clients).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clearance: Option<Clearance>,
