@@ -95,6 +95,15 @@ pub enum ClusterError {
         /// The server's message.
         message: String,
     },
+    /// An HTTP 5xx without a message: what a RavenDB node answers while it is still starting
+    /// (4.1 does for about a second after its start).
+    #[error("{url}: the server answered HTTP {status} without a message, as a RavenDB node does while it is still starting; retry when RavenDB is up")]
+    Starting {
+        /// The node.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
     /// Any other HTTP error (RavenDB's JSON `Message` when it sent one).
     #[error("{url}: the server answered HTTP {status}: {message}")]
     Server {
@@ -461,7 +470,8 @@ impl Client {
         let first = self.active.load(Ordering::Relaxed);
         let n = self.urls.len();
         let mut last = String::new();
-        for i in (0..n).map(|k| (first + k) % n) {
+        for k in 0..n {
+            let i = (first + k) % n;
             let url = &self.urls[i];
             let request = self
                 .agent
@@ -475,13 +485,15 @@ impl Client {
                 request.call()
             };
             match answer(url, sent) {
-                Err(Outcome::Unreachable(detail)) => {
+                // Skipped only when another node follows; the last one's failure is the error.
+                Err(Outcome::Unreachable(detail)) if k + 1 < n => {
                     tracing::warn!(node = %url, "cluster node did not answer ({detail}); trying the next");
                     if let Ok(mut skipped) = self.skipped.lock() {
                         skipped.push(format!("{url} did not answer ({detail})"));
                     }
                     last = detail;
                 }
+                Err(Outcome::Unreachable(detail)) => last = detail,
                 Err(Outcome::Failed(e)) => return Err(e),
                 Ok((body, version)) => {
                     self.active.store(i, Ordering::Relaxed);
@@ -604,6 +616,10 @@ fn http_error(url: &str, status: u16, body: &[u8]) -> ClusterError {
         #[serde(rename = "Message")]
         message: Option<String>,
     }
+    let url = url.to_string();
+    if status >= 500 && String::from_utf8_lossy(body).trim().is_empty() {
+        return ClusterError::Starting { url, status };
+    }
     let message = serde_json::from_slice::<RavenError>(body)
         .ok()
         .and_then(|e| e.message)
@@ -616,7 +632,6 @@ fn http_error(url: &str, status: u16, body: &[u8]) -> ClusterError {
                 None => text.to_string(),
             }
         });
-    let url = url.to_string();
     if status == 403 {
         ClusterError::Auth { url, message }
     } else {
@@ -1643,6 +1658,13 @@ mod tests {
 
     #[test]
     fn server_errors_quote_ravendbs_message() {
+        // A node still starting answers 500 with nothing in it: said so, with the way out.
+        let e = http_error("https://a", 500, b"");
+        assert!(
+            matches!(e, ClusterError::Starting { status: 500, .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("retry when RavenDB is up"), "{e}");
         let e = http_error("https://a", 500, br#"{"Type":"X","Message":"boom"}"#);
         assert!(
             matches!(e, ClusterError::Server { status: 500, ref message, .. } if message == "boom")

@@ -205,7 +205,9 @@ impl SavedPlan {
         if config_fingerprint(desired)? != self.config_fingerprint {
             return Err(SavedPlanError::ConfigChanged);
         }
-        if render::plan_document(plan) != self.plan {
+        // The changes, not their flags: an escalation is measured against the cluster when
+        // the plan reads it, and a saved plan may be made or applied without it.
+        if render::plan_document(plan).unflagged() != self.plan.clone().unflagged() {
             return Err(SavedPlanError::PlanChanged);
         }
         Ok(())

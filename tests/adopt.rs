@@ -192,8 +192,8 @@ fn an_adopted_cluster_plans_no_change_and_an_edit_is_one_edit() {
         "orders-app-2",
         "ops-team",
         "root",
-        "z-rich-team",
-        "client",
+        "zurich-team",
+        "ri-ben",
     ] {
         assert!(
             toml.contains(&format!("[clients.{key}]")),
@@ -201,7 +201,7 @@ fn an_adopted_cluster_plans_no_change_and_an_edit_is_one_edit() {
         );
     }
     // The collection stays together: both certificates in one upload file.
-    let file = std::fs::read_to_string(env.path("trust/z-rich-team.pem")).unwrap();
+    let file = std::fs::read_to_string(env.path("trust/zurich-team.pem")).unwrap();
     assert_eq!(file.matches("BEGIN CERTIFICATE").count(), 2, "{file}");
     // Refuses to overwrite.
     let again = c.adopt_into(&env);
@@ -212,6 +212,15 @@ fn an_adopted_cluster_plans_no_change_and_an_edit_is_one_edit() {
     assert!(env.path("certs.schema.json").exists());
     let plan = env.run(&["plan", "--json"]).success().json();
     assert!(cluster_changes(&plan).is_empty(), "{plan}");
+    // The collection too: each of its certificates is registered with the access declared.
+    assert!(
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["escalation"] == false),
+        "{plan}"
+    );
     let log = env.path("requests.log");
     env.run_with(
         &["apply", "--yes"],
@@ -342,44 +351,13 @@ fn a_name_ravencert_cannot_hold_is_left_out_and_nothing_stops() {
 
 /// A TLS server on 127.0.0.1 that answers every request with `listing` as RavenDB 4.1 would
 /// (its version header included): a test double for what a real server cannot be made to do,
-/// lie in its listing. It asks for a client certificate and accepts any.
+/// lie in its listing.
 fn lying_server(cert: &std::path::Path, key: &std::path::Path, listing: String) -> u16 {
-    use ossl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
-    acceptor
-        .set_private_key_file(key, SslFiletype::PEM)
-        .unwrap();
-    acceptor.set_certificate_chain_file(cert).unwrap();
-    acceptor.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
-    let acceptor = std::sync::Arc::new(acceptor.build());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let (acceptor, listing) = (acceptor.clone(), listing.clone());
-            std::thread::spawn(move || {
-                let Ok(mut tls) = acceptor.accept(stream) else {
-                    return;
-                };
-                let mut head = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nRaven-Server-Version: 4.1.0.41001\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{listing}",
-                    listing.len()
-                );
-                let _ = tls.write_all(answer.as_bytes());
-                let _ = tls.shutdown();
-            });
-        }
-    });
-    port
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nRaven-Server-Version: 4.1.0.41001\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{listing}",
+        listing.len()
+    );
+    common::double::tls_server(cert, key, answer)
 }
 
 /// One listing entry for `pem` (a file under `dir`), with `thumbprint` as the listing claims.
@@ -521,4 +499,108 @@ fn a_trust_folder_that_is_a_link_is_refused_and_nothing_is_written() {
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     assert!(!env.path("certs.toml").exists());
     assert!(!env.path("certs.schema.json").exists());
+}
+
+/// Adopting is quiet (issue 23): access the cluster already grants is no escalation in the
+/// first plan after adopt, in the store block as in the cluster block, in text as in JSON; a
+/// name with accents becomes a transliterated ASCII key; adopt's warnings go to stderr. A
+/// plan that does not read the cluster (`--offline`) still flags the access it creates.
+#[test]
+fn the_first_plan_after_adopt_flags_nothing_and_keys_are_transliterated() {
+    let c = existing_cluster();
+    c.upload("Zürich Büro", "ValidUser", r#"{"Orders":"Admin"}"#, false);
+    c.upload("Ops Team", "Operator", "{}", false);
+    c.upload("Root", "ClusterAdmin", "{}", false);
+    c.upload(
+        "Reporting",
+        "ValidUser",
+        r#"{"Reports":"ReadWrite"}"#,
+        false,
+    );
+    // The Studio allows two registrations under one name; ravencert renames the second.
+    c.upload("Twice", "ValidUser", r#"{"Orders":"ReadWrite"}"#, false);
+    c.upload("Twice", "ValidUser", r#"{"Orders":"ReadWrite"}"#, false);
+
+    let (env, run) = c.adopt();
+    let run = run.success();
+    assert!(
+        run.stderr
+            .contains("warning: two registrations share a name"),
+        "warnings on stderr: {}",
+        run.shown()
+    );
+    assert!(!run.stdout.contains("warning"), "{}", run.shown());
+    let toml = std::fs::read_to_string(env.path("certs.toml")).unwrap();
+    for key in [
+        "zurich-buro",
+        "ops-team",
+        "root",
+        "reporting",
+        "twice",
+        "twice-2",
+    ] {
+        assert!(
+            toml.contains(&format!("[clients.{key}]")),
+            "{key} in\n{toml}"
+        );
+    }
+    for line in toml.lines().filter(|l| l.starts_with("[clients.")) {
+        assert!(line.is_ascii(), "{line}");
+    }
+    assert!(env.path("trust/zurich-buro.pem").exists());
+
+    let plan = env.run(&["plan", "--json"]).success().json();
+    let flagged: Vec<&Value> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["escalation"] == true)
+        .collect();
+    assert!(flagged.is_empty(), "flagged {flagged:?} in {plan}");
+    let store_creates = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["target"] == "client" && c["action"] == "create")
+        .count();
+    assert_eq!(store_creates, 6, "{plan}");
+    // Only the rename of the second "Twice" is a cluster change: a name, no access.
+    let cluster = cluster_changes(&plan);
+    assert!(
+        cluster
+            .iter()
+            .all(|c| c["action"] == "edit" && c["key"] == "twice-2"),
+        "{plan}"
+    );
+    let text = env.run(&["plan"]).success().stdout;
+    assert!(!text.contains("ESCALATION"), "{text}");
+    let markdown = env.run(&["plan", "--markdown"]).success().stdout;
+    assert!(!markdown.contains("widen"), "{markdown}");
+
+    // Without the cluster there is nothing to measure against: today's flags.
+    let offline = env.run(&["plan", "--offline", "--json"]).success().json();
+    let flagged: Vec<&str> = offline["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["escalation"] == true)
+        .filter_map(|c| c["key"].as_str())
+        .collect();
+    assert_eq!(
+        flagged,
+        [
+            "ops-team",
+            "reporting",
+            "root",
+            "twice",
+            "twice-2",
+            "zurich-buro"
+        ],
+        "{offline}"
+    );
+
+    // Applied, the store holds what the cluster grants: the next plan has nothing to say.
+    env.run(&["apply", "--yes"]).success();
+    let after = env.run(&["plan", "--json"]).success().json();
+    assert!(after["changes"].as_array().unwrap().is_empty(), "{after}");
 }

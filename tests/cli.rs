@@ -869,49 +869,102 @@ fn command_line_durations_use_the_config_grammar() {
     env.run(&["validate"]).success();
 }
 
-/// The README's walkthrough ("give the orders app write access and raise the ops team") shows
-/// the plan that edit really produces: its certs.toml snippet, applied over the state it
-/// describes, gives every plan line the README prints (thumbprints aside).
+/// The README's five-minute walkthrough runs as printed, from an empty folder: every command
+/// of its `sh` blocks in order (`ravencert apply` answered `yes` on a terminal, `> FILE`
+/// written), every `toml` block set into the certs.toml that `init` wrote (a table already
+/// there replaced, up to its first blank line; a new one appended), and every output line it
+/// shows (`# ...` under a command, thumbprints aside) found in that command's output.
 #[test]
-fn readme_walkthrough_shows_the_real_plan() {
+fn readme_walkthrough_runs_as_printed() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let at = readme
-        .find("raise the ops team")
+        .find("\n## Five-minute walkthrough\n")
         .expect("the walkthrough is in the README");
-    let rest = &readme[at..];
-    let toml_start = rest.find("```toml\n").unwrap() + "```toml\n".len();
-    let snippet = &rest[toml_start..toml_start + rest[toml_start..].find("```").unwrap()];
-    let sh_start = rest.find("```sh\n").unwrap() + "```sh\n".len();
-    let shown = &rest[sh_start..sh_start + rest[sh_start..].find("```").unwrap()];
-
-    let before = format!(
-        "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\n\
-         [clients.orders-app]\nname = \"Orders App\"\nclearance = \"ValidUser\"\n\
-         databases = {{ Orders = \"Read\" }}\n\n\
-         [clients.ops]\nname = \"Ops team\"\nclearance = \"ValidUser\"\n\
-         databases = {{ Orders = \"Admin\" }}\n"
-    );
+    let section = &readme[at + 1..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
     let env = Env::new();
-    env.config(&before);
-    env.run(&["apply", "--yes"]).success();
-    env.config(&format!(
-        "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\n{snippet}"
-    ));
-    let plan = env.run(&["plan"]).success().stdout;
-    let lines: Vec<&str> = shown
-        .lines()
-        .filter_map(|l| l.strip_prefix("# "))
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("thumbprint"))
-        .collect();
-    assert!(lines.len() >= 8, "{shown}");
-    for line in lines {
-        assert!(
-            plan.lines().any(|p| p.trim() == line),
-            "the README shows {line:?}, the plan does not:\n{plan}"
-        );
+    let mut commands = 0;
+    let mut rest = section;
+    while let Some(open) = rest.find("```") {
+        let after = &rest[open + 3..];
+        let (lang, body) = after.split_once('\n').unwrap();
+        let close = body.find("```").expect("a closed code block");
+        let block = &body[..close];
+        rest = &body[close + 3..];
+        match lang.trim() {
+            "sh" => commands += walkthrough_commands(&env, block),
+            "toml" => set_tables(&env, block),
+            other => panic!("the walkthrough has a {other:?} block"),
+        }
     }
+    assert!(commands >= 7, "{section}");
+}
+
+/// Runs each command line of a walkthrough `sh` block, checking the output lines shown under
+/// it. Returns how many commands ran.
+fn walkthrough_commands(env: &Env, block: &str) -> usize {
+    let mut runs: Vec<(String, Vec<&str>)> = Vec::new();
+    for line in block.lines() {
+        if let Some(shown) = line.strip_prefix('#') {
+            let (_, expected) = runs.last_mut().expect("output under a command");
+            expected.push(shown.trim());
+            continue;
+        }
+        let command = line.split("  #").next().unwrap().trim();
+        assert!(!command.contains(['"', '\'', '$', '|', ';']), "{line}");
+        let mut words: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(words.remove(0), "ravencert", "{line}");
+        let stdout_to = words.iter().position(|w| *w == ">").map(|i| {
+            let file = words[i + 1].to_string();
+            words.truncate(i);
+            file
+        });
+        let run = if words == ["apply"] {
+            env.cmd(&words).stdin_terminal().stdin("yes\n").run()
+        } else {
+            env.run(&words)
+        };
+        let run = run.success();
+        if let Some(file) = stdout_to {
+            env.write(&file, &run.stdout);
+        }
+        runs.push((run.stdout, Vec::new()));
+    }
+    for (stdout, expected) in &runs {
+        for line in expected
+            .iter()
+            .filter(|l| !l.is_empty() && !l.starts_with("thumbprint"))
+        {
+            assert!(
+                stdout.lines().any(|l| l.trim() == *line),
+                "the README shows {line:?}, the command printed:\n{stdout}"
+            );
+        }
+    }
+    runs.len()
+}
+
+/// Sets each table of a walkthrough `toml` block in certs.toml: one already there is replaced
+/// (its header line up to the first blank line), a new one appended.
+fn set_tables(env: &Env, block: &str) {
+    let mut config = std::fs::read_to_string(env.path("certs.toml")).expect("init wrote it");
+    for table in block.trim().split("\n\n") {
+        let header = table.lines().next().unwrap();
+        assert!(header.starts_with('['), "{table}");
+        let starts = config
+            .match_indices(&format!("{header}\n"))
+            .map(|(i, _)| i)
+            .find(|i| *i == 0 || config[..*i].ends_with('\n'));
+        match starts {
+            Some(i) => {
+                let end = config[i..].find("\n\n").map_or(config.len(), |e| i + e + 1);
+                config.replace_range(i..end, &format!("{table}\n"));
+            }
+            None => config.push_str(&format!("\n{table}\n")),
+        }
+    }
+    env.config(&config);
 }
 
 /// `ravencert ARGS` in `env`'s folder with stdout (and stderr) going where the test says.

@@ -346,7 +346,11 @@ fn an_edit_in_certs_toml_edits_the_registration_in_place_and_flags_escalation() 
     assert_eq!(cluster[0]["escalation"], true, "{plan}");
     assert_eq!(plan["cluster"]["edit"], 1);
     let text = f.run(&["plan"]).success().stdout;
-    assert!(text.contains("~ edit orders  [ESCALATION]"), "{text}");
+    // Named by key, then name, as a register and an unregister are.
+    assert!(
+        text.contains("~ edit orders ('Orders Service')  [ESCALATION]"),
+        "{text}"
+    );
     assert!(
         text.contains(": 0 to register, 1 to edit, 0 to unregister."),
         "{text}"
@@ -1157,4 +1161,100 @@ fn a_kept_stranger_survives_prune_and_is_not_drift() {
     );
     assert!(page.contains("the backup team&#39;s &lt;b&gt;"), "{page}");
     assert!(!page.contains("<b>"), "{page}");
+}
+
+/// A store with an admin client, issued offline, whose `[cluster]` names `url`.
+fn offline_store(url: &str) -> Env {
+    let env = Env::new();
+    env.config(&format!(
+        "{}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\n[cluster]\nurls = [\"{url}\"]\nadmin = \"admin\"\ntimeout = \"5s\"\n",
+        common::SERVER
+    ));
+    env
+}
+
+/// A port nothing listens on (bound a moment ago and let go).
+fn closed_url() -> String {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("https://127.0.0.1:{}", closed.local_addr().unwrap().port())
+}
+
+/// An outage names the way out (issue 23): an unreachable cluster refuses plan and apply
+/// before any change, and the error says that nothing changed and that `--offline` applies
+/// the store alone. `apply --offline` says once that the cluster was not contacted and lists
+/// no request it never sent.
+#[test]
+fn an_unreachable_cluster_says_nothing_changed_and_names_offline() {
+    let url = closed_url();
+    let env = offline_store(&url);
+    let offline = env.run(&["apply", "--yes", "--offline"]).success();
+    assert_eq!(
+        offline.stdout.matches("Cluster: not contacted").count(),
+        1,
+        "{}",
+        offline.shown()
+    );
+    assert!(
+        !offline
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("registered ") || l.starts_with("cluster: ")),
+        "{}",
+        offline.shown()
+    );
+    assert!(
+        offline.stdout.contains("stored admin: "),
+        "{}",
+        offline.shown()
+    );
+
+    // A new client: the plan and the apply stop at the cluster, the store untouched.
+    let toml = std::fs::read_to_string(env.path("certs.toml")).unwrap();
+    env.config(&format!(
+        "{toml}\n[clients.reader]\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"ReadWrite\" }}\n"
+    ));
+    for args in [&["plan"][..], &["apply", "--yes"][..]] {
+        let run = env.cmd(args).refused_except(
+            &[
+                "no cluster node answered",
+                &url,
+                "Nothing was changed",
+                "--offline",
+            ],
+            |p, _, _| p.ends_with(".lock"),
+        );
+        assert!(
+            run.stderr.contains("applies the store alone"),
+            "{}",
+            run.shown()
+        );
+    }
+}
+
+/// A node still starting answers HTTP 500 without a message (RavenDB 4.1 does for about a
+/// second after it starts): the error says so and to retry when RavenDB is up, nothing changed.
+#[test]
+fn a_node_still_starting_says_retry_when_ravendb_is_up() {
+    let env = offline_store("https://127.0.0.1:1");
+    env.run(&["apply", "--yes", "--offline"]).success();
+    let t = env.server_thumbprint();
+    let port = common::double::tls_server(
+        &env.store().join(format!("certs/{t}.pem")),
+        &env.store().join(format!("server/{t}.key")),
+        common::double::STARTING.to_string(),
+    );
+    let url = format!("https://127.0.0.1:{port}");
+    let toml = std::fs::read_to_string(env.path("certs.toml")).unwrap();
+    env.config(&toml.replace("https://127.0.0.1:1", &url));
+    for args in [&["plan"][..], &["apply", "--yes"][..]] {
+        env.cmd(args).refused_except(
+            &[
+                &url,
+                "HTTP 500",
+                "retry when RavenDB is up",
+                "Nothing was changed",
+            ],
+            |p, _, _| p.ends_with(".lock"),
+        );
+    }
 }

@@ -530,3 +530,48 @@ fn a_node_that_hangs_is_skipped_after_the_timeout() {
         "{took:?}"
     );
 }
+
+/// One url, or the last of several, that does not answer is not "skipped, trying the next":
+/// there is no next. Only a node followed by another is logged as skipped; the error names
+/// every node tried (issue 23).
+#[test]
+fn only_a_node_with_another_after_it_is_logged_as_skipped() {
+    let env = Env::new();
+    common::self_signed(env.dir.path(), "id.pem", "id.key", "someone");
+    let identity = Identity::Pem {
+        cert: std::fs::read(env.path("id.pem")).unwrap(),
+        key: std::fs::read(env.path("id.key")).unwrap(),
+    };
+    let options = |urls: Vec<String>| ClientOptions {
+        urls,
+        identity: identity.clone(),
+        pin: Pin::System,
+        timeout: Duration::from_secs(5),
+        resolve: Vec::new(),
+    };
+    let first = format!("https://127.0.0.1:{}", closed_port());
+    let second = format!("https://127.0.0.1:{}", closed_port());
+    for urls in [vec![first.clone()], vec![first.clone(), second.clone()]] {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let client = Client::new(&options(urls.clone())).unwrap();
+        let err = tracing::subscriber::with_default(subscriber, || client.list().unwrap_err());
+        assert!(matches!(err, ClusterError::Unreachable { .. }), "{err:?}");
+        for u in &urls {
+            assert!(err.to_string().contains(u.as_str()), "{err}");
+        }
+        let lines = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        // Each node but the last is skipped once, naming itself; the last is the error.
+        assert_eq!(
+            lines.matches("trying the next").count(),
+            urls.len() - 1,
+            "{lines}"
+        );
+        assert!(!lines.contains(second.as_str()), "{lines}");
+        assert!(client.take_skipped().iter().all(|s| !s.contains(&second)));
+    }
+}

@@ -361,7 +361,7 @@ impl Walk {
             || self.registered("watched").is_some(),
         );
         // The apply that registered it may still be finishing its bundles: wait for its log.
-        daemon.wait_log("registered watched");
+        daemon.wait_log("stored watched");
         // What the listener serves once the change is in its snapshot.
         common::wait_until(
             "the listener to show the change",

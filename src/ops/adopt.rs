@@ -133,9 +133,17 @@ pub fn adopt(ctx: &Context, req: &AdoptRequest) -> Result<Output> {
         ));
     }
     write_all(&base, &files, &ctx.config, &text)?;
+    // Warnings go to stderr, as every other command's do: stdout says what was written.
     let mut out = Output::ok(adoption.summary(&ctx.config, client.url()));
+    for r in &adoption.renamed {
+        let _ = writeln!(
+            out.stderr,
+            "warning: two registrations share a name; renamed {} (the plan shows the rename as an edit)",
+            crate::render::Escaped(r)
+        );
+    }
     for why in &adoption.left_out {
-        out.stderr.push_str(&format!("warning: {why}\n"));
+        let _ = writeln!(out.stderr, "warning: {why}");
     }
     Ok(out)
 }
@@ -391,12 +399,16 @@ fn certificate_pem(r: &Registration) -> Result<Vec<u8>> {
     Ok(crate::pki::der_to_pem(der)?)
 }
 
-/// A client key from a name: lower-case ASCII letters and digits, `-` for anything else
-/// (runs collapsed, none at the ends), at most 56 characters; `client` when nothing is left,
-/// never `server` (the server's key).
+/// A client key from a name: transliterated to ASCII (`Zürich Büro` -> `zurich-buro`, `日本`
+/// -> `ri-ben`), then lower-case letters and digits, `-` for anything else (runs collapsed,
+/// none at the ends), at most 56 characters; `client` when nothing is left, never `server`
+/// (the server's key).
 pub(crate) fn slug(name: &str) -> String {
     let mut out = String::new();
-    for c in name.chars().flat_map(char::to_lowercase) {
+    for c in deunicode::deunicode(name)
+        .chars()
+        .flat_map(char::to_lowercase)
+    {
         if c.is_ascii_lowercase() || c.is_ascii_digit() {
             out.push(c);
         } else if !out.ends_with('-') {
@@ -481,13 +493,6 @@ impl Adoption<'_> {
             self.servers.len(),
             if self.servers.len() == 1 { "" } else { "s" },
         );
-        for r in &self.renamed {
-            let _ = writeln!(
-                out,
-                "warning: two registrations share a name; renamed {} (the plan shows the rename as an edit)",
-                crate::render::Escaped(r)
-            );
-        }
         out.push_str("Next: `ravencert plan` (it shows no cluster change), then `ravencert apply` to fill the store.\n");
         out
     }
@@ -585,8 +590,11 @@ mod tests {
     fn keys_from_names_are_valid_and_unique() {
         assert_eq!(slug("Orders App"), "orders-app");
         assert_eq!(slug("  Ops -- Team!! "), "ops-team");
-        assert_eq!(slug("Zürich \"quoted\" ünïcode"), "z-rich-quoted-n-code");
-        assert_eq!(slug("日本"), "client");
+        assert_eq!(slug("Zürich \"quoted\" ünïcode"), "zurich-quoted-unicode");
+        assert_eq!(slug("Zürich Büro"), "zurich-buro");
+        assert_eq!(slug("Łódź Straße"), "lodz-strasse");
+        assert_eq!(slug("日本"), "ri-ben");
+        assert_eq!(slug("!?"), "client");
         assert_eq!(slug("Server"), "server-client");
         assert_eq!(slug(&"a".repeat(100)).len(), 56);
         let mut taken = Unique::default();

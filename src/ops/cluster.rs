@@ -12,11 +12,11 @@ use crate::cluster::{
     BodyLog, Client, ClientOptions, ClusterError, Identity, ListedClearance, Listing, Pin,
 };
 use crate::config::{CaPin, ClusterAdmin, ClusterSettings, Desired};
-use crate::plan::PlanOptions;
 use crate::plan::{
     plan_cluster, ClusterAction, ClusterChange, ClusterClearance, ClusterListing, ClusterOptions,
     ClusterPlan, ClusterView, Keep, Registration, RegistrationFields, ServerVersion,
 };
+use crate::plan::{HeldAccess, Plan, PlanOptions};
 use crate::registry::{is_thumbprint, CertEntry, Registry};
 use crate::store::Store;
 
@@ -487,12 +487,13 @@ impl Guards {
     }
 }
 
-/// `register 'name' THUMBPRINT`, for the apply report and its failure.
+/// `register orders-app ('Orders App') THUMBPRINT` (the registration named as the plan names
+/// it), for the apply report, its failure and watch's log.
 pub(crate) fn describe(c: &ClusterChange) -> String {
     format!(
-        "{} '{}' {}",
+        "{} {} {}",
         c.action.as_str(),
-        crate::render::Escaped(&c.name),
+        crate::render::registration(c),
         c.thumbprint.as_deref().unwrap_or("(new)")
     )
 }
@@ -922,36 +923,102 @@ pub(crate) struct StorePlanned<'a> {
     pub(crate) opts: &'a PlanOptions,
 }
 
-/// Plans the cluster after the store plan `s`: one list request. `offline` leaves it out.
-/// When the admin certificate or the server certificate to pin is issued by this very plan,
-/// the cluster can only be planned after the store is applied: skipped, and said so.
-pub(crate) fn preview(s: &StorePlanned<'_>, offline: bool) -> Result<Preview> {
-    let Some(settings) = &s.desired.cluster else {
-        return Ok(Preview {
-            view: ClusterView::Absent,
-            session: None,
-            offline,
-        });
+/// The cluster as read after the store plan and before any change: the listing to plan the
+/// cluster against (and to measure the store plan's escalations by), or why there is none.
+pub(crate) enum Reading {
+    /// certs.toml has no `[cluster]`.
+    Absent,
+    /// `--offline`: left out.
+    Offline,
+    /// Connected, and its registrations listed.
+    Listed(Box<Target>, ClusterListing),
+    /// Not contacted: what ravencert needs for it (the admin certificate, the server
+    /// certificate to pin) is not in the store yet.
+    NotYet(ClusterSetupError),
+}
+
+impl Reading {
+    /// What the listed registrations grant, for [`crate::plan::PlanOptions::cluster_access`].
+    pub(crate) fn access(&self) -> Option<BTreeMap<String, HeldAccess>> {
+        match self {
+            Reading::Listed(_, listing) => Some(crate::plan::held_access(listing)),
+            _ => None,
+        }
+    }
+}
+
+/// Reads the cluster of `desired` (one list request), the store as `registry` holds it now.
+/// Called after the store is planned, so that a refused plan sends nothing. A listing that
+/// cannot be read is an error saying that nothing changed and that `--offline` applies the
+/// store alone.
+pub(crate) fn read(
+    desired: &Desired,
+    store: &Store,
+    registry: &Registry,
+    offline: bool,
+) -> Result<Reading> {
+    let Some(settings) = &desired.cluster else {
+        return Ok(Reading::Absent);
     };
     if offline {
-        return Ok(Preview {
-            offline: true,
-            ..Preview::skipped("--offline")
-        });
+        return Ok(Reading::Offline);
     }
-    let target = match Target::connect(settings, s.store, &s.actual.registry) {
+    let target = match Target::connect(settings, store, registry) {
         Ok(t) => t,
         Err(Error::ClusterSetup(
             e @ (ClusterSetupError::AdminNotIssued { .. } | ClusterSetupError::NoServerToPin),
-        )) if !s.plan.is_empty() => {
+        )) => return Ok(Reading::NotYet(e)),
+        Err(e) => return Err(e),
+    };
+    let listing = target.read().map_err(|e| match e {
+        Error::Cluster(c) => Error::ClusterUnread(c),
+        e => e,
+    })?;
+    Ok(Reading::Listed(Box::new(target), listing))
+}
+
+/// The store plan measured against what the cluster grants (`reading`): planned again with
+/// the listing's access when it flagged an escalation, so that access the cluster already
+/// grants is not one. The same changes; only their flags can differ.
+pub(crate) fn measured(s: &StorePlanned<'_>, reading: &Reading) -> Result<Plan> {
+    let access = match reading.access() {
+        Some(access) if s.plan.changes.iter().any(|c| c.escalation) => access,
+        _ => return Ok(s.plan.clone()),
+    };
+    let opts = PlanOptions {
+        cluster_access: Some(access),
+        ..s.opts.clone()
+    };
+    crate::plan::plan(s.desired, s.actual, s.now, &opts).map_err(|e| Error::from_plan(s.desired, e))
+}
+
+/// Plans the cluster after the store plan `s`, with what `reading` found. When the admin
+/// certificate or the server certificate to pin is issued by this very plan, the cluster can
+/// only be planned after the store is applied: skipped, and said so.
+pub(crate) fn preview(s: &StorePlanned<'_>, reading: Reading) -> Result<Preview> {
+    let (target, listing) = match reading {
+        Reading::Absent => {
+            return Ok(Preview {
+                view: ClusterView::Absent,
+                session: None,
+                offline: false,
+            })
+        }
+        Reading::Offline => {
+            return Ok(Preview {
+                offline: true,
+                ..Preview::skipped("--offline")
+            })
+        }
+        Reading::NotYet(e) if !s.plan.is_empty() => {
             return Ok(Preview::skipped(format!(
                 "{}; apply reconciles the cluster right after the store",
                 first_clause(&e.to_string())
             )))
         }
-        Err(e) => return Err(e),
+        Reading::NotYet(e) => return Err(e.into()),
+        Reading::Listed(target, listing) => (target, listing),
     };
-    let listing = target.read()?;
     let projected = crate::plan::project(&s.actual.registry, s.plan, s.desired, s.now);
     let guards = Guards::new(s.desired, s.plan, s.opts);
     let plan = target
@@ -962,7 +1029,7 @@ pub(crate) fn preview(s: &StorePlanned<'_>, offline: bool) -> Result<Preview> {
         })?;
     Ok(Preview {
         view: ClusterView::Planned(plan),
-        session: Some((target, listing)),
+        session: Some((*target, listing)),
         offline: false,
     })
 }

@@ -225,7 +225,7 @@ fn log_converged(c: &Converged, why: &str, revision: Option<String>) {
         );
         log_changes(&c.plan);
         for (key, thumb, _) in &c.outcome.issued {
-            info!("  registered {key}: {thumb}");
+            info!("  stored {key}: {thumb}");
         }
     }
     log_cluster(&c.cluster, why, Some(&c.cluster_done));

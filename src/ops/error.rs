@@ -150,6 +150,10 @@ pub enum Error {
     /// A request to the cluster failed (before any change: reading it).
     #[error("cluster: {0}")]
     Cluster(crate::cluster::ClusterError),
+    /// plan, apply or watch could not read the cluster, before any change: says so, and the
+    /// way out while it is down.
+    #[error("cluster: {0}\n  Nothing was changed: not the store, not the cluster. While the cluster is down, `ravencert apply --offline` applies the store alone (`plan --offline` shows that plan); the next apply without --offline reconciles the cluster.")]
+    ClusterUnread(crate::cluster::ClusterError),
     /// The cluster phase of an apply stopped at a failed request.
     #[error(transparent)]
     ClusterApply(Box<super::cluster::ClusterApplyError>),

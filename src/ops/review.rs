@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use super::cluster::{preview, StorePlanned};
+use super::cluster::{self, StorePlanned};
 use super::error::{Error, Result};
 use super::{Context, Output, Revision};
 use crate::config::{ClientDesired, ClientSpec, Desired, GenerateSpec, SecretRef};
@@ -49,6 +49,7 @@ pub(super) fn options(replace: &[String], allow_delete_all: bool) -> PlanOptions
         allow_delete_all,
         bundle_passwords: None,
         review: false,
+        cluster_access: None,
     }
 }
 
@@ -176,13 +177,14 @@ pub(super) fn check_needed_passwords(
 }
 
 /// Loads the store and plans. `secrets`: the declared passwords are at hand (not for a plan of
-/// another revision), so a changed bundle password is planned too.
+/// another revision), so a changed bundle password is planned too. Returns the options the
+/// plan was made with.
 pub(super) fn compute(
     ctx: &Context,
     desired: &Desired,
     opts: &PlanOptions,
     secrets: bool,
-) -> Result<(Store, Actual, Plan)> {
+) -> Result<(Store, Actual, Plan, PlanOptions)> {
     let store = Store::new(&desired.store.path);
     // A review plan (`plan --rev`) reads no private key, the store's neither.
     let store = if secrets {
@@ -198,27 +200,30 @@ pub(super) fn compute(
     };
     let plan =
         plan::plan(desired, &actual, ctx.now, &opts).map_err(|e| Error::from_plan(desired, e))?;
-    Ok((store, actual, plan))
+    Ok((store, actual, plan, opts))
 }
 
-/// [`compute`], then the cluster's plan after it (one list request; none when `offline`).
+/// [`compute`], then the cluster (one list request; none when `offline`): the store plan
+/// measured against what it grants, and the cluster's plan.
 pub(super) fn compute_with_cluster(
     ctx: &Context,
     desired: &Desired,
     opts: &PlanOptions,
-    secrets: bool,
     offline: bool,
 ) -> Result<(Actual, Plan, ClusterView)> {
-    let (store, actual, plan) = compute(ctx, desired, opts, secrets)?;
-    let planned = StorePlanned {
+    let (store, actual, plan, opts) = compute(ctx, desired, opts, true)?;
+    let reading = cluster::read(desired, &store, &actual.registry, offline)?;
+    let mut planned = StorePlanned {
         desired,
         store: &store,
         actual: &actual,
         plan: &plan,
         now: ctx.now,
-        opts,
+        opts: &opts,
     };
-    let cluster = preview(&planned, offline)?.view;
+    let plan = cluster::measured(&planned, &reading)?;
+    planned.plan = &plan;
+    let cluster = cluster::preview(&planned, reading)?.view;
     Ok((actual, plan, cluster))
 }
 
@@ -281,7 +286,7 @@ fn planned(
             // certs.toml at REV against the store, read as a review: no password, no private
             // key, so no cluster either (it would take the admin's key).
             let desired = ctx.load(&Revision::Rev(rev.clone()), true)?;
-            let (_, actual, plan) = compute(ctx, &desired, opts, false)?;
+            let (_, actual, plan, _) = compute(ctx, &desired, opts, false)?;
             let cluster = review_cluster(
                 &desired,
                 "plan --rev reads no private key, so it does not contact the cluster; plan or apply reconciles it",
@@ -290,8 +295,7 @@ fn planned(
         }
         (None, None) => {
             let desired = ctx.desired_checked()?;
-            let (actual, plan, cluster) =
-                compute_with_cluster(ctx, &desired, opts, true, req.offline)?;
+            let (actual, plan, cluster) = compute_with_cluster(ctx, &desired, opts, req.offline)?;
             Ok((desired, actual, plan, cluster))
         }
     }

@@ -83,7 +83,7 @@ pub(crate) fn plan_for(
     opts: &PlanOptions,
     offline: bool,
 ) -> Result<(Plan, ClusterView)> {
-    let (_, plan, cluster) = compute_with_cluster(ctx, desired, opts, true, offline)?;
+    let (_, plan, cluster) = compute_with_cluster(ctx, desired, opts, offline)?;
     Ok((plan, cluster))
 }
 
@@ -117,9 +117,11 @@ pub(crate) fn converge(
     let opts = with_passwords(opts, desired, &store)?;
     let plan =
         plan::plan(desired, &actual, ctx.now, &opts).map_err(|e| Error::from_plan(desired, e))?;
-    check(&actual, &plan)?;
     check_needed_passwords(desired, &actual, &plan, &opts)?;
-    let planned = StorePlanned {
+    // The cluster is read only once the store's plan is not refused: a refused plan sends
+    // nothing. Then the plan is measured against what the cluster grants.
+    let reading = cluster::read(desired, &store, &actual.registry, run.offline)?;
+    let mut planned = StorePlanned {
         desired,
         store: &store,
         actual: &actual,
@@ -127,7 +129,10 @@ pub(crate) fn converge(
         now: ctx.now,
         opts: &opts,
     };
-    let preview = cluster::preview(&planned, run.offline)?;
+    let plan = cluster::measured(&planned, &reading)?;
+    planned.plan = &plan;
+    check(&actual, &plan)?;
+    let preview = cluster::preview(&planned, reading)?;
     if let Some(confirmed) = &run.confirmed_cluster {
         if !cluster::same_changes(confirmed, &preview.view) {
             return Err(Error::ClusterChangedWhileConfirming);
@@ -163,7 +168,7 @@ pub fn apply(ctx: &Context, req: &ApplyRequest, confirm: Confirm<'_>) -> Result<
     // A first look without the lock, to show the plan and ask.
     // With --yes nobody reads the cluster's preview: converge reads it under the lock.
     let (preview_actual, preview, cluster_preview) =
-        compute_with_cluster(ctx, &desired, &opts, true, req.offline || req.yes)?;
+        compute_with_cluster(ctx, &desired, &opts, req.offline || req.yes)?;
     if let Some(s) = &saved {
         s.check(&desired, &preview_actual, &preview)?;
     }
@@ -207,7 +212,10 @@ fn report(ctx: &Context, req: &ApplyRequest, c: &Converged) -> Result<Output> {
         if req.yes {
             text.push_str(&render::cluster_text(&c.cluster, ctx.style));
         }
-        text.push_str(&render::cluster_applied_text(&c.cluster, &c.cluster_done));
+        // A cluster left out was said with the plan just printed: once is enough.
+        if !(req.yes && matches!(c.cluster, ClusterView::Skipped(_))) {
+            text.push_str(&render::cluster_applied_text(&c.cluster, &c.cluster_done));
+        }
         text
     };
     let mut stderr = String::new();

@@ -59,7 +59,8 @@ impl<'a> Planner<'a> {
             ));
         };
         let fields = field_changes(current, client);
-        let escalation = widens(Some((current.clearance, &current.permissions)), new_access);
+        let escalation = widens(Some((current.clearance, &current.permissions)), new_access)
+            && !self.held_on_cluster(std::slice::from_ref(&current.thumbprint), new_access);
         let explicit = self.opts.replace.contains(&client.key);
         let reasons = self.reissue_reasons(client, spec, current, explicit);
         let reasons = self.guard_protected(client, current, explicit, reasons)?;
@@ -214,15 +215,14 @@ impl<'a> Planner<'a> {
         let mut after = desired_fields(client);
         after.thumbprint = want.first().cloned();
         after.not_after = certs.first().map(|c| c.info.not_after);
+        let access = (client.clearance, &client.permissions);
         let Some(current) = current else {
-            return Ok(Some(upload_create(client, certs, want, after)));
+            let escalation = widens(None, access) && !self.held_on_cluster(&want, access);
+            return Ok(Some(upload_create(client, certs, want, after, escalation)));
         };
         let have = collection(current);
         let fields = field_changes(current, client);
-        let escalation = widens(
-            Some((current.clearance, &current.permissions)),
-            (client.clearance, &client.permissions),
-        );
+        let escalation = widens(Some((current.clearance, &current.permissions)), access);
         if !same_set(&want, &have) {
             let replaced = UploadReplace {
                 client,
@@ -245,7 +245,7 @@ impl<'a> Planner<'a> {
             current,
             after,
             fields,
-            escalation,
+            escalation: escalation && !self.held_on_cluster(&have, access),
             thumbprints: have,
         };
         Ok(update_change(client, edit, restore.into_iter().collect()))
@@ -333,9 +333,13 @@ impl<'a> Planner<'a> {
                 change: ProtectedChange::ReplaceUpload(reason),
             });
         }
-        // Someone new holds the access: an escalation even when the access stays the same.
+        // Someone new holds the access: an escalation even when the access stays the same,
+        // unless the cluster grants it to them already.
         let newcomer = u.want.iter().any(|t| !u.have.contains(t));
         let grants = client.clearance != Clearance::ValidUser || !client.permissions.is_empty();
+        let access = (client.clearance, &client.permissions);
+        let escalation =
+            (escalation || (newcomer && grants)) && !self.held_on_cluster(&u.want, access);
         fields.push(FieldChange::new(
             Field::Certificate,
             Some(registered_holders(&self.actual.registry, &u.have)),
@@ -343,11 +347,29 @@ impl<'a> Planner<'a> {
         ));
         Ok(Some(
             Change::new(Action::Replace, Target::Client, &client.key, reason)
-                .with_escalation(escalation || (newcomer && grants))
+                .with_escalation(escalation)
                 .with_fields(Some(entry_fields(u.current)), Some(after))
                 .with_changes(fields)
                 .with_thumbprints(u.have),
         ))
+    }
+
+    /// Whether the cluster, as this plan read it, already grants `access` (or more) to every
+    /// certificate in `thumbprints`: then holding them in the store with it widens nothing.
+    /// False when the plan did not read the cluster, or for a certificate it does not list.
+    fn held_on_cluster(
+        &self,
+        thumbprints: &[String],
+        access: (Clearance, &BTreeMap<String, Access>),
+    ) -> bool {
+        let Some(held) = &self.opts.cluster_access else {
+            return false;
+        };
+        !thumbprints.is_empty()
+            && thumbprints.iter().all(|t| {
+                held.get(&t.to_ascii_uppercase())
+                    .is_some_and(|h| !widens(Some((h.clearance, &h.permissions)), access))
+            })
     }
 
     /// Uploaded certificates are never re-issued by ravencert: their expiry is a warning.
@@ -405,6 +427,7 @@ fn upload_create(
     certs: &[Uploaded],
     want: Vec<String>,
     after: Fields,
+    escalation: bool,
 ) -> Change {
     let mut fields = field_changes_from_nothing(client);
     fields.push(FieldChange::new(
@@ -418,7 +441,7 @@ fn upload_create(
         "not registered (upload)".into()
     };
     Change::new(Action::Create, Target::Client, &client.key, reason)
-        .with_escalation(widens(None, (client.clearance, &client.permissions)))
+        .with_escalation(escalation)
         .with_fields(None, Some(after))
         .with_changes(fields)
         .with_thumbprints(want)

@@ -388,6 +388,25 @@ pub fn registration_states(
         .collect()
 }
 
+/// What each client registration of `listing` grants, by upper-case thumbprint: the measure of
+/// the store plan's escalations ([`super::PlanOptions::cluster_access`]). A registration
+/// disabled in the Studio grants nothing, and the servers' own certificates are not clients.
+pub fn held_access(listing: &ClusterListing) -> BTreeMap<String, super::HeldAccess> {
+    listing
+        .registrations
+        .iter()
+        .filter(|r| r.disabled != Some(true))
+        .filter_map(|r| {
+            let clearance = r.clearance.client()?;
+            let held = super::HeldAccess {
+                clearance,
+                permissions: r.permissions.clone(),
+            };
+            Some((upper(&r.thumbprint), held))
+        })
+        .collect()
+}
+
 /// The changes that bring a cluster's registrations to the store's certificates: registers,
 /// then edits, then unregisters, so that a re-issued client is never locked out.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -31,9 +31,9 @@ mod tests;
 pub(crate) use checks::check_declared;
 pub(crate) use clients::{bundle_reasons, DeclaredPassword};
 pub use cluster::{
-    extra_registrations, plan_cluster, registration_states, ClusterAction, ClusterChange,
-    ClusterClearance, ClusterListing, ClusterOptions, ClusterPlan, ClusterView, ExtraRegistration,
-    Keep, Registration, RegistrationFields, RegistrationState, ServerVersion,
+    extra_registrations, held_access, plan_cluster, registration_states, ClusterAction,
+    ClusterChange, ClusterClearance, ClusterListing, ClusterOptions, ClusterPlan, ClusterView,
+    ExtraRegistration, Keep, Registration, RegistrationFields, RegistrationState, ServerVersion,
 };
 pub use project::project;
 pub(crate) use project::{
@@ -118,7 +118,7 @@ pub struct Fields {
     pub(crate) thumbprint: Option<String>,
     /// The display name (CN).
     #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// The security clearance (clients).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clearance: Option<Clearance>,
@@ -382,6 +382,21 @@ pub struct PlanOptions {
     /// A review plan (`plan --base`, `plan --rev`): no password and no private key was read, and
     /// the plan lists what it could not compare ([`Plan::not_read`]).
     pub review: bool,
+    /// What the cluster's registrations grant, by upper-case thumbprint ([`held_access`]), when
+    /// this plan read the cluster: an escalation is measured against what the cluster holds, so
+    /// taking into the store a certificate the cluster already grants the same access (or
+    /// more) widens nothing. None (`--offline`, `plan --base`, no `[cluster]`): measured
+    /// against the store alone.
+    pub cluster_access: Option<BTreeMap<String, HeldAccess>>,
+}
+
+/// The access one registration on the cluster grants: a client's clearance and databases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldAccess {
+    /// Its clearance.
+    pub clearance: Clearance,
+    /// Its database access (ValidUser).
+    pub permissions: BTreeMap<String, Access>,
 }
 
 /// A generated client's declared bundle password, as far as the plan knows it.

@@ -953,3 +953,114 @@ fn an_upload_a_review_did_not_read_is_compared_as_far_as_its_bytes_tell() {
     assert_eq!(create.action, Action::Create);
     assert!(create.after.as_ref().unwrap().thumbprint.is_none());
 }
+
+/// An escalation is measured against what the cluster holds when the plan read it (issue 23):
+/// an upload the cluster already registers with the same access or more is taken into the
+/// store unflagged; one it grants less, one it does not list, and any plan that did not read
+/// the cluster stay flagged. A generated client's new certificate is never on the cluster.
+#[test]
+fn access_the_cluster_already_grants_is_no_escalation() {
+    let cert = |n: u8| crate::model::Uploaded {
+        der: vec![n],
+        info: crate::model::CertInfo {
+            thumbprint: thumb(n),
+            public_key_pinning_hash: "p".into(),
+            subject: format!("CN=holder {n}"),
+            issuer: "CN=holder".into(),
+            common_name: None,
+            not_before: NOW - time::Duration::days(1),
+            not_after: NOW + time::Duration::days(300),
+            key_spec: None,
+        },
+    };
+    let upload = |key: &str, clearance, dbs: &[(&str, Access)]| ClientDesired {
+        source: ClientSpec::Upload(crate::config::FileRef {
+            path: format!("/cfg/trust/{key}.pem").into(),
+            password: None,
+        }),
+        ..client(key, clearance, dbs)
+    };
+    let mut d = desired(
+        vec![
+            upload("ops", Clearance::Operator, &[]),
+            upload("app", Clearance::ValidUser, &[("Orders", Access::Admin)]),
+            upload(
+                "more",
+                Clearance::ValidUser,
+                &[("Orders", Access::ReadWrite)],
+            ),
+            upload("stranger", Clearance::Operator, &[]),
+            client("fresh", Clearance::ClusterAdmin, &[]),
+        ],
+        false,
+    );
+    for (key, n) in [("ops", 60), ("app", 61), ("more", 62), ("stranger", 63)] {
+        d.files.uploads.insert(key.into(), vec![cert(n)]);
+    }
+    let a = applied(&desired(vec![], false));
+    let held = |clearance, dbs: &[(&str, Access)]| HeldAccess {
+        clearance,
+        permissions: dbs.iter().map(|(d, a)| (d.to_string(), *a)).collect(),
+    };
+    let on_cluster: BTreeMap<String, HeldAccess> = [
+        (thumb(60), held(Clearance::ClusterAdmin, &[])),
+        (
+            thumb(61),
+            held(Clearance::ValidUser, &[("orders", Access::Admin)]),
+        ),
+        (
+            thumb(62),
+            held(Clearance::ValidUser, &[("Orders", Access::Read)]),
+        ),
+    ]
+    .into();
+    let flagged = |opts: &PlanOptions| -> Vec<String> {
+        let p = plan(&d, &a, NOW, opts).unwrap();
+        p.changes
+            .into_iter()
+            .filter(|c| c.escalation)
+            .map(|c| c.key)
+            .collect()
+    };
+    let measured = PlanOptions {
+        cluster_access: Some(on_cluster),
+        ..PlanOptions::default()
+    };
+    assert_eq!(flagged(&measured), ["fresh", "more", "stranger"]);
+    assert_eq!(
+        flagged(&PlanOptions::default()),
+        ["app", "fresh", "more", "ops", "stranger"]
+    );
+}
+
+/// The cluster's grants by thumbprint: clients only, and a disabled registration grants
+/// nothing.
+#[test]
+fn a_listing_grants_what_its_enabled_client_registrations_hold() {
+    let reg = |t: &str, clearance, disabled| Registration {
+        thumbprint: t.into(),
+        name: t.into(),
+        clearance,
+        permissions: BTreeMap::new(),
+        collection_primary: None,
+        disabled,
+    };
+    let listing = ClusterListing {
+        registrations: vec![
+            reg("aa", ClusterClearance::Operator, None),
+            reg("bb", ClusterClearance::ClusterAdmin, Some(true)),
+            reg("cc", ClusterClearance::ClusterNode, None),
+            reg("dd", ClusterClearance::ValidUser, Some(false)),
+        ],
+        server_thumbprints: vec![],
+        well_known_admins: vec![],
+        version: ServerVersion {
+            major: 7,
+            minor: 2,
+            full: "7.2.0".into(),
+        },
+    };
+    let held = held_access(&listing);
+    assert_eq!(held.keys().collect::<Vec<_>>(), ["AA", "DD"]);
+    assert_eq!(held["AA"].clearance, Clearance::Operator);
+}

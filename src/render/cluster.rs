@@ -7,9 +7,13 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{escalation_banner, escape, field_lines, md_cell, md_field_changes, Escaped, Style};
+use super::{
+    escalation_banner, escape, field_lines, md_access_removed, md_cell, md_field_changes, Escaped,
+    Style,
+};
 use crate::plan::{
-    ClusterAction, ClusterChange, ClusterPlan, ClusterView, ExtraRegistration, RegistrationState,
+    ClusterAction, ClusterChange, ClusterPlan, ClusterView, ExtraRegistration, Field,
+    RegistrationState,
 };
 
 fn summary(plan: &ClusterPlan) -> String {
@@ -138,6 +142,15 @@ fn label(c: &ClusterChange) -> String {
     }
 }
 
+/// How every output names a registration, whatever the action: its client key, then its name
+/// (`orders-app ('Orders App')`); its name alone when no client holds it. Escaped.
+pub(crate) fn registration(c: &ClusterChange) -> String {
+    match &c.key {
+        Some(k) => format!("{} ('{}')", escape(k), escape(&c.name)),
+        None => format!("'{}'", escape(&c.name)),
+    }
+}
+
 fn text_change(out: &mut String, c: &ClusterChange, style: Style) {
     let flag = if c.escalation {
         format!("  {}", style.alert("[ESCALATION]"))
@@ -149,14 +162,19 @@ fn text_change(out: &mut String, c: &ClusterChange, style: Style) {
         "  {} {} {}{}",
         paint_action(style, c.action),
         c.action.as_str(),
-        style.bold(&label(c)),
+        style.bold(&registration(c)),
         flag
     );
     let mut lines = vec![("reason".to_string(), c.reason.clone())];
-    lines.extend(field_lines(&c.fields, c.action == ClusterAction::Register));
-    if c.action == ClusterAction::Unregister {
-        lines.push(("name".to_string(), c.name.clone()));
-    }
+    // The name a register sets is in the heading; a rename is a field change.
+    let register = c.action == ClusterAction::Register;
+    let fields: Vec<_> = c
+        .fields
+        .iter()
+        .filter(|f| !(register && f.field == Field::Name))
+        .cloned()
+        .collect();
+    lines.extend(field_lines(&fields, register));
     let thumbprint = c
         .thumbprint
         .clone()
@@ -205,6 +223,10 @@ pub fn cluster_markdown(view: &ClusterView) -> String {
             "| | Action | Client | Name | Thumbprint | Reason | Changes |\n|---|---|---|---|---|---|---|\n",
         );
         for c in &plan.changes {
+            let changes = match c.action {
+                ClusterAction::Unregister => md_access_removed(c.before.as_ref()),
+                _ => md_field_changes(&c.fields, c.action == ClusterAction::Register),
+            };
             let _ = writeln!(
                 out,
                 "| `{}` | {}{} | {} | {} | {} | {} | {} |",
@@ -219,7 +241,7 @@ pub fn cluster_markdown(view: &ClusterView) -> String {
                 md_cell(&c.name),
                 md_cell(c.thumbprint.as_deref().unwrap_or("(known after apply)")),
                 md_cell(&c.reason),
-                md_field_changes(&c.fields, c.action == ClusterAction::Register)
+                changes
             );
         }
         out.push('\n');
@@ -443,6 +465,71 @@ mod tests {
         // One table row per change: the name's newline and pipe cannot split it.
         let rows = md.lines().filter(|l| l.starts_with("| `")).count();
         assert_eq!(rows, 1, "{md}");
+    }
+
+    /// Register, edit and unregister name a registration alike: its client key, then its
+    /// name; without a key, the name. An unregister's Markdown row says what goes (issue 23).
+    #[test]
+    fn every_cluster_action_names_a_registration_by_key_then_name() {
+        let change = |action, key: Option<&str>, name: &str| ClusterChange {
+            action,
+            key: key.map(String::from),
+            name: name.into(),
+            thumbprint: Some("CD".repeat(20)),
+            reason: "why".into(),
+            escalation: false,
+            before: None,
+            after: None,
+            fields: Vec::new(),
+            collection_primary: None,
+        };
+        let mut register = change(ClusterAction::Register, Some("orders-app"), "Orders App");
+        register.fields = vec![
+            FieldChange {
+                field: Field::Name,
+                old: None,
+                new: Some("Orders App".into()),
+            },
+            FieldChange {
+                field: Field::Clearance,
+                old: None,
+                new: Some("Operator".into()),
+            },
+        ];
+        let mut gone = change(ClusterAction::Unregister, None, "Hand Upload");
+        gone.before = Some(crate::plan::Fields {
+            clearance: Some(crate::model::Clearance::Operator),
+            permissions: Some(Default::default()),
+            ..Default::default()
+        });
+        let old = change(ClusterAction::Unregister, Some("orders-app"), "Orders App");
+        let view = ClusterView::Planned(ClusterPlan {
+            url: "https://a.example.com".into(),
+            server_version: ServerVersion {
+                major: 4,
+                minor: 1,
+                full: "4.1.0".into(),
+            },
+            changes: vec![register, gone, old],
+            warnings: Vec::new(),
+            extra: Vec::new(),
+        });
+        let text = cluster_text(&view, Style { color: false });
+        for header in [
+            "  + register orders-app ('Orders App')\n",
+            "  - unregister 'Hand Upload'\n",
+            "  - unregister orders-app ('Orders App')\n",
+        ] {
+            assert!(text.contains(header), "{header:?} in\n{text}");
+        }
+        assert!(!text.contains("      name: "), "{text}");
+        assert!(text.contains("      clearance: Operator\n"), "{text}");
+        let md = cluster_markdown(&view);
+        let row = md.lines().find(|l| l.contains("Hand Upload")).unwrap();
+        assert!(
+            row.ends_with("| clearance: Operator -> (none\\) |"),
+            "{row}"
+        );
     }
 
     #[test]

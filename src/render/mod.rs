@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 mod cluster;
 mod html;
 
-pub(crate) use cluster::{add_cluster_json, cluster_applied_text, state_cell};
+pub(crate) use cluster::{add_cluster_json, cluster_applied_text, registration, state_cell};
 pub use cluster::{cluster_markdown, cluster_text};
 pub(crate) use html::{html_escape, status_html};
 pub use html::{ApplyOutcome, LastApply};
@@ -406,22 +406,25 @@ fn text_change(out: &mut String, c: &Change, style: Style) {
     );
     let mut lines = vec![("reason".to_string(), c.reason.clone())];
     lines.extend(field_lines(&c.fields, c.action == Action::Create));
-    // (A review plan's assumed store has no real thumbprints to show.)
+    // The certificate before the change: kept by an update, the old one of a re-issue (whose
+    // new thumbprint and dates only the apply knows), the one a delete removes. (A review
+    // plan's assumed store has no real thumbprints to show.)
+    let whose = match c.action {
+        Action::Update => " (kept)",
+        Action::Replace => " (old certificate)",
+        _ => "",
+    };
     if let Some(t) = c
         .before
         .as_ref()
         .and_then(|b| b.thumbprint.as_ref())
         .filter(|t| crate::registry::is_thumbprint(t))
     {
-        let label = match c.action {
-            Action::Update => "thumbprint (kept)",
-            _ => "thumbprint",
-        };
-        lines.push((label.to_string(), t.clone()));
+        lines.push((format!("thumbprint{whose}"), t.clone()));
     }
     if let Some(na) = c.before.as_ref().and_then(|b| b.not_after) {
         if c.action != Action::Update {
-            lines.push(("expires".to_string(), rfc3339(na)));
+            lines.push((format!("expires{whose}"), rfc3339(na)));
         }
     }
     // `field: old -> new`, as SPEC §4 writes it, so scripts can grep a change.
@@ -507,6 +510,16 @@ pub(crate) struct PlanDocument {
     /// `plan --json --diff`: the registry diff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) registry_diff: Option<String>,
+}
+
+impl PlanDocument {
+    /// The document with no change flagged as an escalation, to compare what two plans do.
+    pub(crate) fn unflagged(mut self) -> PlanDocument {
+        for c in &mut self.changes {
+            c.escalation = false;
+        }
+        self
+    }
 }
 
 /// The plan as [`PlanDocument`].
@@ -661,7 +674,10 @@ fn md_escalations(out: &mut String, plan: &Plan) {
 fn md_table(out: &mut String, plan: &Plan) {
     out.push_str("| | Action | Target | Key | Reason | Changes |\n|---|---|---|---|---|---|\n");
     for c in &plan.changes {
-        let changes = md_field_changes(&c.fields, c.action == Action::Create);
+        let changes = match c.action {
+            Action::Delete => md_access_removed(c.before.as_ref()),
+            _ => md_field_changes(&c.fields, c.action == Action::Create),
+        };
         let _ = writeln!(
             out,
             "| `{}` | {}{} | {} | {} | {} | {} |",
@@ -697,6 +713,29 @@ fn md_field_changes(fields: &[FieldChange], created: bool) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// A Markdown Changes cell for a certificate that goes (a delete, an unregister): the access
+/// it held, each `-> (none)`.
+fn md_access_removed(before: Option<&Fields>) -> String {
+    let Some(b) = before else {
+        return String::new();
+    };
+    let mut gone: Vec<FieldChange> = b
+        .clearance
+        .iter()
+        .map(|c| FieldChange {
+            field: Field::Clearance,
+            old: Some(c.to_string()),
+            new: None,
+        })
+        .collect();
+    gone.extend(b.permissions.iter().flatten().map(|(db, a)| FieldChange {
+        field: Field::Database(db.clone()),
+        old: Some(a.to_string()),
+        new: None,
+    }));
+    md_field_changes(&gone, false)
 }
 
 /// A unified diff of the registry text before and after.
@@ -1351,7 +1390,8 @@ pub(crate) fn apply_json(
 }
 
 /// The text of `apply`: the plan (when it was not shown for confirmation), each certificate
-/// registered, and the one-line summary.
+/// the store took (`stored KEY: THUMBPRINT`: the store's, not a request to the cluster, whose
+/// lines follow as `cluster: ...`), and the one-line summary.
 pub(crate) fn apply_text(plan: &Plan, issued: &[Issued], style: Style, show_plan: bool) -> String {
     if plan.is_empty() {
         return plan_text(plan, style);
@@ -1362,7 +1402,7 @@ pub(crate) fn apply_text(plan: &Plan, issued: &[Issued], style: Style, show_plan
         String::new()
     };
     for (key, thumb, _) in issued {
-        let _ = writeln!(s, "registered {}: {}", Escaped(key), Escaped(thumb));
+        let _ = writeln!(s, "stored {}: {}", Escaped(key), Escaped(thumb));
     }
     let _ = writeln!(s, "Apply complete: {}.", applied_counts(plan));
     s
@@ -1426,6 +1466,57 @@ mod tests {
         });
         assert!(!plan_text(&plan, Style { color: false }).contains('\x1b'));
         assert!(plan_text(&plan, Style { color: true }).contains('\x1b'));
+    }
+
+    /// A re-issue's thumbprint and expiry are the old certificate's, and say so; a deleted
+    /// certificate's are its own. A delete's Markdown row says what goes (issue 23).
+    #[test]
+    fn a_reissue_names_the_old_certificate_and_a_delete_says_what_goes() {
+        let t = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let before = Fields {
+            thumbprint: Some("AB".repeat(20)),
+            clearance: Some(Clearance::ValidUser),
+            permissions: Some([("Orders".to_string(), Access::Read)].into()),
+            not_after: Some(t),
+            ..Fields::default()
+        };
+        let change = |action, key: &str| Change {
+            action,
+            target: Target::Client,
+            key: key.into(),
+            reason: "why".into(),
+            escalation: false,
+            before: Some(before.clone()),
+            after: None,
+            fields: vec![],
+            thumbprints: vec![],
+        };
+        let plan = Plan {
+            changes: vec![
+                change(Action::Replace, "app"),
+                change(Action::Delete, "gone"),
+            ],
+            ..Plan::default()
+        };
+        let text = plan_text(&plan, Style { color: false });
+        let (date, old) = (rfc3339(t), "AB".repeat(20));
+        let (replace, delete) = text.split_at(text.find("- client gone").unwrap());
+        assert!(
+            replace.contains(&format!("      thumbprint (old certificate): {old}\n"))
+                && replace.contains(&format!("      expires (old certificate): {date}\n")),
+            "{text}"
+        );
+        assert!(
+            delete.contains(&format!("      thumbprint: {old}\n"))
+                && delete.contains(&format!("      expires: {date}\n")),
+            "{text}"
+        );
+        let md = plan_markdown(&plan);
+        let row = md.lines().find(|l| l.contains("| delete |")).unwrap();
+        assert!(
+            row.ends_with("| clearance: ValidUser -> (none\\); Orders: Read -> (none\\) |"),
+            "{row}"
+        );
     }
 
     #[test]

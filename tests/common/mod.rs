@@ -6,6 +6,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod daemon;
+pub mod double;
 pub mod folder;
 pub mod openssl;
 pub mod ravendb;
