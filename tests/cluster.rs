@@ -477,7 +477,10 @@ fn a_change_in_the_studio_is_reported_and_set_back_by_apply_and_by_watch() {
         .find(|l| l.contains("Orders: Admin -> ReadWrite"))
         .unwrap_or_default()
         .to_string();
-    assert!(line.contains("~ cluster edit 'Orders App'"), "{line}");
+    assert!(
+        line.contains("~ cluster edit orders ('Orders App')"),
+        "{line}"
+    );
     assert!(
         line.contains("changed on the cluster outside ravencert"),
         "{line}"

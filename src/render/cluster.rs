@@ -246,30 +246,24 @@ pub fn cluster_markdown(view: &ClusterView) -> String {
         }
         out.push('\n');
     }
-    let kept = plan.kept();
-    if !kept.is_empty() {
-        let _ = writeln!(out, "**{}**\n", md_cell(KEPT_HEADING));
-        for e in kept {
-            let _ = writeln!(out, "- {}", md_cell(&kept_line(e)));
-        }
-        out.push('\n');
-    }
-    let known = plan.known();
-    if !known.is_empty() {
-        let _ = writeln!(out, "**{}**\n", md_cell(KNOWN_HEADING));
-        for e in known {
-            let _ = writeln!(out, "- {}", md_cell(&known_line(e)));
-        }
-        out.push('\n');
-    }
-    if !plan.warnings.is_empty() {
-        out.push_str("**Cluster warnings**\n\n");
-        for w in &plan.warnings {
-            let _ = writeln!(out, "- {}", md_cell(w));
-        }
-        out.push('\n');
-    }
+    let kept: Vec<String> = plan.kept().into_iter().map(kept_line).collect();
+    md_list(&mut out, KEPT_HEADING, &kept);
+    let known: Vec<String> = plan.known().into_iter().map(known_line).collect();
+    md_list(&mut out, KNOWN_HEADING, &known);
+    md_list(&mut out, "Cluster warnings", &plan.warnings);
     out
+}
+
+/// A bold heading and a bulleted list of escaped lines (nothing when there are none).
+fn md_list(out: &mut String, heading: &str, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "**{}**\n", md_cell(heading));
+    for line in lines {
+        let _ = writeln!(out, "- {}", md_cell(line));
+    }
+    out.push('\n');
 }
 
 /// The `cluster` object of the JSON plan.
