@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Provisions a RavenDB 4.1 server for the cluster tests (SPEC §7), from registry packages only:
+# Provisions a RavenDB 4.1 server for the cluster tests (docs/contract.md §7), from registry packages only:
 #   - RavenDB 4.1.0 server:   PyPI pyravendb-embedded==4.1.1.4 (Raven.Server.dll)
 #   - .NET Core 2.1 runtime:  PyPI dotnetcore2==2.1.23 (bin/dotnet)
 #   - OpenSSL 1.1 libraries:  crates.io openssl-src =111.28.2 (OpenSSL 1.1.1w source, built here;
 #                             .NET Core 2.1 cannot use OpenSSL 3 and Debian 12 has no libssl1.1)
-# See shared/RAVENDB-TEST-SERVER.md for why these and how the server is started.
+# See docs/ravendb.md §7 for why these and how the server is started.
 #
 # Cache folder: $RAVENCERT_RAVENDB_CACHE, default ~/.cache/ravencert/ravendb-4.1 (about 130 MB).
 # The first run takes about 2-3 minutes (most of it the OpenSSL build); later runs return at once.

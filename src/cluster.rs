@@ -1,4 +1,4 @@
-//! The RavenDB REST client of the cluster target (SPEC §7): list, register, edit and unregister
+//! The RavenDB REST client of the cluster target (docs/contract.md §7): list, register, edit and unregister
 //! certificates, and read the server version, over HTTPS with a client certificate.
 //!
 //! - TLS is OpenSSL's (rustls refuses the CA-as-end-entity server certificate ravencert

@@ -2079,7 +2079,7 @@ fn cluster_admin(
 }
 
 /// `admin = "KEY"`: a declared generated client with the clearance to manage every declared
-/// certificate (RAVENDB.md: an Operator cannot manage ClusterAdmin certificates, a ValidUser
+/// certificate (docs/ravendb.md: an Operator cannot manage ClusterAdmin certificates, a ValidUser
 /// none).
 fn admin_client(
     ck: &mut Checker<'_>,

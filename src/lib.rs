@@ -2,6 +2,9 @@
 //! reviewed as a plan, and applied to an on-disk certificate store (certificates, keys, client
 //! bundles, and a registry of what is registered, as RavenDB's own registry keeps it).
 //!
+//! This library is the `ravencert` binary's internals, split out for tests and benchmarks; it is
+//! not a stable API. The product contract is `docs/contract.md`, the layers `docs/architecture.md`.
+//!
 //! Data flows one way:
 //!
 //! ```text

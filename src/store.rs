@@ -133,7 +133,7 @@ struct VerifyCache {
 
 const CACHE_FILE: &str = ".verified.json";
 
-/// What ravencert last set on each cluster (SPEC §7: a registration changed since is reported
+/// What ravencert last set on each cluster (docs/contract.md §7: a registration changed since is reported
 /// as changed outside ravencert). Its format is the cluster target's; the store keeps the bytes.
 const CLUSTER_STATE_FILE: &str = ".cluster-state.json";
 
@@ -337,7 +337,7 @@ impl Store {
         found: &mut Found,
     ) -> Result<()> {
         // A removed file is drift that the bundle (or a re-issue) repairs; a file holding
-        // another certificate means the store cannot be trusted (SPEC §2): an error.
+        // another certificate means the store cannot be trusted (docs/contract.md §2): an error.
         let missing = match self.cert_file_state(&c.thumbprint, cache)? {
             CertFileState::Ok => false,
             CertFileState::Missing => true,

@@ -1,4 +1,4 @@
-//! The layout STYLE.md asks for, checked on the sources so that it cannot rot silently: the
+//! The layout docs/architecture.md asks for, checked on the sources so that it cannot rot silently: the
 //! planner and the renderer stay pure (no store, crypto or file reading), nothing below the
 //! command layer reaches up into it, modules form no cycle, and no function grows past 80 lines.
 
@@ -182,4 +182,62 @@ fn no_too_many_arguments_allowance() {
             file.display()
         );
     }
+}
+
+/// The repository stands alone: its docs live in `docs/`, so no source, test, script or top-level
+/// document may send a reader to a file that is not in it (the product contract, the RavenDB
+/// notes and the style notes were once kept outside, as SPEC/RAVENDB/STYLE files).
+#[test]
+fn no_citation_of_documents_outside_the_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Built from parts so that this test does not cite them itself.
+    let outside: Vec<String> = [
+        ("SPEC", ".md"),
+        ("SPEC", " §"),
+        ("RAVENDB", ".md"),
+        ("STYLE", ".md"),
+        ("RAVENDB-TEST", "-SERVER"),
+    ]
+    .iter()
+    .map(|(a, b)| format!("{a}{b}"))
+    .collect();
+    let mut files = vec![root.join("README.md"), root.join("SECURITY.md")];
+    for dir in ["src", "tests", "scripts", "docs"] {
+        files.extend(walk_all(&root.join(dir)));
+    }
+    let mut found = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue; // binary fixtures
+        };
+        for (n, line) in text.lines().enumerate() {
+            // Case matters: `scripts/ravendb-test-server.sh` is the repository's own script.
+            if outside.iter().any(|o| line.contains(o.as_str())) {
+                let rel = file.strip_prefix(root).unwrap_or(&file);
+                found.push(format!("{}:{}: {}", rel.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "cite docs/contract.md, docs/ravendb.md or docs/architecture.md instead: {found:#?}"
+    );
+}
+
+/// Every file under `dir` (any extension); none when it does not exist.
+fn walk_all(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            out.extend(walk_all(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
 }

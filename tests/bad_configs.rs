@@ -1,4 +1,4 @@
-//! Bad certs.toml files (SPEC §1). Each case starts from a store that a good config really
+//! Bad certs.toml files (docs/contract.md §1). Each case starts from a store that a good config really
 //! applied, swaps in the bad config, and checks that `validate`, `plan` and `apply --yes` all
 //! refuse it with exit code 1 and an error naming certs.toml, the line and the key; that no
 //! secret shows in the output; and that the store and the export are byte for byte unchanged.
@@ -374,7 +374,7 @@ cases! {
         also: &["nodes/a.pfx does not exist"],
         ..Case::DEFAULT
     };
-    // A public node certificate (no private key) registers and exports only (SPEC §8).
+    // A public node certificate (no private key) registers and exports only (docs/contract.md §8).
     generated_client_with_keyless_server: Case {
         config: "version = 1\n[server]\ncertificates = [{ path = \"trust/node.crt\" }]\n\
                  export = \"exports/cluster.pfx\"\n{CLIENTS}",
@@ -743,7 +743,7 @@ cases! {
         files: &[("trust/partner.crt", PARTNER_PEM), ("trust/partner-copy.crt", PARTNER_PEM)],
     };
 
-    // --- [cluster] (SPEC §7, issue 13).
+    // --- [cluster] (docs/contract.md §7, issue 13).
     cluster_unknown_key: Case {
         config: "{SERVER}{CLIENTS}[cluster]\nurl = \"https://a.cluster.example.com\"\nadmin = \"admin\"\n",
         key: "url",
@@ -839,7 +839,7 @@ cases! {
         ..Case::DEFAULT
     };
     cluster_admin_operator_beside_a_cluster_admin: Case {
-        // RAVENDB.md: an Operator manages Operator and ValidUser certificates only.
+        // docs/ravendb.md: an Operator manages Operator and ValidUser certificates only.
         config: "{SERVER}{CLIENTS}[clients.ops]\nclearance = \"Operator\"\n\n\
                  [cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"ops\"\n",
         key: "cluster.admin",

@@ -1,4 +1,4 @@
-//! The status page (SPEC §9, issue 15) in a real browser: `status --html` for a store with
+//! The status page (docs/contract.md §9, issue 15) in a real browser: `status --html` for a store with
 //! several clients, one of them named `<script>alert(1)</script>`, loaded by headless Chromium
 //! (Debian's `chromium`, installed by .ci/run), from the file and as `watch --listen` serves it
 //! at `/`. The rendered DOM has a row per certificate and the hostile name as text; screenshots

@@ -18,9 +18,9 @@ use crate::store::Store;
 pub enum StatusFormat {
     /// The Studio-like tables.
     Text,
-    /// `--json`: the document SPEC §5 describes.
+    /// `--json`: the document docs/contract.md §5 describes.
     Json,
-    /// `--html`: the status page (SPEC §9), written once.
+    /// `--html`: the status page (docs/contract.md §9), written once.
     Html,
 }
 

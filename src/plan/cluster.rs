@@ -1,4 +1,4 @@
-//! The cluster target (SPEC §7): which registrations a live RavenDB cluster needs so that it
+//! The cluster target (docs/contract.md §7): which registrations a live RavenDB cluster needs so that it
 //! trusts exactly the certificates the store holds. Pure, like the store's planner: the
 //! cluster's listing comes in as data ([`ClusterListing`]), the changes go out as data
 //! ([`ClusterPlan`]); the REST client and the apply live elsewhere.
@@ -317,7 +317,7 @@ impl ClusterView {
     }
 }
 
-/// How the cluster holds one certificate (SPEC §7, `status`).
+/// How the cluster holds one certificate (docs/contract.md §7, `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum RegistrationState {
     /// Registered with the store's name, clearance and permissions.

@@ -210,7 +210,7 @@ fn tally(plan: &Plan, each: impl Fn(usize, &str) -> String) -> String {
     .join(", ")
 }
 
-/// The line of a plan with nothing to do (SPEC §4).
+/// The line of a plan with nothing to do (docs/contract.md §4).
 const NO_CHANGES: &str = "No changes. The store matches certs.toml.";
 
 /// The line of a plan with nothing to do that did not read everything: it cannot say that the
@@ -427,14 +427,14 @@ fn text_change(out: &mut String, c: &Change, style: Style) {
             lines.push((format!("expires{whose}"), rfc3339(na)));
         }
     }
-    // `field: old -> new`, as SPEC §4 writes it, so scripts can grep a change.
+    // `field: old -> new`, as docs/contract.md §4 writes it, so scripts can grep a change.
     for (k, v) in lines {
         let _ = writeln!(out, "      {}: {}", Escaped(&k), Escaped(&v));
     }
     out.push('\n');
 }
 
-/// One change as the plan JSON shows it (SPEC §4): the fields that matter to the action.
+/// One change as the plan JSON shows it (docs/contract.md §4): the fields that matter to the action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct ChangeDocument {
     /// create, update, replace, delete or export.
@@ -489,7 +489,7 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// The plan as the JSON documented in SPEC §4 (`plan --json`, and inside a saved plan).
+/// The plan as the JSON documented in docs/contract.md §4 (`plan --json`, and inside a saved plan).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct PlanDocument {
     /// Always 1.
@@ -872,7 +872,7 @@ fn table_lines(headers: &[&str], rows: &[Vec<Vec<String>>]) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Status: the Studio-like tables and `status --json` (SPEC §5).
+// Status: the Studio-like tables and `status --json` (docs/contract.md §5).
 
 /// What the status table shows beside the registry: the time, and the renewal windows
 /// certs.toml declares (none when it cannot be read: no renewal marks then).
@@ -1217,7 +1217,7 @@ pub(crate) fn renewal_due(
         )
 }
 
-/// `status --json`: the registry as SPEC §5 documents it, plus the warnings.
+/// `status --json`: the registry as docs/contract.md §5 documents it, plus the warnings.
 #[derive(Serialize)]
 struct StatusDocument<'a> {
     server: Vec<ServerStatus<'a>>,

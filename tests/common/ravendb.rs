@@ -1,5 +1,5 @@
-//! A real RavenDB 4.1 server for the cluster tests (SPEC §7), started the way
-//! shared/RAVENDB-TEST-SERVER.md measured it: `scripts/ravendb-test-server.sh` provisions the
+//! A real RavenDB 4.1 server for the cluster tests (docs/contract.md §7), started the way
+//! docs/ravendb.md §7 measured it: `scripts/ravendb-test-server.sh` provisions the
 //! server, the .NET Core 2.1 runtime and OpenSSL 1.1 into a cache once, and each test starts its
 //! own server on a free 127.0.0.1 port with a fresh data directory.
 //!
@@ -98,7 +98,7 @@ pub struct Pin {
     pub name: String,
 }
 
-/// What `ravencert settings` prints for a node (SPEC §7): the server certificate `[server]
+/// What `ravencert settings` prints for a node (docs/contract.md §7): the server certificate `[server]
 /// install` keeps (legacy profile for 4.1) and the admin certificate's thumbprint, as the node's
 /// settings.json would hold them.
 #[derive(Debug, Clone)]
