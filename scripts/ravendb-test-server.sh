@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Provisions a RavenDB 4.1 server for the cluster tests (docs/contract.md §7), from registry packages only:
+# Provisions a RavenDB 4.1 server for the cluster tests (docs/contract.md §7), from registry
+# packages only:
 #   - RavenDB 4.1.0 server:   PyPI pyravendb-embedded==4.1.1.4 (Raven.Server.dll)
 #   - .NET Core 2.1 runtime:  PyPI dotnetcore2==2.1.23 (bin/dotnet)
 #   - OpenSSL 1.1 libraries:  crates.io openssl-src =111.28.2 (OpenSSL 1.1.1w source, built here;

@@ -1,5 +1,5 @@
-//! The RavenDB REST client of the cluster target (docs/contract.md §7): list, register, edit and unregister
-//! certificates, and read the server version, over HTTPS with a client certificate.
+//! The RavenDB REST client of the cluster target (docs/contract.md §7): list, register, edit and
+//! unregister certificates, and read the server version, over HTTPS with a client certificate.
 //!
 //! - TLS is OpenSSL's (rustls refuses the CA-as-end-entity server certificate ravencert
 //!   generates). The server is pinned by [`Pin`]: the store's server thumbprints, a CA file, or

@@ -1,4 +1,5 @@
-//! `watch --listen ADDR`: a read-only HTTP listener (docs/contract.md §9) serving `/metrics` (Prometheus),
+//! `watch --listen ADDR`: a read-only HTTP listener (docs/contract.md §9) serving `/metrics`
+//! (Prometheus),
 //! `/healthz` and `/` from a [`Snapshot`] that the watch loop replaces after every attempt.
 //!
 //! The listener runs on its own threads and only reads the snapshot (a clone under a lock held
@@ -452,7 +453,8 @@ fn gauge(value: i64) -> Gauge {
     g
 }
 
-/// The Prometheus exposition of a snapshot (docs/contract.md §9's series), built by the client crate.
+/// The Prometheus exposition of a snapshot (docs/contract.md §9's series), built by the client
+/// crate.
 fn metrics(s: &Snapshot) -> String {
     let mut registry = Registry::with_prefix("ravencert");
     certificate_metrics(&mut registry, &s.certificates);
@@ -544,7 +546,8 @@ fn cluster_metrics(registry: &mut Registry, c: &ClusterMetric) {
     );
 }
 
-/// The per-certificate series: expiry, start and renewal due, labelled as docs/contract.md §9 lists.
+/// The per-certificate series: expiry, start and renewal due, labelled as docs/contract.md §9
+/// lists.
 fn certificate_metrics(registry: &mut Registry, certificates: &[CertificateMetric]) {
     let not_after = Family::<CertificateLabels, Gauge>::default();
     let not_before = Family::<CertificateLabels, Gauge>::default();

@@ -18,7 +18,8 @@ fn main() -> ExitCode {
     if let Some(payload) = std::env::var_os("RAVENCERT_TEST_PANIC") {
         panic!("test panic: {}", payload.to_string_lossy());
     }
-    // Usage errors exit 1 like every other error (docs/contract.md §3); --help and --version exit 0.
+    // Usage errors exit 1 like every other error (docs/contract.md §3); --help and --version exit
+    // 0.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

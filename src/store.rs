@@ -133,8 +133,9 @@ struct VerifyCache {
 
 const CACHE_FILE: &str = ".verified.json";
 
-/// What ravencert last set on each cluster (docs/contract.md §7: a registration changed since is reported
-/// as changed outside ravencert). Its format is the cluster target's; the store keeps the bytes.
+/// What ravencert last set on each cluster (docs/contract.md §7: a registration changed since is
+/// reported as changed outside ravencert). Its format is the cluster target's; the store keeps the
+/// bytes.
 const CLUSTER_STATE_FILE: &str = ".cluster-state.json";
 
 /// The state of a registered certificate's public file.

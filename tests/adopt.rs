@@ -1,5 +1,5 @@
-//! `ravencert adopt` (docs/contract.md §8) against a real RavenDB 4.1: a cluster populated by REST calls, as
-//! the Studio leaves one, is adopted into a certs.toml that changes nothing on day one.
+//! `ravencert adopt` (docs/contract.md §8) against a real RavenDB 4.1: a cluster populated by REST
+//! calls, as the Studio leaves one, is adopted into a certs.toml that changes nothing on day one.
 
 mod common;
 

@@ -1,5 +1,5 @@
-//! The layout docs/architecture.md asks for, checked on the sources so that it cannot rot silently: the
-//! planner and the renderer stay pure (no store, crypto or file reading), nothing below the
+//! The layout docs/architecture.md asks for, checked on the sources so that it cannot rot silently:
+//! the planner and the renderer stay pure (no store, crypto or file reading), nothing below the
 //! command layer reaches up into it, modules form no cycle, and no function grows past 80 lines.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,6 +1,6 @@
-//! Bad certs.toml files (docs/contract.md §1). Each case starts from a store that a good config really
-//! applied, swaps in the bad config, and checks that `validate`, `plan` and `apply --yes` all
-//! refuse it with exit code 1 and an error naming certs.toml, the line and the key; that no
+//! Bad certs.toml files (docs/contract.md §1). Each case starts from a store that a good config
+//! really applied, swaps in the bad config, and checks that `validate`, `plan` and `apply --yes`
+//! all refuse it with exit code 1 and an error naming certs.toml, the line and the key; that no
 //! secret shows in the output; and that the store and the export are byte for byte unchanged.
 //! A bundle password that is not there is the one exception: it is needed only by the apply
 //! that writes its bundle (`ONLY_APPLY_NEEDS`).

@@ -1,6 +1,6 @@
-//! The cluster target (docs/contract.md §7) end to end: the ravencert binary reconciles a real RavenDB 4.1
-//! server's registered certificates with its store. Each test runs its own server (they change
-//! registrations), started with the store's own server certificate and admin client.
+//! The cluster target (docs/contract.md §7) end to end: the ravencert binary reconciles a real
+//! RavenDB 4.1 server's registered certificates with its store. Each test runs its own server (they
+//! change registrations), started with the store's own server certificate and admin client.
 
 mod common;
 

@@ -1,6 +1,6 @@
-//! `watch --listen` (docs/contract.md §9): `/metrics` scraped and parsed as Prometheus text, one expiry
-//! series per registered certificate; `/healthz` and `ravencert_last_apply_success` through a
-//! failing apply and its recovery; `ravencert_config_valid` and the page's banner while
+//! `watch --listen` (docs/contract.md §9): `/metrics` scraped and parsed as Prometheus text, one
+//! expiry series per registered certificate; `/healthz` and `ravencert_last_apply_success` through
+//! a failing apply and its recovery; `ravencert_config_valid` and the page's banner while
 //! certs.toml, or a file or secret it names, cannot be used; and hostile clients (idle
 //! connections, a huge request, a slow-loris) that neither stop an apply nor grow the daemon's
 //! memory.

@@ -1,5 +1,5 @@
-//! The chain the cluster target (docs/contract.md §7) rests on, checked against a real RavenDB 4.1 server
-//! with ravencert's own output: the store's generated server certificate serves TLS, its
+//! The chain the cluster target (docs/contract.md §7) rests on, checked against a real RavenDB 4.1
+//! server with ravencert's own output: the store's generated server certificate serves TLS, its
 //! generated ClusterAdmin client authenticates as the well-known admin, and a generated client
 //! registered with PUT authenticates too, also after a restart.
 

@@ -1,8 +1,8 @@
-//! Registry-only servers (docs/contract.md §8): `[server] certificates` entries without a private key (a
-//! PEM .crt, a DER .cer, a .pfx made with `openssl pkcs12 -export -nokeys`). ravencert registers
-//! and exports them, uploads and edits work, and declaring a generated client (or `install`) is
-//! an error naming the missing key. Every input is made with the real `openssl` command, and the
-//! export is read back with it.
+//! Registry-only servers (docs/contract.md §8): `[server] certificates` entries without a private
+//! key (a PEM .crt, a DER .cer, a .pfx made with `openssl pkcs12 -export -nokeys`). ravencert
+//! registers and exports them, uploads and edits work, and declaring a generated client (or
+//! `install`) is an error naming the missing key. Every input is made with the real `openssl`
+//! command, and the export is read back with it.
 
 mod common;
 

@@ -1,5 +1,5 @@
-//! The status page (docs/contract.md §9, issue 15) in a real browser: `status --html` for a store with
-//! several clients, one of them named `<script>alert(1)</script>`, loaded by headless Chromium
+//! The status page (docs/contract.md §9, issue 15) in a real browser: `status --html` for a store
+//! with several clients, one of them named `<script>alert(1)</script>`, loaded by headless Chromium
 //! (Debian's `chromium`, installed by .ci/run), from the file and as `watch --listen` serves it
 //! at `/`. The rendered DOM has a row per certificate and the hostile name as text; screenshots
 //! at 1280 and 390 px wide are kept under target/status-page/ as a CI artifact. Without a

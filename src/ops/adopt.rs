@@ -1,6 +1,6 @@
-//! `ravencert adopt` (docs/contract.md §8): brings a running cluster under management without changing it.
-//! Reads the cluster's registrations once and writes a certs.toml that declares exactly them
-//! (each client an `upload` of the public certificate written next to it, the server
+//! `ravencert adopt` (docs/contract.md §8): brings a running cluster under management without
+//! changing it. Reads the cluster's registrations once and writes a certs.toml that declares
+//! exactly them (each client an `upload` of the public certificate written next to it, the server
 //! certificates as public `[server] certificates`), so that the first plan shows no cluster
 //! change. Nothing is written when anything is wrong, and nothing is ever overwritten.
 

@@ -1,6 +1,6 @@
-//! The cluster target in the shell (docs/contract.md §7): connect as `[cluster]` says, read the listing
-//! once, plan with [`plan::cluster`], carry the plan out request by request, and remember what
-//! was set so that a later change in the Studio is told apart from a change of certs.toml.
+//! The cluster target in the shell (docs/contract.md §7): connect as `[cluster]` says, read the
+//! listing once, plan with [`plan::cluster`], carry the plan out request by request, and remember
+//! what was set so that a later change in the Studio is told apart from a change of certs.toml.
 
 use std::collections::{BTreeMap, BTreeSet};
 

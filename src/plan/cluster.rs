@@ -1,5 +1,5 @@
-//! The cluster target (docs/contract.md §7): which registrations a live RavenDB cluster needs so that it
-//! trusts exactly the certificates the store holds. Pure, like the store's planner: the
+//! The cluster target (docs/contract.md §7): which registrations a live RavenDB cluster needs so
+//! that it trusts exactly the certificates the store holds. Pure, like the store's planner: the
 //! cluster's listing comes in as data ([`ClusterListing`]), the changes go out as data
 //! ([`ClusterPlan`]); the REST client and the apply live elsewhere.
 //!

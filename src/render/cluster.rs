@@ -1,6 +1,6 @@
-//! The cluster part of every output (docs/contract.md §7): the text block after the store's, the Markdown
-//! section, the JSON entries (`"target": "cluster"`) and `cluster` object, the apply report's
-//! requests, and the status column.
+//! The cluster part of every output (docs/contract.md §7): the text block after the store's, the
+//! Markdown section, the JSON entries (`"target": "cluster"`) and `cluster` object, the apply
+//! report's requests, and the status column.
 
 use std::fmt::Write as _;
 

@@ -1,7 +1,7 @@
-//! The status page (docs/contract.md §9): the Studio's Certificates view as one static HTML document, with
-//! a timeline of expirations drawn as inline SVG. No script and no external asset (the CSS is
-//! inline), so that it can be served by the daemon, kept as a CI artifact or pasted into a wiki;
-//! every value goes through [`html_escape`], the page's one escape function.
+//! The status page (docs/contract.md §9): the Studio's Certificates view as one static HTML
+//! document, with a timeline of expirations drawn as inline SVG. No script and no external asset
+//! (the CSS is inline), so that it can be served by the daemon, kept as a CI artifact or pasted
+//! into a wiki; every value goes through [`html_escape`], the page's one escape function.
 
 use std::fmt::Write as _;
 

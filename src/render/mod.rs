@@ -434,7 +434,8 @@ fn text_change(out: &mut String, c: &Change, style: Style) {
     out.push('\n');
 }
 
-/// One change as the plan JSON shows it (docs/contract.md §4): the fields that matter to the action.
+/// One change as the plan JSON shows it (docs/contract.md §4): the fields that matter to the
+/// action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct ChangeDocument {
     /// create, update, replace, delete or export.

@@ -98,9 +98,9 @@ pub struct Pin {
     pub name: String,
 }
 
-/// What `ravencert settings` prints for a node (docs/contract.md §7): the server certificate `[server]
-/// install` keeps (legacy profile for 4.1) and the admin certificate's thumbprint, as the node's
-/// settings.json would hold them.
+/// What `ravencert settings` prints for a node (docs/contract.md §7): the server certificate
+/// `[server] install` keeps (legacy profile for 4.1) and the admin certificate's thumbprint, as the
+/// node's settings.json would hold them.
 #[derive(Debug, Clone)]
 pub struct NodeSettings {
     /// `Security.Certificate.Path`: absolute.
