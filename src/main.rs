@@ -13,8 +13,8 @@ use ravencert::watch::{GitFollow, WatchOptions};
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(report_panic));
-    // Debug builds (the tests'): a panic on request, to show that its message is never printed.
-    #[cfg(debug_assertions)]
+    // `test-hooks` builds (the tests'): a panic on request, to show its message is never printed.
+    #[cfg(feature = "test-hooks")]
     if let Some(payload) = std::env::var_os("RAVENCERT_TEST_PANIC") {
         panic!("test panic: {}", payload.to_string_lossy());
     }
@@ -283,8 +283,8 @@ fn confirm(plan: &Plan, cluster: &ClusterView, style: Style, json: bool) -> ops:
     Ok(answer.trim() == "yes")
 }
 
-/// The clock. Debug builds (the ones `cargo test` runs) honour RAVENCERT_TEST_NOW (RFC 3339) so
-/// that tests can walk a certificate through its life; release builds never read it.
+/// The clock. `test-hooks` builds (the ones `cargo test` runs) honour RAVENCERT_TEST_NOW
+/// (RFC 3339) so that tests can walk a certificate through its life; other builds never read it.
 fn now() -> time::OffsetDateTime {
     // Whole seconds, as X.509 and the registry keep times.
     let t = clock();
@@ -292,7 +292,7 @@ fn now() -> time::OffsetDateTime {
 }
 
 fn clock() -> time::OffsetDateTime {
-    #[cfg(debug_assertions)]
+    #[cfg(feature = "test-hooks")]
     if let Ok(t) = std::env::var("RAVENCERT_TEST_NOW") {
         if let Ok(t) =
             time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)

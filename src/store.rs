@@ -1255,11 +1255,11 @@ fn write_outside(path: &Path, bytes: &[u8], mode: u32, root: Option<&Path>) -> R
 // ---------------------------------------------------------------------------------------------
 // File helpers: never follow symlinks, always atomic.
 
-/// Crash points for the crash-safety tests. With the `fault-injection` feature (enabled for
+/// Crash points for the crash-safety tests. With the `test-hooks` feature (enabled for
 /// `cargo test` through a dev-dependency, never in a release build) the process aborts right
 /// before its Nth file-system change, N from RAVENCERT_FAULT_AT.
 mod fault {
-    #[cfg(feature = "fault-injection")]
+    #[cfg(feature = "test-hooks")]
     // The process aborts next, before any log could flush: the crash tests read this line.
     #[allow(clippy::print_stderr)]
     pub(super) fn step() {
@@ -1275,7 +1275,7 @@ mod fault {
         }
     }
 
-    #[cfg(not(feature = "fault-injection"))]
+    #[cfg(not(feature = "test-hooks"))]
     #[inline(always)]
     pub(super) fn step() {}
 }

@@ -1,6 +1,6 @@
 //! Crash safety: an apply that dies at any moment leaves a store that loads, whose registry and
 //! files agree, and that the next apply converges. Proven two ways: aborting before every
-//! file-system step in turn (the `fault-injection` feature, on for tests only), and SIGKILL at
+//! file-system step in turn (the `test-hooks` feature, on for tests only), and SIGKILL at
 //! random moments during a large apply.
 
 mod common;

@@ -160,11 +160,12 @@ fn open_request_log() -> Result<Option<std::fs::File>> {
         })
 }
 
-/// Debug builds (the tests'): with `RAVENCERT_TEST_CLUSTER_BARRIER=DIR`, after the n-th cluster
-/// request of an apply, writes `DIR/n` and waits (up to a minute) until the test removes it, so
-/// that a test can stop the server between two requests. Release builds never read it.
+/// With the `test-hooks` feature (the tests' builds): with `RAVENCERT_TEST_CLUSTER_BARRIER=DIR`,
+/// after the n-th cluster request of an apply, writes `DIR/n` and waits (up to a minute) until the
+/// test removes it, so that a test can stop the server between two requests. Other builds never
+/// read it.
 fn test_barrier(_n: usize) {
-    #[cfg(debug_assertions)]
+    #[cfg(feature = "test-hooks")]
     if let Some(dir) = std::env::var_os("RAVENCERT_TEST_CLUSTER_BARRIER") {
         let flag = std::path::Path::new(&dir).join(_n.to_string());
         if std::fs::write(&flag, b"").is_ok() {
