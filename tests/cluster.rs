@@ -50,6 +50,21 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// `watch --plan-only --listen 127.0.0.1:0` on the fixture's store: a daemon whose
+    /// `/metrics`, `/healthz` and page show the cluster as it finds it, changing nothing.
+    fn listening_watch(&self) -> common::Daemon {
+        self.env
+            .cmd(&[
+                "watch",
+                "--plan-only",
+                "--interval",
+                "10s",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .spawn("watch")
+    }
+
     /// Bootstraps a node as an admin would: issues the store offline (server certificate
     /// installed as a legacy .pfx, admin client), starts RavenDB with the `ravencert settings`
     /// fragment, then declares `[cluster]` at it with `clients` and `cluster_extra` (more
@@ -516,17 +531,7 @@ fn the_listener_reports_cluster_drift_and_forgets_the_cluster_after_a_failure() 
     // A Studio edit, and a hand upload that stays (prune is off): two certificates drift.
     f.studio_edit(&orders, "Orders App", "ValidUser", r#"{"Orders":"Admin"}"#);
     let stranger = f.hand_upload("Stranger", r#"{"Orders":"ReadWrite"}"#);
-    let d = f
-        .env
-        .cmd(&[
-            "watch",
-            "--plan-only",
-            "--interval",
-            "10s",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .spawn("watch");
+    let d = f.listening_watch();
     let addr = d.listening();
     let metrics = || common::daemon::http_get(addr, "/metrics").map(|(_, m)| m);
     common::daemon::wait_until(
@@ -1121,17 +1126,7 @@ fn a_kept_stranger_survives_prune_and_is_not_drift() {
     );
 
     // The daemon: in sync, no drift, the same counts on the page and one extra series.
-    let d = f
-        .env
-        .cmd(&[
-            "watch",
-            "--plan-only",
-            "--interval",
-            "10s",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .spawn("watch");
+    let d = f.listening_watch();
     let addr = d.listening();
     let metrics = || common::daemon::http_get(addr, "/metrics").map(|(_, m)| m);
     common::daemon::wait_until(
