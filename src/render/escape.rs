@@ -6,37 +6,14 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-/// Whether a character is escaped wherever text reaches a person: control characters
-/// (Unicode Cc: C0, DEL, C1), format characters (Cf: bidi embeddings, overrides and isolates,
-/// zero-width marks, the BOM, soft hyphen...) and the line and paragraph separators (Zl, Zp).
-/// Any of them can rewrite a terminal (ESC, CR), hide or reorder text (bidi, zero width) or
-/// split a line where none is seen.
+/// Whether a character is escaped wherever text reaches a person: every character of the one
+/// table of invisible characters ([`crate::chars::INVISIBLE`]): control characters (Unicode Cc:
+/// C0, DEL, C1), format characters (Cf: bidi embeddings, overrides and isolates, zero-width
+/// marks, the BOM, soft hyphen...) and the line and paragraph separators (Zl, Zp). Any of them
+/// can rewrite a terminal (ESC, CR), hide or reorder text (bidi, zero width) or split a line
+/// where none is seen.
 pub fn is_unsafe_char(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            u32::from(c),
-            0x00AD
-                | 0x0600..=0x0605
-                | 0x061C
-                | 0x06DD
-                | 0x070F
-                | 0x0890..=0x0891
-                | 0x08E2
-                | 0x180E
-                | 0x200B..=0x200F
-                | 0x2028..=0x202E
-                | 0x2060..=0x2064
-                | 0x2066..=0x206F
-                | 0xFEFF
-                | 0xFFF9..=0xFFFB
-                | 0x110BD
-                | 0x110CD
-                | 0x13430..=0x1343F
-                | 0x1BCA0..=0x1BCA3
-                | 0x1D173..=0x1D17A
-                | 0xE0001
-                | 0xE0020..=0xE007F
-        )
+    crate::chars::is_invisible(c)
 }
 
 fn push_escaped(out: &mut String, c: char) {
