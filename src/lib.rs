@@ -46,6 +46,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod apply;
+mod chars;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -209,14 +209,16 @@ fn plan_request(a: PlanArgs) -> ops::PlanRequest {
     ops::PlanRequest {
         rev: a.rev,
         base: a.base,
-        json: a.json,
         markdown: a.markdown,
         out: a.out,
         diff: a.diff,
         detailed_exitcode: a.detailed_exitcode,
-        replace: a.replace,
-        allow_delete_all: a.allow_delete_all,
-        offline: a.offline,
+        flags: ops::PlanFlags {
+            replace: a.replace,
+            allow_delete_all: a.allow_delete_all,
+            offline: a.offline,
+            json: a.json,
+        },
     }
 }
 
@@ -225,11 +227,13 @@ fn apply_request(a: ApplyArgs) -> ops::ApplyRequest {
         require_clean: a.require_clean,
         planfile: a.planfile,
         yes: a.yes,
-        json: a.json,
-        replace: a.replace,
         lock_timeout: a.lock_timeout,
-        allow_delete_all: a.allow_delete_all,
-        offline: a.offline,
+        flags: ops::PlanFlags {
+            replace: a.replace,
+            allow_delete_all: a.allow_delete_all,
+            offline: a.offline,
+            json: a.json,
+        },
     }
 }
 

@@ -407,26 +407,16 @@ pub(crate) fn check_client_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Characters a certificate name may not hold: control characters (a newline would split the
-/// CN, the registry and the status table), line and paragraph separators, and the invisible
-/// bidirectional controls that make a text read differently from what it holds.
+/// Characters a certificate name may not hold: every invisible character (`chars`), the ones
+/// the output escapes. Control characters would split the CN, the registry and the status table
+/// (a newline) or drive a terminal; bidi controls make a text read differently from what it
+/// holds; zero-width and other format characters make two different names look the same.
 fn is_forbidden_in_name(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{2028}'
-                | '\u{2029}'
-                | '\u{061C}'
-                | '\u{200E}'
-                | '\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2066}'..='\u{2069}'
-        )
+    crate::chars::is_invisible(c)
 }
 
 /// The same set as a regular-expression character class (for the JSON schema).
-pub(crate) const NAME_FORBIDDEN_CLASS: &str =
-    r"\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u2028-\u202E\u2066-\u2069";
+pub(crate) const NAME_FORBIDDEN_CLASS: crate::chars::RegexClass = crate::chars::REGEX_CLASS;
 
 /// The forms under which two names look alike (Unicode TR39 confusable skeletons, lower-cased):
 /// `аpp` with a Cyrillic а, `app` and `APP` share one; so do `Il` and `ll`. Two client names
@@ -462,7 +452,7 @@ pub(crate) const MAX_NAME_CHARS: usize = 64;
 pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if let Some(c) = name.chars().find(|c| is_forbidden_in_name(*c)) {
         return Err(format!(
-            "'{}' holds the character U+{:04X}; a name may not hold control characters or invisible text-direction marks (it is the certificate's CN and shows in the registry and in status)",
+            "'{}' holds the character U+{:04X}; a name may not hold control characters or invisible ones such as text-direction marks or zero-width characters (it is the certificate's CN and shows in the registry and in status)",
             name.escape_debug(),
             u32::from(c)
         ));
@@ -687,6 +677,11 @@ mod tests {
             "a\u{85}b",
             "a\u{2028}b",
             "evil\u{202E}gnp.exe",
+            // Invisible, though not a control: zero width space, soft hyphen, BOM, a tag.
+            "a\u{200B}pp",
+            "a\u{AD}b",
+            "\u{FEFF}app",
+            "app\u{E0041}",
         ] {
             let e = check_name(bad).unwrap_err();
             assert!(e.contains("control characters"), "{e}");

@@ -28,7 +28,7 @@ pub use context::{Context, StoreLocationError};
 pub use daemon::{watch, WatchRequest};
 pub use error::{Error, Result};
 pub use exports::{export, ExportPathError};
-pub use review::{plan, PlanRequest};
+pub use review::{plan, PlanFlags, PlanRequest};
 pub use settings::settings;
 pub use show::{status, StatusFormat};
 pub use update::{apply, ApplyRequest, Confirm};

@@ -24,8 +24,6 @@ pub struct PlanRequest {
     pub rev: Option<String>,
     /// `--base REV`: review mode, the store assumed to match certs.toml at REV.
     pub base: Option<String>,
-    /// `--json`.
-    pub json: bool,
     /// `--markdown`.
     pub markdown: bool,
     /// `--out PLANFILE`: save the plan for `apply PLANFILE`.
@@ -34,12 +32,29 @@ pub struct PlanRequest {
     pub diff: bool,
     /// `--detailed-exitcode`: exit 2 when there are changes.
     pub detailed_exitcode: bool,
-    /// `--replace KEY`s.
+    /// `--replace`, `--allow-delete-all`, `--offline`, `--json`.
+    pub flags: PlanFlags,
+}
+
+/// The flags `plan` and `apply` share: what the plan re-issues and allows, whether it reads the
+/// cluster, and whether the output is JSON.
+#[derive(Debug, Clone, Default)]
+pub struct PlanFlags {
+    /// `--replace KEY`s: re-issue these even if nothing else asks for it.
     pub replace: Vec<String>,
-    /// `--allow-delete-all`.
+    /// `--allow-delete-all`: a plan may delete every registered client certificate.
     pub allow_delete_all: bool,
-    /// `--offline`: leave the cluster out.
+    /// `--offline`: the store only; the cluster is not contacted.
     pub offline: bool,
+    /// `--json`: machine-readable output.
+    pub json: bool,
+}
+
+impl PlanFlags {
+    /// The planner's options these flags ask for.
+    pub(super) fn options(&self) -> PlanOptions {
+        options(&self.replace, self.allow_delete_all)
+    }
 }
 
 /// The planner's options from the command line (or a saved plan).
@@ -229,7 +244,7 @@ pub(super) fn compute_with_cluster(
 
 /// `ravencert plan`.
 pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
-    let opts = options(&req.replace, req.allow_delete_all);
+    let opts = req.flags.options();
     let (desired, actual, plan, cluster) = planned(ctx, req, &opts)?;
     let mut stdout = shown(ctx, req, &desired, &actual, &plan, &cluster)?;
     if let Some(out) = &req.out {
@@ -241,11 +256,11 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
             plan: &plan,
         };
         let saved_options = SavedOptions {
-            replace: req.replace.clone(),
-            allow_delete_all: req.allow_delete_all,
+            replace: req.flags.replace.clone(),
+            allow_delete_all: req.flags.allow_delete_all,
         };
         SavedPlan::new(&source, saved_options)?.write(out)?;
-        if !req.json {
+        if !req.flags.json {
             let shown = out.display().to_string();
             stdout.push_str(&format!(
                 "\nSaved this plan to {}. Apply exactly it with `ravencert apply {}`.\n",
@@ -254,7 +269,7 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
             ));
         }
     }
-    if req.diff && !req.json {
+    if req.diff && !req.flags.json {
         append_diff(
             &mut stdout,
             req.markdown,
@@ -295,7 +310,8 @@ fn planned(
         }
         (None, None) => {
             let desired = ctx.desired_checked()?;
-            let (actual, plan, cluster) = compute_with_cluster(ctx, &desired, opts, req.offline)?;
+            let (actual, plan, cluster) =
+                compute_with_cluster(ctx, &desired, opts, req.flags.offline)?;
             Ok((desired, actual, plan, cluster))
         }
     }
@@ -401,7 +417,7 @@ fn shown(
     plan: &Plan,
     cluster: &ClusterView,
 ) -> Result<String> {
-    Ok(if req.json {
+    Ok(if req.flags.json {
         let mut document = render::plan_document(plan);
         if req.diff {
             document.registry_diff = Some(registry_diff(ctx, desired, actual, plan));

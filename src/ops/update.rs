@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::cluster::{self, StorePlanned};
 use super::error::{Error, Result};
-use super::review::{check_needed_passwords, compute_with_cluster, options, with_passwords};
+use super::review::{
+    check_needed_passwords, compute_with_cluster, options, with_passwords, PlanFlags,
+};
 use super::{Context, Output};
 use crate::apply;
 use crate::config::Desired;
@@ -25,16 +27,10 @@ pub struct ApplyRequest {
     pub planfile: Option<PathBuf>,
     /// `--yes`: no confirmation.
     pub yes: bool,
-    /// `--json`.
-    pub json: bool,
-    /// `--replace KEY`s.
-    pub replace: Vec<String>,
     /// `--lock-timeout`.
     pub lock_timeout: Duration,
-    /// `--allow-delete-all`.
-    pub allow_delete_all: bool,
-    /// `--offline`: the store only; the cluster is not contacted.
-    pub offline: bool,
+    /// `--replace`, `--allow-delete-all`, `--offline`, `--json`.
+    pub flags: PlanFlags,
 }
 
 /// Asks whether to carry out this plan (the store's, then the cluster's): `Ok(true)` goes ahead.
@@ -163,12 +159,12 @@ pub fn apply(ctx: &Context, req: &ApplyRequest, confirm: Confirm<'_>) -> Result<
     let saved = req.planfile.as_deref().map(SavedPlan::read).transpose()?;
     let opts = match &saved {
         Some(s) => options(&s.options.replace, s.options.allow_delete_all),
-        None => options(&req.replace, req.allow_delete_all),
+        None => req.flags.options(),
     };
     // A first look without the lock, to show the plan and ask.
     // With --yes nobody reads the cluster's preview: converge reads it under the lock.
     let (preview_actual, preview, cluster_preview) =
-        compute_with_cluster(ctx, &desired, &opts, req.offline || req.yes)?;
+        compute_with_cluster(ctx, &desired, &opts, req.flags.offline || req.yes)?;
     if let Some(s) = &saved {
         s.check(&desired, &preview_actual, &preview)?;
     }
@@ -186,8 +182,8 @@ pub fn apply(ctx: &Context, req: &ApplyRequest, confirm: Confirm<'_>) -> Result<
     let run = Run {
         lock_timeout: req.lock_timeout,
         revision,
-        offline: req.offline,
-        confirmed_cluster: (!req.yes && !req.offline).then_some(cluster_preview),
+        offline: req.flags.offline,
+        confirmed_cluster: (!req.yes && !req.flags.offline).then_some(cluster_preview),
     };
     let converged = converge(ctx, &desired, &opts, run, &|actual, plan| {
         if let Some(s) = &saved {
@@ -204,7 +200,7 @@ pub fn apply(ctx: &Context, req: &ApplyRequest, confirm: Confirm<'_>) -> Result<
 /// The apply report: JSON, or text (with the plan when it was not shown for confirmation).
 fn report(ctx: &Context, req: &ApplyRequest, c: &Converged) -> Result<Output> {
     let (plan, outcome) = (&c.plan, &c.outcome);
-    let stdout = if req.json {
+    let stdout = if req.flags.json {
         render::apply_json(plan, &outcome.issued, &c.cluster, &c.cluster_done)
             .map_err(Error::Encode)?
     } else {
@@ -219,7 +215,7 @@ fn report(ctx: &Context, req: &ApplyRequest, c: &Converged) -> Result<Output> {
         text
     };
     let mut stderr = String::new();
-    if !plan.warnings.is_empty() && req.json {
+    if !plan.warnings.is_empty() && req.flags.json {
         stderr.push_str(&format!(
             "{} warning(s), see \"warnings\"\n",
             plan.warnings.len()
