@@ -1,0 +1,143 @@
+//! File helpers of the store: never follow symbolic links, always atomic.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::fault;
+use super::{corrupt, io_err, Result};
+
+/// Reads a store file; a symbolic link is refused, not followed.
+pub(super) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    crate::fsutil::read_regular(path, MAX_STORE_FILE, false).map_err(|e| {
+        if e.is_link() {
+            corrupt(
+                path,
+                "is a symbolic link; ravencert does not follow links inside the store — remove it",
+            )
+        } else if e.kind() == std::io::ErrorKind::InvalidInput {
+            corrupt(
+                path,
+                format!("{e}; the store was changed outside ravencert — restore it from a backup"),
+            )
+        } else {
+            io_err(path)(e.into())
+        }
+    })
+}
+
+/// The registry of 10,000 certificates is about 4 MiB; nothing in a store is near this.
+const MAX_STORE_FILE: u64 = 256 << 20;
+
+pub(super) fn ensure_dir(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() && path.parent().is_some() => {
+            return Err(corrupt(
+                path,
+                "is a symbolic link; ravencert does not follow links inside the store — remove it",
+            ))
+        }
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(corrupt(path, "should be a folder")),
+        Err(_) => {
+            fault::step();
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .map_err(io_err(path))?;
+        }
+    }
+    // Whatever the umask or an earlier hand: never readable by others.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_err(path))
+}
+
+/// Flushes the filesystem holding `dir` (syncfs): makes every staged write durable at once.
+pub(super) fn sync_filesystem(dir: &Path) -> Result<()> {
+    let d = File::open(dir).map_err(io_err(dir))?;
+    rustix::fs::syncfs(&d).map_err(|e| io_err(dir)(e.into()))
+}
+
+/// A file the registry does not name yet: temp file and rename (never a half-written file),
+/// made durable together with the others by [`sync_filesystem`] before the registry commits.
+pub(super) fn write_staged(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    write_file(path, bytes, mode, false)
+}
+
+/// temp file (mode set at creation), write, fsync, rename, fsync the folder.
+pub(super) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    write_file(path, bytes, mode, true)
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<()> {
+    let (dir, tmp) = temp_file_beside(path, bytes, mode, durable)?;
+    fault::step();
+    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
+    if durable {
+        sync_dir(&dir)?;
+    }
+    Ok(())
+}
+
+/// A temp file in `path`'s folder holding `bytes` with `mode` (fsynced when `durable`), and that
+/// folder. `.tmp-` names what an interrupted write leaves behind; finish() sweeps it. The temp
+/// file is created exclusively (O_EXCL) and removed on any error by NamedTempFile's drop.
+pub(super) fn temp_file_beside(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    durable: bool,
+) -> Result<(PathBuf, tempfile::NamedTempFile)> {
+    // A bare file name's parent is Some(""): that is the current folder.
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    fault::step();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".tmp-{name}-"))
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(io_err(dir))?;
+    let tmp_path = tmp.path().to_path_buf();
+    // The mode given at creation is masked by the umask; set it as it must be.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_err(&tmp_path))?;
+    tmp.write_all(bytes).map_err(io_err(&tmp_path))?;
+    if durable {
+        tmp.as_file().sync_all().map_err(io_err(&tmp_path))?;
+    }
+    Ok((dir.to_path_buf(), tmp))
+}
+
+pub(super) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+pub(super) fn remove_path(path: &Path) -> Result<()> {
+    let m = fs::symlink_metadata(path).map_err(io_err(path))?;
+    if m.is_dir() {
+        remove_tree(path)
+    } else {
+        fault::step();
+        fs::remove_file(path).map_err(io_err(path))
+    }
+}
+
+/// Removes a folder; symbolic links inside are removed, never followed.
+pub(super) fn remove_tree(path: &Path) -> Result<()> {
+    let m = fs::symlink_metadata(path).map_err(io_err(path))?;
+    fault::step();
+    if !m.is_dir() {
+        return fs::remove_file(path).map_err(io_err(path));
+    }
+    fs::remove_dir_all(path).map_err(io_err(path))
+}
