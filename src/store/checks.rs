@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use super::{corrupt, io_err, Result, Store};
+use super::{corrupt, io_err, Problem, Result, Store};
 use super::{CLUSTER_STATE_KEY_FILE, MARKER_FILE, PASSWORD_KEY_FILE, REGISTRY_FILE};
 
 /// Like ssh's StrictModes: whatever ravencert trusts in the store must belong to the user running
@@ -17,13 +17,7 @@ pub(super) fn check_owner(p: &Path, m: &fs::Metadata) -> Result<()> {
     static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let me = *EUID.get_or_init(crate::fsutil::effective_uid);
     if m.uid() != me {
-        return Err(corrupt(
-            p,
-            format!(
-                "is owned by uid {}, not by the user running ravencert (uid {me}); another user could change what the store holds — remove it (or `chown -R` the store to this user after checking it), and consider its keys exposed",
-                m.uid()
-            ),
-        ));
+        return Err(corrupt(p, Problem::ForeignOwner { uid: m.uid(), me }));
     }
     Ok(())
 }
@@ -33,7 +27,7 @@ impl Store {
     /// store that is refuses to be used (the keys may already be exposed; fix and rotate).
     pub(super) fn check_private(&self) -> Result<()> {
         if self.root.exists() && !self.root.is_dir() {
-            return Err(corrupt(&self.root, "the store path is not a folder"));
+            return Err(corrupt(&self.root, Problem::StoreNotAFolder));
         }
         // The store folder itself may be reached through a link; nothing inside it may.
         let _ = self.private_meta(&self.root, true)?;
@@ -67,10 +61,7 @@ impl Store {
             for e in entries {
                 let e = e.map_err(io_err(&dir))?;
                 if e.file_type().map_err(io_err(&dir))?.is_symlink() {
-                    return Err(corrupt(
-                        &e.path(),
-                        "is a symbolic link; ravencert does not follow links inside the store — remove it",
-                    ));
+                    return Err(corrupt(&e.path(), Problem::Link));
                 }
             }
         }
@@ -88,20 +79,17 @@ impl Store {
         };
         let Ok(m) = meta else { return Ok(None) };
         if m.file_type().is_symlink() {
-            return Err(corrupt(
-                p,
-                "is a symbolic link; ravencert does not follow links inside the store — remove it",
-            ));
+            return Err(corrupt(p, Problem::Link));
         }
         check_owner(p, &m)?;
         let mode = m.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(corrupt(
                 p,
-                format!(
-                    "is readable by other users (mode {mode:03o}); the store holds private keys — run `chmod -R go-rwx {}`, and consider the keys exposed",
-                    self.root.display()
-                ),
+                Problem::ReadableByOthers {
+                    mode,
+                    root: self.root.clone(),
+                },
             ));
         }
         Ok(Some(m))
@@ -124,13 +112,6 @@ impl Store {
         if others.is_empty() {
             return Ok(());
         }
-        Err(corrupt(
-            &self.root,
-            format!(
-                "already holds files ({}{}) and is not a ravencert store; ravencert will not manage a folder with files it did not make — name a new or empty folder as [store] path (or --store)",
-                others.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
-                if others.len() > 3 { ", ..." } else { "" }
-            ),
-        ))
+        Err(corrupt(&self.root, Problem::Foreign { files: others }))
     }
 }

@@ -10,7 +10,7 @@ use super::fault;
 use super::files::{
     ensure_dir, read_file, remove_path, sync_filesystem, write_atomic, write_staged,
 };
-use super::{corrupt, io_err, Result, Store, StoreError, MANIFEST_FILE, MARKER_FILE};
+use super::{corrupt, io_err, Problem, Result, Store, StoreError, MANIFEST_FILE, MARKER_FILE};
 use crate::pki;
 use crate::registry::{is_thumbprint, sealed_text, Registry};
 
@@ -49,7 +49,7 @@ impl Store {
             let path = self.root.join(MANIFEST_FILE);
             *m = Some(match read_file(&path) {
                 Ok(bytes) => String::from_utf8(bytes)
-                    .map_err(|_| corrupt(&path, "the manifest is not UTF-8 text"))?
+                    .map_err(|_| corrupt(&path, Problem::ManifestNotUtf8))?
                     .lines()
                     .map(str::to_string)
                     .collect(),
@@ -206,7 +206,7 @@ impl Store {
                 .min_depth(1)
                 .max_depth(1)
             {
-                let entry = entry.map_err(|e| corrupt(&dir, e.to_string()))?;
+                let entry = entry.map_err(|e| corrupt(&dir, Problem::Walk(e)))?;
                 let name = entry.file_name().to_string_lossy().to_string();
                 // Only what ravencert made there (the manifest), or the temporary file of one
                 // of its interrupted writes.

@@ -6,21 +6,15 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::fault;
-use super::{corrupt, io_err, Result};
+use super::{corrupt, io_err, Problem, Result};
 
 /// Reads a store file; a symbolic link is refused, not followed.
 pub(super) fn read_file(path: &Path) -> Result<Vec<u8>> {
     crate::fsutil::read_regular(path, MAX_STORE_FILE, false).map_err(|e| {
         if e.is_link() {
-            corrupt(
-                path,
-                "is a symbolic link; ravencert does not follow links inside the store — remove it",
-            )
+            corrupt(path, Problem::Link)
         } else if e.kind() == std::io::ErrorKind::InvalidInput {
-            corrupt(
-                path,
-                format!("{e}; the store was changed outside ravencert — restore it from a backup"),
-            )
+            corrupt(path, Problem::NotAStoreFile(e))
         } else {
             io_err(path)(e.into())
         }
@@ -33,13 +27,10 @@ const MAX_STORE_FILE: u64 = 256 << 20;
 pub(super) fn ensure_dir(path: &Path) -> Result<()> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() && path.parent().is_some() => {
-            return Err(corrupt(
-                path,
-                "is a symbolic link; ravencert does not follow links inside the store — remove it",
-            ))
+            return Err(corrupt(path, Problem::Link))
         }
         Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(corrupt(path, "should be a folder")),
+        Ok(_) => return Err(corrupt(path, Problem::NotAFolder)),
         Err(_) => {
             fault::step();
             fs::DirBuilder::new()

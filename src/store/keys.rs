@@ -4,8 +4,8 @@
 use std::fs;
 
 use super::files::{ensure_dir, read_file, write_atomic, write_staged};
-use super::{corrupt, Result, Store, StoreError};
-use super::{CLUSTER_STATE_FILE, CLUSTER_STATE_KEY_FILE, PASSWORD_KEY_FILE};
+use super::CLUSTER_STATE_FILE;
+use super::{corrupt, KeyFile, Problem, Result, Store, StoreError};
 use crate::pki;
 
 impl Store {
@@ -26,7 +26,7 @@ impl Store {
     pub(crate) fn read_server_key(&self, thumbprint: &str) -> Result<pki::PrivateKey> {
         let path = self.server_key_path(thumbprint);
         pki::PrivateKey::from_pem(&read_file(&path)?)
-            .map_err(|_| corrupt(&path, "the server private key is unreadable"))
+            .map_err(|_| corrupt(&path, Problem::ServerKeyUnreadable { restore: false }))
     }
 
     pub(crate) fn write_client_key(&self, thumbprint: &str, key: &pki::PrivateKey) -> Result<()> {
@@ -43,42 +43,36 @@ impl Store {
     /// The store's own random key for password fingerprints; None before the first apply
     /// that issued a bundle with a password.
     pub(crate) fn password_key(&self) -> Result<Option<Vec<u8>>> {
-        self.random_key(
-            PASSWORD_KEY_FILE,
-            "remove it (apply makes a new one and packages the password-protected bundles again)",
-        )
+        self.random_key(KeyFile::BundlePassword)
     }
 
     /// The password-fingerprint key, made on first use (under the apply lock).
     pub(crate) fn password_key_or_create(&self) -> Result<Vec<u8>> {
         match self.password_key()? {
             Some(k) => Ok(k),
-            None => self.new_random_key(PASSWORD_KEY_FILE),
+            None => self.new_random_key(KeyFile::BundlePassword),
         }
     }
 
     /// The key of the cluster state's seal; None before the first cluster apply.
     pub(crate) fn cluster_state_key(&self) -> Result<Option<Vec<u8>>> {
-        self.random_key(
-            CLUSTER_STATE_KEY_FILE,
-            &format!("remove it and {CLUSTER_STATE_FILE} (ravencert then treats the registrations it made before as foreign)"),
-        )
+        self.random_key(KeyFile::ClusterState)
     }
 
     /// The cluster state's key, made on first use (under the apply lock).
     pub(crate) fn cluster_state_key_or_create(&self) -> Result<Vec<u8>> {
         match self.cluster_state_key()? {
             Some(k) => Ok(k),
-            None => self.new_random_key(CLUSTER_STATE_KEY_FILE),
+            None => self.new_random_key(KeyFile::ClusterState),
         }
     }
 
     /// A 32-byte key file of the store; None when it does not exist.
-    fn random_key(&self, file: &str, remedy: &str) -> Result<Option<Vec<u8>>> {
-        let path = self.root.join(file);
+    fn random_key(&self, file: KeyFile) -> Result<Option<Vec<u8>>> {
+        let path = self.root.join(file.file_name());
         match read_file(&path) {
             Ok(k) if k.len() == 32 => Ok(Some(k)),
-            Ok(_) => Err(corrupt(&path, format!("is not a 32-byte key; {remedy}"))),
+            Ok(_) => Err(corrupt(&path, Problem::NotAKey(file))),
             Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 Ok(None)
             }
@@ -87,10 +81,10 @@ impl Store {
     }
 
     /// Makes a 32-byte random key file (0600, atomically).
-    fn new_random_key(&self, file: &str) -> Result<Vec<u8>> {
+    fn new_random_key(&self, file: KeyFile) -> Result<Vec<u8>> {
         let mut k = vec![0u8; 32];
-        openssl::rand::rand_bytes(&mut k).map_err(|e| corrupt(&self.root, e.to_string()))?;
-        write_atomic(&self.root.join(file), &k, 0o600)?;
+        openssl::rand::rand_bytes(&mut k).map_err(|e| corrupt(&self.root, Problem::Random(e)))?;
+        write_atomic(&self.root.join(file.file_name()), &k, 0o600)?;
         Ok(k)
     }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::cache::{stamp, VerifyCache};
 use super::checks::check_owner;
 use super::files::read_file;
-use super::{corrupt, Result, Store, StoreError};
+use super::{corrupt, Problem, Result, Store, StoreError};
 use crate::model::Origin;
 use crate::pki;
 use crate::registry::{describe_drift, split_seal, Actual, CertEntry, Registry};
@@ -60,7 +60,7 @@ impl Store {
             Ok(bytes) => bytes,
             Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 if self.root.exists() && !self.root.is_dir() {
-                    return Err(corrupt(&self.root, "the store path is not a folder"));
+                    return Err(corrupt(&self.root, Problem::StoreNotAFolder));
                 }
                 return Ok(Actual {
                     registry: Registry::new(),
@@ -71,8 +71,8 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        let text = String::from_utf8(text)
-            .map_err(|_| corrupt(&reg_path, "the registry is not UTF-8 text"))?;
+        let text =
+            String::from_utf8(text).map_err(|_| corrupt(&reg_path, Problem::RegistryNotUtf8))?;
         let (body, seal) = split_seal(&text);
         let sum = pki::sha256_hex(body.as_bytes());
         let sealed = seal == Some(sum.as_str());
@@ -140,17 +140,15 @@ impl Store {
     fn verify_server_key(&self, thumbprint: &str) -> Result<()> {
         self.verify_cert(thumbprint)?;
         let key_path = self.server_key_path(thumbprint);
-        let key = pki::PrivateKey::from_pem(&read_file(&key_path)?).map_err(|_| {
-            corrupt(
-                &key_path,
-                "the server private key is unreadable; restore the store from a backup",
-            )
-        })?;
+        let key = pki::PrivateKey::from_pem(&read_file(&key_path)?)
+            .map_err(|_| corrupt(&key_path, Problem::ServerKeyUnreadable { restore: true }))?;
         let der = self.read_cert_der(thumbprint)?;
         if !key.matches(&der)? {
             return Err(corrupt(
                 &key_path,
-                format!("this key does not belong to server certificate {thumbprint}"),
+                Problem::KeyNotOfCertificate {
+                    thumbprint: thumbprint.to_string(),
+                },
             ));
         }
         Ok(())
@@ -169,14 +167,13 @@ impl Store {
         let missing = match self.cert_file_state(&c.thumbprint, cache)? {
             CertFileState::Ok => false,
             CertFileState::Missing => true,
-            CertFileState::Altered(other) => {
-                let holds = match other {
-                    Some(t) => format!("holds certificate {t}"),
-                    None => "holds no readable certificate".to_string(),
-                };
+            CertFileState::Altered(holds) => {
                 return Err(corrupt(
                     &self.cert_path(&c.thumbprint),
-                    format!("{holds}, not the registered {}; the store was changed outside ravencert — restore it from a backup", c.thumbprint),
+                    Problem::ClientCertAltered {
+                        registered: c.thumbprint.clone(),
+                        holds,
+                    },
                 ));
             }
         };
@@ -184,12 +181,11 @@ impl Store {
             // A hand-edited registry naming a certificate nobody has: cannot be trusted.
             return Err(corrupt(
                 &self.cert_path(&c.thumbprint),
-                format!(
-                    "does not exist, and {} was edited outside ravencert (client '{}', thumbprint {}); restore the store from a backup",
-                    self.registry_path().display(),
-                    c.key,
-                    c.thumbprint
-                ),
+                Problem::CertGoneRegistryEdited {
+                    registry: self.registry_path(),
+                    key: c.key.clone(),
+                    thumbprint: c.thumbprint.clone(),
+                },
             ));
         }
         if missing {
@@ -270,7 +266,10 @@ impl Store {
         if actual != thumbprint {
             return Err(corrupt(
                 &self.cert_path(thumbprint),
-                format!("holds certificate {actual}, not the registered {thumbprint}; the store was changed outside ravencert"),
+                Problem::CertAltered {
+                    registered: thumbprint.to_string(),
+                    actual,
+                },
             ));
         }
         Ok(())
@@ -280,10 +279,11 @@ impl Store {
         let path = self.cert_path(thumbprint);
         let pem = read_file(&path).map_err(|e| match e {
             StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                corrupt(&path, format!("the certificate of registered thumbprint {thumbprint} is missing; restore it from a backup"))
+                let thumbprint = thumbprint.to_string();
+                corrupt(&path, Problem::CertMissing { thumbprint })
             }
             other => other,
         })?;
-        pki::pem_to_der(&pem).map_err(|_| corrupt(&path, "not a PEM certificate"))
+        pki::pem_to_der(&pem).map_err(|_| corrupt(&path, Problem::NotPem))
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use super::{corrupt, io_err, Result, Store, StoreError, StoreLock};
+use super::{corrupt, io_err, Problem, Result, Store, StoreError, StoreLock};
 
 impl Store {
     /// Takes the apply lock, waiting up to `timeout`. The error names the holder.
@@ -18,7 +18,7 @@ impl Store {
         if fs::symlink_metadata(&self.root).is_err() {
             self.ensure_root()?;
         } else if !self.root.is_dir() {
-            return Err(corrupt(&self.root, "the store path is not a folder"));
+            return Err(corrupt(&self.root, Problem::StoreNotAFolder));
         }
         let path = self.root.join(".lock");
         let mut file = OpenOptions::new()
@@ -39,11 +39,10 @@ impl Store {
                         let mut holder = String::new();
                         let _ = file.read_to_string(&mut holder);
                         let holder = holder.trim();
-                        return Err(StoreError::Locked(format!(
-                            "the store {} is locked by another apply ({}); wait for it to finish, or pass --lock-timeout 60s to wait",
-                            self.root.display(),
-                            if holder.is_empty() { "holder unknown" } else { holder }
-                        )));
+                        return Err(StoreError::Locked {
+                            root: self.root.clone(),
+                            holder: (!holder.is_empty()).then(|| holder.to_string()),
+                        });
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }

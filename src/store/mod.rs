@@ -27,6 +27,7 @@ mod keys;
 mod load;
 mod lock;
 mod outside;
+mod problem;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -37,6 +38,7 @@ use crate::registry::RegistryError;
 
 pub(crate) use bundles::IssuedFiles;
 pub(crate) use outside::{write_export, write_install, write_new_outside};
+pub use problem::{KeyFile, Problem};
 
 const REGISTRY_FILE: &str = "registry.toml";
 /// The store's random key for bundle-password fingerprints (see [`pki::password_fingerprint`]).
@@ -58,13 +60,16 @@ const MANIFEST_FILE: &str = ".manifest";
 pub enum StoreError {
     /// A store file holds what ravencert would never write (a registry that does not parse, a
     /// file of the wrong kind).
-    #[error("{path}: {message}")]
+    #[error("{path}: {problem}")]
     Corrupt {
         /// The file.
         path: PathBuf,
-        /// What is wrong with it.
-        message: String,
+        /// What is wrong with it (boxed: a rare error keeps every `Result` small).
+        problem: Box<Problem>,
     },
+    /// The registry file does not parse.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// The file system refused a read or write.
     #[error("{path}: {source}")]
     Io {
@@ -74,21 +79,21 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    /// Another apply holds the store's lock (the message names it and what to do).
-    #[error("{0}")]
-    Locked(String),
+    /// Another apply holds the store's lock.
+    #[error(
+        "the store {} is locked by another apply ({}); wait for it to finish, or pass --lock-timeout 60s to wait",
+        .root.display(),
+        .holder.as_deref().unwrap_or("holder unknown")
+    )]
+    Locked {
+        /// The store folder.
+        root: PathBuf,
+        /// What the lock file says of its holder (pid, host, since when), if anything.
+        holder: Option<String>,
+    },
     /// Writing a certificate or key needed crypto that failed.
     #[error("{0}")]
     Pki(#[from] pki::PkiError),
-}
-
-impl From<RegistryError> for StoreError {
-    fn from(e: RegistryError) -> StoreError {
-        StoreError::Corrupt {
-            path: e.path,
-            message: e.message,
-        }
-    }
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -100,10 +105,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
-fn corrupt(path: &Path, message: impl Into<String>) -> StoreError {
+fn corrupt(path: &Path, problem: Problem) -> StoreError {
     StoreError::Corrupt {
         path: path.to_path_buf(),
-        message: message.into(),
+        problem: Box::new(problem),
     }
 }
 
