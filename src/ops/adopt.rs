@@ -559,7 +559,6 @@ fn write_all(base: &Path, files: &[(String, Vec<u8>)], config: &Path, text: &str
     }
     no_links(config)?;
     let write = |path: &Path, bytes: &[u8]| -> Result<()> {
-        use std::io::Write as _;
         let io = |source| AdoptError::Write {
             path: path.to_path_buf(),
             source,
@@ -568,12 +567,9 @@ fn write_all(base: &Path, files: &[(String, Vec<u8>)], config: &Path, text: &str
             std::fs::create_dir_all(parent).map_err(io)?;
         }
         no_links(path)?;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(bytes))
-            .map_err(io)?;
+        // Whole or not at all, and never over a file (or link) that appeared meanwhile.
+        crate::fsutil::write_atomic(path, bytes, &crate::fsutil::AtomicWrite::NEW)
+            .map_err(|e| io(e.source))?;
         Ok(())
     };
     for (rel, bytes) in files {

@@ -1,12 +1,12 @@
 //! File helpers of the store: never follow symbolic links, always atomic.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::fault;
-use super::{corrupt, io_err, Problem, Result};
+use super::{corrupt, io_err, Problem, Result, StoreError};
+use crate::fsutil::{AtomicWrite, WriteError};
 
 /// Reads a store file; a symbolic link is refused, not followed.
 pub(super) fn read_file(path: &Path) -> Result<Vec<u8>> {
@@ -62,55 +62,24 @@ pub(super) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 }
 
 fn write_file(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<()> {
-    let (dir, tmp) = temp_file_beside(path, bytes, mode, durable)?;
-    fault::step();
-    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
-    if durable {
-        sync_dir(&dir)?;
-    }
-    Ok(())
+    write_with(
+        path,
+        bytes,
+        &AtomicWrite {
+            mode: Some(mode),
+            durable,
+            replace: true,
+            step: fault::step,
+        },
+    )
 }
 
-/// A temp file in `path`'s folder holding `bytes` with `mode` (fsynced when `durable`), and that
-/// folder. `.tmp-` names what an interrupted write leaves behind; finish() sweeps it. The temp
-/// file is created exclusively (O_EXCL) and removed on any error by NamedTempFile's drop.
-pub(super) fn temp_file_beside(
-    path: &Path,
-    bytes: &[u8],
-    mode: u32,
-    durable: bool,
-) -> Result<(PathBuf, tempfile::NamedTempFile)> {
-    // A bare file name's parent is Some(""): that is the current folder.
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    fault::step();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".tmp-{name}-"))
-        .permissions(fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)
-        .map_err(io_err(dir))?;
-    let tmp_path = tmp.path().to_path_buf();
-    // The mode given at creation is masked by the umask; set it as it must be.
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io_err(&tmp_path))?;
-    tmp.write_all(bytes).map_err(io_err(&tmp_path))?;
-    if durable {
-        tmp.as_file().sync_all().map_err(io_err(&tmp_path))?;
-    }
-    Ok((dir.to_path_buf(), tmp))
-}
-
-pub(super) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+/// [`crate::fsutil::write_atomic`] with the store's crash points; an error names the folder,
+/// temp file or file that failed. `.tmp-` names what an interrupted write leaves behind;
+/// finish() sweeps it.
+pub(super) fn write_with(path: &Path, bytes: &[u8], how: &AtomicWrite) -> Result<()> {
+    crate::fsutil::write_atomic(path, bytes, how)
+        .map_err(|WriteError { path, source }| StoreError::Io { path, source })
 }
 
 pub(super) fn remove_path(path: &Path) -> Result<()> {

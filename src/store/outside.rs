@@ -4,18 +4,22 @@
 use std::fs;
 use std::path::Path;
 
-use super::files::{sync_dir, temp_file_beside, write_atomic};
+use super::fault;
+use super::files::{write_atomic, write_with};
 use super::{io_err, Result};
+use crate::fsutil::AtomicWrite;
 
 /// Writes a new file outside the store (a bundle handed out): atomically (temp file in the
 /// same folder, fsync, then a rename that never replaces), with `mode` whatever the umask. A
 /// file or link already at `path` is left as it is: the error's kind is `AlreadyExists`.
 pub(crate) fn write_new_outside(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let (dir, tmp) = temp_file_beside(path, bytes, mode, true)?;
-    // No clobber: a file (or a link, not followed) that appeared meanwhile wins, untouched.
-    tmp.persist_noclobber(path)
-        .map_err(|e| io_err(path)(e.error))?;
-    sync_dir(&dir)
+    // Before the temp file only: a crash point before the no-clobber link was never one.
+    let how = AtomicWrite {
+        mode: Some(mode),
+        step: fault::step,
+        ..AtomicWrite::NEW
+    };
+    write_with(path, bytes, &how)
 }
 
 /// Writes the export (outside the store, meant to be shared): public parts only.
