@@ -192,6 +192,113 @@ pub(crate) fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// How [`write_atomic`] writes a file.
+#[derive(Clone, Copy)]
+pub(crate) struct AtomicWrite {
+    /// The file's mode, set whatever the umask; `None`: 0666 less the umask, as a plain write.
+    pub(crate) mode: Option<u32>,
+    /// fsync the file before the rename and its folder after it. The store stages files
+    /// without, and makes them durable at once before its registry commits.
+    pub(crate) durable: bool,
+    /// Rename over whatever is at the path (a link there is replaced, never followed); `false`:
+    /// a file or link already there wins, untouched, and the error's kind is `AlreadyExists`.
+    pub(crate) replace: bool,
+    /// Called before the temp file is made and before a replacing rename: the store's crash
+    /// points (`store::fault`); a no-op elsewhere.
+    pub(crate) step: fn(),
+}
+
+impl AtomicWrite {
+    /// A durable write that replaces the file, mode from the umask, no crash points.
+    pub(crate) const REPLACE: AtomicWrite = AtomicWrite {
+        mode: None,
+        durable: true,
+        replace: true,
+        step: || {},
+    };
+    /// A durable write that never replaces anything, mode from the umask, no crash points.
+    pub(crate) const NEW: AtomicWrite = AtomicWrite {
+        replace: false,
+        ..AtomicWrite::REPLACE
+    };
+}
+
+/// Where [`write_atomic`] failed: the folder (making the temp file, syncing), the temp file
+/// (writing it) or the target (the rename), and the OS error.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", .path.display())]
+pub(crate) struct WriteError {
+    /// The folder, temp file or target.
+    pub(crate) path: PathBuf,
+    /// The OS error.
+    #[source]
+    pub(crate) source: io::Error,
+}
+
+/// The one way ravencert writes a file: a temp file beside the target (`.tmp-<name>-…`, created
+/// exclusively, never through a link, removed on any error), written (and fsynced when
+/// `durable`), renamed over the target (or, without `replace`, linked to it only if nothing is
+/// there), then the folder fsynced. Readers see the old file or the new one, never a part.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], how: &AtomicWrite) -> Result<(), WriteError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt;
+    let at = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WriteError { path, source }
+    };
+    // A bare file name's parent is Some(""): that is the current folder.
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let prefix = format!(".tmp-{name}-");
+    (how.step)();
+    let mut tmp = match how.mode {
+        Some(mode) => tempfile::Builder::new()
+            .prefix(&prefix)
+            .permissions(std::fs::Permissions::from_mode(mode))
+            .tempfile_in(dir),
+        // make_in hands back the opener's own error, without tempfile's path suffix.
+        None => tempfile::Builder::new().prefix(&prefix).make_in(dir, |p| {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o666)
+                .custom_flags(O_NOFOLLOW)
+                .open(p)
+        }),
+    }
+    .map_err(at(dir))?;
+    let tmp_path = tmp.path().to_path_buf();
+    if let Some(mode) = how.mode {
+        // The mode given at creation is masked by the umask; set it as it must be.
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(at(&tmp_path))?;
+    }
+    tmp.write_all(bytes).map_err(at(&tmp_path))?;
+    if how.durable {
+        tmp.as_file().sync_all().map_err(at(&tmp_path))?;
+    }
+    if how.replace {
+        (how.step)();
+        tmp.persist(path).map_err(|e| at(path)(e.error))?;
+    } else {
+        // No clobber: a file (or a link, not followed) that appeared meanwhile wins, untouched.
+        tmp.persist_noclobber(path).map_err(|e| at(path)(e.error))?;
+    }
+    if how.durable {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(at(dir))?;
+    }
+    Ok(())
+}
+
 /// Where a path really points, for comparing paths that may not exist yet: the longest existing
 /// prefix is resolved by the file system (links, `..`), the rest is appended lexically (`.`
 /// dropped, `..` removing the previous part). Relative paths start from the current folder.
@@ -257,6 +364,38 @@ mod tests {
         // An absolute path checked from `/` meets the root's own link.
         let e = refuse_links_below(Path::new("/"), &d.join("root/sub/x")).unwrap_err();
         assert_eq!(e.link, d.join("root"));
+    }
+
+    #[test]
+    fn atomic_writes_set_the_mode_never_clobber_and_never_follow_links() {
+        use super::{write_atomic, AtomicWrite};
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let key = d.join("key");
+        let private = AtomicWrite {
+            mode: Some(0o600),
+            ..AtomicWrite::REPLACE
+        };
+        write_atomic(&key, b"one", &private).unwrap();
+        write_atomic(&key, b"two", &private).unwrap();
+        assert_eq!(std::fs::read(&key).unwrap(), b"two");
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // NEW leaves a file or a link that is there as it is.
+        let e = write_atomic(&key, b"three", &AtomicWrite::NEW).unwrap_err();
+        assert_eq!(e.source.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&key).unwrap(), b"two");
+        let link = d.join("link");
+        std::os::unix::fs::symlink(&key, &link).unwrap();
+        assert!(write_atomic(&link, b"x", &AtomicWrite::NEW).is_err());
+        // REPLACE replaces the link itself; what it pointed to is untouched.
+        write_atomic(&link, b"new", &AtomicWrite::REPLACE).unwrap();
+        assert!(!std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(std::fs::read(&key).unwrap(), b"two");
+        // No temp file is left behind, whatever happened.
+        let names: Vec<_> = std::fs::read_dir(d).unwrap().collect();
+        assert_eq!(names.len(), 2);
     }
 
     #[test]

@@ -2,8 +2,6 @@
 //! call these; they return what to print and the exit code, and never print or prompt
 //! themselves (the apply confirmation is a callback main gives).
 
-use std::io::Write;
-
 use crate::config;
 use crate::plan;
 
@@ -60,15 +58,16 @@ pub fn init(ctx: &Context) -> Result<Output> {
         return Err(Error::ConfigExists(ctx.config.clone()));
     }
     let starter = crate::STARTER;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&ctx.config)
-        .and_then(|mut f| f.write_all(starter.as_bytes()))
-        .map_err(|source| Error::WriteConfig {
-            path: ctx.config.clone(),
-            source,
-        })?;
+    // Whole or not at all, and never over a file (or link) that appeared since the check.
+    crate::fsutil::write_atomic(
+        &ctx.config,
+        starter.as_bytes(),
+        &crate::fsutil::AtomicWrite::NEW,
+    )
+    .map_err(|e| Error::WriteConfig {
+        path: ctx.config.clone(),
+        source: e.source,
+    })?;
     Ok(Output::ok(format!(
         "Wrote {}. Review it, then run `ravencert plan`.\n",
         ctx.config.display()

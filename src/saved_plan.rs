@@ -2,7 +2,6 @@
 //! nothing is. A saved plan holds no secret; it records what it was computed from (hashes of
 //! the store and of certs.toml with its certificate files) so that a stale one is refused.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -218,26 +217,8 @@ impl SavedPlan {
 /// file is created with mode 0666 less the umask, as a plain write would (a plan holds no
 /// secret), and removed if anything fails before the rename.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // A bare file name's parent is Some(""): that is the current folder.
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    // make_in hands back the opener's own error, without tempfile's path suffix.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-plan-")
-        .make_in(dir, |p| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o666)
-                .open(p)
-        })?;
-    tmp.as_file_mut().write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
+    crate::fsutil::write_atomic(path, bytes, &crate::fsutil::AtomicWrite::REPLACE)
+        .map_err(|e| e.source)
 }
 
 #[cfg(test)]

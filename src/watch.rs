@@ -229,18 +229,36 @@ impl Retry {
         }
     }
 
+    /// Nothing failed yet.
+    fn idle() -> Retry {
+        Retry {
+            backoff: BACKOFF_START,
+            at: None,
+        }
+    }
+
     fn after(&mut self, result: &Attempt) {
         match result {
             Attempt::Failed => {
-                self.at = Some(Instant::now() + self.backoff);
-                info!("retrying in {:?}", self.backoff);
-                self.backoff = (self.backoff * 2).min(BACKOFF_CAP);
+                let wait = self.failed();
+                info!("retrying in {:?}", wait);
             }
-            Attempt::Done | Attempt::Invalid => {
-                self.at = None;
-                self.backoff = BACKOFF_START;
-            }
+            Attempt::Done | Attempt::Invalid => self.succeeded(),
         }
+    }
+
+    /// A failure: the wait before the retry, the next one doubled up to the cap.
+    fn failed(&mut self) -> Duration {
+        let wait = self.backoff;
+        self.at = Some(Instant::now() + wait);
+        self.backoff = (self.backoff * 2).min(BACKOFF_CAP);
+        wait
+    }
+
+    /// A success: the next failure starts from the first backoff again.
+    fn succeeded(&mut self) {
+        self.at = None;
+        self.backoff = BACKOFF_START;
     }
 
     fn due(&self, now: Instant) -> bool {
@@ -328,7 +346,7 @@ fn run_git(
     let mut last_attempted: Option<String> = None;
     let mut last_attempt = Instant::now();
     let mut next_poll = Instant::now();
-    let mut backoff = BACKOFF_START;
+    let mut retry = Retry::idle();
     while !stop.load(Ordering::SeqCst) {
         if Instant::now() < next_poll {
             std::thread::sleep(TICK);
@@ -337,15 +355,16 @@ fn run_git(
         next_poll = Instant::now() + g.poll;
         let commit = match follower.fetch() {
             Ok(c) => {
-                backoff = BACKOFF_START;
+                retry.succeeded();
                 reconciler.source_fetched(None);
                 c
             }
             Err(e) => {
-                warn!("fetch failed, retrying in {:?}: {e}", backoff);
+                let wait = retry.failed();
+                warn!("fetch failed, retrying in {:?}: {e}", wait);
                 reconciler.source_fetched(Some(format!("git fetch failed: {e}")));
-                next_poll = Instant::now() + backoff.min(g.poll.max(BACKOFF_START));
-                backoff = (backoff * 2).min(BACKOFF_CAP);
+                // Never later than the next poll would be.
+                next_poll = Instant::now() + wait.min(g.poll.max(BACKOFF_START));
                 continue;
             }
         };

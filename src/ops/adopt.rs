@@ -559,7 +559,6 @@ fn write_all(base: &Path, files: &[(String, Vec<u8>)], config: &Path, text: &str
     }
     no_links(config)?;
     let write = |path: &Path, bytes: &[u8]| -> Result<()> {
-        use std::io::Write as _;
         let io = |source| AdoptError::Write {
             path: path.to_path_buf(),
             source,
@@ -568,12 +567,9 @@ fn write_all(base: &Path, files: &[(String, Vec<u8>)], config: &Path, text: &str
             std::fs::create_dir_all(parent).map_err(io)?;
         }
         no_links(path)?;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(bytes))
-            .map_err(io)?;
+        // Whole or not at all, and never over a file (or link) that appeared meanwhile.
+        crate::fsutil::write_atomic(path, bytes, &crate::fsutil::AtomicWrite::NEW)
+            .map_err(|e| io(e.source))?;
         Ok(())
     };
     for (rel, bytes) in files {
@@ -630,5 +626,60 @@ mod tests {
         let text = "Zürich \"Team\"\t\u{7f}\\end";
         let back: toml::Table = toml::from_str(&format!("v = {}", quoted(text))).unwrap();
         assert_eq!(back["v"].as_str(), Some(text));
+    }
+
+    /// Names, databases and the command line are untrusted: quotes, backslashes, escapes and
+    /// line breaks in them come back from the written certs.toml as the same values.
+    #[test]
+    fn hostile_values_parse_back_unchanged() {
+        use crate::model::{Access, Clearance};
+        let name = "Team \"A\" \\ C:\\x \\n\n[clients.evil]\u{7f}\u{9b}";
+        let db = "Db\" = \"Admin\"\\\n";
+        let registration = Registration {
+            thumbprint: "AB".repeat(20),
+            name: name.to_string(),
+            clearance: ListedClearance::Client(Clearance::ValidUser),
+            permissions: [(db.to_string(), Access::Read)].into(),
+            collection_primary: None,
+            collection_secondaries: Vec::new(),
+            not_after: None,
+            certificate: None,
+            disabled: None,
+            usage: None,
+        };
+        let adoption = Adoption {
+            clients: vec![Adopted {
+                key: "team-a".into(),
+                name: name.to_string(),
+                primary: &registration,
+                secondaries: Vec::new(),
+            }],
+            servers: vec!["trust/server-1.pem".into()],
+            files: Vec::new(),
+            renamed: Vec::new(),
+            left_out: Vec::new(),
+        };
+        let text = adoption.certs_toml(&Header {
+            url: "https://a\"b\\c\n.example",
+            version: "7.1",
+            pfx: "admin \"x\".pfx",
+            password_env: Some("PW\\\"\n"),
+            ca: "system",
+            well_known: &[],
+            now: time::OffsetDateTime::UNIX_EPOCH,
+        });
+        let doc: toml::Table = toml::from_str(&text).unwrap();
+        let client = &doc["clients"]["team-a"];
+        assert_eq!(client["name"].as_str(), Some(name), "{text}");
+        assert_eq!(client["databases"][db].as_str(), Some("Read"), "{text}");
+        assert!(doc["clients"].get("evil").is_none(), "{text}");
+        let cluster = &doc["cluster"];
+        assert_eq!(
+            cluster["urls"][0].as_str(),
+            Some("https://a\"b\\c\n.example")
+        );
+        let admin = &cluster["admin_certificate"];
+        assert_eq!(admin["path"].as_str(), Some("admin \"x\".pfx"));
+        assert_eq!(admin["password_env"].as_str(), Some("PW\\\"\n"));
     }
 }

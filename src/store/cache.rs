@@ -1,0 +1,128 @@
+//! The verification cache (`.verified.json`): what the last apply verified, so that a no-op
+//! plan re-reads only the files that changed since.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::files::{read_file, write_atomic};
+use super::{Result, Store};
+use crate::model::Origin;
+use crate::pki;
+use crate::registry::{split_seal, Registry};
+
+/// What a file looked like when ravencert last verified it: size, mtime and ctime (ns), inode.
+/// Any write, rename or replacement changes it (ctime cannot be set from user space).
+pub(super) type Stamp = (u64, i64, i64, u64);
+
+pub(super) fn stamp(m: &fs::Metadata) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    (
+        m.len(),
+        m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        m.ino(),
+    )
+}
+
+/// A no-op plan at 10,000 certificates must not re-read and re-hash what it can trust: apply
+/// leaves the parsed registry and the stamps of the files it verified here, tied to the
+/// registry's seal. A plan uses it only when the seal still matches, and re-reads any file
+/// whose stamp changed. Written by apply only (under the lock), never by plan.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct VerifyCache {
+    seal: String,
+    /// The registry file as written, verified against its seal: unchanged stamp, same text.
+    #[serde(default)]
+    registry_stamp: Option<Stamp>,
+    pub(super) registry: Option<Registry>,
+    pub(super) files: BTreeMap<String, Stamp>,
+}
+
+const CACHE_FILE: &str = ".verified.json";
+
+impl Store {
+    pub(super) fn unchanged_registry_cache(&self, reg_path: &Path) -> Option<VerifyCache> {
+        let m = fs::symlink_metadata(reg_path)
+            .ok()
+            .filter(|m| m.is_file())?;
+        let cache = read_file(&self.root.join(CACHE_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<VerifyCache>(&b).ok())?;
+        (cache.registry_stamp == Some(stamp(&m))).then_some(cache)
+    }
+
+    pub(super) fn read_cache(&self, seal: &str) -> VerifyCache {
+        let cache = read_file(&self.root.join(CACHE_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<VerifyCache>(&b).ok())
+            .unwrap_or_default();
+        if cache.seal == seal {
+            cache
+        } else {
+            VerifyCache::default()
+        }
+    }
+
+    /// Records what this apply verified (or wrote) for the next plan. A file whose stamp is
+    /// unchanged since the previous cache keeps its entry; any other file is read and hashed
+    /// now, and cached only if it is the certificate the registry names.
+    pub fn write_cache(&self, registry: &Registry) -> Result<()> {
+        let text = registry.to_text();
+        let seal = pki::sha256_hex(text.as_bytes());
+        let old = read_file(&self.root.join(CACHE_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<VerifyCache>(&b).ok())
+            .unwrap_or_default();
+        let mut files = BTreeMap::new();
+        let mut consider = |rel: String, thumbprint: &str| {
+            let path = self.root.join(&rel);
+            let Ok(m) = fs::symlink_metadata(&path) else {
+                return;
+            };
+            if !m.is_file() {
+                return;
+            }
+            let st = stamp(&m);
+            let verified = old.files.get(&rel) == Some(&st)
+                || self.written.borrow().get(&rel).map(String::as_str) == Some(thumbprint)
+                || read_file(&path)
+                    .ok()
+                    .and_then(|pem| pki::pem_cert_body(&pem))
+                    .is_some_and(|der| pki::thumbprint(&der) == thumbprint);
+            if verified {
+                files.insert(rel, st);
+            }
+        };
+        for c in &registry.certificates {
+            consider(format!("certs/{}.pem", c.thumbprint), &c.thumbprint);
+            if c.source == Origin::Generated && c.retire_after.is_none() {
+                consider(format!("issued/{k}/{k}.crt", k = c.key), &c.thumbprint);
+            }
+        }
+        // The registry file's stamp, once its text is checked against the seal.
+        let reg_path = self.registry_path();
+        let registry_stamp = fs::symlink_metadata(&reg_path).ok().and_then(|m| {
+            let bytes = read_file(&reg_path).ok()?;
+            let on_disk = String::from_utf8(bytes).ok()?;
+            let (body, claimed) = split_seal(&on_disk);
+            (body == text && claimed == Some(seal.as_str())).then(|| stamp(&m))
+        });
+        let cache = VerifyCache {
+            seal,
+            registry_stamp,
+            registry: Some(registry.clone()),
+            files,
+        };
+        match serde_json::to_vec(&cache) {
+            Ok(json) => write_atomic(&self.root.join(CACHE_FILE), &json, 0o600),
+            // The cache only saves work: without it the next load verifies every file.
+            Err(e) => {
+                tracing::warn!("verification cache not written: {e}");
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! An apply's writes: the store folder, the manifest of what ravencert made, certificate files,
+//! the registry (the commit point), then finishing and sweeping what it no longer names.
+
+use std::collections::BTreeSet;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+use super::fault;
+use super::files::{
+    ensure_dir, read_file, remove_path, sync_filesystem, write_atomic, write_staged,
+};
+use super::{corrupt, io_err, Problem, Result, Store, StoreError, MANIFEST_FILE, MARKER_FILE};
+use crate::pki;
+use crate::registry::{is_thumbprint, sealed_text, Registry};
+
+impl Store {
+    /// Creates the store folder (0700) with its .gitignore.
+    pub fn ensure_root(&self) -> Result<()> {
+        self.check_not_foreign()?;
+        ensure_dir(&self.root)?;
+        let marker = self.root.join(MARKER_FILE);
+        if fs::symlink_metadata(&marker).is_err() {
+            // Written in place (its presence is what counts), so that a crash leaves no
+            // temporary file that would make the folder look like someone else's.
+            fault::step();
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(crate::fsutil::O_NOFOLLOW)
+                .open(&marker)
+                .map_err(io_err(&marker))?;
+            f.write_all(b"A ravencert certificate store: ravencert manages every file here.\n")
+                .map_err(io_err(&marker))?;
+        }
+        let gi = self.root.join(".gitignore");
+        if !gi.exists() {
+            write_atomic(&gi, b"*\n", 0o600)?;
+        }
+        Ok(())
+    }
+
+    /// The manifest. A store written before ravencert kept one gets it from the names
+    /// ravencert writes (thumbprint files, client-key folders), once.
+    fn manifest(&self) -> Result<std::cell::RefMut<'_, Option<BTreeSet<String>>>> {
+        let mut m = self.manifest.borrow_mut();
+        if m.is_none() {
+            let path = self.root.join(MANIFEST_FILE);
+            *m = Some(match read_file(&path) {
+                Ok(bytes) => String::from_utf8(bytes)
+                    .map_err(|_| corrupt(&path, Problem::ManifestNotUtf8))?
+                    .lines()
+                    .map(str::to_string)
+                    .collect(),
+                Err(StoreError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    self.legacy_manifest()
+                }
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(m)
+    }
+
+    fn legacy_manifest(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        if !self.registry_path().exists() {
+            return out;
+        }
+        for (sub, ext) in [("certs", "pem"), ("server", "key"), ("keys", "key")] {
+            for e in fs::read_dir(self.root.join(sub))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name
+                    .strip_suffix(&format!(".{ext}"))
+                    .is_some_and(is_thumbprint)
+                {
+                    out.insert(format!("{sub}/{name}"));
+                }
+            }
+        }
+        for e in fs::read_dir(self.root.join("issued"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().to_string();
+            let key = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".new"))
+                .unwrap_or(&name);
+            if crate::model::check_client_key(key).is_ok() {
+                out.insert(format!("issued/{name}"));
+            }
+        }
+        out
+    }
+
+    /// Records, durably and before they are made, the store paths an apply is about to write,
+    /// so that whatever a crash leaves is known to be ravencert's. One write for a batch.
+    pub(crate) fn intend(&self, rels: impl IntoIterator<Item = String>) -> Result<()> {
+        let mut m = self.manifest()?;
+        let set = m.get_or_insert_with(BTreeSet::new);
+        let before = set.len();
+        set.extend(rels);
+        if set.len() == before && self.root.join(MANIFEST_FILE).exists() {
+            return Ok(());
+        }
+        let text: String = set.iter().map(|r| format!("{r}\n")).collect();
+        write_atomic(&self.root.join(MANIFEST_FILE), text.as_bytes(), 0o600)
+    }
+
+    /// The manifest paths of a generated client's files: certificate, kept key, bundle.
+    pub(crate) fn client_paths(key: &str, thumbprint: &str) -> [String; 4] {
+        [
+            format!("certs/{thumbprint}.pem"),
+            format!("keys/{thumbprint}.key"),
+            format!("issued/{key}"),
+            format!("issued/.{key}.new"),
+        ]
+    }
+
+    /// Writes a certificate's public file (`certs/THUMBPRINT.pem`, staged until the registry
+    /// commits); returns its thumbprint.
+    pub fn write_cert(&self, der: &[u8]) -> Result<String> {
+        let thumb = pki::thumbprint(der);
+        self.intend([format!("certs/{thumb}.pem")])?;
+        let dir = self.root.join("certs");
+        ensure_dir(&dir)?;
+        write_staged(&self.cert_path(&thumb), &pki::der_to_pem(der)?, 0o600)?;
+        self.written
+            .borrow_mut()
+            .insert(format!("certs/{thumb}.pem"), thumb.clone());
+        Ok(thumb)
+    }
+
+    /// The commit point of an apply.
+    pub fn write_registry(&self, registry: &Registry) -> Result<()> {
+        let text = sealed_text(registry);
+        // The copy first: if we crash between the two, the registry still holds the old,
+        // self-consistent text and the copy is simply not the one its seal names.
+        // Every file the new registry names must be durable before the registry is: one
+        // flush of the whole filesystem here instead of two fsyncs per file (300 clients
+        // wrote 2,400 fsyncs, which cost more than all their keys).
+        sync_filesystem(&self.root)?;
+        write_atomic(&self.root.join(".registry.applied"), text.as_bytes(), 0o600)?;
+        write_atomic(&self.registry_path(), text.as_bytes(), 0o600)
+    }
+
+    /// After the registry is committed: move staged bundles whose certificate is registered
+    /// into place, and remove every file the registry no longer refers to. Also repairs what an
+    /// interrupted apply left behind.
+    pub(crate) fn finish(&self, registry: &Registry) -> Result<()> {
+        // Temp files of writes an interrupted apply never renamed into place.
+        for entry in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
+            let entry = entry.map_err(io_err(&self.root))?;
+            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                remove_path(&entry.path())?;
+            }
+        }
+        let made = self.manifest()?.clone().unwrap_or_default();
+        self.finish_issued(registry, &made)?;
+        self.sweep_unreferenced(registry, &made)?;
+        // The manifest keeps what is still there.
+        let still: BTreeSet<String> = made
+            .iter()
+            .filter(|r| fs::symlink_metadata(self.root.join(r)).is_ok())
+            .cloned()
+            .collect();
+        if still != made || !self.root.join(MANIFEST_FILE).exists() {
+            let text: String = still.iter().map(|r| format!("{r}\n")).collect();
+            write_atomic(&self.root.join(MANIFEST_FILE), text.as_bytes(), 0o600)?;
+            *self.manifest.borrow_mut() = Some(still);
+        }
+        Ok(())
+    }
+
+    /// certs/, server/, keys/: files ravencert made for a thumbprint the registry no longer
+    /// names, and temporary files of interrupted writes, are removed.
+    fn sweep_unreferenced(&self, registry: &Registry, made: &BTreeSet<String>) -> Result<()> {
+        let keep: BTreeSet<&str> = registry
+            .server
+            .iter()
+            .map(|s| s.thumbprint.as_str())
+            .chain(registry.certificates.iter().map(|c| c.thumbprint.as_str()))
+            .collect();
+        // A node certificate now imported without its key: the key it was imported with goes.
+        let keyless: BTreeSet<&str> = registry
+            .server
+            .iter()
+            .filter(|s| !s.has_key)
+            .map(|s| s.thumbprint.as_str())
+            .collect();
+        for (sub, ext) in [("certs", "pem"), ("server", "key"), ("keys", "key")] {
+            let dir = self.root.join(sub);
+            if !dir.is_dir() {
+                continue;
+            }
+            for entry in walkdir::WalkDir::new(&dir)
+                .follow_links(false)
+                .min_depth(1)
+                .max_depth(1)
+            {
+                let entry = entry.map_err(|e| corrupt(&dir, Problem::Walk(e)))?;
+                let name = entry.file_name().to_string_lossy().to_string();
+                // Only what ravencert made there (the manifest), or the temporary file of one
+                // of its interrupted writes.
+                if name.starts_with(".tmp-") {
+                    remove_path(entry.path())?;
+                    continue;
+                }
+                if !made.contains(&format!("{sub}/{name}")) {
+                    continue;
+                }
+                let referenced = name
+                    .strip_suffix(&format!(".{ext}"))
+                    .is_some_and(|t| keep.contains(t) && !(sub == "server" && keyless.contains(t)));
+                if !referenced {
+                    remove_path(entry.path())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

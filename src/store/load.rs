@@ -1,0 +1,289 @@
+//! Loading the store into [`Actual`] and verifying it: server certificates and keys, client
+//! certificate files (drift), issued bundles.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use super::cache::{stamp, VerifyCache};
+use super::checks::check_owner;
+use super::files::read_file;
+use super::{corrupt, Problem, Result, Store, StoreError};
+use crate::model::Origin;
+use crate::pki;
+use crate::registry::{describe_drift, split_seal, Actual, CertEntry, Registry};
+
+/// The state of a registered certificate's public file.
+enum CertFileState {
+    Ok,
+    Missing,
+    /// Holds another certificate (its thumbprint), or none that can be read.
+    Altered(Option<String>),
+}
+
+/// Thumbprints of the certificates in an export file, if it can be read.
+fn read_export(path: &Path) -> Option<Vec<String>> {
+    let bytes = crate::fsutil::read_regular(path, 16 << 20, false).ok()?;
+    let mut t = pki::pfx_thumbprints(&bytes, "").ok()?;
+    t.sort();
+    Some(t)
+}
+
+/// What verifying the client certificates finds, for [`Actual`].
+#[derive(Default)]
+struct Found {
+    /// Keys whose issued bundle holds their registered certificate.
+    bundles_ok: BTreeSet<String>,
+    /// What changed outside ravencert, in words.
+    drift: Vec<String>,
+    /// Thumbprints whose certificate file is gone.
+    lost: BTreeSet<String>,
+    /// Of those, the ones an issued bundle can restore.
+    recoverable: BTreeSet<String>,
+}
+
+impl Store {
+    /// Reads and verifies the store. A missing store is an empty one.
+    pub fn load(&self, export: Option<&Path>) -> Result<Actual> {
+        self.check_not_foreign()?;
+        self.check_private()?;
+        let export_thumbprints = export.and_then(read_export);
+        let reg_path = self.registry_path();
+        // Fast path: the registry file is exactly the one the last apply wrote and verified
+        // (same size, mtime, ctime, inode), so its parsed form in the cache is it.
+        if let Some(cache) = self.unchanged_registry_cache(&reg_path) {
+            if let Some(registry) = cache.registry.clone() {
+                return self.verify_loaded(registry, true, Vec::new(), &cache, export_thumbprints);
+            }
+        }
+        let text = match read_file(&reg_path) {
+            Ok(bytes) => bytes,
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                if self.root.exists() && !self.root.is_dir() {
+                    return Err(corrupt(&self.root, Problem::StoreNotAFolder));
+                }
+                return Ok(Actual {
+                    registry: Registry::new(),
+                    export_thumbprints,
+                    exists: self.root.join(".gitignore").exists(),
+                    ..Actual::default()
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let text =
+            String::from_utf8(text).map_err(|_| corrupt(&reg_path, Problem::RegistryNotUtf8))?;
+        let (body, seal) = split_seal(&text);
+        let sum = pki::sha256_hex(body.as_bytes());
+        let sealed = seal == Some(sum.as_str());
+        let cache = if sealed {
+            self.read_cache(&sum)
+        } else {
+            VerifyCache::default()
+        };
+        let registry = match &cache.registry {
+            Some(r) => r.clone(),
+            None => Registry::parse(&reg_path, body)?,
+        };
+        let mut drift = Vec::new();
+        if !sealed {
+            drift.push(format!(
+                "{} was edited outside ravencert (its seal does not match); apply rewrites it from certs.toml",
+                reg_path.display()
+            ));
+            if let Some(written) = seal.and_then(|claimed| self.applied_copy(claimed)) {
+                drift.extend(describe_drift(&written, &registry));
+            }
+        }
+        self.verify_loaded(registry, sealed, drift, &cache, export_thumbprints)
+    }
+
+    /// Verifies what the registry names: server certificates and keys, client certificate
+    /// files (drift), issued bundles.
+    fn verify_loaded(
+        &self,
+        registry: Registry,
+        sealed: bool,
+        drift: Vec<String>,
+        cache: &VerifyCache,
+        export_thumbprints: Option<Vec<String>>,
+    ) -> Result<Actual> {
+        for s in &registry.server {
+            if s.has_key && self.read_keys {
+                self.verify_server_key(&s.thumbprint)?;
+            } else {
+                // Registry-only (no key file to check), or a review: the public certificate.
+                self.verify_cert(&s.thumbprint)?;
+            }
+        }
+        let mut found = Found {
+            drift,
+            ..Found::default()
+        };
+        for c in &registry.certificates {
+            self.verify_client_cert(c, sealed, cache, &mut found)?;
+        }
+        Ok(Actual {
+            registry,
+            bundles_ok: found.bundles_ok,
+            export_thumbprints,
+            install: None,
+            exists: true,
+            drift: found.drift,
+            sealed,
+            lost: found.lost,
+            recoverable: found.recoverable,
+        })
+    }
+
+    /// A server certificate's file and its private key, which must belong to it.
+    fn verify_server_key(&self, thumbprint: &str) -> Result<()> {
+        self.verify_cert(thumbprint)?;
+        let key_path = self.server_key_path(thumbprint);
+        let key = pki::PrivateKey::from_pem(&read_file(&key_path)?)
+            .map_err(|_| corrupt(&key_path, Problem::ServerKeyUnreadable { restore: true }))?;
+        let der = self.read_cert_der(thumbprint)?;
+        if !key.matches(&der)? {
+            return Err(corrupt(
+                &key_path,
+                Problem::KeyNotOfCertificate {
+                    thumbprint: thumbprint.to_string(),
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// A client certificate's file (drift when removed, an error when altered) and its bundle.
+    fn verify_client_cert(
+        &self,
+        c: &CertEntry,
+        sealed: bool,
+        cache: &VerifyCache,
+        found: &mut Found,
+    ) -> Result<()> {
+        // A removed file is drift that the bundle (or a re-issue) repairs; a file holding
+        // another certificate means the store cannot be trusted (docs/contract.md §2): an error.
+        let missing = match self.cert_file_state(&c.thumbprint, cache)? {
+            CertFileState::Ok => false,
+            CertFileState::Missing => true,
+            CertFileState::Altered(holds) => {
+                return Err(corrupt(
+                    &self.cert_path(&c.thumbprint),
+                    Problem::ClientCertAltered {
+                        registered: c.thumbprint.clone(),
+                        holds,
+                    },
+                ));
+            }
+        };
+        if missing && !sealed {
+            // A hand-edited registry naming a certificate nobody has: cannot be trusted.
+            return Err(corrupt(
+                &self.cert_path(&c.thumbprint),
+                Problem::CertGoneRegistryEdited {
+                    registry: self.registry_path(),
+                    key: c.key.clone(),
+                    thumbprint: c.thumbprint.clone(),
+                },
+            ));
+        }
+        if missing {
+            let restorable = c.source == Origin::Generated
+                && self.bundle_in(&self.issued_dir(&c.key), &c.key, &c.thumbprint);
+            found.drift.push(format!(
+                "the certificate file of client '{}' ({}) was removed outside ravencert{}",
+                c.key,
+                self.cert_path(&c.thumbprint).display(),
+                if restorable {
+                    "; the issued bundle can restore it"
+                } else {
+                    ""
+                }
+            ));
+            found.lost.insert(c.thumbprint.clone());
+            if restorable {
+                found.recoverable.insert(c.thumbprint.clone());
+            }
+        }
+        if c.source == Origin::Generated
+            && c.retire_after.is_none()
+            && self.bundle_holds(&c.key, &c.thumbprint, cache)?
+        {
+            found.bundles_ok.insert(c.key.clone());
+        }
+        Ok(())
+    }
+
+    /// The copy of the registry ravencert last wrote, if it is the one the seal names.
+    fn applied_copy(&self, claimed: &str) -> Option<Registry> {
+        let path = self.root.join(".registry.applied");
+        let text = String::from_utf8(read_file(&path).ok()?).ok()?;
+        let (body, seal) = split_seal(&text);
+        let sum = pki::sha256_hex(body.as_bytes());
+        if seal != Some(sum.as_str()) || sum != claimed {
+            return None;
+        }
+        Registry::parse(&path, body).ok()
+    }
+
+    fn cert_file_state(&self, thumbprint: &str, cache: &VerifyCache) -> Result<CertFileState> {
+        let path = self.cert_path(thumbprint);
+        if let Ok(m) = fs::symlink_metadata(&path) {
+            check_owner(&path, &m)?;
+            if m.is_file()
+                && cache.files.get(&format!("certs/{thumbprint}.pem")) == Some(&stamp(&m))
+            {
+                return Ok(CertFileState::Ok);
+            }
+        }
+        let pem = match read_file(&path) {
+            Ok(p) => p,
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(CertFileState::Missing)
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(match pki::pem_cert_body(&pem) {
+            Some(der) if pki::thumbprint(&der) == thumbprint => CertFileState::Ok,
+            Some(der) => CertFileState::Altered(Some(pki::thumbprint(&der))),
+            None => CertFileState::Altered(None),
+        })
+    }
+
+    /// Whether a registered thumbprint's public certificate file is present and right.
+    pub(crate) fn cert_file_ok(&self, thumbprint: &str) -> bool {
+        matches!(
+            self.cert_file_state(thumbprint, &VerifyCache::default()),
+            Ok(CertFileState::Ok)
+        )
+    }
+
+    /// The registry's certificate file exists and its SHA-1 matches the thumbprint.
+    fn verify_cert(&self, thumbprint: &str) -> Result<()> {
+        let der = self.read_cert_der(thumbprint)?;
+        let actual = pki::thumbprint(&der);
+        if actual != thumbprint {
+            return Err(corrupt(
+                &self.cert_path(thumbprint),
+                Problem::CertAltered {
+                    registered: thumbprint.to_string(),
+                    actual,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn read_cert_der(&self, thumbprint: &str) -> Result<Vec<u8>> {
+        let path = self.cert_path(thumbprint);
+        let pem = read_file(&path).map_err(|e| match e {
+            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                let thumbprint = thumbprint.to_string();
+                corrupt(&path, Problem::CertMissing { thumbprint })
+            }
+            other => other,
+        })?;
+        pki::pem_to_der(&pem).map_err(|_| corrupt(&path, Problem::NotPem))
+    }
+}
