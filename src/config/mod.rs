@@ -222,29 +222,14 @@ pub struct Declared {
     pub renew_before: RenewBefore,
 }
 
-/// certs.toml with what its certificate files hold: what the store should hold. It reads as
-/// its [`Declared`] part (through `Deref`), plus `files`.
+/// certs.toml with what its certificate files hold: what the store should hold: its
+/// [`Declared`] part (`desired.declared`), plus `files`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
     /// What certs.toml declares.
     pub declared: Declared,
     /// What the referenced certificate files hold.
     pub files: Files,
-}
-
-/// A Desired is its declaration plus files: the planner and the apply read the declaration's
-/// fields directly (`desired.clients`), as they did when both were one struct.
-impl std::ops::Deref for Desired {
-    type Target = Declared;
-    fn deref(&self) -> &Declared {
-        &self.declared
-    }
-}
-
-impl std::ops::DerefMut for Desired {
-    fn deref_mut(&mut self) -> &mut Declared {
-        &mut self.declared
-    }
 }
 
 impl Desired {
