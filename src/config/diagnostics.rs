@@ -6,6 +6,8 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use super::keypath::key_path_at;
+
 /// A problem in certs.toml, written for the person at the terminal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -276,59 +278,4 @@ fn mark_syntax(errors: Vec<ConfigError>) -> Vec<ConfigError> {
             ..e
         })
         .collect()
-}
-
-/// The full key path at a byte offset: the nearest `[table]` header above it plus the key on
-/// its line (`[clients.admin]` + `validity = 5` -> `clients.admin.validity`), for messages.
-fn key_path_at(source: &str, offset: usize) -> String {
-    let offset = offset.min(source.len());
-    let line_start = source[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line = source[line_start..].lines().next().unwrap_or("");
-    let mut key = match line.split_once('=') {
-        Some((k, _)) if !line.trim_start().starts_with('[') => k.trim().to_string(),
-        _ => String::new(),
-    };
-    // A key inside an inline table (`keep = [{ thumbprint = "...", owner = "x" }]`): the key
-    // at the offset, after the line's own when that is one.
-    if key.contains(['{', '[', ',']) {
-        // The line continues an array or inline table: the key that opened it, above.
-        key = source[..line_start]
-            .lines()
-            .rev()
-            .take_while(|l| !l.trim_start().starts_with('['))
-            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
-            .find(|k| !k.contains(['{', '[', ',', '}', ']']))
-            .unwrap_or_default()
-            .to_string();
-    }
-    let here = source.get(offset..).unwrap_or_default();
-    let word: String = here
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || "-_".contains(*c))
-        .collect();
-    if !word.is_empty() && here[word.len()..].trim_start().starts_with('=') && word != key {
-        key = if key.is_empty() {
-            word
-        } else {
-            format!("{key}.{word}")
-        };
-    }
-    let header = source[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    if line.trim_start().starts_with('[') {
-        return line
-            .trim()
-            .trim_matches(|c| c == '[' || c == ']')
-            .trim()
-            .to_string();
-    }
-    match (header, key.is_empty()) {
-        (Some(h), false) => format!("{h}.{key}"),
-        (Some(h), true) => h,
-        (None, _) => key,
-    }
 }

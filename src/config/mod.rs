@@ -6,6 +6,7 @@
 //! files the config names; this module the validated values and [`parse`].
 
 mod diagnostics;
+mod keypath;
 mod raw;
 mod references;
 mod schema;

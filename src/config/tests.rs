@@ -412,7 +412,7 @@ fn cluster_keep_is_validated() {
         ),
         (
             format!("{{ thumbprint = \"{a}\", owner = \"backup\" }}"),
-            "cluster.keep.owner",
+            "cluster.keep[0].owner",
             "unknown field `owner`",
         ),
     ];
@@ -436,4 +436,67 @@ fn store_path_must_not_hold_certs_toml() {
     for good in ["store", "../store", "./s", "a/../b", "/var/lib/ravencert"] {
         assert!(check_store_path(good).is_ok(), "{good:?}");
     }
+}
+
+/// Syntax errors name the key path where toml puts them, also for dotted keys and inline
+/// tables (which a guess from the line's text and the `[table]` above got wrong).
+#[test]
+fn syntax_errors_name_dotted_keys_and_inline_tables() {
+    let top = "version = 1\nclients.app = { clearance = \"Operator\", colour = \"x\" }\n";
+    for (clients, key, line) in [
+        // An inline table: the key at fault inside it, not the table's own key.
+        (
+            "[clients]\napp = { name = \"x\", clearance = \"Bogus\" }\n",
+            "clients.app.clearance",
+            6,
+        ),
+        (
+            "[clients]\napp = { clearance = \"ValidUser\", databases = { Orders = 1 } }\n",
+            "clients.app.databases.Orders",
+            6,
+        ),
+        (
+            "[clients]\napp = { clearance = \"Operator\", colour = \"x\" }\n",
+            "clients.app.colour",
+            6,
+        ),
+        // A dotted key: the table it makes, or the key inside it.
+        ("[clients]\napp.name = \"x\"\n", "clients.app", 6),
+        (
+            "[clients]\napp.name = \"x\"\napp.clearance = \"Bogus\"\n",
+            "clients.app.clearance",
+            7,
+        ),
+        (
+            "[clients.app]\nclearance = \"Operator\"\ndatabases.Orders = \"Bogus\"\n",
+            "clients.app.databases.Orders",
+            7,
+        ),
+        // After [server], a dotted key belongs to it: `clients` is the unknown key there.
+        (&top[12..], "server.clients", 5),
+    ] {
+        // SERVER takes lines 1 to 4.
+        let text = format!("{SERVER}{clients}");
+        let e = first_error(&text);
+        assert_eq!(e.kind, ConfigErrorKind::Syntax, "{clients}: {e}");
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            (key, Some(line)),
+            "{clients}: {e}"
+        );
+    }
+    // At the top level, before any [table].
+    let e = first_error(&format!("{top}{}", &SERVER[12..]));
+    assert_eq!(
+        (e.key.as_str(), e.line),
+        ("clients.app.colour", Some(2)),
+        "{e}"
+    );
+    // Text that is not TOML has no span for the key at fault: it is read from the line.
+    let e = first_error("version = 1\n[clients.a]\nclearance = \n");
+    assert_eq!(
+        (e.key.as_str(), e.line),
+        ("clients.a.clearance", Some(3)),
+        "{e}"
+    );
 }
