@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use super::diagnostics::{redact, MAX_SNIPPET_CHARS};
-use super::validate::{always_due, check_cluster_url, check_store_path};
+use super::validate::{always_due, check_store_path};
 use super::*;
+use crate::model::cluster_url as check_cluster_url;
 
 fn parse_str(text: &str) -> Result<Declared, Vec<ConfigError>> {
     parse(Path::new("certs.toml"), text, Path::new("/cfg"))

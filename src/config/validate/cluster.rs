@@ -13,7 +13,7 @@ use crate::config::{
     CaPin, ClientDesired, ClientSpec, ClusterAdmin, ClusterSettings, FileRef, KeptRegistration,
     CLUSTER_TIMEOUT_DEFAULT, CLUSTER_TIMEOUT_MAX, CLUSTER_TIMEOUT_MIN, MAX_KEEP_NOTE_CHARS,
 };
-use crate::model::{Clearance, Period};
+use crate::model::{cluster_url, Clearance, Period};
 
 /// What `[cluster]` is validated against.
 pub(super) struct ClusterContext<'a> {
@@ -119,7 +119,7 @@ fn cluster_urls(ck: &mut Checker<'_>, urls: &Spanned<Vec<Spanned<String>>>) -> V
     let mut out: Vec<String> = Vec::new();
     for (i, u) in urls.get_ref().iter().enumerate() {
         let key = format!("cluster.urls[{i}]");
-        match check_cluster_url(u.get_ref()) {
+        match cluster_url(u.get_ref()) {
             Ok(url) if out.contains(&url) => ck.error_at(
                 Some(&u.span()),
                 key,
@@ -136,98 +136,6 @@ fn cluster_urls(ck: &mut Checker<'_>, urls: &Spanned<Vec<Spanned<String>>>) -> V
         }
     }
     out
-}
-
-/// Why a cluster URL is refused; `userinfo` is the `user:password` part to mask, if any.
-pub(in crate::config) struct UrlProblem {
-    pub(in crate::config) message: String,
-    userinfo: Option<String>,
-}
-
-impl From<String> for UrlProblem {
-    fn from(message: String) -> UrlProblem {
-        UrlProblem {
-            message,
-            userinfo: None,
-        }
-    }
-}
-
-/// A node URL as ravencert uses it: `https://HOST[:PORT][/PATH]`, the scheme in lower case,
-/// without trailing slashes. Plain http, a user name or password, a query or a fragment are
-/// refused.
-pub(in crate::config) fn check_cluster_url(url: &str) -> Result<String, UrlProblem> {
-    const FORM: &str = "write https://HOST[:PORT], e.g. \"https://a.cluster.example.com\"";
-    let shown = url.escape_debug().to_string();
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(format!("'{shown}' is not a URL; {FORM}").into());
-    };
-    // First: a password in the URL must never be echoed, whatever else is wrong with it.
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if let Some((userinfo, _)) = authority.rsplit_once('@') {
-        return Err(UrlProblem {
-            message: "holds a user name or password (USER@HOST); ravencert authenticates with its admin certificate, never with a password in certs.toml: remove it".into(),
-            userinfo: Some(userinfo.to_string()),
-        });
-    }
-    if scheme.eq_ignore_ascii_case("http") {
-        return Err(format!("'{shown}' is plain http; ravencert authenticates with a client certificate and sends certificates, which needs TLS: write https://").into());
-    }
-    if !scheme.eq_ignore_ascii_case("https") {
-        return Err(format!("'{shown}' is not an https URL; {FORM}").into());
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("'{shown}' holds white space or control characters; {FORM}").into());
-    }
-    if rest.contains('?') {
-        return Err(format!("'{shown}' has a query (?...); give the node's address only").into());
-    }
-    if rest.contains('#') {
-        return Err(
-            format!("'{shown}' has a fragment (#...); give the node's address only").into(),
-        );
-    }
-    check_host_port(authority).map_err(|e| format!("'{shown}': {e}; {FORM}"))?;
-    let path = rest[authority.len()..].trim_end_matches('/');
-    Ok(format!("https://{authority}{path}"))
-}
-
-/// `HOST[:PORT]`: a DNS name or IPv4 address, or an IPv6 address in brackets; a port 1-65535.
-fn check_host_port(authority: &str) -> Result<(), String> {
-    let port = if let Some(v6) = authority.strip_prefix('[') {
-        let (addr, after) = v6.split_once(']').ok_or("an IPv6 address lacks its ']'")?;
-        if addr.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!("'{addr}' is not an IPv6 address"));
-        }
-        match after {
-            "" => None,
-            a => Some(
-                a.strip_prefix(':')
-                    .ok_or_else(|| format!("'{a}' after the IPv6 address is not a port"))?,
-            ),
-        }
-    } else {
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        };
-        if host.is_empty() {
-            return Err("no host".into());
-        }
-        if !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-        {
-            return Err(format!("'{host}' is not a host name or address"));
-        }
-        port
-    };
-    match port {
-        Some(p) if !matches!(p.parse::<u16>(), Ok(1..)) => {
-            Err(format!("the port '{p}' is not a number from 1 to 65535"))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// `admin` or `admin_certificate`, exactly one; `admin` names a generated client that may

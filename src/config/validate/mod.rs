@@ -20,9 +20,6 @@ pub(super) use fields::{always_due, check_store_path};
 use fields::{period_field, renew_field};
 use server::validate_server;
 
-#[cfg(test)]
-pub(super) use cluster::check_cluster_url;
-
 pub(super) fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: &Path) -> Declared {
     if *raw.version.get_ref() != 1 {
         ck.error_at(
