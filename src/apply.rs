@@ -188,7 +188,7 @@ impl Applier<'_> {
     fn servers(&mut self, plan: &Plan) -> Result<Option<Signer>, ApplyError> {
         let mut signer = None;
         for change in plan.changes.iter().filter(|c| c.target == Target::Server) {
-            let Some(server) = self.desired.server.as_ref() else {
+            let Some(server) = self.desired.declared.server.as_ref() else {
                 continue;
             };
             let (entries, made) = match &server.source {
@@ -272,6 +272,7 @@ impl Applier<'_> {
     fn password_key(&self) -> Result<Vec<u8>, ApplyError> {
         let any_password = self
             .desired
+            .declared
             .clients
             .values()
             .any(|c| matches!(&c.source, ClientSpec::Generate(g) if g.password.is_some()));
@@ -295,7 +296,7 @@ impl Applier<'_> {
             .filter(|c| {
                 c.target == Target::Client && matches!(c.action, Action::Create | Action::Replace)
             })
-            .filter_map(|c| self.desired.clients.get(&c.key))
+            .filter_map(|c| self.desired.declared.clients.get(&c.key))
             .filter_map(|client| match &client.source {
                 ClientSpec::Generate(spec) => Some((client, spec)),
                 ClientSpec::Upload(_) => None,
@@ -343,7 +344,7 @@ impl Applier<'_> {
         password_key: &[u8],
     ) -> Result<(), ApplyError> {
         let desired = self.desired;
-        let client = desired.clients.get(&change.key);
+        let client = desired.declared.clients.get(&change.key);
         let new = match (change.action, client) {
             (Action::Create | Action::Replace, Some(client)) => match &client.source {
                 ClientSpec::Generate(spec) => {
@@ -439,7 +440,7 @@ impl Applier<'_> {
             self.reg.applied_revision = self.revision.clone();
         }
         // The settings this apply ran with: the next plan shows a change of them.
-        self.reg.settings = Some(plan::settings_of(self.desired));
+        self.reg.settings = Some(plan::settings_of(&self.desired.declared));
         self.reg.normalize();
         // Never commit a registry the next load would refuse.
         Registry::parse(&store.registry_path(), &self.reg.to_text())
@@ -464,7 +465,13 @@ impl Applier<'_> {
         if !plan.changes.iter().any(|c| c.target == Target::Export) {
             return Ok(());
         }
-        let Some(path) = self.desired.server.as_ref().and_then(|s| s.export.as_ref()) else {
+        let Some(path) = self
+            .desired
+            .declared
+            .server
+            .as_ref()
+            .and_then(|s| s.export.as_ref())
+        else {
             return Ok(());
         };
         write_export_to(self.store, &self.reg, path).map_err(|e| ApplyError::Export {
@@ -484,7 +491,7 @@ impl Applier<'_> {
         if !plan.changes.iter().any(|c| c.target == Target::Install) {
             return Ok(());
         }
-        let Some(spec) = self.desired.install() else {
+        let Some(spec) = self.desired.declared.install() else {
             return Ok(());
         };
         write_install_to(self.store, &self.reg, spec).map_err(|e| ApplyError::Install {
@@ -509,7 +516,7 @@ fn rebundle_if_due(
     change: &Change,
     password_key: &[u8],
 ) -> Result<(), ApplyError> {
-    let Some(client) = desired.clients.get(&change.key) else {
+    let Some(client) = desired.declared.clients.get(&change.key) else {
         return Ok(());
     };
     let ClientSpec::Generate(spec) = &client.source else {

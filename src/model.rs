@@ -490,6 +490,110 @@ pub(crate) struct Uploaded {
     pub(crate) info: CertInfo,
 }
 
+/// Why a cluster URL is refused; `userinfo` is the `user:password` part to mask, if any.
+pub struct UrlProblem {
+    /// What is wrong and how to write it; it never holds the user name or password.
+    pub message: String,
+    /// The `user:password` part, for the caller to mask where it shows the URL.
+    pub userinfo: Option<String>,
+}
+
+impl From<String> for UrlProblem {
+    fn from(message: String) -> UrlProblem {
+        UrlProblem {
+            message,
+            userinfo: None,
+        }
+    }
+}
+
+/// A cluster node's URL as ravencert uses it, normalized: `https://HOST[:PORT][/PATH]`, the
+/// scheme in lower case, without trailing slashes. Plain http, a user name or password, a
+/// query or a fragment are refused. The one check of a node URL: certs.toml's `[cluster] urls`
+/// and the cluster client both call it, so the client takes what the config accepts.
+///
+/// The text is checked before [`url::Url`] parses it, since the parser forgives what ravencert
+/// refuses (it drops tabs and newlines, lower-cases the scheme, keeps a user name): a password
+/// is found first and never echoed. The parser then has the last word on the whole URL.
+pub fn cluster_url(url: &str) -> Result<String, UrlProblem> {
+    const FORM: &str = "write https://HOST[:PORT], e.g. \"https://a.cluster.example.com\"";
+    let shown = url.escape_debug().to_string();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("'{shown}' is not a URL; {FORM}").into());
+    };
+    // First: a password in the URL must never be echoed, whatever else is wrong with it.
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        return Err(UrlProblem {
+            message: "holds a user name or password (USER@HOST); ravencert authenticates with its admin certificate, never with a password in certs.toml: remove it".into(),
+            userinfo: Some(userinfo.to_string()),
+        });
+    }
+    if scheme.eq_ignore_ascii_case("http") {
+        return Err(format!("'{shown}' is plain http; ravencert authenticates with a client certificate and sends certificates, which needs TLS: write https://").into());
+    }
+    if !scheme.eq_ignore_ascii_case("https") {
+        return Err(format!("'{shown}' is not an https URL; {FORM}").into());
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("'{shown}' holds white space or control characters; {FORM}").into());
+    }
+    if rest.contains('?') {
+        return Err(format!("'{shown}' has a query (?...); give the node's address only").into());
+    }
+    if rest.contains('#') {
+        return Err(
+            format!("'{shown}' has a fragment (#...); give the node's address only").into(),
+        );
+    }
+    check_host_port(authority).map_err(|e| format!("'{shown}': {e}; {FORM}"))?;
+    let path = rest[authority.len()..].trim_end_matches('/');
+    let normalized = format!("https://{authority}{path}");
+    match url::Url::parse(&normalized) {
+        Ok(u) if u.scheme() == "https" && u.has_host() && u.username().is_empty() => Ok(normalized),
+        Ok(_) => Err(format!("'{shown}' is not a URL; {FORM}").into()),
+        Err(e) => Err(format!("'{shown}': {e}; {FORM}").into()),
+    }
+}
+
+/// `HOST[:PORT]`: a DNS name or IPv4 address, or an IPv6 address in brackets; a port 1-65535.
+fn check_host_port(authority: &str) -> Result<(), String> {
+    let port = if let Some(v6) = authority.strip_prefix('[') {
+        let (addr, after) = v6.split_once(']').ok_or("an IPv6 address lacks its ']'")?;
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("'{addr}' is not an IPv6 address"));
+        }
+        match after {
+            "" => None,
+            a => Some(
+                a.strip_prefix(':')
+                    .ok_or_else(|| format!("'{a}' after the IPv6 address is not a port"))?,
+            ),
+        }
+    } else {
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
+        if host.is_empty() {
+            return Err("no host".into());
+        }
+        if !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            return Err(format!("'{host}' is not a host name or address"));
+        }
+        port
+    };
+    match port {
+        Some(p) if !matches!(p.parse::<u16>(), Ok(1..)) => {
+            Err(format!("the port '{p}' is not a number from 1 to 65535"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Text with the user information of every URL in it (`https://USER:PASSWORD@host`) replaced by
 /// `***`: a password in a URL is a password, whichever spelling it has (`Sup3r\u0050w` as
 /// TOML escapes it, or decoded), and wherever the URL shows (an error's quoted line, a message,
@@ -771,6 +875,32 @@ mod tests {
         ];
         for (text, masked) in cases {
             assert_eq!(mask_url_userinfo(text), masked, "{text}");
+        }
+    }
+
+    /// One validator for node URLs: normalized as certs.toml always had them (the scheme in
+    /// lower case, the host as written, no trailing slash), and what url::Url cannot parse as
+    /// a host is refused too.
+    #[test]
+    fn cluster_urls_are_normalized_and_parsed() {
+        for (text, normalized) in [
+            ("HTTPS://B.example.com:8443/", "https://B.example.com:8443"),
+            ("https://[::1]:443/raven//", "https://[::1]:443/raven"),
+            ("https://10.0.0.1", "https://10.0.0.1"),
+        ] {
+            assert_eq!(
+                cluster_url(text).ok().as_deref(),
+                Some(normalized),
+                "{text}"
+            );
+        }
+        for bad in [
+            "https://10.0.0.999",
+            "https://a..b:1:2",
+            "https://admin@a.example.com",
+        ] {
+            let e = cluster_url(bad).err().unwrap_or_else(|| panic!("{bad}"));
+            assert!(!e.message.contains("admin@"), "{bad}: {}", e.message);
         }
     }
 }

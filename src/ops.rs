@@ -80,18 +80,22 @@ pub fn validate(ctx: &Context) -> Result<Output> {
     // Every check of the plan that needs no store, so that validate and plan agree.
     plan::check_declared(&desired, ctx.now).map_err(|e| Error::from_plan(&desired, e))?;
     // The bundle passwords too, which plan reads only to compare and apply only to write.
-    let (errors, password_warnings) = desired.bundle_password_problems();
+    let (errors, password_warnings) = desired.declared.bundle_password_problems();
     if !errors.is_empty() {
         return Err(Error::Config(errors));
     }
     let mut out = format!(
         "{} is valid: {} client certificate{}, store {}.\n",
         ctx.config.display(),
-        desired.clients.len(),
-        if desired.clients.len() == 1 { "" } else { "s" },
-        desired.store.path.display()
+        desired.declared.clients.len(),
+        if desired.declared.clients.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        desired.declared.store.path.display()
     );
-    for w in desired.warnings.iter().chain(&password_warnings) {
+    for w in desired.declared.warnings.iter().chain(&password_warnings) {
         out.push_str(&format!("warning: {w}\n"));
     }
     Ok(Output::ok(out))

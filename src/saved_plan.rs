@@ -136,13 +136,14 @@ fn store_fingerprint(actual: &Actual) -> String {
 }
 
 fn config_fingerprint(desired: &Desired) -> Result<String> {
-    let mut bytes =
-        std::fs::read(&desired.config_path).map_err(|source| SavedPlanError::ReadConfig {
-            path: desired.config_path.clone(),
+    let mut bytes = std::fs::read(&desired.declared.config_path).map_err(|source| {
+        SavedPlanError::ReadConfig {
+            path: desired.declared.config_path.clone(),
             source,
-        })?;
+        }
+    })?;
     // Certificate files only: password files are secrets and are not hashed.
-    for f in desired.certificate_files() {
+    for f in desired.declared.certificate_files() {
         bytes.extend_from_slice(f.to_string_lossy().as_bytes());
         // A file that cannot be read hashes as empty: the fingerprint then differs from one
         // made while it could, which is what a stale check needs (its reading is planned too).
@@ -159,7 +160,7 @@ impl SavedPlan {
             kind: KIND.into(),
             created: render::rfc3339(source.now),
             config: source.config.to_path_buf(),
-            store: source.desired.store.path.clone(),
+            store: source.desired.declared.store.path.clone(),
             store_fingerprint: store_fingerprint(source.actual),
             config_fingerprint: config_fingerprint(source.desired)?,
             options,

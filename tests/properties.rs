@@ -153,7 +153,7 @@ fn everything_allowed() -> PlanOptions {
 }
 
 fn unlimited(mut d: Desired) -> Desired {
-    d.store.max_deletions = 0;
+    d.declared.store.max_deletions = 0;
     d
 }
 
@@ -214,7 +214,7 @@ proptest! {
         let mut n = 0;
         let start = applied(&first, &Actual::default(), &plan::plan(&first, &Actual::default(), NOW, &everything_allowed()).unwrap(), &mut n);
         let recorded = |key: &str| start.registry.certificates.iter().any(|e| e.key == key && e.protect);
-        let declared = |key: &str| second.clients.get(key).is_some_and(|c| c.protect);
+        let declared = |key: &str| second.declared.clients.get(key).is_some_and(|c| c.protect);
         match plan::plan(&second, &start, NOW, &everything_allowed()) {
             Ok(p) => {
                 for c in &p.changes {
@@ -247,13 +247,13 @@ proptest! {
         if let Ok(p) = plan::plan(&second, &start, NOW, &everything_allowed()) {
             for c in p.changes.iter().filter(|c| c.action == Action::Delete) {
                 prop_assert!(
-                    second.store.prune || c.reason == "rotation overlap ended",
+                    second.declared.store.prune || c.reason == "rotation overlap ended",
                     "deleted {} without prune: {}", c.key, c.reason
                 );
-                prop_assert!(!second.clients.contains_key(&c.key) || c.reason == "rotation overlap ended");
+                prop_assert!(!second.declared.clients.contains_key(&c.key) || c.reason == "rotation overlap ended");
             }
             let deletes = p.count(Action::Delete);
-            prop_assert!(second.store.max_deletions == 0 || deletes <= second.store.max_deletions as usize);
+            prop_assert!(second.declared.store.max_deletions == 0 || deletes <= second.declared.store.max_deletions as usize);
         }
     }
 

@@ -475,7 +475,7 @@ impl Guards {
     pub(crate) fn new(desired: &Desired, plan: &crate::plan::Plan, opts: &PlanOptions) -> Guards {
         use crate::plan::Action;
         Guards {
-            max_deletions: desired.store.max_deletions,
+            max_deletions: desired.declared.store.max_deletions,
             store_deletions: plan.count(Action::Delete),
             store_removed: plan
                 .changes
@@ -958,7 +958,7 @@ pub(crate) fn read(
     registry: &Registry,
     offline: bool,
 ) -> Result<Reading> {
-    let Some(settings) = &desired.cluster else {
+    let Some(settings) = &desired.declared.cluster else {
         return Ok(Reading::Absent);
     };
     if offline {
@@ -1047,7 +1047,7 @@ pub(crate) fn apply_after_store(
     preview: Preview,
     registry: &Registry,
 ) -> Result<(ClusterView, ClusterOutcome)> {
-    let Some(settings) = &s.desired.cluster else {
+    let Some(settings) = &s.desired.declared.cluster else {
         return Ok((ClusterView::Absent, ClusterOutcome::default()));
     };
     if preview.offline {

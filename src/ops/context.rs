@@ -230,8 +230,8 @@ impl Context {
                 reading,
             ),
         }?;
-        check_export_path(&desired)
-            .map_err(|(key, e)| desired.error_at(key.into(), e.to_string()))?;
+        check_export_path(&desired.declared)
+            .map_err(|(key, e)| desired.declared.error_at(key.into(), e.to_string()))?;
         Ok(desired)
     }
 

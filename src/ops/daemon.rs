@@ -101,7 +101,7 @@ impl Reconciler for Daemon<'_> {
             let declared = desired.as_ref().map(|d| &d.declared);
             observer.record(&ctx, report, declared);
         }
-        (result, desired.map(|d| d.referenced_files()))
+        (result, desired.map(|d| d.declared.referenced_files()))
     }
 
     fn source_fetched(&self, failure: Option<String>) {

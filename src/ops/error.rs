@@ -209,7 +209,7 @@ impl Error {
     /// A refused plan, placed at the certs.toml key it concerns when there is one.
     pub(crate) fn from_plan(desired: &Desired, e: PlanError) -> Error {
         match e.at_key() {
-            Some((key, message)) => desired.error_at(key, message).into(),
+            Some((key, message)) => desired.declared.error_at(key, message).into(),
             None => Error::Plan(e),
         }
     }

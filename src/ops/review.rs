@@ -93,6 +93,7 @@ pub(super) fn with_passwords(
                     Some(why) => BundlePassword::NotRead(why),
                     None => {
                         return Err(desired
+                            .declared
                             .secret_error_at(password_key(&c.key, r), e.to_string())
                             .into())
                     }
@@ -125,12 +126,16 @@ pub(super) fn without_passwords(opts: &PlanOptions, desired: &Desired) -> PlanOp
 
 /// The generated clients that declare a bundle password, with its source.
 fn declared_passwords(desired: &Desired) -> impl Iterator<Item = (&ClientDesired, &SecretRef)> {
-    desired.clients.values().filter_map(|c| match &c.source {
-        ClientSpec::Generate(GenerateSpec {
-            password: Some(r), ..
-        }) => Some((c, r)),
-        _ => None,
-    })
+    desired
+        .declared
+        .clients
+        .values()
+        .filter_map(|c| match &c.source {
+            ClientSpec::Generate(GenerateSpec {
+                password: Some(r), ..
+            }) => Some((c, r)),
+            _ => None,
+        })
 }
 
 /// The certs.toml key of a generated client's password source.
@@ -158,13 +163,15 @@ pub(super) fn check_needed_passwords(
         let Some(BundlePassword::NotRead(_)) = map.get(&change.key) else {
             continue;
         };
-        let Some((c, spec, r)) = desired
-            .clients
-            .get(&change.key)
-            .and_then(|c| match &c.source {
-                ClientSpec::Generate(g) => g.password.as_ref().map(|r| (c, g, r)),
-                ClientSpec::Upload(_) => None,
-            })
+        let Some((c, spec, r)) =
+            desired
+                .declared
+                .clients
+                .get(&change.key)
+                .and_then(|c| match &c.source {
+                    ClientSpec::Generate(g) => g.password.as_ref().map(|r| (c, g, r)),
+                    ClientSpec::Upload(_) => None,
+                })
         else {
             continue;
         };
@@ -181,7 +188,11 @@ pub(super) fn check_needed_passwords(
             Action::Delete | Action::Export => false,
         };
         if let (true, Err(e)) = (writes, r.read()) {
-            problems.push(desired.secret_error_at(password_key(&c.key, r), e.to_string()));
+            problems.push(
+                desired
+                    .declared
+                    .secret_error_at(password_key(&c.key, r), e.to_string()),
+            );
         }
     }
     if problems.is_empty() {
@@ -200,14 +211,14 @@ pub(super) fn compute(
     opts: &PlanOptions,
     secrets: bool,
 ) -> Result<(Store, Actual, Plan, PlanOptions)> {
-    let store = Store::new(&desired.store.path);
+    let store = Store::new(&desired.declared.store.path);
     // A review plan (`plan --rev`) reads no private key, the store's neither.
     let store = if secrets {
         store
     } else {
         store.reading_no_keys()
     };
-    let actual = super::settings::load_actual(&store, desired, secrets)?;
+    let actual = super::settings::load_actual(&store, &desired.declared, secrets)?;
     let opts = if secrets {
         with_passwords(opts, desired, &store)?
     } else {
@@ -358,7 +369,7 @@ fn review_base(
 
 /// The cluster of a review plan: left out, saying why.
 fn review_cluster(desired: &Desired, why: &str) -> ClusterView {
-    if desired.cluster.is_some() {
+    if desired.declared.cluster.is_some() {
         ClusterView::Skipped(why.into())
     } else {
         ClusterView::Absent

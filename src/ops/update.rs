@@ -55,7 +55,7 @@ pub(crate) struct Converged {
 /// certs.toml's provenance covers the certificate files it names: an uncommitted upload
 /// makes the applied revision dirty too.
 fn local_revision(ctx: &Context, desired: &Desired, require_clean: bool) -> Result<Option<String>> {
-    let files = desired.certificate_files();
+    let files = desired.declared.certificate_files();
     if !require_clean {
         return Ok(git::provenance(&ctx.config, &files).map(|p| p.revision()));
     }
@@ -69,7 +69,7 @@ fn local_revision(ctx: &Context, desired: &Desired, require_clean: bool) -> Resu
 /// The applied revision of a certs.toml on disk (and the certificate files it names), when it
 /// is in git.
 pub(crate) fn revision_of(config: &Path, desired: &Desired) -> Option<String> {
-    git::provenance(config, &desired.certificate_files()).map(|p| p.revision())
+    git::provenance(config, &desired.declared.certificate_files()).map(|p| p.revision())
 }
 
 /// The plan for `desired` against its store, and the cluster's, changing nothing.
@@ -107,9 +107,9 @@ pub(crate) fn converge(
     run: Run,
     check: &dyn Fn(&Actual, &Plan) -> Result<()>,
 ) -> Result<Converged> {
-    let store = Store::new(&desired.store.path);
+    let store = Store::new(&desired.declared.store.path);
     let _lock = store.lock(run.lock_timeout)?;
-    let actual = super::settings::load_actual(&store, desired, true)?;
+    let actual = super::settings::load_actual(&store, &desired.declared, true)?;
     let opts = with_passwords(opts, desired, &store)?;
     let plan =
         plan::plan(desired, &actual, ctx.now, &opts).map_err(|e| Error::from_plan(desired, e))?;
@@ -139,7 +139,9 @@ pub(crate) fn converge(
     let registry = if plan.is_empty() {
         actual.registry.clone()
     } else {
-        store.load(super::exports::export_path(desired))?.registry
+        store
+            .load(super::exports::export_path(&desired.declared))?
+            .registry
     };
     let (cluster, done) = cluster::apply_after_store(&planned, preview, &registry)
         .map_err(|e| Error::after_store(e, !plan.is_empty()))?;
@@ -171,7 +173,7 @@ pub fn apply(ctx: &Context, req: &ApplyRequest, confirm: Confirm<'_>) -> Result<
     let unchanged = preview.is_empty() && cluster_preview.is_empty();
     if !unchanged {
         // A bundle that cannot be written is refused before anyone is asked or anything locked.
-        let store = Store::new(&desired.store.path);
+        let store = Store::new(&desired.declared.store.path);
         let opts = with_passwords(&opts, &desired, &store)?;
         check_needed_passwords(&desired, &preview_actual, &preview, &opts)?;
     }

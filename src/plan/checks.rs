@@ -55,7 +55,8 @@ pub(crate) fn check_declared(desired: &Desired, now: OffsetDateTime) -> Result<(
 /// With imported node certificates, generating clients needs one of them with its private key,
 /// and `install` needs the first one's.
 fn check_server_keys(desired: &Desired) -> Result<(), PlanError> {
-    let Some(ServerSpec::Imported(refs)) = desired.server.as_ref().map(|s| &s.source) else {
+    let Some(ServerSpec::Imported(refs)) = desired.declared.server.as_ref().map(|s| &s.source)
+    else {
         return Ok(());
     };
     let keyed = &desired.files.nodes_keyed;
@@ -63,7 +64,9 @@ fn check_server_keys(desired: &Desired) -> Result<(), PlanError> {
     if keyed.len() != refs.len() {
         return Ok(());
     }
-    if let (Some(_), Some(first), Some(false)) = (desired.install(), refs.first(), keyed.first()) {
+    if let (Some(_), Some(first), Some(false)) =
+        (desired.declared.install(), refs.first(), keyed.first())
+    {
         return Err(PlanError::InstallWithoutKey {
             file: first.path.display().to_string(),
         });
@@ -72,6 +75,7 @@ fn check_server_keys(desired: &Desired) -> Result<(), PlanError> {
         return Ok(());
     }
     let generated = desired
+        .declared
         .clients
         .values()
         .find(|c| matches!(c.source, ClientSpec::Generate(_)));
@@ -89,7 +93,7 @@ fn check_server_keys(desired: &Desired) -> Result<(), PlanError> {
 }
 
 fn upload_path(desired: &Desired, key: &str) -> String {
-    match desired.clients.get(key).map(|c| &c.source) {
+    match desired.declared.clients.get(key).map(|c| &c.source) {
         Some(ClientSpec::Upload(r)) => r.path.display().to_string(),
         _ => String::new(),
     }
@@ -166,9 +170,9 @@ fn held_elsewhere(
 ) -> Option<UploadProblem> {
     let file = file.to_string();
     let holder = holder.key.clone();
-    match desired.clients.get(&holder) {
+    match desired.declared.clients.get(&holder) {
         // No longer declared: only a prune in the same apply frees the thumbprint.
-        None => (!desired.store.prune).then_some(UploadProblem::HeldByUndeclared {
+        None => (!desired.declared.store.prune).then_some(UploadProblem::HeldByUndeclared {
             file,
             thumbprint,
             holder,
@@ -204,10 +208,10 @@ impl Planner<'_> {
         }
         let mut pruned = Vec::new();
         for c in reg.active_certificates() {
-            if self.desired.clients.contains_key(&c.key) {
+            if self.desired.declared.clients.contains_key(&c.key) {
                 continue;
             }
-            if self.desired.store.prune {
+            if self.desired.declared.store.prune {
                 if c.protect {
                     return Err(PlanError::Protected {
                         key: c.key.clone(),
@@ -237,7 +241,7 @@ impl Planner<'_> {
     /// Guards against a wrong config or store wiping access. Every delete counts, the end of a
     /// rotation overlap too.
     fn guard(&self, retired: Vec<String>, pruned: Vec<String>) -> Result<(), PlanError> {
-        let max = self.desired.store.max_deletions;
+        let max = self.desired.declared.store.max_deletions;
         let deletes = retired.len() + pruned.len();
         if max > 0 && deletes > max as usize {
             return Err(PlanError::TooManyDeletions {

@@ -20,7 +20,7 @@ impl<'a> Planner<'a> {
         super::checks::check_uploads(self.desired, self.actual)?;
         let desired = self.desired;
         let mut changes = Vec::new();
-        for client in desired.clients.values() {
+        for client in desired.declared.clients.values() {
             let current = self.active.get(client.key.as_str()).copied();
             if current.is_some_and(|c| c.protect) && !client.protect {
                 self.warnings.push(format!(
@@ -378,7 +378,7 @@ impl<'a> Planner<'a> {
             if let Some(why) = renewal_reason(
                 c.info.not_before,
                 c.info.not_after,
-                self.desired.renew_before,
+                self.desired.declared.renew_before,
                 self.now,
             ) {
                 self.warnings.push(format!(

@@ -670,7 +670,7 @@ impl<'a> Planner<'a> {
                 .active_certificates()
                 .map(|c| (c.key.as_str(), c))
                 .collect(),
-            warnings: desired.warnings.clone(),
+            warnings: desired.declared.warnings.clone(),
             kept: Vec::new(),
             not_read: Vec::new(),
         }
@@ -678,7 +678,7 @@ impl<'a> Planner<'a> {
 
     fn run(mut self) -> Result<Plan, PlanError> {
         for key in &self.opts.replace {
-            if key != SERVER_KEY && !self.desired.clients.contains_key(key) {
+            if key != SERVER_KEY && !self.desired.declared.clients.contains_key(key) {
                 return Err(PlanError::UnknownReplace(key.clone()));
             }
         }
@@ -686,7 +686,9 @@ impl<'a> Planner<'a> {
         // store recorded at its last apply (nothing before the first, or in a store written
         // before ravencert recorded them: the next apply records them).
         let mut changes = match &self.actual.registry.settings {
-            Some(before) => settings::settings_changes(before, &settings_of(self.desired)),
+            Some(before) => {
+                settings::settings_changes(before, &settings_of(&self.desired.declared))
+            }
             None => Vec::new(),
         };
         // Server first: clients are signed by it.

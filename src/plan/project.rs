@@ -179,7 +179,7 @@ pub(crate) fn mutate(
             }
         }
         (Target::Client, Action::Update) => {
-            if let Some(c) = desired.clients.get(&change.key) {
+            if let Some(c) = desired.declared.clients.get(&change.key) {
                 for e in reg.certificates.iter_mut().filter(|e| mine(e)) {
                     e.name = c.name.clone();
                     e.clearance = c.clearance;
@@ -195,7 +195,11 @@ pub(crate) fn mutate(
             reg.certificates.retain(|e| !mine(e));
         }
         (Target::Client, Action::Replace) => {
-            let overlap = desired.clients.get(&change.key).and_then(|c| c.overlap);
+            let overlap = desired
+                .declared
+                .clients
+                .get(&change.key)
+                .and_then(|c| c.overlap);
             match overlap {
                 Some(o) => {
                     for e in reg.certificates.iter_mut().filter(|e| mine(e)) {
@@ -221,20 +225,22 @@ pub(crate) fn mutate(
 pub fn project(reg: &Registry, plan: &Plan, desired: &Desired, now: OffsetDateTime) -> Registry {
     let mut out = reg.clone();
     // Every apply records the settings it ran with.
-    out.settings = Some(super::settings_of(desired));
+    out.settings = Some(super::settings_of(&desired.declared));
     // What stands for the values only the apply knows; never a thumbprint, so the renderers
     // can tell it is not one.
     let unknown = "(known after apply)";
     for change in &plan.changes {
         let new = match (change.target, change.action) {
             (Target::Server, Action::Create | Action::Replace) => desired
+                .declared
                 .server
                 .as_ref()
                 .map(|s| NewCert::Server(server_entries(&s.source, desired, now, unknown))),
-            (Target::Client, Action::Create | Action::Replace) => desired
-                .clients
-                .get(&change.key)
-                .map(|c| NewCert::Client(client_entries(c, desired, now, unknown.into(), unknown))),
+            (Target::Client, Action::Create | Action::Replace) => {
+                desired.declared.clients.get(&change.key).map(|c| {
+                    NewCert::Client(client_entries(c, desired, now, unknown.into(), unknown))
+                })
+            }
             _ => None,
         };
         mutate(&mut out, change, new, desired, now);
@@ -356,11 +362,11 @@ pub(crate) fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
     // declared validity so that no re-issue is planned from them.
     let assumed = "(as registered)";
     let mut reg = Registry::new();
-    reg.settings = Some(super::settings_of(base));
-    if let Some(server) = &base.server {
+    reg.settings = Some(super::settings_of(&base.declared));
+    if let Some(server) = &base.declared.server {
         reg.server = server_entries(&server.source, base, now, assumed);
     }
-    for c in base.clients.values() {
+    for c in base.declared.clients.values() {
         // Unique per key: the planner and the registry tell entries apart by thumbprint.
         let thumbprint = format!("{assumed} {}", c.key);
         reg.certificates
@@ -368,7 +374,8 @@ pub(crate) fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
     }
     // The bundles as BASE declares their passwords: none, or one (whose value is not known).
     for e in &mut reg.certificates {
-        if let Some(ClientSpec::Generate(g)) = base.clients.get(&e.key).map(|c| &c.source) {
+        if let Some(ClientSpec::Generate(g)) = base.declared.clients.get(&e.key).map(|c| &c.source)
+        {
             let declared = g
                 .password
                 .as_ref()
@@ -377,7 +384,7 @@ pub(crate) fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
         }
     }
     // The install file as BASE's apply left it: current, in BASE's profile.
-    let install = Some(match (base.install(), reg.server.first()) {
+    let install = Some(match (base.declared.install(), reg.server.first()) {
         (Some(i), Some(s)) => InstalledFile::Holds {
             thumbprint: Some(s.thumbprint.clone()),
             profile: Some(i.pfx),
@@ -389,6 +396,7 @@ pub(crate) fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
     Actual {
         install,
         bundles_ok: base
+            .declared
             .clients
             .iter()
             .filter(|(_, c)| matches!(c.source, ClientSpec::Generate(_)))

@@ -23,7 +23,7 @@ struct GeneratedServer<'s> {
 impl Planner<'_> {
     /// The server certificate's change, if any: generated, or the nodes' own imported ones.
     pub(super) fn server(&self) -> Result<Option<Change>, PlanError> {
-        match self.desired.server.as_ref().map(|s| &s.source) {
+        match self.desired.declared.server.as_ref().map(|s| &s.source) {
             Some(ServerSpec::Generate {
                 name,
                 dns,
@@ -165,7 +165,7 @@ impl Planner<'_> {
     /// not read. Their thumbprints are not known, so none is shown.
     fn unread_server(&self, unread: &[&UnreadFile]) -> Option<Change> {
         let registered = &self.actual.registry.server;
-        let declared = match self.desired.server.as_ref().map(|s| &s.source) {
+        let declared = match self.desired.declared.server.as_ref().map(|s| &s.source) {
             Some(ServerSpec::Imported(refs)) => refs.len(),
             _ => 0,
         };
@@ -215,7 +215,7 @@ impl Planner<'_> {
     /// Writing the export again when the server certificate changes, or the file is missing or
     /// holds other certificates.
     pub(super) fn export(&self, server_changes: bool) -> Option<Change> {
-        let path = self.desired.server.as_ref()?.export.as_ref()?;
+        let path = self.desired.declared.server.as_ref()?.export.as_ref()?;
         let mut current: Vec<String> = self
             .actual
             .registry
@@ -245,7 +245,7 @@ impl Planner<'_> {
     /// file is missing, does not open with the declared password, holds another certificate
     /// or is in another profile. Not looked at (no secrets at hand): nothing planned.
     pub(super) fn install(&mut self, server_changes: bool) -> Option<Change> {
-        let spec = self.desired.install()?;
+        let spec = self.desired.declared.install()?;
         let path = spec.path.display();
         let reason = if server_changes {
             "the server certificate changes".to_string()

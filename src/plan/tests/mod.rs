@@ -89,7 +89,7 @@ pub(super) fn applied(d: &Desired) -> Actual {
         revision: None,
         has_key: true,
     });
-    for (i, c) in d.clients.values().enumerate() {
+    for (i, c) in d.declared.clients.values().enumerate() {
         reg.certificates.push(CertEntry {
             key: c.key.clone(),
             name: c.name.clone(),
@@ -112,7 +112,7 @@ pub(super) fn applied(d: &Desired) -> Actual {
         });
     }
     Actual {
-        bundles_ok: d.clients.keys().cloned().collect(),
+        bundles_ok: d.declared.clients.keys().cloned().collect(),
         export_thumbprints: Some(vec![thumb(200)]),
         registry: reg,
         exists: true,
@@ -211,11 +211,11 @@ fn guards_refuse_mass_deletion() {
             ..
         })
     ));
-    keep_one.store.max_deletions = 0;
+    keep_one.declared.store.max_deletions = 0;
     assert!(plan(&keep_one, &a, NOW, &PlanOptions::default()).is_ok());
 
     let mut none = desired(vec![], true);
-    none.store.max_deletions = 0;
+    none.declared.store.max_deletions = 0;
     assert!(matches!(
         plan(&none, &a, NOW, &PlanOptions::default()),
         Err(PlanError::DeletesAll { .. })
@@ -245,7 +245,7 @@ fn replace_flag_key_change_and_renewal() {
     );
 
     let mut d2 = d.clone();
-    if let ClientSpec::Generate(g) = &mut d2.clients.get_mut("a").unwrap().source {
+    if let ClientSpec::Generate(g) = &mut d2.declared.clients.get_mut("a").unwrap().source {
         g.key = KeySpec::EcP384;
     }
     let p = run(&d2, &a);
@@ -406,10 +406,12 @@ fn bundle_password_and_profile_are_compared_without_the_password() {
     assert_eq!(p.changes[0].reason, "bundle: password removed");
     // The profile, together with an edit.
     let mut legacy = d.clone();
-    if let Some(ClientSpec::Generate(g)) = legacy.clients.get_mut("a").map(|c| &mut c.source) {
+    if let Some(ClientSpec::Generate(g)) =
+        legacy.declared.clients.get_mut("a").map(|c| &mut c.source)
+    {
         g.pfx = PfxProfile::Legacy;
     }
-    legacy.clients.get_mut("a").unwrap().name = "A".into();
+    legacy.declared.clients.get_mut("a").unwrap().name = "A".into();
     let p = plan(&legacy, &a, NOW, &with(&[("a", "hmac-sha256:11")])).unwrap();
     assert_eq!(
         p.changes[0].reason,
@@ -420,7 +422,7 @@ fn bundle_password_and_profile_are_compared_without_the_password() {
 #[test]
 fn a_bundle_password_not_read_is_named_and_only_an_added_one_is_planned() {
     let mut d = desired(vec![client("a", Clearance::Operator, &[])], false);
-    if let Some(ClientSpec::Generate(g)) = d.clients.get_mut("a").map(|c| &mut c.source) {
+    if let Some(ClientSpec::Generate(g)) = d.declared.clients.get_mut("a").map(|c| &mut c.source) {
         g.password = Some(crate::config::SecretRef::Env("A_PFX".into()));
     }
     let mut a = applied(&d);
@@ -452,7 +454,7 @@ fn a_bundle_password_not_read_is_named_and_only_an_added_one_is_planned() {
 fn validity_change_is_a_replace_naming_both() {
     let mut d = desired(vec![client("a", Clearance::Operator, &[])], false);
     let a = applied(&d);
-    if let Some(ClientSpec::Generate(g)) = d.clients.get_mut("a").map(|c| &mut c.source) {
+    if let Some(ClientSpec::Generate(g)) = d.declared.clients.get_mut("a").map(|c| &mut c.source) {
         g.validity = Period::days(90);
     }
     let p = run(&d, &a);
@@ -472,7 +474,7 @@ fn validity_change_is_a_replace_naming_both() {
 #[test]
 fn every_delete_counts_against_max_deletions() {
     let mut d = desired(vec![client("a", Clearance::Operator, &[])], false);
-    d.store.max_deletions = 1;
+    d.declared.store.max_deletions = 1;
     let mut a = applied(&d);
     for n in [50u8, 51] {
         let mut old = a.registry.certificates[0].clone();
@@ -530,7 +532,7 @@ fn a_database_named_like_a_field_is_reported_as_a_database() {
 /// `d` with `key` an upload whose file a review did not read, compared with BASE as `since`.
 fn unread_upload(mut d: Desired, key: &str, since: SinceBase) -> Desired {
     let path = PathBuf::from(format!("/cfg/trust/{key}.pfx"));
-    if let Some(c) = d.clients.get_mut(key) {
+    if let Some(c) = d.declared.clients.get_mut(key) {
         c.source = ClientSpec::Upload(crate::config::FileRef {
             path: path.clone(),
             password: Some(crate::config::SecretRef::Env("P".into())),
@@ -579,7 +581,7 @@ fn an_upload_a_review_did_not_read_is_compared_as_far_as_its_bytes_tell() {
 
     // Declared fields are still compared: a raised access is an escalation.
     let mut raised = same.clone();
-    raised.clients.get_mut("p").unwrap().permissions =
+    raised.declared.clients.get_mut("p").unwrap().permissions =
         [("Orders".to_string(), Access::ReadWrite)].into();
     let p = plan(&raised, &assumed, NOW, &review).unwrap();
     assert_eq!(

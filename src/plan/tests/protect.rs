@@ -20,7 +20,7 @@ fn protect_is_recorded_by_an_update_of_its_own() {
     let d = desired(vec![client("a", Clearance::Operator, &[])], false);
     let a = applied(&d);
     let mut p2 = d.clone();
-    p2.clients.get_mut("a").unwrap().protect = true;
+    p2.declared.clients.get_mut("a").unwrap().protect = true;
     let p = run(&p2, &a);
     assert_eq!(p.changes.len(), 1, "{:?}", p.changes);
     let c = &p.changes[0];
@@ -175,7 +175,7 @@ fn a_protected_client_is_not_reissued_by_a_change_of_certs_toml() {
     let a = applied(&d);
     let with = |f: &dyn Fn(&mut ClientDesired)| {
         let mut d2 = d.clone();
-        f(d2.clients.get_mut("root").unwrap());
+        f(d2.declared.clients.get_mut("root").unwrap());
         d2
     };
     let rekeyed = with(&|c| {
@@ -199,7 +199,7 @@ fn a_protected_client_is_not_reissued_by_a_change_of_certs_toml() {
     refusal(plan(&longer, &a, NOW, &PlanOptions::default()), "root");
     // Dropping protect in the same step: the store remembers it.
     let mut dropped = rekeyed.clone();
-    dropped.clients.get_mut("root").unwrap().protect = false;
+    dropped.declared.clients.get_mut("root").unwrap().protect = false;
     refusal(plan(&dropped, &a, NOW, &PlanOptions::default()), "root");
     // A store written before protect was recorded: certs.toml's protect counts too.
     let mut legacy = a.clone();
