@@ -1,4 +1,4 @@
-//! The cluster client (`ravencert::cluster`) against a real RavenDB 4.1 server, with
+//! The cluster client (`ravencert::ravendb`) against a real RavenDB 4.1 server, with
 //! ravencert's own certificates: the store's server certificate serves TLS, its ClusterAdmin
 //! client is the well-known admin. One server is shared by the tests that run at the same time
 //! (each works on its own certificates); it stops when the last of them ends.
@@ -8,10 +8,10 @@ mod common;
 use ::openssl as ossl;
 use common::ravendb::{ClientCert, Pin as CurlPin, RavenServer};
 use common::{openssl, Env};
-use ravencert::cluster::{
+use ravencert::model::{Access, Clearance};
+use ravencert::ravendb::{
     BodyLog, Client, ClientOptions, ClusterError, Identity, ListedClearance, Pin, SentRequest,
 };
-use ravencert::model::{Access, Clearance};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};

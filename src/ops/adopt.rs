@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::{Error, Result};
 use super::{Context, Output};
-use crate::cluster::{
+use crate::ravendb::{
     Client, ClientOptions, Identity, ListedClearance, Listing, Pin, Registration,
 };
 

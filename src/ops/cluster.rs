@@ -8,15 +8,15 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::error::{Error, Result};
-use crate::cluster::{
-    BodyLog, Client, ClientOptions, ClusterError, Identity, ListedClearance, Listing, Pin,
-};
 use crate::config::{CaPin, ClusterAdmin, ClusterSettings, Desired};
 use crate::plan::{
     plan_cluster, ClusterAction, ClusterChange, ClusterClearance, ClusterListing, ClusterOptions,
     ClusterPlan, ClusterView, Keep, Registration, RegistrationFields, ServerVersion,
 };
 use crate::plan::{HeldAccess, Plan, PlanOptions};
+use crate::ravendb::{
+    BodyLog, Client, ClientOptions, ClusterError, Identity, ListedClearance, Listing, Pin,
+};
 use crate::registry::{is_thumbprint, CertEntry, Registry};
 use crate::store::Store;
 
@@ -597,7 +597,7 @@ fn pin(settings: &ClusterSettings, registry: &Registry, served: &[String]) -> Re
 /// The client's listing as the planner reads it.
 fn listing_for_plan(
     listing: Listing,
-    version: crate::cluster::ServerVersion,
+    version: crate::ravendb::ServerVersion,
     url: &str,
 ) -> Result<ClusterListing> {
     // The nodes' own certificates: served, used towards other nodes, or registered as
@@ -1166,9 +1166,9 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         let body = std::fs::read(path).unwrap();
-        let listing = crate::cluster::decode_listing_bytes(&body).unwrap();
+        let listing = crate::ravendb::decode_listing_bytes(&body).unwrap();
         assert_eq!(listing.left_out, Vec::<String>::new());
-        let version = crate::cluster::ServerVersion {
+        let version = crate::ravendb::ServerVersion {
             product_version: product.into(),
             build_version: 0,
             full_version: format!("{product}.0"),
