@@ -10,13 +10,11 @@ use time::OffsetDateTime;
 use super::error::{Error, Result};
 use crate::config::{CaPin, ClusterAdmin, ClusterSettings, Desired};
 use crate::plan::{
-    plan_cluster, ClusterAction, ClusterChange, ClusterClearance, ClusterListing, ClusterOptions,
-    ClusterPlan, ClusterView, Keep, Registration, RegistrationFields, ServerVersion,
+    plan_cluster, ClusterAction, ClusterChange, ClusterListing, ClusterOptions, ClusterPlan,
+    ClusterView, Keep, RegistrationFields, ServerVersion,
 };
 use crate::plan::{HeldAccess, Plan, PlanOptions};
-use crate::ravendb::{
-    BodyLog, Client, ClientOptions, ClusterError, Identity, ListedClearance, Listing, Pin,
-};
+use crate::ravendb::{BodyLog, Client, ClientOptions, ClusterError, Identity, Listing, Pin};
 use crate::registry::{is_thumbprint, CertEntry, Registry};
 use crate::store::Store;
 
@@ -224,9 +222,9 @@ impl Target {
     /// The cluster's registrations, read with one request (a second only when the server's
     /// answer carries no version header).
     pub(crate) fn read(&self) -> Result<ClusterListing> {
-        let listing = self.client.list().map_err(Error::Cluster)?;
-        let version = match &listing.server_version {
-            Some(v) => v.clone(),
+        let mut listing = self.client.list().map_err(Error::Cluster)?;
+        let version = match listing.server_version.take() {
+            Some(v) => v,
             None => self.client.version().map_err(Error::Cluster)?,
         };
         if let Some(loaded) = &listing.loaded_server_cert {
@@ -257,7 +255,7 @@ impl Target {
             ));
         }
         drop(notes);
-        listing_for_plan(listing, version, &self.url())
+        Ok(listing_for_plan(listing, version))
     }
 
     /// `[cluster] keep`, as the planner reads it: notes by (upper-case) thumbprint.
@@ -594,73 +592,14 @@ fn pin(settings: &ClusterSettings, registry: &Registry, served: &[String]) -> Re
     })
 }
 
-/// The client's listing as the planner reads it.
-fn listing_for_plan(
-    listing: Listing,
-    version: crate::ravendb::ServerVersion,
-    url: &str,
-) -> Result<ClusterListing> {
-    // The nodes' own certificates: served, used towards other nodes, or registered as
-    // ClusterNode or with a server usage. Never unregistered.
-    let mut server_thumbprints: Vec<String> = listing
-        .loaded_server_cert
-        .into_iter()
-        .chain(listing.loaded_server_cert_for_communication)
-        .collect();
-    let registrations = listing
-        .registrations
-        .into_iter()
-        .map(|r| {
-            if matches!(
-                r.usage.as_deref(),
-                Some("RavenServer" | "RavenServerForCommunication")
-            ) {
-                server_thumbprints.push(r.thumbprint.clone());
-            }
-            let clearance = match r.clearance {
-                ListedClearance::Client(c) => ClusterClearance::from(c),
-                ListedClearance::ClusterNode => {
-                    server_thumbprints.push(r.thumbprint.clone());
-                    ClusterClearance::ClusterNode
-                }
-                ListedClearance::UnauthenticatedClients => ClusterClearance::UnauthenticatedClients,
-            };
-            Registration {
-                thumbprint: r.thumbprint,
-                name: r.name,
-                clearance,
-                permissions: r.permissions,
-                collection_primary: r.collection_primary,
-                disabled: r.disabled,
-            }
-        })
-        .collect();
-    let mut seen = BTreeSet::new();
-    server_thumbprints.retain(|t| seen.insert(t.to_ascii_uppercase()));
-    let mut parts = version.product_version.split('.').map(|p| p.parse().ok());
-    let (major, minor) = match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(a), Some(b)) => (a, b),
-        _ => {
-            return Err(Error::Cluster(ClusterError::Decode {
-                url: url.to_string(),
-                detail: format!(
-                    "cannot read the server version from {:?}; ravencert needs it to know which values the server can hold",
-                    version.product_version
-                ),
-            }))
-        }
-    };
-    let full = if version.full_version.is_empty() {
-        version.product_version.clone()
-    } else {
-        version.full_version.clone()
-    };
-    Ok(ClusterListing {
-        registrations,
-        server_thumbprints,
+/// The client's listing as the planner reads it, with the server's `version`.
+fn listing_for_plan(listing: Listing, version: ServerVersion) -> ClusterListing {
+    ClusterListing {
+        server_thumbprints: listing.server_thumbprints(),
+        registrations: listing.registrations,
         well_known_admins: listing.well_known_admins,
-        version: ServerVersion { major, minor, full },
-    })
+        version,
+    }
 }
 
 /// `.cluster-state.json`: per cluster (its urls, as certs.toml lists them), what ravencert last
@@ -1168,12 +1107,13 @@ mod tests {
         let body = std::fs::read(path).unwrap();
         let listing = crate::ravendb::decode_listing_bytes(&body).unwrap();
         assert_eq!(listing.left_out, Vec::<String>::new());
-        let version = crate::ravendb::ServerVersion {
-            product_version: product.into(),
-            build_version: 0,
-            full_version: format!("{product}.0"),
+        let (major, minor) = product.split_once('.').unwrap();
+        let version = ServerVersion {
+            major: major.parse().unwrap(),
+            minor: minor.parse().unwrap(),
+            full: format!("{product}.0"),
         };
-        listing_for_plan(listing, version, "https://a.example.com").unwrap()
+        listing_for_plan(listing, version)
     }
 
     fn declared(key: &str, name: &str, thumbprint: &str, clearance: Clearance) -> CertEntry {

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use super::clients::widens;
 use super::{entry_fields, shown, Field, FieldChange, Fields, PlanError};
@@ -58,8 +59,9 @@ impl From<Clearance> for ClusterClearance {
     }
 }
 
-/// One certificate registered on the cluster, as `GET /admin/certificates` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One certificate registered on the cluster, as `GET /admin/certificates` lists it: what the
+/// RavenDB client decodes and the planner reads (one type for both, so nothing converts).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
     /// SHA-1 of the certificate, 40 hex digits.
     pub thumbprint: String,
@@ -71,13 +73,22 @@ pub struct Registration {
     pub permissions: BTreeMap<String, Access>,
     /// For a collection's secondary: the primary's thumbprint.
     pub collection_primary: Option<String>,
+    /// For a collection's primary: its secondaries' thumbprints.
+    pub collection_secondaries: Vec<String>,
     /// Disabled in the Studio (RavenDB 7.2.2 and later; None where the server does not say).
     /// An edit sends it back unchanged: ravencert never enables a registration.
-    #[serde(default)]
     pub disabled: Option<bool>,
+    /// The certificate's expiry, when the server lists it.
+    pub not_after: Option<OffsetDateTime>,
+    /// The public certificate (DER), when the server lists it (`adopt` writes it out).
+    pub certificate: Option<Vec<u8>>,
+    /// `Usage` (RavenDB 7.2.5 and later): `Client`, `RavenServer`,
+    /// `RavenServerForCommunication`; None for older servers and older entries.
+    pub usage: Option<String>,
 }
 
-/// The RavenDB version a cluster node reports (`GET /build/version`).
+/// The RavenDB version a cluster node reports (its `Raven-Server-Version` header, or
+/// `GET /build/version`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerVersion {
     /// The major version (4 in 4.1.0).

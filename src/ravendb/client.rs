@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 
 use super::tls::{FixedResolver, OpensslTls, TlsRefusal};
-use super::wire::{decode_listing, edit_body, version_from_header};
+use super::wire::{decode_build_version, decode_listing, edit_body, version_from_header};
 use super::{BodyLog, ClientOptions, ClusterError, Listing, Result, SentRequest, ServerVersion};
 use crate::model::{Access, Clearance};
 
@@ -101,10 +101,7 @@ impl Client {
     /// The server's version (`GET /build/version`).
     pub fn version(&self) -> Result<ServerVersion> {
         let (url, body) = self.send("GET", "/build/version", None)?;
-        serde_json::from_slice(&body).map_err(|e| ClusterError::Decode {
-            url: format!("{url}/build/version"),
-            detail: e.to_string(),
-        })
+        decode_build_version(&url, &body)
     }
 
     /// Every registered certificate, collection secondaries included, and the server's version

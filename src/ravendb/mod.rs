@@ -15,15 +15,11 @@
 //! The module's parts: [`Client`] and its requests (`client.rs`), the wire format of the
 //! answers and bodies (`wire.rs`), the TLS connector with the pin (`tls.rs`).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Deserialize;
-use time::OffsetDateTime;
-
-use crate::model::{Access, Clearance};
+pub use crate::plan::{ClusterClearance, Registration, ServerVersion};
 
 mod client;
 mod tls;
@@ -198,68 +194,6 @@ pub struct SentRequest {
 /// Where [`Client::with_body_log`] records every request.
 pub type BodyLog = Arc<Mutex<Vec<SentRequest>>>;
 
-/// `GET /build/version`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ServerVersion {
-    /// Major.minor, e.g. `4.1`.
-    pub product_version: String,
-    /// The build number, e.g. `41001`.
-    pub build_version: i64,
-    /// The full version, e.g. `4.1.0`.
-    #[serde(default)]
-    pub full_version: String,
-}
-
-impl ServerVersion {
-    /// Whether the server is at least `major.minor` (false when its version does not parse).
-    pub fn at_least(&self, major: u32, minor: u32) -> bool {
-        let mut parts = self.product_version.split('.').map(str::parse::<u32>);
-        match (parts.next(), parts.next()) {
-            (Some(Ok(ma)), Some(Ok(mi))) => (ma, mi) >= (major, minor),
-            _ => false,
-        }
-    }
-}
-
-/// A registration's clearance as the server lists it: a client's, or the servers' own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListedClearance {
-    /// A client clearance (ravencert can declare these).
-    Client(Clearance),
-    /// A server certificate of the cluster (never touched by ravencert).
-    ClusterNode,
-    /// The server's value for unknown certificates.
-    UnauthenticatedClients,
-}
-
-/// One certificate registered in the cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registration {
-    /// SHA-1 thumbprint, 40 upper-case hex digits.
-    pub thumbprint: String,
-    /// The name shown in the Studio.
-    pub name: String,
-    /// Its clearance.
-    pub clearance: ListedClearance,
-    /// Database -> access.
-    pub permissions: BTreeMap<String, Access>,
-    /// For a collection's secondary: its primary's thumbprint.
-    pub collection_primary: Option<String>,
-    /// For a collection's primary: its secondaries' thumbprints.
-    pub collection_secondaries: Vec<String>,
-    /// The certificate's expiry, when the server lists it.
-    pub not_after: Option<OffsetDateTime>,
-    /// The public certificate (DER), when the server lists it (`adopt` writes it out).
-    pub certificate: Option<Vec<u8>>,
-    /// `Disabled` (RavenDB 7.2.2 and later): access suspended in the Studio, the registration
-    /// kept. None when the server does not list it.
-    pub disabled: Option<bool>,
-    /// `Usage` (RavenDB 7.2.5 and later): `Client`, `RavenServer`,
-    /// `RavenServerForCommunication`; None for older servers and older entries.
-    pub usage: Option<String>,
-}
-
 /// A listed entry ravencert does not manage and never changes: an SSO user or server (no
 /// certificate of its own) or a well-known issuer. Never unregistered, never a stranger.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,4 +227,32 @@ pub struct Listing {
     pub well_known_admins: Vec<String>,
     /// The server's version, from the answer's `Raven-Server-Version` header.
     pub server_version: Option<ServerVersion>,
+}
+
+impl Listing {
+    /// The nodes' own certificates, each once, in the order they are met: the one the answering
+    /// node serves, the one it uses towards other nodes, then every registration with
+    /// clearance ClusterNode or a server usage. Never unregistered.
+    pub fn server_thumbprints(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .loaded_server_cert
+            .iter()
+            .chain(&self.loaded_server_cert_for_communication)
+            .cloned()
+            .collect();
+        for r in &self.registrations {
+            if matches!(
+                r.usage.as_deref(),
+                Some("RavenServer" | "RavenServerForCommunication")
+            ) {
+                all.push(r.thumbprint.clone());
+            }
+            if r.clearance == ClusterClearance::ClusterNode {
+                all.push(r.thumbprint.clone());
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        all.retain(|t| seen.insert(t.to_ascii_uppercase()));
+        all
+    }
 }

@@ -6,8 +6,11 @@ use openssl::pkey::PKey;
 use openssl::x509::X509;
 
 use super::client::{check_url, http_error, query_value};
-use super::wire::{collection_key, decode_listing, edit_body, version_from_header};
+use super::wire::{
+    collection_key, decode_build_version, decode_listing, edit_body, version_from_header,
+};
 use super::*;
+use crate::model::{Access, Clearance};
 use crate::pki;
 
 #[test]
@@ -98,14 +101,14 @@ fn listing_decodes_and_ignores_unknown_fields() {
     assert_eq!(listing.well_known_admins, vec!["99AA"]);
     assert_eq!(listing.server_version, None);
     let server = &listing.registrations[0];
-    assert_eq!(server.clearance, ListedClearance::ClusterNode);
+    assert_eq!(server.clearance, ClusterClearance::ClusterNode);
     assert_eq!(server.collection_primary, None);
     assert_eq!(
         server.not_after,
         Some(time::macros::datetime!(2027-11-28 17:05:53 UTC))
     );
     let app = &listing.registrations[1];
-    assert_eq!(app.clearance, ListedClearance::Client(Clearance::ValidUser));
+    assert_eq!(app.clearance, ClusterClearance::ValidUser);
     assert_eq!(app.permissions["Orders"], Access::ReadWrite);
 }
 
@@ -321,7 +324,7 @@ fn a_collection_claim_the_other_side_does_not_make_is_left_out() {
     assert_eq!(kept, vec!["Reader"], "{:?}", listing.left_out);
     assert_eq!(
         listing.registrations[0].clearance,
-        ListedClearance::Client(Clearance::ValidUser)
+        ClusterClearance::ValidUser
     );
     assert_eq!(listing.left_out.len(), 2, "{:?}", listing.left_out);
     // A consistent collection stays whole.
@@ -369,17 +372,31 @@ fn server_errors_quote_ravendbs_message() {
     assert!(e.to_string().contains("not registered"), "{e}");
 }
 
+/// `GET /build/version` reads as the header does; a product version that is not
+/// `major.minor` is an error naming the node, not a version that compares as nothing.
 #[test]
-fn versions_compare() {
-    let v = |p: &str| ServerVersion {
-        product_version: p.into(),
-        build_version: 0,
-        full_version: String::new(),
-    };
-    assert!(v("4.1").at_least(4, 1));
-    assert!(!v("4.1").at_least(5, 2));
-    assert!(v("6.0").at_least(5, 2));
-    assert!(!v("x").at_least(1, 0));
+fn the_version_endpoint_decodes_or_says_why_not() {
+    let body = br#"{"ProductVersion":"4.1","BuildVersion":41001,"FullVersion":"4.1.0"}"#;
+    let v = decode_build_version("https://a", body).unwrap();
+    assert_eq!((v.major, v.minor, v.full.as_str()), (4, 1, "4.1.0"));
+    assert_eq!(Some(v), version_from_header("4.1.0.41001"));
+    let v = decode_build_version("https://a", br#"{"ProductVersion":"6.0","BuildVersion":1}"#);
+    assert_eq!(v.unwrap().full, "6.0");
+    let e = decode_build_version("https://a", br#"{"ProductVersion":"x","BuildVersion":1}"#)
+        .unwrap_err();
+    assert!(
+        matches!(e, ClusterError::Decode { ref url, .. } if url == "https://a"),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("cannot read the server version"),
+        "{e}"
+    );
+    let e = decode_build_version("https://a", b"{}").unwrap_err();
+    assert!(
+        matches!(e, ClusterError::Decode { ref url, .. } if url == "https://a/build/version"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -391,17 +408,12 @@ fn query_values_cannot_break_out() {
 #[test]
 fn the_version_header_reads_as_the_version_endpoint_does() {
     let v = version_from_header("4.1.0.41001").unwrap();
-    assert_eq!(v.product_version, "4.1");
-    assert_eq!(v.build_version, 41001);
-    assert_eq!(v.full_version, "4.1.0");
+    assert_eq!((v.major, v.minor), (4, 1));
+    assert_eq!(v.full, "4.1.0");
     assert!(v.at_least(4, 1) && !v.at_least(5, 2));
-    assert_eq!(
-        version_from_header("6.0.105-nightly")
-            .unwrap()
-            .product_version,
-        "6.0"
-    );
-    assert_eq!(version_from_header("5.4").unwrap().full_version, "5.4.0");
+    let v = version_from_header("6.0.105-nightly").unwrap();
+    assert_eq!((v.major, v.minor), (6, 0));
+    assert_eq!(version_from_header("5.4").unwrap().full, "5.4.0");
     assert_eq!(version_from_header("garbage"), None);
 }
 

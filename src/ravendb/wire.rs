@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::{ListedClearance, Listing, Registration, ServerVersion, Unmanaged};
+use super::{ClusterClearance, ClusterError, Listing, Registration, ServerVersion, Unmanaged};
 use crate::model::{Access, Clearance};
 use crate::pki;
 
@@ -44,10 +44,50 @@ pub(super) fn version_from_header(value: &str) -> Option<ServerVersion> {
     let number = |i: usize| parts.get(i)?.parse::<u32>().ok();
     let (major, minor, patch) = (number(0)?, number(1)?, number(2).unwrap_or(0));
     Some(ServerVersion {
-        product_version: format!("{major}.{minor}"),
-        build_version: parts.get(3).and_then(|b| b.parse().ok()).unwrap_or(0),
-        full_version: format!("{major}.{minor}.{patch}"),
+        major,
+        minor,
+        full: format!("{major}.{minor}.{patch}"),
     })
+}
+
+/// `GET /build/version`'s answer.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct BuildVersion {
+    /// Major.minor, e.g. `4.1`.
+    product_version: String,
+    /// The build number, e.g. `41001`: required, as RavenDB always sends it; not used.
+    #[serde(rename = "BuildVersion")]
+    _build_version: i64,
+    /// The full version, e.g. `4.1.0`.
+    #[serde(default)]
+    full_version: String,
+}
+
+/// The body of `GET /build/version` from node `url` as a [`ServerVersion`]; an error when it
+/// is not JSON, or its product version is not `major.minor` (ravencert needs the version to
+/// know which values the server can hold).
+pub(super) fn decode_build_version(url: &str, body: &[u8]) -> Result<ServerVersion, ClusterError> {
+    let raw: BuildVersion = serde_json::from_slice(body).map_err(|e| ClusterError::Decode {
+        url: format!("{url}/build/version"),
+        detail: e.to_string(),
+    })?;
+    let mut parts = raw.product_version.split('.').map(|p| p.parse().ok());
+    let (Some(major), Some(minor)) = (parts.next().flatten(), parts.next().flatten()) else {
+        return Err(ClusterError::Decode {
+            url: url.to_string(),
+            detail: format!(
+                "cannot read the server version from {:?}; ravencert needs it to know which values the server can hold",
+                raw.product_version
+            ),
+        });
+    };
+    let full = if raw.full_version.is_empty() {
+        raw.product_version
+    } else {
+        raw.full_version
+    };
+    Ok(ServerVersion { major, minor, full })
 }
 
 /// A collection's member as RavenDB 4.1 lists it: the document id `certificates/<THUMBPRINT>`
@@ -280,11 +320,11 @@ fn decode_registration(value: serde_json::Value) -> std::result::Result<Decoded,
         _ => return Err(fail("has no valid thumbprint (40 hex digits)".into())),
     };
     let clearance = match raw.security_clearance.as_deref() {
-        Some("ClusterAdmin") => ListedClearance::Client(Clearance::ClusterAdmin),
-        Some("Operator") => ListedClearance::Client(Clearance::Operator),
-        Some("ValidUser") => ListedClearance::Client(Clearance::ValidUser),
-        Some("ClusterNode") => ListedClearance::ClusterNode,
-        Some("UnauthenticatedClients") => ListedClearance::UnauthenticatedClients,
+        Some("ClusterAdmin") => ClusterClearance::ClusterAdmin,
+        Some("Operator") => ClusterClearance::Operator,
+        Some("ValidUser") => ClusterClearance::ValidUser,
+        Some("ClusterNode") => ClusterClearance::ClusterNode,
+        Some("UnauthenticatedClients") => ClusterClearance::UnauthenticatedClients,
         Some(other) => return Err(fail(format!("has an unknown SecurityClearance {other:?}"))),
         None => return Err(fail("has no SecurityClearance".into())),
     };
