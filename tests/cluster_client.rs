@@ -271,6 +271,60 @@ fn register_edit_unregister() {
     assert_eq!(client.connections_opened(), 1, "one kept-alive connection");
 }
 
+/// Names with spaces, unicode, `&`, `+`, `#` and `?` go out in the JSON bodies and come back as
+/// they were, and the thumbprint query (built by ureq's query builder) stays one value: a
+/// value that would be a second parameter if pasted into the url removes nothing.
+#[test]
+fn odd_names_round_trip_and_a_query_value_stays_one_value() {
+    let c = cluster();
+    let (client, log) = c.client();
+    let (der, _, _) = fresh_cert("odd-names");
+    let thumb = thumbprint(&der);
+    let orders = perms(&[("Orders", Access::ReadWrite)]);
+    let name = "Orders & Co + Ünïcødé #1 ? a=b";
+    client
+        .register(name, &der, Clearance::ValidUser, &orders)
+        .unwrap();
+    let find = || {
+        client
+            .list()
+            .unwrap()
+            .registrations
+            .into_iter()
+            .find(|r| r.thumbprint == thumb)
+    };
+    assert_eq!(find().expect("registered").name, name);
+    let renamed = "Renamed: a+b & c#d é ✓";
+    client
+        .edit(&thumb, renamed, Clearance::ValidUser, &orders, None)
+        .unwrap();
+    assert_eq!(find().expect("still registered").name, renamed);
+    let smuggled = format!("{}&thumbprint={thumb}", "0".repeat(40));
+    let outcome = client.unregister(&smuggled);
+    eprintln!("unregister of a smuggled value: {outcome:?}");
+    assert!(find().is_some(), "a query value became a second parameter");
+    client.unregister(&thumb).unwrap();
+    assert_eq!(find(), None);
+    let sent = log.lock().unwrap().clone();
+    let paths: Vec<&str> = sent
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            format!(
+                "/admin/certificates?thumbprint={}%26thumbprint%3D{thumb}",
+                "0".repeat(40)
+            ),
+            format!("/admin/certificates?thumbprint={thumb}"),
+        ]
+    );
+    let list = sent.iter().find(|r| r.method == "GET").unwrap();
+    assert_eq!(list.path, "/admin/certificates?secondary=true");
+}
+
 #[test]
 fn read_access_is_refused_by_41() {
     let c = cluster();

@@ -100,7 +100,7 @@ impl Client {
 
     /// The server's version (`GET /build/version`).
     pub fn version(&self) -> Result<ServerVersion> {
-        let (url, body) = self.send("GET", "/build/version", None)?;
+        let (url, body) = self.send("GET", "/build/version", &[], None)?;
         decode_build_version(&url, &body)
     }
 
@@ -108,10 +108,10 @@ impl Client {
     /// when the answer carries it (RavenDB sends `Raven-Server-Version` with every response, so
     /// a plan needs no second request).
     pub fn list(&self) -> Result<Listing> {
-        let path = "/admin/certificates?secondary=true";
-        let answer = self.send_answer("GET", path, None)?;
+        let query = [("secondary", "true")];
+        let answer = self.send_answer("GET", "/admin/certificates", &query, None)?;
         let mut listing = decode_listing(&answer.body).map_err(|detail| ClusterError::Decode {
-            url: format!("{}{path}", answer.url),
+            url: format!("{}{}", answer.url, answer.path),
             detail,
         })?;
         listing.server_version = answer.version.as_deref().and_then(version_from_header);
@@ -133,7 +133,7 @@ impl Client {
             "SecurityClearance": clearance.to_string(),
             "Permissions": permissions,
         });
-        self.send("PUT", "/admin/certificates", Some(&body))
+        self.send("PUT", "/admin/certificates", &[], Some(&body))
             .map(drop)
     }
 
@@ -148,14 +148,15 @@ impl Client {
         disabled: Option<bool>,
     ) -> Result<()> {
         let body = edit_body(thumbprint, name, clearance, permissions, disabled);
-        self.send("POST", "/admin/certificates/edit", Some(&body))
+        self.send("POST", "/admin/certificates/edit", &[], Some(&body))
             .map(drop)
     }
 
     /// Removes a registration (DELETE); an unknown thumbprint is not an error.
     pub fn unregister(&self, thumbprint: &str) -> Result<()> {
-        let path = format!("/admin/certificates?thumbprint={}", query_value(thumbprint));
-        self.send("DELETE", &path, None).map(drop)
+        let query = [("thumbprint", thumbprint)];
+        self.send("DELETE", "/admin/certificates", &query, None)
+            .map(drop)
     }
 
     /// Sends one request to the first node that answers, starting with the last one that did.
@@ -164,10 +165,41 @@ impl Client {
         &self,
         method: &str,
         path: &str,
+        query: &[(&str, &str)],
         json: Option<&serde_json::Value>,
     ) -> Result<(String, Vec<u8>)> {
-        self.send_answer(method, path, json)
+        self.send_answer(method, path, query, json)
             .map(|a| (a.url, a.body))
+    }
+
+    /// The request to node `url`: `path`, then the `query` pairs as ureq encodes them
+    /// (form-urlencoded: whatever a value holds, it stays one value).
+    fn request(
+        &self,
+        method: &str,
+        url: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> ureq::Request {
+        let mut request = self.agent.request(method, &format!("{url}{path}"));
+        // One pair at a time: without any, the url keeps no empty `?`.
+        for (name, value) in query {
+            request = request.query(name, value);
+        }
+        request.set("Accept", "application/json")
+    }
+
+    /// Records a request in the body log, if there is one.
+    fn log(&self, method: &str, path: &str, body: &[u8]) {
+        if let Some(log) = &self.body_log {
+            if let Ok(mut log) = log.lock() {
+                log.push(SentRequest {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    body: body.to_vec(),
+                });
+            }
+        }
     }
 
     /// [`Client::send`] with the answer's `Raven-Server-Version` header.
@@ -175,28 +207,23 @@ impl Client {
         &self,
         method: &str,
         path: &str,
+        query: &[(&str, &str)],
         json: Option<&serde_json::Value>,
     ) -> Result<Answer> {
         let body = json.map(|j| j.to_string().into_bytes()).unwrap_or_default();
-        if let Some(log) = &self.body_log {
-            if let Ok(mut log) = log.lock() {
-                log.push(SentRequest {
-                    method: method.to_string(),
-                    path: path.to_string(),
-                    body: body.clone(),
-                });
-            }
-        }
         let first = self.active.load(Ordering::Relaxed);
         let n = self.urls.len();
         let mut last = String::new();
+        let mut sent_path = String::new();
         for k in 0..n {
             let i = (first + k) % n;
             let url = &self.urls[i];
-            let request = self
-                .agent
-                .request(method, &format!("{url}{path}"))
-                .set("Accept", "application/json");
+            let request = self.request(method, url, path, query);
+            if k == 0 {
+                // Logged once, before anything is sent, as the first node is sent it.
+                sent_path = path_as_sent(path, request.url());
+                self.log(method, &sent_path, &body);
+            }
             let sent = if json.is_some() {
                 request
                     .set("Content-Type", "application/json; charset=utf-8")
@@ -219,6 +246,7 @@ impl Client {
                     self.active.store(i, Ordering::Relaxed);
                     return Ok(Answer {
                         url: url.clone(),
+                        path: sent_path,
                         body,
                         version,
                     });
@@ -244,6 +272,8 @@ enum Outcome {
 struct Answer {
     /// The node that answered.
     url: String,
+    /// The path and query as sent.
+    path: String,
     /// The body.
     body: Vec<u8>,
     /// Its `Raven-Server-Version` header, e.g. `4.1.0.41001`.
@@ -383,16 +413,12 @@ pub(super) fn check_url(url: &str) -> Result<String> {
     Ok(format!("https://{rest}"))
 }
 
-/// A thumbprint is hex; anything else is percent-encoded so it cannot change the query.
-pub(super) fn query_value(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+/// `path` with the query of `request_url` (the request as built, its query encoded by ureq):
+/// what the body log records. Node urls hold no `?` (see [`check_url`]), so the first `?`
+/// starts the query.
+pub(super) fn path_as_sent(path: &str, request_url: &str) -> String {
+    match request_url.split_once('?') {
+        Some((_, query)) => format!("{path}?{query}"),
+        None => path.to_string(),
+    }
 }

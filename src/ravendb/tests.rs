@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use openssl::pkey::PKey;
 use openssl::x509::X509;
 
-use super::client::{check_url, http_error, query_value};
+use super::client::{check_url, http_error, path_as_sent};
 use super::wire::{
     collection_key, decode_build_version, decode_listing, edit_body, version_from_header,
 };
@@ -399,10 +399,26 @@ fn the_version_endpoint_decodes_or_says_why_not() {
     );
 }
 
+/// Query values go through ureq's query builder: whatever a value holds, it stays one value,
+/// and the body log records the query as it is sent.
 #[test]
 fn query_values_cannot_break_out() {
-    assert_eq!(query_value("AB12"), "AB12");
-    assert_eq!(query_value("a&b=c"), "a%26b%3Dc");
+    let sent = |value: &str| {
+        let request = ureq::agent()
+            .request("DELETE", "https://a:8080/raven/admin/certificates")
+            .query("thumbprint", value);
+        path_as_sent("/admin/certificates", request.url())
+    };
+    assert_eq!(sent("AB12"), "/admin/certificates?thumbprint=AB12");
+    assert_eq!(sent("a&b=c"), "/admin/certificates?thumbprint=a%26b%3Dc");
+    assert_eq!(
+        sent("a b+c#d\u{e9}"),
+        "/admin/certificates?thumbprint=a+b%2Bc%23d%C3%A9"
+    );
+    assert_eq!(
+        path_as_sent("/build/version", "https://a/build/version"),
+        "/build/version"
+    );
 }
 
 #[test]
