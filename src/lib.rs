@@ -23,7 +23,7 @@
 //!
 //! Modules (those without a link are private):
 //! - [`cli`]: the command line (clap definitions); parsing only.
-//! - [`cluster`]: the RavenDB REST client (certificate endpoints, TLS pinning, node failover).
+//! - [`ravendb`]: the RavenDB REST client (certificate endpoints, TLS pinning, node failover).
 //! - [`ops`]: one function per command: load, call the core, return what to print.
 //! - [`config`]: certs.toml's schema and its validation into `Declared` and `Desired`.
 //! - [`inputs`]: the certificate files and secrets certs.toml refers to.
@@ -48,7 +48,6 @@
 mod apply;
 mod chars;
 pub mod cli;
-pub mod cluster;
 pub mod config;
 mod fsutil;
 mod git;
@@ -59,6 +58,7 @@ pub mod ops;
 pub mod pki;
 pub mod plan;
 mod progress;
+pub mod ravendb;
 pub mod registry;
 pub mod render;
 mod saved_plan;

@@ -1,4 +1,4 @@
-//! The cluster client (`ravencert::cluster`) against a real RavenDB 4.1 server, with
+//! The cluster client (`ravencert::ravendb`) against a real RavenDB 4.1 server, with
 //! ravencert's own certificates: the store's server certificate serves TLS, its ClusterAdmin
 //! client is the well-known admin. One server is shared by the tests that run at the same time
 //! (each works on its own certificates); it stops when the last of them ends.
@@ -8,10 +8,10 @@ mod common;
 use ::openssl as ossl;
 use common::ravendb::{ClientCert, Pin as CurlPin, RavenServer};
 use common::{openssl, Env};
-use ravencert::cluster::{
-    BodyLog, Client, ClientOptions, ClusterError, Identity, ListedClearance, Pin, SentRequest,
-};
 use ravencert::model::{Access, Clearance};
+use ravencert::ravendb::{
+    BodyLog, Client, ClientOptions, ClusterClearance, ClusterError, Identity, Pin, SentRequest,
+};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -193,7 +193,7 @@ fn version_is_41() {
     let (client, _) = c.client();
     let v = client.version().unwrap();
     eprintln!("{v:?}");
-    assert_eq!(v.product_version, "4.1");
+    assert_eq!((v.major, v.minor), (4, 1));
     assert!(v.at_least(4, 1) && !v.at_least(5, 2));
 }
 
@@ -215,7 +215,7 @@ fn list_shows_the_server_and_the_well_known_admin() {
         .iter()
         .find(|r| r.thumbprint == c.server_thumb)
         .unwrap_or_else(|| panic!("the server's own certificate is not listed: {listing:?}"));
-    assert_eq!(own.clearance, ListedClearance::ClusterNode);
+    assert_eq!(own.clearance, ClusterClearance::ClusterNode);
     assert!(own.not_after.is_some());
 }
 
@@ -239,10 +239,7 @@ fn register_edit_unregister() {
     };
     let listed = find(&client).expect("registered");
     assert_eq!(listed.name, "Orders App");
-    assert_eq!(
-        listed.clearance,
-        ListedClearance::Client(Clearance::ValidUser)
-    );
+    assert_eq!(listed.clearance, ClusterClearance::ValidUser);
     assert_eq!(listed.permissions, orders);
     assert!(listed.not_after.is_some());
 
@@ -272,6 +269,60 @@ fn register_edit_unregister() {
     assert!(!key_pem.is_empty());
     assert_no_private_key(&log, &[key_der]);
     assert_eq!(client.connections_opened(), 1, "one kept-alive connection");
+}
+
+/// Names with spaces, unicode, `&`, `+`, `#` and `?` go out in the JSON bodies and come back as
+/// they were, and the thumbprint query (built by ureq's query builder) stays one value: a
+/// value that would be a second parameter if pasted into the url removes nothing.
+#[test]
+fn odd_names_round_trip_and_a_query_value_stays_one_value() {
+    let c = cluster();
+    let (client, log) = c.client();
+    let (der, _, _) = fresh_cert("odd-names");
+    let thumb = thumbprint(&der);
+    let orders = perms(&[("Orders", Access::ReadWrite)]);
+    let name = "Orders & Co + Ünïcødé #1 ? a=b";
+    client
+        .register(name, &der, Clearance::ValidUser, &orders)
+        .unwrap();
+    let find = || {
+        client
+            .list()
+            .unwrap()
+            .registrations
+            .into_iter()
+            .find(|r| r.thumbprint == thumb)
+    };
+    assert_eq!(find().expect("registered").name, name);
+    let renamed = "Renamed: a+b & c#d é ✓";
+    client
+        .edit(&thumb, renamed, Clearance::ValidUser, &orders, None)
+        .unwrap();
+    assert_eq!(find().expect("still registered").name, renamed);
+    let smuggled = format!("{}&thumbprint={thumb}", "0".repeat(40));
+    let outcome = client.unregister(&smuggled);
+    eprintln!("unregister of a smuggled value: {outcome:?}");
+    assert!(find().is_some(), "a query value became a second parameter");
+    client.unregister(&thumb).unwrap();
+    assert_eq!(find(), None);
+    let sent = log.lock().unwrap().clone();
+    let paths: Vec<&str> = sent
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            format!(
+                "/admin/certificates?thumbprint={}%26thumbprint%3D{thumb}",
+                "0".repeat(40)
+            ),
+            format!("/admin/certificates?thumbprint={thumb}"),
+        ]
+    );
+    let list = sent.iter().find(|r| r.method == "GET").unwrap();
+    assert_eq!(list.path, "/admin/certificates?secondary=true");
 }
 
 #[test]
@@ -335,7 +386,10 @@ fn ca_pin_verifies_chain_and_hostname() {
     let mut options = c.options(vec![localhost], Pin::CaPem(c.server_pem.clone()));
     options.resolve = vec![("localhost".into(), "127.0.0.1:0".parse().unwrap())];
     let client = Client::new(&options).unwrap();
-    assert_eq!(client.version().unwrap().product_version, "4.1");
+    assert_eq!(
+        client.version().map(|v| (v.major, v.minor)).unwrap(),
+        (4, 1)
+    );
 
     // The certificate does not name 127.0.0.1: the hostname check refuses it.
     let by_address = c.options(vec![c.server.url()], Pin::CaPem(c.server_pem.clone()));
@@ -429,7 +483,10 @@ fn a_node_that_does_not_answer_is_skipped_with_a_warning() {
         .with_writer(move || writer.clone())
         .finish();
     tracing::subscriber::with_default(subscriber, || {
-        assert_eq!(client.version().unwrap().product_version, "4.1");
+        assert_eq!(
+            client.version().map(|v| (v.major, v.minor)).unwrap(),
+            (4, 1)
+        );
         // The node that answered is asked first from now on: no second warning.
         client.list().unwrap();
     });
@@ -524,7 +581,7 @@ fn a_node_that_hangs_is_skipped_after_the_timeout() {
     let v = Client::new(&options).unwrap().version().unwrap();
     let took = started.elapsed();
     eprintln!("hanging node skipped after {took:?}");
-    assert_eq!(v.product_version, "4.1");
+    assert_eq!((v.major, v.minor), (4, 1));
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(10),
         "{took:?}"

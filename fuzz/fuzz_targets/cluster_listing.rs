@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(listing) = ravencert::cluster::decode_listing_bytes(data) {
+    if let Ok(listing) = ravencert::ravendb::decode_listing_bytes(data) {
         for r in &listing.registrations {
             assert_eq!(r.thumbprint.len(), 40);
             if let Some(p) = &r.collection_primary {

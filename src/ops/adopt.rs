@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use super::error::{Error, Result};
 use super::{Context, Output};
-use crate::cluster::{
-    Client, ClientOptions, Identity, ListedClearance, Listing, Pin, Registration,
+use crate::ravendb::{
+    Client, ClientOptions, ClusterClearance, Identity, Listing, Pin, Registration,
 };
 
 /// What `adopt` was asked for.
@@ -95,7 +95,7 @@ pub fn adopt(ctx: &Context, req: &AdoptRequest) -> Result<Output> {
     let version = listing
         .server_version
         .as_ref()
-        .map(|v| v.full_version.clone())
+        .map(|v| v.full.clone())
         .unwrap_or_default();
     let adoption = Adoption::new(&listing)?;
     let text = adoption.certs_toml(&Header {
@@ -242,7 +242,7 @@ impl<'a> Adoption<'a> {
         let mut primaries: Vec<&Registration> = listing
             .registrations
             .iter()
-            .filter(|r| matches!(r.clearance, ListedClearance::Client(_)))
+            .filter(|r| r.clearance.client().is_some())
             .filter(|r| r.collection_primary.is_none())
             .collect();
         primaries.sort_by(|a, b| (&a.name, &a.thumbprint).cmp(&(&b.name, &b.thumbprint)));
@@ -295,7 +295,7 @@ impl<'a> Adoption<'a> {
             listing
                 .registrations
                 .iter()
-                .filter(|r| r.clearance == ListedClearance::ClusterNode)
+                .filter(|r| r.clearance == ClusterClearance::ClusterNode)
                 .map(|r| &r.thumbprint),
         );
         for t in nodes {
@@ -522,10 +522,11 @@ fn client_toml(out: &mut String, c: &Adopted<'_>) {
     );
     let _ = writeln!(out, "[clients.{}]", c.key);
     let _ = writeln!(out, "name = {}", quoted(&c.name));
-    let clearance = match r.clearance {
-        ListedClearance::Client(cl) => cl.to_string(),
-        _ => String::new(),
-    };
+    let clearance = r
+        .clearance
+        .client()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
     let _ = writeln!(out, "clearance = {}", quoted(&clearance));
     if !r.permissions.is_empty() {
         let dbs: Vec<String> = r
@@ -632,13 +633,13 @@ mod tests {
     /// line breaks in them come back from the written certs.toml as the same values.
     #[test]
     fn hostile_values_parse_back_unchanged() {
-        use crate::model::{Access, Clearance};
+        use crate::model::Access;
         let name = "Team \"A\" \\ C:\\x \\n\n[clients.evil]\u{7f}\u{9b}";
         let db = "Db\" = \"Admin\"\\\n";
         let registration = Registration {
             thumbprint: "AB".repeat(20),
             name: name.to_string(),
-            clearance: ListedClearance::Client(Clearance::ValidUser),
+            clearance: crate::plan::ClusterClearance::ValidUser,
             permissions: [(db.to_string(), Access::Read)].into(),
             collection_primary: None,
             collection_secondaries: Vec::new(),

@@ -149,11 +149,11 @@ pub enum Error {
     ClusterSetup(#[from] super::cluster::ClusterSetupError),
     /// A request to the cluster failed (before any change: reading it).
     #[error("cluster: {0}")]
-    Cluster(crate::cluster::ClusterError),
+    Cluster(crate::ravendb::ClusterError),
     /// plan, apply or watch could not read the cluster, before any change: says so, and the
     /// way out while it is down.
     #[error("cluster: {0}\n  Nothing was changed: not the store, not the cluster. While the cluster is down, `ravencert apply --offline` applies the store alone (`plan --offline` shows that plan); the next apply without --offline reconciles the cluster.")]
-    ClusterUnread(crate::cluster::ClusterError),
+    ClusterUnread(crate::ravendb::ClusterError),
     /// The cluster phase of an apply stopped at a failed request.
     #[error(transparent)]
     ClusterApply(Box<super::cluster::ClusterApplyError>),

@@ -8,9 +8,11 @@
 //! rotation overlap) registered with its name, clearance and permissions. Registrations are
 //! matched by thumbprint; a certificate only the apply knows yet (a placeholder thumbprint) is
 //! always registered.
+//!
+//! Its parts: the cluster's vocabulary, shared with the RavenDB client (`cluster/listing.rs`),
+//! and the unregisters with the deletion guards (`cluster/unregister.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,101 +21,10 @@ use super::{entry_fields, shown, Field, FieldChange, Fields, PlanError};
 use crate::model::{Access, Clearance};
 use crate::registry::{is_thumbprint, CertEntry, Registry};
 
-/// A security clearance as the cluster lists it: a client's, or one ravencert never assigns
-/// (the servers' own certificates, the server's default for unknown ones). Spelled as RavenDB
-/// spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
-pub enum ClusterClearance {
-    /// A client's clearance: only the databases in its permissions.
-    ValidUser,
-    /// A client's clearance: admin of every database.
-    Operator,
-    /// A client's clearance: no restriction.
-    ClusterAdmin,
-    /// A server's own certificate; never touched by ravencert.
-    ClusterNode,
-    /// The server's default for an unknown certificate; never assigned.
-    UnauthenticatedClients,
-}
+mod listing;
+mod unregister;
 
-impl ClusterClearance {
-    /// The client clearance it is, if it is one.
-    pub fn client(self) -> Option<Clearance> {
-        match self {
-            ClusterClearance::ValidUser => Some(Clearance::ValidUser),
-            ClusterClearance::Operator => Some(Clearance::Operator),
-            ClusterClearance::ClusterAdmin => Some(Clearance::ClusterAdmin),
-            ClusterClearance::ClusterNode | ClusterClearance::UnauthenticatedClients => None,
-        }
-    }
-}
-
-impl From<Clearance> for ClusterClearance {
-    fn from(c: Clearance) -> ClusterClearance {
-        match c {
-            Clearance::ValidUser => ClusterClearance::ValidUser,
-            Clearance::Operator => ClusterClearance::Operator,
-            Clearance::ClusterAdmin => ClusterClearance::ClusterAdmin,
-        }
-    }
-}
-
-/// One certificate registered on the cluster, as `GET /admin/certificates` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Registration {
-    /// SHA-1 of the certificate, 40 hex digits.
-    pub thumbprint: String,
-    /// The name the Studio shows.
-    pub name: String,
-    /// Its security clearance.
-    pub clearance: ClusterClearance,
-    /// Database access (ValidUser).
-    pub permissions: BTreeMap<String, Access>,
-    /// For a collection's secondary: the primary's thumbprint.
-    pub collection_primary: Option<String>,
-    /// Disabled in the Studio (RavenDB 7.2.2 and later; None where the server does not say).
-    /// An edit sends it back unchanged: ravencert never enables a registration.
-    #[serde(default)]
-    pub disabled: Option<bool>,
-}
-
-/// The RavenDB version a cluster node reports (`GET /build/version`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerVersion {
-    /// The major version (4 in 4.1.0).
-    pub major: u32,
-    /// The minor version (1 in 4.1.0).
-    pub minor: u32,
-    /// The full version as the server writes it, for messages.
-    pub full: String,
-}
-
-impl ServerVersion {
-    /// Whether the server is `major.minor` or later.
-    pub fn at_least(&self, major: u32, minor: u32) -> bool {
-        (self.major, self.minor) >= (major, minor)
-    }
-}
-
-impl fmt::Display for ServerVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.full)
-    }
-}
-
-/// What the cluster holds, read once per plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterListing {
-    /// Every registration (secondaries included).
-    pub registrations: Vec<Registration>,
-    /// The servers' own certificates: the one the answering node has loaded and every
-    /// ClusterNode registration. Never unregistered.
-    pub server_thumbprints: Vec<String>,
-    /// `Security.WellKnownCertificates.Admin` from the server's settings. Never unregistered.
-    pub well_known_admins: Vec<String>,
-    /// The server's version.
-    pub version: ServerVersion,
-}
+pub use listing::{ClusterClearance, ClusterListing, Registration, ServerVersion};
 
 /// A registration's name, clearance and permissions, as ravencert last set them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -707,16 +618,6 @@ fn registered_fields(e: &CertEntry) -> Fields {
     }
 }
 
-/// An unregister, and whether it counts against `max_deletions` (every one but those that
-/// mirror this run's store plan, see [`ClusterOptions`]).
-struct Unregister {
-    change: ClusterChange,
-    counted: bool,
-    /// How many registrations go with it: 1, plus a collection primary's secondaries (RavenDB
-    /// removes them with it).
-    removes: usize,
-}
-
 /// One cluster planning: its inputs, the lookups its parts share, the warnings they collect.
 struct ClusterPlanner<'a> {
     listing: &'a ClusterListing,
@@ -953,195 +854,6 @@ impl<'a> ClusterPlanner<'a> {
     /// The store's certificate in use for the client declared under `name`, if any.
     fn owner(&self, name: &str) -> Option<&'a CertEntry> {
         self.owners.get(name).copied()
-    }
-}
-
-impl ClusterPlanner<'_> {
-    /// An unregister per registration the store does not hold that ravencert may remove, in
-    /// name order; a warning for each one it keeps. A collection's secondaries go with their
-    /// primary (the server removes them with it, and refuses to remove one alone).
-    fn unregisters(&mut self) -> Vec<Unregister> {
-        let mut strays: Vec<&Registration> = self
-            .listing
-            .registrations
-            .iter()
-            .filter(|r| !self.desired_thumbprints.contains(&upper(&r.thumbprint)))
-            .collect();
-        strays.sort_by_key(|r| (r.name.clone(), upper(&r.thumbprint)));
-        let mut out = Vec::new();
-        for r in strays.iter().filter(|r| r.collection_primary.is_none()) {
-            out.extend(self.unregister(r));
-        }
-        let gone: BTreeSet<String> = out
-            .iter()
-            .filter_map(|u| u.change.thumbprint.clone())
-            .collect();
-        for r in strays {
-            let Some(primary) = &r.collection_primary else {
-                continue;
-            };
-            if gone.contains(&upper(primary)) || self.protected(r) || self.known(r) {
-                continue;
-            }
-            self.warnings.push(format!(
-                "cluster: certificate {} ('{}') is registered as a secondary of {}, which stays; the store does not hold it, but RavenDB removes a secondary only with its primary — remove the collection in the Studio if it is wrong",
-                upper(&r.thumbprint),
-                r.name,
-                upper(primary)
-            ));
-        }
-        out
-    }
-
-    /// The unregister of one registration the store does not hold, or None (and a warning)
-    /// when it stays.
-    fn unregister(&mut self, r: &Registration) -> Option<Unregister> {
-        let t = upper(&r.thumbprint);
-        if self.known(r) {
-            return None; // [cluster] keep: declared, left alone
-        }
-        let ours = self.opts.last_set.contains_key(&t);
-        // A primary goes with its secondaries: never while the store declares one of them.
-        let secondaries: Vec<&Registration> = self
-            .listing
-            .registrations
-            .iter()
-            .filter(|s| s.collection_primary.as_deref().map(upper) == Some(t.clone()))
-            .collect();
-        if let Some(kept) = secondaries
-            .iter()
-            .find(|s| self.desired_thumbprints.contains(&upper(&s.thumbprint)) || self.known(s))
-        {
-            let holder = if self.known(kept) {
-                "[cluster] keep names"
-            } else {
-                "the store holds"
-            };
-            self.warnings.push(format!(
-                "cluster: certificate {t} ('{}') is not in the store, but RavenDB would remove its secondary {} with it, which {holder}: it stays — register the secondary on its own in the Studio, then it can go",
-                r.name,
-                upper(&kept.thumbprint)
-            ));
-            return None;
-        }
-        if self.protected(r) {
-            if ours && self.opts.admin_thumbprint.as_deref().map(upper) == Some(t.clone()) {
-                self.warnings.push(format!(
-                    "cluster: certificate {t} ('{}') is no longer in the store, but ravencert authenticates with it: it stays registered until ravencert uses another",
-                    r.name
-                ));
-            }
-            return None;
-        }
-        let owner = self.owner(&r.name);
-        let reason = match (ours, owner) {
-            (true, Some(o)) => format!(
-                "no longer in the store: clients.{} now uses {}",
-                o.key,
-                certificate(&o.thumbprint)
-            ),
-            (true, None) => "no longer in the store (registered by ravencert)".to_string(),
-            (false, _) if !self.opts.prune => {
-                // Listed as kept (with its access) by every format; a foreign certificate under
-                // a declared client's name is also a warning naming both.
-                if owner.is_some() {
-                    self.warnings.push(self.kept_warning(r, owner));
-                }
-                return None;
-            }
-            (false, Some(o)) => format!(
-                "registered under the name of clients.{}, but the store does not hold it ([cluster] prune = true)",
-                o.key
-            ),
-            (false, None) => "not in the store ([cluster] prune = true)".to_string(),
-        };
-        let counted = !self.opts.store_removed.contains(&t);
-        let change = ClusterChange {
-            action: ClusterAction::Unregister,
-            key: owner.map(|o| o.key.clone()),
-            name: r.name.clone(),
-            thumbprint: Some(t),
-            reason,
-            escalation: false,
-            before: Some(registration_fields(r)),
-            after: None,
-            fields: Vec::new(),
-            collection_primary: None,
-        };
-        Some(Unregister {
-            change,
-            counted,
-            removes: 1 + secondaries.len(),
-        })
-    }
-
-    /// Why a registration the store does not hold stays (prune is off): under a declared
-    /// client's name, both thumbprints, so that a foreign certificate is never silently kept
-    /// in place of the client's own.
-    fn kept_warning(&self, r: &Registration, owner: Option<&CertEntry>) -> String {
-        let t = upper(&r.thumbprint);
-        match owner {
-            Some(o) => format!(
-                "cluster: certificate {t} is registered under the name '{}' of clients.{}, whose certificate in the store is {}; the store does not hold {t}, so it is neither replaced nor removed — remove it in the Studio, or set [cluster] prune = true to unregister it",
-                r.name,
-                o.key,
-                certificate(&o.thumbprint)
-            ),
-            None => format!(
-                "cluster: certificate {t} ('{}', {}) is registered on the cluster but not in the store; it is kept because [cluster] prune = false",
-                r.name, r.clearance
-            ),
-        }
-    }
-
-    /// The deletion guards, counting every unregister but those mirroring this run's store
-    /// plan.
-    fn guard(&self, unregisters: &[Unregister]) -> Result<(), PlanError> {
-        let counted: Vec<String> = unregisters
-            .iter()
-            .filter(|u| u.counted)
-            .map(|u| {
-                let with = match u.removes {
-                    1 => String::new(),
-                    n => format!(" (with {} secondaries)", n - 1),
-                };
-                format!(
-                    "cluster: '{}' {}{with}",
-                    u.change.name,
-                    u.change.thumbprint.as_deref().unwrap_or_default()
-                )
-            })
-            .collect();
-        let removed: usize = unregisters
-            .iter()
-            .filter(|u| u.counted)
-            .map(|u| u.removes)
-            .sum();
-        let max = self.opts.max_deletions;
-        let count = self.opts.store_deletions + removed;
-        if max > 0 && !counted.is_empty() && count > max as usize {
-            let mut keys = Vec::new();
-            if self.opts.store_deletions > 0 {
-                keys.push(format!("{} in the store", self.opts.store_deletions));
-            }
-            keys.extend(counted);
-            return Err(PlanError::TooManyDeletions {
-                count,
-                max,
-                keys: keys.join(", "),
-            });
-        }
-        if !unregisters.is_empty() && self.desired.is_empty() && !self.opts.allow_delete_all {
-            return Err(PlanError::UnregistersAll {
-                url: self.opts.url.clone(),
-                names: unregisters
-                    .iter()
-                    .map(|u| format!("'{}'", u.change.name))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-        Ok(())
     }
 }
 

@@ -68,6 +68,10 @@ fn registered(e: &CertEntry) -> Registration {
         permissions: e.permissions.clone(),
         collection_primary: e.collection_primary.clone(),
         disabled: None,
+        collection_secondaries: Vec::new(),
+        not_after: None,
+        certificate: None,
+        usage: None,
     }
 }
 
@@ -79,6 +83,10 @@ fn registration(thumbprint: &str, name: &str, clearance: ClusterClearance) -> Re
         permissions: BTreeMap::new(),
         collection_primary: None,
         disabled: None,
+        collection_secondaries: Vec::new(),
+        not_after: None,
+        certificate: None,
+        usage: None,
     }
 }
 

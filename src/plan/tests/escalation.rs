@@ -158,6 +158,10 @@ fn a_listing_grants_what_its_enabled_client_registrations_hold() {
         permissions: BTreeMap::new(),
         collection_primary: None,
         disabled,
+        collection_secondaries: Vec::new(),
+        not_after: None,
+        certificate: None,
+        usage: None,
     };
     let listing = ClusterListing {
         registrations: vec![

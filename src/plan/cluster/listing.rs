@@ -1,0 +1,116 @@
+//! The cluster's vocabulary: what `GET /admin/certificates` lists and the server's version, as
+//! the RavenDB client decodes them and the planner reads them (one set of types for both).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::model::{Access, Clearance};
+
+/// A security clearance as the cluster lists it: a client's, or one ravencert never assigns
+/// (the servers' own certificates, the server's default for unknown ones). Spelled as RavenDB
+/// spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
+pub enum ClusterClearance {
+    /// A client's clearance: only the databases in its permissions.
+    ValidUser,
+    /// A client's clearance: admin of every database.
+    Operator,
+    /// A client's clearance: no restriction.
+    ClusterAdmin,
+    /// A server's own certificate; never touched by ravencert.
+    ClusterNode,
+    /// The server's default for an unknown certificate; never assigned.
+    UnauthenticatedClients,
+}
+
+impl ClusterClearance {
+    /// The client clearance it is, if it is one.
+    pub fn client(self) -> Option<Clearance> {
+        match self {
+            ClusterClearance::ValidUser => Some(Clearance::ValidUser),
+            ClusterClearance::Operator => Some(Clearance::Operator),
+            ClusterClearance::ClusterAdmin => Some(Clearance::ClusterAdmin),
+            ClusterClearance::ClusterNode | ClusterClearance::UnauthenticatedClients => None,
+        }
+    }
+}
+
+impl From<Clearance> for ClusterClearance {
+    fn from(c: Clearance) -> ClusterClearance {
+        match c {
+            Clearance::ValidUser => ClusterClearance::ValidUser,
+            Clearance::Operator => ClusterClearance::Operator,
+            Clearance::ClusterAdmin => ClusterClearance::ClusterAdmin,
+        }
+    }
+}
+
+/// One certificate registered on the cluster, as `GET /admin/certificates` lists it: what the
+/// RavenDB client decodes and the planner reads (one type for both, so nothing converts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// SHA-1 of the certificate, 40 hex digits.
+    pub thumbprint: String,
+    /// The name the Studio shows.
+    pub name: String,
+    /// Its security clearance.
+    pub clearance: ClusterClearance,
+    /// Database access (ValidUser).
+    pub permissions: BTreeMap<String, Access>,
+    /// For a collection's secondary: the primary's thumbprint.
+    pub collection_primary: Option<String>,
+    /// For a collection's primary: its secondaries' thumbprints.
+    pub collection_secondaries: Vec<String>,
+    /// Disabled in the Studio (RavenDB 7.2.2 and later; None where the server does not say).
+    /// An edit sends it back unchanged: ravencert never enables a registration.
+    pub disabled: Option<bool>,
+    /// The certificate's expiry, when the server lists it.
+    pub not_after: Option<OffsetDateTime>,
+    /// The public certificate (DER), when the server lists it (`adopt` writes it out).
+    pub certificate: Option<Vec<u8>>,
+    /// `Usage` (RavenDB 7.2.5 and later): `Client`, `RavenServer`,
+    /// `RavenServerForCommunication`; None for older servers and older entries.
+    pub usage: Option<String>,
+}
+
+/// The RavenDB version a cluster node reports (its `Raven-Server-Version` header, or
+/// `GET /build/version`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerVersion {
+    /// The major version (4 in 4.1.0).
+    pub major: u32,
+    /// The minor version (1 in 4.1.0).
+    pub minor: u32,
+    /// The full version as the server writes it, for messages.
+    pub full: String,
+}
+
+impl ServerVersion {
+    /// Whether the server is `major.minor` or later.
+    pub fn at_least(&self, major: u32, minor: u32) -> bool {
+        (self.major, self.minor) >= (major, minor)
+    }
+}
+
+impl fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+/// What the cluster holds, read once per plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterListing {
+    /// Every registration (secondaries included).
+    pub registrations: Vec<Registration>,
+    /// The servers' own certificates: the one the answering node has loaded and every
+    /// ClusterNode registration. Never unregistered.
+    pub server_thumbprints: Vec<String>,
+    /// `Security.WellKnownCertificates.Admin` from the server's settings. Never unregistered.
+    pub well_known_admins: Vec<String>,
+    /// The server's version.
+    pub version: ServerVersion,
+}
