@@ -1,12 +1,12 @@
 //! End-to-end tests of the binary: what an admin does, cross-checked with the openssl command.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use common::openssl::pkcs12;
-use common::{openssl, openssl_thumbprint, Env, SERVER};
+use crate::common::openssl::pkcs12;
+use crate::common::{openssl, openssl_thumbprint, Env, SERVER};
 
 const PASSWORD: &str = "correct horse battery staple";
 
