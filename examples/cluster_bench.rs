@@ -1,6 +1,6 @@
 //! The cluster benchmark (issue 13), run by scripts/bench.py (`bench_cluster`):
 //! `cargo run --release --example cluster_bench -- BIN [N_REGISTER] [N_NOOP]` drives the release
-//! `ravencert` binary BIN against a local RavenDB 4.1 (started as tests/cluster.rs does) and
+//! `ravencert` binary BIN against a local RavenDB 4.1 (started as tests/live/cluster.rs does) and
 //! prints `key=value` lines:
 //!
 //! 1. N_REGISTER (300) EC P-256 clients issued offline; the server started with the store's

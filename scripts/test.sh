@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): installs what the tests need when it is missing,
 # provisions the real RavenDB 4.1 the cluster tests run against (cached), then runs every test
-# binary (--no-fail-fast: a failure in one does not hide the others).
+# binary (--no-fail-fast: a failure in one does not hide the others): the unit tests, `it` (the
+# integration tests that need no server), `live` (RavenDB 4.1 and Chromium) and `architecture`.
 #
-#   bash scripts/test.sh                 # everything
-#   bash scripts/test.sh --test cluster  # extra arguments go to `cargo test`
+#   bash scripts/test.sh                           # everything
+#   bash scripts/test.sh --test live cluster::     # extra arguments go to `cargo test`
+#   bash scripts/test.sh --test it cli::           # one module (a former tests/NAME.rs) of `it`
 #
 # The packages come from Debian's archive (apt-get, as root). Without root, the script names
 # what is missing and the command that installs it, and stops.
@@ -25,7 +27,8 @@ python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v perl >/dev/null 2>&1 || need+=(perl)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
-command -v chromium >/dev/null 2>&1 || need+=(chromium) # the status page, rendered (tests/status_page.rs)
+# The status page, rendered in headless Chromium (tests/live/status_page.rs).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "scripts/test.sh: the tests need ${need[*]}; install them with:" >&2

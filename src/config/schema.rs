@@ -6,7 +6,7 @@ use crate::model::{NAME_FORBIDDEN_CLASS, PERIOD_UNIT_PATTERN};
 // The JSON schema says the rules that validation checks, as far as JSON Schema can: everything
 // but what needs more than one value at a time (names unique among clients, database names
 // unique ignoring case, renew_before shorter than validity) or the world outside the file
-// (files, environment variables). tests/bad_configs.rs checks the schema against its matrix.
+// (files, environment variables). tests/it/bad_configs.rs checks the schema against its matrix.
 
 /// Client keys (model::check_client_key).
 pub(super) const CLIENT_KEY_PATTERN: &str = "^[a-z0-9_-][a-z0-9_.-]{0,63}$";

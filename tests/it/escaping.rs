@@ -4,9 +4,9 @@
 //! the terminal raw — plan text, status, error messages and watch logs show them as visible
 //! `\u{..}` text — and none of their Markdown reaches a pull-request comment as markup.
 
-mod common;
+use crate::common;
 
-use common::{assert_no_raw, Env, Run};
+use crate::common::{assert_no_raw, Env, Run};
 
 /// The CN of the hostile upload: clears the screen, prints a reassuring line, conceals what
 /// follows, returns the cursor, and reverses the text direction.

@@ -1,12 +1,13 @@
 //! End-to-end tests of the binary: what an admin does, cross-checked with the openssl command.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use common::openssl::pkcs12;
-use common::{openssl, openssl_thumbprint, Env, SERVER};
+use crate::common::openssl::pkcs12;
+use crate::common::review::{assert_review, filters};
+use crate::common::{openssl, openssl_thumbprint, Env, SERVER};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -36,6 +37,13 @@ fn env_with_three() -> Env {
     let env = Env::new().env("ORDERS_PASSWORD", PASSWORD);
     env.config(&three_clients());
     env
+}
+
+/// A whole message of the command line, reviewed as text (tests/snapshots/NAME.snap; the temp
+/// folder, thumbprints and dates replaced by placeholders): what is wrong, where, what to do.
+#[track_caller]
+fn assert_message(env: &Env, name: &str, text: &str) {
+    assert_review(name, text, &filters(env));
 }
 
 #[test]
@@ -299,7 +307,7 @@ fn replace_reissues_with_a_new_thumbprint() {
     env.run(&["plan", "--detailed-exitcode"]).success();
 
     let unknown = env.run(&["plan", "--replace", "nobody"]).failure();
-    assert!(unknown.stderr.contains("--replace nobody"));
+    assert_message(&env, "error_replace_unknown_key", &unknown.stderr);
 }
 
 #[test]
@@ -319,12 +327,14 @@ fn key_type_change_forces_replacement() {
 #[test]
 fn apply_without_terminal_or_yes_refuses_and_changes_nothing() {
     let env = env_with_three();
-    env.cmd(&["apply"]).refused(&["--yes"]);
+    let r = env.cmd(&["apply"]).refused(&[]);
+    assert_message(&env, "error_apply_without_yes", &r.stderr);
     assert!(!env.store().exists());
 
     env.run(&["apply", "--yes"]).success();
     env.config(&three_clients().replace("ClusterAdmin", "Operator"));
-    env.cmd(&["apply"]).refused(&["--yes"]);
+    let r = env.cmd(&["apply"]).refused(&[]);
+    assert_message(&env, "error_apply_without_yes", &r.stderr);
 }
 
 #[test]
@@ -404,8 +414,10 @@ fn a_second_apply_waits_for_the_lock_and_names_the_holder() {
     )
     .unwrap();
     env.config(&three_clients().replace("ClusterAdmin", "Operator"));
-    env.cmd(&["apply", "--yes", "--lock-timeout", "1s"])
-        .refused(&["locked by another apply", "pid 4242"]);
+    let r = env
+        .cmd(&["apply", "--yes", "--lock-timeout", "1s"])
+        .refused(&[]);
+    assert_message(&env, "cli_lock_held", &r.stderr);
     drop(lock);
     env.run(&["apply", "--yes", "--lock-timeout", "1s"])
         .success();
@@ -424,8 +436,8 @@ fn corrupt_store_is_an_error_and_nothing_is_written() {
         certs.join(format!("{thumb}.pem")),
     )
     .unwrap();
-    env.cmd(&["apply", "--yes"])
-        .refused(&[&thumb, "not the registered"]);
+    let r = env.cmd(&["apply", "--yes"]).refused(&[&thumb]);
+    assert_message(&env, "cli_store_certificate_swapped", &r.stderr);
 
     // An unknown store format version.
     let env = env_with_three();
@@ -438,7 +450,7 @@ fn corrupt_store_is_an_error_and_nothing_is_written() {
     )
     .unwrap();
     let r = env.run(&["plan"]).failure();
-    assert!(r.stderr.contains("format version 9"), "{}", r.stderr);
+    assert_message(&env, "error_store_format_version", &r.stderr);
 }
 
 #[test]
@@ -451,7 +463,7 @@ fn symlinks_in_the_store_are_not_followed() {
     std::fs::rename(&pem, &outside).unwrap();
     std::os::unix::fs::symlink(&outside, &pem).unwrap();
     let r = env.run(&["plan"]).failure();
-    assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+    assert_message(&env, "cli_store_symlink", &r.stderr);
 }
 
 #[test]
@@ -465,7 +477,7 @@ fn init_writes_a_starter_once() {
     let plan = env.run(&["plan", "--json"]).success().json();
     assert_eq!(plan["summary"]["create"], 2);
     let r = env.run(&["init"]).failure();
-    assert!(r.stderr.contains("already exists"));
+    assert_message(&env, "cli_init_exists", &r.stderr);
     assert_eq!(
         std::fs::read_to_string(env.path("certs.toml")).unwrap(),
         text
@@ -545,7 +557,7 @@ fn usage_errors_exit_1_and_help_exits_0() {
     let env = Env::new();
     let bad = env.run(&["plan", "--no-such-flag"]);
     assert_eq!(bad.code, 1, "{}", bad.stderr);
-    assert!(bad.stderr.contains("--no-such-flag"));
+    assert_message(&env, "cli_unknown_flag", &bad.stderr);
     assert_eq!(env.run(&["--help"]).code, 0);
     assert_eq!(env.run(&["--version"]).code, 0);
 }
@@ -681,21 +693,11 @@ fn export_failing_after_the_store_commits_says_what_was_done() {
     };
     env.config(&config("/proc/ravencert-test/cluster.pfx"));
     let r = env.run(&["apply", "--yes"]).failure();
-    let err = r.stderr.trim();
-    assert!(
-        err.contains("the store was updated (2 changes committed)"),
-        "{err}"
+    assert_message(
+        &env,
+        "cli_export_failed_after_the_store_committed",
+        &r.stderr,
     );
-    assert!(
-        err.contains("writing the export to /proc/ravencert-test/cluster.pfx failed"),
-        "{err}"
-    );
-    assert!(
-        err.contains("No such file or directory"),
-        "the cause: {err}"
-    );
-    assert!(err.contains("the next apply retries the export"), "{err}");
-    assert!(!err.contains("apply failed"), "{err}");
     // The store did commit; the export is all that is left.
     assert_eq!(env.status()["certificates"].as_array().unwrap().len(), 1);
     let plan = env.run(&["plan", "--json"]).success().json();
@@ -723,8 +725,7 @@ fn status_shows_the_store_when_certs_toml_is_invalid() {
     let w = warnings[0].as_str().unwrap();
     assert!(w.contains("certs.toml is invalid"), "{w}");
     assert!(w.contains("Operater"), "names the first error: {w}");
-    assert!(r.stderr.starts_with("warning: "), "{}", r.stderr);
-    assert!(r.stderr.contains("Operater"), "{}", r.stderr);
+    assert_message(&env, "cli_status_warns_of_an_invalid_certs_toml", &r.stderr);
 
     let text = env.run(&["status"]).success();
     assert!(text.stdout.contains("Orders App"), "{}", text.stdout);
@@ -759,7 +760,11 @@ fn status_with_an_invalid_certs_toml_and_no_store_is_the_config_error() {
     let env = Env::new();
     env.config("version = 1\n[server]\ngenerate = yes\n");
     let r = env.run(&["status"]).failure();
-    assert!(r.stderr.contains("certs.toml:3"), "{}", r.stderr);
+    assert_message(
+        &env,
+        "cli_status_of_an_invalid_certs_toml_without_a_store",
+        &r.stderr,
+    );
     assert!(r.stdout.is_empty(), "{}", r.stdout);
     // A named store path that does not exist either.
     env.config("version = 1\n[store]\npath = \"elsewhere\"\n[server]\ngenerate = yes\n");
@@ -780,61 +785,31 @@ fn watch_refuses_intervals_and_polls_out_of_bounds() {
         "--store",
         "s",
     ];
-    let cases: &[(&[&str], &[&str])] = &[
-        (
-            &["--interval", "0s"],
-            &["--interval", "must be at least 10s"],
-        ),
-        (
-            &["--interval", "9s"],
-            &["--interval", "must be at least 10s"],
-        ),
-        (&["--interval", "2y"], &["--interval", "must be at most 1y"]),
-        (
-            &["--interval", "18446744073709551615s"],
-            &["--interval", "longer than 1000 years"],
-        ),
-        (
-            &["--interval", "30m"],
-            &["--interval", "did you mean `min` or `mo`?"],
-        ),
-        (
-            &["--interval", "500ms"],
-            &["--interval", "unknown unit 'ms'"],
-        ),
-        (
-            &["--interval=-1h"],
-            &["--interval", "must start with a whole number"],
-        ),
-        (
-            &["--lock-timeout", "366d"],
-            &["--lock-timeout", "must be at most 1y"],
-        ),
-        (
-            &[&git[..], &["--poll", "0s"]].concat(),
-            &["--poll", "must be at least 1s"],
-        ),
-        (
-            &[&git[..], &["--poll", "5m"]].concat(),
-            &["--poll", "did you mean `min`"],
-        ),
+    let cases: &[&[&str]] = &[
+        &["--interval", "0s"],
+        &["--interval", "9s"],
+        &["--interval", "2y"],
+        &["--interval", "18446744073709551615s"],
+        &["--interval", "30m"],
+        &["--interval", "500ms"],
+        &["--interval=-1h"],
+        &["--lock-timeout", "366d"],
+        &[&git[..], &["--poll", "0s"]].concat(),
+        &[&git[..], &["--poll", "5m"]].concat(),
     ];
-    for (args, says) in cases {
+    // Every message in one review: each names the option, the bound or the unit.
+    let mut messages = String::new();
+    for args in cases {
         let mut argv = vec!["watch"];
         argv.extend_from_slice(args);
         // Bounded, so that a command that should have been refused cannot hang the test.
         let r = env.cmd(&argv).timeout(10).run();
         assert_eq!(r.code, 1, "{argv:?} was not refused\n{r:?}");
-        for s in *says {
-            assert!(
-                r.stderr.contains(s),
-                "{argv:?}: expected {s:?}\n{}",
-                r.stderr
-            );
-        }
         assert!(!r.stderr.contains("panicked"), "{argv:?}\n{}", r.stderr);
         assert!(!env.store().exists(), "{argv:?} wrote a store");
+        messages.push_str(&format!("$ ravencert {}\n{}\n", argv.join(" "), r.stderr));
     }
+    assert_message(&env, "cli_watch_durations_out_of_bounds", &messages);
 }
 
 /// The command line reads durations with certs.toml's grammar: `min` for minutes, `d` for days;
@@ -845,11 +820,7 @@ fn command_line_durations_use_the_config_grammar() {
     let r = env
         .run(&["apply", "--yes", "--lock-timeout", "2m"])
         .failure();
-    assert!(
-        r.stderr.contains("--lock-timeout") && r.stderr.contains("did you mean `min` or `mo`?"),
-        "{}",
-        r.stderr
-    );
+    assert_message(&env, "error_lock_timeout_unit", &r.stderr);
     assert!(!env.store().exists());
     env.run(&["apply", "--yes", "--lock-timeout", "2min"])
         .success();
@@ -858,13 +829,7 @@ fn command_line_durations_use_the_config_grammar() {
 
     env.config(&three_clients().replace("validity = \"90d\"", "validity = \"3m\""));
     let r = env.run(&["validate"]).failure();
-    assert!(
-        r.stderr.contains("certs.toml:")
-            && r.stderr.contains("clients.orders-app.validity")
-            && r.stderr.contains("did you mean `min` or `mo`?"),
-        "{}",
-        r.stderr
-    );
+    assert_message(&env, "cli_validity_in_months_as_m", &r.stderr);
     env.config(&three_clients().replace("validity = \"90d\"", "validity = \"3mo\""));
     env.run(&["validate"]).success();
 }

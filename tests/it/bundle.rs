@@ -2,14 +2,12 @@
 //! The zip is opened with the real `unzip` command, the .pfx with `openssl pkcs12` and the
 //! declared password, and every thumbprint is compared with the store's.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::openssl::pkcs12;
-use common::{openssl, openssl_thumbprint, self_signed, Env, SERVER};
+use crate::common::openssl::pkcs12;
+use crate::common::{openssl, openssl_thumbprint, self_signed, Env, SERVER};
 
 const APP_PW: &str = "Bundle-pw-3c9e";
 

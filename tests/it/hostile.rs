@@ -14,13 +14,13 @@
 //!
 //! A case that shows a bug is kept, marked `#[ignore = "bug: ..."]`.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{sh, Env, Run, Snapshot};
+use crate::common::{sh, Env, Run, Snapshot};
 
 /// The password of the uploaded partner .pfx (from the environment).
 const UPLOAD_PW: &str = "upload-secret-4e1d";
@@ -957,7 +957,7 @@ fn watch_refuses_an_exposed_store_like_apply() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hostile text (issue 11, finding 8): shown escaped, never raw. tests/escaping.rs has the
+// Hostile text (issue 11, finding 8): shown escaped, never raw. tests/it/escaping.rs has the
 // Markdown and watch cases.
 
 /// An uploaded certificate whose CN holds ESC sequences and a right-to-left override (built

@@ -12,16 +12,16 @@
 //! folders (nothing in the store is open to group or others) — also when every command runs
 //! under `umask 000`.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use crate::common::{Cmd, Env};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use common::{Cmd, Env};
 
 const ENV_PW: &str = "S3cr3t-env-7f1c";
 const FILE_PW: &str = "S3cr3t-file-99aa";

@@ -4,9 +4,7 @@
 //! `install`) is an error naming the missing key. Every input is made with the real `openssl`
 //! command, and the export is read back with it.
 
-mod common;
-
-use common::{openssl, openssl_thumbprint, sh, Env};
+use crate::common::{openssl, openssl_thumbprint, sh, Env};
 
 const NODE_PW: &str = "node-secret";
 

@@ -3,12 +3,10 @@
 //! the test's folder, and every registered thumbprint is cross-checked with
 //! `openssl x509 -fingerprint -sha1`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::openssl::key_der;
-use common::{openssl, openssl_thumbprint, sh, Env, SERVER};
+use crate::common::openssl::key_der;
+use crate::common::{openssl, openssl_thumbprint, sh, Env, SERVER};
 use serde_json::Value;
 
 const CHAIN_PW: &str = "chain-secret";

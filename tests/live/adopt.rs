@@ -1,11 +1,11 @@
 //! `ravencert adopt` (docs/contract.md §8) against a real RavenDB 4.1: a cluster populated by REST
 //! calls, as the Studio leaves one, is adopted into a certs.toml that changes nothing on day one.
 
-mod common;
+use crate::common;
 
+use crate::common::ravendb::{ClientCert, Pin, RavenServer};
+use crate::common::{openssl, Env};
 use ::openssl as ossl;
-use common::ravendb::{ClientCert, Pin, RavenServer};
-use common::{openssl, Env};
 use serde_json::Value;
 use std::path::PathBuf;
 

@@ -3,11 +3,11 @@
 //! file-system step in turn (the `test-hooks` feature, on for tests only), and SIGKILL at
 //! random moments during a large apply.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{Env, SERVER};
+use crate::common::{Env, SERVER};
 
 const V1: &str = r#"
 [clients.admin]

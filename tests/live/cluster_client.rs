@@ -3,11 +3,11 @@
 //! client is the well-known admin. One server is shared by the tests that run at the same time
 //! (each works on its own certificates); it stops when the last of them ends.
 
-mod common;
+use crate::common;
 
+use crate::common::ravendb::{ClientCert, Pin as CurlPin, RavenServer};
+use crate::common::{openssl, Env};
 use ::openssl as ossl;
-use common::ravendb::{ClientCert, Pin as CurlPin, RavenServer};
-use common::{openssl, Env};
 use ravencert::model::{Access, Clearance};
 use ravencert::ravendb::{
     BodyLog, Client, ClientOptions, ClusterClearance, ClusterError, Identity, Pin, SentRequest,

@@ -5,14 +5,14 @@
 //! connections, a huge request, a slow-loris) that neither stop an apply nor grow the daemon's
 //! memory.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::daemon::{http_get as get, wait_until, Daemon};
-use common::{save_by_rename, Env, SERVER};
+use crate::common::daemon::{http_get as get, wait_until, Daemon};
+use crate::common::{save_by_rename, Env, SERVER};
 use prometheus_parse::{Scrape, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;

@@ -1,9 +1,9 @@
 //! Certificate lifecycle and safe change under a moving clock (RAVENCERT_TEST_NOW, honoured by
 //! debug builds only): renewal, rotation overlap, saved plans, guards, markdown.
 
-mod common;
+use crate::common;
 
-use common::{Env, SERVER};
+use crate::common::{Env, SERVER};
 
 const T0: &str = "2027-01-01T00:00:00Z";
 

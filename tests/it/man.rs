@@ -1,10 +1,8 @@
 //! `ravencert man`: the man page is generated from the clap definition, so it names every
 //! command and every option that `--help` shows.
 
-mod common;
-
+use crate::common::Env;
 use clap::CommandFactory;
-use common::Env;
 use ravencert::cli::Cli;
 
 /// The man page as text to search: roff's escaped hyphens (`\-`) and font changes dropped.

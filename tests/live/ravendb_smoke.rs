@@ -3,9 +3,9 @@
 //! generated ClusterAdmin client authenticates as the well-known admin, and a generated client
 //! registered with PUT authenticates too, also after a restart.
 
-mod common;
+use crate::common;
 
-use common::{ravendb, Env};
+use crate::common::{ravendb, Env};
 use ravendb::{ClientCert, Pin, RavenServer};
 use std::os::unix::process::ExitStatusExt;
 use std::time::Instant;

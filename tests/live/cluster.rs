@@ -2,10 +2,10 @@
 //! RavenDB 4.1 server's registered certificates with its store. Each test runs its own server (they
 //! change registrations), started with the store's own server certificate and admin client.
 
-mod common;
+use crate::common;
 
-use common::ravendb::{ClientCert, Pin, RavenServer};
-use common::{Env, Run};
+use crate::common::ravendb::{ClientCert, Pin, RavenServer};
+use crate::common::{Env, Run};
 use serde_json::Value;
 use std::path::PathBuf;
 

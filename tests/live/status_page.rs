@@ -5,14 +5,14 @@
 //! at 1280 and 390 px wide are kept under target/status-page/ as a CI artifact. Without a
 //! working Chromium the test fails, saying why.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::{http_get, wait_until};
-use common::{Env, SERVER};
+use crate::common::daemon::{http_get, wait_until};
+use crate::common::{Env, SERVER};
 
 const HOSTILE: &str = "<script>alert(1)</script>";
 

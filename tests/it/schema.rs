@@ -1,7 +1,7 @@
 //! The checked-in JSON schema must be what the Rust types generate, and the bundled example must
 //! be a valid config that points at it.
 
-mod common;
+use crate::common;
 
 #[test]
 fn checked_in_schema_is_up_to_date() {

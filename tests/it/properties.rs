@@ -6,9 +6,9 @@
 //!   in two: protect dropped and applied, then the change.
 //!
 //! That a plan does not depend on the process that makes it (hash order, threads) is checked
-//! across two processes in tests/outputs.rs: within one process it could not fail.
+//! across two processes in tests/it/outputs.rs: within one process it could not fail.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

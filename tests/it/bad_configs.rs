@@ -5,9 +5,9 @@
 //! A bundle password that is not there is the one exception: it is needed only by the apply
 //! that writes its bundle (`ONLY_APPLY_NEEDS`).
 
-mod common;
+use crate::common;
 
-use common::Env;
+use crate::common::Env;
 
 /// The good clients applied before every case, after `common::SERVER`. orders-app reads its
 /// password from the environment, so that secret is around in every run.

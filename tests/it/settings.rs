@@ -2,12 +2,12 @@
 //! `ravencert settings` (the node's settings.json fragment), cross-checked with the openssl
 //! command.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::openssl::pkcs12;
-use common::{openssl, openssl_thumbprint, Env};
+use crate::common::openssl::pkcs12;
+use crate::common::{openssl, openssl_thumbprint, Env};
 
 const PASSWORD: &str = "install-secret-7Qx";
 

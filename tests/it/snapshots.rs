@@ -1,9 +1,7 @@
 //! Plan outputs reviewed as text: snapshots with unstable values (thumbprints, dates, temp
 //! paths) replaced by placeholders.
 
-mod common;
-
-use common::{review, Env, SERVER};
+use crate::common::{review, Env, SERVER};
 
 fn config(orders_access: &str, ops_clearance: &str) -> String {
     format!(

@@ -3,9 +3,9 @@
 //! delete counted by max_deletions, the export path checked before the first apply, and links
 //! inside the store refused. Each test runs the binary and cross-checks with `openssl`.
 
-mod common;
+use crate::common;
 
-use common::{openssl, Env, SERVER};
+use crate::common::{openssl, Env, SERVER};
 
 fn client(extra: &str) -> String {
     format!("{SERVER}\n[clients.app]\nname = \"App\"\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\" }}\n{extra}")

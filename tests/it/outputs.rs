@@ -3,10 +3,10 @@
 //! messages of representative bad configs and refused commands. Also: the same inputs give
 //! byte-identical plans from separate processes and separate copies of the store.
 
-mod common;
+use crate::common;
 
-use common::review::{assert_review, filters, status_filters};
-use common::{Env, SERVER};
+use crate::common::review::{assert_review, filters, status_filters};
+use crate::common::{Env, SERVER};
 
 /// The clock every run here reads: dates and days left are the same on every machine.
 const NOW: &str = "2026-01-15T12:00:00Z";

@@ -1,6 +1,6 @@
 //! The bundled examples run as they are documented.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

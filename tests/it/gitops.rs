@@ -7,14 +7,14 @@
 //! generous deadline and fails with the daemon's log (common::daemon). Daemons are killed when
 //! a test panics.
 
-mod common;
+use crate::common;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{save_by_rename, sh, wait_until, Daemon, Env, SERVER};
+use crate::common::{save_by_rename, sh, wait_until, Daemon, Env, SERVER};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
