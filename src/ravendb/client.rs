@@ -390,27 +390,13 @@ fn transport_error(url: &str, t: &ureq::Transport) -> Outcome {
     }
 }
 
-/// `https://host[:port][/path]` (a path for a node behind a reverse proxy) without a trailing
-/// slash, query, fragment or credentials.
+/// A node url as [`crate::model::cluster_url`] checks and normalizes it: the one check, so the
+/// client takes exactly what certs.toml's `[cluster] urls` accept (adopt's `--url` included).
 pub(super) fn check_url(url: &str) -> Result<String> {
-    let bad = |detail: &str| ClusterError::BadUrl {
+    crate::model::cluster_url(url).map_err(|problem| ClusterError::BadUrl {
         url: url.to_string(),
-        detail: detail.to_string(),
-    };
-    let rest = url
-        .strip_prefix("https://")
-        .ok_or_else(|| bad("it must start with https://"))?;
-    let rest = rest.trim_end_matches('/');
-    let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty() {
-        return Err(bad("it names no host"));
-    }
-    if rest.contains(['?', '#', '@']) || rest.chars().any(char::is_whitespace) {
-        return Err(bad(
-            "it must be only the node's address (and path), without a query, fragment or user",
-        ));
-    }
-    Ok(format!("https://{rest}"))
+        detail: problem.message,
+    })
 }
 
 /// `path` with the query of `request_url` (the request as built, its query encoded by ureq):

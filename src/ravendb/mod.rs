@@ -38,7 +38,7 @@ pub enum ClusterError {
     #[error("no cluster url to connect to: list at least one node in [cluster] urls")]
     NoUrls,
     /// A url that is not an `https://` URL.
-    #[error("cluster url {url:?} is not usable: {detail}; write it as https://host:port")]
+    #[error("cluster url not usable: {detail}")]
     BadUrl {
         /// The url as given.
         url: String,

@@ -37,6 +37,25 @@ fn urls_are_checked() {
         check_url("https://"),
         Err(ClusterError::BadUrl { .. })
     ));
+    // One validator: what certs.toml accepts, the client takes, normalized the same way (the
+    // client used to refuse `HTTPS://`, which config accepts), and what config refuses, the
+    // client refuses (a port out of range, a host that is no host name).
+    assert_eq!(
+        check_url("HTTPS://a.example.com:8080/").unwrap(),
+        "https://a.example.com:8080"
+    );
+    for bad in [
+        "https://a:99999",
+        "https://a_b!c",
+        "https://a:0",
+        "https://[::1",
+    ] {
+        assert!(crate::model::cluster_url(bad).is_err(), "{bad}");
+        assert!(
+            matches!(check_url(bad), Err(ClusterError::BadUrl { .. })),
+            "{bad}"
+        );
+    }
 }
 
 /// A listing entry for the tests: `der`'s real thumbprint unless `thumbprint` is given.
