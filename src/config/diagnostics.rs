@@ -141,12 +141,11 @@ fn shown_line(line: &str) -> String {
             out.push('…');
             break;
         }
-        let invisible = matches!(c,
-            '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
-            | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}');
+        // Controls as `\xNN`, tab kept; every other character of the one invisible-character
+        // table (crate::chars, which the output boundary escapes too) as `\u{..}`.
         if (c as u32) < 0x20 && c != '\t' || ('\u{7f}'..='\u{9f}').contains(&c) {
             out.push_str(&format!("\\x{:02x}", c as u32));
-        } else if invisible {
+        } else if c != '\t' && crate::chars::is_invisible(c) {
             out.push_str(&format!("\\u{{{:x}}}", c as u32));
         } else {
             out.push(c);

@@ -64,6 +64,25 @@ fn snippets_are_capped_and_escaped() {
     );
 }
 
+/// A quoted config line shows every character of the one invisible-character table escaped
+/// (tab excepted: it is kept as the line's own spacing), not only those a hand-kept list named.
+#[test]
+fn quoted_lines_escape_the_whole_invisible_table() {
+    for &(first, last) in crate::chars::INVISIBLE {
+        for c in (first..=last)
+            .filter_map(char::from_u32)
+            .filter(|&c| c != '\t')
+        {
+            let shown = redact(&format!("a{c}b"));
+            assert!(
+                !shown.contains(c) && shown.starts_with('a') && shown.ends_with('b'),
+                "U+{:04X} shown raw: {shown:?}",
+                c as u32
+            );
+        }
+    }
+}
+
 #[test]
 fn minimal_config_gets_defaults() {
     let d = parse_str(&format!(
