@@ -29,7 +29,7 @@
 //! - [`inputs`]: the certificate files and secrets certs.toml refers to.
 //! - [`model`]: the shared vocabulary: clearances, access levels, key types, durations.
 //! - [`registry`]: the registry as data (entries, text form, seal, drift) and `Actual`.
-//! - [`store`]: the on-disk store, the only writer of files (atomic writes, lock).
+//! - [`store`]: the on-disk store (verified loads, lock, atomic commits, registry last).
 //! - [`pki`]: all cryptography: keys, signing, PKCS#12, thumbprints, certificate files.
 //! - [`plan`]: the pure planner, and the registry as it will be after a plan.
 //! - `apply`: carries out a plan through pki and the store.
@@ -38,7 +38,8 @@
 //! - [`watch`]: the `watch` loop (file watch or git polling, ticks, backoff).
 //! - [`listen`]: `watch --listen`: /metrics, /healthz and the status page over HTTP.
 //! - `git`: certs.toml at a revision, provenance, following a remote branch.
-//! - `fsutil`: bounded reads of regular files, never through a link.
+//! - `fsutil`: bounded reads of regular files and the one atomic writer, never through a link.
+//! - `chars`: the one table of invisible characters that output, names and the schema share.
 //! - `progress`: the progress bar of long applies, on a terminal only.
 
 #![warn(missing_docs)]

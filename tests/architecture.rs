@@ -160,6 +160,21 @@ fn no_function_over_80_lines() {
     assert!(long.is_empty(), "functions over 80 lines: {long:#?}");
 }
 
+/// A file is a room a reader can hold in mind: none in src/ over 1,000 lines, tests included
+/// (split a module along its seams into a folder, as config/, store/ and ravendb/ are).
+#[test]
+fn no_source_file_over_1000_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let big: Vec<String> = walk(&src)
+        .into_iter()
+        .filter_map(|file| {
+            let n = std::fs::read_to_string(&file).ok()?.lines().count();
+            (n > 1000).then(|| format!("{} ({n} lines)", file.display()))
+        })
+        .collect();
+    assert!(big.is_empty(), "source files over 1,000 lines: {big:#?}");
+}
+
 /// The indentation of a line that starts a function definition.
 fn fn_start(line: &str) -> Option<usize> {
     let t = line.trim_start();
