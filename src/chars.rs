@@ -2,9 +2,10 @@
 //! hide or reorder text (bidi controls, zero-width marks) or split a line where none is seen.
 //! Everything else derives from it: the output boundary escapes every one of them
 //! (`render::is_unsafe_char`), a certificate name may hold none of them (`model::check_name`),
-//! the JSON schema's name pattern refuses the same set ([`REGEX_CLASS`]), and a config line
-//! quoted in an error shows them escaped. A leaf module (it imports nothing from the crate), so
-//! that `model` and `render` can both use it without importing each other.
+//! the JSON schema's name pattern refuses the same set ([`REGEX_CLASS`]), a config line
+//! quoted in an error shows them escaped, and the certs.toml `adopt` writes holds them only as
+//! `\uXXXX` escapes. A leaf module (it imports nothing from the crate), so that `model` and
+//! `render` can both use it without importing each other.
 
 use std::fmt;
 

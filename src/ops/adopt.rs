@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use toml_writer::{ToTomlKey as _, ToTomlValue as _, TomlKeyBuilder, TomlStringBuilder};
+
 use super::error::{Error, Result};
 use super::{Context, Output};
 use crate::ravendb::{
@@ -424,21 +426,79 @@ pub(crate) fn slug(name: &str) -> String {
     }
 }
 
-/// A TOML basic string on one line: `"` and `\\` escaped, every control character as
-/// `\\uXXXX`, so that no value read from the cluster can end the line or the string.
+/// A value as a TOML basic string on one line: toml_writer writes it (always the basic,
+/// double-quoted form, `"` and `\` escaped), then [`escape_invisible`] leaves no invisible
+/// character raw, so that no value read from the cluster or the command line can end the line
+/// or the string, or steer a terminal that shows the file.
 fn quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
+    escape_invisible(&TomlStringBuilder::new(text).as_basic().to_toml_value())
+}
+
+/// A key that is data (a database name): always a basic string, as a value is, even when TOML
+/// would take it bare, so that every database reads the same in certs.toml.
+fn quoted_key(text: &str) -> String {
+    escape_invisible(&TomlKeyBuilder::new(text).as_basic().to_toml_key())
+}
+
+/// A table's key (a client key): bare when TOML allows it (every [`slug`] is), else a basic
+/// string (never a literal one).
+fn table_key(text: &str) -> String {
+    let key = TomlKeyBuilder::new(text);
+    let key = key.as_unquoted().unwrap_or_else(|| key.as_basic());
+    escape_invisible(&key.to_toml_key())
+}
+
+/// toml_writer escapes `"`, `\`, the C0 controls and DEL, five of them in their short forms
+/// (`\n`), and leaves every other character raw: the C1 controls (U+009B starts a terminal
+/// sequence, U+0085 ends a line) and the format characters (U+202E reorders one) among them.
+/// One pass over what it wrote (a valid basic string, in which every `\` starts an escape)
+/// writes each character of the invisible table (`chars::INVISIBLE`) as `\uXXXX`
+/// (`\UXXXXXXXX` beyond the Basic Multilingual Plane), whether toml_writer left it raw or
+/// escaped it short: the text adopt has always written (`\u000A`, never `\n`), now for the
+/// whole table.
+fn escape_invisible(written: &str) -> String {
+    let mut out = String::with_capacity(written.len());
+    let mut rest = written.chars();
+    while let Some(c) = rest.next() {
+        let c = match c {
+            '\\' => match rest.next() {
+                Some(e) => match short_escape(e) {
+                    Some(decoded) => decoded,
+                    // `\"`, `\\`, `\uXXXX`: kept as written.
+                    None => {
+                        out.push('\\');
+                        out.push(e);
+                        continue;
+                    }
+                },
+                None => '\\',
+            },
+            c => c,
+        };
+        if !crate::chars::is_invisible(c) {
+            out.push(c);
+        } else if u32::from(c) <= 0xFFFF {
+            let _ = write!(out, "\\u{:04X}", u32::from(c));
+        } else {
+            let _ = write!(out, "\\U{:08X}", u32::from(c));
         }
     }
-    out.push('"');
     out
+}
+
+/// The character a TOML short escape stands for (`n` in `\n`); `None` for `"`, `\`, `u` and
+/// `U`, which stand for visible characters or are written in the long form already. `e` is
+/// TOML 1.1's ESC, should a later toml_writer write it.
+fn short_escape(e: char) -> Option<char> {
+    match e {
+        'b' => Some('\u{8}'),
+        't' => Some('\t'),
+        'n' => Some('\n'),
+        'f' => Some('\u{c}'),
+        'r' => Some('\r'),
+        'e' => Some('\u{1b}'),
+        _ => None,
+    }
 }
 
 impl Adoption<'_> {
@@ -447,9 +507,10 @@ impl Adoption<'_> {
         let when = crate::render::rfc3339(h.now);
         let _ = writeln!(
             out,
-            "# Written by `ravencert adopt` from the cluster at {} (RavenDB {}) on {when}.\n# Each client is a registration as the cluster listed it; review, then commit.\nversion = 1\n\n[store]\npath = \"store\"\n",
+            "# Written by `ravencert adopt` from the cluster at {} (RavenDB {}) on {when}.\n# Each client is a registration as the cluster listed it; review, then commit.\nversion = 1\n\n[store]\npath = {}\n",
             crate::render::Escaped(h.url),
-            crate::render::Escaped(h.version)
+            crate::render::Escaped(h.version),
+            quoted("store")
         );
         out.push_str("[server]\n# The cluster's server certificate(s), public only: ravencert registers and exports,\n# but generates no client until a node .pfx with its private key is declared here.\ncertificates = [");
         let entries: Vec<String> = self
@@ -520,7 +581,7 @@ fn client_toml(out: &mut String, c: &Adopted<'_>) {
         "\n# Registered on the cluster as {}{members}{expires}.",
         crate::render::Escaped(&r.thumbprint)
     );
-    let _ = writeln!(out, "[clients.{}]", c.key);
+    let _ = writeln!(out, "[clients.{}]", table_key(&c.key));
     let _ = writeln!(out, "name = {}", quoted(&c.name));
     let clearance = r
         .clearance
@@ -532,7 +593,7 @@ fn client_toml(out: &mut String, c: &Adopted<'_>) {
         let dbs: Vec<String> = r
             .permissions
             .iter()
-            .map(|(db, access)| format!("{} = {}", quoted(db), quoted(&access.to_string())))
+            .map(|(db, access)| format!("{} = {}", quoted_key(db), quoted(&access.to_string())))
             .collect();
         let _ = writeln!(out, "databases = {{ {} }}", dbs.join(", "));
     }
@@ -629,18 +690,17 @@ mod tests {
         assert_eq!(back["v"].as_str(), Some(text));
     }
 
-    /// Names, databases and the command line are untrusted: quotes, backslashes, escapes and
-    /// line breaks in them come back from the written certs.toml as the same values.
-    #[test]
-    fn hostile_values_parse_back_unchanged() {
+    const HOSTILE_NAME: &str = "Team \"A\" \\ C:\\x \\n\n[clients.evil]\u{7f}\u{9b}";
+    const HOSTILE_DB: &str = "Db\" = \"Admin\"\\\n";
+
+    /// The certs.toml adopt writes for untrusted values in every place a string goes.
+    fn hostile_certs_toml() -> String {
         use crate::model::Access;
-        let name = "Team \"A\" \\ C:\\x \\n\n[clients.evil]\u{7f}\u{9b}";
-        let db = "Db\" = \"Admin\"\\\n";
         let registration = Registration {
             thumbprint: "AB".repeat(20),
-            name: name.to_string(),
+            name: HOSTILE_NAME.to_string(),
             clearance: crate::plan::ClusterClearance::ValidUser,
-            permissions: [(db.to_string(), Access::Read)].into(),
+            permissions: [(HOSTILE_DB.to_string(), Access::Read)].into(),
             collection_primary: None,
             collection_secondaries: Vec::new(),
             not_after: None,
@@ -651,7 +711,7 @@ mod tests {
         let adoption = Adoption {
             clients: vec![Adopted {
                 key: "team-a".into(),
-                name: name.to_string(),
+                name: HOSTILE_NAME.to_string(),
                 primary: &registration,
                 secondaries: Vec::new(),
             }],
@@ -660,7 +720,7 @@ mod tests {
             renamed: Vec::new(),
             left_out: Vec::new(),
         };
-        let text = adoption.certs_toml(&Header {
+        adoption.certs_toml(&Header {
             url: "https://a\"b\\c\n.example",
             version: "7.1",
             pfx: "admin \"x\".pfx",
@@ -668,7 +728,15 @@ mod tests {
             ca: "system",
             well_known: &[],
             now: time::OffsetDateTime::UNIX_EPOCH,
-        });
+        })
+    }
+
+    /// Names, databases and the command line are untrusted: quotes, backslashes, escapes and
+    /// line breaks in them come back from the written certs.toml as the same values.
+    #[test]
+    fn hostile_values_parse_back_unchanged() {
+        let (name, db) = (HOSTILE_NAME, HOSTILE_DB);
+        let text = hostile_certs_toml();
         let doc: toml::Table = toml::from_str(&text).unwrap();
         let client = &doc["clients"]["team-a"];
         assert_eq!(client["name"].as_str(), Some(name), "{text}");
@@ -682,5 +750,130 @@ mod tests {
         let admin = &cluster["admin_certificate"];
         assert_eq!(admin["path"].as_str(), Some("admin \"x\".pfx"));
         assert_eq!(admin["password_env"].as_str(), Some("PW\\\"\n"));
+    }
+
+    /// The whole text, byte for byte, as adopt wrote it when it formatted TOML by hand (before
+    /// toml_writer): basic strings only, `\u000A` rather than `\n`, database keys quoted.
+    #[test]
+    fn the_written_text_is_unchanged() {
+        let expected = r#"#:schema ./certs.schema.json
+# Written by `ravencert adopt` from the cluster at https://a"b\c\u{a}.example (RavenDB 7.1) on 1970-01-01T00:00:00Z.
+# Each client is a registration as the cluster listed it; review, then commit.
+version = 1
+
+[store]
+path = "store"
+
+[server]
+# The cluster's server certificate(s), public only: ravencert registers and exports,
+# but generates no client until a node .pfx with its private key is declared here.
+certificates = [{ path = "trust/server-1.pem" }]
+
+[cluster]
+urls = ["https://a\"b\\c\u000A.example"]
+admin_certificate = { path = "admin \"x\".pfx", password_env = "PW\\\"\u000A" }
+ca = "system"
+prune = false
+
+# Registered on the cluster as ABABABABABABABABABABABABABABABABABABABAB.
+[clients.team-a]
+name = "Team \"A\" \\ C:\\x \\n\u000A[clients.evil]\u007F\u009B"
+clearance = "ValidUser"
+databases = { "Db\" = \"Admin\"\\\u000A" = "Read" }
+upload = "trust/team-a.pem"
+"#;
+        assert_eq!(hostile_certs_toml(), expected);
+        assert_eq!(table_key("team-a"), "team-a");
+        assert_eq!(table_key("a b\u{202e}"), r#""a b\u202E""#);
+        assert_eq!(quoted_key("Orders"), r#""Orders""#);
+        assert_eq!(quoted("Zürich \"Team\""), r#""Zürich \"Team\"""#);
+        assert_eq!(quoted("tab\there\u{e0041}"), r#""tab\u0009here\U000E0041""#);
+    }
+
+    /// What adopt wrote by hand before toml_writer: `"` and `\` escaped, every character
+    /// `escape` picks as `\uXXXX` (`\UXXXXXXXX` beyond the Basic Multilingual Plane). With
+    /// `char::is_control` it is the old `quoted` exactly.
+    fn hand_quoted(text: &str, escape: fn(char) -> bool) -> String {
+        let mut out = String::from('"');
+        for c in text.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if escape(c) && u32::from(c) <= 0xFFFF => {
+                    out.push_str(&format!("\\u{:04X}", u32::from(c)))
+                }
+                c if escape(c) => out.push_str(&format!("\\U{:08X}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    /// Many strings drawn from every invisible character, quotes, backslashes, escape-like text
+    /// and characters beyond the Basic Multilingual Plane: what adopt writes, as a value and as
+    /// a key, reads back as the same string, holds no raw invisible character, and is the text
+    /// adopt wrote by hand (exactly the old text when no format character is in it).
+    #[test]
+    fn every_string_is_written_escaped_and_reads_back() {
+        let mut alphabet: Vec<char> = crate::chars::INVISIBLE
+            .iter()
+            .flat_map(|&(first, last)| first..=last)
+            .filter_map(char::from_u32)
+            .collect();
+        alphabet.extend("\"'\\ =#[]{}.,unrtbfexU0A9ü日\u{a0}\u{fffd}\u{fffc}".chars());
+        alphabet.extend([
+            '\u{10000}',
+            '\u{1d11e}',
+            '\u{1f600}',
+            '\u{e0100}',
+            '\u{10ffff}',
+        ]);
+        let mut rng = fastrand::Rng::with_seed(24);
+        let mut samples: Vec<String> = alphabet.iter().map(|c| c.to_string()).collect();
+        samples.extend(
+            ["", "v", "\\u0041", "\\n", "\"\"\"", "'''", "a\\", "\\\\\""].map(String::from),
+        );
+        samples.extend((0..20_000).map(|_| {
+            let len = rng.usize(0..=16);
+            (0..len)
+                .map(|_| alphabet[rng.usize(..alphabet.len())])
+                .collect::<String>()
+        }));
+        let has_format_char = |s: &str| {
+            s.chars()
+                .any(|c| crate::chars::is_invisible(c) && !c.is_control())
+        };
+        for s in &samples {
+            let value = quoted(s);
+            let key = quoted_key(s);
+            let table = table_key(s);
+            for written in [&value, &key, &table] {
+                assert!(
+                    !written.chars().any(crate::chars::is_invisible),
+                    "{s:?} -> {written:?}"
+                );
+            }
+            assert_eq!(value, hand_quoted(s, crate::chars::is_invisible), "{s:?}");
+            assert_eq!(key, value, "{s:?}");
+            if !has_format_char(s) {
+                assert_eq!(value, hand_quoted(s, char::is_control), "{s:?}");
+            }
+            let doc = format!("v = {value}\n[k]\n{key} = 1\n[t.{table}]\n");
+            let back: toml::Table = match toml::from_str(&doc) {
+                Ok(back) => back,
+                Err(e) => panic!("{s:?}: {e}\n{doc}"),
+            };
+            assert_eq!(back["v"].as_str(), Some(s.as_str()), "{doc}");
+            assert_eq!(
+                back["k"].get(s.as_str()).and_then(|v| v.as_integer()),
+                Some(1),
+                "{doc}"
+            );
+            assert!(
+                back["t"].get(s.as_str()).is_some_and(|t| t.is_table()),
+                "{doc}"
+            );
+        }
     }
 }
