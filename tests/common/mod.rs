@@ -46,6 +46,17 @@ pub fn node_settings(env: &Env) -> ravendb::NodeSettings {
     ravendb::NodeSettings::from_json(&run.json()).unwrap_or_else(|e| panic!("{e}\n{}", run.shown()))
 }
 
+/// An Env with `ravendb::node_config(key, name)` applied offline (the store made, node/server.pfx
+/// installed); returns it and the server certificate's thumbprint.
+pub fn applied_node(key: &str, name: &str) -> (Env, String) {
+    let env = Env::new();
+    env.config(&ravendb::node_config(key, name));
+    env.run(&["-c", "certs.toml", "apply", "--yes", "--offline"])
+        .success();
+    let server_thumb = env.server_thumbprint();
+    (env, server_thumb)
+}
+
 impl Env {
     pub fn new() -> Env {
         Env {
