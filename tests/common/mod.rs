@@ -8,6 +8,7 @@
 pub mod daemon;
 pub mod double;
 pub mod folder;
+pub mod json;
 pub mod openssl;
 pub mod ravendb;
 pub mod review;
@@ -39,6 +40,22 @@ export = "exports/cluster.pfx"
 [defaults]
 key = "ec-p256"
 "#;
+
+/// certs.toml whose `[server]` imports `certificates` (inline tables, comma-separated) and
+/// exports exports/cluster.pfx, then `more` tables, EC P-256 `[defaults]`, and `rest`.
+pub fn imported_server(certificates: &str, more: &str, rest: &str) -> String {
+    format!(
+        r#"version = 1
+[server]
+certificates = [{certificates}]
+export = "exports/cluster.pfx"
+
+{more}[defaults]
+key = "ec-p256"
+
+{rest}"#
+    )
+}
 
 /// Runs `ravencert -c certs.toml settings` in `env` (after an apply) and parses its JSON.
 pub fn node_settings(env: &Env) -> ravendb::NodeSettings {
@@ -122,15 +139,18 @@ impl Env {
     /// The current thumbprint registered for a client key.
     pub fn thumbprint(&self, key: &str) -> String {
         let s = self.status();
-        s["certificates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["key"] == key)
+        json::find(&s["certificates"], "key", key)
             .unwrap_or_else(|| panic!("{key} not registered: {s}"))["thumbprint"]
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    /// Every registered client certificate as (key, thumbprint), sorted.
+    pub fn registered(&self) -> Vec<(String, String)> {
+        let mut out = json::string_pairs(&self.status()["certificates"], "key", "thumbprint");
+        out.sort();
+        out
     }
 
     /// The thumbprint of the (first) server certificate.
