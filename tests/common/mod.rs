@@ -8,6 +8,7 @@
 pub mod daemon;
 pub mod double;
 pub mod folder;
+pub mod json;
 pub mod openssl;
 pub mod ravendb;
 pub mod review;
@@ -40,10 +41,37 @@ export = "exports/cluster.pfx"
 key = "ec-p256"
 "#;
 
+/// certs.toml whose `[server]` imports `certificates` (inline tables, comma-separated) and
+/// exports exports/cluster.pfx, then `more` tables, EC P-256 `[defaults]`, and `rest`.
+pub fn imported_server(certificates: &str, more: &str, rest: &str) -> String {
+    format!(
+        r#"version = 1
+[server]
+certificates = [{certificates}]
+export = "exports/cluster.pfx"
+
+{more}[defaults]
+key = "ec-p256"
+
+{rest}"#
+    )
+}
+
 /// Runs `ravencert -c certs.toml settings` in `env` (after an apply) and parses its JSON.
 pub fn node_settings(env: &Env) -> ravendb::NodeSettings {
     let run = env.run(&["-c", "certs.toml", "settings"]).success();
     ravendb::NodeSettings::from_json(&run.json()).unwrap_or_else(|e| panic!("{e}\n{}", run.shown()))
+}
+
+/// An Env with `ravendb::node_config(key, name)` applied offline (the store made, node/server.pfx
+/// installed); returns it and the server certificate's thumbprint.
+pub fn applied_node(key: &str, name: &str) -> (Env, String) {
+    let env = Env::new();
+    env.config(&ravendb::node_config(key, name));
+    env.run(&["-c", "certs.toml", "apply", "--yes", "--offline"])
+        .success();
+    let server_thumb = env.server_thumbprint();
+    (env, server_thumb)
 }
 
 impl Env {
@@ -111,15 +139,18 @@ impl Env {
     /// The current thumbprint registered for a client key.
     pub fn thumbprint(&self, key: &str) -> String {
         let s = self.status();
-        s["certificates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["key"] == key)
+        json::find(&s["certificates"], "key", key)
             .unwrap_or_else(|| panic!("{key} not registered: {s}"))["thumbprint"]
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    /// Every registered client certificate as (key, thumbprint), sorted.
+    pub fn registered(&self) -> Vec<(String, String)> {
+        let mut out = json::string_pairs(&self.status()["certificates"], "key", "thumbprint");
+        out.sort();
+        out
     }
 
     /// The thumbprint of the (first) server certificate.

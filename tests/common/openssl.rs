@@ -42,6 +42,38 @@ pub fn openssl_thumbprint(pem: &Path) -> String {
     r.stdout.trim().rsplit('=').next().unwrap().replace(':', "")
 }
 
+/// The sorted thumbprints of the certificates in a PEM text, each written to
+/// `dir/<prefix>-<i>.pem` and read by [`openssl_thumbprint`].
+pub fn pem_thumbprints(text: &str, dir: &Path, prefix: &str) -> Vec<String> {
+    let mut thumbprints = Vec::new();
+    for (i, block) in text.split("-----END CERTIFICATE-----").enumerate() {
+        let Some(start) = block.find("-----BEGIN CERTIFICATE-----") else {
+            continue;
+        };
+        let one = dir.join(format!("{prefix}-{i}.pem"));
+        std::fs::write(
+            &one,
+            format!("{}-----END CERTIFICATE-----\n", &block[start..]),
+        )
+        .unwrap();
+        thumbprints.push(openssl_thumbprint(&one));
+    }
+    thumbprints.sort();
+    thumbprints
+}
+
+/// `openssl verify -partial_chain -CAfile CA CERT`: whether `cert` chains to `ca`, trusted as
+/// it is (a self-signed node certificate, or an intermediate).
+pub fn verify_partial_chain(ca: &Path, cert: &Path) -> Run {
+    openssl(&[
+        "verify",
+        "-partial_chain",
+        "-CAfile",
+        ca.to_str().unwrap(),
+        cert.to_str().unwrap(),
+    ])
+}
+
 /// Makes a self-signed EC P-256 certificate (valid a year) with the openssl command, as a
 /// partner would send one: `cert` and `key` are written under `dir`; `cn` may be any UTF-8.
 /// Returns the certificate's thumbprint.

@@ -91,11 +91,79 @@ pub struct ClientCert {
     pub key: PathBuf,
 }
 
+impl ClientCert {
+    /// The issued bundle of client `key` in `store`: `issued/<key>/<key>.crt` and `.key`.
+    pub fn issued(store: &Path, key: &str) -> ClientCert {
+        let dir = store.join("issued").join(key);
+        ClientCert {
+            cert: dir.join(format!("{key}.crt")),
+            key: dir.join(format!("{key}.key")),
+        }
+    }
+}
+
 /// How clients verify the server: its certificate (PEM) and a DNS name that certificate holds.
 #[derive(Debug, Clone)]
 pub struct Pin {
     pub server_pem: PathBuf,
     pub name: String,
+}
+
+impl Pin {
+    /// The server certificate `server_pem`, checked for the name `localhost` (the name the
+    /// live tests' certs.toml gives the server).
+    pub fn localhost(server_pem: PathBuf) -> Pin {
+        Pin {
+            server_pem,
+            name: "localhost".into(),
+        }
+    }
+}
+
+/// The `[server]` table of a node the live tests start: a generated server certificate for
+/// `localhost` (RSA, valid a year) installed at `install` as a legacy .pfx, the only profile
+/// RavenDB 4.1 reads.
+pub fn localhost_server(install: &str) -> String {
+    format!(
+        r#"[server]
+generate = true
+name = "localhost"
+dns = ["localhost"]
+key = "rsa-2048"
+validity = "1y"
+install = {{ path = "{install}", pfx = "legacy" }}
+"#
+    )
+}
+
+/// The certs.toml of a node started with ravencert's own certificates: the store in `store/`,
+/// `localhost_server` installed as node/server.pfx, its ClusterAdmin client `admin`, a ValidUser
+/// client `key` named `name` (ReadWrite on Orders), and a `[cluster]` whose admin is `admin`.
+pub fn node_config(key: &str, name: &str) -> String {
+    let server = localhost_server("node/server.pfx");
+    format!(
+        r#"version = 1
+[store]
+path = "store"
+
+{server}
+[clients.admin]
+clearance = "ClusterAdmin"
+key = "ec-p256"
+
+[clients.{key}]
+name = "{name}"
+clearance = "ValidUser"
+databases = {{ Orders = "ReadWrite" }}
+key = "ec-p256"
+
+# The node is bootstrapped from `ravencert settings` (its admin thumbprint); the tests talk to
+# the server on its own port.
+[cluster]
+urls = ["https://localhost:1"]
+admin = "admin"
+"#
+    )
 }
 
 /// What `ravencert settings` prints for a node (docs/contract.md §7): the server certificate

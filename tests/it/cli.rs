@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use crate::common::openssl::pkcs12;
 use crate::common::review::{assert_review, filters};
-use crate::common::{openssl, openssl_thumbprint, Env, SERVER};
+use crate::common::{json, openssl, openssl_thumbprint, Env, SERVER};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -240,13 +240,7 @@ fn editing_clearance_and_permissions_keeps_the_thumbprint() {
     ));
     let ops_before = env.thumbprint("ops");
     let plan = env.run(&["plan", "--json"]).success().json();
-    let change = plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["key"] == "ops")
-        .unwrap()
-        .clone();
+    let change = json::find(&plan["changes"], "key", "ops").unwrap().clone();
     assert_eq!(change["action"], "update");
     assert_eq!(change["escalation"], false);
     assert_eq!(change["before"]["clearance"], "Operator");

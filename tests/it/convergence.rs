@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use crate::common::{openssl, Env, SERVER};
+use crate::common::{json, openssl, Env, SERVER};
 
 fn client(extra: &str) -> String {
     format!("{SERVER}\n[clients.app]\nname = \"App\"\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\" }}\n{extra}")
@@ -139,11 +139,7 @@ fn changed_validity_replaces_client_and_server() {
     ] {
         env.config(&server(extra));
         let plan = plan_json(&env);
-        let change = plan["changes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["target"] == "server")
+        let change = json::find(&plan["changes"], "target", "server")
             .unwrap_or_else(|| panic!("no server change for {extra}: {plan:#}"));
         assert_eq!(change["action"], "replace");
         assert_eq!(change["reason"], reason);

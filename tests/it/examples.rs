@@ -2,6 +2,8 @@
 
 use crate::common;
 
+use crate::common::json;
+
 use std::path::Path;
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -47,12 +49,7 @@ fn two_clusters_a_trusts_b_after_both_applies() {
         .success()
         .json();
     let b_server = b["server"][0]["thumbprint"].as_str().unwrap();
-    let trusted = a["certificates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["key"] == "cluster-b")
-        .expect("B is registered in A");
+    let trusted = json::find(&a["certificates"], "key", "cluster-b").expect("B is registered in A");
     assert_eq!(trusted["thumbprint"], b_server);
     assert_eq!(trusted["clearance"], "ValidUser");
     assert_eq!(trusted["permissions"]["Orders"], "Read");

@@ -36,6 +36,13 @@ fn git_env() -> Env {
     env
 }
 
+/// A `git_env` whose folder is a new repository on branch main.
+fn git_repo() -> Env {
+    let env = git_env();
+    git(&env, env.dir.path(), &["init", "-q", "-b", "main"]);
+    env
+}
+
 /// Runs `git ARGS` in `cwd` with the env's isolation; returns stdout, trimmed.
 #[track_caller]
 fn git(env: &Env, cwd: &Path, args: &[&str]) -> String {
@@ -55,9 +62,8 @@ fn git(env: &Env, cwd: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// `watch --git REMOTE --branch main --poll 1s -c certs.toml --store STORE`: a daemon that
-/// follows the test repository into its own store.
-fn follow_args<'a>(remote: &'a Path, store: &'a Path) -> Vec<&'a str> {
+/// `watch --git REMOTE --branch main --poll 1s`: a daemon that follows the test repository.
+fn watch_git_args(remote: &Path) -> Vec<&str> {
     vec![
         "watch",
         "--git",
@@ -66,11 +72,15 @@ fn follow_args<'a>(remote: &'a Path, store: &'a Path) -> Vec<&'a str> {
         "main",
         "--poll",
         "1s",
-        "-c",
-        "certs.toml",
-        "--store",
-        store.to_str().unwrap(),
     ]
+}
+
+/// `watch_git_args` with `-c certs.toml --store STORE`: a daemon that follows the test
+/// repository into its own store.
+fn follow_args<'a>(remote: &'a Path, store: &'a Path) -> Vec<&'a str> {
+    let mut args = watch_git_args(remote);
+    args.extend(["-c", "certs.toml", "--store", store.to_str().unwrap()]);
+    args
 }
 
 /// Commits everything in the work tree `work` and pushes it to `remote`'s main: what a merged
@@ -394,9 +404,8 @@ fn watch_plan_only_never_writes() {
 
 #[test]
 fn plan_rev_reads_the_config_at_a_revision_against_the_store() {
-    let env = git_env();
+    let env = git_repo();
     let root = env.dir.path();
-    git(&env, root, &["init", "-q", "-b", "main"]);
     env.config(&with_app("Operator"));
     let v1 = commit_all(&env, root, "v1");
     env.config(&with_app("ClusterAdmin"));
@@ -490,9 +499,8 @@ clearance = "Operator"
 
 #[test]
 fn plan_base_reviews_a_change_without_a_store() {
-    let env = git_env();
+    let env = git_repo();
     let root = env.dir.path();
-    git(&env, root, &["init", "-q", "-b", "main"]);
     env.config(&format!("{SERVER}{TWO_CLIENTS}"));
     let c1 = commit_all(&env, root, "two clients");
     env.write("README.md", "certificates of the cluster\n");
@@ -553,9 +561,8 @@ fn plan_base_reviews_a_change_without_a_store() {
 /// JSON, text or the registry diff (issue 10 #8).
 #[test]
 fn plan_base_invents_no_values() {
-    let env = git_env();
+    let env = git_repo();
     let root = env.dir.path();
-    git(&env, root, &["init", "-q", "-b", "main"]);
     env.config(&format!("{SERVER}{TWO_CLIENTS}"));
     commit_all(&env, root, "two clients");
     // bob re-issued (another key type), alice edited, bob's old name dropped from review.
@@ -626,9 +633,8 @@ fn review(env: &Env, base: &str, counts: [u64; 5]) -> (serde_json::Value, String
 /// The first pull request of a cluster: certs.toml does not exist at BASE yet (issue 10 #9).
 #[test]
 fn plan_base_without_certs_toml_at_base_plans_every_create() {
-    let env = git_env();
+    let env = git_repo();
     let root = env.dir.path();
-    git(&env, root, &["init", "-q", "-b", "main"]);
     env.write("README.md", "certificates of the cluster\n");
     commit_all(&env, root, "readme");
     env.config(&format!("{SERVER}{TWO_CLIENTS}"));
@@ -792,9 +798,8 @@ fn plan_base_reads_no_secret_and_names_what_it_did_not_read() {
 /// reads it, refuses), and leaves the cluster out instead of presenting the admin's key there.
 #[test]
 fn plan_rev_reads_no_secret_no_private_key_and_no_cluster() {
-    let env = git_env();
+    let env = git_repo();
     let root = env.dir.path();
-    git(&env, root, &["init", "-q", "-b", "main"]);
     env.config(&format!(
         "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\n\n\
          [clients.app]\nclearance = \"Operator\"\npassword_env = \"APP_PFX_PASSWORD\"\n\n\
@@ -844,9 +849,8 @@ fn plan_rev_reads_no_secret_no_private_key_and_no_cluster() {
 
 #[test]
 fn apply_records_the_commit_and_require_clean_refuses_a_dirty_tree() {
-    let env = git_env();
+    let env = git_repo();
     let root = env.dir.path();
-    git(&env, root, &["init", "-q", "-b", "main"]);
     env.config(&with_app("ValidUser"));
     let c1 = commit_all(&env, root, "v1");
 
@@ -896,9 +900,8 @@ fn apply_records_the_commit_and_require_clean_refuses_a_dirty_tree() {
 
 #[test]
 fn committing_what_was_applied_dirty_then_applying_clean_records_the_commit() {
-    let env = git_env();
+    let env = git_repo();
     let root = env.dir.path();
-    git(&env, root, &["init", "-q", "-b", "main"]);
     env.config(&with_app("ValidUser"));
     let c1 = commit_all(&env, root, "v1");
     env.run(&["apply", "--yes"]).success();
@@ -1091,19 +1094,7 @@ fn a_fleet_records_a_commit_that_changes_nothing_in_the_registry() {
 fn watch_git_needs_a_store() {
     let env = git_env();
     let (remote, _work, _) = fleet_repo(&env);
-    let mut d = spawn(
-        &env,
-        "no-store",
-        &[
-            "watch",
-            "--git",
-            remote.to_str().unwrap(),
-            "--branch",
-            "main",
-            "--poll",
-            "1s",
-        ],
-    );
+    let mut d = spawn(&env, "no-store", &watch_git_args(&remote));
     let status = d.wait_exit();
     assert_eq!(status.code(), Some(1), "{}", d.context());
     assert!(d.log().contains("--store"), "{}", d.context());
@@ -1203,9 +1194,8 @@ const PARTNER: &str =
 
 #[test]
 fn plan_rev_reads_referenced_files_at_the_revision() {
-    let env = git_env();
+    let env = git_repo();
     let root = env.dir.path();
-    git(&env, root, &["init", "-q", "-b", "main"]);
     two_partner_certs(&env);
     fs::copy(env.path("one.pem"), env.path("trust/partner.pem")).unwrap();
     env.config(&format!("{SERVER}{PARTNER}"));
@@ -1233,9 +1223,8 @@ fn plan_rev_reads_referenced_files_at_the_revision() {
 
 #[test]
 fn require_clean_covers_the_files_certs_toml_references() {
-    let env = git_env();
+    let env = git_repo();
     let root = env.dir.path();
-    git(&env, root, &["init", "-q", "-b", "main"]);
     two_partner_certs(&env);
     fs::copy(env.path("one.pem"), env.path("trust/partner.pem")).unwrap();
     env.config(&format!("{SERVER}{PARTNER}"));
@@ -1394,9 +1383,8 @@ const CANARY: &str = "ci-token-5f0c1e9d";
 /// plan refuses the link and prints nothing of what it points to (#1).
 #[test]
 fn plan_base_refuses_a_certs_toml_linked_out_of_the_repository() {
-    let env = git_env().env("CI_DEPLOY_TOKEN", CANARY);
+    let env = git_repo().env("CI_DEPLOY_TOKEN", CANARY);
     let root = env.dir.path();
-    git(&env, root, &["init", "-q", "-b", "main"]);
     env.config(&format!("{SERVER}{TWO_CLIENTS}"));
     commit_all(&env, root, "two clients");
     git(&env, root, &["checkout", "-q", "-b", "pr"]);
@@ -1704,9 +1692,8 @@ fn watch_git_listener_reports_a_failing_fetch_and_its_recovery() {
 /// unregisters every stranger.
 #[test]
 fn plan_base_shows_every_settings_change_flagged() {
-    let env = git_env();
+    let env = git_repo();
     let root = env.dir.path();
-    git(&env, root, &["init", "-q", "-b", "main"]);
     let clients = "\n[clients.admin]\nclearance = \"ClusterAdmin\"\n";
     let cluster = "\n[cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"admin\"\n";
     let base = format!("{SERVER}\n[store]\nmax_deletions = 5\n{clients}{cluster}");
@@ -1765,11 +1752,7 @@ fn plan_base_shows_every_settings_change_flagged() {
         assert!(md.contains(&format!("| settings | {key} |")), "{md}");
         assert!(md.contains("1 change widens access"), "{md}");
         let json = run(&["plan", "--base", "main", "--json"]).success().json();
-        let change = json["changes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["target"] == "settings")
+        let change = common::json::find(&json["changes"], "target", "settings")
             .cloned()
             .unwrap_or_else(|| panic!("{json:#}"));
         assert_eq!(change["key"], key, "{json:#}");

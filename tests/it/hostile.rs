@@ -20,7 +20,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{sh, Env, Run, Snapshot};
+use crate::common::{json, sh, Env, Run, Snapshot};
 
 /// The password of the uploaded partner .pfx (from the environment).
 const UPLOAD_PW: &str = "upload-secret-4e1d";
@@ -754,12 +754,7 @@ fn applied() -> Env {
 fn thumbprints(env: &Env) -> (String, String, String, String) {
     let s = env.status();
     let client = |key: &str| {
-        s["certificates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["key"] == key)
-            .unwrap()["thumbprint"]
+        json::find(&s["certificates"], "key", key).unwrap()["thumbprint"]
             .as_str()
             .unwrap()
             .to_string()

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use crate::common::{Env, SERVER};
+use crate::common::{json, Env, SERVER};
 
 const T0: &str = "2027-01-01T00:00:00Z";
 
@@ -114,12 +114,7 @@ fn expired_certificates_are_replaced_with_the_date_in_the_reason() {
     env.config(&format!("{SERVER}{ROTATING}"));
     run_at(&env, 0, &["apply", "--yes"]).success();
     let plan = run_at(&env, 200, &["plan", "--json"]).success().json();
-    let reasons: Vec<&str> = plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["reason"].as_str().unwrap())
-        .collect();
+    let reasons = json::strs(&plan["changes"], "reason");
     assert!(reasons.contains(&"expired on 2027-04-01"), "{reasons:?}");
 }
 

@@ -4,7 +4,10 @@
 //! `install`) is an error naming the missing key. Every input is made with the real `openssl`
 //! command, and the export is read back with it.
 
-use crate::common::{openssl, openssl_thumbprint, sh, Env};
+use crate::common;
+
+use crate::common::openssl::{pem_thumbprints, pkcs12, verify_partial_chain};
+use crate::common::{json, openssl_thumbprint, sh, Env};
 
 const NODE_PW: &str = "node-secret";
 
@@ -38,21 +41,7 @@ fn fixture_env() -> Env {
 
 /// certs.toml with these `[server] certificates` entries (inline tables) and client tables.
 fn config(nodes: &[&str], rest: &str) -> String {
-    let list = nodes.join(", ");
-    format!(
-        r#"version = 1
-[server]
-certificates = [{list}]
-export = "exports/cluster.pfx"
-
-[store]
-prune = true
-
-[defaults]
-key = "ec-p256"
-
-{rest}"#
-    )
+    common::imported_server(&nodes.join(", "), "[store]\nprune = true\n\n", rest)
 }
 
 const CRT: &str = r#"{ path = "trust/node1.crt" }"#;
@@ -75,42 +64,10 @@ const ADMIN: &str = "[clients.admin]\nclearance = \"ClusterAdmin\"\n";
 fn export_contents(env: &Env) -> (Vec<String>, bool) {
     let pfx = env.path("exports/cluster.pfx");
     let certs = env.path("export-certs.pem");
-    openssl(&[
-        "pkcs12",
-        "-in",
-        pfx.to_str().unwrap(),
-        "-passin",
-        "pass:",
-        "-nokeys",
-        "-out",
-        certs.to_str().unwrap(),
-    ])
-    .success();
-    let keys = openssl(&[
-        "pkcs12",
-        "-in",
-        pfx.to_str().unwrap(),
-        "-passin",
-        "pass:",
-        "-nocerts",
-        "-nodes",
-    ])
-    .success();
+    pkcs12(&pfx, "", &["-nokeys", "-out", certs.to_str().unwrap()]).success();
+    let keys = pkcs12(&pfx, "", &["-nocerts", "-nodes"]).success();
     let text = std::fs::read_to_string(&certs).unwrap();
-    let mut thumbprints = Vec::new();
-    for (i, block) in text.split("-----END CERTIFICATE-----").enumerate() {
-        let Some(start) = block.find("-----BEGIN CERTIFICATE-----") else {
-            continue;
-        };
-        let one = env.path(&format!("export-{i}.pem"));
-        std::fs::write(
-            &one,
-            format!("{}-----END CERTIFICATE-----\n", &block[start..]),
-        )
-        .unwrap();
-        thumbprints.push(openssl_thumbprint(&one));
-    }
-    thumbprints.sort();
+    let thumbprints = pem_thumbprints(&text, env.dir.path(), "export");
     (thumbprints, keys.stdout.contains("PRIVATE KEY"))
 }
 
@@ -125,22 +82,6 @@ fn server_key_files(env: &Env) -> Vec<String> {
             .collect(),
         Err(_) => Vec::new(),
     }
-}
-
-fn registered(env: &Env) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = env.status()["certificates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["key"].as_str().unwrap().to_string(),
-                c["thumbprint"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 /// One keyless node entry (.crt, .cer or key-less .pfx): applied, registered without key file,
@@ -173,7 +114,7 @@ fn registry_only_lifecycle(node: &str) {
     // The export holds the node certificate, no key, and opens with openssl.
     assert_eq!(export_contents(&env), (vec![node1.clone()], false));
     assert_eq!(
-        registered(&env),
+        env.registered(),
         vec![("partner".into(), partner_tp.clone())]
     );
 
@@ -187,17 +128,7 @@ fn registry_only_lifecycle(node: &str) {
         &format!("{}\n{OTHER}", partner("ReadWrite")),
     ));
     let plan = env.run(&["plan", "--json"]).success().json();
-    let actions: Vec<(String, String)> = plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["key"].as_str().unwrap().to_string(),
-                c["action"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let actions = json::string_pairs(&plan["changes"], "key", "action");
     assert!(
         actions.contains(&("partner".into(), "update".into())),
         "{plan}"
@@ -208,16 +139,12 @@ fn registry_only_lifecycle(node: &str) {
     );
     env.run(&["apply", "--yes"]).success();
     let status = env.status();
-    let p = status["certificates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["key"] == "partner")
+    let p = json::find(&status["certificates"], "key", "partner")
         .unwrap()
         .clone();
     assert_eq!(p["permissions"]["Orders"], "ReadWrite", "{status}");
     assert_eq!(
-        registered(&env),
+        env.registered(),
         vec![
             ("other".into(), other_tp.clone()),
             ("partner".into(), partner_tp.clone())
@@ -227,7 +154,7 @@ fn registry_only_lifecycle(node: &str) {
     // A delete (prune).
     env.config(&config(&[node], &partner("ReadWrite")));
     env.run(&["apply", "--yes"]).success();
-    assert_eq!(registered(&env), vec![("partner".into(), partner_tp)]);
+    assert_eq!(env.registered(), vec![("partner".into(), partner_tp)]);
     assert_eq!(export_contents(&env), (vec![node1], false));
     let again = env.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(again.code, 0, "{}", again.shown());
@@ -307,13 +234,10 @@ fn the_first_node_with_a_key_signs_generated_clients() {
     assert_eq!(server[1]["thumbprint"], node1.as_str());
     assert!(server[1].get("has_key").is_none(), "{server:?}");
     assert_eq!(server_key_files(&env), vec![format!("{node1}.key")]);
-    let verify = openssl(&[
-        "verify",
-        "-partial_chain",
-        "-CAfile",
-        env.path("trust/node1.pem").to_str().unwrap(),
-        env.store().join("issued/admin/admin.crt").to_str().unwrap(),
-    ]);
+    let verify = verify_partial_chain(
+        &env.path("trust/node1.pem"),
+        &env.store().join("issued/admin/admin.crt"),
+    );
     assert!(verify.stdout.contains(": OK"), "{}", verify.shown());
     let mut both = vec![node1, node2];
     both.sort();
@@ -338,11 +262,7 @@ fn adding_and_dropping_the_node_key_is_a_server_change() {
         &format!("{}\n{ADMIN}", partner("Read")),
     ));
     let plan = env.run(&["plan", "--json"]).success().json();
-    let server = plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["target"] == "server")
+    let server = json::find(&plan["changes"], "target", "server")
         .unwrap_or_else(|| panic!("no server change: {plan}"))
         .clone();
     assert_eq!(server["action"], "replace", "{plan}");
@@ -353,13 +273,10 @@ fn adding_and_dropping_the_node_key_is_a_server_change() {
     env.run(&["apply", "--yes"]).success();
     assert_eq!(server_key_files(&env), vec![format!("{node1}.key")]);
     assert!(server_status(&env)[0].get("has_key").is_none());
-    let verify = openssl(&[
-        "verify",
-        "-partial_chain",
-        "-CAfile",
-        env.path("trust/node1.pem").to_str().unwrap(),
-        env.store().join("issued/admin/admin.crt").to_str().unwrap(),
-    ]);
+    let verify = verify_partial_chain(
+        &env.path("trust/node1.pem"),
+        &env.store().join("issued/admin/admin.crt"),
+    );
     assert!(verify.stdout.contains(": OK"), "{}", verify.shown());
 
     // Back to the public certificate (and no generated client): the key file goes.

@@ -5,8 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::openssl::key_der;
-use crate::common::{openssl, openssl_thumbprint, sh, Env, SERVER};
+use crate::common;
+
+use crate::common::openssl::{key_der, pem_thumbprints, pkcs12, verify_partial_chain};
+use crate::common::{json, openssl, openssl_thumbprint, sh, Env, SERVER};
 use serde_json::Value;
 
 const CHAIN_PW: &str = "chain-secret";
@@ -104,34 +106,7 @@ fn imported(nodes: &[&str], rest: &str) -> String {
         .map(|n| format!(r#"{{ path = "trust/{n}", password_env = "NODE_PW" }}"#))
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
-        r#"version = 1
-[server]
-certificates = [{list}]
-export = "exports/cluster.pfx"
-
-[defaults]
-key = "ec-p256"
-
-{rest}"#
-    )
-}
-
-/// Every registered client certificate as (key, thumbprint), sorted.
-fn registered(env: &Env) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = env.status()["certificates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["key"].as_str().unwrap().to_string(),
-                c["thumbprint"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
+    common::imported_server(&list, "", rest)
 }
 
 fn pair(key: &str, thumbprint: &str) -> (String, String) {
@@ -140,11 +115,8 @@ fn pair(key: &str, thumbprint: &str) -> (String, String) {
 
 /// The status entries of one client key.
 fn entries(status: &Value, key: &str) -> Vec<Value> {
-    status["certificates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["key"] == key)
+    json::filter(&status["certificates"], "key", key)
+        .into_iter()
         .cloned()
         .collect()
 }
@@ -152,33 +124,14 @@ fn entries(status: &Value, key: &str) -> Vec<Value> {
 /// Thumbprints of the certificates a .pfx holds, by `openssl pkcs12` + `openssl x509`.
 fn pfx_thumbprints(env: &Env, rel: &str, password: &str) -> Vec<String> {
     let out = env.path("pfx-certs.pem");
-    openssl(&[
-        "pkcs12",
-        "-in",
-        env.path(rel).to_str().unwrap(),
-        "-nokeys",
-        "-passin",
-        &format!("pass:{password}"),
-        "-out",
-        out.to_str().unwrap(),
-    ])
+    pkcs12(
+        &env.path(rel),
+        password,
+        &["-nokeys", "-out", out.to_str().unwrap()],
+    )
     .success();
     let text = std::fs::read_to_string(&out).unwrap();
-    let mut thumbprints = Vec::new();
-    for (i, block) in text.split("-----END CERTIFICATE-----").enumerate() {
-        let Some(start) = block.find("-----BEGIN CERTIFICATE-----") else {
-            continue;
-        };
-        let one = env.path(&format!("pfx-cert-{i}.pem"));
-        std::fs::write(
-            &one,
-            format!("{}-----END CERTIFICATE-----\n", &block[start..]),
-        )
-        .unwrap();
-        thumbprints.push(openssl_thumbprint(&one));
-    }
-    thumbprints.sort();
-    thumbprints
+    pem_thumbprints(&text, env.dir.path(), "pfx-cert")
 }
 
 /// The public key (PEM, SubjectPublicKeyInfo) of a private key file, trying the given passwords.
@@ -293,7 +246,7 @@ password_env = "CHAIN_PW"
     env.run(&["apply", "--yes"]).success();
 
     let leaf = tp(&env, "trust/leaf1.pem");
-    assert_eq!(registered(&env), vec![pair("partner", &leaf)]);
+    assert_eq!(env.registered(), vec![pair("partner", &leaf)]);
     let status = env.status();
     let c = &entries(&status, "partner")[0];
     assert_eq!(c["name"], "Partner Cluster");
@@ -365,18 +318,13 @@ clearance = "ClusterAdmin"
 "#,
     ));
     let plan = env.run(&["plan", "--json"]).success().json();
-    let deletes: Vec<&Value> = plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["action"] == "delete")
-        .collect();
+    let deletes = json::filter(&plan["changes"], "action", "delete");
     assert_eq!(deletes.len(), 1, "{plan}");
     assert_eq!(deletes[0]["key"], "bundle");
     assert_eq!(plan["summary"]["delete"], 1);
     env.run(&["apply", "--yes"]).success();
 
-    let left = registered(&env);
+    let left = env.registered();
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].0, "admin");
     for t in [&first, &second] {
@@ -398,7 +346,7 @@ upload = "trust/partner.bin"
     ));
     env.run(&["apply", "--yes"]).success();
     assert_eq!(
-        registered(&env),
+        env.registered(),
         vec![pair("partner", &tp(&env, "trust/leaf1.pem"))]
     );
     assert_eq!(entries(&env.status(), "partner")[0]["source"], "uploaded");
@@ -446,7 +394,7 @@ password_env = "TDES_PW"
     ));
     env.run(&["apply", "--yes"]).success();
     assert_eq!(
-        registered(&env),
+        env.registered(),
         vec![
             pair("old-3des", &tp(&env, "trust/leaf2.pem")),
             pair("old-rc2", &tp(&env, "trust/leaf1.pem")),
@@ -498,7 +446,7 @@ upload = "{upload}"
         "{reason}"
     );
     env.run(&["apply", "--yes"]).success();
-    assert_eq!(registered(&env), vec![pair("partner", &leaf2)]);
+    assert_eq!(env.registered(), vec![pair("partner", &leaf2)]);
     assert!(!env
         .store()
         .join("certs")
@@ -531,7 +479,7 @@ upload = "trust/keyed.pem"
 "#,
     ));
     env.run(&["apply", "--yes"]).success();
-    assert_eq!(registered(&env).len(), 4);
+    assert_eq!(env.registered().len(), 4);
 
     let passwords = ["", OPS_PW];
     let mut uploaded = Vec::new();
@@ -625,17 +573,11 @@ clearance = "ClusterAdmin"
     assert_eq!(server.len(), 1, "{status}");
     assert_eq!(server[0]["thumbprint"], node1.as_str());
     assert_eq!(server[0]["subject"], "CN=node1.example.com");
-    assert_eq!(registered(&env).len(), 1);
+    assert_eq!(env.registered().len(), 1);
 
     // The generated client chains to the imported node certificate.
     let crt = env.store().join("issued/admin/admin.crt");
-    let verify = openssl(&[
-        "verify",
-        "-partial_chain",
-        "-CAfile",
-        env.path("trust/node1.pem").to_str().unwrap(),
-        crt.to_str().unwrap(),
-    ]);
+    let verify = verify_partial_chain(&env.path("trust/node1.pem"), &crt);
     assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
     assert!(verify.stdout.contains(": OK"), "{}", verify.stdout);
 
@@ -656,11 +598,7 @@ clearance = "ClusterAdmin"
     // Another node certificate in the file: a server replace naming both thumbprints.
     std::fs::copy(env.path("trust/node2.pfx"), env.path("trust/a.pfx")).unwrap();
     let plan = env.run(&["plan", "--json"]).success().json();
-    let replace = plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["target"] == "server")
+    let replace = json::find(&plan["changes"], "target", "server")
         .unwrap_or_else(|| panic!("no server change: {plan}"));
     assert_eq!(replace["action"], "replace");
     let reason = replace["reason"].as_str().unwrap();
@@ -689,24 +627,16 @@ clearance = "ClusterAdmin"
     env.run(&["apply", "--yes"]).success();
     let (node1, node2) = (tp(&env, "trust/node1.pem"), tp(&env, "trust/node2.pem"));
     let status = env.status();
-    let server: Vec<&str> = status["server"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["thumbprint"].as_str().unwrap())
-        .collect();
+    let server = json::strs(&status["server"], "thumbprint");
     assert_eq!(server, vec![node1.as_str(), node2.as_str()]);
     let mut both = vec![node1.clone(), node2];
     both.sort();
     assert_eq!(pfx_thumbprints(&env, "exports/cluster.pfx", ""), both);
     // Clients are signed with the first node's key.
-    let verify = openssl(&[
-        "verify",
-        "-partial_chain",
-        "-CAfile",
-        env.path("trust/node1.pem").to_str().unwrap(),
-        env.store().join("issued/admin/admin.crt").to_str().unwrap(),
-    ]);
+    let verify = verify_partial_chain(
+        &env.path("trust/node1.pem"),
+        &env.store().join("issued/admin/admin.crt"),
+    );
     assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
 }
 
@@ -747,7 +677,7 @@ fn renaming_an_uploaded_client_needs_prune() {
 
     env.config(&format!("{renamed}\n[store]\nprune = true\n"));
     env.run(&["apply", "--yes"]).success();
-    let now = registered(&env);
+    let now = env.registered();
     assert!(now.contains(&pair("partner-b", &leaf1)), "{now:?}");
     assert!(!now.iter().any(|(k, _)| k == "partner"), "{now:?}");
 }
@@ -973,5 +903,7 @@ fn traditional_encrypted_key_in_a_pem_upload_gets_password_messages() {
     env.config(&with_pw);
     env.run_with(&["apply", "--yes"], &[("TRAD_PW", "kpw")])
         .success();
-    assert!(registered(&env).contains(&pair("trad", &tp(&env, "trust/leaf2.pem"))));
+    assert!(env
+        .registered()
+        .contains(&pair("trad", &tp(&env, "trust/leaf2.pem"))));
 }

@@ -48,11 +48,7 @@ fn existing_cluster() -> Existing {
         .store()
         .join("certs")
         .join(format!("{}.pem", node.server_thumbprint()));
-    let dir = node.store().join("issued/admin");
-    let admin = ClientCert {
-        cert: dir.join("admin.crt"),
-        key: dir.join("admin.key"),
-    };
+    let admin = ClientCert::issued(&node.store(), "admin");
     let admin_pfx = node.path("admin.pfx");
     #[rustfmt::skip]
     openssl(&[
@@ -60,10 +56,7 @@ fn existing_cluster() -> Existing {
         "-passout", &format!("pass:{PFX_PASSWORD}"), "-out", admin_pfx.to_str().unwrap(),
     ])
     .success();
-    let pin = Pin {
-        server_pem: server_pem.clone(),
-        name: "localhost".into(),
-    };
+    let pin = Pin::localhost(server_pem.clone());
     let server = RavenServer::start_with_settings(&settings, &admin, &pin);
     Existing {
         node,

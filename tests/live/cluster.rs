@@ -10,26 +10,24 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 /// The store's server and admin, and the clients every test starts with.
-const BASE: &str = r#"version = 1
+fn base() -> String {
+    let server = common::ravendb::localhost_server("node/cluster.pfx");
+    format!(
+        r#"version = 1
 [store]
 path = "store"
 max_deletions = 3
 
-[server]
-generate = true
-name = "localhost"
-dns = ["localhost"]
-key = "rsa-2048"
-validity = "1y"
-install = { path = "node/cluster.pfx", pfx = "legacy" }
-
+{server}
 [defaults]
 key = "ec-p256"
 
 [clients.admin]
 name = "ravencert admin"
 clearance = "ClusterAdmin"
-"#;
+"#
+    )
+}
 
 const CLIENTS: &str = r#"
 [clients.orders]
@@ -72,7 +70,8 @@ impl Fixture {
     fn start(clients: &str, cluster_extra: &str) -> Fixture {
         let env = Env::new();
         env.config(&format!(
-            "{BASE}\n[cluster]\nurls = [\"https://127.0.0.1:1\"]\nadmin = \"admin\"\n"
+            "{}\n[cluster]\nurls = [\"https://127.0.0.1:1\"]\nadmin = \"admin\"\n",
+            base()
         ));
         env.run(&["apply", "--yes", "--offline"]).success();
         let settings = common::node_settings(&env);
@@ -89,10 +88,7 @@ impl Fixture {
             cert: copy(dir.join("admin.crt"), "node/admin.crt"),
             key: copy(dir.join("admin.key"), "node/admin.key"),
         };
-        let pin = Pin {
-            server_pem: copy(server_pem, "node/server.pem"),
-            name: "localhost".into(),
-        };
+        let pin = Pin::localhost(copy(server_pem, "node/server.pem"));
         assert_eq!(settings.admin_thumbprint, env.thumbprint("admin"));
         let server = RavenServer::start_with_settings(&settings, &admin, &pin);
         let log = env.path("requests.log");
@@ -104,7 +100,8 @@ impl Fixture {
     /// certs.toml: the base, `clients`, and `[cluster]` at this server with `extra` keys.
     fn declare(&self, clients: &str, extra: &str) {
         self.env.config(&format!(
-            "{BASE}{clients}\n[cluster]\nurls = [\"{}\"]\nadmin = \"admin\"\ntimeout = \"20s\"\n{extra}",
+            "{}{clients}\n[cluster]\nurls = [\"{}\"]\nadmin = \"admin\"\ntimeout = \"20s\"\n{extra}",
+            base(),
             self.server.url()
         ));
     }
@@ -743,7 +740,8 @@ fn connection_failures_name_the_node_and_what_failed() {
     let dead = format!("https://127.0.0.1:{}", closed.local_addr().unwrap().port());
     drop(closed);
     f.env.config(&format!(
-        "{BASE}{CLIENTS}\n[cluster]\nurls = [\"{dead}\", \"{}\"]\nadmin = \"admin\"\ntimeout = \"5s\"\n",
+        "{}{CLIENTS}\n[cluster]\nurls = [\"{dead}\", \"{}\"]\nadmin = \"admin\"\ntimeout = \"5s\"\n",
+        base(),
         f.server.url()
     ));
     let out = f.run(&["plan", "--json"]).success();
@@ -759,7 +757,8 @@ fn connection_failures_name_the_node_and_what_failed() {
     f.declare(&stranger, "");
     f.run(&["apply", "--yes", "--offline"]).success();
     f.env.config(&format!(
-        "{BASE}{stranger}\n[cluster]\nurls = [\"{}\"]\nadmin = \"admin2\"\n",
+        "{}{stranger}\n[cluster]\nurls = [\"{}\"]\nadmin = \"admin2\"\n",
+        base(),
         f.server.url()
     ));
     let denied = f.run(&["plan"]).failure();
@@ -986,7 +985,7 @@ protect = true
 /// certs.toml with `[store] prune = true`: what is removed from it is removed from the store,
 /// and so unregistered from the cluster.
 fn declare_pruned(f: &Fixture, clients: &str) {
-    let base = BASE.replace("max_deletions = 3\n", "max_deletions = 3\nprune = true\n");
+    let base = base().replace("max_deletions = 3\n", "max_deletions = 3\nprune = true\n");
     f.env.config(&format!(
         "{base}{clients}\n[cluster]\nurls = [\"{}\"]\nadmin = \"admin\"\ntimeout = \"20s\"\n",
         f.server.url()

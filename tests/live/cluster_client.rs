@@ -10,40 +10,12 @@ use crate::common::{openssl, Env};
 use ::openssl as ossl;
 use ravencert::model::{Access, Clearance};
 use ravencert::ravendb::{
-    BodyLog, Client, ClientOptions, ClusterClearance, ClusterError, Identity, Pin, SentRequest,
+    BodyLog, Client, ClientOptions, ClusterClearance, ClusterError, Identity, Pin, Registration,
+    SentRequest,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-
-const CONFIG: &str = r#"version = 1
-[store]
-path = "store"
-
-[server]
-generate = true
-name = "localhost"
-dns = ["localhost"]
-key = "rsa-2048"
-validity = "1y"
-install = { path = "node/server.pfx", pfx = "legacy" }   # RavenDB 4.1 reads only legacy
-
-[clients.admin]
-clearance = "ClusterAdmin"
-key = "ec-p256"
-
-[clients.stranger]
-name = "Never Registered"
-clearance = "ValidUser"
-databases = { Orders = "ReadWrite" }
-key = "ec-p256"
-
-# The node is bootstrapped from `ravencert settings` (its admin thumbprint); the tests talk to
-# the server on its own port.
-[cluster]
-urls = ["https://localhost:1"]
-admin = "admin"
-"#;
 
 /// A store, and a server that runs with its certificates.
 struct Cluster {
@@ -64,11 +36,7 @@ impl Cluster {
     }
 
     fn issued(&self, key: &str) -> ClientCert {
-        let dir = self.env.store().join("issued").join(key);
-        ClientCert {
-            cert: dir.join(format!("{key}.crt")),
-            key: dir.join(format!("{key}.key")),
-        }
+        ClientCert::issued(&self.env.store(), key)
     }
 
     fn options(&self, urls: Vec<String>, pin: Pin) -> ClientOptions {
@@ -106,14 +74,7 @@ fn cluster() -> Arc<Cluster> {
 }
 
 fn start_cluster() -> Cluster {
-    let env = Env::new();
-    env.config(CONFIG);
-    env.run(&["-c", "certs.toml", "apply", "--yes", "--offline"])
-        .success();
-    let server_thumb = env.status()["server"][0]["thumbprint"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (env, server_thumb) = common::applied_node("stranger", "Never Registered");
     let store = env.store();
     let server_pem = store.join("certs").join(format!("{server_thumb}.pem"));
     // ravencert's own bootstrap: `[server] install` wrote the server .pfx (legacy profile),
@@ -121,15 +82,8 @@ fn start_cluster() -> Cluster {
     let settings = common::node_settings(&env);
     let admin_thumb = settings.admin_thumbprint.clone();
     assert_eq!(admin_thumb, env.thumbprint("admin"));
-    let dir = store.join("issued").join("admin");
-    let admin = ClientCert {
-        cert: dir.join("admin.crt"),
-        key: dir.join("admin.key"),
-    };
-    let pin = CurlPin {
-        server_pem: server_pem.clone(),
-        name: "localhost".into(),
-    };
+    let admin = ClientCert::issued(&store, "admin");
+    let pin = CurlPin::localhost(server_pem.clone());
     let server = RavenServer::start_with_settings(&settings, &admin, &pin);
     eprintln!(
         "started RavenDB on {} (ready after {:?})",
@@ -144,6 +98,16 @@ fn start_cluster() -> Cluster {
         admin_thumb,
         admin,
     }
+}
+
+/// The registration of `thumb` as the server lists it now.
+fn registration(client: &Client, thumb: &str) -> Option<Registration> {
+    client
+        .list()
+        .unwrap()
+        .registrations
+        .into_iter()
+        .find(|r| r.thumbprint == thumb)
 }
 
 /// A fresh self-signed certificate: (DER, private key DER, private key PEM).
@@ -229,14 +193,7 @@ fn register_edit_unregister() {
     client
         .register("Orders App", &der, Clearance::ValidUser, &orders)
         .unwrap();
-    let find = |client: &Client| {
-        client
-            .list()
-            .unwrap()
-            .registrations
-            .into_iter()
-            .find(|r| r.thumbprint == thumb)
-    };
+    let find = |client: &Client| registration(client, &thumb);
     let listed = find(&client).expect("registered");
     assert_eq!(listed.name, "Orders App");
     assert_eq!(listed.clearance, ClusterClearance::ValidUser);
@@ -285,14 +242,7 @@ fn odd_names_round_trip_and_a_query_value_stays_one_value() {
     client
         .register(name, &der, Clearance::ValidUser, &orders)
         .unwrap();
-    let find = || {
-        client
-            .list()
-            .unwrap()
-            .registrations
-            .into_iter()
-            .find(|r| r.thumbprint == thumb)
-    };
+    let find = || registration(&client, &thumb);
     assert_eq!(find().expect("registered").name, name);
     let renamed = "Renamed: a+b & c#d é ✓";
     client
@@ -467,6 +417,24 @@ impl std::io::Write for Captured {
     }
 }
 
+impl Captured {
+    /// Runs `f` with the client's tracing lines captured here (the subscriber is scoped to
+    /// this thread).
+    fn during<T>(&self, f: impl FnOnce() -> T) -> T {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f)
+    }
+
+    /// The lines captured so far.
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
 #[test]
 fn a_node_that_does_not_answer_is_skipped_with_a_warning() {
     let c = cluster();
@@ -477,12 +445,7 @@ fn a_node_that_does_not_answer_is_skipped_with_a_warning() {
     );
     let client = Client::new(&options).unwrap();
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    captured.during(|| {
         assert_eq!(
             client.version().map(|v| (v.major, v.minor)).unwrap(),
             (4, 1)
@@ -491,7 +454,7 @@ fn a_node_that_does_not_answer_is_skipped_with_a_warning() {
         client.list().unwrap();
     });
     assert_eq!(client.url(), c.server.url());
-    let lines = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines = captured.text();
     eprintln!("{lines}");
     assert_eq!(lines.matches("WARN").count(), 1, "{lines}");
     assert!(lines.contains(&closed), "{lines}");
@@ -610,18 +573,13 @@ fn only_a_node_with_another_after_it_is_logged_as_skipped() {
     let second = format!("https://127.0.0.1:{}", closed_port());
     for urls in [vec![first.clone()], vec![first.clone(), second.clone()]] {
         let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
         let client = Client::new(&options(urls.clone())).unwrap();
-        let err = tracing::subscriber::with_default(subscriber, || client.list().unwrap_err());
+        let err = captured.during(|| client.list().unwrap_err());
         assert!(matches!(err, ClusterError::Unreachable { .. }), "{err:?}");
         for u in &urls {
             assert!(err.to_string().contains(u.as_str()), "{err}");
         }
-        let lines = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines = captured.text();
         // Each node but the last is skipped once, naming itself; the last is the error.
         assert_eq!(
             lines.matches("trying the next").count(),

@@ -5,39 +5,10 @@
 
 use crate::common;
 
-use crate::common::{ravendb, Env};
+use crate::common::ravendb;
 use ravendb::{ClientCert, Pin, RavenServer};
 use std::os::unix::process::ExitStatusExt;
 use std::time::Instant;
-
-const CONFIG: &str = r#"version = 1
-[store]
-path = "store"
-
-[server]
-generate = true
-name = "localhost"
-dns = ["localhost"]
-key = "rsa-2048"
-validity = "1y"
-install = { path = "node/server.pfx", pfx = "legacy" }   # RavenDB 4.1 reads only legacy
-
-[clients.admin]
-clearance = "ClusterAdmin"
-key = "ec-p256"
-
-[clients.app]
-name = "Orders App"
-clearance = "ValidUser"
-databases = { Orders = "ReadWrite" }
-key = "ec-p256"
-
-# The node is bootstrapped from `ravencert settings` (its admin thumbprint); the tests talk to
-# the server on its own port.
-[cluster]
-urls = ["https://localhost:1"]
-admin = "admin"
-"#;
 
 /// The base64 of a PEM certificate's DER: its body lines (what RavenDB's `Certificate` takes).
 fn pem_base64(pem: &str) -> String {
@@ -49,15 +20,7 @@ fn ravencert_output_runs_a_real_ravendb_41_server() {
     let provisioned = ravendb::provision().unwrap_or_else(|e| panic!("{e}"));
     eprintln!("provisioning took {:?}", provisioned.took);
 
-    let env = Env::new();
-    env.config(CONFIG);
-    env.run(&["-c", "certs.toml", "apply", "--yes", "--offline"])
-        .success();
-    let status = env.status();
-    let server_thumb = status["server"][0]["thumbprint"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (env, server_thumb) = common::applied_node("app", "Orders App");
     let admin_thumb = env.thumbprint("admin");
     let app_thumb = env.thumbprint("app");
     let store = env.store();
@@ -72,15 +35,11 @@ fn ravencert_output_runs_a_real_ravendb_41_server() {
         std::fs::canonicalize(env.path("node/server.pfx")).unwrap()
     );
 
-    let issued = |key: &str| ClientCert {
-        cert: store.join("issued").join(key).join(format!("{key}.crt")),
-        key: store.join("issued").join(key).join(format!("{key}.key")),
-    };
-    let (admin, app) = (issued("admin"), issued("app"));
-    let pin = Pin {
-        server_pem: server_pem.clone(),
-        name: "localhost".into(),
-    };
+    let (admin, app) = (
+        ClientCert::issued(&store, "admin"),
+        ClientCert::issued(&store, "app"),
+    );
+    let pin = Pin::localhost(server_pem.clone());
 
     let started = Instant::now();
     let mut server = RavenServer::start_with_settings(&settings, &admin, &pin);
