@@ -40,6 +40,7 @@
 //! - `git`: certs.toml at a revision, provenance, following a remote branch.
 //! - `fsutil`: bounded reads of regular files, never through a link.
 //! - `progress`: the progress bar of long applies, on a terminal only.
+//! - `thumbprint`: [`model::Thumbprint`], checked and upper-cased once where it is made.
 
 #![warn(missing_docs)]
 // Printing belongs to the binary (main.rs); the library returns what to print.
@@ -63,6 +64,7 @@ pub mod registry;
 pub mod render;
 mod saved_plan;
 pub mod store;
+mod thumbprint;
 pub mod watch;
 
 // Errors of private modules that the public errors (`ops::Error` and its sources) carry.
