@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use time::OffsetDateTime;
 
 use crate::config::{ClientDesired, ClientSpec, Desired, GenerateSpec, Secret, ServerSpec};
-use crate::model::{Origin, BACKDATING};
+use crate::model::{EntryThumbprint, Origin, Thumbprint, BACKDATING};
 use crate::pki::{self, Issued, PrivateKey};
 use crate::plan::{self, Action, Change, DeclaredPassword, NewCert, Plan, Target};
 use crate::registry::{Actual, CertEntry, Registry, RegistryError, ServerEntry};
@@ -136,7 +136,7 @@ fn export_failed(committed: usize, path: &Path, reason: &ApplyError) -> String {
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
     /// (client or server key, new thumbprint, not-after) of every certificate registered.
-    pub(crate) issued: Vec<(String, String, OffsetDateTime)>,
+    pub(crate) issued: Vec<(String, EntryThumbprint, OffsetDateTime)>,
 }
 
 /// The server certificate and key that sign generated clients.
@@ -150,7 +150,7 @@ struct Applier<'a> {
     revision: Option<String>,
     /// The registry as it was loaded, then with each change carried out.
     reg: Registry,
-    issued: Vec<(String, String, OffsetDateTime)>,
+    issued: Vec<(String, EntryThumbprint, OffsetDateTime)>,
 }
 
 /// Carries out `plan` on `store`. The caller holds the store's lock and has checked the plan
@@ -224,8 +224,8 @@ impl Applier<'_> {
             self.now + validity.as_duration(),
         )?;
         let info = pki::inspect(&issued.cert_der)?;
-        let thumb = self.store.write_cert(&issued.cert_der)?;
-        self.store.write_server_key(&thumb, &issued.key)?;
+        let thumb = EntryThumbprint::from(self.store.write_cert(&issued.cert_der)?);
+        self.store.write_server_key(thumb.as_str(), &issued.key)?;
         self.issued
             .push((name.clone(), thumb.clone(), info.not_after));
         let entries =
@@ -246,14 +246,14 @@ impl Applier<'_> {
         for (der, key) in &nodes {
             let thumb = self.store.write_cert(der)?;
             if let Some(key) = key {
-                self.store.write_server_key(&thumb, key)?;
+                self.store.write_server_key(thumb.as_str(), key)?;
             }
         }
         let files = &self.desired.files;
         let entries = plan::node_entries(&files.nodes, &files.nodes_keyed, self.revision.clone());
         // The files must still hold what was planned.
-        let read: Vec<String> = nodes.iter().map(|(d, _)| pki::thumbprint(d)).collect();
-        let planned: Vec<String> = entries.iter().map(|e| e.thumbprint.clone()).collect();
+        let read: Vec<Thumbprint> = nodes.iter().map(|(d, _)| pki::thumbprint(d)).collect();
+        let planned: Vec<EntryThumbprint> = entries.iter().map(|e| e.thumbprint.clone()).collect();
         if read != planned {
             return Err(ApplyError::NodeFilesChanged);
         }
@@ -328,7 +328,7 @@ impl Applier<'_> {
         self.store.intend(
             prepared
                 .iter()
-                .flat_map(|(key, p)| Store::client_paths(key, &p.info.thumbprint))
+                .flat_map(|(key, p)| Store::client_paths(key, p.info.thumbprint.as_str()))
                 .chain(uploads),
         )?;
         Ok(())
@@ -386,8 +386,8 @@ impl Applier<'_> {
         spec: &GenerateSpec,
         p: Prepared,
     ) -> Result<NewCert, ApplyError> {
-        let thumb = self.store.write_cert(&p.cert_der)?;
-        self.store.write_client_key(&thumb, &p.key)?;
+        let thumb = EntryThumbprint::from(self.store.write_cert(&p.cert_der)?);
+        self.store.write_client_key(thumb.as_str(), &p.key)?;
         self.store.stage_bundle(&client.key, &p.bundle)?;
         let planned = plan::generated_client_entry(
             client,
@@ -553,7 +553,7 @@ fn rebundle_if_due(
     }
     let password = read.map_err(|e| password_error(client, e))?;
     let server_der = match reg.server.first() {
-        Some(s) => store.read_cert_der(&s.thumbprint)?,
+        Some(s) => store.read_cert_der(s.thumbprint.as_str())?,
         None => return Ok(()),
     };
     let thumbprint = before.thumbprint.clone();
@@ -587,7 +587,7 @@ fn restore_lost_files(
 ) -> Result<(), ApplyError> {
     let mut gone = Vec::new();
     for e in &reg.certificates {
-        if store.cert_file_ok(&e.thumbprint) {
+        if store.cert_file_ok(e.thumbprint.as_str()) {
             continue;
         }
         let from_files = desired
@@ -598,14 +598,16 @@ fn restore_lost_files(
             .chain(desired.files.nodes.iter())
             .find(|u| u.info.thumbprint == e.thumbprint)
             .map(|u| u.der.clone());
-        let found = store.bundle_cert(&e.key, &e.thumbprint).or(from_files);
+        let found = store
+            .bundle_cert(&e.key, e.thumbprint.as_str())
+            .or(from_files);
         if found.is_none() && e.retire_after.is_some() {
             gone.push(e.thumbprint.clone());
             continue;
         }
         let der = found.ok_or_else(|| ApplyError::CertificateLost {
             key: e.key.clone(),
-            thumbprint: e.thumbprint.clone(),
+            thumbprint: e.thumbprint.to_string(),
         })?;
         store.write_cert(&der)?;
     }
@@ -694,7 +696,7 @@ fn rebundle(
     exposed: Option<&str>,
     fingerprint: Option<String>,
 ) -> Result<(), ApplyError> {
-    let key = match store.read_client_key(&entry.thumbprint) {
+    let key = match store.read_client_key(entry.thumbprint.as_str()) {
         Some(k) => k,
         None => {
             // A missing .key file and one the declared password does not open end alike.
@@ -707,12 +709,12 @@ fn rebundle(
                 None => PrivateKey::from_pem(&pem),
             };
             let key = opened.map_err(|_| locked())?;
-            store.write_client_key(&entry.thumbprint, &key)?;
+            store.write_client_key(entry.thumbprint.as_str(), &key)?;
             key
         }
     };
     let issued = Issued {
-        cert_der: store.read_cert_der(&entry.thumbprint)?,
+        cert_der: store.read_cert_der(entry.thumbprint.as_str())?,
         key,
         info: None,
     };
@@ -768,8 +770,8 @@ fn load_signer(store: &Store, reg: &Registry) -> Result<Signer, ApplyError> {
         .find(|s| s.has_key)
         .ok_or(ApplyError::NoSigner)?;
     Ok((
-        store.read_cert_der(&server.thumbprint)?,
-        store.read_server_key(&server.thumbprint)?,
+        store.read_cert_der(server.thumbprint.as_str())?,
+        store.read_server_key(server.thumbprint.as_str())?,
     ))
 }
 
@@ -783,7 +785,7 @@ pub(crate) fn write_install_to(
 ) -> Result<(), InstallError> {
     let server = reg.server.first().ok_or(ApplyError::NothingToExport)?;
     if !server.has_key {
-        return Err(InstallError::NoKey(server.thumbprint.clone()));
+        return Err(InstallError::NoKey(server.thumbprint.to_string()));
     }
     let password = spec
         .password
@@ -792,10 +794,10 @@ pub(crate) fn write_install_to(
         .transpose()
         .map_err(InstallError::Password)?;
     let der = store
-        .read_cert_der(&server.thumbprint)
+        .read_cert_der(server.thumbprint.as_str())
         .map_err(ApplyError::from)?;
     let key = store
-        .read_server_key(&server.thumbprint)
+        .read_server_key(server.thumbprint.as_str())
         .map_err(ApplyError::from)?;
     let pfx = pki::server_install_pfx(
         &der,
@@ -821,7 +823,7 @@ pub(crate) fn write_export_to(
     let ders = reg
         .server
         .iter()
-        .map(|s| store.read_cert_der(&s.thumbprint))
+        .map(|s| store.read_cert_der(s.thumbprint.as_str()))
         .collect::<Result<Vec<_>, _>>()?;
     let pfx = pki::export_pfx(&ders)?;
     store::write_export(path, &pfx)?;

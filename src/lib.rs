@@ -41,6 +41,7 @@
 //! - `fsutil`: bounded reads of regular files and the one atomic writer, never through a link.
 //! - `chars`: the one table of invisible characters that output, names and the schema share.
 //! - `progress`: the progress bar of long applies, on a terminal only.
+//! - `thumbprint`: [`model::Thumbprint`], checked and upper-cased once where it is made.
 
 #![warn(missing_docs)]
 // Printing belongs to the binary (main.rs); the library returns what to print.
@@ -64,6 +65,7 @@ pub mod registry;
 pub mod render;
 mod saved_plan;
 pub mod store;
+mod thumbprint;
 pub mod watch;
 
 // Errors of private modules that the public errors (`ops::Error` and its sources) carry.

@@ -22,6 +22,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
+use crate::model::EntryThumbprint;
+
 /// The largest request head read; a longer one is answered 431 and closed.
 pub const MAX_HEAD: usize = 8 * 1024;
 /// How long a client has to send its whole request head.
@@ -65,7 +67,7 @@ pub struct CertificateMetric {
     /// Its name.
     pub name: String,
     /// Its thumbprint.
-    pub thumbprint: String,
+    pub thumbprint: EntryThumbprint,
     /// Its clearance (ClusterNode for the server certificate).
     pub clearance: String,
     /// generated, uploaded, imported…
@@ -90,10 +92,10 @@ pub struct ClusterMetric {
 }
 
 /// A registration on the cluster that the store does not hold, as `/metrics` labels it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ExtraMetric {
     /// Its thumbprint.
-    pub thumbprint: String,
+    pub thumbprint: EntryThumbprint,
     /// Its name on the cluster.
     pub name: String,
     /// Its clearance on the cluster (ValidUser, Operator, ClusterAdmin).
@@ -532,7 +534,7 @@ fn cluster_metrics(registry: &mut Registry, c: &ClusterMetric) {
     for e in &c.extra {
         extra
             .get_or_create(&ExtraLabels {
-                thumbprint: e.thumbprint.clone(),
+                thumbprint: e.thumbprint.to_string(),
                 name: e.name.clone(),
                 clearance: e.clearance.clone(),
                 kept: e.kept.to_string(),
@@ -556,7 +558,7 @@ fn certificate_metrics(registry: &mut Registry, certificates: &[CertificateMetri
         let labels = CertificateLabels {
             key: c.key.clone(),
             name: c.name.clone(),
-            thumbprint: c.thumbprint.clone(),
+            thumbprint: c.thumbprint.to_string(),
             clearance: c.clearance.clone(),
             source: c.source.clone(),
         };

@@ -9,6 +9,8 @@ use time::OffsetDateTime;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::thumbprint::{EntryThumbprint, EntryThumbprintError, Thumbprint, ThumbprintError};
+
 /// A certificate's security clearance (one per certificate).
 // Its text form (Display) is RavenDB's word, as certs.toml, the registry and every output
 // write it. (Not in the doc comment: schemars copies that into the checked-in schema.)
@@ -121,7 +123,7 @@ pub enum InstalledFile {
     /// A file that opens.
     Holds {
         /// The thumbprint of the certificate its key belongs with, if it holds one with a key.
-        thumbprint: Option<String>,
+        thumbprint: Option<EntryThumbprint>,
         /// Its PKCS#12 profile, when it is one ravencert writes.
         profile: Option<PfxProfile>,
     },
@@ -470,7 +472,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
     /// SHA-1 of the DER, uppercase hex: how RavenDB names a certificate.
-    pub thumbprint: String,
+    pub thumbprint: Thumbprint,
     /// Base64 SHA-256 of the SubjectPublicKeyInfo, as RavenDB records it.
     pub public_key_pinning_hash: String,
     pub(crate) subject: String,

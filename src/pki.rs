@@ -21,7 +21,7 @@ use rcgen::{
 use ring::digest::{digest, SHA1_FOR_LEGACY_USE_ONLY, SHA256};
 use time::OffsetDateTime;
 
-use crate::model::{CertInfo, KeySpec, PfxProfile};
+use crate::model::{CertInfo, KeySpec, PfxProfile, Thumbprint};
 
 /// Why a key, certificate or bundle cannot be made or read.
 #[derive(Debug, thiserror::Error)]
@@ -155,8 +155,16 @@ pub struct Issued {
 
 /// SHA-1 of the DER, 40 upper-case hex digits, as RavenDB and Windows show it. Computed by
 /// ring, which cannot fail (OpenSSL's digest returns a Result for an allocation failure).
-pub(crate) fn thumbprint(der: &[u8]) -> String {
-    hex::encode_upper(digest(&SHA1_FOR_LEGACY_USE_ONLY, der))
+pub(crate) fn thumbprint(der: &[u8]) -> Thumbprint {
+    // A SHA-1 digest is 20 bytes: copied without a length check that could panic.
+    let mut sha1 = [0u8; 20];
+    for (b, d) in sha1
+        .iter_mut()
+        .zip(digest(&SHA1_FOR_LEGACY_USE_ONLY, der).as_ref())
+    {
+        *b = *d;
+    }
+    Thumbprint::from_sha1(&sha1)
 }
 
 /// SHA-256 as lower-case hex, for fingerprints of inputs (never of secrets).
@@ -494,7 +502,7 @@ pub(crate) fn inspect_install(bytes: &[u8], password: &str) -> crate::model::Ins
             .ok()
             .filter(|p| p.public_eq(k))
             .and_then(|_| c.to_der().ok())
-            .map(|der| thumbprint(&der)),
+            .map(|der| thumbprint(&der).into()),
         _ => None,
     };
     InstalledFile::Holds {
@@ -527,7 +535,7 @@ pub(crate) fn is_pkcs12(bytes: &[u8]) -> bool {
 }
 
 /// Thumbprints of every certificate in a PKCS#12 file protected by `password`.
-pub(crate) fn pfx_thumbprints(pfx: &[u8], password: &str) -> Result<Vec<String>> {
+pub(crate) fn pfx_thumbprints(pfx: &[u8], password: &str) -> Result<Vec<Thumbprint>> {
     let parsed = Pkcs12::from_der(pfx)?.parse2(password)?;
     let mut out = Vec::new();
     if let Some(c) = parsed.cert {
@@ -731,7 +739,7 @@ pub fn end_entities(certs: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         .iter()
         .map(|d| X509::from_der(d))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let thumbs: Vec<String> = certs.iter().map(|d| thumbprint(d)).collect();
+    let thumbs: Vec<Thumbprint> = certs.iter().map(|d| thumbprint(d)).collect();
     // Issuer name -> the distinct certificates it issued.
     let mut issued: HashMap<Vec<u8>, HashSet<&str>> = HashMap::new();
     for (c, t) in parsed.iter().zip(&thumbs) {
@@ -834,7 +842,7 @@ mod tests {
         assert_eq!(ci.common_name.as_deref(), Some("Orders App"));
         assert_eq!(ci.issuer, "CN=cluster.example.com");
         assert_eq!(ci.key_spec, Some(KeySpec::EcP384));
-        assert_eq!(ci.thumbprint.len(), 40);
+        assert_eq!(ci.thumbprint.as_str().len(), 40);
         // Signature verifies against the server's public key.
         let c = X509::from_der(&client.cert_der).unwrap();
         let s = X509::from_der(&server.cert_der).unwrap();
@@ -868,7 +876,7 @@ mod tests {
         let pem = der_to_pem(&s.cert_der).unwrap();
         assert_eq!(pem_cert_body(&pem).unwrap(), s.cert_der);
         assert_eq!(
-            thumbprint(&s.cert_der),
+            thumbprint(&s.cert_der).to_string(),
             hex::encode_upper(hash(MessageDigest::sha1(), &s.cert_der).unwrap())
         );
         assert!(

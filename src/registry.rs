@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::model::{Access, Clearance, KeySpec, Origin, PfxProfile};
+use crate::model::{Access, Clearance, EntryThumbprint, KeySpec, Origin, PfxProfile, Thumbprint};
 
 /// The registry format this ravencert reads and writes.
 const FORMAT_VERSION: u32 = 1;
@@ -102,11 +102,11 @@ pub struct ClusterRecord {
 }
 
 /// One `[cluster] keep` entry as applied.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeepRecord {
-    /// The registration's thumbprint (upper case).
-    pub thumbprint: String,
+    /// The registration's thumbprint.
+    pub thumbprint: Thumbprint,
     /// Its note, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -119,8 +119,10 @@ pub struct KeepRecord {
 pub struct ServerEntry {
     /// The certificate's CN.
     pub name: String,
-    /// SHA-1 of the certificate, 40 upper-case hex digits.
-    pub thumbprint: String,
+    /// SHA-1 of the certificate, 40 upper-case hex digits (a placeholder only in a registry a
+    /// plan projects or assumes; the registry's reader refuses anything else).
+    #[serde(deserialize_with = "EntryThumbprint::deserialize_registered")]
+    pub thumbprint: EntryThumbprint,
     /// Base64 SHA-256 of the public key (what RavenDB pins).
     pub public_key_pinning_hash: String,
     /// The DNS names of a generated certificate.
@@ -167,8 +169,10 @@ pub struct CertEntry {
     pub key: String,
     /// The display name (CN) RavenDB shows.
     pub name: String,
-    /// SHA-1 of the certificate, 40 upper-case hex digits.
-    pub thumbprint: String,
+    /// SHA-1 of the certificate, 40 upper-case hex digits (a placeholder only in a registry a
+    /// plan projects or assumes; the registry's reader refuses anything else).
+    #[serde(deserialize_with = "EntryThumbprint::deserialize_registered")]
+    pub thumbprint: EntryThumbprint,
     /// Base64 SHA-256 of the public key (what RavenDB pins).
     pub public_key_pinning_hash: String,
     /// The security clearance.
@@ -289,6 +293,11 @@ impl Registry {
             None => return Err(corrupt(path, "the registry has no format_version")),
         }
         let reg: Registry = toml::from_str(text).map_err(|e| {
+            // An entry's thumbprint is checked as it is read ([`EntryThumbprint`]'s strict
+            // reading): its refusal names the text, as the check after the parse once did.
+            if e.message().ends_with(NOT_A_THUMBPRINT) {
+                return corrupt(path, e.message());
+            }
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
@@ -308,12 +317,6 @@ impl Registry {
             .map(|s| &s.thumbprint)
             .chain(reg.certificates.iter().map(|c| &c.thumbprint))
         {
-            if !is_thumbprint(t) {
-                return Err(corrupt(
-                    path,
-                    format!("'{t}' is not a thumbprint (40 upper-case hex digits)"),
-                ));
-            }
             if !seen.insert(t) {
                 return Err(corrupt(path, format!("thumbprint {t} is registered twice")));
             }
@@ -349,12 +352,8 @@ impl CertEntry {
     }
 }
 
-/// Whether `t` is a thumbprint: 40 upper-case hex digits (placeholders never are).
-pub fn is_thumbprint(t: &str) -> bool {
-    t.len() == 40
-        && t.bytes()
-            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
-}
+/// How [`EntryThumbprint`]'s strict reading ends its refusal.
+const NOT_A_THUMBPRINT: &str = " is not a thumbprint (40 upper-case hex digits)";
 
 // ---------------------------------------------------------------------------------------------
 // What the store holds, as the planner sees it.
@@ -367,7 +366,7 @@ pub struct Actual {
     /// Client keys whose issued bundle is present and holds the active certificate.
     pub bundles_ok: BTreeSet<String>,
     /// Thumbprints in the export file; None when it is missing or unreadable.
-    pub export_thumbprints: Option<Vec<String>>,
+    pub export_thumbprints: Option<Vec<EntryThumbprint>>,
     /// What the `[server] install` file holds; None when it was not looked at (no install
     /// declared, or a plan without the secrets to open it).
     pub install: Option<crate::model::InstalledFile>,
@@ -510,6 +509,31 @@ mod tests {
         sorted.normalize();
         assert_eq!(back, sorted);
         assert_eq!(back.to_text(), text);
+    }
+
+    /// An entry's thumbprint is checked as it is read (a [`EntryThumbprint`]): the refusal
+    /// names the text as it did when the check ran after the parse, lower case included, and
+    /// a thumbprint registered twice is still found after it.
+    #[test]
+    fn a_thumbprint_not_as_ravencert_writes_it_is_refused_with_the_same_words() {
+        let mut r = Registry::new();
+        r.certificates.push(entry("a", &"A".repeat(40)));
+        r.certificates.push(entry("b", &"B".repeat(40)));
+        let text = r.to_text();
+        for bad in ["a".repeat(40), "Z".repeat(40), "19E7C1".to_string()] {
+            let edited = text.replacen(&"A".repeat(40), &bad, 1);
+            let e = Registry::parse(Path::new("r"), &edited).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("r: '{bad}' is not a thumbprint (40 upper-case hex digits)")
+            );
+        }
+        let twice = text.replacen(&"A".repeat(40), &"B".repeat(40), 1);
+        let e = Registry::parse(Path::new("r"), &twice).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("r: thumbprint {} is registered twice", "B".repeat(40))
+        );
     }
 
     fn server(thumb: &str, has_key: bool) -> ServerEntry {

@@ -129,7 +129,7 @@ fn store_fingerprint(actual: &Actual) -> String {
     }
     text.push_str("# export\n");
     for t in actual.export_thumbprints.iter().flatten() {
-        text.push_str(t);
+        text.push_str(t.as_str());
         text.push('\n');
     }
     format!("sha256:{}", crate::pki::sha256_hex(text.as_bytes()))

@@ -256,3 +256,124 @@ fn walk_all(dir: &Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// Thumbprints are typed (issue 24): every field named `thumbprint`, `thumbprints`,
+/// `*_thumbprint` or `*_thumbprints` of a `pub` or `pub(crate)` struct in src/ has a type built on
+/// `Thumbprint` (40 upper-case hex digits, upper-cased once where it is made) or
+/// `EntryThumbprint` (a registry entry's: a thumbprint, or a plan's placeholder for one): never
+/// a string that each comparison must case-fold.
+///
+/// A text scan of struct bodies, so it does not catch: fields of enum variants (error messages
+/// carry thumbprints as text), private or `pub(super)` structs (raw input before parsing, such as
+/// certs.toml's `RawKeep` or the listing's `RawRegistration`, and output views that borrow
+/// `&str` for serialization), tuple structs, fields named otherwise that hold thumbprints
+/// (`collection_primary`, `Actual::lost`, map keys), a type alias hiding a `String`, or a type
+/// that spans lines (that one fails, and is written on one line instead).
+#[test]
+fn thumbprints_are_typed_in_every_public_struct() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let (mut checked, mut untyped) = (0, Vec::new());
+    for file in walk(&src) {
+        let rel = file.strip_prefix(&src).expect("under src");
+        let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let in_tests = rel.components().any(|c| c.as_os_str() == "tests");
+        if name == "tests.rs" || name.ends_with("_tests.rs") || in_tests {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("source is UTF-8");
+        for (field, typed) in thumbprint_fields(before_test_module(&text)) {
+            checked += 1;
+            if !typed {
+                untyped.push(format!("{}: {field}", rel.display()));
+            }
+        }
+    }
+    // The scan must keep seeing the fields it guards (registry entries, plan changes, the
+    // listing, config's keep list, the metrics views...): a scan that finds none proves nothing.
+    assert!(
+        checked >= 15,
+        "only {checked} thumbprint fields found: is the scan broken?"
+    );
+    assert!(
+        untyped.is_empty(),
+        "thumbprint fields not typed as Thumbprint (model::Thumbprint, or EntryThumbprint for a registry entry's): {untyped:#?}"
+    );
+}
+
+/// The scan itself: it finds what it is meant to find, and leaves the rest.
+#[test]
+fn the_thumbprint_scan_finds_a_string_field() {
+    let text = "pub struct A {\n    pub thumbprint: String,\n    pub admin_thumbprint: Option<Thumbprint>,\n}\n\
+        pub(crate) struct B {\n    pub(crate) store_thumbprints: Vec<&'a str>,\n    keep: BTreeSet<Thumbprint>,\n    pub thumbprints: Vec<EntryThumbprint>,\n}\n\
+        struct Private {\n    thumbprint: String,\n}\n\
+        pub enum E {\n    V { thumbprint: String },\n}\n";
+    let untyped: Vec<String> = thumbprint_fields(text)
+        .into_iter()
+        .filter(|(_, typed)| !typed)
+        .map(|(field, _)| field)
+        .collect();
+    assert_eq!(
+        untyped,
+        ["A.thumbprint: String", "B.store_thumbprints: Vec<&'a str>"]
+    );
+    // Every thumbprint field of A and B, none of the private struct's or the enum's.
+    assert_eq!(thumbprint_fields(text).len(), 4);
+}
+
+/// The text before the unit-test module (`#[cfg(test)] mod tests { ... }` at the end of a file;
+/// a `#[cfg(test)] mod tests;` declaration is not one).
+fn before_test_module(text: &str) -> &str {
+    match text.find("#[cfg(test)]\nmod tests {") {
+        Some(i) => &text[..i],
+        None => text,
+    }
+}
+
+/// `Struct.field: type` for each thumbprint field of a `pub`/`pub(crate)` struct, and whether
+/// its type is built on `Thumbprint` or `EntryThumbprint`.
+fn thumbprint_fields(text: &str) -> Vec<(String, bool)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        let Some(rest) = t
+            .strip_prefix("pub struct ")
+            .or_else(|| t.strip_prefix("pub(crate) struct "))
+        else {
+            continue;
+        };
+        if !line.trim_end().ends_with('{') {
+            continue; // a tuple or unit struct, or a header over several lines
+        }
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let indent = line.len() - t.len();
+        for field in lines[i + 1..].iter().take_while(|l| {
+            !(l.len() - l.trim_start().len() == indent && l.trim_start().starts_with('}'))
+        }) {
+            let f = field.trim();
+            let f = f
+                .strip_prefix("pub(crate) ")
+                .or_else(|| f.strip_prefix("pub(super) "))
+                .or_else(|| f.strip_prefix("pub "))
+                .unwrap_or(f);
+            let Some((field_name, ty)) = f.split_once(':') else {
+                continue;
+            };
+            let field_name = field_name.trim();
+            let named = ["thumbprint", "thumbprints"].contains(&field_name)
+                || field_name.ends_with("_thumbprint")
+                || field_name.ends_with("_thumbprints");
+            let ty = ty.trim().trim_end_matches(',');
+            let typed = ty
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .any(|word| word == "Thumbprint" || word == "EntryThumbprint");
+            if named {
+                out.push((format!("{name}.{field_name}: {ty}"), typed));
+            }
+        }
+    }
+    out
+}

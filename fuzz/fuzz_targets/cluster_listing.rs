@@ -9,10 +9,13 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(listing) = ravencert::ravendb::decode_listing_bytes(data) {
         for r in &listing.registrations {
-            assert_eq!(r.thumbprint.len(), 40);
+            assert_eq!(r.thumbprint.as_str().len(), 40);
             if let Some(p) = &r.collection_primary {
-                let primary = listing.registrations.iter().find(|x| &x.thumbprint == p);
-                assert!(primary.is_some_and(|x| x.collection_secondaries.contains(&r.thumbprint)));
+                let primary = listing.registrations.iter().find(|x| x.thumbprint == *p);
+                let lists_it = |x: &ravencert::plan::Registration| {
+                    x.collection_secondaries.iter().any(|s| r.thumbprint == *s)
+                };
+                assert!(primary.is_some_and(lists_it));
             }
         }
     }

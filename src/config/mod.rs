@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use crate::inputs::{self, Files, Reader, Withheld};
 pub(crate) use crate::inputs::{FileRef, Secret, SecretRef};
 use crate::model::{Clearance, KeySpec, Period, Permissions, PfxProfile, RenewBefore};
-use crate::model::{SinceBase, UnreadFile};
+use crate::model::{SinceBase, Thumbprint, UnreadFile};
 use diagnostics::{syntax_errors, Checker, ConfigErrorKind};
 use raw::RawConfig;
 use references::check_ca_file;
@@ -161,8 +161,8 @@ pub struct ClusterSettings {
 /// One entry of `[cluster] keep`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeptRegistration {
-    /// The registration's thumbprint: 40 upper-case hex digits.
-    pub thumbprint: String,
+    /// The registration's thumbprint.
+    pub thumbprint: Thumbprint,
     /// Whose it is or why it stays (at most [`MAX_KEEP_NOTE_CHARS`] characters), if given.
     pub note: Option<String>,
 }

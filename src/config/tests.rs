@@ -392,11 +392,11 @@ fn cluster_keep_is_validated() {
         keep,
         Some(vec![
             KeptRegistration {
-                thumbprint: a.to_uppercase(),
+                thumbprint: crate::model::Thumbprint::parse(&a.to_uppercase()).unwrap(),
                 note: Some("the backup team's".into()),
             },
             KeptRegistration {
-                thumbprint: b.clone(),
+                thumbprint: crate::model::Thumbprint::parse(&b).unwrap(),
                 note: None,
             },
         ])

@@ -12,6 +12,7 @@ use toml_writer::{ToTomlKey as _, ToTomlValue as _, TomlKeyBuilder, TomlStringBu
 
 use super::error::{Error, Result};
 use super::{Context, Output};
+use crate::model::Thumbprint;
 use crate::ravendb::{
     Client, ClientOptions, ClusterClearance, Identity, Listing, Pin, Registration,
 };
@@ -293,18 +294,18 @@ impl<'a> Adoption<'a> {
         by_thumbprint: &BTreeMap<&str, &'a Registration>,
     ) -> Result<()> {
         let mut seen = BTreeSet::new();
-        let nodes = listing.loaded_server_cert.iter().chain(
+        let nodes = listing.loaded_server_cert.iter().map(String::as_str).chain(
             listing
                 .registrations
                 .iter()
                 .filter(|r| r.clearance == ClusterClearance::ClusterNode)
-                .map(|r| &r.thumbprint),
+                .map(|r| r.thumbprint.as_str()),
         );
         for t in nodes {
-            let Some(r) = by_thumbprint.get(t.as_str()) else {
+            let Some(r) = by_thumbprint.get(t) else {
                 continue;
             };
-            if !seen.insert(t.clone()) {
+            if !seen.insert(t) {
                 continue;
             }
             let path = format!("trust/server-{}.pem", self.servers.len() + 1);
@@ -382,8 +383,8 @@ fn collection_pem(
     let file =
         crate::pki::read_cert_file(&pem, None).map_err(|e| format!("cannot be read back: {e}"))?;
     let ends = crate::pki::end_entities(&file.certs).map_err(|e| e.to_string())?;
-    let mut read: Vec<String> = ends.iter().map(|d| crate::pki::thumbprint(d)).collect();
-    let mut listed: Vec<String> = members.iter().map(|m| m.thumbprint.clone()).collect();
+    let mut read: Vec<Thumbprint> = ends.iter().map(|d| crate::pki::thumbprint(d)).collect();
+    let mut listed: Vec<Thumbprint> = members.iter().map(|m| m.thumbprint.clone()).collect();
     read.sort();
     listed.sort();
     if read != listed {
@@ -397,7 +398,7 @@ fn certificate_pem(r: &Registration) -> Result<Vec<u8>> {
     let der = r
         .certificate
         .as_ref()
-        .ok_or_else(|| AdoptError::NoCertificate(r.thumbprint.clone()))?;
+        .ok_or_else(|| AdoptError::NoCertificate(r.thumbprint.to_string()))?;
     Ok(crate::pki::der_to_pem(der)?)
 }
 
@@ -579,7 +580,7 @@ fn client_toml(out: &mut String, c: &Adopted<'_>) {
     let _ = writeln!(
         out,
         "\n# Registered on the cluster as {}{members}{expires}.",
-        crate::render::Escaped(&r.thumbprint)
+        crate::render::Escaped(r.thumbprint.as_str())
     );
     let _ = writeln!(out, "[clients.{}]", table_key(&c.key));
     let _ = writeln!(out, "name = {}", quoted(&c.name));
@@ -697,7 +698,7 @@ mod tests {
     fn hostile_certs_toml() -> String {
         use crate::model::Access;
         let registration = Registration {
-            thumbprint: "AB".repeat(20),
+            thumbprint: Thumbprint::parse(&"AB".repeat(20)).unwrap(),
             name: HOSTILE_NAME.to_string(),
             clearance: crate::plan::ClusterClearance::ValidUser,
             permissions: [(HOSTILE_DB.to_string(), Access::Read)].into(),

@@ -137,7 +137,7 @@ fn issued(store: &Store, key: &str) -> Result<IssuedFiles> {
         .filter(|e| e.source == Origin::Generated)
         .ok_or_else(not_issued)?;
     store
-        .read_issued(key, &entry.thumbprint)?
+        .read_issued(key, entry.thumbprint.as_str())?
         .ok_or_else(not_issued)
 }
 

@@ -8,13 +8,14 @@ use time::OffsetDateTime;
 
 use super::error::{Error, Result};
 use crate::config::{CaPin, ClusterAdmin, ClusterSettings, Desired};
+use crate::model::{EntryThumbprint, Thumbprint};
 use crate::plan::{
     plan_cluster, ClusterAction, ClusterChange, ClusterListing, ClusterOptions, ClusterPlan,
     ClusterView, Keep, RegistrationFields, ServerVersion,
 };
 use crate::plan::{HeldAccess, Plan, PlanOptions};
 use crate::ravendb::{BodyLog, Client, ClientOptions, ClusterError, Identity, Listing, Pin};
-use crate::registry::{is_thumbprint, CertEntry, Registry};
+use crate::registry::Registry;
 use crate::store::Store;
 
 mod state;
@@ -117,10 +118,10 @@ fn cluster_failed_message(e: &ClusterApplyError) -> String {
 pub(crate) struct Target {
     client: Client,
     settings: ClusterSettings,
-    admin_thumbprint: Option<String>,
+    admin_thumbprint: Option<Thumbprint>,
     /// The store's current server certificate(s) (for the note on a node still serving an
     /// older one).
-    store_servers: Vec<String>,
+    store_servers: Vec<EntryThumbprint>,
     /// What the last read noticed, for the plan's warnings.
     notes: std::cell::RefCell<Vec<String>>,
     /// `RAVENCERT_REQUEST_LOG`, opened before any request.
@@ -231,16 +232,15 @@ impl Target {
             None => self.client.version().map_err(Error::Cluster)?,
         };
         if let Some(loaded) = &listing.loaded_server_cert {
+            // The listed value is upper-case hex, as the decoder normalizes it.
             let stale = matches!(self.settings.ca, CaPin::Store)
-                && !self
-                    .store_servers
-                    .iter()
-                    .any(|t| t.eq_ignore_ascii_case(loaded));
+                && !self.store_servers.iter().any(|t| t.as_str() == loaded);
             if stale {
+                let store: Vec<&str> = self.store_servers.iter().map(|t| t.as_str()).collect();
                 self.notes.borrow_mut().push(format!(
                     "cluster: node {} still serves server certificate {loaded}, not the store's {}; restart it with the current certificate ([server] install) — until then ravencert accepts the previous one",
                     self.url(),
-                    self.store_servers.join(" or ")
+                    store.join(" or ")
                 ));
             }
         }
@@ -261,7 +261,7 @@ impl Target {
         Ok(listing_for_plan(listing, version))
     }
 
-    /// `[cluster] keep`, as the planner reads it: notes by (upper-case) thumbprint.
+    /// `[cluster] keep`, as the planner reads it: notes by thumbprint.
     pub(crate) fn keep(&self) -> Keep {
         self.settings
             .keep
@@ -271,8 +271,8 @@ impl Target {
     }
 
     /// The certificate ravencert authenticates with, when known.
-    pub(crate) fn admin_thumbprint(&self) -> Option<&str> {
-        self.admin_thumbprint.as_deref()
+    pub(crate) fn admin_thumbprint(&self) -> Option<&Thumbprint> {
+        self.admin_thumbprint.as_ref()
     }
 
     /// The cluster plan for `projected` (the store's registry after its plan) against
@@ -353,14 +353,15 @@ impl Target {
         for (i, change) in plan.changes.iter().enumerate() {
             self.send(store, registry, listing, change)
                 .map_err(|e| (i, e))?;
-            let t = change.thumbprint.clone().unwrap_or_default();
-            match change.action {
-                ClusterAction::Unregister => {
-                    set.remove(&t);
-                }
-                _ => {
-                    if let Some(fields) = desired_fields(registry, &t) {
-                        set.insert(t, fields);
+            if let Some(t) = &change.thumbprint {
+                match change.action {
+                    ClusterAction::Unregister => {
+                        set.remove(t);
+                    }
+                    _ => {
+                        if let Some(fields) = desired_fields(registry, t) {
+                            set.insert(t.clone(), fields);
+                        }
                     }
                 }
             }
@@ -377,8 +378,10 @@ impl Target {
         listing: &ClusterListing,
         change: &ClusterChange,
     ) -> std::result::Result<(), ClusterError> {
-        let t = change.thumbprint.as_deref().unwrap_or_default();
-        let entry = registry.certificates.iter().find(|e| e.thumbprint == t);
+        let thumbprint = change.thumbprint.as_ref();
+        let t = thumbprint.map_or("", Thumbprint::as_str);
+        let entry =
+            thumbprint.and_then(|t| registry.certificates.iter().find(|e| e.thumbprint == *t));
         match (change.action, entry) {
             (ClusterAction::Unregister, _) => self.client.unregister(t),
             (ClusterAction::Register, Some(e)) => {
@@ -394,7 +397,7 @@ impl Target {
                 let disabled = listing
                     .registrations
                     .iter()
-                    .find(|r| r.thumbprint.eq_ignore_ascii_case(t))
+                    .find(|r| Some(&r.thumbprint) == thumbprint)
                     .and_then(|r| r.disabled);
                 self.client
                     .edit(t, &e.name, e.clearance, &e.permissions, disabled)
@@ -466,8 +469,8 @@ fn warn_visibly(message: &str) {
 pub(crate) struct Guards {
     pub(crate) max_deletions: u32,
     pub(crate) store_deletions: usize,
-    /// The thumbprints (upper-case) this run's store plan deletes or re-issues.
-    pub(crate) store_removed: BTreeSet<String>,
+    /// The thumbprints this run's store plan deletes or re-issues.
+    pub(crate) store_removed: BTreeSet<Thumbprint>,
     pub(crate) allow_delete_all: bool,
 }
 
@@ -482,7 +485,7 @@ impl Guards {
                 .changes
                 .iter()
                 .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
-                .flat_map(|c| c.thumbprints.iter().map(|t| t.to_ascii_uppercase()))
+                .flat_map(|c| c.thumbprints.iter().filter_map(|t| t.known().cloned()))
                 .collect(),
             allow_delete_all: opts.allow_delete_all,
         }
@@ -496,15 +499,15 @@ pub(crate) fn describe(c: &ClusterChange) -> String {
         "{} {} {}",
         c.action.as_str(),
         crate::render::registration(c),
-        c.thumbprint.as_deref().unwrap_or("(new)")
+        c.thumbprint.as_ref().map_or("(new)", Thumbprint::as_str)
     )
 }
 
-fn desired_fields(registry: &Registry, thumbprint: &str) -> Option<RegistrationFields> {
+fn desired_fields(registry: &Registry, thumbprint: &Thumbprint) -> Option<RegistrationFields> {
     registry
         .certificates
         .iter()
-        .find(|e| e.thumbprint.eq_ignore_ascii_case(thumbprint))
+        .find(|e| e.thumbprint == *thumbprint)
         .map(RegistrationFields::from)
 }
 
@@ -513,19 +516,21 @@ fn identity(
     settings: &ClusterSettings,
     store: &Store,
     registry: &Registry,
-) -> Result<(Identity, Option<String>)> {
+) -> Result<(Identity, Option<Thumbprint>)> {
     match &settings.admin {
         ClusterAdmin::Client(key) => {
-            let entry = admin_entry(registry, key)
+            let t = admin_thumbprint(registry, key)
                 .ok_or_else(|| ClusterSetupError::AdminNotIssued { key: key.clone() })?;
-            let t = entry.thumbprint.clone();
             let missing = || ClusterSetupError::AdminKeyMissing {
                 key: key.clone(),
-                thumbprint: t.clone(),
+                thumbprint: t.to_string(),
             };
-            let der = store.read_cert_der(&t)?;
+            let der = store.read_cert_der(t.as_str())?;
             let cert = crate::pki::der_to_pem(&der)?;
-            let key_pem = store.read_client_key(&t).ok_or_else(missing)?.to_pem()?;
+            let key_pem = store
+                .read_client_key(t.as_str())
+                .ok_or_else(missing)?
+                .to_pem()?;
             Ok((Identity::Pem { cert, key: key_pem }, Some(t)))
         }
         ClusterAdmin::Certificate(file) => {
@@ -551,13 +556,12 @@ fn identity(
     }
 }
 
-/// The admin client's certificate in use: its active primary.
-fn admin_entry<'a>(registry: &'a Registry, key: &str) -> Option<&'a CertEntry> {
-    registry.certificates.iter().find(|e| {
-        e.key == key
-            && e.retire_after.is_none()
-            && e.collection_primary.is_none()
-            && is_thumbprint(&e.thumbprint)
+/// The admin client's certificate in use (its active primary): its thumbprint.
+fn admin_thumbprint(registry: &Registry, key: &str) -> Option<Thumbprint> {
+    registry.certificates.iter().find_map(|e| {
+        (e.key == key && e.retire_after.is_none() && e.collection_primary.is_none())
+            .then(|| e.thumbprint.known().cloned())
+            .flatten()
     })
 }
 
@@ -565,19 +569,19 @@ fn admin_entry<'a>(registry: &'a Registry, key: &str) -> Option<&'a CertEntry> {
 /// With `ca = "store"`: the store's server certificate(s), and the ones nodes were last seen
 /// serving (a re-issued server certificate takes effect when a node restarts with it; until
 /// then the node serves the previous one, which ravencert itself issued).
-fn pin(settings: &ClusterSettings, registry: &Registry, served: &[String]) -> Result<Pin> {
+fn pin(settings: &ClusterSettings, registry: &Registry, served: &[Thumbprint]) -> Result<Pin> {
     Ok(match &settings.ca {
         CaPin::Store => {
             if registry.server.is_empty() {
                 return Err(ClusterSetupError::NoServerToPin.into());
             }
-            let mut thumbprints: Vec<String> = registry
+            let mut thumbprints: Vec<Thumbprint> = registry
                 .server
                 .iter()
-                .map(|s| s.thumbprint.clone())
+                .filter_map(|s| s.thumbprint.known().cloned())
                 .collect();
             for t in served {
-                if !thumbprints.iter().any(|p| p.eq_ignore_ascii_case(t)) {
+                if !thumbprints.contains(t) {
                     thumbprints.push(t.clone());
                 }
             }
@@ -600,7 +604,12 @@ fn listing_for_plan(listing: Listing, version: ServerVersion) -> ClusterListing 
     ClusterListing {
         server_thumbprints: listing.server_thumbprints(),
         registrations: listing.registrations,
-        well_known_admins: listing.well_known_admins,
+        // A listed value that is not a thumbprint names no registration.
+        well_known_admins: listing
+            .well_known_admins
+            .iter()
+            .filter_map(|t| Thumbprint::parse(t).ok())
+            .collect(),
         version,
     }
 }
@@ -651,7 +660,7 @@ pub(crate) enum Reading {
 
 impl Reading {
     /// What the listed registrations grant, for [`crate::plan::PlanOptions::cluster_access`].
-    pub(crate) fn access(&self) -> Option<BTreeMap<String, HeldAccess>> {
+    pub(crate) fn access(&self) -> Option<BTreeMap<Thumbprint, HeldAccess>> {
         match self {
             Reading::Listed(_, listing) => Some(crate::plan::held_access(listing)),
             _ => None,
@@ -787,20 +796,18 @@ pub(crate) fn apply_after_store(
 /// Whether two cluster views make the same changes (action, client, name, and the thumbprint
 /// when it is known): what a person confirmed is what is carried out.
 pub(crate) fn same_changes(a: &ClusterView, b: &ClusterView) -> bool {
-    let changes =
-        |v: &ClusterView| -> Vec<(ClusterAction, Option<String>, String, Option<String>)> {
-            v.plan()
-                .map(|p| {
-                    p.changes
-                        .iter()
-                        .map(|c| {
-                            let t = c.thumbprint.clone().filter(|t| is_thumbprint(t));
-                            (c.action, c.key.clone(), c.name.clone(), t)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
+    let changes = |v: &ClusterView| {
+        let all = v.plan().map_or(&[][..], |p| p.changes.as_slice());
+        let key = |c: &ClusterChange| {
+            (
+                c.action,
+                c.key.clone(),
+                c.name.clone(),
+                c.thumbprint.clone(),
+            )
         };
+        all.iter().map(key).collect::<Vec<_>>()
+    };
     changes(a) == changes(b)
 }
 
@@ -808,7 +815,7 @@ pub(crate) fn same_changes(a: &ClusterView, b: &ClusterView) -> bool {
 mod tests {
     use super::*;
     use crate::model::{Clearance, Period};
-    use crate::registry::ServerEntry;
+    use crate::registry::{CertEntry, ServerEntry};
 
     #[test]
     fn store_pin_holds_keyless_node_certificates_too() {
@@ -824,7 +831,7 @@ mod tests {
         for (t, has_key) in [("A", true), ("B", false)] {
             registry.server.push(ServerEntry {
                 name: "node".into(),
-                thumbprint: t.repeat(40),
+                thumbprint: t.repeat(40).into(),
                 public_key_pinning_hash: "x".into(),
                 dns: vec![],
                 not_before: OffsetDateTime::UNIX_EPOCH,
@@ -838,7 +845,11 @@ mod tests {
         let pinned = pin(&settings, &registry, &[]).unwrap();
         assert_eq!(
             pinned,
-            Pin::Thumbprints(vec!["A".repeat(40), "B".repeat(40)])
+            Pin::Thumbprints(
+                ["A", "B"]
+                    .map(|t| Thumbprint::parse(&t.repeat(40)).unwrap())
+                    .into()
+            )
         );
     }
 
@@ -917,7 +928,12 @@ mod tests {
         let mut got: Vec<(ClusterAction, String)> = plan
             .changes
             .iter()
-            .map(|c| (c.action, c.thumbprint.clone().unwrap_or_default()))
+            .map(|c| {
+                (
+                    c.action,
+                    c.thumbprint.clone().map(String::from).unwrap_or_default(),
+                )
+            })
             .collect();
         got.sort();
         assert_eq!(

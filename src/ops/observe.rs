@@ -13,7 +13,7 @@ use super::show;
 use super::Context;
 use crate::config::Declared;
 use crate::listen::{CertificateMetric, ClusterMetric, ExtraMetric, Shared, Snapshot, STARTING};
-use crate::model::RenewBefore;
+use crate::model::{EntryThumbprint, RenewBefore, Thumbprint};
 use crate::plan::{ClusterAction, ClusterView, ExtraRegistration, RegistrationState};
 use crate::registry::Registry;
 use crate::render::{
@@ -79,7 +79,7 @@ impl Report {
 /// not yet unregistered).
 pub(super) struct ClusterSeen {
     url: String,
-    pending: Vec<(ClusterAction, Option<String>)>,
+    pending: Vec<(ClusterAction, Option<Thumbprint>)>,
     extra: Vec<ExtraRegistration>,
 }
 
@@ -89,16 +89,17 @@ impl ClusterSeen {
     /// (no `[cluster]`, `--offline`).
     pub(super) fn of(view: &ClusterView, applied: bool) -> Option<ClusterSeen> {
         let plan = view.plan()?;
-        let unregistered: Vec<&str> = plan
+        let unregistered: Vec<&Thumbprint> = plan
             .changes
             .iter()
             .filter(|c| c.action == ClusterAction::Unregister)
-            .filter_map(|c| c.thumbprint.as_deref())
+            .filter_map(|c| c.thumbprint.as_ref())
             .collect();
-        // Gone after the apply: unregistered, or a secondary RavenDB removed with its primary.
+        // Gone after the apply: unregistered, or a secondary RavenDB removed with its primary
+        // (listed upper-case, as the decoder normalizes it).
         let gone = |e: &ExtraRegistration| {
-            let removed = |t: &str| unregistered.iter().any(|u| u.eq_ignore_ascii_case(t));
-            removed(&e.thumbprint) || e.collection_primary.as_deref().is_some_and(removed)
+            let removed = |t: &str| unregistered.iter().any(|u| u.as_str() == t);
+            removed(e.thumbprint.as_str()) || e.collection_primary.as_deref().is_some_and(removed)
         };
         let pending = if applied {
             Vec::new()
@@ -126,10 +127,10 @@ impl ClusterSeen {
     /// registrations the store does not hold (a certificate a pending re-issue replaces is
     /// still the store's, not extra).
     fn status(&self, registry: &Registry, checked_at: OffsetDateTime) -> ClusterStatus {
-        let pending_for = |t: &str| {
+        let pending_for = |t: &EntryThumbprint| {
             self.pending
                 .iter()
-                .find(|(_, p)| p.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(t)))
+                .find(|(_, p)| p.as_ref().is_some_and(|p| *t == *p))
                 .map(|(a, _)| *a)
         };
         let of_store = registry
@@ -144,12 +145,7 @@ impl ClusterSeen {
                 ClusterCertificateState::of_store(e.thumbprint.clone(), state)
             })
             .collect();
-        let held = |t: &str| {
-            registry
-                .certificates
-                .iter()
-                .any(|e| e.thumbprint.eq_ignore_ascii_case(t))
-        };
+        let held = |t: &Thumbprint| registry.certificates.iter().any(|e| e.thumbprint == *t);
         let extra = self
             .extra
             .iter()
@@ -415,11 +411,16 @@ mod tests {
 
     const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
 
+    /// A test's short code (`P1`) as a thumbprint: its bytes in hex, padded to 40 digits.
+    fn tp(code: &str) -> Thumbprint {
+        Thumbprint::parse(&format!("{:0>40}", hex::encode_upper(code))).unwrap()
+    }
+
     fn entry(key: &str, thumbprint: &str) -> CertEntry {
         CertEntry {
             key: key.into(),
             name: key.into(),
-            thumbprint: thumbprint.into(),
+            thumbprint: tp(thumbprint).into(),
             public_key_pinning_hash: "p".into(),
             clearance: Clearance::Operator,
             protect: false,
@@ -443,7 +444,7 @@ mod tests {
             action,
             key: None,
             name: "n".into(),
-            thumbprint: thumbprint.map(str::to_string),
+            thumbprint: thumbprint.map(tp),
             reason: String::new(),
             escalation: false,
             before: None,
@@ -455,9 +456,9 @@ mod tests {
 
     fn extra(thumbprint: &str, primary: Option<&str>) -> ExtraRegistration {
         ExtraRegistration {
-            thumbprint: thumbprint.into(),
+            thumbprint: tp(thumbprint),
             name: format!("{thumbprint} name"),
-            collection_primary: primary.map(str::to_string),
+            collection_primary: primary.map(|p| tp(p).to_string()),
             clearance: crate::plan::ClusterClearance::ValidUser,
             known: false,
             note: None,

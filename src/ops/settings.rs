@@ -10,7 +10,7 @@ use super::error::{Error, Result};
 use super::exports::export_path;
 use super::{Context, Output};
 use crate::config::{ClusterAdmin, Declared, SecretRef};
-use crate::model::InstalledFile;
+use crate::model::{EntryThumbprint, InstalledFile};
 use crate::registry::{Actual, Registry};
 use crate::store::Store;
 
@@ -83,7 +83,7 @@ pub fn settings(ctx: &Context) -> Result<Output> {
         Value::String(absolute(&install.path).display().to_string()),
     );
     let admins = match thumbprints.as_slice() {
-        [one] => Value::String(one.clone()),
+        [one] => Value::String(one.to_string()),
         many => json!(many),
     };
     fragment.insert("Security.WellKnownCertificates.Admin".into(), admins);
@@ -108,7 +108,7 @@ pub fn settings(ctx: &Context) -> Result<Output> {
 
 /// The admin client's registered thumbprints: the active one first, then those still inside
 /// a rotation overlap (a node started during the overlap trusts either).
-fn client_thumbprints(registry: &Registry, key: &str) -> Result<Vec<String>> {
+fn client_thumbprints(registry: &Registry, key: &str) -> Result<Vec<EntryThumbprint>> {
     let mut mine: Vec<_> = registry
         .certificates
         .iter()
@@ -124,7 +124,7 @@ fn client_thumbprints(registry: &Registry, key: &str) -> Result<Vec<String>> {
 }
 
 /// The thumbprint of the certificate the admin .pfx holds a key for.
-fn admin_pfx_thumbprint(path: &Path, password: Option<&SecretRef>) -> Result<String> {
+fn admin_pfx_thumbprint(path: &Path, password: Option<&SecretRef>) -> Result<EntryThumbprint> {
     let problem = |reason: String| Error::AdminCertificate {
         path: path.to_path_buf(),
         reason,
@@ -142,7 +142,7 @@ fn admin_pfx_thumbprint(path: &Path, password: Option<&SecretRef>) -> Result<Str
     file.certs
         .iter()
         .find(|der| key.matches(der).unwrap_or(false))
-        .map(|der| crate::pki::thumbprint(der))
+        .map(|der| crate::pki::thumbprint(der).into())
         .ok_or_else(|| problem("its key belongs to none of its certificates".into()))
 }
 

@@ -109,7 +109,7 @@ fn cluster_status(
         .registry
         .certificates
         .iter()
-        .map(|e| e.thumbprint.to_ascii_uppercase())
+        .filter_map(|e| e.thumbprint.known().cloned())
         .collect();
     let extra = crate::plan::extra_registrations(
         &held,

@@ -9,7 +9,7 @@ use super::{
     entry_fields, Action, Change, PlanError, Planner, ProtectedChange, Target, UploadProblem,
 };
 use crate::config::{ClientSpec, Desired, ServerSpec};
-use crate::model::Uploaded;
+use crate::model::{Thumbprint, Uploaded};
 use crate::registry::{Actual, CertEntry, Registry};
 
 /// The checks of what certs.toml declares that need no store, shared by `validate` and `plan`
@@ -37,13 +37,13 @@ pub(crate) fn check_declared(desired: &Desired, now: OffsetDateTime) -> Result<(
             if nodes.contains(t) {
                 return Err(refused(UploadProblem::OwnServer {
                     file,
-                    thumbprint: t.to_string(),
+                    thumbprint: c.info.thumbprint.clone(),
                 }));
             }
             if let Some(other) = seen.insert(t, key) {
                 return Err(refused(UploadProblem::DeclaredTwice {
                     file,
-                    thumbprint: t.to_string(),
+                    thumbprint: c.info.thumbprint.clone(),
                     other: other.to_string(),
                 }));
             }
@@ -165,7 +165,7 @@ fn held_elsewhere(
     desired: &Desired,
     key: &str,
     file: &str,
-    thumbprint: String,
+    thumbprint: Thumbprint,
     holder: &CertEntry,
 ) -> Option<UploadProblem> {
     let file = file.to_string();

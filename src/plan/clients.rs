@@ -10,7 +10,7 @@ use super::{
     PlanError, Planner, ProtectedChange, Target, NO_PASSWORD,
 };
 use crate::config::{ClientDesired, ClientSpec, GenerateSpec, SecretRef};
-use crate::model::{Access, Clearance, Origin, SinceBase, Uploaded};
+use crate::model::{Access, Clearance, EntryThumbprint, Origin, SinceBase, Thumbprint, Uploaded};
 use crate::registry::{CertEntry, Registry};
 
 impl<'a> Planner<'a> {
@@ -147,8 +147,11 @@ impl<'a> Planner<'a> {
         if current.source == Origin::Generated && !self.actual.bundles_ok.contains(&client.key) {
             due.push("issued bundle lost".into());
         }
-        if self.actual.lost.contains(&current.thumbprint)
-            && !self.actual.recoverable.contains(&current.thumbprint)
+        if self.actual.lost.contains(current.thumbprint.as_str())
+            && !self
+                .actual
+                .recoverable
+                .contains(current.thumbprint.as_str())
         {
             due.push(
                 "public certificate file lost (the old one is not kept for an overlap)".into(),
@@ -166,8 +169,11 @@ impl<'a> Planner<'a> {
         current: &CertEntry,
     ) -> Vec<String> {
         let mut notes = Vec::new();
-        if self.actual.lost.contains(&current.thumbprint)
-            && self.actual.recoverable.contains(&current.thumbprint)
+        if self.actual.lost.contains(current.thumbprint.as_str())
+            && self
+                .actual
+                .recoverable
+                .contains(current.thumbprint.as_str())
         {
             notes.push(
                 "certificate file removed outside ravencert: restored from the issued bundle"
@@ -211,7 +217,7 @@ impl<'a> Planner<'a> {
                 path: path.to_path_buf(),
             });
         }
-        let want: Vec<String> = certs.iter().map(|c| c.info.thumbprint.clone()).collect();
+        let want: Vec<Thumbprint> = certs.iter().map(|c| c.info.thumbprint.clone()).collect();
         let mut after = desired_fields(client);
         after.thumbprint = want.first().cloned();
         after.not_after = certs.first().map(|c| c.info.not_after);
@@ -235,12 +241,15 @@ impl<'a> Planner<'a> {
             return self.upload_replace(replaced, fields, escalation, after);
         }
         self.warn_upload_expiry(client, path, certs);
-        let restore = have.iter().any(|t| self.actual.lost.contains(t)).then(|| {
-            format!(
-                "certificate file removed outside ravencert: restored from {}",
-                path.display()
-            )
-        });
+        let restore = have
+            .iter()
+            .any(|t| self.actual.lost.contains(t.as_str()))
+            .then(|| {
+                format!(
+                    "certificate file removed outside ravencert: restored from {}",
+                    path.display()
+                )
+            });
         let edit = Edit {
             current,
             after,
@@ -335,7 +344,7 @@ impl<'a> Planner<'a> {
         }
         // Someone new holds the access: an escalation even when the access stays the same,
         // unless the cluster grants it to them already.
-        let newcomer = u.want.iter().any(|t| !u.have.contains(t));
+        let newcomer = u.want.iter().any(|t| !u.have.iter().any(|h| h == t));
         let grants = client.clearance != Clearance::ValidUser || !client.permissions.is_empty();
         let access = (client.clearance, &client.permissions);
         let escalation =
@@ -357,17 +366,18 @@ impl<'a> Planner<'a> {
     /// Whether the cluster, as this plan read it, already grants `access` (or more) to every
     /// certificate in `thumbprints`: then holding them in the store with it widens nothing.
     /// False when the plan did not read the cluster, or for a certificate it does not list.
-    fn held_on_cluster(
+    fn held_on_cluster<T: AsRef<str>>(
         &self,
-        thumbprints: &[String],
+        thumbprints: &[T],
         access: (Clearance, &BTreeMap<String, Access>),
     ) -> bool {
         let Some(held) = &self.opts.cluster_access else {
             return false;
         };
+        // A placeholder (a review's assumed store) is never a key: not held.
         !thumbprints.is_empty()
             && thumbprints.iter().all(|t| {
-                held.get(&t.to_ascii_uppercase())
+                held.get(t.as_ref())
                     .is_some_and(|h| !widens(Some((h.clearance, &h.permissions)), access))
             })
     }
@@ -384,7 +394,7 @@ impl<'a> Planner<'a> {
                 self.warnings.push(format!(
                     "client '{}': uploaded certificate {} {why}; ravencert cannot re-issue it — put a new one in {}",
                     client.key,
-                    short(&c.info.thumbprint),
+                    short(c.info.thumbprint.as_str()),
                     path.display()
                 ));
             }
@@ -416,16 +426,16 @@ struct UploadReplace<'u> {
     current: &'u CertEntry,
     certs: &'u [Uploaded],
     /// The thumbprints in the file.
-    want: Vec<String>,
+    want: Vec<Thumbprint>,
     /// The thumbprints registered (the collection, primary first).
-    have: Vec<String>,
+    have: Vec<EntryThumbprint>,
 }
 
 /// An uploaded client not registered yet.
 fn upload_create(
     client: &ClientDesired,
     certs: &[Uploaded],
-    want: Vec<String>,
+    want: Vec<Thumbprint>,
     after: Fields,
     escalation: bool,
 ) -> Change {
@@ -444,13 +454,13 @@ fn upload_create(
         .with_escalation(escalation)
         .with_fields(None, Some(after))
         .with_changes(fields)
-        .with_thumbprints(want)
+        .with_thumbprints(want.into_iter().map(EntryThumbprint::from).collect())
 }
 
 /// The same thumbprints, in any order.
-fn same_set(a: &[String], b: &[String]) -> bool {
-    let mut a: Vec<&String> = a.iter().collect();
-    let mut b: Vec<&String> = b.iter().collect();
+fn same_set(a: &[Thumbprint], b: &[EntryThumbprint]) -> bool {
+    let mut a: Vec<&str> = a.iter().map(Thumbprint::as_str).collect();
+    let mut b: Vec<&str> = b.iter().map(EntryThumbprint::as_str).collect();
     a.sort();
     b.sort();
     a == b
@@ -617,7 +627,7 @@ struct Edit<'a> {
     after: Fields,
     fields: Vec<FieldChange>,
     escalation: bool,
-    thumbprints: Vec<String>,
+    thumbprints: Vec<EntryThumbprint>,
 }
 
 impl Edit<'_> {
@@ -667,9 +677,14 @@ fn update_change(client: &ClientDesired, edit: Edit<'_>, notes: Vec<String>) -> 
 }
 
 /// Every thumbprint of a registered client's collection: primary first, then secondaries.
-fn collection(current: &CertEntry) -> Vec<String> {
+fn collection(current: &CertEntry) -> Vec<EntryThumbprint> {
     let mut t = vec![current.thumbprint.clone()];
-    t.extend(current.collection_secondaries.iter().cloned());
+    t.extend(
+        current
+            .collection_secondaries
+            .iter()
+            .map(|s| EntryThumbprint::pending(s.as_str())),
+    );
     t
 }
 
@@ -683,7 +698,7 @@ fn uploaded_holders(certs: &[Uploaded]) -> String {
 }
 
 /// The same for registered certificates (their subject as recorded when uploaded).
-fn registered_holders(reg: &Registry, thumbprints: &[String]) -> String {
+fn registered_holders(reg: &Registry, thumbprints: &[EntryThumbprint]) -> String {
     thumbprints
         .iter()
         .map(|t| {

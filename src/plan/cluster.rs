@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::clients::widens;
 use super::{entry_fields, shown, Field, FieldChange, Fields, PlanError};
-use crate::model::{Access, Clearance};
-use crate::registry::{is_thumbprint, CertEntry, Registry};
+use crate::model::{Access, Clearance, EntryThumbprint, Thumbprint};
+use crate::registry::{CertEntry, Registry};
 
 mod listing;
 mod unregister;
@@ -62,7 +62,7 @@ pub struct ClusterOptions {
     /// `[cluster] prune`: unregister certificates the store does not hold.
     pub prune: bool,
     /// The certificate ravencert authenticates with; never unregistered, never narrowed.
-    pub admin_thumbprint: Option<String>,
+    pub admin_thumbprint: Option<Thumbprint>,
     /// The client key of `[cluster] admin`: its new certificate (a re-issue) is registered
     /// before anything else, so the next run can authenticate with it.
     pub admin_key: Option<String>,
@@ -71,14 +71,14 @@ pub struct ClusterOptions {
     /// also ravencert's own registrations, unregistered once the store no longer holds them
     /// (whatever `prune` says, as the store deletes its own rotation), counted against
     /// `max_deletions` unless `store_removed` holds them. May be empty.
-    pub last_set: BTreeMap<String, RegistrationFields>,
+    pub last_set: BTreeMap<Thumbprint, RegistrationFields>,
     /// `store.max_deletions` (0: no limit).
     pub max_deletions: u32,
     /// How many deletions the store plan counted against `max_deletions`.
     pub store_deletions: usize,
-    /// The thumbprints (upper-case) the store plan of this run deletes or re-issues: their
-    /// unregisters are not counted again.
-    pub store_removed: BTreeSet<String>,
+    /// The thumbprints the store plan of this run deletes or re-issues: their unregisters are
+    /// not counted again.
+    pub store_removed: BTreeSet<Thumbprint>,
     /// `--allow-delete-all`: lifts the guard against unregistering every client certificate.
     pub allow_delete_all: bool,
     /// `[cluster] keep`: the known strangers (see [`Keep`]).
@@ -86,53 +86,49 @@ pub struct ClusterOptions {
 }
 
 /// `[cluster] keep`: registrations someone else made that ravencert leaves alone, by
-/// upper-case thumbprint, with their notes. Never unregistered (prune or not, ravencert's own
+/// thumbprint, with their notes. Never unregistered (prune or not, ravencert's own
 /// or not) and not drift; a collection's secondaries go with their primary, so those of a kept
 /// primary are kept too.
-pub type Keep = BTreeMap<String, Option<String>>;
+pub type Keep = BTreeMap<Thumbprint, Option<String>>;
 
 /// The `[cluster] keep` entry that covers registration `r`: its own, else its collection
 /// primary's.
 fn keep_of<'k>(keep: &'k Keep, r: &Registration) -> Option<&'k Option<String>> {
-    keep.get(&upper(&r.thumbprint)).or_else(|| {
-        r.collection_primary
-            .as_deref()
-            .and_then(|p| keep.get(&upper(p)))
-    })
+    // A listed collection member is upper-case hex, as the listing decoder normalizes it.
+    keep.get(&r.thumbprint)
+        .or_else(|| r.collection_primary.as_deref().and_then(|p| keep.get(p)))
 }
 
 /// Whether ravencert never manages registration `r`: a server's own certificate, a well-known
 /// admin, the certificate ravencert authenticates with (`admin`).
-fn unmanaged(listing: &ClusterListing, admin: Option<&str>, r: &Registration) -> bool {
-    let t = upper(&r.thumbprint);
-    let listed = |ts: &[String]| ts.iter().any(|s| upper(s) == t);
+fn unmanaged(listing: &ClusterListing, admin: Option<&Thumbprint>, r: &Registration) -> bool {
+    let t = &r.thumbprint;
     r.clearance.client().is_none()
-        || listed(&listing.server_thumbprints)
-        || listed(&listing.well_known_admins)
-        || admin.map(upper) == Some(t)
+        || listing.server_thumbprints.contains(t)
+        || listing.well_known_admins.contains(t)
+        || admin == Some(t)
 }
 
-/// The client registrations on the cluster that `held` (upper-case thumbprints: the store's)
-/// does not hold and that ravencert manages (see [`unmanaged`]), in the listing's order, each
+/// The client registrations on the cluster that `held` (the store's thumbprints) does not hold and that ravencert manages (see [`unmanaged`]), in the listing's order, each
 /// marked known when `keep` covers it. What the plan, `status`, the page and `/metrics` count
 /// as extra.
 pub fn extra_registrations(
-    held: &BTreeSet<String>,
+    held: &BTreeSet<Thumbprint>,
     listing: &ClusterListing,
-    admin: Option<&str>,
+    admin: Option<&Thumbprint>,
     keep: &Keep,
 ) -> Vec<ExtraRegistration> {
     listing
         .registrations
         .iter()
-        .filter(|r| !held.contains(&upper(&r.thumbprint)) && !unmanaged(listing, admin, r))
+        .filter(|r| !held.contains(&r.thumbprint) && !unmanaged(listing, admin, r))
         .map(|r| {
             let known = keep_of(keep, r);
             ExtraRegistration {
-                thumbprint: upper(&r.thumbprint),
+                thumbprint: r.thumbprint.clone(),
                 name: r.name.clone(),
                 clearance: r.clearance,
-                collection_primary: r.collection_primary.as_deref().map(upper),
+                collection_primary: r.collection_primary.clone(),
                 known: known.is_some(),
                 note: known.cloned().flatten(),
             }
@@ -181,7 +177,7 @@ pub struct ClusterChange {
     /// The registration's name (the declared one; the cluster's for an unregister).
     pub name: String,
     /// The certificate's thumbprint; None while only the apply knows it.
-    pub thumbprint: Option<String>,
+    pub thumbprint: Option<Thumbprint>,
     /// Why, in words.
     pub reason: String,
     /// Whether it widens access (flagged in every format).
@@ -277,19 +273,20 @@ impl RegistrationState {
 pub fn registration_states(
     registry: &Registry,
     listing: &ClusterListing,
-) -> Vec<(String, RegistrationState)> {
-    let on_cluster: BTreeMap<String, &Registration> = listing
+) -> Vec<(EntryThumbprint, RegistrationState)> {
+    let on_cluster: BTreeMap<&Thumbprint, &Registration> = listing
         .registrations
         .iter()
-        .map(|r| (upper(&r.thumbprint), r))
+        .map(|r| (&r.thumbprint, r))
         .collect();
     registry
         .certificates
         .iter()
         .map(|e| {
-            let t = upper(&e.thumbprint);
-            let state = match on_cluster.get(&t).and_then(|r| Grant::of_registration(r)) {
-                None if on_cluster.contains_key(&t) => RegistrationState::Differs,
+            let t = e.thumbprint.clone();
+            let listed = t.known().and_then(|k| on_cluster.get(k));
+            let state = match listed.and_then(|r| Grant::of_registration(r)) {
+                None if listed.is_some() => RegistrationState::Differs,
                 None => RegistrationState::Missing,
                 Some(g) if g.differing(Grant::of_entry(e)).is_empty() => RegistrationState::InSync,
                 Some(_) => RegistrationState::Differs,
@@ -299,10 +296,10 @@ pub fn registration_states(
         .collect()
 }
 
-/// What each client registration of `listing` grants, by upper-case thumbprint: the measure of
+/// What each client registration of `listing` grants, by thumbprint: the measure of
 /// the store plan's escalations ([`super::PlanOptions::cluster_access`]). A registration
 /// disabled in the Studio grants nothing, and the servers' own certificates are not clients.
-pub fn held_access(listing: &ClusterListing) -> BTreeMap<String, super::HeldAccess> {
+pub fn held_access(listing: &ClusterListing) -> BTreeMap<Thumbprint, super::HeldAccess> {
     listing
         .registrations
         .iter()
@@ -313,7 +310,7 @@ pub fn held_access(listing: &ClusterListing) -> BTreeMap<String, super::HeldAcce
                 clearance,
                 permissions: r.permissions.clone(),
             };
-            Some((upper(&r.thumbprint), held))
+            Some((r.thumbprint.clone(), held))
         })
         .collect()
 }
@@ -339,8 +336,8 @@ pub struct ClusterPlan {
 /// A client registration on the cluster that the store does not hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtraRegistration {
-    /// Its thumbprint (upper case).
-    pub thumbprint: String,
+    /// Its thumbprint.
+    pub thumbprint: Thumbprint,
     /// Its name on the cluster.
     pub name: String,
     /// For a collection's secondary: its primary's thumbprint (upper case); RavenDB removes
@@ -381,7 +378,7 @@ impl ClusterPlan {
             .changes
             .iter()
             .filter(|c| c.action == ClusterAction::Unregister)
-            .filter_map(|c| c.thumbprint.as_deref())
+            .filter_map(|c| c.thumbprint.as_ref().map(Thumbprint::as_str))
             .collect();
         self.extra
             .iter()
@@ -428,7 +425,7 @@ pub fn plan_cluster(
     let extra = extra_registrations(
         &planner.desired_thumbprints,
         listing,
-        opts.admin_thumbprint.as_deref(),
+        opts.admin_thumbprint.as_ref(),
         &opts.keep,
     );
     planner.keep_warnings();
@@ -471,7 +468,11 @@ fn check_edits(
     match changes.iter().find(|c| c.action == ClusterAction::Edit) {
         Some(c) if newer => Err(PlanError::EditOnUncheckedServer {
             name: c.name.clone(),
-            thumbprint: c.thumbprint.clone().unwrap_or_default(),
+            thumbprint: c
+                .thumbprint
+                .as_ref()
+                .map(Thumbprint::to_string)
+                .unwrap_or_default(),
             url: url.to_string(),
             version: version.full.clone(),
         }),
@@ -512,11 +513,6 @@ fn check_version(
         }
     }
     Ok(())
-}
-
-/// Thumbprints compare as the server writes them: upper-case.
-fn upper(t: &str) -> String {
-    t.to_ascii_uppercase()
 }
 
 /// A name, clearance and permissions: what an edit sets and a comparison looks at.
@@ -599,7 +595,7 @@ fn field_changes(old: Option<Grant<'_>>, new: Grant<'_>) -> Vec<FieldChange> {
 
 fn registration_fields(r: &Registration) -> Fields {
     Fields {
-        thumbprint: Some(upper(&r.thumbprint)),
+        thumbprint: Some(r.thumbprint.clone()),
         name: Some(r.name.clone()),
         clearance: r.clearance.client(),
         permissions: Some(r.permissions.clone()),
@@ -624,10 +620,10 @@ struct ClusterPlanner<'a> {
     opts: &'a ClusterOptions,
     /// The store's certificates: primaries before their secondaries, in key order.
     desired: Vec<&'a CertEntry>,
-    /// The store's known thumbprints (upper-case).
-    desired_thumbprints: BTreeSet<String>,
-    /// The cluster's registrations by upper-case thumbprint.
-    on_cluster: BTreeMap<String, &'a Registration>,
+    /// The store's known thumbprints.
+    desired_thumbprints: BTreeSet<Thumbprint>,
+    /// The cluster's registrations by thumbprint.
+    on_cluster: BTreeMap<&'a Thumbprint, &'a Registration>,
     /// Per client key, the cluster's registrations of its store certificates.
     registered_by_key: BTreeMap<&'a str, Vec<&'a Registration>>,
     /// Per name, the cluster's registrations ravencert set that the store no longer holds.
@@ -656,14 +652,13 @@ impl<'a> ClusterPlanner<'a> {
             opts,
             desired_thumbprints: desired
                 .iter()
-                .filter(|e| is_thumbprint(&e.thumbprint))
-                .map(|e| upper(&e.thumbprint))
+                .filter_map(|e| e.thumbprint.known().cloned())
                 .collect(),
             desired,
             on_cluster: listing
                 .registrations
                 .iter()
-                .map(|r| (upper(&r.thumbprint), r))
+                .map(|r| (&r.thumbprint, r))
                 .collect(),
             registered_by_key: BTreeMap::new(),
             retired_by_name: BTreeMap::new(),
@@ -682,14 +677,11 @@ impl<'a> ClusterPlanner<'a> {
             if active && !(owner.retire_after.is_none() && owner.collection_primary.is_none()) {
                 *owner = e;
             }
-            let registered = is_thumbprint(&e.thumbprint)
-                .then(|| self.on_cluster.get(&upper(&e.thumbprint)).copied())
-                .flatten();
-            if let Some(r) = registered {
+            if let Some(r) = self.registered(e) {
                 self.registered_by_key.entry(&e.key).or_default().push(r);
             }
         }
-        for (t, r) in &self.on_cluster {
+        for (&t, r) in &self.on_cluster {
             if self.opts.last_set.contains_key(t) && !self.desired_thumbprints.contains(t) {
                 self.retired_by_name.entry(&r.name).or_default().push(r);
             }
@@ -700,10 +692,7 @@ impl<'a> ClusterPlanner<'a> {
     fn desired_changes(&mut self) -> Vec<ClusterChange> {
         let mut changes = Vec::new();
         for e in self.desired.clone() {
-            let registered = is_thumbprint(&e.thumbprint)
-                .then(|| self.on_cluster.get(&upper(&e.thumbprint)).copied())
-                .flatten();
-            let change = match registered {
+            let change = match self.registered(e) {
                 None => Some(self.register(e)),
                 Some(r) => self.edit(e, r),
             };
@@ -712,16 +701,24 @@ impl<'a> ClusterPlanner<'a> {
         changes
     }
 
+    /// The cluster's registration of store certificate `e`, if it is registered.
+    fn registered(&self, e: &CertEntry) -> Option<&'a Registration> {
+        self.on_cluster.get(e.thumbprint.known()?).copied()
+    }
+
     fn register(&self, e: &CertEntry) -> ClusterChange {
-        let removed =
-            is_thumbprint(&e.thumbprint) && self.opts.last_set.contains_key(&upper(&e.thumbprint));
+        let removed = e
+            .thumbprint
+            .known()
+            .is_some_and(|t| self.opts.last_set.contains_key(t));
         let mut reason = if removed {
             "removed from the cluster outside ravencert".to_string()
         } else {
             "not registered on the cluster".to_string()
         };
         if let Some(primary) = &e.collection_primary {
-            reason.push_str(&format!(" (collection secondary of {})", shown(primary)));
+            let primary = EntryThumbprint::pending(primary.as_str());
+            reason.push_str(&format!(" (collection secondary of {})", shown(&primary)));
         } else if let Some(until) = e.retire_after {
             reason.push_str(&format!(
                 " (old certificate kept through the rotation overlap until {})",
@@ -741,7 +738,7 @@ impl<'a> ClusterPlanner<'a> {
             action: ClusterAction::Register,
             key: Some(e.key.clone()),
             name: e.name.clone(),
-            thumbprint: is_thumbprint(&e.thumbprint).then(|| upper(&e.thumbprint)),
+            thumbprint: e.thumbprint.known().cloned(),
             reason,
             escalation,
             before: None,
@@ -768,7 +765,7 @@ impl<'a> ClusterPlanner<'a> {
         let Some(have) = Grant::of_registration(r) else {
             self.warnings.push(format!(
                 "cluster: certificate {} of client '{}' is registered on the cluster as {}; ravencert never changes such a registration — remove it in the Studio if it is wrong",
-                upper(&e.thumbprint),
+                e.thumbprint,
                 e.key,
                 r.clearance
             ));
@@ -779,20 +776,24 @@ impl<'a> ClusterPlanner<'a> {
         if differing.is_empty() {
             return None;
         }
-        let is_admin =
-            self.opts.admin_thumbprint.as_deref().map(upper) == Some(upper(&e.thumbprint));
+        let is_admin = self
+            .opts
+            .admin_thumbprint
+            .as_ref()
+            .is_some_and(|a| e.thumbprint == *a);
         // Narrowing: what the cluster grants is more than what is declared.
         if is_admin && widens(Some(want.access()), have.access()) {
             self.warnings.push(format!(
                 "cluster: certificate {} is the one ravencert authenticates with; ravencert never narrows its own access ({} on the cluster, {} declared for clients.{}) — change it in the Studio if that is meant",
-                upper(&e.thumbprint),
+                e.thumbprint,
                 have.clearance,
                 want.clearance,
                 e.key
             ));
             return None;
         }
-        let reason = match self.opts.last_set.get(&upper(&e.thumbprint)) {
+        let set = e.thumbprint.known().and_then(|t| self.opts.last_set.get(t));
+        let reason = match set {
             Some(set) if Grant::of_set(set).differing(want).is_empty() => {
                 "changed on the cluster outside ravencert".to_string()
             }
@@ -814,7 +815,7 @@ impl<'a> ClusterPlanner<'a> {
             action: ClusterAction::Edit,
             key: Some(e.key.clone()),
             name: e.name.clone(),
-            thumbprint: Some(upper(&e.thumbprint)),
+            thumbprint: e.thumbprint.known().cloned(),
             reason,
             escalation: widens(Some(have.access()), want.access()),
             before: Some(registration_fields(r)),
@@ -827,7 +828,7 @@ impl<'a> ClusterPlanner<'a> {
     /// Whether ravencert must never unregister `r`: a server's own certificate, a well-known
     /// admin, the certificate ravencert authenticates with.
     fn protected(&self, r: &Registration) -> bool {
-        unmanaged(self.listing, self.opts.admin_thumbprint.as_deref(), r)
+        unmanaged(self.listing, self.opts.admin_thumbprint.as_ref(), r)
     }
 
     /// Whether `[cluster] keep` covers `r`: a known stranger, never unregistered.
@@ -859,10 +860,9 @@ impl<'a> ClusterPlanner<'a> {
 
 /// A store certificate for a message: its thumbprint, or what stands for one only the apply
 /// knows.
-fn certificate(thumbprint: &str) -> String {
-    if is_thumbprint(thumbprint) {
-        upper(thumbprint)
-    } else {
-        format!("a new certificate ({})", shown(thumbprint))
+fn certificate(thumbprint: &EntryThumbprint) -> String {
+    match thumbprint.known() {
+        Some(t) => t.to_string(),
+        None => format!("a new certificate ({})", shown(thumbprint)),
     }
 }

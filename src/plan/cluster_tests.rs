@@ -18,6 +18,11 @@ fn thumb(n: u8) -> String {
     format!("{n:040X}")
 }
 
+/// Test text as a thumbprint.
+fn tp(t: &str) -> Thumbprint {
+    Thumbprint::parse(t).unwrap()
+}
+
 fn server() -> String {
     thumb(200)
 }
@@ -62,7 +67,7 @@ fn store(entries: Vec<CertEntry>) -> Registry {
 /// The registration the store's certificate `e` should have.
 fn registered(e: &CertEntry) -> Registration {
     Registration {
-        thumbprint: e.thumbprint.clone(),
+        thumbprint: tp(e.thumbprint.as_str()),
         name: e.name.clone(),
         clearance: e.clearance.into(),
         permissions: e.permissions.clone(),
@@ -77,7 +82,7 @@ fn registered(e: &CertEntry) -> Registration {
 
 fn registration(thumbprint: &str, name: &str, clearance: ClusterClearance) -> Registration {
     Registration {
-        thumbprint: thumbprint.into(),
+        thumbprint: tp(thumbprint),
         name: name.into(),
         clearance,
         permissions: BTreeMap::new(),
@@ -111,8 +116,8 @@ fn cluster(clients: Vec<Registration>) -> ClusterListing {
     registrations.extend(clients);
     ClusterListing {
         registrations,
-        server_thumbprints: vec![server()],
-        well_known_admins: vec![admin()],
+        server_thumbprints: vec![tp(&server())],
+        well_known_admins: vec![tp(&admin())],
         version: version(4, 1),
     }
 }
@@ -120,7 +125,7 @@ fn cluster(clients: Vec<Registration>) -> ClusterListing {
 fn opts() -> ClusterOptions {
     ClusterOptions {
         url: URL.into(),
-        admin_thumbprint: Some(admin()),
+        admin_thumbprint: Some(tp(&admin())),
         max_deletions: 5,
         ..ClusterOptions::default()
     }
@@ -131,7 +136,7 @@ fn opts_set(entries: &[&CertEntry]) -> ClusterOptions {
     ClusterOptions {
         last_set: entries
             .iter()
-            .map(|e| (e.thumbprint.clone(), RegistrationFields::from(*e)))
+            .map(|e| (tp(e.thumbprint.as_str()), RegistrationFields::from(*e)))
             .collect(),
         ..opts()
     }
@@ -144,7 +149,7 @@ fn run(reg: &Registry, listing: &ClusterListing, o: &ClusterOptions) -> ClusterP
 fn actions(p: &ClusterPlan) -> Vec<(ClusterAction, Option<String>)> {
     p.changes
         .iter()
-        .map(|c| (c.action, c.thumbprint.clone()))
+        .map(|c| (c.action, c.thumbprint.as_ref().map(Thumbprint::to_string)))
         .collect()
 }
 
@@ -242,7 +247,10 @@ fn edited_in_certs_toml_is_an_edit_of_the_same_thumbprint() {
             r#"Orders: Some("ReadWrite") -> None"#,
         ]
     );
-    assert_eq!(edit.before.as_ref().unwrap().thumbprint, Some(thumb(1)));
+    assert_eq!(
+        edit.before.as_ref().unwrap().thumbprint,
+        Some(tp(&thumb(1)))
+    );
 }
 
 #[test]
@@ -343,7 +351,7 @@ fn reissue_registers_the_new_before_unregistering_the_old() {
     let o = ClusterOptions {
         max_deletions: 1,
         store_deletions: 1,
-        store_removed: [thumb(1)].into(),
+        store_removed: [tp(&thumb(1))].into(),
         ..opts_set(&[&old])
     };
     let p = run(&store(vec![new]), &cluster(vec![registered(&old)]), &o);
@@ -366,7 +374,7 @@ fn reissue_registers_the_new_before_unregistering_the_old() {
 fn foreign_certificate_under_a_declared_name_is_a_warning_naming_both() {
     let app = app();
     let foreign = Registration {
-        thumbprint: thumb(77),
+        thumbprint: tp(&thumb(77)),
         ..registered(&app)
     };
     let listing = cluster(vec![registered(&app), foreign]);
@@ -400,10 +408,10 @@ fn prune_unregisters_strays_but_never_servers_admins_or_ravencerts_own() {
         registration(&thumb(203), "node c", ClusterClearance::ClusterNode),
         registration(&thumb(204), "ravencert", ClusterClearance::ClusterAdmin),
     ]);
-    listing.server_thumbprints.push(thumb(202));
+    listing.server_thumbprints.push(tp(&thumb(202)));
     let o = ClusterOptions {
         prune: true,
-        admin_thumbprint: Some(thumb(204)),
+        admin_thumbprint: Some(tp(&thumb(204))),
         ..opts()
     };
     let p = run(&store(vec![app.clone()]), &listing, &o);
@@ -422,7 +430,7 @@ fn prune_unregisters_strays_but_never_servers_admins_or_ravencerts_own() {
     assert!(p.is_empty() && !p.is_settled());
     let kept = p.kept();
     assert_eq!(kept.len(), 1, "{:?}", p.extra);
-    assert_eq!(kept[0].thumbprint, thumb(50));
+    assert_eq!(kept[0].thumbprint, tp(&thumb(50)));
     assert_eq!(kept[0].name, "hand upload");
 }
 
@@ -553,7 +561,7 @@ fn ravencerts_own_unregisters_count_unless_this_runs_store_plan_removed_them() {
     // This run's store plan deleted gone-a (counted there): only gone-b counts here.
     let o = ClusterOptions {
         store_deletions: 1,
-        store_removed: [thumb(30)].into(),
+        store_removed: [tp(&thumb(30))].into(),
         ..o
     };
     let err = plan_cluster(&store(vec![app.clone()]), &listing, &o).unwrap_err();
@@ -564,7 +572,7 @@ fn ravencerts_own_unregisters_count_unless_this_runs_store_plan_removed_them() {
     // Both removed by this run's store plan (a re-issue removes none): nothing counted here.
     let o = ClusterOptions {
         store_deletions: 0,
-        store_removed: [thumb(30), thumb(31)].into(),
+        store_removed: [tp(&thumb(30)), tp(&thumb(31))].into(),
         ..o
     };
     let p = run(&store(vec![app]), &listing, &o);
@@ -736,8 +744,8 @@ fn a_known_stranger_is_never_unregistered_and_leaves_the_plan_settled() {
     ]);
     let old = entry("old", &thumb(52), Clearance::ValidUser, &[]);
     let keep: Keep = [
-        (thumb(50), Some("the backup team's".to_string())),
-        (thumb(52), None),
+        (tp(&thumb(50)), Some("the backup team's".to_string())),
+        (tp(&thumb(52)), None),
     ]
     .into();
     let o = ClusterOptions {
@@ -765,7 +773,7 @@ fn a_known_stranger_is_never_unregistered_and_leaves_the_plan_settled() {
     let mut only_known = listing.clone();
     only_known
         .registrations
-        .retain(|r| r.thumbprint != thumb(51));
+        .retain(|r| r.thumbprint != tp(&thumb(51)));
     let p = run(&store(vec![app.clone()]), &only_known, &o);
     assert!(p.is_empty() && p.is_settled(), "{p:?}");
     // prune off: the same, with no "kept because prune = false" news about them.
@@ -788,7 +796,7 @@ fn a_kept_collection_stays_whole_and_keep_that_keeps_nothing_is_a_warning() {
     let app = app();
     let with_keep = |t: String| ClusterOptions {
         prune: true,
-        keep: [(t, None)].into(),
+        keep: [(tp(&t), None)].into(),
         ..opts()
     };
     // The primary kept: its secondary is kept with it.
@@ -807,7 +815,7 @@ fn a_kept_collection_stays_whole_and_keep_that_keeps_nothing_is_a_warning() {
     );
     // keep naming the store's own certificate, or nothing the cluster lists: a warning each.
     for (t, says) in [
-        (app.thumbprint.clone(), "the store holds it"),
+        (app.thumbprint.to_string(), "the store holds it"),
         (thumb(99), "not registered on the cluster"),
     ] {
         let p = run(&store(vec![app.clone()]), &listing, &with_keep(t));

@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::config::{ClientDesired, Desired};
-use crate::model::{Access, Clearance, Period, RenewBefore, SinceBase, UnreadFile, BACKDATING};
+use crate::model::{
+    Access, Clearance, EntryThumbprint, Period, RenewBefore, SinceBase, Thumbprint, UnreadFile,
+    BACKDATING,
+};
 use crate::registry::{Actual, CertEntry, ServerEntry};
 
 mod checks;
@@ -115,7 +118,7 @@ impl Target {
 pub struct Fields {
     /// The certificate's thumbprint; None while only the apply knows it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) thumbprint: Option<String>,
+    pub(crate) thumbprint: Option<Thumbprint>,
     /// The display name (CN).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) name: Option<String>,
@@ -231,7 +234,7 @@ pub struct Change {
     pub fields: Vec<FieldChange>,
     /// Registry thumbprints this change removes (delete, replace) or edits (update).
     #[serde(skip)]
-    pub thumbprints: Vec<String>,
+    pub thumbprints: Vec<EntryThumbprint>,
 }
 
 impl Change {
@@ -291,7 +294,7 @@ impl Change {
     }
 
     /// The registry thumbprints the change removes or edits.
-    fn with_thumbprints(self, thumbprints: Vec<String>) -> Change {
+    fn with_thumbprints(self, thumbprints: Vec<EntryThumbprint>) -> Change {
         Change {
             thumbprints,
             ..self
@@ -326,8 +329,8 @@ pub struct Kept {
     pub key: String,
     /// Its name.
     pub name: String,
-    /// Its thumbprint.
-    pub thumbprint: String,
+    /// Its thumbprint (a placeholder in a review plan's assumed store).
+    pub thumbprint: EntryThumbprint,
     /// Its clearance.
     pub clearance: Clearance,
     /// Its database access (ValidUser).
@@ -387,7 +390,7 @@ pub struct PlanOptions {
     /// taking into the store a certificate the cluster already grants the same access (or
     /// more) widens nothing. None (`--offline`, `plan --base`, no `[cluster]`): measured
     /// against the store alone.
-    pub cluster_access: Option<BTreeMap<String, HeldAccess>>,
+    pub cluster_access: Option<BTreeMap<Thumbprint, HeldAccess>>,
 }
 
 /// The access one registration on the cluster grants: a client's clearance and databases.
@@ -580,7 +583,7 @@ pub enum UploadProblem {
         /// The upload's path as declared.
         file: String,
         /// The certificate's thumbprint.
-        thumbprint: String,
+        thumbprint: Thumbprint,
         /// The other client declaring it.
         other: String,
     },
@@ -590,7 +593,7 @@ pub enum UploadProblem {
         /// The upload's path as declared.
         file: String,
         /// The certificate's thumbprint.
-        thumbprint: String,
+        thumbprint: Thumbprint,
     },
     /// The certificate is registered under another key that certs.toml still declares.
     #[error("{file} holds certificate {thumbprint}, which is registered as client '{holder}'; a certificate can be registered once — remove it from clients.{key}, or remove clients.{holder} first")]
@@ -598,7 +601,7 @@ pub enum UploadProblem {
         /// The upload's path as declared.
         file: String,
         /// The certificate's thumbprint.
-        thumbprint: String,
+        thumbprint: Thumbprint,
         /// The client uploading it.
         key: String,
         /// The client it is registered as.
@@ -610,7 +613,7 @@ pub enum UploadProblem {
         /// The upload's path as declared.
         file: String,
         /// The certificate's thumbprint.
-        thumbprint: String,
+        thumbprint: Thumbprint,
         /// The client it is registered as.
         holder: String,
     },
@@ -620,7 +623,7 @@ pub enum UploadProblem {
         /// The upload's path as declared.
         file: String,
         /// The certificate's thumbprint.
-        thumbprint: String,
+        thumbprint: Thumbprint,
         /// Its subject.
         subject: String,
         /// The day it expired.
@@ -822,20 +825,21 @@ fn validity_change(
 
 /// A registered certificate's thumbprint and expiry, when they are known: a review plan's
 /// assumed store (`plan --base`) has placeholders there, shown as null, never as values.
-fn known(thumbprint: &str, not_after: OffsetDateTime) -> (Option<String>, Option<OffsetDateTime>) {
-    if crate::registry::is_thumbprint(thumbprint) {
-        (Some(thumbprint.to_string()), Some(not_after))
-    } else {
-        (None, None)
+fn known(
+    thumbprint: &EntryThumbprint,
+    not_after: OffsetDateTime,
+) -> (Option<Thumbprint>, Option<OffsetDateTime>) {
+    match thumbprint.known() {
+        Some(t) => (Some(t.clone()), Some(not_after)),
+        None => (None, None),
     }
 }
 
 /// A thumbprint for a message: the placeholder of a review plan is not shown as one.
-fn shown(thumbprint: &str) -> &str {
-    if crate::registry::is_thumbprint(thumbprint) {
-        thumbprint
-    } else {
-        "thumbprint known after apply"
+fn shown(thumbprint: &EntryThumbprint) -> &str {
+    match thumbprint.known() {
+        Some(t) => t.as_str(),
+        None => "thumbprint known after apply",
     }
 }
 
@@ -925,6 +929,6 @@ fn unread<'d>(desired: &'d Desired, key: &str) -> Option<&'d UnreadFile> {
     desired.files.unread.iter().find(|u| u.key == key)
 }
 
-fn list(ts: &[String]) -> String {
-    ts.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+fn list<T: AsRef<str>>(ts: &[T]) -> String {
+    ts.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", ")
 }

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::{Action, Change, Plan, Target};
 use crate::config::{ClientDesired, ClientSpec, Desired, GenerateSpec, ServerSpec};
-use crate::model::{InstalledFile, Origin, Uploaded, BACKDATING, NO_PASSWORD};
+use crate::model::{EntryThumbprint, InstalledFile, Origin, Uploaded, BACKDATING, NO_PASSWORD};
 use crate::registry::{Actual, CertEntry, Registry, ServerEntry};
 
 /// What a change turns into in the registry: the entries the apply made (or placeholders).
@@ -22,7 +22,7 @@ pub(crate) enum NewCert {
 pub(crate) fn generated_server_entry(
     server: &ServerSpec,
     now: OffsetDateTime,
-    thumbprint: String,
+    thumbprint: EntryThumbprint,
     pinning: String,
 ) -> Option<ServerEntry> {
     let ServerSpec::Generate {
@@ -55,7 +55,7 @@ pub(crate) fn generated_client_entry(
     client: &ClientDesired,
     spec: &GenerateSpec,
     now: OffsetDateTime,
-    thumbprint: String,
+    thumbprint: EntryThumbprint,
     pinning: String,
 ) -> CertEntry {
     CertEntry {
@@ -87,11 +87,11 @@ pub(crate) fn upload_entries(
     certs: &[Uploaded],
     revision: Option<String>,
 ) -> Vec<CertEntry> {
-    let primary = certs.first().map(|c| c.info.thumbprint.clone());
+    let primary = certs.first().map(|c| c.info.thumbprint.to_string());
     let secondaries: Vec<String> = certs
         .iter()
         .skip(1)
-        .map(|s| s.info.thumbprint.clone())
+        .map(|s| s.info.thumbprint.to_string())
         .collect();
     certs
         .iter()
@@ -99,7 +99,7 @@ pub(crate) fn upload_entries(
         .map(|(i, c)| CertEntry {
             key: client.key.clone(),
             name: client.name.clone(),
-            thumbprint: c.info.thumbprint.clone(),
+            thumbprint: c.info.thumbprint.clone().into(),
             public_key_pinning_hash: c.info.public_key_pinning_hash.clone(),
             clearance: client.clearance,
             protect: client.protect,
@@ -139,7 +139,7 @@ pub(crate) fn node_entries(
                 .common_name
                 .clone()
                 .unwrap_or_else(|| n.info.subject.clone()),
-            thumbprint: n.info.thumbprint.clone(),
+            thumbprint: n.info.thumbprint.clone().into(),
             public_key_pinning_hash: n.info.public_key_pinning_hash.clone(),
             dns: Vec::new(),
             not_before: n.info.not_before,
@@ -238,7 +238,8 @@ pub fn project(reg: &Registry, plan: &Plan, desired: &Desired, now: OffsetDateTi
                 .map(|s| NewCert::Server(server_entries(&s.source, desired, now, unknown))),
             (Target::Client, Action::Create | Action::Replace) => {
                 desired.declared.clients.get(&change.key).map(|c| {
-                    NewCert::Client(client_entries(c, desired, now, unknown.into(), unknown))
+                    let placeholder = EntryThumbprint::pending(unknown);
+                    NewCert::Client(client_entries(c, desired, now, placeholder, unknown))
                 })
             }
             _ => None,
@@ -268,11 +269,14 @@ fn server_entries(
                 })
                 .collect()
         }
-        ServerSpec::Generate { .. } => {
-            generated_server_entry(server, now, unknown.into(), unknown.into())
-                .into_iter()
-                .collect()
-        }
+        ServerSpec::Generate { .. } => generated_server_entry(
+            server,
+            now,
+            EntryThumbprint::pending(unknown),
+            unknown.into(),
+        )
+        .into_iter()
+        .collect(),
     }
 }
 
@@ -286,7 +290,7 @@ pub(super) fn node_key(i: usize) -> String {
 fn unread_node_entry(i: usize, now: OffsetDateTime, unknown: &str) -> ServerEntry {
     ServerEntry {
         name: format!("server.certificates[{i}]"),
-        thumbprint: format!("{unknown} server.certificates[{i}]"),
+        thumbprint: EntryThumbprint::pending(format!("{unknown} server.certificates[{i}]")),
         public_key_pinning_hash: unknown.into(),
         dns: Vec::new(),
         not_before: now - BACKDATING.as_duration(),
@@ -303,7 +307,7 @@ fn unread_node_entry(i: usize, now: OffsetDateTime, unknown: &str) -> ServerEntr
 fn unread_upload_entry(
     client: &ClientDesired,
     now: OffsetDateTime,
-    thumbprint: String,
+    thumbprint: EntryThumbprint,
     unknown: &str,
 ) -> CertEntry {
     CertEntry {
@@ -334,7 +338,7 @@ fn client_entries(
     client: &ClientDesired,
     desired: &Desired,
     now: OffsetDateTime,
-    thumbprint: String,
+    thumbprint: EntryThumbprint,
     unknown: &str,
 ) -> Vec<CertEntry> {
     match &client.source {
@@ -368,7 +372,7 @@ pub(crate) fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
     }
     for c in base.declared.clients.values() {
         // Unique per key: the planner and the registry tell entries apart by thumbprint.
-        let thumbprint = format!("{assumed} {}", c.key);
+        let thumbprint = EntryThumbprint::pending(format!("{assumed} {}", c.key));
         reg.certificates
             .extend(client_entries(c, base, now, thumbprint, assumed));
     }
@@ -391,7 +395,8 @@ pub(crate) fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
         },
         _ => InstalledFile::Missing,
     });
-    let mut export: Vec<String> = reg.server.iter().map(|s| s.thumbprint.clone()).collect();
+    let mut export: Vec<EntryThumbprint> =
+        reg.server.iter().map(|s| s.thumbprint.clone()).collect();
     export.sort();
     Actual {
         install,

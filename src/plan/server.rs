@@ -7,7 +7,7 @@ use super::{
     PlanError, Planner, Target, SERVER_KEY,
 };
 use crate::config::ServerSpec;
-use crate::model::{InstalledFile, SinceBase, UnreadFile};
+use crate::model::{EntryThumbprint, InstalledFile, SinceBase, Thumbprint, UnreadFile};
 use crate::model::{KeySpec, Period, RenewBefore};
 use crate::registry::ServerEntry;
 
@@ -101,8 +101,8 @@ impl Planner<'_> {
             return Ok(None);
         };
         let registered = &self.actual.registry.server;
-        let want: Vec<String> = nodes.iter().map(|n| n.info.thumbprint.clone()).collect();
-        let have: Vec<String> = registered.iter().map(|s| s.thumbprint.clone()).collect();
+        let want: Vec<Thumbprint> = nodes.iter().map(|n| n.info.thumbprint.clone()).collect();
+        let have: Vec<EntryThumbprint> = registered.iter().map(|s| s.thumbprint.clone()).collect();
         let keyed = &self.desired.files.nodes_keyed;
         let had_key: Vec<bool> = registered.iter().map(|s| s.has_key).collect();
         let key = first
@@ -135,7 +135,7 @@ impl Planner<'_> {
             )
         } else if *keyed != had_key {
             // The same certificates, a private key added or dropped: the store's key files follow.
-            let with_key: Vec<String> = want
+            let with_key: Vec<Thumbprint> = want
                 .iter()
                 .zip(keyed)
                 .filter(|(_, k)| **k)
@@ -172,7 +172,7 @@ impl Planner<'_> {
         let nodes = &self.desired.files.nodes;
         let key = registered
             .first()
-            .filter(|s| crate::registry::is_thumbprint(&s.thumbprint))
+            .filter(|s| s.thumbprint.known().is_some())
             .map_or(SERVER_KEY.to_string(), |s| s.name.clone());
         let after = Fields {
             name: Some(key.clone()),
@@ -216,7 +216,7 @@ impl Planner<'_> {
     /// holds other certificates.
     pub(super) fn export(&self, server_changes: bool) -> Option<Change> {
         let path = self.desired.declared.server.as_ref()?.export.as_ref()?;
-        let mut current: Vec<String> = self
+        let mut current: Vec<EntryThumbprint> = self
             .actual
             .registry
             .server
@@ -270,7 +270,7 @@ impl Planner<'_> {
                     "{path} does not open with the declared password (the password changed, or the file was altered)"
                 ),
                 InstalledFile::Holds { thumbprint, .. }
-                    if thumbprint.as_deref() != Some(current.thumbprint.as_str()) =>
+                    if thumbprint.as_ref() != Some(&current.thumbprint) =>
                 {
                     format!(
                         "{path} does not hold the current server certificate {} with its key",

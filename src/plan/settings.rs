@@ -114,7 +114,7 @@ fn cluster_values(c: Option<&ClusterRecord>) -> Values {
 fn kept_value(k: &KeepRecord) -> String {
     match &k.note {
         Some(note) => format!("{} ({note})", k.thumbprint),
-        None => k.thumbprint.clone(),
+        None => k.thumbprint.to_string(),
     }
 }
 
@@ -318,7 +318,7 @@ mod tests {
             c.keep = entries
                 .iter()
                 .map(|(t, n)| KeepRecord {
-                    thumbprint: t.repeat(40),
+                    thumbprint: crate::model::Thumbprint::parse(&t.repeat(40)).unwrap(),
                     note: n.map(str::to_string),
                 })
                 .collect();

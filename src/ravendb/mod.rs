@@ -19,6 +19,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::model::Thumbprint;
+
 pub use crate::plan::{ClusterClearance, Registration, ServerVersion};
 
 mod client;
@@ -128,7 +130,7 @@ pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
 pub enum Pin {
     /// Accept the connection iff the leaf's SHA-1 thumbprint is one of these (the store's
     /// server certificates). The hostname is not checked: the pin is stronger.
-    Thumbprints(Vec<String>),
+    Thumbprints(Vec<Thumbprint>),
     /// Verify the chain against these CA certificate(s) (PEM) and the hostname.
     CaPem(Vec<u8>),
     /// Verify the chain against the system's roots and the hostname.
@@ -217,13 +219,15 @@ pub struct Listing {
     pub left_out: Vec<String>,
     /// Entries ravencert does not manage (SSO, well-known issuers): never changed.
     pub unmanaged: Vec<Unmanaged>,
-    /// The thumbprint of the certificate the answering node serves.
+    /// The thumbprint of the certificate the answering node serves, as listed (upper-case hex
+    /// digits, separators dropped; not necessarily a thumbprint: shown as the node sent it).
     pub loaded_server_cert: Option<String>,
     /// `LoadedServerCertForCommunication` (RavenDB 7.1.5 and later): the certificate the node
     /// uses as a client towards other nodes, when it is not the one it serves. Never
     /// unregistered.
     pub loaded_server_cert_for_communication: Option<String>,
-    /// The well-known admin thumbprints of the node's settings.
+    /// The well-known admin thumbprints of the node's settings, as listed (as
+    /// `loaded_server_cert`: `adopt` writes them down as the node sent them).
     pub well_known_admins: Vec<String>,
     /// The server's version, from the answer's `Raven-Server-Version` header.
     pub server_version: Option<ServerVersion>,
@@ -233,12 +237,13 @@ impl Listing {
     /// The nodes' own certificates, each once, in the order they are met: the one the answering
     /// node serves, the one it uses towards other nodes, then every registration with
     /// clearance ClusterNode or a server usage. Never unregistered.
-    pub fn server_thumbprints(&self) -> Vec<String> {
-        let mut all: Vec<String> = self
+    /// A listed value that is not a thumbprint names no registration, so it is left out.
+    pub fn server_thumbprints(&self) -> Vec<Thumbprint> {
+        let mut all: Vec<Thumbprint> = self
             .loaded_server_cert
             .iter()
             .chain(&self.loaded_server_cert_for_communication)
-            .cloned()
+            .filter_map(|t| Thumbprint::parse(t).ok())
             .collect();
         for r in &self.registrations {
             if matches!(
@@ -252,7 +257,7 @@ impl Listing {
             }
         }
         let mut seen = std::collections::BTreeSet::new();
-        all.retain(|t| seen.insert(t.to_ascii_uppercase()));
+        all.retain(|t| seen.insert(t.clone()));
         all
     }
 }

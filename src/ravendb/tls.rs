@@ -12,8 +12,8 @@ use openssl::ssl::{HandshakeError, SslConnector, SslMethod, SslStream, SslVerify
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::X509;
 
-use super::wire::normalize_thumbprint;
 use super::{ClusterError, Identity, Pin, Result};
+use crate::model::Thumbprint;
 use crate::pki;
 
 /// Why our TLS connector refused a node; carried through ureq inside an `io::Error`.
@@ -34,7 +34,7 @@ pub(super) struct OpensslTls {
     /// TLS connections opened so far (for the keep-alive checks).
     pub(super) handshakes: Arc<AtomicUsize>,
     /// `Some` for [`Pin::Thumbprints`]: checked after the handshake, before any request byte.
-    thumbprints: Option<Vec<String>>,
+    thumbprints: Option<Vec<Thumbprint>>,
 }
 
 impl OpensslTls {
@@ -61,7 +61,7 @@ impl OpensslTls {
                 // The pin decides; OpenSSL's chain verdict is ignored (a self-issued CA as end
                 // entity would fail it anyway).
                 builder.set_verify(SslVerifyMode::NONE);
-                Some(list.iter().map(|t| normalize_thumbprint(t)).collect())
+                Some(list.clone())
             }
             Pin::CaPem(pem) => {
                 builder.set_cert_store(ca_store(pem)?);
@@ -155,12 +155,11 @@ impl ureq::TlsConnector for OpensslTls {
                 .ssl()
                 .peer_certificate()
                 .and_then(|c| c.to_der().ok())
-                .map(|der| pki::thumbprint(&der))
-                .unwrap_or_else(|| "(none)".to_string());
-            if !expected.contains(&presented) {
+                .map(|der| pki::thumbprint(&der));
+            if !presented.as_ref().is_some_and(|p| expected.contains(p)) {
                 return Err(refuse(TlsRefusal::Pin {
-                    expected: expected.clone(),
-                    presented,
+                    expected: expected.iter().map(Thumbprint::to_string).collect(),
+                    presented: presented.map_or_else(|| "(none)".to_string(), String::from),
                 }));
             }
         }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::{ClusterClearance, ClusterError, Listing, Registration, ServerVersion, Unmanaged};
-use crate::model::{Access, Clearance};
+use crate::model::{Access, Clearance, Thumbprint};
 use crate::pki;
 
 /// Name, SecurityClearance and Permissions of the body and keeps the certificate, its dates
@@ -218,9 +218,9 @@ pub(super) fn decode_listing(body: &[u8]) -> std::result::Result<Listing, String
     let mut left_out = Vec::new();
     for value in raw.results {
         match decode_registration(value) {
-            Ok(Decoded::Managed(r)) if issuers.contains(&r.thumbprint) => {
+            Ok(Decoded::Managed(r)) if issuers.iter().any(|i| r.thumbprint == i.as_str()) => {
                 unmanaged.push(Unmanaged {
-                    id: r.thumbprint,
+                    id: r.thumbprint.into(),
                     name: r.name,
                     usage: "WellKnownIssuer".into(),
                 })
@@ -259,14 +259,14 @@ pub(super) fn decode_listing(body: &[u8]) -> std::result::Result<Listing, String
 /// which entry holds its name, clearance and collection is anybody's guess, so every entry of
 /// it is left out and reported.
 fn drop_repeated(listing: &mut Listing) {
-    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut count: BTreeMap<&Thumbprint, usize> = BTreeMap::new();
     for r in &listing.registrations {
-        *count.entry(r.thumbprint.as_str()).or_default() += 1;
+        *count.entry(&r.thumbprint).or_default() += 1;
     }
-    let repeated: Vec<(String, usize)> = count
+    let repeated: Vec<(Thumbprint, usize)> = count
         .into_iter()
         .filter(|(_, n)| *n > 1)
-        .map(|(t, n)| (t.to_string(), n))
+        .map(|(t, n)| (t.clone(), n))
         .collect();
     for (t, n) in &repeated {
         listing.left_out.push(format!(
@@ -315,8 +315,9 @@ fn decode_registration(value: serde_json::Value) -> std::result::Result<Decoded,
         }
         _ => {}
     }
-    let thumbprint = match raw.thumbprint.as_deref().map(normalize_thumbprint) {
-        Some(t) if t.len() == 40 && raw.thumbprint.as_deref().is_some_and(|r| r.len() == 40) => t,
+    // Made a Thumbprint here, upper-cased once: every later comparison is exact.
+    let thumbprint = match raw.thumbprint.as_deref().map(Thumbprint::parse) {
+        Some(Ok(t)) => t,
         _ => return Err(fail("has no valid thumbprint (40 hex digits)".into())),
     };
     let clearance = match raw.security_clearance.as_deref() {
@@ -419,9 +420,9 @@ fn check_collections(listing: &mut Listing) {
                     .map(|s| (p.thumbprint.as_str(), s.as_str()))
             })
             .collect();
-        let mut bad: Vec<(String, String)> = Vec::new();
+        let mut bad: Vec<(Thumbprint, String)> = Vec::new();
         for r in &listing.registrations {
-            let who = described(Some(&r.thumbprint), Some(&r.name));
+            let who = described(Some(r.thumbprint.as_str()), Some(&r.name));
             if let Some(p) = &r.collection_primary {
                 let agrees = primaries.contains_key(p.as_str())
                     && listed.contains(&(p.as_str(), r.thumbprint.as_str()))
@@ -446,7 +447,7 @@ fn check_collections(listing: &mut Listing) {
         if bad.is_empty() {
             return;
         }
-        let gone: BTreeSet<String> = bad.iter().map(|(t, _)| t.clone()).collect();
+        let gone: BTreeSet<Thumbprint> = bad.iter().map(|(t, _)| t.clone()).collect();
         listing.left_out.extend(bad.into_iter().map(|(_, why)| why));
         listing
             .registrations

@@ -9,10 +9,11 @@ use super::{
     add_cluster_json, applied_counts, json_text, plan_document, plan_text, rfc3339, Escaped,
     PlanDocument, Style,
 };
+use crate::model::EntryThumbprint;
 use crate::plan::Plan;
 
 /// A certificate an apply registered: (client or server key, thumbprint, not-after).
-type Issued = (String, String, OffsetDateTime);
+type Issued = (String, EntryThumbprint, OffsetDateTime);
 
 /// `apply --json`: the plan carried out, and what it registered.
 #[derive(Serialize)]
@@ -44,7 +45,7 @@ pub(crate) fn apply_json(
             .iter()
             .map(|(key, thumbprint, not_after)| IssuedDocument {
                 key,
-                thumbprint,
+                thumbprint: thumbprint.as_str(),
                 not_after: rfc3339(*not_after),
             })
             .collect(),
@@ -74,7 +75,7 @@ pub(crate) fn apply_text(plan: &Plan, issued: &[Issued], style: Style, show_plan
         String::new()
     };
     for (key, thumb, _) in issued {
-        let _ = writeln!(s, "stored {}: {}", Escaped(key), Escaped(thumb));
+        let _ = writeln!(s, "stored {}: {}", Escaped(key), Escaped(thumb.as_str()));
     }
     let _ = writeln!(s, "Apply complete: {}.", applied_counts(plan));
     s

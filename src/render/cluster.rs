@@ -11,6 +11,7 @@ use super::{
     escalation_banner, escape, field_lines, md_access_removed, md_cell, md_field_changes, Escaped,
     Style,
 };
+use crate::model::Thumbprint;
 use crate::plan::{
     ClusterAction, ClusterChange, ClusterPlan, ClusterView, ExtraRegistration, Field,
     RegistrationState,
@@ -177,8 +178,8 @@ fn text_change(out: &mut String, c: &ClusterChange, style: Style) {
     lines.extend(field_lines(&fields, register));
     let thumbprint = c
         .thumbprint
-        .clone()
-        .unwrap_or_else(|| "(known after apply)".to_string());
+        .as_ref()
+        .map_or_else(|| "(known after apply)".to_string(), ToString::to_string);
     lines.push(("thumbprint".to_string(), thumbprint));
     for (k, v) in lines {
         let _ = writeln!(out, "      {}: {}", Escaped(&k), Escaped(&v));
@@ -239,7 +240,11 @@ pub fn cluster_markdown(view: &ClusterView) -> String {
                 },
                 md_cell(c.key.as_deref().unwrap_or("")),
                 md_cell(&c.name),
-                md_cell(c.thumbprint.as_deref().unwrap_or("(known after apply)")),
+                md_cell(
+                    c.thumbprint
+                        .as_ref()
+                        .map_or("(known after apply)", Thumbprint::as_str)
+                ),
                 md_cell(&c.reason),
                 changes
             );
@@ -298,7 +303,7 @@ struct KeptDocument<'a> {
 impl<'a> From<&'a ExtraRegistration> for KeptDocument<'a> {
     fn from(e: &'a ExtraRegistration) -> Self {
         KeptDocument {
-            thumbprint: &e.thumbprint,
+            thumbprint: e.thumbprint.as_str(),
             name: &e.name,
             clearance: e.clearance.to_string(),
             note: e.note.as_deref(),
@@ -360,7 +365,7 @@ pub(crate) fn add_cluster_json(document: &mut Value, view: &ClusterView) -> serd
                     target: "cluster",
                     key: c.key.as_deref(),
                     name: &c.name,
-                    thumbprint: c.thumbprint.as_deref(),
+                    thumbprint: c.thumbprint.as_ref().map(Thumbprint::as_str),
                     reason: &c.reason,
                     escalation: c.escalation,
                     before: &c.before,
@@ -425,7 +430,7 @@ mod tests {
                 action: ClusterAction::Unregister,
                 key: None,
                 name: name.into(),
-                thumbprint: Some("AB".repeat(20)),
+                thumbprint: Some(Thumbprint::parse(&"AB".repeat(20)).unwrap()),
                 reason: format!("not in the store ({name})"),
                 escalation: true,
                 before: None,
@@ -469,7 +474,7 @@ mod tests {
             action,
             key: key.map(String::from),
             name: name.into(),
-            thumbprint: Some("CD".repeat(20)),
+            thumbprint: Some(Thumbprint::parse(&"CD".repeat(20)).unwrap()),
             reason: "why".into(),
             escalation: false,
             before: None,

@@ -11,7 +11,7 @@ use super::{
     databases_cell, escape, expiry_mark, rfc3339, sorted_clients, state_cell, ClusterStatus,
     ExpiryMark, StatusView,
 };
-use crate::model::{Clearance, RenewBefore};
+use crate::model::{Clearance, EntryThumbprint, RenewBefore};
 use crate::plan::RegistrationState;
 
 /// What the daemon knows of its last apply, shown at the top of the status page (none for
@@ -60,7 +60,7 @@ pub(crate) fn html_escape(s: &str) -> String {
 /// One certificate, server or client, as the page shows it (values not yet escaped).
 struct Row {
     name: String,
-    thumbprint: String,
+    thumbprint: EntryThumbprint,
     clearance: &'static str,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
@@ -80,7 +80,10 @@ fn studio_clearance(c: Clearance) -> &'static str {
 }
 
 /// The Cluster cell's text (as `status` writes it) and its CSS class, when the cluster was read.
-fn cluster_cell(view: &StatusView<'_>, thumbprint: &str) -> Option<(String, &'static str)> {
+fn cluster_cell(
+    view: &StatusView<'_>,
+    thumbprint: &EntryThumbprint,
+) -> Option<(String, &'static str)> {
     view.cluster.map(|c| {
         let state = c.state_of(thumbprint);
         let class = match state {
@@ -266,7 +269,7 @@ fn table(out: &mut String, id: &str, rows: &[Row], view: &StatusView<'_>, client
             "<tr class=\"cert {}\"><td data-label=\"Name\" class=\"name\">{}</td><td data-label=\"Thumbprint\" class=\"thumb\"><code>{}</code></td><td data-label=\"Security Clearance\">{}</td><td data-label=\"Expiration\">",
             mark_class(r.mark),
             html_escape(&r.name),
-            html_escape(&r.thumbprint),
+            html_escape(r.thumbprint.as_str()),
             html_escape(r.clearance)
         );
         expiration_cell(out, view.now, r);
@@ -387,7 +390,7 @@ fn cluster_section(out: &mut String, cluster: &ClusterStatus) {
             out,
             "<tr class=\"cert\"><td data-label=\"Name\" class=\"name\">{}</td><td data-label=\"Thumbprint\" class=\"thumb\"><code>{}</code></td><td data-label=\"Security Clearance\">{}</td><td data-label=\"Cluster\"><span class=\"sync {class}\">{}</span></td><td data-label=\"Note\">{}</td></tr>",
             html_escape(&c.name),
-            html_escape(&c.thumbprint),
+            html_escape(c.thumbprint.as_str()),
             html_escape(c.clearance.map_or("", studio_clearance)),
             html_escape(c.state.as_str()),
             html_escape(c.note.as_deref().unwrap_or(""))
@@ -602,7 +605,7 @@ mod tests {
         CertEntry {
             key: key.into(),
             name: name.into(),
-            thumbprint: format!("{:A<40}", key.to_ascii_uppercase()),
+            thumbprint: format!("{:A<40}", key.to_ascii_uppercase()).into(),
             public_key_pinning_hash: "secret-free-hash".into(),
             clearance,
             protect: false,
@@ -628,7 +631,7 @@ mod tests {
         let mut reg = Registry::default();
         reg.server.push(ServerEntry {
             name: "cluster.example.com".into(),
-            thumbprint: "F".repeat(40),
+            thumbprint: "F".repeat(40).into(),
             public_key_pinning_hash: "h".into(),
             dns: Vec::new(),
             not_before: NOW - time::Duration::days(10),

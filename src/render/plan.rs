@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::{escape, rfc3339, Escaped, Style};
+use crate::model::EntryThumbprint;
 use crate::plan::{Action, Change, Field, FieldChange, Fields, Kept, NotRead, Plan, Target};
 use crate::registry::Registry;
 
@@ -264,13 +265,8 @@ fn text_change(out: &mut String, c: &Change, style: Style) {
         Action::Replace => " (old certificate)",
         _ => "",
     };
-    if let Some(t) = c
-        .before
-        .as_ref()
-        .and_then(|b| b.thumbprint.as_ref())
-        .filter(|t| crate::registry::is_thumbprint(t))
-    {
-        lines.push((format!("thumbprint{whose}"), t.clone()));
+    if let Some(t) = c.before.as_ref().and_then(|b| b.thumbprint.as_ref()) {
+        lines.push((format!("thumbprint{whose}"), t.to_string()));
     }
     if let Some(na) = c.before.as_ref().and_then(|b| b.not_after) {
         if c.action != Action::Update {
@@ -611,7 +607,7 @@ fn unknowns_masked(text: &str) -> String {
         let placeholder = block.iter().any(|l| {
             l.strip_prefix("thumbprint = \"")
                 .and_then(|v| v.strip_suffix('"'))
-                .is_some_and(|t| !crate::registry::is_thumbprint(t))
+                .is_some_and(|t| EntryThumbprint::parse_registered(t).is_err())
         });
         for line in block.drain(..) {
             let key = line.split(" = ").next().unwrap_or("");
@@ -720,7 +716,7 @@ mod tests {
     fn a_reissue_names_the_old_certificate_and_a_delete_says_what_goes() {
         let t = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
         let before = Fields {
-            thumbprint: Some("AB".repeat(20)),
+            thumbprint: Some(crate::model::Thumbprint::parse(&"AB".repeat(20)).unwrap()),
             clearance: Some(Clearance::ValidUser),
             permissions: Some([("Orders".to_string(), Access::Read)].into()),
             not_after: Some(t),

@@ -9,7 +9,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::{json_text, rfc3339, state_cell, table, table_lines, Escaped};
-use crate::model::{Access, Clearance, RenewBefore};
+use crate::model::{Access, Clearance, EntryThumbprint, RenewBefore};
 use crate::registry::{CertEntry, Registry};
 
 /// What the status table shows beside the registry: the time, and the renewal windows
@@ -48,7 +48,7 @@ pub(crate) struct ClusterStatus {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ClusterCertificateState {
     /// Its thumbprint.
-    pub(crate) thumbprint: String,
+    pub(crate) thumbprint: EntryThumbprint,
     /// in sync, missing, differs, extra, extra (kept).
     pub(crate) state: crate::plan::RegistrationState,
     /// For an extra registration: its name on the cluster.
@@ -64,7 +64,10 @@ pub(crate) struct ClusterCertificateState {
 
 impl ClusterCertificateState {
     /// A store certificate's state (`name` and `clearance` are the store's, shown in its row).
-    pub(crate) fn of_store(thumbprint: String, state: crate::plan::RegistrationState) -> Self {
+    pub(crate) fn of_store(
+        thumbprint: EntryThumbprint,
+        state: crate::plan::RegistrationState,
+    ) -> Self {
         ClusterCertificateState {
             thumbprint,
             state,
@@ -78,7 +81,7 @@ impl ClusterCertificateState {
 impl From<&crate::plan::ExtraRegistration> for ClusterCertificateState {
     fn from(e: &crate::plan::ExtraRegistration) -> Self {
         ClusterCertificateState {
-            thumbprint: e.thumbprint.clone(),
+            thumbprint: e.thumbprint.clone().into(),
             state: e.state(),
             name: e.name.clone(),
             clearance: e.clearance.client(),
@@ -116,10 +119,13 @@ impl ClusterStatus {
         }
     }
 
-    pub(super) fn state_of(&self, thumbprint: &str) -> Option<crate::plan::RegistrationState> {
+    pub(super) fn state_of(
+        &self,
+        thumbprint: &EntryThumbprint,
+    ) -> Option<crate::plan::RegistrationState> {
         self.certificates
             .iter()
-            .find(|c| c.thumbprint.eq_ignore_ascii_case(thumbprint))
+            .find(|c| c.thumbprint == *thumbprint)
             .map(|c| c.state)
     }
 
@@ -178,7 +184,7 @@ pub(crate) fn status_text(view: &StatusView<'_>) -> String {
         .map(|s| {
             vec![
                 s.name.clone(),
-                s.thumbprint.clone(),
+                s.thumbprint.to_string(),
                 // A registry-only entry: the store holds no key to sign clients with.
                 if s.has_key {
                     "ClusterNode"
@@ -254,7 +260,7 @@ fn client_row(view: &StatusView<'_>, c: &CertEntry) -> Vec<Vec<String>> {
     }
     vec![
         vec![name],
-        vec![c.thumbprint.clone()],
+        vec![c.thumbprint.to_string()],
         vec![c.clearance.to_string()],
         vec![expires_cell(
             view.now,
@@ -413,7 +419,7 @@ fn status_cluster_text(out: &mut String, cluster: &ClusterStatus) {
         .map(|c| {
             vec![
                 c.name.clone(),
-                c.thumbprint.clone(),
+                c.thumbprint.to_string(),
                 c.clearance.map(|c| c.to_string()).unwrap_or_default(),
                 c.state.as_str().to_string(),
                 c.note.clone().unwrap_or_default(),
@@ -445,7 +451,7 @@ pub(crate) fn status_json(
             .map(|s| ServerStatus {
                 name: &s.name,
                 subject: format!("CN={}", s.name),
-                thumbprint: &s.thumbprint,
+                thumbprint: s.thumbprint.as_str(),
                 not_before: rfc3339(s.not_before),
                 not_after: rfc3339(s.not_after),
                 source: s.source.as_str(),
@@ -458,7 +464,7 @@ pub(crate) fn status_json(
             .map(|c| CertificateStatus {
                 key: &c.key,
                 name: &c.name,
-                thumbprint: &c.thumbprint,
+                thumbprint: c.thumbprint.as_str(),
                 public_key_pinning_hash: &c.public_key_pinning_hash,
                 clearance: c.clearance,
                 permissions: &c.permissions,

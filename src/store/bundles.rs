@@ -117,9 +117,10 @@ impl Store {
         write_staged(&dir.join(format!("{key}.pfx")), &bundle.pfx, 0o600)?;
         write_staged(&dir.join(format!("{key}.crt")), &bundle.cert_pem, 0o600)?;
         if let Some(der) = pki::pem_cert_body(&bundle.cert_pem) {
-            self.written
-                .borrow_mut()
-                .insert(format!("issued/{key}/{key}.crt"), pki::thumbprint(&der));
+            self.written.borrow_mut().insert(
+                format!("issued/{key}/{key}.crt"),
+                pki::thumbprint(&der).into(),
+            );
         }
         write_staged(&dir.join(format!("{key}.key")), &bundle.key_pem, 0o600)?;
         Ok(())

@@ -97,9 +97,12 @@ impl Store {
             }
         };
         for c in &registry.certificates {
-            consider(format!("certs/{}.pem", c.thumbprint), &c.thumbprint);
+            consider(format!("certs/{}.pem", c.thumbprint), c.thumbprint.as_str());
             if c.source == Origin::Generated && c.retire_after.is_none() {
-                consider(format!("issued/{k}/{k}.crt", k = c.key), &c.thumbprint);
+                consider(
+                    format!("issued/{k}/{k}.crt", k = c.key),
+                    c.thumbprint.as_str(),
+                );
             }
         }
         // The registry file's stamp, once its text is checked against the seal.

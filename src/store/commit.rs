@@ -11,8 +11,9 @@ use super::files::{
     ensure_dir, read_file, remove_path, sync_filesystem, write_atomic, write_staged,
 };
 use super::{corrupt, io_err, Problem, Result, Store, StoreError, MANIFEST_FILE, MARKER_FILE};
+use crate::model::{EntryThumbprint, Thumbprint};
 use crate::pki;
-use crate::registry::{is_thumbprint, sealed_text, Registry};
+use crate::registry::{sealed_text, Registry};
 
 impl Store {
     /// Creates the store folder (0700) with its .gitignore.
@@ -78,7 +79,7 @@ impl Store {
                 let name = e.file_name().to_string_lossy().to_string();
                 if name
                     .strip_suffix(&format!(".{ext}"))
-                    .is_some_and(is_thumbprint)
+                    .is_some_and(|t| EntryThumbprint::parse_registered(t).is_ok())
                 {
                     out.insert(format!("{sub}/{name}"));
                 }
@@ -127,15 +128,19 @@ impl Store {
 
     /// Writes a certificate's public file (`certs/THUMBPRINT.pem`, staged until the registry
     /// commits); returns its thumbprint.
-    pub fn write_cert(&self, der: &[u8]) -> Result<String> {
+    pub fn write_cert(&self, der: &[u8]) -> Result<Thumbprint> {
         let thumb = pki::thumbprint(der);
         self.intend([format!("certs/{thumb}.pem")])?;
         let dir = self.root.join("certs");
         ensure_dir(&dir)?;
-        write_staged(&self.cert_path(&thumb), &pki::der_to_pem(der)?, 0o600)?;
+        write_staged(
+            &self.cert_path(thumb.as_str()),
+            &pki::der_to_pem(der)?,
+            0o600,
+        )?;
         self.written
             .borrow_mut()
-            .insert(format!("certs/{thumb}.pem"), thumb.clone());
+            .insert(format!("certs/{thumb}.pem"), thumb.to_string());
         Ok(thumb)
     }
 

@@ -9,7 +9,7 @@ use super::cache::{stamp, VerifyCache};
 use super::checks::check_owner;
 use super::files::read_file;
 use super::{corrupt, Problem, Result, Store, StoreError};
-use crate::model::Origin;
+use crate::model::{EntryThumbprint, Origin};
 use crate::pki;
 use crate::registry::{describe_drift, split_seal, Actual, CertEntry, Registry};
 
@@ -22,9 +22,10 @@ enum CertFileState {
 }
 
 /// Thumbprints of the certificates in an export file, if it can be read.
-fn read_export(path: &Path) -> Option<Vec<String>> {
+fn read_export(path: &Path) -> Option<Vec<EntryThumbprint>> {
     let bytes = crate::fsutil::read_regular(path, 16 << 20, false).ok()?;
-    let mut t = pki::pfx_thumbprints(&bytes, "").ok()?;
+    let thumbprints = pki::pfx_thumbprints(&bytes, "").ok()?;
+    let mut t: Vec<EntryThumbprint> = thumbprints.into_iter().map(EntryThumbprint::from).collect();
     t.sort();
     Some(t)
 }
@@ -106,14 +107,14 @@ impl Store {
         sealed: bool,
         drift: Vec<String>,
         cache: &VerifyCache,
-        export_thumbprints: Option<Vec<String>>,
+        export_thumbprints: Option<Vec<EntryThumbprint>>,
     ) -> Result<Actual> {
         for s in &registry.server {
             if s.has_key && self.read_keys {
-                self.verify_server_key(&s.thumbprint)?;
+                self.verify_server_key(s.thumbprint.as_str())?;
             } else {
                 // Registry-only (no key file to check), or a review: the public certificate.
-                self.verify_cert(&s.thumbprint)?;
+                self.verify_cert(s.thumbprint.as_str())?;
             }
         }
         let mut found = Found {
@@ -164,14 +165,14 @@ impl Store {
     ) -> Result<()> {
         // A removed file is drift that the bundle (or a re-issue) repairs; a file holding
         // another certificate means the store cannot be trusted (docs/contract.md §2): an error.
-        let missing = match self.cert_file_state(&c.thumbprint, cache)? {
+        let missing = match self.cert_file_state(c.thumbprint.as_str(), cache)? {
             CertFileState::Ok => false,
             CertFileState::Missing => true,
             CertFileState::Altered(holds) => {
                 return Err(corrupt(
-                    &self.cert_path(&c.thumbprint),
+                    &self.cert_path(c.thumbprint.as_str()),
                     Problem::ClientCertAltered {
-                        registered: c.thumbprint.clone(),
+                        registered: c.thumbprint.to_string(),
                         holds,
                     },
                 ));
@@ -180,35 +181,35 @@ impl Store {
         if missing && !sealed {
             // A hand-edited registry naming a certificate nobody has: cannot be trusted.
             return Err(corrupt(
-                &self.cert_path(&c.thumbprint),
+                &self.cert_path(c.thumbprint.as_str()),
                 Problem::CertGoneRegistryEdited {
                     registry: self.registry_path(),
                     key: c.key.clone(),
-                    thumbprint: c.thumbprint.clone(),
+                    thumbprint: c.thumbprint.to_string(),
                 },
             ));
         }
         if missing {
             let restorable = c.source == Origin::Generated
-                && self.bundle_in(&self.issued_dir(&c.key), &c.key, &c.thumbprint);
+                && self.bundle_in(&self.issued_dir(&c.key), &c.key, c.thumbprint.as_str());
             found.drift.push(format!(
                 "the certificate file of client '{}' ({}) was removed outside ravencert{}",
                 c.key,
-                self.cert_path(&c.thumbprint).display(),
+                self.cert_path(c.thumbprint.as_str()).display(),
                 if restorable {
                     "; the issued bundle can restore it"
                 } else {
                     ""
                 }
             ));
-            found.lost.insert(c.thumbprint.clone());
+            found.lost.insert(c.thumbprint.to_string());
             if restorable {
-                found.recoverable.insert(c.thumbprint.clone());
+                found.recoverable.insert(c.thumbprint.to_string());
             }
         }
         if c.source == Origin::Generated
             && c.retire_after.is_none()
-            && self.bundle_holds(&c.key, &c.thumbprint, cache)?
+            && self.bundle_holds(&c.key, c.thumbprint.as_str(), cache)?
         {
             found.bundles_ok.insert(c.key.clone());
         }
@@ -246,7 +247,7 @@ impl Store {
         };
         Ok(match pki::pem_cert_body(&pem) {
             Some(der) if pki::thumbprint(&der) == thumbprint => CertFileState::Ok,
-            Some(der) => CertFileState::Altered(Some(pki::thumbprint(&der))),
+            Some(der) => CertFileState::Altered(Some(pki::thumbprint(&der).to_string())),
             None => CertFileState::Altered(None),
         })
     }
@@ -268,7 +269,7 @@ impl Store {
                 &self.cert_path(thumbprint),
                 Problem::CertAltered {
                     registered: thumbprint.to_string(),
-                    actual,
+                    actual: actual.to_string(),
                 },
             ));
         }

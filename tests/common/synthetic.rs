@@ -34,11 +34,11 @@ pub fn synthetic_store(dir: &Path, n: usize) -> Result<(), Box<dyn std::error::E
     )?;
     let info = pki::inspect(&server.cert_der)?;
     let st = store.write_cert(&server.cert_der)?;
-    store.write_server_key(&st, &server.key)?;
+    store.write_server_key(st.as_str(), &server.key)?;
     let mut reg = Registry::new();
     reg.server.push(ServerEntry {
         name: "bench.example.com".into(),
-        thumbprint: st,
+        thumbprint: st.into(),
         public_key_pinning_hash: info.public_key_pinning_hash,
         dns: vec!["bench.example.com".into()],
         not_before: info.not_before,
@@ -69,7 +69,7 @@ pub fn synthetic_store(dir: &Path, n: usize) -> Result<(), Box<dyn std::error::E
         reg.certificates.push(CertEntry {
             key: key.clone(),
             name: key,
-            thumbprint: info.thumbprint,
+            thumbprint: info.thumbprint.into(),
             public_key_pinning_hash: info.public_key_pinning_hash,
             clearance: Clearance::ValidUser,
             protect: false,

@@ -8,7 +8,7 @@ use crate::common;
 use crate::common::ravendb::{ClientCert, Pin as CurlPin, RavenServer};
 use crate::common::{openssl, Env};
 use ::openssl as ossl;
-use ravencert::model::{Access, Clearance};
+use ravencert::model::{Access, Clearance, Thumbprint};
 use ravencert::ravendb::{
     BodyLog, Client, ClientOptions, ClusterClearance, ClusterError, Identity, Pin, Registration,
     SentRequest,
@@ -53,7 +53,7 @@ impl Cluster {
     fn client(&self) -> (Client, BodyLog) {
         let options = self.options(
             vec![self.server.url()],
-            Pin::Thumbprints(vec![self.server_thumb.clone()]),
+            Pin::Thumbprints(vec![Thumbprint::parse(&self.server_thumb).unwrap()]),
         );
         let log = BodyLog::default();
         let client = Client::new(&options).unwrap().with_body_log(log.clone());
@@ -305,7 +305,10 @@ fn read_access_is_refused_by_41() {
 fn another_pinned_thumbprint_is_refused_naming_both() {
     let c = cluster();
     let wrong = "00".repeat(20);
-    let options = c.options(vec![c.server.url()], Pin::Thumbprints(vec![wrong.clone()]));
+    let options = c.options(
+        vec![c.server.url()],
+        Pin::Thumbprints(vec![Thumbprint::parse(&wrong).unwrap()]),
+    );
     let log = BodyLog::default();
     let client = Client::new(&options).unwrap().with_body_log(log.clone());
     let err = client.list().unwrap_err();
@@ -365,7 +368,7 @@ fn an_unregistered_client_certificate_is_an_auth_error() {
     let c = cluster();
     let mut options = c.options(
         vec![c.server.url()],
-        Pin::Thumbprints(vec![c.server_thumb.clone()]),
+        Pin::Thumbprints(vec![Thumbprint::parse(&c.server_thumb).unwrap()]),
     );
     options.identity = Cluster::pem_identity(&c.issued("stranger"));
     let err = Client::new(&options).unwrap().list().unwrap_err();
@@ -388,7 +391,7 @@ fn a_pfx_identity_authenticates() {
     .success();
     let mut options = c.options(
         vec![c.server.url()],
-        Pin::Thumbprints(vec![c.server_thumb.clone()]),
+        Pin::Thumbprints(vec![Thumbprint::parse(&c.server_thumb).unwrap()]),
     );
     options.identity = Identity::Pfx {
         der: std::fs::read(&pfx).unwrap(),
@@ -441,7 +444,7 @@ fn a_node_that_does_not_answer_is_skipped_with_a_warning() {
     let closed = format!("https://127.0.0.1:{}", closed_port());
     let options = c.options(
         vec![closed.clone(), c.server.url()],
-        Pin::Thumbprints(vec![c.server_thumb.clone()]),
+        Pin::Thumbprints(vec![Thumbprint::parse(&c.server_thumb).unwrap()]),
     );
     let client = Client::new(&options).unwrap();
     let captured = Captured::default();
@@ -465,7 +468,7 @@ fn a_node_that_does_not_answer_is_skipped_with_a_warning() {
             closed.clone(),
             format!("https://127.0.0.1:{}", closed_port()),
         ],
-        Pin::Thumbprints(vec![c.server_thumb.clone()]),
+        Pin::Thumbprints(vec![Thumbprint::parse(&c.server_thumb).unwrap()]),
     );
     let err = Client::new(&dead).unwrap().version().unwrap_err();
     eprintln!("{err}");
@@ -537,7 +540,7 @@ fn a_node_that_hangs_is_skipped_after_the_timeout() {
     let hanging_url = format!("https://{}", hanging.local_addr().unwrap());
     let mut options = c.options(
         vec![hanging_url, c.server.url()],
-        Pin::Thumbprints(vec![c.server_thumb.clone()]),
+        Pin::Thumbprints(vec![Thumbprint::parse(&c.server_thumb).unwrap()]),
     );
     options.timeout = Duration::from_secs(2);
     let started = Instant::now();

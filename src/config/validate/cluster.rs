@@ -13,7 +13,7 @@ use crate::config::{
     CaPin, ClientDesired, ClientSpec, ClusterAdmin, ClusterSettings, FileRef, KeptRegistration,
     CLUSTER_TIMEOUT_DEFAULT, CLUSTER_TIMEOUT_MAX, CLUSTER_TIMEOUT_MIN, MAX_KEEP_NOTE_CHARS,
 };
-use crate::model::{cluster_url, Clearance, Period};
+use crate::model::{cluster_url, Clearance, Period, Thumbprint};
 
 /// What `[cluster]` is validated against.
 pub(super) struct ClusterContext<'a> {
@@ -61,27 +61,27 @@ pub(super) fn validate_cluster(
     })
 }
 
-/// `keep`: each a thumbprint (40 hex digits, upper-cased here once for every later comparison)
-/// listed once, with an optional note of 1 to [`MAX_KEEP_NOTE_CHARS`] characters.
+/// `keep`: each a thumbprint (40 hex digits, made a [`Thumbprint`] here, upper-cased once for
+/// every later comparison) listed once, with an optional note of 1 to [`MAX_KEEP_NOTE_CHARS`]
+/// characters. An entry whose thumbprint is refused is left out (the file is refused anyway).
 fn cluster_keep(ck: &mut Checker<'_>, keep: &[Spanned<RawKeep>]) -> Vec<KeptRegistration> {
     let mut out: Vec<KeptRegistration> = Vec::new();
     for (i, k) in keep.iter().enumerate() {
         let k = k.get_ref();
         let at = |field: &str| format!("cluster.keep[{i}].{field}");
-        let raw = k.thumbprint.get_ref();
-        let thumbprint = raw.to_ascii_uppercase();
-        if raw.len() != 40 || !raw.chars().all(|c| c.is_ascii_hexdigit()) {
-            ck.error_at(
+        let thumbprint = Thumbprint::parse(k.thumbprint.get_ref()).ok();
+        match &thumbprint {
+            None => ck.error_at(
                 Some(&k.thumbprint.span()),
                 at("thumbprint"),
                 "must be a certificate's thumbprint: 40 hex digits (its SHA-1, as the Studio lists it)".into(),
-            );
-        } else if out.iter().any(|o| o.thumbprint == thumbprint) {
-            ck.error_at(
+            ),
+            Some(t) if out.iter().any(|o| o.thumbprint == *t) => ck.error_at(
                 Some(&k.thumbprint.span()),
                 at("thumbprint"),
-                format!("{thumbprint} is listed twice; list each registration once"),
-            );
+                format!("{t} is listed twice; list each registration once"),
+            ),
+            Some(_) => {}
         }
         let note = k.note.as_ref().and_then(|n| {
             let chars = n.get_ref().chars().count();
@@ -102,7 +102,9 @@ fn cluster_keep(ck: &mut Checker<'_>, keep: &[Spanned<RawKeep>]) -> Vec<KeptRegi
                 None => Some(n.get_ref().clone()),
             }
         });
-        out.push(KeptRegistration { thumbprint, note });
+        if let Some(thumbprint) = thumbprint {
+            out.push(KeptRegistration { thumbprint, note });
+        }
     }
     out
 }

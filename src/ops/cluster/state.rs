@@ -8,9 +8,10 @@ use time::OffsetDateTime;
 
 use super::ClusterSetupError;
 use crate::config::ClusterSettings;
+use crate::model::Thumbprint;
 use crate::ops::error::{Error, Result};
 use crate::plan::{ClusterListing, ClusterPlan, RegistrationFields};
-use crate::registry::{is_thumbprint, Registry};
+use crate::registry::Registry;
 use crate::store::Store;
 
 /// `.cluster-state.json`: per cluster (its urls, as certs.toml lists them), what ravencert last
@@ -23,12 +24,12 @@ pub(super) struct State {
     /// Always [`STATE_FORMAT`] (1 was the unsealed state of older ravencert).
     format_version: u32,
     /// Cluster id (urls joined by a space) -> thumbprint -> fields.
-    clusters: BTreeMap<String, BTreeMap<String, RegistrationFields>>,
+    clusters: BTreeMap<String, BTreeMap<Thumbprint, RegistrationFields>>,
     /// Cluster id -> the server certificates its nodes were last seen serving or registering
     /// (pinned beside the store's own, so that a re-issued server certificate does not lock
     /// ravencert out before the nodes restart with it).
     #[serde(default)]
-    servers: BTreeMap<String, Vec<String>>,
+    servers: BTreeMap<String, Vec<Thumbprint>>,
     /// When it was last written.
     #[serde(default, with = "time::serde::rfc3339::option")]
     written_at: Option<OffsetDateTime>,
@@ -129,7 +130,7 @@ impl State {
         settings.urls.join(" ")
     }
 
-    pub(super) fn servers_for(&self, settings: &ClusterSettings) -> &[String] {
+    pub(super) fn servers_for(&self, settings: &ClusterSettings) -> &[Thumbprint] {
         self.servers
             .get(&State::id(settings))
             .map_or(&[], Vec::as_slice)
@@ -138,15 +139,15 @@ impl State {
     pub(super) fn for_cluster(
         &self,
         settings: &ClusterSettings,
-    ) -> &BTreeMap<String, RegistrationFields> {
-        static EMPTY: BTreeMap<String, RegistrationFields> = BTreeMap::new();
+    ) -> &BTreeMap<Thumbprint, RegistrationFields> {
+        static EMPTY: BTreeMap<Thumbprint, RegistrationFields> = BTreeMap::new();
         self.clusters.get(&State::id(settings)).unwrap_or(&EMPTY)
     }
 
     pub(super) fn for_cluster_mut(
         &mut self,
         settings: &ClusterSettings,
-    ) -> &mut BTreeMap<String, RegistrationFields> {
+    ) -> &mut BTreeMap<Thumbprint, RegistrationFields> {
         self.clusters.entry(State::id(settings)).or_default()
     }
 
@@ -160,41 +161,37 @@ impl State {
         listing: &ClusterListing,
         plan: &ClusterPlan,
     ) {
-        let touched: BTreeSet<&str> = plan
+        let touched: BTreeSet<&Thumbprint> = plan
             .changes
             .iter()
-            .filter_map(|c| c.thumbprint.as_deref())
+            .filter_map(|c| c.thumbprint.as_ref())
             .collect();
-        let mut keep: BTreeSet<String> = listing
+        let mut keep: BTreeSet<Thumbprint> = listing
             .registrations
             .iter()
-            .map(|r| r.thumbprint.to_ascii_uppercase())
+            .map(|r| r.thumbprint.clone())
             .collect();
         // The servers seen: the store's, and those the cluster still serves or registers.
-        let mut servers: Vec<String> = registry
+        let mut servers: Vec<Thumbprint> = registry
             .server
             .iter()
-            .map(|s| s.thumbprint.clone())
+            .filter_map(|s| s.thumbprint.known().cloned())
             .collect();
         for t in self.servers_for(settings) {
-            let still = listing
-                .server_thumbprints
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(t));
-            if still && !servers.iter().any(|s| s.eq_ignore_ascii_case(t)) {
+            let still = listing.server_thumbprints.contains(t);
+            if still && !servers.contains(t) {
                 servers.push(t.clone());
             }
         }
         self.servers.insert(State::id(settings), servers);
         let set = self.for_cluster_mut(settings);
         for e in &registry.certificates {
-            let t = e.thumbprint.to_ascii_uppercase();
-            if !is_thumbprint(&t) {
+            let Some(t) = e.thumbprint.known() else {
                 continue;
-            }
+            };
             keep.insert(t.clone());
-            if !touched.contains(t.as_str()) && listing_holds(listing, &t) {
-                set.insert(t, RegistrationFields::from(e));
+            if !touched.contains(t) && listing_holds(listing, t) {
+                set.insert(t.clone(), RegistrationFields::from(e));
             }
         }
         set.retain(|t, _| keep.contains(t));
@@ -239,12 +236,12 @@ fn canonical(value: &serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// Whether the listing holds `thumbprint` (upper-case).
-fn listing_holds(listing: &ClusterListing, thumbprint: &str) -> bool {
+/// Whether the listing holds `thumbprint`.
+fn listing_holds(listing: &ClusterListing, thumbprint: &Thumbprint) -> bool {
     listing
         .registrations
         .iter()
-        .any(|r| r.thumbprint.eq_ignore_ascii_case(thumbprint))
+        .any(|r| r.thumbprint == *thumbprint)
 }
 
 #[cfg(test)]
@@ -257,9 +254,10 @@ mod tests {
         let store = Store::new(dir.path().join("store"));
         store.ensure_root().unwrap();
         let mut state = State::read(&store).unwrap();
-        state
-            .servers
-            .insert("https://a".into(), vec!["A".repeat(40)]);
+        state.servers.insert(
+            "https://a".into(),
+            vec![Thumbprint::parse(&"A".repeat(40)).unwrap()],
+        );
         state.write(&store).unwrap();
         assert_eq!(State::read(&store).unwrap().servers, state.servers);
         let path = dir.path().join("store/.cluster-state.json");

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::model::{Access, Clearance};
+use crate::model::{Access, Clearance, Thumbprint};
 
 /// A security clearance as the cluster lists it: a client's, or one ravencert never assigns
 /// (the servers' own certificates, the server's default for unknown ones). Spelled as RavenDB
@@ -52,17 +52,18 @@ impl From<Clearance> for ClusterClearance {
 /// RavenDB client decodes and the planner reads (one type for both, so nothing converts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
-    /// SHA-1 of the certificate, 40 hex digits.
-    pub thumbprint: String,
+    /// SHA-1 of the certificate.
+    pub thumbprint: Thumbprint,
     /// The name the Studio shows.
     pub name: String,
     /// Its security clearance.
     pub clearance: ClusterClearance,
     /// Database access (ValidUser).
     pub permissions: BTreeMap<String, Access>,
-    /// For a collection's secondary: the primary's thumbprint.
+    /// For a collection's secondary: the primary's thumbprint, upper-case hex as listed (the
+    /// decoder leaves out a registration whose collection claim names no listed one).
     pub collection_primary: Option<String>,
-    /// For a collection's primary: its secondaries' thumbprints.
+    /// For a collection's primary: its secondaries' thumbprints, as `collection_primary`.
     pub collection_secondaries: Vec<String>,
     /// Disabled in the Studio (RavenDB 7.2.2 and later; None where the server does not say).
     /// An edit sends it back unchanged: ravencert never enables a registration.
@@ -108,9 +109,10 @@ pub struct ClusterListing {
     pub registrations: Vec<Registration>,
     /// The servers' own certificates: the one the answering node has loaded and every
     /// ClusterNode registration. Never unregistered.
-    pub server_thumbprints: Vec<String>,
-    /// `Security.WellKnownCertificates.Admin` from the server's settings. Never unregistered.
-    pub well_known_admins: Vec<String>,
+    pub server_thumbprints: Vec<Thumbprint>,
+    /// `Security.WellKnownCertificates.Admin` from the server's settings (those that are
+    /// thumbprints). Never unregistered.
+    pub well_known_admins: Vec<Thumbprint>,
     /// The server's version.
     pub version: ServerVersion,
 }

@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 
 use super::{
-    certificate, registration_fields, upper, ClusterAction, ClusterChange, ClusterPlanner,
-    Registration,
+    certificate, registration_fields, ClusterAction, ClusterChange, ClusterPlanner, Registration,
 };
+use crate::model::Thumbprint;
 use crate::plan::PlanError;
 use crate::registry::CertEntry;
 
@@ -29,14 +29,14 @@ impl ClusterPlanner<'_> {
             .listing
             .registrations
             .iter()
-            .filter(|r| !self.desired_thumbprints.contains(&upper(&r.thumbprint)))
+            .filter(|r| !self.desired_thumbprints.contains(&r.thumbprint))
             .collect();
-        strays.sort_by_key(|r| (r.name.clone(), upper(&r.thumbprint)));
+        strays.sort_by_key(|r| (r.name.clone(), r.thumbprint.clone()));
         let mut out = Vec::new();
         for r in strays.iter().filter(|r| r.collection_primary.is_none()) {
             out.extend(self.unregister(r));
         }
-        let gone: BTreeSet<String> = out
+        let gone: BTreeSet<Thumbprint> = out
             .iter()
             .filter_map(|u| u.change.thumbprint.clone())
             .collect();
@@ -44,14 +44,15 @@ impl ClusterPlanner<'_> {
             let Some(primary) = &r.collection_primary else {
                 continue;
             };
-            if gone.contains(&upper(primary)) || self.protected(r) || self.known(r) {
+            // A listed collection member is upper-case hex, as the decoder normalizes it.
+            if gone.contains(primary.as_str()) || self.protected(r) || self.known(r) {
                 continue;
             }
             self.warnings.push(format!(
                 "cluster: certificate {} ('{}') is registered as a secondary of {}, which stays; the store does not hold it, but RavenDB removes a secondary only with its primary — remove the collection in the Studio if it is wrong",
-                upper(&r.thumbprint),
+                r.thumbprint,
                 r.name,
-                upper(primary)
+                primary
             ));
         }
         out
@@ -60,21 +61,21 @@ impl ClusterPlanner<'_> {
     /// The unregister of one registration the store does not hold, or None (and a warning)
     /// when it stays.
     fn unregister(&mut self, r: &Registration) -> Option<Unregister> {
-        let t = upper(&r.thumbprint);
+        let t = &r.thumbprint;
         if self.known(r) {
             return None; // [cluster] keep: declared, left alone
         }
-        let ours = self.opts.last_set.contains_key(&t);
+        let ours = self.opts.last_set.contains_key(t);
         // A primary goes with its secondaries: never while the store declares one of them.
         let secondaries: Vec<&Registration> = self
             .listing
             .registrations
             .iter()
-            .filter(|s| s.collection_primary.as_deref().map(upper) == Some(t.clone()))
+            .filter(|s| s.collection_primary.as_deref() == Some(t.as_str()))
             .collect();
         if let Some(kept) = secondaries
             .iter()
-            .find(|s| self.desired_thumbprints.contains(&upper(&s.thumbprint)) || self.known(s))
+            .find(|s| self.desired_thumbprints.contains(&s.thumbprint) || self.known(s))
         {
             let holder = if self.known(kept) {
                 "[cluster] keep names"
@@ -84,12 +85,12 @@ impl ClusterPlanner<'_> {
             self.warnings.push(format!(
                 "cluster: certificate {t} ('{}') is not in the store, but RavenDB would remove its secondary {} with it, which {holder}: it stays — register the secondary on its own in the Studio, then it can go",
                 r.name,
-                upper(&kept.thumbprint)
+                kept.thumbprint
             ));
             return None;
         }
         if self.protected(r) {
-            if ours && self.opts.admin_thumbprint.as_deref().map(upper) == Some(t.clone()) {
+            if ours && self.opts.admin_thumbprint.as_ref() == Some(t) {
                 self.warnings.push(format!(
                     "cluster: certificate {t} ('{}') is no longer in the store, but ravencert authenticates with it: it stays registered until ravencert uses another",
                     r.name
@@ -119,12 +120,12 @@ impl ClusterPlanner<'_> {
             ),
             (false, None) => "not in the store ([cluster] prune = true)".to_string(),
         };
-        let counted = !self.opts.store_removed.contains(&t);
+        let counted = !self.opts.store_removed.contains(t);
         let change = ClusterChange {
             action: ClusterAction::Unregister,
             key: owner.map(|o| o.key.clone()),
             name: r.name.clone(),
-            thumbprint: Some(t),
+            thumbprint: Some(t.clone()),
             reason,
             escalation: false,
             before: Some(registration_fields(r)),
@@ -143,7 +144,7 @@ impl ClusterPlanner<'_> {
     /// client's name, both thumbprints, so that a foreign certificate is never silently kept
     /// in place of the client's own.
     fn kept_warning(&self, r: &Registration, owner: Option<&CertEntry>) -> String {
-        let t = upper(&r.thumbprint);
+        let t = &r.thumbprint;
         match owner {
             Some(o) => format!(
                 "cluster: certificate {t} is registered under the name '{}' of clients.{}, whose certificate in the store is {}; the store does not hold {t}, so it is neither replaced nor removed — remove it in the Studio, or set [cluster] prune = true to unregister it",
@@ -172,7 +173,7 @@ impl ClusterPlanner<'_> {
                 format!(
                     "cluster: '{}' {}{with}",
                     u.change.name,
-                    u.change.thumbprint.as_deref().unwrap_or_default()
+                    u.change.thumbprint.as_ref().map_or("", Thumbprint::as_str)
                 )
             })
             .collect();

@@ -116,7 +116,7 @@ fn access_the_cluster_already_grants_is_no_escalation() {
         clearance,
         permissions: dbs.iter().map(|(d, a)| (d.to_string(), *a)).collect(),
     };
-    let on_cluster: BTreeMap<String, HeldAccess> = [
+    let on_cluster: BTreeMap<Thumbprint, HeldAccess> = [
         (thumb(60), held(Clearance::ClusterAdmin, &[])),
         (
             thumb(61),
@@ -152,7 +152,8 @@ fn access_the_cluster_already_grants_is_no_escalation() {
 #[test]
 fn a_listing_grants_what_its_enabled_client_registrations_hold() {
     let reg = |t: &str, clearance, disabled| Registration {
-        thumbprint: t.into(),
+        // Listed in lower case: upper-cased once, where the thumbprint is made.
+        thumbprint: Thumbprint::parse(&t.repeat(20)).unwrap(),
         name: t.into(),
         clearance,
         permissions: BTreeMap::new(),
@@ -179,6 +180,7 @@ fn a_listing_grants_what_its_enabled_client_registrations_hold() {
         },
     };
     let held = held_access(&listing);
-    assert_eq!(held.keys().collect::<Vec<_>>(), ["AA", "DD"]);
-    assert_eq!(held["AA"].clearance, Clearance::Operator);
+    let (aa, dd) = ("AA".repeat(20), "DD".repeat(20));
+    assert_eq!(held.keys().collect::<Vec<_>>(), [&aa, &dd]);
+    assert_eq!(held[aa.as_str()].clearance, Clearance::Operator);
 }

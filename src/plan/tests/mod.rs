@@ -70,8 +70,8 @@ pub(super) fn desired(clients: Vec<ClientDesired>, prune: bool) -> Desired {
     }
 }
 
-fn thumb(n: u8) -> String {
-    format!("{:040X}", n)
+fn thumb(n: u8) -> Thumbprint {
+    Thumbprint::parse(&format!("{:040X}", n)).unwrap()
 }
 
 /// The store as it would be after applying `d` at `NOW - 10 days`.
@@ -79,7 +79,7 @@ pub(super) fn applied(d: &Desired) -> Actual {
     let mut reg = Registry::new();
     reg.server.push(ServerEntry {
         name: "cluster.example.com".into(),
-        thumbprint: thumb(200),
+        thumbprint: thumb(200).into(),
         public_key_pinning_hash: "p".into(),
         dns: vec!["cluster.example.com".into()],
         not_before: NOW - time::Duration::days(17),
@@ -93,7 +93,7 @@ pub(super) fn applied(d: &Desired) -> Actual {
         reg.certificates.push(CertEntry {
             key: c.key.clone(),
             name: c.name.clone(),
-            thumbprint: thumb(i as u8 + 1),
+            thumbprint: thumb(i as u8 + 1).into(),
             public_key_pinning_hash: "p".into(),
             clearance: c.clearance,
             protect: c.protect,
@@ -113,7 +113,7 @@ pub(super) fn applied(d: &Desired) -> Actual {
     }
     Actual {
         bundles_ok: d.declared.clients.keys().cloned().collect(),
-        export_thumbprints: Some(vec![thumb(200)]),
+        export_thumbprints: Some(vec![thumb(200).into()]),
         registry: reg,
         exists: true,
         sealed: true,
@@ -283,7 +283,7 @@ fn lost_bundle_is_a_replace() {
 fn stale_export_is_rewritten() {
     let d = desired(vec![], false);
     let mut a = applied(&d);
-    a.export_thumbprints = Some(vec![thumb(9)]);
+    a.export_thumbprints = Some(vec![thumb(9).into()]);
     let p = run(&d, &a);
     assert_eq!(p.changes.len(), 1);
     assert_eq!(p.changes[0].action, Action::Export);
@@ -306,8 +306,8 @@ fn install_is_kept_current() {
     }
     let mut a = applied(&d);
     let current = a.registry.server[0].thumbprint.clone();
-    let holds = |t: &str, p| InstalledFile::Holds {
-        thumbprint: Some(t.to_string()),
+    let holds = |t: &EntryThumbprint, p| InstalledFile::Holds {
+        thumbprint: Some(t.clone()),
         profile: Some(p),
     };
     let reason = |a: &Actual| {
@@ -328,7 +328,7 @@ fn install_is_kept_current() {
             "/etc/ravendb/cluster.pfx does not open with the declared password (the password changed, or the file was altered)",
         ),
         (
-            holds(&thumb(9), PfxProfile::Legacy),
+            holds(&thumb(9).into(), PfxProfile::Legacy),
             &format!("/etc/ravendb/cluster.pfx does not hold the current server certificate {current} with its key"),
         ),
         (holds(&current, PfxProfile::Modern), "pfx modern -> legacy"),
@@ -478,7 +478,7 @@ fn every_delete_counts_against_max_deletions() {
     let mut a = applied(&d);
     for n in [50u8, 51] {
         let mut old = a.registry.certificates[0].clone();
-        old.thumbprint = thumb(n);
+        old.thumbprint = thumb(n).into();
         old.retire_after = Some(NOW - time::Duration::days(1));
         a.registry.certificates.push(old);
     }

@@ -148,8 +148,8 @@ fn the_end_of_a_protected_clients_overlap_is_not_a_deletion_of_it() {
     let mut after = a.clone();
     after.registry = project(&a.registry, &replaced, &d, NOW);
     for e in &mut after.registry.certificates {
-        if !crate::registry::is_thumbprint(&e.thumbprint) {
-            e.thumbprint = thumb(99);
+        if e.thumbprint.known().is_none() {
+            e.thumbprint = thumb(99).into();
         }
     }
     let later = plan(
@@ -277,7 +277,7 @@ fn a_protected_uploads_new_certificate_is_refused() {
     let mut d = desired(vec![partner], false);
     d.files.uploads.insert("partner".into(), vec![cert(50)]);
     let mut a = applied(&d);
-    a.registry.certificates[0].thumbprint = thumb(50);
+    a.registry.certificates[0].thumbprint = thumb(50).into();
     a.registry.certificates[0].source = Origin::Uploaded;
     assert!(run(&d, &a).is_empty());
     d.files.uploads.insert("partner".into(), vec![cert(51)]);
