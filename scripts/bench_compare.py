@@ -52,8 +52,8 @@ def callgrind_instructions(binary, store_dir):
 def main():
     if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
-    old, new = sys.argv[1], sys.argv[2]
-    synth = sys.argv[3] if len(sys.argv) == 4 else os.path.join(
+    old, new = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    synth = os.path.abspath(sys.argv[3]) if len(sys.argv) == 4 else os.path.join(
         ROOT, "target/release/examples/synth_store")
     builds = {"old": old, "new": new}
     print(f"old: {old}\nnew: {new}")
