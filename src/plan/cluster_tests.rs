@@ -6,7 +6,7 @@ use time::macros::datetime;
 use time::OffsetDateTime;
 
 use super::*;
-use crate::model::{Access, Clearance, KeySpec, Origin};
+use crate::model::{Access, Clearance, KeySpec};
 use crate::registry::{CertEntry, Registry};
 
 const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
@@ -37,24 +37,13 @@ fn perms(dbs: &[(&str, Access)]) -> BTreeMap<String, Access> {
 
 fn entry(key: &str, thumbprint: &str, clearance: Clearance, dbs: &[(&str, Access)]) -> CertEntry {
     CertEntry {
-        key: key.into(),
         name: format!("{key} name"),
-        thumbprint: thumbprint.into(),
-        public_key_pinning_hash: "p".into(),
         clearance,
-        protect: false,
         not_before: NOW - time::Duration::days(10),
         not_after: NOW + time::Duration::days(355),
-        source: Origin::Generated,
         key_type: Some(KeySpec::EcP256),
-        collection_primary: None,
-        collection_secondaries: vec![],
-        retire_after: None,
-        revision: None,
         permissions: perms(dbs),
-        pfx: Default::default(),
-        bundle_password: None,
-        subject: None,
+        ..CertEntry::fixture(key, thumbprint)
     }
 }
 

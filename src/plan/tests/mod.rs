@@ -91,24 +91,14 @@ pub(super) fn applied(d: &Desired) -> Actual {
     });
     for (i, c) in d.declared.clients.values().enumerate() {
         reg.certificates.push(CertEntry {
-            key: c.key.clone(),
             name: c.name.clone(),
-            thumbprint: thumb(i as u8 + 1).into(),
-            public_key_pinning_hash: "p".into(),
             clearance: c.clearance,
             protect: c.protect,
             not_before: NOW - time::Duration::days(17),
             not_after: NOW + time::Duration::days(355),
-            source: Origin::Generated,
             key_type: Some(KeySpec::EcP256),
-            collection_primary: None,
-            collection_secondaries: vec![],
-            retire_after: None,
-            revision: None,
             permissions: c.permissions.clone(),
-            pfx: Default::default(),
-            bundle_password: None,
-            subject: None,
+            ..CertEntry::fixture(&c.key, thumb(i as u8 + 1))
         });
     }
     Actual {
