@@ -246,11 +246,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], how: &AtomicWrite) -> Resu
         let path = path.to_path_buf();
         move |source| WriteError { path, source }
     };
-    // A bare file name's parent is Some(""): that is the current folder.
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -297,6 +293,14 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], how: &AtomicWrite) -> Resu
             .map_err(at(dir))?;
     }
     Ok(())
+}
+
+/// The folder a file path names the file in: its parent, or `.` for a bare file name (whose
+/// parent is `Some("")`, the current folder).
+pub(crate) fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Where a path really points, for comparing paths that may not exist yet: the longest existing
