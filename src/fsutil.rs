@@ -93,6 +93,15 @@ pub(crate) fn read_regular(
     Ok(buf)
 }
 
+/// How a private file of ravencert's own is opened: created 0600 (the mode is given at creation,
+/// so it is never readable by others, not even for a moment) and never through a link. The
+/// caller adds how it reads or writes.
+pub(crate) fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.mode(0o600).custom_flags(O_NOFOLLOW);
+    options
+}
+
 /// Opens `path` for appending, never through a link: a new file is created 0600 (the mode is
 /// given at creation, so it is never readable by others, not even for a moment), an existing
 /// one is appended to as it is. A link (ELOOP, see [`ReadError::is_link`]) or anything but a
