@@ -108,12 +108,17 @@ pub enum InstallError {
     Write(#[from] ApplyError),
 }
 
-fn install_failed(committed: usize, path: &Path, reason: &InstallError) -> String {
-    let store = match committed {
+/// What the store part of an apply did, as the message of a later step that failed says first.
+fn store_committed(committed: usize) -> String {
+    match committed {
         0 => "the store was already up to date".to_string(),
         1 => "the store was updated (1 change committed)".to_string(),
         n => format!("the store was updated ({n} changes committed)"),
-    };
+    }
+}
+
+fn install_failed(committed: usize, path: &Path, reason: &InstallError) -> String {
+    let store = store_committed(committed);
     format!(
         "{store}, but writing the server certificate for the node to {} ([server] install) failed: {reason}. Fix that, then run `ravencert apply` again: the next apply retries it.",
         path.display()
@@ -121,11 +126,7 @@ fn install_failed(committed: usize, path: &Path, reason: &InstallError) -> Strin
 }
 
 fn export_failed(committed: usize, path: &Path, reason: &ApplyError) -> String {
-    let store = match committed {
-        0 => "the store was already up to date".to_string(),
-        1 => "the store was updated (1 change committed)".to_string(),
-        n => format!("the store was updated ({n} changes committed)"),
-    };
+    let store = store_committed(committed);
     format!(
         "{store}, but writing the export to {} failed: {reason}. Fix that, then run `ravencert apply` again: the next apply retries the export.",
         path.display()
@@ -475,11 +476,7 @@ impl Applier<'_> {
             return Ok(());
         };
         write_export_to(self.store, &self.reg, path).map_err(|e| ApplyError::Export {
-            committed: plan
-                .changes
-                .iter()
-                .filter(|c| c.action != Action::Export)
-                .count(),
+            committed: store_changes(plan),
             path: path.clone(),
             reason: Box::new(e),
         })
@@ -495,15 +492,20 @@ impl Applier<'_> {
             return Ok(());
         };
         write_install_to(self.store, &self.reg, spec).map_err(|e| ApplyError::Install {
-            committed: plan
-                .changes
-                .iter()
-                .filter(|c| c.action != Action::Export)
-                .count(),
+            committed: store_changes(plan),
             path: spec.path.clone(),
             reason: Box::new(e),
         })
     }
+}
+
+/// How many of the plan's changes the store part of an apply commits, before the export and
+/// the install it may fail at: all but the export.
+fn store_changes(plan: &Plan) -> usize {
+    plan.changes
+        .iter()
+        .filter(|c| c.action != Action::Export)
+        .count()
 }
 
 /// An update of a generated client whose bundle's password or profile is not the declared one

@@ -93,6 +93,15 @@ pub(crate) fn read_regular(
     Ok(buf)
 }
 
+/// How a private file of ravencert's own is opened: created 0600 (the mode is given at creation,
+/// so it is never readable by others, not even for a moment) and never through a link. The
+/// caller adds how it reads or writes.
+pub(crate) fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.mode(0o600).custom_flags(O_NOFOLLOW);
+    options
+}
+
 /// Opens `path` for appending, never through a link: a new file is created 0600 (the mode is
 /// given at creation, so it is never readable by others, not even for a moment), an existing
 /// one is appended to as it is. A link (ELOOP, see [`ReadError::is_link`]) or anything but a
@@ -246,11 +255,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], how: &AtomicWrite) -> Resu
         let path = path.to_path_buf();
         move |source| WriteError { path, source }
     };
-    // A bare file name's parent is Some(""): that is the current folder.
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -297,6 +302,14 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], how: &AtomicWrite) -> Resu
             .map_err(at(dir))?;
     }
     Ok(())
+}
+
+/// The folder a file path names the file in: its parent, or `.` for a bare file name (whose
+/// parent is `Some("")`, the current folder).
+pub(crate) fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Where a path really points, for comparing paths that may not exist yet: the longest existing

@@ -28,10 +28,7 @@ fn msg(text: impl Into<String>) -> GitError {
 /// The repository holding `file` and the file's path inside it. Only the folder is resolved:
 /// the file itself may be a symbolic link, which must not decide the repository or the path.
 fn locate(file: &Path) -> Result<(Repository, PathBuf)> {
-    let parent = file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = crate::fsutil::folder_of(file);
     let name = file
         .file_name()
         .ok_or_else(|| msg(format!("{} does not name a file", file.display())))?;
@@ -66,10 +63,7 @@ fn locate(file: &Path) -> Result<(Repository, PathBuf)> {
 
 /// The working tree of the repository holding certs.toml (by its folder), if there is one.
 pub(crate) fn workdir_of(config: &Path) -> Option<PathBuf> {
-    let parent = config
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = crate::fsutil::folder_of(config);
     let dir = std::fs::canonicalize(parent).ok()?;
     // Only a folder with `.git` above it is worth asking libgit2 about: its first call loads the
     // system's CA bundle (tens of milliseconds), which a plan outside git must not pay.

@@ -352,6 +352,36 @@ impl CertEntry {
     }
 }
 
+#[cfg(test)]
+impl CertEntry {
+    /// A test's registry entry: a generated certificate for `key`, named `key`, ValidUser with
+    /// no database access, valid from and to the Unix epoch, nothing optional set. A test
+    /// states what it is about over it (`CertEntry { clearance, ..CertEntry::fixture(k, t) }`),
+    /// so that a field added to the registry is added here once.
+    pub(crate) fn fixture(key: &str, thumbprint: impl Into<EntryThumbprint>) -> CertEntry {
+        CertEntry {
+            key: key.into(),
+            name: key.into(),
+            thumbprint: thumbprint.into(),
+            public_key_pinning_hash: "p".into(),
+            clearance: Clearance::ValidUser,
+            protect: false,
+            not_before: OffsetDateTime::UNIX_EPOCH,
+            not_after: OffsetDateTime::UNIX_EPOCH,
+            source: Origin::Generated,
+            key_type: None,
+            collection_primary: None,
+            collection_secondaries: Vec::new(),
+            retire_after: None,
+            revision: None,
+            permissions: BTreeMap::new(),
+            pfx: PfxProfile::Modern,
+            bundle_password: None,
+            subject: None,
+        }
+    }
+}
+
 /// How [`EntryThumbprint`]'s strict reading ends its refusal.
 const NOT_A_THUMBPRINT: &str = " is not a thumbprint (40 upper-case hex digits)";
 
@@ -472,28 +502,14 @@ pub(crate) fn describe_drift(written: &Registry, now: &Registry) -> Vec<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Clearance, KeySpec, Origin};
+    use crate::model::{KeySpec, Origin};
 
     fn entry(key: &str, thumb: &str) -> CertEntry {
         CertEntry {
-            key: key.into(),
-            name: key.into(),
-            thumbprint: thumb.into(),
             public_key_pinning_hash: "x".into(),
-            clearance: Clearance::ValidUser,
-            protect: false,
-            not_before: OffsetDateTime::UNIX_EPOCH,
-            not_after: OffsetDateTime::UNIX_EPOCH,
-            source: Origin::Generated,
             key_type: Some(KeySpec::EcP256),
-            collection_primary: None,
-            collection_secondaries: vec![],
-            retire_after: None,
-            revision: None,
             permissions: [("Orders".to_string(), Access::Read)].into(),
-            pfx: Default::default(),
-            bundle_password: None,
-            subject: None,
+            ..CertEntry::fixture(key, thumb)
         }
     }
 

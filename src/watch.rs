@@ -132,10 +132,7 @@ fn targets(config: &Path, referenced: Option<&[PathBuf]>) -> BTreeSet<PathBuf> {
 
 /// An absolute path with a canonical folder (the file itself may be mid-rename).
 fn absolute(path: &Path) -> PathBuf {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = crate::fsutil::folder_of(path);
     let dir = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
     dir.join(path.file_name().unwrap_or_default())
 }

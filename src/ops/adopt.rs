@@ -80,10 +80,7 @@ pub fn adopt(ctx: &Context, req: &AdoptRequest) -> Result<Output> {
     if ctx.config.exists() {
         return Err(AdoptError::Exists(ctx.config.clone()).into());
     }
-    let base = match ctx.config.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let base = crate::fsutil::folder_of(&ctx.config).to_path_buf();
     let (identity, pfx_shown) = admin_identity(req, &base)?;
     let (pin, ca_file) = ca_pin(req)?;
     let client = Client::new(&ClientOptions {

@@ -872,26 +872,11 @@ mod tests {
     }
 
     fn declared(key: &str, name: &str, thumbprint: &str, clearance: Clearance) -> CertEntry {
-        let now = OffsetDateTime::UNIX_EPOCH;
         CertEntry {
-            key: key.into(),
             name: name.into(),
-            thumbprint: thumbprint.into(),
-            public_key_pinning_hash: "p".into(),
             clearance,
-            protect: false,
-            not_before: now,
-            not_after: now,
             source: crate::model::Origin::Uploaded,
-            key_type: None,
-            collection_primary: None,
-            collection_secondaries: vec![],
-            retire_after: None,
-            revision: None,
-            permissions: Default::default(),
-            pfx: Default::default(),
-            bundle_password: None,
-            subject: None,
+            ..CertEntry::fixture(key, thumbprint)
         }
     }
 

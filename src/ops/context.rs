@@ -56,10 +56,7 @@ impl Context {
 
     /// The folder relative paths in certs.toml start from.
     fn base(&self) -> PathBuf {
-        match self.config.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        }
+        crate::fsutil::folder_of(&self.config).to_path_buf()
     }
 
     /// certs.toml's bytes, from the disk (refusing a link out of its repository) or from git.

@@ -405,7 +405,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::model::{Clearance, Origin};
+    use crate::model::Clearance;
     use crate::plan::{ClusterChange, ClusterPlan, ExtraRegistration, ServerVersion};
     use crate::registry::CertEntry;
 
@@ -418,24 +418,10 @@ mod tests {
 
     fn entry(key: &str, thumbprint: &str) -> CertEntry {
         CertEntry {
-            key: key.into(),
-            name: key.into(),
-            thumbprint: tp(thumbprint).into(),
-            public_key_pinning_hash: "p".into(),
             clearance: Clearance::Operator,
-            protect: false,
             not_before: NOW,
             not_after: NOW + time::Duration::days(30),
-            source: Origin::Generated,
-            key_type: None,
-            collection_primary: None,
-            collection_secondaries: vec![],
-            retire_after: None,
-            revision: None,
-            permissions: BTreeMap::new(),
-            pfx: Default::default(),
-            bundle_password: None,
-            subject: None,
+            ..CertEntry::fixture(key, tp(thumbprint))
         }
     }
 

@@ -43,21 +43,11 @@ impl<'a> Planner<'a> {
         spec: &GenerateSpec,
         current: Option<&CertEntry>,
     ) -> Result<Option<Change>, PlanError> {
+        let Some(current) = current else {
+            return Ok(Some(client_create(client, "not registered".into())));
+        };
         let after = desired_fields(client);
         let new_access = (client.clearance, &client.permissions);
-        let Some(current) = current else {
-            return Ok(Some(
-                Change::new(
-                    Action::Create,
-                    Target::Client,
-                    &client.key,
-                    "not registered".into(),
-                )
-                .with_escalation(widens(None, new_access))
-                .with_fields(None, Some(after))
-                .with_changes(field_changes_from_nothing(client)),
-            ));
-        };
         let fields = field_changes(current, client);
         let escalation = widens(Some((current.clearance, &current.permissions)), new_access)
             && !self.held_on_cluster(std::slice::from_ref(&current.thumbprint), new_access);
@@ -273,21 +263,14 @@ impl<'a> Planner<'a> {
     ) -> Option<Change> {
         let since =
             super::unread(self.desired, &format!("clients.{}.upload", client.key))?.since_base;
+        let Some(current) = current else {
+            return Some(client_create(
+                client,
+                "not registered (upload; its certificates were not read in review)".into(),
+            ));
+        };
         let after = desired_fields(client);
         let access = (client.clearance, &client.permissions);
-        let Some(current) = current else {
-            return Some(
-                Change::new(
-                    Action::Create,
-                    Target::Client,
-                    &client.key,
-                    "not registered (upload; its certificates were not read in review)".into(),
-                )
-                .with_escalation(widens(None, access))
-                .with_fields(None, Some(after))
-                .with_changes(field_changes_from_nothing(client)),
-            );
-        };
         let fields = field_changes(current, client);
         let escalation = widens(Some((current.clearance, &current.permissions)), access);
         let edit = Edit {
@@ -429,6 +412,15 @@ struct UploadReplace<'u> {
     want: Vec<Thumbprint>,
     /// The thumbprints registered (the collection, primary first).
     have: Vec<EntryThumbprint>,
+}
+
+/// A client not registered yet, created with its declared fields: an escalation when it is
+/// declared any access.
+fn client_create(client: &ClientDesired, reason: String) -> Change {
+    Change::new(Action::Create, Target::Client, &client.key, reason)
+        .with_escalation(widens(None, (client.clearance, &client.permissions)))
+        .with_fields(None, Some(desired_fields(client)))
+        .with_changes(field_changes_from_nothing(client))
 }
 
 /// An uploaded client not registered yet.

@@ -6,7 +6,7 @@ use time::macros::datetime;
 use time::OffsetDateTime;
 
 use super::*;
-use crate::model::{Access, Clearance, KeySpec, Origin};
+use crate::model::{Access, Clearance, KeySpec};
 use crate::registry::{CertEntry, Registry};
 
 const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
@@ -37,24 +37,13 @@ fn perms(dbs: &[(&str, Access)]) -> BTreeMap<String, Access> {
 
 fn entry(key: &str, thumbprint: &str, clearance: Clearance, dbs: &[(&str, Access)]) -> CertEntry {
     CertEntry {
-        key: key.into(),
         name: format!("{key} name"),
-        thumbprint: thumbprint.into(),
-        public_key_pinning_hash: "p".into(),
         clearance,
-        protect: false,
         not_before: NOW - time::Duration::days(10),
         not_after: NOW + time::Duration::days(355),
-        source: Origin::Generated,
         key_type: Some(KeySpec::EcP256),
-        collection_primary: None,
-        collection_secondaries: vec![],
-        retire_after: None,
-        revision: None,
         permissions: perms(dbs),
-        pfx: Default::default(),
-        bundle_password: None,
-        subject: None,
+        ..CertEntry::fixture(key, thumbprint)
     }
 }
 
@@ -62,22 +51,6 @@ fn store(entries: Vec<CertEntry>) -> Registry {
     let mut reg = Registry::new();
     reg.certificates = entries;
     reg
-}
-
-/// The registration the store's certificate `e` should have.
-fn registered(e: &CertEntry) -> Registration {
-    Registration {
-        thumbprint: tp(e.thumbprint.as_str()),
-        name: e.name.clone(),
-        clearance: e.clearance.into(),
-        permissions: e.permissions.clone(),
-        collection_primary: e.collection_primary.clone(),
-        disabled: None,
-        collection_secondaries: Vec::new(),
-        not_after: None,
-        certificate: None,
-        usage: None,
-    }
 }
 
 fn registration(thumbprint: &str, name: &str, clearance: ClusterClearance) -> Registration {
@@ -92,6 +65,15 @@ fn registration(thumbprint: &str, name: &str, clearance: ClusterClearance) -> Re
         not_after: None,
         certificate: None,
         usage: None,
+    }
+}
+
+/// The registration the store's certificate `e` should have.
+fn registered(e: &CertEntry) -> Registration {
+    Registration {
+        permissions: e.permissions.clone(),
+        collection_primary: e.collection_primary.clone(),
+        ..registration(e.thumbprint.as_str(), &e.name, e.clearance.into())
     }
 }
 
@@ -142,6 +124,14 @@ fn opts_set(entries: &[&CertEntry]) -> ClusterOptions {
     }
 }
 
+/// `opts()` with `prune = true`.
+fn pruning() -> ClusterOptions {
+    ClusterOptions {
+        prune: true,
+        ..opts()
+    }
+}
+
 fn run(reg: &Registry, listing: &ClusterListing, o: &ClusterOptions) -> ClusterPlan {
     plan_cluster(reg, listing, o).unwrap()
 }
@@ -151,6 +141,27 @@ fn actions(p: &ClusterPlan) -> Vec<(ClusterAction, Option<String>)> {
         .iter()
         .map(|c| (c.action, c.thumbprint.as_ref().map(Thumbprint::to_string)))
         .collect()
+}
+
+/// A cluster listing a collection the store does not hold: the primary `thumb(60)` and its
+/// secondary `thumb(61)`, both named "partner".
+fn partner_collection() -> ClusterListing {
+    let mut secondary = registration(&thumb(61), "partner", ClusterClearance::ValidUser);
+    secondary.collection_primary = Some(thumb(60));
+    cluster(vec![
+        registration(&thumb(60), "partner", ClusterClearance::ValidUser),
+        secondary,
+    ])
+}
+
+/// Asserts that one of the plan's warnings says `says`.
+#[track_caller]
+fn assert_warns(p: &ClusterPlan, says: &str) {
+    assert!(
+        p.warnings.iter().any(|w| w.contains(says)),
+        "{says:?} in {:?}",
+        p.warnings
+    );
 }
 
 fn app() -> CertEntry {
@@ -410,9 +421,8 @@ fn prune_unregisters_strays_but_never_servers_admins_or_ravencerts_own() {
     ]);
     listing.server_thumbprints.push(tp(&thumb(202)));
     let o = ClusterOptions {
-        prune: true,
         admin_thumbprint: Some(tp(&thumb(204))),
-        ..opts()
+        ..pruning()
     };
     let p = run(&store(vec![app.clone()]), &listing, &o);
     assert_eq!(actions(&p), [(ClusterAction::Unregister, Some(thumb(50)))]);
@@ -436,16 +446,8 @@ fn prune_unregisters_strays_but_never_servers_admins_or_ravencerts_own() {
 
 #[test]
 fn a_collection_is_unregistered_through_its_primary() {
-    let mut secondary = registration(&thumb(61), "partner", ClusterClearance::ValidUser);
-    secondary.collection_primary = Some(thumb(60));
-    let listing = cluster(vec![
-        registration(&thumb(60), "partner", ClusterClearance::ValidUser),
-        secondary,
-    ]);
-    let o = ClusterOptions {
-        prune: true,
-        ..opts()
-    };
+    let listing = partner_collection();
+    let o = pruning();
     let p = run(&store(vec![app()]), &listing, &o);
     assert_eq!(
         actions(&p),
@@ -458,35 +460,20 @@ fn a_collection_is_unregistered_through_its_primary() {
 
 #[test]
 fn a_primary_goes_with_its_secondaries_counted_and_never_while_one_is_declared() {
-    let mut secondary = registration(&thumb(61), "partner", ClusterClearance::ValidUser);
-    secondary.collection_primary = Some(thumb(60));
-    let listing = cluster(vec![
-        registration(&thumb(60), "partner", ClusterClearance::ValidUser),
-        secondary,
-    ]);
+    let listing = partner_collection();
     // The primary and its secondary are two deletions: over a limit of one.
     let o = ClusterOptions {
-        prune: true,
         max_deletions: 1,
-        ..opts()
+        ..pruning()
     };
     let err = plan_cluster(&store(vec![app()]), &listing, &o).unwrap_err();
     assert!(err.to_string().contains("with 1 secondaries"), "{err}");
     // The store declares the secondary (an upload of it alone): the primary stays, warned.
     let held = entry("partner", &thumb(61), Clearance::ValidUser, &[]);
-    let o = ClusterOptions {
-        prune: true,
-        ..opts()
-    };
+    let o = pruning();
     let p = run(&store(vec![held]), &listing, &o);
     assert_eq!(p.count(ClusterAction::Unregister), 0, "{:?}", p.changes);
-    assert!(
-        p.warnings
-            .iter()
-            .any(|w| w.contains("would remove its secondary")),
-        "{:?}",
-        p.warnings
-    );
+    assert_warns(&p, "would remove its secondary");
 }
 
 #[test]
@@ -515,10 +502,9 @@ fn unregisters_of_strays_count_against_max_deletions() {
         registration(&thumb(51), "stray b", ClusterClearance::ValidUser),
     ]);
     let o = ClusterOptions {
-        prune: true,
         max_deletions: 2,
         store_deletions: 1,
-        ..opts()
+        ..pruning()
     };
     let err = plan_cluster(&store(vec![app()]), &listing, &o).unwrap_err();
     assert!(
@@ -590,10 +576,7 @@ fn unregistering_every_client_needs_allow_delete_all() {
         "stray",
         ClusterClearance::ValidUser,
     )]);
-    let o = ClusterOptions {
-        prune: true,
-        ..opts()
-    };
+    let o = pruning();
     // An empty store (a wrong store path?) would wipe the cluster's clients.
     let err = plan_cluster(&Registry::new(), &listing, &o).unwrap_err();
     assert!(matches!(err, PlanError::UnregistersAll { .. }), "{err}");
@@ -628,10 +611,7 @@ fn changes_come_registers_then_edits_then_unregisters() {
         b_on_cluster,
     ]);
     let reg = store(vec![a, entry("b", &thumb(2), Clearance::ValidUser, &[]), c]);
-    let o = ClusterOptions {
-        prune: true,
-        ..opts()
-    };
+    let o = pruning();
     let got: Vec<ClusterAction> = run(&reg, &listing, &o)
         .changes
         .iter()
@@ -722,11 +702,7 @@ fn the_admins_new_certificate_is_registered_first_and_its_own_access_never_narro
     on_cluster.clearance = ClusterClearance::ClusterAdmin;
     let p = run(&store(vec![me]), &cluster(vec![on_cluster]), &opts());
     assert!(p.is_empty(), "{:?}", p.changes);
-    assert!(
-        p.warnings.iter().any(|w| w.contains("never narrows")),
-        "{:?}",
-        p.warnings
-    );
+    assert_warns(&p, "never narrows");
 }
 
 /// `[cluster] keep` (issue 23): a known stranger is never unregistered (prune on, or once
@@ -787,17 +763,11 @@ fn a_known_stranger_is_never_unregistered_and_leaves_the_plan_settled() {
 
 #[test]
 fn a_kept_collection_stays_whole_and_keep_that_keeps_nothing_is_a_warning() {
-    let mut secondary = registration(&thumb(61), "partner", ClusterClearance::ValidUser);
-    secondary.collection_primary = Some(thumb(60));
-    let listing = cluster(vec![
-        registration(&thumb(60), "partner", ClusterClearance::ValidUser),
-        secondary,
-    ]);
+    let listing = partner_collection();
     let app = app();
     let with_keep = |t: String| ClusterOptions {
-        prune: true,
         keep: [(tp(&t), None)].into(),
-        ..opts()
+        ..pruning()
     };
     // The primary kept: its secondary is kept with it.
     let p = run(&store(vec![app.clone()]), &listing, &with_keep(thumb(60)));
@@ -806,23 +776,13 @@ fn a_kept_collection_stays_whole_and_keep_that_keeps_nothing_is_a_warning() {
     // The secondary kept: RavenDB would remove it with the primary, so the primary stays.
     let p = run(&store(vec![app.clone()]), &listing, &with_keep(thumb(61)));
     assert_eq!(p.count(ClusterAction::Unregister), 0, "{:?}", p.changes);
-    assert!(
-        p.warnings
-            .iter()
-            .any(|w| w.contains("which [cluster] keep names")),
-        "{:?}",
-        p.warnings
-    );
+    assert_warns(&p, "which [cluster] keep names");
     // keep naming the store's own certificate, or nothing the cluster lists: a warning each.
     for (t, says) in [
         (app.thumbprint.to_string(), "the store holds it"),
         (thumb(99), "not registered on the cluster"),
     ] {
         let p = run(&store(vec![app.clone()]), &listing, &with_keep(t));
-        assert!(
-            p.warnings.iter().any(|w| w.contains(says)),
-            "{says}: {:?}",
-            p.warnings
-        );
+        assert_warns(&p, says);
     }
 }

@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    escalation_banner, escape, field_lines, md_access_removed, md_cell, md_field_changes, Escaped,
-    Style,
+    escalation_banner, escape, field_lines, md_access_removed, md_action_cells, md_cell,
+    md_escalation_heading, md_field_changes, md_list, text_change_block, text_list, Escaped, Style,
 };
 use crate::model::Thumbprint;
 use crate::plan::{
@@ -108,29 +108,21 @@ pub fn cluster_text(view: &ClusterView, style: Style) -> String {
     for c in &plan.changes {
         text_change(&mut out, c, style);
     }
-    let kept = plan.kept();
-    if !kept.is_empty() {
-        let _ = writeln!(out, "{}", style.warn(&format!("{KEPT_HEADING}:")));
-        for e in kept {
-            let _ = writeln!(out, "  = {}", Escaped(&kept_line(e)));
-        }
-        out.push('\n');
-    }
-    let known = plan.known();
-    if !known.is_empty() {
-        let _ = writeln!(out, "{KNOWN_HEADING}:");
-        for e in known {
-            let _ = writeln!(out, "  = {}", Escaped(&known_line(e)));
-        }
-        out.push('\n');
-    }
-    if !plan.warnings.is_empty() {
-        let _ = writeln!(out, "{}", style.warn("Cluster warnings:"));
-        for w in &plan.warnings {
-            let _ = writeln!(out, "  ! {}", Escaped(w));
-        }
-        out.push('\n');
-    }
+    let kept: Vec<String> = plan.kept().into_iter().map(kept_line).collect();
+    text_list(
+        &mut out,
+        &style.warn(&format!("{KEPT_HEADING}:")),
+        '=',
+        &kept,
+    );
+    let known: Vec<String> = plan.known().into_iter().map(known_line).collect();
+    text_list(&mut out, &format!("{KNOWN_HEADING}:"), '=', &known);
+    text_list(
+        &mut out,
+        &style.warn("Cluster warnings:"),
+        '!',
+        &plan.warnings,
+    );
     let _ = writeln!(out, "{}", style.bold(&summary(plan)));
     out
 }
@@ -153,18 +145,11 @@ pub(crate) fn registration(c: &ClusterChange) -> String {
 }
 
 fn text_change(out: &mut String, c: &ClusterChange, style: Style) {
-    let flag = if c.escalation {
-        format!("  {}", style.alert("[ESCALATION]"))
-    } else {
-        String::new()
-    };
-    let _ = writeln!(
-        out,
-        "  {} {} {}{}",
+    let heading = format!(
+        "{} {} {}",
         paint_action(style, c.action),
         c.action.as_str(),
-        style.bold(&registration(c)),
-        flag
+        style.bold(&registration(c))
     );
     let mut lines = vec![("reason".to_string(), c.reason.clone())];
     // The name a register sets is in the heading; a rename is a field change.
@@ -181,10 +166,7 @@ fn text_change(out: &mut String, c: &ClusterChange, style: Style) {
         .as_ref()
         .map_or_else(|| "(known after apply)".to_string(), ToString::to_string);
     lines.push(("thumbprint".to_string(), thumbprint));
-    for (k, v) in lines {
-        let _ = writeln!(out, "      {}: {}", Escaped(&k), Escaped(&v));
-    }
-    out.push('\n');
+    text_change_block(out, style, &heading, c.escalation, lines);
 }
 
 /// The cluster section of a Markdown plan (empty without `[cluster]`).
@@ -207,13 +189,7 @@ pub fn cluster_markdown(view: &ClusterView) -> String {
     );
     let escalations: Vec<&ClusterChange> = plan.changes.iter().filter(|c| c.escalation).collect();
     if !escalations.is_empty() {
-        let _ = writeln!(
-            out,
-            "> [!WARNING]\n> **{} cluster change{} widen{} access**",
-            escalations.len(),
-            if escalations.len() == 1 { "" } else { "s" },
-            if escalations.len() == 1 { "s" } else { "" }
-        );
+        md_escalation_heading(&mut out, escalations.len(), "cluster change", "");
         for c in &escalations {
             let _ = writeln!(out, "> - {}: {}", md_cell(&label(c)), md_cell(&c.reason));
         }
@@ -230,14 +206,8 @@ pub fn cluster_markdown(view: &ClusterView) -> String {
             };
             let _ = writeln!(
                 out,
-                "| `{}` | {}{} | {} | {} | {} | {} | {} |",
-                c.action.symbol(),
-                c.action.as_str(),
-                if c.escalation {
-                    " ⚠️ escalation"
-                } else {
-                    ""
-                },
+                "| {} | {} | {} | {} | {} | {} |",
+                md_action_cells(c.action.symbol(), c.action.as_str(), c.escalation),
                 md_cell(c.key.as_deref().unwrap_or("")),
                 md_cell(&c.name),
                 md_cell(
@@ -257,18 +227,6 @@ pub fn cluster_markdown(view: &ClusterView) -> String {
     md_list(&mut out, KNOWN_HEADING, &known);
     md_list(&mut out, "Cluster warnings", &plan.warnings);
     out
-}
-
-/// A bold heading and a bulleted list of escaped lines (nothing when there are none).
-fn md_list(out: &mut String, heading: &str, lines: &[String]) {
-    if lines.is_empty() {
-        return;
-    }
-    let _ = writeln!(out, "**{}**\n", md_cell(heading));
-    for line in lines {
-        let _ = writeln!(out, "- {}", md_cell(line));
-    }
-    out.push('\n');
 }
 
 /// The `cluster` object of the JSON plan.

@@ -602,25 +602,16 @@ mod tests {
     const NOW: OffsetDateTime = datetime!(2026-06-01 00:00 UTC);
 
     fn client(key: &str, name: &str, clearance: Clearance, days: i64) -> CertEntry {
+        let thumbprint = format!("{:A<40}", key.to_ascii_uppercase());
         CertEntry {
-            key: key.into(),
             name: name.into(),
-            thumbprint: format!("{:A<40}", key.to_ascii_uppercase()).into(),
             public_key_pinning_hash: "secret-free-hash".into(),
             clearance,
-            protect: false,
             not_before: NOW - time::Duration::days(300),
             not_after: NOW + time::Duration::days(days),
-            source: Origin::Generated,
-            key_type: None,
-            collection_primary: None,
-            collection_secondaries: Vec::new(),
-            retire_after: None,
             revision: Some("abc123".into()),
-            permissions: BTreeMap::new(),
-            pfx: Default::default(),
             bundle_password: Some("bundle-password-digest".into()),
-            subject: None,
+            ..CertEntry::fixture(key, thumbprint)
         }
     }
 

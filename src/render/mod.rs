@@ -27,7 +27,10 @@ pub use html::{ApplyOutcome, LastApply};
 pub(crate) use plan::{
     applied_counts, field_changes_line, markdown_diff, plan_document, registry_diff, PlanDocument,
 };
-use plan::{escalation_banner, field_lines, md_access_removed, md_cell, md_field_changes};
+use plan::{
+    escalation_banner, field_lines, md_access_removed, md_action_cells, md_cell,
+    md_escalation_heading, md_field_changes, md_list, text_change_block, text_list,
+};
 pub use plan::{plan_markdown, plan_text};
 use status::databases_cell;
 pub(crate) use status::{

@@ -169,30 +169,20 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
     } else if !plan.changes.is_empty() {
         text_changes(&mut out, plan, style);
     }
-    if !plan.kept.is_empty() {
-        let _ = writeln!(out, "{}", style.warn(&format!("{KEPT_HEADING}:")));
-        for k in &plan.kept {
-            let _ = writeln!(out, "  = {}", Escaped(&kept_line(k)));
-        }
-        out.push('\n');
-    }
-    if !plan.warnings.is_empty() {
-        let _ = writeln!(out, "{}", style.warn("Warnings:"));
-        for w in &plan.warnings {
-            let _ = writeln!(out, "  ! {}", Escaped(w));
-        }
-        out.push('\n');
-    }
+    let kept: Vec<String> = plan.kept.iter().map(kept_line).collect();
+    text_list(
+        &mut out,
+        &style.warn(&format!("{KEPT_HEADING}:")),
+        '=',
+        &kept,
+    );
+    text_list(&mut out, &style.warn("Warnings:"), '!', &plan.warnings);
     if !plan.not_read.is_empty() {
         if plan.is_settled() && plan.warnings.is_empty() {
             out.push('\n');
         }
         let heading = format!("{}:", not_read_heading(plan));
-        let _ = writeln!(out, "{}", style.warn(&heading));
-        for line in not_read_lines(plan) {
-            let _ = writeln!(out, "  ? {}", Escaped(&line));
-        }
-        out.push('\n');
+        text_list(&mut out, &style.warn(&heading), '?', &not_read_lines(plan));
     }
     if !plan.is_settled() {
         let _ = writeln!(out, "{}", style.bold(&summary_line(plan)));
@@ -240,20 +230,50 @@ pub(super) fn escalation_banner(out: &mut String, style: Style, noun: &str, who:
     );
 }
 
-/// One change: symbol, target, key and flag, then `field: value` lines.
-fn text_change(out: &mut String, c: &Change, style: Style) {
-    let flag = if c.escalation {
+/// A titled list of a text plan, the store's or the cluster's: `heading` (styled and escaped
+/// by the caller), a line `  MARK line` each (escaped here) and a blank line; nothing without
+/// lines.
+pub(super) fn text_list(out: &mut String, heading: &str, mark: char, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "{heading}");
+    for line in lines {
+        let _ = writeln!(out, "  {mark} {}", Escaped(line));
+    }
+    out.push('\n');
+}
+
+/// A change's block in a text plan, the store's or the cluster's: `  HEADING` (styled and
+/// escaped by the caller) flagged when the change widens access, its `field: value` lines
+/// (escaped here) and a blank line.
+pub(super) fn text_change_block(
+    out: &mut String,
+    style: Style,
+    heading: &str,
+    escalation: bool,
+    lines: Vec<(String, String)>,
+) {
+    let flag = if escalation {
         format!("  {}", style.alert("[ESCALATION]"))
     } else {
         String::new()
     };
-    let _ = writeln!(
-        out,
-        "  {} {} {}{}",
+    let _ = writeln!(out, "  {heading}{flag}");
+    // `field: old -> new`, as docs/contract.md §4 writes it, so scripts can grep a change.
+    for (k, v) in lines {
+        let _ = writeln!(out, "      {}: {}", Escaped(&k), Escaped(&v));
+    }
+    out.push('\n');
+}
+
+/// One change: symbol, target, key and flag, then `field: value` lines.
+fn text_change(out: &mut String, c: &Change, style: Style) {
+    let heading = format!(
+        "{} {} {}",
         style.action(c.action),
         c.target.as_str(),
-        style.bold(&escape(&c.key)),
-        flag
+        style.bold(&escape(&c.key))
     );
     let mut lines = vec![("reason".to_string(), c.reason.clone())];
     lines.extend(field_lines(&c.fields, c.action == Action::Create));
@@ -273,11 +293,7 @@ fn text_change(out: &mut String, c: &Change, style: Style) {
             lines.push((format!("expires{whose}"), rfc3339(na)));
         }
     }
-    // `field: old -> new`, as docs/contract.md §4 writes it, so scripts can grep a change.
-    for (k, v) in lines {
-        let _ = writeln!(out, "      {}: {}", Escaped(&k), Escaped(&v));
-    }
-    out.push('\n');
+    text_change_block(out, style, &heading, c.escalation, lines);
 }
 
 /// One change as the plan JSON shows it (docs/contract.md §4): the fields that matter to the
@@ -444,28 +460,42 @@ pub fn plan_markdown(plan: &Plan) -> String {
             md_table(&mut out, plan);
         }
     }
-    if !plan.kept.is_empty() {
-        let _ = writeln!(out, "**{}**\n", md_cell(KEPT_HEADING));
-        for k in &plan.kept {
-            let _ = writeln!(out, "- {}", md_cell(&kept_line(k)));
-        }
-        out.push('\n');
-    }
-    if !plan.warnings.is_empty() {
-        out.push_str("**Warnings**\n\n");
-        for w in &plan.warnings {
-            let _ = writeln!(out, "- {}", md_cell(w));
-        }
-        out.push('\n');
-    }
-    if !plan.not_read.is_empty() {
-        let _ = writeln!(out, "**{}**\n", not_read_heading(plan));
-        for line in not_read_lines(plan) {
-            let _ = writeln!(out, "- {}", md_cell(&line));
-        }
-        out.push('\n');
-    }
+    let kept: Vec<String> = plan.kept.iter().map(kept_line).collect();
+    md_list(&mut out, KEPT_HEADING, &kept);
+    md_list(&mut out, "Warnings", &plan.warnings);
+    md_list(&mut out, not_read_heading(plan), &not_read_lines(plan));
     out
+}
+
+/// A titled list of a Markdown plan, the store's or the cluster's: the heading in bold, an
+/// item a line, a blank line (all escaped here); nothing without lines.
+pub(super) fn md_list(out: &mut String, heading: &str, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "**{}**\n", md_cell(heading));
+    for line in lines {
+        let _ = writeln!(out, "- {}", md_cell(line));
+    }
+    out.push('\n');
+}
+
+/// The opening of the Markdown box over the changes that widen access, the store's (`noun`
+/// "change") or the cluster's ("cluster change"): `> [!WARNING]`, the count in bold, `tail`.
+pub(super) fn md_escalation_heading(out: &mut String, count: usize, noun: &str, tail: &str) {
+    let _ = writeln!(
+        out,
+        "> [!WARNING]\n> **{count} {noun}{} widen{} access**{tail}",
+        if count == 1 { "" } else { "s" },
+        if count == 1 { "s" } else { "" }
+    );
+}
+
+/// A change's first two cells in a Markdown table, the store's or the cluster's (no outer
+/// bars): its symbol in a code span, then its action, flagged when it widens access.
+pub(super) fn md_action_cells(symbol: &str, action: &str, escalation: bool) -> String {
+    let flag = if escalation { " ⚠️ escalation" } else { "" };
+    format!("`{symbol}` | {action}{flag}")
 }
 
 /// The GitHub warning box listing who gets what, when a change widens access.
@@ -474,13 +504,7 @@ fn md_escalations(out: &mut String, plan: &Plan) {
     if escalations.is_empty() {
         return;
     }
-    let _ = writeln!(
-        out,
-        "> [!WARNING]\n> **{} change{} widen{} access** — review who gets what:",
-        escalations.len(),
-        if escalations.len() == 1 { "" } else { "s" },
-        if escalations.len() == 1 { "s" } else { "" }
-    );
+    md_escalation_heading(out, escalations.len(), "change", " — review who gets what:");
     for c in &escalations {
         let what: Vec<String> = c
             .fields
@@ -522,14 +546,8 @@ fn md_table(out: &mut String, plan: &Plan) {
         };
         let _ = writeln!(
             out,
-            "| `{}` | {}{} | {} | {} | {} | {} |",
-            c.action.symbol(),
-            c.action.as_str(),
-            if c.escalation {
-                " ⚠️ escalation"
-            } else {
-                ""
-            },
+            "| {} | {} | {} | {} | {} |",
+            md_action_cells(c.action.symbol(), c.action.as_str(), c.escalation),
             c.target.as_str(),
             md_cell(&c.key),
             md_cell(&c.reason),

@@ -2,9 +2,8 @@
 //! the registry (the commit point), then finishing and sweeping what it no longer names.
 
 use std::collections::BTreeSet;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 
 use super::fault;
 use super::files::{
@@ -25,11 +24,9 @@ impl Store {
             // Written in place (its presence is what counts), so that a crash leaves no
             // temporary file that would make the folder look like someone else's.
             fault::step();
-            let mut f = OpenOptions::new()
+            let mut f = crate::fsutil::private_file()
                 .write(true)
                 .create_new(true)
-                .mode(0o600)
-                .custom_flags(crate::fsutil::O_NOFOLLOW)
                 .open(&marker)
                 .map_err(io_err(&marker))?;
             f.write_all(b"A ravencert certificate store: ravencert manages every file here.\n")

@@ -48,10 +48,7 @@ impl Store {
 
     /// The password-fingerprint key, made on first use (under the apply lock).
     pub(crate) fn password_key_or_create(&self) -> Result<Vec<u8>> {
-        match self.password_key()? {
-            Some(k) => Ok(k),
-            None => self.new_random_key(KeyFile::BundlePassword),
-        }
+        self.random_key_or_create(KeyFile::BundlePassword)
     }
 
     /// The key of the cluster state's seal; None before the first cluster apply.
@@ -61,10 +58,7 @@ impl Store {
 
     /// The cluster state's key, made on first use (under the apply lock).
     pub(crate) fn cluster_state_key_or_create(&self) -> Result<Vec<u8>> {
-        match self.cluster_state_key()? {
-            Some(k) => Ok(k),
-            None => self.new_random_key(KeyFile::ClusterState),
-        }
+        self.random_key_or_create(KeyFile::ClusterState)
     }
 
     /// A 32-byte key file of the store; None when it does not exist.
@@ -80,8 +74,11 @@ impl Store {
         }
     }
 
-    /// Makes a 32-byte random key file (0600, atomically).
-    fn new_random_key(&self, file: KeyFile) -> Result<Vec<u8>> {
+    /// A 32-byte key file of the store, made random (0600, atomically) when it does not exist.
+    fn random_key_or_create(&self, file: KeyFile) -> Result<Vec<u8>> {
+        if let Some(k) = self.random_key(file)? {
+            return Ok(k);
+        }
         let mut k = vec![0u8; 32];
         openssl::rand::rand_bytes(&mut k).map_err(|e| corrupt(&self.root, Problem::Random(e)))?;
         write_atomic(&self.root.join(file.file_name()), &k, 0o600)?;

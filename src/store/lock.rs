@@ -1,8 +1,7 @@
 //! The apply lock: one apply at a time, and the error names the holder.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
@@ -21,13 +20,11 @@ impl Store {
             return Err(corrupt(&self.root, Problem::StoreNotAFolder));
         }
         let path = self.root.join(".lock");
-        let mut file = OpenOptions::new()
+        let mut file = crate::fsutil::private_file()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o600)
-            .custom_flags(crate::fsutil::O_NOFOLLOW)
             .open(&path)
             .map_err(io_err(&path))?;
         let deadline = Instant::now() + timeout;

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use toml::Spanned;
 
-use super::fields::{always_due, period_field, refuse_password, renew_field, secret_ref};
+use super::fields::{
+    always_due, period_field, refuse_fields, refuse_password, renew_field, secret_ref,
+};
 use super::Defaults;
 use crate::config::diagnostics::Checker;
 use crate::config::raw::RawClient;
@@ -196,20 +198,15 @@ fn client_source(
 ) -> ClientSpec {
     if let Some(upload) = &c.upload {
         ck.mark(format!("{at}.upload"), &upload.span());
-        for (field, span) in [
+        let generated_only = [
             ("key", c.key.as_ref().map(|k| k.span())),
             ("validity", c.validity.as_ref().map(|k| k.span())),
             ("renew_before", c.renew_before.as_ref().map(|k| k.span())),
             ("pfx", c.pfx.as_ref().map(|k| k.span())),
-        ] {
-            if let Some(span) = span {
-                ck.error_at(
-                    Some(&span),
-                    format!("{at}.{field}"),
-                    format!("`{field}` is for generated certificates; an uploaded certificate keeps what its file holds — remove `{field}` or `upload`"),
-                );
-            }
-        }
+        ];
+        refuse_fields(ck, at, &generated_only, |field| {
+            format!("`{field}` is for generated certificates; an uploaded certificate keeps what its file holds — remove `{field}` or `upload`")
+        });
         return ClientSpec::Upload(FileRef {
             path: ctx.base.join(upload.get_ref()),
             password,

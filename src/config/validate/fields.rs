@@ -1,5 +1,6 @@
 //! Checks of single values that several sections share: periods, secrets, paths, DNS names.
 
+use std::ops::Range;
 use std::path::Path;
 
 use toml::Spanned;
@@ -85,23 +86,29 @@ pub(in crate::config) fn always_due(renew: RenewBefore, validity: Period) -> Opt
     }
 }
 
+/// A text field `at` read by `parse`, when it is set; what `parse` refuses is an error at the
+/// value.
+fn parsed_field<T>(
+    ck: &mut Checker<'_>,
+    v: Option<&Spanned<String>>,
+    at: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Option<T> {
+    let v = v?;
+    parse(v.get_ref())
+        .map_err(|e| ck.error_at(Some(&v.span()), at, e))
+        .ok()
+}
+
 pub(super) fn period_field(
     ck: &mut Checker<'_>,
     v: Option<&Spanned<String>>,
     at: &str,
 ) -> Option<Period> {
-    let v = v?;
-    match Period::parse(v.get_ref()) {
-        Ok(s) if s.seconds > 0 || at.ends_with("overlap") => Some(s),
-        Ok(_) => {
-            ck.error_at(Some(&v.span()), at, "must be longer than zero".into());
-            None
-        }
-        Err(e) => {
-            ck.error_at(Some(&v.span()), at, e);
-            None
-        }
-    }
+    parsed_field(ck, v, at, |text| match Period::parse(text)? {
+        s if s.seconds > 0 || at.ends_with("overlap") => Ok(s),
+        _ => Err("must be longer than zero".into()),
+    })
 }
 
 pub(super) fn renew_field(
@@ -109,12 +116,20 @@ pub(super) fn renew_field(
     v: Option<&Spanned<String>>,
     at: &str,
 ) -> Option<RenewBefore> {
-    let v = v?;
-    match RenewBefore::parse(v.get_ref()) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            ck.error_at(Some(&v.span()), at, e);
-            None
+    parsed_field(ck, v, at, RenewBefore::parse)
+}
+
+/// Fields set where they do not apply: an error at each, key `AT.FIELD`, in the words `why`
+/// gives for the field. `fields` pairs each name with its value's span, None when unset.
+pub(super) fn refuse_fields(
+    ck: &mut Checker<'_>,
+    at: &str,
+    fields: &[(&str, Option<Range<usize>>)],
+    why: impl Fn(&str) -> String,
+) {
+    for (field, span) in fields {
+        if let Some(span) = span {
+            ck.error_at(Some(span), format!("{at}.{field}"), why(field));
         }
     }
 }

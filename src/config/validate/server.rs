@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::fields::{always_due, check_dns_name, period_field, refuse_password, secret_ref};
+use super::fields::{
+    always_due, check_dns_name, period_field, refuse_fields, refuse_password, secret_ref,
+};
 use crate::config::diagnostics::Checker;
 use crate::config::raw::{RawCertFile, RawInstall, RawServer};
 use crate::config::{FileRef, InstallSpec, SecretRef, ServerDesired, ServerSpec};
@@ -104,19 +106,14 @@ fn imported_server(
     certs: &Spanned<Vec<RawCertFile>>,
     base: &Path,
 ) -> ServerSpec {
-    for (field, sp) in [
+    let generated_only = [
         ("name", s.name.as_ref().map(|x| x.span())),
         ("dns", s.dns.as_ref().map(|x| x.span())),
         ("validity", s.validity.as_ref().map(|x| x.span())),
-    ] {
-        if let Some(sp) = sp {
-            ck.error_at(
-                Some(&sp),
-                format!("server.{field}"),
-                format!("`{field}` is for a generated server certificate; existing certificates keep what their files hold"),
-            );
-        }
-    }
+    ];
+    refuse_fields(ck, "server", &generated_only, |field| {
+        format!("`{field}` is for a generated server certificate; existing certificates keep what their files hold")
+    });
     let refs: Vec<FileRef> = certs
         .get_ref()
         .iter()

@@ -74,26 +74,6 @@ fn widening_rules() {
 /// the cluster stay flagged. A generated client's new certificate is never on the cluster.
 #[test]
 fn access_the_cluster_already_grants_is_no_escalation() {
-    let cert = |n: u8| crate::model::Uploaded {
-        der: vec![n],
-        info: crate::model::CertInfo {
-            thumbprint: thumb(n),
-            public_key_pinning_hash: "p".into(),
-            subject: format!("CN=holder {n}"),
-            issuer: "CN=holder".into(),
-            common_name: None,
-            not_before: NOW - time::Duration::days(1),
-            not_after: NOW + time::Duration::days(300),
-            key_spec: None,
-        },
-    };
-    let upload = |key: &str, clearance, dbs: &[(&str, Access)]| ClientDesired {
-        source: ClientSpec::Upload(crate::config::FileRef {
-            path: format!("/cfg/trust/{key}.pem").into(),
-            password: None,
-        }),
-        ..client(key, clearance, dbs)
-    };
     let mut d = desired(
         vec![
             upload("ops", Clearance::Operator, &[]),
@@ -109,7 +89,9 @@ fn access_the_cluster_already_grants_is_no_escalation() {
         false,
     );
     for (key, n) in [("ops", 60), ("app", 61), ("more", 62), ("stranger", 63)] {
-        d.files.uploads.insert(key.into(), vec![cert(n)]);
+        d.files
+            .uploads
+            .insert(key.into(), vec![uploaded("holder", n)]);
     }
     let a = applied(&desired(vec![], false));
     let held = |clearance, dbs: &[(&str, Access)]| HeldAccess {

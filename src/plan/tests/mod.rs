@@ -49,6 +49,35 @@ pub(super) fn client(key: &str, clearance: Clearance, dbs: &[(&str, Access)]) ->
     }
 }
 
+/// `client(key, ..)` uploaded from `/cfg/trust/KEY.pem` instead of generated.
+pub(super) fn upload(key: &str, clearance: Clearance, dbs: &[(&str, Access)]) -> ClientDesired {
+    ClientDesired {
+        source: ClientSpec::Upload(crate::config::FileRef {
+            path: format!("/cfg/trust/{key}.pem").into(),
+            password: None,
+        }),
+        ..client(key, clearance, dbs)
+    }
+}
+
+/// What an uploaded file holds: the certificate `thumb(n)` of `holder` (`CN=HOLDER n`, issued
+/// by `CN=HOLDER`), valid from a day before `NOW` to 300 days after.
+pub(super) fn uploaded(holder: &str, n: u8) -> crate::model::Uploaded {
+    crate::model::Uploaded {
+        der: vec![n],
+        info: crate::model::CertInfo {
+            thumbprint: thumb(n),
+            public_key_pinning_hash: "p".into(),
+            subject: format!("CN={holder} {n}"),
+            issuer: format!("CN={holder}"),
+            common_name: None,
+            not_before: NOW - time::Duration::days(1),
+            not_after: NOW + time::Duration::days(300),
+            key_spec: None,
+        },
+    }
+}
+
 pub(super) fn desired(clients: Vec<ClientDesired>, prune: bool) -> Desired {
     Desired {
         declared: Declared {
@@ -91,24 +120,14 @@ pub(super) fn applied(d: &Desired) -> Actual {
     });
     for (i, c) in d.declared.clients.values().enumerate() {
         reg.certificates.push(CertEntry {
-            key: c.key.clone(),
             name: c.name.clone(),
-            thumbprint: thumb(i as u8 + 1).into(),
-            public_key_pinning_hash: "p".into(),
             clearance: c.clearance,
             protect: c.protect,
             not_before: NOW - time::Duration::days(17),
             not_after: NOW + time::Duration::days(355),
-            source: Origin::Generated,
             key_type: Some(KeySpec::EcP256),
-            collection_primary: None,
-            collection_secondaries: vec![],
-            retire_after: None,
-            revision: None,
             permissions: c.permissions.clone(),
-            pfx: Default::default(),
-            bundle_password: None,
-            subject: None,
+            ..CertEntry::fixture(&c.key, thumb(i as u8 + 1))
         });
     }
     Actual {

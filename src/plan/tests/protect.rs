@@ -253,34 +253,21 @@ fn a_protected_clients_renewal_is_a_warning_never_a_refusal() {
 
 #[test]
 fn a_protected_uploads_new_certificate_is_refused() {
-    let cert = |n: u8| crate::model::Uploaded {
-        der: vec![n],
-        info: crate::model::CertInfo {
-            thumbprint: thumb(n),
-            public_key_pinning_hash: "p".into(),
-            subject: format!("CN=partner {n}"),
-            issuer: "CN=partner".into(),
-            common_name: None,
-            not_before: NOW - time::Duration::days(1),
-            not_after: NOW + time::Duration::days(300),
-            key_spec: None,
-        },
-    };
     let partner = ClientDesired {
         protect: true,
-        source: ClientSpec::Upload(crate::config::FileRef {
-            path: "/cfg/trust/partner.pem".into(),
-            password: None,
-        }),
-        ..client("partner", Clearance::ValidUser, &[("Orders", Access::Read)])
+        ..upload("partner", Clearance::ValidUser, &[("Orders", Access::Read)])
     };
     let mut d = desired(vec![partner], false);
-    d.files.uploads.insert("partner".into(), vec![cert(50)]);
+    d.files
+        .uploads
+        .insert("partner".into(), vec![uploaded("partner", 50)]);
     let mut a = applied(&d);
     a.registry.certificates[0].thumbprint = thumb(50).into();
     a.registry.certificates[0].source = Origin::Uploaded;
     assert!(run(&d, &a).is_empty());
-    d.files.uploads.insert("partner".into(), vec![cert(51)]);
+    d.files
+        .uploads
+        .insert("partner".into(), vec![uploaded("partner", 51)]);
     let text = refusal(plan(&d, &a, NOW, &PlanOptions::default()), "partner");
     assert!(text.contains("partner.pem now holds"), "{text}");
 }
