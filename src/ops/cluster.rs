@@ -603,13 +603,8 @@ fn pin(settings: &ClusterSettings, registry: &Registry, served: &[Thumbprint]) -
 fn listing_for_plan(listing: Listing, version: ServerVersion) -> ClusterListing {
     ClusterListing {
         server_thumbprints: listing.server_thumbprints(),
+        well_known_admins: listing.well_known_admin_thumbprints(),
         registrations: listing.registrations,
-        // A listed value that is not a thumbprint names no registration.
-        well_known_admins: listing
-            .well_known_admins
-            .iter()
-            .filter_map(|t| Thumbprint::parse(t).ok())
-            .collect(),
         version,
     }
 }

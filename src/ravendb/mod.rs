@@ -260,4 +260,13 @@ impl Listing {
         all.retain(|t| seen.insert(t.clone()));
         all
     }
+
+    /// The well-known admin certificates as thumbprints; a listed value that is not a
+    /// thumbprint names no registration, so it is left out (as in [`Self::server_thumbprints`]).
+    pub fn well_known_admin_thumbprints(&self) -> Vec<Thumbprint> {
+        self.well_known_admins
+            .iter()
+            .filter_map(|t| Thumbprint::parse(t).ok())
+            .collect()
+    }
 }
