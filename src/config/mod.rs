@@ -137,6 +137,11 @@ pub struct ClientDesired {
     pub overlap: Option<Period>,
     /// Generated or uploaded.
     pub source: ClientSpec,
+    /// `until`: when its access ends (UTC, whole seconds); `None` when it does not.
+    pub until: Option<time::OffsetDateTime>,
+    /// `disabled`: access suspended, the certificate kept. Always `false` until certs.toml
+    /// accepts the key (issue 25, track B).
+    pub disabled: bool,
 }
 
 /// `[cluster]`, validated: the live RavenDB cluster whose registrations ravencert reconciles.

@@ -74,6 +74,8 @@ prop_compose! {
                 pfx: PfxProfile::Modern,
                 password: None,
             }),
+            until: None,
+            disabled: false,
         }
     }
 }

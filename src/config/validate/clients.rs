@@ -82,6 +82,8 @@ pub(super) fn validate_client(
         protect: c.protect,
         overlap: Some(overlap).filter(|o| o.seconds > 0),
         source,
+        until: None,
+        disabled: false,
     })
 }
 

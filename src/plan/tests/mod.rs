@@ -46,6 +46,8 @@ pub(super) fn client(key: &str, clearance: Clearance, dbs: &[(&str, Access)]) ->
         protect: false,
         overlap: None,
         source: ClientSpec::Generate(gen()),
+        until: None,
+        disabled: false,
     }
 }
 
