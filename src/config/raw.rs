@@ -263,6 +263,14 @@ pub(super) struct RawClient {
     /// Register an existing certificate file (.pfx/.p12, PEM or DER) instead of generating.
     #[schemars(with = "Option<String>")]
     pub(super) upload: Option<Spanned<String>>,
+    /// Access ends then: a date (00:00 UTC that day) or an RFC 3339 time with an offset, e.g. 2026-05-01 or 2026-05-01T18:00:00Z. The issued certificate ends by then, and the client is removed once it has passed. Not with `protect`, nor on the `[cluster] admin` client.
+    // A toml::Value: toml's own Datetime does not survive serde's buffering of a value.
+    #[schemars(
+        with = "Option<String>",
+        regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$"),
+        extend("anyOf" = [{"format": "date"}, {"format": "date-time"}])
+    )]
+    pub(super) until: Option<Spanned<toml::Value>>,
     /// Refused: secrets never stand in certs.toml.
     #[serde(default)]
     #[schemars(skip)]

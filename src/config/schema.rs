@@ -134,6 +134,11 @@ pub(super) fn client_rules(schema: &mut schemars::Schema) {
                 "properties": { "key": false, "validity": false, "renew_before": false, "pfx": false }
             }),
         );
+        // `until` ends access on its own; `protect` wants two reviewed steps (validate/until.rs).
+        deps.insert(
+            "until".into(),
+            serde_json::json!({ "properties": { "protect": { "const": false } } }),
+        );
     }
     schema.insert(
         "if".into(),

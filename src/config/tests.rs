@@ -520,3 +520,76 @@ fn syntax_errors_name_dotted_keys_and_inline_tables() {
         "{e}"
     );
 }
+
+/// certs.toml with one client `k` whose table ends with `extra`.
+fn with_until(extra: &str) -> Result<Declared, Vec<ConfigError>> {
+    parse_str(&format!(
+        "{SERVER}[clients.k]\nclearance = \"Operator\"\n{extra}\n"
+    ))
+}
+
+fn until_of(extra: &str) -> time::OffsetDateTime {
+    with_until(extra).expect("valid").clients["k"]
+        .until
+        .expect("until is read")
+}
+
+#[test]
+fn until_accepts_a_date_an_offset_time_and_a_string() {
+    use time::macros::datetime;
+    assert_eq!(
+        until_of("until = 2026-05-01"),
+        datetime!(2026-05-01 0:00 UTC)
+    );
+    assert_eq!(
+        until_of("until = 2026-05-01T18:00:00+02:00"),
+        datetime!(2026-05-01 16:00 UTC)
+    );
+    assert_eq!(
+        until_of("until = 2026-05-01 18:00:00.9Z"),
+        datetime!(2026-05-01 18:00 UTC),
+        "fractions of a second are floored"
+    );
+    assert_eq!(
+        until_of("until = \"2026-05-01\""),
+        datetime!(2026-05-01 0:00 UTC)
+    );
+    assert_eq!(
+        until_of("until = \"2026-05-01T18:00:00+02:00\""),
+        datetime!(2026-05-01 16:00 UTC)
+    );
+    let none = with_until("").expect("valid");
+    assert_eq!(none.clients["k"].until, None);
+}
+
+#[test]
+fn until_refuses_a_time_without_zone_and_out_of_range_years() {
+    for (extra, says) in [
+        ("until = 2026-05-01T18:00:00", "needs a time zone"),
+        ("until = \"2026-05-01T18:00\"", "needs a time zone"),
+        ("until = 18:00:00", "not a date or a time with a zone"),
+        ("until = \"tomorrow\"", "not a date or a time with a zone"),
+        ("until = 7", "not a value of type integer"),
+        ("until = 1999-12-31", "outside the years 2000 to 9999"),
+    ] {
+        let e = with_until(extra).expect_err(extra).remove(0);
+        assert_eq!(e.key, "clients.k.until", "{extra}: {e}");
+        assert_eq!(e.line, Some(7), "{extra}: {e}");
+        assert!(e.message.contains(says), "{extra}: {e}");
+    }
+}
+
+#[test]
+fn until_with_protect_or_on_the_cluster_admin_is_refused() {
+    let e = with_until("protect = true\nuntil = 2026-05-01")
+        .expect_err("protect")
+        .remove(0);
+    assert_eq!(e.key, "clients.k.until", "{e}");
+    assert_eq!(e.line, Some(8), "{e}");
+    assert!(e.message.contains("`protect`"), "{e}");
+    let e = first_error(&format!(
+        "{SERVER}[clients.admin]\nclearance = \"ClusterAdmin\"\nuntil = 2026-05-01\n[cluster]\nurls = [\"https://a.example.com\"]\nadmin = \"admin\"\n"
+    ));
+    assert_eq!(e.key, "cluster.admin", "{e}");
+    assert!(e.message.contains("has an `until`"), "{e}");
+}

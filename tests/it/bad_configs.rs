@@ -485,6 +485,20 @@ cases! {
         also: &["did you mean `min` or `mo`?"],
         ..Case::DEFAULT
     };
+    until_without_time_zone: Case {
+        config: "{SERVER}{CLIENTS}\n[clients.temp]\nclearance = \"Operator\"\nuntil = 2026-05-01T18:00:00\n",
+        key: "clients.temp.until",
+        line: Some("until"),
+        also: &["needs a time zone"],
+        ..Case::DEFAULT
+    };
+    until_with_protect: Case {
+        config: "{SERVER}{CLIENTS}\n[clients.temp]\nclearance = \"Operator\"\nprotect = true\nuntil = 2026-05-01\n",
+        key: "clients.temp.until",
+        line: Some("until"),
+        also: &["`protect`"],
+        ..Case::DEFAULT
+    };
     duration_without_unit: Case {
         config: "{SERVER}\n[clients.admin]\nclearance = \"ClusterAdmin\"\noverlap = \"30\"\n",
         key: "clients.admin.overlap",

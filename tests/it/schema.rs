@@ -128,10 +128,15 @@ clearance = "ClusterAdmin"
     let cluster_pem = format!(
         "{imported}\n[cluster]\nurls = [\"https://a.example.com\"]\nadmin = \"admin\"\nca = \"trust/ca.pem\"\ntimeout = \"1s\"\n"
     );
+    // `until` in every form validation accepts: a TOML date, a TOML offset time, a string.
+    let until = "version = 1\n[clients.a]\nclearance = \"Operator\"\nupload = \"a.crt\"\nuntil = 2026-05-01\n\
+                 [clients.b]\nclearance = \"Operator\"\nupload = \"b.crt\"\nuntil = 2026-05-01T18:00:00.5+02:00\n\
+                 [clients.c]\nclearance = \"Operator\"\nupload = \"c.crt\"\nuntil = \"2026-05-01T18:00:00Z\"\n";
     for text in [
         generated,
         imported,
         uploads_only,
+        until,
         &cluster,
         cluster_pfx,
         &cluster_pem,

@@ -9,6 +9,7 @@ use toml::Spanned;
 use super::fields::{
     always_due, period_field, refuse_fields, refuse_password, renew_field, secret_ref,
 };
+use super::until::until_field;
 use super::Defaults;
 use crate::config::diagnostics::Checker;
 use crate::config::raw::RawClient;
@@ -74,6 +75,7 @@ pub(super) fn validate_client(
     }
     let overlap = period_field(ck, c.overlap.as_ref(), &format!("{at}.overlap"))
         .unwrap_or(ctx.defaults.overlap);
+    let until = client_until(ck, &at, c);
     Some(ClientDesired {
         key: id,
         name,
@@ -82,9 +84,27 @@ pub(super) fn validate_client(
         protect: c.protect,
         overlap: Some(overlap).filter(|o| o.seconds > 0),
         source,
-        until: None,
+        until,
         disabled: false,
     })
+}
+
+/// `until`, marked at `AT.until` for the plan's later errors; refused with `protect`, which
+/// wants two reviewed steps to leave while `until` ends access on its own.
+fn client_until(ck: &mut Checker<'_>, at: &str, c: &RawClient) -> Option<time::OffsetDateTime> {
+    let v = c.until.as_ref()?;
+    let key = format!("{at}.until");
+    ck.mark(key.clone(), &v.span());
+    let until = until_field(ck, Some(v), &key)?;
+    if c.protect {
+        ck.error_at(
+            Some(&v.span()),
+            key,
+            "`until` and `protect` cannot go together: protect makes the client leave in two reviewed steps, until ends its access on its own; drop one".into(),
+        );
+        return None;
+    }
+    Some(until)
 }
 
 /// The client's name: `name` trimmed, or its key. Empty when `name` is blank (an error).

@@ -5,6 +5,7 @@ mod clients;
 mod cluster;
 mod fields;
 mod server;
+mod until;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
