@@ -642,7 +642,7 @@ fn prepare(
         &client.name,
         spec.key,
         now - BACKDATING.as_duration(),
-        now + spec.validity.as_duration(),
+        crate::plan::until::issue_end(now, spec.validity, client.until),
     )?;
     let bundle = pki::client_bundle(
         &issued,

@@ -885,6 +885,29 @@ mod tests {
         assert!(pem_cert_body(b"no pem here").is_none());
     }
 
+    /// issue 25: a client issued for `min(now + validity, until)` ends exactly then, as a
+    /// parse of the certificate reads it.
+    #[test]
+    fn client_not_after_is_the_until_it_is_given() {
+        let (nb, na) = window();
+        let server =
+            generate_server("a.example", &["a.example".into()], KeySpec::EcP256, nb, na).unwrap();
+        let now = time::macros::datetime!(2026-04-30 12:00 UTC);
+        let until = time::macros::datetime!(2026-05-01 0:00 UTC);
+        let end = crate::plan::until::issue_end(now, crate::model::Period::days(365), Some(until));
+        let client = issue_client(
+            &server.cert_der,
+            &server.key,
+            "temp",
+            KeySpec::EcP256,
+            now - Duration::days(7),
+            end,
+        )
+        .unwrap();
+        assert_eq!(inspect(&client.cert_der).unwrap().not_after, until);
+        assert_eq!(client.info.unwrap().not_after, until);
+    }
+
     #[test]
     fn serials_are_random() {
         let (nb, na) = window();

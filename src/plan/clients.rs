@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{
     declared_lifetime_reasons, desired_fields, entry_fields, known, list, renewal_reason, shown,
-    Action, BundlePassword, Change, Field, FieldChange, Fields, Issued, Lifetime, NotRead,
+    until, Action, BundlePassword, Change, Field, FieldChange, Fields, Issued, Lifetime, NotRead,
     PlanError, Planner, ProtectedChange, Target, NO_PASSWORD,
 };
 use crate::config::{ClientDesired, ClientSpec, GenerateSpec, SecretRef};
@@ -125,15 +125,19 @@ impl<'a> Planner<'a> {
                 key: spec.key,
                 validity: spec.validity,
                 renew_before: spec.renew_before,
+                until: client.until,
             },
         ));
         let mut due = Vec::new();
-        due.extend(renewal_reason(
-            was.not_before,
-            was.not_after,
-            spec.renew_before,
-            self.now,
-        ));
+        // A certificate cut at `until` is not renewed: a renewal cannot go past `until`.
+        if !until::capped(client.until, was.not_after) {
+            due.extend(renewal_reason(
+                was.not_before,
+                was.not_after,
+                spec.renew_before,
+                self.now,
+            ));
+        }
         if current.source == Origin::Generated && !self.actual.bundles_ok.contains(&client.key) {
             due.push("issued bundle lost".into());
         }

@@ -30,6 +30,7 @@ mod server;
 mod settings;
 #[cfg(test)]
 mod tests;
+pub(crate) mod until;
 
 pub(crate) use checks::check_declared;
 pub(crate) use clients::{bundle_reasons, DeclaredPassword};
@@ -725,6 +726,9 @@ pub(super) struct Lifetime {
     pub validity: Period,
     /// The declared renewal window.
     pub renew_before: RenewBefore,
+    /// When access ends (clients only): a certificate cut at it is not renewed, and its
+    /// shorter validity is no change.
+    pub until: Option<OffsetDateTime>,
 }
 
 /// The registered certificate's facts [`lifetime_reasons`] compares: key type, origin, dates.
@@ -765,6 +769,9 @@ impl From<&ServerEntry> for Issued {
 /// inside the renewal window or expired.
 pub(super) fn lifetime_reasons(was: Issued, want: Lifetime, now: OffsetDateTime) -> Vec<String> {
     let mut reasons = declared_lifetime_reasons(&was, &want);
+    if until::capped(want.until, was.not_after) {
+        return reasons;
+    }
     reasons.extend(renewal_reason(
         was.not_before,
         was.not_after,
@@ -781,7 +788,10 @@ pub(super) fn declared_lifetime_reasons(was: &Issued, want: &Lifetime) -> Vec<St
     if let Some(k) = was.key_type.filter(|k| *k != want.key) {
         reasons.push(format!("key {k} -> {} forces replacement", want.key));
     }
-    if was.generated {
+    // A certificate cut at `until` was issued for less than its validity, on purpose.
+    let cut_short = until::capped(want.until, was.not_after)
+        && was.not_before + BACKDATING.as_duration() + want.validity.as_duration() >= was.not_after;
+    if was.generated && !cut_short {
         reasons.extend(validity_change(
             was.not_before,
             was.not_after,

@@ -66,7 +66,7 @@ pub(crate) fn generated_client_entry(
         clearance: client.clearance,
         protect: client.protect,
         not_before: now - BACKDATING.as_duration(),
-        not_after: now + spec.validity.as_duration(),
+        not_after: super::until::issue_end(now, spec.validity, client.until),
         source: Origin::Generated,
         key_type: Some(spec.key),
         collection_primary: None,

@@ -314,6 +314,7 @@ fn server_reasons(
             key: spec.key,
             validity: spec.validity,
             renew_before: spec.renew_before,
+            until: None,
         },
         now,
     ));

@@ -504,3 +504,26 @@ fn a_settings_change_against_the_store_is_shown_flagged_then_recorded() {
     let after = env.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(after.code, 0, "{}", after.shown());
 }
+
+/// issue 25: `until` caps the issued certificate's end, as openssl reads it, and the capped
+/// certificate is not renewed on the next plans though it is inside renew_before.
+#[test]
+fn until_caps_not_after_as_openssl_reads_it() {
+    let env = Env::new();
+    // Four hours after T0: a break-glass client.
+    env.config(&format!(
+        "{SERVER}\n[clients.breakglass]\nclearance = \"ClusterAdmin\"\nuntil = 2027-01-01T04:00:00Z\n"
+    ));
+    run_at(&env, 0, &["apply", "--yes"]).success();
+    let crt = env.store().join("issued/breakglass/breakglass.crt");
+    let end =
+        common::openssl(&["x509", "-enddate", "-noout", "-in", crt.to_str().unwrap()]).success();
+    assert_eq!(end.stdout.trim(), "notAfter=Jan  1 04:00:00 2027 GMT");
+    let listed = entries(&env, 0);
+    let entry = listed.iter().find(|e| e["key"] == "breakglass").unwrap();
+    assert_eq!(entry["not_after"], "2027-01-01T04:00:00Z");
+    // Applied, the plan is empty: neither renewed (4 hours left, renew_before 30d) nor
+    // re-issued for its validity.
+    let again = run_at(&env, 0, &["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}", again.stdout);
+}

@@ -10,6 +10,7 @@ use time::macros::datetime;
 
 mod escalation;
 mod protect;
+mod until;
 
 pub(super) const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
 
