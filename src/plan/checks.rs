@@ -198,10 +198,32 @@ impl Planner<'_> {
     pub(super) fn deletions(&mut self) -> Result<Vec<Change>, PlanError> {
         let reg = &self.actual.registry;
         let mut changes = Vec::new();
+        // Access that ended (until): every entry of the key goes, whatever prune says. Its
+        // secondaries go with their primary (delete_change).
+        let mut ended = Vec::new();
+        for c in reg
+            .certificates
+            .iter()
+            .filter(|c| c.collection_primary.is_none())
+        {
+            let declared = self.desired.declared.clients.get(&c.key);
+            if let Some(u) = declared
+                .and_then(|d| d.until)
+                .filter(|u| super::until::ended(Some(*u), self.now))
+            {
+                let why = format!("access ended {}", super::until::shown(u));
+                ended.push(format!("{} ({why})", c.key));
+                changes.push(delete_change(c, why, reg));
+            }
+        }
+        let gone: BTreeSet<String> = changes.iter().map(|c| c.key.clone()).collect();
         // Ravencert's own rotation: they go whatever prune says.
         let mut retired = Vec::new();
         for c in &reg.certificates {
-            if c.retire_after.is_some_and(|r| r <= self.now) && c.collection_primary.is_none() {
+            if c.retire_after.is_some_and(|r| r <= self.now)
+                && c.collection_primary.is_none()
+                && !gone.contains(&c.key)
+            {
                 retired.push(format!("{} (rotation overlap ended)", c.key));
                 changes.push(delete_change(c, "rotation overlap ended".into(), reg));
             }
@@ -234,21 +256,28 @@ impl Planner<'_> {
                 });
             }
         }
-        self.guard(retired, pruned)?;
+        self.guard(ended, retired, pruned)?;
         Ok(changes)
     }
 
     /// Guards against a wrong config or store wiping access. Every delete counts, the end of a
-    /// rotation overlap too.
-    fn guard(&self, retired: Vec<String>, pruned: Vec<String>) -> Result<(), PlanError> {
+    /// rotation overlap and of access (until) too; only `pruned` can be a wrong config deleting
+    /// everything: an end date is a reviewed decision.
+    fn guard(
+        &self,
+        ended: Vec<String>,
+        retired: Vec<String>,
+        pruned: Vec<String>,
+    ) -> Result<(), PlanError> {
         let max = self.desired.declared.store.max_deletions;
-        let deletes = retired.len() + pruned.len();
+        let deletes = ended.len() + retired.len() + pruned.len();
         if max > 0 && deletes > max as usize {
             return Err(PlanError::TooManyDeletions {
                 count: deletes,
                 max,
-                keys: retired
+                keys: ended
                     .into_iter()
+                    .chain(retired)
                     .chain(pruned)
                     .collect::<Vec<_>>()
                     .join(", "),

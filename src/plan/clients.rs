@@ -22,6 +22,18 @@ impl<'a> Planner<'a> {
         let mut changes = Vec::new();
         for client in desired.declared.clients.values() {
             let current = self.active.get(client.key.as_str()).copied();
+            if let Some(u) = client.until.filter(|u| until::ended(Some(*u), self.now)) {
+                // Registered, `deletions` removes it; otherwise there is nothing to issue.
+                if current.is_none() {
+                    self.warnings.push(format!(
+                        "client '{}': until {} has passed; not issued (access ended before it began) — remove clients.{} from certs.toml",
+                        client.key,
+                        until::shown(u),
+                        client.key
+                    ));
+                }
+                continue;
+            }
             if current.is_some_and(|c| c.protect) && !client.protect {
                 self.warnings.push(format!(
                     "client '{}' is no longer protected once this plan is applied: a later plan may delete it (removed from certs.toml, with prune = true) or re-issue it (a key or validity change)",

@@ -22,6 +22,18 @@ pub(super) fn capped(until: Option<OffsetDateTime>, not_after: OffsetDateTime) -
     until == Some(not_after)
 }
 
+/// Whether access that ends at `until` has ended at `now`.
+pub(super) fn ended(until: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+    until.is_some_and(|u| u <= now)
+}
+
+/// `until` as outputs show it: RFC 3339 in UTC.
+pub(super) fn shown(until: OffsetDateTime) -> String {
+    until
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| until.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,10 +51,14 @@ mod tests {
     }
 
     #[test]
-    fn capped_is_an_end_at_until() {
+    fn capped_ended_and_shown() {
         let until = datetime!(2026-05-01 16:00 UTC);
         assert!(capped(Some(until), until));
         assert!(!capped(None, until));
         assert!(!capped(Some(until), until + time::Duration::SECOND));
+        assert!(ended(Some(until), until), "until itself is the end");
+        assert!(!ended(Some(until), until - time::Duration::SECOND));
+        assert!(!ended(None, until));
+        assert_eq!(shown(until), "2026-05-01T16:00:00Z");
     }
 }

@@ -527,3 +527,54 @@ fn until_caps_not_after_as_openssl_reads_it() {
     let again = run_at(&env, 0, &["plan", "--detailed-exitcode"]);
     assert_eq!(again.code, 0, "{}", again.stdout);
 }
+
+/// issue 25: once `until` has passed, the client leaves the store with prune off, its bundle
+/// folder too; a client declared with an `until` already past is not issued at all.
+#[test]
+fn passed_until_removes_from_store_without_prune() {
+    let env = Env::new();
+    env.config(&format!(
+        "{SERVER}\n[clients.app]\nclearance = \"Operator\"\n\n[clients.temp]\nclearance = \"Operator\"\nuntil = 2027-01-01T04:00:00Z\n"
+    ));
+    run_at(&env, 0, &["apply", "--yes"]).success();
+    assert!(env.store().join("issued/temp/temp.pfx").exists());
+    let plan = run_at(&env, 1, &["plan", "--json"]).success().json();
+    let change = &plan["changes"][0];
+    assert_eq!(change["action"], "delete");
+    assert_eq!(change["key"], "temp");
+    assert_eq!(change["reason"], "access ended 2027-01-01T04:00:00Z");
+    run_at(&env, 1, &["apply", "--yes"]).success();
+    let keys: Vec<String> = entries(&env, 1)
+        .iter()
+        .map(|e| e["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys, ["app"]);
+    assert!(!env.store().join("issued/temp").exists());
+    let quiet = run_at(&env, 1, &["plan", "--detailed-exitcode"]);
+    assert_eq!(quiet.code, 0, "{}", quiet.stdout);
+}
+
+#[test]
+fn past_until_on_new_client_issues_nothing() {
+    let env = Env::new();
+    env.config(&format!(
+        "{SERVER}\n[clients.app]\nclearance = \"Operator\"\n\n[clients.late]\nclearance = \"Operator\"\nuntil = 2026-12-31\n"
+    ));
+    let run = run_at(&env, 0, &["apply", "--yes"]).success();
+    assert!(
+        run.stderr
+            .contains("client 'late': until 2026-12-31T00:00:00Z has passed; not issued")
+            || run
+                .stdout
+                .contains("client 'late': until 2026-12-31T00:00:00Z has passed; not issued"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(!env.store().join("issued/late").exists());
+    let keys: Vec<String> = entries(&env, 0)
+        .iter()
+        .map(|e| e["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys, ["app"]);
+}
