@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::model::{Access, Clearance, EntryThumbprint, KeySpec, Origin, PfxProfile, Thumbprint};
@@ -183,6 +184,15 @@ pub struct CertEntry {
     /// recorded it read as not protected.
     #[serde(default, skip_serializing_if = "is_false")]
     pub protect: bool,
+    /// The `until` certs.toml declared when this entry was last applied: access ends then. A
+    /// client whose table is removed keeps its end; entries written before ravencert recorded
+    /// it read as none.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub until: Option<OffsetDateTime>,
     /// Start of validity.
     #[serde(with = "time::serde::rfc3339")]
     pub not_before: OffsetDateTime,
@@ -366,6 +376,7 @@ impl CertEntry {
             public_key_pinning_hash: "p".into(),
             clearance: Clearance::ValidUser,
             protect: false,
+            until: None,
             not_before: OffsetDateTime::UNIX_EPOCH,
             not_after: OffsetDateTime::UNIX_EPOCH,
             source: Origin::Generated,
@@ -474,6 +485,13 @@ pub(crate) fn describe_drift(written: &Registry, now: &Registry) -> Vec<String> 
                 }
                 if a.protect != b.protect {
                     fields.push(format!("protect {} -> {}", b.protect, a.protect));
+                }
+                if a.until != b.until {
+                    let show = |u: Option<OffsetDateTime>| {
+                        u.and_then(|u| u.format(&Rfc3339).ok())
+                            .unwrap_or_else(|| "none".into())
+                    };
+                    fields.push(format!("until {} -> {}", show(b.until), show(a.until)));
                 }
                 if a.key != b.key || a.not_after != b.not_after || a.source != b.source {
                     fields.push("other fields".into());
@@ -619,6 +637,34 @@ mod tests {
             vec![format!(
                 "client 'b' ({}) was edited in the registry: protect true -> false",
                 "B".repeat(40)
+            )]
+        );
+    }
+
+    #[test]
+    fn until_is_written_only_when_set_and_a_hand_edit_of_it_is_drift() {
+        let mut r = Registry::new();
+        r.certificates.push(entry("a", &"A".repeat(40)));
+        let plain = r.to_text();
+        assert!(!plain.contains("until"), "{plain}");
+        // A registry written before `until` existed reads as having none.
+        let back = Registry::parse(Path::new("r"), &plain).unwrap();
+        assert_eq!(back.certificates[0].until, None);
+        assert_eq!(back.to_text(), plain);
+        let mut ends = r.clone();
+        ends.certificates[0].until = Some(time::macros::datetime!(2026-05-01 16:00 UTC));
+        let text = ends.to_text();
+        assert!(text.contains("until = \"2026-05-01T16:00:00Z\""), "{text}");
+        let back = Registry::parse(Path::new("r"), &text).unwrap();
+        assert_eq!(back.certificates[0].until, ends.certificates[0].until);
+        assert_eq!(back.to_text(), text);
+        // Moving it by hand (access for longer) is drift, named.
+        let drift = describe_drift(&ends, &r);
+        assert_eq!(
+            drift,
+            vec![format!(
+                "client 'a' ({}) was edited in the registry: until 2026-05-01T16:00:00Z -> none",
+                "A".repeat(40)
             )]
         );
     }

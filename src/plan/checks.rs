@@ -206,11 +206,13 @@ impl Planner<'_> {
             .iter()
             .filter(|c| c.collection_primary.is_none())
         {
-            let declared = self.desired.declared.clients.get(&c.key);
-            if let Some(u) = declared
-                .and_then(|d| d.until)
-                .filter(|u| super::until::ended(Some(*u), self.now))
-            {
+            // The declared end, else the recorded one: a client whose table is removed keeps
+            // the end it was applied with.
+            let until = match self.desired.declared.clients.get(&c.key) {
+                Some(d) => d.until,
+                None => c.until,
+            };
+            if let Some(u) = until.filter(|u| super::until::ended(Some(*u), self.now)) {
                 let why = format!("access ended {}", super::until::shown(u));
                 ended.push(format!("{} ({why})", c.key));
                 changes.push(delete_change(c, why, reg));
@@ -230,7 +232,7 @@ impl Planner<'_> {
         }
         let mut pruned = Vec::new();
         for c in reg.active_certificates() {
-            if self.desired.declared.clients.contains_key(&c.key) {
+            if self.desired.declared.clients.contains_key(&c.key) || gone.contains(&c.key) {
                 continue;
             }
             if self.desired.declared.store.prune {

@@ -61,8 +61,9 @@ impl<'a> Planner<'a> {
         let after = desired_fields(client);
         let new_access = (client.clearance, &client.permissions);
         let fields = field_changes(current, client);
-        let escalation = widens(Some((current.clearance, &current.permissions)), new_access)
-            && !self.held_on_cluster(std::slice::from_ref(&current.thumbprint), new_access);
+        let escalation = (widens(Some((current.clearance, &current.permissions)), new_access)
+            && !self.held_on_cluster(std::slice::from_ref(&current.thumbprint), new_access))
+            || until::extends(current.until, client.until);
         let explicit = self.opts.replace.contains(&client.key);
         let reasons = self.reissue_reasons(client, spec, current, explicit);
         let reasons = self.guard_protected(client, current, explicit, reasons)?;
@@ -117,7 +118,7 @@ impl<'a> Planner<'a> {
 
     /// Why a generated client's certificate must be issued again (none: it stays).
     fn reissue_reasons(
-        &self,
+        &mut self,
         client: &ClientDesired,
         spec: &GenerateSpec,
         current: &CertEntry,
@@ -137,17 +138,25 @@ impl<'a> Planner<'a> {
                 key: spec.key,
                 validity: spec.validity,
                 renew_before: spec.renew_before,
-                until: client.until,
+                until: current.until,
             },
         ));
+        declared.extend(until::reissue_reasons(
+            current.until,
+            client.until,
+            was.not_after,
+        ));
         let mut due = Vec::new();
-        // A certificate cut at `until` is not renewed: a renewal cannot go past `until`.
-        if !until::capped(client.until, was.not_after) {
-            due.extend(renewal_reason(
-                was.not_before,
+        let renewal = renewal_reason(was.not_before, was.not_after, spec.renew_before, self.now);
+        // A certificate cut at `until` is not renewed: a renewal cannot go past `until`. Inside
+        // its renewal window the plan says when access ends instead.
+        if !until::capped(current.until, was.not_after) {
+            due.extend(renewal);
+        } else if renewal.is_some() && current.until == client.until {
+            self.warnings.push(until::ending_warning(
+                &client.key,
                 was.not_after,
-                spec.renew_before,
-                self.now,
+                was.not_after - self.now,
             ));
         }
         if current.source == Origin::Generated && !self.actual.bundles_ok.contains(&client.key) {
@@ -223,6 +232,7 @@ impl<'a> Planner<'a> {
                 path: path.to_path_buf(),
             });
         }
+        self.warn_upload_until(client, certs);
         let want: Vec<Thumbprint> = certs.iter().map(|c| c.info.thumbprint.clone()).collect();
         let mut after = desired_fields(client);
         after.thumbprint = want.first().cloned();
@@ -234,7 +244,8 @@ impl<'a> Planner<'a> {
         };
         let have = collection(current);
         let fields = field_changes(current, client);
-        let escalation = widens(Some((current.clearance, &current.permissions)), access);
+        let escalation = widens(Some((current.clearance, &current.permissions)), access)
+            || until::extends(current.until, client.until);
         if !same_set(&want, &have) {
             let replaced = UploadReplace {
                 client,
@@ -288,7 +299,8 @@ impl<'a> Planner<'a> {
         let after = desired_fields(client);
         let access = (client.clearance, &client.permissions);
         let fields = field_changes(current, client);
-        let escalation = widens(Some((current.clearance, &current.permissions)), access);
+        let escalation = widens(Some((current.clearance, &current.permissions)), access)
+            || until::extends(current.until, client.until);
         let edit = Edit {
             current,
             after,
@@ -395,6 +407,23 @@ impl<'a> Planner<'a> {
                     client.key,
                     short(c.info.thumbprint.as_str()),
                     path.display()
+                ));
+            }
+        }
+    }
+
+    /// An uploaded certificate outlives `until`: ravencert ends its access then, the TLS layer
+    /// only at its own end.
+    fn warn_upload_until(&mut self, client: &ClientDesired, certs: &[Uploaded]) {
+        for c in certs {
+            if let Some(u) = client.until.filter(|u| c.info.not_after > *u) {
+                self.warnings.push(format!(
+                    "client '{}': uploaded certificate {} ends {}, after until {}: only ravencert ends its access at until (apply or watch); the TLS layer ends it at {}",
+                    client.key,
+                    short(c.info.thumbprint.as_str()),
+                    until::shown(c.info.not_after),
+                    until::shown(u),
+                    until::shown(c.info.not_after),
                 ));
             }
         }
@@ -525,6 +554,13 @@ fn field_changes(old: &CertEntry, new: &ClientDesired) -> Vec<FieldChange> {
             Some(new.protect.to_string()),
         ));
     }
+    if old.until != new.until {
+        out.push(FieldChange::new(
+            Field::Until,
+            old.until.map(until::shown),
+            new.until.map(until::shown),
+        ));
+    }
     out
 }
 
@@ -556,6 +592,9 @@ fn field_changes_from_nothing(c: &ClientDesired) -> Vec<FieldChange> {
             FieldChange::new(Field::Database(db.clone()), None, Some(a.to_string()))
         }),
     );
+    if let Some(u) = c.until {
+        out.push(FieldChange::new(Field::Until, None, Some(until::shown(u))));
+    }
     if c.protect {
         out.push(FieldChange::new(Field::Protect, None, Some("true".into())));
     }
@@ -667,6 +706,9 @@ fn update_change(client: &ClientDesired, edit: Edit<'_>, notes: Vec<String>) -> 
     }
     if fields.iter().any(|f| f.field == Field::Protect) {
         what.push("protect");
+    }
+    if fields.iter().any(|f| f.field == Field::Until) {
+        what.push("until");
     }
     let mut reasons = Vec::new();
     if !what.is_empty() {

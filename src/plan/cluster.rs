@@ -600,16 +600,19 @@ fn registration_fields(r: &Registration) -> Fields {
         clearance: r.clearance.client(),
         permissions: Some(r.permissions.clone()),
         protect: false,
+        until: None,
         not_after: None,
         settings: Default::default(),
     }
 }
 
-/// The fields a registration takes from the store's entry: `protect` is the store's alone
-/// (RavenDB has no such field), so it is left out.
+/// The fields a registration takes from the store's entry: `protect` and `until` are the
+/// store's alone (RavenDB has no such fields; `until` reaches the cluster as the certificate's
+/// end), so they are left out.
 fn registered_fields(e: &CertEntry) -> Fields {
     Fields {
         protect: false,
+        until: None,
         ..entry_fields(e)
     }
 }

@@ -132,6 +132,13 @@ pub struct Fields {
     /// `protect = true` (clients): shown only when set.
     #[serde(default, skip_serializing_if = "is_false")]
     pub(crate) protect: bool,
+    /// When access ends (clients): shown only when set.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option",
+        default
+    )]
+    pub(crate) until: Option<OffsetDateTime>,
     /// The expiry; None while only the apply knows it.
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -168,6 +175,8 @@ pub enum Field {
     Certificate,
     /// `protect`: whether the client may leave, or be re-issued, in one step.
     Protect,
+    /// `until`: when the client's access ends.
+    Until,
     /// A setting of `[store]` or `[cluster]`, by name.
     Setting(String),
 }
@@ -185,6 +194,7 @@ impl Field {
             Field::Clearance => "clearance",
             Field::Certificate => "certificate",
             Field::Protect => "protect",
+            Field::Until => "until",
             Field::Database(db) | Field::Setting(db) => db,
         }
     }
@@ -320,6 +330,9 @@ pub struct Plan {
     pub not_read: Vec<NotRead>,
     /// A review plan (`plan --base`, `plan --rev`): it read no password and no private key.
     pub review: bool,
+    /// The earliest moment after this plan at which access ends by itself: a client's `until`
+    /// (declared or recorded) or the end of a rotation overlap. `watch` plans again then.
+    pub next_access_end: Option<OffsetDateTime>,
 }
 
 /// An undeclared certificate the store keeps (prune is off): who still has access, and how
@@ -714,6 +727,7 @@ impl<'a> Planner<'a> {
             kept: self.kept,
             not_read,
             review: self.opts.review,
+            next_access_end: until::next_end(self.desired, &self.actual.registry, self.now),
         })
     }
 }
@@ -861,6 +875,7 @@ fn entry_fields(e: &CertEntry) -> Fields {
         clearance: Some(e.clearance),
         permissions: Some(e.permissions.clone()),
         protect: e.protect,
+        until: e.until,
         not_after,
         settings: Default::default(),
     }
@@ -882,6 +897,7 @@ fn desired_fields(c: &ClientDesired) -> Fields {
         clearance: Some(c.clearance),
         permissions: Some(c.permissions.clone()),
         protect: c.protect,
+        until: c.until,
         ..Fields::default()
     }
 }

@@ -65,6 +65,7 @@ pub(crate) fn generated_client_entry(
         public_key_pinning_hash: pinning,
         clearance: client.clearance,
         protect: client.protect,
+        until: client.until,
         not_before: now - BACKDATING.as_duration(),
         not_after: super::until::issue_end(now, spec.validity, client.until),
         source: Origin::Generated,
@@ -103,6 +104,7 @@ pub(crate) fn upload_entries(
             public_key_pinning_hash: c.info.public_key_pinning_hash.clone(),
             clearance: client.clearance,
             protect: client.protect,
+            until: client.until,
             not_before: c.info.not_before,
             not_after: c.info.not_after,
             source: Origin::Uploaded,
@@ -184,6 +186,7 @@ pub(crate) fn mutate(
                     e.name = c.name.clone();
                     e.clearance = c.clearance;
                     e.protect = c.protect;
+                    e.until = c.until;
                     e.permissions = c.permissions.clone();
                     if let ClientSpec::Generate(g) = &c.source {
                         e.pfx = g.pfx;
@@ -200,10 +203,21 @@ pub(crate) fn mutate(
                 .clients
                 .get(&change.key)
                 .and_then(|c| c.overlap);
+            let until = desired
+                .declared
+                .clients
+                .get(&change.key)
+                .and_then(|c| c.until);
             match overlap {
                 Some(o) => {
+                    // The overlap never keeps access past `until`: an old certificate that
+                    // outlives it goes now (the TLS layer would still take it), one that does
+                    // not is retired by then at the latest.
+                    reg.certificates
+                        .retain(|e| !(mine(e) && until.is_some_and(|u| e.not_after > u)));
+                    let retire = now + o.as_duration();
                     for e in reg.certificates.iter_mut().filter(|e| mine(e)) {
-                        e.retire_after = Some(now + o.as_duration());
+                        e.retire_after = Some(until.map_or(retire, |u| retire.min(u)));
                     }
                 }
                 None => reg.certificates.retain(|e| !mine(e)),
@@ -329,6 +343,7 @@ fn unread_upload_entry(
         bundle_password: None,
         subject: None,
         protect: client.protect,
+        until: client.until,
     }
 }
 

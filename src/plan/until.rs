@@ -3,7 +3,9 @@
 
 use time::OffsetDateTime;
 
+use crate::config::Desired;
 use crate::model::Period;
+use crate::registry::Registry;
 
 /// When a certificate issued at `now` ends: its validity, cut at `until`. Both the projection
 /// and the apply use it, so the plan shows what the apply issues.
@@ -27,8 +29,83 @@ pub(super) fn ended(until: Option<OffsetDateTime>, now: OffsetDateTime) -> bool 
     until.is_some_and(|u| u <= now)
 }
 
+/// Whether moving the end of access from `was` to `want` extends it in time: a later `until`,
+/// or none where there was one. Flagged like a raised clearance.
+pub(crate) fn extends(was: Option<OffsetDateTime>, want: Option<OffsetDateTime>) -> bool {
+    match (was, want) {
+        (Some(_), None) => true,
+        (Some(a), Some(b)) => b > a,
+        (None, _) => false,
+    }
+}
+
+/// Why a generated certificate ending at `not_after` is issued again for the declared `until`
+/// (`recorded` is the one it was issued under). Moving `until` before the certificate's end
+/// re-issues it to end by then, and the old one goes at once: an overlap would keep TLS access
+/// past `until`. A certificate cut at the old `until` is re-issued when `until` moves later or
+/// goes, which extends access. Any other change of `until` is a field edit.
+pub(super) fn reissue_reasons(
+    recorded: Option<OffsetDateTime>,
+    declared: Option<OffsetDateTime>,
+    not_after: OffsetDateTime,
+) -> Option<String> {
+    match declared {
+        Some(u) if u < not_after => Some(format!(
+            "until {} is before the certificate's end {}: re-issued to end by then (the old certificate goes now, no overlap)",
+            shown(u),
+            shown(not_after)
+        )),
+        _ if !capped(recorded, not_after) || recorded == declared => None,
+        Some(u) => Some(format!(
+            "until {} -> {}: re-issued to extend access",
+            recorded.map_or_else(String::new, shown),
+            shown(u)
+        )),
+        None => Some(format!(
+            "until {} removed: re-issued for the full validity",
+            recorded.map_or_else(String::new, shown)
+        )),
+    }
+}
+
+/// The plan's warning for a certificate cut at `until` once inside its renewal window: it
+/// is not renewed past `until`. `left` is the time to `until`.
+pub(super) fn ending_warning(key: &str, until: OffsetDateTime, left: time::Duration) -> String {
+    let left = if left.whole_days() >= 1 {
+        plural(left.whole_days(), "day")
+    } else if left.whole_hours() >= 1 {
+        plural(left.whole_hours(), "hour")
+    } else {
+        plural(left.whole_minutes().max(1), "minute")
+    };
+    format!(
+        "client '{key}': access ends {} (in {left}; until in certs.toml); it is not renewed past it — move until to extend it",
+        shown(until)
+    )
+}
+
+fn plural(n: i64, unit: &str) -> String {
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// The earliest moment after `now` at which access ends by itself: a declared or recorded
+/// `until`, or the end of a rotation overlap.
+pub(super) fn next_end(
+    desired: &Desired,
+    reg: &Registry,
+    now: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    let declared = desired.declared.clients.values().filter_map(|c| c.until);
+    let recorded = reg
+        .certificates
+        .iter()
+        .flat_map(|e| [e.until, e.retire_after])
+        .flatten();
+    declared.chain(recorded).filter(|t| *t > now).min()
+}
+
 /// `until` as outputs show it: RFC 3339 in UTC.
-pub(super) fn shown(until: OffsetDateTime) -> String {
+pub(crate) fn shown(until: OffsetDateTime) -> String {
     until
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| until.to_string())
@@ -60,5 +137,59 @@ mod tests {
         assert!(!ended(Some(until), until - time::Duration::SECOND));
         assert!(!ended(None, until));
         assert_eq!(shown(until), "2026-05-01T16:00:00Z");
+    }
+
+    #[test]
+    fn extending_is_a_later_until_or_none() {
+        let a = datetime!(2026-05-01 16:00 UTC);
+        let b = datetime!(2026-05-02 16:00 UTC);
+        assert!(extends(Some(a), Some(b)));
+        assert!(extends(Some(a), None));
+        assert!(!extends(Some(b), Some(a)));
+        assert!(!extends(Some(a), Some(a)));
+        assert!(!extends(None, Some(a)));
+        assert!(!extends(None, None));
+    }
+
+    #[test]
+    fn reissue_reasons_by_how_until_moves() {
+        let a = datetime!(2026-05-01 16:00 UTC);
+        let b = datetime!(2026-05-02 16:00 UTC);
+        let year = datetime!(2027-04-01 0:00 UTC);
+        // Set before the end of an uncapped certificate: re-issued, no overlap.
+        assert_eq!(
+            reissue_reasons(None, Some(a), year).as_deref(),
+            Some("until 2026-05-01T16:00:00Z is before the certificate's end 2027-04-01T00:00:00Z: re-issued to end by then (the old certificate goes now, no overlap)")
+        );
+        // Moved earlier on a capped one: the same.
+        assert!(reissue_reasons(Some(b), Some(a), b)
+            .unwrap()
+            .contains("no overlap"));
+        // Moved later, or removed, on a capped one: extended.
+        assert_eq!(
+            reissue_reasons(Some(a), Some(b), a).as_deref(),
+            Some("until 2026-05-01T16:00:00Z -> 2026-05-02T16:00:00Z: re-issued to extend access")
+        );
+        assert_eq!(
+            reissue_reasons(Some(a), None, a).as_deref(),
+            Some("until 2026-05-01T16:00:00Z removed: re-issued for the full validity")
+        );
+        // Unchanged, or after the end of an uncapped certificate: nothing to issue.
+        assert_eq!(reissue_reasons(Some(a), Some(a), a), None);
+        assert_eq!(reissue_reasons(None, Some(b), a), None);
+        assert_eq!(reissue_reasons(None, None, a), None);
+    }
+
+    #[test]
+    fn ending_warning_counts_days_hours_or_minutes() {
+        let u = datetime!(2026-05-01 16:00 UTC);
+        let w = |d| ending_warning("k", u, d);
+        assert!(w(time::Duration::days(3)).contains("(in 3 days;"));
+        assert!(w(time::Duration::hours(1)).contains("(in 1 hour;"));
+        assert!(w(time::Duration::seconds(20)).contains("(in 1 minute;"));
+        assert_eq!(
+            w(time::Duration::hours(5)),
+            "client 'k': access ends 2026-05-01T16:00:00Z (in 5 hours; until in certs.toml); it is not renewed past it — move until to extend it"
+        );
     }
 }

@@ -420,6 +420,7 @@ fn hostile_plan() -> impl Strategy<Value = plan::Plan> {
                 })
                 .collect(),
             review: true,
+            next_access_end: None,
             drift,
         })
 }

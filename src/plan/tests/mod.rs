@@ -126,6 +126,7 @@ pub(super) fn applied(d: &Desired) -> Actual {
             name: c.name.clone(),
             clearance: c.clearance,
             protect: c.protect,
+            until: c.until,
             not_before: NOW - time::Duration::days(17),
             not_after: NOW + time::Duration::days(355),
             key_type: Some(KeySpec::EcP256),

@@ -140,3 +140,202 @@ fn passed_until_counts_against_max_deletions_not_delete_all() {
     let p = plan(&d, &a, NOW, &PlanOptions::default()).unwrap();
     assert_eq!(p.count(Action::Delete), 2);
 }
+
+/// `k` applied under `recorded` (its certificate cut at it when earlier than a year out), and
+/// now declared with `declared`.
+fn moved(recorded: Option<OffsetDateTime>, declared: Option<OffsetDateTime>) -> (Desired, Actual) {
+    let was = ClientDesired {
+        until: recorded,
+        ..client("k", Clearance::Operator, &[])
+    };
+    let mut a = applied(&desired(vec![was], false));
+    if let Some(r) = recorded.filter(|r| *r < a.registry.certificates[0].not_after) {
+        a.registry.certificates[0].not_after = r;
+    }
+    let now = ClientDesired {
+        until: declared,
+        ..client("k", Clearance::Operator, &[])
+    };
+    (desired(vec![now], false), a)
+}
+
+#[test]
+fn recorded_until_ends_an_undeclared_client() {
+    let until = NOW - time::Duration::hours(1);
+    let (mut d, a) = moved(Some(until), Some(until));
+    d.declared.clients.clear();
+    // prune is off: without the recorded end it would be kept.
+    let p = run(&d, &a);
+    assert_eq!(p.count(Action::Delete), 1, "{:?}", p.changes);
+    assert_eq!(p.changes[0].reason, "access ended 2026-06-01T11:00:00Z");
+    assert!(p.kept.is_empty(), "{:?}", p.kept);
+    // Before its end it is kept, like any undeclared client.
+    let (mut d, a) = moved(Some(NOW + time::Duration::hours(1)), None);
+    d.declared.clients.clear();
+    let p = run(&d, &a);
+    assert!(p.changes.is_empty(), "{:?}", p.changes);
+    assert_eq!(p.kept.len(), 1);
+}
+
+#[test]
+fn earlier_until_reissues_without_overlap() {
+    let until = NOW + time::Duration::hours(4);
+    let (mut d, a) = moved(None, Some(until));
+    // Even with an overlap, the old certificate (valid for 355 more days) goes now.
+    d.declared.clients.get_mut("k").unwrap().overlap = Some(Period::days(7));
+    let p = run(&d, &a);
+    assert_eq!(p.changes.len(), 1, "{:?}", p.changes);
+    let c = &p.changes[0];
+    assert_eq!(c.action, Action::Replace);
+    assert!(
+        c.reason
+            .starts_with("until 2026-06-01T16:00:00Z is before the certificate's end"),
+        "{}",
+        c.reason
+    );
+    assert!(!c.escalation, "a shorter access is no escalation");
+    let after = project(&a.registry, &p, &d, NOW);
+    let ends: Vec<OffsetDateTime> = after.certificates.iter().map(|e| e.not_after).collect();
+    assert_eq!(
+        ends,
+        vec![until],
+        "the old certificate is not kept for the overlap"
+    );
+    // A certificate that ends before the new until keeps its overlap, capped at until.
+    let (mut d, mut a) = moved(None, Some(until));
+    a.registry.certificates[0].not_after = NOW + time::Duration::hours(2);
+    d.declared.clients.get_mut("k").unwrap().overlap = Some(Period::days(7));
+    let p = plan(
+        &d,
+        &a,
+        NOW,
+        &PlanOptions {
+            replace: ["k".to_string()].into(),
+            ..PlanOptions::default()
+        },
+    )
+    .unwrap();
+    let after = project(&a.registry, &p, &d, NOW);
+    let old = after
+        .certificates
+        .iter()
+        .find(|e| e.retire_after.is_some())
+        .unwrap();
+    assert_eq!(
+        old.retire_after,
+        Some(until),
+        "overlap never runs past until"
+    );
+}
+
+#[test]
+fn later_or_removed_until_reissues_flagged() {
+    let a_end = NOW + time::Duration::hours(4);
+    let b_end = NOW + time::Duration::days(2);
+    for (declared, reason) in [
+        (
+            Some(b_end),
+            "until 2026-06-01T16:00:00Z -> 2026-06-03T12:00:00Z: re-issued to extend access",
+        ),
+        (
+            None,
+            "until 2026-06-01T16:00:00Z removed: re-issued for the full validity",
+        ),
+    ] {
+        let (d, a) = moved(Some(a_end), declared);
+        let p = run(&d, &a);
+        assert_eq!(p.changes.len(), 1, "{:?}", p.changes);
+        let c = &p.changes[0];
+        assert_eq!((c.action, c.reason.as_str()), (Action::Replace, reason));
+        assert!(c.escalation, "longer access is flagged: {reason}");
+        assert!(c.fields.iter().any(|f| f.field == Field::Until));
+        let after = project(&a.registry, &p, &d, NOW);
+        assert_eq!(after.certificates.len(), 1);
+        assert_eq!(after.certificates[0].until, declared);
+    }
+}
+
+#[test]
+fn later_until_after_validity_only_updates() {
+    // The certificate ends in 355 days, before either until: nothing to issue, the new end is
+    // recorded, and moving it later is flagged.
+    let far = NOW + time::Duration::days(400);
+    let farther = NOW + time::Duration::days(500);
+    let (d, a) = moved(Some(far), Some(farther));
+    let p = run(&d, &a);
+    assert_eq!(p.changes.len(), 1, "{:?}", p.changes);
+    let c = &p.changes[0];
+    assert_eq!(
+        (c.action, c.reason.as_str()),
+        (Action::Update, "until changed in certs.toml")
+    );
+    assert!(c.escalation);
+    let (d, a) = moved(Some(farther), Some(far));
+    let c = &run(&d, &a).changes[0];
+    assert_eq!(c.action, Action::Update);
+    assert!(!c.escalation, "an earlier end is no escalation");
+    let after = project(&a.registry, &run(&d, &a), &d, NOW);
+    assert_eq!(after.certificates[0].until, Some(far));
+}
+
+#[test]
+fn capped_certificate_inside_renew_before_warns_instead() {
+    let until = NOW + time::Duration::hours(5);
+    let (d, a) = moved(Some(until), Some(until));
+    let p = run(&d, &a);
+    assert!(p.changes.is_empty(), "{:?}", p.changes);
+    assert_eq!(
+        p.warnings,
+        vec!["client 'k': access ends 2026-06-01T17:00:00Z (in 5 hours; until in certs.toml); it is not renewed past it — move until to extend it"]
+    );
+}
+
+#[test]
+fn next_access_end_is_the_earliest_future_one() {
+    let soon = NOW + time::Duration::hours(1);
+    let (mut d, mut a) = moved(
+        Some(NOW + time::Duration::hours(3)),
+        Some(NOW + time::Duration::hours(3)),
+    );
+    d.declared.clients.insert(
+        "j".into(),
+        ClientDesired {
+            until: Some(NOW + time::Duration::hours(2)),
+            ..client("j", Clearance::ValidUser, &[])
+        },
+    );
+    assert_eq!(
+        run(&d, &a).next_access_end,
+        Some(NOW + time::Duration::hours(2))
+    );
+    // An overlap's end counts; a past one does not.
+    a.registry.certificates.push(CertEntry {
+        retire_after: Some(soon),
+        ..CertEntry::fixture("k", thumb(77))
+    });
+    a.registry.certificates.push(CertEntry {
+        until: Some(NOW - time::Duration::hours(1)),
+        ..CertEntry::fixture("gone", thumb(78))
+    });
+    let p = plan(&d, &a, NOW, &PlanOptions::default()).unwrap();
+    assert_eq!(p.next_access_end, Some(soon));
+    let none = desired(vec![client("x", Clearance::ValidUser, &[])], false);
+    assert_eq!(run(&none, &applied(&none)).next_access_end, None);
+}
+
+#[test]
+fn upload_ending_after_until_warns() {
+    let mut c = upload("u", Clearance::ValidUser, &[]);
+    c.until = Some(NOW + time::Duration::hours(1));
+    let mut d = desired(vec![c], false);
+    d.files
+        .uploads
+        .insert("u".into(), vec![uploaded("CN=u", 5)]);
+    let p = run(&d, &Actual::default());
+    assert!(
+        p.warnings.iter().any(|w| w
+            .contains("after until 2026-06-01T13:00:00Z: only ravencert ends its access at until")),
+        "{:?}",
+        p.warnings
+    );
+}
