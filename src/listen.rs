@@ -78,6 +78,8 @@ pub struct CertificateMetric {
     pub not_after: i64,
     /// Inside its renewal window or expired, as `status` marks it.
     pub renewal_due: bool,
+    /// When its access ends by itself (`until`), Unix seconds.
+    pub until: Option<i64>,
 }
 
 /// What the cluster looked like after the last attempt that reached it.
@@ -554,6 +556,7 @@ fn certificate_metrics(registry: &mut Registry, certificates: &[CertificateMetri
     let not_after = Family::<CertificateLabels, Gauge>::default();
     let not_before = Family::<CertificateLabels, Gauge>::default();
     let due = Family::<CertificateLabels, Gauge>::default();
+    let until = Family::<CertificateLabels, Gauge>::default();
     for c in certificates {
         let labels = CertificateLabels {
             key: c.key.clone(),
@@ -565,6 +568,9 @@ fn certificate_metrics(registry: &mut Registry, certificates: &[CertificateMetri
         not_after.get_or_create(&labels).set(c.not_after);
         not_before.get_or_create(&labels).set(c.not_before);
         due.get_or_create(&labels).set(i64::from(c.renewal_due));
+        if let Some(u) = c.until {
+            until.get_or_create(&labels).set(u);
+        }
     }
     registry.register(
         "certificate_not_after_seconds",
@@ -580,6 +586,11 @@ fn certificate_metrics(registry: &mut Registry, certificates: &[CertificateMetri
         "certificate_renewal_due",
         "Whether each registered certificate is inside its renewal window or expired",
         due,
+    );
+    registry.register(
+        "certificate_access_until_seconds",
+        "When each client certificate's access ends by itself, its until (Unix time); only clients that have one",
+        until,
     );
 }
 
@@ -599,6 +610,7 @@ mod tests {
                 not_before: 1,
                 not_after: 2,
                 renewal_due: true,
+                until: Some(4),
             }]),
             last_check: Some(3),
             last_apply: Some(3),
@@ -621,6 +633,7 @@ mod tests {
             "ravencert_certificate_not_after_seconds{key=\"app\",name=\"app \\\"x\\\"\"",
             "ravencert_certificate_not_before_seconds{",
             "ravencert_certificate_renewal_due{",
+            "ravencert_certificate_access_until_seconds{key=\"app\",name=\"app \\\"x\\\"\",thumbprint=\"AB\",clearance=\"Operator\",source=\"generated\"} 4",
             "ravencert_last_check_timestamp_seconds 3",
             "ravencert_last_apply_timestamp_seconds 3",
             "ravencert_last_apply_success 1",

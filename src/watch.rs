@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use notify::RecursiveMode;
 use notify_debouncer_full::{new_debouncer, DebounceEventResult};
+use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::git::{Follower, GitError};
@@ -98,6 +99,20 @@ pub(crate) trait Reconciler {
     fn attempt(&self, source: &Source<'_>, why: &str) -> (Attempt, Option<Vec<PathBuf>>);
     /// `--git`: after every fetch, None when it worked, else why it failed (one line).
     fn source_fetched(&self, _failure: Option<String>) {}
+    /// When access next ends by itself (a client's `until`, an overlap's end), as the last
+    /// attempt saw it: the loop attempts again then, not an interval later.
+    fn wake_at(&self) -> Option<OffsetDateTime> {
+        None
+    }
+    /// The clock [`Reconciler::wake_at`] is compared with: wall-clock time, so that a suspend
+    /// or a clock step cannot delay the end of access.
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+    /// Whether the end of access [`Reconciler::wake_at`] names has come.
+    fn access_ends(&self) -> bool {
+        self.wake_at().is_some_and(|w| self.now() >= w)
+    }
 }
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -299,6 +314,8 @@ fn run_local(
             "newly watched file"
         } else if retry.due(now) {
             "retry"
+        } else if reconciler.access_ends() {
+            "access ends"
         } else if now >= next_check {
             "periodic re-check"
         } else {
@@ -345,6 +362,15 @@ fn run_git(
     let mut next_poll = Instant::now();
     let mut retry = Retry::idle();
     while !stop.load(Ordering::SeqCst) {
+        if let Some(commit) = last_attempted
+            .as_deref()
+            .filter(|_| reconciler.access_ends())
+        {
+            // Access ends: the commit applied last is planned again now, without a fetch.
+            let _ = reconciler.attempt(&commit_source(&follower, config, g, commit), "access ends");
+            last_attempt = Instant::now();
+            continue;
+        }
         if Instant::now() < next_poll {
             std::thread::sleep(TICK);
             continue;
@@ -377,17 +403,26 @@ fn run_git(
         // Each commit is applied once: a failure waits for a new commit or the interval.
         // certs.toml and the certificate files it names are read from the commit's git
         // objects, never from a checkout another process could change under us.
-        let source = Source::Commit {
-            config: follower.worktree.join(config),
-            commit: &commit,
-            revision: format!("{}@sha1:{commit}", g.branch),
-        };
-        let _ = reconciler.attempt(&source, &why);
+        let _ = reconciler.attempt(&commit_source(&follower, config, g, &commit), &why);
         last_attempted = Some(commit);
         last_attempt = Instant::now();
     }
     info!("stopping: signal received");
     Ok(())
+}
+
+/// Where an attempt on `commit` of the followed branch reads certs.toml from.
+fn commit_source<'c>(
+    follower: &Follower,
+    config: &Path,
+    g: &GitFollow,
+    commit: &'c str,
+) -> Source<'c> {
+    Source::Commit {
+        config: follower.worktree.join(config),
+        commit,
+        revision: format!("{}@sha1:{commit}", g.branch),
+    }
 }
 
 /// The clone lives beside the store, `.<store name>.git-cache` (never inside it).
@@ -397,4 +432,65 @@ fn cache_dir(store: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "store".into());
     store.with_file_name(format!(".{name}.git-cache"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records each attempt's cause and time; access ends 300 ms after the start, and the
+    /// second attempt stops the loop.
+    struct Ending {
+        attempts: Mutex<Vec<(String, Instant)>>,
+        ends: OffsetDateTime,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl Reconciler for Ending {
+        fn attempt(&self, _: &Source<'_>, why: &str) -> (Attempt, Option<Vec<PathBuf>>) {
+            let mut a = self.attempts.lock().unwrap();
+            a.push((why.to_string(), Instant::now()));
+            if a.len() == 2 {
+                self.stop.store(true, Ordering::SeqCst);
+            }
+            (Attempt::Done, Some(Vec::new()))
+        }
+
+        fn wake_at(&self) -> Option<OffsetDateTime> {
+            (self.attempts.lock().unwrap().len() < 2).then_some(self.ends)
+        }
+    }
+
+    #[test]
+    fn loop_attempts_at_the_access_end_not_an_interval_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("certs.toml");
+        std::fs::write(&config, "").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let r = Ending {
+            attempts: Mutex::new(Vec::new()),
+            ends: OffsetDateTime::now_utc() + Duration::from_millis(300),
+            stop: Arc::clone(&stop),
+        };
+        let opts = WatchOptions {
+            interval: Duration::from_secs(3600),
+            plan_only: false,
+            git: None,
+            lock_timeout: Duration::from_secs(1),
+        };
+        let started = Instant::now();
+        run_local(&config, &opts, &r, &stop).unwrap();
+        let a = r.attempts.into_inner().unwrap();
+        let whys: Vec<&str> = a.iter().map(|(w, _)| w.as_str()).collect();
+        assert_eq!(whys, vec!["start", "access ends"]);
+        // After the end, and not an hour later (a bound that tells a wake-up from none, not a
+        // benchmark).
+        assert!(
+            a[1].1 - started < Duration::from_secs(30),
+            "{:?}",
+            a[1].1 - started
+        );
+        assert!(a[1].1 - started >= Duration::from_millis(250));
+    }
 }

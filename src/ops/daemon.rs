@@ -1,6 +1,7 @@
 //! `ravencert watch`: the loop of [`crate::watch`] driving one attempt at a time through
 //! [`converge`], each with a fresh clock, logging every event.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
@@ -48,6 +49,7 @@ pub fn watch(ctx: &Context, req: &WatchRequest) -> Result<Output> {
             Some(addr) => Some(Observer::new(listen::start(addr)?.0)),
             None => None,
         },
+        wake: Cell::new(None),
     };
     watch::run(
         &ctx.config,
@@ -67,6 +69,8 @@ struct Daemon<'a> {
     req: &'a WatchRequest,
     /// What `--listen` serves, replaced after every attempt.
     listener: Option<Observer>,
+    /// When access next ends, as the last attempt saw it.
+    wake: Cell<Option<OffsetDateTime>>,
 }
 
 impl Daemon<'_> {
@@ -96,7 +100,19 @@ impl Reconciler for Daemon<'_> {
                 Some(revision.clone()),
             ),
         };
-        let (result, desired, report) = attempt(&ctx, self.req, &revision_source, revision, why);
+        let (result, desired, report, planned_end) =
+            attempt(&ctx, self.req, &revision_source, revision, why);
+        // The plan's next end (recorded ends and overlaps included), else the declared ones: a
+        // failed attempt still wakes for them, and a past one never makes the loop spin.
+        let declared_end = desired.as_ref().and_then(|d| {
+            d.declared
+                .clients
+                .values()
+                .filter_map(|c| c.until)
+                .filter(|u| *u > ctx.now)
+                .min()
+        });
+        self.wake.set(planned_end.or(declared_end));
         if let Some(observer) = &self.listener {
             let declared = desired.as_ref().map(|d| &d.declared);
             observer.record(&ctx, report, declared);
@@ -108,6 +124,14 @@ impl Reconciler for Daemon<'_> {
         if let Some(observer) = &self.listener {
             observer.source(failure);
         }
+    }
+
+    fn wake_at(&self) -> Option<OffsetDateTime> {
+        self.wake.get()
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        (self.req.clock)()
     }
 }
 
@@ -154,19 +178,24 @@ fn attempt(
     source: &Revision,
     revision: Option<String>,
     why: &str,
-) -> (Attempt, Option<Desired>, Report) {
+) -> (Attempt, Option<Desired>, Report, Option<OffsetDateTime>) {
     let opts = &req.options;
     let desired = match ctx.load(source, false) {
         Ok(d) => d,
         Err(e) => {
             let unusable = Unusable::of(&e);
             warn!("{why}: {}", unusable.reason());
-            return (Attempt::Invalid, None, Report::unusable(unusable, revision));
+            return (
+                Attempt::Invalid,
+                None,
+                Report::unusable(unusable, revision),
+                None,
+            );
         }
     };
     if opts.plan_only {
-        let (result, report) = plan_only(ctx, &desired, why, req.offline);
-        return (result, Some(desired), report);
+        let (result, report, end) = plan_only(ctx, &desired, why, req.offline);
+        return (result, Some(desired), report, end);
     }
     // Following a local file: its git provenance, if it has one.
     let revision = revision.or_else(|| revision_of(&ctx.config, &desired));
@@ -195,18 +224,18 @@ fn attempt(
                 ..Report::of(Outcome::Applied(Ok(())), revision.clone())
             };
             log_converged(&c, why, revision);
-            (Attempt::Done, Some(desired), report)
+            (Attempt::Done, Some(desired), report, c.plan.next_access_end)
         }
         Err(e @ (Error::AfterStore(_) | Error::ClusterApply(_))) => {
             error!("{why}: {}", one_line(&e));
-            (Attempt::Failed, Some(desired), failed(&e))
+            (Attempt::Failed, Some(desired), failed(&e), None)
         }
         Err(e) => {
             error!(
                 "{why}: apply failed, the store is unchanged: {}",
                 one_line(&e)
             );
-            (Attempt::Failed, Some(desired), failed(&e))
+            (Attempt::Failed, Some(desired), failed(&e), None)
         }
     }
 }
@@ -278,12 +307,17 @@ fn log_cluster(view: &ClusterView, why: &str, done: Option<&[String]>) {
 }
 
 /// `--plan-only`: logs what would change.
-fn plan_only(ctx: &Context, desired: &Desired, why: &str, offline: bool) -> (Attempt, Report) {
-    let cluster = match plan_for(ctx, desired, &PlanOptions::default(), offline) {
+fn plan_only(
+    ctx: &Context,
+    desired: &Desired,
+    why: &str,
+    offline: bool,
+) -> (Attempt, Report, Option<OffsetDateTime>) {
+    let (cluster, end) = match plan_for(ctx, desired, &PlanOptions::default(), offline) {
         Ok((plan, cluster)) if plan.is_empty() && plan.drift.is_empty() => {
             log_cluster(&cluster, why, None);
             info!("{why}: no changes, the store matches certs.toml");
-            cluster
+            (cluster, plan.next_access_end)
         }
         Ok((plan, cluster)) => {
             info!(
@@ -292,7 +326,7 @@ fn plan_only(ctx: &Context, desired: &Desired, why: &str, offline: bool) -> (Att
             );
             log_changes(&plan);
             log_cluster(&cluster, why, None);
-            cluster
+            (cluster, plan.next_access_end)
         }
         Err(e) => {
             error!("{why}: plan failed: {}", one_line(&e));
@@ -301,12 +335,12 @@ fn plan_only(ctx: &Context, desired: &Desired, why: &str, offline: bool) -> (Att
                 unusable: Unusable::of_secrets(&e),
                 ..Report::of(outcome, None)
             };
-            return (Attempt::Failed, report);
+            return (Attempt::Failed, report, None);
         }
     };
     let report = Report {
         cluster: ClusterSeen::of(&cluster, false),
         ..Report::of(Outcome::Planned(Ok(())), None)
     };
-    (Attempt::Done, report)
+    (Attempt::Done, report, end)
 }

@@ -380,6 +380,7 @@ fn certificates(view: &StatusView<'_>) -> Vec<CertificateMetric> {
             view.server_renew,
             None,
         ),
+        until: None,
     });
     let clients = reg.certificates.iter().map(|c| CertificateMetric {
         key: c.key.clone(),
@@ -396,6 +397,7 @@ fn certificates(view: &StatusView<'_>) -> Vec<CertificateMetric> {
             view.client_renew.get(&c.key).copied(),
             c.retire_after,
         ),
+        until: c.until.map(|u| u.unix_timestamp()),
     });
     servers.chain(clients).collect()
 }

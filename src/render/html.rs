@@ -68,6 +68,8 @@ struct Row {
     mark: ExpiryMark,
     databases: Vec<(String, String)>,
     cluster: Option<(String, &'static str)>,
+    /// When access ends by itself (clients' `until`).
+    until: Option<OffsetDateTime>,
 }
 
 /// The Studio's names for the clearances.
@@ -114,6 +116,7 @@ fn server_rows(view: &StatusView<'_>) -> Vec<Row> {
             mark: expiry_mark(view.now, s.not_before, s.not_after, view.server_renew, None),
             databases: Vec::new(),
             cluster: cluster_cell(view, &s.thumbprint),
+            until: None,
         })
         .collect()
 }
@@ -146,6 +149,7 @@ fn client_rows(view: &StatusView<'_>) -> Vec<Row> {
                 mark: expiry_mark(view.now, c.not_before, c.not_after, renew, c.retire_after),
                 databases,
                 cluster: cluster_cell(view, &c.thumbprint),
+                until: c.until,
             }
         })
         .collect()
@@ -328,6 +332,13 @@ fn expiration_cell(out: &mut String, now: OffsetDateTime, r: &Row) {
                 _ => {}
             }
         }
+    }
+    if r.until.is_some() {
+        let _ = write!(
+            out,
+            " <span class=\"badge info access\">access {}</span>",
+            html_escape(&super::status::access_cell(now, r.until))
+        );
     }
 }
 

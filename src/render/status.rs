@@ -204,6 +204,13 @@ pub(crate) fn status_text(view: &StatusView<'_>) -> String {
     let clients = sorted_clients(reg);
     let mut rows: Vec<Vec<Vec<String>>> = clients.iter().map(|c| client_row(view, c)).collect();
     let mut headers = vec!["Name", "Thumbprint", "Clearance", "Expires", "Databases"];
+    // When access ends by itself (until): a column only when some client has an end.
+    if clients.iter().any(|c| c.until.is_some()) {
+        headers.push("Access");
+        for (row, c) in rows.iter_mut().zip(&clients) {
+            row.push(vec![access_cell(view.now, c.until)]);
+        }
+    }
     if let Some(cluster) = view.cluster {
         headers.push("Cluster");
         for (row, c) in rows.iter_mut().zip(&clients) {
@@ -325,6 +332,33 @@ fn expires_cell(
     }
 }
 
+/// The Access cell: `until 2026-05-01 18:00Z (3 hours left)`, `ended 2026-05-01 18:00Z`, or
+/// nothing for access that does not end by itself.
+pub(crate) fn access_cell(now: OffsetDateTime, until: Option<OffsetDateTime>) -> String {
+    let Some(u) = until else {
+        return String::new();
+    };
+    let at = format!(
+        "{} {:02}:{:02}Z",
+        u.date(),
+        u.time().hour(),
+        u.time().minute()
+    );
+    let left = u - now;
+    if left <= time::Duration::ZERO {
+        return format!("ended {at}");
+    }
+    let (n, unit) = if left.whole_days() >= 1 {
+        (left.whole_days(), "day")
+    } else if left.whole_hours() >= 1 {
+        (left.whole_hours(), "hour")
+    } else {
+        (left.whole_minutes().max(1), "minute")
+    };
+    let s = if n == 1 { "" } else { "s" };
+    format!("until {at} ({n} {unit}{s} left)")
+}
+
 /// The databases a client reaches, as the Studio shows them: `All` above ValidUser.
 pub(super) fn databases_cell(c: &CertEntry) -> String {
     database_lines(c).join(", ")
@@ -402,6 +436,9 @@ struct CertificateStatus<'a> {
     source: &'static str,
     collection_primary: Option<&'a str>,
     retiring_after: Option<String>,
+    /// When access ends by itself (`until`); absent when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until: Option<String>,
 }
 
 /// The cluster lines of `status`: which node answered when, the counts, and what it holds
@@ -473,6 +510,7 @@ pub(crate) fn status_json(
                 source: c.source.as_str(),
                 collection_primary: c.collection_primary.as_deref(),
                 retiring_after: c.retire_after.map(rfc3339),
+                until: c.until.map(rfc3339),
             })
             .collect(),
         applied_revision: reg.applied_revision.as_deref(),

@@ -466,3 +466,67 @@ fn renewal_due_follows_status_marks_with_plan_only() {
         scrape.samples
     );
 }
+
+/// Issue 25's acceptance: `watch` ends a client's access within 2 s of its `until`, not an
+/// `--interval` later, and `/metrics` shows when it ends before it does. Real clock.
+#[test]
+fn watch_ends_access_within_two_seconds_of_until() {
+    let env = Env::new();
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("whole second");
+    let until = now + time::Duration::seconds(8);
+    let shown = until.format(&Rfc3339).expect("formats");
+    env.config(&config(&format!(
+        "\n[clients.temp]\nclearance = \"ValidUser\"\nuntil = \"{shown}\"\n"
+    )));
+    let d = env
+        .cmd(&["watch", "--listen", "127.0.0.1:0", "--interval", "1h"])
+        .spawn("watch");
+    let addr = d.listening();
+    wait_for(&d, addr, "ravencert_last_apply_success", 1.0, 200);
+    let scrape = scrape(addr).expect("a scrape");
+    let series: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "ravencert_certificate_access_until_seconds")
+        .collect();
+    assert_eq!(series.len(), 1, "only temp has an until: {series:#?}");
+    assert_eq!(series[0].labels.get("key"), Some("temp"));
+    assert_eq!(number(&series[0].value), until.unix_timestamp() as f64);
+    let registry = env.store().join("registry.toml");
+    let holds_temp = || {
+        std::fs::read_to_string(&registry)
+            .expect("registry")
+            .contains("key = \"temp\"")
+    };
+    assert!(holds_temp(), "issued before its until");
+    // Poll the store until temp leaves it.
+    let gone_at = loop {
+        if !holds_temp() {
+            break OffsetDateTime::now_utc();
+        }
+        assert!(
+            OffsetDateTime::now_utc() < until + time::Duration::seconds(30),
+            "temp still in the store 30 s after its until: {}",
+            d.context()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        gone_at >= until,
+        "removed before its until ({gone_at} < {until})"
+    );
+    assert!(
+        gone_at <= until + time::Duration::seconds(2),
+        "removed {} after its until: {}",
+        gone_at - until,
+        d.context()
+    );
+    assert!(d.log().contains("access ends"), "{}", d.context());
+    assert!(
+        d.log().contains(&format!("access ended {shown}")),
+        "{}",
+        d.context()
+    );
+}
