@@ -297,6 +297,7 @@ impl Target {
             max_deletions: guards.max_deletions,
             store_deletions: guards.store_deletions,
             store_removed: guards.store_removed.clone(),
+            ended: guards.ended.clone(),
             allow_delete_all: guards.allow_delete_all,
             keep: self.keep(),
         };
@@ -471,6 +472,8 @@ pub(crate) struct Guards {
     pub(crate) store_deletions: usize,
     /// The thumbprints this run's store plan deletes or re-issues.
     pub(crate) store_removed: BTreeSet<Thumbprint>,
+    /// The thumbprints it deletes because access ended, with that reason.
+    pub(crate) ended: BTreeMap<Thumbprint, String>,
     pub(crate) allow_delete_all: bool,
 }
 
@@ -486,6 +489,17 @@ impl Guards {
                 .iter()
                 .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
                 .flat_map(|c| c.thumbprints.iter().filter_map(|t| t.known().cloned()))
+                .collect(),
+            ended: plan
+                .changes
+                .iter()
+                .filter(|c| c.action == Action::Delete && c.reason.starts_with("access ended "))
+                .flat_map(|c| {
+                    c.thumbprints
+                        .iter()
+                        .filter_map(|t| t.known().cloned())
+                        .map(|t| (t, c.reason.clone()))
+                })
                 .collect(),
             allow_delete_all: opts.allow_delete_all,
         }

@@ -79,6 +79,10 @@ pub struct ClusterOptions {
     /// The thumbprints the store plan of this run deletes or re-issues: their unregisters are
     /// not counted again.
     pub store_removed: BTreeSet<Thumbprint>,
+    /// The thumbprints the store plan of this run deletes because the client's access ended
+    /// (`until`), with that reason (`access ended 2026-05-01T16:00:00Z`): their unregisters
+    /// say so.
+    pub ended: BTreeMap<Thumbprint, String>,
     /// `--allow-delete-all`: lifts the guard against unregistering every client certificate.
     pub allow_delete_all: bool,
     /// `[cluster] keep`: the known strangers (see [`Keep`]).

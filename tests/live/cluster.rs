@@ -1255,3 +1255,74 @@ fn a_node_still_starting_says_retry_when_ravendb_is_up() {
         );
     }
 }
+
+/// Issue 25: a passed `until` unregisters the client on the real RavenDB 4.1 with the store's
+/// deletion, without `[cluster] prune`, saying why. The certificate it registered ends at
+/// `until`, as the listing's own NotAfter shows.
+#[test]
+fn passed_until_unregisters_on_41_without_prune() {
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("whole second");
+    let until = now + time::Duration::hours(1);
+    let shown = until
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats");
+    let temp = format!(
+        "\n[clients.temp]\nname = \"Temp Access\"\nclearance = \"Operator\"\nuntil = \"{shown}\"\n"
+    );
+    let f = Fixture::start(&format!("{CLIENTS}{temp}"), "");
+    f.run(&["apply", "--yes"]).success();
+    let t = f.thumbprint("temp");
+    let listed = f.registration(&t).expect("temp registered");
+    let not_after = listed["NotAfter"].as_str().expect("4.1 lists NotAfter");
+    let listed_end = time::PrimitiveDateTime::parse(
+        not_after
+            .trim_end_matches('Z')
+            .split('.')
+            .next()
+            .unwrap_or_default(),
+        &time::format_description::well_known::Iso8601::DEFAULT,
+    )
+    .expect("a date")
+    .assume_utc();
+    assert_eq!(
+        listed_end, until,
+        "the registration ends at until: {listed}"
+    );
+
+    // A minute after until (the test clock); prune is off in [cluster] and [store].
+    let later = (until + time::Duration::minutes(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats");
+    let at_later = [("RAVENCERT_TEST_NOW", later.as_str())];
+    let plan = f
+        .env
+        .run_with(&["plan", "--json"], &at_later)
+        .success()
+        .json();
+    let reason = format!("access ended {shown}");
+    let store: Vec<Value> = changes(&plan, "client")
+        .into_iter()
+        .filter(|c| c["key"] == "temp")
+        .collect();
+    assert_eq!(store.len(), 1, "{plan:#}");
+    assert_eq!(store[0]["action"], "delete");
+    assert_eq!(store[0]["reason"], reason.as_str());
+    let cluster = changes(&plan, "cluster");
+    assert_eq!(cluster.len(), 1, "{plan:#}");
+    assert_eq!(cluster[0]["action"], "unregister");
+    assert_eq!(
+        cluster[0]["reason"],
+        format!("{reason} (removed from the store)").as_str()
+    );
+    f.env.run_with(&["apply", "--yes"], &at_later).success();
+    assert!(
+        f.registration(&t).is_none(),
+        "unregistered from the cluster"
+    );
+    assert!(
+        f.registration(&f.thumbprint("orders")).is_some(),
+        "the others stay"
+    );
+}

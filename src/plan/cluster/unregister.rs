@@ -99,6 +99,38 @@ impl ClusterPlanner<'_> {
             return None;
         }
         let owner = self.owner(&r.name);
+        let reason = self.unregister_reason(r, ours, owner)?;
+        let counted = !self.opts.store_removed.contains(t);
+        let change = ClusterChange {
+            action: ClusterAction::Unregister,
+            key: owner.map(|o| o.key.clone()),
+            name: r.name.clone(),
+            thumbprint: Some(t.clone()),
+            reason,
+            escalation: false,
+            before: Some(registration_fields(r)),
+            after: None,
+            fields: Vec::new(),
+            collection_primary: None,
+        };
+        Some(Unregister {
+            change,
+            counted,
+            removes: 1 + secondaries.len(),
+        })
+    }
+
+    /// Why a registration the store does not hold goes; None (and, for a foreign certificate
+    /// under a declared client's name, a warning) when it stays because prune is off.
+    fn unregister_reason(
+        &mut self,
+        r: &Registration,
+        ours: bool,
+        owner: Option<&CertEntry>,
+    ) -> Option<String> {
+        if let Some(ended) = self.opts.ended.get(&r.thumbprint).filter(|_| ours) {
+            return Some(format!("{ended} (removed from the store)"));
+        }
         let reason = match (ours, owner) {
             (true, Some(o)) => format!(
                 "no longer in the store: clients.{} now uses {}",
@@ -120,24 +152,7 @@ impl ClusterPlanner<'_> {
             ),
             (false, None) => "not in the store ([cluster] prune = true)".to_string(),
         };
-        let counted = !self.opts.store_removed.contains(t);
-        let change = ClusterChange {
-            action: ClusterAction::Unregister,
-            key: owner.map(|o| o.key.clone()),
-            name: r.name.clone(),
-            thumbprint: Some(t.clone()),
-            reason,
-            escalation: false,
-            before: Some(registration_fields(r)),
-            after: None,
-            fields: Vec::new(),
-            collection_primary: None,
-        };
-        Some(Unregister {
-            change,
-            counted,
-            removes: 1 + secondaries.len(),
-        })
+        Some(reason)
     }
 
     /// Why a registration the store does not hold stays (prune is off): under a declared
