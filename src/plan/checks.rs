@@ -213,6 +213,13 @@ impl Planner<'_> {
                 None => c.until,
             };
             if let Some(u) = until.filter(|u| super::until::ended(Some(*u), self.now)) {
+                // Protected when last applied: it leaves in two reviewed steps, as with prune.
+                if c.protect {
+                    return Err(PlanError::Protected {
+                        key: c.key.clone(),
+                        change: ProtectedChange::Ended(super::until::shown(u)),
+                    });
+                }
                 let why = format!("access ended {}", super::until::shown(u));
                 ended.push(format!("{} ({why})", c.key));
                 changes.push(delete_change(c, why, reg));

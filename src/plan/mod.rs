@@ -138,7 +138,7 @@ pub struct Fields {
         with = "time::serde::rfc3339::option",
         default
     )]
-    pub(crate) until: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
     /// The expiry; None while only the apply knows it.
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -567,6 +567,9 @@ pub enum ProtectedChange {
     Reissue(String),
     /// An uploaded client whose file now holds other certificates: the reason.
     ReplaceUpload(String),
+    /// Deleted because its `until` has passed (declared after protect was dropped in the same
+    /// change): when, as shown.
+    Ended(String),
 }
 
 impl ProtectedChange {
@@ -576,6 +579,7 @@ impl ProtectedChange {
             ProtectedChange::Delete => "deletes it (no longer declared in certs.toml: its table removed or renamed, with prune = true); a protected client leaves in two reviewed steps: drop `protect` first, apply, then remove it".to_string(),
             ProtectedChange::Reissue(why) => format!("re-issues it ({why}); run with --replace {key} to re-issue it in one step, or drop `protect` first, apply, then make this change"),
             ProtectedChange::ReplaceUpload(why) => format!("replaces its certificate ({why}); drop `protect` first, apply, then put the new certificate in place"),
+            ProtectedChange::Ended(until) => format!("deletes it (access ended {until}, its until in certs.toml); a protected client leaves in two reviewed steps: drop `protect` first, apply, then set until"),
         }
     }
 }

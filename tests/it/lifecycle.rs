@@ -526,6 +526,51 @@ fn until_caps_not_after_as_openssl_reads_it() {
     // re-issued for its validity.
     let again = run_at(&env, 0, &["plan", "--detailed-exitcode"]);
     assert_eq!(again.code, 0, "{}", again.stdout);
+    // `status` says when access ends, in text and JSON.
+    let text = run_at(&env, 0, &["status"]).success().stdout;
+    assert!(text.contains("Access"), "{text}");
+    assert!(
+        text.contains("until 2027-01-01 04:00Z (4 hours left)"),
+        "{text}"
+    );
+    assert_eq!(entry["until"], "2027-01-01T04:00:00Z");
+}
+
+/// issue 25: moving `until` before a certificate's end re-issues it to end by then, and the
+/// old certificate goes in the same apply despite an overlap; moving it later is flagged.
+#[test]
+fn earlier_until_reissues_and_the_old_certificate_goes_now() {
+    let env = Env::new();
+    let client = "\n[clients.app]\nclearance = \"Operator\"\noverlap = \"7d\"\n";
+    env.config(&format!("{SERVER}{client}"));
+    run_at(&env, 0, &["apply", "--yes"]).success();
+    let old = env.thumbprint("app");
+    env.config(&format!("{SERVER}{client}until = 2027-01-01T06:00:00Z\n"));
+    let plan = run_at(&env, 0, &["plan", "--json"]).success().json();
+    let change = &plan["changes"][0];
+    assert_eq!(change["action"], "replace", "{plan:#}");
+    assert_eq!(change["escalation"], false);
+    run_at(&env, 0, &["apply", "--yes"]).success();
+    let listed = entries(&env, 0);
+    assert_eq!(
+        listed.len(),
+        1,
+        "the old certificate is not kept: {listed:#?}"
+    );
+    assert_ne!(env.thumbprint("app"), old);
+    let crt = env.store().join("issued/app/app.crt");
+    let end =
+        common::openssl(&["x509", "-enddate", "-noout", "-in", crt.to_str().unwrap()]).success();
+    assert_eq!(end.stdout.trim(), "notAfter=Jan  1 06:00:00 2027 GMT");
+    // Later: re-issued to extend access, flagged in the Markdown plan a reviewer reads.
+    env.config(&format!("{SERVER}{client}until = 2027-01-01T10:00:00Z\n"));
+    let md = run_at(&env, 0, &["plan", "--markdown"]).success().stdout;
+    assert!(md.contains("to extend access"), "{md}");
+    assert!(md.contains("**1 change widens access**"), "{md}");
+    assert!(
+        md.contains("| replace ⚠️ escalation | client | app |"),
+        "{md}"
+    );
 }
 
 /// issue 25: once `until` has passed, the client leaves the store with prune off, its bundle
@@ -577,4 +622,22 @@ fn past_until_on_new_client_issues_nothing() {
         .map(|e| e["key"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(keys, ["app"]);
+}
+
+/// A saved plan that issues a client is refused once the client's until has passed: the apply
+/// never issues access that already ended.
+#[test]
+fn saved_plan_refused_after_until_passed() {
+    let env = Env::new();
+    env.config(&format!(
+        "{SERVER}\n[clients.temp]\nclearance = \"Operator\"\nuntil = 2027-01-01T12:00:00Z\n"
+    ));
+    run_at(&env, 0, &["plan", "--out", "plan.json"]).success();
+    env.cmd(&["apply", "plan.json", "--yes"])
+        .env("RAVENCERT_TEST_NOW", &at(1))
+        .refused(&["Saved plan is stale", "time has passed"]);
+    assert!(!env.store().join("issued/temp").exists());
+    // Before until it is carried out.
+    run_at(&env, 0, &["apply", "plan.json", "--yes"]).success();
+    assert!(env.store().join("issued/temp/temp.pfx").exists());
 }

@@ -3,7 +3,8 @@
 //! - nothing is deleted unless prune = true or a rotation overlap ended;
 //! - every change that widens access is flagged as an escalation;
 //! - a protected client is never deleted or re-issued by certs.toml in one step, and leaves
-//!   in two: protect dropped and applied, then the change.
+//!   in two: protect dropped and applied, then the change;
+//! - no certificate outlives its client's `until`, and extending access in time is flagged.
 //!
 //! That a plan does not depend on the process that makes it (hash order, threads) is checked
 //! across two processes in tests/it/outputs.rs: within one process it could not fail.
@@ -54,6 +55,7 @@ prop_compose! {
         key_spec in key_spec(),
         protect in prop::bool::weighted(0.2),
         overlap in prop::option::of(1..20i64),
+        until in until(),
     ) -> ClientDesired {
         let permissions: BTreeMap<String, Access> = if clearance == Clearance::ValidUser {
             dbs.into_iter().map(|(d, a)| (d.to_string(), a)).collect()
@@ -74,10 +76,22 @@ prop_compose! {
                 pfx: PfxProfile::Modern,
                 password: None,
             }),
-            until: None,
+            // certs.toml refuses `until` beside `protect`.
+            until: until.filter(|_| !protect),
             disabled: false,
         }
     }
+}
+
+/// A client's `until`: mostly none; else passed, hours away (inside renew_before: the
+/// certificate is cut at it), or after the validity.
+fn until() -> impl Strategy<Value = Option<OffsetDateTime>> {
+    prop_oneof![
+        6 => Just(None),
+        1 => (1..48i64).prop_map(|h| Some(NOW - time::Duration::hours(h))),
+        2 => (1..72i64).prop_map(|h| Some(NOW + time::Duration::hours(h))),
+        1 => (400..500i64).prop_map(|d| Some(NOW + time::Duration::days(d))),
+    ]
 }
 
 fn desired() -> impl Strategy<Value = Desired> {
@@ -248,11 +262,18 @@ proptest! {
         let start = applied(&first, &Actual::default(), &plan::plan(&first, &Actual::default(), NOW, &everything_allowed()).unwrap(), &mut n);
         if let Ok(p) = plan::plan(&second, &start, NOW, &everything_allowed()) {
             for c in p.changes.iter().filter(|c| c.action == Action::Delete) {
+                // An end of access is a reviewed decision: the client's until, declared or
+                // recorded, has passed.
+                let ended = c.reason.starts_with("access ended ")
+                    && second.declared.clients.get(&c.key).map_or_else(
+                        || start.registry.certificates.iter().any(|e| e.key == c.key && e.until.is_some_and(|u| u <= NOW)),
+                        |d| d.until.is_some_and(|u| u <= NOW),
+                    );
                 prop_assert!(
-                    second.declared.store.prune || c.reason == "rotation overlap ended",
+                    second.declared.store.prune || c.reason == "rotation overlap ended" || ended,
                     "deleted {} without prune: {}", c.key, c.reason
                 );
-                prop_assert!(!second.declared.clients.contains_key(&c.key) || c.reason == "rotation overlap ended");
+                prop_assert!(!second.declared.clients.contains_key(&c.key) || c.reason == "rotation overlap ended" || ended);
             }
             let deletes = p.count(Action::Delete);
             prop_assert!(second.declared.store.max_deletions == 0 || deletes <= second.declared.store.max_deletions as usize);
@@ -284,7 +305,29 @@ proptest! {
                             }))
                 }
             };
-            prop_assert_eq!(c.escalation, widened, "{:?} {} escalation flag", c.action, c.key);
+            // Access for longer is a widening too: a later until, or none where there was one.
+            let longer = match (c.before.as_ref().and_then(|b| b.until), after.until) {
+                (Some(_), None) => c.before.is_some(),
+                (Some(a), Some(b)) => b > a,
+                (None, _) => false,
+            };
+            prop_assert_eq!(c.escalation, widened || longer, "{:?} {} escalation flag", c.action, c.key);
+        }
+    }
+
+    #[test]
+    fn no_certificate_outlives_its_until(first in desired(), second in desired()) {
+        let (first, second) = (unlimited(first), unlimited(second));
+        let mut n = 0;
+        let start = applied(&first, &Actual::default(), &plan::plan(&first, &Actual::default(), NOW, &everything_allowed()).unwrap(), &mut n);
+        let (second, start, p) = in_steps(&first, &second, &start, &mut n);
+        let after = applied(&second, &start, &p, &mut n);
+        for e in &after.registry.certificates {
+            let Some(u) = second.declared.clients.get(&e.key).and_then(|c| c.until) else { continue };
+            prop_assert!(u > NOW, "{} kept after its until {u}", e.key);
+            prop_assert!(e.not_after <= u || e.retire_after.is_some_and(|r| r <= u),
+                "{} ends {} after its until {u} (retire_after {:?})", e.key, e.not_after, e.retire_after);
+            prop_assert!(e.retire_after.is_none_or(|r| r <= u), "{} retires after its until", e.key);
         }
     }
 }

@@ -339,3 +339,18 @@ fn upload_ending_after_until_warns() {
         p.warnings
     );
 }
+
+#[test]
+fn passed_until_on_a_protected_entry_is_refused_not_deleted() {
+    // Applied with protect; protect dropped and a past until set in one change (the property
+    // test found it deleted in one step).
+    let (d, mut a) = moved(None, Some(NOW - time::Duration::hours(1)));
+    a.registry.certificates[0].protect = true;
+    match plan(&d, &a, NOW, &PlanOptions::default()) {
+        Err(e @ PlanError::Protected { .. }) => assert_eq!(
+            e.to_string(),
+            "refused: client 'k' is protected (protect = true), and this plan deletes it (access ended 2026-06-01T11:00:00Z, its until in certs.toml); a protected client leaves in two reviewed steps: drop `protect` first, apply, then set until"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
