@@ -394,7 +394,7 @@ fn certificates(view: &StatusView<'_>) -> Vec<CertificateMetric> {
             view.now,
             c.not_before,
             c.not_after,
-            view.client_renew.get(&c.key).copied(),
+            view.renew_of(c),
             c.retire_after,
         ),
         until: c.until.map(|u| u.unix_timestamp()),

@@ -126,7 +126,7 @@ fn client_rows(view: &StatusView<'_>) -> Vec<Row> {
     sorted_clients(view.registry)
         .into_iter()
         .map(|c| {
-            let renew = view.client_renew.get(&c.key).copied();
+            let renew = view.renew_of(c);
             let databases = if c.clearance == Clearance::ValidUser {
                 c.permissions
                     .iter()

@@ -12,6 +12,17 @@ use super::{json_text, rfc3339, state_cell, table, table_lines, Escaped};
 use crate::model::{Access, Clearance, EntryThumbprint, RenewBefore};
 use crate::registry::{CertEntry, Registry};
 
+impl StatusView<'_> {
+    /// A client certificate's renewal window: none for one cut at its `until`, which is never
+    /// renewed (its access ends then), so it is never marked renew due.
+    pub(crate) fn renew_of(&self, c: &CertEntry) -> Option<RenewBefore> {
+        if c.until == Some(c.not_after) {
+            return None;
+        }
+        self.client_renew.get(&c.key).copied()
+    }
+}
+
 /// What the status table shows beside the registry: the time, and the renewal windows
 /// certs.toml declares (none when it cannot be read: no renewal marks then).
 pub(crate) struct StatusView<'a> {
@@ -273,7 +284,7 @@ fn client_row(view: &StatusView<'_>, c: &CertEntry) -> Vec<Vec<String>> {
             view.now,
             c.not_before,
             c.not_after,
-            view.client_renew.get(&c.key).copied(),
+            view.renew_of(c),
             c.retire_after,
         )],
         database_lines(c),

@@ -533,6 +533,8 @@ fn until_caps_not_after_as_openssl_reads_it() {
         text.contains("until 2027-01-01 04:00Z (4 hours left)"),
         "{text}"
     );
+    // Cut at its until, it is never renewed: not marked renew due with 4 hours left.
+    assert!(!text.contains("[renew due]"), "{text}");
     assert_eq!(entry["until"], "2027-01-01T04:00:00Z");
 }
 
