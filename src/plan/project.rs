@@ -385,7 +385,13 @@ pub(crate) fn assumed_store(base: &Desired, now: OffsetDateTime) -> Actual {
     if let Some(server) = &base.declared.server {
         reg.server = server_entries(&server.source, base, now, assumed);
     }
-    for c in base.declared.clients.values() {
+    // BASE's apply has removed a client whose until has passed (or never issued it).
+    for c in base
+        .declared
+        .clients
+        .values()
+        .filter(|c| !super::until::ended(c.until, now))
+    {
         // Unique per key: the planner and the registry tell entries apart by thumbprint.
         let thumbprint = EntryThumbprint::pending(format!("{assumed} {}", c.key));
         reg.certificates

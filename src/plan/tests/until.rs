@@ -354,3 +354,25 @@ fn passed_until_on_a_protected_entry_is_refused_not_deleted() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_review_assumes_base_applied_the_end_of_access() {
+    // BASE declares k with an until that has passed: BASE's apply removed it, so a pull request
+    // that removes the table changes nothing, and one that keeps it changes nothing either.
+    let base = desired(vec![ending(NOW - time::Duration::hours(1))], false);
+    let assumed = crate::plan::project::assumed_store(&base, NOW);
+    assert!(
+        assumed.registry.certificates.is_empty(),
+        "{:?}",
+        assumed.registry.certificates
+    );
+    let removed = desired(vec![], false);
+    let review = PlanOptions {
+        review: true,
+        ..PlanOptions::default()
+    };
+    let p = plan(&removed, &assumed, NOW, &review).unwrap();
+    assert!(p.is_settled(), "{:?} {:?}", p.changes, p.kept);
+    let p = plan(&base, &assumed, NOW, &review).unwrap();
+    assert!(p.is_settled(), "{:?} {:?}", p.changes, p.kept);
+}
