@@ -600,6 +600,7 @@ fn registration_fields(r: &Registration) -> Fields {
         clearance: r.clearance.client(),
         permissions: Some(r.permissions.clone()),
         protect: false,
+        disabled: r.disabled == Some(true),
         not_after: None,
         settings: Default::default(),
     }

@@ -132,6 +132,9 @@ pub struct Fields {
     /// `protect = true` (clients): shown only when set.
     #[serde(default, skip_serializing_if = "is_false")]
     pub(crate) protect: bool,
+    /// `disabled = true` (clients): shown only when set.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(crate) disabled: bool,
     /// The expiry; None while only the apply knows it.
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -168,6 +171,8 @@ pub enum Field {
     Certificate,
     /// `protect`: whether the client may leave, or be re-issued, in one step.
     Protect,
+    /// `disabled`: whether the client's access is suspended.
+    Disabled,
     /// A setting of `[store]` or `[cluster]`, by name.
     Setting(String),
 }
@@ -185,6 +190,7 @@ impl Field {
             Field::Clearance => "clearance",
             Field::Certificate => "certificate",
             Field::Protect => "protect",
+            Field::Disabled => "disabled",
             Field::Database(db) | Field::Setting(db) => db,
         }
     }
@@ -861,6 +867,7 @@ fn entry_fields(e: &CertEntry) -> Fields {
         clearance: Some(e.clearance),
         permissions: Some(e.permissions.clone()),
         protect: e.protect,
+        disabled: e.disabled,
         not_after,
         settings: Default::default(),
     }
@@ -882,6 +889,7 @@ fn desired_fields(c: &ClientDesired) -> Fields {
         clearance: Some(c.clearance),
         permissions: Some(c.permissions.clone()),
         protect: c.protect,
+        disabled: c.disabled,
         ..Fields::default()
     }
 }

@@ -65,6 +65,7 @@ pub(crate) fn generated_client_entry(
         public_key_pinning_hash: pinning,
         clearance: client.clearance,
         protect: client.protect,
+        disabled: client.disabled,
         not_before: now - BACKDATING.as_duration(),
         not_after: super::until::issue_end(now, spec.validity, client.until),
         source: Origin::Generated,
@@ -103,6 +104,7 @@ pub(crate) fn upload_entries(
             public_key_pinning_hash: c.info.public_key_pinning_hash.clone(),
             clearance: client.clearance,
             protect: client.protect,
+            disabled: client.disabled,
             not_before: c.info.not_before,
             not_after: c.info.not_after,
             source: Origin::Uploaded,
@@ -184,6 +186,7 @@ pub(crate) fn mutate(
                     e.name = c.name.clone();
                     e.clearance = c.clearance;
                     e.protect = c.protect;
+                    e.disabled = c.disabled;
                     e.permissions = c.permissions.clone();
                     if let ClientSpec::Generate(g) = &c.source {
                         e.pfx = g.pfx;
@@ -329,6 +332,7 @@ fn unread_upload_entry(
         bundle_password: None,
         subject: None,
         protect: client.protect,
+        disabled: client.disabled,
     }
 }
 

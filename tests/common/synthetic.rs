@@ -73,6 +73,7 @@ pub fn synthetic_store(dir: &Path, n: usize) -> Result<(), Box<dyn std::error::E
             public_key_pinning_hash: info.public_key_pinning_hash,
             clearance: Clearance::ValidUser,
             protect: false,
+            disabled: false,
             not_before: info.not_before,
             not_after: info.not_after,
             source: Origin::Generated,
