@@ -244,20 +244,11 @@ impl Target {
                 ));
             }
         }
-        let mut notes = self.notes.borrow_mut();
-        notes.extend(listing.left_out.iter().cloned());
-        for r in listing
-            .registrations
-            .iter()
-            .filter(|r| r.disabled == Some(true))
-        {
-            notes.push(format!(
-                "cluster: registration {} ('{}') is disabled on the cluster; ravencert never enables it (an edit keeps it disabled): enable it in the Studio to restore its access",
-                r.thumbprint,
-                r.name.escape_debug()
-            ));
-        }
-        drop(notes);
+        // (A registration disabled on the cluster is the planner's warning: it knows which
+        // ravencert disabled.)
+        self.notes
+            .borrow_mut()
+            .extend(listing.left_out.iter().cloned());
         Ok(listing_for_plan(listing, version))
     }
 
@@ -355,7 +346,8 @@ impl Target {
                 .map_err(|e| (i, e))?;
             if let Some(t) = &change.thumbprint {
                 match change.action {
-                    ClusterAction::Unregister => {
+                    // Unregistered while disabled: remembered, so enabling registers it again.
+                    ClusterAction::Unregister if change.disabled != Some(true) => {
                         set.remove(t);
                     }
                     _ => {
@@ -393,12 +385,15 @@ impl Target {
                     .register(&e.name, &der, e.clearance, &e.permissions)
             }
             (ClusterAction::Edit, Some(e)) => {
-                // A registration disabled in the Studio stays disabled: the edit says so.
-                let disabled = listing
-                    .registrations
-                    .iter()
-                    .find(|r| Some(&r.thumbprint) == thumbprint)
-                    .and_then(|r| r.disabled);
+                // As the plan says (disabled = true); else as listed, so a registration
+                // disabled in the Studio stays disabled.
+                let disabled = change.disabled.or_else(|| {
+                    listing
+                        .registrations
+                        .iter()
+                        .find(|r| Some(&r.thumbprint) == thumbprint)
+                        .and_then(|r| r.disabled)
+                });
                 self.client
                     .edit(t, &e.name, e.clearance, &e.permissions, disabled)
             }
@@ -604,6 +599,7 @@ fn listing_for_plan(listing: Listing, version: ServerVersion) -> ClusterListing 
     ClusterListing {
         server_thumbprints: listing.server_thumbprints(),
         well_known_admins: listing.well_known_admin_thumbprints(),
+        can_disable: crate::plan::can_disable(&listing.registrations, &version),
         registrations: listing.registrations,
         version,
     }

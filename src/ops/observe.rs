@@ -437,6 +437,7 @@ mod tests {
             after: None,
             fields: Vec::new(),
             collection_primary: None,
+            disabled: None,
         }
     }
 

@@ -35,9 +35,10 @@ pub(crate) mod until;
 pub(crate) use checks::check_declared;
 pub(crate) use clients::{bundle_reasons, DeclaredPassword};
 pub use cluster::{
-    extra_registrations, held_access, plan_cluster, registration_states, ClusterAction,
-    ClusterChange, ClusterClearance, ClusterListing, ClusterOptions, ClusterPlan, ClusterView,
-    ExtraRegistration, Keep, Registration, RegistrationFields, RegistrationState, ServerVersion,
+    can_disable, extra_registrations, held_access, plan_cluster, registration_states,
+    ClusterAction, ClusterChange, ClusterClearance, ClusterListing, ClusterOptions, ClusterPlan,
+    ClusterView, ExtraRegistration, Keep, Registration, RegistrationFields, RegistrationState,
+    ServerVersion,
 };
 pub use project::project;
 pub(crate) use project::{

@@ -399,6 +399,7 @@ mod tests {
                     new: None,
                 }],
                 collection_primary: None,
+                disabled: None,
             }],
             warnings: vec![format!("cluster: '{name}' is kept")],
             extra: Vec::new(),
@@ -439,6 +440,7 @@ mod tests {
             after: None,
             fields: Vec::new(),
             collection_primary: None,
+            disabled: None,
         };
         let mut register = change(ClusterAction::Register, Some("orders-app"), "Orders App");
         register.fields = vec![

@@ -175,3 +175,358 @@ fn until_still_ends_a_disabled_client() {
     assert_eq!(deletes, vec![("k", "access ended 2026-06-01T11:00:00Z")]);
     assert_eq!(p.changes[0].action, Action::Delete);
 }
+
+// ---------------------------------------------------------------------------------------------
+// On the cluster (docs/contract.md §7): the table of plan/cluster/disable.rs.
+
+const APP: &str = "CFDBD6120652B8AD91A08F18BBB971A159271F52";
+const BATCH: &str = "812383772D393B153B85CF1C470FF72CCEA387AD";
+const PARTNER: &str = "FF507825EE802E6BAF9A60F785DDA74AA38EE019";
+const PARTNER_2: &str = "22D396A402980E47CB0AD8B42413CF293F3D5B9D";
+
+/// A recorded listing (`tests/fixtures/ravendb-listings/ravendb-V.json`) as the planner reads
+/// it, from a server running `full`.
+fn listing(v: &str, full: &str) -> ClusterListing {
+    let path = format!(
+        "{}/tests/fixtures/ravendb-listings/ravendb-{v}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let l = crate::ravendb::decode_listing_bytes(&std::fs::read(path).unwrap()).unwrap();
+    let n: Vec<u32> = full.split('.').map(|p| p.parse().unwrap()).collect();
+    let version = ServerVersion {
+        major: n[0],
+        minor: n[1],
+        full: full.into(),
+    };
+    ClusterListing {
+        server_thumbprints: l.server_thumbprints(),
+        well_known_admins: l.well_known_admin_thumbprints(),
+        can_disable: can_disable(&l.registrations, &version),
+        registrations: l.registrations,
+        version,
+    }
+}
+
+/// The store entry of a listed registration, as ravencert registered it.
+fn entry_of(listing: &ClusterListing, key: &str, thumbprint: &str, disabled: bool) -> CertEntry {
+    let r = listing
+        .registrations
+        .iter()
+        .find(|r| r.thumbprint == thumbprint)
+        .unwrap();
+    CertEntry {
+        name: r.name.clone(),
+        clearance: r.clearance.client().unwrap(),
+        permissions: r.permissions.clone(),
+        collection_primary: r.collection_primary.clone(),
+        collection_secondaries: r.collection_secondaries.clone(),
+        disabled,
+        ..CertEntry::fixture(key, Thumbprint::parse(thumbprint).unwrap())
+    }
+}
+
+fn store(entries: &[&CertEntry]) -> Registry {
+    let mut reg = Registry::new();
+    reg.certificates = entries.iter().map(|e| (*e).clone()).collect();
+    reg
+}
+
+/// Options recording `set` as what ravencert last set (each entry's `disabled` included).
+fn options(set: &[&CertEntry], max_deletions: u32, prune: bool) -> ClusterOptions {
+    ClusterOptions {
+        url: "https://a.example.com".into(),
+        prune,
+        max_deletions,
+        last_set: set
+            .iter()
+            .map(|e| {
+                let t = e.thumbprint.known().unwrap().clone();
+                (t, RegistrationFields::from(*e))
+            })
+            .collect(),
+        ..ClusterOptions::default()
+    }
+}
+
+fn changes(p: &ClusterPlan) -> Vec<(ClusterAction, &str, &str, bool, Option<bool>)> {
+    p.changes
+        .iter()
+        .map(|c| {
+            (
+                c.action,
+                c.thumbprint.as_ref().map_or("", Thumbprint::as_str),
+                c.reason.as_str(),
+                c.escalation,
+                c.disabled,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn can_disable_by_the_listed_field_or_from_7_2_2() {
+    assert!(listing("7.2", "7.2.5").can_disable);
+    assert!(!listing("4.1", "4.1.0").can_disable);
+    assert!(!listing("5.4", "5.4.0").can_disable);
+    // No entry says, and the version decides.
+    assert!(can_disable(
+        &[],
+        &ServerVersion {
+            major: 7,
+            minor: 2,
+            full: "7.2.2".into()
+        }
+    ));
+    assert!(!can_disable(
+        &[],
+        &ServerVersion {
+            major: 7,
+            minor: 2,
+            full: "7.2.1".into()
+        }
+    ));
+    assert!(can_disable(
+        &[],
+        &ServerVersion {
+            major: 8,
+            minor: 0,
+            full: "8.0".into()
+        }
+    ));
+}
+
+#[test]
+fn disable_edits_where_the_listing_has_the_field() {
+    let mut l = listing("7.2", "7.2.5");
+    let app = entry_of(&l, "orders-app", APP, true);
+    // Batch is disabled in the Studio: ravencert leaves it so, and warns.
+    let batch = entry_of(&l, "batch", BATCH, false);
+    let reg = store(&[&app, &batch]);
+    let p = plan_cluster(&reg, &l, &options(&[], 5, false)).unwrap();
+    assert_eq!(
+        changes(&p),
+        vec![(
+            ClusterAction::Edit,
+            APP,
+            "disabled in certs.toml: the registration is disabled (RavenDB 7.2.5 keeps it)",
+            false,
+            Some(true)
+        )]
+    );
+    let edit = &p.changes[0];
+    assert_eq!(
+        edit.fields,
+        vec![FieldChange::new(
+            Field::Disabled,
+            Some("false".into()),
+            Some("true".into())
+        )]
+    );
+    assert!(edit.after.as_ref().unwrap().disabled);
+    assert!(!edit.before.as_ref().unwrap().disabled);
+    let studio: Vec<&String> = p
+        .warnings
+        .iter()
+        .filter(|w| w.contains("is disabled on the cluster"))
+        .collect();
+    assert_eq!(studio.len(), 1, "{:?}", p.warnings);
+    assert!(studio[0].contains(BATCH), "{studio:?}");
+    // Applied: the listing says Disabled, the state records ravencert did it. Nothing to do,
+    // and status shows it disabled, not drift.
+    for r in &mut l.registrations {
+        if r.thumbprint == APP {
+            r.disabled = Some(true);
+        }
+    }
+    let p = plan_cluster(&reg, &l, &options(&[&app, &batch], 5, false)).unwrap();
+    assert!(p.changes.is_empty(), "{:?}", p.changes);
+    assert!(
+        !p.warnings.iter().any(|w| w.contains(APP)),
+        "{:?}",
+        p.warnings
+    );
+    let states = registration_states(&reg, &l);
+    assert_eq!(
+        states[0],
+        (app.thumbprint.clone(), RegistrationState::Disabled)
+    );
+    assert!(!RegistrationState::Disabled.is_drift());
+    // Enabled in the Studio behind ravencert's back: disabled again, said so.
+    for r in &mut l.registrations {
+        if r.thumbprint == APP {
+            r.disabled = Some(false);
+        }
+    }
+    let p = plan_cluster(&reg, &l, &options(&[&app, &batch], 5, false)).unwrap();
+    assert_eq!(
+        changes(&p),
+        vec![(
+            ClusterAction::Edit,
+            APP,
+            "enabled on the cluster outside ravencert: disabled again (disabled in certs.toml)",
+            false,
+            Some(true)
+        )]
+    );
+    assert_eq!(
+        registration_states(&reg, &l)[0].1,
+        RegistrationState::Differs,
+        "a disabled client the cluster still grants access to is drift"
+    );
+}
+
+#[test]
+fn enable_sends_false_only_for_what_ravencert_disabled() {
+    let l = listing("7.2", "7.2.5");
+    let disabled = entry_of(&l, "batch", BATCH, true);
+    let enabled = entry_of(&l, "batch", BATCH, false);
+    let reg = store(&[&enabled]);
+    // ravencert disabled it (its state says so): enabling sends Disabled: false, flagged.
+    let p = plan_cluster(&reg, &l, &options(&[&disabled], 5, false)).unwrap();
+    assert_eq!(
+        changes(&p),
+        vec![(
+            ClusterAction::Edit,
+            BATCH,
+            "enabled in certs.toml",
+            true,
+            Some(false)
+        )]
+    );
+    assert!(!p.changes[0].after.as_ref().unwrap().disabled);
+    assert!(
+        !p.warnings.iter().any(|w| w.contains(BATCH)),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn studio_disabled_stays_disabled() {
+    let l = listing("7.2", "7.2.5");
+    let enabled = entry_of(&l, "batch", BATCH, false);
+    let reg = store(&[&enabled]);
+    // Recorded as set enabled, or not at all: the Studio disabled it, and it stays so.
+    for set in [vec![&enabled], vec![]] {
+        let p = plan_cluster(&reg, &l, &options(&set, 5, false)).unwrap();
+        assert!(p.changes.is_empty(), "{:?}", p.changes);
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains(BATCH) && w.contains("ravencert never enables it")),
+            "{:?}",
+            p.warnings
+        );
+    }
+    // An edit for another reason keeps it disabled (the listed value goes back).
+    let renamed = CertEntry {
+        name: "Batch Jobs".into(),
+        ..enabled.clone()
+    };
+    let p = plan_cluster(&store(&[&renamed]), &l, &options(&[], 5, false)).unwrap();
+    assert_eq!(p.changes.len(), 1, "{:?}", p.changes);
+    assert_eq!(p.changes[0].disabled, None);
+    assert!(p.changes[0].after.as_ref().unwrap().disabled);
+}
+
+#[test]
+fn disable_unregisters_where_the_server_cannot_and_is_not_counted() {
+    let l = listing("4.1", "4.1.0");
+    let app = entry_of(&l, "orders-app", APP, true);
+    let batch = entry_of(&l, "batch", BATCH, true);
+    let partner = entry_of(&l, "partner", PARTNER, true);
+    let partner_2 = entry_of(&l, "partner", PARTNER_2, true);
+    let reg = store(&[&app, &batch, &partner, &partner_2]);
+    // Three unregisters (the collection's secondary goes with its primary) with max_deletions
+    // 1, and prune on: none counted, none also taken for a stray.
+    let p = plan_cluster(&reg, &l, &options(&[&app], 1, true)).unwrap();
+    let why = "disabled in certs.toml: RavenDB 4.1.0 cannot disable a registration, so it is unregistered while disabled and registered again when enabled";
+    let mut got = changes(&p);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (ClusterAction::Unregister, BATCH, why, false, Some(true)),
+            (ClusterAction::Unregister, APP, why, false, Some(true)),
+            (ClusterAction::Unregister, PARTNER, why, false, Some(true)),
+        ]
+    );
+    assert!(p.extra.is_empty(), "{:?}", p.extra);
+    assert!(p.kept().is_empty());
+    // A stray beside them is still counted: over max_deletions 1 with 2.
+    let mut more = l.clone();
+    let mut stray = more.registrations[1].clone();
+    stray.thumbprint = Thumbprint::parse(&"AB".repeat(20)).unwrap();
+    more.registrations.push(stray.clone());
+    stray.thumbprint = Thumbprint::parse(&"CD".repeat(20)).unwrap();
+    more.registrations.push(stray);
+    match plan_cluster(&reg, &more, &options(&[], 1, true)) {
+        Err(PlanError::TooManyDeletions {
+            count: 2, max: 1, ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn disabled_and_unregistered_stays_so() {
+    for (v, full) in [("4.1", "4.1.0"), ("7.2", "7.2.5")] {
+        let l = listing(v, full);
+        let app = CertEntry {
+            thumbprint: thumb(77).into(),
+            ..entry_of(&l, "orders-app", APP, true)
+        };
+        let p = plan_cluster(&store(&[&app]), &l, &options(&[&app], 5, false)).unwrap();
+        assert!(
+            p.changes
+                .iter()
+                .all(|c| c.key.as_deref() != Some("orders-app")),
+            "{v}: {:?}",
+            p.changes
+        );
+        assert_eq!(
+            registration_states(&store(&[&app]), &l)[0].1,
+            RegistrationState::Disabled,
+            "{v}"
+        );
+    }
+}
+
+#[test]
+fn enabling_registers_again_on_41_flagged() {
+    let l = listing("4.1", "4.1.0");
+    // No access at all: a register of it widens nothing, but enabling is flagged anyway.
+    let nobody = CertEntry {
+        permissions: BTreeMap::new(),
+        thumbprint: thumb(77).into(),
+        ..entry_of(&l, "nobody", APP, false)
+    };
+    let was = CertEntry {
+        disabled: true,
+        ..nobody.clone()
+    };
+    let p = plan_cluster(&store(&[&nobody]), &l, &options(&[&was], 5, false)).unwrap();
+    let t = thumb(77);
+    assert_eq!(
+        changes(&p),
+        vec![(
+            ClusterAction::Register,
+            t.as_str(),
+            "enabled in certs.toml: registered again",
+            true,
+            None
+        )]
+    );
+    // Never disabled: an ordinary register, not flagged.
+    let p = plan_cluster(&store(&[&nobody]), &l, &options(&[], 5, false)).unwrap();
+    assert_eq!(
+        changes(&p),
+        vec![(
+            ClusterAction::Register,
+            t.as_str(),
+            "not registered on the cluster",
+            false,
+            None
+        )]
+    );
+}

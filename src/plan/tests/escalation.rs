@@ -160,6 +160,7 @@ fn a_listing_grants_what_its_enabled_client_registrations_hold() {
             minor: 2,
             full: "7.2.0".into(),
         },
+        can_disable: true,
     };
     let held = held_access(&listing);
     let (aa, dd) = ("AA".repeat(20), "DD".repeat(20));
