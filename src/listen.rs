@@ -78,6 +78,10 @@ pub struct CertificateMetric {
     pub not_after: i64,
     /// Inside its renewal window or expired, as `status` marks it.
     pub renewal_due: bool,
+    /// `disabled = true`: access suspended, the certificate kept.
+    pub disabled: bool,
+    /// When it was last used, Unix seconds, where the cluster says.
+    pub last_used: Option<i64>,
 }
 
 /// What the cluster looked like after the last attempt that reached it.
@@ -554,6 +558,8 @@ fn certificate_metrics(registry: &mut Registry, certificates: &[CertificateMetri
     let not_after = Family::<CertificateLabels, Gauge>::default();
     let not_before = Family::<CertificateLabels, Gauge>::default();
     let due = Family::<CertificateLabels, Gauge>::default();
+    let disabled = Family::<CertificateLabels, Gauge>::default();
+    let last_used = Family::<CertificateLabels, Gauge>::default();
     for c in certificates {
         let labels = CertificateLabels {
             key: c.key.clone(),
@@ -565,6 +571,10 @@ fn certificate_metrics(registry: &mut Registry, certificates: &[CertificateMetri
         not_after.get_or_create(&labels).set(c.not_after);
         not_before.get_or_create(&labels).set(c.not_before);
         due.get_or_create(&labels).set(i64::from(c.renewal_due));
+        disabled.get_or_create(&labels).set(i64::from(c.disabled));
+        if let Some(at) = c.last_used {
+            last_used.get_or_create(&labels).set(at);
+        }
     }
     registry.register(
         "certificate_not_after_seconds",
@@ -580,6 +590,16 @@ fn certificate_metrics(registry: &mut Registry, certificates: &[CertificateMetri
         "certificate_renewal_due",
         "Whether each registered certificate is inside its renewal window or expired",
         due,
+    );
+    registry.register(
+        "certificate_disabled",
+        "Whether each registered certificate's client is disabled in certs.toml (access suspended, the certificate kept)",
+        disabled,
+    );
+    registry.register(
+        "certificate_last_used_seconds",
+        "When each certificate was last used (Unix time), where the cluster says (RavenDB 6.x and 7.x; as the node that answered saw it since it started)",
+        last_used,
     );
 }
 
@@ -599,6 +619,8 @@ mod tests {
                 not_before: 1,
                 not_after: 2,
                 renewal_due: true,
+                disabled: true,
+                last_used: Some(5),
             }]),
             last_check: Some(3),
             last_apply: Some(3),
@@ -621,6 +643,8 @@ mod tests {
             "ravencert_certificate_not_after_seconds{key=\"app\",name=\"app \\\"x\\\"\"",
             "ravencert_certificate_not_before_seconds{",
             "ravencert_certificate_renewal_due{",
+            "ravencert_certificate_disabled{key=\"app\",name=\"app \\\"x\\\"\",thumbprint=\"AB\",clearance=\"Operator\",source=\"generated\"} 1",
+            "ravencert_certificate_last_used_seconds{key=\"app\",name=\"app \\\"x\\\"\",thumbprint=\"AB\",clearance=\"Operator\",source=\"generated\"} 5",
             "ravencert_last_check_timestamp_seconds 3",
             "ravencert_last_apply_timestamp_seconds 3",
             "ravencert_last_apply_success 1",

@@ -19,6 +19,7 @@ use crate::registry::Registry;
 use crate::store::Store;
 
 mod state;
+mod usage;
 
 use state::State;
 
@@ -602,6 +603,7 @@ fn listing_for_plan(listing: Listing, version: ServerVersion) -> ClusterListing 
         can_disable: crate::plan::can_disable(&listing.registrations, &version),
         registrations: listing.registrations,
         version,
+        last_used: BTreeMap::new(),
     }
 }
 
@@ -668,6 +670,7 @@ pub(crate) fn read(
     store: &Store,
     registry: &Registry,
     offline: bool,
+    usage: bool,
 ) -> Result<Reading> {
     let Some(settings) = &desired.declared.cluster else {
         return Ok(Reading::Absent);
@@ -682,10 +685,13 @@ pub(crate) fn read(
         )) => return Ok(Reading::NotYet(e)),
         Err(e) => return Err(e),
     };
-    let listing = target.read().map_err(|e| match e {
+    let mut listing = target.read().map_err(|e| match e {
         Error::Cluster(c) => Error::ClusterUnread(c),
         e => e,
     })?;
+    if usage {
+        target.fill_last_used(&mut listing);
+    }
     Ok(Reading::Listed(Box::new(target), listing))
 }
 

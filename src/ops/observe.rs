@@ -81,6 +81,8 @@ pub(super) struct ClusterSeen {
     url: String,
     pending: Vec<(ClusterAction, Option<Thumbprint>)>,
     extra: Vec<ExtraRegistration>,
+    /// When each registration was last used, where the server said.
+    last_used: BTreeMap<Thumbprint, OffsetDateTime>,
 }
 
 impl ClusterSeen {
@@ -120,6 +122,7 @@ impl ClusterSeen {
             url: plan.url.clone(),
             pending,
             extra,
+            last_used: plan.last_used.clone(),
         })
     }
 
@@ -140,6 +143,8 @@ impl ClusterSeen {
                 let state = match pending_for(&e.thumbprint) {
                     Some(ClusterAction::Register) => RegistrationState::Missing,
                     Some(_) => RegistrationState::Differs,
+                    // Disabled as declared: its registration disabled, or absent.
+                    None if e.disabled => RegistrationState::Disabled,
                     None => RegistrationState::InSync,
                 };
                 ClusterCertificateState::of_store(e.thumbprint.clone(), state)
@@ -158,6 +163,7 @@ impl ClusterSeen {
             of_store,
             extra,
         )
+        .with_last_used(&self.last_used)
     }
 }
 
@@ -380,6 +386,8 @@ fn certificates(view: &StatusView<'_>) -> Vec<CertificateMetric> {
             view.server_renew,
             None,
         ),
+        disabled: false,
+        last_used: last_used(view, &s.thumbprint),
     });
     let clients = reg.certificates.iter().map(|c| CertificateMetric {
         key: c.key.clone(),
@@ -396,8 +404,17 @@ fn certificates(view: &StatusView<'_>) -> Vec<CertificateMetric> {
             view.client_renew.get(&c.key).copied(),
             c.retire_after,
         ),
+        disabled: c.disabled,
+        last_used: last_used(view, &c.thumbprint),
     });
     servers.chain(clients).collect()
+}
+
+/// A certificate's last use, Unix seconds, where the cluster said.
+fn last_used(view: &StatusView<'_>, thumbprint: &EntryThumbprint) -> Option<i64> {
+    view.cluster
+        .and_then(|c| c.last_used_of(thumbprint))
+        .map(OffsetDateTime::unix_timestamp)
 }
 
 #[cfg(test)]
@@ -463,6 +480,7 @@ mod tests {
             changes,
             warnings: Vec::new(),
             extra,
+            last_used: BTreeMap::new(),
         })
     }
 

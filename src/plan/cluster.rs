@@ -355,6 +355,8 @@ pub struct ClusterPlan {
     /// or they stay; never the cluster's own, the well-known admins or ravencert's admin
     /// certificate (which ravencert never manages).
     pub extra: Vec<ExtraRegistration>,
+    /// The listing's last uses, as read ([`ClusterListing::last_used`]), for what shows them.
+    pub last_used: BTreeMap<Thumbprint, time::OffsetDateTime>,
 }
 
 /// A client registration on the cluster that the store does not hold.
@@ -474,6 +476,7 @@ pub fn plan_cluster(
         changes,
         warnings: planner.warnings,
         extra,
+        last_used: listing.last_used.clone(),
     })
 }
 

@@ -102,6 +102,7 @@ fn cluster(clients: Vec<Registration>) -> ClusterListing {
         well_known_admins: vec![tp(&admin())],
         version: version(4, 1),
         can_disable: false,
+        last_used: BTreeMap::new(),
     }
 }
 

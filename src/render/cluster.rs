@@ -403,6 +403,7 @@ mod tests {
             }],
             warnings: vec![format!("cluster: '{name}' is kept")],
             extra: Vec::new(),
+            last_used: Default::default(),
         })
     }
 
@@ -472,6 +473,7 @@ mod tests {
             changes: vec![register, gone, old],
             warnings: Vec::new(),
             extra: Vec::new(),
+            last_used: Default::default(),
         });
         let text = cluster_text(&view, Style { color: false });
         for header in [

@@ -605,6 +605,17 @@ fn disabled_is_recorded_not_renewed_and_enabling_is_flagged_in_every_format() {
     assert_eq!(env.thumbprint("app"), thumb);
     let registry = std::fs::read_to_string(env.store().join("registry.toml")).unwrap();
     assert_eq!(registry.matches("disabled = true").count(), 1, "{registry}");
+    // status says so: an Access column in the text, `disabled` in the JSON.
+    let status = run_at(&env, 1, &["status", "--json"]).success().json();
+    let app = json::find(&status["certificates"], "key", "app")
+        .cloned()
+        .unwrap();
+    assert_eq!(app["disabled"], true, "{status:#}");
+    let text = run_at(&env, 1, &["status"]).success().stdout;
+    let header = text.lines().find(|l| l.contains("Databases")).unwrap();
+    assert!(header.trim_end().ends_with("Access"), "{text}");
+    let row = text.lines().find(|l| l.contains(&thumb)).unwrap();
+    assert!(row.trim_end().ends_with("disabled"), "{text}");
     // Inside renew_before (30d of 90d): not renewed while disabled, and said so.
     let due = run_at(&env, 70, &["plan", "--detailed-exitcode"]);
     assert_eq!(due.code, 0, "{}", due.stdout);

@@ -1308,6 +1308,18 @@ fn disabled_unregisters_on_41_and_enabling_registers_again() {
     );
     let settled = f.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(settled.code, 0, "{}", settled.stdout);
+    // status: disabled, which is no drift; 4.1's statistics do not say when a certificate was
+    // last used, so that is unknown (null), without a warning.
+    let status = f.run(&["status", "--json"]).success();
+    let json = status.json();
+    assert_eq!(json["cluster"]["in_sync"], true, "{json:#}");
+    for c in json["cluster"]["certificates"].as_array().unwrap() {
+        assert!(c["last_used"].is_null(), "{json:#}");
+        if c["thumbprint"] == orders.as_str() || c["thumbprint"] == ops.as_str() {
+            assert_eq!(c["state"], "disabled", "{json:#}");
+        }
+    }
+    assert!(!status.stderr.contains("last used"), "{}", status.stderr);
 
     // Enabled again: the same certificates registered again, flagged in the plan.
     f.declare(CLIENTS, "");

@@ -128,4 +128,7 @@ pub struct ClusterListing {
     /// listed entry carries the field, or the version says so. Where it cannot, a disabled
     /// client is unregistered while disabled (see `disable.rs`).
     pub can_disable: bool,
+    /// When each registration was last used, where the server says (`GET /admin/stats`, read
+    /// only for `status` and `watch --listen`): shown, never acted on. Empty when unknown.
+    pub last_used: BTreeMap<Thumbprint, OffsetDateTime>,
 }

@@ -204,6 +204,7 @@ fn listing(v: &str, full: &str) -> ClusterListing {
         can_disable: can_disable(&l.registrations, &version),
         registrations: l.registrations,
         version,
+        last_used: BTreeMap::new(),
     }
 }
 
