@@ -555,6 +555,59 @@ mod tests {
         assert_eq!(metric.drift, 1);
     }
 
+    /// issue 25: what the attempt's listing said of last use reaches the page's state and
+    /// `/metrics`; a disabled client the cluster holds as declared is `disabled`, not drift.
+    #[test]
+    fn last_use_and_disabled_reach_the_state_and_the_metrics() {
+        let mut registry = Registry::new();
+        registry.certificates = vec![
+            entry("app", "AA"),
+            CertEntry {
+                disabled: true,
+                ..entry("off", "OFF")
+            },
+        ];
+        let used = datetime!(2026-05-30 08:00 UTC);
+        let mut v = view(Vec::new(), Vec::new());
+        if let ClusterView::Planned(p) = &mut v {
+            p.last_used = [(tp("AA"), used)].into();
+        }
+        let seen = ClusterSeen::of(&v, true).expect("reached");
+        let status = seen.status(&registry, NOW);
+        let states: Vec<(Option<OffsetDateTime>, RegistrationState)> = status
+            .certificates
+            .iter()
+            .map(|c| (c.last_used, c.state))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                (Some(used), RegistrationState::InSync),
+                (None, RegistrationState::Disabled)
+            ]
+        );
+        assert!(cluster_metric(&status).in_sync);
+        let renew = BTreeMap::new();
+        let metrics = certificates(&StatusView {
+            registry: &registry,
+            now: NOW,
+            server_renew: None,
+            client_renew: &renew,
+            cluster: Some(&status),
+        });
+        let got: Vec<(&str, bool, Option<i64>)> = metrics
+            .iter()
+            .map(|m| (m.key.as_str(), m.disabled, m.last_used))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("app", false, Some(used.unix_timestamp())),
+                ("off", true, None)
+            ]
+        );
+    }
+
     #[test]
     fn no_cluster_no_state() {
         assert!(ClusterSeen::of(&ClusterView::Absent, true).is_none());

@@ -531,3 +531,16 @@ fn enabling_registers_again_on_41_flagged() {
         )]
     );
 }
+
+/// The listing's last uses reach the plan as read (for the page and /metrics), and change
+/// nothing in it.
+#[test]
+fn last_use_is_carried_and_decides_nothing() {
+    let mut l = listing("7.2", "7.2.5");
+    let app = entry_of(&l, "orders-app", APP, false);
+    let before = plan_cluster(&store(&[&app]), &l, &options(&[&app], 5, false)).unwrap();
+    l.last_used = [(Thumbprint::parse(APP).unwrap(), NOW)].into();
+    let p = plan_cluster(&store(&[&app]), &l, &options(&[&app], 5, false)).unwrap();
+    assert_eq!(p.last_used, l.last_used);
+    assert_eq!(p.changes, before.changes);
+}
