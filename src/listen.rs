@@ -80,6 +80,10 @@ pub struct CertificateMetric {
     pub renewal_due: bool,
     /// When its access ends by itself (`until`), Unix seconds.
     pub until: Option<i64>,
+    /// `disabled = true`: access suspended, the certificate kept.
+    pub disabled: bool,
+    /// When it was last used, Unix seconds, where the cluster says.
+    pub last_used: Option<i64>,
 }
 
 /// What the cluster looked like after the last attempt that reached it.
@@ -557,6 +561,8 @@ fn certificate_metrics(registry: &mut Registry, certificates: &[CertificateMetri
     let not_before = Family::<CertificateLabels, Gauge>::default();
     let due = Family::<CertificateLabels, Gauge>::default();
     let until = Family::<CertificateLabels, Gauge>::default();
+    let disabled = Family::<CertificateLabels, Gauge>::default();
+    let last_used = Family::<CertificateLabels, Gauge>::default();
     for c in certificates {
         let labels = CertificateLabels {
             key: c.key.clone(),
@@ -570,6 +576,10 @@ fn certificate_metrics(registry: &mut Registry, certificates: &[CertificateMetri
         due.get_or_create(&labels).set(i64::from(c.renewal_due));
         if let Some(u) = c.until {
             until.get_or_create(&labels).set(u);
+        }
+        disabled.get_or_create(&labels).set(i64::from(c.disabled));
+        if let Some(at) = c.last_used {
+            last_used.get_or_create(&labels).set(at);
         }
     }
     registry.register(
@@ -592,6 +602,16 @@ fn certificate_metrics(registry: &mut Registry, certificates: &[CertificateMetri
         "When each client certificate's access ends by itself, its until (Unix time); only clients that have one",
         until,
     );
+    registry.register(
+        "certificate_disabled",
+        "Whether each registered certificate's client is disabled in certs.toml (access suspended, the certificate kept)",
+        disabled,
+    );
+    registry.register(
+        "certificate_last_used_seconds",
+        "When each certificate was last used (Unix time), where the cluster says (RavenDB 6.x and 7.x; as the node that answered saw it since it started)",
+        last_used,
+    );
 }
 
 #[cfg(test)]
@@ -611,6 +631,8 @@ mod tests {
                 not_after: 2,
                 renewal_due: true,
                 until: Some(4),
+                disabled: true,
+                last_used: Some(5),
             }]),
             last_check: Some(3),
             last_apply: Some(3),
@@ -634,6 +656,8 @@ mod tests {
             "ravencert_certificate_not_before_seconds{",
             "ravencert_certificate_renewal_due{",
             "ravencert_certificate_access_until_seconds{key=\"app\",name=\"app \\\"x\\\"\",thumbprint=\"AB\",clearance=\"Operator\",source=\"generated\"} 4",
+            "ravencert_certificate_disabled{key=\"app\",name=\"app \\\"x\\\"\",thumbprint=\"AB\",clearance=\"Operator\",source=\"generated\"} 1",
+            "ravencert_certificate_last_used_seconds{key=\"app\",name=\"app \\\"x\\\"\",thumbprint=\"AB\",clearance=\"Operator\",source=\"generated\"} 5",
             "ravencert_last_check_timestamp_seconds 3",
             "ravencert_last_apply_timestamp_seconds 3",
             "ravencert_last_apply_success 1",

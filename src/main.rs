@@ -148,6 +148,7 @@ fn run(cli: Cli) -> ops::Result<Output> {
         now: now(),
         export_base: None,
         allowed_exports: Vec::new(),
+        cluster_usage: false,
     };
     match cli.command {
         Command::Init => ops::init(&ctx),

@@ -193,6 +193,11 @@ pub struct CertEntry {
         with = "time::serde::rfc3339::option"
     )]
     pub until: Option<OffsetDateTime>,
+    /// Whether certs.toml declared `disabled = true` when this entry was last applied: access
+    /// suspended, the certificate kept (not renewed; with `[cluster]`, its registration disabled
+    /// or removed). Written only as `disabled = true`; older entries read as enabled.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disabled: bool,
     /// Start of validity.
     #[serde(with = "time::serde::rfc3339")]
     pub not_before: OffsetDateTime,
@@ -377,6 +382,7 @@ impl CertEntry {
             clearance: Clearance::ValidUser,
             protect: false,
             until: None,
+            disabled: false,
             not_before: OffsetDateTime::UNIX_EPOCH,
             not_after: OffsetDateTime::UNIX_EPOCH,
             source: Origin::Generated,
@@ -492,6 +498,9 @@ pub(crate) fn describe_drift(written: &Registry, now: &Registry) -> Vec<String> 
                             .unwrap_or_else(|| "none".into())
                     };
                     fields.push(format!("until {} -> {}", show(b.until), show(a.until)));
+                }
+                if a.disabled != b.disabled {
+                    fields.push(format!("disabled {} -> {}", b.disabled, a.disabled));
                 }
                 if a.key != b.key || a.not_after != b.not_after || a.source != b.source {
                     fields.push("other fields".into());
@@ -636,6 +645,37 @@ mod tests {
             drift,
             vec![format!(
                 "client 'b' ({}) was edited in the registry: protect true -> false",
+                "B".repeat(40)
+            )]
+        );
+    }
+
+    /// A registry written before `disabled` existed reads as enabled and writes the same text
+    /// again; only a disabled entry says so, and a hand edit of it is drift, named.
+    #[test]
+    fn entries_without_disabled_read_and_write_the_same_text() {
+        let mut r = Registry::new();
+        r.certificates.push(entry("a", &"A".repeat(40)));
+        let old = r.to_text();
+        assert!(!old.contains("disabled"), "{old}");
+        let back = Registry::parse(Path::new("r"), &old).unwrap();
+        assert!(!back.certificates[0].disabled);
+        assert_eq!(back.to_text(), old);
+        let mut b = entry("b", &"B".repeat(40));
+        b.disabled = true;
+        r.certificates.push(b);
+        let text = r.to_text();
+        assert_eq!(text.matches("disabled = true").count(), 1, "{text}");
+        let back = Registry::parse(Path::new("r"), &text).unwrap();
+        let disabled: Vec<bool> = back.certificates.iter().map(|c| c.disabled).collect();
+        assert_eq!(disabled, vec![false, true]);
+        assert_eq!(back.to_text(), text);
+        let mut edited = r.clone();
+        edited.certificates[1].disabled = false;
+        assert_eq!(
+            describe_drift(&r, &edited),
+            vec![format!(
+                "client 'b' ({}) was edited in the registry: disabled true -> false",
                 "B".repeat(40)
             )]
         );

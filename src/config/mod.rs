@@ -139,8 +139,8 @@ pub struct ClientDesired {
     pub source: ClientSpec,
     /// `until`: when its access ends (UTC, whole seconds); `None` when it does not.
     pub until: Option<time::OffsetDateTime>,
-    /// `disabled`: access suspended, the certificate kept. Always `false` until certs.toml
-    /// accepts the key (issue 25, track B).
+    /// `disabled`: access suspended, the certificate kept (with `[cluster]`, the registration is
+    /// disabled or removed while it is); not renewed while disabled.
     pub disabled: bool,
 }
 

@@ -271,6 +271,9 @@ pub(super) struct RawClient {
         extend("anyOf" = [{"format": "date"}, {"format": "date-time"}])
     )]
     pub(super) until: Option<Spanned<toml::Value>>,
+    /// Access suspended, the certificate kept: with `[cluster]`, its registration is disabled (RavenDB 7.2.2 and later) or removed until it is enabled again; it is not renewed while disabled. Not on the `[cluster] admin` client.
+    #[serde(default)]
+    pub(super) disabled: bool,
     /// Refused: secrets never stand in certs.toml.
     #[serde(default)]
     #[schemars(skip)]

@@ -593,3 +593,37 @@ fn until_with_protect_or_on_the_cluster_admin_is_refused() {
     assert_eq!(e.key, "cluster.admin", "{e}");
     assert!(e.message.contains("has an `until`"), "{e}");
 }
+
+#[test]
+fn disabled_is_read_and_without_cluster_only_warns_that_it_records() {
+    let d = with_until("disabled = true").expect("valid");
+    assert!(d.clients["k"].disabled);
+    assert_eq!(
+        d.warnings,
+        vec!["clients.k: disabled only records the suspension here: without [cluster], ravencert changes no registration and the certificate stays valid".to_string()]
+    );
+    let enabled = with_until("").expect("valid");
+    assert!(!enabled.clients["k"].disabled);
+    assert!(enabled.warnings.is_empty(), "{:?}", enabled.warnings);
+    // With [cluster] the registration follows it: no warning.
+    let clustered = parse_str(&format!(
+        "{SERVER}[clients.admin]\nclearance = \"ClusterAdmin\"\n[clients.k]\nclearance = \"Operator\"\ndisabled = true\n[cluster]\nurls = [\"https://a.example.com\"]\nadmin = \"admin\"\n"
+    ))
+    .expect("valid");
+    assert!(clustered.clients["k"].disabled);
+    assert!(clustered.warnings.is_empty(), "{:?}", clustered.warnings);
+    // Not a string: refused at the key.
+    let e = with_until("disabled = \"yes\"")
+        .expect_err("string")
+        .remove(0);
+    assert_eq!(e.key, "clients.k.disabled", "{e}");
+}
+
+#[test]
+fn disabled_on_the_cluster_admin_is_refused() {
+    let e = first_error(&format!(
+        "{SERVER}[clients.admin]\nclearance = \"ClusterAdmin\"\ndisabled = true\n[cluster]\nurls = [\"https://a.example.com\"]\nadmin = \"admin\"\n"
+    ));
+    assert_eq!(e.key, "cluster.admin", "{e}");
+    assert!(e.message.contains("clients.admin is disabled"), "{e}");
+}

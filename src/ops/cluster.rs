@@ -19,6 +19,7 @@ use crate::registry::Registry;
 use crate::store::Store;
 
 mod state;
+mod usage;
 
 use state::State;
 
@@ -244,20 +245,11 @@ impl Target {
                 ));
             }
         }
-        let mut notes = self.notes.borrow_mut();
-        notes.extend(listing.left_out.iter().cloned());
-        for r in listing
-            .registrations
-            .iter()
-            .filter(|r| r.disabled == Some(true))
-        {
-            notes.push(format!(
-                "cluster: registration {} ('{}') is disabled on the cluster; ravencert never enables it (an edit keeps it disabled): enable it in the Studio to restore its access",
-                r.thumbprint,
-                r.name.escape_debug()
-            ));
-        }
-        drop(notes);
+        // (A registration disabled on the cluster is the planner's warning: it knows which
+        // ravencert disabled.)
+        self.notes
+            .borrow_mut()
+            .extend(listing.left_out.iter().cloned());
         Ok(listing_for_plan(listing, version))
     }
 
@@ -356,7 +348,8 @@ impl Target {
                 .map_err(|e| (i, e))?;
             if let Some(t) = &change.thumbprint {
                 match change.action {
-                    ClusterAction::Unregister => {
+                    // Unregistered while disabled: remembered, so enabling registers it again.
+                    ClusterAction::Unregister if change.disabled != Some(true) => {
                         set.remove(t);
                     }
                     _ => {
@@ -394,12 +387,15 @@ impl Target {
                     .register(&e.name, &der, e.clearance, &e.permissions)
             }
             (ClusterAction::Edit, Some(e)) => {
-                // A registration disabled in the Studio stays disabled: the edit says so.
-                let disabled = listing
-                    .registrations
-                    .iter()
-                    .find(|r| Some(&r.thumbprint) == thumbprint)
-                    .and_then(|r| r.disabled);
+                // As the plan says (disabled = true); else as listed, so a registration
+                // disabled in the Studio stays disabled.
+                let disabled = change.disabled.or_else(|| {
+                    listing
+                        .registrations
+                        .iter()
+                        .find(|r| Some(&r.thumbprint) == thumbprint)
+                        .and_then(|r| r.disabled)
+                });
                 self.client
                     .edit(t, &e.name, e.clearance, &e.permissions, disabled)
             }
@@ -618,8 +614,10 @@ fn listing_for_plan(listing: Listing, version: ServerVersion) -> ClusterListing 
     ClusterListing {
         server_thumbprints: listing.server_thumbprints(),
         well_known_admins: listing.well_known_admin_thumbprints(),
+        can_disable: crate::plan::can_disable(&listing.registrations, &version),
         registrations: listing.registrations,
         version,
+        last_used: BTreeMap::new(),
     }
 }
 
@@ -686,6 +684,7 @@ pub(crate) fn read(
     store: &Store,
     registry: &Registry,
     offline: bool,
+    usage: bool,
 ) -> Result<Reading> {
     let Some(settings) = &desired.declared.cluster else {
         return Ok(Reading::Absent);
@@ -700,10 +699,13 @@ pub(crate) fn read(
         )) => return Ok(Reading::NotYet(e)),
         Err(e) => return Err(e),
     };
-    let listing = target.read().map_err(|e| match e {
+    let mut listing = target.read().map_err(|e| match e {
         Error::Cluster(c) => Error::ClusterUnread(c),
         e => e,
     })?;
+    if usage {
+        target.fill_last_used(&mut listing);
+    }
     Ok(Reading::Listed(Box::new(target), listing))
 }
 

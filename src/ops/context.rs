@@ -28,6 +28,10 @@ pub struct Context {
     /// With `watch --git`: the paths (files or folders) an absolute or `..` export may name,
     /// as the machine's own `--allow-export-path` says; the commit cannot widen it.
     pub allowed_exports: Vec<PathBuf>,
+    /// Read when each registration was last used (`GET /admin/stats`) with the listing:
+    /// `watch --listen`, whose page and `/metrics` show it. A plan otherwise sends the one list
+    /// request only.
+    pub cluster_usage: bool,
 }
 
 /// certs.toml is text a person reviews: anything larger is a mistake, not a config.

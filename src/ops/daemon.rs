@@ -82,6 +82,8 @@ impl Daemon<'_> {
             now: (self.req.clock)(),
             export_base: self.export_base.clone(),
             allowed_exports: self.req.allow_export_path.clone(),
+            // The page and /metrics show when each certificate was last used.
+            cluster_usage: self.listener.is_some(),
         }
     }
 }

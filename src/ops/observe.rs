@@ -81,6 +81,8 @@ pub(super) struct ClusterSeen {
     url: String,
     pending: Vec<(ClusterAction, Option<Thumbprint>)>,
     extra: Vec<ExtraRegistration>,
+    /// When each registration was last used, where the server said.
+    last_used: BTreeMap<Thumbprint, OffsetDateTime>,
 }
 
 impl ClusterSeen {
@@ -120,6 +122,7 @@ impl ClusterSeen {
             url: plan.url.clone(),
             pending,
             extra,
+            last_used: plan.last_used.clone(),
         })
     }
 
@@ -140,6 +143,8 @@ impl ClusterSeen {
                 let state = match pending_for(&e.thumbprint) {
                     Some(ClusterAction::Register) => RegistrationState::Missing,
                     Some(_) => RegistrationState::Differs,
+                    // Disabled as declared: its registration disabled, or absent.
+                    None if e.disabled => RegistrationState::Disabled,
                     None => RegistrationState::InSync,
                 };
                 ClusterCertificateState::of_store(e.thumbprint.clone(), state)
@@ -158,6 +163,7 @@ impl ClusterSeen {
             of_store,
             extra,
         )
+        .with_last_used(&self.last_used)
     }
 }
 
@@ -381,6 +387,8 @@ fn certificates(view: &StatusView<'_>) -> Vec<CertificateMetric> {
             None,
         ),
         until: None,
+        disabled: false,
+        last_used: last_used(view, &s.thumbprint),
     });
     let clients = reg.certificates.iter().map(|c| CertificateMetric {
         key: c.key.clone(),
@@ -398,8 +406,17 @@ fn certificates(view: &StatusView<'_>) -> Vec<CertificateMetric> {
             c.retire_after,
         ),
         until: c.until.map(|u| u.unix_timestamp()),
+        disabled: c.disabled,
+        last_used: last_used(view, &c.thumbprint),
     });
     servers.chain(clients).collect()
+}
+
+/// A certificate's last use, Unix seconds, where the cluster said.
+fn last_used(view: &StatusView<'_>, thumbprint: &EntryThumbprint) -> Option<i64> {
+    view.cluster
+        .and_then(|c| c.last_used_of(thumbprint))
+        .map(OffsetDateTime::unix_timestamp)
 }
 
 #[cfg(test)]
@@ -439,6 +456,7 @@ mod tests {
             after: None,
             fields: Vec::new(),
             collection_primary: None,
+            disabled: None,
         }
     }
 
@@ -464,6 +482,7 @@ mod tests {
             changes,
             warnings: Vec::new(),
             extra,
+            last_used: BTreeMap::new(),
         })
     }
 
@@ -536,6 +555,59 @@ mod tests {
         let metric = cluster_metric(&seen.status(&registry, NOW));
         assert!(!metric.in_sync);
         assert_eq!(metric.drift, 1);
+    }
+
+    /// issue 25: what the attempt's listing said of last use reaches the page's state and
+    /// `/metrics`; a disabled client the cluster holds as declared is `disabled`, not drift.
+    #[test]
+    fn last_use_and_disabled_reach_the_state_and_the_metrics() {
+        let mut registry = Registry::new();
+        registry.certificates = vec![
+            entry("app", "AA"),
+            CertEntry {
+                disabled: true,
+                ..entry("off", "OFF")
+            },
+        ];
+        let used = datetime!(2026-05-30 08:00 UTC);
+        let mut v = view(Vec::new(), Vec::new());
+        if let ClusterView::Planned(p) = &mut v {
+            p.last_used = [(tp("AA"), used)].into();
+        }
+        let seen = ClusterSeen::of(&v, true).expect("reached");
+        let status = seen.status(&registry, NOW);
+        let states: Vec<(Option<OffsetDateTime>, RegistrationState)> = status
+            .certificates
+            .iter()
+            .map(|c| (c.last_used, c.state))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                (Some(used), RegistrationState::InSync),
+                (None, RegistrationState::Disabled)
+            ]
+        );
+        assert!(cluster_metric(&status).in_sync);
+        let renew = BTreeMap::new();
+        let metrics = certificates(&StatusView {
+            registry: &registry,
+            now: NOW,
+            server_renew: None,
+            client_renew: &renew,
+            cluster: Some(&status),
+        });
+        let got: Vec<(&str, bool, Option<i64>)> = metrics
+            .iter()
+            .map(|m| (m.key.as_str(), m.disabled, m.last_used))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("app", false, Some(used.unix_timestamp())),
+                ("off", true, None)
+            ]
+        );
     }
 
     #[test]

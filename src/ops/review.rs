@@ -238,7 +238,13 @@ pub(super) fn compute_with_cluster(
     offline: bool,
 ) -> Result<(Actual, Plan, ClusterView)> {
     let (store, actual, plan, opts) = compute(ctx, desired, opts, true)?;
-    let reading = cluster::read(desired, &store, &actual.registry, offline)?;
+    let reading = cluster::read(
+        desired,
+        &store,
+        &actual.registry,
+        offline,
+        ctx.cluster_usage,
+    )?;
     let mut planned = StorePlanned {
         desired,
         store: &store,

@@ -35,14 +35,13 @@ pub fn status(ctx: &Context, format: StatusFormat, offline: bool) -> Result<Outp
     } = load(ctx)?;
     // The store is shown whatever the cluster says: a cluster that cannot be read is a warning.
     let cluster = match (&desired, offline) {
-        (Some(d), false) if actual.exists => {
-            cluster_status(ctx, d, &root, &actual).unwrap_or_else(|e| {
+        (Some(d), false) if actual.exists => cluster_status(ctx, d, &root, &actual, &mut warnings)
+            .unwrap_or_else(|e| {
                 warnings.push(format!(
                     "the cluster was not checked: {e} (status --offline reads the store alone)"
                 ));
                 None
-            })
-        }
+            }),
         _ => None,
     };
     let stderr: String = warnings.iter().map(|w| format!("warning: {w}\n")).collect();
@@ -87,20 +86,24 @@ pub fn status(ctx: &Context, format: StatusFormat, offline: bool) -> Result<Outp
     })
 }
 
-/// How the cluster holds the store's certificates (one list request), when certs.toml has a
-/// `[cluster]`.
+/// How the cluster holds the store's certificates (one list request) and when each was last
+/// used (the node's statistics, where it says), when certs.toml has a `[cluster]`; what could
+/// not be read goes to `warnings`.
 fn cluster_status(
     ctx: &Context,
     desired: &Declared,
     root: &std::path::Path,
     actual: &Actual,
+    warnings: &mut Vec<String>,
 ) -> Result<Option<ClusterStatus>> {
     let Some(settings) = &desired.cluster else {
         return Ok(None);
     };
     let store = Store::new(root);
     let target = Target::connect(settings, &store, &actual.registry)?;
-    let listing = target.read()?;
+    let mut listing = target.read()?;
+    target.fill_last_used(&mut listing);
+    warnings.extend(target.notes());
     let of_store = crate::plan::registration_states(&actual.registry, &listing)
         .into_iter()
         .map(|(thumbprint, state)| ClusterCertificateState::of_store(thumbprint, state))
@@ -120,12 +123,10 @@ fn cluster_status(
     .iter()
     .map(ClusterCertificateState::from)
     .collect();
-    Ok(Some(ClusterStatus::new(
-        target.url(),
-        render::rfc3339(ctx.now),
-        of_store,
-        extra,
-    )))
+    Ok(Some(
+        ClusterStatus::new(target.url(), render::rfc3339(ctx.now), of_store, extra)
+            .with_last_used(&listing.last_used),
+    ))
 }
 
 /// What `status` reads: certs.toml when it is valid, the store.

@@ -116,7 +116,13 @@ pub(crate) fn converge(
     check_needed_passwords(desired, &actual, &plan, &opts)?;
     // The cluster is read only once the store's plan is not refused: a refused plan sends
     // nothing. Then the plan is measured against what the cluster grants.
-    let reading = cluster::read(desired, &store, &actual.registry, run.offline)?;
+    let reading = cluster::read(
+        desired,
+        &store,
+        &actual.registry,
+        run.offline,
+        ctx.cluster_usage,
+    )?;
     let mut planned = StorePlanned {
         desired,
         store: &store,

@@ -61,12 +61,14 @@ impl<'a> Planner<'a> {
         let after = desired_fields(client);
         let new_access = (client.clearance, &client.permissions);
         let fields = field_changes(current, client);
-        let escalation = (widens(Some((current.clearance, &current.permissions)), new_access)
+        let escalation = ((widens(Some((current.clearance, &current.permissions)), new_access)
+            || enabling(current, client))
             && !self.held_on_cluster(std::slice::from_ref(&current.thumbprint), new_access))
             || until::extends(current.until, client.until);
         let explicit = self.opts.replace.contains(&client.key);
         let reasons = self.reissue_reasons(client, spec, current, explicit);
-        let reasons = self.guard_protected(client, current, explicit, reasons)?;
+        let reasons = self.hold_disabled(client, explicit, reasons);
+        let mut reasons = self.guard_protected(client, current, explicit, reasons)?;
         let edit = Edit {
             current,
             after,
@@ -75,6 +77,7 @@ impl<'a> Planner<'a> {
             thumbprints: vec![current.thumbprint.clone()],
         };
         if !reasons.is_empty() {
+            reasons.splice(0..0, disabled_reason(current, client).map(String::from));
             return Ok(Some(edit.into_change(
                 Action::Replace,
                 client,
@@ -83,6 +86,29 @@ impl<'a> Planner<'a> {
         }
         let notes = self.generated_notes(client, spec, current);
         Ok(update_change(client, edit, notes))
+    }
+
+    /// A disabled client is not re-issued for what the clock or the store asks (renewal due,
+    /// expired, a bundle or file lost): its access is suspended, and it is re-issued once
+    /// enabled. A warning says so. What certs.toml or `--replace` asks for still goes through.
+    fn hold_disabled(
+        &mut self,
+        client: &ClientDesired,
+        explicit: bool,
+        reasons: Reissue,
+    ) -> Reissue {
+        if !client.disabled || explicit || reasons.due.is_empty() {
+            return reasons;
+        }
+        self.warnings.push(format!(
+            "client '{}' is disabled: not renewed although {}; it is re-issued when enabled",
+            client.key,
+            reasons.due.join("; ")
+        ));
+        Reissue {
+            due: Vec::new(),
+            ..reasons
+        }
     }
 
     /// A protected client (recorded in the store, or declared) is not re-issued in one step
@@ -239,12 +265,14 @@ impl<'a> Planner<'a> {
         after.not_after = certs.first().map(|c| c.info.not_after);
         let access = (client.clearance, &client.permissions);
         let Some(current) = current else {
-            let escalation = widens(None, access) && !self.held_on_cluster(&want, access);
+            let escalation =
+                widens(None, access) && !client.disabled && !self.held_on_cluster(&want, access);
             return Ok(Some(upload_create(client, certs, want, after, escalation)));
         };
         let have = collection(current);
         let fields = field_changes(current, client);
         let escalation = widens(Some((current.clearance, &current.permissions)), access)
+            || enabling(current, client)
             || until::extends(current.until, client.until);
         if !same_set(&want, &have) {
             let replaced = UploadReplace {
@@ -300,6 +328,7 @@ impl<'a> Planner<'a> {
         let access = (client.clearance, &client.permissions);
         let fields = field_changes(current, client);
         let escalation = widens(Some((current.clearance, &current.permissions)), access)
+            || enabling(current, client)
             || until::extends(current.until, client.until);
         let edit = Edit {
             current,
@@ -462,8 +491,10 @@ struct UploadReplace<'u> {
 /// A client not registered yet, created with its declared fields: an escalation when it is
 /// declared any access.
 fn client_create(client: &ClientDesired, reason: String) -> Change {
+    // Created disabled, it grants nothing until enabled, and enabling is flagged then.
+    let escalation = widens(None, (client.clearance, &client.permissions)) && !client.disabled;
     Change::new(Action::Create, Target::Client, &client.key, reason)
-        .with_escalation(widens(None, (client.clearance, &client.permissions)))
+        .with_escalation(escalation)
         .with_fields(None, Some(desired_fields(client)))
         .with_changes(field_changes_from_nothing(client))
 }
@@ -561,7 +592,29 @@ fn field_changes(old: &CertEntry, new: &ClientDesired) -> Vec<FieldChange> {
             new.until.map(until::shown),
         ));
     }
+    if old.disabled != new.disabled {
+        out.push(FieldChange::new(
+            Field::Disabled,
+            Some(old.disabled.to_string()),
+            Some(new.disabled.to_string()),
+        ));
+    }
     out
+}
+
+/// Whether certs.toml enables a client the store holds disabled: its access comes back, an
+/// escalation like a raised clearance.
+fn enabling(current: &CertEntry, client: &ClientDesired) -> bool {
+    current.disabled && !client.disabled
+}
+
+/// Why a change touches `disabled`: `disabled in certs.toml` or `enabled in certs.toml`.
+fn disabled_reason(current: &CertEntry, client: &ClientDesired) -> Option<&'static str> {
+    match (current.disabled, client.disabled) {
+        (false, true) => Some("disabled in certs.toml"),
+        (true, false) => Some("enabled in certs.toml"),
+        _ => None,
+    }
 }
 
 /// One change per database whose access differs (added, removed or another level).
@@ -597,6 +650,9 @@ fn field_changes_from_nothing(c: &ClientDesired) -> Vec<FieldChange> {
     }
     if c.protect {
         out.push(FieldChange::new(Field::Protect, None, Some("true".into())));
+    }
+    if c.disabled {
+        out.push(FieldChange::new(Field::Disabled, None, Some("true".into())));
     }
     out
 }
@@ -714,6 +770,7 @@ fn update_change(client: &ClientDesired, edit: Edit<'_>, notes: Vec<String>) -> 
     if !what.is_empty() {
         reasons.push(format!("{} changed in certs.toml", what.join(", ")));
     }
+    reasons.extend(disabled_reason(edit.current, client).map(String::from));
     reasons.extend(notes);
     let edit = Edit {
         after: Fields {

@@ -21,9 +21,11 @@ use super::{entry_fields, shown, Field, FieldChange, Fields, PlanError};
 use crate::model::{Access, Clearance, EntryThumbprint, Thumbprint};
 use crate::registry::{CertEntry, Registry};
 
+mod disable;
 mod listing;
 mod unregister;
 
+pub use disable::can_disable;
 pub use listing::{ClusterClearance, ClusterListing, Registration, ServerVersion};
 
 /// A registration's name, clearance and permissions, as ravencert last set them.
@@ -35,6 +37,11 @@ pub struct RegistrationFields {
     pub clearance: Clearance,
     /// Database access (ValidUser).
     pub permissions: BTreeMap<String, Access>,
+    /// Disabled by ravencert (`disabled = true`): edited to `Disabled: true`, or unregistered
+    /// where the server cannot disable; so enabling it again is ravencert's to do. Absent in
+    /// states written before, and when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 impl From<&CertEntry> for RegistrationFields {
@@ -43,6 +50,7 @@ impl From<&CertEntry> for RegistrationFields {
             name: e.name.clone(),
             clearance: e.clearance,
             permissions: e.permissions.clone(),
+            disabled: e.disabled,
         }
     }
 }
@@ -196,6 +204,11 @@ pub struct ClusterChange {
     /// For a collection's secondary: the primary's thumbprint (the register needs it).
     #[serde(skip)]
     pub collection_primary: Option<String>,
+    /// The `Disabled` an edit sends (None: as listed, so a registration disabled in the Studio
+    /// stays disabled); `Some(true)` on the unregister of a client disabled where the server
+    /// cannot disable (recorded, so that enabling registers it again).
+    #[serde(skip)]
+    pub disabled: Option<bool>,
 }
 
 /// The cluster part of a plan, as every format shows it.
@@ -247,6 +260,10 @@ pub enum RegistrationState {
     /// stranger, left alone and not drift.
     #[serde(rename = "extra (kept)")]
     Kept,
+    /// Disabled in certs.toml, and the cluster grants it nothing: its registration is disabled,
+    /// or absent where the server cannot disable one. Not drift.
+    #[serde(rename = "disabled")]
+    Disabled,
 }
 
 impl RegistrationState {
@@ -258,13 +275,17 @@ impl RegistrationState {
             RegistrationState::Differs => "differs",
             RegistrationState::Extra => "extra",
             RegistrationState::Kept => "extra (kept)",
+            RegistrationState::Disabled => "disabled",
         }
     }
     /// Whether the cluster holds it otherwise than certs.toml says (missing, differs, or an
     /// extra that `[cluster] keep` does not name): what `ravencert_cluster_drift_certificates`
     /// counts.
     pub fn is_drift(self) -> bool {
-        !matches!(self, RegistrationState::InSync | RegistrationState::Kept)
+        !matches!(
+            self,
+            RegistrationState::InSync | RegistrationState::Kept | RegistrationState::Disabled
+        )
     }
     /// Whether it is a registration the store does not hold (kept or not).
     pub fn is_extra(self) -> bool {
@@ -288,8 +309,11 @@ pub fn registration_states(
         .iter()
         .map(|e| {
             let t = e.thumbprint.clone();
-            let listed = t.known().and_then(|k| on_cluster.get(k));
-            let state = match listed.and_then(|r| Grant::of_registration(r)) {
+            let listed = t.known().and_then(|k| on_cluster.get(k)).copied();
+            if e.disabled {
+                return (t, disable::state(e, listed));
+            }
+            let state = match listed.and_then(Grant::of_registration) {
                 None if listed.is_some() => RegistrationState::Differs,
                 None => RegistrationState::Missing,
                 Some(g) if g.differing(Grant::of_entry(e)).is_empty() => RegistrationState::InSync,
@@ -335,6 +359,8 @@ pub struct ClusterPlan {
     /// or they stay; never the cluster's own, the well-known admins or ravencert's admin
     /// certificate (which ravencert never manages).
     pub extra: Vec<ExtraRegistration>,
+    /// The listing's last uses, as read ([`ClusterListing::last_used`]), for what shows them.
+    pub last_used: BTreeMap<Thumbprint, time::OffsetDateTime>,
 }
 
 /// A client registration on the cluster that the store does not hold.
@@ -432,6 +458,7 @@ pub fn plan_cluster(
         opts.admin_thumbprint.as_ref(),
         &opts.keep,
     );
+    planner.studio_disabled_warnings();
     planner.keep_warnings();
     let mut changes = planner.desired_changes();
     check_edits(&changes, &listing.version, &opts.url)?;
@@ -453,6 +480,7 @@ pub fn plan_cluster(
         changes,
         warnings: planner.warnings,
         extra,
+        last_used: listing.last_used.clone(),
     })
 }
 
@@ -605,6 +633,7 @@ fn registration_fields(r: &Registration) -> Fields {
         permissions: Some(r.permissions.clone()),
         protect: false,
         until: None,
+        disabled: r.disabled == Some(true),
         not_after: None,
         settings: Default::default(),
     }
@@ -699,9 +728,12 @@ impl<'a> ClusterPlanner<'a> {
     fn desired_changes(&mut self) -> Vec<ClusterChange> {
         let mut changes = Vec::new();
         for e in self.desired.clone() {
-            let change = match self.registered(e) {
-                None => Some(self.register(e)),
-                Some(r) => self.edit(e, r),
+            let change = match (self.registered(e), e.disabled) {
+                // Disabled and not registered: it stays so until enabled.
+                (None, true) => None,
+                (None, false) => Some(self.register(e)),
+                (Some(r), true) if !self.listing.can_disable => self.unregister_disabled(e, r),
+                (Some(r), _) => self.edit(e, r),
             };
             changes.extend(change);
         }
@@ -718,7 +750,10 @@ impl<'a> ClusterPlanner<'a> {
             .thumbprint
             .known()
             .is_some_and(|t| self.opts.last_set.contains_key(t));
-        let mut reason = if removed {
+        let enabled = self.enabled_again(e);
+        let mut reason = if enabled {
+            "enabled in certs.toml: registered again".to_string()
+        } else if removed {
             "removed from the cluster outside ravencert".to_string()
         } else {
             "not registered on the cluster".to_string()
@@ -747,11 +782,13 @@ impl<'a> ClusterPlanner<'a> {
             name: e.name.clone(),
             thumbprint: e.thumbprint.known().cloned(),
             reason,
-            escalation,
+            // Enabling gives access back: flagged, whatever it grants.
+            escalation: escalation || enabled,
             before: None,
             after: Some(registered_fields(e)),
             fields: field_changes(None, new),
             collection_primary: e.collection_primary.clone(),
+            disabled: None,
         }
     }
 
@@ -780,7 +817,8 @@ impl<'a> ClusterPlanner<'a> {
         };
         let want = Grant::of_entry(e);
         let differing = have.differing(want);
-        if differing.is_empty() {
+        let toggle = self.toggle(e, r);
+        if differing.is_empty() && toggle.reason.is_none() {
             return None;
         }
         let is_admin = self
@@ -799,8 +837,37 @@ impl<'a> ClusterPlanner<'a> {
             ));
             return None;
         }
+        let mut reasons = Vec::new();
+        if !differing.is_empty() {
+            reasons.push(self.edit_reason(e, want, &differing));
+        }
+        reasons.extend(toggle.reason);
+        let mut fields = field_changes(Some(have), want);
+        fields.extend(toggle.field);
+        let mut after = registered_fields(e);
+        after.disabled = toggle.send.or(r.disabled) == Some(true);
+        Some(ClusterChange {
+            action: ClusterAction::Edit,
+            key: Some(e.key.clone()),
+            name: e.name.clone(),
+            thumbprint: e.thumbprint.known().cloned(),
+            reason: reasons.join("; "),
+            // A grant widened while disabled gives nothing yet: enabling it is flagged then.
+            escalation: (widens(Some(have.access()), want.access()) && !e.disabled)
+                || toggle.escalation,
+            before: Some(registration_fields(r)),
+            after: Some(after),
+            fields,
+            collection_primary: e.collection_primary.clone(),
+            disabled: toggle.send,
+        })
+    }
+
+    /// Why an edit sets name, clearance or permissions (`differing`, not empty): certs.toml
+    /// changed them, or the cluster did.
+    fn edit_reason(&self, e: &CertEntry, want: Grant<'_>, differing: &[&str]) -> String {
         let set = e.thumbprint.known().and_then(|t| self.opts.last_set.get(t));
-        let reason = match set {
+        match set {
             Some(set) if Grant::of_set(set).differing(want).is_empty() => {
                 "changed on the cluster outside ravencert".to_string()
             }
@@ -817,19 +884,7 @@ impl<'a> ClusterPlanner<'a> {
                     "differ"
                 }
             ),
-        };
-        Some(ClusterChange {
-            action: ClusterAction::Edit,
-            key: Some(e.key.clone()),
-            name: e.name.clone(),
-            thumbprint: e.thumbprint.known().cloned(),
-            reason,
-            escalation: widens(Some(have.access()), want.access()),
-            before: Some(registration_fields(r)),
-            after: Some(registered_fields(e)),
-            fields: field_changes(Some(have), want),
-            collection_primary: e.collection_primary.clone(),
-        })
+        }
     }
 
     /// Whether ravencert must never unregister `r`: a server's own certificate, a well-known

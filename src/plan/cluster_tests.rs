@@ -101,6 +101,8 @@ fn cluster(clients: Vec<Registration>) -> ClusterListing {
         server_thumbprints: vec![tp(&server())],
         well_known_admins: vec![tp(&admin())],
         version: version(4, 1),
+        can_disable: false,
+        last_used: BTreeMap::new(),
     }
 }
 

@@ -35,9 +35,10 @@ pub(crate) mod until;
 pub(crate) use checks::check_declared;
 pub(crate) use clients::{bundle_reasons, DeclaredPassword};
 pub use cluster::{
-    extra_registrations, held_access, plan_cluster, registration_states, ClusterAction,
-    ClusterChange, ClusterClearance, ClusterListing, ClusterOptions, ClusterPlan, ClusterView,
-    ExtraRegistration, Keep, Registration, RegistrationFields, RegistrationState, ServerVersion,
+    can_disable, extra_registrations, held_access, plan_cluster, registration_states,
+    ClusterAction, ClusterChange, ClusterClearance, ClusterListing, ClusterOptions, ClusterPlan,
+    ClusterView, ExtraRegistration, Keep, Registration, RegistrationFields, RegistrationState,
+    ServerVersion,
 };
 pub use project::project;
 pub(crate) use project::{
@@ -139,6 +140,9 @@ pub struct Fields {
         default
     )]
     pub until: Option<OffsetDateTime>,
+    /// `disabled = true` (clients): shown only when set.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(crate) disabled: bool,
     /// The expiry; None while only the apply knows it.
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -177,6 +181,8 @@ pub enum Field {
     Protect,
     /// `until`: when the client's access ends.
     Until,
+    /// `disabled`: whether the client's access is suspended.
+    Disabled,
     /// A setting of `[store]` or `[cluster]`, by name.
     Setting(String),
 }
@@ -195,6 +201,7 @@ impl Field {
             Field::Certificate => "certificate",
             Field::Protect => "protect",
             Field::Until => "until",
+            Field::Disabled => "disabled",
             Field::Database(db) | Field::Setting(db) => db,
         }
     }
@@ -880,6 +887,7 @@ fn entry_fields(e: &CertEntry) -> Fields {
         permissions: Some(e.permissions.clone()),
         protect: e.protect,
         until: e.until,
+        disabled: e.disabled,
         not_after,
         settings: Default::default(),
     }
@@ -902,6 +910,7 @@ fn desired_fields(c: &ClientDesired) -> Fields {
         permissions: Some(c.permissions.clone()),
         protect: c.protect,
         until: c.until,
+        disabled: c.disabled,
         ..Fields::default()
     }
 }

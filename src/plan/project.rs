@@ -66,6 +66,7 @@ pub(crate) fn generated_client_entry(
         clearance: client.clearance,
         protect: client.protect,
         until: client.until,
+        disabled: client.disabled,
         not_before: now - BACKDATING.as_duration(),
         not_after: super::until::issue_end(now, spec.validity, client.until),
         source: Origin::Generated,
@@ -105,6 +106,7 @@ pub(crate) fn upload_entries(
             clearance: client.clearance,
             protect: client.protect,
             until: client.until,
+            disabled: client.disabled,
             not_before: c.info.not_before,
             not_after: c.info.not_after,
             source: Origin::Uploaded,
@@ -187,6 +189,7 @@ pub(crate) fn mutate(
                     e.clearance = c.clearance;
                     e.protect = c.protect;
                     e.until = c.until;
+                    e.disabled = c.disabled;
                     e.permissions = c.permissions.clone();
                     if let ClientSpec::Generate(g) = &c.source {
                         e.pfx = g.pfx;
@@ -344,6 +347,7 @@ fn unread_upload_entry(
         subject: None,
         protect: client.protect,
         until: client.until,
+        disabled: client.disabled,
     }
 }
 

@@ -9,8 +9,12 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 
 use super::tls::{FixedResolver, OpensslTls, TlsRefusal};
-use super::wire::{decode_build_version, decode_listing, edit_body, version_from_header};
-use super::{BodyLog, ClientOptions, ClusterError, Listing, Result, SentRequest, ServerVersion};
+use super::wire::{
+    decode_build_version, decode_last_used, decode_listing, edit_body, version_from_header,
+};
+use super::{
+    BodyLog, ClientOptions, ClusterError, Listing, Result, SentRequest, ServerVersion, Usage,
+};
 use crate::model::{Access, Clearance};
 
 /// The largest response body read (a listing of 1,000 certificates is about 1 MB).
@@ -152,6 +156,22 @@ impl Client {
             .map(drop)
     }
 
+    /// When each certificate was last used, as the answering node saw it since it started
+    /// (`GET /admin/stats`, its `LastRequestTimePerCertificate`). None where the server does
+    /// not say: no such route (RavenDB 4.1 answers 400 `There is no handler for path`; 404),
+    /// or an answer without the field.
+    pub fn last_used(&self) -> Result<Option<Usage>> {
+        let (url, body) = match self.send("GET", "/admin/stats", &[], None) {
+            Err(e) if no_such_route(&e) => return Ok(None),
+            other => other?,
+        };
+        let decoded = decode_last_used(&body).map_err(|detail| ClusterError::Decode {
+            url: format!("{url}/admin/stats"),
+            detail,
+        })?;
+        Ok(decoded.map(|usage| Usage { node: url, ..usage }))
+    }
+
     /// Removes a registration (DELETE); an unknown thumbprint is not an error.
     pub fn unregister(&self, thumbprint: &str) -> Result<()> {
         let query = [("thumbprint", thumbprint)];
@@ -257,6 +277,20 @@ impl Client {
             url: self.urls.join(", "),
             detail: last,
         })
+    }
+}
+
+/// Whether `e` says the server has no such endpoint: a 404, or the 400 RavenDB 4.1 answers for
+/// a path it does not route (`There is no handler for path: GET /admin/stats`).
+pub(super) fn no_such_route(e: &ClusterError) -> bool {
+    match e {
+        ClusterError::Server { status: 404, .. } => true,
+        ClusterError::Server {
+            status: 400,
+            message,
+            ..
+        } => message.contains("There is no handler for path"),
+        _ => false,
     }
 }
 

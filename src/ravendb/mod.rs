@@ -208,6 +208,17 @@ pub struct Unmanaged {
     pub usage: String,
 }
 
+/// `GET /admin/stats`: when each certificate was last used, as one node saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// The node that answered: each node counts only the requests it served, since it started.
+    pub node: String,
+    /// The last request served with each certificate, by thumbprint.
+    pub last_used: std::collections::BTreeMap<Thumbprint, time::OffsetDateTime>,
+    /// What could not be read (a thumbprint or a date), for the warnings.
+    pub left_out: Vec<String>,
+}
+
 /// `GET /admin/certificates?secondary=true`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listing {

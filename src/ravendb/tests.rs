@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use openssl::pkey::PKey;
 use openssl::x509::X509;
 
-use super::client::{check_url, http_error, path_as_sent};
+use super::client::{check_url, http_error, no_such_route, path_as_sent};
 use super::wire::{
-    collection_key, decode_build_version, decode_listing, edit_body, version_from_header,
+    collection_key, decode_build_version, decode_last_used, decode_listing, edit_body,
+    version_from_header,
 };
 use super::*;
 use crate::model::{Access, Clearance};
@@ -468,4 +469,63 @@ fn collection_members_are_read_from_their_document_ids() {
     );
     assert_eq!(collection_key(t), t);
     assert_eq!(collection_key("cert"), "CE");
+}
+
+/// `GET /admin/stats` as RavenDB 6.x and 7.x write it (`ServerStatistics.WriteTo`): each
+/// certificate's last use by thumbprint, dates in .NET's round-trip form. What cannot be read
+/// (a key that is no thumbprint, a value that is no date, a control character in it) is left
+/// out and named, escaped; a 4.1 answer, without the field, says nothing.
+#[test]
+fn last_used_is_read_and_garbage_is_unknown() {
+    let body = br#"{"UpTime":"1.02:03:04.5000000","StartUpTime":"2026-06-01T10:00:00.0000000Z",
+        "LastRequestTime":"2026-06-01T11:59:00.0000000Z","LastAuthorizedNonClusterAdminRequestTime":null,
+        "LastRequestTimePerCertificate":{
+            "CFDBD6120652B8AD91A08F18BBB971A159271F52":"2026-06-01T11:58:30.1234567Z",
+            "812383772d393b153b85cf1c470ff72ccea387ad":"2026-05-30T08:00:00.0000000Z",
+            "not-a-thumbprint":"2026-06-01T00:00:00.0000000Z",
+            "FF507825EE802E6BAF9A60F785DDA74AA38EE019":"yesterday\u001b[31m",
+            "22D396A402980E47CB0AD8B42413CF293F3D5B9D":7}}"#;
+    let usage = decode_last_used(body).unwrap().expect("7.x says");
+    let (last_used, notes) = (usage.last_used, usage.left_out);
+    let shown: Vec<(String, String)> = last_used
+        .iter()
+        .map(|(t, d)| (t.to_string(), crate::render::rfc3339(*d)))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            (
+                "812383772D393B153B85CF1C470FF72CCEA387AD".to_string(),
+                "2026-05-30T08:00:00Z".to_string()
+            ),
+            (
+                "CFDBD6120652B8AD91A08F18BBB971A159271F52".to_string(),
+                "2026-06-01T11:58:30Z".to_string()
+            ),
+        ]
+    );
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    assert!(
+        notes.iter().any(|n| n.contains("not-a-thumbprint")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().all(|n| !n.contains('\u{1b}')),
+        "escaped: {notes:?}"
+    );
+    // RavenDB 4.1's statistics have no such field: unknown, not "never used".
+    let old = br#"{"UpTime":"00:05:00","StartUpTime":"2026-06-01T10:00:00.0000000Z","LastRequestTime":null}"#;
+    assert_eq!(decode_last_used(old).unwrap(), None);
+    assert!(decode_last_used(b"<html>").is_err());
+    // No such route: 4.1's 400 (as the live server answers) or a 404; not any other failure.
+    let body = br#"{"Url":"/admin/stats","Type":"Raven.Client.Exceptions.RouteNotFoundException","Message":"There is no handler for path: GET /admin/stats"}"#;
+    assert!(no_such_route(&http_error("https://a", 400, body)));
+    assert!(no_such_route(&http_error("https://a", 404, b"")));
+    assert!(!no_such_route(&http_error(
+        "https://a",
+        400,
+        br#"{"Message":"bad"}"#
+    )));
+    assert!(!no_such_route(&http_error("https://a", 403, body)));
+    assert!(decode_last_used(br#"{"LastRequestTimePerCertificate":[1]}"#).is_err());
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::{ClusterClearance, ClusterError, Listing, Registration, ServerVersion, Unmanaged};
+use super::{
+    ClusterClearance, ClusterError, Listing, Registration, ServerVersion, Unmanaged, Usage,
+};
 use crate::model::{Access, Clearance, Thumbprint};
 use crate::pki;
 
@@ -15,8 +17,9 @@ use crate::pki;
 /// as the Studio set them:
 /// - two-factor authentication (5.4 and later): an absent `TwoFactorAuthenticationKey` keeps
 ///   the stored key (only `?deleteTwoFactorConfiguration=true` drops it), so none is sent;
-/// - `Disabled` (7.2.2 and later): an absent field keeps the stored value, and the value the
-///   listing showed is sent back as it was, so an edit never re-enables a registration.
+/// - `Disabled` (7.2.2 and later): an absent field keeps the stored value; the value sent is
+///   the plan's (`disabled = true`, or enabling what ravencert disabled) or else the one the
+///   listing showed, so an edit never re-enables a registration disabled in the Studio.
 ///
 /// Servers newer than the last version checked are refused an edit by the planner.
 pub fn edit_body(
@@ -453,6 +456,49 @@ fn check_collections(listing: &mut Listing) {
             .registrations
             .retain(|r| !gone.contains(&r.thumbprint));
     }
+}
+
+/// What `GET /admin/stats` says of each certificate's last use: `LastRequestTimePerCertificate`
+/// (RavenDB's `ServerStatistics`: by thumbprint, the last request the answering node served
+/// with that certificate since it started; RavenDB 6.x and 7.x, not 4.1). None when the answer
+/// has no such field. A thumbprint or a date that cannot be read is left out, and named in the
+/// notes (escaped, as a listing's values are): never guessed.
+/// (`node` is left empty for the caller.)
+pub(super) fn decode_last_used(body: &[u8]) -> std::result::Result<Option<Usage>, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(&escape_raw_controls(body)).map_err(|e| e.to_string())?;
+    let per = match value.get("LastRequestTimePerCertificate") {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::Object(per)) => per,
+        Some(_) => return Err("LastRequestTimePerCertificate is not an object".into()),
+    };
+    let mut last_used = BTreeMap::new();
+    let mut notes = Vec::new();
+    for (key, when) in per {
+        let thumbprint = Thumbprint::parse(key).ok();
+        // Whole seconds, as every date ravencert shows.
+        let date = when
+            .as_str()
+            .and_then(parse_date)
+            .and_then(|d| d.replace_nanosecond(0).ok());
+        match (thumbprint, date) {
+            (Some(t), Some(d)) => {
+                // Several spellings of one thumbprint: the latest use counts.
+                let latest = last_used.get(&t).map_or(d, |&old: &OffsetDateTime| old.max(d));
+                last_used.insert(t, latest);
+            }
+            _ => notes.push(format!(
+                "cluster: the last use the server reports for {} ({}) cannot be read; it is shown as unknown",
+                key.escape_debug(),
+                when.to_string().escape_debug()
+            )),
+        }
+    }
+    Ok(Some(Usage {
+        node: String::new(),
+        last_used,
+        left_out: notes,
+    }))
 }
 
 /// .NET's round-trip form, `2027-11-28T17:05:53.0000000` (UTC) with an optional `Z` or offset.

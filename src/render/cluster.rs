@@ -399,9 +399,11 @@ mod tests {
                     new: None,
                 }],
                 collection_primary: None,
+                disabled: None,
             }],
             warnings: vec![format!("cluster: '{name}' is kept")],
             extra: Vec::new(),
+            last_used: Default::default(),
         })
     }
 
@@ -439,6 +441,7 @@ mod tests {
             after: None,
             fields: Vec::new(),
             collection_primary: None,
+            disabled: None,
         };
         let mut register = change(ClusterAction::Register, Some("orders-app"), "Orders App");
         register.fields = vec![
@@ -470,6 +473,7 @@ mod tests {
             changes: vec![register, gone, old],
             warnings: Vec::new(),
             extra: Vec::new(),
+            last_used: Default::default(),
         });
         let text = cluster_text(&view, Style { color: false });
         for header in [

@@ -70,6 +70,10 @@ struct Row {
     cluster: Option<(String, &'static str)>,
     /// When access ends by itself (clients' `until`).
     until: Option<OffsetDateTime>,
+    /// `disabled = true` in certs.toml.
+    disabled: bool,
+    /// When it was last used, where the cluster says.
+    last_used: Option<OffsetDateTime>,
 }
 
 /// The Studio's names for the clearances.
@@ -90,6 +94,7 @@ fn cluster_cell(
         let state = c.state_of(thumbprint);
         let class = match state {
             Some(RegistrationState::InSync) => "ok",
+            Some(RegistrationState::Disabled) => "off",
             Some(_) => "bad",
             None => "unknown",
         };
@@ -117,6 +122,8 @@ fn server_rows(view: &StatusView<'_>) -> Vec<Row> {
             databases: Vec::new(),
             cluster: cluster_cell(view, &s.thumbprint),
             until: None,
+            disabled: false,
+            last_used: view.cluster.and_then(|c| c.last_used_of(&s.thumbprint)),
         })
         .collect()
 }
@@ -150,6 +157,8 @@ fn client_rows(view: &StatusView<'_>) -> Vec<Row> {
                 databases,
                 cluster: cluster_cell(view, &c.thumbprint),
                 until: c.until,
+                disabled: c.disabled,
+                last_used: view.cluster.and_then(|v| v.last_used_of(&c.thumbprint)),
             }
         })
         .collect()
@@ -259,6 +268,10 @@ fn table(out: &mut String, id: &str, rows: &[Row], view: &StatusView<'_>, client
     if view.cluster.is_some() {
         headers.push("Cluster");
     }
+    let last_used = rows.iter().any(|r| r.last_used.is_some());
+    if last_used {
+        headers.push("Last used");
+    }
     let _ = write!(
         out,
         "<div class=\"scroll\"><table class=\"certs\" id=\"{id}\">\n<thead><tr>"
@@ -276,6 +289,10 @@ fn table(out: &mut String, id: &str, rows: &[Row], view: &StatusView<'_>, client
             html_escape(r.thumbprint.as_str()),
             html_escape(r.clearance)
         );
+        if r.disabled {
+            // First in the Expiration cell: the certificate is kept, and grants nothing.
+            out.push_str("<span class=\"badge off\">disabled</span> ");
+        }
         expiration_cell(out, view.now, r);
         out.push_str("</td>");
         if clients {
@@ -290,9 +307,25 @@ fn table(out: &mut String, id: &str, rows: &[Row], view: &StatusView<'_>, client
                 html_escape(state)
             );
         }
+        if last_used {
+            last_used_cell(out, r.last_used);
+        }
         out.push_str("</tr>\n");
     }
     out.push_str("</tbody></table></div>\n");
+}
+
+/// The Last used cell: the time, or `-` where the cluster does not say.
+fn last_used_cell(out: &mut String, at: Option<OffsetDateTime>) {
+    out.push_str("<td data-label=\"Last used\">");
+    match at {
+        Some(at) => {
+            let at = html_escape(&rfc3339(at));
+            let _ = write!(out, "<time datetime=\"{at}\">{at}</time>");
+        }
+        None => out.push_str("<span class=\"none\">-</span>"),
+    }
+    out.push_str("</td>");
 }
 
 /// The CSS class of an expiry mark (its colour on the page and in the timeline).
@@ -569,6 +602,7 @@ ul.dbs { margin: 0; padding-left: 18px; }
 .badge.bad, .sync.bad { background: #fbe0e0; color: #9b1c1c; }
 .badge.warn { background: #fff1c2; color: #7a5200; }
 .badge.info { background: #e6eefb; color: #234e8c; }
+.badge.off, .sync.off { background: #ececec; color: #4a4f57; }
 .sync { padding: 0 6px; border-radius: 8px; font-size: 12px; }
 .reason { overflow-wrap: anywhere; }
 .none { color: var(--muted); }
@@ -843,6 +877,62 @@ mod tests {
                 .count(),
             3
         );
+    }
+
+    /// issue 25: a disabled client carries a badge, its cluster state `disabled` is not drift,
+    /// and last use (where the cluster says) gets a column; a page without either keeps the
+    /// Studio's columns.
+    #[test]
+    fn the_page_shows_disabled_and_last_use() {
+        use super::super::ClusterCertificateState as State;
+        assert!(!page(None).contains("disabled"));
+        assert!(!page(None).contains("Last used"));
+        let mut reg = registry();
+        reg.certificates[1].disabled = true; // admin
+        let admin = reg.certificates[1].thumbprint.clone();
+        let hex = crate::model::Thumbprint::parse(&"AB".repeat(20)).unwrap();
+        reg.certificates[0].thumbprint = hex.clone().into();
+        let app = reg.certificates[0].thumbprint.clone();
+        let renew = BTreeMap::new();
+        let used = datetime!(2026-05-30 08:00 UTC);
+        let cluster = ClusterStatus::new(
+            "https://a.example.com".into(),
+            "2026-06-01T00:00:00Z".into(),
+            vec![
+                State::of_store(app.clone(), RegistrationState::InSync),
+                State::of_store(admin.clone(), RegistrationState::Disabled),
+            ],
+            Vec::new(),
+        )
+        .with_last_used(&[(hex, used)].into());
+        let html = status_html(
+            &StatusView {
+                registry: &reg,
+                now: NOW,
+                server_renew: None,
+                client_renew: &renew,
+                cluster: Some(&cluster),
+            },
+            None,
+            &[],
+        );
+        assert_eq!(
+            html.matches("<span class=\"badge off\">disabled</span>")
+                .count(),
+            1,
+            "{html}"
+        );
+        assert!(
+            html.contains("<span class=\"sync off\">disabled</span>"),
+            "{html}"
+        );
+        assert!(html.contains("drift: 0"), "disabled is not drift: {html}");
+        assert!(html.contains("<th scope=\"col\">Last used</th>"), "{html}");
+        assert!(
+            html.contains("<td data-label=\"Last used\"><time datetime=\"2026-05-30T08:00:00Z\">"),
+            "{html}"
+        );
+        assert!(html.contains("<td data-label=\"Last used\"><span class=\"none\">-</span>"));
     }
 
     /// The only URL on the page is the SVG namespace, which is never fetched.

@@ -71,6 +71,9 @@ pub(crate) struct ClusterCertificateState {
     /// For a known stranger: the note `[cluster] keep` gives it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) note: Option<String>,
+    /// When it was last used, where the server says (RFC 3339); null when unknown.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub(crate) last_used: Option<OffsetDateTime>,
 }
 
 impl ClusterCertificateState {
@@ -85,6 +88,7 @@ impl ClusterCertificateState {
             name: String::new(),
             clearance: None,
             note: None,
+            last_used: None,
         }
     }
 }
@@ -97,6 +101,7 @@ impl From<&crate::plan::ExtraRegistration> for ClusterCertificateState {
             name: e.name.clone(),
             clearance: e.clearance.client(),
             note: e.note.clone(),
+            last_used: None,
         }
     }
 }
@@ -128,6 +133,25 @@ impl ClusterStatus {
             drift,
             certificates,
         }
+    }
+
+    /// With each certificate's last use from `last_used` (by thumbprint), where it is known.
+    pub(crate) fn with_last_used(
+        mut self,
+        last_used: &BTreeMap<crate::model::Thumbprint, OffsetDateTime>,
+    ) -> ClusterStatus {
+        for c in &mut self.certificates {
+            c.last_used = c.thumbprint.known().and_then(|t| last_used.get(t)).copied();
+        }
+        self
+    }
+
+    /// A store certificate's last use, where known.
+    pub(crate) fn last_used_of(&self, thumbprint: &EntryThumbprint) -> Option<OffsetDateTime> {
+        self.certificates
+            .iter()
+            .find(|c| c.thumbprint == *thumbprint)
+            .and_then(|c| c.last_used)
     }
 
     pub(super) fn state_of(
@@ -215,17 +239,36 @@ pub(crate) fn status_text(view: &StatusView<'_>) -> String {
     let clients = sorted_clients(reg);
     let mut rows: Vec<Vec<Vec<String>>> = clients.iter().map(|c| client_row(view, c)).collect();
     let mut headers = vec!["Name", "Thumbprint", "Clearance", "Expires", "Databases"];
-    // When access ends by itself (until): a column only when some client has an end.
-    if clients.iter().any(|c| c.until.is_some()) {
+    // When access ends by itself (until), or is suspended (disabled): a column only when it
+    // says something, so a store with neither keeps the Studio's columns.
+    if clients.iter().any(|c| c.until.is_some() || c.disabled) {
         headers.push("Access");
         for (row, c) in rows.iter_mut().zip(&clients) {
-            row.push(vec![access_cell(view.now, c.until)]);
+            let mut cell = access_cell(view.now, c.until);
+            if c.disabled {
+                cell = if cell.is_empty() {
+                    "disabled".into()
+                } else {
+                    format!("disabled; {cell}")
+                };
+            }
+            row.push(vec![cell]);
         }
     }
     if let Some(cluster) = view.cluster {
         headers.push("Cluster");
         for (row, c) in rows.iter_mut().zip(&clients) {
             row.push(vec![state_cell(cluster.state_of(&c.thumbprint))]);
+        }
+        if clients
+            .iter()
+            .any(|c| cluster.last_used_of(&c.thumbprint).is_some())
+        {
+            headers.push("Last used");
+            for (row, c) in rows.iter_mut().zip(&clients) {
+                let at = cluster.last_used_of(&c.thumbprint);
+                row.push(vec![at.map_or_else(|| "-".to_string(), rfc3339)]);
+            }
         }
     }
     if rows.is_empty() {
@@ -450,6 +493,7 @@ struct CertificateStatus<'a> {
     /// When access ends by itself (`until`); absent when it does not.
     #[serde(skip_serializing_if = "Option::is_none")]
     until: Option<String>,
+    disabled: bool,
 }
 
 /// The cluster lines of `status`: which node answered when, the counts, and what it holds
@@ -522,9 +566,91 @@ pub(crate) fn status_json(
                 collection_primary: c.collection_primary.as_deref(),
                 retiring_after: c.retire_after.map(rfc3339),
                 until: c.until.map(rfc3339),
+                disabled: c.disabled,
             })
             .collect(),
         applied_revision: reg.applied_revision.as_deref(),
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::RegistrationState;
+
+    /// issue 25: `status --json` gives each certificate `disabled`, and each cluster state its
+    /// `last_used` (null where the cluster does not say); the text table gains an Access and a
+    /// Last used column only when they say something.
+    #[test]
+    fn status_shows_disabled_and_last_use_in_text_and_json() {
+        let t = |c: &str| crate::model::Thumbprint::parse(&c.repeat(40)).unwrap();
+        let mut reg = Registry::new();
+        reg.certificates = vec![
+            CertEntry {
+                disabled: true,
+                ..CertEntry::fixture("off", t("A"))
+            },
+            CertEntry::fixture("on", t("B")),
+        ];
+        let used = time::macros::datetime!(2026-05-30 08:00 UTC);
+        let cluster = ClusterStatus::new(
+            "https://a".into(),
+            "2026-06-01T00:00:00Z".into(),
+            vec![
+                ClusterCertificateState::of_store(t("A").into(), RegistrationState::Disabled),
+                ClusterCertificateState::of_store(t("B").into(), RegistrationState::InSync),
+            ],
+            Vec::new(),
+        )
+        .with_last_used(&[(t("B"), used)].into());
+        assert!(cluster.in_sync, "disabled is not drift");
+        let json: serde_json::Value =
+            serde_json::from_str(&status_json(&reg, &[], Some(&cluster)).unwrap()).unwrap();
+        let disabled: Vec<&serde_json::Value> = json["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| &c["disabled"])
+            .collect();
+        assert_eq!(disabled, [true, false]);
+        let states = &json["cluster"]["certificates"];
+        assert_eq!(states[0]["state"], "disabled");
+        assert_eq!(states[0]["last_used"], serde_json::Value::Null);
+        assert_eq!(states[1]["last_used"], "2026-05-30T08:00:00Z");
+        let renew = BTreeMap::new();
+        fn view<'a>(
+            registry: &'a Registry,
+            renew: &'a BTreeMap<String, RenewBefore>,
+            cluster: Option<&'a ClusterStatus>,
+        ) -> StatusView<'a> {
+            StatusView {
+                registry,
+                now: OffsetDateTime::UNIX_EPOCH,
+                server_renew: None,
+                client_renew: renew,
+                cluster,
+            }
+        }
+        let text = status_text(&view(&reg, &renew, Some(&cluster)));
+        let header = text.lines().find(|l| l.contains("Databases")).unwrap();
+        assert!(
+            header.contains("Access") && header.contains("Last used"),
+            "{text}"
+        );
+        let off = text.lines().find(|l| l.starts_with("off")).unwrap();
+        assert!(
+            off.contains("disabled") && off.trim_end().ends_with('-'),
+            "{text}"
+        );
+        let on = text.lines().find(|l| l.starts_with("on")).unwrap();
+        assert!(on.trim_end().ends_with("2026-05-30T08:00:00Z"), "{text}");
+        // Nothing disabled, no cluster: the Studio's columns only.
+        reg.certificates[0].disabled = false;
+        let text = status_text(&view(&reg, &renew, None));
+        assert!(
+            !text.contains("Access") && !text.contains("Last used"),
+            "{text}"
+        );
+    }
 }

@@ -74,6 +74,7 @@ pub fn synthetic_store(dir: &Path, n: usize) -> Result<(), Box<dyn std::error::E
             clearance: Clearance::ValidUser,
             protect: false,
             until: None,
+            disabled: false,
             not_before: info.not_before,
             not_after: info.not_after,
             source: Origin::Generated,

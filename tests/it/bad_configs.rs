@@ -852,6 +852,14 @@ cases! {
         also: &["ValidUser, which cannot manage certificates"],
         ..Case::DEFAULT
     };
+    cluster_admin_is_disabled: Case {
+        config: "{SERVER}{CLIENTS}[clients.root]\nclearance = \"ClusterAdmin\"\ndisabled = true\n\n\
+                 [cluster]\nurls = [\"https://a.cluster.example.com\"]\nadmin = \"root\"\n",
+        key: "cluster.admin",
+        line: Some("admin = \"root\""),
+        also: &["clients.root is disabled", "name another client"],
+        ..Case::DEFAULT
+    };
     cluster_admin_operator_beside_a_cluster_admin: Case {
         // docs/ravendb.md: an Operator manages Operator and ValidUser certificates only.
         config: "{SERVER}{CLIENTS}[clients.ops]\nclearance = \"Operator\"\n\n\
@@ -1222,6 +1230,7 @@ const SCHEMA_CANNOT_EXPRESS: &[&str] = &[
     "cluster_admin_is_an_upload",
     "cluster_admin_is_a_valid_user",
     "cluster_admin_operator_beside_a_cluster_admin",
+    "cluster_admin_is_disabled",
     // [cluster] files and secrets: not in the file.
     "cluster_admin_certificate_missing",
     "cluster_admin_certificate_password_unset",

@@ -643,3 +643,64 @@ fn saved_plan_refused_after_until_passed() {
     run_at(&env, 0, &["apply", "plan.json", "--yes"]).success();
     assert!(env.store().join("issued/temp/temp.pfx").exists());
 }
+
+/// issue 25: `disabled = true` is an update the store records (same certificate), with a
+/// warning that without [cluster] it only records; a disabled client inside its renewal window
+/// is not renewed; enabling it again is flagged in the text, Markdown and JSON plans.
+#[test]
+fn disabled_is_recorded_not_renewed_and_enabling_is_flagged_in_every_format() {
+    let env = Env::new();
+    let on = format!("{SERVER}{ROTATING}");
+    env.config(&on);
+    run_at(&env, 0, &["apply", "--yes"]).success();
+    let thumb = env.thumbprint("app");
+    let off = format!("{on}disabled = true\n");
+    env.config(&off);
+    let plan = run_at(&env, 1, &["plan"]).success();
+    let says = format!("{}{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("~ client app"), "{says}");
+    assert!(plan.stdout.contains("disabled in certs.toml"), "{says}");
+    assert!(plan.stdout.contains("disabled: false -> true"), "{says}");
+    assert!(!plan.stdout.contains("ESCALATION"), "{says}");
+    assert!(
+        says.contains("clients.app: disabled only records the suspension here: without [cluster]"),
+        "{says}"
+    );
+    run_at(&env, 1, &["apply", "--yes"]).success();
+    assert_eq!(env.thumbprint("app"), thumb);
+    let registry = std::fs::read_to_string(env.store().join("registry.toml")).unwrap();
+    assert_eq!(registry.matches("disabled = true").count(), 1, "{registry}");
+    // status says so: an Access column in the text, `disabled` in the JSON.
+    let status = run_at(&env, 1, &["status", "--json"]).success().json();
+    let app = json::find(&status["certificates"], "key", "app")
+        .cloned()
+        .unwrap();
+    assert_eq!(app["disabled"], true, "{status:#}");
+    let text = run_at(&env, 1, &["status"]).success().stdout;
+    let header = text.lines().find(|l| l.contains("Databases")).unwrap();
+    assert!(header.trim_end().ends_with("Access"), "{text}");
+    let row = text.lines().find(|l| l.contains(&thumb)).unwrap();
+    assert!(row.trim_end().ends_with("disabled"), "{text}");
+    // Inside renew_before (30d of 90d): not renewed while disabled, and said so.
+    let due = run_at(&env, 70, &["plan", "--detailed-exitcode"]);
+    assert_eq!(due.code, 0, "{}", due.stdout);
+    assert!(
+        format!("{}{}", due.stdout, due.stderr)
+            .contains("client 'app' is disabled: not renewed although expires in"),
+        "{}\n{}",
+        due.stdout,
+        due.stderr
+    );
+    // Enabled again inside the window: re-issued, flagged in every format.
+    env.config(&on);
+    let text = run_at(&env, 70, &["plan"]).success().stdout;
+    assert!(text.contains("-/+ client app  [ESCALATION]"), "{text}");
+    assert!(text.contains("enabled in certs.toml; expires in"), "{text}");
+    let md = run_at(&env, 70, &["plan", "--markdown"]).success().stdout;
+    assert!(md.contains("1 change widens access"), "{md}");
+    let json = run_at(&env, 70, &["plan", "--json"]).success().json();
+    let change = json::find(&json["changes"], "key", "app").cloned().unwrap();
+    assert_eq!(change["escalation"], true, "{json:#}");
+    assert_eq!(change["before"]["disabled"], true, "{json:#}");
+    assert_eq!(change["after"].get("disabled"), None, "{json:#}");
+}

@@ -530,3 +530,39 @@ fn watch_ends_access_within_two_seconds_of_until() {
         d.context()
     );
 }
+
+/// issue 25: `ravencert_certificate_disabled` is 1 for a disabled client and 0 for the others
+/// (the server's included), and the page marks the disabled one; no last use is claimed
+/// without a cluster that says it.
+#[test]
+fn metrics_show_disabled() {
+    let env = Env::new();
+    env.config(&config("disabled = true\n"));
+    let (d, addr) = start(&env);
+    wait_for(&d, addr, "ravencert_last_apply_success", 1.0, 200);
+    let scrape = scrape(addr).expect("a scrape");
+    let disabled: Vec<(&str, f64)> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "ravencert_certificate_disabled")
+        .map(|s| (s.labels.get("key").unwrap_or(""), number(&s.value)))
+        .collect();
+    let mut disabled = disabled;
+    disabled.sort_by(|a, b| a.0.cmp(b.0));
+    assert_eq!(
+        disabled,
+        vec![("admin", 0.0), ("app", 1.0), ("server", 0.0)],
+        "{:#?}",
+        scrape.samples
+    );
+    assert!(!scrape
+        .samples
+        .iter()
+        .any(|s| s.metric == "ravencert_certificate_last_used_seconds"));
+    let (_, page) = get(addr, "/").expect("the page");
+    assert_eq!(
+        page.matches("badge off\">disabled</span>").count(),
+        1,
+        "{page}"
+    );
+}

@@ -131,7 +131,8 @@ clearance = "ClusterAdmin"
     // `until` in every form validation accepts: a TOML date, a TOML offset time, a string.
     let until = "version = 1\n[clients.a]\nclearance = \"Operator\"\nupload = \"a.crt\"\nuntil = 2026-05-01\n\
                  [clients.b]\nclearance = \"Operator\"\nupload = \"b.crt\"\nuntil = 2026-05-01T18:00:00.5+02:00\n\
-                 [clients.c]\nclearance = \"Operator\"\nupload = \"c.crt\"\nuntil = \"2026-05-01T18:00:00Z\"\n";
+                 [clients.c]\nclearance = \"Operator\"\nupload = \"c.crt\"\nuntil = \"2026-05-01T18:00:00Z\"\n\
+                 [clients.d]\nclearance = \"Operator\"\nupload = \"d.crt\"\ndisabled = true\n";
     for text in [
         generated,
         imported,

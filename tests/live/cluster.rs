@@ -1326,3 +1326,101 @@ fn passed_until_unregisters_on_41_without_prune() {
         "the others stay"
     );
 }
+
+/// issue 25: RavenDB 4.1 cannot disable a registration (its listing has no `Disabled`), so a
+/// client disabled in certs.toml is unregistered while disabled, not counted against
+/// max_deletions, its certificate kept in the store; enabling it registers the same
+/// certificate again, flagged.
+#[test]
+fn disabled_unregisters_on_41_and_enabling_registers_again() {
+    let f = Fixture::start(CLIENTS, "");
+    f.run(&["apply", "--yes"]).success();
+    let (orders, ops) = (f.thumbprint("orders"), f.thumbprint("ops"));
+    assert!(f.registration(&orders).is_some() && f.registration(&ops).is_some());
+    // Both disabled, with max_deletions = 1: two unregisters, neither counted.
+    let disabled = CLIENTS
+        .replace("\"ValidUser\"\n", "\"ValidUser\"\ndisabled = true\n")
+        .replace("\"Operator\"\n", "\"Operator\"\ndisabled = true\n");
+    f.declare(&disabled, "");
+    let config = std::fs::read_to_string(f.env.path("certs.toml")).unwrap();
+    f.env
+        .config(&config.replace("max_deletions = 3", "max_deletions = 1"));
+    let plan = f.run(&["plan", "--json"]).success().json();
+    let cluster = changes(&plan, "cluster");
+    assert_eq!(cluster.len(), 2, "{plan:#}");
+    for c in &cluster {
+        assert_eq!(c["action"], "unregister", "{plan:#}");
+        assert_eq!(c["escalation"], false, "{plan:#}");
+        assert_eq!(
+            c["reason"],
+            "disabled in certs.toml: RavenDB 4.1.0 cannot disable a registration, so it is unregistered while disabled and registered again when enabled",
+            "{plan:#}"
+        );
+    }
+    for c in changes(&plan, "client") {
+        assert_eq!(c["action"], "update", "{plan:#}");
+        assert_eq!(c["reason"], "disabled in certs.toml", "{plan:#}");
+    }
+    let text = f.run(&["plan"]).success().stdout;
+    assert!(text.contains("cannot disable a registration"), "{text}");
+    assert!(!text.contains("ESCALATION"), "{text}");
+    f.run(&["apply", "--yes"]).success();
+    assert!(
+        f.registration(&orders).is_none(),
+        "unregistered while disabled"
+    );
+    assert!(
+        f.registration(&ops).is_none(),
+        "unregistered while disabled"
+    );
+    assert_eq!(
+        (f.thumbprint("orders"), f.thumbprint("ops")),
+        (orders.clone(), ops.clone())
+    );
+    let settled = f.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(settled.code, 0, "{}", settled.stdout);
+    // status: disabled, which is no drift; 4.1's statistics do not say when a certificate was
+    // last used, so that is unknown (null), without a warning.
+    let status = f.run(&["status", "--json"]).success();
+    let json = status.json();
+    assert_eq!(json["cluster"]["in_sync"], true, "{json:#}");
+    for c in json["cluster"]["certificates"].as_array().unwrap() {
+        assert!(c["last_used"].is_null(), "{json:#}");
+        if c["thumbprint"] == orders.as_str() || c["thumbprint"] == ops.as_str() {
+            assert_eq!(c["state"], "disabled", "{json:#}");
+        }
+    }
+    assert!(!status.stderr.contains("last used"), "{}", status.stderr);
+
+    // Enabled again: the same certificates registered again, flagged in the plan.
+    f.declare(CLIENTS, "");
+    let plan = f.run(&["plan", "--json"]).success().json();
+    let cluster = changes(&plan, "cluster");
+    assert_eq!(cluster.len(), 2, "{plan:#}");
+    for c in &cluster {
+        assert_eq!(c["action"], "register", "{plan:#}");
+        assert_eq!(
+            c["reason"], "enabled in certs.toml: registered again",
+            "{plan:#}"
+        );
+        assert_eq!(c["escalation"], true, "{plan:#}");
+    }
+    for c in changes(&plan, "client") {
+        assert_eq!(
+            (c["reason"].as_str(), c["escalation"].as_bool()),
+            (Some("enabled in certs.toml"), Some(true)),
+            "{plan:#}"
+        );
+    }
+    f.run(&["apply", "--yes"]).success();
+    let r = f.registration(&orders).expect("registered again");
+    assert_eq!(r["Name"], "Orders App");
+    assert_eq!(perms(&r)["Invoices"], "Admin");
+    assert_eq!(
+        f.registration(&ops).unwrap()["SecurityClearance"],
+        "Operator"
+    );
+    assert_eq!(f.thumbprint("orders"), orders, "the same certificate");
+    let settled = f.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(settled.code, 0, "{}", settled.stdout);
+}

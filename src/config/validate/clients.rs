@@ -85,7 +85,7 @@ pub(super) fn validate_client(
         overlap: Some(overlap).filter(|o| o.seconds > 0),
         source,
         until,
-        disabled: false,
+        disabled: c.disabled,
     })
 }
 

@@ -196,6 +196,7 @@ fn admin_client(
         return None;
     };
     let problem = match (&client.source, client.clearance) {
+        _ if client.disabled => Some(format!("clients.{id} is disabled: ravencert would suspend the very identity it manages the cluster with; drop `disabled` there, or name another client")),
         _ if client.until.is_some() => Some(format!("clients.{id} has an `until`: once it passes, ravencert would lose the identity it manages the cluster with; drop `until` there, or name another client")),
         (ClientSpec::Upload(_), _) => Some(format!("clients.{id} is an upload: ravencert does not keep its private key, so it cannot authenticate with it; name a generated client, or use `admin_certificate` with the .pfx")),
         (_, Clearance::ValidUser) => Some(format!("clients.{id} is a ValidUser, which cannot manage certificates at all; name a ClusterAdmin client")),

@@ -64,6 +64,14 @@ pub(super) fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: 
         };
         validate_cluster(ck, c, &ctx)
     });
+    if raw.cluster.is_none() {
+        for c in clients.values().filter(|c| c.disabled) {
+            warnings.push(format!(
+                "clients.{}: disabled only records the suspension here: without [cluster], ravencert changes no registration and the certificate stays valid",
+                c.key
+            ));
+        }
+    }
     Declared {
         config_path: file.to_path_buf(),
         store,

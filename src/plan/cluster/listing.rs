@@ -94,6 +94,15 @@ impl ServerVersion {
     pub fn at_least(&self, major: u32, minor: u32) -> bool {
         (self.major, self.minor) >= (major, minor)
     }
+
+    /// The patch number of [`Self::full`] (2 in 7.2.2), 0 when it gives none.
+    pub fn patch(&self) -> u32 {
+        self.full
+            .split('.')
+            .nth(2)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
 }
 
 impl fmt::Display for ServerVersion {
@@ -115,4 +124,11 @@ pub struct ClusterListing {
     pub well_known_admins: Vec<Thumbprint>,
     /// The server's version.
     pub version: ServerVersion,
+    /// Whether the server can disable a registration (`Disabled`, RavenDB 7.2.2 and later): a
+    /// listed entry carries the field, or the version says so. Where it cannot, a disabled
+    /// client is unregistered while disabled (see `disable.rs`).
+    pub can_disable: bool,
+    /// When each registration was last used, where the server says (`GET /admin/stats`, read
+    /// only for `status` and `watch --listen`): shown, never acted on. Empty when unknown.
+    pub last_used: BTreeMap<Thumbprint, OffsetDateTime>,
 }

@@ -112,6 +112,7 @@ impl ClusterPlanner<'_> {
             after: None,
             fields: Vec::new(),
             collection_primary: None,
+            disabled: None,
         };
         Some(Unregister {
             change,

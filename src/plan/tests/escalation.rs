@@ -160,6 +160,8 @@ fn a_listing_grants_what_its_enabled_client_registrations_hold() {
             minor: 2,
             full: "7.2.0".into(),
         },
+        can_disable: true,
+        last_used: BTreeMap::new(),
     };
     let held = held_access(&listing);
     let (aa, dd) = ("AA".repeat(20), "DD".repeat(20));

@@ -8,6 +8,7 @@ use crate::registry::{Registry, ServerEntry};
 use std::path::PathBuf;
 use time::macros::datetime;
 
+mod disabled;
 mod escalation;
 mod protect;
 mod until;
@@ -127,6 +128,7 @@ pub(super) fn applied(d: &Desired) -> Actual {
             clearance: c.clearance,
             protect: c.protect,
             until: c.until,
+            disabled: c.disabled,
             not_before: NOW - time::Duration::days(17),
             not_after: NOW + time::Duration::days(355),
             key_type: Some(KeySpec::EcP256),
