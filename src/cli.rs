@@ -89,8 +89,12 @@ pub enum Command {
     Watch(WatchArgs),
     /// Write a certs.toml that declares a running cluster's registrations as they are
     Adopt(AdoptArgs),
-    /// Print the JSON schema of certs.toml
-    Schema,
+    /// Print the JSON schema of certs.toml (or, with --policy, of policy.toml)
+    Schema {
+        /// The schema of policy.toml instead
+        #[arg(long)]
+        policy: bool,
+    },
     /// Print shell completions
     Completions {
         /// bash, zsh, fish, elvish or powershell

@@ -194,7 +194,7 @@ fn run(cli: Cli) -> ops::Result<Output> {
             },
         ),
         Command::Settings => ops::settings(&ctx),
-        Command::Schema => Ok(ops::schema()),
+        Command::Schema { policy } => Ok(ops::schema(policy)),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "ravencert", &mut buf);

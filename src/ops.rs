@@ -101,7 +101,11 @@ pub fn validate(ctx: &Context) -> Result<Output> {
     Ok(Output::ok(out))
 }
 
-/// `ravencert schema`: the JSON schema of certs.toml.
-pub fn schema() -> Output {
-    Output::ok(config::json_schema())
+/// `ravencert schema`: the JSON schema of certs.toml, or with `--policy` of policy.toml.
+pub fn schema(policy: bool) -> Output {
+    Output::ok(if policy {
+        config::policy_json_schema()
+    } else {
+        config::json_schema()
+    })
 }

@@ -7,6 +7,7 @@
 
 mod diagnostics;
 mod keypath;
+pub mod policy;
 mod raw;
 mod references;
 mod schema;
@@ -27,6 +28,7 @@ use references::check_ca_file;
 pub(crate) use references::missing_references;
 
 pub use diagnostics::ConfigError;
+pub use policy::{parse_policy, policy_json_schema, Policy};
 pub use references::check_references;
 pub use schema::json_schema;
 
@@ -347,6 +349,7 @@ impl Declared {
             key,
             message,
             snippet: None,
+            in_policy: false,
         }
     }
 

@@ -282,8 +282,13 @@ fn config_report(errors: &[ConfigError]) -> String {
         .collect::<Vec<_>>()
         .join("\nerror: ");
     if errors.len() > 1 {
+        let document = if errors.iter().all(ConfigError::in_policy) {
+            "policy.toml"
+        } else {
+            "certs.toml"
+        };
         text.push_str(&format!(
-            "\n({} problems in certs.toml; nothing was changed)",
+            "\n({} problems in {document}; nothing was changed)",
             errors.len()
         ));
     } else {
