@@ -64,6 +64,9 @@ pub enum SavedPlanError {
     /// certs.toml or a certificate file it names changed.
     #[error("Saved plan is stale: certs.toml or a file it references changed after the plan was made. Run plan again.")]
     ConfigChanged,
+    /// The plan breaks the policy in force: it is never saved, so never applied.
+    #[error("{0}")]
+    Refused(Box<crate::plan::PlanError>),
     /// The same inputs now plan differently (time moved on).
     #[error("Saved plan is stale: the plan would now differ (time has passed since it was made, e.g. a certificate entered its renewal window). Run plan again.")]
     PlanChanged,
@@ -155,6 +158,9 @@ fn config_fingerprint(desired: &Desired) -> Result<String> {
 impl SavedPlan {
     /// The saved form of `source.plan`, made with `options`.
     pub(crate) fn new(source: &Source<'_>, options: SavedOptions) -> Result<SavedPlan> {
+        if let Some(refused) = source.plan.policy_refusal() {
+            return Err(SavedPlanError::Refused(Box::new(refused)));
+        }
         Ok(SavedPlan {
             format_version: 1,
             kind: KIND.into(),

@@ -228,6 +228,11 @@ pub struct Declared {
     pub positions: BTreeMap<String, (usize, usize)>,
     /// `[defaults].renew_before`: when an uploaded certificate's coming expiry is warned about.
     pub renew_before: RenewBefore,
+    /// The policy.toml read with it (at the same revision), when there is one: what this
+    /// revision declares, which the store records at an apply.
+    pub policy: Option<Policy>,
+    /// Where its policy.toml is read from, whether or not the file exists (watch follows it).
+    pub policy_file: Option<PathBuf>,
 }
 
 /// certs.toml with what its certificate files hold: what the store should hold: its
@@ -238,6 +243,9 @@ pub struct Desired {
     pub declared: Declared,
     /// What the referenced certificate files hold.
     pub files: Files,
+    /// The policy every plan of it must keep: the one beside it at its revision, or (a review
+    /// with `plan --base`) BASE's, so that a change cannot loosen the policy for itself.
+    pub policy_in_force: Option<Policy>,
 }
 
 impl Desired {
@@ -320,9 +328,11 @@ impl Declared {
             return Err(problems);
         }
         files.unread.extend(ca_unread);
+        let policy_in_force = self.policy.clone();
         Ok(Desired {
             declared: self,
             files,
+            policy_in_force,
         })
     }
 

@@ -13,7 +13,7 @@ use super::update::{converge, plan_for, revision_of, Converged, Run};
 use super::{Context, Output, Revision};
 use crate::config::Desired;
 use crate::listen;
-use crate::plan::{Action, ClusterAction, ClusterView, FieldChange, Plan, PlanOptions};
+use crate::plan::{Action, ClusterAction, ClusterView, FieldChange, Plan, PlanError, PlanOptions};
 use crate::render::{self, Style};
 use crate::watch::{self, Attempt, Reconciler, Source, WatchOptions};
 
@@ -197,6 +197,10 @@ fn attempt(
             log_converged(&c, why, revision);
             (Attempt::Done, Some(desired), report)
         }
+        Err(Error::Plan(refused @ PlanError::Policy { .. })) => {
+            let (attempt, report) = policy_refused(&refused, why, revision);
+            (attempt, Some(desired), report)
+        }
         Err(e @ (Error::AfterStore(_) | Error::ClusterApply(_))) => {
             error!("{why}: {}", one_line(&e));
             (Attempt::Failed, Some(desired), failed(&e))
@@ -209,6 +213,27 @@ fn attempt(
             (Attempt::Failed, Some(desired), failed(&e))
         }
     }
+}
+
+/// A plan that breaks the policy in force: like an invalid certs.toml, logged and not retried
+/// (nothing changes until a commit or an edit does), and `/healthz` says which rule fails.
+fn policy_refused(refused: &PlanError, why: &str, revision: Option<String>) -> (Attempt, Report) {
+    let problem = format!("policy: {}", refused.to_string().replace('\n', " |"));
+    warn!("{why}: {problem}; nothing applied, the last good state stays");
+    let unusable = Unusable {
+        inputs: false,
+        problems: vec![problem.clone()],
+    };
+    let report = Report {
+        unusable: Some(unusable),
+        ..Report::of(
+            Outcome::Invalid(format!(
+                "{problem}; nothing applied, the last good state stays"
+            )),
+            revision,
+        )
+    };
+    (Attempt::Invalid, report)
 }
 
 /// One attempt's changes, store then cluster, a line each.
@@ -279,21 +304,8 @@ fn log_cluster(view: &ClusterView, why: &str, done: Option<&[String]>) {
 
 /// `--plan-only`: logs what would change.
 fn plan_only(ctx: &Context, desired: &Desired, why: &str, offline: bool) -> (Attempt, Report) {
-    let cluster = match plan_for(ctx, desired, &PlanOptions::default(), offline) {
-        Ok((plan, cluster)) if plan.is_empty() && plan.drift.is_empty() => {
-            log_cluster(&cluster, why, None);
-            info!("{why}: no changes, the store matches certs.toml");
-            cluster
-        }
-        Ok((plan, cluster)) => {
-            info!(
-                "{why}: plan only, would apply: {}",
-                render::applied_counts(&plan)
-            );
-            log_changes(&plan);
-            log_cluster(&cluster, why, None);
-            cluster
-        }
+    let (plan, cluster) = match plan_for(ctx, desired, &PlanOptions::default(), offline) {
+        Ok(planned) => planned,
         Err(e) => {
             error!("{why}: plan failed: {}", one_line(&e));
             let outcome = Outcome::Planned(Err(one_line(&e)));
@@ -304,6 +316,21 @@ fn plan_only(ctx: &Context, desired: &Desired, why: &str, offline: bool) -> (Att
             return (Attempt::Failed, report);
         }
     };
+    if let Some(refused) = plan.policy_refusal() {
+        log_changes(&plan);
+        return policy_refused(&refused, why, None);
+    }
+    if plan.is_empty() && plan.drift.is_empty() {
+        log_cluster(&cluster, why, None);
+        info!("{why}: no changes, the store matches certs.toml");
+    } else {
+        info!(
+            "{why}: plan only, would apply: {}",
+            render::applied_counts(&plan)
+        );
+        log_changes(&plan);
+        log_cluster(&cluster, why, None);
+    }
     let report = Report {
         cluster: ClusterSeen::of(&cluster, false),
         ..Report::of(Outcome::Planned(Ok(())), None)

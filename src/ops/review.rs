@@ -65,6 +65,7 @@ pub(super) fn options(replace: &[String], allow_delete_all: bool) -> PlanOptions
         bundle_passwords: None,
         review: false,
         cluster_access: None,
+        cluster_usage: None,
     }
 }
 
@@ -258,7 +259,10 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
     let opts = req.flags.options();
     let (desired, actual, plan, cluster) = planned(ctx, req, &opts)?;
     let mut stdout = shown(ctx, req, &desired, &actual, &plan, &cluster)?;
-    if let Some(out) = &req.out {
+    // A plan that breaks the policy is shown (its Policy section says which rule fails), then
+    // refused: exit 1, and never saved.
+    let refusal = plan.policy_refusal();
+    if let (Some(out), None) = (&req.out, &refusal) {
         let source = Source {
             now: ctx.now,
             config: &ctx.config,
@@ -286,6 +290,13 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
             req.markdown,
             &registry_diff(ctx, &desired, &actual, &plan),
         );
+    }
+    if let Some(refusal) = refusal {
+        return Ok(Output {
+            stdout,
+            stderr: format!("error: {refusal}\n"),
+            code: 1,
+        });
     }
     // Kept access is not "No changes": a reviewer must look at it too.
     let code = if req.detailed_exitcode && !(plan.is_settled() && cluster.is_settled()) {

@@ -113,6 +113,8 @@ pub(crate) fn converge(
     let opts = with_passwords(opts, desired, &store)?;
     let plan =
         plan::plan(desired, &actual, ctx.now, &opts).map_err(|e| Error::from_plan(desired, e))?;
+    // A plan that breaks the policy is refused before anything is read or written.
+    refuse_by_policy(&plan)?;
     check_needed_passwords(desired, &actual, &plan, &opts)?;
     // The cluster is read only once the store's plan is not refused: a refused plan sends
     // nothing. Then the plan is measured against what the cluster grants.
@@ -126,6 +128,7 @@ pub(crate) fn converge(
         opts: &opts,
     };
     let plan = cluster::measured(&planned, &reading)?;
+    refuse_by_policy(&plan)?;
     planned.plan = &plan;
     check(&actual, &plan)?;
     let preview = cluster::preview(&planned, reading)?;
@@ -153,6 +156,14 @@ pub(crate) fn converge(
     })
 }
 
+/// The refusal of a plan that breaks the policy in force (policy.toml).
+pub(crate) fn refuse_by_policy(plan: &Plan) -> Result<()> {
+    match plan.policy_refusal() {
+        Some(e) => Err(Error::Plan(e)),
+        None => Ok(()),
+    }
+}
+
 /// `ravencert apply [PLANFILE]`: shows the plan and asks through `confirm` (unless `--yes` or
 /// nothing to do), then applies it under the lock, refusing when it changed meanwhile.
 pub fn apply(ctx: &Context, req: &ApplyRequest, confirm: Confirm<'_>) -> Result<Output> {
@@ -170,6 +181,8 @@ pub fn apply(ctx: &Context, req: &ApplyRequest, confirm: Confirm<'_>) -> Result<
     if let Some(s) = &saved {
         s.check(&desired, &preview_actual, &preview)?;
     }
+    // Refused before anyone is asked: a plan breaking the policy is never applied.
+    refuse_by_policy(&preview)?;
     let unchanged = preview.is_empty() && cluster_preview.is_empty();
     if !unchanged {
         // A bundle that cannot be written is refused before anyone is asked or anything locked.

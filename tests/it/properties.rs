@@ -112,8 +112,11 @@ fn desired() -> impl Strategy<Value = Desired> {
                 warnings: vec![],
                 positions: BTreeMap::new(),
                 renew_before: RenewBefore::Period(Period::days(30)),
+                policy: None,
+                policy_file: None,
             },
             files: Default::default(),
+            policy_in_force: None,
         })
 }
 
@@ -421,6 +424,7 @@ fn hostile_plan() -> impl Strategy<Value = plan::Plan> {
                 .collect(),
             review: true,
             drift,
+            policy: None,
         })
 }
 

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use time::macros::datetime;
 
 mod escalation;
+mod policy;
 mod protect;
 mod until;
 
@@ -97,8 +98,11 @@ pub(super) fn desired(clients: Vec<ClientDesired>, prune: bool) -> Desired {
             warnings: vec![],
             positions: BTreeMap::new(),
             renew_before: RenewBefore::Period(Period::days(30)),
+            policy: None,
+            policy_file: None,
         },
         files: Default::default(),
+        policy_in_force: None,
     }
 }
 
