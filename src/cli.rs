@@ -59,8 +59,12 @@ pub enum ColorChoice {
 pub enum Command {
     /// Write a commented starter certs.toml (refuses to overwrite)
     Init,
-    /// Check certs.toml and the files it references; change nothing
-    Validate,
+    /// Check certs.toml and the files it references (and policy.toml); change nothing
+    Validate {
+        /// `--policy FILE`.
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
     /// Show what apply would do; change nothing
     Plan(PlanArgs),
     /// Carry out the plan
@@ -129,6 +133,14 @@ pub struct AdoptArgs {
     pub ca: Option<String>,
 }
 
+/// `--policy FILE`, of the commands that plan (validate, plan, apply, watch).
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArg {
+    /// The policy every plan must keep (default: policy.toml beside certs.toml, when there)
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+}
+
 /// The options of `plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -165,6 +177,9 @@ pub struct PlanArgs {
     /// Leave the cluster out: plan and apply the store only ([cluster] is not contacted)
     #[arg(long)]
     pub offline: bool,
+    /// `--policy FILE`.
+    #[command(flatten)]
+    pub policy: PolicyArg,
 }
 
 /// The options of `apply`.
@@ -194,6 +209,9 @@ pub struct ApplyArgs {
     /// Leave the cluster out: plan and apply the store only ([cluster] is not contacted)
     #[arg(long)]
     pub offline: bool,
+    /// `--policy FILE`.
+    #[command(flatten)]
+    pub policy: PolicyArg,
 }
 
 /// The options of `watch`.
@@ -236,6 +254,9 @@ pub struct WatchArgs {
     /// authentication, no secret; port 0 picks a free port)
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// `--policy FILE`.
+    #[command(flatten)]
+    pub policy: PolicyArg,
 }
 
 /// The man page (roff), generated from this clap definition so that it never disagrees with

@@ -148,10 +148,17 @@ fn run(cli: Cli) -> ops::Result<Output> {
         now: now(),
         export_base: None,
         allowed_exports: Vec::new(),
+        policy: match &cli.command {
+            Command::Validate { policy }
+            | Command::Plan(PlanArgs { policy, .. })
+            | Command::Apply(ApplyArgs { policy, .. })
+            | Command::Watch(WatchArgs { policy, .. }) => policy.policy.clone(),
+            _ => None,
+        },
     };
     match cli.command {
         Command::Init => ops::init(&ctx),
-        Command::Validate => ops::validate(&ctx),
+        Command::Validate { .. } => ops::validate(&ctx),
         Command::Plan(a) => ops::plan(&ctx, &plan_request(a)),
         Command::Apply(a) => {
             let json = a.json;

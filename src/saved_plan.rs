@@ -98,7 +98,8 @@ pub(crate) struct SavedPlan {
     store: PathBuf,
     /// sha256 of what the planner saw of the store (registry, bundles, export).
     store_fingerprint: String,
-    /// sha256 of certs.toml and the certificate files it references (never of secrets).
+    /// sha256 of certs.toml, the certificate files it references (never of secrets) and the
+    /// policy in force.
     config_fingerprint: String,
     /// The options the plan was made with.
     pub(crate) options: SavedOptions,
@@ -151,6 +152,11 @@ fn config_fingerprint(desired: &Desired) -> Result<String> {
         // A file that cannot be read hashes as empty: the fingerprint then differs from one
         // made while it could, which is what a stale check needs (its reading is planned too).
         bytes.extend_from_slice(&std::fs::read(&f).unwrap_or_default());
+    }
+    // The policy the plan was checked against: another one makes the plan stale.
+    bytes.extend_from_slice(b"\0policy: ");
+    if let Some(p) = &desired.policy_in_force {
+        bytes.extend_from_slice(p.digest.as_bytes());
     }
     Ok(format!("sha256:{}", crate::pki::sha256_hex(&bytes)))
 }

@@ -389,6 +389,8 @@ impl Declared {
             SecretRef::File(p) => Some(p.clone()),
             SecretRef::Env(_) => None,
         }));
+        // Followed even while it does not exist: writing one puts a policy in force.
+        files.extend(self.policy_file.clone());
         files
     }
 

@@ -43,6 +43,7 @@ pub fn watch(ctx: &Context, req: &WatchRequest) -> Result<Output> {
         store_override: ctx.store_override.clone(),
         style: ctx.style,
         export_base,
+        policy: ctx.policy.clone(),
         req,
         listener: match &req.listen {
             Some(addr) => Some(Observer::new(listen::start(addr)?.0)),
@@ -64,6 +65,8 @@ struct Daemon<'a> {
     store_override: Option<PathBuf>,
     style: Style,
     export_base: Option<PathBuf>,
+    /// `--policy FILE`.
+    policy: Option<PathBuf>,
     req: &'a WatchRequest,
     /// What `--listen` serves, replaced after every attempt.
     listener: Option<Observer>,
@@ -78,6 +81,7 @@ impl Daemon<'_> {
             now: (self.req.clock)(),
             export_base: self.export_base.clone(),
             allowed_exports: self.req.allow_export_path.clone(),
+            policy: self.policy.clone(),
         }
     }
 }

@@ -49,6 +49,14 @@ pub enum Error {
         /// Why.
         source: crate::fsutil::ReadError,
     },
+    /// policy.toml (or `--policy FILE`) cannot be read.
+    #[error("{}: {problem}", .path.display())]
+    Policy {
+        /// The policy file.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        problem: String,
+    },
     /// certs.toml holds bytes that are not UTF-8.
     #[error("{}: is not UTF-8 text", .0.display())]
     ConfigNotUtf8(PathBuf),

@@ -355,6 +355,10 @@ fn review_base(
         None
     };
     compare_unread(&mut desired, base.as_ref());
+    // BASE's policy is in force: a change cannot loosen the policy and use the looser rule at
+    // once. Its own policy.toml must still parse, and a change to it shows as a settings
+    // change. No certs.toml (or no policy) at BASE: none is in force yet.
+    desired.policy_in_force = base.as_ref().and_then(|b| b.declared.policy.clone());
     let actual = match &base {
         Some(base) => plan::assumed_store(base, ctx.now),
         None => {

@@ -55,7 +55,7 @@ pub(crate) struct Converged {
 /// certs.toml's provenance covers the certificate files it names: an uncommitted upload
 /// makes the applied revision dirty too.
 fn local_revision(ctx: &Context, desired: &Desired, require_clean: bool) -> Result<Option<String>> {
-    let files = desired.declared.certificate_files();
+    let files = reviewed_files(desired);
     if !require_clean {
         return Ok(git::provenance(&ctx.config, &files).map(|p| p.revision()));
     }
@@ -69,7 +69,15 @@ fn local_revision(ctx: &Context, desired: &Desired, require_clean: bool) -> Resu
 /// The applied revision of a certs.toml on disk (and the certificate files it names), when it
 /// is in git.
 pub(crate) fn revision_of(config: &Path, desired: &Desired) -> Option<String> {
-    git::provenance(config, &desired.declared.certificate_files()).map(|p| p.revision())
+    git::provenance(config, &reviewed_files(desired)).map(|p| p.revision())
+}
+
+/// The files whose provenance the applied revision records with certs.toml: the certificate
+/// files it names, and its policy.toml when there is one.
+fn reviewed_files(desired: &Desired) -> Vec<PathBuf> {
+    let mut files = desired.declared.certificate_files();
+    files.extend(desired.declared.policy.as_ref().map(|p| p.path.clone()));
+    files
 }
 
 /// The plan for `desired` against its store, and the cluster's, changing nothing.
