@@ -1818,6 +1818,11 @@ fn a_pr_that_loosens_the_policy_for_itself_is_refused_by_plan_base() {
             run.shown()
         );
     }
+    let md = env
+        .cmd(&["plan", "--base", "main", "--markdown"])
+        .refused(&["clients.ops"])
+        .stdout;
+    common::review::assert_review("plan_base_policy_markdown", &md, &[]);
     // The policy change alone: shown, flagged, not refused.
     env.config(&admins(&["admin"]));
     let plan = env

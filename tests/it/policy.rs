@@ -3,6 +3,7 @@
 //! errors point at policy.toml's lines; `--policy FILE`; saved plans go stale when the policy
 //! changes.
 
+use crate::common::review::{assert_review, filters};
 use crate::common::{Env, SERVER};
 
 /// A rule and a certs.toml (after SERVER) that breaks it with client `bad`.
@@ -94,8 +95,37 @@ fn plan_shows_the_policy_and_exits_1_on_violation() {
         .refused(&["refused by policy.toml", "clients.bad holds ClusterAdmin"]);
     assert!(run.stdout.contains("+ client bad"), "{}", run.shown());
     assert!(!run.stdout.contains("Saved this plan"), "{}", run.shown());
-    let json = env.cmd(&["plan", "--json"]).refused(&["clients.bad"]);
-    json.json();
+    let json = env
+        .cmd(&["plan", "--json"])
+        .refused(&["clients.bad"])
+        .json();
+    let rule = &json["policy"]["rules"][0];
+    assert_eq!(json["policy"]["file"], "policy.toml", "{json:#}");
+    assert_eq!(rule["name"], "standing-cluster-admins");
+    assert_eq!(rule["holds"], false);
+    assert_eq!(rule["clients"], serde_json::json!(["admin", "bad"]));
+    assert_eq!(rule["violations"][0]["client"], "bad");
+    // Each rule, whether it holds and for whom, as a reviewer reads it.
+    env.write(
+        "policy.toml",
+        format!(
+            "{}\n[[rule]]\nname = \"no-idle-access\"\nmax_unused = \"90d\"\n\n[[rule]]\nname = \"strong-keys\"\nkeys = [\"ec-p256\"]\n",
+            policy_of(case)
+        ),
+    );
+    let text = env.cmd(&["plan"]).refused(&["clients.bad"]).stdout;
+    assert_review("plan_policy_text", &text, &filters(&env));
+    let md = env
+        .cmd(&["plan", "--markdown"])
+        .refused(&["clients.bad"])
+        .stdout;
+    assert_review("plan_policy_markdown", &md, &filters(&env));
+    // Without a policy, no policy anywhere: the outputs are as before.
+    std::fs::remove_file(env.path("policy.toml")).unwrap();
+    let plain = env.run(&["plan", "--json"]).success().json();
+    assert!(plain.get("policy").is_none(), "{plain:#}");
+    let text = env.run(&["plan", "--markdown"]).success().stdout;
+    assert!(!text.contains("Policy"), "{text}");
 }
 
 #[test]
