@@ -196,12 +196,20 @@ fn declared_holder<'a>(
     entry: Option<&'a CertEntry>,
     now: OffsetDateTime,
 ) -> Holder<'a> {
-    let (key_types, validity) = match &c.source {
-        ClientSpec::Generate(g) => {
+    let (key_types, validity) = match (&c.source, entry) {
+        // Registered (or issued by this plan): the certificate as the store holds it, its
+        // access ending at until if that comes first (the store removes it then).
+        (ClientSpec::Generate(g), Some(e)) if e.source == Origin::Generated => {
+            let (_, issued) = registered(e);
+            let end = c.until.map_or(e.not_after, |u| e.not_after.min(u));
+            (Some(vec![e.key_type.unwrap_or(g.key)]), Some(end - issued))
+        }
+        // The declaration alone (validate): what an apply would issue now.
+        (ClientSpec::Generate(g), _) => {
             let end = super::until::issue_end(now, g.validity, c.until);
             (Some(vec![g.key]), Some(end - now))
         }
-        ClientSpec::Upload(_) => match desired.files.uploads.get(&c.key) {
+        (ClientSpec::Upload(_), _) => match desired.files.uploads.get(&c.key) {
             Some(certs) if !certs.is_empty() => (
                 certs.iter().map(|u| u.info.key_spec).collect(),
                 certs
