@@ -42,6 +42,26 @@ fn bundled_examples_are_valid() {
             .unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert!(desired.clients.len() >= 2, "{name}");
     }
+    // The production example's policy.toml: valid, passing its schema, and kept by the
+    // certs.toml beside it (validate evaluates it).
+    let policy = root.join("examples/production/policy.toml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    assert!(text.starts_with("#:schema ../../schema/policy.schema.json"));
+    let parsed = ravencert::config::parse_policy(&policy, "policy.toml", &policy, &text)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(parsed.rules.len(), 6);
+    if let Err(e) = common::policy_schema_check(&text) {
+        panic!("examples/production/policy.toml does not pass the schema:\n{e}");
+    }
+    let config = root.join("examples/production/certs.toml");
+    let run = common::Env::new()
+        .run(&["-c", config.to_str().unwrap(), "validate"])
+        .success();
+    assert!(
+        run.stdout.contains("policy.toml: 5 rules hold; 1 not evaluated (no-idle-access: the cluster does not report last use)."),
+        "{}",
+        run.shown()
+    );
 }
 
 /// Every config the project ships passes the JSON schema that its `#:schema` line names:
