@@ -96,11 +96,21 @@ fn tally(report: &PolicyReport) -> String {
     text
 }
 
+/// The most clients a rule's line names in text and Markdown (JSON lists them all): a rule
+/// over every client of a large store would otherwise fill the page.
+const SHOWN_CLIENTS: usize = 10;
+
+/// The clients a rule selects, as a line shows them: `a, b and 3 more`.
 fn clients(r: &RuleResult) -> String {
-    if r.selected.is_empty() {
-        "no client".into()
-    } else {
-        r.selected.join(", ")
+    let n = r.selected.len();
+    match n {
+        0 => "no client".into(),
+        n if n <= SHOWN_CLIENTS => r.selected.join(", "),
+        n => format!(
+            "{} and {} more",
+            r.selected[..SHOWN_CLIENTS].join(", "),
+            n - SHOWN_CLIENTS
+        ),
     }
 }
 
@@ -214,5 +224,22 @@ mod tests {
         assert!(!md.contains('\u{1b}') && !md.contains('\u{202e}'), "{md:?}");
         assert!(!md.contains("\n| forged"), "{md:?}");
         assert_eq!(md.matches("\n|").count(), 3, "{md}");
+    }
+
+    /// A rule over thousands of clients names the first ten and counts the rest.
+    #[test]
+    fn long_client_lists_are_cut() {
+        let selected: Vec<String> = (0..10_000).map(|i| format!("client-{i:05}")).collect();
+        let r = RuleResult {
+            name: "r".into(),
+            line: 1,
+            selected,
+            state: RuleState::Holds,
+        };
+        assert_eq!(
+            clients(&r),
+            "client-00000, client-00001, client-00002, client-00003, client-00004, client-00005, client-00006, client-00007, client-00008, client-00009 and 9990 more"
+        );
+        assert_eq!(rule_document(&r).clients.len(), 10_000);
     }
 }
