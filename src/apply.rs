@@ -23,6 +23,10 @@ pub enum ApplyError {
     /// Reading or writing the store failed.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// The plan breaks the policy in force: never carried out (a last guard; the commands
+    /// refuse it before).
+    #[error(transparent)]
+    Refused(Box<crate::plan::PlanError>),
     /// Making a key, certificate or bundle failed.
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
@@ -164,6 +168,9 @@ pub(crate) fn apply(
     now: OffsetDateTime,
     revision: Option<String>,
 ) -> Result<Outcome, ApplyError> {
+    if let Some(refused) = plan.policy_refusal() {
+        return Err(ApplyError::Refused(Box::new(refused)));
+    }
     store.ensure_root()?;
     let mut run = Applier {
         desired,

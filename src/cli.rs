@@ -59,8 +59,12 @@ pub enum ColorChoice {
 pub enum Command {
     /// Write a commented starter certs.toml (refuses to overwrite)
     Init,
-    /// Check certs.toml and the files it references; change nothing
-    Validate,
+    /// Check certs.toml and the files it references (and policy.toml); change nothing
+    Validate {
+        /// `--policy FILE`.
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
     /// Show what apply would do; change nothing
     Plan(PlanArgs),
     /// Carry out the plan
@@ -89,8 +93,12 @@ pub enum Command {
     Watch(WatchArgs),
     /// Write a certs.toml that declares a running cluster's registrations as they are
     Adopt(AdoptArgs),
-    /// Print the JSON schema of certs.toml
-    Schema,
+    /// Print the JSON schema of certs.toml (or, with --policy, of policy.toml)
+    Schema {
+        /// The schema of policy.toml instead
+        #[arg(long)]
+        policy: bool,
+    },
     /// Print shell completions
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -123,6 +131,14 @@ pub struct AdoptArgs {
     /// How to verify the node: `system` (default), or a PEM file of its CA or certificate
     #[arg(long, value_name = "system|PEM")]
     pub ca: Option<String>,
+}
+
+/// `--policy FILE`, of the commands that plan (validate, plan, apply, watch).
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArg {
+    /// The policy every plan must keep (default: policy.toml beside certs.toml, when there)
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
 }
 
 /// The options of `plan`.
@@ -161,6 +177,9 @@ pub struct PlanArgs {
     /// Leave the cluster out: plan and apply the store only ([cluster] is not contacted)
     #[arg(long)]
     pub offline: bool,
+    /// `--policy FILE`.
+    #[command(flatten)]
+    pub policy: PolicyArg,
 }
 
 /// The options of `apply`.
@@ -190,6 +209,9 @@ pub struct ApplyArgs {
     /// Leave the cluster out: plan and apply the store only ([cluster] is not contacted)
     #[arg(long)]
     pub offline: bool,
+    /// `--policy FILE`.
+    #[command(flatten)]
+    pub policy: PolicyArg,
 }
 
 /// The options of `watch`.
@@ -232,6 +254,9 @@ pub struct WatchArgs {
     /// authentication, no secret; port 0 picks a free port)
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// `--policy FILE`.
+    #[command(flatten)]
+    pub policy: PolicyArg,
 }
 
 /// The man page (roff), generated from this clap definition so that it never disagrees with

@@ -149,10 +149,17 @@ fn run(cli: Cli) -> ops::Result<Output> {
         export_base: None,
         allowed_exports: Vec::new(),
         cluster_usage: false,
+        policy: match &cli.command {
+            Command::Validate { policy }
+            | Command::Plan(PlanArgs { policy, .. })
+            | Command::Apply(ApplyArgs { policy, .. })
+            | Command::Watch(WatchArgs { policy, .. }) => policy.policy.clone(),
+            _ => None,
+        },
     };
     match cli.command {
         Command::Init => ops::init(&ctx),
-        Command::Validate => ops::validate(&ctx),
+        Command::Validate { .. } => ops::validate(&ctx),
         Command::Plan(a) => ops::plan(&ctx, &plan_request(a)),
         Command::Apply(a) => {
             let json = a.json;
@@ -195,7 +202,7 @@ fn run(cli: Cli) -> ops::Result<Output> {
             },
         ),
         Command::Settings => ops::settings(&ctx),
-        Command::Schema => Ok(ops::schema()),
+        Command::Schema { policy } => Ok(ops::schema(policy)),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "ravencert", &mut buf);

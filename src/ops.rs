@@ -79,6 +79,11 @@ pub fn validate(ctx: &Context) -> Result<Output> {
     let desired = ctx.desired_checked()?;
     // Every check of the plan that needs no store, so that validate and plan agree.
     plan::check_declared(&desired, ctx.now).map_err(|e| Error::from_plan(&desired, e))?;
+    // The policy's rules that the declaration alone decides, as plan checks them.
+    let policy = plan::check_declared_policy(&desired, ctx.now);
+    if let Some(refused) = policy.as_ref().and_then(plan::PolicyReport::refusal) {
+        return Err(Error::Plan(refused));
+    }
     // The bundle passwords too, which plan reads only to compare and apply only to write.
     let (errors, password_warnings) = desired.declared.bundle_password_problems();
     if !errors.is_empty() {
@@ -95,13 +100,51 @@ pub fn validate(ctx: &Context) -> Result<Output> {
         },
         desired.declared.store.path.display()
     );
+    if let Some(report) = &policy {
+        out.push_str(&policy_summary(report));
+    }
     for w in desired.declared.warnings.iter().chain(&password_warnings) {
         out.push_str(&format!("warning: {w}\n"));
     }
     Ok(Output::ok(out))
 }
 
-/// `ravencert schema`: the JSON schema of certs.toml.
-pub fn schema() -> Output {
-    Output::ok(config::json_schema())
+/// `validate`'s line on the policy: `policy.toml: 3 rules hold; 1 not evaluated (R: why)`.
+fn policy_summary(report: &plan::PolicyReport) -> String {
+    let holds = report
+        .rules
+        .iter()
+        .filter(|r| r.state == plan::RuleState::Holds)
+        .count();
+    let unknown: Vec<String> = report
+        .rules
+        .iter()
+        .filter_map(|r| match &r.state {
+            plan::RuleState::NotEvaluated(why) => Some(format!("{}: {why}", r.name)),
+            _ => None,
+        })
+        .collect();
+    let mut line = format!(
+        "{}: {holds} rule{} hold{}",
+        report.shown,
+        if holds == 1 { "" } else { "s" },
+        if holds == 1 { "s" } else { "" }
+    );
+    if !unknown.is_empty() {
+        line.push_str(&format!(
+            "; {} not evaluated ({})",
+            unknown.len(),
+            unknown.join("; ")
+        ));
+    }
+    line + ".\n"
+}
+
+/// `ravencert schema`: the JSON schema of certs.toml, or with `--policy` of policy.toml.
+pub fn schema(policy: bool) -> Output {
+    Output::ok(if policy {
+        config::policy_json_schema()
+    } else {
+        config::json_schema()
+    })
 }

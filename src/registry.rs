@@ -68,6 +68,22 @@ pub struct AppliedSettings {
     /// `[cluster]`, when declared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterRecord>,
+    /// policy.toml, when there was one (absent: none, as in every registry written before
+    /// ravencert read policies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyRecord>,
+}
+
+/// policy.toml as applied: its rules, one canonical line each, so that a change to a rule is
+/// seen (and a comment edit is not).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRecord {
+    /// The file, relative to certs.toml's folder when inside it.
+    pub file: String,
+    /// `NAME: SETTINGS` per rule, in the file's order.
+    #[serde(default)]
+    pub rules: Vec<String>,
 }
 
 /// `[store]` as applied.

@@ -64,6 +64,9 @@ pub enum SavedPlanError {
     /// certs.toml or a certificate file it names changed.
     #[error("Saved plan is stale: certs.toml or a file it references changed after the plan was made. Run plan again.")]
     ConfigChanged,
+    /// The plan breaks the policy in force: it is never saved, so never applied.
+    #[error("{0}")]
+    Refused(Box<crate::plan::PlanError>),
     /// The same inputs now plan differently (time moved on).
     #[error("Saved plan is stale: the plan would now differ (time has passed since it was made, e.g. a certificate entered its renewal window). Run plan again.")]
     PlanChanged,
@@ -95,7 +98,8 @@ pub(crate) struct SavedPlan {
     store: PathBuf,
     /// sha256 of what the planner saw of the store (registry, bundles, export).
     store_fingerprint: String,
-    /// sha256 of certs.toml and the certificate files it references (never of secrets).
+    /// sha256 of certs.toml, the certificate files it references (never of secrets) and the
+    /// policy in force.
     config_fingerprint: String,
     /// The options the plan was made with.
     pub(crate) options: SavedOptions,
@@ -149,12 +153,20 @@ fn config_fingerprint(desired: &Desired) -> Result<String> {
         // made while it could, which is what a stale check needs (its reading is planned too).
         bytes.extend_from_slice(&std::fs::read(&f).unwrap_or_default());
     }
+    // The policy the plan was checked against: another one makes the plan stale.
+    bytes.extend_from_slice(b"\0policy: ");
+    if let Some(p) = &desired.policy_in_force {
+        bytes.extend_from_slice(p.digest.as_bytes());
+    }
     Ok(format!("sha256:{}", crate::pki::sha256_hex(&bytes)))
 }
 
 impl SavedPlan {
     /// The saved form of `source.plan`, made with `options`.
     pub(crate) fn new(source: &Source<'_>, options: SavedOptions) -> Result<SavedPlan> {
+        if let Some(refused) = source.plan.policy_refusal() {
+            return Err(SavedPlanError::Refused(Box::new(refused)));
+        }
         Ok(SavedPlan {
             format_version: 1,
             kind: KIND.into(),

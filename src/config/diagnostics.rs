@@ -25,6 +25,8 @@ pub struct ConfigError {
     pub(super) message: String,
     /// The source line, shown under the message.
     pub(super) snippet: Option<String>,
+    /// In policy.toml rather than certs.toml.
+    pub(super) in_policy: bool,
 }
 
 /// The kinds of [`ConfigError`]. The message says the rest.
@@ -78,6 +80,11 @@ impl ConfigError {
         )
     }
 
+    /// A problem in policy.toml, not in certs.toml.
+    pub(crate) fn in_policy(&self) -> bool {
+        self.in_policy
+    }
+
     /// A problem with a secret (a password's variable or file) certs.toml names.
     pub(crate) fn is_secret(&self) -> bool {
         self.kind == ConfigErrorKind::Secret
@@ -108,6 +115,8 @@ pub(super) struct Checker<'a> {
     /// The byte offset where each line starts, found once: a position is a binary search, not
     /// a scan from the top (a config of 1,000 clients marks thousands of keys).
     line_starts: Vec<usize>,
+    /// Checking policy.toml rather than certs.toml.
+    in_policy: bool,
 }
 
 /// A source line with the value of any `password = ...` masked: an error about a password
@@ -165,6 +174,24 @@ impl<'a> Checker<'a> {
             errors: Vec::new(),
             positions: BTreeMap::new(),
             line_starts,
+            in_policy: false,
+        }
+    }
+
+    /// A checker of policy.toml: its errors say so.
+    pub(super) fn for_policy(file: &'a Path, source: &'a str) -> Checker<'a> {
+        Checker {
+            in_policy: true,
+            ..Checker::new(file, source)
+        }
+    }
+
+    /// The document checked, as messages name it.
+    fn document(&self) -> &'static str {
+        if self.in_policy {
+            "policy.toml"
+        } else {
+            "certs.toml"
         }
     }
 
@@ -194,6 +221,11 @@ impl<'a> Checker<'a> {
         (line, column, redact(text))
     }
 
+    /// The line (from 1) of a byte offset.
+    pub(super) fn line(&self, offset: usize) -> usize {
+        self.line_column(offset).0
+    }
+
     /// Remembers where a key stands, for errors found after parsing.
     pub(super) fn mark(&mut self, key: String, span: &Range<usize>) {
         let (line, column, _) = self.line_column(span.start);
@@ -221,6 +253,7 @@ impl<'a> Checker<'a> {
             key: key.into(),
             message,
             snippet,
+            in_policy: self.in_policy,
         });
     }
 }
@@ -241,11 +274,11 @@ pub(super) fn syntax_errors(
         format!("{message}; unknown keys are refused so that a typo is never ignored")
     } else if message == "missing field `version`" {
         // serde reports it at the end of the document: no line to point at.
-        ck.error_at(
-            Some(&(0..0)),
-            "version",
-            "missing field `version`: certs.toml must start with `version = 1`".into(),
+        let message = format!(
+            "missing field `version`: {} must start with `version = 1`",
+            ck.document()
         );
+        ck.error_at(Some(&(0..0)), "version", message);
         return mark_syntax(ck.errors);
     } else {
         message

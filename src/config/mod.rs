@@ -7,6 +7,7 @@
 
 mod diagnostics;
 mod keypath;
+pub mod policy;
 mod raw;
 mod references;
 mod schema;
@@ -27,6 +28,7 @@ use references::check_ca_file;
 pub(crate) use references::missing_references;
 
 pub use diagnostics::ConfigError;
+pub use policy::{parse_policy, policy_json_schema, Policy};
 pub use references::check_references;
 pub use schema::json_schema;
 
@@ -226,6 +228,11 @@ pub struct Declared {
     pub positions: BTreeMap<String, (usize, usize)>,
     /// `[defaults].renew_before`: when an uploaded certificate's coming expiry is warned about.
     pub renew_before: RenewBefore,
+    /// The policy.toml read with it (at the same revision), when there is one: what this
+    /// revision declares, which the store records at an apply.
+    pub policy: Option<Policy>,
+    /// Where its policy.toml is read from, whether or not the file exists (watch follows it).
+    pub policy_file: Option<PathBuf>,
 }
 
 /// certs.toml with what its certificate files hold: what the store should hold: its
@@ -236,6 +243,9 @@ pub struct Desired {
     pub declared: Declared,
     /// What the referenced certificate files hold.
     pub files: Files,
+    /// The policy every plan of it must keep: the one beside it at its revision, or (a review
+    /// with `plan --base`) BASE's, so that a change cannot loosen the policy for itself.
+    pub policy_in_force: Option<Policy>,
 }
 
 impl Desired {
@@ -318,9 +328,11 @@ impl Declared {
             return Err(problems);
         }
         files.unread.extend(ca_unread);
+        let policy_in_force = self.policy.clone();
         Ok(Desired {
             declared: self,
             files,
+            policy_in_force,
         })
     }
 
@@ -347,6 +359,7 @@ impl Declared {
             key,
             message,
             snippet: None,
+            in_policy: false,
         }
     }
 
@@ -376,6 +389,8 @@ impl Declared {
             SecretRef::File(p) => Some(p.clone()),
             SecretRef::Env(_) => None,
         }));
+        // Followed even while it does not exist: writing one puts a policy in force.
+        files.extend(self.policy_file.clone());
         files
     }
 

@@ -152,16 +152,26 @@ pub(super) fn client_rules(schema: &mut schemars::Schema) {
 
 /// RavenDB's rule for database names (model::check_database_name).
 pub(super) fn database_names(schema: &mut schemars::Schema) {
-    schema.insert(
-        "propertyNames".into(),
-        serde_json::json!({
-            "maxLength": 128,
-            "pattern": r"^[\p{Alphabetic}\p{N}_-]+(\.[\p{Alphabetic}\p{N}_-]+)*$",
-            "not": {
-                "pattern": "^([Cc][Oo][Nn]|[Pp][Rr][Nn]|[Aa][Uu][Xx]|[Nn][Uu][Ll]|([Cc][Oo][Mm]|[Ll][Pp][Tt])[1-9])$"
-            }
-        }),
-    );
+    schema.insert("propertyNames".into(), database_name_rule());
+}
+
+/// One database name (policy.toml's `database`), by the same rule.
+pub(super) fn database_name(schema: &mut schemars::Schema) {
+    if let serde_json::Value::Object(rule) = database_name_rule() {
+        for (k, v) in rule {
+            schema.insert(k, v);
+        }
+    }
+}
+
+fn database_name_rule() -> serde_json::Value {
+    serde_json::json!({
+        "maxLength": 128,
+        "pattern": r"^[\p{Alphabetic}\p{N}_-]+(\.[\p{Alphabetic}\p{N}_-]+)*$",
+        "not": {
+            "pattern": "^([Cc][Oo][Nn]|[Pp][Rr][Nn]|[Aa][Uu][Xx]|[Nn][Uu][Ll]|([Cc][Oo][Mm]|[Ll][Pp][Tt])[1-9])$"
+        }
+    })
 }
 
 /// The JSON schema of certs.toml, as checked in under schema/.

@@ -9,18 +9,20 @@ use time::OffsetDateTime;
 use super::error::{Error, Result};
 use crate::config::{CaPin, ClusterAdmin, ClusterSettings, Desired};
 use crate::model::{EntryThumbprint, Thumbprint};
+use crate::plan::PlanOptions;
 use crate::plan::{
     plan_cluster, ClusterAction, ClusterChange, ClusterListing, ClusterOptions, ClusterPlan,
     ClusterView, Keep, RegistrationFields, ServerVersion,
 };
-use crate::plan::{HeldAccess, Plan, PlanOptions};
 use crate::ravendb::{BodyLog, Client, ClientOptions, ClusterError, Identity, Listing, Pin};
 use crate::registry::Registry;
 use crate::store::Store;
 
+mod reading;
 mod state;
 mod usage;
 
+pub(crate) use reading::{measured, read, wants_usage, Reading};
 use state::State;
 
 /// Why the cluster cannot be contacted as `[cluster]` says, before any request.
@@ -649,79 +651,6 @@ pub(crate) struct StorePlanned<'a> {
     pub(crate) plan: &'a crate::plan::Plan,
     pub(crate) now: OffsetDateTime,
     pub(crate) opts: &'a PlanOptions,
-}
-
-/// The cluster as read after the store plan and before any change: the listing to plan the
-/// cluster against (and to measure the store plan's escalations by), or why there is none.
-pub(crate) enum Reading {
-    /// certs.toml has no `[cluster]`.
-    Absent,
-    /// `--offline`: left out.
-    Offline,
-    /// Connected, and its registrations listed.
-    Listed(Box<Target>, ClusterListing),
-    /// Not contacted: what ravencert needs for it (the admin certificate, the server
-    /// certificate to pin) is not in the store yet.
-    NotYet(ClusterSetupError),
-}
-
-impl Reading {
-    /// What the listed registrations grant, for [`crate::plan::PlanOptions::cluster_access`].
-    pub(crate) fn access(&self) -> Option<BTreeMap<Thumbprint, HeldAccess>> {
-        match self {
-            Reading::Listed(_, listing) => Some(crate::plan::held_access(listing)),
-            _ => None,
-        }
-    }
-}
-
-/// Reads the cluster of `desired` (one list request), the store as `registry` holds it now.
-/// Called after the store is planned, so that a refused plan sends nothing. A listing that
-/// cannot be read is an error saying that nothing changed and that `--offline` applies the
-/// store alone.
-pub(crate) fn read(
-    desired: &Desired,
-    store: &Store,
-    registry: &Registry,
-    offline: bool,
-    usage: bool,
-) -> Result<Reading> {
-    let Some(settings) = &desired.declared.cluster else {
-        return Ok(Reading::Absent);
-    };
-    if offline {
-        return Ok(Reading::Offline);
-    }
-    let target = match Target::connect(settings, store, registry) {
-        Ok(t) => t,
-        Err(Error::ClusterSetup(
-            e @ (ClusterSetupError::AdminNotIssued { .. } | ClusterSetupError::NoServerToPin),
-        )) => return Ok(Reading::NotYet(e)),
-        Err(e) => return Err(e),
-    };
-    let mut listing = target.read().map_err(|e| match e {
-        Error::Cluster(c) => Error::ClusterUnread(c),
-        e => e,
-    })?;
-    if usage {
-        target.fill_last_used(&mut listing);
-    }
-    Ok(Reading::Listed(Box::new(target), listing))
-}
-
-/// The store plan measured against what the cluster grants (`reading`): planned again with
-/// the listing's access when it flagged an escalation, so that access the cluster already
-/// grants is not one. The same changes; only their flags can differ.
-pub(crate) fn measured(s: &StorePlanned<'_>, reading: &Reading) -> Result<Plan> {
-    let access = match reading.access() {
-        Some(access) if s.plan.changes.iter().any(|c| c.escalation) => access,
-        _ => return Ok(s.plan.clone()),
-    };
-    let opts = PlanOptions {
-        cluster_access: Some(access),
-        ..s.opts.clone()
-    };
-    crate::plan::plan(s.desired, s.actual, s.now, &opts).map_err(|e| Error::from_plan(s.desired, e))
 }
 
 /// Plans the cluster after the store plan `s`, with what `reading` found. When the admin

@@ -32,6 +32,9 @@ pub struct Context {
     /// `watch --listen`, whose page and `/metrics` show it. A plan otherwise sends the one list
     /// request only.
     pub cluster_usage: bool,
+    /// `--policy FILE`: the policy.toml to keep (default: policy.toml beside certs.toml, when
+    /// it exists).
+    pub policy: Option<PathBuf>,
 }
 
 /// certs.toml is text a person reviews: anything larger is a mistake, not a config.
@@ -116,6 +119,72 @@ impl Context {
         Ok(desired)
     }
 
+    /// Where policy.toml is read from: `--policy FILE`, else beside certs.toml.
+    fn policy_path(&self) -> PathBuf {
+        match &self.policy {
+            Some(p) => p.clone(),
+            None => self.config.with_file_name("policy.toml"),
+        }
+    }
+
+    /// policy.toml at `source`, read and validated like certs.toml; None when there is none (a
+    /// missing `--policy FILE` in the work tree is an error). At a revision it comes from git's
+    /// objects, so a review reads the policy of that very commit.
+    fn read_policy(&self, source: &Revision) -> Result<Option<config::Policy>> {
+        let path = self.policy_path();
+        let refused = |problem: String| Error::Policy {
+            path: path.clone(),
+            problem,
+        };
+        let bytes = match source {
+            Revision::WorkTree => {
+                if std::fs::symlink_metadata(&path).is_err() && self.policy.is_none() {
+                    return Ok(None);
+                }
+                if let Some(workdir) = git::workdir_of(&path) {
+                    git::check_links_stay_inside(&path, &workdir).map_err(&refused)?;
+                }
+                crate::fsutil::read_regular(&path, MAX_CONFIG_BYTES as u64, true)
+                    .map_err(|e| refused(format!("cannot be read: {e}")))?
+            }
+            Revision::Rev(rev) => {
+                let at_rev = |e: crate::git::GitError| {
+                    refused(format!("cannot be read at revision '{rev}': {e}"))
+                };
+                if !git::exists_at(&path, rev).map_err(at_rev)? {
+                    return Ok(None);
+                }
+                git::read_file_at(&path, rev).map_err(at_rev)?
+            }
+        };
+        if bytes.len() > MAX_CONFIG_BYTES {
+            return Err(refused(format!(
+                "is {} bytes; a policy larger than {} MiB is refused (is this the right file?)",
+                bytes.len(),
+                MAX_CONFIG_BYTES >> 20
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| refused("is not UTF-8 text".into()))?;
+        let (file, shown) = self.policy_shown(&path, source);
+        let policy = config::parse_policy(&file, &shown, &path, &text)?;
+        Ok(Some(policy))
+    }
+
+    /// How errors name the policy file (its path, `@REV` at a revision), and how outputs do
+    /// (relative to certs.toml's folder when inside it: `policy.toml`, `policy.toml@main`).
+    fn policy_shown(&self, path: &Path, source: &Revision) -> (PathBuf, String) {
+        let base = self.base();
+        let rel = path.strip_prefix(&base).unwrap_or(path);
+        let rel = rel.strip_prefix(".").unwrap_or(rel).display().to_string();
+        match source {
+            Revision::WorkTree => (path.to_path_buf(), rel),
+            Revision::Rev(rev) => (
+                PathBuf::from(format!("{}@{rev}", path.display())),
+                format!("{rel}@{rev}"),
+            ),
+        }
+    }
+
     /// Git mode: a relative export (or install file) is written next to the store (the
     /// checkout is a cache). An absolute or `..` one would let a commit make the daemon (root)
     /// write anywhere: refused unless the machine allows that path with `--allow-export-path`.
@@ -197,7 +266,10 @@ impl Context {
     /// and no private key is read — a file the repository does not hold (outside it, not
     /// committed) or one that opens only with a password is listed as not read instead.
     pub(crate) fn load(&self, source: &Revision, review: bool) -> Result<Desired> {
-        let declared = self.parse(source)?;
+        let mut declared = self.parse(source)?;
+        // The policy is read where a plan is made: validate, plan, apply and watch.
+        declared.policy = self.read_policy(source)?;
+        declared.policy_file = Some(self.policy_path());
         let on_disk = *source == Revision::WorkTree;
         let rev = match source {
             Revision::WorkTree => None,

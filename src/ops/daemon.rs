@@ -14,7 +14,7 @@ use super::update::{converge, plan_for, revision_of, Converged, Run};
 use super::{Context, Output, Revision};
 use crate::config::Desired;
 use crate::listen;
-use crate::plan::{Action, ClusterAction, ClusterView, FieldChange, Plan, PlanOptions};
+use crate::plan::{Action, ClusterAction, ClusterView, FieldChange, Plan, PlanError, PlanOptions};
 use crate::render::{self, Style};
 use crate::watch::{self, Attempt, Reconciler, Source, WatchOptions};
 
@@ -44,6 +44,7 @@ pub fn watch(ctx: &Context, req: &WatchRequest) -> Result<Output> {
         store_override: ctx.store_override.clone(),
         style: ctx.style,
         export_base,
+        policy: ctx.policy.clone(),
         req,
         listener: match &req.listen {
             Some(addr) => Some(Observer::new(listen::start(addr)?.0)),
@@ -66,6 +67,8 @@ struct Daemon<'a> {
     store_override: Option<PathBuf>,
     style: Style,
     export_base: Option<PathBuf>,
+    /// `--policy FILE`.
+    policy: Option<PathBuf>,
     req: &'a WatchRequest,
     /// What `--listen` serves, replaced after every attempt.
     listener: Option<Observer>,
@@ -84,6 +87,7 @@ impl Daemon<'_> {
             allowed_exports: self.req.allow_export_path.clone(),
             // The page and /metrics show when each certificate was last used.
             cluster_usage: self.listener.is_some(),
+            policy: self.policy.clone(),
         }
     }
 }
@@ -228,6 +232,10 @@ fn attempt(
             log_converged(&c, why, revision);
             (Attempt::Done, Some(desired), report, c.plan.next_access_end)
         }
+        Err(Error::Plan(refused @ PlanError::Policy { .. })) => {
+            let (attempt, report) = policy_refused(&refused, why, revision);
+            (attempt, Some(desired), report, None)
+        }
         Err(e @ (Error::AfterStore(_) | Error::ClusterApply(_))) => {
             error!("{why}: {}", one_line(&e));
             (Attempt::Failed, Some(desired), failed(&e), None)
@@ -240,6 +248,27 @@ fn attempt(
             (Attempt::Failed, Some(desired), failed(&e), None)
         }
     }
+}
+
+/// A plan that breaks the policy in force: like an invalid certs.toml, logged and not retried
+/// (nothing changes until a commit or an edit does), and `/healthz` says which rule fails.
+fn policy_refused(refused: &PlanError, why: &str, revision: Option<String>) -> (Attempt, Report) {
+    let problem = format!("policy: {}", refused.to_string().replace('\n', " |"));
+    warn!("{why}: {problem}; nothing applied, the last good state stays");
+    let unusable = Unusable {
+        inputs: false,
+        problems: vec![problem.clone()],
+    };
+    let report = Report {
+        unusable: Some(unusable),
+        ..Report::of(
+            Outcome::Invalid(format!(
+                "{problem}; nothing applied, the last good state stays"
+            )),
+            revision,
+        )
+    };
+    (Attempt::Invalid, report)
 }
 
 /// One attempt's changes, store then cluster, a line each.
@@ -315,21 +344,8 @@ fn plan_only(
     why: &str,
     offline: bool,
 ) -> (Attempt, Report, Option<OffsetDateTime>) {
-    let (cluster, end) = match plan_for(ctx, desired, &PlanOptions::default(), offline) {
-        Ok((plan, cluster)) if plan.is_empty() && plan.drift.is_empty() => {
-            log_cluster(&cluster, why, None);
-            info!("{why}: no changes, the store matches certs.toml");
-            (cluster, plan.next_access_end)
-        }
-        Ok((plan, cluster)) => {
-            info!(
-                "{why}: plan only, would apply: {}",
-                render::applied_counts(&plan)
-            );
-            log_changes(&plan);
-            log_cluster(&cluster, why, None);
-            (cluster, plan.next_access_end)
-        }
+    let (plan, cluster) = match plan_for(ctx, desired, &PlanOptions::default(), offline) {
+        Ok(planned) => planned,
         Err(e) => {
             error!("{why}: plan failed: {}", one_line(&e));
             let outcome = Outcome::Planned(Err(one_line(&e)));
@@ -340,9 +356,25 @@ fn plan_only(
             return (Attempt::Failed, report, None);
         }
     };
+    if let Some(refused) = plan.policy_refusal() {
+        log_changes(&plan);
+        let (attempt, report) = policy_refused(&refused, why, None);
+        return (attempt, report, plan.next_access_end);
+    }
+    if plan.is_empty() && plan.drift.is_empty() {
+        log_cluster(&cluster, why, None);
+        info!("{why}: no changes, the store matches certs.toml");
+    } else {
+        info!(
+            "{why}: plan only, would apply: {}",
+            render::applied_counts(&plan)
+        );
+        log_changes(&plan);
+        log_cluster(&cluster, why, None);
+    }
     let report = Report {
         cluster: ClusterSeen::of(&cluster, false),
         ..Report::of(Outcome::Planned(Ok(())), None)
     };
-    (Attempt::Done, report, end)
+    (Attempt::Done, report, plan.next_access_end)
 }

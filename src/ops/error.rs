@@ -49,6 +49,14 @@ pub enum Error {
         /// Why.
         source: crate::fsutil::ReadError,
     },
+    /// policy.toml (or `--policy FILE`) cannot be read.
+    #[error("{}: {problem}", .path.display())]
+    Policy {
+        /// The policy file.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        problem: String,
+    },
     /// certs.toml holds bytes that are not UTF-8.
     #[error("{}: is not UTF-8 text", .0.display())]
     ConfigNotUtf8(PathBuf),
@@ -282,8 +290,13 @@ fn config_report(errors: &[ConfigError]) -> String {
         .collect::<Vec<_>>()
         .join("\nerror: ");
     if errors.len() > 1 {
+        let document = if errors.iter().all(ConfigError::in_policy) {
+            "policy.toml"
+        } else {
+            "certs.toml"
+        };
         text.push_str(&format!(
-            "\n({} problems in certs.toml; nothing was changed)",
+            "\n({} problems in {document}; nothing was changed)",
             errors.len()
         ));
     } else {

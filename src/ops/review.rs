@@ -65,6 +65,7 @@ pub(super) fn options(replace: &[String], allow_delete_all: bool) -> PlanOptions
         bundle_passwords: None,
         review: false,
         cluster_access: None,
+        cluster_usage: None,
     }
 }
 
@@ -243,7 +244,7 @@ pub(super) fn compute_with_cluster(
         &store,
         &actual.registry,
         offline,
-        ctx.cluster_usage,
+        cluster::wants_usage(desired, ctx.cluster_usage),
     )?;
     let mut planned = StorePlanned {
         desired,
@@ -264,7 +265,10 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
     let opts = req.flags.options();
     let (desired, actual, plan, cluster) = planned(ctx, req, &opts)?;
     let mut stdout = shown(ctx, req, &desired, &actual, &plan, &cluster)?;
-    if let Some(out) = &req.out {
+    // A plan that breaks the policy is shown (its Policy section says which rule fails), then
+    // refused: exit 1, and never saved.
+    let refusal = plan.policy_refusal();
+    if let (Some(out), None) = (&req.out, &refusal) {
         let source = Source {
             now: ctx.now,
             config: &ctx.config,
@@ -292,6 +296,13 @@ pub fn plan(ctx: &Context, req: &PlanRequest) -> Result<Output> {
             req.markdown,
             &registry_diff(ctx, &desired, &actual, &plan),
         );
+    }
+    if let Some(refusal) = refusal {
+        return Ok(Output {
+            stdout,
+            stderr: format!("error: {refusal}\n"),
+            code: 1,
+        });
     }
     // Kept access is not "No changes": a reviewer must look at it too.
     let code = if req.detailed_exitcode && !(plan.is_settled() && cluster.is_settled()) {
@@ -350,6 +361,10 @@ fn review_base(
         None
     };
     compare_unread(&mut desired, base.as_ref());
+    // BASE's policy is in force: a change cannot loosen the policy and use the looser rule at
+    // once. Its own policy.toml must still parse, and a change to it shows as a settings
+    // change. No certs.toml (or no policy) at BASE: none is in force yet.
+    desired.policy_in_force = base.as_ref().and_then(|b| b.declared.policy.clone());
     let actual = match &base {
         Some(base) => plan::assumed_store(base, ctx.now),
         None => {

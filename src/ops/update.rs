@@ -55,7 +55,7 @@ pub(crate) struct Converged {
 /// certs.toml's provenance covers the certificate files it names: an uncommitted upload
 /// makes the applied revision dirty too.
 fn local_revision(ctx: &Context, desired: &Desired, require_clean: bool) -> Result<Option<String>> {
-    let files = desired.declared.certificate_files();
+    let files = reviewed_files(desired);
     if !require_clean {
         return Ok(git::provenance(&ctx.config, &files).map(|p| p.revision()));
     }
@@ -69,7 +69,15 @@ fn local_revision(ctx: &Context, desired: &Desired, require_clean: bool) -> Resu
 /// The applied revision of a certs.toml on disk (and the certificate files it names), when it
 /// is in git.
 pub(crate) fn revision_of(config: &Path, desired: &Desired) -> Option<String> {
-    git::provenance(config, &desired.declared.certificate_files()).map(|p| p.revision())
+    git::provenance(config, &reviewed_files(desired)).map(|p| p.revision())
+}
+
+/// The files whose provenance the applied revision records with certs.toml: the certificate
+/// files it names, and its policy.toml when there is one.
+fn reviewed_files(desired: &Desired) -> Vec<PathBuf> {
+    let mut files = desired.declared.certificate_files();
+    files.extend(desired.declared.policy.as_ref().map(|p| p.path.clone()));
+    files
 }
 
 /// The plan for `desired` against its store, and the cluster's, changing nothing.
@@ -113,6 +121,8 @@ pub(crate) fn converge(
     let opts = with_passwords(opts, desired, &store)?;
     let plan =
         plan::plan(desired, &actual, ctx.now, &opts).map_err(|e| Error::from_plan(desired, e))?;
+    // A plan that breaks the policy is refused before anything is read or written.
+    refuse_by_policy(&plan)?;
     check_needed_passwords(desired, &actual, &plan, &opts)?;
     // The cluster is read only once the store's plan is not refused: a refused plan sends
     // nothing. Then the plan is measured against what the cluster grants.
@@ -121,7 +131,7 @@ pub(crate) fn converge(
         &store,
         &actual.registry,
         run.offline,
-        ctx.cluster_usage,
+        cluster::wants_usage(desired, ctx.cluster_usage),
     )?;
     let mut planned = StorePlanned {
         desired,
@@ -132,6 +142,7 @@ pub(crate) fn converge(
         opts: &opts,
     };
     let plan = cluster::measured(&planned, &reading)?;
+    refuse_by_policy(&plan)?;
     planned.plan = &plan;
     check(&actual, &plan)?;
     let preview = cluster::preview(&planned, reading)?;
@@ -159,6 +170,14 @@ pub(crate) fn converge(
     })
 }
 
+/// The refusal of a plan that breaks the policy in force (policy.toml).
+pub(crate) fn refuse_by_policy(plan: &Plan) -> Result<()> {
+    match plan.policy_refusal() {
+        Some(e) => Err(Error::Plan(e)),
+        None => Ok(()),
+    }
+}
+
 /// `ravencert apply [PLANFILE]`: shows the plan and asks through `confirm` (unless `--yes` or
 /// nothing to do), then applies it under the lock, refusing when it changed meanwhile.
 pub fn apply(ctx: &Context, req: &ApplyRequest, confirm: Confirm<'_>) -> Result<Output> {
@@ -176,6 +195,8 @@ pub fn apply(ctx: &Context, req: &ApplyRequest, confirm: Confirm<'_>) -> Result<
     if let Some(s) = &saved {
         s.check(&desired, &preview_actual, &preview)?;
     }
+    // Refused before anyone is asked: a plan breaking the policy is never applied.
+    refuse_by_policy(&preview)?;
     let unchanged = preview.is_empty() && cluster_preview.is_empty();
     if !unchanged {
         // A bundle that cannot be written is refused before anyone is asked or anything locked.

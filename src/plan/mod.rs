@@ -25,6 +25,7 @@ mod clients;
 mod cluster;
 #[cfg(test)]
 mod cluster_tests;
+mod policy;
 mod project;
 mod server;
 mod settings;
@@ -40,6 +41,8 @@ pub use cluster::{
     ClusterView, ExtraRegistration, Keep, Registration, RegistrationFields, RegistrationState,
     ServerVersion,
 };
+pub(crate) use policy::check_declared_policy;
+pub use policy::{evaluate, PolicyReport, RuleResult, RuleState, Usage, Violation};
 pub use project::project;
 pub(crate) use project::{
     assumed_store, generated_client_entry, generated_server_entry, mutate, node_entries,
@@ -340,6 +343,8 @@ pub struct Plan {
     /// The earliest moment after this plan at which access ends by itself: a client's `until`
     /// (declared or recorded) or the end of a rotation overlap. `watch` plans again then.
     pub next_access_end: Option<OffsetDateTime>,
+    /// The rules of the policy in force and whether each holds; None without a policy.
+    pub policy: Option<PolicyReport>,
 }
 
 /// An undeclared certificate the store keeps (prune is off): who still has access, and how
@@ -412,6 +417,9 @@ pub struct PlanOptions {
     /// more) widens nothing. None (`--offline`, `plan --base`, no `[cluster]`): measured
     /// against the store alone.
     pub cluster_access: Option<BTreeMap<Thumbprint, HeldAccess>>,
+    /// When each registration was last used, where the cluster reports it: policy.toml's
+    /// `max_unused` is not evaluated without it.
+    pub cluster_usage: Option<Usage>,
 }
 
 /// The access one registration on the cluster grants: a client's clearance and databases.
@@ -526,6 +534,14 @@ pub enum PlanError {
         key: String,
         /// What the plan would have done to it.
         change: ProtectedChange,
+    },
+    /// The plan breaks a rule of the policy in force (policy.toml): shown, never applied.
+    #[error("{}", policy::refusal_text(shown, violations))]
+    Policy {
+        /// The policy file as outputs name it.
+        shown: String,
+        /// Every client breaking a rule.
+        violations: Vec<Violation>,
     },
     /// Every client certificate on the cluster unregistered, without `--allow-delete-all`.
     #[error("refused: this plan unregisters every client certificate on the cluster at {url} ({names}) and the store holds none; if that is really intended, run again with --allow-delete-all")]
@@ -731,7 +747,7 @@ impl<'a> Planner<'a> {
         let mut not_read: Vec<NotRead> =
             self.desired.files.unread.iter().map(unread_note).collect();
         not_read.extend(self.not_read);
-        Ok(Plan {
+        let mut plan = Plan {
             changes,
             warnings: self.warnings,
             drift: self.actual.drift.clone(),
@@ -739,7 +755,16 @@ impl<'a> Planner<'a> {
             not_read,
             review: self.opts.review,
             next_access_end: until::next_end(self.desired, &self.actual.registry, self.now),
-        })
+            policy: None,
+        };
+        // The rules hold for the store as the plan leaves it (a projection, paid only here).
+        if let Some(policy) = &self.desired.policy_in_force {
+            let projected = project(&self.actual.registry, &plan, self.desired, self.now);
+            let usage = self.opts.cluster_usage.as_ref();
+            let report = evaluate(policy, self.desired, Some(&projected), usage, self.now);
+            plan.policy = Some(report);
+        }
+        Ok(plan)
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{Action, Change, Field, FieldChange, Fields, Target};
 use crate::config::{CaPin, ClusterAdmin, Declared};
-use crate::registry::{AppliedSettings, ClusterRecord, KeepRecord, StoreRecord};
+use crate::registry::{AppliedSettings, ClusterRecord, KeepRecord, PolicyRecord, StoreRecord};
 
 /// The settings certs.toml declares, as the registry records them.
 pub(crate) fn settings_of(declared: &Declared) -> AppliedSettings {
@@ -51,6 +51,14 @@ pub(crate) fn settings_of(declared: &Declared) -> AppliedSettings {
                 })
                 .collect(),
         }),
+        policy: declared.policy.as_ref().map(|p| PolicyRecord {
+            file: shown(&p.path),
+            rules: p
+                .rules
+                .iter()
+                .map(|r| format!("{}: {}", r.name, r.canonical()))
+                .collect(),
+        }),
     }
 }
 
@@ -75,7 +83,36 @@ pub(crate) fn settings_changes(before: &AppliedSettings, after: &AppliedSettings
             cluster_escalations(before.cluster.as_ref(), after.cluster.as_ref()),
         ));
     }
+    if before.policy != after.policy {
+        out.push(policy_change(before.policy.as_ref(), after.policy.as_ref()));
+    }
     out
+}
+
+/// A change to policy.toml: flagged whichever way it goes, since it decides what every later
+/// plan may do. One line per rule added, removed or changed (`rule NAME`), and the file.
+fn policy_change(before: Option<&PolicyRecord>, after: Option<&PolicyRecord>) -> Change {
+    let values = |p: Option<&PolicyRecord>| -> Values {
+        let Some(p) = p else {
+            return Values::new();
+        };
+        let mut values = Values::from([("file".to_string(), Value::from(p.file.clone()))]);
+        for line in &p.rules {
+            let (name, rule) = line.split_once(": ").unwrap_or((line.as_str(), ""));
+            values.insert(format!("rule {name}"), Value::from(rule));
+        }
+        values
+    };
+    let mut change = section_change("policy", values(before), values(after), Vec::new());
+    let what = match (before, after) {
+        (None, _) => "policy.toml added",
+        (_, None) => "policy.toml removed",
+        _ => "policy.toml changed",
+    };
+    change.reason =
+        format!("{what}: it decides what every plan may do; review it like a change of access");
+    change.escalation = true;
+    change
 }
 
 type Values = BTreeMap<String, Value>;
@@ -245,7 +282,51 @@ mod tests {
                 max_deletions: max,
             }),
             cluster: c,
+            policy: None,
         }
+    }
+
+    /// policy.toml (issue 25): added, a rule changed, removed: each a flagged change with a line
+    /// per rule; the same rules are no change.
+    #[test]
+    fn a_policy_change_is_flagged_rule_by_rule() {
+        let with = |rules: &[&str]| AppliedSettings {
+            policy: Some(PolicyRecord {
+                file: "policy.toml".into(),
+                rules: rules.iter().map(|r| r.to_string()).collect(),
+            }),
+            ..settings(None, false, 5)
+        };
+        let none = settings(None, false, 5);
+        let strict = with(&["admins: clearance>=ClusterAdmin allow=[admin]"]);
+        let loose = with(&["admins: clearance>=ClusterAdmin allow=[admin, ops]"]);
+        let added = settings_changes(&none, &strict);
+        assert_eq!(added.len(), 1);
+        assert_eq!(
+            (added[0].target, added[0].key.as_str()),
+            (Target::Settings, "policy")
+        );
+        assert!(added[0].escalation && added[0].reason.starts_with("policy.toml added"));
+        let changed = settings_changes(&strict, &loose);
+        assert!(changed[0].escalation && changed[0].reason.starts_with("policy.toml changed"));
+        let fields: Vec<(&str, Option<&str>, Option<&str>)> = changed[0]
+            .fields
+            .iter()
+            .map(|f| (f.field.as_str(), f.old.as_deref(), f.new.as_deref()))
+            .collect();
+        assert_eq!(
+            fields,
+            [(
+                "rule admins",
+                Some("clearance>=ClusterAdmin allow=[admin]"),
+                Some("clearance>=ClusterAdmin allow=[admin, ops]")
+            )]
+        );
+        // Tightening is flagged too: the policy decides what every later plan may do.
+        assert!(settings_changes(&loose, &strict)[0].escalation);
+        let removed = settings_changes(&strict, &none);
+        assert!(removed[0].escalation && removed[0].reason.starts_with("policy.toml removed"));
+        assert!(settings_changes(&strict, &strict.clone()).is_empty());
     }
 
     #[test]

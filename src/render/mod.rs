@@ -13,6 +13,7 @@ mod cluster;
 mod escape;
 mod html;
 mod plan;
+mod policy;
 mod status;
 mod table;
 

@@ -187,6 +187,10 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
     if !plan.is_settled() {
         let _ = writeln!(out, "{}", style.bold(&summary_line(plan)));
     }
+    if let Some(report) = &plan.policy {
+        out.push('\n');
+        super::policy::policy_text(&mut out, report, style);
+    }
     out
 }
 
@@ -370,6 +374,9 @@ pub(crate) struct PlanDocument {
     /// what it could therefore not compare; left out when it read everything.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     not_read: Vec<NotRead>,
+    /// The rules of the policy in force and whether each holds; absent without a policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy: Option<super::policy::PolicyDocument>,
     /// `plan --json --diff`: the registry diff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) registry_diff: Option<String>,
@@ -406,6 +413,7 @@ pub(crate) fn plan_document(plan: &Plan) -> PlanDocument {
             .collect(),
         kept: plan.kept.clone(),
         not_read: plan.not_read.clone(),
+        policy: plan.policy.as_ref().map(super::policy::PolicyDocument::of),
         registry_diff: None,
     }
 }
@@ -464,6 +472,9 @@ pub fn plan_markdown(plan: &Plan) -> String {
     md_list(&mut out, KEPT_HEADING, &kept);
     md_list(&mut out, "Warnings", &plan.warnings);
     md_list(&mut out, not_read_heading(plan), &not_read_lines(plan));
+    if let Some(report) = &plan.policy {
+        super::policy::policy_markdown(&mut out, report);
+    }
     out
 }
 

@@ -214,23 +214,31 @@ pub fn assert_no_raw(what: &str, text: &str) {
 /// editor with the `#:schema` line would: Ok, or the validator's complaint. A text that is not
 /// TOML at all is Err too.
 pub fn schema_check(config: &str) -> Result<(), String> {
+    check_against_schema("certs.schema.json", config)
+}
+
+/// policy.toml text against schema/policy.schema.json, as [`schema_check`] does certs.toml.
+pub fn policy_schema_check(policy: &str) -> Result<(), String> {
+    check_against_schema("policy.schema.json", policy)
+}
+
+fn check_against_schema(name: &str, text: &str) -> Result<(), String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schema")
+        .join(name);
     let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/schema/certs.schema.json"
-        ))
-        .expect("schema/certs.schema.json is checked in"),
+        &std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("schema/{name} is checked in")),
     )
     .expect("the schema is JSON");
-    let table: toml::Table = toml::from_str(config).map_err(|e| format!("not TOML: {e}"))?;
+    let table: toml::Table = toml::from_str(text).map_err(|e| format!("not TOML: {e}"))?;
     let value = toml_to_json(toml::Value::Table(table));
     let mut schemas = boon::Schemas::new();
     let mut compiler = boon::Compiler::new();
     compiler
-        .add_resource("certs.schema.json", schema)
+        .add_resource(name, schema)
         .expect("the schema loads");
     let id = compiler
-        .compile("certs.schema.json", &mut schemas)
+        .compile(name, &mut schemas)
         .unwrap_or_else(|e| panic!("the schema compiles: {e:#}"));
     schemas.validate(&value, id).map_err(|e| format!("{e:#}"))
 }

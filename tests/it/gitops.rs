@@ -1769,3 +1769,218 @@ fn plan_base_shows_every_settings_change_flagged() {
     assert_eq!(json["changes"][0]["escalation"], false, "{json:#}");
     assert!(!env.store().exists(), "a review made a store");
 }
+
+// ---------------------------------------------------------------------------------------------
+// policy.toml under review (issue 25)
+
+const ADMIN_ONLY: &str = "version = 1\n\n[[rule]]\nname = \"standing-cluster-admins\"\nclearance = \"ClusterAdmin\"\nallow = [\"admin\"]\n";
+
+fn admins(keys: &[&str]) -> String {
+    let mut text = SERVER.to_string();
+    for k in keys {
+        text.push_str(&format!("\n[clients.{k}]\nclearance = \"ClusterAdmin\"\n"));
+    }
+    text
+}
+
+/// A repository whose main has certs.toml with the ClusterAdmin `admin` and policy.toml
+/// allowing only it.
+fn policed_repo() -> Env {
+    let env = git_repo();
+    env.config(&admins(&["admin"]));
+    env.write("policy.toml", ADMIN_ONLY);
+    commit_all(&env, env.dir.path(), "admin, and a policy");
+    env
+}
+
+/// The pull request that widens `allow` and adds the ClusterAdmin it allows, at once, is
+/// refused by `plan --base main`: BASE's policy is in force. Loosening the policy alone is
+/// its own (flagged) change, which passes; once merged, the second pull request passes too.
+#[test]
+fn a_pr_that_loosens_the_policy_for_itself_is_refused_by_plan_base() {
+    let env = policed_repo();
+    let root = env.dir.path();
+    let loose = ADMIN_ONLY.replace("[\"admin\"]", "[\"admin\", \"ops\"]");
+    env.write("policy.toml", &loose);
+    env.config(&admins(&["admin", "ops"]));
+    for args in [
+        &["plan", "--base", "main"][..],
+        &["plan", "--base", "main", "--markdown"],
+        &["plan", "--base", "main", "--json"],
+    ] {
+        let run = env.cmd(args).refused(&[
+            "refused by policy.toml@main",
+            "rule 'standing-cluster-admins' (policy.toml@main:3): clients.ops holds ClusterAdmin",
+        ]);
+        assert!(
+            run.stdout.contains("ops"),
+            "the plan is shown\n{}",
+            run.shown()
+        );
+    }
+    let md = env
+        .cmd(&["plan", "--base", "main", "--markdown"])
+        .refused(&["clients.ops"])
+        .stdout;
+    common::review::assert_review("plan_base_policy_markdown", &md, &[]);
+    // The policy change alone: shown, flagged, not refused.
+    env.config(&admins(&["admin"]));
+    let plan = env
+        .run(&["plan", "--base", "main", "--json"])
+        .success()
+        .json();
+    let changes = plan["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{plan:#}");
+    assert_eq!(changes[0]["key"], "policy");
+    assert_eq!(changes[0]["escalation"], true);
+    commit_all(&env, root, "security: ops may be a ClusterAdmin");
+    // Merged: the change that uses it now passes against the new main.
+    env.config(&admins(&["admin", "ops"]));
+    env.run(&["plan", "--base", "main"]).success();
+    // The work tree's own policy is still read (and must parse) under --base.
+    env.write("policy.toml", "version = 1\n[[rule]]\nname = \"x\"\n");
+    env.cmd(&["plan", "--base", "main"])
+        .refused(&["policy.toml:2:1: rule[0]: rule 'x' constrains nothing"]);
+}
+
+#[test]
+fn a_policy_change_is_a_flagged_settings_change() {
+    let env = policed_repo();
+    env.write(
+        "policy.toml",
+        format!("{ADMIN_ONLY}\n[[rule]]\nname = \"strong-keys\"\nkeys = [\"ec-p256\"]\n"),
+    );
+    let plan = env
+        .run(&["plan", "--base", "main", "--json"])
+        .success()
+        .json();
+    let change = &plan["changes"][0];
+    assert_eq!(change["target"], "settings", "{plan:#}");
+    assert_eq!(change["key"], "policy");
+    assert_eq!(change["escalation"], true);
+    assert!(
+        change["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("policy.toml changed"),
+        "{change:#}"
+    );
+    assert_eq!(change["after"]["rule strong-keys"], "keys=[ec-p256]");
+    assert!(
+        change["before"].get("rule strong-keys").is_none(),
+        "{change:#}"
+    );
+    let text = env.run(&["plan", "--base", "main"]).success().stdout;
+    assert!(text.contains("ESCALATION"), "{text}");
+    assert!(
+        text.contains("rule strong-keys: (none) -> keys=[ec-p256]"),
+        "{text}"
+    );
+    // A comment is no change of policy.
+    env.write(
+        "policy.toml",
+        format!("# reviewed by security\n{ADMIN_ONLY}"),
+    );
+    let same = env.run(&["plan", "--base", "main", "--detailed-exitcode"]);
+    assert_eq!(same.code, 0, "{}", same.shown());
+    // A local apply records the policy; the next plan has no change, a new rule is one.
+    env.write("policy.toml", ADMIN_ONLY);
+    env.run(&["apply", "--yes"]).success();
+    let again = env.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}", again.shown());
+    env.write(
+        "policy.toml",
+        ADMIN_ONLY.replace("[\"admin\"]", "[\"admin\", \"ops\"]"),
+    );
+    let local = env.run(&["plan", "--json"]).success().json();
+    assert_eq!(local["changes"][0]["key"], "policy", "{local:#}");
+    assert_eq!(local["changes"][0]["escalation"], true);
+}
+
+#[test]
+fn plan_base_keeps_base_policy_when_the_pr_deletes_it() {
+    let env = policed_repo();
+    fs::remove_file(env.path("policy.toml")).unwrap();
+    env.config(&admins(&["admin", "ops"]));
+    env.cmd(&["plan", "--base", "main"]).refused(&[
+        "refused by policy.toml@main",
+        "clients.ops holds ClusterAdmin",
+    ]);
+    // The deletion alone is shown as a flagged change.
+    env.config(&admins(&["admin"]));
+    let plan = env
+        .run(&["plan", "--base", "main", "--json"])
+        .success()
+        .json();
+    let change = &plan["changes"][0];
+    assert_eq!(change["key"], "policy", "{plan:#}");
+    assert_eq!(change["escalation"], true);
+    assert!(change["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("policy.toml removed"));
+    // A pull request adding the first policy is reviewed, not yet enforced.
+    let env = git_repo();
+    env.config(&admins(&["admin", "ops"]));
+    commit_all(&env, env.dir.path(), "two admins");
+    env.write("policy.toml", ADMIN_ONLY);
+    let plan = env
+        .run(&["plan", "--base", "main", "--json"])
+        .success()
+        .json();
+    assert_eq!(plan["changes"][0]["key"], "policy", "{plan:#}");
+    // `--rev` reads the policy of that revision: none at the commit, so nothing refuses it.
+    env.run(&["plan", "--rev", "main"]).success();
+    // A --policy outside the repository cannot be read at a revision.
+    let outside = tempfile::tempdir().unwrap();
+    let file = outside.path().join("p.toml");
+    fs::write(&file, ADMIN_ONLY).unwrap();
+    env.cmd(&["plan", "--base", "main", "--policy", file.to_str().unwrap()])
+        .refused(&["cannot be read at revision 'main'"]);
+}
+
+/// `watch --git` reads policy.toml from the commit it applies: a commit that breaks it is
+/// logged and not applied (the last good state stays), the next good one is.
+#[test]
+fn watch_git_reads_policy_from_the_commit() {
+    let env = git_env();
+    let (remote, work, c1) = fleet_repo(&env);
+    let store = env.path("m1/store");
+    fs::create_dir_all(env.path("m1")).unwrap();
+    let mut d = spawn(&env, "watch", &follow_args(&remote, &store));
+    wait_until(
+        "the first commit to be applied",
+        || d.context(),
+        || revision_of(&env, &store).as_deref() == Some(format!("main@sha1:{c1}").as_str()),
+    );
+    let registry = fs::read(store.join("registry.toml")).unwrap();
+    // bob made a ClusterAdmin while the policy allows none.
+    fs::write(
+        work.join("policy.toml"),
+        "version = 1\n[[rule]]\nname = \"no-cluster-admins\"\nclearance = \"ClusterAdmin\"\nallow = []\n",
+    )
+    .unwrap();
+    fs::write(
+        work.join("certs.toml"),
+        FLEET_CONFIG.replace("clearance = \"Operator\"", "clearance = \"ClusterAdmin\""),
+    )
+    .unwrap();
+    let c2 = publish(&env, &work, &remote, "bob is admin, against the policy");
+    d.wait_log(&format!("commit {}", &c2[..12]));
+    d.wait_log("policy: refused by policy.toml@");
+    d.wait_log("rule 'no-cluster-admins'");
+    assert_eq!(fs::read(store.join("registry.toml")).unwrap(), registry);
+    // The policy itself is in the commit: a commit dropping the rule is applied.
+    fs::write(work.join("policy.toml"), "version = 1\n").unwrap();
+    let c3 = publish(&env, &work, &remote, "policy relaxed");
+    wait_until(
+        "the relaxed commit to be applied",
+        || d.context(),
+        || revision_of(&env, &store).as_deref() == Some(format!("main@sha1:{c3}").as_str()),
+    );
+    assert_eq!(
+        clearance_of(&env, &store, "bob").as_deref(),
+        Some("ClusterAdmin")
+    );
+    assert!(d.terminate().success(), "{}", d.context());
+}

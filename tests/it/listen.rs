@@ -566,3 +566,44 @@ fn metrics_show_disabled() {
         "{page}"
     );
 }
+
+/// policy.toml (issue 25) under a local watch: written after the start (the watch follows the
+/// default path while it does not exist), a policy the config breaks turns `/healthz` 503 with
+/// the rule and applies nothing; a config that keeps it is applied again.
+#[test]
+fn a_broken_policy_turns_health_red_and_applies_nothing() {
+    let env = Env::new();
+    env.config(&config(""));
+    let (d, addr) = start(&env);
+    wait_for(&d, addr, "ravencert_last_apply_success", 1.0, 200);
+    let registry = std::fs::read(env.path("store/registry.toml")).unwrap();
+    let policy = "version = 1\n[[rule]]\nname = \"no-standing-admins\"\nclearance = \"ClusterAdmin\"\nallow = []\n";
+    d.save_until(
+        "/healthz to name the broken rule",
+        || save_by_rename(&env.path("policy.toml"), policy),
+        || get(addr, "/healthz").is_some_and(|(c, b)| c == 503 && b.contains("no-standing-admins")),
+    );
+    let (_, reason) = get(addr, "/healthz").expect("healthz");
+    assert!(
+        reason.contains("policy: refused by policy.toml")
+            && reason.contains("clients.admin holds ClusterAdmin"),
+        "{reason}"
+    );
+    wait_config(&d, addr, false);
+    d.wait_log("rule 'no-standing-admins'");
+    assert_eq!(
+        std::fs::read(env.path("store/registry.toml")).unwrap(),
+        registry
+    );
+    // The admin made an Operator: the policy holds, the change is applied.
+    save_by_rename(
+        &env.path("certs.toml"),
+        &config("").replace("clearance = \"ClusterAdmin\"", "clearance = \"Operator\""),
+    );
+    wait_config(&d, addr, true);
+    wait_for(&d, addr, "ravencert_last_apply_success", 1.0, 200);
+    assert_ne!(
+        std::fs::read(env.path("store/registry.toml")).unwrap(),
+        registry
+    );
+}

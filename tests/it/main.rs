@@ -23,6 +23,7 @@ mod lifecycle;
 mod listen;
 mod man;
 mod outputs;
+mod policy;
 mod properties;
 mod registry_only;
 mod schema;

@@ -126,8 +126,11 @@ fn desired() -> impl Strategy<Value = Desired> {
                 warnings: vec![],
                 positions: BTreeMap::new(),
                 renew_before: RenewBefore::Period(Period::days(30)),
+                policy: None,
+                policy_file: None,
             },
             files: Default::default(),
+            policy_in_force: None,
         })
 }
 
@@ -333,6 +336,181 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
+// policy.toml (issue 25): no plan under a policy ever leaves a store that breaks it. The rules
+// are generated as text (parsed by ravencert) and checked here by the test's own code against
+// the store as applied, not through the planner's evaluation.
+
+const KEYS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+
+/// One generated rule, as the test's checker reads it.
+#[derive(Debug, Clone)]
+enum RuleSpec {
+    /// `clearance` + `allow`: only these keys may hold it (or above).
+    Holders(Clearance, Vec<&'static str>),
+    /// `clients` + `require_until`.
+    Until(Vec<&'static str>),
+    /// `max_validity`, in days.
+    Validity(i64),
+    /// `database` + `max_access` + `allow` (exempt).
+    MaxAccess(&'static str, Access, Vec<&'static str>),
+    /// `keys`.
+    Keys(Vec<KeySpec>),
+}
+
+fn toml_list<T: std::fmt::Display>(items: &[T]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("\"{i}\"")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+impl RuleSpec {
+    fn toml(&self, i: usize) -> String {
+        let body = match self {
+            RuleSpec::Holders(c, allow) => {
+                format!("clearance = \"{c}\"\nallow = {}\n", toml_list(allow))
+            }
+            RuleSpec::Until(clients) => {
+                format!("clients = {}\nrequire_until = true\n", toml_list(clients))
+            }
+            RuleSpec::Validity(days) => format!("max_validity = \"{days}d\"\n"),
+            RuleSpec::MaxAccess(db, max, allow) => format!(
+                "database = \"{db}\"\nmax_access = \"{max}\"\nallow = {}\n",
+                toml_list(allow)
+            ),
+            RuleSpec::Keys(keys) => format!("keys = {}\n", toml_list(keys)),
+        };
+        format!("[[rule]]\nname = \"r{i}\"\n{body}")
+    }
+}
+
+fn rule_spec() -> impl Strategy<Value = RuleSpec> {
+    let keys = || prop::sample::subsequence(KEYS.to_vec(), 0..=3);
+    prop_oneof![
+        (
+            prop_oneof![Just(Clearance::Operator), Just(Clearance::ClusterAdmin)],
+            keys()
+        )
+            .prop_map(|(c, a)| RuleSpec::Holders(c, a)),
+        prop::sample::subsequence(KEYS.to_vec(), 1..=3).prop_map(RuleSpec::Until),
+        prop_oneof![Just(5i64), Just(30), Just(400)].prop_map(RuleSpec::Validity),
+        (
+            prop::sample::select(vec!["Orders", "billing"]),
+            access(),
+            keys()
+        )
+            .prop_map(|(db, max, allow)| RuleSpec::MaxAccess(db, max, allow)),
+        prop::sample::subsequence(vec![KeySpec::EcP256, KeySpec::EcP384], 1..=2)
+            .prop_map(RuleSpec::Keys),
+    ]
+}
+
+fn policy_specs() -> impl Strategy<Value = Vec<RuleSpec>> {
+    prop::collection::vec(rule_spec(), 1..=3)
+}
+
+/// `d` under the generated rules, its unprotected clients given an `until` (none, past, days
+/// away, or years away).
+fn policed(d: Desired, rules: &[RuleSpec], untils: &[u8]) -> Desired {
+    let mut d = unlimited(d);
+    for (c, pick) in d.declared.clients.values_mut().zip(untils.iter().cycle()) {
+        if !c.protect {
+            c.until = match pick % 4 {
+                0 => None,
+                1 => Some(NOW - time::Duration::days(1)),
+                2 => Some(NOW + time::Duration::days(10)),
+                _ => Some(NOW + time::Duration::days(5000)),
+            };
+        }
+    }
+    let text: String = std::iter::once("version = 1\n".to_string())
+        .chain(rules.iter().enumerate().map(|(i, r)| r.toml(i)))
+        .collect();
+    let path = std::path::Path::new("/cfg/policy.toml");
+    let policy = ravencert::config::parse_policy(path, "policy.toml", path, &text)
+        .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+    d.policy_in_force = Some(policy);
+    d
+}
+
+/// The rules this store breaks, as `rule: key` lines: the test's own reading of each rule,
+/// over every certificate in use (a collection by its primary, none waiting out an overlap).
+fn broken(rules: &[RuleSpec], d: &Desired, store: &Registry) -> Vec<String> {
+    let mut out = Vec::new();
+    let active = store
+        .certificates
+        .iter()
+        .filter(|e| e.retire_after.is_none() && e.collection_primary.is_none());
+    for e in active {
+        let until = d.declared.clients.get(&e.key).and_then(|c| c.until);
+        let access = |db: &str| {
+            if e.clearance >= Clearance::Operator {
+                Some(Access::Admin)
+            } else {
+                e.permissions
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(db))
+                    .map(|(_, a)| *a)
+            }
+        };
+        let issued = e.not_before + time::Duration::days(7);
+        let end = until.map_or(e.not_after, |u| e.not_after.min(u));
+        for (i, rule) in rules.iter().enumerate() {
+            let breaks = match rule {
+                RuleSpec::Holders(c, allow) => {
+                    e.clearance >= *c && !allow.contains(&e.key.as_str())
+                }
+                RuleSpec::Until(clients) => clients.contains(&e.key.as_str()) && until.is_none(),
+                RuleSpec::Validity(days) => end - issued > time::Duration::days(*days),
+                RuleSpec::MaxAccess(db, max, allow) => {
+                    access(db).is_some_and(|a| a > *max) && !allow.contains(&e.key.as_str())
+                }
+                RuleSpec::Keys(keys) => e.key_type.is_some_and(|k| !keys.contains(&k)),
+            };
+            if breaks {
+                out.push(format!("r{i}: {}", e.key));
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whenever a plan under a policy is not refused, the store it leaves breaks no rule; and
+    /// whenever it is refused, that store would break one (the refusal is never spurious).
+    #[test]
+    fn no_plan_under_a_policy_violates_it(
+        first in desired(),
+        second in desired(),
+        rules in policy_specs(),
+        untils in prop::collection::vec(any::<u8>(), 6),
+    ) {
+        let first = unlimited(first);
+        let mut n = 0;
+        let start = applied(&first, &Actual::default(), &plan::plan(&first, &Actual::default(), NOW, &everything_allowed()).unwrap(), &mut n);
+        let second = policed(unprotected(&second), &rules, &untils);
+        let p = match plan::plan(&second, &start, NOW, &everything_allowed()) {
+            Ok(p) => p,
+            Err(PlanError::Protected { .. }) => return Ok(()),
+            Err(e) => panic!("{e}"),
+        };
+        let after = applied(&second, &start, &p, &mut n);
+        let broken = broken(&rules, &second, &after.registry);
+        match p.policy_refusal() {
+            None => prop_assert!(broken.is_empty(), "applied a store that breaks {broken:?}; rules {rules:?}"),
+            Some(refusal) => {
+                prop_assert!(!broken.is_empty(), "refused a store that breaks nothing: {refusal}; rules {rules:?}");
+                // Each rule the refusal names is one the store breaks, for that client.
+                for v in p.policy.as_ref().unwrap().violations() {
+                    let line = format!("{}: {}", v.rule, v.client);
+                    prop_assert!(broken.contains(&line), "{line} not broken: {broken:?}\n{refusal}");
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Output escaping: random names full of control, bidi, format and Markdown characters never
 // come out raw, in text (with or without color) or in Markdown as GitHub renders it.
 
@@ -465,6 +643,7 @@ fn hostile_plan() -> impl Strategy<Value = plan::Plan> {
             review: true,
             next_access_end: None,
             drift,
+            policy: None,
         })
 }
 

@@ -42,6 +42,26 @@ fn bundled_examples_are_valid() {
             .unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert!(desired.clients.len() >= 2, "{name}");
     }
+    // The production example's policy.toml: valid, passing its schema, and kept by the
+    // certs.toml beside it (validate evaluates it).
+    let policy = root.join("examples/production/policy.toml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    assert!(text.starts_with("#:schema ../../schema/policy.schema.json"));
+    let parsed = ravencert::config::parse_policy(&policy, "policy.toml", &policy, &text)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(parsed.rules.len(), 6);
+    if let Err(e) = common::policy_schema_check(&text) {
+        panic!("examples/production/policy.toml does not pass the schema:\n{e}");
+    }
+    let config = root.join("examples/production/certs.toml");
+    let run = common::Env::new()
+        .run(&["-c", config.to_str().unwrap(), "validate"])
+        .success();
+    assert!(
+        run.stdout.contains("policy.toml: 5 rules hold; 1 not evaluated (no-idle-access: the cluster does not report last use)."),
+        "{}",
+        run.shown()
+    );
 }
 
 /// Every config the project ships passes the JSON schema that its `#:schema` line names:
@@ -226,4 +246,77 @@ fn production_example_node_certificates_line_works() {
         desired.server.unwrap().source,
         ravencert::config::ServerSpec::Imported(_)
     ));
+}
+
+#[test]
+fn checked_in_policy_schema_is_up_to_date() {
+    let generated = ravencert::config::policy_json_schema();
+    let checked_in = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schema/policy.schema.json"
+    ))
+    .expect("schema/policy.schema.json is checked in");
+    assert!(
+        generated == checked_in,
+        "schema/policy.schema.json is out of date: run `cargo run -- schema --policy > schema/policy.schema.json`"
+    );
+    // `ravencert schema --policy` prints it.
+    let out = common::Env::new().run(&["schema", "--policy"]).success();
+    assert_eq!(out.stdout, generated);
+}
+
+fn parse_policy(
+    text: &str,
+) -> Result<ravencert::config::Policy, Vec<ravencert::config::ConfigError>> {
+    let path = std::path::Path::new("policy.toml");
+    ravencert::config::parse_policy(path, "policy.toml", path, text)
+}
+
+/// The policy schema accepts what validation accepts, and refuses what it refuses where JSON
+/// Schema can say it (one value or one rule at a time; unique names it cannot).
+#[test]
+fn policy_schema_accepts_what_validation_accepts() {
+    let rules = |body: &str| format!("version = 1\n[[rule]]\nname = \"r\"\n{body}");
+    let valid = [
+        "version = 1\n".to_string(),
+        rules("clearance = \"ClusterAdmin\"\nallow = [\"admin\", \"breakglass-*\"]\n"),
+        rules("clearance = \"Operator\"\nallow = []\n"),
+        rules("clients = [\"breakglass-*\", \"*\"]\nrequire_until = true\nmax_validity = \"8h\"\n"),
+        rules("database = \"Заказы.2024-eu_1\"\nmax_access = \"ReadWrite\"\nallow = [\"payments-api\"]\n"),
+        rules("database = \"Payments\"\nmax_access = \"Read\"\n"),
+        rules("keys = [\"ec-p256\", \"ec-p384\", \"rsa-4096\"]\n"),
+        rules("max_unused = \"90d\"\nclearance = \"ValidUser\"\n"),
+        rules("max_validity = \"1y\"\nmax_unused = \"6mo\"\nclients = [\"app\"]\n"),
+    ];
+    for text in &valid {
+        parse_policy(text).unwrap_or_else(|e| panic!("validation refuses it: {e:?}\n{text}"));
+        if let Err(e) = common::policy_schema_check(text) {
+            panic!("the schema refuses a valid policy: {e}\n{text}");
+        }
+    }
+    let invalid = [
+        "version = 2\n".to_string(),
+        rules(""),
+        rules("require_until = false\n"),
+        rules("max_access = \"Read\"\n"),
+        rules("clients = [\"x\"]\nallow = [\"x\"]\n"),
+        rules("keys = []\n"),
+        rules("clients = []\nrequire_until = true\n"),
+        rules("clients = [\"a*b\"]\nrequire_until = true\n"),
+        rules("max_validity = \"3m\"\n"),
+        rules("max_unused = \"0d\"\n"),
+        rules("database = \"CON\"\nmax_access = \"Read\"\n"),
+        rules("keys = [\"ec-p256\"]\nmax_acess = \"Read\"\n"),
+        "version = 1\n[[rule]]\nname = \"Bad Name\"\nkeys = [\"ec-p256\"]\n".to_string(),
+    ];
+    for text in &invalid {
+        assert!(
+            parse_policy(text).is_err(),
+            "validation accepts it:\n{text}"
+        );
+        assert!(
+            common::policy_schema_check(text).is_err(),
+            "the schema accepts an invalid policy:\n{text}"
+        );
+    }
 }

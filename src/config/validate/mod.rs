@@ -81,6 +81,8 @@ pub(super) fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: 
         warnings,
         positions: BTreeMap::new(),
         renew_before: defaults.renew_before,
+        policy: None,
+        policy_file: None,
     }
 }
 

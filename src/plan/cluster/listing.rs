@@ -132,3 +132,24 @@ pub struct ClusterListing {
     /// only for `status` and `watch --listen`): shown, never acted on. Empty when unknown.
     pub last_used: BTreeMap<Thumbprint, OffsetDateTime>,
 }
+
+impl ClusterListing {
+    /// When each registration was last used (None: never), for policy.toml's `max_unused`;
+    /// None where the server does not say (RavenDB 4.1, or last use not read).
+    pub fn usage(&self) -> Option<crate::plan::Usage> {
+        if self.last_used.is_empty() {
+            return None;
+        }
+        Some(
+            self.registrations
+                .iter()
+                .map(|r| {
+                    (
+                        r.thumbprint.clone(),
+                        self.last_used.get(&r.thumbprint).copied(),
+                    )
+                })
+                .collect(),
+        )
+    }
+}

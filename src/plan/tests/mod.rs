@@ -10,6 +10,7 @@ use time::macros::datetime;
 
 mod disabled;
 mod escalation;
+mod policy;
 mod protect;
 mod until;
 
@@ -98,8 +99,11 @@ pub(super) fn desired(clients: Vec<ClientDesired>, prune: bool) -> Desired {
             warnings: vec![],
             positions: BTreeMap::new(),
             renew_before: RenewBefore::Period(Period::days(30)),
+            policy: None,
+            policy_file: None,
         },
         files: Default::default(),
+        policy_in_force: None,
     }
 }
 
