@@ -145,7 +145,7 @@ pub struct Fields {
     pub until: Option<OffsetDateTime>,
     /// `disabled = true` (clients): shown only when set.
     #[serde(default, skip_serializing_if = "is_false")]
-    pub(crate) disabled: bool,
+    pub disabled: bool,
     /// The expiry; None while only the apply knows it.
     #[serde(
         skip_serializing_if = "Option::is_none",

@@ -56,6 +56,7 @@ prop_compose! {
         protect in prop::bool::weighted(0.2),
         overlap in prop::option::of(1..20i64),
         until in until(),
+        disabled in prop::bool::weighted(0.1),
     ) -> ClientDesired {
         let permissions: BTreeMap<String, Access> = if clearance == Clearance::ValidUser {
             dbs.into_iter().map(|(d, a)| (d.to_string(), a)).collect()
@@ -78,7 +79,7 @@ prop_compose! {
             }),
             // certs.toml refuses `until` beside `protect`.
             until: until.filter(|_| !protect),
-            disabled: false,
+            disabled,
         }
     }
 }
@@ -295,7 +296,8 @@ proptest! {
             // Independent of the planner's own rule: compare access level by level.
             let old = c.before.as_ref().and_then(|b| Some((b.clearance?, b.permissions.clone()?)));
             let widened = match old {
-                None => new_clearance != Clearance::ValidUser || !new_perms.is_empty(),
+                // A client created disabled grants nothing until it is enabled (flagged then).
+                None => !after.disabled && (new_clearance != Clearance::ValidUser || !new_perms.is_empty()),
                 Some((old_clearance, old_perms)) => {
                     new_clearance > old_clearance
                         || (new_clearance == Clearance::ValidUser
@@ -308,13 +310,15 @@ proptest! {
                             }))
                 }
             };
+            // A disabled client enabled again gets its access back: a widening too.
+            let enabled = c.before.as_ref().is_some_and(|b| b.disabled) && !after.disabled;
             // Access for longer is a widening too: a later until, or none where there was one.
             let longer = match (c.before.as_ref().and_then(|b| b.until), after.until) {
                 (Some(_), None) => c.before.is_some(),
                 (Some(a), Some(b)) => b > a,
                 (None, _) => false,
             };
-            prop_assert_eq!(c.escalation, widened || longer, "{:?} {} escalation flag", c.action, c.key);
+            prop_assert_eq!(c.escalation, widened || longer || enabled, "{:?} {} escalation flag", c.action, c.key);
         }
     }
 
@@ -440,7 +444,8 @@ fn broken(rules: &[RuleSpec], d: &Desired, store: &Registry) -> Vec<String> {
         .iter()
         .filter(|e| e.retire_after.is_none() && e.collection_primary.is_none());
     for e in active {
-        let until = d.declared.clients.get(&e.key).and_then(|c| c.until);
+        // Declared, or for a certificate kept undeclared, the end it was applied with.
+        let until = d.declared.clients.get(&e.key).map_or(e.until, |c| c.until);
         let access = |db: &str| {
             if e.clearance >= Clearance::Operator {
                 Some(Access::Admin)
