@@ -130,7 +130,7 @@ impl Context {
     /// policy.toml at `source`, read and validated like certs.toml; None when there is none (a
     /// missing `--policy FILE` in the work tree is an error). At a revision it comes from git's
     /// objects, so a review reads the policy of that very commit.
-    fn read_policy(&self, source: &Revision) -> Result<Option<config::Policy>> {
+    pub(crate) fn read_policy(&self, source: &Revision) -> Result<Option<config::Policy>> {
         let path = self.policy_path();
         let refused = |problem: String| Error::Policy {
             path: path.clone(),

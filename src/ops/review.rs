@@ -363,14 +363,25 @@ fn review_base(
     compare_unread(&mut desired, base.as_ref());
     // BASE's policy is in force: a change cannot loosen the policy and use the looser rule at
     // once. Its own policy.toml must still parse, and a change to it shows as a settings
-    // change. No certs.toml (or no policy) at BASE: none is in force yet.
-    desired.policy_in_force = base.as_ref().and_then(|b| b.declared.policy.clone());
+    // change. BASE's policy.toml counts even where BASE has no certs.toml yet (the pull request
+    // that adds certs.toml beside a policy already merged); no policy at BASE: none in force.
+    desired.policy_in_force = match &base {
+        Some(b) => b.declared.policy.clone(),
+        None => ctx.read_policy(&Revision::Rev(base_rev.to_string()))?,
+    };
     let actual = match &base {
         Some(base) => plan::assumed_store(base, ctx.now),
         None => {
             // Nothing declared at BASE: every setting is new (a [cluster] is flagged).
             let mut registry = crate::registry::Registry::new();
-            registry.settings = Some(crate::registry::AppliedSettings::default());
+            // BASE's policy, if it has one, is what the work tree's is compared with.
+            registry.settings = Some(crate::registry::AppliedSettings {
+                policy: desired
+                    .policy_in_force
+                    .as_ref()
+                    .map(|p| plan::policy_record(&ctx.config, p)),
+                ..crate::registry::AppliedSettings::default()
+            });
             Actual {
                 registry,
                 ..Actual::default()

@@ -48,7 +48,7 @@ pub(crate) use project::{
     assumed_store, generated_client_entry, generated_server_entry, mutate, node_entries,
     upload_entries, NewCert,
 };
-pub(crate) use settings::settings_of;
+pub(crate) use settings::{policy_record, settings_of};
 
 /// What a change does to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -51,14 +51,26 @@ pub(crate) fn settings_of(declared: &Declared) -> AppliedSettings {
                 })
                 .collect(),
         }),
-        policy: declared.policy.as_ref().map(|p| PolicyRecord {
-            file: shown(&p.path),
-            rules: p
-                .rules
-                .iter()
-                .map(|r| format!("{}: {}", r.name, r.canonical()))
-                .collect(),
-        }),
+        policy: declared
+            .policy
+            .as_ref()
+            .map(|p| policy_record(&declared.config_path, p)),
+    }
+}
+
+/// policy.toml as the registry records it: its file (relative to certs.toml's folder when
+/// inside it) and one canonical line per rule.
+pub(crate) fn policy_record(config_path: &Path, p: &crate::config::Policy) -> PolicyRecord {
+    let folder = config_path.parent().unwrap_or(Path::new(""));
+    let rel = p.path.strip_prefix(folder).unwrap_or(&p.path);
+    let rel = rel.strip_prefix(".").unwrap_or(rel);
+    PolicyRecord {
+        file: rel.display().to_string(),
+        rules: p
+            .rules
+            .iter()
+            .map(|r| format!("{}: {}", r.name, r.canonical()))
+            .collect(),
     }
 }
 

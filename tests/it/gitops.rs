@@ -1843,6 +1843,36 @@ fn a_pr_that_loosens_the_policy_for_itself_is_refused_by_plan_base() {
         .refused(&["policy.toml:2:1: rule[0]: rule 'x' constrains nothing"]);
 }
 
+/// BASE holds policy.toml but no certs.toml yet (the policy merged first): the pull request
+/// that adds certs.toml is still judged by BASE's policy, and loosening it shows as a change
+/// of that policy, not as a first one.
+#[test]
+fn base_policy_holds_for_the_pull_request_that_adds_certs_toml() {
+    let env = git_repo();
+    let root = env.dir.path();
+    env.write("policy.toml", ADMIN_ONLY);
+    env.write("README.md", "the cluster's certificates\n");
+    commit_all(&env, root, "security: the policy first");
+    env.write(
+        "policy.toml",
+        ADMIN_ONLY.replace("[\"admin\"]", "[\"admin\", \"ops\"]"),
+    );
+    env.config(&admins(&["admin", "ops"]));
+    env.cmd(&["plan", "--base", "main"]).refused(&[
+        "refused by policy.toml@main",
+        "clients.ops holds ClusterAdmin",
+    ]);
+    // With the policy unchanged the first certs.toml passes, and no policy change is shown.
+    env.write("policy.toml", ADMIN_ONLY);
+    env.config(&admins(&["admin"]));
+    let plan = env
+        .run(&["plan", "--base", "main", "--json"])
+        .success()
+        .json();
+    let changes = plan["changes"].as_array().unwrap();
+    assert!(changes.iter().all(|c| c["key"] != "policy"), "{plan:#}");
+}
+
 #[test]
 fn a_policy_change_is_a_flagged_settings_change() {
     let env = policed_repo();
