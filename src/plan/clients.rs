@@ -56,7 +56,12 @@ impl<'a> Planner<'a> {
         current: Option<&CertEntry>,
     ) -> Result<Option<Change>, PlanError> {
         let Some(current) = current else {
-            return Ok(Some(client_create(client, "not registered".into())));
+            let suspended = self.suspended(client);
+            return Ok(Some(client_create(
+                client,
+                "not registered".into(),
+                suspended,
+            )));
         };
         let after = desired_fields(client);
         let new_access = (client.clearance, &client.permissions);
@@ -265,15 +270,18 @@ impl<'a> Planner<'a> {
         after.not_after = certs.first().map(|c| c.info.not_after);
         let access = (client.clearance, &client.permissions);
         let Some(current) = current else {
-            let escalation =
-                widens(None, access) && !client.disabled && !self.held_on_cluster(&want, access);
+            let escalation = widens(None, access)
+                && !self.suspended(client)
+                && !self.held_on_cluster(&want, access);
             return Ok(Some(upload_create(client, certs, want, after, escalation)));
         };
         let have = collection(current);
         let fields = field_changes(current, client);
         let escalation = widens(Some((current.clearance, &current.permissions)), access)
-            || enabling(current, client)
-            || until::extends(current.until, client.until);
+            || enabling(current, client);
+        // Access for longer is flagged whatever the cluster holds: the listing says what access
+        // a certificate has, not until when.
+        let longer = until::extends(current.until, client.until);
         if !same_set(&want, &have) {
             let replaced = UploadReplace {
                 client,
@@ -283,7 +291,8 @@ impl<'a> Planner<'a> {
                 want,
                 have,
             };
-            return self.upload_replace(replaced, fields, escalation, after);
+            let change = self.upload_replace(replaced, fields, escalation, after)?;
+            return Ok(change.map(|c| if longer { c.with_escalation(true) } else { c }));
         }
         self.warn_upload_expiry(client, path, certs);
         let restore = have
@@ -299,7 +308,7 @@ impl<'a> Planner<'a> {
             current,
             after,
             fields,
-            escalation: escalation && !self.held_on_cluster(&have, access),
+            escalation: (escalation && !self.held_on_cluster(&have, access)) || longer,
             thumbprints: have,
         };
         Ok(update_change(client, edit, restore.into_iter().collect()))
@@ -322,6 +331,7 @@ impl<'a> Planner<'a> {
             return Some(client_create(
                 client,
                 "not registered (upload; its certificates were not read in review)".into(),
+                self.suspended(client),
             ));
         };
         let after = desired_fields(client);
@@ -422,6 +432,13 @@ impl<'a> Planner<'a> {
             })
     }
 
+    /// Whether a disabled client's access is really suspended: with `[cluster]` its
+    /// registration is disabled or removed; without, only the store records it and its bundle
+    /// grants what it says, so creating it is flagged like any other.
+    fn suspended(&self, client: &ClientDesired) -> bool {
+        client.disabled && self.desired.declared.cluster.is_some()
+    }
+
     /// Uploaded certificates are never re-issued by ravencert: their expiry is a warning.
     fn warn_upload_expiry(&mut self, client: &ClientDesired, path: &Path, certs: &[Uploaded]) {
         for c in certs {
@@ -490,9 +507,9 @@ struct UploadReplace<'u> {
 
 /// A client not registered yet, created with its declared fields: an escalation when it is
 /// declared any access.
-fn client_create(client: &ClientDesired, reason: String) -> Change {
-    // Created disabled, it grants nothing until enabled, and enabling is flagged then.
-    let escalation = widens(None, (client.clearance, &client.permissions)) && !client.disabled;
+fn client_create(client: &ClientDesired, reason: String, suspended: bool) -> Change {
+    // Created disabled on a cluster, it grants nothing until enabled (flagged then).
+    let escalation = widens(None, (client.clearance, &client.permissions)) && !suspended;
     Change::new(Action::Create, Target::Client, &client.key, reason)
         .with_escalation(escalation)
         .with_fields(None, Some(desired_fields(client)))

@@ -296,8 +296,10 @@ proptest! {
             // Independent of the planner's own rule: compare access level by level.
             let old = c.before.as_ref().and_then(|b| Some((b.clearance?, b.permissions.clone()?)));
             let widened = match old {
-                // A client created disabled grants nothing until it is enabled (flagged then).
-                None => !after.disabled && (new_clearance != Clearance::ValidUser || !new_perms.is_empty()),
+                // A client created disabled on a cluster grants nothing until it is enabled
+                // (flagged then); without [cluster] its bundle grants what it says.
+                None => !(after.disabled && second.declared.cluster.is_some())
+                    && (new_clearance != Clearance::ValidUser || !new_perms.is_empty()),
                 Some((old_clearance, old_perms)) => {
                     new_clearance > old_clearance
                         || (new_clearance == Clearance::ValidUser

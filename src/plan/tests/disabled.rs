@@ -83,14 +83,33 @@ fn enabling_an_upload_is_flagged() {
     );
 }
 
+/// `d` with a `[cluster]`: where `disabled` suspends the registration.
+fn on_cluster(mut d: Desired) -> Desired {
+    d.declared.cluster = Some(crate::config::ClusterSettings {
+        urls: vec!["https://a.example.com".into()],
+        admin: crate::config::ClusterAdmin::Client("admin".into()),
+        ca: crate::config::CaPin::Store,
+        prune: false,
+        timeout: Period::seconds(30),
+        keep: Vec::new(),
+    });
+    d
+}
+
 #[test]
 fn a_client_created_disabled_grants_nothing_yet() {
-    let d = desired(vec![k(true)], false);
+    let d = on_cluster(desired(vec![k(true)], false));
     let mut a = applied(&d);
     a.registry.certificates.clear();
     let p = run(&d, &a);
     let c = p.changes.iter().find(|c| c.key == "k").unwrap();
     assert_eq!((c.action, c.escalation), (Action::Create, false));
+    // Without [cluster] only the store records `disabled`: its bundle grants what it says,
+    // so creating it is flagged like any other.
+    let alone = desired(vec![k(true)], false);
+    let p = run(&alone, &a);
+    let c = p.changes.iter().find(|c| c.key == "k").unwrap();
+    assert_eq!((c.action, c.escalation), (Action::Create, true));
     assert!(c.fields.contains(&FieldChange::new(
         Field::Disabled,
         None,

@@ -376,3 +376,31 @@ fn a_review_assumes_base_applied_the_end_of_access() {
     let p = plan(&base, &assumed, NOW, &review).unwrap();
     assert!(p.is_settled(), "{:?} {:?}", p.changes, p.kept);
 }
+
+#[test]
+fn longer_access_of_an_upload_is_flagged_whatever_the_cluster_holds() {
+    // An upload registered with an until; the cluster holds its access already (the measured
+    // re-plan): removing the until is still access for longer, flagged.
+    let mut was = upload("u", Clearance::ValidUser, &[("Orders", Access::Read)]);
+    was.until = Some(NOW + time::Duration::days(30));
+    let mut d = desired(vec![was.clone()], false);
+    let cert = uploaded("CN=u", 5);
+    d.files.uploads.insert("u".into(), vec![cert.clone()]);
+    let a = Actual {
+        registry: project(&Registry::new(), &run(&d, &Actual::default()), &d, NOW),
+        ..applied(&d)
+    };
+    d.declared.clients.get_mut("u").unwrap().until = None;
+    let held = crate::plan::HeldAccess {
+        clearance: Clearance::ValidUser,
+        permissions: was.permissions.clone(),
+    };
+    let opts = PlanOptions {
+        cluster_access: Some([(cert.info.thumbprint.clone(), held)].into()),
+        ..PlanOptions::default()
+    };
+    let p = plan(&d, &a, NOW, &opts).unwrap();
+    let c = p.changes.iter().find(|c| c.key == "u").unwrap();
+    assert_eq!(c.action, Action::Update, "{:?}", p.changes);
+    assert!(c.escalation, "access for longer: {c:?}");
+}
