@@ -417,7 +417,16 @@ impl Check<'_> {
         };
         // Issued by this plan: not yet usable, so not unused.
         let (thumbprint, issued) = h.registered?;
-        let used = thumbprint.and_then(|t| usage.get(t).copied().flatten());
+        // No record is no answer: a node keeps last use only since it started, and a client
+        // may talk to another node. Unknown, never taken for "never used".
+        let Some(thumbprint) = thumbprint else {
+            return None; // a placeholder: issued by this plan, not yet usable
+        };
+        let Some(used) = usage.get(thumbprint).copied() else {
+            return Some(Outcome::Unknown(format!(
+                "the cluster has no record of {who}'s last use (a node keeps it only since it started)"
+            )));
+        };
         let since = used.unwrap_or(issued);
         if self.now - since <= max.as_duration() {
             return None;

@@ -1,6 +1,7 @@
 //! Last use (docs/contract.md §7, §9): when each registration was last used, as the answering
-//! node's statistics say (`GET /admin/stats`, RavenDB 6.x and 7.x). Read only for `status` and
-//! `watch --listen`, the one request besides the listing a plan may send; shown, never acted on.
+//! node's statistics say (`GET /admin/stats`, RavenDB 6.x and 7.x). Read for `status`,
+//! `watch --listen` and a plan under a policy with `max_unused`: the one request besides the
+//! listing a plan may send. Only `max_unused` acts on it.
 
 use super::Target;
 use crate::plan::ClusterListing;

@@ -129,26 +129,23 @@ pub struct ClusterListing {
     /// client is unregistered while disabled (see `disable.rs`).
     pub can_disable: bool,
     /// When each registration was last used, where the server says (`GET /admin/stats`, read
-    /// only for `status` and `watch --listen`): shown, never acted on. Empty when unknown.
+    /// for `status`, `watch --listen` and policy.toml's `max_unused`). Empty when unknown.
     pub last_used: BTreeMap<Thumbprint, OffsetDateTime>,
 }
 
 impl ClusterListing {
-    /// When each registration was last used (None: never), for policy.toml's `max_unused`;
-    /// None where the server does not say (RavenDB 4.1, or last use not read).
+    /// When each registration the server has a record of was last used, for policy.toml's
+    /// `max_unused`; None where the server does not say (RavenDB 4.1, or last use not read). A
+    /// registration without a record is left out (unknown, not "never used"): a node keeps
+    /// last use only since it started.
     pub fn usage(&self) -> Option<crate::plan::Usage> {
         if self.last_used.is_empty() {
             return None;
         }
         Some(
-            self.registrations
+            self.last_used
                 .iter()
-                .map(|r| {
-                    (
-                        r.thumbprint.clone(),
-                        self.last_used.get(&r.thumbprint).copied(),
-                    )
-                })
+                .map(|(t, used)| (t.clone(), Some(*used)))
                 .collect(),
         )
     }

@@ -318,6 +318,39 @@ fn max_unused_refuses_idle_exempts_disabled() {
 }
 
 #[test]
+fn max_unused_takes_no_record_for_unknown_not_never_used() {
+    // The node restarted: it has a record of `busy` only. `quiet` is not taken for never used
+    // (that would refuse every apply after a restart).
+    let d = desired(
+        vec![
+            client("busy", Clearance::Operator, &[]),
+            client("quiet", Clearance::Operator, &[]),
+        ],
+        false,
+    );
+    let a = applied(&d);
+    let busy = a.registry.certificates[0]
+        .thumbprint
+        .known()
+        .unwrap()
+        .clone();
+    let opts = PlanOptions {
+        cluster_usage: Some([(busy, Some(NOW - time::Duration::days(1)))].into()),
+        ..PlanOptions::default()
+    };
+    // Both issued 17 days ago (applied()): a 10-day rule would refuse `quiet` if no record
+    // meant never used.
+    let rule = "[[rule]]\nname = \"no-idle-access\"\nmax_unused = \"10d\"\n";
+    let p = planned(&under(d, rule), &a, &opts);
+    assert!(p.policy_refusal().is_none(), "{:?}", p.policy);
+    assert!(
+        matches!(state(&p, "no-idle-access"), RuleState::NotEvaluated(why) if why.contains("no record of clients.quiet's last use")),
+        "{:?}",
+        state(&p, "no-idle-access")
+    );
+}
+
+#[test]
 fn max_unused_not_evaluated_without_usage() {
     let d = desired(vec![client("idle", Clearance::Operator, &[])], false);
     let mut a = applied(&d);
