@@ -79,7 +79,7 @@ impl<'a> Planner<'a> {
             after,
             fields,
             escalation,
-            thumbprints: vec![current.thumbprint.clone()],
+            thumbprints: self.with_retiring(&client.key, vec![current.thumbprint.clone()]),
         };
         if !reasons.is_empty() {
             reasons.splice(0..0, disabled_reason(current, client).map(String::from));
@@ -309,7 +309,7 @@ impl<'a> Planner<'a> {
             after,
             fields,
             escalation: (escalation && !self.held_on_cluster(&have, access)) || longer,
-            thumbprints: have,
+            thumbprints: self.with_retiring(&client.key, have),
         };
         Ok(update_change(client, edit, restore.into_iter().collect()))
     }
@@ -430,6 +430,22 @@ impl<'a> Planner<'a> {
                 held.get(t.as_ref())
                     .is_some_and(|h| !widens(Some((h.clearance, &h.permissions)), access))
             })
+    }
+
+    /// `thumbprints` and the client's older certificates still in their rotation overlap: a
+    /// change of the client (disabled, until, its access) is theirs too, so that an old
+    /// certificate never keeps what the client no longer has.
+    fn with_retiring(
+        &self,
+        key: &str,
+        mut thumbprints: Vec<EntryThumbprint>,
+    ) -> Vec<EntryThumbprint> {
+        for e in &self.actual.registry.certificates {
+            if e.key == key && e.retire_after.is_some() && !thumbprints.contains(&e.thumbprint) {
+                thumbprints.push(e.thumbprint.clone());
+            }
+        }
+        thumbprints
     }
 
     /// Whether a disabled client's access is really suspended: with `[cluster]` its

@@ -206,24 +206,29 @@ pub(crate) fn mutate(
                 .clients
                 .get(&change.key)
                 .and_then(|c| c.overlap);
-            let until = desired
-                .declared
-                .clients
-                .get(&change.key)
-                .and_then(|c| c.until);
-            match overlap {
-                Some(o) => {
-                    // The overlap never keeps access past `until`: an old certificate that
-                    // outlives it goes now (the TLS layer would still take it), one that does
-                    // not is retired by then at the latest.
-                    reg.certificates
-                        .retain(|e| !(mine(e) && until.is_some_and(|u| e.not_after > u)));
-                    let retire = now + o.as_duration();
-                    for e in reg.certificates.iter_mut().filter(|e| mine(e)) {
-                        e.retire_after = Some(until.map_or(retire, |u| retire.min(u)));
-                    }
+            let client = desired.declared.clients.get(&change.key);
+            let until = client.and_then(|c| c.until);
+            // Gone now: the replaced certificate when there is no overlap, and any of the
+            // client's certificates that outlives `until` (the TLS layer would still take it).
+            reg.certificates.retain(|e| {
+                !(mine(e)
+                    && ((overlap.is_none() && e.retire_after.is_none())
+                        || until.is_some_and(|u| e.not_after > u)))
+            });
+            // The rest retire after the overlap, never past `until`; one already retiring keeps
+            // its earlier end. They follow the client: suspended with it, ending with it.
+            let cap = |t: OffsetDateTime| until.map_or(t, |u| t.min(u));
+            let retire = overlap.map(|o| cap(now + o.as_duration()));
+            for e in reg.certificates.iter_mut().filter(|e| mine(e)) {
+                e.retire_after = match (e.retire_after, retire) {
+                    (Some(r), Some(n)) => Some(cap(r.min(n))),
+                    (Some(r), None) => Some(cap(r)),
+                    (None, n) => n,
+                };
+                if let Some(c) = client {
+                    e.until = c.until;
+                    e.disabled = c.disabled;
                 }
-                None => reg.certificates.retain(|e| !mine(e)),
             }
             if let Some(NewCert::Client(e)) = new {
                 reg.certificates.extend(e);

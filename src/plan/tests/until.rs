@@ -404,3 +404,69 @@ fn longer_access_of_an_upload_is_flagged_whatever_the_cluster_holds() {
     assert_eq!(c.action, Action::Update, "{:?}", p.changes);
     assert!(c.escalation, "access for longer: {c:?}");
 }
+
+/// `k` renewed yesterday with a 7-day overlap: its old certificate (thumb 90) still retiring.
+fn with_retiring(d: &Desired) -> Actual {
+    let mut a = applied(d);
+    let old = CertEntry {
+        thumbprint: thumb(90).into(),
+        retire_after: Some(NOW + time::Duration::days(6)),
+        not_after: NOW + time::Duration::days(300),
+        ..a.registry.certificates[0].clone()
+    };
+    a.registry.certificates.push(old);
+    a
+}
+
+#[test]
+fn an_old_certificate_in_its_overlap_follows_until_and_disabled() {
+    let base = ClientDesired {
+        overlap: Some(Period::days(7)),
+        ..client("k", Clearance::Operator, &[])
+    };
+    let a = with_retiring(&desired(vec![base.clone()], false));
+    // until before the certificates' end: both go now, the re-issued one ends by then.
+    let until = NOW + time::Duration::hours(4);
+    let d = desired(
+        vec![ClientDesired {
+            until: Some(until),
+            ..base.clone()
+        }],
+        false,
+    );
+    let after = project(&a.registry, &run(&d, &a), &d, NOW);
+    let ends: Vec<OffsetDateTime> = after.certificates.iter().map(|e| e.not_after).collect();
+    assert_eq!(ends, vec![until], "{:?}", after.certificates);
+    // disabled: the old certificate is suspended too, not left enabled for its overlap.
+    let d = desired(
+        vec![ClientDesired {
+            disabled: true,
+            ..base.clone()
+        }],
+        false,
+    );
+    let after = project(&a.registry, &run(&d, &a), &d, NOW);
+    assert_eq!(after.certificates.len(), 2);
+    assert!(
+        after.certificates.iter().all(|e| e.disabled),
+        "{:?}",
+        after.certificates
+    );
+    // A narrower clearance reaches it too.
+    let d = desired(
+        vec![ClientDesired {
+            clearance: Clearance::ValidUser,
+            ..base
+        }],
+        false,
+    );
+    let after = project(&a.registry, &run(&d, &a), &d, NOW);
+    assert!(
+        after
+            .certificates
+            .iter()
+            .all(|e| e.clearance == Clearance::ValidUser),
+        "{:?}",
+        after.certificates
+    );
+}
