@@ -56,6 +56,9 @@ pub enum WatchError {
     /// The file watch ended on its own.
     #[error("the file watcher stopped")]
     WatcherStopped,
+    /// With `--git`, `--policy` must name a path inside the repository.
+    #[error("with --git, --policy names policy.toml inside the repository (e.g. clusters/prod/policy.toml), not {}", .0.display())]
+    PolicyOutsideRepository(PathBuf),
     /// With `--git`, `-c` must name a path inside the repository.
     #[error("with --git, -c names certs.toml inside the repository (e.g. clusters/prod/certs.toml), not {}", .0.display())]
     ConfigOutsideRepository(PathBuf),

@@ -51,7 +51,16 @@ pub fn watch(ctx: &Context, req: &WatchRequest) -> Result<Output> {
             None => None,
         },
         wake: Cell::new(None),
+        ending_failures: Cell::new(0),
     };
+    if let Some(p) = ctx.policy.as_ref().filter(|_| req.options.git.is_some()) {
+        let outside = p.is_absolute()
+            || p.components()
+                .any(|c| matches!(c, std::path::Component::ParentDir));
+        if outside {
+            return Err(watch::WatchError::PolicyOutsideRepository(p.clone()).into());
+        }
+    }
     watch::run(
         &ctx.config,
         ctx.store_override.as_deref(),
@@ -74,10 +83,14 @@ struct Daemon<'a> {
     listener: Option<Observer>,
     /// When access next ends, as the last attempt saw it.
     wake: Cell<Option<OffsetDateTime>>,
+    /// Failed attempts in a row since an end of access came: each waits twice as long before
+    /// the next (1 s up to 5 min), so that a passed `until` is retried, not left to the next
+    /// interval, and a lasting failure does not spin.
+    ending_failures: Cell<u32>,
 }
 
 impl Daemon<'_> {
-    fn context(&self, config: PathBuf) -> Context {
+    fn context(&self, config: PathBuf, policy: Option<PathBuf>) -> Context {
         Context {
             config,
             store_override: self.store_override.clone(),
@@ -87,7 +100,7 @@ impl Daemon<'_> {
             allowed_exports: self.req.allow_export_path.clone(),
             // The page and /metrics show when each certificate was last used.
             cluster_usage: self.listener.is_some(),
-            policy: self.policy.clone(),
+            policy,
         }
     }
 }
@@ -95,13 +108,25 @@ impl Daemon<'_> {
 impl Reconciler for Daemon<'_> {
     fn attempt(&self, source: &Source<'_>, why: &str) -> (Attempt, Option<Vec<PathBuf>>) {
         let (ctx, revision_source, revision) = match source {
-            Source::Local => (self.context(self.config.clone()), Revision::WorkTree, None),
+            Source::Local => (
+                self.context(self.config.clone(), self.policy.clone()),
+                Revision::WorkTree,
+                None,
+            ),
             Source::Commit {
                 config,
                 commit,
                 revision,
             } => (
-                self.context(config.clone()),
+                // With --git, `-c` and `--policy` are paths inside the repository: both are
+                // read from the commit's checkout.
+                self.context(
+                    config.clone(),
+                    self.policy.as_ref().map(|p| {
+                        let depth = self.config.components().count();
+                        config.ancestors().nth(depth).unwrap_or(config).join(p)
+                    }),
+                ),
                 Revision::Rev(commit.to_string()),
                 Some(revision.clone()),
             ),
@@ -118,7 +143,16 @@ impl Reconciler for Daemon<'_> {
                 .filter(|u| *u > ctx.now)
                 .min()
         });
-        self.wake.set(planned_end.or(declared_end));
+        let failed = matches!(result, Attempt::Failed);
+        let (wake, failures) = next_wake(
+            self.wake.get(),
+            planned_end.or(declared_end),
+            failed,
+            self.ending_failures.get(),
+            ctx.now,
+        );
+        self.wake.set(wake);
+        self.ending_failures.set(failures);
         if let Some(observer) = &self.listener {
             let declared = desired.as_ref().map(|d| &d.declared);
             observer.record(&ctx, report, declared);
@@ -139,6 +173,29 @@ impl Reconciler for Daemon<'_> {
     fn now(&self) -> OffsetDateTime {
         (self.req.clock)()
     }
+}
+
+/// When to attempt again for the end of access, after an attempt: at `next` (the earliest end
+/// still to come), or, when an end that had come (`was` passed) could not be carried out, after
+/// a backoff of 1 s doubling to 5 min (`failures` in a row so far). Returns the wake time and
+/// the failures now.
+fn next_wake(
+    was: Option<OffsetDateTime>,
+    next: Option<OffsetDateTime>,
+    failed: bool,
+    failures: u32,
+    now: OffsetDateTime,
+) -> (Option<OffsetDateTime>, u32) {
+    let due = was.is_some_and(|w| w <= now);
+    if !(failed && (due || failures > 0)) {
+        return (next, 0);
+    }
+    let wait = time::Duration::seconds(1i64 << failures.min(9)).min(time::Duration::minutes(5));
+    let retry = now + wait;
+    (
+        Some(next.map_or(retry, |w| w.min(retry))),
+        failures.saturating_add(1),
+    )
 }
 
 /// ` (clearance ValidUser -> Operator; Orders: Read -> Admin)`: what a change's log line adds to
@@ -377,4 +434,33 @@ fn plan_only(
         ..Report::of(Outcome::Planned(Ok(())), None)
     };
     (Attempt::Done, report, plan.next_access_end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_wake;
+    use time::macros::datetime;
+    use time::Duration;
+
+    #[test]
+    fn a_failed_end_of_access_is_retried_with_backoff_not_left_to_the_interval() {
+        let now = datetime!(2026-05-01 16:00:01 UTC);
+        let ended = Some(datetime!(2026-05-01 16:00 UTC));
+        let later = Some(datetime!(2026-05-02 0:00 UTC));
+        // Carried out: the next end.
+        assert_eq!(next_wake(ended, later, false, 0, now), (later, 0));
+        // Failed (a lock, a cluster request): again in 1 s, then 2 s, 4 s ... at most 5 min.
+        assert_eq!(
+            next_wake(ended, later, true, 0, now),
+            (Some(now + Duration::seconds(1)), 1)
+        );
+        let (w, n) = next_wake(Some(now + Duration::seconds(1)), later, true, 1, now);
+        assert_eq!((w, n), (Some(now + Duration::seconds(2)), 2));
+        let (w, _) = next_wake(Some(now), None, true, 30, now);
+        assert_eq!(w, Some(now + Duration::minutes(5)));
+        // A failure with no end due (a periodic check) changes nothing: the interval retries.
+        assert_eq!(next_wake(later, later, true, 0, now), (later, 0));
+        // Once carried out, the streak ends.
+        assert_eq!(next_wake(Some(now), later, false, 3, now), (later, 0));
+    }
 }

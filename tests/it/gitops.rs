@@ -2014,3 +2014,37 @@ fn watch_git_reads_policy_from_the_commit() {
     );
     assert!(d.terminate().success(), "{}", d.context());
 }
+
+/// `watch --git --policy FILE`: FILE is a path inside the repository, like `-c`, read from each
+/// commit's checkout (it was read relative to the daemon's folder, so every commit failed);
+/// one outside the repository is refused before anything runs.
+#[test]
+fn watch_git_reads_the_policy_flag_inside_the_repository() {
+    let env = git_env();
+    let (remote, work, _) = fleet_repo(&env);
+    let store = env.path("m1/store");
+    fs::create_dir_all(env.path("m1")).unwrap();
+    fs::write(
+        work.join("strict.toml"),
+        "version = 1\n[[rule]]\nname = \"no-operators\"\nclearance = \"Operator\"\nallow = []\n",
+    )
+    .unwrap();
+    let c2 = publish(&env, &work, &remote, "a stricter policy, named by --policy");
+    let mut args = follow_args(&remote, &store);
+    args.extend(["--policy", "strict.toml"]);
+    let mut d = spawn(&env, "watch", &args);
+    d.wait_log(&format!("commit {}", &c2[..12]));
+    d.wait_log("rule 'no-operators'");
+    assert!(!store.join("registry.toml").exists(), "{}", d.context());
+    assert!(d.terminate().success(), "{}", d.context());
+    let mut outside = follow_args(&remote, &store);
+    outside.extend(["--policy", "/etc/ravencert/policy.toml"]);
+    let run = env.run(&outside);
+    assert_eq!(run.code, 1, "{}", run.shown());
+    assert!(
+        run.stderr
+            .contains("with --git, --policy names policy.toml inside the repository"),
+        "{}",
+        run.shown()
+    );
+}
