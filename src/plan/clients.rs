@@ -440,9 +440,9 @@ impl<'a> Planner<'a> {
         key: &str,
         mut thumbprints: Vec<EntryThumbprint>,
     ) -> Vec<EntryThumbprint> {
-        for e in &self.actual.registry.certificates {
-            if e.key == key && e.retire_after.is_some() && !thumbprints.contains(&e.thumbprint) {
-                thumbprints.push(e.thumbprint.clone());
+        for t in self.retiring.get(key).into_iter().flatten() {
+            if !thumbprints.contains(t) {
+                thumbprints.push((*t).clone());
             }
         }
         thumbprints

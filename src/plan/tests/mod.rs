@@ -1,9 +1,10 @@
 //! The planner's unit tests: fixtures (a declared store, the store as applied) and the general
 //! cases here; the themes in their own files.
 
+use super::lifetime::validity_change;
 use super::*;
 use crate::config::{ClientSpec, Declared, GenerateSpec, ServerDesired, ServerSpec, StoreSettings};
-use crate::model::{KeySpec, Origin, Period, PfxProfile};
+pub(super) use crate::model::{KeySpec, Origin, Period, PfxProfile, RenewBefore, BACKDATING};
 use crate::registry::{Registry, ServerEntry};
 use std::path::PathBuf;
 use time::macros::datetime;
