@@ -117,7 +117,7 @@ impl Store {
         write_staged(&dir.join(format!("{key}.pfx")), &bundle.pfx, 0o600)?;
         write_staged(&dir.join(format!("{key}.crt")), &bundle.cert_pem, 0o600)?;
         if let Some(der) = pki::pem_cert_body(&bundle.cert_pem) {
-            self.written.borrow_mut().insert(
+            super::locked(&self.written).insert(
                 format!("issued/{key}/{key}.crt"),
                 pki::thumbprint(&der).into(),
             );

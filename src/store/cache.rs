@@ -87,7 +87,7 @@ impl Store {
             }
             let st = stamp(&m);
             let verified = old.files.get(&rel) == Some(&st)
-                || self.written.borrow().get(&rel).map(String::as_str) == Some(thumbprint)
+                || super::locked(&self.written).get(&rel).map(String::as_str) == Some(thumbprint)
                 || read_file(&path)
                     .ok()
                     .and_then(|pem| pki::pem_cert_body(&pem))

@@ -41,8 +41,8 @@ impl Store {
 
     /// The manifest. A store written before ravencert kept one gets it from the names
     /// ravencert writes (thumbprint files, client-key folders), once.
-    fn manifest(&self) -> Result<std::cell::RefMut<'_, Option<BTreeSet<String>>>> {
-        let mut m = self.manifest.borrow_mut();
+    fn manifest(&self) -> Result<std::sync::MutexGuard<'_, Option<BTreeSet<String>>>> {
+        let mut m = super::locked(&self.manifest);
         if m.is_none() {
             let path = self.root.join(MANIFEST_FILE);
             *m = Some(match read_file(&path) {
@@ -135,9 +135,7 @@ impl Store {
             &pki::der_to_pem(der)?,
             0o600,
         )?;
-        self.written
-            .borrow_mut()
-            .insert(format!("certs/{thumb}.pem"), thumb.to_string());
+        super::locked(&self.written).insert(format!("certs/{thumb}.pem"), thumb.to_string());
         Ok(thumb)
     }
 
@@ -177,7 +175,7 @@ impl Store {
         if still != made || !self.root.join(MANIFEST_FILE).exists() {
             let text: String = still.iter().map(|r| format!("{r}\n")).collect();
             write_atomic(&self.root.join(MANIFEST_FILE), text.as_bytes(), 0o600)?;
-            *self.manifest.borrow_mut() = Some(still);
+            *super::locked(&self.manifest) = Some(still);
         }
         Ok(())
     }

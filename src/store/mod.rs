@@ -122,13 +122,19 @@ pub struct Store {
     root: PathBuf,
     /// Files this process wrote from certificates it holds (store-relative path ->
     /// thumbprint): the verification cache needs not read them back.
-    written: std::cell::RefCell<BTreeMap<String, String>>,
+    written: std::sync::Mutex<BTreeMap<String, String>>,
     /// The manifest (store-relative paths of every file and bundle folder ravencert made), once
     /// read.
-    manifest: std::cell::RefCell<Option<BTreeSet<String>>>,
+    manifest: std::sync::Mutex<Option<BTreeSet<String>>>,
     /// Whether loading checks the server private key against its certificate (not in a review
     /// plan, which reads no private key: [`Store::reading_no_keys`]).
     read_keys: bool,
+}
+
+/// A store field's lock. A panic never leaves one half-written (each holder does one insert or
+/// one assignment), so a poisoned lock's value is used as is.
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The held apply lock; released on drop (and by the kernel if the process dies).
