@@ -11,9 +11,12 @@
 (f) listen: `watch --listen` over 1,000 and 10,000 registered certificates: /metrics, / and
     /healthz latency and size, the daemon's RSS, and a scrape while 32 idle connections hold
     every slot
+(g) apply10k: apply of 10,000 EC P-256 clients from an empty store: wall, cores busy, peak RSS
 
 Run through scripts/bench.sh, which builds the release binary first. `--only NAME[,NAME]` runs
-some sections: ec, rsa, noop, watch, cluster, listen.
+some sections: ec, rsa, noop, watch, cluster, listen, apply10k. `--baseline BINARY` also runs
+sections noop and apply10k with an older build, alternately in the same run, and prints both
+(scripts/bench.sh --baseline REV builds REV for it).
 """
 import os
 import re
@@ -27,6 +30,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target/release/ravencert")
+# An older build to compare with in the same run (--baseline); None: this build alone.
+BASELINE = None
 SYNTH = os.path.join(ROOT, "target/release/examples/synth_store")
 CLUSTER = os.path.join(ROOT, "target/release/examples/cluster_bench")
 
@@ -125,25 +130,79 @@ def peak_kb(cmd, cwd):
     return elapsed, usage.ru_maxrss
 
 
+def noop_runs(binary, d, rounds=5):
+    """The median wall time and the peak RSS of `rounds` no-op plans of `binary` in `d`."""
+    times, peak = [], 0
+    for _ in range(rounds):
+        t, p = peak_kb([binary, "plan", "--detailed-exitcode"], d)
+        times.append(t)
+        peak = max(peak, p)
+    return statistics.median(times), peak
+
+
 def bench_noop():
     print("(c) no-op plan (store loaded and verified, certs.toml parsed, planned)")
+    builds = [("this build", BIN)] + ([("baseline", BASELINE)] if BASELINE else [])
     results = {}
     for n in (300, 3000, 10000):
         with tempfile.TemporaryDirectory() as d:
             subprocess.run([SYNTH, d, str(n)], check=True)
             subprocess.run(["sync"], check=True)  # the fixture's writeback is not the plan's cost
             time.sleep(2)
-            peak_kb([BIN, "plan"], d)  # warm the page cache, as a watch tick finds it
-            times = []
-            peak = 0
+            for _, b in builds:
+                peak_kb([b, "plan"], d)  # warm the page cache, as a watch tick finds it
+            # Alternately, so that whatever else the machine does falls on both alike.
+            samples = {name: ([], 0) for name, _ in builds}
             for _ in range(5):
-                t, p = peak_kb([BIN, "plan", "--detailed-exitcode"], d)
-                times.append(t)
-                peak = max(peak, p)
-            med = statistics.median(times)
-            results[n] = med
-            print(f"    {n:6} certificates   median {med * 1000:7.1f} ms   peak RSS {peak / 1024:6.1f} MiB")
-    print(f"    3,000 -> 10,000        {results[10000] / results[3000]:.2f}x   (target <= 4x, 10,000 under 300 ms and 100 MiB)")
+                for name, b in builds:
+                    t, p = noop_runs(b, d, rounds=1)
+                    ts, peak = samples[name]
+                    samples[name] = (ts + [t], max(peak, p))
+            for name, _ in builds:
+                ts, peak = samples[name]
+                med = statistics.median(ts)
+                results[(name, n)] = (med, peak)
+                print(f"    {n:6} certificates   {name:10}  median {med * 1000:7.1f} ms   peak RSS {peak / 1024:6.1f} MiB")
+    for name, _ in builds:
+        (t3, _), (t10, p10) = results[(name, 3000)], results[(name, 10000)]
+        print(f"    {name:10} 3,000 -> 10,000  {t10 / t3:.2f}x")
+    (t10, p10), (t3, _) = results[("this build", 10000)], results[("this build", 3000)]
+    met = t10 < 0.175 and p10 / 1024 < 60 and t10 / t3 <= 3.5
+    print(f"    target: 10,000 under 175 ms and 60 MiB, 3,000 -> 10,000 at most 3.5x: {'met' if met else 'NOT met'}")
+
+
+def apply_once(binary, n):
+    """Apply of n EC clients from an empty store: (wall s, CPU s, peak RSS KiB)."""
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "certs.toml"), "w") as f:
+            f.write(config(n, "ec-p256"))
+        t = time.perf_counter()
+        p = subprocess.Popen([binary, "apply", "--yes"], cwd=d,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"{binary}: apply of {n} clients failed")
+        return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+
+
+def bench_apply10k(n=10000, rounds=3):
+    print(f"(g) apply of {n} EC P-256 clients from an empty store")
+    builds = [("this build", BIN)] + ([("baseline", BASELINE)] if BASELINE else [])
+    runs = {name: [] for name, _ in builds}
+    for _ in range(rounds):
+        for name, b in builds:
+            runs[name].append(apply_once(b, n))
+    for name, _ in builds:
+        rs = runs[name]
+        wall = statistics.median(r[0] for r in rs)
+        cpu = statistics.median(r[1] for r in rs)
+        peak = max(r[2] for r in rs) / 1024
+        busy = statistics.median(r[1] / r[0] for r in rs)
+        print(f"    {name:10}  median {wall:6.2f} s   CPU {cpu:6.2f} s   {busy:.2f} cores busy   peak RSS {peak:6.1f} MiB")
+        if name == "this build":
+            met = wall < 7 and peak < 120 and busy >= 1.8
+            print(f"    target: under 7 s and 120 MiB, at least 1.8 cores busy: {'met' if met else 'NOT met'}")
 
 
 def bench_watch():
@@ -257,17 +316,24 @@ SECTIONS = {
     "noop": bench_noop,
     "watch": bench_watch,
     "listen": bench_listen,
+    "apply10k": lambda: bench_apply10k(int(os.environ.get("BENCH_APPLY_CLIENTS", "10000"))),
     "cluster": lambda: bench_cluster(int(os.environ.get("BENCH_CLUSTER_CLIENTS", "300")),
                                      int(os.environ.get("BENCH_CLUSTER_NOOP", "1000"))),
 }
 
 
 def selected(argv):
-    """The sections to run: all, or those named by `--only a,b`."""
+    """The sections to run: all, or those named by `--only a,b`; `--baseline BINARY` first."""
+    global BASELINE
+    if len(argv) >= 2 and argv[0] == "--baseline":
+        BASELINE = os.path.abspath(argv[1])
+        if not os.access(BASELINE, os.X_OK):
+            sys.exit(f"--baseline {argv[1]}: not an executable")
+        argv = argv[2:]
     if not argv:
         return list(SECTIONS)
     if len(argv) != 2 or argv[0] != "--only":
-        sys.exit(f"usage: bench.py [--only {','.join(SECTIONS)}]")
+        sys.exit(f"usage: bench.py [--baseline BINARY] [--only {','.join(SECTIONS)}]")
     names = [n.strip() for n in argv[1].split(",") if n.strip()]
     unknown = [n for n in names if n not in SECTIONS]
     if unknown or not names:
