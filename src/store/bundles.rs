@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::cache::{stamp, VerifyCache};
 use super::fault;
-use super::files::{ensure_dir, read_file, remove_tree, write_staged};
+use super::files::{ensure_dir, read_file, remove_tree};
 use super::{io_err, Result, Store, StoreError};
 use crate::model::Origin;
 use crate::pki;
@@ -109,21 +109,7 @@ impl Store {
     pub(crate) fn stage_bundle(&self, key: &str, bundle: &pki::Bundle) -> Result<()> {
         self.intend([format!("issued/{key}"), format!("issued/.{key}.new")])?;
         ensure_dir(&self.root.join("issued"))?;
-        let dir = self.staging_dir(key);
-        if dir.exists() {
-            remove_tree(&dir)?;
-        }
-        ensure_dir(&dir)?;
-        write_staged(&dir.join(format!("{key}.pfx")), &bundle.pfx, 0o600)?;
-        write_staged(&dir.join(format!("{key}.crt")), &bundle.cert_pem, 0o600)?;
-        if let Some(der) = pki::pem_cert_body(&bundle.cert_pem) {
-            self.written.borrow_mut().insert(
-                format!("issued/{key}/{key}.crt"),
-                pki::thumbprint(&der).into(),
-            );
-        }
-        write_staged(&dir.join(format!("{key}.key")), &bundle.key_pem, 0o600)?;
-        Ok(())
+        self.stage_bundle_files(key, bundle, None)
     }
 
     /// issued/: staged bundles of registered certificates move into place; bundles of clients
