@@ -183,11 +183,11 @@ fn write_all(
         if batch.is_empty() {
             return Ok(());
         }
-        store.begin_new_clients(batch.iter().map(|(k, p)| (*k, p.thumbprint.as_str())))?;
+        store.begin_new_clients(batch.iter().map(|(k, p)| (*k, &p.thumbprint)))?;
         for (key, p) in batch.drain(..) {
             store.write_new_client(&NewClient {
                 key,
-                thumbprint: p.thumbprint.as_str(),
+                thumbprint: &p.thumbprint,
                 cert_pem: &p.cert_pem,
                 key_pem: &p.key_pem,
                 bundle: &p.bundle,

@@ -139,11 +139,17 @@ impl Store {
                     // with another password or profile): it is newer than issued/<key>.
                     Some(thumb) if self.bundle_complete(&path, key, thumb) => {
                         let target = self.issued_dir(key);
-                        if target.exists() {
-                            remove_tree(&target)?;
-                        }
                         fault::step();
-                        fs::rename(&path, &target).map_err(io_err(&path))?;
+                        // Straight into place when nothing is there (a new client); what
+                        // is there goes first.
+                        if let Err(e) = fs::rename(&path, &target) {
+                            if fs::symlink_metadata(&target).is_err() {
+                                return Err(io_err(&path)(e));
+                            }
+                            remove_tree(&target)?;
+                            fault::step();
+                            fs::rename(&path, &target).map_err(io_err(&path))?;
+                        }
                         // No fsync: the registry already names this certificate, and a
                         // staged bundle counts as present until the next apply moves it.
                     }
@@ -156,10 +162,19 @@ impl Store {
         Ok(())
     }
 
+    /// A staged bundle holds its three files and the certificate `thumbprint`; one this
+    /// process staged for that thumbprint is not read back.
     fn bundle_complete(&self, dir: &Path, key: &str, thumbprint: &str) -> bool {
-        ["pfx", "key"].iter().all(|ext| {
+        let file = |ext: &str| {
             fs::symlink_metadata(dir.join(format!("{key}.{ext}"))).is_ok_and(|m| m.is_file())
-        }) && self.bundle_in(dir, key, thumbprint)
+        };
+        if !(file("pfx") && file("key")) {
+            return false;
+        }
+        if self.wrote(&format!("issued/{key}/{key}.crt"), thumbprint) && file("crt") {
+            return true;
+        }
+        self.bundle_in(dir, key, thumbprint)
     }
 
     pub(super) fn bundle_in(&self, dir: &Path, key: &str, thumbprint: &str) -> bool {

@@ -9,6 +9,7 @@ use std::path::Path;
 use super::fault;
 use super::files::{ensure_dir, remove_tree, write_staged};
 use super::{io_err, Result, Store};
+use crate::model::Thumbprint;
 use crate::pki;
 
 /// A generated client's files, made (encoded) on the issuing threads.
@@ -16,7 +17,7 @@ pub(crate) struct NewClient<'a> {
     /// The client's key in certs.toml.
     pub(crate) key: &'a str,
     /// Its certificate's thumbprint.
-    pub(crate) thumbprint: &'a str,
+    pub(crate) thumbprint: &'a Thumbprint,
     /// The certificate (PEM), for `certs/THUMBPRINT.pem`.
     pub(crate) cert_pem: &'a [u8],
     /// The private key (PEM, unencrypted), kept as `keys/THUMBPRINT.key`.
@@ -31,12 +32,12 @@ impl Store {
     /// link, mode 0700) once for the batch rather than once per file.
     pub(crate) fn begin_new_clients<'a>(
         &self,
-        clients: impl IntoIterator<Item = (&'a str, &'a str)>,
+        clients: impl IntoIterator<Item = (&'a str, &'a Thumbprint)>,
     ) -> Result<()> {
         self.intend(
             clients
                 .into_iter()
-                .flat_map(|(key, thumbprint)| Store::client_paths(key, thumbprint)),
+                .flat_map(|(key, thumbprint)| Store::client_paths(key, thumbprint.as_str())),
         )?;
         for sub in ["certs", "keys", "issued"] {
             ensure_dir(&self.root.join(sub))?;
@@ -47,7 +48,7 @@ impl Store {
     /// Writes a new client's certificate, kept key and staged bundle (staged until the
     /// registry commits). The batch was begun with [`Store::begin_new_clients`].
     pub(crate) fn write_new_client(&self, c: &NewClient<'_>) -> Result<()> {
-        let thumb = c.thumbprint;
+        let thumb = c.thumbprint.as_str();
         write_staged(&self.cert_path(thumb), c.cert_pem, 0o600)?;
         self.written
             .borrow_mut()

@@ -1,7 +1,7 @@
 //! An apply's writes: the store folder, the manifest of what ravencert made, certificate files,
 //! the registry (the commit point), then finishing and sweeping what it no longer names.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 
@@ -228,10 +228,21 @@ impl Store {
             .unwrap_or_default();
         self.finish_issued(registry, &made)?;
         self.sweep_unreferenced(registry, &made)?;
-        // The manifest keeps what is still there.
+        // The manifest keeps what is still there: one listing per folder, not a stat per path.
+        let mut listed: BTreeMap<&str, Option<BTreeSet<std::ffi::OsString>>> = BTreeMap::new();
         let still: BTreeSet<String> = made
             .iter()
-            .filter(|r| fs::symlink_metadata(self.root.join(r)).is_ok())
+            .filter(|r| {
+                let in_listing = match r.split_once('/') {
+                    Some((dir, name)) if !name.contains('/') => listed
+                        .entry(dir)
+                        .or_insert_with(|| self.list(dir))
+                        .as_ref()
+                        .map(|names| names.contains(std::ffi::OsStr::new(name))),
+                    _ => None,
+                };
+                in_listing.unwrap_or_else(|| fs::symlink_metadata(self.root.join(r)).is_ok())
+            })
             .cloned()
             .collect();
         let appendable = self.manifest()?.as_ref().is_some_and(|m| m.appendable);
@@ -244,6 +255,12 @@ impl Store {
             *self.manifest.borrow_mut() = Some(m);
         }
         Ok(())
+    }
+
+    /// The names in the store folder `dir`; None when it cannot be listed.
+    fn list(&self, dir: &str) -> Option<BTreeSet<std::ffi::OsString>> {
+        let entries = fs::read_dir(self.root.join(dir)).ok()?;
+        entries.map(|e| e.ok().map(|e| e.file_name())).collect()
     }
 
     /// certs/, server/, keys/: files ravencert made for a thumbprint the registry no longer

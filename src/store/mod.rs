@@ -172,6 +172,10 @@ impl Store {
     fn client_key_path(&self, thumbprint: &str) -> PathBuf {
         self.root.join("keys").join(format!("{thumbprint}.key"))
     }
+    /// Whether this process wrote the store file `rel` from the certificate `thumbprint`.
+    fn wrote(&self, rel: &str, thumbprint: &str) -> bool {
+        self.written.borrow().get(rel).map(String::as_str) == Some(thumbprint)
+    }
     fn issued_dir(&self, key: &str) -> PathBuf {
         self.root.join("issued").join(key)
     }
