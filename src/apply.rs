@@ -6,15 +6,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use time::OffsetDateTime;
 
-use crate::config::{ClientDesired, ClientSpec, Desired, GenerateSpec, Secret, ServerSpec};
+use crate::config::{ClientDesired, ClientSpec, Desired, GenerateSpec, ServerSpec};
 use crate::model::{EntryThumbprint, Origin, Thumbprint, BACKDATING};
 use crate::pki::{self, Issued, PrivateKey};
 use crate::plan::{self, Action, Change, DeclaredPassword, NewCert, Plan, Target};
 use crate::registry::{Actual, CertEntry, Registry, RegistryError, ServerEntry};
 use crate::store::{self, Store};
+
+mod issue;
 
 /// Why an apply stopped. Until the registry is written nothing is registered; see
 /// [`ApplyError::Export`] for the one failure after it.
@@ -145,7 +146,7 @@ pub(crate) struct Outcome {
 }
 
 /// The server certificate and key that sign generated clients.
-type Signer = (Vec<u8>, PrivateKey);
+pub(super) type Signer = (Vec<u8>, PrivateKey);
 
 /// One apply: its inputs and the registry it builds, change by change.
 struct Applier<'a> {
@@ -171,7 +172,6 @@ pub(crate) fn apply(
     if let Some(refused) = plan.policy_refusal() {
         return Err(ApplyError::Refused(Box::new(refused)));
     }
-    store.ensure_root()?;
     let mut run = Applier {
         desired,
         store,
@@ -180,13 +180,16 @@ pub(crate) fn apply(
         reg: actual.registry.clone(),
         issued: Vec::new(),
     };
+    // Every input that can fail for a bad config is read before anything is written.
+    let work = generated_work(desired, plan)?;
+    store.ensure_root()?;
     let signer = run.servers(plan)?;
     // The key of password fingerprints, made when a bundle with a password is first written.
     let password_key = run.password_key()?;
-    let mut prepared = run.prepare_clients(plan, signer, &password_key)?;
-    run.intend(plan, &prepared)?;
+    run.intend_uploads(plan)?;
+    let mut made = run.issue_clients(&work, signer, &password_key)?;
     for change in plan.changes.iter().filter(|c| c.target == Target::Client) {
-        run.client(change, &mut prepared, &actual.registry, &password_key)?;
+        run.client(change, &mut made, &actual.registry, &password_key)?;
     }
     run.commit(plan, actual)
 }
@@ -291,54 +294,38 @@ impl Applier<'_> {
         }
     }
 
-    /// All key generation first, in parallel; nothing is written until every key exists.
-    fn prepare_clients(
+    /// Issues the generated clients and writes their files, streamed (see [`issue::issue_all`]).
+    fn issue_clients(
         &self,
-        plan: &Plan,
+        work: &[issue::Work<'_>],
         signer: Option<Signer>,
         password_key: &[u8],
-    ) -> Result<BTreeMap<String, Prepared>, ApplyError> {
-        let work: Vec<(&ClientDesired, &GenerateSpec)> = plan
-            .changes
-            .iter()
-            .filter(|c| {
-                c.target == Target::Client && matches!(c.action, Action::Create | Action::Replace)
-            })
-            .filter_map(|c| self.desired.declared.clients.get(&c.key))
-            .filter_map(|client| match &client.source {
-                ClientSpec::Generate(spec) => Some((client, spec)),
-                ClientSpec::Upload(_) => None,
-            })
-            .collect();
+    ) -> Result<BTreeMap<String, issue::Made>, ApplyError> {
         if work.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let (server_der, server_key) = match signer {
+        let signer = match signer {
             Some(s) => s,
             None => load_signer(self.store, &self.reg)?,
         };
-        let results = prepare_all(&work, &server_der, &server_key, self.now, password_key)?;
-        work.iter()
-            .zip(results)
-            .map(|((client, _), result)| Ok((client.key.clone(), result?)))
-            .collect()
+        issue::issue_all(self.store, work, &signer, self.now, password_key)
     }
 
-    /// Everything the clients' changes will write, recorded in one write before any is made.
-    fn intend(&self, plan: &Plan, prepared: &BTreeMap<String, Prepared>) -> Result<(), ApplyError> {
-        let uploads = plan
+    /// The certificate files the uploaded clients' changes will write, recorded in one write
+    /// before any is made (the generated clients' are recorded a batch at a time as they are
+    /// issued).
+    fn intend_uploads(&self, plan: &Plan) -> Result<(), ApplyError> {
+        let uploads: Vec<String> = plan
             .changes
             .iter()
             .filter(|c| c.target == Target::Client)
             .filter_map(|c| self.desired.files.uploads.get(&c.key))
             .flatten()
-            .map(|u| format!("certs/{}.pem", u.info.thumbprint));
-        self.store.intend(
-            prepared
-                .iter()
-                .flat_map(|(key, p)| Store::client_paths(key, p.info.thumbprint.as_str()))
-                .chain(uploads),
-        )?;
+            .map(|u| format!("certs/{}.pem", u.info.thumbprint))
+            .collect();
+        if !uploads.is_empty() {
+            self.store.intend(uploads)?;
+        }
         Ok(())
     }
 
@@ -347,7 +334,7 @@ impl Applier<'_> {
     fn client(
         &mut self,
         change: &Change,
-        prepared: &mut BTreeMap<String, Prepared>,
+        made: &mut BTreeMap<String, issue::Made>,
         current: &Registry,
         password_key: &[u8],
     ) -> Result<(), ApplyError> {
@@ -356,10 +343,10 @@ impl Applier<'_> {
         let new = match (change.action, client) {
             (Action::Create | Action::Replace, Some(client)) => match &client.source {
                 ClientSpec::Generate(spec) => {
-                    let Some(p) = prepared.remove(&client.key) else {
+                    let Some(m) = made.remove(&client.key) else {
                         return Ok(());
                     };
-                    Some(self.write_issued(client, spec, p)?)
+                    Some(self.issued_entry(client, spec, m))
                 }
                 ClientSpec::Upload(_) => Some(self.write_uploaded(client)?),
             },
@@ -387,28 +374,25 @@ impl Applier<'_> {
         Ok(())
     }
 
-    /// Writes a prepared client (certificate, kept key, staged bundle); its registry entry.
-    fn write_issued(
+    /// An issued client's registry entry (its files are written).
+    fn issued_entry(
         &mut self,
         client: &ClientDesired,
         spec: &GenerateSpec,
-        p: Prepared,
-    ) -> Result<NewCert, ApplyError> {
-        let thumb = EntryThumbprint::from(self.store.write_cert(&p.cert_der)?);
-        self.store.write_client_key(thumb.as_str(), &p.key)?;
-        self.store.stage_bundle(&client.key, &p.bundle)?;
+        m: issue::Made,
+    ) -> NewCert {
         let planned = plan::generated_client_entry(
             client,
             spec,
             self.now,
-            thumb,
-            p.info.public_key_pinning_hash,
+            m.thumbprint,
+            m.info.public_key_pinning_hash,
         );
         let entry = CertEntry {
-            not_before: p.info.not_before,
-            not_after: p.info.not_after,
+            not_before: m.info.not_before,
+            not_after: m.info.not_after,
             revision: self.revision.clone(),
-            bundle_password: Some(p.bundle_password),
+            bundle_password: Some(m.bundle_password),
             ..planned
         };
         self.issued.push((
@@ -416,7 +400,7 @@ impl Applier<'_> {
             entry.thumbprint.clone(),
             entry.not_after,
         ));
-        Ok(NewCert::Client(vec![entry]))
+        NewCert::Client(vec![entry])
     }
 
     /// Writes an uploaded client's certificates; their registry entries.
@@ -504,6 +488,24 @@ impl Applier<'_> {
             reason: Box::new(e),
         })
     }
+}
+
+/// The generated clients the plan creates or replaces, their passwords read.
+fn generated_work<'d>(
+    desired: &'d Desired,
+    plan: &Plan,
+) -> Result<Vec<issue::Work<'d>>, ApplyError> {
+    plan.changes
+        .iter()
+        .filter(|c| {
+            c.target == Target::Client && matches!(c.action, Action::Create | Action::Replace)
+        })
+        .filter_map(|c| desired.declared.clients.get(&c.key))
+        .filter_map(|client| match &client.source {
+            ClientSpec::Generate(spec) => Some(issue::Work::read(client, spec)),
+            ClientSpec::Upload(_) => None,
+        })
+        .collect()
 }
 
 /// How many of the plan's changes the store part of an apply commits, before the export and
@@ -624,67 +626,6 @@ fn restore_lost_files(
     Ok(())
 }
 
-/// A generated client's key, certificate and bundle, made before anything is written.
-struct Prepared {
-    cert_der: Vec<u8>,
-    key: PrivateKey,
-    bundle: pki::Bundle,
-    info: crate::model::CertInfo,
-    bundle_password: String,
-}
-
-/// The crypto of one generated client: key, certificate signed by the server, bundle.
-fn prepare(
-    client: &ClientDesired,
-    spec: &GenerateSpec,
-    server_der: &[u8],
-    server_key: &PrivateKey,
-    now: OffsetDateTime,
-    password_key: &[u8],
-) -> Result<Prepared, ApplyError> {
-    let password = read_password(client, spec)?;
-    let issued: Issued = pki::issue_client(
-        server_der,
-        server_key,
-        &client.name,
-        spec.key,
-        now - BACKDATING.as_duration(),
-        crate::plan::until::issue_end(now, spec.validity, client.until),
-    )?;
-    let bundle = pki::client_bundle(
-        &issued,
-        server_der,
-        &client.name,
-        password.as_ref().map(|p| p.expose()),
-        spec.pfx,
-    )?;
-    let info = match &issued.info {
-        Some(i) => i.clone(),
-        None => pki::inspect(&issued.cert_der)?,
-    };
-    Ok(Prepared {
-        bundle_password: pki::password_fingerprint(
-            password_key,
-            &client.key,
-            password.as_ref().map(|p| p.expose()),
-        )?,
-        cert_der: issued.cert_der,
-        key: issued.key,
-        bundle,
-        info,
-    })
-}
-
-fn read_password(
-    client: &ClientDesired,
-    spec: &GenerateSpec,
-) -> Result<Option<Secret>, ApplyError> {
-    spec.password
-        .as_ref()
-        .map(|r| r.read().map_err(|e| password_error(client, e)))
-        .transpose()
-}
-
 fn password_error(client: &ClientDesired, source: crate::inputs::SecretError) -> ApplyError {
     ApplyError::Password {
         key: client.key.clone(),
@@ -732,44 +673,6 @@ fn rebundle(
     entry.pfx = spec.pfx;
     entry.bundle_password = fingerprint;
     Ok(())
-}
-
-/// How many certificates are made at once: every core this process may use
-/// (`taskset`/cgroup limits included), or RAVENCERT_JOBS.
-fn jobs() -> usize {
-    std::env::var("RAVENCERT_JOBS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-/// Key generation, signing and PKCS#12 encryption for independent clients on a pool of
-/// [`jobs`] threads (RSA-4096 costs about a second per key per core). Results keep plan order;
-/// the store's writes happen afterwards, in order, on one thread.
-fn prepare_all(
-    work: &[(&ClientDesired, &GenerateSpec)],
-    server_der: &[u8],
-    server_key: &PrivateKey,
-    now: OffsetDateTime,
-    password_key: &[u8],
-) -> Result<Vec<Result<Prepared, ApplyError>>, ApplyError> {
-    // A pool of its own rather than rayon's global one, so that RAVENCERT_JOBS holds.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs().min(work.len()).max(1))
-        .build()?;
-    let progress = crate::progress::bar(work.len() as u64, "issuing certificates");
-    let results = pool.install(|| {
-        work.par_iter()
-            .map(|(client, spec)| {
-                let r = prepare(client, spec, server_der, server_key, now, password_key);
-                progress.inc(1);
-                r
-            })
-            .collect()
-    });
-    progress.finish_and_clear();
-    Ok(results)
 }
 
 fn load_signer(store: &Store, reg: &Registry) -> Result<Signer, ApplyError> {

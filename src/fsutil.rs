@@ -262,6 +262,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], how: &AtomicWrite) -> Resu
         .unwrap_or_default();
     let prefix = format!(".tmp-{name}-");
     (how.step)();
+    if let (Some(mode), true) = (how.mode, how.replace) {
+        return write_replacing(path, dir, &prefix, bytes, mode, how);
+    }
     let mut tmp = match how.mode {
         Some(mode) => tempfile::Builder::new()
             .prefix(&prefix)
@@ -302,6 +305,109 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], how: &AtomicWrite) -> Resu
             .map_err(at(dir))?;
     }
     Ok(())
+}
+
+/// [`write_atomic`] replacing the target with a file of `mode` (the store's writes): the temp
+/// file made here rather than through `tempfile`, which makes a relative folder absolute
+/// (a getcwd per file), and the mode given at creation set again only when the umask masks
+/// part of it.
+fn write_replacing(
+    path: &Path,
+    dir: &Path,
+    prefix: &str,
+    bytes: &[u8],
+    mode: u32,
+    how: &AtomicWrite,
+) -> Result<(), WriteError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt;
+    let at = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WriteError { path, source }
+    };
+    let mut tmp = Temp::create(dir, prefix, mode).map_err(at(dir))?;
+    if umask_masks(mode) {
+        tmp.file
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(at(&tmp.path))?;
+    }
+    tmp.file.write_all(bytes).map_err(at(&tmp.path))?;
+    if how.durable {
+        tmp.file.sync_all().map_err(at(&tmp.path))?;
+    }
+    (how.step)();
+    std::fs::rename(&tmp.path, path).map_err(at(path))?;
+    tmp.renamed = true;
+    drop(tmp);
+    if how.durable {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(at(dir))?;
+    }
+    Ok(())
+}
+
+/// A temp file beside a target: created exclusively (never through a link), removed when
+/// dropped unless it was renamed into place.
+struct Temp {
+    path: PathBuf,
+    file: std::fs::File,
+    renamed: bool,
+}
+
+impl Temp {
+    fn create(dir: &Path, prefix: &str, mode: u32) -> io::Result<Temp> {
+        use std::hash::{BuildHasher, Hasher};
+        let mut taken = io::Error::from(io::ErrorKind::AlreadyExists);
+        for _ in 0..64 {
+            // A fresh RandomState hashes to a new unpredictable number (std seeds it from the
+            // OS once per thread), without a system call.
+            let n = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            let path = dir.join(format!("{prefix}{:08x}", n as u32));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .custom_flags(O_NOFOLLOW)
+                .open(&path)
+            {
+                Ok(file) => {
+                    return Ok(Temp {
+                        path,
+                        file,
+                        renamed: false,
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => taken = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(taken)
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        if !self.renamed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Whether the process's umask clears a bit of `mode` (or cannot be read): a file created with
+/// `mode` must then have it set again. Read once: ravencert never changes its umask.
+fn umask_masks(mode: u32) -> bool {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    let umask = UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+    });
+    umask.is_none_or(|u| u & mode != 0)
 }
 
 /// The folder a file path names the file in: its parent, or `.` for a bare file name (whose

@@ -153,14 +153,18 @@ pub(crate) fn converge(
     }
     let outcome = apply::apply(desired, &store, &actual, &plan, ctx.now, run.revision)
         .map_err(Error::Apply)?;
-    let registry = if plan.is_empty() {
-        actual.registry.clone()
+    // The registry as committed, for the cluster step: read back only when there is one (a
+    // load of 10,000 certificates is not free).
+    let loaded;
+    let registry = if plan.is_empty() || desired.declared.cluster.is_none() {
+        &actual.registry
     } else {
-        store
+        loaded = store
             .load(super::exports::export_path(&desired.declared))?
-            .registry
+            .registry;
+        &loaded
     };
-    let (cluster, done) = cluster::apply_after_store(&planned, preview, &registry)
+    let (cluster, done) = cluster::apply_after_store(&planned, preview, registry)
         .map_err(|e| Error::after_store(e, !plan.is_empty()))?;
     Ok(Converged {
         plan,

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::cache::{stamp, VerifyCache};
 use super::fault;
-use super::files::{ensure_dir, read_file, remove_tree, write_staged};
+use super::files::{ensure_dir, read_file, remove_tree};
 use super::{io_err, Result, Store, StoreError};
 use crate::model::Origin;
 use crate::pki;
@@ -109,21 +109,7 @@ impl Store {
     pub(crate) fn stage_bundle(&self, key: &str, bundle: &pki::Bundle) -> Result<()> {
         self.intend([format!("issued/{key}"), format!("issued/.{key}.new")])?;
         ensure_dir(&self.root.join("issued"))?;
-        let dir = self.staging_dir(key);
-        if dir.exists() {
-            remove_tree(&dir)?;
-        }
-        ensure_dir(&dir)?;
-        write_staged(&dir.join(format!("{key}.pfx")), &bundle.pfx, 0o600)?;
-        write_staged(&dir.join(format!("{key}.crt")), &bundle.cert_pem, 0o600)?;
-        if let Some(der) = pki::pem_cert_body(&bundle.cert_pem) {
-            super::locked(&self.written).insert(
-                format!("issued/{key}/{key}.crt"),
-                pki::thumbprint(&der).into(),
-            );
-        }
-        write_staged(&dir.join(format!("{key}.key")), &bundle.key_pem, 0o600)?;
-        Ok(())
+        self.stage_bundle_files(key, bundle, None)
     }
 
     /// issued/: staged bundles of registered certificates move into place; bundles of clients
@@ -153,11 +139,17 @@ impl Store {
                     // with another password or profile): it is newer than issued/<key>.
                     Some(thumb) if self.bundle_complete(&path, key, thumb) => {
                         let target = self.issued_dir(key);
-                        if target.exists() {
-                            remove_tree(&target)?;
-                        }
                         fault::step();
-                        fs::rename(&path, &target).map_err(io_err(&path))?;
+                        // Straight into place when nothing is there (a new client); what
+                        // is there goes first.
+                        if let Err(e) = fs::rename(&path, &target) {
+                            if fs::symlink_metadata(&target).is_err() {
+                                return Err(io_err(&path)(e));
+                            }
+                            remove_tree(&target)?;
+                            fault::step();
+                            fs::rename(&path, &target).map_err(io_err(&path))?;
+                        }
                         // No fsync: the registry already names this certificate, and a
                         // staged bundle counts as present until the next apply moves it.
                     }
@@ -170,10 +162,19 @@ impl Store {
         Ok(())
     }
 
+    /// A staged bundle holds its three files and the certificate `thumbprint`; one this
+    /// process staged for that thumbprint is not read back.
     fn bundle_complete(&self, dir: &Path, key: &str, thumbprint: &str) -> bool {
-        ["pfx", "key"].iter().all(|ext| {
+        let file = |ext: &str| {
             fs::symlink_metadata(dir.join(format!("{key}.{ext}"))).is_ok_and(|m| m.is_file())
-        }) && self.bundle_in(dir, key, thumbprint)
+        };
+        if !(file("pfx") && file("key")) {
+            return false;
+        }
+        if self.wrote(&format!("issued/{key}/{key}.crt"), thumbprint) && file("crt") {
+            return true;
+        }
+        self.bundle_in(dir, key, thumbprint)
     }
 
     pub(super) fn bundle_in(&self, dir: &Path, key: &str, thumbprint: &str) -> bool {

@@ -41,6 +41,15 @@ pub(super) struct VerifyCache {
     pub(super) files: BTreeMap<String, Stamp>,
 }
 
+/// [`VerifyCache`] as written: the same fields, the registry borrowed.
+#[derive(Serialize)]
+struct VerifyCacheOut<'a> {
+    seal: String,
+    registry_stamp: Option<Stamp>,
+    registry: Option<&'a Registry>,
+    files: BTreeMap<String, Stamp>,
+}
+
 const CACHE_FILE: &str = ".verified.json";
 
 impl Store {
@@ -87,7 +96,7 @@ impl Store {
             }
             let st = stamp(&m);
             let verified = old.files.get(&rel) == Some(&st)
-                || super::locked(&self.written).get(&rel).map(String::as_str) == Some(thumbprint)
+                || self.wrote(&rel, thumbprint)
                 || read_file(&path)
                     .ok()
                     .and_then(|pem| pki::pem_cert_body(&pem))
@@ -113,10 +122,11 @@ impl Store {
             let (body, claimed) = split_seal(&on_disk);
             (body == text && claimed == Some(seal.as_str())).then(|| stamp(&m))
         });
-        let cache = VerifyCache {
+        // Serialized from borrows: no copy of a 10,000-certificate registry.
+        let cache = VerifyCacheOut {
             seal,
             registry_stamp,
-            registry: Some(registry.clone()),
+            registry: Some(registry),
             files,
         };
         match serde_json::to_vec(&cache) {

@@ -1,7 +1,7 @@
 //! An apply's writes: the store folder, the manifest of what ravencert made, certificate files,
 //! the registry (the commit point), then finishing and sweeping what it no longer names.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 
@@ -13,6 +13,40 @@ use super::{corrupt, io_err, Problem, Result, Store, StoreError, MANIFEST_FILE, 
 use crate::model::{EntryThumbprint, Thumbprint};
 use crate::pki;
 use crate::registry::{sealed_text, Registry};
+
+/// The manifest as this process knows it.
+#[derive(Default)]
+pub(super) struct Manifest {
+    /// Every path it names.
+    pub(super) paths: BTreeSet<String>,
+    /// The file exists and ends with a whole line: new paths are appended to it.
+    appendable: bool,
+}
+
+impl Manifest {
+    /// The file's bytes. A last line without its newline is an append a crash cut short: the
+    /// files it names were not written yet (they are written after the append is flushed), so
+    /// it is dropped, and the next record writes the whole file afresh.
+    fn parse(mut bytes: Vec<u8>) -> std::result::Result<Manifest, std::string::FromUtf8Error> {
+        let appendable = bytes.last().is_none_or(|b| *b == b'\n');
+        if !appendable {
+            // Cut at the byte level: the torn line may end inside a character.
+            let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            bytes.truncate(whole);
+        }
+        Ok(Manifest {
+            paths: String::from_utf8(bytes)?
+                .lines()
+                .map(str::to_string)
+                .collect(),
+            appendable,
+        })
+    }
+
+    fn text(&self) -> String {
+        self.paths.iter().map(|r| format!("{r}\n")).collect()
+    }
+}
 
 impl Store {
     /// Creates the store folder (0700) with its .gitignore.
@@ -41,20 +75,21 @@ impl Store {
 
     /// The manifest. A store written before ravencert kept one gets it from the names
     /// ravencert writes (thumbprint files, client-key folders), once.
-    fn manifest(&self) -> Result<std::sync::MutexGuard<'_, Option<BTreeSet<String>>>> {
+    fn manifest(&self) -> Result<std::sync::MutexGuard<'_, Option<Manifest>>> {
         let mut m = super::locked(&self.manifest);
         if m.is_none() {
             let path = self.root.join(MANIFEST_FILE);
             *m = Some(match read_file(&path) {
-                Ok(bytes) => String::from_utf8(bytes)
-                    .map_err(|_| corrupt(&path, Problem::ManifestNotUtf8))?
-                    .lines()
-                    .map(str::to_string)
-                    .collect(),
+                Ok(bytes) => {
+                    Manifest::parse(bytes).map_err(|_| corrupt(&path, Problem::ManifestNotUtf8))?
+                }
                 Err(StoreError::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
-                    self.legacy_manifest()
+                    Manifest {
+                        paths: self.legacy_manifest(),
+                        appendable: false,
+                    }
                 }
                 Err(e) => return Err(e),
             });
@@ -100,17 +135,38 @@ impl Store {
     }
 
     /// Records, durably and before they are made, the store paths an apply is about to write,
-    /// so that whatever a crash leaves is known to be ravencert's. One write for a batch.
+    /// so that whatever a crash leaves is known to be ravencert's. One write for a batch: the
+    /// new paths appended to the manifest and flushed (the whole file written afresh when it
+    /// does not exist yet or ends in a line a crash cut short).
     pub(crate) fn intend(&self, rels: impl IntoIterator<Item = String>) -> Result<()> {
-        let mut m = self.manifest()?;
-        let set = m.get_or_insert_with(BTreeSet::new);
-        let before = set.len();
-        set.extend(rels);
-        if set.len() == before && self.root.join(MANIFEST_FILE).exists() {
+        let mut guard = self.manifest()?;
+        let m = guard.get_or_insert_with(Manifest::default);
+        let mut new: Vec<String> = rels.into_iter().filter(|r| !m.paths.contains(r)).collect();
+        new.sort();
+        new.dedup();
+        if new.is_empty() && m.appendable {
             return Ok(());
         }
-        let text: String = set.iter().map(|r| format!("{r}\n")).collect();
-        write_atomic(&self.root.join(MANIFEST_FILE), text.as_bytes(), 0o600)
+        m.paths.extend(new.iter().cloned());
+        let path = self.root.join(MANIFEST_FILE);
+        if !m.appendable {
+            write_atomic(&path, m.text().as_bytes(), 0o600)?;
+            m.appendable = true;
+            return Ok(());
+        }
+        let text: String = new.iter().map(|r| format!("{r}\n")).collect();
+        fault::step();
+        let mut f = crate::fsutil::open_append_private(&path).map_err(|e| {
+            if e.is_link() {
+                corrupt(&path, Problem::Link)
+            } else {
+                io_err(&path)(e.into())
+            }
+        })?;
+        // One write(2): a crash leaves the new lines whole or a last line without its newline,
+        // which the next read drops (nothing it names was written yet).
+        f.write_all(text.as_bytes()).map_err(io_err(&path))?;
+        f.sync_data().map_err(io_err(&path))
     }
 
     /// The manifest paths of a generated client's files: certificate, kept key, bundle.
@@ -163,21 +219,46 @@ impl Store {
                 remove_path(&entry.path())?;
             }
         }
-        let made = self.manifest()?.clone().unwrap_or_default();
+        let made = self
+            .manifest()?
+            .as_ref()
+            .map(|m| m.paths.clone())
+            .unwrap_or_default();
         self.finish_issued(registry, &made)?;
         self.sweep_unreferenced(registry, &made)?;
-        // The manifest keeps what is still there.
+        // The manifest keeps what is still there: one listing per folder, not a stat per path.
+        let mut listed: BTreeMap<&str, Option<BTreeSet<std::ffi::OsString>>> = BTreeMap::new();
         let still: BTreeSet<String> = made
             .iter()
-            .filter(|r| fs::symlink_metadata(self.root.join(r)).is_ok())
+            .filter(|r| {
+                let in_listing = match r.split_once('/') {
+                    Some((dir, name)) if !name.contains('/') => listed
+                        .entry(dir)
+                        .or_insert_with(|| self.list(dir))
+                        .as_ref()
+                        .map(|names| names.contains(std::ffi::OsStr::new(name))),
+                    _ => None,
+                };
+                in_listing.unwrap_or_else(|| fs::symlink_metadata(self.root.join(r)).is_ok())
+            })
             .cloned()
             .collect();
-        if still != made || !self.root.join(MANIFEST_FILE).exists() {
-            let text: String = still.iter().map(|r| format!("{r}\n")).collect();
-            write_atomic(&self.root.join(MANIFEST_FILE), text.as_bytes(), 0o600)?;
-            *super::locked(&self.manifest) = Some(still);
+        let appendable = self.manifest()?.as_ref().is_some_and(|m| m.appendable);
+        if still != made || !appendable || !self.root.join(MANIFEST_FILE).exists() {
+            let m = Manifest {
+                paths: still,
+                appendable: true,
+            };
+            write_atomic(&self.root.join(MANIFEST_FILE), m.text().as_bytes(), 0o600)?;
+            *super::locked(&self.manifest) = Some(m);
         }
         Ok(())
+    }
+
+    /// The names in the store folder `dir`; None when it cannot be listed.
+    fn list(&self, dir: &str) -> Option<BTreeSet<std::ffi::OsString>> {
+        let entries = fs::read_dir(self.root.join(dir)).ok()?;
+        entries.map(|e| e.ok().map(|e| e.file_name())).collect()
     }
 
     /// certs/, server/, keys/: files ravencert made for a thumbprint the registry no longer
@@ -226,5 +307,40 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Manifest, Store, MANIFEST_FILE};
+
+    #[test]
+    fn a_manifest_line_a_crash_cut_short_is_dropped_and_the_file_rewritten() {
+        let m = Manifest::parse(b"certs/A.pem\nkeys/A.key\nissued/c\xc3".to_vec()).unwrap();
+        assert_eq!(
+            m.paths.iter().collect::<Vec<_>>(),
+            ["certs/A.pem", "keys/A.key"]
+        );
+        assert!(!m.appendable);
+        let whole = Manifest::parse(b"certs/A.pem\n".to_vec()).unwrap();
+        assert!(whole.appendable && whole.paths.len() == 1);
+
+        // The next record writes the file afresh; later ones append whole lines.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let path = dir.path().join(MANIFEST_FILE);
+        std::fs::write(&path, "certs/A.pem\nissued/tor").unwrap();
+        store.intend(["keys/B.key".to_string()]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "certs/A.pem\nkeys/B.key\n"
+        );
+        store
+            .intend(["certs/B.pem".to_string(), "keys/B.key".to_string()])
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "certs/A.pem\nkeys/B.key\ncerts/B.pem\n"
+        );
     }
 }

@@ -299,7 +299,16 @@ impl Store {
     }
 
     /// Whether a registered thumbprint's public certificate file is present and right.
+    /// One this process wrote for that thumbprint needs only be there, ours and a file.
     pub(crate) fn cert_file_ok(&self, thumbprint: &str) -> bool {
+        if self.wrote(&format!("certs/{thumbprint}.pem"), thumbprint) {
+            let path = self.cert_path(thumbprint);
+            if fs::symlink_metadata(&path)
+                .is_ok_and(|m| m.is_file() && check_owner(&path, &m).is_ok())
+            {
+                return true;
+            }
+        }
         matches!(
             self.cert_file_state(thumbprint, &VerifyCache::default()),
             Ok(CertFileState::Ok)

@@ -20,6 +20,7 @@
 mod bundles;
 mod cache;
 mod checks;
+mod clients;
 mod commit;
 mod fault;
 mod files;
@@ -29,7 +30,7 @@ mod lock;
 mod outside;
 mod problem;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,7 @@ use crate::pki;
 use crate::registry::RegistryError;
 
 pub(crate) use bundles::IssuedFiles;
+pub(crate) use clients::NewClient;
 pub(crate) use outside::{write_export, write_install, write_new_outside};
 pub use problem::{KeyFile, Problem};
 
@@ -125,7 +127,7 @@ pub struct Store {
     written: std::sync::Mutex<BTreeMap<String, String>>,
     /// The manifest (store-relative paths of every file and bundle folder ravencert made), once
     /// read.
-    manifest: std::sync::Mutex<Option<BTreeSet<String>>>,
+    manifest: std::sync::Mutex<Option<commit::Manifest>>,
     /// Whether loading checks the server private key against its certificate (not in a review
     /// plan, which reads no private key: [`Store::reading_no_keys`]).
     read_keys: bool,
@@ -175,6 +177,10 @@ impl Store {
     /// key) so that its bundle can be packaged again with another password or profile.
     fn client_key_path(&self, thumbprint: &str) -> PathBuf {
         self.root.join("keys").join(format!("{thumbprint}.key"))
+    }
+    /// Whether this process wrote the store file `rel` from the certificate `thumbprint`.
+    fn wrote(&self, rel: &str, thumbprint: &str) -> bool {
+        locked(&self.written).get(rel).map(String::as_str) == Some(thumbprint)
     }
     fn issued_dir(&self, key: &str) -> PathBuf {
         self.root.join("issued").join(key)

@@ -209,3 +209,57 @@ fn sigkill_at_random_moments_during_a_large_apply() {
     );
     assert_recovers(&env, &format!("after the SIGKILL rounds (seed {seed})"));
 }
+
+/// A large apply writes its clients as they are issued, a batch at a time, each batch recorded
+/// in the manifest (one append) before any of its files is made. Aborted anywhere in the
+/// stream, every file it left is one the manifest names (what the next apply may sweep), and
+/// the next apply converges with none of the unregistered ones left over.
+#[test]
+fn a_streaming_apply_aborted_mid_stream_leaves_only_recorded_files() {
+    let mut config = SERVER.to_string();
+    for i in 0..300 {
+        config.push_str(&format!(
+            "[clients.c{i:03}]\nclearance = \"ValidUser\"\ndatabases = {{ Db = \"Read\" }}\n"
+        ));
+    }
+    // 300 clients are three batches of writes, about 11 file-system steps a client: aborts
+    // early, in the first batch, at a batch's end and inside later ones.
+    let mut aborted = 0;
+    for at in [12, 700, 1420, 1429, 2300, 3000] {
+        let env = env();
+        env.config(&config);
+        let run = env.run_with(
+            &["apply", "--yes"],
+            &[("RAVENCERT_FAULT_AT", &at.to_string())],
+        );
+        if run.code == 0 {
+            continue;
+        }
+        assert!(run.stderr.contains("fault injection"), "{}", run.stderr);
+        aborted += 1;
+        let manifest = std::fs::read_to_string(env.store().join(".manifest")).unwrap_or_default();
+        let recorded: std::collections::BTreeSet<&str> = manifest.lines().collect();
+        for sub in ["certs", "keys", "issued"] {
+            let Ok(dir) = std::fs::read_dir(env.store().join(sub)) else {
+                continue;
+            };
+            for e in dir {
+                let name = e.unwrap().file_name().to_string_lossy().to_string();
+                let rel = format!("{sub}/{name}");
+                assert!(
+                    name.starts_with(".tmp-") || recorded.contains(rel.as_str()),
+                    "abort before step {at}: {rel} was written before the manifest named it"
+                );
+            }
+        }
+        assert_recovers(&env, &format!("abort before step {at}"));
+        let certs = std::fs::read_dir(env.store().join("certs"))
+            .unwrap()
+            .count();
+        assert_eq!(
+            certs, 301,
+            "abort before step {at}: unregistered files left"
+        );
+    }
+    assert!(aborted >= 4, "only {aborted} applies were aborted");
+}

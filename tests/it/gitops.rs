@@ -1279,7 +1279,8 @@ fn watch_retries_with_backoff_while_the_store_is_locked() {
         || d.context(),
         || clearance_of(&env, &store, "app").as_deref() == Some("Operator"),
     );
-    assert!(d.log().contains("retry: applied"), "{}", d.context());
+    // The store is committed before the log line is written: wait for the line.
+    d.wait_log("retry: applied");
     assert!(d.terminate().success(), "{}", d.context());
 }
 

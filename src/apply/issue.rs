@@ -1,0 +1,206 @@
+//! Issuing generated clients, streamed: key, certificate and PKCS#12 bundle are made on a pool of
+//! threads, and each batch is written to the store (by the calling thread, the store's only
+//! writer) as soon as it is made, so that file creation overlaps the crypto and only a bounded
+//! number of bundles is ever held in memory.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+
+use rayon::prelude::*;
+use time::OffsetDateTime;
+
+use super::{password_error, ApplyError, Signer};
+use crate::config::{ClientDesired, GenerateSpec, Secret};
+use crate::model::{CertInfo, EntryThumbprint, Thumbprint, BACKDATING};
+use crate::pki::{self, Issued, PrivateKey};
+use crate::store::{NewClient, Store};
+
+/// How many clients one manifest record (one append and flush) covers; as many again wait made
+/// in the channel while a batch is written.
+const BATCH: usize = 128;
+
+/// A generated client to issue, its password read (before anything is written: a bad password
+/// changes nothing in the store).
+pub(super) struct Work<'a> {
+    pub(super) client: &'a ClientDesired,
+    pub(super) spec: &'a GenerateSpec,
+    pub(super) password: Option<Secret>,
+}
+
+impl<'a> Work<'a> {
+    /// The client with its declared password read.
+    pub(super) fn read(
+        client: &'a ClientDesired,
+        spec: &'a GenerateSpec,
+    ) -> Result<Work<'a>, ApplyError> {
+        let password = spec
+            .password
+            .as_ref()
+            .map(|r| r.read().map_err(|e| password_error(client, e)))
+            .transpose()?;
+        Ok(Work {
+            client,
+            spec,
+            password,
+        })
+    }
+}
+
+/// What the registry needs of an issued client, once its files are written.
+pub(super) struct Made {
+    pub(super) thumbprint: EntryThumbprint,
+    pub(super) info: CertInfo,
+    pub(super) bundle_password: String,
+}
+
+/// A generated client's key, certificate and bundle, encoded for writing.
+struct Prepared {
+    thumbprint: Thumbprint,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    bundle: pki::Bundle,
+    info: CertInfo,
+    bundle_password: String,
+}
+
+/// What the issuing threads share.
+struct Issuer<'a> {
+    server_der: &'a [u8],
+    server_key: &'a PrivateKey,
+    now: OffsetDateTime,
+    password_key: &'a [u8],
+}
+
+impl Issuer<'_> {
+    /// The crypto of one generated client: key, certificate signed by the server, bundle.
+    fn prepare(&self, w: &Work<'_>) -> Result<Prepared, ApplyError> {
+        let (client, spec) = (w.client, w.spec);
+        let password = w.password.as_ref().map(|p| p.expose());
+        let issued: Issued = pki::issue_client(
+            self.server_der,
+            self.server_key,
+            &client.name,
+            spec.key,
+            self.now - BACKDATING.as_duration(),
+            crate::plan::until::issue_end(self.now, spec.validity, client.until),
+        )?;
+        let bundle =
+            pki::client_bundle(&issued, self.server_der, &client.name, password, spec.pfx)?;
+        let info = match &issued.info {
+            Some(i) => i.clone(),
+            None => pki::inspect(&issued.cert_der)?,
+        };
+        Ok(Prepared {
+            bundle_password: pki::password_fingerprint(self.password_key, &client.key, password)?,
+            thumbprint: pki::thumbprint(&issued.cert_der),
+            cert_pem: bundle.cert_pem.clone(),
+            key_pem: issued.key.to_pem()?,
+            bundle,
+            info,
+        })
+    }
+}
+
+/// How many certificates are made at once: every core this process may use
+/// (`taskset`/cgroup limits included), or RAVENCERT_JOBS.
+fn jobs() -> usize {
+    std::env::var("RAVENCERT_JOBS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Issues every client of `work` and writes its files: key generation, signing and PKCS#12
+/// encryption on a pool of [`jobs`] threads (RSA-4096 costs about a second per key per core),
+/// the writes on this thread as the results come, a batch at a time (see
+/// [`Store::begin_new_clients`]). On an error nothing more is made or written; what was
+/// written is staged and unregistered, and the next apply sweeps it.
+pub(super) fn issue_all(
+    store: &Store,
+    work: &[Work<'_>],
+    signer: &Signer,
+    now: OffsetDateTime,
+    password_key: &[u8],
+) -> Result<BTreeMap<String, Made>, ApplyError> {
+    let mut made = BTreeMap::new();
+    if work.is_empty() {
+        return Ok(made);
+    }
+    let issuer = Issuer {
+        server_der: &signer.0,
+        server_key: &signer.1,
+        now,
+        password_key,
+    };
+    // A pool of its own rather than rayon's global one, so that RAVENCERT_JOBS holds.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs().min(work.len()).max(1))
+        .build()?;
+    let progress = crate::progress::bar(work.len() as u64, "issuing certificates");
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = sync_channel::<(usize, Result<Prepared, ApplyError>)>(BATCH);
+    let written = std::thread::scope(|s| {
+        s.spawn(|| {
+            pool.install(|| {
+                work.par_iter().enumerate().for_each_with(tx, |tx, (i, w)| {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if tx.send((i, issuer.prepare(w))).is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                })
+            })
+        });
+        let written = write_all(store, work, rx, &mut made, &progress);
+        // The receiver is gone: the threads stop at their next client.
+        stop.store(true, Ordering::Relaxed);
+        written
+    });
+    progress.finish_and_clear();
+    written.map(|()| made)
+}
+
+/// Writes what the pool makes, a batch at a time, until it is all written or an error.
+fn write_all(
+    store: &Store,
+    work: &[Work<'_>],
+    rx: Receiver<(usize, Result<Prepared, ApplyError>)>,
+    made: &mut BTreeMap<String, Made>,
+    progress: &indicatif::ProgressBar,
+) -> Result<(), ApplyError> {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        batch.clear();
+        while batch.len() < BATCH {
+            match rx.recv() {
+                Ok((i, r)) => batch.push((work[i].client.key.as_str(), r?)),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        store.begin_new_clients(batch.iter().map(|(k, p)| (*k, &p.thumbprint)))?;
+        for (key, p) in batch.drain(..) {
+            store.write_new_client(&NewClient {
+                key,
+                thumbprint: &p.thumbprint,
+                cert_pem: &p.cert_pem,
+                key_pem: &p.key_pem,
+                bundle: &p.bundle,
+            })?;
+            made.insert(
+                key.to_string(),
+                Made {
+                    thumbprint: EntryThumbprint::from(p.thumbprint),
+                    info: p.info,
+                    bundle_password: p.bundle_password,
+                },
+            );
+            progress.inc(1);
+        }
+    }
+}
