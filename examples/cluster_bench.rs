@@ -15,6 +15,9 @@
 //!    TLS connection, no process or plan around it), and over 2 and 4 connections at once; the
 //!    variants alternate, [`FLOOR_ROUNDS`] rounds, medians. Also one `curl` process sending them
 //!    all over one kept-alive connection (`--next`), as a floor that is not ravencert's code.
+//!    Then fresh registrations alternately by `apply --yes` and by the floor client on a
+//!    connection already open (each after unregistering all again): the per-PUT floor without
+//!    any handshake, against ravencert's whole command (its one handshake and listing included).
 //! 4. N_NOOP (1,000) clients declared and applied; then a no-op `ravencert plan`, timed five
 //!    times after a warm-up run, with the requests each run sent and its peak memory.
 //!
@@ -330,6 +333,7 @@ impl Bench {
             theirs.as_secs_f64() / ours.as_secs_f64()
         );
         self.floor(server, &puts)?;
+        self.fresh_rounds(server, &puts)?;
         println!(
             "register_curl_keepalive_ms_per_put={:.2}",
             self.curl_keepalive(server, puts.len())?.as_secs_f64() * 1000.0
