@@ -5,9 +5,11 @@
 (b) apply of 16 RSA-4096 clients on one core (taskset) vs all cores (16: RSA key generation time is random; more keys, steadier ratio)
 (c) no-op plan at 300 / 3,000 / 10,000 registered certificates, with peak memory
 (d) watch: save-to-applied latency for a metadata edit (scripts/watch_latency.py)
-(e) cluster: register 300 certificates in a local RavenDB 4.1 vs a curl loop, and a no-op plan
-    with 1,000 registrations (examples/cluster_bench.rs; the server from
-    scripts/ravendb-test-server.sh)
+(e) cluster: register 300 certificates in a local RavenDB 4.1 vs a curl loop and vs the
+    kept-alive floor (one connection, PUTs back to back; also over 2 and 4 connections), a no-op
+    plan with 1,000 registrations, then (BENCH_CLUSTER_SCALE, 3,000; 0 skips it) a fresh server:
+    register 3,000, a no-op plan at 3,000 and the listing alone by curl (examples/cluster_bench.rs;
+    the server from scripts/ravendb-test-server.sh)
 (f) listen: `watch --listen` over 1,000 and 10,000 registered certificates: /metrics, / and
     /healthz latency and size, the daemon's RSS, and a scrape while 32 idle connections hold
     every slot
@@ -29,11 +31,13 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target/release/ravencert")
+# Where cargo builds (scripts/bench.sh builds there first): CARGO_TARGET_DIR when set.
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+BIN = os.path.join(TARGET, "release/ravencert")
 # An older build to compare with in the same run (--baseline); None: this build alone.
 BASELINE = None
-SYNTH = os.path.join(ROOT, "target/release/examples/synth_store")
-CLUSTER = os.path.join(ROOT, "target/release/examples/cluster_bench")
+SYNTH = os.path.join(TARGET, "release/examples/synth_store")
+CLUSTER = os.path.join(TARGET, "release/examples/cluster_bench")
 
 SERVER = """version = 1
 [store]
@@ -212,22 +216,43 @@ def bench_watch():
     print("    " + r.stdout.strip().replace("\n", "\n    "))
 
 
-def bench_cluster(n_register=300, n_noop=1000):
-    print(f"(e) cluster: a local RavenDB 4.1 (one node, 127.0.0.1, TLS with client certificates)")
-    r = subprocess.run([CLUSTER, BIN, str(n_register), str(n_noop)], capture_output=True, text=True)
+def cluster_bench(*args):
+    """Runs examples/cluster_bench with `args`; its key=value lines (every value of a key)."""
+    r = subprocess.run([CLUSTER, BIN, *map(str, args)], capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"cluster_bench failed:\n{r.stderr[-3000:]}")
     v = {}
     for line in r.stdout.splitlines():
         key, _, value = line.partition("=")
         v.setdefault(key, []).append(value)
+    return v
+
+
+def bench_cluster(n_register=300, n_noop=1000, n_scale=3000):
+    print(f"(e) cluster: a local RavenDB 4.1 (one node, 127.0.0.1, TLS with client certificates)")
+    v = cluster_bench(n_register, n_noop)
     f = {k: vs[-1] for k, vs in v.items()}
     n = int(f["register_n"])
     ours, theirs = float(f["register_ravencert_s"]), float(f["register_curl_s"])
-    print(f"    server ready after {f['server_ready_s']} s; warm-up PUT (first write) {f['warmup_put_s']} s")
-    print(f"    register {n}: ravencert apply  {ours:8.2f} s   ({f['register_requests']} requests: 1 GET + {f['register_puts']} PUT, {ours * 1000 / n:.1f} ms/PUT)")
+    ms = ours * 1000 / n
+    floor = float(f["floor_c1_ms_per_put"])
+    print(f"    server ready after {f['server_ready_s']} s; warm-up PUT (first write) {f['warmup_put_s']} s, then "
+          f"{f['warmup_reputs']} re-PUTs: {f['warmup_first_half_ms_per_put']} ms/PUT, later {f['warmup_second_half_ms_per_put']} ms/PUT")
+    print(f"    register {n}: ravencert apply  {ours:8.2f} s   ({f['register_requests']} requests: {f['register_puts']} PUT, {ms:.2f} ms/PUT, the whole command)")
     print(f"    register {n}: curl loop        {theirs:8.2f} s   ({n} curl processes, {f['register_curl_ms_per_put']} ms/PUT)")
-    print(f"    speed-up                       {theirs / ours:8.1f}x   (target >= 10x)")
+    print(f"    kept-alive floor, ravencert's client, PUTs back to back (median of rounds, ms/PUT):")
+    for c in (1, 2, 4):
+        print(f"        {c} connection(s)  {f[f'floor_c{c}_ms_per_put']:>6}   (runs {f[f'floor_c{c}_runs']})")
+    print(f"    kept-alive floor, one curl process (--next, {f['register_curl_keepalive_connections']} connection): "
+          f"{f['register_curl_keepalive_ms_per_put']} ms/PUT")
+    fresh_ours, fresh_floor = float(f["fresh_apply_ms_per_put"]), float(f["fresh_floor_ms_per_put"])
+    print(f"    fresh registrations, alternated: apply {fresh_ours} ms/PUT (runs {f['fresh_apply_runs']}), "
+          f"floor on an open connection {fresh_floor} ms/PUT (runs {f['fresh_floor_runs']}); "
+          f"apply's fixed cost (handshake, listing, plan) about {(fresh_ours - fresh_floor) * n / 1000:.2f} s")
+    speedup, to_floor, to_fresh = theirs / ours, ms / floor, fresh_ours / fresh_floor
+    print(f"    speed-up over the curl loop    {speedup:8.1f}x   (target >= 25x: {'met' if speedup >= 25 else 'NOT met'})")
+    print(f"    ravencert / floor (1 conn.)    {to_floor:8.2f}x   (the floor with its one handshake; target <= 1.5x: {'met' if to_floor <= 1.5 else 'NOT met'})")
+    print(f"    ravencert / floor, fresh       {to_fresh:8.2f}x   (PUTs alone, no handshake; target <= 1.5x: {'met' if to_fresh <= 1.5 else 'NOT met'})")
     requests = f["noop_requests"].split(",")
     one = all(c == "1" for c in requests)
     print(f"    no-op plan, {f['noop_n']} registrations: median {f['noop_median_ms']} ms "
@@ -239,6 +264,16 @@ def bench_cluster(n_register=300, n_noop=1000):
     print(f"    target < 500 ms, exactly one request: "
           f"{'met' if float(f['noop_median_ms']) < 500 and one else 'NOT met'}")
     print(f"    server RSS at the end          {f.get('server_rss_mib', '?')} MiB")
+    if n_scale <= 0:
+        return
+    s = {k: vs[-1] for k, vs in cluster_bench("--scale", n_scale).items()}
+    print(f"    scale, a fresh server: register {s['scale_n']} by one apply: {float(s['scale_register_s']):.2f} s "
+          f"({s['scale_register_puts']} PUT, {s['scale_register_ms_per_put']} ms/PUT, the whole command)")
+    print(f"    no-op plan, {s['noop_n']} registrations: median {s['noop_median_ms']} ms "
+          f"(min {s['noop_min_ms']}, max {s['noop_max_ms']}), requests {s['noop_requests']}, peak RSS {s['noop_peak_rss_mib']} MiB")
+    print(f"        of which the server: the listing alone by one curl, median {s['noop_curl_get_median_ms']} ms "
+          f"({s['noop_listing_kib']} KiB); the plan --offline median {s['noop_offline_median_ms']} ms")
+    print(f"    server RSS at the end          {s.get('server_rss_mib', '?')} MiB")
 
 
 def http_get(addr, path, timeout=10.0):
@@ -318,7 +353,8 @@ SECTIONS = {
     "listen": bench_listen,
     "apply10k": lambda: bench_apply10k(int(os.environ.get("BENCH_APPLY_CLIENTS", "10000"))),
     "cluster": lambda: bench_cluster(int(os.environ.get("BENCH_CLUSTER_CLIENTS", "300")),
-                                     int(os.environ.get("BENCH_CLUSTER_NOOP", "1000"))),
+                                     int(os.environ.get("BENCH_CLUSTER_NOOP", "1000")),
+                                     int(os.environ.get("BENCH_CLUSTER_SCALE", "3000"))),
 }
 
 
