@@ -16,6 +16,14 @@ use crate::model::Period;
 #[command(
     name = "ravencert",
     version,
+    // `--version` names the commit (build.rs) so that an audit log can say which build applied a
+    // change; `version` stays plain for the man page header.
+    long_version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("RAVENCERT_GIT_COMMIT"),
+        ")"
+    ),
     about = "GitOps for RavenDB certificates: declare them in certs.toml, review the plan, apply it",
     after_help = "Exit codes: 0 success, 1 error; plan --detailed-exitcode: 0 no changes, 2 changes, 1 error."
 )]
