@@ -9,6 +9,12 @@ use time::OffsetDateTime;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// A time as RFC 3339 (`2026-01-01T00:00:00Z`), as every output and the registry show it.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 pub use crate::thumbprint::{EntryThumbprint, EntryThumbprintError, Thumbprint, ThumbprintError};
 
 /// A certificate's security clearance (one per certificate).

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::model::{Access, Clearance, EntryThumbprint, KeySpec, Origin, PfxProfile, Thumbprint};
@@ -510,8 +509,7 @@ pub(crate) fn describe_drift(written: &Registry, now: &Registry) -> Vec<String> 
                 }
                 if a.until != b.until {
                     let show = |u: Option<OffsetDateTime>| {
-                        u.and_then(|u| u.format(&Rfc3339).ok())
-                            .unwrap_or_else(|| "none".into())
+                        u.map_or_else(|| "none".into(), crate::model::rfc3339)
                     };
                     fields.push(format!("until {} -> {}", show(b.until), show(a.until)));
                 }

@@ -491,7 +491,9 @@ impl Guards {
             ended: plan
                 .changes
                 .iter()
-                .filter(|c| c.action == Action::Delete && c.reason.starts_with("access ended "))
+                .filter(|c| {
+                    c.action == Action::Delete && crate::plan::until::is_ended_reason(&c.reason)
+                })
                 .flat_map(|c| {
                     c.thumbprints
                         .iter()

@@ -136,12 +136,7 @@ impl Reconciler for Daemon<'_> {
         // The plan's next end (recorded ends and overlaps included), else the declared ones: a
         // failed attempt still wakes for them, and a past one never makes the loop spin.
         let declared_end = desired.as_ref().and_then(|d| {
-            d.declared
-                .clients
-                .values()
-                .filter_map(|c| c.until)
-                .filter(|u| *u > ctx.now)
-                .min()
+            crate::plan::until::next_end(d, &crate::registry::Registry::new(), ctx.now)
         });
         let failed = matches!(result, Attempt::Failed);
         let (wake, failures) = next_wake(

@@ -217,10 +217,10 @@ impl Planner<'_> {
                 if c.protect {
                     return Err(PlanError::Protected {
                         key: c.key.clone(),
-                        change: ProtectedChange::Ended(super::until::shown(u)),
+                        change: ProtectedChange::Ended(crate::model::rfc3339(u)),
                     });
                 }
-                let why = format!("access ended {}", super::until::shown(u));
+                let why = super::until::ended_reason(u);
                 ended.push(format!("{} ({why})", c.key));
                 changes.push(delete_change(c, why, reg));
             }

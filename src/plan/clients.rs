@@ -28,7 +28,7 @@ impl<'a> Planner<'a> {
                     self.warnings.push(format!(
                         "client '{}': until {} has passed; not issued (access ended before it began) — remove clients.{} from certs.toml",
                         client.key,
-                        until::shown(u),
+                        crate::model::rfc3339(u),
                         client.key
                     ));
                 }
@@ -483,9 +483,9 @@ impl<'a> Planner<'a> {
                     "client '{}': uploaded certificate {} ends {}, after until {}: only ravencert ends its access at until (apply or watch); the TLS layer ends it at {}",
                     client.key,
                     short(c.info.thumbprint.as_str()),
-                    until::shown(c.info.not_after),
-                    until::shown(u),
-                    until::shown(c.info.not_after),
+                    crate::model::rfc3339(c.info.not_after),
+                    crate::model::rfc3339(u),
+                    crate::model::rfc3339(c.info.not_after),
                 ));
             }
         }
@@ -621,8 +621,8 @@ fn field_changes(old: &CertEntry, new: &ClientDesired) -> Vec<FieldChange> {
     if old.until != new.until {
         out.push(FieldChange::new(
             Field::Until,
-            old.until.map(until::shown),
-            new.until.map(until::shown),
+            old.until.map(crate::model::rfc3339),
+            new.until.map(crate::model::rfc3339),
         ));
     }
     if old.disabled != new.disabled {
@@ -679,7 +679,11 @@ fn field_changes_from_nothing(c: &ClientDesired) -> Vec<FieldChange> {
         }),
     );
     if let Some(u) = c.until {
-        out.push(FieldChange::new(Field::Until, None, Some(until::shown(u))));
+        out.push(FieldChange::new(
+            Field::Until,
+            None,
+            Some(crate::model::rfc3339(u)),
+        ));
     }
     if c.protect {
         out.push(FieldChange::new(Field::Protect, None, Some("true".into())));

@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 
 use crate::config::Desired;
-use crate::model::Period;
+use crate::model::{rfc3339, Period};
 use crate::registry::Registry;
 
 /// When a certificate issued at `now` ends: its validity, cut at `until`. Both the projection
@@ -52,18 +52,18 @@ pub(super) fn reissue_reasons(
     match declared {
         Some(u) if u < not_after => Some(format!(
             "until {} is before the certificate's end {}: re-issued to end by then (the old certificate goes now, no overlap)",
-            shown(u),
-            shown(not_after)
+            rfc3339(u),
+            rfc3339(not_after)
         )),
         _ if !capped(recorded, not_after) || recorded == declared => None,
         Some(u) => Some(format!(
             "until {} -> {}: re-issued to extend access",
-            recorded.map_or_else(String::new, shown),
-            shown(u)
+            recorded.map_or_else(String::new, rfc3339),
+            rfc3339(u)
         )),
         None => Some(format!(
             "until {} removed: re-issued for the full validity",
-            recorded.map_or_else(String::new, shown)
+            recorded.map_or_else(String::new, rfc3339)
         )),
     }
 }
@@ -71,26 +71,43 @@ pub(super) fn reissue_reasons(
 /// The plan's warning for a certificate cut at `until` once inside its renewal window: it
 /// is not renewed past `until`. `left` is the time to `until`.
 pub(super) fn ending_warning(key: &str, until: OffsetDateTime, left: time::Duration) -> String {
-    let left = if left.whole_days() >= 1 {
-        plural(left.whole_days(), "day")
-    } else if left.whole_hours() >= 1 {
-        plural(left.whole_hours(), "hour")
-    } else {
-        plural(left.whole_minutes().max(1), "minute")
-    };
     format!(
-        "client '{key}': access ends {} (in {left}; until in certs.toml); it is not renewed past it — move until to extend it",
-        shown(until)
+        "client '{key}': access ends {} (in {}; until in certs.toml); it is not renewed past it — move until to extend it",
+        rfc3339(until),
+        time_left(left)
     )
 }
 
-fn plural(n: i64, unit: &str) -> String {
+/// The reason of the deletion that ends a client's access at `until`.
+pub(crate) fn ended_reason(until: OffsetDateTime) -> String {
+    format!("{ENDED} {}", rfc3339(until))
+}
+
+/// Whether a deletion's reason is [`ended_reason`]'s: the cluster's unregister then says so.
+pub(crate) fn is_ended_reason(reason: &str) -> bool {
+    reason
+        .strip_prefix(ENDED)
+        .is_some_and(|rest| rest.starts_with(' '))
+}
+
+const ENDED: &str = "access ended";
+
+/// How long until access ends, as the plan's warning and `status` say it: whole days, else
+/// hours, else minutes (at least 1): `3 days`, `1 hour`.
+pub(crate) fn time_left(left: time::Duration) -> String {
+    let (n, unit) = if left.whole_days() >= 1 {
+        (left.whole_days(), "day")
+    } else if left.whole_hours() >= 1 {
+        (left.whole_hours(), "hour")
+    } else {
+        (left.whole_minutes().max(1), "minute")
+    };
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 /// The earliest moment after `now` at which access ends by itself: a declared or recorded
 /// `until`, or the end of a rotation overlap.
-pub(super) fn next_end(
+pub(crate) fn next_end(
     desired: &Desired,
     reg: &Registry,
     now: OffsetDateTime,
@@ -102,13 +119,6 @@ pub(super) fn next_end(
         .flat_map(|e| [e.until, e.retire_after])
         .flatten();
     declared.chain(recorded).filter(|t| *t > now).min()
-}
-
-/// `until` as outputs show it: RFC 3339 in UTC.
-pub(crate) fn shown(until: OffsetDateTime) -> String {
-    until
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| until.to_string())
 }
 
 #[cfg(test)]
@@ -136,7 +146,7 @@ mod tests {
         assert!(ended(Some(until), until), "until itself is the end");
         assert!(!ended(Some(until), until - time::Duration::SECOND));
         assert!(!ended(None, until));
-        assert_eq!(shown(until), "2026-05-01T16:00:00Z");
+        assert_eq!(rfc3339(until), "2026-05-01T16:00:00Z");
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! boundary (escape.rs) on its way out.
 
 use serde::Serialize;
-use time::OffsetDateTime;
 
 use crate::plan::Action;
 
@@ -76,11 +75,7 @@ impl Style {
     }
 }
 
-/// A time as RFC 3339 (`2026-01-01T00:00:00Z`), as every output and the registry show it.
-pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+pub(crate) use crate::model::rfc3339;
 
 /// A JSON document as the commands print it: pretty, with a final newline.
 pub(crate) fn json_text<T: Serialize>(document: &T) -> serde_json::Result<String> {

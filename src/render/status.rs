@@ -402,15 +402,7 @@ pub(crate) fn access_cell(now: OffsetDateTime, until: Option<OffsetDateTime>) ->
     if left <= time::Duration::ZERO {
         return format!("ended {at}");
     }
-    let (n, unit) = if left.whole_days() >= 1 {
-        (left.whole_days(), "day")
-    } else if left.whole_hours() >= 1 {
-        (left.whole_hours(), "hour")
-    } else {
-        (left.whole_minutes().max(1), "minute")
-    };
-    let s = if n == 1 { "" } else { "s" };
-    format!("until {at} ({n} {unit}{s} left)")
+    format!("until {at} ({} left)", crate::plan::until::time_left(left))
 }
 
 /// The databases a client reaches, as the Studio shows them: `All` above ValidUser.

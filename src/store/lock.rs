@@ -49,9 +49,7 @@ impl Store {
         let host = fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_default();
-        let since = OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        let since = crate::model::rfc3339(OffsetDateTime::now_utc());
         file.set_len(0).map_err(io_err(&path))?;
         let _ = writeln!(
             file,
