@@ -102,17 +102,8 @@ def bench_ec(n=300):
 
 def bench_rsa(n=16):
     def run(pin):
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "certs.toml"), "w") as f:
-                f.write(config(n, "rsa-4096"))
-            cmd = ([shutil.which("taskset"), "-c", "0"] if pin else []) + [BIN, "apply", "--yes"]
-            t = time.perf_counter()
-            p = subprocess.Popen(cmd, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            _, status, usage = os.wait4(p.pid, 0)
-            wall = time.perf_counter() - t
-            if os.waitstatus_to_exitcode(status) != 0:
-                sys.exit("RSA apply failed")
-            return wall, usage.ru_utime + usage.ru_stime
+        prefix = (shutil.which("taskset"), "-c", "0") if pin else ()
+        return apply_once(BIN, n, "rsa-4096", quiet_disk=False, prefix=prefix)[:2]
     (one, cpu1), (all_cores, cpu2) = run(True), run(False)
     cores = len(os.sched_getaffinity(0))
     print(f"(b) {n} RSA-4096 clients")
@@ -175,17 +166,19 @@ def bench_noop():
     print(f"    target: 10,000 under 175 ms and 60 MiB, 3,000 -> 10,000 at most 3.5x: {'met' if met else 'NOT met'}")
 
 
-def apply_once(binary, n):
-    """Apply of n EC clients from an empty store: (wall s, CPU s, peak RSS KiB)."""
-    # The previous run's 50,000 files still being written back, or deleted, would fall on this
-    # one: start from a quiet disk.
-    subprocess.run(["sync"], check=True)
-    time.sleep(3)
+def apply_once(binary, n, key="ec-p256", quiet_disk=True, prefix=()):
+    """Apply of n clients with `key` from an empty store, the command after `prefix` (taskset):
+    (wall s, CPU s, peak RSS KiB)."""
+    if quiet_disk:
+        # The previous run's 50,000 files still being written back, or deleted, would fall on
+        # this one: start from a quiet disk.
+        subprocess.run(["sync"], check=True)
+        time.sleep(3)
     with tempfile.TemporaryDirectory() as d:
         with open(os.path.join(d, "certs.toml"), "w") as f:
-            f.write(config(n, "ec-p256"))
+            f.write(config(n, key))
         t = time.perf_counter()
-        p = subprocess.Popen([binary, "apply", "--yes"], cwd=d,
+        p = subprocess.Popen([*prefix, binary, "apply", "--yes"], cwd=d,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _, status, usage = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t

@@ -17,25 +17,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import config, peak_kb  # noqa: E402  (the same fixtures as scripts/bench.py)
+from bench import apply_once, peak_kb  # noqa: E402  (the same fixtures as scripts/bench.py)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def rsa_apply(binary, n=16):
-    with tempfile.TemporaryDirectory() as d:
-        with open(os.path.join(d, "certs.toml"), "w") as f:
-            f.write(config(n, "rsa-4096"))
-        t = time.perf_counter()
-        p = subprocess.Popen([binary, "apply", "--yes"], cwd=d,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(p.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            sys.exit(f"{binary}: RSA apply failed")
-        return time.perf_counter() - t, usage.ru_utime + usage.ru_stime
+    return apply_once(binary, n, "rsa-4096", quiet_disk=False)[:2]
 
 
 def callgrind_instructions(binary, store_dir):
