@@ -366,39 +366,88 @@ pub fn issue_client(
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 ) -> Result<Issued> {
-    let private = PrivateKey::generate(key)?;
-    let kp = private.to_rcgen()?;
-    let issuer_key = server_key.to_rcgen()?;
-    let issuer = Issuer::from_ca_cert_der(&server_cert_der.to_vec().into(), issuer_key)?;
-    let mut params = common_params(name, not_before, not_after)?;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = key_usages(key, false);
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    params.use_authority_key_identifier_extension = true;
-    let cert = params.signed_by(&kp, &issuer)?;
-    let cert_der = cert.der().to_vec();
-    // What ravencert keeps about it, known without parsing it back (an OpenSSL 3 parse and
-    // SubjectPublicKeyInfo encode cost more than the signature).
-    let spki = rcgen::PublicKeyData::subject_public_key_info(&kp);
-    let info = CertInfo {
-        thumbprint: thumbprint(&cert_der),
-        public_key_pinning_hash: openssl::base64::encode_block(&hash(
-            MessageDigest::sha256(),
-            &spki,
-        )?),
-        subject: format!("CN={name}"),
-        issuer: String::new(),
-        common_name: Some(name.to_string()),
-        // X.509 times have whole seconds.
-        not_before: not_before.replace_nanosecond(0).unwrap_or(not_before),
-        not_after: not_after.replace_nanosecond(0).unwrap_or(not_after),
-        key_spec: Some(key),
-    };
-    Ok(Issued {
-        cert_der,
-        key: private,
-        info: Some(info),
-    })
+    ClientSigner::new(server_cert_der, server_key)?.issue(name, key, not_before, not_after)
+}
+
+/// The server certificate and its key made ready once to sign many clients: the key handed to
+/// rcgen and the certificate read by rcgen and by OpenSSL (an OpenSSL 3 parse of a certificate
+/// costs more than issuing one, so none is repeated per client).
+pub(crate) struct ClientSigner {
+    issuer: Issuer<'static, KeyPair>,
+    server: X509,
+}
+
+impl fmt::Debug for ClientSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSigner(***)")
+    }
+}
+
+impl ClientSigner {
+    /// Reads the server certificate and hands its key to rcgen.
+    pub(crate) fn new(server_cert_der: &[u8], server_key: &PrivateKey) -> Result<ClientSigner> {
+        let issuer =
+            Issuer::from_ca_cert_der(&server_cert_der.to_vec().into(), server_key.to_rcgen()?)?;
+        Ok(ClientSigner {
+            issuer,
+            server: X509::from_der(server_cert_der)?,
+        })
+    }
+
+    /// A client certificate as RavenDB generates it (see [`issue_client`]).
+    pub(crate) fn issue(
+        &self,
+        name: &str,
+        key: KeySpec,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<Issued> {
+        let private = PrivateKey::generate(key)?;
+        let kp = private.to_rcgen()?;
+        let mut params = common_params(name, not_before, not_after)?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = key_usages(key, false);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&kp, &self.issuer)?;
+        let cert_der = cert.der().to_vec();
+        // What ravencert keeps about it, known without parsing it back (an OpenSSL 3 parse and
+        // SubjectPublicKeyInfo encode cost more than the signature).
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&kp);
+        let info = CertInfo {
+            thumbprint: thumbprint(&cert_der),
+            public_key_pinning_hash: openssl::base64::encode_block(digest(&SHA256, &spki).as_ref()),
+            subject: format!("CN={name}"),
+            issuer: String::new(),
+            common_name: Some(name.to_string()),
+            // X.509 times have whole seconds.
+            not_before: not_before.replace_nanosecond(0).unwrap_or(not_before),
+            not_after: not_after.replace_nanosecond(0).unwrap_or(not_after),
+            key_spec: Some(key),
+        };
+        Ok(Issued {
+            cert_der,
+            key: private,
+            info: Some(info),
+        })
+    }
+
+    /// The bundle of a client this signer issued (see [`client_bundle`]).
+    pub(crate) fn bundle(
+        &self,
+        issued: &Issued,
+        friendly_name: &str,
+        password: Option<&str>,
+        profile: PfxProfile,
+    ) -> Result<Bundle> {
+        bundle_with(
+            issued,
+            self.server.clone(),
+            friendly_name,
+            password,
+            profile,
+        )
+    }
 }
 
 /// The files RavenDB hands out for a generated client.
@@ -438,9 +487,20 @@ pub(crate) fn client_bundle(
     password: Option<&str>,
     profile: PfxProfile,
 ) -> Result<Bundle> {
+    let server = X509::from_der(server_cert_der)?;
+    bundle_with(issued, server, friendly_name, password, profile)
+}
+
+fn bundle_with(
+    issued: &Issued,
+    server: X509,
+    friendly_name: &str,
+    password: Option<&str>,
+    profile: PfxProfile,
+) -> Result<Bundle> {
     let cert = X509::from_der(&issued.cert_der)?;
     let mut chain = Stack::new()?;
-    chain.push(X509::from_der(server_cert_der)?)?;
+    chain.push(server)?;
     let pfx = pkcs12_builder(profile, password.is_some())
         .name(friendly_name)
         .pkey(&issued.key.0)
@@ -557,209 +617,8 @@ pub(crate) fn is_certificate_export(bytes: &[u8]) -> bool {
         .is_ok_and(|p| p.pkey.is_none() && (p.cert.is_some() || p.ca.is_some()))
 }
 
-// ---------------------------------------------------------------------------------------------
-// Reading certificate files people bring: PKCS#12, PEM or DER, detected from the content.
-
-/// What a certificate file holds.
-#[derive(Debug)]
-pub struct CertFile {
-    /// Every certificate, DER, in file order.
-    pub certs: Vec<Vec<u8>>,
-    /// The private key, when the file has one (only a PKCS#12 or PEM can).
-    pub(crate) key: Option<PrivateKey>,
-}
-
-/// Why a certificate file cannot be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReadError {
-    /// The configured password does not open the file.
-    #[error("the password is wrong")]
-    WrongPassword,
-    /// The file is encrypted and certs.toml gives no password.
-    #[error("the file is password-protected and no password is configured")]
-    NeedsPassword,
-    /// A PKCS#12 in RC2 (old Windows exports) and no OpenSSL legacy provider to open it.
-    #[error("it uses RC2 encryption, which needs OpenSSL's legacy provider, and that is not available here; convert it with `openssl pkcs12 -legacy -in OLD.pfx -nodes | openssl pkcs12 -export -out NEW.pfx`")]
-    LegacyUnavailable,
-    /// Not a certificate file ravencert can read, explained (bad PEM, DER, PKCS#12, too many
-    /// certificates).
-    #[error("{0}")]
-    Unreadable(String),
-}
-
-fn is_pem(bytes: &[u8]) -> bool {
-    bytes.windows(11).any(|w| w == b"-----BEGIN ")
-}
-
-/// The most certificates one file may hold: a collection is a handful, a chain a few more; a file
-/// of thousands is an attack on the reader (every certificate is parsed and compared).
-const MAX_CERTS_PER_FILE: usize = 1_000;
-
-fn too_many(n: usize) -> ReadError {
-    ReadError::Unreadable(format!(
-        "it holds {n} certificates, more than the {MAX_CERTS_PER_FILE} one file may hold (a collection or chain has a few); split it or remove what does not belong"
-    ))
-}
-
-/// Reads certificates (and a private key, if any) from PKCS#12, PEM or DER bytes.
-pub fn read_cert_file(
-    bytes: &[u8],
-    password: Option<&str>,
-) -> std::result::Result<CertFile, ReadError> {
-    let file = read_cert_file_unbounded(bytes, password)?;
-    if file.certs.len() > MAX_CERTS_PER_FILE {
-        return Err(too_many(file.certs.len()));
-    }
-    Ok(file)
-}
-
-fn read_cert_file_unbounded(
-    bytes: &[u8],
-    password: Option<&str>,
-) -> std::result::Result<CertFile, ReadError> {
-    if is_pem(bytes) {
-        return read_pem(bytes, password);
-    }
-    if let Ok(cert) = X509::from_der(bytes) {
-        return read_der(bytes, &cert);
-    }
-    read_pkcs12(bytes, password)
-}
-
-/// PEM text: every certificate, and the private key if there is one.
-fn read_pem(bytes: &[u8], password: Option<&str>) -> std::result::Result<CertFile, ReadError> {
-    // Counted before anything is parsed.
-    let n = bytes
-        .windows(27)
-        .filter(|w| *w == b"-----BEGIN CERTIFICATE-----")
-        .count();
-    if n > MAX_CERTS_PER_FILE {
-        return Err(too_many(n));
-    }
-    let certs = X509::stack_from_pem(bytes)
-        .map_err(|_| ReadError::Unreadable("the PEM text holds no readable certificate".into()))?;
-    let has_key = bytes.windows(11).any(|w| w == b"PRIVATE KEY");
-    let encrypted = bytes.windows(19).any(|w| w == b"ENCRYPTED PRIVATE K")
-        || bytes.windows(20).any(|w| w == b"Proc-Type: 4,ENCRYPT");
-    let key = if has_key {
-        match PKey::private_key_from_pem_passphrase(bytes, password.unwrap_or("").as_bytes()) {
-            Ok(k) => Some(PrivateKey(k)),
-            Err(_) if encrypted && password.is_none() => return Err(ReadError::NeedsPassword),
-            Err(_) if encrypted => return Err(ReadError::WrongPassword),
-            Err(_) => {
-                return Err(ReadError::Unreadable(
-                    "the PEM text holds a private key that cannot be read".into(),
-                ))
-            }
-        }
-    } else {
-        None
-    };
-    let certs = certs
-        .iter()
-        .map(|c| c.to_der())
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| ReadError::Unreadable(e.to_string()))?;
-    Ok(CertFile { certs, key })
-}
-
-/// A DER certificate: exactly one, nothing after it.
-fn read_der(bytes: &[u8], cert: &X509) -> std::result::Result<CertFile, ReadError> {
-    let der = cert
-        .to_der()
-        .map_err(|e| ReadError::Unreadable(e.to_string()))?;
-    if der.len() != bytes.len() {
-        return Err(ReadError::Unreadable(format!(
-            "a DER certificate followed by {} bytes of something else; a DER file holds exactly one certificate (use PEM or PKCS#12 for several)",
-            bytes.len().saturating_sub(der.len())
-        )));
-    }
-    Ok(CertFile {
-        certs: vec![der],
-        key: None,
-    })
-}
-
-/// A PKCS#12 (.pfx/.p12): its certificate, the CA certificates, and its key.
-fn read_pkcs12(bytes: &[u8], password: Option<&str>) -> std::result::Result<CertFile, ReadError> {
-    let pkcs12 = Pkcs12::from_der(bytes).map_err(|_| {
-        ReadError::Unreadable(
-            "it is not a certificate: neither PKCS#12 (.pfx/.p12), PEM nor DER".into(),
-        )
-    })?;
-    let parsed = match pkcs12.parse2(password.unwrap_or("")) {
-        Ok(p) => p,
-        Err(e) => {
-            let text = e.to_string();
-            if text.contains("mac verify failure") || text.contains("mac_verify") {
-                return Err(if password.is_some() {
-                    ReadError::WrongPassword
-                } else {
-                    ReadError::NeedsPassword
-                });
-            }
-            // Old files encrypted with RC2-40: read them through the legacy provider, for
-            // reading only (ravencert never writes RC2).
-            let legacy = openssl::provider::Provider::try_load(None, "legacy", true)
-                .map_err(|_| ReadError::LegacyUnavailable)?;
-            let again = pkcs12.parse2(password.unwrap_or(""));
-            drop(legacy);
-            again.map_err(|e| {
-                ReadError::Unreadable(format!("the PKCS#12 file cannot be decrypted: {e}"))
-            })?
-        }
-    };
-    let mut certs = Vec::new();
-    if let Some(c) = &parsed.cert {
-        certs.push(
-            c.to_der()
-                .map_err(|e| ReadError::Unreadable(e.to_string()))?,
-        );
-    }
-    if let Some(ca) = &parsed.ca {
-        for c in ca {
-            certs.push(
-                c.to_der()
-                    .map_err(|e| ReadError::Unreadable(e.to_string()))?,
-            );
-        }
-    }
-    Ok(CertFile {
-        certs,
-        key: parsed.pkey.map(PrivateKey),
-    })
-}
-
-/// RavenDB's collection rule: certificates whose subject issued another certificate in the file
-/// are CA/intermediates and are skipped; the rest keep file order (the first is the primary).
-/// Linear in the number of certificates: issuers are looked up by name, not tried pairwise.
-pub fn end_entities(certs: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-    use std::collections::{HashMap, HashSet};
-    let parsed = certs
-        .iter()
-        .map(|d| X509::from_der(d))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let thumbs: Vec<Thumbprint> = certs.iter().map(|d| thumbprint(d)).collect();
-    // Issuer name -> the distinct certificates it issued.
-    let mut issued: HashMap<Vec<u8>, HashSet<&str>> = HashMap::new();
-    for (c, t) in parsed.iter().zip(&thumbs) {
-        issued
-            .entry(c.issuer_name().to_der()?)
-            .or_default()
-            .insert(t.as_str());
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for ((c, t), der) in parsed.iter().zip(&thumbs).zip(certs) {
-        let issued_another = issued
-            .get(&c.subject_name().to_der()?)
-            .is_some_and(|by_me| by_me.iter().any(|other| *other != t.as_str()));
-        if !issued_another && seen.insert(t.as_str()) {
-            out.push(der.clone());
-        }
-    }
-    Ok(out)
-}
+mod read;
+pub use read::{end_entities, read_cert_file, CertFile, ReadError};
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use super::{password_error, ApplyError, Signer};
 use crate::config::{ClientDesired, GenerateSpec, Secret};
 use crate::model::{CertInfo, EntryThumbprint, Thumbprint, BACKDATING};
-use crate::pki::{self, Issued, PrivateKey};
+use crate::pki::{self, Issued};
 use crate::store::{NewClient, Store};
 
 /// How many clients one manifest record (one append and flush) covers; as many again wait made
@@ -66,8 +66,7 @@ struct Prepared {
 
 /// What the issuing threads share.
 struct Issuer<'a> {
-    server_der: &'a [u8],
-    server_key: &'a PrivateKey,
+    signer: pki::ClientSigner,
     now: OffsetDateTime,
     password_key: &'a [u8],
 }
@@ -77,25 +76,29 @@ impl Issuer<'_> {
     fn prepare(&self, w: &Work<'_>) -> Result<Prepared, ApplyError> {
         let (client, spec) = (w.client, w.spec);
         let password = w.password.as_ref().map(|p| p.expose());
-        let issued: Issued = pki::issue_client(
-            self.server_der,
-            self.server_key,
+        let issued: Issued = self.signer.issue(
             &client.name,
             spec.key,
             self.now - BACKDATING.as_duration(),
             crate::plan::until::issue_end(self.now, spec.validity, client.until),
         )?;
-        let bundle =
-            pki::client_bundle(&issued, self.server_der, &client.name, password, spec.pfx)?;
+        let bundle = self
+            .signer
+            .bundle(&issued, &client.name, password, spec.pfx)?;
         let info = match &issued.info {
             Some(i) => i.clone(),
             None => pki::inspect(&issued.cert_der)?,
         };
+        // The kept key is the bundle's `.key` when that is not encrypted: encoded once.
+        let key_pem = match password {
+            None => bundle.key_pem.clone(),
+            Some(_) => issued.key.to_pem()?,
+        };
         Ok(Prepared {
             bundle_password: pki::password_fingerprint(self.password_key, &client.key, password)?,
-            thumbprint: pki::thumbprint(&issued.cert_der),
+            thumbprint: info.thumbprint.clone(),
             cert_pem: bundle.cert_pem.clone(),
-            key_pem: issued.key.to_pem()?,
+            key_pem,
             bundle,
             info,
         })
@@ -129,8 +132,7 @@ pub(super) fn issue_all(
         return Ok(made);
     }
     let issuer = Issuer {
-        server_der: &signer.0,
-        server_key: &signer.1,
+        signer: pki::ClientSigner::new(&signer.0, &signer.1)?,
         now,
         password_key,
     };
