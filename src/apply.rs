@@ -434,17 +434,23 @@ impl Applier<'_> {
         // The settings this apply ran with: the next plan shows a change of them.
         self.reg.settings = Some(plan::settings_of(&self.desired.declared));
         self.reg.normalize();
-        // Never commit a registry the next load would refuse.
-        Registry::parse(&store.registry_path(), &self.reg.to_text())
-            .map_err(ApplyError::Inconsistent)?;
         restore_lost_files(self.desired, store, &mut self.reg)?;
-        if self.reg != actual.registry || !actual.sealed || !store.registry_path().exists() {
-            store.write_registry(&self.reg)?;
-        }
+        let text =
+            if self.reg != actual.registry || !actual.sealed || !store.registry_path().exists() {
+                // Never commit a registry the next load would refuse.
+                let path = store.registry_path();
+                store.commit_registry(|| {
+                    self.reg
+                        .render_checked(&path)
+                        .map_err(ApplyError::Inconsistent)
+                })?
+            } else {
+                self.reg.render()
+            };
         store.finish(&self.reg)?;
         let exported = self.export_if_planned(plan);
         let installed = self.install_if_planned(plan);
-        store.write_cache(&self.reg)?;
+        store.write_cache_of(&self.reg, &text)?;
         exported?;
         installed?;
         Ok(Outcome {

@@ -201,6 +201,11 @@ impl Origin {
 /// Generated certificates start this long before they are issued, as RavenDB's do (clock skew).
 pub(crate) const BACKDATING: Period = Period::days(7);
 
+/// From how many certificates per-certificate work (the store's checks, the registry's text, the
+/// verification cache's stamps) is spread over every core: below it, the threads cost more than
+/// they save.
+pub(crate) const PARALLEL_FROM: usize = 256;
+
 /// The key the server certificate answers to in `--replace` (so no client may take it).
 pub const SERVER_KEY: &str = "server";
 

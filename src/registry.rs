@@ -10,6 +10,9 @@ use time::OffsetDateTime;
 
 use crate::model::{Access, Clearance, EntryThumbprint, KeySpec, Origin, PfxProfile, Thumbprint};
 
+mod text;
+pub(crate) use text::RegistryText;
+
 /// The registry format this ravencert reads and writes.
 const FORMAT_VERSION: u32 = 1;
 const REGISTRY_HEADER: &str = "# ravencert certificate registry: written by ravencert, do not edit.\n# Declare certificates in certs.toml and run `ravencert apply`.\n\n";
@@ -272,32 +275,39 @@ impl Registry {
     /// Sorted so that the same content always gives the same text. Server entries keep the
     /// order of `[server].certificates` (the first node signs generated clients).
     pub fn normalize(&mut self) {
-        self.certificates.sort_by(|a, b| {
-            (
-                a.key.as_str(),
-                a.retire_after.is_none(),
-                &a.not_before,
-                &a.thumbprint,
-            )
-                .cmp(&(
-                    b.key.as_str(),
-                    b.retire_after.is_none(),
-                    &b.not_before,
-                    &b.thumbprint,
-                ))
-        });
+        self.certificates.sort_by(Registry::normal_order);
+    }
+
+    /// The order of [`Registry::normalize`].
+    fn normal_order(a: &CertEntry, b: &CertEntry) -> std::cmp::Ordering {
+        (
+            a.key.as_str(),
+            a.retire_after.is_none(),
+            &a.not_before,
+            &a.thumbprint,
+        )
+            .cmp(&(
+                b.key.as_str(),
+                b.retire_after.is_none(),
+                &b.not_before,
+                &b.thumbprint,
+            ))
+    }
+
+    /// Everything but the certificates.
+    fn head(&self) -> Registry {
+        Registry {
+            format_version: self.format_version,
+            applied_revision: self.applied_revision.clone(),
+            settings: self.settings.clone(),
+            server: self.server.clone(),
+            certificates: Vec::new(),
+        }
     }
 
     /// The stable text form (without the seal).
     pub(crate) fn to_text(&self) -> String {
-        let mut r = self.clone();
-        r.normalize();
-        // Cannot fail for this type: every map has string keys, every optional field is skipped
-        // when empty, and every date came from X.509 or RFC 3339 text (years 0-9999, which
-        // RFC 3339 holds). An empty body here would be written as an empty registry, so a
-        // failure must stop rather than be swallowed.
-        let body = toml::to_string(&r).expect("a registry always serializes to TOML");
-        format!("{REGISTRY_HEADER}{body}")
+        self.render().into_body()
     }
 
     /// Reads the text form of the registry file at `path`, refusing an unknown format, a
@@ -340,18 +350,24 @@ impl Registry {
                 ),
             )
         })?;
+        reg.check_entries(path)?;
+        Ok(reg)
+    }
+
+    /// What a registry must hold beyond its format: no thumbprint twice, every key valid.
+    fn check_entries(&self, path: &Path) -> Result<(), RegistryError> {
         let mut seen = BTreeSet::new();
-        for t in reg
+        for t in self
             .server
             .iter()
             .map(|s| &s.thumbprint)
-            .chain(reg.certificates.iter().map(|c| &c.thumbprint))
+            .chain(self.certificates.iter().map(|c| &c.thumbprint))
         {
             if !seen.insert(t) {
                 return Err(corrupt(path, format!("thumbprint {t} is registered twice")));
             }
         }
-        for c in &reg.certificates {
+        for c in &self.certificates {
             if crate::model::check_client_key(&c.key).is_err() {
                 return Err(corrupt(
                     path,
@@ -359,7 +375,7 @@ impl Registry {
                 ));
             }
         }
-        Ok(reg)
+        Ok(())
     }
 
     /// The certificate currently in use for a client key (not one waiting out its overlap).
@@ -456,12 +472,6 @@ pub(crate) fn split_seal(text: &str) -> (&str, Option<&str>) {
         ),
         _ => (text, None),
     }
-}
-
-pub(crate) fn sealed_text(registry: &Registry) -> String {
-    let body = registry.to_text();
-    let sum = crate::pki::sha256_hex(body.as_bytes());
-    format!("{body}{SEAL_PREFIX}{sum}\n")
 }
 
 /// What changed between the registry ravencert wrote and the one on disk, entry by entry.

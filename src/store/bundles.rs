@@ -163,8 +163,12 @@ impl Store {
     }
 
     /// A staged bundle holds its three files and the certificate `thumbprint`; one this
-    /// process staged for that thumbprint is not read back.
+    /// process staged whole for that thumbprint is not looked at again, and one whose
+    /// certificate it wrote is not read back.
     fn bundle_complete(&self, dir: &Path, key: &str, thumbprint: &str) -> bool {
+        if self.wrote(&format!("issued/.{key}.new"), thumbprint) {
+            return true;
+        }
         let file = |ext: &str| {
             fs::symlink_metadata(dir.join(format!("{key}.{ext}"))).is_ok_and(|m| m.is_file())
         };

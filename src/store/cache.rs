@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::files::{read_file, write_atomic};
 use super::{Result, Store};
 use crate::model::Origin;
+use crate::model::PARALLEL_FROM;
 use crate::pki;
-use crate::registry::{split_seal, Registry};
+use crate::registry::{split_seal, CertEntry, Registry, RegistryText};
 
 /// What a file looked like when ravencert last verified it: size, mtime and ctime (ns), inode.
 /// Any write, rename or replacement changes it (ctime cannot be set from user space).
@@ -79,21 +80,18 @@ impl Store {
     /// unchanged since the previous cache keeps its entry; any other file is read and hashed
     /// now, and cached only if it is the certificate the registry names.
     pub fn write_cache(&self, registry: &Registry) -> Result<()> {
-        let text = registry.to_text();
-        let seal = pki::sha256_hex(text.as_bytes());
+        self.write_cache_of(registry, &registry.render())
+    }
+
+    /// [`Store::write_cache`], with the registry's text already rendered.
+    pub(crate) fn write_cache_of(&self, registry: &Registry, text: &RegistryText) -> Result<()> {
         let old = read_file(&self.root.join(CACHE_FILE))
             .ok()
             .and_then(|b| serde_json::from_slice::<VerifyCache>(&b).ok())
             .unwrap_or_default();
-        let mut files = BTreeMap::new();
-        let mut consider = |rel: String, thumbprint: &str| {
+        let consider = |rel: String, thumbprint: &str| -> Option<(String, Stamp)> {
             let path = self.root.join(&rel);
-            let Ok(m) = fs::symlink_metadata(&path) else {
-                return;
-            };
-            if !m.is_file() {
-                return;
-            }
+            let m = fs::symlink_metadata(&path).ok().filter(|m| m.is_file())?;
             let st = stamp(&m);
             let verified = old.files.get(&rel) == Some(&st)
                 || self.wrote(&rel, thumbprint)
@@ -101,30 +99,46 @@ impl Store {
                     .ok()
                     .and_then(|pem| pki::pem_cert_body(&pem))
                     .is_some_and(|der| pki::thumbprint(&der) == thumbprint);
-            if verified {
-                files.insert(rel, st);
-            }
+            verified.then_some((rel, st))
         };
-        for c in &registry.certificates {
-            consider(format!("certs/{}.pem", c.thumbprint), c.thumbprint.as_str());
-            if c.source == Origin::Generated && c.retire_after.is_none() {
-                consider(
-                    format!("issued/{k}/{k}.crt", k = c.key),
-                    c.thumbprint.as_str(),
-                );
-            }
-        }
+        let of_entry = |c: &CertEntry| -> [Option<(String, Stamp)>; 2] {
+            let thumbprint = c.thumbprint.as_str();
+            let issued = (c.source == Origin::Generated && c.retire_after.is_none())
+                .then(|| format!("issued/{k}/{k}.crt", k = c.key));
+            [
+                consider(format!("certs/{thumbprint}.pem"), thumbprint),
+                issued.and_then(|rel| consider(rel, thumbprint)),
+            ]
+        };
+        // A stat per file (two per certificate): on every core from PARALLEL_FROM.
+        let files: BTreeMap<String, Stamp> = if registry.certificates.len() < PARALLEL_FROM {
+            registry
+                .certificates
+                .iter()
+                .flat_map(of_entry)
+                .flatten()
+                .collect()
+        } else {
+            use rayon::prelude::*;
+            let found: Vec<_> = registry
+                .certificates
+                .par_iter()
+                .flat_map_iter(of_entry)
+                .flatten()
+                .collect();
+            found.into_iter().collect()
+        };
         // The registry file's stamp, once its text is checked against the seal.
         let reg_path = self.registry_path();
         let registry_stamp = fs::symlink_metadata(&reg_path).ok().and_then(|m| {
             let bytes = read_file(&reg_path).ok()?;
             let on_disk = String::from_utf8(bytes).ok()?;
             let (body, claimed) = split_seal(&on_disk);
-            (body == text && claimed == Some(seal.as_str())).then(|| stamp(&m))
+            (body == text.body() && claimed == Some(text.seal())).then(|| stamp(&m))
         });
         // Serialized from borrows: no copy of a 10,000-certificate registry.
         let cache = VerifyCacheOut {
-            seal,
+            seal: text.seal().to_string(),
             registry_stamp,
             registry: Some(registry),
             files,

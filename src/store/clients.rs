@@ -71,10 +71,15 @@ impl Store {
             Some(t) => Some(t.to_string()),
             None => pki::pem_cert_body(&bundle.cert_pem).map(|der| pki::thumbprint(&der).into()),
         };
-        if let Some(t) = thumbprint {
-            super::locked(&self.written).insert(format!("issued/{key}/{key}.crt"), t);
+        if let Some(t) = &thumbprint {
+            super::locked(&self.written).insert(format!("issued/{key}/{key}.crt"), t.clone());
         }
-        write_staged(&dir.join(format!("{key}.key")), &bundle.key_pem, 0o600)
+        write_staged(&dir.join(format!("{key}.key")), &bundle.key_pem, 0o600)?;
+        // All three files are there: moving the folder into place needs no look at them.
+        if let Some(t) = thumbprint {
+            super::locked(&self.written).insert(format!("issued/.{key}.new"), t);
+        }
+        Ok(())
     }
 }
 

@@ -12,7 +12,7 @@ use super::files::{
 use super::{corrupt, io_err, Problem, Result, Store, StoreError, MANIFEST_FILE, MARKER_FILE};
 use crate::model::{EntryThumbprint, Thumbprint};
 use crate::pki;
-use crate::registry::{sealed_text, Registry};
+use crate::registry::{Registry, RegistryText};
 
 /// The manifest as this process knows it.
 #[derive(Default)]
@@ -195,17 +195,38 @@ impl Store {
         Ok(thumb)
     }
 
-    /// The commit point of an apply.
+    /// The commit point of an apply: the registry rendered and written.
     pub fn write_registry(&self, registry: &Registry) -> Result<()> {
-        let text = sealed_text(registry);
+        self.commit_registry(|| Ok::<_, StoreError>(registry.render()))
+            .map(|_| ())
+    }
+
+    /// The commit point of an apply: `render` makes the registry's text (and may refuse it)
+    /// while every file written so far is flushed, then the text is written.
+    pub(crate) fn commit_registry<E: From<StoreError>>(
+        &self,
+        render: impl FnOnce() -> std::result::Result<RegistryText, E>,
+    ) -> std::result::Result<RegistryText, E> {
+        // Every file the new registry names must be durable before the registry is: one
+        // flush of the whole filesystem instead of two fsyncs per file (300 clients wrote
+        // 2,400 fsyncs, which cost more than all their keys). It waits on the disk, so the text
+        // is rendered and checked meanwhile.
+        let (synced, text) = std::thread::scope(|s| {
+            let sync = s.spawn(|| sync_filesystem(&self.root));
+            let text = render();
+            let synced = sync
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (synced, text)
+        });
+        let text = text?;
+        synced?;
         // The copy first: if we crash between the two, the registry still holds the old,
         // self-consistent text and the copy is simply not the one its seal names.
-        // Every file the new registry names must be durable before the registry is: one
-        // flush of the whole filesystem here instead of two fsyncs per file (300 clients
-        // wrote 2,400 fsyncs, which cost more than all their keys).
-        sync_filesystem(&self.root)?;
-        write_atomic(&self.root.join(".registry.applied"), text.as_bytes(), 0o600)?;
-        write_atomic(&self.registry_path(), text.as_bytes(), 0o600)
+        let sealed = text.sealed().as_bytes();
+        write_atomic(&self.root.join(".registry.applied"), sealed, 0o600)?;
+        write_atomic(&self.registry_path(), sealed, 0o600)?;
+        Ok(text)
     }
 
     /// After the registry is committed: move staged bundles whose certificate is registered

@@ -9,7 +9,7 @@ use super::cache::{stamp, VerifyCache};
 use super::checks::check_owner;
 use super::files::read_file;
 use super::{corrupt, Problem, Result, Store, StoreError};
-use crate::model::{EntryThumbprint, Origin};
+use crate::model::{EntryThumbprint, Origin, PARALLEL_FROM};
 use crate::pki;
 use crate::registry::{describe_drift, split_seal, Actual, CertEntry, Registry};
 
@@ -42,10 +42,6 @@ struct Found {
     /// Of those, the ones an issued bundle can restore.
     recoverable: BTreeSet<String>,
 }
-
-/// From how many certificates the store's files are checked on every core: below it, the
-/// threads cost more than they save.
-const PARALLEL_FROM: usize = 256;
 
 /// What checking one client certificate's files found.
 #[derive(Default)]
