@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
 use crate::config::{ClientDesired, ClientSpec, Desired, GenerateSpec, ServerSpec};
-use crate::model::{EntryThumbprint, Origin, Thumbprint, BACKDATING};
+use crate::model::{EntryThumbprint, Origin, Thumbprint, BACKDATING, PARALLEL_FROM};
 use crate::pki::{self, Issued, PrivateKey};
 use crate::plan::{self, Action, Change, DeclaredPassword, NewCert, Plan, Target};
 use crate::registry::{Actual, CertEntry, Registry, RegistryError, ServerEntry};
@@ -70,9 +70,6 @@ pub enum ApplyError {
     /// An export asked for before any server certificate is registered.
     #[error("no server certificate is registered yet; run `ravencert apply` first")]
     NothingToExport,
-    /// The threads that issue certificates could not be started.
-    #[error("cannot start the threads that issue certificates: {0}")]
-    Threads(#[from] rayon::ThreadPoolBuildError),
     /// The registry was committed, then writing the export failed: the store holds the new
     /// state and the next apply plans the export again.
     #[error("{}", export_failed(*.committed, .path, .reason))]
@@ -447,10 +444,22 @@ impl Applier<'_> {
             } else {
                 self.reg.render()
             };
-        store.finish(&self.reg)?;
+        // Bundles move into place (10,000 renames at 10,000 clients) while the verification
+        // cache is made: it stamps a bundle's certificate where it is at that moment, which is
+        // the same file either side of its folder's rename. It is written after (finishing
+        // removes temporary files in the store folder).
+        let (finished, cache) = std::thread::scope(|s| {
+            let finishing = s.spawn(|| store.finish(&self.reg));
+            let cache = store.cache_json(&self.reg, &text);
+            let finished = finishing
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (finished, cache)
+        });
+        finished?;
         let exported = self.export_if_planned(plan);
         let installed = self.install_if_planned(plan);
-        store.write_cache_of(&self.reg, &text)?;
+        store.write_cache_json(cache)?;
         exported?;
         installed?;
         Ok(Outcome {
@@ -603,10 +612,20 @@ fn restore_lost_files(
     reg: &mut Registry,
 ) -> Result<(), ApplyError> {
     let mut gone = Vec::new();
-    for e in &reg.certificates {
-        if store.cert_file_ok(e.thumbprint.as_str()) {
-            continue;
-        }
+    // A stat per certificate: on every core from PARALLEL_FROM.
+    let lost: Vec<&CertEntry> = if reg.certificates.len() < PARALLEL_FROM {
+        reg.certificates
+            .iter()
+            .filter(|e| !store.cert_file_ok(e.thumbprint.as_str()))
+            .collect()
+    } else {
+        use rayon::prelude::*;
+        reg.certificates
+            .par_iter()
+            .filter(|e| !store.cert_file_ok(e.thumbprint.as_str()))
+            .collect()
+    };
+    for e in lost {
         let from_files = desired
             .files
             .uploads

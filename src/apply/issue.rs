@@ -4,10 +4,9 @@
 //! number of bundles is ever held in memory.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use rayon::prelude::*;
 use time::OffsetDateTime;
 
 use super::{password_error, ApplyError, Signer};
@@ -19,6 +18,9 @@ use crate::store::{NewClient, Store};
 /// How many clients one manifest record (one append and flush) covers; as many again wait made
 /// in the channel while a batch is written.
 const BATCH: usize = 128;
+
+/// Every this many batches written, the disk is flushed in the background (see [`write_all`]).
+const FLUSH_EVERY: usize = 16;
 
 /// A generated client to issue, its password read (before anything is written: a bad password
 /// changes nothing in the store).
@@ -136,27 +138,29 @@ pub(super) fn issue_all(
         now,
         password_key,
     };
-    // A pool of its own rather than rayon's global one, so that RAVENCERT_JOBS holds.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs().min(work.len()).max(1))
-        .build()?;
     let progress = crate::progress::bar(work.len() as u64, "issuing certificates");
     let stop = AtomicBool::new(false);
+    // The next client to make: each thread takes one at a time, so that all of them stay
+    // busy until the last client (rayon's halving left one thread idle for the last 150 ms).
+    let next = AtomicUsize::new(0);
     let (tx, rx) = sync_channel::<(usize, Result<Prepared, ApplyError>)>(BATCH);
+    let flush = store.early_flusher();
     let written = std::thread::scope(|s| {
-        s.spawn(|| {
-            pool.install(|| {
-                work.par_iter().enumerate().for_each_with(tx, |tx, (i, w)| {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
+        let (issuer, stop, next) = (&issuer, &stop, &next);
+        for _ in 0..jobs().min(work.len()).max(1) {
+            let tx = tx.clone();
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(w) = work.get(i) else { return };
                     if tx.send((i, issuer.prepare(w))).is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }
-                })
-            })
-        });
-        let written = write_all(store, work, rx, &mut made, &progress);
+                }
+            });
+        }
+        drop(tx);
+        let written = write_all(store, work, rx, &mut made, &progress, flush);
         // The receiver is gone: the threads stop at their next client.
         stop.store(true, Ordering::Relaxed);
         written
@@ -165,16 +169,26 @@ pub(super) fn issue_all(
     written.map(|()| made)
 }
 
-/// Writes what the pool makes, a batch at a time, until it is all written or an error.
+/// Writes what the pool makes, a batch at a time, until it is all written or an error. Every
+/// [`FLUSH_EVERY`] batches it asks for a flush of the disk in the background, so that the
+/// commit's flush, which the registry waits for, finds little left to write (at 10,000 clients
+/// it waited 300 ms for the 50,000 files, with both cores idle).
 fn write_all(
     store: &Store,
     work: &[Work<'_>],
     rx: Receiver<(usize, Result<Prepared, ApplyError>)>,
     made: &mut BTreeMap<String, Made>,
     progress: &indicatif::ProgressBar,
+    flush: SyncSender<()>,
 ) -> Result<(), ApplyError> {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut batches = 0usize;
     loop {
+        batches += 1;
+        if batches.is_multiple_of(FLUSH_EVERY) {
+            // Refused when a flush runs and another waits, which covers this batch too.
+            let _ = flush.try_send(());
+        }
         batch.clear();
         while batch.len() < BATCH {
             match rx.recv() {
