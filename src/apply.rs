@@ -444,22 +444,10 @@ impl Applier<'_> {
             } else {
                 self.reg.render()
             };
-        // Bundles move into place (10,000 renames at 10,000 clients) while the verification
-        // cache is made: it stamps a bundle's certificate where it is at that moment, which is
-        // the same file either side of its folder's rename. It is written after (finishing
-        // removes temporary files in the store folder).
-        let (finished, cache) = std::thread::scope(|s| {
-            let finishing = s.spawn(|| store.finish(&self.reg));
-            let cache = store.cache_json(&self.reg, &text);
-            let finished = finishing
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (finished, cache)
-        });
-        finished?;
+        store.finish(&self.reg)?;
         let exported = self.export_if_planned(plan);
         let installed = self.install_if_planned(plan);
-        store.write_cache_json(cache)?;
+        store.write_cache_of(&self.reg, &text)?;
         exported?;
         installed?;
         Ok(Outcome {

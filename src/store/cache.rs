@@ -80,35 +80,18 @@ impl Store {
     /// unchanged since the previous cache keeps its entry; any other file is read and hashed
     /// now, and cached only if it is the certificate the registry names.
     pub fn write_cache(&self, registry: &Registry) -> Result<()> {
-        self.write_cache_json(self.cache_json(registry, &registry.render()))
+        self.write_cache_of(registry, &registry.render())
     }
 
-    /// Writes what [`Store::cache_json`] made; nothing when it made nothing.
-    pub(crate) fn write_cache_json(&self, json: Option<Vec<u8>>) -> Result<()> {
-        match json {
-            Some(json) => write_atomic(&self.root.join(CACHE_FILE), &json, 0o600),
-            None => Ok(()),
-        }
-    }
-
-    /// The verification cache's text for `registry`, written by
-    /// [`Store::write_cache_json`]; None when it cannot be encoded (the cache only saves
-    /// work: without it the next load verifies every file).
-    pub(crate) fn cache_json(&self, registry: &Registry, text: &RegistryText) -> Option<Vec<u8>> {
+    /// [`Store::write_cache`], with the registry's text already rendered.
+    pub(crate) fn write_cache_of(&self, registry: &Registry, text: &RegistryText) -> Result<()> {
         let old = read_file(&self.root.join(CACHE_FILE))
             .ok()
             .and_then(|b| serde_json::from_slice::<VerifyCache>(&b).ok())
             .unwrap_or_default();
-        // `staged`: where the file is while its bundle waits to be moved into place, which an
-        // apply does while this runs (the move keeps the file, so its stamp holds).
-        let consider = |rel: String, staged: Option<String>, thumbprint: &str| {
-            let mut path = self.root.join(&rel);
-            let mut meta = fs::symlink_metadata(&path);
-            if let (Err(_), Some(staged)) = (&meta, staged) {
-                path = self.root.join(staged);
-                meta = fs::symlink_metadata(&path);
-            }
-            let m = meta.ok().filter(|m| m.is_file())?;
+        let consider = |rel: String, thumbprint: &str| -> Option<(String, Stamp)> {
+            let path = self.root.join(&rel);
+            let m = fs::symlink_metadata(&path).ok().filter(|m| m.is_file())?;
             let st = stamp(&m);
             let verified = old.files.get(&rel) == Some(&st)
                 || self.wrote(&rel, thumbprint)
@@ -120,16 +103,11 @@ impl Store {
         };
         let of_entry = |c: &CertEntry| -> [Option<(String, Stamp)>; 2] {
             let thumbprint = c.thumbprint.as_str();
-            let issued = c.source == Origin::Generated && c.retire_after.is_none();
+            let issued = (c.source == Origin::Generated && c.retire_after.is_none())
+                .then(|| format!("issued/{k}/{k}.crt", k = c.key));
             [
-                consider(format!("certs/{thumbprint}.pem"), None, thumbprint),
-                issued
-                    .then(|| {
-                        let k = &c.key;
-                        let staged = format!("issued/.{k}.new/{k}.crt");
-                        consider(format!("issued/{k}/{k}.crt"), Some(staged), thumbprint)
-                    })
-                    .flatten(),
+                consider(format!("certs/{thumbprint}.pem"), thumbprint),
+                issued.and_then(|rel| consider(rel, thumbprint)),
             ]
         };
         // A stat per file (two per certificate): on every core from PARALLEL_FROM.
@@ -166,10 +144,11 @@ impl Store {
             files,
         };
         match serde_json::to_vec(&cache) {
-            Ok(json) => Some(json),
+            Ok(json) => write_atomic(&self.root.join(CACHE_FILE), &json, 0o600),
+            // The cache only saves work: without it the next load verifies every file.
             Err(e) => {
                 tracing::warn!("verification cache not written: {e}");
-                None
+                Ok(())
             }
         }
     }
