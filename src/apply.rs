@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
 use crate::config::{ClientDesired, ClientSpec, Desired, GenerateSpec, ServerSpec};
-use crate::model::{EntryThumbprint, Origin, Thumbprint, BACKDATING, PARALLEL_FROM};
+use crate::model::{per_certificate, EntryThumbprint, Origin, Thumbprint, BACKDATING};
 use crate::pki::{self, Issued, PrivateKey};
 use crate::plan::{self, Action, Change, DeclaredPassword, NewCert, Plan, Target};
 use crate::registry::{Actual, CertEntry, Registry, RegistryError, ServerEntry};
@@ -600,20 +600,12 @@ fn restore_lost_files(
     reg: &mut Registry,
 ) -> Result<(), ApplyError> {
     let mut gone = Vec::new();
-    // A stat per certificate: on every core from PARALLEL_FROM.
-    let lost: Vec<&CertEntry> = if reg.certificates.len() < PARALLEL_FROM {
-        reg.certificates
-            .iter()
-            .filter(|e| !store.cert_file_ok(e.thumbprint.as_str()))
-            .collect()
-    } else {
-        use rayon::prelude::*;
-        reg.certificates
-            .par_iter()
-            .filter(|e| !store.cert_file_ok(e.thumbprint.as_str()))
-            .collect()
-    };
-    for e in lost {
+    // A stat per certificate, on every core from PARALLEL_FROM.
+    let present = per_certificate(&reg.certificates, |e| {
+        store.cert_file_ok(e.thumbprint.as_str())
+    });
+    let lost = reg.certificates.iter().zip(present).filter(|(_, ok)| !ok);
+    for (e, _) in lost {
         let from_files = desired
             .files
             .uploads

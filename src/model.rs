@@ -206,6 +206,19 @@ pub(crate) const BACKDATING: Period = Period::days(7);
 /// they save.
 pub(crate) const PARALLEL_FROM: usize = 256;
 
+/// `f` of each item, in order: on every core from [`PARALLEL_FROM`] items, on this thread below.
+pub(crate) fn per_certificate<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> R + Sync + Send,
+) -> Vec<R> {
+    if items.len() < PARALLEL_FROM {
+        items.iter().map(f).collect()
+    } else {
+        use rayon::prelude::*;
+        items.par_iter().map(f).collect()
+    }
+}
+
 /// The key the server certificate answers to in `--replace` (so no client may take it).
 pub const SERVER_KEY: &str = "server";
 

@@ -5,12 +5,11 @@
 //! load would refuse is never written, without parsing 10,000 certificates as one document (at
 //! that size the whole text's parse held 40 MiB and was the largest part of the commit).
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{corrupt, CertEntry, Registry, RegistryError, REGISTRY_HEADER, SEAL_PREFIX};
 
-use crate::model::PARALLEL_FROM;
+use crate::model::per_certificate;
 
 /// One certificate table, as the whole registry renders it.
 #[derive(Serialize)]
@@ -75,15 +74,11 @@ fn pieces(reg: &Registry) -> Pieces<'_> {
     let head_text = toml::to_string(&head).expect(RENDERS);
     let mut sorted: Vec<&CertEntry> = reg.certificates.iter().collect();
     sorted.sort_by(|a, b| Registry::normal_order(a, b));
-    fn render(e: &CertEntry) -> (&CertEntry, String) {
-        let text = toml::to_string(&PieceOut { certificate: [e] }).expect(RENDERS);
-        (e, text)
+    fn render<'e>(e: &&'e CertEntry) -> (&'e CertEntry, String) {
+        let text = toml::to_string(&PieceOut { certificate: [*e] }).expect(RENDERS);
+        (*e, text)
     }
-    let certificates = if sorted.len() < PARALLEL_FROM {
-        sorted.into_iter().map(render).collect()
-    } else {
-        sorted.into_par_iter().map(render).collect()
-    };
+    let certificates = per_certificate(&sorted, render);
     Pieces {
         head,
         head_text,
@@ -148,11 +143,10 @@ impl Pieces<'_> {
             }
             Ok(())
         };
-        if self.certificates.len() < PARALLEL_FROM {
-            self.certificates.iter().try_for_each(check)
-        } else {
-            self.certificates.par_iter().try_for_each(check)
-        }
+        // The first refusal in registry order, whichever thread found it.
+        per_certificate(&self.certificates, check)
+            .into_iter()
+            .collect()
     }
 }
 

@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::files::{read_file, write_atomic};
 use super::{Result, Store};
-use crate::model::Origin;
-use crate::model::PARALLEL_FROM;
+use crate::model::{per_certificate, Origin};
 use crate::pki;
 use crate::registry::{split_seal, CertEntry, Registry, RegistryText};
 
@@ -110,24 +109,12 @@ impl Store {
                 issued.and_then(|rel| consider(rel, thumbprint)),
             ]
         };
-        // A stat per file (two per certificate): on every core from PARALLEL_FROM.
-        let files: BTreeMap<String, Stamp> = if registry.certificates.len() < PARALLEL_FROM {
-            registry
-                .certificates
-                .iter()
-                .flat_map(of_entry)
-                .flatten()
-                .collect()
-        } else {
-            use rayon::prelude::*;
-            let found: Vec<_> = registry
-                .certificates
-                .par_iter()
-                .flat_map_iter(of_entry)
-                .flatten()
-                .collect();
-            found.into_iter().collect()
-        };
+        // A stat per file (two per certificate), on every core from PARALLEL_FROM.
+        let files: BTreeMap<String, Stamp> = per_certificate(&registry.certificates, of_entry)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
         // The registry file's stamp, once its text is checked against the seal.
         let reg_path = self.registry_path();
         let registry_stamp = fs::symlink_metadata(&reg_path).ok().and_then(|m| {

@@ -9,7 +9,7 @@ use super::cache::{stamp, VerifyCache};
 use super::checks::check_owner;
 use super::files::read_file;
 use super::{corrupt, Problem, Result, Store, StoreError};
-use crate::model::{EntryThumbprint, Origin, PARALLEL_FROM};
+use crate::model::{per_certificate, EntryThumbprint, Origin};
 use crate::pki;
 use crate::registry::{describe_drift, split_seal, Actual, CertEntry, Registry};
 
@@ -154,20 +154,9 @@ impl Store {
         // Each certificate's files are independent: checked on every core (most of a no-op
         // plan's time at 10,000 is these stat calls), then taken in registry order, so the
         // first problem reported and the drift's order do not depend on the threads.
-        let verdicts: Vec<Result<Verdict>> = if registry.certificates.len() < PARALLEL_FROM {
-            registry
-                .certificates
-                .iter()
-                .map(|c| self.verify_client_cert(c, sealed, cache))
-                .collect()
-        } else {
-            use rayon::prelude::*;
-            registry
-                .certificates
-                .par_iter()
-                .map(|c| self.verify_client_cert(c, sealed, cache))
-                .collect()
-        };
+        let verdicts = per_certificate(&registry.certificates, |c| {
+            self.verify_client_cert(c, sealed, cache)
+        });
         for (c, v) in registry.certificates.iter().zip(verdicts) {
             found.take(c, v?);
         }
