@@ -39,12 +39,16 @@ fn locate(file: &Path) -> Result<(Repository, PathBuf)> {
     while !start.is_dir() {
         start = start.parent().unwrap_or(Path::new("/"));
     }
-    let repo = Repository::discover(start).map_err(|_| {
+    let outside = || {
         msg(format!(
             "{} is not inside a git repository (needed for --rev, --base and --require-clean)",
             file.display()
         ))
-    })?;
+    };
+    if !under_git(start) {
+        return Err(outside());
+    }
+    let repo = Repository::discover(start).map_err(|_| outside())?;
     let workdir = repo
         .workdir()
         .ok_or_else(|| msg("the repository has no working tree"))?;
@@ -61,14 +65,22 @@ fn locate(file: &Path) -> Result<(Repository, PathBuf)> {
     Ok((repo, rel))
 }
 
+/// Whether the canonical folder `dir` or one above it holds `.git` (a folder, or a worktree's
+/// file). Only such a folder is worth asking libgit2 about: its first call loads the system's CA
+/// bundle (about 45 ms), which a command outside git must not pay. (libgit2's discovery reads no
+/// `GIT_DIR`, and a bare repository has no working tree to hold certs.toml.)
+fn under_git(dir: &Path) -> bool {
+    dir.ancestors()
+        .any(|d| d.join(".git").symlink_metadata().is_ok())
+}
+
 /// The working tree of the repository holding certs.toml (by its folder), if there is one.
 pub(crate) fn workdir_of(config: &Path) -> Option<PathBuf> {
     let parent = crate::fsutil::folder_of(config);
     let dir = std::fs::canonicalize(parent).ok()?;
-    // Only a folder with `.git` above it is worth asking libgit2 about: its first call loads the
-    // system's CA bundle (tens of milliseconds), which a plan outside git must not pay.
-    dir.ancestors()
-        .find(|d| d.join(".git").symlink_metadata().is_ok())?;
+    if !under_git(&dir) {
+        return None;
+    }
     let repo = Repository::discover(&dir).ok()?;
     let workdir = repo.workdir()?;
     std::fs::canonicalize(workdir).ok()
