@@ -254,10 +254,12 @@ pub(super) fn compute_with_cluster(
         now: ctx.now,
         opts: &opts,
     };
-    let plan = cluster::measured(&planned, &reading)?;
-    planned.plan = &plan;
+    let remeasured = cluster::measured(&planned, &reading)?;
+    if let Some(p) = &remeasured {
+        planned.plan = p;
+    }
     let cluster = cluster::preview(&planned, reading)?.view;
-    Ok((actual, plan, cluster))
+    Ok((actual, remeasured.unwrap_or(plan), cluster))
 }
 
 /// `ravencert plan`.

@@ -119,11 +119,11 @@ pub(crate) fn converge(
     let _lock = store.lock(run.lock_timeout)?;
     let actual = super::settings::load_actual(&store, &desired.declared, true)?;
     let opts = with_passwords(opts, desired, &store)?;
-    let plan =
+    let store_plan =
         plan::plan(desired, &actual, ctx.now, &opts).map_err(|e| Error::from_plan(desired, e))?;
     // A plan that breaks the policy is refused before anything is read or written.
-    refuse_by_policy(&plan)?;
-    check_needed_passwords(desired, &actual, &plan, &opts)?;
+    refuse_by_policy(&store_plan)?;
+    check_needed_passwords(desired, &actual, &store_plan, &opts)?;
     // The cluster is read only once the store's plan is not refused: a refused plan sends
     // nothing. Then the plan is measured against what the cluster grants.
     let reading = cluster::read(
@@ -137,21 +137,22 @@ pub(crate) fn converge(
         desired,
         store: &store,
         actual: &actual,
-        plan: &plan,
+        plan: &store_plan,
         now: ctx.now,
         opts: &opts,
     };
-    let plan = cluster::measured(&planned, &reading)?;
-    refuse_by_policy(&plan)?;
-    planned.plan = &plan;
-    check(&actual, &plan)?;
+    let remeasured = cluster::measured(&planned, &reading)?;
+    let plan = remeasured.as_ref().unwrap_or(&store_plan);
+    refuse_by_policy(plan)?;
+    planned.plan = plan;
+    check(&actual, plan)?;
     let preview = cluster::preview(&planned, reading)?;
     if let Some(confirmed) = &run.confirmed_cluster {
         if !cluster::same_changes(confirmed, &preview.view) {
             return Err(Error::ClusterChangedWhileConfirming);
         }
     }
-    let outcome = apply::apply(desired, &store, &actual, &plan, ctx.now, run.revision)
+    let outcome = apply::apply(desired, &store, &actual, plan, ctx.now, run.revision)
         .map_err(Error::Apply)?;
     // The registry as committed, for the cluster step: read back only when there is one (a
     // load of 10,000 certificates is not free).
@@ -167,7 +168,7 @@ pub(crate) fn converge(
     let (cluster, done) = cluster::apply_after_store(&planned, preview, registry)
         .map_err(|e| Error::after_store(e, !plan.is_empty()))?;
     Ok(Converged {
-        plan,
+        plan: remeasured.unwrap_or(store_plan),
         outcome,
         cluster,
         cluster_done: done.done,
@@ -222,7 +223,8 @@ pub fn apply(ctx: &Context, req: &ApplyRequest, confirm: Confirm<'_>) -> Result<
         if let Some(s) = &saved {
             s.check(&desired, actual, plan)?;
         }
-        if *plan != preview && !req.yes {
+        // (With --yes nobody saw the preview: no comparison of 10,000 changes.)
+        if !req.yes && *plan != preview {
             return Err(Error::ChangedWhileConfirming);
         }
         Ok(())
