@@ -16,8 +16,12 @@ use crate::pki::{self, Issued};
 use crate::store::{NewClient, Store};
 
 /// How many clients one manifest record (one append and flush) covers; as many again wait made
-/// in the channel while a batch is written.
+/// in the channel while a batch is recorded.
 const BATCH: usize = 128;
+
+/// How many recorded batches may wait for the writer: the writer keeps writing while the next
+/// record's flush waits for the disk.
+const RECORDED_AHEAD: usize = 4;
 
 /// Every this many batches written, the disk is flushed in the background (see [`write_all`]).
 const FLUSH_EVERY: usize = 16;
@@ -144,6 +148,7 @@ pub(super) fn issue_all(
     // busy until the last client (rayon's halving left one thread idle for the last 150 ms).
     let next = AtomicUsize::new(0);
     let (tx, rx) = sync_channel::<(usize, Result<Prepared, ApplyError>)>(BATCH);
+    let (recorded_tx, recorded) = sync_channel::<Result<Batch, ApplyError>>(RECORDED_AHEAD);
     let flush = store.early_flusher();
     let written = std::thread::scope(|s| {
         let (issuer, stop, next) = (&issuer, &stop, &next);
@@ -160,8 +165,9 @@ pub(super) fn issue_all(
             });
         }
         drop(tx);
-        let written = write_all(store, work, rx, &mut made, &progress, flush);
-        // The receiver is gone: the threads stop at their next client.
+        s.spawn(move || record_all(store, work, rx, recorded_tx));
+        let written = write_all(store, work, recorded, &mut made, &progress, flush);
+        // The receivers are gone: the recorder and the threads stop at their next client.
         stop.store(true, Ordering::Relaxed);
         written
     });
@@ -169,38 +175,78 @@ pub(super) fn issue_all(
     written.map(|()| made)
 }
 
-/// Writes what the pool makes, a batch at a time, until it is all written or an error. Every
+/// A batch of made clients, recorded in the manifest: (index in the work, what was made).
+type Batch = Vec<(usize, Prepared)>;
+
+/// Takes what the pool makes, [`BATCH`] clients at a time, and records each batch's paths in the
+/// manifest (one append and flush) before it passes it on to the writer: the flush, which waits
+/// for the disk, holds up neither the pool nor the writer. Stops at the first error, which it
+/// passes on, or when the writer is gone.
+fn record_all(
+    store: &Store,
+    work: &[Work<'_>],
+    made: Receiver<(usize, Result<Prepared, ApplyError>)>,
+    recorded: SyncSender<Result<Batch, ApplyError>>,
+) {
+    let mut all_made = false;
+    while !all_made {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut failed = None;
+        while batch.len() < BATCH {
+            match made.recv() {
+                Ok((i, Ok(p))) => batch.push((i, p)),
+                Ok((_, Err(e))) => {
+                    failed = Some(e);
+                    break;
+                }
+                Err(_) => {
+                    all_made = true;
+                    break;
+                }
+            }
+        }
+        // What was made before an error is recorded and written like any batch.
+        if !batch.is_empty() {
+            let keys = batch
+                .iter()
+                .map(|(i, p)| (work[*i].client.key.as_str(), &p.thumbprint));
+            let passed = match store.begin_new_clients(keys) {
+                Ok(()) => recorded.send(Ok(batch)).is_ok(),
+                Err(e) => {
+                    let _ = recorded.send(Err(e.into()));
+                    false
+                }
+            };
+            if !passed {
+                return;
+            }
+        }
+        if let Some(e) = failed {
+            let _ = recorded.send(Err(e));
+            return;
+        }
+    }
+}
+
+/// Writes each recorded batch as it comes, until all is written or an error. Every
 /// [`FLUSH_EVERY`] batches it asks for a flush of the disk in the background, so that the
 /// commit's flush, which the registry waits for, finds little left to write (at 10,000 clients
 /// it waited 300 ms for the 50,000 files, with both cores idle).
 fn write_all(
     store: &Store,
     work: &[Work<'_>],
-    rx: Receiver<(usize, Result<Prepared, ApplyError>)>,
+    recorded: Receiver<Result<Batch, ApplyError>>,
     made: &mut BTreeMap<String, Made>,
     progress: &indicatif::ProgressBar,
     flush: SyncSender<()>,
 ) -> Result<(), ApplyError> {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut batches = 0usize;
-    loop {
-        batches += 1;
-        if batches.is_multiple_of(FLUSH_EVERY) {
+    for (n, batch) in recorded.iter().enumerate() {
+        if (n + 1).is_multiple_of(FLUSH_EVERY) {
             // Refused when a flush runs and another waits, which covers this batch too.
             let _ = flush.try_send(());
         }
-        batch.clear();
-        while batch.len() < BATCH {
-            match rx.recv() {
-                Ok((i, r)) => batch.push((work[i].client.key.as_str(), r?)),
-                Err(_) => break,
-            }
-        }
-        if batch.is_empty() {
-            return Ok(());
-        }
-        store.begin_new_clients(batch.iter().map(|(k, p)| (*k, &p.thumbprint)))?;
-        for (key, p) in batch.drain(..) {
+        for (i, p) in batch? {
+            let key = work[i].client.key.as_str();
             store.write_new_client(&NewClient {
                 key,
                 thumbprint: &p.thumbprint,
@@ -219,4 +265,5 @@ fn write_all(
             progress.inc(1);
         }
     }
+    Ok(())
 }
