@@ -249,6 +249,16 @@ pub(crate) struct WriteError {
 /// `durable`), renamed over the target (or, without `replace`, linked to it only if nothing is
 /// there), then the folder fsynced. Readers see the old file or the new one, never a part.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], how: &AtomicWrite) -> Result<(), WriteError> {
+    write_atomic_stat(path, bytes, how).map(drop)
+}
+
+/// [`write_atomic`], returning the file's metadata as written (fstat of the file in place,
+/// after its rename): what a later stat of it finds while nothing writes it again.
+pub(crate) fn write_atomic_stat(
+    path: &Path,
+    bytes: &[u8],
+    how: &AtomicWrite,
+) -> Result<std::fs::Metadata, WriteError> {
     use std::io::Write as _;
     use std::os::unix::fs::PermissionsExt;
     let at = |path: &Path| {
@@ -292,19 +302,19 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], how: &AtomicWrite) -> Resu
     if how.durable {
         tmp.as_file().sync_all().map_err(at(&tmp_path))?;
     }
-    if how.replace {
+    let file = if how.replace {
         (how.step)();
-        tmp.persist(path).map_err(|e| at(path)(e.error))?;
+        tmp.persist(path).map_err(|e| at(path)(e.error))?
     } else {
         // No clobber: a file (or a link, not followed) that appeared meanwhile wins, untouched.
-        tmp.persist_noclobber(path).map_err(|e| at(path)(e.error))?;
-    }
+        tmp.persist_noclobber(path).map_err(|e| at(path)(e.error))?
+    };
     if how.durable {
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(at(dir))?;
     }
-    Ok(())
+    file.metadata().map_err(at(path))
 }
 
 /// [`write_atomic`] replacing the target with a file of `mode` (the store's writes): the temp
@@ -318,7 +328,7 @@ fn write_replacing(
     bytes: &[u8],
     mode: u32,
     how: &AtomicWrite,
-) -> Result<(), WriteError> {
+) -> Result<std::fs::Metadata, WriteError> {
     use std::io::Write as _;
     use std::os::unix::fs::PermissionsExt;
     let at = |path: &Path| {
@@ -338,13 +348,15 @@ fn write_replacing(
     (how.step)();
     std::fs::rename(&tmp.path, path).map_err(at(path))?;
     tmp.renamed = true;
+    // The rename changed its ctime: taken now, from the open file.
+    let written = tmp.file.metadata().map_err(at(path))?;
     drop(tmp);
     if how.durable {
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(at(dir))?;
     }
-    Ok(())
+    Ok(written)
 }
 
 /// A temp file beside a target: created exclusively (never through a link), removed when

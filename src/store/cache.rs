@@ -89,6 +89,11 @@ impl Store {
             .and_then(|b| serde_json::from_slice::<VerifyCache>(&b).ok())
             .unwrap_or_default();
         let consider = |rel: String, thumbprint: &str| -> Option<(String, Stamp)> {
+            // A file this process wrote is not looked at: its stamp was taken as it was written
+            // (and issued/'s folders may be moving into place meanwhile, see Store::finish).
+            if let Some(st) = self.written_stamp(&rel, thumbprint) {
+                return Some((rel, st));
+            }
             let path = self.root.join(&rel);
             let m = fs::symlink_metadata(&path).ok().filter(|m| m.is_file())?;
             let st = stamp(&m);

@@ -49,8 +49,8 @@ impl Store {
     /// registry commits). The batch was begun with [`Store::begin_new_clients`].
     pub(crate) fn write_new_client(&self, c: &NewClient<'_>) -> Result<()> {
         let thumb = c.thumbprint.as_str();
-        write_staged(&self.cert_path(thumb), c.cert_pem, 0o600)?;
-        super::locked(&self.written).insert(format!("certs/{thumb}.pem"), thumb.to_string());
+        let written = write_staged(&self.cert_path(thumb), c.cert_pem, 0o600)?;
+        self.record_written(format!("certs/{thumb}.pem"), thumb, Some(written));
         write_staged(&self.client_key_path(thumb), c.key_pem, 0o600)?;
         self.stage_bundle_files(c.key, c.bundle, Some(thumb))
     }
@@ -66,18 +66,19 @@ impl Store {
         let dir = self.staging_dir(key);
         fresh_private_dir(&dir)?;
         write_staged(&dir.join(format!("{key}.pfx")), &bundle.pfx, 0o600)?;
-        write_staged(&dir.join(format!("{key}.crt")), &bundle.cert_pem, 0o600)?;
+        // The folder's move into place leaves the file's stamp as it is.
+        let crt = write_staged(&dir.join(format!("{key}.crt")), &bundle.cert_pem, 0o600)?;
         let thumbprint = match thumbprint {
             Some(t) => Some(t.to_string()),
             None => pki::pem_cert_body(&bundle.cert_pem).map(|der| pki::thumbprint(&der).into()),
         };
         if let Some(t) = &thumbprint {
-            super::locked(&self.written).insert(format!("issued/{key}/{key}.crt"), t.clone());
+            self.record_written(format!("issued/{key}/{key}.crt"), t, Some(crt));
         }
         write_staged(&dir.join(format!("{key}.key")), &bundle.key_pem, 0o600)?;
         // All three files are there: moving the folder into place needs no look at them.
         if let Some(t) = thumbprint {
-            super::locked(&self.written).insert(format!("issued/.{key}.new"), t);
+            self.record_written(format!("issued/.{key}.new"), &t, None);
         }
         Ok(())
     }

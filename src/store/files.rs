@@ -4,6 +4,7 @@ use std::fs::{self, File};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
+use super::cache::{stamp, Stamp};
 use super::fault;
 use super::{corrupt, io_err, Problem, Result, StoreError};
 use crate::fsutil::{AtomicWrite, WriteError};
@@ -52,17 +53,18 @@ pub(super) fn sync_filesystem(dir: &Path) -> Result<()> {
 
 /// A file the registry does not name yet: temp file and rename (never a half-written file),
 /// made durable together with the others by [`sync_filesystem`] before the registry commits.
-pub(super) fn write_staged(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    write_file(path, bytes, mode, false)
+/// Returns the file's stamp as written (the verification cache's, without a stat).
+pub(super) fn write_staged(path: &Path, bytes: &[u8], mode: u32) -> Result<Stamp> {
+    write_file(path, bytes, mode, false).map(|m| stamp(&m))
 }
 
 /// temp file (mode set at creation), write, fsync, rename, fsync the folder.
 pub(super) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    write_file(path, bytes, mode, true)
+    write_file(path, bytes, mode, true).map(drop)
 }
 
-fn write_file(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<()> {
-    write_with(
+fn write_file(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<fs::Metadata> {
+    crate::fsutil::write_atomic_stat(
         path,
         bytes,
         &AtomicWrite {
@@ -72,14 +74,18 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<()>
             step: fault::step,
         },
     )
+    .map_err(store_io)
 }
 
 /// [`crate::fsutil::write_atomic`] with the store's crash points; an error names the folder,
 /// temp file or file that failed. `.tmp-` names what an interrupted write leaves behind;
 /// finish() sweeps it.
 pub(super) fn write_with(path: &Path, bytes: &[u8], how: &AtomicWrite) -> Result<()> {
-    crate::fsutil::write_atomic(path, bytes, how)
-        .map_err(|WriteError { path, source }| StoreError::Io { path, source })
+    crate::fsutil::write_atomic(path, bytes, how).map_err(store_io)
+}
+
+fn store_io(WriteError { path, source }: WriteError) -> StoreError {
+    StoreError::Io { path, source }
 }
 
 pub(super) fn remove_path(path: &Path) -> Result<()> {

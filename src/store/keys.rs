@@ -32,7 +32,7 @@ impl Store {
     pub(crate) fn write_client_key(&self, thumbprint: &str, key: &pki::PrivateKey) -> Result<()> {
         self.intend([format!("keys/{thumbprint}.key")])?;
         ensure_dir(&self.root.join("keys"))?;
-        write_staged(&self.client_key_path(thumbprint), &key.to_pem()?, 0o600)
+        write_staged(&self.client_key_path(thumbprint), &key.to_pem()?, 0o600).map(drop)
     }
 
     /// The kept private key of a generated client's certificate, if the store has it.
@@ -90,6 +90,6 @@ impl Store {
     pub fn write_server_key(&self, thumbprint: &str, key: &pki::PrivateKey) -> Result<()> {
         self.intend([format!("server/{thumbprint}.key")])?;
         ensure_dir(&self.root.join("server"))?;
-        write_staged(&self.server_key_path(thumbprint), &key.to_pem()?, 0o600)
+        write_staged(&self.server_key_path(thumbprint), &key.to_pem()?, 0o600).map(drop)
     }
 }

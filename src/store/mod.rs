@@ -122,15 +122,23 @@ const CLUSTER_STATE_FILE: &str = ".cluster-state.json";
 /// The on-disk certificate store at a folder: everything ravencert reads from and writes to it.
 pub struct Store {
     root: PathBuf,
-    /// Files this process wrote from certificates it holds (store-relative path ->
-    /// thumbprint): the verification cache needs not read them back.
-    written: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Files this process wrote from certificates it holds, by store-relative path: the
+    /// verification cache needs not read them back, nor stat them. Read from two threads at
+    /// the end of an apply (the bundles' moves, the cache): a read lock each.
+    written: std::sync::RwLock<BTreeMap<String, Written>>,
     /// The manifest (store-relative paths of every file and bundle folder ravencert made), once
     /// read.
     manifest: std::sync::Mutex<Option<commit::Manifest>>,
     /// Whether loading checks the server private key against its certificate (not in a review
     /// plan, which reads no private key: [`Store::reading_no_keys`]).
     read_keys: bool,
+}
+
+/// A file this process wrote: the certificate it holds, and its stamp as written (a folder has
+/// none).
+struct Written {
+    thumbprint: String,
+    stamp: Option<cache::Stamp>,
 }
 
 /// A store field's lock. A panic never leaves one half-written (each holder does one insert or
@@ -180,7 +188,35 @@ impl Store {
     }
     /// Whether this process wrote the store file `rel` from the certificate `thumbprint`.
     fn wrote(&self, rel: &str, thumbprint: &str) -> bool {
-        locked(&self.written).get(rel).map(String::as_str) == Some(thumbprint)
+        self.written_as(rel, thumbprint, |_| ()).is_some()
+    }
+    /// The stamp the store file `rel` had when this process wrote it from `thumbprint`.
+    fn written_stamp(&self, rel: &str, thumbprint: &str) -> Option<cache::Stamp> {
+        self.written_as(rel, thumbprint, |w| w.stamp).flatten()
+    }
+    fn written_as<T>(&self, rel: &str, thumbprint: &str, f: impl Fn(&Written) -> T) -> Option<T> {
+        let written = self
+            .written
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        written
+            .get(rel)
+            .filter(|w| w.thumbprint == thumbprint)
+            .map(f)
+    }
+    /// Records that this process wrote `rel` from `thumbprint` (`stamp`: the file's, as written).
+    fn record_written(&self, rel: String, thumbprint: &str, stamp: Option<cache::Stamp>) {
+        let mut written = self
+            .written
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        written.insert(
+            rel,
+            Written {
+                thumbprint: thumbprint.to_string(),
+                stamp,
+            },
+        );
     }
     fn issued_dir(&self, key: &str) -> PathBuf {
         self.root.join("issued").join(key)
