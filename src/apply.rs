@@ -444,10 +444,11 @@ impl Applier<'_> {
             } else {
                 self.reg.render()
             };
-        store.finish(&self.reg)?;
+        // The cache is written while the bundles move into place.
+        let cached = store.finish(&self.reg, || store.write_cache_of(&self.reg, &text))?;
         let exported = self.export_if_planned(plan);
         let installed = self.install_if_planned(plan);
-        store.write_cache_of(&self.reg, &text)?;
+        cached?;
         exported?;
         installed?;
         Ok(Outcome {

@@ -389,3 +389,48 @@ fn the_root_folder_is_not_a_store() {
     );
     assert!(!r.stderr.contains("chmod"), "{}", r.stderr);
 }
+
+/// After an apply, the verification cache vouches for each certificate file and each bundle's
+/// certificate it wrote, with the stamp (size, mtime, ctime, inode) the file has on disk: the
+/// next plan reads none of them again, which is most of a no-op plan's time at 10,000 clients.
+/// The stamps are taken as the files are written (the bundle folders move into place while the
+/// cache is written), so a stamp off by the folder's move or the file's rename shows here.
+#[test]
+fn the_cache_after_an_apply_holds_every_written_certificate_as_it_is_on_disk() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let mut config = client("");
+    for key in ["b", "c"] {
+        config.push_str(&format!(
+            "\n[clients.{key}]\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\" }}\n"
+        ));
+    }
+    env.config(&config);
+    env.run(&["apply", "--yes"]).success();
+    let cache: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.store().join(".verified.json")).unwrap())
+            .unwrap();
+    let files = cache["files"].as_object().expect("files");
+    for key in ["app", "b", "c"] {
+        let thumb = env.thumbprint(key);
+        for rel in [
+            format!("certs/{thumb}.pem"),
+            format!("issued/{key}/{key}.crt"),
+        ] {
+            let m = std::fs::symlink_metadata(env.store().join(&rel)).unwrap();
+            let on_disk = serde_json::json!([
+                m.len(),
+                m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+                m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+                m.ino()
+            ]);
+            assert_eq!(files.get(&rel), Some(&on_disk), "{rel}: {cache:#}");
+        }
+    }
+    // And the plan that trusts it sees the store as it is.
+    assert_eq!(
+        env.run(&["plan", "--detailed-exitcode"]).code,
+        0,
+        "a no-op plan after the apply"
+    );
+}
