@@ -156,6 +156,10 @@ fn run(cli: Cli) -> ops::Result<Output> {
             | Command::Watch(WatchArgs { policy, .. }) => policy.policy.clone(),
             _ => None,
         },
+        prefetch: match &cli.command {
+            Command::Plan(_) | Command::Apply(_) => ops::StorePrefetch::on(),
+            _ => ops::StorePrefetch::default(),
+        },
     };
     match cli.command {
         Command::Init => ops::init(&ctx),

@@ -22,7 +22,7 @@ pub use adopt::{adopt, AdoptError, AdoptRequest};
 pub use bundle::{bundle, BundleError, BundleRequest};
 pub use cluster::{ClusterApplyError, ClusterSetupError};
 pub(crate) use context::Revision;
-pub use context::{Context, StoreLocationError};
+pub use context::{Context, StoreLocationError, StorePrefetch};
 pub use daemon::{watch, WatchRequest};
 pub use error::{Error, Result};
 pub use exports::{export, ExportPathError};

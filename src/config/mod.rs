@@ -483,11 +483,28 @@ impl Declared {
 
 /// Parses and validates certs.toml text. `base` is the folder relative paths start from.
 pub fn parse(file: &Path, source: &str, base: &Path) -> Result<Declared, Vec<ConfigError>> {
+    parse_noting_store(file, source, base, |_| {})
+}
+
+/// [`parse`], telling `store` the `[store] path` as written (None when there is none) as soon
+/// as the TOML is read, before it is validated: the caller may begin reading the store
+/// meanwhile. A path the validation refuses is not told.
+pub(crate) fn parse_noting_store(
+    file: &Path,
+    source: &str,
+    base: &Path,
+    store: impl FnOnce(Option<&str>),
+) -> Result<Declared, Vec<ConfigError>> {
     let mut ck = Checker::new(file, source);
     let raw: RawConfig = match toml::from_str(source) {
         Ok(raw) => raw,
         Err(e) => return Err(syntax_errors(ck, source, &e)),
     };
+    match raw.store.as_ref().and_then(|s| s.path.as_ref()) {
+        None => store(None),
+        Some(p) if validate::check_store_path(p.get_ref()).is_ok() => store(Some(p.get_ref())),
+        Some(_) => {}
+    }
     let mut desired = validate::validate(&mut ck, raw, file, base);
     desired.positions = std::mem::take(&mut ck.positions);
     if ck.errors.is_empty() {

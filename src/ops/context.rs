@@ -2,6 +2,7 @@
 //! git revision) into a validated [`Desired`] with the files it references.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use time::OffsetDateTime;
 
@@ -10,7 +11,9 @@ use super::exports::check_export_path;
 use crate::config::{self, Declared, Desired, Reading};
 use crate::fsutil::ReadError;
 use crate::git;
+use crate::registry::Actual;
 use crate::render::Style;
+use crate::store::{Store, StoreError};
 
 /// Global settings shared by every command.
 pub struct Context {
@@ -35,6 +38,66 @@ pub struct Context {
     /// `--policy FILE`: the policy.toml to keep (default: policy.toml beside certs.toml, when
     /// it exists).
     pub policy: Option<PathBuf>,
+    /// `plan` and `apply`: the store is read while certs.toml is validated (see
+    /// [`StorePrefetch`]); off by default.
+    pub prefetch: StorePrefetch,
+}
+
+/// A load of the store begun on another thread while certs.toml is read and validated: at
+/// 10,000 clients the TOML's parse, its validation and the store's load (the verification
+/// cache's parse, a stat of every file) take about as long each, and one core was idle during
+/// each. It begins with the store where it most often is, and again once the TOML names
+/// another. Only the first load of the working tree's store without the lock uses it (the
+/// preview of a plan or an apply); a load under the lock always reads the store afresh.
+#[derive(Default)]
+pub struct StorePrefetch {
+    on: bool,
+    begun: Mutex<Option<Begun>>,
+}
+
+/// A store being read: its folder, and the thread reading it.
+type Begun = (
+    PathBuf,
+    std::thread::JoinHandle<std::result::Result<Actual, StoreError>>,
+);
+
+impl StorePrefetch {
+    /// A prefetch that reads the store.
+    pub fn on() -> StorePrefetch {
+        StorePrefetch {
+            on: true,
+            ..StorePrefetch::default()
+        }
+    }
+
+    /// Begins reading the store at `folder`, unless that one is being read already.
+    fn begin(&self, folder: PathBuf) {
+        if !self.on {
+            return;
+        }
+        let mut begun = self.begun.lock().unwrap_or_else(PoisonError::into_inner);
+        if begun.as_ref().is_some_and(|(f, _)| *f == folder) {
+            return;
+        }
+        let store = Store::new(&folder);
+        let reading = std::thread::spawn(move || store.load(None));
+        *begun = Some((folder, reading));
+    }
+
+    /// The store at `folder` as the prefetch read it (without its export's thumbprints), if it
+    /// read that one; taken once.
+    pub(crate) fn take(&self, folder: &Path) -> Option<std::result::Result<Actual, StoreError>> {
+        let (read, reading) = self
+            .begun
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        (read == folder).then(|| {
+            reading
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
 }
 
 /// certs.toml is text a person reviews: anything larger is a mistake, not a config.
@@ -52,7 +115,7 @@ pub(crate) enum Revision {
 impl Context {
     /// Reads and validates certs.toml from the disk.
     pub(crate) fn desired(&self) -> Result<Declared> {
-        self.parse(&Revision::WorkTree)
+        self.parse(&Revision::WorkTree, false)
     }
 
     /// Desired from the working tree, with every secret and file it references checked (the
@@ -91,7 +154,18 @@ impl Context {
         }
     }
 
-    fn parse(&self, source: &Revision) -> Result<Declared> {
+    /// certs.toml at `source`, validated; with `prefetch`, the store it names is read meanwhile.
+    fn parse(&self, source: &Revision, prefetch: bool) -> Result<Declared> {
+        // Where the store most often is (`--store`, or the default beside certs.toml): its
+        // read begins even before certs.toml's, and begins again if certs.toml names another.
+        let store_in = |declared: Option<&str>| match &self.store_override {
+            Some(s) => s.clone(),
+            // Where validate_store puts it.
+            None => self.base().join(declared.unwrap_or("store")),
+        };
+        if prefetch {
+            self.prefetch.begin(store_in(None));
+        }
         let text = self.read_config(source)?;
         if text.len() > MAX_CONFIG_BYTES {
             return Err(Error::ConfigOversized {
@@ -107,7 +181,11 @@ impl Context {
             Revision::WorkTree => self.config.clone(),
             Revision::Rev(rev) => PathBuf::from(format!("{}@{rev}", self.config.display())),
         };
-        let mut desired = config::parse(&shown, &text, &base)?;
+        let mut desired = config::parse_noting_store(&shown, &text, &base, |declared| {
+            if prefetch {
+                self.prefetch.begin(store_in(declared));
+            }
+        })?;
         desired.config_path = self.config.clone();
         if let Some(s) = &self.store_override {
             desired.store.path = s.clone();
@@ -266,7 +344,9 @@ impl Context {
     /// and no private key is read — a file the repository does not hold (outside it, not
     /// committed) or one that opens only with a password is listed as not read instead.
     pub(crate) fn load(&self, source: &Revision, review: bool) -> Result<Desired> {
-        let mut declared = self.parse(source)?;
+        // The store is read meanwhile only for a plan or apply of the working tree: a review
+        // reads no store, or not this way.
+        let mut declared = self.parse(source, *source == Revision::WorkTree && !review)?;
         // The policy is read where a plan is made: validate, plan, apply and watch.
         declared.policy = self.read_policy(source)?;
         declared.policy_file = Some(self.policy_path());

@@ -101,6 +101,8 @@ impl Daemon<'_> {
             // The page and /metrics show when each certificate was last used.
             cluster_usage: self.listener.is_some(),
             policy,
+            // Each attempt loads the store under the lock.
+            prefetch: Default::default(),
         }
     }
 }

@@ -219,7 +219,11 @@ pub(super) fn compute(
     } else {
         store.reading_no_keys()
     };
-    let actual = super::settings::load_actual(&store, &desired.declared, secrets)?;
+    let actual = if secrets {
+        super::settings::preview_actual(ctx, &store, &desired.declared)?
+    } else {
+        super::settings::load_actual(&store, &desired.declared, false)?
+    };
     let opts = if secrets {
         with_passwords(opts, desired, &store)?
     } else {

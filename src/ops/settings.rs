@@ -20,7 +20,23 @@ const MAX_INSTALL_BYTES: u64 = 1 << 20;
 /// Loads the store, and with `secrets` (the declared password at hand) looks at what the
 /// `[server] install` file holds, so that the plan keeps it current.
 pub(super) fn load_actual(store: &Store, desired: &Declared, secrets: bool) -> Result<Actual> {
-    let mut actual = store.load(export_path(desired))?;
+    load_actual_from(store.load(export_path(desired))?, desired, secrets)
+}
+
+/// [`load_actual`] of a plan without the lock: the store as `ctx`'s prefetch read it, if it
+/// read this one.
+pub(super) fn preview_actual(ctx: &Context, store: &Store, desired: &Declared) -> Result<Actual> {
+    match ctx.prefetch.take(&desired.store.path) {
+        Some(read) => {
+            let mut actual = read?;
+            actual.export_thumbprints = export_path(desired).and_then(crate::store::read_export);
+            load_actual_from(actual, desired, true)
+        }
+        None => load_actual(store, desired, true),
+    }
+}
+
+fn load_actual_from(mut actual: Actual, desired: &Declared, secrets: bool) -> Result<Actual> {
     if secrets {
         actual.install = inspect_install(desired)?;
     }

@@ -22,7 +22,7 @@ enum CertFileState {
 }
 
 /// Thumbprints of the certificates in an export file, if it can be read.
-fn read_export(path: &Path) -> Option<Vec<EntryThumbprint>> {
+pub(crate) fn read_export(path: &Path) -> Option<Vec<EntryThumbprint>> {
     let bytes = crate::fsutil::read_regular(path, 16 << 20, false).ok()?;
     let thumbprints = pki::pfx_thumbprints(&bytes, "").ok()?;
     let mut t: Vec<EntryThumbprint> = thumbprints.into_iter().map(EntryThumbprint::from).collect();

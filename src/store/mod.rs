@@ -39,6 +39,7 @@ use crate::registry::RegistryError;
 
 pub(crate) use bundles::IssuedFiles;
 pub(crate) use clients::NewClient;
+pub(crate) use load::read_export;
 pub(crate) use outside::{write_export, write_install, write_new_outside};
 pub use problem::{KeyFile, Problem};
 

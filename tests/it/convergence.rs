@@ -434,3 +434,45 @@ fn the_cache_after_an_apply_holds_every_written_certificate_as_it_is_on_disk() {
         "a no-op plan after the apply"
     );
 }
+
+/// plan and apply begin reading the store beside certs.toml before certs.toml is parsed (most
+/// configs keep it there): a certs.toml that names another store, or a `--store`, is planned
+/// against that one, never against what the folder beside it holds.
+#[test]
+fn the_store_certs_toml_names_is_the_one_planned_not_the_one_beside_it() {
+    let env = Env::new();
+    let clients = |keys: &[&str]| {
+        keys.iter()
+            .map(|k| format!("\n[clients.{k}]\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\" }}\n"))
+            .collect::<String>()
+    };
+    // ./store holds a and b.
+    env.config(&format!("{SERVER}{}", clients(&["a", "b"])));
+    env.run(&["apply", "--yes"]).success();
+    let creates = |plan: &serde_json::Value| -> Vec<String> {
+        let mut keys: Vec<String> = json::items(&plan["changes"])
+            .iter()
+            .filter(|c| c["action"] == "create" && c["target"] == "client")
+            .map(|c| c["key"].as_str().unwrap().to_string())
+            .collect();
+        keys.sort();
+        keys
+    };
+    // Declared elsewhere: an empty store, where both are created.
+    let elsewhere = SERVER.replacen(
+        "version = 1\n",
+        "version = 1\n[store]\npath = \"elsewhere\"\n",
+        1,
+    );
+    env.config(&format!("{elsewhere}{}", clients(&["a", "b"])));
+    let plan = env.run(&["plan", "--json"]).success().json();
+    assert_eq!(creates(&plan), ["a", "b"], "{plan:#}");
+    env.run(&["apply", "--yes"]).success();
+    assert!(env.path("elsewhere/issued/a/a.pfx").is_file());
+    // --store wins over both.
+    let plan = env
+        .run(&["--store", "third", "plan", "--json"])
+        .success()
+        .json();
+    assert_eq!(creates(&plan), ["a", "b"], "{plan:#}");
+}
