@@ -179,10 +179,10 @@ RECENTLY_DELETED_S = 361
 
 
 def machine_busy_ticks():
-    """The machine's CPU time so far, every core, in clock ticks: (busy, idle incl. iowait)."""
+    """The machine's busy CPU time so far, every core, in clock ticks (idle and iowait left out)."""
     with open("/proc/stat") as f:
-        user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
-    return user + nice + system + irq + softirq + steal, idle + iowait
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    return user + nice + system + irq + softirq + steal
 
 
 def apply_once(binary, n, key="ec-p256", quiet_disk=True, prefix=(), keep=None):
@@ -201,13 +201,13 @@ def apply_once(binary, n, key="ec-p256", quiet_disk=True, prefix=(), keep=None):
         d = tmp.name
         with open(os.path.join(d, "certs.toml"), "w") as f:
             f.write(config(n, key))
-        busy0, _ = machine_busy_ticks()
+        busy0 = machine_busy_ticks()
         t = time.perf_counter()
         p = subprocess.Popen([*prefix, binary, "apply", "--yes"], cwd=d,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _, status, usage = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t
-        busy1, _ = machine_busy_ticks()
+        busy1 = machine_busy_ticks()
         if os.waitstatus_to_exitcode(status) != 0:
             sys.exit(f"{binary}: apply of {n} clients failed")
         machine = (busy1 - busy0) / os.sysconf("SC_CLK_TCK")
