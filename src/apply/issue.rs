@@ -165,7 +165,7 @@ pub(super) fn issue_all(
             });
         }
         drop(tx);
-        s.spawn(move || record_all(store, work, rx, recorded_tx));
+        s.spawn(move || record_all(store, work, rx, recorded_tx, stop));
         let written = write_all(store, work, recorded, &mut made, &progress, flush);
         // The receivers are gone: the recorder and the threads stop at their next client.
         stop.store(true, Ordering::Relaxed);
@@ -180,49 +180,45 @@ type Batch = Vec<(usize, Prepared)>;
 
 /// Takes what the pool makes, [`BATCH`] clients at a time, and records each batch's paths in the
 /// manifest (one append and flush) before it passes it on to the writer: the flush, which waits
-/// for the disk, holds up neither the pool nor the writer. Stops at the first error, which it
-/// passes on, or when the writer is gone.
+/// for the disk, holds up neither the pool nor the writer. At the first error it stops the pool
+/// and passes the error on, recording nothing more (what the pool made since is dropped, as
+/// the writer did before this thread); it stops too when the writer is gone.
 fn record_all(
     store: &Store,
     work: &[Work<'_>],
     made: Receiver<(usize, Result<Prepared, ApplyError>)>,
     recorded: SyncSender<Result<Batch, ApplyError>>,
+    stop: &AtomicBool,
 ) {
+    let fail = |e: ApplyError| {
+        stop.store(true, Ordering::Relaxed);
+        let _ = recorded.send(Err(e));
+    };
     let mut all_made = false;
     while !all_made {
         let mut batch = Vec::with_capacity(BATCH);
-        let mut failed = None;
         while batch.len() < BATCH {
             match made.recv() {
                 Ok((i, Ok(p))) => batch.push((i, p)),
-                Ok((_, Err(e))) => {
-                    failed = Some(e);
-                    break;
-                }
+                Ok((_, Err(e))) => return fail(e),
                 Err(_) => {
                     all_made = true;
                     break;
                 }
             }
         }
-        // What was made before an error is recorded and written like any batch.
-        if !batch.is_empty() {
-            let keys = batch
-                .iter()
-                .map(|(i, p)| (work[*i].client.key.as_str(), &p.thumbprint));
-            let passed = match store.begin_new_clients(keys) {
-                Ok(()) => recorded.send(Ok(batch)).is_ok(),
-                Err(e) => {
-                    let _ = recorded.send(Err(e.into()));
-                    false
-                }
-            };
-            if !passed {
-                return;
-            }
+        if batch.is_empty() || stop.load(Ordering::Relaxed) {
+            continue;
         }
-        if let Some(e) = failed {
-            let _ = recorded.send(Err(e));
+        let keys = batch
+            .iter()
+            .map(|(i, p)| (work[*i].client.key.as_str(), &p.thumbprint));
+        if let Err(e) = store.begin_new_clients(keys) {
+            return fail(e.into());
+        }
+        if recorded.send(Ok(batch)).is_err() {
+            // The writer stopped (its error is the apply's): so does the pool.
+            stop.store(true, Ordering::Relaxed);
             return;
         }
     }
