@@ -444,11 +444,13 @@ impl Applier<'_> {
             } else {
                 self.reg.render()
             };
-        // The cache is written while the bundles move into place.
-        let cached = store.finish(&self.reg, || store.write_cache_of(&self.reg, &text))?;
+        // The cache is made while the bundles move into place, and written once they have.
+        let cache = store.finish(&self.reg, || store.cache_bytes(&self.reg, &text))?;
         let exported = self.export_if_planned(plan);
         let installed = self.install_if_planned(plan);
-        cached?;
+        if let Some(json) = cache {
+            store.write_cache_bytes(&json)?;
+        }
         exported?;
         installed?;
         Ok(Outcome {

@@ -84,13 +84,28 @@ impl Store {
 
     /// [`Store::write_cache`], with the registry's text already rendered.
     pub(crate) fn write_cache_of(&self, registry: &Registry, text: &RegistryText) -> Result<()> {
+        match self.cache_bytes(registry, text) {
+            Some(json) => self.write_cache_bytes(&json),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the verification cache [`Store::cache_bytes`] made.
+    pub(crate) fn write_cache_bytes(&self, json: &[u8]) -> Result<()> {
+        write_atomic(&self.root.join(CACHE_FILE), json, 0o600)
+    }
+
+    /// The verification cache of `registry` as it will be written; None when it cannot be
+    /// (said as a warning: without it the next load verifies every file).
+    pub(crate) fn cache_bytes(&self, registry: &Registry, text: &RegistryText) -> Option<Vec<u8>> {
         let old = read_file(&self.root.join(CACHE_FILE))
             .ok()
             .and_then(|b| serde_json::from_slice::<VerifyCache>(&b).ok())
             .unwrap_or_default();
         let consider = |rel: String, thumbprint: &str| -> Option<(String, Stamp)> {
             // A file this process wrote is not looked at: its stamp was taken as it was written
-            // (and issued/'s folders may be moving into place meanwhile, see Store::finish).
+            // (issued/'s folders may be moving into place meanwhile, see Store::finish). Any
+            // other file a move replaces meanwhile leaves a stamp the next load finds changed.
             if let Some(st) = self.written_stamp(&rel, thumbprint) {
                 return Some((rel, st));
             }
@@ -136,11 +151,11 @@ impl Store {
             files,
         };
         match serde_json::to_vec(&cache) {
-            Ok(json) => write_atomic(&self.root.join(CACHE_FILE), &json, 0o600),
+            Ok(json) => Some(json),
             // The cache only saves work: without it the next load verifies every file.
             Err(e) => {
                 tracing::warn!("verification cache not written: {e}");
-                Ok(())
+                None
             }
         }
     }

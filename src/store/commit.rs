@@ -247,10 +247,11 @@ impl Store {
 
     /// After the registry is committed: move staged bundles whose certificate is registered
     /// into place, and remove every file the registry no longer refers to. Also repairs what an
-    /// interrupted apply left behind. `beside` (the verification cache) runs on this thread
-    /// while another thread moves the bundles: each move waits on issued/'s lock in the kernel
-    /// (10,000 of them take a quarter of a second on one core), and neither `beside` nor the
-    /// sweep of certs/, server/ and keys/ look into issued/.
+    /// interrupted apply left behind. `beside` (making the verification cache) runs on this
+    /// thread while another thread moves the bundles: each move waits on issued/'s lock in the
+    /// kernel (10,000 of them take a quarter of a second on one core). The sweep of certs/,
+    /// server/ and keys/ does not look into issued/, nor does the cache for the files this
+    /// process wrote (their stamps were taken as they were written).
     pub(crate) fn finish<T>(&self, registry: &Registry, beside: impl FnOnce() -> T) -> Result<T> {
         // Temp files of writes an interrupted apply never renamed into place.
         for entry in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
