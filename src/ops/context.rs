@@ -163,9 +163,13 @@ impl Context {
             // Where validate_store puts it.
             None => self.base().join(declared.unwrap_or("store")),
         };
-        if prefetch {
-            self.prefetch.begin(store_in(None));
-        }
+        // Never a folder validation refuses as a store (certs.toml's own, or one above it).
+        let prefetch_at = |folder: PathBuf| {
+            if prefetch && store_location_ok(&folder, &self.base()) {
+                self.prefetch.begin(folder);
+            }
+        };
+        prefetch_at(store_in(None));
         let text = self.read_config(source)?;
         if text.len() > MAX_CONFIG_BYTES {
             return Err(Error::ConfigOversized {
@@ -182,9 +186,7 @@ impl Context {
             Revision::Rev(rev) => PathBuf::from(format!("{}@{rev}", self.config.display())),
         };
         let mut desired = config::parse_noting_store(&shown, &text, &base, |declared| {
-            if prefetch {
-                self.prefetch.begin(store_in(declared));
-            }
+            prefetch_at(store_in(declared));
         })?;
         desired.config_path = self.config.clone();
         if let Some(s) = &self.store_override {
@@ -428,12 +430,17 @@ fn where_it_is(above: &Option<PathBuf>) -> String {
 
 /// The store is a folder of its own: never certs.toml's folder or one above it (its `.gitignore`
 /// of `*` would hide certs.toml from git, and `/` would make every file a store file).
+/// Whether `store` may be a store for a certs.toml in `base`: not that folder, nor one above it.
+fn store_location_ok(store: &Path, base: &Path) -> bool {
+    !crate::fsutil::resolve(base).starts_with(crate::fsutil::resolve(store))
+}
+
 fn check_store_location(desired: &Declared, base: &Path, overridden: bool) -> Result<()> {
-    let store = crate::fsutil::resolve(&desired.store.path);
-    let config_dir = crate::fsutil::resolve(base);
-    if !config_dir.starts_with(&store) {
+    if store_location_ok(&desired.store.path, base) {
         return Ok(());
     }
+    let store = crate::fsutil::resolve(&desired.store.path);
+    let config_dir = crate::fsutil::resolve(base);
     let e = StoreLocationError {
         store: desired.store.path.clone(),
         above: (store != config_dir).then_some(store),
