@@ -428,13 +428,13 @@ fn where_it_is(above: &Option<PathBuf>) -> String {
     }
 }
 
-/// The store is a folder of its own: never certs.toml's folder or one above it (its `.gitignore`
-/// of `*` would hide certs.toml from git, and `/` would make every file a store file).
 /// Whether `store` may be a store for a certs.toml in `base`: not that folder, nor one above it.
 fn store_location_ok(store: &Path, base: &Path) -> bool {
     !crate::fsutil::resolve(base).starts_with(crate::fsutil::resolve(store))
 }
 
+/// The store is a folder of its own: never certs.toml's folder or one above it (its `.gitignore`
+/// of `*` would hide certs.toml from git, and `/` would make every file a store file).
 fn check_store_location(desired: &Declared, base: &Path, overridden: bool) -> Result<()> {
     if store_location_ok(&desired.store.path, base) {
         return Ok(());

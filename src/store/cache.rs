@@ -79,12 +79,7 @@ impl Store {
     /// unchanged since the previous cache keeps its entry; any other file is read and hashed
     /// now, and cached only if it is the certificate the registry names.
     pub fn write_cache(&self, registry: &Registry) -> Result<()> {
-        self.write_cache_of(registry, &registry.render())
-    }
-
-    /// [`Store::write_cache`], with the registry's text already rendered.
-    pub(crate) fn write_cache_of(&self, registry: &Registry, text: &RegistryText) -> Result<()> {
-        match self.cache_bytes(registry, text) {
+        match self.cache_bytes(registry, &registry.render()) {
             Some(json) => self.write_cache_bytes(&json),
             None => Ok(()),
         }
