@@ -263,11 +263,6 @@ pub fn der_to_pem(der: &[u8]) -> Result<Vec<u8>> {
     Ok(pem::encode_config(&pem::Pem::new("CERTIFICATE", der), config).into_bytes())
 }
 
-/// The first certificate of a PEM text, as DER.
-pub(crate) fn pem_to_der(pem: &[u8]) -> Result<Vec<u8>> {
-    Ok(X509::from_pem(pem)?.to_der()?)
-}
-
 /// The DER bytes of the first CERTIFICATE block of a PEM text, by base64 alone: no X.509
 /// parse (OpenSSL 3's decoder costs ~100x more). Enough to check a thumbprint, since a
 /// matching SHA-1 means it is that certificate. None when there is no such block, or when a
