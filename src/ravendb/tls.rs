@@ -2,13 +2,16 @@
 //! `ClientOptions::resolve`.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use openssl::pkcs12::Pkcs12;
 use openssl::pkey::PKey;
-use openssl::ssl::{HandshakeError, SslConnector, SslMethod, SslStream, SslVerifyMode};
+use openssl::ssl::{
+    HandshakeError, Ssl, SslConnector, SslContext, SslContextBuilder, SslMethod, SslMode,
+    SslOptions, SslStream, SslVerifyMode,
+};
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::X509;
 
@@ -30,51 +33,101 @@ pub(super) enum TlsRefusal {
 
 /// ureq's TLS: OpenSSL with the client certificate and the pin.
 pub(super) struct OpensslTls {
-    connector: SslConnector,
+    sessions: Sessions,
     /// TLS connections opened so far (for the keep-alive checks).
     pub(super) handshakes: Arc<AtomicUsize>,
-    /// `Some` for [`Pin::Thumbprints`]: checked after the handshake, before any request byte.
-    thumbprints: Option<Vec<Thumbprint>>,
+}
+
+/// How a connection's TLS session is made.
+enum Sessions {
+    /// [`Pin::Thumbprints`]: checked after the handshake, before any request byte. No CA
+    /// store: OpenSSL's chain verdict is not asked for, so the system's CA bundle (20 ms of
+    /// parsing at every start, before the first request could go out) is never loaded.
+    Pinned {
+        context: SslContext,
+        thumbprints: Vec<Thumbprint>,
+    },
+    /// A CA (ours or the system's) verifies the chain and the host name: OpenSSL's connector.
+    Verified(SslConnector),
 }
 
 impl OpensslTls {
     pub(super) fn new(identity: &Identity, pin: &Pin) -> Result<OpensslTls> {
-        let identity_error = |e: openssl::error::ErrorStack| ClusterError::Identity {
-            detail: e.to_string(),
-        };
-        let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(identity_error)?;
-        let (cert, key, chain) = load_identity(identity)?;
-        builder.set_certificate(&cert).map_err(identity_error)?;
-        builder.set_private_key(&key).map_err(identity_error)?;
-        builder
-            .check_private_key()
-            .map_err(|e| ClusterError::Identity {
-                detail: format!("the private key does not belong to the certificate ({e})"),
-            })?;
-        for extra in chain {
-            builder
-                .add_extra_chain_cert(extra)
-                .map_err(identity_error)?;
-        }
-        let thumbprints = match pin {
+        let sessions = match pin {
             Pin::Thumbprints(list) => {
-                // The pin decides; OpenSSL's chain verdict is ignored (a self-issued CA as end
-                // entity would fail it anyway).
-                builder.set_verify(SslVerifyMode::NONE);
-                Some(list.clone())
+                let mut builder = pinned_context().map_err(identity_error)?;
+                set_identity(&mut builder, identity)?;
+                Sessions::Pinned {
+                    context: builder.build(),
+                    thumbprints: list.clone(),
+                }
             }
-            Pin::CaPem(pem) => {
-                builder.set_cert_store(ca_store(pem)?);
-                None
+            Pin::CaPem(_) | Pin::System => {
+                let mut builder =
+                    SslConnector::builder(SslMethod::tls_client()).map_err(identity_error)?;
+                if let Pin::CaPem(pem) = pin {
+                    builder.set_cert_store(ca_store(pem)?);
+                }
+                set_identity(&mut builder, identity)?;
+                Sessions::Verified(builder.build())
             }
-            Pin::System => None,
         };
         Ok(OpensslTls {
-            connector: builder.build(),
+            sessions,
             handshakes: Arc::new(AtomicUsize::new(0)),
-            thumbprints,
         })
     }
+}
+
+fn identity_error(e: openssl::error::ErrorStack) -> ClusterError {
+    ClusterError::Identity {
+        detail: e.to_string(),
+    }
+}
+
+/// A client context as OpenSSL's connector makes one (its options, modes and cipher list),
+/// except for the CA store and the chain verification, which a pinned connection does not use.
+fn pinned_context() -> std::result::Result<SslContextBuilder, openssl::error::ErrorStack> {
+    let mut builder = SslContextBuilder::new(SslMethod::tls_client())?;
+    let options = (SslOptions::ALL
+        | SslOptions::NO_COMPRESSION
+        | SslOptions::NO_SSLV2
+        | SslOptions::NO_SSLV3
+        | SslOptions::SINGLE_DH_USE
+        | SslOptions::SINGLE_ECDH_USE)
+        & !SslOptions::DONT_INSERT_EMPTY_FRAGMENTS;
+    builder.set_options(options);
+    builder.set_mode(
+        SslMode::AUTO_RETRY
+            | SslMode::ACCEPT_MOVING_WRITE_BUFFER
+            | SslMode::ENABLE_PARTIAL_WRITE
+            | SslMode::RELEASE_BUFFERS,
+    );
+    builder.set_cipher_list(
+        "DEFAULT:!aNULL:!eNULL:!MD5:!3DES:!DES:!RC4:!IDEA:!SEED:!aDSS:!SRP:!PSK",
+    )?;
+    // The pin decides; OpenSSL's chain verdict is ignored (a self-issued CA as end entity
+    // would fail it anyway).
+    builder.set_verify(SslVerifyMode::NONE);
+    Ok(builder)
+}
+
+/// The client certificate, its key (which must belong to it) and any chain.
+fn set_identity(builder: &mut SslContextBuilder, identity: &Identity) -> Result<()> {
+    let (cert, key, chain) = load_identity(identity)?;
+    builder.set_certificate(&cert).map_err(identity_error)?;
+    builder.set_private_key(&key).map_err(identity_error)?;
+    builder
+        .check_private_key()
+        .map_err(|e| ClusterError::Identity {
+            detail: format!("the private key does not belong to the certificate ({e})"),
+        })?;
+    for extra in chain {
+        builder
+            .add_extra_chain_cert(extra)
+            .map_err(identity_error)?;
+    }
+    Ok(())
 }
 
 type LoadedIdentity = (X509, PKey<openssl::pkey::Private>, Vec<X509>);
@@ -135,34 +188,46 @@ impl ureq::TlsConnector for OpensslTls {
     ) -> std::result::Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
         let refuse = |r: TlsRefusal| ureq::Error::from(io::Error::other(r));
         self.handshakes.fetch_add(1, Ordering::Relaxed);
-        let mut config = self
-            .connector
-            .configure()
-            .map_err(|e| refuse(TlsRefusal::Handshake(e.to_string())))?;
-        if self.thumbprints.is_some() {
-            config.set_verify_hostname(false);
-        }
-        let stream = config.connect(dns_name, io).map_err(|e| match e {
+        let handshake_failed = |e: HandshakeError<Box<dyn ureq::ReadWrite>>| match e {
             HandshakeError::WouldBlock(_) => ureq::Error::from(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "TLS handshake timed out",
             )),
             HandshakeError::SetupFailure(e) => refuse(TlsRefusal::Handshake(e.to_string())),
             HandshakeError::Failure(mid) => refuse(TlsRefusal::Handshake(handshake_detail(&mid))),
-        })?;
-        if let Some(expected) = &self.thumbprints {
-            let presented = stream
-                .ssl()
-                .peer_certificate()
-                .and_then(|c| c.to_der().ok())
-                .map(|der| pki::thumbprint(&der));
-            if !presented.as_ref().is_some_and(|p| expected.contains(p)) {
-                return Err(refuse(TlsRefusal::Pin {
-                    expected: expected.iter().map(Thumbprint::to_string).collect(),
-                    presented: presented.map_or_else(|| "(none)".to_string(), String::from),
-                }));
+        };
+        let setup_failed =
+            |e: openssl::error::ErrorStack| refuse(TlsRefusal::Handshake(e.to_string()));
+        let stream = match &self.sessions {
+            Sessions::Verified(connector) => connector
+                .configure()
+                .map_err(setup_failed)?
+                .connect(dns_name, io)
+                .map_err(handshake_failed)?,
+            Sessions::Pinned {
+                context,
+                thumbprints,
+            } => {
+                let mut ssl = Ssl::new(context).map_err(setup_failed)?;
+                // SNI, as the connector sends it: for a name, never for an address.
+                if dns_name.parse::<IpAddr>().is_err() {
+                    ssl.set_hostname(dns_name).map_err(setup_failed)?;
+                }
+                let stream = ssl.connect(io).map_err(handshake_failed)?;
+                let presented = stream
+                    .ssl()
+                    .peer_certificate()
+                    .and_then(|c| c.to_der().ok())
+                    .map(|der| pki::thumbprint(&der));
+                if !presented.as_ref().is_some_and(|p| thumbprints.contains(p)) {
+                    return Err(refuse(TlsRefusal::Pin {
+                        expected: thumbprints.iter().map(Thumbprint::to_string).collect(),
+                        presented: presented.map_or_else(|| "(none)".to_string(), String::from),
+                    }));
+                }
+                stream
             }
-        }
+        };
         Ok(Box::new(TlsStream(stream)))
     }
 }
