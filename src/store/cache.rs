@@ -90,12 +90,14 @@ impl Store {
         write_atomic(&self.root.join(CACHE_FILE), json, 0o600)
     }
 
-    /// The verification cache of `registry` as it will be written; None when it cannot be
-    /// (said as a warning: without it the next load verifies every file).
+    /// The verification cache of `registry` as it will be written; None when the file already
+    /// holds it, or when it cannot be made (said as a warning: without it the next load
+    /// verifies every file).
     pub(crate) fn cache_bytes(&self, registry: &Registry, text: &RegistryText) -> Option<Vec<u8>> {
-        let old = read_file(&self.root.join(CACHE_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<VerifyCache>(&b).ok())
+        let old_bytes = read_file(&self.root.join(CACHE_FILE)).ok();
+        let old = old_bytes
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<VerifyCache>(b).ok())
             .unwrap_or_default();
         let consider = |rel: String, thumbprint: &str| -> Option<(String, Stamp)> {
             // A file this process wrote is not looked at: its stamp was taken as it was written
@@ -146,6 +148,8 @@ impl Store {
             files,
         };
         match serde_json::to_vec(&cache) {
+            // Already on disk (an apply that changed nothing): not written again.
+            Ok(json) if old_bytes.as_ref() == Some(&json) => None,
             Ok(json) => Some(json),
             // The cache only saves work: without it the next load verifies every file.
             Err(e) => {

@@ -476,3 +476,35 @@ fn the_store_certs_toml_names_is_the_one_planned_not_the_one_beside_it() {
         .json();
     assert_eq!(creates(&plan), ["a", "b"], "{plan:#}");
 }
+
+/// Every file under the store, with what a rewrite changes (inode, size, modification time).
+fn store_files(env: &Env) -> std::collections::BTreeMap<String, (u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    walkdir::WalkDir::new(env.store())
+        .into_iter()
+        .map(Result::unwrap)
+        // The lock is written by every run that takes it: it names its holder.
+        .filter(|e| e.file_type().is_file() && e.file_name() != ".lock")
+        .map(|e| {
+            let m = e.metadata().unwrap();
+            let rel = e.path().strip_prefix(env.store()).unwrap();
+            let seen = (m.ino(), m.size(), m.mtime(), m.mtime_nsec());
+            (rel.display().to_string(), seen)
+        })
+        .collect()
+}
+
+#[test]
+fn an_apply_with_nothing_to_do_writes_nothing_in_the_store() {
+    // watch applies every interval: a converged store must not be rewritten each time (disk
+    // writes, backups that see a change, a reviewer's `ls -l`).
+    let env = Env::new();
+    env.config(&client(""));
+    env.run(&["apply", "--yes"]).success();
+    let before = store_files(&env);
+    assert!(before.contains_key(".verified.json"), "{before:?}");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let out = env.run(&["apply", "--yes"]).success();
+    assert!(out.stdout.contains("No changes"), "{}", out.stdout);
+    assert_eq!(store_files(&env), before);
+}
