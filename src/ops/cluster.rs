@@ -15,7 +15,7 @@ use crate::plan::{
     ClusterView, Keep, RegistrationFields, ServerVersion,
 };
 use crate::ravendb::{BodyLog, Client, ClientOptions, ClusterError, Identity, Listing, Pin};
-use crate::registry::Registry;
+use crate::registry::{CertEntry, Registry};
 use crate::store::Store;
 
 mod reading;
@@ -345,8 +345,18 @@ impl Target {
         outcome: &mut ClusterOutcome,
     ) -> std::result::Result<(), (usize, ClusterError)> {
         let set = state.for_cluster_mut(&self.settings);
+        // Looked up once per change: a scan each was quadratic in a registration of thousands.
+        let entries: BTreeMap<&str, &CertEntry> = registry
+            .certificates
+            .iter()
+            .map(|e| (e.thumbprint.as_str(), e))
+            .collect();
         for (i, change) in plan.changes.iter().enumerate() {
-            self.send(store, registry, listing, change)
+            let entry = change
+                .thumbprint
+                .as_ref()
+                .and_then(|t| entries.get(t.as_str()));
+            self.send(store, entry.copied(), listing, change)
                 .map_err(|e| (i, e))?;
             if let Some(t) = &change.thumbprint {
                 match change.action {
@@ -355,8 +365,8 @@ impl Target {
                         set.remove(t);
                     }
                     _ => {
-                        if let Some(fields) = desired_fields(registry, t) {
-                            set.insert(t.clone(), fields);
+                        if let Some(e) = entry {
+                            set.insert(t.clone(), RegistrationFields::from(*e));
                         }
                     }
                 }
@@ -367,17 +377,16 @@ impl Target {
         Ok(())
     }
 
+    /// One request of the plan; `entry` is the registry's entry of its certificate.
     fn send(
         &self,
         store: &Store,
-        registry: &Registry,
+        entry: Option<&CertEntry>,
         listing: &ClusterListing,
         change: &ClusterChange,
     ) -> std::result::Result<(), ClusterError> {
         let thumbprint = change.thumbprint.as_ref();
         let t = thumbprint.map_or("", Thumbprint::as_str);
-        let entry =
-            thumbprint.and_then(|t| registry.certificates.iter().find(|e| e.thumbprint == *t));
         match (change.action, entry) {
             (ClusterAction::Unregister, _) => self.client.unregister(t),
             (ClusterAction::Register, Some(e)) => {
@@ -515,14 +524,6 @@ pub(crate) fn describe(c: &ClusterChange) -> String {
         crate::render::registration(c),
         c.thumbprint.as_ref().map_or("(new)", Thumbprint::as_str)
     )
-}
-
-fn desired_fields(registry: &Registry, thumbprint: &Thumbprint) -> Option<RegistrationFields> {
-    registry
-        .certificates
-        .iter()
-        .find(|e| e.thumbprint == *thumbprint)
-        .map(RegistrationFields::from)
 }
 
 /// The client certificate ravencert authenticates with, and its thumbprint.
