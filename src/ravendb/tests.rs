@@ -529,3 +529,69 @@ fn last_used_is_read_and_garbage_is_unknown() {
     assert!(!no_such_route(&http_error("https://a", 403, body)));
     assert!(decode_last_used(br#"{"LastRequestTimePerCertificate":[1]}"#).is_err());
 }
+
+/// A TLS 1.2 server on 127.0.0.1 that serves `cert` and refuses every client certificate in
+/// the handshake (as a node whose CA does not know the client's issuer); its port.
+fn refusing_server(cert: &pki::Issued) -> u16 {
+    use openssl::ssl::{SslAcceptor, SslMethod, SslVersion};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+    acceptor
+        .set_certificate(&X509::from_der(&cert.cert_der).unwrap())
+        .unwrap();
+    let key = PKey::private_key_from_pem(&cert.key.to_pem().unwrap()).unwrap();
+    acceptor.set_private_key(&key).unwrap();
+    acceptor
+        .set_max_proto_version(Some(SslVersion::TLS1_2))
+        .unwrap();
+    acceptor.set_verify_callback(
+        openssl::ssl::SslVerifyMode::PEER | openssl::ssl::SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+        |_, _| false,
+    );
+    let acceptor = acceptor.build();
+    std::thread::spawn(move || {
+        if let Some(stream) = listener.incoming().flatten().next() {
+            let _ = acceptor.accept(stream);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_pinned_handshake_that_fails_says_why_not_what_no_ca_would_say() {
+    // A pinned connection asks OpenSSL for no chain verdict (it has no CA store), so a failed
+    // handshake must report the server's reason, not "did not verify" (the verdict against
+    // no CA at all, always a failure).
+    let now = time::OffsetDateTime::now_utc();
+    let later = now + time::Duration::days(1);
+    let server = pki::generate_server(
+        "node.example.com",
+        &[],
+        crate::model::KeySpec::EcP256,
+        now,
+        later,
+    )
+    .unwrap();
+    let admin =
+        pki::generate_server("admin", &[], crate::model::KeySpec::EcP256, now, later).unwrap();
+    let port = refusing_server(&server);
+    let client = Client::new(&ClientOptions {
+        urls: vec![format!("https://127.0.0.1:{port}")],
+        identity: Identity::Pem {
+            cert: pki::der_to_pem(&admin.cert_der).unwrap(),
+            key: admin.key.to_pem().unwrap(),
+        },
+        pin: Pin::Thumbprints(vec![pki::thumbprint(&server.cert_der)]),
+        timeout: std::time::Duration::from_secs(10),
+        resolve: Vec::new(),
+    })
+    .unwrap();
+    match client.list() {
+        Err(ClusterError::Tls { detail, .. }) => {
+            assert!(!detail.contains("did not verify"), "{detail}");
+            assert!(detail.contains("alert"), "{detail}");
+        }
+        other => panic!("not a TLS failure: {other:?}"),
+    }
+}

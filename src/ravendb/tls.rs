@@ -188,13 +188,21 @@ impl ureq::TlsConnector for OpensslTls {
     ) -> std::result::Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
         let refuse = |r: TlsRefusal| ureq::Error::from(io::Error::other(r));
         self.handshakes.fetch_add(1, Ordering::Relaxed);
-        let handshake_failed = |e: HandshakeError<Box<dyn ureq::ReadWrite>>| match e {
+        // `verified`: OpenSSL's chain verdict decides, so a failed one is the reason given.
+        // A pinned session never asks for it (its verdict, against no CA store, is always a
+        // failure, and would hide the real reason, e.g. a server refusing the client's
+        // certificate).
+        let handshake_failed = |e: HandshakeError<Box<dyn ureq::ReadWrite>>, verified: bool| match e
+        {
             HandshakeError::WouldBlock(_) => ureq::Error::from(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "TLS handshake timed out",
             )),
             HandshakeError::SetupFailure(e) => refuse(TlsRefusal::Handshake(e.to_string())),
-            HandshakeError::Failure(mid) => refuse(TlsRefusal::Handshake(handshake_detail(&mid))),
+            HandshakeError::Failure(mid) if verified => {
+                refuse(TlsRefusal::Handshake(handshake_detail(&mid)))
+            }
+            HandshakeError::Failure(mid) => refuse(TlsRefusal::Handshake(mid.error().to_string())),
         };
         let setup_failed =
             |e: openssl::error::ErrorStack| refuse(TlsRefusal::Handshake(e.to_string()));
@@ -203,7 +211,7 @@ impl ureq::TlsConnector for OpensslTls {
                 .configure()
                 .map_err(setup_failed)?
                 .connect(dns_name, io)
-                .map_err(handshake_failed)?,
+                .map_err(|e| handshake_failed(e, true))?,
             Sessions::Pinned {
                 context,
                 thumbprints,
@@ -213,7 +221,7 @@ impl ureq::TlsConnector for OpensslTls {
                 if dns_name.parse::<IpAddr>().is_err() {
                     ssl.set_hostname(dns_name).map_err(setup_failed)?;
                 }
-                let stream = ssl.connect(io).map_err(handshake_failed)?;
+                let stream = ssl.connect(io).map_err(|e| handshake_failed(e, false))?;
                 let presented = stream
                     .ssl()
                     .peer_certificate()
@@ -293,5 +301,27 @@ impl ureq::Resolver for FixedResolver {
         } else {
             Ok(fixed)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openssl::ssl::{SslConnector, SslMethod, SslMode};
+
+    #[test]
+    fn a_pinned_context_is_made_as_the_connector_makes_one() {
+        // The pinned context copies what OpenSSL's connector sets (it differs only in the CA
+        // store and the verification): a connector made safer by a newer openssl crate must
+        // show here, not fall behind unseen.
+        let mut pinned = super::pinned_context().unwrap();
+        let mut connector = SslConnector::builder(SslMethod::tls_client()).unwrap();
+        assert_eq!(pinned.options(), connector.options());
+        // set_mode ORs and answers the mode in force: with nothing added, the mode itself.
+        assert_eq!(
+            pinned.set_mode(SslMode::empty()),
+            connector.set_mode(SslMode::empty())
+        );
+        assert_eq!(pinned.min_proto_version(), connector.min_proto_version());
+        assert_eq!(pinned.max_proto_version(), connector.max_proto_version());
     }
 }
