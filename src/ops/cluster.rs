@@ -351,12 +351,21 @@ impl Target {
             .iter()
             .map(|e| (e.thumbprint.as_str(), e))
             .collect();
+        let listed: BTreeMap<&str, Option<bool>> = listing
+            .registrations
+            .iter()
+            .map(|r| (r.thumbprint.as_str(), r.disabled))
+            .collect();
         for (i, change) in plan.changes.iter().enumerate() {
             let entry = change
                 .thumbprint
                 .as_ref()
                 .and_then(|t| entries.get(t.as_str()));
-            self.send(store, entry.copied(), listing, change)
+            let listed_disabled = change
+                .thumbprint
+                .as_ref()
+                .and_then(|t| listed.get(t.as_str()).copied().flatten());
+            self.send(store, entry.copied(), listed_disabled, change)
                 .map_err(|e| (i, e))?;
             if let Some(t) = &change.thumbprint {
                 match change.action {
@@ -377,22 +386,23 @@ impl Target {
         Ok(())
     }
 
-    /// One request of the plan; `entry` is the registry's entry of its certificate.
+    /// One request of the plan; `entry` is the registry's entry of its certificate,
+    /// `listed_disabled` what the listing says of its `Disabled`.
     fn send(
         &self,
         store: &Store,
         entry: Option<&CertEntry>,
-        listing: &ClusterListing,
+        listed_disabled: Option<bool>,
         change: &ClusterChange,
     ) -> std::result::Result<(), ClusterError> {
-        let thumbprint = change.thumbprint.as_ref();
-        let t = thumbprint.map_or("", Thumbprint::as_str);
+        let t = change.thumbprint.as_ref().map_or("", Thumbprint::as_str);
         match (change.action, entry) {
             (ClusterAction::Unregister, _) => self.client.unregister(t),
             (ClusterAction::Register, Some(e)) => {
-                let der = store.read_cert_der(t).map_err(|e| ClusterError::Decode {
-                    url: self.url(),
-                    detail: format!("the certificate to register is unreadable: {e}"),
+                let der = store.read_cert_der(t).map_err(|e| ClusterError::NotSent {
+                    detail: format!(
+                        "the certificate to register cannot be read from the store: {e}"
+                    ),
                 })?;
                 self.client
                     .register(&e.name, &der, e.clearance, &e.permissions)
@@ -400,18 +410,11 @@ impl Target {
             (ClusterAction::Edit, Some(e)) => {
                 // As the plan says (disabled = true); else as listed, so a registration
                 // disabled in the Studio stays disabled.
-                let disabled = change.disabled.or_else(|| {
-                    listing
-                        .registrations
-                        .iter()
-                        .find(|r| Some(&r.thumbprint) == thumbprint)
-                        .and_then(|r| r.disabled)
-                });
+                let disabled = change.disabled.or(listed_disabled);
                 self.client
                     .edit(t, &e.name, e.clearance, &e.permissions, disabled)
             }
-            (_, None) => Err(ClusterError::Decode {
-                url: self.url(),
+            (_, None) => Err(ClusterError::NotSent {
                 detail: format!("certificate {t} is not in the store's registry"),
             }),
         }

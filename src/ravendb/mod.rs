@@ -120,6 +120,13 @@ pub enum ClusterError {
         /// What did not parse.
         detail: String,
     },
+    /// Not sent: what the request needs from the store cannot be read (the node is not at
+    /// fault).
+    #[error("not sent: {detail}")]
+    NotSent {
+        /// What could not be read, and where.
+        detail: String,
+    },
 }
 
 /// Result of the cluster client.

@@ -733,6 +733,65 @@ fn a_server_stopped_mid_apply_leaves_the_store_committed_and_a_rerun_converges()
 }
 
 #[test]
+fn a_certificate_file_swapped_mid_apply_is_not_registered_under_the_clients_name() {
+    // Between two registrations, orders' and ops' certificate files are made to hold the admin
+    // certificate. Registering what the file holds would PUT the admin certificate with a
+    // client's name and clearance: RavenDB overwrites the registration of the same certificate,
+    // so the cluster's own admin would be demoted and ravencert locked out. Only the
+    // certificate the registry names is ever sent; the failure is the store's, not the node's.
+    let f = Fixture::start(CLIENTS, "");
+    let barrier = tempfile::tempdir().unwrap();
+    let mut apply = f
+        .env
+        .cmd(&["apply", "--yes"])
+        .env(
+            "RAVENCERT_TEST_CLUSTER_BARRIER",
+            barrier.path().to_str().unwrap(),
+        )
+        .spawn("apply");
+    let first = barrier.path().join("1");
+    common::daemon::wait_until(
+        "the first cluster request",
+        || apply.context(),
+        || first.exists(),
+    );
+    let certs = f.env.store().join("certs");
+    let admin = f.thumbprint("admin");
+    let swapped = [f.thumbprint("orders"), f.thumbprint("ops")];
+    let admin_pem = std::fs::read(certs.join(format!("{admin}.pem"))).unwrap();
+    for t in &swapped {
+        std::fs::write(certs.join(format!("{t}.pem")), &admin_pem).unwrap();
+    }
+    std::fs::remove_file(&first).unwrap();
+    // A second request done would mean the swapped file was sent.
+    let second = barrier.path().join("2");
+    let context = apply.context();
+    common::daemon::wait_until(
+        "the apply's end",
+        || context.clone(),
+        || second.exists() || !apply.running(),
+    );
+    assert!(!second.exists(), "the swapped certificate was registered");
+    let exit = apply.wait_exit();
+    let err = apply.log();
+    assert_eq!(exit.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not sent: the certificate to register cannot be read from the store"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("holds certificate {admin}")), "{err}");
+    assert!(
+        !err.contains("unexpected answer"),
+        "the node is not at fault: {err}"
+    );
+    let registered = f.registration(&admin).expect("the admin stays registered");
+    assert_eq!(
+        registered["SecurityClearance"], "ClusterAdmin",
+        "{registered}"
+    );
+}
+
+#[test]
 fn connection_failures_name_the_node_and_what_failed() {
     let f = Fixture::start(CLIENTS, "");
     // Unreachable first url, second up: works, with a logged line for the first.
