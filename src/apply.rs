@@ -444,7 +444,8 @@ impl Applier<'_> {
             } else {
                 self.reg.render()
             };
-        // The cache is made while the bundles move into place, and written once they have.
+        // The cache is made while the bundles move into place, and written (when it changed)
+        // once they have.
         let cache = store.finish(&self.reg, || store.cache_bytes(&self.reg, &text))?;
         let exported = self.export_if_planned(plan);
         let installed = self.install_if_planned(plan);

@@ -77,7 +77,8 @@ impl Store {
 
     /// Records what this apply verified (or wrote) for the next plan. A file whose stamp is
     /// unchanged since the previous cache keeps its entry; any other file is read and hashed
-    /// now, and cached only if it is the certificate the registry names.
+    /// now, and cached only if it is the certificate the registry names. A cache the file
+    /// already holds is not written again.
     pub fn write_cache(&self, registry: &Registry) -> Result<()> {
         match self.cache_bytes(registry, &registry.render()) {
             Some(json) => self.write_cache_bytes(&json),

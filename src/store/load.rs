@@ -175,11 +175,10 @@ impl Store {
 
     /// A server certificate's file and its private key, which must belong to it.
     fn verify_server_key(&self, thumbprint: &str) -> Result<()> {
-        self.verify_cert(thumbprint)?;
+        let der = self.read_cert_der(thumbprint)?;
         let key_path = self.server_key_path(thumbprint);
         let key = pki::PrivateKey::from_pem(&read_file(&key_path)?)
             .map_err(|_| corrupt(&key_path, Problem::ServerKeyUnreadable { restore: true }))?;
-        let der = self.read_cert_der(thumbprint)?;
         if !key.matches(&der)? {
             return Err(corrupt(
                 &key_path,

@@ -44,7 +44,7 @@ pub enum Problem {
         /// The thumbprint of the certificate the file holds, if one can be read.
         holds: Option<String>,
     },
-    /// A server certificate's file holds another certificate.
+    /// A certificate's file holds another certificate.
     #[error("holds certificate {actual}, not the registered {registered}; the store was changed outside ravencert")]
     CertAltered {
         /// The thumbprint the registry names.
