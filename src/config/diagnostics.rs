@@ -1,7 +1,7 @@
 //! Errors in certs.toml as a person reads them: [`ConfigError`], the lines they quote (redacted,
 //! capped, escaped) and the [`Checker`] that collects them with their positions.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -111,7 +111,7 @@ pub(super) struct Checker<'a> {
     source: &'a str,
     pub(super) errors: Vec<ConfigError>,
     /// Line and column of keys that later checks (secrets, files) report on.
-    pub(super) positions: BTreeMap<String, (usize, usize)>,
+    pub(super) positions: HashMap<String, (usize, usize)>,
     /// The byte offset where each line starts, found once: a position is a binary search, not
     /// a scan from the top (a config of 1,000 clients marks thousands of keys).
     line_starts: Vec<usize>,
@@ -172,7 +172,7 @@ impl<'a> Checker<'a> {
             file,
             source,
             errors: Vec::new(),
-            positions: BTreeMap::new(),
+            positions: HashMap::new(),
             line_starts,
             in_policy: false,
         }

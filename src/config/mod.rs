@@ -15,7 +15,7 @@ mod schema;
 mod tests;
 mod validate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::inputs::{self, Files, Reader, Withheld};
@@ -224,8 +224,9 @@ pub struct Declared {
     pub cluster: Option<ClusterSettings>,
     /// What validation warns about (shown, never fatal).
     pub warnings: Vec<String>,
-    /// Line and column of the keys that name secrets and files, for later error messages.
-    pub positions: BTreeMap<String, (usize, usize)>,
+    /// Line and column of the keys that name secrets and files, for later error messages
+    /// (looked up by key, never walked in order: a hash map, 50,000 keys at 10,000 clients).
+    pub positions: HashMap<String, (usize, usize)>,
     /// `[defaults].renew_before`: when an uploaded certificate's coming expiry is warned about.
     pub renew_before: RenewBefore,
     /// The policy.toml read with it (at the same revision), when there is one: what this

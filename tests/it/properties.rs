@@ -125,7 +125,7 @@ fn desired() -> impl Strategy<Value = Desired> {
                 clients: clients.into_iter().map(|c| (c.key.clone(), c)).collect(),
                 cluster: None,
                 warnings: vec![],
-                positions: BTreeMap::new(),
+                positions: Default::default(),
                 renew_before: RenewBefore::Period(Period::days(30)),
                 policy: None,
                 policy_file: None,

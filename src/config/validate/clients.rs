@@ -73,7 +73,11 @@ pub(super) fn validate_client(
             "generating a client certificate needs the server certificate that signs it: add a [server] section (generate = true, or certificates = [...])".into(),
         );
     }
-    let overlap = period_field(ck, c.overlap.as_ref(), &format!("{at}.overlap"))
+    // Keys are made only for a field that is set (10,000 clients: 30,000 strings fewer).
+    let overlap = c
+        .overlap
+        .as_ref()
+        .and_then(|v| period_field(ck, Some(v), &format!("{at}.overlap")))
         .unwrap_or(ctx.defaults.overlap);
     let until = client_until(ck, &at, c);
     Some(ClientDesired {
@@ -235,9 +239,15 @@ fn client_source(
         });
     }
     let defaults = ctx.defaults;
-    let validity = period_field(ck, c.validity.as_ref(), &format!("{at}.validity"))
+    let validity = c
+        .validity
+        .as_ref()
+        .and_then(|v| period_field(ck, Some(v), &format!("{at}.validity")))
         .unwrap_or(defaults.validity);
-    let renew_before = renew_field(ck, c.renew_before.as_ref(), &format!("{at}.renew_before"))
+    let renew_before = c
+        .renew_before
+        .as_ref()
+        .and_then(|v| renew_field(ck, Some(v), &format!("{at}.renew_before")))
         .unwrap_or(defaults.renew_before);
     // The defaults are checked once, in validate_defaults; a client that overrides either
     // is checked here, at the key it sets.

@@ -79,7 +79,7 @@ pub(super) fn validate(ck: &mut Checker<'_>, raw: RawConfig, file: &Path, base: 
         clients,
         cluster,
         warnings,
-        positions: BTreeMap::new(),
+        positions: Default::default(),
         renew_before: defaults.renew_before,
         policy: None,
         policy_file: None,

@@ -98,7 +98,7 @@ pub(super) fn desired(clients: Vec<ClientDesired>, prune: bool) -> Desired {
             clients: clients.into_iter().map(|c| (c.key.clone(), c)).collect(),
             cluster: None,
             warnings: vec![],
-            positions: BTreeMap::new(),
+            positions: Default::default(),
             renew_before: RenewBefore::Period(Period::days(30)),
             policy: None,
             policy_file: None,
