@@ -351,21 +351,18 @@ impl Target {
             .iter()
             .map(|e| (e.thumbprint.as_str(), e))
             .collect();
+        // Reversed, so that of a thumbprint listed twice the first entry counts, as a scan found.
         let listed: BTreeMap<&str, Option<bool>> = listing
             .registrations
             .iter()
+            .rev()
             .map(|r| (r.thumbprint.as_str(), r.disabled))
             .collect();
         for (i, change) in plan.changes.iter().enumerate() {
-            let entry = change
-                .thumbprint
-                .as_ref()
-                .and_then(|t| entries.get(t.as_str()));
-            let listed_disabled = change
-                .thumbprint
-                .as_ref()
-                .and_then(|t| listed.get(t.as_str()).copied().flatten());
-            self.send(store, entry.copied(), listed_disabled, change)
+            let t = change.thumbprint.as_ref().map(Thumbprint::as_str);
+            let entry = t.and_then(|t| entries.get(t)).copied();
+            let listed_disabled = t.and_then(|t| listed.get(t)).copied().flatten();
+            self.send(store, entry, listed_disabled, change)
                 .map_err(|e| (i, e))?;
             if let Some(t) = &change.thumbprint {
                 match change.action {
@@ -375,7 +372,7 @@ impl Target {
                     }
                     _ => {
                         if let Some(e) = entry {
-                            set.insert(t.clone(), RegistrationFields::from(*e));
+                            set.insert(t.clone(), RegistrationFields::from(e));
                         }
                     }
                 }
