@@ -684,25 +684,37 @@ fn read_access_is_refused_against_41_before_anything_changes() {
     assert!(plan.stderr.contains("5.2"), "{}", plan.shown());
 }
 
+/// `apply --yes` (with the variables `extra`) paused after its first cluster request by the test
+/// barrier in `barrier`; returns it and the flag whose removal lets it go on.
+fn apply_paused_after_first_request(
+    f: &Fixture,
+    barrier: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> (common::daemon::Daemon, PathBuf) {
+    let apply = f
+        .env
+        .cmd(&["apply", "--yes"])
+        .env("RAVENCERT_TEST_CLUSTER_BARRIER", barrier.to_str().unwrap())
+        .envs(extra)
+        .spawn("apply");
+    let first = barrier.join("1");
+    common::daemon::wait_until(
+        "the first cluster request",
+        || apply.context(),
+        || first.exists(),
+    );
+    (apply, first)
+}
+
 #[test]
 fn a_server_stopped_mid_apply_leaves_the_store_committed_and_a_rerun_converges() {
     let mut f = Fixture::start(CLIENTS, "");
     let barrier = tempfile::tempdir().unwrap();
     let log = f.log.clone();
-    let mut apply = f
-        .env
-        .cmd(&["apply", "--yes"])
-        .env(
-            "RAVENCERT_TEST_CLUSTER_BARRIER",
-            barrier.path().to_str().unwrap(),
-        )
-        .env("RAVENCERT_REQUEST_LOG", log.to_str().unwrap())
-        .spawn("apply");
-    let first = barrier.path().join("1");
-    common::daemon::wait_until(
-        "the first cluster request",
-        || apply.context(),
-        || first.exists(),
+    let (mut apply, first) = apply_paused_after_first_request(
+        &f,
+        barrier.path(),
+        &[("RAVENCERT_REQUEST_LOG", log.to_str().unwrap())],
     );
     f.server.stop();
     std::fs::remove_file(&first).unwrap();
@@ -741,20 +753,7 @@ fn a_certificate_file_swapped_mid_apply_is_not_registered_under_the_clients_name
     // certificate the registry names is ever sent; the failure is the store's, not the node's.
     let f = Fixture::start(CLIENTS, "");
     let barrier = tempfile::tempdir().unwrap();
-    let mut apply = f
-        .env
-        .cmd(&["apply", "--yes"])
-        .env(
-            "RAVENCERT_TEST_CLUSTER_BARRIER",
-            barrier.path().to_str().unwrap(),
-        )
-        .spawn("apply");
-    let first = barrier.path().join("1");
-    common::daemon::wait_until(
-        "the first cluster request",
-        || apply.context(),
-        || first.exists(),
-    );
+    let (mut apply, first) = apply_paused_after_first_request(&f, barrier.path(), &[]);
     let certs = f.env.store().join("certs");
     let admin = f.thumbprint("admin");
     let swapped = [f.thumbprint("orders"), f.thumbprint("ops")];
