@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
 use time::OffsetDateTime;
 
@@ -15,16 +17,16 @@ use crate::model::{CertInfo, EntryThumbprint, Thumbprint, BACKDATING};
 use crate::pki::{self, Issued};
 use crate::store::{NewClient, Store};
 
-/// How many clients one manifest record (one append and flush) covers; as many again wait made
-/// in the channel while a batch is recorded.
+/// At most this many clients made by one thread are recorded in the manifest (one append and
+/// flush) and written together; fewer when making them took [`BATCH_TIME`] (an RSA-4096 key
+/// takes about a second), so that written files and the progress bar keep up.
 const BATCH: usize = 128;
 
-/// How many recorded batches may wait for the writer: the writer keeps writing while the next
-/// record's flush waits for the disk.
-const RECORDED_AHEAD: usize = 4;
+/// A thread records and writes what it made once making it took this long.
+const BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Every this many batches written, the disk is flushed in the background (see [`write_all`]).
-const FLUSH_EVERY: usize = 16;
+/// Every this many clients written, the disk is flushed in the background (see [`issue_all`]).
+const FLUSH_EVERY: usize = 2048;
 
 /// A generated client to issue, its password read (before anything is written: a bad password
 /// changes nothing in the store).
@@ -121,11 +123,17 @@ fn jobs() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Issues every client of `work` and writes its files: key generation, signing and PKCS#12
-/// encryption on a pool of [`jobs`] threads (RSA-4096 costs about a second per key per core),
-/// the writes on this thread as the results come, a batch at a time (see
-/// [`Store::begin_new_clients`]). On an error nothing more is made or written; what was
-/// written is staged and unregistered, and the next apply sweeps it.
+/// Issues every client of `work` and writes its files on [`jobs`] threads plus one. Each thread
+/// takes one client at a time (so that all of them stay busy until the last one: RSA-4096 costs
+/// about a second per key per core), makes its key, certificate and PKCS#12 bundle, and every
+/// [`BATCH`] clients (or [`BATCH_TIME`]) records their paths in the manifest and writes their
+/// files itself: the writes, about a fifth of the CPU at 10,000 EC clients, run on every core,
+/// and the extra thread keeps the cores busy while one waits for the disk. Only a bounded number
+/// of bundles is ever held in memory. Every [`FLUSH_EVERY`] clients written, the disk is
+/// flushed in the background, so that the commit's flush, which the registry waits for, finds
+/// little left to write (at 10,000 clients it waited 300 ms for the 50,000 files, with both
+/// cores idle). On an error nothing more is made or written; what was written is unregistered,
+/// and the next apply sweeps it.
 pub(super) fn issue_all(
     store: &Store,
     work: &[Work<'_>],
@@ -133,133 +141,143 @@ pub(super) fn issue_all(
     now: OffsetDateTime,
     password_key: &[u8],
 ) -> Result<BTreeMap<String, Made>, ApplyError> {
-    let mut made = BTreeMap::new();
     if work.is_empty() {
-        return Ok(made);
+        return Ok(BTreeMap::new());
     }
-    let issuer = Issuer {
-        signer: pki::ClientSigner::new(&signer.0, &signer.1)?,
-        now,
-        password_key,
-    };
     let progress = crate::progress::bar(work.len() as u64, "issuing certificates");
-    let stop = AtomicBool::new(false);
-    // The next client to make: each thread takes one at a time, so that all of them stay
-    // busy until the last client (rayon's halving left one thread idle for the last 150 ms).
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = sync_channel::<(usize, Result<Prepared, ApplyError>)>(BATCH);
-    let (recorded_tx, recorded) = sync_channel::<Result<Batch, ApplyError>>(RECORDED_AHEAD);
-    let flush = store.early_flusher();
-    let written = std::thread::scope(|s| {
-        let (issuer, stop, next) = (&issuer, &stop, &next);
-        for _ in 0..jobs().min(work.len()).max(1) {
-            let tx = tx.clone();
-            s.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(w) = work.get(i) else { return };
-                    if tx.send((i, issuer.prepare(w))).is_err() {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                }
-            });
+    let pool = Pool {
+        store,
+        work,
+        issuer: Issuer {
+            signer: pki::ClientSigner::new(&signer.0, &signer.1)?,
+            now,
+            password_key,
+        },
+        next: AtomicUsize::new(0),
+        written: AtomicUsize::new(0),
+        failed: Mutex::new(None),
+        stop: AtomicBool::new(false),
+        progress: &progress,
+        flush: store.early_flusher(),
+    };
+    let threads = (jobs() + 1).min(work.len());
+    let made = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| pool.run())).collect();
+        let mut made = BTreeMap::new();
+        for h in handles {
+            let mine = h
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            made.extend(
+                mine.into_iter()
+                    .map(|(i, m)| (work[i].client.key.clone(), m)),
+            );
         }
-        drop(tx);
-        s.spawn(move || record_all(store, work, rx, recorded_tx, stop));
-        let written = write_all(store, work, recorded, &mut made, &progress, flush);
-        // The receivers are gone: the recorder and the threads stop at their next client.
-        stop.store(true, Ordering::Relaxed);
-        written
+        made
     });
     progress.finish_and_clear();
-    written.map(|()| made)
-}
-
-/// A batch of made clients, recorded in the manifest: (index in the work, what was made).
-type Batch = Vec<(usize, Prepared)>;
-
-/// Takes what the pool makes, [`BATCH`] clients at a time, and records each batch's paths in the
-/// manifest (one append and flush) before it passes it on to the writer: the flush, which waits
-/// for the disk, holds up neither the pool nor the writer. At the first error it stops the pool
-/// and passes the error on, recording nothing more (what the pool made since is dropped, as
-/// the writer did before this thread); it stops too when the writer is gone.
-fn record_all(
-    store: &Store,
-    work: &[Work<'_>],
-    made: Receiver<(usize, Result<Prepared, ApplyError>)>,
-    recorded: SyncSender<Result<Batch, ApplyError>>,
-    stop: &AtomicBool,
-) {
-    let fail = |e: ApplyError| {
-        stop.store(true, Ordering::Relaxed);
-        let _ = recorded.send(Err(e));
-    };
-    let mut all_made = false;
-    while !all_made {
-        let mut batch = Vec::with_capacity(BATCH);
-        while batch.len() < BATCH {
-            match made.recv() {
-                Ok((i, Ok(p))) => batch.push((i, p)),
-                Ok((_, Err(e))) => return fail(e),
-                Err(_) => {
-                    all_made = true;
-                    break;
-                }
-            }
-        }
-        if batch.is_empty() || stop.load(Ordering::Relaxed) {
-            continue;
-        }
-        let keys = batch
-            .iter()
-            .map(|(i, p)| (work[*i].client.key.as_str(), &p.thumbprint));
-        if let Err(e) = store.begin_new_clients(keys) {
-            return fail(e.into());
-        }
-        if recorded.send(Ok(batch)).is_err() {
-            // The writer stopped (its error is the apply's): so does the pool.
-            stop.store(true, Ordering::Relaxed);
-            return;
-        }
+    match pool
+        .failed
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+    {
+        None => Ok(made),
+        Some(e) => Err(e),
     }
 }
 
-/// Writes each recorded batch as it comes, until all is written or an error. Every
-/// [`FLUSH_EVERY`] batches it asks for a flush of the disk in the background, so that the
-/// commit's flush, which the registry waits for, finds little left to write (at 10,000 clients
-/// it waited 300 ms for the 50,000 files, with both cores idle).
-fn write_all(
-    store: &Store,
-    work: &[Work<'_>],
-    recorded: Receiver<Result<Batch, ApplyError>>,
-    made: &mut BTreeMap<String, Made>,
-    progress: &indicatif::ProgressBar,
+/// What the issuing threads share.
+struct Pool<'p, 'w> {
+    store: &'p Store,
+    work: &'p [Work<'w>],
+    issuer: Issuer<'p>,
+    /// The next client to make.
+    next: AtomicUsize,
+    /// How many clients are written.
+    written: AtomicUsize,
+    /// The first error; once set, nothing more is made or written.
+    failed: Mutex<Option<ApplyError>>,
+    stop: AtomicBool,
+    progress: &'p indicatif::ProgressBar,
     flush: SyncSender<()>,
-) -> Result<(), ApplyError> {
-    for (n, batch) in recorded.iter().enumerate() {
-        if (n + 1).is_multiple_of(FLUSH_EVERY) {
-            // Refused when a flush runs and another waits, which covers this batch too.
-            let _ = flush.try_send(());
+}
+
+impl Pool<'_, '_> {
+    /// One thread's share: (index in the work, what the registry needs) of each client it wrote;
+    /// nothing once a thread failed.
+    fn run(&self) -> Vec<(usize, Made)> {
+        let mut done = Vec::new();
+        let mut batch: Vec<(usize, Prepared)> = Vec::with_capacity(BATCH);
+        let mut started = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(w) = self.work.get(i) else { break };
+            if batch.is_empty() {
+                started = Instant::now();
+            }
+            let made = self.issuer.prepare(w).map(|p| batch.push((i, p)));
+            let due = batch.len() >= BATCH || started.elapsed() >= BATCH_TIME;
+            let written = match made {
+                Ok(()) if due => self.write(std::mem::take(&mut batch), &mut done),
+                other => other,
+            };
+            if let Err(e) = written {
+                self.fail(e);
+                return Vec::new();
+            }
         }
-        for (i, p) in batch? {
-            let key = work[i].client.key.as_str();
-            store.write_new_client(&NewClient {
-                key,
+        if !batch.is_empty() && !self.stop.load(Ordering::Relaxed) {
+            if let Err(e) = self.write(batch, &mut done) {
+                self.fail(e);
+                return Vec::new();
+            }
+        }
+        done
+    }
+
+    /// Records a batch's paths in the manifest, then writes its files.
+    fn write(
+        &self,
+        batch: Vec<(usize, Prepared)>,
+        done: &mut Vec<(usize, Made)>,
+    ) -> Result<(), ApplyError> {
+        let keys = batch
+            .iter()
+            .map(|(i, p)| (self.work[*i].client.key.as_str(), &p.thumbprint));
+        self.store.begin_new_clients(keys)?;
+        for (i, p) in batch {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            self.store.write_new_client(&NewClient {
+                key: &self.work[i].client.key,
                 thumbprint: &p.thumbprint,
                 cert_pem: &p.cert_pem,
                 key_pem: &p.key_pem,
                 bundle: &p.bundle,
             })?;
-            made.insert(
-                key.to_string(),
+            done.push((
+                i,
                 Made {
                     thumbprint: EntryThumbprint::from(p.thumbprint),
                     info: p.info,
                     bundle_password: p.bundle_password,
                 },
-            );
-            progress.inc(1);
+            ));
+            self.progress.inc(1);
+            let n = self.written.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_multiple_of(FLUSH_EVERY) {
+                // Refused when a flush runs and another waits, which covers these files too.
+                let _ = self.flush.try_send(());
+            }
         }
+        Ok(())
     }
-    Ok(())
+
+    /// The first error stops every thread; later ones (often its consequence) are dropped.
+    fn fail(&self, e: ApplyError) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        failed.get_or_insert(e);
+    }
 }
