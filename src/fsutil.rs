@@ -317,6 +317,49 @@ pub(crate) fn write_atomic_stat(
     file.metadata().map_err(at(path))
 }
 
+/// Writes a file that does not exist yet in place, without a temp file and rename: created
+/// exclusively (never through a link) with `mode`, written, its metadata taken. Only for a file
+/// nothing reads until a later commit names it, made durable before that: a crash can leave it
+/// partly written but never named. None when something is already at `path` (left untouched);
+/// a failed write removes what it created.
+pub(crate) fn write_new_stat(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<Option<std::fs::Metadata>, WriteError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt;
+    let at = |source| WriteError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+        Err(e) => return Err(at(e)),
+    };
+    let written = (|| {
+        if umask_masks(mode) {
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        file.write_all(bytes)?;
+        file.metadata()
+    })();
+    match written {
+        Ok(m) => Ok(Some(m)),
+        Err(e) => {
+            let _ = std::fs::remove_file(path);
+            Err(at(e))
+        }
+    }
+}
+
 /// [`write_atomic`] replacing the target with a file of `mode` (the store's writes): the temp
 /// file made here rather than through `tempfile`, which makes a relative folder absolute
 /// (a getcwd per file), and the mode given at creation set again only when the umask masks
@@ -410,7 +453,7 @@ impl Drop for Temp {
 
 /// Whether the process's umask clears a bit of `mode` (or cannot be read): a file created with
 /// `mode` must then have it set again. Read once: ravencert never changes its umask.
-fn umask_masks(mode: u32) -> bool {
+pub(crate) fn umask_masks(mode: u32) -> bool {
     static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
     let umask = UMASK.get_or_init(|| {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;

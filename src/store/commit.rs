@@ -170,16 +170,6 @@ impl Store {
         f.sync_data().map_err(io_err(&path))
     }
 
-    /// The manifest paths of a generated client's files: certificate, kept key, bundle.
-    pub(crate) fn client_paths(key: &str, thumbprint: &str) -> [String; 4] {
-        [
-            format!("certs/{thumbprint}.pem"),
-            format!("keys/{thumbprint}.key"),
-            format!("issued/{key}"),
-            format!("issued/.{key}.new"),
-        ]
-    }
-
     /// Writes a certificate's public file (`certs/THUMBPRINT.pem`, staged until the registry
     /// commits); returns its thumbprint.
     pub fn write_cert(&self, der: &[u8]) -> Result<Thumbprint> {

@@ -58,6 +58,20 @@ pub(super) fn write_staged(path: &Path, bytes: &[u8], mode: u32) -> Result<Stamp
     write_file(path, bytes, mode, false).map(|m| stamp(&m))
 }
 
+/// A new file nothing refers to yet (a fresh thumbprint's, or one in a folder this apply has
+/// just made): written in place, without the temp file and rename of [`write_staged`], and made
+/// durable with the others by [`sync_filesystem`] before the registry names it (a crash can
+/// leave it partly written, never named; the manifest has it, and the next apply sweeps it).
+/// Something already there, which an interrupted apply may have left, is replaced as
+/// [`write_staged`] does.
+pub(super) fn write_fresh(path: &Path, bytes: &[u8], mode: u32) -> Result<Stamp> {
+    fault::step();
+    match crate::fsutil::write_new_stat(path, bytes, mode).map_err(store_io)? {
+        Some(m) => Ok(stamp(&m)),
+        None => write_staged(path, bytes, mode),
+    }
+}
+
 /// temp file (mode set at creation), write, fsync, rename, fsync the folder.
 pub(super) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     write_file(path, bytes, mode, true).map(drop)

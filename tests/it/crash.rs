@@ -222,10 +222,10 @@ fn a_streaming_apply_aborted_mid_stream_leaves_only_recorded_files() {
             "[clients.c{i:03}]\nclearance = \"ValidUser\"\ndatabases = {{ Db = \"Read\" }}\n"
         ));
     }
-    // 300 clients are three batches of writes, about 11 file-system steps a client: aborts
-    // early, in the first batch, at a batch's end and inside later ones.
+    // 300 clients take about 1,830 file-system steps, about 6 a client, written in batches by
+    // several threads at once: aborts early, in the first batches, and in later ones.
     let mut aborted = 0;
-    for at in [12, 700, 1420, 1429, 2300, 3000] {
+    for at in [12, 390, 780, 785, 1260, 1650] {
         let env = env();
         env.config(&config);
         let run = env.run_with(
@@ -262,4 +262,73 @@ fn a_streaming_apply_aborted_mid_stream_leaves_only_recorded_files() {
         );
     }
     assert!(aborted >= 4, "only {aborted} applies were aborted");
+}
+
+/// A new client's files are written in place (nothing names them until the registry commits),
+/// so a crash mid-write can leave them torn. The next apply replaces what it finds: every
+/// registered client's bundle is whole and holds its registered certificate.
+#[test]
+fn files_a_crash_tore_before_the_commit_are_replaced_by_the_next_apply() {
+    let files_in = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    };
+    for at in 1.. {
+        let env = env();
+        env.config(&format!("{SERVER}{V1}"));
+        let run = env.run_with(
+            &["apply", "--yes"],
+            &[("RAVENCERT_FAULT_AT", &at.to_string())],
+        );
+        assert_ne!(run.code, 0, "the apply ended before any bundle was written");
+        assert!(run.stderr.contains("fault injection"), "{}", run.stderr);
+        let store = env.store();
+        let bundle_files: Vec<_> = files_in(&store.join("issued"))
+            .iter()
+            .filter(|d| !d.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .flat_map(|d| files_in(d))
+            .collect();
+        if bundle_files.is_empty() {
+            continue;
+        }
+        // Tear every file a client's writes left, as a crash mid-write would: half its bytes.
+        let certs = files_in(&store.join("certs"));
+        let keys = files_in(&store.join("keys"));
+        for f in bundle_files.iter().chain(&certs).chain(&keys) {
+            let bytes = std::fs::read(f).unwrap();
+            std::fs::write(f, &bytes[..bytes.len() / 2]).unwrap();
+        }
+        let context = format!("files torn by an abort before step {at}");
+        assert_recovers(&env, &context);
+        let status = env.status();
+        let generated: Vec<_> = status["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["source"] == "generated")
+            .collect();
+        assert_eq!(generated.len(), 4, "{context}: {status}");
+        for c in generated {
+            let (key, thumbprint) = (
+                c["key"].as_str().unwrap(),
+                c["thumbprint"].as_str().unwrap(),
+            );
+            let dir = store.join("issued").join(key);
+            let crt = dir.join(format!("{key}.crt"));
+            assert_eq!(
+                common::openssl_thumbprint(&crt),
+                thumbprint,
+                "{context}: {key}"
+            );
+            let password = if key == "app" {
+                "crash-test-secret"
+            } else {
+                ""
+            };
+            common::openssl::pkcs12(&dir.join(format!("{key}.pfx")), password, &["-noout"])
+                .success();
+        }
+        return;
+    }
 }
