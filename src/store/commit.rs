@@ -238,10 +238,11 @@ impl Store {
     /// After the registry is committed: move staged bundles whose certificate is registered
     /// into place, and remove every file the registry no longer refers to. Also repairs what an
     /// interrupted apply left behind. `beside` (making the verification cache) runs on this
-    /// thread while another thread moves the bundles: each move waits on issued/'s lock in the
-    /// kernel (10,000 of them take a quarter of a second on one core). The sweep of certs/,
-    /// server/ and keys/ does not look into issued/, nor does the cache for the files this
-    /// process wrote (their stamps were taken as they were written).
+    /// thread while another thread moves the bundles, sweeps and lists what is left: each move
+    /// waits on issued/'s lock in the kernel (10,000 of them took a quarter of a second on one
+    /// core). The cache looks only at registered certificates' files, which the sweep leaves
+    /// alone, and not at the files this process wrote (their stamps were taken as they were
+    /// written).
     pub(crate) fn finish<T>(&self, registry: &Registry, beside: impl FnOnce() -> T) -> Result<T> {
         // Temp files of writes an interrupted apply never renamed into place.
         for entry in fs::read_dir(&self.root).map_err(io_err(&self.root))? {
@@ -255,21 +256,37 @@ impl Store {
             .as_ref()
             .map(|m| m.paths.clone())
             .unwrap_or_default();
-        let (moved, swept, out) = std::thread::scope(|s| {
-            let moves = s.spawn(|| self.finish_issued(registry, &made));
-            let swept = self.sweep_unreferenced(registry, &made);
+        // Moves, sweep and the manifest's look at what is left take another thread, one after
+        // the other; `beside` runs on this one meanwhile.
+        let (still, out) = std::thread::scope(|s| {
+            let still = s.spawn(|| {
+                self.finish_issued(registry, &made)?;
+                self.sweep_unreferenced(registry, &made)?;
+                Ok::<_, StoreError>(self.still_there(&made))
+            });
             let out = beside();
-            let moved = moves
+            let still = still
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (moved, swept, out)
+            (still, out)
         });
-        moved?;
-        swept?;
-        // The manifest keeps what is still there: one listing per folder, not a stat per path.
+        let still = still?;
+        let appendable = self.manifest()?.as_ref().is_some_and(|m| m.appendable);
+        if still != made || !appendable || !self.root.join(MANIFEST_FILE).exists() {
+            let m = Manifest {
+                paths: still,
+                appendable: true,
+            };
+            write_atomic(&self.root.join(MANIFEST_FILE), m.text().as_bytes(), 0o600)?;
+            *super::locked(&self.manifest) = Some(m);
+        }
+        Ok(out)
+    }
+
+    /// The paths of `made` still there: one listing per folder, not a stat per path.
+    fn still_there(&self, made: &BTreeSet<String>) -> BTreeSet<String> {
         let mut listed: BTreeMap<&str, Option<BTreeSet<std::ffi::OsString>>> = BTreeMap::new();
-        let still: BTreeSet<String> = made
-            .iter()
+        made.iter()
             .filter(|r| {
                 let in_listing = match r.split_once('/') {
                     Some((dir, name)) if !name.contains('/') => listed
@@ -282,17 +299,7 @@ impl Store {
                 in_listing.unwrap_or_else(|| fs::symlink_metadata(self.root.join(r)).is_ok())
             })
             .cloned()
-            .collect();
-        let appendable = self.manifest()?.as_ref().is_some_and(|m| m.appendable);
-        if still != made || !appendable || !self.root.join(MANIFEST_FILE).exists() {
-            let m = Manifest {
-                paths: still,
-                appendable: true,
-            };
-            write_atomic(&self.root.join(MANIFEST_FILE), m.text().as_bytes(), 0o600)?;
-            *super::locked(&self.manifest) = Some(m);
-        }
-        Ok(out)
+            .collect()
     }
 
     /// The names in the store folder `dir`; None when it cannot be listed.
