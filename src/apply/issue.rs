@@ -113,27 +113,27 @@ impl Issuer<'_> {
     }
 }
 
-/// How many certificates are made at once: every core this process may use
-/// (`taskset`/cgroup limits included), or RAVENCERT_JOBS.
-fn jobs() -> usize {
+/// How many threads make certificates at once: RAVENCERT_JOBS, or one more than the cores this
+/// process may use (`taskset`/cgroup limits included), so that the cores stay busy while a
+/// thread waits for the disk.
+fn threads() -> usize {
     std::env::var("RAVENCERT_JOBS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|n| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) + 1)
 }
 
-/// Issues every client of `work` and writes its files on [`jobs`] threads plus one. Each thread
+/// Issues every client of `work` and writes its files on [`threads`] threads. Each thread
 /// takes one client at a time (so that all of them stay busy until the last one: RSA-4096 costs
 /// about a second per key per core), makes its key, certificate and PKCS#12 bundle, and every
 /// [`BATCH`] clients (or [`BATCH_TIME`]) records their paths in the manifest and writes their
-/// files itself: the writes, about a fifth of the CPU at 10,000 EC clients, run on every core,
-/// and the extra thread keeps the cores busy while one waits for the disk. Only a bounded number
-/// of bundles is ever held in memory. Every [`FLUSH_EVERY`] clients written, the disk is
-/// flushed in the background, so that the commit's flush, which the registry waits for, finds
-/// little left to write (at 10,000 clients it waited 300 ms for the 50,000 files, with both
-/// cores idle). On an error nothing more is made or written; what was written is unregistered,
-/// and the next apply sweeps it.
+/// files itself: the writes, about a fifth of the CPU at 10,000 EC clients, run on every core.
+/// Only a bounded number of bundles is ever held in memory. Every [`FLUSH_EVERY`] clients
+/// written, the disk is flushed in the background, so that the commit's flush, which the
+/// registry waits for, finds little left to write (at 10,000 clients it waited 300 ms for the
+/// 50,000 files, with both cores idle). On an error nothing more is made or written; what was
+/// written is unregistered, and the next apply sweeps it.
 pub(super) fn issue_all(
     store: &Store,
     work: &[Work<'_>],
@@ -160,7 +160,7 @@ pub(super) fn issue_all(
         progress: &progress,
         flush: store.early_flusher(),
     };
-    let threads = (jobs() + 1).min(work.len());
+    let threads = threads().min(work.len());
     let made = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| pool.run())).collect();
         let mut made = BTreeMap::new();
