@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::files::{read_file, write_atomic};
+use super::files::{read_file, write_staged};
 use super::{Result, Store};
 use crate::model::{per_certificate, Origin};
 use crate::pki;
@@ -86,9 +86,12 @@ impl Store {
         }
     }
 
-    /// Writes the verification cache [`Store::cache_bytes`] made.
+    /// Writes the verification cache [`Store::cache_bytes`] made: a temp file renamed into
+    /// place, not flushed (two waits for the disk at the end of every apply). After a crash the
+    /// file holds the new cache, the old one (whose registry stamp no longer matches) or bytes
+    /// that do not parse: the last two are ignored, and the next load verifies every file.
     pub(crate) fn write_cache_bytes(&self, json: &[u8]) -> Result<()> {
-        write_atomic(&self.root.join(CACHE_FILE), json, 0o600)
+        write_staged(&self.root.join(CACHE_FILE), json, 0o600).map(drop)
     }
 
     /// The verification cache of `registry` as it will be written; None when the file already
