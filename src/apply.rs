@@ -431,12 +431,16 @@ impl Applier<'_> {
         // The settings this apply ran with: the next plan shows a change of them.
         self.reg.settings = Some(plan::settings_of(&self.desired.declared));
         self.reg.normalize();
-        restore_lost_files(self.desired, store, &mut self.reg)?;
+        // An apply that changes anything commits a registry: the flush of the files it names
+        // begins now, while the look for lost files (a stat per certificate) runs.
+        let flush = (!plan.changes.is_empty()).then(|| store.begin_flush());
+        let restored = restore_lost_files(self.desired, store, &mut self.reg)?;
         let text =
             if self.reg != actual.registry || !actual.sealed || !store.registry_path().exists() {
-                // Never commit a registry the next load would refuse.
+                // Never commit a registry the next load would refuse. A file restored since the
+                // flush began needs a flush of its own.
                 let path = store.registry_path();
-                store.commit_registry(|| {
+                store.commit_registry(flush.filter(|_| !restored), || {
                     self.reg
                         .render_checked(&path)
                         .map_err(ApplyError::Inconsistent)
@@ -597,18 +601,19 @@ fn rebundle_if_due(
 /// Every certificate the new registry names must have its public file: one removed outside
 /// ravencert is written again from the issued bundle or from the file it was uploaded from.
 /// A retiring certificate whose file is gone (the plan replaced it because of that) is not
-/// kept for the overlap.
+/// kept for the overlap. Whether a file was written.
 fn restore_lost_files(
     desired: &Desired,
     store: &Store,
     reg: &mut Registry,
-) -> Result<(), ApplyError> {
+) -> Result<bool, ApplyError> {
     let mut gone = Vec::new();
     // A stat per certificate, on every core from PARALLEL_FROM.
     let present = per_certificate(&reg.certificates, |e| {
         store.cert_file_ok(e.thumbprint.as_str())
     });
     let lost = reg.certificates.iter().zip(present).filter(|(_, ok)| !ok);
+    let mut restored = false;
     for (e, _) in lost {
         let from_files = desired
             .files
@@ -630,9 +635,10 @@ fn restore_lost_files(
             thumbprint: e.thumbprint.to_string(),
         })?;
         store.write_cert(&der)?;
+        restored = true;
     }
     reg.certificates.retain(|e| !gone.contains(&e.thumbprint));
-    Ok(())
+    Ok(restored)
 }
 
 fn password_error(client: &ClientDesired, source: crate::inputs::SecretError) -> ApplyError {

@@ -15,6 +15,9 @@ use crate::model::{EntryThumbprint, Thumbprint};
 use crate::pki;
 use crate::registry::{Registry, RegistryText};
 
+/// A flush of the disk running on a thread of its own ([`Store::begin_flush`]).
+pub(crate) struct Flush(std::thread::JoinHandle<Result<()>>);
+
 /// The manifest as this process knows it.
 #[derive(Default)]
 pub(super) struct Manifest {
@@ -203,28 +206,36 @@ impl Store {
 
     /// The commit point of an apply: the registry rendered and written.
     pub fn write_registry(&self, registry: &Registry) -> Result<()> {
-        self.commit_registry(|| Ok::<_, StoreError>(registry.render()))
+        self.commit_registry(None, || Ok::<_, StoreError>(registry.render()))
             .map(|_| ())
     }
 
+    /// Begins flushing the disk on a thread of its own, for [`Store::commit_registry`] to wait
+    /// for: begun as soon as the last file the registry will name is written, while the apply
+    /// does what precedes the commit.
+    pub(crate) fn begin_flush(&self) -> Flush {
+        let root = self.root.clone();
+        Flush(std::thread::spawn(move || sync_filesystem(&root)))
+    }
+
     /// The commit point of an apply: `render` makes the registry's text (and may refuse it)
-    /// while every file written so far is flushed, then the text is written.
+    /// while every file written so far is flushed (by `flush`, begun after the last of them was
+    /// written, or by a flush begun here), then the text is written.
     pub(crate) fn commit_registry<E: From<StoreError>>(
         &self,
+        flush: Option<Flush>,
         render: impl FnOnce() -> std::result::Result<RegistryText, E>,
     ) -> std::result::Result<RegistryText, E> {
         // Every file the new registry names must be durable before the registry is: one
         // flush of the whole filesystem instead of two fsyncs per file (300 clients wrote
         // 2,400 fsyncs, which cost more than all their keys). It waits on the disk, so the text
         // is rendered and checked meanwhile.
-        let (synced, text) = std::thread::scope(|s| {
-            let sync = s.spawn(|| sync_filesystem(&self.root));
-            let text = render();
-            let synced = sync
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (synced, text)
-        });
+        let flush = flush.unwrap_or_else(|| self.begin_flush());
+        let text = render();
+        let synced = flush
+            .0
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         let text = text?;
         synced?;
         // The copy first: if we crash between the two, the registry still holds the old,
