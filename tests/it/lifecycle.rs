@@ -704,3 +704,65 @@ fn disabled_is_recorded_not_renewed_and_enabling_is_flagged_in_every_format() {
     assert_eq!(change["before"]["disabled"], true, "{json:#}");
     assert_eq!(change["after"].get("disabled"), None, "{json:#}");
 }
+
+/// A generated client's certificate and kept key (certs/, keys/) are second names, hard links,
+/// of its bundle's `.crt` and unencrypted `.key`. A bundle packaged again (here with a password)
+/// replaces the bundle's files and never writes through them: the registered certificate file
+/// and the kept key stay what they were, and the store stays converged.
+#[test]
+fn a_bundle_packaged_again_leaves_the_linked_certificate_and_kept_key_whole() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let config = |extra: &str| {
+        format!("{SERVER}[clients.app]\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\" }}\n{extra}")
+    };
+    env.config(&config(""));
+    env.run(&["apply", "--yes"]).success();
+    let thumbprint = |env: &Env| {
+        env.status()["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["key"] == "app")
+            .unwrap()["thumbprint"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let t = thumbprint(&env);
+    let store = env.store();
+    let cert = store.join(format!("certs/{t}.pem"));
+    let kept = store.join(format!("keys/{t}.key"));
+    let (crt, key) = (
+        store.join("issued/app/app.crt"),
+        store.join("issued/app/app.key"),
+    );
+    let inode = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+    assert_eq!(inode(&cert), inode(&crt), "certs/ holds the bundle's .crt");
+    assert_eq!(inode(&kept), inode(&key), "keys/ holds the bundle's .key");
+    let kept_key = std::fs::read(&kept).unwrap();
+
+    env.config(&config("password_env = \"APP_PW\"\n"));
+    let with_pw = [("APP_PW", "packaged-again-pw")];
+    env.run_with(&["apply", "--yes"], &with_pw).success();
+    assert_eq!(
+        thumbprint(&env),
+        t,
+        "the password packages the bundle again, no new certificate"
+    );
+    assert!(std::fs::read_to_string(&key).unwrap().contains("ENCRYPTED"));
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        kept_key,
+        "the kept key is the unencrypted one"
+    );
+    assert_eq!(common::openssl_thumbprint(&cert), t);
+    let plan = env.run_with(&["plan", "--detailed-exitcode", "--json"], &with_pw);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+    assert_eq!(
+        plan.json()["warnings"],
+        serde_json::json!([]),
+        "{}",
+        plan.stdout
+    );
+}
