@@ -1,7 +1,7 @@
 //! Issued bundles (`issued/<key>/`): staged before the registry commits, moved into place after,
 //! read back for verification and hand-out.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::Path;
 
@@ -119,7 +119,7 @@ impl Store {
         if !issued.is_dir() {
             return Ok(());
         }
-        let active: BTreeMap<&str, &str> = registry
+        let active: HashMap<&str, &str> = registry
             .certificates
             .iter()
             .filter(|c| c.retire_after.is_none() && c.source == Origin::Generated)
@@ -129,11 +129,15 @@ impl Store {
             let entry = entry.map_err(io_err(&issued))?;
             let name = entry.file_name().to_string_lossy().to_string();
             let path = entry.path();
-            // Only what ravencert made is ever removed or replaced.
-            if !made.contains(&format!("issued/{name}")) {
+            let staged = name.strip_prefix('.').and_then(|n| n.strip_suffix(".new"));
+            // An active client's folder stays as it is (no look into the manifest for each of
+            // 10,000); only what ravencert made is ever removed or replaced.
+            if (staged.is_none() && active.contains_key(name.as_str()))
+                || !made.contains(&format!("issued/{name}"))
+            {
                 continue;
             }
-            if let Some(key) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".new")) {
+            if let Some(key) = staged {
                 match active.get(key) {
                     // Staged by an apply (a new certificate, or the same one packaged again
                     // with another password or profile): it is newer than issued/<key>.
@@ -155,7 +159,7 @@ impl Store {
                     }
                     _ => remove_tree(&path)?,
                 }
-            } else if !active.contains_key(name.as_str()) {
+            } else {
                 remove_tree(&path)?;
             }
         }

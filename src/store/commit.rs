@@ -1,7 +1,7 @@
 //! An apply's writes: the store folder, the manifest of what ravencert made, certificate files,
 //! the registry (the commit point), then finishing and sweeping what it no longer names.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::io::Write;
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -296,7 +296,7 @@ impl Store {
 
     /// The paths of `made` still there: one listing per folder, not a stat per path.
     fn still_there(&self, made: &BTreeSet<String>) -> BTreeSet<String> {
-        let mut listed: BTreeMap<&str, Option<BTreeSet<std::ffi::OsString>>> = BTreeMap::new();
+        let mut listed: BTreeMap<&str, Option<HashSet<std::ffi::OsString>>> = BTreeMap::new();
         made.iter()
             .filter(|r| {
                 let in_listing = match r.split_once('/') {
@@ -314,7 +314,7 @@ impl Store {
     }
 
     /// The names in the store folder `dir`; None when it cannot be listed.
-    fn list(&self, dir: &str) -> Option<BTreeSet<std::ffi::OsString>> {
+    fn list(&self, dir: &str) -> Option<HashSet<std::ffi::OsString>> {
         let entries = fs::read_dir(self.root.join(dir)).ok()?;
         entries.map(|e| e.ok().map(|e| e.file_name())).collect()
     }
@@ -322,14 +322,14 @@ impl Store {
     /// certs/, server/, keys/: files ravencert made for a thumbprint the registry no longer
     /// names, and temporary files of interrupted writes, are removed.
     fn sweep_unreferenced(&self, registry: &Registry, made: &BTreeSet<String>) -> Result<()> {
-        let keep: BTreeSet<&str> = registry
+        let keep: HashSet<&str> = registry
             .server
             .iter()
             .map(|s| s.thumbprint.as_str())
             .chain(registry.certificates.iter().map(|c| c.thumbprint.as_str()))
             .collect();
         // A node certificate now imported without its key: the key it was imported with goes.
-        let keyless: BTreeSet<&str> = registry
+        let keyless: HashSet<&str> = registry
             .server
             .iter()
             .filter(|s| !s.has_key)
@@ -353,13 +353,12 @@ impl Store {
                     remove_path(entry.path())?;
                     continue;
                 }
-                if !made.contains(&format!("{sub}/{name}")) {
-                    continue;
-                }
                 let referenced = name
-                    .strip_suffix(&format!(".{ext}"))
+                    .strip_suffix(ext)
+                    .and_then(|n| n.strip_suffix('.'))
                     .is_some_and(|t| keep.contains(t) && !(sub == "server" && keyless.contains(t)));
-                if !referenced {
+                // What the registry names stays; of the rest, only what ravencert made goes.
+                if !referenced && made.contains(&format!("{sub}/{name}")) {
                     remove_path(entry.path())?;
                 }
             }

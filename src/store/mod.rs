@@ -30,7 +30,7 @@ mod lock;
 mod outside;
 mod problem;
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -126,7 +126,7 @@ pub struct Store {
     /// Files this process wrote from certificates it holds, by store-relative path: the
     /// verification cache needs not read them back, nor stat them. Read from two threads at
     /// the end of an apply (the bundles' moves, the cache): a read lock each.
-    written: std::sync::RwLock<BTreeMap<String, Written>>,
+    written: std::sync::RwLock<HashMap<String, Written>>,
     /// The manifest (store-relative paths of every file and bundle folder ravencert made), once
     /// read.
     manifest: std::sync::Mutex<Option<commit::Manifest>>,
