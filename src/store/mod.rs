@@ -1,6 +1,8 @@
 //! The on-disk certificate store: the registry text file, public certificates, server keys and
-//! issued bundles. This is the only module that writes files; every write is atomic (temp file,
-//! fsync, rename) and the registry is written last, so a crash leaves the old or the new state.
+//! issued bundles. This is the only module that writes files. A file something names is replaced
+//! atomically (temp file, fsync, rename); a new file nothing names yet is created in place; every
+//! file is flushed before the registry, written last, names it, so a crash leaves the old or the
+//! new state (and leftovers the manifest records, which the next apply sweeps).
 //!
 //! Layout:
 //! ```text
