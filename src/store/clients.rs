@@ -6,7 +6,6 @@ use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
-use super::cache::{stamp, Stamp};
 use super::fault;
 use super::files::{ensure_dir, remove_tree, write_fresh};
 use super::{io_err, Result, Store};
@@ -55,54 +54,30 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a new client's bundle, certificate and kept key. The batch was begun with
+    /// Writes a new client's certificate, kept key and bundle. The batch was begun with
     /// [`Store::begin_new_clients`]. Nothing names them until the registry commits: the
     /// certificate's thumbprint is new, and so is the client's folder in issued/ (made here, so
     /// that 10,000 new clients need no 10,000 moves after the commit) unless the client had
     /// one, in which case the bundle is staged and moved into place after the commit.
-    ///
-    /// `certs/THUMBPRINT.pem` holds the bundle's `.crt` byte for byte, and `keys/THUMBPRINT.key`
-    /// its `.key` when that is not encrypted: each is a second name (a hard link) of the
-    /// bundle's file rather than a copy, which halves the files an apply writes and the disk
-    /// flushes. ravencert never writes a file in place, so the names part when either is
-    /// replaced or removed; a file system without hard links gets copies.
     pub(crate) fn write_new_client(&self, c: &NewClient<'_>) -> Result<()> {
-        let (key, thumb, bundle) = (c.key, c.thumbprint.as_str(), c.bundle);
-        let issued = self.issued_dir(key);
+        let (key, thumb) = (c.key, c.thumbprint.as_str());
+        let written = write_fresh(&self.cert_path(thumb), c.cert_pem, 0o600)?;
+        self.record_written(format!("certs/{thumb}.pem"), thumb, Some(written));
+        write_fresh(&self.client_key_path(thumb), c.key_pem, 0o600)?;
+        let dir = self.issued_dir(key);
         fault::step();
-        let (dir, staged) = match fs::DirBuilder::new().mode(0o700).create(&issued) {
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {
-                private_mode(&issued)?;
-                (issued, false)
+                private_mode(&dir)?;
+                self.write_bundle_files(&dir, key, c.bundle, thumb)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 // A folder (or a link, never followed) that appeared since the batch began.
                 self.intend([format!("issued/.{key}.new")])?;
-                let dir = self.staging_dir(key);
-                fresh_private_dir(&dir)?;
-                (dir, true)
+                self.stage_bundle_files(key, c.bundle, Some(thumb))
             }
-            Err(e) => return Err(io_err(&issued)(e)),
-        };
-        let crt_stamp = self.write_bundle_files(&dir, key, bundle)?;
-        let crt = dir.join(format!("{key}.crt"));
-        let cert = write_or_link(&self.cert_path(thumb), c.cert_pem, &crt, &bundle.cert_pem)?;
-        // A second name changed the file's ctime: the stamp of both is the one taken after.
-        let crt_stamp = if cert.linked { cert.stamp } else { crt_stamp };
-        self.record_written(format!("certs/{thumb}.pem"), thumb, Some(cert.stamp));
-        self.record_written(format!("issued/{key}/{key}.crt"), thumb, Some(crt_stamp));
-        let bundle_key = dir.join(format!("{key}.key"));
-        write_or_link(
-            &self.client_key_path(thumb),
-            c.key_pem,
-            &bundle_key,
-            &bundle.key_pem,
-        )?;
-        if staged {
-            // All three files are there: moving the folder into place needs no look at them.
-            self.record_written(format!("issued/.{key}.new"), thumb, None);
+            Err(e) => Err(io_err(&dir)(e)),
         }
-        Ok(())
     }
 
     /// Writes a bundle's three files into a fresh `issued/.<key>.new/` (what an earlier
@@ -115,57 +90,36 @@ impl Store {
     ) -> Result<()> {
         let dir = self.staging_dir(key);
         fresh_private_dir(&dir)?;
-        let crt = self.write_bundle_files(&dir, key, bundle)?;
         let thumbprint = match thumbprint {
             Some(t) => t.to_string(),
             None => match pki::pem_cert_body(&bundle.cert_pem) {
                 Some(der) => pki::thumbprint(&der).into(),
-                None => return Ok(()),
+                None => return self.write_bundle_files(&dir, key, bundle, "").map(drop),
             },
         };
-        // A move of the folder into place leaves the file's stamp as it is.
-        self.record_written(format!("issued/{key}/{key}.crt"), &thumbprint, Some(crt));
+        self.write_bundle_files(&dir, key, bundle, &thumbprint)?;
         // All three files are there: moving the folder into place needs no look at them.
         self.record_written(format!("issued/.{key}.new"), &thumbprint, None);
         Ok(())
     }
 
-    /// Writes a bundle's three files into `dir`, a folder just made (empty); the stamp of its
-    /// `.crt` as written.
-    fn write_bundle_files(&self, dir: &Path, key: &str, bundle: &pki::Bundle) -> Result<Stamp> {
+    /// Writes a bundle's three files into `dir`, a folder just made (empty), and records the
+    /// certificate's stamp for `issued/<key>/<key>.crt`, which a move of the folder into place
+    /// leaves as it is (none when `thumbprint` is empty: not known).
+    fn write_bundle_files(
+        &self,
+        dir: &Path,
+        key: &str,
+        bundle: &pki::Bundle,
+        thumbprint: &str,
+    ) -> Result<()> {
         write_fresh(&dir.join(format!("{key}.pfx")), &bundle.pfx, 0o600)?;
         let crt = write_fresh(&dir.join(format!("{key}.crt")), &bundle.cert_pem, 0o600)?;
-        write_fresh(&dir.join(format!("{key}.key")), &bundle.key_pem, 0o600)?;
-        Ok(crt)
-    }
-}
-
-/// A file [`write_or_link`] made: its stamp, and whether it is a second name of another.
-struct Made {
-    stamp: Stamp,
-    linked: bool,
-}
-
-/// Makes `path`, a new file holding `bytes`: a second name of `same` (just written, holding
-/// `same_bytes`) when the two hold the same bytes and the file system allows it, otherwise a
-/// file of its own ([`write_fresh`]).
-fn write_or_link(path: &Path, bytes: &[u8], same: &Path, same_bytes: &[u8]) -> Result<Made> {
-    if bytes == same_bytes {
-        fault::step();
-        // linkat(2) without AT_SYMLINK_FOLLOW: `same` itself, never what a link points to; a
-        // name already taken (a leftover of an interrupted apply) is replaced by a copy below.
-        if fs::hard_link(same, path).is_ok() {
-            let m = fs::symlink_metadata(path).map_err(io_err(path))?;
-            return Ok(Made {
-                stamp: stamp(&m),
-                linked: true,
-            });
+        if !thumbprint.is_empty() {
+            self.record_written(format!("issued/{key}/{key}.crt"), thumbprint, Some(crt));
         }
+        write_fresh(&dir.join(format!("{key}.key")), &bundle.key_pem, 0o600).map(drop)
     }
-    Ok(Made {
-        stamp: write_fresh(path, bytes, 0o600)?,
-        linked: false,
-    })
 }
 
 /// Makes `dir` (0700, whatever the umask), empty: whatever is there (a folder an interrupted
