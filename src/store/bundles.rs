@@ -167,8 +167,10 @@ impl Store {
     }
 
     /// A staged bundle holds its three files and the certificate `thumbprint`; one this
-    /// process staged whole for that thumbprint is not looked at again, and one whose
-    /// certificate it wrote is not read back.
+    /// process staged whole for that thumbprint is not looked at again. Any other (one an
+    /// interrupted apply left) has its certificate read: that this process wrote the client's
+    /// certificate says nothing of it, since a new client's bundle is written straight into
+    /// issued/<key>.
     fn bundle_complete(&self, dir: &Path, key: &str, thumbprint: &str) -> bool {
         if self.wrote(&format!("issued/.{key}.new"), thumbprint) {
             return true;
@@ -176,13 +178,7 @@ impl Store {
         let file = |ext: &str| {
             fs::symlink_metadata(dir.join(format!("{key}.{ext}"))).is_ok_and(|m| m.is_file())
         };
-        if !(file("pfx") && file("key")) {
-            return false;
-        }
-        if self.wrote(&format!("issued/{key}/{key}.crt"), thumbprint) && file("crt") {
-            return true;
-        }
-        self.bundle_in(dir, key, thumbprint)
+        file("pfx") && file("key") && self.bundle_in(dir, key, thumbprint)
     }
 
     pub(super) fn bundle_in(&self, dir: &Path, key: &str, thumbprint: &str) -> bool {

@@ -332,3 +332,49 @@ fn files_a_crash_tore_before_the_commit_are_replaced_by_the_next_apply() {
         return;
     }
 }
+
+/// A bundle an interrupted apply left staged (`issued/.KEY.new`, with no folder in issued/, as
+/// a crash between a staged bundle's commit and its move leaves it) is never taken for the one
+/// a later apply issues: when the client is issued again, its new certificate's bundle ends in
+/// issued/KEY and the stale one is removed.
+#[test]
+fn a_stale_staged_bundle_is_never_moved_over_a_newly_issued_one() {
+    let env = Env::new();
+    let config = |key: &str| {
+        format!(
+            "{SERVER}[clients.a]\nclearance = \"ValidUser\"\ndatabases = {{ Orders = \"Read\" }}\nkey = \"{key}\"\n"
+        )
+    };
+    env.config(&config("ec-p256"));
+    env.run(&["apply", "--yes"]).success();
+    let store = env.store();
+    std::fs::rename(store.join("issued/a"), store.join("issued/.a.new")).unwrap();
+    let manifest = store.join(".manifest");
+    let mut recorded = std::fs::read_to_string(&manifest).unwrap();
+    recorded.push_str("issued/.a.new\n");
+    std::fs::write(&manifest, recorded).unwrap();
+
+    // Another key type: the client is issued again.
+    env.config(&config("ec-p384"));
+    env.run(&["apply", "--yes"]).success();
+    let status = env.status();
+    let t = status["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "a")
+        .unwrap()["thumbprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        common::openssl_thumbprint(&store.join("issued/a/a.crt")),
+        t,
+        "issued/a holds another certificate than the registered one"
+    );
+    assert!(
+        !store.join("issued/.a.new").exists(),
+        "the stale bundle is left"
+    );
+    env.run(&["plan", "--detailed-exitcode"]).success();
+}
