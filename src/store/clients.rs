@@ -65,12 +65,8 @@ impl Store {
         self.record_written(format!("certs/{thumb}.pem"), thumb, Some(written));
         write_fresh(&self.client_key_path(thumb), c.key_pem, 0o600)?;
         let dir = self.issued_dir(key);
-        fault::step();
-        match fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {
-                private_mode(&dir)?;
-                self.write_bundle_files(&dir, key, c.bundle, thumb)
-            }
+        match make_private_dir(&dir) {
+            Ok(()) => self.write_bundle_files(&dir, key, c.bundle, Some(thumb)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 // A folder (or a link, never followed) that appeared since the batch began.
                 self.intend([format!("issued/.{key}.new")])?;
@@ -90,33 +86,31 @@ impl Store {
     ) -> Result<()> {
         let dir = self.staging_dir(key);
         fresh_private_dir(&dir)?;
-        let thumbprint = match thumbprint {
-            Some(t) => t.to_string(),
-            None => match pki::pem_cert_body(&bundle.cert_pem) {
-                Some(der) => pki::thumbprint(&der).into(),
-                None => return self.write_bundle_files(&dir, key, bundle, "").map(drop),
-            },
-        };
-        self.write_bundle_files(&dir, key, bundle, &thumbprint)?;
+        let thumbprint = thumbprint.map(str::to_string).or_else(|| {
+            pki::pem_cert_body(&bundle.cert_pem).map(|der| pki::thumbprint(&der).into())
+        });
+        self.write_bundle_files(&dir, key, bundle, thumbprint.as_deref())?;
         // All three files are there: moving the folder into place needs no look at them.
-        self.record_written(format!("issued/.{key}.new"), &thumbprint, None);
+        if let Some(t) = thumbprint {
+            self.record_written(format!("issued/.{key}.new"), &t, None);
+        }
         Ok(())
     }
 
     /// Writes a bundle's three files into `dir`, a folder just made (empty), and records the
     /// certificate's stamp for `issued/<key>/<key>.crt`, which a move of the folder into place
-    /// leaves as it is (none when `thumbprint` is empty: not known).
+    /// leaves as it is (none when its `thumbprint` is not known).
     fn write_bundle_files(
         &self,
         dir: &Path,
         key: &str,
         bundle: &pki::Bundle,
-        thumbprint: &str,
+        thumbprint: Option<&str>,
     ) -> Result<()> {
         write_fresh(&dir.join(format!("{key}.pfx")), &bundle.pfx, 0o600)?;
         let crt = write_fresh(&dir.join(format!("{key}.crt")), &bundle.cert_pem, 0o600)?;
-        if !thumbprint.is_empty() {
-            self.record_written(format!("issued/{key}/{key}.crt"), thumbprint, Some(crt));
+        if let Some(t) = thumbprint {
+            self.record_written(format!("issued/{key}/{key}.crt"), t, Some(crt));
         }
         write_fresh(&dir.join(format!("{key}.key")), &bundle.key_pem, 0o600).map(drop)
     }
@@ -125,25 +119,23 @@ impl Store {
 /// Makes `dir` (0700, whatever the umask), empty: whatever is there (a folder an interrupted
 /// apply left, a link: removed, never followed) goes first. One mkdir when nothing is there.
 fn fresh_private_dir(dir: &Path) -> Result<()> {
-    let mkdir = || {
-        fault::step();
-        fs::DirBuilder::new().mode(0o700).create(dir)
-    };
-    match mkdir() {
-        Ok(()) => {}
+    match make_private_dir(dir) {
+        Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             remove_tree(dir)?;
-            mkdir().map_err(io_err(dir))?;
+            make_private_dir(dir).map_err(io_err(dir))
         }
-        Err(e) => return Err(io_err(dir)(e)),
+        Err(e) => Err(io_err(dir)(e)),
     }
-    private_mode(dir)
 }
 
-/// A folder just made with mode 0700: set again when the umask masked part of it.
-fn private_mode(dir: &Path) -> Result<()> {
+/// Makes the folder `dir`, mode 0700 whatever the umask (set again when the umask masked part
+/// of it); AlreadyExists when something, a link included, is there.
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    fault::step();
+    fs::DirBuilder::new().mode(0o700).create(dir)?;
     if crate::fsutil::umask_masks(0o700) {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
 }
