@@ -281,14 +281,9 @@ pub(crate) fn write_atomic_stat(
             .permissions(std::fs::Permissions::from_mode(mode))
             .tempfile_in(dir),
         // make_in hands back the opener's own error, without tempfile's path suffix.
-        None => tempfile::Builder::new().prefix(&prefix).make_in(dir, |p| {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o666)
-                .custom_flags(O_NOFOLLOW)
-                .open(p)
-        }),
+        None => tempfile::Builder::new()
+            .prefix(&prefix)
+            .make_in(dir, |p| create_exclusive(p, 0o666)),
     }
     .map_err(at(dir))?;
     let tmp_path = tmp.path().to_path_buf();
@@ -333,13 +328,7 @@ pub(crate) fn write_new_stat(
         path: path.to_path_buf(),
         source,
     };
-    let mut file = match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .custom_flags(O_NOFOLLOW)
-        .open(path)
-    {
+    let mut file = match create_exclusive(path, mode) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
         Err(e) => return Err(at(e)),
@@ -421,13 +410,7 @@ impl Temp {
                 .build_hasher()
                 .finish();
             let path = dir.join(format!("{prefix}{:08x}", n as u32));
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .custom_flags(O_NOFOLLOW)
-                .open(&path)
-            {
+            match create_exclusive(&path, mode) {
                 Ok(file) => {
                     return Ok(Temp {
                         path,
@@ -449,6 +432,17 @@ impl Drop for Temp {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// Creates the file `path` for writing with `mode` (as the umask leaves it), never through a
+/// link: AlreadyExists when anything, a link included, is there.
+fn create_exclusive(path: &Path, mode: u32) -> io::Result<std::fs::File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(O_NOFOLLOW)
+        .open(path)
 }
 
 /// Whether the process's umask clears a bit of `mode` (or cannot be read): a file created with
