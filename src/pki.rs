@@ -276,6 +276,12 @@ pub(crate) fn pem_cert_body(text: &[u8]) -> Option<Vec<u8>> {
         .filter(|der| !der.is_empty())
 }
 
+/// The DER of the first certificate of a PEM text ([`pem_cert_body`]) when it is the one the
+/// thumbprint `named` names; None otherwise.
+pub(crate) fn pem_cert_named(text: &[u8], named: &str) -> Option<Vec<u8>> {
+    pem_cert_body(text).filter(|der| thumbprint(der) == named)
+}
+
 /// A random positive 20-byte serial (RFC 5280's maximum), never derived from the key.
 fn random_serial() -> Result<SerialNumber> {
     let mut bytes = [0u8; 20];

@@ -29,8 +29,7 @@ impl Store {
         let crt = self.issued_dir(key).join(format!("{key}.crt"));
         read_file(&crt)
             .ok()
-            .and_then(|pem| pki::pem_cert_body(&pem))
-            .filter(|der| pki::thumbprint(der) == thumbprint)
+            .and_then(|pem| pki::pem_cert_named(&pem, thumbprint))
     }
 
     /// The three files of a client's issued bundle (`issued/<key>/`), read as they are, never
@@ -55,7 +54,7 @@ impl Store {
         else {
             return Ok(None);
         };
-        let holds = pki::pem_cert_body(&crt).is_some_and(|der| pki::thumbprint(&der) == thumbprint);
+        let holds = pki::pem_cert_named(&crt, thumbprint).is_some();
         Ok(holds.then_some(IssuedFiles {
             pfx,
             crt,
@@ -191,6 +190,6 @@ impl Store {
         if read_file(&self.cert_path(thumbprint)).is_ok_and(|c| c == pem) {
             return true;
         }
-        pki::pem_cert_body(&pem).is_some_and(|der| pki::thumbprint(&der) == thumbprint)
+        pki::pem_cert_named(&pem, thumbprint).is_some()
     }
 }

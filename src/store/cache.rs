@@ -117,8 +117,8 @@ impl Store {
                 || self.wrote(&rel, thumbprint)
                 || read_file(&path)
                     .ok()
-                    .and_then(|pem| pki::pem_cert_body(&pem))
-                    .is_some_and(|der| pki::thumbprint(&der) == thumbprint);
+                    .and_then(|pem| pki::pem_cert_named(&pem, thumbprint))
+                    .is_some();
             verified.then_some((rel, st))
         };
         let of_entry = |c: &CertEntry| -> [Option<(String, Stamp)>; 2] {
