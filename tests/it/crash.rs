@@ -301,24 +301,14 @@ fn files_a_crash_tore_before_the_commit_are_replaced_by_the_next_apply() {
         }
         let context = format!("files torn by an abort before step {at}");
         assert_recovers(&env, &context);
-        let status = env.status();
-        let generated: Vec<_> = status["certificates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["source"] == "generated")
-            .collect();
-        assert_eq!(generated.len(), 4, "{context}: {status}");
-        for c in generated {
-            let (key, thumbprint) = (
-                c["key"].as_str().unwrap(),
-                c["thumbprint"].as_str().unwrap(),
-            );
+        let registered = env.registered();
+        assert_eq!(registered.len(), 4, "{context}: {registered:?}");
+        for (key, thumbprint) in &registered {
             let dir = store.join("issued").join(key);
             let crt = dir.join(format!("{key}.crt"));
             assert_eq!(
                 common::openssl_thumbprint(&crt),
-                thumbprint,
+                *thumbprint,
                 "{context}: {key}"
             );
             let password = if key == "app" {
@@ -357,16 +347,7 @@ fn a_stale_staged_bundle_is_never_moved_over_a_newly_issued_one() {
     // Another key type: the client is issued again.
     env.config(&config("ec-p384"));
     env.run(&["apply", "--yes"]).success();
-    let status = env.status();
-    let t = status["certificates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["key"] == "a")
-        .unwrap()["thumbprint"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let t = env.thumbprint("a");
     assert_eq!(
         common::openssl_thumbprint(&store.join("issued/a/a.crt")),
         t,
