@@ -435,12 +435,21 @@ impl Applier<'_> {
         // begins now, while the look for lost files (a stat per certificate) runs.
         let flush = (!plan.changes.is_empty()).then(|| store.begin_flush());
         let restored = restore_lost_files(self.desired, store, &mut self.reg)?;
+        // A file restored since the flush began needs a flush of its own; the first one's
+        // outcome still counts (it may be the one told of a write-back error).
+        let flush = match flush {
+            Some(f) if restored => {
+                f.wait()?;
+                None
+            }
+            other => other,
+        };
         let text =
             if self.reg != actual.registry || !actual.sealed || !store.registry_path().exists() {
                 // Never commit a registry the next load would refuse. A file restored since the
                 // flush began needs a flush of its own.
                 let path = store.registry_path();
-                store.commit_registry(flush.filter(|_| !restored), || {
+                store.commit_registry(flush, || {
                     self.reg
                         .render_checked(&path)
                         .map_err(ApplyError::Inconsistent)

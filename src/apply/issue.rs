@@ -28,6 +28,20 @@ const BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(100);
 /// Every this many clients written, the disk is flushed in the background (see [`issue_all`]).
 const FLUSH_EVERY: usize = 2048;
 
+/// [`FLUSH_EVERY`]; in `test-hooks` builds (the tests'), RAVENCERT_TEST_FLUSH_EVERY when set, so
+/// that a test of a few clients sees early flushes.
+fn flush_every() -> usize {
+    #[cfg(feature = "test-hooks")]
+    if let Some(n) = std::env::var("RAVENCERT_TEST_FLUSH_EVERY")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        return n;
+    }
+    FLUSH_EVERY
+}
+
 /// A generated client to issue, its password read (before anything is written: a bad password
 /// changes nothing in the store).
 pub(super) struct Work<'a> {
@@ -159,6 +173,7 @@ pub(super) fn issue_all(
         stop: AtomicBool::new(false),
         progress: &progress,
         flush: store.early_flusher(),
+        flush_every: flush_every(),
     };
     let threads = threads().min(work.len());
     let made = std::thread::scope(|s| {
@@ -200,6 +215,8 @@ struct Pool<'p, 'w> {
     stop: AtomicBool,
     progress: &'p indicatif::ProgressBar,
     flush: SyncSender<()>,
+    /// Every this many clients written, `flush` is sent a request.
+    flush_every: usize,
 }
 
 impl Pool<'_, '_> {
@@ -266,7 +283,7 @@ impl Pool<'_, '_> {
             ));
             self.progress.inc(1);
             let n = self.written.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_multiple_of(FLUSH_EVERY) {
+            if n.is_multiple_of(self.flush_every) {
                 // Refused when a flush runs and another waits, which covers these files too.
                 let _ = self.flush.try_send(());
             }

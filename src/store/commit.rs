@@ -8,7 +8,8 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 
 use super::fault;
 use super::files::{
-    ensure_dir, read_file, remove_path, sync_filesystem, write_atomic, write_staged,
+    ensure_dir, read_file, remove_path, sync_filesystem, sync_filesystem_of, write_atomic,
+    write_staged,
 };
 use super::{corrupt, io_err, Problem, Result, Store, StoreError, MANIFEST_FILE, MARKER_FILE};
 use crate::model::{EntryThumbprint, Thumbprint};
@@ -17,6 +18,15 @@ use crate::registry::{Registry, RegistryText};
 
 /// A flush of the disk running on a thread of its own ([`Store::begin_flush`]).
 pub(crate) struct Flush(std::thread::JoinHandle<Result<()>>);
+
+impl Flush {
+    /// Waits for the flush: its outcome.
+    pub(crate) fn wait(self) -> Result<()> {
+        self.0
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
 
 /// The manifest as this process knows it.
 #[derive(Default)]
@@ -190,17 +200,27 @@ impl Store {
     }
 
     /// A thread that flushes the disk each time it is sent `()`, ahead of the commit's flush,
-    /// which then finds less to wait for. Nobody waits for it: it ends once the sender is gone
-    /// and its last flush is done. A failure is left to the commit's flush to report.
+    /// which then finds less to wait for. It ends once the sender is gone and its last flush is
+    /// done; the commit waits for that (the sender must be dropped before it). Its first
+    /// failure is kept, and the commit refuses with it: the kernel tells a write-back error to
+    /// the first flush that asks, so the commit's own flush may not hear of it again.
     pub(crate) fn early_flusher(&self) -> SyncSender<()> {
         // At most one request waits while a flush runs; one sent meanwhile is covered by it.
         let (flush, requests) = sync_channel::<()>(1);
         let root = self.root.clone();
-        std::thread::spawn(move || {
+        let failed = std::sync::Arc::clone(&self.early_flush_failed);
+        let thread = std::thread::spawn(move || {
             while requests.recv().is_ok() {
-                let _ = sync_filesystem(&root);
+                if let Err(e) = fault::early_flush(&root, sync_filesystem(&root)) {
+                    super::locked(&failed).get_or_insert(e);
+                }
             }
         });
+        let earlier = super::locked(&self.early_flusher).replace(thread);
+        // One flusher per apply; another one's outcome is kept all the same.
+        if let Some(earlier) = earlier {
+            let _ = earlier.join();
+        }
         flush
     }
 
@@ -215,7 +235,12 @@ impl Store {
     /// does what precedes the commit.
     pub(crate) fn begin_flush(&self) -> Flush {
         let root = self.root.clone();
-        Flush(std::thread::spawn(move || sync_filesystem(&root)))
+        // The folder opened under the lock, when there is one (see `sync_root`).
+        let opened = self.sync_root.get().and_then(|d| d.try_clone().ok());
+        Flush(std::thread::spawn(move || match opened {
+            Some(d) => sync_filesystem_of(&d, &root),
+            None => sync_filesystem(&root),
+        }))
     }
 
     /// The commit point of an apply: `render` makes the registry's text (and may refuse it)
@@ -232,12 +257,18 @@ impl Store {
         // is rendered and checked meanwhile.
         let flush = flush.unwrap_or_else(|| self.begin_flush());
         let text = render();
-        let synced = flush
-            .0
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let synced = flush.wait();
         let text = text?;
         synced?;
+        let early = super::locked(&self.early_flusher).take();
+        if let Some(early) = early {
+            early
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        }
+        if let Some(e) = super::locked(&self.early_flush_failed).take() {
+            return Err(e.into());
+        }
         // The copy first: if we crash between the two, the registry still holds the old,
         // self-consistent text and the copy is simply not the one its seal names.
         let sealed = text.sealed().as_bytes();

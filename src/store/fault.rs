@@ -21,3 +21,26 @@ pub(super) fn step() {
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
 pub(super) fn step() {}
+
+/// An early flush's outcome ([`super::Store::early_flusher`]). With the `test-hooks` feature
+/// and RAVENCERT_FAULT_EARLY_FLUSH set, it fails as a flush that met a write-back error does
+/// (the disk refused a write), which the commit's own flush is then not told of.
+#[cfg(feature = "test-hooks")]
+pub(super) fn early_flush(root: &std::path::Path, outcome: super::Result<()>) -> super::Result<()> {
+    if std::env::var_os("RAVENCERT_FAULT_EARLY_FLUSH").is_some() {
+        return Err(super::StoreError::Io {
+            path: root.to_path_buf(),
+            source: std::io::Error::from_raw_os_error(5),
+        });
+    }
+    outcome
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(super) fn early_flush(
+    _root: &std::path::Path,
+    outcome: super::Result<()>,
+) -> super::Result<()> {
+    outcome
+}

@@ -48,7 +48,13 @@ pub(super) fn ensure_dir(path: &Path) -> Result<()> {
 /// Flushes the filesystem holding `dir` (syncfs): makes every staged write durable at once.
 pub(super) fn sync_filesystem(dir: &Path) -> Result<()> {
     let d = File::open(dir).map_err(io_err(dir))?;
-    rustix::fs::syncfs(&d).map_err(|e| io_err(dir)(e.into()))
+    sync_filesystem_of(&d, dir)
+}
+
+/// [`sync_filesystem`] through `d`, the folder `dir` opened: it reports every write-back error
+/// since `d` was opened.
+pub(super) fn sync_filesystem_of(d: &File, dir: &Path) -> Result<()> {
+    rustix::fs::syncfs(d).map_err(|e| io_err(dir)(e.into()))
 }
 
 /// A file the registry does not name yet: temp file and rename (never a half-written file),

@@ -19,6 +19,11 @@ impl Store {
         } else if !self.root.is_dir() {
             return Err(corrupt(&self.root, Problem::StoreNotAFolder));
         }
+        // Opened before anything is written under the lock (see `sync_root`).
+        if self.sync_root.get().is_none() {
+            let root = fs::File::open(&self.root).map_err(io_err(&self.root))?;
+            let _ = self.sync_root.set(root);
+        }
         let path = self.root.join(".lock");
         let mut file = crate::fsutil::private_file()
             .read(true)

@@ -135,6 +135,16 @@ pub struct Store {
     /// Whether loading checks the server private key against its certificate (not in a review
     /// plan, which reads no private key: [`Store::reading_no_keys`]).
     read_keys: bool,
+    /// The store folder, opened when the apply lock is taken, before this process writes
+    /// anything: the commit's flush (`syncfs`) on it reports every write-back error since,
+    /// also one that an early flush, or another process, was told of first (the kernel tells
+    /// each open folder of an error once; a folder opened after the error was told is never
+    /// told of it).
+    sync_root: std::sync::OnceLock<File>,
+    /// The early flusher's thread ([`Store::early_flusher`]), and the first error one of its
+    /// flushes met: the commit waits for the thread, then refuses with that error.
+    early_flusher: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    early_flush_failed: std::sync::Arc<std::sync::Mutex<Option<StoreError>>>,
 }
 
 /// A file this process wrote: the certificate it holds, and its stamp as written (a folder has
@@ -163,6 +173,9 @@ impl Store {
             written: Default::default(),
             manifest: Default::default(),
             read_keys: true,
+            sync_root: Default::default(),
+            early_flusher: Default::default(),
+            early_flush_failed: Default::default(),
         }
     }
 

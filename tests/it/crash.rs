@@ -359,3 +359,32 @@ fn a_stale_staged_bundle_is_never_moved_over_a_newly_issued_one() {
     );
     env.run(&["plan", "--detailed-exitcode"]).success();
 }
+
+/// The kernel tells a write-back error (the disk refused a write) once, to the first flush that
+/// asks. When that is an early flush during the issuing, the commit's own flush hears nothing:
+/// the apply must still refuse to commit a registry naming files the disk may not hold. Nothing
+/// is registered, and the next apply converges.
+#[test]
+fn a_write_back_error_an_early_flush_met_stops_the_commit() {
+    let env = env();
+    env.config(&format!("{SERVER}{V1}"));
+    let run = env.run_with(
+        &["apply", "--yes"],
+        &[
+            ("RAVENCERT_TEST_FLUSH_EVERY", "1"),
+            ("RAVENCERT_FAULT_EARLY_FLUSH", "1"),
+        ],
+    );
+    assert_eq!(run.code, 1, "the apply committed:\n{}", run.stdout);
+    assert!(
+        run.stderr.contains("os error 5"),
+        "the error is not told:\n{}",
+        run.stderr
+    );
+    assert!(
+        !env.store().join("registry.toml").exists(),
+        "a registry was committed"
+    );
+    assert_recovers(&env, "after an early flush failed");
+    assert_eq!(env.registered().len(), 4);
+}
