@@ -177,18 +177,35 @@ pub(super) fn issue_all(
     };
     let threads = threads().min(work.len());
     let made = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| pool.run())).collect();
-        let mut made = BTreeMap::new();
+        let mut handles = Vec::with_capacity(threads);
+        for n in 0..threads {
+            // A thread the system refuses (a limit on processes or memory) is done without:
+            // the others take its share, or this thread does the work when none started.
+            #[cfg(feature = "test-hooks")]
+            if threads_refused_from().is_some_and(|from| n >= from) {
+                break;
+            }
+            let _ = n;
+            match std::thread::Builder::new().spawn_scoped(s, || pool.run()) {
+                Ok(h) => handles.push(h),
+                Err(_) => break,
+            }
+        }
+        let mut shares = Vec::with_capacity(handles.len().max(1));
+        if handles.is_empty() {
+            shares.push(pool.run());
+        }
         for h in handles {
-            let mine = h
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            made.extend(
-                mine.into_iter()
-                    .map(|(i, m)| (work[i].client.key.clone(), m)),
+            shares.push(
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
             );
         }
-        made
+        shares
+            .into_iter()
+            .flatten()
+            .map(|(i, m)| (work[i].client.key.clone(), m))
+            .collect::<BTreeMap<_, _>>()
     });
     progress.finish_and_clear();
     match pool
@@ -223,12 +240,17 @@ impl Pool<'_, '_> {
     /// One thread's share: (index in the work, what the registry needs) of each client it wrote;
     /// nothing once a thread failed.
     fn run(&self) -> Vec<(usize, Made)> {
+        // A panic (a bug) stops the other threads too before it surfaces: they would make
+        // and write every client left for nothing.
+        let _stop = StopOnPanic(&self.stop);
         let mut done = Vec::new();
         let mut batch: Vec<(usize, Prepared)> = Vec::with_capacity(BATCH);
         let mut started = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(w) = self.work.get(i) else { break };
+            #[cfg(feature = "test-hooks")]
+            panic_on_request(i);
             if batch.is_empty() {
                 started = Instant::now();
             }
@@ -297,4 +319,36 @@ impl Pool<'_, '_> {
         let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
         failed.get_or_insert(e);
     }
+}
+
+/// Sets `stop` when the thread holding it unwinds from a panic.
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `test-hooks` builds (the tests'): with RAVENCERT_TEST_PANIC_ISSUING=N, the thread that takes
+/// the Nth client (from 0) panics, as a bug would.
+#[cfg(feature = "test-hooks")]
+fn panic_on_request(i: usize) {
+    let at = std::env::var("RAVENCERT_TEST_PANIC_ISSUING")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    if at == Some(i) {
+        panic!("test panic while issuing client {i}");
+    }
+}
+
+/// `test-hooks` builds: with RAVENCERT_TEST_THREADS_REFUSED_FROM=N, the system is taken to refuse
+/// every issuing thread from the Nth (from 0) on, as a limit on processes would.
+#[cfg(feature = "test-hooks")]
+fn threads_refused_from() -> Option<usize> {
+    std::env::var("RAVENCERT_TEST_THREADS_REFUSED_FROM")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
 }

@@ -388,3 +388,56 @@ fn a_write_back_error_an_early_flush_met_stops_the_commit() {
     assert_recovers(&env, "after an early flush failed");
     assert_eq!(env.registered().len(), 4);
 }
+
+/// A thread the system refuses (a limit on processes) is done without: the apply issues every
+/// client on the threads it has, or on its own when it has none, and never panics.
+#[test]
+fn issuing_goes_on_with_the_threads_the_system_gives() {
+    for from in ["0", "1"] {
+        let env = env();
+        env.config(&format!("{SERVER}{V1}"));
+        env.cmd(&["apply", "--yes"])
+            .envs(&[
+                ("RAVENCERT_JOBS", "8"),
+                ("RAVENCERT_TEST_THREADS_REFUSED_FROM", from),
+            ])
+            .run()
+            .success();
+        assert_eq!(env.registered().len(), 4, "threads refused from {from}");
+        assert_recovers(&env, &format!("threads refused from {from}"));
+    }
+}
+
+/// A panic in one issuing thread (a bug) stops the others before it surfaces: they do not make
+/// and write every client left. Nothing is registered, and the next apply converges.
+#[test]
+fn a_panic_while_issuing_stops_every_thread() {
+    let env = env();
+    let mut config = SERVER.to_string();
+    for i in 0..400 {
+        config.push_str(&format!("\n[clients.c{i:03}]\nclearance = \"ValidUser\"\n"));
+    }
+    env.config(&config);
+    let run = env
+        .cmd(&["apply", "--yes"])
+        .envs(&[
+            ("RAVENCERT_JOBS", "2"),
+            ("RAVENCERT_TEST_PANIC_ISSUING", "20"),
+        ])
+        .run();
+    assert_ne!(run.code, 0, "the apply went on:\n{}", run.stdout);
+    assert!(run.stderr.contains("internal error"), "{}", run.stderr);
+    assert!(
+        !env.store().join("registry.toml").exists(),
+        "a registry was committed"
+    );
+    let certs = std::fs::read_dir(env.store().join("certs"))
+        .unwrap()
+        .count();
+    assert!(
+        certs < 200,
+        "{certs} certificate files: the other thread went on issuing"
+    );
+    assert_recovers(&env, "after a panic while issuing");
+    assert_eq!(env.registered().len(), 400);
+}
