@@ -446,8 +446,7 @@ impl Applier<'_> {
         };
         let text =
             if self.reg != actual.registry || !actual.sealed || !store.registry_path().exists() {
-                // Never commit a registry the next load would refuse. A file restored since the
-                // flush began needs a flush of its own.
+                // Never commit a registry the next load would refuse.
                 let path = store.registry_path();
                 store.commit_registry(flush, || {
                     self.reg
@@ -455,6 +454,11 @@ impl Applier<'_> {
                         .map_err(ApplyError::Inconsistent)
                 })?
             } else {
+                // Nothing to commit: the flush begun for it is waited for all the same, so that
+                // a write-back error it was told of is reported, not dropped.
+                if let Some(f) = flush {
+                    f.wait()?;
+                }
                 self.reg.render()
             };
         // The cache is made while the bundles move into place, and written (when it changed)

@@ -65,6 +65,7 @@ pub mod registry;
 pub mod render;
 mod saved_plan;
 pub mod store;
+mod threads;
 mod thumbprint;
 pub mod watch;
 

@@ -178,17 +178,12 @@ pub(super) fn issue_all(
     let threads = threads().min(work.len());
     let made = std::thread::scope(|s| {
         let mut handles = Vec::with_capacity(threads);
-        for n in 0..threads {
-            // A thread the system refuses (a limit on processes or memory) is done without:
-            // the others take its share, or this thread does the work when none started.
-            #[cfg(feature = "test-hooks")]
-            if threads_refused_from().is_some_and(|from| n >= from) {
-                break;
-            }
-            let _ = n;
-            match std::thread::Builder::new().spawn_scoped(s, || pool.run()) {
-                Ok(h) => handles.push(h),
-                Err(_) => break,
+        for _ in 0..threads {
+            // A thread the system refuses is done without: the others take its share, or this
+            // thread does the work when none started.
+            match crate::threads::spawn_scoped(s, || pool.run()) {
+                Some(h) => handles.push(h),
+                None => break,
             }
         }
         let mut shares = Vec::with_capacity(handles.len().max(1));
@@ -342,13 +337,4 @@ fn panic_on_request(i: usize) {
     if at == Some(i) {
         panic!("test panic while issuing client {i}");
     }
-}
-
-/// `test-hooks` builds: with RAVENCERT_TEST_THREADS_REFUSED_FROM=N, the system is taken to refuse
-/// every issuing thread from the Nth (from 0) on, as a limit on processes would.
-#[cfg(feature = "test-hooks")]
-fn threads_refused_from() -> Option<usize> {
-    std::env::var("RAVENCERT_TEST_THREADS_REFUSED_FROM")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
 }

@@ -80,8 +80,10 @@ impl StorePrefetch {
             return;
         }
         let store = Store::new(&folder);
-        let reading = std::thread::spawn(move || store.load(None));
-        *begun = Some((folder, reading));
+        // Without a thread (the system refused one), nothing is read ahead.
+        if let Some(reading) = crate::threads::spawn(move || store.load(None)) {
+            *begun = Some((folder, reading));
+        }
     }
 
     /// The store at `folder` as the prefetch read it (without its export's thumbprints), if it

@@ -16,15 +16,22 @@ use crate::model::{EntryThumbprint, Thumbprint};
 use crate::pki;
 use crate::registry::{Registry, RegistryText};
 
-/// A flush of the disk running on a thread of its own ([`Store::begin_flush`]).
-pub(crate) struct Flush(std::thread::JoinHandle<Result<()>>);
+/// A flush of the disk running on a thread of its own ([`Store::begin_flush`]), or done already
+/// (the system refused the thread).
+pub(crate) enum Flush {
+    Running(std::thread::JoinHandle<Result<()>>),
+    Done(Result<()>),
+}
 
 impl Flush {
     /// Waits for the flush: its outcome.
     pub(crate) fn wait(self) -> Result<()> {
-        self.0
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        match self {
+            Flush::Running(thread) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Flush::Done(outcome) => outcome,
+        }
     }
 }
 
@@ -202,20 +209,24 @@ impl Store {
     /// A thread that flushes the disk each time it is sent `()`, ahead of the commit's flush,
     /// which then finds less to wait for. It ends once the sender is gone and its last flush is
     /// done; the commit waits for that (the sender must be dropped before it). Its first
-    /// failure is kept, and the commit refuses with it: the kernel tells a write-back error to
-    /// the first flush that asks, so the commit's own flush may not hear of it again.
+    /// failure is kept, and the commit refuses with it: the commit's own flush is told of it
+    /// too when it goes through the folder opened under the lock (`sync_root`), and this is the
+    /// backstop when it does not. When the system refuses the thread, nothing is flushed early
+    /// (the requests are refused, and the commit's flush does it all).
     pub(crate) fn early_flusher(&self) -> SyncSender<()> {
         // At most one request waits while a flush runs; one sent meanwhile is covered by it.
         let (flush, requests) = sync_channel::<()>(1);
         let root = self.root.clone();
         let failed = std::sync::Arc::clone(&self.early_flush_failed);
-        let thread = std::thread::spawn(move || {
+        let Some(thread) = crate::threads::spawn(move || {
             while requests.recv().is_ok() {
                 if let Err(e) = fault::early_flush(&root, sync_filesystem(&root)) {
                     super::locked(&failed).get_or_insert(e);
                 }
             }
-        });
+        }) else {
+            return flush;
+        };
         let earlier = super::locked(&self.early_flusher).replace(thread);
         // One flusher per apply; another one's outcome is kept all the same.
         if let Some(earlier) = earlier {
@@ -234,13 +245,20 @@ impl Store {
     /// for: begun as soon as the last file the registry will name is written, while the apply
     /// does what precedes the commit.
     pub(crate) fn begin_flush(&self) -> Flush {
-        let root = self.root.clone();
-        // The folder opened under the lock, when there is one (see `sync_root`).
-        let opened = self.sync_root.get().and_then(|d| d.try_clone().ok());
-        Flush(std::thread::spawn(move || match opened {
-            Some(d) => sync_filesystem_of(&d, &root),
-            None => sync_filesystem(&root),
-        }))
+        let flush = || {
+            let root = self.root.clone();
+            // The folder opened under the lock, when there is one (see `sync_root`).
+            let opened = self.sync_root.get().cloned();
+            move || match opened {
+                Some(d) => sync_filesystem_of(&d, &root),
+                None => sync_filesystem(&root),
+            }
+        };
+        match crate::threads::spawn(flush()) {
+            Some(thread) => Flush::Running(thread),
+            // Without a thread (the system refused one), the flush is done here and now.
+            None => Flush::Done(flush()()),
+        }
     }
 
     /// The commit point of an apply: `render` makes the registry's text (and may refuse it)
@@ -300,12 +318,16 @@ impl Store {
             .unwrap_or_default();
         // Moves, sweep and the manifest's look at what is left take another thread, one after
         // the other; `beside` runs on this one meanwhile.
+        let moves = || {
+            self.finish_issued(registry, &made)?;
+            self.sweep_unreferenced(registry, &made)?;
+            Ok::<_, StoreError>(self.still_there(&made))
+        };
         let (still, out) = std::thread::scope(|s| {
-            let still = s.spawn(|| {
-                self.finish_issued(registry, &made)?;
-                self.sweep_unreferenced(registry, &made)?;
-                Ok::<_, StoreError>(self.still_there(&made))
-            });
+            // Without a thread (the system refused one), one after the other on this one.
+            let Some(still) = crate::threads::spawn_scoped(s, moves) else {
+                return (moves(), beside());
+            };
             let out = beside();
             let still = still
                 .join()

@@ -24,7 +24,9 @@ pub(super) fn step() {}
 
 /// An early flush's outcome ([`super::Store::early_flusher`]). With the `test-hooks` feature
 /// and RAVENCERT_FAULT_EARLY_FLUSH set, it fails as a flush that met a write-back error does
-/// (the disk refused a write), which the commit's own flush is then not told of.
+/// (the disk refused a write), while the commit's own flush succeeds: as when the commit's
+/// flush goes through a folder opened after the error was told (the kept error is the
+/// backstop for that).
 #[cfg(feature = "test-hooks")]
 pub(super) fn early_flush(root: &std::path::Path, outcome: super::Result<()>) -> super::Result<()> {
     if std::env::var_os("RAVENCERT_FAULT_EARLY_FLUSH").is_some() {

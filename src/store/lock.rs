@@ -19,11 +19,6 @@ impl Store {
         } else if !self.root.is_dir() {
             return Err(corrupt(&self.root, Problem::StoreNotAFolder));
         }
-        // Opened before anything is written under the lock (see `sync_root`).
-        if self.sync_root.get().is_none() {
-            let root = fs::File::open(&self.root).map_err(io_err(&self.root))?;
-            let _ = self.sync_root.set(root);
-        }
         let path = self.root.join(".lock");
         let mut file = crate::fsutil::private_file()
             .read(true)
@@ -50,6 +45,11 @@ impl Store {
                 }
                 Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
             }
+        }
+        // Opened once the lock is held, before anything is written under it (see `sync_root`).
+        if self.sync_root.get().is_none() {
+            let root = fs::File::open(&self.root).map_err(io_err(&self.root))?;
+            let _ = self.sync_root.set(std::sync::Arc::new(root));
         }
         let host = fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())

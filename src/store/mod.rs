@@ -135,12 +135,12 @@ pub struct Store {
     /// Whether loading checks the server private key against its certificate (not in a review
     /// plan, which reads no private key: [`Store::reading_no_keys`]).
     read_keys: bool,
-    /// The store folder, opened when the apply lock is taken, before this process writes
-    /// anything: the commit's flush (`syncfs`) on it reports every write-back error since,
+    /// The store folder, opened once the apply lock is held, before this process writes
+    /// anything: the commit's flush (`syncfs`) through it reports every write-back error since,
     /// also one that an early flush, or another process, was told of first (the kernel tells
-    /// each open folder of an error once; a folder opened after the error was told is never
-    /// told of it).
-    sync_root: std::sync::OnceLock<File>,
+    /// each open folder of an error once; a folder opened after someone was told of an error
+    /// is never told of it).
+    sync_root: std::sync::OnceLock<std::sync::Arc<File>>,
     /// The early flusher's thread ([`Store::early_flusher`]), and the first error one of its
     /// flushes met: the commit waits for the thread, then refuses with that error.
     early_flusher: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,

@@ -360,10 +360,10 @@ fn a_stale_staged_bundle_is_never_moved_over_a_newly_issued_one() {
     env.run(&["plan", "--detailed-exitcode"]).success();
 }
 
-/// The kernel tells a write-back error (the disk refused a write) once, to the first flush that
-/// asks. When that is an early flush during the issuing, the commit's own flush hears nothing:
-/// the apply must still refuse to commit a registry naming files the disk may not hold. Nothing
-/// is registered, and the next apply converges.
+/// A write-back error (the disk refused a write) that an early flush during the issuing was told
+/// of, while the commit's own flush hears nothing (as when it goes through a folder opened after
+/// the error was told): the apply must still refuse to commit a registry naming files the disk
+/// may not hold. Nothing is registered, and the next apply converges.
 #[test]
 fn a_write_back_error_an_early_flush_met_stops_the_commit() {
     let env = env();
@@ -389,22 +389,25 @@ fn a_write_back_error_an_early_flush_met_stops_the_commit() {
     assert_eq!(env.registered().len(), 4);
 }
 
-/// A thread the system refuses (a limit on processes) is done without: the apply issues every
-/// client on the threads it has, or on its own when it has none, and never panics.
+/// A thread the system refuses (a limit on processes) is done without, whichever it is: the
+/// store read ahead, the early flusher, an issuing thread, the commit's flush, the finish's
+/// moves. The plan and the apply work on the threads they are given, or on their own, and
+/// never panic.
 #[test]
-fn issuing_goes_on_with_the_threads_the_system_gives() {
-    for from in ["0", "1"] {
+fn plan_and_apply_go_on_with_the_threads_the_system_gives() {
+    for given in 0..=7 {
+        let given = given.to_string();
         let env = env();
         env.config(&format!("{SERVER}{V1}"));
-        env.cmd(&["apply", "--yes"])
-            .envs(&[
-                ("RAVENCERT_JOBS", "8"),
-                ("RAVENCERT_TEST_THREADS_REFUSED_FROM", from),
-            ])
+        let limited = [("RAVENCERT_JOBS", "8"), ("RAVENCERT_TEST_THREADS", &given)];
+        env.cmd(&["plan"]).envs(&limited).run().success();
+        env.cmd(&["apply", "--yes"]).envs(&limited).run().success();
+        assert_eq!(env.registered().len(), 4, "{given} threads given");
+        env.cmd(&["plan", "--detailed-exitcode"])
+            .envs(&limited)
             .run()
             .success();
-        assert_eq!(env.registered().len(), 4, "threads refused from {from}");
-        assert_recovers(&env, &format!("threads refused from {from}"));
+        assert_recovers(&env, &format!("{given} threads given"));
     }
 }
 
