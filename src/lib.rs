@@ -80,3 +80,9 @@ pub(crate) const STARTER: &str = include_str!("starter.toml");
 
 /// The bundled example of every key.
 pub const EXAMPLE: &str = include_str!("../certs.toml.example");
+
+/// The environment variable `name` read as a whole number; None when it is unset or is not one.
+/// (RAVENCERT_JOBS, and the `test-hooks` builds' fault and limit switches.)
+pub(crate) fn env_number(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}

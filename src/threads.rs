@@ -37,9 +37,7 @@ where
 fn refused() -> bool {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static ASKED: AtomicUsize = AtomicUsize::new(0);
-    std::env::var("RAVENCERT_TEST_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
+    crate::env_number("RAVENCERT_TEST_THREADS")
         .is_some_and(|given| ASKED.fetch_add(1, Ordering::SeqCst) >= given)
 }
 

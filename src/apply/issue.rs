@@ -32,11 +32,7 @@ const FLUSH_EVERY: usize = 2048;
 /// that a test of a few clients sees early flushes.
 fn flush_every() -> usize {
     #[cfg(feature = "test-hooks")]
-    if let Some(n) = std::env::var("RAVENCERT_TEST_FLUSH_EVERY")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-    {
+    if let Some(n) = crate::env_number("RAVENCERT_TEST_FLUSH_EVERY").filter(|n| *n > 0) {
         return n;
     }
     FLUSH_EVERY
@@ -131,9 +127,7 @@ impl Issuer<'_> {
 /// process may use (`taskset`/cgroup limits included), so that the cores stay busy while a
 /// thread waits for the disk.
 fn threads() -> usize {
-    std::env::var("RAVENCERT_JOBS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
+    crate::env_number("RAVENCERT_JOBS")
         .filter(|n| *n > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) + 1)
 }
@@ -331,10 +325,7 @@ impl Drop for StopOnPanic<'_> {
 /// the Nth client (from 0) panics, as a bug would.
 #[cfg(feature = "test-hooks")]
 fn panic_on_request(i: usize) {
-    let at = std::env::var("RAVENCERT_TEST_PANIC_ISSUING")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok());
-    if at == Some(i) {
+    if crate::env_number("RAVENCERT_TEST_PANIC_ISSUING") == Some(i) {
         panic!("test panic while issuing client {i}");
     }
 }

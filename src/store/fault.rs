@@ -6,13 +6,10 @@
 // The process aborts next, before any log could flush: the crash tests read this line.
 #[allow(clippy::print_stderr)]
 pub(super) fn step() {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static STEPS: AtomicU64 = AtomicU64::new(0);
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static STEPS: AtomicUsize = AtomicUsize::new(0);
     let n = STEPS.fetch_add(1, Ordering::SeqCst) + 1;
-    let at = std::env::var("RAVENCERT_FAULT_AT")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok());
-    if at == Some(n) {
+    if crate::env_number("RAVENCERT_FAULT_AT") == Some(n) {
         eprintln!("fault injection: aborting before file-system step {n}");
         std::process::abort();
     }
